@@ -1,0 +1,50 @@
+# ml-connector: every target does its own set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
+
+.PHONY: demo test test-fast bench lint venv postgres postgres-stop clean
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+venv: $(VENV)/.synced
+
+demo: venv
+	$(VENV)/bin/ml-connector demo
+
+# The scale-out tests need a Postgres server: scripts/postgres.sh installs
+# Debian's package if missing and starts a throwaway cluster on loopback.
+test: venv
+	@eval "$$(scripts/postgres.sh start)" && \
+	export MLC_TEST_PG_URL && \
+	$(VENV)/bin/ruff check src tests bench && \
+	$(VENV)/bin/mypy && \
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+test-fast: venv
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow"
+
+bench: venv
+	$(VENV)/bin/python -m bench.run_all
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+postgres:
+	@scripts/postgres.sh start
+
+postgres-stop:
+	@scripts/postgres.sh stop
+
+clean:
+	rm -rf $(VENV) demo .pgdata

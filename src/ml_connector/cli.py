@@ -1,0 +1,403 @@
+"""The command line: init, secrets, sandbox, run, sync, ping, failures, replay, parked, mappings, runs, demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="ml-connector: SAP ↔ cloud applications, durable and idempotent.")
+secrets_app = typer.Typer(no_args_is_help=True, help="Encrypted secrets (AES-GCM) stored in the database.")
+mappings_app = typer.Typer(no_args_is_help=True, help="Mapping tables; setting a mapping resumes parked records.")
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(mappings_app, name="mappings")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_CONFIG",
+                                         help="Configuration file.")]
+DEFAULT_CONFIG = Path("ml-connector.yaml")
+
+
+def _setup_logging() -> None:
+    from ml_connector.core.redact import install_log_redaction
+
+    logging.basicConfig(level=os.environ.get("MLC_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+
+
+def _load(config: Path) -> Any:
+    from ml_connector.config import ConfigError, load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error[/red]\n{exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+
+
+def _runtime(config: Path) -> Any:
+    from ml_connector.core.runtime import Runtime
+
+    cfg = _load(config)
+    return Runtime(cfg, config.resolve())
+
+
+def _fail(msg: str, code: int = 1) -> typer.Exit:
+    from ml_connector.core.redact import redact
+
+    err.print(f"[red]error:[/red] {redact(msg)}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.callback()
+def _main() -> None:
+    _setup_logging()
+
+
+# ------------------------------------------------------------------------------ init / secrets
+
+
+@app.command()
+def init(config: ConfigOpt = DEFAULT_CONFIG,
+         sap_url: str = typer.Option("http://127.0.0.1:8010", help="SAP ECC base URL (the sandbox by default)."),
+         ramp_url: str = typer.Option("http://127.0.0.1:8020", help="Ramp API base URL (the sandbox by default)."),
+         force: bool = typer.Option(False, help="Overwrite an existing file.")) -> None:
+    """Write a commented example configuration wired to the sandbox."""
+    from ml_connector.config import example_config
+
+    if config.exists() and not force:
+        raise _fail(f"{config} exists; use --force to overwrite it")
+    config.write_text(example_config(sap_url, ramp_url), encoding="utf-8")
+    console.print(f"wrote {config}. Next: [bold]ml-connector sandbox[/bold] in another terminal, then "
+                  "set the secrets it names with [bold]ml-connector secrets set NAME[/bold].")
+
+
+@secrets_app.command("set")
+def secrets_set(name: str, config: ConfigOpt = DEFAULT_CONFIG,
+                value_stdin: bool = typer.Option(False, "--stdin", help="Read the value from standard input.")
+                ) -> None:
+    """Store a secret; the value is read from a prompt (or stdin), never from the command line."""
+    rt = _runtime(config)
+    if value_stdin or not sys.stdin.isatty():
+        value = sys.stdin.read().rstrip("\r\n")
+    else:
+        value = typer.prompt(f"value for {name}", hide_input=True, confirmation_prompt=True)
+    if not value:
+        raise _fail("empty value: nothing stored")
+    rt.vault.set(name, value)
+    console.print(f"stored secret [bold]{name}[/bold]")
+
+
+@secrets_app.command("list")
+def secrets_list(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Secret names (never values)."""
+    rt = _runtime(config)
+    t = Table("name", "key id", "updated")
+    for s in rt.vault.list():
+        t.add_row(s.name, s.key_id, str(s.updated_at))
+    console.print(t)
+
+
+@secrets_app.command("rotate-key")
+def secrets_rotate(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Re-encrypt every secret and token under a new master key."""
+    from ml_connector.core.vault import MasterKey
+
+    rt = _runtime(config)
+    n = rt.vault.rotate_key(MasterKey.generate())
+    console.print(f"re-encrypted {n} item(s) under the new master key")
+
+
+# ------------------------------------------------------------------------------ sandbox
+
+
+@app.command()
+def sandbox(host: str = typer.Option("127.0.0.1", help="Loopback address to bind."),
+            sap_ecc_port: int = typer.Option(8010, help="SAP ECC emulator port (0 = any free port)."),
+            ramp_port: int = typer.Option(8020, help="Ramp emulator port (0 = any free port)."),
+            vendors: int = typer.Option(3000, help="Number of seeded SAP vendors."),
+            state_dir: Path | None = typer.Option(None, help="Keep the emulators' data here between runs."),
+            as_json: bool = typer.Option(False, "--json", help="Print base URLs and credentials as JSON."),
+            ) -> None:
+    """Start the sandbox emulators on loopback and serve until stopped."""
+    from ml_connector.sandbox import start_sandboxes
+
+    handles = start_sandboxes(host=host, ports={"sap_ecc": sap_ecc_port, "ramp": ramp_port},
+                              vendors=vendors, state_dir=state_dir)
+    info = {name: h.info for name, h in handles.items()}
+    if as_json:
+        print(json.dumps(info), flush=True)
+    else:
+        t = Table("system", "base URL", "credentials")
+        for name, i in info.items():
+            creds = ", ".join(f"{k}={v}" for k, v in i.items() if k not in ("base_url",))
+            t.add_row(name, i["base_url"], creds)
+        console.print(t)
+        console.print("serving; Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for h in handles.values():
+            h.stop()
+
+
+# ------------------------------------------------------------------------------ run / sync
+
+
+@app.command()
+def run(config: ConfigOpt = DEFAULT_CONFIG,
+        worker_id: str | None = typer.Option(None, envvar="MLC_WORKER_ID",
+                                             help="Stable worker id (Postgres scale-out)."),
+        no_server: bool = typer.Option(False, help="Only the worker, no HTTP server.")) -> None:
+    """Start the worker (schedules and queues) and the HTTP server."""
+    from ml_connector.core import engine
+
+    rt = _runtime(config)
+    engine.start(rt, executor_id=worker_id, schedules=True)
+    console.print(f"worker {worker_id or engine.default_executor_id(rt.database_url)} started; "
+                  f"database {rt.db.engine.url.render_as_string(hide_password=True)}")
+    try:
+        if no_server:
+            while True:
+                time.sleep(3600)
+        else:
+            import uvicorn
+
+            from ml_connector.server.app import create_app
+
+            uvicorn.run(create_app(rt), host=rt.config.server.host, port=rt.config.server.port,
+                        log_level="warning")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.shutdown()
+        rt.close()
+
+
+def _summary_table(flow: str, stream: str, counts: dict[str, Any]) -> Table:
+    t = Table(title=f"{flow} / {stream}")
+    for col in ("read", "created", "updated", "deactivated", "unchanged", "parked", "failed"):
+        t.add_column(col, justify="right")
+    t.add_row(*(str(counts.get(c, 0)) for c in ("read", "created", "updated", "deactivated", "unchanged",
+                                                "parked", "failed")))
+    return t
+
+
+@app.command()
+def sync(flow: str, config: ConfigOpt = DEFAULT_CONFIG,
+         stream: str | None = typer.Option(None, "--stream", "-s", help="Only this stream."),
+         full: bool = typer.Option(False, "--full", help="Re-read everything, not only changes."),
+         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be written; write nothing."),
+         ) -> None:
+    """Run one sync now, with a progress bar and a summary."""
+    from ml_connector.core import engine
+
+    rt = _runtime(config)
+    try:
+        f = rt.flow(flow)
+        streams = [stream] if stream else list(f.cfg.streams)
+        for s in streams:
+            f.stream(s)
+    except KeyError as exc:
+        raise _fail(str(exc.args[0])) from None
+    if dry_run:
+        n = 0
+        t = Table("op", "source key", "what would be written", title=f"dry run: {flow}")
+        for s in streams:
+            for op, key, desc in engine.dry_run(rt, flow, s, full=full):
+                t.add_row(op, key, desc)
+                n += 1
+        console.print(t)
+        console.print(f"{n} write(s) would be made; nothing was written.")
+        rt.close()
+        return
+    engine.start(rt)
+    exit_code = 0
+    try:
+        for s in streams:
+            run_id = engine.start_sync(flow, s, full=full)
+            with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                          MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                          console=console, transient=False) as progress:
+                task = progress.add_task(f"{flow}/{s}", total=None, detail="starting")
+
+                def show(p: dict[str, Any], task: Any = task, progress: Any = progress) -> None:
+                    total = p.get("estimate_total")
+                    progress.update(task, completed=p.get("read", 0), total=total,
+                                    detail=f"read {p.get('read', 0)} · written {p.get('written', 0)}")
+
+                try:
+                    counts = engine.wait(run_id, on_progress=show)
+                except RuntimeError as exc:
+                    raise _fail(str(exc)) from None
+            console.print(_summary_table(flow, s, counts))
+            console.print(f"run id: {run_id}")
+            if counts.get("failed") or counts.get("uncertain"):
+                exit_code = 3
+                console.print("[yellow]some records failed:[/yellow] see [bold]ml-connector failures[/bold]; "
+                              "fix the cause, then [bold]ml-connector replay[/bold]")
+    finally:
+        engine.shutdown()
+        rt.close()
+    if exit_code:
+        raise typer.Exit(exit_code)
+
+
+@app.command()
+def ping(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Ping every configured system (SAP: RFC_PING and RFC_SYSTEM_INFO; clouds: an authenticated call)."""
+    rt = _runtime(config)
+    t = Table("connection", "type", "result", "detail")
+    bad = 0
+    for name, c in rt.config.connections.items():
+        ok, detail = rt.ping_connection(name)
+        bad += not ok
+        t.add_row(name, c.type, "[green]ok[/green]" if ok else "[red]failed[/red]", detail)
+    console.print(t)
+    rt.close()
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def failures(config: ConfigOpt = DEFAULT_CONFIG, flow: str | None = typer.Option(None),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Records whose write failed or is uncertain: id, record, error, attempts."""
+    from ml_connector.core import outbox
+
+    rt = _runtime(config)
+    with rt.db.session() as s:
+        rows = outbox.failures(s, flow=flow)
+        data = [{"id": r.id, "flow": r.flow, "stream": r.stream, "record": r.source_key, "op": r.op,
+                 "state": r.state, "attempts": r.attempts, "error": r.last_error} for r in rows]
+    if as_json:
+        print(json.dumps(data, default=str))
+    else:
+        t = Table("id", "flow", "stream", "record", "op", "state", "attempts", "error")
+        for d in data:
+            t.add_row(*(str(d[k] or "") for k in ("id", "flow", "stream", "record", "op", "state", "attempts",
+                                                  "error")))
+        console.print(t)
+    rt.close()
+
+
+@app.command()
+def parked(config: ConfigOpt = DEFAULT_CONFIG, flow: str | None = typer.Option(None)) -> None:
+    """Records waiting for a mapping, and the mapping each waits for."""
+    from ml_connector.core import outbox
+
+    rt = _runtime(config)
+    with rt.db.session() as s:
+        t = Table("id", "flow", "record", "waits for")
+        for r in outbox.parked(s, flow=flow):
+            t.add_row(str(r.id), r.flow, r.source_key, r.parked_on or "")
+    console.print(t)
+    rt.close()
+
+
+@app.command()
+def replay(ids: Annotated[list[int] | None, typer.Argument(help="Outbox ids (see `failures`).")] = None,
+           config: ConfigOpt = DEFAULT_CONFIG,
+           all_failed: bool = typer.Option(False, "--all", help="Every failed or uncertain record."),
+           flow: str | None = typer.Option(None, help="With --all: only this flow.")) -> None:
+    """Retry selected failed records safely (uncertain ones are looked up in the target first)."""
+    from ml_connector.core import engine, outbox
+
+    rt = _runtime(config)
+    if all_failed:
+        with rt.db.session() as s:
+            ids = [r.id for r in outbox.failures(s, flow=flow, limit=100000)]
+    if not ids:
+        console.print("nothing to replay")
+        rt.close()
+        return
+    engine.start(rt)
+    try:
+        tally = engine.replay(list(ids))
+    finally:
+        engine.shutdown()
+        rt.close()
+    console.print(f"replayed {len(ids)} record(s): " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+
+
+@app.command()
+def runs(config: ConfigOpt = DEFAULT_CONFIG, limit: int = 20) -> None:
+    """Recent sync runs and their counts."""
+    from sqlalchemy import select
+
+    from ml_connector.core.models import RunRow
+
+    rt = _runtime(config)
+    with rt.db.session() as s:
+        t = Table("run id", "status", "started", "finished", "counts")
+        for r in s.scalars(select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)):
+            t.add_row(r.run_id, r.status, str(r.started_at)[:19], str(r.finished_at or "")[:19],
+                      json.dumps(r.counts))
+    console.print(t)
+    rt.close()
+
+
+@mappings_app.command("set")
+def mappings_set(flow: str, table: str, source_value: str, target_value: str,
+                 config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Set a mapping; records parked on it are resumed."""
+    from ml_connector.core import engine, mapping
+
+    rt = _runtime(config)
+    with rt.db.session() as s:
+        waiting = mapping.put(s, flow, table, source_value, target_value)
+    console.print(f"mapping {table}: {source_value} → {target_value} set")
+    if waiting:
+        engine.start(rt)
+        try:
+            tally = engine.replay(waiting)
+        finally:
+            engine.shutdown()
+        console.print(f"resumed {len(waiting)} parked record(s): {tally}")
+    rt.close()
+
+
+@mappings_app.command("list")
+def mappings_list(flow: str, table: str, config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    from ml_connector.core import mapping
+
+    rt = _runtime(config)
+    with rt.db.session() as s:
+        t = Table("source", "target", title=f"{flow} / {table}")
+        for k, v in sorted(mapping.table(s, flow, table).items()):
+            t.add_row(k, v)
+    console.print(t)
+    rt.close()
+
+
+@app.command()
+def demo(workdir: Path = typer.Option(Path("demo"), help="Where the demo keeps its config and data."),
+         vendors: int = typer.Option(3000, help="Seeded SAP vendors.")) -> None:
+    """Start the sandbox, sync SAP ECC vendors to Ramp, print the summary and where to look next."""
+    from ml_connector.demo import run_demo
+
+    raise typer.Exit(run_demo(workdir, vendors=vendors, console=console))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The domain database: engine, sessions, migrations (same database as DBOS)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Postgres URLs use psycopg 3 (the driver DBOS installs)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def dbos_url(url: str) -> str:
+    """DBOS wants a plain driver-less URL."""
+    if url.startswith("postgresql+psycopg://"):
+        return "postgresql://" + url.split("://", 1)[1]
+    return url
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    if is_sqlite(url) and ":memory:" not in url:
+        path = url.split("///", 1)[-1]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = sqlalchemy_url(url)
+        ensure_sqlite_dir(self.url)
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if is_sqlite(self.url):
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: Engine = create_engine(self.url, **kwargs)
+        if is_sqlite(self.url):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            # pysqlite's own BEGIN handling defers locks; issue BEGIN IMMEDIATE
+            # ourselves so writers queue on busy_timeout instead of failing.
+            event.listen(self.engine, "begin", _sqlite_begin)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._migrated = False
+        self._lock = threading.Lock()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to head with Alembic (idempotent; safe in every process)."""
+        with self._lock:
+            if self._migrated:
+                return
+            from alembic import command
+            from alembic.config import Config
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(resources.files("ml_connector.core") / "migrations"))
+            cfg.attributes["engine"] = self.engine
+            if self.dialect == "postgresql":
+                # Several workers may start at once: serialize migrations.
+                with self.engine.begin() as conn:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(74737101)"))
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+            else:
+                command.upgrade(cfg, "head")
+            self._migrated = True
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: commits on success, rolls back on error."""
+        with self.sessions() as s, s.begin():
+            yield s
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,465 @@
+"""The durable engine: DBOS workflows, steps, queues and schedules.
+
+How a record travels (see shared architecture.md):
+1. A schedule, the API or `sync` starts `sync_workflow` with a deterministic ID
+   naming the flow, stream and window, so a duplicated trigger is the same run.
+2. `_page_step` reads one page from the source and, in ONE transaction, plans
+   the changes against the ledger, stores them in the outbox and advances the
+   cursor. The cursor lives in the domain database, so a re-executed step
+   continues where the committed state says, never from a stale argument.
+3. Each page's outbox batch is delivered by `deliver_workflow`, enqueued on the
+   target connection's queue (concurrency and rate from the provider's facts),
+   so reads of the next page overlap with writes of this one.
+4. At the end, batches left open by a crash are swept and delivered, and the
+   run's counts are computed from the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from dbos import DBOS, Queue, SetEnqueueOptions, SetWorkflowID
+from sqlalchemy import func, select
+
+from ml_connector import __version__
+from ml_connector.core import audit, ledger, outbox
+from ml_connector.core.db import dbos_url, is_sqlite
+from ml_connector.core.flow import Outcome, RunContext, Stream
+from ml_connector.core.models import OutboxRow, RunRow, utcnow
+from ml_connector.core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SYNC_QUEUE = "mlc-sync"
+_RT: Runtime | None = None
+_QUEUES: dict[str, Queue] = {}
+_polling_interval = 0.2
+_launched = False
+
+
+def runtime() -> Runtime:
+    if _RT is None:
+        raise RuntimeError("the engine is not configured: call engine.start(runtime) first")
+    return _RT
+
+
+def default_executor_id(database_url: str) -> str:
+    # SQLite is one process: a stable id lets a restarted process recover its runs.
+    if is_sqlite(database_url):
+        return "local"
+    return os.environ.get("MLC_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def start(rt: Runtime, *, executor_id: str | None = None, schedules: bool = False,
+          polling_interval: float | None = None) -> None:
+    """Configure and launch DBOS in this process, register queues (and schedules)."""
+    global _RT, _polling_interval, _launched
+    _RT = rt
+    eng = getattr(rt.config, "engine", None)
+    _polling_interval = polling_interval or float(getattr(eng, "queue_polling_interval", 0.2) or 0.2)
+    exec_id = executor_id or getattr(eng, "executor_id", None) or default_executor_id(rt.database_url)
+    DBOS(config={
+        "name": "ml-connector",
+        "system_database_url": dbos_url(rt.database_url),
+        "application_version": __version__,
+        "executor_id": exec_id,
+        "log_level": os.environ.get("MLC_DBOS_LOG_LEVEL", "WARNING"),
+        "scheduler_polling_interval_sec": 5.0,
+    })
+    DBOS.launch()
+    _launched = True
+    _register_queues(rt)
+    if schedules:
+        apply_schedules(rt)
+
+
+def shutdown() -> None:
+    global _RT, _launched
+    if _launched:
+        DBOS.destroy(destroy_registry=False)
+    _launched = False
+    _QUEUES.clear()
+    _RT = None
+
+
+def _register_queues(rt: Runtime) -> None:
+    _QUEUES[SYNC_QUEUE] = DBOS.register_queue(
+        SYNC_QUEUE, partition_concurrency=1, polling_interval_sec=_polling_interval,
+        on_conflict="always_update")
+    for name in rt.config.connections:
+        target_queue(name)
+
+
+def target_queue(connection: str) -> Queue:
+    """One queue per target API connection, limits from the provider's facts."""
+    qname = f"mlc-target-{connection}"
+    if qname in _QUEUES:
+        return _QUEUES[qname]
+    from ml_connector.core.providers import fact
+
+    rt = runtime()
+    ctype = rt.config.connections[connection].type
+    conc = int(fact(ctype, "delivery", "concurrency", default=2) or 2)
+    lim = fact(ctype, "delivery", "workflows_per_period", default=None)
+    limiter = {"limit": int(lim["limit"]), "period": float(lim["period"])} if lim else None
+    _QUEUES[qname] = DBOS.register_queue(qname, worker_concurrency=conc, limiter=limiter,  # type: ignore[arg-type]
+                                         polling_interval_sec=_polling_interval, on_conflict="always_update")
+    return _QUEUES[qname]
+
+
+# --------------------------------------------------------------------------- workflows
+
+
+@DBOS.workflow(name="mlc.sync")
+def sync_workflow(flow: str, stream: str, mode: str) -> dict[str, Any]:
+    run_id = DBOS.workflow_id or ""
+    _begin_step(flow, stream, mode, run_id)
+    target = runtime().flow(flow).stream(stream).target_connection
+    handles = []
+    while True:
+        page = _page_step(flow, stream, mode, run_id)
+        if page["batch"] is not None:
+            handles.append(target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, page["batch"]))
+        if page["done"]:
+            break
+    for h in handles:
+        h.get_result()
+    # Batches staged by a step whose completion DBOS never recorded (a crash in
+    # between) have no delivery yet: sweep them.
+    for batch in _open_batches_step(run_id):
+        target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch).get_result()
+    return _finish_step(flow, stream, mode, run_id)
+
+
+@DBOS.workflow(name="mlc.deliver")
+def deliver_workflow(flow: str, stream: str, run_id: str, batch: int) -> dict[str, int]:
+    return _deliver_step(flow, stream, run_id, batch)
+
+
+@DBOS.workflow(name="mlc.replay")
+def replay_workflow(ids: list[int]) -> dict[str, int]:
+    return _replay_step(ids)
+
+
+@DBOS.workflow(name="mlc.tick")
+def schedule_tick(scheduled_at: datetime, context: dict[str, Any]) -> None:
+    """Fired by the DBOS scheduler; starts at most one run per flow/stream per window."""
+    interval = float(context.get("interval") or 0)
+    at = scheduled_at.timestamp()
+    window = datetime.fromtimestamp(at - (at % interval) if interval else at, UTC).strftime("%Y%m%dT%H%M%SZ")
+    for stream in context["streams"]:
+        wid = f"sync:{context['flow']}:{stream}:incremental:{window}"
+        with SetWorkflowID(wid), SetEnqueueOptions(queue_partition_key=f"{context['flow']}:{stream}"):
+            _QUEUES[SYNC_QUEUE].enqueue(sync_workflow, context["flow"], stream, "incremental")
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _ctx(flow: str, stream: str, run_id: str, mode: str) -> tuple[RunContext, Stream]:
+    rt = runtime()
+    f = rt.flow(flow)
+    s = f.stream(stream)
+    return RunContext(rt, flow, stream, run_id, mode, dict(getattr(f.cfg, "options", {}) or {})), s
+
+
+@DBOS.step(name="mlc.begin")
+def _begin_step(flow: str, stream: str, mode: str, run_id: str) -> None:
+    ctx, s = _ctx(flow, stream, run_id, mode)
+    rt = ctx.runtime
+    with rt.db.session() as sess:
+        cur = ledger.load_cursor(sess, flow, stream)
+        if cur.get("run") == run_id:
+            return  # re-executed after a crash: the run's state is already set up
+    state = s.begin(ctx, cur.get("kept", {}) if mode != "full" else {})
+    with rt.db.session() as sess:
+        cur = ledger.load_cursor(sess, flow, stream)
+        ledger.save_cursor(sess, flow, stream, {"run": run_id, "mode": mode, "state": state, "batch": 0,
+                                                "done": False, "kept": cur.get("kept", {})})
+        if sess.get(RunRow, run_id) is None:
+            sess.add(RunRow(run_id=run_id, flow=flow, stream=stream, mode=mode, status="running",
+                            counts={"read": 0, "unchanged": 0, "parked": 0, "staged": 0}))
+        audit.record(sess, "run.started", flow=flow, stream=stream, run_id=run_id, detail={"mode": mode})
+
+
+@DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=1.0, backoff_rate=2.0)
+def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
+    ctx, s = _ctx(flow, stream, run_id, mode)
+    rt = ctx.runtime
+    with rt.db.session() as sess:
+        cur = ledger.load_cursor(sess, flow, stream)
+    if cur.get("run") != run_id:
+        raise RuntimeError(f"cursor of {flow}/{stream} belongs to run {cur.get('run')}, not {run_id}")
+    if cur.get("done"):
+        return {"batch": None, "done": True}
+    page = s.read_page(ctx, cur["state"])
+    desired, parked = [], []
+    for key, rec in page.records:
+        m = s.map(ctx, key, rec)
+        (parked if isinstance(m, ledger.Parked) else desired).append(m)
+    batch = int(cur.get("batch", 0)) + 1
+    with rt.db.session() as sess:
+        again = ledger.load_cursor(sess, flow, stream)
+        if again.get("state") != cur["state"] or again.get("run") != run_id:
+            # another execution of this step committed first: do not stage twice
+            return {"batch": None, "done": bool(again.get("done"))}
+        changes, unchanged = ledger.plan_changes(sess, flow, stream, desired)
+        rows = [{"idempotency_key": outbox.idempotency_key(flow, stream, c.source_key, c.content_hash, c.op),
+                 "source_key": c.source_key, "op": c.op, "payload": c.payload, "content_hash": c.content_hash,
+                 "target_id": c.target_id} for c in changes]
+        rows += [{"idempotency_key": outbox.idempotency_key(flow, stream, p.source_key,
+                                                            ledger.content_hash(p.payload), "park:" + p.waits_for),
+                  "source_key": p.source_key, "op": "create", "payload": p.payload,
+                  "content_hash": ledger.content_hash(p.payload), "target_id": None, "state": "parked",
+                  "parked_on": p.waits_for} for p in parked]
+        added = outbox.add(sess, flow=flow, stream=stream, run_id=run_id, batch=batch, rows=rows)
+        run = sess.get(RunRow, run_id)
+        if run is not None:
+            c = dict(run.counts)
+            c["read"] = c.get("read", 0) + len(page.records)
+            c["unchanged"] = c.get("unchanged", 0) + unchanged
+            c["parked"] = c.get("parked", 0) + len(parked)
+            c["staged"] = c.get("staged", 0) + len(changes)
+            if page.estimate_total is not None:
+                c["estimate_total"] = page.estimate_total
+            run.counts = c
+        ledger.save_cursor(sess, flow, stream, dict(again, state=page.position, batch=batch, done=page.done))
+        audit.record(sess, "page.staged", flow=flow, stream=stream, run_id=run_id,
+                     detail={"batch": batch, "read": len(page.records), "changes": len(changes),
+                             "unchanged": unchanged, "parked": len(parked)})
+    return {"batch": batch if added else None, "done": page.done}
+
+
+@DBOS.step(name="mlc.open_batches")
+def _open_batches_step(run_id: str) -> list[int]:
+    rt = runtime()
+    with rt.db.session() as sess:
+        rows = sess.execute(select(OutboxRow.batch).where(
+            OutboxRow.run_id == run_id, OutboxRow.state.in_(outbox.OPEN_STATES)).distinct())
+        return sorted(int(b) for (b,) in rows)
+
+
+@DBOS.step(name="mlc.deliver", retries_allowed=True, max_attempts=6, interval_seconds=2.0, backoff_rate=2.0)
+def _deliver_step(flow: str, stream: str, run_id: str, batch: int) -> dict[str, int]:
+    rt = runtime()
+    with rt.db.session() as sess:
+        run = sess.get(RunRow, run_id)
+        mode = run.mode if run else "incremental"
+        entries = outbox.batch_entries(sess, run_id, batch)
+    ctx, s = _ctx(flow, stream, run_id, mode)
+    return deliver_entries(ctx, s, entries)
+
+
+def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> dict[str, int]:
+    """Hand entries to the stream; store each reported outcome with its ledger and audit rows."""
+    rt = ctx.runtime
+    by_id = {e.id: e for e in entries}
+    tally: dict[str, int] = {}
+    target = s.target_connection
+
+    def report(outcomes: list[Outcome]) -> None:
+        with rt.db.session() as sess:
+            events = []
+            for o in outcomes:
+                e = by_id[o.entry_id]
+                tally[o.state] = tally.get(o.state, 0) + 1
+                if o.state == "posted":
+                    outbox.mark_posted(sess, e.id, o.target_id)
+                    ledger.confirm(sess, ctx.flow, ctx.stream, e.source_key, o.target_id, e.content_hash,
+                                   active=e.op != "deactivate")
+                else:
+                    outbox.set_state(sess, [e.id], o.state, error=o.error, bump_attempts=True)
+                events.append({"event": f"record.{e.op}", "outcome": "ok" if o.state == "posted" else o.state,
+                               "flow": ctx.flow, "stream": ctx.stream, "run_id": ctx.run_id,
+                               "source": f"{ctx.flow}:{e.source_key}",
+                               "target": f"{target}:{o.target_id}" if o.target_id else None,
+                               "request": o.request, "response": o.response,
+                               "detail": {"key": e.idempotency_key, **({"error": o.error} if o.error else {})},
+                               "at": utcnow()})
+            audit.record_many(sess, events)
+
+    if entries:
+        s.deliver(ctx, entries, report)
+    return tally
+
+
+@DBOS.step(name="mlc.finish")
+def _finish_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
+    ctx, s = _ctx(flow, stream, run_id, mode)
+    rt = ctx.runtime
+    with rt.db.session() as sess:
+        cur = ledger.load_cursor(sess, flow, stream)
+    kept = s.finish(ctx, cur.get("state") or {}) if cur.get("run") == run_id else cur.get("kept", {})
+    with rt.db.session() as sess:
+        cur = ledger.load_cursor(sess, flow, stream)
+        if cur.get("run") == run_id:
+            ledger.save_cursor(sess, flow, stream, dict(cur, done=True, kept=kept))
+        counts = _run_counts(sess, run_id)
+        run = sess.get(RunRow, run_id)
+        if run is not None:
+            counts = {**run.counts, **counts}
+            run.counts = counts
+            run.status = "failed" if counts.get("failed") or counts.get("uncertain") else "succeeded"
+            run.finished_at = utcnow()
+        audit.record(sess, "run.finished", flow=flow, stream=stream, run_id=run_id,
+                     outcome="ok" if not counts.get("failed") else "failed", detail=counts)
+    return counts
+
+
+def _run_counts(sess: Any, run_id: str) -> dict[str, int]:
+    q = select(OutboxRow.op, OutboxRow.state, func.count()).where(OutboxRow.run_id == run_id).group_by(
+        OutboxRow.op, OutboxRow.state)
+    out = {"created": 0, "updated": 0, "deactivated": 0, "failed": 0, "uncertain": 0, "pending": 0}
+    names = {"create": "created", "update": "updated", "reactivate": "updated", "deactivate": "deactivated"}
+    for op, state, n in sess.execute(q):
+        if state == "posted":
+            out[names.get(op, op)] = out.get(names.get(op, op), 0) + int(n)
+        elif state in ("failed", "uncertain"):
+            out[state] += int(n)
+        elif state in ("pending", "in_flight"):
+            out["pending"] += int(n)
+    return out
+
+
+@DBOS.step(name="mlc.replay", retries_allowed=True, max_attempts=4, interval_seconds=2.0)
+def _replay_step(ids: list[int]) -> dict[str, int]:
+    rt = runtime()
+    with rt.db.session() as sess:
+        rows = list(sess.scalars(select(OutboxRow).where(OutboxRow.id.in_(ids))))
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for r in rows:
+            if r.state in ("failed", "uncertain", "parked", "in_flight"):
+                groups.setdefault((r.flow, r.stream, r.run_id), []).append(r.id)
+        # parked/failed entries go back to pending; uncertain/in_flight stay as they are so
+        # that delivery resolves them by lookup first.
+        for grp in groups.values():
+            back = [r.id for r in rows if r.id in grp and r.state in ("failed", "parked")]
+            outbox.set_state(sess, back, "pending")
+        audit.record(sess, "replay.requested", detail={"ids": ids})
+    tally: dict[str, int] = {}
+    for (flow, stream, run_id), grp in groups.items():
+        with rt.db.session() as sess:
+            entries = outbox.entries_by_id(sess, grp)
+        ctx, s = _ctx(flow, stream, run_id, "replay")
+        for k, v in deliver_entries(ctx, s, entries).items():
+            tally[k] = tally.get(k, 0) + v
+    return tally
+
+
+# --------------------------------------------------------------------------- API used by CLI and server
+
+
+def run_id_for(rt: Runtime, flow: str, stream: str, mode: str) -> str:
+    """Deterministic manual-run ID: the generation after the last ended run.
+
+    A duplicated or retried trigger before the run ends gets the same ID (and so
+    the same run, resumed if it was interrupted); once it ends, the next one is new.
+    """
+    with rt.db.session() as sess:
+        ended = sess.scalar(select(func.count()).select_from(RunRow).where(
+            RunRow.flow == flow, RunRow.stream == stream, RunRow.status.in_(("succeeded", "failed")))) or 0
+    return f"sync:{flow}:{stream}:{mode}:g{int(ended) + 1}"
+
+
+def start_sync(flow: str, stream: str, *, full: bool = False, run_id: str | None = None) -> str:
+    rt = runtime()
+    rt.flow(flow).stream(stream)  # validate names before anything is queued
+    mode = "full" if full else "incremental"
+    wid = run_id or run_id_for(rt, flow, stream, mode)
+    with SetWorkflowID(wid), SetEnqueueOptions(queue_partition_key=f"{flow}:{stream}"):
+        _QUEUES[SYNC_QUEUE].enqueue(sync_workflow, flow, stream, mode)
+    return wid
+
+
+def wait(run_id: str, *, poll: float = 0.2, on_progress: Callable[[dict[str, Any]], None] | None = None,
+         timeout: float | None = None) -> dict[str, Any]:
+    """Wait for a run, reporting progress from the run's counts."""
+    deadline = time.monotonic() + timeout if timeout else None
+    handle = DBOS.retrieve_workflow(run_id)
+    while True:
+        st = handle.get_status()
+        if on_progress:
+            on_progress(progress(run_id))
+        if st.status in ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
+            break
+        if deadline and time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} still {st.status} after {timeout}s")
+        time.sleep(poll)
+    if st.status != "SUCCESS":
+        try:
+            handle.get_result()
+        except Exception as exc:
+            raise RuntimeError(f"run {run_id} ended {st.status}: {exc}") from exc
+        raise RuntimeError(f"run {run_id} ended {st.status}")
+    return dict(handle.get_result())
+
+
+def progress(run_id: str) -> dict[str, Any]:
+    rt = runtime()
+    with rt.db.session() as sess:
+        run = sess.get(RunRow, run_id)
+        counts = dict(run.counts) if run else {}
+        done = sess.scalar(select(func.count()).select_from(OutboxRow).where(
+            OutboxRow.run_id == run_id, OutboxRow.state.in_(("posted", "failed")))) or 0
+    counts["written"] = int(done)
+    counts["status"] = run.status if run else "queued"
+    return counts
+
+
+def replay(ids: list[int]) -> dict[str, int]:
+    wid = f"replay:{min(ids)}-{max(ids)}:{len(ids)}:{int(time.time())}"
+    with SetWorkflowID(wid):
+        return DBOS.start_workflow(replay_workflow, ids).get_result()
+
+
+def apply_schedules(rt: Runtime) -> None:
+    entries: list[Any] = []
+    for name, f in rt.config.flows.items():
+        sched = getattr(f, "schedule", None)
+        if sched is None:
+            continue
+        cron = sched.cron
+        interval = None
+        if not cron:
+            interval = float(sched.seconds)
+            # Tick often enough to notice each window; the window ID dedupes ticks.
+            cron = "*/5 * * * * *" if interval < 300 else "0 * * * * *"
+        elif len(cron.split()) == 5:
+            cron = "0 " + cron
+        entries.append({"schedule_name": f"mlc:{name}", "workflow_fn": schedule_tick, "schedule": cron,
+                        "context": {"flow": name, "streams": list(f.streams), "interval": interval}})
+    if entries:
+        DBOS.apply_schedules(entries)
+
+
+def dry_run(rt: Runtime, flow: str, stream: str, *, full: bool = False) -> Iterator[tuple[str, str, str]]:
+    """What a sync would write, record by record: (op, source key, description). Writes nothing."""
+    f = rt.flow(flow)
+    s = f.stream(stream)
+    mode = "full" if full else "incremental"
+    ctx = RunContext(rt, flow, stream, "dry-run", "dry_run", dict(getattr(f.cfg, "options", {}) or {}))
+    with rt.db.session() as sess:
+        cur = ledger.load_cursor(sess, flow, stream)
+    state = s.begin(ctx, cur.get("kept", {}) if mode != "full" else {})
+    while True:
+        page = s.read_page(ctx, state)
+        desired = []
+        for key, rec in page.records:
+            m = s.map(ctx, key, rec)
+            if isinstance(m, ledger.Parked):
+                yield "park", key, f"waits for mapping {m.waits_for}"
+            else:
+                desired.append(m)
+        with rt.db.session() as sess:
+            changes, _ = ledger.plan_changes(sess, flow, stream, desired)
+        for c in changes:
+            yield c.op, c.source_key, s.describe_change(c.op, c.payload)
+        state = page.position
+        if page.done:
+            return

@@ -1,0 +1,135 @@
+"""Records ledger and cursors.
+
+The ledger remembers, per (flow, stream, source key), what the target holds
+(target id and a hash of the content written). A record whose desired content
+hashes the same as the ledger causes no write. Cursors are saved in the same
+transaction as the ledger/outbox rows of the page they cover.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from ml_connector.core.models import CursorRow, RecordRow, utcnow
+
+
+def content_hash(payload: dict[str, Any]) -> str:
+    """Stable hash of the content a target should hold (key order and whitespace do not matter)."""
+    canon = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Desired:
+    """What the target should hold for one source record."""
+
+    source_key: str
+    payload: dict[str, Any]
+    active: bool = True
+
+
+@dataclass
+class Parked:
+    """A record that cannot be mapped yet; `waits_for` names the missing mapping key."""
+
+    source_key: str
+    waits_for: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Change:
+    source_key: str
+    op: str  # create | update | deactivate | reactivate
+    payload: dict[str, Any]
+    content_hash: str
+    target_id: str | None
+
+
+def plan_changes(session: Session, flow: str, stream: str, desired: Iterable[Desired]) -> tuple[list[Change], int]:
+    """Compare desired states with the ledger; return the writes needed and the unchanged count."""
+    items = list(desired)
+    if not items:
+        return [], 0
+    keys = [d.source_key for d in items]
+    known: dict[str, RecordRow] = {}
+    for chunk_start in range(0, len(keys), 500):
+        chunk = keys[chunk_start:chunk_start + 500]
+        rows = session.scalars(
+            select(RecordRow).where(RecordRow.flow == flow, RecordRow.stream == stream,
+                                    RecordRow.source_key.in_(chunk))
+        )
+        known.update({r.source_key: r for r in rows})
+    changes: list[Change] = []
+    unchanged = 0
+    for d in items:
+        h = content_hash({**d.payload, "__active": d.active})
+        rec = known.get(d.source_key)
+        if rec is None:
+            if not d.active:
+                unchanged += 1  # never synced and deleted at the source: nothing to create
+                continue
+            changes.append(Change(d.source_key, "create", d.payload, h, None))
+        elif rec.content_hash == h:
+            unchanged += 1
+        elif not d.active:
+            changes.append(Change(d.source_key, "deactivate", d.payload, h, rec.target_id))
+        elif not rec.active:
+            changes.append(Change(d.source_key, "reactivate", d.payload, h, rec.target_id))
+        else:
+            changes.append(Change(d.source_key, "update", d.payload, h, rec.target_id))
+    return changes, unchanged
+
+
+def confirm(session: Session, flow: str, stream: str, source_key: str, target_id: str | None,
+            content_hash_: str, active: bool) -> None:
+    """Record in the ledger that the target now holds this content (after a confirmed write)."""
+    rec = session.get(RecordRow, (flow, stream, source_key))
+    now = utcnow()
+    if rec is None:
+        session.add(RecordRow(flow=flow, stream=stream, source_key=source_key, target_id=target_id,
+                              content_hash=content_hash_, seen_hash=content_hash_, active=active,
+                              last_synced_at=now))
+    else:
+        rec.target_id = target_id or rec.target_id
+        rec.content_hash = content_hash_
+        rec.seen_hash = content_hash_
+        rec.active = active
+        rec.last_synced_at = now
+
+
+def lookup(session: Session, flow: str, stream: str, keys: list[str]) -> dict[str, RecordRow]:
+    out: dict[str, RecordRow] = {}
+    for i in range(0, len(keys), 500):
+        rows = session.scalars(select(RecordRow).where(
+            tuple_(RecordRow.flow, RecordRow.stream, RecordRow.source_key).in_(
+                [(flow, stream, k) for k in keys[i:i + 500]])))
+        out.update({r.source_key: r for r in rows})
+    return out
+
+
+def count(session: Session, flow: str, stream: str) -> int:
+    from sqlalchemy import func
+
+    return int(session.scalar(select(func.count()).select_from(RecordRow).where(
+        RecordRow.flow == flow, RecordRow.stream == stream)) or 0)
+
+
+def load_cursor(session: Session, flow: str, stream: str) -> dict[str, Any]:
+    row = session.get(CursorRow, (flow, stream))
+    return dict(row.value) if row is not None else {}
+
+
+def save_cursor(session: Session, flow: str, stream: str, value: dict[str, Any]) -> None:
+    row = session.get(CursorRow, (flow, stream))
+    if row is None:
+        session.add(CursorRow(flow=flow, stream=stream, value=value))
+    else:
+        row.value = value

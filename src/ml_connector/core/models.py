@@ -1,0 +1,177 @@
+"""Domain state beside DBOS, in the same database (SQLAlchemy 2 models).
+
+The schema is owned by Alembic (core/migrations); these classes are the single
+description of it that both the migrations and the code use.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class SecretRow(Base):
+    """A named secret, AES-GCM encrypted under the master key `key_id`."""
+
+    __tablename__ = "mlc_secrets"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class TokenRow(Base):
+    """An OAuth access token per connection, encrypted like a secret."""
+
+    __tablename__ = "mlc_tokens"
+    connection: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[float] = mapped_column(BigInteger)
+    scope: Mapped[str] = mapped_column(String(1000), default="")
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    refresh_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LockRow(Base):
+    """Rows to lock across processes (SELECT … FOR UPDATE on Postgres; the
+    SQLite default has one writer at a time anyway)."""
+
+    __tablename__ = "mlc_locks"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class RecordRow(Base):
+    """Records ledger: one row per (flow, stream, source key)."""
+
+    __tablename__ = "mlc_records"
+    flow: Mapped[str] = mapped_column(String(100), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(100), primary_key=True)
+    source_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    target_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    content_hash: Mapped[str] = mapped_column(String(64))  # hash of what the target holds
+    seen_hash: Mapped[str] = mapped_column(String(64), default="")  # hash last staged
+    active: Mapped[bool] = mapped_column(default=True)
+    last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class CursorRow(Base):
+    """Where a stream stands; written in the same transaction as the records it covers."""
+
+    __tablename__ = "mlc_cursors"
+    flow: Mapped[str] = mapped_column(String(100), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class OutboxRow(Base):
+    """A write to a target, stored with its deterministic key before any call.
+
+    state: pending → in_flight → posted | failed | uncertain | parked
+    """
+
+    __tablename__ = "mlc_outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    flow: Mapped[str] = mapped_column(String(100))
+    stream: Mapped[str] = mapped_column(String(100))
+    source_key: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[str] = mapped_column(String(300))
+    batch: Mapped[int] = mapped_column(Integer, default=0)
+    op: Mapped[str] = mapped_column(String(20))  # create | update | deactivate | reactivate | post
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    target_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    parked_on: Mapped[str | None] = mapped_column(String(300), nullable=True)  # mapping key waited for
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_mlc_outbox_idempotency_key"),
+        Index("ix_mlc_outbox_state", "flow", "stream", "state"),
+        Index("ix_mlc_outbox_run", "run_id", "batch"),
+    )
+
+
+class MappingRow(Base):
+    """Mapping tables: (flow, table, source value) → target value."""
+
+    __tablename__ = "mlc_mappings"
+    flow: Mapped[str] = mapped_column(String(100), primary_key=True)
+    table: Mapped[str] = mapped_column(String(100), primary_key=True)
+    source_value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    target_value: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class RunRow(Base):
+    """One sync run (= one DBOS workflow); counts feed the summary table."""
+
+    __tablename__ = "mlc_runs"
+    run_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    flow: Mapped[str] = mapped_column(String(100))
+    stream: Mapped[str] = mapped_column(String(100))
+    mode: Mapped[str] = mapped_column(String(20))  # full | incremental | dry_run
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_mlc_runs_flow", "flow", "stream", "started_at"),)
+
+
+class AuditRow(Base):
+    """Append-only audit trail: what moved, from where to where, when, the outcome."""
+
+    __tablename__ = "mlc_audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    event: Mapped[str] = mapped_column(String(60))  # e.g. record.created, token.refreshed, run.finished
+    flow: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    stream: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(300), nullable=True)  # system:key
+    target: Mapped[str | None] = mapped_column(String(300), nullable=True)  # system:id
+    outcome: Mapped[str] = mapped_column(String(20))  # ok | failed | uncertain | parked | skipped
+    request_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    response_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_mlc_audit_run", "run_id"), Index("ix_mlc_audit_source", "source"))

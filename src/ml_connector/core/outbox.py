@@ -1,0 +1,140 @@
+"""The outbox: every write to a target is stored, with a deterministic key, before the call.
+
+States: pending → in_flight → posted | failed | uncertain | parked.
+An entry left in_flight by a crash, or marked uncertain after a timeout, is
+resolved by looking the record up in the target before anything is re-sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ml_connector.core.models import OutboxRow, utcnow
+
+STATES = ("pending", "in_flight", "posted", "failed", "uncertain", "parked", "superseded")
+OPEN_STATES = ("pending", "in_flight", "uncertain")
+
+
+def idempotency_key(flow: str, stream: str, source_key: str, content_hash: str, op: str) -> str:
+    """Same source record, same content, same operation → same key, across retries and workers."""
+    return f"{flow}:{stream}:{source_key}:{op}:{content_hash[:16]}"
+
+
+@dataclass
+class Entry:
+    id: int
+    source_key: str
+    op: str
+    payload: dict[str, Any]
+    content_hash: str
+    target_id: str | None
+    state: str
+    attempts: int
+    idempotency_key: str
+
+
+def _entry(r: OutboxRow) -> Entry:
+    return Entry(r.id, r.source_key, r.op, dict(r.payload), r.content_hash, r.target_id, r.state,
+                 r.attempts, r.idempotency_key)
+
+
+def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
+        rows: Iterable[dict[str, Any]]) -> int:
+    """Insert entries; an entry whose key already exists (a replayed page) is left as it is."""
+    items = list(rows)
+    if not items:
+        return 0
+    keys = [r["idempotency_key"] for r in items]
+    existing: set[str] = set()
+    adopt: list[int] = []
+    for i in range(0, len(keys), 500):
+        for key, eid, state, erun in session.execute(
+                select(OutboxRow.idempotency_key, OutboxRow.id, OutboxRow.state, OutboxRow.run_id).where(
+                    OutboxRow.idempotency_key.in_(keys[i:i + 500]))):
+            existing.add(key)
+            # An open entry of an earlier, interrupted run joins this batch so that
+            # it is delivered (or resolved) now instead of being orphaned.
+            if state in OPEN_STATES and erun != run_id:
+                adopt.append(eid)
+    for i in range(0, len(adopt), 500):
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(adopt[i:i + 500])).values(
+            run_id=run_id, batch=batch, updated_at=utcnow()))
+    # Older open or failed writes of the same records, for other content, are
+    # superseded by this newer change (the target will get the newest state).
+    src_keys = [r["source_key"] for r in items]
+    for i in range(0, len(src_keys), 500):
+        session.execute(update(OutboxRow).where(
+            OutboxRow.flow == flow, OutboxRow.stream == stream,
+            OutboxRow.source_key.in_(src_keys[i:i + 500]),
+            OutboxRow.state.in_(("pending", "failed", "parked")),
+            OutboxRow.idempotency_key.not_in(keys),
+        ).values(state="superseded", updated_at=utcnow()))
+    new = [dict(r, flow=flow, stream=stream, run_id=run_id, batch=batch) for r in items
+           if r["idempotency_key"] not in existing]
+    now = utcnow()
+    for r in new:
+        r.setdefault("state", "pending")
+        r.setdefault("attempts", 0)
+        r["created_at"] = now
+        r["updated_at"] = now
+    if new:
+        session.execute(OutboxRow.__table__.insert(), new)
+    return len(new) + len(adopt)
+
+
+def batch_entries(session: Session, run_id: str, batch: int,
+                  states: Sequence[str] = OPEN_STATES) -> list[Entry]:
+    rows = session.scalars(select(OutboxRow).where(OutboxRow.run_id == run_id, OutboxRow.batch == batch,
+                                                   OutboxRow.state.in_(states)).order_by(OutboxRow.id))
+    return [_entry(r) for r in rows]
+
+
+def entries_by_id(session: Session, ids: Sequence[int]) -> list[Entry]:
+    rows = session.scalars(select(OutboxRow).where(OutboxRow.id.in_(list(ids))).order_by(OutboxRow.id))
+    return [_entry(r) for r in rows]
+
+
+def set_state(session: Session, ids: Sequence[int], state: str, *, error: str | None = None,
+              bump_attempts: bool = False, parked_on: str | None = None) -> None:
+    if not ids:
+        return
+    values: dict[str, Any] = {"state": state, "updated_at": utcnow()}
+    if error is not None:
+        values["last_error"] = error[:4000]
+    if bump_attempts:
+        values["attempts"] = OutboxRow.attempts + 1
+    if parked_on is not None:
+        values["parked_on"] = parked_on
+    for i in range(0, len(ids), 500):
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(list(ids[i:i + 500]))).values(**values))
+
+
+def mark_posted(session: Session, entry_id: int, target_id: str | None) -> None:
+    session.execute(update(OutboxRow).where(OutboxRow.id == entry_id).values(
+        state="posted", target_id=target_id, last_error=None, updated_at=utcnow()))
+
+
+def counts(session: Session, *, run_id: str | None = None, flow: str | None = None) -> dict[str, int]:
+    q = select(OutboxRow.state, func.count()).group_by(OutboxRow.state)
+    if run_id:
+        q = q.where(OutboxRow.run_id == run_id)
+    if flow:
+        q = q.where(OutboxRow.flow == flow)
+    return {s: int(n) for s, n in session.execute(q)}
+
+
+def failures(session: Session, *, flow: str | None = None, states: Sequence[str] = ("failed", "uncertain"),
+             limit: int = 500) -> list[OutboxRow]:
+    q = select(OutboxRow).where(OutboxRow.state.in_(states)).order_by(OutboxRow.id)
+    if flow:
+        q = q.where(OutboxRow.flow == flow)
+    return list(session.scalars(q.limit(limit)))
+
+
+def parked(session: Session, *, flow: str | None = None, limit: int = 500) -> list[OutboxRow]:
+    return failures(session, flow=flow, states=("parked",), limit=limit)

@@ -1,0 +1,85 @@
+"""The process-wide runtime: configuration, database, vault, agent channel, connections.
+
+Connections are built by `ml_connector.systems.<type>.connector.connect()`,
+found by the connection's type name, so core imports no system.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from ml_connector.core.channel import InProcessChannel
+from ml_connector.core.db import Database
+from ml_connector.core.flow import Flow, load_pair
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, config: Any, config_path: Path | None = None, *, database_url: str | None = None) -> None:
+        from ml_connector.core.token_store import DbTokenStore
+        from ml_connector.core.vault import MasterKey, Vault
+
+        self.config = config
+        self.config_path = config_path
+        self.config_dir = config_path.parent if config_path else Path.cwd()
+        self.data_dir = Path(config.data_dir_resolved(self.config_dir))
+        self.database_url = database_url or config.database_url_resolved(self.config_dir)
+        self.db = Database(self.database_url)
+        self.db.migrate()
+        self.vault = Vault(self.db, MasterKey.load(self.data_dir))
+        self.tokens = DbTokenStore(self.db, self.vault)
+        # The agent seam: SAP connections are served through this channel. In the
+        # embedded default the agent lives in this process.
+        self.channel = InProcessChannel()
+        self._connections: dict[str, Any] = {}
+        self._flows: dict[str, Flow] = {}
+        self._lock = threading.RLock()
+
+    def connection(self, name: str) -> Any:
+        """The client object of connection `name` (built once per process)."""
+        with self._lock:
+            if name not in self._connections:
+                cfg = self.config.connections.get(name)
+                if cfg is None:
+                    raise KeyError(f"no connection named {name!r} in the configuration")
+                mod = importlib.import_module(f"ml_connector.systems.{cfg.type}.connector")
+                self._connections[name] = mod.connect(self, name, cfg)
+            return self._connections[name]
+
+    def ping_connection(self, name: str) -> tuple[bool, str]:
+        cfg = self.config.connections.get(name)
+        if cfg is None:
+            return False, f"no connection named {name!r}"
+        mod = importlib.import_module(f"ml_connector.systems.{cfg.type}.connector")
+        try:
+            detail: str = mod.ping(self, name, cfg)
+            return True, detail
+        except Exception as exc:
+            from ml_connector.core.redact import redact
+
+            return False, redact(f"{type(exc).__name__}: {exc}")
+
+    def flow(self, name: str) -> Flow:
+        with self._lock:
+            if name not in self._flows:
+                cfg = self.config.flows.get(name)
+                if cfg is None:
+                    known = ", ".join(self.config.flows) or "none"
+                    raise KeyError(f"no flow named {name!r} in the configuration (flows: {known})")
+                self._flows[name] = load_pair(cfg.pair)(self, name, cfg)
+            return self._flows[name]
+
+    def close(self) -> None:
+        for conn in self._connections.values():
+            close = getattr(conn, "close", None)
+            if close:
+                try:
+                    close()
+                except Exception:  # closing is best effort
+                    log.debug("closing a connection failed", exc_info=True)
+        self.db.dispose()

@@ -1,0 +1,151 @@
+"""The control plane's HTTP API: health, flows, runs, failures, replay (OpenAPI at /openapi.json)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from ml_connector import __version__
+from ml_connector.core import outbox
+from ml_connector.core.models import RunRow
+from ml_connector.core.redact import redact
+from ml_connector.core.runtime import Runtime
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    database: str
+
+
+class FlowInfo(BaseModel):
+    name: str
+    pair: str
+    source: str
+    target: str
+    streams: list[str]
+    schedule: str | None
+
+
+class RunInfo(BaseModel):
+    run_id: str
+    flow: str
+    stream: str
+    mode: str
+    status: str
+    counts: dict[str, Any]
+    error: str | None = None
+    started_at: datetime
+    finished_at: datetime | None = None
+
+
+class FailureInfo(BaseModel):
+    id: int
+    flow: str
+    stream: str
+    record: str
+    op: str
+    state: str
+    attempts: int
+    error: str | None
+
+
+class SyncRequest(BaseModel):
+    stream: str | None = None
+    full: bool = False
+
+
+class SyncStarted(BaseModel):
+    run_ids: list[str]
+
+
+class ReplayRequest(BaseModel):
+    ids: list[int] = Field(default_factory=list, description="Outbox ids from /api/failures; empty = all")
+
+
+class ReplayResult(BaseModel):
+    replayed: int
+    outcome: dict[str, int]
+
+
+def _schedule_text(f: Any) -> str | None:
+    sched = getattr(f, "schedule", None)
+    if sched is None:
+        return None
+    return f"cron {sched.cron}" if sched.cron else f"every {int(sched.seconds)}s"
+
+
+def create_app(rt: Runtime) -> FastAPI:
+    api = FastAPI(title="ml-connector control plane", version=__version__,
+                  description="Flows, runs, failures and replay of ml-connector.")
+
+    @api.get("/health", response_model=Health)
+    def health() -> Health:
+        with rt.db.session() as s:
+            s.execute(select(1))
+        return Health(status="ok", version=__version__, database=rt.db.dialect)
+
+    @api.get("/api/flows", response_model=list[FlowInfo])
+    def flows() -> list[FlowInfo]:
+        return [FlowInfo(name=n, pair=f.pair, source=f.source, target=f.target, streams=list(f.streams),
+                         schedule=_schedule_text(f)) for n, f in rt.config.flows.items()]
+
+    @api.post("/api/flows/{flow}/sync", response_model=SyncStarted, status_code=202)
+    def start_sync(flow: str, req: SyncRequest) -> SyncStarted:
+        from ml_connector.core import engine
+
+        if flow not in rt.config.flows:
+            raise HTTPException(404, f"no flow named {flow!r}")
+        streams = [req.stream] if req.stream else list(rt.config.flows[flow].streams)
+        try:
+            return SyncStarted(run_ids=[engine.start_sync(flow, s, full=req.full) for s in streams])
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+
+    @api.get("/api/runs", response_model=list[RunInfo])
+    def runs(limit: int = 50, flow: str | None = None) -> list[RunInfo]:
+        with rt.db.session() as s:
+            q = select(RunRow).order_by(RunRow.started_at.desc()).limit(min(limit, 500))
+            if flow:
+                q = q.where(RunRow.flow == flow)
+            return [_run(r) for r in s.scalars(q)]
+
+    @api.get("/api/runs/{run_id}", response_model=RunInfo)
+    def run(run_id: str) -> RunInfo:
+        with rt.db.session() as s:
+            r = s.get(RunRow, run_id)
+            if r is None:
+                raise HTTPException(404, f"no run {run_id!r}")
+            return _run(r)
+
+    @api.get("/api/failures", response_model=list[FailureInfo])
+    def failures(flow: str | None = None) -> list[FailureInfo]:
+        with rt.db.session() as s:
+            return [FailureInfo(id=r.id, flow=r.flow, stream=r.stream, record=r.source_key, op=r.op,
+                                state=r.state, attempts=r.attempts,
+                                error=redact(r.last_error) if r.last_error else None)
+                    for r in outbox.failures(s, flow=flow)]
+
+    @api.post("/api/replay", response_model=ReplayResult)
+    def replay(req: ReplayRequest) -> ReplayResult:
+        from ml_connector.core import engine
+
+        ids = req.ids
+        if not ids:
+            with rt.db.session() as s:
+                ids = [r.id for r in outbox.failures(s, limit=100000)]
+        if not ids:
+            return ReplayResult(replayed=0, outcome={})
+        return ReplayResult(replayed=len(ids), outcome=engine.replay(ids))
+
+    return api
+
+
+def _run(r: RunRow) -> RunInfo:
+    return RunInfo(run_id=r.run_id, flow=r.flow, stream=r.stream, mode=r.mode, status=r.status,
+                   counts=dict(r.counts), error=redact(r.error) if r.error else None,
+                   started_at=r.started_at, finished_at=r.finished_at)
