@@ -138,3 +138,9 @@ def failures(session: Session, *, flow: str | None = None, states: Sequence[str]
 
 def parked(session: Session, *, flow: str | None = None, limit: int = 500) -> list[OutboxRow]:
     return failures(session, flow=flow, states=("parked",), limit=limit)
+
+
+def begin_attempt(db: Any, ids: Sequence[int]) -> None:
+    """Mark entries in_flight, committed BEFORE the call: a crash leaves a trace to resolve."""
+    with db.session() as s:
+        set_state(s, list(ids), "in_flight", bump_attempts=True)

@@ -1,0 +1,96 @@
+"""Change detection (ledger) and the outbox state machine, on a real SQLite database."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from ml_connector.core import audit, ledger, outbox
+from ml_connector.core.db import Database
+from ml_connector.core.ledger import Desired
+
+
+@pytest.fixture()
+def db(tmp_path):
+    d = Database(f"sqlite:///{tmp_path}/t.sqlite")
+    d.migrate()
+    yield d
+    d.dispose()
+
+
+def _plan(db, items):
+    with db.session() as s:
+        return ledger.plan_changes(s, "f", "vendors", items)
+
+
+def test_content_hash_ignores_key_order():
+    assert ledger.content_hash({"a": 1, "b": "x"}) == ledger.content_hash({"b": "x", "a": 1})
+    assert ledger.content_hash({"a": 1}) != ledger.content_hash({"a": 2})
+
+
+def test_new_changed_unchanged_deactivated_reactivated(db):
+    changes, unchanged = _plan(db, [Desired("1", {"name": "A"}), Desired("2", {"name": "B"}, active=False)])
+    # A new record is created; a record deleted at the source before it was ever synced is not.
+    assert [(c.source_key, c.op) for c in changes] == [("1", "create")]
+    assert unchanged == 1
+    with db.session() as s:
+        ledger.confirm(s, "f", "vendors", "1", "r-1", changes[0].content_hash, active=True)
+    changes, unchanged = _plan(db, [Desired("1", {"name": "A"})])
+    assert changes == [] and unchanged == 1
+    changes, _ = _plan(db, [Desired("1", {"name": "A2"})])
+    assert [(c.op, c.target_id) for c in changes] == [("update", "r-1")]
+    changes, _ = _plan(db, [Desired("1", {"name": "A"}, active=False)])
+    assert [c.op for c in changes] == ["deactivate"]
+    with db.session() as s:
+        ledger.confirm(s, "f", "vendors", "1", "r-1", changes[0].content_hash, active=False)
+    changes, _ = _plan(db, [Desired("1", {"name": "A"})])
+    assert [c.op for c in changes] == ["reactivate"]
+
+
+def test_outbox_same_key_is_stored_once_and_open_entries_are_adopted(db):
+    row = {"idempotency_key": "k1", "source_key": "1", "op": "create", "payload": {"n": 1},
+           "content_hash": "h", "target_id": None}
+    with db.session() as s:
+        assert outbox.add(s, flow="f", stream="vendors", run_id="run-1", batch=1, rows=[row]) == 1
+    with db.session() as s:
+        # The same write staged again by a later run: not duplicated, but moved to that run.
+        assert outbox.add(s, flow="f", stream="vendors", run_id="run-2", batch=4, rows=[row]) == 1
+        assert [e.idempotency_key for e in outbox.batch_entries(s, "run-2", 4)] == ["k1"]
+        assert outbox.batch_entries(s, "run-1", 1) == []
+        n = s.execute(text("select count(*) from mlc_outbox")).scalar()
+    assert n == 1
+
+
+def test_newer_change_supersedes_failed_write(db):
+    a = {"idempotency_key": "k-old", "source_key": "1", "op": "create", "payload": {}, "content_hash": "h1",
+         "target_id": None}
+    b = dict(a, idempotency_key="k-new", content_hash="h2")
+    with db.session() as s:
+        outbox.add(s, flow="f", stream="vendors", run_id="r1", batch=1, rows=[a])
+        ids = [e.id for e in outbox.batch_entries(s, "r1", 1)]
+        outbox.set_state(s, ids, "failed", error="boom")
+    with db.session() as s:
+        outbox.add(s, flow="f", stream="vendors", run_id="r2", batch=1, rows=[b])
+        states = dict(s.execute(text("select idempotency_key, state from mlc_outbox")).all())
+    assert states == {"k-old": "superseded", "k-new": "pending"}
+
+
+def test_cursor_commits_with_the_page_or_not_at_all(db):
+    with db.session() as s:
+        ledger.save_cursor(s, "f", "vendors", {"after": "0000000010"})
+    with pytest.raises(RuntimeError), db.session() as s:
+        ledger.save_cursor(s, "f", "vendors", {"after": "0000000020"})
+        ledger.confirm(s, "f", "vendors", "20", "r-20", "h", active=True)
+        raise RuntimeError("crash before commit")
+    with db.session() as s:
+        assert ledger.load_cursor(s, "f", "vendors") == {"after": "0000000010"}
+        assert ledger.count(s, "f", "vendors") == 0
+
+
+def test_audit_is_append_only(db):
+    with db.session() as s:
+        audit.record(s, "test.event", detail={"x": 1})
+    with pytest.raises(Exception, match="append-only"), db.session() as s:
+        s.execute(text("update mlc_audit set outcome = 'forged'"))
+    with pytest.raises(Exception, match="append-only"), db.session() as s:
+        s.execute(text("delete from mlc_audit"))
