@@ -50,6 +50,7 @@ class VendorStream(Stream):
         self.page_size = int(opts.get("page_size", 5000))
         self.overlap = float(opts.get("overlap_seconds", 3600))
         self.deactivate_blocked = bool(opts.get("deactivate_blocked", False))
+        self._gens: dict[str, tuple[str, Any, Any]] = {}
 
     # -- reading -------------------------------------------------------------
 
@@ -91,20 +92,16 @@ class VendorStream(Stream):
     def read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
         reader = self._reader(ctx)
         if state["phase"] == "full":
-            pages = reader.read("LFA1", LFA1_FIELDS, key_fields=["LIFNR"], page_size=self.page_size,
-                                after=({"LIFNR": state["after"]} if state["after"] else None))
-            page = next(iter(pages), None)
+            page, done = self._next_lfa1_page(ctx, reader, state["after"])
             rows = page.rows if page is not None else []
             vendors = {r["LIFNR"]: r for r in rows}
-            done = page is None or len(rows) < self.page_size or getattr(page, "last", False)
-            after = max(vendors) if vendors else state["after"]
+            after = list(page.last_key)[0] if page is not None and page.last_key else state["after"]
             if vendors:
                 lo, hi = min(vendors), max(vendors)
                 where = (f"LIFNR >= {_quote(lo)} AND LIFNR <= {_quote(hi)} AND "
                          + _in_list("BUKRS", self.company_codes))
                 self._attach_company_codes(reader, vendors, where)
-            return Page(self._records(vendors), dict(state, after=after), done,
-                        estimate_total=getattr(page, "estimate_total", None))
+            return Page(self._records(vendors), dict(state, after=after), done)
         ids: list[str] = state["ids"]
         off = int(state["offset"])
         take = ids[off:off + self.page_size]
@@ -122,6 +119,30 @@ class VendorStream(Stream):
         new_off = off + len(take)
         return Page(self._records(vendors), dict(state, offset=new_off), new_off >= len(ids),
                     estimate_total=len(ids))
+
+    def _next_lfa1_page(self, ctx: RunContext, reader: Any, after: str | None) -> tuple[Any, bool]:
+        """The next LFA1 page after `after`, and whether it is the last one.
+
+        The reader is a generator; within one process it is kept between steps
+        together with a one-page lookahead (which tells whether this page is the
+        last). After a restart a new generator resumes from the committed key.
+        """
+        cached = self._gens.get(ctx.run_id)
+        if cached is None or cached[0] != after:
+            gen = reader.read("LFA1", LFA1_FIELDS, key_fields=["LIFNR"], page_size=self.page_size,
+                              after=[after] if after else None)
+            page = next(gen, None)
+        else:
+            _, gen, page = cached
+        if page is None:
+            self._gens.pop(ctx.run_id, None)
+            return None, True
+        lookahead = next(gen, None)
+        if lookahead is None:
+            self._gens.pop(ctx.run_id, None)
+            return page, True
+        self._gens[ctx.run_id] = (page.last_key[0], gen, lookahead)
+        return page, False
 
     def _attach_company_codes(self, reader: Any, vendors: dict[str, dict[str, Any]], where: str) -> None:
         for p in reader.read("LFB1", LFB1_FIELDS, key_fields=["LIFNR", "BUKRS"], where=where,
