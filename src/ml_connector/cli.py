@@ -117,8 +117,14 @@ def secrets_rotate(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     from ml_connector.core.vault import MasterKey
 
     rt = _runtime(config)
-    n = rt.vault.rotate_key(MasterKey.generate())
-    console.print(f"re-encrypted {n} item(s) under the new master key")
+    new_key = MasterKey.generate()
+    from_env = rt.vault.key.source == "env"
+    n = rt.vault.rotate_key(new_key)
+    console.print(f"re-encrypted {n} item(s) under the new master key {new_key.key_id}")
+    if from_env:
+        # The key came from MLC_MASTER_KEY: nothing was written; the operator must store it.
+        console.print("the master key comes from MLC_MASTER_KEY: set it to this new value now:")
+        print(new_key.encode())
 
 
 # ------------------------------------------------------------------------------ sandbox
@@ -228,35 +234,42 @@ def sync(flow: str, config: ConfigOpt = DEFAULT_CONFIG,
         rt.close()
         return
     engine.start(rt)
-    exit_code = 0
     try:
-        for s in streams:
-            run_id = engine.start_sync(flow, s, full=full)
-            with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                          MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-                          console=console, transient=False) as progress:
-                task = progress.add_task(f"{flow}/{s}", total=None, detail="starting")
-
-                def show(p: dict[str, Any], task: Any = task, progress: Any = progress) -> None:
-                    total = p.get("estimate_total")
-                    progress.update(task, completed=p.get("read", 0), total=total,
-                                    detail=f"read {p.get('read', 0)} · written {p.get('written', 0)}")
-
-                try:
-                    counts = engine.wait(run_id, on_progress=show)
-                except RuntimeError as exc:
-                    raise _fail(str(exc)) from None
-            console.print(_summary_table(flow, s, counts))
-            console.print(f"run id: {run_id}")
-            if counts.get("failed") or counts.get("uncertain"):
-                exit_code = 3
-                console.print("[yellow]some records failed:[/yellow] see [bold]ml-connector failures[/bold]; "
-                              "fix the cause, then [bold]ml-connector replay[/bold]")
+        exit_code = sync_with_progress(rt, flow, streams, full=full)
     finally:
         engine.shutdown()
         rt.close()
     if exit_code:
         raise typer.Exit(exit_code)
+
+
+def sync_with_progress(rt: Any, flow: str, streams: list[str], *, full: bool = False) -> int:
+    """Start one run per stream and follow it with a progress bar; print the summary. 0 = all written."""
+    from ml_connector.core import engine
+
+    exit_code = 0
+    for s in streams:
+        run_id = engine.start_sync(flow, s, full=full)
+        with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                      MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                      console=console, transient=False) as progress:
+            task = progress.add_task(f"{flow}/{s}", total=None, detail="starting")
+
+            def show(p: dict[str, Any], task: Any = task, progress: Any = progress) -> None:
+                progress.update(task, completed=p.get("read", 0), total=p.get("estimate_total"),
+                                detail=f"read {p.get('read', 0)} · written {p.get('written', 0)}")
+
+            try:
+                counts = engine.wait(run_id, on_progress=show)
+            except RuntimeError as exc:
+                raise _fail(str(exc)) from None
+        console.print(_summary_table(flow, s, counts))
+        console.print(f"run id: {run_id}")
+        if counts.get("failed") or counts.get("uncertain"):
+            exit_code = 3
+            console.print("[yellow]some records failed:[/yellow] see [bold]ml-connector failures[/bold]; "
+                          "fix the cause, then [bold]ml-connector replay[/bold]")
+    return exit_code
 
 
 @app.command()

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ml_connector.core.models import AuditRow
@@ -69,7 +69,7 @@ def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
         r["detail"] = json.loads(redact(json.dumps(r.get("detail") or {}, default=str)))
         objs.append(r)
     if objs:
-        session.execute(AuditRow.__table__.insert(), objs)
+        session.execute(insert(AuditRow), objs)
 
 
 def events(session: Session, *, run_id: str | None = None, source: str | None = None,

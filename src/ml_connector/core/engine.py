@@ -199,10 +199,14 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
     if cur.get("done"):
         return {"batch": None, "done": True}
     page = s.read_page(ctx, cur["state"])
-    desired, parked = [], []
+    desired: list[ledger.Desired] = []
+    parked: list[ledger.Parked] = []
     for key, rec in page.records:
         m = s.map(ctx, key, rec)
-        (parked if isinstance(m, ledger.Parked) else desired).append(m)
+        if isinstance(m, ledger.Parked):
+            parked.append(m)
+        else:
+            desired.append(m)
     batch = int(cur.get("batch", 0)) + 1
     with rt.db.session() as sess:
         again = ledger.load_cursor(sess, flow, stream)
@@ -381,7 +385,7 @@ def wait(run_id: str, *, poll: float = 0.2, on_progress: Callable[[dict[str, Any
          timeout: float | None = None) -> dict[str, Any]:
     """Wait for a run, reporting progress from the run's counts."""
     deadline = time.monotonic() + timeout if timeout else None
-    handle = DBOS.retrieve_workflow(run_id)
+    handle: Any = DBOS.retrieve_workflow(run_id)
     while True:
         st = handle.get_status()
         if on_progress:

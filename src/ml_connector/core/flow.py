@@ -72,8 +72,9 @@ class Stream:
     def map(self, ctx: RunContext, key: str, record: dict[str, Any]) -> Desired | Parked:
         raise NotImplementedError
 
-    def deliver(self, ctx: RunContext, entries: list[Entry], report: Callable[[Outcome], None]) -> None:
-        """Write the entries to the target; call `report` with each outcome as soon as it is known."""
+    def deliver(self, ctx: RunContext, entries: list[Entry], report: Callable[[list[Outcome]], None]) -> None:
+        """Write the entries to the target; call `report` with outcomes as soon as they are known
+        (one call per target request, so that each is one transaction)."""
         raise NotImplementedError
 
     def describe_change(self, op: str, payload: dict[str, Any]) -> str:

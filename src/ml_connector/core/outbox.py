@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ml_connector.core.models import OutboxRow, utcnow
@@ -83,7 +83,7 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
         r["created_at"] = now
         r["updated_at"] = now
     if new:
-        session.execute(OutboxRow.__table__.insert(), new)
+        session.execute(insert(OutboxRow), new)
     return len(new) + len(adopt)
 
 

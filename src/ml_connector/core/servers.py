@@ -41,7 +41,6 @@ def serve_in_thread(app: Any, *, name: str = "app", host: str = "127.0.0.1", por
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off", timeout_keep_alive=30)
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.run, name=f"serve-{name}", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout

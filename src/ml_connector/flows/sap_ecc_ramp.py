@@ -95,7 +95,7 @@ class VendorStream(Stream):
             page, done = self._next_lfa1_page(ctx, reader, state["after"])
             rows = page.rows if page is not None else []
             vendors = {r["LIFNR"]: r for r in rows}
-            after = list(page.last_key)[0] if page is not None and page.last_key else state["after"]
+            after = page.last_key[0] if page is not None and page.last_key else state["after"]
             if vendors:
                 lo, hi = min(vendors), max(vendors)
                 where = (f"LIFNR >= {_quote(lo)} AND LIFNR <= {_quote(hi)} AND "

@@ -1,12 +1,11 @@
 """initial domain schema (records ledger, cursors, outbox, mappings, runs, audit, secrets, tokens)
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 19:55:46.340163
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None

@@ -1,0 +1,807 @@
+"""The configuration file `ml-connector.yaml`: pydantic models and the loader.
+
+This is the user-facing contract. Every problem found while loading is reported
+as one line `file:line: dotted.field.path: what is expected`, so that a typo is
+fixed without reading code:
+
+    ml-connector.yaml:23: flows.vendors_to_ramp.schedule: give exactly one of 'interval' or 'cron'
+
+Secrets never live in this file: a field whose name ends in `_secret` holds the
+NAME of a secret in the vault (set with `ml-connector secrets set NAME`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+CONFIG_FILENAME = "ml-connector.yaml"
+DATABASE_URL_ENV = "MLC_DATABASE_URL"
+
+Loc = tuple[str | int, ...]
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or invalid; `problems` holds one line per problem."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems if problems is not None else [message]
+
+
+# --------------------------------------------------------------------------- durations
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_FULL = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+DURATION_EXPECTED = "expected a duration like 30s, 15m, 1h or 7d"
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds in a duration: `30s`, `15m`, `1h`, `7d`, `1w`, `500ms`, `1h30m`, or a plain
+    number of seconds. Raises ValueError for anything else or for a duration <= 0."""
+    if isinstance(value, bool):
+        raise ValueError(f"{DURATION_EXPECTED}, got '{value}'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            seconds = float(text)
+        elif _DURATION_FULL.fullmatch(text):
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+        else:
+            raise ValueError(f"{DURATION_EXPECTED}, got '{value}'")
+    if seconds <= 0:
+        raise ValueError(f"expected a duration greater than zero, got '{value}'")
+    return seconds
+
+
+def _duration_field(value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", str(exc)) from None
+
+
+Duration = Annotated[float, BeforeValidator(_duration_field)]
+
+
+# --------------------------------------------------------------------------- field types
+
+SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+#: Plain keys that must never hold a secret value (use `<key>_secret: NAME`).
+PLAIN_SECRET_KEYS = frozenset(
+    {"password", "client_secret", "token", "access_token", "refresh_token", "api_key", "secret",
+     "private_key", "passwd"}
+)
+
+
+def _secret_name(value: str) -> str:
+    if not SECRET_NAME_RE.match(value):
+        raise PydanticCustomError(
+            "secret_name",
+            "expected the NAME of a secret in the vault (letters, digits, '_', '.', '-'; at most 200), "
+            "not a secret value; store the value with `ml-connector secrets set NAME`",
+        )
+    return value
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise PydanticCustomError(
+            "name",
+            "expected a name that starts with a letter and has only letters, digits, '_' or '-' "
+            "(at most 100), got '{value}'",
+            {"value": value},
+        )
+    return value
+
+
+def _scalar_str(value: Any) -> Any:
+    """YAML turns `NO` into False and `1000` into 1000: accept numbers as text, refuse booleans."""
+    if isinstance(value, bool):
+        raise PydanticCustomError(
+            "quote",
+            "expected text, got the YAML boolean {value} (YAML reads NO, YES, ON, OFF as booleans); "
+            "put the value in quotes",
+            {"value": str(value).lower()},
+        )
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+#: The name of a secret stored in the vault.
+SecretName = Annotated[str, AfterValidator(_secret_name)]
+#: A connection, flow or stream name.
+Name = Annotated[str, AfterValidator(_name)]
+Text = Annotated[str, BeforeValidator(_scalar_str)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------- engine, server
+
+
+class EngineConfig(_Model):
+    """How the engine runs: where it keeps its state and how it polls its queues."""
+
+    data_dir: str = Field(default="./data", description="Relative paths are relative to the config file")
+    database_url: str | None = Field(
+        default=None,
+        description="Default sqlite:///<data_dir>/ml-connector.sqlite; postgresql://… for scale-out",
+    )
+    queue_polling_interval: Duration = Field(default=0.2, le=60, description="Seconds between queue polls")
+    executor_id: str | None = Field(default=None, description="Default: <hostname>-<pid>")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_database_url(value)
+
+
+def _check_database_url(value: str) -> str:
+    if not re.match(r"^(sqlite|postgresql(\+psycopg)?|postgres)://", value):
+        raise PydanticCustomError(
+            "database_url", "expected sqlite:///path/to/file.sqlite or postgresql://user@host:5432/db"
+        )
+    return value
+
+
+class ServerConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+# --------------------------------------------------------------------------- connections
+
+
+class SapAuth(_Model):
+    username: Text = Field(min_length=1)
+    password_secret: SecretName
+
+
+class SapLimits(_Model):
+    max_concurrent: int = Field(default=8, ge=1, le=64)
+    calls_per_second: float = Field(default=20, ge=10, le=50)
+
+
+class SapEccConnection(_Model):
+    """An SAP ECC system, normally reached through the agent on the customer's network."""
+
+    type: Literal["sap_ecc"]
+    base_url: str = Field(min_length=1)
+    client: Text
+    language: Text = Field(default="EN", min_length=1, max_length=2)
+    via: Literal["agent", "direct"] = "agent"
+    auth: SapAuth
+    limits: SapLimits = Field(default_factory=lambda: SapLimits())
+    timeout: Duration = 60.0
+
+    @field_validator("client")
+    @classmethod
+    def _check_client(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{3}", value):
+            raise PydanticCustomError(
+                "sap_client", "expected the SAP client as 3 digits in quotes, like \"100\", got '{value}'",
+                {"value": value},
+            )
+        return value
+
+
+class RampAuth(_Model):
+    client_id: Text = Field(min_length=1)
+    client_secret_secret: SecretName
+    scope: str | None = Field(default=None, description="Default: the provider's scopes")
+
+
+class RateLimit(_Model):
+    requests: int = Field(ge=1)
+    period: Duration
+
+
+class RampConnection(_Model):
+    type: Literal["ramp"]
+    base_url: str | None = Field(default=None, description="Default from systems/ramp/provider.yaml")
+    auth: RampAuth
+    limits: RateLimit | None = None
+    timeout: Duration = 60.0
+
+    def base_url_resolved(self) -> str:
+        if self.base_url:
+            return self.base_url
+        from ml_connector.core.providers import fact
+
+        url = fact("ramp", "base_urls", "production")
+        if not url:
+            raise ConfigError("ramp: no base_url in the configuration and none in the provider facts")
+        return str(url)
+
+
+Connection = Annotated[SapEccConnection | RampConnection, Field(discriminator="type")]
+CONNECTION_TYPES: dict[str, type[BaseModel]] = {"sap_ecc": SapEccConnection, "ramp": RampConnection}
+
+
+# --------------------------------------------------------------------------- flows
+
+
+class Schedule(_Model):
+    """When a flow runs: exactly one of `interval` (30s, 15m, 1h, 7d) or `cron`
+    (5 fields, or 6 with seconds first as DBOS reads it)."""
+
+    interval: Duration | None = None
+    cron: str | None = None
+    timezone: str | None = Field(default=None, description="IANA zone for cron, default UTC")
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from croniter import croniter
+
+        expr = " ".join(value.split())
+        if len(expr.split()) not in (5, 6) or not croniter.is_valid(expr, second_at_beginning=True):
+            raise PydanticCustomError(
+                "cron",
+                "expected a cron expression with 5 fields (minute hour day month weekday) "
+                "or 6 (seconds first), like '0 3 * * 1', got '{value}'",
+                {"value": value},
+            )
+        return expr
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception:
+            raise PydanticCustomError(
+                "timezone", "expected an IANA time zone like 'Europe/Berlin', got '{value}'",
+                {"value": value},
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Schedule:
+        if (self.interval is None) == (self.cron is None):
+            raise PydanticCustomError("schedule", "give exactly one of 'interval' or 'cron'")
+        if self.timezone is not None and self.cron is None:
+            raise PydanticCustomError("schedule", "'timezone' applies only to 'cron'")
+        return self
+
+    @property
+    def seconds(self) -> float | None:
+        """The interval in seconds, or None for a cron schedule."""
+        return self.interval
+
+    def as_cron(self) -> str | None:
+        """A 6-field cron (seconds first, as DBOS schedules read it).
+
+        A cron schedule is returned as such (a 5-field one gets '0' seconds). An
+        interval becomes a cron when it divides its unit evenly (30s, 5m, 15m, 1h,
+        2h, 1d …); otherwise (90s, 45m, 7d) None: the engine then runs it by
+        interval itself.
+        """
+        if self.cron is not None:
+            fields = self.cron.split()
+            return " ".join(["0", *fields]) if len(fields) == 5 else self.cron
+        assert self.interval is not None
+        s = self.interval
+        if s != int(s):
+            return None
+        n = int(s)
+        if n < 60:
+            return f"*/{n} * * * * *" if 60 % n == 0 else None
+        if n < 3600:
+            return f"0 */{n // 60} * * * *" if n % 60 == 0 and 3600 % n == 0 else None
+        if n < 86400:
+            return f"0 0 */{n // 3600} * * *" if n % 3600 == 0 and 86400 % n == 0 else None
+        if n == 86400:
+            return "0 0 0 * * *"
+        return None
+
+
+def _mapping_table(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_scalar_str(k): _scalar_str(v) for k, v in value.items()}
+    return value
+
+
+class FlowConfig(_Model):
+    pair: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = Field(
+        description="The flow module flows/<pair>.py, e.g. sap_ecc_ramp"
+    )
+    source: str = Field(description="A connection name")
+    target: str = Field(description="A connection name")
+    streams: list[Name] = Field(min_length=1)
+    schedule: Schedule | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    mappings: dict[str, Annotated[dict[str, str], BeforeValidator(_mapping_table)]] = Field(
+        default_factory=dict
+    )
+
+
+# --------------------------------------------------------------------------- the file
+
+
+class AppConfig(_Model):
+    engine: EngineConfig = Field(default_factory=lambda: EngineConfig())
+    server: ServerConfig = Field(default_factory=lambda: ServerConfig())
+    connections: dict[Name, Connection] = Field(default_factory=dict)
+    flows: dict[Name, FlowConfig] = Field(default_factory=dict)
+
+    _config_dir: Path | None = PrivateAttr(default=None)
+    _path: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _references(self) -> AppConfig:
+        problems: list[tuple[Loc, str]] = []
+        for name, flow in self.flows.items():
+            for role in ("source", "target"):
+                ref = getattr(flow, role)
+                if ref not in self.connections:
+                    hint = _did_you_mean(ref, list(self.connections))
+                    known = ", ".join(repr(c) for c in self.connections) or "none"
+                    problems.append(
+                        (("flows", name, role),
+                         f"no connection named {ref!r}{hint} (connections: {known})")
+                    )
+        if problems:
+            detail = "; ".join(f"{_dotted(loc)}: {msg}" for loc, msg in problems)
+            raise PydanticCustomError("references", "{detail}", {"detail": detail, "problems": problems})
+        return self
+
+    @property
+    def path(self) -> Path | None:
+        """The file this configuration was loaded from (None when built in code)."""
+        return self._path
+
+    @property
+    def config_dir(self) -> Path:
+        return self._config_dir if self._config_dir is not None else Path.cwd()
+
+    def data_dir_resolved(self, config_dir: Path | None = None) -> Path:
+        """engine.data_dir as an absolute path (relative to the config file's directory)."""
+        base = Path(config_dir) if config_dir is not None else self.config_dir
+        path = Path(self.engine.data_dir).expanduser()
+        return (path if path.is_absolute() else base / path).resolve()
+
+    def database_url_resolved(self, config_dir: Path | None = None) -> str:
+        """The database URL to use: $MLC_DATABASE_URL, else engine.database_url, else
+        sqlite:///<data_dir>/ml-connector.sqlite. Relative SQLite paths are made
+        absolute against the config file's directory."""
+        url = os.environ.get(DATABASE_URL_ENV) or self.engine.database_url
+        base = Path(config_dir) if config_dir is not None else self.config_dir
+        if not url:
+            return f"sqlite:///{self.data_dir_resolved(base) / 'ml-connector.sqlite'}"
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            file = url[len("sqlite:///"):]
+            p = Path(file).expanduser()
+            if not p.is_absolute():
+                return f"sqlite:///{(base / p).resolve()}"
+        return url
+
+    def connection(self, name: str) -> SapEccConnection | RampConnection:
+        try:
+            return self.connections[name]
+        except KeyError:
+            raise ConfigError(
+                f"no connection named {name!r}{_did_you_mean(name, list(self.connections))}"
+            ) from None
+
+    def flow(self, name: str) -> FlowConfig:
+        try:
+            return self.flows[name]
+        except KeyError:
+            raise ConfigError(f"no flow named {name!r}{_did_you_mean(name, list(self.flows))}") from None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+class _Lines:
+    """Line numbers of the YAML nodes, by path (mapping keys, list indexes)."""
+
+    def __init__(self, root: yaml.Node | None) -> None:
+        self.lines: dict[Loc, int] = {}
+        self.duplicates: list[tuple[Loc, int]] = []
+        if root is not None:
+            self.lines[()] = root.start_mark.line + 1
+            self._walk(root, ())
+
+    def _walk(self, node: yaml.Node, loc: Loc) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    continue
+                k = str(key.value)
+                sub = (*loc, k)
+                if k in seen:
+                    self.duplicates.append((sub, key.start_mark.line + 1))
+                seen.add(k)
+                self.lines[sub] = key.start_mark.line + 1
+                self._walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                sub = (*loc, i)
+                self.lines[sub] = item.start_mark.line + 1
+                self._walk(item, sub)
+
+    def line(self, loc: Loc) -> int:
+        while loc and loc not in self.lines:
+            loc = loc[:-1]
+        return self.lines.get(loc, 1)
+
+
+def _unwrap(tp: Any) -> list[Any]:
+    """The member types of an Optional/Union/Annotated annotation."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin is Union or origin is types.UnionType:
+        out: list[Any] = []
+        for arg in typing.get_args(tp):
+            if arg is not type(None):
+                out.extend(_unwrap(arg))
+        return out
+    return [tp]
+
+
+def _model_at(loc: Loc, data: Any) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc` (a data path), if any;
+    a connection's model is picked by its `type`."""
+    current: list[Any] = [AppConfig]
+    node = data
+    for part in loc:
+        nxt: list[Any] = []
+        for tp in current:
+            for member in _candidates(tp, node):
+                origin = typing.get_origin(member)
+                if isinstance(member, type) and issubclass(member, BaseModel):
+                    field = member.model_fields.get(str(part))
+                    if field is not None:
+                        nxt.append(field.annotation)
+                elif origin is dict:
+                    nxt.append(typing.get_args(member)[1])
+                elif origin is list and isinstance(part, int):
+                    nxt.append(typing.get_args(member)[0])
+        current = nxt
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    models = [m for tp in current for m in _candidates(tp, node)
+              if isinstance(m, type) and issubclass(m, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def _candidates(tp: Any, node: Any) -> list[Any]:
+    members = _unwrap(tp)
+    models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+    if len(models) > 1 and isinstance(node, dict) and "type" in node:
+        chosen = [m for m in models if "type" in m.model_fields
+                  and node["type"] in typing.get_args(m.model_fields["type"].annotation)]
+        if chosen:
+            return chosen
+    return members
+
+
+def _data_loc(err_loc: Loc, data: Any) -> Loc:
+    """Drop the parts of a pydantic error location that are not in the data (the
+    discriminator tag of a connection, '[key]' of a dict-key error)."""
+    out: list[str | int] = []
+    node = data
+    for i, part in enumerate(err_loc):
+        if part == "[key]":
+            continue
+        if isinstance(node, dict):
+            if part in node:
+                out.append(part)
+                node = node[part]
+                continue
+            if isinstance(part, str) and node.get("type") == part and i + 1 < len(err_loc):
+                continue  # discriminator tag
+            out.append(part)
+            node = None
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        else:
+            out.append(part)
+            node = None
+    return tuple(out)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(err: Any, loc: Loc, data: Any) -> list[tuple[Loc, str]]:
+    """Turn one pydantic error into (location, message) lines."""
+    etype: str = err["type"]
+    ctx: dict[str, Any] = err.get("ctx") or {}
+    inp = err.get("input")
+    if etype == "references":
+        return []  # reported from the raw data by _reference_problems, even when other fields fail
+    if etype == "extra_forbidden":
+        key = loc[-1] if loc else ""
+        if str(key) in PLAIN_SECRET_KEYS:
+            return [(loc, _plain_secret_message(str(key)))]
+        model = _model_at(loc[:-1], data)
+        hint = _did_you_mean(str(key), list(model.model_fields)) if model else ""
+        allowed = f" (allowed: {', '.join(model.model_fields)})" if model and not hint else ""
+        return [(loc, f"unknown key {str(key)!r}{hint}{allowed}")]
+    if etype == "missing":
+        return [(loc, "required field is missing")]
+    if etype == "union_tag_invalid":
+        tags = ctx.get("expected_tags", "")
+        return [((*loc, "type"), f"expected one of {tags}, got {ctx.get('tag')!r}")]
+    if etype == "union_tag_not_found":
+        return [(loc, f"missing 'type' (one of {', '.join(repr(t) for t in CONNECTION_TYPES)})")]
+    if etype == "literal_error":
+        return [(loc, f"expected {ctx.get('expected')}, got {_short(inp)}")]
+    if etype in ("model_type", "model_attributes_type", "dict_type"):
+        return [(loc, f"expected a mapping (key: value lines), got {_short(inp)}")]
+    if etype == "list_type":
+        return [(loc, f"expected a list like [a, b], got {_short(inp)}")]
+    if etype in ("string_type",):
+        return [(loc, f"expected text, got {_short(inp)}")]
+    if etype in ("int_type", "int_parsing", "int_from_float"):
+        return [(loc, f"expected a whole number, got {_short(inp)}")]
+    if etype in ("float_type", "float_parsing"):
+        return [(loc, f"expected a number, got {_short(inp)}")]
+    if etype == "string_pattern_mismatch":
+        return [(loc, f"expected text matching {ctx.get('pattern')}, got {_short(inp)}")]
+    msg: str = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if etype in bounds:
+        limit = next(iter(ctx.values()), "?")
+        return [(loc, f"expected a value {bounds[etype]} {limit}, got {_short(inp)}")]
+    if etype in ("too_short", "string_too_short"):
+        return [(loc, f"expected at least {ctx.get('min_length')} "
+                      f"{'item' if etype == 'too_short' else 'character'}(s), got {_short(inp)}")]
+    if etype in ("too_long", "string_too_long"):
+        return [(loc, f"expected at most {ctx.get('max_length')} "
+                      f"{'item' if etype == 'too_long' else 'character'}(s), got {_short(inp)}")]
+    return [(loc, msg)]
+
+
+def _plain_secret_message(key: str) -> str:
+    return (
+        f"{key!r} must not hold a secret value in the configuration file; write "
+        f"'{key}_secret: NAME' and store the value with `ml-connector secrets set NAME`"
+    )
+
+
+def _reference_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Flows whose source/target names no connection (checked on the raw data, so that
+    these are reported together with every other problem)."""
+    connections = data.get("connections")
+    names = [str(k) for k in connections] if isinstance(connections, dict) else []
+    flows = data.get("flows")
+    out: list[tuple[Loc, str]] = []
+    if not isinstance(flows, dict):
+        return out
+    for fname, flow in flows.items():
+        if not isinstance(flow, dict):
+            continue
+        for role in ("source", "target"):
+            ref = flow.get(role)
+            if isinstance(ref, str) and ref not in names:
+                known = ", ".join(repr(c) for c in names) or "none"
+                out.append((("flows", str(fname), role),
+                            f"no connection named {ref!r}{_did_you_mean(ref, names)} (connections: {known})"))
+    return out
+
+
+def _plain_secrets(data: Any, loc: Loc = ()) -> Iterator[Loc]:
+    """Places where a secret value sits in a plain field (anywhere, options included)."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            sub = (*loc, str(k))
+            if str(k).lower() in PLAIN_SECRET_KEYS and v not in (None, "") and not isinstance(v, dict | list):
+                yield sub
+            else:
+                yield from _plain_secrets(v, sub)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _plain_secrets(v, (*loc, i))
+
+
+def parse_config(text: str, filename: str = CONFIG_FILENAME, config_dir: Path | None = None) -> AppConfig:
+    """Validate configuration text; raise ConfigError with one `file:line: path: problem` per line."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        context = exc.context or ""
+        if context and exc.context_mark is not None and exc.context_mark.line + 1 != line:
+            context += f" started on line {exc.context_mark.line + 1}"
+        what = ": ".join(p for p in (context, exc.problem) if p)
+        raise ConfigError(f"{filename}:{line}: YAML syntax error: {what}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{filename}:1: YAML error: {exc}") from None
+    finally:
+        loader.dispose()
+    lines = _Lines(root)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{filename}:1: expected a mapping with engine, server, connections and flows")
+
+    problems: list[tuple[int, Loc, str]] = []
+    for loc, ln in lines.duplicates:
+        problems.append((ln, loc, "duplicate key (the later one would silently win)"))
+    secret_locs = set(_plain_secrets(data))
+    for loc in sorted(secret_locs, key=lambda x: lines.line(x)):
+        problems.append((lines.line(loc), loc, _plain_secret_message(str(loc[-1]))))
+    for loc, msg in _reference_problems(data):
+        problems.append((lines.line(loc), loc, msg))
+
+    cfg: AppConfig | None = None
+    try:
+        cfg = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = _data_loc(tuple(err["loc"]), data)
+            for where, msg in _describe(err, loc, data):
+                if where in secret_locs:
+                    continue  # reported above, without echoing the value
+                problems.append((lines.line(where), where, msg))
+    if problems:
+        problems.sort(key=lambda p: p[0])
+        out = [f"{filename}:{ln}: {_dotted(loc)}: {msg}" for ln, loc, msg in problems]
+        raise ConfigError("\n".join(out), out)
+    assert cfg is not None
+    cfg._config_dir = config_dir
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
+    """Load and validate `ml-connector.yaml` (default: ./ml-connector.yaml).
+
+    $MLC_DATABASE_URL, when set, overrides engine.database_url.
+    """
+    p = Path(path) if path is not None else Path(CONFIG_FILENAME)
+    if p.is_dir():
+        p = p / CONFIG_FILENAME
+    if not p.exists():
+        raise ConfigError(
+            f"{p}: configuration file not found; run `ml-connector init` to create one"
+        )
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read the configuration file: {exc}") from None
+    cfg = parse_config(text, filename=str(p), config_dir=p.resolve().parent)
+    env_url = os.environ.get(DATABASE_URL_ENV)
+    if env_url:
+        try:
+            _check_database_url(env_url)
+        except PydanticCustomError as exc:
+            raise ConfigError(f"${DATABASE_URL_ENV}: {exc.message()}") from None
+        cfg.engine.database_url = env_url
+    cfg._path = p.resolve()
+    return cfg
+
+
+def example_config(sap_url: str, ramp_url: str) -> str:
+    """A commented configuration wired to the sandbox systems (written by `ml-connector init`)."""
+    return f"""\
+# ml-connector configuration.
+#
+# Secrets never go in this file: a field ending in `_secret` names a secret in the
+# encrypted vault. Store each value once with:
+#
+#     ml-connector secrets set NAME
+#
+# Durations are written like 30s, 15m, 1h or 7d.
+
+# The engine: where state is kept and how work is picked up.
+engine:
+  # Directory for the SQLite database and the master key file (relative to this file).
+  data_dir: ./data
+  # null = sqlite:///<data_dir>/ml-connector.sqlite. For several workers on several
+  # hosts use Postgres: postgresql://user@host:5432/mlconnector
+  # ($MLC_DATABASE_URL overrides this value.)
+  database_url: null
+  # Seconds between polls of the work queues.
+  queue_polling_interval: 0.2
+  # Name of this worker in logs and recovery; null = <hostname>-<pid>.
+  executor_id: null
+
+# The local status and API server.
+server:
+  host: 127.0.0.1
+  port: 8080
+
+# The systems to connect, by name. `type` picks the connector.
+connections:
+  sap_ecc:
+    type: sap_ecc
+    base_url: {sap_url}
+    client: "100"            # the SAP client, 3 digits, in quotes
+    language: EN
+    via: agent               # reached through the agent on the SAP network ('direct' also allowed)
+    auth:
+      username: RFC_USER
+      password_secret: sap_ecc_password     # ml-connector secrets set sap_ecc_password
+    limits: {{max_concurrent: 8, calls_per_second: 20}}
+    timeout: 60s
+
+  ramp:
+    type: ramp
+    base_url: {ramp_url}      # omit to use Ramp's production URL
+    auth:
+      client_id: ramp_demo_client
+      client_secret_secret: ramp_client_secret   # ml-connector secrets set ramp_client_secret
+      scope: "accounting:read accounting:write"
+    # limits: {{requests: 200, period: 10s}}   # override the provider's rate limit
+
+# What moves where, and when.
+flows:
+  vendors_to_ramp:
+    pair: sap_ecc_ramp        # the flow module flows/sap_ecc_ramp.py
+    source: sap_ecc           # connection names from above
+    target: ramp
+    streams: [vendors]
+    schedule: {{interval: 7d}}  # or {{cron: "0 3 * * 1"}} (exactly one of the two)
+    options:                  # settings of this pair
+      company_codes: ["1000", "2000", "3000"]
+      page_size: 5000
+    mappings: {{}}              # table -> {{source value: target value}}
+"""

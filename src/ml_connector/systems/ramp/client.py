@@ -1,0 +1,325 @@
+"""Ramp Developer API client for the accounting chart-of-accounts flow.
+
+- Every request first takes a slot from the shared `RollingWindowLimiter` (proactive
+  pacing: in normal operation Ramp never has to answer 429).
+- A 429 never fails the caller: the limiter is penalised by the backoff (1, 2, 4 … s,
+  capped; `Retry-After` wins if Ramp ever sends it) and the request is retried.
+- 5xx and connection errors are retried a bounded number of times for idempotent
+  calls (GET, PATCH, DELETE). A POST whose outcome is unknown (the request may have
+  reached Ramp: read timeout, dropped connection, 5xx) raises `RampUncertainWrite`;
+  chart-of-accounts uploads are all-or-nothing and not idempotent, so the caller
+  resolves it by looking the ids up, never by a blind re-POST.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+from ml_connector.core.providers import fact
+from ml_connector.core.ratelimit import RollingWindowLimiter
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+
+
+class RampError(Exception):
+    """Base of the Ramp client's errors."""
+
+
+class RampApiError(RampError):
+    """A non-retried error answer, parsed from `error_v2` (or the legacy `error`)."""
+
+    def __init__(self, status: int, error_code: str | None, message: str,
+                 additional_info: Any = None, trace_id: str | None = None) -> None:
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.additional_info = additional_info
+        self.trace_id = trace_id
+        super().__init__(f"Ramp API {status} {error_code or ''}: {message}"
+                         + (f" (x-trace-id {trace_id})" if trace_id else ""))
+
+    @classmethod
+    def from_response(cls, resp: httpx.Response) -> RampApiError:
+        trace = resp.headers.get("x-trace-id")
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        code: str | None = None
+        info: Any = None
+        message = resp.reason_phrase or f"HTTP {resp.status_code}"
+        if isinstance(body, dict):
+            v2 = body.get("error_v2")
+            legacy = body.get("error")
+            if isinstance(v2, dict):
+                code = v2.get("error_code")
+                message = str(v2.get("message") or message)
+                info = v2.get("additional_info")
+            elif legacy is not None:
+                message = legacy if isinstance(legacy, str) else str(legacy)
+                info = legacy if isinstance(legacy, dict) else None
+                desc = body.get("error_description")
+                if isinstance(desc, str):
+                    message = f"{message}: {desc}"
+            elif isinstance(body.get("message"), str):
+                message = body["message"]
+        elif resp.text:
+            message = resp.text[:200]
+        return cls(resp.status_code, code, message, info, trace)
+
+
+class RampUncertainWrite(RampError):
+    """A write may or may not have been applied; resolve by lookup, not by re-POST."""
+
+    def __init__(self, method: str, path: str, reason: str, status: int | None = None) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        super().__init__(f"Ramp {method} {path}: outcome unknown ({reason}); look the ids up before retrying")
+
+
+class RampTransportError(RampError):
+    """Connection-level failure after the bounded retries of an idempotent call."""
+
+
+def retry_after_seconds(resp: httpx.Response, names: list[str]) -> float | None:
+    for name in names:
+        raw = resp.headers.get(name)
+        if not raw:
+            continue
+        try:
+            return max(float(raw), 0.0)
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            continue
+        return max(when.timestamp() - time.time(), 0.0)
+    return None
+
+
+class RampClient:
+    def __init__(
+        self,
+        base_url: str,
+        auth: httpx.Auth | None,
+        *,
+        limiter: RollingWindowLimiter | None = None,
+        timeout: float = 30.0,
+        max_429_wait: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        max_retries: int | None = None,
+        backoff_base: float | None = None,
+        backoff_cap: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        prefix = fact("ramp", "api_prefix", default="/developer/v1")
+        base = base_url.rstrip("/")
+        self.api_url = base if base.endswith(prefix) else base + prefix
+        self.base_url = self.api_url[: -len(prefix)]
+        self.limiter = limiter
+        self.timeout = timeout
+        self.max_429_wait = max_429_wait
+        self._sleep = sleep
+        self.max_retries = int(max_retries if max_retries is not None
+                               else fact("ramp", "backoff", "max_retries", default=5))
+        self.backoff_base = float(backoff_base if backoff_base is not None
+                                  else fact("ramp", "backoff", "base", default=1.0))
+        self.backoff_factor = float(fact("ramp", "backoff", "factor", default=2.0))
+        self.backoff_cap = float(backoff_cap if backoff_cap is not None
+                                 else fact("ramp", "backoff", "cap", default=30.0))
+        self.retry_after_headers: list[str] = list(
+            fact("ramp", "retry_after_headers", default=["Retry-After"]))
+        self.max_batch = int(fact("ramp", "batch", "max_items", default=500))
+        self._http = httpx.Client(auth=auth, timeout=timeout, transport=transport,
+                                  headers={"Accept": "application/json"})
+        self._lock = threading.Lock()
+        # counters for benchmarks
+        self.requests = 0
+        self.throttled = 0  # 429s seen
+        self.retries = 0  # 5xx / transport retries
+        self.waited_429 = 0.0
+
+    def __repr__(self) -> str:
+        return f"RampClient(api_url={self.api_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RampClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def backoff(self, attempt: int) -> float:
+        return float(min(self.backoff_cap, self.backoff_base * self.backoff_factor ** attempt))
+
+    def _count(self, name: str, by: float = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + by)
+
+    # -- the request loop ---------------------------------------------------------------
+    def request(self, method: str, path_or_url: str, *, params: dict[str, Any] | None = None,
+                json: Any = None) -> httpx.Response:
+        method = method.upper()
+        url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.api_url + path_or_url
+        idempotent = method in IDEMPOTENT
+        n429 = 0
+        nerr = 0
+        waited = 0.0
+        while True:
+            if self.limiter is not None:
+                self.limiter.acquire()
+            self._count("requests")
+            try:
+                resp = self._http.request(method, url, params=params, json=json)
+            except httpx.TransportError as exc:
+                never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+                if not idempotent and not never_sent:
+                    raise RampUncertainWrite(method, path_or_url, type(exc).__name__) from exc
+                if nerr >= self.max_retries:
+                    raise RampTransportError(f"Ramp {method} {path_or_url}: {type(exc).__name__} "
+                                             f"after {nerr + 1} attempts") from exc
+                self._count("retries")
+                self._sleep(self.backoff(nerr))
+                nerr += 1
+                continue
+            status = resp.status_code
+            if status == 429:
+                self._count("throttled")
+                delay = retry_after_seconds(resp, self.retry_after_headers)
+                if delay is None:
+                    delay = self.backoff(n429)
+                n429 += 1
+                if self.max_429_wait is not None and waited + delay > self.max_429_wait:
+                    raise RampApiError.from_response(resp)
+                waited += delay
+                self._count("waited_429", delay)
+                if self.limiter is not None:
+                    self.limiter.penalize(delay)  # acquire() above waits it out, for every caller
+                else:
+                    self._sleep(delay)
+                continue
+            if status >= 500:
+                if not idempotent:
+                    raise RampUncertainWrite(method, path_or_url, f"HTTP {status}", status=status)
+                if nerr < self.max_retries:
+                    self._count("retries")
+                    self._sleep(self.backoff(nerr))
+                    nerr += 1
+                    continue
+            if status >= 400:
+                raise RampApiError.from_response(resp)
+            return resp
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self.request(method, path, **kw)
+        return resp.json() if resp.content else None
+
+    def _iter(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        url: str | None = path
+        query: dict[str, Any] | None = {k: v for k, v in params.items() if v is not None}
+        while url:
+            body = self._json("GET", url, params=query)
+            yield from body.get("data", [])
+            url = (body.get("page") or {}).get("next")
+            query = None  # page.next carries start and the original filters
+
+    @staticmethod
+    def _flag(v: bool | None) -> str | None:
+        return None if v is None else ("true" if v else "false")
+
+    def _check_batch(self, items: list[dict[str, Any]]) -> None:
+        if not 1 <= len(items) <= self.max_batch:
+            raise ValueError(f"Ramp batch uploads take 1..{self.max_batch} items, got {len(items)}")
+
+    @staticmethod
+    def _patch_body(name: str | None, code: str | None, reactivate: bool | None) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if code is not None:
+            body["code"] = code  # "" clears the code
+        if reactivate:
+            body["reactivate"] = True
+        return body
+
+    # -- accounting vendors -------------------------------------------------------------
+    def iter_accounting_vendors(self, remote_id: str | None = None, is_active: bool | None = None,
+                                page_size: int = 100,
+                                is_synced: bool | None = None) -> Iterator[dict[str, Any]]:
+        return self._iter("/accounting/vendors", {"remote_id": remote_id, "is_active": self._flag(is_active),
+                                                  "is_synced": self._flag(is_synced), "page_size": page_size})
+
+    def get_accounting_vendor_by_remote_id(self, remote_id: str) -> dict[str, Any] | None:
+        for v in self.iter_accounting_vendors(remote_id=remote_id, page_size=2):
+            if v.get("id") == remote_id:
+                return v
+        return None
+
+    def get_accounting_vendor(self, ramp_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("GET", f"/accounting/vendors/{ramp_id}")
+        return out
+
+    def create_accounting_vendors(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        self._check_batch(items)
+        out: dict[str, Any] = self._json("POST", "/accounting/vendors", json={"vendors": items})
+        return out
+
+    def update_accounting_vendor(self, ramp_id: str, *, name: str | None = None, code: str | None = None,
+                                 reactivate: bool | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("PATCH", f"/accounting/vendors/{ramp_id}",
+                                         json=self._patch_body(name, code, reactivate))
+        return out
+
+    def deactivate_accounting_vendor(self, ramp_id: str) -> None:
+        self.request("DELETE", f"/accounting/vendors/{ramp_id}")
+
+    # -- GL accounts --------------------------------------------------------------------
+    def iter_gl_accounts(self, remote_id: str | None = None, is_active: bool | None = None,
+                         page_size: int = 100) -> Iterator[dict[str, Any]]:
+        return self._iter("/accounting/accounts", {"remote_id": remote_id, "is_active": self._flag(is_active),
+                                                   "page_size": page_size})
+
+    def get_gl_account_by_remote_id(self, remote_id: str) -> dict[str, Any] | None:
+        for a in self.iter_gl_accounts(remote_id=remote_id, page_size=2):
+            if a.get("id") == remote_id:
+                return a
+        return None
+
+    def create_gl_accounts(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        self._check_batch(items)
+        out: dict[str, Any] = self._json("POST", "/accounting/accounts", json={"gl_accounts": items})
+        return out
+
+    def update_gl_account(self, ramp_id: str, *, name: str | None = None, code: str | None = None,
+                          reactivate: bool | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("PATCH", f"/accounting/accounts/{ramp_id}",
+                                         json=self._patch_body(name, code, reactivate))
+        return out
+
+    def deactivate_gl_account(self, ramp_id: str) -> None:
+        self.request("DELETE", f"/accounting/accounts/{ramp_id}")
+
+    # -- misc ---------------------------------------------------------------------------
+    def get_business(self) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("GET", "/business")
+        return out
+
+    def ping(self) -> float:
+        """The provider.yaml ping call; returns its round-trip seconds (raises on failure)."""
+        method = str(fact("ramp", "ping", "method", default="GET"))
+        path = str(fact("ramp", "ping", "path", default="/developer/v1/accounting/vendors"))
+        params = fact("ramp", "ping", "params", default=None)
+        prefix = fact("ramp", "api_prefix", default="/developer/v1")
+        t0 = time.perf_counter()
+        self.request(method, self.base_url + path if path.startswith(prefix) else path, params=params)
+        return time.perf_counter() - t0

@@ -1,0 +1,668 @@
+"""Ramp Developer API emulator: token endpoint, accounting vendors / GL accounts, business.
+
+Wire behaviour follows cloud-apis.md §1 (Ramp OpenAPI + guides). Undocumented behaviour is
+a switch on `RampSandbox` (state.py). Admin endpoints under `/_sandbox/` are not rate
+limited, not faulted and need no token:
+
+- `POST /_sandbox/faults` JSON, every key optional:
+  `{"latency": 0.2, "fail_next": 3, "kind": "429|500|502|503|drop|timeout_after_commit",
+    "path": "/developer/v1/accounting/vendors", "method": "POST", "clear_faults": true,
+    "expire_tokens_now": true, "token_lifetime": 5, "commit_then": "drop|hang", "hang_seconds": 5,
+    "scope_mismatch": "invalid_scope|grant_subset", "invalid_token_status": 401,
+    "validation_status": 400, "batch_error_status": 400,
+    "rate_limit": {"enabled": true, "limit": 200, "period": 10, "mode": "rolling|lockout",
+                   "lockout_seconds": 60, "per": "ip|token", "retry_after": null (0 = real wait),
+                   "count_token_endpoint": true, "count_rejected": false}}`
+  → 200 the current switches.
+- `GET /_sandbox/stats` → `{requests_total, requests_by_path: {path: {status: n}}, rate_limited,
+  faults_injected, peak_in_window, tokens_issued, vendors, gl_accounts}`.
+- `GET /_sandbox/state/vendors` → `{"vendors": [VendorAccount…]}` (all, in keyset order).
+- `GET /_sandbox/state/gl_accounts` → `{"gl_accounts": […]}`.
+- `POST /_sandbox/reset` (optional JSON `{"tokens": false}` keeps issued tokens) → 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import bisect
+import json
+import math
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from ml_connector.systems.ramp.sandbox.state import GL_CLASSIFICATIONS, RampSandbox
+from ml_connector.systems.ramp.sandbox.state import now_iso as _iso
+
+PREFIX = "/developer/v1"
+TOKEN_PATH = PREFIX + "/token"
+VENDORS = PREFIX + "/accounting/vendors"
+ACCOUNTS = PREFIX + "/accounting/accounts"
+BILLPAY = PREFIX + "/vendors"
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+# ---- bodies ------------------------------------------------------------------------------
+def error_body(code: str, message: str, additional_info: Any = None, legacy: Any = None) -> dict[str, Any]:
+    return {
+        "error_v2": {"error_code": code, "message": message,
+                     "additional_info": additional_info if additional_info is not None else {},
+                     "notes": ""},
+        "error": legacy if legacy is not None else (additional_info or message),
+    }
+
+
+def error(status: int, code: str, message: str, additional_info: Any = None,
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, additional_info), status_code=status, headers=headers)
+
+
+def oauth_error(status: int, err: str, desc: str) -> JSONResponse:
+    return JSONResponse({"error": err, "error_description": desc}, status_code=status)
+
+
+class ApiError(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _bool_param(request: Request, name: str, status: int) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    low = raw.lower()
+    if low in ("true", "1"):
+        return True
+    if low in ("false", "0"):
+        return False
+    raise ApiError(error(status, "DEVELOPER_7001", "Not a valid boolean.", {name: ["Not a valid boolean."]}))
+
+
+# ---- the gate: trace id, stats, rate limit, faults ---------------------------------------
+class _Gate:
+    def __init__(self, state: RampSandbox, inner: ASGIApp) -> None:
+        self.state = state
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        st = self.state
+        path: str = scope["path"]
+        method: str = scope["method"]
+        trace = uuid.uuid4().hex
+        status_box: list[int | str] = [0]
+
+        async def send_traced(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                status_box[0] = int(msg["status"])
+                msg = dict(msg)
+                msg["headers"] = [*list(msg.get("headers", [])), (b"x-trace-id", trace.encode())]
+            await send(msg)
+
+        if path.startswith("/_sandbox"):
+            await self.inner(scope, receive, send_traced)
+            return
+        try:
+            if st.latency > 0:
+                await asyncio.sleep(st.latency)
+            rl = st.rate_limit
+            if path != TOKEN_PATH or rl.count_token_endpoint:
+                allowed, wait = st.admit(self._key(scope))
+                if not allowed:
+                    with st.lock:
+                        st.rate_limited += 1
+                    headers = None
+                    if rl.retry_after is not None:  # 0 → the true seconds until a slot frees
+                        secs = rl.retry_after if rl.retry_after > 0 else math.ceil(wait)
+                        headers = {"Retry-After": str(max(1, round(secs)))}
+                    await error(429, "DEVELOPER_7429", "Rate limit exceeded. Please retry later.",
+                                headers=headers)(scope, receive, send_traced)
+                    return
+            kind = st.take_fault(method, path)
+            if kind in ("429", "500", "502", "503"):
+                code = int(kind)
+                msg = {429: "Rate limit exceeded. Please retry later.", 500: "Internal server error",
+                       502: "Bad gateway", 503: "Service unavailable"}[code]
+                await error(code, f"DEVELOPER_{code}", msg)(scope, receive, send_traced)
+                return
+            if kind == "drop":
+                status_box[0] = "drop"
+                st.record(path, "drop")
+                await self._drop(send)
+                return
+            if kind == "timeout_after_commit":
+                async def swallow(msg: Message) -> None:
+                    return None
+
+                await self.inner(scope, receive, swallow)  # the write is applied, the answer lost
+                status_box[0] = "drop"
+                st.record(path, "drop")
+                if st.commit_then == "hang":
+                    await asyncio.sleep(st.hang_seconds)
+                await self._drop(send)
+                return
+            await self.inner(scope, receive, send_traced)
+        finally:
+            if status_box[0] != "drop":
+                st.record(path, status_box[0])
+
+    def _key(self, scope: Scope) -> str:
+        if self.state.rate_limit.per == "token":
+            for k, v in scope.get("headers", []):
+                if k == b"authorization":
+                    return "auth:" + v.decode("latin-1")
+        client = scope.get("client") or ("unknown", 0)
+        return "ip:" + str(client[0])
+
+    @staticmethod
+    async def _drop(send: Send) -> None:
+        """Close the TCP connection without answering (uvicorn's cycle holds the transport)."""
+        cycle = getattr(send, "__self__", None)
+        transport = getattr(cycle, "transport", None)
+        if transport is None:
+            raise RuntimeError("sandbox: cannot drop the connection on this server")
+        transport.close()
+        await asyncio.sleep(0.01)  # let connection_lost mark the cycle disconnected
+
+
+class _SandboxApp(FastAPI):
+    """FastAPI with the gate outermost, so it sees the server's own `send`."""
+
+    gate: _Gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.gate(scope, receive, send)
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
+# ---- the app -----------------------------------------------------------------------------
+def create_app(state: RampSandbox | None = None) -> FastAPI:
+    st = state if state is not None else RampSandbox()
+    app = _SandboxApp(title="Ramp sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+    app.gate = _Gate(st, app._app)
+    app.state.sandbox = st
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return exc.response
+
+    # -- auth helpers --
+    def bearer(request: Request, scope_needed: str) -> None:
+        hdr = request.headers.get("authorization", "")
+        tok = hdr[7:].strip() if hdr[:7].lower() == "bearer " else ""
+        t = st.token_valid(tok) if tok else None
+        if t is None:
+            raise ApiError(error(st.invalid_token_status, st.invalid_token_error_code,
+                                 "Invalid, expired or missing access token."))
+        if scope_needed not in t.scopes:
+            raise ApiError(error(403, st.missing_scope_error_code,
+                                 f"Access token is missing the required scope: {scope_needed}",
+                                 {"required_scope": [scope_needed]}))
+
+    def client_from_basic(request: Request) -> str | None:
+        hdr = request.headers.get("authorization", "")
+        if hdr[:6].lower() != "basic ":
+            return None
+        try:
+            raw = base64.b64decode(hdr[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        cid, _, secret = raw.partition(":")
+        if cid == st.client_id and secret == st.client_secret:
+            return cid
+        return None
+
+    async def form_or_json(request: Request) -> dict[str, str]:
+        body = await request.body()
+        ctype = request.headers.get("content-type", "")
+        if "json" in ctype:
+            try:
+                data = json.loads(body or b"{}")
+            except ValueError:
+                return {}
+            return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        return dict(parse_qsl(body.decode("utf-8", "replace")))
+
+    # -- token --
+    @app.post(TOKEN_PATH)
+    async def token(request: Request) -> Response:
+        form = await form_or_json(request)
+        cid = client_from_basic(request)
+        if cid is None:
+            return oauth_error(401, "invalid_client", "Client authentication failed.")
+        grant = form.get("grant_type", "")
+        if grant in ("authorization_code", "refresh_token"):
+            return oauth_error(400, "unauthorized_client", "Grant type not enabled for this client.")
+        if grant != "client_credentials":
+            return oauth_error(400, "unsupported_grant_type", f"Unsupported grant_type: {grant!r}.")
+        wanted = form.get("scope", "").split()
+        if not wanted:
+            return oauth_error(400, "invalid_request", "Missing required parameter: scope.")
+        allowed = set(st.allowed_scopes.split())
+        extra = [s for s in wanted if s not in allowed]
+        if extra and st.scope_mismatch != "grant_subset":
+            return oauth_error(400, "invalid_scope",
+                               f"Requested scope not configured for app: {' '.join(extra)}")
+        granted = [s for s in wanted if s in allowed]
+        if not granted:
+            return oauth_error(400, "invalid_scope", "None of the requested scopes is configured.")
+        tok, life = st.issue_token(cid, frozenset(granted))
+        return JSONResponse({"access_token": tok, "token_type": "Bearer", "expires_in": int(life),
+                             "scope": " ".join(granted)})
+
+    @app.post(TOKEN_PATH + "/revoke")
+    async def revoke(request: Request) -> Response:
+        form = await form_or_json(request)
+        if client_from_basic(request) is None:
+            return oauth_error(401, "invalid_client", "Client authentication failed.")
+        with st.lock:
+            t = st.tokens.get(form.get("token", ""))
+            if t is not None:
+                t.revoked = True
+        return JSONResponse({})
+
+    # -- paging --
+    def page_size(request: Request) -> int:
+        raw = request.query_params.get("page_size")
+        if raw is None:
+            return 20
+        msg = "Value must be between 2 and 100"
+        try:
+            n = int(raw)
+        except ValueError:
+            n = -1
+        if not 2 <= n <= 100:
+            raise ApiError(error(st.validation_status, "DEVELOPER_7001", msg, {"page_size": [msg]}))
+        return n
+
+    def paged(request: Request, items: list[dict[str, Any]], more: bool,
+              key: str = "ramp_id") -> JSONResponse:
+        nxt = None
+        if more and items:
+            q = [(k, v) for k, v in request.query_params.multi_items() if k != "start"]
+            q.append(("start", items[-1][key]))
+            base = str(request.base_url).rstrip("/")
+            nxt = f"{base}{request.url.path}?{urlencode(q)}"
+        return JSONResponse({"data": items, "page": {"next": nxt}})
+
+    def list_store(request: Request, store_name: str) -> JSONResponse:
+        n = page_size(request)
+        remote_id = request.query_params.get("remote_id")
+        is_active = _bool_param(request, "is_active", st.validation_status)
+        is_synced = _bool_param(request, "is_synced", st.validation_status)
+        start = request.query_params.get("start")
+        out: list[dict[str, Any]] = []
+        more = False
+        with st.lock:
+            store = getattr(st, store_name)
+            if remote_id is not None:
+                rid = store.by_remote.get(remote_id)
+                source = [store.by_id[rid]] if rid and (not start or rid > start) else []
+            else:
+                source = store.iter_after(start)
+            for rec in source:
+                if is_active is not None and rec["is_active"] != is_active:
+                    continue
+                if is_synced is not None and rec.get("is_synced") != is_synced:
+                    continue
+                if len(out) == n:
+                    more = True
+                    break
+                out.append(dict(rec))
+        return paged(request, out, more)
+
+    async def json_body(request: Request) -> Any:
+        try:
+            return json.loads(await request.body() or b"null")
+        except ValueError as exc:
+            raise ApiError(error(400, "DEVELOPER_7001", "Request body is not valid JSON.")) from exc
+
+    def upload(body: Any, store_name: str, list_key: str, make: Callable[[dict[str, Any]], dict[str, Any]],
+               validate: Callable[[dict[str, Any]], dict[str, list[str]]]) -> JSONResponse:
+        status = st.batch_error_status
+        if not isinstance(body, dict) or not isinstance(body.get(list_key), list):
+            raise ApiError(error(status, "DEVELOPER_7001", "Invalid input.",
+                                 {list_key: ["Missing data for required field."]}))
+        items: list[Any] = body[list_key]
+        if not 1 <= len(items) <= 500:
+            msg = "Length must be between 1 and 500."
+            raise ApiError(error(status, "DEVELOPER_7001", msg, {list_key: [msg]}))
+        invalid: dict[str, dict[str, list[str]]] = {}
+        for i, item in enumerate(items):
+            errs = validate(item) if isinstance(item, dict) else {"_schema": ["Invalid input type."]}
+            if errs:
+                invalid[str(i)] = errs
+        with st.lock:
+            store = getattr(st, store_name)
+            seen: set[str] = set()
+            existing: list[str] = []
+            dupes: list[str] = []
+            for item in items:
+                rid = item.get("id") if isinstance(item, dict) else None
+                if not isinstance(rid, str):
+                    continue
+                if rid in store.by_remote:
+                    existing.append(rid)
+                elif rid in seen:
+                    dupes.append(rid)
+                seen.add(rid)
+            if invalid or existing or dupes:
+                info: dict[str, Any] = {}
+                if invalid:
+                    info[list_key] = invalid
+                if existing:
+                    info["existing_ids"] = existing
+                if dupes:
+                    info["duplicate_ids"] = dupes
+                parts = []
+                if invalid:
+                    parts.append(f"{len(invalid)} malformed item(s)")
+                if existing:
+                    parts.append("already exist: " + ", ".join(existing[:20]))
+                if dupes:
+                    parts.append("duplicated in batch: " + ", ".join(dupes[:20]))
+                raise ApiError(error(status, "DEVELOPER_7001",
+                                     "Batch rejected (all or nothing): " + "; ".join(parts), info))
+            created = [make(item) for item in items]
+            for rec in created:
+                store.add(rec)
+        return JSONResponse({list_key: created, "uploaded": [r["ramp_id"] for r in created]},
+                            status_code=201)
+
+    def _str_field(item: dict[str, Any], name: str, errs: dict[str, list[str]], required: bool) -> None:
+        v = item.get(name)
+        if v is None:
+            if required:
+                errs[name] = ["Missing data for required field."]
+        elif not isinstance(v, str):
+            errs[name] = ["Not a valid string."]
+        elif required and not v.strip():
+            errs[name] = ["Field may not be blank."]
+
+    def validate_vendor(item: dict[str, Any]) -> dict[str, list[str]]:
+        errs: dict[str, list[str]] = {}
+        _str_field(item, "id", errs, True)
+        _str_field(item, "name", errs, True)
+        allowed = {"id", "name", "code"} if st.accept_code_on_vendor_upload else {"id", "name"}
+        if "code" in allowed:
+            _str_field(item, "code", errs, False)
+        for k in item:
+            if k not in allowed:
+                errs[k] = ["Unknown field."]
+        return errs
+
+    def make_vendor(item: dict[str, Any]) -> dict[str, Any]:
+        now = _iso()
+        return {"ramp_id": st.new_ramp_id(), "id": item["id"], "name": item["name"],
+                "code": item.get("code"), "is_active": True, "is_synced": st.vendors_synced_on_upload,
+                "created_at": now, "updated_at": now, "vendor_category_info": None}
+
+    def validate_gl(item: dict[str, Any]) -> dict[str, list[str]]:
+        errs: dict[str, list[str]] = {}
+        _str_field(item, "id", errs, True)
+        _str_field(item, "name", errs, True)
+        _str_field(item, "code", errs, False)
+        c = item.get("classification")
+        if c is None:
+            errs["classification"] = ["Missing data for required field."]
+        elif c not in GL_CLASSIFICATIONS:
+            errs["classification"] = ["Must be one of: " + ", ".join(GL_CLASSIFICATIONS) + "."]
+        for k in item:
+            if k not in ("id", "name", "code", "classification"):
+                errs[k] = ["Unknown field."]
+        return errs
+
+    def make_gl(item: dict[str, Any]) -> dict[str, Any]:
+        now = _iso()
+        return {"ramp_id": st.new_ramp_id(), "id": item["id"], "name": item["name"],
+                "code": item.get("code"), "classification": item["classification"], "is_active": True,
+                "gl_account_category_info": None, "created_at": now, "updated_at": now}
+
+    def get_one(store_name: str, ramp_id: str) -> dict[str, Any]:
+        rec: dict[str, Any] | None = getattr(st, store_name).by_id.get(ramp_id)
+        if rec is None:
+            raise ApiError(error(404, "DEVELOPER_7004", "Resource not found.", {"id": [ramp_id]}))
+        return rec
+
+    async def patch_one(request: Request, store_name: str, ramp_id: str) -> JSONResponse:
+        body = await json_body(request)
+        status = st.validation_status
+        if not isinstance(body, dict):
+            raise ApiError(error(status, "DEVELOPER_7001", "Invalid input.", {"_schema": ["Invalid input."]}))
+        errs: dict[str, list[str]] = {}
+        for k in ("name", "code"):
+            if k in body and not isinstance(body[k], str):
+                errs[k] = ["Not a valid string."]
+        if "name" in body and isinstance(body["name"], str) and not body["name"].strip():
+            errs["name"] = ["Field may not be blank."]
+        if "reactivate" in body and body["reactivate"] is not True:
+            errs["reactivate"] = ["Must be one of: True."]
+        for k in body:
+            if k not in ("name", "code", "reactivate"):
+                errs[k] = ["Unknown field."]
+        if errs:
+            raise ApiError(error(status, "DEVELOPER_7001", "Invalid input.", errs))
+        with st.lock:
+            rec = get_one(store_name, ramp_id)
+            if "name" in body:
+                rec["name"] = body["name"]
+            if "code" in body:
+                rec["code"] = body["code"] or None  # "" clears the code
+            if body.get("reactivate"):
+                rec["is_active"] = True
+            rec["updated_at"] = _iso()
+            return JSONResponse(dict(rec))
+
+    def delete_one(store_name: str, ramp_id: str) -> Response:
+        with st.lock:
+            rec = get_one(store_name, ramp_id)
+            rec["is_active"] = False
+            rec["updated_at"] = _iso()
+        return Response(status_code=204)
+
+    # -- accounting vendors --
+
+    @app.get(VENDORS)
+    async def list_vendors(request: Request) -> Response:
+        bearer(request, "accounting:read")
+        return list_store(request, "vendors")
+
+    @app.post(VENDORS)
+    async def upload_vendors(request: Request) -> Response:
+        bearer(request, "accounting:write")
+        return upload(await json_body(request), "vendors", "vendors", make_vendor, validate_vendor)
+
+    @app.get(VENDORS + "/{ramp_id}")
+    async def get_vendor(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:read")
+        with st.lock:
+            return JSONResponse(dict(get_one("vendors", ramp_id)))
+
+    @app.patch(VENDORS + "/{ramp_id}")
+    async def patch_vendor(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:write")
+        return await patch_one(request, "vendors", ramp_id)
+
+    @app.delete(VENDORS + "/{ramp_id}")
+    async def delete_vendor(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:write")
+        return delete_one("vendors", ramp_id)
+
+    # -- GL accounts --
+
+    @app.get(ACCOUNTS)
+    async def list_accounts(request: Request) -> Response:
+        bearer(request, "accounting:read")
+        return list_store(request, "gl_accounts")
+
+    @app.post(ACCOUNTS)
+    async def upload_accounts(request: Request) -> Response:
+        bearer(request, "accounting:write")
+        return upload(await json_body(request), "gl_accounts", "gl_accounts", make_gl, validate_gl)
+
+    @app.get(ACCOUNTS + "/{ramp_id}")
+    async def get_account(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:read")
+        with st.lock:
+            return JSONResponse(dict(get_one("gl_accounts", ramp_id)))
+
+    @app.patch(ACCOUNTS + "/{ramp_id}")
+    async def patch_account(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:write")
+        return await patch_one(request, "gl_accounts", ramp_id)
+
+    @app.delete(ACCOUNTS + "/{ramp_id}")
+    async def delete_account(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:write")
+        return delete_one("gl_accounts", ramp_id)
+
+    # -- Bill Pay vendors (not accounting vendors; linked via accounting_vendor_remote_id) --
+    @app.get(BILLPAY)
+    async def list_billpay(request: Request) -> Response:
+        bearer(request, "vendors:read")
+        n = page_size(request)
+        name = request.query_params.get("name")
+        is_active = _bool_param(request, "is_active", st.validation_status)
+        owner = request.query_params.get("vendor_owner_id")
+        start = request.query_params.get("start")
+        out: list[dict[str, Any]] = []
+        more = False
+        with st.lock:
+            pos = bisect.bisect_right(st.billpay_order, start) if start else 0
+            for vid in st.billpay_order[pos:]:
+                rec = st.billpay_vendors[vid]
+                if name is not None and rec["name"] != name:
+                    continue
+                if is_active is not None and rec["is_active"] != is_active:
+                    continue
+                if owner is not None and rec.get("vendor_owner_id") != owner:
+                    continue
+                if len(out) == n:
+                    more = True
+                    break
+                out.append(dict(rec))
+        return paged(request, out, more, key="id")
+
+    @app.post(BILLPAY)
+    async def create_billpay(request: Request) -> Response:
+        bearer(request, "vendors:write")
+        body = await json_body(request)
+        status = st.validation_status
+        if not isinstance(body, dict):
+            raise ApiError(error(status, "DEVELOPER_7001", "Invalid input.", {"_schema": ["Invalid input."]}))
+        errs: dict[str, list[str]] = {}
+        for k in ("country", "vendor_owner_id"):
+            _str_field(body, k, errs, True)
+        contacts = body.get("business_vendor_contacts")
+        if not isinstance(contacts, list):
+            errs["business_vendor_contacts"] = ["Missing data for required field."]
+        if body.get("accounting_vendor_remote_id") and body.get("vendor_tracking_category_option_id"):
+            errs["_schema"] = ["Provide at most one of accounting_vendor_remote_id and "
+                               "vendor_tracking_category_option_id."]
+        if errs:
+            raise ApiError(error(status, "DEVELOPER_7001", "Invalid input.", errs))
+        now = _iso()
+        rec = {"id": st.new_ramp_id(), "name": body.get("name") or "", "country": body["country"],
+               "vendor_owner_id": body["vendor_owner_id"], "is_active": True, "is_deletable": True,
+               "accounting_vendor_remote_id": body.get("accounting_vendor_remote_id"),
+               "address": body.get("address"), "state": body.get("state"), "created_at": now,
+               "contacts": list(contacts or []),
+               "total_spend_all_time": {"amount": 0, "currency_code": "USD"},
+               "total_spend_last_30_days": {"amount": 0, "currency_code": "USD"},
+               "total_spend_last_365_days": {"amount": 0, "currency_code": "USD"},
+               "total_spend_ytd": {"amount": 0, "currency_code": "USD"}}
+        with st.lock:
+            st.billpay_vendors[rec["id"]] = rec
+            st.billpay_order.append(rec["id"])
+        return JSONResponse(rec, status_code=200)  # [verified R1] 200, not 201
+
+    @app.get(BILLPAY + "/{vendor_id}")
+    async def get_billpay(request: Request, vendor_id: str) -> Response:
+        bearer(request, "vendors:read")
+        with st.lock:
+            rec = st.billpay_vendors.get(vendor_id)
+            if rec is None:
+                return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [vendor_id]})
+            return JSONResponse(dict(rec))
+
+    @app.delete(BILLPAY + "/{vendor_id}")
+    async def delete_billpay(request: Request, vendor_id: str) -> Response:
+        bearer(request, "vendors:write")
+        with st.lock:
+            rec = st.billpay_vendors.get(vendor_id)
+            if rec is None:
+                return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [vendor_id]})
+            rec["is_active"] = False
+        return Response(status_code=204)
+
+    # -- business --
+    @app.get(PREFIX + "/business")
+    async def business(request: Request) -> Response:
+        bearer(request, "business:read")
+        return JSONResponse({
+            "id": st.business_id, "active": True, "business_name_legal": "Sandbox Manufacturing Inc.",
+            "business_name_on_card": "SANDBOX MFG", "created_time": "2022-08-20T16:54:29+00:00",
+            "enforce_sso": False, "initial_approved_limit": 2000000, "is_integrated_with_slack": False,
+            "is_reimbursements_enabled": True, "limit_locked": False, "phone": "8014441234",
+            "website": "www.example.com",
+            "billing_address": {"address1": "1 Main St", "city": "New York City", "country": "US",
+                                "postal_code": "10003", "state": "NY"},
+        })
+
+    # -- unknown API paths: Ramp-style 404 --
+    @app.api_route(PREFIX + "/{rest:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
+    async def not_found(request: Request, rest: str) -> Response:
+        return error(404, "DEVELOPER_7004", "Resource not found.")
+
+    # -- admin --
+    @app.post("/_sandbox/faults")
+    async def faults(request: Request) -> Response:
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+        try:
+            st.apply(body)
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(st.switches())
+
+    @app.get("/_sandbox/faults")
+    async def get_faults() -> Response:
+        return JSONResponse(st.switches())
+
+    @app.get("/_sandbox/stats")
+    async def stats() -> Response:
+        return JSONResponse(st.stats())
+
+    @app.get("/_sandbox/state/vendors")
+    async def state_vendors() -> Response:
+        with st.lock:
+            return JSONResponse({"vendors": [dict(r) for r in st.vendors.iter_after(None)]})
+
+    @app.get("/_sandbox/state/gl_accounts")
+    async def state_accounts() -> Response:
+        with st.lock:
+            return JSONResponse({"gl_accounts": [dict(r) for r in st.gl_accounts.iter_after(None)]})
+
+    @app.post("/_sandbox/reset")
+    async def reset(request: Request) -> Response:
+        body = await request.body()
+        opts = json.loads(body) if body.strip() else {}
+        st.reset(tokens=bool(opts.get("tokens", True)) if isinstance(opts, dict) else True)
+        return JSONResponse({"ok": True})
+
+    return app

@@ -1,0 +1,229 @@
+"""DbTokenStore: one fetch for many threads in many OS processes on one SQLite file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ml_connector.core.db import Database
+from ml_connector.core.models import TokenRow
+from ml_connector.core.token_store import DbTokenStore
+from ml_connector.core.tokens import Token
+from ml_connector.core.vault import MasterKey, Vault, known_secret_values
+
+WORKER = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    from pathlib import Path
+    from ml_connector.core.db import Database
+    from ml_connector.core.token_store import DbTokenStore
+    from ml_connector.core.tokens import Token
+    from ml_connector.core.vault import MasterKey, Vault
+
+    url, tmp, ident, key = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[5]
+    nthreads = int(sys.argv[4])
+    db = Database(url)
+    db.migrate()
+    store = DbTokenStore(db, Vault(db, MasterKey.load(tmp / "data")))
+    calls = tmp / "fetch_calls.txt"
+
+    def fetch():
+        with open(calls, "a") as f:   # one line per fetch, from whichever process
+            f.write(f"{ident}-{threading.get_ident()}\\n")
+        time.sleep(0.5)               # a slow token endpoint widens the race window
+        return Token(access_token=f"fresh-{ident}-{threading.get_ident()}", expires_at=time.time() + 3600)
+
+    (tmp / f"ready-{ident}").write_text("")
+    while not (tmp / "go").exists():
+        time.sleep(0.005)
+    results, errors = [], []
+
+    def worker():
+        try:
+            results.append(store.refresh(key, 60, fetch).access_token)
+        except Exception as exc:  # reported to the parent
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=worker) for _ in range(nthreads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in errors:
+        print("ERROR", e)
+    for r in results:
+        print("TOKEN", r)
+    """
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLC_MASTER_KEY", raising=False)
+
+
+def _setup(tmp_path: Path, url: str | None = None) -> tuple[str, Database, DbTokenStore]:
+    url = url or f"sqlite:///{tmp_path / 'mlc.sqlite'}"
+    db = Database(url)
+    db.migrate()
+    store = DbTokenStore(db, Vault(db, MasterKey.load(tmp_path / "data")))
+    return url, db, store
+
+
+def _expired(name: str = "expired-token-0000") -> Token:
+    return Token(access_token=name, expires_at=time.time() - 10)
+
+
+PG_URL = os.environ.get("MLC_TEST_PG_URL")
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["sqlite", pytest.param("postgresql", marks=[
+        pytest.mark.scaleout, pytest.mark.skipif(not PG_URL, reason="MLC_TEST_PG_URL not set")])],
+)
+def test_one_fetch_across_processes_and_threads(tmp_path: Path, backend: str) -> None:
+    url, db, store = _setup(tmp_path, PG_URL if backend == "postgresql" else None)
+    key = f"ramp-{uuid.uuid4().hex[:12]}"  # a fresh key: a Postgres database is shared between runs
+    # an expired token is stored (refresh_count = 1)
+    store.refresh(key, 60, _expired)
+    assert store.refresh_count(key) == 1
+
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER, encoding="utf-8")
+    n_procs, n_threads = 3, 6
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("MLC_MASTER_KEY", None)
+    procs = [
+        subprocess.Popen([sys.executable, str(script), url, str(tmp_path), f"p{i}", str(n_threads), key],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for i in range(n_procs)
+    ]
+    try:
+        deadline = time.time() + 60
+        while not all((tmp_path / f"ready-p{i}").exists() for i in range(n_procs)):
+            assert time.time() < deadline, "workers did not start"
+            dead = [p.communicate() for p in procs if p.poll() is not None]
+            assert not dead, dead
+            time.sleep(0.02)
+        (tmp_path / "go").write_text("")
+        outputs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err
+        assert "ERROR" not in out, out
+
+    calls = (tmp_path / "fetch_calls.txt").read_text().splitlines()
+    assert len(calls) == 1, calls
+    lines = [line for out, _ in outputs for line in out.splitlines()]
+    tokens = [line.split(" ", 1)[1] for line in lines if line.startswith("TOKEN ")]
+    assert len(tokens) == n_procs * n_threads
+    assert len(set(tokens)) == 1, set(tokens)
+    assert tokens[0].startswith("fresh-")
+    assert store.refresh_count(key) == 2
+    # this process sees the stored token too, decrypted
+    fresh = DbTokenStore(db, store.vault).load(key)
+    assert fresh is not None and fresh.access_token == tokens[0]
+
+
+def test_threads_in_one_process_single_flight(tmp_path: Path) -> None:
+    _, _, store = _setup(tmp_path)
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def fetch() -> Token:
+        with lock:
+            calls.append(1)
+        time.sleep(0.2)
+        return Token(access_token=f"tok-{len(calls)}-abcdef", expires_at=time.time() + 3600)
+
+    barrier = threading.Barrier(10)
+    got: list[str] = []
+
+    def worker() -> None:
+        barrier.wait()
+        got.append(store.refresh("ramp", 60, fetch).access_token)
+
+    threads = [threading.Thread(target=worker) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert set(got) == {"tok-1-abcdef"}
+
+
+def test_fresh_token_is_reused_and_force_if_refetches(tmp_path: Path) -> None:
+    _, db, store = _setup(tmp_path)
+    n = 0
+
+    def fetch() -> Token:
+        nonlocal n
+        n += 1
+        return Token(access_token=f"token-number-{n}", expires_at=time.time() + 3600, scope="a b")
+
+    t1 = store.refresh("ramp", 60, fetch)
+    assert store.refresh("ramp", 60, fetch) is t1 and n == 1
+    # another store (another process) sees it without fetching
+    other = DbTokenStore(db, store.vault)
+    assert other.refresh("ramp", 60, fetch).access_token == t1.access_token and n == 1
+    # the caller saw t1 rejected: a new token is fetched once ...
+    t2 = other.refresh("ramp", 60, fetch, force_if=t1.access_token)
+    assert t2.access_token == "token-number-2" and n == 2
+    # ... and a second caller that also saw t1 rejected gets t2 without a fetch
+    t3 = store.refresh("ramp", 60, fetch, force_if=t1.access_token)
+    assert t3.access_token == "token-number-2" and n == 2
+    assert store.refresh_count("ramp") == 2
+    # a token inside the margin counts as stale
+    short = Token(access_token="short-lived-token", expires_at=time.time() + 30)
+    store.refresh("ramp", 60, lambda: short, force_if=t3.access_token)
+    assert store.refresh("ramp", 60, fetch).access_token == "token-number-3"
+
+
+def test_tokens_are_encrypted_and_registered(tmp_path: Path) -> None:
+    _, db, store = _setup(tmp_path)
+    tok = Token(access_token="plaintext-access-token", expires_at=time.time() + 3600, scope="accounting:read")
+    store.refresh("ramp", 60, lambda: tok)
+    with db.session() as s:
+        row = s.get(TokenRow, "ramp")
+        assert row is not None
+        assert b"plaintext-access-token" not in row.ciphertext
+        assert row.scope == "accounting:read" and row.refresh_count == 1
+    assert "plaintext-access-token" in known_secret_values()
+    loaded = DbTokenStore(db, store.vault).load("ramp")
+    assert loaded is not None and loaded.scope == "accounting:read"
+
+
+def test_unreadable_token_is_refetched(tmp_path: Path) -> None:
+    _, db, store = _setup(tmp_path)
+    store.refresh("ramp", 60, lambda: Token("token-under-old-key", time.time() + 3600))
+    stranger = DbTokenStore(db, Vault(db, MasterKey.generate()))
+    assert stranger.load("ramp") is None
+    tok = stranger.refresh("ramp", 60, lambda: Token("token-under-new-key", time.time() + 3600))
+    assert tok.access_token == "token-under-new-key"
+
+
+def test_fetch_error_leaves_store_unchanged(tmp_path: Path) -> None:
+    _, _, store = _setup(tmp_path)
+    store.refresh("ramp", 60, _expired)
+
+    def boom() -> Token:
+        raise RuntimeError("token endpoint down")
+
+    with pytest.raises(RuntimeError, match="endpoint down"):
+        store.refresh("ramp", 60, boom)
+    assert store.refresh_count("ramp") == 1
+    assert store.refresh("ramp", 60, lambda: Token("recovered-token", time.time() + 3600)).access_token == (
+        "recovered-token"
+    )
