@@ -1,0 +1,252 @@
+"""The SAP ECC → Ramp vendor flow end to end: the CLI in a subprocess, the emulators
+as real HTTP servers on loopback, SQLite by default."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+
+import httpx
+import pytest
+
+from ml_connector.sandbox import start_sandboxes
+from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_until
+
+
+@pytest.fixture()
+def sandboxes():
+    handles = start_sandboxes(vendors=600)
+    yield handles
+    for h in handles.values():
+        h.stop()
+
+
+def _summary(stdout: str) -> dict[str, int]:
+    """The numbers of the summary table's single data row."""
+    cols = ["read", "created", "updated", "deactivated", "unchanged", "parked", "failed"]
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == len(cols) and all(c.isdigit() for c in cells):
+            return dict(zip(cols, map(int, cells), strict=True))
+    raise AssertionError(f"no summary row in:\n{stdout}")
+
+
+def _assert_ramp_matches_sap(ecc, ramp_url: str) -> None:
+    want = in_scope_vendors(ecc)
+    got = ramp_vendors(ramp_url)
+    ids = [v["id"] for v in got]
+    assert len(ids) == len(set(ids)), "duplicate vendor in Ramp"
+    by_id = {v["id"]: v for v in got}
+    expected_present = {k for k, v in want.items() if v["active"]}
+    # Every active SAP vendor is in Ramp, active, with its name; nothing else is active.
+    assert expected_present <= set(by_id)
+    for k in expected_present:
+        assert by_id[k]["name"] == want[k]["name"]
+        assert by_id[k]["is_active"] is True
+    assert {k for k, v in by_id.items() if v["is_active"]} == expected_present
+
+
+def test_full_then_incremental_sync(tmp_path, sandboxes):
+    ecc = sandboxes["sap_ecc"].state
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url)
+    first = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    want = in_scope_vendors(ecc)
+    assert first["read"] == len(want)
+    assert first["created"] == sum(v["active"] for v in want.values()) > 0
+    assert first["failed"] == 0
+    _assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
+
+    # Nothing changed: zero writes, also on a full re-read.
+    again = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    assert again["created"] == again["updated"] == again["deactivated"] == 0
+    full = _summary(env.cli("sync", "vendors_to_ramp", "--full").stdout)
+    assert full["read"] == len(want)
+    assert full["created"] == full["updated"] == full["deactivated"] == 0
+
+    # Change a name, flag one vendor for deletion: the incremental sync reads the
+    # change documents and writes exactly these two.
+    active = sorted(k for k, v in want.items() if v["active"])
+    renamed, deleted = active[3], active[7]
+    ecc.data.update_vendor(renamed, NAME1="Renamed Supplier GmbH")
+    ecc.data.flag_vendor_for_deletion(deleted)
+    inc = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    assert (inc["updated"], inc["deactivated"], inc["created"]) == (1, 1, 0)
+    _assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
+
+    # The dry run shows what would be written and writes nothing.
+    ecc.data.update_vendor(renamed, NAME1="Dry Run Name")
+    before = ramp_vendors(sandboxes["ramp"].url)
+    dry = env.cli("sync", "vendors_to_ramp", "--dry-run").stdout
+    assert "Dry Run Name" in dry and "update" in dry
+    assert ramp_vendors(sandboxes["ramp"].url) == before
+
+
+def test_sigkill_mid_sync_then_restart_completes_without_duplicates(tmp_path):
+    handles = start_sandboxes(vendors=4000)
+    try:
+        ecc, ramp = handles["sap_ecc"].state, handles["ramp"].state
+        ramp.latency = 0.15  # slow writes so that the kill lands mid-sync
+        env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url, options={"page_size": 1000})
+        proc = env.popen("sync", "vendors_to_ramp")
+        wait_until(lambda: len(ramp.vendors.by_id) > 0, timeout=120)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        partial = len(ramp.vendors.by_id)
+        want = in_scope_vendors(ecc)
+        expected = sum(v["active"] for v in want.values())
+        assert 0 < partial < expected, "the kill should land mid-sync"
+        ramp.latency = 0.0
+        env.cli("sync", "vendors_to_ramp")
+        _assert_ramp_matches_sap(ecc, handles["ramp"].url)
+        # Every record was confirmed exactly once in the audit trail.
+        db = sqlite3.connect(tmp_path / "data" / "ml-connector.sqlite")
+        per_key = db.execute("select source, count(*) from mlc_audit where event = 'record.create' "
+                             "and outcome = 'ok' group by source").fetchall()
+        assert len(per_key) == expected
+        assert {n for _, n in per_key} == {1}
+        states = dict(db.execute("select state, count(*) from mlc_outbox group by state").fetchall())
+        assert states == {"posted": expected}
+    finally:
+        for h in handles.values():
+            h.stop()
+
+
+def test_token_expiring_mid_sync(tmp_path, sandboxes):
+    ramp = sandboxes["ramp"].state
+    ramp.token_lifetime = 1.0  # every token dies after a second; the sync spans several
+    ramp.latency = 0.05
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, options={"page_size": 100})
+    out = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    assert out["failed"] == 0
+    assert ramp.tokens_issued >= 2
+    _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
+
+
+def test_429_storm_makes_the_sync_wait_not_fail(tmp_path, sandboxes):
+    ramp = sandboxes["ramp"].state
+    ramp.fail_next(6, "429", path="/developer/v1/accounting/vendors")
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, options={"page_size": 100})
+    out = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    assert out["failed"] == 0
+    assert ramp.sent_429 + ramp.faults_injected >= 6
+    _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
+
+
+def test_uncertain_upload_is_resolved_by_lookup_not_reposted(tmp_path, sandboxes):
+    ramp = sandboxes["ramp"].state
+    # The upload is applied, then the connection drops: the client cannot know.
+    ramp.fail_next(1, "timeout_after_commit", path="/developer/v1/accounting/vendors", method="POST")
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, options={"page_size": 200})
+    out = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    assert out["failed"] == 0
+    _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
+
+
+def test_bad_configuration_file_gives_a_clear_error(tmp_path, sandboxes):
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, set_secrets=False)
+    text = env.config.read_text().replace("schedule: {interval: 7d}", "schedule: {interval: 7 days}")
+    env.config.write_text(text)
+    proc = env.cli("sync", "vendors_to_ramp", check=False)
+    assert proc.returncode == 2
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "7 days" in ln)
+    assert f"ml-connector.yaml:{line}:" in proc.stderr
+    assert "flows.vendors_to_ramp.schedule.interval" in proc.stderr
+    assert "30s" in proc.stderr  # says what is expected
+
+
+def test_unknown_flow_and_missing_secret_are_named(tmp_path, sandboxes):
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, set_secrets=False)
+    proc = env.cli("sync", "no_such_flow", check=False)
+    assert proc.returncode != 0 and "no_such_flow" in proc.stderr
+    proc = env.cli("ping", check=False)
+    assert proc.returncode == 1
+    assert "sap_ecc_password" in proc.stdout + proc.stderr
+
+
+def test_ping_reaches_both_systems(tmp_path, sandboxes):
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url)
+    out = env.cli("ping").stdout
+    assert "RFC_PING" in out and "ECD" in out
+    assert out.count("ok") >= 2
+
+
+def test_secrets_never_appear_in_logs_errors_audit_db_or_api(tmp_path):
+    sap_pw, ramp_secret = "Zq-SAP-pw-93817-x", "Rs-ramp-secret-55123-y"
+    handles = start_sandboxes(vendors=300)
+    try:
+        ecc, ramp = handles["sap_ecc"].state, handles["ramp"].state
+        ecc.add_user("RFC_USER", sap_pw, {"100"})
+        ramp.client_secret = ramp_secret
+        env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url, sap_password=sap_pw,
+                       ramp_secret=ramp_secret)
+        debug = {"MLC_LOG_LEVEL": "DEBUG", "MLC_DBOS_LOG_LEVEL": "DEBUG"}
+        outputs = []
+        # A run with failures in it, so that error paths are exercised too.
+        ramp.fail_next(2, "500", path="/developer/v1/accounting/vendors", method="GET")
+        p = env.cli("sync", "vendors_to_ramp", extra_env=debug, check=False)
+        outputs += [p.stdout, p.stderr]
+        ramp.expire_tokens_now()
+        p = env.cli("sync", "vendors_to_ramp", "--full", extra_env=debug, check=False)
+        outputs += [p.stdout, p.stderr]
+        # A wrong SAP password: the error must not echo the configured one.
+        ecc.add_user("RFC_USER", "changed-on-the-server", {"100"})
+        p = env.cli("ping", extra_env=debug, check=False)
+        outputs += [p.stdout, p.stderr]
+        p = env.cli("failures", "--json", check=False)
+        outputs += [p.stdout, p.stderr]
+        tokens = list(ramp.tokens)
+        assert tokens, "the runs should have fetched Ramp tokens"
+        blobs = "\n".join(outputs)
+        dbfiles = [f for f in (tmp_path / "data").iterdir() if f.name.startswith("ml-connector.sqlite")]
+        raw = b"".join(f.read_bytes() for f in dbfiles)
+        for secret in [sap_pw, ramp_secret, *tokens]:
+            assert secret not in blobs, "secret in CLI output or logs"
+            assert secret.encode() not in raw, "secret stored in clear in the database"
+        db = sqlite3.connect(tmp_path / "data" / "ml-connector.sqlite")
+        audit = "\n".join(str(r) for r in db.execute("select * from mlc_audit"))
+        assert audit and all(s not in audit for s in [sap_pw, ramp_secret, *tokens])
+    finally:
+        for h in handles.values():
+            h.stop()
+
+
+def test_http_api_health_runs_and_openapi(tmp_path, sandboxes):
+    from ml_connector.core.servers import free_port
+
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url)
+    port = free_port()
+    text = env.config.read_text().replace("  port: 8080", f"  port: {port}")
+    env.config.write_text(text)
+    proc = env.popen("run")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=60, interval=0.2)
+        spec = httpx.get(f"{base}/openapi.json").json()
+        assert {"/health", "/api/flows", "/api/runs", "/api/failures", "/api/replay"} <= set(spec["paths"])
+        assert httpx.get(f"{base}/api/flows").json()[0]["name"] == "vendors_to_ramp"
+        started = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={}).json()["run_ids"]
+
+        def finished() -> bool:
+            r = httpx.get(f"{base}/api/runs/{started[0]}")
+            return r.status_code == 200 and r.json()["status"] in ("succeeded", "failed")
+
+        wait_until(finished, timeout=120, interval=0.3)
+        run = httpx.get(f"{base}/api/runs/{started[0]}").json()
+        assert run["status"] == "succeeded" and run["counts"]["created"] > 0
+        assert httpx.get(f"{base}/api/failures").json() == []
+        assert httpx.post(f"{base}/api/flows/nope/sync", json={}).status_code == 404
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except Exception:
+            os.kill(proc.pid, signal.SIGKILL)
