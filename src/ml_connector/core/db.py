@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,10 @@ class Database:
         with self._lock:
             if self._migrated:
                 return
+            if self._at_head():
+                # The common case for every CLI call: skip importing and running Alembic.
+                self._migrated = True
+                return
             from alembic import command
             from alembic.config import Config
 
@@ -81,6 +86,14 @@ class Database:
                 command.upgrade(cfg, "head")
             self._migrated = True
 
+    def _at_head(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                current = {r[0] for r in conn.execute(text("SELECT version_num FROM mlc_alembic_version"))}
+        except Exception:
+            return False  # no version table yet
+        return current == migration_heads()
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A transaction: commits on success, rolls back on error."""
@@ -89,6 +102,22 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def migration_heads() -> set[str]:
+    """Head revisions, read from the migration files without importing Alembic."""
+    revs: dict[str, str | None] = {}
+    folder = resources.files("ml_connector.core") / "migrations" / "versions"
+    for f in folder.iterdir():
+        if not f.name.endswith(".py"):
+            continue
+        src = f.read_text(encoding="utf-8")
+        rev = re.search(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", src, re.M)
+        down = re.search(r"^down_revision\s*=\s*['\"]([^'\"]+)['\"]", src, re.M)
+        if rev:
+            revs[rev.group(1)] = down.group(1) if down else None
+    parents = {d for d in revs.values() if d}
+    return {r for r in revs if r not in parents}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:

@@ -1,0 +1,91 @@
+"""Scale-out: two worker processes share one sync through Postgres; no record is processed twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+
+import httpx
+import psycopg
+import pytest
+
+from ml_connector.core.servers import free_port
+from ml_connector.sandbox import start_sandboxes
+from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_until
+
+PG = os.environ.get("MLC_TEST_PG_URL")
+pytestmark = [pytest.mark.scaleout,
+              pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
+
+
+@pytest.fixture()
+def pg_database():
+    assert PG
+    name = f"mlc_scaleout_{uuid.uuid4().hex[:8]}"
+    admin = PG.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield PG.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_two_workers_share_a_sync_and_process_no_record_twice(tmp_path, pg_database):
+    handles = start_sandboxes(vendors=3000)
+    procs = []
+    try:
+        ecc, ramp = handles["sap_ecc"].state, handles["ramp"].state
+        ramp.latency = 0.03  # deliveries take long enough for both workers to pick some up
+        env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url, database_url=pg_database,
+                       options={"page_size": 250})
+        port = free_port()
+        env.config.write_text(env.config.read_text().replace("  port: 8080", f"  port: {port}"))
+        procs.append(env.popen("run", "--worker-id", "worker-a"))
+        procs.append(env.popen("run", "--worker-id", "worker-b", "--no-server"))
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=90, interval=0.3)
+        assert httpx.get(f"{base}/health").json()["database"] == "postgresql"
+        run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={}).json()["run_ids"][0]
+
+        def finished() -> bool:
+            r = httpx.get(f"{base}/api/runs/{run_id}")
+            return r.status_code == 200 and r.json()["status"] in ("succeeded", "failed")
+
+        wait_until(finished, timeout=240, interval=0.5)
+        run = httpx.get(f"{base}/api/runs/{run_id}").json()
+        assert run["status"] == "succeeded", run
+
+        want = in_scope_vendors(ecc)
+        expected = {k for k, v in want.items() if v["active"]}
+        got = ramp_vendors(handles["ramp"].url)
+        assert sorted(v["id"] for v in got) == sorted(expected)
+        with psycopg.connect(pg_database) as conn:
+            # Each record was written by exactly one attempt, and confirmed once.
+            attempts = dict(conn.execute("select attempts, count(*) from mlc_outbox group by attempts").fetchall())
+            assert attempts == {1: len(expected)}
+            dup = conn.execute("select source, count(*) from mlc_audit where event = 'record.create' "
+                               "group by source having count(*) > 1").fetchall()
+            assert dup == []
+            # The deliveries really were shared between the two workers.
+            by_worker = dict(conn.execute(
+                "select executor_id, count(*) from dbos.workflow_status where name = 'mlc.deliver' "
+                "group by executor_id").fetchall())
+        assert set(by_worker) == {"worker-a", "worker-b"}, by_worker
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(20)
+            except Exception:
+                p.kill()
+        for h in handles.values():
+            h.stop()
