@@ -250,3 +250,38 @@ def test_http_api_health_runs_and_openapi(tmp_path, sandboxes):
             proc.wait(20)
         except Exception:
             os.kill(proc.pid, signal.SIGKILL)
+
+
+def test_scheduled_incremental_runs_fire_once_per_window(tmp_path, sandboxes):
+    from ml_connector.core.servers import free_port
+
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url)
+    port = free_port()
+    text = env.config.read_text().replace("  port: 8080", f"  port: {port}")
+    env.config.write_text(text.replace("schedule: {interval: 7d}", "schedule: {interval: 10s}"))
+    proc = env.popen("run")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def two_runs() -> bool:
+            try:
+                runs = httpx.get(f"{base}/api/runs", timeout=2).json()
+            except httpx.HTTPError:
+                return False
+            return len([r for r in runs if r["status"] == "succeeded"]) >= 2
+
+        wait_until(two_runs, timeout=90, interval=0.5)
+        runs = httpx.get(f"{base}/api/runs").json()
+        ids = [r["run_id"] for r in runs]
+        assert all(i.startswith("sync:vendors_to_ramp:vendors:incremental:") for i in ids)
+        assert len(ids) == len(set(ids))  # one run per window, never two
+        # The first scheduled run did the initial full load; later ones found nothing to write.
+        first = min(runs, key=lambda r: r["started_at"])
+        assert first["counts"]["created"] == sum(v["active"] for v in in_scope_vendors(
+            sandboxes["sap_ecc"].state).values())
+        assert all(r["counts"]["created"] == 0 for r in runs if r is not first and r["status"] == "succeeded")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except Exception:
+            os.kill(proc.pid, signal.SIGKILL)
