@@ -26,7 +26,7 @@ demo: venv
 test: venv
 	@eval "$$(scripts/postgres.sh start)" && \
 	export MLC_TEST_PG_URL && \
-	$(VENV)/bin/ruff check src tests bench && \
+	$(VENV)/bin/ruff check src tests $(wildcard bench) && \
 	$(VENV)/bin/mypy && \
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
@@ -37,7 +37,7 @@ bench: venv
 	$(VENV)/bin/python -m bench.run_all
 
 lint: venv
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests $(wildcard bench)
 	$(VENV)/bin/mypy
 
 postgres:
