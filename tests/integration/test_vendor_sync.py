@@ -285,3 +285,32 @@ def test_scheduled_incremental_runs_fire_once_per_window(tmp_path, sandboxes):
             proc.wait(20)
         except Exception:
             os.kill(proc.pid, signal.SIGKILL)
+
+
+def test_rejected_records_are_listed_and_replayed(tmp_path):
+    handles = start_sandboxes(vendors=40)
+    try:
+        ramp = handles["ramp"].state
+        ramp.accept_code_on_vendor_upload = False  # every upload item carrying `code` is rejected
+        env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url)
+        proc = env.cli("sync", "vendors_to_ramp", check=False)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        out = _summary(proc.stdout)
+        expected = sum(v["active"] for v in in_scope_vendors(handles["sap_ecc"].state).values())
+        assert out["failed"] == expected and out["created"] == 0
+        import json
+
+        failures = json.loads(env.cli("failures", "--json").stdout)
+        assert len(failures) == expected
+        assert all("Unknown field" in f["error"] or "malformed" in f["error"] for f in failures)
+        # The cause is fixed on the Ramp side; replay writes each record once.
+        ramp.accept_code_on_vendor_upload = True
+        replayed = env.cli("replay", "--all").stdout
+        assert f"replayed {expected} record(s)" in replayed
+        assert json.loads(env.cli("failures", "--json").stdout) == []
+        _assert_ramp_matches_sap(handles["sap_ecc"].state, handles["ramp"].url)
+        again = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+        assert again["created"] == again["failed"] == 0
+    finally:
+        for h in handles.values():
+            h.stop()
