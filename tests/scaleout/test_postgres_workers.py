@@ -89,3 +89,65 @@ def test_two_workers_share_a_sync_and_process_no_record_twice(tmp_path, pg_datab
                 p.kill()
         for h in handles.values():
             h.stop()
+
+
+def test_a_worker_killed_for_good_has_its_work_taken_over(tmp_path, pg_database):
+    handles = start_sandboxes(vendors=3000)
+    procs = []
+    try:
+        ecc, ramp = handles["sap_ecc"].state, handles["ramp"].state
+        ramp.latency = 0.05
+        env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url, database_url=pg_database,
+                       options={"page_size": 250})
+        port = free_port()
+        env.config.write_text(env.config.read_text().replace("  port: 8080", f"  port: {port}"))
+        fast = {"MLC_HEARTBEAT_SECONDS": "0.5", "MLC_WORKER_DEAD_AFTER": "3"}
+        procs.append(env.popen("run", "--worker-id", "survivor", extra_env=fast))
+        victim = env.popen("run", "--worker-id", "victim", "--no-server", extra_env=fast)
+        procs.append(victim)
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=90, interval=0.3)
+        run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={}).json()["run_ids"][0]
+
+        def victim_busy() -> bool:
+            with psycopg.connect(pg_database) as conn:
+                n = conn.execute("select count(*) from dbos.workflow_status where executor_id = 'victim' "
+                                 "and status = 'PENDING'").fetchone()
+            return bool(n and n[0] > 0)
+
+        wait_until(victim_busy, timeout=120, interval=0.1)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+
+        def finished() -> bool:
+            r = httpx.get(f"{base}/api/runs/{run_id}")
+            return r.status_code == 200 and r.json()["status"] in ("succeeded", "failed")
+
+        wait_until(finished, timeout=240, interval=0.5)
+        assert httpx.get(f"{base}/api/runs/{run_id}").json()["status"] == "succeeded"
+        expected = {k for k, v in in_scope_vendors(ecc).items() if v["active"]}
+        assert sorted(v["id"] for v in ramp_vendors(handles["ramp"].url)) == sorted(expected)
+        with psycopg.connect(pg_database) as conn:
+            taken = conn.execute("select count(*) from mlc_audit where event = 'worker.taken_over'").fetchone()
+            dup = conn.execute("select source from mlc_audit where event = 'record.create' and outcome = 'ok' "
+                               "group by source having count(*) > 1").fetchall()
+        assert taken and taken[0] >= 1
+        assert dup == []
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(20)
+            except Exception:
+                p.kill()
+        for h in handles.values():
+            h.stop()

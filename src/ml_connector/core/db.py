@@ -62,7 +62,11 @@ class Database:
         return self.engine.dialect.name
 
     def migrate(self) -> None:
-        """Bring the schema to head with Alembic (idempotent; safe in every process)."""
+        """Bring the schema to every head with Alembic (idempotent; safe in every process).
+
+        Features may add independent migration branches (each off an earlier
+        revision), so we upgrade to all heads rather than one linear head.
+        """
         with self._lock:
             if self._migrated:
                 return
@@ -81,9 +85,9 @@ class Database:
                 with self.engine.begin() as conn:
                     conn.execute(text("SELECT pg_advisory_xact_lock(74737101)"))
                     cfg.attributes["connection"] = conn
-                    command.upgrade(cfg, "head")
+                    command.upgrade(cfg, "heads")
             else:
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, "heads")
             self._migrated = True
 
     def _at_head(self) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -77,15 +78,79 @@ def start(rt: Runtime, *, executor_id: str | None = None, schedules: bool = Fals
     _register_queues(rt)
     if schedules:
         apply_schedules(rt)
+    if not is_sqlite(rt.database_url):
+        _start_watchdog(rt, exec_id)
 
 
 def shutdown() -> None:
     global _RT, _launched
+    _watchdog_stop.set()
     if _launched:
         DBOS.destroy(destroy_registry=False)
     _launched = False
     _QUEUES.clear()
     _RT = None
+
+
+# --------------------------------------------------------------------------- dead-worker takeover
+
+_watchdog_stop = threading.Event()
+
+
+def _start_watchdog(rt: Runtime, exec_id: str) -> None:
+    """Heartbeat this worker; recover the pending workflows of workers silent for too long.
+
+    DBOS recovers a worker's in-progress workflows when that worker restarts with
+    the same executor id. A worker that never comes back would leave them pending
+    (and a sync waiting on its deliveries), so the survivors take them over. Doing
+    it twice is harmless: steps resolve in-flight writes by lookup before resending.
+    """
+    interval = float(os.environ.get("MLC_HEARTBEAT_SECONDS", "10"))
+    dead_after = float(os.environ.get("MLC_WORKER_DEAD_AFTER", "120"))
+    _watchdog_stop.clear()
+    t = threading.Thread(target=_watchdog, args=(rt, exec_id, interval, dead_after), name="mlc-watchdog",
+                         daemon=True)
+    t.start()
+
+
+def _watchdog(rt: Runtime, exec_id: str, interval: float, dead_after: float) -> None:
+    from sqlalchemy import delete, text
+
+    from ml_connector.core.models import WorkerRow
+
+    host = socket.gethostname()
+    while True:
+        try:
+            with rt.db.session() as s:
+                row = s.get(WorkerRow, exec_id)
+                if row is None:
+                    s.add(WorkerRow(id=exec_id, host=host))
+                else:
+                    row.last_seen = utcnow()
+            cutoff = datetime.fromtimestamp(time.time() - dead_after, UTC)
+            with rt.db.session() as s:
+                dead = list(s.scalars(select(WorkerRow.id).where(WorkerRow.last_seen < cutoff,
+                                                                 WorkerRow.id != exec_id)))
+            for worker in dead:
+                with rt.db.engine.begin() as conn:
+                    got = conn.execute(text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"),
+                                       {"k": f"mlc-recover:{worker}"}).scalar()
+                    if not got:
+                        continue
+                    still = conn.execute(select(WorkerRow.last_seen).where(WorkerRow.id == worker)).scalar()
+                    if still is None or still >= cutoff:
+                        continue  # it came back, or another worker took over already
+                    handles = DBOS._recover_pending_workflows([worker])
+                    conn.execute(delete(WorkerRow).where(WorkerRow.id == worker))
+                log.warning("worker %s silent for over %.0fs: took over %d workflow(s)", worker, dead_after,
+                            len(handles))
+                with rt.db.session() as s:
+                    audit.record(s, "worker.taken_over", outcome="ok",
+                                 detail={"dead_worker": worker, "by": exec_id, "workflows": len(handles)})
+        except Exception:
+            log.exception("worker heartbeat failed")
+        if _watchdog_stop.wait(interval):
+            return
 
 
 def _register_queues(rt: Runtime) -> None:

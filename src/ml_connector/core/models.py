@@ -175,3 +175,14 @@ class AuditRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (Index("ix_mlc_audit_run", "run_id"), Index("ix_mlc_audit_source", "source"))
+
+
+class WorkerRow(Base):
+    """Live workers (Postgres scale-out): a heartbeat per executor, so that the
+    workflows of a worker that died for good are taken over by the others."""
+
+    __tablename__ = "mlc_workers"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
