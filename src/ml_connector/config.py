@@ -158,6 +158,9 @@ class EngineConfig(_Model):
     )
     queue_polling_interval: Duration = Field(default=0.2, le=60, description="Seconds between queue polls")
     executor_id: str | None = Field(default=None, description="Default: <hostname>-<pid>")
+    agent: Literal["embedded", "remote"] = Field(default="embedded", description="Where SAP calls run: in this "
+                                                 "process, or on the remote agent at the customer's site")
+    agent_site: str = Field(default="default", description="With agent: remote, the site whose agents serve calls")
 
     @field_validator("database_url")
     @classmethod
@@ -202,6 +205,10 @@ class SapEccConnection(_Model):
     auth: SapAuth
     limits: SapLimits = Field(default_factory=lambda: SapLimits())
     timeout: Duration = 60.0
+    transport: Literal["soap_rfc", "pyrfc"] = Field(
+        default="soap_rfc", description="RFC transport: SOAP-RFC over HTTP, or PyRFC (needs the SAP NW RFC SDK)")
+    odata: dict[str, str] | None = Field(
+        default=None, description="Gateway OData services by name, e.g. {vendors: /sap/opu/odata/sap/ZMLC_VENDOR_SRV}")
 
     @field_validator("client")
     @classmethod

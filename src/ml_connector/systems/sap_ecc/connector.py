@@ -8,15 +8,38 @@ they get the client itself behind the same `call()` interface.
 
 from __future__ import annotations
 
+import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from ml_connector.systems.sap_ecc.client import ChannelRfcCaller, SoapRfcClient, make_handler
 
+if TYPE_CHECKING:
+    from ml_connector.systems.sap_ecc.pyrfc_transport import PyRfcClient
 
-def build_client(rt: Any, name: str, cfg: Any) -> SoapRfcClient:
+
+def pyrfc_target(base_url: str) -> tuple[str, str]:
+    """(ashost, sysnr) for PyRFC from the ICM URL: host, and the instance number NN from the usual
+    ICM ports 80NN / 443NN / 5NN00 / 5NN01 ('00' otherwise)."""
+    parsed = urlparse(base_url)
+    port = str(parsed.port or "")
+    m = re.fullmatch(r"(?:80|443)(\d\d)|5(\d\d)0[01]", port)
+    sysnr = next((g for g in (m.groups() if m else ()) if g), "00")
+    return parsed.hostname or base_url, sysnr
+
+
+def build_client(rt: Any, name: str, cfg: Any) -> SoapRfcClient | PyRfcClient:
+    """The RFC client of the configured transport (`transport: soap_rfc` default, or `pyrfc`)."""
+    password = rt.vault.get(cfg.auth.password_secret)
+    if getattr(cfg, "transport", "soap_rfc") == "pyrfc":
+        from ml_connector.systems.sap_ecc.pyrfc_transport import PyRfcClient
+
+        ashost, sysnr = pyrfc_target(cfg.base_url)
+        return PyRfcClient(ashost, sysnr, cfg.client, cfg.auth.username, password, language=cfg.language,
+                           config={"timeout": int(float(cfg.timeout))})
     return SoapRfcClient(
-        cfg.base_url, cfg.client, cfg.auth.username, rt.vault.get(cfg.auth.password_secret),
+        cfg.base_url, cfg.client, cfg.auth.username, password,
         language=cfg.language, calls_per_second=int(cfg.limits.calls_per_second),
         max_concurrency=int(cfg.limits.max_concurrent), timeout=float(cfg.timeout))
 
@@ -26,7 +49,7 @@ def connect(rt: Any, name: str, cfg: Any) -> Any:
     if cfg.via == "direct":
         return client
     # The embedded agent: same request/response protocol as the separate agent process.
-    rt.channel.register(name, make_handler(client))
+    rt.channel.register(name, make_handler(client))  # type: ignore[arg-type]  # any RfcCaller works
     return ChannelRfcCaller(rt.channel, name)
 
 

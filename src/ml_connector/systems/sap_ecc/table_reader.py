@@ -63,6 +63,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .client import RfcCaller
@@ -80,6 +81,59 @@ _MAX_WINDOW_RETRIES = 5
 
 class TableReadError(Exception):
     """A table cannot be read as asked (too wide, bad keys, inconsistent server)."""
+
+
+class FieldValueError(TableReadError):
+    """A numeric (DEC/CURR/QUAN packed, FLTP, INT) value RFC_READ_TABLE could not render: ABAP's
+    MOVE to CHAR puts '*' in front of a value that does not fit the output length."""
+
+    def __init__(self, table: str, field: str, value: str, message: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.field = field
+        self.value = value
+
+
+NUMERIC_TYPES = frozenset("PFIbs8")  # packed, float, INT4, INT1, INT2, INT8
+
+
+def parse_packed(text: str) -> Decimal:
+    """A number as RFC_READ_TABLE renders it, as Decimal: '1234.56-' (ABAP trailing minus),
+    '-1234.56', ' 12.50 ' and '1.2345000000E+03' (FLTP). Raises ValueError for an overflow
+    ('*...') or anything else that is not a number."""
+    s = text.strip()
+    if s.startswith("*"):
+        raise ValueError(f"{text!r} is an ABAP overflow marker, not a number")
+    if s.endswith("-"):
+        s = "-" + s[:-1].strip()
+    elif s.endswith("+"):
+        s = s[:-1].strip()
+    if not s:
+        return Decimal(0)
+    try:
+        d = Decimal(s)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not d.is_finite():
+        raise ValueError(f"{text!r} is not a finite number")
+    return d
+
+
+def _numeric_value(raw: str, f: FieldInfo, table: str, function: str) -> str:
+    """Canonical text of a numeric field ('-1234.56'), or FieldValueError naming table and field."""
+    try:
+        d = parse_packed(raw)
+    except ValueError:
+        kind = {"P": "packed (DEC/CURR/QUAN)", "F": "floating-point (FLTP)"}.get(f.type, "integer")
+        raise FieldValueError(
+            table, f.name, raw,
+            f"{table}-{f.name}: {function} returned {raw!r} for a {kind} field of output length {f.length}: "
+            f"the value does not fit (ABAP marks the overflow with '*') and is lost. Leave {f.name} out of "
+            f"the field list, or read it with a module that renders it fully (/BODS/RFC_READ_TABLE with "
+            f"2,048-character rows, or a Z extractor returning numbers unformatted)") from None
+    if f.type == "F":
+        return format(d, "f")
+    return str(d)
 
 
 @dataclass(frozen=True)
@@ -333,9 +387,13 @@ class TableReader:
         if [i.name for i in infos] != names:
             infos = self._layout(group)  # server did not echo FIELDS: compute the layout
         rows = []
+        numeric = [f for f in infos if f.type in NUMERIC_TYPES]
         for item in _table(result.get("DATA")):
             wa = item.get("WA", "") if isinstance(item, Mapping) else str(item)
-            rows.append({f.name: _cut(wa or "", f) for f in infos})
+            row = {f.name: _cut(wa or "", f) for f in infos}
+            for f in numeric:  # '1234.56-' -> '-1234.56'; '*' overflow -> FieldValueError
+                row[f.name] = _numeric_value(row[f.name], f, table, self.function)
+            rows.append(row)
         return rows
 
     def _layout(self, group: Sequence[FieldInfo]) -> list[FieldInfo]:

@@ -1,13 +1,13 @@
 """worker heartbeats for taking over the workflows of dead workers
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0004'
-down_revision = '0001'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

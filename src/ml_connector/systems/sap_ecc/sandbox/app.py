@@ -158,14 +158,21 @@ class EccSandbox:
 
     def __init__(self, data: EccData | None = None, *, config: SandboxConfig | None = None,
                  users: list[SandboxUser] | None = None, client: str = "100", vendors: int = 3000,
-                 seed: int = 42) -> None:
+                 seed: int = 42, seed_logistics: bool = True, seed_fi: bool = True) -> None:
         self.config = config or SandboxConfig()
         self.client = client
         if data is None:
             data = EccData(clients=(client,))
             if vendors:
                 data.seed_vendors(vendors, seed, client=client)
+            if seed_logistics:  # plants, POs, customers, sales orders, deliveries (seed_logistics.py)
+                from .seed_logistics import seed_logistics as _seed_logistics
+
+                _seed_logistics(data, seed=seed, client=client)
         self.data = data
+        from . import fi as _fi  # FI/MM posting BAPIs, wrapper FMs and FI tables (sandbox/fi.py)
+
+        self.fi = _fi.install(data, client, seed=seed_fi)
         self.users: dict[str, SandboxUser] = {}
         for u in users if users is not None else [SandboxUser(DEMO_USER, DEMO_PASSWORD, {client})]:
             self.add_user(u.name, u.password, u.clients)
@@ -456,6 +463,17 @@ def create_app(state: EccSandbox) -> FastAPI:
             return JSONResponse({"error": str(exc)}, status_code=404)
         return JSONResponse({"lifnr": lifnr, "changenr": changenr})
 
+    # IDoc XML-HTTP inbound, outbound IDocs, Gateway OData (sandbox/idoc_xml.py, outbound.py, gateway.py)
+    from .gateway import gateway_router
+    from .idoc_xml import idoc_xml_router
+    from .outbound import outbound_router
+
+    app.include_router(idoc_xml_router(state))
+    app.include_router(outbound_router(state))
+    app.include_router(gateway_router(state))
+    from .fi import add_routes as _fi_routes  # /_sandbox/fi/... (sandbox/fi.py)
+
+    _fi_routes(app, state)
     return app
 
 

@@ -250,9 +250,24 @@ def _render_packed(value: str, leng: int, decimals: int, trailing_minus: bool) -
     neg = d < 0
     body = f"{abs(d):.{decimals}f}"
     s = body + ("-" if neg else " ") if trailing_minus else ("-" if neg else "") + body
+    if len(s) > leng and not neg:
+        s = body  # MOVE P -> C drops the blank sign position of a positive value first
     if len(s) > leng:
-        return "*" + s[len(s) - leng + 1:]
+        return "*" + s[len(s) - leng + 1:]  # cut on the left, '*' marks the overflow ('*.0')
     return s.rjust(leng)
+
+
+def _render_float(value: str, leng: int) -> str:
+    """MOVE F -> C: scientific notation, mantissa shortened to fit `leng`; '*' if nothing fits."""
+    try:
+        x = float(value.strip() or 0)
+    except ValueError:
+        x = 0.0
+    for digits in range(16, -1, -1):
+        s = f"{x:.{digits}E}"
+        if len(s) <= leng:
+            return s.rjust(leng)
+    return "*".rjust(leng)
 
 
 def _renderer(f: ddic.DdicField, trailing_minus: bool) -> Callable[[Row], str]:
@@ -282,11 +297,7 @@ def _renderer(f: ddic.DdicField, trailing_minus: bool) -> Callable[[Row], str]:
         return p
 
     def fl(row: Row) -> str:
-        try:
-            s = f"{float(row.get(name) or 0):.16E}"
-        except ValueError:
-            s = "0.0000000000000000E+00"
-        return s[:leng].rjust(leng)
+        return _render_float(row.get(name) or "0", leng)
     return fl
 
 

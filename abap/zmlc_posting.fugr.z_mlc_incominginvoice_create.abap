@@ -1,0 +1,90 @@
+FUNCTION z_mlc_incominginvoice_create.
+*"----------------------------------------------------------------------
+*" ml-connector: create an MM (logistics) invoice and commit it in ONE LUW.
+*" Remote-enabled (RFC).
+*"
+*"  IMPORTING
+*"     VALUE(HEADERDATA) TYPE  BAPI_INCINV_CREATE_HEADER
+*"     VALUE(ADDRESSDATA) TYPE  BAPI_INCINV_CREATE_ADDRESSDATA OPTIONAL
+*"  EXPORTING
+*"     VALUE(INVOICEDOCNUMBER) TYPE  BAPI_INCINV_FLD-INV_DOC_NO
+*"     VALUE(FISCALYEAR) TYPE  BAPI_INCINV_FLD-FISC_YEAR
+*"     VALUE(ACCOUNTING_DOC) TYPE  BKPF-BELNR
+*"  TABLES
+*"      ITEMDATA STRUCTURE  BAPI_INCINV_CREATE_ITEM
+*"      ACCOUNTINGDATA STRUCTURE  BAPI_INCINV_CREATE_ACCOUNT OPTIONAL
+*"      GLACCOUNTDATA STRUCTURE  BAPI_INCINV_CREATE_GL_ACCOUNT OPTIONAL
+*"      TAXDATA STRUCTURE  BAPI_INCINV_CREATE_TAX OPTIONAL
+*"      RETURN STRUCTURE  BAPIRET2
+*"----------------------------------------------------------------------
+  DATA: lv_belnr  TYPE bkpf-belnr,
+        lv_gjahr  TYPE bkpf-gjahr,
+        lv_awkey  TYPE bkpf-awkey,
+        ls_return TYPE bapiret2,
+        ls_commit TYPE bapiret2.
+
+  CLEAR: invoicedocnumber, fiscalyear, accounting_doc.
+  REFRESH return.
+
+* Duplicate guard on the reference (XBLNR) of the FI follow-on document.
+  IF headerdata-ref_doc_no IS NOT INITIAL.
+    SELECT SINGLE belnr gjahr FROM bkpf INTO (lv_belnr, lv_gjahr)
+      WHERE bukrs = headerdata-comp_code
+        AND xblnr = headerdata-ref_doc_no
+        AND stblg = space.
+    IF sy-subrc = 0.
+      ls_return-type       = 'E'.
+      ls_return-id         = 'ZMLC'.
+      ls_return-number     = '001'.
+      ls_return-message_v1 = headerdata-ref_doc_no.
+      ls_return-message_v2 = lv_belnr.
+      ls_return-message_v3 = headerdata-comp_code.
+      ls_return-message_v4 = lv_gjahr.
+      ls_return-parameter  = 'HEADERDATA'.
+      ls_return-row        = 1.
+      ls_return-field      = 'REF_DOC_NO'.
+      APPEND ls_return TO return.
+      RETURN.
+    ENDIF.
+  ENDIF.
+
+  CALL FUNCTION 'BAPI_INCOMINGINVOICE_CREATE'
+    EXPORTING
+      headerdata       = headerdata
+      addressdata      = addressdata
+    IMPORTING
+      invoicedocnumber = invoicedocnumber
+      fiscalyear       = fiscalyear
+    TABLES
+      itemdata         = itemdata
+      accountingdata   = accountingdata
+      glaccountdata    = glaccountdata
+      taxdata          = taxdata
+      return           = return.
+
+  LOOP AT return TRANSPORTING NO FIELDS WHERE type CA 'AEX'.
+    EXIT.
+  ENDLOOP.
+  IF sy-subrc = 0 OR invoicedocnumber IS INITIAL.
+    CALL FUNCTION 'BAPI_TRANSACTION_ROLLBACK'.
+    CLEAR invoicedocnumber.
+    RETURN.
+  ENDIF.
+
+  CALL FUNCTION 'BAPI_TRANSACTION_COMMIT'
+    EXPORTING
+      wait   = 'X'
+    IMPORTING
+      return = ls_commit.
+  IF ls_commit-type CA 'AEX'.
+    APPEND ls_commit TO return.
+    RETURN.
+  ENDIF.
+
+* The FI follow-on document: AWTYP RMRP, AWKEY = invoice number + year.
+  CONCATENATE invoicedocnumber fiscalyear INTO lv_awkey.
+  SELECT SINGLE belnr FROM bkpf INTO accounting_doc
+    WHERE awtyp = 'RMRP'
+      AND awkey = lv_awkey
+      AND bukrs = headerdata-comp_code.
+ENDFUNCTION.

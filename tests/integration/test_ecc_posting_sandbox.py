@@ -1,0 +1,471 @@
+"""FI/MM posting over real HTTP against the ECC sandbox: conformance, LUW rule, exactly-once."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+sandbox_app = pytest.importorskip("ml_connector.systems.sap_ecc.sandbox.app")
+
+from ml_connector.core.channel import InProcessChannel  # noqa: E402
+from ml_connector.core.ratelimit import reset_budgets  # noqa: E402
+from ml_connector.core.servers import ServerHandle, serve_in_thread  # noqa: E402
+from ml_connector.systems.sap_ecc.client import ChannelRfcCaller, SoapRfcClient, make_handler  # noqa: E402
+from ml_connector.systems.sap_ecc.errors import CommunicationError, LogonError  # noqa: E402
+from ml_connector.systems.sap_ecc.posting import (  # noqa: E402
+    ACC_TABLES,
+    DocumentPoster,
+    GLLine,
+    GLPosting,
+    MMInvoice,
+    MMInvoiceItem,
+    PostingError,
+    VendorInvoice,
+    build_acc_document,
+    document_xblnr,
+    split_obj_key,
+)
+from ml_connector.systems.sap_ecc.sandbox import ddic, fi  # noqa: E402
+
+EccSandbox = sandbox_app.EccSandbox
+create_app = sandbox_app.create_app
+USER, PASSWORD = sandbox_app.DEMO_USER, sandbox_app.DEMO_PASSWORD
+CLIENT = "100"
+WRAPPER = "Z_MLC_ACC_DOCUMENT_POST"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[Any, ServerHandle]]:
+    state = EccSandbox(vendors=400, seed=11)
+    handle = serve_in_thread(create_app(state), name="ecc-posting")
+    try:
+        yield state, handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture()
+def sandbox(server: tuple[Any, ServerHandle]) -> Iterator[Any]:
+    state, _ = server
+    reset_budgets()
+    yield state
+    state.faults.reset()
+    state.fi.faults.update(reset=True)
+    fi.set_open_periods(state.data, "1000", 2020, 1, 2035, 16, client=CLIENT)
+
+
+def client_for(server: tuple[Any, ServerHandle], **kw: Any) -> SoapRfcClient:
+    _, handle = server
+    opts: dict[str, Any] = {"sleep": lambda s: None, "calls_per_second": 50, "timeout": 10.0}
+    opts.update(kw)
+    return SoapRfcClient(opts.pop("url", handle.url), CLIENT, USER, PASSWORD, **opts)
+
+
+def poster_for(caller: Any, **kw: Any) -> DocumentPoster:
+    return DocumentPoster(caller, sleep=lambda s: None, settle_seconds=0.0, **kw)
+
+
+def vendor(state: Any, bukrs: str = "1000") -> str:
+    for r in state.data.rows("LFB1", CLIENT):
+        lfa1 = state.data.get("LFA1", (r["LIFNR"],), CLIENT) or {}
+        if r["BUKRS"] == bukrs and not r.get("SPERR") and not r.get("LOEVM") and not lfa1.get("SPERR"):
+            return str(r["LIFNR"])
+    raise AssertionError("no usable vendor")
+
+
+def invoice(state: Any, source_id: str | None = None, **kw: Any) -> VendorInvoice:
+    opts: dict[str, Any] = {
+        "source_id": source_id or f"ramp-bill-{uuid.uuid4()}", "company_code": "1000",
+        "vendor": vendor(state).lstrip("0"), "currency": "USD", "doc_date": date(2025, 3, 3),
+        "posting_date": date(2025, 3, 5), "header_text": "Ramp bill",
+        "lines": (GLLine("620000", Decimal("600.00"), cost_center="1300", text="SaaS licences"),
+                  GLLine("610000", Decimal("200.00"), cost_center="1100", text="Travel")),
+    }
+    opts.update(kw)
+    return VendorInvoice(**opts)
+
+
+def live_docs(state: Any, doc: Any) -> list[dict[str, str]]:
+    """BKPF rows in the emulator for the document's XBLNR that are not reversed."""
+    rows = fi.documents_by_xblnr(state.data, doc.company_code, document_xblnr(doc), CLIENT)
+    return [r for r in rows if not r.get("STBLG")]
+
+
+def all_docs(state: Any, doc: Any) -> list[dict[str, str]]:
+    return fi.documents_by_xblnr(state.data, doc.company_code, document_xblnr(doc), CLIENT)
+
+
+# ---------------------------------------------------------------------------------------------
+# conformance
+
+
+def test_wrapper_success_rw605_and_obj_key(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    doc = invoice(sandbox)
+    out = client_for(server).call(WRAPPER, build_acc_document(doc), tables=ACC_TABLES)
+    assert out["OBJ_TYPE"] == "BKPFF"
+    obj_key = out["OBJ_KEY"]
+    assert re.fullmatch(r"\d{10}1000\d{4}", obj_key)
+    assert out["OBJ_SYS"] == "ECDCLNT100"
+    [ret] = out["RETURN"]
+    assert (ret["TYPE"], ret["ID"], ret["NUMBER"]) == ("S", "RW", "605")
+    assert ret["MESSAGE"] == f"Document posted successfully: BKPFF {obj_key} ECDCLNT100"
+    assert (ret["MESSAGE_V1"], ret["MESSAGE_V2"], ret["MESSAGE_V3"]) == ("BKPFF", obj_key, "ECDCLNT100")
+    belnr, bukrs, gjahr = split_obj_key(obj_key)
+    assert (bukrs, gjahr) == ("1000", "2025") and belnr.startswith("19")  # KR number range
+    bkpf = sandbox.data.get("BKPF", (bukrs, belnr, gjahr), CLIENT)
+    assert bkpf["XBLNR"] == document_xblnr(doc) and bkpf["AWKEY"] == obj_key and bkpf["BLART"] == "KR"
+    lines = [r for r in sandbox.data.rows("BSEG", CLIENT) if r["BELNR"] == belnr and r["GJAHR"] == gjahr
+             and r["BUKRS"] == bukrs]
+    assert [(r["KOART"], r["SHKZG"], r["BSCHL"], r["WRBTR"]) for r in lines] == [
+        ("K", "H", "31", "800.00"), ("S", "S", "40", "600.00"), ("S", "S", "40", "200.00")]
+    assert any(r["BELNR"] == belnr for r in sandbox.data.rows("BSIK", CLIENT))
+
+
+def test_error_rw609_with_f5_104_names_parameter_row_field(server: tuple[Any, ServerHandle],
+                                                           sandbox: Any) -> None:
+    doc = invoice(sandbox, vendor="9999999")
+    out = client_for(server).call(WRAPPER, build_acc_document(doc), tables=ACC_TABLES)
+    assert out["OBJ_KEY"] == "$"
+    first = out["RETURN"][0]
+    assert (first["TYPE"], first["ID"], first["NUMBER"]) == ("E", "RW", "609")
+    assert first["MESSAGE"] == "Error in document: BKPFF $ ECDCLNT100"
+    f5 = [r for r in out["RETURN"] if (r["ID"], r["NUMBER"]) == ("F5", "104")]
+    assert f5 and f5[0]["MESSAGE"] == "Vendor 9999999 is not defined in company code 1000"
+    assert any((r["PARAMETER"], r["ROW"], r["FIELD"]) == ("ACCOUNTPAYABLE", "1", "VENDOR_NO") for r in f5)
+    with pytest.raises(PostingError) as err:
+        poster_for(client_for(server)).post(doc)
+    e = err.value
+    assert (e.parameter, e.row, e.field, e.msg_id, e.msg_number) == ("ACCOUNTPAYABLE", 1, "VENDOR_NO", "F5", "104")
+    assert "ACCOUNTPAYABLE row 1 field VENDOR_NO" in str(e)
+    assert all_docs(sandbox, doc) == []
+
+
+def test_commit_in_separate_request_commits_nothing(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    doc = invoice(sandbox)
+    client = client_for(server)
+    out = client.call("BAPI_ACC_DOCUMENT_POST", build_acc_document(doc), tables=ACC_TABLES)
+    assert out["RETURN"][0]["NUMBER"] == "605" and out["OBJ_KEY"] != "$"
+    commit = client.call("BAPI_TRANSACTION_COMMIT", {"WAIT": "X"})
+    ret = commit["RETURN"]
+    assert isinstance(ret, dict) and ret["TYPE"] == "" and ret["NUMBER"] == "000"
+    belnr, bukrs, gjahr = split_obj_key(out["OBJ_KEY"])
+    assert sandbox.data.get("BKPF", (bukrs, belnr, gjahr), CLIENT) is None
+    assert all_docs(sandbox, doc) == []
+
+
+def test_dry_run_checks_and_writes_nothing(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    poster = poster_for(client_for(server))
+    before = sandbox.data.count("BKPF", CLIENT)
+    doc = invoice(sandbox)
+    msgs = poster.check(doc)
+    assert not any(m.is_error for m in msgs)
+    with pytest.raises(PostingError) as err:
+        poster.check(invoice(sandbox, lines=(GLLine("620000", Decimal(5), cost_center="4711"),)))
+    assert (err.value.msg_id, err.value.msg_number, err.value.field) == ("KI", "248", "COSTCENTER")
+    assert sandbox.data.count("BKPF", CLIENT) == before
+
+
+def test_credit_memo_and_gl_posting(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    poster = poster_for(client_for(server))
+    memo = invoice(sandbox, credit_memo=True)
+    res = poster.post(memo)
+    vend = sandbox.data.get("BSEG", ("1000", res.belnr, res.gjahr, "001"), CLIENT)
+    assert (vend["SHKZG"], vend["BSCHL"]) == ("S", "21")
+    gl = GLPosting(source_id=f"je-{uuid.uuid4()}", company_code="2000", currency="EUR",
+                   doc_date=date(2025, 4, 1), posting_date=date(2025, 4, 1),
+                   lines=(GLLine("640000", Decimal("1000"), cost_center="2000"),
+                          GLLine("113100", Decimal("-1000"))))
+    res2 = poster.post(gl)
+    assert res2.bukrs == "2000" and res2.belnr.startswith("01")
+
+
+# ---------------------------------------------------------------------------------------------
+# exactly once
+
+
+class Arming:
+    """A caller that injects a fault right before the posting wrapper is called (once)."""
+
+    def __init__(self, inner: Any, arm: Callable[[], Callable[[], None] | None], target: str = WRAPPER) -> None:
+        self.inner, self.arm, self.target = inner, arm, target
+        self.armed = True
+        self.calls: list[str] = []
+
+    def call(self, fm: str, params: dict[str, Any] | None = None, *, tables: Sequence[str] = ()) -> dict[str, Any]:
+        self.calls.append(fm)
+        disarm = None
+        if fm == self.target and self.armed:
+            self.armed = False
+            disarm = self.arm()
+        try:
+            return self.inner.call(fm, params, tables=tables)
+        finally:
+            if disarm:
+                disarm()
+
+
+class RefusingTransport(httpx.BaseTransport):
+    """Refuses the first `n` connections to the wrapper (the request never reaches SAP)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.n > 0 and WRAPPER.encode() in request.read():
+            self.n -= 1
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return self.inner.handle_request(request)
+
+
+def _fault(sandbox: Any, **kw: Any) -> Callable[[], Callable[[], None] | None]:
+    def arm() -> None:
+        sandbox.faults.update(**kw)
+    return arm
+
+
+def _cap(sandbox: Any) -> Callable[[], Callable[[], None] | None]:
+    def arm() -> Callable[[], None]:
+        sandbox.faults.update(max_concurrent=1)
+        sandbox.stats.in_flight += 1  # another call holds the only work process
+
+        def disarm() -> None:
+            sandbox.stats.in_flight -= 1
+            sandbox.faults.update(max_concurrent=None)
+        return disarm
+    return arm
+
+
+UNCERTAIN = ["drop_before_processing", "system_failure_before_posting", "concurrency_cap",
+             "after_commit_hang", "after_commit_system_failure"]
+
+
+@pytest.mark.parametrize("scenario", UNCERTAIN)
+def test_uncertain_outcomes_resolve_to_exactly_one_document(server: tuple[Any, ServerHandle], sandbox: Any,
+                                                            scenario: str) -> None:
+    timeout = 10.0
+    if scenario == "drop_before_processing":
+        arm = _fault(sandbox, fail_next=1, fail_kind="drop")
+    elif scenario == "system_failure_before_posting":
+        arm = _fault(sandbox, fail_next=1, fail_kind="system_failure")
+    elif scenario == "concurrency_cap":
+        arm = _cap(sandbox)
+    elif scenario == "after_commit_hang":
+        sandbox.fi.faults.update(fail_after_commit_mode="hang", hang_seconds=1.2)
+        arm = _fault(sandbox.fi, fail_after_commit=1)
+        timeout = 0.4
+    else:
+        sandbox.fi.faults.update(fail_after_commit_mode="system_failure")
+        arm = _fault(sandbox.fi, fail_after_commit=1)
+    caller = Arming(client_for(server, timeout=timeout), arm)
+    poster = poster_for(caller)
+    doc = invoice(sandbox)
+    res = poster.post(doc)
+    committed_before = scenario.startswith("after_commit")
+    assert res.recovered is committed_before
+    assert caller.calls.count(WRAPPER) == (1 if committed_before else 2)
+    assert [r["BELNR"] for r in live_docs(sandbox, doc)] == [res.belnr]
+    # and a later retry of the same source record is a no-op
+    again = poster_for(client_for(server)).post(doc)
+    assert again.already_posted and again.belnr == res.belnr
+    assert len(all_docs(sandbox, doc)) == 1
+
+
+def test_connect_refused_is_retried_by_the_client(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    poster = poster_for(client_for(server, transport=RefusingTransport(2)))
+    doc = invoice(sandbox)
+    res = poster.post(doc)
+    assert not res.recovered and len(all_docs(sandbox, doc)) == 1
+
+
+def test_connect_refused_exhausted_then_retry_later(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    doc = invoice(sandbox)
+    dead = poster_for(client_for(server, transport=RefusingTransport(100), max_attempts=2), lookup_first=False)
+    with pytest.raises(CommunicationError) as err:
+        dead.post(doc)
+    assert not err.value.uncertain
+    assert all_docs(sandbox, doc) == []
+    res = poster_for(client_for(server)).post(doc)
+    assert len(live_docs(sandbox, doc)) == 1 and not res.already_posted
+
+
+def test_logon_failure_posts_nothing(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    doc = invoice(sandbox)
+    poster = poster_for(Arming(client_for(server), _fault(sandbox, fail_next=1, fail_kind="logon")))
+    with pytest.raises(LogonError):
+        poster.post(doc)
+    assert all_docs(sandbox, doc) == []
+    poster.post(doc)
+    poster.post(doc)
+    assert len(all_docs(sandbox, doc)) == 1
+
+
+@pytest.mark.parametrize("scenario", ["period_not_open", "cost_center_missing", "unbalanced"])
+def test_business_errors_post_nothing_then_exactly_once(server: tuple[Any, ServerHandle], sandbox: Any,
+                                                        scenario: str) -> None:
+    poster = poster_for(client_for(server))
+    sid = f"src-{uuid.uuid4()}"
+    good: Any
+    bad: Any
+    if scenario == "period_not_open":
+        fi.set_open_periods(sandbox.data, "1000", 2025, 4, 2025, 12, client=CLIENT)
+        bad = good = invoice(sandbox, sid)
+        expect = ("F5", "201", "DOCUMENTHEADER", "PSTNG_DATE", "Posting period 003 2025 is not open")
+    elif scenario == "cost_center_missing":
+        bad = invoice(sandbox, sid, lines=(GLLine("630000", Decimal("99.5")),))
+        good = invoice(sandbox, sid, lines=(GLLine("630000", Decimal("99.5"), cost_center="1100"),))
+        expect = ("KI", "235", "ACCOUNTGL", "COSTCENTER", "Account 630000 requires an assignment to a CO object")
+    else:
+        lines = (GLLine("640000", Decimal("100"), cost_center="1000"), GLLine("113100", Decimal("-90")))
+        bad = GLPosting(source_id=sid, company_code="1000", currency="USD", doc_date=date(2025, 5, 1),
+                        posting_date=date(2025, 5, 2), lines=lines)
+        good = GLPosting(source_id=sid, company_code="1000", currency="USD", doc_date=date(2025, 5, 1),
+                         posting_date=date(2025, 5, 2), lines=(lines[0], GLLine("113100", Decimal("-100"))))
+        expect = ("F5", "702", "CURRENCYAMOUNT", "AMT_DOCCUR", "Balance in transaction currency")
+    with pytest.raises(PostingError) as err:
+        poster.post(bad)
+    e = err.value
+    assert (e.msg_id, e.msg_number, e.parameter, e.field) == expect[:4]
+    assert e.cause is not None and e.cause.message == expect[4]
+    assert all_docs(sandbox, bad) == []
+    if scenario == "period_not_open":
+        fi.set_open_periods(sandbox.data, "1000", 2020, 1, 2035, 16, client=CLIENT)
+    first = poster.post(good)
+    second = poster.post(good)
+    assert second.already_posted and second.belnr == first.belnr
+    assert len(all_docs(sandbox, good)) == 1
+
+
+def test_wrapper_duplicate_guard_without_lookup(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    doc = invoice(sandbox)
+    poster = poster_for(client_for(server), lookup_first=False)
+    first = poster.post(doc)
+    second = poster.post(doc)  # the wrapper refuses with ZMLC 001, resolved to the existing document
+    assert second.already_posted and second.belnr == first.belnr
+    assert len(all_docs(sandbox, doc)) == 1
+
+
+def test_reversed_document_counts_as_not_posted(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    _, handle = server
+    poster = poster_for(client_for(server))
+    doc = invoice(sandbox)
+    first = poster.post(doc)
+    r = httpx.post(f"{handle.url}/_sandbox/fi/reverse",
+                   json={"bukrs": first.bukrs, "belnr": first.belnr, "gjahr": first.gjahr})
+    assert r.status_code == 200, r.text
+    rev = r.json()["reversal_document"]
+    assert poster.find_posted(first.bukrs, first.xblnr, first.gjahr) is None
+    refs = poster.find_documents(first.bukrs, first.xblnr, first.gjahr)
+    assert {(d.belnr, d.stblg) for d in refs} == {(first.belnr, rev), (rev, first.belnr)}
+    assert poster.payment_status(first.bukrs, first.belnr, first.gjahr).status == "reversed"
+    again = poster.post(doc)
+    assert not again.already_posted and again.belnr not in (first.belnr, rev)
+    assert [d["BELNR"] for d in live_docs(sandbox, doc)] == [again.belnr]
+
+
+def test_lookup_through_z_function_and_agent_channel(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    channel = InProcessChannel()
+    channel.register("ecc", make_handler(client_for(server)))
+    poster = poster_for(ChannelRfcCaller(channel, "ecc"), lookup_function="Z_MLC_DOCUMENT_BY_XBLNR")
+    doc = invoice(sandbox)
+    res = poster.post(doc)
+    ref = poster.find_posted("1000", res.xblnr, res.gjahr)
+    assert ref is not None and ref.belnr == res.belnr
+    assert poster.post(doc).already_posted
+
+
+# ---------------------------------------------------------------------------------------------
+# payment status and blocks
+
+
+def test_payment_status_block_and_clearing(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    _, handle = server
+    poster = poster_for(client_for(server))
+    res = poster.post(invoice(sandbox))
+    st = poster.payment_status(res.bukrs, res.belnr, res.gjahr)
+    assert (st.status, st.open_amount, st.currency, st.payment_block) == ("open", Decimal("800.00"), "USD", "")
+    assert poster.set_payment_block(res.bukrs, res.belnr, res.gjahr, "A") == 1
+    assert poster.payment_status(res.bukrs, res.belnr, res.gjahr).payment_block == "A"
+    assert sandbox.data.get("BSEG", (res.bukrs, res.belnr, res.gjahr, "001"), CLIENT)["ZLSPR"] == "A"
+    assert poster.remove_payment_block(res.bukrs, res.belnr, res.gjahr) == 1
+    assert poster.payment_status(res.bukrs, res.belnr, res.gjahr).payment_block == ""
+
+    r = httpx.post(f"{handle.url}/_sandbox/fi/clear", json={"bukrs": res.bukrs, "belnr": res.belnr,
+                                                           "gjahr": res.gjahr, "amount": "300.00",
+                                                           "clearing_date": "20250410"})
+    assert r.status_code == 200, r.text
+    st = poster.payment_status(res.bukrs, res.belnr, res.gjahr)
+    assert (st.status, st.paid_amount, st.open_amount) == ("partially_paid", Decimal("300.00"), Decimal("500.00"))
+
+    r = httpx.post(f"{handle.url}/_sandbox/fi/clear", json={"bukrs": res.bukrs, "belnr": res.belnr,
+                                                           "gjahr": res.gjahr, "clearing_date": "20250420"})
+    augbl = r.json()["clearing_document"]
+    st = poster.payment_status(res.bukrs, res.belnr, res.gjahr)
+    assert (st.status, st.clearing_document, st.clearing_date) == ("paid", augbl, "20250420")
+    assert not [x for x in sandbox.data.rows("BSIK", CLIENT)
+                if (x["BUKRS"], x["BELNR"], x["GJAHR"]) == (res.bukrs, res.belnr, res.gjahr)]
+    with pytest.raises(PostingError):  # a cleared item cannot be blocked any more
+        poster.set_payment_block(res.bukrs, res.belnr, res.gjahr, "A")
+
+
+def test_seeded_history_has_paid_and_open_invoices(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    poster = poster_for(client_for(server))
+    paid = next(r for r in sandbox.data.rows("BSAK", CLIENT) if r["BLART"] == "KR")
+    open_ = next(r for r in sandbox.data.rows("BSIK", CLIENT) if r["BLART"] == "KR")
+    assert poster.payment_status(paid["BUKRS"], paid["BELNR"], paid["GJAHR"]).status == "paid"
+    assert poster.payment_status(open_["BUKRS"], open_["BELNR"], open_["GJAHR"]).status in ("open",
+                                                                                             "partially_paid")
+    assert poster.payment_status("1000", "0999999999", "2025").status == "not_found"
+    bseg = ddic.table("BSEG")
+    assert bseg is not None and bseg.width > 512  # needs column groups over RFC_READ_TABLE
+    rows = [r for p in poster.reader.read("BSEG", key_fields=["BUKRS", "BELNR", "GJAHR", "BUZEI"],
+                                          where=f"BUKRS = '{paid['BUKRS']}' AND BELNR = '{paid['BELNR']}'")
+            for r in p.rows]
+    assert rows and all(len(r) >= 40 and r["BELNR"] == paid["BELNR"] for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# MM invoice
+
+
+def _po(state: Any) -> tuple[str, str, str] | None:
+    if ddic.table("EKPO") is None or ddic.table("EKKO") is None:
+        return None
+    for p in state.data.rows("EKPO", CLIENT):
+        head = state.data.get("EKKO", (p["EBELN"],), CLIENT) or {}
+        lifnr = head.get("LIFNR", "")
+        bukrs = head.get("BUKRS", "")
+        if bukrs == "1000" and lifnr and state.data.get("LFB1", (lifnr, bukrs), CLIENT):
+            return p["EBELN"], p["EBELP"], lifnr
+    return None
+
+
+def test_mm_invoice_exactly_once(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    po = _po(sandbox)
+    ebeln, ebelp, lifnr = po if po else ("4500000001", "00010", vendor(sandbox))
+    doc = MMInvoice(source_id=f"po-bill-{uuid.uuid4()}", company_code="1000", currency="USD",
+                    doc_date=date(2025, 6, 2), posting_date=date(2025, 6, 3), invoicing_party=lifnr,
+                    items=(MMInvoiceItem(ebeln, int(ebelp), Decimal("116.00"), Decimal(2), "EA"),))
+    sandbox.fi.faults.update(fail_after_commit=1, fail_after_commit_mode="system_failure")
+    poster = poster_for(client_for(server))
+    res = poster.post(doc)
+    assert res.recovered and res.invoice_number.startswith("51056") and res.obj_type == "RMRP"
+    again = poster.post(doc)
+    assert again.already_posted and again.invoice_number == res.invoice_number
+    [bkpf] = all_docs(sandbox, doc)
+    assert (bkpf["AWTYP"], bkpf["BLART"]) == ("RMRP", "RE")
+    assert poster.payment_status("1000", bkpf["BELNR"], bkpf["GJAHR"]).status == "open"
+    if po is not None:
+        bad = MMInvoice(source_id=f"po-bill-{uuid.uuid4()}", company_code="1000", currency="USD",
+                        doc_date=date(2025, 6, 2), posting_date=date(2025, 6, 3),
+                        items=(MMInvoiceItem("4599999999", 10, Decimal(1)),))
+        with pytest.raises(PostingError) as err:
+            poster.post(bad)
+        assert (err.value.parameter, err.value.field) == ("ITEMDATA", "PO_NUMBER")

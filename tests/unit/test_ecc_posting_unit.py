@@ -1,0 +1,206 @@
+"""Unit tests of posting.py: XBLNR, OBJ_KEY, BAPI parameters, RETURN parsing, exactly-once logic."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from ml_connector.systems.sap_ecc.errors import ABAPRuntimeError, CommunicationError, LogonError
+from ml_connector.systems.sap_ecc.posting import (
+    DocumentPoster,
+    GLLine,
+    MMInvoice,
+    MMInvoiceItem,
+    OutcomeUnknownError,
+    PostingError,
+    PostResult,
+    TaxLine,
+    VendorInvoice,
+    build_acc_document,
+    build_incoming_invoice,
+    parse_amount,
+    parse_return,
+    split_obj_key,
+    xblnr_for,
+)
+
+
+def ret(type_: str, id_: str, number: str, message: str, *v: str, parameter: str = "", row: str = "0",
+        field: str = "") -> dict[str, str]:
+    vs = [*v, "", "", "", ""][:4]
+    return {"TYPE": type_, "ID": id_, "NUMBER": number, "MESSAGE": message, "LOG_NO": "", "LOG_MSG_NO": "000000",
+            "MESSAGE_V1": vs[0], "MESSAGE_V2": vs[1], "MESSAGE_V3": vs[2], "MESSAGE_V4": vs[3],
+            "PARAMETER": parameter, "ROW": row, "FIELD": field, "SYSTEM": "0M4SMVI"}
+
+
+# fixtures re-derived from reference §3.1 (captured RW 605 / RW 609 + F5 104 responses)
+OK_ROWS = [ret("S", "RW", "605", "Document posted successfully: BKPFF 010000000814102024 0M4SMVI",
+               "BKPFF", "010000000814102024", "0M4SMVI")]
+ERR_ROWS = [ret("E", "RW", "609", "Error in document: BKPFF $ EXDCLNT200", "BKPFF", "$", "EXDCLNT200"),
+            ret("E", "F5", "104", "Vendor 1000000 is not defined in company code 1001", "1000000", "1001"),
+            ret("E", "F5", "104", "Vendor 1000000 is not defined in company code 1001", "1000000", "1001",
+                parameter="ACCOUNTPAYABLE", row="1", field="VENDOR_NO")]
+
+
+def inv(**kw: Any) -> VendorInvoice:
+    opts: dict[str, Any] = dict(source_id="ramp:bill:42", company_code="1410", vendor="1000000", currency="USD",
+                                doc_date=date(2024, 10, 1), posting_date=date(2024, 10, 2),
+                                lines=(GLLine("600000", Decimal("500.00"), cost_center="1000"),
+                                       GLLine("610000", Decimal("300"), cost_center="1000")))
+    opts.update(kw)
+    return VendorInvoice(**opts)
+
+
+def test_xblnr_is_deterministic_16_chars() -> None:
+    a = xblnr_for("ramp:bill:42", "RMP")
+    assert a == xblnr_for("ramp:bill:42", "RMP") and len(a) == 16 and a.startswith("RMP")
+    assert re.fullmatch(r"[A-Z2-7]{16}", a)
+    assert a != xblnr_for("ramp:bill:43", "RMP")
+    assert len({xblnr_for(f"s{i}") for i in range(5000)}) == 5000
+    with pytest.raises(ValueError):
+        xblnr_for("x", "TOOLONGPREFIX")
+
+
+def test_split_obj_key() -> None:
+    assert split_obj_key("010000000814102024") == ("0100000008", "1410", "2024")
+    assert split_obj_key("330000003110002026") == ("3300000031", "1000", "2026")
+    for bad in ("$", "", "0100000008141020"):
+        with pytest.raises(ValueError):
+            split_obj_key(bad)
+
+
+def test_build_invoice_signs_balance_and_item_numbers() -> None:
+    p = build_acc_document(inv(taxes=(TaxLine("I1", Decimal("64.00"), Decimal("800.00")),)))
+    h = p["DOCUMENTHEADER"]
+    assert (h["DOC_TYPE"], h["BUS_ACT"], h["COMP_CODE"], h["PSTNG_DATE"]) == ("KR", "RFBU", "1410", "20241002")
+    assert h["REF_DOC_NO"] == xblnr_for("ramp:bill:42", "MLC") and h["FISC_YEAR"] == "2024"
+    assert p["ACCOUNTPAYABLE"][0] | {} == {"ITEMNO_ACC": "0000000001", "VENDOR_NO": "0001000000", "ITEM_TEXT": ""}
+    assert [r["GL_ACCOUNT"] for r in p["ACCOUNTGL"]] == ["0000600000", "0000610000"]
+    assert p["ACCOUNTGL"][0]["COSTCENTER"] == "0000001000"
+    amounts = {r["ITEMNO_ACC"]: r["AMT_DOCCUR"] for r in p["CURRENCYAMOUNT"]}
+    assert amounts == {"0000000001": "-864.00", "0000000002": "500.00", "0000000003": "300.00",
+                       "0000000004": "64.00"}
+    assert sum(Decimal(v) for v in amounts.values()) == 0
+    assert {r["CURR_TYPE"] for r in p["CURRENCYAMOUNT"]} == {"00"}
+    memo = build_acc_document(inv(credit_memo=True))
+    assert memo["DOCUMENTHEADER"]["DOC_TYPE"] == "KG"
+    assert [r["AMT_DOCCUR"] for r in memo["CURRENCYAMOUNT"]] == ["800.00", "-500.00", "-300.00"]
+
+
+def test_build_incoming_invoice() -> None:
+    p = build_incoming_invoice(MMInvoice(source_id="x", company_code="1000", currency="USD",
+                                         doc_date=date(2024, 1, 2), posting_date=date(2024, 1, 3),
+                                         items=(MMInvoiceItem("4500007491", 10, Decimal("116")),)))
+    assert p["HEADERDATA"]["INVOICE_IND"] == "X" and p["HEADERDATA"]["GROSS_AMOUNT"] == "116.00"
+    assert p["ITEMDATA"] == [{"INVOICE_DOC_ITEM": "000001", "PO_NUMBER": "4500007491", "PO_ITEM": "00010",
+                              "ITEM_AMOUNT": "116.00"}]
+
+
+def test_parse_return_success_and_error() -> None:
+    ok = parse_return(OK_ROWS, obj_key="010000000814102024", obj_type="BKPFF")
+    assert isinstance(ok, PostResult) and (ok.belnr, ok.bukrs, ok.gjahr) == ("0100000008", "1410", "2024")
+    assert ok.obj_sys == "0M4SMVI"
+    assert isinstance(parse_return(OK_ROWS), PostResult)  # OBJ_KEY taken from MESSAGE_V2
+    err = parse_return(ERR_ROWS, obj_key="$")
+    assert isinstance(err, PostingError)
+    assert (err.parameter, err.row, err.field, err.msg_id, err.msg_number) == ("ACCOUNTPAYABLE", 1, "VENDOR_NO",
+                                                                              "F5", "104")
+    assert len(err.causes) == 1
+    assert str(err) == ("ACCOUNTPAYABLE row 1 field VENDOR_NO: E F5 104 Vendor 1000000 is not defined in "
+                        "company code 1001")
+    for t in ("A", "X"):
+        assert isinstance(parse_return([ret(t, "RW", "001", "boom")]), PostingError)
+    warn = parse_return([ret("W", "F5", "117", "Check whether document has already been entered"), *OK_ROWS])
+    assert isinstance(warn, PostResult)
+    assert isinstance(parse_return({"TYPE": "", "ID": "", "NUMBER": "000"}), PostingError)  # no key at all
+
+
+def test_parse_amount() -> None:
+    assert parse_amount("800.00-") == Decimal("-800.00")
+    assert parse_amount("-800.0") == Decimal("-800.0")
+    assert parse_amount(" 12.5 ") == Decimal("12.5") and parse_amount("") == 0
+
+
+class FakeCaller:
+    """Scripted responses per FM; a BKPF lookup answers from `posted`."""
+
+    def __init__(self, post_outcomes: list[Any], *, lookup_fails: int = 0) -> None:
+        self.post_outcomes = post_outcomes
+        self.posted: list[dict[str, str]] = []
+        self.calls: list[str] = []
+        self.lookup_fails = lookup_fails
+
+    def call(self, fm: str, params: dict[str, Any] | None = None, *, tables: Sequence[str] = ()) -> dict[str, Any]:
+        self.calls.append(fm)
+        if fm == "Z_MLC_DOCUMENT_BY_XBLNR":
+            if self.lookup_fails:
+                self.lookup_fails -= 1
+                raise CommunicationError("down", key="RFC_COMMUNICATION_FAILURE")
+            return {"ET_DOCUMENTS": list(self.posted)}
+        outcome = self.post_outcomes.pop(0)
+        if outcome == "commit_then_timeout":
+            self.posted.append({"BUKRS": "1410", "BELNR": "0100000008", "GJAHR": "2024", "XBLNR": "x"})
+            raise CommunicationError("read timeout", uncertain=True)
+        if isinstance(outcome, Exception):
+            raise outcome
+        if outcome == "ok":
+            self.posted.append({"BUKRS": "1410", "BELNR": "0100000009", "GJAHR": "2024", "XBLNR": "x"})
+            return {"OBJ_TYPE": "BKPFF", "OBJ_KEY": "010000000914102024", "RETURN": [
+                ret("S", "RW", "605", "ok", "BKPFF", "010000000914102024")]}
+        return {"OBJ_KEY": "$", "RETURN": outcome}
+
+
+def poster(caller: FakeCaller, **kw: Any) -> DocumentPoster:
+    return DocumentPoster(caller, lookup_function="Z_MLC_DOCUMENT_BY_XBLNR", sleep=lambda s: None, **kw)
+
+
+def test_uncertain_after_commit_is_resolved_by_lookup_not_by_posting_again() -> None:
+    c = FakeCaller(["commit_then_timeout"])
+    res = poster(c).post(inv())
+    assert res.recovered and res.belnr == "0100000008"
+    assert c.calls.count("Z_MLC_ACC_DOCUMENT_POST") == 1
+
+
+def test_uncertain_without_effect_posts_again_once() -> None:
+    c = FakeCaller([ABAPRuntimeError("SYSTEM_FAILURE", key="SYSTEM_FAILURE", uncertain=True), "ok"])
+    res = poster(c).post(inv())
+    assert not res.recovered and res.belnr == "0100000009"
+    assert c.calls.count("Z_MLC_ACC_DOCUMENT_POST") == 2
+
+
+def test_certain_failures_raise_without_lookup() -> None:
+    c = FakeCaller([LogonError("no", key="RFC_LOGON_FAILURE")])
+    with pytest.raises(LogonError):
+        poster(c, lookup_first=False).post(inv())
+    assert c.calls == ["Z_MLC_ACC_DOCUMENT_POST"]
+    c = FakeCaller([ERR_ROWS])
+    with pytest.raises(PostingError):
+        poster(c, lookup_first=False).post(inv())
+
+
+def test_unresolvable_outcome_raises_outcome_unknown() -> None:
+    c = FakeCaller([CommunicationError("dropped", uncertain=True)], lookup_fails=99)
+    with pytest.raises(OutcomeUnknownError) as err:
+        poster(c, lookup_first=False, uncertain_lookups=2).post(inv())
+    assert err.value.xblnr == xblnr_for("ramp:bill:42", "MLC")
+    assert c.calls.count("Z_MLC_ACC_DOCUMENT_POST") == 1
+
+
+def test_reversed_document_is_not_posted() -> None:
+    c = FakeCaller(["ok"])
+    c.posted.append({"BUKRS": "1410", "BELNR": "0100000001", "GJAHR": "2024", "XBLNR": "x", "STBLG": "0100000002"})
+    res = poster(c).post(inv())
+    assert res.belnr == "0100000009" and not res.already_posted
+
+
+def test_duplicate_guard_message_resolves_to_existing_document() -> None:
+    dup = [ret("E", "RW", "609", "Error in document: BKPFF $ X", "BKPFF", "$", "X"),
+           ret("E", "ZMLC", "001", "already posted", "MLCX", "0100000005", "1410", "2024",
+               parameter="DOCUMENTHEADER", row="1", field="REF_DOC_NO")]
+    res = poster(FakeCaller([dup]), lookup_first=False).post(inv())
+    assert res.already_posted and res.belnr == "0100000005"

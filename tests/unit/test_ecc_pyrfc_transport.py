@@ -1,0 +1,155 @@
+"""PyRFC transport: error mapping with a fake `pyrfc` module, the missing-SDK error, transport choice."""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ml_connector.systems.sap_ecc import errors
+from ml_connector.systems.sap_ecc.connector import build_client, pyrfc_target
+from ml_connector.systems.sap_ecc.pyrfc_transport import PyRfcClient, PyRfcNotInstalled, map_pyrfc_error
+
+
+def fake_pyrfc() -> types.ModuleType:
+    """Mimics SAP/PyRFC's _exception.py: RFCError > RFCLibError > the concrete classes."""
+    mod = types.ModuleType("pyrfc")
+
+    class RFCError(Exception):
+        pass
+
+    class RFCLibError(RFCError):
+        def __init__(self, message: str, code: int, key: str, msg_class: str = "", msg_type: str = "",
+                     msg_number: str = "", msg_v1: str = "", msg_v2: str = "", msg_v3: str = "",
+                     msg_v4: str = "") -> None:
+            super().__init__(f"{code} (rc={code}): key={key}, message={message}")
+            self.message, self.code, self.key = message, code, key
+            self.msg_class, self.msg_type, self.msg_number = msg_class, msg_type, msg_number
+            self.msg_v1, self.msg_v2, self.msg_v3, self.msg_v4 = msg_v1, msg_v2, msg_v3, msg_v4
+
+    names = ["ABAPApplicationError", "ABAPRuntimeError", "LogonError", "CommunicationError",
+             "ExternalRuntimeError", "ExternalApplicationError"]
+    for n in names:
+        setattr(mod, n, type(n, (RFCLibError,), {}))
+    mod.RFCError = RFCError  # type: ignore[attr-defined]
+    mod.RFCLibError = RFCLibError  # type: ignore[attr-defined]
+
+    class Connection:
+        last_params: dict[str, Any] = {}
+
+        def __init__(self, **params: Any) -> None:
+            Connection.last_params = params
+            if params.get("passwd") == "wrong":
+                raise mod.LogonError("Name or password is incorrect (repeat logon)", 2,  # type: ignore[attr-defined]
+                                     "RFC_LOGON_FAILURE")
+            self.calls: list[tuple[str, dict[str, Any]]] = []
+
+        def call(self, fm: str, **kw: Any) -> dict[str, Any]:
+            self.calls.append((fm, kw))
+            if fm == "RFC_READ_TABLE" and kw.get("QUERY_TABLE") == "T008X":
+                raise mod.ABAPApplicationError("ID:SV Type:E Number:029 T008X", 5,  # type: ignore[attr-defined]
+                                               "TABLE_NOT_AVAILABLE", "SV", "E", "029", "T008X")
+            if fm == "Z_DIVIDE":
+                raise mod.ABAPRuntimeError("Division by zero", 3, "COMPUTE_INT_ZERODIVIDE")  # type: ignore[attr-defined]
+            if fm == "Z_DROP":
+                raise mod.CommunicationError("connection closed", 1, "CM_NO_DATA_RECEIVED")  # type: ignore[attr-defined]
+            if fm == "Z_BAD":
+                raise mod.ExternalRuntimeError("field 'undefined' not found", 20, "RFC_INVALID_PARAMETER")  # type: ignore[attr-defined]
+            if fm == "Z_OTHER":
+                raise RFCError("strange")
+            return {"ECHOTEXT": kw.get("REQUTEXT", ""), "DATA": []}
+
+        def ping(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    mod.Connection = Connection  # type: ignore[attr-defined]
+    return mod
+
+
+@pytest.fixture
+def pyrfc(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
+    mod = fake_pyrfc()
+    monkeypatch.setitem(sys.modules, "pyrfc", mod)
+    yield mod
+
+
+def test_missing_pyrfc_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyrfc", None)  # makes `import pyrfc` raise ImportError
+    with pytest.raises(PyRfcNotInstalled) as exc:
+        PyRfcClient("10.0.0.1", "00", "100", "U", "P")
+    text = str(exc.value)
+    assert "SAP NW RFC SDK 7.50" in text and "SAP Support Portal" in text and "pip install pyrfc" in text
+    assert isinstance(exc.value, ImportError)
+
+
+def test_call_passes_params_and_maps_errors(pyrfc: types.ModuleType) -> None:
+    c = PyRfcClient("sap.example", 1, "100", "RFC_USER", "secret", config={"timeout": 5})
+    assert pyrfc.Connection.last_params == {"ashost": "sap.example", "sysnr": "01", "client": "100",
+                                            "user": "RFC_USER", "passwd": "secret", "lang": "EN",
+                                            "config": {"timeout": 5}}
+    assert c.call("STFC_CONNECTION", {"REQUTEXT": "hi", "__tables__": ["X"]}, tables=["DATA"]) == \
+        {"ECHOTEXT": "hi", "DATA": []}
+    with pytest.raises(errors.ABAPApplicationError) as app:
+        c.call("RFC_READ_TABLE", {"QUERY_TABLE": "T008X"})
+    e = app.value
+    assert (e.code, e.key, e.message, e.msg_class, e.msg_type, e.msg_number, e.msg_v1) == (
+        5, "TABLE_NOT_AVAILABLE", "ID:SV Type:E Number:029 T008X", "SV", "E", "029", "T008X")
+    assert e.to_fault().type == "ABAPApplicationError"
+    with pytest.raises(errors.ABAPRuntimeError) as rt:
+        c.call("Z_DIVIDE")
+    assert rt.value.key == "COMPUTE_INT_ZERODIVIDE" and rt.value.code == 3
+    with pytest.raises(errors.CommunicationError) as comm:
+        c.call("Z_DROP")
+    assert comm.value.uncertain is True and comm.value.retriable is True
+    with pytest.raises(errors.ExternalRuntimeError) as ext:
+        c.call("Z_BAD")
+    assert ext.value.code == 20
+    with pytest.raises(errors.RfcError) as other:
+        c.call("Z_OTHER")
+    assert type(other.value) is errors.RfcError and other.value.key == "RFCError"
+    c.ping()
+    c.close()
+
+
+def test_logon_error_on_connect(pyrfc: types.ModuleType) -> None:
+    with pytest.raises(errors.LogonError) as exc:
+        PyRfcClient("h", "00", "100", "U", "wrong")
+    assert exc.value.key == "RFC_LOGON_FAILURE" and "incorrect" in exc.value.message
+
+
+def test_map_by_name_through_subclasses() -> None:
+    class ABAPApplicationError(Exception):
+        key = "FU_NOT_FOUND"
+        message = "ID:FL Type:E Number:046 undefined"
+
+    class Sub(ABAPApplicationError):
+        pass
+
+    mapped = map_pyrfc_error(Sub())
+    assert isinstance(mapped, errors.ABAPApplicationError) and mapped.key == "FU_NOT_FOUND"
+
+
+def test_connector_selects_transport(pyrfc: types.ModuleType) -> None:
+    from ml_connector.config import SapEccConnection
+
+    base = {"type": "sap_ecc", "base_url": "http://sapecd:8001", "client": "100",
+            "auth": {"username": "RFC_USER", "password_secret": "sap-password"}}
+    rt = types.SimpleNamespace(vault=types.SimpleNamespace(get=lambda name: "pw"))
+    soap = SapEccConnection.model_validate(base)
+    assert soap.transport == "soap_rfc" and soap.odata is None
+    assert type(build_client(rt, "sap", soap)).__name__ == "SoapRfcClient"
+    native = SapEccConnection.model_validate({**base, "transport": "pyrfc",
+                                              "odata": {"vendors": "/sap/opu/odata/sap/ZMLC_VENDOR_SRV"}})
+    client = build_client(rt, "sap", native)
+    assert isinstance(client, PyRfcClient) and (client.ashost, client.sysnr) == ("sapecd", "01")
+    with pytest.raises(ValueError):
+        SapEccConnection.model_validate({**base, "transport": "rfc"})
+    assert pyrfc_target("https://sap.example:44302") == ("sap.example", "02")
+    assert pyrfc_target("http://sap.example:50100") == ("sap.example", "01")
+    assert pyrfc_target("http://sap.example") == ("sap.example", "00")
