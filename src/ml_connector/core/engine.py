@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbos import DBOS, Queue, SetEnqueueOptions, SetWorkflowID
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ml_connector import __version__
 from ml_connector.core import audit, ledger, outbox
@@ -251,6 +251,15 @@ def _begin_step(flow: str, stream: str, mode: str, run_id: str) -> None:
             sess.add(RunRow(run_id=run_id, flow=flow, stream=stream, mode=mode, status="running",
                             counts={"read": 0, "unchanged": 0, "parked": 0, "staged": 0}))
         audit.record(sess, "run.started", flow=flow, stream=stream, run_id=run_id, detail={"mode": mode})
+        parked_ids = list(sess.scalars(select(OutboxRow.id).where(
+            OutboxRow.flow == flow, OutboxRow.stream == stream, OutboxRow.state == "parked")))
+    if parked_ids:
+        # Mappings may have appeared since (config or `mappings set`): records that
+        # can be mapped now join this run (batch 0, delivered by the final sweep).
+        _remap_parked(ctx, s, parked_ids, {})
+        with rt.db.session() as sess:
+            sess.execute(update(OutboxRow).where(OutboxRow.id.in_(parked_ids), OutboxRow.state == "pending")
+                         .values(run_id=run_id, batch=0))
 
 
 @DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=1.0, backoff_rate=2.0)
@@ -405,20 +414,39 @@ def _replay_step(ids: list[int]) -> dict[str, int]:
         for r in rows:
             if r.state in ("failed", "uncertain", "parked", "in_flight"):
                 groups.setdefault((r.flow, r.stream, r.run_id), []).append(r.id)
-        # parked/failed entries go back to pending; uncertain/in_flight stay as they are so
-        # that delivery resolves them by lookup first.
-        for grp in groups.values():
-            back = [r.id for r in rows if r.id in grp and r.state in ("failed", "parked")]
-            outbox.set_state(sess, back, "pending")
+        # Failed entries go back to pending; uncertain/in_flight stay as they are so
+        # that delivery resolves them by lookup first; parked ones are mapped again.
+        outbox.set_state(sess, [r.id for r in rows if r.state == "failed"], "pending")
         audit.record(sess, "replay.requested", detail={"ids": ids})
     tally: dict[str, int] = {}
     for (flow, stream, run_id), grp in groups.items():
-        with rt.db.session() as sess:
-            entries = outbox.entries_by_id(sess, grp)
         ctx, s = _ctx(flow, stream, run_id, "replay")
+        _remap_parked(ctx, s, grp, tally)
+        with rt.db.session() as sess:
+            entries = [e for e in outbox.entries_by_id(sess, grp) if e.state != "parked"]
         for k, v in deliver_entries(ctx, s, entries).items():
             tally[k] = tally.get(k, 0) + v
     return tally
+
+
+def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, int]) -> None:
+    """A parked entry holds its source record: map it again now that mappings may exist."""
+    with ctx.runtime.db.session() as sess:
+        for row in sess.scalars(select(OutboxRow).where(OutboxRow.id.in_(ids), OutboxRow.state == "parked")):
+            m = s.map(ctx, row.source_key, dict(row.payload))
+            if isinstance(m, ledger.Parked):
+                row.parked_on = m.waits_for
+                tally["parked"] = tally.get("parked", 0) + 1
+                continue
+            changes, _ = ledger.plan_changes(sess, ctx.flow, ctx.stream, [m])
+            if not changes:
+                row.state = "superseded"  # the target already holds this content
+                continue
+            c = changes[0]
+            row.op, row.payload, row.content_hash = c.op, c.payload, c.content_hash
+            row.target_id, row.state, row.parked_on = c.target_id, "pending", None
+            audit.record(sess, "record.resumed", flow=ctx.flow, stream=ctx.stream, run_id=ctx.run_id,
+                         source=f"{ctx.flow}:{row.source_key}", detail={"op": c.op})
 
 
 # --------------------------------------------------------------------------- API used by CLI and server

@@ -37,7 +37,9 @@ class Desired:
 
 @dataclass
 class Parked:
-    """A record that cannot be mapped yet; `waits_for` names the missing mapping key."""
+    """A record that cannot be mapped yet; `waits_for` names the missing mapping key
+    (`mapping.waits_for(table, value)`). `payload` must be the SOURCE record: when the
+    mapping appears, the stream's `map()` is called on it again and the write resumes."""
 
     source_key: str
     waits_for: str
