@@ -407,6 +407,9 @@ def demo(workdir: Path = typer.Option(Path("demo"), help="Where the demo keeps i
 
     raise typer.Exit(run_demo(workdir, vendors=vendors, console=console))
 
+from ml_connector.agent.cli import register_commands  # noqa: E402, I001  (the remote agent's commands)
+register_commands(app)
+
 
 def main() -> None:
     app()

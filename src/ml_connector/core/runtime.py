@@ -35,7 +35,10 @@ class Runtime:
         self.tokens = DbTokenStore(self.db, self.vault)
         # The agent seam: SAP connections are served through this channel. In the
         # embedded default the agent lives in this process.
-        self.channel = InProcessChannel()
+        self.channel: Any = InProcessChannel()
+        if getattr(config.engine, "agent", "embedded") == "remote":  # SAP calls go to the remote agent
+            from ml_connector.agent.channel import RemoteAgentChannel
+            self.channel = RemoteAgentChannel(self.db, config.engine.agent_site)
         self._connections: dict[str, Any] = {}
         self._flows: dict[str, Flow] = {}
         self._lock = threading.RLock()
@@ -48,7 +51,8 @@ class Runtime:
                 if cfg is None:
                     raise KeyError(f"no connection named {name!r} in the configuration")
                 mod = importlib.import_module(f"ml_connector.systems.{cfg.type}.connector")
-                self._connections[name] = mod.connect(self, name, cfg)
+                remote = hasattr(self.channel, "connect") and getattr(cfg, "via", "") == "agent"
+                self._connections[name] = self.channel.connect(name, cfg) if remote else mod.connect(self, name, cfg)
             return self._connections[name]
 
     def ping_connection(self, name: str) -> tuple[bool, str]:
@@ -72,6 +76,11 @@ class Runtime:
                     known = ", ".join(self.config.flows) or "none"
                     raise KeyError(f"no flow named {name!r} in the configuration (flows: {known})")
                 self._flows[name] = load_pair(cfg.pair)(self, name, cfg)
+                if cfg.mappings:
+                    from ml_connector.core import mapping
+
+                    with self.db.session() as s:
+                        mapping.seed_from_config(s, name, cfg.mappings)
             return self._flows[name]
 
     def close(self) -> None:

@@ -142,6 +142,8 @@ def create_app(rt: Runtime) -> FastAPI:
             return ReplayResult(replayed=0, outcome={})
         return ReplayResult(replayed=len(ids), outcome=engine.replay(ids))
 
+    from ml_connector.server.agent_api import agent_router
+    api.include_router(agent_router(rt))  # the remote agent's API (/api/agent/*, /api/agents)
     return api
 
 

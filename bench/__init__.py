@@ -1,0 +1,1 @@
+"""Benchmarks of ml-connector against the sandbox emulators (`make bench`)."""

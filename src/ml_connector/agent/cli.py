@@ -1,0 +1,215 @@
+"""CLI: `ml-connector agents …` (control plane) and `ml-connector agent …` (customer site)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+agents_app = typer.Typer(no_args_is_help=True, help="Remote agents (control plane): pairing tokens, list, revoke.")
+agent_app = typer.Typer(help="The on-premises agent: pair it, store its SAP secrets, run it (default).")
+agent_secrets_app = typer.Typer(no_args_is_help=True, help="The agent's own encrypted secrets (SAP passwords).")
+agent_app.add_typer(agent_secrets_app, name="secrets")
+
+console = Console()
+err = Console(stderr=True)
+
+CpConfig = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_CONFIG", help="Control plane configuration.")]
+AgentConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_AGENT_CONFIG",
+                                              help="Agent configuration (agent.yaml).")]
+DEFAULT_CP = Path("ml-connector.yaml")
+DEFAULT_AGENT = Path("agent.yaml")
+
+
+def _service(config: Path) -> Any:
+    from ml_connector.agent.service import AgentService
+    from ml_connector.cli import _runtime
+
+    rt = _runtime(config)
+    return AgentService(rt.db, rt.vault)
+
+
+def _fail(msg: str, code: int = 1) -> typer.Exit:
+    from ml_connector.core.redact import redact
+
+    err.print(f"[red]error:[/red] {redact(msg)}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+# ------------------------------------------------------------------------------ control plane
+
+
+@agents_app.command("issue-token")
+def issue_token(config: CpConfig = DEFAULT_CP,
+                site: str = typer.Option("default", help="The site the paired agent will serve."),
+                ttl: str = typer.Option("15m", help="How long the token can be used (e.g. 15m, 1h).")) -> None:
+    """Issue a one-time pairing token (printed once; stored hashed)."""
+    from ml_connector.config import parse_duration
+
+    try:
+        seconds = parse_duration(ttl)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    token = _service(config).issue_token(site, seconds)
+    err.print(f"pairing token for site [bold]{site}[/bold], valid {ttl}, usable once:")
+    print(token, flush=True)
+
+
+@agents_app.command("list")
+def list_agents(config: CpConfig = DEFAULT_CP,
+                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The agents and their state."""
+    agents = _service(config).list_agents()
+    if as_json:
+        print(json.dumps(agents, default=str))
+        return
+    t = Table("id", "site", "name", "state", "last seen", "in flight", "queued (site)", "skew s")
+    for a in agents:
+        seen = "never" if a["seconds_since_seen"] is None else f"{a['seconds_since_seen']:.0f} s ago"
+        t.add_row(a["id"], a["site"], a["name"], a["state"], seen, str(a["in_flight"]), str(a["queued_for_site"]),
+                  "" if a["clock_skew"] is None else str(a["clock_skew"]))
+    console.print(t)
+
+
+@agents_app.command("revoke")
+def revoke(agent_id: str, config: CpConfig = DEFAULT_CP) -> None:
+    """Revoke an agent: its next poll is refused and it stops."""
+    if not _service(config).revoke(agent_id):
+        raise _fail(f"no agent {agent_id!r}")
+    console.print(f"revoked agent [bold]{agent_id}[/bold]; it stops at its next poll")
+
+
+# ------------------------------------------------------------------------------ agent
+
+
+def _agent_cfg(config: Path) -> Any:
+    from ml_connector.agent.config import AgentConfigError, load_agent_config
+
+    try:
+        return load_agent_config(config)
+    except AgentConfigError as exc:
+        err.print(f"[red]agent configuration error[/red]\n{exc}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+
+
+@agent_app.callback(invoke_without_command=True)
+def agent_main(ctx: typer.Context, config: AgentConfigOpt = DEFAULT_AGENT) -> None:
+    """Run the agent (long-poll the control plane, serve the allow-listed SAP calls)."""
+    if ctx.invoked_subcommand is None:
+        _run_agent(config)
+
+
+@agent_app.command("run")
+def agent_run(config: AgentConfigOpt = DEFAULT_AGENT) -> None:
+    """Run the agent (same as `ml-connector agent`)."""
+    _run_agent(config)
+
+
+def _run_agent(config: Path) -> None:
+    from ml_connector.agent.runner import EXIT_NOT_PAIRED, Agent, load_identity
+    from ml_connector.core.redact import install_log_redaction
+
+    logging.getLogger("ml_connector.agent").setLevel(logging.INFO)
+    install_log_redaction()
+    cfg = _agent_cfg(config)
+    ident = load_identity(cfg.data_dir_path())
+    if ident is None:
+        raise _fail(f"this agent is not paired (no identity in {cfg.data_dir_path()}); run "
+                    "`ml-connector agent pair --token T --control-plane URL`", EXIT_NOT_PAIRED)
+    if cfg.control_plane:
+        ident.control_plane = cfg.control_plane.rstrip("/")
+    agent = Agent(cfg, ident)
+    try:
+        code = agent.run()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        agent.close()
+    if agent.fatal is not None:
+        what = ("was revoked by the control plane" if agent.fatal.code == "revoked"
+                else "is not known to the control plane")
+        raise _fail(f"agent {ident.agent_id} {what} ({agent.fatal.code}): {agent.fatal.message}. "
+                    "Stopping; pair again with a new token (`ml-connector agents issue-token`).", code)
+    raise typer.Exit(code)
+
+
+@agent_app.command("pair")
+def agent_pair(token: str = typer.Option(..., help="One-time token from `ml-connector agents issue-token`."),
+               control_plane: str = typer.Option("", help="Control plane URL (default: from agent.yaml)."),
+               config: AgentConfigOpt = DEFAULT_AGENT,
+               name: str = typer.Option("", help="A name for this agent (default: host name)."),
+               force: bool = typer.Option(False, help="Replace an existing identity.")) -> None:
+    """Exchange a pairing token for an agent identity (Ed25519 key generated here)."""
+    from ml_connector.agent.config import write_minimal_config
+    from ml_connector.agent.runner import pair
+
+    if not config.exists():
+        if not control_plane:
+            raise _fail(f"{config} does not exist: give --control-plane URL", 2)
+        write_minimal_config(config, control_plane)
+        err.print(f"wrote a minimal {config}; add the systems and their allow-lists")
+    cfg = _agent_cfg(config)
+    url = control_plane or cfg.control_plane
+    if not url:
+        raise _fail("no control plane URL: give --control-plane or set control_plane in agent.yaml", 2)
+    try:
+        ident = pair(cfg, token, url, name=name, force=force, verify=cfg.tls_verify)
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"paired: agent [bold]{ident.agent_id}[/bold] for site [bold]{ident.site}[/bold] "
+                  f"at {ident.control_plane}. Next: ml-connector agent secrets set NAME; ml-connector agent")
+    print(json.dumps({"agent_id": ident.agent_id, "site": ident.site}), flush=True)
+
+
+@agent_app.command("status")
+def agent_status(config: AgentConfigOpt = DEFAULT_AGENT) -> None:
+    """This agent's identity and allow-list (no secrets)."""
+    from ml_connector.agent.runner import load_identity
+
+    cfg = _agent_cfg(config)
+    ident = load_identity(cfg.data_dir_path())
+    print(json.dumps({"paired": ident is not None, "agent_id": ident.agent_id if ident else None,
+                      "site": ident.site if ident else None,
+                      "control_plane": cfg.control_plane or (ident.control_plane if ident else None),
+                      "systems": {n: s.allow.model_dump() for n, s in cfg.systems.items()},
+                      "checked_at": time.time()}, indent=2))
+
+
+@agent_secrets_app.command("set")
+def agent_secrets_set(name: str, config: AgentConfigOpt = DEFAULT_AGENT,
+                      value_stdin: bool = typer.Option(False, "--stdin", help="Read the value from stdin.")) -> None:
+    """Store a secret in the agent's vault (never sent to the control plane)."""
+    from ml_connector.agent.runner import open_vault
+
+    cfg = _agent_cfg(config)
+    if value_stdin or not sys.stdin.isatty():
+        value = sys.stdin.read().rstrip("\r\n")
+    else:
+        value = typer.prompt(f"value for {name}", hide_input=True, confirmation_prompt=True)
+    if not value:
+        raise _fail("empty value: nothing stored")
+    open_vault(cfg.data_dir_path()).set(name, value)
+    console.print(f"stored agent secret [bold]{name}[/bold]")
+
+
+@agent_secrets_app.command("list")
+def agent_secrets_list(config: AgentConfigOpt = DEFAULT_AGENT) -> None:
+    """Names of the agent's secrets (never values)."""
+    from ml_connector.agent.runner import open_vault
+
+    cfg = _agent_cfg(config)
+    for s in open_vault(cfg.data_dir_path()).list():
+        print(s.name)
+
+
+def register_commands(app: typer.Typer) -> None:
+    """Add `agents` (control plane) and `agent` (customer site) to the main CLI."""
+    app.add_typer(agents_app, name="agents")
+    app.add_typer(agent_app, name="agent")

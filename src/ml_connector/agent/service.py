@@ -1,0 +1,442 @@
+"""The control plane's side of the remote agent: pairing, request authentication,
+the call queue (claim with a lease), results, liveness and revocation.
+
+State lives in the core database (tables in agent/models.py), so several control
+plane processes can serve agents; an in-process signal wakes long polls and
+waiting callers at once, other processes notice changes by polling the database.
+
+Tuning (environment, seconds): MLC_AGENT_LEASE (60), MLC_AGENT_OFFLINE_AFTER (150),
+MLC_AGENT_HOLD_MAX (60), MLC_AGENT_DB_POLL (0.25), MLC_AGENT_SWEEP (5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ml_connector.agent import protocol as proto
+from ml_connector.agent.models import AgentCallRow, AgentNonceRow, AgentRow, PairingTokenRow
+from ml_connector.core import audit
+from ml_connector.core.channel import ChannelFault, ChannelResponse
+from ml_connector.core.db import Database
+
+log = logging.getLogger(__name__)
+
+CONTROL_KEY_SECRET = "agent.control_plane.ed25519"
+TOKEN_PREFIX = "mlcpt_"
+
+
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass
+class Settings:
+    lease: float = field(default_factory=lambda: _env_seconds("MLC_AGENT_LEASE", 60.0))
+    offline_after: float = field(default_factory=lambda: _env_seconds("MLC_AGENT_OFFLINE_AFTER", 150.0))
+    hold_max: float = field(default_factory=lambda: _env_seconds("MLC_AGENT_HOLD_MAX", 60.0))
+    db_poll: float = field(default_factory=lambda: _env_seconds("MLC_AGENT_DB_POLL", 0.25))
+    sweep_every: float = field(default_factory=lambda: _env_seconds("MLC_AGENT_SWEEP", 5.0))
+    max_skew: float = proto.MAX_SKEW_SECONDS
+
+
+class AuthError(Exception):
+    """A refused agent request; `code` is one of the protocol error codes."""
+
+    def __init__(self, code: str, message: str, status: int = 401, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, "retriable": self.code not in proto.NON_RETRIABLE,
+                "server_time": time.time(), **self.extra}
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    agent_id: str
+    site: str
+
+
+# --------------------------------------------------------------------------- in-process wake-ups
+
+
+class Signal:
+    """A version counter with a condition: bumped on every queue change in this process."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.version = 0
+
+    def notify(self) -> None:
+        with self._cond:
+            self.version += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        with self._cond:
+            if self.version == seen:
+                self._cond.wait(timeout)
+            return self.version
+
+
+SIGNAL = Signal()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def lost_fault(call_id: str, agent_id: str | None) -> ChannelResponse:
+    return ChannelResponse(id=call_id, ok=False, fault=ChannelFault(
+        type="CommunicationError", key="AGENT_LOST", retriable=False,
+        message=(f"agent {agent_id} stopped responding while it held this call; it may have been executed. "
+                 "Resolve by a lookup before repeating it"),
+        details={"uncertain": True, "code": 1}))
+
+
+class AgentService:
+    def __init__(self, db: Database, vault: Any, settings: Settings | None = None) -> None:
+        self.db = db
+        self.vault = vault
+        self.settings = settings or Settings()
+        self._key: Ed25519PrivateKey | None = None
+        self._key_lock = threading.Lock()
+        self._sweeper: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ control plane key
+
+    def control_key(self) -> Ed25519PrivateKey:
+        """The control plane's Ed25519 key, kept encrypted in the vault (created on first use)."""
+        with self._key_lock:
+            if self._key is None:
+                if not self.vault.exists(CONTROL_KEY_SECRET):
+                    self.vault.set(CONTROL_KEY_SECRET, proto.b64e(proto.private_key_bytes(proto.generate_key())))
+                self._key = proto.private_key_from_bytes(proto.b64d(self.vault.get(CONTROL_KEY_SECRET)))
+            return self._key
+
+    def control_public_key(self) -> str:
+        return proto.public_key_text(self.control_key())
+
+    # ------------------------------------------------------------------ pairing
+
+    def issue_token(self, site: str, ttl: float = 900.0) -> str:
+        token = TOKEN_PREFIX + secrets.token_urlsafe(24)
+        now = time.time()
+        with self.db.session() as s:
+            s.add(PairingTokenRow(token_hash=hash_token(token), site=site, created_at=now, expires_at=now + ttl))
+            audit.record(s, "agent.token.issued", target=site, detail={"site": site, "ttl_seconds": ttl})
+        return token
+
+    def pair(self, token: str, public_key: str, *, name: str = "", hostname: str = "",
+             version: str = "", client: str = "") -> dict[str, Any]:
+        try:
+            proto.load_public_key(public_key)
+        except (ValueError, TypeError):
+            self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, "public key is not an Ed25519 key")
+            raise AuthError(proto.E_BAD_TOKEN, "the public key is not a 32-byte Ed25519 key", status=400) from None
+        now = time.time()
+        cp_key = self.control_public_key()
+        with self.db.session() as s:
+            q = select(PairingTokenRow).where(PairingTokenRow.token_hash == hash_token(token))
+            if self.db.dialect == "postgresql":
+                q = q.with_for_update()
+            row = s.scalars(q).first()
+            problem = ("unknown pairing token" if row is None else
+                       "pairing token already used" if row.used_at is not None else
+                       "pairing token expired" if row.expires_at < now else None)
+            if row is not None and problem is None:
+                agent_id = "agt_" + secrets.token_hex(8)
+                row.used_at, row.agent_id = now, agent_id
+                s.add(AgentRow(id=agent_id, name=name[:200], site=row.site, hostname=hostname[:200],
+                               version=version[:50], public_key=public_key, state="online",
+                               created_at=now, last_seen_at=now))
+                audit.record(s, "agent.paired", source=agent_id, target=row.site,
+                             detail={"agent_id": agent_id, "site": row.site, "name": name, "hostname": hostname,
+                                     "client": client})
+                return {"agent_id": agent_id, "site": row.site, "control_plane_public_key": cp_key,
+                        "server_time": now}
+        self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, problem or "invalid token")
+        raise AuthError(proto.E_BAD_TOKEN, f"{problem}; issue a new one with `ml-connector agents issue-token`")
+
+    # ------------------------------------------------------------------ request authentication
+
+    def _reject(self, code: str, agent_id: str | None, path: str, client: str, message: str,
+                **detail: Any) -> None:
+        log.warning("agent request refused: %s (agent %s, %s, from %s): %s", code, agent_id, path, client, message)
+        try:
+            with self.db.session() as s:
+                audit.record(s, "agent.auth.rejected", outcome="rejected", source=agent_id,
+                             detail={"reason": code, "path": path, "client": client, "message": message, **detail})
+        except Exception:  # the refusal stands even when its audit cannot be written
+            log.exception("could not audit a refused agent request")
+
+    def authenticate(self, method: str, path: str, headers: Any, body: bytes, client: str = "") -> AgentIdentity:
+        agent_id = headers.get(proto.H_AGENT) or ""
+        ts = headers.get(proto.H_TS) or ""
+        nonce = headers.get(proto.H_NONCE) or ""
+        sig = headers.get(proto.H_SIG) or ""
+        now = time.time()
+        if not (agent_id and ts and nonce and sig) or len(nonce) > 64 or len(agent_id) > 64:
+            self._reject(proto.E_MISSING, agent_id or None, path, client, "missing or malformed signature headers")
+            raise AuthError(proto.E_MISSING, f"signed requests need {proto.H_AGENT}, {proto.H_TS}, "
+                                             f"{proto.H_NONCE} and {proto.H_SIG}")
+        try:
+            ts_value = float(int(ts))
+        except ValueError:
+            self._reject(proto.E_MISSING, agent_id, path, client, "timestamp is not an integer")
+            raise AuthError(proto.E_MISSING, "X-MLC-Timestamp must be unix seconds") from None
+        skew = ts_value - now
+        if abs(skew) > self.settings.max_skew:
+            msg = (f"request timestamp is {skew:+.0f} s from the control plane's clock (allowed "
+                   f"±{self.settings.max_skew:.0f} s); fix the agent host's clock (NTP)")
+            self._reject(proto.E_CLOCK_SKEW, agent_id, path, client, msg, skew=round(skew, 1))
+            raise AuthError(proto.E_CLOCK_SKEW, msg, skew=round(skew, 1))
+        with self.db.session() as s:
+            agent = s.get(AgentRow, agent_id)
+            found = None if agent is None else (agent.state, agent.public_key, agent.site)
+        if found is None:
+            self._reject(proto.E_UNKNOWN_AGENT, agent_id, path, client, "no such agent")
+            raise AuthError(proto.E_UNKNOWN_AGENT,
+                            f"agent {agent_id} is not known to this control plane; pair it again")
+        state, public_key, site = found
+        if not proto.verify_request_signature(public_key, method, path, agent_id, ts, nonce, body, sig):
+            self._reject(proto.E_BAD_SIGNATURE, agent_id, path, client, "signature does not verify")
+            raise AuthError(proto.E_BAD_SIGNATURE, "the request signature does not verify")
+        if state == "revoked":
+            self._reject(proto.E_REVOKED, agent_id, path, client, "agent is revoked")
+            raise AuthError(proto.E_REVOKED, f"agent {agent_id} was revoked; pair a new agent with a new token")
+        try:
+            with self.db.session() as s:
+                s.add(AgentNonceRow(agent_id=agent_id, nonce=nonce, expires_at=now + 2 * self.settings.max_skew + 60))
+                agent = s.get(AgentRow, agent_id)
+                if agent is not None:
+                    agent.last_seen_at = now
+                    agent.last_skew = round(skew, 1)
+                    if agent.state == "offline":
+                        agent.state = "online"
+                        audit.record(s, "agent.online", source=agent_id, target=site, detail={"agent_id": agent_id})
+                        log.warning("agent %s (site %s) is back online", agent_id, site)
+        except IntegrityError:
+            self._reject(proto.E_REPLAY, agent_id, path, client, "nonce reused inside the window")
+            raise AuthError(proto.E_REPLAY, "this nonce was already used (replayed request)") from None
+        return AgentIdentity(agent_id=agent_id, site=site)
+
+    # ------------------------------------------------------------------ queue
+
+    def enqueue(self, call_id: str, site: str, system: str, function: str, params: dict[str, Any],
+                idempotent: bool) -> bool:
+        """Insert a queued call; False when a call with this id exists already (dedupe)."""
+        try:
+            with self.db.session() as s:
+                if s.get(AgentCallRow, call_id) is not None:
+                    return False
+                s.add(AgentCallRow(id=call_id, site=site, system=system, function=function, params=params,
+                                   idempotent=idempotent, state="queued", attempts=0, created_at=time.time()))
+        except IntegrityError:
+            return False
+        SIGNAL.notify()
+        return True
+
+    def claim(self, ident: AgentIdentity, max_calls: int) -> list[dict[str, Any]] | None:
+        """Claim up to `max_calls` queued calls of the agent's site (lease); None if the agent is revoked."""
+        now = time.time()
+        key = self.control_key()
+        out: list[dict[str, Any]] = []
+        with self.db.session() as s:
+            agent = s.get(AgentRow, ident.agent_id)
+            if agent is None or agent.state == "revoked":
+                return None
+            if max_calls <= 0:
+                return out
+            q = (select(AgentCallRow).where(AgentCallRow.site == ident.site, AgentCallRow.state == "queued")
+                 .order_by(AgentCallRow.created_at).limit(max_calls))
+            if self.db.dialect == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            for row in s.scalars(q):
+                row.state, row.agent_id = "claimed", ident.agent_id
+                row.claimed_at, row.lease_expires_at = now, now + self.settings.lease
+                row.attempts += 1
+                call = {"id": row.id, "site": row.site, "system": row.system, "function": row.function,
+                        "params": row.params, "agent_id": ident.agent_id, "attempt": row.attempts,
+                        "issued_at": now}
+                out.append(proto.sign_call(key, call))
+        return out
+
+    def extend(self, ident: AgentIdentity, call_ids: list[str]) -> int:
+        if not call_ids:
+            return 0
+        now = time.time()
+        n = 0
+        with self.db.session() as s:
+            for row in s.scalars(select(AgentCallRow).where(AgentCallRow.id.in_(call_ids[:500]))):
+                if row.state == "claimed" and row.agent_id == ident.agent_id:
+                    row.lease_expires_at = now + self.settings.lease
+                    n += 1
+        return n
+
+    def store_result(self, ident: AgentIdentity, response: ChannelResponse) -> dict[str, Any]:
+        """Store the result durably (committed before returning); a second result for the
+        same id is acknowledged and ignored."""
+        now = time.time()
+        data = response.model_dump_json()
+        with self.db.session() as s:
+            q = select(AgentCallRow).where(AgentCallRow.id == response.id)
+            if self.db.dialect == "postgresql":
+                q = q.with_for_update()
+            row = s.scalars(q).first()
+            if row is None:
+                raise AuthError("unknown_call", f"no call {response.id!r}", status=404)
+            if row.site != ident.site:
+                audit.record(s, "agent.result.rejected", outcome="rejected", source=ident.agent_id,
+                             detail={"call_id": response.id, "reason": "call belongs to another site"})
+                raise AuthError("wrong_site", "this call belongs to another site", status=403)
+            if row.state == "done":
+                if row.response != data:
+                    audit.record(s, "agent.result.late", outcome="ignored", source=ident.agent_id,
+                                 target=row.system, response=data,
+                                 detail={"call_id": row.id, "function": row.function,
+                                         "first_agent": row.agent_id, "ok": response.ok})
+                return {"stored": False, "duplicate": True}
+            row.state, row.ok, row.response, row.completed_at = "done", response.ok, data, now
+            row.agent_id = ident.agent_id
+            fault = response.fault
+            event = "agent.call.done"
+            outcome = "ok" if response.ok else "fault"
+            if fault is not None and fault.type in ("NotAllowed", "UnknownSystem", "TamperedCall"):
+                event, outcome = "agent.call.refused", "refused"
+            audit.record(s, event, outcome=outcome, source=ident.agent_id, target=row.system,
+                         request=row.params, response=data,
+                         detail={"call_id": row.id, "function": row.function, "site": row.site,
+                                 "attempts": row.attempts,
+                                 **({"fault": fault.type, "key": fault.key, "message": fault.message}
+                                    if fault else {})})
+        if fault is not None and outcome == "refused":
+            log.warning("agent %s refused call %s (%s %s): %s", ident.agent_id, response.id, fault.type,
+                        fault.key, fault.message)
+        SIGNAL.notify()
+        return {"stored": True, "duplicate": False}
+
+    def report(self, ident: AgentIdentity, event: str, detail: dict[str, Any]) -> None:
+        """An event the agent reports (a tampered call, a refusal it could not answer)."""
+        name = {"tampered_call": "agent.call.tampered", "refused": "agent.call.refused"}.get(event, "agent.report")
+        log.warning("agent %s reports %s: %s", ident.agent_id, event, json.dumps(detail, default=str)[:500])
+        with self.db.session() as s:
+            audit.record(s, name, outcome="rejected", source=ident.agent_id, detail={"event": event, **detail})
+
+    # ------------------------------------------------------------------ liveness, revocation
+
+    def sweep(self, now: float | None = None) -> dict[str, int]:
+        """Expire leases, mark silent agents offline (alert), purge old nonces."""
+        now = time.time() if now is None else now
+        counts = {"requeued": 0, "lost": 0, "offline": 0}
+        changed = False
+        with self.db.session() as s:
+            expired = s.scalars(select(AgentCallRow).where(AgentCallRow.state == "claimed",
+                                                           AgentCallRow.lease_expires_at < now)).all()
+            for row in expired:
+                changed = True
+                if row.idempotent:
+                    audit.record(s, "agent.call.requeued", source=row.agent_id, target=row.system,
+                                 detail={"call_id": row.id, "function": row.function, "reason": "lease expired"})
+                    row.state, row.agent_id, row.lease_expires_at = "queued", None, None
+                    counts["requeued"] += 1
+                else:
+                    resp = lost_fault(row.id, row.agent_id)
+                    row.state, row.ok, row.response, row.completed_at = "done", False, resp.model_dump_json(), now
+                    audit.record(s, "agent.call.lost", outcome="uncertain", source=row.agent_id, target=row.system,
+                                 detail={"call_id": row.id, "function": row.function,
+                                         "reason": "lease expired on a non-idempotent call"})
+                    counts["lost"] += 1
+            silent = s.scalars(select(AgentRow).where(AgentRow.state == "online",
+                                                      AgentRow.last_seen_at < now - self.settings.offline_after)).all()
+            for agent in silent:
+                agent.state = "offline"
+                counts["offline"] += 1
+                audit.record(s, "agent.offline", outcome="alert", source=agent.id, target=agent.site,
+                             detail={"agent_id": agent.id, "site": agent.site, "last_seen_at": agent.last_seen_at,
+                                     "silent_seconds": round(now - (agent.last_seen_at or now), 1)})
+                log.warning("ALERT: agent %s (site %s) is offline: no poll for %.0f s; its calls stay queued",
+                            agent.id, agent.site, now - (agent.last_seen_at or now))
+            s.execute(delete(AgentNonceRow).where(AgentNonceRow.expires_at < now))
+        if changed:
+            SIGNAL.notify()
+        return counts
+
+    def start_sweeper(self) -> None:
+        if self._sweeper is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(self.settings.sweep_every):
+                try:
+                    self.sweep()
+                except Exception:
+                    log.exception("agent sweep failed")
+
+        self._sweeper = threading.Thread(target=loop, name="agent-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def revoke(self, agent_id: str) -> bool:
+        with self.db.session() as s:
+            agent = s.get(AgentRow, agent_id)
+            if agent is None:
+                return False
+            agent.state, agent.revoked_at = "revoked", time.time()
+            audit.record(s, "agent.revoked", source=agent_id, target=agent.site, detail={"agent_id": agent_id})
+        SIGNAL.notify()
+        return True
+
+    def list_agents(self) -> list[dict[str, Any]]:
+        now = time.time()
+        with self.db.session() as s:
+            agents = s.scalars(select(AgentRow).order_by(AgentRow.created_at)).all()
+            busy: dict[str, int] = {}
+            for aid in s.scalars(select(AgentCallRow.agent_id).where(AgentCallRow.state == "claimed")):
+                if aid:
+                    busy[aid] = busy.get(aid, 0) + 1
+            queued: dict[str, int] = {}
+            for site in s.scalars(select(AgentCallRow.site).where(AgentCallRow.state == "queued")):
+                queued[site] = queued.get(site, 0) + 1
+            return [_agent_info(a, now, self.settings.offline_after, busy.get(a.id, 0), queued.get(a.site, 0))
+                    for a in agents]
+
+
+def _agent_info(a: AgentRow, now: float, offline_after: float, in_flight: int, queued: int) -> dict[str, Any]:
+    state = a.state
+    if state == "online" and a.last_seen_at is not None and a.last_seen_at < now - offline_after:
+        state = "offline"
+    return {"id": a.id, "name": a.name, "site": a.site, "hostname": a.hostname, "version": a.version,
+            "state": state, "created_at": a.created_at, "last_seen_at": a.last_seen_at,
+            "seconds_since_seen": None if a.last_seen_at is None else round(now - a.last_seen_at, 1),
+            "revoked_at": a.revoked_at, "clock_skew": a.last_skew, "in_flight": in_flight,
+            "queued_for_site": queued}
+
+
+def call_response(s: Session, call_id: str) -> ChannelResponse | None:
+    row = s.get(AgentCallRow, call_id)
+    if row is None or row.state != "done" or row.response is None:
+        return None
+    return ChannelResponse.model_validate_json(row.response)

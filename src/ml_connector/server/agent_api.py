@@ -1,0 +1,142 @@
+"""The remote agent's HTTP API on the control plane (the agent only ever connects out).
+
+    POST /api/agent/pair       {token, public_key, name, hostname, version}
+                               -> {agent_id, site, control_plane_public_key, server_time}
+    POST /api/agent/poll       signed; {hold, max, busy: [call ids]} -> {calls: [envelope], server_time,
+                               lease_seconds}; held up to `hold` seconds (capped) until work arrives
+    POST /api/agent/heartbeat  signed; {busy: [call ids]} -> {extended, server_time, lease_seconds}
+    POST /api/agent/results    signed; {response: ChannelResponse} -> 200 {stored, duplicate} after commit
+    POST /api/agent/events     signed; {event, detail} -> 200 (audited: tampered calls, refusals)
+    GET  /api/agents           the agents, their state (online/offline/revoked) and work in flight
+
+Refusals answer 4xx with {"detail": {"error": CODE, "message", "retriable", "server_time", ...}}.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from ml_connector.agent.service import SIGNAL, AgentIdentity, AgentService, AuthError
+from ml_connector.core.channel import ChannelResponse
+
+
+class PairRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+    public_key: str = Field(min_length=1, max_length=100)
+    name: str = ""
+    hostname: str = ""
+    version: str = ""
+
+
+class PollRequest(BaseModel):
+    hold: float = Field(default=50.0, ge=0, le=600)
+    max: int = Field(default=1, ge=0, le=100)
+    busy: list[str] = Field(default_factory=list)
+
+
+class HeartbeatRequest(BaseModel):
+    busy: list[str] = Field(default_factory=list)
+
+
+class ResultRequest(BaseModel):
+    response: ChannelResponse
+
+
+class EventRequest(BaseModel):
+    event: str = Field(max_length=60)
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+def _http(exc: AuthError) -> HTTPException:
+    return HTTPException(exc.status, detail=exc.body())
+
+
+def agent_router(rt: Any, service: AgentService | None = None) -> APIRouter:
+    svc = service or AgentService(rt.db, rt.vault)
+    svc.start_sweeper()
+    router = APIRouter()
+
+    async def signed(request: Request) -> tuple[AgentIdentity, bytes]:
+        from starlette.concurrency import run_in_threadpool
+
+        body = await request.body()
+        client = request.client.host if request.client else ""
+        try:
+            ident = await run_in_threadpool(svc.authenticate, request.method, request.url.path,
+                                            request.headers, body, client)
+        except AuthError as exc:
+            raise _http(exc) from None
+        return ident, body
+
+    @router.post("/api/agent/pair")
+    def pair(req: PairRequest, request: Request) -> dict[str, Any]:
+        try:
+            return svc.pair(req.token, req.public_key, name=req.name, hostname=req.hostname,
+                            version=req.version, client=request.client.host if request.client else "")
+        except AuthError as exc:
+            raise _http(exc) from None
+
+    poll_generation: dict[str, int] = {}
+    gen_lock = threading.Lock()
+
+    @router.post("/api/agent/poll")
+    async def poll(request: Request, auth: tuple[AgentIdentity, bytes] = Depends(signed)) -> dict[str, Any]:
+        from starlette.concurrency import run_in_threadpool
+
+        ident, body = auth
+        req = PollRequest.model_validate_json(body or b"{}")
+        await run_in_threadpool(svc.extend, ident, req.busy)
+        # One held poll per agent: a newer poll (the agent restarted, or its old
+        # connection hangs half-open) supersedes the older one, which then claims nothing.
+        with gen_lock:
+            gen = poll_generation.get(ident.agent_id, 0) + 1
+            poll_generation[ident.agent_id] = gen
+        deadline = time.monotonic() + min(req.hold, svc.settings.hold_max)
+        while True:
+            # Never claim work for a poller that is gone: the call would sit in a
+            # dead socket until its lease ran out.
+            if await request.is_disconnected() or poll_generation.get(ident.agent_id) != gen:
+                return {"calls": [], "server_time": time.time(), "lease_seconds": svc.settings.lease}
+            seen = SIGNAL.version
+            calls = await run_in_threadpool(svc.claim, ident, req.max)
+            if calls is None:
+                raise _http(AuthError("revoked", f"agent {ident.agent_id} was revoked; pair a new agent"))
+            remaining = deadline - time.monotonic()
+            if calls or remaining <= 0:
+                return {"calls": calls, "server_time": time.time(), "lease_seconds": svc.settings.lease}
+            await run_in_threadpool(SIGNAL.wait, seen, min(svc.settings.db_poll, remaining))
+
+    @router.post("/api/agent/heartbeat")
+    def heartbeat(auth: tuple[AgentIdentity, bytes] = Depends(signed)) -> dict[str, Any]:
+        ident, body = auth
+        req = HeartbeatRequest.model_validate_json(body or b"{}")
+        return {"extended": svc.extend(ident, req.busy), "server_time": time.time(),
+                "lease_seconds": svc.settings.lease}
+
+    @router.post("/api/agent/results")
+    def results(auth: tuple[AgentIdentity, bytes] = Depends(signed)) -> dict[str, Any]:
+        ident, body = auth
+        req = ResultRequest.model_validate_json(body)
+        try:
+            out = svc.store_result(ident, req.response)
+        except AuthError as exc:
+            raise _http(exc) from None
+        return {**out, "server_time": time.time()}
+
+    @router.post("/api/agent/events")
+    def events(auth: tuple[AgentIdentity, bytes] = Depends(signed)) -> dict[str, Any]:
+        ident, body = auth
+        req = EventRequest.model_validate_json(body)
+        svc.report(ident, req.event, req.detail)
+        return {"recorded": True, "server_time": time.time()}
+
+    @router.get("/api/agents")
+    def agents() -> list[dict[str, Any]]:
+        return svc.list_agents()
+
+    return router

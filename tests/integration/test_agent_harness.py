@@ -1,0 +1,151 @@
+"""Separate OS processes for the remote agent tests: SAP sandbox, control plane, agents."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+BIN = Path(sys.executable).parent / "ml-connector"
+PY = sys.executable
+CP_ENV = {"MLC_AGENT_LEASE": "8", "MLC_AGENT_OFFLINE_AFTER": "3", "MLC_AGENT_SWEEP": "0.5",
+          "MLC_AGENT_DB_POLL": "0.05", "MLC_AGENT_HOLD_MAX": "2"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def start_sandbox(prefix: list[str] | None = None,
+                  host: str = "127.0.0.1") -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    p = subprocess.Popen([*(prefix or []), str(BIN), "sandbox", "--json", "--host", host, "--sap-ecc-port", "0",
+                          "--ramp-port", "0", "--vendors", "20"],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    return p, json.loads(line)["sap_ecc"]
+
+
+class ControlPlane:
+    def __init__(self, workdir: Path, site: str = "plant1", host: str = "127.0.0.1") -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://{host}:{self.port}"
+        self.config = self.dir / "ml-connector.yaml"
+        self.config.write_text(yaml.safe_dump({
+            "engine": {"data_dir": "./data", "agent": "remote", "agent_site": site},
+            "server": {"host": host, "port": self.port}}), encoding="utf-8")
+        self.db_url = f"sqlite:///{self.dir / 'data' / 'ml-connector.sqlite'}"
+        self.log = self.dir / "cp.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen([PY, "-m", "ml_connector.agent.serve", "-c", str(self.config)],
+                                         stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **CP_ENV})
+        wait_http(self.url + "/health")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run([str(BIN), *args, "-c", str(self.config)], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, **CP_ENV})
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def token(self, site: str = "plant1") -> str:
+        return self.cli("agents", "issue-token", "--site", site, "--ttl", "5m").strip().splitlines()[-1]
+
+
+class AgentProc:
+    def __init__(self, workdir: Path, cp_url: str, sap: dict[str, Any], *, hold: str = "1s",
+                 extra_functions: list[str] | None = None) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = self.dir / "agent.yaml"
+        self.config.write_text(yaml.safe_dump({
+            "control_plane": cp_url, "site": "plant1", "data_dir": "./data",
+            "poll": {"hold": hold, "backoff_scale": 0.02, "max_concurrent": 4, "heartbeat": "0.5s",
+                     "request_timeout": "5s"},
+            "systems": {"sap_ecc": {
+                "type": "sap_ecc", "base_url": sap["base_url"], "client": sap["client"], "user": sap["user"],
+                "password_secret": "sap_pw",
+                "allow": {"functions": ["RFC_PING", "RFC_SYSTEM_INFO", "STFC_CONNECTION", "RFC_READ_TABLE",
+                                        *(extra_functions or [])],
+                          "tables": ["LFA1", "LFB1"]}}}}), encoding="utf-8")
+        self.log = self.dir / "agent.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.agent_id = ""
+
+    def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([str(BIN), "agent", *args, "-c", str(self.config)], capture_output=True, text=True,
+                             input=stdin, timeout=60)
+        if check:
+            assert out.returncode == 0, out.stderr
+        return out
+
+    def setup(self, token: str, cp_url: str, password: str) -> None:
+        self.cli("secrets", "set", "sap_pw", "--stdin", stdin=password + "\n")
+        out = self.cli("pair", "--token", token, "--control-plane", cp_url)
+        self.agent_id = json.loads(out.stdout.strip().splitlines()[-1])["agent_id"]
+
+    def start(self, prefix: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen([*(prefix or []), str(BIN), "agent", "-c", str(self.config)],
+                                         stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def audit(self) -> list[dict[str, Any]]:
+        p = self.dir / "data" / "agent-audit.jsonl"
+        return [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
+
+
+def sap_stats(sap: dict[str, Any]) -> dict[str, Any]:
+    return dict(httpx.get(sap["base_url"] + "/_sandbox/stats", timeout=5).json())
+
+
+def sap_faults(sap: dict[str, Any], **kw: Any) -> None:
+    httpx.post(sap["base_url"] + "/_sandbox/faults", json=kw, timeout=5).raise_for_status()
+
+
+def wait_for(pred: Any, timeout: float = 45.0, what: str = "condition") -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -1,0 +1,213 @@
+"""The remote agent end to end, every party a separate OS process:
+SAP sandbox (`ml-connector sandbox`), control plane (`python -m ml_connector.agent.serve`),
+agents (`ml-connector agent`). The test process plays the flow worker: it queues calls in
+the control plane's database through `RemoteAgentChannel`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from ml_connector.agent.channel import RemoteAgentChannel
+from ml_connector.agent.models import AgentCallRow
+from ml_connector.core.channel import ChannelRequest
+from ml_connector.core.db import Database
+from ml_connector.core.models import AuditRow
+from tests.integration.test_agent_harness import (
+    AgentProc,
+    ControlPlane,
+    sap_faults,
+    sap_stats,
+    start_sandbox,
+    wait_for,
+)
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.sandbox, self.sap = start_sandbox()
+        self.cp = ControlPlane(tmp / "cp")
+        self.cp.start()
+        self.db = Database(self.cp.db_url)
+        self.agent = AgentProc(tmp / "agent1", self.cp.url, self.sap)
+        self.agent.setup(self.cp.token(), self.cp.url, self.sap["password"])
+        self.agent.start()
+        self.agents = [self.agent]
+        # A posting-like call: the control plane treats STFC_CONNECTION as non-idempotent here.
+        self.posting = RemoteAgentChannel(self.db, "plant1", timeout=90, idempotent=lambda f: False)
+        self.reads = RemoteAgentChannel(self.db, "plant1", timeout=90)
+
+    def close(self) -> None:
+        for a in self.agents:
+            a.kill()
+        self.cp.kill()
+        self.sandbox.send_signal(signal.SIGKILL)
+        self.sandbox.wait(10)
+        self.db.dispose()
+
+    def executed(self, fm: str) -> int:
+        return int(sap_stats(self.sap)["calls"].get(fm, 0))
+
+    def audit(self, event: str) -> list[AuditRow]:
+        with self.db.session() as s:
+            return list(s.scalars(select(AuditRow).where(AuditRow.event == event)))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    e = Env(tmp_path_factory.mktemp("agent"))
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def test_pairing_round_trip_and_allow_list(env: Env) -> None:
+    r = env.reads.call(ChannelRequest(system="sap_ecc", function="RFC_PING"))
+    assert r.ok, r
+    r = env.reads.call(ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "hello"}))
+    assert r.ok and r.result is not None and r.result["ECHOTEXT"] == "hello"
+    r = env.reads.call(ChannelRequest(system="sap_ecc", function="RFC_READ_TABLE",
+                                      params={"QUERY_TABLE": "LFA1", "DELIMITER": "|", "ROWCOUNT": "3",
+                                              "FIELDS": [{"FIELDNAME": "LIFNR"}, {"FIELDNAME": "NAME1"}],
+                                              "__tables__": ["DATA", "FIELDS"]}))
+    assert r.ok and r.result is not None and len(r.result["DATA"]) == 3
+    # outside the allow-list: refused with a typed fault, audited on both sides, never reaches SAP
+    before = sap_stats(env.sap)["requests"]
+    r = env.reads.call(ChannelRequest(system="sap_ecc", function="RFC_READ_TABLE", params={"QUERY_TABLE": "USR02"}))
+    assert not r.ok and r.fault is not None and r.fault.type == "NotAllowed" and r.fault.key == "USR02"
+    r = env.reads.call(ChannelRequest(system="sap_ecc", function="SUSR_USER_CHANGE", params={}))
+    assert r.fault is not None and r.fault.type == "NotAllowed"
+    assert sap_stats(env.sap)["requests"] == before
+    assert {a.detail["key"] for a in env.audit("agent.call.refused")} == {"USR02", "SUSR_USER_CHANGE"}
+    assert {e["key"] for e in env.agent.audit() if e["event"] == "call.refused"} == {"USR02", "SUSR_USER_CHANGE"}
+    listing = env.cp.cli("agents", "list", "--json")
+    assert env.agent.agent_id in listing and '"online"' in listing
+    assert (env.agent.dir / "data" / "agent.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_kill_agent_mid_call_no_duplicate_and_no_lost_call(env: Env) -> None:
+    sap_faults(env.sap, latency=1.5)
+    try:
+        before = env.executed("STFC_CONNECTION")
+        with cf.ThreadPoolExecutor(2) as pool:
+            fut = pool.submit(env.posting.call, ChannelRequest(system="sap_ecc", function="STFC_CONNECTION",
+                                                               params={"REQUTEXT": "post-1"}))
+            wait_for(lambda: sap_stats(env.sap)["in_flight"] >= 1, what="the call to reach SAP")
+            env.agent.kill()  # SIGKILL while SAP is executing it
+            # a call queued while the agent is down waits (is not failed, not lost)
+            fut2 = pool.submit(env.reads.call, ChannelRequest(system="sap_ecc", function="RFC_PING"))
+            time.sleep(1.0)
+            assert not fut2.done()
+            env.agent.start()
+            r = fut.result(90)
+            assert not r.ok and r.fault is not None and r.fault.key == "AGENT_INTERRUPTED"
+            assert r.fault.details["uncertain"] is True
+            assert fut2.result(90).ok
+        wait_for(lambda: sap_stats(env.sap)["in_flight"] == 0, what="SAP idle")
+        # SAP saw it at most once (the sandbox drops a request whose client died while it waited);
+        # the restarted agent answered it from its local store and never sent it again
+        assert env.executed("STFC_CONNECTION") in (before, before + 1)
+        audit = env.agent.audit()
+        assert [e["call_id"] for e in audit if e["event"] == "call.interrupted"] == [r.id]
+        assert r.id not in [e["call_id"] for e in audit if e["event"] == "call.executed"]
+    finally:
+        sap_faults(env.sap, latency=0)
+
+    # killed after SAP answered and the result was stored locally, before it was posted:
+    # the restarted agent re-sends the stored result instead of executing again
+    env.agent.kill()
+    env.agent.start(env={"MLC_AGENT_TEST_CRASH_AFTER_STORE": "STFC_CONNECTION"})
+    before = env.executed("STFC_CONNECTION")
+    with cf.ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(env.posting.call, ChannelRequest(system="sap_ecc", function="STFC_CONNECTION",
+                                                           params={"REQUTEXT": "post-2"}))
+        assert env.agent.proc is not None
+        assert env.agent.proc.wait(60) == 9  # the crash hook fired
+        assert not fut.done()
+        env.agent.start()
+        r = fut.result(90)
+    assert r.ok and r.result is not None and r.result["ECHOTEXT"] == "post-2"
+    assert env.executed("STFC_CONNECTION") == before + 1
+
+
+def test_kill_control_plane_mid_poll_agent_reconnects(env: Env) -> None:
+    assert env.reads.call(ChannelRequest(system="sap_ecc", function="RFC_PING")).ok
+    env.cp.kill()  # the agent is inside a long poll
+    time.sleep(1.0)
+    with cf.ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(env.reads.call, ChannelRequest(system="sap_ecc", function="STFC_CONNECTION",
+                                                         params={"REQUTEXT": "after-restart"}))
+        time.sleep(0.5)
+        env.cp.start()
+        r = fut.result(90)
+    assert r.ok and r.result is not None and r.result["ECHOTEXT"] == "after-restart"
+    wait_for(lambda: "reconnected" in env.agent.log.read_text(), what="the reconnect log line")
+    assert "control plane error" in env.agent.log.read_text()
+
+
+def test_two_agents_each_call_once_and_takeover(env: Env, tmp_path: Path) -> None:
+    second = AgentProc(tmp_path / "agent2", env.cp.url, env.sap)
+    second.setup(env.cp.token(), env.cp.url, env.sap["password"])
+    second.start()
+    env.agents.append(second)
+    wait_for(lambda: any(a["id"] == second.agent_id and a["seconds_since_seen"] is not None
+                         and a["seconds_since_seen"] < 2 for a in _agents(env)), what="agent 2 online")
+    before = env.executed("STFC_CONNECTION")
+    n = 24
+    with cf.ThreadPoolExecutor(n) as pool:
+        reqs = [ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": f"m{i}"})
+                for i in range(n)]
+        results = list(pool.map(env.posting.call, reqs))
+    assert all(r.ok for r in results)
+    assert [r.result["ECHOTEXT"] for r in results if r.result] == [f"m{i}" for i in range(n)]
+    assert env.executed("STFC_CONNECTION") == before + n  # no call ran twice
+    with env.db.session() as s:
+        owners = {r.agent_id for r in s.scalars(select(AgentCallRow).where(AgentCallRow.id.in_([q.id for q in reqs])))}
+    assert owners <= {env.agent.agent_id, second.agent_id}
+    # kill one: the other carries on
+    env.agent.kill()
+    results = [env.reads.call(ChannelRequest(system="sap_ecc", function="RFC_PING")) for _ in range(5)]
+    assert all(r.ok for r in results)
+    with env.db.session() as s:
+        assert {s.get(AgentCallRow, r.id).agent_id for r in results} == {second.agent_id}  # type: ignore[union-attr]
+    # the dead one is reported offline with an alert; its state shows in the list
+    wait_for(lambda: env.audit("agent.offline"), timeout=45, what="agent.offline alert")
+    assert any(a["id"] == env.agent.agent_id and a["state"] == "offline" for a in _agents(env))
+
+
+def test_revocation_on_next_poll(env: Env) -> None:
+    second = env.agents[-1]
+    assert second.proc is not None and second.proc.poll() is None
+    env.cp.cli("agents", "revoke", second.agent_id)
+    code = second.proc.wait(15)
+    assert code == 3
+    text = second.log.read_text()
+    assert "revoked" in text and second.agent_id in text
+    assert env.audit("agent.revoked")
+
+
+def test_password_never_reaches_the_control_plane(env: Env) -> None:
+    password = env.sap["password"].encode()
+    files = [p for p in (env.cp.dir).rglob("*") if p.is_file()]
+    assert any(p.name.startswith("ml-connector.sqlite") for p in files)
+    blob = b"".join(p.read_bytes() for p in files)
+    assert env.agent.agent_id.encode() in blob  # the scan does read the data
+    assert password not in blob
+    # on the agent it is encrypted at rest too (only the vault ciphertext is stored)
+    agent_blob = b"".join(p.read_bytes() for p in (env.agent.dir / "data").rglob("*") if p.is_file())
+    assert password not in agent_blob
+
+
+def _agents(env: Env) -> list[dict[str, Any]]:
+    import httpx
+
+    return list(httpx.get(env.cp.url + "/api/agents", timeout=5).json())

@@ -1,0 +1,335 @@
+"""Remote agent: signing, verification, replay, skew, tampering, allow-list, dedupe, backoff, claims."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from ml_connector.agent import protocol as proto
+from ml_connector.agent.channel import RemoteAgentChannel
+from ml_connector.agent.config import AgentConfig, check_allowed
+from ml_connector.agent.models import AgentCallRow
+from ml_connector.agent.runner import Agent, ControlPlaneClient, Identity
+from ml_connector.agent.service import AgentIdentity, AgentService, Settings
+from ml_connector.core.channel import ChannelRequest, ChannelResponse
+from ml_connector.core.db import Database
+from ml_connector.core.models import AuditRow
+from ml_connector.core.vault import MasterKey, Vault
+from ml_connector.server.agent_api import agent_router
+
+
+@pytest.fixture()
+def cp(tmp_path: Path) -> Any:
+    db = Database(f"sqlite:///{tmp_path / 'cp.sqlite'}")
+    db.migrate()
+    vault = Vault(db, MasterKey.generate())
+    svc = AgentService(db, vault, Settings(lease=1.0, offline_after=1.0, hold_max=2.0, db_poll=0.02,
+                                           sweep_every=3600))
+    app = FastAPI()
+    app.include_router(agent_router(SimpleNamespace(db=db, vault=vault), svc))
+    client = TestClient(app)
+    yield SimpleNamespace(db=db, vault=vault, svc=svc, client=client)
+    svc.stop()
+    client.close()
+    db.dispose()
+
+
+def _pair(cp: Any, site: str = "plant1") -> tuple[str, Any]:
+    token = cp.svc.issue_token(site, 60)
+    key = proto.generate_key()
+    r = cp.client.post("/api/agent/pair", json={"token": token, "public_key": proto.public_key_text(key)})
+    assert r.status_code == 200, r.text
+    return r.json()["agent_id"], key
+
+
+def _signed(cp: Any, agent_id: str, key: Any, path: str, payload: dict[str, Any], *, now: float | None = None,
+            nonce: str | None = None, send_body: bytes | None = None) -> Any:
+    body = json.dumps(payload).encode()
+    headers = proto.sign_headers(key, agent_id, "POST", path, body, now=now or time.time(), nonce=nonce)
+    return cp.client.post(path, content=send_body if send_body is not None else body, headers=headers)
+
+
+def _rejections(cp: Any) -> list[str]:
+    with cp.db.session() as s:
+        return [r.detail["reason"] for r in s.scalars(select(AuditRow).where(AuditRow.event == "agent.auth.rejected"))]
+
+
+def _events(cp: Any, event: str) -> list[AuditRow]:
+    with cp.db.session() as s:
+        return list(s.scalars(select(AuditRow).where(AuditRow.event == event)))
+
+
+def test_pairing_token_is_one_time_hashed_and_expires(cp: Any) -> None:
+    token = cp.svc.issue_token("plant1", 60)
+    with cp.db.engine.connect() as c:
+        dump = "\n".join(str(r) for r in c.exec_driver_sql("SELECT * FROM mlc_agent_pairing_tokens"))
+    assert token not in dump  # stored hashed
+    key = proto.generate_key()
+    ok = cp.client.post("/api/agent/pair", json={"token": token, "public_key": proto.public_key_text(key)})
+    assert ok.status_code == 200 and ok.json()["site"] == "plant1"
+    assert proto.load_public_key(ok.json()["control_plane_public_key"])
+    again = cp.client.post("/api/agent/pair", json={"token": token, "public_key": proto.public_key_text(key)})
+    assert again.status_code == 401 and again.json()["detail"]["error"] == "invalid_token"
+    expired = cp.svc.issue_token("plant1", 0.001)
+    time.sleep(0.01)
+    r = cp.client.post("/api/agent/pair", json={"token": expired, "public_key": proto.public_key_text(key)})
+    assert r.status_code == 401 and "expired" in r.json()["detail"]["message"]
+    assert _rejections(cp).count("invalid_token") == 2
+
+
+def test_signed_request_accepted_and_forgeries_rejected_and_audited(cp: Any) -> None:
+    agent_id, key = _pair(cp)
+    ok = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["calls"] == []
+    # forged: signed with another key
+    r = _signed(cp, agent_id, proto.generate_key(), "/api/agent/poll", {"hold": 0})
+    assert r.status_code == 401 and r.json()["detail"]["error"] == "bad_signature"
+    # replayed nonce
+    n = "ab" * 16
+    assert _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, nonce=n).status_code == 200
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, nonce=n)
+    assert r.status_code == 401 and r.json()["detail"]["error"] == "replayed_nonce"
+    # expired timestamp: the skew is reported with the server time
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, now=time.time() - 400)
+    d = r.json()["detail"]
+    assert r.status_code == 401 and d["error"] == "clock_skew" and d["skew"] < -390 and d["server_time"] > 0
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, now=time.time() + 400)
+    assert r.json()["detail"]["error"] == "clock_skew"
+    # tampered body
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1}, send_body=b'{"hold":0,"max":9}')
+    assert r.status_code == 401 and r.json()["detail"]["error"] == "bad_signature"
+    # signature for another path
+    body = b"{}"
+    h = proto.sign_headers(key, agent_id, "POST", "/api/agent/heartbeat", body, now=time.time())
+    assert cp.client.post("/api/agent/poll", content=body, headers=h).status_code == 401
+    # unknown agent, missing headers
+    r = _signed(cp, "agt_nobody", key, "/api/agent/poll", {})
+    assert r.json()["detail"]["error"] == "unknown_agent" and r.json()["detail"]["retriable"] is False
+    assert cp.client.post("/api/agent/poll", json={}).status_code == 401
+    assert sorted(_rejections(cp)) == sorted(["bad_signature", "replayed_nonce", "clock_skew", "clock_skew",
+                                              "bad_signature", "bad_signature", "unknown_agent", "missing_headers"])
+
+
+def test_call_envelope_signature_detects_tampering() -> None:
+    key = proto.generate_key()
+    env = proto.sign_call(key, {"id": "c1", "function": "RFC_PING", "params": {"A": "1"}, "agent_id": "a"})
+    pub = proto.public_key_text(key)
+    assert proto.verify_call(pub, env)
+    bad = json.loads(json.dumps(env))
+    bad["call"]["params"]["A"] = "2"
+    assert not proto.verify_call(pub, bad)
+    assert not proto.verify_call(proto.public_key_text(proto.generate_key()), env)
+    assert not proto.verify_call(pub, {"call": env["call"]})
+
+
+def _agent_cfg(tmp_path: Path, **allow: Any) -> AgentConfig:
+    cfg = AgentConfig.model_validate({
+        "control_plane": "http://testserver", "data_dir": str(tmp_path / "agent"),
+        "poll": {"hold": "0.2s", "backoff_scale": 0.001, "max_concurrent": 2, "heartbeat": "0.2s"},
+        "systems": {"sap_ecc": {"base_url": "http://sap.invalid", "client": "100", "user": "U",
+                                "password_secret": "pw",
+                                "allow": allow or {"functions": ["RFC_PING", "STFC_CONNECTION", "RFC_READ_TABLE"],
+                                                   "tables": ["LFA1"]}}}})
+    return cfg
+
+
+def test_allow_list() -> None:
+    cfg = AgentConfig.model_validate({"systems": {"sap_ecc": {
+        "base_url": "http://x", "user": "U", "password_secret": "pw",
+        "allow": {"functions": ["RFC_PING", "RFC_READ_TABLE", "BAPI_*_GETLIST"], "tables": ["LFA1", "T00*"]}}}})
+    assert check_allowed(cfg, "sap_ecc", "RFC_PING", {}) is None
+    assert check_allowed(cfg, "sap_ecc", "bapi_vendor_getlist", {}) is None
+    f = check_allowed(cfg, "sap_ecc", "BAPI_ACC_DOCUMENT_POST", {})
+    assert f is not None and f.type == "NotAllowed" and f.key == "BAPI_ACC_DOCUMENT_POST"
+    assert check_allowed(cfg, "sap_ecc", "RFC_READ_TABLE", {"QUERY_TABLE": "LFA1"}) is None
+    assert check_allowed(cfg, "sap_ecc", "RFC_READ_TABLE", {"QUERY_TABLE": "T001"}) is None
+    f = check_allowed(cfg, "sap_ecc", "RFC_READ_TABLE", {"QUERY_TABLE": "USR02"})
+    assert f is not None and f.type == "NotAllowed" and f.key == "USR02"
+    f = check_allowed(cfg, "sap_ecc", "RFC_READ_TABLE", {})
+    assert f is not None and f.type == "NotAllowed"
+    f = check_allowed(cfg, "other", "RFC_PING", {})
+    assert f is not None and f.type == "UnknownSystem"
+
+
+def test_backoff_schedule_bounds() -> None:
+    rng = random.Random(1)
+    first = [proto.backoff_delay(n, rng=rng) for n in range(1, 6) for _ in range(200)]
+    later = [proto.backoff_delay(n, rng=rng) for n in range(6, 12) for _ in range(200)]
+    assert min(first) >= 15 and max(first) <= 30 and max(first) - min(first) > 10  # randomized
+    assert min(later) >= 30 and max(later) <= 60
+    assert all(0.15 <= proto.backoff_delay(3, scale=0.01, rng=rng) <= 0.3 for _ in range(50))
+
+
+class _Env:
+    """An in-process agent against the TestClient control plane, with a counting fake SAP handler."""
+
+    def __init__(self, cp: Any, tmp_path: Path, site: str = "plant1", name: str = "a") -> None:
+        agent_id, key = _pair(cp, site)
+        self.ident = Identity(agent_id=agent_id, site=site, control_plane="http://testserver",
+                              control_plane_public_key=cp.svc.control_public_key(), key=key)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.cfg = _agent_cfg(tmp_path / name)
+        self.agent = Agent(self.cfg, self.ident, vault=object(), handlers={"sap_ecc": self.handle})
+        self.agent.client._http = cp.client  # the TestClient is an httpx.Client
+        self.agent.client.base = ""
+
+    def handle(self, function: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append((function, params))
+        return {"ECHOTEXT": params.get("REQUTEXT", ""), "n": len(self.calls)}
+
+
+def test_round_trip_through_remote_channel_and_dedupe_on_both_sides(cp: Any, tmp_path: Path) -> None:
+    env = _Env(cp, tmp_path)
+    t = threading.Thread(target=env.agent.run, daemon=True)
+    t.start()
+    try:
+        ch = RemoteAgentChannel(cp.db, "plant1", timeout=10)
+        req = ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "hi"})
+        resp = ch.call(req)
+        assert resp.ok and resp.result == {"ECHOTEXT": "hi", "n": 1}
+        # CP dedupe: the same id again does not queue a second call
+        again = ch.call(req)
+        assert again == resp and len(env.calls) == 1
+        # agent dedupe: a redelivered envelope is not executed again; the stored result is re-sent
+        with cp.db.session() as s:
+            row = s.get(AgentCallRow, req.id)
+            assert row is not None
+            call = {"id": row.id, "site": row.site, "system": row.system, "function": row.function,
+                    "params": row.params, "agent_id": env.ident.agent_id, "attempt": 2, "issued_at": time.time()}
+        deadline = time.time() + 5
+        while env.agent.busy and time.time() < deadline:
+            time.sleep(0.01)
+        env.agent.dispatch(proto.sign_call(cp.svc.control_key(), call))
+        assert len(env.calls) == 1
+        assert any(e["event"] == "call.duplicate" for e in env.agent.audit.events())
+        # refused by the allow-list: typed fault, audited on both sides, never executed
+        r = ch.call(ChannelRequest(system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST", params={}))
+        assert not r.ok and r.fault is not None and r.fault.type == "NotAllowed"
+        r = ch.call(ChannelRequest(system="sap_ecc", function="RFC_READ_TABLE", params={"QUERY_TABLE": "USR02"}))
+        assert r.fault is not None and r.fault.type == "NotAllowed" and r.fault.key == "USR02"
+        assert len(env.calls) == 1
+        assert [e["key"] for e in env.agent.audit.events() if e["event"] == "call.refused"] == [
+            "BAPI_ACC_DOCUMENT_POST", "USR02"]
+        assert len(_events(cp, "agent.call.refused")) == 2
+        # the CP's duplicate result post is acknowledged, not stored twice
+        out = cp.svc.store_result(AgentIdentity(env.ident.agent_id, "plant1"), resp)
+        assert out == {"stored": False, "duplicate": True}
+    finally:
+        env.agent.stop_event.set()
+        t.join(5)
+
+
+def test_tampered_call_refused_and_reported(cp: Any, tmp_path: Path) -> None:
+    env = _Env(cp, tmp_path)
+    call = {"id": "c-tamper", "site": "plant1", "system": "sap_ecc", "function": "RFC_PING", "params": {},
+            "agent_id": env.ident.agent_id, "attempt": 1, "issued_at": time.time()}
+    envelope = proto.sign_call(cp.svc.control_key(), call)
+    envelope["call"]["function"] = "STFC_CONNECTION"
+    env.agent.dispatch(envelope)
+    forged = proto.sign_call(proto.generate_key(), call)  # signed by someone else
+    env.agent.dispatch(forged)
+    retargeted = proto.sign_call(cp.svc.control_key(), {**call, "agent_id": "agt_other"})
+    env.agent.dispatch(retargeted)
+    assert env.calls == []
+    assert [e["event"] for e in env.agent.audit.events()].count("call.tampered") == 3
+    assert len(_events(cp, "agent.call.tampered")) == 3
+
+
+def test_crash_recovery_never_reexecutes(cp: Any, tmp_path: Path) -> None:
+    env = _Env(cp, tmp_path)
+    st = env.agent.store
+    assert st.begin("x1", "sap_ecc", "BAPI_X")[0] == "new"  # started, then the process died
+    st.begin("x2", "sap_ecc", "RFC_PING")
+    st.finish("x2", ChannelResponse(id="x2", ok=True, result={"r": 1}).model_dump_json())  # done, not acked
+    agent2 = Agent(env.cfg, env.ident, vault=object(), handlers={"sap_ecc": env.handle})
+    agent2.recover()
+    got = agent2.store.get("x1")
+    assert got is not None and got["state"] == "done"
+    resp = ChannelResponse.model_validate_json(got["response"])
+    assert resp.fault is not None and resp.fault.key == "AGENT_INTERRUPTED" and resp.fault.details["uncertain"]
+    assert [c for c, _ in agent2.store.unacked()] == ["x1", "x2"] or sorted(
+        c for c, _ in agent2.store.unacked()) == ["x1", "x2"]
+    assert agent2.store.begin("x1", "sap_ecc", "BAPI_X")[0] == "done"
+    assert env.calls == []
+
+
+def test_claims_are_exclusive_and_leases_expire(cp: Any, tmp_path: Path) -> None:
+    a1, _ = _pair(cp)
+    a2, _ = _pair(cp)
+    ch = RemoteAgentChannel(cp.db, "plant1")
+    for i in range(10):
+        ch.submit(ChannelRequest(id=f"r{i}", system="sap_ecc", function="RFC_PING"))
+    ch.submit(ChannelRequest(id="post", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
+    ch.submit(ChannelRequest(id="r0", system="sap_ecc", function="RFC_PING"))  # dedupe by id
+    got: dict[str, list[str]] = {a1: [], a2: []}
+
+    def claim(aid: str) -> None:
+        for _ in range(10):
+            envs = cp.svc.claim(AgentIdentity(aid, "plant1"), 2) or []
+            got[aid] += [e["call"]["id"] for e in envs]
+
+    ts = [threading.Thread(target=claim, args=(a,)) for a in (a1, a2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not set(got[a1]) & set(got[a2])
+    assert sorted(got[a1] + got[a2]) == sorted([f"r{i}" for i in range(10)] + ["post"])
+    assert cp.svc.claim(AgentIdentity(a1, "plant2"), 5) == []  # other sites see nothing
+    # leases lapse: idempotent calls go back to the queue, the posting is answered as uncertain
+    counts = cp.svc.sweep(now=time.time() + 5)
+    assert counts["requeued"] == 10 and counts["lost"] == 1
+    lost = ch.result("post")
+    assert lost is not None and lost.fault is not None and lost.fault.key == "AGENT_LOST"
+    assert lost.fault.details["uncertain"] is True
+    again = cp.svc.claim(AgentIdentity(a2, "plant1"), 20) or []
+    assert sorted(e["call"]["id"] for e in again) == sorted(f"r{i}" for i in range(10))
+    with cp.db.session() as s:
+        assert {r.attempts for r in s.scalars(select(AgentCallRow).where(AgentCallRow.function == "RFC_PING"))} == {2}
+
+
+def test_revocation_offline_alert_and_listing(cp: Any, tmp_path: Path, caplog: Any) -> None:
+    agent_id, key = _pair(cp)
+    assert _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}).status_code == 200
+    counts = cp.svc.sweep(now=time.time() + 10)
+    assert counts["offline"] == 1
+    assert [e.source for e in _events(cp, "agent.offline")] == [agent_id]
+    assert "offline" in caplog.text
+    listing = cp.client.get("/api/agents").json()
+    assert listing[0]["id"] == agent_id and listing[0]["state"] == "offline"
+    assert _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}).status_code == 200
+    assert cp.client.get("/api/agents").json()[0]["state"] == "online"
+    assert len(_events(cp, "agent.online")) == 1
+    assert cp.svc.revoke(agent_id)
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0})
+    assert r.status_code == 401 and r.json()["detail"] == {**r.json()["detail"], "error": "revoked",
+                                                             "retriable": False}
+    assert cp.client.get("/api/agents").json()[0]["state"] == "revoked"
+
+
+def test_agent_exits_on_revocation_with_clear_code(cp: Any, tmp_path: Path) -> None:
+    env = _Env(cp, tmp_path)
+    cp.svc.revoke(env.ident.agent_id)
+    code = env.agent.run()
+    assert code == 3 and env.agent.fatal is not None and env.agent.fatal.code == "revoked"
+
+
+def test_client_reports_clock_skew(cp: Any, tmp_path: Path) -> None:
+    env = _Env(cp, tmp_path)
+    c = ControlPlaneClient(env.ident, clock=lambda: time.time() + 1000)
+    c._http = cp.client
+    with pytest.raises(Exception, match="clock_skew") as ei:
+        c.post("/api/agent/poll", {"hold": 0})
+    assert "skew" in str(ei.value)
+    assert c.skew is not None and c.skew > 900
