@@ -51,7 +51,7 @@ def _assert_ramp_matches_sap(ecc, ramp_url: str) -> None:
 def test_full_then_incremental_sync(tmp_path, sandboxes):
     ecc = sandboxes["sap_ecc"].state
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url)
-    first = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    first = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     want = in_scope_vendors(ecc)
     assert first["read"] == len(want)
     assert first["created"] == sum(v["active"] for v in want.values()) > 0
@@ -59,9 +59,9 @@ def test_full_then_incremental_sync(tmp_path, sandboxes):
     _assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
 
     # Nothing changed: zero writes, also on a full re-read.
-    again = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    again = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     assert again["created"] == again["updated"] == again["deactivated"] == 0
-    full = _summary(env.cli("sync", "vendors_to_ramp", "--full").stdout)
+    full = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors", "--full").stdout)
     assert full["read"] == len(want)
     assert full["created"] == full["updated"] == full["deactivated"] == 0
 
@@ -71,14 +71,14 @@ def test_full_then_incremental_sync(tmp_path, sandboxes):
     renamed, deleted = active[3], active[7]
     ecc.data.update_vendor(renamed, NAME1="Renamed Supplier GmbH")
     ecc.data.flag_vendor_for_deletion(deleted)
-    inc = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    inc = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     assert (inc["updated"], inc["deactivated"], inc["created"]) == (1, 1, 0)
     _assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
 
     # The dry run shows what would be written and writes nothing.
     ecc.data.update_vendor(renamed, NAME1="Dry Run Name")
     before = ramp_vendors(sandboxes["ramp"].url)
-    dry = env.cli("sync", "vendors_to_ramp", "--dry-run").stdout
+    dry = env.cli("sync", "vendors_to_ramp", "--stream", "vendors", "--dry-run").stdout
     assert "Dry Run Name" in dry and "update" in dry
     assert ramp_vendors(sandboxes["ramp"].url) == before
 
@@ -89,7 +89,7 @@ def test_sigkill_mid_sync_then_restart_completes_without_duplicates(tmp_path):
         ecc, ramp = handles["sap_ecc"].state, handles["ramp"].state
         ramp.latency = 0.15  # slow writes so that the kill lands mid-sync
         env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url, options={"page_size": 1000})
-        proc = env.popen("sync", "vendors_to_ramp")
+        proc = env.popen("sync", "vendors_to_ramp", "--stream", "vendors")
         wait_until(lambda: len(ramp.vendors.by_id) > 0, timeout=120)
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
@@ -99,15 +99,16 @@ def test_sigkill_mid_sync_then_restart_completes_without_duplicates(tmp_path):
         expected = sum(v["active"] for v in want.values())
         assert 0 < partial < expected, "the kill should land mid-sync"
         ramp.latency = 0.0
-        env.cli("sync", "vendors_to_ramp")
+        env.cli("sync", "vendors_to_ramp", "--stream", "vendors")
         _assert_ramp_matches_sap(ecc, handles["ramp"].url)
         # Every record was confirmed exactly once in the audit trail.
         db = sqlite3.connect(tmp_path / "data" / "ml-connector.sqlite")
         per_key = db.execute("select source, count(*) from mlc_audit where event = 'record.create' "
-                             "and outcome = 'ok' group by source").fetchall()
+                             "and outcome = 'ok' and stream = 'vendors' group by source").fetchall()
         assert len(per_key) == expected
         assert {n for _, n in per_key} == {1}
-        states = dict(db.execute("select state, count(*) from mlc_outbox group by state").fetchall())
+        states = dict(db.execute("select state, count(*) from mlc_outbox where stream = 'vendors' "
+                                 "group by state").fetchall())
         assert states == {"posted": expected}
     finally:
         for h in handles.values():
@@ -119,7 +120,7 @@ def test_token_expiring_mid_sync(tmp_path, sandboxes):
     ramp.token_lifetime = 1.0  # every token dies after a second; the sync spans several
     ramp.latency = 0.05
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, options={"page_size": 100})
-    out = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    out = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     assert out["failed"] == 0
     assert ramp.tokens_issued >= 2
     _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
@@ -129,7 +130,7 @@ def test_429_storm_makes_the_sync_wait_not_fail(tmp_path, sandboxes):
     ramp = sandboxes["ramp"].state
     ramp.fail_next(6, "429", path="/developer/v1/accounting/vendors")
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, options={"page_size": 100})
-    out = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    out = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     assert out["failed"] == 0
     assert ramp.sent_429 + ramp.faults_injected >= 6
     _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
@@ -140,7 +141,7 @@ def test_uncertain_upload_is_resolved_by_lookup_not_reposted(tmp_path, sandboxes
     # The upload is applied, then the connection drops: the client cannot know.
     ramp.fail_next(1, "timeout_after_commit", path="/developer/v1/accounting/vendors", method="POST")
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, options={"page_size": 200})
-    out = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+    out = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     assert out["failed"] == 0
     _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
 
@@ -149,7 +150,7 @@ def test_bad_configuration_file_gives_a_clear_error(tmp_path, sandboxes):
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, set_secrets=False)
     text = env.config.read_text().replace("schedule: {interval: 7d}", "schedule: {interval: 7 days}")
     env.config.write_text(text)
-    proc = env.cli("sync", "vendors_to_ramp", check=False)
+    proc = env.cli("sync", "vendors_to_ramp", "--stream", "vendors", check=False)
     assert proc.returncode == 2
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if "7 days" in ln)
     assert f"ml-connector.yaml:{line}:" in proc.stderr
@@ -186,10 +187,10 @@ def test_secrets_never_appear_in_logs_errors_audit_db_or_api(tmp_path):
         outputs = []
         # A run with failures in it, so that error paths are exercised too.
         ramp.fail_next(2, "500", path="/developer/v1/accounting/vendors", method="GET")
-        p = env.cli("sync", "vendors_to_ramp", extra_env=debug, check=False)
+        p = env.cli("sync", "vendors_to_ramp", "--stream", "vendors", extra_env=debug, check=False)
         outputs += [p.stdout, p.stderr]
         ramp.expire_tokens_now()
-        p = env.cli("sync", "vendors_to_ramp", "--full", extra_env=debug, check=False)
+        p = env.cli("sync", "vendors_to_ramp", "--stream", "vendors", "--full", extra_env=debug, check=False)
         outputs += [p.stdout, p.stderr]
         # A wrong SAP password: the error must not echo the configured one.
         ecc.add_user("RFC_USER", "changed-on-the-server", {"100"})
@@ -233,7 +234,7 @@ def test_http_api_health_runs_and_openapi(tmp_path, sandboxes):
         spec = httpx.get(f"{base}/openapi.json").json()
         assert {"/health", "/api/flows", "/api/runs", "/api/failures", "/api/replay"} <= set(spec["paths"])
         assert httpx.get(f"{base}/api/flows").json()[0]["name"] == "vendors_to_ramp"
-        started = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={}).json()["run_ids"]
+        started = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={"stream": "vendors"}).json()["run_ids"]
 
         def finished() -> bool:
             r = httpx.get(f"{base}/api/runs/{started[0]}")
@@ -267,10 +268,10 @@ def test_scheduled_incremental_runs_fire_once_per_window(tmp_path, sandboxes):
                 runs = httpx.get(f"{base}/api/runs", timeout=2).json()
             except httpx.HTTPError:
                 return False
-            return len([r for r in runs if r["status"] == "succeeded"]) >= 2
+            return len([r for r in runs if r["status"] == "succeeded" and r["stream"] == "vendors"]) >= 2
 
         wait_until(two_runs, timeout=90, interval=0.5)
-        runs = httpx.get(f"{base}/api/runs").json()
+        runs = [r for r in httpx.get(f"{base}/api/runs").json() if r["stream"] == "vendors"]
         ids = [r["run_id"] for r in runs]
         assert all(i.startswith("sync:vendors_to_ramp:vendors:incremental:") for i in ids)
         assert len(ids) == len(set(ids))  # one run per window, never two
@@ -293,7 +294,7 @@ def test_rejected_records_are_listed_and_replayed(tmp_path):
         ramp = handles["ramp"].state
         ramp.accept_code_on_vendor_upload = False  # every upload item carrying `code` is rejected
         env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url)
-        proc = env.cli("sync", "vendors_to_ramp", check=False)
+        proc = env.cli("sync", "vendors_to_ramp", "--stream", "vendors", check=False)
         assert proc.returncode == 3, proc.stdout + proc.stderr
         out = _summary(proc.stdout)
         expected = sum(v["active"] for v in in_scope_vendors(handles["sap_ecc"].state).values())
@@ -309,7 +310,7 @@ def test_rejected_records_are_listed_and_replayed(tmp_path):
         assert f"replayed {expected} record(s)" in replayed
         assert json.loads(env.cli("failures", "--json").stdout) == []
         _assert_ramp_matches_sap(handles["sap_ecc"].state, handles["ramp"].url)
-        again = _summary(env.cli("sync", "vendors_to_ramp").stdout)
+        again = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
         assert again["created"] == again["failed"] == 0
     finally:
         for h in handles.values():

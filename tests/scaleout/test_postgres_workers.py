@@ -53,7 +53,7 @@ def test_two_workers_share_a_sync_and_process_no_record_twice(tmp_path, pg_datab
 
         wait_until(up, timeout=90, interval=0.3)
         assert httpx.get(f"{base}/health").json()["database"] == "postgresql"
-        run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={}).json()["run_ids"][0]
+        run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={"stream": "vendors"}).json()["run_ids"][0]
 
         def finished() -> bool:
             r = httpx.get(f"{base}/api/runs/{run_id}")
@@ -114,7 +114,7 @@ def test_a_worker_killed_for_good_has_its_work_taken_over(tmp_path, pg_database)
                 return False
 
         wait_until(up, timeout=90, interval=0.3)
-        run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={}).json()["run_ids"][0]
+        run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={"stream": "vendors"}).json()["run_ids"][0]
 
         def victim_busy() -> bool:
             with psycopg.connect(pg_database) as conn:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ml_connector.core.models import CursorRow, RecordRow, utcnow
@@ -105,6 +105,28 @@ def confirm(session: Session, flow: str, stream: str, source_key: str, target_id
         rec.seen_hash = content_hash_
         rec.active = active
         rec.last_synced_at = now
+
+
+def confirm_many(session: Session, flow: str, stream: str,
+                 items: list[tuple[str, str | None, str, bool]]) -> None:
+    """Bulk `confirm`: (source key, target id, content hash, active) per record, in three statements."""
+    if not items:
+        return
+    known = lookup(session, flow, stream, [k for k, _, _, _ in items])
+    now = utcnow()
+    new, old = [], []
+    for key, target_id, h, active in items:
+        rec = known.get(key)
+        row = {"flow": flow, "stream": stream, "source_key": key, "content_hash": h, "seen_hash": h,
+               "active": active, "last_synced_at": now, "updated_at": now}
+        if rec is None:
+            new.append(dict(row, target_id=target_id))
+        else:
+            old.append(dict(row, target_id=target_id or rec.target_id))
+    if new:
+        session.execute(insert(RecordRow), new)
+    if old:
+        session.execute(update(RecordRow), old)  # bulk UPDATE by primary key
 
 
 def lookup(session: Session, flow: str, stream: str, keys: list[str]) -> dict[str, RecordRow]:

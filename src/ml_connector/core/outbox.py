@@ -119,6 +119,14 @@ def mark_posted(session: Session, entry_id: int, target_id: str | None) -> None:
         state="posted", target_id=target_id, last_error=None, updated_at=utcnow()))
 
 
+def mark_posted_many(session: Session, items: list[tuple[int, str | None]]) -> None:
+    """Bulk `mark_posted`: (entry id, target id) pairs in one executemany UPDATE."""
+    if items:
+        now = utcnow()
+        session.execute(update(OutboxRow), [{"id": i, "state": "posted", "target_id": t, "last_error": None,
+                                             "updated_at": now} for i, t in items])
+
+
 def counts(session: Session, *, run_id: str | None = None, flow: str | None = None) -> dict[str, int]:
     q = select(OutboxRow.state, func.count()).group_by(OutboxRow.state)
     if run_id:
