@@ -748,6 +748,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
 
 def example_config(sap_url: str, ramp_url: str) -> str:
     """A commented configuration wired to the sandbox systems (written by `ml-connector init`)."""
+    from ml_connector.systems.ramp.sandbox.state import DEFAULT_ENTITY_ID
+
     return f"""\
 # ml-connector configuration.
 #
@@ -796,7 +798,7 @@ connections:
     auth:
       client_id: ramp_demo_client
       client_secret_secret: ramp_client_secret   # ml-connector secrets set ramp_client_secret
-      scope: "accounting:read accounting:write"
+      scope: "accounting:read accounting:write bills:read"
     # limits: {{requests: 200, period: 10s}}   # override the provider's rate limit
 
 # What moves where, and when.
@@ -805,10 +807,20 @@ flows:
     pair: sap_ecc_ramp        # the flow module flows/sap_ecc_ramp.py
     source: sap_ecc           # connection names from above
     target: ramp
-    streams: [vendors]
+    streams: [vendors, gl_accounts, cost_centers]   # SAP master data -> Ramp
     schedule: {{interval: 7d}}  # or {{cron: "0 3 * * 1"}} (exactly one of the two)
     options:                  # settings of this pair
       company_codes: ["1000", "2000", "3000"]
       page_size: 5000
     mappings: {{}}              # table -> {{source value: target value}}
+
+  bills_to_sap:
+    pair: sap_ecc_ramp
+    source: ramp              # approved Ramp bills ...
+    target: sap_ecc           # ... become SAP vendor invoices (posted exactly once)
+    streams: [bills]
+    schedule: {{interval: 1h}}  # Ramp suggests polling every 1-4 h
+    mappings:
+      entities:               # Ramp entity id -> SAP company code (unmapped bills wait; see `parked`)
+        "{DEFAULT_ENTITY_ID}": "1000"
 """

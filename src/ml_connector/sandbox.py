@@ -44,19 +44,23 @@ class SandboxHandle:
 
 # -- what is persisted per emulator (data only: no locks, faults or sessions) ---------------
 
+RAMP_DATA = ("vendors", "gl_accounts", "fields", "field_options", "bills", "bill_order", "syncs",
+             "billpay_vendors", "billpay_order")
+
 def _snapshot(name: str, state: Any) -> dict[str, Any]:
     if name == "ramp":
         with state.lock:
-            return {"vendors": state.vendors, "gl_accounts": state.gl_accounts, "seq": state._seq,
-                    "business_id": state.business_id}
+            return {"seq": state._seq, "business_id": state.business_id,
+                    **{k: getattr(state, k) for k in RAMP_DATA}}
     with state.data.lock:
         return {"stores": state.data._stores, "changenr": state.data._changenr}
 
 
 def _restore(name: str, state: Any, snap: dict[str, Any]) -> None:
     if name == "ramp":
-        state.vendors = snap["vendors"]
-        state.gl_accounts = snap["gl_accounts"]
+        for k in RAMP_DATA:
+            if k in snap:
+                setattr(state, k, snap[k])
         state._seq = snap["seq"]
         state.business_id = snap["business_id"]
     else:

@@ -104,6 +104,13 @@ class Database:
         with self.sessions() as s, s.begin():
             yield s
 
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session in autocommit mode: takes no write lock, sees committed data."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, \
+                Session(bind=conn) as s:
+            yield s
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -135,4 +142,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return  # a read-only session (Database.read): no transaction, no write lock
     conn.exec_driver_sql("BEGIN IMMEDIATE")

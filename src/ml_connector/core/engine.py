@@ -433,10 +433,20 @@ def _replay_step(ids: list[int]) -> dict[str, int]:
 
 
 def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, int]) -> None:
-    """A parked entry holds its source record: map it again now that mappings may exist."""
+    """A parked entry holds its source record: map it again now that mappings may exist.
+
+    `map()` runs outside any write transaction (it may read mappings itself, and on
+    SQLite a second writer would wait for ours); the results are stored in one.
+    """
     with ctx.runtime.db.session() as sess:
-        for row in sess.scalars(select(OutboxRow).where(OutboxRow.id.in_(ids), OutboxRow.state == "parked")):
-            m = s.map(ctx, row.source_key, dict(row.payload))
+        parked = [(r.id, r.source_key, dict(r.payload)) for r in sess.scalars(
+            select(OutboxRow).where(OutboxRow.id.in_(ids), OutboxRow.state == "parked"))]
+    mapped = [(eid, key, s.map(ctx, key, payload)) for eid, key, payload in parked]
+    with ctx.runtime.db.session() as sess:
+        for eid, key, m in mapped:
+            row = sess.get(OutboxRow, eid)
+            if row is None or row.state != "parked":
+                continue
             if isinstance(m, ledger.Parked):
                 row.parked_on = m.waits_for
                 tally["parked"] = tally.get("parked", 0) + 1
@@ -449,7 +459,7 @@ def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, i
             row.op, row.payload, row.content_hash = c.op, c.payload, c.content_hash
             row.target_id, row.state, row.parked_on = c.target_id, "pending", None
             audit.record(sess, "record.resumed", flow=ctx.flow, stream=ctx.stream, run_id=ctx.run_id,
-                         source=f"{ctx.flow}:{row.source_key}", detail={"op": c.op})
+                         source=f"{ctx.flow}:{key}", detail={"op": c.op})
 
 
 # --------------------------------------------------------------------------- API used by CLI and server

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ml_connector.core.ledger import Desired, Parked
+from ml_connector.core.ledger import Change, Desired, Parked
 
 if TYPE_CHECKING:
     from ml_connector.core.outbox import Entry
@@ -80,6 +80,11 @@ class Stream:
     def describe_change(self, op: str, payload: dict[str, Any]) -> str:
         """One line for `sync --dry-run`."""
         return f"{op} {payload}"
+
+    def preview(self, ctx: RunContext, change: Change) -> str | None:
+        """Optional, for `sync --dry-run`: ask the target whether it would accept this change
+        (a check call that writes nothing) and say so in one line; None = no check."""
+        return None
 
 
 class Flow:

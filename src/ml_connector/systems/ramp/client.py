@@ -309,6 +309,112 @@ class RampClient:
     def deactivate_gl_account(self, ramp_id: str) -> None:
         self.request("DELETE", f"/accounting/accounts/{ramp_id}")
 
+    # -- accounting custom fields and options -------------------------------------------
+    def upsert_accounting_field(self, field_id: str, name: str, *, input_type: str = "SINGLE_CHOICE",
+                                display_name: str | None = None, is_splittable: bool | None = None,
+                                is_required_for: list[str] | None = None) -> dict[str, Any]:
+        """POST /accounting/fields: idempotent on `id` (an existing field is returned and reactivated),
+        so a retry after an uncertain outcome is safe."""
+        body: dict[str, Any] = {"id": field_id, "name": name, "input_type": input_type}
+        if display_name is not None:
+            body["display_name"] = display_name
+        if is_splittable is not None:
+            body["is_splittable"] = is_splittable
+        if is_required_for is not None:
+            body["is_required_for"] = is_required_for
+        last: Exception | None = None
+        for attempt in range(self.max_retries + 1):
+            try:
+                out: dict[str, Any] = self._json("POST", "/accounting/fields", json=body)
+                return out
+            except RampUncertainWrite as exc:  # idempotent on id: sending it again is safe
+                last = exc
+                self._count("retries")
+                self._sleep(self.backoff(attempt))
+        raise RampTransportError(f"Ramp POST /accounting/fields: no answer after retries ({last})")
+
+    def iter_accounting_fields(self, remote_id: str | None = None, is_active: bool | None = None,
+                               page_size: int = 100) -> Iterator[dict[str, Any]]:
+        return self._iter("/accounting/fields", {"remote_id": remote_id, "is_active": self._flag(is_active),
+                                                 "page_size": page_size})
+
+    def iter_field_options(self, field_id: str, remote_id: str | None = None, is_active: bool | None = None,
+                           page_size: int = 100) -> Iterator[dict[str, Any]]:
+        return self._iter("/accounting/field-options", {"field_id": field_id, "remote_id": remote_id,
+                                                        "is_active": self._flag(is_active),
+                                                        "page_size": page_size})
+
+    def get_field_option_by_remote_id(self, field_id: str, remote_id: str) -> dict[str, Any] | None:
+        for o in self.iter_field_options(field_id, remote_id=remote_id, page_size=2):
+            if o.get("id") == remote_id:
+                return o
+        return None
+
+    def create_field_options(self, field_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """All or nothing, not idempotent: resolve an uncertain outcome by lookup."""
+        self._check_batch(items)
+        out: dict[str, Any] = self._json("POST", "/accounting/field-options",
+                                         json={"field_id": field_id, "options": items})
+        return out
+
+    def update_field_option(self, ramp_id: str, *, value: str | None = None, code: str | None = None,
+                            reactivate: bool | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if value is not None:
+            body["value"] = value
+        if code is not None:
+            body["code"] = code
+        if reactivate:
+            body["reactivate"] = True
+        out: dict[str, Any] = self._json("PATCH", f"/accounting/field-options/{ramp_id}", json=body)
+        return out
+
+    def deactivate_field_option(self, ramp_id: str) -> None:
+        self.request("DELETE", f"/accounting/field-options/{ramp_id}")
+
+    # -- bills and sync reports ---------------------------------------------------------
+    def list_bills_page(self, *, sync_ready: bool | None = None, sync_status: str | None = None,
+                        entity_id: str | None = None, page_size: int = 100, start: str | None = None,
+                        ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of bills and the id to start the next page after (None at the end)."""
+        params = {"sync_ready": self._flag(sync_ready), "sync_status": sync_status, "entity_id": entity_id,
+                  "page_size": page_size, "start": start}
+        body = self._json("GET", "/bills", params={k: v for k, v in params.items() if v is not None})
+        data: list[dict[str, Any]] = list(body.get("data", []))
+        more = bool((body.get("page") or {}).get("next"))
+        return data, (str(data[-1]["id"]) if more and data else None)
+
+    def iter_bills(self, *, sync_ready: bool | None = None, sync_status: str | None = None,
+                   entity_id: str | None = None, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        return self._iter("/bills", {"sync_ready": self._flag(sync_ready), "sync_status": sync_status,
+                                     "entity_id": entity_id, "page_size": page_size})
+
+    def get_bill(self, bill_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("GET", f"/bills/{bill_id}")
+        return out
+
+    def post_accounting_sync(self, idempotency_key: str, sync_type: str, *,
+                             successful: list[dict[str, Any]] | None = None,
+                             failed: list[dict[str, Any]] | None = None, attempts: int = 3) -> dict[str, Any]:
+        """POST /accounting/syncs (§1.8). The idempotency key is in the body, so an uncertain outcome
+        (5xx, dropped connection) is retried with the same key, `attempts` times in all; the last
+        RampUncertainWrite is raised."""
+        body: dict[str, Any] = {"idempotency_key": idempotency_key, "sync_type": sync_type}
+        if successful:
+            body["successful_syncs"] = successful
+        if failed:
+            body["failed_syncs"] = failed
+        for attempt in range(max(1, attempts)):
+            try:
+                out: dict[str, Any] = self._json("POST", "/accounting/syncs", json=body)
+                return out
+            except RampUncertainWrite:
+                if attempt + 1 >= max(1, attempts):
+                    raise
+                self._count("retries")
+                self._sleep(min(self.backoff(attempt), 2.0))
+        raise AssertionError("unreachable")
+
     # -- misc ---------------------------------------------------------------------------
     def get_business(self) -> dict[str, Any]:
         out: dict[str, Any] = self._json("GET", "/business")

@@ -18,6 +18,9 @@ limited, not faulted and need no token:
   faults_injected, peak_in_window, tokens_issued, vendors, gl_accounts}`.
 - `GET /_sandbox/state/vendors` → `{"vendors": [VendorAccount…]}` (all, in keyset order).
 - `GET /_sandbox/state/gl_accounts` → `{"gl_accounts": […]}`.
+- `POST /_sandbox/bills` JSON (see `RampSandbox.create_bill`) → 201 the Bill; 400 `{"error": …}`
+  when it names a vendor, GL account or cost-center option that was not uploaded.
+- `GET /_sandbox/state/{fields|field_options|bills|syncs}` → `{"<name>": […]}`.
 - `POST /_sandbox/reset` (optional JSON `{"tokens": false}` keeps issued tokens) → 200.
 """
 
@@ -37,7 +40,14 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ml_connector.systems.ramp.sandbox.state import GL_CLASSIFICATIONS, RampSandbox
+from ml_connector.systems.ramp.sandbox.state import (
+    ENTITIES,
+    FIELD_INPUT_TYPES,
+    FIELD_REQUIRED_FOR,
+    GL_CLASSIFICATIONS,
+    SYNC_TYPES,
+    RampSandbox,
+)
 from ml_connector.systems.ramp.sandbox.state import now_iso as _iso
 
 PREFIX = "/developer/v1"
@@ -45,6 +55,11 @@ TOKEN_PATH = PREFIX + "/token"
 VENDORS = PREFIX + "/accounting/vendors"
 ACCOUNTS = PREFIX + "/accounting/accounts"
 BILLPAY = PREFIX + "/vendors"
+FIELDS = PREFIX + "/accounting/fields"
+OPTIONS = PREFIX + "/accounting/field-options"
+BILLS = PREFIX + "/bills"
+SYNCS = PREFIX + "/accounting/syncs"
+ENTITIES_PATH = PREFIX + "/entities"
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -332,7 +347,8 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
             raise ApiError(error(400, "DEVELOPER_7001", "Request body is not valid JSON.")) from exc
 
     def upload(body: Any, store_name: str, list_key: str, make: Callable[[dict[str, Any]], dict[str, Any]],
-               validate: Callable[[dict[str, Any]], dict[str, list[str]]]) -> JSONResponse:
+               validate: Callable[[dict[str, Any]], dict[str, list[str]]],
+               scope_key: str = "") -> JSONResponse:
         status = st.batch_error_status
         if not isinstance(body, dict) or not isinstance(body.get(list_key), list):
             raise ApiError(error(status, "DEVELOPER_7001", "Invalid input.",
@@ -355,7 +371,7 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
                 rid = item.get("id") if isinstance(item, dict) else None
                 if not isinstance(rid, str):
                     continue
-                if rid in store.by_remote:
+                if scope_key + rid in store.by_remote:
                     existing.append(rid)
                 elif rid in seen:
                     dupes.append(rid)
@@ -379,7 +395,7 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
                                      "Batch rejected (all or nothing): " + "; ".join(parts), info))
             created = [make(item) for item in items]
             for rec in created:
-                store.add(rec)
+                store.add(rec, scope_key + rec["id"])
         return JSONResponse({list_key: created, "uploaded": [r["ramp_id"] for r in created]},
                             status_code=201)
 
@@ -623,6 +639,280 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
                                 "postal_code": "10003", "state": "NY"},
         })
 
+    # -- accounting custom fields and their options --
+
+    def invalid(errs: dict[str, Any], message: str = "Invalid input.") -> ApiError:
+        return ApiError(error(st.validation_status, "DEVELOPER_7001", message, errs))
+
+    @app.post(FIELDS)
+    async def upsert_field(request: Request) -> Response:
+        bearer(request, "accounting:write")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        errs: dict[str, list[str]] = {}
+        for k in ("id", "name"):
+            _str_field(body, k, errs, True)
+        _str_field(body, "display_name", errs, False)
+        if body.get("input_type") not in FIELD_INPUT_TYPES:
+            errs["input_type"] = ["Must be one of: " + ", ".join(FIELD_INPUT_TYPES) + "."]
+        req_for = body.get("is_required_for", [])
+        if not isinstance(req_for, list) or any(x not in FIELD_REQUIRED_FOR for x in req_for):
+            errs["is_required_for"] = ["Must be a list of: " + ", ".join(FIELD_REQUIRED_FOR) + "."]
+        if "is_splittable" in body and not isinstance(body["is_splittable"], bool):
+            errs["is_splittable"] = ["Not a valid boolean."]
+        for k in body:
+            if k not in ("id", "name", "input_type", "display_name", "is_splittable", "is_required_for"):
+                errs[k] = ["Unknown field."]
+        if errs:
+            raise invalid(errs)
+        with st.lock:
+            rid = st.fields.by_remote.get(body["id"])
+            if rid is not None:  # [verified R1] an existing id returns that field and reactivates it
+                rec = st.fields.by_id[rid]
+                rec["is_active"] = True
+                return JSONResponse(dict(rec), status_code=201)
+            now = _iso()
+            rec = {"ramp_id": st.new_ramp_id(), "id": body["id"], "name": body["name"],
+                   "display_name": body.get("display_name") or body["name"], "input_type": body["input_type"],
+                   "is_active": True, "is_splittable": bool(body.get("is_splittable", False)),
+                   "is_required_for": list(req_for), "created_at": now, "updated_at": now}
+            st.fields.add(rec)
+            return JSONResponse(dict(rec), status_code=201)
+
+    @app.get(FIELDS)
+    async def list_fields(request: Request) -> Response:
+        bearer(request, "accounting:read")
+        return list_store(request, "fields")
+
+    @app.get(FIELDS + "/{ramp_id}")
+    async def get_field(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:read")
+        with st.lock:
+            return JSONResponse(dict(get_one("fields", ramp_id)))
+
+    @app.patch(FIELDS + "/{ramp_id}")
+    async def patch_field(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:write")
+        body = await json_body(request)
+        if not isinstance(body, dict) or any(k not in ("name", "display_name", "is_splittable") for k in body):
+            raise invalid({"_schema": ["Invalid input."]})
+        with st.lock:
+            rec = get_one("fields", ramp_id)
+            rec.update(body)
+            rec["updated_at"] = _iso()
+            return JSONResponse(dict(rec))
+
+    @app.delete(FIELDS + "/{ramp_id}")
+    async def delete_field(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:write")
+        return delete_one("fields", ramp_id)
+
+    def validate_option(item: dict[str, Any]) -> dict[str, list[str]]:
+        errs: dict[str, list[str]] = {}
+        _str_field(item, "id", errs, True)
+        _str_field(item, "value", errs, True)
+        _str_field(item, "code", errs, False)
+        for k in item:
+            if k not in ("id", "value", "code"):
+                errs[k] = ["Unknown field."]
+        return errs
+
+    def option_maker(field_id: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def make(item: dict[str, Any]) -> dict[str, Any]:
+            now = _iso()
+            return {"ramp_id": st.new_ramp_id(), "id": item["id"], "value": item["value"],
+                    "code": item.get("code"), "display_name": item["value"], "visibility": "VISIBLE",
+                    "is_active": True, "field_id": field_id, "created_at": now, "updated_at": now}
+        return make
+
+    def field_of(field_id: Any) -> dict[str, Any]:
+        if not isinstance(field_id, str) or not field_id:
+            raise invalid({"field_id": ["Missing data for required field."]})
+        rec: dict[str, Any] | None = st.fields.by_id.get(field_id)
+        if rec is None:
+            raise ApiError(error(404, "DEVELOPER_7004", "Resource not found.", {"field_id": [field_id]}))
+        return rec
+
+    @app.post(OPTIONS)
+    async def upload_options(request: Request) -> Response:
+        bearer(request, "accounting:write")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        with st.lock:
+            field = field_of(body.get("field_id"))
+        return upload(body, "field_options", "options", option_maker(field["ramp_id"]), validate_option,
+                      scope_key=field["ramp_id"] + "\x00")
+
+    @app.get(OPTIONS)
+    async def list_options(request: Request) -> Response:
+        bearer(request, "accounting:read")
+        n = page_size(request)
+        q = request.query_params
+        is_active = _bool_param(request, "is_active", st.validation_status)
+        start = q.get("start")
+        out: list[dict[str, Any]] = []
+        more = False
+        with st.lock:
+            field = field_of(q.get("field_id"))
+            remote_id, code = q.get("remote_id"), q.get("code")
+            source: Any
+            if remote_id is not None:
+                rid = st.field_options.by_remote.get(field["ramp_id"] + "\x00" + remote_id)
+                source = [st.field_options.by_id[rid]] if rid and (not start or rid > start) else []
+            else:
+                source = st.field_options.iter_after(start)
+            for rec in source:
+                if rec["field_id"] != field["ramp_id"]:
+                    continue
+                if is_active is not None and rec["is_active"] != is_active:
+                    continue
+                if code is not None and rec.get("code") != code:
+                    continue
+                if len(out) == n:
+                    more = True
+                    break
+                out.append(dict(rec))
+        return paged(request, out, more)
+
+    @app.get(OPTIONS + "/{ramp_id}")
+    async def get_option(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:read")
+        with st.lock:
+            return JSONResponse(dict(get_one("field_options", ramp_id)))
+
+    @app.patch(OPTIONS + "/{ramp_id}")
+    async def patch_option(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:write")
+        body = await json_body(request)
+        errs: dict[str, list[str]] = {}
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        for k in ("value", "code", "display_name"):
+            if k in body and not isinstance(body[k], str):
+                errs[k] = ["Not a valid string."]
+        if "value" in body and isinstance(body["value"], str) and not body["value"].strip():
+            errs["value"] = ["Field may not be blank."]
+        if "visibility" in body and body["visibility"] not in ("HIDDEN", "VISIBLE"):
+            errs["visibility"] = ["Must be one of: HIDDEN, VISIBLE."]
+        if "reactivate" in body and body["reactivate"] is not True:
+            errs["reactivate"] = ["Must be one of: True."]
+        for k in body:
+            if k not in ("value", "code", "display_name", "visibility", "reactivate"):
+                errs[k] = ["Unknown field."]
+        if errs:
+            raise invalid(errs)
+        with st.lock:
+            rec = get_one("field_options", ramp_id)
+            for k in ("value", "display_name", "visibility"):
+                if k in body:
+                    rec[k] = body[k]
+            if "code" in body:
+                rec["code"] = body["code"] or None
+            if body.get("reactivate"):
+                rec["is_active"] = True
+            rec["updated_at"] = _iso()
+            return JSONResponse(dict(rec))
+
+    @app.delete(OPTIONS + "/{ramp_id}")
+    async def delete_option(request: Request, ramp_id: str) -> Response:
+        bearer(request, "accounting:write")
+        return delete_one("field_options", ramp_id)
+
+    # -- entities (read-only; configured in the UI) --
+    @app.get(ENTITIES_PATH)
+    async def list_entities(request: Request) -> Response:
+        bearer(request, "entities:read")
+        page_size(request)
+        return JSONResponse({"data": [dict(e) for e in ENTITIES], "page": {"next": None}})
+
+    # -- bills --
+    def bill_view(bill: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in bill.items() if k not in ("sync_reference_id", "sync_errors", "synced_at")} | {
+            "sync_ready": st.bill_sync_ready(bill)}
+
+    @app.get(BILLS)
+    async def list_bills(request: Request) -> Response:
+        bearer(request, "bills:read")
+        n = page_size(request)
+        q = request.query_params
+        sync_ready = _bool_param(request, "sync_ready", st.validation_status)
+        is_archived = _bool_param(request, "is_archived", st.validation_status) or False
+        filters = {k: q.get(k) for k in ("sync_status", "entity_id", "vendor_id", "approval_status",
+                                          "payment_status")}
+        if filters["sync_status"] not in (None, "NOT_SYNCED", "BILL_SYNCED", "BILL_AND_PAYMENT_SYNCED"):
+            raise invalid({"sync_status": ["Must be one of: NOT_SYNCED, BILL_SYNCED, BILL_AND_PAYMENT_SYNCED."]})
+        if filters["payment_status"] not in (None, "OPEN", "PAID"):
+            raise invalid({"payment_status": ["Must be one of: OPEN, PAID."]})
+        start = q.get("start")
+        out: list[dict[str, Any]] = []
+        more = False
+        with st.lock:
+            pos = bisect.bisect_right(st.bill_order, start) if start else 0
+            for bid in st.bill_order[pos:]:
+                b = st.bills[bid]
+                if sync_ready is not None and st.bill_sync_ready(b) != sync_ready:
+                    continue
+                if bool(b.get("archived_at")) != is_archived:
+                    continue
+                if filters["vendor_id"] is not None and b["vendor"].get("id") != filters["vendor_id"]:
+                    continue
+                if any(v is not None and b.get(k) != v for k, v in filters.items() if k != "vendor_id"):
+                    continue
+                if len(out) == n:
+                    more = True
+                    break
+                out.append(bill_view(b))
+        return paged(request, out, more, key="id")
+
+    @app.get(BILLS + "/{bill_id}")
+    async def get_bill(request: Request, bill_id: str) -> Response:
+        bearer(request, "bills:read")
+        with st.lock:
+            b = st.bills.get(bill_id)
+            if b is None:
+                return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [bill_id]})
+            return JSONResponse(bill_view(b))
+
+    # -- reporting sync outcomes (§1.8) --
+    @app.post(SYNCS)
+    async def post_syncs(request: Request) -> Response:
+        bearer(request, "accounting:write")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        errs: dict[str, Any] = {}
+        key = body.get("idempotency_key")
+        if not isinstance(key, str) or not key.strip():
+            errs["idempotency_key"] = ["Missing data for required field."]
+        if body.get("sync_type") not in SYNC_TYPES:
+            errs["sync_type"] = ["Must be one of: " + ", ".join(SYNC_TYPES) + "."]
+        ok, bad = body.get("successful_syncs", []), body.get("failed_syncs", [])
+        for name, items in (("successful_syncs", ok), ("failed_syncs", bad)):
+            if not isinstance(items, list) or len(items) > 5000:
+                errs[name] = ["Length must be between 1 and 5000."]
+                continue
+            for i, it in enumerate(items):
+                e: list[str] = []
+                if not isinstance(it, dict) or not isinstance(it.get("id"), str):
+                    e.append("id: Missing data for required field.")
+                elif name == "successful_syncs" and not isinstance(it.get("reference_id"), str):
+                    e.append("reference_id: Missing data for required field.")
+                elif name == "failed_syncs" and not isinstance((it.get("error") or {}).get("message"), str):
+                    e.append("error.message: Missing data for required field.")
+                if e:
+                    errs.setdefault(name, {})[str(i)] = e
+        if not errs and not ok and not bad:
+            errs["_schema"] = ["Provide successful_syncs or failed_syncs."]
+        if errs:
+            raise invalid(errs)
+        try:
+            sync_id, _ = st.apply_sync(body)
+        except ValueError as exc:
+            raise invalid({"_schema": [str(exc)]}, str(exc)) from None
+        return JSONResponse({"sync_id": sync_id}, status_code=201)
+
     # -- unknown API paths: Ramp-style 404 --
     @app.api_route(PREFIX + "/{rest:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
     async def not_found(request: Request, rest: str) -> Response:
@@ -657,6 +947,27 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
     async def state_accounts() -> Response:
         with st.lock:
             return JSONResponse({"gl_accounts": [dict(r) for r in st.gl_accounts.iter_after(None)]})
+
+    @app.post("/_sandbox/bills")
+    async def sandbox_bill(request: Request) -> Response:
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+        try:
+            return JSONResponse(st.create_bill(body), status_code=201)
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.get("/_sandbox/state/{name}")
+    async def state_other(name: str) -> Response:
+        with st.lock:
+            if name in ("fields", "field_options"):
+                return JSONResponse({name: [dict(r) for r in getattr(st, name).iter_after(None)]})
+            if name == "bills":
+                return JSONResponse({"bills": [dict(st.bills[b]) for b in st.bill_order]})
+            if name == "syncs":
+                return JSONResponse({"syncs": [{"idempotency_key": k, **v} for k, v in st.syncs.items()]})
+        return JSONResponse({"error": f"no state {name!r}"}, status_code=404)
 
     @app.post("/_sandbox/reset")
     async def reset(request: Request) -> Response:

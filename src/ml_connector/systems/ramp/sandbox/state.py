@@ -21,8 +21,22 @@ DEMO_CLIENT_ID = "ramp_demo_client"
 DEMO_CLIENT_SECRET = "ramp_demo_secret"
 DEMO_SCOPES = (
     "accounting:read accounting:write vendors:read vendors:write bills:read bills:write business:read"
+    " entities:read"
 )
 FAULT_KINDS = ("429", "500", "502", "503", "drop", "timeout_after_commit")
+FIELD_INPUT_TYPES = ("SINGLE_CHOICE", "BOOLEAN", "FREE_FORM_TEXT")
+FIELD_REQUIRED_FOR = ("BILL", "BILL_PAYMENT", "PURCHASE_ORDER", "REIMBURSEMENT", "TRANSACTION")
+SYNC_TYPES = ("TRANSACTION_SYNC", "REIMBURSEMENT_SYNC", "BILL_SYNC", "BILL_PAYMENT_SYNC", "TRANSFER_SYNC",
+              "ACCRUAL_SYNC", "BANKING_TRANSACTION_SYNC", "BROKERAGE_ORDER_SYNC", "PAYEE_SYNC",
+              "STATEMENT_CREDIT_SYNC", "TRACKING_CATEGORY_OPTION_SYNC", "WALLET_TRANSFER_SYNC")
+#: The sandbox business's entities. Ids are stable so that configurations (the example's
+#: `entities` mapping) can name them. The first is the primary entity.
+DEFAULT_ENTITY_ID = "0e1b5a1e-0000-4000-8000-000000000001"
+SECOND_ENTITY_ID = "0e1b5a1e-0000-4000-8000-000000000002"
+ENTITIES = (
+    {"id": DEFAULT_ENTITY_ID, "entity_name": "ML Connector Inc.", "is_primary": True, "currency": "USD"},
+    {"id": SECOND_ENTITY_ID, "entity_name": "ML Connector GmbH", "is_primary": False, "currency": "EUR"},
+)
 GL_CLASSIFICATIONS = ("ANY", "ASSET", "CREDCARD", "EQUITY", "EXPENSE", "LIABILITY", "REVENUE", "UNKNOWN")
 
 
@@ -79,9 +93,10 @@ class OrderedStore:
         self.by_remote: dict[str, str] = {}
         self.order: list[str] = []
 
-    def add(self, rec: dict[str, Any]) -> None:
+    def add(self, rec: dict[str, Any], remote_key: str | None = None) -> None:
+        """`remote_key` defaults to the record's ERP id (field options use field + id)."""
         self.by_id[rec["ramp_id"]] = rec
-        self.by_remote[rec["id"]] = rec["ramp_id"]
+        self.by_remote[remote_key or rec["id"]] = rec["ramp_id"]
         self.order.append(rec["ramp_id"])
 
     def iter_after(self, start: str | None) -> Iterator[dict[str, Any]]:
@@ -129,6 +144,12 @@ class RampSandbox:
         with self.lock:
             self.vendors = OrderedStore()
             self.gl_accounts = OrderedStore()
+            self.fields = OrderedStore()  # accounting custom fields, remote id = the field's ERP id
+            self.field_options = OrderedStore()  # remote key = field ramp_id + "\x00" + option ERP id
+            # Bills keyed and ordered by their Ramp id; accounting syncs by idempotency key
+            self.bills: dict[str, dict[str, Any]] = {}
+            self.bill_order: list[str] = []
+            self.syncs: dict[str, dict[str, Any]] = {}
             # Bill Pay vendors (/developer/v1/vendors): keyed and ordered by their Ramp id
             self.billpay_vendors: dict[str, dict[str, Any]] = {}
             self.billpay_order: list[str] = []
@@ -249,6 +270,10 @@ class RampSandbox:
                 "tokens_issued": self.tokens_issued,
                 "vendors": len(self.vendors.by_id),
                 "gl_accounts": len(self.gl_accounts.by_id),
+                "fields": len(self.fields.by_id),
+                "field_options": len(self.field_options.by_id),
+                "bills": len(self.bills),
+                "syncs": len(self.syncs),
             }
 
     # ---- switches as JSON ------------------------------------------------------------
@@ -294,3 +319,141 @@ class RampSandbox:
                         raise ValueError(f"unknown rate_limit switch {k!r}")
                     setattr(cur, k, v)
                 self.windows.clear()
+
+    # ---- bills and accounting syncs --------------------------------------------------
+    @staticmethod
+    def bill_sync_ready(bill: dict[str, Any]) -> bool:
+        """[verified R2] not deleted, approved, not yet synced."""
+        return (bill.get("approval_status") == "APPROVED" and bill.get("sync_status") == "NOT_SYNCED"
+                and not bill.get("archived_at"))
+
+    def _selection(self, store: OrderedStore, key: str, category: dict[str, Any]) -> dict[str, Any] | None:
+        rid = store.by_remote.get(key)
+        if rid is None:
+            return None
+        rec = store.by_id[rid]
+        return {"id": rec["ramp_id"], "external_id": rec["id"], "external_code": rec.get("code"),
+                "name": rec.get("name") or rec.get("value"), "category_info": category}
+
+    def create_bill(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """A bill for tests and demos (`POST /_sandbox/bills`), referencing what was uploaded by ERP id.
+
+        spec: {vendor (accounting vendor ERP id, e.g. the SAP LIFNR), invoice_number, currency (USD),
+        entity_id (default entity), issued_at, due_at, posting_date?, memo?, approval_status (APPROVED),
+        line_items: [{amount (major units, decimal string), memo?, gl_account (ERP id)?,
+                      cost_center (option ERP id)?}], cost_center_field ("SAP_COST_CENTER"),
+        allow_unknown (false: an unknown ERP id is an error; true: the selection is made anyway, as
+        when the ERP record was deleted after Ramp synced it)}."""
+        from decimal import Decimal
+
+        ccy = str(spec.get("currency") or "USD").upper()
+        places = 0 if ccy in ("JPY", "KRW", "HUF", "CLP", "ISK") else 3 if ccy in ("BHD", "KWD", "OMR") else 2
+        loose = bool(spec.get("allow_unknown"))
+        problems: list[str] = []
+        with self.lock:
+            vendor_key = str(spec.get("vendor") or "")
+            vrid = self.vendors.by_remote.get(vendor_key)
+            if vrid is None and not loose:
+                problems.append(f"no accounting vendor with id {vendor_key!r}")
+            vrec = self.vendors.by_id.get(vrid) if vrid else None
+            entity = str(spec.get("entity_id") or DEFAULT_ENTITY_ID)
+            field_key = str(spec.get("cost_center_field") or "SAP_COST_CENTER")
+            frid = self.fields.by_remote.get(field_key)
+            frec = self.fields.by_id.get(frid) if frid else None
+            gl_cat = {"id": None, "external_id": None, "name": "GL Account", "type": "GL_ACCOUNT"}
+            cc_cat = {"id": frec["ramp_id"] if frec else None, "external_id": field_key,
+                      "name": frec["name"] if frec else "Cost Center", "type": self.field_category_type(frec)}
+            lines = []
+            total = 0
+            for i, ln in enumerate(spec.get("line_items") or [], start=1):
+                minor = int((Decimal(str(ln["amount"])) * (10 ** places)).to_integral_value())
+                total += minor
+                sels = []
+                if ln.get("gl_account"):
+                    sel = self._selection(self.gl_accounts, str(ln["gl_account"]), gl_cat)
+                    if sel is None:
+                        if not loose:
+                            problems.append(f"line {i}: no GL account {ln['gl_account']!r}")
+                        sel = {"id": None, "external_id": str(ln["gl_account"]), "external_code": None,
+                               "name": None, "category_info": gl_cat}
+                    sels.append(sel)
+                if ln.get("cost_center"):
+                    key = f"{frid}\x00{ln['cost_center']}" if frid else ""
+                    sel = self._selection(self.field_options, key, cc_cat) if key else None
+                    if sel is None:
+                        if not loose:
+                            problems.append(f"line {i}: no option {ln['cost_center']!r} of field {field_key!r}")
+                        sel = {"id": None, "external_id": str(ln["cost_center"]), "external_code": None,
+                               "name": None, "category_info": cc_cat}
+                    sels.append(sel)
+                lines.append({"id": self.new_ramp_id(), "amount": {"amount": minor, "currency_code": ccy},
+                              "memo": ln.get("memo"), "accounting_field_selections": sels})
+            if not lines:
+                problems.append("a bill needs at least one line item")
+            if problems:
+                raise ValueError("; ".join(problems))
+            bid = self.new_ramp_id()
+            now = now_iso()
+            bill = {
+                "id": bid, "remote_id": spec.get("remote_id"), "invoice_number": str(spec.get("invoice_number") or
+                                                                                     f"INV-{self._seq}")[:20],
+                "entity_id": entity, "memo": spec.get("memo"),
+                "vendor": {"id": vrec["ramp_id"] if vrec else None, "name": vrec["name"] if vrec else None,
+                           "remote_id": vrec["id"] if vrec else vendor_key or None,
+                           "remote_code": vrec.get("code") if vrec else None,
+                           "remote_name": vrec["name"] if vrec else None, "type": "BUSINESS"},
+                "amount": {"amount": total, "currency_code": ccy},
+                "line_items": lines, "accounting_field_selections": [],
+                "approval_status": str(spec.get("approval_status") or "APPROVED"), "status": "OPEN",
+                "payment_status": "OPEN", "sync_status": "NOT_SYNCED",
+                "payment": None, "issued_at": spec.get("issued_at") or now[:10], "due_at": spec.get("due_at"),
+                "accounting_date": spec.get("accounting_date"), "posting_date": spec.get("posting_date"),
+                "paid_at": None, "archived_at": None, "created_at": now,
+                "deep_link_url": f"https://app.ramp.com/bill-pay/bills/{bid}", "fx_conversion_rate": None,
+                "invoice_urls": [], "sync_reference_id": None, "sync_errors": [],
+            }
+            self.bills[bid] = bill
+            self.bill_order.append(bid)
+            return dict(bill)
+
+    @staticmethod
+    def field_category_type(field: dict[str, Any] | None) -> str:
+        """[unverified] the category type Ramp reports for a custom field's selections: COST_CENTER
+        when the field is named like one, else OTHER."""
+        if field is None:
+            return "COST_CENTER"
+        text = f"{field.get('id', '')} {field.get('name', '')}".lower().replace("_", " ")
+        return "COST_CENTER" if "cost center" in text or "cost centre" in text else "OTHER"
+
+    def apply_sync(self, body: dict[str, Any]) -> tuple[str, bool]:
+        """Record a validated `POST /accounting/syncs`: (sync_id, replayed). A replay of an
+        idempotency key returns the first sync_id and changes nothing [unverified: Ramp's answer]."""
+        with self.lock:
+            key = str(body["idempotency_key"])
+            prior = self.syncs.get(key)
+            if prior is not None:
+                return prior["sync_id"], True
+            if body["sync_type"] == "BILL_SYNC":
+                problems = []
+                for item in [*body.get("successful_syncs", []), *body.get("failed_syncs", [])]:
+                    bill = self.bills.get(str(item.get("id")))
+                    if bill is None:
+                        problems.append(f"bill {item.get('id')} not found")
+                    elif not self.bill_sync_ready(bill):
+                        problems.append(f"bill {item.get('id')} is not ready to sync")
+                if problems:
+                    raise ValueError("; ".join(problems))
+                now = now_iso()
+                for item in body.get("successful_syncs", []):
+                    bill = self.bills[str(item["id"])]
+                    bill["sync_status"] = "BILL_SYNCED"
+                    bill["sync_reference_id"] = item["reference_id"]
+                    bill["synced_at"] = now
+                    bill["sync_errors"] = []
+                for item in body.get("failed_syncs", []):
+                    bill = self.bills[str(item["id"])]
+                    bill["sync_errors"] = [*bill.get("sync_errors", []), {"message": item["error"]["message"],
+                                                                          "at": now}]
+            sync_id = str(uuid.uuid4())
+            self.syncs[key] = {"sync_id": sync_id, "body": body, "created_at": now_iso()}
+            return sync_id, False
