@@ -174,14 +174,16 @@ def test_two_agents_each_call_once_and_takeover(env: Env, tmp_path: Path) -> Non
         owners = {r.agent_id for r in s.scalars(select(AgentCallRow).where(AgentCallRow.id.in_([q.id for q in reqs])))}
     assert owners <= {env.agent.agent_id, second.agent_id}
     # kill one: the other carries on
+    alerts_before = len(env.audit("agent.offline"))
     env.agent.kill()
     results = [env.reads.call(ChannelRequest(system="sap_ecc", function="RFC_PING")) for _ in range(5)]
     assert all(r.ok for r in results)
     with env.db.session() as s:
         assert {s.get(AgentCallRow, r.id).agent_id for r in results} == {second.agent_id}  # type: ignore[union-attr]
     # the dead one is reported offline with an alert; its state shows in the list
-    wait_for(lambda: env.audit("agent.offline"), timeout=45, what="agent.offline alert")
-    assert any(a["id"] == env.agent.agent_id and a["state"] == "offline" for a in _agents(env))
+    wait_for(lambda: len(env.audit("agent.offline")) > alerts_before, timeout=45, what="agent.offline alert")
+    wait_for(lambda: any(a["id"] == env.agent.agent_id and a["state"] == "offline" for a in _agents(env)),
+             timeout=45, what="the dead agent listed offline")
 
 
 def test_revocation_on_next_poll(env: Env) -> None:
