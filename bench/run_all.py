@@ -314,6 +314,31 @@ class Bench:
                               f"{case['rows_per_s']:.0f} = {ratio:.2f} x anchor", f">= anchor {anchor:.0f}",
                               ratio >= 1.0)
 
+    # -- 6, 7: the SAP connector's postings, the agent's dispatch -------------------------
+
+    def s6_postings(self) -> None:
+        from bench import ecc_posting
+
+        res = ecc_posting.run()
+        self.data["6"] = res
+        self.report.info("6", "postings", f"{res['documents']} documents in {_fmt_s(res['wall_seconds'])}, "
+                         f"{res['rfc_calls']} RFC calls, {res['postings_per_second']} postings/s, "
+                         f"peak in flight {res['peak_in_flight']} (cap {res['concurrency_cap']})")
+        self.report.check("6", "RFC calls/s as a fraction of the cap", f"{res['fraction_of_cap']:.3f} "
+                          f"({res['calls_per_second']}/{res['cap_calls_per_second']})", ">= 0.95",
+                          res["fraction_of_cap"] >= 0.95)
+        self.report.check("6", "SYSTEM_FAILUREs", str(res["system_failures"]), "0", res["system_failures"] == 0)
+
+    def s7_agent(self) -> None:
+        out = subprocess.run([sys.executable, "-m", "bench.agent_dispatch", "--n", "300", "--threads", "8"],
+                             capture_output=True, text=True, timeout=600, env=_child_env())
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr[-2000:])
+        lines = [ln.strip() for ln in out.stdout.splitlines() if ln.strip()]
+        self.data["7"] = {"output": lines}
+        for ln in lines[1:]:
+            self.report.info("7", ln.split()[0], ln)
+
     # -- profile -----------------------------------------------------------------------
 
     def profile(self) -> None:
@@ -346,6 +371,8 @@ class Bench:
                           f"{self.renames} renamed vendors", self.s2_rate_limited)
             self.scenario("5", "RFC_READ_TABLE extraction, LFA1", self.s5_rfc)
             self.scenario("4", f"DBOS queue polling interval, full sync of {self.small}", self.s4_polling)
+            self.scenario("6", "SAP ECC postings with the call cap honoured", self.s6_postings)
+            self.scenario("7", "agent dispatch latency and throughput vs calling SAP directly", self.s7_agent)
             missed_speed = any(c["scenario"] == "1" and c["figure"].startswith("records/s") and c["result"] == "MISS"
                                for c in self.report.checks)
             if self.args.profile or (missed_speed and not self.args.no_profile):

@@ -200,6 +200,22 @@ def test_secrets_never_appear_in_logs_errors_audit_db_or_api(tmp_path):
         outputs += [p.stdout, p.stderr]
         tokens = list(ramp.tokens)
         assert tokens, "the runs should have fetched Ramp tokens"
+        # The HTTP API's answers (runs with their errors, failures) carry no secret either.
+        from fastapi.testclient import TestClient
+
+        from ml_connector.config import load_config
+        from ml_connector.core.runtime import Runtime
+        from ml_connector.server.app import create_app
+
+        rt = Runtime(load_config(env.config), env.config)
+        try:
+            api = TestClient(create_app(rt))
+            for path in ("/api/runs", "/api/failures", "/api/flows", "/health", "/openapi.json"):
+                resp = api.get(path)
+                assert resp.status_code == 200, path
+                outputs.append(resp.text)
+        finally:
+            rt.close()
         blobs = "\n".join(outputs)
         dbfiles = [f for f in (tmp_path / "data").iterdir() if f.name.startswith("ml-connector.sqlite")]
         raw = b"".join(f.read_bytes() for f in dbfiles)
