@@ -137,6 +137,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA cache_size=-1024")  # 1 MiB per connection: memory stays flat as tables grow
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
