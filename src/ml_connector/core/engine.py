@@ -38,6 +38,7 @@ from ml_connector.core.runtime import Runtime
 log = logging.getLogger(__name__)
 
 SYNC_QUEUE = "mlc-sync"
+MAX_PAGES_AHEAD = 2  # staged pages whose delivery has not finished, per run
 _RT: Runtime | None = None
 _QUEUES: dict[str, Queue] = {}
 _polling_interval = 0.2
@@ -186,13 +187,17 @@ def sync_workflow(flow: str, stream: str, mode: str) -> dict[str, Any]:
     run_id = DBOS.workflow_id or ""
     _begin_step(flow, stream, mode, run_id)
     target = runtime().flow(flow).stream(stream).target_connection
-    handles = []
+    handles: list[Any] = []
     while True:
         page = _page_step(flow, stream, mode, run_id)
         if page["batch"] is not None:
             handles.append(target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, page["batch"]))
         if page["done"]:
             break
+        # Back-pressure: reading may run ahead of writing by a few pages only, so
+        # memory and the outbox backlog stay bounded whatever the table size.
+        while len(handles) > MAX_PAGES_AHEAD:
+            handles.pop(0).get_result()
     for h in handles:
         h.get_result()
     # Batches staged by a step whose completion DBOS never recorded (a crash in
