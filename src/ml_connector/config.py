@@ -176,9 +176,26 @@ def _check_database_url(value: str) -> str:
     return value
 
 
+class IdocPartner(_Model):
+    sndprt: Text = Field(default="LS", description="Sender partner type, e.g. LS (logical system)")
+    sndprn: Text = Field(min_length=1, description="Sender partner number, e.g. ECDCLNT100")
+    mestypes: list[Text] | None = Field(default=None, description="Allowed message types; null = any known")
+
+
+class IdocReceiverConfig(_Model):
+    """The endpoint SAP pushes XML IDocs to (WE21 XML-HTTP port, SM59 type G destination)."""
+
+    path: str = Field(default="/sap/idoc", pattern=r"^/[A-Za-z0-9/_-]*$")
+    username: Text = Field(min_length=1)
+    password_secret: SecretName
+    partners: list[IdocPartner] = Field(default_factory=list, description="Empty = accept any sender (warned)")
+    max_bytes: int = Field(default=20_000_000, ge=1000)
+
+
 class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    idoc: IdocReceiverConfig | None = Field(default=None, description="Receive IDocs pushed by SAP")
 
 
 # --------------------------------------------------------------------------- connections
@@ -777,6 +794,9 @@ engine:
 server:
   host: 127.0.0.1
   port: 8080
+  # Receive IDocs pushed by SAP (WE21 port type XML HTTP -> SM59 type G -> http://<host>:8080/sap/idoc):
+  # idoc: {{path: /sap/idoc, username: SAPIDOC, password_secret: idoc_password,
+  #        partners: [{{sndprt: LS, sndprn: ECDCLNT100}}]}}
 
 # The systems to connect, by name. `type` picks the connector.
 connections:

@@ -142,9 +142,24 @@ def create_app(rt: Runtime) -> FastAPI:
             return ReplayResult(replayed=0, outcome={})
         return ReplayResult(replayed=len(ids), outcome=engine.replay(ids))
 
+    idoc = getattr(rt.config.server, "idoc", None)
+    if idoc is not None:
+        api.include_router(_idoc_router(rt, idoc))
+
     from ml_connector.server.agent_api import agent_router
     api.include_router(agent_router(rt))  # the remote agent's API (/api/agent/*, /api/agents)
     return api
+
+
+def _idoc_router(rt: Runtime, cfg: Any) -> Any:
+    """SAP pushes IDocs here; each is validated, stored durably, then acknowledged."""
+    from ml_connector.systems.sap_ecc.idoc import IdocPolicy, PartnerProfile
+    from ml_connector.systems.sap_ecc.idoc_receiver import BasicAuth, SqlIdocStore, idoc_router
+
+    partners = [PartnerProfile(p.sndprt, p.sndprn, frozenset(p.mestypes) if p.mestypes else None)
+                for p in cfg.partners] or None
+    return idoc_router(SqlIdocStore(rt.db), BasicAuth.from_vault(rt.vault, cfg.username, cfg.password_secret),
+                       policy=IdocPolicy(direct="1", partners=partners), path=cfg.path, max_bytes=cfg.max_bytes)
 
 
 def _run(r: RunRow) -> RunInfo:
