@@ -1,14 +1,23 @@
 """`make demo`: the sandbox SAP ECC and Ramp, a vendor sync with a progress bar, a summary.
 
 Everything lives under one working directory (default ./demo): the
-configuration, the SQLite database, the master key and the emulators' data, so
-a second run continues from the first and reports zero writes.
+configuration, the SQLite database, the master key, the agent's identity and
+vault, and the emulators' data, so a second run continues from the first and
+reports zero writes.
+
+SAP is reached the way it is in production, through the on-premises agent
+protocol: the control plane's agent API is served on loopback, an agent (in a
+thread of this process, with its own vault holding the SAP password) pairs
+once, long-polls for calls, runs them against the SAP sandbox and posts the
+results back.
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -23,6 +32,41 @@ def _port(preferred: int) -> int:
         except OSError:
             s.bind(("127.0.0.1", 0))
             return int(s.getsockname()[1])
+
+
+AGENT_TABLES = ["LFA1", "LFB1", "CDHDR", "T001", "SKA1", "SKAT", "SKB1", "CSKS", "CSKT", "BKPF", "BSIK", "BSAK"]
+
+
+def _start_agent(rt: Any, workdir: Path, sap: dict[str, Any]) -> tuple[Any, Any]:
+    """Serve the control plane's agent API on loopback and run a paired agent in a thread."""
+    from fastapi import FastAPI
+
+    from ml_connector.agent.config import AgentConfig
+    from ml_connector.agent.runner import Agent, load_identity, open_vault, pair
+    from ml_connector.agent.service import AgentService, Settings
+    from ml_connector.core.servers import serve_in_thread
+    from ml_connector.server.agent_api import agent_router
+
+    svc = AgentService(rt.db, rt.vault, Settings(db_poll=0.05))
+    app = FastAPI(title="ml-connector control plane (agent API)")
+    app.include_router(agent_router(rt, svc))
+    server = serve_in_thread(app, name="control-plane", port=_port(8030))
+    cfg = AgentConfig.model_validate({
+        "control_plane": server.url, "site": "demo", "data_dir": str(workdir / "agent"),
+        "poll": {"hold": 20.0, "max_concurrent": 4, "heartbeat": 5.0},
+        "systems": {"sap_ecc": {"type": "sap_ecc", "base_url": sap["base_url"], "client": sap["client"],
+                                "user": sap["user"], "password_secret": "sap_ecc_password",
+                                "allow": {"functions": ["RFC_PING", "RFC_SYSTEM_INFO", "RFC_READ_TABLE"],
+                                          "tables": AGENT_TABLES}}}})
+    # The SAP password lives in the agent's own vault, never in the control plane's.
+    open_vault(cfg.data_dir_path()).set("sap_ecc_password", sap["password"])
+    ident = load_identity(cfg.data_dir_path())
+    if ident is None or ident.control_plane != server.url:
+        # First run, or the control plane came up on another port: pair (again).
+        ident = pair(cfg, svc.issue_token("demo", 300), server.url, name="demo-agent", force=True)
+    agent = Agent(cfg, ident)
+    threading.Thread(target=agent.run, name="demo-agent", daemon=True).start()
+    return server, agent
 
 
 def run_demo(workdir: Path, *, vendors: int = 3000, console: Console | None = None) -> int:
@@ -44,15 +88,20 @@ def run_demo(workdir: Path, *, vendors: int = 3000, console: Console | None = No
         console.print(f"sandbox Ramp     {ramp['base_url']}  (client id {ramp['client_id']})")
         cfg_path = workdir / "ml-connector.yaml"
         # The sandbox ports may differ between runs: the demo rewrites its own config.
-        cfg_path.write_text(example_config(sap["base_url"], ramp["base_url"]), encoding="utf-8")
+        text = example_config(sap["base_url"], ramp["base_url"])
+        text = text.replace("  executor_id: null\n", "  executor_id: null\n  agent: remote\n  agent_site: demo\n", 1)
+        cfg_path.write_text(text, encoding="utf-8")
         rt = Runtime(load_config(cfg_path), cfg_path)
-        rt.vault.set("sap_ecc_password", sap["password"])
         rt.vault.set("ramp_client_secret", ramp["client_secret"])
+        server, agent = _start_agent(rt, workdir, sap)
+        console.print(f"on-prem agent    paired with the control plane at {server.url}, long-polling for SAP calls")
         engine.start(rt)
         try:
             code = sync_with_progress(rt, FLOW, list(rt.config.flows[FLOW].streams))
         finally:
             engine.shutdown()
+            agent.stop_event.set()
+            server.stop()
             rt.close()
         in_ramp = len(handles["ramp"].state.vendors.by_id)
         console.print(f"Ramp sandbox now holds {in_ramp} accounting vendors.")
@@ -61,8 +110,8 @@ def run_demo(workdir: Path, *, vendors: int = 3000, console: Console | None = No
             "\n[bold]Where to look next[/bold]\n"
             f"  • run it again: [bold]make demo[/bold] (nothing changed in SAP, so zero writes)\n"
             f"  • runs and counts: [bold].venv/bin/ml-connector runs -c {rel}[/bold]\n"
-            f"  • what would change: [bold].venv/bin/ml-connector sync {FLOW} --dry-run -c {rel}[/bold] "
-            "(needs [bold]ml-connector sandbox --state-dir demo/sandbox[/bold] running)\n"
+            f"  • the agent's side: {workdir / 'agent'} (its identity, its vault with the SAP password, "
+            "its audit log agent-audit.jsonl)\n"
             f"  • failures and replay: [bold].venv/bin/ml-connector failures -c {rel}[/bold]\n"
             f"  • the configuration: {rel}; the database and audit trail: {workdir / 'data'}\n"
             "  • real systems: see README.md, 'Pointing it at real systems'")
