@@ -26,6 +26,7 @@ FLOW = "vendors_to_ramp"
 
 def _port(preferred: int) -> int:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
         try:
             s.bind(("127.0.0.1", preferred))
             return preferred
