@@ -243,16 +243,18 @@ def sync(flow: str, config: ConfigOpt = DEFAULT_CONFIG,
         raise typer.Exit(exit_code)
 
 
-def sync_with_progress(rt: Any, flow: str, streams: list[str], *, full: bool = False) -> int:
+def sync_with_progress(rt: Any, flow: str, streams: list[str], *, full: bool = False,
+                       out: Console | None = None) -> int:
     """Start one run per stream and follow it with a progress bar; print the summary. 0 = all written."""
     from ml_connector.core import engine
 
+    con = out or console
     exit_code = 0
     for s in streams:
         run_id = engine.start_sync(flow, s, full=full)
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-                      console=console, transient=False) as progress:
+                      console=con, transient=False) as progress:
             task = progress.add_task(f"{flow}/{s}", total=None, detail="starting")
 
             def show(p: dict[str, Any], task: Any = task, progress: Any = progress) -> None:
@@ -263,11 +265,11 @@ def sync_with_progress(rt: Any, flow: str, streams: list[str], *, full: bool = F
                 counts = engine.wait(run_id, on_progress=show)
             except RuntimeError as exc:
                 raise _fail(str(exc)) from None
-        console.print(_summary_table(flow, s, counts))
-        console.print(f"run id: {run_id}")
+        con.print(_summary_table(flow, s, counts))
+        con.print(f"run id: {run_id}")
         if counts.get("failed") or counts.get("uncertain"):
             exit_code = 3
-            console.print("[yellow]some records failed:[/yellow] see [bold]ml-connector failures[/bold]; "
+            con.print("[yellow]some records failed:[/yellow] see [bold]ml-connector failures[/bold]; "
                           "fix the cause, then [bold]ml-connector replay[/bold]")
     return exit_code
 

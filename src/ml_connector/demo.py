@@ -98,7 +98,7 @@ def run_demo(workdir: Path, *, vendors: int = 3000, console: Console | None = No
         console.print(f"on-prem agent    paired with the control plane at {server.url}, long-polling for SAP calls")
         engine.start(rt)
         try:
-            code = sync_with_progress(rt, FLOW, list(rt.config.flows[FLOW].streams))
+            code = sync_with_progress(rt, FLOW, list(rt.config.flows[FLOW].streams), out=console)
         finally:
             engine.shutdown()
             agent.stop_event.set()
