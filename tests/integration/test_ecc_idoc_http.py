@@ -311,3 +311,26 @@ def test_receiver_in_memory_path(tmp_path: Path) -> None:
     finally:
         h.stop()
         db.dispose()
+
+
+def test_outbound_idocs_when_a_customer_a_sales_order_or_a_delivery_changes(
+        sandbox: tuple[EccSandbox, ServerHandle], receiver: tuple[ServerHandle, FlakyStore]) -> None:
+    state, handle = sandbox
+    recv, store = receiver
+    out = outbound_idocs(state)
+    r = httpx.post(f"{handle.url}/_sandbox/idoc/outbound",
+                   json={"url": f"{recv.url}/sap/idoc", "user": USER, "password": PASSWORD, "backoff_base": 0.05})
+    assert r.status_code == 200
+    kunnr = state.data.rows("KNA1", "100")[0]["KUNNR"]
+    vbeln = state.data.rows("VBAK", "100")[0]["VBELN"]
+    delivery = state.data.rows("LIKP", "100")[0]["VBELN"]
+    n = len(out.delivered)
+    state.data.update_customer(kunnr, NAME1="Renamed Customer Inc")
+    state.data.update_sales_order(vbeln, BSTNK="PO-CHANGED-1")
+    state.data.update_delivery(delivery, BTGEW="12.500")
+    assert out.wait_idle(10)
+    sent = out.delivered[n:]
+    assert [i.mestyp for i in sent] == ["DEBMAS", "ORDERS", "DESADV"]
+    debmas = parse_idoc_xml(store.get(sent[0].docnum, "ECDCLNT100")["raw"])[0]
+    head = debmas.find("E1KNA1M")
+    assert head is not None and head.get("NAME1") == "Renamed Customer Inc" and head.get("KUNNR") == kunnr

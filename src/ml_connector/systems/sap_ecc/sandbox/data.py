@@ -229,6 +229,24 @@ class EccData:
             out[f.fieldname] = v
         return out
 
+    # Customer, sales-order and delivery changes (XD02, VA02, VL02N): thin methods over the
+    # logistics seed's change helpers, so that the outbound IDoc emitter can hook them like
+    # the vendor methods (DEBMAS, ORDERS, DESADV are sent when they change).
+    def update_customer(self, kunnr: str, *, client: str = DEFAULT_CLIENT, **fields: Any) -> str | None:
+        from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_customer
+
+        return change_customer(self, kunnr, client=client, **fields)
+
+    def update_sales_order(self, vbeln: str, *, client: str = DEFAULT_CLIENT, **fields: Any) -> str:
+        from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_sales_order
+
+        return change_sales_order(self, vbeln, client=client, **fields)
+
+    def update_delivery(self, vbeln: str, *, client: str = DEFAULT_CLIENT, **fields: Any) -> str:
+        from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_delivery
+
+        return change_delivery(self, vbeln, client=client, **fields)
+
     def update_vendor(self, lifnr: str, *, bukrs: str | None = None, client: str = DEFAULT_CLIENT,
                       tcode: str = "XK02", **fields: Any) -> str | None:
         """Change LFA1 fields (or LFB1 fields when `bukrs` is given) of a vendor, as XK02 does.
