@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import uuid
 
 import httpx
 import psycopg
@@ -12,23 +10,11 @@ import pytest
 
 from ml_connector.core.servers import free_port
 from ml_connector.sandbox import start_sandboxes
+from tests.scaleout.conftest import PG
 from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_until
 
-PG = os.environ.get("MLC_TEST_PG_URL")
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
-
-
-@pytest.fixture()
-def pg_database():
-    assert PG
-    name = f"mlc_scaleout_{uuid.uuid4().hex[:8]}"
-    admin = PG.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield PG.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_two_workers_share_a_sync_and_process_no_record_twice(tmp_path, pg_database):

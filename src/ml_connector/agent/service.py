@@ -288,7 +288,10 @@ class AgentService:
         now = time.time()
         n = 0
         with self.db.session() as s:
-            for row in s.scalars(select(AgentCallRow).where(AgentCallRow.id.in_(call_ids[:500]))):
+            q = select(AgentCallRow).where(AgentCallRow.id.in_(call_ids[:500]))
+            if self.db.dialect == "postgresql":
+                q = q.with_for_update(skip_locked=True)  # never re-lease a row a sweep is expiring
+            for row in s.scalars(q):
                 if row.state == "claimed" and row.agent_id == ident.agent_id:
                     row.lease_expires_at = now + self.settings.lease
                     n += 1
@@ -351,8 +354,12 @@ class AgentService:
         counts = {"requeued": 0, "lost": 0, "offline": 0}
         changed = False
         with self.db.session() as s:
-            expired = s.scalars(select(AgentCallRow).where(AgentCallRow.state == "claimed",
-                                                           AgentCallRow.lease_expires_at < now)).all()
+            q = select(AgentCallRow).where(AgentCallRow.state == "claimed", AgentCallRow.lease_expires_at < now)
+            if self.db.dialect == "postgresql":
+                # A row an agent's result is being stored into is locked: skip it (it is about to be
+                # done). Without the lock, a result committed after our read would be overwritten.
+                q = q.with_for_update(skip_locked=True)
+            expired = s.scalars(q).all()
             for row in expired:
                 changed = True
                 if row.idempotent:
