@@ -13,11 +13,11 @@ import pytest
 
 from ml_connector.core.channel import ChannelError, InProcessChannel
 from ml_connector.core.ratelimit import reset_budgets
+from ml_connector.systems.sap_ecc.call_policy import is_idempotent_default
 from ml_connector.systems.sap_ecc.client import (
     ChannelRfcCaller,
     RfcCaller,
     SoapRfcClient,
-    is_idempotent_default,
     make_handler,
 )
 from ml_connector.systems.sap_ecc.errors import (
@@ -261,9 +261,9 @@ def test_budget_shared_per_system_and_client() -> None:
     a = SoapRfcClient("http://sap:8000", "100", "A", "x", transport=t, calls_per_second=12)
     b = SoapRfcClient("http://sap:8000/", 100, "B", "y", transport=t, calls_per_second=12)
     c = SoapRfcClient("http://sap:8000", "200", "A", "x", transport=t, calls_per_second=12)
-    assert a._limiter is b._limiter and a._cap is b._cap
-    assert a._limiter is not c._limiter
-    assert a._limiter.limit == 12 and a._limiter.period == 1.0
+    assert a.policy._limiter is b.policy._limiter and a.policy._cap is b.policy._cap
+    assert a.policy._limiter is not c.policy._limiter
+    assert a.policy._limiter.limit == 12 and a.policy._limiter.period == 1.0
 
 
 def test_rate_limit_paces_calls() -> None:

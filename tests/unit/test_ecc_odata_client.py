@@ -160,3 +160,38 @@ def test_merge_tunnelled_through_post() -> None:
                     transport=httpx.MockTransport(handler))
     c.update("VendorSet('1')", {"Name1": "x"})
     assert seen[-1] == ("POST", "MERGE")
+
+
+def test_reads_retried_with_backoff_modifications_never_resent() -> None:
+    calls: list[str] = []
+    timeouts = iter([True, True])
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(req.method)
+        if req.method == "GET" and next(timeouts, False):
+            raise httpx.ReadTimeout("timed out", request=req)
+        if req.method == "GET":
+            return httpx.Response(200, json={"d": {"Lifnr": "1"}}, headers={"x-csrf-token": "T"})
+        raise httpx.ReadTimeout("timed out", request=req)
+
+    sleeps: list[float] = []
+    c = ODataClient("http://sap", ROOT, "100", "U", "P", transport=httpx.MockTransport(handler),
+                    sleep=sleeps.append)
+    assert c.get_entity("VendorSet('1')") == {"Lifnr": "1"}
+    assert calls == ["GET", "GET", "GET"] and len(sleeps) == 2
+    calls.clear()
+    with pytest.raises(CommunicationError) as exc:
+        c.update("VendorSet('1')", {"Name1": "N"})
+    assert exc.value.uncertain and calls == ["GET", "MERGE"]  # token fetch, then one MERGE only
+
+
+def test_gateway_shares_the_soap_clients_budget() -> None:
+    from ml_connector.core.ratelimit import reset_budgets
+    from ml_connector.systems.sap_ecc.client import SoapRfcClient
+
+    reset_budgets()
+    t = httpx.MockTransport(lambda r: httpx.Response(200, json={"d": {}}))
+    soap = SoapRfcClient("http://sap:8000", "100", "U", "P", transport=t, calls_per_second=12, max_concurrency=3)
+    gw = ODataClient("http://sap:8000/", ROOT, "100", "U", "P", transport=t, calls_per_second=12,
+                     max_concurrency=3)
+    assert gw.policy._limiter is soap.policy._limiter and gw.policy._cap is soap.policy._cap

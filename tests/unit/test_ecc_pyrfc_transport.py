@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import sys
+import time
 import types
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -39,6 +43,7 @@ def fake_pyrfc() -> types.ModuleType:
 
     class Connection:
         last_params: dict[str, Any] = {}
+        dumps_left = 0
 
         def __init__(self, **params: Any) -> None:
             Connection.last_params = params
@@ -60,6 +65,14 @@ def fake_pyrfc() -> types.ModuleType:
                 raise mod.ExternalRuntimeError("field 'undefined' not found", 20, "RFC_INVALID_PARAMETER")  # type: ignore[attr-defined]
             if fm == "Z_OTHER":
                 raise RFCError("strange")
+            if fm == "Z_NATIVE":
+                return {"DATE": dt.date(2026, 3, 1), "TIME": dt.time(9, 5, 7), "AMOUNT": Decimal("-12.50"),
+                        "COUNT": 7, "RAW": b"\x01\xab", "FLAG": "X",
+                        "ROWS": [{"WRBTR": Decimal("1.00"), "BUDAT": dt.date(2026, 1, 31)}]}
+            if fm in ("RFC_READ_TABLE", "Z_MLC_ACC_DOCUMENT_POST") and kw.get("QUERY_TABLE") != "T000" \
+                    and Connection.dumps_left > 0:
+                Connection.dumps_left -= 1
+                raise mod.ABAPRuntimeError("Work process restarted", 4, "SYSTEM_FAILURE")  # type: ignore[attr-defined]
             return {"ECHOTEXT": kw.get("REQUTEXT", ""), "DATA": []}
 
         def ping(self) -> None:
@@ -153,3 +166,40 @@ def test_connector_selects_transport(pyrfc: types.ModuleType) -> None:
     assert pyrfc_target("https://sap.example:44302") == ("sap.example", "02")
     assert pyrfc_target("http://sap.example:50100") == ("sap.example", "01")
     assert pyrfc_target("http://sap.example") == ("sap.example", "00")
+
+
+def test_native_values_come_back_in_the_soap_clients_character_form(pyrfc: types.ModuleType) -> None:
+    c = PyRfcClient("sap.example", "00", "100", "U", "P")
+    out = c.call("Z_NATIVE")
+    assert out == {"DATE": "20260301", "TIME": "090507", "AMOUNT": "-12.50", "COUNT": "7", "RAW": "01AB",
+                   "FLAG": "X", "ROWS": [{"WRBTR": "1.00", "BUDAT": "20260131"}]}
+    json.dumps(out)  # JSON-safe: it can travel through the agent channel
+
+
+def test_system_failure_is_retried_for_reads_and_uncertain_for_postings(pyrfc: types.ModuleType) -> None:
+    sleeps: list[float] = []
+    c = PyRfcClient("sap.example", "00", "100", "U", "P", sleep=sleeps.append, calls_per_second=50)
+    pyrfc.Connection.dumps_left = 2
+    assert c.call("RFC_READ_TABLE", {"QUERY_TABLE": "LFA1"})["DATA"] == []
+    assert len(sleeps) == 2 and all(0 <= s <= c.policy.backoff_max for s in sleeps)
+    pyrfc.Connection.dumps_left = 1
+    with pytest.raises(errors.ABAPRuntimeError) as exc:
+        c.call("Z_MLC_ACC_DOCUMENT_POST", {"QUERY_TABLE": "x"})
+    assert exc.value.uncertain is True  # resolved by the BKPF lookup, never posted again blindly
+    assert len(sleeps) == 2
+
+
+def test_pyrfc_calls_share_the_per_system_budget(pyrfc: types.ModuleType) -> None:
+    from ml_connector.core.ratelimit import reset_budgets
+
+    reset_budgets()
+    a = PyRfcClient("sap.example", "00", "100", "U", "P", calls_per_second=10, max_concurrency=3)
+    b = PyRfcClient("sap.example", "00", "100", "V", "Q", calls_per_second=10, max_concurrency=3)
+    assert a.policy._limiter is b.policy._limiter and a.policy._cap is b.policy._cap
+    assert a.policy._cap.limit == 3
+    with pytest.raises(ValueError, match="between 10 and 50"):
+        PyRfcClient("sap.example", "00", "100", "U", "P", calls_per_second=60)
+    start = time.monotonic()
+    for i in range(12):
+        (a if i % 2 else b).call("STFC_CONNECTION", {"REQUTEXT": "x"})
+    assert time.monotonic() - start >= 0.9  # the 11th call waits for the 1 s window

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def _default_idempotent(function: str) -> bool:
-    from ml_connector.systems.sap_ecc.client import is_idempotent_default
+    from ml_connector.systems.sap_ecc.call_policy import is_idempotent_default
 
     return is_idempotent_default(function)
 

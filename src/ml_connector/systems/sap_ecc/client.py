@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -35,10 +34,9 @@ from typing import Any, Protocol
 import httpx
 
 from ml_connector.core.channel import AgentChannel, ChannelError, ChannelRequest
-from ml_connector.core.providers import fact
-from ml_connector.core.ratelimit import ConcurrencyCap, RollingWindowLimiter, budget
 
-from .errors import ERROR_CLASSES, CommunicationError, LogonError, RfcError, rfc_error_from_fault
+from .call_policy import CallPolicy, system_key
+from .errors import ERROR_CLASSES, CommunicationError, LogonError, rfc_error_from_fault
 from .soap import (
     SOAP_ACTION,
     TABLES_KEY,
@@ -50,50 +48,8 @@ from .soap import (
     split_tables_param,
 )
 
-PROVIDER = "sap_ecc"
 SOAP_PATH = "/sap/bc/soap/rfc"
-MIN_CALLS_PER_SECOND = 10
-MAX_CALLS_PER_SECOND = 50
-
-DEFAULT_IDEMPOTENT_FUNCTIONS: frozenset[str] = frozenset({
-    "RFC_READ_TABLE", "BBP_RFC_READ_TABLE", "/BODS/RFC_READ_TABLE", "/BODS/RFC_READ_TABLE2",
-    "/SAPDS/RFC_READ_TABLE", "/SAPDS/RFC_READ_TABLE2", "RFC_PING", "RFC_SYSTEM_INFO",
-    "STFC_CONNECTION",
-})
-_IDEMPOTENT_PATTERNS = (re.compile(r"^RFC_READ"), re.compile(r"^BAPI_.*_(GETDETAIL|GETLIST)\d*$"))
 _REALM_RE = re.compile(r'realm="([^"]*)"', re.I)
-
-
-def _fact(*paths: tuple[str, ...], default: Any) -> Any:
-    """First present value among alternative key paths of sap_ecc/provider.yaml;
-    `default` if the file or every key is missing (the file is maintained elsewhere)."""
-    for path in paths:
-        try:
-            value = fact(PROVIDER, *path)
-        except (FileNotFoundError, ModuleNotFoundError, OSError, ValueError):
-            return default
-        if value is not None:
-            return value
-    return default
-
-
-def is_idempotent_default(fm: str) -> bool:
-    name = fm.upper()
-    return name in DEFAULT_IDEMPOTENT_FUNCTIONS or any(p.match(name) for p in _IDEMPOTENT_PATTERNS)
-
-
-_caps: dict[str, ConcurrencyCap] = {}
-_caps_lock = threading.Lock()
-
-
-def concurrency_cap(key: str, limit: int) -> ConcurrencyCap:
-    """The process-wide concurrency cap for one SAP system (base URL + client)."""
-    with _caps_lock:
-        cap = _caps.get(key)
-        if cap is None or cap.limit != limit:
-            cap = ConcurrencyCap(limit)
-            _caps[key] = cap
-        return cap
 
 
 class RfcCaller(Protocol):
@@ -133,41 +89,17 @@ class SoapRfcClient:
         self.user = user
         self._password = password
         self.language = language
-        cps = calls_per_second if calls_per_second is not None else int(
-            _fact(("call_caps", "calls_per_second"), ("rate_limit", "calls_per_second"),
-                  ("limits", "calls_per_second"), default=20))
-        if not MIN_CALLS_PER_SECOND <= cps <= MAX_CALLS_PER_SECOND:
-            raise ValueError(f"calls_per_second must be between {MIN_CALLS_PER_SECOND} and "
-                             f"{MAX_CALLS_PER_SECOND} for an SAP system, got {cps}")
-        self.calls_per_second = cps
-        conc = max_concurrency if max_concurrency is not None else int(
-            _fact(("call_caps", "max_concurrent"), ("call_caps", "max_concurrency"),
-                  ("call_caps", "concurrency"), ("rate_limit", "max_concurrency"),
-                  ("concurrency", "max_in_flight"), default=4))
-        if conc < 1:
-            raise ValueError(f"max_concurrency must be at least 1, got {conc}")
-        self.max_concurrency = conc
-        self.backoff_base = float(backoff_base if backoff_base is not None else
-                                  _fact(("backoff", "base_seconds"), ("backoff", "base"), default=0.5))
-        self.backoff_max = float(backoff_max if backoff_max is not None else
-                                 _fact(("backoff", "max_seconds"), ("backoff", "max"), ("backoff", "cap"),
-                                       default=30.0))
-        self.max_attempts = int(max_attempts if max_attempts is not None else
-                                _fact(("backoff", "attempts"), ("backoff", "max_attempts"), default=6))
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if idempotent_functions is None:
-            self._is_idempotent: Callable[[str], bool] = is_idempotent_default
-        elif callable(idempotent_functions):
-            self._is_idempotent = idempotent_functions
-        else:
-            names = frozenset(f.upper() for f in idempotent_functions)
-            self._is_idempotent = lambda fm: fm.upper() in names
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self.budget_key = f"{self.base_url}|{self.client}"
-        self._limiter: RollingWindowLimiter = budget(PROVIDER, self.budget_key, cps, 1.0)
-        self._cap = concurrency_cap(self.budget_key, conc)
+        # The budget is shared with every other client (any transport) of this SAP system.
+        self.policy = CallPolicy(
+            system_key(self.base_url, self.client), calls_per_second=calls_per_second,
+            max_concurrency=max_concurrency, backoff_base=backoff_base, backoff_max=backoff_max,
+            max_attempts=max_attempts, idempotent_functions=idempotent_functions, sleep=sleep, rng=rng)
+        self.calls_per_second = self.policy.calls_per_second
+        self.max_concurrency = self.policy.max_concurrency
+        self.backoff_base = self.policy.backoff_base
+        self.backoff_max = self.policy.backoff_max
+        self.max_attempts = self.policy.max_attempts
+        self.budget_key = self.policy.budget_key
         params = {"sap-client": self.client}
         if language:
             params["sap-language"] = language
@@ -199,7 +131,7 @@ class SoapRfcClient:
         self.close()
 
     def is_idempotent(self, fm: str) -> bool:
-        return self._is_idempotent(fm)
+        return self.policy.is_idempotent(fm)
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -211,33 +143,10 @@ class SoapRfcClient:
              tables: Sequence[str] = ()) -> dict[str, Any]:
         body = build_envelope(fm, params, tables_wanted=tables)
         declared = declared_tables(params, tables)
-        idempotent = self.is_idempotent(fm)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._once(fm, body, declared)
-            except RfcError as exc:
-                if not exc.retriable:
-                    raise
-                if exc.uncertain and not idempotent:
-                    raise
-                if not idempotent and not isinstance(exc, CommunicationError):
-                    # e.g. SYSTEM_FAILURE of a posting wrapper: it may have committed first.
-                    exc.uncertain = True
-                    raise
-                if attempt >= self.max_attempts:
-                    raise
-                self._sleep(self._backoff(attempt))
-
-    def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform(0, min(max, base * 2**(attempt-1)))."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-        return self._rng.uniform(0.0, ceiling)
+        return self.policy.run(fm, lambda: self._once(fm, body, declared))
 
     def _once(self, fm: str, body: bytes, declared: list[str]) -> dict[str, Any]:
-        self._limiter.acquire()
-        with self._cap.slot():
+        with self.policy.slot():
             try:
                 resp = self._http.post(SOAP_PATH, content=body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

@@ -37,7 +37,9 @@ def build_client(rt: Any, name: str, cfg: Any) -> SoapRfcClient | PyRfcClient:
 
         ashost, sysnr = pyrfc_target(cfg.base_url)
         return PyRfcClient(ashost, sysnr, cfg.client, cfg.auth.username, password, language=cfg.language,
-                           config={"timeout": int(float(cfg.timeout))})
+                           config={"timeout": int(float(cfg.timeout))},
+                           calls_per_second=int(cfg.limits.calls_per_second),
+                           max_concurrency=int(cfg.limits.max_concurrent))
     return SoapRfcClient(
         cfg.base_url, cfg.client, cfg.auth.username, password,
         language=cfg.language, calls_per_second=int(cfg.limits.calls_per_second),

@@ -16,18 +16,24 @@ Errors: 401 -> `LogonError`; Gateway error JSON -> `GatewayError` (subclasses `G
 404, `CsrfError`), with code, message, transactionid, service_id and `errordetails`
 (code/message/propertyref/target/severity); transport failures -> `CommunicationError`
 (`uncertain=True` for a modifying request whose answer was lost).
+
+Budget: the calls-per-second budget and concurrency cap of the SAP system (call_policy), shared
+with SOAP-RFC clients of the same base URL and client; a read whose connection failed is retried
+with backoff, a modification only when it never reached the server.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from .call_policy import CallPolicy, system_key
 from .errors import CommunicationError, LogonError
 
 MODIFYING = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
@@ -124,7 +130,9 @@ class ODataClient:
 
     def __init__(self, base_url: str, service_path: str, client: str | int, user: str, password: str, *,
                  language: str | None = None, timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
-                 verify: bool | str = True, merge_method: str = "MERGE", max_pages: int = 10_000) -> None:
+                 verify: bool | str = True, merge_method: str = "MERGE", max_pages: int = 10_000,
+                 calls_per_second: int | None = None, max_concurrency: int | None = None,
+                 max_attempts: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = str(client).zfill(3)
         if not re.fullmatch(r"\d{3}", self.client):
             raise ValueError(f"SAP client must be three digits, got {client!r}")
@@ -141,6 +149,9 @@ class ODataClient:
             params["sap-language"] = language
         self._params = params
         self._csrf = _Csrf()
+        # Gateway runs in the same ICM and work processes as SOAP-RFC: one budget for both.
+        self.policy = CallPolicy(system_key(self.base_url, self.client), calls_per_second=calls_per_second,
+                                 max_concurrency=max_concurrency, max_attempts=max_attempts, sleep=sleep)
         self._http = httpx.Client(auth=httpx.BasicAuth(user, password), timeout=timeout, transport=transport,
                                   verify=verify, follow_redirects=False,
                                   headers={"Accept": "application/json"})
@@ -176,15 +187,21 @@ class ODataClient:
         hdrs = dict(headers or {})
         if content is not None:
             hdrs["Content-Type"] = "application/json"
-        try:
-            # httpx replaces a URL's query when `params` is given: merge explicitly (__next links)
-            target = httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
-            return self._http.request(method, target, headers=hdrs, content=content)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise CommunicationError(f"cannot connect to SAP Gateway: {type(exc).__name__}") from None
-        except httpx.HTTPError as exc:
-            raise CommunicationError(f"SAP Gateway request failed: {type(exc).__name__}",
-                                     uncertain=method in MODIFYING) from None
+        # httpx replaces a URL's query when `params` is given: merge explicitly (__next links)
+        target = httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
+
+        def once() -> httpx.Response:
+            with self.policy.slot():
+                try:
+                    return self._http.request(method, target, headers=hdrs, content=content)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    raise CommunicationError(f"cannot connect to SAP Gateway: {type(exc).__name__}") from None
+                except httpx.HTTPError as exc:
+                    raise CommunicationError(f"SAP Gateway request failed: {type(exc).__name__}",
+                                             uncertain=method in MODIFYING) from None
+
+        # Reads are retried with backoff; a modification is retried only if it never left.
+        return self.policy.run(f"{method} {url}", once, idempotent=method not in MODIFYING)
 
     def _check(self, resp: httpx.Response) -> httpx.Response:
         if resp.status_code == 401:

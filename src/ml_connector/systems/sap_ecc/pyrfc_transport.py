@@ -13,18 +13,29 @@ PyRFC's exceptions are mapped by class name to the typed errors of errors.py (AB
 ABAPRuntimeError, LogonError, CommunicationError, ExternalRuntimeError; others -> RfcError), with
 code, key, message and msg_class/msg_type/msg_number/msg_v1..v4 copied.
 
-Values: PyRFC returns native Python types (datetime.date for DATS, Decimal for BCD, ...), not the
-character forms of the SOAP client; RFC_READ_TABLE rows (WA strings) are the same for both.
+Values: PyRFC returns native Python types (datetime.date for DATS, Decimal for BCD, int, bytes for
+RAW); `call` turns them into the character forms the SOAP-RFC client returns (DATS YYYYMMDD, TIMS
+HHMMSS, numbers as text, RAW as upper-case hex), so results are JSON-safe for the agent channel and
+the flows see one shape whatever the transport.
+
+Budget and retries are the SOAP client's (call_policy.CallPolicy): the per-system calls-per-second
+budget, the concurrency cap, backoff with jitter on SYSTEM_FAILURE and communication errors, and no
+blind retry of a non-idempotent call whose outcome is unknown.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import importlib
+import random
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
+from .call_policy import CallPolicy
 from .errors import (
     ABAPApplicationError,
     ABAPRuntimeError,
@@ -33,7 +44,7 @@ from .errors import (
     LogonError,
     RfcError,
 )
-from .soap import TABLES_KEY
+from .soap import TABLES_KEY, to_abap
 
 INSTALL_HINT = (
     "the 'pyrfc' module is not installed. The PyRFC transport needs the SAP NW RFC SDK 7.50 "
@@ -84,12 +95,33 @@ def map_pyrfc_error(exc: BaseException, *, uncertain_communication: bool = True)
     return cls(message, **kwargs)
 
 
+def to_character_form(value: Any) -> Any:
+    """A PyRFC result value in the SOAP-RFC client's shape: nested dicts and lists of strings."""
+    if isinstance(value, dict):
+        return {str(k): to_character_form(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_character_form(v) for v in value]
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex().upper()
+    if isinstance(value, dt.datetime):  # not an ABAP type; PyRFC gives none, but be total
+        return value.strftime("%Y%m%d%H%M%S")
+    if isinstance(value, str | bool | int | float | Decimal | dt.date | dt.time):
+        return to_abap(value)
+    return str(value)
+
+
 class PyRfcClient:
     """An RFC client over PyRFC with SoapRfcClient's `call(fm, params, tables=())` signature."""
 
     def __init__(self, ashost: str | None, sysnr: str | int = "00", client: str | int = "100", user: str = "",
                  password: str = "", *, language: str | None = "EN", dest: str | None = None,
-                 config: dict[str, Any] | None = None, **conn_params: Any) -> None:
+                 config: dict[str, Any] | None = None, calls_per_second: int | None = None,
+                 max_concurrency: int | None = None, max_attempts: int | None = None,
+                 idempotent_functions: Sequence[str] | Callable[[str], bool] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 **conn_params: Any) -> None:
         try:
             pyrfc = importlib.import_module("pyrfc")
         except ImportError as exc:
@@ -108,6 +140,12 @@ class PyRfcClient:
                 params["lang"] = language
         if config:
             params["config"] = config
+        # One connection is one ABAP session: calls on it are serialized. The budget key names the
+        # application server and client, shared with every other PyRFC client of that system.
+        self.policy = CallPolicy(f"rfc://{dest or ashost}/{self.sysnr}|{self.client}",
+                                 calls_per_second=calls_per_second, max_concurrency=max_concurrency,
+                                 max_attempts=max_attempts, idempotent_functions=idempotent_functions,
+                                 sleep=sleep, rng=rng)
         self._lock = threading.Lock()
         try:
             self._conn = pyrfc.Connection(**params)
@@ -122,15 +160,29 @@ class PyRfcClient:
         kwargs = dict(params or {})
         kwargs.pop(TABLES_KEY, None)
         # PyRFC returns every TABLES parameter anyway; `tables` only matters for SOAP-RFC.
-        with self._lock:
-            try:
-                result = self._conn.call(fm, **kwargs)
-            except Exception as exc:
-                raise map_pyrfc_error(exc) from None
-        return dict(result or {})
+
+        def once() -> dict[str, Any]:
+            with self.policy.slot(), self._lock:
+                try:
+                    result = self._conn.call(fm, **kwargs)
+                except Exception as exc:
+                    err = map_pyrfc_error(exc)
+                    if isinstance(err, CommunicationError):
+                        self._reopen()
+                    raise err from None
+            return to_character_form(dict(result or {}))
+
+        return self.policy.run(fm, once)
+
+    def _reopen(self) -> None:
+        """After a communication error the session is gone; the next call needs a new one."""
+        reopen = getattr(self._conn, "reopen", None)
+        if callable(reopen):
+            with contextlib.suppress(Exception):  # the next call reports the error if it persists
+                reopen()
 
     def ping(self) -> None:
-        with self._lock:
+        with self.policy.slot(), self._lock:
             try:
                 self._conn.ping()
             except Exception as exc:

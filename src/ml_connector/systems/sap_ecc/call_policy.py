@@ -1,0 +1,172 @@
+"""How every transport calls one SAP system: the per-system budget and the retry rule.
+
+SOAP-RFC, PyRFC and Gateway OData reach the same application server and the same
+scarce dialog work processes, so they share one policy per SAP system (base URL or
+host, plus client):
+
+* a calls-per-second budget (10 to 50, configurable) and a concurrency cap, both
+  process-wide per system, so two clients of one system never add up past the cap;
+* exponential backoff with full jitter on retriable errors (SYSTEM_FAILURE,
+  communication errors refused before processing);
+* no blind retry of a call that may have had an effect: a non-idempotent call whose
+  outcome is unknown is raised with `uncertain=True`, for the caller to resolve by a
+  lookup in SAP (posting.py does it through BKPF).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from ml_connector.core.providers import fact
+from ml_connector.core.ratelimit import ConcurrencyCap, RollingWindowLimiter, budget
+
+from .errors import CommunicationError, RfcError
+
+PROVIDER = "sap_ecc"
+MIN_CALLS_PER_SECOND = 10
+MAX_CALLS_PER_SECOND = 50
+
+DEFAULT_IDEMPOTENT_FUNCTIONS: frozenset[str] = frozenset({
+    "RFC_READ_TABLE", "BBP_RFC_READ_TABLE", "/BODS/RFC_READ_TABLE", "/BODS/RFC_READ_TABLE2",
+    "/SAPDS/RFC_READ_TABLE", "/SAPDS/RFC_READ_TABLE2", "RFC_PING", "RFC_SYSTEM_INFO",
+    "STFC_CONNECTION",
+})
+_IDEMPOTENT_PATTERNS = (re.compile(r"^RFC_READ"), re.compile(r"^BAPI_.*_(GETDETAIL|GETLIST)\d*$"))
+
+T = TypeVar("T")
+
+
+def provider_fact(*paths: tuple[str, ...], default: Any) -> Any:
+    """First present value among alternative key paths of sap_ecc/provider.yaml;
+    `default` if the file or every key is missing."""
+    for path in paths:
+        try:
+            value = fact(PROVIDER, *path)
+        except (FileNotFoundError, ModuleNotFoundError, OSError, ValueError):
+            return default
+        if value is not None:
+            return value
+    return default
+
+
+def is_idempotent_default(fm: str) -> bool:
+    name = fm.upper()
+    return name in DEFAULT_IDEMPOTENT_FUNCTIONS or any(p.match(name) for p in _IDEMPOTENT_PATTERNS)
+
+
+_caps: dict[str, ConcurrencyCap] = {}
+_caps_lock = threading.Lock()
+
+
+def concurrency_cap(key: str, limit: int) -> ConcurrencyCap:
+    """The process-wide concurrency cap for one SAP system (base URL + client)."""
+    with _caps_lock:
+        cap = _caps.get(key)
+        if cap is None or cap.limit != limit:
+            cap = ConcurrencyCap(limit)
+            _caps[key] = cap
+        return cap
+
+
+def system_key(base_url: str, client: str) -> str:
+    """The budget key of one SAP system and client. SOAP-RFC and Gateway OData go through the
+    same ICM (base URL), so they share it."""
+    return f"{base_url.rstrip('/')}|{client}"
+
+
+class CallPolicy:
+    """Budget, cap and retry rule for the calls to one SAP system."""
+
+    def __init__(
+        self,
+        budget_key: str,
+        *,
+        calls_per_second: int | None = None,
+        max_concurrency: int | None = None,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
+        max_attempts: int | None = None,
+        idempotent_functions: Sequence[str] | Callable[[str], bool] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        cps = calls_per_second if calls_per_second is not None else int(
+            provider_fact(("call_caps", "calls_per_second"), ("rate_limit", "calls_per_second"),
+                          ("limits", "calls_per_second"), default=20))
+        if not MIN_CALLS_PER_SECOND <= cps <= MAX_CALLS_PER_SECOND:
+            raise ValueError(f"calls_per_second must be between {MIN_CALLS_PER_SECOND} and "
+                             f"{MAX_CALLS_PER_SECOND} for an SAP system, got {cps}")
+        conc = max_concurrency if max_concurrency is not None else int(
+            provider_fact(("call_caps", "max_concurrent"), ("call_caps", "max_concurrency"),
+                          ("call_caps", "concurrency"), ("rate_limit", "max_concurrency"),
+                          ("concurrency", "max_in_flight"), default=4))
+        if conc < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {conc}")
+        self.budget_key = budget_key
+        self.calls_per_second = cps
+        self.max_concurrency = conc
+        self.backoff_base = float(backoff_base if backoff_base is not None else
+                                  provider_fact(("backoff", "base_seconds"), ("backoff", "base"), default=0.5))
+        self.backoff_max = float(backoff_max if backoff_max is not None else
+                                 provider_fact(("backoff", "max_seconds"), ("backoff", "max"),
+                                               ("backoff", "cap"), default=30.0))
+        self.max_attempts = int(max_attempts if max_attempts is not None else
+                                provider_fact(("backoff", "attempts"), ("backoff", "max_attempts"), default=6))
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if idempotent_functions is None:
+            self._is_idempotent: Callable[[str], bool] = is_idempotent_default
+        elif callable(idempotent_functions):
+            self._is_idempotent = idempotent_functions
+        else:
+            names = frozenset(f.upper() for f in idempotent_functions)
+            self._is_idempotent = lambda fm: fm.upper() in names
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._limiter: RollingWindowLimiter = budget(PROVIDER, budget_key, cps, 1.0)
+        self._cap = concurrency_cap(budget_key, conc)
+
+    def is_idempotent(self, fm: str) -> bool:
+        return self._is_idempotent(fm)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """One call's turn: a place in the calls-per-second window, then a concurrency slot."""
+        self._limiter.acquire()
+        with self._cap.slot():
+            yield
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform(0, min(max, base * 2**(attempt-1)))."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        return self._rng.uniform(0.0, ceiling)
+
+    def run(self, fm: str, once: Callable[[], T], *, idempotent: bool | None = None) -> T:
+        """Call `once` until it succeeds, retrying retriable errors with backoff.
+
+        A call that may have been processed (error marked uncertain) is retried only when
+        idempotent. A retriable ABAP runtime error (SYSTEM_FAILURE) of a non-idempotent call is
+        raised as uncertain: a wrapper FM may have committed before it dumped."""
+        idem = self.is_idempotent(fm) if idempotent is None else idempotent
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return once()
+            except RfcError as exc:
+                if not exc.retriable:
+                    raise
+                if exc.uncertain and not idem:
+                    raise
+                if not idem and not isinstance(exc, CommunicationError):
+                    exc.uncertain = True
+                    raise
+                if attempt >= self.max_attempts:
+                    raise
+                self._sleep(self.backoff(attempt))
