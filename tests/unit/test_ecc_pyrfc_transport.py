@@ -203,3 +203,24 @@ def test_pyrfc_calls_share_the_per_system_budget(pyrfc: types.ModuleType) -> Non
     for i in range(12):
         (a if i % 2 else b).call("STFC_CONNECTION", {"REQUTEXT": "x"})
     assert time.monotonic() - start >= 0.9  # the 11th call waits for the 1 s window
+
+
+def test_agent_serves_a_system_configured_for_pyrfc(pyrfc: types.ModuleType, tmp_path: Any) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ml_connector.agent.config import AgentConfig
+    from ml_connector.agent.runner import Agent, Identity
+
+    cfg = AgentConfig.model_validate({
+        "control_plane": "http://cp", "data_dir": str(tmp_path), "systems": {"sap_ecc": {
+            "base_url": "http://sapecd:8001", "transport": "pyrfc", "user": "RFC_USER",
+            "password_secret": "sap_pw", "allow": {"functions": ["Z_NATIVE"]}}}})
+    ident = Identity(agent_id="agt_1", site="s", control_plane="http://cp", control_plane_public_key="",
+                     key=Ed25519PrivateKey.generate())
+    vault = types.SimpleNamespace(get=lambda name: {"sap_pw": "pw"}[name])
+    agent = Agent(cfg, ident, vault=vault)
+    out = agent.execute({"id": "c1", "system": "sap_ecc", "function": "Z_NATIVE", "params": {}})
+    assert out.ok and out.result["DATE"] == "20260301"
+    assert pyrfc.Connection.last_params["ashost"] == "sapecd" and pyrfc.Connection.last_params["sysnr"] == "01"
+    refused = agent.execute({"id": "c2", "system": "sap_ecc", "function": "RFC_READ_TABLE", "params": {}})
+    assert not refused.ok

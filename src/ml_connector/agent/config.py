@@ -13,6 +13,7 @@
       sap_ecc:
         type: sap_ecc
         base_url: http://sap-host:8000
+        transport: soap_rfc                    # or pyrfc (needs the SAP NW RFC SDK and `pip install pyrfc`)
         client: "100"
         user: RFC_USER
         password_secret: sap_ecc_password      # ml-connector agent secrets set sap_ecc_password
@@ -63,6 +64,8 @@ class AllowList(_Model):
 class AgentSystem(_Model):
     type: Literal["sap_ecc", "sap_b1"] = "sap_ecc"
     base_url: str = Field(min_length=1)
+    # pyrfc: native RFC to the application server of base_url (instance number from the ICM port)
+    transport: Literal["soap_rfc", "pyrfc"] = "soap_rfc"
     client: Text = "100"
     user: Text = Field(min_length=1)
     password_secret: SecretName

@@ -198,15 +198,26 @@ class Agent:
     def handler(self, system: str) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
         with self._handler_lock:
             if system not in self._handlers:
-                from ml_connector.systems.sap_ecc.client import SoapRfcClient, make_handler
+                from ml_connector.systems.sap_ecc.client import RfcCaller, SoapRfcClient, make_handler
 
                 sc = self.cfg.systems[system]
                 if self._vault is None:
                     self._vault = open_vault(self.cfg.data_dir_path())
-                client = SoapRfcClient(sc.base_url, sc.client, sc.user, self._vault.get(sc.password_secret),
-                                       language=sc.language, calls_per_second=sc.calls_per_second,
-                                       max_concurrency=sc.max_concurrent, timeout=float(sc.timeout),
-                                       verify=sc.tls_verify)
+                password = self._vault.get(sc.password_secret)
+                client: RfcCaller
+                if sc.transport == "pyrfc":
+                    from ml_connector.systems.sap_ecc.connector import pyrfc_target
+                    from ml_connector.systems.sap_ecc.pyrfc_transport import PyRfcClient
+
+                    ashost, sysnr = pyrfc_target(sc.base_url)
+                    client = PyRfcClient(ashost, sysnr, sc.client, sc.user, password, language=sc.language,
+                                         config={"timeout": int(float(sc.timeout))},
+                                         calls_per_second=sc.calls_per_second, max_concurrency=sc.max_concurrent)
+                else:
+                    client = SoapRfcClient(sc.base_url, sc.client, sc.user, password,
+                                           language=sc.language, calls_per_second=sc.calls_per_second,
+                                           max_concurrency=sc.max_concurrent, timeout=float(sc.timeout),
+                                           verify=sc.tls_verify)
                 self._handlers[system] = make_handler(client)
             return self._handlers[system]
 

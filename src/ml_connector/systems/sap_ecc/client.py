@@ -235,7 +235,7 @@ class ChannelRfcCaller:
         raise ChannelError(fault)
 
 
-def make_handler(client: SoapRfcClient) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+def make_handler(client: RfcCaller) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
     """The agent-side handler: the inverse of `ChannelRfcCaller`."""
 
     def handle(function: str, params: dict[str, Any]) -> dict[str, Any]:

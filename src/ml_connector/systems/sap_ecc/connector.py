@@ -51,7 +51,7 @@ def connect(rt: Any, name: str, cfg: Any) -> Any:
     if cfg.via == "direct":
         return client
     # The embedded agent: same request/response protocol as the separate agent process.
-    rt.channel.register(name, make_handler(client))  # type: ignore[arg-type]  # any RfcCaller works
+    rt.channel.register(name, make_handler(client))
     return ChannelRfcCaller(rt.channel, name)
 
 
