@@ -100,7 +100,7 @@ class AgentProc:
                 "password_secret": "sap_pw",
                 "allow": {"functions": ["RFC_PING", "RFC_SYSTEM_INFO", "STFC_CONNECTION", "RFC_READ_TABLE",
                                         *(extra_functions or [])],
-                          "tables": ["LFA1", "LFB1"]}}}}), encoding="utf-8")
+                          "tables": ["LFA1", "LFB1", "BKPF"]}}}}), encoding="utf-8")
         self.log = self.dir / "agent.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.agent_id = ""

@@ -9,10 +9,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import signal
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -21,6 +25,9 @@ from ml_connector.agent.models import AgentCallRow
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
 from ml_connector.core.models import AuditRow
+from ml_connector.systems.sap_ecc.client import ChannelRfcCaller
+from ml_connector.systems.sap_ecc.posting import DocumentPoster, GLLine, VendorInvoice, document_xblnr
+from ml_connector.systems.sap_ecc.table_reader import TableReader
 from tests.integration.test_agent_harness import (
     AgentProc,
     ControlPlane,
@@ -37,7 +44,7 @@ class Env:
         self.cp = ControlPlane(tmp / "cp")
         self.cp.start()
         self.db = Database(self.cp.db_url)
-        self.agent = AgentProc(tmp / "agent1", self.cp.url, self.sap)
+        self.agent = AgentProc(tmp / "agent1", self.cp.url, self.sap, extra_functions=["Z_MLC_ACC_DOCUMENT_POST"])
         self.agent.setup(self.cp.token(), self.cp.url, self.sap["password"])
         self.agent.start()
         self.agents = [self.agent]
@@ -137,6 +144,42 @@ def test_kill_agent_mid_call_no_duplicate_and_no_lost_call(env: Env) -> None:
         r = fut.result(90)
     assert r.ok and r.result is not None and r.result["ECHOTEXT"] == "post-2"
     assert env.executed("STFC_CONNECTION") == before + 1
+
+
+def test_kill_agent_mid_posting_gives_one_document_resolved_by_lookup(env: Env) -> None:
+    """A real FI posting through the agent: SAP commits, the agent is killed before it can answer,
+    and the restarted agent reports the call interrupted. The poster resolves the outcome by the
+    BKPF lookup (XBLNR) and never posts again: one document."""
+    caller = ChannelRfcCaller(env.posting, "sap_ecc")
+    lfb1 = TableReader(caller).read("LFB1", ["LIFNR", "BUKRS", "SPERR", "LOEVM"], key_fields=("LIFNR", "BUKRS"),
+                                    where="BUKRS = '1000'", page_size=50)
+    vendor = next(r["LIFNR"] for page in lfb1 for r in page.rows if not r["SPERR"].strip() and not r["LOEVM"].strip())
+    doc = VendorInvoice(source_id=f"ramp-bill-{uuid.uuid4()}", company_code="1000", vendor=vendor.lstrip("0"),
+                        currency="USD", doc_date=date(2025, 3, 3), posting_date=date(2025, 3, 5),
+                        header_text="Ramp bill", lines=(GLLine("620000", Decimal("600.00"), cost_center="1300",
+                                                               text="SaaS licences"),))
+    poster = DocumentPoster(caller, settle_seconds=0.2)
+    before = env.executed("Z_MLC_ACC_DOCUMENT_POST")
+    httpx.post(env.sap["base_url"] + "/_sandbox/fi/faults",
+               json={"fail_after_commit": 1, "hang_seconds": 3}).raise_for_status()
+    try:
+        with cf.ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(poster.post, doc)
+            wait_for(lambda: env.executed("Z_MLC_ACC_DOCUMENT_POST") > before
+                     and sap_stats(env.sap)["in_flight"] >= 1, what="the posting to be inside SAP")
+            env.agent.kill()  # SIGKILL after COMMIT WORK, before SAP answered
+            env.agent.start()
+            result = fut.result(120)
+    finally:
+        httpx.post(env.sap["base_url"] + "/_sandbox/fi/faults", json={"reset": True})
+    docs = httpx.get(env.sap["base_url"] + "/_sandbox/fi/documents",
+                     params={"bukrs": "1000", "xblnr": document_xblnr(doc)}).json()
+    live = [d for d in docs if not d.get("STBLG")]
+    assert [d["BELNR"] for d in live] == [result.belnr]  # exactly one document
+    assert result.recovered and poster.stats["recovered"] == 1
+    assert env.executed("Z_MLC_ACC_DOCUMENT_POST") == before + 1  # never posted a second time
+    assert any(e["event"] == "call.interrupted" and e.get("function") == "Z_MLC_ACC_DOCUMENT_POST"
+               for e in env.agent.audit())
 
 
 def test_kill_control_plane_mid_poll_agent_reconnects(env: Env) -> None:
