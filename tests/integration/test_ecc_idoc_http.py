@@ -253,8 +253,8 @@ def test_emit_endpoint_debmas_orders_delvry_with_rows(
     lips = [{"VBELN": "0080000001", "POSNR": "000010", "MATNR": "M-01", "LFIMG": "10.000", "VRKME": "ST",
              "VGBEL": "0000004711", "VGPOS": "000010"}]
     docnums = {}
-    for mestyp, key, row, items in (("DEBMAS", "200001", kna1, None), ("ORDERS", "4711", vbak, vbap),
-                                    ("DELVRY", "80000001", likp, lips)):
+    for mestyp, key, row, items in (("DEBMAS", "200001", kna1, None), ("ORDRSP", "4711", vbak, vbap),
+                                    ("DELVRY", "80000001", likp, lips), ("ORDERS", "4500000001", None, None)):
         r = httpx.post(f"{handle.url}/_sandbox/idoc/emit",
                        json={"mestyp": mestyp, "key": key, "row": row, "items": items})
         assert r.status_code == 202, r.text
@@ -262,11 +262,15 @@ def test_emit_endpoint_debmas_orders_delvry_with_rows(
     assert out.wait_idle(10)
     cust = debmas_customer(parse_idoc_xml(store.get(docnums["DEBMAS"])["raw"])[0])  # type: ignore[index]
     assert cust.kunnr == "0000200001" and cust.name1 == "Customer One"
-    orders = store.get(docnums["ORDERS"])
-    assert orders is not None and orders["idoctyp"] == "ORDERS05"
+    orders = store.get(docnums["ORDRSP"])
+    assert orders is not None and orders["idoctyp"] == "ORDERS05" and orders["mestyp"] == "ORDRSP"
     from ml_connector.systems.sap_ecc.idoc import delivery_document, orders_document
     order = orders_document(parse_idoc_xml(orders["raw"])[0])
     assert order.belnr == "0000004711" and order.items[0].material == "M-01" and order.total == "120.00"
+    po = store.get(docnums["ORDERS"])  # the seeded purchase order 4500000001 (EKKO/EKPO)
+    assert po is not None and (po["mestyp"], po["idoctyp"]) == ("ORDERS", "ORDERS05")
+    purchase = orders_document(parse_idoc_xml(po["raw"])[0])
+    assert purchase.belnr == "4500000001" and purchase.items and purchase.partners[0]["PARVW"] == "LF"
     dl = store.get(docnums["DELVRY"])
     assert dl is not None and dl["mestyp"] == "DESADV" and dl["idoctyp"] == "DELVRY07"
     assert delivery_document(parse_idoc_xml(dl["raw"])[0]).items[0].vgbel == "0000004711"
@@ -330,7 +334,20 @@ def test_outbound_idocs_when_a_customer_a_sales_order_or_a_delivery_changes(
     state.data.update_delivery(delivery, BTGEW="12.500")
     assert out.wait_idle(10)
     sent = out.delivered[n:]
-    assert [i.mestyp for i in sent] == ["DEBMAS", "ORDERS", "DESADV"]
+    assert [i.mestyp for i in sent] == ["DEBMAS", "ORDRSP", "DESADV"]
     debmas = parse_idoc_xml(store.get(sent[0].docnum, "ECDCLNT100")["raw"])[0]
     head = debmas.find("E1KNA1M")
     assert head is not None and head.get("NAME1") == "Renamed Customer Inc" and head.get("KUNNR") == kunnr
+    assert [s.name for s in head.children].count("E1KNB1M") == sum(
+        r["KUNNR"] == kunnr for r in state.data.rows("KNB1", "100"))
+    assert any(s.name == "E1KNVVM" for s in head.children)
+    delvry = parse_idoc_xml(store.get(sent[2].docnum, "ECDCLNT100")["raw"])[0]
+    l20 = delvry.find("E1EDL20")
+    assert l20 is not None and l20.get("BTGEW") == "12.500"
+    assert len([s for s in l20.children if s.name == "E1EDL24"]) == sum(
+        r["VBELN"] == delivery for r in state.data.rows("LIPS", "100")) > 0
+    # a purchase-order change (ME22N) sends ORDERS
+    ebeln = state.data.rows("EKKO", "100")[0]["EBELN"]
+    state.data.update_purchase_order(ebeln, EKGRP="002")
+    assert out.wait_idle(10)
+    assert out.delivered[-1].mestyp == "ORDERS" and out.delivered[-1].key == ebeln

@@ -30,6 +30,7 @@ from ml_connector.systems.sap_ecc.sandbox.seed_logistics import (
     change_customer,
     change_purchase_order,
     change_sales_order,
+    controlling_area,
     cost_centers_of,
     seed_logistics,
 )
@@ -102,12 +103,21 @@ def test_seed_is_deterministic_and_fast() -> None:
 
 def test_plants_company_codes_and_cost_centers(data: EccData) -> None:
     plants = {r["WERKS"]: r for r in data.rows("T001W")}
-    assert sorted(plants) == ["1000", "1100", "2000", "2100", "3000"]
+    assert sorted(plants) == ["1000", "1100", "1200", "2000", "2100", "3000", "3100"]
     t001k = {r["BWKEY"]: r["BUKRS"] for r in data.rows("T001K")}
-    assert t001k == {"1000": "1000", "1100": "1000", "2000": "2000", "2100": "2000", "3000": "3000"}
-    assert {plants[w]["LAND1"] for w in ("1000", "1100")} == {"US"} and plants["3000"]["LAND1"] == "GB"
-    assert COST_CENTERS[0] == "0000001000" and COST_CENTERS[-1] == "0000001099" and len(set(COST_CENTERS)) == 100
-    assert set(cost_centers_of("2000")) == {str(n).zfill(10) for n in range(1040, 1060)}
+    assert t001k == {"1000": "1000", "1100": "1000", "1200": "1000", "2000": "2000", "2100": "2000",
+                     "3000": "3000", "3100": "3000"}
+    assert {plants[w]["LAND1"] for w in ("1000", "1100", "1200")} == {"US"}
+    assert {plants[w]["LAND1"] for w in ("3000", "3100")} == {"GB"}
+    # cost centers come from sandbox/fi.py (CSKS per company code, one controlling area each)
+    assert {r["BUKRS"]: r["KOKRS"] for r in data.rows("TKA02")} == {"1000": "1000", "2000": "2000", "3000": "3000"}
+    assert controlling_area("2000") == "2000"
+    assert "0000001000" in COST_CENTERS and "0000003610" in COST_CENTERS and len(set(COST_CENTERS)) == len(COST_CENTERS)
+    assert set(cost_centers_of("2000")) == {"0000002000", "0000002100", "0000002300", "0000002500", "0000002610",
+                                            "0000002700"}
+    assert cost_centers_of("2000", "20240101") == ("0000002000", "0000002100", "0000002300", "0000002500",
+                                                   "0000002610")  # 2700 is valid from 2030
+    assert cost_centers_of("3100") == ("0000003610",)
 
 
 def test_purchasing_invariants(data: EccData) -> None:
@@ -123,7 +133,7 @@ def test_purchasing_invariants(data: EccData) -> None:
     by_item = defaultdict(list)
     for a in ekkn:
         by_item[(a["EBELN"], a["EBELP"])].append(a)
-        assert len(a["ZEKKN"]) == 2 and a["KOKRS"] == "1000"
+        assert len(a["ZEKKN"]) == 2 and a["KOKRS"] == controlling_area(a["GSBER"])
     knttp = Counter(i["KNTTP"] for i in ekpo)
     assert knttp["K"] > 500 and knttp[""] > 1500 and knttp["F"] > 0
     for i in ekpo:
@@ -139,7 +149,8 @@ def test_purchasing_invariants(data: EccData) -> None:
         else:
             assert not assigned
         if i["KNTTP"] == "K":
-            assert all(a["KOSTL"] in cost_centers_of(i["WERKS"]) for a in assigned)
+            plant_centers = cost_centers_of(i["WERKS"], i["AEDAT"])
+            assert all(a["KOSTL"] in plant_centers for a in assigned if len(plant_centers) >= 2 or len(assigned) == 1)
             assert all(len(a["SAKTO"]) == 10 and a["SAKTO"].isdigit() for a in assigned)
             if len(assigned) > 1:
                 assert i["VRTKZ"] == "2" and sum(Decimal(a["VPROZ"]) for a in assigned) == 100

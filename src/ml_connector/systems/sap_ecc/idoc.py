@@ -428,7 +428,8 @@ def build_idoc_xml(idocs: Iterable[Idoc], *, root: str | None = None) -> bytes:
 
 @dataclass
 class Customer:
-    """DEBMAS: E1KNA1M (KNA1) with credit (E1KNKKM/KNKK) and partner functions (E1KNVPM/KNVP)."""
+    """DEBMAS: E1KNA1M (KNA1) with credit (E1KNKKM/KNKK), sales areas (E1KNVVM/KNVV) with partner
+    functions (E1KNVPM/KNVP) and company codes (E1KNB1M/KNB1)."""
 
     kunnr: str
     name1: str
@@ -437,6 +438,7 @@ class Customer:
     credit: list[dict[str, str]]
     partners: list[dict[str, str]]
     sales_areas: list[dict[str, str]]
+    company_codes: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def credit_limit(self) -> str:
@@ -460,8 +462,10 @@ def debmas_customer(idoc: Idoc) -> Customer:
     # a flat layout (E1KNVPM outside E1KNVVM) still counts
     partners += [dict(vp.fields) for vp in idoc.find_all("E1KNVPM") if id(vp) not in nested]
     credit = [dict(s.fields) for s in idoc.find_all("E1KNKKM")]
+    company_codes = [dict(s.fields) for s in idoc.find_all("E1KNB1M")]
     return Customer(kunnr=head.get("KUNNR"), name1=head.get("NAME1"), msgfn=head.get("MSGFN"),
-                    fields=dict(head.fields), credit=credit, partners=partners, sales_areas=areas)
+                    fields=dict(head.fields), credit=credit, partners=partners, sales_areas=areas,
+                    company_codes=company_codes)
 
 
 @dataclass

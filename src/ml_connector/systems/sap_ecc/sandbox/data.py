@@ -229,13 +229,19 @@ class EccData:
             out[f.fieldname] = v
         return out
 
-    # Customer, sales-order and delivery changes (XD02, VA02, VL02N): thin methods over the
-    # logistics seed's change helpers, so that the outbound IDoc emitter can hook them like
-    # the vendor methods (DEBMAS, ORDERS, DESADV are sent when they change).
+    # Customer, purchase-order, sales-order and delivery changes (XD02, ME22N, VA02, VL02N): thin
+    # methods over the logistics seed's change helpers, so that the outbound IDoc emitter can hook
+    # them like the vendor methods (DEBMAS, ORDERS, ORDRSP, DESADV are sent when they change).
     def update_customer(self, kunnr: str, *, client: str = DEFAULT_CLIENT, **fields: Any) -> str | None:
         from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_customer
 
         return change_customer(self, kunnr, client=client, **fields)
+
+    def update_purchase_order(self, ebeln: str, *, client: str = DEFAULT_CLIENT,
+                              items: dict[str, dict[str, Any]] | None = None, **fields: Any) -> str:
+        from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_purchase_order
+
+        return change_purchase_order(self, ebeln, client=client, items=items, **fields)
 
     def update_sales_order(self, vbeln: str, *, client: str = DEFAULT_CLIENT, **fields: Any) -> str:
         from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_sales_order

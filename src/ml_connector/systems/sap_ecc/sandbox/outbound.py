@@ -4,19 +4,30 @@
     out.configure(url="http://127.0.0.1:9000/sap/idoc", user="SAPIDOC", password="...")
     state.data.update_vendor("100001", NAME1="New name")   # -> CREMAS05 queued and POSTed
     out.emit("DEBMAS", "0000200001")                          # or any message by key
-    out.emit("ORDERS", "0000004711", row={...}, items=[...])  # synthetic rows when tables are absent
+    out.emit("ORDRSP", "0000004711", row={...}, items=[...])  # synthetic rows when tables are absent
 
-Message types: DEBMAS (DEBMAS07 from KNA1 + KNVV/KNVP + KNKK), CREMAS (CREMAS05 from LFA1 + LFB1),
-ORDERS (ORDERS05 from VBAK + VBAP), DESADV (DELVRY07 from LIKP + LIPS; "DELVRY" is accepted as an
-alias). Control records: DIRECT=1, STATUS=30, DOCNUM zero-padded to 16 digits, CREDAT/CRETIM/SERIAL,
+Message types (as ECC sends them):
+- DEBMAS (DEBMAS07): E1KNA1M from KNA1 with E1KNVVM per KNVV row (child E1KNVPM per KNVP row of
+  that sales area), E1KNB1M per KNB1 row and E1KNKKM per KNKK row;
+- CREMAS (CREMAS05): E1LFA1M from LFA1 with E1LFB1M per LFB1 row;
+- ORDERS (ORDERS05): the outbound purchase order (EKKO + EKPO, output of ME21N/ME22N): E1EDK01
+  (BELNR = EBELN, RECIPNT_NO = vendor), E1EDK14 (011 company code, 013 doc type, 014 purch. org,
+  009 purch. group), E1EDK03, E1EDKA1 LF (vendor) and WE (plant), E1EDK17, items E1EDP01 with
+  E1EDP20 and E1EDP19 (001 our material, 002 vendor material) or the short text in E1EDPT1/E1EDPT2;
+- ORDRSP (basic type ORDERS05): the sales-order confirmation (VBAK + VBAP, output of VA01/VA02);
+  ORDERS given a sales order row (VBELN, no EBELN) or a key found only in VBAK is built the same way
+  (kept for callers of the first version);
+- DESADV (DELVRY07; "DELVRY" is accepted as an alias): E1EDL20 from LIKP, one E1EDL24 per LIPS row.
+Control records: DIRECT=1, STATUS=30, DOCNUM zero-padded to 16 digits, CREDAT/CRETIM/SERIAL,
 SNDPOR SAP<SID>, SNDPRN <SID>CLNT<client>. Names with '/' are written '_-'.
 
 Delivery: a background thread POSTs each queued IDoc with Basic auth; a non-2xx answer or a
 transport error is retried with exponential backoff (backoff_base * 2^n, capped at backoff_max)
 up to max_attempts, then the IDoc is kept in `failed`. Changes to vendors through EccData
-(update_vendor/create_vendor/flag_vendor_for_deletion) emit CREMAS; customer/order/delivery
-mutation methods, when EccData has them (update_customer, create_customer, ...), emit DEBMAS,
-ORDERS and DESADV. Emission happens only while a URL is configured and `auto_emit` is on.
+(update_vendor/create_vendor/flag_vendor_for_deletion) emit CREMAS; update_customer emits DEBMAS,
+update_purchase_order ORDERS, update_sales_order ORDRSP and update_delivery DESADV (create_* and
+flag_customer_for_deletion are hooked too once EccData has them). Emission happens only while a URL
+is configured and `auto_emit` is on.
 
 Admin: `POST /_sandbox/idoc/outbound` {"url", "user", "password", "auto_emit", "max_attempts",
 "backoff_base", "backoff_max", "content_type"}; `GET /_sandbox/idoc/outbound` (config without the
@@ -26,6 +37,7 @@ optional "row", "items", "client"}.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -34,6 +46,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -52,6 +65,7 @@ MESSAGE_TYPES: dict[str, tuple[str, str]] = {  # requested name -> (MESTYP, IDOC
     "DEBMAS": ("DEBMAS", "DEBMAS07"),
     "CREMAS": ("CREMAS", "CREMAS05"),
     "ORDERS": ("ORDERS", "ORDERS05"),
+    "ORDRSP": ("ORDRSP", "ORDERS05"),
     "DESADV": ("DESADV", "DELVRY07"),
     "DELVRY": ("DESADV", "DELVRY07"),
 }
@@ -62,7 +76,8 @@ _HOOKS: dict[str, tuple[str, str]] = {
     "flag_vendor_for_deletion": ("CREMAS", "lifnr"),
     "update_customer": ("DEBMAS", "kunnr"), "create_customer": ("DEBMAS", "kunnr"),
     "flag_customer_for_deletion": ("DEBMAS", "kunnr"),
-    "create_sales_order": ("ORDERS", "vbeln"), "update_sales_order": ("ORDERS", "vbeln"),
+    "create_purchase_order": ("ORDERS", "ebeln"), "update_purchase_order": ("ORDERS", "ebeln"),
+    "create_sales_order": ("ORDRSP", "vbeln"), "update_sales_order": ("ORDRSP", "vbeln"),
     "create_delivery": ("DESADV", "vbeln"), "update_delivery": ("DESADV", "vbeln"),
 }
 
@@ -201,7 +216,9 @@ class OutboundIdocs:
             segments = self._cremas(key, client, row)
         elif mes == "DEBMAS":
             segments = self._debmas(key, client, row)
-        elif mes == "ORDERS":
+        elif mes == "ORDERS" and self._is_purchase_order(key, client, row):
+            segments = self._purchase_order(key, client, row, items)
+        elif mes in ("ORDERS", "ORDRSP"):
             segments = self._orders(key, client, row, items)
         else:
             segments = self._delvry(key, client, row, items)
@@ -246,10 +263,72 @@ class OutboundIdocs:
                 head.children.append(parent)
             pf = {k: v for k, v in _clean(vp).items() if k not in ("KUNNR", "VKORG", "VTWEG", "SPART")}
             parent.children.append(Segment("E1KNVPM", {"MSGFN": "005", **pf}))
+        for b1 in self._table_rows("KNB1", client, KUNNR=kunnr):
+            head.children.append(Segment("E1KNB1M", {"MSGFN": "005", **{k: v for k, v in _clean(b1).items()
+                                                                        if k != "KUNNR"}}))
         for kk in self._table_rows("KNKK", client, KUNNR=kunnr):
             head.children.append(Segment("E1KNKKM", {"MSGFN": "005", **{k: v for k, v in _clean(kk).items()
                                                                         if k != "KUNNR"}}))
         return [head]
+
+    def _is_purchase_order(self, key: str, client: str, row: dict[str, Any] | None) -> bool:
+        if row is not None:
+            return "EBELN" in row or ("VBELN" not in row and self._row("VBAK", (key,), client) is None)
+        return self._row("EKKO", (key,), client) is not None or self._row("VBAK", (key,), client) is None
+
+    def _purchase_order(self, ebeln: str, client: str, row: dict[str, Any] | None,
+                        items: list[dict[str, Any]] | None) -> list[Segment]:
+        row = row or self._row("EKKO", (ebeln,), client)
+        if row is None:
+            raise KeyError(f"purchase order {ebeln} not found (EKKO)")
+        items = items if items is not None else self._table_rows("EKPO", client, EBELN=ebeln)
+        r = _clean(row)
+        k01 = {"ACTION": "000", "CURCY": r.get("WAERS", ""), "WKURS": r.get("WKURS", ""),
+               "ZTERM": r.get("ZTERM", ""), "BSART": r.get("BSART", ""), "BELNR": ebeln,
+               "RECIPNT_NO": r.get("LIFNR", "")}
+        segs = [Segment("E1EDK01", {k: v for k, v in k01.items() if v})]
+        for qualf, fld in (("011", "BUKRS"), ("013", "BSART"), ("014", "EKORG"), ("009", "EKGRP")):
+            if r.get(fld):
+                segs.append(Segment("E1EDK14", {"QUALF": qualf, "ORGID": r[fld]}))
+        for iddat, fld in (("012", "BEDAT"),):
+            if r.get(fld):
+                segs.append(Segment("E1EDK03", {"IDDAT": iddat, "DATUM": r[fld]}))
+        if r.get("LIFNR"):
+            segs.append(Segment("E1EDKA1", {"PARVW": "LF", "PARTN": r["LIFNR"]}))
+        plants = list(dict.fromkeys(str(i.get("WERKS", "")).strip() for i in items if str(i.get("WERKS", "")).strip()))
+        if plants:
+            segs.append(Segment("E1EDKA1", {"PARVW": "WE", "PARTN": plants[0]}))
+        if r.get("INCO1"):
+            segs.append(Segment("E1EDK17", {"QUALF": "001", "LKOND": r["INCO1"], "LKTEXT": r.get("INCO2", "")}))
+        total = Decimal(0)
+        for it in items:
+            i = _clean(it)
+            if i.get("LOEKZ"):
+                continue
+            p01 = Segment("E1EDP01", {k: v for k, v in {
+                "POSEX": i.get("EBELP", ""), "ACTION": "001", "MENGE": i.get("MENGE", ""),
+                "MENEE": i.get("MEINS", ""), "PMENE": i.get("BPRME", ""), "VPREI": i.get("NETPR", ""),
+                "PEINH": i.get("PEINH", ""), "NETWR": i.get("NETWR", ""), "MATKL": i.get("MATKL", ""),
+                "WERKS": i.get("WERKS", ""), "LGORT": i.get("LGORT", "")}.items() if v})
+            with contextlib.suppress(ArithmeticError):
+                total += Decimal(i.get("NETWR") or "0")
+            if i.get("MENGE"):
+                p01.children.append(Segment("E1EDP20", {"WMENG": i["MENGE"], "AMENG": i["MENGE"],
+                                                        "EDATU": i.get("PRDAT", r.get("BEDAT", ""))}))
+            if i.get("MATNR"):
+                p01.children.append(Segment("E1EDP19", {"QUALF": "001", "IDTNR": i["MATNR"],
+                                                        "KTEXT": i.get("TXZ01", "")}))
+                if i.get("IDNLF"):
+                    p01.children.append(Segment("E1EDP19", {"QUALF": "002", "IDTNR": i["IDNLF"]}))
+            elif i.get("TXZ01"):
+                pt1 = Segment("E1EDPT1", {"TDID": "F01", "TSSPRAS": r.get("SPRAS", "E")})
+                pt1.children.append(Segment("E1EDPT2", {"TDLINE": i["TXZ01"]}))
+                p01.children.append(pt1)
+            segs.append(p01)
+        summe = f"{total:.2f}" if items else r.get("RLWRT", "")
+        if summe:
+            segs.append(Segment("E1EDS01", {"SUMID": "002", "SUMME": summe, "SUNIT": r.get("WAERS", "")}))
+        return segs
 
     def _orders(self, vbeln: str, client: str, row: dict[str, Any] | None,
                 items: list[dict[str, Any]] | None) -> list[Segment]:
@@ -299,10 +378,13 @@ class OutboundIdocs:
             head.children.append(Segment("E1EDT13", {"QUALF": "006", "NTANF": r["WADAT"]}))
         for it in items:
             i = _clean(it)
-            head.children.append(Segment("E1EDL24", {
-                "POSNR": i.get("POSNR", ""), "MATNR": i.get("MATNR", ""), "ARKTX": i.get("ARKTX", ""),
-                "WERKS": i.get("WERKS", ""), "LFIMG": i.get("LFIMG", ""), "VRKME": i.get("VRKME", ""),
-                "VGBEL": i.get("VGBEL", ""), "VGPOS": i.get("VGPOS", "")}))
+            head.children.append(Segment("E1EDL24", {k: v for k, v in {
+                "POSNR": i.get("POSNR", ""), "MATNR": i.get("MATNR", ""), "MATWA": i.get("MATWA", ""),
+                "ARKTX": i.get("ARKTX", ""), "MATKL": i.get("MATKL", ""), "WERKS": i.get("WERKS", ""),
+                "LGORT": i.get("LGORT", ""), "LFIMG": i.get("LFIMG", ""), "VRKME": i.get("VRKME", ""),
+                "LGMNG": i.get("LGMNG", ""), "MEINS": i.get("MEINS", ""), "NTGEW": i.get("NTGEW", ""),
+                "BRGEW": i.get("BRGEW", ""), "GEWEI": i.get("GEWEI", ""), "PSTYV": i.get("PSTYV", ""),
+                "VGBEL": i.get("VGBEL", ""), "VGPOS": i.get("VGPOS", "")}.items() if v}))
         return [head]
 
     # -- sending ---------------------------------------------------------------------------------

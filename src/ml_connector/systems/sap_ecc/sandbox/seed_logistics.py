@@ -1,7 +1,7 @@
 """Deterministic logistics seed: plants, purchase orders, customers, sales orders and deliveries.
 
-`seed_logistics(data, seed=42, client='100')` fills T001W/T001K, EKKO/EKPO/EKKN, KNA1/KNB1/KNKK/
-KNVP, VBAK/VBAP and LIKP in well under a second. Facts it respects (reference §4):
+`seed_logistics(data, seed=42, client='100')` fills T001W/T001K/TKA02, EKKO/EKPO/EKKN, KNA1/KNB1/
+KNKK/KNVV/KNVP, VBAK/VBAP and LIKP/LIPS in well under a second. Facts it respects (reference §4):
 
 - keys in internal format: EBELN/VBELN/KUNNR/LIFNR/KOSTL/SAKTO CHAR10 zero-padded, MATNR CHAR18
   zero-padded, EBELP NUMC5 ('00010'), POSNR NUMC6, PARZA NUMC3, ZEKKN NUMC2;
@@ -12,11 +12,21 @@ KNVP, VBAK/VBAP and LIKP in well under a second. Facts it respects (reference §
 - packed values as '1234.56'; negative EKKO-WKURS for indirectly quoted rates (DE, GB company
   codes), negative KNKK-SKFOR for customers in credit; EKKN-VPROZ (DEC3,1) '50.0' on split
   account assignments, which RFC_READ_TABLE cannot render in 3 characters ('*.0');
-- plants 1000/1100 (company code 1000, US), 2000/2100 (2000, DE), 3000 (3000, GB); T001K maps
-  BWKEY = WERKS to BUKRS;
-- cost centers: controlling area 1000, KOSTL 0000001000-0000001099, 20 per plant in plant order
-  (1000: ...1000-1019, 1100: ...1020-1039, 2000: ...1040-1059, 2100: ...1060-1079, 3000:
-  ...1080-1099); CSKS itself is seeded by the FI part of the sandbox.
+- plants 1000/1100/1200 (company code 1000, US), 2000/2100 (2000, DE), 3000/3100 (3000, GB): every
+  plant a CSKS row names; T001K maps BWKEY = WERKS to BUKRS;
+- cost centers: the FI part of the sandbox (sandbox/fi.py) seeds CSKS/CSKT and is the one source of
+  truth. This module runs fi's customizing seed once into a scratch EccData (well under a
+  millisecond) and takes from it the cost centers (KOKRS, KOSTL, BUKRS, WERKS, validity, PRCTR),
+  the controlling area of each company code (one per company code: KOKRS = the CSKS-KOKRS of its
+  cost centers; also seeded as TKA02) and the G/L accounts of each company code (SKB1).
+  EKKN-KOSTL is a cost center of the item's plant (else of its company code) valid on the PO date,
+  EKKN-KOKRS its controlling area, EKKN-PRCTR its profit center, EKKN-SAKTO an expense account
+  that exists in SKB1 and is not blocked for posting;
+- customers: KNVV (sales area VKORG = company code, VTWEG 10, SPART 00) for every KNA1 row, the
+  sales area of every KNVP row; sales orders are placed in the sold-to's sales area from its
+  delivering plant (KNVV-VWERK); deliveries carry one LIPS item per order item that is not
+  rejected (VGBEL/VGPOS = order item, VGTYP C), LIKP weights are the sums of their items and
+  LIKP-KUNNR is the sold-to's default ship-to party (KNVP WE).
 
 Purchase orders take their vendors from the seeded LFB1 (vendor must exist in the PO's company
 code); without vendors they fall back to LIFNRs 0000100001-0000100300.
@@ -38,6 +48,7 @@ from functools import cache
 from typing import Any
 
 from . import ddic, tables_mm, tables_sd
+from . import fi as _fi
 from .data import (
     _DE_CITIES,
     _DE_FIRST,
@@ -62,13 +73,15 @@ from .data import (
 __all__ = [
     "COST_CENTERS",
     "CURRENCY",
-    "KOKRS",
     "PLANTS",
+    "CostCenter",
     "Plant",
     "change_customer",
     "change_delivery",
     "change_purchase_order",
     "change_sales_order",
+    "controlling_area",
+    "cost_center",
     "cost_centers_of",
     "seed_logistics",
 ]
@@ -76,7 +89,6 @@ __all__ = [
 tables_mm.register()
 tables_sd.register()
 
-KOKRS = "1000"
 CURRENCY = {"1000": "USD", "2000": "EUR", "3000": "GBP"}
 _LAND = {"1000": "US", "2000": "DE", "3000": "GB"}
 
@@ -93,26 +105,104 @@ class Plant:
     stras: str
 
 
+# Names and places follow the company codes (T001: New York, Walldorf, London) and the cost centers
+# fi.py assigns to the plants (1100: Production NJ, Sales East; 1200: Warehouse Chicago, Sales West;
+# 2100: Lager Köln; 3100: UK Distribution).
 PLANTS: tuple[Plant, ...] = (
-    Plant("1000", "1000", "Chicago Plant", "US", "IL", "60607", "Chicago", "1200 W Fulton Market"),
-    Plant("1100", "1000", "Houston Distribution Center", "US", "TX", "77029", "Houston", "8400 Clinton Dr"),
-    Plant("2000", "2000", "Werk Hamburg", "DE", "02", "20457", "Hamburg", "Am Sandtorkai 12"),
-    Plant("2100", "2000", "Werk München", "DE", "09", "81829", "München", "Messestraße 4"),
-    Plant("3000", "3000", "Manchester Works", "GB", "", "M17 1AB", "Manchester", "Trafford Park Road 7"),
+    Plant("1000", "1000", "Plant New York", "US", "NY", "10013", "New York", "350 Hudson St"),
+    Plant("1100", "1000", "Plant Newark NJ", "US", "NJ", "07114", "Newark", "600 Doremus Ave"),
+    Plant("1200", "1000", "Chicago Distribution Center", "US", "IL", "60607", "Chicago", "1200 W Fulton Market"),
+    Plant("2000", "2000", "Werk Walldorf", "DE", "08", "69190", "Walldorf", "Industriestraße 12"),
+    Plant("2100", "2000", "Werk Köln", "DE", "05", "50829", "Köln", "Mathias-Brüggen-Straße 4"),
+    Plant("3000", "3000", "London Works", "GB", "", "E16 2QA", "London", "Royal Victoria Dock 7"),
+    Plant("3100", "3000", "Manchester Distribution", "GB", "", "M17 1AB", "Manchester", "Trafford Park Road 7"),
 )
-_PLANT_INDEX = {p.werks: i for i, p in enumerate(PLANTS)}
+_PLANTS_OF: dict[str, tuple[str, ...]] = {b: tuple(p.werks for p in PLANTS if p.bukrs == b) for b in CURRENCY}
+
+
+@dataclass(frozen=True)
+class CostCenter:
+    """One CSKS row as sandbox/fi.py seeds it (KOSTL internal, dates DATS)."""
+
+    kokrs: str
+    kostl: str
+    bukrs: str
+    werks: str
+    datab: str
+    datbi: str
+    prctr: str
+    locked: bool
+
+    def valid_on(self, day: str) -> bool:
+        return self.datab <= day <= self.datbi and not self.locked
+
+
+@dataclass(frozen=True)
+class _FiMaster:
+    cost_centers: tuple[CostCenter, ...]
+    kokrs_of: dict[str, str]  # BUKRS -> KOKRS
+    accounts: dict[str, frozenset[str]]  # BUKRS -> SAKNR postable (SKB1 without XSPEB)
+
+
+_SCRATCH_CLIENT = "000"
 
 
 @cache
-def cost_centers_of(werks: str) -> tuple[str, ...]:
-    """The 20 cost centers (KOSTL, internal format) used for `werks`."""
-    start = 1000 + 20 * _PLANT_INDEX[werks]
-    return tuple(str(n).zfill(10) for n in range(start, start + 20))
+def _fi_master() -> _FiMaster:
+    """Cost centers, controlling areas and G/L accounts exactly as sandbox/fi.py seeds them.
+
+    fi.seed_fi with no documents writes only customizing and master data (T001, SKA1/SKB1, CSKS/
+    CSKT, ...); running it into a scratch EccData keeps fi.py the one source of truth."""
+    scratch = EccData(clients=(_SCRATCH_CLIENT,))
+    _fi.seed_fi(scratch, _SCRATCH_CLIENT, documents=0)
+    centers = tuple(CostCenter(r["KOKRS"], r["KOSTL"], r.get("BUKRS", ""), r.get("WERKS", ""),
+                               r.get("DATAB") or "00000000", r["DATBI"], r.get("PRCTR", ""), bool(r.get("BKZKP")))
+                    for r in scratch.rows("CSKS", _SCRATCH_CLIENT))
+    kokrs_of: dict[str, str] = {}
+    for c in centers:
+        if kokrs_of.setdefault(c.bukrs, c.kokrs) != c.kokrs:
+            raise ValueError(f"fi.py seeds cost centers of company code {c.bukrs} in two controlling areas")
+    accounts: dict[str, set[str]] = {}
+    for r in scratch.rows("SKB1", _SCRATCH_CLIENT):
+        if not r.get("XSPEB") and not r.get("XLOEB"):
+            accounts.setdefault(r["BUKRS"], set()).add(r["SAKNR"])
+    return _FiMaster(centers, kokrs_of, {b: frozenset(a) for b, a in accounts.items()})
 
 
-COST_CENTERS: tuple[str, ...] = tuple(k for p in PLANTS for k in cost_centers_of(p.werks))
+def controlling_area(bukrs: str) -> str:
+    """KOKRS of a company code (TKA02), as fi.py's CSKS rows have it."""
+    return _fi_master().kokrs_of[bukrs]
 
-_EXPENSE_ACCOUNTS = ("0000400000", "0000403000", "0000410000", "0000416100", "0000470000", "0000476000")
+
+@cache
+def cost_center(kostl: str) -> CostCenter:
+    """The cost center `kostl` (internal format) of the seed (the row with the latest DATBI)."""
+    rows = [c for c in _fi_master().cost_centers if c.kostl == kostl]
+    if not rows:
+        raise KeyError(f"cost center {kostl} is not seeded")
+    return max(rows, key=lambda c: c.datbi)
+
+
+@cache
+def cost_centers_of(werks: str, on: str | None = None) -> tuple[str, ...]:
+    """Cost centers (KOSTL, internal format) whose CSKS-WERKS is `werks`; only those valid and not
+    locked on `on` (DATS) when given."""
+    return tuple(dict.fromkeys(c.kostl for c in _fi_master().cost_centers
+                               if c.werks == werks and (on is None or c.valid_on(on))))
+
+
+@cache
+def _company_cost_centers(bukrs: str, on: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(c.kostl for c in _fi_master().cost_centers if c.bukrs == bukrs and c.valid_on(on)))
+
+
+COST_CENTERS: tuple[str, ...] = tuple(dict.fromkeys(c.kostl for c in _fi_master().cost_centers))
+
+# Expense account per material group of account-assigned items (fi.py's chart INT); checked
+# against the company code's SKB1 when used, with fi.EXPENSE_ACCOUNTS as the fallback.
+_ACCOUNT_OF_GROUP = {"OFFICE": "0000600000", "IT0001": "0000600000", "PPE001": "0000600000",
+                     "SERV01": "0000630000", "SERV02": "0000630000", "SERV03": "0000640000",
+                     "SERV04": "0000615000"}
 _MATERIALS = [  # (number, text, group, unit, price range)
     (100120, "Steel sheet 2mm DC01", "RAW001", "KG", (0.8, 2.5)),
     (100121, "Aluminium profile 40x40", "RAW001", "M", (4.0, 12.0)),
@@ -170,7 +260,7 @@ def seed_logistics(data: EccData, *, seed: int = 42, client: str = DEFAULT_CLIEN
         tables.update(_purchase_orders(data, rnd, client, purchase_orders))
         customer_tables, sold_to = _customers(rnd, client, customers)
         tables.update(customer_tables)
-        tables.update(_sales(rnd, client, sales_orders, sold_to))
+        tables.update(_sales(rnd, client, sales_orders, sold_to, customer_tables["KNVV"], customer_tables["KNVP"]))
         with data.lock:
             for name, rows in tables.items():
                 data.store(name, client).bulk_load(rows)
@@ -190,10 +280,11 @@ def _plants(client: str) -> dict[str, list[Row]]:
         t001w.append({"MANDT": client, "WERKS": p.werks, "NAME1": p.name1, "BWKEY": p.werks,
                       "FABKL": p.land1, "STRAS": p.stras, "PSTLZ": p.pstlz, "ORT01": p.ort01,
                       "EKORG": p.bukrs, "VKORG": p.bukrs, "LAND1": p.land1, "REGIO": p.regio,
-                      "ADRNR": str(9000 + i).zfill(10), "VTWEG": "10", "SPART": "00",
+                      "ADRNR": str(9100 + i).zfill(10), "VTWEG": "10", "SPART": "00",
                       "SPRAS": "D" if p.land1 == "DE" else "E", "KORDB": "X" if p.bukrs == "2000" else ""})
         t001k.append({"MANDT": client, "BWKEY": p.werks, "BUKRS": p.bukrs, "BWMOD": "0001"})
-    return {"T001W": t001w, "T001K": t001k}
+    tka02 = [{"MANDT": client, "BUKRS": b, "GSBER": "", "KOKRS": k} for b, k in sorted(_fi_master().kokrs_of.items())]
+    return {"T001W": t001w, "T001K": t001k, "TKA02": tka02}
 
 
 # --------------------------------------------------------------------------------------------- purchasing
@@ -221,7 +312,8 @@ def _purchase_orders(data: EccData, rnd: random.Random, client: str, n: int) -> 
         return seq[int(rand() * len(seq))]
 
     pool = _vendor_pool(data, client)
-    plant_plan = [PLANTS[0]] * 4 + [PLANTS[1]] * 2 + [PLANTS[2]] * 3 + [PLANTS[3]] * 2 + [PLANTS[4]] * 3
+    weight = {"1000": 2, "1100": 2, "1200": 1, "2000": 3, "2100": 2, "3000": 2, "3100": 1}
+    plant_plan = [p for p in PLANTS for _ in range(weight.get(p.werks, 1))]
     item_counts = (1, 1, 2, 2, 3, 3, 4, 5, 6, 8)
     ernams = ("MM_BUYER01", "MM_BUYER02", "JSMITH", "KBAUER", "ECATT_PO", "TJONES")
     ekko: list[Row] = []
@@ -260,8 +352,9 @@ def _purchase_orders(data: EccData, rnd: random.Random, client: str, n: int) -> 
         for j in range(n_items):
             ebelp = str((j + 1) * 10).zfill(5)
             werks = plant.werks
-            if bukrs != "3000" and rand() < 0.15:  # sibling plant of the same company code
-                werks = next(p.werks for p in PLANTS if p.bukrs == bukrs and p.werks != plant.werks)
+            siblings = [w for w in _PLANTS_OF[bukrs] if w != plant.werks]
+            if siblings and rand() < 0.15:  # sibling plant of the same company code
+                werks = choice(siblings)
             r = rand()
             item: Row = {"MANDT": client, "EBELN": ebeln, "EBELP": ebelp, "AEDAT": _d(bedat), "BUKRS": bukrs,
                          "WERKS": werks, "MWSKZ": _TAX[bukrs], "PSTYP": "0", "BSTYP": "F", "PRDAT": _d(bedat)}
@@ -304,31 +397,46 @@ def _purchase_orders(data: EccData, rnd: random.Random, client: str, n: int) -> 
     return {"EKKO": ekko, "EKPO": ekpo, "EKKN": ekkn}
 
 
+def _expense_account(bukrs: str, matkl: str, choice: Callable[[Sequence[Any]], Any]) -> str:
+    postable = _fi_master().accounts.get(bukrs, frozenset())
+    sakto = _ACCOUNT_OF_GROUP.get(matkl, "")
+    if sakto in postable:
+        return sakto
+    return choice([a for a in _fi.EXPENSE_ACCOUNTS if a in postable] or _fi.EXPENSE_ACCOUNTS)
+
+
 def _account_assignments(item: Row, knttp: str, bedat: date, client: str, rand: Callable[[], float],
                          choice: Callable[[Sequence[Any]], Any]) -> list[Row]:
-    werks = item["WERKS"]
+    werks, bukrs, day = item["WERKS"], item["BUKRS"], _d(bedat)
     qty, netwr = Decimal(item["MENGE"]), Decimal(item["NETWR"])
-    base: Row = {"MANDT": client, "EBELN": item["EBELN"], "EBELP": item["EBELP"], "AEDAT": _d(bedat),
-                 "SAKTO": choice(_EXPENSE_ACCOUNTS), "KOKRS": KOKRS, "GSBER": item["BUKRS"],
-                 "PRCTR": f"00000{werks}0", "VPROZ": "0.0"}
+    centers = cost_centers_of(werks, day) or _company_cost_centers(bukrs, day)
+    if not centers:
+        raise ValueError(f"fi.py seeds no cost center of company code {bukrs} valid on {day}")
+    base: Row = {"MANDT": client, "EBELN": item["EBELN"], "EBELP": item["EBELP"], "AEDAT": day,
+                 "SAKTO": _expense_account(bukrs, item.get("MATKL", ""), choice),
+                 "KOKRS": controlling_area(bukrs), "GSBER": bukrs,
+                 "PRCTR": cost_center(centers[0]).prctr, "VPROZ": "0.0"}
     if knttp == "F":
         return [{**base, "ZEKKN": "01", "AUFNR": str(400100 + int(rand() * 400)).zfill(12), "MENGE": item["MENGE"],
                  "NETWR": item["NETWR"]}]
     if knttp == "A":
         return [{**base, "ZEKKN": "01", "SAKTO": "", "ANLN1": str(100000 + int(rand() * 900)).zfill(12),
                  "ANLN2": "0000", "MENGE": item["MENGE"], "NETWR": item["NETWR"]}]
-    centers = cost_centers_of(werks)
-    if rand() < 0.12 and qty >= 2:  # multiple account assignment, split by percentage (VRTKZ 2)
+    pair = centers if len(centers) >= 2 else _company_cost_centers(bukrs, day)
+    if rand() < 0.12 and qty >= 2 and len(pair) >= 2:  # multiple account assignment by percentage (VRTKZ 2)
         item["VRTKZ"] = "2"
         split = choice((Decimal("50.0"), Decimal("60.0"), Decimal("70.0")))
         q1 = (qty * split / 100).quantize(Decimal("0.001"))
         n1 = _money(netwr * split / 100)
-        first, second = choice(centers[:10]), choice(centers[10:])
-        return [{**base, "ZEKKN": "01", "KOSTL": first, "VPROZ": f"{split:.1f}", "MENGE": f"{q1:.3f}",
-                 "NETWR": f"{n1:.2f}"},
-                {**base, "ZEKKN": "02", "KOSTL": second, "VPROZ": f"{100 - split:.1f}",
-                 "MENGE": f"{qty - q1:.3f}", "NETWR": f"{netwr - n1:.2f}"}]
-    return [{**base, "ZEKKN": "01", "KOSTL": choice(centers), "MENGE": item["MENGE"], "NETWR": item["NETWR"]}]
+        i = int(rand() * len(pair))
+        first, second = pair[i], pair[(i + 1 + int(rand() * (len(pair) - 1))) % len(pair)]
+        return [{**base, "ZEKKN": "01", "KOSTL": first, "PRCTR": cost_center(first).prctr,
+                 "VPROZ": f"{split:.1f}", "MENGE": f"{q1:.3f}", "NETWR": f"{n1:.2f}"},
+                {**base, "ZEKKN": "02", "KOSTL": second, "PRCTR": cost_center(second).prctr,
+                 "VPROZ": f"{100 - split:.1f}", "MENGE": f"{qty - q1:.3f}", "NETWR": f"{netwr - n1:.2f}"}]
+    kostl = choice(centers)
+    return [{**base, "ZEKKN": "01", "KOSTL": kostl, "PRCTR": cost_center(kostl).prctr, "MENGE": item["MENGE"],
+             "NETWR": item["NETWR"]}]
 
 
 # --------------------------------------------------------------------------------------------- customers
@@ -352,8 +460,9 @@ def _name_and_address(land1: str, choice: Callable[[Sequence[Any]], Any],
 
 
 def _customers(rnd: random.Random, client: str, n: int) -> tuple[dict[str, list[Row]], list[Row]]:
-    """KNA1/KNB1/KNKK/KNVP. Sold-to parties 0000200001.. (account group 0001), ship-to parties
-    0000250001.. (0002) and payers 0000290001.. (0003). Returns the tables and the sold-to rows."""
+    """KNA1/KNB1/KNKK/KNVV/KNVP. Sold-to parties 0000200001.. (account group 0001), ship-to parties
+    0000250001.. (0002) and payers 0000290001.. (0003), each with sales data (KNVV) in the sales area
+    of its company code. Returns the tables and the sold-to rows."""
     rand = rnd.random
 
     def choice(seq: Sequence[Any]) -> Any:
@@ -367,6 +476,7 @@ def _customers(rnd: random.Random, client: str, n: int) -> tuple[dict[str, list[
     knb1: list[Row] = []
     knkk: list[Row] = []
     knvp: list[Row] = []
+    knvv: list[Row] = []
     base = date(2012, 1, 1)
     n_payers = max(n // 15, 1)
     n_ship = max(n // 5, 1)
@@ -420,6 +530,26 @@ def _customers(rnd: random.Random, client: str, n: int) -> tuple[dict[str, list[
             row["CASHA"] = f"{_money(Decimal(str(rand())) * klimk / 10):.2f}"
         return row
 
+    def sales_data(general_row: Row, bukrs: str, zterm: str) -> Row:
+        """KNVV in sales area (VKORG = company code, 10, 00): delivering plant, sales office/group,
+        shipping, incoterms, currency and payment terms of the sales area."""
+        vwerk = choice(_PLANTS_OF[bukrs])
+        incoterms = choice(("FCA", "DAP", "DAP", "EXW", "CPT"))
+        row = {"MANDT": client, "KUNNR": general_row["KUNNR"], "VKORG": bukrs, "VTWEG": "10", "SPART": "00",
+               "ERNAM": general_row["ERNAM"], "ERDAT": general_row["ERDAT"], "VERSG": "1", "KALKS": "1",
+               "KDGRP": choice(("01", "02", "03")), "BZIRK": f"{_LAND[bukrs]}000{randint(1, 4)}",
+               "KONDA": choice(("01", "02")), "PLTYP": "01", "AWAHR": "100", "INCO1": incoterms,
+               "INCO2": (general_row["ORT01"] if incoterms in ("DAP", "CPT") else
+                         next(p.ort01 for p in PLANTS if p.werks == vwerk))[:28],
+               "ANTLF": "9", "KZAZU": "X", "CHSPL": "X", "LPRIO": "02", "VSBED": choice(("01", "01", "02")),
+               "PERFK": _LAND[bukrs], "WAERS": CURRENCY[bukrs], "KTGRD": "01", "ZTERM": zterm, "VWERK": vwerk,
+               "VKBUR": f"{bukrs[0]}{'1' if vwerk.endswith('000') else '2'}00",
+               "VKGRP": choice(("101", "102", "201")), "KURST": "M", "PRFRE": "X", "KKBER": bukrs,
+               "UEBTO": "0.0", "UNTTO": "0.0", "MRNKZ": "", "LOEVM": general_row.get("LOEVM", "")}
+        if general_row["KTOKD"] == "0002":  # ship-to only: no pricing or billing in its own right
+            row.update({"KALKS": "", "KONDA": "", "PLTYP": "", "KTGRD": "", "ZTERM": ""})
+        return row
+
     def partner(kunnr: str, vkorg: str, parvw: str, parza: int, kunn2: str, defpa: str = "") -> Row:
         return {"MANDT": client, "KUNNR": kunnr, "VKORG": vkorg, "VTWEG": "10", "SPART": "00", "PARVW": parvw,
                 "PARZA": str(parza).zfill(3), "KUNN2": kunn2, "DEFPA": defpa}
@@ -432,6 +562,7 @@ def _customers(rnd: random.Random, client: str, n: int) -> tuple[dict[str, list[
         row["NAME2"] = "Central Accounts Payable"
         kna1.append(row)
         knb1.append(company(kunnr, bukrs, row["ERDAT"]))
+        knvv.append(sales_data(row, bukrs, knb1[-1]["ZTERM"]))
         knkk.append(credit(kunnr, bukrs, row["ERDAT"], kunnr))
         knvp.extend([partner(kunnr, bukrs, "RE", 0, kunnr), partner(kunnr, bukrs, "RG", 0, kunnr)])
         payers[bukrs].append(kunnr)
@@ -442,6 +573,7 @@ def _customers(rnd: random.Random, client: str, n: int) -> tuple[dict[str, list[
         row = general(kunnr, bukrs, "0002", 3000 + i)
         row["NAME2"] = choice(("Goods Receiving", "Warenannahme Tor 3", "Dock 4", "Site Office"))
         kna1.append(row)  # ship-to parties have no company-code or credit data
+        knvv.append(sales_data(row, bukrs, ""))
         knvp.append(partner(kunnr, bukrs, "WE", 0, kunnr))
         ship_to[bukrs].append(kunnr)
     sold_to: list[Row] = []
@@ -462,6 +594,7 @@ def _customers(rnd: random.Random, client: str, n: int) -> tuple[dict[str, list[
             row["LOEVM"] = "X"
         kna1.append(row)
         knb1.append(company(kunnr, bukrs, row["ERDAT"]))
+        knvv.append(sales_data(row, bukrs, knb1[-1]["ZTERM"]))
         payer = kunnr
         if payers[bukrs] and rand() < 0.12:
             payer = choice(payers[bukrs])
@@ -474,13 +607,14 @@ def _customers(rnd: random.Random, client: str, n: int) -> tuple[dict[str, list[
         else:
             knvp.append(partner(kunnr, bukrs, "WE", 0, kunnr))
         sold_to.append(row)
-    return {"KNA1": kna1, "KNB1": knb1, "KNKK": knkk, "KNVP": knvp}, sold_to
+    return {"KNA1": kna1, "KNB1": knb1, "KNKK": knkk, "KNVV": knvv, "KNVP": knvp}, sold_to
 
 
 # --------------------------------------------------------------------------------------------- sales
 
 
-def _sales(rnd: random.Random, client: str, n: int, sold_to: list[Row]) -> dict[str, list[Row]]:
+def _sales(rnd: random.Random, client: str, n: int, sold_to: list[Row], knvv: list[Row],
+           knvp: list[Row]) -> dict[str, list[Row]]:
     rand = rnd.random
 
     def choice(seq: Sequence[Any]) -> Any:
@@ -489,8 +623,13 @@ def _sales(rnd: random.Random, client: str, n: int, sold_to: list[Row]) -> dict[
     vbak: list[Row] = []
     vbap: list[Row] = []
     likp: list[Row] = []
+    lips: list[Row] = []
     active = [r for r in sold_to if not r.get("LOEVM") and not r.get("AUFSD")]
-    plants_of = {b: [p.werks for p in PLANTS if p.bukrs == b] for b in CURRENCY}
+    area_of = {(r["KUNNR"], r["VKORG"]): r for r in knvv}
+    ship_to: dict[tuple[str, str], str] = {}  # (sold-to, VKORG) -> default ship-to (KNVP WE, DEFPA or first)
+    for p in knvp:
+        if p["PARVW"] == "WE" and ((p["KUNNR"], p["VKORG"]) not in ship_to or p.get("DEFPA")):
+            ship_to[(p["KUNNR"], p["VKORG"])] = p["KUNN2"]
     base = date(2023, 1, 3)
     delivery_nr = 80000001
     for i in range(n):
@@ -498,16 +637,17 @@ def _sales(rnd: random.Random, client: str, n: int, sold_to: list[Row]) -> dict[
         bukrs = {"US": "1000", "DE": "2000", "GB": "3000"}[cust["LAND1"]]
         erdat = base + timedelta(days=i * 720 // max(n, 1))
         vbeln = str(10001 + i).zfill(10)
-        waerk = CURRENCY[bukrs]
-        werks = choice(plants_of[bukrs])
+        area = area_of[(cust["KUNNR"], bukrs)]
+        waerk = area["WAERS"]
+        werks = area["VWERK"] if rand() < 0.85 else choice(_PLANTS_OF[bukrs])
         header: Row = {"MANDT": client, "VBELN": vbeln, "ERDAT": _d(erdat),
                        "ERZET": f"{8 + int(rand() * 10):02d}{int(rand() * 60):02d}{int(rand() * 60):02d}",
                        "ERNAM": choice(("SD_CLERK01", "SD_CLERK02", "EDI_ORDERS", "MWEBER")), "AUDAT": _d(erdat),
                        "VBTYP": "C", "TRVOG": "0", "AUART": "TA", "WAERK": waerk, "VKORG": bukrs, "VTWEG": "10",
                        "SPART": "00", "VKBUR": f"{bukrs[0]}{'1' if werks.endswith('000') else '2'}00",
-                       "VKGRP": choice(("101", "102", "201")), "KNUMV": str(5000000 + i).zfill(10),
+                       "VKGRP": area["VKGRP"], "KNUMV": str(5000000 + i).zfill(10),
                        "VDATU": _d(erdat + timedelta(days=7 + int(rand() * 21))), "VPRGR": "1",
-                       "KALSM": "RVAA01", "VSBED": choice(("01", "02")), "BSTNK": f"PO-{int(rand() * 900000) + 100000}",
+                       "KALSM": "RVAA01", "VSBED": area["VSBED"], "BSTNK": f"PO-{int(rand() * 900000) + 100000}",
                        "BSTDK": _d(erdat - timedelta(days=int(rand() * 3))), "KUNNR": cust["KUNNR"],
                        "STWAE": "USD", "KKBER": bukrs, "KNKLI": cust["KUNNR"], "GRUPP": "0001",
                        "CTLPC": choice(("001", "002", "003")), "CMWAE": waerk, "BUKRS_VF": bukrs, "TAXK1": "1",
@@ -518,6 +658,7 @@ def _sales(rnd: random.Random, client: str, n: int, sold_to: list[Row]) -> dict[
         if blocked:
             header["LIFSK"] = choice(("01", "Z1"))
         total = Decimal(0)
+        order_items: list[Row] = []
         n_items = choice((1, 1, 2, 2, 3, 3, 4, 5, 6))
         for j in range(n_items):
             matnr, text, price_base = choice(_FINISHED)
@@ -539,20 +680,22 @@ def _sales(rnd: random.Random, client: str, n: int, sold_to: list[Row]) -> dict[
                 item["ABGRU"] = "02"  # rejected: not delivered, not in the order value
             else:
                 total += netwr
+                order_items.append(item)
             vbap.append(item)
         header["NETWR"] = f"{total:.2f}"
         header["AMTBL"] = f"{total:.2f}"
         vbak.append(header)
-        if blocked or erdat > date(2024, 12, 20) or rand() < 0.12:
+        if blocked or erdat > date(2024, 12, 20) or rand() < 0.12 or not order_items:
             continue
         created = erdat + timedelta(days=1 + int(rand() * 4))
         wadat = created + timedelta(days=1 + int(rand() * 3))
         delivery: Row = {"MANDT": client, "VBELN": str(delivery_nr).zfill(10), "ERNAM": "SD_SHIP01",
                          "ERZET": "061500", "ERDAT": _d(created), "VSTEL": werks, "VKORG": bukrs, "LFART": "LF",
                          "WADAT": _d(wadat), "LDDAT": _d(wadat), "TDDAT": _d(wadat), "KODAT": _d(wadat),
-                         "LFDAT": _d(wadat + timedelta(days=2)), "INCO1": "FCA", "INCO2": "Werk",
-                         "VBTYP": "J", "LPRIO": "02", "VSBED": header["VSBED"], "KUNNR": cust["KUNNR"],
-                         "KUNAG": cust["KUNNR"], "BTGEW": "0.000", "NTGEW": "0.000", "GEWEI": "KG",
+                         "LFDAT": _d(wadat + timedelta(days=2)), "INCO1": area["INCO1"],
+                         "INCO2": area["INCO2"], "VBTYP": "J", "LPRIO": area["LPRIO"], "VSBED": header["VSBED"],
+                         "KUNNR": ship_to.get((cust["KUNNR"], bukrs), cust["KUNNR"]), "KUNAG": cust["KUNNR"],
+                         "GEWEI": "KG",
                          "ANZPK": str(1 + int(rand() * 9)).zfill(5), "TRAGR": "0001", "FKARV": "F2",
                          "WAERK": waerk, "VKBUR": header["VKBUR"], "AEDAT": "00000000", "WADAT_IST": "00000000"}
         if wadat < date(2024, 12, 15):
@@ -560,9 +703,27 @@ def _sales(rnd: random.Random, client: str, n: int, sold_to: list[Row]) -> dict[
             delivery["AEDAT"] = _d(wadat)
             delivery["AENAM"] = "SD_SHIP01"
             delivery["FKDAT"] = _d(wadat)
+        btgew = ntgew = Decimal(0)
+        for it in order_items:  # one delivery item per order item that is not rejected, full quantity
+            btgew += Decimal(it["BRGEW"])
+            ntgew += Decimal(it["NTGEW"])
+            lips.append({"MANDT": client, "VBELN": delivery["VBELN"], "POSNR": it["POSNR"], "PSTYV": "TAN",
+                         "ERNAM": "SD_SHIP01", "ERZET": "061500", "ERDAT": delivery["ERDAT"], "MATNR": it["MATNR"],
+                         "MATWA": it["MATWA"], "MATKL": it["MATKL"], "WERKS": it["WERKS"], "LGORT": it["LGORT"],
+                         "LFIMG": it["KWMENG"], "MEINS": it["MEINS"], "VRKME": it["VRKME"], "UMVKZ": "1",
+                         "UMVKN": "1", "NTGEW": it["NTGEW"], "BRGEW": it["BRGEW"], "GEWEI": it["GEWEI"],
+                         "VOLUM": "0.000", "UEBTO": "0.0", "UNTTO": "0.0", "MBDAT": delivery["WADAT"],
+                         "LGMNG": it["KWMENG"], "ARKTX": it["ARKTX"], "VGBEL": vbeln, "VGPOS": it["POSNR"],
+                         "VBELV": vbeln, "POSNV": it["POSNR"], "VBTYV": "C", "FKREL": "A", "LADGR": "0001",
+                         "TRAGR": "0001", "BWART": "601", "VGTYP": "C", "MTART": "FERT",
+                         "SPART": it["SPART"], "VTWEG": header["VTWEG"], "VKBUR": header["VKBUR"],
+                         "VKGRP": header["VKGRP"], "PRCTR": it["PRCTR"],
+                         "AEDAT": delivery["AEDAT"]})
+        delivery["BTGEW"] = f"{btgew:.3f}"
+        delivery["NTGEW"] = f"{ntgew:.3f}"
         likp.append(delivery)
         delivery_nr += 1
-    return {"VBAK": vbak, "VBAP": vbap, "LIKP": likp}
+    return {"VBAK": vbak, "VBAP": vbap, "LIKP": likp, "LIPS": lips}
 
 
 # --------------------------------------------------------------------------------------------- changes

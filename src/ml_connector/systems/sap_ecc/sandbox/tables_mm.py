@@ -1,4 +1,5 @@
-"""DDIC of the MM (purchasing) and plant tables the integrations read: EKKO, EKPO, EKKN, T001W, T001K.
+"""DDIC of the MM (purchasing) and plant tables the integrations read: EKKO, EKPO, EKKN, T001W, T001K,
+and TKA02 (company code -> controlling area).
 
 Importing this module registers the tables (`ddic.register_table`). Field lists are realistic ECC
 6.0 subsets in real DDIC order; types and lengths per reference §4 (EKPO NETPR CURR11,2, NETWR
@@ -200,12 +201,20 @@ T001K: list[FieldSpec] = [
     ("XVKBW", "C", 1, 0, _N, "Sales price valuation active"),
 ]
 
+TKA02: list[FieldSpec] = [  # assignment of company codes (and business areas) to controlling areas
+    ("MANDT", "C", 3, 0, _K, "Client"),
+    ("BUKRS", "C", 4, 0, _K, "Company Code"),
+    ("GSBER", "C", 4, 0, _K, "Business Area"),
+    ("KOKRS", "C", 4, 0, _N, "Controlling Area"),
+]
+
 TABLES: dict[str, tuple[str, list[FieldSpec]]] = {
     "EKKO": ("Purchasing Document Header", EKKO),
     "EKPO": ("Purchasing Document Item", EKPO),
     "EKKN": ("Account Assignment in Purchasing Document", EKKN),
     "T001W": ("Plants/Branches", T001W),
     "T001K": ("Valuation area", T001K),
+    "TKA02": ("Controlling area assignment", TKA02),
 }
 
 
