@@ -331,3 +331,18 @@ def test_rejected_records_are_listed_and_replayed(tmp_path):
     finally:
         for h in handles.values():
             h.stop()
+
+
+def test_vendor_sync_reads_through_the_probed_wide_module(tmp_path, sandboxes):
+    """With /BODS/RFC_READ_TABLE installed, the flow probes once and reads every table through it."""
+    ecc = sandboxes["sap_ecc"].state
+    ecc.set_config(installed_modules=["/BODS/RFC_READ_TABLE"])
+    ecc.stats.calls.clear()
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url)
+    first = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
+    want = in_scope_vendors(ecc)
+    assert first["read"] == len(want) and first["failed"] == 0
+    _assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
+    calls = dict(ecc.stats.calls)
+    assert calls.get("/BODS/RFC_READ_TABLE", 0) > 1, calls
+    assert calls.get("RFC_READ_TABLE", 0) == 0 and calls.get("BBP_RFC_READ_TABLE", 0) == 0, calls

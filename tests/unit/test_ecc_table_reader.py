@@ -16,13 +16,16 @@ from hypothesis import strategies as st
 
 from ml_connector.systems.sap_ecc.errors import ABAPApplicationError
 from ml_connector.systems.sap_ecc.table_reader import (
+    AUTO,
     FieldInfo,
     TableReader,
     TableReadError,
     alpha,
     choose_function,
+    forget_probe,
     key_condition,
     plan_groups,
+    probed_function,
     quote,
     wrap_options,
 )
@@ -450,6 +453,36 @@ def test_choose_function() -> None:
     assert choose_function(wide) == "/BODS/RFC_READ_TABLE"
     reader = TableReader.auto(wide)
     assert reader.function == "/BODS/RFC_READ_TABLE" and reader.row_width == 2048
+
+
+def test_probed_reader_probes_once_per_connection_and_only_when_used() -> None:
+    tabs = {"T000": FakeTable([("MANDT", 3, "C")], [{"MANDT": "100"}]),
+            "LFA1": FakeTable([("LIFNR", 10, "C")], [{"LIFNR": "0000100001"}, {"LIFNR": "0000100002"}])}
+    wide = FakeReadTable(tabs, installed=("/BODS/RFC_READ_TABLE", "RFC_READ_TABLE"))
+    seen: list[str] = []
+    inner = wide.call
+
+    def counting(fm: str, params: dict[str, Any] | None = None, *, tables: Sequence[str] = ()) -> dict[str, Any]:
+        seen.append(fm)
+        return inner(fm, params, tables=tables)
+
+    wide.call = counting  # type: ignore[method-assign]
+    forget_probe()
+    first = TableReader.probed(wide)
+    assert seen == [] and first.function == AUTO  # building a reader calls nothing
+    assert [r["LIFNR"] for r in read_all(first, "LFA1", ["LIFNR"], ["LIFNR"])] == ["0000100001", "0000100002"]
+    assert first.function == "/BODS/RFC_READ_TABLE" and first.row_width == 2048
+    probes = len([fm for fm in seen if fm == "/BODS/RFC_READ_TABLE"]) - first.calls
+    assert probes == 1
+    second = TableReader.probed(wide)  # another reader on the same connection: no new probe
+    read_all(second, "LFA1", ["LIFNR"], ["LIFNR"])
+    assert len([fm for fm in seen if fm == "/BODS/RFC_READ_TABLE"]) == probes + first.calls + second.calls
+    assert "RFC_READ_TABLE" not in seen
+    narrow = FakeReadTable(tabs)  # another connection is probed on its own
+    assert TableReader.probed(narrow).resolve_function() == "RFC_READ_TABLE"
+    assert probed_function(wide) == "/BODS/RFC_READ_TABLE"
+    forget_probe(wide)
+    forget_probe()
 
 
 # ----------------------------------------------------------------------------- literals and OPTIONS

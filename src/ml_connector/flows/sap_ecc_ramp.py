@@ -66,7 +66,7 @@ class VendorStream(Stream):
     def _reader(self, ctx: RunContext) -> Any:
         from ml_connector.systems.sap_ecc.table_reader import TableReader
 
-        return TableReader(ctx.runtime.connection(self.flow.cfg.source))
+        return TableReader.probed(ctx.runtime.connection(self.flow.cfg.source))
 
     def _sap_now(self, ctx: RunContext) -> dict[str, str]:
         """SAP's local time (change documents are stamped in it): UTC + RFCSI's RFCTZONE."""
@@ -375,7 +375,7 @@ class _ChartStream(Stream):
     def _reader(self, ctx: RunContext) -> Any:
         from ml_connector.systems.sap_ecc.table_reader import TableReader
 
-        return TableReader(ctx.runtime.connection(self.sap_connection))
+        return TableReader.probed(ctx.runtime.connection(self.sap_connection))
 
     def begin(self, ctx: RunContext, cursor: dict[str, Any]) -> dict[str, Any]:
         return {"read": False}

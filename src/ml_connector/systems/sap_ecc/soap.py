@@ -14,6 +14,17 @@
   is in `tables` (the request's declared TABLES), otherwise a string.
 * `parse_fault(status, body)` — HTTP 500 SOAP faults → typed `RfcError`.
 
+Dates in replies: whether /sap/bc/soap/rfc emits D-type values as ISO `YYYY-MM-DD`
+(the WSDL's `s0:date` pattern) or internal `YYYYMMDD` is unverified (reference §1.1,
+[U]). The client cannot see parameter types, so `parse_response` applies one rule:
+a leaf value that is exactly `^[0-9]{4}-[0-9]{2}-[0-9]{2}$` is a date and is
+normalised to `YYYYMMDD` (`0000-00-00` → `00000000`). Callers therefore always see internal
+dates, whichever variant the server emits. The one exception is the `WA` cell of
+table rows (RFC_READ_TABLE's TAB512/TAB2048 character work area), which is raw
+CHAR data and never rewritten. A CHAR field whose whole value happens to look like
+an ISO date would also be rewritten; ABAP CHAR fields holding such text are rare,
+and a D field can never legitimately hold anything else.
+
 Responses are untrusted: they are parsed with a hardened lxml parser (no entity
 resolution, no network, no DTD loading) and any document carrying a DOCTYPE is
 refused (SOAP 1.1 forbids DTDs). Malformed XML becomes `CommunicationError`.
@@ -44,6 +55,8 @@ TABLES_KEY = "__tables__"
 
 _NAME_RE = re.compile(r"^[A-Za-z_/][A-Za-z0-9_/]*$")
 _INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_RAW_CELLS = frozenset({"WA"})  # CHAR work areas of the read-table modules: never rewritten
 _FAULTSTRING_KEY = re.compile(r"^\s*([A-Z][A-Z0-9_/]*)\s*(?::\s*(.*))?$", re.S)
 # ABAP messages raised without an exception (RFC_ABAP_MESSAGE, code 4 in PyRFC).
 _MESSAGE_KEYS = frozenset({"ERROR_MESSAGE_STATE", "MESSAGE_TYPE_X", "MESSAGE_TYPE_UNKNOWN"})
@@ -199,21 +212,30 @@ def _children(el: etree._Element) -> list[etree._Element]:
     return [c for c in el if isinstance(c.tag, str)]
 
 
-def _value(el: etree._Element, tables: frozenset[str]) -> Any:
+def normalize_date(text: str) -> str:
+    """`YYYY-MM-DD` → `YYYYMMDD`; any other text unchanged (see module docstring)."""
+    if len(text) == 10 and _ISO_DATE.fullmatch(text):
+        return text[0:4] + text[5:7] + text[8:10]
+    return text
+
+
+def _value(el: etree._Element, tables: frozenset[str], *, raw: bool = False) -> Any:
     kids = _children(el)
     name = abap_name(_local(el))
     if not kids:
         if name.upper() in tables:
             return []
-        return el.text or ""
+        text = el.text or ""
+        return text if raw else normalize_date(text)
     if all(_local(k) == "item" for k in kids) or name.upper() in tables:
         rows: list[Any] = []
         for item in kids:
             cells = _children(item)
             if cells:
-                rows.append({abap_name(_local(c)): _value(c, frozenset()) for c in cells})
+                rows.append({(n := abap_name(_local(c))): _value(c, frozenset(), raw=n.upper() in _RAW_CELLS)
+                             for c in cells})
             else:
-                rows.append(item.text or "")
+                rows.append(normalize_date(item.text or ""))
         return rows
     return {abap_name(_local(k)): _value(k, frozenset()) for k in kids}
 
@@ -274,7 +296,9 @@ def parse_fault(status: int, body: bytes) -> RfcError:
         exc_el = next((el for el in detail.iter() if _local(el).endswith(".Exception")), None)
         if name_el is not None or exc_el is not None:
             scope = exc_el if exc_el is not None else detail
-            key = (_text(name_el).strip() if name_el is not None else _text(scope).strip()) or faultstring
+            # an exception element without a usable name still yields a typed error with a key
+            key = ((_text(name_el).strip() if name_el is not None else _text(scope).strip()) or faultstring
+                   or "UNKNOWN_EXCEPTION")
             msg_id = _find_text(scope, "ID") or ""
             number = _find_text(scope, "Number") or ""
             text = _find_text(scope, "Text") or ""

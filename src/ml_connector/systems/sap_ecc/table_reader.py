@@ -61,6 +61,8 @@ characters (width - 1), which is also SAP's documented per-line limit.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -335,27 +337,91 @@ def choose_function(caller: RfcCaller, *, probe_table: str = "T000") -> str:
     return CANDIDATE_FUNCTIONS[-1]
 
 
-class TableReader:
-    """Reads a table through RFC_READ_TABLE (or a compatible FM) over any `RfcCaller`."""
+_probe_lock = threading.Lock()
+_probed_weak: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_probed_strong: dict[int, tuple[Any, str]] = {}  # callers that cannot be weakly referenced
+AUTO = "auto"  # TableReader(function=AUTO): the module is probed on first use, once per caller
 
-    def __init__(self, caller: RfcCaller, *, function: str = "RFC_READ_TABLE", row_width: int = 512,
+
+def probed_function(caller: RfcCaller, *, probe_table: str = "T000") -> str:
+    """`choose_function(caller)`, probed once per caller (= per connection) and cached.
+
+    The connection objects of a runtime live for the process, so a connection is probed once,
+    however many readers the flows build on it. A failed probe (communication, logon) caches
+    nothing and raises, like the read it precedes would."""
+    with _probe_lock:
+        try:
+            cached = _probed_weak.get(caller)
+        except TypeError:
+            entry = _probed_strong.get(id(caller))
+            cached = entry[1] if entry is not None and entry[0] is caller else None
+        if cached is not None:
+            return cached
+        fm = choose_function(caller, probe_table=probe_table)
+        try:
+            _probed_weak[caller] = fm
+        except TypeError:
+            _probed_strong[id(caller)] = (caller, fm)
+        log.info("table reads through %s use %s", caller, fm)
+        return fm
+
+
+def forget_probe(caller: RfcCaller | None = None) -> None:
+    """Drop the cached probe result of `caller` (all callers if None), e.g. after a transport."""
+    with _probe_lock:
+        if caller is None:
+            _probed_weak.clear()
+            _probed_strong.clear()
+            return
+        try:
+            _probed_weak.pop(caller, None)
+        except TypeError:
+            _probed_strong.pop(id(caller), None)
+
+
+class TableReader:
+    """Reads a table through RFC_READ_TABLE (or a compatible FM) over any `RfcCaller`.
+
+    `TableReader.probed(caller)` (function=AUTO) uses the widest installed read module of the
+    connection, probed once per connection (`probed_function`) when the reader first calls SAP."""
+
+    def __init__(self, caller: RfcCaller, *, function: str = "RFC_READ_TABLE", row_width: int | None = None,
                  delimiter: str | None = None) -> None:
         if delimiter is not None and len(delimiter) != 1:
             raise ValueError("DELIMITER is a single character")
         self.caller = caller
         self.function = function
-        self.row_width = row_width
+        self._explicit_width = row_width
+        self.row_width = row_width if row_width is not None else WIDE_FUNCTIONS.get(function, 512)
         self.delimiter = "|" if delimiter is None else delimiter
         self.calls = 0
         self._describe_cache: dict[str, list[FieldInfo]] = {}
 
     @classmethod
     def auto(cls, caller: RfcCaller, **kwargs: Any) -> TableReader:
+        """A reader on the widest installed module, probed now (not cached; see `probed`)."""
         fm = choose_function(caller)
         return cls(caller, function=fm, row_width=WIDE_FUNCTIONS.get(fm, 512), **kwargs)
 
+    @classmethod
+    def probed(cls, caller: RfcCaller, **kwargs: Any) -> TableReader:
+        """A reader on the widest installed module of this connection; the probe runs on the
+        reader's first call and its answer is cached per caller, so production code can build
+        readers freely (no SAP call at construction)."""
+        return cls(caller, function=AUTO, **kwargs)
+
+    def resolve_function(self) -> str:
+        """The read module (probing the connection once if the reader was built with AUTO)."""
+        if self.function == AUTO:
+            fm = probed_function(self.caller)
+            self.function = fm
+            if self._explicit_width is None:
+                self.row_width = WIDE_FUNCTIONS.get(fm, 512)
+        return self.function
+
     def _call(self, table: str, names: Sequence[str], where: str | None, *, rowcount: int = 0,
               no_data: bool = False) -> dict[str, Any]:
+        self.resolve_function()
         params: dict[str, Any] = {
             "QUERY_TABLE": table,
             "DELIMITER": self.delimiter,
@@ -410,6 +476,7 @@ class TableReader:
         each row exactly once (see module docstring). Resume with `after=page.last_key`."""
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
+        self.resolve_function()
         keys = [k.upper() for k in key_fields if k.upper() != "MANDT"]  # client is implicit
         if not keys:
             raise ValueError("key_fields must name at least one key field besides MANDT")

@@ -12,7 +12,11 @@ ICM/ICF behaviour reproduced:
 - Every response carries `sap-server: true`, `sap-system: <SID>` and
   `Set-Cookie: sap-usercontext=sap-client=<CLNT>; path=/`; an authenticated response also sets
   `SAP_SESSIONID_<SID>_<CLNT>` (a later request may log on with that cookie instead of Basic).
-- One HTTP request = one ABAP session (see functions.py for the LUW rule).
+- One HTTP request = one ABAP session (see functions.py for the LUW rule). With
+  `config.stateful_sessions` ([U], reference §1.1/§7 item 1) a request that carries the
+  `SAP_SESSIONID_<SID>_<CLNT>` (or `sap-contextid`) cookie of an earlier response continues that ABAP
+  session: an open LUW (a BAPI's update task) survives until a BAPI_TRANSACTION_COMMIT/ROLLBACK in a
+  later request of the same session. Requests of one session run one at a time, like a real session.
 
 Admin endpoints (no auth; the sandbox listens on loopback): `GET|POST /_sandbox/faults`,
 `GET /_sandbox/stats`, `POST /_sandbox/stats/reset`, `GET|POST /_sandbox/config`,
@@ -153,6 +157,14 @@ class SandboxStats:
                 "logon_failures": self.logon_failures, "rejected_concurrency": self.rejected_concurrency}
 
 
+@dataclass
+class SessionLuw:
+    """What a stateful ABAP session keeps between requests: the update task of its open LUW."""
+
+    pending: list[Any] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class EccSandbox:
     """State of one emulated ECC system: data, switches, faults, users, statistics."""
 
@@ -180,6 +192,8 @@ class EccSandbox:
         self.stats = SandboxStats()
         self.registry = REGISTRY
         self._sessions: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._luws: dict[str, SessionLuw] = {}  # open LUWs of stateful sessions, by session token
+        self._luws_lock = threading.Lock()
 
     # -- users / sessions ----------------------------------------------------------------------
 
@@ -202,8 +216,23 @@ class EccSandbox:
         token = secrets.token_urlsafe(30).replace("-", "A").replace("_", "B") + "%3d"
         self._sessions[token] = (user, client)
         while len(self._sessions) > 10000:
-            self._sessions.popitem(last=False)
+            old, _ = self._sessions.popitem(last=False)
+            with self._luws_lock:
+                self._luws.pop(old, None)
         return token
+
+    def session_luw(self, token: str) -> SessionLuw:
+        """The ABAP session state of a stateful session (its open LUW), created on first use."""
+        with self._luws_lock:
+            luw = self._luws.get(token)
+            if luw is None:
+                luw = self._luws[token] = SessionLuw()
+            return luw
+
+    def open_update_tasks(self) -> int:
+        """Queued, uncommitted update-task entries across all stateful sessions."""
+        with self._luws_lock:
+            return sum(len(luw.pending) for luw in self._luws.values())
 
     def session_user(self, token: str, client: str) -> str | None:
         entry = self._sessions.get(token)
@@ -223,6 +252,9 @@ class EccSandbox:
             setattr(candidate, key, value)
         candidate.validate()
         self.config.__dict__.update(candidate.__dict__)
+        if not self.config.stateful_sessions:
+            with self._luws_lock:  # sessions become stateless: their open LUWs end uncommitted
+                self._luws.clear()
         return self.config.to_dict()
 
 
@@ -325,13 +357,20 @@ def create_app(state: EccSandbox) -> FastAPI:
         creds = _basic_credentials(request.headers.get("authorization"))
         user: str | None = None
         session: str | None = None
+        token = request.cookies.get(f"SAP_SESSIONID_{cfg.sid}_{client}") or request.cookies.get("sap-contextid")
+        abap_session: str | None = None  # the session whose LUW this request continues (stateful)
         if creds is not None:
             user = state.authenticate(creds[0], creds[1], client)
             if user is not None:
-                session = state.new_session(user, client)
+                if cfg.stateful_sessions and token and state.session_user(token, client) == user:
+                    session = abap_session = token  # same user, same client: continue the session
+                else:
+                    session = state.new_session(user, client)
+                    abap_session = session if cfg.stateful_sessions else None
         elif request.headers.get("authorization") is None:
-            token = request.cookies.get(f"SAP_SESSIONID_{cfg.sid}_{client}")
             user = state.session_user(token, client) if token else None
+            if user is not None and cfg.stateful_sessions:
+                abap_session = token
         if user is None:
             return _logon_failed(state, client, language, host)
 
@@ -366,8 +405,10 @@ def create_app(state: EccSandbox) -> FastAPI:
             if len(body) > cfg.max_request_bytes:
                 return _response(state, "Request Entity Too Large", 413, client, language, "text/plain")
             status, payload = await anyio.to_thread.run_sync(_dispatch, state, body, user, client,
-                                                             language or "E")
-            return _response(state, payload, status, client, language, session=session)
+                                                             language or "E", abap_session)
+            extra = [("set-cookie", f"sap-contextid={abap_session}; path=/sap/bc/soap/rfc; HttpOnly")] \
+                if abap_session else None
+            return _response(state, payload, status, client, language, session=session, extra=extra)
         finally:
             state.stats.in_flight -= 1
 
@@ -477,8 +518,19 @@ def create_app(state: EccSandbox) -> FastAPI:
     return app
 
 
-def _dispatch(state: EccSandbox, body: bytes, user: str, client: str, language: str) -> tuple[int, bytes]:
-    """Parse, run and render one SOAP-RFC call (in a worker thread); returns (status, body)."""
+def _dispatch(state: EccSandbox, body: bytes, user: str, client: str, language: str,
+              abap_session: str | None = None) -> tuple[int, bytes]:
+    """Parse, run and render one SOAP-RFC call (in a worker thread); returns (status, body).
+    With `abap_session` (stateful sessions) the call runs in that session's open LUW."""
+    if abap_session is None:
+        return _dispatch_in(state, body, user, client, language, None)
+    luw = state.session_luw(abap_session)
+    with luw.lock:  # one request at a time per ABAP session
+        return _dispatch_in(state, body, user, client, language, luw)
+
+
+def _dispatch_in(state: EccSandbox, body: bytes, user: str, client: str, language: str,
+                 luw: SessionLuw | None) -> tuple[int, bytes]:
     cfg = state.config
     try:
         req = parse_request(body, max_bytes=cfg.max_request_bytes)
@@ -493,6 +545,9 @@ def _dispatch(state: EccSandbox, body: bytes, user: str, client: str, language: 
         return 500, build_authorization_fault()
     ctx = CallContext(request=req, data=state.data, config=cfg, user=user, client=client, language=language,
                       forbidden_tables=frozenset(state.faults.not_authorized.get(user, set())))
+    if luw is not None:
+        ctx.stateful = True
+        ctx._update_task = luw.pending  # the session's open LUW, shared across its requests
     try:
         return 200, fns.call(fm, ctx)
     except AbapException as exc:

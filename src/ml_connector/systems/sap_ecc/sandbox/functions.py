@@ -5,10 +5,20 @@ handler reads `ctx.request`, writes exports/tables into `ctx.out`, and signals e
 `AbapException` (classic `RAISE NAME`, optional T100 message), `AbapRuntimeError` (short dump /
 message error) or `RfcAuthorizationFailure`.
 
-LUW semantics for later BAPIs: one HTTP request = one ABAP session = one LUW. A handler queues
-database changes with `ctx.in_update_task(fn)`; they run only if `ctx.commit()` is called in the same
-request (BAPI_TRANSACTION_COMMIT inside a wrapper FM); at the end of the request uncommitted work
+LUW semantics for later BAPIs: by default one HTTP request = one ABAP session = one LUW. A handler
+queues database changes with `ctx.in_update_task(fn)`; they run only if `ctx.commit()` is called in the
+same request (BAPI_TRANSACTION_COMMIT inside a wrapper FM); at the end of the request uncommitted work
 is discarded (`CallContext.finish`). A commit in a later request therefore commits nothing.
+With `SandboxConfig.stateful_sessions` (a [U] behaviour of /sap/bc/soap/rfc, reference §1.1 and §7
+item 1) a request carrying the session cookie of an earlier one runs in that same ABAP session: its
+queued update-task work survives the request and a later BAPI_TRANSACTION_COMMIT commits it.
+
+Dates: handlers write D-type values in internal form (YYYYMMDD). `render_response` passes every
+D-type export parameter and every D-type field of an export/changing/tables structure through
+`CallContext.date_out`, so `SandboxConfig.date_output` ('iso' = YYYY-MM-DD, 'internal' = YYYYMMDD;
+[U], reference §1.1) decides what goes on the wire. D-type fields are known from the DDIC
+(`ddic.table(<structure>)`) and from `STRUCTURE_DATE_FIELDS` / `DATE_TYPES` below. RFC_READ_TABLE's
+DATA-WA is a CHAR512 work area: its dates are always internal.
 """
 
 from __future__ import annotations
@@ -45,6 +55,9 @@ class SandboxConfig:
     return_undeclared_tables: bool = False  # True: return every TABLES parameter
     exception_shape: str = "detail"  # detail | detail_name_only | faultstring_only
     date_output: str = "iso"  # D-type scalars out as 'iso' (YYYY-MM-DD) or 'internal' (YYYYMMDD)
+    # [U] a later request carrying the session cookie (SAP_SESSIONID_<SID>_<CLNT> / sap-contextid)
+    # continues the same ABAP session and LUW; off: every HTTP request is its own session and LUW
+    stateful_sessions: bool = False
     trim_trailing_blanks: bool = True  # RFC_READ_TABLE WA without trailing blanks
     shuffle: bool = False  # reorder RFC_READ_TABLE output randomly on every call
     arbitrary_subset: bool = False  # ROWSKIPS/ROWCOUNT cut the scrambled order, not the key order
@@ -117,6 +130,7 @@ class CallContext:
     out: dict[str, Any] = field(default_factory=dict)
     _update_task: list[Callable[[], None]] = field(default_factory=list)
     committed: int = 0
+    stateful: bool = False  # runs in a stateful session: `finish` keeps the open LUW
 
     def in_update_task(self, fn: Callable[[], None]) -> None:
         """Queue a change for the commit of this LUW (CALL FUNCTION ... IN UPDATE TASK)."""
@@ -134,7 +148,10 @@ class CallContext:
         self._update_task.clear()
 
     def finish(self) -> int:
-        """End of the session: uncommitted update-task work is discarded; returns how many."""
+        """End of the request. Stateless (default): the session ends and uncommitted update-task work
+        is discarded; returns how many. Stateful: the LUW stays open in the session (returns 0)."""
+        if self.stateful:
+            return 0
         dropped = len(self._update_task)
         self._update_task.clear()
         return dropped
@@ -147,7 +164,11 @@ class CallContext:
         return time_in(self.request.scalar(name))
 
     def date_out(self, yyyymmdd: str) -> str:
-        v = yyyymmdd or "00000000"
+        """A D-type value (internal YYYYMMDD; blank = initial) in `config.date_output` form. A value
+        that is not an internal date (already ISO, garbage) is passed through unchanged."""
+        v = yyyymmdd.strip() or "00000000"
+        if len(v) != 8 or not v.isdigit():
+            return yyyymmdd
         if self.config.date_output == "iso":
             return f"{v[0:4]}-{v[4:6]}-{v[6:8]}"
         return v
@@ -201,9 +222,57 @@ def fu_not_found(name: str) -> AbapException:
     return AbapException("FU_NOT_FOUND", T100("FL", "046", f"Function module {name} not found", name))
 
 
+# D-type (DATS) data elements of scalar parameters, and D-type fields of the BAPI/wrapper structures
+# the emulated FMs return that are not in the sandbox DDIC (ddic.table() covers the rest).
+DATE_TYPES = frozenset({"DATS", "DATUM", "SYDATUM", "SY-DATUM", "BUDAT", "BLDAT", "AUGDT", "CPUDT",
+                        "AEDAT", "ERDAT", "DZFBDT", "VALUT", "WWERT_D", "ACPI_DOC_DATE", "ACPI_PSTNG_DATE"})
+STRUCTURE_DATE_FIELDS: dict[str, frozenset[str]] = {
+    "ZMLC_S_DOCREF": frozenset({"BUDAT", "BLDAT", "CPUDT", "AUGDT"}),
+    "BAPIACHE09": frozenset({"DOC_DATE", "PSTNG_DATE", "TRANS_DATE", "VATDATE", "INVOICE_REC_DATE"}),
+    "BAPIACGL09": frozenset({"VALUE_DATE", "PSTNG_DATE"}),
+    "BAPIACAP09": frozenset({"BLINE_DATE"}),
+    "BAPIACAR09": frozenset({"BLINE_DATE"}),
+    "BAPI_INCINV_CREATE_HEADER": frozenset({"DOC_DATE", "PSTNG_DATE", "BLINE_DATE"}),
+}
+
+
+def register_date_fields(structure: str, fields: Iterable[str]) -> None:
+    """Declare the D-type fields of a structure returned by an emulated FM (for `date_output`)."""
+    name = structure.upper()
+    STRUCTURE_DATE_FIELDS[name] = STRUCTURE_DATE_FIELDS.get(name, frozenset()) | {f.upper() for f in fields}
+
+
+def date_fields(abap_type: str) -> frozenset[str]:
+    """The D-type fields of structure/table type `abap_type` (DDIC and STRUCTURE_DATE_FIELDS)."""
+    name = abap_type.upper()
+    out = STRUCTURE_DATE_FIELDS.get(name, frozenset())
+    table = ddic.table(name)
+    if table is not None:
+        out = out | {f.fieldname for f in table.fields if f.inttype == "D"}
+    return out
+
+
+def _dates_out(p: Param, value: Any, ctx: CallContext) -> Any:
+    """`value` of parameter `p` with its D-type parts in the configured output format."""
+    if p.kind == "scalar":
+        return ctx.date_out(value) if p.abap_type.upper() in DATE_TYPES and isinstance(value, str) else value
+    names = date_fields(p.abap_type)
+    if not names:
+        return value
+
+    def conv(row: Any) -> Any:
+        if not isinstance(row, dict):
+            return row
+        return {k: ctx.date_out(v) if k in names and isinstance(v, str) else v for k, v in row.items()}
+
+    if isinstance(value, list):
+        return [conv(r) for r in value]
+    return conv(value)
+
+
 def render_response(fm: FunctionModule, ctx: CallContext) -> bytes:
     """The SOAP response: exports in interface order, then TABLES parameters - only those present in
-    the request unless config.return_undeclared_tables."""
+    the request unless config.return_undeclared_tables. D-type values in `config.date_output`."""
     values: list[tuple[str, Any]] = []
     for p in fm.params:
         if p.direction not in ("export", "changing", "tables"):
@@ -211,9 +280,9 @@ def render_response(fm: FunctionModule, ctx: CallContext) -> bytes:
         if p.direction == "tables":
             if not (ctx.config.return_undeclared_tables or ctx.request.has(p.name)):
                 continue
-            values.append((p.name, ctx.out.get(p.name, [])))
+            values.append((p.name, _dates_out(p, ctx.out.get(p.name, []), ctx)))
         elif p.name in ctx.out:
-            values.append((p.name, ctx.out[p.name]))
+            values.append((p.name, _dates_out(p, ctx.out[p.name], ctx)))
     prefix = response_prefix(ctx.config.response_prefix, ctx.request.prefix)
     return build_response(fm.name, values, prefix=prefix)
 

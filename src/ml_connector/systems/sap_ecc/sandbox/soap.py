@@ -149,8 +149,10 @@ def parse_request(body: bytes, *, max_bytes: int = MAX_REQUEST_BYTES) -> RfcRequ
         root = etree.fromstring(body, parser=_parser())
     except etree.XMLSyntaxError as exc:
         raise SoapParseError(f"XML syntax error: {exc}") from None
+    except (ValueError, etree.LxmlError) as exc:  # anything else lxml refuses: still a parse error
+        raise SoapParseError(f"XML could not be parsed: {exc}") from None
     tree = root.getroottree()
-    if getattr(tree.docinfo, "doctype", ""):
+    if getattr(tree.docinfo, "doctype", "") or tree.docinfo.internalDTD is not None:
         raise SoapParseError("a DOCTYPE is not allowed in a SOAP message")
     if _local(root) != "Envelope" or etree.QName(root).namespace not in (SOAP_ENV_NS, SOAP12_ENV_NS):
         raise SoapParseError("the root element is not a SOAP Envelope")
