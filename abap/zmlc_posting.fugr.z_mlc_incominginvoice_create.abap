@@ -20,14 +20,45 @@ FUNCTION z_mlc_incominginvoice_create.
   DATA: lv_belnr  TYPE bkpf-belnr,
         lv_gjahr  TYPE bkpf-gjahr,
         lv_awkey  TYPE bkpf-awkey,
+        lv_varkey TYPE rstable-varkey,
         ls_return TYPE bapiret2,
         ls_commit TYPE bapiret2.
 
   CLEAR: invoicedocnumber, fiscalyear, accounting_doc.
   REFRESH return.
 
-* Duplicate guard on the reference (XBLNR) of the FI follow-on document.
+* 1. Serialize postings with the same reference (XBLNR) in this company code. Same lock
+*    argument as Z_MLC_ACC_DOCUMENT_POST (BKPF + client + company code + XBLNR), so an FI
+*    posting and an MM invoice with the same reference serialize too. Held until after the
+*    commit: two concurrent calls cannot both pass the duplicate guard.
   IF headerdata-ref_doc_no IS NOT INITIAL.
+    CONCATENATE sy-mandt headerdata-comp_code headerdata-ref_doc_no
+      INTO lv_varkey RESPECTING BLANKS.
+    CALL FUNCTION 'ENQUEUE_E_TABLE'
+      EXPORTING
+        mode_rstable   = 'E'
+        tabname        = 'BKPF'
+        varkey         = lv_varkey
+        _wait          = 'X'
+      EXCEPTIONS
+        foreign_lock   = 1
+        system_failure = 2
+        OTHERS         = 3.
+    IF sy-subrc <> 0.
+      ls_return-type       = 'E'.
+      ls_return-id         = sy-msgid.
+      ls_return-number     = sy-msgno.
+      ls_return-message_v1 = sy-msgv1.
+      ls_return-parameter  = 'HEADERDATA'.
+      ls_return-row        = 1.
+      ls_return-field      = 'REF_DOC_NO'.
+      MESSAGE ID sy-msgid TYPE 'E' NUMBER sy-msgno
+        WITH sy-msgv1 sy-msgv2 sy-msgv3 sy-msgv4 INTO ls_return-message.
+      APPEND ls_return TO return.
+      RETURN.
+    ENDIF.
+
+*   2. Duplicate guard on the reference (XBLNR) of the FI follow-on document.
     SELECT SINGLE belnr gjahr FROM bkpf INTO (lv_belnr, lv_gjahr)
       WHERE bukrs = headerdata-comp_code
         AND xblnr = headerdata-ref_doc_no
@@ -43,11 +74,17 @@ FUNCTION z_mlc_incominginvoice_create.
       ls_return-parameter  = 'HEADERDATA'.
       ls_return-row        = 1.
       ls_return-field      = 'REF_DOC_NO'.
+      CONCATENATE 'Document with reference' headerdata-ref_doc_no 'already posted:'
+                  lv_belnr headerdata-comp_code lv_gjahr
+        INTO ls_return-message SEPARATED BY space.
       APPEND ls_return TO return.
+      CALL FUNCTION 'DEQUEUE_E_TABLE'
+        EXPORTING mode_rstable = 'E' tabname = 'BKPF' varkey = lv_varkey.
       RETURN.
     ENDIF.
   ENDIF.
 
+* 3. Create the invoice (numbers assigned, update task registered).
   CALL FUNCTION 'BAPI_INCOMINGINVOICE_CREATE'
     EXPORTING
       headerdata       = headerdata
@@ -62,29 +99,34 @@ FUNCTION z_mlc_incominginvoice_create.
       taxdata          = taxdata
       return           = return.
 
+* 4. Commit synchronously in the same session, or roll back.
   LOOP AT return TRANSPORTING NO FIELDS WHERE type CA 'AEX'.
     EXIT.
   ENDLOOP.
   IF sy-subrc = 0 OR invoicedocnumber IS INITIAL.
     CALL FUNCTION 'BAPI_TRANSACTION_ROLLBACK'.
     CLEAR invoicedocnumber.
-    RETURN.
+  ELSE.
+    CALL FUNCTION 'BAPI_TRANSACTION_COMMIT'
+      EXPORTING
+        wait   = 'X'
+      IMPORTING
+        return = ls_commit.
+    IF ls_commit-type CA 'AEX'.
+      APPEND ls_commit TO return.
+    ELSE.
+*     The FI follow-on document: AWTYP RMRP, AWKEY = invoice number + year.
+      CONCATENATE invoicedocnumber fiscalyear INTO lv_awkey.
+      SELECT SINGLE belnr FROM bkpf INTO accounting_doc
+        WHERE awtyp = 'RMRP'
+          AND awkey = lv_awkey
+          AND bukrs = headerdata-comp_code.
+    ENDIF.
   ENDIF.
 
-  CALL FUNCTION 'BAPI_TRANSACTION_COMMIT'
-    EXPORTING
-      wait   = 'X'
-    IMPORTING
-      return = ls_commit.
-  IF ls_commit-type CA 'AEX'.
-    APPEND ls_commit TO return.
-    RETURN.
+* 5. Release the lock after the commit (COMMIT WORK AND WAIT has written BKPF).
+  IF lv_varkey IS NOT INITIAL.
+    CALL FUNCTION 'DEQUEUE_E_TABLE'
+      EXPORTING mode_rstable = 'E' tabname = 'BKPF' varkey = lv_varkey.
   ENDIF.
-
-* The FI follow-on document: AWTYP RMRP, AWKEY = invoice number + year.
-  CONCATENATE invoicedocnumber fiscalyear INTO lv_awkey.
-  SELECT SINGLE belnr FROM bkpf INTO accounting_doc
-    WHERE awtyp = 'RMRP'
-      AND awkey = lv_awkey
-      AND bukrs = headerdata-comp_code.
 ENDFUNCTION.

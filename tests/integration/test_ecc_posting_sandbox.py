@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
@@ -26,6 +27,7 @@ from ml_connector.systems.sap_ecc.posting import (  # noqa: E402
     GLPosting,
     MMInvoice,
     MMInvoiceItem,
+    OutcomeUnknownError,
     PostingError,
     VendorInvoice,
     build_acc_document,
@@ -244,12 +246,38 @@ def _cap(sandbox: Any) -> Callable[[], Callable[[], None] | None]:
 
 
 UNCERTAIN = ["drop_before_processing", "system_failure_before_posting", "concurrency_cap",
-             "after_commit_hang", "after_commit_system_failure"]
+             "after_commit_hang", "after_commit_system_failure", "after_commit_drop", "after_commit_partial",
+             "after_commit_http_502", "after_commit_http_504"]
+KINDS = ["vendor_invoice", "credit_memo", "gl_posting", "mm_invoice"]
+MM_WRAPPER = "Z_MLC_INCOMINGINVOICE_CREATE"
 
 
+def document(state: Any, kind: str, source_id: str | None = None) -> Any:
+    """A fresh source record of `kind` (FI vendor invoice, credit memo, G/L posting, MM invoice)."""
+    sid = source_id or f"{kind}-{uuid.uuid4()}"
+    if kind == "vendor_invoice":
+        return invoice(state, sid)
+    if kind == "credit_memo":
+        return invoice(state, sid, credit_memo=True)
+    if kind == "gl_posting":
+        return GLPosting(source_id=sid, company_code="2000", currency="EUR", doc_date=date(2025, 4, 1),
+                         posting_date=date(2025, 4, 1), lines=(GLLine("640000", Decimal("1000"), cost_center="2000"),
+                                                               GLLine("113100", Decimal("-1000"))))
+    po = _po(state)
+    ebeln, ebelp, lifnr = po if po else ("4500000001", "00010", vendor(state))
+    return MMInvoice(source_id=sid, company_code="1000", currency="USD", doc_date=date(2025, 6, 2),
+                     posting_date=date(2025, 6, 3), invoicing_party=lifnr,
+                     items=(MMInvoiceItem(ebeln, int(ebelp), Decimal("116.00"), Decimal(2), "EA"),))
+
+
+def wrapper_of(kind: str) -> str:
+    return MM_WRAPPER if kind == "mm_invoice" else WRAPPER
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("scenario", UNCERTAIN)
 def test_uncertain_outcomes_resolve_to_exactly_one_document(server: tuple[Any, ServerHandle], sandbox: Any,
-                                                            scenario: str) -> None:
+                                                            scenario: str, kind: str) -> None:
     timeout = 10.0
     if scenario == "drop_before_processing":
         arm = _fault(sandbox, fail_next=1, fail_kind="drop")
@@ -257,25 +285,142 @@ def test_uncertain_outcomes_resolve_to_exactly_one_document(server: tuple[Any, S
         arm = _fault(sandbox, fail_next=1, fail_kind="system_failure")
     elif scenario == "concurrency_cap":
         arm = _cap(sandbox)
-    elif scenario == "after_commit_hang":
-        sandbox.fi.faults.update(fail_after_commit_mode="hang", hang_seconds=1.2)
-        arm = _fault(sandbox.fi, fail_after_commit=1)
-        timeout = 0.4
     else:
-        sandbox.fi.faults.update(fail_after_commit_mode="system_failure")
+        mode = scenario.removeprefix("after_commit_")
+        sandbox.fi.faults.update(fail_after_commit_mode=mode, hang_seconds=1.5)
         arm = _fault(sandbox.fi, fail_after_commit=1)
-    caller = Arming(client_for(server, timeout=timeout), arm)
+        if mode == "hang":
+            timeout = 0.5
+    target = wrapper_of(kind)
+    caller = Arming(client_for(server, timeout=timeout), arm, target=target)
     poster = poster_for(caller)
-    doc = invoice(sandbox)
+    doc = document(sandbox, kind)
     res = poster.post(doc)
     committed_before = scenario.startswith("after_commit")
     assert res.recovered is committed_before
-    assert caller.calls.count(WRAPPER) == (1 if committed_before else 2)
+    assert caller.calls.count(target) == (1 if committed_before else 2)
     assert [r["BELNR"] for r in live_docs(sandbox, doc)] == [res.belnr]
+    if kind == "mm_invoice":
+        assert res.invoice_number and live_docs(sandbox, doc)[0]["AWKEY"] == res.invoice_number + res.gjahr
     # and a later retry of the same source record is a no-op
     again = poster_for(client_for(server)).post(doc)
     assert again.already_posted and again.belnr == res.belnr
     assert len(all_docs(sandbox, doc)) == 1
+
+
+@pytest.mark.parametrize("mode", ["drop", "partial", "http_502", "http_504"])
+def test_after_commit_response_faults_over_http(server: tuple[Any, ServerHandle], sandbox: Any, mode: str) -> None:
+    """What the client sees of each after-commit response fault: an uncertain CommunicationError
+    (the document is committed all the same)."""
+    doc = invoice(sandbox)
+    sandbox.fi.faults.update(fail_after_commit=1, fail_after_commit_mode=mode)
+    with pytest.raises(CommunicationError) as err:
+        client_for(server).call(WRAPPER, build_acc_document(doc), tables=ACC_TABLES)
+    assert err.value.uncertain
+    if mode.startswith("http_"):
+        assert err.value.key == f"HTTP_{mode[-3:]}"
+    else:
+        assert "failed after the request was sent" in str(err.value)
+    assert len(live_docs(sandbox, doc)) == 1
+    assert sandbox.stats.faults_injected[f"response_{mode}"] >= 1
+    # the next request on the same client is answered normally
+    assert client_for(server).call("RFC_PING") is not None
+
+
+@pytest.mark.parametrize("kind", ["vendor_invoice", "mm_invoice"])
+@pytest.mark.parametrize("lookup", ["bkpf_not_authorized", "lookup_fm_system_failure"])
+def test_lookup_failing_after_uncertain_outcome_is_outcome_unknown(server: tuple[Any, ServerHandle],
+                                                                   sandbox: Any, lookup: str, kind: str) -> None:
+    """The wrapper commits, its answer is lost, and every lookup fails: OutcomeUnknownError, the
+    wrapper is not called again; a later retry (faults cleared) finds the one document."""
+    target = wrapper_of(kind)
+
+    def arm() -> Callable[[], None]:
+        sandbox.fi.faults.update(fail_after_commit=1, fail_after_commit_mode="partial")
+
+        def lookups_fail() -> None:  # from now on, until the faults are reset
+            if lookup == "bkpf_not_authorized":
+                sandbox.faults.update(not_authorized={USER: ["BKPF"]})
+            else:
+                sandbox.faults.update(fail_next=10_000, fail_kind="system_failure")
+        return lookups_fail
+
+    caller = Arming(client_for(server), arm, target=target)
+    lookup_function = "Z_MLC_DOCUMENT_BY_XBLNR" if lookup == "lookup_fm_system_failure" else None
+    poster = poster_for(caller, lookup_function=lookup_function)
+    doc = document(sandbox, kind)
+    with pytest.raises(OutcomeUnknownError) as err:
+        poster.post(doc)
+    assert err.value.xblnr == document_xblnr(doc) and err.value.bukrs == doc.company_code
+    assert isinstance(err.value.cause, CommunicationError) and err.value.cause.uncertain
+    assert caller.calls.count(target) == 1  # never posted a second time
+    assert poster.stats["lookups"] >= 1 + poster.uncertain_lookups
+    assert len(all_docs(sandbox, doc)) == 1
+    calls_before = sum(sandbox.stats.calls.values())
+    sandbox.faults.reset()
+    again = poster_for(client_for(server), lookup_function=lookup_function).post(doc)
+    assert again.already_posted and sum(sandbox.stats.calls.values()) > calls_before
+    assert [r["BELNR"] for r in live_docs(sandbox, doc)] == [again.belnr]
+    assert len(all_docs(sandbox, doc)) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("lookup_first", [False, True])
+def test_concurrent_attempts_post_exactly_one_document(server: tuple[Any, ServerHandle], sandbox: Any,
+                                                       kind: str, lookup_first: bool) -> None:
+    """Two threads post the same source record at the same moment (each with its own HTTP client);
+    the wrapper holds a slow posting between guard and commit, so without an atomic XBLNR guard
+    both would pass it. Exactly one document; the other attempt resolves to it."""
+    sandbox.fi.faults.update(post_delay=0.3)
+    doc = document(sandbox, kind)
+    start = threading.Barrier(2)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def attempt() -> None:
+        poster = poster_for(client_for(server, max_concurrency=8), lookup_first=lookup_first)
+        start.wait()
+        try:
+            results.append(poster.post(doc))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert len(results) == 2
+    [doc_row] = live_docs(sandbox, doc)
+    assert {r.belnr for r in results} == {doc_row["BELNR"]}
+    assert sorted(r.already_posted for r in results) == [False, True]
+    assert len(all_docs(sandbox, doc)) == 1
+    assert sandbox.fi.enqueue.held() == 0
+
+
+def test_foreign_lock_is_waited_out(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
+    """The XBLNR is locked longer than the ENQUEUE wait (another attempt is in its LUW): the wrapper
+    answers E MC 601 and posts nothing; DocumentPoster settles, looks again and finds the other
+    attempt's document."""
+    sandbox.fi.faults.update(enqueue_wait_seconds=0.05)
+    doc = invoice(sandbox)
+    key = (CLIENT, doc.company_code, document_xblnr(doc))
+    assert sandbox.fi.enqueue.acquire(key, 0)  # the other attempt holds the lock
+    out = client_for(server).call(WRAPPER, build_acc_document(doc), tables=ACC_TABLES)
+    locked = [r for r in out["RETURN"] if (r["ID"], r["NUMBER"]) == ("MC", "601")]
+    assert locked and locked[0]["MESSAGE"] == f"Object requested is currently locked by user {USER}"
+    assert out["OBJ_KEY"] == "$" and all_docs(sandbox, doc) == []
+    other: list[Any] = []
+
+    def nap(s: float) -> None:  # while this attempt settles, the other one commits and dequeues
+        if not other:
+            sandbox.fi.enqueue.release(key)
+            other.append(poster_for(client_for(server)).post(doc))
+
+    second = DocumentPoster(client_for(server), lookup_first=False, sleep=nap, settle_seconds=0.3).post(doc)
+    assert other and second.already_posted and second.belnr == other[0].belnr
+    assert len(all_docs(sandbox, doc)) == 1 and sandbox.fi.enqueue.held() == 0
 
 
 def test_connect_refused_is_retried_by_the_client(server: tuple[Any, ServerHandle], sandbox: Any) -> None:

@@ -204,3 +204,54 @@ def test_duplicate_guard_message_resolves_to_existing_document() -> None:
                parameter="DOCUMENTHEADER", row="1", field="REF_DOC_NO")]
     res = poster(FakeCaller([dup]), lookup_first=False).post(inv())
     assert res.already_posted and res.belnr == "0100000005"
+
+
+LOCKED = [ret("E", "RW", "609", "Error in document: BKPFF $ X", "BKPFF", "$", "X"),
+          ret("E", "MC", "601", "Object requested is currently locked by user RFC_USER", "RFC_USER",
+              parameter="DOCUMENTHEADER", row="1", field="REF_DOC_NO")]
+
+
+def test_foreign_lock_waits_and_finds_the_concurrent_document() -> None:
+    c = FakeCaller([LOCKED])
+    c.lookup_fails = 0
+    naps: list[float] = []
+    p = DocumentPoster(c, lookup_function="Z_MLC_DOCUMENT_BY_XBLNR", sleep=naps.append, lookup_first=False,
+                       settle_seconds=0.5)
+    c.posted.append({"BUKRS": "1410", "BELNR": "0100000007", "GJAHR": "2024", "XBLNR": "x"})  # the other attempt
+    res = p.post(inv())
+    assert res.already_posted and res.belnr == "0100000007" and naps == [0.5]
+    assert c.calls.count("Z_MLC_ACC_DOCUMENT_POST") == 1
+
+
+def test_foreign_lock_then_nothing_posted_tries_again_bounded() -> None:
+    res = poster(FakeCaller([LOCKED, "ok"]), lookup_first=False).post(inv())
+    assert res.belnr == "0100000009" and not res.already_posted
+    c = FakeCaller([LOCKED, LOCKED])
+    with pytest.raises(PostingError) as err:
+        poster(c, lookup_first=False, max_attempts=2).post(inv())
+    assert err.value.locked and err.value.duplicate_of is None
+    assert c.calls.count("Z_MLC_ACC_DOCUMENT_POST") == 2
+
+
+def test_sandbox_fi_fault_switches() -> None:
+    fi = pytest.importorskip("ml_connector.systems.sap_ecc.sandbox.fi")
+    faults = fi.FiFaults()
+    for mode in ("hang", "system_failure", "drop", "partial", "http_502", "http_504"):
+        assert faults.update(fail_after_commit_mode=mode)["fail_after_commit_mode"] == mode
+    with pytest.raises(ValueError):
+        faults.update(fail_after_commit_mode="explode")
+    assert faults.update(post_delay=0.2, enqueue_wait_seconds=1)["post_delay"] == 0.2
+    assert faults.update(reset=True) == fi.FiFaults().to_dict()
+
+
+def test_sandbox_enqueue_is_exclusive_per_xblnr() -> None:
+    fi = pytest.importorskip("ml_connector.systems.sap_ecc.sandbox.fi")
+    enq = fi.FiState().enqueue
+    a, b = ("100", "1000", "MLCAAAA"), ("100", "1000", "MLCBBBB")
+    assert enq.acquire(a, 0) and enq.acquire(b, 0)
+    assert not enq.acquire(a, 0.01)  # FOREIGN_LOCK after the wait
+    enq.release(a)
+    assert enq.acquire(a, 0)
+    enq.release(a)
+    enq.release(b)
+    assert enq.held() == 0

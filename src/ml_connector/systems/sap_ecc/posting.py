@@ -23,7 +23,8 @@ record (`xblnr_for`: prefix + base32 of SHA-256). `post()`:
 2. calls the wrapper once;
 3. an error whose outcome is certain (connection refused, logon failure, a RETURN error) is raised
    as is - nothing was posted; the wrapper's own XBLNR duplicate guard (ZMLC 001) resolves to the
-   existing document;
+   existing document; the wrapper's XBLNR lock held by a concurrent attempt (MC 601, FOREIGN_LOCK
+   of ENQUEUE_E_TABLE) is waited out: lookup again after `settle_seconds`, bounded by `max_attempts`;
 4. an uncertain outcome (read timeout or dropped connection after the request was sent,
    SYSTEM_FAILURE of the non-idempotent wrapper - `RfcError.uncertain`) is resolved by the BKPF
    lookup (repeated `uncertain_lookups` times, `settle_seconds` apart), never by posting blindly: a
@@ -61,6 +62,7 @@ CURRENCY_DECIMALS = {"JPY": 0, "KRW": 0, "HUF": 0, "CLP": 0, "ISK": 0, "BHD": 3,
                      "TND": 3, "JOD": 3}
 BKPF_FIELDS = ("BELNR", "GJAHR", "BUKRS", "XBLNR", "STBLG", "BLART", "BUDAT", "AWTYP", "AWKEY")
 DUPLICATE_MESSAGE = ("ZMLC", "001")
+LOCKED_MESSAGE = ("MC", "601")  # ENQUEUE FOREIGN_LOCK: "Object requested is currently locked by user &1"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,6 +295,11 @@ class PostingError(Exception):
             if (m.id, m.number) == DUPLICATE_MESSAGE and m.v2:
                 return DocRef(belnr=m.v2, bukrs=m.v3, gjahr=m.v4, xblnr=m.v1)
         return None
+
+    @property
+    def locked(self) -> bool:
+        """The wrapper could not lock the XBLNR: another attempt is posting it right now."""
+        return any((m.id, m.number) == LOCKED_MESSAGE for m in self.causes)
 
 
 class OutcomeUnknownError(Exception):
@@ -553,7 +560,7 @@ class DocumentPoster:
         self.uncertain_lookups = max(1, uncertain_lookups)
         self.settle_seconds = settle_seconds
         self._sleep = sleep
-        self.reader = reader or TableReader.probed(caller)
+        self.reader = reader or TableReader(caller)
         self.stats: dict[str, int] = {"posts": 0, "lookups": 0, "recovered": 0, "already_posted": 0}
 
     # -- lookup --------------------------------------------------------------------------------
@@ -634,6 +641,14 @@ class DocumentPoster:
                 return self._post_once(doc, xblnr)
             except PostingError as exc:
                 dup = exc.duplicate_of
+                if dup is None and exc.locked and attempt < self.max_attempts:
+                    log.info("posting %s in %s: XBLNR locked by a concurrent attempt; waiting", xblnr, bukrs)
+                    self._sleep(self.settle_seconds)
+                    ref = self.find_posted(bukrs, xblnr, gjahr)
+                    if ref is None:
+                        continue
+                    self.stats["already_posted"] += 1
+                    return self._from_ref(ref, already_posted=True)
                 if dup is None:
                     raise
                 ref = self.find_posted(bukrs, xblnr, gjahr) or dup

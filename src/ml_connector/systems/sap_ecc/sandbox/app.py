@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import logging
 import secrets
 import threading
@@ -321,25 +322,110 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+_GATEWAY_PAGES = {
+    502: "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>"
+         "<p>Error: -104 ICM_HTTP_PARTNER_ERROR: the backend closed the connection</p></body></html>\n",
+    504: "<html><head><title>504 Gateway Time-out</title></head><body><h1>504 Gateway Time-out</h1>"
+         "<p>Error: -5 ICM_HTTP_TIMEOUT</p></body></html>\n",
+}
+RESPONSE_FAULTS = ("drop", "partial", "http_502", "http_504")
+
+
+class _ResponseFault:
+    """What should happen to the response of the current SOAP-RFC request (set by a function
+    module while it runs, e.g. a wrapper's after-commit fault in fi.py)."""
+
+    def __init__(self) -> None:
+        self.kind: str | None = None
+
+
+_RESPONSE_FAULT: contextvars.ContextVar[_ResponseFault | None] = contextvars.ContextVar(
+    "sandbox_response_fault", default=None)
+
+
+def fail_response(kind: str) -> bool:
+    """Called while a SOAP-RFC call is processed (any thread of that request): the processing
+    completes (whatever it committed stays committed) but its response is lost - 'drop' (the
+    connection is closed before any byte), 'partial' (status line, headers and part of the body,
+    then the connection is closed), 'http_502' / 'http_504' (a gateway answers instead).
+    False when no HTTP request is being served (the caller must fail some other way)."""
+    if kind not in RESPONSE_FAULTS:
+        raise ValueError(f"response fault must be one of {RESPONSE_FAULTS}")
+    holder = _RESPONSE_FAULT.get()
+    if holder is None:
+        return False
+    holder.kind = kind
+    return True
+
+
+def _abort_connection(send: Any, *, graceful: bool = False) -> None:
+    """Close the client's TCP connection under uvicorn (abort = RST, graceful = flush, then FIN)."""
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise ConnectionAbortedError("sandbox fault: connection dropped")
+    if graceful:
+        transport.close()
+    else:
+        transport.abort()
+    cycle.disconnected = True  # type: ignore[union-attr]
+
+
 class _SandboxApp(FastAPI):
-    """FastAPI with one raw-ASGI trick: the 'drop' fault closes the TCP connection before any byte
-    of a response is written (uvicorn would otherwise answer 500 for an app that sends nothing)."""
+    """FastAPI with raw-ASGI tricks: the 'drop' fault closes the TCP connection before any byte
+    of a response is written (uvicorn would otherwise answer 500 for an app that sends nothing);
+    a response fault requested by a function module (`fail_response`) drops, truncates or
+    replaces the response after the call was processed."""
 
     sandbox: EccSandbox
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (scope.get("type") == "http" and scope.get("path") == RFC_PATH and scope.get("method") == "POST"
-                and self.sandbox.faults.take(("drop",))):
+        if not (scope.get("type") == "http" and scope.get("path") == RFC_PATH and scope.get("method") == "POST"):
+            await super().__call__(scope, receive, send)
+            return
+        if self.sandbox.faults.take(("drop",)):
             self.sandbox.stats.requests += 1
             self.sandbox.stats.faults_injected["drop"] += 1
-            cycle = getattr(send, "__self__", None)
-            transport = getattr(cycle, "transport", None)
-            if transport is None:
-                raise ConnectionAbortedError("sandbox fault: connection dropped")
-            transport.abort()
-            cycle.disconnected = True  # type: ignore[union-attr]
+            _abort_connection(send)
             return
-        await super().__call__(scope, receive, send)
+        holder = _ResponseFault()
+        token = _RESPONSE_FAULT.set(holder)
+        try:
+            await super().__call__(scope, receive, self._faulty_send(send, holder))
+        finally:
+            _RESPONSE_FAULT.reset(token)
+
+    def _faulty_send(self, send: Any, holder: _ResponseFault) -> Any:
+        done = False
+
+        async def send_(message: Any) -> None:
+            nonlocal done
+            kind = holder.kind
+            if done:
+                return  # the response was dropped, truncated or replaced: swallow the rest
+            if kind is None:
+                await send(message)
+                return
+            if kind == "partial" and message["type"] == "http.response.start":
+                await send(message)  # status line and headers (with the full Content-Length) go out
+                return
+            done = True
+            self.sandbox.stats.faults_injected[f"response_{kind}"] += 1
+            if kind == "drop":
+                _abort_connection(send)
+            elif kind == "partial":
+                body = bytes(message.get("body", b""))
+                await send({"type": "http.response.body", "body": body[:len(body) // 2], "more_body": True})
+                _abort_connection(send, graceful=True)
+            else:
+                status = int(kind.removeprefix("http_"))
+                page = _GATEWAY_PAGES[status].encode()
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                                        (b"content-length", str(len(page)).encode())]})
+                await send({"type": "http.response.body", "body": page, "more_body": False})
+
+        return send_
 
 
 def create_app(state: EccSandbox) -> FastAPI:

@@ -15,14 +15,19 @@ Function modules (reference §3):
   tables exist in the sandbox, else any PO is accepted); the FI follow-on document has
   AWTYP RMRP, AWKEY = invoice number + fiscal year.
 - BAPI_TRANSACTION_COMMIT / BAPI_TRANSACTION_ROLLBACK.
-- Wrappers shipped as ABAP in abap/: Z_MLC_ACC_DOCUMENT_POST, Z_MLC_INCOMINGINVOICE_CREATE (post,
-  XBLNR duplicate guard, COMMIT WAIT or ROLLBACK in one LUW), Z_MLC_DOCUMENT_BY_XBLNR (read-only),
-  Z_MLC_SET_PAYMENT_BLOCK.
+- Wrappers shipped as ABAP in abap/: Z_MLC_ACC_DOCUMENT_POST, Z_MLC_INCOMINGINVOICE_CREATE
+  (ENQUEUE on BKPF + MANDT/BUKRS/XBLNR held from the XBLNR duplicate guard through the commit, post,
+  COMMIT WAIT or ROLLBACK in one LUW; a lock not obtained within `enqueue_wait_seconds` is
+  E MC 601), Z_MLC_DOCUMENT_BY_XBLNR (read-only), Z_MLC_SET_PAYMENT_BLOCK.
 
 Fault switches (`FiState.faults`, `POST /_sandbox/fi/faults`): `fail_after_commit=N` makes the
-next N committing wrapper calls commit and then either hang for `hang_seconds` (mode 'hang': the
-client times out although the document exists) or answer a SYSTEM_FAILURE fault (mode
-'system_failure').
+next N committing wrapper calls commit and then lose their answer, by `fail_after_commit_mode`:
+'hang' (the answer comes after `hang_seconds`: the client times out although the document
+exists), 'system_failure' (a SYSTEM_FAILURE fault), 'drop' (connection closed, no byte of a
+response), 'partial' (status line, headers and half of the body, then the connection is closed),
+'http_502' / 'http_504' (a gateway error page instead of the answer). drop/partial/http_* are
+carried out by the HTTP layer (`app.fail_response`). `post_delay` makes each wrapper spend that
+long between its duplicate guard and the commit (widens the window two concurrent attempts race in).
 
 Python API / admin endpoints: `clear_item` (`POST /_sandbox/fi/clear`: pay an open item, full or
 partial; BSIK -> BSAK with AUGDT/AUGBL), `reverse_document` (`POST /_sandbox/fi/reverse`),
@@ -501,10 +506,16 @@ def _amt(d: Decimal) -> str:
 @dataclass
 class FiFaults:
     fail_after_commit: int = 0
-    fail_after_commit_mode: str = "hang"  # hang | system_failure
+    fail_after_commit_mode: str = "hang"  # see MODES
     hang_seconds: float = 1.5
+    post_delay: float = 0.0  # seconds a wrapper spends between its duplicate guard and COMMIT WORK
+    enqueue_wait_seconds: float = 5.0  # ENQUEUE _wait='X': how long a foreign lock is waited for
 
-    MODES = ("hang", "system_failure")
+    # hang: the response comes after `hang_seconds` (the client times out); system_failure: a
+    # SYSTEM_FAILURE fault; drop: the connection is closed without a response; partial: status,
+    # headers and half of the body, then the connection is closed; http_502 / http_504: a gateway
+    # answers instead of the (lost) response. In every mode the document is committed.
+    MODES = ("hang", "system_failure", "drop", "partial", "http_502", "http_504")
 
     def update(self, **kw: Any) -> dict[str, Any]:
         if kw.pop("reset", False):
@@ -516,15 +527,52 @@ class FiFaults:
                 if value not in self.MODES:
                     raise ValueError(f"fail_after_commit_mode must be one of {self.MODES}")
                 self.fail_after_commit_mode = str(value)
-            elif key == "hang_seconds":
-                self.hang_seconds = max(float(value), 0.0)
+            elif key in ("hang_seconds", "post_delay", "enqueue_wait_seconds"):
+                setattr(self, key, max(float(value or 0), 0.0))
             else:
                 raise ValueError(f"unknown FI fault switch {key!r}")
         return self.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return {"fail_after_commit": self.fail_after_commit,
-                "fail_after_commit_mode": self.fail_after_commit_mode, "hang_seconds": self.hang_seconds}
+                "fail_after_commit_mode": self.fail_after_commit_mode, "hang_seconds": self.hang_seconds,
+                "post_delay": self.post_delay, "enqueue_wait_seconds": self.enqueue_wait_seconds}
+
+
+class _Enqueue:
+    """The lock table of the wrappers' ENQUEUE_E_TABLE on BKPF + MANDT/BUKRS/XBLNR: one exclusive
+    lock per (client, company code, XBLNR), held from the duplicate guard through COMMIT WORK."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str, str], tuple[threading.Lock, int]] = {}
+
+    def acquire(self, key: tuple[str, str, str], wait: float) -> bool:
+        with self._guard:
+            lock, users = self._locks.get(key) or (threading.Lock(), 0)
+            self._locks[key] = (lock, users + 1)
+        if lock.acquire(timeout=wait) if wait > 0 else lock.acquire(blocking=False):
+            return True
+        self._forget(key)
+        return False
+
+    def release(self, key: tuple[str, str, str]) -> None:
+        with self._guard:
+            lock, _ = self._locks[key]
+        lock.release()
+        self._forget(key)
+
+    def _forget(self, key: tuple[str, str, str]) -> None:
+        with self._guard:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def held(self) -> int:
+        with self._guard:
+            return len(self._locks)
 
 
 @dataclass
@@ -532,6 +580,7 @@ class FiState:
     faults: FiFaults = field(default_factory=FiFaults)
     seeded: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    enqueue: _Enqueue = field(default_factory=_Enqueue)
 
     def take_after_commit(self) -> str | None:
         with self.lock:
@@ -915,6 +964,7 @@ _TEXTS = {
     ("RW", "624"): "No amount specified for line item &1",  # [U]
     ("M8", "366"): "Purchase order &1 item &2 does not exist",  # [U]
     ("M8", "060"): "Invoice document &1 was created",  # [U]
+    ("MC", "601"): "Object requested is currently locked by user &1",
     ("ZMLC", "001"): "Document with reference &1 already posted: &2 &3 &4",
     ("ZMLC", "002"): "Document &1 &2 &3 has no open vendor item",
     ("ZMLC", "003"): "Payment block changed for document &1 &2 &3",
@@ -1192,11 +1242,23 @@ def _failed(rows: Iterable[dict[str, str]]) -> bool:
 def _commit_wait(ctx: CallContext) -> None:
     """BAPI_TRANSACTION_COMMIT WAIT='X' inside a wrapper, then the fail_after_commit fault."""
     ctx.commit()
+    _after_commit_fault(ctx)
+
+
+def _after_commit_fault(ctx: CallContext) -> None:
+    """The fail_after_commit fault: the LUW is committed, the answer is lost or late."""
     mode = state(ctx.data).take_after_commit()
+    if mode is None:
+        return
     if mode == "hang":
         time.sleep(state(ctx.data).faults.hang_seconds)
     elif mode == "system_failure":
         raise AbapRuntimeError("SYSTEM_FAILURE", "Sandbox fault injection: SYSTEM_FAILURE after COMMIT WORK")
+    else:  # drop / partial / http_502 / http_504: the HTTP layer loses the response (sandbox/app.py)
+        from .app import fail_response
+
+        if not fail_response(mode):
+            raise ConnectionAbortedError(f"sandbox fault: {mode} after COMMIT WORK (no HTTP layer)")
 
 
 def _active_by_xblnr(data: EccData, client: str, bukrs: str, xblnr: str, gjahr: str = "") -> Row | None:
@@ -1206,26 +1268,60 @@ def _active_by_xblnr(data: EccData, client: str, bukrs: str, xblnr: str, gjahr: 
     return None
 
 
+def _guarded_post(ctx: CallContext, bukrs: str, xblnr: str, parameter: str,
+                  refuse: Callable[[list[dict[str, str]]], None], post: Callable[[], bool]) -> None:
+    """The wrappers' LUW (abap/*.abap): ENQUEUE_E_TABLE BKPF on MANDT+BUKRS+XBLNR (waiting up to
+    `enqueue_wait_seconds`, else FOREIGN_LOCK -> E MC 601), duplicate guard (E ZMLC 001), post, COMMIT
+    WORK AND WAIT or ROLLBACK, DEQUEUE - the lock is held from the guard through the commit, so two
+    concurrent calls with the same XBLNR cannot both pass the guard. `post()` runs the BAPI and
+    returns True when it succeeded; `refuse(rows)` fills the wrapper's error outputs."""
+    st = state(ctx.data)
+    system = logsys(ctx.data, ctx.client)
+    key = (ctx.client, bukrs, xblnr)
+    locked = False
+    committed = False
+    if xblnr:
+        if not st.enqueue.acquire(key, st.faults.enqueue_wait_seconds):
+            refuse([msg("E", "MC", "601", ctx.user, parameter=parameter, row=1, fld="REF_DOC_NO", system=system)])
+            return
+        locked = True
+    try:
+        if xblnr:
+            dup = _active_by_xblnr(ctx.data, ctx.client, bukrs, xblnr)
+            if dup is not None:
+                refuse([msg("E", "ZMLC", "001", xblnr, dup["BELNR"], dup["BUKRS"], dup["GJAHR"],
+                            parameter=parameter, row=1, fld="REF_DOC_NO", system=system)])
+                return
+        ok = post()
+        if not ok:
+            ctx.rollback()
+            return
+        if st.faults.post_delay:
+            time.sleep(st.faults.post_delay)  # a slow update task: widens any race window
+        ctx.commit()
+        committed = True
+    finally:
+        if locked:
+            st.enqueue.release(key)
+    if committed:
+        _after_commit_fault(ctx)  # after DEQUEUE: the function module has finished, its answer is lost
+
+
 @REGISTRY.register("Z_MLC_ACC_DOCUMENT_POST", _ACC_PARAMS)
 def z_mlc_acc_document_post(ctx: CallContext) -> None:
-    """Wrapper: XBLNR duplicate guard, POST, then COMMIT WAIT (or ROLLBACK) in one LUW."""
+    """Wrapper: ENQUEUE + XBLNR duplicate guard, POST, then COMMIT WAIT (or ROLLBACK) in one LUW."""
     h = ctx.request.structure("DOCUMENTHEADER")
     xblnr = (h.get("REF_DOC_NO") or "").strip()
     bukrs = (h.get("COMP_CODE") or "").strip()
-    if xblnr:
-        with ctx.data.lock:
-            dup = _active_by_xblnr(ctx.data, ctx.client, bukrs, xblnr)
-        if dup is not None:
-            system = logsys(ctx.data, ctx.client)
-            _error_out(ctx, [msg("E", "ZMLC", "001", xblnr, dup["BELNR"], dup["BUKRS"], dup["GJAHR"],
-                                 parameter="DOCUMENTHEADER", row=1, fld="REF_DOC_NO", system=system)])
-            return
-    _acc_post(ctx)
-    if _failed(ctx.out.get("RETURN", [])):
-        ctx.rollback()
-        ctx.out["OBJ_KEY"] = "$"
-        return
-    _commit_wait(ctx)
+
+    def post() -> bool:
+        _acc_post(ctx)
+        if _failed(ctx.out.get("RETURN", [])):
+            ctx.out["OBJ_KEY"] = "$"
+            return False
+        return True
+
+    _guarded_post(ctx, bukrs, xblnr, "DOCUMENTHEADER", lambda rows: _error_out(ctx, rows), post)
 
 
 @REGISTRY.register("Z_MLC_DOCUMENT_BY_XBLNR", (
@@ -1361,26 +1457,26 @@ _Z_INCINV_PARAMS = (*_INCINV_PARAMS, Param("ACCOUNTING_DOC", "export", abap_type
 
 @REGISTRY.register("Z_MLC_INCOMINGINVOICE_CREATE", _Z_INCINV_PARAMS)
 def z_mlc_incominginvoice_create(ctx: CallContext) -> None:
+    """Wrapper: ENQUEUE + XBLNR duplicate guard, BAPI_INCOMINGINVOICE_CREATE, COMMIT WAIT or
+    ROLLBACK in one LUW (same lock as Z_MLC_ACC_DOCUMENT_POST: BKPF + MANDT/BUKRS/XBLNR)."""
     h = ctx.request.structure("HEADERDATA")
     xblnr = (h.get("REF_DOC_NO") or "").strip()
     bukrs = (h.get("COMP_CODE") or "").strip()
-    if xblnr:
-        with ctx.data.lock:
-            dup = _active_by_xblnr(ctx.data, ctx.client, bukrs, xblnr)
-        if dup is not None:
-            ctx.out["INVOICEDOCNUMBER"] = ""
-            ctx.out["FISCALYEAR"] = "0000"
-            ctx.out["RETURN"] = [msg("E", "ZMLC", "001", xblnr, dup["BELNR"], dup["BUKRS"], dup["GJAHR"],
-                                     parameter="HEADERDATA", row=1, fld="REF_DOC_NO",
-                                     system=logsys(ctx.data, ctx.client))]
-            return
-    done = _incinv(ctx)
-    if done is None or _failed(ctx.out.get("RETURN", [])):
-        ctx.rollback()
+
+    def refuse(rows: list[dict[str, str]]) -> None:
         ctx.out["INVOICEDOCNUMBER"] = ""
-        return
-    ctx.out["ACCOUNTING_DOC"] = done[1]
-    _commit_wait(ctx)
+        ctx.out["FISCALYEAR"] = "0000"
+        ctx.out["RETURN"] = rows
+
+    def post() -> bool:
+        done = _incinv(ctx)
+        if done is None or _failed(ctx.out.get("RETURN", [])):
+            ctx.out["INVOICEDOCNUMBER"] = ""
+            return False
+        ctx.out["ACCOUNTING_DOC"] = done[1]
+        return True
+
+    _guarded_post(ctx, bukrs, xblnr, "HEADERDATA", refuse, post)
 
 
 # ---------------------------------------------------------------------------------------------
