@@ -560,7 +560,7 @@ class DocumentPoster:
         self.uncertain_lookups = max(1, uncertain_lookups)
         self.settle_seconds = settle_seconds
         self._sleep = sleep
-        self.reader = reader or TableReader(caller)
+        self.reader = reader or TableReader.probed(caller)
         self.stats: dict[str, int] = {"posts": 0, "lookups": 0, "recovered": 0, "already_posted": 0}
 
     # -- lookup --------------------------------------------------------------------------------
