@@ -561,3 +561,23 @@ def test_property_plan_groups(lengths: list[int], nkeys: int, width: int, dw: in
     non_keys = [f.name for g in groups for f in g[nkeys:]]
     assert sorted(non_keys) == sorted(f.name for f in fields)
     assert len(non_keys) == len(set(non_keys))
+
+
+def test_probe_skips_modules_the_agents_allow_list_refuses() -> None:
+    from ml_connector.core.channel import ChannelError, ChannelFault
+    from ml_connector.systems.sap_ecc.table_reader import choose_function
+
+    class AgentRefuses:
+        def __init__(self, fault_type: str) -> None:
+            self.fault_type = fault_type
+            self.seen: list[str] = []
+
+        def call(self, fm: str, params: Any = None, *, tables: Any = ()) -> dict[str, Any]:
+            self.seen.append(fm)
+            raise ChannelError(ChannelFault(type=self.fault_type, key=fm, message="not in the allow-list"))
+
+    caller = AgentRefuses("NotAllowed")
+    assert choose_function(caller) == "RFC_READ_TABLE"
+    assert "RFC_READ_TABLE" not in caller.seen and len(caller.seen) >= 2
+    with pytest.raises(ChannelError):  # anything else is a real failure, not "not installed"
+        choose_function(AgentRefuses("UnknownSystem"))

@@ -68,6 +68,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ml_connector.core.channel import ChannelError
+
 from .client import RfcCaller
 from .errors import ABAPApplicationError
 
@@ -333,6 +335,10 @@ def choose_function(caller: RfcCaller, *, probe_table: str = "T000") -> str:
             if exc.key in ("FU_NOT_FOUND", "RFC_AUTHORIZATION_FAILURE", "FUNCTION_NOT_FOUND"):
                 continue
             return fm
+        except ChannelError as exc:
+            if exc.fault.type == "NotAllowed":  # the agent's allow-list does not serve it: not for us
+                continue
+            raise
         return fm
     return CANDIDATE_FUNCTIONS[-1]
 
