@@ -20,7 +20,7 @@ from ml_connector.agent.channel import RemoteAgentChannel
 from ml_connector.agent.config import AgentConfig, check_allowed
 from ml_connector.agent.models import AgentCallRow
 from ml_connector.agent.runner import Agent, ControlPlaneClient, Identity
-from ml_connector.agent.service import AgentIdentity, AgentService, Settings
+from ml_connector.agent.service import AgentIdentity, AgentService, AuthError, Settings
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
 from ml_connector.core.models import AuditRow
@@ -333,3 +333,28 @@ def test_client_reports_clock_skew(cp: Any, tmp_path: Path) -> None:
         c.post("/api/agent/poll", {"hold": 0})
     assert "skew" in str(ei.value)
     assert c.skew is not None and c.skew > 900
+
+
+def test_only_the_agent_a_call_was_handed_to_may_answer_it(cp: Any, tmp_path: Path) -> None:
+    a1, _ = _pair(cp)
+    a2, _ = _pair(cp)
+    ch = RemoteAgentChannel(cp.db, "plant1")
+    ch.submit(ChannelRequest(id="p1", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
+    ch.submit(ChannelRequest(id="q1", system="sap_ecc", function="RFC_PING"))  # queued, handed to nobody
+    envs = cp.svc.claim(AgentIdentity(a1, "plant1"), 1) or []
+    assert [e["call"]["id"] for e in envs] == ["p1"]
+    fake = ChannelResponse(id="p1", ok=True, result={"OBJ_KEY": "forged"})
+    for call_id in ("p1", "q1"):
+        with pytest.raises(AuthError) as exc:
+            cp.svc.store_result(AgentIdentity(a2, "plant1"), fake.model_copy(update={"id": call_id}))
+        assert exc.value.code == "not_claimant" and exc.value.status == 409
+    rejected = _events(cp, "agent.result.rejected")
+    assert [(r.source, r.detail["call_id"], r.detail["reason"]) for r in rejected] == [
+        (a2, "p1", "not_claimant"), (a2, "q1", "not_claimant")]  # audited, and the audit committed
+    assert ch.result("p1") is None and ch.result("q1") is None
+    real = ChannelResponse(id="p1", ok=True, result={"OBJ_KEY": "1900000001 1000 2025"})
+    assert cp.svc.store_result(AgentIdentity(a1, "plant1"), real) == {"stored": True, "duplicate": False}
+    got = ch.result("p1")
+    assert got is not None and got.result == {"OBJ_KEY": "1900000001 1000 2025"}
+    # once done, a second answer from anyone is a duplicate, acknowledged and ignored
+    assert cp.svc.store_result(AgentIdentity(a2, "plant1"), fake)["duplicate"] is True

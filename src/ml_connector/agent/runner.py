@@ -249,7 +249,7 @@ class Agent:
         try:
             self.client.post("/api/agent/results", {"response": json.loads(response_json)})
         except Retriable as exc:
-            if " unknown_call:" in str(exc) or " wrong_site:" in str(exc):
+            if any(f" {code}:" in str(exc) for code in ("unknown_call", "wrong_site", "not_claimant")):
                 log.warning("control plane does not know call %s (%s); dropping its result", call_id, exc)
                 self.store.ack(call_id)
                 return True

@@ -299,7 +299,17 @@ class AgentService:
 
     def store_result(self, ident: AgentIdentity, response: ChannelResponse) -> dict[str, Any]:
         """Store the result durably (committed before returning); a second result for the
-        same id is acknowledged and ignored."""
+        same id is acknowledged and ignored. A result from an agent the call was not handed to
+        is refused (the refusal is audited, in a committed transaction, then raised)."""
+        refusal: list[AuthError] = []
+        out = self._store_result(ident, response, refusal)
+        if refusal:
+            raise refusal[0]
+        assert out is not None
+        return out
+
+    def _store_result(self, ident: AgentIdentity, response: ChannelResponse,
+                      refusal: list[AuthError]) -> dict[str, Any] | None:
         now = time.time()
         data = response.model_dump_json()
         with self.db.session() as s:
@@ -310,9 +320,17 @@ class AgentService:
             if row is None:
                 raise AuthError("unknown_call", f"no call {response.id!r}", status=404)
             if row.site != ident.site:
+                refusal.append(AuthError("wrong_site", "this call belongs to another site", status=403))
+            elif row.state != "done" and row.agent_id != ident.agent_id:
+                # Only the agent the call was handed to may answer it: another agent of the site
+                # must not complete (or fake) a call it never received.
+                refusal.append(AuthError("not_claimant", "this call was not handed to this agent", status=409))
+            if refusal:
+                # Recorded in this transaction, which commits; the caller raises afterwards.
                 audit.record(s, "agent.result.rejected", outcome="rejected", source=ident.agent_id,
-                             detail={"call_id": response.id, "reason": "call belongs to another site"})
-                raise AuthError("wrong_site", "this call belongs to another site", status=403)
+                             detail={"call_id": response.id, "reason": refusal[0].code,
+                                     "claimed_by": row.agent_id, "state": row.state})
+                return None
             if row.state == "done":
                 if row.response != data:
                     audit.record(s, "agent.result.late", outcome="ignored", source=ident.agent_id,
