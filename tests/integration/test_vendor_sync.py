@@ -346,3 +346,21 @@ def test_vendor_sync_reads_through_the_probed_wide_module(tmp_path, sandboxes):
     calls = dict(ecc.stats.calls)
     assert calls.get("/BODS/RFC_READ_TABLE", 0) > 1, calls
     assert calls.get("RFC_READ_TABLE", 0) == 0 and calls.get("BBP_RFC_READ_TABLE", 0) == 0, calls
+
+
+def test_a_failed_run_is_recorded_and_the_next_sync_starts_afresh(tmp_path, sandboxes):
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, sap_password="Wrong-Password-1")
+    failed = env.cli("sync", "vendors_to_ramp", "--stream", "vendors", check=False)
+    assert failed.returncode != 0
+    db = sqlite3.connect(tmp_path / "data" / "ml-connector.sqlite")
+    rows = db.execute("select run_id, status, error from mlc_runs where stream = 'vendors'").fetchall()
+    assert len(rows) == 1 and rows[0][1] == "failed", rows
+    assert "RFC_LOGON_FAILURE" in rows[0][2] or "incorrect" in rows[0][2]
+    assert "Wrong-Password-1" not in rows[0][2]
+    # the cause is fixed: the next sync is a new run, not the failed one re-attached
+    env.cli("secrets", "set", "sap_ecc_password", "--stdin", input_="Sandbox-1234")
+    ok = env.cli("sync", "vendors_to_ramp", "--stream", "vendors")
+    assert _summary(ok.stdout)["created"] > 0
+    rows = db.execute("select run_id, status from mlc_runs where stream = 'vendors' order by started_at").fetchall()
+    assert [r[1] for r in rows] == ["failed", "succeeded"] and rows[0][0] != rows[1][0]
+    _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)

@@ -33,6 +33,7 @@ from ml_connector.core import audit, ledger, outbox
 from ml_connector.core.db import dbos_url, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, Stream
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
+from ml_connector.core.redact import redact
 from ml_connector.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,16 @@ def target_queue(connection: str) -> Queue:
 @DBOS.workflow(name="mlc.sync")
 def sync_workflow(flow: str, stream: str, mode: str) -> dict[str, Any]:
     run_id = DBOS.workflow_id or ""
+    try:
+        return _sync(flow, stream, mode, run_id)
+    except Exception as exc:
+        # The run has ended: record it, so that it shows as failed and the next trigger
+        # starts a new run instead of re-attaching to this one.
+        _fail_step(flow, stream, mode, run_id, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _sync(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     _begin_step(flow, stream, mode, run_id)
     target = runtime().flow(flow).stream(stream).target_connection
     handles: list[Any] = []
@@ -396,6 +407,20 @@ def _finish_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, An
         audit.record(sess, "run.finished", flow=flow, stream=stream, run_id=run_id,
                      outcome="ok" if not counts.get("failed") else "failed", detail=counts)
     return counts
+
+
+@DBOS.step(name="mlc.fail")
+def _fail_step(flow: str, stream: str, mode: str, run_id: str, error: str) -> None:
+    message = redact(error)[:2000]
+    with runtime().db.session() as sess:
+        run = sess.get(RunRow, run_id)
+        if run is None:
+            run = RunRow(run_id=run_id, flow=flow, stream=stream, mode=mode, counts={})
+            sess.add(run)
+        run.status, run.error, run.finished_at = "failed", message, utcnow()
+        audit.record(sess, "run.failed", flow=flow, stream=stream, run_id=run_id, outcome="failed",
+                     detail={"error": message})
+    log.error("run %s failed: %s", run_id, message)
 
 
 def _run_counts(sess: Any, run_id: str) -> dict[str, int]:
