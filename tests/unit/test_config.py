@@ -333,3 +333,18 @@ def test_unknown_key_in_optional_nested_model(tmp_path: Path) -> None:
     errs = errors_of(tmp_path, text)
     assert any("connections.ramp.limits.requets: unknown key 'requets'; did you mean 'requests'?" in e
                for e in errs), errs
+
+
+def test_cron_schedule_keeps_its_time_zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from ml_connector.core.engine import schedule_entries
+
+    monkeypatch.delenv("MLC_DATABASE_URL", raising=False)
+    cfg = load_config(write(tmp_path, replace(GOOD, "{interval: 7d}",
+                                              "{cron: '0 6 * * 1', timezone: Europe/Berlin}")))
+    (entry,) = schedule_entries(SimpleNamespace(config=cfg))  # type: ignore[arg-type]
+    assert entry["schedule"] == "0 0 6 * * 1" and entry["cron_timezone"] == "Europe/Berlin"
+    cfg = load_config(write(tmp_path, GOOD))
+    (entry,) = schedule_entries(SimpleNamespace(config=cfg))  # type: ignore[arg-type]
+    assert "cron_timezone" not in entry and entry["context"]["interval"] == 7 * 86400

@@ -559,6 +559,13 @@ def replay(ids: list[int]) -> dict[str, int]:
 
 
 def apply_schedules(rt: Runtime) -> None:
+    entries = schedule_entries(rt)
+    if entries:
+        DBOS.apply_schedules(entries)
+
+
+def schedule_entries(rt: Runtime) -> list[Any]:
+    """The DBOS schedules of the configured flows (one ticker per flow)."""
     entries: list[Any] = []
     for name, f in rt.config.flows.items():
         sched = getattr(f, "schedule", None)
@@ -572,10 +579,12 @@ def apply_schedules(rt: Runtime) -> None:
             cron = "*/5 * * * * *" if interval < 300 else "0 * * * * *"
         elif len(cron.split()) == 5:
             cron = "0 " + cron
-        entries.append({"schedule_name": f"mlc:{name}", "workflow_fn": schedule_tick, "schedule": cron,
-                        "context": {"flow": name, "streams": list(f.streams), "interval": interval}})
-    if entries:
-        DBOS.apply_schedules(entries)
+        entry: dict[str, Any] = {"schedule_name": f"mlc:{name}", "workflow_fn": schedule_tick, "schedule": cron,
+                                 "context": {"flow": name, "streams": list(f.streams), "interval": interval}}
+        if sched.cron and getattr(sched, "timezone", None):
+            entry["cron_timezone"] = sched.timezone  # "0 6 * * 1" means 06:00 in the customer's zone
+        entries.append(entry)
+    return entries
 
 
 def dry_run(rt: Runtime, flow: str, stream: str, *, full: bool = False) -> Iterator[tuple[str, str, str]]:
