@@ -149,3 +149,19 @@ def test_redact_is_fast_with_many_values() -> None:
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0, elapsed
     assert redact("bulk-secret-0420-value") == MASK
+
+
+def test_handlers_added_later_by_a_library_are_covered_on_reinstall() -> None:
+    """DBOS configures a 'dbos' logger with its own handler and propagate=False after our CLI
+    installed the filter: installing again (engine.start does) covers that handler too."""
+    register_secret("Lib-Logged-Secret-77")
+    install_log_redaction()
+    lib = logging.getLogger("mlc-test-library")
+    lib.propagate = False
+    buf = io.StringIO()
+    lib.addHandler(logging.StreamHandler(buf))
+    lib.warning("connecting with Lib-Logged-Secret-77")
+    assert "Lib-Logged-Secret-77" in buf.getvalue()  # the gap: a handler added after install
+    install_log_redaction()
+    lib.warning("again with Lib-Logged-Secret-77")
+    assert buf.getvalue().splitlines()[-1] == "again with ***"

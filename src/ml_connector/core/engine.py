@@ -33,7 +33,7 @@ from ml_connector.core import audit, ledger, outbox
 from ml_connector.core.db import dbos_url, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, Stream
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
-from ml_connector.core.redact import redact
+from ml_connector.core.redact import install_log_redaction, redact
 from ml_connector.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ def start(rt: Runtime, *, executor_id: str | None = None, schedules: bool = Fals
         "scheduler_polling_interval_sec": 5.0,
     })
     DBOS.launch()
+    # DBOS adds its own, non-propagating log handler: mask secrets in its records too.
+    install_log_redaction()
     _launched = True
     _register_queues(rt)
     if schedules:
