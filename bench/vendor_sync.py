@@ -15,20 +15,35 @@ this process (VmHWM, reset before each step where the kernel allows it).
 
 With `"profile": PATH` the steps run under cProfile and the stats are written
 to PATH (top entries also printed to stderr).
+
+With the environment variable MLC_BENCH_TRACEMALLOC=N (frames per traceback,
+e.g. 12) every step runs under tracemalloc: the step result gets the traced
+peak and the traced memory left at the end, and the allocations that grew the
+most (at the traced peak and at the end, against the step's start, grouped by
+traceback) are printed to stderr. Slow; for finding what memory scales with.
+
+With MLC_BENCH_MEMPROBE=1 each step result gets a timeline of where the
+process's memory is (RSS, threads, glibc malloc in use / free, SQLite's own
+allocations, Python's allocated blocks), sampled every 0.25 s, and at the end
+every open SQLite connection's page cache and prepared statements (by SQL
+shape): live data vs allocator fragmentation vs native memory.
 """
 
 from __future__ import annotations
 
 import cProfile
+import ctypes
 import io
 import json
 import linecache
+import os
 import pstats
 import re
 import resource
 import sys
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +91,164 @@ def rss_mb() -> float:
 
 
 # --------------------------------------------------------------------------- profiling
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+class MemProbe:
+    """Samples where this process's memory is: RSS, threads, glibc malloc (bytes in use, free
+    but kept, mmapped), SQLite's allocator (sqlite3_memory_used) and Python's allocated blocks."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.samples: list[dict[str, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-memprobe", daemon=True)
+        self._libc: Any = None
+        self._sqlite: Any = None
+        try:
+            self._libc = ctypes.CDLL("libc.so.6")
+            self._libc.mallinfo2.restype = _MallInfo2
+        except (OSError, AttributeError):
+            self._libc = None
+        try:
+            self._sqlite = ctypes.CDLL("libsqlite3.so.0")
+            self._sqlite.sqlite3_memory_used.restype = ctypes.c_int64
+        except (OSError, AttributeError):
+            self._sqlite = None
+        self._t0 = time.perf_counter()
+
+    def sample(self) -> dict[str, float]:
+        mb = 2**20
+        out: dict[str, float] = {"t": round(time.perf_counter() - self._t0, 2), "rss": round(rss_mb(), 1),
+                                 "threads": threading.active_count()}
+        if self._libc is not None:
+            mi = self._libc.mallinfo2()
+            out.update(malloc_used=round(mi.uordblks / mb, 1), malloc_free=round(mi.fordblks / mb, 1),
+                       malloc_mmap=round(mi.hblkhd / mb, 1))
+        if self._sqlite is not None:
+            out["sqlite"] = round(self._sqlite.sqlite3_memory_used() / mb, 1)
+        out["pymalloc_blocks"] = sys.getallocatedblocks()
+        return out
+
+    def sqlite_connections(self) -> list[dict[str, Any]]:
+        """Every open sqlite3 connection of the process: its file and SQLite's per-connection
+        memory (page cache, prepared statements, schema), from sqlite3_db_status."""
+        import gc
+        import sqlite3
+
+        if self._sqlite is None or sys.implementation.name != "cpython":
+            return []
+        lib = self._sqlite
+        lib.sqlite3_db_filename.restype = ctypes.c_char_p
+        lib.sqlite3_db_filename.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.sqlite3_db_status.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                                          ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+        out = []
+        for obj in gc.get_objects():
+            if not isinstance(obj, sqlite3.Connection):
+                continue
+            # CPython 3.11's pysqlite_Connection: PyObject_HEAD, then the sqlite3* handle.
+            db = ctypes.c_void_p.from_address(id(obj) + 16).value
+            if not db:
+                continue  # closed
+            cur, hi = ctypes.c_int(), ctypes.c_int()
+            row: dict[str, Any] = {"file": (lib.sqlite3_db_filename(db, b"main") or b"").decode().rsplit("/", 1)[-1]}
+            for name, op in (("cache", 1), ("schema", 2), ("stmt", 3)):
+                lib.sqlite3_db_status(db, op, ctypes.byref(cur), ctypes.byref(hi), 0)
+                row[name] = round(cur.value / 2**20, 2)
+            # The prepared statements held open on it (sqlite3's statement cache), by SQL shape.
+            lib.sqlite3_next_stmt.restype = ctypes.c_void_p
+            lib.sqlite3_next_stmt.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+            lib.sqlite3_sql.restype = ctypes.c_char_p
+            lib.sqlite3_sql.argtypes = [ctypes.c_void_p]
+            lib.sqlite3_bind_parameter_count.argtypes = [ctypes.c_void_p]
+            shapes: dict[str, list[int]] = {}
+            stmt = lib.sqlite3_next_stmt(db, None)
+            while stmt:
+                sql = (lib.sqlite3_sql(stmt) or b"").decode(errors="replace")
+                agg = shapes.setdefault(" ".join(sql.split())[:70], [0, 0])
+                agg[0] += 1
+                agg[1] += lib.sqlite3_bind_parameter_count(stmt)
+                stmt = lib.sqlite3_next_stmt(db, stmt)
+            row["statements"] = sum(v[0] for v in shapes.values())
+            row["by_shape"] = sorted(([k, *v] for k, v in shapes.items()), key=lambda x: -x[2])[:6]
+            out.append(row)
+        return out
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append(self.sample())
+
+    def stop(self) -> list[dict[str, float]]:
+        self._stop.set()
+        self._thread.join(5)
+        self.samples.append(self.sample())
+        return self.samples
+
+
+
+class TraceMalloc:
+    """tracemalloc over one step: a snapshot near the traced peak and one at the end, each
+    compared with the step's start by traceback (what the peak and the residue consist of)."""
+
+    def __init__(self, frames: int, interval: float = 0.25) -> None:
+        self.frames = frames
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.base: tracemalloc.Snapshot | None = None
+        self.at_peak: tracemalloc.Snapshot | None = None
+        self.peak_seen = 0
+
+    def start(self) -> None:
+        tracemalloc.start(self.frames)
+        self.base = self._snap()
+        self.peak_seen = tracemalloc.get_traced_memory()[0]
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="bench-tracemalloc", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _snap() -> tracemalloc.Snapshot:
+        return tracemalloc.take_snapshot().filter_traces((
+            tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen *>")))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            cur = tracemalloc.get_traced_memory()[0]
+            if cur > self.peak_seen * 1.05:  # a new high: keep a snapshot of it
+                self.peak_seen = cur
+                self.at_peak = self._snap()
+
+    def stop(self, label: str, top: int = 25) -> dict[str, Any]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        end = self._snap()
+        cur, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert self.base is not None
+        for name, snap in (("near the traced peak", self.at_peak), ("at the end", end)):
+            if snap is None:
+                continue
+            diff = snap.compare_to(self.base, "traceback")
+            total = sum(d.size_diff for d in diff)
+            print(f"\n==== tracemalloc {label}: {name}, {total / 2**20:+.1f} MB against the start", file=sys.stderr)
+            for d in diff[:top]:
+                print(f"{d.size_diff / 2**20:+8.2f} MB {d.count_diff:+9d} blocks", file=sys.stderr)
+                for line in d.traceback.format(limit=self.frames, most_recent_first=True):
+                    print("      " + line, file=sys.stderr)
+        return {"traced_peak_mb": peak / 2**20, "traced_end_mb": cur / 2**20,
+                "traced_start_mb": sum(s.size for s in self.base.statistics("filename")) / 2**20}
+
 
 
 class ThreadProfiles:
@@ -295,12 +468,23 @@ def run_step(rt: Any, http: httpx.Client, spec: dict[str, Any], step: dict[str, 
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     reset_ok = reset_peak_rss()
     rss_before = rss_mb()
+    frames = int(os.environ.get("MLC_BENCH_TRACEMALLOC", "0") or 0)
+    tm = TraceMalloc(frames) if frames > 0 else None
+    if tm is not None:
+        tm.start()
+    probe = MemProbe() if os.environ.get("MLC_BENCH_MEMPROBE") else None
+    if probe is not None:
+        probe.start()
     t_start = time.time()
     t0 = time.perf_counter()
     run_id = engine.start_sync(FLOW, STREAM, full=bool(step.get("full")))
     counts = engine.wait(run_id, poll=0.02, timeout=float(step.get("timeout", 900)))
     wall = time.perf_counter() - t0
     peak = peak_rss_mb()
+    traced = tm.stop(str(step.get("name", run_id))) if tm is not None else {}
+    if probe is not None:
+        traced["memory_timeline"] = probe.stop()
+        traced["sqlite_connections"] = probe.sqlite_connections()
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     after = _ramp_stats(http, ramp_url)
     phase = _delivery_phase(rt, run_id, step.get("rate_period"))
@@ -324,6 +508,7 @@ def run_step(rt: Any, http: httpx.Client, spec: dict[str, Any], step: dict[str, 
         "rss_before_mb": rss_before,
         "peak_rss_mb": peak,
         "peak_rss_is_per_step": reset_ok,
+        **traced,
         **phase,
     }
 

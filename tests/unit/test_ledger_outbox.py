@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from ml_connector.core import audit, ledger, outbox
-from ml_connector.core.db import Database
+from ml_connector.core.db import Database, in_chunks, padded
 from ml_connector.core.ledger import Desired
 
 
@@ -94,3 +94,69 @@ def test_audit_is_append_only(db):
         s.execute(text("update mlc_audit set outcome = 'forged'"))
     with pytest.raises(Exception, match="append-only"), db.session() as s:
         s.execute(text("delete from mlc_audit"))
+
+
+def test_in_chunks_pad_to_power_of_two_lengths():
+    assert padded([]) == []
+    assert padded([7]) == [7]
+    assert padded([1, 2, 3]) == [1, 2, 3, 3]
+    values = list(range(1300))
+    chunks = list(in_chunks(values))
+    assert [len(c) for c in chunks] == [512, 512, 512]  # 276 left over, padded to 512
+    assert sorted(set().union(*map(set, chunks))) == values
+    assert all(len(c) & (len(c) - 1) == 0 for n in range(1, 600) for c in in_chunks(list(range(n))))
+    with pytest.raises(ValueError):
+        next(in_chunks(values, size=500))
+
+
+def _row(key, src, h="h"):
+    return {"idempotency_key": key, "source_key": src, "op": "create", "payload": {"id": src},
+            "content_hash": h, "target_id": None}
+
+
+def test_page_size_does_not_make_new_sql_statements(db):
+    """sqlite3 keeps prepared statements by SQL text (128 per connection, ~200 bytes per
+    placeholder): IN lists of a page's arbitrary length made a new one per page, and the
+    process grew with the number of rows synced. Pages of other sizes reuse the same SQL."""
+    seen: set[str] = set()
+    event.listen(db.engine, "before_cursor_execute", lambda _c, _cur, stmt, *_: seen.add(stmt))
+
+    def page(run, first, n):
+        rows = [_row(f"k{i}", str(i)) for i in range(first, first + n)]
+        with db.session() as s:
+            ledger.plan_changes(s, "f", "vendors", [Desired(r["source_key"], r["payload"]) for r in rows])
+            outbox.add(s, flow="f", stream="vendors", run_id=run, batch=1, rows=rows)
+            ids = [e.id for e in outbox.batch_entries(s, run, 1)]
+            outbox.set_state(s, ids, "in_flight", bump_attempts=True)
+            ledger.confirm_many(s, "f", "vendors", [(r["source_key"], "t", "h", True) for r in rows])
+
+    page("r1", 0, 1301)
+    first = set(seen)
+    page("r2", 2000, 1297)
+    page("r3", 4000, 1283)
+    assert seen == first
+
+
+def test_newer_changes_supersede_across_chunks(db):
+    with db.session() as s:
+        outbox.add(s, flow="f", stream="vendors", run_id="r1", batch=1,
+                   rows=[_row(f"old{i}", str(i), "h1") for i in range(1100)])
+        outbox.set_state(s, [e.id for e in outbox.batch_entries(s, "r1", 1)], "failed", error="boom")
+        # one write of the new content is already staged (by an interrupted run)
+        outbox.add(s, flow="f", stream="vendors", run_id="r0", batch=1, rows=[_row("new1050", "1050", "h2")])
+    with db.session() as s:
+        assert outbox.add(s, flow="f", stream="vendors", run_id="r2", batch=1,
+                          rows=[_row(f"new{i}", str(i), "h2") for i in range(1100)]) == 1100
+        states = dict(s.execute(text("select idempotency_key, state from mlc_outbox")).all())
+    assert len(states) == 2200
+    assert {k for k, v in states.items() if v == "superseded"} == {f"old{i}" for i in range(1100)}
+    assert {k for k, v in states.items() if v == "pending"} == {f"new{i}" for i in range(1100)}
+
+
+def test_entries_by_id_in_order_across_chunks(db):
+    with db.session() as s:
+        outbox.add(s, flow="f", stream="vendors", run_id="r1", batch=1,
+                   rows=[_row(f"k{i}", str(i)) for i in range(700)])
+        ids = [e.id for e in outbox.batch_entries(s, "r1", 1)]
+        got = outbox.entries_by_id(s, list(reversed(ids)) + ids[:3])
+    assert [e.id for e in got] == sorted(ids)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from ml_connector.core.db import in_chunks
 from ml_connector.core.models import CursorRow, RecordRow, utcnow
 
 
@@ -62,8 +63,7 @@ def plan_changes(session: Session, flow: str, stream: str, desired: Iterable[Des
         return [], 0
     keys = [d.source_key for d in items]
     known: dict[str, RecordRow] = {}
-    for chunk_start in range(0, len(keys), 500):
-        chunk = keys[chunk_start:chunk_start + 500]
+    for chunk in in_chunks(keys):
         rows = session.scalars(
             select(RecordRow).where(RecordRow.flow == flow, RecordRow.stream == stream,
                                     RecordRow.source_key.in_(chunk))
@@ -131,10 +131,10 @@ def confirm_many(session: Session, flow: str, stream: str,
 
 def lookup(session: Session, flow: str, stream: str, keys: list[str]) -> dict[str, RecordRow]:
     out: dict[str, RecordRow] = {}
-    for i in range(0, len(keys), 500):
+    for chunk in in_chunks(keys):
         rows = session.scalars(select(RecordRow).where(
             tuple_(RecordRow.flow, RecordRow.stream, RecordRow.source_key).in_(
-                [(flow, stream, k) for k in keys[i:i + 500]])))
+                [(flow, stream, k) for k in chunk])))
         out.update({r.source_key: r for r in rows})
     return out
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ml_connector.core.db import in_chunks, padded
 from ml_connector.core.models import OutboxRow, utcnow
 
 STATES = ("pending", "in_flight", "posted", "failed", "uncertain", "parked", "superseded")
@@ -52,31 +53,36 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
     keys = [r["idempotency_key"] for r in items]
     existing: set[str] = set()
     adopt: list[int] = []
-    for i in range(0, len(keys), 500):
+    for chunk in in_chunks(keys):
         for key, eid, state, erun in session.execute(
                 select(OutboxRow.idempotency_key, OutboxRow.id, OutboxRow.state, OutboxRow.run_id).where(
-                    OutboxRow.idempotency_key.in_(keys[i:i + 500]))):
+                    OutboxRow.idempotency_key.in_(chunk))):
             existing.add(key)
             # An open entry of an earlier, interrupted run joins this batch so that
             # it is delivered (or resolved) now instead of being orphaned.
             if state in OPEN_STATES and erun != run_id:
                 adopt.append(eid)
-    for i in range(0, len(adopt), 500):
-        session.execute(update(OutboxRow).where(OutboxRow.id.in_(adopt[i:i + 500])).values(
+    for chunk in in_chunks(adopt):
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(
             run_id=run_id, batch=batch, updated_at=utcnow()))
     # Older open or failed writes of the same records, for other content, are
     # superseded by this newer change (the target will get the newest state).
-    src_keys = [r["source_key"] for r in items]
-    for i in range(0, len(src_keys), 500):
+    # By chunk of source keys, each with the keys of its own new entries (all
+    # the entries of one source key in the same statement).
+    keys_of: dict[str, list[str]] = {}
+    for r in items:
+        keys_of.setdefault(r["source_key"], []).append(r["idempotency_key"])
+    sources = list(keys_of)
+    now = utcnow()
+    for chunk in in_chunks(sources):
         session.execute(update(OutboxRow).where(
             OutboxRow.flow == flow, OutboxRow.stream == stream,
-            OutboxRow.source_key.in_(src_keys[i:i + 500]),
+            OutboxRow.source_key.in_(chunk),
             OutboxRow.state.in_(("pending", "failed", "parked")),
-            OutboxRow.idempotency_key.not_in(keys),
-        ).values(state="superseded", updated_at=utcnow()))
+            OutboxRow.idempotency_key.not_in(padded([k for src in dict.fromkeys(chunk) for k in keys_of[src]])),
+        ).values(state="superseded", updated_at=now))
     new = [dict(r, flow=flow, stream=stream, run_id=run_id, batch=batch) for r in items
            if r["idempotency_key"] not in existing]
-    now = utcnow()
     for r in new:
         r.setdefault("state", "pending")
         r.setdefault("attempts", 0)
@@ -95,8 +101,10 @@ def batch_entries(session: Session, run_id: str, batch: int,
 
 
 def entries_by_id(session: Session, ids: Sequence[int]) -> list[Entry]:
-    rows = session.scalars(select(OutboxRow).where(OutboxRow.id.in_(list(ids))).order_by(OutboxRow.id))
-    return [_entry(r) for r in rows]
+    rows: dict[int, OutboxRow] = {}
+    for chunk in in_chunks(sorted(set(ids))):
+        rows.update((r.id, r) for r in session.scalars(select(OutboxRow).where(OutboxRow.id.in_(chunk))))
+    return [_entry(rows[i]) for i in sorted(rows)]
 
 
 def set_state(session: Session, ids: Sequence[int], state: str, *, error: str | None = None,
@@ -110,8 +118,8 @@ def set_state(session: Session, ids: Sequence[int], state: str, *, error: str | 
         values["attempts"] = OutboxRow.attempts + 1
     if parked_on is not None:
         values["parked_on"] = parked_on
-    for i in range(0, len(ids), 500):
-        session.execute(update(OutboxRow).where(OutboxRow.id.in_(list(ids[i:i + 500]))).values(**values))
+    for chunk in in_chunks(ids):
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(**values))
 
 
 def mark_posted(session: Session, entry_id: int, target_id: str | None) -> None:
