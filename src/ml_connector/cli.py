@@ -44,7 +44,9 @@ def _load(config: Path) -> Any:
     try:
         return load_config(config)
     except ConfigError as exc:
-        err.print(f"[red]configuration error[/red]\n{exc}", highlight=False, markup=False)
+        # The message quotes the user's YAML, which may contain [brackets]: no markup there.
+        err.print("[red]configuration error[/red]", highlight=False)
+        err.print(str(exc), highlight=False, markup=False)
         raise typer.Exit(2) from None
 
 

@@ -156,6 +156,7 @@ def test_bad_configuration_file_gives_a_clear_error(tmp_path, sandboxes):
     assert f"ml-connector.yaml:{line}:" in proc.stderr
     assert "flows.vendors_to_ramp.schedule.interval" in proc.stderr
     assert "30s" in proc.stderr  # says what is expected
+    assert "configuration error" in proc.stderr and "[red]" not in proc.stderr
 
 
 def test_unknown_flow_and_missing_secret_are_named(tmp_path, sandboxes):
