@@ -186,3 +186,24 @@ class WorkerRow(Base):
     host: Mapped[str] = mapped_column(String(200), default="")
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RateGrantRow(Base):
+    """A slot granted from a shared rate budget (Postgres scale-out, core/ratelimit.py): it
+    counts against the budget's rolling window until `until` (grant time + period)."""
+
+    __tablename__ = "mlc_rate_grants"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    budget: Mapped[str] = mapped_column(String(300))  # provider|key
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_mlc_rate_grants_budget_until", "budget", "until"),)
+
+
+class RateHoldRow(Base):
+    """A shared budget held back after a 429, for every process, until `hold_until`."""
+
+    __tablename__ = "mlc_rate_holds"
+    budget: Mapped[str] = mapped_column(String(300), primary_key=True)
+    hold_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))

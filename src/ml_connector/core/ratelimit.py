@@ -3,15 +3,54 @@
 A budget is keyed by (provider, credential or egress IP); callers share one
 instance per key through `budget()`, so every client in the process that talks
 to the same API from the same egress draws from the same window.
+
+With a Postgres database several worker processes (on several hosts) send
+through one egress, so an in-process window would let N processes send N times
+the limit. `budgets_for(db)` then hands out `PgRollingWindowLimiter` and
+`PgConcurrencyCap`, which keep the window and the cap in the database and count
+on the database's clock. With SQLite only one worker process runs, and the
+in-process budgets are used.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import text
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ml_connector.core.db import Database
+
+
+class WindowLimiter(Protocol):
+    """What callers use of a rolling-window limiter (in-process or shared through the database)."""
+
+    limit: int
+    period: float
+
+    def reserve(self) -> float: ...
+
+    def acquire(self) -> float: ...
+
+    def penalize(self, seconds: float) -> None: ...
+
+    def in_window(self) -> int: ...
+
+
+class SlotCap(Protocol):
+    """What callers use of a concurrency cap."""
+
+    limit: int
+
+    def slot(self) -> AbstractContextManager[None]: ...
 
 
 class RollingWindowLimiter:
@@ -97,6 +136,7 @@ class ConcurrencyCap:
 
 
 _budgets: dict[tuple[str, str], RollingWindowLimiter] = {}
+_caps: dict[tuple[str, str], ConcurrencyCap] = {}
 _budgets_lock = threading.Lock()
 
 
@@ -110,6 +150,215 @@ def budget(provider: str, key: str, limit: int, period: float) -> RollingWindowL
         return lim
 
 
+def concurrency_cap(provider: str, key: str, limit: int) -> ConcurrencyCap:
+    """The process-wide concurrency cap for (provider, key)."""
+    with _budgets_lock:
+        cap = _caps.get((provider, key))
+        if cap is None or cap.limit != limit:
+            cap = ConcurrencyCap(limit)
+            _caps[(provider, key)] = cap
+        return cap
+
+
 def reset_budgets() -> None:
     with _budgets_lock:
         _budgets.clear()
+        _caps.clear()
+
+
+# ---- budgets shared by every process of one Postgres database ---------------------------
+
+#: Advisory-lock key spaces (the two-int4 form; the one-bigint form, used by the migration
+#: lock, is a separate space): windows serialize on (WINDOW_LOCKS, hashtext(key)), cap slots
+#: are held as (CAP_LOCKS, hashtext(key#n)). A hash collision only makes two budgets wait
+#: for each other, never lets one exceed its limit.
+WINDOW_LOCKS = 0x6D6C6331  # "mlc1"
+CAP_LOCKS = 0x6D6C6332  # "mlc2"
+
+_PRUNE_AND_COUNT = text("""
+WITH now AS MATERIALIZED (SELECT clock_timestamp() AS t),
+pruned AS (DELETE FROM mlc_rate_grants g USING now WHERE g.budget = :budget AND g.until <= now.t)
+SELECT now.t,
+       (SELECT hold_until FROM mlc_rate_holds WHERE budget = :budget),
+       (SELECT count(*) FROM mlc_rate_grants g WHERE g.budget = :budget AND g.until > now.t),
+       (SELECT min(g.until) FROM mlc_rate_grants g WHERE g.budget = :budget AND g.until > now.t)
+FROM now
+""")
+_GRANT = text("INSERT INTO mlc_rate_grants (budget, until) "
+              "VALUES (:budget, CAST(:now AS timestamptz) + make_interval(secs => :period))")
+_HOLD = text("""
+INSERT INTO mlc_rate_holds (budget, hold_until)
+VALUES (:budget, clock_timestamp() + make_interval(secs => :seconds))
+ON CONFLICT (budget) DO UPDATE SET hold_until = GREATEST(mlc_rate_holds.hold_until, EXCLUDED.hold_until)
+""")
+_IN_WINDOW = text("SELECT count(*) FROM mlc_rate_grants WHERE budget = :budget AND until > clock_timestamp()")
+# LIMIT 1 stops the scan at the first slot whose lock was free, so at most one lock is taken.
+_TRY_SLOT = text("""
+SELECT n FROM generate_series(0, :limit - 1) AS n
+WHERE pg_try_advisory_lock(:ns, hashtext(:budget || '#' || n::text))
+LIMIT 1
+""")
+_FREE_SLOT = text("SELECT pg_advisory_unlock(:ns, hashtext(:budget || '#' || CAST(:n AS int)::text))")
+
+
+class PgRollingWindowLimiter:
+    """`RollingWindowLimiter` kept in Postgres: at most `limit` grants in any rolling window
+    of `period` seconds, across every process of the database.
+
+    A grant is a row of `mlc_rate_grants` that counts until `until` (grant time + period).
+    Each `reserve()` is one short transaction serialized per budget by an advisory lock:
+    prune the expired grants, count, grant if below the limit. Times are the database's
+    `clock_timestamp()`, so hosts with skewed clocks agree. A 429 penalty is a shared
+    `hold_until` (`mlc_rate_holds`). One grant per call, no local batches: a batch granted
+    ahead would have to stay counted for its whole lease plus the period, wasting budget
+    when unused, and one small transaction is cheap beside the HTTP call it gates.
+    """
+
+    def __init__(self, engine: Engine, budget: str, limit: int, period: float, *,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError(f"a shared rate budget needs Postgres, not {engine.dialect.name}")
+        self.engine = engine
+        self.budget = budget
+        self.limit = limit
+        self.period = period
+        self._sleep = sleep
+        # One waiting thread per process polls the database; the others queue behind it here.
+        self._turn = threading.Lock()
+
+    def reserve(self) -> float:
+        """Take a slot if one is free now; otherwise return how long to wait."""
+        if self.limit <= 0:
+            return 0.0
+        args = {"budget": self.budget}
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:budget))"),
+                         {"ns": WINDOW_LOCKS, **args})
+            now, hold, live, first = conn.execute(_PRUNE_AND_COUNT, args).one()
+            if hold is not None and hold > now:
+                return float((hold - now).total_seconds())
+            if live < self.limit:
+                conn.execute(_GRANT, {"now": now, "period": float(self.period), **args})
+                return 0.0
+            return max(float((first - now).total_seconds()), 0.001)
+
+    def acquire(self) -> float:
+        """Block until a slot is taken; return the seconds spent waiting."""
+        waited = 0.0
+        with self._turn:
+            while True:
+                delay = self.reserve()
+                if delay <= 0:
+                    return waited
+                self._sleep(delay)
+                waited += delay
+
+    def penalize(self, seconds: float) -> None:
+        """After a 429, hold every caller of every process back for `seconds`."""
+        with self.engine.begin() as conn:
+            conn.execute(_HOLD, {"budget": self.budget, "seconds": float(seconds)})
+
+    def in_window(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(_IN_WINDOW, {"budget": self.budget}).scalar_one())
+
+
+class PgConcurrencyCap:
+    """A concurrency cap across every process of the database: a call holds one of `limit`
+    session advisory locks (CAP_LOCKS, key#n) for its duration. A crashed process's
+    locks die with its connection, so no slot is ever leaked."""
+
+    def __init__(self, engine: Engine, budget: str, limit: int, *, poll: float = 0.02,
+                 poll_max: float = 0.25, sleep: Callable[[float], None] = time.sleep) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError(f"a shared concurrency cap needs Postgres, not {engine.dialect.name}")
+        self.engine = engine
+        self.budget = budget
+        self.limit = limit
+        self._poll, self._poll_max = poll, poll_max
+        self._sleep = sleep
+        # At most `limit` threads of this process hold a connection and poll for a slot.
+        self._local = ConcurrencyCap(limit)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if self.limit <= 0:
+            yield
+            return
+        args = {"ns": CAP_LOCKS, "budget": self.budget}
+        with self._local.slot(), \
+                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            delay = self._poll
+            while True:
+                n = conn.execute(_TRY_SLOT, {"limit": self.limit, **args}).scalar()
+                if n is not None:
+                    break
+                self._sleep(delay)
+                delay = min(delay * 2, self._poll_max)
+            try:
+                yield
+            finally:
+                try:
+                    conn.execute(_FREE_SLOT, {"n": n, **args})
+                except Exception:
+                    # The lock must not go back to the pool with the connection: closing
+                    # the session releases it.
+                    conn.invalidate()
+                    raise
+
+
+class Budgets:
+    """Where rate budgets live: this process (the default; SQLite runs one worker process)."""
+
+    shared = False
+
+    def window(self, provider: str, key: str, limit: int, period: float) -> WindowLimiter:
+        return budget(provider, key, limit, period)
+
+    def cap(self, provider: str, key: str, limit: int) -> SlotCap:
+        return concurrency_cap(provider, key, limit)
+
+
+class DatabaseBudgets(Budgets):
+    """Budgets kept in a Postgres database, shared by every process that uses it. One
+    instance per (provider, key) in this process, so its threads queue locally first."""
+
+    shared = True
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._windows: dict[tuple[str, str], PgRollingWindowLimiter] = {}
+        self._caps: dict[tuple[str, str], PgConcurrencyCap] = {}
+        self._lock = threading.Lock()
+
+    def window(self, provider: str, key: str, limit: int, period: float) -> WindowLimiter:
+        with self._lock:
+            lim = self._windows.get((provider, key))
+            if lim is None or lim.limit != limit or lim.period != period:
+                lim = PgRollingWindowLimiter(self.engine, f"{provider}|{key}", limit, period)
+                self._windows[(provider, key)] = lim
+            return lim
+
+    def cap(self, provider: str, key: str, limit: int) -> SlotCap:
+        with self._lock:
+            cap = self._caps.get((provider, key))
+            if cap is None or cap.limit != limit:
+                cap = PgConcurrencyCap(self.engine, f"{provider}|{key}", limit)
+                self._caps[(provider, key)] = cap
+            return cap
+
+
+IN_PROCESS = Budgets()
+_shared: weakref.WeakKeyDictionary[Engine, DatabaseBudgets] = weakref.WeakKeyDictionary()
+
+
+def budgets_for(db: Database | None) -> Budgets:
+    """The budgets for a runtime's database: shared through it when it is Postgres (any
+    number of worker processes), in this process otherwise."""
+    if db is None or db.dialect != "postgresql":
+        return IN_PROCESS
+    with _budgets_lock:
+        found = _shared.get(db.engine)
+        if found is None:
+            found = _shared[db.engine] = DatabaseBudgets(db.engine)
+        return found

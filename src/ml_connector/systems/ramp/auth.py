@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from ml_connector.core.providers import fact
-from ml_connector.core.ratelimit import RollingWindowLimiter
+from ml_connector.core.ratelimit import WindowLimiter
 from ml_connector.core.tokens import Token, TokenStore
 from ml_connector.systems.ramp.client import retry_after_seconds
 
@@ -60,7 +60,7 @@ class RampClientCredentialsAuth(httpx.Auth):
         scope: str | None = None,
         margin: float | None = None,
         timeout: float = 30.0,
-        limiter: RollingWindowLimiter | None = None,
+        limiter: WindowLimiter | None = None,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,

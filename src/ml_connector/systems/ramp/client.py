@@ -1,6 +1,6 @@
 """Ramp Developer API client for the accounting chart-of-accounts flow.
 
-- Every request first takes a slot from the shared `RollingWindowLimiter` (proactive
+- Every request first takes a slot from the shared rolling-window limiter (proactive
   pacing: in normal operation Ramp never has to answer 429).
 - A 429 never fails the caller: the limiter is penalised by the backoff (1, 2, 4 … s,
   capped; `Retry-After` wins if Ramp ever sends it) and the request is retried.
@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from ml_connector.core.providers import fact
-from ml_connector.core.ratelimit import RollingWindowLimiter
+from ml_connector.core.ratelimit import WindowLimiter
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 
@@ -111,7 +111,7 @@ class RampClient:
         base_url: str,
         auth: httpx.Auth | None,
         *,
-        limiter: RollingWindowLimiter | None = None,
+        limiter: WindowLimiter | None = None,
         timeout: float = 30.0,
         max_429_wait: float | None = None,
         sleep: Callable[[float], None] = time.sleep,

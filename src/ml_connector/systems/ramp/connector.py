@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from ml_connector.core.providers import fact
-from ml_connector.core.ratelimit import budget
+from ml_connector.core.ratelimit import budgets_for
 from ml_connector.systems.ramp.auth import RampClientCredentialsAuth
 from ml_connector.systems.ramp.client import RampClient
 
@@ -24,9 +24,9 @@ def rate_budget(cfg: Any) -> tuple[int, float]:
 def connect(rt: Any, name: str, cfg: Any) -> RampClient:
     base = cfg.base_url_resolved().rstrip("/")
     limit, period = rate_budget(cfg)
-    # Ramp counts requests per source IP: every Ramp connection of this process
-    # (one egress) draws from the same window.
-    limiter = budget("ramp", "egress", limit, period)
+    # Ramp counts requests per source IP: every Ramp connection behind this egress draws
+    # from the same window; with Postgres that is every worker process, kept in the database.
+    limiter = budgets_for(rt.db).window("ramp", "egress", limit, period)
     auth = RampClientCredentialsAuth.for_base_url(
         base, cfg.auth.client_id, rt.vault.get(cfg.auth.client_secret_secret), store=rt.tokens, key=name,
         scope=cfg.auth.scope, limiter=limiter)

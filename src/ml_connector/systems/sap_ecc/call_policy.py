@@ -5,7 +5,9 @@ scarce dialog work processes, so they share one policy per SAP system (base URL 
 host, plus client):
 
 * a calls-per-second budget (10 to 50, configurable) and a concurrency cap, both
-  process-wide per system, so two clients of one system never add up past the cap;
+  process-wide per system, so two clients of one system never add up past the cap
+  (with `budgets` from `core.ratelimit.budgets_for(db)` on Postgres: shared by every
+  worker process of the database);
 * exponential backoff with full jitter on retriable errors (SYSTEM_FAILURE,
   communication errors refused before processing);
 * no blind retry of a call that may have had an effect: a non-idempotent call whose
@@ -17,14 +19,14 @@ from __future__ import annotations
 
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ml_connector.core.providers import fact
-from ml_connector.core.ratelimit import ConcurrencyCap, RollingWindowLimiter, budget
+from ml_connector.core.ratelimit import IN_PROCESS, Budgets, ConcurrencyCap, SlotCap, WindowLimiter
+from ml_connector.core.ratelimit import concurrency_cap as core_concurrency_cap
 
 from .errors import CommunicationError, RfcError
 
@@ -60,18 +62,9 @@ def is_idempotent_default(fm: str) -> bool:
     return name in DEFAULT_IDEMPOTENT_FUNCTIONS or any(p.match(name) for p in _IDEMPOTENT_PATTERNS)
 
 
-_caps: dict[str, ConcurrencyCap] = {}
-_caps_lock = threading.Lock()
-
-
 def concurrency_cap(key: str, limit: int) -> ConcurrencyCap:
     """The process-wide concurrency cap for one SAP system (base URL + client)."""
-    with _caps_lock:
-        cap = _caps.get(key)
-        if cap is None or cap.limit != limit:
-            cap = ConcurrencyCap(limit)
-            _caps[key] = cap
-        return cap
+    return core_concurrency_cap(PROVIDER, key, limit)
 
 
 def system_key(base_url: str, client: str) -> str:
@@ -95,6 +88,7 @@ class CallPolicy:
         idempotent_functions: Sequence[str] | Callable[[str], bool] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         cps = calls_per_second if calls_per_second is not None else int(
             provider_fact(("call_caps", "calls_per_second"), ("rate_limit", "calls_per_second"),
@@ -129,8 +123,9 @@ class CallPolicy:
             self._is_idempotent = lambda fm: fm.upper() in names
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._limiter: RollingWindowLimiter = budget(PROVIDER, budget_key, cps, 1.0)
-        self._cap = concurrency_cap(budget_key, conc)
+        budgets = budgets or IN_PROCESS
+        self._limiter: WindowLimiter = budgets.window(PROVIDER, budget_key, cps, 1.0)
+        self._cap: SlotCap = budgets.cap(PROVIDER, budget_key, conc)
 
     def is_idempotent(self, fm: str) -> bool:
         return self._is_idempotent(fm)

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import httpx
 
 from ml_connector.core.channel import AgentChannel, ChannelError, ChannelRequest
+from ml_connector.core.ratelimit import Budgets
 
 from .call_policy import CallPolicy, system_key
 from .errors import ERROR_CLASSES, CommunicationError, LogonError, rfc_error_from_fault
@@ -81,6 +82,7 @@ class SoapRfcClient:
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
         verify: bool | str = True,
+        budgets: Budgets | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client = str(client).zfill(3)
@@ -93,7 +95,8 @@ class SoapRfcClient:
         self.policy = CallPolicy(
             system_key(self.base_url, self.client), calls_per_second=calls_per_second,
             max_concurrency=max_concurrency, backoff_base=backoff_base, backoff_max=backoff_max,
-            max_attempts=max_attempts, idempotent_functions=idempotent_functions, sleep=sleep, rng=rng)
+            max_attempts=max_attempts, idempotent_functions=idempotent_functions, sleep=sleep, rng=rng,
+            budgets=budgets)
         self.calls_per_second = self.policy.calls_per_second
         self.max_concurrency = self.policy.max_concurrency
         self.backoff_base = self.policy.backoff_base

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from ml_connector.core.ratelimit import budgets_for
 from ml_connector.systems.sap_ecc.client import ChannelRfcCaller, SoapRfcClient, make_handler
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ def pyrfc_target(base_url: str) -> tuple[str, str]:
 def build_client(rt: Any, name: str, cfg: Any) -> SoapRfcClient | PyRfcClient:
     """The RFC client of the configured transport (`transport: soap_rfc` default, or `pyrfc`)."""
     password = rt.vault.get(cfg.auth.password_secret)
+    # With Postgres every worker process may embed an agent calling this system: its calls per
+    # second and concurrency cap are then kept in the database, shared by all of them.
+    budgets = budgets_for(getattr(rt, "db", None))  # a runtime without a database: in-process
     if getattr(cfg, "transport", "soap_rfc") == "pyrfc":
         from ml_connector.systems.sap_ecc.pyrfc_transport import PyRfcClient
 
@@ -39,11 +43,11 @@ def build_client(rt: Any, name: str, cfg: Any) -> SoapRfcClient | PyRfcClient:
         return PyRfcClient(ashost, sysnr, cfg.client, cfg.auth.username, password, language=cfg.language,
                            config={"timeout": int(float(cfg.timeout))},
                            calls_per_second=int(cfg.limits.calls_per_second),
-                           max_concurrency=int(cfg.limits.max_concurrent))
+                           max_concurrency=int(cfg.limits.max_concurrent), budgets=budgets)
     return SoapRfcClient(
         cfg.base_url, cfg.client, cfg.auth.username, password,
         language=cfg.language, calls_per_second=int(cfg.limits.calls_per_second),
-        max_concurrency=int(cfg.limits.max_concurrent), timeout=float(cfg.timeout))
+        max_concurrency=int(cfg.limits.max_concurrent), timeout=float(cfg.timeout), budgets=budgets)
 
 
 def connect(rt: Any, name: str, cfg: Any) -> Any:

@@ -33,6 +33,8 @@ from typing import Any
 
 import httpx
 
+from ml_connector.core.ratelimit import Budgets
+
 from .call_policy import CallPolicy, system_key
 from .errors import CommunicationError, LogonError
 
@@ -132,7 +134,8 @@ class ODataClient:
                  language: str | None = None, timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
                  verify: bool | str = True, merge_method: str = "MERGE", max_pages: int = 10_000,
                  calls_per_second: int | None = None, max_concurrency: int | None = None,
-                 max_attempts: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 max_attempts: int | None = None, sleep: Callable[[float], None] = time.sleep,
+                 budgets: Budgets | None = None) -> None:
         self.client = str(client).zfill(3)
         if not re.fullmatch(r"\d{3}", self.client):
             raise ValueError(f"SAP client must be three digits, got {client!r}")
@@ -151,7 +154,8 @@ class ODataClient:
         self._csrf = _Csrf()
         # Gateway runs in the same ICM and work processes as SOAP-RFC: one budget for both.
         self.policy = CallPolicy(system_key(self.base_url, self.client), calls_per_second=calls_per_second,
-                                 max_concurrency=max_concurrency, max_attempts=max_attempts, sleep=sleep)
+                                 max_concurrency=max_concurrency, max_attempts=max_attempts, sleep=sleep,
+                                 budgets=budgets)
         self._http = httpx.Client(auth=httpx.BasicAuth(user, password), timeout=timeout, transport=transport,
                                   verify=verify, follow_redirects=False,
                                   headers={"Accept": "application/json"})

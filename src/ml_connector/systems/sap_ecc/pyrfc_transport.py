@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from ml_connector.core.ratelimit import Budgets
+
 from .call_policy import CallPolicy
 from .errors import (
     ABAPApplicationError,
@@ -121,7 +123,7 @@ class PyRfcClient:
                  max_concurrency: int | None = None, max_attempts: int | None = None,
                  idempotent_functions: Sequence[str] | Callable[[str], bool] | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-                 **conn_params: Any) -> None:
+                 budgets: Budgets | None = None, **conn_params: Any) -> None:
         try:
             pyrfc = importlib.import_module("pyrfc")
         except ImportError as exc:
@@ -145,7 +147,7 @@ class PyRfcClient:
         self.policy = CallPolicy(f"rfc://{dest or ashost}/{self.sysnr}|{self.client}",
                                  calls_per_second=calls_per_second, max_concurrency=max_concurrency,
                                  max_attempts=max_attempts, idempotent_functions=idempotent_functions,
-                                 sleep=sleep, rng=rng)
+                                 sleep=sleep, rng=rng, budgets=budgets)
         self._lock = threading.Lock()
         try:
             self._conn = pyrfc.Connection(**params)
