@@ -136,6 +136,7 @@ def secrets_rotate(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 def sandbox(host: str = typer.Option("127.0.0.1", help="Loopback address to bind."),
             sap_ecc_port: int = typer.Option(8010, help="SAP ECC emulator port (0 = any free port)."),
             ramp_port: int = typer.Option(8020, help="Ramp emulator port (0 = any free port)."),
+            sap_b1_port: int = typer.Option(8030, help="SAP Business One Service Layer emulator port (0 = any)."),
             vendors: int = typer.Option(3000, help="Number of seeded SAP vendors."),
             state_dir: Path | None = typer.Option(None, help="Keep the emulators' data here between runs."),
             as_json: bool = typer.Option(False, "--json", help="Print base URLs and credentials as JSON."),
@@ -143,8 +144,8 @@ def sandbox(host: str = typer.Option("127.0.0.1", help="Loopback address to bind
     """Start the sandbox emulators on loopback and serve until stopped."""
     from ml_connector.sandbox import start_sandboxes
 
-    handles = start_sandboxes(host=host, ports={"sap_ecc": sap_ecc_port, "ramp": ramp_port},
-                              vendors=vendors, state_dir=state_dir)
+    handles = start_sandboxes(host=host, ports={"sap_ecc": sap_ecc_port, "ramp": ramp_port, "sap_b1": sap_b1_port},
+                              vendors=vendors, state_dir=state_dir, systems=("sap_ecc", "ramp", "sap_b1"))
     info = {name: h.info for name, h in handles.items()}
     if as_json:
         print(json.dumps(info), flush=True)

@@ -267,8 +267,24 @@ class RampConnection(_Model):
         return str(url)
 
 
-Connection = Annotated[SapEccConnection | RampConnection, Field(discriminator="type")]
-CONNECTION_TYPES: dict[str, type[BaseModel]] = {"sap_ecc": SapEccConnection, "ramp": RampConnection}
+class SapB1Connection(_Model):
+    """An SAP Business One company, through its Service Layer; normally reached through the agent."""
+
+    type: Literal["sap_b1"]
+    base_url: str = Field(min_length=1, description="https://host:50000 (the service root /b1s/v1 is added), "
+                          "or the service root itself, e.g. https://host:50000/b1s/v2")
+    company_db: Text = Field(min_length=1, description="CompanyDB of the Service Layer login")
+    via: Literal["agent", "direct"] = "agent"
+    auth: SapAuth
+    timeout: Duration = 60.0
+    tls_verify: bool | str = Field(default=True, description="true, false, or a CA bundle path")
+    page_size: int | None = Field(default=None, ge=1, le=10000,
+                                  description="B1S-PageSize per request; default the server's (20)")
+
+
+Connection = Annotated[SapEccConnection | RampConnection | SapB1Connection, Field(discriminator="type")]
+CONNECTION_TYPES: dict[str, type[BaseModel]] = {"sap_ecc": SapEccConnection, "ramp": RampConnection,
+                                                "sap_b1": SapB1Connection}
 
 
 # --------------------------------------------------------------------------- flows
@@ -435,7 +451,7 @@ class AppConfig(_Model):
                 return f"sqlite:///{(base / p).resolve()}"
         return url
 
-    def connection(self, name: str) -> SapEccConnection | RampConnection:
+    def connection(self, name: str) -> SapEccConnection | RampConnection | SapB1Connection:
         try:
             return self.connections[name]
         except KeyError:

@@ -48,6 +48,10 @@ RAMP_DATA = ("vendors", "gl_accounts", "fields", "field_options", "bills", "bill
              "billpay_vendors", "billpay_order")
 
 def _snapshot(name: str, state: Any) -> dict[str, Any]:
+    if name == "sap_b1":
+        with state.lock:
+            return {"rows": {n: es.rows for n, es in state.sets.items()}, "next_jdt": state._next_jdt,
+                    "next_number": state._next_number}
     if name == "ramp":
         with state.lock:
             return {"seq": state._seq, "business_id": state.business_id,
@@ -57,7 +61,12 @@ def _snapshot(name: str, state: Any) -> dict[str, Any]:
 
 
 def _restore(name: str, state: Any, snap: dict[str, Any]) -> None:
-    if name == "ramp":
+    if name == "sap_b1":
+        for n, rows in snap["rows"].items():
+            if n in state.sets:
+                state.sets[n].rows = rows
+        state._next_jdt, state._next_number = snap["next_jdt"], snap["next_number"]
+    elif name == "ramp":
         for k in RAMP_DATA:
             if k in snap:
                 setattr(state, k, snap[k])
@@ -92,8 +101,8 @@ def _load(name: str, state: Any, path: Path) -> bool:
 
 def start_sandboxes(*, host: str = "127.0.0.1", ports: dict[str, int] | None = None, vendors: int = 3000,
                     state_dir: Path | None = None, systems: tuple[str, ...] = ("sap_ecc", "ramp"),
-                    ramp_state: Any = None, ecc_state: Any = None) -> dict[str, SandboxHandle]:
-    """Start the emulators; return handles keyed by system name."""
+                    ramp_state: Any = None, ecc_state: Any = None, b1_state: Any = None) -> dict[str, SandboxHandle]:
+    """Start the emulators; return handles keyed by system name ('sap_b1' only when asked for)."""
     ports = ports or {}
     out: dict[str, SandboxHandle] = {}
     if "sap_ecc" in systems:
@@ -122,4 +131,16 @@ def start_sandboxes(*, host: str = "127.0.0.1", ports: dict[str, int] | None = N
         out["ramp"] = SandboxHandle("ramp", srv, ramp, {
             "base_url": srv.url, "client_id": ramp.client_id, "client_secret": ramp.client_secret,
             "token_url": f"{srv.url}/developer/v1/token", "admin": f"{srv.url}/_sandbox"}, sf)
+    if "sap_b1" in systems:
+        from ml_connector.systems.sap_b1.sandbox.app import B1Sandbox
+        from ml_connector.systems.sap_b1.sandbox.app import create_app as b1_app
+
+        b1 = b1_state or B1Sandbox()
+        sf = state_dir / "sap_b1.pickle" if state_dir else None
+        if sf is not None:
+            _load("sap_b1", b1, sf)
+        srv = serve_in_thread(b1_app(b1), name="sap_b1", host=host, port=ports.get("sap_b1", 0))
+        out["sap_b1"] = SandboxHandle("sap_b1", srv, b1, {
+            "base_url": srv.url, "service_root": f"{srv.url}/b1s/v1", "company_db": b1.company_db,
+            "user": b1.user, "password": b1.password, "admin": f"{srv.url}/_sandbox"}, sf)
     return out

@@ -39,14 +39,15 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_sandbox(prefix: list[str] | None = None,
-                  host: str = "127.0.0.1") -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_sandbox(prefix: list[str] | None = None, host: str = "127.0.0.1",
+                  system: str = "sap_ecc") -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """`ml-connector sandbox` in its own process; the connection info of `system` (sap_ecc, ramp, sap_b1)."""
     p = subprocess.Popen([*(prefix or []), str(BIN), "sandbox", "--json", "--host", host, "--sap-ecc-port", "0",
-                          "--ramp-port", "0", "--vendors", "20"],
+                          "--ramp-port", "0", "--sap-b1-port", "0", "--vendors", "20"],
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     line = p.stdout.readline()
-    return p, json.loads(line)["sap_ecc"]
+    return p, json.loads(line)[system]
 
 
 class ControlPlane:

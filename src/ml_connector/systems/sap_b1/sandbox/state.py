@@ -1,0 +1,464 @@
+"""State of the emulated SAP Business One company and the Service Layer semantics
+(reference /work/shared/reference/sap-protocols.md §6, especially §6.6).
+
+Choices where the reference is [U] (made switchable on `B1Sandbox.config`):
+- bad Login credentials: HTTP 401 with code 100000027 "Login failed" (exact code not documented);
+- an unknown resource with a valid session: 404 code -1 "Unrecognized resource path.";
+- unbalanced JournalEntries: 400 code -5002 "Unbalanced transaction"; unknown account/BP/
+  cost centre/project: 400 code -5002 naming the field and the value;
+- nextLink: an absolute path `/b1s/v1/<Set>?<options>&$skip=n` (the manual's first example);
+  `next_link_style: relative` gives `<Set>?...` (its other examples). Both are opaque to clients.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from ml_connector.core.providers import fact
+from ml_connector.systems.sap_b1.sandbox.odata import ODataError, apply_query, int_option, select
+
+DEMO_PASSWORD = "B1-Sandbox-1234"  # public sandbox demo credential, not a secret
+FAIL_KINDS = ("http_500", "http_502", "http_503", "drop")
+AFTER_COMMIT_KINDS = ("drop", "http_502", "http_504")
+
+Row = dict[str, Any]
+
+
+class SlError(Exception):
+    """An error answered in the B1 error format (v1 or v2 style, by the request's root)."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def invalid_session() -> SlError:
+    return SlError(401, int(fact("sap_b1", "session", "invalid_session_code", default=301)),
+                   str(fact("sap_b1", "session", "invalid_session_message",
+                            default="Invalid session or session already timeout.")))
+
+
+def error_body(version: str, err: SlError) -> dict[str, Any]:
+    if version == "v2":  # OData v4 style: string code, string message [V]
+        return {"error": {"code": str(err.code), "message": err.message}}
+    return {"error": {"code": err.code, "message": {"lang": "en-us", "value": err.message}}}
+
+
+@dataclass
+class EntitySet:
+    name: str
+    key: str
+    key_type: type
+    fields: set[str]
+    rows: dict[Any, Row] = field(default_factory=dict)
+    deletable: bool = True
+
+
+@dataclass
+class Session:
+    id: str
+    user: str
+    last_seen: float
+
+
+@dataclass
+class Faults:
+    latency: float = 0.0
+    fail_next: int = 0
+    fail_kind: str = "http_500"
+    fail_resource: str | None = None  # only this entity set ("JournalEntries", "POST JournalEntries"); None: all
+    after_commit_next: int = 0  # writes commit, then the answer is lost
+    after_commit_kind: str = "drop"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Config:
+    session_timeout_minutes: float = float(fact("sap_b1", "session", "timeout_minutes", default=30))
+    # Seconds per SessionTimeout minute: tests shrink it (the answer still says the minutes).
+    seconds_per_minute: float = 60.0
+    page_size: int = int(fact("sap_b1", "paging", "default_page_size", default=20))
+    next_link_style: str = "absolute"  # or "relative"
+    route_id: str | None = str(fact("sap_b1", "sandbox", "route_id", default=".node1"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+JE_HEADER = {"JdtNum", "Number", "ReferenceDate", "TaxDate", "DueDate", "VatDate", "Memo", "Reference",
+             "Reference2", "Reference3", "TransactionCode", "ProjectCode", "Series", "Indicator",
+             "UseAutoStorno", "StornoDate", "OriginalJournal", "JournalEntryLines"}
+JE_LINE = {"Line_ID", "AccountCode", "ShortName", "ContraAccount", "Debit", "Credit", "FCDebit", "FCCredit",
+           "FCCurrency", "DueDate", "LineMemo", "ReferenceDate1", "ReferenceDate2", "Reference1", "Reference2",
+           "AdditionalReference", "ProjectCode", "CostingCode", "CostingCode2", "CostingCode3", "CostingCode4",
+           "CostingCode5", "TaxGroup", "TaxCode", "BPLID"}
+BP_FIELDS = {"CardCode", "CardName", "CardType", "GroupCode", "FederalTaxID", "Currency", "PayTermsGrpCode",
+             "CreditLimit", "Valid", "Frozen", "EmailAddress"}
+CARD_TYPES = {"C": "cCustomer", "S": "cSupplier", "L": "cLid"}
+COSTING_FIELDS = ("CostingCode", "CostingCode2", "CostingCode3", "CostingCode4", "CostingCode5")
+
+
+def _seed(sets: dict[str, EntitySet]) -> None:
+    accounts = [("1000", "Cash"), ("1100", "Bank"), ("2000", "Accounts Payable"), ("2100", "Accrued Expenses"),
+                ("2200", "Employee Reimbursements"), ("6000", "Travel"), ("6010", "Airfare"), ("6020", "Lodging"),
+                ("6030", "Meals"), ("6040", "Ground Transport"), ("6100", "Office Supplies"),
+                ("6110", "Software"), ("6120", "Telephone"), ("6200", "Training"), ("6300", "Entertainment"),
+                ("6400", "Professional Fees"), ("6500", "Rent"), ("6600", "Utilities"), ("6700", "Insurance"),
+                ("6800", "Marketing"), ("6900", "Bank Charges"), ("7000", "Depreciation"),
+                ("7100", "Repairs"), ("7200", "Postage"), ("_SYS00000000019", "Segmented: Cash"),
+                ("_SYS00000000164", "Segmented: Expense")]
+    coa = sets["ChartOfAccounts"]
+    for code, name in accounts:
+        coa.rows[code] = {"Code": code, "Name": name, "AcctCurrency": "USD", "ActiveAccount": "tYES"}
+    bps = sets["BusinessPartners"]
+    for i in range(1, 31):
+        code = f"V{i:05d}"
+        bps.rows[code] = {"CardCode": code, "CardName": f"Vendor {i:02d}", "CardType": "cSupplier",
+                          "GroupCode": 101, "FederalTaxID": f"12-34{i:05d}", "Currency": "USD",
+                          "PayTermsGrpCode": -1, "CreditLimit": 0.0, "Valid": "tYES", "Frozen": "tNO",
+                          "EmailAddress": None}
+    for i in range(1, 16):
+        code = f"C{i:05d}"
+        bps.rows[code] = {"CardCode": code, "CardName": f"Customer {i:02d}", "CardType": "cCustomer",
+                          "GroupCode": 100, "FederalTaxID": None, "Currency": "USD", "PayTermsGrpCode": -1,
+                          "CreditLimit": 10000.0, "Valid": "tYES", "Frozen": "tNO", "EmailAddress": None}
+    for i in range(1, 11):
+        code = f"E{i:05d}"  # employees reimbursed through the journal (Concur)
+        bps.rows[code] = {"CardCode": code, "CardName": f"Employee {i:02d}", "CardType": "cSupplier",
+                          "GroupCode": 102, "FederalTaxID": None, "Currency": "USD", "PayTermsGrpCode": -1,
+                          "CreditLimit": 0.0, "Valid": "tYES", "Frozen": "tNO", "EmailAddress": None}
+    for n in (1, 2):
+        sets["Dimensions"].rows[n] = {"DimensionCode": n, "DimensionName": f"Dimension {n}",
+                                      "IsActive": "tYES", "DimensionDescription": ["Cost centre", "Department"][n - 1]}
+    for code, name, dim in (("CC01", "Sales", 1), ("CC02", "Engineering", 1), ("CC03", "Administration", 1),
+                            ("CC04", "Consulting", 1), ("DEPT1", "North", 2), ("DEPT2", "South", 2)):
+        sets["ProfitCenters"].rows[code] = {"CenterCode": code, "CenterName": name, "GroupCode": None,
+                                            "InWhichDimension": dim, "Active": "tYES"}
+    for code, name in (("P001", "Client Alpha"), ("P002", "Client Beta"), ("P003", "Internal")):
+        sets["Projects"].rows[code] = {"Code": code, "Name": name, "ValidFrom": None, "ValidTo": None,
+                                       "Active": "tYES"}
+
+
+class B1Sandbox:
+    """One company database behind an emulated Service Layer; switches, faults, statistics."""
+
+    def __init__(self, *, company_db: str | None = None, user: str | None = None,
+                 password: str = DEMO_PASSWORD, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lock = threading.RLock()
+        self.company_db = company_db or str(fact("sap_b1", "sandbox", "company_db", default="SBODEMOUS"))
+        self.user = user or str(fact("sap_b1", "sandbox", "user", default="manager"))
+        self.password = password
+        self.version = str(fact("sap_b1", "sandbox", "version", default="1000110"))
+        self.clock = clock
+        self.config = Config()
+        self.faults = Faults()
+        self.sessions: dict[str, Session] = {}
+        self.sets: dict[str, EntitySet] = {
+            "ChartOfAccounts": EntitySet("ChartOfAccounts", "Code", str,
+                                         {"Code", "Name", "AcctCurrency", "ActiveAccount"}),
+            "BusinessPartners": EntitySet("BusinessPartners", "CardCode", str, set(BP_FIELDS)),
+            "JournalEntries": EntitySet("JournalEntries", "JdtNum", int, set(JE_HEADER), deletable=False),
+            "ProfitCenters": EntitySet("ProfitCenters", "CenterCode", str,
+                                       {"CenterCode", "CenterName", "GroupCode", "InWhichDimension", "Active"}),
+            "Dimensions": EntitySet("Dimensions", "DimensionCode", int,
+                                    {"DimensionCode", "DimensionName", "IsActive", "DimensionDescription"}),
+            "Projects": EntitySet("Projects", "Code", str, {"Code", "Name", "ValidFrom", "ValidTo", "Active"}),
+        }
+        _seed(self.sets)
+        self._next_jdt = 1
+        self._next_number = 1
+        self.stats_requests = 0
+        self.by_resource: Counter[str] = Counter()
+        self.logins = 0
+        self.logouts = 0
+        self.login_failures = 0
+        self.unauthorized = 0
+        self.in_flight = 0
+        self.faults_injected: Counter[str] = Counter()
+        self.last_headers: dict[str, str] = {}
+
+    # ---- admin -------------------------------------------------------------------------------
+
+    def set_faults(self, **kw: Any) -> dict[str, Any]:
+        with self.lock:
+            if kw.pop("reset", False) or kw.pop("clear_faults", False):
+                self.faults = Faults()
+            if kw.pop("expire_sessions", False):
+                self.sessions.clear()
+            for key, value in kw.items():
+                if key == "latency":
+                    self.faults.latency = max(float(value or 0), 0.0)
+                elif key in ("fail_next", "after_commit_next"):
+                    setattr(self.faults, key, max(int(value or 0), 0))
+                elif key == "fail_kind":
+                    if value not in FAIL_KINDS:
+                        raise ValueError(f"fail_kind must be one of {FAIL_KINDS}")
+                    self.faults.fail_kind = str(value)
+                elif key == "after_commit_kind":
+                    if value not in AFTER_COMMIT_KINDS:
+                        raise ValueError(f"after_commit_kind must be one of {AFTER_COMMIT_KINDS}")
+                    self.faults.after_commit_kind = str(value)
+                elif key == "fail_resource":
+                    self.faults.fail_resource = str(value) if value else None
+                else:
+                    raise ValueError(f"unknown fault switch {key!r}")
+            return self.faults.to_dict()
+
+    def set_config(self, **kw: Any) -> dict[str, Any]:
+        with self.lock:
+            for key, value in kw.items():
+                if key in ("session_timeout_minutes", "seconds_per_minute"):
+                    setattr(self.config, key, float(value))
+                elif key == "page_size":
+                    self.config.page_size = int(value)
+                elif key == "next_link_style":
+                    if value not in ("absolute", "relative"):
+                        raise ValueError("next_link_style must be 'absolute' or 'relative'")
+                    self.config.next_link_style = str(value)
+                elif key == "route_id":
+                    self.config.route_id = str(value) if value else None
+                else:
+                    raise ValueError(f"unknown config key {key!r}")
+            return self.config.to_dict()
+
+    def take_fault(self, method: str, resource: str) -> str | None:
+        with self.lock:
+            f = self.faults
+            if f.fail_next > 0 and resource != "Login" and f.fail_resource in (None, resource, f"{method} {resource}"):
+                f.fail_next -= 1
+                self.faults_injected[f.fail_kind] += 1
+                return f.fail_kind
+            return None
+
+    def take_after_commit(self) -> str | None:
+        with self.lock:
+            if self.faults.after_commit_next > 0:
+                self.faults.after_commit_next -= 1
+                self.faults_injected[f"after_commit_{self.faults.after_commit_kind}"] += 1
+                return self.faults.after_commit_kind
+            return None
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {"requests": self.stats_requests, "by_resource": dict(self.by_resource), "logins": self.logins,
+                    "logouts": self.logouts, "login_failures": self.login_failures,
+                    "unauthorized": self.unauthorized, "sessions": len(self.sessions), "in_flight": self.in_flight,
+                    "faults_injected": dict(self.faults_injected),
+                    "counts": {n: len(s.rows) for n, s in self.sets.items()}}
+
+    def rows(self, name: str) -> list[Row]:
+        with self.lock:
+            return copy.deepcopy(list(self.sets[name].rows.values()))
+
+    # ---- sessions ----------------------------------------------------------------------------
+
+    def _timeout_seconds(self) -> float:
+        return self.config.session_timeout_minutes * self.config.seconds_per_minute
+
+    def login(self, body: Any) -> tuple[Session, int]:
+        if not isinstance(body, dict):
+            raise SlError(400, -1000, "Invalid login request: a JSON object with CompanyDB, UserName, Password "
+                                      "is expected")
+        with self.lock:
+            if (body.get("CompanyDB") != self.company_db or body.get("UserName") != self.user
+                    or body.get("Password") != self.password):
+                self.login_failures += 1
+                raise SlError(401, 100000027, "Login failed")
+            sid = "-".join(secrets.token_hex(n) for n in (4, 2, 2, 2, 6))
+            sess = Session(sid, self.user, self.clock())
+            self.sessions[sid] = sess
+            self.logins += 1
+            return sess, int(self.config.session_timeout_minutes)
+
+    def session(self, sid: str | None) -> Session:
+        """The live session of cookie B1SESSION=sid (sliding: each use restarts the timeout)."""
+        with self.lock:
+            sess = self.sessions.get(sid or "")
+            now = self.clock()
+            if sess is None or now - sess.last_seen >= self._timeout_seconds():
+                if sess is not None:
+                    del self.sessions[sess.id]
+                self.unauthorized += 1
+                raise invalid_session()
+            sess.last_seen = now
+            return sess
+
+    def logout(self, sid: str) -> None:
+        with self.lock:
+            self.sessions.pop(sid, None)
+            self.logouts += 1
+
+    # ---- entity access -----------------------------------------------------------------------
+
+    def entity_set(self, name: str) -> EntitySet:
+        es = self.sets.get(name)
+        if es is None:
+            raise SlError(404, -1, "Unrecognized resource path.")
+        return es
+
+    @staticmethod
+    def parse_key(es: EntitySet, raw: str) -> Any:
+        raw = raw.strip()
+        if es.key_type is int:
+            try:
+                return int(raw)
+            except ValueError:
+                raise SlError(400, -1000, f"Invalid key {raw!r} for {es.name}: an integer is expected") from None
+        if len(raw) >= 2 and raw[0] == raw[-1] == "'":
+            return raw[1:-1].replace("''", "'")
+        raise SlError(400, -1000, f"Invalid key {raw!r} for {es.name}: a quoted string is expected")
+
+    def get(self, es: EntitySet, key: Any) -> Row:
+        row = es.rows.get(key)
+        if row is None:
+            raise SlError(404, -2028, "No matching records found (ODBC -2028)")
+        return row
+
+    def query(self, es: EntitySet, query: dict[str, str],
+              page_size: int) -> tuple[list[Row], int, dict[str, str] | None]:
+        """(page rows, total matching, the options of the next page or None on the last page)."""
+        with self.lock:
+            try:
+                rows, total = apply_query(list(es.rows.values()), query, es.fields)
+                skip = int_option(query, "$skip") or 0
+                top = int_option(query, "$top")
+                window = rows[skip:] if top is None else rows[skip:skip + top]
+                page = window if page_size == 0 else window[:page_size]
+                out = [select(copy.deepcopy(r), query, es.fields) for r in page]
+            except ODataError as exc:
+                raise SlError(400, -1000, str(exc)) from None
+            if len(window) <= len(page):
+                return out, total, None
+            nxt = {k: v for k, v in query.items() if k not in ("$skip", "$top")}
+            if top is not None:  # what is left of $top after this page
+                nxt["$top"] = str(top - len(page))
+            nxt["$skip"] = str(skip + len(page))
+            return out, total, nxt
+
+    def create(self, es: EntitySet, body: Any) -> Row:
+        if not isinstance(body, dict):
+            raise SlError(400, -1000, "A JSON object is expected in the request body")
+        with self.lock:
+            unknown = sorted(set(body) - es.fields)
+            if unknown:
+                raise SlError(400, -1000, f"Property '{unknown[0]}' of '{es.name}' is invalid")
+            if es.name == "JournalEntries":
+                return self._create_je(es, body)
+            row = self._bp(body) if es.name == "BusinessPartners" else {f: body.get(f) for f in es.fields}
+            key = row.get(es.key)
+            if key in (None, ""):
+                raise SlError(400, -1000, f"Field '{es.key}' is mandatory")
+            if key in es.rows:
+                if es.name == "BusinessPartners":  # the manual's example [V]
+                    raise SlError(400, -10, f"1320000140 - Business partner code '{key}' already assigned to a "
+                                            "business partner; enter a unique business partner code")
+                raise SlError(400, -2035, f"This entry already exists in the following tables ({es.name}) "
+                                          "(ODBC -2035)")
+            es.rows[key] = row
+            return copy.deepcopy(row)
+
+    def _bp(self, body: Row) -> Row:
+        row: Row = {f: None for f in BP_FIELDS}
+        row.update({"Valid": "tYES", "Frozen": "tNO", "Currency": "USD", "CreditLimit": 0.0})
+        row.update(body)
+        ct = row.get("CardType") or "cCustomer"
+        if ct in CARD_TYPES:  # value or name accepted; the name is answered [V]
+            ct = CARD_TYPES[ct]
+        if ct not in CARD_TYPES.values():
+            raise SlError(400, -1000, f"Enumeration value '{ct}' of property 'CardType' is invalid")
+        row["CardType"] = ct
+        return row
+
+    def _create_je(self, es: EntitySet, body: Row) -> Row:
+        lines = body.get("JournalEntryLines")
+        if not isinstance(lines, list) or not lines:
+            raise SlError(400, -5002, "Journal entry has no lines (JournalEntryLines)")
+        debit = credit = 0.0
+        out_lines = []
+        for i, line in enumerate(lines):
+            if not isinstance(line, dict):
+                raise SlError(400, -1000, f"JournalEntryLines[{i}]: a JSON object is expected")
+            unknown = sorted(set(line) - JE_LINE)
+            if unknown:
+                raise SlError(400, -1000, f"Property '{unknown[0]}' of 'JournalEntryLine' is invalid")
+            acct, short = line.get("AccountCode"), line.get("ShortName")
+            if not acct and not short:
+                raise SlError(400, -5002, f"Line {i + 1}: enter an account code or a business partner (ShortName)")
+            if short and short not in self.sets["BusinessPartners"].rows:
+                raise SlError(400, -5002, f"Line {i + 1}: invalid business partner code (ShortName) '{short}'")
+            if acct and acct not in self.sets["ChartOfAccounts"].rows:
+                raise SlError(400, -5002, f"Line {i + 1}: invalid account code (AccountCode) '{acct}'")
+            for dim, fname in enumerate(COSTING_FIELDS, start=1):
+                code = line.get(fname)
+                pc = self.sets["ProfitCenters"].rows.get(code) if code else None
+                if code and (pc is None or pc["InWhichDimension"] != dim):
+                    raise SlError(400, -5002, f"Line {i + 1}: invalid distribution rule ({fname}) '{code}'")
+            proj = line.get("ProjectCode")
+            if proj and proj not in self.sets["Projects"].rows:
+                raise SlError(400, -5002, f"Line {i + 1}: invalid project code (ProjectCode) '{proj}'")
+            try:
+                d, c = float(line.get("Debit") or 0), float(line.get("Credit") or 0)
+            except (TypeError, ValueError):
+                raise SlError(400, -1000, f"Line {i + 1}: Debit/Credit must be numbers") from None
+            if d < 0 or c < 0 or (d and c):
+                raise SlError(400, -5002, f"Line {i + 1}: enter either a debit or a credit amount, not negative")
+            debit += d
+            credit += c
+            out_lines.append({"Line_ID": i, **{f: line.get(f) for f in sorted(JE_LINE) if f != "Line_ID"},
+                              "AccountCode": acct or self._control_account(short), "Debit": d, "Credit": c})
+        if round(debit - credit, 6) != 0:
+            raise SlError(400, -5002, f"Unbalanced transaction (debit {debit:.2f}, credit {credit:.2f})")
+        proj = body.get("ProjectCode")
+        if proj and proj not in self.sets["Projects"].rows:
+            raise SlError(400, -5002, f"Invalid project code (ProjectCode) '{proj}'")
+        jdt, number = self._next_jdt, self._next_number
+        self._next_jdt += 1
+        self._next_number += 1
+        row = {f: body.get(f) for f in sorted(JE_HEADER)}
+        row.update({"JdtNum": jdt, "Number": number, "JournalEntryLines": out_lines,
+                    "OriginalJournal": "ttJournalEntry", "Memo": body.get("Memo") or ""})
+        es.rows[jdt] = row
+        return copy.deepcopy(row)
+
+    def _control_account(self, short: str | None) -> str:
+        # A BP line posts to the BP's control account [P]: payables for suppliers, receivables else.
+        bp = self.sets["BusinessPartners"].rows.get(short or "", {})
+        return "2000" if bp.get("CardType") == "cSupplier" else "1100"
+
+    def update(self, es: EntitySet, key: Any, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise SlError(400, -1000, "A JSON object is expected in the request body")
+        with self.lock:
+            row = self.get(es, key)
+            unknown = sorted(set(body) - es.fields)
+            if unknown:
+                raise SlError(400, -1000, f"Property '{unknown[0]}' of '{es.name}' is invalid")
+            if es.key in body and body[es.key] != key:
+                raise SlError(400, -1000, f"Field '{es.key}' cannot be changed")
+            if es.name == "JournalEntries" and "JournalEntryLines" in body:
+                raise SlError(400, -5006, "The requested action is not supported for this object.")
+            row.update(body)
+
+    def delete(self, es: EntitySet, key: Any) -> None:
+        with self.lock:
+            if not es.deletable:
+                raise SlError(400, -5006, "The requested action is not supported for this object.")
+            self.get(es, key)
+            del es.rows[key]
+
+    def next_link(self, version: str, set_name: str, options: dict[str, str]) -> str:
+        qs = "&".join(f"{k}={quote(v, safe=chr(39) + '(),$:')}" for k, v in options.items())
+        rel = f"{set_name}?{qs}"
+        return rel if self.config.next_link_style == "relative" else f"/b1s/{version}/{rel}"
