@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,9 @@ def start_sandbox(prefix: list[str] | None = None, host: str = "127.0.0.1",
 
 
 class ControlPlane:
-    def __init__(self, workdir: Path, site: str = "plant1", host: str = "127.0.0.1") -> None:
+    def __init__(self, workdir: Path, site: str = "plant1", host: str = "127.0.0.1",
+                 env: dict[str, str] | None = None) -> None:
+        self.env = {**CP_ENV, **(env or {})}
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -67,7 +71,7 @@ class ControlPlane:
     def start(self) -> None:
         with open(self.log, "ab") as fh:
             self.proc = subprocess.Popen([PY, "-m", "ml_connector.agent.serve", "-c", str(self.config)],
-                                         stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **CP_ENV})
+                                         stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         wait_http(self.url + "/health")
 
     def kill(self) -> None:
@@ -78,12 +82,81 @@ class ControlPlane:
 
     def cli(self, *args: str) -> str:
         out = subprocess.run([str(BIN), *args, "-c", str(self.config)], capture_output=True, text=True, timeout=60,
-                             env={**os.environ, **CP_ENV})
+                             env={**os.environ, **self.env})
         assert out.returncode == 0, out.stderr
         return out.stdout
 
     def token(self, site: str = "plant1") -> str:
         return self.cli("agents", "issue-token", "--site", site, "--ttl", "5m").strip().splitlines()[-1]
+
+
+class DropProxy:
+    """An HTTP relay between agents and the control plane that can lose answers in transit.
+
+    `drop_poll_answers(n)`: the next n poll answers that carry calls are swallowed after the
+    control plane has sent them (its claim is committed); the agent's connection is closed
+    without a response, as when a NAT or load balancer drops it."""
+
+    def __init__(self, target: str, host: str = "127.0.0.1") -> None:
+        self.target = target
+        self.port = free_port()
+        self.url = f"http://{host}:{self.port}"
+        self.dropped: list[list[str]] = []
+        self._to_drop = 0
+        self._lock = threading.Lock()
+        self._http = httpx.Client(base_url=target, timeout=120)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "content-length", "connection")}
+                resp = proxy._http.request(self.command, self.path, content=body, headers=headers)
+                if self.path == "/api/agent/poll" and resp.status_code == 200 and proxy._take(resp):
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.send_response(resp.status_code)
+                self.send_header("Content-Type", resp.headers.get("content-type", "application/json"))
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            do_GET = do_POST = _relay  # noqa: N815 (http.server naming)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a relay cut short (a dropped answer, or close() mid-request) is expected here
+
+        self._server = Server((host, self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def drop_poll_answers(self, n: int) -> None:
+        with self._lock:
+            self._to_drop = n
+
+    def _take(self, resp: httpx.Response) -> bool:
+        ids = [str(e["call"]["id"]) for e in resp.json().get("calls") or []]
+        with self._lock:
+            if not ids or self._to_drop <= 0:
+                return False
+            self._to_drop -= 1
+            self.dropped.append(ids)
+            return True
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._http.close()
 
 
 class AgentProc:

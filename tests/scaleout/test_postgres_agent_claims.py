@@ -175,3 +175,36 @@ def test_a_dead_agents_calls_are_taken_over_by_another(pg_database: str) -> None
         assert sorted(again) == sorted(e["call"]["id"] for e in held)
     finally:
         _dispose([cp_a, cp_b])
+
+
+def test_lost_poll_answers_released_on_postgres_while_other_control_planes_claim(pg_database: str) -> None:
+    """Agent A lost the answers carrying its calls; its next poll (on another control plane) reports
+    holding none of them. They go back to the queue while agent B claims on a third control plane:
+    every call ends up with exactly one agent, the held one stays with A."""
+    services = _control_planes(pg_database, 3, lease=120)
+    try:
+        a, b = _pair(services[0]), _pair(services[0])
+        ch = RemoteAgentChannel(services[0].db, SITE)
+        for i in range(40):
+            ch.submit(ChannelRequest(id=f"c{i:02d}", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
+        lost = [e["call"]["id"] for e in services[0].claim(AgentIdentity(a, SITE), 20) or []]
+        assert len(lost) == 20
+        held = lost[:1]  # A did receive one of them (say it ran it): that one is not released
+        got_b: list[str] = []
+
+        def claim_b() -> None:
+            for _ in range(30):
+                got_b.extend(e["call"]["id"] for e in services[2].claim(AgentIdentity(b, SITE), 3) or [])
+
+        t = threading.Thread(target=claim_b)
+        t.start()
+        released = services[1].release_unheld(AgentIdentity(a, SITE), held)
+        t.join()
+        got_b.extend(e["call"]["id"] for e in services[2].claim(AgentIdentity(b, SITE), 100) or [])
+        assert released == 19
+        assert sorted(got_b) == sorted(set(f"c{i:02d}" for i in range(40)) - set(held))
+        with services[0].db.session() as s:
+            owner = {r.id: r.agent_id for r in s.scalars(select(AgentCallRow))}
+        assert owner[held[0]] == a and all(owner[c] == b for c in got_b)
+    finally:
+        _dispose(services)

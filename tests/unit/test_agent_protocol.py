@@ -358,3 +358,187 @@ def test_only_the_agent_a_call_was_handed_to_may_answer_it(cp: Any, tmp_path: Pa
     assert got is not None and got.result == {"OBJ_KEY": "1900000001 1000 2025"}
     # once done, a second answer from anyone is a duplicate, acknowledged and ignored
     assert cp.svc.store_result(AgentIdentity(a2, "plant1"), fake)["duplicate"] is True
+
+
+def _table_cfg(functions: list[str], tables: list[str] | None = None) -> AgentConfig:
+    return AgentConfig.model_validate({"systems": {"sap_ecc": {
+        "base_url": "http://x", "user": "U", "password_secret": "pw",
+        "allow": {"functions": functions, "tables": tables or ["LFA1", "T00*"]}}}})
+
+
+@pytest.mark.parametrize(("function", "param"), [
+    ("RFC_READ_TABLE", "QUERY_TABLE"), ("RFC_READ_TABLE2", "QUERY_TABLE"), ("BBP_RFC_READ_TABLE", "QUERY_TABLE"),
+    ("/BODS/RFC_READ_TABLE", "QUERY_TABLE"), ("/BODS/RFC_READ_TABLE2", "QUERY_TABLE"),
+    ("/SAPDS/RFC_READ_TABLE2", "QUERY_TABLE"), ("RFC_GET_TABLE_ENTRIES", "TABLE_NAME"),
+    ("TABLE_ENTRIES_GET_VIA_RFC", "TABNAME"), ("DDIF_FIELDINFO_GET", "TABNAME"),
+])
+def test_every_known_table_reader_has_its_table_checked(function: str, param: str) -> None:
+    # allowed by name, and allowed by a broad wildcard: the table is checked either way
+    for functions in ([function], ["*"], ["RFC_*", "/BODS/*", "/SAPDS/*", "BBP_*", "TABLE_*", "DDIF_*"]):
+        cfg = _table_cfg(functions)
+        assert check_allowed(cfg, "sap_ecc", function, {param: "LFA1"}) is None
+        assert check_allowed(cfg, "sap_ecc", function, {param.lower(): "t001"}) is None  # names are case-blind
+        f = check_allowed(cfg, "sap_ecc", function, {param: "USR02"})
+        assert f is not None and f.type == "NotAllowed" and f.key == "USR02", (function, functions)
+        assert f.details["table"] == "USR02" and function in f.message
+        f = check_allowed(cfg, "sap_ecc", function, {"OTHER": "LFA1"})  # names no table: refused
+        assert f is not None and f.type == "NotAllowed" and f.key == param
+
+
+def test_table_rows_parameter_checks_every_row() -> None:
+    cfg = _table_cfg(["EM_GET_NUMBER_OF_ENTRIES"])
+    ok = {"IT_TABLES": [{"TABNAME": "LFA1"}, {"tabname": "T001"}]}
+    assert check_allowed(cfg, "sap_ecc", "EM_GET_NUMBER_OF_ENTRIES", ok) is None
+    bad = {"IT_TABLES": [{"TABNAME": "LFA1"}, {"TABNAME": "USR02"}]}
+    f = check_allowed(cfg, "sap_ecc", "EM_GET_NUMBER_OF_ENTRIES", bad)
+    assert f is not None and f.key == "USR02"
+    f = check_allowed(cfg, "sap_ecc", "EM_GET_NUMBER_OF_ENTRIES", {"IT_TABLES": []})
+    assert f is not None and f.type == "NotAllowed"
+
+
+def test_unknown_generic_table_reader_needs_its_name_in_the_allow_list() -> None:
+    wild = _table_cfg(["Z_*", "RFC_*", "BAPI_*"])
+    # a custom reader matched only by a wildcard: refused (by its name, or by a table parameter)
+    for function, params in (("Z_READ_ANY_TABLE", {"I_TAB": "LFA1"}), ("Z_MLC_DUMP", {"TABNAME": "LFA1"}),
+                             ("RFC_GET_TABLE_DATA", {}), ("Z_TABLE_GET", {"X": "1"})):
+        f = check_allowed(wild, "sap_ecc", function, params)
+        assert f is not None and f.type == "NotAllowed" and f.key == function, function
+        assert "wildcard" in f.message and "list it by name" in f.message
+    # ordinary modules behind the same wildcards are unaffected
+    assert check_allowed(wild, "sap_ecc", "Z_MLC_ACC_DOCUMENT_POST", {"DOCUMENTHEADER": {}}) is None
+    assert check_allowed(wild, "sap_ecc", "BAPI_VENDOR_GETDETAIL", {"VENDORNO": "1"}) is None
+    # named literally: served, and its table-naming parameters are checked
+    named = _table_cfg(["Z_READ_ANY_TABLE", "Z_MLC_DUMP"])
+    assert check_allowed(named, "sap_ecc", "Z_READ_ANY_TABLE", {"I_TAB": "USR02"}) is None  # no parameter we know
+    assert check_allowed(named, "sap_ecc", "Z_MLC_DUMP", {"TABNAME": "LFA1"}) is None
+    f = check_allowed(named, "sap_ecc", "Z_MLC_DUMP", {"TABNAME": "USR02"})
+    assert f is not None and f.key == "USR02"
+
+
+def test_lost_poll_answer_is_handed_out_again(cp: Any) -> None:
+    agent_id, key = _pair(cp)
+    ch = RemoteAgentChannel(cp.db, "plant1")
+    ch.submit(ChannelRequest(id="post-1", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1, "held": []})
+    assert [e["call"]["id"] for e in r.json()["calls"]] == ["post-1"]
+    # that answer never reached the agent; its next poll reports holding nothing: the same call again
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1, "held": []})
+    assert [(e["call"]["id"], e["call"]["attempt"]) for e in r.json()["calls"]] == [("post-1", 2)]
+    released = _events(cp, "agent.call.released")
+    assert [(e.source, e.detail["call_id"]) for e in released] == [(agent_id, "post-1")]
+    # held by the agent (running, or its result not yet stored): left alone
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1, "held": ["post-1"]})
+    assert r.json()["calls"] == []
+    # an agent that does not report what it holds (older version): nothing is released
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1})
+    assert r.json()["calls"] == [] and len(_events(cp, "agent.call.released")) == 1
+    # another agent's claims are not touched by this agent's report
+    a2, k2 = _pair(cp)
+    r = _signed(cp, a2, k2, "/api/agent/poll", {"hold": 0, "max": 1, "held": []})
+    assert r.json()["calls"] == []
+    with cp.db.session() as s:
+        row = s.get(AgentCallRow, "post-1")
+        assert row is not None and row.state == "claimed" and row.agent_id == agent_id
+    # an agent that keeps refusing a call (e.g. its envelope does not verify) gets it a bounded number of times
+    for _ in range(10):
+        _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1, "held": []})
+    with cp.db.session() as s:
+        row = s.get(AgentCallRow, "post-1")
+        assert row is not None and row.attempts == cp.svc.settings.max_deliveries and row.state == "claimed"
+
+
+def test_agent_reports_what_it_holds(cp: Any, tmp_path: Path) -> None:
+    env = _Env(cp, tmp_path)
+    st = env.agent.store
+    st.begin("run-1", "sap_ecc", "BAPI_X")                     # running
+    st.begin("done-1", "sap_ecc", "RFC_PING")
+    st.finish("done-1", ChannelResponse(id="done-1", ok=True).model_dump_json())   # result not yet delivered
+    st.begin("acked-1", "sap_ecc", "RFC_PING")
+    st.finish("acked-1", ChannelResponse(id="acked-1", ok=True).model_dump_json())
+    st.ack("acked-1")
+    assert sorted(st.held()) == ["done-1", "run-1"]
+
+
+def test_stale_call_refused_unexecuted_and_audited_on_both_sides(cp: Any, tmp_path: Path) -> None:
+    env = _Env(cp, tmp_path)
+    ch = RemoteAgentChannel(cp.db, "plant1")
+    ch.submit(ChannelRequest(id="old-1", system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "x"}))
+    ch.submit(ChannelRequest(id="fresh-1", system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "y"}))
+    envs = cp.svc.claim(AgentIdentity(env.ident.agent_id, "plant1"), 2) or []
+    by_id = {e["call"]["id"]: e for e in envs}
+    # an envelope replayed long after it was issued (its id no longer in the agent's store)
+    old = {**by_id["old-1"]["call"], "issued_at": time.time() - env.cfg.max_call_age - 60}
+    env.agent.dispatch(proto.sign_call(cp.svc.control_key(), old))
+    env.agent.dispatch(by_id["fresh-1"])
+    env.agent.pool.shutdown(wait=True)
+    assert [c for c, _ in env.calls] == ["STFC_CONNECTION"]  # only the fresh one ran
+    resp = ch.result("old-1")
+    assert resp is not None and resp.fault is not None and resp.fault.type == "StaleCall"
+    assert resp.fault.details["uncertain"] is False and "max_call_age" in resp.fault.message
+    agent_side = [e for e in env.agent.audit.events() if e["event"] == "call.refused"]
+    assert [(e["call_id"], e["fault"]) for e in agent_side] == [("old-1", "StaleCall")]
+    assert [a.detail["call_id"] for a in _events(cp, "agent.call.refused")] == ["old-1"]
+    fresh = ch.result("fresh-1")
+    assert fresh is not None and fresh.ok
+    # the agent's clock is corrected by the skew it measured: a fast host clock is not "stale"
+    env.agent.client.skew = 3600.0
+    ch.submit(ChannelRequest(id="skewed-1", system="sap_ecc", function="RFC_PING"))
+    envs = cp.svc.claim(AgentIdentity(env.ident.agent_id, "plant1"), 1) or []
+    assert env.agent._stale(envs[0]["call"]) is None
+    env.agent.client.skew = 0.0
+    assert env.agent._stale(envs[0]["call"]) is None
+    assert env.agent._stale({**envs[0]["call"], "issued_at": None}) is not None  # unknown age: refused
+
+
+def test_max_call_age_and_retention_are_validated() -> None:
+    base: dict[str, Any] = {"systems": {}}
+    cfg = AgentConfig.model_validate({**base, "max_call_age": "2m", "state_retention": "3d"})
+    assert cfg.max_call_age == 120 and cfg.state_retention == 3 * 86400
+    with pytest.raises(ValueError, match="state_retention"):
+        AgentConfig.model_validate({**base, "state_retention": "1h"})  # shorter than a day
+    with pytest.raises(ValueError, match="max_call_age"):
+        AgentConfig.model_validate({**base, "max_call_age": "2h"})
+
+
+def test_local_store_is_pruned_by_retention(cp: Any, tmp_path: Path) -> None:
+    env = _Env(cp, tmp_path)
+    st = env.agent.store
+    for cid in ("a", "b", "c"):
+        st.begin(cid, "sap_ecc", "RFC_PING")
+        st.finish(cid, ChannelResponse(id=cid, ok=True).model_dump_json())
+    st.ack("a")
+    st.ack("b")
+    now = time.time()
+    assert env.agent.prune_state(now=now) == 0  # acknowledged just now: kept for dedupe
+    later = now + env.cfg.state_retention + 1
+    assert env.agent.prune_state(now=later) == 2
+    assert st.get("a") is None and st.get("b") is None
+    assert st.get("c") is not None  # never acknowledged: kept until delivered, whatever its age
+    assert [e["calls"] for e in env.agent.audit.events() if e["event"] == "state.pruned"] == [2]
+
+
+def test_agent_prunes_on_start(cp: Any, tmp_path: Path) -> None:
+    env = _Env(cp, tmp_path)
+    st = env.agent.store
+    st.begin("old", "sap_ecc", "RFC_PING")
+    st.finish("old", ChannelResponse(id="old", ok=True).model_dump_json())
+    st.ack("old")
+    st._db.execute("UPDATE agent_calls SET acked_at = ? WHERE id = 'old'",
+                   (time.time() - env.cfg.state_retention - 10,))
+    t = threading.Thread(target=env.agent.run, daemon=True)
+    t.start()
+    try:
+        deadline = time.time() + 10
+        while st.get("old") is not None and time.time() < deadline:
+            time.sleep(0.01)
+        assert st.get("old") is None
+    finally:
+        env.agent.stop_event.set()
+        t.join(5)
+
+
+def test_agent_unknown_to_the_control_plane_exits_4(cp: Any, tmp_path: Path) -> None:
+    env = _Env(cp, tmp_path)
+    env.agent.ident.agent_id = env.agent.client.ident.agent_id = "agt_forgotten"
+    code = env.agent.run()
+    assert code == 4 and env.agent.fatal is not None and env.agent.fatal.code == "unknown_agent"

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 def _default_idempotent(function: str) -> bool:
     from ml_connector.systems.sap_ecc.call_policy import is_idempotent_default
 
+    if function.startswith("GET "):  # a Service Layer read ("GET JournalEntries"): safe to run again
+        return True
+
     return is_idempotent_default(function)
 
 
@@ -54,6 +57,10 @@ class RemoteAgentChannel:
             from ml_connector.systems.sap_ecc.client import ChannelRfcCaller
 
             return ChannelRfcCaller(self, name)
+        if getattr(cfg, "type", None) == "sap_b1":
+            from ml_connector.systems.sap_b1.client import ChannelServiceLayerClient
+
+            return ChannelServiceLayerClient(self, name, page_size=getattr(cfg, "page_size", None))
         raise ValueError(f"connection {name!r} of type {getattr(cfg, 'type', '?')!r} cannot be served by the "
                          "remote agent")
 
@@ -85,15 +92,19 @@ class RemoteAgentChannel:
             interval = min(interval * 1.5, self.poll_interval)
 
     def _time_out(self, call_id: str) -> ChannelResponse:
+        online = self._service.online_agents(self.site)
+        why = (f"no agent of site {self.site!r} is online (none polled in the last "
+               f"{self._service.settings.offline_after:.0f} s; check `ml-connector agents list`)" if online == 0 else
+               f"no agent of site {self.site!r} took the call within {self.timeout} s ({online} online, busy)")
         with self.db.session() as s:
             s.execute(update(AgentCallRow).where(AgentCallRow.id == call_id,
                                                              AgentCallRow.state == "queued")
                                   .values(state="done", ok=False, completed_at=time.time(),
                                           response=ChannelResponse(id=call_id, ok=False, fault=ChannelFault(
                                               type="CommunicationError", key="AGENT_UNAVAILABLE", retriable=True,
-                                              message=f"no agent of site {self.site!r} took the call within "
-                                                      f"{self.timeout} s; it was not executed",
-                                              details={"uncertain": False, "code": 1})).model_dump_json()))
+                                              message=f"{why}; the call was not executed",
+                                              details={"uncertain": False, "code": 1, "site": self.site,
+                                                       "agents_online": online})).model_dump_json()))
         resp = self.result(call_id)
         if resp is not None:  # withdrawn just now, or answered at the last moment
             return resp

@@ -10,6 +10,8 @@
       max_concurrent: 4                        # calls run at once
       heartbeat: 20s                           # lease renewal while calls run
     systems:
+    max_call_age: 5m                           # older call envelopes are refused (replay protection)
+    state_retention: 7d                        # how long acknowledged call ids are kept for dedupe
       sap_ecc:
         type: sap_ecc
         base_url: http://sap-host:8000
@@ -19,7 +21,7 @@
         password_secret: sap_ecc_password      # ml-connector agent secrets set sap_ecc_password
         allow:
           functions: [RFC_PING, RFC_SYSTEM_INFO, RFC_READ_TABLE, BAPI_ACC_DOCUMENT_POST]
-          tables: [LFA1, LFB1, LFM1, T001]     # QUERY_TABLE of RFC_READ_TABLE-family calls
+          tables: [LFA1, LFB1, LFM1, T001]     # tables any table-reading module may read (see docs/agent.md)
           resources: []                        # Service Layer resources (Business One, later)
 
 Nothing outside `allow` is served: the call is answered with a `NotAllowed` fault and
@@ -30,16 +32,18 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
+from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ml_connector.agent.protocol import READ_TABLE_FUNCTIONS
 from ml_connector.config import Duration, SecretName, Text
 from ml_connector.core.channel import ChannelFault
 
 AGENT_CONFIG_FILENAME = "agent.yaml"
+from ml_connector.core.providers import fact
 
 
 class AgentConfigError(Exception):
@@ -67,6 +71,7 @@ class AgentSystem(_Model):
     # pyrfc: native RFC to the application server of base_url (instance number from the ICM port)
     transport: Literal["soap_rfc", "pyrfc"] = "soap_rfc"
     client: Text = "100"
+    company_db: Text | None = None  # sap_b1: CompanyDB of the Service Layer login
     user: Text = Field(min_length=1)
     password_secret: SecretName
     language: Text | None = "EN"
@@ -75,6 +80,12 @@ class AgentSystem(_Model):
     timeout: Duration = 60.0
     tls_verify: bool | str = True
     allow: AllowList = Field(default_factory=AllowList)
+
+    @model_validator(mode="after")
+    def _b1_company(self) -> AgentSystem:
+        if self.type == "sap_b1" and not self.company_db:
+            raise ValueError("company_db (the CompanyDB of the Service Layer login) is required for type sap_b1")
+        return self
 
 
 class PollConfig(_Model):
@@ -96,6 +107,12 @@ class AgentConfig(_Model):
     _dir: Path = Path(".")
 
     def data_dir_path(self) -> Path:
+    # A call envelope issued longer ago than this is refused unexecuted (replay protection
+    # once its id has left the local store); calls are issued when they are handed out.
+    max_call_age: Duration = Field(default=300.0, ge=30, le=3600)
+    # Acknowledged call ids stay in agent-state.sqlite this long (dedupe), then are pruned.
+    # At least a day, so always far longer than max_call_age.
+    state_retention: Duration = Field(default=7 * 86400.0, ge=86400)
         p = Path(self.data_dir).expanduser()
         return p if p.is_absolute() else (self._dir / p).resolve()
 
@@ -135,20 +152,103 @@ def check_allowed(cfg: AgentConfig, system: str, function: str, params: dict[str
     if sysc is None:
         return ChannelFault(type="UnknownSystem", key=system,
                             message=f"no system named {system!r} is served by this agent")
+    if sysc.type == "sap_b1":  # Service Layer calls: resources and methods, not function modules
+        from ml_connector.systems.sap_b1.allow import check_resource
+
+        return check_resource(system, function, params, sysc.allow.resources)
     allow = sysc.allow
     if not _match(function, allow.functions):
         return ChannelFault(type="NotAllowed", key=function,
                             message=f"function {function!r} of system {system!r} is not in the agent's allow-list",
                             details={"system": system, "function": function})
-    if function.upper() in READ_TABLE_FUNCTIONS:
-        table = str(params.get("QUERY_TABLE", "")).strip()
-        if not table or not _match(table, allow.tables):
-            return ChannelFault(type="NotAllowed", key=table or "QUERY_TABLE",
-                                message=f"table {table!r} of system {system!r} is not in the agent's allow-list",
-                                details={"system": system, "function": function, "table": table})
-    resource = params.get("__resource__")
-    if sysc.type == "sap_b1" and (not isinstance(resource, str) or not _match(resource, allow.resources)):
-        return ChannelFault(type="NotAllowed", key=str(resource),
-                            message=f"Service Layer resource {resource!r} is not in the agent's allow-list",
-                            details={"system": system, "resource": resource})
+    fault = _check_tables(sysc, system, function, params)
+    if fault is not None:
+        return fault
     return None
+def _named(name: str, patterns: list[str]) -> bool:
+    """Listed literally (not only matched by a wildcard pattern)."""
+    n = name.upper()
+    return any(p.upper() == n for p in patterns)
+
+
+@dataclass(frozen=True)
+class TableReaders:
+    """Which modules read a table named by a parameter (provider data, `table_readers`)."""
+
+    modules: dict[str, str]
+    table_parameters: frozenset[str]
+    name_patterns: tuple[str, ...]
+
+
+@cache
+def table_readers(system_type: str) -> TableReaders:
+    try:
+        data = fact(system_type, "table_readers", default=None)
+    except (FileNotFoundError, ModuleNotFoundError, OSError, ValueError):
+        data = None  # a system without provider data (or without table reads) has no table readers
+    data = data if isinstance(data, dict) else {}
+    return TableReaders(
+        modules={str(k).upper(): str(v).upper() for k, v in (data.get("modules") or {}).items()},
+        table_parameters=frozenset(str(p).upper() for p in data.get("table_parameters") or ()),
+        name_patterns=tuple(str(p) for p in data.get("name_patterns") or ()))
+
+
+def _tables_named(params: dict[str, Any], where: str) -> list[str]:
+    """The table names in `params` at `where`: PARAM, or PARAM[].FIELD (a field of each row)."""
+    upper = {str(k).upper(): v for k, v in params.items()}
+    if "[]." not in where:
+        value = upper.get(where)
+        return [] if value is None else [str(value).strip()]
+    param, field_name = where.split("[].", 1)
+    rows = upper.get(param)
+    if not isinstance(rows, list):
+        return []
+    out = []
+    for row in rows:
+        cells = {str(k).upper(): v for k, v in row.items()} if isinstance(row, dict) else {}
+        out.append(str(cells.get(field_name, "")).strip())
+    return out
+
+
+def _table_fault(system: str, function: str, table: str, why: str, key: str = "") -> ChannelFault:
+    return ChannelFault(type="NotAllowed", key=key or table or function,
+                        message=f"{why} ({function} on system {system!r}); refused by the agent's allow-list",
+                        details={"system": system, "function": function, "table": table})
+
+
+def _check_tables(cfg_system: AgentSystem, system: str, function: str, params: dict[str, Any]) -> ChannelFault | None:
+    """Tables are checked for every module that can read one, however the module was allowed.
+
+    A known reader must name its table, and the table must be allowed. Another module that
+    looks like a generic table reader (name pattern, or a table-naming parameter) is refused
+    when only a wildcard allows it: we cannot know which parameter carries its table. Named
+    literally in `functions`, its table-naming parameters are checked against `tables`."""
+    readers = table_readers(cfg_system.type)
+    tables = cfg_system.allow.tables
+    where = readers.modules.get(function.upper())
+    if where is not None:
+        names = _tables_named(params, where)
+        if not names or not all(names):
+            return _table_fault(system, function, "", f"the call names no table in {where}", key=where)
+        for table in names:
+            if not _match(table, tables):
+                return _table_fault(system, function, table, f"table {table!r} is not in the allowed tables")
+        return None
+    table_params = sorted(k for k in (str(p).upper() for p in params) if k in readers.table_parameters)
+    if not table_params and not _match(function, list(readers.name_patterns)):
+        return None
+    if not _named(function, cfg_system.allow.functions):
+        return ChannelFault(
+            type="NotAllowed", key=function,
+            message=(f"function {function!r} of system {system!r} looks like a generic table reader "
+                     f"({'parameter ' + ', '.join(table_params) if table_params else 'by its name'}) and is "
+                     "allowed only by a wildcard pattern, so its tables cannot be checked; list it by name "
+                     "in allow.functions to serve it"),
+            details={"system": system, "function": function, "table_parameters": table_params})
+    for p in table_params:
+        for table in _tables_named(params, p):
+            if not table or not _match(table, tables):
+                return _table_fault(system, function, table, f"table {table!r} in {p} is not in the allowed tables")
+    return None
+
+

@@ -48,12 +48,6 @@ E_BAD_TOKEN = "invalid_token"
 E_MISSING = "missing_headers"
 NON_RETRIABLE = frozenset({E_REVOKED, E_UNKNOWN_AGENT, E_BAD_TOKEN})
 
-#: Function modules of the RFC_READ_TABLE family: their QUERY_TABLE is checked against the table allow-list.
-READ_TABLE_FUNCTIONS = frozenset({
-    "RFC_READ_TABLE", "BBP_RFC_READ_TABLE", "/BODS/RFC_READ_TABLE", "/BODS/RFC_READ_TABLE2",
-    "/SAPDS/RFC_READ_TABLE", "/SAPDS/RFC_READ_TABLE2",
-})
-
 
 def b64e(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii")

@@ -40,6 +40,8 @@ EXIT_NOT_PAIRED = 5
 #: Test hook: exit hard right after a result is stored locally, before it is posted.
 CRASH_AFTER_STORE_ENV = "MLC_AGENT_TEST_CRASH_AFTER_STORE"
 
+#: Seconds between prunes of the local call store (and one at start).
+PRUNE_EVERY = 3600.0
 
 class Retriable(Exception):
     pass
@@ -204,6 +206,11 @@ class Agent:
                 if self._vault is None:
                     self._vault = open_vault(self.cfg.data_dir_path())
                 password = self._vault.get(sc.password_secret)
+                if sc.type == "sap_b1":  # Business One: the Service Layer client, same vault, same protocol
+                    from ml_connector.systems.sap_b1.connector import agent_handler
+
+                    self._handlers[system] = agent_handler(sc, password)
+                    return self._handlers[system]
                 client: RfcCaller
                 if sc.transport == "pyrfc":
                     from ml_connector.systems.sap_ecc.connector import pyrfc_target
@@ -358,9 +365,22 @@ class Agent:
                         free = self.cfg.poll.max_concurrent - len(self.busy)
                         if free <= 0:
                             self._busy_cond.wait(0.5)
+        if state == "new" and (stale := self._stale(call)) is not None:
+            # Recorded as done (never run); the refusal is posted and kept like any result.
+            data = ChannelResponse(id=cid, ok=False, fault=stale).model_dump_json()
+            self.store.finish(cid, data)
+            self.audit.record("call.refused", call_id=cid, system=call.get("system"), function=call.get("function"),
+                              fault=stale.type, key=stale.key, message=stale.message)
+            log.warning("refused call %s: %s", cid, stale.message)
+            self.post_result(cid, data)
+            return
                             continue
                         busy = list(self.busy)
-                    out = self.client.post("/api/agent/poll", {"hold": hold, "max": free, "busy": busy},
+                    # Everything received and not yet stored on the control plane: a call it handed
+                    # us that is missing here was lost with a poll answer, and is handed out again.
+                    held = sorted(set(busy) | set(self.store.held()))
+                    out = self.client.post("/api/agent/poll",
+                                           {"hold": hold, "max": free, "busy": busy, "held": held},
                                            timeout=hold + float(self.cfg.poll.request_timeout))
                     if errors:
                         log.warning("reconnected to the control plane after %d error(s)", errors)
@@ -372,6 +392,33 @@ class Agent:
                 except Retriable as exc:
                     errors += 1
                     delay = proto.backoff_delay(errors, scale=self.cfg.poll.backoff_scale, rng=self.rng)
+    def _stale(self, call: dict[str, Any]) -> ChannelFault | None:
+        """A fault if the envelope was issued more than max_call_age ago (on the control plane's
+        clock: ours corrected by the skew measured on its answers). Deduping by id stops a replay
+        while the id is in the local store; this stops it after the id was pruned."""
+        issued = call.get("issued_at")
+        max_age = float(self.cfg.max_call_age)
+        if not isinstance(issued, int | float) or isinstance(issued, bool):
+            age = None
+        else:
+            age = self.client.clock() - (self.client.skew or 0.0) - float(issued)
+            if age <= max_age:
+                return None
+        shown = "no issued_at" if age is None else f"issued {age:.0f} s ago"
+        return ChannelFault(type="StaleCall", key="CALL_TOO_OLD", retriable=False,
+                            message=(f"call {call.get('id')} ({call.get('function')}) was {shown}, more than "
+                                     f"max_call_age {max_age:.0f} s: refused as a possible replay, not executed"),
+                            details={"uncertain": False, "age_seconds": None if age is None else round(age, 1),
+                                     "max_call_age": max_age})
+
+    def prune_state(self, now: float | None = None) -> int:
+        """Forget acknowledged call ids older than state_retention (the store would grow forever)."""
+        now = time.time() if now is None else now
+        n = self.store.prune(now - float(self.cfg.state_retention))
+        if n:
+            self.audit.record("state.pruned", calls=n, retention_seconds=float(self.cfg.state_retention))
+        return n
+
                     log.warning("control plane error (%d in a row): %s; retrying in %.1f s", errors, exc, delay)
                     self.stop_event.wait(delay)
                 except NonRetriable as exc:
@@ -393,3 +440,7 @@ class Agent:
 
 def host_info() -> str:
     return f"{platform.node()} {platform.system()} {platform.release()}"
+        next_prune = 0.0
+                    if time.monotonic() >= next_prune:
+                        self.prune_state()
+                        next_prune = time.monotonic() + PRUNE_EVERY

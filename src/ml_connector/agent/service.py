@@ -35,6 +35,8 @@ from ml_connector.core.db import Database
 log = logging.getLogger(__name__)
 
 CONTROL_KEY_SECRET = "agent.control_plane.ed25519"
+#: Faults with which the agent refuses a call without running it (audited as agent.call.refused).
+REFUSAL_FAULTS = frozenset({"NotAllowed", "UnknownSystem", "TamperedCall", "StaleCall"})
 TOKEN_PREFIX = "mlcpt_"
 
 
@@ -53,6 +55,9 @@ class Settings:
     db_poll: float = field(default_factory=lambda: _env_seconds("MLC_AGENT_DB_POLL", 0.25))
     sweep_every: float = field(default_factory=lambda: _env_seconds("MLC_AGENT_SWEEP", 5.0))
     max_skew: float = proto.MAX_SKEW_SECONDS
+    # A call the agent keeps not holding (it refuses the envelope as tampered) is handed out at
+    # most this often through release_unheld; after that its lease decides.
+    max_deliveries: int = 5
 
 
 class AuthError(Exception):
@@ -297,6 +302,34 @@ class AgentService:
                     n += 1
         return n
 
+    def release_unheld(self, ident: AgentIdentity, held: list[str]) -> int:
+        """Calls handed to this agent that it does not report as held go back to the queue.
+
+        The agent records every call it receives durably before it runs it and reports it as
+        held until the control plane has stored its result, and it polls one request at a
+        time. So a claimed call missing from `held` never reached the agent: the poll answer
+        carrying it was lost in transit. It was not executed, so it is safe to hand it out
+        again (to this agent or another) instead of waiting for the lease, after which a
+        non-idempotent call would come back as an uncertain AGENT_LOST."""
+        keep = set(held)
+        released = 0
+        with self.db.session() as s:
+            q = select(AgentCallRow).where(AgentCallRow.state == "claimed", AgentCallRow.agent_id == ident.agent_id)
+            if self.db.dialect == "postgresql":
+                q = q.with_for_update(skip_locked=True)  # a row whose result is being stored is not ours to move
+            for row in s.scalars(q):
+                if row.id in keep or row.attempts >= self.settings.max_deliveries:
+                    continue
+                audit.record(s, "agent.call.released", source=ident.agent_id, target=row.system,
+                             detail={"call_id": row.id, "function": row.function, "attempts": row.attempts,
+                                     "reason": "not held by the agent it was handed to (its poll answer was lost)"})
+                row.state, row.agent_id, row.claimed_at, row.lease_expires_at = "queued", None, None, None
+                released += 1
+        if released:
+            log.warning("agent %s did not receive %d call(s) handed to it; queued again", ident.agent_id, released)
+            SIGNAL.notify()
+        return released
+
     def store_result(self, ident: AgentIdentity, response: ChannelResponse) -> dict[str, Any]:
         """Store the result durably (committed before returning); a second result for the
         same id is acknowledged and ignored. A result from an agent the call was not handed to
@@ -343,7 +376,7 @@ class AgentService:
             fault = response.fault
             event = "agent.call.done"
             outcome = "ok" if response.ok else "fault"
-            if fault is not None and fault.type in ("NotAllowed", "UnknownSystem", "TamperedCall"):
+            if fault is not None and fault.type in REFUSAL_FAULTS:
                 event, outcome = "agent.call.refused", "refused"
             audit.record(s, event, outcome=outcome, source=ident.agent_id, target=row.system,
                          request=row.params, response=data,
@@ -433,6 +466,14 @@ class AgentService:
             audit.record(s, "agent.revoked", source=agent_id, target=agent.site, detail={"agent_id": agent_id})
         SIGNAL.notify()
         return True
+
+    def online_agents(self, site: str) -> int:
+        """Agents of `site` that are not revoked and polled within the offline threshold."""
+        since = time.time() - self.settings.offline_after
+        with self.db.session() as s:
+            rows = s.scalars(select(AgentRow.id).where(AgentRow.site == site, AgentRow.state != "revoked",
+                                                       AgentRow.last_seen_at >= since)).all()
+        return len(rows)
 
     def list_agents(self) -> list[dict[str, Any]]:
         now = time.time()

@@ -70,6 +70,13 @@ class LocalStore:
                                     "ORDER BY done_at")
             return [(str(a), str(b)) for a, b in rows.fetchall()]
 
+    def held(self) -> list[str]:
+        """Ids received and not yet acknowledged by the control plane (running, interrupted, or
+        result not delivered): what the agent reports as held on each poll."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM agent_calls WHERE acked = 0")
+            return [str(r[0]) for r in rows.fetchall()]
+
     def get(self, call_id: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute("SELECT state, response, acked FROM agent_calls WHERE id = ?",

@@ -2,8 +2,9 @@
 
     POST /api/agent/pair       {token, public_key, name, hostname, version}
                                -> {agent_id, site, control_plane_public_key, server_time}
-    POST /api/agent/poll       signed; {hold, max, busy: [call ids]} -> {calls: [envelope], server_time,
-                               lease_seconds}; held up to `hold` seconds (capped) until work arrives
+    POST /api/agent/poll       signed; {hold, max, busy: [call ids], held: [call ids]} -> {calls: [envelope],
+                               server_time, lease_seconds}; held up to `hold` seconds (capped) until work
+                               arrives. Calls claimed by this agent but not in `held` are queued again.
     POST /api/agent/heartbeat  signed; {busy: [call ids]} -> {extended, server_time, lease_seconds}
     POST /api/agent/results    signed; {response: ChannelResponse} -> 200 {stored, duplicate} after commit
     POST /api/agent/events     signed; {event, detail} -> 200 (audited: tampered calls, refusals)
@@ -37,6 +38,9 @@ class PollRequest(BaseModel):
     hold: float = Field(default=50.0, ge=0, le=600)
     max: int = Field(default=1, ge=0, le=100)
     busy: list[str] = Field(default_factory=list)
+    # Every call id the agent has received and not yet seen stored here (running, or result
+    # not yet acknowledged). None from agents that predate it: no reconciliation then.
+    held: list[str] | None = Field(default=None, max_length=10_000)
 
 
 class HeartbeatRequest(BaseModel):
@@ -93,6 +97,8 @@ def agent_router(rt: Any, service: AgentService | None = None) -> APIRouter:
         await run_in_threadpool(svc.extend, ident, req.busy)
         # One held poll per agent: a newer poll (the agent restarted, or its old
         # connection hangs half-open) supersedes the older one, which then claims nothing.
+        if req.held is not None:  # before this poll claims anything: its own claims are not "lost"
+            await run_in_threadpool(svc.release_unheld, ident, req.held)
         with gen_lock:
             gen = poll_generation.get(ident.agent_id, 0) + 1
             poll_generation[ident.agent_id] = gen
