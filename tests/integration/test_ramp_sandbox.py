@@ -380,6 +380,25 @@ def test_rate_limit_per_token_switch(sandbox: tuple[RampSandbox, ServerHandle]) 
     assert get(t1) == 200 and get(t2) == 429  # token call + 1 data call fill the IP's window
 
 
+def test_rate_limit_is_counted_per_source_ip(sandbox: tuple[RampSandbox, ServerHandle]) -> None:
+    """Ramp counts per source IP: every client behind one address shares a window, whatever its
+    token; another address has its own (127.0.0.2 is loopback too on Linux)."""
+    st, h = sandbox
+    st.rate_limit.limit, st.rate_limit.period, st.rate_limit.per = 3, 30.0, "ip"
+    st.rate_limit.count_token_endpoint = False
+    t1, t2 = raw_token(h).json()["access_token"], raw_token(h).json()["access_token"]
+
+    def get(tok: str, source: str) -> int:
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=source)) as c:
+            return c.get(h.url + V, headers={"Authorization": f"Bearer {tok}"}).status_code
+
+    assert [get(t1, "127.0.0.1"), get(t2, "127.0.0.1"), get(t1, "127.0.0.1")] == [200, 200, 200]
+    assert get(t2, "127.0.0.1") == 429  # another token, same address: same window
+    assert [get(t1, "127.0.0.2"), get(t2, "127.0.0.2"), get(t2, "127.0.0.2")] == [200, 200, 200]
+    assert get(t1, "127.0.0.2") == 429
+    assert set(st.windows) == {"ip:127.0.0.1", "ip:127.0.0.2"}
+
+
 # ---- faults ---------------------------------------------------------------------------------
 def test_timeout_after_commit_drop_gives_uncertain_write(sandbox: tuple[RampSandbox, ServerHandle]) -> None:
     st, h = sandbox
