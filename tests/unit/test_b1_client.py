@@ -179,6 +179,11 @@ def test_channel_client_and_handler_are_inverse() -> None:
     client = ChannelServiceLayerClient(ch, "b1")
     assert client.get_all("ChartOfAccounts", {"$top": 2}) == [{"Code": "1"}, {"Code": "2"}]
     assert inner.asked[0][1] == {"$top": "2"}
+    # a v2 system behind the agent: its absolute-path links reach the caller root-relative
+    v2 = _Scripted({"Items": {"value": [{"k": 1}], "@odata.nextLink": "/b1s/v2/Items?$skip=1"},
+                    "Items?$skip=1": {"value": [{"k": 2}]}}, root="/b1s/v2")
+    ch.register("v2", make_handler(v2))
+    assert ChannelServiceLayerClient(ch, "v2").get_all("Items") == [{"k": 1}, {"k": 2}]
 
     class Failing(ServiceLayerApi):
         def request(self, method: str, path: str, **kw: Any) -> SlResponse:

@@ -545,6 +545,12 @@ def make_handler(client: ServiceLayerApi) -> Callable[[str, dict[str, Any]], dic
             raise B1RequestError("query must be an object")
         if headers is not None and not isinstance(headers, dict):
             raise B1RequestError("headers must be an object")
-        return client.request(method, path, query=query, body=params.get("body"), headers=headers).to_dict()
+        resp = client.request(method, path, query=query, body=params.get("body"), headers=headers)
+        if isinstance(resp.body, dict):
+            # Next links made root-relative here, where the real service root (v1 or v2) is known.
+            for k in ("odata.nextLink", "@odata.nextLink"):
+                if isinstance(resp.body.get(k), str):
+                    resp.body[k] = client.relative(resp.body[k])
+        return resp.to_dict()
 
     return handle
