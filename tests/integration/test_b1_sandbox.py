@@ -327,3 +327,15 @@ def test_configuration_errors_name_the_field(tmp_path: Path) -> None:
         parse_config("connections:\n  b1:\n    type: sap_b1\n    base_url: https://b1:50000\n"
                      "    auth: {username: manager, password_secret: b1_password}\n", config_dir=tmp_path)
     assert "connections.b1.company_db" in str(ei.value)
+
+
+def test_threads_sharing_a_client_log_in_once_after_expiry(sandbox: SandboxHandle, b1: ServiceLayerClient) -> None:
+    import concurrent.futures as cf
+
+    b1.ping()
+    faults(sandbox, expire_sessions=True)
+    before = stats(sandbox)["logins"]
+    with cf.ThreadPoolExecutor(6) as pool:
+        sizes = list(pool.map(lambda _: len(b1.get_all("ChartOfAccounts")), range(12)))
+    assert sizes == [26] * 12
+    assert stats(sandbox)["logins"] == before + 1  # the others waited for that login, then used it
