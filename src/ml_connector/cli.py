@@ -282,7 +282,17 @@ def ping(config: ConfigOpt = DEFAULT_CONFIG,
          timeout: str = typer.Option("30s", help="With the remote agent: how long a call may wait for an agent "
                                                  "of the site (e.g. 30s, 2m)")) -> None:
     """Ping every configured system (SAP: RFC_PING and RFC_SYSTEM_INFO; clouds: an authenticated call)."""
+    from ml_connector.agent.channel import RemoteAgentChannel
+    from ml_connector.config import parse_duration
+
+    try:
+        wait = parse_duration(timeout)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --timeout: {exc}")
+        raise typer.Exit(2) from None
     rt = _runtime(config)
+    if isinstance(rt.channel, RemoteAgentChannel):
+        rt.channel.timeout = wait  # a ping must not wait forever for an agent that is not there
     t = Table("connection", "type", "result", "detail")
     bad = 0
     for name, c in rt.config.connections.items():
@@ -301,17 +311,7 @@ def failures(config: ConfigOpt = DEFAULT_CONFIG, flow: str | None = typer.Option
     """Records whose write failed or is uncertain: id, record, error, attempts."""
     from ml_connector.core import outbox
 
-    from ml_connector.agent.channel import RemoteAgentChannel
-    from ml_connector.config import parse_duration
-
-    try:
-        wait = parse_duration(timeout)
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] --timeout: {exc}")
-        raise typer.Exit(2) from None
     rt = _runtime(config)
-    if isinstance(rt.channel, RemoteAgentChannel):
-        rt.channel.timeout = wait  # a ping must not wait forever for an agent that is not there
     with rt.db.session() as s:
         rows = outbox.failures(s, flow=flow)
         data = [{"id": r.id, "flow": r.flow, "stream": r.stream, "record": r.source_key, "op": r.op,

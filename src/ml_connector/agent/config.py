@@ -9,9 +9,9 @@
       backoff_scale: 1.0                       # 15-30 s, then 30-60 s reconnect delays, times this
       max_concurrent: 4                        # calls run at once
       heartbeat: 20s                           # lease renewal while calls run
-    systems:
     max_call_age: 5m                           # older call envelopes are refused (replay protection)
     state_retention: 7d                        # how long acknowledged call ids are kept for dedupe
+    systems:
       sap_ecc:
         type: sap_ecc
         base_url: http://sap-host:8000
@@ -31,9 +31,9 @@ audited on both sides. Patterns like `BAPI_*` are allowed (fnmatch, case-insensi
 from __future__ import annotations
 
 import fnmatch
-from pathlib import Path
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -41,9 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ml_connector.config import Duration, SecretName, Text
 from ml_connector.core.channel import ChannelFault
+from ml_connector.core.providers import fact
 
 AGENT_CONFIG_FILENAME = "agent.yaml"
-from ml_connector.core.providers import fact
 
 
 class AgentConfigError(Exception):
@@ -102,17 +102,17 @@ class AgentConfig(_Model):
     data_dir: str = "./agent-data"
     tls_verify: bool | str = True
     poll: PollConfig = Field(default_factory=PollConfig)
-    systems: dict[str, AgentSystem] = Field(default_factory=dict)
-
-    _dir: Path = Path(".")
-
-    def data_dir_path(self) -> Path:
     # A call envelope issued longer ago than this is refused unexecuted (replay protection
     # once its id has left the local store); calls are issued when they are handed out.
     max_call_age: Duration = Field(default=300.0, ge=30, le=3600)
     # Acknowledged call ids stay in agent-state.sqlite this long (dedupe), then are pruned.
     # At least a day, so always far longer than max_call_age.
     state_retention: Duration = Field(default=7 * 86400.0, ge=86400)
+    systems: dict[str, AgentSystem] = Field(default_factory=dict)
+
+    _dir: Path = Path(".")
+
+    def data_dir_path(self) -> Path:
         p = Path(self.data_dir).expanduser()
         return p if p.is_absolute() else (self._dir / p).resolve()
 
@@ -146,25 +146,6 @@ def _match(name: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(n, p.upper()) for p in patterns)
 
 
-def check_allowed(cfg: AgentConfig, system: str, function: str, params: dict[str, Any]) -> ChannelFault | None:
-    """None when the call is allowed; else the typed fault to answer with."""
-    sysc = cfg.systems.get(system)
-    if sysc is None:
-        return ChannelFault(type="UnknownSystem", key=system,
-                            message=f"no system named {system!r} is served by this agent")
-    if sysc.type == "sap_b1":  # Service Layer calls: resources and methods, not function modules
-        from ml_connector.systems.sap_b1.allow import check_resource
-
-        return check_resource(system, function, params, sysc.allow.resources)
-    allow = sysc.allow
-    if not _match(function, allow.functions):
-        return ChannelFault(type="NotAllowed", key=function,
-                            message=f"function {function!r} of system {system!r} is not in the agent's allow-list",
-                            details={"system": system, "function": function})
-    fault = _check_tables(sysc, system, function, params)
-    if fault is not None:
-        return fault
-    return None
 def _named(name: str, patterns: list[str]) -> bool:
     """Listed literally (not only matched by a wildcard pattern)."""
     n = name.upper()
@@ -252,3 +233,22 @@ def _check_tables(cfg_system: AgentSystem, system: str, function: str, params: d
     return None
 
 
+def check_allowed(cfg: AgentConfig, system: str, function: str, params: dict[str, Any]) -> ChannelFault | None:
+    """None when the call is allowed; else the typed fault to answer with."""
+    sysc = cfg.systems.get(system)
+    if sysc is None:
+        return ChannelFault(type="UnknownSystem", key=system,
+                            message=f"no system named {system!r} is served by this agent")
+    if sysc.type == "sap_b1":  # Service Layer calls: resources and methods, not function modules
+        from ml_connector.systems.sap_b1.allow import check_resource
+
+        return check_resource(system, function, params, sysc.allow.resources)
+    allow = sysc.allow
+    if not _match(function, allow.functions):
+        return ChannelFault(type="NotAllowed", key=function,
+                            message=f"function {function!r} of system {system!r} is not in the agent's allow-list",
+                            details={"system": system, "function": function})
+    fault = _check_tables(sysc, system, function, params)
+    if fault is not None:
+        return fault
+    return None

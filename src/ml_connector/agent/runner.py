@@ -37,11 +37,11 @@ KEY_FILE = "agent.key"
 EXIT_REVOKED = 3
 EXIT_UNKNOWN = 4
 EXIT_NOT_PAIRED = 5
+#: Seconds between prunes of the local call store (and one at start).
+PRUNE_EVERY = 3600.0
 #: Test hook: exit hard right after a result is stored locally, before it is posted.
 CRASH_AFTER_STORE_ENV = "MLC_AGENT_TEST_CRASH_AFTER_STORE"
 
-#: Seconds between prunes of the local call store (and one at start).
-PRUNE_EVERY = 3600.0
 
 class Retriable(Exception):
     pass
@@ -303,6 +303,15 @@ class Agent:
             if cid in self.busy:
                 return
         state, stored = self.store.begin(cid, str(call["system"]), str(call["function"]))
+        if state == "new" and (stale := self._stale(call)) is not None:
+            # Recorded as done (never run); the refusal is posted and kept like any result.
+            data = ChannelResponse(id=cid, ok=False, fault=stale).model_dump_json()
+            self.store.finish(cid, data)
+            self.audit.record("call.refused", call_id=cid, system=call.get("system"), function=call.get("function"),
+                              fault=stale.type, key=stale.key, message=stale.message)
+            log.warning("refused call %s: %s", cid, stale.message)
+            self.post_result(cid, data)
+            return
         if state != "new":
             # Redelivered: never execute twice; answer with what we have.
             if state == "started":
@@ -316,6 +325,33 @@ class Agent:
         with self._busy_cond:
             self.busy.add(cid)
         self.pool.submit(self._run_call, call)
+
+    def _stale(self, call: dict[str, Any]) -> ChannelFault | None:
+        """A fault if the envelope was issued more than max_call_age ago (on the control plane's
+        clock: ours corrected by the skew measured on its answers). Deduping by id stops a replay
+        while the id is in the local store; this stops it after the id was pruned."""
+        issued = call.get("issued_at")
+        max_age = float(self.cfg.max_call_age)
+        if not isinstance(issued, int | float) or isinstance(issued, bool):
+            age = None
+        else:
+            age = self.client.clock() - (self.client.skew or 0.0) - float(issued)
+            if age <= max_age:
+                return None
+        shown = "no issued_at" if age is None else f"issued {age:.0f} s ago"
+        return ChannelFault(type="StaleCall", key="CALL_TOO_OLD", retriable=False,
+                            message=(f"call {call.get('id')} ({call.get('function')}) was {shown}, more than "
+                                     f"max_call_age {max_age:.0f} s: refused as a possible replay, not executed"),
+                            details={"uncertain": False, "age_seconds": None if age is None else round(age, 1),
+                                     "max_call_age": max_age})
+
+    def prune_state(self, now: float | None = None) -> int:
+        """Forget acknowledged call ids older than state_retention (the store would grow forever)."""
+        now = time.time() if now is None else now
+        n = self.store.prune(now - float(self.cfg.state_retention))
+        if n:
+            self.audit.record("state.pruned", calls=n, retention_seconds=float(self.cfg.state_retention))
+        return n
 
     def _run_call(self, call: dict[str, Any]) -> None:
         cid = str(call["id"])
@@ -355,25 +391,20 @@ class Agent:
         hb.start()
         errors = 0
         hold = float(self.cfg.poll.hold)
+        next_prune = 0.0
         log.warning("agent %s (site %s) polling %s", self.ident.agent_id, self.ident.site, self.ident.control_plane)
         self.audit.record("agent.start", agent_id=self.ident.agent_id, control_plane=self.ident.control_plane)
         try:
             while not self.stop_event.is_set():
                 try:
+                    if time.monotonic() >= next_prune:
+                        self.prune_state()
+                        next_prune = time.monotonic() + PRUNE_EVERY
                     self.flush_unacked()
                     with self._busy_cond:
                         free = self.cfg.poll.max_concurrent - len(self.busy)
                         if free <= 0:
                             self._busy_cond.wait(0.5)
-        if state == "new" and (stale := self._stale(call)) is not None:
-            # Recorded as done (never run); the refusal is posted and kept like any result.
-            data = ChannelResponse(id=cid, ok=False, fault=stale).model_dump_json()
-            self.store.finish(cid, data)
-            self.audit.record("call.refused", call_id=cid, system=call.get("system"), function=call.get("function"),
-                              fault=stale.type, key=stale.key, message=stale.message)
-            log.warning("refused call %s: %s", cid, stale.message)
-            self.post_result(cid, data)
-            return
                             continue
                         busy = list(self.busy)
                     # Everything received and not yet stored on the control plane: a call it handed
@@ -392,33 +423,6 @@ class Agent:
                 except Retriable as exc:
                     errors += 1
                     delay = proto.backoff_delay(errors, scale=self.cfg.poll.backoff_scale, rng=self.rng)
-    def _stale(self, call: dict[str, Any]) -> ChannelFault | None:
-        """A fault if the envelope was issued more than max_call_age ago (on the control plane's
-        clock: ours corrected by the skew measured on its answers). Deduping by id stops a replay
-        while the id is in the local store; this stops it after the id was pruned."""
-        issued = call.get("issued_at")
-        max_age = float(self.cfg.max_call_age)
-        if not isinstance(issued, int | float) or isinstance(issued, bool):
-            age = None
-        else:
-            age = self.client.clock() - (self.client.skew or 0.0) - float(issued)
-            if age <= max_age:
-                return None
-        shown = "no issued_at" if age is None else f"issued {age:.0f} s ago"
-        return ChannelFault(type="StaleCall", key="CALL_TOO_OLD", retriable=False,
-                            message=(f"call {call.get('id')} ({call.get('function')}) was {shown}, more than "
-                                     f"max_call_age {max_age:.0f} s: refused as a possible replay, not executed"),
-                            details={"uncertain": False, "age_seconds": None if age is None else round(age, 1),
-                                     "max_call_age": max_age})
-
-    def prune_state(self, now: float | None = None) -> int:
-        """Forget acknowledged call ids older than state_retention (the store would grow forever)."""
-        now = time.time() if now is None else now
-        n = self.store.prune(now - float(self.cfg.state_retention))
-        if n:
-            self.audit.record("state.pruned", calls=n, retention_seconds=float(self.cfg.state_retention))
-        return n
-
                     log.warning("control plane error (%d in a row): %s; retrying in %.1f s", errors, exc, delay)
                     self.stop_event.wait(delay)
                 except NonRetriable as exc:
@@ -440,7 +444,3 @@ class Agent:
 
 def host_info() -> str:
     return f"{platform.node()} {platform.system()} {platform.release()}"
-        next_prune = 0.0
-                    if time.monotonic() >= next_prune:
-                        self.prune_state()
-                        next_prune = time.monotonic() + PRUNE_EVERY

@@ -95,10 +95,10 @@ def agent_router(rt: Any, service: AgentService | None = None) -> APIRouter:
         ident, body = auth
         req = PollRequest.model_validate_json(body or b"{}")
         await run_in_threadpool(svc.extend, ident, req.busy)
-        # One held poll per agent: a newer poll (the agent restarted, or its old
-        # connection hangs half-open) supersedes the older one, which then claims nothing.
         if req.held is not None:  # before this poll claims anything: its own claims are not "lost"
             await run_in_threadpool(svc.release_unheld, ident, req.held)
+        # One held poll per agent: a newer poll (the agent restarted, or its old
+        # connection hangs half-open) supersedes the older one, which then claims nothing.
         with gen_lock:
             gen = poll_generation.get(ident.agent_id, 0) + 1
             poll_generation[ident.agent_id] = gen
