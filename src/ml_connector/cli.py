@@ -175,23 +175,28 @@ def run(config: ConfigOpt = DEFAULT_CONFIG,
                                              help="Stable worker id (Postgres scale-out)."),
         no_server: bool = typer.Option(False, help="Only the worker, no HTTP server.")) -> None:
     """Start the worker (schedules and queues) and the HTTP server."""
+    from ml_connector.config import ConfigError
     from ml_connector.core import engine
+    from ml_connector.server import listen
 
     rt = _runtime(config)
+    listener = None
+    if not no_server:
+        try:  # TLS files are checked before the worker starts
+            listener = listen.plan(rt)
+        except ConfigError as exc:
+            err.print("[red]configuration error[/red]", highlight=False)
+            err.print(str(exc), highlight=False, markup=False)
+            raise typer.Exit(2) from None
     engine.start(rt, executor_id=worker_id, schedules=True)
     console.print(f"worker {worker_id or engine.default_executor_id(rt.database_url)} started; "
                   f"database {rt.db.engine.url.render_as_string(hide_password=True)}")
     try:
-        if no_server:
+        if listener is None:
             while True:
                 time.sleep(3600)
         else:
-            import uvicorn
-
-            from ml_connector.server.app import create_app
-
-            uvicorn.run(create_app(rt), host=rt.config.server.host, port=rt.config.server.port,
-                        log_level="warning")
+            listen.serve(rt, listener, announce=lambda line: console.print(line, highlight=False))
     except KeyboardInterrupt:
         pass
     finally:
@@ -426,6 +431,8 @@ def demo(workdir: Path = typer.Option(Path("demo"), help="Where the demo keeps i
 
 from ml_connector.agent.cli import register_commands  # noqa: E402, I001  (the remote agent's commands)
 register_commands(app)
+from ml_connector.server.cli import register_commands as register_server_commands  # noqa: E402, I001
+register_server_commands(app)  # api-tokens
 
 
 def main() -> None:

@@ -192,9 +192,23 @@ class IdocReceiverConfig(_Model):
     max_bytes: int = Field(default=20_000_000, ge=1000)
 
 
+class ServerTls(_Model):
+    """HTTPS for the listener (PEM files; relative paths are relative to the configuration file)."""
+
+    cert_file: str = Field(min_length=1, description="Server certificate, with its intermediates after it")
+    key_file: str = Field(min_length=1, description="Its private key")
+    key_password_secret: SecretName | None = Field(
+        default=None, description="Vault secret holding the key's passphrase, for an encrypted key file")
+
+
 class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    tls: ServerTls | None = Field(default=None, description="Serve HTTPS (required when agents connect "
+                                  "over a network you do not control)")
+    api_auth: Literal["auto", "token"] = Field(
+        default="auto", description="auto: the operators' JSON API needs a bearer token unless the server is "
+        "bound to loopback only; token: always (set this behind a reverse proxy on the same host)")
     idoc: IdocReceiverConfig | None = Field(default=None, description="Receive IDocs pushed by SAP")
 
 
@@ -402,6 +416,8 @@ class AppConfig(_Model):
 
     _config_dir: Path | None = PrivateAttr(default=None)
     _path: Path | None = PrivateAttr(default=None)
+    _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)
+    _filename: str = PrivateAttr(default=CONFIG_FILENAME)
 
     @model_validator(mode="after")
     def _references(self) -> AppConfig:
@@ -429,6 +445,18 @@ class AppConfig(_Model):
     @property
     def config_dir(self) -> Path:
         return self._config_dir if self._config_dir is not None else Path.cwd()
+
+    def where(self, *loc: str | int) -> str:
+        """`file:line: dotted.path` of a setting, for problems found after loading (e.g. at startup)."""
+        probe: Loc = tuple(loc)
+        while probe and probe not in self._lines:
+            probe = probe[:-1]
+        return f"{self._filename}:{self._lines.get(probe, 1)}: {_dotted(tuple(loc))}"
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the file, made absolute against the configuration file's directory."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.config_dir / p).resolve()
 
     def data_dir_resolved(self, config_dir: Path | None = None) -> Path:
         """engine.data_dir as an absolute path (relative to the config file's directory)."""
@@ -748,6 +776,8 @@ def parse_config(text: str, filename: str = CONFIG_FILENAME, config_dir: Path | 
         raise ConfigError("\n".join(out), out)
     assert cfg is not None
     cfg._config_dir = config_dir
+    cfg._lines = lines.lines
+    cfg._filename = filename
     return cfg
 
 
@@ -810,6 +840,11 @@ engine:
 server:
   host: 127.0.0.1
   port: 8080
+  # HTTPS (needed when agents or operators reach it over a network):
+  # tls: {{cert_file: ./tls/server.pem, key_file: ./tls/server.key}}   # + key_password_secret: NAME
+  # The operators' JSON API (/api/flows, /api/runs, ...) needs a bearer token
+  # (`ml-connector api-tokens create NAME`) unless host is loopback; `token` = always.
+  api_auth: auto
   # Receive IDocs pushed by SAP (WE21 port type XML HTTP -> SM59 type G -> http://<host>:8080/sap/idoc):
   # idoc: {{path: /sap/idoc, username: SAPIDOC, password_secret: idoc_password,
   #        partners: [{{sndprt: LS, sndprn: ECDCLNT100}}]}}

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ml_connector.agent.channel import RemoteAgentChannel
 from ml_connector.core.channel import ChannelRequest
@@ -82,6 +83,9 @@ def test_control_plane_has_no_path_to_sap_and_agent_has_no_listener(namespaces: 
     sandbox, sap = start_sandbox(prefix=["ip", "netns", "exec", SAP_NS], host="169.254.77.1")
     cp = ControlPlane(tmp_path / "cp", host="169.254.78.1")
     agent = AgentProc(tmp_path / "agent", cp.url, sap)
+    # plain http between namespace addresses (not loopback): the agent needs the explicit opt-in
+    agent_cfg = yaml.safe_load(agent.config.read_text(encoding="utf-8"))
+    agent.config.write_text(yaml.safe_dump({**agent_cfg, "allow_insecure_http": True}), encoding="utf-8")
     db = None
     try:
         cp.start()

@@ -39,7 +39,9 @@ def _service(config: Path) -> Any:
 def _fail(msg: str, code: int = 1) -> typer.Exit:
     from ml_connector.core.redact import redact
 
-    err.print(f"[red]error:[/red] {redact(msg)}", highlight=False, markup=True)
+    # The message may quote URLs and OpenSSL texts like "[SSL: ...]": printed without markup.
+    err.print("[red]error:[/red] ", end="", highlight=False)
+    err.print(redact(msg), highlight=False, markup=False, soft_wrap=True)  # URLs stay whole
     return typer.Exit(code)
 
 
@@ -95,7 +97,8 @@ def _agent_cfg(config: Path) -> Any:
     try:
         return load_agent_config(config)
     except AgentConfigError as exc:
-        err.print(f"[red]agent configuration error[/red]\n{exc}", highlight=False, markup=True)
+        err.print("[red]agent configuration error[/red]", highlight=False)
+        err.print(str(exc), highlight=False, markup=False, soft_wrap=True)  # quotes paths and YAML as they are
         raise typer.Exit(2) from None
 
 
@@ -113,7 +116,13 @@ def agent_run(config: AgentConfigOpt = DEFAULT_AGENT) -> None:
 
 
 def _run_agent(config: Path) -> None:
-    from ml_connector.agent.runner import EXIT_NOT_PAIRED, Agent, load_identity
+    from ml_connector.agent.runner import (
+        EXIT_NOT_PAIRED,
+        Agent,
+        TransportRefused,
+        check_control_plane_url,
+        load_identity,
+    )
     from ml_connector.core.redact import install_log_redaction
 
     logging.getLogger("ml_connector.agent").setLevel(logging.INFO)
@@ -123,8 +132,10 @@ def _run_agent(config: Path) -> None:
     if ident is None:
         raise _fail(f"this agent is not paired (no identity in {cfg.data_dir_path()}); run "
                     "`ml-connector agent pair --token T --control-plane URL`", EXIT_NOT_PAIRED)
-    if cfg.control_plane:
-        ident.control_plane = cfg.control_plane.rstrip("/")
+    try:  # before any request: https://, or http:// to loopback or with the explicit opt-in
+        ident.control_plane = check_control_plane_url(cfg.control_plane or ident.control_plane, cfg)
+    except TransportRefused as exc:
+        raise _fail(str(exc), 2) from None
     agent = Agent(cfg, ident)
     try:
         code = agent.run()
@@ -148,7 +159,7 @@ def agent_pair(token: str = typer.Option(..., help="One-time token from `ml-conn
                force: bool = typer.Option(False, help="Replace an existing identity.")) -> None:
     """Exchange a pairing token for an agent identity (Ed25519 key generated here)."""
     from ml_connector.agent.config import write_minimal_config
-    from ml_connector.agent.runner import pair
+    from ml_connector.agent.runner import TransportRefused, pair
 
     if not config.exists():
         if not control_plane:
@@ -160,7 +171,9 @@ def agent_pair(token: str = typer.Option(..., help="One-time token from `ml-conn
     if not url:
         raise _fail("no control plane URL: give --control-plane or set control_plane in agent.yaml", 2)
     try:
-        ident = pair(cfg, token, url, name=name, force=force, verify=cfg.tls_verify)
+        ident = pair(cfg, token, url, name=name, force=force)  # TLS as agent.yaml's tls_verify says
+    except TransportRefused as exc:
+        raise _fail(str(exc), 2) from None
     except RuntimeError as exc:
         raise _fail(str(exc)) from None
     console.print(f"paired: agent [bold]{ident.agent_id}[/bold] for site [bold]{ident.site}[/bold] "

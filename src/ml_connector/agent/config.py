@@ -3,7 +3,8 @@
     control_plane: https://cp.example.com     # the only place the agent connects to
     site: plant-1                              # informational; the pairing token decides the site
     data_dir: ./agent-data                     # identity, master key, local DB, audit log (0700)
-    tls_verify: true                           # or a CA bundle path
+    tls_verify: true                           # or the path of the CA bundle (PEM) that signed its certificate
+    allow_insecure_http: false                 # true: accept http:// to a non-loopback host (test networks only)
     poll:
       hold: 50s                                # long-poll hold asked of the control plane
       backoff_scale: 1.0                       # 15-30 s, then 30-60 s reconnect delays, times this
@@ -31,6 +32,7 @@ audited on both sides. Patterns like `BAPI_*` are allowed (fnmatch, case-insensi
 from __future__ import annotations
 
 import fnmatch
+import ssl
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -100,7 +102,10 @@ class AgentConfig(_Model):
     control_plane: str = ""
     site: str = ""
     data_dir: str = "./agent-data"
+    # true: the system's CA store; a path: that CA bundle (PEM file or directory) only; false: no check
     tls_verify: bool | str = True
+    # http:// is accepted for loopback hosts only, unless this is set (isolated test networks)
+    allow_insecure_http: bool = False
     poll: PollConfig = Field(default_factory=PollConfig)
     # A call envelope issued longer ago than this is refused unexecuted (replay protection
     # once its id has left the local store); calls are issued when they are handed out.
@@ -115,6 +120,20 @@ class AgentConfig(_Model):
     def data_dir_path(self) -> Path:
         p = Path(self.data_dir).expanduser()
         return p if p.is_absolute() else (self._dir / p).resolve()
+
+    def tls_ca_path(self) -> Path | None:
+        """tls_verify as a CA bundle path (relative to agent.yaml), or None for true/false."""
+        if isinstance(self.tls_verify, bool):
+            return None
+        p = Path(self.tls_verify).expanduser()
+        return p if p.is_absolute() else (self._dir / p).resolve()
+
+    def control_plane_verify(self) -> ssl.SSLContext | bool:
+        """What the HTTPS client to the control plane verifies against (pairing and polling alike)."""
+        ca = self.tls_ca_path()
+        if ca is None:
+            return bool(self.tls_verify)
+        return ssl.create_default_context(capath=str(ca)) if ca.is_dir() else ssl.create_default_context(cafile=str(ca))
 
 
 def load_agent_config(path: Path) -> AgentConfig:
@@ -133,6 +152,17 @@ def load_agent_config(path: Path) -> AgentConfig:
         lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise AgentConfigError("\n".join(lines)) from None
     cfg._dir = path.resolve().parent
+    ca = cfg.tls_ca_path()
+    if ca is not None:
+        if not ca.exists():
+            raise AgentConfigError(f"{path}: tls_verify: CA bundle not found: {ca} (true, false, or the path of the "
+                                   "PEM file of the CA that signed the control plane's certificate; relative to "
+                                   f"{path.name})")
+        try:
+            cfg.control_plane_verify()
+        except (ssl.SSLError, OSError) as exc:
+            raise AgentConfigError(f"{path}: tls_verify: cannot load the CA bundle {ca}: {exc} (PEM "
+                                   "certificates expected)") from None
     return cfg
 
 

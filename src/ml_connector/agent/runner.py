@@ -12,6 +12,7 @@ import os
 import platform
 import random
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -28,6 +30,7 @@ from ml_connector.agent import protocol as proto
 from ml_connector.agent.config import AgentConfig, check_allowed
 from ml_connector.agent.store import AuditFile, LocalStore
 from ml_connector.core.channel import ChannelFault, ChannelResponse
+from ml_connector.core.net import is_loopback_host
 from ml_connector.core.redact import redact
 
 log = logging.getLogger("ml_connector.agent")
@@ -45,6 +48,60 @@ CRASH_AFTER_STORE_ENV = "MLC_AGENT_TEST_CRASH_AFTER_STORE"
 
 class Retriable(Exception):
     pass
+
+
+class TransportRefused(RuntimeError):
+    """The control plane URL is not one the agent may talk to (checked before any request)."""
+
+
+def check_control_plane_url(url: str, cfg: AgentConfig) -> str:
+    """The URL without a trailing slash, if the agent may use it; else TransportRefused.
+
+    https:// always; http:// only to a loopback host, or with `allow_insecure_http: true`
+    (loudly logged): over plain HTTP anyone on the path reads the traffic and, at pairing,
+    can hand the agent their own key in place of the control plane's.
+    """
+    u = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(u)
+        host = parts.hostname or ""
+    except ValueError:
+        host, parts = "", urlsplit("")
+    if parts.scheme not in ("http", "https") or not host:
+        raise TransportRefused(f"control plane URL {url!r} is not a URL like https://cp.example.com")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        if not cfg.allow_insecure_http:
+            raise TransportRefused(
+                f"refusing the control plane URL {u}: plain http:// to {host}, which is not a loopback address, "
+                "would let anyone on the network path read the agent's requests and, at pairing, replace the "
+                "control plane's key with their own. Use https:// (with tls_verify: /path/to/ca.pem for a "
+                "private CA), or on an isolated test network set `allow_insecure_http: true` in agent.yaml")
+        log.warning("INSECURE: talking plain http:// to %s because agent.yaml sets allow_insecure_http: true; "
+                    "requests and the pairing can be read and altered on the network path. Use https:// "
+                    "outside isolated test networks", u)
+    if parts.scheme == "https" and cfg.tls_verify is False:
+        log.warning("INSECURE: tls_verify: false in agent.yaml, the control plane's certificate is not checked; "
+                    "set tls_verify to the CA bundle that signed it instead")
+    return u
+
+
+def transport_error(url: str, exc: BaseException) -> str:
+    """A message for a failed request; certificate failures say what to configure."""
+    seen: BaseException | None = exc
+    verify_message = None
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            verify_message = seen.verify_message or str(seen)
+            break
+        seen = seen.__cause__ or seen.__context__
+    if verify_message is None and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        verify_message = str(exc)
+    if verify_message is not None:
+        return (f"cannot verify the TLS certificate of the control plane at {url}: certificate verify failed "
+                f"({verify_message}). If its certificate is signed by a private CA or is self-signed, set "
+                "`tls_verify: /path/to/ca.pem` in agent.yaml to that CA's certificate (PEM), and check that "
+                "the URL's host name is one the certificate names")
+    return f"cannot reach the control plane at {url}: {type(exc).__name__}: {exc}"
 
 
 class NonRetriable(Exception):
@@ -95,7 +152,11 @@ def open_vault(data_dir: Path) -> Any:
 
 
 def pair(cfg: AgentConfig, token: str, control_plane: str, *, name: str = "", force: bool = False,
-         verify: bool | str = True) -> Identity:
+         verify: ssl.SSLContext | bool | None = None) -> Identity:
+    """Exchange `token` for an identity. `verify` defaults to the agent config's tls_verify."""
+    control_plane = check_control_plane_url(control_plane, cfg)  # before anything is sent or written
+    if verify is None:
+        verify = cfg.control_plane_verify()
     data_dir = cfg.data_dir_path()
     ensure_private_dir(data_dir)
     if (data_dir / IDENTITY_FILE).exists() and not force:
@@ -107,7 +168,7 @@ def pair(cfg: AgentConfig, token: str, control_plane: str, *, name: str = "", fo
     try:
         resp = httpx.post(control_plane.rstrip("/") + "/api/agent/pair", json=body, timeout=30, verify=verify)
     except httpx.HTTPError as exc:
-        raise RuntimeError(f"cannot reach the control plane at {control_plane}: {type(exc).__name__}: {exc}") from None
+        raise RuntimeError(transport_error(control_plane, exc)) from None
     if resp.status_code != 200:
         detail = _detail(resp)
         raise RuntimeError(f"pairing refused ({resp.status_code} {detail.get('error', '')}): "
@@ -135,7 +196,7 @@ def _detail(resp: httpx.Response) -> dict[str, Any]:
 class ControlPlaneClient:
     """Signed requests to the control plane."""
 
-    def __init__(self, ident: Identity, *, verify: bool | str = True, timeout: float = 30.0,
+    def __init__(self, ident: Identity, *, verify: ssl.SSLContext | bool = True, timeout: float = 30.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.ident = ident
         self.base = ident.control_plane
@@ -154,7 +215,7 @@ class ControlPlaneClient:
         try:
             resp = self._http.post(path, content=body, headers=headers, timeout=timeout or self.timeout)
         except httpx.HTTPError as exc:
-            raise Retriable(f"control plane unreachable: {type(exc).__name__}: {exc}") from None
+            raise Retriable(transport_error(self.base, exc)) from None
         detail = _detail(resp)
         server_time = detail.get("server_time")
         if isinstance(server_time, int | float):
@@ -185,7 +246,8 @@ class Agent:
         self._vault = vault
         self._handlers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = dict(handlers or {})
         self._handler_lock = threading.Lock()
-        self.client = ControlPlaneClient(ident, verify=cfg.tls_verify, timeout=float(cfg.poll.request_timeout))
+        self.client = ControlPlaneClient(ident, verify=cfg.control_plane_verify(),
+                                         timeout=float(cfg.poll.request_timeout))
         self.pool = ThreadPoolExecutor(max_workers=cfg.poll.max_concurrent, thread_name_prefix="agent-call")
         self.busy: set[str] = set()
         self._busy_cond = threading.Condition()

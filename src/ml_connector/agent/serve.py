@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
-    from ml_connector.config import load_config
+    from ml_connector.config import ConfigError, load_config
     from ml_connector.core.redact import install_log_redaction
     from ml_connector.core.runtime import Runtime
-    from ml_connector.server.app import create_app
+    from ml_connector.server.listen import plan, serve
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("-c", "--config", type=Path, default=Path("ml-connector.yaml"))
@@ -25,11 +24,14 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
-    cfg = load_config(args.config)
-    rt = Runtime(cfg, args.config.resolve())
-    port = args.port or cfg.server.port
-    print(f"control plane listening on http://{cfg.server.host}:{port}", flush=True)
-    uvicorn.run(create_app(rt), host=cfg.server.host, port=port, log_level="warning")
+    try:
+        cfg = load_config(args.config)
+        rt = Runtime(cfg, args.config.resolve())
+        listener = plan(rt, args.port)
+    except ConfigError as exc:
+        print(f"configuration error\n{exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    serve(rt, listener)  # prints "control plane listening on http(s)://host:port"
 
 
 if __name__ == "__main__":

@@ -60,7 +60,9 @@ def _http(exc: AuthError) -> HTTPException:
     return HTTPException(exc.status, detail=exc.body())
 
 
-def agent_router(rt: Any, service: AgentService | None = None) -> APIRouter:
+def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] | None = None) -> APIRouter:
+    """`admin`: the dependencies that authenticate operators (for `/api/agents`); the agents'
+    own endpoints take no admin token, only their signature."""
     svc = service or AgentService(rt.db, rt.vault)
     svc.start_sweeper()
     router = APIRouter()
@@ -141,7 +143,7 @@ def agent_router(rt: Any, service: AgentService | None = None) -> APIRouter:
         svc.report(ident, req.event, req.detail)
         return {"recorded": True, "server_time": time.time()}
 
-    @router.get("/api/agents")
+    @router.get("/api/agents", dependencies=admin or [])
     def agents() -> list[dict[str, Any]]:
         return svc.list_agents()
 

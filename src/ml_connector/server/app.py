@@ -1,11 +1,16 @@
-"""The control plane's HTTP API: health, flows, runs, failures, replay (OpenAPI at /openapi.json)."""
+"""The control plane's HTTP API: health, flows, runs, failures, replay (OpenAPI at /openapi.json).
+
+Two kinds of callers share the listener: operators (the JSON API, bearer token, see
+server/api_auth.py) and agents (`/api/agent/*`, Ed25519-signed requests). `/health`
+is open.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -80,8 +85,16 @@ def _schedule_text(f: Any) -> str | None:
 
 
 def create_app(rt: Runtime) -> FastAPI:
+    from ml_connector.server.api_auth import admin_guard
+
     api = FastAPI(title="ml-connector control plane", version=__version__,
-                  description="Flows, runs, failures and replay of ml-connector.")
+                  description="Flows, runs, failures and replay of ml-connector. The operators' endpoints "
+                              "need `Authorization: Bearer <token>` (`ml-connector api-tokens create NAME`) "
+                              "unless the server is bound to loopback only; the agents' endpoints "
+                              "(/api/agent/*) are authenticated by the agent's signature instead.")
+    # Every operator endpoint hangs off this router, so none can be added without the guard.
+    admin_dep = [Depends(admin_guard(rt.db, rt.config.server))]
+    admin = APIRouter(dependencies=admin_dep)
 
     @api.get("/health", response_model=Health)
     def health() -> Health:
@@ -89,12 +102,12 @@ def create_app(rt: Runtime) -> FastAPI:
             s.execute(select(1))
         return Health(status="ok", version=__version__, database=rt.db.dialect)
 
-    @api.get("/api/flows", response_model=list[FlowInfo])
+    @admin.get("/api/flows", response_model=list[FlowInfo])
     def flows() -> list[FlowInfo]:
         return [FlowInfo(name=n, pair=f.pair, source=f.source, target=f.target, streams=list(f.streams),
                          schedule=_schedule_text(f)) for n, f in rt.config.flows.items()]
 
-    @api.post("/api/flows/{flow}/sync", response_model=SyncStarted, status_code=202)
+    @admin.post("/api/flows/{flow}/sync", response_model=SyncStarted, status_code=202)
     def start_sync(flow: str, req: SyncRequest) -> SyncStarted:
         from ml_connector.core import engine
 
@@ -106,7 +119,7 @@ def create_app(rt: Runtime) -> FastAPI:
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
 
-    @api.get("/api/runs", response_model=list[RunInfo])
+    @admin.get("/api/runs", response_model=list[RunInfo])
     def runs(limit: int = 50, flow: str | None = None) -> list[RunInfo]:
         with rt.db.session() as s:
             q = select(RunRow).order_by(RunRow.started_at.desc()).limit(min(limit, 500))
@@ -114,7 +127,7 @@ def create_app(rt: Runtime) -> FastAPI:
                 q = q.where(RunRow.flow == flow)
             return [_run(r) for r in s.scalars(q)]
 
-    @api.get("/api/runs/{run_id}", response_model=RunInfo)
+    @admin.get("/api/runs/{run_id}", response_model=RunInfo)
     def run(run_id: str) -> RunInfo:
         with rt.db.session() as s:
             r = s.get(RunRow, run_id)
@@ -122,7 +135,7 @@ def create_app(rt: Runtime) -> FastAPI:
                 raise HTTPException(404, f"no run {run_id!r}")
             return _run(r)
 
-    @api.get("/api/failures", response_model=list[FailureInfo])
+    @admin.get("/api/failures", response_model=list[FailureInfo])
     def failures(flow: str | None = None) -> list[FailureInfo]:
         with rt.db.session() as s:
             return [FailureInfo(id=r.id, flow=r.flow, stream=r.stream, record=r.source_key, op=r.op,
@@ -130,7 +143,7 @@ def create_app(rt: Runtime) -> FastAPI:
                                 error=redact(r.last_error) if r.last_error else None)
                     for r in outbox.failures(s, flow=flow)]
 
-    @api.post("/api/replay", response_model=ReplayResult)
+    @admin.post("/api/replay", response_model=ReplayResult)
     def replay(req: ReplayRequest) -> ReplayResult:
         from ml_connector.core import engine
 
@@ -142,12 +155,14 @@ def create_app(rt: Runtime) -> FastAPI:
             return ReplayResult(replayed=0, outcome={})
         return ReplayResult(replayed=len(ids), outcome=engine.replay(ids))
 
+    api.include_router(admin)
     idoc = getattr(rt.config.server, "idoc", None)
     if idoc is not None:
         api.include_router(_idoc_router(rt, idoc))
 
     from ml_connector.server.agent_api import agent_router
-    api.include_router(agent_router(rt))  # the remote agent's API (/api/agent/*, /api/agents)
+    # the remote agent's API (/api/agent/*, signed) and the operators' /api/agents (admin_dep)
+    api.include_router(agent_router(rt, admin=admin_dep))
     return api
 
 

@@ -1,0 +1,77 @@
+"""CLI: `ml-connector api-tokens …`, the operators' tokens for the control plane's JSON API."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+api_tokens_app = typer.Typer(no_args_is_help=True,
+                             help="Bearer tokens for the operators' HTTP API (stored hashed; shown once).")
+console = Console()
+err = Console(stderr=True)
+
+CpConfig = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_CONFIG", help="Control plane configuration.")]
+DEFAULT_CP = Path("ml-connector.yaml")
+
+
+def _db(config: Path) -> Any:
+    from ml_connector.cli import _runtime
+
+    return _runtime(config).db
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@api_tokens_app.command("create")
+def create(name: str, config: CpConfig = DEFAULT_CP) -> None:
+    """Create a token; it is printed once (standard output) and only its hash is kept."""
+    from ml_connector.server.api_auth import ApiTokenError, create_token
+
+    try:
+        token_id, token = create_token(_db(config), name)
+    except ApiTokenError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+    err.print(f"API token {token_id} ({name}); it cannot be shown again. "
+              "Send it as `Authorization: Bearer <token>`:", highlight=False, markup=False)
+    print(token, flush=True)
+
+
+@api_tokens_app.command("list")
+def list_(config: CpConfig = DEFAULT_CP, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The tokens (id, name, state, created, last used); never their values."""
+    from ml_connector.server.api_auth import list_tokens
+
+    rows = list_tokens(_db(config))
+    if as_json:
+        print(json.dumps(rows))
+        return
+    t = Table("id", "name", "state", "created", "last used", "revoked")
+    for r in rows:
+        t.add_row(r["id"], r["name"], r["state"], _when(r["created_at"]), _when(r["last_used_at"]),
+                  _when(r["revoked_at"]))
+    console.print(t)
+
+
+@api_tokens_app.command("revoke")
+def revoke(id_or_name: str, config: CpConfig = DEFAULT_CP) -> None:
+    """Revoke a token by id (or the active token of that name); refused from the next request on."""
+    from ml_connector.server.api_auth import revoke_token
+
+    ids = revoke_token(_db(config), id_or_name)
+    if not ids:
+        err.print(f"error: no active API token with id or name {id_or_name!r}", highlight=False, markup=False)
+        raise typer.Exit(1)
+    console.print(f"revoked API token(s) {', '.join(ids)}", highlight=False)
+
+
+def register_commands(app: typer.Typer) -> None:
+    app.add_typer(api_tokens_app, name="api-tokens")
