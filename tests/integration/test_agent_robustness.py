@@ -148,7 +148,7 @@ def test_agent_unknown_to_the_control_plane_exits_4(env: Env, tmp_path: Path) ->
     other.start()
     assert other.proc is not None
     assert other.proc.wait(30) == 4
-    text = other.log.read_text()
+    text = " ".join(other.log.read_text().split())  # rich wraps the message at the console width
     assert f"agent {other.agent_id} is not known to the control plane (unknown_agent)" in text
     assert "pair again" in text
     assert any(e["event"] == "agent.stopped" and e["reason"] == "unknown_agent" for e in other.audit())
