@@ -174,7 +174,10 @@ def run(config: ConfigOpt = DEFAULT_CONFIG,
         worker_id: str | None = typer.Option(None, envvar="MLC_WORKER_ID",
                                              help="Stable worker id (Postgres scale-out)."),
         no_server: bool = typer.Option(False, help="Only the worker, no HTTP server.")) -> None:
-    """Start the worker (schedules and queues) and the HTTP server."""
+    """Start the worker (schedules and queues) and the HTTP server.
+
+    On SQLite only one process may be the worker of a database: a second `run` exits
+    with an error naming the lock file and the pid holding it."""
     from ml_connector.config import ConfigError
     from ml_connector.core import engine
     from ml_connector.server import listen
@@ -188,7 +191,11 @@ def run(config: ConfigOpt = DEFAULT_CONFIG,
             err.print("[red]configuration error[/red]", highlight=False)
             err.print(str(exc), highlight=False, markup=False)
             raise typer.Exit(2) from None
-    engine.start(rt, executor_id=worker_id, schedules=True)
+    try:
+        engine.start(rt, executor_id=worker_id, schedules=True, role="run")
+    except engine.WorkerBusy as exc:
+        rt.close()
+        raise _fail(str(exc)) from None
     console.print(f"worker {worker_id or engine.default_executor_id(rt.database_url)} started; "
                   f"database {rt.db.engine.url.render_as_string(hide_password=True)}")
     try:
@@ -219,7 +226,10 @@ def sync(flow: str, config: ConfigOpt = DEFAULT_CONFIG,
          full: bool = typer.Option(False, "--full", help="Re-read everything, not only changes."),
          dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be written; write nothing."),
          ) -> None:
-    """Run one sync now, with a progress bar and a summary."""
+    """Run one sync now, with a progress bar and a summary.
+
+    On SQLite, when a worker (`run`) is running on the database, it does the sync and
+    this command follows it; otherwise the sync runs in this process."""
     from ml_connector.core import engine
 
     rt = _runtime(config)
@@ -241,7 +251,7 @@ def sync(flow: str, config: ConfigOpt = DEFAULT_CONFIG,
         console.print(f"{n} write(s) would be made; nothing was written.")
         rt.close()
         return
-    engine.start(rt)
+    _connect(rt, "sync")
     try:
         exit_code = sync_with_progress(rt, flow, streams, full=full)
     finally:
@@ -249,6 +259,16 @@ def sync(flow: str, config: ConfigOpt = DEFAULT_CONFIG,
         rt.close()
     if exit_code:
         raise typer.Exit(exit_code)
+
+
+def _connect(rt: Any, role: str) -> None:
+    """Run here, or hand the work to the worker already running on this SQLite database."""
+    from ml_connector.core import engine
+
+    mode = engine.connect(rt, role=role)
+    if mode.startswith("worker:"):
+        err.print(f"a worker (pid {mode.split(':', 1)[1]}) is running on this database: "
+                  "it does the work; following it from here", highlight=False)
 
 
 def sync_with_progress(rt: Any, flow: str, streams: list[str], *, full: bool = False,
@@ -351,7 +371,9 @@ def replay(ids: Annotated[list[int] | None, typer.Argument(help="Outbox ids (see
            config: ConfigOpt = DEFAULT_CONFIG,
            all_failed: bool = typer.Option(False, "--all", help="Every failed or uncertain record."),
            flow: str | None = typer.Option(None, help="With --all: only this flow.")) -> None:
-    """Retry selected failed records safely (uncertain ones are looked up in the target first)."""
+    """Retry selected failed records safely (uncertain ones are looked up in the target first).
+
+    Done by the running worker if there is one on this SQLite database, else here."""
     from ml_connector.core import engine, outbox
 
     rt = _runtime(config)
@@ -362,9 +384,11 @@ def replay(ids: Annotated[list[int] | None, typer.Argument(help="Outbox ids (see
         console.print("nothing to replay")
         rt.close()
         return
-    engine.start(rt)
+    _connect(rt, "replay")
     try:
         tally = engine.replay(list(ids))
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
     finally:
         engine.shutdown()
         rt.close()
@@ -391,7 +415,7 @@ def runs(config: ConfigOpt = DEFAULT_CONFIG, limit: int = 20) -> None:
 @mappings_app.command("set")
 def mappings_set(flow: str, table: str, source_value: str, target_value: str,
                  config: ConfigOpt = DEFAULT_CONFIG) -> None:
-    """Set a mapping; records parked on it are resumed."""
+    """Set a mapping; records parked on it are resumed (by the running worker if any)."""
     from ml_connector.core import engine, mapping
 
     rt = _runtime(config)
@@ -399,9 +423,12 @@ def mappings_set(flow: str, table: str, source_value: str, target_value: str,
         waiting = mapping.put(s, flow, table, source_value, target_value)
     console.print(f"mapping {table}: {source_value} → {target_value} set")
     if waiting:
-        engine.start(rt)
+        _connect(rt, "mappings set")
         try:
             tally = engine.replay(waiting)
+        except RuntimeError as exc:
+            rt.close()
+            raise _fail(str(exc)) from None
         finally:
             engine.shutdown()
         console.print(f"resumed {len(waiting)} parked record(s): {tally}")

@@ -96,7 +96,7 @@ def run_demo(workdir: Path, *, vendors: int = 3000, console: Console | None = No
         rt.vault.set("ramp_client_secret", ramp["client_secret"])
         server, agent = _start_agent(rt, workdir, sap)
         console.print(f"on-prem agent    paired with the control plane at {server.url}, long-polling for SAP calls")
-        engine.start(rt)
+        engine.start(rt, role="demo")
         try:
             code = sync_with_progress(rt, FLOW, list(rt.config.flows[FLOW].streams), out=console)
         finally:

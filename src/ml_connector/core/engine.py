@@ -12,6 +12,11 @@ How a record travels (see shared architecture.md):
    so reads of the next page overlap with writes of this one.
 4. At the end, batches left open by a crash are swept and delivered, and the
    run's counts are computed from the outbox.
+
+Who runs DBOS: on SQLite one process per database, the holder of its worker lock
+(`start`, `connect`); a command started beside it enqueues its workflow through the
+DBOS client with the same deterministic ID and follows it (`connect` in client mode).
+On Postgres every process launches DBOS with its own executor id.
 """
 
 from __future__ import annotations
@@ -23,27 +28,38 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from dbos import DBOS, Queue, SetEnqueueOptions, SetWorkflowID
+from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, SetEnqueueOptions, SetWorkflowID
 from sqlalchemy import func, select, update
 
 from ml_connector import __version__
-from ml_connector.core import audit, ledger, outbox
-from ml_connector.core.db import dbos_url, is_sqlite
+from ml_connector.core import audit, ledger, outbox, worker_lock
+from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, Stream
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
 from ml_connector.core.redact import install_log_redaction, redact
 from ml_connector.core.runtime import Runtime
+from ml_connector.core.worker_lock import WorkerBusy, WorkerLock
 
 log = logging.getLogger(__name__)
 
+APP_NAME = "ml-connector"
 SYNC_QUEUE = "mlc-sync"
+REPLAY_QUEUE = "mlc-replay"
+# Registered workflow names: a client process enqueues by name (it runs no workflow code).
+SYNC_WORKFLOW = "mlc.sync"
+REPLAY_WORKFLOW = "mlc.replay"
+WORKER_READY_TIMEOUT = 60.0  # seconds a command waits for a worker that is still launching
 MAX_PAGES_AHEAD = 2  # staged pages whose delivery has not finished, per run
 _RT: Runtime | None = None
 _QUEUES: dict[str, Queue] = {}
 _polling_interval = 0.2
 _launched = False
+_LOCKS: dict[Path, WorkerLock] = {}
+_CLIENT: DBOSClient | None = None  # set when another process is this database's worker
+_client_role = ""
 
 
 def runtime() -> Runtime:
@@ -53,22 +69,72 @@ def runtime() -> Runtime:
 
 
 def default_executor_id(database_url: str) -> str:
-    # SQLite is one process: a stable id lets a restarted process recover its runs.
+    # SQLite has one worker process (see worker_lock): a stable id lets a restarted worker recover its runs.
     if is_sqlite(database_url):
         return "local"
     return os.environ.get("MLC_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def start(rt: Runtime, *, executor_id: str | None = None, schedules: bool = False,
-          polling_interval: float | None = None) -> None:
-    """Configure and launch DBOS in this process, register queues (and schedules)."""
+          polling_interval: float | None = None, role: str = "run") -> None:
+    """Launch DBOS in this process as the database's worker; register queues (and schedules).
+
+    On SQLite this takes the database's worker lock first and raises `WorkerBusy`
+    (naming the lock file and the holder's pid) when another process holds it.
+    """
+    lock = _worker_lock(rt)
+    if lock is not None and not lock.try_acquire(role):
+        raise WorkerBusy(lock.path, lock.holder())
+    _launch(rt, executor_id=executor_id, schedules=schedules, polling_interval=polling_interval)
+
+
+def connect(rt: Runtime, *, role: str) -> str:
+    """Get ready to run work for a one-off command (`sync`, `replay`, `mappings set`).
+
+    Returns "executor" when this process launched DBOS itself (Postgres always; SQLite
+    when no worker holds the database's lock, which this process then takes), or
+    "worker:<pid>" when a worker already runs on this SQLite database: then no executor
+    is launched here, and `start_sync`/`replay` enqueue the work for that worker
+    through the DBOS client and `wait` follows it from here.
+    """
+    global _RT, _CLIENT, _client_role
+    lock = _worker_lock(rt)
+    deadline = time.monotonic() + WORKER_READY_TIMEOUT
+    while True:
+        if lock is None or lock.try_acquire(role):
+            _launch(rt)
+            return "executor"
+        holder = lock.holder()
+        # A worker that has just taken the lock may still be creating DBOS's tables.
+        if holder.ready or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    _RT = rt
+    _client_role = role
+    _CLIENT = DBOSClient(system_database_url=dbos_url(rt.database_url), application_name=APP_NAME)
+    return f"worker:{holder.pid if holder.pid is not None else 'unknown'}"
+
+
+def _worker_lock(rt: Runtime) -> WorkerLock | None:
+    path = worker_lock.lock_path(rt.database_url)
+    if path is None:
+        return None
+    # Held until the process ends (a workflow thread may outlive DBOS.destroy); a process
+    # that starts the engine again on the same database keeps using its lock.
+    if path not in _LOCKS:
+        _LOCKS[path] = WorkerLock(path)
+    return _LOCKS[path]
+
+
+def _launch(rt: Runtime, *, executor_id: str | None = None, schedules: bool = False,
+            polling_interval: float | None = None) -> None:
     global _RT, _polling_interval, _launched
     _RT = rt
     eng = getattr(rt.config, "engine", None)
     _polling_interval = polling_interval or float(getattr(eng, "queue_polling_interval", 0.2) or 0.2)
     exec_id = executor_id or getattr(eng, "executor_id", None) or default_executor_id(rt.database_url)
     DBOS(config={
-        "name": "ml-connector",
+        "name": APP_NAME,
         "system_database_url": dbos_url(rt.database_url),
         "application_version": __version__,
         "executor_id": exec_id,
@@ -84,13 +150,37 @@ def start(rt: Runtime, *, executor_id: str | None = None, schedules: bool = Fals
         apply_schedules(rt)
     if not is_sqlite(rt.database_url):
         _start_watchdog(rt, exec_id)
+    lock = _worker_lock(rt)
+    if lock is not None:
+        lock.mark_ready()
+
+
+def _take_over() -> bool:
+    """Client mode: if the worker has gone (its lock is free), become the worker here.
+
+    Launching DBOS with the stable executor id recovers what the worker left pending and
+    dequeues what it never started, so the command being waited for still completes.
+    """
+    global _CLIENT
+    rt = runtime()
+    lock = _worker_lock(rt)
+    if _CLIENT is None or lock is None or not lock.try_acquire(_client_role):
+        return False
+    _CLIENT.destroy()
+    _CLIENT = None
+    log.warning("the worker on %s has stopped: this process runs the remaining work", lock.path.parent)
+    _launch(rt)
+    return True
 
 
 def shutdown() -> None:
-    global _RT, _launched
+    global _RT, _launched, _CLIENT
     _watchdog_stop.set()
     if _launched:
         DBOS.destroy(destroy_registry=False)
+    if _CLIENT is not None:
+        _CLIENT.destroy()
+        _CLIENT = None
     _launched = False
     _QUEUES.clear()
     _RT = None
@@ -161,6 +251,8 @@ def _register_queues(rt: Runtime) -> None:
     _QUEUES[SYNC_QUEUE] = DBOS.register_queue(
         SYNC_QUEUE, partition_concurrency=1, polling_interval_sec=_polling_interval,
         on_conflict="always_update")
+    _QUEUES[REPLAY_QUEUE] = DBOS.register_queue(
+        REPLAY_QUEUE, polling_interval_sec=_polling_interval, on_conflict="always_update")
     for name in rt.config.connections:
         target_queue(name)
 
@@ -185,7 +277,7 @@ def target_queue(connection: str) -> Queue:
 # --------------------------------------------------------------------------- workflows
 
 
-@DBOS.workflow(name="mlc.sync")
+@DBOS.workflow(name=SYNC_WORKFLOW)
 def sync_workflow(flow: str, stream: str, mode: str) -> dict[str, Any]:
     run_id = DBOS.workflow_id or ""
     try:
@@ -225,7 +317,7 @@ def deliver_workflow(flow: str, stream: str, run_id: str, batch: int) -> dict[st
     return _deliver_step(flow, stream, run_id, batch)
 
 
-@DBOS.workflow(name="mlc.replay")
+@DBOS.workflow(name=REPLAY_WORKFLOW)
 def replay_workflow(ids: list[int]) -> dict[str, int]:
     return _replay_step(ids)
 
@@ -268,7 +360,9 @@ def _begin_step(flow: str, stream: str, mode: str, run_id: str) -> None:
         if sess.get(RunRow, run_id) is None:
             sess.add(RunRow(run_id=run_id, flow=flow, stream=stream, mode=mode, status="running",
                             counts={"read": 0, "unchanged": 0, "parked": 0, "staged": 0}))
-        audit.record(sess, "run.started", flow=flow, stream=stream, run_id=run_id, detail={"mode": mode})
+        # Which process ran it: on SQLite one worker per database, so this names that worker.
+        audit.record(sess, "run.started", flow=flow, stream=stream, run_id=run_id,
+                     detail={"mode": mode, "host": socket.gethostname(), "pid": os.getpid()})
         parked_ids = list(sess.scalars(select(OutboxRow.id).where(
             OutboxRow.flow == flow, OutboxRow.stream == stream, OutboxRow.state == "parked")))
     if parked_ids:
@@ -276,8 +370,22 @@ def _begin_step(flow: str, stream: str, mode: str, run_id: str) -> None:
         # can be mapped now join this run (batch 0, delivered by the final sweep).
         _remap_parked(ctx, s, parked_ids, {})
         with rt.db.session() as sess:
-            sess.execute(update(OutboxRow).where(OutboxRow.id.in_(parked_ids), OutboxRow.state == "pending")
-                         .values(run_id=run_id, batch=0))
+            _adopt_resumed(sess, parked_ids, run_id)
+
+
+def _adopt_resumed(sess: Any, ids: list[int], run_id: str) -> None:
+    """Entries of `ids` that a remap made pending join run `run_id` (batch 0)."""
+    for chunk in in_chunks(sorted(ids)):
+        sess.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk), OutboxRow.state == "pending")
+                     .values(run_id=run_id, batch=0))
+
+
+def _outbox_rows(sess: Any, ids: list[int], *where: Any) -> list[OutboxRow]:
+    """Outbox rows by id, in bounded `IN` lists (SQLite's variable limit; few statement shapes)."""
+    rows: list[OutboxRow] = []
+    for chunk in in_chunks(sorted(set(ids))):
+        rows.extend(sess.scalars(select(OutboxRow).where(OutboxRow.id.in_(chunk), *where)))
+    return rows
 
 
 @DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=1.0, backoff_rate=2.0)
@@ -444,7 +552,7 @@ def _run_counts(sess: Any, run_id: str) -> dict[str, int]:
 def _replay_step(ids: list[int]) -> dict[str, int]:
     rt = runtime()
     with rt.db.session() as sess:
-        rows = list(sess.scalars(select(OutboxRow).where(OutboxRow.id.in_(ids))))
+        rows = _outbox_rows(sess, ids)
         groups: dict[tuple[str, str, str], list[int]] = {}
         for r in rows:
             if r.state in ("failed", "uncertain", "parked", "in_flight"):
@@ -471,8 +579,8 @@ def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, i
     SQLite a second writer would wait for ours); the results are stored in one.
     """
     with ctx.runtime.db.session() as sess:
-        parked = [(r.id, r.source_key, dict(r.payload)) for r in sess.scalars(
-            select(OutboxRow).where(OutboxRow.id.in_(ids), OutboxRow.state == "parked"))]
+        parked = [(r.id, r.source_key, dict(r.payload))
+                  for r in _outbox_rows(sess, ids, OutboxRow.state == "parked")]
     mapped = [(eid, key, s.map(ctx, key, payload)) for eid, key, payload in parked]
     with ctx.runtime.db.session() as sess:
         for eid, key, m in mapped:
@@ -514,32 +622,66 @@ def start_sync(flow: str, stream: str, *, full: bool = False, run_id: str | None
     rt.flow(flow).stream(stream)  # validate names before anything is queued
     mode = "full" if full else "incremental"
     wid = run_id or run_id_for(rt, flow, stream, mode)
-    with SetWorkflowID(wid), SetEnqueueOptions(queue_partition_key=f"{flow}:{stream}"):
-        _QUEUES[SYNC_QUEUE].enqueue(sync_workflow, flow, stream, mode)
+    _enqueue(SYNC_QUEUE, SYNC_WORKFLOW, wid, flow, stream, mode, partition_key=f"{flow}:{stream}")
     return wid
+
+
+def _enqueue(queue: str, workflow: str, wid: str, *args: Any, partition_key: str | None = None) -> None:
+    """Enqueue a workflow under a deterministic ID: here, or for the worker (client mode).
+
+    An ID already in use attaches to that workflow (DBOS's default), so a duplicated
+    trigger is the same run whichever process sent it.
+    """
+    if _CLIENT is not None:
+        opts: EnqueueOptions = {"queue_name": queue, "workflow_name": workflow, "workflow_id": wid,
+                                "app_version": __version__, "application_name": APP_NAME}
+        if partition_key:
+            opts["queue_partition_key"] = partition_key
+        _CLIENT.enqueue(opts, *args)
+        return
+    with SetWorkflowID(wid), SetEnqueueOptions(queue_partition_key=partition_key):
+        if workflow == SYNC_WORKFLOW:
+            _QUEUES[queue].enqueue(sync_workflow, *args)
+        else:
+            _QUEUES[queue].enqueue(replay_workflow, *args)
+
+
+def _handle(wid: str) -> Any:
+    return _CLIENT.retrieve_workflow(wid) if _CLIENT is not None else DBOS.retrieve_workflow(wid)
 
 
 def wait(run_id: str, *, poll: float = 0.2, on_progress: Callable[[dict[str, Any]], None] | None = None,
          timeout: float | None = None) -> dict[str, Any]:
-    """Wait for a run, reporting progress from the run's counts."""
+    """Wait for a run, reporting progress from the run's counts (domain tables, so it
+    works the same whether this process or the worker runs it)."""
+    return dict(_await(run_id, poll=poll, timeout=timeout,
+                       on_poll=(lambda: on_progress(progress(run_id))) if on_progress else None))
+
+
+def _await(wid: str, *, poll: float = 0.2, timeout: float | None = None,
+           on_poll: Callable[[], None] | None = None) -> Any:
+    """The workflow's result once it has ended; RuntimeError if it did not succeed."""
     deadline = time.monotonic() + timeout if timeout else None
-    handle: Any = DBOS.retrieve_workflow(run_id)
+    handle: Any = _handle(wid)
     while True:
         st = handle.get_status()
-        if on_progress:
-            on_progress(progress(run_id))
+        if on_poll:
+            on_poll()
         if st.status in ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
             break
         if deadline and time.monotonic() > deadline:
-            raise TimeoutError(f"run {run_id} still {st.status} after {timeout}s")
+            raise TimeoutError(f"run {wid} still {st.status} after {timeout}s")
+        if _CLIENT is not None and _take_over():
+            handle = _handle(wid)
+            continue
         time.sleep(poll)
     if st.status != "SUCCESS":
         try:
             handle.get_result()
         except Exception as exc:
-            raise RuntimeError(f"run {run_id} ended {st.status}: {exc}") from exc
-        raise RuntimeError(f"run {run_id} ended {st.status}")
-    return dict(handle.get_result())
+            raise RuntimeError(f"run {wid} ended {st.status}: {exc}") from exc
+        raise RuntimeError(f"run {wid} ended {st.status}")
+    return handle.get_result()
 
 
 def progress(run_id: str) -> dict[str, Any]:
@@ -555,9 +697,10 @@ def progress(run_id: str) -> dict[str, Any]:
 
 
 def replay(ids: list[int]) -> dict[str, int]:
+    """Replay outbox entries (in this process, or by the worker when one runs) and wait for it."""
     wid = f"replay:{min(ids)}-{max(ids)}:{len(ids)}:{int(time.time())}"
-    with SetWorkflowID(wid):
-        return DBOS.start_workflow(replay_workflow, ids).get_result()
+    _enqueue(REPLAY_QUEUE, REPLAY_WORKFLOW, wid, ids)
+    return dict(_await(wid))
 
 
 def apply_schedules(rt: Runtime) -> None:
