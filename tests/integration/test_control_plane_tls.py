@@ -209,6 +209,26 @@ def test_default_verification_refuses_a_private_ca_at_pairing(env: TlsEnv) -> No
     assert not (agent.dir / "data" / "identity.json").exists()
 
 
+def test_pairing_can_pin_the_control_plane_key(env: TlsEnv) -> None:
+    def issue() -> tuple[str, str]:
+        out = _cp_cli(env.cp, "agents", "issue-token", "--site", "plant1", "--ttl", "5m")
+        assert out.returncode == 0, out.stderr
+        fingerprint = next(w for w in out.stderr.split() if w.startswith("SHA256:"))
+        return out.stdout.strip().splitlines()[-1], fingerprint
+
+    token, fingerprint = issue()
+    agent = env.agent("agent-pinned")
+    _set_agent_config(agent, tls_verify=str(env.pki["ca"]))
+    wrong = "SHA256:" + "0" * 64
+    out = agent.cli("pair", "--token", token, "--control-plane", env.cp.url, "--control-plane-key", wrong,
+                    check=False)
+    assert out.returncode == 1 and f"presented key {fingerprint}, not the expected {wrong}" in out.stderr
+    assert not (agent.dir / "data" / "identity.json").exists()
+    token, fingerprint = issue()
+    out = agent.cli("pair", "--token", token, "--control-plane", env.cp.url, "--control-plane-key", fingerprint)
+    assert (agent.dir / "data" / "identity.json").exists()
+
+
 def test_missing_ca_bundle_is_named(env: TlsEnv) -> None:
     agent = env.agent("agent-missing-ca")
     _set_agent_config(agent, tls_verify="nope/ca.pem")

@@ -59,9 +59,14 @@ def issue_token(config: CpConfig = DEFAULT_CP,
         seconds = parse_duration(ttl)
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
-    token = _service(config).issue_token(site, seconds)
+    from ml_connector.agent.runner import key_fingerprint
+
+    svc = _service(config)
+    token = svc.issue_token(site, seconds)
     err.print(f"pairing token for site [bold]{site}[/bold], valid {ttl}, usable once:")
     print(token, flush=True)
+    err.print(f"control plane key {key_fingerprint(svc.control_public_key())} (pin it: ml-connector agent pair "
+              "--control-plane-key ...)", highlight=False, markup=False, soft_wrap=True)
 
 
 @agents_app.command("list")
@@ -156,7 +161,10 @@ def agent_pair(token: str = typer.Option(..., help="One-time token from `ml-conn
                control_plane: str = typer.Option("", help="Control plane URL (default: from agent.yaml)."),
                config: AgentConfigOpt = DEFAULT_AGENT,
                name: str = typer.Option("", help="A name for this agent (default: host name)."),
-               force: bool = typer.Option(False, help="Replace an existing identity.")) -> None:
+               force: bool = typer.Option(False, help="Replace an existing identity."),
+               control_plane_key: str = typer.Option(
+                   "", help="Expected fingerprint of the control plane's key (SHA256:…, printed by "
+                            "`ml-connector agents issue-token`); pairing is refused if the answer differs.")) -> None:
     """Exchange a pairing token for an agent identity (Ed25519 key generated here)."""
     from ml_connector.agent.config import write_minimal_config
     from ml_connector.agent.runner import TransportRefused, pair
@@ -171,7 +179,8 @@ def agent_pair(token: str = typer.Option(..., help="One-time token from `ml-conn
     if not url:
         raise _fail("no control plane URL: give --control-plane or set control_plane in agent.yaml", 2)
     try:
-        ident = pair(cfg, token, url, name=name, force=force)  # TLS as agent.yaml's tls_verify says
+        ident = pair(cfg, token, url, name=name, force=force,  # TLS as agent.yaml's tls_verify says
+                     expect_key=control_plane_key)
     except TransportRefused as exc:
         raise _fail(str(exc), 2) from None
     except RuntimeError as exc:

@@ -6,6 +6,8 @@ it opens no listening socket.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -85,6 +87,16 @@ def check_control_plane_url(url: str, cfg: AgentConfig) -> str:
     return u
 
 
+def key_fingerprint(public_key: str) -> str:
+    """`SHA256:<hex>` of the control plane's public key, as `agents issue-token` prints it."""
+    return "SHA256:" + hashlib.sha256(public_key.strip().encode("ascii")).hexdigest()
+
+
+def _fingerprint_text(value: str) -> str:
+    v = value.strip().replace(" ", "")
+    return "SHA256:" + (v[len("sha256:"):] if v.lower().startswith("sha256:") else v).lower()
+
+
 def transport_error(url: str, exc: BaseException) -> str:
     """A message for a failed request; certificate failures say what to configure."""
     seen: BaseException | None = exc
@@ -152,8 +164,11 @@ def open_vault(data_dir: Path) -> Any:
 
 
 def pair(cfg: AgentConfig, token: str, control_plane: str, *, name: str = "", force: bool = False,
-         verify: ssl.SSLContext | bool | None = None) -> Identity:
-    """Exchange `token` for an identity. `verify` defaults to the agent config's tls_verify."""
+         verify: ssl.SSLContext | bool | None = None, expect_key: str = "") -> Identity:
+    """Exchange `token` for an identity. `verify` defaults to the agent config's tls_verify.
+
+    `expect_key`: the fingerprint `agents issue-token` printed; the control plane's key in
+    the answer must match it (a second channel, in case TLS itself is subverted)."""
     control_plane = check_control_plane_url(control_plane, cfg)  # before anything is sent or written
     if verify is None:
         verify = cfg.control_plane_verify()
@@ -174,6 +189,12 @@ def pair(cfg: AgentConfig, token: str, control_plane: str, *, name: str = "", fo
         raise RuntimeError(f"pairing refused ({resp.status_code} {detail.get('error', '')}): "
                            f"{detail.get('message', resp.text[:200])}")
     d = resp.json()
+    if expect_key:
+        got = key_fingerprint(str(d.get("control_plane_public_key", "")))
+        if not hmac.compare_digest(got.encode(), _fingerprint_text(expect_key).encode()):
+            raise RuntimeError(f"pairing refused by this agent: the control plane at {control_plane} presented key "
+                               f"{got}, not the expected {_fingerprint_text(expect_key)} (printed by `ml-connector "
+                               "agents issue-token`). Someone may be intercepting the connection; nothing was stored")
     ident = {"agent_id": d["agent_id"], "site": d["site"], "control_plane": control_plane.rstrip("/"),
              "control_plane_public_key": d["control_plane_public_key"], "paired_at": time.time()}
     tmp = data_dir / (IDENTITY_FILE + ".tmp")
