@@ -187,7 +187,7 @@ def test_lost_poll_answers_released_on_postgres_while_other_control_planes_claim
         ch = RemoteAgentChannel(services[0].db, SITE)
         for i in range(40):
             ch.submit(ChannelRequest(id=f"c{i:02d}", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
-        lost = [e["call"]["id"] for e in services[0].claim(AgentIdentity(a, SITE), 20) or []]
+        lost = [e["call"]["id"] for e in services[0].claim(AgentIdentity(a, SITE), 20, "a-process") or []]
         assert len(lost) == 20
         held = lost[:1]  # A did receive one of them (say it ran it): that one is not released
         got_b: list[str] = []
@@ -198,7 +198,7 @@ def test_lost_poll_answers_released_on_postgres_while_other_control_planes_claim
 
         t = threading.Thread(target=claim_b)
         t.start()
-        released = services[1].release_unheld(AgentIdentity(a, SITE), held)
+        released = services[1].release_unheld(AgentIdentity(a, SITE), held, "a-process")
         t.join()
         got_b.extend(e["call"]["id"] for e in services[2].claim(AgentIdentity(b, SITE), 100) or [])
         assert released == 19

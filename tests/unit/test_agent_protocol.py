@@ -419,29 +419,34 @@ def test_lost_poll_answer_is_handed_out_again(cp: Any) -> None:
     agent_id, key = _pair(cp)
     ch = RemoteAgentChannel(cp.db, "plant1")
     ch.submit(ChannelRequest(id="post-1", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1, "held": []})
+    me = {"hold": 0, "max": 1, "instance": "proc-one-0001"}
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {**me, "held": []})
     assert [e["call"]["id"] for e in r.json()["calls"]] == ["post-1"]
     # that answer never reached the agent; its next poll reports holding nothing: the same call again
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1, "held": []})
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {**me, "held": []})
     assert [(e["call"]["id"], e["call"]["attempt"]) for e in r.json()["calls"]] == [("post-1", 2)]
     released = _events(cp, "agent.call.released")
     assert [(e.source, e.detail["call_id"]) for e in released] == [(agent_id, "post-1")]
     # held by the agent (running, or its result not yet stored): left alone
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1, "held": ["post-1"]})
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {**me, "held": ["post-1"]})
     assert r.json()["calls"] == []
     # an agent that does not report what it holds (older version): nothing is released
     r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1})
     assert r.json()["calls"] == [] and len(_events(cp, "agent.call.released")) == 1
-    # another agent's claims are not touched by this agent's report
+    # another process with the same identity (a cloned host) cannot free what this one claimed
+    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1, "held": [], "instance": "proc-two-0002"})
+    assert r.json()["calls"] == [] and len(_events(cp, "agent.call.released")) == 1
+    # nor can another agent's report
     a2, k2 = _pair(cp)
-    r = _signed(cp, a2, k2, "/api/agent/poll", {"hold": 0, "max": 1, "held": []})
+    r = _signed(cp, a2, k2, "/api/agent/poll", {"hold": 0, "max": 1, "held": [], "instance": "proc-one-0001"})
     assert r.json()["calls"] == []
     with cp.db.session() as s:
         row = s.get(AgentCallRow, "post-1")
         assert row is not None and row.state == "claimed" and row.agent_id == agent_id
+        assert row.claim_instance == "proc-one-0001"
     # an agent that keeps refusing a call (e.g. its envelope does not verify) gets it a bounded number of times
     for _ in range(10):
-        _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1, "held": []})
+        _signed(cp, agent_id, key, "/api/agent/poll", {**me, "held": []})
     with cp.db.session() as s:
         row = s.get(AgentCallRow, "post-1")
         assert row is not None and row.attempts == cp.svc.settings.max_deliveries and row.state == "claimed"

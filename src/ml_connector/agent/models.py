@@ -65,6 +65,9 @@ class AgentCallRow(Base):
     idempotent: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(20), default="queued")
     agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The agent process that claimed it (its poll's `instance`): only that process's report of
+    # what it holds may put the call back in the queue (migration 0007).
+    claim_instance: Mapped[str | None] = mapped_column(String(64), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[float] = mapped_column(Float)
     claimed_at: Mapped[float | None] = mapped_column(Float, nullable=True)

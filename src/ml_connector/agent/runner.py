@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import random
+import secrets
 import socket
 import ssl
 import threading
@@ -277,6 +278,9 @@ class Agent:
         self.rng = rng or random.Random()
         self.lease = 60.0
         self.executed = 0
+        # This process, as the control plane sees it: what it reports as held concerns only the
+        # calls claimed by its own polls (not those of another process with the same identity).
+        self.instance = secrets.token_hex(16)
 
     # ------------------------------------------------------------------ SAP side
 
@@ -494,7 +498,8 @@ class Agent:
                     # us that is missing here was lost with a poll answer, and is handed out again.
                     held = sorted(set(busy) | set(self.store.held()))
                     out = self.client.post("/api/agent/poll",
-                                           {"hold": hold, "max": free, "busy": busy, "held": held},
+                                           {"hold": hold, "max": free, "busy": busy, "held": held,
+                                            "instance": self.instance},
                                            timeout=hold + float(self.cfg.poll.request_timeout))
                     if errors:
                         log.warning("reconnected to the control plane after %d error(s)", errors)

@@ -262,8 +262,9 @@ class AgentService:
         SIGNAL.notify()
         return True
 
-    def claim(self, ident: AgentIdentity, max_calls: int) -> list[dict[str, Any]] | None:
-        """Claim up to `max_calls` queued calls of the agent's site (lease); None if the agent is revoked."""
+    def claim(self, ident: AgentIdentity, max_calls: int, instance: str | None = None) -> list[dict[str, Any]] | None:
+        """Claim up to `max_calls` queued calls of the agent's site (lease); None if the agent is revoked.
+        `instance`: the polling agent process, recorded for release_unheld."""
         now = time.time()
         key = self.control_key()
         out: list[dict[str, Any]] = []
@@ -278,7 +279,7 @@ class AgentService:
             if self.db.dialect == "postgresql":
                 q = q.with_for_update(skip_locked=True)
             for row in s.scalars(q):
-                row.state, row.agent_id = "claimed", ident.agent_id
+                row.state, row.agent_id, row.claim_instance = "claimed", ident.agent_id, instance
                 row.claimed_at, row.lease_expires_at = now, now + self.settings.lease
                 row.attempts += 1
                 call = {"id": row.id, "site": row.site, "system": row.system, "function": row.function,
@@ -302,7 +303,7 @@ class AgentService:
                     n += 1
         return n
 
-    def release_unheld(self, ident: AgentIdentity, held: list[str]) -> int:
+    def release_unheld(self, ident: AgentIdentity, held: list[str], instance: str) -> int:
         """Calls handed to this agent that it does not report as held go back to the queue.
 
         The agent records every call it receives durably before it runs it and reports it as
@@ -310,11 +311,15 @@ class AgentService:
         time. So a claimed call missing from `held` never reached the agent: the poll answer
         carrying it was lost in transit. It was not executed, so it is safe to hand it out
         again (to this agent or another) instead of waiting for the lease, after which a
-        non-idempotent call would come back as an uncertain AGENT_LOST."""
+        non-idempotent call would come back as an uncertain AGENT_LOST.
+
+        Only calls claimed by the same agent process (`instance`) are considered: a second
+        process with the same identity (a cloned host) must not free calls the first one runs."""
         keep = set(held)
         released = 0
         with self.db.session() as s:
-            q = select(AgentCallRow).where(AgentCallRow.state == "claimed", AgentCallRow.agent_id == ident.agent_id)
+            q = select(AgentCallRow).where(AgentCallRow.state == "claimed", AgentCallRow.agent_id == ident.agent_id,
+                                           AgentCallRow.claim_instance == instance)
             if self.db.dialect == "postgresql":
                 q = q.with_for_update(skip_locked=True)  # a row whose result is being stored is not ours to move
             for row in s.scalars(q):
@@ -324,6 +329,7 @@ class AgentService:
                              detail={"call_id": row.id, "function": row.function, "attempts": row.attempts,
                                      "reason": "not held by the agent it was handed to (its poll answer was lost)"})
                 row.state, row.agent_id, row.claimed_at, row.lease_expires_at = "queued", None, None, None
+                row.claim_instance = None
                 released += 1
         if released:
             log.warning("agent %s did not receive %d call(s) handed to it; queued again", ident.agent_id, released)
@@ -416,7 +422,7 @@ class AgentService:
                 if row.idempotent:
                     audit.record(s, "agent.call.requeued", source=row.agent_id, target=row.system,
                                  detail={"call_id": row.id, "function": row.function, "reason": "lease expired"})
-                    row.state, row.agent_id, row.lease_expires_at = "queued", None, None
+                    row.state, row.agent_id, row.lease_expires_at, row.claim_instance = "queued", None, None, None
                     counts["requeued"] += 1
                 else:
                     resp = lost_fault(row.id, row.agent_id)

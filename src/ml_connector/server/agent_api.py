@@ -2,9 +2,10 @@
 
     POST /api/agent/pair       {token, public_key, name, hostname, version}
                                -> {agent_id, site, control_plane_public_key, server_time}
-    POST /api/agent/poll       signed; {hold, max, busy: [call ids], held: [call ids]} -> {calls: [envelope],
-                               server_time, lease_seconds}; held up to `hold` seconds (capped) until work
-                               arrives. Calls claimed by this agent but not in `held` are queued again.
+    POST /api/agent/poll       signed; {hold, max, busy: [call ids], held: [call ids], instance} -> {calls:
+                               [envelope], server_time, lease_seconds}; held up to `hold` seconds (capped)
+                               until work arrives. Calls this agent process (instance) claimed but does
+                               not list in `held` are queued again.
     POST /api/agent/heartbeat  signed; {busy: [call ids]} -> {extended, server_time, lease_seconds}
     POST /api/agent/results    signed; {response: ChannelResponse} -> 200 {stored, duplicate} after commit
     POST /api/agent/events     signed; {event, detail} -> 200 (audited: tampered calls, refusals)
@@ -41,6 +42,8 @@ class PollRequest(BaseModel):
     # Every call id the agent has received and not yet seen stored here (running, or result
     # not yet acknowledged). None from agents that predate it: no reconciliation then.
     held: list[str] | None = Field(default=None, max_length=10_000)
+    # The polling agent process (random per start): `held` speaks only for calls it claimed.
+    instance: str | None = Field(default=None, min_length=8, max_length=64)
 
 
 class HeartbeatRequest(BaseModel):
@@ -97,8 +100,8 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
         ident, body = auth
         req = PollRequest.model_validate_json(body or b"{}")
         await run_in_threadpool(svc.extend, ident, req.busy)
-        if req.held is not None:  # before this poll claims anything: its own claims are not "lost"
-            await run_in_threadpool(svc.release_unheld, ident, req.held)
+        if req.held is not None and req.instance:  # before this poll claims: its own claims are not "lost"
+            await run_in_threadpool(svc.release_unheld, ident, req.held, req.instance)
         # One held poll per agent: a newer poll (the agent restarted, or its old
         # connection hangs half-open) supersedes the older one, which then claims nothing.
         with gen_lock:
@@ -111,7 +114,7 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
             if await request.is_disconnected() or poll_generation.get(ident.agent_id) != gen:
                 return {"calls": [], "server_time": time.time(), "lease_seconds": svc.settings.lease}
             seen = SIGNAL.version
-            calls = await run_in_threadpool(svc.claim, ident, req.max)
+            calls = await run_in_threadpool(svc.claim, ident, req.max, req.instance)
             if calls is None:
                 raise _http(AuthError("revoked", f"agent {ident.agent_id} was revoked; pair a new agent"))
             remaining = deadline - time.monotonic()
