@@ -184,7 +184,7 @@ def test_sigkilled_worker_releases_the_lock_and_a_waiting_cli_takes_over(tmp_pat
                                     options={"page_size": 50}))
         expected = sum(v["active"] for v in in_scope_vendors(ecc).values())
         worker = _start_worker(env)
-        ramp.latency = 0.1  # slow writes, so that the kill lands mid-run
+        ramp.latency = 0.2  # slow writes, so that the kill lands mid-run
         cli = env.popen("sync", FLOW, "--stream", "vendors")
         wait_until(lambda: len(ramp.vendors.by_id) > 0, timeout=120)
         worker.send_signal(signal.SIGKILL)
