@@ -129,12 +129,14 @@ def test_table_readers_refused_and_audited_on_both_sides(env: Env, function: str
 
 
 def test_allowed_tables_and_ordinary_wildcard_modules_still_pass(env: Env) -> None:
+    before = sap_stats(env.sap)["requests"]
     r = env.reads.call(ChannelRequest(system="sap_ecc", function="BBP_RFC_READ_TABLE",
                                       params={"QUERY_TABLE": "LFA1", "DELIMITER": "|", "ROWCOUNT": "2",
                                               "FIELDS": [{"FIELDNAME": "LIFNR"}],
                                               "__tables__": ["DATA", "FIELDS"]}))
     # reaches SAP (the sandbox has it not installed: FU_NOT_FOUND, not a refusal by the agent)
     assert r.fault is None or r.fault.type != "NotAllowed", r
+    assert sap_stats(env.sap)["requests"] == before + 1  # the agent did pass it on
     before = env.executed("RFC_SYSTEM_INFO")
     assert env.reads.call(ChannelRequest(system="sap_ecc", function="RFC_SYSTEM_INFO")).ok  # via RFC_* too
     assert env.executed("RFC_SYSTEM_INFO") == before + 1
