@@ -56,7 +56,9 @@ class AgentCallRow(Base):
     """One call for an agent of a site: queued -> claimed (leased) -> done."""
 
     __tablename__ = "mlc_agent_calls"
-    __table_args__ = (Index("ix_mlc_agent_calls_queue", "site", "state", "created_at"),)
+    __table_args__ = (Index("ix_mlc_agent_calls_queue", "site", "state", "created_at"),
+                      # pacing counts the calls answered in the last second (migration 0008)
+                      Index("ix_mlc_agent_calls_recent", "site", "state", "completed_at"))
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     site: Mapped[str] = mapped_column(String(100))
     system: Mapped[str] = mapped_column(String(100))

@@ -460,10 +460,13 @@ class Agent:
         while not self.stop_event.wait(min(float(self.cfg.poll.heartbeat), max(self.lease / 3, 0.2))):
             with self._busy_cond:
                 busy = list(self.busy)
-            if not busy:
+            # Running calls and those whose result is not yet stored on the control plane: a
+            # finished call's lease must not run out while its result waits here for delivery.
+            held = sorted(set(busy) | set(self.store.held()))
+            if not held:
                 continue
             try:
-                out = self.client.post("/api/agent/heartbeat", {"busy": busy})
+                out = self.client.post("/api/agent/heartbeat", {"busy": busy, "held": held})
                 self.lease = float(out.get("lease_seconds", self.lease))
             except NonRetriable as exc:
                 self.fatal = exc

@@ -6,7 +6,8 @@ plane processes can serve agents; an in-process signal wakes long polls and
 waiting callers at once, other processes notice changes by polling the database.
 
 Tuning (environment, seconds): MLC_AGENT_LEASE (60), MLC_AGENT_OFFLINE_AFTER (150),
-MLC_AGENT_HOLD_MAX (60), MLC_AGENT_DB_POLL (0.25), MLC_AGENT_SWEEP (5).
+MLC_AGENT_HOLD_MAX (60), MLC_AGENT_DB_POLL (0.25), MLC_AGENT_SWEEP (5),
+MLC_AGENT_RESTART_GRACE (0 = max(lease, offline_after)).
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import delete, select
+from sqlalchemy import and_, case, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ml_connector.agent import protocol as proto
 from ml_connector.agent.models import AgentCallRow, AgentNonceRow, AgentRow, PairingTokenRow
+from ml_connector.agent.pacing import WINDOW_SECONDS, Pacing, SystemBudget
 from ml_connector.core import audit
 from ml_connector.core.channel import ChannelFault, ChannelResponse
-from ml_connector.core.db import Database
+from ml_connector.core.db import Database, in_chunks
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ CONTROL_KEY_SECRET = "agent.control_plane.ed25519"
 #: Faults with which the agent refuses a call without running it (audited as agent.call.refused).
 REFUSAL_FAULTS = frozenset({"NotAllowed", "UnknownSystem", "TamperedCall", "StaleCall"})
 TOKEN_PREFIX = "mlcpt_"
+#: Advisory-lock key space of paced claims (one lock per site); see core/ratelimit.py for the others.
+CLAIM_LOCKS = 0x6D6C6333  # "mlc3"
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -58,6 +62,13 @@ class Settings:
     # A call the agent keeps not holding (it refuses the envelope as tampered) is handed out at
     # most this often through release_unheld; after that its lease decides.
     max_deliveries: int = 5
+    # After a control-plane start, leases run again from zero for this long (0: the larger of
+    # lease and offline_after, by when every live agent has reconnected): while no control
+    # plane was up, no agent could renew a lease or deliver a result it holds.
+    restart_grace: float = field(default_factory=lambda: _env_seconds("MLC_AGENT_RESTART_GRACE", 0.0))
+
+    def grace(self) -> float:
+        return self.restart_grace if self.restart_grace > 0 else max(self.lease, self.offline_after)
 
 
 class AuthError(Exception):
@@ -119,10 +130,12 @@ def lost_fault(call_id: str, agent_id: str | None) -> ChannelResponse:
 
 
 class AgentService:
-    def __init__(self, db: Database, vault: Any, settings: Settings | None = None) -> None:
+    def __init__(self, db: Database, vault: Any, settings: Settings | None = None,
+                 pacing: Pacing | None = None) -> None:
         self.db = db
         self.vault = vault
         self.settings = settings or Settings()
+        self.pacing = pacing or Pacing()
         self._key: Ed25519PrivateKey | None = None
         self._key_lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
@@ -262,10 +275,15 @@ class AgentService:
         SIGNAL.notify()
         return True
 
-    def claim(self, ident: AgentIdentity, max_calls: int, instance: str | None = None) -> list[dict[str, Any]] | None:
+    def claim(self, ident: AgentIdentity, max_calls: int, instance: str | None = None, *,
+              now: float | None = None) -> list[dict[str, Any]] | None:
         """Claim up to `max_calls` queued calls of the agent's site (lease); None if the agent is revoked.
-        `instance`: the polling agent process, recorded for release_unheld."""
-        now = time.time()
+        `instance`: the polling agent process, recorded for release_unheld.
+
+        Calls to an SAP system with a budget (agent/pacing.py) are handed out only within it,
+        counted over every agent and control-plane process; the others stay queued for a
+        later poll."""
+        now = time.time() if now is None else now
         key = self.control_key()
         out: list[dict[str, Any]] = []
         with self.db.session() as s:
@@ -274,11 +292,26 @@ class AgentService:
                 return None
             if max_calls <= 0:
                 return out
-            q = (select(AgentCallRow).where(AgentCallRow.site == ident.site, AgentCallRow.state == "queued")
-                 .order_by(AgentCallRow.created_at).limit(max_calls))
-            if self.db.dialect == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            for row in s.scalars(q):
+            budgets = self.pacing.for_site(ident.site)
+            if budgets and self.db.dialect == "postgresql":
+                # Count-then-claim must not interleave with another process's claim for the site
+                # (SQLite's BEGIN IMMEDIATE already serializes it).
+                s.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:site))"),
+                          {"ns": CLAIM_LOCKS, "site": ident.site})
+            queued = select(AgentCallRow).where(AgentCallRow.site == ident.site, AgentCallRow.state == "queued")
+            rows: list[AgentCallRow] = []
+            paced: set[str] = set()
+            for b in budgets:
+                paced |= b.systems
+                allowed = min(self._allowance(s, b, now), max_calls)
+                if allowed > 0:
+                    rows.extend(s.scalars(self._lockable(
+                        queued.where(AgentCallRow.system.in_(sorted(b.systems)))
+                        .order_by(AgentCallRow.created_at).limit(allowed))))
+            rest = queued.where(AgentCallRow.system.not_in(sorted(paced))) if paced else queued
+            rows.extend(s.scalars(self._lockable(rest.order_by(AgentCallRow.created_at).limit(max_calls))))
+            rows.sort(key=lambda r: (r.created_at, r.id))  # oldest first across systems
+            for row in rows[:max_calls]:
                 row.state, row.agent_id, row.claim_instance = "claimed", ident.agent_id, instance
                 row.claimed_at, row.lease_expires_at = now, now + self.settings.lease
                 row.attempts += 1
@@ -288,19 +321,37 @@ class AgentService:
                 out.append(proto.sign_call(key, call))
         return out
 
+    def _lockable(self, q: Any) -> Any:
+        return q.with_for_update(skip_locked=True) if self.db.dialect == "postgresql" else q
+
+    @staticmethod
+    def _allowance(s: Session, budget: SystemBudget, now: float) -> int:
+        """Calls of `budget`'s SAP system that may be handed out now (agent/pacing.py): one
+        statement, so both counts come from the same snapshot."""
+        claimed = AgentCallRow.state == "claimed"
+        recent = and_(AgentCallRow.state == "done", AgentCallRow.claimed_at.is_not(None),
+                      AgentCallRow.completed_at > now - WINDOW_SECONDS)
+        in_flight, in_window = s.execute(
+            select(func.coalesce(func.sum(case((claimed, 1), else_=0)), 0), func.count())
+            .where(AgentCallRow.site == budget.site, AgentCallRow.system.in_(sorted(budget.systems)),
+                   or_(claimed, recent))).one()
+        return budget.allowance(int(in_flight), int(in_window))
+
     def extend(self, ident: AgentIdentity, call_ids: list[str]) -> int:
         if not call_ids:
             return 0
         now = time.time()
         n = 0
         with self.db.session() as s:
-            q = select(AgentCallRow).where(AgentCallRow.id.in_(call_ids[:500]))
-            if self.db.dialect == "postgresql":
-                q = q.with_for_update(skip_locked=True)  # never re-lease a row a sweep is expiring
-            for row in s.scalars(q):
-                if row.state == "claimed" and row.agent_id == ident.agent_id:
-                    row.lease_expires_at = now + self.settings.lease
-                    n += 1
+            # Every call the agent holds, running or with its result waiting for delivery.
+            for chunk in in_chunks(sorted(set(call_ids))[:10_000]):
+                q = select(AgentCallRow).where(AgentCallRow.id.in_(chunk))
+                if self.db.dialect == "postgresql":
+                    q = q.with_for_update(skip_locked=True)  # never re-lease a row a sweep is expiring
+                for row in s.scalars(q):
+                    if row.state == "claimed" and row.agent_id == ident.agent_id:
+                        row.lease_expires_at = now + self.settings.lease
+                        n += 1
         return n
 
     def release_unheld(self, ident: AgentIdentity, held: list[str], instance: str) -> int:
@@ -370,13 +421,27 @@ class AgentService:
                              detail={"call_id": response.id, "reason": refusal[0].code,
                                      "claimed_by": row.agent_id, "state": row.state})
                 return None
-            if row.state == "done":
+            late = None
+            if row.state == "done" and row.agent_id == ident.agent_id and _is_lost(row.response):
+                # Our own AGENT_LOST placeholder: the lease ran out, but the agent it was handed to
+                # (and no other) has the real result. It replaces the placeholder, once.
+                late = "replaced AGENT_LOST"
+            elif row.state == "queued":
+                # Requeued after its lease expired and not yet claimed again (agent_id is still
+                # the agent it was handed to, checked above): the result is the call's answer.
+                late = "requeued after lease expiry"
+            if row.state == "done" and late is None:
                 if row.response != data:
                     audit.record(s, "agent.result.late", outcome="ignored", source=ident.agent_id,
                                  target=row.system, response=data,
                                  detail={"call_id": row.id, "function": row.function,
                                          "first_agent": row.agent_id, "ok": response.ok})
                 return {"stored": False, "duplicate": True}
+            if late is not None:
+                audit.record(s, "agent.result.late", outcome="accepted", source=ident.agent_id,
+                             target=row.system, detail={"call_id": row.id, "function": row.function,
+                                                        "reason": late, "ok": response.ok})
+                log.warning("accepted the late result of call %s from agent %s (%s)", row.id, ident.agent_id, late)
             row.state, row.ok, row.response, row.completed_at = "done", response.ok, data, now
             row.agent_id = ident.agent_id
             fault = response.fault
@@ -422,7 +487,9 @@ class AgentService:
                 if row.idempotent:
                     audit.record(s, "agent.call.requeued", source=row.agent_id, target=row.system,
                                  detail={"call_id": row.id, "function": row.function, "reason": "lease expired"})
-                    row.state, row.agent_id, row.lease_expires_at, row.claim_instance = "queued", None, None, None
+                    # agent_id stays: the agent it was handed to may still deliver its result
+                    # (accepted while no other agent has claimed the call, see _store_result).
+                    row.state, row.lease_expires_at, row.claim_instance = "queued", None, None
                     counts["requeued"] += 1
                 else:
                     resp = lost_fault(row.id, row.agent_id)
@@ -446,9 +513,26 @@ class AgentService:
             SIGNAL.notify()
         return counts
 
+    def restart_leases(self, now: float | None = None) -> int:
+        """Give every claimed call a fresh lease of `grace()` seconds (at start, before the first
+        sweep): a lease that ran out while no control plane was up says nothing about its agent,
+        which could neither renew it nor deliver the result it may hold."""
+        now = time.time() if now is None else now
+        until = now + self.settings.grace()
+        with self.db.session() as s:
+            result: Any = s.execute(update(AgentCallRow).where(AgentCallRow.state == "claimed",
+                                                               AgentCallRow.lease_expires_at < until)
+                                    .values(lease_expires_at=until))
+            n = result.rowcount
+        if n:
+            log.warning("control plane started: %d call(s) held by agents get %.0f s to renew their leases",
+                        n, self.settings.grace())
+        return int(n or 0)
+
     def start_sweeper(self) -> None:
         if self._sweeper is not None:
             return
+        self.restart_leases()
 
         def loop() -> None:
             while not self._stop.wait(self.settings.sweep_every):
@@ -505,6 +589,17 @@ def _agent_info(a: AgentRow, now: float, offline_after: float, in_flight: int, q
             "seconds_since_seen": None if a.last_seen_at is None else round(now - a.last_seen_at, 1),
             "revoked_at": a.revoked_at, "clock_skew": a.last_skew, "in_flight": in_flight,
             "queued_for_site": queued}
+
+
+def _is_lost(response_json: str | None) -> bool:
+    """Whether a stored answer is the control plane's AGENT_LOST placeholder (set by the sweep)."""
+    if not response_json:
+        return False
+    try:
+        fault = json.loads(response_json).get("fault") or {}
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(fault, dict) and fault.get("key") == "AGENT_LOST"
 
 
 def call_response(s: Session, call_id: str) -> ChannelResponse | None:

@@ -6,7 +6,9 @@
                                [envelope], server_time, lease_seconds}; held up to `hold` seconds (capped)
                                until work arrives. Calls this agent process (instance) claimed but does
                                not list in `held` are queued again.
-    POST /api/agent/heartbeat  signed; {busy: [call ids]} -> {extended, server_time, lease_seconds}
+    POST /api/agent/heartbeat  signed; {busy: [call ids], held: [call ids]} -> {extended, server_time,
+                               lease_seconds}: renews the leases of every call the agent holds (running,
+                               or finished with its result not yet stored here)
     POST /api/agent/results    signed; {response: ChannelResponse} -> 200 {stored, duplicate} after commit
     POST /api/agent/events     signed; {event, detail} -> 200 (audited: tampered calls, refusals)
     GET  /api/agents           the agents, their state (online/offline/revoked) and work in flight
@@ -23,6 +25,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from ml_connector.agent.pacing import Pacing
 from ml_connector.agent.service import SIGNAL, AgentIdentity, AgentService, AuthError
 from ml_connector.core.channel import ChannelResponse
 
@@ -48,6 +51,9 @@ class PollRequest(BaseModel):
 
 class HeartbeatRequest(BaseModel):
     busy: list[str] = Field(default_factory=list)
+    # Every call the agent holds, running or with a result not yet delivered: a finished call's
+    # lease must not run out while its result waits on the agent. Older agents send only busy.
+    held: list[str] = Field(default_factory=list, max_length=10_000)
 
 
 class ResultRequest(BaseModel):
@@ -59,6 +65,10 @@ class EventRequest(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+def _renewable(busy: list[str], held: list[str] | None) -> list[str]:
+    return sorted(set(busy) | set(held or []))
+
+
 def _http(exc: AuthError) -> HTTPException:
     return HTTPException(exc.status, detail=exc.body())
 
@@ -66,7 +76,7 @@ def _http(exc: AuthError) -> HTTPException:
 def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] | None = None) -> APIRouter:
     """`admin`: the dependencies that authenticate operators (for `/api/agents`); the agents'
     own endpoints take no admin token, only their signature."""
-    svc = service or AgentService(rt.db, rt.vault)
+    svc = service or AgentService(rt.db, rt.vault, pacing=Pacing.from_config(rt.config))
     svc.start_sweeper()
     router = APIRouter()
 
@@ -99,7 +109,7 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
 
         ident, body = auth
         req = PollRequest.model_validate_json(body or b"{}")
-        await run_in_threadpool(svc.extend, ident, req.busy)
+        await run_in_threadpool(svc.extend, ident, _renewable(req.busy, req.held))
         if req.held is not None and req.instance:  # before this poll claims: its own claims are not "lost"
             await run_in_threadpool(svc.release_unheld, ident, req.held, req.instance)
         # One held poll per agent: a newer poll (the agent restarted, or its old
@@ -126,7 +136,7 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
     def heartbeat(auth: tuple[AgentIdentity, bytes] = Depends(signed)) -> dict[str, Any]:
         ident, body = auth
         req = HeartbeatRequest.model_validate_json(body or b"{}")
-        return {"extended": svc.extend(ident, req.busy), "server_time": time.time(),
+        return {"extended": svc.extend(ident, _renewable(req.busy, req.held)), "server_time": time.time(),
                 "lease_seconds": svc.settings.lease}
 
     @router.post("/api/agent/results")

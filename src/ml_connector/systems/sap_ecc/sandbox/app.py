@@ -33,7 +33,8 @@ import contextvars
 import logging
 import secrets
 import threading
-from collections import Counter, OrderedDict
+import time
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,14 +148,29 @@ class SandboxStats:
         self.calls: Counter[str] = Counter()
         self.in_flight = 0
         self.peak_in_flight = 0
+        # Most SOAP-RFC calls that entered processing within any rolling second (what a call
+        # budget of N calls per second must keep at or below N).
+        self.peak_per_second = 0
+        self._starts: deque[float] = deque()
         self.faults_injected: Counter[str] = Counter()
         self.logon_failures = 0
         self.rejected_concurrency = 0
         self.discarded_update_tasks = 0
 
+    def started(self) -> None:
+        """A call enters processing: in flight and per-second peaks (called on the event loop)."""
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        now = time.monotonic()
+        while self._starts and self._starts[0] <= now - 1.0:
+            self._starts.popleft()
+        self._starts.append(now)
+        self.peak_per_second = max(self.peak_per_second, len(self._starts))
+
     def to_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "calls": dict(self.calls), "in_flight": self.in_flight,
-                "peak_in_flight": self.peak_in_flight, "faults_injected": dict(self.faults_injected),
+                "peak_in_flight": self.peak_in_flight, "peak_per_second": self.peak_per_second,
+                "faults_injected": dict(self.faults_injected),
                 "logon_failures": self.logon_failures, "rejected_concurrency": self.rejected_concurrency}
 
 
@@ -475,8 +491,7 @@ def create_app(state: EccSandbox) -> FastAPI:
         if declared and declared.isdigit() and int(declared) > cfg.max_request_bytes:
             return _response(state, "Request Entity Too Large", 413, client, language, "text/plain")
 
-        state.stats.in_flight += 1
-        state.stats.peak_in_flight = max(state.stats.peak_in_flight, state.stats.in_flight)
+        state.stats.started()
         try:
             cap = state.faults.max_concurrent
             if cap is not None and state.stats.in_flight > cap:
