@@ -38,6 +38,14 @@ class Env:
                                  f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
         return proc
 
+    def serve_on_free_port(self) -> str:
+        """Point the configuration's HTTP server at a free loopback port; return its base URL."""
+        from ml_connector.core.servers import free_port
+
+        port = free_port()
+        self.config.write_text(self.config.read_text().replace("  port: 8080", f"  port: {port}"))
+        return f"http://127.0.0.1:{port}"
+
     def popen(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         env = dict(self.env, **(extra_env or {}))
         return subprocess.Popen([*CLI, *args, "-c", str(self.config)], stdout=subprocess.PIPE,
@@ -73,6 +81,17 @@ def make_env(tmp: Path, sap_url: str, ramp_url: str, *, database_url: str | None
 
 def ramp_vendors(ramp_url: str) -> list[dict[str, Any]]:
     return list(httpx.get(f"{ramp_url}/_sandbox/state/vendors", timeout=30).json()["vendors"])
+
+
+def wait_healthy(base: str, timeout: float = 90) -> None:
+    """Wait until the server at `base` answers /health."""
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, timeout=timeout, interval=0.2)
 
 
 def wait_until(pred: Any, timeout: float = 60, interval: float = 0.05) -> None:

@@ -12,7 +12,7 @@ import yaml
 from ml_connector.core.servers import free_port
 from ml_connector.sandbox import start_sandboxes
 from tests.integration.test_agent_harness import CP_ENV, AgentProc
-from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_until
+from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_healthy, wait_until
 
 
 def test_vendor_sync_through_the_remote_agent(tmp_path):
@@ -37,13 +37,7 @@ def test_vendor_sync_through_the_remote_agent(tmp_path):
         procs.append(cp)
         base = f"http://127.0.0.1:{port}"
 
-        def up() -> bool:
-            try:
-                return httpx.get(f"{base}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, timeout=90, interval=0.3)
+        wait_healthy(base, timeout=90)
         token = env.cli("agents", "issue-token", "--site", "plant1", "--ttl", "5m",
                         extra_env=CP_ENV).stdout.strip().splitlines()[-1]
         agent = AgentProc(tmp_path / "agent", base, {"base_url": handles["sap_ecc"].url, "client": "100",

@@ -12,7 +12,7 @@ import subprocess
 import httpx
 
 from ml_connector.sandbox import start_sandboxes
-from tests.support import CLI, ROOT, SAP_PASSWORD, in_scope_vendors, make_env, ramp_vendors, wait_until
+from tests.support import CLI, ROOT, SAP_PASSWORD, in_scope_vendors, make_env, ramp_vendors, wait_healthy
 
 
 def test_init_writes_a_config_that_loads_and_refuses_to_overwrite(tmp_path):
@@ -84,7 +84,6 @@ def _secret_blobs(db) -> dict[str, bytes]:
 
 
 def test_failures_are_replayed_through_the_http_api(tmp_path):
-    from ml_connector.core.servers import free_port
 
     handles = start_sandboxes(vendors=40)
     try:
@@ -93,18 +92,10 @@ def test_failures_are_replayed_through_the_http_api(tmp_path):
         env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url)
         assert env.cli("sync", "vendors_to_ramp", "--stream", "vendors", check=False).returncode == 3
         expected = sum(v["active"] for v in in_scope_vendors(handles["sap_ecc"].state).values())
-        port = free_port()
-        env.config.write_text(env.config.read_text().replace("  port: 8080", f"  port: {port}"))
+        base = env.serve_on_free_port()
         proc = env.popen("run")
-        base = f"http://127.0.0.1:{port}"
         try:
-            def up() -> bool:
-                try:
-                    return httpx.get(f"{base}/health", timeout=1).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_until(up, timeout=60, interval=0.2)
+            wait_healthy(base, timeout=60)
             failures = httpx.get(f"{base}/api/failures").json()
             assert len(failures) == expected
             ids = [f["id"] for f in failures]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ml_connector.sandbox import start_sandboxes
-from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_until
+from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_healthy, wait_until
 
 
 @pytest.fixture()
@@ -241,13 +241,7 @@ def test_http_api_health_runs_and_openapi(tmp_path, sandboxes):
     proc = env.popen("run")
     base = f"http://127.0.0.1:{port}"
     try:
-        def up() -> bool:
-            try:
-                return httpx.get(f"{base}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, timeout=60, interval=0.2)
+        wait_healthy(base, timeout=60)
         spec = httpx.get(f"{base}/openapi.json").json()
         assert {"/health", "/api/flows", "/api/runs", "/api/failures", "/api/replay"} <= set(spec["paths"])
         assert httpx.get(f"{base}/api/flows").json()[0]["name"] == "vendors_to_ramp"

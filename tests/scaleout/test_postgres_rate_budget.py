@@ -14,10 +14,9 @@ import httpx
 import psycopg
 import pytest
 
-from ml_connector.core.servers import free_port
 from ml_connector.sandbox import start_sandboxes
 from tests.scaleout.conftest import PG
-from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_until
+from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_healthy, wait_until
 
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
@@ -56,19 +55,11 @@ def test_two_workers_stay_within_one_shared_ramp_window(tmp_path, pg_database):
         ecc, ramp = handles["sap_ecc"].state, handles["ramp"].state
         env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url, database_url=pg_database,
                        options={"page_size": 16}, ramp_limits={"requests": LIMIT, "period": f"{PERIOD:g}s"})
-        port = free_port()
-        env.config.write_text(env.config.read_text().replace("  port: 8080", f"  port: {port}"))
+        base = env.serve_on_free_port()
         procs.append(env.popen("run", "--worker-id", "worker-a"))
         procs.append(env.popen("run", "--worker-id", "worker-b", "--no-server"))
-        base = f"http://127.0.0.1:{port}"
 
-        def up() -> bool:
-            try:
-                return httpx.get(f"{base}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, timeout=90, interval=0.3)
+        wait_healthy(base, timeout=90)
         assert httpx.get(f"{base}/health").json()["database"] == "postgresql"
         _sync(base)  # the initial load: batched creates, a few requests
 

@@ -11,7 +11,7 @@ import pytest
 from ml_connector.core.servers import free_port
 from ml_connector.sandbox import start_sandboxes
 from tests.scaleout.conftest import PG
-from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_until
+from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_healthy, wait_until
 
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
@@ -25,19 +25,11 @@ def test_two_workers_share_a_sync_and_process_no_record_twice(tmp_path, pg_datab
         ramp.latency = 0.03  # deliveries take long enough for both workers to pick some up
         env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url, database_url=pg_database,
                        options={"page_size": 250})
-        port = free_port()
-        env.config.write_text(env.config.read_text().replace("  port: 8080", f"  port: {port}"))
+        base = env.serve_on_free_port()
         procs.append(env.popen("run", "--worker-id", "worker-a"))
         procs.append(env.popen("run", "--worker-id", "worker-b", "--no-server"))
-        base = f"http://127.0.0.1:{port}"
 
-        def up() -> bool:
-            try:
-                return httpx.get(f"{base}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, timeout=90, interval=0.3)
+        wait_healthy(base, timeout=90)
         assert httpx.get(f"{base}/health").json()["database"] == "postgresql"
         run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={"stream": "vendors"}).json()["run_ids"][0]
 
@@ -93,13 +85,7 @@ def test_a_worker_killed_for_good_has_its_work_taken_over(tmp_path, pg_database)
         procs.append(victim)
         base = f"http://127.0.0.1:{port}"
 
-        def up() -> bool:
-            try:
-                return httpx.get(f"{base}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, timeout=90, interval=0.3)
+        wait_healthy(base, timeout=90)
         run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={"stream": "vendors"}).json()["run_ids"][0]
 
         def victim_busy() -> bool:
