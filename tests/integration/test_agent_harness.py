@@ -54,17 +54,23 @@ def start_sandbox(prefix: list[str] | None = None, host: str = "127.0.0.1",
 
 class ControlPlane:
     def __init__(self, workdir: Path, site: str = "plant1", host: str = "127.0.0.1",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, *, connections: dict[str, Any] | None = None,
+                 database_url: str | None = None) -> None:
+        """`connections`: the control plane's connections (their limits pace the agents' calls);
+        `database_url`: e.g. a Postgres database shared with other control-plane processes."""
         self.env = {**CP_ENV, **(env or {})}
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://{host}:{self.port}"
         self.config = self.dir / "ml-connector.yaml"
+        engine: dict[str, Any] = {"data_dir": "./data", "agent": "remote", "agent_site": site}
+        if database_url:
+            engine["database_url"] = database_url
         self.config.write_text(yaml.safe_dump({
-            "engine": {"data_dir": "./data", "agent": "remote", "agent_site": site},
-            "server": {"host": host, "port": self.port}}), encoding="utf-8")
-        self.db_url = f"sqlite:///{self.dir / 'data' / 'ml-connector.sqlite'}"
+            "engine": engine, "server": {"host": host, "port": self.port},
+            **({"connections": connections} if connections else {})}), encoding="utf-8")
+        self.db_url = database_url or f"sqlite:///{self.dir / 'data' / 'ml-connector.sqlite'}"
         self.log = self.dir / "cp.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -103,6 +109,10 @@ class DropProxy:
         self.url = f"http://{host}:{self.port}"
         self.dropped: list[list[str]] = []
         self._to_drop = 0
+        # While set, result posts are answered 503 (the control plane unreachable for them) and
+        # counted; every other request is relayed.
+        self.refuse_results = False
+        self.refused_results = 0
         self._lock = threading.Lock()
         self._http = httpx.Client(base_url=target, timeout=120)
         proxy = self
@@ -115,6 +125,13 @@ class DropProxy:
 
             def _relay(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/api/agent/results" and proxy.refuse_results:
+                    with proxy._lock:
+                        proxy.refused_results += 1
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("host", "content-length", "connection")}
                 resp = proxy._http.request(self.command, self.path, content=body, headers=headers)
@@ -161,20 +178,22 @@ class DropProxy:
 
 class AgentProc:
     def __init__(self, workdir: Path, cp_url: str, sap: dict[str, Any], *, hold: str = "1s",
-                 extra_functions: list[str] | None = None) -> None:
+                 extra_functions: list[str] | None = None, aliases: tuple[str, ...] = ()) -> None:
+        """`aliases`: more agent system names for the same SAP sandbox (same settings as sap_ecc)."""
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = self.dir / "agent.yaml"
+        system = {
+            "type": "sap_ecc", "base_url": sap["base_url"], "client": sap["client"], "user": sap["user"],
+            "password_secret": "sap_pw",
+            "allow": {"functions": ["RFC_PING", "RFC_SYSTEM_INFO", "STFC_CONNECTION", "RFC_READ_TABLE",
+                                    *(extra_functions or [])],
+                      "tables": ["LFA1", "LFB1", "BKPF"]}}
         self.config.write_text(yaml.safe_dump({
             "control_plane": cp_url, "site": "plant1", "data_dir": "./data",
             "poll": {"hold": hold, "backoff_scale": 0.02, "max_concurrent": 4, "heartbeat": "0.5s",
                      "request_timeout": "5s"},
-            "systems": {"sap_ecc": {
-                "type": "sap_ecc", "base_url": sap["base_url"], "client": sap["client"], "user": sap["user"],
-                "password_secret": "sap_pw",
-                "allow": {"functions": ["RFC_PING", "RFC_SYSTEM_INFO", "STFC_CONNECTION", "RFC_READ_TABLE",
-                                        *(extra_functions or [])],
-                          "tables": ["LFA1", "LFB1", "BKPF"]}}}}), encoding="utf-8")
+            "systems": {name: system for name in ("sap_ecc", *aliases)}}), encoding="utf-8")
         self.log = self.dir / "agent.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.agent_id = ""

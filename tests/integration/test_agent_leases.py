@@ -1,0 +1,138 @@
+"""Leases of calls whose result waits on the agent, every party a separate OS process (SAP
+sandbox, control plane, agent) with an HTTP relay between agent and control plane.
+
+* Result posts refused for longer than the lease while heartbeats get through: the finished
+  call's lease is renewed (it is held), so a posting-like call is not answered AGENT_LOST; its
+  result is stored once delivery works again.
+* The control plane stopped for longer than the lease while the agent holds a finished result:
+  after the restart the result is accepted, exactly once, and SAP saw the call once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from ml_connector.agent.channel import RemoteAgentChannel
+from ml_connector.agent.models import AgentCallRow
+from ml_connector.core.channel import ChannelRequest, ChannelResponse
+from ml_connector.core.db import Database
+from ml_connector.core.models import AuditRow
+from tests.integration.test_agent_harness import (
+    AgentProc,
+    ControlPlane,
+    DropProxy,
+    sap_faults,
+    sap_stats,
+    start_sandbox,
+    wait_for,
+)
+
+LEASE = 3.0
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.sandbox, self.sap = start_sandbox()
+        self.cp = ControlPlane(tmp / "cp", env={"MLC_AGENT_LEASE": str(LEASE), "MLC_AGENT_SWEEP": "0.2"})
+        self.cp.start()
+        self.db = Database(self.cp.db_url)
+        self.proxy = DropProxy(self.cp.url)
+        self.agent = AgentProc(tmp / "agent", self.proxy.url, self.sap)
+        self.agent.setup(self.cp.token(), self.proxy.url, self.sap["password"])
+        self.agent.start()
+        # STFC_CONNECTION stands in for a posting: not idempotent, so a lapsed lease means AGENT_LOST.
+        self.posting = RemoteAgentChannel(self.db, "plant1", timeout=60, idempotent=lambda f: False)
+
+    def close(self) -> None:
+        self.agent.kill()
+        self.proxy.close()
+        self.cp.kill()
+        self.sandbox.send_signal(signal.SIGKILL)
+        self.sandbox.wait(10)
+        self.db.dispose()
+
+    def executed(self) -> int:
+        return int(sap_stats(self.sap)["calls"].get("STFC_CONNECTION", 0))
+
+    def row(self, call_id: str) -> AgentCallRow:
+        with self.db.session() as s:
+            row = s.get(AgentCallRow, call_id)
+            assert row is not None
+            return row
+
+    def audit(self, event: str, call_id: str) -> list[AuditRow]:
+        with self.db.session() as s:
+            return [a for a in s.scalars(select(AuditRow).where(AuditRow.event == event))
+                    if (a.detail or {}).get("call_id") == call_id]
+
+    def agent_executed(self, call_id: str) -> bool:
+        return any(e["event"] == "call.executed" and e["call_id"] == call_id for e in self.agent.audit())
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    e = Env(tmp_path_factory.mktemp("agent-leases"))
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def _check_once(env: Env, call_id: str, result: ChannelResponse, text: str, before: int) -> None:
+    assert result.ok and result.result is not None and result.result["ECHOTEXT"] == text, result
+    assert env.executed() == before + 1  # SAP saw it once
+    assert [e["call_id"] for e in env.agent.audit() if e["event"] == "call.executed"].count(call_id) == 1
+    assert len(env.audit("agent.call.done", call_id)) == 1  # stored once
+    assert env.audit("agent.call.lost", call_id) == []
+
+
+def test_undelivered_result_keeps_its_lease(env: Env) -> None:
+    before = env.executed()
+    req = ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "held-1"})
+    env.proxy.refuse_results = True
+    try:
+        with cf.ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(env.posting.call, req)
+            wait_for(lambda: env.agent_executed(req.id) and env.proxy.refused_results > 0,
+                     what="the call to run and its result to be refused")
+            claimed_at = env.row(req.id).claimed_at
+            assert claimed_at is not None
+            # Past the first lease and a sweep: only the heartbeat of the finished call can keep it.
+            wait_for(lambda: time.time() > claimed_at + LEASE + 1.0, what="the first lease to pass")
+            row = env.row(req.id)
+            assert row.state == "claimed", (row.state, row.response)
+            assert row.lease_expires_at is not None and row.lease_expires_at > claimed_at + LEASE
+            assert not fut.done()
+            env.proxy.refuse_results = False
+            result = fut.result(60)
+    finally:
+        env.proxy.refuse_results = False
+    _check_once(env, req.id, result, "held-1", before)
+
+
+def test_result_held_across_a_control_plane_outage_longer_than_the_lease(env: Env) -> None:
+    before = env.executed()
+    req = ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "outage-1"})
+    sap_faults(env.sap, latency=1.0)
+    try:
+        with cf.ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(env.posting.call, req)
+            wait_for(lambda: sap_stats(env.sap)["in_flight"] >= 1, what="the call to reach SAP")
+            env.cp.kill()  # the agent finishes the call with no control plane to tell
+            wait_for(lambda: env.agent_executed(req.id), what="the agent to finish the call")
+            lease_end = env.row(req.id).lease_expires_at  # the database is a file: readable meanwhile
+            assert lease_end is not None
+            wait_for(lambda: time.time() > lease_end + 0.5, what="the lease to run out while down")
+            env.cp.start()
+            result = fut.result(60)
+    finally:
+        sap_faults(env.sap, latency=0)
+    _check_once(env, req.id, result, "outage-1", before)
+    assert env.audit("agent.result.late", req.id) == []  # in time: its lease restarted with the control plane
