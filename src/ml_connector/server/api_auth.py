@@ -19,6 +19,11 @@ the server is bound to loopback only and the request did not come through a prox
 same host can connect, as with `ml-connector` commands that open the database
 directly; a reverse proxy on the same host would make the API public, hence the
 header check, and `api_auth: token` for such set-ups.
+
+Refusals are audited coalesced (RefusalAudit): at most one `api.auth.rejected` row per
+(client address, reason) per minute, with the number of refusals it stands for, so a flood
+of bad requests neither grows the audit table without bound nor writes to the database per
+request. Counted per control-plane process.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import hmac
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +59,10 @@ LAST_USED_RESOLUTION = 60.0
 #: Hash compared when the id is unknown, so that both paths do the same work.
 _DUMMY_HASH = hashlib.sha256(b"no such token").hexdigest()
 PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
+#: Refusals of one (client, reason) within this many seconds of its last audit row share the next row.
+REFUSAL_AUDIT_WINDOW = 60.0
+#: (client, reason) pairs tracked at once; refusals from further clients are counted under client "*".
+REFUSAL_AUDIT_KEYS = 1024
 
 
 class ApiTokenRow(Base):
@@ -150,6 +160,109 @@ def verify_token(db: Database, token: str) -> tuple[ApiCaller | None, str, str |
     return caller, "ok", token_id
 
 
+#: An audit row of refusals: client, reason, count, since (wall clock, or None), latest request.
+_Row = tuple[str, str, int, float | None, dict[str, Any]]
+
+
+@dataclass
+class _RefusalCount:
+    last_row_at: float  # when the last row for this key was written (clock())
+    pending: int = 0  # refusals since then, not yet in a row
+    first_pending_at: float = 0.0  # wall clock of the first of them
+    detail: dict[str, Any] | None = None  # the latest of them (method, path, token id, ...)
+
+
+class RefusalAudit:
+    """Audit of refused operator requests, at most one row per (client, reason) per `window`.
+
+    The first refusal of a key is written at once (count 1). Refusals within `window` of that
+    row are only counted; the next row for the key (the first refusal after the window, or the
+    background flush when the window ends) carries their number (`count`), when they began
+    (`since`) and the latest one's request. Rows of one key are thus at least `window` apart,
+    and a flood writes nothing between them."""
+
+    def __init__(self, db: Database, *, window: float = REFUSAL_AUDIT_WINDOW, max_keys: int = REFUSAL_AUDIT_KEYS,
+                 clock: Callable[[], float] = time.monotonic, background: bool = True) -> None:
+        self.db = db
+        self.window = window
+        self.max_keys = max_keys
+        self.clock = clock
+        self.background = background
+        self._keys: dict[tuple[str, str], _RefusalCount] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    def refused(self, client: str, reason: str, detail: dict[str, Any]) -> None:
+        now = self.clock()
+        rows: list[_Row] = []
+        with self._lock:
+            rows += self._due(now)
+            key = (client, reason)
+            if key not in self._keys and len(self._keys) >= self.max_keys:
+                key = ("*", reason)  # bounded memory: further clients share one count per reason
+            entry = self._keys.get(key)
+            if entry is None or now - entry.last_row_at >= self.window:
+                pending = entry.pending if entry else 0
+                since = entry.first_pending_at if entry and pending else None
+                rows.append((key[0], reason, pending + 1, since, detail))
+                self._keys[key] = _RefusalCount(last_row_at=now)
+            else:
+                if entry.pending == 0:
+                    entry.first_pending_at = time.time()
+                entry.pending += 1
+                entry.detail = detail
+                self._start_flusher()
+        self._write(rows)
+
+    def flush(self) -> int:
+        """Write the rows whose window has ended (the background flusher calls this); how many."""
+        with self._lock:
+            rows = self._due(self.clock())
+        self._write(rows)
+        return len(rows)
+
+    def _due(self, now: float) -> list[_Row]:
+        rows: list[_Row] = []
+        for key, entry in list(self._keys.items()):
+            if now - entry.last_row_at < self.window:
+                continue
+            if entry.pending and entry.detail is not None:
+                rows.append((key[0], key[1], entry.pending, entry.first_pending_at, entry.detail))
+                self._keys[key] = _RefusalCount(last_row_at=now)
+            else:
+                del self._keys[key]  # quiet for a whole window: forget it
+        return rows
+
+    def _write(self, rows: list[_Row]) -> None:
+        for client, reason, count, since, detail in rows:
+            try:
+                with self.db.session() as s:  # committed on its own: the refusal must not roll it back
+                    audit.record(s, "api.auth.rejected", outcome="failed",
+                                 detail={**detail, "reason": reason, "client": client, "count": count,
+                                         **({"since": since} if since is not None else {})})
+            except Exception:  # the refusal stands even when its audit cannot be written
+                log.exception("could not audit refused API requests")
+            log.warning("refused %s %s from %s: %s%s", detail.get("method"), detail.get("path"), client, reason,
+                        f" ({count} refusals since the last report)" if count > 1 else "")
+
+    def _start_flusher(self) -> None:
+        if not self.background or (self._flusher is not None and self._flusher.is_alive()):
+            return
+
+        def loop() -> None:
+            while True:
+                time.sleep(max(self.window / 4, 0.05))
+                self.flush()
+                with self._lock:
+                    if not any(e.pending for e in self._keys.values()):
+                        self._flusher = None
+                        return
+
+        self._flusher = threading.Thread(target=loop, name="api-refusal-audit", daemon=True)
+        self._flusher.start()
+
+
 def auth_required(server_cfg: Any) -> bool:
     """Whether every admin request needs a token (False: loopback-bound `auto`, see the module doc)."""
     return server_cfg.api_auth == "token" or not is_loopback_host(server_cfg.host)
@@ -163,9 +276,11 @@ UNAUTHORIZED_MESSAGE = ("this API needs an operator token: send `Authorization: 
                         "control plane with `ml-connector api-tokens create NAME`")
 
 
-def admin_guard(db: Database, server_cfg: Any) -> Callable[..., ApiCaller | None]:
+def admin_guard(db: Database, server_cfg: Any,
+                refusals: RefusalAudit | None = None) -> Callable[..., ApiCaller | None]:
     """The FastAPI dependency that protects the operators' API (shown as a security scheme in OpenAPI)."""
     always = auth_required(server_cfg)
+    refusal_audit = refusals or RefusalAudit(db)
 
     def guard(request: Request,
               credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> ApiCaller | None:
@@ -179,11 +294,8 @@ def admin_guard(db: Database, server_cfg: Any) -> Callable[..., ApiCaller | None
         if caller is not None:
             return caller
         client = request.client.host if request.client else ""
-        with db.session() as s:  # committed on its own: the refusal below must not roll it back
-            audit.record(s, "api.auth.rejected", outcome="failed",
-                         detail={"reason": reason, "token_id": token_id, "method": request.method,
-                                 "path": request.url.path, "client": client, "proxied": proxied})
-        log.warning("refused %s %s from %s: %s", request.method, request.url.path, client, reason)
+        refusal_audit.refused(client, reason, {"token_id": token_id, "method": request.method,
+                                               "path": request.url.path, "proxied": proxied})
         raise HTTPException(401, detail={"error": "unauthorized", "message": UNAUTHORIZED_MESSAGE},
                             headers={"WWW-Authenticate": 'Bearer realm="ml-connector"'})
 
