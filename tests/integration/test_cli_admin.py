@@ -88,7 +88,7 @@ def test_failures_are_replayed_through_the_http_api(tmp_path):
     handles = start_sandboxes(vendors=40)
     try:
         ramp = handles["ramp"].state
-        ramp.accept_code_on_vendor_upload = False  # every upload carrying `code` is rejected
+        ramp.fail_next(10**6, "reject", path="/developer/v1/accounting/vendors", method="POST")  # every upload refused
         env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url)
         assert env.cli("sync", "vendors_to_ramp", "--stream", "vendors", check=False).returncode == 3
         expected = sum(v["active"] for v in in_scope_vendors(handles["sap_ecc"].state).values())
@@ -100,7 +100,7 @@ def test_failures_are_replayed_through_the_http_api(tmp_path):
             assert len(failures) == expected
             ids = [f["id"] for f in failures]
             # Replaying one selected record touches that record only.
-            ramp.accept_code_on_vendor_upload = True
+            ramp.apply({"clear_faults": True})  # the cause is fixed
             one = httpx.post(f"{base}/api/replay", json={"ids": ids[:1]}, timeout=120).json()
             assert one["replayed"] == 1
             assert len(httpx.get(f"{base}/api/failures").json()) == expected - 1

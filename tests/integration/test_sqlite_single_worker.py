@@ -120,7 +120,7 @@ def _hand_sync_and_replay_to_the_worker(tmp_path: Path, sandboxes: dict[str, Any
 
         # Every upload is rejected first: the sync (run by the worker) ends with failures,
         # and the CLI still shows the summary of the worker's run.
-        ramp.accept_code_on_vendor_upload = False
+        ramp.fail_next(10**6, "reject", path="/developer/v1/accounting/vendors", method="POST")  # every upload refused
         cli = env.popen("sync", FLOW, "--stream", "vendors")
         out, errs = cli.communicate(timeout=180)
         assert cli.returncode == 3, out + errs
@@ -132,7 +132,7 @@ def _hand_sync_and_replay_to_the_worker(tmp_path: Path, sandboxes: dict[str, Any
         assert _workflow(env, run_id) == ("SUCCESS", "local", "mlc-sync")
 
         # Replay from the CLI: also done by the worker; each record written once.
-        ramp.accept_code_on_vendor_upload = True
+        ramp.apply({"clear_faults": True})  # the cause is fixed
         rep = env.cli("replay", "--all")
         assert f"replayed {expected} record(s)" in rep.stdout
         assert f"a worker (pid {worker.pid})" in " ".join(rep.stderr.split())

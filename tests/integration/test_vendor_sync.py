@@ -303,7 +303,7 @@ def test_rejected_records_are_listed_and_replayed(tmp_path):
     handles = start_sandboxes(vendors=40)
     try:
         ramp = handles["ramp"].state
-        ramp.accept_code_on_vendor_upload = False  # every upload item carrying `code` is rejected
+        ramp.fail_next(10**6, "reject", path="/developer/v1/accounting/vendors", method="POST")  # every upload refused
         env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url)
         proc = env.cli("sync", "vendors_to_ramp", "--stream", "vendors", check=False)
         assert proc.returncode == 3, proc.stdout + proc.stderr
@@ -314,9 +314,9 @@ def test_rejected_records_are_listed_and_replayed(tmp_path):
 
         failures = json.loads(env.cli("failures", "--json").stdout)
         assert len(failures) == expected
-        assert all("Unknown field" in f["error"] or "malformed" in f["error"] for f in failures)
+        assert all("DEVELOPER_7001" in f["error"] and "Invalid input" in f["error"] for f in failures)
         # The cause is fixed on the Ramp side; replay writes each record once.
-        ramp.accept_code_on_vendor_upload = True
+        ramp.apply({"clear_faults": True})  # the cause is fixed
         replayed = env.cli("replay", "--all").stdout
         assert f"replayed {expected} record(s)" in replayed
         assert json.loads(env.cli("failures", "--json").stdout) == []
@@ -326,6 +326,23 @@ def test_rejected_records_are_listed_and_replayed(tmp_path):
     finally:
         for h in handles.values():
             h.stop()
+
+
+def test_a_ramp_that_refuses_code_on_upload_gets_id_and_name_only(tmp_path, sandboxes):
+    """Ramp publishes the upload item as {id, name}: if it refuses `code`, the sync adapts, loses nothing."""
+    ramp = sandboxes["ramp"].state
+    ramp.accept_code_on_vendor_upload = False
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url)
+    proc = env.cli("sync", "vendors_to_ramp", "--stream", "vendors")
+    out = _summary(proc.stdout)
+    want = in_scope_vendors(sandboxes["sap_ecc"].state)
+    assert out["failed"] == 0 and out["created"] == sum(v["active"] for v in want.values())
+    assert "refused the field `code`" in proc.stderr  # said once, in the log
+    assert proc.stderr.count("refused the field `code`") == 1
+    _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
+    assert all(v["code"] is None for v in ramp_vendors(sandboxes["ramp"].url))
+    again = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
+    assert again["created"] == again["updated"] == again["failed"] == 0
 
 
 def test_vendor_sync_reads_through_the_probed_wide_module(tmp_path, sandboxes):

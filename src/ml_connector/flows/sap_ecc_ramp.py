@@ -60,6 +60,9 @@ class VendorStream(Stream):
         self.overlap = float(opts.get("overlap_seconds", 3600))
         self.deactivate_blocked = bool(opts.get("deactivate_blocked", False))
         self._gens: dict[str, tuple[str, Any, Any]] = {}
+        # Ramp's published upload item is {id, name}; `code` is sent too (the SAP number
+        # without leading zeros) until a Ramp answers that it does not know the field.
+        self.send_code_on_upload = bool(opts.get("vendor_code_on_upload", True))
 
     # -- reading -------------------------------------------------------------
 
@@ -239,7 +242,7 @@ class VendorStream(Stream):
         if not batch:
             return
         outbox.begin_attempt(db, [e.id for e in batch])
-        items = [{"id": e.payload["id"], "name": e.payload["name"], "code": e.payload["code"]} for e in batch]
+        items = [self._upload_item(e.payload) for e in batch]
         try:
             resp = ramp.create_accounting_vendors(items)
         except uncertain:
@@ -250,6 +253,14 @@ class VendorStream(Stream):
             status = getattr(exc, "status", 0)
             if status >= 500 or status == 429:
                 raise
+            if self.send_code_on_upload and refuses_field(getattr(exc, "additional_info", None), "vendors", "code"):
+                # Nothing was applied (the upload is all or nothing): upload {id, name} from now on.
+                # Updates still set the code (PATCH documents it).
+                self.send_code_on_upload = False
+                log.warning("Ramp refused the field `code` in a vendor upload: uploading vendors as "
+                            "{id, name} from now on")
+                self._create_batch(ramp, db, batch, report, api_error, uncertain, depth)
+                return
             # All-or-nothing upload rejected: adopt vendors that already exist,
             # split the rest until the offending records are isolated.
             if len(batch) == 1:
@@ -273,6 +284,12 @@ class VendorStream(Stream):
                 outs.append(Outcome(e.id, "posted", target_id=v["ramp_id"], request=item, response=v))
         report(outs)
 
+    def _upload_item(self, payload: dict[str, Any]) -> dict[str, Any]:
+        item = {"id": payload["id"], "name": payload["name"]}
+        if self.send_code_on_upload:
+            item["code"] = payload["code"]
+        return item
+
     def _resolve_by_lookup(self, ramp: Any, db: Any, batch: list[Entry], report: Callable[[list[Outcome]], None],
                            api_error: type[Exception], uncertain: type[Exception], depth: int) -> None:
         missing = []
@@ -295,6 +312,19 @@ class VendorStream(Stream):
 
 
 # --------------------------------------------------------------------------- shared helpers
+
+
+def refuses_field(info: Any, list_key: str, field: str) -> bool:
+    """Whether a rejected upload's `additional_info` says an item has an unknown `field`
+    (Ramp's validation detail: {list_key: {index: {field: [messages]}}})."""
+    items = info.get(list_key) if isinstance(info, dict) else None
+    if not isinstance(items, dict):
+        return False
+    for errs in items.values():
+        msgs = errs.get(field) if isinstance(errs, dict) else None
+        if isinstance(msgs, list) and any("unknown field" in str(m).lower() for m in msgs):
+            return True
+    return False
 
 #: SAP language keys (1 character) for the ISO codes a configuration may name.
 _SPRAS = {"EN": "E", "DE": "D", "FR": "F", "ES": "S", "IT": "I", "NL": "N", "PT": "P", "JA": "J", "ZH": "1"}

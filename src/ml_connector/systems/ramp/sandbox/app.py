@@ -152,6 +152,11 @@ class _Gate:
                        502: "Bad gateway", 503: "Service unavailable"}[code]
                 await error(code, f"DEVELOPER_{code}", msg)(scope, receive, send_traced)
                 return
+            if kind == "reject":
+                # A validation refusal (Ramp's 4xx DEVELOPER_7001): nothing is applied.
+                await error(st.batch_error_status, "DEVELOPER_7001", "Invalid input.",
+                            {"_schema": ["Rejected by the sandbox's fault switch."]})(scope, receive, send_traced)
+                return
             if kind == "drop":
                 status_box[0] = "drop"
                 st.record(path, "drop")

@@ -23,7 +23,7 @@ DEMO_SCOPES = (
     "accounting:read accounting:write vendors:read vendors:write bills:read bills:write business:read"
     " entities:read"
 )
-FAULT_KINDS = ("429", "500", "502", "503", "drop", "timeout_after_commit")
+FAULT_KINDS = ("429", "500", "502", "503", "drop", "timeout_after_commit", "reject")
 FIELD_INPUT_TYPES = ("SINGLE_CHOICE", "BOOLEAN", "FREE_FORM_TEXT")
 FIELD_REQUIRED_FOR = ("BILL", "BILL_PAYMENT", "PURCHASE_ORDER", "REIMBURSEMENT", "TRANSACTION")
 SYNC_TYPES = ("TRANSACTION_SYNC", "REIMBURSEMENT_SYNC", "BILL_SYNC", "BILL_PAYMENT_SYNC", "TRANSFER_SYNC",
