@@ -5,7 +5,7 @@ a switch on `RampSandbox` (state.py). Admin endpoints under `/_sandbox/` are not
 limited, not faulted and need no token:
 
 - `POST /_sandbox/faults` JSON, every key optional:
-  `{"latency": 0.2, "fail_next": 3, "kind": "429|500|502|503|drop|timeout_after_commit",
+  `{"latency": 0.2, "fail_next": 3, "kind": "429|500|502|503|drop|timeout_after_commit|reject",
     "path": "/developer/v1/accounting/vendors", "method": "POST", "clear_faults": true,
     "expire_tokens_now": true, "token_lifetime": 5, "commit_then": "drop|hang", "hang_seconds": 5,
     "scope_mismatch": "invalid_scope|grant_subset", "invalid_token_status": 401,
