@@ -33,8 +33,9 @@ def cp(tmp_path: Path) -> Any:
     db = Database(f"sqlite:///{tmp_path / 'cp.sqlite'}")
     db.migrate()
     vault = Vault(db, MasterKey.generate())
+    # refusal_window 0: every refused request gets its own audit row (coalescing: its own test)
     svc = AgentService(db, vault, Settings(lease=1.0, offline_after=1.0, hold_max=2.0, db_poll=0.02,
-                                           sweep_every=3600))
+                                           sweep_every=3600, refusal_window=0))
     app = FastAPI()
     app.include_router(agent_router(SimpleNamespace(db=db, vault=vault), svc))
     client = TestClient(app)

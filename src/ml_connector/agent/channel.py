@@ -5,6 +5,11 @@ claims it on its long poll, runs it and posts the result; `call()` returns it.
 Callers wait while no agent is online (the work stays queued); with `timeout` a
 call still queued at the deadline is withdrawn (certain: not executed), one that an
 agent holds answers an uncertain `AGENT_TIMEOUT` fault.
+
+A waiting caller is woken by its call's result: in this process directly, from another
+process by a Postgres notification (agent/wakeups.py). It re-reads the database on a
+timer too: backing off from 10 ms to `poll_interval` when nothing will wake it, every
+`poll_interval` while notifications are being received (a missed one costs that much).
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from typing import Any
 
 from sqlalchemy import update
 
+from ml_connector.agent import wakeups
 from ml_connector.agent.models import AgentCallRow
-from ml_connector.agent.service import SIGNAL, AgentService, call_response
+from ml_connector.agent.service import AgentService, call_response
 from ml_connector.core.channel import ChannelFault, ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
 
@@ -75,21 +81,23 @@ class RemoteAgentChannel:
             return call_response(s, call_id)
 
     def call(self, request: ChannelRequest) -> ChannelResponse:
-        self.submit(request)  # a repeated id waits for the first call's result (dedupe)
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        interval = 0.01
-        seen = SIGNAL.version
-        while True:
-            resp = self.result(request.id)
-            if resp is not None:
-                return resp
-            if deadline is not None and time.monotonic() >= deadline:
-                return self._time_out(request.id)
-            wait = min(interval, self.poll_interval)
-            if deadline is not None:
-                wait = max(0.0, min(wait, deadline - time.monotonic()))
-            seen = SIGNAL.wait(seen, wait)
-            interval = min(interval * 1.5, self.poll_interval)
+        # Waiting before the call is queued: a result that comes at once still sets the event.
+        with wakeups.result_wait(self.db, request.id) as (done, notified):
+            self.submit(request)  # a repeated id waits for the first call's result (dedupe)
+            deadline = None if self.timeout is None else time.monotonic() + self.timeout
+            interval = self.poll_interval if notified else 0.01
+            while True:
+                done.clear()  # set before this read: the read sees that result
+                resp = self.result(request.id)
+                if resp is not None:
+                    return resp
+                if deadline is not None and time.monotonic() >= deadline:
+                    return self._time_out(request.id)
+                wait = min(interval, self.poll_interval)
+                if deadline is not None:
+                    wait = max(0.0, min(wait, deadline - time.monotonic()))
+                done.wait(wait)
+                interval = min(interval * 1.5, self.poll_interval)
 
     def _time_out(self, call_id: str) -> ChannelResponse:
         online = self._service.online_agents(self.site)
@@ -105,6 +113,8 @@ class RemoteAgentChannel:
                                               message=f"{why}; the call was not executed",
                                               details={"uncertain": False, "code": 1, "site": self.site,
                                                        "agents_online": online})).model_dump_json()))
+            wakeups.notify_done(s, self.site, call_id)  # other callers of this id (dedupe) stop waiting
+        wakeups.RESULTS.fire(call_id)
         resp = self.result(call_id)
         if resp is not None:  # withdrawn just now, or answered at the last moment
             return resp

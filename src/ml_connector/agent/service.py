@@ -3,7 +3,8 @@ the call queue (claim with a lease), results, liveness and revocation.
 
 State lives in the core database (tables in agent/models.py), so several control
 plane processes can serve agents; an in-process signal wakes long polls and
-waiting callers at once, other processes notice changes by polling the database.
+waiting callers at once, and on Postgres a NOTIFY in the same transaction wakes those of
+other processes (agent/wakeups.py), with database polling as the fallback.
 
 Tuning (environment, seconds): MLC_AGENT_LEASE (60), MLC_AGENT_OFFLINE_AFTER (150),
 MLC_AGENT_HOLD_MAX (60), MLC_AGENT_DB_POLL (0.25), MLC_AGENT_SWEEP (5),
@@ -30,9 +31,11 @@ from sqlalchemy.orm import Session
 from ml_connector.agent import protocol as proto
 from ml_connector.agent.models import AgentCallRow, AgentNonceRow, AgentRow, PairingTokenRow
 from ml_connector.agent.pacing import WINDOW_SECONDS, Pacing, SystemBudget
+from ml_connector.agent.wakeups import RESULTS, SIGNAL, notify_done, notify_queued
 from ml_connector.core import audit
 from ml_connector.core.channel import ChannelFault, ChannelResponse
 from ml_connector.core.db import Database, in_chunks
+from ml_connector.core.refusals import REFUSAL_AUDIT_WINDOW, CoalescedRefusals
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class Settings:
     # lease and offline_after, by when every live agent has reconnected): while no control
     # plane was up, no agent could renew a lease or deliver a result it holds.
     restart_grace: float = field(default_factory=lambda: _env_seconds("MLC_AGENT_RESTART_GRACE", 0.0))
+    # Refused requests: one agent.auth.rejected row per (client, agent id, reason) per this many seconds.
+    refusal_window: float = REFUSAL_AUDIT_WINDOW
 
     def grace(self) -> float:
         return self.restart_grace if self.restart_grace > 0 else max(self.lease, self.offline_after)
@@ -92,31 +97,6 @@ class AgentIdentity:
     site: str
 
 
-# --------------------------------------------------------------------------- in-process wake-ups
-
-
-class Signal:
-    """A version counter with a condition: bumped on every queue change in this process."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self.version = 0
-
-    def notify(self) -> None:
-        with self._cond:
-            self.version += 1
-            self._cond.notify_all()
-
-    def wait(self, seen: int, timeout: float) -> int:
-        with self._cond:
-            if self.version == seen:
-                self._cond.wait(timeout)
-            return self.version
-
-
-SIGNAL = Signal()
-
-
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -140,6 +120,8 @@ class AgentService:
         self._key_lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
         self._stop = threading.Event()
+        self.refusals = CoalescedRefusals(db, "agent.auth.rejected", outcome="rejected",
+                                           describe=_describe_refusal, window=self.settings.refusal_window)
 
     # ------------------------------------------------------------------ control plane key
 
@@ -200,13 +182,8 @@ class AgentService:
 
     def _reject(self, code: str, agent_id: str | None, path: str, client: str, message: str,
                 **detail: Any) -> None:
-        log.warning("agent request refused: %s (agent %s, %s, from %s): %s", code, agent_id, path, client, message)
-        try:
-            with self.db.session() as s:
-                audit.record(s, "agent.auth.rejected", outcome="rejected", source=agent_id,
-                             detail={"reason": code, "path": path, "client": client, "message": message, **detail})
-        except Exception:  # the refusal stands even when its audit cannot be written
-            log.exception("could not audit a refused agent request")
+        # Coalesced: at most one row per (client, agent id, reason) per window, with a count.
+        self.refusals.refused(client, code, {"path": path, "message": message, **detail}, source=agent_id)
 
     def authenticate(self, method: str, path: str, headers: Any, body: bytes, client: str = "") -> AgentIdentity:
         agent_id = headers.get(proto.H_AGENT) or ""
@@ -270,6 +247,7 @@ class AgentService:
                     return False
                 s.add(AgentCallRow(id=call_id, site=site, system=system, function=function, params=params,
                                    idempotent=idempotent, state="queued", attempts=0, created_at=time.time()))
+                notify_queued(s, site, call_id)
         except IntegrityError:
             return False
         SIGNAL.notify()
@@ -381,6 +359,7 @@ class AgentService:
                                      "reason": "not held by the agent it was handed to (its poll answer was lost)"})
                 row.state, row.agent_id, row.claimed_at, row.lease_expires_at = "queued", None, None, None
                 row.claim_instance = None
+                notify_queued(s, row.site, row.id)
                 released += 1
         if released:
             log.warning("agent %s did not receive %d call(s) handed to it; queued again", ident.agent_id, released)
@@ -444,6 +423,7 @@ class AgentService:
                 log.warning("accepted the late result of call %s from agent %s (%s)", row.id, ident.agent_id, late)
             row.state, row.ok, row.response, row.completed_at = "done", response.ok, data, now
             row.agent_id = ident.agent_id
+            notify_done(s, row.site, row.id)
             fault = response.fault
             event = "agent.call.done"
             outcome = "ok" if response.ok else "fault"
@@ -459,6 +439,7 @@ class AgentService:
             log.warning("agent %s refused call %s (%s %s): %s", ident.agent_id, response.id, fault.type,
                         fault.key, fault.message)
         SIGNAL.notify()
+        RESULTS.fire(response.id)
         return {"stored": True, "duplicate": False}
 
     def report(self, ident: AgentIdentity, event: str, detail: dict[str, Any]) -> None:
@@ -475,6 +456,7 @@ class AgentService:
         now = time.time() if now is None else now
         counts = {"requeued": 0, "lost": 0, "offline": 0}
         changed = False
+        lost: list[str] = []
         with self.db.session() as s:
             q = select(AgentCallRow).where(AgentCallRow.state == "claimed", AgentCallRow.lease_expires_at < now)
             if self.db.dialect == "postgresql":
@@ -490,10 +472,13 @@ class AgentService:
                     # agent_id stays: the agent it was handed to may still deliver its result
                     # (accepted while no other agent has claimed the call, see _store_result).
                     row.state, row.lease_expires_at, row.claim_instance = "queued", None, None
+                    notify_queued(s, row.site, row.id)
                     counts["requeued"] += 1
                 else:
                     resp = lost_fault(row.id, row.agent_id)
                     row.state, row.ok, row.response, row.completed_at = "done", False, resp.model_dump_json(), now
+                    notify_done(s, row.site, row.id)
+                    lost.append(row.id)
                     audit.record(s, "agent.call.lost", outcome="uncertain", source=row.agent_id, target=row.system,
                                  detail={"call_id": row.id, "function": row.function,
                                          "reason": "lease expired on a non-idempotent call"})
@@ -511,6 +496,8 @@ class AgentService:
             s.execute(delete(AgentNonceRow).where(AgentNonceRow.expires_at < now))
         if changed:
             SIGNAL.notify()
+        for call_id in lost:
+            RESULTS.fire(call_id)
         return counts
 
     def restart_leases(self, now: float | None = None) -> int:
@@ -554,6 +541,7 @@ class AgentService:
                 return False
             agent.state, agent.revoked_at = "revoked", time.time()
             audit.record(s, "agent.revoked", source=agent_id, target=agent.site, detail={"agent_id": agent_id})
+            notify_queued(s, agent.site, "")  # its held poll answers `revoked` now
         SIGNAL.notify()
         return True
 
@@ -589,6 +577,11 @@ def _agent_info(a: AgentRow, now: float, offline_after: float, in_flight: int, q
             "seconds_since_seen": None if a.last_seen_at is None else round(now - a.last_seen_at, 1),
             "revoked_at": a.revoked_at, "clock_skew": a.last_skew, "in_flight": in_flight,
             "queued_for_site": queued}
+
+
+def _describe_refusal(client: str, agent_id: str | None, reason: str, detail: dict[str, Any], count: int) -> str:
+    return (f"agent request refused: {reason} (agent {agent_id}, {detail.get('path')}, from {client}): "
+            f"{detail.get('message')}" + (f" ({count} refusals since the last report)" if count > 1 else ""))
 
 
 def _is_lost(response_json: str | None) -> bool:

@@ -12,6 +12,7 @@
     POST /api/agent/results    signed; {response: ChannelResponse} -> 200 {stored, duplicate} after commit
     POST /api/agent/events     signed; {event, detail} -> 200 (audited: tampered calls, refusals)
     GET  /api/agents           the agents, their state (online/offline/revoked) and work in flight
+    GET  /api/agents/dispatch  this process's Postgres notification listener (connected, counters)
 
 Refusals answer 4xx with {"detail": {"error": CODE, "message", "retriable", "server_time", ...}}.
 """
@@ -25,6 +26,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from ml_connector.agent import wakeups
 from ml_connector.agent.pacing import Pacing
 from ml_connector.agent.service import SIGNAL, AgentIdentity, AgentService, AuthError
 from ml_connector.core.channel import ChannelResponse
@@ -118,19 +120,22 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
             gen = poll_generation.get(ident.agent_id, 0) + 1
             poll_generation[ident.agent_id] = gen
         deadline = time.monotonic() + min(req.hold, svc.settings.hold_max)
-        while True:
-            # Never claim work for a poller that is gone: the call would sit in a
-            # dead socket until its lease ran out.
-            if await request.is_disconnected() or poll_generation.get(ident.agent_id) != gen:
-                return {"calls": [], "server_time": time.time(), "lease_seconds": svc.settings.lease}
-            seen = SIGNAL.version
-            calls = await run_in_threadpool(svc.claim, ident, req.max, req.instance)
-            if calls is None:
-                raise _http(AuthError("revoked", f"agent {ident.agent_id} was revoked; pair a new agent"))
-            remaining = deadline - time.monotonic()
-            if calls or remaining <= 0:
-                return {"calls": calls, "server_time": time.time(), "lease_seconds": svc.settings.lease}
-            await run_in_threadpool(SIGNAL.wait, seen, min(svc.settings.db_poll, remaining))
+        # Calls queued (or answered: pacing budget freed) by other processes wake the wait by
+        # notification on Postgres; the db_poll timer stays as the fallback.
+        with wakeups.site_watch(svc.db, ident.site):
+            while True:
+                # Never claim work for a poller that is gone: the call would sit in a
+                # dead socket until its lease ran out.
+                if await request.is_disconnected() or poll_generation.get(ident.agent_id) != gen:
+                    return {"calls": [], "server_time": time.time(), "lease_seconds": svc.settings.lease}
+                seen = SIGNAL.version
+                calls = await run_in_threadpool(svc.claim, ident, req.max, req.instance)
+                if calls is None:
+                    raise _http(AuthError("revoked", f"agent {ident.agent_id} was revoked; pair a new agent"))
+                remaining = deadline - time.monotonic()
+                if calls or remaining <= 0:
+                    return {"calls": calls, "server_time": time.time(), "lease_seconds": svc.settings.lease}
+                await run_in_threadpool(SIGNAL.wait, seen, min(svc.settings.db_poll, remaining))
 
     @router.post("/api/agent/heartbeat")
     def heartbeat(auth: tuple[AgentIdentity, bytes] = Depends(signed)) -> dict[str, Any]:
@@ -159,5 +164,10 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
     @router.get("/api/agents", dependencies=admin or [])
     def agents() -> list[dict[str, Any]]:
         return svc.list_agents()
+
+    @router.get("/api/agents/dispatch", dependencies=admin or [])
+    def dispatch() -> dict[str, Any]:
+        """How this process learns of other processes' calls and results (counters for metrics)."""
+        return wakeups.stats(svc.db)
 
     return router

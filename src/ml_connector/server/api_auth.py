@@ -33,7 +33,6 @@ import hmac
 import logging
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from ml_connector.core import audit
 from ml_connector.core.db import Database
 from ml_connector.core.models import Base
 from ml_connector.core.net import is_loopback_host
+from ml_connector.core.refusals import CoalescedRefusals
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,6 @@ LAST_USED_RESOLUTION = 60.0
 #: Hash compared when the id is unknown, so that both paths do the same work.
 _DUMMY_HASH = hashlib.sha256(b"no such token").hexdigest()
 PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
-#: Refusals of one (client, reason) within this many seconds of its last audit row share the next row.
-REFUSAL_AUDIT_WINDOW = 60.0
-#: (client, reason) pairs tracked at once; refusals from further clients are counted under client "*".
-REFUSAL_AUDIT_KEYS = 1024
 
 
 class ApiTokenRow(Base):
@@ -160,107 +156,12 @@ def verify_token(db: Database, token: str) -> tuple[ApiCaller | None, str, str |
     return caller, "ok", token_id
 
 
-#: An audit row of refusals: client, reason, count, since (wall clock, or None), latest request.
-_Row = tuple[str, str, int, float | None, dict[str, Any]]
+class RefusalAudit(CoalescedRefusals):
+    """Audit of refused operator requests: at most one `api.auth.rejected` row per (client, reason)
+    per `window`, with the number of refusals it stands for (core/refusals.py)."""
 
-
-@dataclass
-class _RefusalCount:
-    last_row_at: float  # when the last row for this key was written (clock())
-    pending: int = 0  # refusals since then, not yet in a row
-    first_pending_at: float = 0.0  # wall clock of the first of them
-    detail: dict[str, Any] | None = None  # the latest of them (method, path, token id, ...)
-
-
-class RefusalAudit:
-    """Audit of refused operator requests, at most one row per (client, reason) per `window`.
-
-    The first refusal of a key is written at once (count 1). Refusals within `window` of that
-    row are only counted; the next row for the key (the first refusal after the window, or the
-    background flush when the window ends) carries their number (`count`), when they began
-    (`since`) and the latest one's request. Rows of one key are thus at least `window` apart,
-    and a flood writes nothing between them."""
-
-    def __init__(self, db: Database, *, window: float = REFUSAL_AUDIT_WINDOW, max_keys: int = REFUSAL_AUDIT_KEYS,
-                 clock: Callable[[], float] = time.monotonic, background: bool = True) -> None:
-        self.db = db
-        self.window = window
-        self.max_keys = max_keys
-        self.clock = clock
-        self.background = background
-        self._keys: dict[tuple[str, str], _RefusalCount] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._flusher: threading.Thread | None = None
-
-    def refused(self, client: str, reason: str, detail: dict[str, Any]) -> None:
-        now = self.clock()
-        rows: list[_Row] = []
-        with self._lock:
-            rows += self._due(now)
-            key = (client, reason)
-            if key not in self._keys and len(self._keys) >= self.max_keys:
-                key = ("*", reason)  # bounded memory: further clients share one count per reason
-            entry = self._keys.get(key)
-            if entry is None or now - entry.last_row_at >= self.window:
-                pending = entry.pending if entry else 0
-                since = entry.first_pending_at if entry and pending else None
-                rows.append((key[0], reason, pending + 1, since, detail))
-                self._keys[key] = _RefusalCount(last_row_at=now)
-            else:
-                if entry.pending == 0:
-                    entry.first_pending_at = time.time()
-                entry.pending += 1
-                entry.detail = detail
-                self._start_flusher()
-        self._write(rows)
-
-    def flush(self) -> int:
-        """Write the rows whose window has ended (the background flusher calls this); how many."""
-        with self._lock:
-            rows = self._due(self.clock())
-        self._write(rows)
-        return len(rows)
-
-    def _due(self, now: float) -> list[_Row]:
-        rows: list[_Row] = []
-        for key, entry in list(self._keys.items()):
-            if now - entry.last_row_at < self.window:
-                continue
-            if entry.pending and entry.detail is not None:
-                rows.append((key[0], key[1], entry.pending, entry.first_pending_at, entry.detail))
-                self._keys[key] = _RefusalCount(last_row_at=now)
-            else:
-                del self._keys[key]  # quiet for a whole window: forget it
-        return rows
-
-    def _write(self, rows: list[_Row]) -> None:
-        for client, reason, count, since, detail in rows:
-            try:
-                with self.db.session() as s:  # committed on its own: the refusal must not roll it back
-                    audit.record(s, "api.auth.rejected", outcome="failed",
-                                 detail={**detail, "reason": reason, "client": client, "count": count,
-                                         **({"since": since} if since is not None else {})})
-            except Exception:  # the refusal stands even when its audit cannot be written
-                log.exception("could not audit refused API requests")
-            log.warning("refused %s %s from %s: %s%s", detail.get("method"), detail.get("path"), client, reason,
-                        f" ({count} refusals since the last report)" if count > 1 else "")
-
-    def _start_flusher(self) -> None:
-        if not self.background or (self._flusher is not None and self._flusher.is_alive()):
-            return
-
-        def loop() -> None:
-            while True:
-                time.sleep(max(self.window / 4, 0.05))
-                self.flush()
-                with self._lock:
-                    if not any(e.pending for e in self._keys.values()):
-                        self._flusher = None
-                        return
-
-        self._flusher = threading.Thread(target=loop, name="api-refusal-audit", daemon=True)
-        self._flusher.start()
+    def __init__(self, db: Database, **kw: Any) -> None:
+        super().__init__(db, "api.auth.rejected", outcome="failed", **kw)
 
 
 def auth_required(server_cfg: Any) -> bool:
