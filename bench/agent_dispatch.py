@@ -8,7 +8,10 @@ plane's process by a SoapRfcClient with the same settings:
 - throughput: calls/s of `--calls` calls per path at each of `--threads` concurrency levels;
 - the same sequential latency with the caller in another process than the control plane's
   API (`--cross-samples`): the path of a Postgres scale-out, where the worker that queues a
-  call is not the one the agent polls.
+  call is not the one the agent polls. On SQLite (the layout above) only timers reach across
+  processes; with `--pg URL` (default: $MLC_TEST_PG_URL) it is measured again on a fresh
+  database of that Postgres server with its own control-plane API and agent process, with
+  LISTEN/NOTIFY wake-ups and with timers only (MLC_AGENT_NOTIFY=0 in both processes).
 
 Process layout, as deployed: the control plane's agent API and the callers (the flows of
 `ml-connector run`) share this process; the agent is its own OS process running the
@@ -23,7 +26,7 @@ about the agent.
 The last line printed is a JSON object with every figure (bench/run_all.py reads it).
 
     python -m bench.agent_dispatch [--samples 500] [--calls 1000] [--threads 1,4,16]
-                                   [--cross-samples 60] [--budget 100000]
+                                   [--cross-samples 60] [--budget 100000] [--pg URL | --pg '']
 """
 
 from __future__ import annotations
@@ -111,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", default="1,4,16", help="concurrency levels, comma-separated")
     ap.add_argument("--cross-samples", type=int, default=60, help="calls from a caller in another process (0: skip)")
     ap.add_argument("--budget", type=int, default=100_000, help="SAP calls/s on both paths during the bench")
+    ap.add_argument("--pg", default=os.environ.get("MLC_TEST_PG_URL", ""),
+                    help="Postgres server URL for the cross-process measurement on Postgres ('' to skip)")
     ap.add_argument("--caller", metavar="DB_URL", help=argparse.SUPPRESS)  # the cross-process caller child
     args = ap.parse_args(argv)
     if args.caller:
@@ -134,8 +139,6 @@ def run(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
 
     from bench.sandbox_proc import SandboxProcess
     from ml_connector.agent.channel import RemoteAgentChannel
-    from ml_connector.agent.config import load_agent_config
-    from ml_connector.agent.runner import open_vault, pair
     from ml_connector.agent.service import AgentService, Settings
     from ml_connector.core.db import Database
     from ml_connector.core.servers import serve_in_thread
@@ -163,24 +166,8 @@ def run(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
         app.include_router(agent_router(SimpleNamespace(db=db, vault=vault), svc))
         srv = serve_in_thread(app, name="cp")
 
-        cfg_path = tmp / "agent" / "agent.yaml"
-        cfg_path.parent.mkdir(parents=True)
-        cfg_path.write_text(yaml.safe_dump({
-            "control_plane": srv.url, "site": SITE, "data_dir": str(tmp / "agent" / "data"),
-            "poll": {"hold": "50s", "max_concurrent": cap},
-            "systems": {"sap_ecc": {
-                "type": "sap_ecc", "base_url": sap["base_url"], "client": sap["client"], "user": sap["user"],
-                # agent.yaml must stay within 10-50; bench/agent_proc.py raises it to --budget
-                "password_secret": "sap_pw", "calls_per_second": 50,
-                "max_concurrent": cap, "allow": {"functions": [FUNCTION]}}}}), encoding="utf-8")
-        cfg = load_agent_config(cfg_path)
-        open_vault(cfg.data_dir_path()).set("sap_pw", sap["password"])
-        pair(cfg, svc.issue_token(SITE, 60), srv.url)
-        log = tmp / "agent" / "agent.log"
-        with open(log, "ab") as fh:
-            agent_proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.agent_proc", "--calls-per-second", str(args.budget), "-c", str(cfg_path)],
-                stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ))
+        agent_proc, log = start_agent(tmp, "agent", srv.url, sap, cap, lambda: svc.issue_token(SITE, 60),
+                                      args.budget)
 
         direct = SoapRfcClient(sap["base_url"], sap["client"], sap["user"], sap["password"],
                                calls_per_second=args.budget, max_concurrency=cap)
@@ -215,14 +202,10 @@ def run(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
 
         cross: dict[str, float] | None = None
         if args.cross_samples > 0:
-            child = subprocess.run([sys.executable, "-m", "bench.agent_dispatch", "--caller", db_url,
-                                    "--cross-samples", str(args.cross_samples)],
-                                   capture_output=True, text=True, timeout=600, cwd=ROOT, env=dict(os.environ))
-            if child.returncode != 0:
-                raise RuntimeError(f"cross-process caller exited {child.returncode}: {child.stderr[-2000:]}")
-            cross = summary(json.loads(child.stdout.strip().splitlines()[-1])["latencies"])
+            cross = cross_caller(db_url, args.cross_samples, dict(os.environ))
         if agent_proc.poll() is not None:
             raise RuntimeError(f"the agent exited ({agent_proc.returncode}): {log.read_text()[-2000:]}")
+        pg = pg_cross(args, sap, cap, tmp) if args.pg and args.cross_samples > 0 else None
     finally:
         if agent_proc is not None and agent_proc.poll() is None:
             agent_proc.terminate()
@@ -236,11 +219,116 @@ def run(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
         sandbox.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    return report(args, levels, settings, latency, tput, cross)
+    return report(args, levels, settings, latency, tput, cross, pg)
+
+
+def cross_caller(db_url: str, samples: int, env: dict[str, str]) -> dict[str, float]:
+    child = subprocess.run([sys.executable, "-m", "bench.agent_dispatch", "--caller", db_url,
+                            "--cross-samples", str(samples)],
+                           capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    if child.returncode != 0:
+        raise RuntimeError(f"cross-process caller exited {child.returncode}: {child.stderr[-2000:]}")
+    return summary(json.loads(child.stdout.strip().splitlines()[-1])["latencies"])
+
+
+def start_agent(tmp: Path, name: str, url: str, sap: dict[str, Any], cap: int, token_for: Callable[[], str],
+                budget: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """The agent in its own OS process (bench/agent_proc.py), paired with the API at `url`."""
+    from ml_connector.agent.config import load_agent_config
+    from ml_connector.agent.runner import open_vault, pair
+
+    cfg_path = tmp / name / "agent.yaml"
+    cfg_path.parent.mkdir(parents=True)
+    cfg_path.write_text(yaml.safe_dump({
+        "control_plane": url, "site": SITE, "data_dir": str(tmp / name / "data"),
+        "poll": {"hold": "50s", "max_concurrent": cap},
+        "systems": {"sap_ecc": {
+            "type": "sap_ecc", "base_url": sap["base_url"], "client": sap["client"], "user": sap["user"],
+            # agent.yaml must stay within 10-50; bench/agent_proc.py raises it to --budget
+            "password_secret": "sap_pw", "calls_per_second": 50,
+            "max_concurrent": cap, "allow": {"functions": [FUNCTION]}}}}), encoding="utf-8")
+    cfg = load_agent_config(cfg_path)
+    open_vault(cfg.data_dir_path()).set("sap_pw", sap["password"])
+    pair(cfg, token_for(), url)
+    log = tmp / name / "agent.log"
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.agent_proc", "--calls-per-second", str(budget), "-c", str(cfg_path)],
+            stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ))
+    return proc, log
+
+
+def pg_cross(args: argparse.Namespace, sap: dict[str, Any], cap: int, tmp: Path) -> dict[str, Any]:
+    """Cross-process latency on Postgres: this process serves the agent API on a fresh database,
+    a child process queues the calls; with notifications, then timers only."""
+    import uuid
+
+    import psycopg
+    from fastapi import FastAPI
+
+    from ml_connector.agent import wakeups
+    from ml_connector.agent.channel import RemoteAgentChannel
+    from ml_connector.agent.service import AgentService, Settings
+    from ml_connector.core.db import Database
+    from ml_connector.core.servers import serve_in_thread
+    from ml_connector.core.vault import MasterKey, Vault
+    from ml_connector.server.agent_api import agent_router
+
+    server = args.pg.rsplit("/", 1)[0]
+    name = f"mlc_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{server}/{name}"
+    db = Database(url)
+    srv = None
+    svc: AgentService | None = None
+    agent: subprocess.Popen[bytes] | None = None
+    out: dict[str, Any] = {}
+    try:
+        db.migrate()
+        vault = Vault(db, MasterKey.generate())
+        svc = AgentService(db, vault, Settings())
+        app = FastAPI()
+        app.include_router(agent_router(SimpleNamespace(db=db, vault=vault), svc))
+        srv = serve_in_thread(app, name="cp-pg")
+        agent, log = start_agent(tmp, "agent-pg", srv.url, sap, cap, lambda: svc.issue_token(SITE, 60), args.budget)
+        call = agent_call(RemoteAgentChannel(db, SITE, timeout=60))
+        for _ in range(WARMUP):
+            call()
+        out["in-process"] = summary([timed(call) for _ in range(args.cross_samples)])
+        out["notify"] = cross_caller(url, args.cross_samples, dict(os.environ))
+        # Timers only, in both processes (this one serves the poll and stores the results).
+        os.environ["MLC_AGENT_NOTIFY"] = "0"
+        try:
+            out["timers"] = cross_caller(url, args.cross_samples, dict(os.environ))
+        finally:
+            os.environ.pop("MLC_AGENT_NOTIFY", None)
+        if agent.poll() is not None:
+            raise RuntimeError(f"the Postgres agent exited ({agent.returncode}): {log.read_text()[-2000:]}")
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.terminate()
+            try:
+                agent.wait(10)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait(5)
+        if srv is not None:
+            srv.stop()
+        if svc is not None:
+            svc.stop()  # its lease sweeper
+        listener = wakeups.listener(db)
+        if listener is not None:
+            listener.stop()  # before the database goes away under it
+        db.dispose()
+        with psycopg.connect(server + "/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return out
 
 
 def report(args: argparse.Namespace, levels: list[int], settings: Any, latency: dict[str, dict[str, float]],
-           tput: dict[str, dict[str, Any]], cross: dict[str, float] | None) -> dict[str, Any]:
+           tput: dict[str, dict[str, Any]], cross: dict[str, float] | None,
+           pg: dict[str, Any] | None = None) -> dict[str, Any]:
     d, a = latency["direct"], latency["via agent"]
     figures: list[tuple[str, str]] = [
         ("latency direct", f"p50 {d['p50_ms']:.2f} ms, p99 {d['p99_ms']:.2f} ms ({d['samples']} calls)"),
@@ -260,6 +348,13 @@ def report(args: argparse.Namespace, levels: list[int], settings: Any, latency: 
         figures.append(("latency, caller in another process than the API",
                         f"p50 {cross['p50_ms']:.1f} ms, p90 {cross['p90_ms']:.1f} ms, mean {cross['mean_ms']:.1f} ms "
                         f"({cross['samples']} calls; in-process p50 {a['p50_ms']:.1f} ms)"))
+    if pg is not None:
+        for key, label in (("in-process", "Postgres, caller in the API's process"),
+                           ("notify", "Postgres, other process, NOTIFY"),
+                           ("timers", "Postgres, other process, timers only")):
+            x = pg[key]
+            figures.append((f"latency, {label}", f"p50 {x['p50_ms']:.1f} ms, p90 {x['p90_ms']:.1f} ms, "
+                                                 f"mean {x['mean_ms']:.1f} ms ({x['samples']} calls)"))
     print(f"agent dispatch, {FUNCTION}: control plane API and callers in this process (as in `ml-connector run`), "
           "the agent in its own OS process (`ml-connector agent` code), the SAP ECC emulator in its own process")
     print(f"SAP call budget raised to {args.budget} calls/s and concurrency cap {levels[-1]} on BOTH paths alike "
@@ -271,7 +366,7 @@ def report(args: argparse.Namespace, levels: list[int], settings: Any, latency: 
             "agent": "separate OS process", "db_poll_s": settings.db_poll, "latency": latency,
             "latency_ratio": {"p50": a["p50_ms"] / d["p50_ms"], "p99": a["p99_ms"] / d["p99_ms"]},
             "throughput": {"calls_per_level": args.calls, "levels": tput},
-            "cross_process_latency": cross, "figures": figures}
+            "cross_process_latency": cross, "postgres_latency": pg, "figures": figures}
 
 
 if __name__ == "__main__":

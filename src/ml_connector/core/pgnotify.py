@@ -100,8 +100,13 @@ class PgListener:
                 "connects": self.connects, "failures": self.failures, "notifications": self.notifications,
                 "channels": sorted(self._listening)}
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 5.0) -> None:
+        """Stop for good (closes the connection, within `tick`; waits up to `wait` seconds)."""
         self._stop.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(wait)
 
     # ------------------------------------------------------------------ thread
 
@@ -130,6 +135,10 @@ class PgListener:
                 return  # stopped or idle
             except (psycopg.Error, OSError) as exc:
                 self.backend_pid, self._listening = None, frozenset()
+                if self._stop.is_set():  # the connection went away while we were stopping
+                    with self._lock:
+                        self._thread = None
+                    return
                 self.failures += 1
                 if self.connects > connects:  # it was up and dropped: a new outage
                     delay, outage_logged = self.retry[0], False
