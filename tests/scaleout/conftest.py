@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -12,7 +13,7 @@ PG = os.environ.get("MLC_TEST_PG_URL")
 
 
 @pytest.fixture()
-def pg_database():
+def pg_database() -> Iterator[str]:
     assert PG
     name = f"mlc_scaleout_{uuid.uuid4().hex[:8]}"
     admin = PG.rsplit("/", 1)[0] + "/postgres"
