@@ -396,18 +396,29 @@ def replay(ids: Annotated[list[int] | None, typer.Argument(help="Outbox ids (see
 
 
 @app.command()
-def runs(config: ConfigOpt = DEFAULT_CONFIG, limit: int = 20) -> None:
+def runs(config: ConfigOpt = DEFAULT_CONFIG, limit: int = 20,
+         as_json: bool = typer.Option(False, "--json", help="One JSON object per run.")) -> None:
     """Recent sync runs and their counts."""
     from sqlalchemy import select
 
     from ml_connector.core.models import RunRow
+    from ml_connector.core.redact import redact
 
     rt = _runtime(config)
     with rt.db.session() as s:
-        t = Table("run id", "status", "started", "finished", "counts")
-        for r in s.scalars(select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)):
+        rows = list(s.scalars(select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)))
+        if as_json:
+            print(json.dumps([{"run_id": r.run_id, "status": r.status, "started_at": str(r.started_at),
+                               "finished_at": str(r.finished_at) if r.finished_at else None,
+                               "counts": dict(r.counts), "error": redact(r.error) if r.error else None}
+                              for r in rows]))
+            rt.close()
+            return
+        cols = ("read", "created", "updated", "deactivated", "unchanged", "parked", "failed")
+        t = Table("run id", "status", "started", "finished", *cols)
+        for r in rows:
             t.add_row(r.run_id, r.status, str(r.started_at)[:19], str(r.finished_at or "")[:19],
-                      json.dumps(r.counts))
+                      *(str(int((r.counts or {}).get(c, 0) or 0)) for c in cols))
     console.print(t)
     rt.close()
 

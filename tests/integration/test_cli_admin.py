@@ -3,6 +3,7 @@ rotate-key, and replay through the HTTP API."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -92,6 +93,9 @@ def test_failures_are_replayed_through_the_http_api(tmp_path):
         env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url)
         assert env.cli("sync", "vendors_to_ramp", "--stream", "vendors", check=False).returncode == 3
         expected = sum(v["active"] for v in in_scope_vendors(handles["sap_ecc"].state).values())
+        runs = json.loads(env.cli("runs", "--json").stdout)
+        assert [(r["run_id"].split(":")[2], r["counts"]["failed"]) for r in runs] == [("vendors", expected)]
+        assert f"{expected}" in env.cli("runs", extra_env={"COLUMNS": "250"}).stdout  # the table's failed column
         base = env.serve_on_free_port()
         proc = env.popen("run")
         try:
