@@ -405,6 +405,56 @@ class FlowConfig(_Model):
     )
 
 
+# --------------------------------------------------------------------------- alerts
+
+
+def _alert_event(value: str) -> str:
+    from ml_connector.core.alerts import ALERT_EVENTS
+
+    if value not in ALERT_EVENTS:
+        raise PydanticCustomError("alert_event", "expected one of {known}, got '{value}'",
+                                  {"known": ", ".join(ALERT_EVENTS), "value": value})
+    return value
+
+
+class AlertHeader(_Model):
+    """A header sent with every alert, its value a vault secret (the receiver's shared token)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9-]{1,100}$", description="Header name, e.g. X-Alert-Token")
+    value_secret: SecretName = Field(description="Vault secret holding the header's value")
+
+
+class AlertWebhook(_Model):
+    """An alert receiver: exactly one of `url` or `url_secret` (a Slack webhook URL is a credential:
+    keep it in the vault)."""
+
+    url: str | None = Field(default=None, pattern=r"^https?://[^/\s:]+(:\d+)?(/\S*)?$",
+                            description="https://… (http only on a network you trust)")
+    url_secret: SecretName | None = Field(default=None, description="Vault secret holding the URL")
+    format: Literal["json", "slack"] = Field(default="json", description="json: the event as JSON; "
+                                             "slack: {text: …} for a Slack incoming webhook")
+    secret_header: AlertHeader | None = None
+
+    @model_validator(mode="after")
+    def _one_url(self) -> AlertWebhook:
+        if (self.url is None) == (self.url_secret is None):
+            raise PydanticCustomError("webhook", "give exactly one of 'url' or 'url_secret'")
+        return self
+
+
+class AlertsConfig(_Model):
+    """Where operators are told about an agent going offline or coming back, and failed runs."""
+
+    webhooks: list[AlertWebhook] = Field(min_length=1)
+    events: list[Annotated[str, AfterValidator(_alert_event)]] = Field(
+        default_factory=lambda: ["agent.offline", "agent.online", "run.failed"], min_length=1)
+    interval: Duration = Field(default=900.0, description="At most one alert per event and agent "
+                               "(or flow/stream) per this long")
+    timeout: Duration = Field(default=5.0, le=60, description="Per delivery attempt")
+    attempts: int = Field(default=3, ge=1, le=10)
+    backoff: Duration = Field(default=1.0, le=300, description="Before the 2nd attempt, doubled for each further")
+
+
 # --------------------------------------------------------------------------- the file
 
 
@@ -413,6 +463,7 @@ class AppConfig(_Model):
     server: ServerConfig = Field(default_factory=lambda: ServerConfig())
     connections: dict[Name, Connection] = Field(default_factory=dict)
     flows: dict[Name, FlowConfig] = Field(default_factory=dict)
+    alerts: AlertsConfig | None = Field(default=None, description="Alert webhooks (control plane)")
 
     _config_dir: Path | None = PrivateAttr(default=None)
     _path: Path | None = PrivateAttr(default=None)
@@ -871,6 +922,17 @@ connections:
       client_secret_secret: ramp_client_secret   # ml-connector secrets set ramp_client_secret
       scope: "accounting:read accounting:write bills:read"
     # limits: {{requests: 200, period: 10s}}   # override the provider's rate limit
+
+# Alerts to operators (the control plane): an agent offline / back online, a failed sync run.
+# At most one per event and agent (or flow/stream) per `interval`. A Slack incoming-webhook URL
+# is a credential: give it as url_secret (a vault secret name), not url.
+# alerts:
+#   webhooks:
+#     - {{url: https://alerts.example.com/hook, format: json,
+#        secret_header: {{name: X-Alert-Token, value_secret: alert_token}}}}
+#     - {{url_secret: slack_webhook_url, format: slack}}
+#   events: [agent.offline, agent.online, run.failed]
+#   interval: 15m            # also: timeout: 5s, attempts: 3, backoff: 1s
 
 # What moves where, and when.
 flows:

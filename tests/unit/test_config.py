@@ -348,3 +348,48 @@ def test_cron_schedule_keeps_its_time_zone(tmp_path: Path, monkeypatch: pytest.M
     cfg = load_config(write(tmp_path, GOOD))
     (entry,) = schedule_entries(SimpleNamespace(config=cfg))  # type: ignore[arg-type]
     assert "cron_timezone" not in entry and entry["context"]["interval"] == 7 * 86400
+
+
+ALERTS_GOOD = """\
+alerts:
+  webhooks:
+    - {url: "https://alerts.example.com/hook", secret_header: {name: X-Alert-Token, value_secret: alert_token}}
+    - {url_secret: slack_webhook_url, format: slack}
+  events: [agent.offline, run.failed]
+  interval: 30m
+"""
+
+
+def test_alerts_section_loads_with_defaults() -> None:
+    cfg = parse_config(ALERTS_GOOD)
+    assert cfg.alerts is not None
+    assert [w.format for w in cfg.alerts.webhooks] == ["json", "slack"]
+    assert cfg.alerts.webhooks[0].secret_header is not None
+    assert cfg.alerts.webhooks[0].secret_header.value_secret == "alert_token"
+    assert cfg.alerts.events == ["agent.offline", "run.failed"]
+    assert (cfg.alerts.interval, cfg.alerts.timeout, cfg.alerts.attempts) == (1800.0, 5.0, 3)
+    assert parse_config("engine: {}\n").alerts is None
+
+
+def test_alerts_errors_name_line_and_field() -> None:
+    bad = textwrap.dedent("""\
+        alerts:
+          webhooks:
+            - {url: "ftp://x", format: teams}
+            - {format: json}
+            - {url: "https://x", secret_header: {name: X-Token, secret: s3cr3t-value}}
+          events: [agent.gone]
+          interval: never
+        """)
+    with pytest.raises(ConfigError) as ei:
+        parse_config(bad)
+    text = str(ei.value)
+    assert "ml-connector.yaml:3: alerts.webhooks[0].url: expected text matching" in text
+    assert "ml-connector.yaml:3: alerts.webhooks[0].format: expected 'json' or 'slack', got 'teams'" in text
+    assert "ml-connector.yaml:4: alerts.webhooks[1]: give exactly one of 'url' or 'url_secret'" in text
+    assert "alerts.webhooks[2].secret_header.secret: 'secret' must not hold a secret value" in text
+    assert "s3cr3t-value" not in text
+    assert "ml-connector.yaml:6: alerts.events[0]: expected one of agent.offline, agent.online, run.failed" in text
+    assert "ml-connector.yaml:7: alerts.interval: expected a duration" in text
+    with pytest.raises(ConfigError, match=r"alerts.webhooks: expected at least 1 item"):
+        parse_config("alerts: {webhooks: []}\n")

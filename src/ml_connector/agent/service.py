@@ -33,6 +33,7 @@ from ml_connector.agent.models import AgentCallRow, AgentNonceRow, AgentRow, Pai
 from ml_connector.agent.pacing import WINDOW_SECONDS, Pacing, SystemBudget
 from ml_connector.agent.wakeups import RESULTS, SIGNAL, notify_done, notify_queued
 from ml_connector.core import audit
+from ml_connector.core.alerts import Alert, Alerter, duration_text
 from ml_connector.core.channel import ChannelFault, ChannelResponse
 from ml_connector.core.db import Database, in_chunks
 from ml_connector.core.refusals import REFUSAL_AUDIT_WINDOW, CoalescedRefusals
@@ -111,8 +112,9 @@ def lost_fault(call_id: str, agent_id: str | None) -> ChannelResponse:
 
 class AgentService:
     def __init__(self, db: Database, vault: Any, settings: Settings | None = None,
-                 pacing: Pacing | None = None) -> None:
+                 pacing: Pacing | None = None, alerts: Alerter | None = None) -> None:
         self.db = db
+        self.alerts = alerts  # operators' webhooks for agent.offline / agent.online (core/alerts.py)
         self.vault = vault
         self.settings = settings or Settings()
         self.pacing = pacing or Pacing()
@@ -220,21 +222,44 @@ class AgentService:
         if state == "revoked":
             self._reject(proto.E_REVOKED, agent_id, path, client, "agent is revoked")
             raise AuthError(proto.E_REVOKED, f"agent {agent_id} was revoked; pair a new agent with a new token")
+        alert: Alert | None = None
         try:
             with self.db.session() as s:
                 s.add(AgentNonceRow(agent_id=agent_id, nonce=nonce, expires_at=now + 2 * self.settings.max_skew + 60))
                 agent = s.get(AgentRow, agent_id)
                 if agent is not None:
+                    silent_since = agent.last_seen_at
+                    # Conditional: of two processes seeing the same agent come back, only the one
+                    # whose update flips the state reports (and alerts) it.
+                    back = agent.state == "offline" and _rowcount(s.execute(
+                        update(AgentRow).where(AgentRow.id == agent_id, AgentRow.state == "offline")
+                        .values(state="online").execution_options(synchronize_session=False))) == 1
                     agent.last_seen_at = now
                     agent.last_skew = round(skew, 1)
-                    if agent.state == "offline":
-                        agent.state = "online"
-                        audit.record(s, "agent.online", source=agent_id, target=site, detail={"agent_id": agent_id})
-                        log.warning("agent %s (site %s) is back online", agent_id, site)
+                    if back:
+                        away = now - (silent_since or now)
+                        audit.record(s, "agent.online", source=agent_id, target=site,
+                                     detail={"agent_id": agent_id, "offline_seconds": round(away, 1)})
+                        log.warning("agent %s (site %s) is back online after %s without contact",
+                                    agent_id, site, duration_text(away))
+                        alert = self._admit(s, Alert(
+                            event="agent.online", subject=agent_id, at=now, site=site, agent_id=agent_id,
+                            agent_name=agent.name or None, details={"offline_seconds": round(away, 1),
+                                                                   "hostname": agent.hostname},
+                            message=(f"Agent {agent.name or agent_id} ({agent_id}, site {site}) is back online "
+                                     f"after {duration_text(away)} without contact")))
         except IntegrityError:
             self._reject(proto.E_REPLAY, agent_id, path, client, "nonce reused inside the window")
             raise AuthError(proto.E_REPLAY, "this nonce was already used (replayed request)") from None
+        if alert is not None and self.alerts is not None:
+            self.alerts.dispatch(alert)
         return AgentIdentity(agent_id=agent_id, site=site)
+
+    def _admit(self, s: Session, alert: Alert) -> Alert | None:
+        """`alert` if it is to be sent (throttle, in the transaction that made the transition)."""
+        if self.alerts is None or not self.alerts.wants(alert.event):
+            return None
+        return alert if self.alerts.admit(s, alert) else None
 
     # ------------------------------------------------------------------ queue
 
@@ -457,6 +482,7 @@ class AgentService:
         counts = {"requeued": 0, "lost": 0, "offline": 0}
         changed = False
         lost: list[str] = []
+        alerts: list[Alert] = []
         with self.db.session() as s:
             q = select(AgentCallRow).where(AgentCallRow.state == "claimed", AgentCallRow.lease_expires_at < now)
             if self.db.dialect == "postgresql":
@@ -483,21 +509,40 @@ class AgentService:
                                  detail={"call_id": row.id, "function": row.function,
                                          "reason": "lease expired on a non-idempotent call"})
                     counts["lost"] += 1
-            silent = s.scalars(select(AgentRow).where(AgentRow.state == "online",
-                                                      AgentRow.last_seen_at < now - self.settings.offline_after)).all()
-            for agent in silent:
+            silent_q = select(AgentRow).where(AgentRow.state == "online",
+                                              AgentRow.last_seen_at < now - self.settings.offline_after)
+            if self.db.dialect == "postgresql":
+                # Of several control planes sweeping at once, one makes (and alerts) each transition;
+                # a row another sweep or a poll holds is left to it.
+                silent_q = silent_q.with_for_update(skip_locked=True)
+            for agent in s.scalars(silent_q).all():
                 agent.state = "offline"
                 counts["offline"] += 1
+                silent_for = now - (agent.last_seen_at or now)
                 audit.record(s, "agent.offline", outcome="alert", source=agent.id, target=agent.site,
                              detail={"agent_id": agent.id, "site": agent.site, "last_seen_at": agent.last_seen_at,
-                                     "silent_seconds": round(now - (agent.last_seen_at or now), 1)})
+                                     "silent_seconds": round(silent_for, 1)})
                 log.warning("ALERT: agent %s (site %s) is offline: no poll for %.0f s; its calls stay queued",
-                            agent.id, agent.site, now - (agent.last_seen_at or now))
+                            agent.id, agent.site, silent_for)
+                queued = s.scalar(select(func.count()).select_from(AgentCallRow).where(
+                    AgentCallRow.site == agent.site, AgentCallRow.state == "queued")) if self.alerts else 0
+                offline = self._admit(s, Alert(
+                    event="agent.offline", subject=agent.id, at=now, site=agent.site, agent_id=agent.id,
+                    agent_name=agent.name or None,
+                    details={"last_seen_at": agent.last_seen_at, "silent_seconds": round(silent_for, 1),
+                             "hostname": agent.hostname, "queued_for_site": queued},
+                    message=(f"Agent {agent.name or agent.id} ({agent.id}, site {agent.site}) is offline: no poll "
+                             f"for {duration_text(silent_for)}; {queued} call(s) of the site stay queued")))
+                if offline is not None:
+                    alerts.append(offline)
             s.execute(delete(AgentNonceRow).where(AgentNonceRow.expires_at < now))
         if changed:
             SIGNAL.notify()
         for call_id in lost:
             RESULTS.fire(call_id)
+        if self.alerts is not None:
+            for alert in alerts:
+                self.alerts.dispatch(alert)  # after the commit, in the background: the sweep never waits
         return counts
 
     def restart_leases(self, now: float | None = None) -> int:
@@ -582,6 +627,10 @@ def _agent_info(a: AgentRow, now: float, offline_after: float, in_flight: int, q
 def _describe_refusal(client: str, agent_id: str | None, reason: str, detail: dict[str, Any], count: int) -> str:
     return (f"agent request refused: {reason} (agent {agent_id}, {detail.get('path')}, from {client}): "
             f"{detail.get('message')}" + (f" ({count} refusals since the last report)" if count > 1 else ""))
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _is_lost(response_json: str | None) -> bool:

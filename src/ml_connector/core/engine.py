@@ -36,6 +36,7 @@ from sqlalchemy import func, select, update
 
 from ml_connector import __version__
 from ml_connector.core import audit, ledger, outbox, worker_lock
+from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, Stream
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
@@ -522,15 +523,26 @@ def _finish_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, An
 @DBOS.step(name="mlc.fail")
 def _fail_step(flow: str, stream: str, mode: str, run_id: str, error: str) -> None:
     message = redact(error)[:2000]
-    with runtime().db.session() as sess:
+    rt = runtime()
+    alerts: Alerter | None = getattr(rt, "alerts", None)  # test runtimes may have none
+    alert: Alert | None = None
+    with rt.db.session() as sess:
         run = sess.get(RunRow, run_id)
         if run is None:
             run = RunRow(run_id=run_id, flow=flow, stream=stream, mode=mode, counts={})
             sess.add(run)
+        first = run.status != "failed"  # a step re-run after a crash must not alert twice
         run.status, run.error, run.finished_at = "failed", message, utcnow()
         audit.record(sess, "run.failed", flow=flow, stream=stream, run_id=run_id, outcome="failed",
                      detail={"error": message})
+        if first and alerts is not None and alerts.wants("run.failed"):
+            candidate = Alert(event="run.failed", subject=f"{flow}/{stream}", flow=flow, stream=stream,
+                              run_id=run_id, details={"mode": mode, "error": message[:500]},
+                              message=f"Sync run {run_id} of flow {flow} (stream {stream}) failed: {message[:500]}")
+            alert = candidate if alerts.admit(sess, candidate) else None
     log.error("run %s failed: %s", run_id, message)
+    if alerts is not None and alert is not None:
+        alerts.dispatch(alert)  # delivered in the background: a slow receiver never holds the run
 
 
 def _run_counts(sess: Any, run_id: str) -> dict[str, int]:

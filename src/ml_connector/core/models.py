@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -207,3 +208,13 @@ class RateHoldRow(Base):
     __tablename__ = "mlc_rate_holds"
     budget: Mapped[str] = mapped_column(String(300), primary_key=True)
     hold_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AlertThrottleRow(Base):
+    """When an alert for (event, subject) was last let through (core/alerts.py): shared by
+    every control-plane process, so that a flapping agent alerts once per interval in all."""
+
+    __tablename__ = "mlc_alert_throttle"
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)  # event|subject
+    last_at: Mapped[float] = mapped_column(Float)
+    suppressed: Mapped[int] = mapped_column(Integer, default=0)

@@ -39,6 +39,10 @@ class Runtime:
         if getattr(config.engine, "agent", "embedded") == "remote":  # SAP calls go to the remote agent
             from ml_connector.agent.channel import RemoteAgentChannel
             self.channel = RemoteAgentChannel(self.db, config.engine.agent_site)
+        # Operators' alerts (None without an `alerts:` section): failed runs here, agents' liveness
+        # in the control plane's AgentService.
+        from ml_connector.core.alerts import alerter_from_config
+        self.alerts = alerter_from_config(getattr(config, "alerts", None), self.db, self.vault)
         self._connections: dict[str, Any] = {}
         self._flows: dict[str, Flow] = {}
         self._lock = threading.RLock()
@@ -84,6 +88,8 @@ class Runtime:
             return self._flows[name]
 
     def close(self) -> None:
+        if self.alerts is not None:
+            self.alerts.close()  # deliver what is queued (bounded) before the database goes
         for conn in self._connections.values():
             close = getattr(conn, "close", None)
             if close:

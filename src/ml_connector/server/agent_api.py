@@ -78,7 +78,8 @@ def _http(exc: AuthError) -> HTTPException:
 def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] | None = None) -> APIRouter:
     """`admin`: the dependencies that authenticate operators (for `/api/agents`); the agents'
     own endpoints take no admin token, only their signature."""
-    svc = service or AgentService(rt.db, rt.vault, pacing=Pacing.from_config(rt.config))
+    svc = service or AgentService(rt.db, rt.vault, pacing=Pacing.from_config(rt.config),
+                                  alerts=getattr(rt, "alerts", None))
     svc.start_sweeper()
     router = APIRouter()
 
