@@ -384,7 +384,7 @@ def test_alerts_errors_name_line_and_field() -> None:
     with pytest.raises(ConfigError) as ei:
         parse_config(bad)
     text = str(ei.value)
-    assert "ml-connector.yaml:3: alerts.webhooks[0].url: expected text matching" in text
+    assert "ml-connector.yaml:3: alerts.webhooks[0].url: expected an http(s) URL like https://" in text
     assert "ml-connector.yaml:3: alerts.webhooks[0].format: expected 'json' or 'slack', got 'teams'" in text
     assert "ml-connector.yaml:4: alerts.webhooks[1]: give exactly one of 'url' or 'url_secret'" in text
     assert "alerts.webhooks[2].secret_header.secret: 'secret' must not hold a secret value" in text
