@@ -5,7 +5,6 @@ The test process plays the flow: `ChannelServiceLayerClient` over `RemoteAgentCh
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,21 +12,20 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from sqlalchemy import select
 
 from ml_connector.agent.channel import RemoteAgentChannel
 from ml_connector.core.channel import ChannelError, ChannelRequest
 from ml_connector.core.db import Database
-from ml_connector.core.models import AuditRow
 from ml_connector.systems.sap_b1.client import ChannelServiceLayerClient
 from ml_connector.systems.sap_b1.errors import B1Error
-from tests.integration.test_agent_harness import AgentProc, ControlPlane, start_sandbox
+from tests.integration.test_agent_harness import AgentProc, ControlPlane, World, start_sandbox
 
 ALLOW = ["JournalEntries", "BusinessPartners:read", "ChartOfAccounts:read"]
 
 
-class Env:
+class Env(World):
     def __init__(self, tmp: Path) -> None:
+        super().__init__()
         self.sandbox, self.b1 = start_sandbox(system="sap_b1")
         self.cp = ControlPlane(tmp / "cp")
         self.cp.start()
@@ -41,22 +39,12 @@ class Env:
         self.agent.config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
         self.agent.setup(self.cp.token(), self.cp.url, self.b1["password"])
         self.agent.start()
+        self.agents.append(self.agent)
         self.channel = RemoteAgentChannel(self.db, "plant1", timeout=60)
         self.client = ChannelServiceLayerClient(self.channel, "b1")
 
-    def close(self) -> None:
-        self.agent.kill()
-        self.cp.kill()
-        self.sandbox.send_signal(signal.SIGKILL)
-        self.sandbox.wait(10)
-        self.db.dispose()
-
     def stats(self) -> dict[str, Any]:
         return dict(httpx.get(self.b1["admin"] + "/stats", timeout=5).json())
-
-    def audit(self, event: str) -> list[AuditRow]:
-        with self.db.session() as s:
-            return list(s.scalars(select(AuditRow).where(AuditRow.event == event)))
 
 
 @pytest.fixture(scope="module")

@@ -242,3 +242,40 @@ def wait_for(pred: Any, timeout: float = 45.0, what: str = "condition") -> Any:
             return v
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class World:
+    """What an agent test's world holds: the SAP sandbox process, a control plane, its database,
+    the agents (and a proxy between them, if any). Subclasses build them; this tears them down."""
+
+    sandbox: subprocess.Popen[str]
+    sap: dict[str, Any]
+    cp: ControlPlane
+    db: Any  # ml_connector.core.db.Database
+
+    def __init__(self) -> None:
+        self.agents: list[AgentProc] = []
+        self.proxy: DropProxy | None = None
+
+    def close(self) -> None:
+        for a in self.agents:
+            a.kill()
+        if self.proxy is not None:
+            self.proxy.close()
+        self.cp.kill()
+        self.sandbox.send_signal(signal.SIGKILL)
+        self.sandbox.wait(10)
+        self.db.dispose()
+
+    def executed(self, fm: str = "STFC_CONNECTION") -> int:
+        """How many times the SAP sandbox ran `fm`."""
+        return int(sap_stats(self.sap)["calls"].get(fm, 0))
+
+    def audit(self, event: str) -> list[Any]:
+        """The control plane's audit rows of `event`, oldest first."""
+        from sqlalchemy import select
+
+        from ml_connector.core.models import AuditRow
+
+        with self.db.session() as s:
+            return list(s.scalars(select(AuditRow).where(AuditRow.event == event).order_by(AuditRow.id)))

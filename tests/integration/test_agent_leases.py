@@ -11,13 +11,11 @@ sandbox, control plane, agent) with an HTTP relay between agent and control plan
 from __future__ import annotations
 
 import concurrent.futures as cf
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from ml_connector.agent.channel import RemoteAgentChannel
 from ml_connector.agent.models import AgentCallRow
@@ -28,6 +26,7 @@ from tests.integration.test_agent_harness import (
     AgentProc,
     ControlPlane,
     DropProxy,
+    World,
     sap_faults,
     sap_stats,
     start_sandbox,
@@ -37,8 +36,9 @@ from tests.integration.test_agent_harness import (
 LEASE = 3.0
 
 
-class Env:
+class Env(World):
     def __init__(self, tmp: Path) -> None:
+        super().__init__()
         self.sandbox, self.sap = start_sandbox()
         self.cp = ControlPlane(tmp / "cp", env={"MLC_AGENT_LEASE": str(LEASE), "MLC_AGENT_SWEEP": "0.2"})
         self.cp.start()
@@ -47,19 +47,9 @@ class Env:
         self.agent = AgentProc(tmp / "agent", self.proxy.url, self.sap)
         self.agent.setup(self.cp.token(), self.proxy.url, self.sap["password"])
         self.agent.start()
+        self.agents.append(self.agent)
         # STFC_CONNECTION stands in for a posting: not idempotent, so a lapsed lease means AGENT_LOST.
         self.posting = RemoteAgentChannel(self.db, "plant1", timeout=60, idempotent=lambda f: False)
-
-    def close(self) -> None:
-        self.agent.kill()
-        self.proxy.close()
-        self.cp.kill()
-        self.sandbox.send_signal(signal.SIGKILL)
-        self.sandbox.wait(10)
-        self.db.dispose()
-
-    def executed(self) -> int:
-        return int(sap_stats(self.sap)["calls"].get("STFC_CONNECTION", 0))
 
     def row(self, call_id: str) -> AgentCallRow:
         with self.db.session() as s:
@@ -67,10 +57,8 @@ class Env:
             assert row is not None
             return row
 
-    def audit(self, event: str, call_id: str) -> list[AuditRow]:
-        with self.db.session() as s:
-            return [a for a in s.scalars(select(AuditRow).where(AuditRow.event == event))
-                    if (a.detail or {}).get("call_id") == call_id]
+    def call_audit(self, event: str, call_id: str) -> list[AuditRow]:
+        return [a for a in self.audit(event) if (a.detail or {}).get("call_id") == call_id]
 
     def agent_executed(self, call_id: str) -> bool:
         return any(e["event"] == "call.executed" and e["call_id"] == call_id for e in self.agent.audit())
@@ -89,8 +77,8 @@ def _check_once(env: Env, call_id: str, result: ChannelResponse, text: str, befo
     assert result.ok and result.result is not None and result.result["ECHOTEXT"] == text, result
     assert env.executed() == before + 1  # SAP saw it once
     assert [e["call_id"] for e in env.agent.audit() if e["event"] == "call.executed"].count(call_id) == 1
-    assert len(env.audit("agent.call.done", call_id)) == 1  # stored once
-    assert env.audit("agent.call.lost", call_id) == []
+    assert len(env.call_audit("agent.call.done", call_id)) == 1  # stored once
+    assert env.call_audit("agent.call.lost", call_id) == []
 
 
 def test_undelivered_result_keeps_its_lease(env: Env) -> None:
@@ -135,4 +123,4 @@ def test_result_held_across_a_control_plane_outage_longer_than_the_lease(env: En
     finally:
         sap_faults(env.sap, latency=0)
     _check_once(env, req.id, result, "outage-1", before)
-    assert env.audit("agent.result.late", req.id) == []  # in time: its lease restarted with the control plane
+    assert env.call_audit("agent.result.late", req.id) == []  # in time: its lease restarted with the control plane

@@ -7,7 +7,6 @@ the control plane's database through `RemoteAgentChannel`.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,13 +23,13 @@ from ml_connector.agent.channel import RemoteAgentChannel
 from ml_connector.agent.models import AgentCallRow
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
-from ml_connector.core.models import AuditRow
 from ml_connector.systems.sap_ecc.client import ChannelRfcCaller
 from ml_connector.systems.sap_ecc.posting import DocumentPoster, GLLine, VendorInvoice, document_xblnr
 from ml_connector.systems.sap_ecc.table_reader import TableReader
 from tests.integration.test_agent_harness import (
     AgentProc,
     ControlPlane,
+    World,
     sap_faults,
     sap_stats,
     start_sandbox,
@@ -38,8 +37,9 @@ from tests.integration.test_agent_harness import (
 )
 
 
-class Env:
+class Env(World):
     def __init__(self, tmp: Path) -> None:
+        super().__init__()
         self.sandbox, self.sap = start_sandbox()
         self.cp = ControlPlane(tmp / "cp")
         self.cp.start()
@@ -47,25 +47,10 @@ class Env:
         self.agent = AgentProc(tmp / "agent1", self.cp.url, self.sap, extra_functions=["Z_MLC_ACC_DOCUMENT_POST"])
         self.agent.setup(self.cp.token(), self.cp.url, self.sap["password"])
         self.agent.start()
-        self.agents = [self.agent]
+        self.agents.append(self.agent)
         # A posting-like call: the control plane treats STFC_CONNECTION as non-idempotent here.
         self.posting = RemoteAgentChannel(self.db, "plant1", timeout=90, idempotent=lambda f: False)
         self.reads = RemoteAgentChannel(self.db, "plant1", timeout=90)
-
-    def close(self) -> None:
-        for a in self.agents:
-            a.kill()
-        self.cp.kill()
-        self.sandbox.send_signal(signal.SIGKILL)
-        self.sandbox.wait(10)
-        self.db.dispose()
-
-    def executed(self, fm: str) -> int:
-        return int(sap_stats(self.sap)["calls"].get(fm, 0))
-
-    def audit(self, event: str) -> list[AuditRow]:
-        with self.db.session() as s:
-            return list(s.scalars(select(AuditRow).where(AuditRow.event == event)))
 
 
 @pytest.fixture(scope="module")

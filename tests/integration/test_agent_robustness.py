@@ -11,7 +11,6 @@ with an HTTP relay between agent and control plane that can lose answers in tran
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +25,12 @@ from ml_connector.agent.models import AgentCallRow, AgentRow
 from ml_connector.config import example_config
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
-from ml_connector.core.models import AuditRow
 from tests.integration.test_agent_harness import (
     BIN,
     AgentProc,
     ControlPlane,
     DropProxy,
+    World,
     sap_stats,
     start_sandbox,
 )
@@ -39,8 +38,9 @@ from tests.integration.test_agent_harness import (
 LEASE = 60.0  # the production default: a call left to its lease would take a minute
 
 
-class Env:
+class Env(World):
     def __init__(self, tmp: Path) -> None:
+        super().__init__()
         self.tmp = tmp
         self.sandbox, self.sap = start_sandbox()
         self.cp = ControlPlane(tmp / "cp", env={"MLC_AGENT_LEASE": str(int(LEASE))})
@@ -52,24 +52,10 @@ class Env:
                                                 "TABLE_ENTRIES_GET_VIA_RFC"])
         self.agent.setup(self.cp.token(), self.proxy.url, self.sap["password"])
         self.agent.start()
+        self.agents.append(self.agent)
         # Deliberately shorter than the lease: only a prompt re-delivery can answer in time.
         self.posting = RemoteAgentChannel(self.db, "plant1", timeout=LEASE / 2, idempotent=lambda f: False)
         self.reads = RemoteAgentChannel(self.db, "plant1", timeout=LEASE / 2)
-
-    def close(self) -> None:
-        self.agent.kill()
-        self.proxy.close()
-        self.cp.kill()
-        self.sandbox.send_signal(signal.SIGKILL)
-        self.sandbox.wait(10)
-        self.db.dispose()
-
-    def executed(self, fm: str) -> int:
-        return int(sap_stats(self.sap)["calls"].get(fm, 0))
-
-    def audit(self, event: str) -> list[AuditRow]:
-        with self.db.session() as s:
-            return list(s.scalars(select(AuditRow).where(AuditRow.event == event)))
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ from tests.integration.test_agent_harness import (
     PY,
     AgentProc,
     ControlPlane,
+    World,
     free_port,
     start_sandbox,
     wait_for,
@@ -126,8 +127,9 @@ class TlsControlPlane(ControlPlane):
         return dict(getattr(self, "env", CP_ENV))
 
 
-class TlsEnv:
+class TlsEnv(World):
     def __init__(self, tmp: Path) -> None:
+        super().__init__()
         self.tmp = tmp
         self.pki = make_pki(tmp / "pki")
         self.sandbox, self.sap = start_sandbox()
@@ -135,24 +137,11 @@ class TlsEnv:
         self.cp = TlsControlPlane(tmp / "cp", self.pki, server={"api_auth": "token"})
         self.cp.start()
         self.db = Database(self.cp.db_url)
-        self.agents: list[AgentProc] = []
 
     def agent(self, name: str, **kw: Any) -> AgentProc:
         a = AgentProc(self.tmp / name, self.cp.url, self.sap, **kw)
         self.agents.append(a)
         return a
-
-    def close(self) -> None:
-        for a in self.agents:
-            a.kill()
-        self.cp.kill()
-        self.sandbox.send_signal(signal.SIGKILL)
-        self.sandbox.wait(10)
-        self.db.dispose()
-
-    def audit(self, event: str) -> list[AuditRow]:
-        with self.db.session() as s:
-            return list(s.scalars(select(AuditRow).where(AuditRow.event == event).order_by(AuditRow.id)))
 
 
 @pytest.fixture(scope="module")
