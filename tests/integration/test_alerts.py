@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 import threading
 import time
 import uuid
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -27,11 +29,12 @@ from ml_connector.agent.service import AgentService, Settings
 from ml_connector.core.alerts import Alerter, AlertSettings, Webhook
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
-from ml_connector.core.models import AuditRow
+from ml_connector.core.models import AlertOutboxRow, AuditRow
 from ml_connector.core.servers import ServerHandle, serve_in_thread
 from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.sandbox import start_sandboxes
 from ml_connector.server.agent_api import agent_router
+from tests.integration.test_agent_harness import BIN, ControlPlane, free_port
 from tests.support import make_env, wait_until
 
 TOKEN = "alert-Tok3n-s3cr3t-value"
@@ -42,7 +45,7 @@ class Receiver:
     """A webhook receiver on loopback: records each request; answers `status`; a closed `gate`
     holds every request until opened (a slow receiver)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[dict[str, Any]] = []
         self.status = 200
         self.gate = threading.Event()
@@ -57,7 +60,7 @@ class Receiver:
             self.requests.append({"path": "/" + path, "headers": dict(request.headers), "json": payload})
             return JSONResponse({"ok": self.status < 300}, status_code=self.status)
 
-        self.handle: ServerHandle = serve_in_thread(app, name="alert-receiver")
+        self.handle: ServerHandle = serve_in_thread(app, name="alert-receiver", port=port)
 
     @property
     def url(self) -> str:
@@ -272,6 +275,8 @@ def test_two_control_planes_on_postgres_alert_a_transition_once(receiver: Receiv
             vault = Vault(db, key)
             planes.append(_control_plane(db, vault, _alerter(db, vault, receiver)))
         planes[0].vault.set("alert_token", TOKEN)
+        for p in planes:  # both delivery loops run and claim from the one outbox
+            p.alerts.start()
         agents = [_pair(planes[0], name=f"a{i}") for i in range(3)]
         for agent_id, k in agents:
             _poll(planes[0], agent_id, k)
@@ -302,6 +307,13 @@ def test_two_control_planes_on_postgres_alert_a_transition_once(receiver: Receiv
             assert p.alerts.flush(10)
         assert len(receiver.requests) == 6
         assert len(_events(planes[0].db, "alert.suppressed")) == 3
+        # No stored alert was sent twice (each row claimed by one loop; ids as receivers see them).
+        ids = [r["headers"]["x-alert-id"] for r in receiver.requests]
+        assert sorted(ids) == sorted(r["json"]["alert_id"] for r in receiver.requests) and len(set(ids)) == 6
+        rows = _outbox(planes[0].db)
+        assert sorted(o.alert_id for o in rows) == sorted(ids)
+        assert all(o.state == "sent" and o.attempts == 1 for o in rows)
+        assert len(_events(planes[0].db, "alert.sent")) == 6
     finally:
         for p in planes:
             p.svc.stop()
@@ -340,3 +352,65 @@ def test_a_failed_sync_run_alerts(tmp_path: Path, sandboxes: Any, receiver: Rece
     dump = "\n".join(str(r) for r in db.execute("select * from mlc_audit"))
     assert TOKEN not in dump and "Wrong-Password-1" not in dump
     assert TOKEN not in failed.stdout + failed.stderr
+
+
+def _outbox(db: Database) -> list[AlertOutboxRow]:
+    with db.read() as s:
+        rows = list(s.scalars(select(AlertOutboxRow).order_by(AlertOutboxRow.created_at)))
+        s.expunge_all()
+        return rows
+
+
+def test_an_alert_pending_when_the_control_plane_is_killed_is_delivered_once_after_restart(tmp_path: Path) -> None:
+    """SIGKILL of a control plane whose offline alert could not reach the (down) receiver yet: the
+    alert is a stored row, and the restarted process delivers it once the receiver is back."""
+    port = free_port()  # the receiver's address; nobody listens there until it "comes back"
+    cp = ControlPlane(tmp_path / "cp")
+    cp.config.write_text(cp.config.read_text(encoding="utf-8") + (
+        "alerts:\n"
+        f"  webhooks:\n    - {{url: 'http://127.0.0.1:{port}/hook',\n"
+        "       secret_header: {name: X-Alert-Token, value_secret: alert_token}}\n"
+        "  events: [agent.offline]\n  attempts: 10\n  backoff: 2s\n  timeout: 2s\n"), encoding="utf-8")
+    (tmp_path / "cp" / "data").mkdir(parents=True, exist_ok=True)
+    out = subprocess.run([str(BIN), "secrets", "set", "alert_token", "--stdin", "-c", str(cp.config)],
+                         input=TOKEN, capture_output=True, text=True, timeout=60, env={**os.environ, **cp.env})
+    assert out.returncode == 0, out.stderr
+    receiver: Receiver | None = None
+    cp.start()
+    db = Database(cp.db_url)
+    try:
+        with httpx.Client(base_url=cp.url, timeout=10) as client:
+            plane = SimpleNamespace(client=client, svc=None)
+            token = cp.token()
+            key = proto.generate_key()
+            r = client.post("/api/agent/pair", json={"token": token, "public_key": proto.public_key_text(key),
+                                                     "name": "dies-quietly"})
+            assert r.status_code == 200, r.text
+            agent_id = r.json()["agent_id"]
+            _poll(plane, agent_id, key)
+        # It stops polling: the sweep marks it offline and stores the alert; the first send is
+        # refused (nobody listens). Kill between two attempts (the row not claimed).
+        wait_until(lambda: any(o.attempts == 1 and o.claimed_until is None for o in _outbox(db)), timeout=30)
+        cp.kill()
+        [row] = _outbox(db)
+        assert row.state == "pending" and row.event == "agent.offline" and row.subject == agent_id
+        assert row.last_error == "ConnectError" and TOKEN not in row.alert and str(port) not in row.alert
+        assert not _events(db, "alert.sent") and not _events(db, "alert.failed")
+
+        receiver = Receiver(port=port)  # back
+        cp.start()  # a new process: nothing in memory, only the row
+        wait_until(lambda: _outbox(db)[0].state == "sent", timeout=30)
+        assert len(receiver.requests) == 1
+        req = receiver.requests[0]
+        p = req["json"]
+        assert p["event"] == "agent.offline" and p["agent_id"] == agent_id and p["alert_id"] == row.alert_id
+        assert req["headers"]["x-alert-id"] == row.alert_id and req["headers"]["x-alert-token"] == TOKEN
+        [sent] = _events(db, "alert.sent")
+        # One refused send before the kill, one that arrived: the kill itself consumed no attempt.
+        assert sent.detail["attempts"] == 2 and sent.detail["alert_id"] == row.alert_id
+        assert len(_events(db, "agent.offline")) == 1 and TOKEN not in _audit_dump(db)
+    finally:
+        cp.kill()
+        db.dispose()
+        if receiver is not None:
+            receiver.handle.stop()

@@ -542,7 +542,7 @@ class AgentService:
             RESULTS.fire(call_id)
         if self.alerts is not None:
             for alert in alerts:
-                self.alerts.dispatch(alert)  # after the commit, in the background: the sweep never waits
+                self.alerts.dispatch(alert)  # stored with the transition; wakes the sender: the sweep never waits
         return counts
 
     def restart_leases(self, now: float | None = None) -> int:
@@ -565,6 +565,8 @@ class AgentService:
         if self._sweeper is not None:
             return
         self.restart_leases()
+        if self.alerts is not None:
+            self.alerts.start()  # delivers alerts stored but not yet sent, e.g. by a process that died
 
         def loop() -> None:
             while not self._stop.wait(self.settings.sweep_every):

@@ -5,33 +5,39 @@ offline or comes back; core/engine.py: a sync run failed) builds an `Alert` and
 
 1. `admit(session, alert)` inside the transaction that made the state change: at most one
    alert per (event, subject) per interval, counted in the database (mlc_alert_throttle) so
-   that every control-plane process shares it; only the process whose transaction made the
-   transition admits, so no two processes send the same alert;
-2. after the commit, `dispatch(alert)`: a background thread POSTs it to every webhook with a
-   short timeout and a few retries with backoff, so that the sweep or the engine never waits
-   for a slow receiver. Each outcome is audited (`alert.sent` / `alert.failed`) with the
-   receiver's host only: webhook URLs (Slack's carry their credential in the path) and the
-   secret header's value appear in no log, error or audit row.
+   that every control-plane process shares it; an admitted alert is stored in the outbox
+   (mlc_alert_outbox, one row per webhook) in that same transaction, so a process killed
+   after the commit loses nothing;
+2. after the commit, `dispatch(alert)` wakes the delivery loop (a thread in each control-plane
+   or worker process, also started at start-up for rows a dead process left): it claims due
+   rows (a lease; SKIP LOCKED on Postgres, so two processes never send one row at once) and
+   POSTs them with a short timeout; a failed send leaves the row pending with a backed-off
+   `next_attempt_at`, until the configured attempts are used (state failed). Delivery is at
+   least once: the payload's `alert_id` and the `X-Alert-Id` header let receivers dedupe.
+   Each outcome is audited (`alert.sent` / `alert.failed`) with the receiver's host only:
+   webhook URLs (Slack's carry their credential in the path) and the secret header's value
+   appear in no log, error, audit or outbox row (resolved from the vault at send time).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import queue
 import threading
 import time
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ml_connector.core import audit
 from ml_connector.core.db import Database
-from ml_connector.core.models import AlertThrottleRow
+from ml_connector.core.models import AlertOutboxRow, AlertThrottleRow
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,9 @@ DEFAULT_INTERVAL = 900.0  # one alert per (event, subject) per 15 min: a flappin
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_ATTEMPTS = 3
 DEFAULT_BACKOFF = 1.0  # seconds before the 2nd attempt, doubled for each further one
+ALERT_ID_HEADER = "X-Alert-Id"  # the alert's stable id: delivery is at least once, receivers dedupe
+POLL_SECONDS = 5.0  # the delivery loop looks for rows other processes left at least this often
+LEASE_MARGIN = 10.0  # seconds a claimed row's lease outlasts the longest send
 
 
 @dataclass(frozen=True)
@@ -68,13 +77,21 @@ class Alert:
     run_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     suppressed: int = 0  # alerts for (event, subject) held back by the throttle since the last one
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)  # stable over retries and restarts
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
+        return cls(**data)
 
     def text(self) -> str:
         more = f" ({self.suppressed} more since the last alert, held back)" if self.suppressed else ""
         return f"[ml-connector] {self.message}{more}"
 
     def payload(self) -> dict[str, Any]:
-        return {"event": self.event, "subject": self.subject, "message": self.text(),
+        return {"alert_id": self.id, "event": self.event, "subject": self.subject, "message": self.text(),
                 "time": datetime.fromtimestamp(self.at, UTC).isoformat().replace("+00:00", "Z"),
                 "timestamp": self.at, "site": self.site, "agent_id": self.agent_id,
                 "agent_name": self.agent_name, "flow": self.flow, "stream": self.stream, "run_id": self.run_id,
@@ -118,20 +135,28 @@ class Alerter:
         self.events = frozenset(events)
         self.settings = settings or AlertSettings()
         self._transport = transport
-        self._queue: queue.Queue[Alert | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set when an alert was stored (or at stop): look for due rows now
+        self._progress = threading.Condition()  # notified after each delivery round (for flush)
 
     def wants(self, event: str) -> bool:
         return bool(self.webhooks) and event in self.events
 
-    # ------------------------------------------------------------------ throttle
+    # ------------------------------------------------------------------ throttle and outbox
 
     def admit(self, session: Session, alert: Alert) -> bool:
-        """Whether to send `alert` (call inside the transaction that made the change it reports).
-        At most one per (event, subject) per interval, over all processes sharing the database;
-        one held back is audited `alert.suppressed` and counted into the next one sent."""
+        """Store `alert` for delivery unless throttled (call inside the transaction that made the
+        change it reports, so that the alert commits, or not, with the change: a process killed
+        after the commit loses nothing). At most one per (event, subject) per interval, over all
+        processes sharing the database; one held back is audited `alert.suppressed` and counted
+        into the next one sent.
+
+        Suppression happens here, at enqueue, not at send: the decision is taken under the
+        throttle row's lock in the transition's own transaction, so every process agrees on it,
+        and while a receiver is down a flapping agent does not pile up rows that would all go out
+        at once when it returns."""
         if not self.wants(alert.event):
             return False
         key = f"{alert.event}|{alert.subject}"[:400]
@@ -157,114 +182,185 @@ class Alerter:
             return False
         alert.suppressed = row.suppressed or 0
         row.last_at, row.suppressed = alert.at, 0
+        now = time.time()
+        stored = json.dumps(alert.to_dict(), default=str)
+        for i, _hook in enumerate(self.webhooks):  # one row per receiver: each has its own attempts
+            session.add(AlertOutboxRow(id=f"{alert.id}:{i}", alert_id=alert.id, hook=i, event=alert.event,
+                                       subject=alert.subject[:400], alert=stored, state="pending", attempts=0,
+                                       next_attempt_at=now, created_at=now))
         return True
 
     # ------------------------------------------------------------------ delivery
 
-    def dispatch(self, alert: Alert) -> None:
-        """Hand an admitted alert to the background sender (returns at once)."""
+    def dispatch(self, alert: Alert | None = None) -> None:
+        """After the commit of an admitted alert: wake the delivery loop (returns at once)."""
+        self.start()
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run the delivery loop in this process (a control plane calls it at start, so that
+        alerts left pending by a process that died are delivered)."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._run, name="alert-sender", daemon=True)
                 self._thread.start()
-        self._queue.put(alert)
+
+    def pending(self) -> int:
+        with self.db.read() as s:
+            return int(s.scalar(select(func.count()).select_from(AlertOutboxRow)
+                                .where(AlertOutboxRow.state == "pending")) or 0)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every dispatched alert was delivered or given up; False on timeout."""
+        """Wait until no alert is pending (delivered or given up); False on timeout."""
         deadline = time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(left)
+        self.start()
+        while self.pending():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._wake.set()
+            with self._progress:
+                self._progress.wait(min(left, 0.05))
         return True
 
     def close(self, timeout: float | None = None) -> None:
-        """Deliver what is queued (bounded by one full retry cycle per alert), then stop."""
+        """Deliver what is pending (bounded by one full retry cycle per webhook), then stop; what
+        is still pending stays stored for the next process that runs the loop."""
         if self._thread is None:
             return
         s = self.settings
         budget = s.attempts * s.timeout + s.backoff * (2 ** max(s.attempts - 1, 0))
         if not self.flush(timeout if timeout is not None else budget * max(len(self.webhooks), 1) + 1):
-            log.warning("alerts: %d alert(s) not delivered before shutdown", self._queue.qsize())
+            log.warning("alerts: alert(s) still pending at shutdown; stored, delivered by the next start")
         self._stop.set()
-        self._queue.put(None)
-        self._thread.join(2.0)
+        self._wake.set()
+        self._thread.join(2.0 + 4 * s.timeout)
         self._thread = None
+
+    def _lease(self) -> float:
+        # Longer than one send can take (httpx applies the timeout to connect, write and read
+        # apart): a row is re-claimed after a sender died mid-send, never while it still sends.
+        return 4 * self.settings.timeout + LEASE_MARGIN
 
     def _run(self) -> None:
         with httpx.Client(timeout=self.settings.timeout, transport=self._transport,
                           follow_redirects=False) as client:
-            while True:
-                alert = self._queue.get()
+            while not self._stop.is_set():
+                self._wake.clear()
+                worked = False
                 try:
-                    if alert is None:
-                        return
-                    for hook in self.webhooks:
-                        try:
-                            self._deliver(client, hook, alert)
-                        except Exception:  # one receiver's problem must not stop the others
-                            log.exception("alerts: delivering %s failed unexpectedly", alert.event)
+                    claimed = self._claim()
+                    if claimed is not None:
+                        worked = True
+                        self._attempt(client, *claimed)
+                except Exception:  # the loop must survive a database hiccup: the rows stay pending
+                    log.exception("alerts: the delivery loop failed; retrying")
                 finally:
-                    self._queue.task_done()
+                    with self._progress:
+                        self._progress.notify_all()
+                if not worked:
+                    self._wake.wait(self._idle())
 
-    def _deliver(self, client: httpx.Client, hook: Webhook, alert: Alert) -> None:
-        host = "?"
-        attempts = 0
-        problem = ""
-        status: int | None = None
+    def _idle(self) -> float:
+        """Seconds until the next row is due (capped: rows of other processes and expired leases)."""
         try:
+            with self.db.read() as s:
+                nxt = s.scalar(select(func.min(func.coalesce(AlertOutboxRow.claimed_until,
+                                                             AlertOutboxRow.next_attempt_at)))
+                               .where(AlertOutboxRow.state == "pending"))
+        except Exception:
+            return POLL_SECONDS
+        if nxt is None:
+            return POLL_SECONDS
+        return min(max(float(nxt) - time.time(), 0.01), POLL_SECONDS)
+
+    def _claim(self) -> tuple[str, int, str] | None:
+        """A due row, leased to this process in a short transaction (no transaction is held open
+        while sending: on SQLite that would block every writer). On Postgres SKIP LOCKED lets two
+        processes claim different rows at once; the lease keeps a claimed row from a second sender."""
+        now = time.time()
+        with self.db.session() as s:
+            q = (select(AlertOutboxRow)
+                 .where(AlertOutboxRow.state == "pending", AlertOutboxRow.next_attempt_at <= now,
+                        or_(AlertOutboxRow.claimed_until.is_(None), AlertOutboxRow.claimed_until < now))
+                 .order_by(AlertOutboxRow.next_attempt_at).limit(1))
+            if self.db.dialect == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            row = s.scalars(q).first()
+            if row is None:
+                return None
+            row.claimed_until = now + self._lease()
+            return row.id, row.hook, row.alert
+
+    def _attempt(self, client: httpx.Client, row_id: str, hook_index: int, stored: str) -> None:
+        """One send of a claimed row, then its outcome. Attempts are counted only here, after a
+        send: a process that dies mid-send leaves the count as it was (the lease runs out)."""
+        alert = Alert.from_dict(json.loads(stored))
+        host = "?"
+        status: int | None = None
+        sent = ok = final = False
+        problem = ""
+        try:
+            if hook_index >= len(self.webhooks):
+                raise _Failed(f"webhook #{hook_index + 1} is no longer in the configuration")
+            hook = self.webhooks[hook_index]
             url = hook.url or self._secret(hook.url_secret, "url_secret")
             host = urlsplit(url).hostname or "?"
-            headers = {"User-Agent": "ml-connector-alerts"}
+            # X-Alert-Id: delivery is at least once (a process can die after the receiver got
+            # it, before the row says sent); receivers dedupe on it.
+            headers = {"User-Agent": "ml-connector-alerts", ALERT_ID_HEADER: alert.id}
             if hook.header_name:
                 headers[hook.header_name] = self._secret(hook.header_secret, "secret_header.value_secret")
-            body = alert.body(hook.format)
-            for attempt in range(1, self.settings.attempts + 1):
-                attempts = attempt
-                try:
-                    resp = client.post(url, json=body, headers=headers)
-                    status = resp.status_code
-                    if 200 <= status < 300:
-                        self._audit_outcome(alert, hook, host, True, attempts, status, "")
-                        return
+            sent = True
+            try:
+                resp = client.post(url, json=alert.body(hook.format), headers=headers)
+                status = resp.status_code
+                ok = 200 <= status < 300
+                if not ok:
                     problem = f"HTTP {status}"
-                    if 400 <= status < 500 and status not in (408, 429):
-                        break  # the receiver refuses this request: repeating it will not help
-                except httpx.HTTPError as exc:
-                    # The exception text can carry the URL (a Slack URL is its own credential): type only.
-                    problem = f"{type(exc).__name__} (no answer within {self.settings.timeout:g} s or refused)" \
-                        if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
-                if attempt < self.settings.attempts and self._stop.wait(self.settings.backoff * 2 ** (attempt - 1)):
-                    problem += "; shutting down"
-                    break
+                    # The receiver refuses this request: repeating it will not help.
+                    final = 400 <= status < 500 and status not in (408, 429)
+            except httpx.HTTPError as exc:
+                # The exception text can carry the URL (a Slack URL is its own credential): type only.
+                problem = f"{type(exc).__name__} (no answer within {self.settings.timeout:g} s or refused)" \
+                    if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
         except _Failed as exc:
-            problem = str(exc)
-        self._audit_outcome(alert, hook, host, False, attempts, status, problem)
+            problem, final = str(exc), True
+        self._record(row_id, alert, host, sent, ok, final, status, problem)
+
+    def _record(self, row_id: str, alert: Alert, host: str, sent: bool, ok: bool, final: bool,
+                status: int | None, problem: str) -> None:
+        now = time.time()
+        fmt = "?"
+        with self.db.session() as s:
+            row = s.get(AlertOutboxRow, row_id)
+            if row is None or row.state != "pending":
+                return
+            if row.hook < len(self.webhooks):
+                fmt = self.webhooks[row.hook].format
+            row.attempts += 1 if sent else 0
+            row.claimed_until = None
+            if not ok and not final and row.attempts < self.settings.attempts:
+                row.next_attempt_at = now + self.settings.backoff * 2 ** max(row.attempts - 1, 0)
+                row.last_error = problem[:300]
+                return
+            row.state, row.done_at, row.last_error = ("sent" if ok else "failed"), now, (problem[:300] or None)
+            detail: dict[str, Any] = {"alert_event": alert.event, "subject": alert.subject, "alert_id": alert.id,
+                                      "host": host, "format": fmt, "attempts": row.attempts, "status": status}
+            if not ok:
+                detail["error"] = problem
+                log.warning("alerts: %s for %s could not be delivered to %s after %d attempt(s): %s",
+                            alert.event, alert.subject, host, row.attempts, problem)
+            audit.record(s, "alert.sent" if ok else "alert.failed", outcome="ok" if ok else "failed",
+                         source=alert.agent_id, target=host, flow=alert.flow, stream=alert.stream,
+                         run_id=alert.run_id, detail=detail)
 
     def _secret(self, name: str | None, what: str) -> str:
         if not name or self.vault is None or not self.vault.exists(name):
             raise _Failed(f"{what}: the secret {name!r} is not in the vault; "
                           f"store it with `ml-connector secrets set {name}`")
         return str(self.vault.get(name))
-
-    def _audit_outcome(self, alert: Alert, hook: Webhook, host: str, ok: bool, attempts: int,
-                       status: int | None, problem: str) -> None:
-        detail = {"alert_event": alert.event, "subject": alert.subject, "host": host, "format": hook.format,
-                  "attempts": attempts, "status": status}
-        if not ok:
-            detail["error"] = problem
-            log.warning("alerts: %s for %s could not be delivered to %s after %d attempt(s): %s",
-                        alert.event, alert.subject, host, attempts, problem)
-        try:
-            with self.db.session() as s:
-                audit.record(s, "alert.sent" if ok else "alert.failed", outcome="ok" if ok else "failed",
-                             source=alert.agent_id, target=host, flow=alert.flow, stream=alert.stream,
-                             run_id=alert.run_id, detail=detail)
-        except Exception:
-            log.exception("alerts: auditing the delivery of %s failed", alert.event)
 
 
 def alerter_from_config(cfg: Any, db: Database, vault: Any) -> Alerter | None:

@@ -542,7 +542,7 @@ def _fail_step(flow: str, stream: str, mode: str, run_id: str, error: str) -> No
             alert = candidate if alerts.admit(sess, candidate) else None
     log.error("run %s failed: %s", run_id, message)
     if alerts is not None and alert is not None:
-        alerts.dispatch(alert)  # delivered in the background: a slow receiver never holds the run
+        alerts.dispatch(alert)  # stored with the failure; sent in the background: never holds the run
 
 
 def _run_counts(sess: Any, run_id: str) -> dict[str, int]:

@@ -218,3 +218,27 @@ class AlertThrottleRow(Base):
     key: Mapped[str] = mapped_column(String(400), primary_key=True)  # event|subject
     last_at: Mapped[float] = mapped_column(Float)
     suppressed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertOutboxRow(Base):
+    """An alert to deliver to one webhook (core/alerts.py), written in the transaction that made the
+    transition it reports, so that a process killed before the delivery loses nothing: pending →
+    sent | failed. Holds no secret: the webhook is its index in the configuration and its URL and
+    header are resolved from the vault at send time."""
+
+    __tablename__ = "mlc_alert_outbox"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # alert_id:hook
+    alert_id: Mapped[str] = mapped_column(String(32))  # the same for every webhook: receivers dedupe on it
+    hook: Mapped[int] = mapped_column(Integer)  # index into the configured webhooks
+    event: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(400))
+    alert: Mapped[str] = mapped_column(Text)  # the Alert's fields as JSON
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # sends made (a crash mid-send counts none)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    claimed_until: Mapped[float | None] = mapped_column(Float, nullable=True)  # a sender's lease
+    created_at: Mapped[float] = mapped_column(Float)
+    done_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+    __table_args__ = (Index("ix_mlc_alert_outbox_state_next", "state", "next_attempt_at"),)

@@ -89,7 +89,7 @@ class Runtime:
 
     def close(self) -> None:
         if self.alerts is not None:
-            self.alerts.close()  # deliver what is queued (bounded) before the database goes
+            self.alerts.close()  # deliver what is pending (bounded); the rest stays stored for the next start
         for conn in self._connections.values():
             close = getattr(conn, "close", None)
             if close:
