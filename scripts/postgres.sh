@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster on loopback for the scale-out tests and benchmarks.
-# `scripts/postgres.sh start` prints `MLC_TEST_PG_URL=...` for eval; `stop` stops it.
+# `eval "$(scripts/postgres.sh start)"` exports MLC_TEST_PG_URL; `stop` stops it.
 set -euo pipefail
 PORT="${MLC_PG_PORT:-55432}"
 DIR="${MLC_PG_DIR:-/tmp/mlc-pgdata-$PORT}"
@@ -44,7 +44,7 @@ case "${1:-start}" in
     fi
     run_as_pg "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$DB'" \
       | grep -q 1 || run_as_pg "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DB"
-    echo "MLC_TEST_PG_URL=postgresql://postgres@127.0.0.1:$PORT/$DB"
+    echo "export MLC_TEST_PG_URL=postgresql://postgres@127.0.0.1:$PORT/$DB"
     ;;
   stop)
     BIN="$(find_bin)"
