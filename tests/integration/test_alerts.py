@@ -414,3 +414,19 @@ def test_an_alert_pending_when_the_control_plane_is_killed_is_delivered_once_aft
         db.dispose()
         if receiver is not None:
             receiver.handle.stop()
+
+
+def test_delivered_alert_rows_are_purged_after_the_retention_pending_ones_never(cp: Any) -> None:
+    now = time.time()
+    day = 86400.0
+    rows = {"old-sent": ("sent", now - 40 * day), "old-failed": ("failed", now - 31 * day),
+            "new-sent": ("sent", now - 1 * day), "old-pending": ("pending", None)}
+    with cp.db.session() as s:
+        for rid, (state, done) in rows.items():
+            s.add(AlertOutboxRow(id=rid, alert_id=rid, hook=0, event="agent.offline", subject="a", alert="{}",
+                                 state=state, attempts=1, next_attempt_at=now + 3600, created_at=now - 41 * day,
+                                 done_at=done))
+    assert cp.alerts.purge(now) == 2
+    with cp.db.session() as s:
+        left = set(s.scalars(select(AlertOutboxRow.id)))
+    assert left == {"new-sent", "old-pending"}

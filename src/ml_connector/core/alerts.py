@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from ml_connector.core import audit
@@ -47,6 +47,8 @@ DEFAULT_INTERVAL = 900.0  # one alert per (event, subject) per 15 min: a flappin
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_ATTEMPTS = 3
 DEFAULT_BACKOFF = 1.0  # seconds before the 2nd attempt, doubled for each further one
+DEFAULT_RETENTION = 30 * 86400.0
+PURGE_EVERY = 3600.0  # seconds between two purges of delivered rows by one delivery loop
 ALERT_ID_HEADER = "X-Alert-Id"  # the alert's stable id: delivery is at least once, receivers dedupe
 POLL_SECONDS = 5.0  # the delivery loop looks for rows other processes left at least this often
 LEASE_MARGIN = 10.0  # seconds a claimed row's lease outlasts the longest send
@@ -107,6 +109,7 @@ class AlertSettings:
     timeout: float = DEFAULT_TIMEOUT
     attempts: int = DEFAULT_ATTEMPTS
     backoff: float = DEFAULT_BACKOFF
+    retention: float = DEFAULT_RETENTION  # seconds a sent or failed row is kept (the audit trail keeps the outcome)
 
 
 def duration_text(seconds: float) -> str:
@@ -246,9 +249,16 @@ class Alerter:
     def _run(self) -> None:
         with httpx.Client(timeout=self.settings.timeout, transport=self._transport,
                           follow_redirects=False) as client:
+            next_purge = time.monotonic()
             while not self._stop.is_set():
                 self._wake.clear()
                 worked = False
+                if time.monotonic() >= next_purge:
+                    next_purge = time.monotonic() + PURGE_EVERY
+                    try:
+                        self.purge()
+                    except Exception:  # housekeeping only: delivery goes on
+                        log.warning("alerts: purging delivered rows failed", exc_info=True)
                 try:
                     claimed = self._claim()
                     if claimed is not None:
@@ -261,6 +271,15 @@ class Alerter:
                         self._progress.notify_all()
                 if not worked:
                     self._wake.wait(self._idle())
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete sent and failed rows older than the retention (pending rows are never purged):
+        the outbox stays small; each outcome stays in the append-only audit trail."""
+        edge = (time.time() if now is None else now) - self.settings.retention
+        with self.db.session() as s:
+            res = s.execute(delete(AlertOutboxRow).where(AlertOutboxRow.state.in_(("sent", "failed")),
+                                                         AlertOutboxRow.done_at < edge))
+        return int(getattr(res, "rowcount", 0) or 0)
 
     def _idle(self) -> float:
         """Seconds until the next row is due (capped: rows of other processes and expired leases)."""
