@@ -53,6 +53,17 @@ class SlotCap(Protocol):
     def slot(self) -> AbstractContextManager[None]: ...
 
 
+def wait_for_slot(reserve: Callable[[], float], sleep: Callable[[float], None]) -> float:
+    """Call `reserve` until it grants a slot (returns 0), sleeping the waits it names; the total wait."""
+    waited = 0.0
+    while True:
+        delay = reserve()
+        if delay <= 0:
+            return waited
+        sleep(delay)
+        waited += delay
+
+
 class RollingWindowLimiter:
     """At most `limit` acquisitions in any rolling window of `period` seconds.
 
@@ -97,13 +108,7 @@ class RollingWindowLimiter:
 
     def acquire(self) -> float:
         """Block until a slot is taken; return the seconds spent waiting."""
-        waited = 0.0
-        while True:
-            delay = self.reserve()
-            if delay <= 0:
-                return waited
-            self._sleep(delay)
-            waited += delay
+        return wait_for_slot(self.reserve, self._sleep)
 
     def penalize(self, seconds: float) -> None:
         """After a 429, hold every caller back for `seconds` (server-imposed pause)."""
@@ -244,14 +249,8 @@ class PgRollingWindowLimiter:
 
     def acquire(self) -> float:
         """Block until a slot is taken; return the seconds spent waiting."""
-        waited = 0.0
         with self._turn:
-            while True:
-                delay = self.reserve()
-                if delay <= 0:
-                    return waited
-                self._sleep(delay)
-                waited += delay
+            return wait_for_slot(self.reserve, self._sleep)
 
     def penalize(self, seconds: float) -> None:
         """After a 429, hold every caller of every process back for `seconds`."""
