@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -81,6 +82,20 @@ def make_env(tmp: Path, sap_url: str, ramp_url: str, *, database_url: str | None
 
 def ramp_vendors(ramp_url: str) -> list[dict[str, Any]]:
     return list(httpx.get(f"{ramp_url}/_sandbox/state/vendors", timeout=30).json()["vendors"])
+
+
+def stop_all(procs: list[subprocess.Popen[str]], handles: dict[str, Any] | None = None) -> None:
+    """Stop the worker processes (SIGINT, then SIGKILL after 20 s) and the sandboxes."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    for h in (handles or {}).values():
+        h.stop()
 
 
 def wait_healthy(base: str, timeout: float = 90) -> None:

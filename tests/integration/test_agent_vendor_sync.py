@@ -3,7 +3,6 @@ plane (DBOS, agent API), `ml-connector agent` as a separate process, SAP reachab
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 
 import httpx
@@ -12,7 +11,7 @@ import yaml
 from ml_connector.core.servers import free_port
 from ml_connector.sandbox import start_sandboxes
 from tests.integration.test_agent_harness import CP_ENV, AgentProc
-from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_healthy, wait_until
+from tests.support import in_scope_vendors, make_env, ramp_vendors, stop_all, wait_healthy, wait_until
 
 
 def test_vendor_sync_through_the_remote_agent(tmp_path):
@@ -72,11 +71,4 @@ def test_vendor_sync_through_the_remote_agent(tmp_path):
     finally:
         if agent is not None:
             agent.kill()
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-            try:
-                p.wait(20)
-            except Exception:
-                p.kill()
-        for h in handles.values():
-            h.stop()
+        stop_all(procs, handles)

@@ -7,7 +7,6 @@ two together stay within it and Ramp never has to answer 429.
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 
 from ml_connector.sandbox import start_sandboxes
 from tests.scaleout.conftest import PG
-from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_healthy, wait_until
+from tests.support import in_scope_vendors, make_env, ramp_vendors, stop_all, wait_healthy, wait_until
 
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
@@ -99,12 +98,4 @@ def test_two_workers_stay_within_one_shared_ramp_window(tmp_path, pg_database):
         assert dup == []
         assert set(by_worker) == {"worker-a", "worker-b"}, by_worker  # both drew from the window
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(20)
-            except Exception:
-                p.kill()
-        for h in handles.values():
-            h.stop()
+        stop_all(procs, handles)

@@ -11,7 +11,7 @@ import pytest
 from ml_connector.core.servers import free_port
 from ml_connector.sandbox import start_sandboxes
 from tests.scaleout.conftest import PG
-from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_healthy, wait_until
+from tests.support import in_scope_vendors, make_env, ramp_vendors, stop_all, wait_healthy, wait_until
 
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
@@ -58,15 +58,7 @@ def test_two_workers_share_a_sync_and_process_no_record_twice(tmp_path, pg_datab
                 "group by executor_id").fetchall())
         assert set(by_worker) == {"worker-a", "worker-b"}, by_worker
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(20)
-            except Exception:
-                p.kill()
-        for h in handles.values():
-            h.stop()
+        stop_all(procs, handles)
 
 
 def test_a_worker_killed_for_good_has_its_work_taken_over(tmp_path, pg_database):
@@ -113,13 +105,4 @@ def test_a_worker_killed_for_good_has_its_work_taken_over(tmp_path, pg_database)
         assert taken and taken[0] >= 1
         assert dup == []
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(20)
-            except Exception:
-                p.kill()
-        for h in handles.values():
-            h.stop()
+        stop_all(procs, handles)
