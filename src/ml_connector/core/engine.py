@@ -418,19 +418,24 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         rows = [{"idempotency_key": outbox.idempotency_key(flow, stream, c.source_key, c.content_hash, c.op),
                  "source_key": c.source_key, "op": c.op, "payload": c.payload, "content_hash": c.content_hash,
                  "target_id": c.target_id} for c in changes]
-        rows += [{"idempotency_key": outbox.idempotency_key(flow, stream, p.source_key,
-                                                            ledger.content_hash(p.payload), "park:" + p.waits_for),
-                  "source_key": p.source_key, "op": "create", "payload": p.payload,
-                  "content_hash": ledger.content_hash(p.payload), "target_id": None, "state": "parked",
-                  "parked_on": p.waits_for} for p in parked]
-        added = outbox.add(sess, flow=flow, stream=stream, run_id=run_id, batch=batch, rows=rows)
+        parked_rows = [{"idempotency_key": outbox.idempotency_key(flow, stream, p.source_key,
+                                                                  ledger.content_hash(p.payload),
+                                                                  "park:" + p.waits_for),
+                        "source_key": p.source_key, "op": "create", "payload": p.payload,
+                        "content_hash": ledger.content_hash(p.payload), "target_id": None, "state": "parked",
+                        "parked_on": p.waits_for} for p in parked]
+        # Staged = entries this run will deliver: new ones and open ones it adopts, not the planned
+        # changes whose entry already exists (e.g. failed, waiting for replay).
+        staged = outbox.add(sess, flow=flow, stream=stream, run_id=run_id, batch=batch, rows=rows)
+        added = staged + (outbox.add(sess, flow=flow, stream=stream, run_id=run_id, batch=batch, rows=parked_rows)
+                          if parked_rows else 0)
         run = sess.get(RunRow, run_id)
         if run is not None:
             c = dict(run.counts)
             c["read"] = c.get("read", 0) + len(page.records)
             c["unchanged"] = c.get("unchanged", 0) + unchanged
             c["parked"] = c.get("parked", 0) + len(parked)
-            c["staged"] = c.get("staged", 0) + len(changes)
+            c["staged"] = c.get("staged", 0) + staged
             if page.estimate_total is not None:
                 c["estimate_total"] = page.estimate_total
             run.counts = c
@@ -462,15 +467,24 @@ def _deliver_step(flow: str, stream: str, run_id: str, batch: int) -> dict[str, 
 
 
 def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> dict[str, int]:
-    """Hand entries to the stream; store each reported outcome with its ledger and audit rows."""
+    """Hand entries to the stream's target; store each reported outcome with its ledger and audit rows.
+
+    The exactly-once protocol lives here, not in targets: entries left in doubt (in flight at
+    a crash, or uncertain after a timeout) are looked up in the target first and only those it
+    does not find are written again; every entry is marked in flight (one attempt counted)
+    in a committed transaction before the call that writes it.
+    """
     rt = ctx.runtime
     by_id = {e.id: e for e in entries}
     tally: dict[str, int] = {}
-    target = s.target_connection
+    connection = s.target_connection
+    reported: set[int] = set()
 
     def report(outcomes: list[Outcome]) -> None:
         # One transaction per target request, a few statements for all its records
         # (per-record ORM round trips dominated the sync's CPU time).
+        if not outcomes:
+            return
         posted = [(o, by_id[o.entry_id]) for o in outcomes if o.state == "posted"]
         with rt.db.session() as sess:
             outbox.mark_posted_many(sess, [(e.id, o.target_id) for o, e in posted])
@@ -480,20 +494,35 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
             now = utcnow()
             for o in outcomes:
                 e = by_id[o.entry_id]
+                reported.add(e.id)
                 tally[o.state] = tally.get(o.state, 0) + 1
                 if o.state != "posted":
-                    outbox.set_state(sess, [e.id], o.state, error=o.error, bump_attempts=True)
+                    # The attempt was counted when it began (begin_attempt): not again here.
+                    outbox.set_state(sess, [e.id], o.state, error=o.error)
                 events.append({"event": f"record.{e.op}", "outcome": "ok" if o.state == "posted" else o.state,
                                "flow": ctx.flow, "stream": ctx.stream, "run_id": ctx.run_id,
                                "source": f"{ctx.flow}:{e.source_key}",
-                               "target": f"{target}:{o.target_id}" if o.target_id else None,
+                               "target": f"{connection}:{o.target_id}" if o.target_id else None,
                                "request": o.request, "response": o.response,
                                "detail": {"key": e.idempotency_key, **({"error": o.error} if o.error else {})},
                                "at": now})
             audit.record_many(sess, events)
 
-    if entries:
-        s.deliver(ctx, entries, report)
+    target = s.target
+    size = max(1, int(target.batch_size))
+    doubtful = [e for e in entries if e.state in ("in_flight", "uncertain")]
+    for i in range(0, len(doubtful), size):
+        report([o for o in target.lookup(ctx, doubtful[i:i + size]) if o.entry_id not in reported])
+    todo = [e for e in entries if e.id not in reported]
+    for i in range(0, len(todo), size):
+        chunk = todo[i:i + size]
+        outbox.begin_attempt(rt.db, [e.id for e in chunk])
+        for e in chunk:
+            e.state, e.attempts = "in_flight", e.attempts + 1
+        target.write(ctx, chunk, report)
+        # A target that returned without an answer for an entry leaves it in doubt, visibly.
+        report([Outcome(e.id, "uncertain", error="the target reported no outcome for this record")
+                for e in chunk if e.id not in reported])
     return tally
 
 

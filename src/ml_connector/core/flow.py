@@ -1,9 +1,17 @@
 """What a flow module provides to the engine (core knows no system).
 
-A flow wires two connections; it exposes streams. A stream reads pages from
-the source (through the agent channel when the source is on-prem), maps each
-record to the state the target should hold (or parks it), and delivers outbox
-entries to the target, resolving uncertain outcomes by lookup.
+A flow wires two connections; it exposes streams. A stream is three parts:
+
+- a `Source` (it belongs to a system): reads one kind of record, page by page, from a
+  state the engine keeps; `finish` returns the cursor the engine persists for the next run;
+- a mapping (it belongs to the flow): a function from one source record to the state the
+  target should hold (`Desired`) or to `Parked` when a mapping or master record is missing;
+- a `Target` (it belongs to a system): writes one kind of record with its exactly-once
+  strategy (batch upload with bisection, create-then-lookup, post-with-reference-lookup).
+
+The engine, not the flow or the target, marks entries in flight (`outbox.begin_attempt`)
+before they are handed to `Target.write`, and hands entries left in doubt by a crash or a
+timeout to `Target.lookup` first: only the entries the lookup does not find are written.
 """
 
 from __future__ import annotations
@@ -52,32 +60,52 @@ class RunContext:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-class Stream:
-    """Base class for one stream of a flow; flows subclass it."""
+Report = Callable[[list[Outcome]], None]
+Mapper = Callable[[RunContext, str, dict[str, Any]], Desired | Parked]
 
-    name: str = ""
-    target_connection: str = ""  # the queue a delivery runs on is named after it
+
+class Source:
+    """Reads one kind of record from a system. The engine persists what `begin` and
+    `read_page` return (the stream state, in the same transaction as the page's records)
+    and what `finish` returns (the cursor the next run's `begin` gets)."""
 
     def begin(self, ctx: RunContext, cursor: dict[str, Any]) -> dict[str, Any]:
-        """Called once per run: return the stream state the run starts from (position etc.)."""
+        """Called once per run with the kept cursor ({} for a full run): the state to read from."""
         raise NotImplementedError
 
     def read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
         raise NotImplementedError
 
     def finish(self, ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
-        """Called once after the last page: return the cursor to keep for the next run."""
+        """Called once after the last page: the cursor to keep for the next run."""
         return state
 
-    def map(self, ctx: RunContext, key: str, record: dict[str, Any]) -> Desired | Parked:
+
+class Target:
+    """Writes one kind of record to a system, exactly once.
+
+    `connection`: the configured connection written to (the delivery queue is named after it).
+    `batch_size`: the most entries per `write` call; the engine marks each call's entries in
+    flight in one transaction just before the call, so a crash leaves at most one call's
+    entries in doubt.
+    """
+
+    connection: str = ""
+    batch_size: int = 500
+
+    def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
+        """Entries whose earlier attempt is in doubt (in flight at a crash, or uncertain): find them
+        in the target by their deterministic key or external id. Return outcomes for those whose
+        write is known to have happened (usually `posted` with the target id); the engine writes
+        the others again. A target whose writes are all idempotent may return []."""
         raise NotImplementedError
 
-    def deliver(self, ctx: RunContext, entries: list[Entry], report: Callable[[list[Outcome]], None]) -> None:
-        """Write the entries to the target; call `report` with outcomes as soon as they are known
-        (one call per target request, so that each is one transaction)."""
+    def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
+        """Write the entries (already marked in flight); call `report` with outcomes as soon as they
+        are known (one call per target request, so that each is one transaction)."""
         raise NotImplementedError
 
-    def describe_change(self, op: str, payload: dict[str, Any]) -> str:
+    def describe(self, op: str, payload: dict[str, Any]) -> str:
         """One line for `sync --dry-run`."""
         return f"{op} {payload}"
 
@@ -85,6 +113,45 @@ class Stream:
         """Optional, for `sync --dry-run`: ask the target whether it would accept this change
         (a check call that writes nothing) and say so in one line; None = no check."""
         return None
+
+
+class Stream:
+    """One stream of a flow: a source, a mapping function, a target.
+
+    `mapper(ctx, key, record)` wraps the flow's pure mapping function (binding options and
+    mapping tables). `describe`, when given, replaces the target's dry-run line."""
+
+    def __init__(self, name: str, source: Source, mapper: Mapper, target: Target, *,
+                 describe: Callable[[str, dict[str, Any]], str] | None = None) -> None:
+        self.name = name
+        self.source = source
+        self.mapper = mapper
+        self.target = target
+        self._describe = describe
+
+    @property
+    def target_connection(self) -> str:
+        """The queue a delivery runs on is named after it."""
+        return self.target.connection
+
+    def begin(self, ctx: RunContext, cursor: dict[str, Any]) -> dict[str, Any]:
+        return self.source.begin(ctx, cursor)
+
+    def read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
+        return self.source.read_page(ctx, state)
+
+    def finish(self, ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
+        return self.source.finish(ctx, state)
+
+    def map(self, ctx: RunContext, key: str, record: dict[str, Any]) -> Desired | Parked:
+        return self.mapper(ctx, key, record)
+
+    def describe_change(self, op: str, payload: dict[str, Any]) -> str:
+        """One line for `sync --dry-run`."""
+        return self._describe(op, payload) if self._describe else self.target.describe(op, payload)
+
+    def preview(self, ctx: RunContext, change: Change) -> str | None:
+        return self.target.preview(ctx, change)
 
 
 class Flow:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from .table_reader import TableReader, TableReadError, quote
@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_PACKAGE_SIZE",
     "MAX_PACKAGE_SIZE",
     "ChangeCursor",
+    "changed_object_ids",
     "read_changed",
     "read_changed_by_change_documents",
     "read_incremental",
@@ -201,15 +202,7 @@ def read_changed_by_change_documents(reader: TableReader, table: str, *, object_
     cursor = since if isinstance(since, ChangeCursor) else ChangeCursor(since=since)
     low_s = _dats(cursor.since - timedelta(days=overlap_days))
     cd_where = f"OBJECTCLAS = {quote(object_class.upper())} AND UDATE >= {quote(low_s)}"
-    latest: dict[str, str] = {}
-    for page in reader.read("CDHDR", ["OBJECTID", "CHANGENR", "UDATE", "UTIME"],
-                            key_fields=["OBJECTCLAS", "OBJECTID", "CHANGENR"], where=cd_where,
-                            page_size=_page_size(package_size, page_size)):
-        for r in page.rows:
-            stamp = r["UDATE"] + r["UTIME"].ljust(6, "0") + r["CHANGENR"]
-            oid = r["OBJECTID"]
-            if stamp > latest.get(oid, ""):
-                latest[oid] = stamp
+    latest = _change_document_stamps(reader, cd_where, _page_size(package_size, page_size))
     width = {f.name: f.length for f in reader.describe(table)}.get(id_name)
     if width is None:
         raise TableReadError(f"table {table} has no field {id_name}")
@@ -242,6 +235,31 @@ def read_changed_by_change_documents(reader: TableReader, table: str, *, object_
     keep_from = _dats(high - timedelta(days=overlap_days))
     cursor.delivered = {k: s for k, s in {**cursor.delivered, **delivered}.items() if s[:8] >= keep_from}
     cursor.since = high
+
+
+def _change_document_stamps(reader: TableReader, where: str, page_size: int) -> dict[str, str]:
+    """CDHDR rows matching `where`: object id -> its latest change stamp (UDATE+UTIME+CHANGENR)."""
+    latest: dict[str, str] = {}
+    for page in reader.read("CDHDR", ["OBJECTID", "CHANGENR", "UDATE", "UTIME"],
+                            key_fields=["OBJECTCLAS", "OBJECTID", "CHANGENR"], where=where, page_size=page_size):
+        for r in page.rows:
+            stamp = r["UDATE"] + r["UTIME"].ljust(6, "0") + r["CHANGENR"]
+            oid = r["OBJECTID"]
+            if stamp > latest.get(oid, ""):
+                latest[oid] = stamp
+    return latest
+
+
+def changed_object_ids(reader: TableReader, object_class: str, since: datetime, *,
+                       page_size: int = 10_000) -> list[str]:
+    """The ids (sorted, blanks dropped) of the objects of `object_class` (KRED, DEBI, ...) with
+    change documents stamped at or after `since`, to the second. `since` is SAP's local time
+    (the zone change documents are stamped in); the caller subtracts its own overlap."""
+    d, t = since.strftime("%Y%m%d"), since.strftime("%H%M%S")
+    where = (f"OBJECTCLAS = {quote(object_class.upper())} AND ( UDATE > {quote(d)} OR "
+             f"( UDATE = {quote(d)} AND UTIME >= {quote(t)} ) )")
+    ids = {oid.strip() for oid in _change_document_stamps(reader, where, max(1, page_size))}
+    return sorted(i for i in ids if i)
 
 
 def read_incremental(reader: TableReader, table: str, *, cursor: ChangeCursor | date,

@@ -1,0 +1,315 @@
+"""What the flows write to Ramp, each with its exactly-once strategy (see core/flow.py `Target`).
+
+- `AccountingVendorsTarget`, `GLAccountsTarget`, `FieldOptionsTarget`: Ramp's chart-of-accounts
+  records, all sharing one strategy (`RampUploadTarget`): creates go in all-or-nothing,
+  NOT idempotent batch uploads of at most 500; updates and deactivations are idempotent
+  PATCH/DELETE calls on a known ramp_id.
+- `AccountingSyncs`: the report of a bill's accounting sync (POST /accounting/syncs), idempotent
+  through a key derived from the bill and its outcome.
+
+The engine marks entries in flight before `write` and calls `lookup` for entries left in doubt.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from ml_connector.core.flow import Outcome, Report, RunContext, Target
+from ml_connector.core.outbox import Entry
+from ml_connector.systems.ramp.client import RampApiError, RampClient, RampUncertainWrite
+
+log = logging.getLogger(__name__)
+
+UPLOAD_MAX = 500  # Ramp's largest upload
+UNCERTAIN_ROUNDS = 3  # lookups-then-re-upload rounds after unknown outcomes, then left uncertain
+UPDATES_PER_REPORT = 50  # idempotent updates reported (one transaction) per this many
+
+
+def refuses_field(info: Any, list_key: str, field: str) -> bool:
+    """Whether a rejected upload's `additional_info` says an item has an unknown `field`
+    (Ramp's validation detail: {list_key: {index: {field: [messages]}}})."""
+    items = info.get(list_key) if isinstance(info, dict) else None
+    if not isinstance(items, dict):
+        return False
+    for errs in items.values():
+        msgs = errs.get(field) if isinstance(errs, dict) else None
+        if isinstance(msgs, list) and any("unknown field" in str(m).lower() for m in msgs):
+            return True
+    return False
+
+
+class RampUploadTarget(Target):
+    """One kind of Ramp chart record written exactly once. Payloads carry the remote `id`.
+
+    - A create batch whose upload answer is lost (timeout, dropped connection, 5xx after the
+      request left) is resolved by looking each id up; only the ones not found are uploaded
+      again, for `UNCERTAIN_ROUNDS` rounds, then left `uncertain` for replay (never a blind
+      re-upload).
+    - A refused upload (4xx; nothing was applied) is split in halves until the refused records
+      are isolated; an isolated record that already exists in Ramp is adopted, the others fail
+      with Ramp's message. 429 and 5xx are raised (the engine's step retries later).
+    - `lookup` (in-doubt creates): found by remote id = posted. Updates are idempotent and
+      simply sent again.
+    Subclasses give the record kind's calls (`find`, `upload`, `update`, `deactivate`).
+    """
+
+    kind = "record"
+    batch_size = UPLOAD_MAX
+
+    def __init__(self, connection: str) -> None:
+        self.connection = connection
+
+    # -- the record kind's calls -----------------------------------------------------------
+    def find(self, ramp: RampClient, item_id: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def upload(self, ramp: RampClient, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def upload_item(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return dict(payload)
+
+    def update(self, ramp: RampClient, target_id: str, payload: dict[str, Any], reactivate: bool) -> Any:
+        raise NotImplementedError
+
+    def deactivate(self, ramp: RampClient, target_id: str) -> None:
+        raise NotImplementedError
+
+    def adapt_to_refusal(self, exc: RampApiError) -> bool:
+        """A refused upload that a change of form can fix (nothing was applied): adapt and return
+        True to upload the same batch again."""
+        return False
+
+    # -- the strategy ----------------------------------------------------------------------
+    def client(self, ctx: RunContext) -> RampClient:
+        ramp: RampClient = ctx.runtime.connection(self.connection)
+        return ramp
+
+    def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
+        ramp = self.client(ctx)
+        outs = []
+        for e in entries:
+            if e.op != "create":
+                continue  # PATCH/DELETE of a known id: idempotent, sent again
+            found = self.find(ramp, e.payload["id"])
+            if found is not None:
+                outs.append(Outcome(e.id, "posted", target_id=found["ramp_id"], response=found))
+        return outs
+
+    def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
+        ramp = self.client(ctx)
+        creates = [e for e in entries if e.op == "create"]
+        for i in range(0, len(creates), UPLOAD_MAX):
+            self._create_batch(ramp, creates[i:i + UPLOAD_MAX], report)
+        done: list[Outcome] = []
+        for e in (e for e in entries if e.op != "create"):
+            if len(done) >= UPDATES_PER_REPORT:
+                report(done)
+                done = []
+            done.append(self._update_one(ramp, e))
+        if done:
+            report(done)
+
+    def _update_one(self, ramp: RampClient, e: Entry) -> Outcome:
+        try:
+            target = e.target_id
+            if not target:
+                found = self.find(ramp, e.payload["id"])
+                target = found["ramp_id"] if found else None
+            if not target:
+                return Outcome(e.id, "failed", error=f"{self.kind} {e.payload['id']} is not in Ramp to {e.op}")
+            if e.op == "deactivate":
+                self.deactivate(ramp, target)
+                resp: Any = {"ramp_id": target, "is_active": False}
+            else:
+                resp = self.update(ramp, target, e.payload, e.op == "reactivate")
+            return Outcome(e.id, "posted", target_id=target, request=e.payload, response=resp)
+        except RampApiError as exc:
+            return Outcome(e.id, "failed", error=str(exc), request=e.payload)
+
+    def _create_batch(self, ramp: RampClient, batch: list[Entry], report: Report, depth: int = 0) -> None:
+        if not batch:
+            return
+        items = [self.upload_item(e.payload) for e in batch]
+        try:
+            created = self.upload(ramp, items)
+        except RampUncertainWrite:
+            # The upload may or may not have happened: ask Ramp, never re-POST blindly.
+            self._resolve_by_lookup(ramp, batch, report, depth)
+            return
+        except RampApiError as exc:
+            if exc.status >= 500 or exc.status == 429:
+                raise
+            if self.adapt_to_refusal(exc):
+                self._create_batch(ramp, batch, report, depth)
+                return
+            if len(batch) == 1:  # isolated: adopt it if it exists, else it is the refused one
+                found = self.find(ramp, batch[0].payload["id"])
+                if found is not None:
+                    report([Outcome(batch[0].id, "posted", target_id=found["ramp_id"], response=found)])
+                else:
+                    report([Outcome(batch[0].id, "failed", error=str(exc), request=items[0])])
+                return
+            mid = len(batch) // 2
+            self._create_batch(ramp, batch[:mid], report, depth)
+            self._create_batch(ramp, batch[mid:], report, depth)
+            return
+        by_id = {r["id"]: r for r in created}
+        outs = []
+        for e, item in zip(batch, items, strict=True):
+            r = by_id.get(e.payload["id"])
+            if r is None:
+                outs.append(Outcome(e.id, "uncertain", error=f"Ramp's answer did not list this {self.kind}"))
+            else:
+                outs.append(Outcome(e.id, "posted", target_id=r["ramp_id"], request=item, response=r))
+        report(outs)
+
+    def _resolve_by_lookup(self, ramp: RampClient, batch: list[Entry], report: Report, depth: int) -> None:
+        missing, outs = [], []
+        for e in batch:
+            found = self.find(ramp, e.payload["id"])
+            if found is not None:
+                outs.append(Outcome(e.id, "posted", target_id=found["ramp_id"], response=found))
+            else:
+                missing.append(e)
+        if missing and depth >= UNCERTAIN_ROUNDS:
+            # Still in doubt after repeated timeouts: leave them uncertain for replay
+            # (which looks them up again) rather than risk a duplicate.
+            outs += [Outcome(e.id, "uncertain", error="Ramp did not confirm the upload") for e in missing]
+            missing = []
+        report(outs)
+        if missing:
+            time.sleep(0.05 * (depth + 1))
+            self._create_batch(ramp, missing, report, depth + 1)
+
+
+class AccountingVendorsTarget(RampUploadTarget):
+    """Ramp accounting vendors. Payload {id: SAP number (internal), name, code}.
+
+    Ramp's published upload item is {id, name}; `code` is sent too until a Ramp answers that
+    it does not know the field, then uploads go without it (updates still PATCH it)."""
+
+    kind = "vendor"
+
+    def __init__(self, connection: str, *, send_code_on_upload: bool = True) -> None:
+        super().__init__(connection)
+        self.send_code_on_upload = send_code_on_upload
+
+    def find(self, ramp: RampClient, item_id: str) -> dict[str, Any] | None:
+        return ramp.get_accounting_vendor_by_remote_id(item_id)
+
+    def upload(self, ramp: RampClient, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(ramp.create_accounting_vendors(items).get("vendors", []))
+
+    def upload_item(self, payload: dict[str, Any]) -> dict[str, Any]:
+        item = {"id": payload["id"], "name": payload["name"]}
+        if self.send_code_on_upload:
+            item["code"] = payload["code"]
+        return item
+
+    def update(self, ramp: RampClient, target_id: str, payload: dict[str, Any], reactivate: bool) -> Any:
+        return ramp.update_accounting_vendor(target_id, name=payload["name"], code=payload["code"],
+                                             reactivate=reactivate or None)
+
+    def deactivate(self, ramp: RampClient, target_id: str) -> None:
+        ramp.deactivate_accounting_vendor(target_id)
+
+    def adapt_to_refusal(self, exc: RampApiError) -> bool:
+        if self.send_code_on_upload and refuses_field(exc.additional_info, "vendors", "code"):
+            self.send_code_on_upload = False
+            log.warning("Ramp refused the field `code` in a vendor upload: uploading vendors as "
+                        "{id, name} from now on")
+            return True
+        return False
+
+    def describe(self, op: str, payload: dict[str, Any]) -> str:
+        return f"{op} Ramp accounting vendor id={payload['id']} name={payload['name']!r} code={payload['code']}"
+
+
+class GLAccountsTarget(RampUploadTarget):
+    """Ramp GL accounts. Payload {id, name, code, classification}."""
+
+    kind = "GL account"
+
+    def find(self, ramp: RampClient, item_id: str) -> dict[str, Any] | None:
+        return ramp.get_gl_account_by_remote_id(item_id)
+
+    def upload(self, ramp: RampClient, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(ramp.create_gl_accounts(items).get("gl_accounts", []))
+
+    def update(self, ramp: RampClient, target_id: str, payload: dict[str, Any], reactivate: bool) -> Any:
+        # Ramp's PATCH takes name and code only: a changed classification is not sent.
+        return ramp.update_gl_account(target_id, name=payload["name"], code=payload["code"],
+                                      reactivate=reactivate or None)
+
+    def deactivate(self, ramp: RampClient, target_id: str) -> None:
+        ramp.deactivate_gl_account(target_id)
+
+    def describe(self, op: str, payload: dict[str, Any]) -> str:
+        return (f"{op} Ramp GL account id={payload['id']} code={payload['code']} name={payload['name']!r} "
+                f"classification={payload['classification']}")
+
+
+class FieldOptionsTarget(RampUploadTarget):
+    """Options of a Ramp accounting field (a SINGLE_CHOICE field created on first use; POST
+    /accounting/fields is idempotent on id). Payload {id, value, code}."""
+
+    kind = "field option"
+
+    def __init__(self, connection: str, *, field_id: str, field_name: str, kind: str = "field option") -> None:
+        super().__init__(connection)
+        self.field_id = field_id
+        self.field_name = field_name
+        self.kind = kind
+        self._field_ramp_id: str | None = None
+
+    def field(self, ramp: RampClient) -> str:
+        """The Ramp field's ramp_id (created or reactivated once per process)."""
+        if self._field_ramp_id is None:
+            rec = ramp.upsert_accounting_field(self.field_id, self.field_name, input_type="SINGLE_CHOICE")
+            self._field_ramp_id = str(rec["ramp_id"])
+        return self._field_ramp_id
+
+    def find(self, ramp: RampClient, item_id: str) -> dict[str, Any] | None:
+        return ramp.get_field_option_by_remote_id(self.field(ramp), item_id)
+
+    def upload(self, ramp: RampClient, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(ramp.create_field_options(self.field(ramp), items).get("options", []))
+
+    def update(self, ramp: RampClient, target_id: str, payload: dict[str, Any], reactivate: bool) -> Any:
+        return ramp.update_field_option(target_id, value=payload["value"], code=payload["code"],
+                                        reactivate=reactivate or None)
+
+    def deactivate(self, ramp: RampClient, target_id: str) -> None:
+        ramp.deactivate_field_option(target_id)
+
+    def describe(self, op: str, payload: dict[str, Any]) -> str:
+        return (f"{op} Ramp field option ({self.field_name}) id={payload['id']} code={payload['code']} "
+                f"value={payload['value']!r}")
+
+
+#: Idempotency keys of sync reports derive from this namespace (stable across versions: a
+#: report re-sent after an upgrade must carry the same key).
+SYNC_NAMESPACE = uuid.UUID("5b0c1f8e-7d1a-4c6e-9a51-6d2b8f0e4a10")
+
+
+class AccountingSyncs:
+    """POST /accounting/syncs for bills: one report per bill and outcome, its idempotency key
+    derived from both, so a report re-sent after a lost answer is applied once."""
+
+    def __init__(self, ramp: RampClient, sync_type: str = "BILL_SYNC") -> None:
+        self.ramp = ramp
+        self.sync_type = sync_type
+
+    def synced(self, record_id: str, reference_id: str) -> dict[str, Any]:
+        key = str(uuid.uuid5(SYNC_NAMESPACE, f"{record_id}:{reference_id}"))
+        return self.ramp.post_accounting_sync(key, self.sync_type,
+                                              successful=[{"id": record_id, "reference_id": reference_id}])
+
+    def failed(self, record_id: str, message: str) -> dict[str, Any]:
+        key = str(uuid.uuid5(SYNC_NAMESPACE, f"{record_id}:failed:{message}"))
+        return self.ramp.post_accounting_sync(key, self.sync_type, failed=[{"id": record_id,
+                                                                            "error": {"message": message[:1000]}}])

@@ -1,0 +1,234 @@
+"""The SAP ECC ↔ Ramp mapping functions: pure, no servers, no database (milliseconds)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from ml_connector.core.ledger import Desired, Parked
+from ml_connector.flows.sap_ecc_ramp import (
+    bill_to_invoice,
+    cost_center_to_option,
+    describe_bill,
+    gl_account_to_ramp,
+    invoice_of,
+    vendor_to_ramp,
+)
+from ml_connector.systems.sap_ecc.posting import xblnr_for
+from ml_connector.systems.sap_ecc.targets import NotPostable
+
+# --------------------------------------------------------------------------- vendors
+
+
+def _vendor(**kw: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {"LIFNR": "0000100042", "NAME1": "Acme ", "NAME2": " Supplies", "LOEVM": "", "SPERR": "",
+                           "_company_codes": {"1000": {"BUKRS": "1000", "LOEVM": ""}}}
+    rec.update(kw)
+    return rec
+
+
+def test_vendor_payload_is_id_name_and_code_without_zeros():
+    d = vendor_to_ramp("0000100042", _vendor())
+    assert d == Desired("0000100042", {"id": "0000100042", "name": "Acme Supplies", "code": "100042"}, active=True)
+
+
+def test_vendor_without_name_is_named_by_its_number_and_alphanumeric_keys_keep_their_form():
+    assert vendor_to_ramp("0000100042", _vendor(NAME1="", NAME2="")).payload["name"] == "0000100042"
+    assert vendor_to_ramp("ACME", _vendor(NAME2="")).payload == {"id": "ACME", "name": "Acme", "code": "ACME"}
+
+
+@pytest.mark.parametrize(("lfa1_loevm", "company_codes", "active"), [
+    ("X", {"1000": {"LOEVM": ""}}, False),  # deleted centrally
+    ("", {"1000": {"LOEVM": "X"}, "2000": {"LOEVM": "X"}}, False),  # deleted in every company code read
+    ("", {"1000": {"LOEVM": "X"}, "2000": {"LOEVM": ""}}, True),  # still live in one
+    ("", {}, True),
+])
+def test_vendor_deletion_flags_deactivate(lfa1_loevm, company_codes, active):
+    assert vendor_to_ramp("1", _vendor(LOEVM=lfa1_loevm, _company_codes=company_codes)).active is active
+
+
+def test_vendor_posting_block_deactivates_only_when_configured():
+    blocked = _vendor(SPERR="X")
+    assert vendor_to_ramp("1", blocked).active is True
+    assert vendor_to_ramp("1", blocked, deactivate_blocked=True).active is False
+    assert vendor_to_ramp("1", _vendor(), deactivate_blocked=True).active is True
+
+
+# --------------------------------------------------------------------------- GL accounts
+
+
+def _account(**kw: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {"KTOPL": "INT", "SAKNR": "0000600000", "XBILK": "", "GVTYP": "X", "XLOEV": "",
+                           "XSPEB": "", "_text": {"TXT20": "Office supplies", "TXT50": "Office supplies and paper"},
+                           "_company_codes": [{"BUKRS": "1000", "XSPEB": "", "XLOEB": "", "MITKZ": ""}]}
+    rec.update(kw)
+    return rec
+
+
+def test_gl_account_payload_long_text_code_and_classification():
+    d = gl_account_to_ramp("0000600000", _account())
+    assert d == Desired("0000600000", {"id": "0000600000", "name": "Office supplies and paper", "code": "600000",
+                                       "classification": "EXPENSE"}, active=True)
+
+
+def test_gl_account_name_falls_back_to_short_text_then_number():
+    assert gl_account_to_ramp("0000600000", _account(_text={"TXT20": "Office"})).payload["name"] == "Office"
+    assert gl_account_to_ramp("0000600000", _account(_text={})).payload["name"] == "600000"
+
+
+def test_gl_account_classification_options_are_applied():
+    d = gl_account_to_ramp("0000600000", _account(), overrides={"6": "asset"})
+    assert d.payload["classification"] == "ASSET"
+    assert gl_account_to_ramp("0000600000", _account(), revenue_prefixes=("6",)).payload["classification"] == "REVENUE"
+    reconciliation = _account(XBILK="X", GVTYP="", _company_codes=[{"MITKZ": "K"}])
+    assert gl_account_to_ramp("0000160000", reconciliation).payload["classification"] == "LIABILITY"
+
+
+@pytest.mark.parametrize(("chart", "company_codes", "active"), [
+    ({"XLOEV": "X"}, [{"XSPEB": "", "XLOEB": ""}], False),  # marked for deletion in the chart
+    ({"XSPEB": "X"}, [{"XSPEB": "", "XLOEB": ""}], False),  # blocked in the chart
+    ({}, [{"XSPEB": "X"}, {"XLOEB": "X"}], False),  # blocked or deleted in every company code
+    ({}, [{"XSPEB": "X"}, {"XSPEB": "", "XLOEB": ""}], True),
+])
+def test_gl_account_blocks_deactivate(chart, company_codes, active):
+    assert gl_account_to_ramp("0000600000", _account(**chart, _company_codes=company_codes)).active is active
+
+
+# --------------------------------------------------------------------------- cost centers
+
+
+def test_cost_center_option_value_and_code():
+    rec = {"KOSTL": "0000001410", "BKZKP": "", "_valid_today": True, "_text": {"KTEXT": "Sales East",
+                                                                              "LTEXT": "Sales, eastern region"}}
+    assert cost_center_to_option("0000001410", rec) == Desired(
+        "0000001410", {"id": "0000001410", "value": "Sales East", "code": "1410"}, active=True)
+    assert cost_center_to_option("0000001410", dict(rec, _text={"LTEXT": "Long"})).payload["value"] == "Long"
+    assert cost_center_to_option("0000001410", dict(rec, _text={})).payload["value"] == "1410"
+
+
+def test_cost_center_not_valid_today_or_locked_is_inactive():
+    rec = {"BKZKP": "", "_valid_today": True, "_text": {"KTEXT": "X"}}
+    assert cost_center_to_option("1", dict(rec, _valid_today=False)).active is False
+    assert cost_center_to_option("1", dict(rec, BKZKP="X")).active is False
+
+
+# --------------------------------------------------------------------------- bills
+
+
+def _sel(kind: str, external_id: str) -> dict[str, Any]:
+    return {"external_id": external_id, "category_info": {"type": kind}}
+
+
+def _bill(**kw: Any) -> dict[str, Any]:
+    bill: dict[str, Any] = {
+        "id": "b-1", "entity_id": "ent-1", "invoice_number": "INV-7", "issued_at": "2025-06-15T10:00:00Z",
+        "vendor": {"id": "rv-1", "remote_id": "100042"}, "amount": {"amount": 20000, "currency_code": "USD"},
+        "accounting_field_selections": [_sel("GL_ACCOUNT", "600000")],
+        "line_items": [{"amount": {"amount": 12050, "currency_code": "USD"}, "memo": "Paper",
+                        "accounting_field_selections": [_sel("COST_CENTER", "1000")]},
+                       {"amount": {"amount": 7950, "currency_code": "USD"}, "memo": "Toner",
+                        "accounting_field_selections": [_sel("GL_ACCOUNT", "0000610000"),
+                                                        _sel("COST_CENTER", "0000001100")]}]}
+    bill.update(kw)
+    return bill
+
+
+TABLES = {("entities", "ent-1"): "1000", ("vendors", "rv-9"): "100099"}
+
+
+def _mapped(table: str, value: str) -> str | None:
+    return TABLES.get((table, value))
+
+
+def _map(bill: dict[str, Any], **kw: Any) -> Desired | Parked:
+    return bill_to_invoice(bill["id"], bill, mapped=_mapped, today="2025-07-01", **kw)
+
+
+def test_bill_becomes_an_invoice_with_line_coding_and_internal_keys():
+    d = _map(_bill())
+    assert isinstance(d, Desired) and d.active
+    assert d.payload == {
+        "bill_id": "b-1", "invoice_number": "INV-7", "entity_id": "ent-1", "company_code": "1000",
+        "vendor": "0000100042", "currency": "USD", "doc_date": "2025-06-15", "posting_date": "2025-06-15",
+        "xblnr": xblnr_for("b-1", "RMP"), "credit_memo": False, "problems": [],
+        "lines": [{"gl_account": "0000600000", "cost_center": "0000001000", "amount": "120.50", "text": "Paper"},
+                  {"gl_account": "0000610000", "cost_center": "0000001100", "amount": "79.50", "text": "Toner"}]}
+
+
+def test_bill_posting_date_and_prefix_options():
+    d = _map(_bill(accounting_date="2025-06-30", issued_at=None), xblnr_prefix="XY")
+    assert isinstance(d, Desired)
+    assert (d.payload["doc_date"], d.payload["posting_date"]) == ("2025-07-01", "2025-06-30")
+    assert d.payload["xblnr"] == xblnr_for("b-1", "XY")
+
+
+def test_bill_of_an_unmapped_entity_is_parked_with_the_bill():
+    bill = _bill(entity_id="ent-2")
+    assert _map(bill) == Parked("b-1", "entities:ent-2", payload=bill)
+    assert _map(_bill(entity_id=None)) == Parked("b-1", "entities:-", payload=_bill(entity_id=None))
+
+
+def test_bill_pay_vendor_without_remote_id_needs_the_vendors_mapping():
+    bill = _bill(vendor={"id": "rv-9"})
+    d = _map(bill)
+    assert isinstance(d, Desired) and d.payload["vendor"] == "0000100099"
+    unmapped = _bill(vendor={"id": "rv-3", "name": "Pat's Plumbing"})
+    assert _map(unmapped) == Parked("b-1", "vendors:rv-3", payload=unmapped)
+
+
+def test_cost_center_selection_by_custom_field_id():
+    bill = _bill(line_items=[{"amount": "200", "accounting_field_selections": [
+        {"external_id": "0000001300", "category_info": {"type": "OTHER", "external_id": "MY_CC"}}]}])
+    d = _map(bill, cost_center_field_id="MY_CC")
+    assert isinstance(d, Desired) and d.payload["lines"][0]["cost_center"] == "0000001300"
+    d = _map(bill)
+    assert isinstance(d, Desired) and d.payload["lines"][0]["cost_center"] == ""
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"accounting_field_selections": []}, "line 1: no GL account selected; code the line in Ramp"),
+    ({"line_items": []}, "the bill has no line items"),
+    ({"amount": {"amount": 19999, "currency_code": "USD"}}, "the lines add up to 200.00 USD, the bill says 199.99 USD"),
+    ({"accounting_field_selections": [_sel("GL_ACCOUNT", "123456789012")]},
+     "line 1: GL account 123456789012 is longer than SAP's 10 characters"),
+])
+def test_bill_problems_sap_would_refuse_are_named(change, problem):
+    d = _map(_bill(**change))
+    assert isinstance(d, Desired) and problem in d.payload["problems"]
+    with pytest.raises(NotPostable) as refused:
+        invoice_of(d.payload)
+    assert str(refused.value) == "; ".join(d.payload["problems"])
+
+
+def test_negative_bill_is_a_credit_memo_with_positive_lines():
+    bill = _bill(amount={"amount": -5000, "currency_code": "EUR"},
+                 line_items=[{"amount": {"amount": -5000, "currency_code": "EUR"}}])
+    d = _map(bill)
+    assert isinstance(d, Desired)
+    assert (d.payload["credit_memo"], d.payload["currency"], d.payload["lines"][0]["amount"]) == (True, "EUR", "50.00")
+    inv = invoice_of(d.payload)
+    assert (inv.credit_memo, inv.doc_type, inv.lines[0].amount) == (True, "KG", Decimal("50.00"))
+
+
+def test_invoice_of_a_mapped_bill():
+    d = _map(_bill())
+    assert isinstance(d, Desired)
+    inv = invoice_of(d.payload, doc_type="RE")
+    assert (inv.source_id, inv.company_code, inv.vendor, inv.currency, inv.doc_type) == (
+        "b-1", "1000", "0000100042", "USD", "RE")
+    assert (inv.doc_date, inv.posting_date) == (date(2025, 6, 15), date(2025, 6, 15))
+    assert [(ln.gl_account, ln.cost_center, ln.amount, ln.text) for ln in inv.lines] == [
+        ("0000600000", "0000001000", Decimal("120.50"), "Paper"),
+        ("0000610000", "0000001100", Decimal("79.50"), "Toner")]
+    assert (inv.header_text, inv.vendor_text, inv.reference) == ("Ramp INV-7", "INV-7", xblnr_for("b-1", "RMP"))
+
+
+def test_describe_bill_names_what_would_be_posted():
+    d = _map(_bill())
+    assert isinstance(d, Desired)
+    assert describe_bill("create", d.payload) == (
+        f"post SAP vendor invoice for Ramp bill INV-7 (b-1): company code 1000, vendor 100042, 200.00 USD, "
+        f"XBLNR {xblnr_for('b-1', 'RMP')}, lines [GL 600000/CC 1000 120.50, GL 610000/CC 1100 79.50]")
