@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -370,6 +370,21 @@ def test_incremental_by_change_documents_kna1() -> None:
     vendors = [r["LIFNR"] for p in inc.read_incremental(reader, "LFA1", cursor=date.today(), fields=["NAME2"])
                for r in p]
     assert vendors == ["0000100002"]
+
+
+def test_changed_object_ids_to_the_second() -> None:
+    """The vendor source's incremental read: KRED change documents at or after a time of day."""
+    d = _fresh()
+    reader = TableReader(DirectCaller(d))
+    stamps = iter([datetime(2025, 1, 5, 10, 0, 0), datetime(2025, 1, 5, 10, 30, 0), datetime(2025, 1, 6, 8, 0, 0)])
+    d.clock = lambda: next(stamps)
+    d.update_vendor("0000100002", NAME2="first")
+    d.update_vendor("0000100005", NAME2="second")
+    change_customer(d, "0000200003", udate="20250106", NAME2="a customer")  # DEBI: not a vendor
+    assert inc.changed_object_ids(reader, "KRED", datetime(2025, 1, 5, 10, 0, 0)) == ["0000100002", "0000100005"]
+    assert inc.changed_object_ids(reader, "KRED", datetime(2025, 1, 5, 10, 0, 1)) == ["0000100005"]
+    assert inc.changed_object_ids(reader, "kred", datetime(2025, 1, 5, 10, 30, 1), page_size=1) == []
+    assert inc.changed_object_ids(reader, "DEBI", datetime(2025, 1, 6)) == ["0000200003"]
 
 
 def test_packages_never_exceed_the_size_and_cover_everything(data: EccData) -> None:
