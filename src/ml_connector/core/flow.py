@@ -119,14 +119,17 @@ class Stream:
     """One stream of a flow: a source, a mapping function, a target.
 
     `mapper(ctx, key, record)` wraps the flow's pure mapping function (binding options and
-    mapping tables). `describe`, when given, replaces the target's dry-run line."""
+    mapping tables). `mapping_tables`: the tables the mapping reads (a record waiting for one of
+    their keys is parked). `describe`, when given, replaces the target's dry-run line."""
 
     def __init__(self, name: str, source: Source, mapper: Mapper, target: Target, *,
+                 mapping_tables: tuple[str, ...] = (),
                  describe: Callable[[str, dict[str, Any]], str] | None = None) -> None:
         self.name = name
         self.source = source
         self.mapper = mapper
         self.target = target
+        self.mapping_tables = mapping_tables
         self._describe = describe
 
     @property

@@ -312,7 +312,7 @@ class SapEccRampFlow(Flow):
                                 after_post=self._report_posted(ramp), after_refusal=self._report_refused(ramp),
                                 refusal_note=" (reported to Ramp)",
                                 posted_note=": only the Ramp report would be sent"),
-            describe=describe_bill)
+            mapping_tables=("entities", "vendors"), describe=describe_bill)
         return {s.name: s for s in (vendors, gl_accounts, cost_centers, bills)}
 
     @staticmethod
