@@ -786,6 +786,28 @@ def _plain_secrets(data: Any, loc: Loc = ()) -> Iterator[Loc]:
             yield from _plain_secrets(v, (*loc, i))
 
 
+MAX_EXPANDED_NODES = 100_000  # far above any real configuration; an alias bomb passes it at once
+
+
+def _check_expansion(root: yaml.Node, filename: str) -> None:
+    """Refuse a document whose aliases expand past MAX_EXPANDED_NODES nodes: every later walk over the
+    data (line numbers, validation) would otherwise take time and memory exponential in the nesting."""
+    count = 0
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_EXPANDED_NODES:
+            raise ConfigError(f"{filename}:{node.start_mark.line + 1}: YAML aliases expand to more than "
+                              f"{MAX_EXPANDED_NODES:,} nodes; write the values out instead of nesting aliases")
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append(key)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
 def parse_config(text: str, filename: str = CONFIG_FILENAME, config_dir: Path | None = None) -> AppConfig:
     """Validate configuration text; raise ConfigError with one `file:line: path: problem` per line."""
     loader = yaml.SafeLoader(text)
@@ -804,9 +826,11 @@ def parse_config(text: str, filename: str = CONFIG_FILENAME, config_dir: Path | 
         raise ConfigError(f"{filename}:1: YAML error: {exc}") from None
     finally:
         loader.dispose()
+    if root is None:
+        raise ConfigError(f"{filename}:1: the file is empty; expected a mapping with engine, server, connections "
+                          "and flows (`ml-connector init` writes an example)")
+    _check_expansion(root, filename)
     lines = _Lines(root)
-    if data is None:
-        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{filename}:1: expected a mapping with engine, server, connections and flows")
 
@@ -853,9 +877,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
             f"{p}: configuration file not found; run `ml-connector init` to create one"
         )
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = p.read_bytes()
+    except OSError as exc:
         raise ConfigError(f"{p}: cannot read the configuration file: {exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{p}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); "
+                          "save the file as UTF-8") from None
     cfg = parse_config(text, filename=str(p), config_dir=p.resolve().parent)
     env_url = os.environ.get(DATABASE_URL_ENV)
     if env_url:

@@ -81,7 +81,8 @@ def test_receive_dedupes_by_docnum(receiver: tuple[ServerHandle, FlakyStore]) ->
     r1 = post(handle, idoc_body(1001))
     assert r1.status_code == 200, r1.text
     assert r1.json()["idocs"][0] == {"docnum": "0000000000001001", "mestyp": "DEBMAS", "idoctyp": "DEBMAS07",
-                                     "sndprn": "ECDCLNT100", "duplicate": False}
+                                     "sndprn": "ECDCLNT100", "duplicate": False,
+                                     "conflict": False}
     r2 = post(handle, idoc_body(1001, name="Changed in resend"))
     assert r2.status_code == 200 and r2.json()["idocs"][0]["duplicate"] is True
     assert store.count() == before + 1

@@ -240,9 +240,11 @@ def test_top_level_must_be_mapping(tmp_path: Path) -> None:
     assert "expected a mapping" in errs[0]
 
 
-def test_empty_file_is_a_valid_empty_config(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, ""))
-    assert cfg.connections == {} and cfg.flows == {}
+def test_empty_file_is_refused(tmp_path: Path) -> None:
+    # Issue 16 item 12: an empty file was accepted silently as "no flows".
+    for text in ("", "# only a comment\n"):
+        errs = errors_of(tmp_path, text)
+        assert len(errs) == 1 and ":1: the file is empty" in errs[0] and "ml-connector init" in errs[0]
 
 
 def test_example_config_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -149,6 +149,8 @@ def _launch(rt: Runtime, *, executor_id: str | None = None, schedules: bool = Fa
     _register_queues(rt)
     if schedules:
         apply_schedules(rt)
+        for run in catch_up_cron(rt):
+            log.info("catching up the cron run missed while no worker ran: %s", run)
     if not is_sqlite(rt.database_url):
         _start_watchdog(rt, exec_id)
     lock = _worker_lock(rt)
@@ -325,14 +327,71 @@ def replay_workflow(ids: list[int]) -> dict[str, int]:
 
 @DBOS.workflow(name="mlc.tick")
 def schedule_tick(scheduled_at: datetime, context: dict[str, Any]) -> None:
-    """Fired by the DBOS scheduler; starts at most one run per flow/stream per window."""
+    """Fired by the DBOS scheduler; starts at most one run per flow/stream per window.
+
+    An interval schedule runs a stream only when it is due: it never ran, or its last run started at
+    least one interval ago. So a restart starts nothing that ran recently, and a worker that was down
+    for several intervals catches up with one run, not one per missed window."""
     interval = float(context.get("interval") or 0)
     at = scheduled_at.timestamp()
     window = datetime.fromtimestamp(at - (at % interval) if interval else at, UTC).strftime("%Y%m%dT%H%M%SZ")
-    for stream in context["streams"]:
-        wid = f"sync:{context['flow']}:{stream}:incremental:{window}"
-        with SetWorkflowID(wid), SetEnqueueOptions(queue_partition_key=f"{context['flow']}:{stream}"):
-            _QUEUES[SYNC_QUEUE].enqueue(sync_workflow, context["flow"], stream, "incremental")
+    streams = list(context["streams"])
+    if interval:
+        streams = _due_step(context["flow"], streams, interval, at)
+    for stream in streams:
+        _enqueue_scheduled(context["flow"], stream, window)
+
+
+def _enqueue_scheduled(flow: str, stream: str, window: str) -> None:
+    wid = f"sync:{flow}:{stream}:incremental:{window}"
+    with SetWorkflowID(wid), SetEnqueueOptions(queue_partition_key=f"{flow}:{stream}"):
+        _QUEUES[SYNC_QUEUE].enqueue(sync_workflow, flow, stream, "incremental")
+
+
+def last_started(sess: Any, flow: str, streams: list[str]) -> dict[str, datetime]:
+    """When each stream's latest run (scheduled or manual, any outcome) started, for those that ran."""
+    rows = sess.execute(select(RunRow.stream, func.max(RunRow.started_at)).where(
+        RunRow.flow == flow, RunRow.stream.in_(streams)).group_by(RunRow.stream)).all()
+    # SQLite hands back naive datetimes; they were stored in UTC.
+    return {st: (ts if ts.tzinfo else ts.replace(tzinfo=UTC)) for st, ts in rows if ts is not None}
+
+
+def due_streams(sess: Any, flow: str, streams: list[str], interval: float, now: float) -> list[str]:
+    last = last_started(sess, flow, streams)
+    return [st for st in streams if st not in last or now - last[st].timestamp() >= interval]
+
+
+@DBOS.step(name="mlc.due")
+def _due_step(flow: str, streams: list[str], interval: float, at: float) -> list[str]:
+    with runtime().db.session() as sess:
+        return due_streams(sess, flow, streams, interval, at)
+
+
+def catch_up_cron(rt: Runtime, now: datetime | None = None) -> list[str]:
+    """At a worker's start: a cron time missed while no worker ran (the stream ran before, but not
+    since the latest cron time) is due, once. A stream that never ran waits for its first cron time.
+    The run gets the workflow ID that tick would have given it, so it runs once across workers."""
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    started: list[str] = []
+    now = now or datetime.now(UTC)
+    for name, f in rt.config.flows.items():
+        sched = getattr(f, "schedule", None)
+        if sched is None or not sched.cron:
+            continue
+        zone = ZoneInfo(sched.timezone) if getattr(sched, "timezone", None) else UTC
+        prev = croniter(sched.cron, now.astimezone(zone), second_at_beginning=len(sched.cron.split()) == 6
+                        ).get_prev(datetime).astimezone(UTC)
+        window = prev.strftime("%Y%m%dT%H%M%SZ")
+        with rt.db.session() as sess:
+            last = last_started(sess, name, list(f.streams))
+        for stream in f.streams:
+            if stream in last and last[stream] < prev:
+                _enqueue_scheduled(name, stream, window)
+                started.append(f"{name}:{stream}:{window}")
+    return started
 
 
 # --------------------------------------------------------------------------- steps

@@ -52,6 +52,16 @@ KNOWN_IDOCTYPES: tuple[re.Pattern[str], ...] = (
 KNOWN_MESTYPES: frozenset[str] = frozenset({
     "DEBMAS", "CREMAS", "ORDERS", "ORDCHG", "ORDRSP", "DESADV", "SHPORD", "SHPCON", "WHSCON", "DELVRY",
 })
+# Which logical message types SAP sends with each known basic type (WE82). A pair outside these is
+# never produced by SAP, so it is refused; types added through the policy's extras are not checked.
+MESTYPES_OF_IDOCTYPE: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
+    (re.compile(r"^DEBMAS0[1-7]$"), frozenset({"DEBMAS"})),
+    (re.compile(r"^CREMAS0[1-6]$"), frozenset({"CREMAS"})),
+    (re.compile(r"^ORDERS0[1-5]$"), frozenset({"ORDERS", "ORDCHG", "ORDRSP"})),
+    (re.compile(r"^DELVRY0[1-7]$"), frozenset({"DELVRY", "DESADV", "SHPORD", "SHPCON", "WHSCON"})),
+    (re.compile(r"^DESADV01$"), frozenset({"DESADV"})),
+)
+SDATA_WIDTH = 1000  # EDIDD-SDATA: all of a data segment's fields together fit in 1,000 characters
 
 
 class IdocError(ValueError):
@@ -306,6 +316,13 @@ class IdocPolicy:
     extra_mestypes: frozenset[str] = frozenset()
     extra_idoctypes: frozenset[str] = frozenset()
     require_docnum: bool = True
+    client: str | None = None  # the SAP client (MANDT) the IDocs must come from; None = any client
+
+    def mestypes_of(self, idoctyp: str) -> frozenset[str] | None:
+        """The message types SAP sends with this basic type; None = not checked (an extension)."""
+        if idoctyp in self.extra_idoctypes:
+            return None
+        return next((m for p, m in MESTYPES_OF_IDOCTYPE if p.match(idoctyp)), None)
 
     def known_mestyp(self, mestyp: str) -> bool:
         return mestyp in KNOWN_MESTYPES or mestyp in self.extra_mestypes
@@ -314,8 +331,13 @@ class IdocPolicy:
         return idoctyp in self.extra_idoctypes or any(p.match(idoctyp) for p in KNOWN_IDOCTYPES)
 
 
-_CONTROL_WIDTHS = {"TABNAM": 10, "MANDT": 3, "DOCNUM": 16, "DIRECT": 1, "IDOCTYP": 30, "CIMTYP": 30,
-                   "MESTYP": 30, "SNDPRT": 2, "SNDPRN": 10, "RCVPRT": 2, "RCVPRN": 10, "SNDPOR": 10}
+# EDI_DC40's field widths (DDIC); a value longer than its field cannot come from SAP.
+_CONTROL_WIDTHS = {"TABNAM": 10, "MANDT": 3, "DOCNUM": 16, "DOCREL": 4, "STATUS": 2, "DIRECT": 1, "OUTMOD": 1,
+                   "EXPRSS": 1, "TEST": 1, "IDOCTYP": 30, "CIMTYP": 30, "MESTYP": 30, "MESCOD": 3, "MESFCT": 3,
+                   "STD": 1, "STDVRS": 6, "STDMES": 6, "SNDPOR": 10, "SNDPRT": 2, "SNDPFC": 2, "SNDPRN": 10,
+                   "SNDSAD": 21, "SNDLAD": 70, "RCVPOR": 10, "RCVPRT": 2, "RCVPFC": 2, "RCVPRN": 10,
+                   "RCVSAD": 21, "RCVLAD": 70, "CREDAT": 8, "CRETIM": 6, "REFINT": 14, "REFGRP": 14,
+                   "REFMES": 14, "ARCKEY": 70, "SERIAL": 20}
 
 
 def validate_control(idoc: Idoc, policy: IdocPolicy, *, index: int | None = None) -> None:
@@ -325,9 +347,17 @@ def validate_control(idoc: Idoc, policy: IdocPolicy, *, index: int | None = None
     def fail(fld: str, msg: str) -> IdocValidationError:
         return IdocValidationError(msg, segment=CONTROL, field=fld, index=index)
 
-    for fld, width in _CONTROL_WIDTHS.items():
-        if len(c.get(fld, "")) > width:
-            raise fail(fld, f"longer than {width} characters")
+    for fld, value in c.items():
+        width = _CONTROL_WIDTHS.get(fld)
+        if width is None:
+            raise fail(fld, "not a field of the control record")
+        if len(value) > width:
+            raise fail(fld, f"longer than {width} characters ({len(value)})")
+    mandt = c.get("MANDT", "")
+    if not re.fullmatch(r"\d{3}", mandt):
+        raise fail("MANDT", f"expected the SAP client as 3 digits, got {mandt!r}")
+    if policy.client is not None and mandt != policy.client:
+        raise fail("MANDT", f"IDoc from client {mandt}, this receiver takes client {policy.client}")
     tabnam = c.get("TABNAM", "")
     if tabnam != CONTROL:
         raise fail("TABNAM", f"expected 'EDI_DC40', got {tabnam!r}" if tabnam else "missing (expected 'EDI_DC40')")
@@ -340,6 +370,8 @@ def validate_control(idoc: Idoc, policy: IdocPolicy, *, index: int | None = None
         raise fail("DOCNUM", f"expected 16 digits (zero-padded), got {docnum!r}")
     if not policy.require_docnum and docnum and not re.fullmatch(r"\d{1,16}", docnum):
         raise fail("DOCNUM", f"expected up to 16 digits, got {docnum!r}")
+    if docnum and not docnum.strip("0"):
+        raise fail("DOCNUM", "all zeros: SAP numbers every IDoc from 1")
     idoctyp = c.get("IDOCTYP", "")
     if not idoctyp:
         raise fail("IDOCTYP", "missing")
@@ -350,6 +382,15 @@ def validate_control(idoc: Idoc, policy: IdocPolicy, *, index: int | None = None
         raise fail("MESTYP", "missing")
     if not policy.known_mestyp(mestyp):
         raise fail("MESTYP", f"unknown message type {mestyp!r}")
+    allowed = policy.mestypes_of(idoctyp)
+    if allowed is not None and mestyp not in allowed and mestyp not in policy.extra_mestypes:
+        raise fail("MESTYP", f"message type {mestyp!r} is not sent with basic type {idoctyp!r} "
+                   f"(expected {', '.join(sorted(allowed))})")
+    for seg in idoc.walk():
+        used = sum(len(v) for v in seg.fields.values())
+        if used > SDATA_WIDTH:
+            raise IdocValidationError(f"{used} characters of data, more than a segment holds ({SDATA_WIDTH})",
+                                      segment=seg.name, index=index)
     if policy.partners is not None:
         sndprt, sndprn = c.get("SNDPRT", ""), c.get("SNDPRN", "")
         if not sndprn:

@@ -29,3 +29,21 @@ class IdocRow(Base):
     status: Mapped[str] = mapped_column(String(20), default="received")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     parsed: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class IdocConflictRow(Base):
+    """An IDoc re-sent under a DOCNUM already stored for its sender, with different content. SAP never
+    does that for one IDoc, so it is kept here for an operator (the stored one is not replaced)."""
+
+    __tablename__ = "mlc_idoc_conflicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    docnum: Mapped[str] = mapped_column(String(16), index=True)
+    sndprn: Mapped[str] = mapped_column(String(10))
+    mestyp: Mapped[str] = mapped_column(String(30))
+    idoctyp: Mapped[str] = mapped_column(String(30))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    stored_digest: Mapped[str] = mapped_column(String(64))
+    new_digest: Mapped[str] = mapped_column(String(64))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    parsed: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -8,7 +8,9 @@
 Per request: Basic auth (401) -> size limit (413) -> safe parse (400 naming the problem) ->
 control-record validation of every IDOC (400 naming `EDI_DC40-<FIELD>`) -> one database
 transaction storing the new IDocs (a DOCNUM already stored for that sender is a duplicate: not
-stored again, still acknowledged) -> commit -> 200. If storing fails the answer is 503 and nothing
+stored again, still acknowledged; if its content differs it is kept in `mlc_idoc_conflicts` and
+audited `idoc.conflict` for an operator, since SAP never re-sends one DOCNUM with other data) ->
+commit -> 200. If storing fails the answer is 503 and nothing
 is acknowledged, so SAP keeps the IDoc in error status and it can be re-sent (BD87/RBDMANI2).
 A document with several <IDOC> blocks is accepted or rejected as a whole.
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import logging
 import secrets
 import threading
@@ -32,6 +36,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from ml_connector.core import audit
 from ml_connector.core.db import Database
 
 from .idoc import (
@@ -45,7 +50,7 @@ from .idoc import (
     parse_idoc_xml,
     validate_all,
 )
-from .idoc_models import IdocRow
+from .idoc_models import IdocConflictRow, IdocRow
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +64,24 @@ class StoredIdoc:
     idoctyp: str
     sndprn: str
     duplicate: bool
+    conflict: bool = False  # a duplicate DOCNUM whose content differs from the stored IDoc
 
     def to_dict(self) -> dict[str, Any]:
         return {"docnum": self.docnum, "mestyp": self.mestyp, "idoctyp": self.idoctyp, "sndprn": self.sndprn,
-                "duplicate": self.duplicate}
+                "duplicate": self.duplicate, "conflict": self.conflict}
+
+
+# Control fields that describe the transmission, not the IDoc: a resend (BD87) may restamp them.
+_VOLATILE_CONTROL = frozenset({"CREDAT", "CRETIM", "SERIAL", "STATUS", "ARCKEY", "REFINT", "REFGRP", "REFMES"})
+
+
+def content_digest(parsed: dict[str, Any]) -> str:
+    """What makes two receptions of one DOCNUM the same IDoc: the data segments and the stable
+    control fields."""
+    control = {k: v for k, v in (parsed.get("control") or {}).items() if k not in _VOLATILE_CONTROL}
+    body = json.dumps({"control": control, "segments": parsed.get("segments")}, sort_keys=True,
+                      separators=(",", ":"), default=str)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 class IdocStore(Protocol):
@@ -86,22 +105,45 @@ class SqlIdocStore:
 
     def _store_once(self, idocs: Sequence[Idoc], raw: bytes) -> list[StoredIdoc]:
         out: list[StoredIdoc] = []
-        seen: set[tuple[str, str]] = set()
+        seen: dict[tuple[str, str], str] = {}  # (sender, DOCNUM) -> content digest, within this document
         with self.db.session() as s:
             for idoc in idocs:
                 key = (idoc.sndprn, idoc.docnum)
-                exists = key in seen or s.scalar(
-                    select(IdocRow.id).where(IdocRow.sndprn == idoc.sndprn, IdocRow.docnum == idoc.docnum)
-                ) is not None
-                if not exists:
-                    own = raw if len(idocs) == 1 else build_idoc_xml([idoc], root=idoc.root or None)
+                parsed = idoc.to_dict()
+                new_digest = content_digest(parsed)
+                stored_digest = seen.get(key)
+                if stored_digest is None:
+                    stored = s.scalar(select(IdocRow.parsed).where(IdocRow.sndprn == idoc.sndprn,
+                                                                   IdocRow.docnum == idoc.docnum))
+                    stored_digest = content_digest(stored) if stored is not None else None
+                own = raw if len(idocs) == 1 else build_idoc_xml([idoc], root=idoc.root or None)
+                conflict = stored_digest is not None and stored_digest != new_digest
+                if stored_digest is None:
                     s.add(IdocRow(docnum=idoc.docnum, mestyp=idoc.mestyp, idoctyp=idoc.idoctyp,
                                   cimtyp=idoc.cimtyp, sndprt=idoc.sndprt, sndprn=idoc.sndprn, status="received",
-                                  raw=zlib.compress(own), parsed=idoc.to_dict()))
+                                  raw=zlib.compress(own), parsed=parsed))
                     s.flush()
-                seen.add(key)
-                out.append(StoredIdoc(idoc.docnum, idoc.mestyp, idoc.idoctyp, idoc.sndprn, exists))
+                    seen[key] = new_digest
+                elif conflict:
+                    # Kept beside the first one, for a person to decide; nothing is dropped silently.
+                    s.add(IdocConflictRow(docnum=idoc.docnum, sndprn=idoc.sndprn, mestyp=idoc.mestyp,
+                                          idoctyp=idoc.idoctyp, stored_digest=stored_digest,
+                                          new_digest=new_digest, raw=zlib.compress(own), parsed=parsed))
+                    audit.record(s, "idoc.conflict", outcome="conflict", source=f"{idoc.sndprn}/{idoc.docnum}",
+                                 detail={"docnum": idoc.docnum, "sndprn": idoc.sndprn, "mestyp": idoc.mestyp,
+                                         "stored_digest": stored_digest, "new_digest": new_digest})
+                    log.warning("IDoc %s from %s re-sent with different content: kept as a conflict for "
+                                "an operator (the first reception stays)", idoc.docnum, idoc.sndprn)
+                out.append(StoredIdoc(idoc.docnum, idoc.mestyp, idoc.idoctyp, idoc.sndprn,
+                                      stored_digest is not None, conflict))
         return out
+
+    def conflicts(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            q = select(IdocConflictRow).order_by(IdocConflictRow.id).limit(limit)
+            return [{"docnum": r.docnum, "sndprn": r.sndprn, "mestyp": r.mestyp, "idoctyp": r.idoctyp,
+                     "stored_digest": r.stored_digest, "new_digest": r.new_digest, "parsed": r.parsed}
+                    for r in s.scalars(q)]
 
     # -- reading (tools, tests) -------------------------------------------------------------
 

@@ -13,7 +13,8 @@ limited, not faulted and need no token:
     "rate_limit": {"enabled": true, "limit": 200, "period": 10, "mode": "rolling|lockout",
                    "lockout_seconds": 60, "per": "ip|token", "retry_after": null (0 = real wait),
                    "count_token_endpoint": true, "count_rejected": false}}`
-  → 200 the current switches.
+  → 200 the current switches. `latency` delays a read before it is served and a write's answer
+  after it is applied (a client that gives up meanwhile finds its write committed).
 - `GET /_sandbox/stats` → `{requests_total, requests_by_path: {path: {status: n}}, rate_limited,
   faults_injected, peak_in_window, tokens_issued, vendors, gl_accounts}`.
 - `GET /_sandbox/state/vendors` → `{"vendors": [VendorAccount…]}` (all, in keyset order).
@@ -52,6 +53,7 @@ from ml_connector.systems.ramp.sandbox.state import now_iso as _iso
 
 PREFIX = "/developer/v1"
 TOKEN_PATH = PREFIX + "/token"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 VENDORS = PREFIX + "/accounting/vendors"
 ACCOUNTS = PREFIX + "/accounting/accounts"
 BILLPAY = PREFIX + "/vendors"
@@ -129,8 +131,12 @@ class _Gate:
         if path.startswith("/_sandbox"):
             await self.inner(scope, receive, send_traced)
             return
+        # A write is committed when the service has processed it; the latency is the answer's trip
+        # back, so a client that dies during it finds the write applied (as with the real service).
+        # A read's latency comes first: nothing is committed either way.
+        write = method in WRITE_METHODS
         try:
-            if st.latency > 0:
+            if st.latency > 0 and not write:
                 await asyncio.sleep(st.latency)
             rl = st.rate_limit
             if path != TOKEN_PATH or rl.count_token_endpoint:
@@ -172,6 +178,17 @@ class _Gate:
                 if st.commit_then == "hang":
                     await asyncio.sleep(st.hang_seconds)
                 await self._drop(send)
+                return
+            if write and st.latency > 0:
+                held: list[Message] = []
+
+                async def hold(msg: Message) -> None:
+                    held.append(msg)
+
+                await self.inner(scope, receive, hold)  # applied now, answered after the delay
+                await asyncio.sleep(st.latency)
+                for answer in held:
+                    await send_traced(answer)
                 return
             await self.inner(scope, receive, send_traced)
         finally:

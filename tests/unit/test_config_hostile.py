@@ -1,0 +1,69 @@
+"""Issue 16 items 12 and 13: configuration files that used to pass or hang are refused at load with
+the file and the line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from ml_connector.config import MAX_EXPANDED_NODES, ConfigError, load_config, parse_config
+
+
+def alias_bomb(levels: int, fan: int = 9) -> str:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels + 1):
+        refs = ", ".join(f"*a{i - 1}" for _ in range(fan))
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("levels", [6, 8, 30])
+def test_alias_bomb_is_refused_quickly(levels: int) -> None:
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as ei:
+        parse_config(alias_bomb(levels), filename="bomb.yaml")
+    # Refused while counting, long before any walk over the expanded data (8 levels never finished).
+    assert time.monotonic() - started < 5
+    (problem,) = ei.value.problems
+    assert problem.startswith("bomb.yaml:") and f"more than {MAX_EXPANDED_NODES:,} nodes" in problem
+
+
+def test_a_few_aliases_are_still_fine() -> None:
+    text = """\
+connections:
+  sap_ecc:
+    type: sap_ecc
+    base_url: http://127.0.0.1:8010
+    client: "100"
+    auth: {username: RFC_USER, password_secret: sap_ecc_password}
+  ramp:
+    type: ramp
+    base_url: http://127.0.0.1:8020
+    auth: {client_id: ramp_demo_client, client_secret_secret: ramp_client_secret}
+flows:
+  vendors_to_ramp:
+    pair: sap_ecc_ramp
+    source: sap_ecc
+    target: ramp
+    streams: [vendors]
+    schedule: &weekly {interval: 7d}
+  chart_to_ramp:
+    pair: sap_ecc_ramp
+    source: sap_ecc
+    target: ramp
+    streams: [gl_accounts]
+    schedule: *weekly
+"""
+    cfg = parse_config(text, filename="f.yaml")
+    assert cfg.flows["chart_to_ramp"].schedule == cfg.flows["vendors_to_ramp"].schedule
+
+
+def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "ml-connector.yaml"
+    p.write_bytes(b"engine:\n  data_dir: ./state\nconnections: {}\n# caf\xe9 au lait\nflows: {}\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    (problem,) = ei.value.problems
+    assert problem.startswith(f"{p}:4: not valid UTF-8") and "0xe9" in problem and "column 6" in problem
