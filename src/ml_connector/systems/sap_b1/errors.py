@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from ml_connector.core.channel import ChannelFault
-from ml_connector.core.providers import fact
+from ml_connector.systems.sap_b1.facts import b1_facts
 
 
 class B1Error(Exception):
@@ -103,7 +103,7 @@ def parse_error(status: int, content: bytes | str, *, uncertain: bool = False) -
             lang = str(msg["lang"]) if msg.get("lang") is not None else None
         elif msg is not None:
             message = str(msg)
-    session_code = int(fact("sap_b1", "session", "invalid_session_code", default=301))
+    session_code = b1_facts().session.invalid_session_code
     if status == 401 or code == session_code:
         return B1SessionError(message or "Invalid session", status=status, code=code, lang=lang)
     if isinstance(err, dict):
