@@ -8,10 +8,11 @@ import json
 from typing import Any
 
 from ml_connector.core.channel import ChannelFault
+from ml_connector.core.http import PicklableError
 from ml_connector.systems.sap_b1.facts import b1_facts
 
 
-class B1Error(Exception):
+class B1Error(PicklableError):
     """An error answer of the Service Layer (or of the HTTP layer in front of it)."""
 
     retriable = False
