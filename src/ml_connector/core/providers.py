@@ -163,6 +163,8 @@ def validate(where: str, data: Any, model: type[ProviderFacts] = ProviderFacts) 
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            if err["type"] != "extra_forbidden" and isinstance(err.get("input"), str | int | float):
+                msg += f" (got {err['input']!r})"
             lines.append(f"{where}: {loc}: {msg}")
         raise ProviderFactsError("\n".join(lines)) from None
 
