@@ -39,3 +39,20 @@ def test_wrong_ramp_client_secret_fails_the_run_within_seconds(tmp_path, sandbox
     error = rows[0][1]
     assert "ramp: Ramp refused the credential (HTTP 401 invalid_client" in error, error
     assert "Wrong-Ramp-Secret-1" not in error + proc.stdout + proc.stderr
+
+
+def test_token_events_are_audited_without_token_values(tmp_path, sandboxes):
+    ramp = sandboxes["ramp"].state
+    ramp.token_lifetime = 1.0  # born inside the refresh margin: every use refreshes
+    env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, options={"page_size": 20})
+    env.cli("sync", "vendors_to_ramp", "--stream", "vendors")
+    db = sqlite3.connect(tmp_path / "data" / "ml-connector.sqlite")
+    rows = db.execute("select event, outcome, target, detail from mlc_audit where event like 'token.%' "
+                      "order by id").fetchall()
+    events = [r[0] for r in rows]
+    assert events[0] == "token.issued" and "token.refreshed" in events, events
+    assert all(r[1] == "ok" and r[2] == "ramp" for r in rows)
+    assert len(rows) == ramp.tokens_issued  # one row per token the provider issued, no more
+    trail = repr(rows)
+    assert not any(tok in trail for tok in ramp.tokens) and "ramp_tok_" not in trail
+    assert '"connection": "ramp"' in rows[0][3] and '"grant": "client_credentials"' in rows[0][3]

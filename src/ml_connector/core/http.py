@@ -437,7 +437,7 @@ class OAuth2Auth(httpx.Auth):
             wait = min(b.cap, b.base * 2 ** (self._failures - 1))
             self._next_try = self._clock() + wait
             self._last_error = exc
-            self._events.append(("token.failed", "error", {
+            self._events.append(("token.failed", "failed", {
                 "grant": self.grant, "status": exc.status, "error": exc.error, "message": str(exc),
                 "refused": isinstance(exc, CredentialRefused), "next_try_in": wait}))
         self._flush_events()
