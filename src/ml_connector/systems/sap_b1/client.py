@@ -185,15 +185,16 @@ class B1SessionAuth(httpx.Auth):
                 raise B1LoginError(f"Service Layer login as {self.user!r} to company {self.company_db!r} refused: "
                                    f"{err.message}", status=resp.status_code, code=err.code, lang=err.lang)
             cookies = parse_set_cookies(resp.headers)
-            if "B1SESSION" not in cookies:
+            session_cookie = b1_facts().session.cookies[0]  # B1SESSION; ROUTEID names the node
+            if session_cookie not in cookies:
                 try:
                     sid = resp.json().get("SessionId")
                 except ValueError:
                     sid = None
                 if not sid:
-                    raise B1LoginError("Service Layer login answered 200 without a B1SESSION cookie or SessionId",
-                                       status=resp.status_code)
-                cookies["B1SESSION"] = str(sid)
+                    raise B1LoginError(f"Service Layer login answered 200 without a {session_cookie} cookie "
+                                       "or SessionId", status=resp.status_code)
+                cookies[session_cookie] = str(sid)
             try:
                 minutes = float(resp.json().get("SessionTimeout"))
             except (ValueError, TypeError, AttributeError):
