@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 #: Request extension: this request may be sent again even if it reached the provider (e.g. a POST
 #: whose body carries an idempotency key, or a token request).
 IDEMPOTENT = "mlc_idempotent"
+#: Request extension: the retries this request may use, instead of the provider's `max_retries`.
+MAX_RETRIES = "mlc_max_retries"
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
@@ -200,6 +202,7 @@ class RetryTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         p = self.policy
         idempotent = p.is_idempotent(request)
+        max_retries = int(request.extensions.get(MAX_RETRIES, p.max_retries))
         n429 = nerr = 0
         waited = 0.0
         while True:
@@ -211,7 +214,7 @@ class RetryTransport(httpx.BaseTransport):
             except httpx.TransportError as exc:
                 # A request that never left may always go again; one that may have arrived only if
                 # sending it twice is harmless.
-                if (idempotent or isinstance(exc, NEVER_SENT)) and nerr < p.max_retries:
+                if (idempotent or isinstance(exc, NEVER_SENT)) and nerr < max_retries:
                     self.stats.add("retries")
                     self._sleep(p.backoff(nerr, self._rng))
                     nerr += 1
@@ -234,7 +237,7 @@ class RetryTransport(httpx.BaseTransport):
                 else:
                     self._sleep(delay)
                 continue
-            if resp.status_code in p.statuses and idempotent and nerr < p.max_retries:
+            if resp.status_code in p.statuses and idempotent and nerr < max_retries:
                 resp.close()
                 self.stats.add("retries")
                 self._sleep(p.backoff(nerr, self._rng))

@@ -21,7 +21,15 @@ from typing import Any
 
 import httpx
 
-from ml_connector.core.http import IDEMPOTENT, NEVER_SENT, PicklableError, RetryPolicy, RetryTransport, UncertainWrite
+from ml_connector.core.http import (
+    IDEMPOTENT,
+    MAX_RETRIES,
+    NEVER_SENT,
+    PicklableError,
+    RetryPolicy,
+    RetryTransport,
+    UncertainWrite,
+)
 from ml_connector.core.ratelimit import WindowLimiter
 from ml_connector.systems.ramp.facts import ramp_facts
 
@@ -151,15 +159,18 @@ class RampClient:
 
     # -- one request ------------------------------------------------------------------------
     def request(self, method: str, path_or_url: str, *, params: dict[str, Any] | None = None,
-                json: Any = None, idempotent: bool | None = None) -> httpx.Response:
+                json: Any = None, idempotent: bool | None = None, attempts: int | None = None) -> httpx.Response:
         """Send one call (paced and retried by the transport); raise the typed error of a failure.
-        `idempotent=True` marks a write that is safe to send twice (its body carries its key)."""
+        `idempotent=True` marks a write that is safe to send twice (its body carries its key);
+        `attempts` bounds the sends of this call (default: provider.yaml retry.max_retries + 1)."""
         method = method.upper()
         url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.api_url + path_or_url
         idem = method in self.policy.idempotent_methods if idempotent is None else idempotent
+        ext: dict[str, Any] = {IDEMPOTENT: True} if idem else {}
+        if attempts is not None:
+            ext[MAX_RETRIES] = max(1, attempts) - 1
         try:
-            resp = self._http.request(method, url, params=params, json=json,
-                                      extensions={IDEMPOTENT: True} if idem else None)
+            resp = self._http.request(method, url, params=params, json=json, extensions=ext or None)
         except httpx.TransportError as exc:
             if not idem and not isinstance(exc, NEVER_SENT):
                 raise RampUncertainWrite(method, path_or_url, type(exc).__name__) from exc
@@ -173,8 +184,8 @@ class RampClient:
         return resp
 
     def _json(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
-              idempotent: bool | None = None) -> Any:
-        resp = self.request(method, path, params=params, json=json, idempotent=idempotent)
+              idempotent: bool | None = None, attempts: int | None = None) -> Any:
+        resp = self.request(method, path, params=params, json=json, idempotent=idempotent, attempts=attempts)
         return resp.json() if resp.content else None
 
     def _iter(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -277,7 +288,10 @@ class RampClient:
         if is_required_for is not None:
             body["is_required_for"] = is_required_for
         # Idempotent on id: the transport may send it again after a lost answer.
-        out: dict[str, Any] = self._json("POST", "/accounting/fields", json=body, idempotent=True)
+        try:
+            out: dict[str, Any] = self._json("POST", "/accounting/fields", json=body, idempotent=True)
+        except RampUncertainWrite as exc:  # no answer after every retry; sending it again later is safe
+            raise RampTransportError(f"Ramp POST /accounting/fields: no answer after retries ({exc})") from exc
         return out
 
     def iter_accounting_fields(self, remote_id: str | None = None, is_active: bool | None = None,
@@ -342,16 +356,17 @@ class RampClient:
 
     def post_accounting_sync(self, idempotency_key: str, sync_type: str, *,
                              successful: list[dict[str, Any]] | None = None,
-                             failed: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                             failed: list[dict[str, Any]] | None = None, attempts: int = 3) -> dict[str, Any]:
         """POST /accounting/syncs (§1.8). The idempotency key is in the body, so an uncertain outcome
-        (5xx, dropped connection) is retried with the same key by the transport; when the retries
-        are spent, RampUncertainWrite is raised."""
+        (5xx, dropped connection) is sent again with the same key by the transport, `attempts` times
+        in all; then RampUncertainWrite is raised (the report is re-sent on replay)."""
         body: dict[str, Any] = {"idempotency_key": idempotency_key, "sync_type": sync_type}
         if successful:
             body["successful_syncs"] = successful
         if failed:
             body["failed_syncs"] = failed
-        out: dict[str, Any] = self._json("POST", "/accounting/syncs", json=body, idempotent=True)
+        out: dict[str, Any] = self._json("POST", "/accounting/syncs", json=body, idempotent=True,
+                                         attempts=attempts)
         return out
 
     # -- misc ---------------------------------------------------------------------------
