@@ -42,13 +42,11 @@ class AuthFacts(Section):
 
     mode: Literal["oauth2_client_credentials", "oauth2_password", "oauth2_refresh_token", "basic", "session"]
     token_path: str | None = None           # relative to the API host
-    revoke_path: str | None = None
     client_auth: Literal["basic", "body"] | None = None  # client id/secret in Basic auth or in the form
     scopes: list[str] = []
     token_lifetime: float | None = Field(default=None, gt=0)  # seconds, when the answer has no expires_in
     refresh_margin: float | None = Field(default=None, ge=0)  # refresh when less than this is left
     refresh_backoff: Backoff | None = None  # wait after a failed refresh before trying again
-    rotates_refresh_token: bool = False     # each refresh answer carries a new refresh token
 
     @model_validator(mode="after")
     def _oauth_complete(self) -> AuthFacts:
@@ -118,7 +116,6 @@ class ProviderFacts(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    display_name: str | None = None
     base_urls: dict[str, str] = {}
     api_prefix: str = ""
     auth: AuthFacts

@@ -15,7 +15,6 @@ class Paths(Section):
 
 
 class Transport(Section):
-    kind: str
     paths: Paths
     namespace: str
     soap_action: str
@@ -23,7 +22,6 @@ class Transport(Section):
 
 
 class ReadTable(Section):
-    module: str
     row_width: int = Field(gt=0)
     options_line_length: int = Field(gt=0)
 
