@@ -26,6 +26,12 @@ from ml_connector.systems.sap_ecc.odata import CsrfError, ErrorDetail, GatewayEr
 from ml_connector.systems.sap_ecc.posting import OutcomeUnknownError, PostingError, ReturnMessage
 from ml_connector.systems.sap_ecc.table_reader import FieldValueError, TableReadError
 
+
+def _permanent(err: TokenEndpointError) -> TokenEndpointError:
+    err.permanent = True
+    return err
+
+
 SAMPLES: list[BaseException] = [
     # http / auth
     OAuthError("ramp-prod: token request failed (HTTP 500)", connection="ramp-prod", status=500),
@@ -33,6 +39,8 @@ SAMPLES: list[BaseException] = [
                       connection="ramp-prod", status=401, error="invalid_client"),
     TokenEndpointError("ramp-prod: token request to https://x/token failed: ConnectError", connection="ramp-prod"),
     UncertainWrite("POST /vendors: outcome unknown"),
+    _permanent(TokenEndpointError("ramp-prod: token request to https://x/token failed (HTTP 404)",
+                                  connection="ramp-prod", status=404)),
     # Ramp
     RampError("plain"),
     RampApiError(500, "DEVELOPER_5000", "internal error", {"k": [1]}, "trace-1"),
@@ -108,4 +116,6 @@ def test_a_refused_credential_is_not_retried_by_a_step() -> None:
     assert should_retry(refused) is False
     assert should_retry(pickle.loads(pickle.dumps(refused))) is False
     assert should_retry(TokenEndpointError("c: endpoint down", connection="c")) is True
+    wrong_url = _permanent(TokenEndpointError("c: HTTP 404", connection="c", status=404))
+    assert should_retry(pickle.loads(pickle.dumps(wrong_url))) is False
     assert should_retry(RampApiError(500, None, "x")) is True

@@ -310,3 +310,18 @@ def test_token_is_never_in_repr() -> None:
     assert "secret" not in repr(tok)
     auth = make_auth(Idp())
     assert SECRET not in repr(auth) and "***" in repr(auth)
+
+
+def test_a_wrong_token_url_is_permanent_but_not_a_refused_credential() -> None:
+    idp = Idp()
+    idp.status, idp.error = 404, "not_found"
+    with api(idp, make_auth(idp)) as c, pytest.raises(TokenEndpointError) as ei:
+        c.get("/x")
+    assert not isinstance(ei.value, CredentialRefused) and ei.value.permanent is True
+    assert "token request to https://idp.example.com/oauth/token failed (HTTP 404 not_found" in str(ei.value)
+    assert len(idp.forms) == 1
+    idp2 = Idp()
+    idp2.status = 503
+    with api(idp2, make_auth(idp2)) as c, pytest.raises(TokenEndpointError) as ei2:
+        c.get("/x")
+    assert ei2.value.permanent is False and len(idp2.forms) == 4

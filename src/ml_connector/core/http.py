@@ -94,7 +94,10 @@ class CredentialRefused(OAuthError, PermanentError):
 
 
 class TokenEndpointError(OAuthError):
-    """No token: the endpoint was unreachable, failing (5xx) or answered something unusable."""
+    """No token: the endpoint was unreachable, failing (5xx) or answered something unusable
+    (`permanent` when another attempt cannot help, e.g. a 404 token URL)."""
+
+    permanent = False
 
 
 class UncertainWrite(PicklableError):
@@ -381,8 +384,7 @@ class OAuth2Auth(httpx.Auth):
         err = body.get("error") if isinstance(body.get("error"), str) else None
         desc = body.get("error_description")
         said = f"HTTP {resp.status_code}" + (f" {err}" if err else "") + (f": {desc}" if desc else "")
-        if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429) \
-                and (resp.status_code == 401 or err in REFUSALS or err is None):
+        if resp.status_code == 401 or (resp.status_code in (400, 403) and (err in REFUSALS or err is None)):
             if grant == "refresh_token" and err == "invalid_grant" and self.grant == "password" \
                     and current is not None and current.refresh_token:
                 # The stored refresh token is dead (revoked, or rotated by a lost answer): log in again.
@@ -390,8 +392,12 @@ class OAuth2Auth(httpx.Auth):
             raise CredentialRefused(self._scrub(f"{self.connection}: {self.provider} refused the credential "
                                                 f"({said})"), connection=self.connection,
                                     status=resp.status_code, error=err)
-        raise TokenEndpointError(self._scrub(f"{self.connection}: {self.provider} token request failed ({said})"),
-                                 connection=self.connection, status=resp.status_code, error=err)
+        failed = TokenEndpointError(self._scrub(f"{self.connection}: {self.provider} token request to "
+                                                f"{self.token_url} failed ({said})"),
+                                    connection=self.connection, status=resp.status_code, error=err)
+        # Another 4xx (a wrong token URL, say) will not mend by itself: a step must not retry it.
+        failed.permanent = 400 <= resp.status_code < 500 and resp.status_code not in (408, 429)
+        raise failed
 
     def _token(self, body: dict[str, Any], grant: str, current: Token | None) -> Token:
         ttype = str(body.get("token_type", "Bearer"))

@@ -25,6 +25,7 @@ from ml_connector.core.http import (
     IDEMPOTENT,
     MAX_RETRIES,
     NEVER_SENT,
+    OAuth2Auth,
     PicklableError,
     RetryPolicy,
     RetryTransport,
@@ -150,6 +151,8 @@ class RampClient:
 
     def close(self) -> None:
         self._http.close()
+        if isinstance(self._http.auth, OAuth2Auth):
+            self._http.auth.close()  # its own client for the token endpoint
 
     def __enter__(self) -> RampClient:
         return self
