@@ -325,3 +325,19 @@ def test_a_wrong_token_url_is_permanent_but_not_a_refused_credential() -> None:
     with api(idp2, make_auth(idp2)) as c, pytest.raises(TokenEndpointError) as ei2:
         c.get("/x")
     assert ei2.value.permanent is False and len(idp2.forms) == 4
+
+
+def test_for_provider_builds_the_token_url_and_policy_from_facts() -> None:
+    from ml_connector.core.providers import facts as provider_facts
+    from ml_connector.core.vault import known_secret_values
+
+    ramp = provider_facts("ramp")
+    a = OAuth2Auth.for_provider(ramp, "https://demo-api.ramp.com/developer/v1/", "cid", "for-provider-secret-1",
+                                connection="r", store=MemoryTokenStore())
+    assert a.token_url == "https://demo-api.ramp.com/developer/v1/token"
+    assert a.token_transport.policy.max_retries == ramp.need_retry().max_retries
+    assert a.margin == ramp.auth.refresh_margin and a.scope == "accounting:read accounting:write"
+    assert "for-provider-secret-1" in known_secret_values()  # redacted from logs from now on
+    with pytest.raises(ValueError, match="sap_b1 has no OAuth2 token endpoint"):
+        OAuth2Auth.for_provider(provider_facts("sap_b1"), "https://b1", "u", "p", connection="b",
+                                store=MemoryTokenStore())

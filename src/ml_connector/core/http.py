@@ -35,9 +35,10 @@ from typing import Any
 
 import httpx
 
-from ml_connector.core.providers import AuthFacts, RetryFacts
+from ml_connector.core.providers import AuthFacts, ProviderFacts, RetryFacts
 from ml_connector.core.ratelimit import WindowLimiter
 from ml_connector.core.tokens import Token, TokenStore
+from ml_connector.core.vault import register_secret_value
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +295,8 @@ class OAuth2Auth(httpx.Auth):
         if facts.token_path is None or facts.token_lifetime is None or facts.refresh_margin is None \
                 or facts.refresh_backoff is None or facts.client_auth is None:
             raise ValueError(f"{connection}: the provider's auth facts are not an OAuth2 mode ({facts.mode})")
+        for secret in (client_secret, password, refresh_token):
+            register_secret_value(secret)  # never in a log line or an error text
         self.token_url = token_url
         self.client_id = client_id
         self._secret = client_secret
@@ -324,6 +327,20 @@ class OAuth2Auth(httpx.Auth):
         self._last_error: OAuthError | None = None
         self._events: list[tuple[str, str, dict[str, Any]]] = []
         self._guard = threading.Lock()
+
+    @classmethod
+    def for_provider(cls, facts: ProviderFacts, base_url: str, client_id: str, client_secret: str, *,
+                     connection: str, store: TokenStore, **kw: Any) -> OAuth2Auth:
+        """The auth of a provider from its facts: token URL = API host (`base_url` without the
+        provider's `api_prefix`) + `auth.token_path`, the retry rule of `retry`."""
+        if facts.auth.token_path is None:
+            raise ValueError(f"{connection}: {facts.name} has no OAuth2 token endpoint (auth.mode {facts.auth.mode})")
+        host = base_url.rstrip("/")
+        if facts.api_prefix and host.endswith(facts.api_prefix):
+            host = host[: -len(facts.api_prefix)]
+        kw.setdefault("retry", RetryPolicy.from_facts(facts.need_retry()))
+        return cls(host + facts.auth.token_path, client_id, client_secret, connection=connection, store=store,
+                   facts=facts.auth, **kw)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(token_url={self.token_url!r}, client_id={self.client_id!r}, "
