@@ -192,3 +192,10 @@ def test_field_upsert_is_idempotent_on_id_and_retried() -> None:
     with pytest.raises(RampTransportError):
         make(handler, [], max_retries=2).upsert_accounting_field("cc", "Cost center")
     assert len(seen) == 3
+
+
+def test_sync_report_lost_answers_end_uncertain() -> None:
+    handler, seen = scripted(httpx.ReadTimeout("lost"))
+    with pytest.raises(RampUncertainWrite):
+        make(handler, []).post_accounting_sync("key-3", "BILL_SYNC", attempts=2)
+    assert len(seen) == 2

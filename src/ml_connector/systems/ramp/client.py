@@ -123,7 +123,6 @@ class RampClient:
         self.max_batch = f.batch.max_items
         self.page_size = f.paging.max_page_size  # listings: the fewest requests
         self.lookup_page_size = f.paging.min_page_size  # lookups by id: one match at most
-        self._sleep = sleep
         self.transport = RetryTransport(transport or httpx.HTTPTransport(), self.policy, limiter=limiter,
                                         sleep=sleep)
         self._http = httpx.Client(auth=auth, timeout=timeout, transport=self.transport,
@@ -175,7 +174,8 @@ class RampClient:
         try:
             resp = self._http.request(method, url, params=params, json=json, extensions=ext or None)
         except httpx.TransportError as exc:
-            if not idem and not isinstance(exc, NEVER_SENT):
+            # A write that may have arrived stays uncertain, even one that was safe to send again.
+            if method not in self.policy.idempotent_methods and not isinstance(exc, NEVER_SENT):
                 raise RampUncertainWrite(method, path_or_url, type(exc).__name__) from exc
             raise RampTransportError(f"Ramp {method} {path_or_url}: {type(exc).__name__} "
                                      f"after {self.policy.max_retries + 1} attempts") from exc
