@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from ml_connector.core.http import CredentialRefused
 from ml_connector.core.ratelimit import RollingWindowLimiter
 from ml_connector.core.servers import ServerHandle, serve_in_thread
 from ml_connector.core.tokens import MemoryTokenStore
@@ -479,6 +480,56 @@ def test_secrets_never_in_errors_or_reprs(sandbox: tuple[RampSandbox, ServerHand
         list(good.iter_accounting_vendors(page_size=500))
     tok = next(iter(st.tokens))
     assert tok not in str(ei3.value) and SECRET not in str(ei3.value)
+
+
+def test_wrong_client_secret_fails_within_seconds_in_one_line(sandbox: tuple[RampSandbox, ServerHandle]) -> None:
+    """Issue 10 item 6: a refused credential surfaces at once, not after minutes of retries, in one
+    line that names the connection and says what Ramp said; the refusal is never retried."""
+    from types import SimpleNamespace
+
+    from ml_connector.systems.ramp import connector
+
+    st, h = sandbox
+    wrong = "wrong-secret-ABCDEF-987"
+    cfg = SimpleNamespace(base_url_resolved=lambda: h.url, limits=None, timeout=5.0,
+                          auth=SimpleNamespace(client_id=DEMO_CLIENT_ID, client_secret_secret="ramp_secret",
+                                               scope=ALL_SCOPES))
+    rt = SimpleNamespace(db=None, tokens=MemoryTokenStore(), vault=SimpleNamespace(get=lambda name: wrong))
+    client = connector.connect(rt, "ramp-prod", cfg)
+    t0 = time.monotonic()
+    with pytest.raises(CredentialRefused) as ei:
+        list(client.iter_accounting_vendors())
+    assert time.monotonic() - t0 < 3.0
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert msg.startswith("ramp-prod: Ramp refused the credential (HTTP 401 invalid_client"), msg
+    assert wrong not in msg and SECRET not in msg
+    assert client._http.auth.fetches == 1  # type: ignore[union-attr]  # asked once, never retried
+    assert V not in st.stats()["requests_by_path"]  # no data call was sent without a token
+
+
+def test_429_storm_with_retry_after_waits_and_continues(sandbox: tuple[RampSandbox, ServerHandle]) -> None:
+    """Fault injection: a burst of 429s (with and without Retry-After) on reads and writes; the
+    client waits what Ramp asks, loses and duplicates nothing, and carries on."""
+    st, h = sandbox
+    c = make_client(h)
+    c.get_business()  # the token first: the storm hits data calls
+    httpx.post(h.url + "/_sandbox/faults", json={"fail_next": 4, "kind": "429", "path": V, "method": "POST"})
+    for b in range(3):
+        c.create_accounting_vendors(vendors(f"R{b}-", 5))
+    httpx.post(h.url + "/_sandbox/faults", json={"rate_limit": {
+        "limit": 4, "period": 30, "mode": "lockout", "lockout_seconds": 1.0, "retry_after": 1,
+        "count_token_endpoint": False}})
+    t0 = time.monotonic()
+    assert len(list(c.iter_accounting_vendors(page_size=2))) == 15  # 8 pages through a 4-call window
+    elapsed = time.monotonic() - t0
+    stats = st.stats()
+    assert stats["vendors"] == 15 and stats["requests_by_path"][V].get("201") == 3
+    # 4 injected 429s on one create (backoff 0.05+0.1+0.2+0.4 s), then one lockout answered by
+    # waiting its Retry-After once: every 429 Ramp sent was seen, none was hammered.
+    assert c.throttled == stats["sent_429"] == 5
+    assert c.waited_429 == pytest.approx(0.75 + 1.0)
+    assert elapsed >= 1.0
 
 
 # ---- admin ----------------------------------------------------------------------------------

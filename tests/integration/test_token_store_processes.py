@@ -227,3 +227,66 @@ def test_fetch_error_leaves_store_unchanged(tmp_path: Path) -> None:
     assert store.refresh("ramp", 60, lambda: Token("recovered-token", time.time() + 3600)).access_token == (
         "recovered-token"
     )
+
+
+def test_rotating_refresh_tokens_across_stores_always_use_the_newest(tmp_path: Path) -> None:
+    """Two stores (two processes) on one database, an IdP that rotates the refresh token on every
+    use and refuses a used one: each refresh reads the newest refresh token inside the lock and
+    stores its successor in the same write, so no refresh ever sends a stale one."""
+    import httpx
+
+    from ml_connector.core.http import OAuth2Auth, RetryPolicy
+    from ml_connector.core.providers import AuthFacts, Backoff
+
+    _, db, store_a = _setup(tmp_path)
+    store_b = DbTokenStore(db, store_a.vault)
+    live = {"rt": "", "n": 0}
+    lock = threading.Lock()
+    sent: list[str] = []
+
+    def idp(request: httpx.Request) -> httpx.Response:
+        from urllib.parse import parse_qs
+
+        form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        with lock:
+            if form["grant_type"] == "refresh_token":
+                sent.append(form["refresh_token"])
+                if form["refresh_token"] != live["rt"]:
+                    return httpx.Response(400, json={"error": "invalid_grant"})
+            live["n"] += 1
+            live["rt"] = f"refresh-token-{live['n']:04d}"
+            # Beyond the 60 s refresh margin, 0.2-1.2 s of life once stored (the row keeps whole
+            # seconds, rounded down): fresh for the threads of one turn, stale by the next turn.
+            return httpx.Response(200, json={"access_token": f"access-token-{live['n']:04d}", "expires_in": 61.2,
+                                             "token_type": "Bearer", "refresh_token": live["rt"]})
+
+    facts = AuthFacts(mode="oauth2_password", token_path="/token", client_auth="body", token_lifetime=3600,
+                      refresh_margin=60, refresh_backoff=Backoff(base=1, cap=2))
+    policy = RetryPolicy(frozenset({503}), frozenset({"GET"}), 0, 0.0, 2.0, 1.0, "none", ())
+
+    def auth(store: DbTokenStore) -> OAuth2Auth:
+        return OAuth2Auth("https://idp.test/token", "cid", "client-secret-xyz", connection="crm", store=store,
+                          facts=facts, retry=policy, username="u", password="user-password-xyz",
+                          transport=httpx.MockTransport(idp))
+
+    a, b = auth(store_a), auth(store_b)
+    a.current_token()  # password grant: refresh-token-0001 stored with it
+    for i in range(6):  # the token goes stale each turn; the two "processes" take turns refreshing
+        time.sleep(1.25)
+        (a if i % 2 else b).current_token()
+    time.sleep(1.25)
+
+    def hammer(x: OAuth2Auth) -> None:
+        x.current_token()
+
+    threads = [threading.Thread(target=hammer, args=(x,)) for x in (a, b, a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert live["n"] == 8  # 1 login + 6 refreshes + 1 shared by the 4 threads that saw the same token
+    assert sent == [f"refresh-token-{i:04d}" for i in range(1, 8)]  # always the newest, never a stale one
+    with db.session() as s:
+        row = s.get(TokenRow, "crm")
+        assert row is not None and b"refresh-token-" not in row.ciphertext
+    assert store_b.load("crm") is not None and store_b.load("crm").refresh_token == "refresh-token-0008"  # type: ignore[union-attr]

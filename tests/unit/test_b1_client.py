@@ -231,3 +231,27 @@ def test_agent_yaml_b1_system_needs_company_db(tmp_path: Any) -> None:
     assert "systems.b1" in str(ei.value) and "company_db" in str(ei.value)
     p.write_text(p.read_text().replace("    user:", "    company_db: SBODEMOUS\n    user:"), encoding="utf-8")
     assert load_agent_config(p).systems["b1"].company_db == "SBODEMOUS"
+
+
+def test_direct_client_waits_out_a_429_and_never_resends_a_post_that_may_have_arrived() -> None:
+    from ml_connector.systems.sap_b1.client import ServiceLayerClient
+
+    seen: list[str] = []
+    script = {"GET": [httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(200, json={"value": []})],
+              "POST": [httpx.Response(503, text="busy")]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/Login"):
+            return httpx.Response(200, json={"SessionTimeout": 30},
+                                  headers={"Set-Cookie": "B1SESSION=s1; HttpOnly;"})
+        seen.append(request.method)
+        queue = script[request.method]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    c = ServiceLayerClient("https://b1:50000", "SBODEMOUS", "manager", "pw-b1-unit", retry_base=0,
+                           transport=httpx.MockTransport(handler))
+    assert c.get_all("ChartOfAccounts") == []
+    assert seen == ["GET", "GET"] and c.transport.stats.throttled == 1
+    with pytest.raises(B1CommunicationError) as ei:
+        c.create("Items", {"ItemCode": "A"})
+    assert seen[2:] == ["POST"] and ei.value.status == 503  # 503 on a write: not sent again

@@ -130,7 +130,7 @@ def test_provider_yaml_facts() -> None:
     assert fact("sap_ecc", "transport", "paths", "rfc") == "/sap/bc/soap/rfc"
     assert fact("sap_ecc", "read_table", "row_width") == 512
     assert fact("sap_ecc", "read_table", "options_line_length") == 72
-    assert fact("sap_ecc", "call_caps", "max_concurrent") == 8
-    assert fact("sap_ecc", "backoff", "attempts") == 6
+    assert fact("sap_ecc", "rate_limit", "max_concurrent") == 8
+    assert fact("sap_ecc", "retry", "max_retries") == 5  # 6 attempts
     assert fact("sap_ecc", "ping", "calls") == ["RFC_PING", "RFC_SYSTEM_INFO"]
     assert fact("sap_ecc", "sandbox", "sid") == "ECD"

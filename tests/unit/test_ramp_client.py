@@ -170,3 +170,32 @@ def test_paging_follows_next_without_resending_params() -> None:
     c = make(handler, [])
     assert [v["id"] for v in c.iter_accounting_vendors(page_size=2, is_active=True)] == ["a", "b", "c"]
     assert "is_active=true" in seen[0] and seen[1].endswith("page_size=2&start=b")
+
+
+def test_sync_report_is_resent_with_its_key_attempts_times_then_uncertain() -> None:
+    handler, seen = scripted(httpx.Response(500, json={}))
+    sleeps: list[float] = []
+    with pytest.raises(RampUncertainWrite) as ei:
+        make(handler, sleeps).post_accounting_sync("key-1", "BILL_SYNC", successful=[{"id": "b"}])
+    assert ei.value.status == 500 and len(seen) == 3 and sleeps == [1.0, 2.0]
+    assert all(r.content == seen[0].content for r in seen)  # the same idempotency key every time
+    handler, seen = scripted(httpx.ReadTimeout("lost"), httpx.Response(201, json={"id": "s1"}))
+    assert make(handler, []).post_accounting_sync("key-2", "BILL_SYNC")["id"] == "s1" and len(seen) == 2
+
+
+def test_field_upsert_is_idempotent_on_id_and_retried() -> None:
+    handler, seen = scripted(httpx.Response(502, text="bad gw"), httpx.RemoteProtocolError("drop"),
+                             httpx.Response(200, json={"ramp_id": "f1"}))
+    assert make(handler, []).upsert_accounting_field("cc", "Cost center")["ramp_id"] == "f1"
+    assert len(seen) == 3
+    handler, seen = scripted(httpx.Response(503, json={}))
+    with pytest.raises(RampTransportError):
+        make(handler, [], max_retries=2).upsert_accounting_field("cc", "Cost center")
+    assert len(seen) == 3
+
+
+def test_sync_report_lost_answers_end_uncertain() -> None:
+    handler, seen = scripted(httpx.ReadTimeout("lost"))
+    with pytest.raises(RampUncertainWrite):
+        make(handler, []).post_accounting_sync("key-3", "BILL_SYNC", attempts=2)
+    assert len(seen) == 2

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from ml_connector.core.http import PicklableError
+
 
 class ChannelRequest(BaseModel):
     """One call to an on-prem system: JSON-serializable end to end."""
@@ -44,7 +46,7 @@ class ChannelResponse(BaseModel):
     fault: ChannelFault | None = None
 
 
-class ChannelError(Exception):
+class ChannelError(PicklableError):
     """Raised on the caller's side when the answer is a fault nobody re-typed."""
 
     def __init__(self, fault: ChannelFault) -> None:

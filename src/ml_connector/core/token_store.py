@@ -8,8 +8,9 @@
      transaction (BEGIN IMMEDIATE, issued by core/db.py) is the lock;
   3. inside the lock the stored token is RE-READ; if it is fresh and is not the one
      the caller saw rejected (`force_if`), it is returned;
-  4. otherwise `fetch()` is called while the lock is held (so only one process
-     fetches), and the new token is stored (refresh_count + 1) and returned.
+  4. otherwise `fetch()` (or `fetch(current)`) is called while the lock is held (so only
+     one process fetches), and the new token (with its refresh token, if any) is stored
+     (refresh_count + 1) and returned.
 
 Note: on SQLite the write lock is held during `fetch()`, so other writers wait for
 the token endpoint (bounded by busy_timeout, 30 s); keep fetch timeouts below that.
@@ -76,8 +77,8 @@ class DbTokenStore:
 
     # -- refreshing
 
-    def refresh(self, key: str, margin: float, fetch: Callable[[], Token],
-                force_if: str | None = None) -> Token:
+    def refresh(self, key: str, margin: float, fetch: Callable[..., Token],
+                force_if: str | None = None, with_current: bool = False) -> Token:
         with self._key_lock(key):
             cached = self._cache.get(key)
             if cached is not None and cached.fresh(margin) and cached.access_token != force_if:
@@ -88,7 +89,9 @@ class DbTokenStore:
                 if current is not None and current.fresh(margin) and current.access_token != force_if:
                     self._remember(key, current)
                     return current
-                tok = fetch()
+                # The newest refresh token is read and replaced under the same lock, in one row
+                # write: a rotated refresh token is never lost to a concurrent refresh.
+                tok = fetch(current) if with_current else fetch()
                 self._store(s, key, tok)
             self._remember(key, tok)
             return tok
@@ -126,6 +129,7 @@ class DbTokenStore:
                 expires_at=float(row.expires_at),
                 token_type=str(data.get("token_type", "Bearer")),
                 scope=row.scope or "",
+                refresh_token=str(data.get("refresh_token") or ""),
             )
         except (VaultError, ValueError, KeyError, TypeError) as exc:
             # An unreadable token is only a stale one: fetch a new one.
@@ -134,9 +138,13 @@ class DbTokenStore:
             return None
 
     def _store(self, s: Session, key: str, tok: Token) -> None:
-        plain = json.dumps({"access_token": tok.access_token, "token_type": tok.token_type})
-        key_id, nonce, ct = self.vault.encrypt(token_secret_name(key), plain)
+        data = {"access_token": tok.access_token, "token_type": tok.token_type}
+        if tok.refresh_token:
+            data["refresh_token"] = tok.refresh_token
+        key_id, nonce, ct = self.vault.encrypt(token_secret_name(key), json.dumps(data))
         register_secret_value(tok.access_token)
+        if tok.refresh_token:
+            register_secret_value(tok.refresh_token)
         expires = math.floor(tok.expires_at)
         row = s.get(TokenRow, key)
         if row is None:
@@ -154,4 +162,6 @@ class DbTokenStore:
             self._cache.pop(key, None)
         else:
             register_secret_value(tok.access_token)
+            if tok.refresh_token:
+                register_secret_value(tok.refresh_token)
             self._cache[key] = tok

@@ -20,6 +20,7 @@ class Token:
     expires_at: float  # unix seconds
     token_type: str = "Bearer"
     scope: str = ""
+    refresh_token: str = ""  # the newest one, when the grant issues them (rotated on each refresh)
 
     def fresh(self, margin: float, now: float | None = None) -> bool:
         return (now if now is not None else time.time()) < self.expires_at - margin
@@ -32,11 +33,12 @@ class TokenStore(Protocol):
     def load(self, key: str) -> Token | None:
         """The stored token for `key` (a connection name), or None."""
 
-    def refresh(self, key: str, margin: float, fetch: Callable[[], Token],
-                force_if: str | None = None) -> Token:
+    def refresh(self, key: str, margin: float, fetch: Callable[..., Token],
+                force_if: str | None = None, with_current: bool = False) -> Token:
         """Under a lock shared by every process: re-read; if the stored token is
         fresh (and is not `force_if`, a token the caller saw rejected), return
-        it; else call `fetch()`, store and return the new one."""
+        it; else call `fetch()` (`fetch(current)` with `with_current`, so that a
+        refresh grant uses the newest refresh token), store and return the new one."""
 
 
 class MemoryTokenStore:
@@ -49,12 +51,12 @@ class MemoryTokenStore:
     def load(self, key: str) -> Token | None:
         return self._tokens.get(key)
 
-    def refresh(self, key: str, margin: float, fetch: Callable[[], Token],
-                force_if: str | None = None) -> Token:
+    def refresh(self, key: str, margin: float, fetch: Callable[..., Token],
+                force_if: str | None = None, with_current: bool = False) -> Token:
         with self._lock:
             cur = self._tokens.get(key)
             if cur is not None and cur.fresh(margin) and cur.access_token != force_if:
                 return cur
-            tok = fetch()
+            tok = fetch(cur) if with_current else fetch()
             self._tokens[key] = tok
             return tok

@@ -1,33 +1,41 @@
 """Ramp Developer API client for the accounting chart-of-accounts flow.
 
-- Every request first takes a slot from the shared rolling-window limiter (proactive
-  pacing: in normal operation Ramp never has to answer 429).
-- A 429 never fails the caller: the limiter is penalised by the backoff (1, 2, 4 … s,
-  capped; `Retry-After` wins if Ramp ever sends it) and the request is retried.
+Pacing and retries are the shared `core.http.RetryTransport`, with Ramp's facts:
+- every request first takes a slot from the shared rolling-window limiter (proactive
+  pacing: in normal operation Ramp never has to answer 429);
+- a 429 never fails the caller: the limiter is penalised by the backoff (1, 2, 4 … s,
+  capped; `Retry-After` wins if Ramp ever sends it) and the request is retried;
 - 5xx and connection errors are retried a bounded number of times for idempotent
   calls (GET, PATCH, DELETE). A POST whose outcome is unknown (the request may have
   reached Ramp: read timeout, dropped connection, 5xx) raises `RampUncertainWrite`;
   chart-of-accounts uploads are all-or-nothing and not idempotent, so the caller
-  resolves it by looking the ids up, never by a blind re-POST.
+  resolves it by looking the ids up, never by a blind re-POST. POSTs that carry their
+  own idempotency (fields by id, sync reports by key) are marked so and retried.
 """
 
 from __future__ import annotations
 
-import email.utils
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
-from ml_connector.core.providers import fact
+from ml_connector.core.http import (
+    IDEMPOTENT,
+    MAX_RETRIES,
+    NEVER_SENT,
+    OAuth2Auth,
+    PicklableError,
+    RetryPolicy,
+    RetryTransport,
+    UncertainWrite,
+)
 from ml_connector.core.ratelimit import WindowLimiter
+from ml_connector.systems.ramp.facts import ramp_facts
 
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 
-
-class RampError(Exception):
+class RampError(PicklableError):
     """Base of the Ramp client's errors."""
 
 
@@ -74,7 +82,7 @@ class RampApiError(RampError):
         return cls(resp.status_code, code, message, info, trace)
 
 
-class RampUncertainWrite(RampError):
+class RampUncertainWrite(RampError, UncertainWrite):
     """A write may or may not have been applied; resolve by lookup, not by re-POST."""
 
     def __init__(self, method: str, path: str, reason: str, status: int | None = None) -> None:
@@ -86,23 +94,6 @@ class RampUncertainWrite(RampError):
 
 class RampTransportError(RampError):
     """Connection-level failure after the bounded retries of an idempotent call."""
-
-
-def retry_after_seconds(resp: httpx.Response, names: list[str]) -> float | None:
-    for name in names:
-        raw = resp.headers.get(name)
-        if not raw:
-            continue
-        try:
-            return max(float(raw), 0.0)
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            continue
-        return max(when.timestamp() - time.time(), 0.0)
-    return None
 
 
 class RampClient:
@@ -120,38 +111,47 @@ class RampClient:
         backoff_cap: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        prefix = fact("ramp", "api_prefix", default="/developer/v1")
+        f = ramp_facts()
+        prefix = f.api_prefix
         base = base_url.rstrip("/")
         self.api_url = base if base.endswith(prefix) else base + prefix
         self.base_url = self.api_url[: -len(prefix)]
         self.limiter = limiter
         self.timeout = timeout
-        self.max_429_wait = max_429_wait
-        self._sleep = sleep
-        self.max_retries = int(max_retries if max_retries is not None
-                               else fact("ramp", "backoff", "max_retries", default=5))
-        self.backoff_base = float(backoff_base if backoff_base is not None
-                                  else fact("ramp", "backoff", "base", default=1.0))
-        self.backoff_factor = float(fact("ramp", "backoff", "factor", default=2.0))
-        self.backoff_cap = float(backoff_cap if backoff_cap is not None
-                                 else fact("ramp", "backoff", "cap", default=30.0))
-        self.retry_after_headers: list[str] = list(
-            fact("ramp", "retry_after_headers", default=["Retry-After"]))
-        self.max_batch = int(fact("ramp", "batch", "max_items", default=500))
-        self._http = httpx.Client(auth=auth, timeout=timeout, transport=transport,
+        self.policy = RetryPolicy.from_facts(f.need_retry(), max_retries=max_retries, base=backoff_base,
+                                             cap=backoff_cap, max_wait_429=max_429_wait)
+        self.max_batch = f.batch.max_items
+        self.page_size = f.paging.max_page_size  # listings: the fewest requests
+        self.lookup_page_size = f.paging.min_page_size  # lookups by id: one match at most
+        self.transport = RetryTransport(transport or httpx.HTTPTransport(), self.policy, limiter=limiter,
+                                        sleep=sleep)
+        self._http = httpx.Client(auth=auth, timeout=timeout, transport=self.transport,
                                   headers={"Accept": "application/json"})
-        self._lock = threading.Lock()
-        # counters for benchmarks
-        self.requests = 0
-        self.throttled = 0  # 429s seen
-        self.retries = 0  # 5xx / transport retries
-        self.waited_429 = 0.0
+
+    # counters for benchmarks and tests: every attempt, 429s seen, 5xx / transport retries
+    @property
+    def requests(self) -> int:
+        return self.transport.stats.requests
+
+    @property
+    def throttled(self) -> int:
+        return self.transport.stats.throttled
+
+    @property
+    def retries(self) -> int:
+        return self.transport.stats.retries
+
+    @property
+    def waited_429(self) -> float:
+        return self.transport.stats.waited_429
 
     def __repr__(self) -> str:
         return f"RampClient(api_url={self.api_url!r})"
 
     def close(self) -> None:
         self._http.close()
+        if isinstance(self._http.auth, OAuth2Auth):
+            self._http.auth.close()  # its own client for the token endpoint
 
     def __enter__(self) -> RampClient:
         return self
@@ -159,73 +159,41 @@ class RampClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def backoff(self, attempt: int) -> float:
-        return float(min(self.backoff_cap, self.backoff_base * self.backoff_factor ** attempt))
-
-    def _count(self, name: str, by: float = 1) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + by)
-
-    # -- the request loop ---------------------------------------------------------------
+    # -- one request ------------------------------------------------------------------------
     def request(self, method: str, path_or_url: str, *, params: dict[str, Any] | None = None,
-                json: Any = None) -> httpx.Response:
+                json: Any = None, idempotent: bool | None = None, attempts: int | None = None) -> httpx.Response:
+        """Send one call (paced and retried by the transport); raise the typed error of a failure.
+        `idempotent=True` marks a write that is safe to send twice (its body carries its key);
+        `attempts` bounds the sends of this call (default: provider.yaml retry.max_retries + 1)."""
         method = method.upper()
         url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.api_url + path_or_url
-        idempotent = method in IDEMPOTENT
-        n429 = 0
-        nerr = 0
-        waited = 0.0
-        while True:
-            if self.limiter is not None:
-                self.limiter.acquire()
-            self._count("requests")
-            try:
-                resp = self._http.request(method, url, params=params, json=json)
-            except httpx.TransportError as exc:
-                never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-                if not idempotent and not never_sent:
-                    raise RampUncertainWrite(method, path_or_url, type(exc).__name__) from exc
-                if nerr >= self.max_retries:
-                    raise RampTransportError(f"Ramp {method} {path_or_url}: {type(exc).__name__} "
-                                             f"after {nerr + 1} attempts") from exc
-                self._count("retries")
-                self._sleep(self.backoff(nerr))
-                nerr += 1
-                continue
-            status = resp.status_code
-            if status == 429:
-                self._count("throttled")
-                delay = retry_after_seconds(resp, self.retry_after_headers)
-                if delay is None:
-                    delay = self.backoff(n429)
-                n429 += 1
-                if self.max_429_wait is not None and waited + delay > self.max_429_wait:
-                    raise RampApiError.from_response(resp)
-                waited += delay
-                self._count("waited_429", delay)
-                if self.limiter is not None:
-                    self.limiter.penalize(delay)  # acquire() above waits it out, for every caller
-                else:
-                    self._sleep(delay)
-                continue
-            if status >= 500:
-                if not idempotent:
-                    raise RampUncertainWrite(method, path_or_url, f"HTTP {status}", status=status)
-                if nerr < self.max_retries:
-                    self._count("retries")
-                    self._sleep(self.backoff(nerr))
-                    nerr += 1
-                    continue
-            if status >= 400:
-                raise RampApiError.from_response(resp)
-            return resp
+        idem = method in self.policy.idempotent_methods if idempotent is None else idempotent
+        ext: dict[str, Any] = {IDEMPOTENT: True} if idem else {}
+        if attempts is not None:
+            ext[MAX_RETRIES] = max(1, attempts) - 1
+        try:
+            resp = self._http.request(method, url, params=params, json=json, extensions=ext or None)
+        except httpx.TransportError as exc:
+            # A write that may have arrived stays uncertain, even one that was safe to send again.
+            if method not in self.policy.idempotent_methods and not isinstance(exc, NEVER_SENT):
+                raise RampUncertainWrite(method, path_or_url, type(exc).__name__) from exc
+            raise RampTransportError(f"Ramp {method} {path_or_url}: {type(exc).__name__} "
+                                     f"after {self.policy.max_retries + 1} attempts") from exc
+        status = resp.status_code
+        if status >= 500 and method not in self.policy.idempotent_methods:
+            raise RampUncertainWrite(method, path_or_url, f"HTTP {status}", status=status)
+        if status >= 400:
+            raise RampApiError.from_response(resp)
+        return resp
 
-    def _json(self, method: str, path: str, **kw: Any) -> Any:
-        resp = self.request(method, path, **kw)
+    def _json(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
+              idempotent: bool | None = None, attempts: int | None = None) -> Any:
+        resp = self.request(method, path, params=params, json=json, idempotent=idempotent, attempts=attempts)
         return resp.json() if resp.content else None
 
     def _iter(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         url: str | None = path
+        params = {**params, "page_size": params.get("page_size") or self.page_size}
         query: dict[str, Any] | None = {k: v for k, v in params.items() if v is not None}
         while url:
             body = self._json("GET", url, params=query)
@@ -254,13 +222,13 @@ class RampClient:
 
     # -- accounting vendors -------------------------------------------------------------
     def iter_accounting_vendors(self, remote_id: str | None = None, is_active: bool | None = None,
-                                page_size: int = 100,
+                                page_size: int | None = None,
                                 is_synced: bool | None = None) -> Iterator[dict[str, Any]]:
         return self._iter("/accounting/vendors", {"remote_id": remote_id, "is_active": self._flag(is_active),
                                                   "is_synced": self._flag(is_synced), "page_size": page_size})
 
     def get_accounting_vendor_by_remote_id(self, remote_id: str) -> dict[str, Any] | None:
-        for v in self.iter_accounting_vendors(remote_id=remote_id, page_size=2):
+        for v in self.iter_accounting_vendors(remote_id=remote_id, page_size=self.lookup_page_size):
             if v.get("id") == remote_id:
                 return v
         return None
@@ -285,12 +253,12 @@ class RampClient:
 
     # -- GL accounts --------------------------------------------------------------------
     def iter_gl_accounts(self, remote_id: str | None = None, is_active: bool | None = None,
-                         page_size: int = 100) -> Iterator[dict[str, Any]]:
+                         page_size: int | None = None) -> Iterator[dict[str, Any]]:
         return self._iter("/accounting/accounts", {"remote_id": remote_id, "is_active": self._flag(is_active),
                                                    "page_size": page_size})
 
     def get_gl_account_by_remote_id(self, remote_id: str) -> dict[str, Any] | None:
-        for a in self.iter_gl_accounts(remote_id=remote_id, page_size=2):
+        for a in self.iter_gl_accounts(remote_id=remote_id, page_size=self.lookup_page_size):
             if a.get("id") == remote_id:
                 return a
         return None
@@ -322,30 +290,26 @@ class RampClient:
             body["is_splittable"] = is_splittable
         if is_required_for is not None:
             body["is_required_for"] = is_required_for
-        last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            try:
-                out: dict[str, Any] = self._json("POST", "/accounting/fields", json=body)
-                return out
-            except RampUncertainWrite as exc:  # idempotent on id: sending it again is safe
-                last = exc
-                self._count("retries")
-                self._sleep(self.backoff(attempt))
-        raise RampTransportError(f"Ramp POST /accounting/fields: no answer after retries ({last})")
+        # Idempotent on id: the transport may send it again after a lost answer.
+        try:
+            out: dict[str, Any] = self._json("POST", "/accounting/fields", json=body, idempotent=True)
+        except RampUncertainWrite as exc:  # no answer after every retry; sending it again later is safe
+            raise RampTransportError(f"Ramp POST /accounting/fields: no answer after retries ({exc})") from exc
+        return out
 
     def iter_accounting_fields(self, remote_id: str | None = None, is_active: bool | None = None,
-                               page_size: int = 100) -> Iterator[dict[str, Any]]:
+                               page_size: int | None = None) -> Iterator[dict[str, Any]]:
         return self._iter("/accounting/fields", {"remote_id": remote_id, "is_active": self._flag(is_active),
                                                  "page_size": page_size})
 
     def iter_field_options(self, field_id: str, remote_id: str | None = None, is_active: bool | None = None,
-                           page_size: int = 100) -> Iterator[dict[str, Any]]:
+                           page_size: int | None = None) -> Iterator[dict[str, Any]]:
         return self._iter("/accounting/field-options", {"field_id": field_id, "remote_id": remote_id,
                                                         "is_active": self._flag(is_active),
                                                         "page_size": page_size})
 
     def get_field_option_by_remote_id(self, field_id: str, remote_id: str) -> dict[str, Any] | None:
-        for o in self.iter_field_options(field_id, remote_id=remote_id, page_size=2):
+        for o in self.iter_field_options(field_id, remote_id=remote_id, page_size=self.lookup_page_size):
             if o.get("id") == remote_id:
                 return o
         return None
@@ -374,18 +338,18 @@ class RampClient:
 
     # -- bills and sync reports ---------------------------------------------------------
     def list_bills_page(self, *, sync_ready: bool | None = None, sync_status: str | None = None,
-                        entity_id: str | None = None, page_size: int = 100, start: str | None = None,
+                        entity_id: str | None = None, page_size: int | None = None, start: str | None = None,
                         ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of bills and the id to start the next page after (None at the end)."""
         params = {"sync_ready": self._flag(sync_ready), "sync_status": sync_status, "entity_id": entity_id,
-                  "page_size": page_size, "start": start}
+                  "page_size": page_size or self.page_size, "start": start}
         body = self._json("GET", "/bills", params={k: v for k, v in params.items() if v is not None})
         data: list[dict[str, Any]] = list(body.get("data", []))
         more = bool((body.get("page") or {}).get("next"))
         return data, (str(data[-1]["id"]) if more and data else None)
 
     def iter_bills(self, *, sync_ready: bool | None = None, sync_status: str | None = None,
-                   entity_id: str | None = None, page_size: int = 100) -> Iterator[dict[str, Any]]:
+                   entity_id: str | None = None, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         return self._iter("/bills", {"sync_ready": self._flag(sync_ready), "sync_status": sync_status,
                                      "entity_id": entity_id, "page_size": page_size})
 
@@ -397,23 +361,16 @@ class RampClient:
                              successful: list[dict[str, Any]] | None = None,
                              failed: list[dict[str, Any]] | None = None, attempts: int = 3) -> dict[str, Any]:
         """POST /accounting/syncs (§1.8). The idempotency key is in the body, so an uncertain outcome
-        (5xx, dropped connection) is retried with the same key, `attempts` times in all; the last
-        RampUncertainWrite is raised."""
+        (5xx, dropped connection) is sent again with the same key by the transport, `attempts` times
+        in all; then RampUncertainWrite is raised (the report is re-sent on replay)."""
         body: dict[str, Any] = {"idempotency_key": idempotency_key, "sync_type": sync_type}
         if successful:
             body["successful_syncs"] = successful
         if failed:
             body["failed_syncs"] = failed
-        for attempt in range(max(1, attempts)):
-            try:
-                out: dict[str, Any] = self._json("POST", "/accounting/syncs", json=body)
-                return out
-            except RampUncertainWrite:
-                if attempt + 1 >= max(1, attempts):
-                    raise
-                self._count("retries")
-                self._sleep(min(self.backoff(attempt), 2.0))
-        raise AssertionError("unreachable")
+        out: dict[str, Any] = self._json("POST", "/accounting/syncs", json=body, idempotent=True,
+                                         attempts=attempts)
+        return out
 
     # -- misc ---------------------------------------------------------------------------
     def get_business(self) -> dict[str, Any]:
@@ -422,10 +379,9 @@ class RampClient:
 
     def ping(self) -> float:
         """The provider.yaml ping call; returns its round-trip seconds (raises on failure)."""
-        method = str(fact("ramp", "ping", "method", default="GET"))
-        path = str(fact("ramp", "ping", "path", default="/developer/v1/accounting/vendors"))
-        params = fact("ramp", "ping", "params", default=None)
-        prefix = fact("ramp", "api_prefix", default="/developer/v1")
+        ping = ramp_facts().ping
+        method, path, params = str(ping.method), str(ping.path), dict(ping.params) or None
+        prefix = ramp_facts().api_prefix
         t0 = time.perf_counter()
         self.request(method, self.base_url + path if path.startswith(prefix) else path, params=params)
         return time.perf_counter() - t0

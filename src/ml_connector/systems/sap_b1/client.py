@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import re
 import threading
 import time
@@ -27,7 +26,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 
 from ml_connector.core.channel import AgentChannel, ChannelError, ChannelRequest
-from ml_connector.core.providers import fact
+from ml_connector.core.http import NEVER_SENT, RetryPolicy, RetryTransport
 from ml_connector.core.vault import register_secret_value
 from ml_connector.systems.sap_b1.errors import (
     ERROR_CLASSES,
@@ -39,6 +38,7 @@ from ml_connector.systems.sap_b1.errors import (
     error_from_fault,
     parse_error,
 )
+from ml_connector.systems.sap_b1.facts import b1_facts
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,9 @@ class B1SessionAuth(httpx.Auth):
         register_secret_value(password)  # never in a log or an error text
         self.language = language
         self.clock = clock
-        self.margin = float(fact("sap_b1", "session", "relogin_margin_seconds", default=60))
-        self.login_path = str(fact("sap_b1", "service", "login", default="Login"))
-        self.logout_path = str(fact("sap_b1", "service", "logout", default="Logout"))
+        self.margin = b1_facts().session.relogin_margin_seconds
+        self.login_path = b1_facts().service.login
+        self.logout_path = b1_facts().service.logout
         self._session: _Session | None = None
         self._generation = 0
         self._lock = threading.Lock()
@@ -185,21 +185,22 @@ class B1SessionAuth(httpx.Auth):
                 raise B1LoginError(f"Service Layer login as {self.user!r} to company {self.company_db!r} refused: "
                                    f"{err.message}", status=resp.status_code, code=err.code, lang=err.lang)
             cookies = parse_set_cookies(resp.headers)
-            if "B1SESSION" not in cookies:
+            session_cookie = b1_facts().session.cookies[0]  # B1SESSION; ROUTEID names the node
+            if session_cookie not in cookies:
                 try:
                     sid = resp.json().get("SessionId")
                 except ValueError:
                     sid = None
                 if not sid:
-                    raise B1LoginError("Service Layer login answered 200 without a B1SESSION cookie or SessionId",
-                                       status=resp.status_code)
-                cookies["B1SESSION"] = str(sid)
+                    raise B1LoginError(f"Service Layer login answered 200 without a {session_cookie} cookie "
+                                       "or SessionId", status=resp.status_code)
+                cookies[session_cookie] = str(sid)
             try:
                 minutes = float(resp.json().get("SessionTimeout"))
             except (ValueError, TypeError, AttributeError):
-                minutes = float(fact("sap_b1", "session", "timeout_minutes", default=30))
+                minutes = b1_facts().session.timeout_minutes
             self._generation += 1
-            self._session = _Session({k: cookies[k] for k in ("B1SESSION", "ROUTEID") if k in cookies},
+            self._session = _Session({k: cookies[k] for k in b1_facts().session.cookies if k in cookies},
                                      minutes * 60.0, started, self._generation)
             self.logins += 1
             log.info("Service Layer session opened for %s@%s (timeout %.0f min)", self.user, self.company_db, minutes)
@@ -261,7 +262,7 @@ class ServiceLayerApi:
               page_size: int | None = None) -> Iterator[list[dict[str, Any]]]:
         """Each page of a collection, following the server's next links until there is none."""
         size = page_size if page_size is not None else self.page_size
-        headers = {str(fact("sap_b1", "paging", "page_size_header", default="B1S-PageSize")): str(size)} \
+        headers = {b1_facts().paging.page_size_header: str(size)} \
             if size is not None else None
         next_path: str | None = path
         q: Mapping[str, Any] | None = query
@@ -273,7 +274,7 @@ class ServiceLayerApi:
             if not isinstance(value, list):
                 raise B1Error(f"GET {split_path(next_path)[0]}: the answer has no 'value' list", status=resp.status)
             yield [_strip(v) for v in value]
-            link = body.get("odata.nextLink") or body.get("@odata.nextLink")
+            link = next((body[k] for k in b1_facts().paging.next_link if body.get(k)), None)
             if not link:
                 return
             next_path = self.relative(str(link))
@@ -296,7 +297,7 @@ class ServiceLayerApi:
 
     def service_root(self) -> str:
         # Only the path matters for resolving links; the channel client has no host of its own.
-        return "http://service-layer" + str(fact("sap_b1", "service", "default_root", default="/b1s/v1"))
+        return "http://service-layer" + b1_facts().service.default_root
 
     # -- writes
 
@@ -310,9 +311,9 @@ class ServiceLayerApi:
     # -- JournalEntries, exactly once
 
     def find_journal_entries(self, external_id: str, *, field_name: str | None = None) -> list[dict[str, Any]]:
-        fname = field_name or str(fact("sap_b1", "journal_entries", "idempotency_field", default="Reference3"))
-        es = str(fact("sap_b1", "journal_entries", "entity_set", default="JournalEntries"))
-        key = str(fact("sap_b1", "journal_entries", "key", default="JdtNum"))
+        fname = field_name or b1_facts().journal_entries.idempotency_field
+        es = b1_facts().journal_entries.entity_set
+        key = b1_facts().journal_entries.key
         return self.get_all(es, {"$filter": f"{fname} eq {odata_quote(external_id)}",
                                  "$select": f"{key},Number,{fname}", "$orderby": key})
 
@@ -321,8 +322,8 @@ class ServiceLayerApi:
         B1 has no idempotency key [V]; the id is looked up before posting and again after an
         uncertain answer (never re-posted blindly). An uncertain answer that the lookup cannot
         resolve is raised (B1CommunicationError, uncertain=True) for a later lookup."""
-        fname = str(fact("sap_b1", "journal_entries", "idempotency_field", default="Reference3"))
-        max_len = int(fact("sap_b1", "journal_entries", "idempotency_field_max_length", default=100))
+        fname = b1_facts().journal_entries.idempotency_field
+        max_len = b1_facts().journal_entries.idempotency_field_max_length
         if not external_id or len(external_id) > max_len:
             raise B1RequestError(f"journal entry external id must be 1-{max_len} characters, got {external_id!r}")
         if entry.get(fname) not in (None, "", external_id):
@@ -333,7 +334,7 @@ class ServiceLayerApi:
         if found:
             return self._posting(found, created=False)
         try:
-            resp = self.create(str(fact("sap_b1", "journal_entries", "entity_set", default="JournalEntries")), body)
+            resp = self.create(b1_facts().journal_entries.entity_set, body)
         except B1CommunicationError as exc:
             if not exc.uncertain:
                 raise
@@ -356,9 +357,8 @@ class ServiceLayerApi:
 
     def ping(self) -> float:
         t0 = time.perf_counter()
-        self.request(str(fact("sap_b1", "ping", "method", default="GET")),
-                     str(fact("sap_b1", "ping", "path", default="ChartOfAccounts")),
-                     query=fact("sap_b1", "ping", "query", default=None))
+        ping = b1_facts().ping
+        self.request(str(ping.method), str(ping.path), query=dict(ping.params) or None)
         return time.perf_counter() - t0
 
 
@@ -391,7 +391,7 @@ def service_root_of(base_url: str) -> str:
     url = base_url.rstrip("/")
     if re.search(r"/b1s/v\d+$", urlsplit(url).path):
         return url
-    return url + str(fact("sap_b1", "service", "default_root", default="/b1s/v1"))
+    return url + b1_facts().service.default_root
 
 
 class ServiceLayerClient(ServiceLayerApi):
@@ -403,13 +403,12 @@ class ServiceLayerClient(ServiceLayerApi):
         self.root = service_root_of(base_url)
         self.auth = B1SessionAuth(self.root, company_db, user, password, clock=clock)
         self.page_size = page_size
-        self.retry_statuses = set(fact("sap_b1", "retry", "statuses", default=[500, 502, 503, 504]))
-        self.attempts = int(fact("sap_b1", "retry", "attempts", default=3))
-        self.retry_base = float(retry_base if retry_base is not None else fact("sap_b1", "retry", "base_seconds",
-                                                                                default=0.5))
-        self.retry_max = float(fact("sap_b1", "retry", "max_seconds", default=8))
+        # Retries and 429 waits in the shared transport (provider.yaml `retry`): only GETs are sent
+        # again once they may have reached B1.
+        self.policy = RetryPolicy.from_facts(b1_facts().need_retry(), base=retry_base)
+        self.transport = RetryTransport(transport or httpx.HTTPTransport(verify=verify), self.policy)
         # No cookie jar of httpx's: the auth flow owns the session cookies.
-        self._http = httpx.Client(timeout=timeout, verify=verify, auth=self.auth, transport=transport,
+        self._http = httpx.Client(timeout=timeout, auth=self.auth, transport=self.transport,
                                   cookies=None, follow_redirects=False)
 
     def __repr__(self) -> str:
@@ -444,40 +443,26 @@ class ServiceLayerClient(ServiceLayerApi):
         base, qs = split_path(path)
         extra = encode_query(query)
         url = f"{self.root}/{base}" + (f"?{qs}&{extra}" if qs and extra else f"?{qs or extra}" if qs or extra else "")
-        idempotent = method == "GET"
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                resp = self._http.request(method, url, json=body if body is not None else None,
-                                          headers=dict(headers or {}))
-            except B1Error:
-                raise
-            except httpx.HTTPError as exc:
-                # A connect error or a connect timeout never reached B1; anything later may have.
-                sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                comm = B1CommunicationError(f"{method} {base}: {type(exc).__name__}: {exc}",
-                                            uncertain=sent and not idempotent)
-                if idempotent and attempt < self.attempts:
-                    self._backoff(attempt)
-                    continue
-                raise comm from None
-            if resp.status_code < 400:
-                return self._answer(resp)
-            if idempotent and resp.status_code in self.retry_statuses and attempt < self.attempts:
-                self._backoff(attempt)
-                continue
-            # A gateway page on a write: B1 may have committed behind it.
-            uncertain = not idempotent and resp.status_code in (502, 504)
-            err = parse_error(resp.status_code, resp.content, uncertain=uncertain)
-            if isinstance(err, B1SessionError):  # after one re-login: give up, say so
-                err = B1SessionError(f"{method} {base}: {err.message} (even after a new login)",
-                                     status=err.status, code=err.code, lang=err.lang)
-            raise err
-
-    def _backoff(self, attempt: int) -> None:
-        if self.retry_base > 0:
-            time.sleep(min(self.retry_max, self.retry_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+        idempotent = method in self.policy.idempotent_methods
+        try:
+            resp = self._http.request(method, url, json=body if body is not None else None,
+                                      headers=dict(headers or {}))
+        except B1Error:
+            raise
+        except httpx.HTTPError as exc:
+            # A connect error or a connect timeout never reached B1; anything later may have.
+            sent = not isinstance(exc, NEVER_SENT)
+            raise B1CommunicationError(f"{method} {base}: {type(exc).__name__}: {exc}",
+                                       uncertain=sent and not idempotent) from None
+        if resp.status_code < 400:
+            return self._answer(resp)
+        # A gateway page on a write: B1 may have committed behind it.
+        uncertain = not idempotent and resp.status_code in (502, 504)
+        err = parse_error(resp.status_code, resp.content, uncertain=uncertain)
+        if isinstance(err, B1SessionError):  # after one re-login: give up, say so
+            err = B1SessionError(f"{method} {base}: {err.message} (even after a new login)",
+                                 status=err.status, code=err.code, lang=err.lang)
+        raise err
 
     @staticmethod
     def _answer(resp: httpx.Response) -> SlResponse:
@@ -548,7 +533,7 @@ def make_handler(client: ServiceLayerApi) -> Callable[[str, dict[str, Any]], dic
         resp = client.request(method, path, query=query, body=params.get("body"), headers=headers)
         if isinstance(resp.body, dict):
             # Next links made root-relative here, where the real service root (v1 or v2) is known.
-            for k in ("odata.nextLink", "@odata.nextLink"):
+            for k in b1_facts().paging.next_link:
                 if isinstance(resp.body.get(k), str):
                     resp.body[k] = client.relative(resp.body[k])
         return resp.to_dict()

@@ -8,10 +8,11 @@ import json
 from typing import Any
 
 from ml_connector.core.channel import ChannelFault
-from ml_connector.core.providers import fact
+from ml_connector.core.http import PicklableError
+from ml_connector.systems.sap_b1.facts import b1_facts
 
 
-class B1Error(Exception):
+class B1Error(PicklableError):
     """An error answer of the Service Layer (or of the HTTP layer in front of it)."""
 
     retriable = False
@@ -103,7 +104,7 @@ def parse_error(status: int, content: bytes | str, *, uncertain: bool = False) -
             lang = str(msg["lang"]) if msg.get("lang") is not None else None
         elif msg is not None:
             message = str(msg)
-    session_code = int(fact("sap_b1", "session", "invalid_session_code", default=301))
+    session_code = b1_facts().session.invalid_session_code
     if status == 401 or code == session_code:
         return B1SessionError(message or "Invalid session", status=status, code=code, lang=lang)
     if isinstance(err, dict):

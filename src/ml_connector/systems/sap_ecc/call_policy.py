@@ -22,17 +22,20 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from ml_connector.core.providers import fact
+from ml_connector.core.http import RetryPolicy
 from ml_connector.core.ratelimit import IN_PROCESS, Budgets, ConcurrencyCap, SlotCap, WindowLimiter
 from ml_connector.core.ratelimit import concurrency_cap as core_concurrency_cap
 
 from .errors import CommunicationError, RfcError
+from .facts import ecc_facts
 
 PROVIDER = "sap_ecc"
-MIN_CALLS_PER_SECOND = 10
-MAX_CALLS_PER_SECOND = 50
+_RANGE = ecc_facts().need_rate_limit().limit_range or (1, ecc_facts().need_rate_limit().limit)
+#: The calls-per-second a configuration may set (provider.yaml rate_limit.limit_range); a module
+#: value so that a benchmark can lift the ceiling on purpose.
+MIN_CALLS_PER_SECOND, MAX_CALLS_PER_SECOND = _RANGE
 
 DEFAULT_IDEMPOTENT_FUNCTIONS: frozenset[str] = frozenset({
     "RFC_READ_TABLE", "BBP_RFC_READ_TABLE", "/BODS/RFC_READ_TABLE", "/BODS/RFC_READ_TABLE2",
@@ -42,19 +45,6 @@ DEFAULT_IDEMPOTENT_FUNCTIONS: frozenset[str] = frozenset({
 _IDEMPOTENT_PATTERNS = (re.compile(r"^RFC_READ"), re.compile(r"^BAPI_.*_(GETDETAIL|GETLIST)\d*$"))
 
 T = TypeVar("T")
-
-
-def provider_fact(*paths: tuple[str, ...], default: Any) -> Any:
-    """First present value among alternative key paths of sap_ecc/provider.yaml;
-    `default` if the file or every key is missing."""
-    for path in paths:
-        try:
-            value = fact(PROVIDER, *path)
-        except (FileNotFoundError, ModuleNotFoundError, OSError, ValueError):
-            return default
-        if value is not None:
-            return value
-    return default
 
 
 def is_idempotent_default(fm: str) -> bool:
@@ -90,28 +80,25 @@ class CallPolicy:
         rng: random.Random | None = None,
         budgets: Budgets | None = None,
     ) -> None:
-        cps = calls_per_second if calls_per_second is not None else int(
-            provider_fact(("call_caps", "calls_per_second"), ("rate_limit", "calls_per_second"),
-                          ("limits", "calls_per_second"), default=20))
+        rate = ecc_facts().need_rate_limit()
+        cps = calls_per_second if calls_per_second is not None else rate.limit
         if not MIN_CALLS_PER_SECOND <= cps <= MAX_CALLS_PER_SECOND:
             raise ValueError(f"calls_per_second must be between {MIN_CALLS_PER_SECOND} and "
                              f"{MAX_CALLS_PER_SECOND} for an SAP system, got {cps}")
-        conc = max_concurrency if max_concurrency is not None else int(
-            provider_fact(("call_caps", "max_concurrent"), ("call_caps", "max_concurrency"),
-                          ("call_caps", "concurrency"), ("rate_limit", "max_concurrency"),
-                          ("concurrency", "max_in_flight"), default=4))
-        if conc < 1:
+        conc = max_concurrency if max_concurrency is not None else rate.max_concurrent
+        if conc is None or conc < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {conc}")
+        # Backoff and attempts from provider.yaml `retry` (full jitter; the RFC layer decides what
+        # is idempotent, per function module).
+        retry = RetryPolicy.from_facts(ecc_facts().need_retry(), base=backoff_base, cap=backoff_max,
+                                       max_retries=None if max_attempts is None else max_attempts - 1)
+        self.retry = retry
         self.budget_key = budget_key
         self.calls_per_second = cps
         self.max_concurrency = conc
-        self.backoff_base = float(backoff_base if backoff_base is not None else
-                                  provider_fact(("backoff", "base_seconds"), ("backoff", "base"), default=0.5))
-        self.backoff_max = float(backoff_max if backoff_max is not None else
-                                 provider_fact(("backoff", "max_seconds"), ("backoff", "max"),
-                                               ("backoff", "cap"), default=30.0))
-        self.max_attempts = int(max_attempts if max_attempts is not None else
-                                provider_fact(("backoff", "attempts"), ("backoff", "max_attempts"), default=6))
+        self.backoff_base = retry.base
+        self.backoff_max = retry.cap
+        self.max_attempts = retry.max_retries + 1
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if idempotent_functions is None:
@@ -138,9 +125,9 @@ class CallPolicy:
             yield
 
     def backoff(self, attempt: int) -> float:
-        """Full jitter: uniform(0, min(max, base * 2**(attempt-1)))."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-        return self._rng.uniform(0.0, ceiling)
+        """The wait after failed attempt number `attempt` (1-based); full jitter per provider.yaml:
+        uniform(0, min(max, base * 2**(attempt-1)))."""
+        return self.retry.backoff(attempt - 1, self._rng)
 
     def run(self, fm: str, once: Callable[[], T], *, idempotent: bool | None = None) -> T:
         """Call `once` until it succeeds, retrying retriable errors with backoff.

@@ -38,6 +38,7 @@ from ml_connector.core.ratelimit import Budgets
 
 from .call_policy import CallPolicy, system_key
 from .errors import ERROR_CLASSES, CommunicationError, LogonError, rfc_error_from_fault
+from .facts import ecc_facts
 from .soap import (
     SOAP_ACTION,
     TABLES_KEY,
@@ -49,7 +50,7 @@ from .soap import (
     split_tables_param,
 )
 
-SOAP_PATH = "/sap/bc/soap/rfc"
+SOAP_PATH = ecc_facts().transport.paths.rfc
 _REALM_RE = re.compile(r'realm="([^"]*)"', re.I)
 
 
@@ -111,7 +112,7 @@ class SoapRfcClient:
             params=params,
             auth=httpx.BasicAuth(user, password),  # sent pre-emptively on every request
             headers={
-                "Content-Type": 'text/xml; charset="UTF-8"',
+                "Content-Type": ecc_facts().transport.content_type,
                 "Accept": "text/xml",
                 "SOAPAction": SOAP_ACTION,
             },
@@ -186,7 +187,7 @@ class SoapRfcClient:
         if status == 404:
             raise CommunicationError(f"HTTP 404 for {SOAP_PATH}: the SICF service may be inactive",
                                      key="SERVICE_NOT_FOUND", raw=resp.content, retriable=False)
-        if status in (429, 503):  # refused before processing
+        if status in self.policy.retry.statuses:  # refused before processing (429, 503)
             raise CommunicationError(f"HTTP {status}: {fm} refused by the server, try later",
                                      key=f"HTTP_{status}", raw=resp.content)
         if status in (502, 504):  # a gateway may have forwarded the request

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from ml_connector.core.ratelimit import budgets_for
 from ml_connector.systems.sap_ecc.client import ChannelRfcCaller, SoapRfcClient, make_handler
+from ml_connector.systems.sap_ecc.facts import ecc_facts
 
 if TYPE_CHECKING:
     from ml_connector.systems.sap_ecc.pyrfc_transport import PyRfcClient
@@ -61,11 +62,12 @@ def connect(rt: Any, name: str, cfg: Any) -> Any:
 
 def ping(rt: Any, name: str, cfg: Any) -> str:
     """RFC_PING round trip and RFC_SYSTEM_INFO: proves network, logon, client and authorizations."""
+    ping_fm, info_fm = ecc_facts().ping.calls  # provider.yaml ping.calls: a round trip, the system's data
     caller = rt.connection(name)
     t0 = time.perf_counter()
-    caller.call("RFC_PING", {})
+    caller.call(ping_fm, {})
     rtt = (time.perf_counter() - t0) * 1000
-    info = caller.call("RFC_SYSTEM_INFO", {}).get("RFCSI_EXPORT", {})
-    return (f"RFC_PING {rtt:.0f} ms; system {str(info.get('RFCSYSID', '?')).strip()} "
+    info = caller.call(info_fm, {}).get("RFCSI_EXPORT", {})
+    return (f"{ping_fm} {rtt:.0f} ms; system {str(info.get('RFCSYSID', '?')).strip()} "
             f"client {cfg.client} release {str(info.get('RFCSAPRL', '?')).strip()} "
             f"host {str(info.get('RFCHOST', '?')).strip()}")

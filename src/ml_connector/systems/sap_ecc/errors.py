@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from ml_connector.core.channel import ChannelFault
+from ml_connector.core.http import PicklableError
 
 RAW_LIMIT = 4000
 
@@ -35,7 +36,7 @@ RETRIABLE_RUNTIME_KEYS = frozenset({"SYSTEM_FAILURE", "RFC_RESOURCE_FAILURE", "R
                                     "CM_NO_DATA_RECEIVED"})
 
 
-class RfcError(Exception):
+class RfcError(PicklableError):
     """Base of all RFC errors; attributes follow PyRFC's RFCLibError."""
 
     default_code = 0

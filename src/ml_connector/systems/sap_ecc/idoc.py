@@ -30,6 +30,8 @@ from typing import Any
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from ml_connector.core.http import PicklableError
+
 CONTROL = "EDI_DC40"
 MAX_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 48
@@ -64,7 +66,7 @@ MESTYPES_OF_IDOCTYPE: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
 SDATA_WIDTH = 1000  # EDIDD-SDATA: all of a data segment's fields together fit in 1,000 characters
 
 
-class IdocError(ValueError):
+class IdocError(PicklableError, ValueError):
     """Base of IDoc errors. `segment`/`field` name the offending place, `index` the IDOC (1-based)."""
 
     def __init__(self, message: str, *, segment: str = "", field: str = "", index: int | None = None) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from ml_connector.core.http import PicklableError
+
 from .errors import CommunicationError, LogonError
 from .idoc import CONTROL, Idoc, build_idoc_xml
 
@@ -25,7 +27,7 @@ IDOC_XML_PATH = "/sap/bc/idoc_xml"
 CONTENT_TYPES = ("application/x-sap.idoc", "text/xml")
 
 
-class IdocSendError(Exception):
+class IdocSendError(PicklableError):
     def __init__(self, status: int, body: str) -> None:
         self.status = status
         self.body = body[:4000]

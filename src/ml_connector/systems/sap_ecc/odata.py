@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from ml_connector.core.http import PicklableError
 from ml_connector.core.ratelimit import Budgets
 
 from .call_policy import CallPolicy, system_key
@@ -51,7 +52,7 @@ class ErrorDetail:
     severity: str = ""
 
 
-class GatewayError(Exception):
+class GatewayError(PicklableError):
     """An error answer of SAP Gateway (parsed from its error JSON when there is one)."""
 
     def __init__(self, status: int, message: str, *, code: str = "", lang: str = "", transactionid: str = "",

@@ -48,6 +48,8 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
+from ml_connector.core.http import PicklableError
+
 from .client import RfcCaller
 from .errors import RfcError
 from .table_reader import TableReader, alpha, quote
@@ -259,7 +261,7 @@ class PostResult:
     recovered: bool = False  # outcome was uncertain; resolved by the BKPF lookup
 
 
-class PostingError(Exception):
+class PostingError(PicklableError):
     """SAP refused the document (RETURN with TYPE E/A/X). Nothing was posted."""
 
     def __init__(self, messages: Sequence[ReturnMessage], *, function: str = "") -> None:
@@ -302,7 +304,7 @@ class PostingError(Exception):
         return any((m.id, m.number) == LOCKED_MESSAGE for m in self.causes)
 
 
-class OutcomeUnknownError(Exception):
+class OutcomeUnknownError(PicklableError):
     """A posting's outcome is uncertain and no lookup could resolve it (SAP unreachable).
     Calling `post()` again later is safe: it looks the document up first."""
 

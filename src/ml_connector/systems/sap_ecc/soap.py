@@ -47,10 +47,11 @@ from .errors import (
     CommunicationError,
     RfcError,
 )
+from .facts import ecc_facts
 
-RFC_NS = "urn:sap-com:document:sap:rfc:functions"
-SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
-SOAP_ACTION = RFC_NS
+RFC_NS = ecc_facts().transport.namespace  # provider.yaml transport.namespace
+SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"  # SOAP 1.1 itself, not a provider fact
+SOAP_ACTION = ecc_facts().transport.soap_action
 TABLES_KEY = "__tables__"
 
 _NAME_RE = re.compile(r"^[A-Za-z_/][A-Za-z0-9_/]*$")

@@ -69,6 +69,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ml_connector.core.channel import ChannelError
+from ml_connector.core.http import PicklableError
 
 from .client import RfcCaller
 from .errors import ABAPApplicationError
@@ -83,7 +84,7 @@ CANDIDATE_FUNCTIONS = ("/BODS/RFC_READ_TABLE", "/SAPDS/RFC_READ_TABLE", "BBP_RFC
 _MAX_WINDOW_RETRIES = 5
 
 
-class TableReadError(Exception):
+class TableReadError(PicklableError):
     """A table cannot be read as asked (too wide, bad keys, inconsistent server)."""
 
 
