@@ -20,10 +20,6 @@ def sandboxes():
         h.stop()
 
 
-# core/engine.py (not this branch's file) must pass `should_retry=core.http.should_retry` to its
-# DBOS steps (mlc.page, mlc.deliver, mlc.replay); until then DBOS retries the refusal for ~75 s.
-# With that one-line change the run fails in about 9 s here; remove this marker at merge.
-@pytest.mark.xfail(strict=True, reason="needs should_retry in core/engine.py's DBOS steps (lead, at merge)")
 def test_wrong_ramp_client_secret_fails_the_run_within_seconds(tmp_path, sandboxes):
     ramp = sandboxes["ramp"].state
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, ramp_secret="Wrong-Ramp-Secret-1")

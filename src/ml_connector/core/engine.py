@@ -39,6 +39,7 @@ from ml_connector.core import audit, ledger, outbox, worker_lock
 from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, Stream
+from ml_connector.core.http import should_retry
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
 from ml_connector.core.redact import install_log_redaction, redact
 from ml_connector.core.runtime import Runtime
@@ -448,7 +449,8 @@ def _outbox_rows(sess: Any, ids: list[int], *where: Any) -> list[OutboxRow]:
     return rows
 
 
-@DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=1.0, backoff_rate=2.0)
+@DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=1.0, backoff_rate=2.0,
+           should_retry=should_retry)
 def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     ctx, s = _ctx(flow, stream, run_id, mode)
     rt = ctx.runtime
@@ -514,7 +516,8 @@ def _open_batches_step(run_id: str) -> list[int]:
         return sorted(int(b) for (b,) in rows)
 
 
-@DBOS.step(name="mlc.deliver", retries_allowed=True, max_attempts=6, interval_seconds=2.0, backoff_rate=2.0)
+@DBOS.step(name="mlc.deliver", retries_allowed=True, max_attempts=6, interval_seconds=2.0, backoff_rate=2.0,
+           should_retry=should_retry)
 def _deliver_step(flow: str, stream: str, run_id: str, batch: int) -> dict[str, int]:
     rt = runtime()
     with rt.db.session() as sess:
@@ -648,7 +651,7 @@ def _run_counts(sess: Any, run_id: str) -> dict[str, int]:
     return out
 
 
-@DBOS.step(name="mlc.replay", retries_allowed=True, max_attempts=4, interval_seconds=2.0)
+@DBOS.step(name="mlc.replay", retries_allowed=True, max_attempts=4, interval_seconds=2.0, should_retry=should_retry)
 def _replay_step(ids: list[int]) -> dict[str, int]:
     rt = runtime()
     with rt.db.session() as sess:
