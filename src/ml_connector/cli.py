@@ -15,6 +15,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ml_connector.agent.cli import register_commands as register_agent_commands
+from ml_connector.cli_common import ConfigOpt, console, err, fail, load, runtime
+from ml_connector.server.cli import register_commands as register_server_commands
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="ml-connector: SAP ↔ cloud applications, durable and idempotent.")
 secrets_app = typer.Typer(no_args_is_help=True, help="Encrypted secrets (AES-GCM) stored in the database.")
@@ -22,12 +26,11 @@ mappings_app = typer.Typer(no_args_is_help=True, help="Mapping tables; setting a
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(mappings_app, name="mappings")
 
-console = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_CONFIG",
-                                         help="Configuration file.")]
 DEFAULT_CONFIG = Path("ml-connector.yaml")
+# The helpers every command group shares live in cli_common (no import cycle through this module).
+_load = load
+_runtime = runtime
+_fail = fail
 
 
 def _setup_logging() -> None:
@@ -36,32 +39,6 @@ def _setup_logging() -> None:
     logging.basicConfig(level=os.environ.get("MLC_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
-
-
-def _load(config: Path) -> Any:
-    from ml_connector.config import ConfigError, load_config
-
-    try:
-        return load_config(config)
-    except ConfigError as exc:
-        # The message quotes the user's YAML, which may contain [brackets]: no markup there.
-        err.print("[red]configuration error[/red]", highlight=False)
-        err.print(str(exc), highlight=False, markup=False)
-        raise typer.Exit(2) from None
-
-
-def _runtime(config: Path) -> Any:
-    from ml_connector.core.runtime import Runtime
-
-    cfg = _load(config)
-    return Runtime(cfg, config.resolve())
-
-
-def _fail(msg: str, code: int = 1) -> typer.Exit:
-    from ml_connector.core.redact import redact
-
-    err.print(f"[red]error:[/red] {redact(msg)}", highlight=False)
-    return typer.Exit(code)
 
 
 @app.callback()
@@ -307,8 +284,8 @@ def ping(config: ConfigOpt = DEFAULT_CONFIG,
          timeout: str = typer.Option("30s", help="With the remote agent: how long a call may wait for an agent "
                                                  "of the site (e.g. 30s, 2m)")) -> None:
     """Ping every configured system (SAP: RFC_PING and RFC_SYSTEM_INFO; clouds: an authenticated call)."""
-    from ml_connector.agent.channel import RemoteAgentChannel
     from ml_connector.config import parse_duration
+    from ml_connector.server.agents.channel import RemoteAgentChannel
 
     try:
         wait = parse_duration(timeout)
@@ -467,10 +444,8 @@ def demo(workdir: Path = typer.Option(Path("demo"), help="Where the demo keeps i
 
     raise typer.Exit(run_demo(workdir, vendors=vendors, console=console))
 
-from ml_connector.agent.cli import register_commands  # noqa: E402, I001  (the remote agent's commands)
-register_commands(app)
-from ml_connector.server.cli import register_commands as register_server_commands  # noqa: E402, I001
-register_server_commands(app)  # api-tokens
+register_agent_commands(app)  # `agent`: the on-prem agent
+register_server_commands(app)  # `api-tokens`, `agents`: the control plane
 
 
 def main() -> None:

@@ -44,9 +44,9 @@ def _start_agent(rt: Any, workdir: Path, sap: dict[str, Any]) -> tuple[Any, Any]
 
     from ml_connector.agent.config import AgentConfig
     from ml_connector.agent.runner import Agent, load_identity, open_vault, pair
-    from ml_connector.agent.service import AgentService, Settings
     from ml_connector.core.servers import serve_in_thread
     from ml_connector.server.agent_api import agent_router
+    from ml_connector.server.agents.service import AgentService, Settings
 
     svc = AgentService(rt.db, rt.vault, Settings(db_poll=0.05))
     app = FastAPI(title="ml-connector control plane (agent API)")

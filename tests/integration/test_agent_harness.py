@@ -76,7 +76,7 @@ class ControlPlane:
 
     def start(self) -> None:
         with open(self.log, "ab") as fh:
-            self.proc = subprocess.Popen([PY, "-m", "ml_connector.agent.serve", "-c", str(self.config)],
+            self.proc = subprocess.Popen([PY, "-m", "ml_connector.server.agents.serve", "-c", str(self.config)],
                                          stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         wait_http(self.url + "/health")
 

@@ -6,7 +6,6 @@ it opens no listening socket.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -86,11 +85,6 @@ def check_control_plane_url(url: str, cfg: AgentConfig) -> str:
         log.warning("INSECURE: tls_verify: false in agent.yaml, the control plane's certificate is not checked; "
                     "set tls_verify to the CA bundle that signed it instead")
     return u
-
-
-def key_fingerprint(public_key: str) -> str:
-    """`SHA256:<hex>` of the control plane's public key, as `agents issue-token` prints it."""
-    return "SHA256:" + hashlib.sha256(public_key.strip().encode("ascii")).hexdigest()
 
 
 def _fingerprint_text(value: str) -> str:
@@ -191,7 +185,7 @@ def pair(cfg: AgentConfig, token: str, control_plane: str, *, name: str = "", fo
                            f"{detail.get('message', resp.text[:200])}")
     d = resp.json()
     if expect_key:
-        got = key_fingerprint(str(d.get("control_plane_public_key", "")))
+        got = proto.key_fingerprint(str(d.get("control_plane_public_key", "")))
         if not hmac.compare_digest(got.encode(), _fingerprint_text(expect_key).encode()):
             raise RuntimeError(f"pairing refused by this agent: the control plane at {control_plane} presented key "
                                f"{got}, not the expected {_fingerprint_text(expect_key)} (printed by `ml-connector "

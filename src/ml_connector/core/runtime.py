@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ml_connector.core.channel import InProcessChannel
+from ml_connector.core.channel import channel_for
 from ml_connector.core.db import Database
 from ml_connector.core.flow import Flow, load_pair
 
@@ -33,12 +33,9 @@ class Runtime:
         self.db.migrate()
         self.vault = Vault(self.db, MasterKey.load(self.data_dir))
         self.tokens = DbTokenStore(self.db, self.vault)
-        # The agent seam: SAP connections are served through this channel. In the
-        # embedded default the agent lives in this process.
-        self.channel: Any = InProcessChannel()
-        if getattr(config.engine, "agent", "embedded") == "remote":  # SAP calls go to the remote agent
-            from ml_connector.agent.channel import RemoteAgentChannel
-            self.channel = RemoteAgentChannel(self.db, config.engine.agent_site)
+        # The agent seam: on-prem connections are served through this channel. In the embedded
+        # default the agent lives in this process; `remote` is registered by the control plane.
+        self.channel: Any = channel_for(str(getattr(config.engine, "agent", "embedded")), self.db, config.engine)
         # Operators' alerts (None without an `alerts:` section): failed runs here, agents' liveness
         # in the control plane's AgentService.
         from ml_connector.core.alerts import alerter_from_config

@@ -5,25 +5,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ml_connector.cli_common import DEFAULT_CONFIG, CpConfig, console, err, runtime
 
 api_tokens_app = typer.Typer(no_args_is_help=True,
                              help="Bearer tokens for the operators' HTTP API (stored hashed; shown once).")
-console = Console()
-err = Console(stderr=True)
-
-CpConfig = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_CONFIG", help="Control plane configuration.")]
-DEFAULT_CP = Path("ml-connector.yaml")
+DEFAULT_CP = DEFAULT_CONFIG
 
 
 def _db(config: Path) -> Any:
-    from ml_connector.cli import _runtime
-
-    return _runtime(config).db
+    return runtime(config).db
 
 
 def _when(ts: float | None) -> str:
@@ -74,4 +69,8 @@ def revoke(id_or_name: str, config: CpConfig = DEFAULT_CP) -> None:
 
 
 def register_commands(app: typer.Typer) -> None:
+    """Add the control plane's command groups: `api-tokens` and `agents`."""
+    from ml_connector.server.agents.cli import register_commands as register_agents
+
     app.add_typer(api_tokens_app, name="api-tokens")
+    register_agents(app)

@@ -7,7 +7,7 @@ call still queued at the deadline is withdrawn (certain: not executed), one that
 agent holds answers an uncertain `AGENT_TIMEOUT` fault.
 
 A waiting caller is woken by its call's result: in this process directly, from another
-process by a Postgres notification (agent/wakeups.py). It re-reads the database on a
+process by a Postgres notification (server/agents/wakeups.py). It re-reads the database on a
 timer too: backing off from 10 ms to `poll_interval` when nothing will wake it, every
 `poll_interval` while notifications are being received (a missed one costs that much).
 """
@@ -21,11 +21,11 @@ from typing import Any
 
 from sqlalchemy import update
 
-from ml_connector.agent import wakeups
-from ml_connector.agent.models import AgentCallRow
-from ml_connector.agent.service import AgentService, call_response
 from ml_connector.core.channel import ChannelFault, ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
+from ml_connector.server.agents import wakeups
+from ml_connector.server.agents.models import AgentCallRow
+from ml_connector.server.agents.service import AgentService, call_response
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +122,8 @@ class RemoteAgentChannel:
             type="CommunicationError", key="AGENT_TIMEOUT", retriable=False,
             message=f"the agent did not answer within {self.timeout} s; the call may have been executed",
             details={"uncertain": True, "code": 1}))
+
+
+def from_engine_config(db: Database, engine_config: Any) -> RemoteAgentChannel:
+    """The runtime's channel for `engine.agent: remote` (entry point `ml_connector.channels: remote`)."""
+    return RemoteAgentChannel(db, str(engine_config.agent_site))
