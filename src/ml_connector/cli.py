@@ -109,20 +109,36 @@ def secrets_rotate(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 # ------------------------------------------------------------------------------ sandbox
 
 
+def _sandbox_ports(specs: list[str]) -> dict[str, int]:
+    """`--port NAME=PORT` options over the registered emulators' default ports."""
+    from ml_connector.core import registry
+
+    ports = {e.name: e.emulator.default_port for e in registry.with_emulator() if e.emulator is not None}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        name = name.strip()
+        if not sep or not value.strip().isdigit() or int(value) > 65535:
+            raise _fail(f"--port {spec!r}: expected NAME=PORT, e.g. --port {next(iter(ports), 'name')}=0", 2)
+        if name not in ports:
+            raise _fail(f"--port {spec!r}: no sandbox named {name!r} (sandboxes: {', '.join(ports) or 'none'})", 2)
+        ports[name] = int(value)
+    return ports
+
+
 @app.command()
 def sandbox(host: str = typer.Option("127.0.0.1", help="Loopback address to bind."),
-            sap_ecc_port: int = typer.Option(8010, help="SAP ECC emulator port (0 = any free port)."),
-            ramp_port: int = typer.Option(8020, help="Ramp emulator port (0 = any free port)."),
-            sap_b1_port: int = typer.Option(8030, help="SAP Business One Service Layer emulator port (0 = any)."),
+            port: list[str] = typer.Option([], "--port", metavar="NAME=PORT",
+                                           help="A system's emulator port (0 = any free port); repeatable. "
+                                                "Default: each system's own port."),
             vendors: int = typer.Option(3000, help="Number of seeded SAP vendors."),
             state_dir: Path | None = typer.Option(None, help="Keep the emulators' data here between runs."),
             as_json: bool = typer.Option(False, "--json", help="Print base URLs and credentials as JSON."),
             ) -> None:
-    """Start the sandbox emulators on loopback and serve until stopped."""
+    """Start the sandbox emulators of every registered system on loopback and serve until stopped."""
     from ml_connector.sandbox import start_sandboxes
 
-    handles = start_sandboxes(host=host, ports={"sap_ecc": sap_ecc_port, "ramp": ramp_port, "sap_b1": sap_b1_port},
-                              vendors=vendors, state_dir=state_dir, systems=("sap_ecc", "ramp", "sap_b1"))
+    ports = _sandbox_ports(port)
+    handles = start_sandboxes(host=host, ports=ports, vendors=vendors, state_dir=state_dir, systems=tuple(ports))
     info = {name: h.info for name, h in handles.items()}
     if as_json:
         print(json.dumps(info), flush=True)

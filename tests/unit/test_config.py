@@ -204,7 +204,7 @@ def test_reference_errors_reported_with_other_errors(tmp_path: Path) -> None:
 def test_unknown_connection_type(tmp_path: Path) -> None:
     errs = errors_of(tmp_path, replace(GOOD, "    type: ramp\n", "    type: rampp\n"))
     assert len(errs) == 1
-    assert ":12: connections.ramp.type: expected one of 'sap_ecc', 'ramp', 'sap_b1', got 'rampp'" in errs[0]
+    assert ":12: connections.ramp.type: expected one of 'ramp', 'sap_b1', 'sap_ecc', got 'rampp'" in errs[0]
 
 
 def test_sap_client_must_be_three_digits(tmp_path: Path) -> None:

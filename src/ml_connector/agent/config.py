@@ -41,9 +41,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ml_connector.config import Duration, SecretName, Text
+from ml_connector.core import registry
 from ml_connector.core.channel import ChannelFault
 from ml_connector.core.providers import fact
+from ml_connector.core.settings import Duration, SecretName, Text
 
 AGENT_CONFIG_FILENAME = "agent.yaml"
 
@@ -67,13 +68,19 @@ class AllowList(_Model):
         return [str(x).strip() for x in v if str(x).strip()]
 
 
+def _agent_system_types() -> list[str]:
+    """The registered systems the agent can serve (their entries have an agent side)."""
+    return [e.name for e in registry.with_agent()]
+
+
 class AgentSystem(_Model):
-    type: Literal["sap_ecc", "sap_b1"] = "sap_ecc"
+    # One of _agent_system_types(); omitted: the registered system that declares itself the default.
+    type: str
     base_url: str = Field(min_length=1)
     # pyrfc: native RFC to the application server of base_url (instance number from the ICM port)
     transport: Literal["soap_rfc", "pyrfc"] = "soap_rfc"
     client: Text = "100"
-    company_db: Text | None = None  # sap_b1: CompanyDB of the Service Layer login
+    company_db: Text | None = None  # Business One: CompanyDB of the Service Layer login
     user: Text = Field(min_length=1)
     password_secret: SecretName
     language: Text | None = "EN"
@@ -83,10 +90,28 @@ class AgentSystem(_Model):
     tls_verify: bool | str = True
     allow: AllowList = Field(default_factory=AllowList)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "type" not in data:
+            default = next((e.name for e in registry.with_agent() if e.agent and e.agent.default_type), None)
+            if default is not None:
+                data = {"type": default, **data}
+        return data
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        known = _agent_system_types()
+        if value not in known:
+            raise ValueError(f"expected one of {', '.join(repr(k) for k in known)}, got {value!r}")
+        return value
+
     @model_validator(mode="after")
-    def _b1_company(self) -> AgentSystem:
-        if self.type == "sap_b1" and not self.company_db:
-            raise ValueError("company_db (the CompanyDB of the Service Layer login) is required for type sap_b1")
+    def _system_checks(self) -> AgentSystem:
+        validate = registry.get(self.type).agent.validate  # type: ignore[union-attr]  # checked by _known_type
+        if validate is not None:
+            validate(self)  # a ValueError names the problem
         return self
 
 
@@ -269,10 +294,10 @@ def check_allowed(cfg: AgentConfig, system: str, function: str, params: dict[str
     if sysc is None:
         return ChannelFault(type="UnknownSystem", key=system,
                             message=f"no system named {system!r} is served by this agent")
-    if sysc.type == "sap_b1":  # Service Layer calls: resources and methods, not function modules
-        from ml_connector.systems.sap_b1.allow import check_resource
-
-        return check_resource(system, function, params, sysc.allow.resources)
+    agent = registry.get(sysc.type).agent
+    if agent is not None and agent.check is not None:  # e.g. Service Layer calls: resources and methods
+        return agent.check(sysc, system, function, params)
+    # The default: function modules against allow.functions, the tables they read against allow.tables.
     allow = sysc.allow
     if not _match(function, allow.functions):
         return ChannelFault(type="NotAllowed", key=function,

@@ -281,32 +281,17 @@ class Agent:
     def handler(self, system: str) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
         with self._handler_lock:
             if system not in self._handlers:
-                from ml_connector.systems.sap_ecc.client import RfcCaller, SoapRfcClient, make_handler
+                from ml_connector.core import registry
 
                 sc = self.cfg.systems[system]
                 if self._vault is None:
                     self._vault = open_vault(self.cfg.data_dir_path())
                 password = self._vault.get(sc.password_secret)
-                if sc.type == "sap_b1":  # Business One: the Service Layer client, same vault, same protocol
-                    from ml_connector.systems.sap_b1.connector import agent_handler
-
-                    self._handlers[system] = agent_handler(sc, password)
-                    return self._handlers[system]
-                client: RfcCaller
-                if sc.transport == "pyrfc":
-                    from ml_connector.systems.sap_ecc.connector import pyrfc_target
-                    from ml_connector.systems.sap_ecc.pyrfc_transport import PyRfcClient
-
-                    ashost, sysnr = pyrfc_target(sc.base_url)
-                    client = PyRfcClient(ashost, sysnr, sc.client, sc.user, password, language=sc.language,
-                                         config={"timeout": int(float(sc.timeout))},
-                                         calls_per_second=sc.calls_per_second, max_concurrency=sc.max_concurrent)
-                else:
-                    client = SoapRfcClient(sc.base_url, sc.client, sc.user, password,
-                                           language=sc.language, calls_per_second=sc.calls_per_second,
-                                           max_concurrency=sc.max_concurrent, timeout=float(sc.timeout),
-                                           verify=sc.tls_verify)
-                self._handlers[system] = make_handler(client)
+                agent = registry.get(sc.type).agent
+                if agent is None:  # agent.yaml is validated against the same registry: not reached
+                    raise ValueError(f"system type {sc.type!r} cannot be served by the agent")
+                # The system's own client (same vault, same protocol) behind a handler.
+                self._handlers[system] = agent.handler(sc, password)
             return self._handlers[system]
 
     def execute(self, call: dict[str, Any]) -> ChannelResponse:

@@ -22,7 +22,7 @@ class ChannelRequest(BaseModel):
     """One call to an on-prem system: JSON-serializable end to end."""
 
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    system: str  # connection name in the agent's configuration, e.g. "sap_ecc"
+    system: str  # the connection (agent system) name in the agent's configuration
     function: str  # e.g. "RFC_READ_TABLE", "BAPI_ACC_DOCUMENT_POST", "RFC_PING"
     params: dict[str, Any] = Field(default_factory=dict)
 

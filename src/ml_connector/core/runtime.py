@@ -1,17 +1,17 @@
 """The process-wide runtime: configuration, database, vault, agent channel, connections.
 
-Connections are built by `ml_connector.systems.<type>.connector.connect()`,
-found by the connection's type name, so core imports no system.
+Connections are built by the registry entry of the connection's `type` (core/registry.py),
+so core imports no system.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from pathlib import Path
 from typing import Any
 
+from ml_connector.core import registry
 from ml_connector.core.channel import channel_for
 from ml_connector.core.db import Database
 from ml_connector.core.flow import Flow, load_pair
@@ -51,18 +51,18 @@ class Runtime:
                 cfg = self.config.connections.get(name)
                 if cfg is None:
                     raise KeyError(f"no connection named {name!r} in the configuration")
-                mod = importlib.import_module(f"ml_connector.systems.{cfg.type}.connector")
+                entry = registry.get(cfg.type)
+                # A channel with `connect` (the remote agent) serves the on-prem connections itself.
                 remote = hasattr(self.channel, "connect") and getattr(cfg, "via", "") == "agent"
-                self._connections[name] = self.channel.connect(name, cfg) if remote else mod.connect(self, name, cfg)
+                self._connections[name] = self.channel.connect(name, cfg) if remote else entry.connect(self, name, cfg)
             return self._connections[name]
 
     def ping_connection(self, name: str) -> tuple[bool, str]:
         cfg = self.config.connections.get(name)
         if cfg is None:
             return False, f"no connection named {name!r}"
-        mod = importlib.import_module(f"ml_connector.systems.{cfg.type}.connector")
         try:
-            detail: str = mod.ping(self, name, cfg)
+            detail: str = registry.get(cfg.type).ping(self, name, cfg)
             return True, detail
         except Exception as exc:
             from ml_connector.core.redact import redact

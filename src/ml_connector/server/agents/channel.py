@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import update
 
+from ml_connector.core import registry
 from ml_connector.core.channel import ChannelFault, ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
 from ml_connector.server.agents import wakeups
@@ -31,12 +32,8 @@ log = logging.getLogger(__name__)
 
 
 def _default_idempotent(function: str) -> bool:
-    from ml_connector.systems.sap_ecc.call_policy import is_idempotent_default
-
-    if function.startswith("GET "):  # a Service Layer read ("GET JournalEntries"): safe to run again
-        return True
-
-    return is_idempotent_default(function)
+    """Safe to run twice when a system served through agents says so (its registry entry)."""
+    return any(e.agent is not None and e.agent.idempotent(function) for e in registry.with_agent())
 
 
 class RemoteAgentChannel:
@@ -59,14 +56,9 @@ class RemoteAgentChannel:
 
     def connect(self, name: str, cfg: Any) -> Any:
         """The caller object flows use for connection `name` (no credentials needed here)."""
-        if getattr(cfg, "type", None) == "sap_ecc":
-            from ml_connector.systems.sap_ecc.client import ChannelRfcCaller
-
-            return ChannelRfcCaller(self, name)
-        if getattr(cfg, "type", None) == "sap_b1":
-            from ml_connector.systems.sap_b1.client import ChannelServiceLayerClient
-
-            return ChannelServiceLayerClient(self, name, page_size=getattr(cfg, "page_size", None))
+        entry = registry.find(str(getattr(cfg, "type", "")))
+        if entry is not None and entry.agent is not None:
+            return entry.agent.channel_client(self, name, cfg)
         raise ValueError(f"connection {name!r} of type {getattr(cfg, 'type', '?')!r} cannot be served by the "
                          "remote agent")
 
