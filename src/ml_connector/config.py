@@ -13,6 +13,8 @@ NAME of a secret in the vault (set with `ml-connector secrets set NAME`).
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
 import os
 import re
 import types
@@ -604,18 +606,82 @@ def _plain_secret_message(key: str) -> str:
     )
 
 
+FLOWS_PACKAGE = "ml_connector.flows"
+
+
+def flow_pairs() -> list[str]:
+    """The flow modules (`flows/<pair>.py`), found without importing them (a flow module imports its
+    systems' clients and the engine: seconds, too slow for loading a configuration)."""
+    import pkgutil
+
+    package = importlib.import_module(FLOWS_PACKAGE)
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+
+
+def flow_stream_names(pair: str) -> list[str] | None:
+    """The stream names a flow module declares as a literal `STREAMS = (...)` at its top level, read
+    from its source without importing it; None when it declares none (its streams are then checked
+    when the flow is built)."""
+    import ast
+
+    spec = importlib.util.find_spec(f"{FLOWS_PACKAGE}.{pair}")
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    try:
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, expr = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, expr = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "STREAMS" for t in targets):
+            try:
+                value = ast.literal_eval(expr)
+            except ValueError:
+                return None
+            return [str(v) for v in value] if isinstance(value, list | tuple | set | frozenset | dict) else None
+    return None
+
+
+def _pair_problems(fname: str, flow: dict[str, Any], pairs: list[str]) -> list[tuple[Loc, str]]:
+    pair = flow.get("pair")
+    if not isinstance(pair, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", pair):
+        return []  # missing or malformed: reported by the model
+    if pair not in pairs:
+        known = ", ".join(repr(p) for p in pairs) or "none"
+        return [(("flows", fname, "pair"),
+                 f"no flow module named {pair!r}{_did_you_mean(pair, pairs)} (pairs: {known}; "
+                 f"a pair is a module {FLOWS_PACKAGE}.<pair>)")]
+    streams = flow.get("streams")
+    names = flow_stream_names(pair) if isinstance(streams, list) else None
+    out: list[tuple[Loc, str]] = []
+    for i, stream in enumerate(streams if names is not None and isinstance(streams, list) else []):
+        if isinstance(stream, str) and stream not in (names or []):
+            out.append((("flows", fname, "streams", i),
+                        f"flow pair {pair!r} has no stream {stream!r}{_did_you_mean(stream, names or [])} "
+                        f"(streams: {', '.join(names or []) or 'none'})"))
+    return out
+
+
 def _reference_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
-    """Flows whose source/target names no connection (checked on the raw data, so that
-    these are reported together with every other problem)."""
+    """Flows whose source/target names no connection, whose pair names no flow module, or whose streams
+    name none of the pair's (checked on the raw data, so that these are reported together with every
+    other problem)."""
     connections = data.get("connections")
     names = [str(k) for k in connections] if isinstance(connections, dict) else []
     flows = data.get("flows")
     out: list[tuple[Loc, str]] = []
     if not isinstance(flows, dict):
         return out
+    pairs = flow_pairs() if any(isinstance(f, dict) and "pair" in f for f in flows.values()) else []
     for fname, flow in flows.items():
         if not isinstance(flow, dict):
             continue
+        out.extend(_pair_problems(str(fname), flow, pairs))
         for role in ("source", "target"):
             ref = flow.get(role)
             if isinstance(ref, str) and ref not in names:
