@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ml_connector.agent.cli import register_commands as register_agent_commands
-from ml_connector.cli_common import ConfigOpt, console, err, fail, load, runtime
+from ml_connector.cli_common import ConfigOpt, cell_wrap, console, err, fail, load, runtime
 from ml_connector.server.cli import register_commands as register_server_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -337,12 +337,20 @@ def failures(config: ConfigOpt = DEFAULT_CONFIG, flow: str | None = typer.Option
     if as_json:
         print(json.dumps(data, default=str))
     else:
-        t = Table("id", "flow", "stream", "record", "op", "state", "attempts", "error")
-        for d in data:
-            t.add_row(*(str(d[k] or "") for k in ("id", "flow", "stream", "record", "op", "state", "attempts",
-                                                  "error")))
-        console.print(t)
+        console.print(failures_table(data))
     rt.close()
+
+
+def failures_table(data: list[dict[str, Any]]) -> Table:
+    """Readable at 80 columns: short columns never wrap; flow/stream, record and error wrap or fold."""
+    t = Table(cell_wrap("id", no_wrap=True), cell_wrap("flow / stream"), cell_wrap("record"),
+              cell_wrap("op", no_wrap=True), cell_wrap("state", no_wrap=True), cell_wrap("tries", no_wrap=True,
+                                                                                          justify="right"),
+              cell_wrap("error", ratio=3))
+    for d in data:
+        t.add_row(str(d["id"]), f"{d['flow']} / {d['stream']}", str(d["record"] or ""), str(d["op"] or ""),
+                  str(d["state"] or ""), str(d["attempts"] or 0), str(d["error"] or ""))
+    return t
 
 
 @app.command()
@@ -352,11 +360,16 @@ def parked(config: ConfigOpt = DEFAULT_CONFIG, flow: str | None = typer.Option(N
 
     rt = _runtime(config)
     with rt.db.session() as s:
-        t = Table("id", "flow", "record", "waits for")
-        for r in outbox.parked(s, flow=flow):
-            t.add_row(str(r.id), r.flow, r.source_key, r.parked_on or "")
-    console.print(t)
+        rows = [(str(r.id), r.flow, r.source_key, r.parked_on or "") for r in outbox.parked(s, flow=flow)]
+    console.print(parked_table(rows))
     rt.close()
+
+
+def parked_table(rows: list[tuple[str, str, str, str]]) -> Table:
+    t = Table(cell_wrap("id", no_wrap=True), cell_wrap("flow"), cell_wrap("record"), cell_wrap("waits for"))
+    for row in rows:
+        t.add_row(*row)
+    return t
 
 
 @app.command()
@@ -407,13 +420,25 @@ def runs(config: ConfigOpt = DEFAULT_CONFIG, limit: int = 20,
                               for r in rows]))
             rt.close()
             return
-        cols = ("read", "created", "updated", "deactivated", "unchanged", "parked", "failed")
-        t = Table("run id", "status", "started", "finished", *cols)
-        for r in rows:
-            t.add_row(r.run_id, r.status, str(r.started_at)[:19], str(r.finished_at or "")[:19],
-                      *(str(int((r.counts or {}).get(c, 0) or 0)) for c in cols))
+        t = runs_table(rows)
     console.print(t)
     rt.close()
+
+
+RUN_COUNTS = ("read", "created", "updated", "deactivated", "unchanged", "parked", "failed")
+
+
+def runs_table(rows: list[Any]) -> Table:
+    """One row per run, readable at 80 columns: the run id folds, the times wrap between date and time,
+    and the counts are one line each (those that are not zero; `read` always)."""
+    t = Table(cell_wrap("run id", overflow="fold", ratio=2), cell_wrap("status", no_wrap=True),
+              cell_wrap("started", max_width=10), cell_wrap("finished", max_width=10),
+              cell_wrap("records", no_wrap=True))
+    for r in rows:
+        counts = {c: int((r.counts or {}).get(c, 0) or 0) for c in RUN_COUNTS}
+        lines = [f"{c} {n}" for c, n in counts.items() if n or c == "read"]
+        t.add_row(r.run_id, r.status, str(r.started_at)[:19], str(r.finished_at or "")[:19], "\n".join(lines))
+    return t
 
 
 @mappings_app.command("set")

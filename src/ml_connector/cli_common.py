@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Column
 
 console = Console()
 err = Console(stderr=True)
@@ -19,6 +20,13 @@ err = Console(stderr=True)
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_CONFIG", help="Configuration file.")]
 CpConfig = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_CONFIG", help="Control plane configuration.")]
 DEFAULT_CONFIG = Path("ml-connector.yaml")
+
+
+def cell_wrap(header: str, *, no_wrap: bool = False, overflow: Any = "fold", **kw: Any) -> Column:
+    """A table column for terminals down to 80 columns: short values `no_wrap` (never cut to "…"), the
+    others wrap between words and fold a word longer than the column (an id) instead of cutting it."""
+    return Column(header, no_wrap=no_wrap, overflow="ellipsis" if no_wrap else overflow,
+                  min_width=len(header) if no_wrap else None, **kw)
 
 
 def load(config: Path) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ml_connector.cli_common import DEFAULT_CONFIG, CpConfig, console, err, runtime
+from ml_connector.cli_common import DEFAULT_CONFIG, CpConfig, cell_wrap, console, err, runtime
 
 api_tokens_app = typer.Typer(no_args_is_help=True,
                              help="Bearer tokens for the operators' HTTP API (stored hashed; shown once).")
@@ -49,11 +49,18 @@ def list_(config: CpConfig = DEFAULT_CP, as_json: bool = typer.Option(False, "--
     if as_json:
         print(json.dumps(rows))
         return
-    t = Table("id", "name", "state", "created", "last used", "revoked")
+    console.print(tokens_table(rows))
+
+
+def tokens_table(rows: list[dict[str, Any]]) -> Table:
+    """Readable at 80 columns: the times wrap between date, time and zone; id and state never wrap."""
+    t = Table(cell_wrap("id", no_wrap=True), cell_wrap("name"), cell_wrap("state", no_wrap=True),
+              cell_wrap("created", max_width=10), cell_wrap("last used", max_width=10),
+              cell_wrap("revoked", max_width=10))
     for r in rows:
         t.add_row(r["id"], r["name"], r["state"], _when(r["created_at"]), _when(r["last_used_at"]),
                   _when(r["revoked_at"]))
-    console.print(t)
+    return t
 
 
 @api_tokens_app.command("revoke")

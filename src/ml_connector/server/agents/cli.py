@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ml_connector.cli_common import DEFAULT_CONFIG, CpConfig, console, err, fail_plain, runtime
+from ml_connector.cli_common import DEFAULT_CONFIG, CpConfig, cell_wrap, console, err, fail_plain, runtime
 
 agents_app = typer.Typer(no_args_is_help=True, help="Remote agents (control plane): pairing tokens, list, revoke.")
 DEFAULT_CP = DEFAULT_CONFIG
@@ -53,12 +53,20 @@ def list_agents(config: CpConfig = DEFAULT_CP,
     if as_json:
         print(json.dumps(agents, default=str))
         return
-    t = Table("id", "site", "name", "state", "last seen", "in flight", "queued (site)", "skew s")
+    console.print(agents_table(agents))
+
+
+def agents_table(agents: list[dict[str, Any]]) -> Table:
+    """Readable at 80 columns: ids and names fold, states and counts never wrap (short headers: `busy` =
+    calls in flight on the agent, `queued` = calls waiting for the site, `skew` = clock skew in seconds)."""
+    t = Table(cell_wrap("id"), cell_wrap("site"), cell_wrap("name"), cell_wrap("state", no_wrap=True),
+              cell_wrap("last seen"), cell_wrap("busy", no_wrap=True, justify="right"),
+              cell_wrap("queued", no_wrap=True, justify="right"), cell_wrap("skew", no_wrap=True, justify="right"))
     for a in agents:
         seen = "never" if a["seconds_since_seen"] is None else f"{a['seconds_since_seen']:.0f} s ago"
         t.add_row(a["id"], a["site"], a["name"], a["state"], seen, str(a["in_flight"]), str(a["queued_for_site"]),
                   "" if a["clock_skew"] is None else str(a["clock_skew"]))
-    console.print(t)
+    return t
 
 
 @agents_app.command("revoke")
