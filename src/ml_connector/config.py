@@ -147,7 +147,14 @@ class _RegisteredConnection:
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         choices: dict[Hashable, CoreSchema] = {name: handler.generate_schema(model)
                                                for name, model in connection_models().items()}
+        if not choices:  # a package installed without its entry points (e.g. a stale editable install)
+            return core_schema.no_info_plain_validator_function(_no_systems)
         return core_schema.tagged_union_schema(choices, discriminator="type")
+
+
+def _no_systems(value: Any) -> Any:
+    raise PydanticCustomError("no_systems", "no system is installed (the entry points 'ml_connector.systems' "
+                              "come with the installed package: run `uv sync` or `make venv`)")
 
 
 #: A connection's settings: whichever registered system's model its `type` names.

@@ -157,7 +157,9 @@ def get(name: str) -> SystemEntry:
     """The entry of system `name`; LookupError naming the registered ones otherwise."""
     entry = find(name)
     if entry is None:
-        raise LookupError(f"no system {name!r} is installed (systems: {', '.join(names()) or 'none'})")
+        hint = "" if names() else f"; the entry points {ENTRY_POINT_GROUP!r} come with the installed package: " \
+            "run `uv sync`"
+        raise LookupError(f"no system {name!r} is installed (systems: {', '.join(names()) or 'none'}){hint}")
     return entry
 
 
