@@ -102,3 +102,18 @@ def test_runtime_connects_and_pings_it(example_registered: None, tmp_path: Path)
     finally:
         for h in handles.values():
             h.stop()
+
+
+@pytest.mark.parametrize("spec, why", [("example", "expected NAME=PORT"), ("example=x", "expected NAME=PORT"),
+                                       ("example=70000", "expected NAME=PORT"), ("nope=1", "no sandbox named 'nope'")])
+def test_sandbox_port_option_refuses_what_names_no_registered_emulator(
+        example_registered: None, spec: str, why: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from ml_connector.cli import _sandbox_ports
+
+    with pytest.raises(typer.Exit) as ei:
+        _sandbox_ports([spec])
+    assert ei.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert why in err and "example" in err, err
