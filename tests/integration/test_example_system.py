@@ -14,7 +14,7 @@ from ml_connector.config import ConfigError, load_config, parse_config
 from ml_connector.core import registry
 from ml_connector.core.runtime import Runtime
 from ml_connector.sandbox import start_sandboxes
-from tests.example_system import DEMO_KEY, ENTRY, ExampleConnection
+from tests.example_system import DEMO_KEY, ENTRY, ExampleClient, ExampleConnection, ExampleState
 
 CONFIG = """\
 engine:
@@ -93,6 +93,10 @@ def test_runtime_connects_and_pings_it(example_registered: None, tmp_path: Path)
             ok, detail = rt.ping_connection("ex")
             assert ok and detail.startswith("authenticated; GET /ping in "), detail
             assert [i["name"] for i in rt.connection("ex").items()] == ["item 1", "item 2"]
+            client = rt.connection("ex", ExampleClient)  # typed and checked
+            assert client is rt.connection("ex")
+            with pytest.raises(TypeError, match="connection 'ex' is a ExampleClient, not a ExampleState"):
+                rt.connection("ex", ExampleState)
             rt.vault.set("example_api_key", "wrong")
             rt._connections.clear()
             ok, detail = rt.ping_connection("ex")

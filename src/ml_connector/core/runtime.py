@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from ml_connector.core import registry
 from ml_connector.core.channel import channel_for
@@ -17,6 +17,8 @@ from ml_connector.core.db import Database
 from ml_connector.core.flow import Flow, load_pair
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Runtime:
@@ -44,8 +46,24 @@ class Runtime:
         self._flows: dict[str, Flow] = {}
         self._lock = threading.RLock()
 
-    def connection(self, name: str) -> Any:
-        """The client object of connection `name` (built once per process)."""
+    @overload
+    def connection(self, name: str) -> Any: ...
+
+    @overload
+    def connection(self, name: str, kind: type[T]) -> T: ...
+
+    def connection(self, name: str, kind: type[T] | None = None) -> Any:
+        """The client object of connection `name` (built once per process, by its system's registry entry).
+
+        With `kind` (a class, or a `runtime_checkable` protocol such as a system's client interface) the
+        result is typed as that and checked: a connection of another kind raises TypeError naming both."""
+        conn = self._connection(name)
+        if kind is not None and not isinstance(conn, kind):
+            raise TypeError(f"connection {name!r} is a {type(conn).__name__}, not a {kind.__name__} "
+                            f"(type {self.config.connections[name].type!r})")
+        return conn
+
+    def _connection(self, name: str) -> Any:
         with self._lock:
             if name not in self._connections:
                 cfg = self.config.connections.get(name)
