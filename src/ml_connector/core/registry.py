@@ -52,6 +52,8 @@ class Emulator:
 class AgentSupport:
     """What the on-prem agent needs to serve a system named in agent.yaml (`systems: {x: {type: ...}}`)."""
 
+    #: The settings of such a system in agent.yaml (extends core.settings.AgentSystemSettings).
+    settings: type[BaseModel]
     #: (the agent.yaml system settings, password from the agent's vault) -> the handler serving its calls.
     handler: Callable[[Any, str], Handler]
     #: The flow-side caller sending calls through a channel: (channel, connection name, settings) -> client.
@@ -59,8 +61,6 @@ class AgentSupport:
     #: The allow-list check of one call: (agent system settings, system name, function, params) -> fault or
     #: None. None here: function names against `allow.functions`, tables against `allow.tables`.
     check: Callable[[Any, str, str, dict[str, Any]], ChannelFault | None] | None = None
-    #: Extra checks of an agent.yaml system of this type; raises ValueError with the problem.
-    validate: Callable[[Any], None] | None = None
     #: Whether a call (by function name) is safe to run twice (requeued after an agent was lost).
     idempotent: Callable[[str], bool] = field(default=lambda _function: False)
     #: The control plane's call budget of a connection served through the agent:

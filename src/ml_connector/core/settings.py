@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -121,3 +121,31 @@ class SettingsModel(BaseModel):
 
 
 _Model = SettingsModel
+
+
+# --------------------------------------------------------------------------- agent.yaml systems
+
+
+class AllowList(SettingsModel):
+    """What the agent serves of one system (agent.yaml `allow`): fnmatch patterns, case-insensitive."""
+
+    functions: list[str] = Field(default_factory=list)
+    tables: list[str] = Field(default_factory=list)
+    resources: list[str] = Field(default_factory=list)
+
+    @field_validator("functions", "tables", "resources")
+    @classmethod
+    def _strip(cls, v: list[str]) -> list[str]:
+        return [str(x).strip() for x in v if str(x).strip()]
+
+
+class AgentSystemSettings(SettingsModel):
+    """What every on-prem system in agent.yaml (`systems: {name: {type: ..., ...}}`) has; each system's
+    registry entry extends it with its own fields (`AgentSupport.settings`)."""
+
+    type: str
+    base_url: str = Field(min_length=1)
+    password_secret: SecretName  # in the agent's own vault (`ml-connector agent secrets set NAME`)
+    timeout: Duration = 60.0
+    tls_verify: bool | str = True
+    allow: AllowList = Field(default_factory=lambda: AllowList())

@@ -10,7 +10,7 @@ from typing import Any
 
 from ml_connector.core.channel import ChannelFault, Handler
 from ml_connector.core.registry import AgentSupport, Emulator, SystemEntry
-from ml_connector.systems.sap_b1.settings import SapB1Connection
+from ml_connector.systems.sap_b1.settings import B1AgentSystem, SapB1Connection
 
 NAME = "sap_b1"
 
@@ -93,11 +93,6 @@ def _check(sc: Any, system: str, function: str, params: dict[str, Any]) -> Chann
     return check_resource(system, function, params, sc.allow.resources)
 
 
-def _validate(sc: Any) -> None:
-    if not getattr(sc, "company_db", None):
-        raise ValueError(f"company_db (the CompanyDB of the Service Layer login) is required for type {NAME}")
-
-
 def _idempotent(function: str) -> bool:
     return function.startswith("GET ")  # a Service Layer read ("GET JournalEntries"): safe to run again
 
@@ -112,6 +107,6 @@ ENTRY = SystemEntry(
     emulator=Emulator(default_port=8030, new_state=_new_state, create_app=_create_app, info=_info,
                       snapshot=_snapshot, restore=_restore, started_by_default=False),
     # No call budget: Business One connections are not paced by the control plane.
-    agent=AgentSupport(handler=_agent_handler, channel_client=_channel_client, check=_check,
-                       validate=_validate, idempotent=_idempotent),
+    agent=AgentSupport(settings=B1AgentSystem, handler=_agent_handler, channel_client=_channel_client,
+                       check=_check, idempotent=_idempotent),
 )

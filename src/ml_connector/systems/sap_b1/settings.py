@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ml_connector.core.settings import Duration, SecretName, SettingsModel, Text
+from ml_connector.core.settings import AgentSystemSettings, Duration, SecretName, SettingsModel, Text
 
 
 class B1Auth(SettingsModel):
@@ -27,3 +27,11 @@ class SapB1Connection(SettingsModel):
     tls_verify: bool | str = Field(default=True, description="true, false, or a CA bundle path")
     page_size: int | None = Field(default=None, ge=1, le=10000,
                                   description="B1S-PageSize per request; default the server's (20)")
+
+
+class B1AgentSystem(AgentSystemSettings):
+    """An SAP Business One company in the agent's agent.yaml (the agent holds the password)."""
+
+    type: Literal["sap_b1"] = "sap_b1"
+    company_db: Text = Field(min_length=1, description="CompanyDB of the Service Layer login")
+    user: Text = Field(min_length=1)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ml_connector.core.channel import Handler
 from ml_connector.core.registry import AgentSupport, Emulator, SystemEntry
-from ml_connector.systems.sap_ecc.settings import SapEccConnection
+from ml_connector.systems.sap_ecc.settings import EccAgentSystem, SapEccConnection
 
 NAME = "sap_ecc"
 
@@ -150,7 +150,7 @@ ENTRY = SystemEntry(
     example=_example,
     emulator=Emulator(default_port=8010, new_state=_new_state, create_app=_create_app, info=_info,
                       snapshot=_snapshot, restore=_restore, ensure_seeded=_ensure_seeded),
-    agent=AgentSupport(handler=_agent_handler, channel_client=_channel_client, idempotent=_idempotent,
-                       pacing=_pacing, default_type=True),
+    agent=AgentSupport(settings=EccAgentSystem, handler=_agent_handler, channel_client=_channel_client,
+                       idempotent=_idempotent, pacing=_pacing, default_type=True),
     routers=_routers,
 )

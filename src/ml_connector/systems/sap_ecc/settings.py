@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from ml_connector.core.settings import Duration, SecretName, SettingsModel, Text
+from ml_connector.core.settings import AgentSystemSettings, Duration, SecretName, SettingsModel, Text
 
 
 class SapAuth(SettingsModel):
@@ -46,3 +46,16 @@ class SapEccConnection(SettingsModel):
                 {"value": value},
             )
         return value
+
+
+class EccAgentSystem(AgentSystemSettings):
+    """An SAP ECC system in the agent's agent.yaml (the agent holds its password)."""
+
+    type: Literal["sap_ecc"] = "sap_ecc"
+    # pyrfc: native RFC to the application server of base_url (instance number from the ICM port)
+    transport: Literal["soap_rfc", "pyrfc"] = "soap_rfc"
+    client: Text = "100"
+    user: Text = Field(min_length=1)
+    language: Text | None = "EN"
+    calls_per_second: int = Field(default=20, ge=10, le=50)
+    max_concurrent: int = Field(default=4, ge=1, le=64)
