@@ -6,6 +6,9 @@ A system is a package `systems/<name>/` (or a separate distribution) that declar
     [project.entry-points."ml_connector.systems"]
     <name> = "ml_connector.systems.<name>:ENTRY"
 
+The packages under `ml_connector/systems/` that define `ENTRY` are found as well, so an in-tree
+system works before its entry point is installed (a new package, or an install not synced since).
+
 Everything above core (config, sandbox, CLI, agent, control plane) finds systems here and names
 none. Loading the registry imports each system's `__init__` and its settings model only: the
 clients, emulators and agent handlers are imported by the entry's factories when first used.
@@ -15,6 +18,8 @@ Tests (or an embedding application) may add an entry for this process with `regi
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +31,8 @@ from pydantic import BaseModel
 from ml_connector.core.channel import ChannelFault, Handler
 
 ENTRY_POINT_GROUP = "ml_connector.systems"
+#: The in-tree systems' package (its subpackages with an `ENTRY`), beside the entry points.
+BUILTIN_PACKAGE = "ml_connector.systems"
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,15 @@ def _discover() -> dict[str, SystemEntry]:
         if entry.name != ep.name:
             raise ValueError(f"entry point {ep.name!r} of {ENTRY_POINT_GROUP!r} declares system {entry.name!r}")
         found[entry.name] = entry
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.ispkg or info.name in found or info.name.startswith("_"):
+            continue
+        entry = getattr(importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}"), "ENTRY", None)
+        if isinstance(entry, SystemEntry):
+            if entry.name != info.name:
+                raise ValueError(f"package {BUILTIN_PACKAGE}.{info.name} declares system {entry.name!r}")
+            found[entry.name] = entry
     return found
 
 
