@@ -92,8 +92,8 @@ def agent_call(channel: Any) -> Callable[[], None]:
 
 def caller_main(db_url: str, samples: int) -> None:
     """The cross-process caller: queue calls in the control plane's database from this process."""
-    from ml_connector.agent.channel import RemoteAgentChannel
     from ml_connector.core.db import Database
+    from ml_connector.server.agents.channel import RemoteAgentChannel
 
     call = agent_call(RemoteAgentChannel(Database(db_url), SITE, timeout=30))
     for _ in range(3):
@@ -138,12 +138,12 @@ def run(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
     from fastapi import FastAPI
 
     from bench.sandbox_proc import SandboxProcess
-    from ml_connector.agent.channel import RemoteAgentChannel
-    from ml_connector.agent.service import AgentService, Settings
     from ml_connector.core.db import Database
     from ml_connector.core.servers import serve_in_thread
     from ml_connector.core.vault import MasterKey, Vault
     from ml_connector.server.agent_api import agent_router
+    from ml_connector.server.agents.channel import RemoteAgentChannel
+    from ml_connector.server.agents.service import AgentService, Settings
     from ml_connector.systems.sap_ecc import call_policy
     from ml_connector.systems.sap_ecc.client import SoapRfcClient
 
@@ -266,13 +266,13 @@ def pg_cross(args: argparse.Namespace, sap: dict[str, Any], cap: int, tmp: Path)
     import psycopg
     from fastapi import FastAPI
 
-    from ml_connector.agent import wakeups
-    from ml_connector.agent.channel import RemoteAgentChannel
-    from ml_connector.agent.service import AgentService, Settings
     from ml_connector.core.db import Database
     from ml_connector.core.servers import serve_in_thread
     from ml_connector.core.vault import MasterKey, Vault
     from ml_connector.server.agent_api import agent_router
+    from ml_connector.server.agents import wakeups
+    from ml_connector.server.agents.channel import RemoteAgentChannel
+    from ml_connector.server.agents.service import AgentService, Settings
 
     server = args.pg.rsplit("/", 1)[0]
     name = f"mlc_bench_{uuid.uuid4().hex[:8]}"

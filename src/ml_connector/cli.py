@@ -15,6 +15,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ml_connector.agent.cli import register_commands as register_agent_commands
+from ml_connector.cli_common import ConfigOpt, cell_wrap, console, err, fail, load, runtime
+from ml_connector.server.cli import register_commands as register_server_commands
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="ml-connector: SAP ↔ cloud applications, durable and idempotent.")
 secrets_app = typer.Typer(no_args_is_help=True, help="Encrypted secrets (AES-GCM) stored in the database.")
@@ -22,12 +26,11 @@ mappings_app = typer.Typer(no_args_is_help=True, help="Mapping tables; setting a
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(mappings_app, name="mappings")
 
-console = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_CONFIG",
-                                         help="Configuration file.")]
 DEFAULT_CONFIG = Path("ml-connector.yaml")
+# The helpers every command group shares live in cli_common (no import cycle through this module).
+_load = load
+_runtime = runtime
+_fail = fail
 
 
 def _setup_logging() -> None:
@@ -36,32 +39,6 @@ def _setup_logging() -> None:
     logging.basicConfig(level=os.environ.get("MLC_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
-
-
-def _load(config: Path) -> Any:
-    from ml_connector.config import ConfigError, load_config
-
-    try:
-        return load_config(config)
-    except ConfigError as exc:
-        # The message quotes the user's YAML, which may contain [brackets]: no markup there.
-        err.print("[red]configuration error[/red]", highlight=False)
-        err.print(str(exc), highlight=False, markup=False)
-        raise typer.Exit(2) from None
-
-
-def _runtime(config: Path) -> Any:
-    from ml_connector.core.runtime import Runtime
-
-    cfg = _load(config)
-    return Runtime(cfg, config.resolve())
-
-
-def _fail(msg: str, code: int = 1) -> typer.Exit:
-    from ml_connector.core.redact import redact
-
-    err.print(f"[red]error:[/red] {redact(msg)}", highlight=False)
-    return typer.Exit(code)
 
 
 @app.callback()
@@ -132,20 +109,36 @@ def secrets_rotate(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 # ------------------------------------------------------------------------------ sandbox
 
 
+def _sandbox_ports(specs: list[str]) -> dict[str, int]:
+    """`--port NAME=PORT` options over the registered emulators' default ports."""
+    from ml_connector.core import registry
+
+    ports = {e.name: e.emulator.default_port for e in registry.with_emulator() if e.emulator is not None}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        name = name.strip()
+        if not sep or not value.strip().isdigit() or int(value) > 65535:
+            raise _fail(f"--port {spec!r}: expected NAME=PORT, e.g. --port {next(iter(ports), 'name')}=0", 2)
+        if name not in ports:
+            raise _fail(f"--port {spec!r}: no sandbox named {name!r} (sandboxes: {', '.join(ports) or 'none'})", 2)
+        ports[name] = int(value)
+    return ports
+
+
 @app.command()
 def sandbox(host: str = typer.Option("127.0.0.1", help="Loopback address to bind."),
-            sap_ecc_port: int = typer.Option(8010, help="SAP ECC emulator port (0 = any free port)."),
-            ramp_port: int = typer.Option(8020, help="Ramp emulator port (0 = any free port)."),
-            sap_b1_port: int = typer.Option(8030, help="SAP Business One Service Layer emulator port (0 = any)."),
+            port: list[str] = typer.Option([], "--port", metavar="NAME=PORT",
+                                           help="A system's emulator port (0 = any free port); repeatable. "
+                                                "Default: each system's own port."),
             vendors: int = typer.Option(3000, help="Number of seeded SAP vendors."),
             state_dir: Path | None = typer.Option(None, help="Keep the emulators' data here between runs."),
             as_json: bool = typer.Option(False, "--json", help="Print base URLs and credentials as JSON."),
             ) -> None:
-    """Start the sandbox emulators on loopback and serve until stopped."""
+    """Start the sandbox emulators of every registered system on loopback and serve until stopped."""
     from ml_connector.sandbox import start_sandboxes
 
-    handles = start_sandboxes(host=host, ports={"sap_ecc": sap_ecc_port, "ramp": ramp_port, "sap_b1": sap_b1_port},
-                              vendors=vendors, state_dir=state_dir, systems=("sap_ecc", "ramp", "sap_b1"))
+    ports = _sandbox_ports(port)
+    handles = start_sandboxes(host=host, ports=ports, vendors=vendors, state_dir=state_dir, systems=tuple(ports))
     info = {name: h.info for name, h in handles.items()}
     if as_json:
         print(json.dumps(info), flush=True)
@@ -307,8 +300,8 @@ def ping(config: ConfigOpt = DEFAULT_CONFIG,
          timeout: str = typer.Option("30s", help="With the remote agent: how long a call may wait for an agent "
                                                  "of the site (e.g. 30s, 2m)")) -> None:
     """Ping every configured system (SAP: RFC_PING and RFC_SYSTEM_INFO; clouds: an authenticated call)."""
-    from ml_connector.agent.channel import RemoteAgentChannel
     from ml_connector.config import parse_duration
+    from ml_connector.server.agents.channel import RemoteAgentChannel
 
     try:
         wait = parse_duration(timeout)
@@ -344,12 +337,20 @@ def failures(config: ConfigOpt = DEFAULT_CONFIG, flow: str | None = typer.Option
     if as_json:
         print(json.dumps(data, default=str))
     else:
-        t = Table("id", "flow", "stream", "record", "op", "state", "attempts", "error")
-        for d in data:
-            t.add_row(*(str(d[k] or "") for k in ("id", "flow", "stream", "record", "op", "state", "attempts",
-                                                  "error")))
-        console.print(t)
+        console.print(failures_table(data))
     rt.close()
+
+
+def failures_table(data: list[dict[str, Any]]) -> Table:
+    """Readable at 80 columns: short columns never wrap; flow/stream, record and error wrap or fold."""
+    t = Table(cell_wrap("id", no_wrap=True), cell_wrap("flow / stream"), cell_wrap("record"),
+              cell_wrap("op", no_wrap=True), cell_wrap("state", no_wrap=True), cell_wrap("tries", no_wrap=True,
+                                                                                          justify="right"),
+              cell_wrap("error", ratio=3))
+    for d in data:
+        t.add_row(str(d["id"]), f"{d['flow']} / {d['stream']}", str(d["record"] or ""), str(d["op"] or ""),
+                  str(d["state"] or ""), str(d["attempts"] or 0), str(d["error"] or ""))
+    return t
 
 
 @app.command()
@@ -359,11 +360,16 @@ def parked(config: ConfigOpt = DEFAULT_CONFIG, flow: str | None = typer.Option(N
 
     rt = _runtime(config)
     with rt.db.session() as s:
-        t = Table("id", "flow", "record", "waits for")
-        for r in outbox.parked(s, flow=flow):
-            t.add_row(str(r.id), r.flow, r.source_key, r.parked_on or "")
-    console.print(t)
+        rows = [(str(r.id), r.flow, r.source_key, r.parked_on or "") for r in outbox.parked(s, flow=flow)]
+    console.print(parked_table(rows))
     rt.close()
+
+
+def parked_table(rows: list[tuple[str, str, str, str]]) -> Table:
+    t = Table(cell_wrap("id", no_wrap=True), cell_wrap("flow"), cell_wrap("record"), cell_wrap("waits for"))
+    for row in rows:
+        t.add_row(*row)
+    return t
 
 
 @app.command()
@@ -414,13 +420,25 @@ def runs(config: ConfigOpt = DEFAULT_CONFIG, limit: int = 20,
                               for r in rows]))
             rt.close()
             return
-        cols = ("read", "created", "updated", "deactivated", "unchanged", "parked", "failed")
-        t = Table("run id", "status", "started", "finished", *cols)
-        for r in rows:
-            t.add_row(r.run_id, r.status, str(r.started_at)[:19], str(r.finished_at or "")[:19],
-                      *(str(int((r.counts or {}).get(c, 0) or 0)) for c in cols))
+        t = runs_table(rows)
     console.print(t)
     rt.close()
+
+
+RUN_COUNTS = ("read", "created", "updated", "deactivated", "unchanged", "parked", "failed")
+
+
+def runs_table(rows: list[Any]) -> Table:
+    """One row per run, readable at 80 columns: the run id folds, the times wrap between date and time,
+    and the counts are one line each (those that are not zero; `read` always)."""
+    t = Table(cell_wrap("run id", overflow="fold", ratio=2), cell_wrap("status", no_wrap=True),
+              cell_wrap("started", max_width=10), cell_wrap("finished", max_width=10),
+              cell_wrap("records", no_wrap=True))
+    for r in rows:
+        counts = {c: int((r.counts or {}).get(c, 0) or 0) for c in RUN_COUNTS}
+        lines = [f"{c} {n}" for c, n in counts.items() if n or c == "read"]
+        t.add_row(r.run_id, r.status, str(r.started_at)[:19], str(r.finished_at or "")[:19], "\n".join(lines))
+    return t
 
 
 @mappings_app.command("set")
@@ -467,10 +485,8 @@ def demo(workdir: Path = typer.Option(Path("demo"), help="Where the demo keeps i
 
     raise typer.Exit(run_demo(workdir, vendors=vendors, console=console))
 
-from ml_connector.agent.cli import register_commands  # noqa: E402, I001  (the remote agent's commands)
-register_commands(app)
-from ml_connector.server.cli import register_commands as register_server_commands  # noqa: E402, I001
-register_server_commands(app)  # api-tokens
+register_agent_commands(app)  # `agent`: the on-prem agent
+register_server_commands(app)  # `api-tokens`, `agents`: the control plane
 
 
 def main() -> None:

@@ -13,11 +13,13 @@ NAME of a secret in the vault (set with `ml-connector secrets set NAME`).
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
 import os
 import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -26,123 +28,37 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+
+from ml_connector.core.settings import (
+    DURATION_EXPECTED,
+    NAME_RE,
+    PLAIN_SECRET_KEYS,
+    SECRET_NAME_RE,
+    ConfigError,
+    Duration,
+    Name,
+    SecretName,
+    Text,
+    _Model,
+    _scalar_str,
+    parse_duration,
+)
+
+__all__ = ["DURATION_EXPECTED", "NAME_RE", "SECRET_NAME_RE", "AppConfig", "ConfigError", "Duration", "Name",
+           "SecretName", "Text", "load_config", "parse_config", "parse_duration"]
 
 CONFIG_FILENAME = "ml-connector.yaml"
 DATABASE_URL_ENV = "MLC_DATABASE_URL"
 
 Loc = tuple[str | int, ...]
-
-
-class ConfigError(Exception):
-    """The configuration file is missing or invalid; `problems` holds one line per problem."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems: list[str] = problems if problems is not None else [message]
-
-
-# --------------------------------------------------------------------------- durations
-
-
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_DURATION_FULL = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
-DURATION_EXPECTED = "expected a duration like 30s, 15m, 1h or 7d"
-
-
-def parse_duration(value: str | float) -> float:
-    """Seconds in a duration: `30s`, `15m`, `1h`, `7d`, `1w`, `500ms`, `1h30m`, or a plain
-    number of seconds. Raises ValueError for anything else or for a duration <= 0."""
-    if isinstance(value, bool):
-        raise ValueError(f"{DURATION_EXPECTED}, got '{value}'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = str(value).strip().lower()
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            seconds = float(text)
-        elif _DURATION_FULL.fullmatch(text):
-            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
-        else:
-            raise ValueError(f"{DURATION_EXPECTED}, got '{value}'")
-    if seconds <= 0:
-        raise ValueError(f"expected a duration greater than zero, got '{value}'")
-    return seconds
-
-
-def _duration_field(value: Any) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise PydanticCustomError("duration", str(exc)) from None
-
-
-Duration = Annotated[float, BeforeValidator(_duration_field)]
-
-
-# --------------------------------------------------------------------------- field types
-
-SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
-#: Plain keys that must never hold a secret value (use `<key>_secret: NAME`).
-PLAIN_SECRET_KEYS = frozenset(
-    {"password", "client_secret", "token", "access_token", "refresh_token", "api_key", "secret",
-     "private_key", "passwd"}
-)
-
-
-def _secret_name(value: str) -> str:
-    if not SECRET_NAME_RE.match(value):
-        raise PydanticCustomError(
-            "secret_name",
-            "expected the NAME of a secret in the vault (letters, digits, '_', '.', '-'; at most 200), "
-            "not a secret value; store the value with `ml-connector secrets set NAME`",
-        )
-    return value
-
-
-def _name(value: str) -> str:
-    if not NAME_RE.match(value):
-        raise PydanticCustomError(
-            "name",
-            "expected a name that starts with a letter and has only letters, digits, '_' or '-' "
-            "(at most 100), got '{value}'",
-            {"value": value},
-        )
-    return value
-
-
-def _scalar_str(value: Any) -> Any:
-    """YAML turns `NO` into False and `1000` into 1000: accept numbers as text, refuse booleans."""
-    if isinstance(value, bool):
-        raise PydanticCustomError(
-            "quote",
-            "expected text, got the YAML boolean {value} (YAML reads NO, YES, ON, OFF as booleans); "
-            "put the value in quotes",
-            {"value": str(value).lower()},
-        )
-    if isinstance(value, int | float):
-        return str(value)
-    return value
-
-
-#: The name of a secret stored in the vault.
-SecretName = Annotated[str, AfterValidator(_secret_name)]
-#: A connection, flow or stream name.
-Name = Annotated[str, AfterValidator(_name)]
-Text = Annotated[str, BeforeValidator(_scalar_str)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 # --------------------------------------------------------------------------- engine, server
@@ -213,92 +129,36 @@ class ServerConfig(_Model):
 
 
 # --------------------------------------------------------------------------- connections
+# Each connection's settings model belongs to its system (systems/<name>/settings.py) and is found
+# through the registry; `connections:` validates against the union of the registered ones.
 
 
-class SapAuth(_Model):
-    username: Text = Field(min_length=1)
-    password_secret: SecretName
+def connection_models() -> dict[str, type[BaseModel]]:
+    """The connection settings model of every registered system, by `type` (registration order)."""
+    from ml_connector.core import registry
+
+    return {e.name: e.settings for e in registry.entries()}
 
 
-class SapLimits(_Model):
-    max_concurrent: int = Field(default=8, ge=1, le=64)
-    calls_per_second: float = Field(default=20, ge=10, le=50)
+class _RegisteredConnection:
+    """Annotation marker: validate as the settings model of the registered system named by `type`
+    (a tagged union, so an unknown `type` is one error listing the registered types)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        choices: dict[Hashable, CoreSchema] = {name: handler.generate_schema(model)
+                                               for name, model in connection_models().items()}
+        if not choices:  # a package installed without its entry points (e.g. a stale editable install)
+            return core_schema.no_info_plain_validator_function(_no_systems)
+        return core_schema.tagged_union_schema(choices, discriminator="type")
 
 
-class SapEccConnection(_Model):
-    """An SAP ECC system, normally reached through the agent on the customer's network."""
-
-    type: Literal["sap_ecc"]
-    base_url: str = Field(min_length=1)
-    client: Text
-    language: Text = Field(default="EN", min_length=1, max_length=2)
-    via: Literal["agent", "direct"] = "agent"
-    auth: SapAuth
-    limits: SapLimits = Field(default_factory=lambda: SapLimits())
-    timeout: Duration = 60.0
-    transport: Literal["soap_rfc", "pyrfc"] = Field(
-        default="soap_rfc", description="RFC transport: SOAP-RFC over HTTP, or PyRFC (needs the SAP NW RFC SDK)")
-    odata: dict[str, str] | None = Field(
-        default=None, description="Gateway OData services by name, e.g. {vendors: /sap/opu/odata/sap/ZMLC_VENDOR_SRV}")
-
-    @field_validator("client")
-    @classmethod
-    def _check_client(cls, value: str) -> str:
-        if not re.fullmatch(r"\d{3}", value):
-            raise PydanticCustomError(
-                "sap_client", "expected the SAP client as 3 digits in quotes, like \"100\", got '{value}'",
-                {"value": value},
-            )
-        return value
+def _no_systems(value: Any) -> Any:
+    raise PydanticCustomError("no_systems", "no system is installed (the entry points 'ml_connector.systems' "
+                              "come with the installed package: run `uv sync` or `make venv`)")
 
 
-class RampAuth(_Model):
-    client_id: Text = Field(min_length=1)
-    client_secret_secret: SecretName
-    scope: str | None = Field(default=None, description="Default: the provider's scopes")
-
-
-class RateLimit(_Model):
-    requests: int = Field(ge=1)
-    period: Duration
-
-
-class RampConnection(_Model):
-    type: Literal["ramp"]
-    base_url: str | None = Field(default=None, description="Default from systems/ramp/provider.yaml")
-    auth: RampAuth
-    limits: RateLimit | None = None
-    timeout: Duration = 60.0
-
-    def base_url_resolved(self) -> str:
-        if self.base_url:
-            return self.base_url
-        from ml_connector.core.providers import fact
-
-        url = fact("ramp", "base_urls", "production")
-        if not url:
-            raise ConfigError("ramp: no base_url in the configuration and none in the provider facts")
-        return str(url)
-
-
-class SapB1Connection(_Model):
-    """An SAP Business One company, through its Service Layer; normally reached through the agent."""
-
-    type: Literal["sap_b1"]
-    base_url: str = Field(min_length=1, description="https://host:50000 (the service root /b1s/v1 is added), "
-                          "or the service root itself, e.g. https://host:50000/b1s/v2")
-    company_db: Text = Field(min_length=1, description="CompanyDB of the Service Layer login")
-    via: Literal["agent", "direct"] = "agent"
-    auth: SapAuth
-    timeout: Duration = 60.0
-    tls_verify: bool | str = Field(default=True, description="true, false, or a CA bundle path")
-    page_size: int | None = Field(default=None, ge=1, le=10000,
-                                  description="B1S-PageSize per request; default the server's (20)")
-
-
-Connection = Annotated[SapEccConnection | RampConnection | SapB1Connection, Field(discriminator="type")]
-CONNECTION_TYPES: dict[str, type[BaseModel]] = {"sap_ecc": SapEccConnection, "ramp": RampConnection,
-                                                "sap_b1": SapB1Connection}
+#: A connection's settings: whichever registered system's model its `type` names.
+Connection = Annotated[BaseModel, _RegisteredConnection()]
 
 
 # --------------------------------------------------------------------------- flows
@@ -538,7 +398,7 @@ class AppConfig(_Model):
                 return f"sqlite:///{(base / p).resolve()}"
         return url
 
-    def connection(self, name: str) -> SapEccConnection | RampConnection | SapB1Connection:
+    def connection(self, name: str) -> BaseModel:
         try:
             return self.connections[name]
         except KeyError:
@@ -610,6 +470,8 @@ def _unwrap(tp: Any) -> list[Any]:
     """The member types of an Optional/Union/Annotated annotation."""
     origin = typing.get_origin(tp)
     if origin is Annotated:
+        if any(isinstance(m, _RegisteredConnection) for m in typing.get_args(tp)[1:]):
+            return list(connection_models().values())
         return _unwrap(typing.get_args(tp)[0])
     if origin is Union or origin is types.UnionType:
         out: list[Any] = []
@@ -713,7 +575,7 @@ def _describe(err: Any, loc: Loc, data: Any) -> list[tuple[Loc, str]]:
         tags = ctx.get("expected_tags", "")
         return [((*loc, "type"), f"expected one of {tags}, got {ctx.get('tag')!r}")]
     if etype == "union_tag_not_found":
-        return [(loc, f"missing 'type' (one of {', '.join(repr(t) for t in CONNECTION_TYPES)})")]
+        return [(loc, f"missing 'type' (one of {', '.join(repr(t) for t in connection_models())})")]
     if etype == "literal_error":
         return [(loc, f"expected {ctx.get('expected')}, got {_short(inp)}")]
     if etype in ("model_type", "model_attributes_type", "dict_type"):
@@ -751,18 +613,82 @@ def _plain_secret_message(key: str) -> str:
     )
 
 
+FLOWS_PACKAGE = "ml_connector.flows"
+
+
+def flow_pairs() -> list[str]:
+    """The flow modules (`flows/<pair>.py`), found without importing them (a flow module imports its
+    systems' clients and the engine: seconds, too slow for loading a configuration)."""
+    import pkgutil
+
+    package = importlib.import_module(FLOWS_PACKAGE)
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+
+
+def flow_stream_names(pair: str) -> list[str] | None:
+    """The stream names a flow module declares as a literal `STREAMS = (...)` at its top level, read
+    from its source without importing it; None when it declares none (its streams are then checked
+    when the flow is built)."""
+    import ast
+
+    spec = importlib.util.find_spec(f"{FLOWS_PACKAGE}.{pair}")
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    try:
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, expr = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, expr = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "STREAMS" for t in targets):
+            try:
+                value = ast.literal_eval(expr)
+            except ValueError:
+                return None
+            return [str(v) for v in value] if isinstance(value, list | tuple | set | frozenset | dict) else None
+    return None
+
+
+def _pair_problems(fname: str, flow: dict[str, Any], pairs: list[str]) -> list[tuple[Loc, str]]:
+    pair = flow.get("pair")
+    if not isinstance(pair, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", pair):
+        return []  # missing or malformed: reported by the model
+    if pair not in pairs:
+        known = ", ".join(repr(p) for p in pairs) or "none"
+        return [(("flows", fname, "pair"),
+                 f"no flow module named {pair!r}{_did_you_mean(pair, pairs)} (pairs: {known}; "
+                 f"a pair is a module {FLOWS_PACKAGE}.<pair>)")]
+    streams = flow.get("streams")
+    names = flow_stream_names(pair) if isinstance(streams, list) else None
+    out: list[tuple[Loc, str]] = []
+    for i, stream in enumerate(streams if names is not None and isinstance(streams, list) else []):
+        if isinstance(stream, str) and stream not in (names or []):
+            out.append((("flows", fname, "streams", i),
+                        f"flow pair {pair!r} has no stream {stream!r}{_did_you_mean(stream, names or [])} "
+                        f"(streams: {', '.join(names or []) or 'none'})"))
+    return out
+
+
 def _reference_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
-    """Flows whose source/target names no connection (checked on the raw data, so that
-    these are reported together with every other problem)."""
+    """Flows whose source/target names no connection, whose pair names no flow module, or whose streams
+    name none of the pair's (checked on the raw data, so that these are reported together with every
+    other problem)."""
     connections = data.get("connections")
     names = [str(k) for k in connections] if isinstance(connections, dict) else []
     flows = data.get("flows")
     out: list[tuple[Loc, str]] = []
     if not isinstance(flows, dict):
         return out
+    pairs = flow_pairs() if any(isinstance(f, dict) and "pair" in f for f in flows.values()) else []
     for fname, flow in flows.items():
         if not isinstance(flow, dict):
             continue
+        out.extend(_pair_problems(str(fname), flow, pairs))
         for role in ("source", "target"):
             ref = flow.get(role)
             if isinstance(ref, str) and ref not in names:
@@ -808,6 +734,21 @@ def _check_expansion(root: yaml.Node, filename: str) -> None:
             stack.extend(node.value)
 
 
+_schema_generation = -1
+
+
+def _rebuild_if_registry_changed() -> None:
+    """A system registered in this process after AppConfig was built joins the connection union."""
+    global _schema_generation
+    from ml_connector.core import registry
+
+    gen = registry.generation()
+    if gen != _schema_generation:
+        if _schema_generation != -1:
+            AppConfig.model_rebuild(force=True)
+        _schema_generation = gen
+
+
 def parse_config(text: str, filename: str = CONFIG_FILENAME, config_dir: Path | None = None) -> AppConfig:
     """Validate configuration text; raise ConfigError with one `file:line: path: problem` per line."""
     loader = yaml.SafeLoader(text)
@@ -844,6 +785,7 @@ def parse_config(text: str, filename: str = CONFIG_FILENAME, config_dir: Path | 
         problems.append((lines.line(loc), loc, msg))
 
     cfg: AppConfig | None = None
+    _rebuild_if_registry_changed()
     try:
         cfg = AppConfig.model_validate(data)
     except ValidationError as exc:
@@ -900,9 +842,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
 
 
 def example_config(sap_url: str, ramp_url: str) -> str:
-    """A commented configuration wired to the sandbox systems (written by `ml-connector init`)."""
-    from ml_connector.systems.ramp.sandbox.state import DEFAULT_ENTITY_ID
+    """The commented example written by `ml-connector init`: the demo's systems, wired to the sandbox.
+    Which systems and flows it shows is the demo's business (demo.py); the frame is `config_template`."""
+    from ml_connector.demo import init_example
 
+    return init_example(sap_url, ramp_url)
+
+
+def config_template(connections: str, flows: str) -> str:
+    """A commented configuration around `connections` and `flows` (YAML lines indented under those
+    keys, e.g. from each system's registry entry `example`)."""
     return f"""\
 # ml-connector configuration.
 #
@@ -941,27 +890,7 @@ server:
 
 # The systems to connect, by name. `type` picks the connector.
 connections:
-  sap_ecc:
-    type: sap_ecc
-    base_url: {sap_url}
-    client: "100"            # the SAP client, 3 digits, in quotes
-    language: EN
-    via: agent               # reached through the agent on the SAP network ('direct' also allowed)
-    auth:
-      username: RFC_USER
-      password_secret: sap_ecc_password     # ml-connector secrets set sap_ecc_password
-    limits: {{max_concurrent: 8, calls_per_second: 20}}
-    timeout: 60s
-
-  ramp:
-    type: ramp
-    base_url: {ramp_url}      # omit to use Ramp's production URL
-    auth:
-      client_id: ramp_demo_client
-      client_secret_secret: ramp_client_secret   # ml-connector secrets set ramp_client_secret
-      scope: "accounting:read accounting:write bills:read"
-    # limits: {{requests: 200, period: 10s}}   # override the provider's rate limit
-
+{connections}
 # Alerts to operators (the control plane): an agent offline / back online, a failed sync run.
 # At most one per event and agent (or flow/stream) per `interval`. A Slack incoming-webhook URL
 # is a credential: give it as url_secret (a vault secret name), not url.
@@ -975,24 +904,4 @@ connections:
 
 # What moves where, and when.
 flows:
-  vendors_to_ramp:
-    pair: sap_ecc_ramp        # the flow module flows/sap_ecc_ramp.py
-    source: sap_ecc           # connection names from above
-    target: ramp
-    streams: [vendors, gl_accounts, cost_centers]   # SAP master data -> Ramp
-    schedule: {{interval: 7d}}  # or {{cron: "0 3 * * 1"}} (exactly one of the two)
-    options:                  # settings of this pair
-      company_codes: ["1000", "2000", "3000"]
-      page_size: 5000
-    mappings: {{}}              # table -> {{source value: target value}}
-
-  bills_to_sap:
-    pair: sap_ecc_ramp
-    source: ramp              # approved Ramp bills ...
-    target: sap_ecc           # ... become SAP vendor invoices (posted exactly once)
-    streams: [bills]
-    schedule: {{interval: 1h}}  # Ramp suggests polling every 1-4 h
-    mappings:
-      entities:               # Ramp entity id -> SAP company code (unmapped bills wait; see `parked`)
-        "{DEFAULT_ENTITY_ID}": "1000"
-"""
+{flows}"""

@@ -35,6 +35,46 @@ def _port(preferred: int) -> int:
             return int(s.getsockname()[1])
 
 
+#: The flows of the `init` example and the demo (the connections come from the systems' registry entries).
+INIT_FLOWS = """\
+  vendors_to_ramp:
+    pair: sap_ecc_ramp        # the flow module flows/sap_ecc_ramp.py
+    source: sap_ecc           # connection names from above
+    target: ramp
+    streams: [vendors, gl_accounts, cost_centers]   # SAP master data -> Ramp
+    schedule: {{interval: 7d}}  # or {{cron: "0 3 * * 1"}} (exactly one of the two)
+    options:                  # settings of this pair
+      company_codes: ["1000", "2000", "3000"]
+      page_size: 5000
+    mappings: {{}}              # table -> {{source value: target value}}
+
+  bills_to_sap:
+    pair: sap_ecc_ramp
+    source: ramp              # approved Ramp bills ...
+    target: sap_ecc           # ... become SAP vendor invoices (posted exactly once)
+    streams: [bills]
+    schedule: {{interval: 1h}}  # Ramp suggests polling every 1-4 h
+    mappings:
+      entities:               # Ramp entity id -> SAP company code (unmapped bills wait; see `parked`)
+        "{entity_id}": "1000"
+"""
+
+
+def init_example(sap_url: str, ramp_url: str) -> str:
+    """What `ml-connector init` writes: SAP ECC and Ramp (their registry entries' examples) and the flows
+    between them, wired to the sandbox URLs given."""
+    from ml_connector.config import config_template
+    from ml_connector.core import registry
+    from ml_connector.systems.ramp.sandbox.state import DEFAULT_ENTITY_ID
+
+    examples = []
+    for name, url in (("sap_ecc", sap_url), ("ramp", ramp_url)):
+        example = registry.get(name).example
+        assert example is not None, f"system {name} has no example connection"
+        examples.append(example(url))
+    return config_template("\n".join(examples), INIT_FLOWS.format(entity_id=DEFAULT_ENTITY_ID))
+
+
 AGENT_TABLES = ["LFA1", "LFB1", "CDHDR", "T001", "SKA1", "SKAT", "SKB1", "CSKS", "CSKT", "BKPF", "BSIK", "BSAK"]
 
 
@@ -44,9 +84,9 @@ def _start_agent(rt: Any, workdir: Path, sap: dict[str, Any]) -> tuple[Any, Any]
 
     from ml_connector.agent.config import AgentConfig
     from ml_connector.agent.runner import Agent, load_identity, open_vault, pair
-    from ml_connector.agent.service import AgentService, Settings
     from ml_connector.core.servers import serve_in_thread
     from ml_connector.server.agent_api import agent_router
+    from ml_connector.server.agents.service import AgentService, Settings
 
     svc = AgentService(rt.db, rt.vault, Settings(db_poll=0.05))
     app = FastAPI(title="ml-connector control plane (agent API)")
@@ -82,7 +122,7 @@ def run_demo(workdir: Path, *, vendors: int = 3000, console: Console | None = No
     workdir.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]ml-connector demo: SAP ECC vendors → Ramp")
     handles = start_sandboxes(ports={"sap_ecc": _port(8010), "ramp": _port(8020)}, vendors=vendors,
-                              state_dir=workdir / "sandbox")
+                              state_dir=workdir / "sandbox", systems=("sap_ecc", "ramp"))
     try:
         sap, ramp = handles["sap_ecc"].info, handles["ramp"].info
         console.print(f"sandbox SAP ECC  {sap['base_url']}  (client {sap['client']}, user {sap['user']})")

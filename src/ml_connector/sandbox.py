@@ -1,6 +1,7 @@
 """Start the sandbox emulators (one real HTTP server each) on loopback.
 
-Used by `ml-connector sandbox`, `make demo` and the tests. With a state
+Used by `ml-connector sandbox`, `make demo` and the tests. Each system's emulator (app, seed,
+snapshot/restore, `--json` info) comes from its registry entry. With a state
 directory the emulators keep their data between runs, so that a second demo
 run finds the vendors the first one created (and reports zero writes).
 """
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ml_connector.core import registry
+from ml_connector.core.registry import Emulator
 from ml_connector.core.servers import ServerHandle, serve_in_thread
 
 log = logging.getLogger(__name__)
@@ -42,46 +45,21 @@ class SandboxHandle:
         self.save()
 
 
-# -- what is persisted per emulator (data only: no locks, faults or sessions) ---------------
-
-RAMP_DATA = ("vendors", "gl_accounts", "fields", "field_options", "bills", "bill_order", "syncs",
-             "billpay_vendors", "billpay_order")
-
-def _snapshot(name: str, state: Any) -> dict[str, Any]:
-    if name == "sap_b1":
-        with state.lock:
-            return {"rows": {n: es.rows for n, es in state.sets.items()}, "next_jdt": state._next_jdt,
-                    "next_number": state._next_number}
-    if name == "ramp":
-        with state.lock:
-            return {"seq": state._seq, "business_id": state.business_id,
-                    **{k: getattr(state, k) for k in RAMP_DATA}}
-    with state.data.lock:
-        return {"stores": state.data._stores, "changenr": state.data._changenr}
+# -- what is persisted per emulator: each system's entry says (data only: no locks, faults or sessions)
 
 
-def _restore(name: str, state: Any, snap: dict[str, Any]) -> None:
-    if name == "sap_b1":
-        for n, rows in snap["rows"].items():
-            if n in state.sets:
-                state.sets[n].rows = rows
-        state._next_jdt, state._next_number = snap["next_jdt"], snap["next_number"]
-    elif name == "ramp":
-        for k in RAMP_DATA:
-            if k in snap:
-                setattr(state, k, snap[k])
-        state._seq = snap["seq"]
-        state.business_id = snap["business_id"]
-    else:
-        state.data._stores = snap["stores"]
-        state.data._changenr = snap["changenr"]
+def _emulator(name: str) -> Emulator:
+    emulator = registry.get(name).emulator
+    if emulator is None:
+        raise LookupError(f"system {name!r} has no sandbox emulator")
+    return emulator
 
 
 def _save(name: str, state: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as fh:
-        pickle.dump(_snapshot(name, state), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(_emulator(name).snapshot(state), fh, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
 
 
@@ -92,55 +70,35 @@ def _load(name: str, state: Any, path: Path) -> bool:
         with open(path, "rb") as fh:
             # Our own file, written by _save above in the user's data directory.
             snap = pickle.load(fh)  # noqa: S301
-        _restore(name, state, snap)
+        _emulator(name).restore(state, snap)
         return True
     except Exception as exc:  # a corrupt or old snapshot: start fresh, say so
         log.warning("sandbox %s: ignoring unreadable state file %s (%s)", name, path, exc)
         return False
 
 
+def default_systems() -> tuple[str, ...]:
+    """The emulators started when no system list is given."""
+    return tuple(e.name for e in registry.with_emulator() if e.emulator and e.emulator.started_by_default)
+
+
 def start_sandboxes(*, host: str = "127.0.0.1", ports: dict[str, int] | None = None, vendors: int = 3000,
-                    state_dir: Path | None = None, systems: tuple[str, ...] = ("sap_ecc", "ramp"),
-                    ramp_state: Any = None, ecc_state: Any = None, b1_state: Any = None) -> dict[str, SandboxHandle]:
-    """Start the emulators; return handles keyed by system name ('sap_b1' only when asked for)."""
+                    state_dir: Path | None = None, systems: tuple[str, ...] | None = None,
+                    states: dict[str, Any] | None = None) -> dict[str, SandboxHandle]:
+    """Start the emulators of `systems` (default: the registered ones started by default); return handles
+    keyed by system name. `ports` by system name (0 or absent: any free port); `states` by system name:
+    a state object to serve instead of a fresh one; `vendors`: how many master records to seed."""
     ports = ports or {}
+    states = states or {}
     out: dict[str, SandboxHandle] = {}
-    if "sap_ecc" in systems:
-        from ml_connector.systems.sap_ecc.sandbox.app import DEMO_PASSWORD, DEMO_USER, EccSandbox
-        from ml_connector.systems.sap_ecc.sandbox.app import create_app as ecc_app
-
-        ecc = ecc_state or EccSandbox(vendors=0 if state_dir and (state_dir / "sap_ecc.pickle").exists()
-                                      else vendors)
-        sf = state_dir / "sap_ecc.pickle" if state_dir else None
-        if sf is not None and not _load("sap_ecc", ecc, sf) and not ecc.data.count("LFA1", ecc.client):
-            ecc.data.seed_vendors(vendors, 42, client=ecc.client)
-        srv = serve_in_thread(ecc_app(ecc), name="sap_ecc", host=host, port=ports.get("sap_ecc", 0))
-        out["sap_ecc"] = SandboxHandle("sap_ecc", srv, ecc, {
-            "base_url": srv.url, "client": ecc.client, "user": DEMO_USER, "password": DEMO_PASSWORD,
-            "soap_rfc": f"{srv.url}/sap/bc/soap/rfc?sap-client={ecc.client}",
-            "admin": f"{srv.url}/_sandbox"}, sf)
-    if "ramp" in systems:
-        from ml_connector.systems.ramp.sandbox.app import create_app as ramp_app
-        from ml_connector.systems.ramp.sandbox.state import RampSandbox
-
-        ramp = ramp_state or RampSandbox()
-        sf = state_dir / "ramp.pickle" if state_dir else None
-        if sf is not None:
-            _load("ramp", ramp, sf)
-        srv = serve_in_thread(ramp_app(ramp), name="ramp", host=host, port=ports.get("ramp", 0))
-        out["ramp"] = SandboxHandle("ramp", srv, ramp, {
-            "base_url": srv.url, "client_id": ramp.client_id, "client_secret": ramp.client_secret,
-            "token_url": f"{srv.url}/developer/v1/token", "admin": f"{srv.url}/_sandbox"}, sf)
-    if "sap_b1" in systems:
-        from ml_connector.systems.sap_b1.sandbox.app import B1Sandbox
-        from ml_connector.systems.sap_b1.sandbox.app import create_app as b1_app
-
-        b1 = b1_state or B1Sandbox()
-        sf = state_dir / "sap_b1.pickle" if state_dir else None
-        if sf is not None:
-            _load("sap_b1", b1, sf)
-        srv = serve_in_thread(b1_app(b1), name="sap_b1", host=host, port=ports.get("sap_b1", 0))
-        out["sap_b1"] = SandboxHandle("sap_b1", srv, b1, {
-            "base_url": srv.url, "service_root": f"{srv.url}/b1s/v1", "company_db": b1.company_db,
-            "user": b1.user, "password": b1.password, "admin": f"{srv.url}/_sandbox"}, sf)
+    for name in default_systems() if systems is None else systems:
+        emulator = _emulator(name)
+        sf = state_dir / f"{name}.pickle" if state_dir else None
+        state = states.get(name)
+        if state is None:  # a snapshot to restore: no seeding first (it would be replaced)
+            state = emulator.new_state(0 if sf is not None and sf.exists() else vendors)
+        if sf is not None and not _load(name, state, sf) and emulator.ensure_seeded is not None:
+            emulator.ensure_seeded(state, vendors)
+        srv = serve_in_thread(emulator.create_app(state), name=name, host=host, port=ports.get(name, 0))
+        out[name] = SandboxHandle(name, srv, state, emulator.info(state, srv.url), sf)
     return out

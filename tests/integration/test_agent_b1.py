@@ -1,5 +1,5 @@
 """SAP Business One through the remote agent, every party a separate OS process: the Service Layer
-emulator (`ml-connector sandbox`), the control plane (`python -m ml_connector.agent.serve`) and an
+emulator (`ml-connector sandbox`), the control plane (`python -m ml_connector.server.agents.serve`) and an
 agent (`ml-connector agent`) whose agent.yaml serves one B1 system with a resource allow-list.
 The test process plays the flow: `ChannelServiceLayerClient` over `RemoteAgentChannel`."""
 
@@ -13,9 +13,9 @@ import httpx
 import pytest
 import yaml
 
-from ml_connector.agent.channel import RemoteAgentChannel
 from ml_connector.core.channel import ChannelError, ChannelRequest
 from ml_connector.core.db import Database
+from ml_connector.server.agents.channel import RemoteAgentChannel
 from ml_connector.systems.sap_b1.client import ChannelServiceLayerClient
 from ml_connector.systems.sap_b1.errors import B1Error
 from tests.integration.test_agent_harness import AgentProc, ControlPlane, World, start_sandbox

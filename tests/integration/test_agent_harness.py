@@ -44,8 +44,8 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 def start_sandbox(prefix: list[str] | None = None, host: str = "127.0.0.1",
                   system: str = "sap_ecc") -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """`ml-connector sandbox` in its own process; the connection info of `system` (sap_ecc, ramp, sap_b1)."""
-    p = subprocess.Popen([*(prefix or []), str(BIN), "sandbox", "--json", "--host", host, "--sap-ecc-port", "0",
-                          "--ramp-port", "0", "--sap-b1-port", "0", "--vendors", "20"],
+    p = subprocess.Popen([*(prefix or []), str(BIN), "sandbox", "--json", "--host", host, "--port", "sap_ecc=0",
+                          "--port", "ramp=0", "--port", "sap_b1=0", "--vendors", "20"],
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     line = p.stdout.readline()
@@ -76,7 +76,7 @@ class ControlPlane:
 
     def start(self) -> None:
         with open(self.log, "ab") as fh:
-            self.proc = subprocess.Popen([PY, "-m", "ml_connector.agent.serve", "-c", str(self.config)],
+            self.proc = subprocess.Popen([PY, "-m", "ml_connector.server.agents.serve", "-c", str(self.config)],
                                          stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         wait_http(self.url + "/health")
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from ml_connector.agent.channel import RemoteAgentChannel
-from ml_connector.agent.models import AgentCallRow
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
 from ml_connector.core.models import AuditRow
+from ml_connector.server.agents.channel import RemoteAgentChannel
+from ml_connector.server.agents.models import AgentCallRow
 from tests.integration.test_agent_harness import (
     AgentProc,
     ControlPlane,

@@ -22,10 +22,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from ml_connector.agent.channel import RemoteAgentChannel
-from ml_connector.agent.models import AgentCallRow, AgentRow
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
+from ml_connector.server.agents.channel import RemoteAgentChannel
+from ml_connector.server.agents.models import AgentCallRow, AgentRow
 from tests.integration.test_agent_harness import AgentProc, ControlPlane, sap_faults, sap_stats, start_sandbox, wait_for
 
 LIMITS = {"calls_per_second": 10, "max_concurrent": 2}

@@ -1,5 +1,5 @@
 """The remote agent end to end, every party a separate OS process:
-SAP sandbox (`ml-connector sandbox`), control plane (`python -m ml_connector.agent.serve`),
+SAP sandbox (`ml-connector sandbox`), control plane (`python -m ml_connector.server.agents.serve`),
 agents (`ml-connector agent`). The test process plays the flow worker: it queues calls in
 the control plane's database through `RemoteAgentChannel`.
 """
@@ -19,10 +19,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from ml_connector.agent.channel import RemoteAgentChannel
-from ml_connector.agent.models import AgentCallRow
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
+from ml_connector.server.agents.channel import RemoteAgentChannel
+from ml_connector.server.agents.models import AgentCallRow
 from ml_connector.systems.sap_ecc.client import ChannelRfcCaller
 from ml_connector.systems.sap_ecc.posting import DocumentPoster, GLLine, VendorInvoice, document_xblnr
 from ml_connector.systems.sap_ecc.table_reader import TableReader

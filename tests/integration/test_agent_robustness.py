@@ -20,11 +20,11 @@ import pytest
 import yaml
 from sqlalchemy import delete, select
 
-from ml_connector.agent.channel import RemoteAgentChannel
-from ml_connector.agent.models import AgentCallRow, AgentRow
 from ml_connector.config import example_config
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
+from ml_connector.server.agents.channel import RemoteAgentChannel
+from ml_connector.server.agents.models import AgentCallRow, AgentRow
 from tests.integration.test_agent_harness import (
     BIN,
     AgentProc,

@@ -24,8 +24,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from ml_connector.agent import protocol as proto
-from ml_connector.agent.channel import RemoteAgentChannel
-from ml_connector.agent.service import AgentService, Settings
 from ml_connector.core.alerts import Alerter, AlertSettings, Webhook
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
@@ -34,6 +32,8 @@ from ml_connector.core.servers import ServerHandle, serve_in_thread
 from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.sandbox import start_sandboxes
 from ml_connector.server.agent_api import agent_router
+from ml_connector.server.agents.channel import RemoteAgentChannel
+from ml_connector.server.agents.service import AgentService, Settings
 from tests.integration.test_agent_harness import BIN, ControlPlane, free_port
 from tests.support import make_env, wait_until
 

@@ -38,7 +38,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture(scope="module")
 def sandbox(clock: FakeClock) -> Iterator[SandboxHandle]:
-    h = start_sandboxes(systems=("sap_b1",), b1_state=B1Sandbox(clock=clock))["sap_b1"]
+    h = start_sandboxes(systems=("sap_b1",), states={"sap_b1": B1Sandbox(clock=clock)})["sap_b1"]
     try:
         yield h
     finally:

@@ -30,10 +30,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import select
 
 from ml_connector.agent import protocol as proto
-from ml_connector.agent.channel import RemoteAgentChannel
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
 from ml_connector.core.models import AuditRow
+from ml_connector.server.agents.channel import RemoteAgentChannel
 from tests.integration.test_agent_harness import (
     BIN,
     PY,
@@ -117,7 +117,7 @@ class TlsControlPlane(ControlPlane):
 
     def start(self) -> None:
         with open(self.log, "ab") as fh:
-            self.proc = subprocess.Popen([PY, "-m", "ml_connector.agent.serve", "-c", str(self.config)],
+            self.proc = subprocess.Popen([PY, "-m", "ml_connector.server.agents.serve", "-c", str(self.config)],
                                          stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **self.env_vars()})
         wait_https(self.url + "/health", self.ca)
 
@@ -387,7 +387,7 @@ def test_tls_setting_problems_name_the_file_line_and_field(tmp_path: Path) -> No
     def serve(server: dict[str, Any]) -> subprocess.CompletedProcess[str]:
         cfg.write_text(yaml.safe_dump({"engine": {"data_dir": "./data"}, "server": server}, sort_keys=False),
                        encoding="utf-8")
-        return subprocess.run([PY, "-m", "ml_connector.agent.serve", "-c", str(cfg)], capture_output=True,
+        return subprocess.run([PY, "-m", "ml_connector.server.agents.serve", "-c", str(cfg)], capture_output=True,
                               text=True, timeout=60)
 
     out = serve({"host": "127.0.0.1", "port": 1, "tls": {"cert_file": "pki/missing.pem", "key_file": "pki/server.key"}})

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ml_connector.agent.channel import RemoteAgentChannel
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
+from ml_connector.server.agents.channel import RemoteAgentChannel
 from tests.integration.test_agent_harness import AgentProc, ControlPlane, start_sandbox
 
 pytestmark = pytest.mark.netns

@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import select
 
 from ml_connector.agent import protocol as proto
-from ml_connector.agent.channel import RemoteAgentChannel
-from ml_connector.agent.models import AgentCallRow
-from ml_connector.agent.service import AgentIdentity, AgentService, Settings
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
 from ml_connector.core.vault import MasterKey, Vault
+from ml_connector.server.agents.channel import RemoteAgentChannel
+from ml_connector.server.agents.models import AgentCallRow
+from ml_connector.server.agents.service import AgentIdentity, AgentService, Settings
 from tests.scaleout.conftest import PG
 
 pytestmark = [pytest.mark.scaleout,

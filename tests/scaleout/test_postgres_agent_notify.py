@@ -1,5 +1,5 @@
 """Scale-out: the caller of agent calls is not the process the agent polls (a worker of
-`ml-connector run --no-server` beside `python -m ml_connector.agent.serve`). On Postgres
+`ml-connector run --no-server` beside `python -m ml_connector.server.agents.serve`). On Postgres
 both learn of the other's changes by LISTEN/NOTIFY instead of waiting for a timer:
 
 * this test's process queues calls and waits for their results (RemoteAgentChannel);
@@ -25,12 +25,12 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from ml_connector.agent import wakeups
-from ml_connector.agent.channel import RemoteAgentChannel
-from ml_connector.agent.models import AgentCallRow
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
 from ml_connector.core.pgnotify import APP_NAME
+from ml_connector.server.agents import wakeups
+from ml_connector.server.agents.channel import RemoteAgentChannel
+from ml_connector.server.agents.models import AgentCallRow
 from tests.integration.test_agent_harness import AgentProc, ControlPlane, sap_faults, start_sandbox, wait_for
 from tests.scaleout.conftest import PG
 

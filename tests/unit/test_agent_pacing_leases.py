@@ -16,16 +16,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from ml_connector.agent import protocol as proto
-from ml_connector.agent.channel import RemoteAgentChannel
-from ml_connector.agent.models import AgentCallRow
-from ml_connector.agent.pacing import Pacing, SystemBudget
-from ml_connector.agent.service import AgentIdentity, AgentService, AuthError, Settings
 from ml_connector.config import load_config
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
 from ml_connector.core.models import AuditRow
 from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.server.agent_api import agent_router
+from ml_connector.server.agents.channel import RemoteAgentChannel
+from ml_connector.server.agents.models import AgentCallRow
+from ml_connector.server.agents.pacing import Pacing, SystemBudget
+from ml_connector.server.agents.service import AgentIdentity, AgentService, AuthError, Settings
 
 SITE = "plant1"
 

@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from ml_connector.agent import protocol as proto
-from ml_connector.agent.service import AgentService, Settings
 from ml_connector.core.db import Database
 from ml_connector.core.models import AuditRow
 from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.server.agent_api import agent_router
+from ml_connector.server.agents.service import AgentService, Settings
 
 
 class Clock:

@@ -204,7 +204,7 @@ def test_reference_errors_reported_with_other_errors(tmp_path: Path) -> None:
 def test_unknown_connection_type(tmp_path: Path) -> None:
     errs = errors_of(tmp_path, replace(GOOD, "    type: ramp\n", "    type: rampp\n"))
     assert len(errs) == 1
-    assert ":12: connections.ramp.type: expected one of 'sap_ecc', 'ramp', 'sap_b1', got 'rampp'" in errs[0]
+    assert ":12: connections.ramp.type: expected one of 'ramp', 'sap_b1', 'sap_ecc', got 'rampp'" in errs[0]
 
 
 def test_sap_client_must_be_three_digits(tmp_path: Path) -> None:
@@ -395,3 +395,50 @@ def test_alerts_errors_name_line_and_field() -> None:
     assert "ml-connector.yaml:7: alerts.interval: expected a duration" in text
     with pytest.raises(ConfigError, match=r"alerts.webhooks: expected at least 1 item"):
         parse_config("alerts: {webhooks: []}\n")
+
+
+# --------------------------------------------------------------------------- flow pairs and streams
+
+
+def test_unknown_flow_pair_is_rejected_at_load_with_line_and_known_pairs(tmp_path: Path) -> None:
+    errs = errors_of(tmp_path, GOOD.replace("pair: sap_ecc_ramp", "pair: sap_ecc_rmap"))
+    assert len(errs) == 1
+    assert errs[0].endswith(":19: flows.vendors_to_ramp.pair: no flow module named 'sap_ecc_rmap'; did you mean "
+                            "'sap_ecc_ramp'? (pairs: 'sap_ecc_ramp'; a pair is a module ml_connector.flows.<pair>)")
+
+
+def test_unknown_flow_pair_is_reported_with_the_other_problems(tmp_path: Path) -> None:
+    text = GOOD.replace("pair: sap_ecc_ramp", "pair: procore_ramp").replace('client: "100"', 'client: "1"')
+    errs = errors_of(tmp_path, text)
+    assert any(":19: flows.vendors_to_ramp.pair: no flow module named 'procore_ramp'" in e for e in errs)
+    assert any(":7: connections.sap_ecc.client: expected the SAP client as 3 digits" in e for e in errs)
+
+
+@pytest.fixture
+def flows_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An extra directory on the flows package's path (as an installed flow module would be)."""
+    import ml_connector.flows
+
+    d = tmp_path / "more_flows"
+    d.mkdir()
+    monkeypatch.setattr(ml_connector.flows, "__path__", [*ml_connector.flows.__path__, str(d)])
+    return d
+
+
+def test_streams_of_a_flow_that_declares_them_are_checked(tmp_path: Path, flows_dir: Path) -> None:
+    (flows_dir / "zz_example_pair.py").write_text('STREAMS = ("vendors", "bills")\n', encoding="utf-8")
+    text = GOOD.replace("pair: sap_ecc_ramp", "pair: zz_example_pair").replace(
+        "streams: [vendors]", "streams: [vendors, bill]")
+    errs = errors_of(tmp_path, text)
+    assert len(errs) == 1
+    assert errs[0].endswith(":22: flows.vendors_to_ramp.streams[1]: flow pair 'zz_example_pair' has no stream "
+                            "'bill'; did you mean 'bills'? (streams: vendors, bills)")
+    ok = write(tmp_path, GOOD.replace("pair: sap_ecc_ramp", "pair: zz_example_pair"))
+    assert load_config(ok).flows["vendors_to_ramp"].pair == "zz_example_pair"
+
+
+def test_streams_are_not_checked_when_the_flow_declares_none(tmp_path: Path, flows_dir: Path) -> None:
+    (flows_dir / "zz_silent_pair.py").write_text("FLOW = None\n", encoding="utf-8")
+    text = GOOD.replace("pair: sap_ecc_ramp", "pair: zz_silent_pair").replace("streams: [vendors]",
+                                                                               "streams: [anything]")
+    assert load_config(write(tmp_path, text)).flows["vendors_to_ramp"].streams == ["anything"]

@@ -149,7 +149,7 @@ def test_map_by_name_through_subclasses() -> None:
 
 
 def test_connector_selects_transport(pyrfc: types.ModuleType) -> None:
-    from ml_connector.config import SapEccConnection
+    from ml_connector.systems.sap_ecc.settings import SapEccConnection
 
     base = {"type": "sap_ecc", "base_url": "http://sapecd:8001", "client": "100",
             "auth": {"username": "RFC_USER", "password_secret": "sap-password"}}

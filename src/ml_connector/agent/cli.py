@@ -1,4 +1,5 @@
-"""CLI: `ml-connector agents …` (control plane) and `ml-connector agent …` (customer site)."""
+"""CLI: `ml-connector agent …`, run at the customer's site (the control plane's `agents …` commands are
+in server/agents/cli.py)."""
 
 from __future__ import annotations
 
@@ -10,87 +11,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-agents_app = typer.Typer(no_args_is_help=True, help="Remote agents (control plane): pairing tokens, list, revoke.")
+from ml_connector.cli_common import console, err, fail_plain
+
 agent_app = typer.Typer(help="The on-premises agent: pair it, store its SAP secrets, run it (default).")
 agent_secrets_app = typer.Typer(no_args_is_help=True, help="The agent's own encrypted secrets (SAP passwords).")
 agent_app.add_typer(agent_secrets_app, name="secrets")
 
-console = Console()
-err = Console(stderr=True)
-
-CpConfig = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_CONFIG", help="Control plane configuration.")]
 AgentConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_AGENT_CONFIG",
                                               help="Agent configuration (agent.yaml).")]
-DEFAULT_CP = Path("ml-connector.yaml")
 DEFAULT_AGENT = Path("agent.yaml")
 
 
-def _service(config: Path) -> Any:
-    from ml_connector.agent.service import AgentService
-    from ml_connector.cli import _runtime
-
-    rt = _runtime(config)
-    return AgentService(rt.db, rt.vault)
-
-
-def _fail(msg: str, code: int = 1) -> typer.Exit:
-    from ml_connector.core.redact import redact
-
-    # The message may quote URLs and OpenSSL texts like "[SSL: ...]": printed without markup.
-    err.print("[red]error:[/red] ", end="", highlight=False)
-    err.print(redact(msg), highlight=False, markup=False, soft_wrap=True)  # URLs stay whole
-    return typer.Exit(code)
-
-
-# ------------------------------------------------------------------------------ control plane
-
-
-@agents_app.command("issue-token")
-def issue_token(config: CpConfig = DEFAULT_CP,
-                site: str = typer.Option("default", help="The site the paired agent will serve."),
-                ttl: str = typer.Option("15m", help="How long the token can be used (e.g. 15m, 1h).")) -> None:
-    """Issue a one-time pairing token (printed once; stored hashed)."""
-    from ml_connector.config import parse_duration
-
-    try:
-        seconds = parse_duration(ttl)
-    except ValueError as exc:
-        raise _fail(str(exc), 2) from None
-    from ml_connector.agent.runner import key_fingerprint
-
-    svc = _service(config)
-    token = svc.issue_token(site, seconds)
-    err.print(f"pairing token for site [bold]{site}[/bold], valid {ttl}, usable once:")
-    print(token, flush=True)
-    err.print(f"control plane key {key_fingerprint(svc.control_public_key())} (pin it: ml-connector agent pair "
-              "--control-plane-key ...)", highlight=False, markup=False, soft_wrap=True)
-
-
-@agents_app.command("list")
-def list_agents(config: CpConfig = DEFAULT_CP,
-                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The agents and their state."""
-    agents = _service(config).list_agents()
-    if as_json:
-        print(json.dumps(agents, default=str))
-        return
-    t = Table("id", "site", "name", "state", "last seen", "in flight", "queued (site)", "skew s")
-    for a in agents:
-        seen = "never" if a["seconds_since_seen"] is None else f"{a['seconds_since_seen']:.0f} s ago"
-        t.add_row(a["id"], a["site"], a["name"], a["state"], seen, str(a["in_flight"]), str(a["queued_for_site"]),
-                  "" if a["clock_skew"] is None else str(a["clock_skew"]))
-    console.print(t)
-
-
-@agents_app.command("revoke")
-def revoke(agent_id: str, config: CpConfig = DEFAULT_CP) -> None:
-    """Revoke an agent: its next poll is refused and it stops."""
-    if not _service(config).revoke(agent_id):
-        raise _fail(f"no agent {agent_id!r}")
-    console.print(f"revoked agent [bold]{agent_id}[/bold]; it stops at its next poll")
+_fail = fail_plain
 
 
 # ------------------------------------------------------------------------------ agent
@@ -232,6 +165,5 @@ def agent_secrets_list(config: AgentConfigOpt = DEFAULT_AGENT) -> None:
 
 
 def register_commands(app: typer.Typer) -> None:
-    """Add `agents` (control plane) and `agent` (customer site) to the main CLI."""
-    app.add_typer(agents_app, name="agents")
+    """Add `agent` (customer site) to the main CLI."""
     app.add_typer(agent_app, name="agent")

@@ -33,17 +33,20 @@ from __future__ import annotations
 
 import fnmatch
 import ssl
+from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-from ml_connector.config import Duration, SecretName, Text
+from ml_connector.core import registry
 from ml_connector.core.channel import ChannelFault
 from ml_connector.core.providers import fact
+from ml_connector.core.settings import AgentSystemSettings, Duration
 
 AGENT_CONFIG_FILENAME = "agent.yaml"
 
@@ -56,38 +59,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class AllowList(_Model):
-    functions: list[str] = Field(default_factory=list)
-    tables: list[str] = Field(default_factory=list)
-    resources: list[str] = Field(default_factory=list)
-
-    @field_validator("functions", "tables", "resources")
-    @classmethod
-    def _upper(cls, v: list[str]) -> list[str]:
-        return [str(x).strip() for x in v if str(x).strip()]
+def _agent_system_types() -> list[str]:
+    """The registered systems the agent can serve (their entries have an agent side)."""
+    return [e.name for e in registry.with_agent()]
 
 
-class AgentSystem(_Model):
-    type: Literal["sap_ecc", "sap_b1"] = "sap_ecc"
-    base_url: str = Field(min_length=1)
-    # pyrfc: native RFC to the application server of base_url (instance number from the ICM port)
-    transport: Literal["soap_rfc", "pyrfc"] = "soap_rfc"
-    client: Text = "100"
-    company_db: Text | None = None  # sap_b1: CompanyDB of the Service Layer login
-    user: Text = Field(min_length=1)
-    password_secret: SecretName
-    language: Text | None = "EN"
-    calls_per_second: int = Field(default=20, ge=10, le=50)
-    max_concurrent: int = Field(default=4, ge=1, le=64)
-    timeout: Duration = 60.0
-    tls_verify: bool | str = True
-    allow: AllowList = Field(default_factory=AllowList)
+def _with_default_type(data: Any) -> Any:
+    """A system that names no `type` is of the registered type that declares itself the default."""
+    if isinstance(data, dict) and "type" not in data:
+        default = next((e.name for e in registry.with_agent() if e.agent and e.agent.default_type), None)
+        if default is not None:
+            return {"type": default, **data}
+    return data
 
-    @model_validator(mode="after")
-    def _b1_company(self) -> AgentSystem:
-        if self.type == "sap_b1" and not self.company_db:
-            raise ValueError("company_db (the CompanyDB of the Service Layer login) is required for type sap_b1")
-        return self
+
+def _no_agent_systems(value: Any) -> Any:
+    raise PydanticCustomError("no_systems", "no on-prem system is installed (the entry points "
+                              "'ml_connector.systems' come with the installed package: run `uv sync`)")
+
+
+class _RegisteredAgentSystem:
+    """Annotation marker: validate as the agent settings model of the registered system named by `type`."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        choices: dict[Hashable, CoreSchema] = {
+            e.name: handler.generate_schema(e.agent.settings) for e in registry.with_agent() if e.agent}
+        if not choices:
+            return core_schema.no_info_plain_validator_function(_no_agent_systems)
+        return core_schema.no_info_before_validator_function(
+            _with_default_type, core_schema.tagged_union_schema(choices, discriminator="type"))
+
+
+#: One system of agent.yaml: its type's settings model (the common fields are AgentSystemSettings').
+AgentSystem = Annotated[AgentSystemSettings, _RegisteredAgentSystem()]
 
 
 class PollConfig(_Model):
@@ -149,8 +153,7 @@ def load_agent_config(path: Path) -> AgentConfig:
     try:
         cfg = AgentConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise AgentConfigError("\n".join(lines)) from None
+        raise AgentConfigError("\n".join(f"{path}: {_problem(e)}" for e in exc.errors())) from None
     cfg._dir = path.resolve().parent
     ca = cfg.tls_ca_path()
     if ca is not None:
@@ -164,6 +167,18 @@ def load_agent_config(path: Path) -> AgentConfig:
             raise AgentConfigError(f"{path}: tls_verify: cannot load the CA bundle {ca}: {exc} (PEM "
                                    "certificates expected)") from None
     return cfg
+
+
+def _problem(err: Any) -> str:
+    """`dotted.path: message` of a validation error; a system's type (the union's tag) is not in the path."""
+    loc = [str(p) for p in err["loc"]]
+    types = _agent_system_types()
+    if len(loc) > 3 and loc[0] == "systems" and loc[2] in types:
+        del loc[2]
+    if err["type"] == "union_tag_invalid":
+        tag = (err.get("ctx") or {}).get("tag")
+        return f"{'.'.join([*loc, 'type'])}: expected one of {', '.join(repr(t) for t in types)}, got {tag!r}"
+    return f"{'.'.join(loc)}: {err['msg']}"
 
 
 def write_minimal_config(path: Path, control_plane: str, site: str = "") -> None:
@@ -227,7 +242,7 @@ def _table_fault(system: str, function: str, table: str, why: str, key: str = ""
                         details={"system": system, "function": function, "table": table})
 
 
-def _check_tables(cfg_system: AgentSystem, system: str, function: str, params: dict[str, Any]) -> ChannelFault | None:
+def _check_tables(cfg_system: Any, system: str, function: str, params: dict[str, Any]) -> ChannelFault | None:
     """Tables are checked for every module that can read one, however the module was allowed.
 
     A known reader must name its table, and the table must be allowed. Another module that
@@ -269,10 +284,10 @@ def check_allowed(cfg: AgentConfig, system: str, function: str, params: dict[str
     if sysc is None:
         return ChannelFault(type="UnknownSystem", key=system,
                             message=f"no system named {system!r} is served by this agent")
-    if sysc.type == "sap_b1":  # Service Layer calls: resources and methods, not function modules
-        from ml_connector.systems.sap_b1.allow import check_resource
-
-        return check_resource(system, function, params, sysc.allow.resources)
+    agent = registry.get(sysc.type).agent
+    if agent is not None and agent.check is not None:  # e.g. Service Layer calls: resources and methods
+        return agent.check(sysc, system, function, params)
+    # The default: function modules against allow.functions, the tables they read against allow.tables.
     allow = sysc.allow
     if not _match(function, allow.functions):
         return ChannelFault(type="NotAllowed", key=function,

@@ -174,3 +174,9 @@ def backoff_delay(consecutive_errors: int, *, scale: float = 1.0, rng: random.Ra
     r = rng or random
     lo, hi = (15.0, 30.0) if consecutive_errors <= 5 else (30.0, 60.0)
     return r.uniform(lo, hi) * scale
+
+
+def key_fingerprint(public_key: str) -> str:
+    """`SHA256:<hex>` of the control plane's public key, as `agents issue-token` prints it and
+    `agent pair --control-plane-key` checks it."""
+    return "SHA256:" + hashlib.sha256(public_key.strip().encode("ascii")).hexdigest()

@@ -6,7 +6,6 @@ it opens no listening socket.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -86,11 +85,6 @@ def check_control_plane_url(url: str, cfg: AgentConfig) -> str:
         log.warning("INSECURE: tls_verify: false in agent.yaml, the control plane's certificate is not checked; "
                     "set tls_verify to the CA bundle that signed it instead")
     return u
-
-
-def key_fingerprint(public_key: str) -> str:
-    """`SHA256:<hex>` of the control plane's public key, as `agents issue-token` prints it."""
-    return "SHA256:" + hashlib.sha256(public_key.strip().encode("ascii")).hexdigest()
 
 
 def _fingerprint_text(value: str) -> str:
@@ -191,7 +185,7 @@ def pair(cfg: AgentConfig, token: str, control_plane: str, *, name: str = "", fo
                            f"{detail.get('message', resp.text[:200])}")
     d = resp.json()
     if expect_key:
-        got = key_fingerprint(str(d.get("control_plane_public_key", "")))
+        got = proto.key_fingerprint(str(d.get("control_plane_public_key", "")))
         if not hmac.compare_digest(got.encode(), _fingerprint_text(expect_key).encode()):
             raise RuntimeError(f"pairing refused by this agent: the control plane at {control_plane} presented key "
                                f"{got}, not the expected {_fingerprint_text(expect_key)} (printed by `ml-connector "
@@ -287,32 +281,17 @@ class Agent:
     def handler(self, system: str) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
         with self._handler_lock:
             if system not in self._handlers:
-                from ml_connector.systems.sap_ecc.client import RfcCaller, SoapRfcClient, make_handler
+                from ml_connector.core import registry
 
                 sc = self.cfg.systems[system]
                 if self._vault is None:
                     self._vault = open_vault(self.cfg.data_dir_path())
                 password = self._vault.get(sc.password_secret)
-                if sc.type == "sap_b1":  # Business One: the Service Layer client, same vault, same protocol
-                    from ml_connector.systems.sap_b1.connector import agent_handler
-
-                    self._handlers[system] = agent_handler(sc, password)
-                    return self._handlers[system]
-                client: RfcCaller
-                if sc.transport == "pyrfc":
-                    from ml_connector.systems.sap_ecc.connector import pyrfc_target
-                    from ml_connector.systems.sap_ecc.pyrfc_transport import PyRfcClient
-
-                    ashost, sysnr = pyrfc_target(sc.base_url)
-                    client = PyRfcClient(ashost, sysnr, sc.client, sc.user, password, language=sc.language,
-                                         config={"timeout": int(float(sc.timeout))},
-                                         calls_per_second=sc.calls_per_second, max_concurrency=sc.max_concurrent)
-                else:
-                    client = SoapRfcClient(sc.base_url, sc.client, sc.user, password,
-                                           language=sc.language, calls_per_second=sc.calls_per_second,
-                                           max_concurrency=sc.max_concurrent, timeout=float(sc.timeout),
-                                           verify=sc.tls_verify)
-                self._handlers[system] = make_handler(client)
+                agent = registry.get(sc.type).agent
+                if agent is None:  # agent.yaml is validated against the same registry: not reached
+                    raise ValueError(f"system type {sc.type!r} cannot be served by the agent")
+                # The system's own client (same vault, same protocol) behind a handler.
+                self._handlers[system] = agent.handler(sc, password)
             return self._handlers[system]
 
     def execute(self, call: dict[str, Any]) -> ChannelResponse:

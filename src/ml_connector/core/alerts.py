@@ -1,6 +1,6 @@
 """Alerts to operators: webhooks (JSON or Slack incoming-webhook) for events that need a person.
 
-Knows no external system. The code where an event happens (agent/service.py: an agent goes
+Knows no external system. The code where an event happens (server/agents/service.py: an agent goes
 offline or comes back; core/engine.py: a sync run failed) builds an `Alert` and
 
 1. `admit(session, alert)` inside the transaction that made the state change: at most one

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -23,7 +24,7 @@ class ChannelRequest(BaseModel):
     """One call to an on-prem system: JSON-serializable end to end."""
 
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    system: str  # connection name in the agent's configuration, e.g. "sap_ecc"
+    system: str  # the connection (agent system) name in the agent's configuration
     function: str  # e.g. "RFC_READ_TABLE", "BAPI_ACC_DOCUMENT_POST", "RFC_PING"
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -96,3 +97,35 @@ class InProcessChannel:
             return ChannelResponse(id=request.id, ok=False, fault=to_fault())
         resp = ChannelResponse(id=request.id, ok=True, result=result)
         return ChannelResponse.model_validate_json(resp.model_dump_json())
+
+
+# ------------------------------------------------------------------------------ channel factories
+
+#: Entry-point group of the channels other than the embedded one (`engine.agent: <mode>`). The control
+#: plane registers `remote` (server/agents/channel.py) there, so core needs no import of the layer above.
+CHANNEL_ENTRY_POINTS = "ml_connector.channels"
+
+#: Builds the channel of a runtime: (database, the configuration's `engine` section) -> channel.
+ChannelFactory = Callable[[Any, Any], Any]
+
+_factories: dict[str, ChannelFactory] = {}
+
+
+def register_channel(mode: str, factory: ChannelFactory) -> None:
+    """Make `engine.agent: <mode>` build its channel with `factory` (in this process)."""
+    _factories[mode] = factory
+
+
+def channel_for(mode: str, db: Any, engine_config: Any) -> Any:
+    """The channel for `engine.agent: <mode>`: in-process for `embedded`, else a registered factory
+    (registered in code, or declared under the `ml_connector.channels` entry points)."""
+    if mode == "embedded":
+        return InProcessChannel()
+    factory = _factories.get(mode)
+    if factory is None:
+        found = [ep for ep in entry_points(group=CHANNEL_ENTRY_POINTS) if ep.name == mode]
+        if not found:
+            raise LookupError(f"no agent channel {mode!r} is installed (entry points {CHANNEL_ENTRY_POINTS!r})")
+        factory = found[0].load()
+        _factories[mode] = factory
+    return factory(db, engine_config)

@@ -168,7 +168,7 @@ def validate(where: str, data: Any, model: type[ProviderFacts] = ProviderFacts) 
 
 @cache
 def facts(name: str) -> ProviderFacts:
-    """The validated facts of system `name` (e.g. 'ramp', 'sap_ecc'), loaded once."""
+    """The validated facts of system `name` (the name of its package under systems/), loaded once."""
     where = f"systems/{name}/provider.yaml"
     try:
         ref = resources.files(f"ml_connector.systems.{name}").joinpath("provider.yaml")
@@ -195,7 +195,7 @@ _MISSING: Any = object()
 
 
 def fact(name: str, *path: str, default: Any = _MISSING) -> Any:
-    """A nested value from the validated facts, e.g. fact('ramp', 'rate_limit', 'limit').
+    """A nested value from the validated facts, e.g. fact(name, 'rate_limit', 'limit').
 
     A missing key raises `ProviderFactsError` naming the file and the key, unless the caller says
     the fact is optional by passing `default`."""

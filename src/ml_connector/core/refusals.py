@@ -10,7 +10,7 @@ Keys are bounded (`max_keys`); refusals of further keys share one count per reas
 client "*". Counted per process.
 
 Used for the operators' API (`api.auth.rejected`, server/api_auth.py) and the agents'
-endpoints (`agent.auth.rejected`, agent/service.py).
+endpoints (`agent.auth.rejected`, server/agents/service.py).
 """
 
 from __future__ import annotations

@@ -1,22 +1,24 @@
 """The process-wide runtime: configuration, database, vault, agent channel, connections.
 
-Connections are built by `ml_connector.systems.<type>.connector.connect()`,
-found by the connection's type name, so core imports no system.
+Connections are built by the registry entry of the connection's `type` (core/registry.py),
+so core imports no system.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from ml_connector.core.channel import InProcessChannel
+from ml_connector.core import registry
+from ml_connector.core.channel import channel_for
 from ml_connector.core.db import Database
 from ml_connector.core.flow import Flow, load_pair
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Runtime:
@@ -33,12 +35,9 @@ class Runtime:
         self.db.migrate()
         self.vault = Vault(self.db, MasterKey.load(self.data_dir))
         self.tokens = DbTokenStore(self.db, self.vault)
-        # The agent seam: SAP connections are served through this channel. In the
-        # embedded default the agent lives in this process.
-        self.channel: Any = InProcessChannel()
-        if getattr(config.engine, "agent", "embedded") == "remote":  # SAP calls go to the remote agent
-            from ml_connector.agent.channel import RemoteAgentChannel
-            self.channel = RemoteAgentChannel(self.db, config.engine.agent_site)
+        # The agent seam: on-prem connections are served through this channel. In the embedded
+        # default the agent lives in this process; `remote` is registered by the control plane.
+        self.channel: Any = channel_for(str(getattr(config.engine, "agent", "embedded")), self.db, config.engine)
         # Operators' alerts (None without an `alerts:` section): failed runs here, agents' liveness
         # in the control plane's AgentService.
         from ml_connector.core.alerts import alerter_from_config
@@ -47,25 +46,41 @@ class Runtime:
         self._flows: dict[str, Flow] = {}
         self._lock = threading.RLock()
 
-    def connection(self, name: str) -> Any:
-        """The client object of connection `name` (built once per process)."""
+    @overload
+    def connection(self, name: str) -> Any: ...
+
+    @overload
+    def connection(self, name: str, kind: type[T]) -> T: ...
+
+    def connection(self, name: str, kind: type[T] | None = None) -> Any:
+        """The client object of connection `name` (built once per process, by its system's registry entry).
+
+        With `kind` (a class, or a `runtime_checkable` protocol such as a system's client interface) the
+        result is typed as that and checked: a connection of another kind raises TypeError naming both."""
+        conn = self._connection(name)
+        if kind is not None and not isinstance(conn, kind):
+            raise TypeError(f"connection {name!r} is a {type(conn).__name__}, not a {kind.__name__} "
+                            f"(type {self.config.connections[name].type!r})")
+        return conn
+
+    def _connection(self, name: str) -> Any:
         with self._lock:
             if name not in self._connections:
                 cfg = self.config.connections.get(name)
                 if cfg is None:
                     raise KeyError(f"no connection named {name!r} in the configuration")
-                mod = importlib.import_module(f"ml_connector.systems.{cfg.type}.connector")
+                entry = registry.get(cfg.type)
+                # A channel with `connect` (the remote agent) serves the on-prem connections itself.
                 remote = hasattr(self.channel, "connect") and getattr(cfg, "via", "") == "agent"
-                self._connections[name] = self.channel.connect(name, cfg) if remote else mod.connect(self, name, cfg)
+                self._connections[name] = self.channel.connect(name, cfg) if remote else entry.connect(self, name, cfg)
             return self._connections[name]
 
     def ping_connection(self, name: str) -> tuple[bool, str]:
         cfg = self.config.connections.get(name)
         if cfg is None:
             return False, f"no connection named {name!r}"
-        mod = importlib.import_module(f"ml_connector.systems.{cfg.type}.connector")
         try:
-            detail: str = mod.ping(self, name, cfg)
+            detail: str = registry.get(cfg.type).ping(self, name, cfg)
             return True, detail
         except Exception as exc:
             from ml_connector.core.redact import redact

@@ -26,10 +26,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from ml_connector.agent import wakeups
-from ml_connector.agent.pacing import Pacing
-from ml_connector.agent.service import SIGNAL, AgentIdentity, AgentService, AuthError
 from ml_connector.core.channel import ChannelResponse
+from ml_connector.server.agents import wakeups
+from ml_connector.server.agents.pacing import Pacing
+from ml_connector.server.agents.service import SIGNAL, AgentIdentity, AgentService, AuthError
 
 
 class PairRequest(BaseModel):

@@ -156,25 +156,17 @@ def create_app(rt: Runtime) -> FastAPI:
         return ReplayResult(replayed=len(ids), outcome=engine.replay(ids))
 
     api.include_router(admin)
-    idoc = getattr(rt.config.server, "idoc", None)
-    if idoc is not None:
-        api.include_router(_idoc_router(rt, idoc))
+    # Endpoints the systems add (e.g. SAP ECC's IDoc receiver when `server.idoc` is configured).
+    from ml_connector.core import registry
+
+    for entry in registry.entries():
+        for router in entry.routers(rt) if entry.routers is not None else ():
+            api.include_router(router)
 
     from ml_connector.server.agent_api import agent_router
     # the remote agent's API (/api/agent/*, signed) and the operators' /api/agents (admin_dep)
     api.include_router(agent_router(rt, admin=admin_dep))
     return api
-
-
-def _idoc_router(rt: Runtime, cfg: Any) -> Any:
-    """SAP pushes IDocs here; each is validated, stored durably, then acknowledged."""
-    from ml_connector.systems.sap_ecc.idoc import IdocPolicy, PartnerProfile
-    from ml_connector.systems.sap_ecc.idoc_receiver import BasicAuth, SqlIdocStore, idoc_router
-
-    partners = [PartnerProfile(p.sndprt, p.sndprn, frozenset(p.mestypes) if p.mestypes else None)
-                for p in cfg.partners] or None
-    return idoc_router(SqlIdocStore(rt.db), BasicAuth.from_vault(rt.vault, cfg.username, cfg.password_secret),
-                       policy=IdocPolicy(direct="1", partners=partners), path=cfg.path, max_bytes=cfg.max_bytes)
 
 
 def _run(r: RunRow) -> RunInfo:

@@ -5,25 +5,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ml_connector.cli_common import DEFAULT_CONFIG, CpConfig, cell_wrap, console, err, runtime
 
 api_tokens_app = typer.Typer(no_args_is_help=True,
                              help="Bearer tokens for the operators' HTTP API (stored hashed; shown once).")
-console = Console()
-err = Console(stderr=True)
-
-CpConfig = Annotated[Path, typer.Option("--config", "-c", envvar="MLC_CONFIG", help="Control plane configuration.")]
-DEFAULT_CP = Path("ml-connector.yaml")
+DEFAULT_CP = DEFAULT_CONFIG
 
 
 def _db(config: Path) -> Any:
-    from ml_connector.cli import _runtime
-
-    return _runtime(config).db
+    return runtime(config).db
 
 
 def _when(ts: float | None) -> str:
@@ -54,11 +49,18 @@ def list_(config: CpConfig = DEFAULT_CP, as_json: bool = typer.Option(False, "--
     if as_json:
         print(json.dumps(rows))
         return
-    t = Table("id", "name", "state", "created", "last used", "revoked")
+    console.print(tokens_table(rows))
+
+
+def tokens_table(rows: list[dict[str, Any]]) -> Table:
+    """Readable at 80 columns: the times wrap between date, time and zone; id and state never wrap."""
+    t = Table(cell_wrap("id", no_wrap=True), cell_wrap("name"), cell_wrap("state", no_wrap=True),
+              cell_wrap("created", max_width=10), cell_wrap("last used", max_width=10),
+              cell_wrap("revoked", max_width=10))
     for r in rows:
         t.add_row(r["id"], r["name"], r["state"], _when(r["created_at"]), _when(r["last_used_at"]),
                   _when(r["revoked_at"]))
-    console.print(t)
+    return t
 
 
 @api_tokens_app.command("revoke")
@@ -74,4 +76,8 @@ def revoke(id_or_name: str, config: CpConfig = DEFAULT_CP) -> None:
 
 
 def register_commands(app: typer.Typer) -> None:
+    """Add the control plane's command groups: `api-tokens` and `agents`."""
+    from ml_connector.server.agents.cli import register_commands as register_agents
+
     app.add_typer(api_tokens_app, name="api-tokens")
+    register_agents(app)

@@ -1,6 +1,6 @@
 """The control plane's listener: HTTPS from `server.tls`, the startup line, and uvicorn.
 
-Used by `ml-connector run` and `python -m ml_connector.agent.serve`, so both serve the
+Used by `ml-connector run` and `python -m ml_connector.server.agents.serve`, so both serve the
 same way. Problems with the TLS files are found before anything starts and named by
 `file:line: server.tls.<field>` like every other configuration error.
 """

@@ -1,0 +1,112 @@
+"""SAP Business One: the Service Layer (OData over HTTPS); on-prem, normally reached through the agent.
+
+`ENTRY` is this system's registry entry (entry point `ml_connector.systems: sap_b1`); its factories
+import the client, the allow-list check and the emulator only when called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ml_connector.core.channel import ChannelFault, Handler
+from ml_connector.core.registry import AgentSupport, Emulator, SystemEntry
+from ml_connector.systems.sap_b1.settings import B1AgentSystem, SapB1Connection
+
+NAME = "sap_b1"
+
+
+def _connect(rt: Any, name: str, cfg: Any) -> Any:
+    from ml_connector.systems.sap_b1.connector import connect
+
+    return connect(rt, name, cfg)
+
+
+def _ping(rt: Any, name: str, cfg: Any) -> str:
+    from ml_connector.systems.sap_b1.connector import ping
+
+    return ping(rt, name, cfg)
+
+
+def _example(base_url: str) -> str:
+    return f"""\
+  {NAME}:
+    type: {NAME}
+    base_url: {base_url}      # https://host:50000 (the service root /b1s/v1 is added)
+    company_db: SBODEMOUS
+    via: agent               # reached through the agent on the customer's network
+    auth:
+      username: manager
+      password_secret: {NAME}_password     # ml-connector secrets set {NAME}_password
+"""
+
+
+def _new_state(seed: int) -> Any:
+    from ml_connector.systems.sap_b1.sandbox.app import B1Sandbox
+
+    return B1Sandbox()
+
+
+def _create_app(state: Any) -> Any:
+    from ml_connector.systems.sap_b1.sandbox.app import create_app
+
+    return create_app(state)
+
+
+def _info(state: Any, url: str) -> dict[str, Any]:
+    return {"base_url": url, "service_root": f"{url}/b1s/v1", "company_db": state.company_db,
+            "user": state.user, "password": state.password, "admin": f"{url}/_sandbox"}
+
+
+def _snapshot(state: Any) -> dict[str, Any]:
+    with state.lock:
+        return {"rows": {n: es.rows for n, es in state.sets.items()}, "next_jdt": state._next_jdt,
+                "next_number": state._next_number}
+
+
+def _restore(state: Any, snap: dict[str, Any]) -> None:
+    for n, rows in snap["rows"].items():
+        if n in state.sets:
+            state.sets[n].rows = rows
+    state._next_jdt, state._next_number = snap["next_jdt"], snap["next_number"]
+
+
+# ------------------------------------------------------------------------------ agent side
+
+
+def _agent_handler(sc: Any, password: str) -> Handler:
+    from ml_connector.systems.sap_b1.connector import agent_handler
+
+    handler: Handler = agent_handler(sc, password)
+    return handler
+
+
+def _channel_client(channel: Any, name: str, cfg: Any) -> Any:
+    from ml_connector.systems.sap_b1.client import ChannelServiceLayerClient
+
+    return ChannelServiceLayerClient(channel, name, page_size=getattr(cfg, "page_size", None))
+
+
+def _check(sc: Any, system: str, function: str, params: dict[str, Any]) -> ChannelFault | None:
+    """Service Layer calls are allowed by resource and method (`allow.resources`), not by function module."""
+    from ml_connector.systems.sap_b1.allow import check_resource
+
+    return check_resource(system, function, params, sc.allow.resources)
+
+
+def _idempotent(function: str) -> bool:
+    return function.startswith("GET ")  # a Service Layer read ("GET JournalEntries"): safe to run again
+
+
+ENTRY = SystemEntry(
+    name=NAME,
+    settings=SapB1Connection,
+    connect=_connect,
+    ping=_ping,
+    provider=NAME,
+    example=_example,
+    emulator=Emulator(default_port=8030, new_state=_new_state, create_app=_create_app, info=_info,
+                      snapshot=_snapshot, restore=_restore, started_by_default=False),
+    # No call budget: Business One connections are not paced by the control plane.
+    agent=AgentSupport(settings=B1AgentSystem, handler=_agent_handler, channel_client=_channel_client,
+                       check=_check, idempotent=_idempotent),
+)

@@ -6,7 +6,7 @@ Revises: 0001
 import sqlalchemy as sa
 from alembic import op
 
-import ml_connector.agent.models  # noqa: F401  (registers the tables on Base.metadata for autogenerate)
+# The tables of server/agents/models.py (core imports nothing above it; import that module to autogenerate).
 
 revision = '0002'
 down_revision = '0001'

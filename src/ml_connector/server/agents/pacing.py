@@ -9,9 +9,10 @@ counted over every agent and every control-plane process (the counts are rows of
 `mlc_agent_calls`, read in the claim transaction; see AgentService.claim).
 
 The numbers come from the control plane's connections routed through the agent
-(`via: agent`, `limits: {calls_per_second, max_concurrent}` of an `sap_ecc` connection).
-Connections that name the same SAP system (base URL and client) share one budget, the
-smallest of their limits, as the agent's CallPolicy keys its budget the same way.
+(`via: agent`), each read by its system's registry entry (`AgentSupport.pacing`: for SAP ECC,
+`limits: {calls_per_second, max_concurrent}`). Connections with the same budget key (for SAP ECC
+base URL and client) share one budget, the smallest of their limits, as the agent's CallPolicy
+keys its budget the same way.
 
 Two counts, per budget:
 
@@ -64,19 +65,23 @@ class Pacing:
 
     @classmethod
     def from_config(cls, config: Any) -> Pacing:
-        """Budgets of the control plane's `sap_ecc` connections with `via: agent`, at the site of
-        `engine.agent_site`. SAP Business One connections carry no call budget: not paced."""
-        from ml_connector.systems.sap_ecc.call_policy import system_key
+        """Budgets of the control plane's connections with `via: agent` whose system declares one, at the
+        site of `engine.agent_site`. A system without (SAP Business One) is not paced."""
+        from ml_connector.core import registry
 
         site = str(config.engine.agent_site)
         groups: dict[str, list[tuple[str, int, int]]] = {}
         for name, conn in (getattr(config, "connections", None) or {}).items():
-            if getattr(conn, "type", None) != "sap_ecc" or getattr(conn, "via", None) != "agent":
+            entry = registry.find(str(getattr(conn, "type", "")))
+            if entry is None or entry.agent is None or entry.agent.pacing is None \
+                    or getattr(conn, "via", None) != "agent":
                 continue
+            budget = entry.agent.pacing(conn)
+            if budget is None:
+                continue
+            key, calls_per_second, max_concurrent = budget
             # calls_per_second may be fractional in the YAML; a window counts whole calls.
-            cps = math.floor(float(conn.limits.calls_per_second))
-            groups.setdefault(system_key(conn.base_url, conn.client), []).append(
-                (str(name), cps, int(conn.limits.max_concurrent)))
+            groups.setdefault(key, []).append((str(name), math.floor(float(calls_per_second)), int(max_concurrent)))
         return cls([SystemBudget(site=site, key=key, systems=frozenset(n for n, _, _ in members),
                                  calls_per_second=min(c for _, c, _ in members),
                                  max_concurrent=min(m for _, _, m in members))

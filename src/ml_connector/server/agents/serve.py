@@ -1,4 +1,4 @@
-"""Serve only the control plane's HTTP API (no worker): `python -m ml_connector.agent.serve -c CONFIG`.
+"""Serve only the control plane's HTTP API (no worker): `python -m ml_connector.server.agents.serve -c CONFIG`.
 
 For tests and small deployments where the flows run elsewhere; `ml-connector run`
 serves the same API together with the worker.

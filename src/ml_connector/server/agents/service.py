@@ -1,10 +1,10 @@
 """The control plane's side of the remote agent: pairing, request authentication,
 the call queue (claim with a lease), results, liveness and revocation.
 
-State lives in the core database (tables in agent/models.py), so several control
+State lives in the core database (tables in server/agents/models.py), so several control
 plane processes can serve agents; an in-process signal wakes long polls and
 waiting callers at once, and on Postgres a NOTIFY in the same transaction wakes those of
-other processes (agent/wakeups.py), with database polling as the fallback.
+other processes (server/agents/wakeups.py), with database polling as the fallback.
 
 Tuning (environment, seconds): MLC_AGENT_LEASE (60), MLC_AGENT_OFFLINE_AFTER (150),
 MLC_AGENT_HOLD_MAX (60), MLC_AGENT_DB_POLL (0.25), MLC_AGENT_SWEEP (5),
@@ -29,14 +29,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ml_connector.agent import protocol as proto
-from ml_connector.agent.models import AgentCallRow, AgentNonceRow, AgentRow, PairingTokenRow
-from ml_connector.agent.pacing import WINDOW_SECONDS, Pacing, SystemBudget
-from ml_connector.agent.wakeups import RESULTS, SIGNAL, notify_done, notify_queued
 from ml_connector.core import audit
 from ml_connector.core.alerts import Alert, Alerter, duration_text
 from ml_connector.core.channel import ChannelFault, ChannelResponse
 from ml_connector.core.db import Database, in_chunks
 from ml_connector.core.refusals import REFUSAL_AUDIT_WINDOW, CoalescedRefusals
+from ml_connector.server.agents.models import AgentCallRow, AgentNonceRow, AgentRow, PairingTokenRow
+from ml_connector.server.agents.pacing import WINDOW_SECONDS, Pacing, SystemBudget
+from ml_connector.server.agents.wakeups import RESULTS, SIGNAL, notify_done, notify_queued
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ class AgentService:
         """Claim up to `max_calls` queued calls of the agent's site (lease); None if the agent is revoked.
         `instance`: the polling agent process, recorded for release_unheld.
 
-        Calls to an SAP system with a budget (agent/pacing.py) are handed out only within it,
+        Calls to an SAP system with a budget (server/agents/pacing.py) are handed out only within it,
         counted over every agent and control-plane process; the others stay queued for a
         later poll."""
         now = time.time() if now is None else now
@@ -329,7 +329,7 @@ class AgentService:
 
     @staticmethod
     def _allowance(s: Session, budget: SystemBudget, now: float) -> int:
-        """Calls of `budget`'s SAP system that may be handed out now (agent/pacing.py): one
+        """Calls of `budget`'s SAP system that may be handed out now (server/agents/pacing.py): one
         statement, so both counts come from the same snapshot."""
         claimed = AgentCallRow.state == "claimed"
         recent = and_(AgentCallRow.state == "done", AgentCallRow.claimed_at.is_not(None),

@@ -6,7 +6,7 @@ call id). Across processes on Postgres the transaction that queues a call or sto
 result also sends a NOTIFY:
 
 * `site_channel(site)`, payload the call id: a call was queued, put back in the queue, or
-  answered (an answer frees pacing budget, agent/pacing.py, so held polls claim again);
+  answered (an answer frees pacing budget, server/agents/pacing.py, so held polls claim again);
 * `RESULT_CHANNEL`, payload the call id: the call is done.
 
 Each process has one listener connection per database (core/pgnotify.py) that turns

@@ -7,7 +7,7 @@ call still queued at the deadline is withdrawn (certain: not executed), one that
 agent holds answers an uncertain `AGENT_TIMEOUT` fault.
 
 A waiting caller is woken by its call's result: in this process directly, from another
-process by a Postgres notification (agent/wakeups.py). It re-reads the database on a
+process by a Postgres notification (server/agents/wakeups.py). It re-reads the database on a
 timer too: backing off from 10 ms to `poll_interval` when nothing will wake it, every
 `poll_interval` while notifications are being received (a missed one costs that much).
 """
@@ -21,22 +21,19 @@ from typing import Any
 
 from sqlalchemy import update
 
-from ml_connector.agent import wakeups
-from ml_connector.agent.models import AgentCallRow
-from ml_connector.agent.service import AgentService, call_response
+from ml_connector.core import registry
 from ml_connector.core.channel import ChannelFault, ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
+from ml_connector.server.agents import wakeups
+from ml_connector.server.agents.models import AgentCallRow
+from ml_connector.server.agents.service import AgentService, call_response
 
 log = logging.getLogger(__name__)
 
 
 def _default_idempotent(function: str) -> bool:
-    from ml_connector.systems.sap_ecc.call_policy import is_idempotent_default
-
-    if function.startswith("GET "):  # a Service Layer read ("GET JournalEntries"): safe to run again
-        return True
-
-    return is_idempotent_default(function)
+    """Safe to run twice when a system served through agents says so (its registry entry)."""
+    return any(e.agent is not None and e.agent.idempotent(function) for e in registry.with_agent())
 
 
 class RemoteAgentChannel:
@@ -59,14 +56,9 @@ class RemoteAgentChannel:
 
     def connect(self, name: str, cfg: Any) -> Any:
         """The caller object flows use for connection `name` (no credentials needed here)."""
-        if getattr(cfg, "type", None) == "sap_ecc":
-            from ml_connector.systems.sap_ecc.client import ChannelRfcCaller
-
-            return ChannelRfcCaller(self, name)
-        if getattr(cfg, "type", None) == "sap_b1":
-            from ml_connector.systems.sap_b1.client import ChannelServiceLayerClient
-
-            return ChannelServiceLayerClient(self, name, page_size=getattr(cfg, "page_size", None))
+        entry = registry.find(str(getattr(cfg, "type", "")))
+        if entry is not None and entry.agent is not None:
+            return entry.agent.channel_client(self, name, cfg)
         raise ValueError(f"connection {name!r} of type {getattr(cfg, 'type', '?')!r} cannot be served by the "
                          "remote agent")
 
@@ -122,3 +114,8 @@ class RemoteAgentChannel:
             type="CommunicationError", key="AGENT_TIMEOUT", retriable=False,
             message=f"the agent did not answer within {self.timeout} s; the call may have been executed",
             details={"uncertain": True, "code": 1}))
+
+
+def from_engine_config(db: Database, engine_config: Any) -> RemoteAgentChannel:
+    """The runtime's channel for `engine.agent: remote` (entry point `ml_connector.channels: remote`)."""
+    return RemoteAgentChannel(db, str(engine_config.agent_site))
