@@ -442,3 +442,10 @@ def test_streams_are_not_checked_when_the_flow_declares_none(tmp_path: Path, flo
     text = GOOD.replace("pair: sap_ecc_ramp", "pair: zz_silent_pair").replace("streams: [vendors]",
                                                                                "streams: [anything]")
     assert load_config(write(tmp_path, text)).flows["vendors_to_ramp"].streams == ["anything"]
+
+
+def test_unknown_stream_of_the_ecc_ramp_flow_is_rejected(tmp_path: Path) -> None:
+    errs = errors_of(tmp_path, replace(GOOD, "streams: [vendors]", "streams: [vendors, vendorz]"))
+    assert len(errs) == 1
+    assert ":22: flows.vendors_to_ramp.streams[1]: flow pair 'sap_ecc_ramp' has no stream 'vendorz'" in errs[0]
+    assert "did you mean 'vendors'" in errs[0]

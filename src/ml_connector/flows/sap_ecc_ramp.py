@@ -246,6 +246,10 @@ def describe_bill(op: str, p: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- wiring
 
 
+# Read by the configuration loader (without importing this module) to check a flow's `streams`.
+STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills")
+
+
 class SapEccRampFlow(Flow):
     pair = "sap_ecc_ramp"
 
@@ -313,7 +317,9 @@ class SapEccRampFlow(Flow):
                                 refusal_note=" (reported to Ramp)",
                                 posted_note=": only the Ramp report would be sent"),
             mapping_tables=("entities", "vendors"), describe=describe_bill)
-        return {s.name: s for s in (vendors, gl_accounts, cost_centers, bills)}
+        streams = {s.name: s for s in (vendors, gl_accounts, cost_centers, bills)}
+        assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
+        return streams
 
     @staticmethod
     def _report_posted(ramp: str) -> Callable[[RunContext, Entry, Outcome], Outcome]:
