@@ -106,6 +106,8 @@ class IdocReceiverConfig(_Model):
     password_secret: SecretName
     partners: list[IdocPartner] = Field(default_factory=list, description="Empty = accept any sender (warned)")
     max_bytes: int = Field(default=20_000_000, ge=1000)
+    client: str | None = Field(default=None, pattern=r"^\d{3}$",
+                               description="The SAP client (MANDT, 3 digits in quotes) IDocs must come from")
 
 
 class ServerTls(_Model):

@@ -13,8 +13,8 @@ from ml_connector.server.app import create_app
 from ml_connector.systems.sap_ecc.idoc import Idoc, Segment, build_idoc_xml, make_control
 
 
-def _debmas(docnum: int, sndprn: str = "ECDCLNT100") -> bytes:
-    c = make_control(mestyp="DEBMAS", idoctyp="DEBMAS07", docnum=docnum, direct="1", sndprn=sndprn)
+def _debmas(docnum: int, sndprn: str = "ECDCLNT100", mandt: str = "100") -> bytes:
+    c = make_control(mestyp="DEBMAS", idoctyp="DEBMAS07", docnum=docnum, direct="1", sndprn=sndprn, mandt=mandt)
     return build_idoc_xml([Idoc(c, [Segment("E1KNA1M", {"MSGFN": "005", "KUNNR": "0000200001",
                                                          "NAME1": "Acme Retail"})])])
 
@@ -22,7 +22,8 @@ def _debmas(docnum: int, sndprn: str = "ECDCLNT100") -> bytes:
 def test_configured_idoc_endpoint_authenticates_validates_stores_and_dedupes(tmp_path):
     cfg = yaml.safe_load(example_config("http://127.0.0.1:1", "http://127.0.0.1:2"))
     cfg["server"]["idoc"] = {"path": "/sap/idoc", "username": "SAPIDOC", "password_secret": "idoc_pw",
-                             "partners": [{"sndprt": "LS", "sndprn": "ECDCLNT100", "mestypes": ["DEBMAS"]}]}
+                             "partners": [{"sndprt": "LS", "sndprn": "ECDCLNT100", "mestypes": ["DEBMAS"]}],
+                             "client": "100"}
     path = tmp_path / "ml-connector.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     rt = Runtime(load_config(path), path)
@@ -38,6 +39,8 @@ def test_configured_idoc_endpoint_authenticates_validates_stores_and_dedupes(tmp
         assert again.status_code == 200 and again.json()["idocs"][0]["duplicate"] is True
         stranger = api.post("/sap/idoc", content=_debmas(2, sndprn="OTHERSYS"), headers=headers, auth=auth)
         assert stranger.status_code == 400 and "SNDPRN" in stranger.text
+        other_client = api.post("/sap/idoc", content=_debmas(3, mandt="200"), headers=headers, auth=auth)
+        assert other_client.status_code == 400 and "EDI_DC40-MANDT" in other_client.text
         assert "/sap/idoc" in api.get("/openapi.json").json()["paths"]
     finally:
         rt.close()

@@ -138,7 +138,8 @@ def _routers(rt: Any) -> list[Any]:
     partners = [PartnerProfile(p.sndprt, p.sndprn, frozenset(p.mestypes) if p.mestypes else None)
                 for p in cfg.partners] or None
     return [idoc_router(SqlIdocStore(rt.db), BasicAuth.from_vault(rt.vault, cfg.username, cfg.password_secret),
-                        policy=IdocPolicy(direct="1", partners=partners), path=cfg.path, max_bytes=cfg.max_bytes)]
+                        policy=IdocPolicy(direct="1", partners=partners, client=cfg.client), path=cfg.path,
+                        max_bytes=cfg.max_bytes)]
 
 
 ENTRY = SystemEntry(
