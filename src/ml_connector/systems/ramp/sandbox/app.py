@@ -1,4 +1,7 @@
-"""Ramp Developer API emulator: token endpoint, accounting vendors / GL accounts, business.
+"""Ramp Developer API emulator: token endpoint, accounting (vendors, GL accounts, fields, options,
+syncs), bills, Bill Pay vendors and contacts, transactions, reimbursements, users, departments,
+locations, entities, cards, receipts, purchase orders, spend programs, business (resources.py,
+seeded by seed.py).
 
 Wire behaviour follows cloud-apis.md §1 (Ramp OpenAPI + guides). Undocumented behaviour is
 a switch on `RampSandbox` (state.py). Admin endpoints under `/_sandbox/` are not rate
@@ -40,8 +43,8 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from ml_connector.systems.ramp.sandbox import resources
 from ml_connector.systems.ramp.sandbox.state import (
-    ENTITIES,
     FIELD_INPUT_TYPES,
     FIELD_REQUIRED_FOR,
     GL_CLASSIFICATIONS,
@@ -59,7 +62,6 @@ FIELDS = PREFIX + "/accounting/fields"
 OPTIONS = PREFIX + "/accounting/field-options"
 BILLS = PREFIX + "/bills"
 SYNCS = PREFIX + "/accounting/syncs"
-ENTITIES_PATH = PREFIX + "/entities"
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -559,6 +561,7 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
         name = request.query_params.get("name")
         is_active = _bool_param(request, "is_active", st.validation_status)
         owner = request.query_params.get("vendor_owner_id")
+        from_created = request.query_params.get("from_created_at")
         start = request.query_params.get("start")
         out: list[dict[str, Any]] = []
         more = False
@@ -572,6 +575,8 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
                     continue
                 if owner is not None and rec.get("vendor_owner_id") != owner:
                     continue
+                if from_created is not None and str(rec.get("created_at") or "") < from_created:
+                    continue  # ISO strings in one format compare in time order
                 if len(out) == n:
                     more = True
                     break
@@ -597,18 +602,24 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
         if errs:
             raise ApiError(error(status, "DEVELOPER_7001", "Invalid input.", errs))
         now = _iso()
-        rec = {"id": st.new_ramp_id(), "name": body.get("name") or "", "country": body["country"],
+        vid = st.new_ramp_id()
+        made: list[dict[str, Any]] = [{"id": st.new_ramp_id(), "vendor_id": vid, "first_name": c.get("first_name"),
+                 "last_name": c.get("last_name"), "email": c.get("email"), "phone": c.get("phone"),
+                 "is_default": i == 0} for i, c in enumerate(contacts or []) if isinstance(c, dict)]
+        rec = {"id": vid, "name": body.get("name") or "", "country": body["country"],
                "vendor_owner_id": body["vendor_owner_id"], "is_active": True, "is_deletable": True,
                "accounting_vendor_remote_id": body.get("accounting_vendor_remote_id"),
                "address": body.get("address"), "state": body.get("state"), "created_at": now,
-               "contacts": list(contacts or []),
+               "contacts": [c["id"] for c in made], "vendor_type": "BUSINESS",
                "total_spend_all_time": {"amount": 0, "currency_code": "USD"},
                "total_spend_last_30_days": {"amount": 0, "currency_code": "USD"},
                "total_spend_last_365_days": {"amount": 0, "currency_code": "USD"},
                "total_spend_ytd": {"amount": 0, "currency_code": "USD"}}
         with st.lock:
             st.billpay_vendors[rec["id"]] = rec
-            st.billpay_order.append(rec["id"])
+            bisect.insort(st.billpay_order, rec["id"])  # seeded vendors may sort after new ids
+            for c in made:
+                st.vendor_contacts[c["id"]] = c
         return JSONResponse(rec, status_code=200)  # [verified R1] 200, not 201
 
     @app.get(BILLPAY + "/{vendor_id}")
@@ -825,13 +836,6 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
         bearer(request, "accounting:write")
         return delete_one("field_options", ramp_id)
 
-    # -- entities (read-only; configured in the UI) --
-    @app.get(ENTITIES_PATH)
-    async def list_entities(request: Request) -> Response:
-        bearer(request, "entities:read")
-        page_size(request)
-        return JSONResponse({"data": [dict(e) for e in ENTITIES], "page": {"next": None}})
-
     # -- bills --
     def bill_view(bill: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in bill.items() if k not in ("sync_reference_id", "sync_errors", "synced_at")} | {
@@ -917,6 +921,15 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
         except ValueError as exc:
             raise invalid({"_schema": [str(exc)]}, str(exc)) from None
         return JSONResponse({"sync_id": sync_id}, status_code=201)
+
+    # -- transactions, reimbursements, users, departments, locations, entities, cards, receipts,
+    #    purchase orders, spend programs, vendor contacts (resources.py) --
+    def not_found_error(rid: str) -> ApiError:
+        return ApiError(error(404, "DEVELOPER_7004", "Resource not found.", {"id": [rid]}))
+
+    resources.register(app, st, resources.Helpers(
+        bearer=bearer, page_size=page_size, invalid=invalid, not_found=not_found_error, json_body=json_body,
+        bool_param=lambda request, name: _bool_param(request, name, st.validation_status)))
 
     # -- unknown API paths: Ramp-style 404 --
     @app.api_route(PREFIX + "/{rest:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])

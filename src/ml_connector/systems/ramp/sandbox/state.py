@@ -19,10 +19,16 @@ from typing import Any
 
 DEMO_CLIENT_ID = "ramp_demo_client"
 DEMO_CLIENT_SECRET = "ramp_demo_secret"
+#: The demo app's scopes: the ERP integration's (cloud-apis.md §1.1: accounting, vendors, bills,
+#: entities, users, transactions, reimbursements) plus the read scopes third-party tools ask for.
 DEMO_SCOPES = (
     "accounting:read accounting:write vendors:read vendors:write bills:read bills:write business:read"
-    " entities:read"
+    " entities:read users:read transactions:read reimbursements:read departments:read locations:read"
+    " cards:read receipts:read purchase_orders:read spend_programs:read"
 )
+#: Seeded resources (seed.py), each a `{id: record}` attribute of RampSandbox.
+SEEDED = ("departments", "locations", "users", "spend_programs", "cards", "transactions", "receipts",
+          "reimbursements", "purchase_orders", "vendor_contacts")
 FAULT_KINDS = ("429", "500", "502", "503", "drop", "timeout_after_commit", "reject")
 FIELD_INPUT_TYPES = ("SINGLE_CHOICE", "BOOLEAN", "FREE_FORM_TEXT")
 FIELD_REQUIRED_FOR = ("BILL", "BILL_PAYMENT", "PURCHASE_ORDER", "REIMBURSEMENT", "TRANSACTION")
@@ -33,7 +39,7 @@ SYNC_TYPES = ("TRANSACTION_SYNC", "REIMBURSEMENT_SYNC", "BILL_SYNC", "BILL_PAYME
 #: `entities` mapping) can name them. The first is the primary entity.
 DEFAULT_ENTITY_ID = "0e1b5a1e-0000-4000-8000-000000000001"
 SECOND_ENTITY_ID = "0e1b5a1e-0000-4000-8000-000000000002"
-ENTITIES = (
+ENTITIES: tuple[dict[str, Any], ...] = (
     {"id": DEFAULT_ENTITY_ID, "entity_name": "ML Connector Inc.", "is_primary": True, "currency": "USD"},
     {"id": SECOND_ENTITY_ID, "entity_name": "ML Connector GmbH", "is_primary": False, "currency": "EUR"},
 )
@@ -116,8 +122,8 @@ class RampSandbox:
     client_secret: str = DEMO_CLIENT_SECRET
     allowed_scopes: str = DEMO_SCOPES
     token_lifetime: float = 864000.0
-    # [unverified] "invalid_scope" (FAQ) or "grant_subset" (grant the allowed part; 403 later)
-    scope_mismatch: str = "invalid_scope"
+    # [unverified] "grant_subset" (grant the allowed part; 403 later) or "invalid_scope" (the FAQ)
+    scope_mismatch: str = "grant_subset"
     # [unverified] how a bad/expired token is answered: 401 documented; 404 DEVELOPER_7002 reported
     invalid_token_status: int = 401
     invalid_token_error_code: str = "DEVELOPER_7002"
@@ -132,6 +138,11 @@ class RampSandbox:
     commit_then: str = "drop"  # timeout_after_commit: "drop" the connection or "hang" then drop
     hang_seconds: float = 5.0
     clock: Callable[[], float] = time.time
+    seed_demo: bool = True  # users, departments, locations, cards, transactions, … (seed.py)
+    # Bill Pay vendors (with contacts) in the seed: off by default so that vendor matching starts
+    # from the vendors the integration creates; seeded purchase orders then name no vendor.
+    seed_vendors: bool = False
+    cards_hide_terminated: bool = False  # [unverified] the legacy /cards list leaves them out
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -153,6 +164,7 @@ class RampSandbox:
             # Bill Pay vendors (/developer/v1/vendors): keyed and ordered by their Ramp id
             self.billpay_vendors: dict[str, dict[str, Any]] = {}
             self.billpay_order: list[str] = []
+            self.seed()
             self.faults: list[Fault] = []
             self.windows: dict[str, _Window] = {}
             if tokens:
@@ -164,6 +176,29 @@ class RampSandbox:
             self.peak_in_window = 0
             self.tokens_issued = 0
             self.sent_429 = 0
+
+    def seed(self) -> None:
+        """(Re)build the seeded resources; an empty business when `seed_demo` is off."""
+        from ml_connector.systems.ramp.sandbox import seed
+
+        data = seed.build(self.business_id, vendors=self.seed_vendors) if self.seed_demo else {}
+        def part(name: str) -> dict[str, dict[str, Any]]:
+            return dict(data.get(name, {}))
+
+        with self.lock:
+            self.departments = part("departments")
+            self.locations = part("locations")
+            self.users = part("users")
+            self.spend_programs = part("spend_programs")
+            self.cards = part("cards")
+            self.transactions = part("transactions")
+            self.receipts = part("receipts")
+            self.reimbursements = part("reimbursements")
+            self.purchase_orders = part("purchase_orders")
+            self.vendor_contacts = part("vendor_contacts")  # Bill Pay vendor contacts, by contact id
+            for vid, rec in data.get("billpay_vendors", {}).items():
+                self.billpay_vendors[vid] = rec
+                bisect.insort(self.billpay_order, vid)
 
     # ---- ids -------------------------------------------------------------------------
     def new_ramp_id(self) -> str:
