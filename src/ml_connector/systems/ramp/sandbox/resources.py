@@ -38,7 +38,7 @@ class Helpers:
     bool_param: Callable[[Request, str], bool | None]
 
 
-def _parse_when(raw: str, *, end: bool) -> datetime:
+def parse_when(raw: str, *, end: bool) -> datetime:
     """An ISO date or datetime as an aware UTC datetime. A bare date used as an upper bound covers
     the whole day (the bound is the next midnight, exclusive)."""
     if len(raw) == 10:
@@ -63,7 +63,7 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
         if raw is None:
             return None
         try:
-            return _parse_when(raw, end=end)
+            return parse_when(raw, end=end)
         except ValueError:
             raise h.invalid({name: ["Not a valid datetime."]}) from None
 
@@ -87,7 +87,7 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
             return True
         if not value:
             return False
-        at = _parse_when(value, end=False)
+        at = parse_when(value, end=False)
         if lo is not None and at < lo:
             return False
         return not (hi is not None and (at > hi if hi_inclusive else at >= hi))
@@ -96,7 +96,7 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
         return lambda r: between(r.get(field), lo, hi)
 
     def after_pred(field: str, after: datetime) -> Pred:
-        return lambda r: bool(r.get(field)) and _parse_when(str(r[field]), end=False) > after
+        return lambda r: bool(r.get(field)) and parse_when(str(r[field]), end=False) > after
 
     def eq_filters(request: Request, fields: dict[str, Callable[[Row], Any]]) -> list[Pred]:
         """`?param=value` equality filters; `fields` maps a parameter to the record's value."""
@@ -178,7 +178,7 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
                 preds.append(lambda r: (r["synced_at"] is None) == no_commits)
         synced_after = when_param(request, "synced_after")
         if synced_after is not None:
-            preds.append(lambda r: bool(r["synced_at"]) and _parse_when(r["synced_at"], end=False) > synced_after)
+            preds.append(lambda r: bool(r["synced_at"]) and parse_when(r["synced_at"], end=False) > synced_after)
         lo, hi = when_param(request, "from_date"), when_param(request, "to_date", end=True)
         preds.append(lambda r: between(r["user_transaction_time"], lo, hi))
         mn, mx = number_param(request, "min_amount"), number_param(request, "max_amount")
