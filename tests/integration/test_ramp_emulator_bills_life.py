@@ -16,7 +16,13 @@ import pytest
 
 from ml_connector.core.servers import ServerHandle, serve_in_thread
 from ml_connector.systems.ramp.sandbox.app import create_app
-from ml_connector.systems.ramp.sandbox.state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_SCOPES, RampSandbox
+from ml_connector.systems.ramp.sandbox.state import (
+    DEFAULT_ENTITY_ID,
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    DEMO_SCOPES,
+    RampSandbox,
+)
 
 API = "/developer/v1"
 
@@ -217,3 +223,52 @@ def test_bill_list_filters(ramp: tuple[RampSandbox, ServerHandle, dict[str, str]
     assert ids(payment_method="ACH") == [small, big] and ids(payment_method="CHECK") == []
     assert httpx.get(h.url + API + "/bills", headers=hdr, params={"payment_method": "X"}).status_code == 400
     assert httpx.get(h.url + API + "/bills", headers=hdr, params={"from_due_date": "soon"}).status_code == 400
+
+
+def test_developer_api_create_and_patch_bill(ramp: tuple[RampSandbox, ServerHandle, dict[str, str]]) -> None:
+    st, h, hdr = ramp
+    v = httpx.post(h.url + API + "/vendors", headers=hdr, json={
+        "name": "Grainger", "country": "US", "vendor_owner_id": next(iter(st.users)),
+        "accounting_vendor_remote_id": "0000100001",
+        "business_vendor_contacts": [{"first_name": "Ann", "last_name": "Ar", "email": "ar@grainger.example"}]})
+    assert v.status_code == 200, v.text
+    vendor = v.json()
+    body = {"vendor_id": vendor["id"], "vendor_contact_id": vendor["contacts"][0], "entity_id": DEFAULT_ENTITY_ID,
+            "invoice_number": "API-1", "invoice_currency": "USD", "issued_at": "2026-11-02", "due_at": "2026-12-02",
+            "payment_method": "ACH", "memo": "via API", "remote_id": "ext-1",
+            "line_items": [
+                {"amount": "12.34", "memo": "a", "accounting_field_selections": [
+                    {"field_external_id": "GL_ACCOUNT", "field_option_external_id": "0000600100"},
+                    {"field_external_id": "SAP_COST_CENTER", "field_option_external_id": "0000001000"}]},
+                {"amount": {"amount": 66, "currency_code": "USD"}, "accounting_field_selections": [
+                    {"field_external_id": "SAP_PLANT", "field_option_external_id": "1000"}]}]}
+    r = httpx.post(h.url + API + "/bills", headers=hdr, json=body)
+    assert r.status_code == 201, r.text
+    b = r.json()
+    assert b["approval_status"] == "APPROVED" and b["sync_ready"]  # API bills are auto-approved
+    assert b["amount"] == {"amount": 1300, "currency_code": "USD"} and b["remote_id"] == "ext-1"
+    assert b["vendor"]["remote_id"] == "0000100001" and b["vendor_contact_id"] == vendor["contacts"][0]
+    types = [[s["category_info"]["type"] for s in ln["accounting_field_selections"]] for ln in b["line_items"]]
+    assert types == [["GL_ACCOUNT", "COST_CENTER"], ["OTHER"]]
+    for bad in ({**body, "vendor_contact_id": "x"}, {**body, "payment_method": "CASH"},
+                {**body, "line_items": []}, {**body, "entity_id": "nope"},
+                {**body, "line_items": [{"amount": "1", "accounting_field_selections": [
+                    {"field_external_id": "NOPE", "field_option_external_id": "1"}]}]},
+                {k: v for k, v in body.items() if k != "due_at"}):
+        bad_r = httpx.post(h.url + API + "/bills", headers=hdr, json=bad)
+        assert bad_r.status_code == 400 and bad_r.json()["error_v2"]["error_code"] == "DEVELOPER_7001", bad
+    po = next(iter(st.purchase_orders))
+    p = httpx.patch(h.url + API + f"/bills/{b['id']}", headers=hdr, json={
+        "memo": "patched", "purchase_order_id": po,
+        "line_items": [{"amount": "99", "accounting_field_selections": [
+            {"field_external_id": "GL_ACCOUNT", "field_option_external_id": "0000600100"}]}]})
+    assert p.status_code == 200, p.text
+    assert (p.json()["memo"], p.json()["amount"]["amount"], p.json()["purchase_order_id"]) == ("patched", 9900, po)
+    assert b["id"] in st.purchase_orders[po]["bill_ids"]
+    ro = httpx.post(h.url + API + "/token", auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET),
+                    data={"grant_type": "client_credentials", "scope": "bills:read"}).json()["access_token"]
+    assert httpx.post(h.url + API + "/bills", headers={"Authorization": f"Bearer {ro}"}, json=body).status_code == 403
+    admin(h, b["id"], "pay").raise_for_status()
+    late = httpx.patch(h.url + API + f"/bills/{b['id']}", headers=hdr, json={"memo": "too late"})
+    assert late.status_code == 422
+    assert httpx.patch(h.url + API + "/bills/nope", headers=hdr, json={"memo": "x"}).status_code == 404

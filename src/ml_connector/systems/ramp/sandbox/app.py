@@ -68,6 +68,7 @@ from fastapi.responses import JSONResponse, Response
 from ml_connector.systems.ramp.sandbox import resources
 from ml_connector.systems.ramp.sandbox.resources import parse_when
 from ml_connector.systems.ramp.sandbox.state import (
+    ENTITIES,
     FIELD_INPUT_TYPES,
     FIELD_REQUIRED_FOR,
     GL_CLASSIFICATIONS,
@@ -959,6 +960,83 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
             if b is None:
                 return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [bill_id]})
             return JSONResponse(bill_view(b))
+
+    def api_bill_spec(body: dict[str, Any], create: bool) -> dict[str, Any]:
+        """A `POST /bills` / `PATCH /bills/{id}` body (R1) as a create_bill / edit_bill spec."""
+        errs: dict[str, list[str]] = {}
+        known = {"vendor_id", "vendor_contact_id", "entity_id", "invoice_number", "invoice_currency", "issued_at",
+                 "due_at", "payment_method", "line_items", "accounting_field_selections", "memo", "posting_date",
+                 "remote_id", "payment_details", "purchase_order_id", "inventory_line_items"}
+        for k in body:
+            if k not in known or (create and k == "purchase_order_id"):
+                errs[k] = ["Unknown field."]
+        if create:
+            for k in ("vendor_id", "vendor_contact_id", "entity_id", "invoice_number", "invoice_currency",
+                      "issued_at", "due_at", "payment_method"):
+                _str_field(body, k, errs, True)
+        if isinstance(body.get("invoice_number"), str) and len(body["invoice_number"]) > 20:
+            errs["invoice_number"] = ["Longer than maximum length 20."]
+        if "payment_method" in body and body["payment_method"] not in PAYMENT_METHODS:
+            errs["payment_method"] = ["Must be one of: " + ", ".join(PAYMENT_METHODS) + "."]
+        if "entity_id" in body and body["entity_id"] not in {e["id"] for e in ENTITIES}:
+            errs["entity_id"] = ["Unknown entity."]
+        lines = body.get("line_items")
+        if (create or lines is not None) and (not isinstance(lines, list) or not lines
+                                              or not all(isinstance(x, dict) for x in lines)):
+            errs["line_items"] = ["Provide at least one line item."]
+        if errs:
+            raise invalid(errs)
+        spec: dict[str, Any] = {k: body[k] for k in ("memo", "posting_date", "remote_id", "issued_at", "due_at",
+                                                     "invoice_number", "payment_method", "purchase_order_id",
+                                                     "vendor_contact_id") if k in body}
+        try:
+            with st.lock:
+                if lines is not None:
+                    spec["line_items"] = [st.api_line(ln) for ln in lines]
+                    spec["fields"] = st.api_line({"accounting_field_selections":
+                                                  body.get("accounting_field_selections")})["fields"]
+                if create:
+                    vendor = st.billpay_vendors.get(body["vendor_id"])
+                    if vendor is None:
+                        raise ValueError(f"no vendor {body['vendor_id']!r}")
+                    if body["vendor_contact_id"] not in vendor.get("contacts", []):
+                        raise ValueError(f"vendor contact {body['vendor_contact_id']!r} is not a contact of the vendor")
+                    spec.update(billpay_vendor_id=body["vendor_id"], entity_id=body["entity_id"],
+                                currency=body["invoice_currency"], approval_status="APPROVED")
+        except ValueError as exc:
+            raise invalid({"_schema": [str(exc)]}, str(exc)) from None
+        return spec
+
+    @app.post(BILLS)
+    async def api_create_bill(request: Request) -> Response:
+        """[verified R2] API-created bills are auto-approved."""
+        bearer(request, "bills:write")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        spec = api_bill_spec(body, create=True)
+        try:
+            bill = st.create_bill(spec)
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            raise invalid({"_schema": [str(exc)]}, str(exc)) from None
+        return JSONResponse(bill_view(bill), status_code=201)
+
+    @app.patch(BILLS + "/{bill_id}")
+    async def api_patch_bill(request: Request, bill_id: str) -> Response:
+        bearer(request, "bills:write")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        spec = api_bill_spec(body, create=False)
+        try:
+            bill = st.edit_bill(bill_id, spec)
+        except KeyError:
+            return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [bill_id]})
+        except BillStateError as exc:  # [unverified] Ramp's status for a bill that cannot change
+            return error(422, "DEVELOPER_7001", str(exc), {"_schema": [str(exc)]})
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise invalid({"_schema": [str(exc)]}, str(exc)) from None
+        return JSONResponse(bill_view(bill))
 
     @app.delete(BILLS + "/{bill_id}")
     async def archive_bill(request: Request, bill_id: str) -> Response:

@@ -429,7 +429,13 @@ class RampSandbox:
         lines = []
         total = 0
         for i, ln in enumerate(spec.get("line_items") or [], start=1):
-            minor = int((Decimal(str(ln["amount"])) * (10 ** places)).to_integral_value())
+            amt = ln["amount"]
+            if isinstance(amt, dict):  # Ramp's money shape, minor units (the bill-pay guide's form)
+                if str(amt.get("currency_code") or ccy).upper() != ccy:
+                    raise ValueError(f"line {i}: currency {amt.get('currency_code')} differs from the bill's {ccy}")
+                minor = int(amt["amount"])
+            else:  # a decimal in major units (R1's form)
+                minor = int((Decimal(str(amt)) * (10 ** places)).to_integral_value())
             total += minor
             sels = []
             if ln.get("gl_account"):
@@ -450,6 +456,22 @@ class RampSandbox:
             problems.append("a bill needs at least one line item")
         bill_sels = [field_selection(str(k), str(v), "bill") for k, v in (spec.get("fields") or {}).items()]
         return lines, bill_sels, total
+
+    def api_line(self, ln: dict[str, Any]) -> dict[str, Any]:
+        """A line of `POST/PATCH /bills` (`{amount, memo, accounting_field_selections:
+        [{field_external_id, field_option_external_id}]}`) as a `create_bill` line spec: a selection
+        naming an uploaded field picks that field's option; `GL_ACCOUNT` (or an uploaded GL
+        account's id) picks the GL account ([unverified] how Ramp addresses GL accounts here)."""
+        out: dict[str, Any] = {"amount": ln.get("amount"), "memo": ln.get("memo"), "fields": {}}
+        for sel in ln.get("accounting_field_selections") or []:
+            fkey, opt = str(sel.get("field_external_id") or ""), str(sel.get("field_option_external_id") or "")
+            if fkey in self.fields.by_remote:
+                out["fields"][fkey] = opt
+            elif fkey.upper() in ("GL_ACCOUNT", "GL_ACCOUNTS") or (not fkey and opt in self.gl_accounts.by_remote):
+                out["gl_account"] = opt
+            else:
+                raise ValueError(f"no accounting field {fkey!r}")
+        return out
 
     def create_bill(self, spec: dict[str, Any]) -> dict[str, Any]:
         """A bill for tests and demos (`POST /_sandbox/bills`), referencing what was uploaded by ERP id.
@@ -472,9 +494,14 @@ class RampSandbox:
         if method not in PAYMENT_METHODS:
             raise ValueError(f"payment_method must be one of {', '.join(PAYMENT_METHODS)}")
         with self.lock:
-            vendor_key = str(spec.get("vendor") or "")
+            billpay = self.billpay_vendors.get(str(spec.get("billpay_vendor_id") or ""))
+            if spec.get("billpay_vendor_id") and billpay is None:
+                problems.append(f"no vendor {spec['billpay_vendor_id']!r}")
+            vendor_key = str((billpay or {}).get("accounting_vendor_remote_id") or spec.get("vendor") or "")
+            # a Bill Pay vendor need not be linked to an accounting vendor
+            loose_vendor = True if billpay is not None else loose
             vrid = self.vendors.by_remote.get(vendor_key)
-            if vrid is None and not loose:
+            if vrid is None and not loose_vendor:
                 problems.append(f"no accounting vendor with id {vendor_key!r}")
             vrec = self.vendors.by_id.get(vrid) if vrid else None
             entity = str(spec.get("entity_id") or DEFAULT_ENTITY_ID)
@@ -491,11 +518,12 @@ class RampSandbox:
                 "id": bid, "remote_id": spec.get("remote_id"), "invoice_number": str(spec.get("invoice_number") or
                                                                                      f"INV-{self._seq}")[:20],
                 "entity_id": entity, "memo": spec.get("memo"), "vendor_memo": None,
-                "vendor": {"id": vrec["ramp_id"] if vrec else None, "name": vrec["name"] if vrec else None,
+                "vendor": {"id": vrec["ramp_id"] if vrec else (billpay or {}).get("id"),
+                           "name": vrec["name"] if vrec else (billpay or {}).get("name"),
                            "remote_id": vrec["id"] if vrec else vendor_key or None,
                            "remote_code": vrec.get("code") if vrec else None,
                            "remote_name": vrec["name"] if vrec else None, "type": "BUSINESS"},
-                "vendor_contact_id": None,
+                "vendor_contact_id": spec.get("vendor_contact_id"),
                 "bill_owner": {"id": owner["id"], "first_name": owner["first_name"],
                                "last_name": owner["last_name"]} if owner else None,
                 "amount": {"amount": total, "currency_code": ccy},
@@ -599,7 +627,8 @@ class RampSandbox:
         fields (replaced, as in `create_bill`). A paid bill cannot change. With `edit_resets_sync`,
         a synced bill becomes ready to sync again [unverified: what Ramp does]."""
         allowed = {"memo", "invoice_number", "due_at", "issued_at", "posting_date", "accounting_date",
-                   "line_items", "fields", "cost_center_field", "allow_unknown"}
+                   "line_items", "fields", "cost_center_field", "allow_unknown", "remote_id", "payment_method",
+                   "purchase_order_id", "vendor_contact_id"}
         unknown = set(spec) - allowed
         if unknown:
             raise ValueError(f"cannot edit {', '.join(sorted(unknown))}")
@@ -619,7 +648,15 @@ class RampSandbox:
                     raise ValueError("; ".join(problems))
                 bill.update(line_items=lines, accounting_field_selections=bill_sels,
                             amount={"amount": total, "currency_code": bill["amount"]["currency_code"]})
-            for k in ("memo", "due_at", "issued_at", "posting_date", "accounting_date"):
+            if spec.get("payment_method") is not None and spec["payment_method"] not in PAYMENT_METHODS:
+                raise ValueError(f"payment_method must be one of {', '.join(PAYMENT_METHODS)}")
+            po_id = spec.get("purchase_order_id")
+            if po_id is not None and po_id not in self.purchase_orders:
+                raise ValueError(f"no purchase order {po_id!r}")
+            if po_id is not None and bid not in self.purchase_orders[po_id]["bill_ids"]:
+                self.purchase_orders[po_id]["bill_ids"].append(bid)
+            for k in ("memo", "due_at", "issued_at", "posting_date", "accounting_date", "remote_id",
+                      "payment_method", "purchase_order_id", "vendor_contact_id"):
                 if k in spec:
                     bill[k] = spec[k]
             if "invoice_number" in spec:
