@@ -301,3 +301,66 @@ def test_department_and_location_writes(ramp: tuple[RampSandbox, ServerHandle]) 
     assert loc.status_code == 200 and loc.json()["entity_id"] == SECOND_ENTITY_ID
     ro = token(h, "departments:read")
     assert httpx.post(h.url + API + "/departments", headers=ro, json={"name": "X"}).status_code == 403
+
+
+def test_accounting_connection(ramp: tuple[RampSandbox, ServerHandle]) -> None:
+    _, h = ramp
+    hdr = token(h)
+    conn = API + "/accounting/connection"
+    assert httpx.get(h.url + conn, headers=hdr).status_code == 404  # deprecated GET: none yet
+    assert get(h, hdr, "/accounting/all-connections") == {"connections": []}
+    r = httpx.post(h.url + conn, headers=hdr, json={"remote_provider_name": "SAP ECC"})
+    assert r.status_code == 201 and r.json()["status"] == "linked" and r.json()["is_active"] is True
+    first = r.json()
+    assert set(first) == {"id", "remote_provider_name", "status", "is_active", "created_at", "last_linked_at"}
+    assert httpx.post(h.url + conn, headers=hdr, json={"remote_provider_name": "SAP ECC"}).json()["id"] == first["id"]
+    assert httpx.post(h.url + conn, headers=hdr, json={"remote_provider_name": "Other"}).status_code == 400
+    assert httpx.post(h.url + conn, headers=hdr, json={}).status_code == 400
+    assert get(h, hdr, "/accounting/connection")["id"] == first["id"]
+    assert httpx.delete(h.url + conn, headers=hdr).status_code == 204
+    assert httpx.delete(h.url + conn, headers=hdr).status_code == 404
+    second = httpx.post(h.url + conn, headers=hdr, json={"remote_provider_name": "Other"}).json()
+    assert httpx.post(h.url + f"{conn}/{first['id']}/reactivate", headers=hdr).status_code == 400  # another active
+    httpx.delete(h.url + conn, headers=hdr).raise_for_status()
+    again = httpx.post(h.url + f"{conn}/{first['id']}/reactivate", headers=hdr)
+    assert again.status_code == 200 and again.json()["is_active"] is True
+    states = {c["id"]: c["status"] for c in get(h, hdr, "/accounting/all-connections")["connections"]}
+    assert states == {first["id"]: "linked", second["id"]: "unlinked"}
+    ro = token(h, "accounting:read")
+    assert httpx.post(h.url + conn, headers=ro, json={"remote_provider_name": "X"}).status_code == 403
+
+
+def test_admin_purchase_order_and_bill_on_it(ramp: tuple[RampSandbox, ServerHandle]) -> None:
+    st, h = ramp
+    hdr = token(h)
+    _upload_chart(h, hdr)
+    vendor = next(iter(st.billpay_vendors))
+    r = httpx.post(h.url + "/_sandbox/purchase_orders", json={
+        "purchase_order_number": "4500000099", "vendor_id": vendor, "line_items": [
+            {"description": "Bolts", "unit_quantity": 100, "unit_price": "0.25", "remote_id": "00010",
+             "gl_account": "600000", "cost_center": "CC1"},
+            {"description": "Nuts", "unit_quantity": 10, "unit_price": "1.5", "remote_id": "00020"}]})
+    assert r.status_code == 201, r.text
+    po = get(h, hdr, f"/purchase-orders/{r.json()['id']}")
+    assert po["amount"] == {"amount": 4000, "currency_code": "USD"} and po["creation_source"] == "DEVELOPER_API"
+    assert [ln["unit_price"]["amount"] for ln in po["line_items"]] == [25, 150]
+    assert [ln["remote_id"] for ln in po["line_items"]] == ["00010", "00020"]
+    assert po["line_items"][0]["accounting_field_selections"][0]["external_id"] == "600000"
+    bill = httpx.post(h.url + "/_sandbox/bills", json={"vendor": "V1", "purchase_order_id": po["id"],
+                                                       "line_items": [{"amount": "25"}]})
+    assert bill.status_code == 201 and bill.json()["purchase_order_id"] == po["id"]
+    assert get(h, hdr, f"/purchase-orders/{po['id']}")["bill_ids"] == [bill.json()["id"]]
+    bad = httpx.post(h.url + "/_sandbox/purchase_orders", json={"vendor_id": "nope", "line_items": []})
+    assert bad.status_code == 400
+    # transactions and reimbursements can be driven too
+    tid = next(t["id"] for t in st.transactions.values() if t["sync_status"] == "NOT_SYNC_READY"
+               and t["state"] == "CLEARED")
+    assert httpx.post(h.url + f"/_sandbox/transactions/{tid}/ready_to_sync").json()["sync_status"] == "SYNC_READY"
+    assert tid in {t["id"] for t in walk(h, hdr, "/transactions", sync_status="SYNC_READY", page_size=100)}
+    r2 = httpx.post(h.url + API + "/accounting/syncs", headers=hdr, json={
+        "idempotency_key": "tx-1", "sync_type": "TRANSACTION_SYNC",
+        "successful_syncs": [{"id": tid, "reference_id": "JE-1"}]})
+    assert r2.status_code == 201 and get(h, hdr, f"/transactions/{tid}")["sync_status"] == "SYNCED"
+    assert httpx.post(h.url + f"/_sandbox/transactions/{tid}/ready_to_sync").status_code == 409
+    assert httpx.post(h.url + f"/_sandbox/transactions/{tid}/explode").status_code == 400
+    assert httpx.post(h.url + "/_sandbox/cards/x/ready_to_sync").status_code == 404

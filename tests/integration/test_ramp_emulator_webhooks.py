@@ -268,3 +268,24 @@ def test_retry_rules(env: Any) -> None:
     assert len([s for s in of_type(rx, "bills.created") if s["event"]["object"]["id"] == bid]) == 1
     pending = next(d for d in deliveries(h) if d["object_id"] == bid)
     assert pending["status"] == "pending" and pending["next_attempt_at"] > time.time() - 0.1
+
+
+def test_purchase_order_transaction_and_reimbursement_events(env: Any) -> None:
+    st, h, rx, rh, hdr = env
+    subscribe(h, rh, rx, hdr, ["purchase_orders.created", "transactions.ready_to_sync", "transactions.cleared",
+                               "reimbursements.ready_to_sync"])
+    po = httpx.post(h.url + "/_sandbox/purchase_orders", json={
+        "purchase_order_number": "4500000100", "line_items": [{"unit_quantity": 1, "unit_price": "10"}]})
+    assert po.status_code == 201, po.text
+    tx = next(t["id"] for t in st.transactions.values() if t["state"] == "PENDING")
+    assert httpx.post(h.url + f"/_sandbox/transactions/{tx}/cleared").json()["state"] == "CLEARED"
+    assert httpx.post(h.url + f"/_sandbox/transactions/{tx}/ready_to_sync").status_code == 200
+    rb = next(r["id"] for r in st.reimbursements.values() if r["sync_status"] == "NOT_SYNC_READY")
+    assert httpx.post(h.url + f"/_sandbox/reimbursements/{rb}/ready_to_sync").status_code == 200
+    wanted = {("purchase_orders.created", po.json()["id"]), ("transactions.cleared", tx),
+              ("transactions.ready_to_sync", tx), ("reimbursements.ready_to_sync", rb)}
+    wait_for(lambda: wanted <= {(s["event"]["type"], s["event"]["object"]["id"]) for s in rx.seen})
+    assert all(s["valid"] for s in rx.seen)
+    # the transaction is now what the event says, fetched from the API
+    got = httpx.get(h.url + API + f"/transactions/{tx}", headers=hdr).json()
+    assert (got["state"], got["sync_status"]) == ("CLEARED", "SYNC_READY")

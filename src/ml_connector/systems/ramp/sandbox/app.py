@@ -1,5 +1,5 @@
-"""Ramp Developer API emulator: token endpoint, accounting (vendors, GL accounts, fields, options,
-syncs), bills, Bill Pay vendors and contacts, transactions, reimbursements, users, departments,
+"""Ramp Developer API emulator: token endpoint, accounting (connection, vendors, GL accounts, fields,
+options, syncs), bills, Bill Pay vendors and contacts, transactions, reimbursements, users, departments,
 locations, entities, cards, receipts, purchase orders, spend programs, business (resources.py,
 seeded by seed.py), webhooks with signed, retried deliveries (webhooks.py).
 
@@ -36,6 +36,11 @@ limited, not faulted and need no token:
   payment_status PAID, `paid_at`, `payment{…}`; emits `bills.paid`), `PATCH /_sandbox/bills/{id}`
   `{"memo"?, "invoice_number"?, "due_at"?, "issued_at"?, "posting_date"?, "accounting_date"?,
   "line_items"? (as in create), "fields"?}` (not once paid; `updated_at`).
+- `POST /_sandbox/purchase_orders` JSON (see `RampSandbox.create_purchase_order`) → 201 the purchase
+  order; emits `purchase_orders.created`. A bill names it with `purchase_order_id`.
+- `POST /_sandbox/transactions/{id}/{ready_to_sync|ready_for_review|authorized|cleared}` and
+  `POST /_sandbox/reimbursements/{id}/{ready_to_sync|ready_for_review}` → 200 the record; emit
+  `<resource>.<action>` (409 when a synced record is made ready again).
 - `POST /_sandbox/webhooks/emit` `{"type": "tests.test_event", "object_id"?}` → `{"event_id"}`
   (null when no subscription wants it).
 - `GET /_sandbox/state/{fields|field_options|bills|syncs|webhooks|webhook_deliveries|transactions|
@@ -90,6 +95,7 @@ OPTIONS = PREFIX + "/accounting/field-options"
 BILLS = PREFIX + "/bills"
 SYNCS = PREFIX + "/accounting/syncs"
 WEBHOOKS = PREFIX + "/webhooks"
+CONNECTION = PREFIX + "/accounting/connection"
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -683,6 +689,76 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
                                 "postal_code": "10003", "state": "NY"},
         })
 
+    # -- the accounting connection (one active per business) --
+    def active_connection() -> dict[str, Any] | None:
+        return next((c for c in st.accounting_connections.values() if c["is_active"]), None)
+
+    @app.post(CONNECTION)
+    async def create_connection(request: Request) -> Response:
+        bearer(request, "accounting:write")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        errs: dict[str, list[str]] = {}
+        _str_field(body, "remote_provider_name", errs, True)
+        for k in body:
+            if k not in ("remote_provider_name", "reactivate"):
+                errs[k] = ["Unknown field."]
+        if errs:
+            raise invalid(errs)
+        with st.lock:
+            cur = active_connection()
+            if cur is not None:
+                if cur["remote_provider_name"] == body["remote_provider_name"]:
+                    return JSONResponse(dict(cur), status_code=201)  # [unverified] same provider: that one
+                raise invalid({"_schema": ["An accounting connection is already active."]},
+                              "An accounting connection is already active.")
+            now = _iso()
+            rec = {"id": st.new_ramp_id(), "remote_provider_name": body["remote_provider_name"], "status": "linked",
+                   "is_active": True, "created_at": now, "last_linked_at": now}
+            st.accounting_connections[rec["id"]] = rec
+            return JSONResponse(dict(rec), status_code=201)
+
+    @app.get(PREFIX + "/accounting/all-connections")
+    async def all_connections(request: Request) -> Response:
+        bearer(request, "accounting:read")
+        with st.lock:
+            return JSONResponse({"connections": [dict(c) for c in st.accounting_connections.values()]})
+
+    @app.get(CONNECTION)
+    async def get_connection(request: Request) -> Response:
+        """Deprecated in R1; 404 when there is no active connection."""
+        bearer(request, "accounting:read")
+        with st.lock:
+            cur = active_connection()
+            if cur is None:
+                return error(404, "DEVELOPER_7004", "No active accounting connection.")
+            return JSONResponse(dict(cur))
+
+    @app.delete(CONNECTION)
+    async def delete_connection(request: Request) -> Response:
+        bearer(request, "accounting:write")
+        with st.lock:
+            cur = active_connection()
+            if cur is None:
+                return error(404, "DEVELOPER_7004", "No active accounting connection.")
+            cur.update(is_active=False, status="unlinked")
+        return Response(status_code=204)
+
+    @app.post(CONNECTION + "/{connection_id}/reactivate")
+    async def reactivate_connection(request: Request, connection_id: str) -> Response:
+        bearer(request, "accounting:write")
+        with st.lock:
+            rec = st.accounting_connections.get(connection_id)
+            if rec is None:
+                return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [connection_id]})
+            cur = active_connection()
+            if cur is not None and cur is not rec:
+                raise invalid({"_schema": ["Another accounting connection is active."]},
+                              "Another accounting connection is active.")
+            rec.update(is_active=True, status="linked", last_linked_at=_iso())
+            return JSONResponse(dict(rec))
+
     # -- accounting custom fields and their options --
 
     def invalid(errs: dict[str, Any], message: str = "Invalid input.") -> ApiError:
@@ -1248,6 +1324,20 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
     async def sandbox_edit(request: Request, bill_id: str) -> Response:
         body = await admin_json(request)
         return bill_action(lambda: st.edit_bill(bill_id, body))
+
+    @app.post("/_sandbox/purchase_orders")
+    async def sandbox_po(request: Request) -> Response:
+        body = await admin_json(request)
+        try:
+            return JSONResponse(st.create_purchase_order(body), status_code=201)
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.post("/_sandbox/{kind}/{rid}/{action}")
+    async def sandbox_spend(kind: str, rid: str, action: str) -> Response:
+        if kind not in ("transactions", "reimbursements"):
+            return JSONResponse({"error": f"no admin actions on {kind!r}"}, status_code=404)
+        return bill_action(lambda: st.mark_spend(kind, rid, action))
 
     @app.post("/_sandbox/webhooks/emit")
     async def sandbox_emit(request: Request) -> Response:

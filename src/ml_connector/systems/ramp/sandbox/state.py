@@ -182,6 +182,8 @@ class RampSandbox:
             self.bills: dict[str, dict[str, Any]] = {}
             self.bill_order: list[str] = []
             self.syncs: dict[str, dict[str, Any]] = {}
+            # Accounting connections (POST /accounting/connection), by id; at most one active
+            self.accounting_connections: dict[str, dict[str, Any]] = {}
             # Bill Pay vendors (/developer/v1/vendors): keyed and ordered by their Ramp id
             self.billpay_vendors: dict[str, dict[str, Any]] = {}
             self.billpay_order: list[str] = []
@@ -547,6 +549,80 @@ class RampSandbox:
             if approval == "APPROVED":
                 self.emit("bills.approved", bid)
             return dict(bill)
+
+    def create_purchase_order(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """A purchase order for tests and demos (`POST /_sandbox/purchase_orders`).
+
+        spec: {purchase_order_number (the ERP's, e.g. SAP EBELN), remote_id?, name?, entity_id?,
+        vendor_id? (Bill Pay vendor), user_id?, currency (USD), memo?, three_way_match_enabled?,
+        line_items: [{description?, unit_quantity, unit_price (major units), remote_id? (e.g. the PO
+        item EBELP), gl_account?, cost_center?, fields?}]}. Emits `purchase_orders.created`."""
+        from decimal import Decimal
+
+        ccy = str(spec.get("currency") or "USD").upper()
+        problems: list[str] = []
+        with self.lock:
+            vendor_id = spec.get("vendor_id")
+            if vendor_id is not None and vendor_id not in self.billpay_vendors:
+                problems.append(f"no vendor {vendor_id!r}")
+            user_id = spec.get("user_id")
+            if user_id is not None and user_id not in self.users:
+                problems.append(f"no user {user_id!r}")
+            items = spec.get("line_items") or []
+            lines_spec = [{**ln, "amount": Decimal(str(ln["unit_price"])) * int(ln["unit_quantity"])} for ln in items]
+            lines, sels, total = self._bill_lines({**spec, "line_items": lines_spec}, ccy,
+                                                  bool(spec.get("allow_unknown")), problems)
+            if problems:
+                raise ValueError("; ".join(problems))
+            pid = self.new_ramp_id()
+            now = now_iso()
+            po_lines = []
+            for ln, item in zip(lines, items, strict=True):
+                qty = int(item["unit_quantity"])
+                po_lines.append({"id": ln["id"], "remote_id": item.get("remote_id"),
+                                 "description": item.get("description"), "unit_quantity": qty,
+                                 "unit_price": {"amount": ln["amount"]["amount"] // qty if qty else 0,
+                                                "currency_code": ccy},
+                                 "amount": ln["amount"],
+                                 "accounting_field_selections": ln["accounting_field_selections"]})
+            number = str(spec.get("purchase_order_number") or f"PO-{self._seq}")
+            po = {"id": pid, "purchase_order_number": number, "name": spec.get("name") or number,
+                  "remote_id": spec.get("remote_id", number), "entity_id": spec.get("entity_id") or DEFAULT_ENTITY_ID,
+                  "user_id": user_id, "vendor_id": vendor_id, "memo": spec.get("memo"),
+                  "amount": {"amount": total, "currency_code": ccy},
+                  "spend_total_amount": {"amount": 0, "currency_code": ccy},
+                  "line_items": po_lines, "accounting_field_selections": sels, "creation_source": "DEVELOPER_API",
+                  "receipt_status": "NOT_RECEIVED", "billing_status": "OPEN",
+                  "three_way_match_enabled": bool(spec.get("three_way_match_enabled")), "net_payment_terms": 30,
+                  "promise_date": spec.get("promise_date"), "spend_start_date": None, "spend_end_date": None,
+                  "spend_request_id": None, "bill_ids": [], "transaction_ids": [],
+                  "custom_form_collection_response": None, "archived_at": None, "created_at": now}
+            self.purchase_orders[pid] = po
+            self.emit("purchase_orders.created", pid)
+            return dict(po)
+
+    def mark_spend(self, kind: str, rid: str, action: str) -> dict[str, Any]:
+        """Drive a seeded transaction or reimbursement: `ready_to_sync` (SYNC_READY), `ready_for_review`,
+        and for transactions `authorized` (PENDING) / `cleared` (CLEARED); emits `<kind>.<action>`."""
+        table = self.transactions if kind == "transactions" else self.reimbursements
+        actions = ("ready_to_sync", "ready_for_review") + (("authorized", "cleared") if kind == "transactions" else ())
+        if action not in actions:
+            raise ValueError(f"action must be one of {', '.join(actions)}")
+        with self.lock:
+            rec = table.get(rid)
+            if rec is None:
+                raise KeyError(f"no {kind[:-1]} {rid!r}")
+            if action == "ready_to_sync":
+                if rec["sync_status"] == "SYNCED":
+                    raise BillStateError(f"{kind[:-1]} {rid} is already synced")
+                rec["sync_status"] = "SYNC_READY"
+            elif action == "authorized":
+                rec["state"] = "PENDING"
+            elif action == "cleared":
+                rec["state"] = "CLEARED"
+                rec["settlement_date"] = now_iso()
+            self.emit(f"{kind}.{action}", rid)
+            return dict(rec)
 
     # ---- a bill's life (admin endpoints /_sandbox/bills/{id}/…) -------------------------------
     def _bill(self, bid: str) -> dict[str, Any]:
