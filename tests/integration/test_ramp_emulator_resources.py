@@ -120,7 +120,11 @@ def test_every_list_pages_with_page_size_2_without_duplicates_or_omissions(
         assert len(set(paged)) == len(paged), path
     counts = {p: len(walk(h, hdr, p, page_size=100)) for p in ("/transactions", "/users", "/cards", "/vendors")}
     assert counts == {"/transactions": len([t for t in st.transactions.values() if t["state"] != "DECLINED"]),
-                      "/users": len(st.users), "/cards": len(st.cards), "/vendors": len(st.billpay_vendors)}
+                      "/users": len(st.users), "/vendors": len(st.billpay_vendors),
+                      "/cards": len([c for c in st.cards.values() if c["state"] != "TERMINATED"])}
+    # as public connectors read cards: is_terminated=false, then true, gives every card once
+    both = walk(h, hdr, "/cards", is_terminated="false") + walk(h, hdr, "/cards", is_terminated="true")
+    assert sorted(c["id"] for c in both) == sorted(st.cards)
 
 
 def test_seed_is_deterministic_and_consistent_across_resources(ramp: tuple[RampSandbox, ServerHandle]) -> None:
@@ -208,6 +212,14 @@ def test_filters(ramp: tuple[RampSandbox, ServerHandle]) -> None:
     synced = walk(h, hdr, "/transactions", sync_status="SYNCED", sync_ready="true")  # sync_status wins
     assert synced and {t["sync_status"] for t in synced} == {"SYNCED"}
     assert walk(h, hdr, "/transactions", synced_after="2030-01-01") == []
+    # updated_after (public clients' incremental cursor): inclusive by default, a switch
+    stamp = every[5]["updated_at"]
+    newer = walk(h, hdr, "/transactions", updated_after=stamp, state="ALL", page_size=100)
+    assert every[5]["id"] in {t["id"] for t in newer}
+    assert {t["id"] for t in newer} == {t["id"] for t in every if t["updated_at"] >= stamp}
+    st.updated_after_inclusive = False
+    assert every[5]["id"] not in {t["id"] for t in walk(h, hdr, "/transactions", updated_after=stamp, state="ALL")}
+    st.updated_after_inclusive = True
     desc = walk(h, hdr, "/transactions", order_by_amount_desc="true", page_size=3)
     assert [t["amount"] for t in desc] == sorted((t["amount"] for t in default), reverse=True)
     assert all(t["amount"] >= 500 for t in walk(h, hdr, "/transactions", min_amount=500))
@@ -239,8 +251,9 @@ def test_filters(ramp: tuple[RampSandbox, ServerHandle]) -> None:
     cards = walk(h, hdr, "/cards", user_id=some_user)
     assert cards and all(c["cardholder_id"] == some_user for c in cards)
     assert {c["state"] for c in walk(h, hdr, "/cards", is_terminated="true")} == {"TERMINATED"}
-    st.cards_hide_terminated = True
     assert all(c["state"] != "TERMINATED" for c in walk(h, hdr, "/cards"))
+    st.cards_hide_terminated = False
+    assert "TERMINATED" in {c["state"] for c in walk(h, hdr, "/cards")}
     rec = walk(h, hdr, "/receipts")[0]
     assert [r["id"] for r in walk(h, hdr, "/receipts", transaction_id=rec["transaction_id"])] == [rec["id"]]
     po = walk(h, hdr, "/purchase-orders")[0]

@@ -15,7 +15,7 @@ limited, not faulted and need no token:
     "validation_status": 400, "batch_error_status": 400,
     "webhook_max_attempts": 10, "webhook_first_delay": 60, "webhook_retry_scale": 1.0,
     "webhook_timeout": 10, "webhook_require_verification": true, "edit_resets_sync": false,
-    "cards_hide_terminated": false,
+    "cards_hide_terminated": true, "updated_after_inclusive": true,
     "rate_limit": {"enabled": true, "limit": 200, "period": 10, "mode": "rolling|lockout",
                    "lockout_seconds": 60, "per": "ip|token", "retry_after": null (0 = real wait),
                    "count_token_endpoint": true, "count_rejected": false}}`

@@ -95,8 +95,13 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
     def in_range(field: str, lo: datetime | None, hi: datetime | None) -> Pred:
         return lambda r: between(r.get(field), lo, hi)
 
-    def after_pred(field: str, after: datetime) -> Pred:
-        return lambda r: bool(r.get(field)) and parse_when(str(r[field]), end=False) > after
+    def after_pred(field: str, after: datetime, inclusive: bool = False) -> Pred:
+        def pred(r: Row) -> bool:
+            if not r.get(field):
+                return False
+            at = parse_when(str(r[field]), end=False)
+            return at >= after if inclusive else at > after
+        return pred
 
     def eq_filters(request: Request, fields: dict[str, Callable[[Row], Any]]) -> list[Pred]:
         """`?param=value` equality filters; `fields` maps a parameter to the record's value."""
@@ -178,7 +183,10 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
                 preds.append(lambda r: (r["synced_at"] is None) == no_commits)
         synced_after = when_param(request, "synced_after")
         if synced_after is not None:
-            preds.append(lambda r: bool(r["synced_at"]) and parse_when(r["synced_at"], end=False) > synced_after)
+            preds.append(after_pred("synced_at", synced_after))
+        updated_after = when_param(request, "updated_after")  # [unverified] not in R1; public clients send it
+        if updated_after is not None:
+            preds.append(after_pred("updated_at", updated_after, st.updated_after_inclusive))
         lo, hi = when_param(request, "from_date"), when_param(request, "to_date", end=True)
         preds.append(lambda r: between(r["user_transaction_time"], lo, hi))
         mn, mx = number_param(request, "min_amount"), number_param(request, "max_amount")
@@ -230,8 +238,8 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
             preds.append(in_range(field, lo, hi))
         for field, name in (("updated_at", "updated_after"), ("synced_at", "synced_after")):
             after = when_param(request, name)
-            if after is not None:  # [unverified] exclusive
-                preds.append(after_pred(field, after))
+            if after is not None:
+                preds.append(after_pred(field, after, name == "updated_after" and st.updated_after_inclusive))
         sel = request.query_params.get("accounting_field_selection_id")
         if sel is not None:
             preds.append(lambda r: any(s["id"] == sel for s in r["accounting_field_selections"]))

@@ -171,6 +171,8 @@ def build(business_id: str, *, vendors: bool) -> dict[str, dict[str, dict[str, A
             "policy_violations": [], "disputes": [], "attendees": [],
             "decline_details": {"reason": "INSUFFICIENT_FUNDS"} if state == "DECLINED" else None,
             "sync_status": sync, "synced_at": "2026-11-20T06:00:00+00:00" if sync == "SYNCED" else None,
+            "updated_at": "2026-11-20T06:00:00+00:00" if sync == "SYNCED" else when,
+            "minor_unit_conversion_rate": 100,
         }
         for rid in receipts:
             out["receipts"][rid] = {"id": rid, "transaction_id": tid, "user_id": u["id"], "created_at": when,
@@ -207,6 +209,8 @@ def build(business_id: str, *, vendors: bool) -> dict[str, dict[str, dict[str, A
             "spend_limit_id": None, "trip_id": None, "receipts": [], "attendees": [],
             "accounting_field_selections": sels,
             "line_items": [{"amount": money(minor, ccy), "memo": None, "accounting_field_selections": sels}],
+            "payment_processed_at": f"2026-10-{day + 2:02d}T09:00:00+00:00" if r_states[i] == "REIMBURSED" else None,
+            "payment_batch_id": None, "repayment_transaction_id": None,
             "sync_status": sync, "synced_at": "2026-11-20T06:00:00+00:00" if sync == "SYNCED" else None,
         }
     if vendors:

@@ -31,7 +31,8 @@ SEEDED = ("departments", "locations", "users", "spend_programs", "cards", "trans
           "reimbursements", "purchase_orders", "vendor_contacts")
 FAULT_KINDS = ("429", "500", "502", "503", "drop", "timeout_after_commit", "reject")
 WEBHOOK_SWITCHES = ("webhook_max_attempts", "webhook_first_delay", "webhook_retry_scale", "webhook_timeout")
-BOOL_SWITCHES = ("webhook_require_verification", "edit_resets_sync", "cards_hide_terminated")
+BOOL_SWITCHES = ("webhook_require_verification", "edit_resets_sync", "cards_hide_terminated",
+                 "updated_after_inclusive")
 FIELD_INPUT_TYPES = ("SINGLE_CHOICE", "BOOLEAN", "FREE_FORM_TEXT")
 FIELD_REQUIRED_FOR = ("BILL", "BILL_PAYMENT", "PURCHASE_ORDER", "REIMBURSEMENT", "TRANSACTION")
 SYNC_TYPES = ("TRANSACTION_SYNC", "REIMBURSEMENT_SYNC", "BILL_SYNC", "BILL_PAYMENT_SYNC", "TRANSFER_SYNC",
@@ -160,7 +161,11 @@ class RampSandbox:
     webhook_timeout: float = 10.0
     webhook_require_verification: bool = True
     edit_resets_sync: bool = False  # [unverified] does editing a synced bill make it ready again?
-    cards_hide_terminated: bool = False  # [unverified] the legacy /cards list leaves them out
+    # [unverified] the /cards list leaves terminated cards out unless is_terminated is sent (public
+    # connector code relies on it: Airbyte's source-ramp lists is_terminated=false, then true)
+    cards_hide_terminated: bool = True
+    # [unverified] is `updated_after` inclusive? Public connectors read it as "on or after".
+    updated_after_inclusive: bool = True
 
     def __post_init__(self) -> None:
         from ml_connector.systems.ramp.sandbox.webhooks import WebhookDispatcher
@@ -621,6 +626,7 @@ class RampSandbox:
             elif action == "cleared":
                 rec["state"] = "CLEARED"
                 rec["settlement_date"] = now_iso()
+            rec["updated_at"] = now_iso()
             self.emit(f"{kind}.{action}", rid)
             return dict(rec)
 
@@ -821,6 +827,8 @@ class RampSandbox:
             rec = find(str(item["id"]))
             assert rec is not None
             rec.update({"sync_status": synced_status, ref_key: item["reference_id"], "synced_at": now})
+            if "updated_at" in rec:
+                rec["updated_at"] = now
         for item in body.get("failed_syncs", []):
             rec = find(str(item["id"]))
             assert rec is not None
