@@ -377,3 +377,17 @@ def test_admin_purchase_order_and_bill_on_it(ramp: tuple[RampSandbox, ServerHand
     assert httpx.post(h.url + f"/_sandbox/transactions/{tid}/ready_to_sync").status_code == 409
     assert httpx.post(h.url + f"/_sandbox/transactions/{tid}/explode").status_code == 400
     assert httpx.post(h.url + "/_sandbox/cards/x/ready_to_sync").status_code == 404
+
+
+def test_billpay_vendor_patch(ramp: tuple[RampSandbox, ServerHandle]) -> None:
+    st, h = ramp
+    hdr = token(h)
+    vid = next(iter(st.billpay_vendors))
+    r = httpx.patch(h.url + API + f"/vendors/{vid}", headers=hdr,
+                    json={"description": "steel", "address": {"city": "Hamburg", "country": "DE"}})
+    assert r.status_code == 200 and r.json()["description"] == "steel"
+    assert get(h, hdr, f"/vendors/{vid}")["address"]["city"] == "Hamburg"
+    assert httpx.patch(h.url + API + f"/vendors/{vid}", headers=hdr, json={"bogus": 1}).status_code == 400
+    assert httpx.patch(h.url + API + "/vendors/nope", headers=hdr, json={"description": "x"}).status_code == 404
+    assert httpx.patch(h.url + API + f"/vendors/{vid}", headers=token(h, "vendors:read"),
+                       json={"description": "x"}).status_code == 403

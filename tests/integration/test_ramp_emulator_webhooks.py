@@ -289,3 +289,30 @@ def test_purchase_order_transaction_and_reimbursement_events(env: Any) -> None:
     # the transaction is now what the event says, fetched from the API
     got = httpx.get(h.url + API + f"/transactions/{tx}", headers=hdr).json()
     assert (got["state"], got["sync_status"]) == ("CLEARED", "SYNC_READY")
+
+
+def test_pending_deliveries_resume_after_a_restore(env: Any) -> None:
+    st, h, rx, rh, hdr = env
+    subscribe(h, rh, rx, hdr, ["bills.paid"])
+    httpx.post(h.url + "/_sandbox/faults", json={"webhook_retry_scale": 1000.0}).raise_for_status()
+    rx.plan["bills.paid"] = [503]
+    bid = new_bill(h)
+    httpx.post(h.url + f"/_sandbox/bills/{bid}/pay").raise_for_status()
+    wait_for(lambda: len(of_type(rx, "bills.paid")) == 1)
+    wait_for(lambda: any(d["event_type"] == "bills.paid" and d["attempts"] for d in deliveries(h)))
+    st.stop_webhooks()  # the process ends with the retry still due
+    snapshot = json.loads(json.dumps({"webhooks": st.webhooks, "webhook_deliveries": st.webhook_deliveries}))
+    restored = RampSandbox()
+    restored.webhooks, restored.webhook_deliveries = snapshot["webhooks"], snapshot["webhook_deliveries"]
+    for d in restored.webhook_deliveries.values():
+        d["next_attempt_at"] = time.time()  # due now (the original delay was scaled up)
+    try:
+        assert restored.resume_webhooks() == 1
+        wait_for(lambda: len(of_type(rx, "bills.paid")) == 2)
+        first, second = of_type(rx, "bills.paid")
+        assert first["event"]["id"] == second["event"]["id"] and first["raw"] == second["raw"] and second["valid"]
+        wait_for(lambda: next(iter(restored.webhook_deliveries.values()))["status"] == "delivered")
+        d = next(x for x in restored.webhook_deliveries.values() if x["event_type"] == "bills.paid")
+        assert [a["status_code"] for a in d["attempts"]] == [503, 200]
+    finally:
+        restored.stop_webhooks()

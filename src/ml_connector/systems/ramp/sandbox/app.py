@@ -665,6 +665,31 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
                 return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [vendor_id]})
             return JSONResponse(dict(rec))
 
+    @app.patch(BILLPAY + "/{vendor_id}")
+    async def patch_billpay(request: Request, vendor_id: str) -> Response:
+        bearer(request, "vendors:write")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        fields = ("accounting_vendor_remote_id", "address", "country", "description", "is_active", "state",
+                  "vendor_tracking_category_option_id", "name")
+        errs: dict[str, list[str]] = {k: ["Unknown field."] for k in body if k not in fields}
+        if "is_active" in body and not isinstance(body["is_active"], bool):
+            errs["is_active"] = ["Not a valid boolean."]
+        if "address" in body and not isinstance(body["address"], (dict, type(None))):
+            errs["address"] = ["Not a valid object."]
+        if body.get("accounting_vendor_remote_id") and body.get("vendor_tracking_category_option_id"):
+            errs["_schema"] = ["Provide at most one of accounting_vendor_remote_id and "
+                               "vendor_tracking_category_option_id."]
+        if errs:
+            raise invalid(errs)
+        with st.lock:
+            rec = st.billpay_vendors.get(vendor_id)
+            if rec is None:
+                return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [vendor_id]})
+            rec.update(body)
+            return JSONResponse(dict(rec))
+
     @app.delete(BILLPAY + "/{vendor_id}")
     async def delete_billpay(request: Request, vendor_id: str) -> Response:
         bearer(request, "vendors:write")

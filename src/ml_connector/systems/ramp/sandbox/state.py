@@ -880,5 +880,14 @@ class RampSandbox:
             self._deliver(sub, event)
             return dict(sub)
 
+    def resume_webhooks(self) -> int:
+        """Schedule every pending delivery again (after restoring `webhook_deliveries` from a
+        snapshot): the number scheduled. Each keeps its event id, body and attempts so far."""
+        with self.lock:
+            pending = [d for d in self.webhook_deliveries.values() if d["status"] == "pending"]
+            for d in pending:
+                self.dispatcher.schedule(d["id"], float(d.get("next_attempt_at") or time.time()))
+            return len(pending)
+
     def stop_webhooks(self) -> None:
         self.dispatcher.stop()
