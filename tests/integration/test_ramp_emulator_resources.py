@@ -139,8 +139,9 @@ def test_seed_is_deterministic_and_consistent_across_resources(ramp: tuple[RampS
     locs = {loc["id"]: loc for loc in walk(h, hdr, "/locations")}
     cards = {c["id"]: c for c in walk(h, hdr, "/cards", page_size=100)}
     assert len(locs) == 3 and len(deps) >= 4 and len(users) >= 6
+    business = get(h, hdr, "/business")["id"]
     for u in users.values():
-        assert u["department_id"] in deps and u["location_id"] in locs
+        assert u["department_id"] in deps and u["location_id"] in locs and u["business_id"] == business
         assert u["entity_id"] == locs[u["location_id"]]["entity_id"]
         assert u["manager_id"] is None or u["manager_id"] in users
     for c in cards.values():

@@ -113,7 +113,8 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
         return preds
 
     def listing(request: Request, rows: Iterable[Row], preds: list[Pred],
-                order: Callable[[Row], Any] | None = None, reverse: bool = False) -> Response:
+                order: Callable[[Row], Any] | None = None, reverse: bool = False,
+                view: Callable[[Row], Row] | None = None) -> Response:
         """One keyset page of `rows` (in id order) that pass every predicate. A custom `order`
         sorts by (order, id); `start` then resumes right after that id in the sorted list."""
         n = h.page_size(request)
@@ -138,7 +139,7 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
                 q = [(k, v) for k, v in request.query_params.multi_items() if k != "start"]
                 q.append(("start", page[-1]["id"]))
                 nxt = f"{str(request.base_url).rstrip('/')}{request.url.path}?{urlencode(q)}"
-            return JSONResponse({"data": page, "page": {"next": nxt}})
+            return JSONResponse({"data": [view(r) for r in page] if view else page, "page": {"next": nxt}})
 
     def table(name: str) -> list[Row]:
         with st.lock:
@@ -259,12 +260,19 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
         enum_param(request, "role", roles)
         preds = eq_filters(request, {k: _field(k) for k in (
             "employee_id", "role", "entity_id", "department_id", "email", "location_id")})
-        return listing(request, table("users"), preds)
+        return listing(request, table("users"), preds, view=user_view)
+
+    def user_view(u: Row) -> Row:
+        return {**u, "business_id": st.business_id}  # the business id survives a snapshot restore
 
     @app.get(PREFIX + "/users/{user_id}")
     async def get_user(request: Request, user_id: str) -> Response:
         h.bearer(request, "users:read")
-        return one("users", user_id)
+        with st.lock:
+            rec = st.users.get(user_id)
+            if rec is None:
+                raise h.not_found(user_id)
+            return JSONResponse(user_view(rec))
 
     # -- departments and locations (read; simple writes with their write scopes) --
     def named_write(kind: str, scope: str, extra: tuple[str, ...]) -> None:
