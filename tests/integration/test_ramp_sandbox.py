@@ -69,12 +69,15 @@ def test_token_flow_and_oauth_errors(sandbox: tuple[RampSandbox, ServerHandle]) 
     assert raw_token(h, grant_type="authorization_code").json()["error"] == "unauthorized_client"
     nosc = raw_token(h, scope="")
     assert nosc.status_code == 400
-    inv = raw_token(h, scope="accounting:read transactions:read")
+    # [unverified] a scope the app lacks (the demo app has transactions:read since issue 11, so the
+    # test names cards:write); the default grants the allowed subset, the switch answers invalid_scope
+    assert st.scope_mismatch == "grant_subset"
+    st.scope_mismatch = "invalid_scope"
+    inv = raw_token(h, scope="accounting:read cards:write")
     assert inv.status_code == 400 and inv.json()["error"] == "invalid_scope"
-    assert "transactions:read" in inv.json()["error_description"]
-    # [unverified] alternative: grant the allowed subset
+    assert "cards:write" in inv.json()["error_description"]
     st.scope_mismatch = "grant_subset"
-    sub = raw_token(h, scope="accounting:read transactions:read")
+    sub = raw_token(h, scope="accounting:read cards:write")
     assert sub.status_code == 200 and sub.json()["scope"] == "accounting:read"
 
 

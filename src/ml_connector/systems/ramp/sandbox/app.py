@@ -1,4 +1,7 @@
-"""Ramp Developer API emulator: token endpoint, accounting vendors / GL accounts, business.
+"""Ramp Developer API emulator: token endpoint, accounting (connection, vendors, GL accounts, fields,
+options, syncs), bills, Bill Pay vendors and contacts, transactions, reimbursements, users, departments,
+locations, entities, cards, receipts, purchase orders, spend programs, business (resources.py,
+seeded by seed.py), webhooks with signed, retried deliveries (webhooks.py).
 
 Wire behaviour follows cloud-apis.md §1 (Ramp OpenAPI + guides). Undocumented behaviour is
 a switch on `RampSandbox` (state.py). Admin endpoints under `/_sandbox/` are not rate
@@ -8,8 +11,11 @@ limited, not faulted and need no token:
   `{"latency": 0.2, "fail_next": 3, "kind": "429|500|502|503|drop|timeout_after_commit|reject",
     "path": "/developer/v1/accounting/vendors", "method": "POST", "clear_faults": true,
     "expire_tokens_now": true, "token_lifetime": 5, "commit_then": "drop|hang", "hang_seconds": 5,
-    "scope_mismatch": "invalid_scope|grant_subset", "invalid_token_status": 401,
+    "scope_mismatch": "grant_subset|invalid_scope", "invalid_token_status": 401,
     "validation_status": 400, "batch_error_status": 400,
+    "webhook_max_attempts": 10, "webhook_first_delay": 60, "webhook_retry_scale": 1.0,
+    "webhook_timeout": 10, "webhook_require_verification": true, "edit_resets_sync": false,
+    "cards_hide_terminated": true, "updated_after_inclusive": true,
     "rate_limit": {"enabled": true, "limit": 200, "period": 10, "mode": "rolling|lockout",
                    "lockout_seconds": 60, "per": "ip|token", "retry_after": null (0 = real wait),
                    "count_token_endpoint": true, "count_rejected": false}}`
@@ -20,9 +26,30 @@ limited, not faulted and need no token:
 - `GET /_sandbox/state/vendors` → `{"vendors": [VendorAccount…]}` (all, in keyset order).
 - `GET /_sandbox/state/gl_accounts` → `{"gl_accounts": […]}`.
 - `POST /_sandbox/bills` JSON (see `RampSandbox.create_bill`) → 201 the Bill; 400 `{"error": …}`
-  when it names a vendor, GL account or cost-center option that was not uploaded.
-- `GET /_sandbox/state/{fields|field_options|bills|syncs}` → `{"<name>": […]}`.
-- `POST /_sandbox/reset` (optional JSON `{"tokens": false}` keeps issued tokens) → 200.
+  when it names a vendor, GL account, cost-center or other field option that was not uploaded.
+  Emits `bills.created` (and `bills.approved` when created approved).
+- A bill's life (200 the bill; 404 unknown; 409 when its state does not allow it; 400 bad input):
+  `POST /_sandbox/bills/{id}/approve` (PENDING/INITIALIZED → APPROVED, `approved_at`; emits
+  `bills.approved`), `POST /_sandbox/bills/{id}/reject` `{"reason"?}` (pending or approved, also
+  after sync, not paid → REJECTED, `rejected_at`; emits `bills.rejected`),
+  `POST /_sandbox/bills/{id}/pay` `{"payment_method"?, "payment_date"?, "effective_date"?,
+  "reference"? (the trace id), "payment_id"?, "manual_payment_method"?}` (approved → status and
+  payment_status PAID, `paid_at`, `payment{…}`; emits `bills.paid`), `PATCH /_sandbox/bills/{id}`
+  `{"memo"?, "invoice_number"?, "due_at"?, "issued_at"?, "posting_date"?, "accounting_date"?,
+  "line_items"? (as in create), "fields"?}` (not once paid; `updated_at`).
+- `POST /_sandbox/purchase_orders` JSON (see `RampSandbox.create_purchase_order`) → 201 the purchase
+  order; emits `purchase_orders.created`. A bill names it with `purchase_order_id`.
+- `POST /_sandbox/transactions/{id}/{ready_to_sync|ready_for_review|authorized|cleared}` and
+  `POST /_sandbox/reimbursements/{id}/{ready_to_sync|ready_for_review}` → 200 the record; emit
+  `<resource>.<action>` (409 when a synced record is made ready again).
+- `POST /_sandbox/webhooks/emit` `{"type": "tests.test_event", "object_id"?}` → `{"event_id"}`
+  (null when no subscription wants it).
+- `GET /_sandbox/state/{fields|field_options|bills|syncs|webhooks|webhook_deliveries|transactions|
+  reimbursements|users|cards|purchase_orders}` → `{"<name>": […]}` (webhooks with their secrets;
+  deliveries with their attempts `[{attempt, at, status_code, error, duration_ms}]` and status
+  pending|delivered|failed|cancelled).
+- `POST /_sandbox/reset` (optional JSON `{"tokens": false}` keeps issued tokens) → 200; the seed
+  is rebuilt, subscriptions and deliveries are dropped.
 """
 
 from __future__ import annotations
@@ -31,25 +58,33 @@ import asyncio
 import base64
 import binascii
 import bisect
+import hmac
 import json
 import math
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from ml_connector.systems.ramp.sandbox import resources
+from ml_connector.systems.ramp.sandbox.resources import parse_when
 from ml_connector.systems.ramp.sandbox.state import (
     ENTITIES,
     FIELD_INPUT_TYPES,
     FIELD_REQUIRED_FOR,
     GL_CLASSIFICATIONS,
+    PAYMENT_METHODS,
     SYNC_TYPES,
+    BillStateError,
     RampSandbox,
 )
 from ml_connector.systems.ramp.sandbox.state import now_iso as _iso
+from ml_connector.systems.ramp.sandbox.webhooks import EVENT_SCOPES, EVENT_TYPES
 
 PREFIX = "/developer/v1"
 TOKEN_PATH = PREFIX + "/token"
@@ -61,7 +96,8 @@ FIELDS = PREFIX + "/accounting/fields"
 OPTIONS = PREFIX + "/accounting/field-options"
 BILLS = PREFIX + "/bills"
 SYNCS = PREFIX + "/accounting/syncs"
-ENTITIES_PATH = PREFIX + "/entities"
+WEBHOOKS = PREFIX + "/webhooks"
+CONNECTION = PREFIX + "/accounting/connection"
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -245,7 +281,7 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
         if t is None:
             raise ApiError(error(st.invalid_token_status, st.invalid_token_error_code,
                                  "Invalid, expired or missing access token."))
-        if scope_needed not in t.scopes:
+        if scope_needed and scope_needed not in t.scopes:  # "" = any valid token (webhooks)
             raise ApiError(error(403, st.missing_scope_error_code,
                                  f"Access token is missing the required scope: {scope_needed}",
                                  {"required_scope": [scope_needed]}))
@@ -576,6 +612,7 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
         name = request.query_params.get("name")
         is_active = _bool_param(request, "is_active", st.validation_status)
         owner = request.query_params.get("vendor_owner_id")
+        from_created = request.query_params.get("from_created_at")
         start = request.query_params.get("start")
         out: list[dict[str, Any]] = []
         more = False
@@ -589,6 +626,8 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
                     continue
                 if owner is not None and rec.get("vendor_owner_id") != owner:
                     continue
+                if from_created is not None and str(rec.get("created_at") or "") < from_created:
+                    continue  # ISO strings in one format compare in time order
                 if len(out) == n:
                     more = True
                     break
@@ -614,18 +653,24 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
         if errs:
             raise ApiError(error(status, "DEVELOPER_7001", "Invalid input.", errs))
         now = _iso()
-        rec = {"id": st.new_ramp_id(), "name": body.get("name") or "", "country": body["country"],
+        vid = st.new_ramp_id()
+        made: list[dict[str, Any]] = [{"id": st.new_ramp_id(), "vendor_id": vid, "first_name": c.get("first_name"),
+                 "last_name": c.get("last_name"), "email": c.get("email"), "phone": c.get("phone"),
+                 "is_default": i == 0} for i, c in enumerate(contacts or []) if isinstance(c, dict)]
+        rec = {"id": vid, "name": body.get("name") or "", "country": body["country"],
                "vendor_owner_id": body["vendor_owner_id"], "is_active": True, "is_deletable": True,
                "accounting_vendor_remote_id": body.get("accounting_vendor_remote_id"),
                "address": body.get("address"), "state": body.get("state"), "created_at": now,
-               "contacts": list(contacts or []),
+               "contacts": [c["id"] for c in made], "vendor_type": "BUSINESS",
                "total_spend_all_time": {"amount": 0, "currency_code": "USD"},
                "total_spend_last_30_days": {"amount": 0, "currency_code": "USD"},
                "total_spend_last_365_days": {"amount": 0, "currency_code": "USD"},
                "total_spend_ytd": {"amount": 0, "currency_code": "USD"}}
         with st.lock:
             st.billpay_vendors[rec["id"]] = rec
-            st.billpay_order.append(rec["id"])
+            bisect.insort(st.billpay_order, rec["id"])  # seeded vendors may sort after new ids
+            for c in made:
+                st.vendor_contacts[c["id"]] = c
         return JSONResponse(rec, status_code=200)  # [verified R1] 200, not 201
 
     @app.get(BILLPAY + "/{vendor_id}")
@@ -635,6 +680,31 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
             rec = st.billpay_vendors.get(vendor_id)
             if rec is None:
                 return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [vendor_id]})
+            return JSONResponse(dict(rec))
+
+    @app.patch(BILLPAY + "/{vendor_id}")
+    async def patch_billpay(request: Request, vendor_id: str) -> Response:
+        bearer(request, "vendors:write")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        fields = ("accounting_vendor_remote_id", "address", "country", "description", "is_active", "state",
+                  "vendor_tracking_category_option_id", "name")
+        errs: dict[str, list[str]] = {k: ["Unknown field."] for k in body if k not in fields}
+        if "is_active" in body and not isinstance(body["is_active"], bool):
+            errs["is_active"] = ["Not a valid boolean."]
+        if "address" in body and not isinstance(body["address"], (dict, type(None))):
+            errs["address"] = ["Not a valid object."]
+        if body.get("accounting_vendor_remote_id") and body.get("vendor_tracking_category_option_id"):
+            errs["_schema"] = ["Provide at most one of accounting_vendor_remote_id and "
+                               "vendor_tracking_category_option_id."]
+        if errs:
+            raise invalid(errs)
+        with st.lock:
+            rec = st.billpay_vendors.get(vendor_id)
+            if rec is None:
+                return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [vendor_id]})
+            rec.update(body)
             return JSONResponse(dict(rec))
 
     @app.delete(BILLPAY + "/{vendor_id}")
@@ -660,6 +730,76 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
             "billing_address": {"address1": "1 Main St", "city": "New York City", "country": "US",
                                 "postal_code": "10003", "state": "NY"},
         })
+
+    # -- the accounting connection (one active per business) --
+    def active_connection() -> dict[str, Any] | None:
+        return next((c for c in st.accounting_connections.values() if c["is_active"]), None)
+
+    @app.post(CONNECTION)
+    async def create_connection(request: Request) -> Response:
+        bearer(request, "accounting:write")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        errs: dict[str, list[str]] = {}
+        _str_field(body, "remote_provider_name", errs, True)
+        for k in body:
+            if k not in ("remote_provider_name", "reactivate"):
+                errs[k] = ["Unknown field."]
+        if errs:
+            raise invalid(errs)
+        with st.lock:
+            cur = active_connection()
+            if cur is not None:
+                if cur["remote_provider_name"] == body["remote_provider_name"]:
+                    return JSONResponse(dict(cur), status_code=201)  # [unverified] same provider: that one
+                raise invalid({"_schema": ["An accounting connection is already active."]},
+                              "An accounting connection is already active.")
+            now = _iso()
+            rec = {"id": st.new_ramp_id(), "remote_provider_name": body["remote_provider_name"], "status": "linked",
+                   "is_active": True, "created_at": now, "last_linked_at": now}
+            st.accounting_connections[rec["id"]] = rec
+            return JSONResponse(dict(rec), status_code=201)
+
+    @app.get(PREFIX + "/accounting/all-connections")
+    async def all_connections(request: Request) -> Response:
+        bearer(request, "accounting:read")
+        with st.lock:
+            return JSONResponse({"connections": [dict(c) for c in st.accounting_connections.values()]})
+
+    @app.get(CONNECTION)
+    async def get_connection(request: Request) -> Response:
+        """Deprecated in R1; 404 when there is no active connection."""
+        bearer(request, "accounting:read")
+        with st.lock:
+            cur = active_connection()
+            if cur is None:
+                return error(404, "DEVELOPER_7004", "No active accounting connection.")
+            return JSONResponse(dict(cur))
+
+    @app.delete(CONNECTION)
+    async def delete_connection(request: Request) -> Response:
+        bearer(request, "accounting:write")
+        with st.lock:
+            cur = active_connection()
+            if cur is None:
+                return error(404, "DEVELOPER_7004", "No active accounting connection.")
+            cur.update(is_active=False, status="unlinked")
+        return Response(status_code=204)
+
+    @app.post(CONNECTION + "/{connection_id}/reactivate")
+    async def reactivate_connection(request: Request, connection_id: str) -> Response:
+        bearer(request, "accounting:write")
+        with st.lock:
+            rec = st.accounting_connections.get(connection_id)
+            if rec is None:
+                return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [connection_id]})
+            cur = active_connection()
+            if cur is not None and cur is not rec:
+                raise invalid({"_schema": ["Another accounting connection is active."]},
+                              "Another accounting connection is active.")
+            rec.update(is_active=True, status="linked", last_linked_at=_iso())
+            return JSONResponse(dict(rec))
 
     # -- accounting custom fields and their options --
 
@@ -842,17 +982,34 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
         bearer(request, "accounting:write")
         return delete_one("field_options", ramp_id)
 
-    # -- entities (read-only; configured in the UI) --
-    @app.get(ENTITIES_PATH)
-    async def list_entities(request: Request) -> Response:
-        bearer(request, "entities:read")
-        page_size(request)
-        return JSONResponse({"data": [dict(e) for e in ENTITIES], "page": {"next": None}})
-
     # -- bills --
-    def bill_view(bill: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in bill.items() if k not in ("sync_reference_id", "sync_errors", "synced_at")} | {
-            "sync_ready": st.bill_sync_ready(bill)}
+    def bill_view(bill: dict[str, Any], listing: bool = False) -> dict[str, Any]:
+        out = {k: v for k, v in bill.items() if k not in (
+            "sync_reference_id", "sync_errors", "synced_at", "payment_sync_reference_id", "edits")}
+        out["sync_ready"] = st.bill_sync_ready(bill)
+        if listing and out.get("payment"):  # [verified R1] trace_id only in GET /bills/{id}
+            out["payment"] = {**out["payment"], "trace_id": None}
+        return out
+
+    def when(raw: str | None, name: str, end: bool = False) -> datetime | None:
+        if raw is None:
+            return None
+        try:
+            return parse_when(raw, end=end)
+        except ValueError:
+            raise invalid({name: ["Not a valid datetime."]}) from None
+
+    def bill_in_ranges(b: dict[str, Any], ranges: list[tuple[str, datetime | None, datetime | None]],
+                       amounts: list[Decimal | None]) -> bool:
+        for field, lo, hi in ranges:
+            if not b.get(field):
+                return False
+            at = parse_when(str(b[field]), end=False)
+            if (lo is not None and at < lo) or (hi is not None and at >= hi):
+                return False
+        major = Decimal(b["amount"]["amount"]) / 100  # [unverified] min/max_amount in major units
+        lo_amt, hi_amt = amounts
+        return not ((lo_amt is not None and major < lo_amt) or (hi_amt is not None and major > hi_amt))
 
     @app.get(BILLS)
     async def list_bills(request: Request) -> Response:
@@ -867,6 +1024,24 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
             raise invalid({"sync_status": ["Must be one of: NOT_SYNCED, BILL_SYNCED, BILL_AND_PAYMENT_SYNCED."]})
         if filters["payment_status"] not in (None, "OPEN", "PAID"):
             raise invalid({"payment_status": ["Must be one of: OPEN, PAID."]})
+        if q.get("payment_method") not in (None, *PAYMENT_METHODS):
+            raise invalid({"payment_method": ["Must be one of: " + ", ".join(PAYMENT_METHODS) + "."]})
+        ranges = []
+        for field, lo_name, hi_name in (("created_at", "from_created_at", "to_created_at"),
+                                        ("due_at", "from_due_date", "to_due_date"),
+                                        ("issued_at", "from_issued_date", "to_issued_date"),
+                                        ("paid_at", "from_paid_at", "to_paid_at")):
+            lo, hi = when(q.get(lo_name), lo_name), when(q.get(hi_name), hi_name, end=True)
+            if lo or hi:
+                ranges.append((field, lo, hi))
+        amounts = []
+        for name in ("min_amount", "max_amount"):
+            raw = q.get(name)
+            try:
+                amounts.append(None if raw is None else Decimal(raw))
+            except ArithmeticError:
+                raise invalid({name: ["Not a valid number."]}) from None
+        sel_id = q.get("accounting_field_selection_id")
         start = q.get("start")
         out: list[dict[str, Any]] = []
         more = False
@@ -874,6 +1049,13 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
             pos = bisect.bisect_right(st.bill_order, start) if start else 0
             for bid in st.bill_order[pos:]:
                 b = st.bills[bid]
+                if not bill_in_ranges(b, ranges, amounts):
+                    continue
+                if q.get("payment_method") is not None and b.get("payment_method") != q.get("payment_method"):
+                    continue
+                if sel_id is not None and not any(
+                        s.get("id") == sel_id for ln in b["line_items"] for s in ln["accounting_field_selections"]):
+                    continue
                 if sync_ready is not None and st.bill_sync_ready(b) != sync_ready:
                     continue
                 if bool(b.get("archived_at")) != is_archived:
@@ -885,7 +1067,7 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
                 if len(out) == n:
                     more = True
                     break
-                out.append(bill_view(b))
+                out.append(bill_view(b, listing=True))
         return paged(request, out, more, key="id")
 
     @app.get(BILLS + "/{bill_id}")
@@ -896,6 +1078,166 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
             if b is None:
                 return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [bill_id]})
             return JSONResponse(bill_view(b))
+
+    def api_bill_spec(body: dict[str, Any], create: bool) -> dict[str, Any]:
+        """A `POST /bills` / `PATCH /bills/{id}` body (R1) as a create_bill / edit_bill spec."""
+        errs: dict[str, list[str]] = {}
+        known = {"vendor_id", "vendor_contact_id", "entity_id", "invoice_number", "invoice_currency", "issued_at",
+                 "due_at", "payment_method", "line_items", "accounting_field_selections", "memo", "posting_date",
+                 "remote_id", "payment_details", "purchase_order_id", "inventory_line_items"}
+        for k in body:
+            if k not in known or (create and k == "purchase_order_id"):
+                errs[k] = ["Unknown field."]
+        if create:
+            for k in ("vendor_id", "vendor_contact_id", "entity_id", "invoice_number", "invoice_currency",
+                      "issued_at", "due_at", "payment_method"):
+                _str_field(body, k, errs, True)
+        if isinstance(body.get("invoice_number"), str) and len(body["invoice_number"]) > 20:
+            errs["invoice_number"] = ["Longer than maximum length 20."]
+        if "payment_method" in body and body["payment_method"] not in PAYMENT_METHODS:
+            errs["payment_method"] = ["Must be one of: " + ", ".join(PAYMENT_METHODS) + "."]
+        if "entity_id" in body and body["entity_id"] not in {e["id"] for e in ENTITIES}:
+            errs["entity_id"] = ["Unknown entity."]
+        lines = body.get("line_items")
+        if (create or lines is not None) and (not isinstance(lines, list) or not lines
+                                              or not all(isinstance(x, dict) for x in lines)):
+            errs["line_items"] = ["Provide at least one line item."]
+        if errs:
+            raise invalid(errs)
+        spec: dict[str, Any] = {k: body[k] for k in ("memo", "posting_date", "remote_id", "issued_at", "due_at",
+                                                     "invoice_number", "payment_method", "purchase_order_id",
+                                                     "vendor_contact_id") if k in body}
+        try:
+            with st.lock:
+                if lines is not None:
+                    spec["line_items"] = [st.api_line(ln) for ln in lines]
+                    spec["fields"] = st.api_line({"accounting_field_selections":
+                                                  body.get("accounting_field_selections")})["fields"]
+                if create:
+                    vendor = st.billpay_vendors.get(body["vendor_id"])
+                    if vendor is None:
+                        raise ValueError(f"no vendor {body['vendor_id']!r}")
+                    if body["vendor_contact_id"] not in vendor.get("contacts", []):
+                        raise ValueError(f"vendor contact {body['vendor_contact_id']!r} is not a contact of the vendor")
+                    spec.update(billpay_vendor_id=body["vendor_id"], entity_id=body["entity_id"],
+                                currency=body["invoice_currency"], approval_status="APPROVED")
+        except ValueError as exc:
+            raise invalid({"_schema": [str(exc)]}, str(exc)) from None
+        return spec
+
+    @app.post(BILLS)
+    async def api_create_bill(request: Request) -> Response:
+        """[verified R2] API-created bills are auto-approved."""
+        bearer(request, "bills:write")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        spec = api_bill_spec(body, create=True)
+        try:
+            bill = st.create_bill(spec)
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            raise invalid({"_schema": [str(exc)]}, str(exc)) from None
+        return JSONResponse(bill_view(bill), status_code=201)
+
+    @app.patch(BILLS + "/{bill_id}")
+    async def api_patch_bill(request: Request, bill_id: str) -> Response:
+        bearer(request, "bills:write")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        spec = api_bill_spec(body, create=False)
+        try:
+            bill = st.edit_bill(bill_id, spec)
+        except KeyError:
+            return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [bill_id]})
+        except BillStateError as exc:  # [unverified] Ramp's status for a bill that cannot change
+            return error(422, "DEVELOPER_7001", str(exc), {"_schema": [str(exc)]})
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise invalid({"_schema": [str(exc)]}, str(exc)) from None
+        return JSONResponse(bill_view(bill))
+
+    @app.delete(BILLS + "/{bill_id}")
+    async def archive_bill(request: Request, bill_id: str) -> Response:
+        bearer(request, "bills:write")
+        try:
+            st.archive_bill(bill_id)
+        except KeyError:
+            return error(404, "DEVELOPER_7004", "Resource not found.", {"id": [bill_id]})
+        return Response(status_code=204)
+
+    # -- webhooks (§1.7): no scope for the endpoints; an event type needs its resource's read scope --
+    def webhook_view(sub: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in sub.items() if k not in ("secret", "challenge")}
+
+    @app.post(WEBHOOKS)
+    async def subscribe(request: Request) -> Response:
+        bearer(request, "")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise invalid({"_schema": ["Invalid input."]})
+        errs: dict[str, list[str]] = {}
+        url = body.get("endpoint_url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            errs["endpoint_url"] = ["Not a valid URL."]
+        types = body.get("event_types")
+        if not isinstance(types, list) or not types or any(t not in EVENT_TYPES for t in types):
+            errs["event_types"] = ["Must be a non-empty list of: " + ", ".join(EVENT_TYPES) + "."]
+        extra = body.get("additional_headers") or {}
+        if not isinstance(extra, dict) or len(extra) > 5 or any(
+                not isinstance(v, str) or len(str(k)) > 100 or len(v) > 1000 for k, v in extra.items()):
+            errs["additional_headers"] = ["At most 5 headers; names up to 100, values up to 1000 characters."]
+        for k in body:
+            if k not in ("endpoint_url", "event_types", "additional_headers"):
+                errs[k] = ["Unknown field."]
+        if errs or not isinstance(url, str) or not isinstance(types, list):
+            raise invalid(errs)
+        for t in types:
+            need = EVENT_SCOPES.get(t.split(".")[0])
+            if need:
+                bearer(request, need)
+        sub = st.subscribe(url, types, extra)
+        return JSONResponse(webhook_view(sub) | {"secret": sub["secret"]}, status_code=201)
+
+    @app.get(WEBHOOKS)
+    async def list_webhooks(request: Request) -> Response:
+        bearer(request, "")
+        with st.lock:
+            return JSONResponse([webhook_view(w) for w in st.webhooks.values()])  # [verified R1] an array
+
+    def webhook_or_404(webhook_id: str) -> dict[str, Any]:
+        sub: dict[str, Any] | None = st.webhooks.get(webhook_id)
+        if sub is None:
+            raise ApiError(error(404, "DEVELOPER_7004", "Resource not found.", {"id": [webhook_id]}))
+        return sub
+
+    @app.get(WEBHOOKS + "/{webhook_id}")
+    async def get_webhook(request: Request, webhook_id: str) -> Response:
+        bearer(request, "")
+        with st.lock:
+            return JSONResponse(webhook_view(webhook_or_404(webhook_id)))
+
+    @app.delete(WEBHOOKS + "/{webhook_id}")
+    async def delete_webhook(request: Request, webhook_id: str) -> Response:
+        bearer(request, "")
+        with st.lock:
+            webhook_or_404(webhook_id)
+            del st.webhooks[webhook_id]
+        return Response(status_code=204)
+
+    @app.post(WEBHOOKS + "/{webhook_id}/verify")
+    async def verify_webhook(request: Request, webhook_id: str) -> Response:
+        bearer(request, "")
+        body = await json_body(request)
+        challenge = body.get("challenge") if isinstance(body, dict) else None
+        if not isinstance(challenge, str) or not challenge:
+            raise invalid({"challenge": ["Missing data for required field."]})
+        with st.lock:
+            sub = webhook_or_404(webhook_id)
+            if not hmac.compare_digest(challenge, sub["challenge"]):
+                raise invalid({"challenge": ["Challenge does not match."]}, "Challenge does not match.")
+            sub["status"] = "active"
+            sub["updated_at"] = _iso()
+        return JSONResponse({"success": True})
 
     # -- reporting sync outcomes (§1.8) --
     @app.post(SYNCS)
@@ -934,6 +1276,15 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
         except ValueError as exc:
             raise invalid({"_schema": [str(exc)]}, str(exc)) from None
         return JSONResponse({"sync_id": sync_id}, status_code=201)
+
+    # -- transactions, reimbursements, users, departments, locations, entities, cards, receipts,
+    #    purchase orders, spend programs, vendor contacts (resources.py) --
+    def not_found_error(rid: str) -> ApiError:
+        return ApiError(error(404, "DEVELOPER_7004", "Resource not found.", {"id": [rid]}))
+
+    resources.register(app, st, resources.Helpers(
+        bearer=bearer, page_size=page_size, invalid=invalid, not_found=not_found_error, json_body=json_body,
+        bool_param=lambda request, name: _bool_param(request, name, st.validation_status)))
 
     # -- unknown API paths: Ramp-style 404 --
     @app.api_route(PREFIX + "/{rest:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
@@ -980,6 +1331,64 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
         except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
 
+    def bill_action(action: Callable[[], dict[str, Any]]) -> Response:
+        try:
+            return JSONResponse(action())
+        except KeyError as exc:
+            return JSONResponse({"error": str(exc.args[0]) if exc.args else "not found"}, status_code=404)
+        except BillStateError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def admin_json(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        body = json.loads(raw) if raw.strip() else {}
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object")
+        return body
+
+    @app.post("/_sandbox/bills/{bill_id}/approve")
+    async def sandbox_approve(bill_id: str) -> Response:
+        return bill_action(lambda: st.approve_bill(bill_id))
+
+    @app.post("/_sandbox/bills/{bill_id}/reject")
+    async def sandbox_reject(request: Request, bill_id: str) -> Response:
+        body = await admin_json(request)
+        return bill_action(lambda: st.reject_bill(bill_id, body.get("reason")))
+
+    @app.post("/_sandbox/bills/{bill_id}/pay")
+    async def sandbox_pay(request: Request, bill_id: str) -> Response:
+        body = await admin_json(request)
+        return bill_action(lambda: st.pay_bill(bill_id, body))
+
+    @app.patch("/_sandbox/bills/{bill_id}")
+    async def sandbox_edit(request: Request, bill_id: str) -> Response:
+        body = await admin_json(request)
+        return bill_action(lambda: st.edit_bill(bill_id, body))
+
+    @app.post("/_sandbox/purchase_orders")
+    async def sandbox_po(request: Request) -> Response:
+        body = await admin_json(request)
+        try:
+            return JSONResponse(st.create_purchase_order(body), status_code=201)
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.post("/_sandbox/{kind}/{rid}/{action}")
+    async def sandbox_spend(kind: str, rid: str, action: str) -> Response:
+        if kind not in ("transactions", "reimbursements"):
+            return JSONResponse({"error": f"no admin actions on {kind!r}"}, status_code=404)
+        return bill_action(lambda: st.mark_spend(kind, rid, action))
+
+    @app.post("/_sandbox/webhooks/emit")
+    async def sandbox_emit(request: Request) -> Response:
+        body = await admin_json(request)
+        etype = str(body.get("type") or "tests.test_event")
+        if etype not in EVENT_TYPES:
+            return JSONResponse({"error": f"unknown event type {etype!r}"}, status_code=400)
+        return JSONResponse({"event_id": st.emit(etype, str(body.get("object_id") or st.business_id))})
+
     @app.get("/_sandbox/state/{name}")
     async def state_other(name: str) -> Response:
         with st.lock:
@@ -987,6 +1396,12 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
                 return JSONResponse({name: [dict(r) for r in getattr(st, name).iter_after(None)]})
             if name == "bills":
                 return JSONResponse({"bills": [dict(st.bills[b]) for b in st.bill_order]})
+            if name == "webhook_deliveries":
+                return JSONResponse({name: [dict(d) for d in st.webhook_deliveries.values()]})
+            if name == "webhooks":  # with their secrets, so a demo receiver can verify signatures
+                return JSONResponse({name: [dict(w) for w in st.webhooks.values()]})
+            if name in ("transactions", "reimbursements", "users", "cards", "purchase_orders"):
+                return JSONResponse({name: [getattr(st, name)[k] for k in sorted(getattr(st, name))]})
             if name == "syncs":
                 return JSONResponse({"syncs": [{"idempotency_key": k, **v} for k, v in st.syncs.items()]})
         return JSONResponse({"error": f"no state {name!r}"}, status_code=404)
