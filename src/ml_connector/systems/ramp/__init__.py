@@ -15,7 +15,9 @@ NAME = "ramp"
 
 #: What the emulator persists between runs (data only: no locks, faults or sessions).
 SANDBOX_DATA = ("vendors", "gl_accounts", "fields", "field_options", "bills", "bill_order", "syncs",
-                "billpay_vendors", "billpay_order")
+                "billpay_vendors", "billpay_order", "departments", "locations", "users", "spend_programs", "cards",
+                "transactions", "receipts", "reimbursements", "purchase_orders", "vendor_contacts",
+                "accounting_connections", "webhooks", "webhook_events", "webhook_deliveries")
 
 
 def _connect(rt: Any, name: str, cfg: Any) -> Any:
@@ -71,6 +73,7 @@ def _restore(state: Any, snap: dict[str, Any]) -> None:
             setattr(state, k, snap[k])
     state._seq = snap["seq"]
     state.business_id = snap["business_id"]
+    state.resume_webhooks()  # deliveries pending when the state was saved go out again
 
 
 ENTRY = SystemEntry(
