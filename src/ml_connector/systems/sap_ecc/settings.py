@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from ml_connector.core.providers import RateLimitFacts, facts
 from ml_connector.core.settings import AgentSystemSettings, Duration, SecretName, SettingsModel, Text
 
 
@@ -16,9 +17,21 @@ class SapAuth(SettingsModel):
     password_secret: SecretName
 
 
+def _rate_limit() -> RateLimitFacts:
+    rl = facts("sap_ecc").rate_limit
+    if rl is None:
+        raise ValueError("systems/sap_ecc/provider.yaml: rate_limit is required")
+    return rl
+
+
+# Defaults and the allowed range come from provider.yaml (rate_limit), the one place they are kept.
+_RL = _rate_limit()
+_RANGE = _RL.limit_range or (1, _RL.limit)
+
+
 class SapLimits(SettingsModel):
-    max_concurrent: int = Field(default=8, ge=1, le=64)
-    calls_per_second: float = Field(default=20, ge=10, le=50)
+    max_concurrent: int = Field(default=_RL.max_concurrent or 8, ge=1, le=64)
+    calls_per_second: float = Field(default=_RL.limit / _RL.period, ge=_RANGE[0], le=_RANGE[1])
 
 
 class SapEccConnection(SettingsModel):
