@@ -142,11 +142,19 @@ def connection_models() -> dict[str, type[BaseModel]]:
     return {e.name: e.settings for e in registry.entries()}
 
 
+#: The registry generation the connection union was last built from (-1: not built yet).
+_schema_generation = -1
+
+
 class _RegisteredConnection:
     """Annotation marker: validate as the settings model of the registered system named by `type`
     (a tagged union, so an unknown `type` is one error listing the registered types)."""
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        global _schema_generation
+        from ml_connector.core import registry
+
+        _schema_generation = registry.generation()  # the registry this union is built from
         choices: dict[Hashable, CoreSchema] = {name: handler.generate_schema(model)
                                                for name, model in connection_models().items()}
         if not choices:  # a package installed without its entry points (e.g. a stale editable install)
@@ -736,18 +744,15 @@ def _check_expansion(root: yaml.Node, filename: str) -> None:
             stack.extend(node.value)
 
 
-_schema_generation = -1
-
-
 def _rebuild_if_registry_changed() -> None:
-    """A system registered in this process after AppConfig was built joins the connection union."""
+    """A system registered in this process after AppConfig was built joins the connection union
+    (also when the first configuration is parsed after the registration)."""
     global _schema_generation
     from ml_connector.core import registry
 
     gen = registry.generation()
     if gen != _schema_generation:
-        if _schema_generation != -1:
-            AppConfig.model_rebuild(force=True)
+        AppConfig.model_rebuild(force=True)
         _schema_generation = gen
 
 

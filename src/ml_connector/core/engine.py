@@ -266,12 +266,14 @@ def target_queue(connection: str) -> Queue:
     qname = f"mlc-target-{connection}"
     if qname in _QUEUES:
         return _QUEUES[qname]
+    from ml_connector.core import registry
     from ml_connector.core.providers import fact
 
     rt = runtime()
-    ctype = rt.config.connections[connection].type
-    conc = int(fact(ctype, "delivery", "concurrency", default=2) or 2)
-    lim = fact(ctype, "delivery", "workflows_per_period", default=None)
+    # A system without provider facts (its entry's `provider` is None) has the default limits.
+    facts = registry.get(rt.config.connections[connection].type).provider
+    conc = int(fact(facts, "delivery", "concurrency", default=2) or 2) if facts else 2
+    lim = fact(facts, "delivery", "workflows_per_period", default=None) if facts else None
     limiter = {"limit": int(lim["limit"]), "period": float(lim["period"])} if lim else None
     _QUEUES[qname] = DBOS.register_queue(qname, worker_concurrency=conc, limiter=limiter,  # type: ignore[arg-type]
                                          polling_interval_sec=_polling_interval, on_conflict="always_update")
