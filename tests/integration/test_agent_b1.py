@@ -18,7 +18,7 @@ from ml_connector.core.channel import ChannelError, ChannelRequest
 from ml_connector.core.db import Database
 from ml_connector.systems.sap_b1.client import ChannelServiceLayerClient
 from ml_connector.systems.sap_b1.errors import B1Error
-from tests.integration.test_agent_harness import AgentProc, ControlPlane, World, start_sandbox
+from tests.support import AgentProc, ControlPlane, World, start_sandbox
 
 ALLOW = ["JournalEntries", "BusinessPartners:read", "ChartOfAccounts:read"]
 

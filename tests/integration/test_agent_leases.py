@@ -22,7 +22,7 @@ from ml_connector.agent.models import AgentCallRow
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
 from ml_connector.core.models import AuditRow
-from tests.integration.test_agent_harness import (
+from tests.support import (
     AgentProc,
     ControlPlane,
     DropProxy,

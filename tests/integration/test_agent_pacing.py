@@ -26,7 +26,7 @@ from ml_connector.agent.channel import RemoteAgentChannel
 from ml_connector.agent.models import AgentCallRow, AgentRow
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
-from tests.integration.test_agent_harness import AgentProc, ControlPlane, sap_faults, sap_stats, start_sandbox, wait_for
+from tests.support import AgentProc, ControlPlane, sap_faults, sap_stats, start_sandbox, wait_for
 
 LIMITS = {"calls_per_second": 10, "max_concurrent": 2}
 BURST = 30

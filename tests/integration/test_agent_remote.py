@@ -26,7 +26,7 @@ from ml_connector.core.db import Database
 from ml_connector.systems.sap_ecc.client import ChannelRfcCaller
 from ml_connector.systems.sap_ecc.posting import DocumentPoster, GLLine, VendorInvoice, document_xblnr
 from ml_connector.systems.sap_ecc.table_reader import TableReader
-from tests.integration.test_agent_harness import (
+from tests.support import (
     AgentProc,
     ControlPlane,
     World,

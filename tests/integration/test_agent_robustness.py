@@ -25,7 +25,7 @@ from ml_connector.agent.models import AgentCallRow, AgentRow
 from ml_connector.config import example_config
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
-from tests.integration.test_agent_harness import (
+from tests.support import (
     BIN,
     AgentProc,
     ControlPlane,

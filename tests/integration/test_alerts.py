@@ -34,8 +34,7 @@ from ml_connector.core.servers import ServerHandle, serve_in_thread
 from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.sandbox import start_sandboxes
 from ml_connector.server.agent_api import agent_router
-from tests.integration.test_agent_harness import BIN, ControlPlane, free_port
-from tests.support import make_env, wait_until
+from tests.support import BIN, ControlPlane, free_port, make_env, wait_until
 
 TOKEN = "alert-Tok3n-s3cr3t-value"
 SLACK_PATH = "/services/T0001/B0002/sl4ckS3cretPathPart"

@@ -34,7 +34,7 @@ from ml_connector.agent.channel import RemoteAgentChannel
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
 from ml_connector.core.models import AuditRow
-from tests.integration.test_agent_harness import (
+from tests.support import (
     BIN,
     PY,
     AgentProc,
@@ -122,7 +122,7 @@ class TlsControlPlane(ControlPlane):
         wait_https(self.url + "/health", self.ca)
 
     def env_vars(self) -> dict[str, str]:
-        from tests.integration.test_agent_harness import CP_ENV
+        from tests.support import CP_ENV
 
         return dict(getattr(self, "env", CP_ENV))
 

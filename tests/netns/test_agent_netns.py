@@ -21,7 +21,7 @@ import yaml
 from ml_connector.agent.channel import RemoteAgentChannel
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
-from tests.integration.test_agent_harness import AgentProc, ControlPlane, start_sandbox
+from tests.support import AgentProc, ControlPlane, start_sandbox
 
 pytestmark = pytest.mark.netns
 

@@ -31,8 +31,8 @@ from ml_connector.agent.models import AgentCallRow
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
 from ml_connector.core.pgnotify import APP_NAME
-from tests.integration.test_agent_harness import AgentProc, ControlPlane, sap_faults, start_sandbox, wait_for
 from tests.scaleout.conftest import PG
+from tests.support import AgentProc, ControlPlane, sap_faults, start_sandbox, wait_for
 
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
