@@ -6,9 +6,10 @@ Test modules hold tests only; their helpers live here, their shared fixtures in 
 
 from tests.support.agents import CP_ENV, AgentProc, ControlPlane, DropProxy, World
 from tests.support.clock import FakeClock
-from tests.support.env import SAP_PASSWORD, Env, make_env
+from tests.support.env import SAP_PASSWORD, Env, make_env, summary, summary_rows
 from tests.support.processes import BIN, CLI, PY, ROOT, free_port, stop, stop_all
 from tests.support.sandboxes import (
+    assert_ramp_matches_sap,
     in_scope_vendors,
     ramp_state,
     ramp_vendors,
@@ -32,6 +33,7 @@ __all__ = [
     "Env",
     "FakeClock",
     "World",
+    "assert_ramp_matches_sap",
     "free_port",
     "in_scope_vendors",
     "make_env",
@@ -43,6 +45,7 @@ __all__ = [
     "start_sandbox",
     "stop",
     "stop_all",
+    "summary", "summary_rows",
     "wait_for",
     "wait_healthy",
     "wait_http",

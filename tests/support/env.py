@@ -72,3 +72,24 @@ def make_env(tmp: Path, sap_url: str, ramp_url: str, *, database_url: str | None
         e.cli("secrets", "set", "sap_ecc_password", "--stdin", input_=sap_password)
         e.cli("secrets", "set", "ramp_client_secret", "--stdin", input_=ramp_secret)
     return e
+
+
+SUMMARY_COLUMNS = ["read", "created", "updated", "deactivated", "unchanged", "parked", "failed"]
+
+
+def summary_rows(stdout: str) -> list[list[int]]:
+    """The numbers of every data row of the sync summary tables in `stdout`."""
+    rows = []
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == len(SUMMARY_COLUMNS) and all(c.isdigit() for c in cells):
+            rows.append([int(c) for c in cells])
+    return rows
+
+
+def summary(stdout: str) -> dict[str, int]:
+    """The numbers of the summary table's (first) data row, by column."""
+    rows = summary_rows(stdout)
+    if not rows:
+        raise AssertionError(f"no summary row in:\n{stdout}")
+    return dict(zip(SUMMARY_COLUMNS, rows[0], strict=True))

@@ -70,3 +70,19 @@ def in_scope_vendors(ecc: Any, company_codes: tuple[str, ...] = ("1000", "2000",
         name = " ".join(p for p in (v.get("NAME1", "").strip(), v.get("NAME2", "").strip()) if p)
         out[v["LIFNR"]] = {"name": name or v["LIFNR"], "active": not deleted}
     return out
+
+
+def assert_ramp_matches_sap(ecc: Any, ramp_url: str) -> None:
+    """Every active in-scope SAP vendor is in Ramp once, active, with its name; nothing else is active."""
+    want = in_scope_vendors(ecc)
+    got = ramp_vendors(ramp_url)
+    ids = [v["id"] for v in got]
+    assert len(ids) == len(set(ids)), "duplicate vendor in Ramp"
+    by_id = {v["id"]: v for v in got}
+    expected_present = {k for k, v in want.items() if v["active"]}
+    # Every active SAP vendor is in Ramp, active, with its name; nothing else is active.
+    assert expected_present <= set(by_id)
+    for k in expected_present:
+        assert by_id[k]["name"] == want[k]["name"]
+        assert by_id[k]["is_active"] is True
+    assert {k for k, v in by_id.items() if v["is_active"]} == expected_present
