@@ -21,14 +21,7 @@ from ml_connector.systems.sap_b1.errors import (
     B1SessionError,
 )
 from ml_connector.systems.sap_b1.sandbox.state import B1Sandbox
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture(scope="module")
@@ -160,12 +153,12 @@ def test_session_expiry_relogin_and_sliding_timeout(sandbox: SandboxHandle, b1: 
     s0 = stats(sandbox)
     # sliding: 20 idle minutes twice (40 in all, more than SessionTimeout 30) keep the session
     for _ in range(2):
-        clock.now += 20 * 60
+        clock.advance(20 * 60)
         b1.ping()
     s1 = stats(sandbox)
     assert s1["logins"] == s0["logins"] and s1["unauthorized"] == s0["unauthorized"]
     # idle longer than the timeout less the margin: a new login first, no 401 spent
-    clock.now += 29.5 * 60
+    clock.advance(29.5 * 60)
     b1.ping()
     s2 = stats(sandbox)
     assert s2["logins"] == s1["logins"] + 1 and s2["unauthorized"] == s1["unauthorized"]

@@ -22,14 +22,7 @@ from ml_connector.core.db import Database
 from ml_connector.core.models import AuditRow
 from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.server.agent_api import agent_router
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture()
@@ -38,7 +31,7 @@ def cp(tmp_path: Path) -> Iterator[Any]:
     db.migrate()
     vault = Vault(db, MasterKey.generate())
     svc = AgentService(db, vault, Settings(sweep_every=3600, refusal_window=60.0))
-    clock = Clock()
+    clock = FakeClock()
     svc.refusals.clock = clock
     svc.refusals.background = False  # the window's end is driven by the test's clock and flush()
     app = FastAPI()
@@ -78,11 +71,11 @@ def test_a_flood_of_refused_agent_requests_is_one_row_per_key_and_window_with_it
     assert all(r.outcome == "rejected" and r.detail["client"] == "testclient"
                and r.detail["path"] == "/api/agent/poll" for r in rows)
 
-    cp.clock.now += 59.0
+    cp.clock.advance(59.0)
     assert _forged(cp, agent_id) == 401
     assert cp.svc.refusals.flush() == 0 and len(_rows(cp)) == 3  # window still open: counted, not written
 
-    cp.clock.now += 1.0  # the window ends: the pending counts are written, one row per key
+    cp.clock.advance(1.0)  # the window ends: the pending counts are written, one row per key
     assert cp.svc.refusals.flush() == 3
     later = _rows(cp)[3:]
     assert sorted((r.source or "", r.detail["reason"], r.detail["count"]) for r in later) == [

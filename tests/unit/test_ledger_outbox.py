@@ -6,16 +6,8 @@ import pytest
 from sqlalchemy import event, text
 
 from ml_connector.core import audit, ledger, outbox
-from ml_connector.core.db import Database, in_chunks, padded
+from ml_connector.core.db import in_chunks, padded
 from ml_connector.core.ledger import Desired
-
-
-@pytest.fixture()
-def db(tmp_path):
-    d = Database(f"sqlite:///{tmp_path}/t.sqlite")
-    d.migrate()
-    yield d
-    d.dispose()
 
 
 def _plan(db, items):

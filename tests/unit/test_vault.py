@@ -23,19 +23,9 @@ from ml_connector.core.vault import (
     known_secret_values,
 )
 
+pytestmark = pytest.mark.usefixtures("no_master_key_env")
+
 posix_only = pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
-
-
-@pytest.fixture(autouse=True)
-def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MLC_MASTER_KEY", raising=False)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    d = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    d.migrate()
-    return d
 
 
 @pytest.fixture
