@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ml_connector.core.db import Database
-from ml_connector.core.models import AuditRow
+from ml_connector.core.models import AlertOutboxRow, AuditRow
 
 
 def sqlite_database(path: Path) -> Database:
@@ -21,5 +21,19 @@ def audit_rows(db: Database, event: str) -> list[AuditRow]:
     """The audit rows of `event`, oldest first (detached: usable after the session)."""
     with db.session() as s:
         rows = list(s.scalars(select(AuditRow).where(AuditRow.event == event).order_by(AuditRow.id)))
+        s.expunge_all()
+        return rows
+
+
+def audit_dump(db: Database) -> str:
+    """Every audit row as text (to check that no secret is in the trail)."""
+    with db.engine.connect() as c:
+        return "\n".join(str(r) for r in c.exec_driver_sql("SELECT * FROM mlc_audit"))
+
+
+def alert_outbox(db: Database) -> list[AlertOutboxRow]:
+    """The alert outbox, oldest first (detached)."""
+    with db.read() as s:
+        rows = list(s.scalars(select(AlertOutboxRow).order_by(AlertOutboxRow.created_at)))
         s.expunge_all()
         return rows
