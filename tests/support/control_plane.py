@@ -102,3 +102,18 @@ class InProcessAgent:
     def handle(self, function: str, params: dict[str, Any]) -> dict[str, Any]:
         self.calls.append((function, params))
         return {"ECHOTEXT": params.get("REQUTEXT", ""), "n": len(self.calls)}
+
+
+def agent_refusal_rows(db: Database) -> list[AuditRow]:
+    """The audit rows of refused agent requests, oldest first."""
+    with db.session() as s:
+        rows = list(s.scalars(select(AuditRow).where(AuditRow.event == "agent.auth.rejected").order_by(AuditRow.id)))
+        s.expunge_all()
+        return rows
+
+
+def forged_poll(cp: Any, agent_id: str) -> int:
+    """A poll as `agent_id` signed by another key: the status code of the refusal."""
+    body = json.dumps({"hold": 0}).encode()
+    headers = proto.sign_headers(proto.generate_key(), agent_id, "POST", "/api/agent/poll", body, now=time.time())
+    return int(cp.client.post("/api/agent/poll", content=body, headers=headers).status_code)
