@@ -11,16 +11,19 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ml_connector.agent import protocol as proto
 from ml_connector.agent.config import AgentConfig
+from ml_connector.agent.models import AgentCallRow
+from ml_connector.agent.pacing import Pacing
 from ml_connector.agent.runner import Agent, Identity
-from ml_connector.agent.service import AgentService, Settings
+from ml_connector.agent.service import AgentIdentity, AgentService, Settings
 from ml_connector.core.alerts import Alerter
+from ml_connector.core.channel import ChannelResponse
 from ml_connector.core.db import Database
 from ml_connector.core.models import AuditRow
-from ml_connector.core.vault import Vault
+from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.server.agent_api import agent_router
 
 #: Short leases and polls, no background sweep (tests sweep with a time of their choosing); every
@@ -117,3 +120,31 @@ def forged_poll(cp: Any, agent_id: str) -> int:
     body = json.dumps({"hold": 0}).encode()
     headers = proto.sign_headers(proto.generate_key(), agent_id, "POST", "/api/agent/poll", body, now=time.time())
     return int(cp.client.post("/api/agent/poll", content=body, headers=headers).status_code)
+
+
+def agent_service(tmp_path: Path, pacing: Pacing | None = None, **settings: Any) -> AgentService:
+    """An AgentService on its own SQLite database (no HTTP): short leases, no background sweep."""
+    db = Database(f"sqlite:///{tmp_path / 'cp.sqlite'}")
+    db.migrate()
+    opts: dict[str, Any] = {"lease": 5.0, "offline_after": 5.0, "hold_max": 1.0, "db_poll": 0.02,
+                            "sweep_every": 3600, **settings}
+    return AgentService(db, Vault(db, MasterKey.generate()), Settings(**opts), pacing=pacing)
+
+
+def pair_key(svc: AgentService, site: str = "plant1") -> str:
+    """Pair a new agent key directly at the service; the agent's id."""
+    token = svc.issue_token(site, 60)
+    return str(svc.pair(token, proto.public_key_text(proto.generate_key()))["agent_id"])
+
+
+def call_ids(envs: list[dict[str, Any]] | None) -> list[str]:
+    """The call ids of claimed envelopes."""
+    return [str(e["call"]["id"]) for e in envs or []]
+
+
+def answer_calls(svc: AgentService, agent: str, ids: list[str], site: str = "plant1") -> float:
+    """Store an ok result for each call id; the latest completion time."""
+    for cid in ids:
+        svc.store_result(AgentIdentity(agent, site), ChannelResponse(id=cid, ok=True, result={}))
+    with svc.db.session() as s:
+        return float(s.scalar(select(func.max(AgentCallRow.completed_at))) or 0.0)
