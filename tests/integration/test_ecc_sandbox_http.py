@@ -6,18 +6,23 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from lxml import etree
 
+from ml_connector.core.ratelimit import reset_budgets
 from ml_connector.core.servers import ServerHandle, serve_in_thread
+from ml_connector.systems.sap_ecc.posting import (
+    ACC_TABLES,
+    build_acc_document,
+    document_xblnr,
+    split_obj_key,
+)
 from ml_connector.systems.sap_ecc.sandbox.app import EccSandbox, create_app
-
-AUTH = ("RFC_USER", "Sandbox-1234")
-RFC_NS = "urn:sap-com:document:sap:rfc:functions"
-HEADERS = {"Content-Type": 'text/xml; charset="UTF-8"', "Accept": "text/xml",
-           "SOAPAction": "urn:sap-com:document:sap:rfc:functions"}
+from tests.support.ecc_posting import fi_client, live_documents, lookup_poster, simple_invoice
+from tests.support.ecc_soap import AUTH, HEADERS, RFC_NS, lookup_raw, page_request, rfc_url
 
 # The request exactly as SharpSapRfc (SoapRfcWebClient.cs) writes it: urn prefix, unqualified
 # parameters, every TABLES parameter declared, reference §1.1.
@@ -44,16 +49,6 @@ SHARP_REQUEST = """<?xml version="1.0" encoding="utf-8"?>
 </soapenv:Envelope>"""
 
 
-def page_request(last: str, rowcount: int) -> str:
-    return ('<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-            f'xmlns:urn="{RFC_NS}"><soapenv:Body><urn:RFC_READ_TABLE><QUERY_TABLE>LFA1</QUERY_TABLE>'
-            f"<DELIMITER>|</DELIMITER><ROWCOUNT>{rowcount}</ROWCOUNT>"
-            f"<OPTIONS><item><TEXT>LIFNR &gt; '{last}'</TEXT></item></OPTIONS>"
-            "<FIELDS><item><FIELDNAME>LIFNR</FIELDNAME></item><item><FIELDNAME>NAME1</FIELDNAME></item>"
-            "<item><FIELDNAME>LAND1</FIELDNAME></item><item><FIELDNAME>LOEVM</FIELDNAME></item></FIELDS>"
-            "<DATA/></urn:RFC_READ_TABLE></soapenv:Body></soapenv:Envelope>")
-
-
 PING = ('<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
         f'xmlns:urn="{RFC_NS}"><soapenv:Body><urn:RFC_PING/></soapenv:Body></soapenv:Envelope>')
 
@@ -76,10 +71,6 @@ def http(server: ServerHandle, sandbox: EccSandbox) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, auth=AUTH, headers=HEADERS, timeout=30) as c:
         yield c
     sandbox.faults.reset()
-
-
-def rfc_url(fm: str) -> str:
-    return f"/sap/bc/soap/rfc?sap-client=100&services={fm}"
 
 
 def test_sharpsaprfc_request_works_unchanged(http: httpx.Client, sandbox: EccSandbox) -> None:
@@ -223,17 +214,6 @@ def test_config_endpoint_and_wsdl(http: httpx.Client, sandbox: EccSandbox) -> No
 # ---------------------------------------------------------------------------------------------
 # [U] switches seen by the real client: date_output and stateful_sessions (reference §1.1, §7)
 
-from typing import Any  # noqa: E402
-
-from ml_connector.core.ratelimit import reset_budgets  # noqa: E402
-from ml_connector.systems.sap_ecc.posting import (  # noqa: E402
-    ACC_TABLES,
-    build_acc_document,
-    document_xblnr,
-    split_obj_key,
-)
-from tests.support.ecc_posting import fi_client, live_documents, lookup_poster, simple_invoice  # noqa: E402
-
 CLIENT = "100"
 
 
@@ -256,17 +236,6 @@ def fi_sandbox(fi_server: tuple[EccSandbox, ServerHandle]) -> Iterator[EccSandbo
     state.fi.faults.update(reset=True)
 
 
-def _lookup_raw(handle: ServerHandle, bukrs: str, xblnr: str, gjahr: str) -> bytes:
-    body = (f'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="{RFC_NS}">'
-            f"<soapenv:Body><urn:Z_MLC_DOCUMENT_BY_XBLNR><I_BUKRS>{bukrs}</I_BUKRS><I_XBLNR>{xblnr}</I_XBLNR>"
-            f"<I_GJAHR>{gjahr}</I_GJAHR><ET_DOCUMENTS/></urn:Z_MLC_DOCUMENT_BY_XBLNR></soapenv:Body>"
-            "</soapenv:Envelope>")
-    r = httpx.post(f"{handle.url}{rfc_url('Z_MLC_DOCUMENT_BY_XBLNR')}", content=body.encode(), auth=AUTH,
-                   headers=HEADERS, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.content
-
-
 def test_date_output_iso_and_internal_give_identical_client_results(
         fi_server: tuple[EccSandbox, ServerHandle], fi_sandbox: EccSandbox) -> None:
     _, handle = fi_server
@@ -279,7 +248,7 @@ def test_date_output_iso_and_internal_give_identical_client_results(
         poster = lookup_poster(fi_client(handle))
         res = poster.post(doc)  # first variant posts, the second finds it (lookup returns BUDAT)
         assert res.already_posted == (variant == "internal")
-        raw = _lookup_raw(handle, "1000", document_xblnr(doc), "2025")
+        raw = lookup_raw(handle, "1000", document_xblnr(doc), "2025")
         budat = etree.fromstring(raw).xpath("//*[local-name()='BUDAT']")[0].text
         assert budat == ("2025-03-05" if variant == "iso" else "20250305")  # the switch is on the wire
         refs = poster.find_documents("1000", document_xblnr(doc), "2025")
