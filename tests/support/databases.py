@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import select
@@ -37,3 +38,13 @@ def alert_outbox(db: Database) -> list[AlertOutboxRow]:
         rows = list(s.scalars(select(AlertOutboxRow).order_by(AlertOutboxRow.created_at)))
         s.expunge_all()
         return rows
+
+
+def secret_blobs(db) -> dict[str, bytes]:
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        table = next(t for t in tables if "secret" in t)
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        blob_col = next(c for c in cols if c in ("ciphertext", "value", "blob", "data", "sealed"))
+        return {n: bytes(b) if not isinstance(b, str) else b.encode()
+                for n, b in conn.execute(f"SELECT name, {blob_col} FROM {table}")}
