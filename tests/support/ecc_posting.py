@@ -12,6 +12,7 @@ import httpx
 
 from ml_connector.core.servers import ServerHandle
 from ml_connector.systems.sap_ecc.client import SoapRfcClient
+from ml_connector.systems.sap_ecc.errors import CommunicationError
 from ml_connector.systems.sap_ecc.posting import (
     DocumentPoster,
     GLLine,
@@ -189,3 +190,53 @@ def simple_invoice(state: EccSandbox, source_id: str) -> VendorInvoice:
 
 def live_documents(state: EccSandbox, doc: VendorInvoice) -> list[dict[str, str]]:
     return [r for r in fi.documents_by_xblnr(state.data, "1000", document_xblnr(doc), CLIENT) if not r.get("STBLG")]
+
+
+def ret(type_: str, id_: str, number: str, message: str, *v: str, parameter: str = "", row: str = "0",
+        field: str = "") -> dict[str, str]:
+    vs = [*v, "", "", "", ""][:4]
+    return {"TYPE": type_, "ID": id_, "NUMBER": number, "MESSAGE": message, "LOG_NO": "", "LOG_MSG_NO": "000000",
+            "MESSAGE_V1": vs[0], "MESSAGE_V2": vs[1], "MESSAGE_V3": vs[2], "MESSAGE_V4": vs[3],
+            "PARAMETER": parameter, "ROW": row, "FIELD": field, "SYSTEM": "0M4SMVI"}
+
+
+def inv(**kw: Any) -> VendorInvoice:
+    opts: dict[str, Any] = dict(source_id="ramp:bill:42", company_code="1410", vendor="1000000", currency="USD",
+                                doc_date=date(2024, 10, 1), posting_date=date(2024, 10, 2),
+                                lines=(GLLine("600000", Decimal("500.00"), cost_center="1000"),
+                                       GLLine("610000", Decimal("300"), cost_center="1000")))
+    opts.update(kw)
+    return VendorInvoice(**opts)
+
+
+class FakeCaller:
+    """Scripted responses per FM; a BKPF lookup answers from `posted`."""
+
+    def __init__(self, post_outcomes: list[Any], *, lookup_fails: int = 0) -> None:
+        self.post_outcomes = post_outcomes
+        self.posted: list[dict[str, str]] = []
+        self.calls: list[str] = []
+        self.lookup_fails = lookup_fails
+
+    def call(self, fm: str, params: dict[str, Any] | None = None, *, tables: Sequence[str] = ()) -> dict[str, Any]:
+        self.calls.append(fm)
+        if fm == "Z_MLC_DOCUMENT_BY_XBLNR":
+            if self.lookup_fails:
+                self.lookup_fails -= 1
+                raise CommunicationError("down", key="RFC_COMMUNICATION_FAILURE")
+            return {"ET_DOCUMENTS": list(self.posted)}
+        outcome = self.post_outcomes.pop(0)
+        if outcome == "commit_then_timeout":
+            self.posted.append({"BUKRS": "1410", "BELNR": "0100000008", "GJAHR": "2024", "XBLNR": "x"})
+            raise CommunicationError("read timeout", uncertain=True)
+        if isinstance(outcome, Exception):
+            raise outcome
+        if outcome == "ok":
+            self.posted.append({"BUKRS": "1410", "BELNR": "0100000009", "GJAHR": "2024", "XBLNR": "x"})
+            return {"OBJ_TYPE": "BKPFF", "OBJ_KEY": "010000000914102024", "RETURN": [
+                ret("S", "RW", "605", "ok", "BKPFF", "010000000914102024")]}
+        return {"OBJ_KEY": "$", "RETURN": outcome}
+
+
+def poster(caller: FakeCaller, **kw: Any) -> DocumentPoster:
+    return DocumentPoster(caller, lookup_function="Z_MLC_DOCUMENT_BY_XBLNR", sleep=lambda s: None, **kw)
