@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from ml_connector.sandbox import SandboxHandle
+from ml_connector.systems.sap_b1.client import (
+    ServiceLayerApi,
+    SlResponse,
+)
 
 
 def concur_journal_entry(amount: float) -> dict[str, Any]:
@@ -35,3 +40,24 @@ def je(external: str | None = None, amount: float = 120.5, **line: Any) -> dict[
     if external:
         body["Reference3"] = external
     return body
+
+
+def request_params(method: str, path: str, **kw: Any) -> dict[str, Any]:
+    return {"method": method, "path": path, "query": {}, "body": None, "headers": {}, **kw}
+
+
+class ScriptedServiceLayer(ServiceLayerApi):
+    """Answers from a script keyed by the exact (path, query) asked; records every request."""
+
+    def __init__(self, answers: dict[str, dict[str, Any]], root: str = "/b1s/v1") -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, dict[str, Any] | None, dict[str, str] | None]] = []
+        self.root = root
+
+    def service_root(self) -> str:
+        return "https://b1:50000" + self.root
+
+    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None, body: Any = None,
+                headers: Mapping[str, str] | None = None) -> SlResponse:
+        self.asked.append((path, dict(query) if query else None, dict(headers) if headers else None))
+        return SlResponse(200, self.answers[path])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from hypothesis import strategies as st
 
 from ml_connector.core.servers import ServerHandle
 from ml_connector.systems.sap_ecc.idoc import (
@@ -47,3 +48,29 @@ def inbound_idoc(docnum: str = "") -> Idoc:
                      rcvprn="ECDCLNT100")
     return Idoc(c, [Segment("E1EDK01", {"CURCY": "USD", "BSART": "NB"}),
                     Segment("E1EDP01", {"POSEX": "00010", "MENGE": "1.000"})])
+
+
+def control(**kw: str) -> dict[str, str]:
+    base = {"mestyp": "DEBMAS", "idoctyp": "DEBMAS07", "docnum": "4711", "sndprn": "ECDCLNT100"}
+    base.update(kw)
+    return make_control(**base)  # type: ignore[arg-type]
+
+
+def debmas_idoc(**kw: str) -> Idoc:
+    return Idoc(control(**kw), [Segment("E1KNA1M", {"MSGFN": "005", "KUNNR": "0000200001", "NAME1": "Acme"}, [
+        Segment("E1KNVVM", {"VKORG": "1000", "VTWEG": "10", "SPART": "00"},
+                [Segment("E1KNVPM", {"PARVW": "RE", "KUNN2": "0000200002"})]),
+        Segment("E1KNKKM", {"KKBER": "1000", "KLIMK": "50000.00", "CTLPC": "001"})])])
+
+
+XML_TAGS = st.sampled_from(["IDOC", "EDI_DC40", "E1KNA1M", "TABNAM", "DOCNUM", "_-A_-B", "x"])
+
+
+@st.composite
+def xmlish(draw: st.DrawFn) -> bytes:
+    parts = draw(st.lists(st.one_of(
+        XML_TAGS.map(lambda t: f"<{t}>"), XML_TAGS.map(lambda t: f"</{t}>"), XML_TAGS.map(lambda t: f"<{t}/>"),
+        st.sampled_from(['<IDOC BEGIN="1">', "&amp;", "&lol;", "<!DOCTYPE x>", "<![CDATA[z]]>", "<?pi x?>",
+                         '<!ENTITY e SYSTEM "file:///etc/passwd">', "\x00", "é"]),
+        st.text(max_size=5)), max_size=30))
+    return ("<DEBMAS07>" + "".join(parts) + "</DEBMAS07>").encode("utf-8", "surrogatepass")

@@ -7,9 +7,13 @@ import time
 from pathlib import Path
 
 from ml_connector.core.db import Database
+from ml_connector.core.models import TokenRow
 from ml_connector.core.token_store import DbTokenStore
 from ml_connector.core.tokens import Token
-from ml_connector.core.vault import MasterKey, Vault
+from ml_connector.core.vault import (
+    MasterKey,
+    Vault,
+)
 
 WORKER = textwrap.dedent(
     """
@@ -67,3 +71,16 @@ def token_store_setup(tmp_path: Path, url: str | None = None) -> tuple[str, Data
 
 def expired_token(name: str = "expired-token-0000") -> Token:
     return Token(access_token=name, expires_at=time.time() - 10)
+
+
+def token_ciphertext(db: Database, conn: str) -> tuple[bytes, bytes]:
+    with db.session() as s:
+        row = s.get(TokenRow, conn)
+        assert row is not None
+        return row.nonce, row.ciphertext
+
+
+def stored_token(db: Database, vault: Vault, conn: str, access: str) -> DbTokenStore:
+    store = DbTokenStore(db, vault)
+    store.refresh(conn, 60, lambda: Token(access_token=access, expires_at=time.time() + 3600))
+    return store

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+from typing import Any
 
+from ml_connector.core.ledger import Desired
 from ml_connector.core.worker_lock import WorkerLock, lock_path
 from tests.support.env import Env
 from tests.support.waiting import wait_until
@@ -57,3 +59,10 @@ def dbos_workflow(env: Env, wid: str) -> tuple[str, str, str]:
 
 def run_id_of(stdout: str) -> str:
     return next(ln.split("run id:", 1)[1].strip() for ln in stdout.splitlines() if ln.startswith("run id:"))
+
+
+class MapAll:
+    """A stream whose mapping now succeeds for every record."""
+
+    def map(self, ctx: Any, key: str, rec: dict[str, Any]) -> Desired:
+        return Desired(key, rec)
