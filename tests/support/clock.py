@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from ml_connector.core.clock import Clock
 
@@ -12,9 +13,10 @@ class FakeClock(Clock):
 
     Also callable (the monotonic reading) for components that take `clock: Callable[[], float]`."""
 
-    def __init__(self, start: float = 1000.0, wall: float = 1_750_000_000.0) -> None:
+    def __init__(self, start: float = 1000.0, wall: float | None = None) -> None:
         self._t = start
-        self._wall_offset = wall - start
+        # A day in the past by default: wall times it hands out are plausible and not in the future.
+        self._wall_offset = (time.time() - 86400 if wall is None else wall) - start
         self._lock = threading.Lock()
         self.slept: list[float] = []
 
