@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from ml_connector.systems.sap_ecc.idoc_sender import IdocSender, IdocSendError
 from ml_connector.systems.sap_ecc.sandbox.app import EccSandbox, create_app
 from ml_connector.systems.sap_ecc.sandbox.idoc_xml import idoc_state
 from ml_connector.systems.sap_ecc.sandbox.outbound import outbound_idocs
+from tests.support import wait_until
 from tests.support.idocs import PARTNERS, PASSWORD, USER, FlakyStore, idoc_body, inbound_idoc, post_idoc
 
 
@@ -183,9 +183,10 @@ def test_outbound_idoc_delivered_when_a_vendor_changes_with_retry(
                    json={"url": f"{recv.url}/sap/idoc", "user": USER, "password": PASSWORD, "backoff_base": 0.05})
     assert r.status_code == 200 and r.json()["password_set"] is True and "password" not in r.json()
     lifnr = state.data.rows("LFA1", "100")[0]["LIFNR"]
+    refused = store.refused
     store.broken = True  # first attempts fail with 503 -> retried with backoff
     state.data.update_vendor(lifnr, NAME1="Renamed Vendor GmbH")
-    time.sleep(0.3)
+    wait_until(lambda: store.refused > refused, timeout=10)  # at least one attempt failed
     store.broken = False
     assert out.wait_idle(10)
     item = out.delivered[-1]

@@ -22,12 +22,14 @@ PARTNERS = [PartnerProfile("LS", "ECDCLNT100"), PartnerProfile("LS", "EQ2CLNT100
 
 
 class FlakyStore(SqlIdocStore):
-    """Fails (like a lost database) while `broken` is set."""
+    """Fails (like a lost database) while `broken` is set; `refused` counts the failed stores."""
 
     broken = False
+    refused = 0
 
     def store(self, idocs: Any, raw: bytes) -> Any:
         if self.broken:
+            self.refused += 1
             raise RuntimeError("database is gone")
         return super().store(idocs, raw)
 

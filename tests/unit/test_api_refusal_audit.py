@@ -8,6 +8,7 @@ import time
 
 from ml_connector.core.db import Database
 from ml_connector.server.api_auth import RefusalAudit, create_token
+from tests.support import wait_until
 from tests.support.api import api_refusal_rows, guarded_app
 from tests.support.clock import FakeClock
 
@@ -85,7 +86,5 @@ def test_background_flush_writes_the_pending_count(db: Database) -> None:
     detail = {"method": "GET", "path": "/api/flows"}
     for _ in range(3):
         audit.refused("192.0.2.1", "bad_secret", detail)
-    deadline = time.monotonic() + 10
-    while len(api_refusal_rows(db)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: len(api_refusal_rows(db)) >= 2, timeout=10, interval=0.02)
     assert [r.detail["count"] for r in api_refusal_rows(db)] == [1, 2]
