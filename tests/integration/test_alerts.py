@@ -27,22 +27,15 @@ from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
 from ml_connector.core.models import AlertOutboxRow
 from ml_connector.core.vault import MasterKey, Vault
-from ml_connector.sandbox import start_sandboxes
 from tests.support import BIN, ControlPlane, free_port, make_env, wait_until
 from tests.support.control_plane import in_process_control_plane, pair_agent, poll
 from tests.support.databases import alert_outbox, audit_dump, audit_rows
 from tests.support.receivers import Receiver, alerter_for
 
+SANDBOX_VENDORS = 50  # the `sandboxes` fixture (tests/integration/conftest.py)
+
 TOKEN = "alert-Tok3n-s3cr3t-value"
 SLACK_PATH = "/services/T0001/B0002/sl4ckS3cretPathPart"
-
-
-@pytest.fixture()
-def sandboxes() -> Iterator[dict[str, Any]]:
-    handles = start_sandboxes(vendors=50)
-    yield handles
-    for h in handles.values():
-        h.stop()
 
 
 @pytest.fixture()

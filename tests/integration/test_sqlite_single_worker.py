@@ -11,8 +11,6 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from ml_connector.core.worker_lock import lock_path
 from ml_connector.sandbox import start_sandboxes
 from tests.support import in_scope_vendors, make_env, ramp_vendors, stop, summary, wait_until
@@ -26,15 +24,9 @@ from tests.support.workers import (
     worker_lock,
 )
 
+SANDBOX_VENDORS = 300  # the `sandboxes` fixture (tests/integration/conftest.py)
+
 FLOW = "vendors_to_ramp"
-
-
-@pytest.fixture()
-def sandboxes():
-    handles = start_sandboxes(vendors=300)
-    yield handles
-    for h in handles.values():
-        h.stop()
 
 
 def test_cli_hands_sync_and_replay_to_the_running_worker(tmp_path):

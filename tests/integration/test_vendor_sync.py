@@ -9,7 +9,6 @@ import sqlite3
 import time
 
 import httpx
-import pytest
 
 from ml_connector.sandbox import start_sandboxes
 from tests.support import (
@@ -22,13 +21,7 @@ from tests.support import (
     wait_until,
 )
 
-
-@pytest.fixture()
-def sandboxes():
-    handles = start_sandboxes(vendors=600)
-    yield handles
-    for h in handles.values():
-        h.stop()
+SANDBOX_VENDORS = 600  # the `sandboxes` fixture (tests/integration/conftest.py)
 
 
 def test_full_then_incremental_sync(tmp_path, sandboxes):
