@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,12 @@ import pytest
 from ml_connector.core.db import Database
 from tests.support.clock import FakeClock
 from tests.support.databases import sqlite_database
+
+# The suite starts a few hundred Python processes (the CLI, workers, control planes, agents). Where
+# PYTHONDONTWRITEBYTECODE is set, each of them would compile every module it imports again (about a
+# second of CPU per start): let them cache bytecode, in a directory of their own outside the tree.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / f"mlc-test-pycache-{os.getuid()}"))
 
 
 @pytest.fixture()
