@@ -16,6 +16,7 @@ from ml_connector.core.models import TokenRow
 from ml_connector.core.token_store import DbTokenStore
 from ml_connector.core.tokens import Token
 from ml_connector.core.vault import MasterKey, Vault, known_secret_values
+from tests.support import wait_until
 from tests.support.tokens import WORKER, expired_token, token_store_setup
 
 pytestmark = pytest.mark.usefixtures("no_master_key_env")
@@ -46,12 +47,12 @@ def test_one_fetch_across_processes_and_threads(tmp_path: Path, backend: str) ->
         for i in range(n_procs)
     ]
     try:
-        deadline = time.time() + 60
-        while not all((tmp_path / f"ready-p{i}").exists() for i in range(n_procs)):
-            assert time.time() < deadline, "workers did not start"
+        def ready() -> bool:
             dead = [p.communicate() for p in procs if p.poll() is not None]
             assert not dead, dead
-            time.sleep(0.02)
+            return all((tmp_path / f"ready-p{i}").exists() for i in range(n_procs))
+
+        wait_until(ready, timeout=60, interval=0.02, what="workers started")
         (tmp_path / "go").write_text("")
         outputs = [p.communicate(timeout=120) for p in procs]
     finally:

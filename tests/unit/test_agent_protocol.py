@@ -20,6 +20,7 @@ from ml_connector.agent.runner import Agent, ControlPlaneClient
 from ml_connector.agent.service import AgentIdentity, AuthError
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.vault import MasterKey, Vault
+from tests.support import wait_until
 from tests.support.control_plane import (
     FAST_SETTINGS,
     InProcessAgent,
@@ -473,10 +474,7 @@ def test_agent_prunes_on_start(cp: Any, tmp_path: Path) -> None:
     t = threading.Thread(target=env.agent.run, daemon=True)
     t.start()
     try:
-        deadline = time.time() + 10
-        while st.get("old") is not None and time.time() < deadline:
-            time.sleep(0.01)
-        assert st.get("old") is None
+        wait_until(lambda: st.get("old") is None, timeout=10, interval=0.01)
     finally:
         env.agent.stop_event.set()
         t.join(5)
