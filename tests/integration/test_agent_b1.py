@@ -15,6 +15,9 @@ from ml_connector.systems.sap_b1.errors import B1Error
 from tests.support.agent_worlds import B1AgentWorld
 from tests.support.b1 import concur_journal_entry
 
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ALLOW = ["JournalEntries", "BusinessPartners:read", "ChartOfAccounts:read"]
 
 

@@ -24,6 +24,9 @@ from tests.support import (
 )
 from tests.support.agent_worlds import LeaseWorld, check_ran_once
 
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 LEASE = 3.0
 
 

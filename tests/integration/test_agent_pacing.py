@@ -18,6 +18,9 @@ import pytest
 
 from tests.support.pacing import PacedSite, check_pacing
 
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture()
 def site(tmp_path: Path) -> Iterator[PacedSite]:

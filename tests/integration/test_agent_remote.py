@@ -31,6 +31,9 @@ from tests.support import (
 )
 from tests.support.agent_worlds import RemoteWorld, listed_agents
 
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteWorld]:

@@ -31,6 +31,9 @@ from tests.support import (
 )
 from tests.support.agent_worlds import RobustWorld
 
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 LEASE = 60.0  # the production default: a call left to its lease would take a minute
 
 

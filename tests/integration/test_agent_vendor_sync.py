@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 import httpx
+import pytest
 import yaml
 
 from ml_connector.core.servers import free_port
@@ -20,6 +21,9 @@ from tests.support import (
     wait_healthy,
     wait_until,
 )
+
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def test_vendor_sync_through_the_remote_agent(tmp_path):

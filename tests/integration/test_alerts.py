@@ -274,6 +274,7 @@ def test_a_failed_sync_run_alerts(tmp_path: Path, sandboxes: Any, receiver: Rece
     assert TOKEN not in failed.stdout + failed.stderr
 
 
+@pytest.mark.slow  # a control-plane process SIGKILLed between backed-off attempts and restarted
 def test_an_alert_pending_when_the_control_plane_is_killed_is_delivered_once_after_restart(tmp_path: Path) -> None:
     """SIGKILL of a control plane whose offline alert could not reach the (down) receiver yet: the
     alert is a stored row, and the restarted process delivers it once the receiver is back."""

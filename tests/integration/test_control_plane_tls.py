@@ -40,6 +40,9 @@ from tests.support.tls import (
     wait_https,
 )
 
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 # --------------------------------------------------------------------------- a throwaway PKI
 
 

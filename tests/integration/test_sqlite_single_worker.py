@@ -11,6 +11,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ml_connector.core.worker_lock import lock_path
 from ml_connector.sandbox import start_sandboxes
 from tests.support import in_scope_vendors, make_env, ramp_vendors, stop, summary, wait_until
@@ -114,6 +116,7 @@ def test_client_mode_launches_no_executor_and_reports_progress(tmp_path, sandbox
         stop(worker)
 
 
+@pytest.mark.slow  # a worker process SIGKILLed mid-run, the CLI taking over, a second worker
 def test_sigkilled_worker_releases_the_lock_and_a_waiting_cli_takes_over(tmp_path):
     handles = start_sandboxes(vendors=600)
     try:

@@ -9,6 +9,7 @@ import sqlite3
 import time
 
 import httpx
+import pytest
 
 from ml_connector.sandbox import start_sandboxes
 from tests.support import (
@@ -59,6 +60,7 @@ def test_full_then_incremental_sync(tmp_path, sandboxes):
     assert ramp_vendors(sandboxes["ramp"].url) == before
 
 
+@pytest.mark.slow  # 4,000 vendors written slowly, a SIGKILL and a restart
 def test_sigkill_mid_sync_then_restart_completes_without_duplicates(tmp_path):
     handles = start_sandboxes(vendors=4000)
     try:
