@@ -22,7 +22,8 @@ from ml_connector.core.db import Database
 from tests.support import AgentProc, ControlPlane, start_sandbox
 from tests.support.netns import TAG, ip, netns_unavailable_reason
 
-pytestmark = pytest.mark.netns
+# Separate OS processes in network namespaces: `make test`, not `make test-fast`.
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 SAP_NS, AGENT_NS = f"mlcsap{TAG}", f"mlcagt{TAG}"
 

@@ -13,6 +13,7 @@ from ml_connector.config import example_config
 from tests.support.processes import CLI, ROOT
 
 SAP_PASSWORD = "Sandbox-1234"
+RAMP_SECRET = "ramp_demo_secret"
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Env:
 
 def make_env(tmp: Path, sap_url: str, ramp_url: str, *, database_url: str | None = None,
              options: dict[str, Any] | None = None, ramp_limits: dict[str, Any] | None = None,
-             set_secrets: bool = True, ramp_secret: str = "ramp_demo_secret",
+             set_secrets: bool = True, ramp_secret: str = RAMP_SECRET,
              sap_password: str = SAP_PASSWORD) -> Env:
     cfg = tmp / "ml-connector.yaml"
     text = example_config(sap_url, ramp_url)
@@ -68,10 +69,50 @@ def make_env(tmp: Path, sap_url: str, ramp_url: str, *, database_url: str | None
     if database_url:
         env["MLC_DATABASE_URL"] = database_url
     e = Env(tmp, cfg, sap_url, ramp_url, env)
-    if set_secrets:
+    if set_secrets and (sap_password, ramp_secret) == (SAP_PASSWORD, RAMP_SECRET):
+        store_secrets(e, {"sap_ecc_password": sap_password, "ramp_client_secret": ramp_secret})
+    elif set_secrets:
+        # Values of a test's own (about leaks): through the CLI, so that this process's redaction
+        # registry never learns them and cannot mask a leak the test looks for.
         e.cli("secrets", "set", "sap_ecc_password", "--stdin", input_=sap_password)
         e.cli("secrets", "set", "ramp_client_secret", "--stdin", input_=ramp_secret)
     return e
+
+
+def store_secrets(e: Env, secrets: dict[str, str]) -> None:
+    """What `ml-connector secrets set NAME` does for each secret, done in this process: a CLI start
+    costs about a second of CPU and every test environment needs two secrets (the command itself is
+    tested in test_cli_admin). Only the sandboxes' default values come this way (`make_env`). The
+    database and master key are the ones the CLI would find: the configuration's, or
+    $MLC_DATABASE_URL / $MLC_MASTER_KEY as the CLI's environment sets them."""
+    from ml_connector.config import load_config
+    from ml_connector.core.db import Database
+    from ml_connector.core.vault import MasterKey, Vault
+
+    names = ("MLC_DATABASE_URL", "MLC_MASTER_KEY")
+    saved = {k: os.environ.get(k) for k in names}
+    try:
+        for k in names:  # the CLI's environment, not this process's
+            if e.env.get(k):
+                os.environ[k] = e.env[k]
+            else:
+                os.environ.pop(k, None)
+        cfg = load_config(e.config)
+        config_dir = e.config.resolve().parent
+        db = Database(cfg.database_url_resolved(config_dir))
+        try:
+            db.migrate()
+            vault = Vault(db, MasterKey.load(cfg.data_dir_resolved(config_dir)))
+            for name, value in secrets.items():
+                vault.set(name, value)
+        finally:
+            db.dispose()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 SUMMARY_COLUMNS = ["read", "created", "updated", "deactivated", "unchanged", "parked", "failed"]
