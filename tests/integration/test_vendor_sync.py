@@ -242,6 +242,7 @@ def test_http_api_health_runs_and_openapi(tmp_path, sandboxes):
             os.kill(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow  # `ml-connector run` in its own process through two 10-second schedule windows
 def test_scheduled_incremental_runs_fire_once_per_window(tmp_path, sandboxes):
     from ml_connector.core.servers import free_port
 
