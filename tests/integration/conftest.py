@@ -13,6 +13,7 @@ from tests.support.sandboxes import running_sandboxes
 @pytest.fixture()
 def sandboxes(request: pytest.FixtureRequest) -> Iterator[dict[str, SandboxHandle]]:
     """Fresh in-process sandboxes for one test (tests change their state and faults), seeded with the
-    module's SANDBOX_VENDORS vendors (50 by default)."""
-    with running_sandboxes(vendors=getattr(request.module, "SANDBOX_VENDORS", 50)) as handles:
+    module's SANDBOX_VENDORS vendors (50 by default), or as many as an indirect parameter says."""
+    vendors = getattr(request, "param", None) or getattr(request.module, "SANDBOX_VENDORS", 50)
+    with running_sandboxes(vendors=vendors) as handles:
         yield handles

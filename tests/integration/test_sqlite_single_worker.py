@@ -31,16 +31,8 @@ SANDBOX_VENDORS = 300  # the `sandboxes` fixture (tests/integration/conftest.py)
 FLOW = "vendors_to_ramp"
 
 
-def test_cli_hands_sync_and_replay_to_the_running_worker(tmp_path):
-    sandboxes = start_sandboxes(vendors=40)
-    try:
-        _hand_sync_and_replay_to_the_worker(tmp_path, sandboxes)
-    finally:
-        for h in sandboxes.values():
-            h.stop()
-
-
-def _hand_sync_and_replay_to_the_worker(tmp_path: Path, sandboxes: dict[str, Any]) -> None:
+@pytest.mark.parametrize("sandboxes", [40], indirect=True)  # 40 vendors (the conftest fixture)
+def test_cli_hands_sync_and_replay_to_the_running_worker(tmp_path: Path, sandboxes: dict[str, Any]) -> None:
     ecc, ramp = sandboxes["sap_ecc"].state, sandboxes["ramp"].state
     env = unscheduled(make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url))
     # One company code: fewer records, as each rejected upload costs the sync several requests.

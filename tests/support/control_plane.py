@@ -148,3 +148,8 @@ def answer_calls(svc: AgentService, agent: str, ids: list[str], site: str = "pla
         svc.store_result(AgentIdentity(agent, site), ChannelResponse(id=cid, ok=True, result={}))
     with svc.db.session() as s:
         return float(s.scalar(select(func.max(AgentCallRow.completed_at))) or 0.0)
+
+
+def agent_settings(**kw: Any) -> AgentConfig:
+    """An agent's configuration of just these settings."""
+    return AgentConfig.model_validate(kw)

@@ -10,13 +10,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from ml_connector.agent.config import AgentConfig
 from ml_connector.agent.runner import TransportRefused, check_control_plane_url
 from ml_connector.core.net import is_loopback_host
 from ml_connector.core.runtime import Runtime
 from ml_connector.server.api_auth import create_token, revoke_token, verify_token
 from ml_connector.server.app import create_app
 from tests.support.api import concrete_path, runtime_with_server
+from tests.support.control_plane import agent_settings
 
 
 @pytest.mark.parametrize(("host", "loopback"), [
@@ -79,25 +79,21 @@ def test_token_checks(tmp_path: Path) -> None:
     rt.db.dispose()
 
 
-def _agent(**kw: Any) -> AgentConfig:
-    return AgentConfig.model_validate(kw)
-
-
 @pytest.mark.parametrize("url", ["https://cp.example.com", "https://cp.example.com/", "http://127.0.0.1:8080",
                                  "http://localhost:8080", "http://[::1]:8080"])
 def test_agent_accepts_https_and_loopback_http(url: str) -> None:
-    assert check_control_plane_url(url, _agent()) == url.rstrip("/")
+    assert check_control_plane_url(url, agent_settings()) == url.rstrip("/")
 
 
 @pytest.mark.parametrize("url", ["http://cp.example.com", "http://10.0.0.5:8080", "http://0.0.0.0:8080",
                                  "http://127.0.0.1.nip.io", "ftp://cp.example.com", "cp.example.com", "https://"])
 def test_agent_refuses_other_urls(url: str) -> None:
     with pytest.raises(TransportRefused):
-        check_control_plane_url(url, _agent())
+        check_control_plane_url(url, agent_settings())
 
 
 def test_insecure_http_needs_the_explicit_opt_in(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(TransportRefused, match="allow_insecure_http"):
-        check_control_plane_url("http://10.0.0.5:8080", _agent())
-    assert check_control_plane_url("http://10.0.0.5:8080", _agent(allow_insecure_http=True)) == "http://10.0.0.5:8080"
+        check_control_plane_url("http://10.0.0.5:8080", agent_settings())
+    assert check_control_plane_url("http://10.0.0.5:8080", agent_settings(allow_insecure_http=True)) == "http://10.0.0.5:8080"
     assert "INSECURE" in caplog.text
