@@ -12,8 +12,6 @@ from ml_connector.systems.sap_ecc.client import (
 )
 
 ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-
-
 PASSWORD = "S3cr3t-pw!"
 
 

@@ -24,8 +24,6 @@ def matching(lines: list[str] | str, table: ddic.DdicTable = LFA1) -> list[str]:
 
 
 FIELD_VALUES = {"LAND1": ["US", "DE", "GB", ""], "LOEVM": ["", "X"], "KTOKK": ["KRED", "LIEF", ""]}
-
-
 OPS = {"=": lambda a, b: a == b, "<>": lambda a, b: a != b, "<": lambda a, b: a < b,
        ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
 

@@ -21,8 +21,6 @@ from tests.support.sandboxes import sap_faults, sap_stats, start_sandbox
 from tests.support.waiting import wait_for
 
 LIMITS = {"calls_per_second": 10, "max_concurrent": 2}
-
-
 BURST = 30
 
 

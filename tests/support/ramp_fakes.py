@@ -10,8 +10,6 @@ from ml_connector.core.tokens import MemoryTokenStore
 from ml_connector.systems.ramp.auth import RampClientCredentialsAuth
 
 SECRET = "s3cr3t-value-never-printed"
-
-
 TOKEN_URL = "https://demo-api.ramp.com/developer/v1/token"
 
 

@@ -16,11 +16,7 @@ from ml_connector.systems.sap_ecc.sandbox import soap as server_soap
 from ml_connector.systems.sap_ecc.sandbox.soap import SoapParseError
 
 RFC_NS = soap.RFC_NS
-
-
 ENV_NS = soap.SOAP_ENV_NS
-
-
 SECRET = "MLC-XXE-CANARY-7f3a9c"
 
 

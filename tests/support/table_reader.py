@@ -14,8 +14,6 @@ from ml_connector.systems.sap_ecc.table_reader import (
 )
 
 TOKEN = re.compile(r"\s*('(?:[^']|'')*'|\(|\)|<>|<=|>=|=|<|>|[A-Za-z_/][A-Za-z0-9_/]*)")
-
-
 OPS = {"=": "=", "EQ": "=", "<>": "<>", "NE": "<>", "<": "<", "LT": "<", ">": ">", "GT": ">",
         "<=": "<=", "LE": "<=", ">=": ">=", "GE": ">="}
 
