@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from rich.console import Console
 
 from ml_connector.demo import run_demo
 from tests.support import summary_rows
 
 
+@pytest.mark.slow  # the whole demo twice, with the agent's real long polls (`make demo` runs it as well)
 def test_demo_twice(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first, second = io.StringIO(), io.StringIO()

@@ -104,6 +104,7 @@ def test_token_expiring_mid_sync(tmp_path, sandboxes):
     assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
 
 
+@pytest.mark.slow  # six 429s waited out with the client's real backoff (~20 s)
 def test_429_storm_makes_the_sync_wait_not_fail(tmp_path, sandboxes):
     ramp = sandboxes["ramp"].state
     ramp.fail_next(6, "429", path="/developer/v1/accounting/vendors")
