@@ -13,75 +13,33 @@ from __future__ import annotations
 import concurrent.futures as cf
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from ml_connector.core.channel import ChannelRequest, ChannelResponse
-from ml_connector.core.db import Database
-from ml_connector.core.models import AuditRow
-from ml_connector.server.agents.channel import RemoteAgentChannel
-from ml_connector.server.agents.models import AgentCallRow
-from tests.integration.test_agent_harness import (
-    AgentProc,
-    ControlPlane,
-    DropProxy,
-    World,
+from ml_connector.core.channel import ChannelRequest
+from tests.support import (
     sap_faults,
     sap_stats,
-    start_sandbox,
     wait_for,
 )
+from tests.support.agent_worlds import LeaseWorld, check_ran_once
+
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
 
 LEASE = 3.0
 
 
-class Env(World):
-    def __init__(self, tmp: Path) -> None:
-        super().__init__()
-        self.sandbox, self.sap = start_sandbox()
-        self.cp = ControlPlane(tmp / "cp", env={"MLC_AGENT_LEASE": str(LEASE), "MLC_AGENT_SWEEP": "0.2"})
-        self.cp.start()
-        self.db = Database(self.cp.db_url)
-        self.proxy = DropProxy(self.cp.url)
-        self.agent = AgentProc(tmp / "agent", self.proxy.url, self.sap)
-        self.agent.setup(self.cp.token(), self.proxy.url, self.sap["password"])
-        self.agent.start()
-        self.agents.append(self.agent)
-        # STFC_CONNECTION stands in for a posting: not idempotent, so a lapsed lease means AGENT_LOST.
-        self.posting = RemoteAgentChannel(self.db, "plant1", timeout=60, idempotent=lambda f: False)
-
-    def row(self, call_id: str) -> AgentCallRow:
-        with self.db.session() as s:
-            row = s.get(AgentCallRow, call_id)
-            assert row is not None
-            return row
-
-    def call_audit(self, event: str, call_id: str) -> list[AuditRow]:
-        return [a for a in self.audit(event) if (a.detail or {}).get("call_id") == call_id]
-
-    def agent_executed(self, call_id: str) -> bool:
-        return any(e["event"] == "call.executed" and e["call_id"] == call_id for e in self.agent.audit())
-
-
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    e = Env(tmp_path_factory.mktemp("agent-leases"))
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LeaseWorld]:
+    e = LeaseWorld(tmp_path_factory.mktemp("agent-leases"), LEASE)
     try:
         yield e
     finally:
         e.close()
 
 
-def _check_once(env: Env, call_id: str, result: ChannelResponse, text: str, before: int) -> None:
-    assert result.ok and result.result is not None and result.result["ECHOTEXT"] == text, result
-    assert env.executed() == before + 1  # SAP saw it once
-    assert [e["call_id"] for e in env.agent.audit() if e["event"] == "call.executed"].count(call_id) == 1
-    assert len(env.call_audit("agent.call.done", call_id)) == 1  # stored once
-    assert env.call_audit("agent.call.lost", call_id) == []
-
-
-def test_undelivered_result_keeps_its_lease(env: Env) -> None:
+def test_undelivered_result_keeps_its_lease(env: LeaseWorld) -> None:
     before = env.executed()
     req = ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "held-1"})
     env.proxy.refuse_results = True
@@ -102,10 +60,10 @@ def test_undelivered_result_keeps_its_lease(env: Env) -> None:
             result = fut.result(60)
     finally:
         env.proxy.refuse_results = False
-    _check_once(env, req.id, result, "held-1", before)
+    check_ran_once(env, req.id, result, "held-1", before)
 
 
-def test_result_held_across_a_control_plane_outage_longer_than_the_lease(env: Env) -> None:
+def test_result_held_across_a_control_plane_outage_longer_than_the_lease(env: LeaseWorld) -> None:
     before = env.executed()
     req = ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "outage-1"})
     sap_faults(env.sap, latency=1.0)
@@ -122,5 +80,5 @@ def test_result_held_across_a_control_plane_outage_longer_than_the_lease(env: En
             result = fut.result(60)
     finally:
         sap_faults(env.sap, latency=0)
-    _check_once(env, req.id, result, "outage-1", before)
+    check_ran_once(env, req.id, result, "outage-1", before)
     assert env.call_audit("agent.result.late", req.id) == []  # in time: its lease restarted with the control plane

@@ -13,56 +13,38 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
 from ml_connector.core.channel import ChannelRequest
-from ml_connector.core.db import Database
-from ml_connector.server.agents.channel import RemoteAgentChannel
 from ml_connector.server.agents.models import AgentCallRow
 from ml_connector.systems.sap_ecc.client import ChannelRfcCaller
 from ml_connector.systems.sap_ecc.posting import DocumentPoster, GLLine, VendorInvoice, document_xblnr
 from ml_connector.systems.sap_ecc.table_reader import TableReader
-from tests.integration.test_agent_harness import (
+from tests.support import (
     AgentProc,
-    ControlPlane,
-    World,
     sap_faults,
     sap_stats,
-    start_sandbox,
     wait_for,
 )
+from tests.support.agent_worlds import RemoteWorld, listed_agents
 
-
-class Env(World):
-    def __init__(self, tmp: Path) -> None:
-        super().__init__()
-        self.sandbox, self.sap = start_sandbox()
-        self.cp = ControlPlane(tmp / "cp")
-        self.cp.start()
-        self.db = Database(self.cp.db_url)
-        self.agent = AgentProc(tmp / "agent1", self.cp.url, self.sap, extra_functions=["Z_MLC_ACC_DOCUMENT_POST"])
-        self.agent.setup(self.cp.token(), self.cp.url, self.sap["password"])
-        self.agent.start()
-        self.agents.append(self.agent)
-        # A posting-like call: the control plane treats STFC_CONNECTION as non-idempotent here.
-        self.posting = RemoteAgentChannel(self.db, "plant1", timeout=90, idempotent=lambda f: False)
-        self.reads = RemoteAgentChannel(self.db, "plant1", timeout=90)
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    e = Env(tmp_path_factory.mktemp("agent"))
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteWorld]:
+    e = RemoteWorld(tmp_path_factory.mktemp("agent"))
     try:
         yield e
     finally:
         e.close()
 
 
-def test_pairing_round_trip_and_allow_list(env: Env) -> None:
+def test_pairing_round_trip_and_allow_list(env: RemoteWorld) -> None:
     r = env.reads.call(ChannelRequest(system="sap_ecc", function="RFC_PING"))
     assert r.ok, r
     r = env.reads.call(ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "hello"}))
@@ -86,7 +68,7 @@ def test_pairing_round_trip_and_allow_list(env: Env) -> None:
     assert (env.agent.dir / "data" / "agent.key").stat().st_mode & 0o777 == 0o600
 
 
-def test_kill_agent_mid_call_no_duplicate_and_no_lost_call(env: Env) -> None:
+def test_kill_agent_mid_call_no_duplicate_and_no_lost_call(env: RemoteWorld) -> None:
     sap_faults(env.sap, latency=1.5)
     try:
         before = env.executed("STFC_CONNECTION")
@@ -131,7 +113,7 @@ def test_kill_agent_mid_call_no_duplicate_and_no_lost_call(env: Env) -> None:
     assert env.executed("STFC_CONNECTION") == before + 1
 
 
-def test_kill_agent_mid_posting_gives_one_document_resolved_by_lookup(env: Env) -> None:
+def test_kill_agent_mid_posting_gives_one_document_resolved_by_lookup(env: RemoteWorld) -> None:
     """A real FI posting through the agent: SAP commits, the agent is killed before it can answer,
     and the restarted agent reports the call interrupted. The poster resolves the outcome by the
     BKPF lookup (XBLNR) and never posts again: one document."""
@@ -167,7 +149,7 @@ def test_kill_agent_mid_posting_gives_one_document_resolved_by_lookup(env: Env) 
                for e in env.agent.audit())
 
 
-def test_kill_control_plane_mid_poll_agent_reconnects(env: Env) -> None:
+def test_kill_control_plane_mid_poll_agent_reconnects(env: RemoteWorld) -> None:
     assert env.reads.call(ChannelRequest(system="sap_ecc", function="RFC_PING")).ok
     env.cp.kill()  # the agent is inside a long poll
     time.sleep(1.0)
@@ -182,13 +164,13 @@ def test_kill_control_plane_mid_poll_agent_reconnects(env: Env) -> None:
     assert "control plane error" in env.agent.log.read_text()
 
 
-def test_two_agents_each_call_once_and_takeover(env: Env, tmp_path: Path) -> None:
+def test_two_agents_each_call_once_and_takeover(env: RemoteWorld, tmp_path: Path) -> None:
     second = AgentProc(tmp_path / "agent2", env.cp.url, env.sap)
     second.setup(env.cp.token(), env.cp.url, env.sap["password"])
     second.start()
     env.agents.append(second)
     wait_for(lambda: any(a["id"] == second.agent_id and a["seconds_since_seen"] is not None
-                         and a["seconds_since_seen"] < 2 for a in _agents(env)), what="agent 2 online")
+                         and a["seconds_since_seen"] < 2 for a in listed_agents(env)), what="agent 2 online")
     before = env.executed("STFC_CONNECTION")
     n = 24
     with cf.ThreadPoolExecutor(n) as pool:
@@ -210,11 +192,11 @@ def test_two_agents_each_call_once_and_takeover(env: Env, tmp_path: Path) -> Non
         assert {s.get(AgentCallRow, r.id).agent_id for r in results} == {second.agent_id}  # type: ignore[union-attr]
     # the dead one is reported offline with an alert; its state shows in the list
     wait_for(lambda: len(env.audit("agent.offline")) > alerts_before, timeout=45, what="agent.offline alert")
-    wait_for(lambda: any(a["id"] == env.agent.agent_id and a["state"] == "offline" for a in _agents(env)),
+    wait_for(lambda: any(a["id"] == env.agent.agent_id and a["state"] == "offline" for a in listed_agents(env)),
              timeout=45, what="the dead agent listed offline")
 
 
-def test_revocation_on_next_poll(env: Env) -> None:
+def test_revocation_on_next_poll(env: RemoteWorld) -> None:
     second = env.agents[-1]
     assert second.proc is not None and second.proc.poll() is None
     env.cp.cli("agents", "revoke", second.agent_id)
@@ -225,7 +207,7 @@ def test_revocation_on_next_poll(env: Env) -> None:
     assert env.audit("agent.revoked")
 
 
-def test_password_never_reaches_the_control_plane(env: Env) -> None:
+def test_password_never_reaches_the_control_plane(env: RemoteWorld) -> None:
     password = env.sap["password"].encode()
     files = [p for p in (env.cp.dir).rglob("*") if p.is_file()]
     assert any(p.name.startswith("ml-connector.sqlite") for p in files)
@@ -237,7 +219,3 @@ def test_password_never_reaches_the_control_plane(env: Env) -> None:
     assert password not in agent_blob
 
 
-def _agents(env: Env) -> list[dict[str, Any]]:
-    import httpx
-
-    return list(httpx.get(env.cp.url + "/api/agents", timeout=5).json())

@@ -23,51 +23,30 @@ from sqlalchemy import delete, select
 from ml_connector.config import example_config
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
-from ml_connector.server.agents.channel import RemoteAgentChannel
 from ml_connector.server.agents.models import AgentCallRow, AgentRow
-from tests.integration.test_agent_harness import (
+from tests.support import (
     BIN,
     AgentProc,
-    ControlPlane,
-    DropProxy,
-    World,
     sap_stats,
-    start_sandbox,
 )
+from tests.support.agent_worlds import RobustWorld
+
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
 
 LEASE = 60.0  # the production default: a call left to its lease would take a minute
 
 
-class Env(World):
-    def __init__(self, tmp: Path) -> None:
-        super().__init__()
-        self.tmp = tmp
-        self.sandbox, self.sap = start_sandbox()
-        self.cp = ControlPlane(tmp / "cp", env={"MLC_AGENT_LEASE": str(int(LEASE))})
-        self.cp.start()
-        self.db = Database(self.cp.db_url)
-        self.proxy = DropProxy(self.cp.url)
-        self.agent = AgentProc(tmp / "agent", self.proxy.url, self.sap,
-                               extra_functions=["RFC_*", "Z_*", "/BODS/*", "BBP_RFC_READ_TABLE",
-                                                "TABLE_ENTRIES_GET_VIA_RFC"])
-        self.agent.setup(self.cp.token(), self.proxy.url, self.sap["password"])
-        self.agent.start()
-        self.agents.append(self.agent)
-        # Deliberately shorter than the lease: only a prompt re-delivery can answer in time.
-        self.posting = RemoteAgentChannel(self.db, "plant1", timeout=LEASE / 2, idempotent=lambda f: False)
-        self.reads = RemoteAgentChannel(self.db, "plant1", timeout=LEASE / 2)
-
-
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    e = Env(tmp_path_factory.mktemp("agent-robust"))
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RobustWorld]:
+    e = RobustWorld(tmp_path_factory.mktemp("agent-robust"), LEASE)
     try:
         yield e
     finally:
         e.close()
 
 
-def test_lost_poll_answer_is_handed_out_again_and_runs_once(env: Env) -> None:
+def test_lost_poll_answer_is_handed_out_again_and_runs_once(env: RobustWorld) -> None:
     assert env.reads.call(ChannelRequest(system="sap_ecc", function="RFC_PING")).ok  # agent is polling
     before = env.executed("STFC_CONNECTION")
     env.proxy.drop_poll_answers(1)
@@ -99,7 +78,7 @@ def test_lost_poll_answer_is_handed_out_again_and_runs_once(env: Env) -> None:
     ("Z_MLC_DUMP", {"TABNAME": "LFA1"}, "Z_MLC_DUMP"),
     ("RFC_GET_TABLE_DATA", {}, "RFC_GET_TABLE_DATA"),
 ])
-def test_table_readers_refused_and_audited_on_both_sides(env: Env, function: str, params: dict[str, Any],
+def test_table_readers_refused_and_audited_on_both_sides(env: RobustWorld, function: str, params: dict[str, Any],
                                                          key: str) -> None:
     before = sap_stats(env.sap)["requests"]
     req = ChannelRequest(system="sap_ecc", function=function, params=params)
@@ -114,7 +93,7 @@ def test_table_readers_refused_and_audited_on_both_sides(env: Env, function: str
     assert "USR02" not in key or "USR02" in agent_side[0]["message"]
 
 
-def test_allowed_tables_and_ordinary_wildcard_modules_still_pass(env: Env) -> None:
+def test_allowed_tables_and_ordinary_wildcard_modules_still_pass(env: RobustWorld) -> None:
     before = sap_stats(env.sap)["requests"]
     r = env.reads.call(ChannelRequest(system="sap_ecc", function="BBP_RFC_READ_TABLE",
                                       params={"QUERY_TABLE": "LFA1", "DELIMITER": "|", "ROWCOUNT": "2",
@@ -128,7 +107,7 @@ def test_allowed_tables_and_ordinary_wildcard_modules_still_pass(env: Env) -> No
     assert env.executed("RFC_SYSTEM_INFO") == before + 1
 
 
-def test_agent_unknown_to_the_control_plane_exits_4(env: Env, tmp_path: Path) -> None:
+def test_agent_unknown_to_the_control_plane_exits_4(env: RobustWorld, tmp_path: Path) -> None:
     other = AgentProc(tmp_path / "forgotten", env.cp.url, env.sap)
     other.setup(env.cp.token(), env.cp.url, env.sap["password"])
     with env.db.session() as s:  # as if the control plane's database had been reset
@@ -144,7 +123,7 @@ def test_agent_unknown_to_the_control_plane_exits_4(env: Env, tmp_path: Path) ->
     assert rejected and {a.detail["reason"] for a in rejected} == {"unknown_agent"}
 
 
-def test_ping_without_an_agent_online_times_out_naming_the_site(env: Env, tmp_path: Path) -> None:
+def test_ping_without_an_agent_online_times_out_naming_the_site(env: RobustWorld, tmp_path: Path) -> None:
     cfg = tmp_path / "ml-connector.yaml"
     text = example_config(env.sap["base_url"], "http://127.0.0.1:9")
     text = text.replace("  executor_id: null\n", "  executor_id: null\n  agent: remote\n  agent_site: plant-9\n", 1)

@@ -6,12 +6,24 @@ from __future__ import annotations
 import sqlite3
 
 import httpx
+import pytest
 import yaml
 
 from ml_connector.core.servers import free_port
 from ml_connector.sandbox import start_sandboxes
-from tests.integration.test_agent_harness import CP_ENV, AgentProc
-from tests.support import in_scope_vendors, make_env, ramp_vendors, stop_all, wait_healthy, wait_until
+from tests.support import (
+    CP_ENV,
+    AgentProc,
+    in_scope_vendors,
+    make_env,
+    ramp_vendors,
+    stop_all,
+    wait_healthy,
+    wait_until,
+)
+
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def test_vendor_sync_through_the_remote_agent(tmp_path):

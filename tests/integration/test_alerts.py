@@ -18,84 +18,31 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from ml_connector.agent import protocol as proto
 from ml_connector.core.alerts import Alerter, AlertSettings, Webhook
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
-from ml_connector.core.models import AlertOutboxRow, AuditRow
-from ml_connector.core.servers import ServerHandle, serve_in_thread
+from ml_connector.core.models import AlertOutboxRow
 from ml_connector.core.vault import MasterKey, Vault
-from ml_connector.sandbox import start_sandboxes
-from ml_connector.server.agent_api import agent_router
 from ml_connector.server.agents.channel import RemoteAgentChannel
-from ml_connector.server.agents.service import AgentService, Settings
-from tests.integration.test_agent_harness import BIN, ControlPlane, free_port
-from tests.support import make_env, wait_until
+from tests.support import BIN, ControlPlane, free_port, make_env, wait_until
+from tests.support.control_plane import in_process_control_plane, pair_agent, poll
+from tests.support.databases import alert_outbox, audit_dump, audit_rows
+from tests.support.receivers import Receiver, alerter_for
+
+SANDBOX_VENDORS = 50  # the `sandboxes` fixture (tests/integration/conftest.py)
 
 TOKEN = "alert-Tok3n-s3cr3t-value"
 SLACK_PATH = "/services/T0001/B0002/sl4ckS3cretPathPart"
-
-
-class Receiver:
-    """A webhook receiver on loopback: records each request; answers `status`; a closed `gate`
-    holds every request until opened (a slow receiver)."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.status = 200
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Event()
-        app = FastAPI()
-
-        @app.post("/{path:path}")
-        def hook(path: str, payload: dict[str, Any], request: Request) -> JSONResponse:
-            self.entered.set()
-            self.gate.wait(30)
-            self.requests.append({"path": "/" + path, "headers": dict(request.headers), "json": payload})
-            return JSONResponse({"ok": self.status < 300}, status_code=self.status)
-
-        self.handle: ServerHandle = serve_in_thread(app, name="alert-receiver", port=port)
-
-    @property
-    def url(self) -> str:
-        return self.handle.url
-
-
-@pytest.fixture()
-def sandboxes() -> Iterator[dict[str, Any]]:
-    handles = start_sandboxes(vendors=50)
-    yield handles
-    for h in handles.values():
-        h.stop()
 
 
 @pytest.fixture()
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
-    r.gate.set()
-    r.handle.stop()
-
-
-def _alerter(db: Database, vault: Vault, receiver: Receiver, **settings: Any) -> Alerter:
-    hook = Webhook(url=f"{receiver.url}/hook", format="json", header_name="X-Alert-Token",
-                   header_secret="alert_token")
-    return Alerter(db, vault, [hook], settings=AlertSettings(**{"timeout": 5.0, "attempts": 3, "backoff": 0.01,
-                                                                "interval": 900.0, **settings}))
-
-
-def _control_plane(db: Database, vault: Vault, alerts: Alerter) -> Any:
-    svc = AgentService(db, vault, Settings(lease=1.0, offline_after=1.0, hold_max=2.0, db_poll=0.02,
-                                           sweep_every=3600, refusal_window=0), alerts=alerts)
-    app = FastAPI()
-    app.include_router(agent_router(SimpleNamespace(db=db, vault=vault), svc))
-    return SimpleNamespace(db=db, vault=vault, svc=svc, client=TestClient(app), alerts=alerts)
+    r.close()
 
 
 @pytest.fixture()
@@ -104,7 +51,7 @@ def cp(tmp_path: Path, receiver: Receiver) -> Iterator[Any]:
     db.migrate()
     vault = Vault(db, MasterKey.generate())
     vault.set("alert_token", TOKEN)
-    c = _control_plane(db, vault, _alerter(db, vault, receiver))
+    c = in_process_control_plane(db, vault, alerts=alerter_for(db, vault, receiver))
     yield c
     c.svc.stop()
     c.alerts.close(5)
@@ -112,37 +59,10 @@ def cp(tmp_path: Path, receiver: Receiver) -> Iterator[Any]:
     db.dispose()
 
 
-def _pair(cp: Any, site: str = "plant1", name: str = "sap-host-agent") -> tuple[str, Any]:
-    token = cp.svc.issue_token(site, 60)
-    key = proto.generate_key()
-    r = cp.client.post("/api/agent/pair", json={"token": token, "public_key": proto.public_key_text(key),
-                                                "name": name})
-    assert r.status_code == 200, r.text
-    return r.json()["agent_id"], key
-
-
-def _poll(cp: Any, agent_id: str, key: Any) -> None:
-    body = json.dumps({"hold": 0}).encode()
-    headers = proto.sign_headers(key, agent_id, "POST", "/api/agent/poll", body, now=time.time())
-    assert cp.client.post("/api/agent/poll", content=body, headers=headers).status_code == 200
-
-
-def _events(db: Database, event: str) -> list[AuditRow]:
-    with db.session() as s:
-        rows = list(s.scalars(select(AuditRow).where(AuditRow.event == event).order_by(AuditRow.id)))
-        s.expunge_all()
-        return rows
-
-
-def _audit_dump(db: Database) -> str:
-    with db.engine.connect() as c:
-        return "\n".join(str(r) for r in c.exec_driver_sql("SELECT * FROM mlc_audit"))
-
-
 def test_offline_and_online_alert_once_each_with_payload_and_secret_header(cp: Any, receiver: Receiver,
                                                                            caplog: Any) -> None:
-    agent_id, key = _pair(cp)
-    _poll(cp, agent_id, key)
+    agent_id, key = pair_agent(cp, name="sap-host-agent")
+    poll(cp, agent_id, key)
     t0 = time.time()
     RemoteAgentChannel(cp.db, "plant1").submit(ChannelRequest(id="c1", system="sap_ecc", function="RFC_PING"))
     assert cp.svc.sweep(now=t0 + 600)["offline"] == 1
@@ -158,30 +78,30 @@ def test_offline_and_online_alert_once_each_with_payload_and_secret_header(cp: A
     assert p["details"]["queued_for_site"] == 1
     assert "is offline" in p["message"] and "10 min" in p["message"] and "1 call(s)" in p["message"]
 
-    _poll(cp, agent_id, key)  # back (at the real clock: ~600 s before the fake sweep time)
-    _poll(cp, agent_id, key)
+    poll(cp, agent_id, key)  # back (at the real clock: ~600 s before the fake sweep time)
+    poll(cp, agent_id, key)
     assert cp.alerts.flush(10)
     assert [r["json"]["event"] for r in receiver.requests] == ["agent.offline", "agent.online"]
     online = receiver.requests[1]["json"]
     assert online["agent_id"] == agent_id and "back online after" in online["message"]
     assert online["details"]["offline_seconds"] >= 0
 
-    sent = _events(cp.db, "alert.sent")
+    sent = audit_rows(cp.db, "alert.sent")
     assert [e.detail["alert_event"] for e in sent] == ["agent.offline", "agent.online"]
     assert {e.target for e in sent} == {"127.0.0.1"} and all(e.detail["attempts"] == 1 for e in sent)
-    assert TOKEN not in _audit_dump(cp.db) and TOKEN not in caplog.text
+    assert TOKEN not in audit_dump(cp.db) and TOKEN not in caplog.text
 
 
 def test_a_flapping_agent_alerts_once_per_interval(cp: Any, receiver: Receiver) -> None:
-    agent_id, key = _pair(cp)
+    agent_id, key = pair_agent(cp, name="sap-host-agent")
     t0 = time.time()
     for i in range(3):  # offline and back three times within the interval (15 min)
-        _poll(cp, agent_id, key)
+        poll(cp, agent_id, key)
         assert cp.svc.sweep(now=t0 + 10 + 60 * i)["offline"] == 1
-    _poll(cp, agent_id, key)
+    poll(cp, agent_id, key)
     assert cp.alerts.flush(10)
     assert [r["json"]["event"] for r in receiver.requests] == ["agent.offline", "agent.online"]
-    suppressed = _events(cp.db, "alert.suppressed")
+    suppressed = audit_rows(cp.db, "alert.suppressed")
     assert sorted(e.detail["alert_event"] for e in suppressed) == ["agent.offline"] * 2 + ["agent.online"] * 2
     # After the interval the next transition alerts again and says how many were held back.
     assert cp.svc.sweep(now=t0 + 10 + 901)["offline"] == 1
@@ -193,32 +113,32 @@ def test_a_flapping_agent_alerts_once_per_interval(cp: Any, receiver: Receiver) 
 
 def test_receiver_down_is_retried_then_audited_failed_and_never_blocks_the_sweep(cp: Any, receiver: Receiver,
                                                                                 caplog: Any) -> None:
-    agent_id, key = _pair(cp)
-    _poll(cp, agent_id, key)
+    agent_id, key = pair_agent(cp, name="sap-host-agent")
+    poll(cp, agent_id, key)
     receiver.status = 500
     receiver.gate.clear()  # the receiver hangs until we let it answer
     counts = cp.svc.sweep(now=time.time() + 600)
     # The sweep has returned while the receiver still holds the first delivery.
     assert counts["offline"] == 1
     assert receiver.entered.wait(10) and not receiver.requests
-    assert _events(cp.db, "agent.offline") and not _events(cp.db, "alert.failed")
+    assert audit_rows(cp.db, "agent.offline") and not audit_rows(cp.db, "alert.failed")
     receiver.gate.set()
     assert cp.alerts.flush(10)
     assert len(receiver.requests) == 3  # attempts
-    failed = _events(cp.db, "alert.failed")
-    assert len(failed) == 1 and not _events(cp.db, "alert.sent")
+    failed = audit_rows(cp.db, "alert.failed")
+    assert len(failed) == 1 and not audit_rows(cp.db, "alert.sent")
     d = failed[0].detail
     assert failed[0].outcome == "failed" and failed[0].target == "127.0.0.1" and d["host"] == "127.0.0.1"
     assert d["attempts"] == 3 and d["status"] == 500 and d["error"] == "HTTP 500"
     assert d["alert_event"] == "agent.offline"
-    assert TOKEN not in _audit_dump(cp.db) and TOKEN not in caplog.text
+    assert TOKEN not in audit_dump(cp.db) and TOKEN not in caplog.text
     assert "could not be delivered to 127.0.0.1 after 3 attempt(s)" in caplog.text
 
     # Nobody listening at all: a connection error, retried, audited with the error type only.
     receiver.handle.stop()
-    _poll(cp, agent_id, key)
+    poll(cp, agent_id, key)
     assert cp.alerts.flush(10)
-    failed = _events(cp.db, "alert.failed")
+    failed = audit_rows(cp.db, "alert.failed")
     assert [f.detail["alert_event"] for f in failed] == ["agent.offline", "agent.online"]
     assert failed[1].detail["error"] == "ConnectError" and failed[1].detail["attempts"] == 3
 
@@ -231,21 +151,21 @@ def test_slack_format_url_from_the_vault_and_missing_secret(tmp_path: Path, rece
     hooks = [Webhook(url_secret="slack_url", format="slack"),
              Webhook(url=f"{receiver.url}/hook", header_name="X-Alert-Token", header_secret="not_set")]
     alerts = Alerter(db, vault, hooks, settings=AlertSettings(backoff=0.01))
-    c = _control_plane(db, vault, alerts)
+    c = in_process_control_plane(db, vault, alerts=alerts)
     try:
-        agent_id, key = _pair(c, name="")
-        _poll(c, agent_id, key)
+        agent_id, key = pair_agent(c, name="")
+        poll(c, agent_id, key)
         c.svc.sweep(now=time.time() + 600)
         assert alerts.flush(10)
         assert len(receiver.requests) == 1  # the second hook's header secret is missing: not sent at all
         slack = receiver.requests[0]
         assert slack["path"] == SLACK_PATH and list(slack["json"]) == ["text"]
         assert slack["json"]["text"].startswith("[ml-connector] Agent ") and agent_id in slack["json"]["text"]
-        sent, failed = _events(db, "alert.sent"), _events(db, "alert.failed")
+        sent, failed = audit_rows(db, "alert.sent"), audit_rows(db, "alert.failed")
         assert len(sent) == 1 and sent[0].detail["format"] == "slack" and sent[0].target == "127.0.0.1"
         assert len(failed) == 1 and failed[0].detail["attempts"] == 0
         assert "'not_set' is not in the vault" in failed[0].detail["error"]
-        assert "sl4ckS3cretPathPart" not in _audit_dump(db) and "sl4ckS3cretPathPart" not in caplog.text
+        assert "sl4ckS3cretPathPart" not in audit_dump(db) and "sl4ckS3cretPathPart" not in caplog.text
     finally:
         c.svc.stop()
         alerts.close(5)
@@ -273,13 +193,13 @@ def test_two_control_planes_on_postgres_alert_a_transition_once(receiver: Receiv
             db = Database(url)
             db.migrate()
             vault = Vault(db, key)
-            planes.append(_control_plane(db, vault, _alerter(db, vault, receiver)))
+            planes.append(in_process_control_plane(db, vault, alerts=alerter_for(db, vault, receiver)))
         planes[0].vault.set("alert_token", TOKEN)
         for p in planes:  # both delivery loops run and claim from the one outbox
             p.alerts.start()
-        agents = [_pair(planes[0], name=f"a{i}") for i in range(3)]
+        agents = [pair_agent(planes[0], name=f"a{i}") for i in range(3)]
         for agent_id, k in agents:
-            _poll(planes[0], agent_id, k)
+            poll(planes[0], agent_id, k)
         now = time.time() + 600
         start = threading.Barrier(2)
         counts: list[int] = []
@@ -296,7 +216,7 @@ def test_two_control_planes_on_postgres_alert_a_transition_once(receiver: Receiv
         assert sum(counts) == 3
         # They come back, through one plane or the other: one online alert each.
         for i, (agent_id, k) in enumerate(agents):
-            _poll(planes[i % 2], agent_id, k)
+            poll(planes[i % 2], agent_id, k)
         for p in planes:
             assert p.alerts.flush(10)
         events = sorted((r["json"]["event"], r["json"]["agent_id"]) for r in receiver.requests)
@@ -306,14 +226,14 @@ def test_two_control_planes_on_postgres_alert_a_transition_once(receiver: Receiv
         for p in planes:
             assert p.alerts.flush(10)
         assert len(receiver.requests) == 6
-        assert len(_events(planes[0].db, "alert.suppressed")) == 3
+        assert len(audit_rows(planes[0].db, "alert.suppressed")) == 3
         # No stored alert was sent twice (each row claimed by one loop; ids as receivers see them).
         ids = [r["headers"]["x-alert-id"] for r in receiver.requests]
         assert sorted(ids) == sorted(r["json"]["alert_id"] for r in receiver.requests) and len(set(ids)) == 6
-        rows = _outbox(planes[0].db)
+        rows = alert_outbox(planes[0].db)
         assert sorted(o.alert_id for o in rows) == sorted(ids)
         assert all(o.state == "sent" and o.attempts == 1 for o in rows)
-        assert len(_events(planes[0].db, "alert.sent")) == 6
+        assert len(audit_rows(planes[0].db, "alert.sent")) == 6
     finally:
         for p in planes:
             p.svc.stop()
@@ -354,13 +274,7 @@ def test_a_failed_sync_run_alerts(tmp_path: Path, sandboxes: Any, receiver: Rece
     assert TOKEN not in failed.stdout + failed.stderr
 
 
-def _outbox(db: Database) -> list[AlertOutboxRow]:
-    with db.read() as s:
-        rows = list(s.scalars(select(AlertOutboxRow).order_by(AlertOutboxRow.created_at)))
-        s.expunge_all()
-        return rows
-
-
+@pytest.mark.slow  # a control-plane process SIGKILLed between backed-off attempts and restarted
 def test_an_alert_pending_when_the_control_plane_is_killed_is_delivered_once_after_restart(tmp_path: Path) -> None:
     """SIGKILL of a control plane whose offline alert could not reach the (down) receiver yet: the
     alert is a stored row, and the restarted process delivers it once the receiver is back."""
@@ -387,28 +301,28 @@ def test_an_alert_pending_when_the_control_plane_is_killed_is_delivered_once_aft
                                                      "name": "dies-quietly"})
             assert r.status_code == 200, r.text
             agent_id = r.json()["agent_id"]
-            _poll(plane, agent_id, key)
+            poll(plane, agent_id, key)
         # It stops polling: the sweep marks it offline and stores the alert; the first send is
         # refused (nobody listens). Kill between two attempts (the row not claimed).
-        wait_until(lambda: any(o.attempts == 1 and o.claimed_until is None for o in _outbox(db)), timeout=30)
+        wait_until(lambda: any(o.attempts == 1 and o.claimed_until is None for o in alert_outbox(db)), timeout=30)
         cp.kill()
-        [row] = _outbox(db)
+        [row] = alert_outbox(db)
         assert row.state == "pending" and row.event == "agent.offline" and row.subject == agent_id
         assert row.last_error == "ConnectError" and TOKEN not in row.alert and str(port) not in row.alert
-        assert not _events(db, "alert.sent") and not _events(db, "alert.failed")
+        assert not audit_rows(db, "alert.sent") and not audit_rows(db, "alert.failed")
 
         receiver = Receiver(port=port)  # back
         cp.start()  # a new process: nothing in memory, only the row
-        wait_until(lambda: _outbox(db)[0].state == "sent", timeout=30)
+        wait_until(lambda: alert_outbox(db)[0].state == "sent", timeout=30)
         assert len(receiver.requests) == 1
         req = receiver.requests[0]
         p = req["json"]
         assert p["event"] == "agent.offline" and p["agent_id"] == agent_id and p["alert_id"] == row.alert_id
         assert req["headers"]["x-alert-id"] == row.alert_id and req["headers"]["x-alert-token"] == TOKEN
-        [sent] = _events(db, "alert.sent")
+        [sent] = audit_rows(db, "alert.sent")
         # One refused send before the kill, one that arrived: the kill itself consumed no attempt.
         assert sent.detail["attempts"] == 2 and sent.detail["alert_id"] == row.alert_id
-        assert len(_events(db, "agent.offline")) == 1 and TOKEN not in _audit_dump(db)
+        assert len(audit_rows(db, "agent.offline")) == 1 and TOKEN not in audit_dump(db)
     finally:
         cp.kill()
         db.dispose()

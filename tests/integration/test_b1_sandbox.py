@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,14 +20,8 @@ from ml_connector.systems.sap_b1.errors import (
     B1SessionError,
 )
 from ml_connector.systems.sap_b1.sandbox.state import B1Sandbox
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.b1 import b1_faults, b1_stats, je, login_body
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture(scope="module")
@@ -56,28 +49,6 @@ def b1(sandbox: SandboxHandle, clock: FakeClock) -> Iterator[ServiceLayerClient]
         yield c
     finally:
         c.close()
-
-
-def stats(h: SandboxHandle) -> dict[str, Any]:
-    return dict(httpx.get(h.info["admin"] + "/stats").json())
-
-
-def faults(h: SandboxHandle, **kw: Any) -> None:
-    httpx.post(h.info["admin"] + "/faults", json=kw).raise_for_status()
-
-
-def login_body(h: SandboxHandle) -> dict[str, str]:
-    return {"CompanyDB": h.info["company_db"], "UserName": h.info["user"], "Password": h.info["password"]}
-
-
-def je(external: str | None = None, amount: float = 120.5, **line: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"ReferenceDate": "2026-03-31", "Memo": "Concur report",
-                            "JournalEntryLines": [{"AccountCode": "6030", "Debit": amount, "CostingCode": "CC01",
-                                                   "ProjectCode": "P001", **line},
-                                                  {"ShortName": "E00001", "Credit": amount}]}
-    if external:
-        body["Reference3"] = external
-    return body
 
 
 def test_login_wire_format_and_case_sensitive_path(sandbox: SandboxHandle) -> None:
@@ -109,14 +80,14 @@ def test_login_wire_format_and_case_sensitive_path(sandbox: SandboxHandle) -> No
 
 def test_client_logs_in_once_and_a_wrong_case_path_is_a_session_error(sandbox: SandboxHandle,
                                                                       b1: ServiceLayerClient) -> None:
-    before = stats(sandbox)
+    before = b1_stats(sandbox)
     assert b1.get_entity("ChartOfAccounts", "6100")["Name"] == "Office Supplies"
     assert b1.get_entity("BusinessPartners", "V00001", select="CardCode,CardType") == {
         "CardCode": "V00001", "CardType": "cSupplier"}
     with pytest.raises(B1NotFound) as nf:
         b1.get_entity("BusinessPartners", "NOPE")
     assert nf.value.code == -2028
-    assert stats(sandbox)["logins"] - before["logins"] == 1
+    assert b1_stats(sandbox)["logins"] - before["logins"] == 1
     with pytest.raises(B1SessionError, match="even after a new login"):
         b1.request("POST", "login", body={})
 
@@ -131,11 +102,11 @@ def test_bad_credentials(sandbox: SandboxHandle) -> None:
 
 
 def test_paging_default_page_size_header_and_prefer(sandbox: SandboxHandle, b1: ServiceLayerClient) -> None:
-    before = stats(sandbox)["by_resource"].get("GET BusinessPartners", 0)
+    before = b1_stats(sandbox)["by_resource"].get("GET BusinessPartners", 0)
     rows = b1.get_all("BusinessPartners", {"$select": "CardCode,CardName", "$orderby": "CardCode"})
     assert len(rows) == 55 and [r["CardCode"] for r in rows] == sorted(r["CardCode"] for r in rows)
     assert set(rows[0]) == {"CardCode", "CardName"}
-    assert stats(sandbox)["by_resource"]["GET BusinessPartners"] - before == 3  # 20 + 20 + 15
+    assert b1_stats(sandbox)["by_resource"]["GET BusinessPartners"] - before == 3  # 20 + 20 + 15
     pages = list(b1.pages("BusinessPartners", {"$filter": "CardType eq 'cSupplier'"}, page_size=7))
     assert [len(p) for p in pages] == [7, 7, 7, 7, 7, 5]
     top = b1.get_all("BusinessPartners", {"$top": 25, "$orderby": "CardCode desc"})
@@ -157,34 +128,34 @@ def test_paging_default_page_size_header_and_prefer(sandbox: SandboxHandle, b1: 
 def test_session_expiry_relogin_and_sliding_timeout(sandbox: SandboxHandle, b1: ServiceLayerClient,
                                                     clock: FakeClock) -> None:
     b1.ping()
-    s0 = stats(sandbox)
+    s0 = b1_stats(sandbox)
     # sliding: 20 idle minutes twice (40 in all, more than SessionTimeout 30) keep the session
     for _ in range(2):
-        clock.now += 20 * 60
+        clock.advance(20 * 60)
         b1.ping()
-    s1 = stats(sandbox)
+    s1 = b1_stats(sandbox)
     assert s1["logins"] == s0["logins"] and s1["unauthorized"] == s0["unauthorized"]
     # idle longer than the timeout less the margin: a new login first, no 401 spent
-    clock.now += 29.5 * 60
+    clock.advance(29.5 * 60)
     b1.ping()
-    s2 = stats(sandbox)
+    s2 = b1_stats(sandbox)
     assert s2["logins"] == s1["logins"] + 1 and s2["unauthorized"] == s1["unauthorized"]
     # the server forgot the session (restart, timeout): 401, one login, the request replayed
-    faults(sandbox, expire_sessions=True)
+    b1_faults(sandbox, expire_sessions=True)
     rows = b1.get_all("ChartOfAccounts", {"$top": 3})
-    s3 = stats(sandbox)
+    s3 = b1_stats(sandbox)
     assert len(rows) == 3 and s3["logins"] == s2["logins"] + 1 and s3["unauthorized"] == s2["unauthorized"] + 1
     # a write replayed after a 401 is posted once (the 401 means it was not executed)
-    faults(sandbox, expire_sessions=True)
+    b1_faults(sandbox, expire_sessions=True)
     n = len(sandbox.state.rows("JournalEntries"))
     created = b1.create("JournalEntries", je())
     assert created.status == 201 and len(sandbox.state.rows("JournalEntries")) == n + 1
     # logout ends it on the server; the client logs in again when used
     b1.logout()
-    s4 = stats(sandbox)
+    s4 = b1_stats(sandbox)
     assert s4["sessions"] == 0 and s4["logouts"] == s3["logouts"] + 1  # the expiry left only this one
     b1.ping()
-    assert stats(sandbox)["logins"] == s4["logins"] + 1
+    assert b1_stats(sandbox)["logins"] == s4["logins"] + 1
 
 
 def test_journal_entries_create_validate_and_post_once(sandbox: SandboxHandle, b1: ServiceLayerClient) -> None:
@@ -242,48 +213,48 @@ def test_answer_lost_after_commit_is_resolved_by_lookup(sandbox: SandboxHandle, 
                                                         kind: str) -> None:
     b1.ping()
     ext = f"concur:lost-{kind}"
-    faults(sandbox, after_commit_next=1, after_commit_kind=kind)
+    b1_faults(sandbox, after_commit_next=1, after_commit_kind=kind)
     posting = b1.post_journal_entry_once(je(), ext)
     assert not posting.created  # found by its external id after the lost answer
     assert len([e for e in sandbox.state.rows("JournalEntries") if e["Reference3"] == ext]) == 1
-    assert stats(sandbox)["faults_injected"][f"after_commit_{kind}"] >= 1
+    assert b1_stats(sandbox)["faults_injected"][f"after_commit_{kind}"] >= 1
 
 
 def test_uncertain_write_not_committed_stays_uncertain(sandbox: SandboxHandle, b1: ServiceLayerClient) -> None:
     b1.ping()
     n = len(sandbox.state.rows("JournalEntries"))
-    faults(sandbox, fail_next=1, fail_kind="http_502", fail_resource="POST JournalEntries")
+    b1_faults(sandbox, fail_next=1, fail_kind="http_502", fail_resource="POST JournalEntries")
     with pytest.raises(B1CommunicationError) as ei:
         b1.create("JournalEntries", je())
     assert ei.value.uncertain and ei.value.status == 502 and len(sandbox.state.rows("JournalEntries")) == n
     # posting once: the lookup after the gateway error finds nothing, so the error stays uncertain
     # (for a later lookup) and nothing is re-posted blindly
-    faults(sandbox, fail_next=1, fail_kind="drop", fail_resource="POST JournalEntries")
-    before = stats(sandbox)["by_resource"]
+    b1_faults(sandbox, fail_next=1, fail_kind="drop", fail_resource="POST JournalEntries")
+    before = b1_stats(sandbox)["by_resource"]
     with pytest.raises(B1CommunicationError) as ei:
         b1.post_journal_entry_once(je(), "concur:not-committed")
-    after = stats(sandbox)["by_resource"]
+    after = b1_stats(sandbox)["by_resource"]
     assert ei.value.uncertain and len(sandbox.state.rows("JournalEntries")) == n
     assert after["GET JournalEntries"] - before["GET JournalEntries"] == 2  # before, and after the drop
     assert after.get("POST JournalEntries", 0) == before.get("POST JournalEntries", 0)  # dropped before counting
     # a dropped lookup is a read: retried; the post then goes through
-    faults(sandbox, fail_next=1, fail_kind="drop", fail_resource="GET JournalEntries")
+    b1_faults(sandbox, fail_next=1, fail_kind="drop", fail_resource="GET JournalEntries")
     assert b1.post_journal_entry_once(je(), "concur:after-drop").created
 
 
 def test_reads_retry_5xx_and_drops_then_give_up(sandbox: SandboxHandle, b1: ServiceLayerClient) -> None:
     b1.ping()
-    faults(sandbox, fail_next=2, fail_kind="http_503")
+    b1_faults(sandbox, fail_next=2, fail_kind="http_503")
     assert len(b1.get_all("Projects")) == 3
-    faults(sandbox, fail_next=1, fail_kind="drop")
+    b1_faults(sandbox, fail_next=1, fail_kind="drop")
     assert len(b1.get_all("Dimensions")) == 2
-    faults(sandbox, fail_next=2, fail_kind="http_500")
+    b1_faults(sandbox, fail_next=2, fail_kind="http_500")
     assert len(b1.get_all("ProfitCenters")) == 6
-    faults(sandbox, fail_next=3, fail_kind="http_502")
+    b1_faults(sandbox, fail_next=3, fail_kind="http_502")
     with pytest.raises(B1CommunicationError) as ei:
         b1.get_all("Projects")
     assert ei.value.status == 502 and not ei.value.uncertain
-    s = stats(sandbox)["faults_injected"]
+    s = b1_stats(sandbox)["faults_injected"]
     assert s["http_503"] >= 2 and s["drop"] >= 1 and s["http_502"] >= 3
 
 
@@ -333,9 +304,9 @@ def test_threads_sharing_a_client_log_in_once_after_expiry(sandbox: SandboxHandl
     import concurrent.futures as cf
 
     b1.ping()
-    faults(sandbox, expire_sessions=True)
-    before = stats(sandbox)["logins"]
+    b1_faults(sandbox, expire_sessions=True)
+    before = b1_stats(sandbox)["logins"]
     with cf.ThreadPoolExecutor(6) as pool:
         sizes = list(pool.map(lambda _: len(b1.get_all("ChartOfAccounts")), range(12)))
     assert sizes == [26] * 12
-    assert stats(sandbox)["logins"] == before + 1  # the others waited for that login, then used it
+    assert b1_stats(sandbox)["logins"] == before + 1  # the others waited for that login, then used it

@@ -3,17 +3,21 @@ HTTP servers on loopback. One world per module: master data is synced once, each
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from ml_connector.systems.ramp.sandbox.state import DEFAULT_ENTITY_ID, SECOND_ENTITY_ID
-from ml_connector.systems.sap_ecc.posting import xblnr_for
 from tests.support import Env, make_env
+from tests.support.bills import (
+    add_bill,
+    bill_failures,
+    postable_vendor,
+    ramp_bill,
+    sap_documents,
+    sap_lines,
+)
 
 FLOW = "bills_to_sap"
 
@@ -30,151 +34,110 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, 
             h.stop()
 
 
-def _vendor(handles: dict[str, SandboxHandle], n: int = 0) -> str:
-    """An SAP vendor that can be posted to in company code 1000 and is in Ramp."""
-    ecc = handles["sap_ecc"].state
-    in_ramp = set(handles["ramp"].state.vendors.by_remote)
-    lfa1 = {r["LIFNR"]: r for r in ecc.data.rows("LFA1", ecc.client)}
-    ok = sorted(r["LIFNR"] for r in ecc.data.rows("LFB1", ecc.client)
-                if r["BUKRS"] == "1000" and not r.get("LOEVM") and not r.get("SPERR")
-                and not lfa1[r["LIFNR"]].get("SPERR") and not lfa1[r["LIFNR"]].get("LOEVM")
-                and r["LIFNR"] in in_ramp)
-    return ok[n]
-
-
-def _bill(env: Env, vendor: str, lines: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
-    body = {"vendor": vendor, "invoice_number": kw.pop("invoice_number", "INV-1"), "currency": "USD",
-            "issued_at": "2025-06-15", "due_at": "2025-07-15", "line_items": lines, **kw}
-    r = httpx.post(f"{env.ramp_url}/_sandbox/bills", json=body, timeout=30)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-def _ramp_bill(env: Env, bill_id: str) -> dict[str, Any]:
-    bills = httpx.get(f"{env.ramp_url}/_sandbox/state/bills", timeout=30).json()["bills"]
-    return next(b for b in bills if b["id"] == bill_id)
-
-
-def _docs(handles: dict[str, SandboxHandle], bill_id: str) -> list[dict[str, Any]]:
-    ecc = handles["sap_ecc"].state
-    x = xblnr_for(bill_id, "RMP")
-    return [r for r in ecc.data.rows("BKPF", ecc.client) if r.get("XBLNR") == x]
-
-
-def _lines(handles: dict[str, SandboxHandle], doc: dict[str, Any]) -> list[dict[str, Any]]:
-    ecc = handles["sap_ecc"].state
-    return [r for r in ecc.data.rows("BSEG", ecc.client)
-            if (r["BUKRS"], r["BELNR"], r["GJAHR"]) == (doc["BUKRS"], doc["BELNR"], doc["GJAHR"])]
-
-
-def _failures(env: Env) -> list[dict[str, Any]]:
-    return list(json.loads(env.cli("failures", "--json", "--flow", FLOW).stdout))
-
-
 def test_approved_bills_post_once_at_line_cost_centers_and_are_marked_synced(world):
     handles, env = world
-    v = _vendor(handles)
-    b1 = _bill(env, v, [{"amount": "120.50", "memo": "Paper", "gl_account": "0000600000",
+    v = postable_vendor(handles)
+    b1 = add_bill(env, v, [{"amount": "120.50", "memo": "Paper", "gl_account": "0000600000",
                          "cost_center": "0000001000"},
                         {"amount": "79.50", "memo": "Toner", "gl_account": "0000600000",
                          "cost_center": "0000001100"}], invoice_number="INV-100")
-    b2 = _bill(env, v, [{"amount": "1000", "memo": "Consulting", "gl_account": "0000630000",
+    b2 = add_bill(env, v, [{"amount": "1000", "memo": "Consulting", "gl_account": "0000630000",
                          "cost_center": "0000001300"}], invoice_number="INV-101")
     env.cli("sync", FLOW)
     for b in (b1, b2):
-        docs = _docs(handles, b["id"])
+        docs = sap_documents(handles, b["id"])
         assert len(docs) == 1, docs
         doc = docs[0]
         assert (doc["BUKRS"], doc["BLART"], doc["WAERS"], doc["BUDAT"]) == ("1000", "KR", "USD", "20250615")
-        rb = _ramp_bill(env, b["id"])
+        rb = ramp_bill(env, b["id"])
         assert rb["sync_status"] == "BILL_SYNCED"
         assert rb["sync_reference_id"] == f"{doc['BELNR']}/{doc['BUKRS']}/{doc['GJAHR']}"
-    seg = _lines(handles, _docs(handles, b1["id"])[0])
+    seg = sap_lines(handles, sap_documents(handles, b1["id"])[0])
     expense = sorted((r["KOSTL"], r["WRBTR"]) for r in seg if r["KOART"] == "S")
     assert expense == [("0000001000", "120.50"), ("0000001100", "79.50")]
     vendor_line = [r for r in seg if r["KOART"] == "K"]
     assert [(r["LIFNR"], r["WRBTR"], r["SHKZG"]) for r in vendor_line] == [(v, "200.00", "H")]
     # Synced bills leave Ramp's sync_ready set: a second run posts nothing.
     env.cli("sync", FLOW)
-    assert len(_docs(handles, b1["id"])) == len(_docs(handles, b2["id"])) == 1
+    assert len(sap_documents(handles, b1["id"])) == len(sap_documents(handles, b2["id"])) == 1
 
 
 def test_unmapped_entity_is_parked_then_resumed_by_a_mapping(world):
     handles, env = world
-    b = _bill(env, _vendor(handles, 1), [{"amount": "55", "gl_account": "0000610000",
+    b = add_bill(env, postable_vendor(handles, 1), [{"amount": "55", "gl_account": "0000610000",
                                           "cost_center": "0000001410"}],
               entity_id=SECOND_ENTITY_ID, invoice_number="INV-200")
     env.cli("sync", FLOW)
-    assert _docs(handles, b["id"]) == []
+    assert sap_documents(handles, b["id"]) == []
     parked = env.cli("parked", "--flow", FLOW).stdout
     assert b["id"] in parked and f"entities:{SECOND_ENTITY_ID}" in parked
     out = env.cli("mappings", "set", FLOW, "entities", SECOND_ENTITY_ID, "1000").stdout
     assert "resumed 1" in out
-    assert len(_docs(handles, b["id"])) == 1
-    assert _ramp_bill(env, b["id"])["sync_status"] == "BILL_SYNCED"
+    assert len(sap_documents(handles, b["id"])) == 1
+    assert ramp_bill(env, b["id"])["sync_status"] == "BILL_SYNCED"
     assert b["id"] not in env.cli("parked", "--flow", FLOW).stdout
     assert DEFAULT_ENTITY_ID != SECOND_ENTITY_ID
 
 
 def test_cost_center_missing_in_sap_fails_naming_the_field_and_is_reported_to_ramp(world):
     handles, env = world
-    b = _bill(env, _vendor(handles, 2), [{"amount": "10", "gl_account": "0000600000",
+    b = add_bill(env, postable_vendor(handles, 2), [{"amount": "10", "gl_account": "0000600000",
                                           "cost_center": "0000009999"}],
               invoice_number="INV-300", allow_unknown=True)
     proc = env.cli("sync", FLOW, check=False)
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    fail = next(f for f in _failures(env) if f["record"] == b["id"])
+    fail = next(f for f in bill_failures(env) if f["record"] == b["id"])
     assert "ACCOUNTGL row 1 field COSTCENTER" in fail["error"] and "9999" in fail["error"]
-    rb = _ramp_bill(env, b["id"])
+    rb = ramp_bill(env, b["id"])
     assert rb["sync_status"] == "NOT_SYNCED"
     assert rb["sync_errors"] and "COSTCENTER" in rb["sync_errors"][-1]["message"]
-    assert _docs(handles, b["id"]) == []
+    assert sap_documents(handles, b["id"]) == []
 
 
 def test_timeout_after_sap_commit_still_posts_exactly_one_document(world):
     handles, env = world
     ecc = handles["sap_ecc"].state
-    b = _bill(env, _vendor(handles, 3), [{"amount": "42", "gl_account": "0000620000",
+    b = add_bill(env, postable_vendor(handles, 3), [{"amount": "42", "gl_account": "0000620000",
                                           "cost_center": "0000001300"}], invoice_number="INV-400")
     ecc.fi.faults.update(fail_after_commit=1, fail_after_commit_mode="system_failure")
     try:
         env.cli("sync", FLOW)
     finally:
         ecc.fi.faults.update(reset=True)
-    assert len(_docs(handles, b["id"])) == 1
-    assert _ramp_bill(env, b["id"])["sync_status"] == "BILL_SYNCED"
+    assert len(sap_documents(handles, b["id"])) == 1
+    assert ramp_bill(env, b["id"])["sync_status"] == "BILL_SYNCED"
 
 
 def test_lost_ramp_report_is_resent_on_replay_without_reposting(world):
     handles, env = world
     ramp = handles["ramp"].state
-    b = _bill(env, _vendor(handles, 4), [{"amount": "300", "gl_account": "0000640000",
+    b = add_bill(env, postable_vendor(handles, 4), [{"amount": "300", "gl_account": "0000640000",
                                           "cost_center": "0000001620"}], invoice_number="INV-500")
     ramp.fail_next(3, "500", path="/developer/v1/accounting/syncs", method="POST")
     proc = env.cli("sync", FLOW, check=False)
     assert proc.returncode == 3
-    assert len(_docs(handles, b["id"])) == 1
-    assert _ramp_bill(env, b["id"])["sync_status"] == "NOT_SYNCED"
-    fail = next(f for f in _failures(env) if f["record"] == b["id"])
+    assert len(sap_documents(handles, b["id"])) == 1
+    assert ramp_bill(env, b["id"])["sync_status"] == "NOT_SYNCED"
+    fail = next(f for f in bill_failures(env) if f["record"] == b["id"])
     assert "posted in SAP as" in fail["error"]
     # A scheduled run in between does not post it again either (same content, same outbox key).
     env.cli("sync", FLOW, check=False)
-    assert len(_docs(handles, b["id"])) == 1
+    assert len(sap_documents(handles, b["id"])) == 1
     env.cli("replay", str(fail["id"]))
-    assert len(_docs(handles, b["id"])) == 1
-    rb = _ramp_bill(env, b["id"])
-    doc = _docs(handles, b["id"])[0]
+    assert len(sap_documents(handles, b["id"])) == 1
+    rb = ramp_bill(env, b["id"])
+    doc = sap_documents(handles, b["id"])[0]
     assert rb["sync_status"] == "BILL_SYNCED"
     assert rb["sync_reference_id"] == f"{doc['BELNR']}/{doc['BUKRS']}/{doc['GJAHR']}"
-    assert all(f["record"] != b["id"] for f in _failures(env))
+    assert all(f["record"] != b["id"] for f in bill_failures(env))
 
 
 def test_dry_run_shows_sap_check_results_and_writes_nothing(world):
     handles, env = world
     ecc = handles["sap_ecc"].state
-    good = _bill(env, _vendor(handles, 5), [{"amount": "12.34", "gl_account": "0000650000",
+    good = add_bill(env, postable_vendor(handles, 5), [{"amount": "12.34", "gl_account": "0000650000",
                                              "cost_center": "0000001000"}], invoice_number="INV-600")
-    bad = _bill(env, _vendor(handles, 5), [{"amount": "5", "gl_account": "0000650000",
+    bad = add_bill(env, postable_vendor(handles, 5), [{"amount": "5", "gl_account": "0000650000",
                                             "cost_center": "0000008888"}], invoice_number="INV-601",
                 allow_unknown=True)
     before = len(ecc.data.rows("BKPF", ecc.client))
@@ -186,4 +149,4 @@ def test_dry_run_shows_sap_check_results_and_writes_nothing(world):
     assert "SAP would REFUSE it" in flat and "COSTCENTER" in flat
     assert len(ecc.data.rows("BKPF", ecc.client)) == before
     assert len(handles["ramp"].state.syncs) == syncs_before
-    assert _ramp_bill(env, good["id"])["sync_status"] == "NOT_SYNCED"
+    assert ramp_bill(env, good["id"])["sync_status"] == "NOT_SYNCED"

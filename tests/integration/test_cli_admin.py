@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import stat
 import subprocess
 
@@ -14,6 +13,7 @@ import httpx
 
 from ml_connector.sandbox import start_sandboxes
 from tests.support import CLI, ROOT, SAP_PASSWORD, in_scope_vendors, make_env, ramp_vendors, wait_healthy
+from tests.support.databases import secret_blobs
 
 
 def test_init_writes_a_config_that_loads_and_refuses_to_overwrite(tmp_path):
@@ -54,13 +54,13 @@ def test_secrets_list_shows_names_only_and_rotate_key_keeps_them_usable(tmp_path
         key_file = tmp_path / "data" / "master.key"
         old_key = key_file.read_bytes()
         db = tmp_path / "data" / "ml-connector.sqlite"
-        before = _secret_blobs(db)
+        before = secret_blobs(db)
 
         rotated = env.cli("secrets", "rotate-key").stdout
         assert "re-encrypted" in rotated
         assert key_file.read_bytes() != old_key
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-        after = _secret_blobs(db)
+        after = secret_blobs(db)
         assert set(after) == set(before) and all(after[n] != before[n] for n in before)
         for blob in after.values():
             assert SAP_PASSWORD.encode() not in blob and b"ramp_demo_secret" not in blob
@@ -72,16 +72,6 @@ def test_secrets_list_shows_names_only_and_rotate_key_keeps_them_usable(tmp_path
     finally:
         for h in handles.values():
             h.stop()
-
-
-def _secret_blobs(db) -> dict[str, bytes]:
-    with sqlite3.connect(db) as conn:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        table = next(t for t in tables if "secret" in t)
-        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-        blob_col = next(c for c in cols if c in ("ciphertext", "value", "blob", "data", "sealed"))
-        return {n: bytes(b) if not isinstance(b, str) else b.encode()
-                for n, b in conn.execute(f"SELECT name, {blob_col} FROM {table}")}
 
 
 def test_failures_are_replayed_through_the_http_api(tmp_path):

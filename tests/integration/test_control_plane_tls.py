@@ -6,16 +6,11 @@ bearer tokens while the agents' signed endpoints stay as they are.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,145 +18,50 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import select
 
 from ml_connector.agent import protocol as proto
 from ml_connector.core.channel import ChannelRequest
-from ml_connector.core.db import Database
 from ml_connector.core.models import AuditRow
 from ml_connector.server.agents.channel import RemoteAgentChannel
-from tests.integration.test_agent_harness import (
+from tests.support import (
     BIN,
     PY,
-    AgentProc,
-    ControlPlane,
-    World,
     free_port,
-    start_sandbox,
     wait_for,
 )
+from tests.support.tls import (
+    TlsWorld,
+    Trap,
+    agent_cmd,
+    cp_cli,
+    make_pki,
+    set_agent_config,
+    wait_https,
+)
+
+# Separate OS processes (SAP sandbox, control plane, agents): `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
 
 # --------------------------------------------------------------------------- a throwaway PKI
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def make_pki(out: Path, *, key_password: bytes | None = None) -> dict[str, Path]:
-    """A CA and a server certificate for localhost / 127.0.0.1 signed by it (PEM files in `out`)."""
-    out.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca = (x509.CertificateBuilder().subject_name(_name("mlc test CA")).issuer_name(_name("mlc test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False),
-                         critical=True)
-          .add_extension(ca_ski, critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_name("localhost")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    enc: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(key_password) if key_password else serialization.NoEncryption())
-    paths = {"ca": out / "ca.pem", "cert": out / "server.pem", "key": out / "server.key"}
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc))
-    return paths
 
 
 # --------------------------------------------------------------------------- processes
 
 
-def wait_https(url: str, ca: Path, timeout: float = 60.0) -> None:
-    verify = ssl.create_default_context(cafile=str(ca))
-    wait_for(lambda: _health(url, verify), timeout=timeout, what=f"{url} to answer")
-
-
-def _health(url: str, verify: ssl.SSLContext) -> bool:
-    try:
-        return httpx.get(url, timeout=1, verify=verify).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-class TlsControlPlane(ControlPlane):
-    """The harness's control plane process, serving HTTPS with `pki`'s certificate."""
-
-    def __init__(self, workdir: Path, pki: dict[str, Path], server: dict[str, Any]) -> None:
-        super().__init__(workdir)
-        self.ca = pki["ca"]
-        self.verify = ssl.create_default_context(cafile=str(self.ca))
-        self.url = self.url.replace("http://", "https://")
-        cfg = yaml.safe_load(self.config.read_text(encoding="utf-8"))
-        cfg["server"].update(server, tls={"cert_file": str(pki["cert"]), "key_file": str(pki["key"])})
-        self.config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-
-    def start(self) -> None:
-        with open(self.log, "ab") as fh:
-            self.proc = subprocess.Popen([PY, "-m", "ml_connector.server.agents.serve", "-c", str(self.config)],
-                                         stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **self.env_vars()})
-        wait_https(self.url + "/health", self.ca)
-
-    def env_vars(self) -> dict[str, str]:
-        from tests.integration.test_agent_harness import CP_ENV
-
-        return dict(getattr(self, "env", CP_ENV))
-
-
-class TlsEnv(World):
-    def __init__(self, tmp: Path) -> None:
-        super().__init__()
-        self.tmp = tmp
-        self.pki = make_pki(tmp / "pki")
-        self.sandbox, self.sap = start_sandbox()
-        # api_auth: token -- the operators' API needs a token even on loopback (as behind a proxy)
-        self.cp = TlsControlPlane(tmp / "cp", self.pki, server={"api_auth": "token"})
-        self.cp.start()
-        self.db = Database(self.cp.db_url)
-
-    def agent(self, name: str, **kw: Any) -> AgentProc:
-        a = AgentProc(self.tmp / name, self.cp.url, self.sap, **kw)
-        self.agents.append(a)
-        return a
-
-
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEnv]:
-    e = TlsEnv(tmp_path_factory.mktemp("tls"))
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsWorld]:
+    e = TlsWorld(tmp_path_factory.mktemp("tls"))
     try:
         yield e
     finally:
         e.close()
 
 
-def _set_agent_config(agent: AgentProc, **values: Any) -> None:
-    cfg = yaml.safe_load(agent.config.read_text(encoding="utf-8"))
-    agent.config.write_text(yaml.safe_dump({**cfg, **values}), encoding="utf-8")
-
-
 # --------------------------------------------------------------------------- HTTPS
 
 
-def test_agent_pairs_and_serves_calls_over_https_with_its_ca_bundle(env: TlsEnv) -> None:
+def test_agent_pairs_and_serves_calls_over_https_with_its_ca_bundle(env: TlsWorld) -> None:
     assert env.cp.url.startswith("https://127.0.0.1:")
     assert f"control plane listening on {env.cp.url}" in env.cp.log.read_text()
     # the port speaks TLS only: a plain-HTTP request gets no answer
@@ -170,7 +70,7 @@ def test_agent_pairs_and_serves_calls_over_https_with_its_ca_bundle(env: TlsEnv)
 
     agent = env.agent("agent-ok")
     shutil.copy(env.pki["ca"], agent.dir / "cp-ca.pem")
-    _set_agent_config(agent, tls_verify="cp-ca.pem")  # relative to agent.yaml
+    set_agent_config(agent, tls_verify="cp-ca.pem")  # relative to agent.yaml
     agent.setup(env.cp.token(), env.cp.url, env.sap["password"])
     agent.start()
     ch = RemoteAgentChannel(env.db, "plant1", timeout=60)
@@ -180,7 +80,7 @@ def test_agent_pairs_and_serves_calls_over_https_with_its_ca_bundle(env: TlsEnv)
     # the running agent verifies too: with the default trust store it cannot talk to this control
     # plane, and says why and what to configure (it keeps retrying: the certificate may be fixed)
     agent.kill()
-    _set_agent_config(agent, tls_verify=True)
+    set_agent_config(agent, tls_verify=True)
     agent.start()
     log = wait_for(lambda: "certificate verify failed" in agent.log.read_text() and agent.log.read_text(),
                    timeout=30, what="the certificate error in the agent's log")
@@ -189,7 +89,7 @@ def test_agent_pairs_and_serves_calls_over_https_with_its_ca_bundle(env: TlsEnv)
     agent.kill()
 
 
-def test_default_verification_refuses_a_private_ca_at_pairing(env: TlsEnv) -> None:
+def test_default_verification_refuses_a_private_ca_at_pairing(env: TlsWorld) -> None:
     agent = env.agent("agent-default-trust")
     out = agent.cli("pair", "--token", env.cp.token(), "--control-plane", env.cp.url, check=False)
     assert out.returncode == 1
@@ -198,16 +98,16 @@ def test_default_verification_refuses_a_private_ca_at_pairing(env: TlsEnv) -> No
     assert not (agent.dir / "data" / "identity.json").exists()
 
 
-def test_pairing_can_pin_the_control_plane_key(env: TlsEnv) -> None:
+def test_pairing_can_pin_the_control_plane_key(env: TlsWorld) -> None:
     def issue() -> tuple[str, str]:
-        out = _cp_cli(env.cp, "agents", "issue-token", "--site", "plant1", "--ttl", "5m")
+        out = cp_cli(env.cp, "agents", "issue-token", "--site", "plant1", "--ttl", "5m")
         assert out.returncode == 0, out.stderr
         fingerprint = next(w for w in out.stderr.split() if w.startswith("SHA256:"))
         return out.stdout.strip().splitlines()[-1], fingerprint
 
     token, fingerprint = issue()
     agent = env.agent("agent-pinned")
-    _set_agent_config(agent, tls_verify=str(env.pki["ca"]))
+    set_agent_config(agent, tls_verify=str(env.pki["ca"]))
     wrong = "SHA256:" + "0" * 64
     out = agent.cli("pair", "--token", token, "--control-plane", env.cp.url, "--control-plane-key", wrong,
                     check=False)
@@ -218,9 +118,9 @@ def test_pairing_can_pin_the_control_plane_key(env: TlsEnv) -> None:
     assert (agent.dir / "data" / "identity.json").exists()
 
 
-def test_missing_ca_bundle_is_named(env: TlsEnv) -> None:
+def test_missing_ca_bundle_is_named(env: TlsWorld) -> None:
     agent = env.agent("agent-missing-ca")
-    _set_agent_config(agent, tls_verify="nope/ca.pem")
+    set_agent_config(agent, tls_verify="nope/ca.pem")
     out = agent.cli("pair", "--token", "mlcpt_x", "--control-plane", env.cp.url, check=False)
     assert out.returncode == 2
     assert "tls_verify: CA bundle not found" in out.stderr and str(agent.dir / "nope" / "ca.pem") in out.stderr
@@ -229,48 +129,13 @@ def test_missing_ca_bundle_is_named(env: TlsEnv) -> None:
 # --------------------------------------------------------------------------- plain http
 
 
-class Trap:
-    """A TCP listener that counts connections: set as the HTTP proxy of an agent process, it sees
-    every request the agent sends, whatever host the URL names."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy", "https_proxy",
-                                                                         "all_proxy")}
-        return {**env, "HTTP_PROXY": self.url, "HTTPS_PROXY": self.url, "ALL_PROXY": self.url}
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _agent_cmd(agent: AgentProc, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN), "agent", *args, "-c", str(agent.config)], capture_output=True, text=True,
-                          timeout=60, env=env)
-
-
-def test_plain_http_to_a_non_loopback_host_is_refused_before_any_request(env: TlsEnv) -> None:
+def test_plain_http_to_a_non_loopback_host_is_refused_before_any_request(env: TlsWorld) -> None:
     remote = "http://cp.example.test:8080"
     trap = Trap()
     try:
         agent = env.agent("agent-http")
-        _set_agent_config(agent, control_plane=remote)
-        out = _agent_cmd(agent, "pair", "--token", "mlcpt_x", env=trap.env())
+        set_agent_config(agent, control_plane=remote)
+        out = agent_cmd(agent, "pair", "--token", "mlcpt_x", env=trap.env())
         assert out.returncode == 2, out.stderr
         assert f"refusing the control plane URL {remote}" in out.stderr and "allow_insecure_http" in out.stderr
         assert not (agent.dir / "data" / "agent.key").exists()  # nothing generated, nothing sent
@@ -282,14 +147,14 @@ def test_plain_http_to_a_non_loopback_host_is_refused_before_any_request(env: Tl
         (data / "identity.json").write_text(json.dumps({
             "agent_id": "agt_test", "site": "plant1", "control_plane": remote,
             "control_plane_public_key": proto.public_key_text(proto.generate_key())}), encoding="utf-8")
-        out = _agent_cmd(agent, "run", env=trap.env())
+        out = agent_cmd(agent, "run", env=trap.env())
         assert out.returncode == 2, out.stderr
         assert f"refusing the control plane URL {remote}" in out.stderr
         assert trap.connections == 0
 
         # the opt-in: the same agent now does send (to the trap), with a loud warning
-        _set_agent_config(agent, allow_insecure_http=True)
-        out = _agent_cmd(agent, "pair", "--token", "mlcpt_x", "--force", env=trap.env())
+        set_agent_config(agent, allow_insecure_http=True)
+        out = agent_cmd(agent, "pair", "--token", "mlcpt_x", "--force", env=trap.env())
         assert out.returncode == 1 and "cannot reach the control plane" in out.stderr
         assert "INSECURE" in out.stderr and "allow_insecure_http: true" in out.stderr
         assert trap.connections >= 1
@@ -300,12 +165,7 @@ def test_plain_http_to_a_non_loopback_host_is_refused_before_any_request(env: Tl
 # --------------------------------------------------------------------------- the operators' API
 
 
-def _cp_cli(cp: TlsControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN), *args, "-c", str(cp.config)], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "COLUMNS": "200"})
-
-
-def test_admin_api_needs_a_valid_token_and_agents_keep_their_own_auth(env: TlsEnv) -> None:
+def test_admin_api_needs_a_valid_token_and_agents_keep_their_own_auth(env: TlsWorld) -> None:
     http = httpx.Client(base_url=env.cp.url, verify=env.cp.verify, timeout=10)
     admin_paths = ["/api/flows", "/api/runs", "/api/failures", "/api/agents", "/api/runs/nope"]
     assert http.get("/health").status_code == 200  # open
@@ -321,7 +181,7 @@ def test_admin_api_needs_a_valid_token_and_agents_keep_their_own_auth(env: TlsEn
     for bad in (forged, "not-a-token"):
         assert http.get("/api/flows", headers={"Authorization": f"Bearer {bad}"}).status_code == 401
 
-    created = _cp_cli(env.cp, "api-tokens", "create", "ops-script")
+    created = cp_cli(env.cp, "api-tokens", "create", "ops-script")
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("mlcat_") and token not in created.stderr
@@ -335,8 +195,8 @@ def test_admin_api_needs_a_valid_token_and_agents_keep_their_own_auth(env: TlsEn
     wrong_secret = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert http.get("/api/flows", headers={"Authorization": f"Bearer {wrong_secret}"}).status_code == 401
     # a second active token of the same name is refused; names and ids are listed, never values
-    assert _cp_cli(env.cp, "api-tokens", "create", "ops-script").returncode == 2
-    listing = _cp_cli(env.cp, "api-tokens", "list", "--json")
+    assert cp_cli(env.cp, "api-tokens", "create", "ops-script").returncode == 2
+    listing = cp_cli(env.cp, "api-tokens", "list", "--json")
     rows = json.loads(listing.stdout)
     assert [(r["id"], r["name"], r["state"]) for r in rows] == [(token_id, "ops-script", "active")]
     assert token.split("_", 2)[2] not in listing.stdout
@@ -354,10 +214,10 @@ def test_admin_api_needs_a_valid_token_and_agents_keep_their_own_auth(env: TlsEn
     assert "security" not in spec["paths"]["/api/agent/poll"]["post"]
     assert "security" not in spec["paths"]["/health"]["get"]
 
-    revoked = _cp_cli(env.cp, "api-tokens", "revoke", token_id)
+    revoked = cp_cli(env.cp, "api-tokens", "revoke", token_id)
     assert revoked.returncode == 0 and token_id in revoked.stdout
     assert http.get("/api/flows", headers=auth).status_code == 401
-    assert _cp_cli(env.cp, "api-tokens", "revoke", token_id).returncode == 1  # nothing active left
+    assert cp_cli(env.cp, "api-tokens", "revoke", token_id).returncode == 1  # nothing active left
     http.close()
 
     reasons = [a.detail["reason"] for a in env.audit("api.auth.rejected")]

@@ -5,28 +5,22 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from rich.console import Console
 
 from ml_connector.demo import run_demo
+from tests.support import summary_rows
 
 
-def _rows(out: str) -> list[list[int]]:
-    rows = []
-    for line in out.splitlines():
-        cells = [c.strip() for c in line.strip().strip("│").split("│")]
-        if len(cells) == 7 and all(c.isdigit() for c in cells):
-            rows.append([int(c) for c in cells])
-    return rows
-
-
+@pytest.mark.slow  # the whole demo twice, with the agent's real long polls (`make demo` runs it as well)
 def test_demo_twice(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first, second = io.StringIO(), io.StringIO()
     assert run_demo(tmp_path / "demo", vendors=200, console=Console(file=first, width=200)) == 0
-    rows = _rows(first.getvalue())
+    rows = summary_rows(first.getvalue())
     assert len(rows) == 3 and rows[0][1] > 0  # vendors, GL accounts, cost centers created
     assert run_demo(tmp_path / "demo", vendors=200, console=Console(file=second, width=200)) == 0
-    again = _rows(second.getvalue())
+    again = summary_rows(second.getvalue())
     assert len(again) == 3 and all(r[1] == r[2] == r[3] == 0 for r in again)  # zero writes
     # The agent ran the SAP calls; the control plane never held the SAP password.
     audit = [json.loads(x) for x in (tmp_path / "demo" / "agent" / "agent-audit.jsonl").read_text().splitlines()]

@@ -13,13 +13,14 @@ sandbox_app = pytest.importorskip("ml_connector.systems.sap_ecc.sandbox.app")
 from ml_connector.core.channel import InProcessChannel  # noqa: E402
 from ml_connector.core.ratelimit import reset_budgets  # noqa: E402
 from ml_connector.core.servers import ServerHandle, serve_in_thread  # noqa: E402
-from ml_connector.systems.sap_ecc.client import ChannelRfcCaller, SoapRfcClient, make_handler  # noqa: E402
+from ml_connector.systems.sap_ecc.client import ChannelRfcCaller, make_handler  # noqa: E402
 from ml_connector.systems.sap_ecc.errors import (  # noqa: E402
     ABAPApplicationError,
     CommunicationError,
     LogonError,
 )
 from ml_connector.systems.sap_ecc.table_reader import TableReader, choose_function  # noqa: E402
+from tests.support.ecc_reads import expected_lfa1, read_client  # noqa: E402
 
 EccSandbox = sandbox_app.EccSandbox
 create_app = sandbox_app.create_app
@@ -47,34 +48,12 @@ def sandbox(server: tuple[Any, ServerHandle]) -> Iterator[Any]:
     state.config.installed_modules = set()
 
 
-def client_for(server: tuple[Any, ServerHandle], **kw: Any) -> SoapRfcClient:
-    _, handle = server
-    sleeps: list[float] = []
-    opts: dict[str, Any] = {"sleep": sleeps.append, "calls_per_second": 50, "timeout": 10.0}
-    opts.update(kw)
-    return SoapRfcClient(handle.url, "100", opts.pop("user", USER), opts.pop("password", PASSWORD), **opts)
-
-
-def expected_lfa1(state: Any, fields: list[str]) -> dict[str, dict[str, str]]:
-    """The emulator's rows as RFC_READ_TABLE shows them: missing fields at their DDIC initial value."""
-    ddic = pytest.importorskip("ml_connector.systems.sap_ecc.sandbox.ddic").table("LFA1")
-
-    def value(row: dict[str, Any], name: str) -> str:
-        f = ddic.field(name)
-        v = row.get(name)
-        # [:leng]: some generated values (upper-cased 'ß' -> 'SS') exceed the DDIC length; a real
-        # table could not hold them, and RFC_READ_TABLE shows LENG characters.
-        return (f.initial() if v in (None, "") else str(v))[: f.leng].rstrip()
-
-    return {r["LIFNR"]: {f: value(r, f) for f in fields} for r in state.data.rows("LFA1", "100")}
-
-
 @pytest.mark.parametrize("arbitrary", [False, True])
 def test_read_all_lfa1_rows_exactly_once(server: tuple[Any, ServerHandle], sandbox: Any,
                                           arbitrary: bool) -> None:
     sandbox.config.shuffle = arbitrary
     sandbox.config.arbitrary_subset = arbitrary
-    client = client_for(server)
+    client = read_client(server)
     reader = TableReader(client)
     fields = [f.name for f in reader.describe("LFA1")]
     rows: list[dict[str, str]] = []
@@ -91,7 +70,7 @@ def test_read_with_where_through_agent_channel(server: tuple[Any, ServerHandle],
     sandbox.config.shuffle = True
     sandbox.config.arbitrary_subset = True
     channel = InProcessChannel()
-    channel.register("ecc", make_handler(client_for(server)))
+    channel.register("ecc", make_handler(read_client(server)))
     reader = TableReader(ChannelRfcCaller(channel, "ecc"))
     rows = [r for p in reader.read("LFA1", ["LIFNR", "NAME1", "LAND1"], key_fields=["LIFNR"],
                                    where="LAND1 = 'DE'", page_size=97) for r in p.rows]
@@ -108,21 +87,21 @@ def test_table_not_available_every_fault_shape(server: tuple[Any, ServerHandle],
     sandbox.config.exception_shape = shape
     try:
         with pytest.raises(ABAPApplicationError) as ei:
-            TableReader(client_for(server)).describe("T008X")
+            TableReader(read_client(server)).describe("T008X")
     finally:
         sandbox.config.exception_shape = "detail"
     assert ei.value.key == "TABLE_NOT_AVAILABLE"
 
 
 def test_logon_failure(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
-    client = client_for(server, password="wrong")
+    client = read_client(server, password="wrong")
     with pytest.raises(LogonError) as ei:
         client.ping()
     assert "100" in str(ei.value) and "wrong" not in str(ei.value)
 
 
 def test_ping_system_info_and_function_choice(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
-    client = client_for(server)
+    client = read_client(server)
     assert client.ping() >= 0
     info = client.system_info()
     assert info.get("RFCSYSID") == sandbox.config.sid
@@ -140,7 +119,7 @@ def test_transient_faults_retried_for_reads(server: tuple[Any, ServerHandle], sa
                                             kind: str) -> None:
     sandbox.faults.update(fail_next=2, fail_kind=kind)
     sleeps: list[float] = []
-    client = client_for(server, sleep=sleeps.append)
+    client = read_client(server, sleep=sleeps.append)
     assert client.call("RFC_PING") == {}
     assert sandbox.faults.fail_next == 0 and len(sleeps) == 2
 
@@ -148,7 +127,7 @@ def test_transient_faults_retried_for_reads(server: tuple[Any, ServerHandle], sa
 def test_dropped_connection_for_non_idempotent_is_uncertain(server: tuple[Any, ServerHandle],
                                                             sandbox: Any) -> None:
     sandbox.faults.update(fail_next=1, fail_kind="drop")
-    client = client_for(server, idempotent_functions=[])
+    client = read_client(server, idempotent_functions=[])
     with pytest.raises(CommunicationError) as ei:
         client.call("STFC_CONNECTION", {"REQUTEXT": uuid.uuid4().hex})
     assert ei.value.uncertain

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,13 +16,9 @@ from ml_connector.core.db import Database
 from ml_connector.core.servers import ServerHandle, serve_in_thread
 from ml_connector.systems.sap_ecc.errors import LogonError
 from ml_connector.systems.sap_ecc.idoc import (
-    Idoc,
     IdocPolicy,
-    PartnerProfile,
-    Segment,
     build_idoc_xml,
     debmas_customer,
-    make_control,
     parse_idoc_xml,
 )
 from ml_connector.systems.sap_ecc.idoc_receiver import BasicAuth, SqlIdocStore, idoc_router
@@ -32,20 +26,8 @@ from ml_connector.systems.sap_ecc.idoc_sender import IdocSender, IdocSendError
 from ml_connector.systems.sap_ecc.sandbox.app import EccSandbox, create_app
 from ml_connector.systems.sap_ecc.sandbox.idoc_xml import idoc_state
 from ml_connector.systems.sap_ecc.sandbox.outbound import outbound_idocs
-
-USER, PASSWORD = "SAPIDOC", "idoc-pass-1"
-PARTNERS = [PartnerProfile("LS", "ECDCLNT100"), PartnerProfile("LS", "EQ2CLNT100")]
-
-
-class FlakyStore(SqlIdocStore):
-    """Fails (like a lost database) while `broken` is set."""
-
-    broken = False
-
-    def store(self, idocs: Any, raw: bytes) -> Any:
-        if self.broken:
-            raise RuntimeError("database is gone")
-        return super().store(idocs, raw)
+from tests.support import wait_until
+from tests.support.idocs import PARTNERS, PASSWORD, USER, FlakyStore, idoc_body, inbound_idoc, post_idoc
 
 
 @pytest.fixture(scope="module")
@@ -65,25 +47,15 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerH
     db.dispose()
 
 
-def idoc_body(docnum: int, *, direct: str = "1", sndprn: str = "ECDCLNT100", name: str = "Acme") -> bytes:
-    c = make_control(mestyp="DEBMAS", idoctyp="DEBMAS07", docnum=docnum, direct=direct, sndprn=sndprn)
-    return build_idoc_xml([Idoc(c, [Segment("E1KNA1M", {"MSGFN": "005", "KUNNR": "0000200001", "NAME1": name})])])
-
-
-def post(handle: ServerHandle, body: bytes, auth: tuple[str, str] | None = (USER, PASSWORD)) -> httpx.Response:
-    return httpx.post(f"{handle.url}/sap/idoc", content=body, auth=auth,
-                      headers={"Content-Type": "application/x-sap.idoc"}, timeout=10)
-
-
 def test_receive_dedupes_by_docnum(receiver: tuple[ServerHandle, FlakyStore]) -> None:
     handle, store = receiver
     before = store.count()
-    r1 = post(handle, idoc_body(1001))
+    r1 = post_idoc(handle, idoc_body(1001))
     assert r1.status_code == 200, r1.text
     assert r1.json()["idocs"][0] == {"docnum": "0000000000001001", "mestyp": "DEBMAS", "idoctyp": "DEBMAS07",
                                      "sndprn": "ECDCLNT100", "duplicate": False,
                                      "conflict": False}
-    r2 = post(handle, idoc_body(1001, name="Changed in resend"))
+    r2 = post_idoc(handle, idoc_body(1001, name="Changed in resend"))
     assert r2.status_code == 200 and r2.json()["idocs"][0]["duplicate"] is True
     assert store.count() == before + 1
     row = store.get("0000000000001001")
@@ -91,7 +63,7 @@ def test_receive_dedupes_by_docnum(receiver: tuple[ServerHandle, FlakyStore]) ->
     assert row["parsed"]["segments"][0]["fields"]["NAME1"] == "Acme"
     # concurrent re-sends of a new DOCNUM: stored once, all acknowledged
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(post(handle, idoc_body(1002)).status_code))
+    threads = [threading.Thread(target=lambda: results.append(post_idoc(handle, idoc_body(1002)).status_code))
                for _ in range(6)]
     for t in threads:
         t.start()
@@ -106,7 +78,7 @@ def test_several_idocs_per_document_and_same_docnum_other_sender(receiver: tuple
     a = parse_idoc_xml(idoc_body(2001))[0]
     b = parse_idoc_xml(idoc_body(2002))[0]
     c = parse_idoc_xml(idoc_body(2001, sndprn="EQ2CLNT100"))[0]
-    r = post(handle, build_idoc_xml([a, b, c]))
+    r = post_idoc(handle, build_idoc_xml([a, b, c]))
     assert r.status_code == 200, r.text
     assert [i["duplicate"] for i in r.json()["idocs"]] == [False, False, False]
     row = store.get("0000000000002002")
@@ -116,29 +88,29 @@ def test_several_idocs_per_document_and_same_docnum_other_sender(receiver: tuple
 def test_invalid_control_record_is_4xx_naming_the_field(receiver: tuple[ServerHandle, FlakyStore]) -> None:
     handle, store = receiver
     before = store.count()
-    r = post(handle, idoc_body(3001, direct="2"))
+    r = post_idoc(handle, idoc_body(3001, direct="2"))
     assert r.status_code == 400 and "EDI_DC40-DIRECT" in r.text
-    r = post(handle, idoc_body(3002, sndprn="INTRUDER"))
+    r = post_idoc(handle, idoc_body(3002, sndprn="INTRUDER"))
     assert r.status_code == 400 and "EDI_DC40-SNDPRN" in r.text
     good = parse_idoc_xml(idoc_body(3003))[0]
     bad = parse_idoc_xml(idoc_body(3004))[0]
     bad.control["DOCNUM"] = "12"
-    r = post(handle, build_idoc_xml([good, bad]))
+    r = post_idoc(handle, build_idoc_xml([good, bad]))
     assert r.status_code == 400 and "EDI_DC40-DOCNUM" in r.text and "IDOC #2" in r.text
-    r = post(handle, b"<DEBMAS07><IDOC BEGIN='1'>")
+    r = post_idoc(handle, b"<DEBMAS07><IDOC BEGIN='1'>")
     assert r.status_code == 400 and "malformed XML" in r.text
-    r = post(handle, b'<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><DEBMAS07>&x;</DEBMAS07>')
+    r = post_idoc(handle, b'<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><DEBMAS07>&x;</DEBMAS07>')
     assert r.status_code == 400 and "forbidden" in r.text and "root:" not in r.text
     assert store.count() == before  # nothing of a rejected document is stored
 
 
 def test_auth_and_size_limit(receiver: tuple[ServerHandle, FlakyStore]) -> None:
     handle, _ = receiver
-    r = post(handle, idoc_body(4001), auth=None)
+    r = post_idoc(handle, idoc_body(4001), auth=None)
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
-    assert post(handle, idoc_body(4001), auth=(USER, "wrong")).status_code == 401
+    assert post_idoc(handle, idoc_body(4001), auth=(USER, "wrong")).status_code == 401
     big = idoc_body(4002, name="x" * 70_000)
-    r = post(handle, big)
+    r = post_idoc(handle, big)
     assert r.status_code == 413
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the streamed size counts
@@ -153,12 +125,12 @@ def test_store_failure_is_5xx_and_nothing_acked(receiver: tuple[ServerHandle, Fl
     handle, store = receiver
     store.broken = True
     try:
-        r = post(handle, idoc_body(5001))
+        r = post_idoc(handle, idoc_body(5001))
         assert r.status_code == 503 and "not acknowledged" in r.text
     finally:
         store.broken = False
     assert store.get("0000000000005001") is None
-    r = post(handle, idoc_body(5001))  # SAP re-sends: now stored
+    r = post_idoc(handle, idoc_body(5001))  # SAP re-sends: now stored
     assert r.status_code == 200 and r.json()["idocs"][0]["duplicate"] is False
 
 
@@ -172,13 +144,6 @@ def sandbox() -> Iterator[tuple[EccSandbox, ServerHandle]]:
     yield state, handle
     outbound_idocs(state).stop()
     handle.stop()
-
-
-def inbound_idoc(docnum: str = "") -> Idoc:
-    c = make_control(mestyp="ORDERS", idoctyp="ORDERS05", docnum=docnum, direct="2", sndprn="MLCONNECT",
-                     rcvprn="ECDCLNT100")
-    return Idoc(c, [Segment("E1EDK01", {"CURCY": "USD", "BSART": "NB"}),
-                    Segment("E1EDP01", {"POSEX": "00010", "MENGE": "1.000"})])
 
 
 def test_send_to_sap_idoc_xml(sandbox: tuple[EccSandbox, ServerHandle]) -> None:
@@ -219,9 +184,10 @@ def test_outbound_idoc_delivered_when_a_vendor_changes_with_retry(
                    json={"url": f"{recv.url}/sap/idoc", "user": USER, "password": PASSWORD, "backoff_base": 0.05})
     assert r.status_code == 200 and r.json()["password_set"] is True and "password" not in r.json()
     lifnr = state.data.rows("LFA1", "100")[0]["LIFNR"]
+    refused = store.refused
     store.broken = True  # first attempts fail with 503 -> retried with backoff
     state.data.update_vendor(lifnr, NAME1="Renamed Vendor GmbH")
-    time.sleep(0.3)
+    wait_until(lambda: store.refused > refused, timeout=10)  # at least one attempt failed
     store.broken = False
     assert out.wait_idle(10)
     item = out.delivered[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -18,7 +18,7 @@ sandbox_app = pytest.importorskip("ml_connector.systems.sap_ecc.sandbox.app")
 from ml_connector.core.channel import InProcessChannel  # noqa: E402
 from ml_connector.core.ratelimit import reset_budgets  # noqa: E402
 from ml_connector.core.servers import ServerHandle, serve_in_thread  # noqa: E402
-from ml_connector.systems.sap_ecc.client import ChannelRfcCaller, SoapRfcClient, make_handler  # noqa: E402
+from ml_connector.systems.sap_ecc.client import ChannelRfcCaller, make_handler  # noqa: E402
 from ml_connector.systems.sap_ecc.errors import CommunicationError, LogonError  # noqa: E402
 from ml_connector.systems.sap_ecc.posting import (  # noqa: E402
     ACC_TABLES,
@@ -29,18 +29,32 @@ from ml_connector.systems.sap_ecc.posting import (  # noqa: E402
     MMInvoiceItem,
     OutcomeUnknownError,
     PostingError,
-    VendorInvoice,
     build_acc_document,
     document_xblnr,
     split_obj_key,
 )
 from ml_connector.systems.sap_ecc.sandbox import ddic, fi  # noqa: E402
+from tests.support.ecc_posting import (  # noqa: E402
+    CLIENT,
+    USER,
+    WRAPPER,
+    Arming,
+    RefusingTransport,
+    all_docs,
+    cap_arm,
+    client_for,
+    document,
+    fault_arm,
+    invoice,
+    live_docs,
+    poster_for,
+    purchase_order,
+    vendor,
+    wrapper_of,
+)
 
 EccSandbox = sandbox_app.EccSandbox
 create_app = sandbox_app.create_app
-USER, PASSWORD = sandbox_app.DEMO_USER, sandbox_app.DEMO_PASSWORD
-CLIENT = "100"
-WRAPPER = "Z_MLC_ACC_DOCUMENT_POST"
 
 
 @pytest.fixture(scope="module")
@@ -61,47 +75,6 @@ def sandbox(server: tuple[Any, ServerHandle]) -> Iterator[Any]:
     state.faults.reset()
     state.fi.faults.update(reset=True)
     fi.set_open_periods(state.data, "1000", 2020, 1, 2035, 16, client=CLIENT)
-
-
-def client_for(server: tuple[Any, ServerHandle], **kw: Any) -> SoapRfcClient:
-    _, handle = server
-    opts: dict[str, Any] = {"sleep": lambda s: None, "calls_per_second": 50, "timeout": 10.0}
-    opts.update(kw)
-    return SoapRfcClient(opts.pop("url", handle.url), CLIENT, USER, PASSWORD, **opts)
-
-
-def poster_for(caller: Any, **kw: Any) -> DocumentPoster:
-    return DocumentPoster(caller, sleep=lambda s: None, settle_seconds=0.0, **kw)
-
-
-def vendor(state: Any, bukrs: str = "1000") -> str:
-    for r in state.data.rows("LFB1", CLIENT):
-        lfa1 = state.data.get("LFA1", (r["LIFNR"],), CLIENT) or {}
-        if r["BUKRS"] == bukrs and not r.get("SPERR") and not r.get("LOEVM") and not lfa1.get("SPERR"):
-            return str(r["LIFNR"])
-    raise AssertionError("no usable vendor")
-
-
-def invoice(state: Any, source_id: str | None = None, **kw: Any) -> VendorInvoice:
-    opts: dict[str, Any] = {
-        "source_id": source_id or f"ramp-bill-{uuid.uuid4()}", "company_code": "1000",
-        "vendor": vendor(state).lstrip("0"), "currency": "USD", "doc_date": date(2025, 3, 3),
-        "posting_date": date(2025, 3, 5), "header_text": "Ramp bill",
-        "lines": (GLLine("620000", Decimal("600.00"), cost_center="1300", text="SaaS licences"),
-                  GLLine("610000", Decimal("200.00"), cost_center="1100", text="Travel")),
-    }
-    opts.update(kw)
-    return VendorInvoice(**opts)
-
-
-def live_docs(state: Any, doc: Any) -> list[dict[str, str]]:
-    """BKPF rows in the emulator for the document's XBLNR that are not reversed."""
-    rows = fi.documents_by_xblnr(state.data, doc.company_code, document_xblnr(doc), CLIENT)
-    return [r for r in rows if not r.get("STBLG")]
-
-
-def all_docs(state: Any, doc: Any) -> list[dict[str, str]]:
-    return fi.documents_by_xblnr(state.data, doc.company_code, document_xblnr(doc), CLIENT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,86 +165,10 @@ def test_credit_memo_and_gl_posting(server: tuple[Any, ServerHandle], sandbox: A
 # exactly once
 
 
-class Arming:
-    """A caller that injects a fault right before the posting wrapper is called (once)."""
-
-    def __init__(self, inner: Any, arm: Callable[[], Callable[[], None] | None], target: str = WRAPPER) -> None:
-        self.inner, self.arm, self.target = inner, arm, target
-        self.armed = True
-        self.calls: list[str] = []
-
-    def call(self, fm: str, params: dict[str, Any] | None = None, *, tables: Sequence[str] = ()) -> dict[str, Any]:
-        self.calls.append(fm)
-        disarm = None
-        if fm == self.target and self.armed:
-            self.armed = False
-            disarm = self.arm()
-        try:
-            return self.inner.call(fm, params, tables=tables)
-        finally:
-            if disarm:
-                disarm()
-
-
-class RefusingTransport(httpx.BaseTransport):
-    """Refuses the first `n` connections to the wrapper (the request never reaches SAP)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.inner = httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if self.n > 0 and WRAPPER.encode() in request.read():
-            self.n -= 1
-            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
-        return self.inner.handle_request(request)
-
-
-def _fault(sandbox: Any, **kw: Any) -> Callable[[], Callable[[], None] | None]:
-    def arm() -> None:
-        sandbox.faults.update(**kw)
-    return arm
-
-
-def _cap(sandbox: Any) -> Callable[[], Callable[[], None] | None]:
-    def arm() -> Callable[[], None]:
-        sandbox.faults.update(max_concurrent=1)
-        sandbox.stats.in_flight += 1  # another call holds the only work process
-
-        def disarm() -> None:
-            sandbox.stats.in_flight -= 1
-            sandbox.faults.update(max_concurrent=None)
-        return disarm
-    return arm
-
-
 UNCERTAIN = ["drop_before_processing", "system_failure_before_posting", "concurrency_cap",
              "after_commit_hang", "after_commit_system_failure", "after_commit_drop", "after_commit_partial",
              "after_commit_http_502", "after_commit_http_504"]
 KINDS = ["vendor_invoice", "credit_memo", "gl_posting", "mm_invoice"]
-MM_WRAPPER = "Z_MLC_INCOMINGINVOICE_CREATE"
-
-
-def document(state: Any, kind: str, source_id: str | None = None) -> Any:
-    """A fresh source record of `kind` (FI vendor invoice, credit memo, G/L posting, MM invoice)."""
-    sid = source_id or f"{kind}-{uuid.uuid4()}"
-    if kind == "vendor_invoice":
-        return invoice(state, sid)
-    if kind == "credit_memo":
-        return invoice(state, sid, credit_memo=True)
-    if kind == "gl_posting":
-        return GLPosting(source_id=sid, company_code="2000", currency="EUR", doc_date=date(2025, 4, 1),
-                         posting_date=date(2025, 4, 1), lines=(GLLine("640000", Decimal("1000"), cost_center="2000"),
-                                                               GLLine("113100", Decimal("-1000"))))
-    po = _po(state)
-    ebeln, ebelp, lifnr = po if po else ("4500000001", "00010", vendor(state))
-    return MMInvoice(source_id=sid, company_code="1000", currency="USD", doc_date=date(2025, 6, 2),
-                     posting_date=date(2025, 6, 3), invoicing_party=lifnr,
-                     items=(MMInvoiceItem(ebeln, int(ebelp), Decimal("116.00"), Decimal(2), "EA"),))
-
-
-def wrapper_of(kind: str) -> str:
-    return MM_WRAPPER if kind == "mm_invoice" else WRAPPER
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -280,15 +177,15 @@ def test_uncertain_outcomes_resolve_to_exactly_one_document(server: tuple[Any, S
                                                             scenario: str, kind: str) -> None:
     timeout = 10.0
     if scenario == "drop_before_processing":
-        arm = _fault(sandbox, fail_next=1, fail_kind="drop")
+        arm = fault_arm(sandbox, fail_next=1, fail_kind="drop")
     elif scenario == "system_failure_before_posting":
-        arm = _fault(sandbox, fail_next=1, fail_kind="system_failure")
+        arm = fault_arm(sandbox, fail_next=1, fail_kind="system_failure")
     elif scenario == "concurrency_cap":
-        arm = _cap(sandbox)
+        arm = cap_arm(sandbox)
     else:
         mode = scenario.removeprefix("after_commit_")
         sandbox.fi.faults.update(fail_after_commit_mode=mode, hang_seconds=1.5)
-        arm = _fault(sandbox.fi, fail_after_commit=1)
+        arm = fault_arm(sandbox.fi, fail_after_commit=1)
         if mode == "hang":
             timeout = 0.5
     target = wrapper_of(kind)
@@ -443,7 +340,7 @@ def test_connect_refused_exhausted_then_retry_later(server: tuple[Any, ServerHan
 
 def test_logon_failure_posts_nothing(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
     doc = invoice(sandbox)
-    poster = poster_for(Arming(client_for(server), _fault(sandbox, fail_next=1, fail_kind="logon")))
+    poster = poster_for(Arming(client_for(server), fault_arm(sandbox, fail_next=1, fail_kind="logon")))
     with pytest.raises(LogonError):
         poster.post(doc)
     assert all_docs(sandbox, doc) == []
@@ -580,20 +477,8 @@ def test_seeded_history_has_paid_and_open_invoices(server: tuple[Any, ServerHand
 # MM invoice
 
 
-def _po(state: Any) -> tuple[str, str, str] | None:
-    if ddic.table("EKPO") is None or ddic.table("EKKO") is None:
-        return None
-    for p in state.data.rows("EKPO", CLIENT):
-        head = state.data.get("EKKO", (p["EBELN"],), CLIENT) or {}
-        lifnr = head.get("LIFNR", "")
-        bukrs = head.get("BUKRS", "")
-        if bukrs == "1000" and lifnr and state.data.get("LFB1", (lifnr, bukrs), CLIENT):
-            return p["EBELN"], p["EBELP"], lifnr
-    return None
-
-
 def test_mm_invoice_exactly_once(server: tuple[Any, ServerHandle], sandbox: Any) -> None:
-    po = _po(sandbox)
+    po = purchase_order(sandbox)
     ebeln, ebelp, lifnr = po if po else ("4500000001", "00010", vendor(sandbox))
     doc = MMInvoice(source_id=f"po-bill-{uuid.uuid4()}", company_code="1000", currency="USD",
                     doc_date=date(2025, 6, 2), posting_date=date(2025, 6, 3), invoicing_party=lifnr,

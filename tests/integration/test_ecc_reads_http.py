@@ -14,8 +14,8 @@ sandbox_app = pytest.importorskip("ml_connector.systems.sap_ecc.sandbox.app")
 
 from ml_connector.core.ratelimit import reset_budgets  # noqa: E402
 from ml_connector.core.servers import ServerHandle, serve_in_thread  # noqa: E402
-from ml_connector.systems.sap_ecc.client import SoapRfcClient  # noqa: E402
 from ml_connector.systems.sap_ecc.table_reader import TableReader, choose_function  # noqa: E402
+from tests.support.ecc_reads import quiet_read_client  # noqa: E402
 
 USER, PASSWORD = sandbox_app.DEMO_USER, sandbox_app.DEMO_PASSWORD
 
@@ -40,18 +40,13 @@ def state(server: tuple[Any, ServerHandle]) -> Iterator[Any]:
     st.config.__dict__.update(saved)
 
 
-def client_for(server: tuple[Any, ServerHandle]) -> SoapRfcClient:
-    return SoapRfcClient(server[1].url, "100", USER, PASSWORD, sleep=lambda _s: None, calls_per_second=50,
-                         timeout=10.0)
-
-
 def test_wide_module_is_chosen_and_needs_fewer_calls(server: tuple[Any, ServerHandle], state: Any) -> None:
     where = "KUNNR BETWEEN '0000200001' AND '0000200060'"
-    narrow = TableReader(client_for(server))
+    narrow = TableReader(quiet_read_client(server))
     assert choose_function(narrow.caller) == "RFC_READ_TABLE"
     rows_narrow = [r for p in narrow.read("KNA1", key_fields=["KUNNR"], where=where, page_size=20) for r in p.rows]
     state.config.installed_modules = {"BBP_RFC_READ_TABLE", "/BODS/RFC_READ_TABLE"}
-    wide = TableReader.auto(client_for(server))
+    wide = TableReader.auto(quiet_read_client(server))
     assert wide.function == "/BODS/RFC_READ_TABLE" and wide.row_width == 2048
     assert wide.calls == 0  # the probe of choose_function is not a table read
     rows_wide = [r for p in wide.read("KNA1", key_fields=["KUNNR"], where=where, page_size=20) for r in p.rows]
@@ -60,7 +55,7 @@ def test_wide_module_is_chosen_and_needs_fewer_calls(server: tuple[Any, ServerHa
     # per window: RFC_READ_TABLE needs a key probe + 2 column groups, /BODS/ a key probe + 1
     assert wide.calls < narrow.calls, (wide.calls, narrow.calls)
     state.config.installed_modules = {"BBP_RFC_READ_TABLE"}
-    assert choose_function(client_for(server)) == "BBP_RFC_READ_TABLE"
+    assert choose_function(quiet_read_client(server)) == "BBP_RFC_READ_TABLE"
 
 
 SWITCHES = list(itertools.product(("classic", "class_based"), (False, True), ("iso", "internal"), (False, True),
@@ -79,7 +74,7 @@ def test_reader_copes_with_every_release_variant(server: tuple[Any, ServerHandle
         state.config.date_output = date_output
         state.config.trim_trailing_blanks = trim
         state.config.packed_trailing_minus = minus_last
-        reader = TableReader(client_for(server))
+        reader = TableReader(quiet_read_client(server))
         rows = [r for p in reader.read("KNKK", fields, key_fields=["KUNNR", "KKBER"], where=where, page_size=200)
                 for r in p.rows]
         results.append(rows)

@@ -6,18 +6,23 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from lxml import etree
 
+from ml_connector.core.ratelimit import reset_budgets
 from ml_connector.core.servers import ServerHandle, serve_in_thread
+from ml_connector.systems.sap_ecc.posting import (
+    ACC_TABLES,
+    build_acc_document,
+    document_xblnr,
+    split_obj_key,
+)
 from ml_connector.systems.sap_ecc.sandbox.app import EccSandbox, create_app
-
-AUTH = ("RFC_USER", "Sandbox-1234")
-RFC_NS = "urn:sap-com:document:sap:rfc:functions"
-HEADERS = {"Content-Type": 'text/xml; charset="UTF-8"', "Accept": "text/xml",
-           "SOAPAction": "urn:sap-com:document:sap:rfc:functions"}
+from tests.support.ecc_posting import fi_client, live_documents, lookup_poster, simple_invoice
+from tests.support.ecc_soap import AUTH, HEADERS, RFC_NS, lookup_raw, page_request, rfc_url
 
 # The request exactly as SharpSapRfc (SoapRfcWebClient.cs) writes it: urn prefix, unqualified
 # parameters, every TABLES parameter declared, reference §1.1.
@@ -44,16 +49,6 @@ SHARP_REQUEST = """<?xml version="1.0" encoding="utf-8"?>
 </soapenv:Envelope>"""
 
 
-def page_request(last: str, rowcount: int) -> str:
-    return ('<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-            f'xmlns:urn="{RFC_NS}"><soapenv:Body><urn:RFC_READ_TABLE><QUERY_TABLE>LFA1</QUERY_TABLE>'
-            f"<DELIMITER>|</DELIMITER><ROWCOUNT>{rowcount}</ROWCOUNT>"
-            f"<OPTIONS><item><TEXT>LIFNR &gt; '{last}'</TEXT></item></OPTIONS>"
-            "<FIELDS><item><FIELDNAME>LIFNR</FIELDNAME></item><item><FIELDNAME>NAME1</FIELDNAME></item>"
-            "<item><FIELDNAME>LAND1</FIELDNAME></item><item><FIELDNAME>LOEVM</FIELDNAME></item></FIELDS>"
-            "<DATA/></urn:RFC_READ_TABLE></soapenv:Body></soapenv:Envelope>")
-
-
 PING = ('<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
         f'xmlns:urn="{RFC_NS}"><soapenv:Body><urn:RFC_PING/></soapenv:Body></soapenv:Envelope>')
 
@@ -76,10 +71,6 @@ def http(server: ServerHandle, sandbox: EccSandbox) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, auth=AUTH, headers=HEADERS, timeout=30) as c:
         yield c
     sandbox.faults.reset()
-
-
-def rfc_url(fm: str) -> str:
-    return f"/sap/bc/soap/rfc?sap-client=100&services={fm}"
 
 
 def test_sharpsaprfc_request_works_unchanged(http: httpx.Client, sandbox: EccSandbox) -> None:
@@ -223,24 +214,6 @@ def test_config_endpoint_and_wsdl(http: httpx.Client, sandbox: EccSandbox) -> No
 # ---------------------------------------------------------------------------------------------
 # [U] switches seen by the real client: date_output and stateful_sessions (reference §1.1, §7)
 
-from datetime import date  # noqa: E402
-from decimal import Decimal  # noqa: E402
-from typing import Any  # noqa: E402
-
-from ml_connector.core.ratelimit import reset_budgets  # noqa: E402
-from ml_connector.systems.sap_ecc.client import SoapRfcClient  # noqa: E402
-from ml_connector.systems.sap_ecc.posting import (  # noqa: E402
-    ACC_TABLES,
-    DocumentPoster,
-    GLLine,
-    VendorInvoice,
-    build_acc_document,
-    document_xblnr,
-    split_obj_key,
-)
-from ml_connector.systems.sap_ecc.sandbox import fi  # noqa: E402
-from ml_connector.systems.sap_ecc.sandbox.app import DEMO_PASSWORD, DEMO_USER  # noqa: E402
-
 CLIENT = "100"
 
 
@@ -263,59 +236,19 @@ def fi_sandbox(fi_server: tuple[EccSandbox, ServerHandle]) -> Iterator[EccSandbo
     state.fi.faults.update(reset=True)
 
 
-def _client(handle: ServerHandle) -> SoapRfcClient:
-    return SoapRfcClient(handle.url, CLIENT, DEMO_USER, DEMO_PASSWORD, sleep=lambda s: None,
-                         calls_per_second=50, timeout=10.0)
-
-
-def _poster(caller: Any) -> DocumentPoster:
-    return DocumentPoster(caller, lookup_function="Z_MLC_DOCUMENT_BY_XBLNR", sleep=lambda s: None,
-                          settle_seconds=0.0)
-
-
-def _vendor(state: EccSandbox) -> str:
-    for r in state.data.rows("LFB1", CLIENT):
-        lfa1 = state.data.get("LFA1", (r["LIFNR"],), CLIENT) or {}
-        if r["BUKRS"] == "1000" and not r.get("SPERR") and not r.get("LOEVM") and not lfa1.get("SPERR"):
-            return str(r["LIFNR"]).lstrip("0")
-    raise AssertionError("no usable vendor")
-
-
-def _invoice(state: EccSandbox, source_id: str) -> VendorInvoice:
-    return VendorInvoice(source_id=source_id, company_code="1000", vendor=_vendor(state), currency="USD",
-                         doc_date=date(2025, 3, 3), posting_date=date(2025, 3, 5), header_text="Ramp bill",
-                         lines=(GLLine("620000", Decimal("600.00"), cost_center="1300", text="SaaS"),
-                                GLLine("610000", Decimal("200.00"), cost_center="1100", text="Travel")))
-
-
-def _live(state: EccSandbox, doc: VendorInvoice) -> list[dict[str, str]]:
-    return [r for r in fi.documents_by_xblnr(state.data, "1000", document_xblnr(doc), CLIENT) if not r.get("STBLG")]
-
-
-def _lookup_raw(handle: ServerHandle, bukrs: str, xblnr: str, gjahr: str) -> bytes:
-    body = (f'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="{RFC_NS}">'
-            f"<soapenv:Body><urn:Z_MLC_DOCUMENT_BY_XBLNR><I_BUKRS>{bukrs}</I_BUKRS><I_XBLNR>{xblnr}</I_XBLNR>"
-            f"<I_GJAHR>{gjahr}</I_GJAHR><ET_DOCUMENTS/></urn:Z_MLC_DOCUMENT_BY_XBLNR></soapenv:Body>"
-            "</soapenv:Envelope>")
-    r = httpx.post(f"{handle.url}{rfc_url('Z_MLC_DOCUMENT_BY_XBLNR')}", content=body.encode(), auth=AUTH,
-                   headers=HEADERS, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.content
-
-
 def test_date_output_iso_and_internal_give_identical_client_results(
         fi_server: tuple[EccSandbox, ServerHandle], fi_sandbox: EccSandbox) -> None:
     _, handle = fi_server
     state = fi_sandbox
-    doc = _invoice(state, f"date-switch-{time.time_ns()}")
+    doc = simple_invoice(state, f"date-switch-{time.time_ns()}")
     paid = next(r for r in state.data.rows("BSAK", CLIENT) if r["BLART"] == "KR")
     seen: dict[str, Any] = {}
     for variant in ("iso", "internal"):
         state.set_config(date_output=variant)
-        poster = _poster(_client(handle))
+        poster = lookup_poster(fi_client(handle))
         res = poster.post(doc)  # first variant posts, the second finds it (lookup returns BUDAT)
         assert res.already_posted == (variant == "internal")
-        raw = _lookup_raw(handle, "1000", document_xblnr(doc), "2025")
+        raw = lookup_raw(handle, "1000", document_xblnr(doc), "2025")
         budat = etree.fromstring(raw).xpath("//*[local-name()='BUDAT']")[0].text
         assert budat == ("2025-03-05" if variant == "iso" else "20250305")  # the switch is on the wire
         refs = poster.find_documents("1000", document_xblnr(doc), "2025")
@@ -328,29 +261,29 @@ def test_date_output_iso_and_internal_give_identical_client_results(
     assert seen["iso"] == seen["internal"]
     assert seen["iso"][3].status == "open" and seen["iso"][3].payment_block == "A"
     assert seen["iso"][4].status == "paid" and len(seen["iso"][4].clearing_date) == 8
-    assert len(_live(state, doc)) == 1
+    assert len(live_documents(state, doc)) == 1
 
 
 def test_stateless_default_commit_in_a_later_request_commits_nothing(
         fi_server: tuple[EccSandbox, ServerHandle], fi_sandbox: EccSandbox) -> None:
     _, handle = fi_server
     assert fi_sandbox.config.stateful_sessions is False
-    client = _client(handle)
-    doc = _invoice(fi_sandbox, f"stateless-{time.time_ns()}")
+    client = fi_client(handle)
+    doc = simple_invoice(fi_sandbox, f"stateless-{time.time_ns()}")
     out = client.call("BAPI_ACC_DOCUMENT_POST", build_acc_document(doc), tables=ACC_TABLES)
     assert out["OBJ_KEY"] != "$" and any(c.name.startswith("SAP_SESSIONID") for c in client.cookies.jar)
     client.call("BAPI_TRANSACTION_COMMIT", {"WAIT": "X"})  # same cookie jar, but a new session
     belnr, bukrs, gjahr = split_obj_key(out["OBJ_KEY"])
     assert fi_sandbox.data.get("BKPF", (bukrs, belnr, gjahr), CLIENT) is None
-    assert _live(fi_sandbox, doc) == [] and fi_sandbox.open_update_tasks() == 0
+    assert live_documents(fi_sandbox, doc) == [] and fi_sandbox.open_update_tasks() == 0
 
 
 def test_stateful_sessions_commit_in_a_later_request_of_the_same_session(
         fi_server: tuple[EccSandbox, ServerHandle], fi_sandbox: EccSandbox) -> None:
     _, handle = fi_server
     fi_sandbox.set_config(stateful_sessions=True)
-    a, b = _client(handle), _client(handle)
-    doc = _invoice(fi_sandbox, f"stateful-{time.time_ns()}")
+    a, b = fi_client(handle), fi_client(handle)
+    doc = simple_invoice(fi_sandbox, f"stateful-{time.time_ns()}")
     out = a.call("BAPI_ACC_DOCUMENT_POST", build_acc_document(doc), tables=ACC_TABLES)
     belnr, bukrs, gjahr = split_obj_key(out["OBJ_KEY"])
     assert fi_sandbox.open_update_tasks() == 1
@@ -359,20 +292,20 @@ def test_stateful_sessions_commit_in_a_later_request_of_the_same_session(
     commit = a.call("BAPI_TRANSACTION_COMMIT", {"WAIT": "X"})  # a's session cookie: same LUW
     assert commit["RETURN"]["TYPE"] == ""
     assert fi_sandbox.data.get("BKPF", (bukrs, belnr, gjahr), CLIENT) is not None
-    assert [r["BELNR"] for r in _live(fi_sandbox, doc)] == [belnr]
+    assert [r["BELNR"] for r in live_documents(fi_sandbox, doc)] == [belnr]
     assert fi_sandbox.open_update_tasks() == 0
     # rollback in a later request of the session discards the open LUW
-    doc2 = _invoice(fi_sandbox, f"stateful-rb-{time.time_ns()}")
+    doc2 = simple_invoice(fi_sandbox, f"stateful-rb-{time.time_ns()}")
     a.call("BAPI_ACC_DOCUMENT_POST", build_acc_document(doc2), tables=ACC_TABLES)
     a.call("BAPI_TRANSACTION_ROLLBACK")
     a.call("BAPI_TRANSACTION_COMMIT", {"WAIT": "X"})
-    assert _live(fi_sandbox, doc2) == []
+    assert live_documents(fi_sandbox, doc2) == []
     # switching back to stateless ends the open LUWs uncommitted
     a.call("BAPI_ACC_DOCUMENT_POST", build_acc_document(doc2), tables=ACC_TABLES)
     fi_sandbox.set_config(stateful_sessions=False)
     assert fi_sandbox.open_update_tasks() == 0
     a.call("BAPI_TRANSACTION_COMMIT", {"WAIT": "X"})
-    assert _live(fi_sandbox, doc2) == []
+    assert live_documents(fi_sandbox, doc2) == []
 
 
 @pytest.mark.parametrize("stateful", [False, True])
@@ -381,19 +314,19 @@ def test_wrapper_posts_exactly_once_with_and_without_stateful_sessions(
     _, handle = fi_server
     fi_sandbox.set_config(stateful_sessions=stateful)
     before = fi_sandbox.stats.calls.copy()
-    poster = _poster(_client(handle))
-    doc = _invoice(fi_sandbox, f"once-{stateful}-{time.time_ns()}")
+    poster = lookup_poster(fi_client(handle))
+    doc = simple_invoice(fi_sandbox, f"once-{stateful}-{time.time_ns()}")
     res = poster.post(doc)
     assert not res.already_posted
     again = poster.post(doc)
     assert again.already_posted and again.belnr == res.belnr
     # an uncertain outcome (SYSTEM_FAILURE after COMMIT WORK) is resolved by lookup, not reposted
-    doc2 = _invoice(fi_sandbox, f"once-uncertain-{stateful}-{time.time_ns()}")
+    doc2 = simple_invoice(fi_sandbox, f"once-uncertain-{stateful}-{time.time_ns()}")
     fi_sandbox.fi.faults.update(fail_after_commit=1, fail_after_commit_mode="system_failure")
     assert poster.post(doc2).recovered
     calls = fi_sandbox.stats.calls
     assert calls["Z_MLC_ACC_DOCUMENT_POST"] - before["Z_MLC_ACC_DOCUMENT_POST"] == 2  # one per document
     assert calls["BAPI_ACC_DOCUMENT_POST"] == before["BAPI_ACC_DOCUMENT_POST"]
     assert calls["BAPI_TRANSACTION_COMMIT"] == before["BAPI_TRANSACTION_COMMIT"]
-    assert len(_live(fi_sandbox, doc)) == 1 and len(_live(fi_sandbox, doc2)) == 1
+    assert len(live_documents(fi_sandbox, doc)) == 1 and len(live_documents(fi_sandbox, doc2)) == 1
     assert fi_sandbox.open_update_tasks() == 0

@@ -14,7 +14,7 @@ import pytest
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from tests.example_system import DEMO_KEY, ExampleState
 from tests.example_system.launch import cli, install, uninstall
-from tests.integration.test_vendor_sync import _summary
+from tests.support.env import summary as _summary
 
 FLOW = "items_to_catalog"
 CONFIG = """\

@@ -10,13 +10,7 @@ from fastapi.testclient import TestClient
 from ml_connector.config import example_config, load_config
 from ml_connector.core.runtime import Runtime
 from ml_connector.server.app import create_app
-from ml_connector.systems.sap_ecc.idoc import Idoc, Segment, build_idoc_xml, make_control
-
-
-def _debmas(docnum: int, sndprn: str = "ECDCLNT100", mandt: str = "100") -> bytes:
-    c = make_control(mestyp="DEBMAS", idoctyp="DEBMAS07", docnum=docnum, direct="1", sndprn=sndprn, mandt=mandt)
-    return build_idoc_xml([Idoc(c, [Segment("E1KNA1M", {"MSGFN": "005", "KUNNR": "0000200001",
-                                                         "NAME1": "Acme Retail"})])])
+from tests.support.idocs import idoc_body
 
 
 def test_configured_idoc_endpoint_authenticates_validates_stores_and_dedupes(tmp_path):
@@ -31,15 +25,17 @@ def test_configured_idoc_endpoint_authenticates_validates_stores_and_dedupes(tmp
         rt.vault.set("idoc_pw", "Idoc-Secret-1")
         api = TestClient(create_app(rt))
         headers = {"Content-Type": "application/x-sap.idoc"}
-        assert api.post("/sap/idoc", content=_debmas(1), headers=headers).status_code == 401
+        assert api.post("/sap/idoc", content=idoc_body(1, name="Acme Retail"), headers=headers).status_code == 401
         auth = ("SAPIDOC", "Idoc-Secret-1")
-        ok = api.post("/sap/idoc", content=_debmas(1), headers=headers, auth=auth)
+        ok = api.post("/sap/idoc", content=idoc_body(1, name="Acme Retail"), headers=headers, auth=auth)
         assert ok.status_code == 200, ok.text
-        again = api.post("/sap/idoc", content=_debmas(1), headers=headers, auth=auth)
+        again = api.post("/sap/idoc", content=idoc_body(1, name="Acme Retail"), headers=headers, auth=auth)
         assert again.status_code == 200 and again.json()["idocs"][0]["duplicate"] is True
-        stranger = api.post("/sap/idoc", content=_debmas(2, sndprn="OTHERSYS"), headers=headers, auth=auth)
+        stranger = api.post("/sap/idoc", content=idoc_body(2, sndprn="OTHERSYS", name="Acme Retail"), headers=headers,
+                            auth=auth)
         assert stranger.status_code == 400 and "SNDPRN" in stranger.text
-        other_client = api.post("/sap/idoc", content=_debmas(3, mandt="200"), headers=headers, auth=auth)
+        other_client = api.post("/sap/idoc", content=idoc_body(3, name="Acme Retail", mandt="200"), headers=headers,
+                                auth=auth)
         assert other_client.status_code == 400 and "EDI_DC40-MANDT" in other_client.text
         assert "/sap/idoc" in api.get("/openapi.json").json()["paths"]
     finally:

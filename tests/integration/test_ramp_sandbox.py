@@ -18,9 +18,8 @@ from ml_connector.systems.ramp.auth import RampAuthError, RampClientCredentialsA
 from ml_connector.systems.ramp.client import RampApiError, RampClient, RampUncertainWrite
 from ml_connector.systems.ramp.sandbox.app import create_app
 from ml_connector.systems.ramp.sandbox.state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RampSandbox
+from tests.support.ramp import ALL_SCOPES, SECRET, make_client, raw_token, vendors
 
-SECRET = "integration-secret-XYZ-123"
-ALL_SCOPES = "accounting:read accounting:write business:read"
 V = "/developer/v1/accounting/vendors"
 
 
@@ -32,25 +31,6 @@ def sandbox() -> Iterator[tuple[RampSandbox, ServerHandle]]:
         yield st, h
     finally:
         h.stop()
-
-
-def make_client(h: ServerHandle, *, limiter: RollingWindowLimiter | None = None, scope: str = ALL_SCOPES,
-                secret: str = SECRET, store: MemoryTokenStore | None = None, timeout: float = 5.0,
-                **kw: Any) -> RampClient:
-    auth = RampClientCredentialsAuth.for_base_url(h.url, DEMO_CLIENT_ID, secret,
-                                                  store=store or MemoryTokenStore(), key="ramp-test",
-                                                  scope=scope, limiter=limiter, backoff_base=0.05,
-                                                  backoff_cap=0.4)
-    return RampClient(h.url, auth, limiter=limiter, timeout=timeout, backoff_base=0.05, backoff_cap=0.4, **kw)
-
-
-def raw_token(h: ServerHandle, scope: str = ALL_SCOPES, secret: str = SECRET, **form: str) -> httpx.Response:
-    data = {"grant_type": "client_credentials", "scope": scope, **form}
-    return httpx.post(h.url + "/developer/v1/token", auth=(DEMO_CLIENT_ID, secret), data=data)
-
-
-def vendors(prefix: str, n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [{"id": f"{prefix}{i:05d}", "name": f"Vendor {prefix}{i}"} for i in range(start, start + n)]
 
 
 # ---- token endpoint ------------------------------------------------------------------------

@@ -7,115 +7,47 @@ on loopback, the lock a real `flock` released by the kernel when its holder is S
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ml_connector.core.worker_lock import WorkerLock, lock_path
+from ml_connector.core.worker_lock import lock_path
 from ml_connector.sandbox import start_sandboxes
-from tests.integration.test_vendor_sync import _summary
-from tests.support import Env, in_scope_vendors, make_env, ramp_vendors, wait_until
+from tests.support import in_scope_vendors, make_env, ramp_vendors, stop, summary, wait_until
+from tests.support.workers import (
+    dbos_workflow,
+    run_id_of,
+    sqlite_db,
+    start_worker,
+    started_by,
+    unscheduled,
+    worker_lock,
+)
+
+SANDBOX_VENDORS = 300  # the `sandboxes` fixture (tests/integration/conftest.py)
 
 FLOW = "vendors_to_ramp"
 
 
-@pytest.fixture()
-def sandboxes():
-    handles = start_sandboxes(vendors=300)
-    yield handles
-    for h in handles.values():
-        h.stop()
-
-
-def _lock(env: Env) -> WorkerLock:
-    path = lock_path(f"sqlite:///{env.workdir / 'data' / 'ml-connector.sqlite'}")
-    assert path is not None
-    return WorkerLock(path)
-
-
-def _unscheduled(env: Env) -> Env:
-    """No schedules: the worker runs only what the test hands it (a tick could fire mid-test)."""
-    lines = env.config.read_text().splitlines(keepends=True)
-    env.config.write_text("".join(ln for ln in lines if not ln.lstrip().startswith("schedule:")))
-    return env
-
-
-def _start_worker(env: Env) -> subprocess.Popen[str]:
-    proc = env.popen("run", "--no-server")
-    lock = _lock(env)
-
-    def ready() -> bool:
-        assert proc.poll() is None, proc.communicate()
-        h = lock.holder()
-        return h.pid == proc.pid and h.ready
-
-    wait_until(ready, timeout=60, interval=0.05)
-    return proc
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def _db(env: Env) -> sqlite3.Connection:
-    return sqlite3.connect(env.workdir / "data" / "ml-connector.sqlite")
-
-
-def _started_by(env: Env, run_id: str) -> list[int]:
-    """The pid of every process that began run `run_id` (the run.started audit events)."""
-    rows = _db(env).execute("select detail from mlc_audit where event = 'run.started' and run_id = ?",
-                            (run_id,)).fetchall()
-    return [json.loads(d)["pid"] for (d,) in rows]
-
-
-def _workflow(env: Env, wid: str) -> tuple[str, str, str]:
-    row = _db(env).execute("select status, executor_id, queue_name from workflow_status where workflow_uuid = ?",
-                           (wid,)).fetchone()
-    assert row is not None, f"no DBOS workflow {wid}"
-    return row
-
-
-def _run_id(stdout: str) -> str:
-    return next(ln.split("run id:", 1)[1].strip() for ln in stdout.splitlines() if ln.startswith("run id:"))
-
-
-def test_cli_hands_sync_and_replay_to_the_running_worker(tmp_path):
-    sandboxes = start_sandboxes(vendors=40)
-    try:
-        _hand_sync_and_replay_to_the_worker(tmp_path, sandboxes)
-    finally:
-        for h in sandboxes.values():
-            h.stop()
-
-
-def _hand_sync_and_replay_to_the_worker(tmp_path: Path, sandboxes: dict[str, Any]) -> None:
+@pytest.mark.parametrize("sandboxes", [40], indirect=True)  # 40 vendors (the conftest fixture)
+def test_cli_hands_sync_and_replay_to_the_running_worker(tmp_path: Path, sandboxes: dict[str, Any]) -> None:
     ecc, ramp = sandboxes["sap_ecc"].state, sandboxes["ramp"].state
-    env = _unscheduled(make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url))
+    env = unscheduled(make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url))
     # One company code: fewer records, as each rejected upload costs the sync several requests.
     text = env.config.read_text()
     env.config.write_text(text.replace('company_codes: ["1000", "2000", "3000"]', 'company_codes: ["1000"]'))
     in_scope = in_scope_vendors(ecc, ("1000",))
     expected = sum(v["active"] for v in in_scope.values())
-    worker = _start_worker(env)
+    worker = start_worker(env)
     try:
         # A second worker on the same database is refused at once, naming who holds it.
         second = env.cli("run", "--no-server", check=False, timeout=60)
         assert second.returncode == 1
         msg = " ".join(second.stderr.split())  # rich wraps long lines
         assert f"pid {worker.pid}" in msg and "ml-connector run" in msg
-        assert str(_lock(env).path) in msg
+        assert str(worker_lock(env).path) in msg
         assert str(tmp_path / "data") in msg
 
         # Every upload is rejected first: the sync (run by the worker) ends with failures,
@@ -125,27 +57,27 @@ def _hand_sync_and_replay_to_the_worker(tmp_path: Path, sandboxes: dict[str, Any
         out, errs = cli.communicate(timeout=180)
         assert cli.returncode == 3, out + errs
         assert f"a worker (pid {worker.pid}) is running on this database" in " ".join(errs.split())
-        counts = _summary(out)
+        counts = summary(out)
         assert counts["read"] == len(in_scope) and counts["failed"] == expected > 0
-        run_id = _run_id(out)
-        assert _started_by(env, run_id) == [worker.pid]  # begun once, by the worker, not by the CLI
-        assert _workflow(env, run_id) == ("SUCCESS", "local", "mlc-sync")
+        run_id = run_id_of(out)
+        assert started_by(env, run_id) == [worker.pid]  # begun once, by the worker, not by the CLI
+        assert dbos_workflow(env, run_id) == ("SUCCESS", "local", "mlc-sync")
 
         # Replay from the CLI: also done by the worker; each record written once.
         ramp.apply({"clear_faults": True})  # the cause is fixed
         rep = env.cli("replay", "--all")
         assert f"replayed {expected} record(s)" in rep.stdout
         assert f"a worker (pid {worker.pid})" in " ".join(rep.stderr.split())
-        replays = _db(env).execute("select status, queue_name from workflow_status "
+        replays = sqlite_db(env).execute("select status, queue_name from workflow_status "
                                    "where workflow_uuid like 'replay:%'").fetchall()
         assert replays == [("SUCCESS", "mlc-replay")]
         assert worker.poll() is None
     finally:
-        _stop(worker)
+        stop(worker)
     vendors = ramp_vendors(sandboxes["ramp"].url)
     ids = [v["id"] for v in vendors]
     assert len(ids) == len(set(ids)) == expected
-    per_key = _db(env).execute("select source, count(*) from mlc_audit where event = 'record.create' "
+    per_key = sqlite_db(env).execute("select source, count(*) from mlc_audit where event = 'record.create' "
                                "and outcome = 'ok' and stream = 'vendors' group by source").fetchall()
     assert len(per_key) == expected and {n for _, n in per_key} == {1}
 
@@ -155,10 +87,10 @@ def test_client_mode_launches_no_executor_and_reports_progress(tmp_path, sandbox
     from ml_connector.core import engine
     from ml_connector.core.runtime import Runtime
 
-    env = _unscheduled(make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url,
+    env = unscheduled(make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url,
                                 options={"page_size": 100}))
     expected = sum(v["active"] for v in in_scope_vendors(sandboxes["sap_ecc"].state).values())
-    worker = _start_worker(env)
+    worker = start_worker(env)
     rt = Runtime(load_config(env.config), env.config)
     try:
         assert engine.connect(rt, role="sync") == f"worker:{worker.pid}"
@@ -169,21 +101,22 @@ def test_client_mode_launches_no_executor_and_reports_progress(tmp_path, sandbox
         assert counts["created"] == expected and counts["failed"] == 0
         assert seen and seen[-1]["written"] == expected and seen[-1]["status"] == "succeeded"
         assert engine._launched is False  # still only a client after the whole run
-        assert _started_by(env, run_id) == [worker.pid]
+        assert started_by(env, run_id) == [worker.pid]
     finally:
         engine.shutdown()
         rt.close()
-        _stop(worker)
+        stop(worker)
 
 
+@pytest.mark.slow  # a worker process SIGKILLed mid-run, the CLI taking over, a second worker
 def test_sigkilled_worker_releases_the_lock_and_a_waiting_cli_takes_over(tmp_path):
     handles = start_sandboxes(vendors=600)
     try:
         ecc, ramp = handles["sap_ecc"].state, handles["ramp"].state
-        env = _unscheduled(make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url,
+        env = unscheduled(make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url,
                                     options={"page_size": 50}))
         expected = sum(v["active"] for v in in_scope_vendors(ecc).values())
-        worker = _start_worker(env)
+        worker = start_worker(env)
         ramp.latency = 0.2  # slow writes, so that the kill lands mid-run
         cli = env.popen("sync", FLOW, "--stream", "vendors")
         wait_until(lambda: len(ramp.vendors.by_id) > 0, timeout=120)
@@ -196,19 +129,19 @@ def test_sigkilled_worker_releases_the_lock_and_a_waiting_cli_takes_over(tmp_pat
         out, errs = cli.communicate(timeout=180)
         assert cli.returncode == 0, out + errs
         assert "has stopped: this process runs the remaining work" in errs
-        run_id = _run_id(out)
-        assert _workflow(env, run_id)[0] == "SUCCESS"
-        assert _started_by(env, run_id) == [worker.pid]  # begun by the worker, resumed, not restarted
+        run_id = run_id_of(out)
+        assert dbos_workflow(env, run_id)[0] == "SUCCESS"
+        assert started_by(env, run_id) == [worker.pid]  # begun by the worker, resumed, not restarted
         ids = [v["id"] for v in ramp_vendors(handles["ramp"].url)]
         assert len(ids) == len(set(ids)) == expected
-        assert _lock(env).holder().pid == cli.pid
+        assert worker_lock(env).holder().pid == cli.pid
 
         # The lock went with that process too: another worker can start.
-        lock = _lock(env)
+        lock = worker_lock(env)
         assert lock.try_acquire("test")
         lock.release()
-        again = _start_worker(env)
-        _stop(again)
+        again = start_worker(env)
+        stop(again)
     finally:
         for h in handles.values():
             h.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -13,74 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from ml_connector.core.db import Database
 from ml_connector.core.models import TokenRow
 from ml_connector.core.token_store import DbTokenStore
 from ml_connector.core.tokens import Token
 from ml_connector.core.vault import MasterKey, Vault, known_secret_values
+from tests.support import wait_until
+from tests.support.tokens import WORKER, expired_token, token_store_setup
 
-WORKER = textwrap.dedent(
-    """
-    import os, sys, threading, time
-    from pathlib import Path
-    from ml_connector.core.db import Database
-    from ml_connector.core.token_store import DbTokenStore
-    from ml_connector.core.tokens import Token
-    from ml_connector.core.vault import MasterKey, Vault
-
-    url, tmp, ident, key = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[5]
-    nthreads = int(sys.argv[4])
-    db = Database(url)
-    db.migrate()
-    store = DbTokenStore(db, Vault(db, MasterKey.load(tmp / "data")))
-    calls = tmp / "fetch_calls.txt"
-
-    def fetch():
-        with open(calls, "a") as f:   # one line per fetch, from whichever process
-            f.write(f"{ident}-{threading.get_ident()}\\n")
-        time.sleep(0.5)               # a slow token endpoint widens the race window
-        return Token(access_token=f"fresh-{ident}-{threading.get_ident()}", expires_at=time.time() + 3600)
-
-    (tmp / f"ready-{ident}").write_text("")
-    while not (tmp / "go").exists():
-        time.sleep(0.005)
-    results, errors = [], []
-
-    def worker():
-        try:
-            results.append(store.refresh(key, 60, fetch).access_token)
-        except Exception as exc:  # reported to the parent
-            errors.append(repr(exc))
-
-    threads = [threading.Thread(target=worker) for _ in range(nthreads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for e in errors:
-        print("ERROR", e)
-    for r in results:
-        print("TOKEN", r)
-    """
-)
-
-
-@pytest.fixture(autouse=True)
-def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MLC_MASTER_KEY", raising=False)
-
-
-def _setup(tmp_path: Path, url: str | None = None) -> tuple[str, Database, DbTokenStore]:
-    url = url or f"sqlite:///{tmp_path / 'mlc.sqlite'}"
-    db = Database(url)
-    db.migrate()
-    store = DbTokenStore(db, Vault(db, MasterKey.load(tmp_path / "data")))
-    return url, db, store
-
-
-def _expired(name: str = "expired-token-0000") -> Token:
-    return Token(access_token=name, expires_at=time.time() - 10)
-
+pytestmark = pytest.mark.usefixtures("no_master_key_env")
 
 PG_URL = os.environ.get("MLC_TEST_PG_URL")
 
@@ -91,10 +30,10 @@ PG_URL = os.environ.get("MLC_TEST_PG_URL")
         pytest.mark.scaleout, pytest.mark.skipif(not PG_URL, reason="MLC_TEST_PG_URL not set")])],
 )
 def test_one_fetch_across_processes_and_threads(tmp_path: Path, backend: str) -> None:
-    url, db, store = _setup(tmp_path, PG_URL if backend == "postgresql" else None)
+    url, db, store = token_store_setup(tmp_path, PG_URL if backend == "postgresql" else None)
     key = f"ramp-{uuid.uuid4().hex[:12]}"  # a fresh key: a Postgres database is shared between runs
     # an expired token is stored (refresh_count = 1)
-    store.refresh(key, 60, _expired)
+    store.refresh(key, 60, expired_token)
     assert store.refresh_count(key) == 1
 
     script = tmp_path / "worker.py"
@@ -108,12 +47,12 @@ def test_one_fetch_across_processes_and_threads(tmp_path: Path, backend: str) ->
         for i in range(n_procs)
     ]
     try:
-        deadline = time.time() + 60
-        while not all((tmp_path / f"ready-p{i}").exists() for i in range(n_procs)):
-            assert time.time() < deadline, "workers did not start"
+        def ready() -> bool:
             dead = [p.communicate() for p in procs if p.poll() is not None]
             assert not dead, dead
-            time.sleep(0.02)
+            return all((tmp_path / f"ready-p{i}").exists() for i in range(n_procs))
+
+        wait_until(ready, timeout=60, interval=0.02, what="workers started")
         (tmp_path / "go").write_text("")
         outputs = [p.communicate(timeout=120) for p in procs]
     finally:
@@ -138,7 +77,7 @@ def test_one_fetch_across_processes_and_threads(tmp_path: Path, backend: str) ->
 
 
 def test_threads_in_one_process_single_flight(tmp_path: Path) -> None:
-    _, _, store = _setup(tmp_path)
+    _, _, store = token_store_setup(tmp_path)
     calls: list[int] = []
     lock = threading.Lock()
 
@@ -165,7 +104,7 @@ def test_threads_in_one_process_single_flight(tmp_path: Path) -> None:
 
 
 def test_fresh_token_is_reused_and_force_if_refetches(tmp_path: Path) -> None:
-    _, db, store = _setup(tmp_path)
+    _, db, store = token_store_setup(tmp_path)
     n = 0
 
     def fetch() -> Token:
@@ -192,7 +131,7 @@ def test_fresh_token_is_reused_and_force_if_refetches(tmp_path: Path) -> None:
 
 
 def test_tokens_are_encrypted_and_registered(tmp_path: Path) -> None:
-    _, db, store = _setup(tmp_path)
+    _, db, store = token_store_setup(tmp_path)
     tok = Token(access_token="plaintext-access-token", expires_at=time.time() + 3600, scope="accounting:read")
     store.refresh("ramp", 60, lambda: tok)
     with db.session() as s:
@@ -206,7 +145,7 @@ def test_tokens_are_encrypted_and_registered(tmp_path: Path) -> None:
 
 
 def test_unreadable_token_is_refetched(tmp_path: Path) -> None:
-    _, db, store = _setup(tmp_path)
+    _, db, store = token_store_setup(tmp_path)
     store.refresh("ramp", 60, lambda: Token("token-under-old-key", time.time() + 3600))
     stranger = DbTokenStore(db, Vault(db, MasterKey.generate()))
     assert stranger.load("ramp") is None
@@ -215,8 +154,8 @@ def test_unreadable_token_is_refetched(tmp_path: Path) -> None:
 
 
 def test_fetch_error_leaves_store_unchanged(tmp_path: Path) -> None:
-    _, _, store = _setup(tmp_path)
-    store.refresh("ramp", 60, _expired)
+    _, _, store = token_store_setup(tmp_path)
+    store.refresh("ramp", 60, expired_token)
 
     def boom() -> Token:
         raise RuntimeError("token endpoint down")
@@ -238,7 +177,7 @@ def test_rotating_refresh_tokens_across_stores_always_use_the_newest(tmp_path: P
     from ml_connector.core.http import OAuth2Auth, RetryPolicy
     from ml_connector.core.providers import AuthFacts, Backoff
 
-    _, db, store_a = _setup(tmp_path)
+    _, db, store_a = token_store_setup(tmp_path)
     store_b = DbTokenStore(db, store_a.vault)
     live = {"rt": "", "n": 0}
     lock = threading.Lock()

@@ -12,56 +12,33 @@ import httpx
 import pytest
 
 from ml_connector.sandbox import start_sandboxes
-from tests.support import in_scope_vendors, make_env, ramp_vendors, wait_healthy, wait_until
+from tests.support import (
+    assert_ramp_matches_sap,
+    in_scope_vendors,
+    make_env,
+    ramp_vendors,
+    summary,
+    wait_healthy,
+    wait_until,
+)
 
-
-@pytest.fixture()
-def sandboxes():
-    handles = start_sandboxes(vendors=600)
-    yield handles
-    for h in handles.values():
-        h.stop()
-
-
-def _summary(stdout: str) -> dict[str, int]:
-    """The numbers of the summary table's single data row."""
-    cols = ["read", "created", "updated", "deactivated", "unchanged", "parked", "failed"]
-    for line in stdout.splitlines():
-        cells = [c.strip() for c in line.strip().strip("│").split("│")]
-        if len(cells) == len(cols) and all(c.isdigit() for c in cells):
-            return dict(zip(cols, map(int, cells), strict=True))
-    raise AssertionError(f"no summary row in:\n{stdout}")
-
-
-def _assert_ramp_matches_sap(ecc, ramp_url: str) -> None:
-    want = in_scope_vendors(ecc)
-    got = ramp_vendors(ramp_url)
-    ids = [v["id"] for v in got]
-    assert len(ids) == len(set(ids)), "duplicate vendor in Ramp"
-    by_id = {v["id"]: v for v in got}
-    expected_present = {k for k, v in want.items() if v["active"]}
-    # Every active SAP vendor is in Ramp, active, with its name; nothing else is active.
-    assert expected_present <= set(by_id)
-    for k in expected_present:
-        assert by_id[k]["name"] == want[k]["name"]
-        assert by_id[k]["is_active"] is True
-    assert {k for k, v in by_id.items() if v["is_active"]} == expected_present
+SANDBOX_VENDORS = 600  # the `sandboxes` fixture (tests/integration/conftest.py)
 
 
 def test_full_then_incremental_sync(tmp_path, sandboxes):
     ecc = sandboxes["sap_ecc"].state
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url)
-    first = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
+    first = summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     want = in_scope_vendors(ecc)
     assert first["read"] == len(want)
     assert first["created"] == sum(v["active"] for v in want.values()) > 0
     assert first["failed"] == 0
-    _assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
+    assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
 
     # Nothing changed: zero writes, also on a full re-read.
-    again = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
+    again = summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     assert again["created"] == again["updated"] == again["deactivated"] == 0
-    full = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors", "--full").stdout)
+    full = summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors", "--full").stdout)
     assert full["read"] == len(want)
     assert full["created"] == full["updated"] == full["deactivated"] == 0
 
@@ -71,9 +48,9 @@ def test_full_then_incremental_sync(tmp_path, sandboxes):
     renamed, deleted = active[3], active[7]
     ecc.data.update_vendor(renamed, NAME1="Renamed Supplier GmbH")
     ecc.data.flag_vendor_for_deletion(deleted)
-    inc = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
+    inc = summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     assert (inc["updated"], inc["deactivated"], inc["created"]) == (1, 1, 0)
-    _assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
+    assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
 
     # The dry run shows what would be written and writes nothing.
     ecc.data.update_vendor(renamed, NAME1="Dry Run Name")
@@ -83,6 +60,7 @@ def test_full_then_incremental_sync(tmp_path, sandboxes):
     assert ramp_vendors(sandboxes["ramp"].url) == before
 
 
+@pytest.mark.slow  # 4,000 vendors written slowly, a SIGKILL and a restart
 def test_sigkill_mid_sync_then_restart_completes_without_duplicates(tmp_path):
     handles = start_sandboxes(vendors=4000)
     try:
@@ -100,7 +78,7 @@ def test_sigkill_mid_sync_then_restart_completes_without_duplicates(tmp_path):
         assert 0 < partial < expected, "the kill should land mid-sync"
         ramp.latency = 0.0
         env.cli("sync", "vendors_to_ramp", "--stream", "vendors")
-        _assert_ramp_matches_sap(ecc, handles["ramp"].url)
+        assert_ramp_matches_sap(ecc, handles["ramp"].url)
         # Every record was confirmed exactly once in the audit trail.
         db = sqlite3.connect(tmp_path / "data" / "ml-connector.sqlite")
         per_key = db.execute("select source, count(*) from mlc_audit where event = 'record.create' "
@@ -120,20 +98,21 @@ def test_token_expiring_mid_sync(tmp_path, sandboxes):
     ramp.token_lifetime = 1.0  # every token dies after a second; the sync spans several
     ramp.latency = 0.05
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, options={"page_size": 100})
-    out = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
+    out = summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     assert out["failed"] == 0
     assert ramp.tokens_issued >= 2
-    _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
+    assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
 
 
+@pytest.mark.slow  # six 429s waited out with the client's real backoff (~20 s)
 def test_429_storm_makes_the_sync_wait_not_fail(tmp_path, sandboxes):
     ramp = sandboxes["ramp"].state
     ramp.fail_next(6, "429", path="/developer/v1/accounting/vendors")
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, options={"page_size": 100})
-    out = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
+    out = summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     assert out["failed"] == 0
     assert ramp.sent_429 + ramp.faults_injected >= 6
-    _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
+    assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
 
 
 def test_uncertain_upload_is_resolved_by_lookup_not_reposted(tmp_path, sandboxes):
@@ -141,9 +120,9 @@ def test_uncertain_upload_is_resolved_by_lookup_not_reposted(tmp_path, sandboxes
     # The upload is applied, then the connection drops: the client cannot know.
     ramp.fail_next(1, "timeout_after_commit", path="/developer/v1/accounting/vendors", method="POST")
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, options={"page_size": 200})
-    out = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
+    out = summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     assert out["failed"] == 0
-    _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
+    assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
 
 
 def test_bad_configuration_file_gives_a_clear_error(tmp_path, sandboxes):
@@ -264,6 +243,7 @@ def test_http_api_health_runs_and_openapi(tmp_path, sandboxes):
             os.kill(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow  # `ml-connector run` in its own process through two 10-second schedule windows
 def test_scheduled_incremental_runs_fire_once_per_window(tmp_path, sandboxes):
     from ml_connector.core.servers import free_port
 
@@ -307,7 +287,7 @@ def test_rejected_records_are_listed_and_replayed(tmp_path):
         env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url)
         proc = env.cli("sync", "vendors_to_ramp", "--stream", "vendors", check=False)
         assert proc.returncode == 3, proc.stdout + proc.stderr
-        out = _summary(proc.stdout)
+        out = summary(proc.stdout)
         expected = sum(v["active"] for v in in_scope_vendors(handles["sap_ecc"].state).values())
         assert out["failed"] == expected and out["created"] == 0
         import json
@@ -320,8 +300,8 @@ def test_rejected_records_are_listed_and_replayed(tmp_path):
         replayed = env.cli("replay", "--all").stdout
         assert f"replayed {expected} record(s)" in replayed
         assert json.loads(env.cli("failures", "--json").stdout) == []
-        _assert_ramp_matches_sap(handles["sap_ecc"].state, handles["ramp"].url)
-        again = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
+        assert_ramp_matches_sap(handles["sap_ecc"].state, handles["ramp"].url)
+        again = summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
         assert again["created"] == again["failed"] == 0
     finally:
         for h in handles.values():
@@ -334,14 +314,14 @@ def test_a_ramp_that_refuses_code_on_upload_gets_id_and_name_only(tmp_path, sand
     ramp.accept_code_on_vendor_upload = False
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url)
     proc = env.cli("sync", "vendors_to_ramp", "--stream", "vendors")
-    out = _summary(proc.stdout)
+    out = summary(proc.stdout)
     want = in_scope_vendors(sandboxes["sap_ecc"].state)
     assert out["failed"] == 0 and out["created"] == sum(v["active"] for v in want.values())
     assert "refused the field `code`" in proc.stderr  # said once, in the log
     assert proc.stderr.count("refused the field `code`") == 1
-    _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
+    assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
     assert all(v["code"] is None for v in ramp_vendors(sandboxes["ramp"].url))
-    again = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
+    again = summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     assert again["created"] == again["updated"] == again["failed"] == 0
 
 
@@ -351,10 +331,10 @@ def test_vendor_sync_reads_through_the_probed_wide_module(tmp_path, sandboxes):
     ecc.set_config(installed_modules=["/BODS/RFC_READ_TABLE"])
     ecc.stats.calls.clear()
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url)
-    first = _summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
+    first = summary(env.cli("sync", "vendors_to_ramp", "--stream", "vendors").stdout)
     want = in_scope_vendors(ecc)
     assert first["read"] == len(want) and first["failed"] == 0
-    _assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
+    assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
     calls = dict(ecc.stats.calls)
     assert calls.get("/BODS/RFC_READ_TABLE", 0) > 1, calls
     assert calls.get("RFC_READ_TABLE", 0) == 0 and calls.get("BBP_RFC_READ_TABLE", 0) == 0, calls
@@ -372,7 +352,7 @@ def test_a_failed_run_is_recorded_and_the_next_sync_starts_afresh(tmp_path, sand
     # the cause is fixed: the next sync is a new run, not the failed one re-attached
     env.cli("secrets", "set", "sap_ecc_password", "--stdin", input_="Sandbox-1234")
     ok = env.cli("sync", "vendors_to_ramp", "--stream", "vendors")
-    assert _summary(ok.stdout)["created"] > 0
+    assert summary(ok.stdout)["created"] > 0
     rows = db.execute("select run_id, status from mlc_runs where stream = 'vendors' order by started_at").fetchall()
     assert [r[1] for r in rows] == ["failed", "succeeded"] and rows[0][0] != rows[1][0]
-    _assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)
+    assert_ramp_matches_sap(sandboxes["sap_ecc"].state, sandboxes["ramp"].url)

@@ -7,8 +7,6 @@ on no port. Link-local /30 addresses on veth pairs we create (and delete) oursel
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,57 +19,40 @@ import yaml
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.core.db import Database
 from ml_connector.server.agents.channel import RemoteAgentChannel
-from tests.integration.test_agent_harness import AgentProc, ControlPlane, start_sandbox
+from tests.support import AgentProc, ControlPlane, start_sandbox
+from tests.support.netns import TAG, ip, netns_unavailable_reason
 
-pytestmark = pytest.mark.netns
+# Separate OS processes in network namespaces: `make test`, not `make test-fast`.
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
-TAG = f"{os.getpid() % 10000}"
 SAP_NS, AGENT_NS = f"mlcsap{TAG}", f"mlcagt{TAG}"
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-def _netns_available() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if shutil.which("ip") is None:
-        return "`ip` (iproute2) is not installed"
-    probe = f"mlcprobe{TAG}"
-    try:
-        _ip("netns", "add", probe)
-        _ip("netns", "del", probe)
-    except (subprocess.CalledProcessError, OSError) as exc:
-        return f"`ip netns` is unavailable here: {exc}"
-    return None
 
 
 @pytest.fixture()
 def namespaces() -> Iterator[None]:
-    reason = _netns_available()
+    reason = netns_unavailable_reason()
     if reason:
         pytest.skip(reason)
     try:
-        _ip("netns", "add", SAP_NS)
-        _ip("netns", "add", AGENT_NS)
+        ip("netns", "add", SAP_NS)
+        ip("netns", "add", AGENT_NS)
         for ns in (SAP_NS, AGENT_NS):
-            _ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", ns, "link", "set", "lo", "up")
         # sap <-> agent
-        _ip("link", "add", f"vs{TAG}", "type", "veth", "peer", "name", f"va{TAG}")
-        _ip("link", "set", f"vs{TAG}", "netns", SAP_NS)
-        _ip("link", "set", f"va{TAG}", "netns", AGENT_NS)
-        _ip("-n", SAP_NS, "addr", "add", "169.254.77.1/30", "dev", f"vs{TAG}")
-        _ip("-n", AGENT_NS, "addr", "add", "169.254.77.2/30", "dev", f"va{TAG}")
-        _ip("-n", SAP_NS, "link", "set", f"vs{TAG}", "up")
-        _ip("-n", AGENT_NS, "link", "set", f"va{TAG}", "up")
+        ip("link", "add", f"vs{TAG}", "type", "veth", "peer", "name", f"va{TAG}")
+        ip("link", "set", f"vs{TAG}", "netns", SAP_NS)
+        ip("link", "set", f"va{TAG}", "netns", AGENT_NS)
+        ip("-n", SAP_NS, "addr", "add", "169.254.77.1/30", "dev", f"vs{TAG}")
+        ip("-n", AGENT_NS, "addr", "add", "169.254.77.2/30", "dev", f"va{TAG}")
+        ip("-n", SAP_NS, "link", "set", f"vs{TAG}", "up")
+        ip("-n", AGENT_NS, "link", "set", f"va{TAG}", "up")
         # agent <-> root (control plane)
-        _ip("link", "add", f"vr{TAG}", "type", "veth", "peer", "name", f"vc{TAG}")
-        _ip("link", "set", f"vc{TAG}", "netns", AGENT_NS)
-        _ip("addr", "add", "169.254.78.1/30", "dev", f"vr{TAG}")
-        _ip("link", "set", f"vr{TAG}", "up")
-        _ip("-n", AGENT_NS, "addr", "add", "169.254.78.2/30", "dev", f"vc{TAG}")
-        _ip("-n", AGENT_NS, "link", "set", f"vc{TAG}", "up")
+        ip("link", "add", f"vr{TAG}", "type", "veth", "peer", "name", f"vc{TAG}")
+        ip("link", "set", f"vc{TAG}", "netns", AGENT_NS)
+        ip("addr", "add", "169.254.78.1/30", "dev", f"vr{TAG}")
+        ip("link", "set", f"vr{TAG}", "up")
+        ip("-n", AGENT_NS, "addr", "add", "169.254.78.2/30", "dev", f"vc{TAG}")
+        ip("-n", AGENT_NS, "link", "set", f"vc{TAG}", "up")
         yield
     finally:
         for ns in (SAP_NS, AGENT_NS):

@@ -15,14 +15,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from ml_connector.agent import protocol as proto
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
-from ml_connector.core.db import Database
-from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.server.agents.channel import RemoteAgentChannel
 from ml_connector.server.agents.models import AgentCallRow
-from ml_connector.server.agents.service import AgentIdentity, AgentService, Settings
+from ml_connector.server.agents.service import AgentIdentity
 from tests.scaleout.conftest import PG
+from tests.support.control_plane import pair_key
+from tests.support.scaleout import control_planes, dispose_all, store_when, sweep_when
 
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
@@ -30,32 +29,10 @@ pytestmark = [pytest.mark.scaleout,
 SITE = "plant1"
 
 
-def _control_planes(url: str, n: int, lease: float) -> list[AgentService]:
-    """`n` control-plane processes' worth of services: separate engines (pools) on one database."""
-    key = MasterKey.generate()
-    out = []
-    for _ in range(n):
-        db = Database(url)
-        db.migrate()
-        out.append(AgentService(db, Vault(db, key), Settings(lease=lease, offline_after=60, sweep_every=3600)))
-    return out
-
-
-def _pair(svc: AgentService) -> str:
-    token = svc.issue_token(SITE, 60)
-    return str(svc.pair(token, proto.public_key_text(proto.generate_key()))["agent_id"])
-
-
-def _dispose(services: list[AgentService]) -> None:
-    for svc in services:
-        svc.stop()
-        svc.db.dispose()
-
-
 def test_concurrent_claims_from_several_control_planes_go_to_exactly_one_agent(pg_database: str) -> None:
-    services = _control_planes(pg_database, 4, lease=120)
+    services = control_planes(pg_database, 4, lease=120)
     try:
-        agents = [_pair(services[i % len(services)]) for i in range(6)]
+        agents = [pair_key(services[i % len(services)]) for i in range(6)]
         ch = RemoteAgentChannel(services[0].db, SITE)
         total = 600
         for i in range(total):
@@ -103,24 +80,13 @@ def test_concurrent_claims_from_several_control_planes_go_to_exactly_one_agent(p
                 assert r.agent_id == by_call[r.id]
                 assert ChannelResponse.model_validate_json(r.response).result == {"by": r.agent_id}
     finally:
-        _dispose(services)
-
-
-def _store_when(go: threading.Barrier, svc: AgentService, ident: AgentIdentity, cid: str,
-                out: dict[str, Any]) -> None:
-    go.wait()
-    out.update(svc.store_result(ident, ChannelResponse(id=cid, ok=True, result={"doc": cid})))
-
-
-def _sweep_when(go: threading.Barrier, svc: AgentService) -> None:
-    go.wait()
-    svc.sweep()
+        dispose_all(services)
 
 
 def test_lease_sweep_racing_a_result_never_overwrites_it(pg_database: str) -> None:
-    cp_a, cp_b = _control_planes(pg_database, 2, lease=0.05)
+    cp_a, cp_b = control_planes(pg_database, 2, lease=0.05)
     try:
-        agent_id = _pair(cp_a)
+        agent_id = pair_key(cp_a)
         ident = AgentIdentity(agent_id, SITE)
         ch = RemoteAgentChannel(cp_a.db, SITE)
         outcomes: list[tuple[str, dict[str, Any]]] = []
@@ -134,8 +100,8 @@ def test_lease_sweep_racing_a_result_never_overwrites_it(pg_database: str) -> No
             go = threading.Barrier(2)
             result: dict[str, Any] = {}
             cid = f"p{i:03d}"
-            ts = [threading.Thread(target=_store_when, args=(go, cp_a, ident, cid, result)),
-                  threading.Thread(target=_sweep_when, args=(go, cp_b))]
+            ts = [threading.Thread(target=store_when, args=(go, cp_a, ident, cid, result)),
+                  threading.Thread(target=sweep_when, args=(go, cp_b))]
             for t in ts:
                 t.start()
             for t in ts:
@@ -152,13 +118,13 @@ def test_lease_sweep_racing_a_result_never_overwrites_it(pg_database: str) -> No
             else:  # the sweep got there first: the answer is uncertain, to be resolved by lookup
                 assert final.fault is not None and final.fault.key == "AGENT_LOST", (cid, final)
     finally:
-        _dispose([cp_a, cp_b])
+        dispose_all([cp_a, cp_b])
 
 
 def test_a_dead_agents_calls_are_taken_over_by_another(pg_database: str) -> None:
-    cp_a, cp_b = _control_planes(pg_database, 2, lease=0.5)
+    cp_a, cp_b = control_planes(pg_database, 2, lease=0.5)
     try:
-        dead, alive = _pair(cp_a), _pair(cp_b)
+        dead, alive = pair_key(cp_a), pair_key(cp_b)
         ch = RemoteAgentChannel(cp_a.db, SITE)
         for i in range(20):
             ch.submit(ChannelRequest(id=f"r{i:02d}", system="sap_ecc", function="RFC_PING"))
@@ -174,16 +140,16 @@ def test_a_dead_agents_calls_are_taken_over_by_another(pg_database: str) -> None
         again = [e["call"]["id"] for e in cp_b.claim(AgentIdentity(alive, SITE), 50) or []]
         assert sorted(again) == sorted(e["call"]["id"] for e in held)
     finally:
-        _dispose([cp_a, cp_b])
+        dispose_all([cp_a, cp_b])
 
 
 def test_lost_poll_answers_released_on_postgres_while_other_control_planes_claim(pg_database: str) -> None:
     """Agent A lost the answers carrying its calls; its next poll (on another control plane) reports
     holding none of them. They go back to the queue while agent B claims on a third control plane:
     every call ends up with exactly one agent, the held one stays with A."""
-    services = _control_planes(pg_database, 3, lease=120)
+    services = control_planes(pg_database, 3, lease=120)
     try:
-        a, b = _pair(services[0]), _pair(services[0])
+        a, b = pair_key(services[0]), pair_key(services[0])
         ch = RemoteAgentChannel(services[0].db, SITE)
         for i in range(40):
             ch.submit(ChannelRequest(id=f"c{i:02d}", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
@@ -207,4 +173,4 @@ def test_lost_poll_answers_released_on_postgres_while_other_control_planes_claim
             owner = {r.id: r.agent_id for r in s.scalars(select(AgentCallRow))}
         assert owner[held[0]] == a and all(owner[c] == b for c in got_b)
     finally:
-        _dispose(services)
+        dispose_all(services)

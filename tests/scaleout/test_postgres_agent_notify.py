@@ -14,13 +14,10 @@ one that is running at SAP while they are down.
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from sqlalchemy import select
@@ -31,8 +28,9 @@ from ml_connector.core.pgnotify import APP_NAME
 from ml_connector.server.agents import wakeups
 from ml_connector.server.agents.channel import RemoteAgentChannel
 from ml_connector.server.agents.models import AgentCallRow
-from tests.integration.test_agent_harness import AgentProc, ControlPlane, sap_faults, start_sandbox, wait_for
 from tests.scaleout.conftest import PG
+from tests.support import sap_faults, wait_for
+from tests.support.scaleout import NotifySite, results_received
 
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
@@ -41,68 +39,16 @@ SITE = "plant1"
 N = 15
 
 
-class Site:
-    def __init__(self, tmp: Path, database_url: str) -> None:
-        self.url = database_url
-        self.sandbox, self.sap = start_sandbox()
-        # The production fallback timer (the harness default is shorter): notifications, not
-        # timers, are what this test is about.
-        self.cp = ControlPlane(tmp / "cp", database_url=database_url, env={"MLC_AGENT_DB_POLL": "0.25",
-                                                                          "MLC_AGENT_HOLD_MAX": "20"})
-        self.agent = AgentProc(tmp / "agent", self.cp.url, self.sap, hold="20s")
-        self.db: Database | None = None
-        try:
-            self.cp.start()
-            self.agent.setup(self.cp.token(), self.cp.url, self.sap["password"])
-            self.agent.start()
-            self.db = Database(database_url)
-            self.channel = RemoteAgentChannel(self.db, SITE, timeout=60)
-        except BaseException:
-            self.close()
-            raise
-
-    def dispatch(self) -> dict[str, Any]:
-        return dict(httpx.get(self.cp.url + "/api/agents/dispatch", timeout=5).json())
-
-    def call(self, cid: str) -> ChannelResponse:
-        return self.channel.call(ChannelRequest(id=cid, system="sap_ecc", function="RFC_PING"))
-
-    def terminate_listeners(self) -> int:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE datname = current_database() AND application_name LIKE %s",
-                                [APP_NAME + "%"]).fetchall()
-        return len(rows)
-
-    def close(self) -> None:
-        self.agent.kill()
-        self.cp.kill()
-        self.sandbox.send_signal(signal.SIGKILL)
-        self.sandbox.wait(10)
-        if self.db is not None:
-            listener = wakeups.listener(self.db)
-            if listener is not None:
-                listener.stop()
-            self.db.dispose()
-
-
 @pytest.fixture()
-def site(tmp_path: Path, pg_database: str) -> Iterator[Site]:
-    s = Site(tmp_path, pg_database)
+def site(tmp_path: Path, pg_database: str) -> Iterator[NotifySite]:
+    s = NotifySite(tmp_path, pg_database)
     try:
         yield s
     finally:
         s.close()
 
 
-def _results_received(site: Site) -> set[str]:
-    assert site.db is not None
-    listener = wakeups.listener(site.db)
-    assert listener is not None
-    return {payload for channel, payload in listener.recent() if channel == wakeups.RESULT_CHANNEL}
-
-
-def test_cross_process_calls_are_woken_by_notifications_and_survive_a_killed_listener(site: Site) -> None:
+def test_cross_process_calls_are_woken_by_notifications_and_survive_a_killed_listener(site: NotifySite) -> None:
     assert site.db is not None
     listener = wakeups.listener(site.db)
     assert listener is not None
@@ -119,7 +65,7 @@ def test_cross_process_calls_are_woken_by_notifications_and_survive_a_killed_lis
     # Every result reached this process as a notification (received on the listener thread,
     # possibly just after the call returned), and the control plane received the site's
     # notifications of every queued call and of every result (budget freed).
-    wait_for(lambda: set(ids) <= _results_received(site), what="result notifications of every call")
+    wait_for(lambda: set(ids) <= results_received(site), what="result notifications of every call")
     wait_for(lambda: site.dispatch()["received"]["site"] >= site_before + 2 * N,
              what="site notifications in the control plane")
 
@@ -154,7 +100,7 @@ def test_cross_process_calls_are_woken_by_notifications_and_survive_a_killed_lis
     again = [f"again-{i:02d}" for i in range(5)]
     for cid in again:
         assert site.call(cid).ok
-    wait_for(lambda: set(again) <= _results_received(site), what="result notifications after the reconnect")
+    wait_for(lambda: set(again) <= results_received(site), what="result notifications after the reconnect")
     with site.db.session() as s:
         rows = s.scalars(select(AgentCallRow).where(AgentCallRow.site == SITE)).all()
     assert {r.state for r in rows} == {"done"} and {r.attempts for r in rows} == {1}  # each call ran once

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ml_connector.core.vault import MasterKey
-from tests.integration.test_agent_pacing import PacedSite, check_pacing
 from tests.scaleout.conftest import PG
+from tests.support.pacing import PacedSite, check_pacing
 
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]

@@ -7,15 +7,14 @@ two together stay within it and Ramp never has to answer 429.
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import psycopg
 import pytest
 
 from ml_connector.sandbox import start_sandboxes
 from tests.scaleout.conftest import PG
-from tests.support import in_scope_vendors, make_env, ramp_vendors, stop_all, wait_healthy, wait_until
+from tests.support import in_scope_vendors, make_env, ramp_vendors, stop_all, wait_healthy
+from tests.support.scaleout import sync_over_api, vendor_patches
 
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
@@ -26,25 +25,6 @@ pytestmark = [pytest.mark.scaleout,
 # 200 per 10 s the 1% headroom covers; two separate budgets (2 x 19) overrun it.
 LIMIT, SERVER_LIMIT, PERIOD = 20, 25, 2.0
 RENAMED = 80
-VENDORS = "/developer/v1/accounting/vendors"
-
-
-def _sync(base: str) -> dict[str, Any]:
-    run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={"stream": "vendors"}).json()["run_ids"][0]
-
-    def finished() -> bool:
-        r = httpx.get(f"{base}/api/runs/{run_id}")
-        return r.status_code == 200 and r.json()["status"] in ("succeeded", "failed")
-
-    wait_until(finished, timeout=240, interval=0.3)
-    run: dict[str, Any] = httpx.get(f"{base}/api/runs/{run_id}").json()
-    assert run["status"] == "succeeded", run
-    return run
-
-
-def _patches(stats: dict[str, Any]) -> int:
-    return sum(n for path, by in stats["requests_by_path"].items() if path.startswith(VENDORS + "/")
-               for status, n in by.items() if status == "200")
 
 
 def test_two_workers_stay_within_one_shared_ramp_window(tmp_path, pg_database):
@@ -60,7 +40,7 @@ def test_two_workers_stay_within_one_shared_ramp_window(tmp_path, pg_database):
 
         wait_healthy(base, timeout=90)
         assert httpx.get(f"{base}/health").json()["database"] == "postgresql"
-        _sync(base)  # the initial load: batched creates, a few requests
+        sync_over_api(base)  # the initial load: batched creates, a few requests
 
         # Renames become one PATCH each: many small requests from both workers at once.
         total = ecc.data.count("LFA1", ecc.client)
@@ -76,12 +56,12 @@ def test_two_workers_stay_within_one_shared_ramp_window(tmp_path, pg_database):
             ramp.windows.clear()
             ramp.peak_in_window = 0
         before = ramp.stats()
-        _sync(base)
+        sync_over_api(base)
         after = ramp.stats()
 
         assert after["rate_limited"] - before["rate_limited"] == 0, after
         assert after["sent_429"] == before["sent_429"], after
-        assert _patches(after) - _patches(before) == to_patch
+        assert vendor_patches(after) - vendor_patches(before) == to_patch
         # The workers used the window to its full (their budget was the bottleneck), never more.
         assert LIMIT - 3 <= after["peak_in_window"] <= SERVER_LIMIT, after
         got = {v["id"]: v["name"] for v in ramp_vendors(handles["ramp"].url)}

@@ -26,6 +26,7 @@ from ml_connector.core.ratelimit import (
 )
 from tests.scaleout.conftest import PG
 from tests.support import ROOT
+from tests.support.scaleout import busiest_window, grant_times
 
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
@@ -61,24 +62,6 @@ def db(pg_database: str) -> Iterator[Database]:
                      "FOR EACH ROW EXECUTE FUNCTION log_grant()")
     yield d
     d.dispose()
-
-
-def grant_times(url: str, budget: str) -> list[float]:
-    """Grant instants (until - period is constant per budget, so `until` orders them alike)."""
-    with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT extract(epoch FROM until) FROM grant_log WHERE budget = %s ORDER BY until",
-                            (budget,)).fetchall()
-    return [float(r[0]) for r in rows]
-
-
-def busiest_window(stamps: list[float], period: float) -> int:
-    """The most grants in any rolling window of `period` seconds (half-open, as the limiter counts)."""
-    best, j = 0, 0
-    for i, t in enumerate(stamps):
-        while stamps[j] <= t - period:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
 
 
 def test_busiest_window_counts_what_it_should() -> None:

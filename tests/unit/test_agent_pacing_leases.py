@@ -13,62 +13,29 @@ import pytest
 import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ml_connector.agent import protocol as proto
 from ml_connector.config import load_config
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
-from ml_connector.core.db import Database
-from ml_connector.core.models import AuditRow
-from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.server.agent_api import agent_router
 from ml_connector.server.agents.channel import RemoteAgentChannel
 from ml_connector.server.agents.models import AgentCallRow
 from ml_connector.server.agents.pacing import Pacing, SystemBudget
-from ml_connector.server.agents.service import AgentIdentity, AgentService, AuthError, Settings
+from ml_connector.server.agents.service import AgentIdentity, AgentService, AuthError
+from tests.support.control_plane import agent_service, answer_calls, call_ids, pair_key
+from tests.support.databases import audit_rows
 
 SITE = "plant1"
 
 
-def _service(tmp_path: Path, pacing: Pacing | None = None, **settings: Any) -> AgentService:
-    db = Database(f"sqlite:///{tmp_path / 'cp.sqlite'}")
-    db.migrate()
-    opts: dict[str, Any] = {"lease": 5.0, "offline_after": 5.0, "hold_max": 1.0, "db_poll": 0.02,
-                            "sweep_every": 3600, **settings}
-    return AgentService(db, Vault(db, MasterKey.generate()), Settings(**opts), pacing=pacing)
-
-
 @pytest.fixture()
 def svc(tmp_path: Path) -> Any:
-    s = _service(tmp_path, Pacing([SystemBudget(site=SITE, key="sap|100", systems=frozenset({"sap_ecc"}),
+    s = agent_service(tmp_path, Pacing([SystemBudget(site=SITE, key="sap|100", systems=frozenset({"sap_ecc"}),
                                                 calls_per_second=10, max_concurrent=2)]))
     yield s
     s.stop()
     s.db.dispose()
-
-
-def _pair(svc: AgentService) -> str:
-    token = svc.issue_token(SITE, 60)
-    return str(svc.pair(token, proto.public_key_text(proto.generate_key()))["agent_id"])
-
-
-def _ids(envs: list[dict[str, Any]] | None) -> list[str]:
-    return [str(e["call"]["id"]) for e in envs or []]
-
-
-def _answer(svc: AgentService, agent: str, ids: list[str]) -> float:
-    for cid in ids:
-        svc.store_result(AgentIdentity(agent, SITE), ChannelResponse(id=cid, ok=True, result={}))
-    with svc.db.session() as s:
-        return float(s.scalar(select(func.max(AgentCallRow.completed_at))) or 0.0)
-
-
-def _events(svc: AgentService, event: str) -> list[AuditRow]:
-    with svc.db.session() as s:
-        return list(s.scalars(select(AuditRow).where(AuditRow.event == event).order_by(AuditRow.id)))
-
-
-# --------------------------------------------------------------------------- pacing
 
 
 def test_budgets_come_from_the_agent_routed_sap_connections(tmp_path: Path) -> None:
@@ -94,25 +61,25 @@ def test_budgets_come_from_the_agent_routed_sap_connections(tmp_path: Path) -> N
 
 
 def test_claims_respect_the_concurrency_cap_over_all_agents(svc: AgentService) -> None:
-    a1, a2 = _pair(svc), _pair(svc)
+    a1, a2 = pair_key(svc), pair_key(svc)
     ch = RemoteAgentChannel(svc.db, SITE)
     for i in range(6):
         ch.submit(ChannelRequest(id=f"s{i}", system="sap_ecc", function="RFC_PING"))
     for i in range(3):
         ch.submit(ChannelRequest(id=f"b{i}", system="b1", function="GET Items"))  # no budget: not paced
-    first = _ids(svc.claim(AgentIdentity(a1, SITE), 5))
+    first = call_ids(svc.claim(AgentIdentity(a1, SITE), 5))
     # two SAP calls (its cap), and the unpaced calls are not stuck behind the queued SAP calls
     assert first == ["s0", "s1", "b0", "b1", "b2"]
-    assert _ids(svc.claim(AgentIdentity(a2, SITE), 5)) == []  # the cap counts a1's calls too
-    _answer(svc, a1, ["s0"])
-    assert _ids(svc.claim(AgentIdentity(a2, SITE), 5)) == ["s2"]
+    assert call_ids(svc.claim(AgentIdentity(a2, SITE), 5)) == []  # the cap counts a1's calls too
+    answer_calls(svc, a1, ["s0"])
+    assert call_ids(svc.claim(AgentIdentity(a2, SITE), 5)) == ["s2"]
     with svc.db.session() as s:
         queued = s.scalars(select(AgentCallRow.id).where(AgentCallRow.state == "queued")).all()
     assert sorted(queued) == ["s3", "s4", "s5"]  # over budget: still queued, not failed
 
 
 def test_claims_respect_calls_per_second_until_a_second_after_each_result(svc: AgentService) -> None:
-    a1, a2 = _pair(svc), _pair(svc)
+    a1, a2 = pair_key(svc), pair_key(svc)
     ch = RemoteAgentChannel(svc.db, SITE)
     for i in range(14):
         ch.submit(ChannelRequest(id=f"s{i:02d}", system="sap_ecc", function="RFC_PING"))
@@ -120,10 +87,10 @@ def test_claims_respect_calls_per_second_until_a_second_after_each_result(svc: A
     last = 0.0
     for turn in range(5):  # 10 calls, two at a time (the cap), answered at once
         agent = (a1, a2)[turn % 2]
-        got = _ids(svc.claim(AgentIdentity(agent, SITE), 4))
+        got = call_ids(svc.claim(AgentIdentity(agent, SITE), 4))
         assert len(got) == 2
         handed += got
-        last = _answer(svc, agent, got)
+        last = answer_calls(svc, agent, got)
     # Results 10 ms apart (set here, so that the windows below do not depend on how fast this ran).
     t0 = last
     with svc.db.session() as s:
@@ -132,23 +99,23 @@ def test_claims_respect_calls_per_second_until_a_second_after_each_result(svc: A
             assert row is not None
             row.completed_at = t0 + i * 0.01
     # nothing in flight, but 10 calls answered within the last second: the budget is spent
-    assert _ids(svc.claim(AgentIdentity(a1, SITE), 4, now=t0 + 0.5)) == []
-    assert _ids(svc.claim(AgentIdentity(a1, SITE), 4, now=t0 + 0.995)) == []
+    assert call_ids(svc.claim(AgentIdentity(a1, SITE), 4, now=t0 + 0.5)) == []
+    assert call_ids(svc.claim(AgentIdentity(a1, SITE), 4, now=t0 + 0.995)) == []
     # one second after the first result it counts no more: exactly one call may go
-    assert _ids(svc.claim(AgentIdentity(a2, SITE), 4, now=t0 + 1.005)) == ["s10"]
+    assert call_ids(svc.claim(AgentIdentity(a2, SITE), 4, now=t0 + 1.005)) == ["s10"]
     # a second after the last result the window is empty; s10 in flight leaves one for the cap
-    assert _ids(svc.claim(AgentIdentity(a1, SITE), 4, now=t0 + 0.09 + 1.005)) == ["s11"]
+    assert call_ids(svc.claim(AgentIdentity(a1, SITE), 4, now=t0 + 0.09 + 1.005)) == ["s11"]
     assert handed == [f"s{i:02d}" for i in range(10)]
 
 
 def test_no_pacing_without_a_budget(tmp_path: Path) -> None:
-    svc = _service(tmp_path)
+    svc = agent_service(tmp_path)
     try:
-        agent = _pair(svc)
+        agent = pair_key(svc)
         ch = RemoteAgentChannel(svc.db, SITE)
         for i in range(20):
             ch.submit(ChannelRequest(id=f"s{i:02d}", system="sap_ecc", function="RFC_PING"))
-        assert len(_ids(svc.claim(AgentIdentity(agent, SITE), 20))) == 20
+        assert len(call_ids(svc.claim(AgentIdentity(agent, SITE), 20))) == 20
     finally:
         svc.db.dispose()
 
@@ -164,7 +131,7 @@ def test_heartbeat_renews_calls_whose_result_waits_on_the_agent(svc: AgentServic
     agent = str(svc.pair(svc.issue_token(SITE, 60), proto.public_key_text(key))["agent_id"])
     RemoteAgentChannel(svc.db, SITE, idempotent=lambda f: False).submit(
         ChannelRequest(id="post1", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
-    assert _ids(svc.claim(AgentIdentity(agent, SITE), 1)) == ["post1"]
+    assert call_ids(svc.claim(AgentIdentity(agent, SITE), 1)) == ["post1"]
     with svc.db.session() as s:
         row = s.get(AgentCallRow, "post1")
         assert row is not None
@@ -182,11 +149,11 @@ def test_heartbeat_renews_calls_whose_result_waits_on_the_agent(svc: AgentServic
 
 
 def test_late_result_of_a_requeued_call_is_accepted_until_another_agent_claims_it(svc: AgentService) -> None:
-    a1, a2 = _pair(svc), _pair(svc)
+    a1, a2 = pair_key(svc), pair_key(svc)
     ch = RemoteAgentChannel(svc.db, SITE)
     ch.submit(ChannelRequest(id="r1", system="sap_ecc", function="RFC_READ_TABLE"))
     ch.submit(ChannelRequest(id="r2", system="sap_ecc", function="RFC_READ_TABLE"))
-    assert _ids(svc.claim(AgentIdentity(a1, SITE), 2)) == ["r1", "r2"]
+    assert call_ids(svc.claim(AgentIdentity(a1, SITE), 2)) == ["r1", "r2"]
     assert svc.sweep(now=time.time() + 10)["requeued"] == 2
     # r1: nobody claimed it again, the agent it was handed to delivers: accepted, once
     late = ChannelResponse(id="r1", ok=True, result={"DATA": [1]})
@@ -196,19 +163,19 @@ def test_late_result_of_a_requeued_call_is_accepted_until_another_agent_claims_i
     assert svc.store_result(AgentIdentity(a1, SITE), late)["duplicate"] is True
     got = ch.result("r1")
     assert got is not None and got.result == {"DATA": [1]}
-    assert [e.detail["reason"] for e in _events(svc, "agent.result.late")] == ["requeued after lease expiry"]
+    assert [e.detail["reason"] for e in audit_rows(svc.db, "agent.result.late")] == ["requeued after lease expiry"]
     # r2: claimed by another agent meanwhile; the first agent's result is refused
-    assert _ids(svc.claim(AgentIdentity(a2, SITE), 2)) == ["r2"]
+    assert call_ids(svc.claim(AgentIdentity(a2, SITE), 2)) == ["r2"]
     with pytest.raises(AuthError) as exc:
         svc.store_result(AgentIdentity(a1, SITE), ChannelResponse(id="r2", ok=True, result={}))
     assert exc.value.code == "not_claimant"
 
 
 def test_late_real_result_replaces_agent_lost_once(svc: AgentService) -> None:
-    a1, a2 = _pair(svc), _pair(svc)
+    a1, a2 = pair_key(svc), pair_key(svc)
     ch = RemoteAgentChannel(svc.db, SITE, idempotent=lambda f: False)
     ch.submit(ChannelRequest(id="p1", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
-    assert _ids(svc.claim(AgentIdentity(a1, SITE), 1)) == ["p1"]
+    assert call_ids(svc.claim(AgentIdentity(a1, SITE), 1)) == ["p1"]
     assert svc.sweep(now=time.time() + 10)["lost"] == 1
     lost = ch.result("p1")
     assert lost is not None and lost.fault is not None and lost.fault.key == "AGENT_LOST"
@@ -220,19 +187,19 @@ def test_late_real_result_replaces_agent_lost_once(svc: AgentService) -> None:
     assert svc.store_result(AgentIdentity(a1, SITE), real)["duplicate"] is True
     got = ch.result("p1")
     assert got is not None and got.ok and got.result == {"OBJ_KEY": "1900000001 1000 2025"}
-    late = _events(svc, "agent.result.late")
+    late = audit_rows(svc.db, "agent.result.late")
     assert [(e.source, e.outcome) for e in late] == [(a2, "ignored"), (a1, "accepted")]
-    assert len(_events(svc, "agent.call.done")) == 1
+    assert len(audit_rows(svc.db, "agent.call.done")) == 1
 
 
 def test_leases_restart_with_the_control_plane(tmp_path: Path) -> None:
-    svc = _service(tmp_path, lease=2.0, offline_after=7.0)
+    svc = agent_service(tmp_path, lease=2.0, offline_after=7.0)
     try:
-        agent = _pair(svc)
+        agent = pair_key(svc)
         RemoteAgentChannel(svc.db, SITE, idempotent=lambda f: False).submit(
             ChannelRequest(id="p1", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
         t0 = time.time()
-        assert _ids(svc.claim(AgentIdentity(agent, SITE), 1, now=t0 - 100)) == ["p1"]  # lease long gone
+        assert call_ids(svc.claim(AgentIdentity(agent, SITE), 1, now=t0 - 100)) == ["p1"]  # lease long gone
         # the control plane was down: at start its leases run again, for max(lease, offline_after)
         assert svc.restart_leases(now=t0) == 1
         assert svc.sweep(now=t0 + 6.9)["lost"] == 0

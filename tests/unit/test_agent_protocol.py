@@ -7,67 +7,41 @@ import random
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from ml_connector.agent import protocol as proto
 from ml_connector.agent.config import AgentConfig, check_allowed
-from ml_connector.agent.runner import Agent, ControlPlaneClient, Identity
+from ml_connector.agent.runner import Agent, ControlPlaneClient
 from ml_connector.core.channel import ChannelRequest, ChannelResponse
-from ml_connector.core.db import Database
-from ml_connector.core.models import AuditRow
 from ml_connector.core.vault import MasterKey, Vault
-from ml_connector.server.agent_api import agent_router
 from ml_connector.server.agents.channel import RemoteAgentChannel
 from ml_connector.server.agents.models import AgentCallRow
-from ml_connector.server.agents.service import AgentIdentity, AgentService, AuthError, Settings
+from ml_connector.server.agents.service import AgentIdentity, AuthError
+from tests.support import wait_until
+from tests.support.control_plane import (
+    FAST_SETTINGS,
+    InProcessAgent,
+    in_process_control_plane,
+    pair_agent,
+    rejections,
+    signed_post,
+    table_allow_config,
+)
+from tests.support.databases import audit_rows, sqlite_database
 
 
 @pytest.fixture()
 def cp(tmp_path: Path) -> Any:
-    db = Database(f"sqlite:///{tmp_path / 'cp.sqlite'}")
-    db.migrate()
-    vault = Vault(db, MasterKey.generate())
+    db = sqlite_database(tmp_path / "cp.sqlite")
     # refusal_window 0: every refused request gets its own audit row (coalescing: its own test)
-    svc = AgentService(db, vault, Settings(lease=1.0, offline_after=1.0, hold_max=2.0, db_poll=0.02,
-                                           sweep_every=3600, refusal_window=0))
-    app = FastAPI()
-    app.include_router(agent_router(SimpleNamespace(db=db, vault=vault), svc))
-    client = TestClient(app)
-    yield SimpleNamespace(db=db, vault=vault, svc=svc, client=client)
-    svc.stop()
-    client.close()
+    c = in_process_control_plane(db, Vault(db, MasterKey.generate()), FAST_SETTINGS)
+    yield c
+    c.svc.stop()
+    c.client.close()
     db.dispose()
-
-
-def _pair(cp: Any, site: str = "plant1") -> tuple[str, Any]:
-    token = cp.svc.issue_token(site, 60)
-    key = proto.generate_key()
-    r = cp.client.post("/api/agent/pair", json={"token": token, "public_key": proto.public_key_text(key)})
-    assert r.status_code == 200, r.text
-    return r.json()["agent_id"], key
-
-
-def _signed(cp: Any, agent_id: str, key: Any, path: str, payload: dict[str, Any], *, now: float | None = None,
-            nonce: str | None = None, send_body: bytes | None = None) -> Any:
-    body = json.dumps(payload).encode()
-    headers = proto.sign_headers(key, agent_id, "POST", path, body, now=now or time.time(), nonce=nonce)
-    return cp.client.post(path, content=send_body if send_body is not None else body, headers=headers)
-
-
-def _rejections(cp: Any) -> list[str]:
-    with cp.db.session() as s:
-        return [r.detail["reason"] for r in s.scalars(select(AuditRow).where(AuditRow.event == "agent.auth.rejected"))]
-
-
-def _events(cp: Any, event: str) -> list[AuditRow]:
-    with cp.db.session() as s:
-        return list(s.scalars(select(AuditRow).where(AuditRow.event == event)))
 
 
 def test_pairing_token_is_one_time_hashed_and_expires(cp: Any) -> None:
@@ -85,40 +59,40 @@ def test_pairing_token_is_one_time_hashed_and_expires(cp: Any) -> None:
     time.sleep(0.01)
     r = cp.client.post("/api/agent/pair", json={"token": expired, "public_key": proto.public_key_text(key)})
     assert r.status_code == 401 and "expired" in r.json()["detail"]["message"]
-    assert _rejections(cp).count("invalid_token") == 2
+    assert rejections(cp.db).count("invalid_token") == 2
 
 
 def test_signed_request_accepted_and_forgeries_rejected_and_audited(cp: Any) -> None:
-    agent_id, key = _pair(cp)
-    ok = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1})
+    agent_id, key = pair_agent(cp)
+    ok = signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1})
     assert ok.status_code == 200, ok.text
     assert ok.json()["calls"] == []
     # forged: signed with another key
-    r = _signed(cp, agent_id, proto.generate_key(), "/api/agent/poll", {"hold": 0})
+    r = signed_post(cp, agent_id, proto.generate_key(), "/api/agent/poll", {"hold": 0})
     assert r.status_code == 401 and r.json()["detail"]["error"] == "bad_signature"
     # replayed nonce
     n = "ab" * 16
-    assert _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, nonce=n).status_code == 200
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, nonce=n)
+    assert signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, nonce=n).status_code == 200
+    r = signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, nonce=n)
     assert r.status_code == 401 and r.json()["detail"]["error"] == "replayed_nonce"
     # expired timestamp: the skew is reported with the server time
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, now=time.time() - 400)
+    r = signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, now=time.time() - 400)
     d = r.json()["detail"]
     assert r.status_code == 401 and d["error"] == "clock_skew" and d["skew"] < -390 and d["server_time"] > 0
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, now=time.time() + 400)
+    r = signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, now=time.time() + 400)
     assert r.json()["detail"]["error"] == "clock_skew"
     # tampered body
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1}, send_body=b'{"hold":0,"max":9}')
+    r = signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1}, send_body=b'{"hold":0,"max":9}')
     assert r.status_code == 401 and r.json()["detail"]["error"] == "bad_signature"
     # signature for another path
     body = b"{}"
     h = proto.sign_headers(key, agent_id, "POST", "/api/agent/heartbeat", body, now=time.time())
     assert cp.client.post("/api/agent/poll", content=body, headers=h).status_code == 401
     # unknown agent, missing headers
-    r = _signed(cp, "agt_nobody", key, "/api/agent/poll", {})
+    r = signed_post(cp, "agt_nobody", key, "/api/agent/poll", {})
     assert r.json()["detail"]["error"] == "unknown_agent" and r.json()["detail"]["retriable"] is False
     assert cp.client.post("/api/agent/poll", json={}).status_code == 401
-    assert sorted(_rejections(cp)) == sorted(["bad_signature", "replayed_nonce", "clock_skew", "clock_skew",
+    assert sorted(rejections(cp.db)) == sorted(["bad_signature", "replayed_nonce", "clock_skew", "clock_skew",
                                               "bad_signature", "bad_signature", "unknown_agent", "missing_headers"])
 
 
@@ -132,17 +106,6 @@ def test_call_envelope_signature_detects_tampering() -> None:
     assert not proto.verify_call(pub, bad)
     assert not proto.verify_call(proto.public_key_text(proto.generate_key()), env)
     assert not proto.verify_call(pub, {"call": env["call"]})
-
-
-def _agent_cfg(tmp_path: Path, **allow: Any) -> AgentConfig:
-    cfg = AgentConfig.model_validate({
-        "control_plane": "http://testserver", "data_dir": str(tmp_path / "agent"),
-        "poll": {"hold": "0.2s", "backoff_scale": 0.001, "max_concurrent": 2, "heartbeat": "0.2s"},
-        "systems": {"sap_ecc": {"base_url": "http://sap.invalid", "client": "100", "user": "U",
-                                "password_secret": "pw",
-                                "allow": allow or {"functions": ["RFC_PING", "STFC_CONNECTION", "RFC_READ_TABLE"],
-                                                   "tables": ["LFA1"]}}}})
-    return cfg
 
 
 def test_allow_list() -> None:
@@ -172,26 +135,8 @@ def test_backoff_schedule_bounds() -> None:
     assert all(0.15 <= proto.backoff_delay(3, scale=0.01, rng=rng) <= 0.3 for _ in range(50))
 
 
-class _Env:
-    """An in-process agent against the TestClient control plane, with a counting fake SAP handler."""
-
-    def __init__(self, cp: Any, tmp_path: Path, site: str = "plant1", name: str = "a") -> None:
-        agent_id, key = _pair(cp, site)
-        self.ident = Identity(agent_id=agent_id, site=site, control_plane="http://testserver",
-                              control_plane_public_key=cp.svc.control_public_key(), key=key)
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.cfg = _agent_cfg(tmp_path / name)
-        self.agent = Agent(self.cfg, self.ident, vault=object(), handlers={"sap_ecc": self.handle})
-        self.agent.client._http = cp.client  # the TestClient is an httpx.Client
-        self.agent.client.base = ""
-
-    def handle(self, function: str, params: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append((function, params))
-        return {"ECHOTEXT": params.get("REQUTEXT", ""), "n": len(self.calls)}
-
-
 def test_round_trip_through_remote_channel_and_dedupe_on_both_sides(cp: Any, tmp_path: Path) -> None:
-    env = _Env(cp, tmp_path)
+    env = InProcessAgent(cp, tmp_path)
     t = threading.Thread(target=env.agent.run, daemon=True)
     t.start()
     try:
@@ -222,7 +167,7 @@ def test_round_trip_through_remote_channel_and_dedupe_on_both_sides(cp: Any, tmp
         assert len(env.calls) == 1
         assert [e["key"] for e in env.agent.audit.events() if e["event"] == "call.refused"] == [
             "BAPI_ACC_DOCUMENT_POST", "USR02"]
-        assert len(_events(cp, "agent.call.refused")) == 2
+        assert len(audit_rows(cp.db, "agent.call.refused")) == 2
         # the CP's duplicate result post is acknowledged, not stored twice
         out = cp.svc.store_result(AgentIdentity(env.ident.agent_id, "plant1"), resp)
         assert out == {"stored": False, "duplicate": True}
@@ -232,7 +177,7 @@ def test_round_trip_through_remote_channel_and_dedupe_on_both_sides(cp: Any, tmp
 
 
 def test_tampered_call_refused_and_reported(cp: Any, tmp_path: Path) -> None:
-    env = _Env(cp, tmp_path)
+    env = InProcessAgent(cp, tmp_path)
     call = {"id": "c-tamper", "site": "plant1", "system": "sap_ecc", "function": "RFC_PING", "params": {},
             "agent_id": env.ident.agent_id, "attempt": 1, "issued_at": time.time()}
     envelope = proto.sign_call(cp.svc.control_key(), call)
@@ -244,11 +189,11 @@ def test_tampered_call_refused_and_reported(cp: Any, tmp_path: Path) -> None:
     env.agent.dispatch(retargeted)
     assert env.calls == []
     assert [e["event"] for e in env.agent.audit.events()].count("call.tampered") == 3
-    assert len(_events(cp, "agent.call.tampered")) == 3
+    assert len(audit_rows(cp.db, "agent.call.tampered")) == 3
 
 
 def test_crash_recovery_never_reexecutes(cp: Any, tmp_path: Path) -> None:
-    env = _Env(cp, tmp_path)
+    env = InProcessAgent(cp, tmp_path)
     st = env.agent.store
     assert st.begin("x1", "sap_ecc", "BAPI_X")[0] == "new"  # started, then the process died
     st.begin("x2", "sap_ecc", "RFC_PING")
@@ -266,8 +211,8 @@ def test_crash_recovery_never_reexecutes(cp: Any, tmp_path: Path) -> None:
 
 
 def test_claims_are_exclusive_and_leases_expire(cp: Any, tmp_path: Path) -> None:
-    a1, _ = _pair(cp)
-    a2, _ = _pair(cp)
+    a1, _ = pair_agent(cp)
+    a2, _ = pair_agent(cp)
     ch = RemoteAgentChannel(cp.db, "plant1")
     for i in range(10):
         ch.submit(ChannelRequest(id=f"r{i}", system="sap_ecc", function="RFC_PING"))
@@ -301,33 +246,33 @@ def test_claims_are_exclusive_and_leases_expire(cp: Any, tmp_path: Path) -> None
 
 
 def test_revocation_offline_alert_and_listing(cp: Any, tmp_path: Path, caplog: Any) -> None:
-    agent_id, key = _pair(cp)
-    assert _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}).status_code == 200
+    agent_id, key = pair_agent(cp)
+    assert signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0}).status_code == 200
     counts = cp.svc.sweep(now=time.time() + 10)
     assert counts["offline"] == 1
-    assert [e.source for e in _events(cp, "agent.offline")] == [agent_id]
+    assert [e.source for e in audit_rows(cp.db, "agent.offline")] == [agent_id]
     assert "offline" in caplog.text
     listing = cp.client.get("/api/agents").json()
     assert listing[0]["id"] == agent_id and listing[0]["state"] == "offline"
-    assert _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0}).status_code == 200
+    assert signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0}).status_code == 200
     assert cp.client.get("/api/agents").json()[0]["state"] == "online"
-    assert len(_events(cp, "agent.online")) == 1
+    assert len(audit_rows(cp.db, "agent.online")) == 1
     assert cp.svc.revoke(agent_id)
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0})
+    r = signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0})
     assert r.status_code == 401 and r.json()["detail"] == {**r.json()["detail"], "error": "revoked",
                                                              "retriable": False}
     assert cp.client.get("/api/agents").json()[0]["state"] == "revoked"
 
 
 def test_agent_exits_on_revocation_with_clear_code(cp: Any, tmp_path: Path) -> None:
-    env = _Env(cp, tmp_path)
+    env = InProcessAgent(cp, tmp_path)
     cp.svc.revoke(env.ident.agent_id)
     code = env.agent.run()
     assert code == 3 and env.agent.fatal is not None and env.agent.fatal.code == "revoked"
 
 
 def test_client_reports_clock_skew(cp: Any, tmp_path: Path) -> None:
-    env = _Env(cp, tmp_path)
+    env = InProcessAgent(cp, tmp_path)
     c = ControlPlaneClient(env.ident, clock=lambda: time.time() + 1000)
     c._http = cp.client
     with pytest.raises(Exception, match="clock_skew") as ei:
@@ -337,8 +282,8 @@ def test_client_reports_clock_skew(cp: Any, tmp_path: Path) -> None:
 
 
 def test_only_the_agent_a_call_was_handed_to_may_answer_it(cp: Any, tmp_path: Path) -> None:
-    a1, _ = _pair(cp)
-    a2, _ = _pair(cp)
+    a1, _ = pair_agent(cp)
+    a2, _ = pair_agent(cp)
     ch = RemoteAgentChannel(cp.db, "plant1")
     ch.submit(ChannelRequest(id="p1", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
     ch.submit(ChannelRequest(id="q1", system="sap_ecc", function="RFC_PING"))  # queued, handed to nobody
@@ -349,7 +294,7 @@ def test_only_the_agent_a_call_was_handed_to_may_answer_it(cp: Any, tmp_path: Pa
         with pytest.raises(AuthError) as exc:
             cp.svc.store_result(AgentIdentity(a2, "plant1"), fake.model_copy(update={"id": call_id}))
         assert exc.value.code == "not_claimant" and exc.value.status == 409
-    rejected = _events(cp, "agent.result.rejected")
+    rejected = audit_rows(cp.db, "agent.result.rejected")
     assert [(r.source, r.detail["call_id"], r.detail["reason"]) for r in rejected] == [
         (a2, "p1", "not_claimant"), (a2, "q1", "not_claimant")]  # audited, and the audit committed
     assert ch.result("p1") is None and ch.result("q1") is None
@@ -361,12 +306,6 @@ def test_only_the_agent_a_call_was_handed_to_may_answer_it(cp: Any, tmp_path: Pa
     assert cp.svc.store_result(AgentIdentity(a2, "plant1"), fake)["duplicate"] is True
 
 
-def _table_cfg(functions: list[str], tables: list[str] | None = None) -> AgentConfig:
-    return AgentConfig.model_validate({"systems": {"sap_ecc": {
-        "base_url": "http://x", "user": "U", "password_secret": "pw",
-        "allow": {"functions": functions, "tables": tables or ["LFA1", "T00*"]}}}})
-
-
 @pytest.mark.parametrize(("function", "param"), [
     ("RFC_READ_TABLE", "QUERY_TABLE"), ("RFC_READ_TABLE2", "QUERY_TABLE"), ("BBP_RFC_READ_TABLE", "QUERY_TABLE"),
     ("/BODS/RFC_READ_TABLE", "QUERY_TABLE"), ("/BODS/RFC_READ_TABLE2", "QUERY_TABLE"),
@@ -376,7 +315,7 @@ def _table_cfg(functions: list[str], tables: list[str] | None = None) -> AgentCo
 def test_every_known_table_reader_has_its_table_checked(function: str, param: str) -> None:
     # allowed by name, and allowed by a broad wildcard: the table is checked either way
     for functions in ([function], ["*"], ["RFC_*", "/BODS/*", "/SAPDS/*", "BBP_*", "TABLE_*", "DDIF_*"]):
-        cfg = _table_cfg(functions)
+        cfg = table_allow_config(functions)
         assert check_allowed(cfg, "sap_ecc", function, {param: "LFA1"}) is None
         assert check_allowed(cfg, "sap_ecc", function, {param.lower(): "t001"}) is None  # names are case-blind
         f = check_allowed(cfg, "sap_ecc", function, {param: "USR02"})
@@ -387,7 +326,7 @@ def test_every_known_table_reader_has_its_table_checked(function: str, param: st
 
 
 def test_table_rows_parameter_checks_every_row() -> None:
-    cfg = _table_cfg(["EM_GET_NUMBER_OF_ENTRIES"])
+    cfg = table_allow_config(["EM_GET_NUMBER_OF_ENTRIES"])
     ok = {"IT_TABLES": [{"TABNAME": "LFA1"}, {"tabname": "T001"}]}
     assert check_allowed(cfg, "sap_ecc", "EM_GET_NUMBER_OF_ENTRIES", ok) is None
     bad = {"IT_TABLES": [{"TABNAME": "LFA1"}, {"TABNAME": "USR02"}]}
@@ -398,7 +337,7 @@ def test_table_rows_parameter_checks_every_row() -> None:
 
 
 def test_unknown_generic_table_reader_needs_its_name_in_the_allow_list() -> None:
-    wild = _table_cfg(["Z_*", "RFC_*", "BAPI_*"])
+    wild = table_allow_config(["Z_*", "RFC_*", "BAPI_*"])
     # a custom reader matched only by a wildcard: refused (by its name, or by a table parameter)
     for function, params in (("Z_READ_ANY_TABLE", {"I_TAB": "LFA1"}), ("Z_MLC_DUMP", {"TABNAME": "LFA1"}),
                              ("RFC_GET_TABLE_DATA", {}), ("Z_TABLE_GET", {"X": "1"})):
@@ -409,7 +348,7 @@ def test_unknown_generic_table_reader_needs_its_name_in_the_allow_list() -> None
     assert check_allowed(wild, "sap_ecc", "Z_MLC_ACC_DOCUMENT_POST", {"DOCUMENTHEADER": {}}) is None
     assert check_allowed(wild, "sap_ecc", "BAPI_VENDOR_GETDETAIL", {"VENDORNO": "1"}) is None
     # named literally: served, and its table-naming parameters are checked
-    named = _table_cfg(["Z_READ_ANY_TABLE", "Z_MLC_DUMP"])
+    named = table_allow_config(["Z_READ_ANY_TABLE", "Z_MLC_DUMP"])
     assert check_allowed(named, "sap_ecc", "Z_READ_ANY_TABLE", {"I_TAB": "USR02"}) is None  # no parameter we know
     assert check_allowed(named, "sap_ecc", "Z_MLC_DUMP", {"TABNAME": "LFA1"}) is None
     f = check_allowed(named, "sap_ecc", "Z_MLC_DUMP", {"TABNAME": "USR02"})
@@ -417,29 +356,30 @@ def test_unknown_generic_table_reader_needs_its_name_in_the_allow_list() -> None
 
 
 def test_lost_poll_answer_is_handed_out_again(cp: Any) -> None:
-    agent_id, key = _pair(cp)
+    agent_id, key = pair_agent(cp)
     ch = RemoteAgentChannel(cp.db, "plant1")
     ch.submit(ChannelRequest(id="post-1", system="sap_ecc", function="BAPI_ACC_DOCUMENT_POST"))
     me = {"hold": 0, "max": 1, "instance": "proc-one-0001"}
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {**me, "held": []})
+    r = signed_post(cp, agent_id, key, "/api/agent/poll", {**me, "held": []})
     assert [e["call"]["id"] for e in r.json()["calls"]] == ["post-1"]
     # that answer never reached the agent; its next poll reports holding nothing: the same call again
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {**me, "held": []})
+    r = signed_post(cp, agent_id, key, "/api/agent/poll", {**me, "held": []})
     assert [(e["call"]["id"], e["call"]["attempt"]) for e in r.json()["calls"]] == [("post-1", 2)]
-    released = _events(cp, "agent.call.released")
+    released = audit_rows(cp.db, "agent.call.released")
     assert [(e.source, e.detail["call_id"]) for e in released] == [(agent_id, "post-1")]
     # held by the agent (running, or its result not yet stored): left alone
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {**me, "held": ["post-1"]})
+    r = signed_post(cp, agent_id, key, "/api/agent/poll", {**me, "held": ["post-1"]})
     assert r.json()["calls"] == []
     # an agent that does not report what it holds (older version): nothing is released
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1})
-    assert r.json()["calls"] == [] and len(_events(cp, "agent.call.released")) == 1
+    r = signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1})
+    assert r.json()["calls"] == [] and len(audit_rows(cp.db, "agent.call.released")) == 1
     # another process with the same identity (a cloned host) cannot free what this one claimed
-    r = _signed(cp, agent_id, key, "/api/agent/poll", {"hold": 0, "max": 1, "held": [], "instance": "proc-two-0002"})
-    assert r.json()["calls"] == [] and len(_events(cp, "agent.call.released")) == 1
+    r = signed_post(cp, agent_id, key, "/api/agent/poll",
+                    {"hold": 0, "max": 1, "held": [], "instance": "proc-two-0002"})
+    assert r.json()["calls"] == [] and len(audit_rows(cp.db, "agent.call.released")) == 1
     # nor can another agent's report
-    a2, k2 = _pair(cp)
-    r = _signed(cp, a2, k2, "/api/agent/poll", {"hold": 0, "max": 1, "held": [], "instance": "proc-one-0001"})
+    a2, k2 = pair_agent(cp)
+    r = signed_post(cp, a2, k2, "/api/agent/poll", {"hold": 0, "max": 1, "held": [], "instance": "proc-one-0001"})
     assert r.json()["calls"] == []
     with cp.db.session() as s:
         row = s.get(AgentCallRow, "post-1")
@@ -447,14 +387,14 @@ def test_lost_poll_answer_is_handed_out_again(cp: Any) -> None:
         assert row.claim_instance == "proc-one-0001"
     # an agent that keeps refusing a call (e.g. its envelope does not verify) gets it a bounded number of times
     for _ in range(10):
-        _signed(cp, agent_id, key, "/api/agent/poll", {**me, "held": []})
+        signed_post(cp, agent_id, key, "/api/agent/poll", {**me, "held": []})
     with cp.db.session() as s:
         row = s.get(AgentCallRow, "post-1")
         assert row is not None and row.attempts == cp.svc.settings.max_deliveries and row.state == "claimed"
 
 
 def test_agent_reports_what_it_holds(cp: Any, tmp_path: Path) -> None:
-    env = _Env(cp, tmp_path)
+    env = InProcessAgent(cp, tmp_path)
     st = env.agent.store
     st.begin("run-1", "sap_ecc", "BAPI_X")                     # running
     st.begin("done-1", "sap_ecc", "RFC_PING")
@@ -466,7 +406,7 @@ def test_agent_reports_what_it_holds(cp: Any, tmp_path: Path) -> None:
 
 
 def test_stale_call_refused_unexecuted_and_audited_on_both_sides(cp: Any, tmp_path: Path) -> None:
-    env = _Env(cp, tmp_path)
+    env = InProcessAgent(cp, tmp_path)
     ch = RemoteAgentChannel(cp.db, "plant1")
     ch.submit(ChannelRequest(id="old-1", system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "x"}))
     ch.submit(ChannelRequest(id="fresh-1", system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "y"}))
@@ -483,7 +423,7 @@ def test_stale_call_refused_unexecuted_and_audited_on_both_sides(cp: Any, tmp_pa
     assert resp.fault.details["uncertain"] is False and "max_call_age" in resp.fault.message
     agent_side = [e for e in env.agent.audit.events() if e["event"] == "call.refused"]
     assert [(e["call_id"], e["fault"]) for e in agent_side] == [("old-1", "StaleCall")]
-    assert [a.detail["call_id"] for a in _events(cp, "agent.call.refused")] == ["old-1"]
+    assert [a.detail["call_id"] for a in audit_rows(cp.db, "agent.call.refused")] == ["old-1"]
     fresh = ch.result("fresh-1")
     assert fresh is not None and fresh.ok
     # the agent's clock is corrected by the skew it measured: a fast host clock is not "stale"
@@ -507,7 +447,7 @@ def test_max_call_age_and_retention_are_validated() -> None:
 
 
 def test_local_store_is_pruned_by_retention(cp: Any, tmp_path: Path) -> None:
-    env = _Env(cp, tmp_path)
+    env = InProcessAgent(cp, tmp_path)
     st = env.agent.store
     for cid in ("a", "b", "c"):
         st.begin(cid, "sap_ecc", "RFC_PING")
@@ -524,7 +464,7 @@ def test_local_store_is_pruned_by_retention(cp: Any, tmp_path: Path) -> None:
 
 
 def test_agent_prunes_on_start(cp: Any, tmp_path: Path) -> None:
-    env = _Env(cp, tmp_path)
+    env = InProcessAgent(cp, tmp_path)
     st = env.agent.store
     st.begin("old", "sap_ecc", "RFC_PING")
     st.finish("old", ChannelResponse(id="old", ok=True).model_dump_json())
@@ -534,17 +474,14 @@ def test_agent_prunes_on_start(cp: Any, tmp_path: Path) -> None:
     t = threading.Thread(target=env.agent.run, daemon=True)
     t.start()
     try:
-        deadline = time.time() + 10
-        while st.get("old") is not None and time.time() < deadline:
-            time.sleep(0.01)
-        assert st.get("old") is None
+        wait_until(lambda: st.get("old") is None, timeout=10, interval=0.01)
     finally:
         env.agent.stop_event.set()
         t.join(5)
 
 
 def test_agent_unknown_to_the_control_plane_exits_4(cp: Any, tmp_path: Path) -> None:
-    env = _Env(cp, tmp_path)
+    env = InProcessAgent(cp, tmp_path)
     env.agent.ident.agent_id = env.agent.client.ident.agent_id = "agt_forgotten"
     code = env.agent.run()
     assert code == 4 and env.agent.fatal is not None and env.agent.fatal.code == "unknown_agent"

@@ -4,7 +4,6 @@ written through the real agent endpoints."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,22 +13,14 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from ml_connector.agent import protocol as proto
 from ml_connector.core.db import Database
-from ml_connector.core.models import AuditRow
 from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.server.agent_api import agent_router
 from ml_connector.server.agents.service import AgentService, Settings
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
+from tests.support.control_plane import agent_refusal_rows, forged_poll
 
 
 @pytest.fixture()
@@ -38,7 +29,7 @@ def cp(tmp_path: Path) -> Iterator[Any]:
     db.migrate()
     vault = Vault(db, MasterKey.generate())
     svc = AgentService(db, vault, Settings(sweep_every=3600, refusal_window=60.0))
-    clock = Clock()
+    clock = FakeClock()
     svc.refusals.clock = clock
     svc.refusals.background = False  # the window's end is driven by the test's clock and flush()
     app = FastAPI()
@@ -50,41 +41,31 @@ def cp(tmp_path: Path) -> Iterator[Any]:
     db.dispose()
 
 
-def _rows(cp: Any) -> list[AuditRow]:
-    with cp.db.session() as s:
-        return list(s.scalars(select(AuditRow).where(AuditRow.event == "agent.auth.rejected").order_by(AuditRow.id)))
-
-
-def _forged(cp: Any, agent_id: str) -> int:
-    body = json.dumps({"hold": 0}).encode()
-    headers = proto.sign_headers(proto.generate_key(), agent_id, "POST", "/api/agent/poll", body, now=time.time())
-    return int(cp.client.post("/api/agent/poll", content=body, headers=headers).status_code)
-
-
 def test_a_flood_of_refused_agent_requests_is_one_row_per_key_and_window_with_its_count(cp: Any) -> None:
     token = cp.svc.issue_token("plant1", 60)
     key = proto.generate_key()
     r = cp.client.post("/api/agent/pair", json={"token": token, "public_key": proto.public_key_text(key)})
     agent_id = r.json()["agent_id"]
     for _ in range(40):
-        assert _forged(cp, agent_id) == 401  # bad_signature, every one refused
+        assert forged_poll(cp, agent_id) == 401  # bad_signature, every one refused
     for _ in range(10):
-        assert _forged(cp, "agt_nobody") == 401  # unknown_agent: another key
+        assert forged_poll(cp, "agt_nobody") == 401  # unknown_agent: another key
     for _ in range(5):
         assert cp.client.post("/api/agent/poll", json={}).status_code == 401  # missing_headers
-    rows = _rows(cp)
+    rows = agent_refusal_rows(cp.db)
     assert [(r.source, r.detail["reason"], r.detail["count"]) for r in rows] == [
         (agent_id, "bad_signature", 1), ("agt_nobody", "unknown_agent", 1), (None, "missing_headers", 1)]
     assert all(r.outcome == "rejected" and r.detail["client"] == "testclient"
                and r.detail["path"] == "/api/agent/poll" for r in rows)
 
-    cp.clock.now += 59.0
-    assert _forged(cp, agent_id) == 401
-    assert cp.svc.refusals.flush() == 0 and len(_rows(cp)) == 3  # window still open: counted, not written
+    cp.clock.advance(59.0)
+    assert forged_poll(cp, agent_id) == 401
+    # window still open: counted, not written
+    assert cp.svc.refusals.flush() == 0 and len(agent_refusal_rows(cp.db)) == 3
 
-    cp.clock.now += 1.0  # the window ends: the pending counts are written, one row per key
+    cp.clock.advance(1.0)  # the window ends: the pending counts are written, one row per key
     assert cp.svc.refusals.flush() == 3
-    later = _rows(cp)[3:]
+    later = agent_refusal_rows(cp.db)[3:]
     assert sorted((r.source or "", r.detail["reason"], r.detail["count"]) for r in later) == [
         ("", "missing_headers", 4), (agent_id, "bad_signature", 40), ("agt_nobody", "unknown_agent", 9)]
     assert all(r.detail["since"] <= time.time() and "message" in r.detail for r in later)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,13 +10,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from ml_connector.agent.config import AgentConfig
 from ml_connector.agent.runner import TransportRefused, check_control_plane_url
-from ml_connector.config import parse_config
 from ml_connector.core.net import is_loopback_host
 from ml_connector.core.runtime import Runtime
 from ml_connector.server.api_auth import create_token, revoke_token, verify_token
 from ml_connector.server.app import create_app
+from tests.support.api import concrete_path, runtime_with_server
+from tests.support.control_plane import agent_settings
 
 
 @pytest.mark.parametrize(("host", "loopback"), [
@@ -28,23 +27,13 @@ def test_loopback_is_decided_from_the_text(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
 
 
-def _rt(tmp_path: Path, server: str) -> Runtime:
-    text = f"engine: {{data_dir: ./data}}\nserver: {server}\n"
-    cfg = parse_config(text, config_dir=tmp_path)
-    return Runtime(cfg, tmp_path / "ml-connector.yaml")
-
-
 @pytest.fixture()
 def exposed(tmp_path: Path) -> Iterator[tuple[Runtime, FastAPI, TestClient]]:
-    rt = _rt(tmp_path, "{host: 0.0.0.0, port: 8080}")  # not bound here; only the decision is under test
+    rt = runtime_with_server(tmp_path, "{host: 0.0.0.0, port: 8080}")  # not bound here; only the decision is under test
     app = create_app(rt)
     with TestClient(app) as client:
         yield rt, app, client
     rt.db.dispose()
-
-
-def _concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "x", path)
 
 
 def test_every_operator_route_needs_a_token_when_not_on_loopback(
@@ -55,7 +44,7 @@ def test_every_operator_route_needs_a_token_when_not_on_loopback(
     assert {"/api/flows", "/api/runs", "/api/failures", "/api/replay", "/api/agents"} <= set(operator)
     for path, ops in operator.items():
         for method in ops:
-            resp = client.request(method.upper(), _concrete(path), json={})
+            resp = client.request(method.upper(), concrete_path(path), json={})
             assert resp.status_code == 401, (method, path)
             assert ops[method]["security"] == [{"ApiToken": []}]
     _, token = create_token(rt.db, "ci")
@@ -64,21 +53,21 @@ def test_every_operator_route_needs_a_token_when_not_on_loopback(
 
 
 def test_loopback_server_is_open_unless_proxied_or_configured(tmp_path: Path) -> None:
-    rt = _rt(tmp_path / "a", "{host: 127.0.0.1, port: 8080}")
+    rt = runtime_with_server(tmp_path / "a", "{host: 127.0.0.1, port: 8080}")
     with TestClient(create_app(rt)) as client:
         assert client.get("/api/flows").status_code == 200
         # a reverse proxy on the same host makes a loopback listener public
         assert client.get("/api/flows", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 401
         assert client.get("/api/flows", headers={"Forwarded": "for=203.0.113.9"}).status_code == 401
     rt.db.dispose()
-    rt = _rt(tmp_path / "b", "{host: 127.0.0.1, port: 8080, api_auth: token}")
+    rt = runtime_with_server(tmp_path / "b", "{host: 127.0.0.1, port: 8080, api_auth: token}")
     with TestClient(create_app(rt)) as client:
         assert client.get("/api/flows").status_code == 401
     rt.db.dispose()
 
 
 def test_token_checks(tmp_path: Path) -> None:
-    rt = _rt(tmp_path, "{host: 127.0.0.1}")
+    rt = runtime_with_server(tmp_path, "{host: 127.0.0.1}")
     token_id, token = create_token(rt.db, "ops")
     caller, reason, tid = verify_token(rt.db, token)
     assert caller is not None and caller.name == "ops" and reason == "ok" and tid == token_id
@@ -90,25 +79,21 @@ def test_token_checks(tmp_path: Path) -> None:
     rt.db.dispose()
 
 
-def _agent(**kw: Any) -> AgentConfig:
-    return AgentConfig.model_validate(kw)
-
-
 @pytest.mark.parametrize("url", ["https://cp.example.com", "https://cp.example.com/", "http://127.0.0.1:8080",
                                  "http://localhost:8080", "http://[::1]:8080"])
 def test_agent_accepts_https_and_loopback_http(url: str) -> None:
-    assert check_control_plane_url(url, _agent()) == url.rstrip("/")
+    assert check_control_plane_url(url, agent_settings()) == url.rstrip("/")
 
 
 @pytest.mark.parametrize("url", ["http://cp.example.com", "http://10.0.0.5:8080", "http://0.0.0.0:8080",
                                  "http://127.0.0.1.nip.io", "ftp://cp.example.com", "cp.example.com", "https://"])
 def test_agent_refuses_other_urls(url: str) -> None:
     with pytest.raises(TransportRefused):
-        check_control_plane_url(url, _agent())
+        check_control_plane_url(url, agent_settings())
 
 
 def test_insecure_http_needs_the_explicit_opt_in(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(TransportRefused, match="allow_insecure_http"):
-        check_control_plane_url("http://10.0.0.5:8080", _agent())
-    assert check_control_plane_url("http://10.0.0.5:8080", _agent(allow_insecure_http=True)) == "http://10.0.0.5:8080"
+        check_control_plane_url("http://10.0.0.5:8080", agent_settings())
+    assert check_control_plane_url("http://10.0.0.5:8080", agent_settings(allow_insecure_http=True)) == "http://10.0.0.5:8080"
     assert "INSECURE" in caplog.text

@@ -3,7 +3,6 @@ allow-list, next-link resolution and paging over a scripted sequence of answers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -32,6 +31,7 @@ from ml_connector.systems.sap_b1.errors import (
     parse_error,
 )
 from ml_connector.systems.sap_b1.sandbox.odata import ODataError, apply_query, parse_filter
+from tests.support.b1 import ScriptedServiceLayer, request_params
 
 
 def test_set_cookie_parsed_leniently() -> None:
@@ -93,15 +93,11 @@ def test_paths_and_resources() -> None:
     assert service_root_of("https://h:50000/b1s/v2/") == "https://h:50000/b1s/v2"
 
 
-def _params(method: str, path: str, **kw: Any) -> dict[str, Any]:
-    return {"method": method, "path": path, "query": {}, "body": None, "headers": {}, **kw}
-
-
 def test_allow_list_resources_and_methods() -> None:
     allow = ["JournalEntries", "BusinessPartners:read", "Chart*:read"]
 
     def check(method: str, path: str, **kw: Any) -> Any:
-        return check_resource("b1", channel_function(method, path), _params(method, path, **kw), allow)
+        return check_resource("b1", channel_function(method, path), request_params(method, path, **kw), allow)
 
     assert check("GET", "JournalEntries") is None
     assert check("POST", "JournalEntries") is None
@@ -117,32 +113,15 @@ def test_allow_list_resources_and_methods() -> None:
     f = check("GET", "JournalEntries", headers={"Cookie": "B1SESSION=x"})
     assert f is not None and "Cookie" in f.message
     # Login/Logout are the agent's own (never a call), whatever the list says
-    f = check_resource("b1", "POST Login", _params("POST", "Login"), ["*"])
+    f = check_resource("b1", "POST Login", request_params("POST", "Login"), ["*"])
     assert f is not None and f.type == "NotAllowed" and "Login" in f.message
     # the label must match the request (the audit trail shows the label)
-    f = check_resource("b1", "GET JournalEntries", _params("GET", "Users"), ["JournalEntries"])
+    f = check_resource("b1", "GET JournalEntries", request_params("GET", "Users"), ["JournalEntries"])
     assert f is not None and "does not match" in f.message
 
 
-class _Scripted(ServiceLayerApi):
-    """Answers from a script keyed by the exact (path, query) asked; records every request."""
-
-    def __init__(self, answers: dict[str, dict[str, Any]], root: str = "/b1s/v1") -> None:
-        self.answers = answers
-        self.asked: list[tuple[str, dict[str, Any] | None, dict[str, str] | None]] = []
-        self.root = root
-
-    def service_root(self) -> str:
-        return "https://b1:50000" + self.root
-
-    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None, body: Any = None,
-                headers: Mapping[str, str] | None = None) -> SlResponse:
-        self.asked.append((path, dict(query) if query else None, dict(headers) if headers else None))
-        return SlResponse(200, self.answers[path])
-
-
 def test_pages_follow_v1_and_v2_links_resolved_against_the_root() -> None:
-    api = _Scripted({
+    api = ScriptedServiceLayer({
         "Orders": {"odata.metadata": "m", "value": [{"odata.etag": "x", "DocEntry": 1}],
                    "odata.nextLink": "/b1s/v1/Orders?$filter=DocTotal%20gt%205&$skip=1"},
         "Orders?$filter=DocTotal%20gt%205&$skip=1": {"value": [{"DocEntry": 2}],
@@ -154,25 +133,25 @@ def test_pages_follow_v1_and_v2_links_resolved_against_the_root() -> None:
     # the first request carries the options, the next ones only the opaque link; the size header each time
     assert api.asked[0] == ("Orders", {"$filter": "DocTotal gt 5"}, {"B1S-PageSize": "1"})
     assert [a[1] for a in api.asked[1:]] == [None, None]
-    v2 = _Scripted({"Items": {"value": [{"k": 1}], "@odata.nextLink": "Items?$skip=20"},
+    v2 = ScriptedServiceLayer({"Items": {"value": [{"k": 1}], "@odata.nextLink": "Items?$skip=20"},
                     "Items?$skip=20": {"value": [{"k": 2}]}}, root="/b1s/v2")
     assert v2.get_all("Items") == [{"k": 1}, {"k": 2}] and v2.asked[0][2] is None
 
 
 def test_pages_refuse_links_outside_the_root_and_loops() -> None:
-    api = _Scripted({"Orders": {"value": [], "odata.nextLink": "https://elsewhere/b1s/v1/Orders?$skip=1"}})
+    api = ScriptedServiceLayer({"Orders": {"value": [], "odata.nextLink": "https://elsewhere/b1s/v1/Orders?$skip=1"}})
     with pytest.raises(B1Error, match="outside the service root"):
         api.get_all("Orders")
-    loop = _Scripted({"A": {"value": [1], "odata.nextLink": "A?$skip=1"},
+    loop = ScriptedServiceLayer({"A": {"value": [1], "odata.nextLink": "A?$skip=1"},
                       "A?$skip=1": {"value": [2], "odata.nextLink": "A?$skip=1"}})
     with pytest.raises(B1Error, match="repeated"):
         loop.get_all("A")
     with pytest.raises(B1Error, match="no 'value'"):
-        _Scripted({"A": {"error": "x"}}).get_all("A")
+        ScriptedServiceLayer({"A": {"error": "x"}}).get_all("A")
 
 
 def test_channel_client_and_handler_are_inverse() -> None:
-    inner = _Scripted({"ChartOfAccounts?$skip=1": {"value": [{"Code": "2"}]},
+    inner = ScriptedServiceLayer({"ChartOfAccounts?$skip=1": {"value": [{"Code": "2"}]},
                        "ChartOfAccounts": {"value": [{"Code": "1"}], "odata.nextLink": "ChartOfAccounts?$skip=1"}})
     ch = InProcessChannel()
     ch.register("b1", make_handler(inner))
@@ -180,7 +159,7 @@ def test_channel_client_and_handler_are_inverse() -> None:
     assert client.get_all("ChartOfAccounts", {"$top": 2}) == [{"Code": "1"}, {"Code": "2"}]
     assert inner.asked[0][1] == {"$top": "2"}
     # a v2 system behind the agent: its absolute-path links reach the caller root-relative
-    v2 = _Scripted({"Items": {"value": [{"k": 1}], "@odata.nextLink": "/b1s/v2/Items?$skip=1"},
+    v2 = ScriptedServiceLayer({"Items": {"value": [{"k": 1}], "@odata.nextLink": "/b1s/v2/Items?$skip=1"},
                     "Items?$skip=1": {"value": [{"k": 2}]}}, root="/b1s/v2")
     ch.register("v2", make_handler(v2))
     assert ChannelServiceLayerClient(ch, "v2").get_all("Items") == [{"k": 1}, {"k": 2}]
@@ -194,7 +173,7 @@ def test_channel_client_and_handler_are_inverse() -> None:
         ChannelServiceLayerClient(ch, "bad").create("JournalEntries", {})
     assert ei.value.code == -5002 and ei.value.message == "Unbalanced"
     # a handler refuses a call whose label does not match its request
-    resp = ch.call(ChannelRequest(system="b1", function="GET Other", params=_params("GET", "ChartOfAccounts")))
+    resp = ch.call(ChannelRequest(system="b1", function="GET Other", params=request_params("GET", "ChartOfAccounts")))
     assert isinstance(resp, ChannelResponse) and not resp.ok and resp.fault is not None
     assert resp.fault.type == "B1RequestError"
 

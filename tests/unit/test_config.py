@@ -17,6 +17,7 @@ from ml_connector.config import (
     parse_config,
     parse_duration,
 )
+from tests.support.config_files import errors_of, replace, write
 
 GOOD = """\
 engine:
@@ -43,28 +44,6 @@ flows:
     streams: [vendors]
     schedule: {interval: 7d}
 """
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    p = tmp_path / "ml-connector.yaml"
-    p.write_text(textwrap.dedent(text), encoding="utf-8")
-    return p
-
-
-def errors_of(tmp_path: Path, text: str) -> list[str]:
-    p = write(tmp_path, text)
-    with pytest.raises(ConfigError) as ei:
-        load_config(p)
-    msg = str(ei.value)
-    assert msg.splitlines() == ei.value.problems
-    for line in ei.value.problems:
-        assert line.startswith(f"{p}:"), line
-    return ei.value.problems
-
-
-def replace(text: str, old: str, new: str) -> str:
-    assert old in text
-    return text.replace(old, new, 1)
 
 
 def test_good_config_loads_with_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,6 @@ from ml_connector.systems.sap_ecc.idoc import (
     build_idoc_xml,
     debmas_customer,
     delivery_document,
-    make_control,
     orders_document,
     parse_idoc_xml,
     sap_name,
@@ -27,6 +26,7 @@ from ml_connector.systems.sap_ecc.idoc import (
     validate_control,
     xml_name,
 )
+from tests.support.idocs import control, debmas_idoc, xmlish
 
 # Re-derived (shortened) from a real SAP-generated ORDERS05 with an extension
 # (jbanahan/Sync-session-ACSG-542-01-2020F:spec/fixtures/files/ll_sap_order.xml): same control record
@@ -71,19 +71,6 @@ LUMBER = IdocPolicy(direct="1", partners=[PartnerProfile("LS", "EQ2CLNT100")],
                     extra_mestypes=frozenset({"/LUMBERL/VFI_ORDERS"}))
 
 
-def control(**kw: str) -> dict[str, str]:
-    base = {"mestyp": "DEBMAS", "idoctyp": "DEBMAS07", "docnum": "4711", "sndprn": "ECDCLNT100"}
-    base.update(kw)
-    return make_control(**base)  # type: ignore[arg-type]
-
-
-def debmas(**kw: str) -> Idoc:
-    return Idoc(control(**kw), [Segment("E1KNA1M", {"MSGFN": "005", "KUNNR": "0000200001", "NAME1": "Acme"}, [
-        Segment("E1KNVVM", {"VKORG": "1000", "VTWEG": "10", "SPART": "00"},
-                [Segment("E1KNVPM", {"PARVW": "RE", "KUNN2": "0000200002"})]),
-        Segment("E1KNKKM", {"KKBER": "1000", "KLIMK": "50000.00", "CTLPC": "001"})])])
-
-
 def test_real_orders05_parses_with_hierarchy_and_escaped_names() -> None:
     [idoc] = parse_idoc_xml(ORDERS05)
     assert idoc.root == "/LUMBERL/3PL_ORDERS05_EXT"
@@ -106,7 +93,7 @@ def test_real_orders05_parses_with_hierarchy_and_escaped_names() -> None:
 
 
 def test_build_and_parse_round_trip_several_idocs_and_escaping() -> None:
-    a = debmas(docnum="1")
+    a = debmas_idoc(docnum="1")
     b = Idoc(control(mestyp="DESADV", idoctyp="DELVRY07", docnum="2"), [Segment("E1EDL20", {"VBELN": "80000001"}, [
         Segment("E1EDL24", {"POSNR": "000010", "MATNR": "M-1", "LFIMG": "3.000", "VGBEL": "0000004711",
                             "VGPOS": "000010"}),
@@ -149,11 +136,11 @@ def test_make_control_fields() -> None:
     ({"SNDPRN": "A" * 11}, "EDI_DC40-SNDPRN"),
 ])
 def test_control_validation_names_the_field(change: dict[str, str], field: str) -> None:
-    idoc = debmas()
+    idoc = debmas_idoc()
     idoc.control.update(change)
     policy = IdocPolicy(partners=[PartnerProfile("LS", "ECDCLNT100")])
     with pytest.raises(IdocValidationError) as exc:
-        validate_all([debmas(docnum="9"), idoc], policy)
+        validate_all([debmas_idoc(docnum="9"), idoc], policy)
     assert str(exc.value).startswith(field + ":")
     assert "(IDOC #2)" in str(exc.value)
     assert exc.value.segment == "EDI_DC40" and exc.value.index == 2
@@ -162,7 +149,7 @@ def test_control_validation_names_the_field(change: dict[str, str], field: str) 
 def test_partner_profile_limits_message_types() -> None:
     policy = IdocPolicy(partners=[PartnerProfile("LS", "ECDCLNT100", frozenset({"ORDERS"}))])
     with pytest.raises(IdocValidationError, match="EDI_DC40-MESTYP: partner LS/ECDCLNT100"):
-        validate_control(debmas(), policy)
+        validate_control(debmas_idoc(), policy)
 
 
 def test_missing_control_record_and_no_idoc() -> None:
@@ -217,19 +204,6 @@ def test_truncated_real_idoc_at_every_cut_is_a_clear_error() -> None:
 def test_random_bytes_never_crash(data: bytes) -> None:
     with contextlib.suppress(IdocParseError, IdocValidationError):
         parse_idoc_xml(data)
-
-
-_tag = st.sampled_from(["IDOC", "EDI_DC40", "E1KNA1M", "TABNAM", "DOCNUM", "_-A_-B", "x"])
-
-
-@st.composite
-def xmlish(draw: st.DrawFn) -> bytes:
-    parts = draw(st.lists(st.one_of(
-        _tag.map(lambda t: f"<{t}>"), _tag.map(lambda t: f"</{t}>"), _tag.map(lambda t: f"<{t}/>"),
-        st.sampled_from(['<IDOC BEGIN="1">', "&amp;", "&lol;", "<!DOCTYPE x>", "<![CDATA[z]]>", "<?pi x?>",
-                         '<!ENTITY e SYSTEM "file:///etc/passwd">', "\x00", "é"]),
-        st.text(max_size=5)), max_size=30))
-    return ("<DEBMAS07>" + "".join(parts) + "</DEBMAS07>").encode("utf-8", "surrogatepass")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

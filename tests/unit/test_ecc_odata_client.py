@@ -15,8 +15,7 @@ from ml_connector.systems.sap_ecc.odata import (
     ODataClient,
     parse_gateway_error,
 )
-
-ROOT = "/sap/opu/odata/sap/ZMLC_VENDOR_SRV/"
+from tests.support.odata import ROOT, client
 
 GW_ERROR = {"error": {"code": "ZMLC/003", "message": {"lang": "en", "value": "Name too long"},
                       "innererror": {"application": {"component_id": "", "service_namespace": "/SAP/",
@@ -26,10 +25,6 @@ GW_ERROR = {"error": {"code": "ZMLC/003", "message": {"lang": "en", "value": "Na
                                      "errordetails": [{"code": "ZMLC/003", "message": "Name too long",
                                                        "propertyref": "Name1", "severity": "error",
                                                        "target": "Name1"}]}}}
-
-
-def client(handler: object) -> ODataClient:
-    return ODataClient("http://sap", ROOT, "100", "U", "P", transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
 
 
 def test_csrf_fetch_then_refetch_and_retry_once_on_403_required() -> None:

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
 from ml_connector.systems.sap_ecc.errors import ABAPRuntimeError, CommunicationError, LogonError
 from ml_connector.systems.sap_ecc.posting import (
     DocumentPoster,
-    GLLine,
     MMInvoice,
     MMInvoiceItem,
     OutcomeUnknownError,
     PostingError,
     PostResult,
     TaxLine,
-    VendorInvoice,
     build_acc_document,
     build_incoming_invoice,
     parse_amount,
@@ -28,15 +24,7 @@ from ml_connector.systems.sap_ecc.posting import (
     split_obj_key,
     xblnr_for,
 )
-
-
-def ret(type_: str, id_: str, number: str, message: str, *v: str, parameter: str = "", row: str = "0",
-        field: str = "") -> dict[str, str]:
-    vs = [*v, "", "", "", ""][:4]
-    return {"TYPE": type_, "ID": id_, "NUMBER": number, "MESSAGE": message, "LOG_NO": "", "LOG_MSG_NO": "000000",
-            "MESSAGE_V1": vs[0], "MESSAGE_V2": vs[1], "MESSAGE_V3": vs[2], "MESSAGE_V4": vs[3],
-            "PARAMETER": parameter, "ROW": row, "FIELD": field, "SYSTEM": "0M4SMVI"}
-
+from tests.support.ecc_posting import FakeCaller, inv, poster, ret
 
 # fixtures re-derived from reference §3.1 (captured RW 605 / RW 609 + F5 104 responses)
 OK_ROWS = [ret("S", "RW", "605", "Document posted successfully: BKPFF 010000000814102024 0M4SMVI",
@@ -45,15 +33,6 @@ ERR_ROWS = [ret("E", "RW", "609", "Error in document: BKPFF $ EXDCLNT200", "BKPF
             ret("E", "F5", "104", "Vendor 1000000 is not defined in company code 1001", "1000000", "1001"),
             ret("E", "F5", "104", "Vendor 1000000 is not defined in company code 1001", "1000000", "1001",
                 parameter="ACCOUNTPAYABLE", row="1", field="VENDOR_NO")]
-
-
-def inv(**kw: Any) -> VendorInvoice:
-    opts: dict[str, Any] = dict(source_id="ramp:bill:42", company_code="1410", vendor="1000000", currency="USD",
-                                doc_date=date(2024, 10, 1), posting_date=date(2024, 10, 2),
-                                lines=(GLLine("600000", Decimal("500.00"), cost_center="1000"),
-                                       GLLine("610000", Decimal("300"), cost_center="1000")))
-    opts.update(kw)
-    return VendorInvoice(**opts)
 
 
 def test_xblnr_is_deterministic_16_chars() -> None:
@@ -124,39 +103,6 @@ def test_parse_amount() -> None:
     assert parse_amount("800.00-") == Decimal("-800.00")
     assert parse_amount("-800.0") == Decimal("-800.0")
     assert parse_amount(" 12.5 ") == Decimal("12.5") and parse_amount("") == 0
-
-
-class FakeCaller:
-    """Scripted responses per FM; a BKPF lookup answers from `posted`."""
-
-    def __init__(self, post_outcomes: list[Any], *, lookup_fails: int = 0) -> None:
-        self.post_outcomes = post_outcomes
-        self.posted: list[dict[str, str]] = []
-        self.calls: list[str] = []
-        self.lookup_fails = lookup_fails
-
-    def call(self, fm: str, params: dict[str, Any] | None = None, *, tables: Sequence[str] = ()) -> dict[str, Any]:
-        self.calls.append(fm)
-        if fm == "Z_MLC_DOCUMENT_BY_XBLNR":
-            if self.lookup_fails:
-                self.lookup_fails -= 1
-                raise CommunicationError("down", key="RFC_COMMUNICATION_FAILURE")
-            return {"ET_DOCUMENTS": list(self.posted)}
-        outcome = self.post_outcomes.pop(0)
-        if outcome == "commit_then_timeout":
-            self.posted.append({"BUKRS": "1410", "BELNR": "0100000008", "GJAHR": "2024", "XBLNR": "x"})
-            raise CommunicationError("read timeout", uncertain=True)
-        if isinstance(outcome, Exception):
-            raise outcome
-        if outcome == "ok":
-            self.posted.append({"BUKRS": "1410", "BELNR": "0100000009", "GJAHR": "2024", "XBLNR": "x"})
-            return {"OBJ_TYPE": "BKPFF", "OBJ_KEY": "010000000914102024", "RETURN": [
-                ret("S", "RW", "605", "ok", "BKPFF", "010000000914102024")]}
-        return {"OBJ_KEY": "$", "RETURN": outcome}
-
-
-def poster(caller: FakeCaller, **kw: Any) -> DocumentPoster:
-    return DocumentPoster(caller, lookup_function="Z_MLC_DOCUMENT_BY_XBLNR", sleep=lambda s: None, **kw)
 
 
 def test_uncertain_after_commit_is_resolved_by_lookup_not_by_posting_again() -> None:

@@ -9,18 +9,13 @@ import time
 from collections import Counter, defaultdict
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
 from ml_connector.systems.sap_ecc import incremental as inc
-from ml_connector.systems.sap_ecc.errors import ABAPApplicationError
 from ml_connector.systems.sap_ecc.sandbox import ddic
 from ml_connector.systems.sap_ecc.sandbox.data import EccData
 from ml_connector.systems.sap_ecc.sandbox.functions import (
-    REGISTRY,
-    AbapException,
-    CallContext,
     SandboxConfig,
     _render_float,
     _render_packed,
@@ -34,35 +29,11 @@ from ml_connector.systems.sap_ecc.sandbox.seed_logistics import (
     cost_centers_of,
     seed_logistics,
 )
-from ml_connector.systems.sap_ecc.sandbox.soap import RfcRequest
 from ml_connector.systems.sap_ecc.table_reader import FieldValueError, TableReader, parse_packed
 from ml_connector.systems.sap_ecc.tables import CATALOGUE, table_info
+from tests.support.ecc_data import DirectCaller, all_rows, fresh_data
 
 CLIENT = "100"
-
-
-class DirectCaller:
-    """An RfcCaller that runs the sandbox's function modules in-process."""
-
-    def __init__(self, data: EccData, config: SandboxConfig | None = None) -> None:
-        self.data = data
-        self.config = config or SandboxConfig()
-        self.calls: Counter[str] = Counter()
-
-    def call(self, fm: str, params: dict[str, Any] | None = None, *, tables: Any = ()) -> dict[str, Any]:
-        self.calls[fm] += 1
-        module = REGISTRY.get(fm, self.config)
-        if module is None:
-            raise ABAPApplicationError(f"{fm} not found", key="FU_NOT_FOUND")
-        req: dict[str, Any] = {}
-        for k, v in (params or {}).items():
-            req[k] = [{kk: str(vv) for kk, vv in r.items()} for r in v] if isinstance(v, list) else str(v)
-        ctx = CallContext(RfcRequest(fm, None, req), self.data, self.config, "RFC_USER", CLIENT)
-        try:
-            module.handler(ctx)
-        except AbapException as exc:
-            raise ABAPApplicationError(exc.name, key=exc.name) from None
-        return {k: ctx.out.get(k, []) for k in tables} | {k: v for k, v in ctx.out.items() if k not in tables}
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +42,6 @@ def data() -> EccData:
     d.seed_vendors(800, 42, client=CLIENT)
     seed_logistics(d, seed=42, client=CLIENT)
     return d
-
-
-def _fresh() -> EccData:
-    d = EccData(clients=(CLIENT,))
-    d.seed_vendors(300, 5, client=CLIENT)
-    seed_logistics(d, seed=5, client=CLIENT, purchase_orders=300, customers=150, sales_orders=300)
-    return d
-
-
-def _all(pages: Any) -> list[dict[str, str]]:
-    return [r for p in pages for r in p.rows]
 
 
 # ------------------------------------------------------------------------------------------ seed
@@ -222,7 +182,7 @@ def test_float_rendering_is_scientific_and_shortened() -> None:
 
 @pytest.mark.parametrize("minus_last", [True, False])
 def test_reader_parses_negative_packed_and_float(minus_last: bool) -> None:
-    d = _fresh()
+    d = fresh_data()
     ddic.register_table("ZML_FLTP_TEST", [("MANDT", "C", 3, 0, True, "Client"), ("ID", "C", 4, 0, True, "Id"),
                                           ("RATIO", "F", 16, 0, False, "Ratio (FLTP)"),
                                           ("AMOUNT", "P", 13, 2, False, "Amount")])
@@ -230,13 +190,13 @@ def test_reader_parses_negative_packed_and_float(minus_last: bool) -> None:
     d.insert("ZML_FLTP_TEST", {"ID": "B", "RATIO": "0.125", "AMOUNT": "99.5"}, CLIENT)
     caller = DirectCaller(d, SandboxConfig(packed_trailing_minus=minus_last))
     reader = TableReader(caller)
-    rows = {r["ID"]: r for r in _all(reader.read("ZML_FLTP_TEST", key_fields=["ID"]))}
+    rows = {r["ID"]: r for r in all_rows(reader.read("ZML_FLTP_TEST", key_fields=["ID"]))}
     assert Decimal(rows["A"]["AMOUNT"]) == Decimal("-1234.56") and rows["A"]["AMOUNT"] == "-1234.56"
     assert Decimal(rows["A"]["RATIO"]) == Decimal("-1234.5") and Decimal(rows["B"]["RATIO"]) == Decimal("0.125")
     assert rows["B"]["AMOUNT"] == "99.50"
     knkk = d.rows("KNKK")
     negative = next(r for r in knkk if Decimal(r["SKFOR"]) < 0)
-    got = _all(reader.read("KNKK", ["SKFOR", "KLIMK"], key_fields=["KUNNR", "KKBER"],
+    got = all_rows(reader.read("KNKK", ["SKFOR", "KLIMK"], key_fields=["KUNNR", "KKBER"],
                            where=f"KUNNR = '{negative['KUNNR']}'"))
     assert Decimal(got[0]["SKFOR"]) == Decimal(negative["SKFOR"]) < 0
 
@@ -246,14 +206,14 @@ def test_dec_overflow_is_refused_naming_table_and_field(data: EccData) -> None:
     split = next(r for r in data.rows("EKKN") if r["VPROZ"] != "0.0")
     where = f"EBELN = '{split['EBELN']}'"
     with pytest.raises(FieldValueError) as ei:
-        _all(reader.read("EKKN", ["KOSTL", "VPROZ"], key_fields=["EBELN", "EBELP", "ZEKKN"], where=where))
+        all_rows(reader.read("EKKN", ["KOSTL", "VPROZ"], key_fields=["EBELN", "EBELP", "ZEKKN"], where=where))
     msg = str(ei.value)
     assert ei.value.table == "EKKN" and ei.value.field == "VPROZ" and "EKKN-VPROZ" in msg
     assert "*" in ei.value.value and "/BODS/RFC_READ_TABLE" in msg and "Z extractor" in msg
     # the catalogue knows: read without the field and the rows come through
     info = table_info("EKKN")
     fields = info.read_fields([f.name for f in reader.describe("EKKN")])
-    rows = _all(reader.read("EKKN", fields, key_fields=info.key_fields, where=where))
+    rows = all_rows(reader.read("EKKN", fields, key_fields=info.key_fields, where=where))
     assert rows and "VPROZ" not in rows[0]
 
 
@@ -280,14 +240,14 @@ def test_catalogue_matches_the_sandbox_ddic() -> None:
 
 
 def test_cdpos_full_width_through_column_groups() -> None:
-    d = _fresh()
+    d = fresh_data()
     change_customer(d, "0000200001", NAME2="c/o Receiving | Dock 7 " + "x" * 10)
     change_purchase_order(d, "4500000002", aedat="20250110", ZTERM="NT45")
     d.update_vendor("0000100001", NAME1="Renamed Vendor " + "y" * 20)
     reader = TableReader(DirectCaller(d))
     cdpos = ddic.table("CDPOS")
     assert cdpos is not None and cdpos.width > 512
-    rows = _all(reader.read("CDPOS", key_fields=list(cdpos.data_key_fields), page_size=2))
+    rows = all_rows(reader.read("CDPOS", key_fields=list(cdpos.data_key_fields), page_size=2))
     want = d.rows("CDPOS")
     assert len(rows) == len(want) >= 4
     assert reader.calls >= 1 + 3 * (len(want) // 2)  # per window: key probe + at least 2 column groups
@@ -300,7 +260,7 @@ def test_cdpos_full_width_through_column_groups() -> None:
 
 
 def test_incremental_by_change_date_with_overlap_and_dedupe() -> None:
-    d = _fresh()
+    d = fresh_data()
     reader = TableReader(DirectCaller(d))
     info = table_info("EKKO")
     first_cursor = inc.ChangeCursor(since=date(2024, 12, 1))
@@ -339,7 +299,7 @@ def test_incremental_by_change_date_with_overlap_and_dedupe() -> None:
 
 
 def test_incremental_with_two_date_fields_vbak() -> None:
-    d = _fresh()
+    d = fresh_data()
     reader = TableReader(DirectCaller(d))
     since = date(2024, 11, 1)
     rows = [r for p in inc.read_incremental(reader, "VBAK", cursor=since, overlap_days=0, fields=["NETWR"]) for r in p]
@@ -353,7 +313,7 @@ def test_incremental_with_two_date_fields_vbak() -> None:
 
 
 def test_incremental_by_change_documents_kna1() -> None:
-    d = _fresh()
+    d = fresh_data()
     reader = TableReader(DirectCaller(d))
     assert change_customer(d, "0000200003", udate="20250105", NAME2="Einkauf") is not None
     assert change_customer(d, "0000200007", udate="20250106", SPERR="X") is not None
@@ -374,7 +334,7 @@ def test_incremental_by_change_documents_kna1() -> None:
 
 def test_changed_object_ids_to_the_second() -> None:
     """The vendor source's incremental read: KRED change documents at or after a time of day."""
-    d = _fresh()
+    d = fresh_data()
     reader = TableReader(DirectCaller(d))
     stamps = iter([datetime(2025, 1, 5, 10, 0, 0), datetime(2025, 1, 5, 10, 30, 0), datetime(2025, 1, 6, 8, 0, 0)])
     d.clock = lambda: next(stamps)

@@ -15,49 +15,19 @@ from typing import Any
 import pytest
 
 from ml_connector.systems.sap_ecc.idoc import (
-    build_idoc_xml,
     debmas_customer,
     delivery_document,
     orders_document,
-    parse_idoc_xml,
 )
 from ml_connector.systems.sap_ecc.sandbox.app import EccSandbox
-from ml_connector.systems.sap_ecc.sandbox.outbound import OutboundIdocs, outbound_idocs
+from ml_connector.systems.sap_ecc.sandbox.outbound import outbound_idocs
 from ml_connector.systems.sap_ecc.sandbox.seed_logistics import COST_CENTERS, cost_center
-
-CLIENT = "100"
+from tests.support.ecc_data import CLIENT, csks_valid_on, dangling, parsed_outbound, rows
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> EccSandbox:
     return EccSandbox(client=CLIENT)  # vendors, logistics and FI, as the HTTP sandbox seeds them
-
-
-def rows(sb: EccSandbox, table: str) -> list[dict[str, Any]]:
-    return sb.data.rows(table, CLIENT)
-
-
-def keys(sb: EccSandbox, table: str, *fields: str) -> set[tuple[str, ...]]:
-    return {tuple(r.get(f, "") for f in fields) for r in rows(sb, table)}
-
-
-def dangling(sb: EccSandbox, table: str, fields: tuple[str, ...], target: str, target_fields: tuple[str, ...],
-             *, skip_blank: bool = True) -> list[tuple[str, ...]]:
-    """Values of `table`.`fields` that have no row in `target` with `target_fields` equal to them."""
-    have = keys(sb, target, *target_fields)
-    out = []
-    for r in rows(sb, table):
-        value = tuple(r.get(f, "") for f in fields)
-        if skip_blank and not all(value):
-            continue
-        if value not in have:
-            out.append(value)
-    return out
-
-
-def csks_valid_on(sb: EccSandbox, kokrs: str, kostl: str, day: str) -> bool:
-    return any(r["KOKRS"] == kokrs and r["KOSTL"] == kostl and r["DATAB"] <= day <= r["DATBI"]
-               for r in rows(sb, "CSKS"))
 
 
 # ------------------------------------------------------------------------------------------ organisation
@@ -202,11 +172,6 @@ def test_sales_orders_deliveries_and_items(sandbox: EccSandbox) -> None:
 # ------------------------------------------------------------------------------------------ outbound IDocs
 
 
-def _parsed(out: OutboundIdocs, mestyp: str, key: str) -> Any:
-    idoc = out.build(mestyp, key)
-    return parse_idoc_xml(build_idoc_xml([idoc]))[0]
-
-
 def test_delvry_carries_one_e1edl24_per_lips_row(sandbox: EccSandbox) -> None:
     out = outbound_idocs(sandbox)
     lips: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -214,7 +179,7 @@ def test_delvry_carries_one_e1edl24_per_lips_row(sandbox: EccSandbox) -> None:
         lips[i["VBELN"]].append(i)
     multi = next(v for v, items in lips.items() if len(items) >= 3)
     for vbeln in (rows(sandbox, "LIKP")[0]["VBELN"], multi):
-        idoc = _parsed(out, "DESADV", vbeln)
+        idoc = parsed_outbound(out, "DESADV", vbeln)
         assert (idoc.mestyp, idoc.idoctyp) == ("DESADV", "DELVRY07")
         doc = delivery_document(idoc)
         assert doc.vbeln == vbeln and len(doc.items) == len(lips[vbeln]) > 0
@@ -225,7 +190,7 @@ def test_delvry_carries_one_e1edl24_per_lips_row(sandbox: EccSandbox) -> None:
 def test_debmas_carries_sales_areas_company_codes_credit_and_partners(sandbox: EccSandbox) -> None:
     out = outbound_idocs(sandbox)
     kunnr = rows(sandbox, "KNA1")[0]["KUNNR"]
-    idoc = _parsed(out, "DEBMAS", kunnr)
+    idoc = parsed_outbound(out, "DEBMAS", kunnr)
     cust = debmas_customer(idoc)
     knb1 = [r for r in rows(sandbox, "KNB1") if r["KUNNR"] == kunnr]
     knvv = [r for r in rows(sandbox, "KNVV") if r["KUNNR"] == kunnr]
@@ -261,12 +226,12 @@ def test_order_changes_emit_ordrsp_and_purchase_order_changes_emit_orders(
         out.config.url = ""
     assert sent == [("ORDRSP", vbeln), ("ORDERS", ebeln), ("DESADV", delivery)]
     # ORDRSP: the sales order confirmation, basic type ORDERS05, from VBAK/VBAP
-    rsp = _parsed(out, "ORDRSP", vbeln)
+    rsp = parsed_outbound(out, "ORDRSP", vbeln)
     assert (rsp.mestyp, rsp.idoctyp) == ("ORDRSP", "ORDERS05")
     order = orders_document(rsp)
     assert order.belnr == vbeln and len(order.items) == sum(r["VBELN"] == vbeln for r in rows(sandbox, "VBAP"))
     # ORDERS: the purchase order to the vendor, from EKKO/EKPO
-    po = _parsed(out, "ORDERS", ebeln)
+    po = parsed_outbound(out, "ORDERS", ebeln)
     assert (po.mestyp, po.idoctyp) == ("ORDERS", "ORDERS05")
     doc = orders_document(po)
     ekko = next(r for r in rows(sandbox, "EKKO") if r["EBELN"] == ebeln)

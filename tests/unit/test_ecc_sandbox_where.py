@@ -8,22 +8,11 @@ from hypothesis import strategies as st
 
 from ml_connector.systems.sap_ecc.sandbox import ddic
 from ml_connector.systems.sap_ecc.sandbox.where import WhereError, compile_where
+from tests.support.ecc_where import OPS, cmp_st, literal, matching, row_st
 
 LFA1 = ddic.table("LFA1")
 LFB1 = ddic.table("LFB1")
 assert LFA1 is not None and LFB1 is not None
-
-ROWS = [
-    {"LIFNR": "0000100001", "LAND1": "US", "NAME1": "Acme | Pipe Inc.", "LOEVM": "", "ERDAT": "20200101"},
-    {"LIFNR": "0000100002", "LAND1": "DE", "NAME1": "Müller GmbH", "LOEVM": "X", "ERDAT": "20210615"},
-    {"LIFNR": "0000100003", "LAND1": "GB", "NAME1": "O'Brien Ltd", "ERDAT": "20221231"},
-    {"LIFNR": "0000100004", "LAND1": "US", "NAME1": "Acme_Tools", "SPERR": "X", "ERDAT": "20230301"},
-]
-
-
-def matching(lines: list[str] | str, table: ddic.DdicTable = LFA1) -> list[str]:
-    w = compile_where([lines] if isinstance(lines, str) else lines, table)
-    return [r["LIFNR"][-1] for r in ROWS if w.predicate(r)]
 
 
 @pytest.mark.parametrize(("cond", "expected"), [
@@ -125,18 +114,6 @@ def test_key_range_from_top_level_conjunction() -> None:
 
 # -- properties ------------------------------------------------------------------------------
 
-FIELD_VALUES = {"LAND1": ["US", "DE", "GB", ""], "LOEVM": ["", "X"], "KTOKK": ["KRED", "LIEF", ""]}
-OPS = {"=": lambda a, b: a == b, "<>": lambda a, b: a != b, "<": lambda a, b: a < b,
-       ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
-
-row_st = st.fixed_dictionaries({k: st.sampled_from(v) for k, v in FIELD_VALUES.items()})
-cmp_st = st.tuples(st.sampled_from(sorted(FIELD_VALUES)), st.sampled_from(sorted(OPS)),
-                   st.sampled_from(["US", "DE", "GB", "X", "KRED", "LIEF", " ", "A"]))
-
-
-def _lit(v: str) -> str:
-    return "'" + v.replace("'", "''") + "'"
-
 
 @settings(max_examples=150, deadline=None)
 @given(rows=st.lists(row_st, min_size=1, max_size=8),
@@ -148,7 +125,7 @@ def test_property_matches_reference_and_line_wrapping(rows: list[dict[str, str]]
                                                       joins: list[str], width: int) -> None:
     text = ""
     for i, (f, op, v) in enumerate(terms):
-        text += ("" if i == 0 else f" {joins[i - 1]} ") + f"{f} {op} {_lit(v)}"
+        text += ("" if i == 0 else f" {joins[i - 1]} ") + f"{f} {op} {literal(v)}"
 
     def reference(row: dict[str, str]) -> bool:
         # AND binds tighter than OR: evaluate OR of AND-groups
@@ -187,6 +164,6 @@ def test_property_quoted_literal_roundtrip(value: str) -> None:
     value = value.strip(" \t\r\n")
     if not value or any(c in value for c in "\t\r\n"):
         return
-    w = compile_where([f"NAME1 = {_lit(value)}"], LFA1)
+    w = compile_where([f"NAME1 = {literal(value)}"], LFA1)
     assert w.predicate({"NAME1": value})
     assert not w.predicate({"NAME1": value + "x"})

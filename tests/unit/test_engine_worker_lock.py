@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from sqlalchemy import event, select
@@ -13,9 +12,9 @@ from sqlalchemy import event, select
 from ml_connector.core import engine, outbox
 from ml_connector.core.db import IN_CHUNK, Database
 from ml_connector.core.flow import RunContext
-from ml_connector.core.ledger import Desired
 from ml_connector.core.models import OutboxRow
 from ml_connector.core.worker_lock import WorkerBusy, WorkerLock, lock_path
+from tests.support.workers import MapAll
 
 
 def test_second_holder_is_refused_and_told_who_holds_the_lock(tmp_path):
@@ -35,13 +34,6 @@ def test_second_holder_is_refused_and_told_who_holds_the_lock(tmp_path):
     assert second.try_acquire("sync")
     assert second.holder().role == "sync"
     second.release()
-
-
-class _MapAll:
-    """A stream whose mapping now succeeds for every record."""
-
-    def map(self, ctx: Any, key: str, rec: dict[str, Any]) -> Desired:
-        return Desired(key, rec)
 
 
 @pytest.fixture()
@@ -72,7 +64,7 @@ def test_parked_and_replay_paths_keep_in_lists_bounded(small_limit_db):
         assert len(engine._outbox_rows(s, ids + ids[:5], OutboxRow.state == "parked")) == n
     ctx = RunContext(SimpleNamespace(db=db), "f", "bills", "r1", "incremental")  # type: ignore[arg-type]
     tally: dict[str, int] = {}
-    engine._remap_parked(ctx, _MapAll(), ids, tally)  # type: ignore[arg-type]
+    engine._remap_parked(ctx, MapAll(), ids, tally)  # type: ignore[arg-type]
     with db.session() as s:
         engine._adopt_resumed(s, ids, "r1")
     with db.session() as s:

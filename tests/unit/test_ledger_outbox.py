@@ -6,21 +6,9 @@ import pytest
 from sqlalchemy import event, text
 
 from ml_connector.core import audit, ledger, outbox
-from ml_connector.core.db import Database, in_chunks, padded
+from ml_connector.core.db import in_chunks, padded
 from ml_connector.core.ledger import Desired
-
-
-@pytest.fixture()
-def db(tmp_path):
-    d = Database(f"sqlite:///{tmp_path}/t.sqlite")
-    d.migrate()
-    yield d
-    d.dispose()
-
-
-def _plan(db, items):
-    with db.session() as s:
-        return ledger.plan_changes(s, "f", "vendors", items)
+from tests.support.ledger import ledger_row, plan
 
 
 def test_content_hash_ignores_key_order():
@@ -29,21 +17,21 @@ def test_content_hash_ignores_key_order():
 
 
 def test_new_changed_unchanged_deactivated_reactivated(db):
-    changes, unchanged = _plan(db, [Desired("1", {"name": "A"}), Desired("2", {"name": "B"}, active=False)])
+    changes, unchanged = plan(db, [Desired("1", {"name": "A"}), Desired("2", {"name": "B"}, active=False)])
     # A new record is created; a record deleted at the source before it was ever synced is not.
     assert [(c.source_key, c.op) for c in changes] == [("1", "create")]
     assert unchanged == 1
     with db.session() as s:
         ledger.confirm(s, "f", "vendors", "1", "r-1", changes[0].content_hash, active=True)
-    changes, unchanged = _plan(db, [Desired("1", {"name": "A"})])
+    changes, unchanged = plan(db, [Desired("1", {"name": "A"})])
     assert changes == [] and unchanged == 1
-    changes, _ = _plan(db, [Desired("1", {"name": "A2"})])
+    changes, _ = plan(db, [Desired("1", {"name": "A2"})])
     assert [(c.op, c.target_id) for c in changes] == [("update", "r-1")]
-    changes, _ = _plan(db, [Desired("1", {"name": "A"}, active=False)])
+    changes, _ = plan(db, [Desired("1", {"name": "A"}, active=False)])
     assert [c.op for c in changes] == ["deactivate"]
     with db.session() as s:
         ledger.confirm(s, "f", "vendors", "1", "r-1", changes[0].content_hash, active=False)
-    changes, _ = _plan(db, [Desired("1", {"name": "A"})])
+    changes, _ = plan(db, [Desired("1", {"name": "A"})])
     assert [c.op for c in changes] == ["reactivate"]
 
 
@@ -109,11 +97,6 @@ def test_in_chunks_pad_to_power_of_two_lengths():
         next(in_chunks(values, size=500))
 
 
-def _row(key, src, h="h"):
-    return {"idempotency_key": key, "source_key": src, "op": "create", "payload": {"id": src},
-            "content_hash": h, "target_id": None}
-
-
 def test_page_size_does_not_make_new_sql_statements(db):
     """sqlite3 keeps prepared statements by SQL text (128 per connection, ~200 bytes per
     placeholder): IN lists of a page's arbitrary length made a new one per page, and the
@@ -122,7 +105,7 @@ def test_page_size_does_not_make_new_sql_statements(db):
     event.listen(db.engine, "before_cursor_execute", lambda _c, _cur, stmt, *_: seen.add(stmt))
 
     def page(run, first, n):
-        rows = [_row(f"k{i}", str(i)) for i in range(first, first + n)]
+        rows = [ledger_row(f"k{i}", str(i)) for i in range(first, first + n)]
         with db.session() as s:
             ledger.plan_changes(s, "f", "vendors", [Desired(r["source_key"], r["payload"]) for r in rows])
             outbox.add(s, flow="f", stream="vendors", run_id=run, batch=1, rows=rows)
@@ -140,13 +123,13 @@ def test_page_size_does_not_make_new_sql_statements(db):
 def test_newer_changes_supersede_across_chunks(db):
     with db.session() as s:
         outbox.add(s, flow="f", stream="vendors", run_id="r1", batch=1,
-                   rows=[_row(f"old{i}", str(i), "h1") for i in range(1100)])
+                   rows=[ledger_row(f"old{i}", str(i), "h1") for i in range(1100)])
         outbox.set_state(s, [e.id for e in outbox.batch_entries(s, "r1", 1)], "failed", error="boom")
         # one write of the new content is already staged (by an interrupted run)
-        outbox.add(s, flow="f", stream="vendors", run_id="r0", batch=1, rows=[_row("new1050", "1050", "h2")])
+        outbox.add(s, flow="f", stream="vendors", run_id="r0", batch=1, rows=[ledger_row("new1050", "1050", "h2")])
     with db.session() as s:
         assert outbox.add(s, flow="f", stream="vendors", run_id="r2", batch=1,
-                          rows=[_row(f"new{i}", str(i), "h2") for i in range(1100)]) == 1100
+                          rows=[ledger_row(f"new{i}", str(i), "h2") for i in range(1100)]) == 1100
         states = dict(s.execute(text("select idempotency_key, state from mlc_outbox")).all())
     assert len(states) == 2200
     assert {k for k, v in states.items() if v == "superseded"} == {f"old{i}" for i in range(1100)}
@@ -156,7 +139,7 @@ def test_newer_changes_supersede_across_chunks(db):
 def test_entries_by_id_in_order_across_chunks(db):
     with db.session() as s:
         outbox.add(s, flow="f", stream="vendors", run_id="r1", batch=1,
-                   rows=[_row(f"k{i}", str(i)) for i in range(700)])
+                   rows=[ledger_row(f"k{i}", str(i)) for i in range(700)])
         ids = [e.id for e in outbox.batch_entries(s, "r1", 1)]
         got = outbox.entries_by_id(s, list(reversed(ids)) + ids[:3])
     assert [e.id for e in got] == sorted(ids)

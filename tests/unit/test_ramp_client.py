@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import httpx
 import pytest
 
 from ml_connector.core.ratelimit import RollingWindowLimiter
-from ml_connector.systems.ramp.client import RampApiError, RampClient, RampTransportError, RampUncertainWrite
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def scripted(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
-    seen: list[httpx.Request] = []
-    queue = list(responses)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        item = queue.pop(0) if len(queue) > 1 else queue[0]
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    return handler, seen
-
-
-def make(handler: Handler, sleeps: list[float], **kw: Any) -> RampClient:
-    return RampClient("https://demo-api.ramp.com", None, transport=httpx.MockTransport(handler),
-                      sleep=sleeps.append, **kw)
-
+from ml_connector.systems.ramp.client import RampApiError, RampTransportError, RampUncertainWrite
+from tests.support.ramp_scripts import make, scripted
 
 OK = httpx.Response(200, json={"data": [], "page": {"next": None}})
 E429 = httpx.Response(429, json={"error_v2": {"error_code": "X", "message": "slow down"}})

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from sqlalchemy import select
 from ml_connector.core.db import Database
 from ml_connector.core.models import SecretRow, TokenRow
 from ml_connector.core.token_store import DbTokenStore
-from ml_connector.core.tokens import Token
 from ml_connector.core.vault import (
     KEY_FILE,
     PENDING_KEY_FILE,
@@ -22,20 +20,11 @@ from ml_connector.core.vault import (
     key_id_of,
     known_secret_values,
 )
+from tests.support.tokens import stored_token, token_ciphertext
+
+pytestmark = pytest.mark.usefixtures("no_master_key_env")
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
-
-
-@pytest.fixture(autouse=True)
-def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MLC_MASTER_KEY", raising=False)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    d = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    d.migrate()
-    return d
 
 
 @pytest.fixture
@@ -183,25 +172,12 @@ def test_bad_env_key_rejected_without_echo(data_dir: Path, monkeypatch: pytest.M
 # ----------------------------------------------------------------------------- rotation
 
 
-def _token_ct(db: Database, conn: str) -> tuple[bytes, bytes]:
-    with db.session() as s:
-        row = s.get(TokenRow, conn)
-        assert row is not None
-        return row.nonce, row.ciphertext
-
-
-def _store_token(db: Database, vault: Vault, conn: str, access: str) -> DbTokenStore:
-    store = DbTokenStore(db, vault)
-    store.refresh(conn, 60, lambda: Token(access_token=access, expires_at=time.time() + 3600))
-    return store
-
-
 @posix_only
 def test_rotate_file_key(db: Database, data_dir: Path) -> None:
     vault = Vault(db, MasterKey.load(data_dir))
     vault.set("a", "value-a-1")
     vault.set("b", "value-b-2")
-    _store_token(db, vault, "ramp", "access-token-abc")
+    stored_token(db, vault, "ramp", "access-token-abc")
     old = vault.key
     new = MasterKey.generate()
 
@@ -228,7 +204,7 @@ def test_rotate_file_key(db: Database, data_dir: Path) -> None:
     with pytest.raises(VaultError, match=expected):
         Vault(db, detached_old).get("a")
     with pytest.raises(VaultError):
-        Vault(db, detached_old).decrypt("token:ramp", old.key_id, *_token_ct(db, "ramp"))
+        Vault(db, detached_old).decrypt("token:ramp", old.key_id, *token_ciphertext(db, "ramp"))
 
 
 def test_rotate_env_key(db: Database, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,6 +36,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from ml_connector.core import audit
+from ml_connector.core.clock import SYSTEM_CLOCK, Clock
 from ml_connector.core.db import Database
 from ml_connector.core.models import AlertOutboxRow, AlertThrottleRow
 
@@ -131,8 +132,11 @@ class _Failed(Exception):
 class Alerter:
     def __init__(self, db: Database, vault: Any, webhooks: list[Webhook], *,
                  events: list[str] | tuple[str, ...] = ALERT_EVENTS, settings: AlertSettings | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.db = db
+        # Wall time of the outbox (due, leases, done, purge). Waits on the loop's threading events
+        # stay on the real clock: a test's clock would never wake them.
+        self.clock = clock
         self.vault = vault
         self.webhooks = list(webhooks)
         self.events = frozenset(events)
@@ -185,7 +189,7 @@ class Alerter:
             return False
         alert.suppressed = row.suppressed or 0
         row.last_at, row.suppressed = alert.at, 0
-        now = time.time()
+        now = self.clock.now()
         stored = json.dumps(alert.to_dict(), default=str)
         for i, _hook in enumerate(self.webhooks):  # one row per receiver: each has its own attempts
             session.add(AlertOutboxRow(id=f"{alert.id}:{i}", alert_id=alert.id, hook=i, event=alert.event,
@@ -275,7 +279,7 @@ class Alerter:
     def purge(self, now: float | None = None) -> int:
         """Delete sent and failed rows older than the retention (pending rows are never purged):
         the outbox stays small; each outcome stays in the append-only audit trail."""
-        edge = (time.time() if now is None else now) - self.settings.retention
+        edge = (self.clock.now() if now is None else now) - self.settings.retention
         with self.db.session() as s:
             res = s.execute(delete(AlertOutboxRow).where(AlertOutboxRow.state.in_(("sent", "failed")),
                                                          AlertOutboxRow.done_at < edge))
@@ -292,13 +296,13 @@ class Alerter:
             return POLL_SECONDS
         if nxt is None:
             return POLL_SECONDS
-        return min(max(float(nxt) - time.time(), 0.01), POLL_SECONDS)
+        return min(max(float(nxt) - self.clock.now(), 0.01), POLL_SECONDS)
 
     def _claim(self) -> tuple[str, int, str] | None:
         """A due row, leased to this process in a short transaction (no transaction is held open
         while sending: on SQLite that would block every writer). On Postgres SKIP LOCKED lets two
         processes claim different rows at once; the lease keeps a claimed row from a second sender."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.session() as s:
             q = (select(AlertOutboxRow)
                  .where(AlertOutboxRow.state == "pending", AlertOutboxRow.next_attempt_at <= now,
@@ -350,7 +354,7 @@ class Alerter:
 
     def _record(self, row_id: str, alert: Alert, host: str, sent: bool, ok: bool, final: bool,
                 status: int | None, problem: str) -> None:
-        now = time.time()
+        now = self.clock.now()
         fmt = "?"
         with self.db.session() as s:
             row = s.get(AlertOutboxRow, row_id)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ml_connector.core import audit
+from ml_connector.core.clock import SYSTEM_CLOCK, Clock
 from ml_connector.core.db import Database
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ _Row = tuple[_Key, int, float | None, dict[str, Any]]
 
 @dataclass
 class _RefusalCount:
-    last_row_at: float  # when the last row for this key was written (clock())
+    last_row_at: float  # when the last row for this key was written (clock.monotonic())
     pending: int = 0  # refusals since then, not yet in a row
     first_pending_at: float = 0.0  # wall clock of the first of them
     detail: dict[str, Any] | None = None  # the latest of them (method, path, token id, ...)
@@ -49,12 +49,13 @@ class _RefusalCount:
 class CoalescedRefusals:
     """Audit rows `event` (outcome `outcome`) for refused requests, coalesced (module doc).
 
-    `describe(client, source, reason, detail, count)`: the warning logged with each row."""
+    `describe(client, source, reason, detail, count)`: the warning logged with each row. `clock`:
+    windows run on its monotonic time, `since` is its wall time, the flusher sleeps on it."""
 
     def __init__(self, db: Database, event: str, *, outcome: str = "failed",
                  describe: Callable[[str, str | None, str, dict[str, Any], int], str] | None = None,
                  window: float = REFUSAL_AUDIT_WINDOW, max_keys: int = REFUSAL_AUDIT_KEYS,
-                 clock: Callable[[], float] = time.monotonic, background: bool = True) -> None:
+                 clock: Clock = SYSTEM_CLOCK, background: bool = True) -> None:
         self.db = db
         self.event = event
         self.outcome = outcome
@@ -68,7 +69,7 @@ class CoalescedRefusals:
         self._flusher: threading.Thread | None = None
 
     def refused(self, client: str, reason: str, detail: dict[str, Any], *, source: str | None = None) -> None:
-        now = self.clock()
+        now = self.clock.monotonic()
         rows: list[_Row] = []
         with self._lock:
             rows += self._due(now)
@@ -83,7 +84,7 @@ class CoalescedRefusals:
                 self._keys[key] = _RefusalCount(last_row_at=now)
             else:
                 if entry.pending == 0:
-                    entry.first_pending_at = time.time()
+                    entry.first_pending_at = self.clock.now()
                 entry.pending += 1
                 entry.detail = detail
                 self._start_flusher()
@@ -92,7 +93,7 @@ class CoalescedRefusals:
     def flush(self) -> int:
         """Write the rows whose window has ended (the background flusher calls this); how many."""
         with self._lock:
-            rows = self._due(self.clock())
+            rows = self._due(self.clock.monotonic())
         self._write(rows)
         return len(rows)
 
@@ -125,7 +126,7 @@ class CoalescedRefusals:
 
         def loop() -> None:
             while True:
-                time.sleep(max(self.window / 4, 0.05))
+                self.clock.sleep(max(self.window / 4, 0.05))
                 self.flush()
                 with self._lock:
                     if not any(e.pending for e in self._keys.values()):

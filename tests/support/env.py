@@ -1,24 +1,19 @@
-"""Shared test support: sandboxes on loopback, a configuration wired to them, the CLI in a subprocess."""
+"""A working directory with a configuration wired to the sandboxes, and the CLI run in a subprocess."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ml_connector.config import example_config
+from tests.support.processes import CLI, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "ml_connector.cli"]
 SAP_PASSWORD = "Sandbox-1234"
+RAMP_SECRET = "ramp_demo_secret"
 
 
 @dataclass
@@ -55,7 +50,7 @@ class Env:
 
 def make_env(tmp: Path, sap_url: str, ramp_url: str, *, database_url: str | None = None,
              options: dict[str, Any] | None = None, ramp_limits: dict[str, Any] | None = None,
-             set_secrets: bool = True, ramp_secret: str = "ramp_demo_secret",
+             set_secrets: bool = True, ramp_secret: str = RAMP_SECRET,
              sap_password: str = SAP_PASSWORD) -> Env:
     cfg = tmp / "ml-connector.yaml"
     text = example_config(sap_url, ramp_url)
@@ -74,62 +69,68 @@ def make_env(tmp: Path, sap_url: str, ramp_url: str, *, database_url: str | None
     if database_url:
         env["MLC_DATABASE_URL"] = database_url
     e = Env(tmp, cfg, sap_url, ramp_url, env)
-    if set_secrets:
+    if set_secrets and (sap_password, ramp_secret) == (SAP_PASSWORD, RAMP_SECRET):
+        store_secrets(e, {"sap_ecc_password": sap_password, "ramp_client_secret": ramp_secret})
+    elif set_secrets:
+        # Values of a test's own (about leaks): through the CLI, so that this process's redaction
+        # registry never learns them and cannot mask a leak the test looks for.
         e.cli("secrets", "set", "sap_ecc_password", "--stdin", input_=sap_password)
         e.cli("secrets", "set", "ramp_client_secret", "--stdin", input_=ramp_secret)
     return e
 
 
-def ramp_vendors(ramp_url: str) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{ramp_url}/_sandbox/state/vendors", timeout=30).json()["vendors"])
+def store_secrets(e: Env, secrets: dict[str, str]) -> None:
+    """What `ml-connector secrets set NAME` does for each secret, done in this process: a CLI start
+    costs about a second of CPU and every test environment needs two secrets (the command itself is
+    tested in test_cli_admin). Only the sandboxes' default values come this way (`make_env`). The
+    database and master key are the ones the CLI would find: the configuration's, or
+    $MLC_DATABASE_URL / $MLC_MASTER_KEY as the CLI's environment sets them."""
+    from ml_connector.config import load_config
+    from ml_connector.core.db import Database
+    from ml_connector.core.vault import MasterKey, Vault
 
-
-def stop_all(procs: list[subprocess.Popen[str]], handles: dict[str, Any] | None = None) -> None:
-    """Stop the worker processes (SIGINT, then SIGKILL after 20 s) and the sandboxes."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-    for p in procs:
+    names = ("MLC_DATABASE_URL", "MLC_MASTER_KEY")
+    saved = {k: os.environ.get(k) for k in names}
+    try:
+        for k in names:  # the CLI's environment, not this process's
+            if e.env.get(k):
+                os.environ[k] = e.env[k]
+            else:
+                os.environ.pop(k, None)
+        cfg = load_config(e.config)
+        config_dir = e.config.resolve().parent
+        db = Database(cfg.database_url_resolved(config_dir))
         try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-    for h in (handles or {}).values():
-        h.stop()
+            db.migrate()
+            vault = Vault(db, MasterKey.load(cfg.data_dir_resolved(config_dir)))
+            for name, value in secrets.items():
+                vault.set(name, value)
+        finally:
+            db.dispose()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
-def wait_healthy(base: str, timeout: float = 90) -> None:
-    """Wait until the server at `base` answers /health."""
-    def up() -> bool:
-        try:
-            return httpx.get(f"{base}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, timeout=timeout, interval=0.2)
+SUMMARY_COLUMNS = ["read", "created", "updated", "deactivated", "unchanged", "parked", "failed"]
 
 
-def wait_until(pred: Any, timeout: float = 60, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
+def summary_rows(stdout: str) -> list[list[int]]:
+    """The numbers of every data row of the sync summary tables in `stdout`."""
+    rows = []
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == len(SUMMARY_COLUMNS) and all(c.isdigit() for c in cells):
+            rows.append([int(c) for c in cells])
+    return rows
 
 
-def in_scope_vendors(ecc: Any, company_codes: tuple[str, ...] = ("1000", "2000", "3000")) -> dict[str, dict[str, Any]]:
-    """What the SAP sandbox says should be in Ramp: vendor number → (name, active)."""
-    client = ecc.client
-    lfb1: dict[str, list[dict[str, Any]]] = {}
-    for r in ecc.data.rows("LFB1", client):
-        if r["BUKRS"] in company_codes:
-            lfb1.setdefault(r["LIFNR"], []).append(r)
-    out = {}
-    for v in ecc.data.rows("LFA1", client):
-        ccs = lfb1.get(v["LIFNR"])
-        if not ccs:
-            continue
-        deleted = v.get("LOEVM", "").strip() == "X" or all(c.get("LOEVM", "").strip() == "X" for c in ccs)
-        name = " ".join(p for p in (v.get("NAME1", "").strip(), v.get("NAME2", "").strip()) if p)
-        out[v["LIFNR"]] = {"name": name or v["LIFNR"], "active": not deleted}
-    return out
+def summary(stdout: str) -> dict[str, int]:
+    """The numbers of the summary table's (first) data row, by column."""
+    rows = summary_rows(stdout)
+    if not rows:
+        raise AssertionError(f"no summary row in:\n{stdout}")
+    return dict(zip(SUMMARY_COLUMNS, rows[0], strict=True))

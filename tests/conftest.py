@@ -1,0 +1,39 @@
+"""Fixtures shared by test modules in several directories (helpers: tests/support)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ml_connector.core.db import Database
+from tests.support.clock import FakeClock
+from tests.support.databases import sqlite_database
+
+# The suite starts a few hundred Python processes (the CLI, workers, control planes, agents). Where
+# PYTHONDONTWRITEBYTECODE is set, each of them would compile every module it imports again (about a
+# second of CPU per start): let them cache bytecode, in a directory of their own outside the tree.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / f"mlc-test-pycache-{os.getuid()}"))
+
+
+@pytest.fixture()
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A migrated SQLite database of this test's own."""
+    d = sqlite_database(tmp_path / "db.sqlite")
+    yield d
+    d.dispose()
+
+
+@pytest.fixture()
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture()
+def no_master_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MLC_MASTER_KEY from the caller's environment: the vault's key comes from its data dir."""
+    monkeypatch.delenv("MLC_MASTER_KEY", raising=False)

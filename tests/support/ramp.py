@@ -1,0 +1,38 @@
+"""The Ramp sandbox over HTTP: clients wired to it, raw token requests, vendor batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ml_connector.core.ratelimit import RollingWindowLimiter
+from ml_connector.core.servers import ServerHandle
+from ml_connector.core.tokens import MemoryTokenStore
+from ml_connector.systems.ramp.auth import RampClientCredentialsAuth
+from ml_connector.systems.ramp.client import RampClient
+from ml_connector.systems.ramp.sandbox.state import DEMO_CLIENT_ID
+
+SECRET = "integration-secret-XYZ-123"
+ALL_SCOPES = "accounting:read accounting:write business:read"
+
+
+def make_client(h: ServerHandle, *, limiter: RollingWindowLimiter | None = None, scope: str = ALL_SCOPES,
+                secret: str = SECRET, store: MemoryTokenStore | None = None, timeout: float = 5.0,
+                **kw: Any) -> RampClient:
+    """A RampClient with client-credentials auth against the sandbox at `h`, quick backoffs."""
+    auth = RampClientCredentialsAuth.for_base_url(h.url, DEMO_CLIENT_ID, secret,
+                                                  store=store or MemoryTokenStore(), key="ramp-test",
+                                                  scope=scope, limiter=limiter, backoff_base=0.05,
+                                                  backoff_cap=0.4)
+    return RampClient(h.url, auth, limiter=limiter, timeout=timeout, backoff_base=0.05, backoff_cap=0.4, **kw)
+
+
+def raw_token(h: ServerHandle, scope: str = ALL_SCOPES, secret: str = SECRET, **form: str) -> httpx.Response:
+    data = {"grant_type": "client_credentials", "scope": scope, **form}
+    return httpx.post(h.url + "/developer/v1/token", auth=(DEMO_CLIENT_ID, secret), data=data)
+
+
+def vendors(prefix: str, n: int, start: int = 0) -> list[dict[str, Any]]:
+    """`n` vendor records with ids `prefix`00000, `prefix`00001, ..."""
+    return [{"id": f"{prefix}{i:05d}", "name": f"Vendor {prefix}{i}"} for i in range(start, start + n)]
