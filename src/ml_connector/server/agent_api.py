@@ -39,6 +39,7 @@ from ml_connector.core.channel import ChannelResponse
 from ml_connector.server.agents import wakeups
 from ml_connector.server.agents.pacing import Pacing
 from ml_connector.server.agents.service import SIGNAL, AgentIdentity, AgentService, AuthError
+from ml_connector.server.forwarded import peer_of
 
 
 class PairRequest(BaseModel):
@@ -158,7 +159,7 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
             client = request.client.host if request.client else ""
             try:
                 pending = await run_in_threadpool(svc.precheck, request.method, request_target(request),
-                                                  request.headers, client)
+                                                  request.headers, client, peer_of(request))
                 body = await read_body(request, route, limit)
                 ident = await run_in_threadpool(svc.verify, pending, body)
             except AuthError as exc:
@@ -179,7 +180,8 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
         try:
             result: dict[str, Any] = await run_in_threadpool(
                 lambda: svc.pair(req.token, req.public_key, name=req.name, hostname=req.hostname,
-                                 version=req.version, client=request.client.host if request.client else ""))
+                                 version=req.version, client=request.client.host if request.client else "",
+                                 peer=peer_of(request)))
             return result
         except AuthError as exc:
             raise _http(exc) from None

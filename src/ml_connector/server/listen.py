@@ -108,5 +108,7 @@ def serve(rt: Any, listener: Listener, announce: Callable[[str], None] | None = 
         announce(line)
     else:
         print(line, flush=True)
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1 (anyone on the
+    # host); the app's ClientAddress middleware believes it only from server.trusted_proxies.
     uvicorn.run(create_app(rt), host=listener.host, port=listener.port, log_level="warning",
-                **listener.uvicorn_options)
+                proxy_headers=False, **listener.uvicorn_options)

@@ -112,6 +112,7 @@ class PendingRequest:
     state: str
     public_key: str
     site: str
+    peer: str | None = None  # the socket's address (client may be one a trusted proxy reported)
 
 
 @dataclass(frozen=True)
@@ -172,15 +173,16 @@ class AgentService:
         return token
 
     def pair(self, token: str, public_key: str, *, name: str = "", hostname: str = "",
-             version: str = "", client: str = "") -> dict[str, Any]:
+             version: str = "", client: str = "", peer: str | None = None) -> dict[str, Any]:
         if not TOKEN_RE.fullmatch(token):
-            self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, "malformed pairing token")
+            self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, "malformed pairing token", peer=peer)
             raise AuthError(proto.E_BAD_TOKEN, "malformed pairing token; issue one with "
                                                "`ml-connector agents issue-token`")
         try:
             proto.load_public_key(public_key)
         except (ValueError, TypeError):
-            self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, "public key is not an Ed25519 key")
+            self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, "public key is not an Ed25519 key",
+                         peer=peer)
             raise AuthError(proto.E_BAD_TOKEN, "the public key is not a 32-byte Ed25519 key", status=400) from None
         now = time.time()
         cp_key = self.control_public_key()
@@ -203,21 +205,25 @@ class AgentService:
                                      "client": client})
                 return {"agent_id": agent_id, "site": row.site, "control_plane_public_key": cp_key,
                         "server_time": now}
-        self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, problem or "invalid token")
+        self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, problem or "invalid token", peer=peer)
         raise AuthError(proto.E_BAD_TOKEN, f"{problem}; issue a new one with `ml-connector agents issue-token`")
 
     # ------------------------------------------------------------------ request authentication
 
     def _reject(self, code: str, agent_id: str | None, path: str, client: str, message: str,
-                **detail: Any) -> None:
-        # Coalesced: at most one row per (client, agent id, reason) per window, with a count.
-        self.refusals.refused(client, code, {"path": path, "message": message, **detail}, source=agent_id)
+                peer: str | None = None, **detail: Any) -> None:
+        # Coalesced: at most one row per (client, agent id, reason) per window, with a count, and a
+        # bounded number of keys per real peer (`peer`, the socket's address).
+        self.refusals.refused(client, code, {"path": path, "message": message, **detail}, source=agent_id,
+                              peer=peer)
 
-    def authenticate(self, method: str, target: str, headers: Any, body: bytes, client: str = "") -> AgentIdentity:
+    def authenticate(self, method: str, target: str, headers: Any, body: bytes, client: str = "",
+                     peer: str | None = None) -> AgentIdentity:
         """The agent a signed request comes from (or AuthError); `target`: path and query string."""
-        return self.verify(self.precheck(method, target, headers, client), body)
+        return self.verify(self.precheck(method, target, headers, client, peer), body)
 
-    def precheck(self, method: str, target: str, headers: Any, client: str = "") -> PendingRequest:
+    def precheck(self, method: str, target: str, headers: Any, client: str = "",
+                 peer: str | None = None) -> PendingRequest:
         """The checks that need no body: headers present and well-formed, timestamp within the
         allowed skew, agent known. Done before the body is read, so a request that cannot be
         authentic costs no memory for its body (server/agent_api.py)."""
@@ -229,44 +235,46 @@ class AgentService:
         now = time.time()
         if not (agent_id and ts and nonce and sig) or len(agent_id) > 64 or len(sig) > 200:
             self._reject(proto.E_MISSING, agent_id[:64] or None, path, client,
-                         "missing or malformed signature headers")
+                         "missing or malformed signature headers", peer=peer)
             raise AuthError(proto.E_MISSING, f"signed requests need {proto.H_AGENT}, {proto.H_TS}, "
                                              f"{proto.H_NONCE} and {proto.H_SIG}")
         if not proto.valid_nonce(nonce):
-            self._reject(proto.E_MISSING, agent_id, path, client, "nonce is not 32 lowercase hex characters")
+            self._reject(proto.E_MISSING, agent_id, path, client, "nonce is not 32 lowercase hex characters", peer=peer)
             raise AuthError(proto.E_MISSING, f"{proto.H_NONCE} must be 32 lowercase hex characters "
                                              "(128 random bits)")
         try:
             ts_value = float(int(ts))
         except ValueError:
-            self._reject(proto.E_MISSING, agent_id, path, client, "timestamp is not an integer")
+            self._reject(proto.E_MISSING, agent_id, path, client, "timestamp is not an integer", peer=peer)
             raise AuthError(proto.E_MISSING, "X-MLC-Timestamp must be unix seconds") from None
         skew = ts_value - now
         if abs(skew) > self.settings.max_skew:
             msg = (f"request timestamp is {skew:+.0f} s from the control plane's clock (allowed "
                    f"±{self.settings.max_skew:.0f} s); fix the agent host's clock (NTP)")
-            self._reject(proto.E_CLOCK_SKEW, agent_id, path, client, msg, skew=round(skew, 1))
+            self._reject(proto.E_CLOCK_SKEW, agent_id, path, client, msg, peer=peer, skew=round(skew, 1))
             raise AuthError(proto.E_CLOCK_SKEW, msg, skew=round(skew, 1))
         with self.db.session() as s:
             agent = s.get(AgentRow, agent_id)
             found = None if agent is None else (agent.state, agent.public_key, agent.site)
         if found is None:
-            self._reject(proto.E_UNKNOWN_AGENT, agent_id, path, client, "no such agent")
+            self._reject(proto.E_UNKNOWN_AGENT, agent_id, path, client, "no such agent", peer=peer)
             raise AuthError(proto.E_UNKNOWN_AGENT,
                             f"agent {agent_id} is not known to this control plane; pair it again")
         state, public_key, site = found
         return PendingRequest(method=method, target=target, client=client, agent_id=agent_id, ts=ts, nonce=nonce,
-                              signature=sig, skew=skew, now=now, state=state, public_key=public_key, site=site)
+                              signature=sig, skew=skew, now=now, state=state, public_key=public_key, site=site,
+                              peer=peer)
 
     def verify(self, p: PendingRequest, body: bytes) -> AgentIdentity:
         """Check the signature over `body` and the nonce (once), and record the agent as seen."""
         agent_id, path, client, nonce, site, skew, now = p.agent_id, p.target, p.client, p.nonce, p.site, p.skew, p.now
+        peer = p.peer
         if not proto.verify_request_signature(p.public_key, p.method, p.target, agent_id, p.ts, nonce, body,
                                               p.signature):
-            self._reject(proto.E_BAD_SIGNATURE, agent_id, path, client, "signature does not verify")
+            self._reject(proto.E_BAD_SIGNATURE, agent_id, path, client, "signature does not verify", peer=peer)
             raise AuthError(proto.E_BAD_SIGNATURE, "the request signature does not verify")
         if p.state == "revoked":
-            self._reject(proto.E_REVOKED, agent_id, path, client, "agent is revoked")
+            self._reject(proto.E_REVOKED, agent_id, path, client, "agent is revoked", peer=peer)
             raise AuthError(proto.E_REVOKED, f"agent {agent_id} was revoked; pair a new agent with a new token")
         alert: Alert | None = None
         try:
@@ -295,7 +303,7 @@ class AgentService:
                             message=(f"Agent {agent.name or agent_id} ({agent_id}, site {site}) is back online "
                                      f"after {duration_text(away)} without contact")))
         except IntegrityError:
-            self._reject(proto.E_REPLAY, agent_id, path, client, "nonce reused inside the window")
+            self._reject(proto.E_REPLAY, agent_id, path, client, "nonce reused inside the window", peer=peer)
             raise AuthError(proto.E_REPLAY, "this nonce was already used (replayed request)") from None
         if alert is not None and self.alerts is not None:
             self.alerts.dispatch(alert)
