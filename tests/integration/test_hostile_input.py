@@ -131,3 +131,9 @@ def test_spoofed_forwarded_addresses_do_not_flood_the_audit(cp: ControlPlane) ->
     clients = {r.detail["client"] for r in rows}
     assert clients == {"127.0.0.1"}, clients  # the real peer, never a spoofed address
     assert "198.51" not in json.dumps([r.detail for r in rows])
+
+
+def test_startup_line_says_the_api_is_open_without_a_token(cp: ControlPlane) -> None:
+    log = cp.log.read_text()
+    assert f"control plane listening on {cp.url}; operators' API open WITHOUT a token" in log
+    assert "requests with a proxy header need one" in log

@@ -166,3 +166,15 @@ def test_trusted_proxies_are_validated(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="trusted_proxies"):
         _rt(tmp_path, "{host: 127.0.0.1, port: 8080, trusted_proxies: [proxy.example]}")
+
+
+def test_startup_line_says_whether_a_token_is_needed(tmp_path: Path) -> None:
+    from ml_connector.server.listen import plan, startup_line
+
+    rt = _rt(tmp_path / "a", "{host: 127.0.0.1, port: 8080}")
+    assert "open WITHOUT a token" in startup_line(rt, plan(rt))
+    rt.db.dispose()
+    rt = _rt(tmp_path / "b", "{host: 127.0.0.1, port: 8080, api_auth: token}")
+    line = startup_line(rt, plan(rt))
+    assert line.startswith("control plane listening on http://127.0.0.1:8080") and "needs a bearer token" in line
+    rt.db.dispose()
