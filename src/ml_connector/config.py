@@ -896,8 +896,11 @@ server:
   # HTTPS (needed when agents or operators reach it over a network):
   # tls: {{cert_file: ./tls/server.pem, key_file: ./tls/server.key}}   # + key_password_secret: NAME
   # The operators' JSON API (/api/flows, /api/runs, ...) needs a bearer token
-  # (`ml-connector api-tokens create NAME`) unless host is loopback; `token` = always.
+  # (`ml-connector api-tokens create NAME`) unless host is loopback and the request carries
+  # no proxy header; `token` = always (use it behind a reverse proxy).
   api_auth: auto
+  # Reverse proxies whose Forwarded / X-Forwarded-For headers are believed (addresses or CIDRs):
+  # trusted_proxies: [127.0.0.1]
   # Receive IDocs pushed by SAP (WE21 port type XML HTTP -> SM59 type G -> http://<host>:8080/sap/idoc):
   # idoc: {{path: /sap/idoc, username: SAPIDOC, password_secret: idoc_password,
   #        partners: [{{sndprt: LS, sndprn: ECDCLNT100}}]}}
