@@ -118,7 +118,7 @@ def test_insecure_http_needs_the_explicit_opt_in(caplog: pytest.LogCaptureFixtur
     ("Via", "1.1 proxy.example"), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "cp.example"),
     ("True-Client-IP", "203.0.113.9"), ("CF-Connecting-IP", "203.0.113.9"), ("X-Client-IP", "203.0.113.9"),
     ("X-Cluster-Client-IP", "203.0.113.9"), ("Fastly-Client-IP", "203.0.113.9"), ("X-Real-IP", "203.0.113.9"),
-    ("X-Forwarded-Port", "443"), ("X-Original-Forwarded-For", "203.0.113.9")])
+    ("X-Forwarded-Port", "443"), ("X-Original-Forwarded-For", "203.0.113.9"), ("X-Forwarded-Anything", "1")])
 def test_any_proxy_header_makes_a_loopback_server_need_a_token(tmp_path: Path, header: tuple[str, str]) -> None:
     rt = _rt(tmp_path, "{host: 127.0.0.1, port: 8080}")
     with TestClient(create_app(rt)) as client:

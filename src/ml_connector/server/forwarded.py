@@ -120,4 +120,8 @@ def peer_of(request: Any) -> str:
 
 
 def has_proxy_header(headers: Any) -> bool:
-    return any(h in headers for h in PROXY_HEADERS)
+    """Whether a request carries any header a reverse proxy adds (PROXY_HEADERS, any X-Forwarded-*)."""
+    return any(k.lower() in _PROXY_SET or k.lower().startswith("x-forwarded-") for k in headers)
+
+
+_PROXY_SET = frozenset(PROXY_HEADERS)
