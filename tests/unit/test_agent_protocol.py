@@ -626,3 +626,26 @@ def test_malformed_pairing_token_refused_without_lookup(cp: Any) -> None:
     key = proto.generate_key()
     r = cp.client.post("/api/agent/pair", json={"token": "mlcpt_x", "public_key": proto.public_key_text(key)})
     assert r.status_code == 401 and "malformed pairing token" in r.json()["detail"]["message"]
+
+
+def test_result_over_the_limit_answers_the_call_with_a_fault(cp: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result larger than the control plane accepts is not retried for ever: the caller gets
+    RESULT_TOO_LARGE (uncertain: the call ran)."""
+    from ml_connector.server import agent_api
+
+    monkeypatch.setitem(agent_api.BODY_LIMITS, "results", 4096)
+    env = _Env(cp, tmp_path)
+    t = threading.Thread(target=env.agent.run, daemon=True)
+    t.start()
+    try:
+        ch = RemoteAgentChannel(cp.db, "plant1", timeout=10)
+        resp = ch.call(ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "x" * 8000}))
+        assert not resp.ok and resp.fault is not None and resp.fault.key == "RESULT_TOO_LARGE"
+        assert resp.fault.details["uncertain"] is True and len(env.calls) == 1
+        # a small one still goes through
+        ok = ch.call(ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "hi"}))
+        assert ok.ok and ok.result is not None and ok.result["ECHOTEXT"] == "hi"
+    finally:
+        env.agent.stop_event.set()
+        t.join(5)

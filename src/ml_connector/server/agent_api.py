@@ -148,10 +148,10 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
     router = APIRouter()
 
     def signed_for(route: str) -> Callable[[Request], Awaitable[tuple[AgentIdentity, bytes]]]:
-        limit = BODY_LIMITS[route]
-
         async def signed(request: Request) -> tuple[AgentIdentity, bytes]:
             from starlette.concurrency import run_in_threadpool
+
+            limit = BODY_LIMITS[route]
 
             # Cheapest first: the declared size, then the headers (and the agent's row), then the
             # body (bounded), then the signature over it.
