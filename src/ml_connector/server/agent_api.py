@@ -168,7 +168,9 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
 
         return signed
 
-    @router.post("/api/agent/pair")
+    # The body is read by hand (bounded); its schema is still documented.
+    @router.post("/api/agent/pair", openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": PairRequest.model_json_schema()}}}})
     async def pair(request: Request) -> dict[str, Any]:
         from starlette.concurrency import run_in_threadpool
 
