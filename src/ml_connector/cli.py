@@ -16,7 +16,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ml_connector.agent.cli import register_commands as register_agent_commands
-from ml_connector.cli_common import ConfigOpt, cell_wrap, console, err, fail, load, runtime
+from ml_connector.cli_common import (
+    ConfigOpt,
+    cell_wrap,
+    console,
+    engine_failures_at_debug,
+    err,
+    fail,
+    load,
+    runtime,
+)
 from ml_connector.server.cli import register_commands as register_server_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -245,11 +254,14 @@ def sync(flow: str, config: ConfigOpt = DEFAULT_CONFIG,
         rt.close()
         return
     _connect(rt, "sync")
-    try:
-        exit_code = sync_with_progress(rt, flow, streams, full=full)
-    finally:
-        engine.shutdown()
-        rt.close()
+    # A failed run is reported by one error line (sync_with_progress); the engine's traceback goes
+    # to the log at debug level. Until after shutdown: DBOS logs it from the workflow's thread.
+    with engine_failures_at_debug():
+        try:
+            exit_code = sync_with_progress(rt, flow, streams, full=full)
+        finally:
+            engine.shutdown()
+            rt.close()
     if exit_code:
         raise typer.Exit(exit_code)
 

@@ -7,6 +7,9 @@ import it without importing each other (no cycle through the main CLI).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,3 +69,44 @@ def fail_plain(msg: str, code: int = 1) -> typer.Exit:
     err.print("[red]error:[/red] ", end="", highlight=False)
     err.print(redact(msg), highlight=False, markup=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+class _Demote(logging.Filter):
+    """Turns the matching records of one logger into DEBUG records (and drops them unless
+    that logger is at DEBUG): the traceback stays available (MLC_DBOS_LOG_LEVEL=DEBUG,
+    MLC_LOG_LEVEL=DEBUG) without reaching the operator's terminal."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefixes):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        # Handlers often have no level of their own: the logger's level decides.
+        return logging.getLogger(record.name).getEffectiveLevel() <= logging.DEBUG
+
+
+#: What the engine logs about a failed run that a command following the run reports itself.
+_ENGINE_FAILURE_RECORDS = {
+    # DBOS: the workflow's exception with the engine's ~60-line traceback
+    "dbos": ("Exception encountered in background workflow",),
+    # core/engine.py: "run <id> failed: <error>", the line the command prints as its error
+    "ml_connector.core.engine": ("run %s failed",),
+}
+
+
+@contextmanager
+def engine_failures_at_debug() -> Iterator[None]:
+    """While a command follows a run it started and prints its outcome (`sync`), the engine's
+    own report of a failed run (DBOS's traceback, the engine's error line) is logged at DEBUG:
+    the operator sees one clean error line, the traceback is in the log at debug level."""
+    installed = [(logging.getLogger(name), _Demote(prefixes)) for name, prefixes in _ENGINE_FAILURE_RECORDS.items()]
+    for logger, f in installed:
+        logger.addFilter(f)
+    try:
+        yield
+    finally:
+        for logger, f in installed:
+            logger.removeFilter(f)

@@ -126,8 +126,20 @@ class ServerConfig(_Model):
                                   "over a network you do not control)")
     api_auth: Literal["auto", "token"] = Field(
         default="auto", description="auto: the operators' JSON API needs a bearer token unless the server is "
-        "bound to loopback only; token: always (set this behind a reverse proxy on the same host)")
+        "bound to loopback only and the request carries no proxy header; token: always (set this behind a "
+        "reverse proxy on the same host)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Addresses or CIDRs of your reverse proxies: only from these is "
+        "the client address in Forwarded / X-Forwarded-For believed (audit, refusal coalescing)")
     idoc: IdocReceiverConfig | None = Field(default=None, description="Receive IDocs pushed by SAP")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, v: list[str]) -> list[str]:
+        from ml_connector.core.net import parse_networks
+
+        parse_networks(v)
+        return v
 
 
 # --------------------------------------------------------------------------- connections
@@ -889,8 +901,11 @@ server:
   # HTTPS (needed when agents or operators reach it over a network):
   # tls: {{cert_file: ./tls/server.pem, key_file: ./tls/server.key}}   # + key_password_secret: NAME
   # The operators' JSON API (/api/flows, /api/runs, ...) needs a bearer token
-  # (`ml-connector api-tokens create NAME`) unless host is loopback; `token` = always.
+  # (`ml-connector api-tokens create NAME`) unless host is loopback and the request carries
+  # no proxy header; `token` = always (use it behind a reverse proxy).
   api_auth: auto
+  # Reverse proxies whose Forwarded / X-Forwarded-For headers are believed (addresses or CIDRs):
+  # trusted_proxies: [127.0.0.1]
   # Receive IDocs pushed by SAP (WE21 port type XML HTTP -> SM59 type G -> http://<host>:8080/sap/idoc):
   # idoc: {{path: /sap/idoc, username: SAPIDOC, password_secret: idoc_password,
   #        partners: [{{sndprt: LS, sndprn: ECDCLNT100}}]}}

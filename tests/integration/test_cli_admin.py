@@ -114,3 +114,35 @@ def test_failures_are_replayed_through_the_http_api(tmp_path):
     finally:
         for h in handles.values():
             h.stop()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_failed_sync_prints_one_clean_error_line_and_the_traceback_only_at_debug(tmp_path):
+    sap, ramp = f"http://127.0.0.1:{_closed_port()}", f"http://127.0.0.1:{_closed_port()}"
+    (tmp_path / "down").mkdir()
+    (tmp_path / "nosecret").mkdir()
+    # SAP unreachable
+    env = make_env(tmp_path / "down", sap, ramp)
+    out = env.cli("sync", "vendors_to_ramp", check=False, timeout=300)
+    assert out.returncode == 1
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: run sync:vendors_to_ramp:vendors") and "Connection refused" in lines[0]
+    assert "Traceback" not in out.stdout + out.stderr
+    # a secret missing from the vault
+    env = make_env(tmp_path / "nosecret", sap, ramp, set_secrets=False)
+    out = env.cli("sync", "vendors_to_ramp", check=False, timeout=300)
+    assert out.returncode != 0
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "sap_ecc_password" in lines[0], out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    # the traceback is still available at debug level
+    out = env.cli("sync", "vendors_to_ramp", check=False, timeout=300, extra_env={"MLC_DBOS_LOG_LEVEL": "DEBUG"})
+    assert "Exception encountered in background workflow" in out.stderr and "Traceback" in out.stderr

@@ -485,3 +485,104 @@ def test_agent_unknown_to_the_control_plane_exits_4(cp: Any, tmp_path: Path) -> 
     env.agent.ident.agent_id = env.agent.client.ident.agent_id = "agt_forgotten"
     code = env.agent.run()
     assert code == 4 and env.agent.fatal is not None and env.agent.fatal.code == "unknown_agent"
+
+
+# --------------------------------------------------------------------------- hostile input (issue 16, 7-10)
+
+
+def test_query_string_is_signed(cp: Any) -> None:
+    agent_id, key = pair_agent(cp)
+    body = b'{"hold":0}'
+    # signed with its query string and sent as signed: accepted
+    h = proto.sign_headers(key, agent_id, "POST", "/api/agent/poll?trace=1", body, now=time.time())
+    ok = cp.client.post("/api/agent/poll?trace=1", content=body, headers=h)
+    assert ok.status_code == 200, ok.text
+    # a query string added (or changed) in transit: refused
+    h = proto.sign_headers(key, agent_id, "POST", "/api/agent/poll", body, now=time.time())
+    r = cp.client.post("/api/agent/poll?hold=9", content=body, headers=h)
+    assert r.status_code == 401 and r.json()["detail"]["error"] == "bad_signature"
+    h = proto.sign_headers(key, agent_id, "POST", "/api/agent/poll?a=1", body, now=time.time())
+    assert cp.client.post("/api/agent/poll?a=2", content=body, headers=h).status_code == 401
+
+
+@pytest.mark.parametrize("nonce", ["a", "0" * 31, "0" * 33, "AB" * 16, "g" * 32, "ab" * 15 + "-_"])
+def test_nonce_of_fixed_length_and_alphabet(cp: Any, nonce: str) -> None:
+    agent_id, key = pair_agent(cp)
+    r = signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, nonce=nonce)
+    assert r.status_code == 401, r.text
+    assert r.json()["detail"]["error"] == "missing_headers" and "32 lowercase hex" in r.json()["detail"]["message"]
+    assert rejections(cp.db) == ["missing_headers"]
+    assert signed_post(cp, agent_id, key, "/api/agent/poll", {"hold": 0}, nonce="0a" * 16).status_code == 200
+
+
+def test_result_for_an_unknown_call_is_refused_and_audited(cp: Any) -> None:
+    agent_id, key = pair_agent(cp)
+    resp = ChannelResponse(id="call-nobody-queued", ok=True, result={"X": 1})
+    r = signed_post(cp, agent_id, key, "/api/agent/results", {"response": json.loads(resp.model_dump_json())})
+    assert r.status_code == 404 and r.json()["detail"]["error"] == "unknown_call"
+    rows = audit_rows(cp.db, "agent.result.rejected")
+    assert len(rows) == 1
+    assert rows[0].source == agent_id and rows[0].detail["reason"] == "unknown_call"
+    assert rows[0].detail["call_id"] == "call-nobody-queued"
+
+
+def test_event_detail_is_bounded(cp: Any) -> None:
+    agent_id, key = pair_agent(cp)
+    big = {"note": "x" * 50_000, "call_id": "c1"}
+    r = signed_post(cp, agent_id, key, "/api/agent/events", {"event": "tampered_call", "detail": big})
+    assert r.status_code == 200, r.text
+    (row,) = audit_rows(cp.db, "agent.call.tampered")
+    stored = json.dumps(row.detail)
+    assert len(stored) < 4200 and row.detail["truncated"] is True and row.detail["original_bytes"] > 50_000
+    # small details are stored as sent
+    r = signed_post(cp, agent_id, key, "/api/agent/events", {"event": "refused", "detail": {"call_id": "c2"}})
+    assert r.status_code == 200
+    (row,) = audit_rows(cp.db, "agent.call.refused")
+    assert row.detail == {"event": "refused", "call_id": "c2"}
+
+
+@pytest.mark.parametrize("route,size", [("pair", 9_000), ("events", 70_000), ("poll", 3 * 1024 * 1024)])
+def test_bodies_over_the_route_limit_are_refused_413(cp: Any, route: str, size: int) -> None:
+    agent_id, key = pair_agent(cp)
+    body = b'{"pad":"' + b"x" * size + b'"}'
+    headers = proto.sign_headers(key, agent_id, "POST", f"/api/agent/{route}", body, now=time.time())
+    r = cp.client.post(f"/api/agent/{route}", content=body, headers=headers)
+    assert r.status_code == 413, r.text
+    d = r.json()["detail"]
+    assert d["error"] == "body_too_large" and f"/api/agent/{route} accepts at most" in d["message"]
+
+    def chunks() -> Any:  # streamed (no Content-Length): refused as it passes the limit
+        for _ in range(size // 1000 + 2):
+            yield b"x" * 1000
+
+    r = cp.client.post(f"/api/agent/{route}", content=chunks(), headers=headers)
+    assert r.status_code == 413, r.text
+
+
+def test_malformed_pairing_token_refused_without_lookup(cp: Any) -> None:
+    key = proto.generate_key()
+    r = cp.client.post("/api/agent/pair", json={"token": "mlcpt_x", "public_key": proto.public_key_text(key)})
+    assert r.status_code == 401 and "malformed pairing token" in r.json()["detail"]["message"]
+
+
+def test_result_over_the_limit_answers_the_call_with_a_fault(cp: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result larger than the control plane accepts is not retried for ever: the caller gets
+    RESULT_TOO_LARGE (uncertain: the call ran)."""
+    from ml_connector.server import agent_api
+
+    monkeypatch.setitem(agent_api.BODY_LIMITS, "results", 4096)
+    env = InProcessAgent(cp, tmp_path)
+    t = threading.Thread(target=env.agent.run, daemon=True)
+    t.start()
+    try:
+        ch = RemoteAgentChannel(cp.db, "plant1", timeout=10)
+        resp = ch.call(ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "x" * 8000}))
+        assert not resp.ok and resp.fault is not None and resp.fault.key == "RESULT_TOO_LARGE"
+        assert resp.fault.details["uncertain"] is True and len(env.calls) == 1
+        # a small one still goes through
+        ok = ch.call(ChannelRequest(system="sap_ecc", function="STFC_CONNECTION", params={"REQUTEXT": "hi"}))
+        assert ok.ok and ok.result is not None and ok.result["ECHOTEXT"] == "hi"
+    finally:
+        env.agent.stop_event.set()
+        t.join(5)

@@ -69,3 +69,14 @@ def test_a_flood_of_refused_agent_requests_is_one_row_per_key_and_window_with_it
     assert sorted((r.source or "", r.detail["reason"], r.detail["count"]) for r in later) == [
         ("", "missing_headers", 4), (agent_id, "bad_signature", 40), ("agt_nobody", "unknown_agent", 9)]
     assert all(r.detail["since"] <= time.time() and "message" in r.detail for r in later)
+
+
+def test_one_peer_varying_agent_ids_costs_a_bounded_number_of_rows(cp: Any) -> None:
+    """An unauthenticated caller choosing a new agent id (or forwarded address) per request must
+    not open a coalescing key, and an audit row, per request."""
+    for i in range(1500):
+        assert forged_poll(cp, f"agt_{i:016x}") == 401
+    rows = agent_refusal_rows(cp.db)
+    assert len(rows) <= 10, len(rows)
+    assert sum(int(r.detail["count"]) for r in rows) + sum(
+        e.pending for e in cp.svc.refusals._keys.values()) == 1500  # every refusal still counted

@@ -97,3 +97,69 @@ def test_insecure_http_needs_the_explicit_opt_in(caplog: pytest.LogCaptureFixtur
         check_control_plane_url("http://10.0.0.5:8080", agent_settings())
     assert check_control_plane_url("http://10.0.0.5:8080", agent_settings(allow_insecure_http=True)) == "http://10.0.0.5:8080"
     assert "INSECURE" in caplog.text
+
+
+@pytest.mark.parametrize("header", [
+    ("Via", "1.1 proxy.example"), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "cp.example"),
+    ("True-Client-IP", "203.0.113.9"), ("CF-Connecting-IP", "203.0.113.9"), ("X-Client-IP", "203.0.113.9"),
+    ("X-Cluster-Client-IP", "203.0.113.9"), ("Fastly-Client-IP", "203.0.113.9"), ("X-Real-IP", "203.0.113.9"),
+    ("X-Forwarded-Port", "443"), ("X-Original-Forwarded-For", "203.0.113.9"), ("X-Forwarded-Anything", "1")])
+def test_any_proxy_header_makes_a_loopback_server_need_a_token(tmp_path: Path, header: tuple[str, str]) -> None:
+    rt = runtime_with_server(tmp_path, "{host: 127.0.0.1, port: 8080}")
+    with TestClient(create_app(rt)) as client:
+        assert client.get("/api/flows").status_code == 200
+        assert client.get("/api/flows", headers=dict([header])).status_code == 401
+    rt.db.dispose()
+
+
+def _rejected_clients(rt: Runtime) -> list[str]:
+    from sqlalchemy import select
+
+    from ml_connector.core.models import AuditRow
+
+    with rt.db.session() as s:
+        return [r.detail["client"] for r in s.scalars(select(AuditRow).where(AuditRow.event == "api.auth.rejected"))]
+
+
+def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_path: Path) -> None:
+    # TestClient's peer is "testclient": not an address, so never a trusted proxy
+    rt = runtime_with_server(tmp_path / "a", "{host: 127.0.0.1, port: 8080}")
+    with TestClient(create_app(rt), client=("127.0.0.1", 5000)) as client:
+        for i in range(1500):  # a flood of spoofed addresses from one peer
+            assert client.get("/api/flows", headers={"X-Forwarded-For": f"198.51.{i // 250}.{i % 250}"}
+                              ).status_code == 401
+    assert _rejected_clients(rt) == ["127.0.0.1"]  # the real peer, once (coalesced)
+    rt.db.dispose()
+
+    rt = runtime_with_server(tmp_path / "b", "{host: 127.0.0.1, port: 8080, trusted_proxies: [127.0.0.1/32, '::1']}")
+    with TestClient(create_app(rt), client=("127.0.0.1", 5000)) as client:
+        assert client.get("/api/flows", headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}).status_code == 401
+        assert client.get("/api/flows", headers={"Forwarded": 'for="[2001:db8::7]:4711";proto=https'}
+                          ).status_code == 401
+        # a proxy chain: the right-most address that is not a trusted proxy is the client
+        assert client.get("/api/flows", headers={"X-Forwarded-For": "192.0.2.1, 127.0.0.1"}).status_code == 401
+        for i in range(1500):  # varied addresses through the trusted proxy: bounded per real peer
+            client.get("/api/flows", headers={"X-Forwarded-For": f"198.51.{i // 250}.{i % 250}"})
+    clients = _rejected_clients(rt)
+    assert clients[:3] == ["203.0.113.9", "2001:db8::7", "192.0.2.1"]
+    assert len(clients) <= 10, clients
+    rt.db.dispose()
+
+
+def test_trusted_proxies_are_validated(tmp_path: Path) -> None:
+    from ml_connector.config import ConfigError
+
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        runtime_with_server(tmp_path, "{host: 127.0.0.1, port: 8080, trusted_proxies: [proxy.example]}")
+
+
+def test_startup_line_says_whether_a_token_is_needed(tmp_path: Path) -> None:
+    from ml_connector.server.listen import plan, startup_line
+
+    rt = runtime_with_server(tmp_path / "a", "{host: 127.0.0.1, port: 8080}")
+    assert "open WITHOUT a token" in startup_line(rt, plan(rt))
+    rt.db.dispose()
+    rt = runtime_with_server(tmp_path / "b", "{host: 127.0.0.1, port: 8080, api_auth: token}")
+    line = startup_line(rt, plan(rt))
+    assert line.startswith("control plane listening on http://127.0.0.1:8080") and "needs a bearer token" in line
+    rt.db.dispose()

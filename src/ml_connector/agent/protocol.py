@@ -4,11 +4,16 @@ Every request the agent makes (after pairing) carries:
 
     X-MLC-Agent:      the agent id
     X-MLC-Timestamp:  unix seconds (integer)
-    X-MLC-Nonce:      32 hex characters, never reused inside the window
+    X-MLC-Nonce:      32 lowercase hex characters (exactly), never reused inside the window
     X-MLC-Signature:  urlsafe base64 Ed25519 signature of the canonical string
 
-    canonical = "MLC-AGENT-V1\\n" METHOD "\\n" PATH "\\n" AGENT_ID "\\n" TIMESTAMP "\\n" NONCE "\\n"
+    canonical = "MLC-AGENT-V1\\n" METHOD "\\n" TARGET "\\n" AGENT_ID "\\n" TIMESTAMP "\\n" NONCE "\\n"
                 sha256_hex(BODY)
+
+TARGET is the request target as sent: the path, and "?" and the query string when there is
+one, so a query string cannot be added or changed in transit. (Without a query string
+TARGET is the path, as in the first version of the protocol: agents paired before keep
+working.)
 
 Every call the control plane sends is an envelope {"call": {...}, "signature": "..."}
 whose signature is the control plane's Ed25519 signature of the canonical JSON
@@ -22,6 +27,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,9 @@ H_TS = "X-MLC-Timestamp"
 H_NONCE = "X-MLC-Nonce"
 H_SIG = "X-MLC-Signature"
 MAX_SKEW_SECONDS = 300.0
+#: A nonce is exactly this: 128 random bits in lowercase hex (`secrets.token_hex(16)`). A fixed
+#: form keeps a weak nonce (one character: 16 values) or an oversized one out of the replay table.
+NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
 
 # Error codes in 401/403/409 answers: {"error": CODE, "message": ..., "retriable": bool, "server_time": ...}
 E_REVOKED = "revoked"
@@ -61,8 +70,18 @@ def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def canonical_request(method: str, path: str, agent_id: str, ts: str, nonce: str, body: bytes) -> bytes:
-    return "\n".join((SIG_PREFIX, method.upper(), path, agent_id, ts, nonce, body_hash(body))).encode("utf-8")
+def request_target(path: str, query: str = "") -> str:
+    """What is signed of the URL: the path, with "?query" when there is a query string."""
+    return f"{path}?{query}" if query else path
+
+
+def canonical_request(method: str, target: str, agent_id: str, ts: str, nonce: str, body: bytes) -> bytes:
+    """`target`: the path and query string (request_target)."""
+    return "\n".join((SIG_PREFIX, method.upper(), target, agent_id, ts, nonce, body_hash(body))).encode("utf-8")
+
+
+def valid_nonce(nonce: str) -> bool:
+    return NONCE_RE.fullmatch(nonce) is not None
 
 
 def canonical_json(data: Any) -> bytes:
@@ -127,19 +146,20 @@ def read_private_key(path: Path) -> Ed25519PrivateKey:
 # --------------------------------------------------------------------------- request signatures
 
 
-def sign_headers(key: Ed25519PrivateKey, agent_id: str, method: str, path: str, body: bytes,
+def sign_headers(key: Ed25519PrivateKey, agent_id: str, method: str, target: str, body: bytes,
                  *, now: float, nonce: str | None = None) -> dict[str, str]:
+    """Headers of a signed request; `target`: the path with its query string, if any, exactly as sent."""
     ts = str(int(now))
     nonce = nonce or secrets.token_hex(16)
-    sig = key.sign(canonical_request(method, path, agent_id, ts, nonce, body))
+    sig = key.sign(canonical_request(method, target, agent_id, ts, nonce, body))
     return {H_AGENT: agent_id, H_TS: ts, H_NONCE: nonce, H_SIG: b64e(sig)}
 
 
-def verify_request_signature(public_key: str, method: str, path: str, agent_id: str, ts: str, nonce: str,
+def verify_request_signature(public_key: str, method: str, target: str, agent_id: str, ts: str, nonce: str,
                              body: bytes, signature: str) -> bool:
     try:
         load_public_key(public_key).verify(b64d(signature),
-                                           canonical_request(method, path, agent_id, ts, nonce, body))
+                                           canonical_request(method, target, agent_id, ts, nonce, body))
         return True
     except (InvalidSignature, ValueError, TypeError):
         return False

@@ -322,6 +322,23 @@ class Agent:
         try:
             self.client.post("/api/agent/results", {"response": json.loads(response_json)})
         except Retriable as exc:
+            if " body_too_large:" in str(exc):
+                # Retrying cannot help: answer the call with a fault that says why (its caller
+                # stops waiting), instead of holding it until its lease runs out, again and again.
+                log.error("the result of call %s (%d bytes) is larger than the control plane accepts: %s",
+                          call_id, len(response_json), exc)
+                too_large = ChannelResponse(id=call_id, ok=False, fault=ChannelFault(
+                    type="CommunicationError", key="RESULT_TOO_LARGE", retriable=False,
+                    message=(f"the agent ran the call but its result ({len(response_json)} bytes) is larger than "
+                             "the control plane accepts (MLC_AGENT_MAX_RESULT_BYTES); narrow the call"),
+                    details={"uncertain": True, "code": 1, "bytes": len(response_json)}))
+                try:
+                    self.client.post("/api/agent/results", {"response": json.loads(too_large.model_dump_json())})
+                except Retriable as again:
+                    log.info("result of %s not delivered yet: %s", call_id, again)
+                    return False
+                self.store.ack(call_id)
+                return True
             if any(f" {code}:" in str(exc) for code in ("unknown_call", "wrong_site", "not_claimant")):
                 log.warning("control plane does not know call %s (%s); dropping its result", call_id, exc)
                 self.store.ack(call_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 
@@ -33,3 +34,17 @@ def url_host(url: str) -> str:
 def host_for_url(host: str) -> str:
     """`host` as written in a URL (IPv6 addresses in brackets)."""
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(entries: Iterable[str]) -> list[_Network]:
+    """Addresses or CIDRs (`10.0.0.5`, `10.0.0.0/8`, `::1`); ValueError names a bad one."""
+    out: list[_Network] = []
+    for e in entries:
+        try:
+            out.append(ipaddress.ip_network(str(e).strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{e!r} is not an IP address or CIDR (e.g. 10.0.0.5 or 10.0.0.0/8)") from None
+    return out

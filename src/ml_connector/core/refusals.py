@@ -7,7 +7,10 @@ of that row are only counted; the next row for the key (the first refusal after 
 or the background flush when the window ends) carries their number (`count`), when they began
 (`since`) and the latest one's request. Rows of one key are thus at least `window` apart.
 Keys are bounded (`max_keys`); refusals of further keys share one count per reason under
-client "*". Counted per process.
+client "*". Keys are bounded per real peer as well (the socket's address, `peer`): one peer
+opens at most `max_keys_per_peer` keys, its further refusals share one key (peer, no source,
+reason). So a single connection that varies what it claims (a forwarded address from a
+trusted proxy, an agent id) costs O(1) rows per window. Counted per process.
 
 Used for the operators' API (`api.auth.rejected`, server/api_auth.py) and the agents'
 endpoints (`agent.auth.rejected`, server/agents/service.py).
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 REFUSAL_AUDIT_WINDOW = 60.0
 #: Keys tracked at once; refusals of further keys are counted under client "*".
 REFUSAL_AUDIT_KEYS = 1024
+#: Keys one real peer may open; its further refusals are counted under (peer, None, reason).
+REFUSAL_AUDIT_KEYS_PER_PEER = 8
 
 #: (client, source or None, reason)
 _Key = tuple[str, str | None, str]
@@ -44,6 +49,7 @@ class _RefusalCount:
     pending: int = 0  # refusals since then, not yet in a row
     first_pending_at: float = 0.0  # wall clock of the first of them
     detail: dict[str, Any] | None = None  # the latest of them (method, path, token id, ...)
+    peer: str = ""  # the real peer that opened the key
 
 
 class CoalescedRefusals:
@@ -55,6 +61,7 @@ class CoalescedRefusals:
     def __init__(self, db: Database, event: str, *, outcome: str = "failed",
                  describe: Callable[[str, str | None, str, dict[str, Any], int], str] | None = None,
                  window: float = REFUSAL_AUDIT_WINDOW, max_keys: int = REFUSAL_AUDIT_KEYS,
+                 max_keys_per_peer: int = REFUSAL_AUDIT_KEYS_PER_PEER,
                  clock: Clock = SYSTEM_CLOCK, background: bool = True) -> None:
         self.db = db
         self.event = event
@@ -62,26 +69,37 @@ class CoalescedRefusals:
         self.describe = describe or _describe
         self.window = window
         self.max_keys = max_keys
+        self.max_keys_per_peer = max_keys_per_peer
+        self._peer_keys: dict[str, set[_Key]] = {}
         self.clock = clock
         self.background = background
         self._keys: dict[_Key, _RefusalCount] = {}
         self._lock = threading.Lock()
         self._flusher: threading.Thread | None = None
 
-    def refused(self, client: str, reason: str, detail: dict[str, Any], *, source: str | None = None) -> None:
+    def refused(self, client: str, reason: str, detail: dict[str, Any], *, source: str | None = None,
+                peer: str | None = None) -> None:
+        """`peer`: the socket's address when `client` is one a proxy reported (default: `client`)."""
         now = self.clock.monotonic()
+        peer = client if peer is None else peer
         rows: list[_Row] = []
         with self._lock:
             rows += self._due(now)
             key: _Key = (client, source, reason)
-            if key not in self._keys and len(self._keys) >= self.max_keys:
-                key = ("*", None, reason)  # bounded memory: further keys share one count per reason
+            if key not in self._keys:
+                opened = self._peer_keys.get(peer, set())
+                if len(opened) >= self.max_keys_per_peer:
+                    key = (peer, None, reason)  # one peer varying what it claims: one count per reason
+                if key not in self._keys and len(self._keys) >= self.max_keys:
+                    key = ("*", None, reason)  # bounded memory: further keys share one count per reason
             entry = self._keys.get(key)
             if entry is None or now - entry.last_row_at >= self.window:
                 pending = entry.pending if entry else 0
                 since = entry.first_pending_at if entry and pending else None
                 rows.append((key, pending + 1, since, detail))
-                self._keys[key] = _RefusalCount(last_row_at=now)
+                if entry is None:
+                    self._peer_keys.setdefault(peer, set()).add(key)
+                self._keys[key] = _RefusalCount(last_row_at=now, peer=entry.peer if entry else peer)
             else:
                 if entry.pending == 0:
                     entry.first_pending_at = self.clock.now()
@@ -104,9 +122,14 @@ class CoalescedRefusals:
                 continue
             if entry.pending and entry.detail is not None:
                 rows.append((key, entry.pending, entry.first_pending_at, entry.detail))
-                self._keys[key] = _RefusalCount(last_row_at=now)
+                self._keys[key] = _RefusalCount(last_row_at=now, peer=entry.peer)
             else:
                 del self._keys[key]  # quiet for a whole window: forget it
+                opened = self._peer_keys.get(entry.peer)
+                if opened is not None:
+                    opened.discard(key)
+                    if not opened:
+                        del self._peer_keys[entry.peer]
         return rows
 
     def _write(self, rows: list[_Row]) -> None:

@@ -15,21 +15,31 @@
     GET  /api/agents/dispatch  this process's Postgres notification listener (connected, counters)
 
 Refusals answer 4xx with {"detail": {"error": CODE, "message", "retriable", "server_time", ...}}.
+
+Bodies are bounded before they are read (BODY_LIMITS; 413 `body_too_large`): a declared
+Content-Length above the route's limit is refused at once, a streamed body as soon as it
+passes the limit. A signed request's headers (agent, timestamp, nonce, signature) are
+checked first, so a request that cannot be authentic is refused without its body being read.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from ml_connector.agent import protocol as proto
 from ml_connector.core.channel import ChannelResponse
 from ml_connector.server.agents import wakeups
 from ml_connector.server.agents.pacing import Pacing
 from ml_connector.server.agents.service import SIGNAL, AgentIdentity, AgentService, AuthError
+from ml_connector.server.forwarded import peer_of
 
 
 class PairRequest(BaseModel):
@@ -67,6 +77,60 @@ class EventRequest(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+def _env_bytes(name: str, default: int) -> int:
+    try:
+        return max(1024, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+#: The largest body each endpoint reads (bytes). A poll or heartbeat lists at most 10,000 call
+#: ids; a result carries an SAP answer (MLC_AGENT_MAX_RESULT_BYTES, 32 MB by default).
+BODY_LIMITS: dict[str, int] = {
+    "pair": 8 * 1024,
+    "poll": 2 * 1024 * 1024,
+    "heartbeat": 2 * 1024 * 1024,
+    "results": _env_bytes("MLC_AGENT_MAX_RESULT_BYTES", 32 * 1024 * 1024),
+    "events": 64 * 1024,
+}
+
+
+def _too_large(route: str, limit: int) -> HTTPException:
+    return HTTPException(413, detail={
+        "error": "body_too_large", "retriable": False, "server_time": time.time(), "limit": limit,
+        "message": f"request body too large: /api/agent/{route} accepts at most {limit} bytes"})
+
+
+def check_declared_length(request: Request, route: str, limit: int) -> None:
+    """Refuse a declared Content-Length above `limit` before anything is read."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    try:
+        n = int(declared)
+    except ValueError:
+        raise HTTPException(400, detail={"error": "bad_request", "retriable": False, "server_time": time.time(),
+                                         "message": "Content-Length is not a number"}) from None
+    if n > limit:
+        raise _too_large(route, limit)
+
+
+async def read_body(request: Request, route: str, limit: int) -> bytes:
+    """The body, read chunk by chunk and refused (413) as soon as it passes `limit` bytes."""
+    check_declared_length(request, route, limit)
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise _too_large(route, limit)
+    return bytes(buf)
+
+
+def request_target(request: Request) -> str:
+    """The signed part of the URL: the path and the query string as sent (protocol.request_target)."""
+    return proto.request_target(request.url.path, request.scope.get("query_string", b"").decode("latin-1"))
+
+
 def _renewable(busy: list[str], held: list[str] | None) -> list[str]:
     return sorted(set(busy) | set(held or []))
 
@@ -83,23 +147,44 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
     svc.start_sweeper()
     router = APIRouter()
 
-    async def signed(request: Request) -> tuple[AgentIdentity, bytes]:
+    def signed_for(route: str) -> Callable[[Request], Awaitable[tuple[AgentIdentity, bytes]]]:
+        async def signed(request: Request) -> tuple[AgentIdentity, bytes]:
+            from starlette.concurrency import run_in_threadpool
+
+            limit = BODY_LIMITS[route]
+
+            # Cheapest first: the declared size, then the headers (and the agent's row), then the
+            # body (bounded), then the signature over it.
+            check_declared_length(request, route, limit)
+            client = request.client.host if request.client else ""
+            try:
+                pending = await run_in_threadpool(svc.precheck, request.method, request_target(request),
+                                                  request.headers, client, peer_of(request))
+                body = await read_body(request, route, limit)
+                ident = await run_in_threadpool(svc.verify, pending, body)
+            except AuthError as exc:
+                raise _http(exc) from None
+            return ident, body
+
+        return signed
+
+    # The body is read by hand (bounded); its schema is still documented.
+    @router.post("/api/agent/pair", openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": PairRequest.model_json_schema()}}}})
+    async def pair(request: Request) -> dict[str, Any]:
         from starlette.concurrency import run_in_threadpool
 
-        body = await request.body()
-        client = request.client.host if request.client else ""
+        body = await read_body(request, "pair", BODY_LIMITS["pair"])
         try:
-            ident = await run_in_threadpool(svc.authenticate, request.method, request.url.path,
-                                            request.headers, body, client)
-        except AuthError as exc:
-            raise _http(exc) from None
-        return ident, body
-
-    @router.post("/api/agent/pair")
-    def pair(req: PairRequest, request: Request) -> dict[str, Any]:
+            req = PairRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
         try:
-            return svc.pair(req.token, req.public_key, name=req.name, hostname=req.hostname,
-                            version=req.version, client=request.client.host if request.client else "")
+            result: dict[str, Any] = await run_in_threadpool(
+                lambda: svc.pair(req.token, req.public_key, name=req.name, hostname=req.hostname,
+                                 version=req.version, client=request.client.host if request.client else "",
+                                 peer=peer_of(request)))
+            return result
         except AuthError as exc:
             raise _http(exc) from None
 
@@ -107,7 +192,8 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
     gen_lock = threading.Lock()
 
     @router.post("/api/agent/poll")
-    async def poll(request: Request, auth: tuple[AgentIdentity, bytes] = Depends(signed)) -> dict[str, Any]:
+    async def poll(request: Request,
+                   auth: tuple[AgentIdentity, bytes] = Depends(signed_for("poll"))) -> dict[str, Any]:
         from starlette.concurrency import run_in_threadpool
 
         ident, body = auth
@@ -139,14 +225,14 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
                 await run_in_threadpool(SIGNAL.wait, seen, min(svc.settings.db_poll, remaining))
 
     @router.post("/api/agent/heartbeat")
-    def heartbeat(auth: tuple[AgentIdentity, bytes] = Depends(signed)) -> dict[str, Any]:
+    def heartbeat(auth: tuple[AgentIdentity, bytes] = Depends(signed_for("heartbeat"))) -> dict[str, Any]:
         ident, body = auth
         req = HeartbeatRequest.model_validate_json(body or b"{}")
         return {"extended": svc.extend(ident, _renewable(req.busy, req.held)), "server_time": time.time(),
                 "lease_seconds": svc.settings.lease}
 
     @router.post("/api/agent/results")
-    def results(auth: tuple[AgentIdentity, bytes] = Depends(signed)) -> dict[str, Any]:
+    def results(auth: tuple[AgentIdentity, bytes] = Depends(signed_for("results"))) -> dict[str, Any]:
         ident, body = auth
         req = ResultRequest.model_validate_json(body)
         try:
@@ -156,7 +242,7 @@ def agent_router(rt: Any, service: AgentService | None = None, admin: list[Any] 
         return {**out, "server_time": time.time()}
 
     @router.post("/api/agent/events")
-    def events(auth: tuple[AgentIdentity, bytes] = Depends(signed)) -> dict[str, Any]:
+    def events(auth: tuple[AgentIdentity, bytes] = Depends(signed_for("events"))) -> dict[str, Any]:
         ident, body = auth
         req = EventRequest.model_validate_json(body)
         svc.report(ident, req.event, req.detail)

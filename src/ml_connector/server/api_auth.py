@@ -15,7 +15,8 @@ with the reason and the token's id, never its secret).
 
 When is a token needed: `server.api_auth: token` always; `auto` (the default) unless
 the server is bound to loopback only and the request did not come through a proxy
-(a `Forwarded`/`X-Forwarded-For` header). Loopback-only means only processes on the
+(any proxy header: `Forwarded`, `X-Forwarded-*`, `Via`, `X-Real-IP`, `True-Client-IP`,
+`CF-Connecting-IP`, ...: server/forwarded.py PROXY_HEADERS). Loopback-only means only processes on the
 same host can connect, as with `ml-connector` commands that open the database
 directly; a reverse proxy on the same host would make the API public, hence the
 header check, and `api_auth: token` for such set-ups.
@@ -48,6 +49,7 @@ from ml_connector.core.db import Database
 from ml_connector.core.models import Base
 from ml_connector.core.net import is_loopback_host
 from ml_connector.core.refusals import CoalescedRefusals
+from ml_connector.server.forwarded import has_proxy_header, peer_of
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 LAST_USED_RESOLUTION = 60.0
 #: Hash compared when the id is unknown, so that both paths do the same work.
 _DUMMY_HASH = hashlib.sha256(b"no such token").hexdigest()
-PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
 
 
 class ApiTokenRow(Base):
@@ -185,7 +186,7 @@ def admin_guard(db: Database, server_cfg: Any,
 
     def guard(request: Request,
               credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> ApiCaller | None:
-        proxied = any(h in request.headers for h in PROXY_HEADERS)
+        proxied = has_proxy_header(request.headers)
         if not always and not proxied:
             return None
         if credentials is None or credentials.scheme.lower() != "bearer":
@@ -196,7 +197,8 @@ def admin_guard(db: Database, server_cfg: Any,
             return caller
         client = request.client.host if request.client else ""
         refusal_audit.refused(client, reason, {"token_id": token_id, "method": request.method,
-                                               "path": request.url.path, "proxied": proxied})
+                                               "path": request.url.path, "proxied": proxied},
+                              peer=peer_of(request))
         raise HTTPException(401, detail={"error": "unauthorized", "message": UNAUTHORIZED_MESSAGE},
                             headers={"WWW-Authenticate": 'Bearer realm="ml-connector"'})
 

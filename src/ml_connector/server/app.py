@@ -166,6 +166,10 @@ def create_app(rt: Runtime) -> FastAPI:
     from ml_connector.server.agent_api import agent_router
     # the remote agent's API (/api/agent/*, signed) and the operators' /api/agents (admin_dep)
     api.include_router(agent_router(rt, admin=admin_dep))
+    from ml_connector.server.forwarded import ClientAddress, TrustedProxies
+
+    # Forwarded client addresses are believed only from server.trusted_proxies (server/forwarded.py).
+    api.add_middleware(ClientAddress, trusted=TrustedProxies(getattr(rt.config.server, "trusted_proxies", [])))
     return api
 
 

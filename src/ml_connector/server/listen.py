@@ -95,6 +95,19 @@ def warnings_for(rt: Any, listener: Listener) -> list[str]:
     return out
 
 
+def startup_line(rt: Any, listener: Listener) -> str:
+    """`control plane listening on URL`, and who may use the operators' API without a token."""
+    from ml_connector.server.api_auth import auth_required
+
+    line = f"control plane listening on {listener.url}"
+    if not auth_required(rt.config.server):
+        line += ("; operators' API open WITHOUT a token to processes on this host (loopback, api_auth: auto; "
+                 "requests with a proxy header need one; api_auth: token to always require one)")
+    else:
+        line += "; operators' API needs a bearer token"
+    return line
+
+
 def serve(rt: Any, listener: Listener, announce: Callable[[str], None] | None = None) -> None:
     """Run the control plane's app on `listener` until stopped."""
     import uvicorn
@@ -103,10 +116,12 @@ def serve(rt: Any, listener: Listener, announce: Callable[[str], None] | None = 
 
     for w in warnings_for(rt, listener):
         log.warning("%s", w)
-    line = f"control plane listening on {listener.url}"
+    line = startup_line(rt, listener)
     if announce is not None:
         announce(line)
     else:
         print(line, flush=True)
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1 (anyone on the
+    # host); the app's ClientAddress middleware believes it only from server.trusted_proxies.
     uvicorn.run(create_app(rt), host=listener.host, port=listener.port, log_level="warning",
-                **listener.uvicorn_options)
+                proxy_headers=False, **listener.uvicorn_options)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -44,6 +45,9 @@ CONTROL_KEY_SECRET = "agent.control_plane.ed25519"
 #: Faults with which the agent refuses a call without running it (audited as agent.call.refused).
 REFUSAL_FAULTS = frozenset({"NotAllowed", "UnknownSystem", "TamperedCall", "StaleCall"})
 TOKEN_PREFIX = "mlcpt_"
+#: A pairing token as issue_token makes it (24 random bytes, urlsafe base64): anything else is
+#: refused before the database is asked.
+TOKEN_RE = re.compile(r"^mlcpt_[A-Za-z0-9_-]{32}$")
 #: Advisory-lock key space of paced claims (one lock per site); see core/ratelimit.py for the others.
 CLAIM_LOCKS = 0x6D6C6333  # "mlc3"
 
@@ -90,6 +94,25 @@ class AuthError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "message": self.message, "retriable": self.code not in proto.NON_RETRIABLE,
                 "server_time": time.time(), **self.extra}
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """A signed request whose headers passed AgentService.precheck; its body is not read yet."""
+
+    method: str
+    target: str
+    client: str
+    agent_id: str
+    ts: str
+    nonce: str
+    signature: str
+    skew: float
+    now: float
+    state: str
+    public_key: str
+    site: str
+    peer: str | None = None  # the socket's address (client may be one a trusted proxy reported)
 
 
 @dataclass(frozen=True)
@@ -150,11 +173,16 @@ class AgentService:
         return token
 
     def pair(self, token: str, public_key: str, *, name: str = "", hostname: str = "",
-             version: str = "", client: str = "") -> dict[str, Any]:
+             version: str = "", client: str = "", peer: str | None = None) -> dict[str, Any]:
+        if not TOKEN_RE.fullmatch(token):
+            self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, "malformed pairing token", peer=peer)
+            raise AuthError(proto.E_BAD_TOKEN, "malformed pairing token; issue one with "
+                                               "`ml-connector agents issue-token`")
         try:
             proto.load_public_key(public_key)
         except (ValueError, TypeError):
-            self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, "public key is not an Ed25519 key")
+            self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, "public key is not an Ed25519 key",
+                         peer=peer)
             raise AuthError(proto.E_BAD_TOKEN, "the public key is not a 32-byte Ed25519 key", status=400) from None
         now = time.time()
         cp_key = self.control_public_key()
@@ -177,50 +205,76 @@ class AgentService:
                                      "client": client})
                 return {"agent_id": agent_id, "site": row.site, "control_plane_public_key": cp_key,
                         "server_time": now}
-        self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, problem or "invalid token")
+        self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, problem or "invalid token", peer=peer)
         raise AuthError(proto.E_BAD_TOKEN, f"{problem}; issue a new one with `ml-connector agents issue-token`")
 
     # ------------------------------------------------------------------ request authentication
 
     def _reject(self, code: str, agent_id: str | None, path: str, client: str, message: str,
-                **detail: Any) -> None:
-        # Coalesced: at most one row per (client, agent id, reason) per window, with a count.
-        self.refusals.refused(client, code, {"path": path, "message": message, **detail}, source=agent_id)
+                peer: str | None = None, **detail: Any) -> None:
+        # Coalesced: at most one row per (client, agent id, reason) per window, with a count, and a
+        # bounded number of keys per real peer (`peer`, the socket's address).
+        self.refusals.refused(client, code, {"path": path, "message": message, **detail}, source=agent_id,
+                              peer=peer)
 
-    def authenticate(self, method: str, path: str, headers: Any, body: bytes, client: str = "") -> AgentIdentity:
+    def authenticate(self, method: str, target: str, headers: Any, body: bytes, client: str = "",
+                     peer: str | None = None) -> AgentIdentity:
+        """The agent a signed request comes from (or AuthError); `target`: path and query string."""
+        return self.verify(self.precheck(method, target, headers, client, peer), body)
+
+    def precheck(self, method: str, target: str, headers: Any, client: str = "",
+                 peer: str | None = None) -> PendingRequest:
+        """The checks that need no body: headers present and well-formed, timestamp within the
+        allowed skew, agent known. Done before the body is read, so a request that cannot be
+        authentic costs no memory for its body (server/agent_api.py)."""
+        path = target
         agent_id = headers.get(proto.H_AGENT) or ""
         ts = headers.get(proto.H_TS) or ""
         nonce = headers.get(proto.H_NONCE) or ""
         sig = headers.get(proto.H_SIG) or ""
         now = time.time()
-        if not (agent_id and ts and nonce and sig) or len(nonce) > 64 or len(agent_id) > 64:
-            self._reject(proto.E_MISSING, agent_id or None, path, client, "missing or malformed signature headers")
+        if not (agent_id and ts and nonce and sig) or len(agent_id) > 64 or len(sig) > 200:
+            self._reject(proto.E_MISSING, agent_id[:64] or None, path, client,
+                         "missing or malformed signature headers", peer=peer)
             raise AuthError(proto.E_MISSING, f"signed requests need {proto.H_AGENT}, {proto.H_TS}, "
                                              f"{proto.H_NONCE} and {proto.H_SIG}")
+        if not proto.valid_nonce(nonce):
+            self._reject(proto.E_MISSING, agent_id, path, client, "nonce is not 32 lowercase hex characters", peer=peer)
+            raise AuthError(proto.E_MISSING, f"{proto.H_NONCE} must be 32 lowercase hex characters "
+                                             "(128 random bits)")
         try:
             ts_value = float(int(ts))
         except ValueError:
-            self._reject(proto.E_MISSING, agent_id, path, client, "timestamp is not an integer")
+            self._reject(proto.E_MISSING, agent_id, path, client, "timestamp is not an integer", peer=peer)
             raise AuthError(proto.E_MISSING, "X-MLC-Timestamp must be unix seconds") from None
         skew = ts_value - now
         if abs(skew) > self.settings.max_skew:
             msg = (f"request timestamp is {skew:+.0f} s from the control plane's clock (allowed "
                    f"±{self.settings.max_skew:.0f} s); fix the agent host's clock (NTP)")
-            self._reject(proto.E_CLOCK_SKEW, agent_id, path, client, msg, skew=round(skew, 1))
+            self._reject(proto.E_CLOCK_SKEW, agent_id, path, client, msg, peer=peer, skew=round(skew, 1))
             raise AuthError(proto.E_CLOCK_SKEW, msg, skew=round(skew, 1))
         with self.db.session() as s:
             agent = s.get(AgentRow, agent_id)
             found = None if agent is None else (agent.state, agent.public_key, agent.site)
         if found is None:
-            self._reject(proto.E_UNKNOWN_AGENT, agent_id, path, client, "no such agent")
+            self._reject(proto.E_UNKNOWN_AGENT, agent_id, path, client, "no such agent", peer=peer)
             raise AuthError(proto.E_UNKNOWN_AGENT,
                             f"agent {agent_id} is not known to this control plane; pair it again")
         state, public_key, site = found
-        if not proto.verify_request_signature(public_key, method, path, agent_id, ts, nonce, body, sig):
-            self._reject(proto.E_BAD_SIGNATURE, agent_id, path, client, "signature does not verify")
+        return PendingRequest(method=method, target=target, client=client, agent_id=agent_id, ts=ts, nonce=nonce,
+                              signature=sig, skew=skew, now=now, state=state, public_key=public_key, site=site,
+                              peer=peer)
+
+    def verify(self, p: PendingRequest, body: bytes) -> AgentIdentity:
+        """Check the signature over `body` and the nonce (once), and record the agent as seen."""
+        agent_id, path, client, nonce, site, skew, now = p.agent_id, p.target, p.client, p.nonce, p.site, p.skew, p.now
+        peer = p.peer
+        if not proto.verify_request_signature(p.public_key, p.method, p.target, agent_id, p.ts, nonce, body,
+                                              p.signature):
+            self._reject(proto.E_BAD_SIGNATURE, agent_id, path, client, "signature does not verify", peer=peer)
             raise AuthError(proto.E_BAD_SIGNATURE, "the request signature does not verify")
-        if state == "revoked":
-            self._reject(proto.E_REVOKED, agent_id, path, client, "agent is revoked")
+        if p.state == "revoked":
+            self._reject(proto.E_REVOKED, agent_id, path, client, "agent is revoked", peer=peer)
             raise AuthError(proto.E_REVOKED, f"agent {agent_id} was revoked; pair a new agent with a new token")
         alert: Alert | None = None
         try:
@@ -249,7 +303,7 @@ class AgentService:
                             message=(f"Agent {agent.name or agent_id} ({agent_id}, site {site}) is back online "
                                      f"after {duration_text(away)} without contact")))
         except IntegrityError:
-            self._reject(proto.E_REPLAY, agent_id, path, client, "nonce reused inside the window")
+            self._reject(proto.E_REPLAY, agent_id, path, client, "nonce reused inside the window", peer=peer)
             raise AuthError(proto.E_REPLAY, "this nonce was already used (replayed request)") from None
         if alert is not None and self.alerts is not None:
             self.alerts.dispatch(alert)
@@ -412,7 +466,13 @@ class AgentService:
                 q = q.with_for_update()
             row = s.scalars(q).first()
             if row is None:
-                raise AuthError("unknown_call", f"no call {response.id!r}", status=404)
+                # Never queued here (or purged): a confused or hostile agent; operators see it.
+                refusal.append(AuthError("unknown_call", f"no call {response.id[:200]!r}", status=404))
+                audit.record(s, "agent.result.rejected", outcome="rejected", source=ident.agent_id,
+                             target=ident.site, detail={"call_id": response.id[:200], "reason": "unknown_call",
+                                                        "ok": response.ok})
+                log.warning("agent %s posted a result for unknown call %r", ident.agent_id, response.id[:200])
+                return None
             if row.site != ident.site:
                 refusal.append(AuthError("wrong_site", "this call belongs to another site", status=403))
             elif row.state != "done" and row.agent_id != ident.agent_id:
@@ -470,6 +530,7 @@ class AgentService:
     def report(self, ident: AgentIdentity, event: str, detail: dict[str, Any]) -> None:
         """An event the agent reports (a tampered call, a refusal it could not answer)."""
         name = {"tampered_call": "agent.call.tampered", "refused": "agent.call.refused"}.get(event, "agent.report")
+        detail = bounded_detail(detail)
         log.warning("agent %s reports %s: %s", ident.agent_id, event, json.dumps(detail, default=str)[:500])
         with self.db.session() as s:
             audit.record(s, name, outcome="rejected", source=ident.agent_id, detail={"event": event, **detail})
@@ -629,6 +690,21 @@ def _agent_info(a: AgentRow, now: float, offline_after: float, in_flight: int, q
 def _describe_refusal(client: str, agent_id: str | None, reason: str, detail: dict[str, Any], count: int) -> str:
     return (f"agent request refused: {reason} (agent {agent_id}, {detail.get('path')}, from {client}): "
             f"{detail.get('message')}" + (f" ({count} refusals since the last report)" if count > 1 else ""))
+
+
+#: An agent's event detail is stored up to this size (JSON bytes); beyond it, an excerpt.
+EVENT_DETAIL_MAX_BYTES = 4096
+
+
+def bounded_detail(detail: dict[str, Any], limit: int = EVENT_DETAIL_MAX_BYTES) -> dict[str, Any]:
+    """`detail` if its JSON fits in `limit` bytes, else a marked excerpt: an agent (even a
+    compromised one) cannot write megabytes into the append-only audit trail."""
+    text_ = json.dumps(detail, default=str, ensure_ascii=False)
+    size = len(text_.encode("utf-8"))
+    if size <= limit:
+        return detail
+    excerpt = text_.encode("utf-8")[:limit - 200].decode("utf-8", "ignore")
+    return {"truncated": True, "original_bytes": size, "excerpt": excerpt}
 
 
 def _rowcount(result: Any) -> int:
