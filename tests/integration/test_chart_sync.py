@@ -27,7 +27,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, 
 
 
 def _summary(stdout: str) -> dict[str, int]:
-    cols = ["read", "created", "updated", "deactivated", "unchanged", "parked", "failed"]
+    cols = ["read", "created", "adopted", "updated", "deactivated", "unchanged", "parked", "failed"]
     for line in stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("│").split("│")]
         if len(cells) == len(cols) and all(c.isdigit() for c in cells):

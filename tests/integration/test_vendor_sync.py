@@ -25,7 +25,7 @@ def sandboxes():
 
 def _summary(stdout: str) -> dict[str, int]:
     """The numbers of the summary table's single data row."""
-    cols = ["read", "created", "updated", "deactivated", "unchanged", "parked", "failed"]
+    cols = ["read", "created", "adopted", "updated", "deactivated", "unchanged", "parked", "failed"]
     for line in stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("│").split("│")]
         if len(cells) == len(cols) and all(c.isdigit() for c in cells):
