@@ -196,3 +196,33 @@ def test_current_lists_the_kind_once_per_run():
     assert t.current(ctx, [{"id": "01"}, {"id": "02"}]) == {0: ("r-01", ramp.vendors["01"])}
     assert t.current(ctx, [{"id": "02"}]) == {}
     assert ramp.calls == ["LIST"]
+
+
+def test_many_records_in_doubt_are_found_with_one_listing(monkeypatch):
+    """Issue 16 §5: one listing of the kind instead of one GET per record in doubt."""
+    from ml_connector.systems.ramp import targets
+
+    monkeypatch.setattr(targets, "LIST_FROM", 3)
+    ramp = FakeRamp()
+    for k in ("01", "03"):
+        ramp.vendors[k] = {"id": k, "ramp_id": f"r-{k}", "name": f"V {k}", "code": k.lstrip("0"), "is_active": True}
+    outs = AccountingVendorsTarget("ramp").lookup(_ctx(ramp), [_entry(i, f"0{i}") for i in range(1, 5)])
+    assert [(o.entry_id, o.target_id) for o in outs] == [(1, "r-01"), (3, "r-03")]
+    assert ramp.calls == ["LIST"]
+
+
+def test_a_refused_batch_adopts_the_existing_records_from_one_listing_then_uploads_the_rest(monkeypatch):
+    """Issue 16 §5: after a lost database, a batch refused because its records exist costs one listing,
+    not one bisection down to each record and one GET each."""
+    from ml_connector.systems.ramp import targets
+
+    monkeypatch.setattr(targets, "LIST_FROM", 3)
+    ramp = FakeRamp()
+    for k in ("01", "02", "04"):
+        ramp.vendors[k] = {"id": k, "ramp_id": f"r-{k}", "name": f"V {k}", "code": k.lstrip("0"), "is_active": True}
+    got = _write(AccountingVendorsTarget("ramp"), ramp, [_entry(i, f"0{i}") for i in range(1, 7)])
+    assert {i: (o.state, o.adopted) for i, o in got.items()} == {
+        1: ("posted", True), 2: ("posted", True), 3: ("posted", False), 4: ("posted", True), 5: ("posted", False),
+        6: ("posted", False)}
+    assert ramp.uploads == [[f"0{i}" for i in range(1, 7)], ["03", "05", "06"]]
+    assert ramp.calls == ["LIST"]

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 UPLOAD_MAX = 500  # Ramp's largest upload
 UNCERTAIN_ROUNDS = 3  # lookups-then-re-upload rounds after unknown outcomes, then left uncertain
 UPDATES_PER_REPORT = 50  # idempotent updates reported (one transaction) per this many
+#: Records to find at which one listing of the kind (pages of 100) replaces one GET per record:
+#: recovering 500 in-doubt creates among 3,000 vendors costs 30 requests instead of 500.
+LIST_FROM = 100
 
 
 def refuses_field(info: Any, list_key: str, field: str) -> bool:
@@ -126,16 +129,20 @@ class RampUploadTarget(Target):
                 out[i] = (str(rec["ramp_id"]), rec)
         return out
 
+    def find_many(self, ramp: RampClient, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The records of these remote ids that Ramp holds: one GET each for a few, one listing of
+        the kind for many (Ramp's lists filter by one remote id at most)."""
+        if len(ids) < LIST_FROM:
+            return {i: f for i in ids if (f := self.find(ramp, i)) is not None}
+        want = set(ids)
+        return {str(r["id"]): r for r in self.list_all(ramp) if str(r.get("id")) in want}
+
     def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
         ramp = self.client(ctx)
-        outs = []
-        for e in entries:
-            if e.op != "create":
-                continue  # PATCH/DELETE of a known id: idempotent, sent again
-            found = self.find(ramp, e.payload["id"])
-            if found is not None:
-                outs.append(Outcome(e.id, "posted", target_id=found["ramp_id"], response=found, found=found))
-        return outs
+        creates = [e for e in entries if e.op == "create"]  # PATCH/DELETE of a known id: sent again
+        held = self.find_many(ramp, [e.payload["id"] for e in creates])
+        return [Outcome(e.id, "posted", target_id=f["ramp_id"], response=f, found=f)
+                for e in creates if (f := held.get(e.payload["id"])) is not None]
 
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
         ramp = self.client(ctx)
@@ -200,6 +207,15 @@ class RampUploadTarget(Target):
                 else:
                     report([Outcome(batch[0].id, "failed", error=str(exc), request=items[0])])
                 return
+            if len(batch) >= LIST_FROM:
+                # Refused because some already exist (e.g. a lost database)? Adopt those found
+                # (one listing), upload the rest again; bisect only what is refused then.
+                held = self.find_many(ramp, [e.payload["id"] for e in batch])
+                if held:
+                    report([Outcome(e.id, "posted", target_id=f["ramp_id"], response=f, found=f, adopted=True)
+                            for e in batch if (f := held.get(e.payload["id"])) is not None])
+                    self._create_batch(ramp, [e for e in batch if e.payload["id"] not in held], report, depth)
+                    return
             mid = len(batch) // 2
             self._create_batch(ramp, batch[:mid], report, depth)
             self._create_batch(ramp, batch[mid:], report, depth)
@@ -216,8 +232,9 @@ class RampUploadTarget(Target):
 
     def _resolve_by_lookup(self, ramp: RampClient, batch: list[Entry], report: Report, depth: int) -> None:
         missing, outs = [], []
+        held = self.find_many(ramp, [e.payload["id"] for e in batch])
         for e in batch:
-            found = self.find(ramp, e.payload["id"])
+            found = held.get(e.payload["id"])
             if found is not None:
                 outs.append(Outcome(e.id, "posted", target_id=found["ramp_id"], response=found, found=found))
             else:
