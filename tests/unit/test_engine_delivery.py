@@ -286,3 +286,16 @@ def test_an_older_in_doubt_write_is_resolved_before_a_newer_version_is_written(d
         assert outbox.failures(s) == []
     assert states == [("1", "V1", "superseded"), ("1", "V2", "posted"), ("2", "V1", "superseded"),
                       ("2", "V2", "posted")]
+
+
+def test_a_newer_entry_in_doubt_too_is_resolved_once(db):
+    _stage_named(db, [("1", "V1", "create")], run_id="r1")
+    with db.session() as s:
+        outbox.set_state(s, [r.id for r in _rows(db).values()], "in_flight", bump_attempts=True)
+    _stage_named(db, [("1", "V2", "create")], run_id="r2")
+    with db.session() as s:  # the newer one was in flight too (r2 crashed during its write)
+        outbox.set_state(s, [e.id for e in outbox.batch_entries(s, "r2", 1)], "in_flight", bump_attempts=True)
+    target = HoldingTarget({"1": {"name": "V1", "is_active": True}})
+    assert _deliver(db, target, run_id="r2") == {"superseded": 1, "posted": 1}
+    assert target.held == {"1": {"name": "V2", "is_active": True}}
+    assert target.calls[1:] == [("write", [("1", "update")])]

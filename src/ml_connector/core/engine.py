@@ -648,6 +648,7 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
     def resolve(outcomes: list[Outcome]) -> None:
         """Lookup outcomes: those of stale entries supersede them and inform their newer entry."""
         handed: list[Outcome] = []
+        own = {o.entry_id for o in outcomes}  # a newer entry in doubt itself has its own outcome here
         with rt.db.session() as sess:
             for o in outcomes:
                 if o.entry_id not in stale:
@@ -656,11 +657,12 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
                 live = newest[e.source_key]
                 found = o.state == "posted" and o.found is not None
                 outbox.set_state(sess, [e.id], "superseded",
-                                 error=f"resolved by lookup ({'found' if found else 'not found'}) before "
+                                 error=f"resolved by lookup ({'found' if o.state == 'posted' else 'not found'}) before "
                                        f"the newer entry {live.id} of this record was written")
                 reported.add(e.id)
                 tally["superseded"] = tally.get("superseded", 0) + 1
-                if found and live.op == "create" and not live.target_id and live.id not in reported:
+                if (found and live.op == "create" and not live.target_id and live.id not in reported
+                        and live.id not in own and live.id not in {h.entry_id for h in handed}):
                     handed.append(Outcome(live.id, "posted", target_id=o.target_id, found=o.found,
                                           response=o.found))
         report([o for o in outcomes if o.entry_id not in stale] + handed)
