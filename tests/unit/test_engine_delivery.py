@@ -299,3 +299,23 @@ def test_a_newer_entry_in_doubt_too_is_resolved_once(db):
     assert _deliver(db, target, run_id="r2") == {"superseded": 1, "posted": 1}
     assert target.held == {"1": {"name": "V2", "is_active": True}}
     assert target.calls[1:] == [("write", [("1", "update")])]
+
+
+def test_replay_of_an_in_doubt_entry_whose_record_was_written_since_in_a_newer_version(db, monkeypatch):
+    """An old in-flight entry (left by an earlier version) must not bring old content back on replay."""
+    target = HoldingTarget({"1": {"name": "V2", "is_active": True}})
+    stream = Stream("s", NoSource(), lambda c, k, r: Desired(k, r), target)
+    flow = SimpleNamespace(stream=lambda name: stream, cfg=SimpleNamespace(options={}))
+    monkeypatch.setattr(engine, "_RT", SimpleNamespace(db=db, flow=lambda name: flow))
+    _stage_named(db, [("1", "V1", "create")], run_id="r1")
+    _stage_named(db, [("1", "V2", "create")], run_id="r2", batch=2)
+    with db.session() as s:
+        old, new = sorted(s.scalars(select(OutboxRow)), key=lambda r: r.id)
+        outbox.set_state(s, [old.id], "in_flight", bump_attempts=True)
+        outbox.mark_posted(s, new.id, "t-1")
+        old_id = old.id
+    engine._replay_step.__wrapped__([old_id])  # type: ignore[attr-defined]
+    assert target.calls == []
+    assert target.held["1"]["name"] == "V2"
+    with db.session() as s:
+        assert s.get(OutboxRow, old_id).state == "superseded"  # type: ignore[union-attr]

@@ -780,6 +780,14 @@ def _replay_step(ids: list[int]) -> dict[str, int]:
     rt = runtime()
     with rt.db.session() as sess:
         rows = _outbox_rows(sess, ids)
+        # An entry in doubt whose record was written since in a newer version is only history:
+        # resolving it now would compare the target with content that is no longer wanted.
+        old = [r.id for r in rows if r.state in ("uncertain", "in_flight") and sess.scalar(
+            select(func.count()).select_from(OutboxRow).where(
+                OutboxRow.flow == r.flow, OutboxRow.stream == r.stream, OutboxRow.source_key == r.source_key,
+                OutboxRow.id > r.id, OutboxRow.state == "posted"))]
+        outbox.set_state(sess, old, "superseded", error="a newer version of this record was written since")
+        rows = [r for r in rows if r.id not in set(old)]
         groups: dict[tuple[str, str, str], list[int]] = {}
         for r in rows:
             if r.state in ("failed", "uncertain", "parked", "in_flight"):
