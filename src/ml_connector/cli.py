@@ -331,7 +331,8 @@ def ping(config: ConfigOpt = DEFAULT_CONFIG,
 @app.command()
 def failures(config: ConfigOpt = DEFAULT_CONFIG, flow: str | None = typer.Option(None),
              as_json: bool = typer.Option(False, "--json")) -> None:
-    """Records whose write failed or is uncertain: id, record, error, attempts."""
+    """Records whose write failed, is uncertain, or was in flight when its run ended: id, record, error,
+    attempts."""
     from ml_connector.core import outbox
 
     rt = _runtime(config)

@@ -81,8 +81,9 @@ def test_a_failed_run_whose_upload_ramp_committed_converges_after_sap_changes(tm
         active = sorted(k for k, v in in_scope_vendors(ecc).items() if v["active"])
         assert len(ramp.vendors.by_id) == len(active)  # committed by Ramp
         # In doubt after the run ended: shown to operators (and so to `replay --all`).
-        shown = {f["record"] for f in json.loads(env.cli("failures", "--json").stdout)}
-        assert set(active) <= shown
+        shown = json.loads(env.cli("failures", "--json").stdout)
+        assert set(active) <= {f["record"] for f in shown}
+        assert all("in doubt" in f["error"] for f in shown if f["state"] == "in_flight")
 
         ramp.apply({"clear_faults": True})
         renamed, deleted = active[:10], active[10:20]

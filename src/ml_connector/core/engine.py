@@ -738,6 +738,10 @@ def _fail_step(flow: str, stream: str, mode: str, run_id: str, error: str) -> No
             sess.add(run)
         first = run.status != "failed"  # a step re-run after a crash must not alert twice
         run.status, run.error, run.finished_at = "failed", message, utcnow()
+        # Writes left in flight are in doubt: `failures` lists them; say why there.
+        sess.execute(update(OutboxRow).where(OutboxRow.run_id == run_id, OutboxRow.state == "in_flight").values(
+            last_error=f"in doubt: in flight when the run failed ({message[:300]}); replay looks it up "
+                       f"before writing it again"))
         audit.record(sess, "run.failed", flow=flow, stream=stream, run_id=run_id, outcome="failed",
                      detail={"error": message})
         if first and alerts is not None and alerts.wants("run.failed"):
