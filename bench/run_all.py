@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # Targets (from the issue)
+LOST_DB_VENDORS = 3000  # scenario 8: vendors Ramp holds when the database is lost
 TARGET_RECORDS_PER_S = 1000.0
 TARGET_PEAK_RSS_MB = 300.0
 TARGET_RSS_GROWTH = 1.2  # peak RSS at 50k / at 10k: "does not grow with table size"
@@ -352,6 +353,27 @@ class Bench:
 
     # -- profile -----------------------------------------------------------------------
 
+    # -- 8 ---------------------------------------------------------------------------
+
+    def s8_lost_database(self) -> None:
+        """Issue 16 §5: the database is lost, Ramp still holds every vendor: requests and wall time
+        until Ramp and a new ledger agree (records adopted from listings, not created again)."""
+        n = LOST_DB_VENDORS
+        ramp = self.sandboxes["ramp"]
+        ecc = self.sandbox(f"ecc{n}", "sap_ecc", n)
+        ramp_switches(ramp, limited=False, reset=True)
+        self.sync("s8-load", ecc, self.fresh("w8-load"), [{"name": f"full {n}", "full": True}])
+        res = self.sync("s8-lost", ecc, self.fresh("w8-lost"), [{"name": "sync after the database was lost"}])
+        st = res["steps"][0]
+        counts = st.get("counts", {})
+        self.data["8"] = _step_summary(st)
+        self.report.info("8", f"{n} vendors: Ramp requests, wall",
+                         f"{st['ramp_requests']} requests, {_fmt_s(st['wall_s'])}")
+        self.report.info("8", "adopted / created / updated", f"{counts.get('adopted', 0)} / "
+                         f"{counts.get('created', 0)} / {counts.get('updated', 0)}")
+        self.report.check("8", "vendors created again", str(counts.get("created", 0)), "0",
+                          counts.get("created", 0) == 0)
+
     def profile(self) -> None:
         """A sampled full sync of the small table: where the ml-connector process spends its wall time."""
         ecc = self.sandbox(f"ecc{self.small}", "sap_ecc", self.small)
@@ -388,6 +410,9 @@ class Bench:
                                for c in self.report.checks)
             if self.args.profile or (missed_speed and not self.args.no_profile):
                 self.scenario("profile", "where the time goes (sampling profiler, full sync)", self.profile)
+            # Last: it resets Ramp, which the scenarios above share.
+            self.scenario("8", f"recovery after a lost database, {LOST_DB_VENDORS} vendors already in Ramp",
+                          self.s8_lost_database)
             for key in ("ecc" + str(self.small), "ecc" + str(self.large), "ramp"):
                 if key in self.sandboxes:
                     self.data.setdefault("emulators_peak_rss_mb", {})[key] = \

@@ -213,12 +213,17 @@ def run(config: ConfigOpt = DEFAULT_CONFIG,
         rt.close()
 
 
+#: A run's counts, in the summary table and `runs`. `adopted`: records found in the target instead of
+#: created (compared with the source and corrected when they differed; a correction also counts as
+#: updated or deactivated).
+RUN_COUNTS = ("read", "created", "adopted", "updated", "deactivated", "unchanged", "parked", "failed")
+
+
 def _summary_table(flow: str, stream: str, counts: dict[str, Any]) -> Table:
     t = Table(title=f"{flow} / {stream}")
-    for col in ("read", "created", "updated", "deactivated", "unchanged", "parked", "failed"):
+    for col in RUN_COUNTS:
         t.add_column(col, justify="right")
-    t.add_row(*(str(counts.get(c, 0)) for c in ("read", "created", "updated", "deactivated", "unchanged",
-                                                "parked", "failed")))
+    t.add_row(*(str(counts.get(c, 0)) for c in RUN_COUNTS))
     return t
 
 
@@ -338,7 +343,8 @@ def ping(config: ConfigOpt = DEFAULT_CONFIG,
 @app.command()
 def failures(config: ConfigOpt = DEFAULT_CONFIG, flow: str | None = typer.Option(None),
              as_json: bool = typer.Option(False, "--json")) -> None:
-    """Records whose write failed or is uncertain: id, record, error, attempts."""
+    """Records whose write failed, is uncertain, or was in flight when its run ended: id, record, error,
+    attempts."""
     from ml_connector.core import outbox
 
     rt = _runtime(config)
@@ -437,7 +443,6 @@ def runs(config: ConfigOpt = DEFAULT_CONFIG, limit: int = 20,
     rt.close()
 
 
-RUN_COUNTS = ("read", "created", "updated", "deactivated", "unchanged", "parked", "failed")
 
 
 def runs_table(rows: list[Any]) -> Table:

@@ -115,7 +115,7 @@ def store_secrets(e: Env, secrets: dict[str, str]) -> None:
                 os.environ[k] = v
 
 
-SUMMARY_COLUMNS = ["read", "created", "updated", "deactivated", "unchanged", "parked", "failed"]
+SUMMARY_COLUMNS = ["read", "created", "adopted", "updated", "deactivated", "unchanged", "parked", "failed"]
 
 
 def summary_rows(stdout: str) -> list[list[int]]:

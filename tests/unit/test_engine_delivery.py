@@ -177,3 +177,145 @@ def test_a_rerun_that_stages_nothing_says_staged_0(db, monkeypatch):
         outbox.set_state(s, [e.id for e in outbox.batch_entries(s, "r1", 1)], "failed", error="refused")
     counts = page_of_run("r2")
     assert (counts["read"], counts["staged"]) == (4, 0)
+
+
+class HoldingTarget(Target):
+    """A target holding records {name, is_active} by key: a create of a record it holds already is
+    refused and the record adopted (found, as the Ramp strategy reports it); updates and
+    deactivations apply. `compare` is the contract's comparison the engine must apply."""
+
+    def __init__(self, held: dict[str, dict[str, Any]]) -> None:
+        self.connection = "fake"
+        self.held = {k: dict(v) for k, v in held.items()}
+        self.calls: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def compare(self, found: dict[str, Any], payload: dict[str, Any], active: bool) -> str | None:
+        if not active:
+            return "deactivate" if found["is_active"] else None
+        if not found["is_active"]:
+            return "reactivate"
+        return "update" if found["name"] != payload["name"] else None
+
+    def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
+        self.calls.append(("lookup", [(e.source_key, e.op) for e in entries]))
+        return [Outcome(e.id, "posted", target_id=f"t-{e.source_key}", found=dict(self.held[e.source_key]))
+                for e in entries if e.source_key in self.held]
+
+    def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
+        self.calls.append(("write", [(e.source_key, e.op) for e in entries]))
+        outs = []
+        for e in entries:
+            if e.op == "create" and e.source_key in self.held:
+                outs.append(Outcome(e.id, "posted", target_id=f"t-{e.source_key}",
+                                    found=dict(self.held[e.source_key]), adopted=True))
+                continue
+            if e.op != "create" and e.source_key not in self.held:
+                outs.append(Outcome(e.id, "posted"))  # nothing to update or deactivate
+                continue
+            if e.op != "create":
+                assert e.target_id == f"t-{e.source_key}", "a correction goes to the found record"
+            self.held[e.source_key] = {"name": e.payload["name"], "is_active": e.op != "deactivate"}
+            outs.append(Outcome(e.id, "posted", target_id=f"t-{e.source_key}"))
+        report(outs)
+
+
+def _stage_named(db: Database, items: list[tuple[str, str, str]], run_id: str = "r1", batch: int = 1) -> None:
+    rows = [{"idempotency_key": f"k{k}:{name}", "source_key": k, "op": op, "payload": {"id": k, "name": name},
+             "content_hash": ledger.content_hash({"id": k, "name": name}), "target_id": None}
+            for k, name, op in items]
+    with db.session() as s:
+        outbox.add(s, flow="f", stream="s", run_id=run_id, batch=batch, rows=rows)
+
+
+def test_records_found_instead_of_created_are_compared_and_corrected_and_counted_adopted(db):
+    """Defect (issue 16 §1): a create refused because the record exists adopted it as it was (a stale
+    name, a deleted record left active), recorded with the source's hash: never repaired."""
+    _stage_named(db, [("1", "Same", "create"), ("2", "New name", "create"), ("3", "Back", "create"),
+                      ("4", "Gone", "create")])
+    target = HoldingTarget({"1": {"name": "Same", "is_active": True}, "2": {"name": "Old name", "is_active": True},
+                            "3": {"name": "Back", "is_active": False}})
+    assert _deliver(db, target) == {"posted": 4}
+    assert target.held == {"1": {"name": "Same", "is_active": True}, "2": {"name": "New name", "is_active": True},
+                           "3": {"name": "Back", "is_active": True}, "4": {"name": "Gone", "is_active": True}}
+    assert target.calls == [("write", [("1", "create"), ("2", "create"), ("3", "create"), ("4", "create")]),
+                            ("write", [("2", "update"), ("3", "reactivate")])]
+    rows = _rows(db)
+    assert {k: (r.op, r.state, r.target_id) for k, r in rows.items()} == {
+        "1": ("adopt", "posted", "t-1"), "2": ("update", "posted", "t-2"), "3": ("reactivate", "posted", "t-3"),
+        "4": ("create", "posted", "t-4")}
+    with db.session() as s:
+        known = ledger.lookup(s, "f", "s", ["1", "2", "3", "4"])
+        assert {k: r.content_hash for k, r in known.items()} == {k: r.content_hash for k, r in rows.items()}
+        counts = engine._run_counts(s, "r1")
+    assert (counts["created"], counts["adopted"], counts["updated"]) == (1, 3, 2)
+
+
+def test_an_in_doubt_write_found_with_other_content_is_corrected(db):
+    _stage_named(db, [("1", "Wanted", "create"), ("2", "Gone", "deactivate")])
+    with db.session() as s:
+        outbox.set_state(s, [r.id for r in _rows(db).values()], "in_flight", bump_attempts=True)
+    target = HoldingTarget({"1": {"name": "Other", "is_active": True}})
+    _deliver(db, target)
+    assert target.held["1"] == {"name": "Wanted", "is_active": True}
+    assert ("write", [("1", "update")]) in target.calls
+
+
+def test_an_older_in_doubt_write_is_resolved_before_a_newer_version_is_written(db):
+    """Defect (issue 16 §2): a run failed with a write in flight; the next run computed new content for
+    the same record, staged it under a new key and left the old entry in flight for good (not in
+    `failures`, never resolved)."""
+    _stage_named(db, [("1", "V1", "create"), ("2", "V1", "create")], run_id="r1")
+    with db.session() as s:
+        outbox.set_state(s, [r.id for r in _rows(db).values()], "in_flight", bump_attempts=True)
+        s.add(RunRow(run_id="r1", flow="f", stream="s", mode="incremental", status="failed", counts={}))
+    with db.session() as s:
+        assert {r.source_key for r in outbox.failures(s)} == {"1", "2"}  # visible to operators
+    # "1" reached the target before the crash, "2" did not; the source changed both meanwhile.
+    _stage_named(db, [("1", "V2", "create"), ("2", "V2", "create")], run_id="r2")
+    with db.session() as s:
+        in_r2 = outbox.batch_entries(s, "r2", 1)
+    assert sorted((e.source_key, e.payload["name"]) for e in in_r2) == [("1", "V1"), ("1", "V2"), ("2", "V1"),
+                                                                         ("2", "V2")]
+    target = HoldingTarget({"1": {"name": "V1", "is_active": True}})
+    _deliver(db, target, run_id="r2")
+    assert target.calls[0] == ("lookup", [("1", "create"), ("2", "create")])
+    assert target.calls[1:] == [("write", [("2", "create")]), ("write", [("1", "update")])]
+    assert target.held == {"1": {"name": "V2", "is_active": True}, "2": {"name": "V2", "is_active": True}}
+    with db.session() as s:
+        states = sorted((r.source_key, r.payload["name"], r.state) for r in s.scalars(select(OutboxRow)))
+        assert outbox.failures(s) == []
+    assert states == [("1", "V1", "superseded"), ("1", "V2", "posted"), ("2", "V1", "superseded"),
+                      ("2", "V2", "posted")]
+
+
+def test_a_newer_entry_in_doubt_too_is_resolved_once(db):
+    _stage_named(db, [("1", "V1", "create")], run_id="r1")
+    with db.session() as s:
+        outbox.set_state(s, [r.id for r in _rows(db).values()], "in_flight", bump_attempts=True)
+    _stage_named(db, [("1", "V2", "create")], run_id="r2")
+    with db.session() as s:  # the newer one was in flight too (r2 crashed during its write)
+        outbox.set_state(s, [e.id for e in outbox.batch_entries(s, "r2", 1)], "in_flight", bump_attempts=True)
+    target = HoldingTarget({"1": {"name": "V1", "is_active": True}})
+    assert _deliver(db, target, run_id="r2") == {"superseded": 1, "posted": 1}
+    assert target.held == {"1": {"name": "V2", "is_active": True}}
+    assert target.calls[1:] == [("write", [("1", "update")])]
+
+
+def test_replay_of_an_in_doubt_entry_whose_record_was_written_since_in_a_newer_version(db, monkeypatch):
+    """An old in-flight entry (left by an earlier version) must not bring old content back on replay."""
+    target = HoldingTarget({"1": {"name": "V2", "is_active": True}})
+    stream = Stream("s", NoSource(), lambda c, k, r: Desired(k, r), target)
+    flow = SimpleNamespace(stream=lambda name: stream, cfg=SimpleNamespace(options={}))
+    monkeypatch.setattr(engine, "_RT", SimpleNamespace(db=db, flow=lambda name: flow))
+    _stage_named(db, [("1", "V1", "create")], run_id="r1")
+    _stage_named(db, [("1", "V2", "create")], run_id="r2", batch=2)
+    with db.session() as s:
+        old, new = sorted(s.scalars(select(OutboxRow)), key=lambda r: r.id)
+        outbox.set_state(s, [old.id], "in_flight", bump_attempts=True)
+        outbox.mark_posted(s, new.id, "t-1")
+        old_id = old.id
+    engine._replay_step.__wrapped__([old_id])  # type: ignore[attr-defined]
+    assert target.calls == []
+    assert target.held["1"]["name"] == "V2"
+    with db.session() as s:
+        assert s.get(OutboxRow, old_id).state == "superseded"  # type: ignore[union-attr]

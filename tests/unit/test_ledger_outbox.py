@@ -18,9 +18,11 @@ def test_content_hash_ignores_key_order():
 
 def test_new_changed_unchanged_deactivated_reactivated(db):
     changes, unchanged = plan(db, [Desired("1", {"name": "A"}), Desired("2", {"name": "B"}, active=False)])
-    # A new record is created; a record deleted at the source before it was ever synced is not.
-    assert [(c.source_key, c.op) for c in changes] == [("1", "create")]
-    assert unchanged == 1
+    # A new record is created; a record deleted at the source that the ledger does not know is
+    # deactivated in the target if it is there (issue 16 §1: the ledger may have been lost while the
+    # target kept it active), by its source key (no target id known).
+    assert [(c.source_key, c.op, c.target_id) for c in changes] == [("1", "create", None), ("2", "deactivate", None)]
+    assert unchanged == 0
     with db.session() as s:
         ledger.confirm(s, "f", "vendors", "1", "r-1", changes[0].content_hash, active=True)
     changes, unchanged = plan(db, [Desired("1", {"name": "A"})])
@@ -33,6 +35,12 @@ def test_new_changed_unchanged_deactivated_reactivated(db):
         ledger.confirm(s, "f", "vendors", "1", "r-1", changes[0].content_hash, active=False)
     changes, _ = plan(db, [Desired("1", {"name": "A"})])
     assert [c.op for c in changes] == ["reactivate"]
+    # A record deactivated while it was never in the target (no target id) is created when it comes back.
+    changes, _ = plan(db, [Desired("2", {"name": "B"}, active=False)])
+    with db.session() as s:
+        ledger.confirm(s, "f", "vendors", "2", None, changes[0].content_hash, active=False)
+    changes, _ = plan(db, [Desired("2", {"name": "B"})])
+    assert [(c.op, c.target_id) for c in changes] == [("create", None)]
 
 
 def test_outbox_same_key_is_stored_once_and_open_entries_are_adopted(db):

@@ -50,6 +50,10 @@ class FakeRamp:
     def deactivate_accounting_vendor(self, ramp_id: str) -> None:
         self.calls.append(f"DELETE {ramp_id}")
 
+    def iter_accounting_vendors(self) -> list[dict[str, Any]]:
+        self.calls.append("LIST")
+        return list(self.vendors.values())
+
 
 def _ctx(ramp: Any) -> RunContext:
     rt = SimpleNamespace(connection=lambda name: ramp)
@@ -142,3 +146,83 @@ def test_refuses_field():
     assert refuses_field({"vendors": {"0": {"code": ["Unknown field."]}}}, "vendors", "code")
     assert not refuses_field({"vendors": {"0": {"name": ["Unknown field."]}}}, "vendors", "code")
     assert not refuses_field(None, "vendors", "code")
+
+
+def test_an_existing_record_is_handed_over_with_what_ramp_holds_for_the_engine_to_compare():
+    """Issue 16 §1: an adopted record carries Ramp's content (`found`), flagged adopted, so that the
+    engine compares it instead of recording the source's content as what Ramp holds."""
+    ramp = FakeRamp()
+    ramp.vendors["02"] = {"id": "02", "ramp_id": "r-old-02", "name": "Old", "code": "2", "is_active": True}
+    got = _write(AccountingVendorsTarget("ramp"), ramp, [_entry(1, "01"), _entry(2, "02")])
+    assert got[2].found == ramp.vendors["02"] and got[2].adopted and not got[1].adopted
+    lookups = AccountingVendorsTarget("ramp").lookup(_ctx(ramp), [_entry(2, "02")])
+    assert lookups[0].found == ramp.vendors["02"]
+
+
+def test_compare_says_which_write_makes_ramp_hold_the_content():
+    t = AccountingVendorsTarget("ramp")
+    held = {"id": "01", "ramp_id": "r-01", "name": "V 01", "code": "1", "is_active": True}
+    want = {"id": "01", "name": "V 01", "code": "1"}
+    assert t.compare(held, want, True) is None
+    assert t.compare(held, dict(want, name="Renamed"), True) == "update"
+    assert t.compare(held, want, False) == "deactivate"
+    assert t.compare(dict(held, is_active=False), want, False) is None
+    assert t.compare(dict(held, is_active=False), want, True) == "reactivate"
+    assert t.compare(dict(held, code=None), want, True) is None  # a Ramp that takes no code on upload
+    gl = GLAccountsTarget("ramp")
+    acct = {"id": "1", "ramp_id": "r", "name": "A", "code": "1", "classification": "ASSET", "is_active": True}
+    # Ramp cannot change a classification: comparing it would ask for an impossible correction.
+    assert gl.compare(acct, {"id": "1", "name": "A", "code": "1", "classification": "EXPENSE"}, True) is None
+
+
+def test_deactivating_a_record_the_ledger_never_knew():
+    """Issue 16 §1: a vendor deleted in SAP with no ledger row is looked up and deactivated if Ramp has
+    it active; absent or already inactive, nothing is written."""
+    ramp = FakeRamp()
+    ramp.vendors["01"] = {"id": "01", "ramp_id": "r-01", "is_active": True}
+    ramp.vendors["02"] = {"id": "02", "ramp_id": "r-02", "is_active": False}
+    got = _write(AccountingVendorsTarget("ramp"), ramp, [_entry(1, "01", "deactivate"), _entry(2, "02", "deactivate"),
+                                                         _entry(3, "03", "deactivate")])
+    assert [(o.state, o.target_id, o.adopted) for o in (got[1], got[2], got[3])] == [
+        ("posted", "r-01", True), ("posted", "r-02", True), ("posted", None, False)]
+    assert ramp.calls == ["GET 01", "DELETE r-01", "GET 02", "GET 03"]
+
+
+def test_current_lists_the_kind_once_per_run():
+    ramp = FakeRamp()
+    ramp.vendors["01"] = {"id": "01", "ramp_id": "r-01", "name": "V", "is_active": True}
+    t = AccountingVendorsTarget("ramp")
+    ctx = _ctx(ramp)
+    assert t.current(ctx, [{"id": "01"}, {"id": "02"}]) == {0: ("r-01", ramp.vendors["01"])}
+    assert t.current(ctx, [{"id": "02"}]) == {}
+    assert ramp.calls == ["LIST"]
+
+
+def test_many_records_in_doubt_are_found_with_one_listing(monkeypatch):
+    """Issue 16 §5: one listing of the kind instead of one GET per record in doubt."""
+    from ml_connector.systems.ramp import targets
+
+    monkeypatch.setattr(targets, "LIST_FROM", 3)
+    ramp = FakeRamp()
+    for k in ("01", "03"):
+        ramp.vendors[k] = {"id": k, "ramp_id": f"r-{k}", "name": f"V {k}", "code": k.lstrip("0"), "is_active": True}
+    outs = AccountingVendorsTarget("ramp").lookup(_ctx(ramp), [_entry(i, f"0{i}") for i in range(1, 5)])
+    assert [(o.entry_id, o.target_id) for o in outs] == [(1, "r-01"), (3, "r-03")]
+    assert ramp.calls == ["LIST"]
+
+
+def test_a_refused_batch_adopts_the_existing_records_from_one_listing_then_uploads_the_rest(monkeypatch):
+    """Issue 16 §5: after a lost database, a batch refused because its records exist costs one listing,
+    not one bisection down to each record and one GET each."""
+    from ml_connector.systems.ramp import targets
+
+    monkeypatch.setattr(targets, "LIST_FROM", 3)
+    ramp = FakeRamp()
+    for k in ("01", "02", "04"):
+        ramp.vendors[k] = {"id": k, "ramp_id": f"r-{k}", "name": f"V {k}", "code": k.lstrip("0"), "is_active": True}
+    got = _write(AccountingVendorsTarget("ramp"), ramp, [_entry(i, f"0{i}") for i in range(1, 7)])
+    assert {i: (o.state, o.adopted) for i, o in got.items()} == {
+        1: ("posted", True), 2: ("posted", True), 3: ("posted", False), 4: ("posted", True), 5: ("posted", False),
+        6: ("posted", False)}
+    assert ramp.uploads == [[f"0{i}" for i in range(1, 7)], ["03", "05", "06"]]
+    assert ramp.calls == ["LIST"]

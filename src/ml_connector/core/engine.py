@@ -472,6 +472,9 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         else:
             desired.append(m)
     batch = int(cur.get("batch", 0)) + 1
+    # A full run converges the target from its real state: what it holds for this page's records
+    # (None: the target cannot tell, and the ledger is trusted).
+    held = s.target.current(ctx, [d.payload for d in desired]) if mode == "full" and desired else None
     with rt.db.session() as sess:
         again = ledger.load_cursor(sess, flow, stream)
         if again.get("state") != cur["state"] or again.get("run") != run_id:
@@ -481,6 +484,13 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         rows = [{"idempotency_key": outbox.idempotency_key(flow, stream, c.source_key, c.content_hash, c.op),
                  "source_key": c.source_key, "op": c.op, "payload": c.payload, "content_hash": c.content_hash,
                  "target_id": c.target_id} for c in changes]
+        if held is not None:
+            repairs = _repairs(s, desired, {c.source_key for c in changes}, held)
+            unchanged -= len(repairs)
+            rows += [{"idempotency_key": outbox.idempotency_key(flow, stream, c.source_key, c.content_hash,
+                                                                f"{c.op}:repair:{_short(run_id)}"),
+                      "source_key": c.source_key, "op": c.op, "payload": c.payload,
+                      "content_hash": c.content_hash, "target_id": c.target_id} for c in repairs]
         parked_rows = [{"idempotency_key": outbox.idempotency_key(flow, stream, p.source_key,
                                                                   ledger.content_hash(p.payload),
                                                                   "park:" + p.waits_for),
@@ -507,6 +517,32 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
                      detail={"batch": batch, "read": len(page.records), "changes": len(changes),
                              "unchanged": unchanged, "parked": len(parked)})
     return {"batch": batch if added else None, "done": page.done}
+
+
+def _short(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _repairs(s: Stream, desired: list[ledger.Desired], planned: set[str],
+             held: dict[int, tuple[str, dict[str, Any]]]) -> list[ledger.Change]:
+    """Records the ledger calls unchanged but the target holds otherwise (or not at all): the
+    writes that make the target hold them (their key names the run: a repair is not an old write)."""
+    out: list[ledger.Change] = []
+    for i, d in enumerate(desired):
+        if d.source_key in planned:
+            continue
+        h = ledger.content_hash({**d.payload, "__active": d.active})
+        if i not in held:
+            if d.active:
+                out.append(ledger.Change(d.source_key, "create", d.payload, h, None))
+            continue
+        target_id, record = held[i]
+        op = s.target.compare(record, d.payload, d.active)
+        if op is not None:
+            out.append(ledger.Change(d.source_key, op, d.payload, h, target_id))
+    return out
 
 
 @DBOS.step(name="mlc.open_batches")
@@ -537,56 +573,132 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
     a crash, or uncertain after a timeout) are looked up in the target first and only those it
     does not find are written again; every entry is marked in flight (one attempt counted)
     in a committed transaction before the call that writes it.
+
+    A record found rather than written (an outcome with `found`) is compared with what the
+    entry wants (`Target.compare`); a difference becomes a correction (update, reactivate or
+    deactivate of the found record) written in the same delivery, and the ledger learns the
+    entry's content only once the target holds it.
+
+    An older in-doubt entry of a record that also has a newer entry here is resolved by lookup
+    first and superseded: what it found is handed to the newer entry, which alone is written.
     """
     rt = ctx.runtime
+    target = s.target
     by_id = {e.id: e for e in entries}
     tally: dict[str, int] = {}
     connection = s.target_connection
     reported: set[int] = set()
+    compared: set[int] = set()  # a record is compared once per delivery: corrections cannot loop
+    corrections: list[outbox.Entry] = []
+    newest: dict[str, outbox.Entry] = {}
+    for e in entries:
+        if e.source_key not in newest or e.id > newest[e.source_key].id:
+            newest[e.source_key] = e
+    stale = {e.id for e in entries if newest[e.source_key].id != e.id}
 
     def report(outcomes: list[Outcome]) -> None:
         # One transaction per target request, a few statements for all its records
         # (per-record ORM round trips dominated the sync's CPU time).
         if not outcomes:
             return
-        posted = [(o, by_id[o.entry_id]) for o in outcomes if o.state == "posted"]
+        fixes: dict[int, str] = {}
+        for o in outcomes:
+            e = by_id[o.entry_id]
+            if o.state == "posted" and o.found is not None and e.id not in compared:
+                compared.add(e.id)
+                fix = target.compare(o.found, e.payload, e.op != "deactivate")
+                if fix is not None:
+                    fixes[e.id] = fix
+        posted = [(o, by_id[o.entry_id]) for o in outcomes if o.state == "posted" and o.entry_id not in fixes]
         with rt.db.session() as sess:
             outbox.mark_posted_many(sess, [(e.id, o.target_id) for o, e in posted])
             ledger.confirm_many(sess, ctx.flow, ctx.stream,
                                 [(e.source_key, o.target_id, e.content_hash, e.op != "deactivate") for o, e in posted])
+            # An adopted record that already holds the content was not created by this run.
+            outbox.set_op(sess, [e.id for o, e in posted if o.adopted and e.op == "create"], "adopt")
             events = []
             now = utcnow()
             for o in outcomes:
                 e = by_id[o.entry_id]
                 reported.add(e.id)
+                base = {"flow": ctx.flow, "stream": ctx.stream, "run_id": ctx.run_id,
+                        "source": f"{ctx.flow}:{e.source_key}",
+                        "target": f"{connection}:{o.target_id}" if o.target_id else None, "at": now}
+                if o.adopted:
+                    events.append({**base, "event": "record.adopted", "outcome": "ok", "response": o.found,
+                                   "detail": {"key": e.idempotency_key, "op": e.op}})
+                if e.id in fixes:
+                    # The target holds something else: correct the found record (still in flight).
+                    fix = fixes[e.id]
+                    events.append({**base, "event": "record.differs", "outcome": "correcting",
+                                   "response": o.found, "request": e.payload,
+                                   "detail": {"key": e.idempotency_key, "op": e.op, "correction": fix}})
+                    e.op, e.target_id = fix, o.target_id
+                    outbox.set_op(sess, [e.id], fix, target_id=o.target_id)
+                    corrections.append(e)
+                    continue
                 tally[o.state] = tally.get(o.state, 0) + 1
                 if o.state != "posted":
                     # The attempt was counted when it began (begin_attempt): not again here.
                     outbox.set_state(sess, [e.id], o.state, error=o.error)
-                events.append({"event": f"record.{e.op}", "outcome": "ok" if o.state == "posted" else o.state,
-                               "flow": ctx.flow, "stream": ctx.stream, "run_id": ctx.run_id,
-                               "source": f"{ctx.flow}:{e.source_key}",
-                               "target": f"{connection}:{o.target_id}" if o.target_id else None,
+                events.append({**base, "event": f"record.{e.op}",
+                               "outcome": "ok" if o.state == "posted" else o.state,
                                "request": o.request, "response": o.response,
-                               "detail": {"key": e.idempotency_key, **({"error": o.error} if o.error else {})},
-                               "at": now})
+                               "detail": {"key": e.idempotency_key, **({"error": o.error} if o.error else {})}})
             audit.record_many(sess, events)
 
-    target = s.target
+    def resolve(outcomes: list[Outcome]) -> None:
+        """Lookup outcomes: those of stale entries supersede them and inform their newer entry."""
+        handed: list[Outcome] = []
+        own = {o.entry_id for o in outcomes}  # a newer entry in doubt itself has its own outcome here
+        with rt.db.session() as sess:
+            for o in outcomes:
+                if o.entry_id not in stale:
+                    continue
+                e = by_id[o.entry_id]
+                live = newest[e.source_key]
+                found = o.state == "posted" and o.found is not None
+                outbox.set_state(sess, [e.id], "superseded",
+                                 error=f"resolved by lookup ({'found' if o.state == 'posted' else 'not found'}) before "
+                                       f"the newer entry {live.id} of this record was written")
+                reported.add(e.id)
+                tally["superseded"] = tally.get("superseded", 0) + 1
+                if (found and live.op == "create" and not live.target_id and live.id not in reported
+                        and live.id not in own and live.id not in {h.entry_id for h in handed}):
+                    handed.append(Outcome(live.id, "posted", target_id=o.target_id, found=o.found,
+                                          response=o.found))
+        report([o for o in outcomes if o.entry_id not in stale] + handed)
+
     size = max(1, int(target.batch_size))
     doubtful = [e for e in entries if e.state in ("in_flight", "uncertain")]
     for i in range(0, len(doubtful), size):
-        report([o for o in target.lookup(ctx, doubtful[i:i + size]) if o.entry_id not in reported])
-    todo = [e for e in entries if e.id not in reported]
-    for i in range(0, len(todo), size):
-        chunk = todo[i:i + size]
-        outbox.begin_attempt(rt.db, [e.id for e in chunk])
-        for e in chunk:
-            e.state, e.attempts = "in_flight", e.attempts + 1
-        target.write(ctx, chunk, report)
-        # A target that returned without an answer for an entry leaves it in doubt, visibly.
-        report([Outcome(e.id, "uncertain", error="the target reported no outcome for this record")
-                for e in chunk if e.id not in reported])
+        resolve([o for o in target.lookup(ctx, doubtful[i:i + size]) if o.entry_id not in reported])
+    # Stale entries the lookup did not find (or could not look up) are superseded all the same:
+    # only the newest content of a record is written.
+    with rt.db.session() as sess:
+        rest = [i for i in stale if i not in reported]
+        outbox.set_state(sess, rest, "superseded", error="a newer entry of this record was written instead")
+        for i in rest:
+            reported.add(i)
+            tally["superseded"] = tally.get("superseded", 0) + 1
+
+    def write(todo: list[outbox.Entry]) -> None:
+        for i in range(0, len(todo), size):
+            chunk = todo[i:i + size]
+            outbox.begin_attempt(rt.db, [e.id for e in chunk])
+            for e in chunk:
+                e.state, e.attempts = "in_flight", e.attempts + 1
+                reported.discard(e.id)
+            target.write(ctx, chunk, report)
+            # A target that returned without an answer for an entry leaves it in doubt, visibly.
+            report([Outcome(e.id, "uncertain", error="the target reported no outcome for this record")
+                    for e in chunk if e.id not in reported])
+
+    write([e for e in entries if e.id not in reported])
+    while corrections:
+        todo = list(corrections)
+        corrections.clear()
+        write(todo)
     return tally
 
 
@@ -605,6 +717,8 @@ def _finish_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, An
         run = sess.get(RunRow, run_id)
         if run is not None:
             counts = {**run.counts, **counts}
+            # Planned as deactivations (no ledger row), found absent in the target: nothing changed.
+            counts["unchanged"] = int(run.counts.get("unchanged", 0)) + counts.pop("absent", 0)
             run.counts = counts
             run.status = "failed" if counts.get("failed") or counts.get("uncertain") else "succeeded"
             run.finished_at = utcnow()
@@ -626,6 +740,10 @@ def _fail_step(flow: str, stream: str, mode: str, run_id: str, error: str) -> No
             sess.add(run)
         first = run.status != "failed"  # a step re-run after a crash must not alert twice
         run.status, run.error, run.finished_at = "failed", message, utcnow()
+        # Writes left in flight are in doubt: `failures` lists them; say why there.
+        sess.execute(update(OutboxRow).where(OutboxRow.run_id == run_id, OutboxRow.state == "in_flight").values(
+            last_error=f"in doubt: in flight when the run failed ({message[:300]}); replay looks it up "
+                       f"before writing it again"))
         audit.record(sess, "run.failed", flow=flow, stream=stream, run_id=run_id, outcome="failed",
                      detail={"error": message})
         if first and alerts is not None and alerts.wants("run.failed"):
@@ -639,17 +757,27 @@ def _fail_step(flow: str, stream: str, mode: str, run_id: str, error: str) -> No
 
 
 def _run_counts(sess: Any, run_id: str) -> dict[str, int]:
-    q = select(OutboxRow.op, OutboxRow.state, func.count()).where(OutboxRow.run_id == run_id).group_by(
-        OutboxRow.op, OutboxRow.state)
-    out = {"created": 0, "updated": 0, "deactivated": 0, "failed": 0, "uncertain": 0, "pending": 0}
+    from ml_connector.core.models import AuditRow
+
+    q = select(OutboxRow.op, OutboxRow.state, OutboxRow.target_id.is_(None), func.count()).where(
+        OutboxRow.run_id == run_id).group_by(OutboxRow.op, OutboxRow.state, OutboxRow.target_id.is_(None))
+    out = {"created": 0, "adopted": 0, "updated": 0, "deactivated": 0, "absent": 0, "failed": 0, "uncertain": 0,
+           "pending": 0}
     names = {"create": "created", "update": "updated", "reactivate": "updated", "deactivate": "deactivated"}
-    for op, state, n in sess.execute(q):
+    for op, state, no_target, n in sess.execute(q):
         if state == "posted":
-            out[names.get(op, op)] = out.get(names.get(op, op), 0) + int(n)
+            if op == "adopt":
+                continue  # counted below, with the adopted records that needed a correction
+            # A deactivation of a record the target never had wrote nothing.
+            name = "absent" if op == "deactivate" and no_target else names.get(op, op)
+            out[name] = out.get(name, 0) + int(n)
         elif state in ("failed", "uncertain"):
             out[state] += int(n)
         elif state in ("pending", "in_flight"):
             out["pending"] += int(n)
+    # Records found in the target instead of created (content compared, corrected when it differed).
+    out["adopted"] = int(sess.scalar(select(func.count(func.distinct(AuditRow.source))).where(
+        AuditRow.run_id == run_id, AuditRow.event == "record.adopted")) or 0)
     return out
 
 
@@ -658,6 +786,14 @@ def _replay_step(ids: list[int]) -> dict[str, int]:
     rt = runtime()
     with rt.db.session() as sess:
         rows = _outbox_rows(sess, ids)
+        # An entry in doubt whose record was written since in a newer version is only history:
+        # resolving it now would compare the target with content that is no longer wanted.
+        old = [r.id for r in rows if r.state in ("uncertain", "in_flight") and sess.scalar(
+            select(func.count()).select_from(OutboxRow).where(
+                OutboxRow.flow == r.flow, OutboxRow.stream == r.stream, OutboxRow.source_key == r.source_key,
+                OutboxRow.id > r.id, OutboxRow.state == "posted"))]
+        outbox.set_state(sess, old, "superseded", error="a newer version of this record was written since")
+        rows = [r for r in rows if r.id not in set(old)]
         groups: dict[tuple[str, str, str], list[int]] = {}
         for r in rows:
             if r.state in ("failed", "uncertain", "parked", "in_flight"):

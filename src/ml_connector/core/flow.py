@@ -12,6 +12,13 @@ A flow wires two connections; it exposes streams. A stream is three parts:
 The engine, not the flow or the target, marks entries in flight (`outbox.begin_attempt`)
 before they are handed to `Target.write`, and hands entries left in doubt by a crash or a
 timeout to `Target.lookup` first: only the entries the lookup does not find are written.
+
+A record found in the target instead of written (an in-doubt entry the lookup finds, a create
+refused because the record exists, an update of a record the ledger did not know) is
+*adopted*: the engine compares it with what the target should hold (`Target.compare`) and
+writes the correction, so the target's real state wins over the ledger's memory. A full run
+also compares the records the ledger calls unchanged with the target's state
+(`Target.current`), so `sync --full` converges the target even after the ledger was lost.
 """
 
 from __future__ import annotations
@@ -48,6 +55,12 @@ class Outcome:
     error: str | None = None
     request: Any = None
     response: Any = None
+    #: The record as the target holds it, when this outcome comes from finding the record
+    #: rather than writing it (lookup, adoption): the engine compares it with the entry.
+    found: dict[str, Any] | None = None
+    #: The target knows the record existed before this entry's write (refused as existing, or
+    #: found for an entry the ledger had no target id for): counted as adopted, not created.
+    adopted: bool = False
 
 
 @dataclass
@@ -104,6 +117,19 @@ class Target:
         """Write the entries (already marked in flight); call `report` with outcomes as soon as they
         are known (one call per target request, so that each is one transaction)."""
         raise NotImplementedError
+
+    def compare(self, found: dict[str, Any], payload: dict[str, Any], active: bool) -> str | None:
+        """The write that makes `found` (the record as the target holds it) hold `payload` with
+        `active`: "update", "reactivate" or "deactivate", or None when it already does. The engine
+        applies it to every record found instead of written. The default, for targets whose
+        records cannot be corrected once written (posted documents), is None."""
+        return None
+
+    def current(self, ctx: RunContext, payloads: list[dict[str, Any]]) -> dict[int, tuple[str, dict[str, Any]]] | None:
+        """For a full run: the records the target holds for these desired payloads, as
+        {index in `payloads`: (target id, record)} (a payload absent from the answer is not in
+        the target); None when the target cannot tell cheaply (the ledger is then trusted)."""
+        return None
 
     def describe(self, op: str, payload: dict[str, Any]) -> str:
         """One line for `sync --dry-run`."""

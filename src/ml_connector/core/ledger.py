@@ -75,12 +75,14 @@ def plan_changes(session: Session, flow: str, stream: str, desired: Iterable[Des
         h = content_hash({**d.payload, "__active": d.active})
         rec = known.get(d.source_key)
         if rec is None:
-            if not d.active:
-                unchanged += 1  # never synced and deleted at the source: nothing to create
-                continue
-            changes.append(Change(d.source_key, "create", d.payload, h, None))
+            # Unknown to the ledger (first run, or the ledger was lost): a record deleted at the
+            # source may still be active in the target, so it is looked up and deactivated there
+            # (the ledger then remembers it, found or not).
+            changes.append(Change(d.source_key, "create" if d.active else "deactivate", d.payload, h, None))
         elif rec.content_hash == h:
             unchanged += 1
+        elif d.active and not rec.target_id:
+            changes.append(Change(d.source_key, "create", d.payload, h, None))  # never was in the target
         elif not d.active:
             changes.append(Change(d.source_key, "deactivate", d.payload, h, rec.target_id))
         elif not rec.active:

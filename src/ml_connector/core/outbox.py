@@ -11,11 +11,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from ml_connector.core.db import in_chunks, padded
-from ml_connector.core.models import OutboxRow, utcnow
+from ml_connector.core.models import OutboxRow, RunRow, utcnow
 
 STATES = ("pending", "in_flight", "posted", "failed", "uncertain", "parked", "superseded")
 OPEN_STATES = ("pending", "in_flight", "uncertain")
@@ -62,17 +63,24 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
             # it is delivered (or resolved) now instead of being orphaned.
             if state in OPEN_STATES and erun != run_id:
                 adopt.append(eid)
+    # Keys to track per source record (all the entries of one source key in the same statement).
+    keys_of: dict[str, list[str]] = {}
+    for r in items:
+        keys_of.setdefault(r["source_key"], []).append(r["idempotency_key"])
+    sources = list(keys_of)
+    # An older write of the same record left in doubt (in flight at a crash, or uncertain) may have
+    # reached the target: it joins this batch too, where delivery resolves it by lookup before the
+    # newer content is written (and supersedes it), instead of staying in flight out of sight.
+    for chunk in in_chunks(sources):
+        own = padded([k for src in dict.fromkeys(chunk) for k in keys_of[src]])
+        adopt.extend(session.scalars(select(OutboxRow.id).where(
+            OutboxRow.flow == flow, OutboxRow.stream == stream, OutboxRow.source_key.in_(chunk),
+            OutboxRow.state.in_(("in_flight", "uncertain")), OutboxRow.idempotency_key.not_in(own))))
     for chunk in in_chunks(adopt):
         session.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(
             run_id=run_id, batch=batch, updated_at=utcnow()))
     # Older open or failed writes of the same records, for other content, are
     # superseded by this newer change (the target will get the newest state).
-    # By chunk of source keys, each with the keys of its own new entries (all
-    # the entries of one source key in the same statement).
-    keys_of: dict[str, list[str]] = {}
-    for r in items:
-        keys_of.setdefault(r["source_key"], []).append(r["idempotency_key"])
-    sources = list(keys_of)
     now = utcnow()
     for chunk in in_chunks(sources):
         session.execute(update(OutboxRow).where(
@@ -122,6 +130,15 @@ def set_state(session: Session, ids: Sequence[int], state: str, *, error: str | 
         session.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(**values))
 
 
+def set_op(session: Session, ids: Sequence[int], op: str, *, target_id: str | None = None) -> None:
+    """Change what entries do: an adopted record (op `adopt`), or a correction of a found record."""
+    values: dict[str, Any] = {"op": op, "updated_at": utcnow()}
+    if target_id is not None:
+        values["target_id"] = target_id
+    for chunk in in_chunks(list(ids)):
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(**values))
+
+
 def mark_posted(session: Session, entry_id: int, target_id: str | None) -> None:
     session.execute(update(OutboxRow).where(OutboxRow.id == entry_id).values(
         state="posted", target_id=target_id, last_error=None, updated_at=utcnow()))
@@ -145,15 +162,21 @@ def counts(session: Session, *, run_id: str | None = None, flow: str | None = No
 
 
 def failures(session: Session, *, flow: str | None = None, states: Sequence[str] = ("failed", "uncertain"),
-             limit: int = 500) -> list[OutboxRow]:
-    q = select(OutboxRow).where(OutboxRow.state.in_(states)).order_by(OutboxRow.id)
+             limit: int = 500, stale_in_flight: bool = True) -> list[OutboxRow]:
+    """Entries waiting for an operator; with `stale_in_flight`, also writes still in flight after
+    their run ended (in doubt: `replay` resolves them by lookup), so nothing stays out of sight."""
+    cond: ColumnElement[bool] = OutboxRow.state.in_(states)
+    if stale_in_flight:
+        ended = select(RunRow.run_id).where(RunRow.status.in_(("succeeded", "failed")))
+        cond = or_(cond, and_(OutboxRow.state == "in_flight", OutboxRow.run_id.in_(ended)))
+    q = select(OutboxRow).where(cond).order_by(OutboxRow.id)
     if flow:
         q = q.where(OutboxRow.flow == flow)
     return list(session.scalars(q.limit(limit)))
 
 
 def parked(session: Session, *, flow: str | None = None, limit: int = 500) -> list[OutboxRow]:
-    return failures(session, flow=flow, states=("parked",), limit=limit)
+    return failures(session, flow=flow, states=("parked",), limit=limit, stale_in_flight=False)
 
 
 def begin_attempt(db: Any, ids: Sequence[int]) -> None:
