@@ -54,6 +54,10 @@ SYNC_WORKFLOW = "mlc.sync"
 REPLAY_WORKFLOW = "mlc.replay"
 WORKER_READY_TIMEOUT = 60.0  # seconds a command waits for a worker that is still launching
 MAX_PAGES_AHEAD = 2  # staged pages whose delivery has not finished, per run
+# How often the sync workflow checks whether a page's delivery has finished (DBOS polls the
+# database for a queued workflow's result; its default, 1 s, left reading idle for up to a
+# second at each back-pressure wait and at the end of every run).
+RESULT_POLL = 0.05
 _RT: Runtime | None = None
 _QUEUES: dict[str, Queue] = {}
 _polling_interval = 0.2
@@ -303,13 +307,14 @@ def _sync(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
         # Back-pressure: reading may run ahead of writing by a few pages only, so
         # memory and the outbox backlog stay bounded whatever the table size.
         while len(handles) > MAX_PAGES_AHEAD:
-            handles.pop(0).get_result()
+            handles.pop(0).get_result(polling_interval_sec=RESULT_POLL)
     for h in handles:
-        h.get_result()
+        h.get_result(polling_interval_sec=RESULT_POLL)
     # Batches staged by a step whose completion DBOS never recorded (a crash in
     # between) have no delivery yet: sweep them.
     for batch in _open_batches_step(run_id):
-        target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch).get_result()
+        target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch).get_result(
+            polling_interval_sec=RESULT_POLL)
     return _finish_step(flow, stream, mode, run_id)
 
 
