@@ -398,7 +398,7 @@ def _outbox_rows(sess: Any, ids: list[int], *where: Any) -> list[OutboxRow]:
 def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     ctx, s = _ctx(flow, stream, run_id, mode)
     rt = ctx.runtime
-    with rt.db.session() as sess:
+    with rt.db.read() as sess:  # committed state, no write lock (the page is staged below, in one)
         cur = ledger.load_cursor(sess, flow, stream)
     if cur.get("run") != run_id:
         raise RuntimeError(f"cursor of {flow}/{stream} belongs to run {cur.get('run')}, not {run_id}")
