@@ -200,3 +200,12 @@ def test_record_many_redacts_each_detail_as_redact_does(db):
         json.loads(redact(json.dumps(d))) for d in details]
     assert stored[3][1]["error"] == "login failed: password=***"
     assert all(req == audit.digest({"i": int(src.split(":")[1])}) and resp is None for src, _, req, resp in stored)
+
+
+def test_bulk_statements_follow_pending_orm_changes_of_the_session(db):
+    with db.session() as s:
+        ledger.confirm(s, "f", "vendors", "1", "t-1", "h1", active=True)  # pending, not flushed
+        ledger.confirm_many(s, "f", "vendors", [("1", None, "h2", True)])
+    with db.session() as s:
+        row = s.execute(text("select target_id, content_hash from mlc_records")).one()
+    assert tuple(row) == ("t-1", "h2")

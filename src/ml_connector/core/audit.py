@@ -80,7 +80,7 @@ def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
              # SQLite stores JSON as this very text; other dialects bind the value through their JSON type.
              "detail": t if sqlite else json.loads(t), "at": r.get("at") or now}
             for r, t in zip(rows, texts, strict=True)]
-    bulk.executemany(session.connection(), insert(bulk.table(AuditRow)), objs, ready=("detail",) if sqlite else ())
+    bulk.session_executemany(session, insert(bulk.table(AuditRow)), objs, ready=("detail",) if sqlite else ())
 
 
 def events(session: Session, *, run_id: str | None = None, source: str | None = None,

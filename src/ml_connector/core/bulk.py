@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
 
 _MISSING = object()
@@ -73,3 +74,12 @@ def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, 
             vals[i] = row[name] if process is None else process(row[name])
         params.append(tuple(vals) if compiled.positional else dict(zip(names, vals, strict=True)))
     conn.exec_driver_sql(compiled.string, params)
+
+
+def session_executemany(session: Session, stmt: UpdateBase, rows: Sequence[Mapping[str, Any]],
+                        *, ready: Sequence[str] = ()) -> None:
+    """`executemany` in a session's transaction, after flushing its pending ORM changes (a
+    statement sent to the driver directly does not autoflush as `session.execute` does)."""
+    if rows:
+        session.flush()
+        executemany(session.connection(), stmt, rows, ready=ready)

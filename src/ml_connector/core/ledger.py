@@ -127,7 +127,7 @@ def confirm_many(session: Session, flow: str, stream: str,
     rows = [{"flow": flow, "stream": stream, "source_key": key, "target_id": target_id, "content_hash": h,
              "seen_hash": h, "active": active, "last_synced_at": now, "updated_at": now}
             for key, target_id, h, active in items]
-    bulk.executemany(session.connection(), _upsert(session), rows)
+    bulk.session_executemany(session, _upsert(session), rows)
 
 
 def _upsert(session: Session) -> Any:

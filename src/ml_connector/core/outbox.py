@@ -103,7 +103,7 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
     if extra:
         raise ValueError(f"outbox rows have unknown keys {sorted(extra)}")
     if new:
-        bulk.executemany(session.connection(), insert(bulk.table(OutboxRow)).values(
+        bulk.session_executemany(session, insert(bulk.table(OutboxRow)).values(
             flow=flow, stream=stream, run_id=run_id, batch=batch, created_at=now, updated_at=now), new)
     return len(new) + len(adopt)
 
@@ -149,7 +149,7 @@ def mark_posted_many(session: Session, items: list[tuple[int, str | None]]) -> N
     """Bulk `mark_posted`: (entry id, target id) pairs in one executemany UPDATE."""
     if items:
         t = bulk.table(OutboxRow)
-        bulk.executemany(session.connection(), update(t).where(t.c.id == bindparam("b_id")).values(
+        bulk.session_executemany(session, update(t).where(t.c.id == bindparam("b_id")).values(
             state="posted", target_id=bindparam("b_target"), last_error=None, updated_at=utcnow()),
             [{"b_id": i, "b_target": target} for i, target in items])
 
