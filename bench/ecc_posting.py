@@ -5,7 +5,10 @@ the emulator is configured with the same concurrency cap (calls above it get
 SYSTEM_FAILURE, like an ECC with no free dialog work process). Many threads post
 vendor invoices at once through DocumentPoster (lookup + wrapper FM per
 document). Reported: RFC calls per second achieved as a fraction of the cap,
-postings per second, and SYSTEM_FAILUREs (target: ≥ 0.95 of the cap, zero).
+postings per second, and SYSTEM_FAILUREs (target: ≥ 0.95 of the cap, zero); and what SAP
+felt, counted by the emulator: the most calls in any sliding 1-second window and the most
+in flight at once (targets: never above the cap). Calls ÷ wall time alone cannot tell an
+overshoot inside the run from the slack at its two ends.
 
 The emulator runs in a separate process so that its work does not count here.
 """
@@ -79,15 +82,22 @@ def run() -> dict[str, Any]:
         stats = httpx.get(f"{url}/_sandbox/stats").json()
         calls = sum(stats["calls"].values())
         failures = stats.get("rejected_concurrency", 0) + stats.get("faults_injected", {}).get("system_failure", 0)
+        # What SAP felt, counted by the emulator: the most calls that entered processing in any
+        # sliding window of `peak_window_seconds` (1 s), and the most in flight at once.
+        peak_window = int(stats["peak_per_second"])
+        window_s = float(stats.get("peak_window_seconds", 1.0))
+        peak_in_flight = int(stats["peak_in_flight"])
         return {
             "documents": len(set(docs)), "wall_seconds": round(wall, 2), "rfc_calls": calls,
             "calls_per_second": round(calls / wall, 2), "cap_calls_per_second": CAP,
             "fraction_of_cap": round(calls / wall / CAP, 3), "postings_per_second": round(len(docs) / wall, 2),
-            "system_failures": failures, "peak_in_flight": stats.get("peak_in_flight"), "concurrency_cap": CONC,
+            "system_failures": failures, "peak_in_flight": peak_in_flight, "concurrency_cap": CONC,
+            "peak_calls_in_window": peak_window, "window_seconds": window_s,
+            "cap_calls_per_window": CAP * window_s,
             "targets": {"fraction_of_cap": ">= 0.95", "system_failures": "0",
-                        "peak_in_flight": f"<= {CONC}"},
+                        "peak_in_flight": f"<= {CONC}", "peak_calls_in_window": f"<= {CAP * window_s:g}"},
             "pass": calls / wall / CAP >= 0.95 and failures == 0 and len(set(docs)) == DOCS
-            and (stats.get("peak_in_flight") or 0) <= CONC,
+            and peak_in_flight <= CONC and peak_window <= CAP * window_s,
         }
     finally:
         proc.terminate()

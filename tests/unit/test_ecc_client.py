@@ -11,7 +11,7 @@ import pytest
 
 from ml_connector.core.channel import ChannelError, InProcessChannel
 from ml_connector.core.ratelimit import reset_budgets
-from ml_connector.systems.sap_ecc.call_policy import is_idempotent_default
+from ml_connector.systems.sap_ecc.call_policy import SEND_JITTER_GUARD, is_idempotent_default
 from ml_connector.systems.sap_ecc.client import (
     ChannelRfcCaller,
     RfcCaller,
@@ -214,7 +214,7 @@ def test_budget_shared_per_system_and_client() -> None:
     c = SoapRfcClient("http://sap:8000", "200", "A", "x", transport=t, calls_per_second=12)
     assert a.policy._limiter is b.policy._limiter and a.policy._cap is b.policy._cap
     assert a.policy._limiter is not c.policy._limiter
-    assert a.policy._limiter.limit == 12 and a.policy._limiter.period == 1.0
+    assert a.policy._limiter.limit == 12 and a.policy._limiter.period == 1.0 + SEND_JITTER_GUARD
 
 
 def test_rate_limit_paces_calls() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import event, text
 
@@ -151,3 +153,50 @@ def test_entries_by_id_in_order_across_chunks(db):
         ids = [e.id for e in outbox.batch_entries(s, "r1", 1)]
         got = outbox.entries_by_id(s, list(reversed(ids)) + ids[:3])
     assert [e.id for e in got] == sorted(ids)
+
+
+def test_confirm_many_creates_updates_and_keeps_a_known_target_id(db):
+    with db.session() as s:
+        ledger.confirm_many(s, "f", "vendors", [("1", "t-1", "h1", True), ("2", None, "h2", True)])
+    with db.session() as s:
+        # A write that reports no target id (an update by a known id) keeps the one known;
+        # a new id replaces it; an empty one counts as none.
+        ledger.confirm_many(s, "f", "vendors", [("1", None, "h1b", False), ("2", "t-2", "h2b", True),
+                                                ("3", "t-3", "h3", True)])
+        ledger.confirm_many(s, "f", "vendors", [("3", "", "h3b", True)])
+    with db.session() as s:
+        rows = s.execute(text("select source_key, target_id, content_hash, seen_hash, active from mlc_records "
+                              "order by source_key")).all()
+    assert [tuple(r) for r in rows] == [("1", "t-1", "h1b", "h1b", 0), ("2", "t-2", "h2b", "h2b", 1),
+                                        ("3", "t-3", "h3b", "h3b", 1)]
+    changes, unchanged = plan(db, [Desired("1", {"name": "A"}), Desired("3", {"name": "C"})])
+    assert [(c.source_key, c.op, c.target_id) for c in changes] == [("1", "reactivate", "t-1"), ("3", "update", "t-3")]
+    assert unchanged == 0
+
+
+def test_record_many_redacts_each_detail_as_redact_does(db):
+    from ml_connector.core.redact import redact
+
+    details = [{"key": "k1"}, {"key": "k2", "error": "login failed: password=hunter2x"},
+               # a match that would span two details if they were redacted as one text
+               {"note": "<token>abc"}, {"note": "def</token>"}, {"key": "k5"}]
+    rows = [{"event": "record.create", "outcome": "ok", "run_id": "r", "source": f"f:{i}", "request": {"i": i},
+             "response": None, "detail": d} for i, d in enumerate(details)]
+    with db.session() as s:
+        audit.record_many(s, rows[:1] + rows[-1:])  # nothing to redact: the joined-text path
+        audit.record_many(s, rows)
+        stored = [(src, json.loads(d), req, resp) for src, d, req, resp in s.execute(text(
+            "select source, detail, request_digest, response_digest from mlc_audit order by id")).all()]
+    assert [d for _, d, _, _ in stored] == [details[0], details[-1]] + [
+        json.loads(redact(json.dumps(d))) for d in details]
+    assert stored[3][1]["error"] == "login failed: password=***"
+    assert all(req == audit.digest({"i": int(src.split(":")[1])}) and resp is None for src, _, req, resp in stored)
+
+
+def test_bulk_statements_follow_pending_orm_changes_of_the_session(db):
+    with db.session() as s:
+        ledger.confirm(s, "f", "vendors", "1", "t-1", "h1", active=True)  # pending, not flushed
+        ledger.confirm_many(s, "f", "vendors", [("1", None, "h2", True)])
+    with db.session() as s:
+        row = s.execute(text("select target_id, content_hash from mlc_records")).one()
+    assert tuple(row) == ("t-1", "h2")

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from ml_connector.core.models import AuditRow
+from ml_connector.core import bulk
+from ml_connector.core.models import AuditRow, utcnow
 
 
 def digest(data: bytes | str | dict[str, Any] | list[Any] | None) -> str | None:
@@ -58,18 +59,28 @@ def record(
 
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Bulk variant for per-record events of one page (one INSERT … VALUES batch)."""
+    """Bulk variant for per-record events of one page (one executemany).
+
+    The details are redacted as one text when nothing in them needs it (the common case):
+    `redact` of the NUL-joined texts changes nothing exactly when it changes none of them (JSON
+    text holds no NUL, and a match across two texts would change the joined text)."""
     from ml_connector.core.redact import redact
 
-    objs = []
-    for r in rows:
-        r = dict(r)
-        r["request_digest"] = digest(r.pop("request", None))
-        r["response_digest"] = digest(r.pop("response", None))
-        r["detail"] = json.loads(redact(json.dumps(r.get("detail") or {}, default=str)))
-        objs.append(r)
-    if objs:
-        session.execute(insert(AuditRow), objs)
+    if not rows:
+        return
+    texts = [json.dumps(r.get("detail") or {}, default=str) for r in rows]
+    joined = "\x00".join(texts)
+    if redact(joined) != joined:
+        texts = [redact(t) for t in texts]
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    now = utcnow()
+    objs = [{"event": r["event"], "outcome": r.get("outcome", "ok"), "flow": r.get("flow"), "stream": r.get("stream"),
+             "run_id": r.get("run_id"), "source": r.get("source"), "target": r.get("target"),
+             "request_digest": digest(r.get("request")), "response_digest": digest(r.get("response")),
+             # SQLite stores JSON as this very text; other dialects bind the value through their JSON type.
+             "detail": t if sqlite else json.loads(t), "at": r.get("at") or now}
+            for r, t in zip(rows, texts, strict=True)]
+    bulk.session_executemany(session, insert(bulk.table(AuditRow)), objs, ready=("detail",) if sqlite else ())
 
 
 def events(session: Session, *, run_id: str | None = None, source: str | None = None,

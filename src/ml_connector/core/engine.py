@@ -55,6 +55,10 @@ SYNC_WORKFLOW = "mlc.sync"
 REPLAY_WORKFLOW = "mlc.replay"
 WORKER_READY_TIMEOUT = 60.0  # seconds a command waits for a worker that is still launching
 MAX_PAGES_AHEAD = 2  # staged pages whose delivery has not finished, per run
+# How often the sync workflow checks whether a page's delivery has finished (DBOS polls the
+# database for a queued workflow's result; its default, 1 s, left reading idle for up to a
+# second at each back-pressure wait and at the end of every run).
+RESULT_POLL = 0.05
 _RT: Runtime | None = None
 _QUEUES: dict[str, Queue] = {}
 _polling_interval = 0.2
@@ -308,13 +312,14 @@ def _sync(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
         # Back-pressure: reading may run ahead of writing by a few pages only, so
         # memory and the outbox backlog stay bounded whatever the table size.
         while len(handles) > MAX_PAGES_AHEAD:
-            handles.pop(0).get_result()
+            handles.pop(0).get_result(polling_interval_sec=RESULT_POLL)
     for h in handles:
-        h.get_result()
+        h.get_result(polling_interval_sec=RESULT_POLL)
     # Batches staged by a step whose completion DBOS never recorded (a crash in
     # between) have no delivery yet: sweep them.
     for batch in _open_batches_step(run_id):
-        target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch).get_result()
+        target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch).get_result(
+            polling_interval_sec=RESULT_POLL)
     return _finish_step(flow, stream, mode, run_id)
 
 
@@ -456,7 +461,7 @@ def _outbox_rows(sess: Any, ids: list[int], *where: Any) -> list[OutboxRow]:
 def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     ctx, s = _ctx(flow, stream, run_id, mode)
     rt = ctx.runtime
-    with rt.db.session() as sess:
+    with rt.db.read() as sess:  # committed state, no write lock (the page is staged below, in one)
         cur = ledger.load_cursor(sess, flow, stream)
     if cur.get("run") != run_id:
         raise RuntimeError(f"cursor of {flow}/{stream} belongs to run {cur.get('run')}, not {run_id}")

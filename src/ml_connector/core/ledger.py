@@ -14,9 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import case, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from ml_connector.core import bulk
 from ml_connector.core.db import in_chunks
 from ml_connector.core.models import CursorRow, RecordRow, utcnow
 
@@ -61,14 +64,7 @@ def plan_changes(session: Session, flow: str, stream: str, desired: Iterable[Des
     items = list(desired)
     if not items:
         return [], 0
-    keys = [d.source_key for d in items]
-    known: dict[str, RecordRow] = {}
-    for chunk in in_chunks(keys):
-        rows = session.scalars(
-            select(RecordRow).where(RecordRow.flow == flow, RecordRow.stream == stream,
-                                    RecordRow.source_key.in_(chunk))
-        )
-        known.update({r.source_key: r for r in rows})
+    known = _known(session, flow, stream, [d.source_key for d in items])
     changes: list[Change] = []
     unchanged = 0
     for d in items:
@@ -79,17 +75,30 @@ def plan_changes(session: Session, flow: str, stream: str, desired: Iterable[Des
             # source may still be active in the target, so it is looked up and deactivated there
             # (the ledger then remembers it, found or not).
             changes.append(Change(d.source_key, "create" if d.active else "deactivate", d.payload, h, None))
-        elif rec.content_hash == h:
+        elif rec[0] == h:
             unchanged += 1
-        elif d.active and not rec.target_id:
+        elif d.active and not rec[1]:
             changes.append(Change(d.source_key, "create", d.payload, h, None))  # never was in the target
         elif not d.active:
-            changes.append(Change(d.source_key, "deactivate", d.payload, h, rec.target_id))
-        elif not rec.active:
-            changes.append(Change(d.source_key, "reactivate", d.payload, h, rec.target_id))
+            changes.append(Change(d.source_key, "deactivate", d.payload, h, rec[1]))
+        elif not rec[2]:
+            changes.append(Change(d.source_key, "reactivate", d.payload, h, rec[1]))
         else:
-            changes.append(Change(d.source_key, "update", d.payload, h, rec.target_id))
+            changes.append(Change(d.source_key, "update", d.payload, h, rec[1]))
     return changes, unchanged
+
+
+def _known(session: Session, flow: str, stream: str, keys: list[str]) -> dict[str, tuple[str, str | None, bool]]:
+    """(content hash, target id, active) of the ledger rows of `keys`: three columns, no ORM objects
+    (the per-page comparison reads a page's worth of rows; building entities cost more than the query)."""
+    known: dict[str, tuple[str, str | None, bool]] = {}
+    for chunk in in_chunks(keys):
+        rows = session.execute(
+            select(RecordRow.source_key, RecordRow.content_hash, RecordRow.target_id, RecordRow.active).where(
+                RecordRow.flow == flow, RecordRow.stream == stream, RecordRow.source_key.in_(chunk)))
+        for key, h, target_id, active in rows:
+            known[key] = (h, target_id, bool(active))
+    return known
 
 
 def confirm(session: Session, flow: str, stream: str, source_key: str, target_id: str | None,
@@ -111,32 +120,38 @@ def confirm(session: Session, flow: str, stream: str, source_key: str, target_id
 
 def confirm_many(session: Session, flow: str, stream: str,
                  items: list[tuple[str, str | None, str, bool]]) -> None:
-    """Bulk `confirm`: (source key, target id, content hash, active) per record, in three statements."""
+    """Bulk `confirm`: (source key, target id, content hash, active) per record, in one upsert.
+
+    A known record keeps its target id when the write reported none (as `confirm` does)."""
     if not items:
         return
-    known = lookup(session, flow, stream, [k for k, _, _, _ in items])
     now = utcnow()
-    new, old = [], []
-    for key, target_id, h, active in items:
-        rec = known.get(key)
-        row = {"flow": flow, "stream": stream, "source_key": key, "content_hash": h, "seen_hash": h,
-               "active": active, "last_synced_at": now, "updated_at": now}
-        if rec is None:
-            new.append(dict(row, target_id=target_id))
-        else:
-            old.append(dict(row, target_id=target_id or rec.target_id))
-    if new:
-        session.execute(insert(RecordRow), new)
-    if old:
-        session.execute(update(RecordRow), old)  # bulk UPDATE by primary key
+    rows = [{"flow": flow, "stream": stream, "source_key": key, "target_id": target_id, "content_hash": h,
+             "seen_hash": h, "active": active, "last_synced_at": now, "updated_at": now}
+            for key, target_id, h, active in items]
+    bulk.session_executemany(session, _upsert(session), rows)
+
+
+def _upsert(session: Session) -> Any:
+    """INSERT … ON CONFLICT (flow, stream, source_key) DO UPDATE of the ledger (SQLite ≥ 3.24, Postgres)."""
+    table = bulk.table(RecordRow)
+    dialect = session.get_bind().dialect.name
+    ins: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    ex = ins.excluded
+    keep_target = case((or_(ex.target_id.is_(None), ex.target_id == ""), table.c.target_id), else_=ex.target_id)
+    return ins.on_conflict_do_update(
+        index_elements=[table.c.flow, table.c.stream, table.c.source_key],
+        set_={"target_id": keep_target, "content_hash": ex.content_hash, "seen_hash": ex.seen_hash,
+              "active": ex.active, "last_synced_at": ex.last_synced_at, "updated_at": ex.updated_at})
 
 
 def lookup(session: Session, flow: str, stream: str, keys: list[str]) -> dict[str, RecordRow]:
     out: dict[str, RecordRow] = {}
     for chunk in in_chunks(keys):
+        # flow = ? AND stream = ? AND source_key IN (…): a primary-key range per value (a row-value
+        # IN list was not planned as one on SQLite, and cost a scan of the ledger per chunk).
         rows = session.scalars(select(RecordRow).where(
-            tuple_(RecordRow.flow, RecordRow.stream, RecordRow.source_key).in_(
-                [(flow, stream, k) for k in chunk])))
+            RecordRow.flow == flow, RecordRow.stream == stream, RecordRow.source_key.in_(chunk)))
         out.update({r.source_key: r for r in rows})
     return out
 

@@ -127,6 +127,9 @@ class OutboxRow(Base):
         UniqueConstraint("idempotency_key", name="uq_mlc_outbox_idempotency_key"),
         Index("ix_mlc_outbox_state", "flow", "stream", "state"),
         Index("ix_mlc_outbox_run", "run_id", "batch"),
+        # Staging a page supersedes older open writes of its source keys: found by key, not
+        # by scanning every open entry of the stream for each chunk of keys.
+        Index("ix_mlc_outbox_source", "flow", "stream", "source_key"),
     )
 
 

@@ -11,10 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from ml_connector.core import bulk
 from ml_connector.core.db import in_chunks, padded
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
 
@@ -43,6 +44,17 @@ class Entry:
 def _entry(r: OutboxRow) -> Entry:
     return Entry(r.id, r.source_key, r.op, dict(r.payload), r.content_hash, r.target_id, r.state,
                  r.attempts, r.idempotency_key)
+
+
+# The columns of an Entry, selected as plain rows: a batch's entries without ORM objects
+# (identity map, state tracking), which cost more per entry than reading them.
+_ENTRY_COLS = (OutboxRow.id, OutboxRow.source_key, OutboxRow.op, OutboxRow.payload, OutboxRow.content_hash,
+               OutboxRow.target_id, OutboxRow.state, OutboxRow.attempts, OutboxRow.idempotency_key)
+
+
+def _entries(rows: Iterable[Any]) -> list[Entry]:
+    return [Entry(i, key, op, dict(payload), h, target, state, attempts, ikey)
+            for i, key, op, payload, h, target, state, attempts, ikey in rows]
 
 
 def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
@@ -89,23 +101,29 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
             OutboxRow.state.in_(("pending", "failed", "parked")),
             OutboxRow.idempotency_key.not_in(padded([k for src in dict.fromkeys(chunk) for k in keys_of[src]])),
         ).values(state="superseded", updated_at=now))
-    new = [dict(r, flow=flow, stream=stream, run_id=run_id, batch=batch) for r in items
-           if r["idempotency_key"] not in existing]
-    for r in new:
-        r.setdefault("state", "pending")
-        r.setdefault("attempts", 0)
-        r["created_at"] = now
-        r["updated_at"] = now
+    # One executemany with the same columns for every row (a parked row sets parked_on and state).
+    new = [{"idempotency_key": r["idempotency_key"], "source_key": r["source_key"], "op": r["op"],
+            "payload": r["payload"], "content_hash": r["content_hash"], "target_id": r.get("target_id"),
+            "state": r.get("state", "pending"), "attempts": r.get("attempts", 0), "parked_on": r.get("parked_on"),
+            "last_error": r.get("last_error")}
+           for r in items if r["idempotency_key"] not in existing]
+    extra = {k for r in items for k in r} - _ADD_KEYS
+    if extra:
+        raise ValueError(f"outbox rows have unknown keys {sorted(extra)}")
     if new:
-        session.execute(insert(OutboxRow), new)
+        bulk.session_executemany(session, insert(bulk.table(OutboxRow)).values(
+            flow=flow, stream=stream, run_id=run_id, batch=batch, created_at=now, updated_at=now), new)
     return len(new) + len(adopt)
+
+
+_ADD_KEYS = {"idempotency_key", "source_key", "op", "payload", "content_hash", "target_id", "state", "attempts",
+             "parked_on", "last_error"}
 
 
 def batch_entries(session: Session, run_id: str, batch: int,
                   states: Sequence[str] = OPEN_STATES) -> list[Entry]:
-    rows = session.scalars(select(OutboxRow).where(OutboxRow.run_id == run_id, OutboxRow.batch == batch,
-                                                   OutboxRow.state.in_(states)).order_by(OutboxRow.id))
-    return [_entry(r) for r in rows]
+    return _entries(session.execute(select(*_ENTRY_COLS).where(
+        OutboxRow.run_id == run_id, OutboxRow.batch == batch, OutboxRow.state.in_(states)).order_by(OutboxRow.id)))
 
 
 def entries_by_id(session: Session, ids: Sequence[int]) -> list[Entry]:
@@ -147,9 +165,10 @@ def mark_posted(session: Session, entry_id: int, target_id: str | None) -> None:
 def mark_posted_many(session: Session, items: list[tuple[int, str | None]]) -> None:
     """Bulk `mark_posted`: (entry id, target id) pairs in one executemany UPDATE."""
     if items:
-        now = utcnow()
-        session.execute(update(OutboxRow), [{"id": i, "state": "posted", "target_id": t, "last_error": None,
-                                             "updated_at": now} for i, t in items])
+        t = bulk.table(OutboxRow)
+        bulk.session_executemany(session, update(t).where(t.c.id == bindparam("b_id")).values(
+            state="posted", target_id=bindparam("b_target"), last_error=None, updated_at=utcnow()),
+            [{"b_id": i, "b_target": target} for i, target in items])
 
 
 def counts(session: Session, *, run_id: str | None = None, flow: str | None = None) -> dict[str, int]:

@@ -35,6 +35,7 @@ import secrets
 import threading
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,34 +143,62 @@ class FaultSwitches:
                 "not_authorized_functions": {u: sorted(t) for u, t in self.not_authorized_functions.items()}}
 
 
+class PeakWindow:
+    """The most events in any sliding window of `width` seconds, counted exactly.
+
+    The count of any window [s, s + width) is at its largest for a window that starts at one of
+    its events, so it is enough to count, at each event t, the events in (t - width, t]. Times
+    come from the caller (deterministic in tests); they must not decrease.
+    """
+
+    def __init__(self, width: float = 1.0) -> None:
+        self.width = width
+        self.peak = 0
+        self.peak_at: float | None = None  # time of the last event of the first window at the peak
+        self._times: deque[float] = deque()
+
+    def add(self, t: float) -> int:
+        """Count an event at `t`; returns the events in the window that ends with it."""
+        while self._times and self._times[0] <= t - self.width:
+            self._times.popleft()
+        self._times.append(t)
+        n = len(self._times)
+        if n > self.peak:
+            self.peak, self.peak_at = n, t
+        return n
+
+
 class SandboxStats:
-    def __init__(self) -> None:
+    """What the emulated system felt, per emulator (one emulator = one SAP system)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.requests = 0
         self.calls: Counter[str] = Counter()
         self.in_flight = 0
         self.peak_in_flight = 0
-        # Most SOAP-RFC calls that entered processing within any rolling second (what a call
-        # budget of N calls per second must keep at or below N).
-        self.peak_per_second = 0
-        self._starts: deque[float] = deque()
+        # Most SOAP-RFC calls that entered processing within any sliding 1-second window (what a
+        # call budget of N calls per second must keep at or below N), counted at entry.
+        self.window = PeakWindow(1.0)
+        self._clock = clock
         self.faults_injected: Counter[str] = Counter()
         self.logon_failures = 0
         self.rejected_concurrency = 0
         self.discarded_update_tasks = 0
 
+    @property
+    def peak_per_second(self) -> int:
+        return self.window.peak
+
     def started(self) -> None:
-        """A call enters processing: in flight and per-second peaks (called on the event loop)."""
+        """A call enters processing: in flight and per-window peaks (called on the event loop)."""
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        now = time.monotonic()
-        while self._starts and self._starts[0] <= now - 1.0:
-            self._starts.popleft()
-        self._starts.append(now)
-        self.peak_per_second = max(self.peak_per_second, len(self._starts))
+        self.window.add(self._clock())
 
     def to_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "calls": dict(self.calls), "in_flight": self.in_flight,
                 "peak_in_flight": self.peak_in_flight, "peak_per_second": self.peak_per_second,
+                "peak_window_seconds": self.window.width,
                 "faults_injected": dict(self.faults_injected),
                 "logon_failures": self.logon_failures, "rejected_concurrency": self.rejected_concurrency}
 

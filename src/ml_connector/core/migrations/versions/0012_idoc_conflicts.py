@@ -1,13 +1,13 @@
 """IDoc conflicts: a DOCNUM re-sent with different content is kept for operators
 
-Revision ID: 0011_idoc_conflicts
-Revises: 0010_alert_outbox
+Revision ID: 0012_idoc_conflicts
+Revises: 0011_outbox_source_index
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0011_idoc_conflicts'
-down_revision = '0010_alert_outbox'
+revision = '0012_idoc_conflicts'
+down_revision = '0011_outbox_source_index'
 branch_labels = None
 depends_on = None
 
