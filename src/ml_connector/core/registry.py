@@ -99,6 +99,16 @@ class SystemEntry:
     routers: Callable[[Any], list[Any]] | None = None
 
 
+def lazy(module: str, name: str) -> Callable[..., Any]:
+    """`module.name`, imported on its first call: an entry names its client, emulator and agent
+    functions without importing them, so that loading the registry stays cheap."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
 _lock = threading.RLock()
 _entries: dict[str, SystemEntry] | None = None
 _generation = 0

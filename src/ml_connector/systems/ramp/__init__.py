@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ml_connector.core.registry import Emulator, SystemEntry
+from ml_connector.core.registry import Emulator, SystemEntry, lazy
 from ml_connector.systems.ramp.settings import RampConnection
 
 NAME = "ramp"
@@ -18,18 +18,6 @@ SANDBOX_DATA = ("vendors", "gl_accounts", "fields", "field_options", "bills", "b
                 "billpay_vendors", "billpay_order", "departments", "locations", "users", "spend_programs", "cards",
                 "transactions", "receipts", "reimbursements", "purchase_orders", "vendor_contacts",
                 "accounting_connections", "webhooks", "webhook_events", "webhook_deliveries")
-
-
-def _connect(rt: Any, name: str, cfg: Any) -> Any:
-    from ml_connector.systems.ramp.connector import connect
-
-    return connect(rt, name, cfg)
-
-
-def _ping(rt: Any, name: str, cfg: Any) -> str:
-    from ml_connector.systems.ramp.connector import ping
-
-    return ping(rt, name, cfg)
 
 
 def _example(base_url: str) -> str:
@@ -49,12 +37,6 @@ def _new_state(seed: int) -> Any:
     from ml_connector.systems.ramp.sandbox.state import RampSandbox
 
     return RampSandbox()
-
-
-def _create_app(state: Any) -> Any:
-    from ml_connector.systems.ramp.sandbox.app import create_app
-
-    return create_app(state)
 
 
 def _info(state: Any, url: str) -> dict[str, Any]:
@@ -79,10 +61,11 @@ def _restore(state: Any, snap: dict[str, Any]) -> None:
 ENTRY = SystemEntry(
     name=NAME,
     settings=RampConnection,
-    connect=_connect,
-    ping=_ping,
+    connect=lazy("ml_connector.systems.ramp.connector", "connect"),
+    ping=lazy("ml_connector.systems.ramp.connector", "ping"),
     provider=NAME,
     example=_example,
-    emulator=Emulator(default_port=8020, new_state=_new_state, create_app=_create_app, info=_info,
+    emulator=Emulator(default_port=8020, new_state=_new_state,
+                      create_app=lazy("ml_connector.systems.ramp.sandbox.app", "create_app"), info=_info,
                       snapshot=_snapshot, restore=_restore),
 )

@@ -9,22 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from ml_connector.core.channel import ChannelFault, Handler
-from ml_connector.core.registry import AgentSupport, Emulator, SystemEntry
+from ml_connector.core.registry import AgentSupport, Emulator, SystemEntry, lazy
 from ml_connector.systems.sap_b1.settings import B1AgentSystem, SapB1Connection
 
 NAME = "sap_b1"
-
-
-def _connect(rt: Any, name: str, cfg: Any) -> Any:
-    from ml_connector.systems.sap_b1.connector import connect
-
-    return connect(rt, name, cfg)
-
-
-def _ping(rt: Any, name: str, cfg: Any) -> str:
-    from ml_connector.systems.sap_b1.connector import ping
-
-    return ping(rt, name, cfg)
 
 
 def _example(base_url: str) -> str:
@@ -44,12 +32,6 @@ def _new_state(seed: int) -> Any:
     from ml_connector.systems.sap_b1.sandbox.app import B1Sandbox
 
     return B1Sandbox()
-
-
-def _create_app(state: Any) -> Any:
-    from ml_connector.systems.sap_b1.sandbox.app import create_app
-
-    return create_app(state)
 
 
 def _info(state: Any, url: str) -> dict[str, Any]:
@@ -100,11 +82,12 @@ def _idempotent(function: str) -> bool:
 ENTRY = SystemEntry(
     name=NAME,
     settings=SapB1Connection,
-    connect=_connect,
-    ping=_ping,
+    connect=lazy("ml_connector.systems.sap_b1.connector", "connect"),
+    ping=lazy("ml_connector.systems.sap_b1.connector", "ping"),
     provider=NAME,
     example=_example,
-    emulator=Emulator(default_port=8030, new_state=_new_state, create_app=_create_app, info=_info,
+    emulator=Emulator(default_port=8030, new_state=_new_state,
+                      create_app=lazy("ml_connector.systems.sap_b1.sandbox.app", "create_app"), info=_info,
                       snapshot=_snapshot, restore=_restore, started_by_default=False),
     # No call budget: Business One connections are not paced by the control plane.
     agent=AgentSupport(settings=B1AgentSystem, handler=_agent_handler, channel_client=_channel_client,

@@ -10,22 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from ml_connector.core.channel import Handler
-from ml_connector.core.registry import AgentSupport, Emulator, SystemEntry
+from ml_connector.core.registry import AgentSupport, Emulator, SystemEntry, lazy
 from ml_connector.systems.sap_ecc.settings import EccAgentSystem, SapEccConnection
 
 NAME = "sap_ecc"
-
-
-def _connect(rt: Any, name: str, cfg: Any) -> Any:
-    from ml_connector.systems.sap_ecc.connector import connect
-
-    return connect(rt, name, cfg)
-
-
-def _ping(rt: Any, name: str, cfg: Any) -> str:
-    from ml_connector.systems.sap_ecc.connector import ping
-
-    return ping(rt, name, cfg)
 
 
 def _example(base_url: str) -> str:
@@ -51,12 +39,6 @@ def _new_state(seed: int) -> Any:
     from ml_connector.systems.sap_ecc.sandbox.app import EccSandbox
 
     return EccSandbox(vendors=seed)
-
-
-def _create_app(state: Any) -> Any:
-    from ml_connector.systems.sap_ecc.sandbox.app import create_app
-
-    return create_app(state)
 
 
 def _info(state: Any, url: str) -> dict[str, Any]:
@@ -145,11 +127,12 @@ def _routers(rt: Any) -> list[Any]:
 ENTRY = SystemEntry(
     name=NAME,
     settings=SapEccConnection,
-    connect=_connect,
-    ping=_ping,
+    connect=lazy("ml_connector.systems.sap_ecc.connector", "connect"),
+    ping=lazy("ml_connector.systems.sap_ecc.connector", "ping"),
     provider=NAME,
     example=_example,
-    emulator=Emulator(default_port=8010, new_state=_new_state, create_app=_create_app, info=_info,
+    emulator=Emulator(default_port=8010, new_state=_new_state,
+                      create_app=lazy("ml_connector.systems.sap_ecc.sandbox.app", "create_app"), info=_info,
                       snapshot=_snapshot, restore=_restore, ensure_seeded=_ensure_seeded),
     agent=AgentSupport(settings=EccAgentSystem, handler=_agent_handler, channel_client=_channel_client,
                        idempotent=_idempotent, pacing=_pacing, default_type=True),
