@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, SetEnqueueOptions, SetWorkflowID
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from ml_connector import __version__
 from ml_connector.core import audit, ledger, outbox, worker_lock
@@ -935,8 +935,12 @@ def progress(run_id: str) -> dict[str, Any]:
     with rt.db.session() as sess:
         run = sess.get(RunRow, run_id)
         counts = dict(run.counts) if run else {}
+        # Writes done: not the adoptions, nor a deactivation of a record the target never had
+        # (found absent by its lookup), which wrote nothing (as `_run_counts` counts them).
+        wrote_nothing = or_(OutboxRow.op == "adopt", and_(OutboxRow.op == "deactivate", OutboxRow.state == "posted",
+                                                          OutboxRow.target_id.is_(None)))
         done = sess.scalar(select(func.count()).select_from(OutboxRow).where(
-            OutboxRow.run_id == run_id, OutboxRow.state.in_(("posted", "failed")))) or 0
+            OutboxRow.run_id == run_id, OutboxRow.state.in_(("posted", "failed")), ~wrote_nothing)) or 0
     counts["written"] = int(done)
     counts["status"] = run.status if run else "queued"
     return counts
