@@ -26,6 +26,12 @@ def scripted(*responses: httpx.Response | Exception) -> tuple[Handler, list[http
     return handler, seen
 
 
+def scripted_transport(*responses: httpx.Response | Exception) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """`scripted` as a transport, to wrap in the transport under test."""
+    handler, seen = scripted(*responses)
+    return httpx.MockTransport(handler), seen
+
+
 def make(handler: Handler, sleeps: list[float], **kw: Any) -> RampClient:
     return RampClient("https://demo-api.ramp.com", None, transport=httpx.MockTransport(handler),
                       sleep=sleeps.append, **kw)

@@ -21,6 +21,7 @@ from ml_connector.core.http import (
 from ml_connector.core.providers import AuthFacts, Backoff
 from ml_connector.core.ratelimit import RollingWindowLimiter
 from ml_connector.core.tokens import MemoryTokenStore, Token
+from tests.support.ramp_scripts import scripted_transport
 
 TOKEN_URL = "https://idp.example.com/oauth/token"
 SECRET = "client-secret-never-shown"
@@ -200,18 +201,6 @@ def test_rejected_token_refreshes_once_shared_by_force_if() -> None:
 
 
 # ---- retry transport ----------------------------------------------------------------------------
-def scripted(*items: httpx.Response | Exception) -> tuple[httpx.MockTransport, list[httpx.Request]]:
-    seen: list[httpx.Request] = []
-    queue = list(items)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        item = queue.pop(0) if len(queue) > 1 else queue[0]
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    return httpx.MockTransport(handler), seen
 
 
 def client(inner: httpx.BaseTransport, sleeps: list[float], policy: RetryPolicy = POLICY,
@@ -228,7 +217,7 @@ def test_429_retry_after_seconds_date_and_reset_header() -> None:
     assert wait_seconds(r, ["Retry-After"], ["X-RateLimit-Reset"], now=lambda: now) == pytest.approx(7.0)
     r = httpx.Response(429, headers={"X-RateLimit-Reset": "3"})
     assert wait_seconds(r, ["Retry-After"], ["X-RateLimit-Reset"]) == 3.0
-    inner, seen = scripted(httpx.Response(429, headers={"Retry-After": "4"}),
+    inner, seen = scripted_transport(httpx.Response(429, headers={"Retry-After": "4"}),
                            httpx.Response(429), httpx.Response(201, json={}))
     sleeps: list[float] = []
     c, t = client(inner, sleeps)
@@ -245,7 +234,7 @@ def test_429_penalizes_the_shared_limiter() -> None:
         now[0] += s
 
     lim = RollingWindowLimiter(100, 10, clock=lambda: now[0], sleep=lsleep)
-    inner, _ = scripted(httpx.Response(429, headers={"Retry-After": "5"}), httpx.Response(200))
+    inner, _ = scripted_transport(httpx.Response(429, headers={"Retry-After": "5"}), httpx.Response(200))
     sleeps: list[float] = []
     c, _t = client(inner, sleeps, limiter=lim)
     c.get("/r")
@@ -254,7 +243,8 @@ def test_429_penalizes_the_shared_limiter() -> None:
 
 def test_5xx_and_connection_errors_retried_for_idempotent_requests_with_full_jitter() -> None:
     policy = RetryPolicy(**{**POLICY.__dict__, "jitter": "full"})
-    inner, seen = scripted(httpx.Response(503), httpx.ReadError("reset"), httpx.Response(502), httpx.Response(200))
+    inner, seen = scripted_transport(httpx.Response(503), httpx.ReadError("reset"), httpx.Response(502),
+                                     httpx.Response(200))
     sleeps: list[float] = []
     c, t = client(inner, sleeps, policy, rng=random.Random(7))
     assert c.get("/r").status_code == 200
@@ -264,10 +254,10 @@ def test_5xx_and_connection_errors_retried_for_idempotent_requests_with_full_jit
 
 
 def test_attempts_are_bounded() -> None:
-    inner, seen = scripted(httpx.Response(503))
+    inner, seen = scripted_transport(httpx.Response(503))
     c, _ = client(inner, [])
     assert c.get("/r").status_code == 503 and len(seen) == 4
-    inner, seen = scripted(httpx.ReadError("reset"))
+    inner, seen = scripted_transport(httpx.ReadError("reset"))
     c, _ = client(inner, [])
     with pytest.raises(httpx.ReadError):
         c.put("/r", json={})
@@ -277,7 +267,7 @@ def test_attempts_are_bounded() -> None:
 @pytest.mark.parametrize("failure", [httpx.Response(500), httpx.Response(503), httpx.ReadTimeout("slow"),
                                      httpx.RemoteProtocolError("dropped")])
 def test_a_write_that_may_have_arrived_is_never_sent_again(failure: httpx.Response | Exception) -> None:
-    inner, seen = scripted(failure, httpx.Response(201))
+    inner, seen = scripted_transport(failure, httpx.Response(201))
     c, _ = client(inner, [])
     if isinstance(failure, Exception):
         with pytest.raises(type(failure)):
@@ -288,10 +278,10 @@ def test_a_write_that_may_have_arrived_is_never_sent_again(failure: httpx.Respon
 
 
 def test_a_write_that_never_left_or_is_marked_idempotent_is_sent_again() -> None:
-    inner, seen = scripted(httpx.ConnectError("refused"), httpx.Response(201))
+    inner, seen = scripted_transport(httpx.ConnectError("refused"), httpx.Response(201))
     c, _ = client(inner, [])
     assert c.post("/w", json={}).status_code == 201 and len(seen) == 2
-    inner, seen = scripted(httpx.Response(503), httpx.Response(201))
+    inner, seen = scripted_transport(httpx.Response(503), httpx.Response(201))
     c, _ = client(inner, [])
     assert c.post("/w", json={"key": "k"}, extensions={"mlc_idempotent": True}).status_code == 201
     assert len(seen) == 2
@@ -299,7 +289,7 @@ def test_a_write_that_never_left_or_is_marked_idempotent_is_sent_again() -> None
 
 def test_max_wait_429_gives_the_429_back() -> None:
     policy = RetryPolicy(**{**POLICY.__dict__, "max_wait_429": 5.0})
-    inner, seen = scripted(httpx.Response(429))
+    inner, seen = scripted_transport(httpx.Response(429))
     sleeps: list[float] = []
     c, _ = client(inner, sleeps, policy)
     assert c.get("/r").status_code == 429 and sleeps == [1.0, 2.0] and len(seen) == 3
