@@ -112,6 +112,21 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
                 preds.append(_equals(get, want))
         return preds
 
+    def sync_filters(request: Request) -> list[Pred]:
+        """`sync_status`, else `sync_ready` and `has_no_sync_commits` (transactions, reimbursements)."""
+        preds: list[Pred] = []
+        sync_status = enum_param(request, "sync_status", ("SYNC_READY", "NOT_SYNC_READY", "SYNCED"))
+        sync_ready = h.bool_param(request, "sync_ready")
+        no_commits = h.bool_param(request, "has_no_sync_commits")
+        if sync_status is not None:  # [verified R1] overrides sync_ready and has_no_sync_commits
+            preds.append(lambda r: r["sync_status"] == sync_status)
+            return preds
+        if sync_ready is not None:
+            preds.append(lambda r: (r["sync_status"] == "SYNC_READY") == sync_ready)
+        if no_commits is not None:
+            preds.append(lambda r: (r["synced_at"] is None) == no_commits)
+        return preds
+
     def listing(request: Request, rows: Iterable[Row], preds: list[Pred],
                 order: Callable[[Row], Any] | None = None, reverse: bool = False,
                 view: Callable[[Row], Row] | None = None) -> Response:
@@ -172,16 +187,7 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
             preds.append(lambda r: r["state"] != "DECLINED")  # [verified R1] declined only on request
         elif state != "ALL":
             preds.append(lambda r: r["state"] == state)
-        sync_status = enum_param(request, "sync_status", ("SYNC_READY", "NOT_SYNC_READY", "SYNCED"))
-        sync_ready = h.bool_param(request, "sync_ready")
-        no_commits = h.bool_param(request, "has_no_sync_commits")
-        if sync_status is not None:  # [verified R1] overrides sync_ready and has_no_sync_commits
-            preds.append(lambda r: r["sync_status"] == sync_status)
-        else:
-            if sync_ready is not None:
-                preds.append(lambda r: (r["sync_status"] == "SYNC_READY") == sync_ready)
-            if no_commits is not None:
-                preds.append(lambda r: (r["synced_at"] is None) == no_commits)
+        preds += sync_filters(request)
         synced_after = when_param(request, "synced_after")
         if synced_after is not None:
             preds.append(after_pred("synced_at", synced_after))
@@ -222,16 +228,7 @@ def register(app: FastAPI, st: RampSandbox, h: Helpers) -> None:
                                      "trip_id": lambda r: r["trip_id"]})
         direction = enum_param(request, "direction", ("BUSINESS_TO_USER", "USER_TO_BUSINESS")) or "BUSINESS_TO_USER"
         preds.append(lambda r: r["direction"] == direction)  # [verified R1] default BUSINESS_TO_USER
-        sync_status = enum_param(request, "sync_status", ("SYNC_READY", "NOT_SYNC_READY", "SYNCED"))
-        sync_ready = h.bool_param(request, "sync_ready")
-        no_commits = h.bool_param(request, "has_no_sync_commits")
-        if sync_status is not None:
-            preds.append(lambda r: r["sync_status"] == sync_status)
-        else:
-            if sync_ready is not None:
-                preds.append(lambda r: (r["sync_status"] == "SYNC_READY") == sync_ready)
-            if no_commits is not None:
-                preds.append(lambda r: (r["synced_at"] is None) == no_commits)
+        preds += sync_filters(request)
         for field, lo_name, hi_name in (("created_at", "from_date", "to_date"),
                                         ("transaction_date", "from_transaction_date", "to_transaction_date"),
                                         ("submitted_at", "from_submitted_at", "to_submitted_at")):
