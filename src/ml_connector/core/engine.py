@@ -586,6 +586,11 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
 
     An older in-doubt entry of a record that also has a newer entry here is resolved by lookup
     first and superseded: what it found is handed to the newer entry, which alone is written.
+
+    Results are fenced (`outbox.claim`, `outbox.fence`): an entry is written and its result recorded
+    only while it is still open at the attempt this delivery began (or read). A delivery whose
+    worker was taken over (stalled past the takeover deadline while another worker re-ran its step)
+    records nothing over the new owner's results, and a result reported twice is recorded once.
     """
     rt = ctx.runtime
     target = s.target
@@ -601,21 +606,38 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
             newest[e.source_key] = e
     stale = {e.id for e in entries if newest[e.source_key].id != e.id}
 
+    def refused(sess: Any, ids: list[int]) -> None:
+        """Results this delivery may not record (another execution settled or re-attempted them)."""
+        if not ids:
+            return
+        for i in ids:
+            reported.add(i)
+        tally["fenced"] = tally.get("fenced", 0) + len(ids)
+        log.warning("%s/%s run %s: %d result(s) not recorded: their entries were settled or attempted again by "
+                    "another execution (this one was taken over)", ctx.flow, ctx.stream, ctx.run_id, len(ids))
+        audit.record(sess, "delivery.fenced", flow=ctx.flow, stream=ctx.stream, run_id=ctx.run_id,
+                     outcome="refused", detail={"entries": len(ids), "keys": [by_id[i].idempotency_key
+                                                                             for i in ids[:20]]})
+
     def report(outcomes: list[Outcome]) -> None:
         # One transaction per target request, a few statements for all its records
         # (per-record ORM round trips dominated the sync's CPU time).
         if not outcomes:
             return
-        fixes: dict[int, str] = {}
-        for o in outcomes:
-            e = by_id[o.entry_id]
-            if o.state == "posted" and o.found is not None and e.id not in compared:
-                compared.add(e.id)
-                fix = target.compare(o.found, e.payload, e.op != "deactivate")
-                if fix is not None:
-                    fixes[e.id] = fix
-        posted = [(o, by_id[o.entry_id]) for o in outcomes if o.state == "posted" and o.entry_id not in fixes]
+        outcomes = list({o.entry_id: o for o in reversed(outcomes)}.values())[::-1]  # one per entry: the first
         with rt.db.session() as sess:
+            mine = outbox.fence(sess, [(o.entry_id, by_id[o.entry_id].attempts) for o in outcomes])
+            refused(sess, [o.entry_id for o in outcomes if o.entry_id not in mine])
+            outcomes = [o for o in outcomes if o.entry_id in mine]
+            fixes: dict[int, str] = {}
+            for o in outcomes:
+                e = by_id[o.entry_id]
+                if o.state == "posted" and o.found is not None and e.id not in compared:
+                    compared.add(e.id)
+                    fix = target.compare(o.found, e.payload, e.op != "deactivate")
+                    if fix is not None:
+                        fixes[e.id] = fix
+            posted = [(o, by_id[o.entry_id]) for o in outcomes if o.state == "posted" and o.entry_id not in fixes]
             outbox.mark_posted_many(sess, [(e.id, o.target_id) for o, e in posted])
             ledger.confirm_many(sess, ctx.flow, ctx.stream,
                                 [(e.source_key, o.target_id, e.content_hash, e.op != "deactivate") for o, e in posted])
@@ -657,8 +679,11 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
         handed: list[Outcome] = []
         own = {o.entry_id for o in outcomes}  # a newer entry in doubt itself has its own outcome here
         with rt.db.session() as sess:
+            ids = [o.entry_id for o in outcomes if o.entry_id in stale]
+            mine = outbox.fence(sess, [(i, by_id[i].attempts) for i in ids])
+            refused(sess, [i for i in ids if i not in mine])
             for o in outcomes:
-                if o.entry_id not in stale:
+                if o.entry_id not in stale or o.entry_id not in mine:
                     continue
                 e = by_id[o.entry_id]
                 live = newest[e.source_key]
@@ -682,6 +707,9 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
     # only the newest content of a record is written.
     with rt.db.session() as sess:
         rest = [i for i in stale if i not in reported]
+        mine = outbox.fence(sess, [(i, by_id[i].attempts) for i in rest])
+        refused(sess, [i for i in rest if i not in mine])
+        rest = [i for i in rest if i in mine]
         outbox.set_state(sess, rest, "superseded", error="a newer entry of this record was written instead")
         for i in rest:
             reported.add(i)
@@ -690,10 +718,16 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
     def write(todo: list[outbox.Entry]) -> None:
         for i in range(0, len(todo), size):
             chunk = todo[i:i + size]
-            outbox.begin_attempt(rt.db, [e.id for e in chunk])
+            mine = outbox.claim(rt.db, chunk)
+            if len(mine) < len(chunk):
+                with rt.db.session() as sess:
+                    refused(sess, [e.id for e in chunk if e.id not in mine])
+            chunk = [e for e in chunk if e.id in mine]
             for e in chunk:
                 e.state, e.attempts = "in_flight", e.attempts + 1
                 reported.discard(e.id)
+            if not chunk:
+                continue
             target.write(ctx, chunk, report)
             # A target that returned without an answer for an entry leaves it in doubt, visibly.
             report([Outcome(e.id, "uncertain", error="the target reported no outcome for this record")

@@ -198,6 +198,51 @@ def parked(session: Session, *, flow: str | None = None, limit: int = 500) -> li
     return failures(session, flow=flow, states=("parked",), limit=limit, stale_in_flight=False)
 
 
+def _by_generation(items: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for eid, gen in items:
+        out.setdefault(gen, []).append(eid)
+    return out
+
+
+def claim(db: Any, entries: Sequence[Entry]) -> set[int]:
+    """Begin one attempt on each entry, committed BEFORE the call, fenced: an entry is claimed only
+    while it is still open at the generation (attempt count) this delivery read it at.
+
+    A worker taken over while it was stalled still holds its old view of a batch; the worker that
+    took over has claimed (attempts + 1) or settled those entries since. The stale worker gets
+    nothing back for them here and must not write them. Returns the ids claimed (in flight now,
+    one attempt counted)."""
+    got: set[int] = set()
+    now = utcnow()
+    with db.session() as s:
+        for gen, ids in _by_generation((e.id, e.attempts) for e in entries).items():
+            for chunk in in_chunks(ids):
+                got.update(s.scalars(
+                    update(OutboxRow).where(OutboxRow.id.in_(chunk), OutboxRow.attempts == gen,
+                                            OutboxRow.state.in_(OPEN_STATES))
+                    .values(state="in_flight", attempts=gen + 1, updated_at=now)
+                    .returning(OutboxRow.id).execution_options(synchronize_session=False)))
+    return got
+
+
+def fence(session: Session, items: Iterable[tuple[int, int]]) -> set[int]:
+    """Which results of (entry id, generation) this delivery may record, in `session`'s transaction:
+    those whose entry is still open at that generation. The rows are locked (Postgres) or the
+    database is (SQLite) until the transaction ends, so of two writers recording the same entry,
+    the second sees it settled and records nothing: a result is recorded once, and a writer whose
+    work was taken over (a newer attempt began) is refused."""
+    got: set[int] = set()
+    now = utcnow()
+    for gen, ids in _by_generation(items).items():
+        for chunk in in_chunks(sorted(set(ids))):
+            got.update(session.scalars(
+                update(OutboxRow).where(OutboxRow.id.in_(chunk), OutboxRow.attempts == gen,
+                                        OutboxRow.state.in_(OPEN_STATES))
+                .values(updated_at=now).returning(OutboxRow.id).execution_options(synchronize_session=False)))
+    return got
+
+
 def begin_attempt(db: Any, ids: Sequence[int]) -> None:
     """Mark entries in_flight, committed BEFORE the call: a crash leaves a trace to resolve."""
     with db.session() as s:
