@@ -608,6 +608,8 @@ def _describe(err: Any, loc: Loc, data: Any) -> list[tuple[Loc, str]]:
         return [(loc, f"expected text, got {_short(inp)}")]
     if etype in ("int_type", "int_parsing", "int_from_float"):
         return [(loc, f"expected a whole number, got {_short(inp)}")]
+    if etype in ("bool_type", "bool_parsing"):
+        return [(loc, f"expected true or false, got {_short(inp)}")]
     if etype in ("float_type", "float_parsing"):
         return [(loc, f"expected a number, got {_short(inp)}")]
     if etype == "string_pattern_mismatch":
@@ -720,6 +722,51 @@ def _reference_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     return out
 
 
+def flow_options_model(pair: str) -> type[BaseModel] | None:
+    """The model a flow module declares for its flows' `options` (a pydantic model named `Options`);
+    None when it declares none (its flows then take no options). Imports the module, so it is asked
+    only for flows that give options."""
+    model = getattr(importlib.import_module(f"{FLOWS_PACKAGE}.{pair}"), "Options", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _options_problems(data: dict[str, Any], skip: set[Loc]) -> list[tuple[Loc, str]]:
+    """Each flow's `options`, validated by its flow module's `Options` model (see flow_options_model)."""
+    flows = data.get("flows")
+    if not isinstance(flows, dict):
+        return []
+    pairs: list[str] | None = None
+    out: list[tuple[Loc, str]] = []
+    for fname, flow in flows.items():
+        options = flow.get("options") if isinstance(flow, dict) else None
+        pair = flow.get("pair") if isinstance(flow, dict) else None
+        if not isinstance(options, dict) or not options or not isinstance(pair, str):
+            continue  # no options, or not a mapping (reported by FlowConfig)
+        pairs = flow_pairs() if pairs is None else pairs
+        if pair not in pairs:
+            continue  # reported by _pair_problems
+        base: Loc = ("flows", str(fname), "options")
+        model = flow_options_model(pair)
+        if model is None:
+            out.extend(((*base, str(k)), f"flow pair {pair!r} takes no options") for k in options)
+            continue
+        try:
+            model.model_validate(options)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                loc = (*base, *_data_loc(tuple(err["loc"]), options))
+                if loc in skip:
+                    continue  # a secret value: reported once, without echoing it
+                if err["type"] == "extra_forbidden" and len(loc) == len(base) + 1:
+                    key = str(loc[-1])
+                    hint = _did_you_mean(key, list(model.model_fields))
+                    known = "" if hint else f" (options: {', '.join(model.model_fields)})"
+                    out.append((loc, f"unknown option {key!r} for flow pair {pair!r}{hint}{known}"))
+                    continue
+                out.extend(_describe(err, loc, data))
+    return out
+
+
 def _plain_secrets(data: Any, loc: Loc = ()) -> Iterator[Loc]:
     """Places where a secret value sits in a plain field (anywhere, options included)."""
     if isinstance(data, dict):
@@ -800,7 +847,7 @@ def parse_config(text: str, filename: str = CONFIG_FILENAME, config_dir: Path | 
     secret_locs = set(_plain_secrets(data))
     for loc in sorted(secret_locs, key=lambda x: lines.line(x)):
         problems.append((lines.line(loc), loc, _plain_secret_message(str(loc[-1]))))
-    for loc, msg in _reference_problems(data):
+    for loc, msg in _reference_problems(data) + _options_problems(data, secret_locs):
         problems.append((lines.line(loc), loc, msg))
 
     cfg: AppConfig | None = None

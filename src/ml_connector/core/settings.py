@@ -107,6 +107,25 @@ def _scalar_str(value: Any) -> Any:
     return value
 
 
+def _base_url(value: str) -> str:
+    """An http(s) URL with a host: what every system's `base_url` is (a typo such as `htp:/host`
+    would otherwise pass and fail at the first call, with a transport traceback)."""
+    from urllib.parse import urlsplit
+
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok
+            or any(c.isspace() for c in text)):
+        raise ValueError(f"expected an http(s) URL like https://host:port, got {value!r}")
+    return text
+
+
+#: A system's base URL: http:// or https://, a host, optionally a port and path.
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
 #: The name of a secret stored in the vault.
 SecretName = Annotated[str, AfterValidator(_secret_name)]
 #: A connection, flow or stream name.
@@ -144,7 +163,7 @@ class AgentSystemSettings(SettingsModel):
     registry entry extends it with its own fields (`AgentSupport.settings`)."""
 
     type: str
-    base_url: str = Field(min_length=1)
+    base_url: BaseUrl = Field(min_length=1)
     password_secret: SecretName  # in the agent's own vault (`ml-connector agent secrets set NAME`)
     timeout: Duration = 60.0
     tls_verify: bool | str = True

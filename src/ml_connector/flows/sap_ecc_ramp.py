@@ -24,10 +24,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import Field
+
 from ml_connector.core import mapping
 from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.outbox import Entry
+from ml_connector.core.settings import SettingsModel, Text
 from ml_connector.systems.ramp.client import RampError
 from ml_connector.systems.ramp.sources import ApprovedBillsSource
 from ml_connector.systems.ramp.targets import (
@@ -250,6 +253,28 @@ def describe_bill(op: str, p: dict[str, Any]) -> str:
 STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills")
 
 
+class Options(SettingsModel):
+    """The flow's `options` in ml-connector.yaml, validated when the configuration is loaded (a wrong
+    type or an unknown key is refused there, with file, line and field)."""
+
+    company_codes: list[Text] = Field(default_factory=lambda: ["1000"], min_length=1,
+                                      description="SAP company codes (BUKRS) read, e.g. [\"1000\"]")
+    page_size: int = Field(default=5000, ge=1, le=100_000)
+    language: Text = Field(default="E", min_length=1, max_length=2, description="SAP language key of texts")
+    deactivate_blocked: bool = False
+    gl_classification: dict[Text, Text] = Field(default_factory=dict)
+    revenue_prefixes: list[Text] = Field(default_factory=lambda: ["8"])
+    cost_center_field_id: Text = COST_CENTER_FIELD_ID
+    cost_center_field_name: Text = "Cost Center"
+    controlling_areas: list[Text] | None = Field(default=None, description="Default: the company codes")
+    xblnr_prefix: Text = "RMP"
+    document_type: Text = Field(default="KR", min_length=2, max_length=2)
+    overlap_seconds: float = Field(default=3600, ge=0)
+    vendor_code_on_upload: bool = True
+    bill_page_size: int = Field(default=100, ge=1, le=1000)
+    entity_id: Text | None = None
+
+
 class SapEccRampFlow(Flow):
     pair = "sap_ecc_ramp"
 
@@ -268,17 +293,17 @@ class SapEccRampFlow(Flow):
         return self._streams
 
     def _build(self) -> dict[str, Stream]:
-        opts = dict(getattr(self.cfg, "options", {}) or {})
+        opts = Options.model_validate(dict(getattr(self.cfg, "options", {}) or {}))
         sap, ramp = self.connection_of("sap_ecc"), self.connection_of("ramp")
-        company_codes = [str(c) for c in opts.get("company_codes", ["1000"])]
-        page_size = int(opts.get("page_size", 5000))
-        language = str(opts.get("language", "E"))
-        deactivate_blocked = bool(opts.get("deactivate_blocked", False))
-        overrides = dict(opts.get("gl_classification") or {})
-        revenue_prefixes = tuple(str(p) for p in opts.get("revenue_prefixes", ["8"]))
-        cc_field_id = str(opts.get("cost_center_field_id", COST_CENTER_FIELD_ID))
-        xblnr_prefix = str(opts.get("xblnr_prefix", "RMP"))
-        doc_type = str(opts.get("document_type", "KR"))
+        company_codes = list(opts.company_codes)
+        page_size = opts.page_size
+        language = opts.language
+        deactivate_blocked = opts.deactivate_blocked
+        overrides = dict(opts.gl_classification)
+        revenue_prefixes = tuple(opts.revenue_prefixes)
+        cc_field_id = opts.cost_center_field_id
+        xblnr_prefix = opts.xblnr_prefix
+        doc_type = opts.document_type
 
         def mapped(ctx: RunContext) -> Mapped:
             def get(table: str, value: str) -> str | None:
@@ -289,10 +314,10 @@ class SapEccRampFlow(Flow):
         vendors = Stream(
             "vendors",
             VendorSource(self.cfg.source, company_codes=company_codes, page_size=page_size,
-                         overlap_seconds=float(opts.get("overlap_seconds", 3600))),
+                         overlap_seconds=opts.overlap_seconds),
             lambda ctx, key, rec: vendor_to_ramp(key, rec, deactivate_blocked=deactivate_blocked),
             AccountingVendorsTarget(self.cfg.target,
-                                    send_code_on_upload=bool(opts.get("vendor_code_on_upload", True))))
+                                    send_code_on_upload=opts.vendor_code_on_upload))
         gl_accounts = Stream(
             "gl_accounts",
             GLAccountSource(sap, company_codes=company_codes, language=language, page_size=page_size),
@@ -302,14 +327,14 @@ class SapEccRampFlow(Flow):
         cost_centers = Stream(
             "cost_centers",
             CostCenterSource(sap, company_codes=company_codes, language=language, page_size=page_size,
-                             controlling_areas=[str(c) for c in opts.get("controlling_areas", company_codes)]),
+                             controlling_areas=list(opts.controlling_areas or company_codes)),
             lambda ctx, key, rec: cost_center_to_option(key, rec),
             FieldOptionsTarget(ramp, field_id=cc_field_id, kind="cost center",
-                               field_name=str(opts.get("cost_center_field_name", "Cost Center"))))
+                               field_name=opts.cost_center_field_name))
         bills = Stream(
             "bills",
-            ApprovedBillsSource(ramp, page_size=int(opts.get("bill_page_size", 100)),
-                                entity_id=opts.get("entity_id")),
+            ApprovedBillsSource(ramp, page_size=opts.bill_page_size,
+                                entity_id=opts.entity_id),
             lambda ctx, key, rec: bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
                                                   xblnr_prefix=xblnr_prefix),
             VendorInvoiceTarget(sap, lambda p: invoice_of(p, doc_type=doc_type),

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import Field
 from tests.example_system.sources import ItemsSource
 from tests.example_system.targets import CatalogRecordsTarget
 
 from ml_connector.core import mapping
 from ml_connector.core.flow import Flow, RunContext, Stream
 from ml_connector.core.ledger import Desired, Parked
+from ml_connector.core.settings import SettingsModel, Text
 
 #: A mapping-table lookup: (table, source value) -> target value or None.
 Mapped = Callable[[str, str], str | None]
@@ -43,13 +45,20 @@ def item_to_record(key: str, item: dict[str, Any], *, mapped: Mapped, prefix: st
 STREAMS = ("items",)
 
 
+class Options(SettingsModel):
+    """The flow's `options`, validated when the configuration is loaded."""
+
+    page_size: int = Field(default=100, ge=1)
+    external_id_prefix: Text = "item-"
+
+
 class ExampleCatalogFlow(Flow):
     pair = "example_catalog"
 
     def streams(self) -> dict[str, Stream]:
         if not hasattr(self, "_streams"):
-            opts = dict(self.cfg.options or {})
-            prefix = str(opts.get("external_id_prefix", "item-"))
+            opts = Options.model_validate(dict(self.cfg.options or {}))
+            prefix = opts.external_id_prefix
 
             def mapped(ctx: RunContext) -> Mapped:
                 def get(table: str, value: str) -> str | None:
@@ -57,7 +66,7 @@ class ExampleCatalogFlow(Flow):
                         return mapping.get(s, ctx.flow, table, value)
                 return get
 
-            items = Stream("items", ItemsSource(self.cfg.source, page_size=int(opts.get("page_size", 100))),
+            items = Stream("items", ItemsSource(self.cfg.source, page_size=opts.page_size),
                            lambda ctx, key, rec: item_to_record(key, rec, mapped=mapped(ctx), prefix=prefix),
                            CatalogRecordsTarget(self.cfg.target), mapping_tables=("groups",))
             self._streams: dict[str, Stream] = {items.name: items}

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ml_connector.core.settings import ConfigError, Duration, SecretName, SettingsModel, Text
+from ml_connector.core.settings import BaseUrl, ConfigError, Duration, SecretName, SettingsModel, Text
 
 
 class RampAuth(SettingsModel):
@@ -22,7 +22,7 @@ class RateLimit(SettingsModel):
 
 class RampConnection(SettingsModel):
     type: Literal["ramp"]
-    base_url: str | None = Field(default=None, description="Default from systems/ramp/provider.yaml")
+    base_url: BaseUrl | None = Field(default=None, description="Default from systems/ramp/provider.yaml")
     auth: RampAuth
     limits: RateLimit | None = None
     timeout: Duration = 60.0

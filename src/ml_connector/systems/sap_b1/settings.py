@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ml_connector.core.settings import AgentSystemSettings, Duration, SecretName, SettingsModel, Text
+from ml_connector.core.settings import AgentSystemSettings, BaseUrl, Duration, SecretName, SettingsModel, Text
 
 
 class B1Auth(SettingsModel):
@@ -18,7 +18,7 @@ class SapB1Connection(SettingsModel):
     """An SAP Business One company, through its Service Layer; normally reached through the agent."""
 
     type: Literal["sap_b1"]
-    base_url: str = Field(min_length=1, description="https://host:50000 (the service root /b1s/v1 is added), "
+    base_url: BaseUrl = Field(min_length=1, description="https://host:50000 (the service root /b1s/v1 is added), "
                           "or the service root itself, e.g. https://host:50000/b1s/v2")
     company_db: Text = Field(min_length=1, description="CompanyDB of the Service Layer login")
     via: Literal["agent", "direct"] = "agent"

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from ml_connector.core.providers import RateLimitFacts, facts
-from ml_connector.core.settings import AgentSystemSettings, Duration, SecretName, SettingsModel, Text
+from ml_connector.core.settings import AgentSystemSettings, BaseUrl, Duration, SecretName, SettingsModel, Text
 
 
 class SapAuth(SettingsModel):
@@ -38,7 +38,7 @@ class SapEccConnection(SettingsModel):
     """An SAP ECC system, normally reached through the agent on the customer's network."""
 
     type: Literal["sap_ecc"]
-    base_url: str = Field(min_length=1)
+    base_url: BaseUrl = Field(min_length=1)
     client: Text
     language: Text = Field(default="EN", min_length=1, max_length=2)
     via: Literal["agent", "direct"] = "agent"
