@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -123,3 +123,25 @@ def concurrent_lookups(db: Database, store: Store, n: int) -> list[dict[str, int
         t.join(60)
     assert not errors, errors
     return tallies
+
+
+class InterruptedLookup(Target):
+    """Finds every record in doubt in `store`, yielding them one by one, and fails (the recovery is
+    interrupted: killed, a 500) after `fail_after` of them; `asked` counts the records looked up."""
+
+    def __init__(self, store: Store, fail_after: int | None = None) -> None:
+        self.connection = "fake"
+        self.batch_size = 500
+        self.store, self.fail_after = store, fail_after
+        self.asked: Counter[str] = Counter()
+
+    def lookup(self, ctx: RunContext, entries: list[Entry]) -> Iterator[Outcome]:
+        for n, e in enumerate(entries):
+            if self.fail_after is not None and n >= self.fail_after:
+                raise RuntimeError("recovery interrupted")
+            self.asked[e.source_key] += 1
+            if e.source_key in self.store.records:
+                yield Outcome(e.id, "posted", target_id=self.store.records[e.source_key])
+
+    def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
+        StallingTarget(self.store).write(ctx, entries, report)

@@ -155,7 +155,7 @@ def test_an_existing_record_is_handed_over_with_what_ramp_holds_for_the_engine_t
     ramp.vendors["02"] = {"id": "02", "ramp_id": "r-old-02", "name": "Old", "code": "2", "is_active": True}
     got = _write(AccountingVendorsTarget("ramp"), ramp, [_entry(1, "01"), _entry(2, "02")])
     assert got[2].found == ramp.vendors["02"] and got[2].adopted and not got[1].adopted
-    lookups = AccountingVendorsTarget("ramp").lookup(_ctx(ramp), [_entry(2, "02")])
+    lookups = list(AccountingVendorsTarget("ramp").lookup(_ctx(ramp), [_entry(2, "02")]))
     assert lookups[0].found == ramp.vendors["02"]
 
 
@@ -226,3 +226,31 @@ def test_a_refused_batch_adopts_the_existing_records_from_one_listing_then_uploa
         6: ("posted", False)}
     assert ramp.uploads == [[f"0{i}" for i in range(1, 7)], ["03", "05", "06"]]
     assert ramp.calls == ["LIST"]
+
+
+def test_many_deactivations_of_records_the_ledger_never_knew_cost_one_listing(monkeypatch):
+    """Issue 16 §5: vendors deleted in SAP before the first sync (no ledger row) cost one GET each to
+    find in Ramp; many are found with one listing of the kind."""
+    from ml_connector.systems.ramp import targets
+
+    monkeypatch.setattr(targets, "LIST_FROM", 3)
+    ramp = FakeRamp()
+    ramp.vendors["01"] = {"id": "01", "ramp_id": "r-01", "is_active": True}
+    ramp.vendors["02"] = {"id": "02", "ramp_id": "r-02", "is_active": False}
+    got = _write(AccountingVendorsTarget("ramp"), ramp, [_entry(1, "01", "deactivate"), _entry(2, "02", "deactivate"),
+                                                         _entry(3, "03", "deactivate"), _entry(4, "04", "update",
+                                                                                               "r-04")])
+    assert [(o.state, o.target_id, o.adopted) for o in (got[1], got[2], got[3], got[4])] == [
+        ("posted", "r-01", True), ("posted", "r-02", True), ("posted", None, False), ("posted", "r-04", False)]
+    assert ramp.calls == ["LIST", "DELETE r-01", "PATCH r-04 None"]
+
+
+def test_a_lookup_yields_what_it_finds_as_it_finds_it():
+    """Issue 16 §5: the engine records a recovery's progress as the lookup finds records (one GET at a
+    time here), instead of after the whole batch."""
+    ramp = FakeRamp()
+    for k in ("01", "02"):
+        ramp.vendors[k] = {"id": k, "ramp_id": f"r-{k}"}
+    outs = AccountingVendorsTarget("ramp").lookup(_ctx(ramp), [_entry(1, "01"), _entry(2, "02"), _entry(3, "03")])
+    assert next(iter(outs)).entry_id == 1
+    assert ramp.calls == ["GET 01"]  # nothing more asked yet

@@ -59,6 +59,8 @@ MAX_PAGES_AHEAD = 2  # staged pages whose delivery has not finished, per run
 # database for a queued workflow's result; its default, 1 s, left reading idle for up to a
 # second at each back-pressure wait and at the end of every run).
 RESULT_POLL = 0.05
+# Outcomes of a lookup (recovery of writes in doubt) recorded per this many, as the target finds them.
+LOOKUP_FLUSH = 50
 _RT: Runtime | None = None
 _QUEUES: dict[str, Queue] = {}
 _polling_interval = 0.2
@@ -702,7 +704,17 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
     size = max(1, int(target.batch_size))
     doubtful = [e for e in entries if e.state in ("in_flight", "uncertain")]
     for i in range(0, len(doubtful), size):
-        resolve([o for o in target.lookup(ctx, doubtful[i:i + size]) if o.entry_id not in reported])
+        # Recorded as they come (a lookup may yield them as found): a recovery interrupted itself
+        # keeps what it found, and the next one looks up only the rest.
+        found: list[Outcome] = []
+        for o in target.lookup(ctx, doubtful[i:i + size]):
+            if o.entry_id not in reported:
+                found.append(o)
+            if len(found) >= LOOKUP_FLUSH:
+                resolve(found)
+                found = []
+        if found:
+            resolve(found)
     # Stale entries the lookup did not find (or could not look up) are superseded all the same:
     # only the newest content of a record is written.
     with rt.db.session() as sess:

@@ -24,7 +24,7 @@ also compares the records the ledger calls unchanged with the target's state
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,11 +106,13 @@ class Target:
     connection: str = ""
     batch_size: int = 500
 
-    def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
+    def lookup(self, ctx: RunContext, entries: list[Entry]) -> Iterable[Outcome]:
         """Entries whose earlier attempt is in doubt (in flight at a crash, or uncertain): find them
         in the target by their deterministic key or external id. Return outcomes for those whose
         write is known to have happened (usually `posted` with the target id); the engine writes
-        the others again. A target whose writes are all idempotent may return []."""
+        the others again. A target whose writes are all idempotent may return []. A generator
+        yielding outcomes as they are found lets the engine record them as they come (every
+        `LOOKUP_FLUSH`), so that a recovery interrupted itself keeps what it found."""
         raise NotImplementedError
 
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ml_connector.core.flow import Outcome, Report, RunContext, Target
@@ -89,8 +90,8 @@ class RampUploadTarget(Target):
     def deactivate(self, ramp: RampClient, target_id: str) -> None:
         raise NotImplementedError
 
-    def list_all(self, ramp: RampClient) -> list[dict[str, Any]]:
-        """Every record of the kind (for `current`), through the kind's list endpoint."""
+    def list_all(self, ramp: RampClient) -> Iterable[dict[str, Any]]:
+        """Every record of the kind, through the kind's list endpoint, page by page as iterated."""
         raise NotImplementedError
 
     def adapt_to_refusal(self, exc: RampApiError) -> bool:
@@ -129,42 +130,66 @@ class RampUploadTarget(Target):
                 out[i] = (str(rec["ramp_id"]), rec)
         return out
 
-    def find_many(self, ramp: RampClient, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The records of these remote ids that Ramp holds: one GET each for a few, one listing of
-        the kind for many (Ramp's lists filter by one remote id at most)."""
+    def iter_found(self, ramp: RampClient, ids: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The records of these remote ids that Ramp holds, as they are found: one GET each for a few,
+        one listing of the kind for many (Ramp's lists filter by one remote id at most), stopped as
+        soon as every id is found."""
         if len(ids) < LIST_FROM:
-            return {i: f for i in ids if (f := self.find(ramp, i)) is not None}
+            for i in ids:
+                if (f := self.find(ramp, i)) is not None:
+                    yield i, f
+            return
         want = set(ids)
-        return {str(r["id"]): r for r in self.list_all(ramp) if str(r.get("id")) in want}
+        for r in self.list_all(ramp):
+            rid = str(r.get("id"))
+            if rid in want:
+                want.discard(rid)
+                yield rid, r
+                if not want:
+                    return
 
-    def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
+    def find_many(self, ramp: RampClient, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The records of these remote ids that Ramp holds (see `iter_found`)."""
+        return dict(self.iter_found(ramp, ids))
+
+    def lookup(self, ctx: RunContext, entries: list[Entry]) -> Iterator[Outcome]:
+        """Found in-doubt creates, yielded as they are found (a GET's answer, a listing's page), so
+        that the engine keeps the progress of a recovery that is itself interrupted."""
         ramp = self.client(ctx)
-        creates = [e for e in entries if e.op == "create"]  # PATCH/DELETE of a known id: sent again
-        held = self.find_many(ramp, [e.payload["id"] for e in creates])
-        return [Outcome(e.id, "posted", target_id=f["ramp_id"], response=f, found=f)
-                for e in creates if (f := held.get(e.payload["id"])) is not None]
+        creates: dict[str, list[Entry]] = {}
+        for e in entries:
+            if e.op == "create":  # PATCH/DELETE of a known id: sent again
+                creates.setdefault(str(e.payload["id"]), []).append(e)
+        for rid, f in self.iter_found(ramp, list(creates)):
+            for e in creates[rid]:
+                yield Outcome(e.id, "posted", target_id=f["ramp_id"], response=f, found=f)
 
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
         ramp = self.client(ctx)
         creates = [e for e in entries if e.op == "create"]
         for i in range(0, len(creates), UPLOAD_MAX):
             self._create_batch(ramp, creates[i:i + UPLOAD_MAX], report)
+        others = [e for e in entries if e.op != "create"]
+        # Records the ledger does not know in Ramp (e.g. vendors deleted in SAP before the first sync):
+        # many are found with one listing, not one GET each.
+        unknown = [str(e.payload["id"]) for e in others if not e.target_id]
+        held = self.find_many(ramp, unknown) if len(unknown) >= LIST_FROM else None
         done: list[Outcome] = []
-        for e in (e for e in entries if e.op != "create"):
+        for e in others:
             if len(done) >= UPDATES_PER_REPORT:
                 report(done)
                 done = []
-            done.append(self._update_one(ramp, e))
+            done.append(self._update_one(ramp, e, held))
         if done:
             report(done)
 
-    def _update_one(self, ramp: RampClient, e: Entry) -> Outcome:
+    def _update_one(self, ramp: RampClient, e: Entry, held: dict[str, dict[str, Any]] | None = None) -> Outcome:
         try:
             target = e.target_id
             adopted = False
             if not target:
                 # The ledger did not know the record in Ramp (e.g. it was lost): find it.
-                found = self.find(ramp, e.payload["id"])
+                found = self.find(ramp, e.payload["id"]) if held is None else held.get(str(e.payload["id"]))
                 target = found["ramp_id"] if found else None
                 adopted = found is not None
                 if e.op == "deactivate" and found is None:
@@ -269,8 +294,8 @@ class AccountingVendorsTarget(RampUploadTarget):
     def upload(self, ramp: RampClient, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return list(ramp.create_accounting_vendors(items).get("vendors", []))
 
-    def list_all(self, ramp: RampClient) -> list[dict[str, Any]]:
-        return list(ramp.iter_accounting_vendors())
+    def list_all(self, ramp: RampClient) -> Iterable[dict[str, Any]]:
+        return ramp.iter_accounting_vendors()
 
     def upload_item(self, payload: dict[str, Any]) -> dict[str, Any]:
         item = {"id": payload["id"], "name": payload["name"]}
@@ -311,8 +336,8 @@ class GLAccountsTarget(RampUploadTarget):
     def upload(self, ramp: RampClient, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return list(ramp.create_gl_accounts(items).get("gl_accounts", []))
 
-    def list_all(self, ramp: RampClient) -> list[dict[str, Any]]:
-        return list(ramp.iter_gl_accounts())
+    def list_all(self, ramp: RampClient) -> Iterable[dict[str, Any]]:
+        return ramp.iter_gl_accounts()
 
     def update(self, ramp: RampClient, target_id: str, payload: dict[str, Any], reactivate: bool) -> Any:
         # Ramp's PATCH takes name and code only: a changed classification is not sent.
@@ -354,8 +379,8 @@ class FieldOptionsTarget(RampUploadTarget):
     def upload(self, ramp: RampClient, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return list(ramp.create_field_options(self.field(ramp), items).get("options", []))
 
-    def list_all(self, ramp: RampClient) -> list[dict[str, Any]]:
-        return list(ramp.iter_field_options(self.field(ramp)))
+    def list_all(self, ramp: RampClient) -> Iterable[dict[str, Any]]:
+        return ramp.iter_field_options(self.field(ramp))
 
     def update(self, ramp: RampClient, target_id: str, payload: dict[str, Any], reactivate: bool) -> Any:
         return ramp.update_field_option(target_id, value=payload["value"], code=payload["code"],
