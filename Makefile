@@ -8,7 +8,7 @@ ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
 
-.PHONY: demo test test-fast bench lint venv postgres postgres-stop clean
+.PHONY: demo test test-fast faults bench lint venv postgres postgres-stop clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
@@ -32,6 +32,11 @@ test: venv
 
 test-fast: venv
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow"
+
+# The fault matrix: every flow's write path under the sandboxes' faults (and the SIGKILL tests),
+# then a table of duplicates and losses per stream and fault (all zero). `make test` runs it too.
+faults: venv
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m faults
 
 bench: venv
 	$(VENV)/bin/python -m bench.run_all

@@ -13,6 +13,9 @@ from ml_connector.core.db import Database
 from tests.support.clock import FakeClock
 from tests.support.databases import sqlite_database
 
+# The fault matrix's table (`make faults`), printed after the tests marked `faults`.
+pytest_plugins = ["tests.support.fault_matrix"]
+
 # The suite starts a few hundred Python processes (the CLI, workers, control planes, agents). Where
 # PYTHONDONTWRITEBYTECODE is set, each of them would compile every module it imports again (about a
 # second of CPU per start): let them cache bytecode, in a directory of their own outside the tree.

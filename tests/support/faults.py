@@ -1,0 +1,215 @@
+"""The fault matrix's world: fresh sandboxes and a fresh database per case, the engine in this
+process (a CLI start per sync would cost seconds), the sandboxes' own fault switches, and what the
+target ends up holding, counted as duplicates and losses per stream."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ml_connector.sandbox import SandboxHandle, start_sandboxes
+from tests.support.bills import add_bill, postable_vendor, ramp_bill, sap_documents
+from tests.support.env import Env, make_env
+from tests.support.sandboxes import in_scope_vendors, ramp_state
+
+MASTER_FLOW = "vendors_to_ramp"
+BILLS_FLOW = "bills_to_sap"
+UPLOADS = "/developer/v1/accounting"  # every Ramp chart-of-accounts write path starts so
+#: Ramp's sandbox state of each master-data stream: (state name, remote id field).
+RAMP_RECORDS = {"vendors": ("vendors", "id"), "gl_accounts": ("gl_accounts", "id"),
+                "cost_centers": ("field_options", "id")}
+
+
+@dataclass
+class World:
+    handles: dict[str, SandboxHandle]
+    env: Env
+    rt: Any
+    errors: list[str] = field(default_factory=list)  # runs that failed under the fault (recovered after)
+
+    @property
+    def ramp(self) -> Any:
+        return self.handles["ramp"].state
+
+    @property
+    def ecc(self) -> Any:
+        return self.handles["sap_ecc"].state
+
+
+@dataclass
+class Base:
+    """What the cases share: the SAP sandbox (read by the master-data flow; each bills case posts
+    its own bills) and a working directory whose database is migrated and holds the secrets."""
+
+    ecc: SandboxHandle
+    template: Path
+
+
+PLACEHOLDER_RAMP = "http://127.0.0.1:9"
+
+
+@contextmanager
+def base(tmp: Path, *, vendors: int = 30) -> Iterator[Base]:
+    handles = start_sandboxes(vendors=vendors, systems=("sap_ecc",))
+    try:
+        # One page per stream and quick queue polls: the faults land on the first writes, and a
+        # case costs its syncs, not the engine's waits.
+        (tmp / "template").mkdir()
+        env = make_env(tmp / "template", handles["sap_ecc"].url, PLACEHOLDER_RAMP, options={"page_size": 100})
+        env.config.write_text(env.config.read_text().replace("queue_polling_interval: 0.2",
+                                                             "queue_polling_interval: 0.02"))
+        yield Base(handles["sap_ecc"], env.workdir)
+    finally:
+        for h in handles.values():
+            h.stop()
+
+
+@contextmanager
+def world(b: Base, tmp: Path, *, vendors: int = 30) -> Iterator[World]:
+    """A case's world: a fresh Ramp sandbox, a copy of the base's working directory (a fresh
+    database) pointed at it, the engine launched in this process. SAP's faults are reset after."""
+    import shutil
+
+    from ml_connector.config import load_config
+    from ml_connector.core import engine
+    from ml_connector.core.runtime import Runtime
+
+    ramp = start_sandboxes(vendors=vendors, systems=("ramp",))["ramp"]
+    rt = None
+    try:
+        work = tmp / "case"
+        shutil.copytree(b.template, work)
+        config = work / "ml-connector.yaml"
+        config.write_text(config.read_text().replace(PLACEHOLDER_RAMP, ramp.url))
+        env = Env(work, config, b.ecc.url, ramp.url, dict(os.environ))
+        rt = Runtime(load_config(config), config)
+        assert engine.connect(rt, role="sync") == "executor"
+        yield World({"sap_ecc": b.ecc, "ramp": ramp}, env, rt)
+    finally:
+        engine.shutdown()
+        if rt is not None:
+            rt.close()
+        ramp.stop()
+        b.ecc.state.faults.reset()
+
+
+def sync(w: World, flow: str) -> None:
+    """Each stream of `flow`, one run after another; a run the fault made fail is noted, not raised
+    (`recover` follows, as an operator's next sync and `replay --all` would)."""
+    from ml_connector.core import engine
+
+    for stream in w.rt.config.flows[flow].streams:
+        run_id = engine.start_sync(flow, stream)
+        try:
+            engine.wait(run_id, timeout=180, poll=0.05)
+        except RuntimeError as exc:
+            w.errors.append(f"{stream}: {exc}")
+
+
+def recover(w: World, flow: str) -> None:
+    """Faults off; where a run failed or writes wait for an operator: the next sync, then
+    `replay --all` of what still waits."""
+    from ml_connector.core import engine, outbox
+
+    w.ramp.faults = []
+    w.ramp.token_lifetime, w.ramp.latency = 864000.0, 0.0
+    w.ecc.faults.reset()
+    with w.rt.db.session() as s:
+        waiting = bool(outbox.failures(s, flow=flow, limit=1))
+    if w.errors or waiting:
+        sync(w, flow)
+    with w.rt.db.session() as s:
+        ids = [r.id for r in outbox.failures(s, flow=flow)]
+    if ids:
+        engine.replay(ids)
+
+
+def audit_creates(w: World, flow: str, stream: str) -> Counter[str]:
+    """`record.create ok` audit rows per source record (a record recorded twice is a duplicate too)."""
+    from ml_connector.core.models import AuditRow
+
+    with w.rt.db.session() as s:
+        rows = s.execute(select(AuditRow.source, func.count()).where(
+            AuditRow.flow == flow, AuditRow.stream == stream, AuditRow.event == "record.create",
+            AuditRow.outcome == "ok").group_by(AuditRow.source))
+        return Counter({str(src): int(n) for src, n in rows})
+
+
+def open_entries(w: World, flow: str, stream: str) -> int:
+    """Writes not done: failed, in doubt or never sent (after recovery, each one is a loss)."""
+    from ml_connector.core.models import OutboxRow
+
+    with w.rt.db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(OutboxRow).where(
+            OutboxRow.flow == flow, OutboxRow.stream == stream,
+            OutboxRow.state.in_(("pending", "in_flight", "uncertain", "failed")))) or 0)
+
+
+def ledger_active(w: World, flow: str, stream: str) -> set[str]:
+    """The source records the engine holds as active in the target."""
+    from ml_connector.core.models import RecordRow
+
+    with w.rt.db.session() as s:
+        return set(s.scalars(select(RecordRow.source_key).where(
+            RecordRow.flow == flow, RecordRow.stream == stream, RecordRow.active.is_(True))))
+
+
+def master_figures(w: World, stream: str) -> tuple[int, int]:
+    """(duplicates, losses) of a master-data stream in Ramp. Duplicates: records of one remote id
+    beyond the first, and creates recorded more than once. Losses: writes not done, records the
+    ledger holds active that Ramp lacks or holds inactive and, for vendors, every active SAP vendor
+    Ramp lacks or holds with another name (SAP is the reference there)."""
+    name, key = RAMP_RECORDS[stream]
+    held = ramp_state(w.env.ramp_url, name)
+    ids = Counter(str(r[key]) for r in held)
+    duplicates = sum(n - 1 for n in ids.values()) + sum(n - 1 for n in audit_creates(w, MASTER_FLOW, stream).values())
+    active = {str(r[key]): r for r in held if r.get("is_active", True)}
+    losses = open_entries(w, MASTER_FLOW, stream)
+    losses += len(ledger_active(w, MASTER_FLOW, stream) - set(active))
+    if stream == "vendors":
+        want = {k: v["name"] for k, v in in_scope_vendors(w.ecc).items() if v["active"]}
+        losses += sum(1 for k, n in want.items() if k not in active or active[k].get("name") != n)
+    return duplicates, losses
+
+
+def add_bills(w: World, n: int = 3) -> list[str]:
+    """`n` approved bills of postable vendors (master data must be in Ramp: sync MASTER_FLOW first)."""
+    return [add_bill(w.env, postable_vendor(w.handles, i),
+                     [{"amount": f"{100 + i}.00", "memo": f"fault matrix {i}", "gl_account": "0000600000",
+                       "cost_center": "0000001000"}], invoice_number=f"FM-{i}")["id"] for i in range(n)]
+
+
+def bill_figures(w: World, bills: list[str]) -> tuple[int, int]:
+    """(duplicates, losses) of bills: SAP documents per bill beyond one; bills without a document,
+    or not reported to Ramp as synced, and writes not done."""
+    docs = {b: len(sap_documents(w.handles, b)) for b in bills}
+    duplicates = sum(max(n - 1, 0) for n in docs.values())
+    losses = sum(1 for b in bills if docs[b] == 0 or ramp_bill(w.env, b)["sync_status"] != "BILL_SYNCED")
+    return duplicates, losses + open_entries(w, BILLS_FLOW, "bills")
+
+
+#: Faults on the SAP → Ramp writes (Ramp's uploads), armed on a fresh world before the first sync.
+MASTER_FAULTS: dict[str, Callable[[World], None]] = {
+    "429 storm": lambda w: w.ramp.fail_next(3, "429", path=UPLOADS, method="POST"),
+    "5xx": lambda w: w.ramp.fail_next(2, "503", path=UPLOADS, method="POST"),
+    "dropped connection": lambda w: w.ramp.fail_next(2, "drop", path=UPLOADS, method="POST"),
+    "timeout after commit": lambda w: w.ramp.fail_next(3, "timeout_after_commit", path=UPLOADS, method="POST"),
+    "token expiry": lambda w: (setattr(w.ramp, "token_lifetime", 0.5), setattr(w.ramp, "latency", 0.02)),
+}
+
+#: Faults on the Ramp → SAP writes (SAP postings, and the report back to Ramp).
+BILL_FAULTS: dict[str, Callable[[World], None]] = {
+    "SAP 5xx": lambda w: w.ecc.faults.update(fail_next=2, fail_kind="system_failure"),
+    "SAP dropped connection": lambda w: w.ecc.faults.update(fail_next=1, fail_kind="drop"),
+    "SAP session expired": lambda w: w.ecc.faults.update(fail_next=1, fail_kind="logon"),
+    "Ramp timeout after commit (report)": lambda w: w.ramp.fail_next(
+        1, "timeout_after_commit", path="/developer/v1/accounting/syncs", method="POST"),
+    "Ramp 429 storm": lambda w: w.ramp.fail_next(3, "429", path="/developer/v1/bills"),
+}
