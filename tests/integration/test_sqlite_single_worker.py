@@ -109,6 +109,7 @@ def test_client_mode_launches_no_executor_and_reports_progress(tmp_path, sandbox
 
 
 @pytest.mark.slow  # a worker process SIGKILLed mid-run, the CLI taking over, a second worker
+@pytest.mark.faults(stream="vendors", fault="SIGKILL of the SQLite worker")
 def test_sigkilled_worker_releases_the_lock_and_a_waiting_cli_takes_over(tmp_path):
     handles = start_sandboxes(vendors=600)
     try:

@@ -61,6 +61,7 @@ def test_full_then_incremental_sync(tmp_path, sandboxes):
 
 
 @pytest.mark.slow  # 4,000 vendors written slowly, a SIGKILL and a restart
+@pytest.mark.faults(stream="vendors", fault="SIGKILL mid-batch, restart")
 def test_sigkill_mid_sync_then_restart_completes_without_duplicates(tmp_path):
     handles = start_sandboxes(vendors=4000)
     try:

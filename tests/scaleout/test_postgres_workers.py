@@ -65,6 +65,7 @@ def test_two_workers_share_a_sync_and_process_no_record_twice(tmp_path, pg_datab
         stop_all(procs, handles)
 
 
+@pytest.mark.faults(stream="vendors", fault="SIGKILL of a Postgres worker, taken over")
 def test_a_worker_killed_for_good_has_its_work_taken_over(tmp_path, pg_database):
     handles = start_sandboxes(vendors=3000)
     procs = []

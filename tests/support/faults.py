@@ -72,6 +72,15 @@ def base(tmp: Path, *, vendors: int = 30) -> Iterator[Base]:
 
 
 @contextmanager
+def bills_world(b: Base, tmp: Path) -> Iterator[World]:
+    """One world for every bills case (each adds bills of its own): master data synced once."""
+    with world(b, tmp) as w:
+        sync(w, MASTER_FLOW)
+        assert not w.errors, w.errors
+        yield w
+
+
+@contextmanager
 def world(b: Base, tmp: Path, *, vendors: int = 30) -> Iterator[World]:
     """A case's world: a fresh Ramp sandbox, a copy of the base's working directory (a fresh
     database) pointed at it, the engine launched in this process. SAP's faults are reset after."""
@@ -179,11 +188,11 @@ def master_figures(w: World, stream: str) -> tuple[int, int]:
     return duplicates, losses
 
 
-def add_bills(w: World, n: int = 3) -> list[str]:
+def add_bills(w: World, case: str, n: int = 3) -> list[str]:
     """`n` approved bills of postable vendors (master data must be in Ramp: sync MASTER_FLOW first)."""
     return [add_bill(w.env, postable_vendor(w.handles, i),
-                     [{"amount": f"{100 + i}.00", "memo": f"fault matrix {i}", "gl_account": "0000600000",
-                       "cost_center": "0000001000"}], invoice_number=f"FM-{i}")["id"] for i in range(n)]
+                     [{"amount": f"{100 + i}.00", "memo": f"fault matrix {case} {i}", "gl_account": "0000600000",
+                       "cost_center": "0000001000"}], invoice_number=f"FM-{case[:8]}-{i}")["id"] for i in range(n)]
 
 
 def bill_figures(w: World, bills: list[str]) -> tuple[int, int]:
@@ -195,21 +204,42 @@ def bill_figures(w: World, bills: list[str]) -> tuple[int, int]:
     return duplicates, losses + open_entries(w, BILLS_FLOW, "bills")
 
 
+@dataclass(frozen=True)
+class Fault:
+    arm: Callable[[World], Any]
+    hit: Callable[[World], bool]  # the fault happened (a case whose fault never struck proves nothing)
+
+
+def _ramp_faults(n: int, kind: str, path: str, method: str | None = "POST") -> Fault:
+    return Fault(lambda w: w.ramp.fail_next(n, kind, path=path, method=method),
+                 lambda w: int(w.ramp.faults_injected) >= n)
+
+
+def _sap_faults(n: int, kind: str) -> Fault:
+    return Fault(lambda w: w.ecc.faults.update(fail_next=n, fail_kind=kind),
+                 lambda w: w.ecc.faults.fail_next == 0)
+
+
+def _short_tokens(w: World) -> None:
+    w.ramp.token_lifetime, w.ramp.latency = 0.5, 0.02  # tokens die mid-run; the client gets new ones
+
+
 #: Faults on the SAP → Ramp writes (Ramp's uploads), armed on a fresh world before the first sync.
-MASTER_FAULTS: dict[str, Callable[[World], None]] = {
-    "429 storm": lambda w: w.ramp.fail_next(3, "429", path=UPLOADS, method="POST"),
-    "5xx": lambda w: w.ramp.fail_next(2, "503", path=UPLOADS, method="POST"),
-    "dropped connection": lambda w: w.ramp.fail_next(2, "drop", path=UPLOADS, method="POST"),
-    "timeout after commit": lambda w: w.ramp.fail_next(3, "timeout_after_commit", path=UPLOADS, method="POST"),
-    "token expiry": lambda w: (setattr(w.ramp, "token_lifetime", 0.5), setattr(w.ramp, "latency", 0.02)),
+MASTER_FAULTS: dict[str, Fault] = {
+    # Without Retry-After the client waits 1 s, then 2 s: two 429s in a row cost 3 s.
+    "429 storm": _ramp_faults(2, "429", UPLOADS),
+    "5xx": _ramp_faults(1, "503", UPLOADS),
+    "dropped connection": _ramp_faults(2, "drop", UPLOADS),
+    "timeout after commit": _ramp_faults(3, "timeout_after_commit", UPLOADS),
+    "token expiry": Fault(_short_tokens, lambda w: int(w.ramp.tokens_issued) >= 2),
 }
 
-#: Faults on the Ramp → SAP writes (SAP postings, and the report back to Ramp).
-BILL_FAULTS: dict[str, Callable[[World], None]] = {
-    "SAP 5xx": lambda w: w.ecc.faults.update(fail_next=2, fail_kind="system_failure"),
-    "SAP dropped connection": lambda w: w.ecc.faults.update(fail_next=1, fail_kind="drop"),
-    "SAP session expired": lambda w: w.ecc.faults.update(fail_next=1, fail_kind="logon"),
-    "Ramp timeout after commit (report)": lambda w: w.ramp.fail_next(
-        1, "timeout_after_commit", path="/developer/v1/accounting/syncs", method="POST"),
-    "Ramp 429 storm": lambda w: w.ramp.fail_next(3, "429", path="/developer/v1/bills"),
+#: Faults on the Ramp → SAP writes (SAP postings, and the report of each posting back to Ramp).
+SYNCS = "/developer/v1/accounting/syncs"
+BILL_FAULTS: dict[str, Fault] = {
+    "SAP 5xx": _sap_faults(2, "system_failure"),
+    "SAP dropped connection": _sap_faults(1, "drop"),
+    "SAP session expired": _sap_faults(1, "logon"),
+    "Ramp timeout after commit (report)": _ramp_faults(1, "timeout_after_commit", SYNCS),
+    "Ramp 429 storm (report)": _ramp_faults(2, "429", SYNCS),
 }
