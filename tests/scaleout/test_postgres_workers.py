@@ -111,3 +111,68 @@ def test_a_worker_killed_for_good_has_its_work_taken_over(tmp_path, pg_database)
         assert dup == []
     finally:
         stop_all(procs, handles)
+
+
+@pytest.mark.slow  # two worker processes, one stopped (SIGSTOP) past the takeover deadline, then resumed
+@pytest.mark.faults(stream="vendors", fault="SIGSTOP past the takeover, SIGCONT")
+def test_a_stalled_worker_that_resumes_after_the_takeover_records_nothing_twice(tmp_path, pg_database):
+    """Issue 16 §4: after a SIGSTOP/SIGCONT of one worker, it and the worker that took over both
+    recorded the same step's results (two `record.create ok` audit rows per vendor)."""
+    handles = start_sandboxes(vendors=1500)
+    procs = []
+    try:
+        ecc, ramp = handles["sap_ecc"].state, handles["ramp"].state
+        ramp.latency = 0.3  # uploads slow enough that the stop lands while one is under way
+        env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url, database_url=pg_database,
+                       options={"page_size": 250})
+        port = free_port()
+        env.config.write_text(env.config.read_text().replace("  port: 8080", f"  port: {port}"))
+        fast = {"MLC_HEARTBEAT_SECONDS": "0.5", "MLC_WORKER_DEAD_AFTER": "3"}
+        procs.append(env.popen("run", "--worker-id", "survivor", extra_env=fast))
+        stalled = env.popen("run", "--worker-id", "stalled", "--no-server", extra_env=fast)
+        procs.append(stalled)
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base, timeout=90)
+        run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={"stream": "vendors"}).json()["run_ids"][0]
+
+        def stalled_delivering() -> bool:
+            with psycopg.connect(pg_database) as conn:
+                n = conn.execute("select count(*) from dbos.workflow_status where executor_id = 'stalled' "
+                                 "and status = 'PENDING' and name = 'mlc.deliver'").fetchone()
+            return bool(n and n[0] > 0)
+
+        def audit(event: str) -> int:
+            with psycopg.connect(pg_database) as conn:
+                n = conn.execute("select count(*) from mlc_audit where event = %s", (event,)).fetchone()
+            return int(n[0]) if n else 0
+
+        wait_until(stalled_delivering, timeout=120, interval=0.05)
+        stalled.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: audit("worker.taken_over") >= 1, timeout=120, interval=0.2)
+        finally:
+            stalled.send_signal(signal.SIGCONT)
+
+        def finished() -> bool:
+            r = httpx.get(f"{base}/api/runs/{run_id}")
+            return r.status_code == 200 and r.json()["status"] in ("succeeded", "failed")
+
+        wait_until(finished, timeout=240, interval=0.5)
+        assert httpx.get(f"{base}/api/runs/{run_id}").json()["status"] == "succeeded"
+        # The resumed worker finishes what it was doing: wait until the audit trail stops growing.
+        seen = [-1]
+
+        def quiet() -> bool:
+            n = audit("record.create")
+            done, seen[0] = n == seen[0], n
+            return done
+
+        wait_until(quiet, timeout=120, interval=2.0)
+        expected = {k for k, v in in_scope_vendors(ecc).items() if v["active"]}
+        assert sorted(v["id"] for v in ramp_vendors(handles["ramp"].url)) == sorted(expected)
+        with psycopg.connect(pg_database) as conn:
+            dup = conn.execute("select source from mlc_audit where event = 'record.create' and outcome = 'ok' "
+                               "group by source having count(*) > 1").fetchall()
+        assert dup == []
+    finally:
+        stop_all(procs, handles)
