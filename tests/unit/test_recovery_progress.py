@@ -35,3 +35,16 @@ def test_an_interrupted_recovery_keeps_what_it_found(db):
     assert sorted(again.asked) == sorted(set(KEYS) - set(kept))  # only the rest is looked up again
     assert store.writes == {}  # nothing written twice (nothing written at all: all were found)
     assert all(state == "posted" for state, _, _ in outbox_states(db).values())
+
+
+def test_a_slow_lookup_has_each_record_recorded_as_it_is_found(db, monkeypatch):
+    """One GET per record (a few in doubt): each found record is kept, not only every LOOKUP_FLUSH."""
+    monkeypatch.setattr(engine, "LOOKUP_FLUSH_SECONDS", 0.0)  # every record's GET outlasts the interval
+    stage(db, KEYS[:10])
+    with db.session() as s:
+        outbox.set_state(s, [e.id for e in outbox.batch_entries(s, "r1", 1)], "in_flight", bump_attempts=True)
+    store = Store()
+    store.records.update({k: f"t-{k}" for k in KEYS[:10]})
+    with pytest.raises(RuntimeError, match="recovery interrupted"):
+        deliver(db, InterruptedLookup(store, fail_after=7))
+    assert sum(state == "posted" for state, _, _ in outbox_states(db).values()) == 7

@@ -61,6 +61,7 @@ MAX_PAGES_AHEAD = 2  # staged pages whose delivery has not finished, per run
 RESULT_POLL = 0.05
 # Outcomes of a lookup (recovery of writes in doubt) recorded per this many, as the target finds them.
 LOOKUP_FLUSH = 50
+LOOKUP_FLUSH_SECONDS = 0.5  # ... and at least this often while a lookup finds records
 _RT: Runtime | None = None
 _QUEUES: dict[str, Queue] = {}
 _polling_interval = 0.2
@@ -707,12 +708,14 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
         # Recorded as they come (a lookup may yield them as found): a recovery interrupted itself
         # keeps what it found, and the next one looks up only the rest.
         found: list[Outcome] = []
+        flushed = time.monotonic()
         for o in target.lookup(ctx, doubtful[i:i + size]):
             if o.entry_id not in reported:
                 found.append(o)
-            if len(found) >= LOOKUP_FLUSH:
+            # Many at once (a listing's page), or what a slow lookup (one GET per record) found so far.
+            if len(found) >= LOOKUP_FLUSH or (found and time.monotonic() - flushed >= LOOKUP_FLUSH_SECONDS):
                 resolve(found)
-                found = []
+                found, flushed = [], time.monotonic()
         if found:
             resolve(found)
     # Stale entries the lookup did not find (or could not look up) are superseded all the same:
