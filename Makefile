@@ -36,6 +36,8 @@ test-fast: venv
 # The fault matrix: every flow's write path under the sandboxes' faults (and the SIGKILL tests),
 # then a table of duplicates and losses per stream and fault (all zero). `make test` runs it too.
 faults: venv
+	@eval "$$(scripts/postgres.sh start)" && \
+	export MLC_TEST_PG_URL && \
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m faults
 
 bench: venv
