@@ -616,8 +616,9 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
         for i in ids:
             reported.add(i)
         tally["fenced"] = tally.get("fenced", 0) + len(ids)
-        log.warning("%s/%s run %s: %d result(s) not recorded: their entries were settled or attempted again by "
-                    "another execution (this one was taken over)", ctx.flow, ctx.stream, ctx.run_id, len(ids))
+        log.warning("%s/%s run %s: %d result(s) not recorded: their entries were settled already (reported twice) "
+                    "or attempted again by another execution (this one was taken over)", ctx.flow, ctx.stream,
+                    ctx.run_id, len(ids))
         audit.record(sess, "delivery.fenced", flow=ctx.flow, stream=ctx.stream, run_id=ctx.run_id,
                      outcome="refused", detail={"entries": len(ids), "keys": [by_id[i].idempotency_key
                                                                              for i in ids[:20]]})
@@ -627,7 +628,10 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
         # (per-record ORM round trips dominated the sync's CPU time).
         if not outcomes:
             return
-        outcomes = list({o.entry_id: o for o in reversed(outcomes)}.values())[::-1]  # one per entry: the first
+        first: dict[int, Outcome] = {}
+        for o in outcomes:
+            first.setdefault(o.entry_id, o)  # one outcome per entry: a target's repeat is not a second result
+        outcomes = list(first.values())
         with rt.db.session() as sess:
             mine = outbox.fence(sess, [(o.entry_id, by_id[o.entry_id].attempts) for o in outcomes])
             refused(sess, [o.entry_id for o in outcomes if o.entry_id not in mine])
