@@ -746,7 +746,11 @@ def _options_problems(data: dict[str, Any], skip: set[Loc]) -> list[tuple[Loc, s
         if pair not in pairs:
             continue  # reported by _pair_problems
         base: Loc = ("flows", str(fname), "options")
-        model = flow_options_model(pair)
+        try:
+            model = flow_options_model(pair)
+        except ImportError as exc:
+            out.append((("flows", str(fname), "pair"), f"the flow module {pair!r} cannot be imported: {exc}"))
+            continue
         if model is None:
             out.extend(((*base, str(k)), f"flow pair {pair!r} takes no options") for k in options)
             continue
