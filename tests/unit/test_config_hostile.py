@@ -133,3 +133,15 @@ def test_a_flow_module_without_an_options_model_takes_no_options(tmp_path: Path,
         "c.yaml:19: flows.vendors_to_ramp.options.page_size: flow pair 'bare_pair_16' takes no options"]
     assert parse_config(text.split("    options:")[0], filename="c.yaml").flows["vendors_to_ramp"].options == {}
 
+
+
+def test_a_flow_module_that_cannot_be_imported_is_reported_at_its_pair(tmp_path: Path, monkeypatch) -> None:
+    import ml_connector.flows
+
+    (tmp_path / "broken_pair_16.py").write_text('STREAMS = ("vendors",)\nimport no_such_module_16\n',
+                                                encoding="utf-8")
+    monkeypatch.setattr(ml_connector.flows, "__path__", [*ml_connector.flows.__path__, str(tmp_path)])
+    with pytest.raises(ConfigError) as ei:
+        parse_config(CONNECTED.replace("pair: sap_ecc_ramp", "pair: broken_pair_16"), filename="c.yaml")
+    assert ei.value.problems == ["c.yaml:13: flows.vendors_to_ramp.pair: the flow module 'broken_pair_16' cannot "
+                                 "be imported: No module named 'no_such_module_16'"]
