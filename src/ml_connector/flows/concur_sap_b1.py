@@ -23,6 +23,7 @@ and after any uncertain answer, so a document is posted once.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -38,6 +39,8 @@ from ml_connector.core.ledger import Desired, Parked
 from ml_connector.systems.concur.sources import ApprovedPaymentRequestsSource, ReadyExpenseReportsSource
 from ml_connector.systems.sap_b1.client import ServiceLayerApi
 from ml_connector.systems.sap_b1.targets import JournalEntriesTarget
+
+log = logging.getLogger(__name__)
 
 #: A mapping-table lookup: (table, source value) -> target value or None.
 Mapped = Callable[[str, str], str | None]
@@ -235,6 +238,7 @@ def report_to_journal_entry(key: str, report: dict[str, Any], *, master: MasterD
             vendor_names.setdefault(card, vendor)
             total += amount
     except Review as r:
+        log.warning("expense report %s waits for review (%s): %s", key, r.waits_for, r.why)
         return Parked(key, r.waits_for, payload=report)
     credits = [{"ShortName": card, **_amount_fields("Credit", amt, currency, options),
                 "LineMemo": f"Concur {vendor_names[card]}"[:50]} for card, amt in per_vendor.items()]
@@ -292,6 +296,7 @@ def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: Ma
                                "Reference1": str(li.get("LineItemId") or "")[:100]})
             total += amount
     except Review as r:
+        log.warning("payment request %s waits for review (%s): %s", key, r.waits_for, r.why)
         return Parked(key, r.waits_for, payload=pr)
     for extra in ("ShippingAmount", "TaxAmount"):
         if Decimal(str(pr.get(extra) or 0)) != 0:

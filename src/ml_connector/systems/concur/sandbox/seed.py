@@ -26,7 +26,7 @@ _REPORTS: list[tuple[str, str, str, str, str, str, list[tuple[Any, ...]]]] = [
          ("AIRFR", "Airfare", "DELTA AIR LINES", 612.40, "2026-10-27", [("100", "6010", "CC04", "DEPT1")], []),
          ("LODNG", "Hotel", "MARRIOTT INTERNATIONAL", 845.00, "2026-10-29",
           [("60", "6020", "CC04", "DEPT1"), ("40", "6020", "CC01", "DEPT1")], []),
-         ("TAXIX", "Taxi", "Uber", 48.25, "2026-10-29", [("100", "6040", "CC04", "DEPT1")], []),
+         ("TAXIX", "Taxi", "Uber Technologies", 48.25, "2026-10-29", [("100", "6040", "CC04", "DEPT1")], []),
      ]),
     ("ben.keller@harborlane.example", "Ben Keller", "Sales conference Chicago", "A_APPR", "P_PROC",
      "2026-11-05", [

@@ -1,0 +1,250 @@
+"""SAP Concur → Business One: master data and documents for the mapping tests, the two sandboxes
+and a configured environment for the flow's integration tests."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ml_connector.flows.concur_sap_b1 import MasterData
+from ml_connector.sandbox import SandboxHandle, start_sandboxes
+
+FLOW = "concur_to_b1"
+INVOICE_FLOW = "concur_invoices_to_b1"
+
+
+def master() -> MasterData:
+    """A small Business One: two expense accounts, cost centres in dimensions 1 and 2, suppliers
+    (two with the same name and two with the same tax id, for the ambiguity cases)."""
+    return MasterData.build(
+        accounts=["6010", "6020", "6030", "2000"],
+        rules=[(1, "CC01"), (1, "CC02"), (1, "SPLIT12"), (2, "DEPT1")],
+        vendors=[("V1", "Delta Air Lines, Inc.", "58-0218548"), ("V2", "Marriott International", ""),
+                 ("V3", "Acme Print", ""), ("V4", "ACME PRINT LLC", ""),
+                 ("V5", "North Star GmbH", "11-111"), ("V6", "North Star Services", "11 111")])
+
+
+def no_mappings(table: str, value: str) -> str | None:
+    return None
+
+
+def mappings(**tables: dict[str, str]) -> Any:
+    def get(table: str, value: str) -> str | None:
+        return tables.get(table, {}).get(value)
+    return get
+
+
+def allocation(pct: str, account: str, cc: str | None = None, dept: str | None = None) -> dict[str, Any]:
+    return {"ID": f"A-{account}-{cc}-{pct}", "Percentage": f"{float(pct):.8f}", "AccountCode1": account,
+            "Custom1": {"Code": cc, "Value": cc} if cc else None,
+            "Custom2": {"Code": dept, "Value": dept} if dept else None}
+
+
+def entry(eid: str, vendor: str, amount: float, allocations: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    return {"ID": eid, "ExpenseTypeCode": "AIRFR", "ExpenseTypeName": "Airfare", "VendorDescription": vendor,
+            "PostedAmount": amount, "TransactionDate": "2026-11-01", "IsPersonal": False,
+            "Allocations": allocations, **kw}
+
+
+def report(entries: list[dict[str, Any]], rid: str = "R1", currency: str = "USD") -> dict[str, Any]:
+    return {"ID": rid, "Name": "Client visit", "CurrencyCode": currency, "OwnerLoginID": "ana@x.example",
+            "ProcessingPaymentDate": "2026-11-05T10:00:00", "SubmitDate": "2026-11-04T10:00:00",
+            "Entries": entries}
+
+
+def payment_request(lines: list[tuple[str, str, str]], vendor: str = "Regus Business Centre",
+                    code: str = "REGUS01", tax: str | None = None) -> dict[str, Any]:
+    pr: dict[str, Any] = {
+        "ID": "PR1", "InvoiceNumber": "INV-1", "InvoiceDate": "2026-11-01", "PaymentDueDate": "2026-12-01",
+        "CurrencyCode": "USD", "ShippingAmount": "0.00", "TaxAmount": "0.00",
+        "VendorRemitAddress": {"Name": vendor}, "VendorRemitToIdentifier": {"VendorCode": code},
+        "LineItems": {"LineItem": [{"LineItemId": f"L{n}", "Description": "Rent", "TotalPrice": amount,
+                                    "ApprovedLineItemAmount": amount,
+                                    "Allocations": {"Allocation": [{"Percentage": "100",
+                                                                    "AllocationAccountCode": account,
+                                                                    "Custom1": {"Code": cc}}]}}
+                                   for n, (amount, account, cc) in enumerate(lines, start=1)]}}
+    if tax:
+        pr["Custom5"] = {"Value": tax}
+    return pr
+
+
+def sums(lines: list[dict[str, Any]], side: str) -> Decimal:
+    return sum((Decimal(str(ln.get(side) or 0)) for ln in lines), Decimal(0))
+
+
+# --------------------------------------------------------------------------- sandboxes and environment
+
+
+@dataclass
+class ConcurWorld:
+    concur: SandboxHandle
+    b1: SandboxHandle
+
+    @property
+    def c(self) -> dict[str, Any]:
+        return self.concur.info
+
+    def concur_admin(self, what: str, **kw: Any) -> dict[str, Any]:
+        r = httpx.post(f"{self.c['admin']}/{what}", json=kw, timeout=10)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def b1_admin(self, what: str, **kw: Any) -> dict[str, Any]:
+        r = httpx.post(f"{self.b1.info['admin']}/{what}", json=kw, timeout=10)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def concur_stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.c['admin']}/stats", timeout=10).json())
+
+    def b1_stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.b1.info['admin']}/stats", timeout=10).json())
+
+    def journal_entries(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.b1.info['admin']}/state/JournalEntries", timeout=10).json()["JournalEntries"])
+
+    def entries_for(self, source_key: str) -> list[dict[str, Any]]:
+        return [je for je in self.journal_entries() if je.get("Reference3") == f"concur:{source_key}"]
+
+
+@contextmanager
+def concur_world(*, b1_login_seconds: float = 0.0) -> Iterator[ConcurWorld]:
+    handles = start_sandboxes(systems=("concur", "sap_b1"))
+    try:
+        handles["sap_b1"].state.set_config(login_seconds=b1_login_seconds)
+        yield ConcurWorld(handles["concur"], handles["sap_b1"])
+    finally:
+        for h in handles.values():
+            h.stop()
+
+
+def pair_config(concur: dict[str, Any], b1: dict[str, Any], *, schedule: str = "interval: 1d",
+                b1_via: str = "direct") -> str:
+    """ml-connector.yaml for the pair against the sandboxes (data in the config's directory)."""
+    return textwrap.dedent(f"""\
+        engine:
+          executor_id: null
+        connections:
+          concur:
+            type: concur
+            base_url: {concur['base_url']}
+            company_uuid: {concur['company_uuid']}
+            auth:
+              client_id: {concur['client_id']}
+              client_secret_secret: concur_client_secret
+              company_request_token_secret: concur_company_request_token
+          sap_b1:
+            type: sap_b1
+            base_url: {b1['base_url']}
+            company_db: {b1['company_db']}
+            via: {b1_via}
+            auth:
+              username: {b1['user']}
+              password_secret: sap_b1_password
+        flows:
+          {FLOW}:
+            pair: concur_sap_b1
+            source: concur
+            target: sap_b1
+            streams: [expense_reports]
+            schedule: {{{schedule}}}
+            options:
+              dimension_fields: {{1: Custom1, 2: Custom2}}
+          {INVOICE_FLOW}:
+            pair: concur_sap_b1
+            source: concur
+            target: sap_b1
+            streams: [payment_requests]
+            schedule: {{{schedule}}}
+            options:
+              payment_request_tax_id_field: Custom5
+        """)
+
+
+def pair_secrets(concur: dict[str, Any], b1: dict[str, Any]) -> dict[str, str]:
+    return {"concur_client_secret": concur["client_secret"],
+            "concur_company_request_token": concur["company_request_token"], "sap_b1_password": b1["password"]}
+
+
+def write_pair_config(workdir: Path, concur: dict[str, Any], b1: dict[str, Any], **kw: Any) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "ml-connector.yaml"
+    path.write_text(pair_config(concur, b1, **kw), encoding="utf-8")
+    return path
+
+
+def pair_env(workdir: Path, world: ConcurWorld, **kw: Any) -> Any:
+    """A working directory with the pair's configuration and its secrets stored; `.cli(...)` runs
+    the CLI in a subprocess (tests.support.env.Env)."""
+    import os
+
+    from tests.support.env import Env, store_secrets
+    from tests.support.processes import ROOT
+
+    cfg = write_pair_config(workdir, world.c, world.b1.info, **kw)
+    env = dict(os.environ)
+    env["MLC_LOG_LEVEL"] = env.get("MLC_LOG_LEVEL", "WARNING")
+    env["PYTHONPATH"] = str(ROOT / "src")
+    env["COLUMNS"] = "250"
+    env.pop("MLC_DATABASE_URL", None)
+    e = Env(workdir, cfg, world.b1.url, world.concur.url, env)
+    store_secrets(e, pair_secrets(world.c, world.b1.info))
+    return e
+
+
+def copy_report(world: ConcurWorld, from_id: str, new_id: str) -> str:
+    """A new approved report in the Concur sandbox: a copy of `from_id` (entries, allocations)."""
+    import copy
+
+    st = world.concur.state
+    with st.lock:
+        r = copy.deepcopy(st.reports[from_id])
+        r["ID"] = new_id
+        st.reports[new_id] = r
+        for eid, e in list(st.entries.items()):
+            if e["ReportID"] != from_id:
+                continue
+            ne = dict(copy.deepcopy(e), ID=eid.replace(from_id, new_id), ReportID=new_id)
+            st.entries[ne["ID"]] = ne
+            for aid, a in list(st.allocations.items()):
+                if a["EntryID"] == eid:
+                    st.allocations[aid.replace(from_id, new_id)] = dict(copy.deepcopy(a), EntryID=ne["ID"],
+                                                                        ID=aid.replace(from_id, new_id))
+    return new_id
+
+
+def expected_totals(world: ConcurWorld, report_ids: list[str]) -> dict[tuple[str, str], Decimal]:
+    """(account, cost centre) -> amount, from the Concur sandbox's reports, entries and allocations."""
+    from ml_connector.flows.concur_sap_b1 import split
+
+    st = world.concur.state
+    out: dict[tuple[str, str], Decimal] = {}
+    with st.lock:
+        for e in st.entries.values():
+            if e["ReportID"] not in report_ids:
+                continue
+            allocs = [a for a in st.allocations.values() if a["EntryID"] == e["ID"]]
+            shares = split(Decimal(str(e["PostedAmount"])), [Decimal(a["Percentage"]) for a in allocs])
+            for a, share in zip(allocs, shares, strict=True):
+                k = (a["AccountCode1"], a["Custom1"]["Code"])
+                out[k] = out.get(k, Decimal(0)) + share
+    return out
+
+
+def posted_totals(journal_entries: list[dict[str, Any]]) -> dict[tuple[str, str], Decimal]:
+    """(account, cost centre) -> debit, from Business One's journal entry lines."""
+    out: dict[tuple[str, str], Decimal] = {}
+    for je in journal_entries:
+        for ln in je["JournalEntryLines"]:
+            if ln.get("Debit"):
+                k = (ln["AccountCode"], ln.get("CostingCode") or "")
+                out[k] = out.get(k, Decimal(0)) + Decimal(str(ln["Debit"]))
+    return out
