@@ -248,3 +248,19 @@ def posted_totals(journal_entries: list[dict[str, Any]]) -> dict[tuple[str, str]
                 k = (ln["AccountCode"], ln.get("CostingCode") or "")
                 out[k] = out.get(k, Decimal(0)) + Decimal(str(ln["Debit"]))
     return out
+
+
+def stored_token(e: Any, connection: str = "concur") -> Any:
+    """The token the CLI stored for `connection` (decrypted from the environment's database)."""
+    from ml_connector.config import load_config
+    from ml_connector.core.db import Database
+    from ml_connector.core.token_store import DbTokenStore
+    from ml_connector.core.vault import MasterKey, Vault
+
+    cfg = load_config(e.config)
+    config_dir = e.config.resolve().parent
+    db = Database(cfg.database_url_resolved(config_dir))
+    try:
+        return DbTokenStore(db, Vault(db, MasterKey.load(cfg.data_dir_resolved(config_dir)))).load(connection)
+    finally:
+        db.dispose()
