@@ -15,7 +15,8 @@ Admin (no session; loopback only), like the other emulators:
   http_503, drop: before anything is processed) + fail_resource (only that entity set, or
   "<METHOD> <Set>"),
   after_commit_next + after_commit_kind (drop, http_502, http_504: the write commits, its answer is
-  lost), expire_sessions (true: every session is gone now), clear_faults.
+  lost), expire_sessions (true: every session is gone now), expire_sessions_after (N: every session
+  times out at the N-th Service Layer request from now, which gets the 401), clear_faults.
 - `GET|POST /_sandbox/config` session_timeout_minutes, seconds_per_minute (tests shrink a minute),
   page_size, next_link_style (absolute|relative), route_id, load_balanced (ROUTEID required too;
   default off: a single node accepts B1SESSION alone), login_seconds (what a Login costs).
@@ -161,6 +162,7 @@ def create_app(state: B1Sandbox | None = None) -> FastAPI:
             with st.lock:  # the wrong case of Login is not Login: 401/301 whatever the session [P]
                 st.unauthorized += 1
             raise invalid_session()
+        st.count_toward_expiry()
         cookies = _cookies(request.headers.get("cookie", ""))
         if st.config.load_balanced and st.config.route_id and cookies.get("ROUTEID") != st.config.route_id:
             # Without the stickiness cookie the balancer may pick a node that does not know the session.

@@ -79,6 +79,9 @@ class Faults:
     fail_resource: str | None = None  # only this entity set ("JournalEntries", "POST JournalEntries"); None: all
     after_commit_next: int = 0  # writes commit, then the answer is lost
     after_commit_kind: str = "drop"
+    # Every session times out at the N-th Service Layer request from now (that request gets the 401):
+    # an inactivity timeout in the middle of a run, without waiting for it.
+    expire_sessions_after: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -236,7 +239,7 @@ class B1Sandbox:
             for key, value in kw.items():
                 if key == "latency":
                     self.faults.latency = max(float(value or 0), 0.0)
-                elif key in ("fail_next", "after_commit_next"):
+                elif key in ("fail_next", "after_commit_next", "expire_sessions_after"):
                     setattr(self.faults, key, max(int(value or 0), 0))
                 elif key == "fail_kind":
                     if value not in FAIL_KINDS:
@@ -281,6 +284,14 @@ class B1Sandbox:
                 self.faults_injected[f.fail_kind] += 1
                 return f.fail_kind
             return None
+
+    def count_toward_expiry(self) -> None:
+        with self.lock:
+            if self.faults.expire_sessions_after > 0:
+                self.faults.expire_sessions_after -= 1
+                if self.faults.expire_sessions_after == 0:
+                    self.sessions.clear()
+                    self.faults_injected["expire_sessions"] += 1
 
     def take_after_commit(self) -> str | None:
         with self.lock:
