@@ -3,7 +3,6 @@ and a configured environment for the flow's integration tests."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,11 +12,11 @@ from typing import Any
 
 import httpx
 
+from ml_connector.demo_concur_b1 import FLOW as FLOW
+from ml_connector.demo_concur_b1 import INVOICE_FLOW as INVOICE_FLOW
+from ml_connector.demo_concur_b1 import pair_config, pair_secrets
 from ml_connector.flows.concur_sap_b1 import MasterData
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
-
-FLOW = "concur_to_b1"
-INVOICE_FLOW = "concur_invoices_to_b1"
 
 
 def master() -> MasterData:
@@ -124,54 +123,6 @@ def concur_world(*, b1_login_seconds: float = 0.0) -> Iterator[ConcurWorld]:
     finally:
         for h in handles.values():
             h.stop()
-
-
-def pair_config(concur: dict[str, Any], b1: dict[str, Any], *, schedule: str = "interval: 1d",
-                b1_via: str = "direct") -> str:
-    """ml-connector.yaml for the pair against the sandboxes (data in the config's directory)."""
-    return textwrap.dedent(f"""\
-        engine:
-          executor_id: null
-        connections:
-          concur:
-            type: concur
-            base_url: {concur['base_url']}
-            company_uuid: {concur['company_uuid']}
-            auth:
-              client_id: {concur['client_id']}
-              client_secret_secret: concur_client_secret
-              company_request_token_secret: concur_company_request_token
-          sap_b1:
-            type: sap_b1
-            base_url: {b1['base_url']}
-            company_db: {b1['company_db']}
-            via: {b1_via}
-            auth:
-              username: {b1['user']}
-              password_secret: sap_b1_password
-        flows:
-          {FLOW}:
-            pair: concur_sap_b1
-            source: concur
-            target: sap_b1
-            streams: [expense_reports]
-            schedule: {{{schedule}}}
-            options:
-              dimension_fields: {{1: Custom1, 2: Custom2}}
-          {INVOICE_FLOW}:
-            pair: concur_sap_b1
-            source: concur
-            target: sap_b1
-            streams: [payment_requests]
-            schedule: {{{schedule}}}
-            options:
-              payment_request_tax_id_field: Custom5
-        """)
-
-
-def pair_secrets(concur: dict[str, Any], b1: dict[str, Any]) -> dict[str, str]:
-    return {"concur_client_secret": concur["client_secret"],
-            "concur_company_request_token": concur["company_request_token"], "sap_b1_password": b1["password"]}
 
 
 def write_pair_config(workdir: Path, concur: dict[str, Any], b1: dict[str, Any], **kw: Any) -> Path:
