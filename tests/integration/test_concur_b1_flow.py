@@ -3,6 +3,8 @@ on loopback. One world per module: the tests run in order and each adds what it 
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 from ml_connector.core.tokens import MemoryTokenStore
 from ml_connector.systems.concur.auth import ConcurCompanyAuth, ConcurRoutingError
 from ml_connector.systems.concur.client import ConcurClient
-from tests.support import summary_rows
+from tests.support import summary_rows, wait_until
 from tests.support.concur import (
     FLOW,
     INVOICE_FLOW,
@@ -157,3 +159,25 @@ def test_b1_session_timeout_concur_429_and_a_lost_b1_answer_mid_run_still_post_e
     for rid in rids:
         assert len(w.entries_for(f"report:{rid}")) == 1
     assert w.concur_stats()["throttled"] >= 2
+
+
+@pytest.mark.slow  # a CLI process SIGKILLed while it posts, and a second run
+def test_sigkill_mid_post_leaves_exactly_one_journal_entry_per_report(world) -> None:
+    w, env = world
+    rids = [copy_report(w, R4, f"R04{n:02d}KILLED") for n in range(24)]
+    w.b1_admin("faults", latency=0.1)  # slow Service Layer answers: the kill lands among the posts
+    proc = env.popen("sync", FLOW)
+    try:
+        refs = {f"concur:report:{rid}" for rid in rids}
+        wait_until(lambda: len(refs & {je["Reference3"] for je in w.journal_entries()}) >= 3, timeout=120,
+                   interval=0.05)
+        time.sleep(0.15)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        w.b1_admin("faults", clear_faults=True)
+    partial = len(refs & {je["Reference3"] for je in w.journal_entries()})
+    assert 0 < partial < len(rids), "the kill should land mid-run"
+    env.cli("sync", FLOW)
+    posted = [je["Reference3"] for je in w.journal_entries() if je["Reference3"] in refs]
+    assert sorted(posted) == sorted(refs)  # every report once, none twice
