@@ -33,7 +33,7 @@ def _port(preferred: int) -> int:
 
 
 def pair_config(concur: dict[str, Any], b1: dict[str, Any], *, schedule: str = "interval: 1d",
-                b1_via: str = "direct") -> str:
+                b1_via: str = "agent") -> str:
     """ml-connector.yaml for the pair against sandboxes (`sandbox --json` entries `concur`, `sap_b1`)."""
     return textwrap.dedent(f"""\
         engine:
