@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from ml_connector.demo_concur_b1 import run_concur_b1_demo
 from tests.support import summary_rows
 
 
+@pytest.mark.slow  # the pair's whole demo twice (`make demo` runs it as well)
 def test_concur_b1_demo_twice(tmp_path) -> None:
     first, second = io.StringIO(), io.StringIO()
     assert run_concur_b1_demo(tmp_path, Console(file=first, width=200), b1_login_seconds=0) == 0

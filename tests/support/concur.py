@@ -151,8 +151,9 @@ def pair_env(workdir: Path, world: ConcurWorld, **kw: Any) -> Any:
     return e
 
 
-def copy_report(world: ConcurWorld, from_id: str, new_id: str) -> str:
-    """A new approved report in the Concur sandbox: a copy of `from_id` (entries, allocations)."""
+def copy_report(world: ConcurWorld, from_id: str, new_id: str, *, vendor: str | None = None) -> str:
+    """A new approved report in the Concur sandbox: a copy of `from_id` (entries, allocations);
+    `vendor` replaces the vendor of its last entry."""
     import copy
 
     st = world.concur.state
@@ -165,11 +166,21 @@ def copy_report(world: ConcurWorld, from_id: str, new_id: str) -> str:
                 continue
             ne = dict(copy.deepcopy(e), ID=eid.replace(from_id, new_id), ReportID=new_id)
             st.entries[ne["ID"]] = ne
+            last = ne
             for aid, a in list(st.allocations.items()):
                 if a["EntryID"] == eid:
                     st.allocations[aid.replace(from_id, new_id)] = dict(copy.deepcopy(a), EntryID=ne["ID"],
                                                                         ID=aid.replace(from_id, new_id))
+        if vendor is not None:
+            last["VendorDescription"] = vendor
     return new_id
+
+
+def add_supplier(world: ConcurWorld, card_code: str, name: str, tax_id: str | None = None) -> None:
+    """A new supplier in the Business One sandbox (what an operator creates there)."""
+    st = world.b1.state
+    st.create(st.sets["BusinessPartners"], {"CardCode": card_code, "CardName": name, "CardType": "cSupplier",
+                                            "FederalTaxID": tax_id})
 
 
 def expected_totals(world: ConcurWorld, report_ids: list[str]) -> dict[tuple[str, str], Decimal]:
