@@ -154,24 +154,11 @@ def pair_env(workdir: Path, world: ConcurWorld, **kw: Any) -> Any:
 def copy_report(world: ConcurWorld, from_id: str, new_id: str, *, vendor: str | None = None) -> str:
     """A new approved report in the Concur sandbox: a copy of `from_id` (entries, allocations);
     `vendor` replaces the vendor of its last entry."""
-    import copy
-
     st = world.concur.state
     with st.lock:
-        r = copy.deepcopy(st.reports[from_id])
-        r["ID"] = new_id
-        st.reports[new_id] = r
-        for eid, e in list(st.entries.items()):
-            if e["ReportID"] != from_id:
-                continue
-            ne = dict(copy.deepcopy(e), ID=eid.replace(from_id, new_id), ReportID=new_id)
-            st.entries[ne["ID"]] = ne
-            last = ne
-            for aid, a in list(st.allocations.items()):
-                if a["EntryID"] == eid:
-                    st.allocations[aid.replace(from_id, new_id)] = dict(copy.deepcopy(a), EntryID=ne["ID"],
-                                                                        ID=aid.replace(from_id, new_id))
+        st.copy_report(from_id, new_id)
         if vendor is not None:
+            last = [e for e in st.entries.values() if e["ReportID"] == new_id][-1]
             last["VendorDescription"] = vendor
     return new_id
 

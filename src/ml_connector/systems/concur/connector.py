@@ -27,7 +27,8 @@ def connect(rt: Any, name: str, cfg: Any) -> ConcurClient:
     base = cfg.base_url_resolved()
     rl = concur_facts().need_rate_limit()
     # Counted per credential (provider.yaml rate_limit.scope): one window per client id.
-    limiter = budgets_for(rt.db).window("concur", f"{rl.scope}:{cfg.auth.client_id}", rl.limit, rl.period)
+    limit, period = (int(cfg.limits.requests), float(cfg.limits.period)) if cfg.limits else (rl.limit, rl.period)
+    limiter = budgets_for(rt.db).window("concur", f"{rl.scope}:{cfg.auth.client_id}", limit, period)
     auth = ConcurCompanyAuth(base, cfg.auth.client_id, rt.vault.get(cfg.auth.client_secret_secret),
                              company_uuid=cfg.company_uuid,
                              request_token=rt.vault.get(cfg.auth.company_request_token_secret),

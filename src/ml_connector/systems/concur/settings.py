@@ -17,6 +17,11 @@ class ConcurAuth(SettingsModel):
     company_request_token_secret: SecretName
 
 
+class RateLimit(SettingsModel):
+    requests: int = Field(ge=1)
+    period: Duration
+
+
 class ConcurConnection(SettingsModel):
     """An SAP Concur company, as a company-level (ERP integration) app."""
 
@@ -26,6 +31,7 @@ class ConcurConnection(SettingsModel):
                                  "the token answer names")
     company_uuid: Text = Field(min_length=1)
     auth: ConcurAuth
+    limits: RateLimit | None = Field(default=None, description="Override the provider's request budget")
     timeout: Duration = 60.0
 
     def base_url_resolved(self) -> str:

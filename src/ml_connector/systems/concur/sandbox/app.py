@@ -20,7 +20,8 @@ Admin (no auth; loopback only): `GET|POST /_sandbox/faults` (latency, fail_next 
 + fail_path, expire_tokens, revoke_refresh_tokens, clear_faults), `GET|POST /_sandbox/config`
 (token_lifetime, refresh_lifetime, old_refresh_tokens_valid, request_token_valid, rate_limit_requests,
 rate_limit_period, retry_after_zero), `GET /_sandbox/stats`, `GET /_sandbox/state/{reports|entries|
-allocations|payment_requests}`, `POST /_sandbox/reports/{id}` (change a report's fields, e.g. pay it).
+allocations|payment_requests}`, `POST /_sandbox/reports/{id}` (change a report's fields, e.g. pay it),
+`POST /_sandbox/add_reports` {"count": N} (N more postable reports, copies of the seed's: volume).
 """
 
 from __future__ import annotations
@@ -324,6 +325,15 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
             return JSONResponse({"error": f"no collection {name!r}"}, status_code=404)
         with st.lock:
             return JSONResponse({name: list(getattr(st, name).values())})
+
+    @app.post("/_sandbox/add_reports")
+    async def add_reports(request: Request) -> Response:
+        body = await request.json()
+        try:
+            count = int((body or {}).get("count", 0))
+        except (TypeError, ValueError):
+            return JSONResponse({"error": "count: an integer is expected"}, status_code=400)
+        return JSONResponse({"added": len(st.add_reports(max(count, 0)))})
 
     @app.post("/_sandbox/reports/{rid}")
     async def change_report(rid: str, request: Request) -> Response:

@@ -16,6 +16,8 @@ REQUEST_TOKEN = "concur-sandbox-company-request-token"  # public sandbox demo cr
 HOME_REGION = "us2"
 REGIONS = ("us2", "eu2", "apj1", "cn")
 GLZ = "glz"
+#: The vendor of report 3 that Business One does not know (the review case).
+REVIEW_VENDOR = "Blue Bottle Coffee"
 
 # (owner login, owner name, report name, approval, payment, date, entries)
 # entry: (expense type code, type name, vendor, amount, date, [(percentage, account, cost centre, dept)],

@@ -165,6 +165,35 @@ class ConcurSandbox:
                     "wrong_region": self.wrong_region, "live_refresh_tokens": len(self.refresh_tokens),
                     "faults": self.faults.to_dict(), "config": self.config.to_dict()}
 
+    def copy_report(self, from_id: str, new_id: str) -> dict[str, Any]:
+        """A new report: a copy of `from_id` with its entries and allocations (new ids)."""
+        with self.lock:
+            r = copy.deepcopy(self.reports[from_id])
+            r["ID"] = new_id
+            self.reports[new_id] = r
+            for eid, e in list(self.entries.items()):
+                if e["ReportID"] != from_id:
+                    continue
+                ne = dict(copy.deepcopy(e), ID=eid.replace(from_id, new_id), ReportID=new_id)
+                self.entries[ne["ID"]] = ne
+                for aid, a in list(self.allocations.items()):
+                    if a["EntryID"] == eid:
+                        nid = aid.replace(from_id, new_id)
+                        self.allocations[nid] = dict(copy.deepcopy(a), EntryID=ne["ID"], ID=nid)
+            return r
+
+    def add_reports(self, count: int) -> list[str]:
+        """`count` more approved reports in Processing Payment, copies of the seed's postable ones
+        (whose vendors Business One knows): volume for benchmarks."""
+        with self.lock:
+            templates = [rid for rid, r in sorted(self.reports.items())
+                         if r["ApprovalStatusCode"] == "A_APPR" and r["PaymentStatusCode"] == "P_PROC"
+                         and not any(e["ReportID"] == rid and e["VendorDescription"] == seed_data.REVIEW_VENDOR
+                                     for e in self.entries.values())]
+            start = len(self.reports)
+            return [self.copy_report(templates[i % len(templates)], f"RB{start + i:07d}")["ID"]
+                    for i in range(count)]
+
     # ---- rate limit -------------------------------------------------------------------------
 
     def admit(self) -> None:
