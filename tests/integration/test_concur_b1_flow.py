@@ -175,6 +175,24 @@ def test_b1_session_timeout_concur_429_and_a_lost_b1_answer_mid_run_still_post_e
     assert w.concur_stats()["throttled"] >= 2
 
 
+def test_posting_confirmation_goes_back_to_concur_when_switched_on(world) -> None:
+    w, env = world
+    rid = copy_report(w, R2, "R0500CONFIRM")
+    text = env.config.read_text()
+    env.config.write_text(text.replace("dimension_fields: {1: Custom1, 2: Custom2}",
+                                       "dimension_fields: {1: Custom1, 2: Custom2}\n"
+                                       "      confirm_to_concur: true\n      system_id: B1-HARBOR", 1))
+    try:
+        env.cli("sync", FLOW)
+    finally:
+        env.config.write_text(text)
+    [je] = w.entries_for(f"report:{rid}")
+    confirmations = httpx.get(w.c["admin"] + "/state/confirmations").json()["confirmations"]
+    assert [(c["docId"], c["overallPostingStatusCode"], c["postingDocs"][0]["documentNumber"])
+            for c in confirmations] == [(f"fis-exp-{rid}", "success", str(je["Number"]))]
+    assert w.concur.state.fis_status[f"fis-exp-{rid}"] == "POSTING_CONFIRMED_SUCCESS"
+
+
 @pytest.mark.slow  # a CLI process SIGKILLed while it posts, and a second run
 def test_sigkill_mid_post_leaves_exactly_one_journal_entry_per_report(world) -> None:
     w, env = world

@@ -29,13 +29,15 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from ml_connector.core import mapping
-from ml_connector.core.flow import Flow, RunContext, Stream
+from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
 from ml_connector.core.ledger import Desired, Parked
+from ml_connector.core.outbox import Entry
+from ml_connector.systems.concur.client import ConcurClient, ConcurError
 from ml_connector.systems.concur.sources import ApprovedPaymentRequestsSource, ReadyExpenseReportsSource
 from ml_connector.systems.sap_b1.client import ServiceLayerApi
 from ml_connector.systems.sap_b1.targets import JournalEntriesTarget
@@ -247,7 +249,8 @@ def report_to_journal_entry(key: str, report: dict[str, Any], *, master: MasterD
              "Memo": f"Concur {report.get('Name') or report.get('ID')}"[:50],
              "Reference": str(report.get("ID") or "")[:100], "Reference2": str(report.get("OwnerLoginID") or "")[:100],
              "JournalEntryLines": _balanced(debits, credits, total, problems)}
-    return Desired(key, {"external_id": f"concur:{key}", "source": "expense report", "currency": currency,
+    return Desired(key, {"external_id": f"concur:{key}", "source": "expense report",
+                         "source_id": str(report.get("ID") or ""), "currency": currency,
                          "total": str(total), "entry": entry, "problems": problems})
 
 
@@ -308,7 +311,8 @@ def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: Ma
              "Memo": f"Concur invoice {pr.get('InvoiceNumber') or pr.get('ID')}"[:50],
              "Reference": str(pr.get("InvoiceNumber") or "")[:100], "Reference2": vendor[:100],
              "JournalEntryLines": _balanced(debits, credits, total, problems)}
-    return Desired(key, {"external_id": f"concur:{key}", "source": "payment request", "currency": currency,
+    return Desired(key, {"external_id": f"concur:{key}", "source": "payment request",
+                         "source_id": str(pr.get("ID") or ""), "currency": currency,
                          "total": str(total), "entry": entry, "problems": problems})
 
 
@@ -393,21 +397,50 @@ class ConcurSapB1Flow(Flow):
                     return mapping.get(s, ctx.flow, table, value)
             return get
 
+        after_post = self._confirm(concur, opts) if opts.get("confirm_to_concur") else None
         reports = Stream(
             "expense_reports", ReadyExpenseReportsSource(concur, page_size=page_size),
             lambda ctx, key, rec: report_to_journal_entry(key, rec, master=self._master(ctx), mapped=mapped(ctx),
                                                           options=options),
-            JournalEntriesTarget(b1), mapping_tables=("vendors", "accounts", "cost_centers"),
+            JournalEntriesTarget(b1, after_post=after_post), mapping_tables=("vendors", "accounts", "cost_centers"),
             describe=describe_entry)
         payment_requests = Stream(
             "payment_requests", ApprovedPaymentRequestsSource(concur, page_size=page_size),
             lambda ctx, key, rec: payment_request_to_journal_entry(key, rec, master=self._master(ctx),
                                                                    mapped=mapped(ctx), options=options),
-            JournalEntriesTarget(b1), mapping_tables=("vendors", "accounts", "cost_centers"),
+            JournalEntriesTarget(b1, after_post=after_post), mapping_tables=("vendors", "accounts", "cost_centers"),
             describe=describe_entry)
         streams = {s.name: s for s in (reports, payment_requests)}
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
+
+
+    @staticmethod
+    def _confirm(concur: str, opts: dict[str, Any]) -> Callable[[RunContext, Entry, Outcome], Outcome]:
+        """Option `confirm_to_concur`: once the journal entry is in Business One, acknowledge the
+        document's FIS record and confirm the posting (JdtNum/Number) to Concur. The journal
+        entry stays posted if that fails: the entry fails with what happened, and `replay` sends
+        the confirmation only (the lookup finds the journal entry)."""
+        system_id = str(opts.get("system_id") or "SAPB1")[:50]
+        company_id = str(opts.get("company_id") or "B1")
+
+        def after(ctx: RunContext, e: Entry, posted: Outcome) -> Outcome:
+            p = e.payload
+            doc_type = "expense" if p.get("source") == "expense report" else "invoice"
+            number = str((posted.response or {}).get("Number") or posted.target_id)
+            day = str(p["entry"].get("ReferenceDate") or "")
+            client: ConcurClient = ctx.runtime.connection(concur)
+            try:
+                doc_id = client.fis_document_id(doc_type, str(p.get("source_id")))
+                if doc_id is not None:
+                    client.confirm_posting(doc_type, doc_id, system_id=system_id, company_id=company_id,
+                                           document_number=number, fiscal_year=day[:4], posting_date=day)
+            except ConcurError as exc:
+                return Outcome(e.id, "failed", request=p,
+                               error=f"posted in Business One as JdtNum {posted.target_id}, but the posting "
+                                     f"confirmation to Concur failed: {exc}; replay re-sends the confirmation only")
+            return replace(posted, response={**(posted.response or {}), "fis_document": doc_id})
+        return after
 
 
 FLOW = ConcurSapB1Flow

@@ -5,7 +5,7 @@ An `httpx.Client` whose auth is `ConcurCompanyAuth` (tokens, datacenter routing)
 transport is `core.http.RetryTransport` (the shared rate budget; a 429 waits, 5xx on reads retry).
 Paging as Concur defines it: v3 `{Items, NextPage}` (NextPage an absolute URI on the datacenter,
 followed as it is), FIS Spring pages (`page`, 0-based, and `limit`).
-Nothing is written to Concur here (the flow is one-way).
+Nothing is written to Concur unless a flow asks for FIS posting confirmations (`confirm_posting`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ml_connector.core.http import PicklableError, RetryPolicy, RetryTransport, one_line
+from ml_connector.core.http import IDEMPOTENT, PicklableError, RetryPolicy, RetryTransport, one_line
 from ml_connector.core.ratelimit import WindowLimiter
 from ml_connector.systems.concur.auth import ConcurCompanyAuth
 from ml_connector.systems.concur.facts import concur_facts
@@ -162,6 +162,52 @@ class ConcurClient:
         if not isinstance(body, dict) or not isinstance(body.get("content"), list):
             raise ConcurError(f"FIS {doc_type}: the answer has no content list")
         return body
+
+    def fis_document_id(self, doc_type: str, source_id: str) -> str | None:
+        """The FIS document of a v3 report (`expense`) or payment request (`invoice`), by its id;
+        None when FIS does not list it (not READY: acknowledged already, or not ready yet)."""
+        page = 0
+        while True:
+            body = self.fis_page(doc_type, page)
+            for d in body["content"]:
+                doc = d.get("document") or {}
+                ids = ((doc.get("report") or {}).get("reportId"), (doc.get("requestHeader") or {}).get("requestId"))
+                if source_id in ids:
+                    return str(d["id"])
+            info = body.get("page") or {}
+            page += 1
+            if page >= int(info.get("totalPages") or 0):
+                return None
+
+    def post_json(self, path: str, body: Any) -> Any:
+        """A write to Concur (FIS acknowledgements and confirmations are keyed by document id:
+        a repeat is answered per item with a service code, not applied twice)."""
+        try:
+            resp = self._http.post(self.base_url + path, json=body, extensions={IDEMPOTENT: True})
+        except httpx.HTTPError as exc:
+            raise ConcurError(f"POST {path}: {type(exc).__name__}: {one_line(str(exc), 200)}") from None
+        if resp.status_code >= 400:
+            raise ConcurError(f"POST {resp.request.url.path}: HTTP {resp.status_code}: {_error_text(resp)}",
+                              status=resp.status_code)
+        return resp.json()
+
+    def confirm_posting(self, doc_type: str, doc_id: str, *, system_id: str, company_id: str, document_number: str,
+                        fiscal_year: str, posting_date: str) -> None:
+        """Acknowledge the FIS document, then confirm its posting (codes 101 / 113: done before)."""
+        base = f"{FIS}/{doc_type}/transactions"
+        for item in self.post_json(f"{base}/acknowledgements", {"ids": [doc_id], "systemId": system_id}) or []:
+            if item.get("acknowledgeResult") != "SUCCESS" and int(item.get("code", 0)) != 101:
+                raise ConcurError(f"FIS {doc_type} {doc_id}: acknowledgement refused: code {item.get('code')} "
+                                  f"{item.get('errorMessage') or ''}".strip())
+        conf = {"systemId": system_id, "postingConfirmations": [{
+            "docId": doc_id, "overallPostingStatusCode": "success",
+            "postingDocs": [{"companyId": company_id, "documentNumber": document_number, "fiscalYear": fiscal_year,
+                             "postingDate": posting_date, "paymentRelevantLineItems": []}],
+            "systemMessages": []}]}
+        for item in self.post_json(f"{base}/postingconfirmations", conf) or []:
+            if int(item.get("code", 0)) not in (0, 113):
+                raise ConcurError(f"FIS {doc_type} {doc_id}: posting confirmation refused: code {item.get('code')} "
+                                  f"{item.get('errorMessage') or ''}".strip())
 
     def ping(self) -> float:
         t0 = time.perf_counter()

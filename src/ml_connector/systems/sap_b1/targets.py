@@ -25,9 +25,17 @@ from ml_connector.systems.sap_b1.errors import B1CommunicationError, B1Error, B1
 class JournalEntriesTarget(Target):
     batch_size = 20  # entries in doubt after a crash: at most one batch, each looked up
 
-    def __init__(self, connection: str, *, describe: Callable[[str, dict[str, Any]], str] | None = None) -> None:
+    def __init__(self, connection: str, *, describe: Callable[[str, dict[str, Any]], str] | None = None,
+                 after_post: Callable[[RunContext, Entry, Outcome], Outcome] | None = None) -> None:
         self.connection = connection
         self._describe = describe
+        # A follow-up the flow wants once an entry is in B1 (posted now or found): e.g. a posting
+        # confirmation to the source. Its outcome replaces the posted one (failed: replay runs the
+        # follow-up again, the lookup finds the journal entry).
+        self._after_post = after_post
+
+    def _done(self, ctx: RunContext, e: Entry, posted: Outcome) -> Outcome:
+        return posted if self._after_post is None else self._after_post(ctx, e, posted)
 
     def _b1(self, ctx: RunContext) -> ServiceLayerApi:
         client: ServiceLayerApi = ctx.runtime.connection(self.connection)
@@ -47,8 +55,8 @@ class JournalEntriesTarget(Target):
             if rows:
                 row = rows[0]
                 number = row.get("Number")
-                out.append(self._posted(e, JournalPosting(int(row["JdtNum"]), int(number) if number is not None
-                                                          else None, False, row)))
+                out.append(self._done(ctx, e, self._posted(e, JournalPosting(
+                    int(row["JdtNum"]), int(number) if number is not None else None, False, row))))
         return out
 
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
@@ -68,7 +76,7 @@ class JournalEntriesTarget(Target):
                 report([Outcome(e.id, "failed", request=p["entry"],
                                 error=f"Business One refused journal entry {p['external_id']}: {exc.message}")])
                 continue
-            report([self._posted(e, posting)])
+            report([self._done(ctx, e, self._posted(e, posting))])
 
     def describe(self, op: str, payload: dict[str, Any]) -> str:
         if self._describe is not None:

@@ -12,6 +12,7 @@ loopback server (`/us2`, `/eu2`, `/apj1`, `/cn`; `/glz` the Global Landing Zone)
     GET  /<dc>/api/v3.0/invoice/paymentrequest/{id}
     GET  /<dc>/financialintegration/fi/v4/companies/transactiontypes/{docType}/transactions   page, limit
     POST /<dc>/financialintegration/fi/v4/companies/transactiontypes/{docType}/transactions/acknowledgements
+    POST /<dc>/financialintegration/fi/v4/companies/transactiontypes/{docType}/transactions/postingconfirmations
 
 Data calls need a live bearer token of the company's datacenter (401 otherwise, also for a token of
 another datacenter), count against the rate limit (429 with Retry-After) and pass the fault switches.
@@ -291,6 +292,13 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
             raise v3_error(400, "ids: a list of document ids is expected")
         return JSONResponse(st.acknowledge(doc_type, [str(i) for i in ids]))
 
+    @app.post("/{dc}/financialintegration/fi/v4/companies/transactiontypes/{doc_type}/transactions/"
+              "postingconfirmations")
+    async def confirm(dc: str, doc_type: str, request: Request) -> Response:
+        await guard(request, dc)
+        _fis_docs(doc_type)
+        return JSONResponse(st.confirm_postings(doc_type, await request.json()))
+
     # ---- admin ------------------------------------------------------------------------------
 
     @app.get("/_sandbox/faults")
@@ -321,6 +329,9 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
 
     @app.get("/_sandbox/state/{name}")
     async def state_rows(name: str) -> Response:
+        if name == "confirmations":
+            with st.lock:
+                return JSONResponse({name: list(st.confirmations)})
         if name not in ("reports", "entries", "allocations", "payment_requests"):
             return JSONResponse({"error": f"no collection {name!r}"}, status_code=404)
         with st.lock:

@@ -101,6 +101,7 @@ class ConcurSandbox:
     attendee_links: list[dict[str, Any]] = field(default_factory=list)
     payment_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     fis_status: dict[str, str] = field(default_factory=dict)  # docId -> docStatus once acknowledged
+    confirmations: list[dict[str, Any]] = field(default_factory=list)  # posting confirmations received
     token_requests: Counter[str] = field(default_factory=Counter)
     requests: int = 0
     throttled: int = 0
@@ -391,8 +392,36 @@ class ConcurSandbox:
         return out
 
 
+    def confirm_postings(self, doc_type: str, body: Any) -> list[dict[str, Any]]:
+        items = body.get("postingConfirmations") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise v3_error(400, "postingConfirmations: a list is expected")
+        docs = {d["id"] for d in (self.fis_expense_documents() if doc_type == "expense"
+                                  else self.fis_invoice_documents())}
+        out = []
+        with self.lock:
+            for it in items:
+                doc_id = str((it or {}).get("docId"))
+                status = self.fis_status.get(doc_id)
+                if doc_id not in docs:
+                    code, msg = 104, "does not exist"
+                elif status is None or status == "READY":
+                    code, msg = 111, "not acknowledged"
+                elif status.startswith("POSTING_CONFIRMED"):
+                    code, msg = 113, "confirmation already posted"
+                else:
+                    ok = (it.get("overallPostingStatusCode") or "").lower() == "success"
+                    self.fis_status[doc_id] = "POSTING_CONFIRMED_SUCCESS" if ok else "POSTING_CONFIRMED_FAILURE"
+                    self.confirmations.append(copy.deepcopy(it))
+                    code, msg = 0, ""
+                out.append({"code": code, "docId": doc_id, "systemId": body.get("systemId"),
+                            "postingConfirmationResult": "SUCCESS" if code == 0 else "FAILURE",
+                            "errorMessage": msg or None, "detailMessage": None})
+        return out
+
+
 SNAPSHOT_DATA = ("reports", "entries", "allocations", "attendees", "attendee_links", "payment_requests",
-                 "fis_status", "refresh_tokens")
+                 "fis_status", "confirmations", "refresh_tokens")
 
 
 def snapshot(state: ConcurSandbox) -> dict[str, Any]:
