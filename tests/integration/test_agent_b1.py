@@ -32,8 +32,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[B1AgentWorld]:
 
 def test_allowed_calls_are_served_through_the_agent(env: B1AgentWorld) -> None:
     partners = env.client.get_all("BusinessPartners", {"$select": "CardCode", "$orderby": "CardCode"})
-    assert len(partners) == 55  # three pages, each one call through the agent
-    assert env.stats()["by_resource"]["GET BusinessPartners"] == 3
+    assert len(partners) == 62  # four pages (20 + 20 + 20 + 2), each one call through the agent
+    assert env.stats()["by_resource"]["GET BusinessPartners"] == 4
     first = env.client.post_journal_entry_once(concur_journal_entry(310.0), "concur:report-77")
     again = env.client.post_journal_entry_once(concur_journal_entry(310.0), "concur:report-77")
     assert first.created and not again.created and again.jdt_num == first.jdt_num

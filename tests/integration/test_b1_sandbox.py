@@ -31,7 +31,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture(scope="module")
 def sandbox(clock: FakeClock) -> Iterator[SandboxHandle]:
-    h = start_sandboxes(systems=("sap_b1",), states={"sap_b1": B1Sandbox(clock=clock)})["sap_b1"]
+    state = B1Sandbox(clock=clock)
+    state.set_config(login_seconds=0)  # the emulated cost of a login is not what these tests look at
+    h = start_sandboxes(systems=("sap_b1",), states={"sap_b1": state})["sap_b1"]
     try:
         yield h
     finally:
@@ -68,9 +70,16 @@ def test_login_wire_format_and_case_sensitive_path(sandbox: SandboxHandle) -> No
     assert r.status_code == 401
     assert r.json() == {"error": {"code": 301, "message": {"lang": "en-us",
                                                            "value": "Invalid session or session already timeout."}}}
-    # both cookies are needed; v2 answers the v4 error shape
+    # a single node takes B1SESSION alone; behind the load balancer both cookies are needed
     assert httpx.get(root + "/ChartOfAccounts", headers=both).status_code == 200
-    assert httpx.get(root + "/ChartOfAccounts", headers={"Cookie": f"B1SESSION={sid}"}).status_code == 401
+    assert httpx.get(root + "/ChartOfAccounts", headers={"Cookie": f"B1SESSION={sid}"}).status_code == 200
+    httpx.post(sandbox.info["admin"] + "/config", json={"load_balanced": True}).raise_for_status()
+    try:
+        assert httpx.get(root + "/ChartOfAccounts", headers=both).status_code == 200
+        assert httpx.get(root + "/ChartOfAccounts", headers={"Cookie": f"B1SESSION={sid}"}).status_code == 401
+    finally:
+        httpx.post(sandbox.info["admin"] + "/config", json={"load_balanced": False}).raise_for_status()
+    # v2 answers the v4 error shape
     r = httpx.get(sandbox.info["base_url"] + "/b1s/v2/ChartOfAccounts")
     assert r.status_code == 401 and r.json() == {"error": {"code": "301", "message":
                                                            "Invalid session or session already timeout."}}
@@ -104,19 +113,19 @@ def test_bad_credentials(sandbox: SandboxHandle) -> None:
 def test_paging_default_page_size_header_and_prefer(sandbox: SandboxHandle, b1: ServiceLayerClient) -> None:
     before = b1_stats(sandbox)["by_resource"].get("GET BusinessPartners", 0)
     rows = b1.get_all("BusinessPartners", {"$select": "CardCode,CardName", "$orderby": "CardCode"})
-    assert len(rows) == 55 and [r["CardCode"] for r in rows] == sorted(r["CardCode"] for r in rows)
+    assert len(rows) == 62 and [r["CardCode"] for r in rows] == sorted(r["CardCode"] for r in rows)
     assert set(rows[0]) == {"CardCode", "CardName"}
-    assert b1_stats(sandbox)["by_resource"]["GET BusinessPartners"] - before == 3  # 20 + 20 + 15
+    assert b1_stats(sandbox)["by_resource"]["GET BusinessPartners"] - before == 4  # 20 + 20 + 20 + 2
     pages = list(b1.pages("BusinessPartners", {"$filter": "CardType eq 'cSupplier'"}, page_size=7))
-    assert [len(p) for p in pages] == [7, 7, 7, 7, 7, 5]
+    assert [len(p) for p in pages] == [7, 7, 7, 7, 7, 7, 5]  # 30 vendors, 10 employees, 7 of the Concur seed
     top = b1.get_all("BusinessPartners", {"$top": 25, "$orderby": "CardCode desc"})
-    assert len(top) == 25 and top[0]["CardCode"] == "V00030"
+    assert len(top) == 25 and top[0]["CardCode"] == "V20007"
     httpx.post(sandbox.info["admin"] + "/config", json={"next_link_style": "relative"})
     assert [r["CardCode"] for r in b1.get_all("BusinessPartners", {"$orderby": "CardCode"})] == \
         [r["CardCode"] for r in rows]
     # the raw wire: Prefer odata.maxpagesize=0 turns paging off; nextLink keeps the options
     r = b1._http.get(b1.root + "/BusinessPartners", headers={"Prefer": "odata.maxpagesize=0"})
-    assert len(r.json()["value"]) == 55 and r.headers["Preference-Applied"] == "odata.maxpagesize=0"
+    assert len(r.json()["value"]) == 62 and r.headers["Preference-Applied"] == "odata.maxpagesize=0"
     r = b1._http.get(b1.root + "/BusinessPartners?$filter=CardType%20eq%20'cCustomer'&$inlinecount=allpages",
                      headers={"B1S-PageSize": "10"})
     body = r.json()

@@ -130,6 +130,7 @@ class DbTokenStore:
                 token_type=str(data.get("token_type", "Bearer")),
                 scope=row.scope or "",
                 refresh_token=str(data.get("refresh_token") or ""),
+                geolocation=str(data.get("geolocation") or ""),
             )
         except (VaultError, ValueError, KeyError, TypeError) as exc:
             # An unreadable token is only a stale one: fetch a new one.
@@ -141,6 +142,8 @@ class DbTokenStore:
         data = {"access_token": tok.access_token, "token_type": tok.token_type}
         if tok.refresh_token:
             data["refresh_token"] = tok.refresh_token
+        if tok.geolocation:
+            data["geolocation"] = tok.geolocation
         key_id, nonce, ct = self.vault.encrypt(token_secret_name(key), json.dumps(data))
         register_secret_value(tok.access_token)
         if tok.refresh_token:

@@ -21,6 +21,9 @@ class Token:
     token_type: str = "Bearer"
     scope: str = ""
     refresh_token: str = ""  # the newest one, when the grant issues them (rotated on each refresh)
+    # Where the provider said this token's owner lives (Concur's `geolocation`): later calls, the
+    # refresh included, go there. Stored with the token, in the same write.
+    geolocation: str = ""
 
     def fresh(self, margin: float, now: float | None = None) -> bool:
         return (now if now is not None else time.time()) < self.expires_at - margin

@@ -41,6 +41,7 @@ class Sandbox(Section):
     user: str
     version: str
     route_id: str
+    login_seconds: float = Field(ge=0)
 
 
 class Facts(ProviderFacts):

@@ -7,16 +7,19 @@
     POST /b1s/v1|v2/<Set>            201 + entity, or 204 + Location with Prefer: return-no-content
     PATCH /b1s/v1|v2/<Set>(<key>)    204
     DELETE /b1s/v1|v2/<Set>(<key>)   204 (JournalEntries: 400 -5006)
-Sets: ChartOfAccounts, BusinessPartners, JournalEntries, ProfitCenters, Dimensions, Projects.
+Sets: ChartOfAccounts, BusinessPartners, JournalEntries, ProfitCenters, Dimensions, Projects,
+DistributionRules.
 
 Admin (no session; loopback only), like the other emulators:
 - `GET|POST /_sandbox/faults` JSON, keys optional: latency (s), fail_next + fail_kind (http_500, http_502,
   http_503, drop: before anything is processed) + fail_resource (only that entity set, or
   "<METHOD> <Set>"),
   after_commit_next + after_commit_kind (drop, http_502, http_504: the write commits, its answer is
-  lost), expire_sessions (true: every session is gone now), clear_faults.
+  lost), expire_sessions (true: every session is gone now), expire_sessions_after (N: every session
+  times out at the N-th Service Layer request from now, which gets the 401), clear_faults.
 - `GET|POST /_sandbox/config` session_timeout_minutes, seconds_per_minute (tests shrink a minute),
-  page_size, next_link_style (absolute|relative), route_id.
+  page_size, next_link_style (absolute|relative), route_id, load_balanced (ROUTEID required too;
+  default off: a single node accepts B1SESSION alone), login_seconds (what a Login costs).
 - `GET /_sandbox/stats`, `GET /_sandbox/state/{Set}` (all rows).
 """
 
@@ -144,6 +147,8 @@ def create_app(state: B1Sandbox | None = None) -> FastAPI:
         method = request.method
         root = f"{str(request.base_url).rstrip('/')}/b1s/{version}"
         if path == "Login" and method == "POST":  # case-sensitive [P]: 'login' falls through to the 401
+            if st.config.login_seconds > 0:
+                await asyncio.sleep(st.config.login_seconds)  # a real login costs seconds
             sess, timeout = st.login(await body_json(request, version))
             meta = ({"odata.metadata": f"{root}/$metadata#B1Sessions/@Element"} if version == "v1"
                     else {"@odata.context": f"{root}/$metadata#B1Sessions/$entity"})
@@ -157,8 +162,9 @@ def create_app(state: B1Sandbox | None = None) -> FastAPI:
             with st.lock:  # the wrong case of Login is not Login: 401/301 whatever the session [P]
                 st.unauthorized += 1
             raise invalid_session()
+        st.count_toward_expiry()
         cookies = _cookies(request.headers.get("cookie", ""))
-        if st.config.route_id and cookies.get("ROUTEID") != st.config.route_id:
+        if st.config.load_balanced and st.config.route_id and cookies.get("ROUTEID") != st.config.route_id:
             # Without the stickiness cookie the balancer may pick a node that does not know the session.
             with st.lock:
                 st.unauthorized += 1

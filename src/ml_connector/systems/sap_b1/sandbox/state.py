@@ -79,6 +79,9 @@ class Faults:
     fail_resource: str | None = None  # only this entity set ("JournalEntries", "POST JournalEntries"); None: all
     after_commit_next: int = 0  # writes commit, then the answer is lost
     after_commit_kind: str = "drop"
+    # Every session times out at the N-th Service Layer request from now (that request gets the 401):
+    # an inactivity timeout in the middle of a run, without waiting for it.
+    expire_sessions_after: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -92,6 +95,11 @@ class Config:
     page_size: int = int(fact("sap_b1", "paging", "default_page_size", default=20))
     next_link_style: str = "absolute"  # or "relative"
     route_id: str | None = str(fact("sap_b1", "sandbox", "route_id", default=".node1"))
+    # A single-node Service Layer (the common on-premises install) accepts B1SESSION alone; behind
+    # the load balancer ROUTEID must name the node too.
+    load_balanced: bool = False
+    # What a login costs (the product page: about five seconds); tests set 0.
+    login_seconds: float = float(fact("sap_b1", "sandbox", "login_seconds"))
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -108,6 +116,16 @@ BP_FIELDS = {"CardCode", "CardName", "CardType", "GroupCode", "FederalTaxID", "C
              "CreditLimit", "Valid", "Frozen", "EmailAddress"}
 CARD_TYPES = {"C": "cCustomer", "S": "cSupplier", "L": "cLid"}
 COSTING_FIELDS = ("CostingCode", "CostingCode2", "CostingCode3", "CostingCode4", "CostingCode5")
+
+
+#: Vendors of the consulting firm (CardCode, CardName, FederalTaxID).
+CONSULTING_VENDORS = (("V20001", "Delta Air Lines, Inc.", "58-0218548"),
+                      ("V20002", "Marriott International, Inc.", "52-2055918"),
+                      ("V20003", "Uber Technologies Inc", "45-2647441"),
+                      ("V20004", "The Capital Grille", "59-3400001"),
+                      ("V20005", "The Hertz Corporation", "13-1938568"),
+                      ("V20006", "Regus Management Group LLC", "98-7654321"),
+                      ("V20007", "WeWork LLC", "47-1234567"))
 
 
 def _seed(sets: dict[str, EntitySet]) -> None:
@@ -139,6 +157,13 @@ def _seed(sets: dict[str, EntitySet]) -> None:
         bps.rows[code] = {"CardCode": code, "CardName": f"Employee {i:02d}", "CardType": "cSupplier",
                           "GroupCode": 102, "FederalTaxID": None, "Currency": "USD", "PayTermsGrpCode": -1,
                           "CreditLimit": 0.0, "Valid": "tYES", "Frozen": "tNO", "EmailAddress": None}
+    # The consulting firm of the Concur sandbox (systems/concur/sandbox/seed.py): its travel and
+    # office vendors, named as B1 knows them (Concur's spellings differ: matched by normalised name
+    # or tax id). Concur's coffee shop of report 3 is deliberately absent (the review case).
+    for code, name, tax in CONSULTING_VENDORS:
+        bps.rows[code] = {"CardCode": code, "CardName": name, "CardType": "cSupplier", "GroupCode": 101,
+                          "FederalTaxID": tax, "Currency": "USD", "PayTermsGrpCode": -1, "CreditLimit": 0.0,
+                          "Valid": "tYES", "Frozen": "tNO", "EmailAddress": None}
     for n in (1, 2):
         sets["Dimensions"].rows[n] = {"DimensionCode": n, "DimensionName": f"Dimension {n}",
                                       "IsActive": "tYES", "DimensionDescription": ["Cost centre", "Department"][n - 1]}
@@ -146,6 +171,17 @@ def _seed(sets: dict[str, EntitySet]) -> None:
                             ("CC04", "Consulting", 1), ("DEPT1", "North", 2), ("DEPT2", "South", 2)):
         sets["ProfitCenters"].rows[code] = {"CenterCode": code, "CenterName": name, "GroupCode": None,
                                             "InWhichDimension": dim, "Active": "tYES"}
+    # B1 creates a direct distribution rule for every profit centre [U]; one split rule besides.
+    for pc in list(sets["ProfitCenters"].rows.values()):
+        sets["DistributionRules"].rows[pc["CenterCode"]] = {
+            "FactorCode": pc["CenterCode"], "FactorDescription": pc["CenterName"], "TotalFactor": 100.0,
+            "Direct": "tYES", "InWhichDimension": pc["InWhichDimension"], "Active": "tYES",
+            "DistributionRuleLines": [{"CenterCode": pc["CenterCode"], "TotalInCenter": 100.0}]}
+    sets["DistributionRules"].rows["SPLIT12"] = {
+        "FactorCode": "SPLIT12", "FactorDescription": "Sales / Engineering 50:50", "TotalFactor": 100.0,
+        "Direct": "tNO", "InWhichDimension": 1, "Active": "tYES",
+        "DistributionRuleLines": [{"CenterCode": "CC01", "TotalInCenter": 50.0},
+                                  {"CenterCode": "CC02", "TotalInCenter": 50.0}]}
     for code, name in (("P001", "Client Alpha"), ("P002", "Client Beta"), ("P003", "Internal")):
         sets["Projects"].rows[code] = {"Code": code, "Name": name, "ValidFrom": None, "ValidTo": None,
                                        "Active": "tYES"}
@@ -175,6 +211,9 @@ class B1Sandbox:
             "Dimensions": EntitySet("Dimensions", "DimensionCode", int,
                                     {"DimensionCode", "DimensionName", "IsActive", "DimensionDescription"}),
             "Projects": EntitySet("Projects", "Code", str, {"Code", "Name", "ValidFrom", "ValidTo", "Active"}),
+            "DistributionRules": EntitySet("DistributionRules", "FactorCode", str,
+                                           {"FactorCode", "FactorDescription", "TotalFactor", "Direct",
+                                            "InWhichDimension", "Active", "DistributionRuleLines"}),
         }
         _seed(self.sets)
         self._next_jdt = 1
@@ -200,7 +239,7 @@ class B1Sandbox:
             for key, value in kw.items():
                 if key == "latency":
                     self.faults.latency = max(float(value or 0), 0.0)
-                elif key in ("fail_next", "after_commit_next"):
+                elif key in ("fail_next", "after_commit_next", "expire_sessions_after"):
                     setattr(self.faults, key, max(int(value or 0), 0))
                 elif key == "fail_kind":
                     if value not in FAIL_KINDS:
@@ -229,6 +268,10 @@ class B1Sandbox:
                     self.config.next_link_style = str(value)
                 elif key == "route_id":
                     self.config.route_id = str(value) if value else None
+                elif key == "load_balanced":
+                    self.config.load_balanced = bool(value)
+                elif key == "login_seconds":
+                    self.config.login_seconds = max(float(value), 0.0)
                 else:
                     raise ValueError(f"unknown config key {key!r}")
             return self.config.to_dict()
@@ -241,6 +284,14 @@ class B1Sandbox:
                 self.faults_injected[f.fail_kind] += 1
                 return f.fail_kind
             return None
+
+    def count_toward_expiry(self) -> None:
+        with self.lock:
+            if self.faults.expire_sessions_after > 0:
+                self.faults.expire_sessions_after -= 1
+                if self.faults.expire_sessions_after == 0:
+                    self.sessions.clear()
+                    self.faults_injected["expire_sessions"] += 1
 
     def take_after_commit(self) -> str | None:
         with self.lock:
@@ -402,8 +453,10 @@ class B1Sandbox:
                 raise SlError(400, -5002, f"Line {i + 1}: invalid account code (AccountCode) '{acct}'")
             for dim, fname in enumerate(COSTING_FIELDS, start=1):
                 code = line.get(fname)
-                pc = self.sets["ProfitCenters"].rows.get(code) if code else None
-                if code and (pc is None or pc["InWhichDimension"] != dim):
+                # CostingCode(n) takes a distribution rule of dimension n (a profit centre's direct rule).
+                rule = (self.sets["DistributionRules"].rows.get(code)
+                        or self.sets["ProfitCenters"].rows.get(code)) if code else None
+                if code and (rule is None or rule["InWhichDimension"] != dim):
                     raise SlError(400, -5002, f"Line {i + 1}: invalid distribution rule ({fname}) '{code}'")
             proj = line.get("ProjectCode")
             if proj and proj not in self.sets["Projects"].rows:

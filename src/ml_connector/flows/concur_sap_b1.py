@@ -1,0 +1,446 @@
+"""SAP Concur → SAP Business One: approved expense reports and payment requests become balanced
+journal entries (docs/concur.md).
+
+Reading Concur is `systems/concur/sources.py`, writing Business One `systems/sap_b1/targets.py`;
+this module holds the pure mapping functions and the wiring.
+
+- `expense_reports`: an approved report in Processing Payment → one journal entry: a debit line per
+  entry allocation (its account, its cost-centre fields as CostingCode..CostingCode5) and a credit
+  line per vendor (ShortName = the BusinessPartner's CardCode).
+- `payment_requests`: an approved payment request → one journal entry: a debit line per line-item
+  allocation, one credit line for the vendor.
+
+Vendors are matched by tax id, then the `vendors` mapping table, then the normalised name; a
+second candidate is never guessed between. Accounts (after the `accounts` table) must be in the
+chart of accounts, cost centres (after `cost_centers`) must be distribution rules of their
+dimension. A document with a vendor, account or cost centre that does not match is parked for
+review with the key it waits for (`ml-connector parked`); setting that mapping posts it, and so
+does the next run once Business One has the master record.
+
+The journal entry's reference (`Reference3`) is `concur:<source key>`: looked up before every post
+and after any uncertain answer, so a document is posted once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from ml_connector.core import mapping
+from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
+from ml_connector.core.ledger import Desired, Parked
+from ml_connector.core.outbox import Entry
+from ml_connector.systems.concur.client import ConcurClient, ConcurError
+from ml_connector.systems.concur.sources import ApprovedPaymentRequestsSource, ReadyExpenseReportsSource
+from ml_connector.systems.sap_b1.client import ServiceLayerApi
+from ml_connector.systems.sap_b1.targets import JournalEntriesTarget
+
+log = logging.getLogger(__name__)
+
+#: A mapping-table lookup: (table, source value) -> target value or None.
+Mapped = Callable[[str, str], str | None]
+
+COSTING_FIELDS = ("CostingCode", "CostingCode2", "CostingCode3", "CostingCode4", "CostingCode5")
+CENT = Decimal("0.01")
+#: Legal-form words left out when names are compared ("Delta Air Lines, Inc." = "DELTA AIR LINES").
+_LEGAL_FORMS = frozenset({"inc", "incorporated", "llc", "ltd", "limited", "corp", "corporation", "co", "company",
+                          "gmbh", "ag", "sa", "sarl", "bv", "plc", "lp", "llp", "the"})
+
+
+def normalise_name(name: str) -> str:
+    """Lower case, accents and punctuation dropped, legal forms and 'the' dropped, spaces collapsed."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").lower()
+    text = text.replace("&", " and ")
+    words = [w for w in re.split(r"[^a-z0-9]+", text) if w and w not in _LEGAL_FORMS]
+    return " ".join(words)
+
+
+def normalise_tax_id(tax_id: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]", "", tax_id).upper()
+
+
+@dataclass(frozen=True)
+class MasterData:
+    """What Business One holds that the mapping checks against (read once per run)."""
+
+    accounts: frozenset[str]
+    #: dimension (1..5) -> distribution rule codes usable as CostingCode(n) (profit centres' direct rules too)
+    dimensions: dict[int, frozenset[str]]
+    #: suppliers: CardCode -> (CardName, FederalTaxID)
+    vendors: dict[str, tuple[str, str]]
+    by_tax: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    by_name: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, accounts: Iterable[str], rules: Iterable[tuple[int, str]],
+              vendors: Iterable[tuple[str, str, str]]) -> MasterData:
+        dims: dict[int, set[str]] = {}
+        for dim, code in rules:
+            dims.setdefault(int(dim), set()).add(code)
+        vmap = {code: (name or "", tax or "") for code, name, tax in vendors}
+        by_tax: dict[str, list[str]] = {}
+        by_name: dict[str, list[str]] = {}
+        for code, (name, tax) in sorted(vmap.items()):
+            if tax and normalise_tax_id(tax):
+                by_tax.setdefault(normalise_tax_id(tax), []).append(code)
+            if normalise_name(name):
+                by_name.setdefault(normalise_name(name), []).append(code)
+        return cls(frozenset(accounts), {d: frozenset(c) for d, c in dims.items()}, vmap,
+                   {k: tuple(v) for k, v in by_tax.items()}, {k: tuple(v) for k, v in by_name.items()})
+
+
+@dataclass(frozen=True)
+class Options:
+    """The flow's options that shape the mapping."""
+
+    #: dimension -> the allocation field holding its code ({1: "Custom1"}: cost centre in Custom1)
+    dimension_fields: dict[int, str] = field(default_factory=lambda: {1: "Custom1"})
+    local_currency: str = "USD"
+    #: the payment-request field holding the vendor's tax id (company configuration), if any
+    payment_request_tax_id_field: str | None = None
+
+
+class Review(Exception):
+    """A document waits for a mapping or master record: `waits_for` (table:value) and why."""
+
+    def __init__(self, waits_for: str, why: str) -> None:
+        super().__init__(why)
+        self.waits_for = waits_for
+        self.why = why
+
+
+def _code(value: Any) -> str:
+    """The code of a Concur list/custom field ({Code, Value, ...}) or a plain value."""
+    if isinstance(value, dict):
+        return str(value.get("Code") or value.get("Value") or "").strip()
+    return str(value or "").strip()
+
+
+def match_vendor(name: str, *, tax_id: str = "", code: str = "", master: MasterData, mapped: Mapped) -> str:
+    """The CardCode of a Concur vendor: by tax id, else the `vendors` mapping (keyed by the Concur
+    vendor code, else the name as Concur spells it), else the normalised name. Raises `Review`
+    when nothing matches, when a tax id or name matches more than one supplier (never guessed),
+    or when a mapping names a CardCode Business One does not have."""
+    key = code or name or "-"
+    waits = mapping.waits_for("vendors", key)
+    if tax_id and normalise_tax_id(tax_id):
+        found = master.by_tax.get(normalise_tax_id(tax_id), ())
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise Review(waits, f"vendor {name!r}: tax id {tax_id} belongs to {len(found)} business partners "
+                                f"({', '.join(found)}); map it")
+    target = mapped("vendors", key) or (mapped("vendors", name) if code and name else None)
+    if target:
+        if target not in master.vendors:
+            raise Review(waits, f"vendor {name!r} is mapped to {target}, which is not a supplier in Business One")
+        return target
+    found = master.by_name.get(normalise_name(name), ()) if name else ()
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise Review(waits, f"vendor {name!r} matches {len(found)} business partners by name "
+                            f"({', '.join(found)}); map it")
+    raise Review(waits, f"vendor {name!r} is not a business partner in Business One; map it")
+
+
+def check_account(code: str, *, master: MasterData, mapped: Mapped, where: str) -> str:
+    if not code:
+        raise Review(mapping.waits_for("accounts", "-"), f"{where}: no account code")
+    account = mapped("accounts", code) or code
+    if account not in master.accounts:
+        raise Review(mapping.waits_for("accounts", code),
+                     f"{where}: account {account} is not in the Business One chart of accounts")
+    return account
+
+
+def costing_codes(allocation: dict[str, Any], *, options: Options, master: MasterData, mapped: Mapped,
+                  where: str) -> dict[str, str]:
+    """CostingCode..CostingCode5 of one allocation, each checked against its dimension's rules."""
+    out: dict[str, str] = {}
+    for dim, fname in sorted(options.dimension_fields.items()):
+        code = _code(allocation.get(fname))
+        if not code:
+            continue
+        rule = mapped("cost_centers", code) or code
+        if rule not in master.dimensions.get(int(dim), frozenset()):
+            raise Review(mapping.waits_for("cost_centers", code),
+                         f"{where}: cost centre {rule} ({fname}) is not a distribution rule of dimension {dim}")
+        out[COSTING_FIELDS[int(dim) - 1]] = rule
+    return out
+
+
+def split(amount: Decimal, percentages: list[Decimal]) -> list[Decimal]:
+    """`amount` split by percentages, to the cent; the rounding rest goes to the last share so the
+    shares add up to the amount exactly."""
+    if not percentages:
+        return []
+    total_pct = sum(percentages, Decimal(0))
+    shares = [(amount * p / total_pct).quantize(CENT, ROUND_HALF_UP) for p in percentages[:-1]]
+    return [*shares, amount - sum(shares, Decimal(0))]
+
+
+def _amount_fields(side: str, amount: Decimal, currency: str, options: Options) -> dict[str, Any]:
+    """Debit/Credit in local currency; a foreign-currency document gives FCCurrency and FCDebit/FCCredit,
+    and Business One converts at its own rate of the posting date."""
+    if currency == options.local_currency:
+        return {side: float(amount)}
+    return {"FCCurrency": currency, f"FC{side}": float(amount)}
+
+
+def _balanced(debits: list[dict[str, Any]], credits: list[dict[str, Any]], total: Decimal,
+              problems: list[str]) -> list[dict[str, Any]]:
+    if not debits:
+        problems.append("the document has no lines to post")
+    return [*debits, *credits]
+
+
+def report_to_journal_entry(key: str, report: dict[str, Any], *, master: MasterData, mapped: Mapped,
+                            options: Options) -> Desired | Parked:
+    """An approved Concur expense report (with `Entries[].Allocations`) → the journal entry to post,
+    or `Parked` on the first vendor / account / cost centre that does not match."""
+    currency = str(report.get("CurrencyCode") or options.local_currency).upper()
+    problems: list[str] = []
+    debits: list[dict[str, Any]] = []
+    per_vendor: dict[str, Decimal] = {}
+    vendor_names: dict[str, str] = {}
+    total = Decimal(0)
+    try:
+        for n, e in enumerate(report.get("Entries") or [], start=1):
+            where = f"report {report.get('ID')} entry {n} ({e.get('ID')})"
+            if e.get("IsPersonal"):
+                continue  # the employee's own money: not a company expense
+            amount = Decimal(str(e.get("PostedAmount") if e.get("PostedAmount") is not None
+                                 else e.get("ApprovedAmount") or 0)).quantize(CENT, ROUND_HALF_UP)
+            vendor = str(e.get("VendorDescription") or e.get("VendorListItemName") or "").strip()
+            card = match_vendor(vendor, code=str(e.get("VendorListItemID") or ""), master=master, mapped=mapped)
+            allocs = [a for a in (e.get("Allocations") or [])]
+            if not allocs:
+                problems.append(f"{where}: no allocation (no account to post to)")
+                continue
+            shares = split(amount, [Decimal(str(a.get("Percentage") or 0)) for a in allocs])
+            for m, (a, share) in enumerate(zip(allocs, shares, strict=True), start=1):
+                here = f"{where} allocation {m}"
+                account = check_account(str(a.get("AccountCode1") or "").strip(), master=master, mapped=mapped,
+                                        where=here)
+                line = {"AccountCode": account, **_amount_fields("Debit", share, currency, options),
+                        **costing_codes(a, options=options, master=master, mapped=mapped, where=here),
+                        "LineMemo": f"{e.get('ExpenseTypeName') or e.get('ExpenseTypeCode')} {vendor}"[:50],
+                        "Reference1": str(e.get("ID") or "")[:100],
+                        "ReferenceDate1": str(e.get("TransactionDate") or "")[:10] or None}
+                debits.append({k: v for k, v in line.items() if v is not None})
+            per_vendor[card] = per_vendor.get(card, Decimal(0)) + amount
+            vendor_names.setdefault(card, vendor)
+            total += amount
+    except Review as r:
+        log.warning("expense report %s waits for review (%s): %s", key, r.waits_for, r.why)
+        return Parked(key, r.waits_for, payload=report)
+    credits = [{"ShortName": card, **_amount_fields("Credit", amt, currency, options),
+                "LineMemo": f"Concur {vendor_names[card]}"[:50]} for card, amt in per_vendor.items()]
+    day = str(report.get("ProcessingPaymentDate") or report.get("SubmitDate") or "")[:10]
+    entry = {"ReferenceDate": day, "TaxDate": day, "DueDate": day,
+             "Memo": f"Concur {report.get('Name') or report.get('ID')}"[:50],
+             "Reference": str(report.get("ID") or "")[:100], "Reference2": str(report.get("OwnerLoginID") or "")[:100],
+             "JournalEntryLines": _balanced(debits, credits, total, problems)}
+    return Desired(key, {"external_id": f"concur:{key}", "source": "expense report",
+                         "source_id": str(report.get("ID") or ""), "currency": currency,
+                         "total": str(total), "entry": entry, "problems": problems})
+
+
+def _line_items(pr: dict[str, Any]) -> list[dict[str, Any]]:
+    items = pr.get("LineItems") or []
+    if isinstance(items, dict):  # the v3 GET wraps them: {"LineItem": [...]}
+        items = items.get("LineItem") or []
+    return list(items)
+
+
+def _allocations(li: dict[str, Any]) -> list[dict[str, Any]]:
+    allocs = li.get("Allocations") or []
+    if isinstance(allocs, dict):
+        allocs = allocs.get("Allocation") or []
+    return list(allocs)
+
+
+def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: MasterData, mapped: Mapped,
+                                     options: Options) -> Desired | Parked:
+    """An approved Concur payment request → the journal entry to post (debit per line allocation,
+    credit the vendor), or `Parked` on what does not match."""
+    currency = str(pr.get("CurrencyCode") or options.local_currency).upper()
+    problems: list[str] = []
+    debits: list[dict[str, Any]] = []
+    total = Decimal(0)
+    vendor = str((pr.get("VendorRemitAddress") or {}).get("Name") or "").strip()
+    code = str((pr.get("VendorRemitToIdentifier") or {}).get("VendorCode") or "").strip()
+    tax = _code(pr.get(options.payment_request_tax_id_field)) if options.payment_request_tax_id_field else ""
+    try:
+        card = match_vendor(vendor, tax_id=tax, code=code, master=master, mapped=mapped)
+        for n, li in enumerate(_line_items(pr), start=1):
+            where = f"payment request {pr.get('ID')} line {n}"
+            amount = Decimal(str(li.get("ApprovedLineItemAmount") or li.get("TotalPrice") or 0)).quantize(CENT)
+            allocs = _allocations(li)
+            if not allocs:
+                problems.append(f"{where}: no allocation (no account to post to)")
+                continue
+            shares = split(amount, [Decimal(str(a.get("Percentage") or 0)) for a in allocs])
+            for m, (a, share) in enumerate(zip(allocs, shares, strict=True), start=1):
+                here = f"{where} allocation {m}"
+                account = check_account(str(a.get("AllocationAccountCode") or "").strip(), master=master,
+                                        mapped=mapped, where=here)
+                debits.append({"AccountCode": account, **_amount_fields("Debit", share, currency, options),
+                               **costing_codes(a, options=options, master=master, mapped=mapped, where=here),
+                               "LineMemo": str(li.get("Description") or li.get("ExpenseTypeCode") or "")[:50],
+                               "Reference1": str(li.get("LineItemId") or "")[:100]})
+            total += amount
+    except Review as r:
+        log.warning("payment request %s waits for review (%s): %s", key, r.waits_for, r.why)
+        return Parked(key, r.waits_for, payload=pr)
+    for extra in ("ShippingAmount", "TaxAmount"):
+        if Decimal(str(pr.get(extra) or 0)) != 0:
+            problems.append(f"payment request {pr.get('ID')}: {extra} {pr.get(extra)} has no account mapping yet")
+    credits = [{"ShortName": card, **_amount_fields("Credit", total, currency, options),
+                "LineMemo": f"Concur {pr.get('InvoiceNumber') or ''} {vendor}"[:50]}]
+    day = str(pr.get("InvoiceDate") or "")[:10]
+    entry = {"ReferenceDate": day, "TaxDate": day, "DueDate": str(pr.get("PaymentDueDate") or day)[:10],
+             "Memo": f"Concur invoice {pr.get('InvoiceNumber') or pr.get('ID')}"[:50],
+             "Reference": str(pr.get("InvoiceNumber") or "")[:100], "Reference2": vendor[:100],
+             "JournalEntryLines": _balanced(debits, credits, total, problems)}
+    return Desired(key, {"external_id": f"concur:{key}", "source": "payment request",
+                         "source_id": str(pr.get("ID") or ""), "currency": currency,
+                         "total": str(total), "entry": entry, "problems": problems})
+
+
+def describe_entry(op: str, p: dict[str, Any]) -> str:
+    lines = p["entry"]["JournalEntryLines"]
+    parts = [f"{ln.get('AccountCode') or ln.get('ShortName')} "
+             f"{'Dr' if ln.get('Debit') or ln.get('FCDebit') else 'Cr'} "
+             f"{ln.get('Debit') or ln.get('FCDebit') or ln.get('Credit') or ln.get('FCCredit')}"
+             + (f" {ln['CostingCode']}" if ln.get("CostingCode") else "") for ln in lines]
+    return (f"post B1 journal entry {p['external_id']} ({p['source']}, {p['total']} {p['currency']}): "
+            + ", ".join(parts))
+
+
+# --------------------------------------------------------------------------- master data
+
+
+def load_master_data(b1: ServiceLayerApi) -> MasterData:
+    """The chart of accounts, the distribution rules and profit centres, and the suppliers."""
+    size = 1000
+    accounts = [r["Code"] for r in b1.get_all("ChartOfAccounts", {"$select": "Code,ActiveAccount"}, page_size=size)
+                if r.get("ActiveAccount") in (None, "tYES")]
+    rules = [(int(r["InWhichDimension"]), str(r["CenterCode"]))
+             for r in b1.get_all("ProfitCenters", {"$select": "CenterCode,InWhichDimension,Active"}, page_size=size)
+             if r.get("Active") in (None, "tYES") and r.get("InWhichDimension")]
+    rules += [(int(r["InWhichDimension"]), str(r["FactorCode"]))
+              for r in b1.get_all("DistributionRules", {"$select": "FactorCode,InWhichDimension,Active"},
+                                  page_size=size)
+              if r.get("Active") in (None, "tYES") and r.get("InWhichDimension")]
+    vendors = [(str(r["CardCode"]), str(r.get("CardName") or ""), str(r.get("FederalTaxID") or ""))
+               for r in b1.get_all("BusinessPartners", {"$select": "CardCode,CardName,FederalTaxID,Valid,Frozen",
+                                                        "$filter": "CardType eq 'cSupplier'"}, page_size=size)
+               if r.get("Valid") != "tNO" and r.get("Frozen") != "tYES"]
+    return MasterData.build(accounts, rules, vendors)
+
+
+# --------------------------------------------------------------------------- wiring
+
+# Read by the configuration loader (without importing this module) to check a flow's `streams`.
+STREAMS = ("expense_reports", "payment_requests")
+
+
+class ConcurSapB1Flow(Flow):
+    pair = "concur_sap_b1"
+    #: Master data read once per run and kept this long (a mapping set later re-reads it).
+    MASTER_TTL = 30.0
+
+    def streams(self) -> dict[str, Stream]:
+        if not hasattr(self, "_streams"):
+            self._streams: dict[str, Stream] = self._build()
+        return self._streams
+
+    def _options(self) -> Options:
+        opts = dict(getattr(self.cfg, "options", {}) or {})
+        dims = {int(k): str(v) for k, v in (opts.get("dimension_fields") or {1: "Custom1"}).items()}
+        for d in dims:
+            if not 1 <= d <= 5:
+                raise ValueError(f"flow {self.name}: options.dimension_fields: dimension {d} is not 1-5")
+        return Options(dimension_fields=dims, local_currency=str(opts.get("local_currency", "USD")).upper(),
+                       payment_request_tax_id_field=opts.get("payment_request_tax_id_field"))
+
+    def _master(self, ctx: RunContext) -> MasterData:
+        if not hasattr(self, "_cache"):
+            self._cache: tuple[str, float, MasterData] | None = None
+            self._cache_lock = threading.Lock()
+        with self._cache_lock:
+            c = self._cache
+            if c is not None and c[0] == ctx.run_id and time.monotonic() - c[1] < self.MASTER_TTL:
+                return c[2]
+            md = load_master_data(ctx.runtime.connection(self.cfg.target))
+            self._cache = (ctx.run_id, time.monotonic(), md)
+            return md
+
+    def _build(self) -> dict[str, Stream]:
+        opts = dict(getattr(self.cfg, "options", {}) or {})
+        options = self._options()
+        concur, b1 = self.cfg.source, self.cfg.target
+        page_size = opts.get("page_size")
+
+        def mapped(ctx: RunContext) -> Mapped:
+            def get(table: str, value: str) -> str | None:
+                with ctx.runtime.db.read() as s:  # committed state; takes no write lock
+                    return mapping.get(s, ctx.flow, table, value)
+            return get
+
+        after_post = self._confirm(concur, opts) if opts.get("confirm_to_concur") else None
+        reports = Stream(
+            "expense_reports", ReadyExpenseReportsSource(concur, page_size=page_size),
+            lambda ctx, key, rec: report_to_journal_entry(key, rec, master=self._master(ctx), mapped=mapped(ctx),
+                                                          options=options),
+            JournalEntriesTarget(b1, after_post=after_post), mapping_tables=("vendors", "accounts", "cost_centers"),
+            describe=describe_entry)
+        payment_requests = Stream(
+            "payment_requests", ApprovedPaymentRequestsSource(concur, page_size=page_size),
+            lambda ctx, key, rec: payment_request_to_journal_entry(key, rec, master=self._master(ctx),
+                                                                   mapped=mapped(ctx), options=options),
+            JournalEntriesTarget(b1, after_post=after_post), mapping_tables=("vendors", "accounts", "cost_centers"),
+            describe=describe_entry)
+        streams = {s.name: s for s in (reports, payment_requests)}
+        assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
+        return streams
+
+
+    @staticmethod
+    def _confirm(concur: str, opts: dict[str, Any]) -> Callable[[RunContext, Entry, Outcome], Outcome]:
+        """Option `confirm_to_concur`: once the journal entry is in Business One, acknowledge the
+        document's FIS record and confirm the posting (JdtNum/Number) to Concur. The journal
+        entry stays posted if that fails: the entry fails with what happened, and `replay` sends
+        the confirmation only (the lookup finds the journal entry)."""
+        system_id = str(opts.get("system_id") or "SAPB1")[:50]
+        company_id = str(opts.get("company_id") or "B1")
+
+        def after(ctx: RunContext, e: Entry, posted: Outcome) -> Outcome:
+            p = e.payload
+            doc_type = "expense" if p.get("source") == "expense report" else "invoice"
+            number = str((posted.response or {}).get("Number") or posted.target_id)
+            day = str(p["entry"].get("ReferenceDate") or "")
+            client: ConcurClient = ctx.runtime.connection(concur)
+            try:
+                doc_id = client.fis_document_id(doc_type, str(p.get("source_id")))
+                if doc_id is not None:
+                    client.confirm_posting(doc_type, doc_id, system_id=system_id, company_id=company_id,
+                                           document_number=number, fiscal_year=day[:4], posting_date=day)
+            except ConcurError as exc:
+                return Outcome(e.id, "failed", request=p,
+                               error=f"posted in Business One as JdtNum {posted.target_id}, but the posting "
+                                     f"confirmation to Concur failed: {exc}; replay re-sends the confirmation only")
+            return replace(posted, response={**(posted.response or {}), "fis_document": doc_id})
+        return after
+
+
+FLOW = ConcurSapB1Flow

@@ -1,0 +1,215 @@
+"""SAP Concur → Business One: master data and documents for the mapping tests, the two sandboxes
+and a configured environment for the flow's integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ml_connector.demo_concur_b1 import FLOW as FLOW
+from ml_connector.demo_concur_b1 import INVOICE_FLOW as INVOICE_FLOW
+from ml_connector.demo_concur_b1 import pair_config, pair_secrets
+from ml_connector.flows.concur_sap_b1 import MasterData
+from ml_connector.sandbox import SandboxHandle, start_sandboxes
+
+
+def master() -> MasterData:
+    """A small Business One: two expense accounts, cost centres in dimensions 1 and 2, suppliers
+    (two with the same name and two with the same tax id, for the ambiguity cases)."""
+    return MasterData.build(
+        accounts=["6010", "6020", "6030", "2000"],
+        rules=[(1, "CC01"), (1, "CC02"), (1, "SPLIT12"), (2, "DEPT1")],
+        vendors=[("V1", "Delta Air Lines, Inc.", "58-0218548"), ("V2", "Marriott International", ""),
+                 ("V3", "Acme Print", ""), ("V4", "ACME PRINT LLC", ""),
+                 ("V5", "North Star GmbH", "11-111"), ("V6", "North Star Services", "11 111")])
+
+
+def no_mappings(table: str, value: str) -> str | None:
+    return None
+
+
+def mappings(**tables: dict[str, str]) -> Any:
+    def get(table: str, value: str) -> str | None:
+        return tables.get(table, {}).get(value)
+    return get
+
+
+def allocation(pct: str, account: str, cc: str | None = None, dept: str | None = None) -> dict[str, Any]:
+    return {"ID": f"A-{account}-{cc}-{pct}", "Percentage": f"{float(pct):.8f}", "AccountCode1": account,
+            "Custom1": {"Code": cc, "Value": cc} if cc else None,
+            "Custom2": {"Code": dept, "Value": dept} if dept else None}
+
+
+def entry(eid: str, vendor: str, amount: float, allocations: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    return {"ID": eid, "ExpenseTypeCode": "AIRFR", "ExpenseTypeName": "Airfare", "VendorDescription": vendor,
+            "PostedAmount": amount, "TransactionDate": "2026-11-01", "IsPersonal": False,
+            "Allocations": allocations, **kw}
+
+
+def report(entries: list[dict[str, Any]], rid: str = "R1", currency: str = "USD") -> dict[str, Any]:
+    return {"ID": rid, "Name": "Client visit", "CurrencyCode": currency, "OwnerLoginID": "ana@x.example",
+            "ProcessingPaymentDate": "2026-11-05T10:00:00", "SubmitDate": "2026-11-04T10:00:00",
+            "Entries": entries}
+
+
+def payment_request(lines: list[tuple[str, str, str]], vendor: str = "Regus Business Centre",
+                    code: str = "REGUS01", tax: str | None = None) -> dict[str, Any]:
+    pr: dict[str, Any] = {
+        "ID": "PR1", "InvoiceNumber": "INV-1", "InvoiceDate": "2026-11-01", "PaymentDueDate": "2026-12-01",
+        "CurrencyCode": "USD", "ShippingAmount": "0.00", "TaxAmount": "0.00",
+        "VendorRemitAddress": {"Name": vendor}, "VendorRemitToIdentifier": {"VendorCode": code},
+        "LineItems": {"LineItem": [{"LineItemId": f"L{n}", "Description": "Rent", "TotalPrice": amount,
+                                    "ApprovedLineItemAmount": amount,
+                                    "Allocations": {"Allocation": [{"Percentage": "100",
+                                                                    "AllocationAccountCode": account,
+                                                                    "Custom1": {"Code": cc}}]}}
+                                   for n, (amount, account, cc) in enumerate(lines, start=1)]}}
+    if tax:
+        pr["Custom5"] = {"Value": tax}
+    return pr
+
+
+def sums(lines: list[dict[str, Any]], side: str) -> Decimal:
+    return sum((Decimal(str(ln.get(side) or 0)) for ln in lines), Decimal(0))
+
+
+# --------------------------------------------------------------------------- sandboxes and environment
+
+
+@dataclass
+class ConcurWorld:
+    concur: SandboxHandle
+    b1: SandboxHandle
+
+    @property
+    def c(self) -> dict[str, Any]:
+        return self.concur.info
+
+    def concur_admin(self, what: str, **kw: Any) -> dict[str, Any]:
+        r = httpx.post(f"{self.c['admin']}/{what}", json=kw, timeout=10)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def b1_admin(self, what: str, **kw: Any) -> dict[str, Any]:
+        r = httpx.post(f"{self.b1.info['admin']}/{what}", json=kw, timeout=10)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def concur_stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.c['admin']}/stats", timeout=10).json())
+
+    def b1_stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.b1.info['admin']}/stats", timeout=10).json())
+
+    def journal_entries(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.b1.info['admin']}/state/JournalEntries", timeout=10).json()["JournalEntries"])
+
+    def entries_for(self, source_key: str) -> list[dict[str, Any]]:
+        return [je for je in self.journal_entries() if je.get("Reference3") == f"concur:{source_key}"]
+
+
+@contextmanager
+def concur_world(*, b1_login_seconds: float = 0.0) -> Iterator[ConcurWorld]:
+    handles = start_sandboxes(systems=("concur", "sap_b1"))
+    try:
+        handles["sap_b1"].state.set_config(login_seconds=b1_login_seconds)
+        yield ConcurWorld(handles["concur"], handles["sap_b1"])
+    finally:
+        for h in handles.values():
+            h.stop()
+
+
+def write_pair_config(workdir: Path, concur: dict[str, Any], b1: dict[str, Any], **kw: Any) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "ml-connector.yaml"
+    path.write_text(pair_config(concur, b1, **kw), encoding="utf-8")
+    return path
+
+
+def pair_env(workdir: Path, world: ConcurWorld, **kw: Any) -> Any:
+    """A working directory with the pair's configuration and its secrets stored; `.cli(...)` runs
+    the CLI in a subprocess (tests.support.env.Env)."""
+    import os
+
+    from tests.support.env import Env, store_secrets
+    from tests.support.processes import ROOT
+
+    cfg = write_pair_config(workdir, world.c, world.b1.info, **kw)
+    env = dict(os.environ)
+    env["MLC_LOG_LEVEL"] = env.get("MLC_LOG_LEVEL", "WARNING")
+    env["PYTHONPATH"] = str(ROOT / "src")
+    env["COLUMNS"] = "250"
+    env.pop("MLC_DATABASE_URL", None)
+    e = Env(workdir, cfg, world.b1.url, world.concur.url, env)
+    store_secrets(e, pair_secrets(world.c, world.b1.info))
+    return e
+
+
+def copy_report(world: ConcurWorld, from_id: str, new_id: str, *, vendor: str | None = None) -> str:
+    """A new approved report in the Concur sandbox: a copy of `from_id` (entries, allocations);
+    `vendor` replaces the vendor of its last entry."""
+    st = world.concur.state
+    with st.lock:
+        st.copy_report(from_id, new_id)
+        if vendor is not None:
+            last = [e for e in st.entries.values() if e["ReportID"] == new_id][-1]
+            last["VendorDescription"] = vendor
+    return new_id
+
+
+def add_supplier(world: ConcurWorld, card_code: str, name: str, tax_id: str | None = None) -> None:
+    """A new supplier in the Business One sandbox (what an operator creates there)."""
+    st = world.b1.state
+    st.create(st.sets["BusinessPartners"], {"CardCode": card_code, "CardName": name, "CardType": "cSupplier",
+                                            "FederalTaxID": tax_id})
+
+
+def expected_totals(world: ConcurWorld, report_ids: list[str]) -> dict[tuple[str, str], Decimal]:
+    """(account, cost centre) -> amount, from the Concur sandbox's reports, entries and allocations."""
+    from ml_connector.flows.concur_sap_b1 import split
+
+    st = world.concur.state
+    out: dict[tuple[str, str], Decimal] = {}
+    with st.lock:
+        for e in st.entries.values():
+            if e["ReportID"] not in report_ids:
+                continue
+            allocs = [a for a in st.allocations.values() if a["EntryID"] == e["ID"]]
+            shares = split(Decimal(str(e["PostedAmount"])), [Decimal(a["Percentage"]) for a in allocs])
+            for a, share in zip(allocs, shares, strict=True):
+                k = (a["AccountCode1"], a["Custom1"]["Code"])
+                out[k] = out.get(k, Decimal(0)) + share
+    return out
+
+
+def posted_totals(journal_entries: list[dict[str, Any]]) -> dict[tuple[str, str], Decimal]:
+    """(account, cost centre) -> debit, from Business One's journal entry lines."""
+    out: dict[tuple[str, str], Decimal] = {}
+    for je in journal_entries:
+        for ln in je["JournalEntryLines"]:
+            if ln.get("Debit"):
+                k = (ln["AccountCode"], ln.get("CostingCode") or "")
+                out[k] = out.get(k, Decimal(0)) + Decimal(str(ln["Debit"]))
+    return out
+
+
+def stored_token(e: Any, connection: str = "concur") -> Any:
+    """The token the CLI stored for `connection` (decrypted from the environment's database)."""
+    from ml_connector.config import load_config
+    from ml_connector.core.db import Database
+    from ml_connector.core.token_store import DbTokenStore
+    from ml_connector.core.vault import MasterKey, Vault
+
+    cfg = load_config(e.config)
+    config_dir = e.config.resolve().parent
+    db = Database(cfg.database_url_resolved(config_dir))
+    try:
+        return DbTokenStore(db, Vault(db, MasterKey.load(cfg.data_dir_resolved(config_dir)))).load(connection)
+    finally:
+        db.dispose()
