@@ -33,10 +33,13 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from pydantic import ConfigDict, Field, field_validator
+
 from ml_connector.core import mapping
 from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.outbox import Entry
+from ml_connector.core.settings import SettingsModel
 from ml_connector.systems.concur.client import ConcurClient, ConcurError
 from ml_connector.systems.concur.sources import ApprovedPaymentRequestsSource, ReadyExpenseReportsSource
 from ml_connector.systems.sap_b1.client import ServiceLayerApi
@@ -96,15 +99,35 @@ class MasterData:
                    {k: tuple(v) for k, v in by_tax.items()}, {k: tuple(v) for k, v in by_name.items()})
 
 
-@dataclass(frozen=True)
-class Options:
-    """The flow's options that shape the mapping."""
+class Options(SettingsModel):
+    """The flow's `options` in ml-connector.yaml, validated when the configuration is loaded (a wrong
+    type or an unknown key is refused there, with file, line and field)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
     #: dimension -> the allocation field holding its code ({1: "Custom1"}: cost centre in Custom1)
-    dimension_fields: dict[int, str] = field(default_factory=lambda: {1: "Custom1"})
-    local_currency: str = "USD"
+    dimension_fields: dict[int, str] = Field(default_factory=lambda: {1: "Custom1"})
+    local_currency: str = Field(default="USD", min_length=3, max_length=3)
     #: the payment-request field holding the vendor's tax id (company configuration), if any
     payment_request_tax_id_field: str | None = None
+    page_size: int | None = Field(default=None, ge=1)
+    #: acknowledge FIS documents and confirm postings back to Concur (off: nothing is written to Concur)
+    confirm_to_concur: bool = False
+    system_id: str = Field(default="SAPB1", min_length=1, max_length=50)
+    company_id: str = Field(default="B1", min_length=1)
+
+    @field_validator("dimension_fields")
+    @classmethod
+    def _dimensions(cls, v: dict[int, str]) -> dict[int, str]:
+        bad = [d for d in v if not 1 <= d <= 5]
+        if bad:
+            raise ValueError(f"dimension {bad[0]} is not 1-5 (Business One has CostingCode .. CostingCode5)")
+        return v
+
+    @field_validator("local_currency")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
 
 
 class Review(Exception):
@@ -365,13 +388,7 @@ class ConcurSapB1Flow(Flow):
         return self._streams
 
     def _options(self) -> Options:
-        opts = dict(getattr(self.cfg, "options", {}) or {})
-        dims = {int(k): str(v) for k, v in (opts.get("dimension_fields") or {1: "Custom1"}).items()}
-        for d in dims:
-            if not 1 <= d <= 5:
-                raise ValueError(f"flow {self.name}: options.dimension_fields: dimension {d} is not 1-5")
-        return Options(dimension_fields=dims, local_currency=str(opts.get("local_currency", "USD")).upper(),
-                       payment_request_tax_id_field=opts.get("payment_request_tax_id_field"))
+        return Options.model_validate(dict(getattr(self.cfg, "options", {}) or {}))
 
     def _master(self, ctx: RunContext) -> MasterData:
         if not hasattr(self, "_cache"):
@@ -386,10 +403,9 @@ class ConcurSapB1Flow(Flow):
             return md
 
     def _build(self) -> dict[str, Stream]:
-        opts = dict(getattr(self.cfg, "options", {}) or {})
         options = self._options()
         concur, b1 = self.cfg.source, self.cfg.target
-        page_size = opts.get("page_size")
+        page_size = options.page_size
 
         def mapped(ctx: RunContext) -> Mapped:
             def get(table: str, value: str) -> str | None:
@@ -397,7 +413,7 @@ class ConcurSapB1Flow(Flow):
                     return mapping.get(s, ctx.flow, table, value)
             return get
 
-        after_post = self._confirm(concur, opts) if opts.get("confirm_to_concur") else None
+        after_post = self._confirm(concur, options) if options.confirm_to_concur else None
         reports = Stream(
             "expense_reports", ReadyExpenseReportsSource(concur, page_size=page_size),
             lambda ctx, key, rec: report_to_journal_entry(key, rec, master=self._master(ctx), mapped=mapped(ctx),
@@ -416,13 +432,12 @@ class ConcurSapB1Flow(Flow):
 
 
     @staticmethod
-    def _confirm(concur: str, opts: dict[str, Any]) -> Callable[[RunContext, Entry, Outcome], Outcome]:
+    def _confirm(concur: str, options: Options) -> Callable[[RunContext, Entry, Outcome], Outcome]:
         """Option `confirm_to_concur`: once the journal entry is in Business One, acknowledge the
         document's FIS record and confirm the posting (JdtNum/Number) to Concur. The journal
         entry stays posted if that fails: the entry fails with what happened, and `replay` sends
         the confirmation only (the lookup finds the journal entry)."""
-        system_id = str(opts.get("system_id") or "SAPB1")[:50]
-        company_id = str(opts.get("company_id") or "B1")
+        system_id, company_id = options.system_id, options.company_id
 
         def after(ctx: RunContext, e: Entry, posted: Outcome) -> Outcome:
             p = e.payload
