@@ -130,6 +130,7 @@ class DbTokenStore:
                 token_type=str(data.get("token_type", "Bearer")),
                 scope=row.scope or "",
                 refresh_token=str(data.get("refresh_token") or ""),
+                extra={str(k): str(v) for k, v in (data.get("extra") or {}).items()},
             )
         except (VaultError, ValueError, KeyError, TypeError) as exc:
             # An unreadable token is only a stale one: fetch a new one.
@@ -138,9 +139,11 @@ class DbTokenStore:
             return None
 
     def _store(self, s: Session, key: str, tok: Token) -> None:
-        data = {"access_token": tok.access_token, "token_type": tok.token_type}
+        data: dict[str, object] = {"access_token": tok.access_token, "token_type": tok.token_type}
         if tok.refresh_token:
             data["refresh_token"] = tok.refresh_token
+        if tok.extra:
+            data["extra"] = dict(tok.extra)
         key_id, nonce, ct = self.vault.encrypt(token_secret_name(key), json.dumps(data))
         register_secret_value(tok.access_token)
         if tok.refresh_token:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -21,6 +21,9 @@ class Token:
     token_type: str = "Bearer"
     scope: str = ""
     refresh_token: str = ""  # the newest one, when the grant issues them (rotated on each refresh)
+    #: Provider data that comes with the token and is valid for its life (e.g. Marketing Cloud's
+    #: instance URLs), stored with it so that another process reusing the token has it too.
+    extra: dict[str, str] = field(default_factory=dict)
 
     def fresh(self, margin: float, now: float | None = None) -> bool:
         return (now if now is not None else time.time()) < self.expires_at - margin
