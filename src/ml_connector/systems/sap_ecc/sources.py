@@ -270,6 +270,7 @@ KNB1_STATUS_FIELDS = ["KUNNR", "BUKRS", "SPERR", "LOEVM", "ZTERM"]
 KNKK_STATUS_FIELDS = ["KUNNR", "KKBER", "KLIMK", "SKFOR", "SAUFT", "SSOBL", "CRBLB", "CTLPC", "KNKLI", "CASHC"]
 KNVV_STATUS_FIELDS = ["KUNNR", "VKORG", "VTWEG", "SPART", "AUFSD", "LIFSD", "FAKSD", "CASSD", "LOEVM", "WAERS"]
 KNVP_FIELDS = ["KUNNR", "VKORG", "VTWEG", "SPART", "PARVW", "PARZA", "KUNN2", "DEFPA"]
+KNVP_KEY = ["KUNNR", "VKORG", "VTWEG", "SPART", "PARVW", "PARZA"]
 VBAK_SPEND_FIELDS = ["VBELN", "KUNNR", "NETWR", "WAERK"]
 MAX_HIERARCHY_DEPTH = 5
 
@@ -290,13 +291,11 @@ def read_customers(reader: TableReader, kunnrs: list[str], *, page_size: int = 5
         for table, fields, keys, slot in (("KNB1", KNB1_STATUS_FIELDS, ["KUNNR", "BUKRS"], "_knb1"),
                                           ("KNKK", KNKK_STATUS_FIELDS, ["KUNNR", "KKBER"], "_knkk"),
                                           ("KNVV", KNVV_STATUS_FIELDS, ["KUNNR", "VKORG", "VTWEG", "SPART"], "_knvv"),
-                                          ("KNVP", KNVP_FIELDS, ["KUNNR", "VKORG", "VTWEG", "SPART", "PARVW", "PARZA"],
-                                           "_knvp")):
+                                          ("KNVP", KNVP_FIELDS, KNVP_KEY, "_knvp")):
             for r in read_all(reader, table, fields, keys, where, page_size):
                 if r["KUNNR"] in out:
                     out[r["KUNNR"]][slot].append(r)
-        for r in read_all(reader, "KNVP", KNVP_FIELDS, ["KUNNR", "VKORG", "VTWEG", "SPART", "PARVW", "PARZA"],
-                          in_list("KUNN2", chunk), page_size):
+        for r in read_all(reader, "KNVP", KNVP_FIELDS, KNVP_KEY, in_list("KUNN2", chunk), page_size):
             if r["KUNN2"] in out and r["KUNNR"] != r["KUNN2"]:
                 out[r["KUNN2"]]["_used_by"].append(r)
         if spend:
@@ -419,14 +418,14 @@ class CustomerStatusSource(_TableSource):
         for _ in range(MAX_HIERARCHY_DEPTH):
             nxt: set[str] = set()
             for i in range(0, len(frontier), CHUNK_IDS):
-                for r in read_all(reader, "KNVP", ["KUNNR", "PARVW", "KUNN2"], ["KUNNR"],
+                for r in read_all(reader, "KNVP", ["KUNNR", "PARVW", "KUNN2"], KNVP_KEY,
                                   in_list("KUNN2", frontier[i:i + CHUNK_IDS]) + " AND " +
                                   in_list("PARVW", ["RG", "WE", "RE"]), self.page_size):
                     for k in (r["KUNNR"],):
                         if k not in found and k not in kunnrs:
                             nxt.add(k)
                 # ship-to / bill-to parties below a sold-to: the partners the sold-to names
-                for r in read_all(reader, "KNVP", ["KUNNR", "PARVW", "KUNN2"], ["KUNNR"],
+                for r in read_all(reader, "KNVP", ["KUNNR", "PARVW", "KUNN2"], KNVP_KEY,
                                   in_list("KUNNR", frontier[i:i + CHUNK_IDS]) + " AND " +
                                   in_list("PARVW", ["WE", "RE"]), self.page_size):
                     if r["KUNN2"] and r["KUNN2"] not in found and r["KUNN2"] not in kunnrs:
