@@ -62,7 +62,7 @@ flows:
     streams: [customers, hierarchy, orders]
     schedule: {{interval: 5s}}
     options:
-      page_size: 200
+      page_size: 1000
 {options}"""
 
 
