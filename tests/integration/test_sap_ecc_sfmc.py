@@ -3,6 +3,7 @@ sandboxes and the control plane's IDoc receiver as real HTTP servers on loopback
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -30,7 +31,8 @@ def sold_to_with_payer(ecc) -> tuple[str, str]:
     raise AssertionError("the seed has no sold-to with another payer")
 
 
-def test_full_sync_idoc_updates_hierarchy_and_orders(tmp_path, pair):
+@pytest.mark.slow  # a dozen CLI processes, three full reads of the seeded customers
+def test_full_sync_idoc_updates_hierarchy_orders_gaps_and_audience_check(tmp_path, pair):
     ecc, mc = pair["sap_ecc"].state, pair["sfmc"].info
     env = make_sfmc_env(tmp_path, pair["sap_ecc"].url, mc)
     kna1 = {r["KUNNR"]: r for r in ecc.data.rows("KNA1", ecc.client)}
@@ -80,8 +82,69 @@ def test_full_sync_idoc_updates_hierarchy_and_orders(tmp_path, pair):
         wait_until(lambda: endpoint_count(endpoint, "ORDRSP") >= 2, timeout=15)
         env.cli("sync", "customers_to_sfmc", "--stream", "orders")
         assert len(mc_events(mc)) == 1
+        # 4. A lost update: SAP blocks a customer, the IDoc is stored but no run picks it up in time.
+        # The gap monitor finds the difference, records it, corrects the row.
+        lost = next(k for k, r in sorted(de_rows(mc, CUST).items()) if r["EligibleForMarketing"] == "True"
+                    and k.startswith("00002000") and k != kunnr)
+        before = endpoint_count(endpoint, "DEBMAS")
+        ecc.data.update_customer(lost, LIFSD="02")
+        wait_until(lambda: endpoint_count(endpoint, "DEBMAS") > before, timeout=15)
+        gaps = json.loads(env.cli("audience", "gaps", "--max-lag", "0", "--json").stdout)
+        assert [g["customer"] for g in gaps] == [lost]
+        assert gaps[0]["fields"]["EligibleForMarketing"] == ["True", "False"]
+        assert de_rows(mc, CUST)[lost]["DeliveryBlock"] == "02"
+        history = json.loads(env.cli("audience", "gaps", "--history", "--json").stdout)
+        assert history[0]["customer"] == lost and history[0]["fields"]["DeliveryBlock"] == {"sfmc": "", "sap": "02"}
+        assert json.loads(env.cli("audience", "gaps", "--max-lag", "0", "--json").stdout) == []
     # One token for all these runs and processes.
     assert mc_stats(mc)["token_requests"] == 1
+
+    # 5. A customer blocked in SAP moments before a send (no IDoc yet): the audience check of the
+    # send list excludes it from a fresh SAP read and corrects its status row.
+    status = de_rows(mc, CUST)
+    members = [k for k, r in sorted(status.items()) if r["EligibleForMarketing"] == "True"][:6]
+    blocked_now = members[2]
+    ecc.data.update_customer(blocked_now, SPERR="X")
+    send_list(mc, "SPRING_PROMO", [*members, kunnr])
+    out = env.cli("audience", "check", "SPRING_PROMO", extra_env={"COLUMNS": "80"}).stdout
+    assert blocked_now in out and kunnr in out and "posting block" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    flagged = de_rows(mc, "SPRING_PROMO")
+    assert {k for k, r in flagged.items() if r["Eligible"] == "False"} == {blocked_now, kunnr}
+    assert de_rows(mc, CUST)[blocked_now]["PostingBlocked"] == "True"
+    removed = json.loads(env.cli("audience", "check", "SPRING_PROMO", "--remove", "--json").stdout)
+    assert removed["ineligible"] == 2 and set(de_rows(mc, "SPRING_PROMO")) == set(members) - {blocked_now}
+
+    # 6. The scheduled full comparison: a row edited in Marketing Cloud is put back to SAP's values.
+    edited = members[0]
+    client = mc_client(mc)
+    client.update_rows(CUST, [({"CustomerNumber": edited}, {"CreditLimit": "1.00"})], upsert=False)
+    full = summary_rows(env.cli("sync", "customers_to_sfmc", "--stream", "customers", "--full").stdout)
+    # updated: the edited row, and the two rows corrected outside the runs (gap, audience check)
+    # whose ledger entry was still SAP's older state
+    assert full[0][3] == 3
+    assert de_rows(mc, CUST)[edited]["CreditLimit"] == status[edited]["CreditLimit"]
+
+
+def mc_client(mc):
+    from ml_connector.core.tokens import MemoryTokenStore
+    from ml_connector.systems.sfmc.auth import SfmcAuth
+    from ml_connector.systems.sfmc.client import SfmcClient
+
+    return SfmcClient(SfmcAuth(mc["auth_base"], mc["client_id"], mc["client_secret"], account_id=mc["account_id"],
+                               connection="test", store=MemoryTokenStore()))
+
+
+def send_list(mc, key: str, members: list[str]) -> None:
+    """A sendable send list Data Extension as marketing builds one, with a flag column."""
+    from ml_connector.systems.sfmc.schema import DeField, DeSpec
+
+    c = mc_client(mc)
+    c.create_de(DeSpec(key, key, (DeField("SubscriberKey", "Text", 50, primary=True),
+                                  DeField("Email", "EmailAddress", 254), DeField("Eligible", "Boolean"),
+                                  DeField("ExclusionReason", "Text", 250)),
+                       sendable_field="SubscriberKey"))
+    c.upsert_rows(key, [({"SubscriberKey": m}, {"Email": f"{m}@example.com", "Eligible": "True"}) for m in members])
 
 
 def endpoint_count(endpoint, mestyp: str) -> int:
