@@ -21,6 +21,7 @@ import httpx
 from lxml import etree
 
 from ml_connector.core.http import IDEMPOTENT, PermanentError, PicklableError, UncertainWrite, one_line
+from ml_connector.core.providers import Backoff
 from ml_connector.core.ratelimit import WindowLimiter
 from ml_connector.systems.sfmc import soap as S  # noqa: N812
 from ml_connector.systems.sfmc.auth import SfmcAuth
@@ -54,7 +55,7 @@ NO_AUTH = httpx.Auth()
 class SfmcClient:
     def __init__(self, auth: SfmcAuth, *, limiter: WindowLimiter | None = None, timeout: float = 60.0,
                  meter: ApiMeter | None = None, transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, throttle_backoff: Backoff | None = None) -> None:
         from ml_connector.core.http import RetryPolicy, RetryTransport
 
         self.facts = sfmc_facts()
@@ -67,6 +68,8 @@ class SfmcClient:
         self.http = httpx.Client(auth=auth, timeout=timeout, transport=self.transport,
                                  event_hooks={"request": [self._count]})
         self.soap_throttled = 0  # SOAP "Rate Limited" faults waited out
+        # provider.yaml soap.throttle_backoff; a caller (a test, a benchmark) may tune it
+        self.throttle_backoff = throttle_backoff or self.facts.soap.throttle_backoff
 
     def close(self) -> None:
         self.http.close()
@@ -224,8 +227,8 @@ class SfmcClient:
                 if waits >= f.max_throttle_waits:
                     raise SfmcError(f"Marketing Cloud SOAP {action}: still rate limited after {waits} waits",
                                     status=resp.status_code, code="17")
-                delay = random.uniform(0, min(f.throttle_backoff.cap, f.throttle_backoff.base * 2 ** waits)) \
-                    + f.throttle_backoff.base / 2
+                b = self.throttle_backoff
+                delay = random.uniform(0, min(b.cap, b.base * 2 ** waits)) + b.base / 2
                 waits += 1
                 self.soap_throttled += 1
                 if self.limiter is not None:
