@@ -26,7 +26,7 @@ from ml_connector.cli_common import (
     load,
     runtime,
 )
-from ml_connector.flows.sap_ecc_sfmc_cli import register_commands as register_audience_commands
+from ml_connector.flows._sap_ecc_sfmc_cli import register_commands as register_audience_commands
 from ml_connector.server.cli import register_commands as register_server_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,

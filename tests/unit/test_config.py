@@ -183,7 +183,7 @@ def test_reference_errors_reported_with_other_errors(tmp_path: Path) -> None:
 def test_unknown_connection_type(tmp_path: Path) -> None:
     errs = errors_of(tmp_path, replace(GOOD, "    type: ramp\n", "    type: rampp\n"))
     assert len(errs) == 1
-    assert ":12: connections.ramp.type: expected one of 'ramp', 'sap_b1', 'sap_ecc', got 'rampp'" in errs[0]
+    assert ":12: connections.ramp.type: expected one of 'ramp', 'sap_b1', 'sap_ecc', 'sfmc', got 'rampp'" in errs[0]
 
 
 def test_sap_client_must_be_three_digits(tmp_path: Path) -> None:
@@ -370,7 +370,8 @@ def test_alerts_errors_name_line_and_field() -> None:
     assert "ml-connector.yaml:4: alerts.webhooks[1]: give exactly one of 'url' or 'url_secret'" in text
     assert "alerts.webhooks[2].secret_header.secret: 'secret' must not hold a secret value" in text
     assert "s3cr3t-value" not in text
-    assert "ml-connector.yaml:6: alerts.events[0]: expected one of agent.offline, agent.online, run.failed" in text
+    assert ("ml-connector.yaml:6: alerts.events[0]: expected one of agent.offline, agent.online, run.failed, "
+            "sync.gap") in text
     assert "ml-connector.yaml:7: alerts.interval: expected a duration" in text
     with pytest.raises(ConfigError, match=r"alerts.webhooks: expected at least 1 item"):
         parse_config("alerts: {webhooks: []}\n")

@@ -1,4 +1,6 @@
-"""Checks of the SAP ECC → Marketing Cloud pair that run beside the streams:
+"""Helpers of the pair sap_ecc_sfmc (the leading underscore keeps them out of the flow pairs).
+
+Checks of the SAP ECC → Marketing Cloud pair that run beside the streams:
 
 - `audience_check`: before a send, every member of a send list Data Extension is checked against a
   fresh read of SAP's credit and block data (and the accounts above it); ineligible members are

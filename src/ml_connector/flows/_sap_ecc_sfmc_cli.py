@@ -1,4 +1,6 @@
-"""`ml-connector audience ...`: the pre-campaign audience check and the sync-gap monitor of the
+"""Helpers of the pair sap_ecc_sfmc (the leading underscore keeps them out of the flow pairs).
+
+`ml-connector audience ...`: the pre-campaign audience check and the sync-gap monitor of the
 SAP ECC → Marketing Cloud pair (registered on the CLI by `register_commands`)."""
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def check(de_key: str = typer.Argument(..., help="External key of the send list 
           all_members: bool = typer.Option(False, "--all", help="List every member, not only the ineligible."),
           as_json: bool = typer.Option(False, "--json")) -> None:
     """Check every member of a send list against a fresh read of SAP; flag or remove the ineligible."""
-    from ml_connector.flows.sap_ecc_sfmc_checks import audience_check
+    from ml_connector.flows._sap_ecc_sfmc_checks import audience_check
 
     rt = runtime(config)
     try:
@@ -48,7 +50,7 @@ def gaps(config: ConfigOpt = DEFAULT_CONFIG,
          history: bool = typer.Option(False, "--history", help="Show the recorded gaps instead of checking."),
          as_json: bool = typer.Option(False, "--json")) -> None:
     """Find SAP status changes not visible in Marketing Cloud after --max-lag; alert and correct them."""
-    from ml_connector.flows.sap_ecc_sfmc_checks import gap_history, sync_gaps
+    from ml_connector.flows._sap_ecc_sfmc_checks import gap_history, sync_gaps
 
     rt = runtime(config)
     try:
