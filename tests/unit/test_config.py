@@ -384,7 +384,8 @@ def test_unknown_flow_pair_is_rejected_at_load_with_line_and_known_pairs(tmp_pat
     errs = errors_of(tmp_path, GOOD.replace("pair: sap_ecc_ramp", "pair: sap_ecc_rmap"))
     assert len(errs) == 1
     assert errs[0].endswith(":19: flows.vendors_to_ramp.pair: no flow module named 'sap_ecc_rmap'; did you mean "
-                            "'sap_ecc_ramp'? (pairs: 'sap_ecc_ramp'; a pair is a module ml_connector.flows.<pair>)")
+                            "'sap_ecc_ramp'? (pairs: 'sap_ecc_ramp', 'sap_ecc_sfmc'; a pair is a module "
+                            "ml_connector.flows.<pair>)")
 
 
 def test_unknown_flow_pair_is_reported_with_the_other_problems(tmp_path: Path) -> None:
