@@ -11,11 +11,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-TOKEN_LIFE = 1200.0        # the token lives 20 minutes ...
-EXPIRES_IN = 1080          # ... and the answer says 1080 s (cloud-apis.md §4.1)
-RETRIEVE_PAGE = 2500       # rows per SOAP Retrieve page
-SYNC_ROWS_MAX = 5000       # the emulator's own cap on a rowset call (the docs: ≤ 5 MB)
-ASYNC_ROWS_MAX = 32000
+from ml_connector.systems.sfmc.facts import sfmc_facts
+
+# The provider's facts (provider.yaml), as the real service applies them.
+_F = sfmc_facts()
+assert _F.auth.token_lifetime is not None  # an OAuth2 mode (checked by the schema)
+TOKEN_LIFE = float(_F.auth.token_lifetime)                      # the token lives 20 minutes ...
+EXPIRES_IN = int(TOKEN_LIFE - _F.token.reported_early)          # ... and the answer says 1080 s
+RETRIEVE_PAGE = _F.soap.retrieve_page                           # rows per SOAP Retrieve page
+ASYNC_ROWS_MAX = _F.batch.async_max_rows
+SYNC_ROWS_MAX = 5000       # the emulator's own cap on a rowset call (the service caps it at 5 MB)
 
 
 @dataclass
