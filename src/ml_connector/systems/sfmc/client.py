@@ -72,6 +72,8 @@ class SfmcClient:
         self.throttle_backoff = throttle_backoff or self.facts.soap.throttle_backoff
 
     def close(self) -> None:
+        if self.meter is not None:
+            self.meter.flush()  # the calls of this process count toward the year
         self.http.close()
         self.auth.close()
 
