@@ -4,6 +4,8 @@ sandboxes and the control plane's IDoc receiver as real HTTP servers on loopback
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +14,15 @@ from ml_connector.sandbox import SandboxHandle
 from tests.support import wait_until
 from tests.support.env import summary_rows
 from tests.support.sandboxes import running_sandboxes
-from tests.support.sfmc import de_rows, idoc_endpoint, make_sfmc_env, mc_events, mc_stats, push_idocs_to
+from tests.support.sfmc import (
+    de_rows,
+    idoc_endpoint,
+    make_sfmc_env,
+    mc_events,
+    mc_faults,
+    mc_stats,
+    push_idocs_to,
+)
 
 CUST, HIER, TRANS = "ML_SAP_Customer_Status", "ML_SAP_Customer_Hierarchy", "ML_SAP_Transactions"
 
@@ -157,3 +167,22 @@ def httpx_rows(mc, key: str) -> list[dict[str, str]]:
     import httpx
 
     return list(httpx.get(f"{mc['admin']}/des/{key}/rows", timeout=30).json()["rows"])
+
+
+@pytest.mark.slow  # a CLI process killed with SIGKILL in the middle of its writes, then a second run
+def test_a_sync_killed_mid_batch_completes_on_the_next_run_without_duplicates(tmp_path, pair):
+    ecc, mc = pair["sap_ecc"].state, pair["sfmc"].info
+    env = make_sfmc_env(tmp_path, pair["sap_ecc"].url, mc, options="      page_size: 100\n")
+    mc_faults(mc, latency=0.3)  # every Marketing Cloud call takes a while: the kill lands mid-delivery
+    proc = env.popen("sync", "customers_to_sfmc", "--stream", "customers", "--full")
+    try:
+        wait_until(lambda: mc_stats(mc)["rowset_calls"] >= 2, timeout=120)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert 0 < len(de_rows(mc, CUST)) < len(ecc.data.rows("KNA1", ecc.client))
+    mc_faults(mc, latency=0)
+    env.cli("sync", "customers_to_sfmc", "--stream", "customers", "--full")
+    rows = httpx_rows(mc, CUST)
+    assert sorted(r["CustomerNumber"] for r in rows) == sorted(r["KUNNR"] for r in ecc.data.rows("KNA1", ecc.client))
+    assert json.loads(env.cli("failures", "--json").stdout) == []

@@ -18,6 +18,7 @@ from tests.support.env import SAP_PASSWORD, Env, store_secrets
 from tests.support.processes import ROOT
 
 IDOC_USER, IDOC_PASSWORD = "SAPIDOC", "idoc-Secret-1"
+DEFAULT_OPTIONS = "      page_size: 1000\n"  # the flow's options block (a test may give its own)
 
 
 def sfmc_config(sap_url: str, mc: dict[str, Any], *, options: str = "") -> str:
@@ -62,8 +63,7 @@ flows:
     streams: [customers, hierarchy, orders]
     schedule: {{interval: 5s}}
     options:
-      page_size: 1000
-{options}"""
+{options or DEFAULT_OPTIONS}"""
 
 
 def make_sfmc_env(tmp: Path, sap_url: str, mc: dict[str, Any], *, options: str = "") -> Env:
