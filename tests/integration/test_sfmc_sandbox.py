@@ -14,6 +14,7 @@ from ml_connector.core.db import Database
 from ml_connector.core.flow import RunContext
 from ml_connector.core.token_store import DbTokenStore
 from ml_connector.core.vault import MasterKey, Vault
+from ml_connector.flows.sap_ecc_sfmc import customer_de
 from ml_connector.sandbox import SandboxHandle
 from ml_connector.systems.sap_ecc.idoc import Idoc, Segment, build_idoc_xml, make_control, parse_idoc_xml
 from ml_connector.systems.sap_ecc.idoc_receiver import SqlIdocStore
@@ -22,7 +23,7 @@ from ml_connector.systems.sfmc import soap as S  # noqa: N812
 from ml_connector.systems.sfmc.client import SfmcRefused, SfmcUncertainWrite
 from ml_connector.systems.sfmc.schema import DeField, DeSpec, SchemaMismatch
 from tests.support.sandboxes import running_sandboxes
-from tests.support.sfmc import mc_events, mc_faults, mc_stats
+from tests.support.sfmc import make_sfmc_env, mc_events, mc_faults, mc_stats
 from tests.support.sfmc_clients import sfmc_client
 
 SPEC = DeSpec("Cust", "Customers", (DeField("CustomerNumber", "Text", 10, primary=True), DeField("Name", "Text", 40),
@@ -157,3 +158,16 @@ def test_order_idocs_stored_twice_or_changed_are_one_record_each(tmp_path):
     assert [(k, r["amount"]) for k, r in page.records] == [("ORDER:0000004711", "12.00"), ("ORDER:0000004712", "5.00")]
     cursor = src.finish(ctx, page.position)
     assert src.read_page(ctx, src.begin(ctx, cursor)).records == []
+
+
+def test_a_sync_into_a_data_extension_that_differs_stops_naming_the_field(tmp_path):
+    with running_sandboxes(vendors=20, systems=("sap_ecc", "sfmc")) as h:
+        mc = h["sfmc"].info
+        declared = customer_de()  # as the flow declares it, but for one field marketing changed
+        fields = tuple(DeField("CreditLimit", "Number") if f.name == "CreditLimit" else f for f in declared.fields)
+        sfmc_client(mc).create_de(DeSpec(declared.key, declared.name, fields))
+        env = make_sfmc_env(tmp_path, h["sap_ecc"].url, mc)
+        run = env.cli("sync", "customers_to_sfmc", "--stream", "customers", "--full", check=False)
+        assert run.returncode != 0
+        assert "Data Extension 'ML_SAP_Customer_Status': field 'CreditLimit' is Number, the flow declares " \
+               "Decimal" in run.stderr + run.stdout

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ml_connector.core.http import PermanentError
+
 FieldType = Literal["Text", "Number", "Date", "Boolean", "EmailAddress", "Phone", "Decimal", "Locale"]
 
 
@@ -53,8 +55,9 @@ class DeHeld:
     fields: list[DeField] = field(default_factory=list)
 
 
-class SchemaMismatch(ValueError):
-    """An existing Data Extension does not match the flow's declaration (never altered silently)."""
+class SchemaMismatch(PermanentError, ValueError):
+    """An existing Data Extension does not match the flow's declaration (never altered silently); another
+    attempt cannot fix it: the run fails at once with this one line."""
 
     def __init__(self, key: str, field_name: str, what: str) -> None:
         super().__init__(f"Data Extension {key!r}: field {field_name!r} {what}; change the Data Extension in "
