@@ -52,4 +52,5 @@ def connect(rt: Any, name: str, cfg: Any) -> SfmcClient:
 def ping(rt: Any, name: str, cfg: Any) -> str:
     client: SfmcClient = rt.connection(name)
     seconds = client.ping()
-    return f"authenticated; GET /platform/v1/tokenContext in {seconds * 1000:.0f} ms"
+    burn = f"; {client.meter.burn().text()}" if client.meter is not None else ""
+    return f"authenticated; GET /platform/v1/tokenContext in {seconds * 1000:.0f} ms{burn}"
