@@ -13,6 +13,7 @@ import pytest
 from ml_connector.sandbox import SandboxHandle
 from tests.support import wait_until
 from tests.support.env import summary_rows
+from tests.support.receivers import Receiver
 from tests.support.sandboxes import running_sandboxes
 from tests.support.sfmc import (
     de_rows,
@@ -25,6 +26,13 @@ from tests.support.sfmc import (
 )
 
 CUST, HIER, TRANS = "ML_SAP_Customer_Status", "ML_SAP_Customer_Hierarchy", "ML_SAP_Transactions"
+
+
+@pytest.fixture()
+def alert_receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
 
 
 @pytest.fixture()
@@ -42,9 +50,10 @@ def sold_to_with_payer(ecc) -> tuple[str, str]:
 
 
 @pytest.mark.slow  # a dozen CLI processes, three full reads of the seeded customers
-def test_full_sync_idoc_updates_hierarchy_orders_gaps_and_audience_check(tmp_path, pair):
+def test_full_sync_idoc_updates_hierarchy_orders_gaps_and_audience_check(tmp_path, pair, alert_receiver):
     ecc, mc = pair["sap_ecc"].state, pair["sfmc"].info
-    env = make_sfmc_env(tmp_path, pair["sap_ecc"].url, mc)
+    alerts = f"alerts:\n  webhooks:\n    - {{url: '{alert_receiver.url}/hook', format: json}}\n  events: [sync.gap]\n\n"
+    env = make_sfmc_env(tmp_path, pair["sap_ecc"].url, mc, extra=alerts)
     kna1 = {r["KUNNR"]: r for r in ecc.data.rows("KNA1", ecc.client)}
 
     # 1. Full run: the Data Extensions are created and hold every customer once.
@@ -103,6 +112,9 @@ def test_full_sync_idoc_updates_hierarchy_orders_gaps_and_audience_check(tmp_pat
         assert [g["customer"] for g in gaps] == [lost]
         assert gaps[0]["fields"]["EligibleForMarketing"] == ["True", "False"]
         assert de_rows(mc, CUST)[lost]["DeliveryBlock"] == "02"
+        wait_until(lambda: len(alert_receiver.requests) == 1, timeout=15)
+        alert = alert_receiver.requests[0]["json"]
+        assert alert["event"] == "sync.gap" and lost in alert["message"] and "corrected" in alert["message"]
         history = json.loads(env.cli("audience", "gaps", "--history", "--json").stdout)
         assert history[0]["customer"] == lost and history[0]["fields"]["DeliveryBlock"] == {"sfmc": "", "sap": "02"}
         assert json.loads(env.cli("audience", "gaps", "--max-lag", "0", "--json").stdout) == []

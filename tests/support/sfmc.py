@@ -21,8 +21,9 @@ IDOC_USER, IDOC_PASSWORD = "SAPIDOC", "idoc-Secret-1"
 DEFAULT_OPTIONS = "      page_size: 1000\n"  # the flow's options block (a test may give its own)
 
 
-def sfmc_config(sap_url: str, mc: dict[str, Any], *, options: str = "") -> str:
-    return f"""\
+def sfmc_config(sap_url: str, mc: dict[str, Any], *, options: str = "", extra: str = "") -> str:
+    """The configuration; `options`: the flow's options block; `extra`: more top-level sections."""
+    return extra + f"""\
 engine:
   data_dir: ./data
   database_url: null
@@ -66,9 +67,9 @@ flows:
 {options or DEFAULT_OPTIONS}"""
 
 
-def make_sfmc_env(tmp: Path, sap_url: str, mc: dict[str, Any], *, options: str = "") -> Env:
+def make_sfmc_env(tmp: Path, sap_url: str, mc: dict[str, Any], *, options: str = "", extra: str = "") -> Env:
     cfg = tmp / "ml-connector.yaml"
-    cfg.write_text(sfmc_config(sap_url, mc, options=options), encoding="utf-8")
+    cfg.write_text(sfmc_config(sap_url, mc, options=options, extra=extra), encoding="utf-8")
     env = dict(os.environ)
     env["MLC_LOG_LEVEL"] = env.get("MLC_LOG_LEVEL", "WARNING")
     env["PYTHONPATH"] = str(ROOT / "src")
