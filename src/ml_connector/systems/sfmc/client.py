@@ -68,6 +68,7 @@ class SfmcClient:
         self.http = httpx.Client(auth=auth, timeout=timeout, transport=self.transport,
                                  event_hooks={"request": [self._count]})
         self.soap_throttled = 0  # SOAP "Rate Limited" faults waited out
+        self._names: dict[str, str] = {}  # DE external key -> name
         # provider.yaml soap.throttle_backoff; a caller (a test, a benchmark) may tune it
         self.throttle_backoff = throttle_backoff or self.facts.soap.throttle_backoff
 
@@ -358,11 +359,20 @@ class SfmcClient:
         compare(spec, held)
         return "exists"
 
+    def de_name(self, key: str) -> str:
+        """The name of the Data Extension with external key `key` (row retrieves address it by name),
+        asked once per client."""
+        name = self._names.get(key)
+        if name is None:
+            found = list(self.retrieve("DataExtension", ["Name", "CustomerKey"],
+                                       self.simple_filter("CustomerKey", "equals", key)))
+            if not found:
+                raise SfmcRefused(f"Marketing Cloud: no Data Extension with external key {key!r}")
+            name = self._names[key] = S.text(found[0], "Name")
+        return name
+
     def retrieve_rows(self, key: str, columns: list[str], flt: etree._Element | None = None) -> list[dict[str, str]]:
-        held = self.describe_de(key)
-        if held is None:
-            raise SfmcRefused(f"Marketing Cloud: no Data Extension with external key {key!r}")
-        return [S.properties(r) for r in self.retrieve(f"DataExtensionObject[{held.name}]", columns, flt)]
+        return [S.properties(r) for r in self.retrieve(f"DataExtensionObject[{self.de_name(key)}]", columns, flt)]
 
     def _objects_request(self, kind: str, key: str, rows: list[tuple[Row, Row]], *,
                          upsert: bool = False) -> etree._Element:
