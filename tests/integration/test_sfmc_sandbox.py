@@ -171,3 +171,31 @@ def test_a_sync_into_a_data_extension_that_differs_stops_naming_the_field(tmp_pa
         assert run.returncode != 0
         assert "Data Extension 'ML_SAP_Customer_Status': field 'CreditLimit' is Number, the flow declares " \
                "Decimal" in run.stderr + run.stdout
+
+
+def test_debmas_idocs_malformed_refused_duplicated_read_once(tmp_path):
+    """What the customers stream reads: the DEBMAS IDocs the receiver stored. A malformed one is
+    refused with the field named (SAP keeps it for a re-send), a re-sent one is one record."""
+    from fastapi import FastAPI
+
+    from ml_connector.core.servers import serve_in_thread
+    from ml_connector.systems.sap_ecc.idoc_receiver import BasicAuth, idoc_router
+    from ml_connector.systems.sap_ecc.sources import idoc_keys, segments
+    from tests.support.idocs import PASSWORD, USER, idoc_body, post_idoc
+
+    db = Database(f"sqlite:///{tmp_path}/r.db")
+    db.migrate()
+    app = FastAPI()
+    app.include_router(idoc_router(SqlIdocStore(db), BasicAuth(USER, PASSWORD)), prefix="/sap")
+    handle = serve_in_thread(app, name="idoc-sfmc")
+    try:
+        bad = post_idoc(handle, idoc_body(7001, direct="2"))
+        assert bad.status_code == 400 and "EDI_DC40-DIRECT" in bad.text
+        assert post_idoc(handle, b"<DEBMAS07><IDOC><EDI_DC40>").status_code == 400
+        assert post_idoc(handle, idoc_body(7002)).json()["idocs"][0]["duplicate"] is False
+        assert post_idoc(handle, idoc_body(7002)).json()["idocs"][0]["duplicate"] is True
+    finally:
+        handle.stop()
+    idocs, newest = idoc_keys(db, ("DEBMAS",), 0)
+    assert [f["KUNNR"] for _, p in idocs for f in segments(p, "E1KNA1M")] == ["0000200001"]
+    assert idoc_keys(db, ("DEBMAS",), newest) == ([], newest)
