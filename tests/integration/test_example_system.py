@@ -15,6 +15,7 @@ from ml_connector.core import registry
 from ml_connector.core.runtime import Runtime
 from ml_connector.sandbox import start_sandboxes
 from tests.example_system import DEMO_KEY, ENTRY, ExampleClient, ExampleConnection, ExampleState
+from tests.support.installed import IN_TREE, one_of
 
 CONFIG = """\
 engine:
@@ -41,7 +42,7 @@ def test_without_registration_the_type_is_unknown() -> None:
     with pytest.raises(ConfigError) as ei:
         parse_config(CONFIG.format(url="http://127.0.0.1:1"))
     assert ei.value.problems == ["ml-connector.yaml:5: connections.ex.type: expected one of "
-                                 "'concur', 'ramp', 'sap_b1', 'sap_ecc', got 'example'"]
+                                 f"{one_of(IN_TREE)}, got 'example'"]
 
 
 def test_config_accepts_the_registered_type_and_checks_its_settings(example_registered: None) -> None:
@@ -54,7 +55,7 @@ def test_config_accepts_the_registered_type_and_checks_its_settings(example_regi
                                  "did you mean 'timeout'?"]
     with pytest.raises(ConfigError) as ei:
         parse_config(CONFIG.format(url="http://127.0.0.1:1").replace("type: example", "type: procore"))
-    assert "expected one of 'concur', 'example', 'ramp', 'sap_b1', 'sap_ecc', got 'procore'" in ei.value.problems[0]
+    assert f"expected one of {one_of([*IN_TREE, 'example'])}, got 'procore'" in ei.value.problems[0]
 
 
 def test_sandbox_serves_it_and_keeps_its_state(example_registered: None, tmp_path: Path) -> None:

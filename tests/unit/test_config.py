@@ -18,6 +18,7 @@ from ml_connector.config import (
     parse_duration,
 )
 from tests.support.config_files import errors_of, replace, write
+from tests.support.installed import IN_TREE, PAIRS, one_of
 
 GOOD = """\
 engine:
@@ -183,7 +184,7 @@ def test_reference_errors_reported_with_other_errors(tmp_path: Path) -> None:
 def test_unknown_connection_type(tmp_path: Path) -> None:
     errs = errors_of(tmp_path, replace(GOOD, "    type: ramp\n", "    type: rampp\n"))
     assert len(errs) == 1
-    assert ":12: connections.ramp.type: expected one of 'concur', 'ramp', 'sap_b1', 'sap_ecc', got 'rampp'" in errs[0]
+    assert f":12: connections.ramp.type: expected one of {one_of(IN_TREE)}, got 'rampp'" in errs[0]
 
 
 def test_sap_client_must_be_three_digits(tmp_path: Path) -> None:
@@ -370,7 +371,8 @@ def test_alerts_errors_name_line_and_field() -> None:
     assert "ml-connector.yaml:4: alerts.webhooks[1]: give exactly one of 'url' or 'url_secret'" in text
     assert "alerts.webhooks[2].secret_header.secret: 'secret' must not hold a secret value" in text
     assert "s3cr3t-value" not in text
-    assert "ml-connector.yaml:6: alerts.events[0]: expected one of agent.offline, agent.online, run.failed" in text
+    assert ("ml-connector.yaml:6: alerts.events[0]: expected one of agent.offline, agent.online, run.failed, "
+            "sync.gap") in text
     assert "ml-connector.yaml:7: alerts.interval: expected a duration" in text
     with pytest.raises(ConfigError, match=r"alerts.webhooks: expected at least 1 item"):
         parse_config("alerts: {webhooks: []}\n")
@@ -383,7 +385,7 @@ def test_unknown_flow_pair_is_rejected_at_load_with_line_and_known_pairs(tmp_pat
     errs = errors_of(tmp_path, GOOD.replace("pair: sap_ecc_ramp", "pair: sap_ecc_rmap"))
     assert len(errs) == 1
     assert errs[0].endswith(":19: flows.vendors_to_ramp.pair: no flow module named 'sap_ecc_rmap'; did you mean "
-                            "'sap_ecc_ramp'? (pairs: 'concur_sap_b1', 'sap_ecc_ramp'; a pair is a module "
+                            f"'sap_ecc_ramp'? (pairs: {one_of(PAIRS)}; a pair is a module "
                             "ml_connector.flows.<pair>)")
 
 

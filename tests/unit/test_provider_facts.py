@@ -16,8 +16,9 @@ from ml_connector.core.providers import (
     model_for,
     validate,
 )
+from tests.support.installed import IN_TREE
 
-SHIPPED = ["concur", "ramp", "sap_b1", "sap_ecc"]
+SHIPPED = IN_TREE
 
 
 def raw(name: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ml_connector.core import registry
+from tests.support.installed import IN_TREE
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def test_installed_systems_are_found_through_the_entry_points(fresh: None) -> No
     from importlib.metadata import entry_points
 
     declared = sorted(ep.name for ep in entry_points(group=registry.ENTRY_POINT_GROUP))
-    assert declared == ["concur", "ramp", "sap_b1", "sap_ecc"]  # pyproject.toml, installed with the package
+    assert declared == IN_TREE  # pyproject.toml, installed with the package
     assert registry.names() == declared
     entry = registry.get("sap_ecc")
     assert entry.emulator is not None and entry.agent is not None and entry.settings.__name__ == "SapEccConnection"
@@ -31,7 +32,7 @@ def test_installed_systems_are_found_through_the_entry_points(fresh: None) -> No
 
 def test_in_tree_systems_are_found_without_their_entry_points(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "entry_points", lambda group: [])  # a package installed before its entry points
-    assert registry.names() == ["concur", "ramp", "sap_b1", "sap_ecc"]
+    assert registry.names() == IN_TREE
 
 
 def test_an_entry_point_must_name_the_system_it_declares(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,5 +54,11 @@ def test_register_and_unregister_change_the_generation() -> None:
         registry.unregister("example")
     assert "example" not in registry.names() and registry.generation() == before + 2
     with pytest.raises(LookupError,
-                       match="no system 'example' is installed \\(systems: concur, ramp, sap_b1, sap_ecc\\)"):
+                       match=f"no system 'example' is installed \\(systems: {', '.join(IN_TREE)}\\)"):
         registry.get("example")
+
+
+def test_emulators_default_ports_are_distinct() -> None:
+    # `ml-connector sandbox` starts every emulator on its default port: two sharing one cannot both start.
+    ports = {e.name: e.emulator.default_port for e in registry.with_emulator() if e.emulator is not None}
+    assert len(set(ports.values())) == len(ports), ports

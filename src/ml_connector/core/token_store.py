@@ -131,6 +131,7 @@ class DbTokenStore:
                 scope=row.scope or "",
                 refresh_token=str(data.get("refresh_token") or ""),
                 geolocation=str(data.get("geolocation") or ""),
+                extra={str(k): str(v) for k, v in (data.get("extra") or {}).items()},
             )
         except (VaultError, ValueError, KeyError, TypeError) as exc:
             # An unreadable token is only a stale one: fetch a new one.
@@ -139,11 +140,13 @@ class DbTokenStore:
             return None
 
     def _store(self, s: Session, key: str, tok: Token) -> None:
-        data = {"access_token": tok.access_token, "token_type": tok.token_type}
+        data: dict[str, object] = {"access_token": tok.access_token, "token_type": tok.token_type}
         if tok.refresh_token:
             data["refresh_token"] = tok.refresh_token
         if tok.geolocation:
             data["geolocation"] = tok.geolocation
+        if tok.extra:
+            data["extra"] = dict(tok.extra)
         key_id, nonce, ct = self.vault.encrypt(token_secret_name(key), json.dumps(data))
         register_secret_value(tok.access_token)
         if tok.refresh_token:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -24,6 +24,9 @@ class Token:
     # Where the provider said this token's owner lives (Concur's `geolocation`): later calls, the
     # refresh included, go there. Stored with the token, in the same write.
     geolocation: str = ""
+    #: Provider data that comes with the token and is valid for its life (e.g. Marketing Cloud's
+    #: instance URLs), stored with it so that another process reusing the token has it too.
+    extra: dict[str, str] = field(default_factory=dict)
 
     def fresh(self, margin: float, now: float | None = None) -> bool:
         return (now if now is not None else time.time()) < self.expires_at - margin

@@ -260,3 +260,257 @@ class CostCenterSource(_SnapshotSource):
                 (t for k, t in texts.items() if k[:2] == (kokrs, kostl)), {})
             out[kostl] = {**row, "_valid_today": bool(valid), "_text": text}
         return sorted(out.items())
+
+
+# ------------------------------------------------------------------------------ customers (SD / FI-AR)
+
+KNA1_STATUS_FIELDS = ["KUNNR", "NAME1", "NAME2", "LAND1", "ORT01", "KTOKD", "AUFSD", "LIFSD", "FAKSD", "SPERR",
+                      "CASSD", "LOEVM", "KONZS", "ERDAT"]
+KNB1_STATUS_FIELDS = ["KUNNR", "BUKRS", "SPERR", "LOEVM", "ZTERM"]
+KNKK_STATUS_FIELDS = ["KUNNR", "KKBER", "KLIMK", "SKFOR", "SAUFT", "SSOBL", "CRBLB", "CTLPC", "KNKLI", "CASHC"]
+KNVV_STATUS_FIELDS = ["KUNNR", "VKORG", "VTWEG", "SPART", "AUFSD", "LIFSD", "FAKSD", "CASSD", "LOEVM", "WAERS"]
+KNVP_FIELDS = ["KUNNR", "VKORG", "VTWEG", "SPART", "PARVW", "PARZA", "KUNN2", "DEFPA"]
+KNVP_KEY = ["KUNNR", "VKORG", "VTWEG", "SPART", "PARVW", "PARZA"]
+VBAK_SPEND_FIELDS = ["VBELN", "KUNNR", "NETWR", "WAERK"]
+MAX_HIERARCHY_DEPTH = 5
+
+
+def read_customers(reader: TableReader, kunnrs: list[str], *, page_size: int = 5000,
+                   spend: bool = True) -> dict[str, dict[str, Any]]:
+    """KNA1 rows of `kunnrs` with `_knb1`, `_knkk`, `_knvv`, `_knvp` (their own partner functions),
+    `_used_by` (KNVP rows of other customers naming them as partner) and `_spend` ({currency:
+    total net value of their sales orders, VBAK}), read in IN-list chunks."""
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(kunnrs), CHUNK_IDS):
+        chunk = kunnrs[i:i + CHUNK_IDS]
+        where = in_list("KUNNR", chunk)
+        for r in read_all(reader, "KNA1", KNA1_STATUS_FIELDS, ["KUNNR"], where, page_size):
+            out[r["KUNNR"]] = {**r, "_knb1": [], "_knkk": [], "_knvv": [], "_knvp": [], "_used_by": [], "_spend": {}}
+        if not out:
+            continue
+        for table, fields, keys, slot in (("KNB1", KNB1_STATUS_FIELDS, ["KUNNR", "BUKRS"], "_knb1"),
+                                          ("KNKK", KNKK_STATUS_FIELDS, ["KUNNR", "KKBER"], "_knkk"),
+                                          ("KNVV", KNVV_STATUS_FIELDS, ["KUNNR", "VKORG", "VTWEG", "SPART"], "_knvv"),
+                                          ("KNVP", KNVP_FIELDS, KNVP_KEY, "_knvp")):
+            for r in read_all(reader, table, fields, keys, where, page_size):
+                if r["KUNNR"] in out:
+                    out[r["KUNNR"]][slot].append(r)
+        for r in read_all(reader, "KNVP", KNVP_FIELDS, KNVP_KEY, in_list("KUNN2", chunk), page_size):
+            if r["KUNN2"] in out and r["KUNNR"] != r["KUNN2"]:
+                out[r["KUNN2"]]["_used_by"].append(r)
+        if spend:
+            for r in read_all(reader, "VBAK", VBAK_SPEND_FIELDS, ["VBELN"], where, page_size):
+                c = out.get(r["KUNNR"])
+                if c is not None:
+                    try:
+                        value = float(r.get("NETWR") or 0)
+                    except ValueError:
+                        value = 0.0
+                    c["_spend"][r.get("WAERK", "")] = round(c["_spend"].get(r.get("WAERK", ""), 0.0) + value, 2)
+    return out
+
+
+def parent_of(customer: dict[str, Any]) -> str | None:
+    """The account above a customer in the B2B hierarchy: its payer (KNVP RG) when another customer
+    pays for it; for a ship-to or bill-to party that is only a partner of others, the first sold-to
+    that names it; else the group key (KNA1-KONZS) when it names another customer."""
+    own = customer["KUNNR"]
+    payers = sorted({p["KUNN2"] for p in customer.get("_knvp", []) if p.get("PARVW") == "RG" and p.get("KUNN2")
+                     and p["KUNN2"] != own})
+    if payers:
+        return payers[0]
+    if not any(p.get("PARVW") == "AG" for p in customer.get("_knvp", [])):
+        users = sorted({p["KUNNR"] for p in customer.get("_used_by", []) if p.get("PARVW") in ("WE", "RE")})
+        if users:
+            return users[0]
+    konzs = str(customer.get("KONZS") or "").strip()
+    return konzs if konzs and konzs != own else None
+
+
+def attach_ancestors(reader: TableReader, customers: dict[str, dict[str, Any]], *, page_size: int = 5000) -> None:
+    """`_ancestors` on each customer: the chain of accounts above it (nearest first, at most
+    MAX_HIERARCHY_DEPTH, stopping at a cycle), each a customer record as `read_customers` returns it;
+    the ones not in `customers` are read."""
+    known: dict[str, dict[str, Any]] = dict(customers)
+    frontier = {p for c in customers.values() if (p := parent_of(c)) and p not in known}
+    for _ in range(MAX_HIERARCHY_DEPTH):
+        if not frontier:
+            break
+        known.update(read_customers(reader, sorted(frontier), page_size=page_size, spend=False))
+        frontier = {p for k in list(known) if (p := parent_of(known[k])) and p not in known}
+    for c in customers.values():
+        chain: list[dict[str, Any]] = []
+        seen = {c["KUNNR"]}
+        nxt = parent_of(c)
+        while nxt and nxt not in seen and nxt in known and len(chain) < MAX_HIERARCHY_DEPTH:
+            anc = known[nxt]
+            chain.append({k: v for k, v in anc.items() if k not in ("_ancestors", "_used_by", "_spend")})
+            seen.add(nxt)
+            nxt = parent_of(anc)
+        c["_ancestors"] = chain
+
+
+def idoc_keys(db: Any, mestyps: tuple[str, ...], after_id: int, *,
+              limit: int = 5000) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+    """IDocs of `mestyps` received and stored by the control plane's IDoc receiver (table mlc_idocs)
+    after row id `after_id`: [(row id, parsed IDoc)], and the highest id read."""
+    from sqlalchemy import select
+
+    from ml_connector.systems.sap_ecc.idoc_models import IdocRow
+
+    with db.session() as s:
+        rows = s.execute(select(IdocRow.id, IdocRow.parsed).where(IdocRow.id > after_id, IdocRow.mestyp.in_(mestyps))
+                         .order_by(IdocRow.id).limit(limit)).all()
+    return [(int(r[0]), dict(r[1])) for r in rows], max([after_id, *(int(r[0]) for r in rows)])
+
+
+def newest_idoc(db: Any) -> int:
+    """The highest row id of the stored IDocs (0 when none)."""
+    from sqlalchemy import func, select
+
+    from ml_connector.systems.sap_ecc.idoc_models import IdocRow
+
+    with db.session() as s:
+        return int(s.scalar(select(func.max(IdocRow.id))) or 0)
+
+
+def segments(parsed: dict[str, Any], name: str) -> list[dict[str, str]]:
+    """The fields of every segment called `name`, at any level of a stored IDoc."""
+    out: list[dict[str, str]] = []
+    stack = list(reversed(parsed.get("segments") or []))
+    while stack:
+        seg = stack.pop()
+        if seg.get("segment") == name:
+            out.append(dict(seg.get("fields") or {}))
+        stack.extend(reversed(seg.get("children") or []))
+    return out
+
+
+class CustomerStatusSource(_TableSource):
+    """Customers' financial status for marketing: KNA1 with KNB1, KNKK, KNVV, KNVP, sales-order
+    spend (VBAK) and `_ancestors` (the accounts above them), keyed by KUNNR.
+
+    Full (`sync --full`, the scheduled comparison): KNA1 by key range, `page_size` customers per
+    page. Incremental: the customers named by the DEBMAS IDocs that SAP pushed and the control plane
+    stored since the last run (cursor `idoc_id`), plus every customer below them in the hierarchy
+    (a parent's block changes its children's eligibility): no table scan, only those customers."""
+
+    def __init__(self, connection: str, *, page_size: int = 500, spend: bool = True) -> None:
+        super().__init__(connection, page_size=page_size)
+        self.spend = spend
+
+    def begin(self, ctx: RunContext, cursor: dict[str, Any]) -> dict[str, Any]:
+        db = ctx.runtime.db
+        after = int(cursor.get("idoc_id") or 0)
+        if ctx.mode == "full" or not cursor:
+            # Start the IDoc cursor at the newest one: this full read covers everything before it.
+            newest = newest_idoc(db)
+            return {"phase": "full", "after": None, "idoc_id": newest}
+        idocs, newest = idoc_keys(db, ("DEBMAS",), after)
+        ids = sorted({f["KUNNR"] for _, p in idocs for f in segments(p, "E1KNA1M") if f.get("KUNNR")})
+        if ids:
+            ids = sorted(set(ids) | self._descendants(self.reader(ctx), ids))
+        return {"phase": "changes", "ids": ids, "offset": 0, "idoc_id": newest}
+
+    def _descendants(self, reader: TableReader, kunnrs: list[str]) -> set[str]:
+        found: set[str] = set()
+        frontier = list(kunnrs)
+        for _ in range(MAX_HIERARCHY_DEPTH):
+            nxt: set[str] = set()
+            for i in range(0, len(frontier), CHUNK_IDS):
+                for r in read_all(reader, "KNVP", ["KUNNR", "PARVW", "KUNN2"], KNVP_KEY,
+                                  in_list("KUNN2", frontier[i:i + CHUNK_IDS]) + " AND " +
+                                  in_list("PARVW", ["RG", "WE", "RE"]), self.page_size):
+                    for k in (r["KUNNR"],):
+                        if k not in found and k not in kunnrs:
+                            nxt.add(k)
+                # ship-to / bill-to parties below a sold-to: the partners the sold-to names
+                for r in read_all(reader, "KNVP", ["KUNNR", "PARVW", "KUNN2"], KNVP_KEY,
+                                  in_list("KUNNR", frontier[i:i + CHUNK_IDS]) + " AND " +
+                                  in_list("PARVW", ["WE", "RE"]), self.page_size):
+                    if r["KUNN2"] and r["KUNN2"] not in found and r["KUNN2"] not in kunnrs:
+                        nxt.add(r["KUNN2"])
+            found |= nxt
+            frontier = sorted(nxt)
+            if not frontier:
+                break
+        return found
+
+    def read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
+        reader = self.reader(ctx)
+        if state["phase"] == "full":
+            where = f"KUNNR > {quote(state['after'])}" if state["after"] else None
+            page = next(iter(reader.read("KNA1", ["KUNNR"], key_fields=["KUNNR"], where=where,
+                                         page_size=self.page_size)), None)
+            ids = [r["KUNNR"] for r in page.rows] if page is not None else []
+            done = len(ids) < self.page_size
+            customers = read_customers(reader, ids, page_size=5000, spend=self.spend) if ids else {}
+            attach_ancestors(reader, customers)
+            return Page(sorted(customers.items()), dict(state, after=max(ids) if ids else state["after"]), done)
+        ids = state["ids"][state["offset"]:state["offset"] + self.page_size]
+        customers = read_customers(reader, ids, page_size=5000, spend=self.spend) if ids else {}
+        attach_ancestors(reader, customers)
+        off = state["offset"] + len(ids)
+        return Page(sorted(customers.items()), dict(state, offset=off), off >= len(state["ids"]),
+                    estimate_total=len(state["ids"]))
+
+    def finish(self, ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
+        return {"idoc_id": state.get("idoc_id", 0)}
+
+
+class SalesDocumentIdocSource(Source):
+    """Sales orders (ORDERS / ORDRSP with a sold-to party E1EDKA1 AG) and deliveries (DESADV,
+    basic type DELVRY) from the IDocs SAP pushed and the control plane stored, after the kept row
+    id. Key: `ORDER:<VBELN>` / `DELIVERY:<VBELN>` (a changed document updates its record; an IDoc
+    stored twice is one record). Purchase orders (ORDERS to a vendor, E1EDKA1 LF) are not customer
+    orders and are skipped. No SAP call: the IDoc carries the document."""
+
+    MESTYPS = ("ORDERS", "ORDRSP", "DESADV", "DELVRY")
+
+    def __init__(self, *, page_size: int = 500) -> None:
+        self.page_size = page_size
+
+    def begin(self, ctx: RunContext, cursor: dict[str, Any]) -> dict[str, Any]:
+        return {"after": 0 if ctx.mode == "full" else int(cursor.get("idoc_id") or 0)}
+
+    def read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
+        idocs, newest = idoc_keys(ctx.runtime.db, self.MESTYPS, int(state["after"]), limit=self.page_size)
+        records: dict[str, dict[str, Any]] = {}
+        for row_id, parsed in idocs:
+            rec = sales_document(parsed)
+            if rec is not None:
+                rec["_idoc_row"] = row_id
+                records[rec["_key"]] = rec  # the newest IDoc of a document wins
+        return Page(sorted(records.items()), {"after": newest}, len(idocs) < self.page_size)
+
+    def finish(self, ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
+        return {"idoc_id": state.get("after", 0)}
+
+
+def sales_document(parsed: dict[str, Any]) -> dict[str, Any] | None:
+    """The document of a stored ORDERS/ORDRSP/DESADV IDoc as a flat record, or None when it is not
+    a customer document (a purchase order) or names no document number."""
+    control = parsed.get("control") or {}
+    mestyp = str(control.get("MESTYP", ""))
+    if mestyp in ("DESADV", "DELVRY"):
+        head = next(iter(segments(parsed, "E1EDL20")), None)
+        if head is None or not head.get("VBELN"):
+            return None
+        partner = next((p.get("PARTNER_ID", "") for p in segments(parsed, "E1ADRM1")
+                        if p.get("PARTNER_Q") in ("AG", "WE")), "")
+        date_ = next((d.get("NTANF", "") for d in segments(parsed, "E1EDT13") if d.get("QUALF") == "006"), "")
+        items = segments(parsed, "E1EDL24")
+        return {"_key": f"DELIVERY:{head['VBELN']}", "kind": "DELIVERY", "number": head["VBELN"],
+                "customer": partner, "date": date_, "amount": "", "currency": "", "items": len(items),
+                "docnum": control.get("DOCNUM", ""), "mestyp": mestyp}
+    k01 = next(iter(segments(parsed, "E1EDK01")), None)
+    if k01 is None or not k01.get("BELNR"):
+        return None
+    partners = {p.get("PARVW", ""): p.get("PARTN", "") for p in segments(parsed, "E1EDKA1")}
+    if "AG" not in partners:
+        return None  # a purchase order to a vendor (LF), not a customer's order
+    total = next((s for s in segments(parsed, "E1EDS01") if s.get("SUMID") == "002"), {})
+    date_ = next((d.get("DATUM", "") for d in segments(parsed, "E1EDK03") if d.get("IDDAT") == "012"), "")
+    return {"_key": f"ORDER:{k01['BELNR']}", "kind": "ORDER", "number": k01["BELNR"], "customer": partners["AG"],
+            "date": date_, "amount": total.get("SUMME", ""), "currency": total.get("SUNIT", k01.get("CURCY", "")),
+            "items": len(segments(parsed, "E1EDP01")), "docnum": control.get("DOCNUM", ""), "mestyp": mestyp}

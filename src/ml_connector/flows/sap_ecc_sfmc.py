@@ -1,0 +1,303 @@
+"""SAP ECC → Salesforce Marketing Cloud: customers' financial status, the B2B hierarchy and order
+signals, so that marketing never promotes to a customer who cannot buy.
+
+Streams:
+- `customers`: KNA1/KNB1/KNKK/KNVV (+ sales-order spend, + the accounts above in the hierarchy) →
+  the customer status Data Extension, keyed by the SAP customer number. Incremental runs take the
+  customers named by the DEBMAS IDocs SAP pushed (stored by the control plane's IDoc receiver) and
+  the customers below them; `sync --full` (scheduled outside business hours) compares every
+  customer with what Marketing Cloud holds and corrects any difference.
+- `hierarchy`: the partner functions (KNVP: sold-to, ship-to, bill-to, payer) → one row per
+  account, role and partner, with the parent account and an "eligible for marketing" flag that
+  honours a block anywhere up the hierarchy.
+- `orders`: ORDERS/ORDRSP and DESADV (DELVRY) IDocs → rows of the transactions Data Extension and,
+  for a new sales order, a journey entry event (post-purchase journeys start, win-back stops).
+
+SAP is the source of truth for every field written here: the rows are overwritten from SAP, and
+nothing is read back into SAP. The Data Extensions are declared below and created (or validated,
+with an error naming the field that differs) on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ml_connector.core.flow import Flow, RunContext, Stream
+from ml_connector.core.ledger import Desired
+from ml_connector.systems.sap_ecc.sources import CustomerStatusSource, SalesDocumentIdocSource, parent_of
+from ml_connector.systems.sfmc.schema import DeField, DeSpec
+from ml_connector.systems.sfmc.targets import DataExtensionRowsTarget, TransactionsJourneyTarget
+
+STREAMS = ("customers", "hierarchy", "orders")
+
+ROLE = {"AG": "SoldTo", "WE": "ShipTo", "RE": "BillTo", "RG": "Payer"}
+#: Roles that receive promotions; an invoice (bill-to) or payer contact gets service mail only.
+PROMOTION_ROLES = frozenset({"SoldTo", "ShipTo"})
+
+
+def customer_de(key: str = "ML_SAP_Customer_Status") -> DeSpec:
+    return DeSpec(key, key, (
+        DeField("CustomerNumber", "Text", 10, primary=True),
+        DeField("Name", "Text", 80),
+        DeField("Country", "Text", 3),
+        DeField("AccountGroup", "Text", 4),
+        DeField("CreditLimit", "Decimal", precision=18, scale=2),
+        DeField("CreditExposure", "Decimal", precision=18, scale=2),
+        DeField("CreditCurrency", "Text", 5),
+        DeField("CreditBlocked", "Boolean"),
+        DeField("OverCreditLimit", "Boolean"),
+        DeField("OrderBlock", "Text", 2),
+        DeField("DeliveryBlock", "Text", 2),
+        DeField("BillingBlock", "Text", 2),
+        DeField("PostingBlocked", "Boolean"),
+        DeField("DeletionFlag", "Boolean"),
+        DeField("AccountStatus", "Text", 20),
+        DeField("HistoricalSpend", "Decimal", precision=18, scale=2),
+        DeField("SpendCurrency", "Text", 5),
+        DeField("ParentAccount", "Text", 10),
+        DeField("EligibleForMarketing", "Boolean"),
+        DeField("IneligibleReason", "Text", 250),
+    ), description="Owned by SAP ECC through ml-connector: do not edit in Marketing Cloud")
+
+
+def hierarchy_de(key: str = "ML_SAP_Customer_Hierarchy") -> DeSpec:
+    return DeSpec(key, key, (
+        DeField("AccountNumber", "Text", 10, primary=True),
+        DeField("Role", "Text", 10, primary=True),
+        DeField("PartnerNumber", "Text", 10, primary=True),
+        DeField("SalesArea", "Text", 10, primary=True),
+        DeField("ContactKey", "Text", 10),
+        DeField("ParentAccount", "Text", 10),
+        DeField("HierarchyPath", "Text", 80),
+        DeField("EligibleForMarketing", "Boolean"),
+        DeField("PromotionsAllowed", "Boolean"),
+    ), description="Owned by SAP ECC through ml-connector (KNVP partner functions)")
+
+
+def transactions_de(key: str = "ML_SAP_Transactions") -> DeSpec:
+    return DeSpec(key, key, (
+        DeField("DocumentNumber", "Text", 10, primary=True),
+        DeField("DocumentType", "Text", 10, primary=True),
+        DeField("CustomerNumber", "Text", 10),
+        DeField("DocumentDate", "Text", 10),
+        DeField("Amount", "Decimal", precision=18, scale=2),
+        DeField("Currency", "Text", 5),
+        DeField("Items", "Number"),
+        DeField("JourneyEvent", "Text", 60),
+    ), description="Sales orders and deliveries from SAP ECC IDocs")
+
+
+# ------------------------------------------------------------------------------------ mapping
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the mapping takes from the flow's options."""
+
+    credit_areas: tuple[str, ...] = ()         # KKBER to consider (empty: all)
+    sales_orgs: tuple[str, ...] = ()           # VKORG whose sales-area blocks count (empty: all)
+    company_codes: tuple[str, ...] = ()        # BUKRS whose posting blocks count (empty: all)
+    over_limit_ineligible: bool = True         # exposure above the credit limit makes ineligible
+    event_key: str = "ml-post-purchase"        # the journey's API entry event definition key
+
+    @classmethod
+    def of(cls, opts: dict[str, Any]) -> Options:
+        def strs(k: str) -> tuple[str, ...]:
+            return tuple(str(v) for v in (opts.get(k) or ()))
+        return cls(strs("credit_areas"), strs("sales_orgs"), strs("company_codes"),
+                   bool(opts.get("over_limit_ineligible", True)), str(opts.get("event_key", "ml-post-purchase")))
+
+
+def _dec(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value or "0").strip() or "0")
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def _money(d: Decimal) -> str:
+    return f"{d.quantize(Decimal('0.01'))}"
+
+
+def _flag(value: bool) -> str:
+    return "True" if value else "False"
+
+
+def _set(value: Any) -> bool:
+    return bool(str(value or "").strip())
+
+
+@dataclass
+class Status:
+    """One customer's own financial status (without its ancestors)."""
+
+    limit: Decimal = Decimal(0)
+    exposure: Decimal = Decimal(0)
+    currency: str = ""
+    credit_blocked: bool = False
+    over_limit: bool = False
+    order_block: str = ""
+    delivery_block: str = ""
+    billing_block: str = ""
+    posting_blocked: bool = False
+    deleted: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+
+def status_of(rec: dict[str, Any], opts: Options = Options()) -> Status:
+    """Credit (KNKK), central (KNA1), company-code (KNB1) and sales-area (KNVV) blocks of one customer.
+    Exposure = receivables + open sales value + special liabilities (SKFOR + SAUFT + SSOBL)."""
+    st = Status()
+    knkk = [r for r in rec.get("_knkk", []) if not opts.credit_areas or r.get("KKBER") in opts.credit_areas]
+    for r in knkk:
+        st.limit += _dec(r.get("KLIMK"))
+        st.exposure += _dec(r.get("SKFOR")) + _dec(r.get("SAUFT")) + _dec(r.get("SSOBL"))
+        st.currency = st.currency or str(r.get("CASHC") or "")
+        st.credit_blocked = st.credit_blocked or _set(r.get("CRBLB"))
+    st.over_limit = bool(knkk) and st.exposure > st.limit
+    knvv = [r for r in rec.get("_knvv", []) if not opts.sales_orgs or r.get("VKORG") in opts.sales_orgs]
+    knb1 = [r for r in rec.get("_knb1", []) if not opts.company_codes or r.get("BUKRS") in opts.company_codes]
+
+    def first(field_: str) -> str:
+        own = str(rec.get(field_) or "").strip()
+        return own or next((str(r.get(field_)).strip() for r in knvv if _set(r.get(field_))), "")
+
+    st.order_block = first("AUFSD") or first("CASSD")
+    st.delivery_block = first("LIFSD")
+    st.billing_block = first("FAKSD")
+    st.posting_blocked = _set(rec.get("SPERR")) or any(_set(r.get("SPERR")) for r in knb1)
+    st.deleted = _set(rec.get("LOEVM")) or (bool(knb1) and all(_set(r.get("LOEVM")) for r in knb1)) \
+        or (bool(knvv) and all(_set(r.get("LOEVM")) for r in knvv))
+    if st.deleted:
+        st.reasons.append("flagged for deletion")
+    if st.credit_blocked:
+        st.reasons.append("credit block")
+    if st.over_limit and opts.over_limit_ineligible:
+        st.reasons.append("over credit limit")
+    if st.order_block:
+        st.reasons.append(f"order block {st.order_block}")
+    if st.delivery_block:
+        st.reasons.append(f"delivery block {st.delivery_block}")
+    if st.posting_blocked:
+        st.reasons.append("posting block")
+    return st
+
+
+def eligibility(rec: dict[str, Any], opts: Options = Options()) -> tuple[bool, list[str]]:
+    """Whether the customer may receive marketing, and why not: its own blocks and those of every
+    account above it (`_ancestors`, nearest first). A billing block alone does not stop marketing."""
+    reasons = list(status_of(rec, opts).reasons)
+    for anc in rec.get("_ancestors", []):
+        for r in status_of(anc, opts).reasons:
+            reasons.append(f"parent {anc['KUNNR']}: {r}")
+    return not reasons, reasons
+
+
+def account_status(st: Status, eligible: bool) -> str:
+    if st.deleted:
+        return "Deleted"
+    if st.credit_blocked or st.order_block or st.delivery_block or st.posting_blocked:
+        return "Blocked"
+    if st.over_limit:
+        return "OverLimit"
+    return "Active" if eligible else "ParentBlocked"
+
+
+def customer_status_row(key: str, rec: dict[str, Any], *, opts: Options = Options()) -> Desired:
+    """One row of the customer status DE. Every value is a string as Marketing Cloud returns it
+    (Booleans True/False, decimals with 2 places), so that a full run compares like with like."""
+    st = status_of(rec, opts)
+    eligible, reasons = eligibility(rec, opts)
+    spend = rec.get("_spend") or {}
+    spend_cur = max(spend, key=lambda c: spend[c]) if spend else ""
+    name = " ".join(p for p in (str(rec.get("NAME1") or "").strip(), str(rec.get("NAME2") or "").strip()) if p)
+    row = {
+        "CustomerNumber": key, "Name": name[:80], "Country": str(rec.get("LAND1") or ""),
+        "AccountGroup": str(rec.get("KTOKD") or ""), "CreditLimit": _money(st.limit),
+        "CreditExposure": _money(st.exposure), "CreditCurrency": st.currency,
+        "CreditBlocked": _flag(st.credit_blocked), "OverCreditLimit": _flag(st.over_limit),
+        "OrderBlock": st.order_block, "DeliveryBlock": st.delivery_block, "BillingBlock": st.billing_block,
+        "PostingBlocked": _flag(st.posting_blocked), "DeletionFlag": _flag(st.deleted),
+        "AccountStatus": account_status(st, eligible),
+        "HistoricalSpend": _money(_dec(spend.get(spend_cur, 0))) if spend_cur else "0.00",
+        "SpendCurrency": spend_cur, "ParentAccount": parent_of(rec) or "",
+        "EligibleForMarketing": _flag(eligible), "IneligibleReason": "; ".join(reasons)[:250],
+    }
+    return Desired(key, {"rows": [row]})
+
+
+def hierarchy_rows(key: str, rec: dict[str, Any], *, opts: Options = Options()) -> Desired:
+    """The account's partner functions (KNVP) as rows: who is its sold-to, ship-to, bill-to and
+    payer, its parent account and the path up, and whether each contact may get promotions."""
+    eligible, _ = eligibility(rec, opts)
+    parent = parent_of(rec) or ""
+    path = " > ".join([key, *(a["KUNNR"] for a in rec.get("_ancestors", []))])[:80]
+    rows: dict[tuple[str, str, str], dict[str, str]] = {}
+    for p in sorted(rec.get("_knvp", []), key=lambda r: (r.get("PARVW", ""), r.get("PARZA", ""))):
+        role = ROLE.get(str(p.get("PARVW", "")))
+        partner = str(p.get("KUNN2") or "").strip()
+        if role is None or not partner:
+            continue  # contact persons (AP) and vendors carry no customer number
+        area = f"{p.get('VKORG', '')}/{p.get('VTWEG', '')}/{p.get('SPART', '')}"
+        rows[(role, partner, area)] = {
+            "AccountNumber": key, "Role": role, "PartnerNumber": partner, "SalesArea": area, "ContactKey": partner,
+            "ParentAccount": parent, "HierarchyPath": path, "EligibleForMarketing": _flag(eligible),
+            "PromotionsAllowed": _flag(eligible and role in PROMOTION_ROLES)}
+    return Desired(key, {"rows": [rows[k] for k in sorted(rows)]})
+
+
+def sales_document_row(key: str, rec: dict[str, Any], *, opts: Options = Options()) -> Desired:
+    """A sales order or delivery from its IDoc: its transactions row and, for an order, the journey
+    entry event (the contact is the sold-to party)."""
+    amount = _money(_dec(rec.get("amount"))) if str(rec.get("amount") or "").strip() else ""
+    row = {"DocumentNumber": str(rec["number"]), "DocumentType": str(rec["kind"]),
+           "CustomerNumber": str(rec.get("customer") or ""), "DocumentDate": str(rec.get("date") or ""),
+           "Amount": amount, "Currency": str(rec.get("currency") or ""), "Items": str(rec.get("items") or 0)}
+    event = None
+    if rec["kind"] == "ORDER" and row["CustomerNumber"]:
+        event = {"contact": row["CustomerNumber"], "key": opts.event_key,
+                 "data": {"OrderNumber": row["DocumentNumber"], "CustomerNumber": row["CustomerNumber"],
+                          "Amount": amount, "Currency": row["Currency"], "OrderDate": row["DocumentDate"]}}
+    return Desired(key, {"row": row, "event": event})
+
+
+# ------------------------------------------------------------------------------------ the flow
+
+
+class SapEccSfmcFlow(Flow):
+    pair = "sap_ecc_sfmc"
+
+    def options(self) -> Options:
+        return Options.of(dict(self.cfg.options or {}))
+
+    def specs(self) -> tuple[DeSpec, DeSpec, DeSpec]:
+        opts = dict(self.cfg.options or {})
+        return (customer_de(str(opts.get("customer_de", "ML_SAP_Customer_Status"))),
+                hierarchy_de(str(opts.get("hierarchy_de", "ML_SAP_Customer_Hierarchy"))),
+                transactions_de(str(opts.get("transactions_de", "ML_SAP_Transactions"))))
+
+    def streams(self) -> dict[str, Stream]:
+        raw = dict(self.cfg.options or {})
+        opts = self.options()
+        page = int(raw.get("page_size", 500))
+        sap, mc = self.cfg.source, self.cfg.target
+        cust, hier, trans = self.specs()
+
+        def bind(fn: Callable[..., Desired]) -> Callable[[RunContext, str, dict[str, Any]], Desired]:
+            return lambda ctx, key, rec: fn(key, rec, opts=opts)
+
+        customers = Stream("customers", CustomerStatusSource(sap, page_size=page), bind(customer_status_row),
+                           DataExtensionRowsTarget(mc, cust))
+        hierarchy = Stream("hierarchy", CustomerStatusSource(sap, page_size=page, spend=False), bind(hierarchy_rows),
+                           DataExtensionRowsTarget(mc, hier, replace_by="AccountNumber"))
+        orders = Stream("orders", SalesDocumentIdocSource(page_size=page), bind(sales_document_row),
+                        TransactionsJourneyTarget(mc, trans))
+        streams = {s.name: s for s in (customers, hierarchy, orders)}
+        assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
+        return streams
+
+
+FLOW = SapEccSfmcFlow

@@ -1,0 +1,142 @@
+"""The SAP ECC → Marketing Cloud pair in tests: a configuration wired to the SAP ECC and Marketing
+Cloud sandboxes, the control plane's IDoc receiver on the same database, and what the tests read
+from the Marketing Cloud sandbox."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ml_connector.core.servers import ServerHandle, serve_in_thread
+from tests.support.env import SAP_PASSWORD, Env, store_secrets
+from tests.support.processes import ROOT
+
+IDOC_USER, IDOC_PASSWORD = "SAPIDOC", "idoc-Secret-1"
+DEFAULT_OPTIONS = "      page_size: 1000\n"  # the flow's options block (a test may give its own)
+
+
+def sfmc_config(sap_url: str, mc: dict[str, Any], *, options: str = "", extra: str = "") -> str:
+    """The configuration; `options`: the flow's options block; `extra`: more top-level sections."""
+    return extra + f"""\
+engine:
+  data_dir: ./data
+  database_url: null
+  queue_polling_interval: 0.2
+  executor_id: null
+
+server:
+  host: 127.0.0.1
+  port: 8080
+  api_auth: auto
+
+connections:
+  sap_ecc:
+    type: sap_ecc
+    base_url: {sap_url}
+    client: "100"
+    language: EN
+    via: direct
+    auth:
+      username: RFC_USER
+      password_secret: sap_ecc_password
+    limits: {{max_concurrent: 8, calls_per_second: 50}}
+    timeout: 60s
+  sfmc:
+    type: sfmc
+    auth_base: {mc["auth_base"]}
+    auth:
+      client_id: {mc["client_id"]}
+      client_secret_secret: sfmc_client_secret
+      account_id: "{mc["account_id"]}"
+    edition: pro
+
+flows:
+  customers_to_sfmc:
+    pair: sap_ecc_sfmc
+    source: sap_ecc
+    target: sfmc
+    streams: [customers, hierarchy, orders]
+    schedule: {{interval: 5s}}
+    options:
+{options or DEFAULT_OPTIONS}"""
+
+
+def make_sfmc_env(tmp: Path, sap_url: str, mc: dict[str, Any], *, options: str = "", extra: str = "") -> Env:
+    cfg = tmp / "ml-connector.yaml"
+    cfg.write_text(sfmc_config(sap_url, mc, options=options, extra=extra), encoding="utf-8")
+    env = dict(os.environ)
+    env["MLC_LOG_LEVEL"] = env.get("MLC_LOG_LEVEL", "WARNING")
+    env["PYTHONPATH"] = str(ROOT / "src")
+    env["COLUMNS"] = "250"
+    env.pop("MLC_DATABASE_URL", None)
+    e = Env(tmp, cfg, sap_url, mc["auth_base"], env)
+    store_secrets(e, {"sap_ecc_password": SAP_PASSWORD, "sfmc_client_secret": mc["client_secret"]})
+    return e
+
+
+@dataclass
+class IdocEndpoint:
+    handle: ServerHandle
+    db: Any
+
+    @property
+    def url(self) -> str:
+        return f"{self.handle.url}/sap/idoc"
+
+
+@contextmanager
+def idoc_endpoint(env: Env) -> Iterator[IdocEndpoint]:
+    """The control plane's IDoc receiver (the real router and store) on the configuration's
+    database, served on loopback: what `ml-connector serve` mounts at /sap/idoc."""
+    from fastapi import FastAPI
+
+    from ml_connector.config import load_config
+    from ml_connector.core.db import Database
+    from ml_connector.systems.sap_ecc.idoc_receiver import BasicAuth, SqlIdocStore, idoc_router
+
+    cfg = load_config(env.config)
+    db = Database(cfg.database_url_resolved(env.config.resolve().parent))
+    db.migrate()
+    app = FastAPI()
+    app.include_router(idoc_router(SqlIdocStore(db), BasicAuth(IDOC_USER, IDOC_PASSWORD)), prefix="/sap")
+    handle = serve_in_thread(app, name="idoc-endpoint")
+    try:
+        yield IdocEndpoint(handle, db)
+    finally:
+        handle.stop()
+        db.dispose()
+
+
+def push_idocs_to(sap_url: str, endpoint: IdocEndpoint) -> None:
+    """Point the SAP sandbox's outbound XML-HTTP port at the endpoint (DEBMAS/ORDRSP/DESADV on change)."""
+    r = httpx.post(f"{sap_url}/_sandbox/idoc/outbound", json={"url": endpoint.url, "user": IDOC_USER,
+                                                              "password": IDOC_PASSWORD, "backoff_base": 0.05},
+                   timeout=10)
+    r.raise_for_status()
+
+
+def de_rows(mc: dict[str, Any], key: str) -> dict[str, dict[str, str]]:
+    """The rows of a Data Extension in the Marketing Cloud sandbox, by their first primary-key column."""
+    r = httpx.get(f"{mc['admin']}/des/{key}/rows", timeout=30)
+    r.raise_for_status()
+    rows = r.json()["rows"]
+    first = next(iter(rows[0])) if rows else ""
+    return {row[first]: row for row in rows}
+
+
+def mc_events(mc: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{mc['admin']}/events", timeout=10).json()["events"])
+
+
+def mc_stats(mc: dict[str, Any]) -> dict[str, int]:
+    return dict(httpx.get(f"{mc['admin']}/stats", timeout=10).json())
+
+
+def mc_faults(mc: dict[str, Any], **kw: Any) -> None:
+    httpx.post(f"{mc['admin']}/faults", json=kw, timeout=10).raise_for_status()

@@ -1,0 +1,147 @@
+"""The SAP ECC → Marketing Cloud mapping: pure functions, no HTTP, no database."""
+
+from __future__ import annotations
+
+import pytest
+
+from ml_connector.flows.sap_ecc_sfmc import (
+    Options,
+    customer_status_row,
+    eligibility,
+    hierarchy_rows,
+    sales_document_row,
+)
+from ml_connector.systems.sap_ecc.sources import parent_of, sales_document
+from ml_connector.systems.sfmc.schema import DeField, DeHeld, DeSpec, SchemaMismatch, compare
+
+
+def customer(kunnr: str, *, payer: str | None = None, **kna1: str) -> dict:
+    knvp = [{"KUNNR": kunnr, "VKORG": "1000", "VTWEG": "10", "SPART": "00", "PARVW": pf, "PARZA": "000",
+             "KUNN2": kunnr} for pf in ("AG", "WE", "RE")]
+    knvp.append({"KUNNR": kunnr, "VKORG": "1000", "VTWEG": "10", "SPART": "00", "PARVW": "RG", "PARZA": "000",
+                 "KUNN2": payer or kunnr})
+    return {"KUNNR": kunnr, "NAME1": "Acme", "NAME2": "GmbH", "LAND1": "DE", "KTOKD": "0001", **kna1,
+            "_knb1": [{"KUNNR": kunnr, "BUKRS": "1000", "SPERR": "", "LOEVM": ""}],
+            "_knkk": [{"KUNNR": kunnr, "KKBER": "1000", "KLIMK": "10000.00", "SKFOR": "2000.00", "SAUFT": "500.00",
+                       "SSOBL": "0.00", "CRBLB": "", "CASHC": "EUR"}],
+            "_knvv": [{"KUNNR": kunnr, "VKORG": "1000", "VTWEG": "10", "SPART": "00", "AUFSD": "", "LIFSD": "",
+                       "FAKSD": "", "CASSD": "", "LOEVM": ""}],
+            "_knvp": knvp, "_used_by": [], "_spend": {"EUR": 1234.5}, "_ancestors": []}
+
+
+def test_an_unblocked_customer_within_its_limit_is_eligible_with_its_credit_figures():
+    row = customer_status_row("0000200001", customer("0000200001")).payload["rows"][0]
+    assert row["CreditLimit"] == "10000.00" and row["CreditExposure"] == "2500.00"
+    assert row["EligibleForMarketing"] == "True" and row["IneligibleReason"] == ""
+    assert row["AccountStatus"] == "Active" and row["HistoricalSpend"] == "1234.50" and row["Name"] == "Acme GmbH"
+
+
+@pytest.mark.parametrize(("where", "change", "reason"), [
+    ("knkk", {"CRBLB": "X"}, "credit block"),
+    ("knkk", {"SKFOR": "9800.00"}, "over credit limit"),
+    ("kna1", {"AUFSD": "01"}, "order block 01"),
+    ("kna1", {"LIFSD": "02"}, "delivery block 02"),
+    ("kna1", {"SPERR": "X"}, "posting block"),
+    ("knb1", {"SPERR": "X"}, "posting block"),
+    ("knvv", {"AUFSD": "05"}, "order block 05"),
+    ("kna1", {"LOEVM": "X"}, "flagged for deletion"),
+])
+def test_each_block_makes_the_customer_ineligible_naming_it(where, change, reason):
+    rec = customer("0000200001")
+    if where == "kna1":
+        rec.update(change)
+    else:
+        rec[f"_{where}"][0].update(change)
+    ok, why = eligibility(rec)
+    assert not ok and reason in why
+    row = customer_status_row("0000200001", rec).payload["rows"][0]
+    assert row["EligibleForMarketing"] == "False" and reason in row["IneligibleReason"]
+
+
+def test_a_billing_block_alone_does_not_stop_marketing_and_over_limit_is_an_option():
+    rec = customer("0000200001", FAKSD="01")
+    assert eligibility(rec) == (True, [])
+    rec["_knkk"][0]["SKFOR"] = "9800.00"
+    assert eligibility(rec, Options(over_limit_ineligible=False)) == (True, [])
+
+
+def test_a_block_anywhere_up_the_hierarchy_makes_the_child_ineligible():
+    child = customer("0000200001", payer="0000290001")
+    assert parent_of(child) == "0000290001"
+    grand = customer("0000290009")
+    grand["_knkk"][0]["CRBLB"] = "X"
+    child["_ancestors"] = [customer("0000290001"), grand]
+    ok, why = eligibility(child)
+    assert not ok and why == ["parent 0000290009: credit block"]
+    row = customer_status_row("0000200001", child).payload["rows"][0]
+    assert row["AccountStatus"] == "ParentBlocked" and row["ParentAccount"] == "0000290001"
+
+
+def test_hierarchy_rows_link_each_partner_with_its_role_and_promotions_only_for_buyers():
+    rec = customer("0000200001", payer="0000290001")
+    rec["_ancestors"] = [customer("0000290001")]
+    rows = hierarchy_rows("0000200001", rec).payload["rows"]
+    roles = {(r["Role"], r["PartnerNumber"]): r for r in rows}
+    assert set(roles) == {("SoldTo", "0000200001"), ("ShipTo", "0000200001"), ("BillTo", "0000200001"),
+                          ("Payer", "0000290001")}
+    assert roles[("Payer", "0000290001")]["PromotionsAllowed"] == "False"
+    assert roles[("SoldTo", "0000200001")]["PromotionsAllowed"] == "True"
+    assert all(r["HierarchyPath"] == "0000200001 > 0000290001" for r in rows)
+    rec["_ancestors"][0]["AUFSD"] = "01"
+    assert {r["EligibleForMarketing"] for r in hierarchy_rows("0000200001", rec).payload["rows"]} == {"False"}
+
+
+def test_a_ship_to_party_hangs_below_the_sold_to_that_names_it():
+    ship = {"KUNNR": "0000250001", "_knvp": [{"KUNNR": "0000250001", "PARVW": "WE", "KUNN2": "0000250001"}],
+            "_used_by": [{"KUNNR": "0000200007", "PARVW": "WE", "KUNN2": "0000250001"}]}
+    assert parent_of(ship) == "0000200007"
+
+
+def _idoc(mestyp: str, segs: list[dict]) -> dict:
+    return {"control": {"MESTYP": mestyp, "DOCNUM": "0000000000000042"}, "segments": segs}
+
+
+def test_an_order_idoc_becomes_a_transactions_row_and_a_journey_entry_event():
+    parsed = _idoc("ORDRSP", [
+        {"segment": "E1EDK01", "fields": {"BELNR": "0000004711", "CURCY": "EUR"}},
+        {"segment": "E1EDK03", "fields": {"IDDAT": "012", "DATUM": "20261201"}},
+        {"segment": "E1EDKA1", "fields": {"PARVW": "AG", "PARTN": "0000200001"}},
+        {"segment": "E1EDP01", "fields": {"POSEX": "000010"}},
+        {"segment": "E1EDS01", "fields": {"SUMID": "002", "SUMME": "99.5", "SUNIT": "EUR"}}])
+    rec = sales_document(parsed)
+    assert rec is not None and rec["_key"] == "ORDER:0000004711"
+    d = sales_document_row(rec["_key"], rec, opts=Options(event_key="post-purchase"))
+    assert d.payload["row"] == {"DocumentNumber": "0000004711", "DocumentType": "ORDER", "CustomerNumber": "0000200001",
+                                "DocumentDate": "20261201", "Amount": "99.50", "Currency": "EUR", "Items": "1"}
+    assert d.payload["event"]["contact"] == "0000200001" and d.payload["event"]["key"] == "post-purchase"
+
+
+def test_a_delivery_has_no_journey_event_and_a_purchase_order_is_not_a_customer_document():
+    dlv = sales_document(_idoc("DESADV", [{"segment": "E1EDL20", "fields": {"VBELN": "0080000001"}, "children": [
+        {"segment": "E1ADRM1", "fields": {"PARTNER_Q": "WE", "PARTNER_ID": "0000250001"}},
+        {"segment": "E1EDL24", "fields": {"POSNR": "000010"}}]}]))
+    assert dlv is not None and dlv["customer"] == "0000250001"
+    assert sales_document_row(dlv["_key"], dlv).payload["event"] is None
+    po = _idoc("ORDERS", [{"segment": "E1EDK01", "fields": {"BELNR": "4500000001"}},
+                          {"segment": "E1EDKA1", "fields": {"PARVW": "LF", "PARTN": "0000100001"}}])
+    assert sales_document(po) is None
+    assert sales_document(_idoc("ORDRSP", [])) is None
+
+
+def test_an_existing_data_extension_that_differs_is_refused_naming_the_field():
+    spec = DeSpec("K", "K", (DeField("CustomerNumber", "Text", 10, primary=True), DeField("Limit", "Decimal",
+                                                                                          precision=18, scale=2)))
+    same = DeHeld("K", "K", [DeField("CustomerNumber", "Text", 10, primary=True),
+                             DeField("Limit", "Decimal", precision=18, scale=2), DeField("Extra", "Text", 5)])
+    compare(spec, same)  # extra columns of marketing's own are allowed
+    with pytest.raises(SchemaMismatch, match="'Limit' is Number, the flow declares Decimal"):
+        compare(spec, DeHeld("K", "K", [DeField("CustomerNumber", "Text", 10, primary=True),
+                                        DeField("Limit", "Number")]))
+    with pytest.raises(SchemaMismatch, match="'Limit' is missing"):
+        compare(spec, DeHeld("K", "K", [DeField("CustomerNumber", "Text", 10, primary=True)]))
+    with pytest.raises(SchemaMismatch, match="'CustomerNumber' holds 5 characters"):
+        compare(spec, DeHeld("K", "K", [DeField("CustomerNumber", "Text", 5, primary=True),
+                                        DeField("Limit", "Decimal", precision=18, scale=2)]))
+    with pytest.raises(SchemaMismatch, match="'CustomerNumber' is not a primary key"):
+        compare(spec, DeHeld("K", "K", [DeField("CustomerNumber", "Text", 10),
+                                        DeField("Limit", "Decimal", precision=18, scale=2)]))
