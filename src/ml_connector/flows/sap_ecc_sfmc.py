@@ -25,8 +25,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from pydantic import ConfigDict, Field
+
 from ml_connector.core.flow import Flow, RunContext, Stream
 from ml_connector.core.ledger import Desired
+from ml_connector.core.settings import SettingsModel
 from ml_connector.systems.sap_ecc.sources import CustomerStatusSource, SalesDocumentIdocSource, parent_of
 from ml_connector.systems.sfmc.schema import DeField, DeSpec
 from ml_connector.systems.sfmc.targets import DataExtensionRowsTarget, TransactionsJourneyTarget
@@ -93,22 +96,25 @@ def transactions_de(key: str = "ML_SAP_Transactions") -> DeSpec:
 # ------------------------------------------------------------------------------------ mapping
 
 
-@dataclass(frozen=True)
-class Options:
-    """What the mapping takes from the flow's options."""
+class Options(SettingsModel):
+    """The flow's `options` in ml-connector.yaml, validated when the configuration is loaded (a wrong
+    type or an unknown key is refused there, with file, line and field)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
     credit_areas: tuple[str, ...] = ()         # KKBER to consider (empty: all)
     sales_orgs: tuple[str, ...] = ()           # VKORG whose sales-area blocks count (empty: all)
     company_codes: tuple[str, ...] = ()        # BUKRS whose posting blocks count (empty: all)
     over_limit_ineligible: bool = True         # exposure above the credit limit makes ineligible
-    event_key: str = "ml-post-purchase"        # the journey's API entry event definition key
+    event_key: str = Field(default="ml-post-purchase", min_length=1)  # the journey's API entry event key
+    customer_de: str = Field(default="ML_SAP_Customer_Status", min_length=1)
+    hierarchy_de: str = Field(default="ML_SAP_Customer_Hierarchy", min_length=1)
+    transactions_de: str = Field(default="ML_SAP_Transactions", min_length=1)
+    page_size: int = Field(default=500, ge=1, le=100_000)
 
     @classmethod
     def of(cls, opts: dict[str, Any]) -> Options:
-        def strs(k: str) -> tuple[str, ...]:
-            return tuple(str(v) for v in (opts.get(k) or ()))
-        return cls(strs("credit_areas"), strs("sales_orgs"), strs("company_codes"),
-                   bool(opts.get("over_limit_ineligible", True)), str(opts.get("event_key", "ml-post-purchase")))
+        return cls.model_validate(opts)
 
 
 def _dec(value: Any) -> Decimal:
@@ -274,15 +280,12 @@ class SapEccSfmcFlow(Flow):
         return Options.of(dict(self.cfg.options or {}))
 
     def specs(self) -> tuple[DeSpec, DeSpec, DeSpec]:
-        opts = dict(self.cfg.options or {})
-        return (customer_de(str(opts.get("customer_de", "ML_SAP_Customer_Status"))),
-                hierarchy_de(str(opts.get("hierarchy_de", "ML_SAP_Customer_Hierarchy"))),
-                transactions_de(str(opts.get("transactions_de", "ML_SAP_Transactions"))))
+        opts = self.options()
+        return customer_de(opts.customer_de), hierarchy_de(opts.hierarchy_de), transactions_de(opts.transactions_de)
 
     def streams(self) -> dict[str, Stream]:
-        raw = dict(self.cfg.options or {})
         opts = self.options()
-        page = int(raw.get("page_size", 500))
+        page = opts.page_size
         sap, mc = self.cfg.source, self.cfg.target
         cust, hier, trans = self.specs()
 
