@@ -86,6 +86,7 @@ def _schedule_text(f: Any) -> str | None:
 
 def create_app(rt: Runtime) -> FastAPI:
     from ml_connector.server.api_auth import admin_guard
+    from ml_connector.server.roles import api_role
 
     api = FastAPI(title="ml-connector control plane", version=__version__,
                   description="Flows, runs, failures and replay of ml-connector. The operators' endpoints "
@@ -107,7 +108,8 @@ def create_app(rt: Runtime) -> FastAPI:
         return [FlowInfo(name=n, pair=f.pair, source=f.source, target=f.target, streams=list(f.streams),
                          schedule=_schedule_text(f)) for n, f in rt.config.flows.items()]
 
-    @admin.post("/api/flows/{flow}/sync", response_model=SyncStarted, status_code=202)
+    @admin.post("/api/flows/{flow}/sync", response_model=SyncStarted, status_code=202,
+                dependencies=[Depends(api_role("operator"))])
     def start_sync(flow: str, req: SyncRequest) -> SyncStarted:
         from ml_connector.core import engine
 
@@ -143,7 +145,7 @@ def create_app(rt: Runtime) -> FastAPI:
                                 error=redact(r.last_error) if r.last_error else None)
                     for r in outbox.failures(s, flow=flow)]
 
-    @admin.post("/api/replay", response_model=ReplayResult)
+    @admin.post("/api/replay", response_model=ReplayResult, dependencies=[Depends(api_role("operator"))])
     def replay(req: ReplayRequest) -> ReplayResult:
         from ml_connector.core import engine
 
@@ -156,6 +158,9 @@ def create_app(rt: Runtime) -> FastAPI:
         return ReplayResult(replayed=len(ids), outcome=engine.replay(ids))
 
     api.include_router(admin)
+    from ml_connector.server.console import install_console
+
+    install_console(api, rt, admin_dep)  # the operators' web pages at / and /metrics (server/console/)
     # Endpoints the systems add (e.g. SAP ECC's IDoc receiver when `server.idoc` is configured).
     from ml_connector.core import registry
 

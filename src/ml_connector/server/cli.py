@@ -26,16 +26,17 @@ def _when(ts: float | None) -> str:
 
 
 @api_tokens_app.command("create")
-def create(name: str, config: CpConfig = DEFAULT_CP) -> None:
+def create(name: str, config: CpConfig = DEFAULT_CP,
+           role: str = typer.Option("admin", help="viewer (read), operator (also replay, sync), admin")) -> None:
     """Create a token; it is printed once (standard output) and only its hash is kept."""
     from ml_connector.server.api_auth import ApiTokenError, create_token
 
     try:
-        token_id, token = create_token(_db(config), name)
+        token_id, token = create_token(_db(config), name, role)
     except ApiTokenError as exc:
         err.print(f"error: {exc}", highlight=False, markup=False)
         raise typer.Exit(2) from None
-    err.print(f"API token {token_id} ({name}); it cannot be shown again. "
+    err.print(f"API token {token_id} ({name}, {role}); it cannot be shown again. "
               "Send it as `Authorization: Bearer <token>`:", highlight=False, markup=False)
     print(token, flush=True)
 
@@ -54,12 +55,13 @@ def list_(config: CpConfig = DEFAULT_CP, as_json: bool = typer.Option(False, "--
 
 def tokens_table(rows: list[dict[str, Any]]) -> Table:
     """Readable at 80 columns: the times wrap between date, time and zone; id and state never wrap."""
-    t = Table(cell_wrap("id", no_wrap=True), cell_wrap("name"), cell_wrap("state", no_wrap=True),
+    t = Table(cell_wrap("id", no_wrap=True), cell_wrap("name"), cell_wrap("role", no_wrap=True),
+              cell_wrap("state", no_wrap=True),
               cell_wrap("created", max_width=10), cell_wrap("last used", max_width=10),
               cell_wrap("revoked", max_width=10))
     for r in rows:
-        t.add_row(r["id"], r["name"], r["state"], _when(r["created_at"]), _when(r["last_used_at"]),
-                  _when(r["revoked_at"]))
+        t.add_row(r["id"], r["name"], r.get("role", "admin"), r["state"], _when(r["created_at"]),
+                  _when(r["last_used_at"]), _when(r["revoked_at"]))
     return t
 
 
@@ -78,6 +80,8 @@ def revoke(id_or_name: str, config: CpConfig = DEFAULT_CP) -> None:
 def register_commands(app: typer.Typer) -> None:
     """Add the control plane's command groups: `api-tokens` and `agents`."""
     from ml_connector.server.agents.cli import register_commands as register_agents
+    from ml_connector.server.console.cli import users_app
 
     app.add_typer(api_tokens_app, name="api-tokens")
+    app.add_typer(users_app, name="users")
     register_agents(app)
