@@ -43,7 +43,7 @@ def create(name: str, config: CpConfig = DEFAULT_CP,
 
 @api_tokens_app.command("list")
 def list_(config: CpConfig = DEFAULT_CP, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The tokens (id, name, state, created, last used); never their values."""
+    """The tokens (id, name, state, created, last used; with --json also the role); never their values."""
     from ml_connector.server.api_auth import list_tokens
 
     rows = list_tokens(_db(config))
@@ -55,13 +55,12 @@ def list_(config: CpConfig = DEFAULT_CP, as_json: bool = typer.Option(False, "--
 
 def tokens_table(rows: list[dict[str, Any]]) -> Table:
     """Readable at 80 columns: the times wrap between date, time and zone; id and state never wrap."""
-    t = Table(cell_wrap("id", no_wrap=True), cell_wrap("name"), cell_wrap("role", no_wrap=True),
-              cell_wrap("state", no_wrap=True),
+    t = Table(cell_wrap("id", no_wrap=True), cell_wrap("name"), cell_wrap("state", no_wrap=True),
               cell_wrap("created", max_width=10), cell_wrap("last used", max_width=10),
               cell_wrap("revoked", max_width=10))
     for r in rows:
-        t.add_row(r["id"], r["name"], r.get("role", "admin"), r["state"], _when(r["created_at"]),
-                  _when(r["last_used_at"]), _when(r["revoked_at"]))
+        t.add_row(r["id"], r["name"], r["state"], _when(r["created_at"]), _when(r["last_used_at"]),
+                  _when(r["revoked_at"]))
     return t
 
 

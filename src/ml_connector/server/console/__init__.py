@@ -306,7 +306,7 @@ def console_router(rt: Any) -> APIRouter:
             return back("/connections", "Enter the credential's value.")
         rt.vault.set(name, value)
         with db.session() as s:
-            audit.record(s, "console.credential.set", detail={"user": session.user.username, "secret": name})
+            audit.record(s, "console.credential.set", detail={"user": session.user.username, "name": name})
         # Connections built with the old value are rebuilt on their next use.
         rt.forget_connections()
         return back("/connections", f"Credential {name} stored; it will not be shown again. Test the connection.")

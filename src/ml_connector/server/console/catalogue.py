@@ -12,22 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ml_connector.core.known_errors import KnownError
 from ml_connector.core.redact import redact
-
-
-@dataclass(frozen=True)
-class KnownError:
-    """A pattern (regular expression, case-insensitive) of an error text and what it means.
-
-    `title` may use the pattern's named groups ({table}, {value}, ...)."""
-
-    key: str
-    pattern: str
-    title: str
-    explanation: str
-    fix: str
-    #: Whether fixing the cause belongs in the source data (edit, then replay) rather than in the set-up.
-    in_data: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,7 +27,8 @@ class Cause:
 
 
 GENERIC: tuple[KnownError, ...] = (
-    KnownError("credential_refused", r"invalid_client|invalid_grant|credential.{0,20}refused|\b401\b|unauthori[sz]ed",
+    KnownError("credential_refused", r"invalid_client|invalid_grant|refused (the|our) credential|"
+               r"credential.{0,20}refused|\b401\b|unauthori[sz]ed",
                "The target system refused our credentials",
                "The system answered that the user, client id or secret we sent is not valid (it may have been "
                "changed or expired).",
@@ -67,13 +54,11 @@ GENERIC: tuple[KnownError, ...] = (
     KnownError("not_in_target", r"is not in .{1,40} to (update|deactivate|reactivate)",
                "The record is gone from the target system",
                "We wanted to change a record that someone deleted in the target system.",
-               "Re-create it there or resolve it here; replay creates it again if the source still has it.",
-               in_data=True),
+               "Re-create it there or resolve it here; replay creates it again if the source still has it."),
     KnownError("rejected_data", r"\b(400|422)\b|invalid|required|missing|must be|not allowed|does not exist",
                "The target system rejected the data",
                "A field of the record is missing or has a value the target does not accept.",
-               "Correct the record in the source system (or the mapping that produces the field), then replay.",
-               in_data=True),
+               "Correct the record in the source system (or the mapping that produces the field), then replay."),
 )
 
 UNCERTAIN = Cause("uncertain", "Not known whether the write arrived",
@@ -90,7 +75,7 @@ def _system_errors() -> list[KnownError]:
 
     out: list[KnownError] = []
     for entry in registry.entries():
-        out.extend(getattr(entry, "known_errors", ()) or ())
+        out.extend(entry.known_errors)
     return out
 
 
@@ -102,8 +87,8 @@ def classify(state: str, parked_on: str | None, error: str | None) -> Cause:
                      "cannot tell the target which of its codes to use.",
                      "An operator adds the missing value below; the waiting records are then sent by themselves.",
                      mapping=(table, value))
-    if state in ("uncertain", "in_flight"):
-        return UNCERTAIN
+    # A write in doubt is grouped by what put it in doubt when that is known (a refused credential
+    # is fixed on the Connections page); replay looks it up in the target first either way.
     text = redact(error or "")
     for known in (*_system_errors(), *GENERIC):
         m = re.search(known.pattern, text, re.IGNORECASE)
@@ -113,4 +98,4 @@ def classify(state: str, parked_on: str | None, error: str | None) -> Cause:
             except (KeyError, IndexError):
                 title = known.title
             return Cause(known.key, title, known.explanation, known.fix)
-    return UNKNOWN
+    return UNCERTAIN if state in ("uncertain", "in_flight") else UNKNOWN

@@ -53,18 +53,17 @@ class PlatformCollector(Collector):
         refreshes = CounterMetricFamily("mlc_token_refreshes", "OAuth token refreshes per connection",
                                         labels=["connection"])
         with self.rt.db.read() as s:
+            by_state: dict[tuple[str, str], dict[str, int]] = {}
             for flow, stream, state, n in s.execute(
                     select(OutboxRow.flow, OutboxRow.stream, OutboxRow.state, func.count())
                     .group_by(OutboxRow.flow, OutboxRow.stream, OutboxRow.state)):
+                by_state.setdefault((flow, stream), {})[state] = int(n)
+            for (flow, stream), c in sorted(by_state.items()):
                 labels = [flow, stream]
-                if state == "posted":
-                    moved.add_metric(labels, n)
-                elif state in ("failed", "uncertain"):
-                    failed.add_metric(labels, n)
-                elif state == "parked":
-                    parked.add_metric(labels, n)
-                elif state in ("pending", "in_flight"):
-                    queue.add_metric(labels, n)
+                moved.add_metric(labels, c.get("posted", 0))
+                failed.add_metric(labels, c.get("failed", 0) + c.get("uncertain", 0))
+                parked.add_metric(labels, c.get("parked", 0))
+                queue.add_metric(labels, c.get("pending", 0) + c.get("in_flight", 0))
             for flow, stream, status, n in s.execute(
                     select(RunRow.flow, RunRow.stream, RunRow.status, func.count())
                     .group_by(RunRow.flow, RunRow.stream, RunRow.status)):
