@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from ml_connector.core import outbox
 from ml_connector.core.models import AuditRow, OutboxRow, RecordRow, RunRow
@@ -91,7 +91,7 @@ def overview(rt: Any) -> tuple[list[FlowView], list[Attention]]:
                     attention.append(Attention(f"The last run of {name} / {stream} failed: "
                                                f"{redact(last.error or '')[:200]}", f"runs/{last.run_id}", "error"))
             in_ledger = int(s.scalar(select(func.count()).select_from(RecordRow).where(RecordRow.flow == name)) or 0)
-            failed = sum(counts.get(k, 0) for k in FAILED_STATES)
+            failed = failed_count(s, name)
             view = FlowView(name, cfg.source, cfg.target, schedule_text(cfg), streams, counts.get("posted", 0),
                             failed, counts.get("parked", 0), counts.get("pending", 0) + counts.get("in_flight", 0),
                             in_ledger)
@@ -107,6 +107,15 @@ def overview(rt: Any) -> tuple[list[FlowView], list[Attention]]:
                                            "agents", "error"))
     attention.sort(key=lambda a: a.severity != "error")
     return flows, attention
+
+
+def failed_count(s: Any, flow: str) -> int:
+    """What the inbox lists as failed (outbox.failures): failed, uncertain, and in flight after the run ended."""
+    ended = select(RunRow.run_id).where(RunRow.status.in_(("succeeded", "failed")))
+    return int(s.scalar(select(func.count()).select_from(OutboxRow).where(
+        OutboxRow.flow == flow,
+        or_(OutboxRow.state.in_(FAILED_STATES), and_(OutboxRow.state == "in_flight", OutboxRow.run_id.in_(ended)))))
+        or 0)
 
 
 def runs(rt: Any, flow: str | None = None, limit: int = 100) -> list[RunRow]:
