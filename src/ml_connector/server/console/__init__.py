@@ -101,6 +101,11 @@ def install_console(api: FastAPI, rt: Any, admin_dep: list[Any]) -> None:
         return RedirectResponse(f"/login?next={quote(exc.path, safe='/')}", status_code=303)
 
     api.add_exception_handler(LoginNeeded, login_needed)
+    from ml_connector.core.conditions import watcher_for
+
+    watcher = watcher_for(rt)  # records parked too long, stale streams (core/conditions.py)
+    if watcher is not None:
+        watcher.start()
     api.add_exception_handler(Forbidden, _forbidden_handler(_env()))
 
 

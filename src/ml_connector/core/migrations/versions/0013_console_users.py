@@ -1,4 +1,4 @@
-"""console users, their sessions, and a role for every operator API token
+"""console users, their sessions, a role for every operator API token, open alert conditions
 
 Revision ID: 0013_console_users
 Revises: 0012_idoc_conflicts
@@ -37,6 +37,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id_hash", name=op.f("pk_mlc_console_sessions")),
     )
     op.create_index("ix_mlc_console_sessions_user", "mlc_console_sessions", ["user_id"])
+    op.create_table(
+        "mlc_alert_conditions",
+        sa.Column("key", sa.String(length=400), nullable=False),
+        sa.Column("opened_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_mlc_alert_conditions")),
+    )
     # Tokens created before roles existed could do everything: they stay admin.
     with op.batch_alter_table("mlc_api_tokens") as batch_op:
         batch_op.add_column(sa.Column("role", sa.String(length=20), nullable=False, server_default="admin"))
@@ -45,6 +51,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("mlc_api_tokens") as batch_op:
         batch_op.drop_column("role")
+    op.drop_table("mlc_alert_conditions")
     op.drop_index("ix_mlc_console_sessions_user", table_name="mlc_console_sessions")
     op.drop_table("mlc_console_sessions")
     op.drop_table("mlc_users")
