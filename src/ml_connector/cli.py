@@ -26,6 +26,7 @@ from ml_connector.cli_common import (
     load,
     runtime,
 )
+from ml_connector.cli_reconcile import register_commands as register_reconcile_commands
 from ml_connector.server.cli import register_commands as register_server_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -504,6 +505,7 @@ def demo(workdir: Path = typer.Option(Path("demo"), help="Where the demo keeps i
 
 register_agent_commands(app)  # `agent`: the on-prem agent
 register_server_commands(app)  # `api-tokens`, `agents`: the control plane
+register_reconcile_commands(app)  # `reconcile FLOW --period YYYY-MM`
 
 
 def main() -> None:
