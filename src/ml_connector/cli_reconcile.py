@@ -27,7 +27,7 @@ def reconcile(flow: str, period: str = typer.Option(..., "--period", help="The m
     try:
         f = rt.flow(flow)
         compare = getattr(f, "reconcile", None)
-        if compare is None:
+        if compare is None or not getattr(f, "reconciles", True):
             raise ValueError(f"flow {flow}: its pair offers no reconciliation")
         rec = compare(period)
     except (KeyError, ValueError) as exc:

@@ -197,3 +197,13 @@ def test_api_tokens_have_roles(tmp_path: Path) -> None:
         assert w.client.post("/api/flows/vendors_to_ramp/sync", json={}, headers=as_viewer).status_code == 403
         resp = w.client.post("/api/replay", json={"ids": []}, headers={"Authorization": f"Bearer {operator}"})
         assert resp.status_code == 200 and resp.json() == {"replayed": 0, "outcome": {}}
+
+
+def test_reconciliation_page_offers_the_flows_that_have_one(world: ConsoleWorld) -> None:
+    viv = logged_in(world, "viv")
+    page = viv.get("/reconcile").text
+    assert "<option selected>bills_to_sap</option>" in page or "<option >bills_to_sap</option>" in page
+    assert "vendors_to_ramp</option>" not in page  # master data has no month-end totals
+    bad = viv.get("/reconcile?flow=bills_to_sap&period=2025-13").text
+    assert "period &#39;2025-13&#39;: expected YYYY-MM" in bad
+    assert viv.get("/reconcile/export?flow=nope&period=2025-11").status_code == 400

@@ -25,7 +25,7 @@ PASSWORDS = {"viv": "viewer-password-1", "otto": "operator-password-1", "ada": "
 ROLES = {"viv": "viewer", "otto": "operator", "ada": "admin"}
 #: Every page a viewer may read (GET), with a query where the page takes one.
 PAGES = ("/", "/runs", "/runs?flow=vendors_to_ramp", "/journey", "/journey?q=0000100001", "/inbox",
-         "/inbox?flow=vendors_to_ramp", "/connections", "/agents")
+         "/inbox?flow=vendors_to_ramp", "/connections", "/agents", "/reconcile")
 #: Every form post of the console and the least role it needs.
 POSTS = {"/inbox/replay": "operator", "/inbox/mapping": "operator", "/connections/ramp/ping": "operator",
          "/connections/secret": "admin", "/logout": "viewer"}

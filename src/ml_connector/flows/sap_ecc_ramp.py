@@ -321,6 +321,11 @@ class SapEccRampFlow(Flow):
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
 
+    @property
+    def reconciles(self) -> bool:
+        """Whether `reconcile` applies: the flow syncs bills (master data has no month-end totals)."""
+        return "bills" in self.cfg.streams
+
     def reconcile(self, period: str) -> Any:
         """Month-end totals of Ramp bills against SAP documents (flows/sap_ecc_ramp_reconcile.py)."""
         if "bills" not in self.cfg.streams:

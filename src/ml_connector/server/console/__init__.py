@@ -9,6 +9,7 @@ with its user. Reading works without JavaScript; htmx only refreshes parts of a 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -33,6 +34,8 @@ from ml_connector.server.console.users import (
     start_session,
 )
 from ml_connector.server.roles import allows
+
+log = logging.getLogger(__name__)
 
 COOKIE = "mlc_session"
 LOGIN_CSRF_COOKIE = "mlc_login_csrf"
@@ -86,6 +89,9 @@ def _env() -> Environment:
     env.filters["duration"] = queries.duration
     env.globals["allows"] = allows
     env.globals["version"] = __version__
+    from ml_connector.core.reconcile import KINDS
+
+    env.globals["kinds"] = KINDS
     return env
 
 
@@ -315,6 +321,47 @@ def console_router(rt: Any) -> APIRouter:
         # Connections built with the old value are rebuilt on their next use.
         rt.forget_connections()
         return back("/connections", f"Credential {name} stored; it will not be shown again. Test the connection.")
+
+    def reconcilable() -> list[str]:
+        out = []
+        for name in rt.config.flows:
+            try:
+                f = rt.flow(name)
+                if callable(getattr(f, "reconcile", None)) and getattr(f, "reconciles", True):
+                    out.append(name)
+            except Exception:  # a flow that cannot be built offers nothing here
+                log.debug("flow %s could not be built", name, exc_info=True)
+        return out
+
+    def compare(flow: str, period: str) -> tuple[Any, str | None]:
+        if flow not in rt.config.flows:
+            return None, f"No flow named {flow}."
+        try:
+            return rt.flow(flow).reconcile(period), None
+        except ValueError as exc:
+            return None, redact(str(exc))
+        except Exception as exc:  # a system unreachable: said on the page, not a 500
+            return None, f"The comparison failed: {redact(f'{type(exc).__name__}: {exc}')[:300]}"
+
+    @router.get("/reconcile")
+    def reconcile_page(request: Request, flow: str = "", period: str = "",
+                       session: Session = Depends(viewer)) -> HTMLResponse:
+        rec, error = compare(flow, period) if flow and period else (None, None)
+        return render("reconcile.html", request, session, page="reconcile", flows=reconcilable(), flow=flow,
+                      period=period, rec=rec, error=error)
+
+    @router.get("/reconcile/export")
+    def reconcile_export(flow: str, period: str, format: str = "csv",
+                         session: Session = Depends(viewer)) -> Response:
+        rec, error = compare(flow, period)
+        if rec is None:
+            return Response(error or "", status_code=400, media_type="text/plain")
+        name = f"reconciliation-{flow}-{period}"
+        if format == "html":
+            return HTMLResponse(rec.to_html(), headers={**SECURITY_HEADERS, "Content-Security-Policy":
+                                                        "default-src 'none'; style-src 'unsafe-inline'"})
+        return Response(rec.to_csv(), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
     @router.get("/agents")
     def agents_page(request: Request, session: Session = Depends(viewer)) -> HTMLResponse:
