@@ -1,6 +1,7 @@
 """The console in a real browser (issue 15): an admin logs in, sees the records that failed because Ramp
 refused the credential, enters the right credential (write-only), tests the connection, replays the
-records and finds them posted. The control plane runs as `ml-connector run` (worker and HTTP server in a
+records and finds them posted; then a Ramp bill parked on a missing entity mapping posts to SAP once the
+mapping is saved in the inbox. The control plane runs as `ml-connector run` (worker and HTTP server in a
 subprocess) against the sandboxes on loopback; screenshots are kept in test-artifacts/."""
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from ml_connector.sandbox import SandboxHandle
+from ml_connector.systems.ramp.sandbox.state import SECOND_ENTITY_ID
 from tests.support import assert_ramp_matches_sap, make_env, stop, wait_healthy
-from tests.support.browser import Screenshots, browser_paths, chromium_driver
+from tests.support.bills import add_bill, postable_vendor, sap_documents
+from tests.support.browser import Screenshots, browser_paths, chromium_driver, sync_via_api
 from tests.support.env import RAMP_SECRET
 from tests.support.sandboxes import running_sandboxes
 
@@ -91,10 +94,30 @@ def test_admin_fixes_a_refused_credential_and_replays_the_failed_records(tmp_pat
             b.get(f"{base}/journey?q={key}")
             assert "posted" in b.page_source and "record.create" in b.page_source
             shots.take(b, "journey")
-        assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
+            assert_ramp_matches_sap(ecc, sandboxes["ramp"].url)
+
+            # A bill of an entity with no company code mapped is parked; saving the mapping posts it.
+            bill = add_bill(env, postable_vendor(sandboxes), [{"amount": "55", "gl_account": "0000610000",
+                                                               "cost_center": "0000001410"}],
+                            entity_id=SECOND_ENTITY_ID, invoice_number="INV-900", allow_unknown=True)
+            sync_via_api(base, "bills_to_sap")
+            assert sap_documents(sandboxes, bill["id"]) == []
+            b.get(base + "/inbox")
+            group = b.find_element(By.XPATH, "//section[h2[contains(., 'Waiting for a mapping in table')]]")
+            assert bill["id"] in group.text
+            field = group.find_element(By.NAME, "target_value")
+            assert b.find_element(By.CSS_SELECTOR, f"label[for='{field.get_attribute('id')}']").text.endswith("means")
+            field.send_keys("1000")
+            shots.take(b, "parked-mapping")
+            group.find_element(By.XPATH, ".//button[.='Save the mapping and resume']").click()
+            wait.until(ec.text_to_be_present_in_element((By.CLASS_NAME, "msg"), "resumed 1 record(s)"))
+            shots.take(b, "mapping-resumed")
+        assert len(sap_documents(sandboxes, bill["id"])) == 1
         trail = db.execute("select event, detail from mlc_audit where event like 'console.%' order by id").fetchall()
         events = [e for e, _ in trail]
         assert {"console.login", "console.credential.set", "console.ping", "console.replay"} <= set(events)
+        [(detail,)] = db.execute("select detail from mlc_audit where event = 'mapping.set'").fetchall()
+        assert '"actor": "ada"' in detail
         assert all('"user": "ada"' in d for e, d in trail if e != "console.login")
         assert RAMP_SECRET not in repr(trail) and WRONG_SECRET not in repr(trail)
     finally:

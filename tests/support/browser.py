@@ -63,3 +63,23 @@ class Screenshots:
         path = self.dir / f"{self.n:02d}-{what}.png"
         assert driver.save_screenshot(str(path)), path
         return path
+
+
+
+def sync_via_api(base: str, flow: str, timeout: float = 120.0) -> None:
+    """Start a sync of every stream of `flow` through the control plane's JSON API (loopback: no token) and
+    wait until its runs have ended."""
+    import httpx
+
+    from tests.support.waiting import wait_until
+
+    run_ids = httpx.post(f"{base}/api/flows/{flow}/sync", json={}, timeout=30).json()["run_ids"]
+
+    def ended() -> bool:
+        for run_id in run_ids:
+            resp = httpx.get(f"{base}/api/runs/{run_id}", timeout=10)
+            if resp.status_code != 200 or resp.json()["status"] == "running":
+                return False  # not recorded yet (queued), or still going
+        return True
+
+    wait_until(ended, timeout=timeout, interval=0.3, what=f"the runs of {flow}")
