@@ -4,11 +4,15 @@ the inbox grouped by cause, a record's journey, and /metrics (issue 15)."""
 from __future__ import annotations
 
 import re
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from ml_connector.core.models import RunRow
 from ml_connector.core.vault import Vault
+from ml_connector.server.agents.models import AgentRow
 from ml_connector.server.api_auth import create_token
 from ml_connector.server.console.users import LOCK_AFTER, ClientThrottle, disable_user
 from tests.support.console import (
@@ -178,10 +182,29 @@ def test_journey_shows_a_records_events_in_order(world: ConsoleWorld) -> None:
 
 def test_metrics_are_generic_per_flow_and_stream(world: ConsoleWorld) -> None:
     stage_records(world.rt)
+    with world.rt.db.session() as s:
+        s.add(AgentRow(id="agt_1", name="gw", site="plant-1", public_key="k", state="online",
+                       created_at=time.time(), last_seen_at=time.time() - 30))
     text = world.client.get("/metrics").text  # loopback-only server: open like the JSON API
     assert 'mlc_records_failed{flow="vendors_to_ramp",stream="vendors"} 2.0' in text
     assert 'mlc_records_parked{flow="bills_to_sap",stream="bills"} 1.0' in text
     assert 'mlc_records_moved_total{flow="vendors_to_ramp",stream="vendors"} 1.0' in text
+    lag = re.search(r'mlc_agent_seconds_since_seen\{agent="agt_1",site="plant-1",state="online"\} ([0-9.]+)', text)
+    assert lag is not None and float(lag.group(1)) >= 30
+
+
+def test_overview_puts_what_needs_a_person_first(world: ConsoleWorld) -> None:
+    stage_records(world.rt)
+    long_ago = datetime.now(UTC) - timedelta(days=30)  # vendors_to_ramp runs every 7 days
+    with world.rt.db.session() as s:
+        s.add(RunRow(run_id="r1", flow="vendors_to_ramp", stream="vendors", mode="incremental", status="succeeded",
+                     counts={"read": 3}, started_at=long_ago, finished_at=long_ago))
+    page = logged_in(world, "viv").get("/").text
+    attention = page[page.index("Needs a person"):page.index('id="flows-h"')]
+    assert "2 record(s) of vendors_to_ramp failed" in attention
+    assert "1 record(s) of bills_to_sap wait for a mapping" in attention
+    assert "vendors_to_ramp / vendors is stale" in attention
+    assert attention.index("failed") < attention.index("stale")  # errors before warnings
 
 
 def test_api_tokens_have_roles(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ token of any role unless the server is loopback-only).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -20,7 +22,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from ml_connector.core.models import OutboxRow, RunRow, TokenRow
+from ml_connector.core.models import OutboxRow, RateGrantRow, RunRow, TokenRow
+from ml_connector.server.agents.models import AgentRow
 
 #: Run durations (seconds) are bucketed at these bounds.
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
@@ -52,6 +55,10 @@ class PlatformCollector(Collector):
                                           labels=["flow", "stream"])
         refreshes = CounterMetricFamily("mlc_token_refreshes", "OAuth token refreshes per connection",
                                         labels=["connection"])
+        agent_lag = GaugeMetricFamily("mlc_agent_seconds_since_seen", "Seconds since each agent was last heard from",
+                                      labels=["agent", "site", "state"])
+        budget = GaugeMetricFamily("mlc_rate_budget_in_use", "Calls counted against each shared rate budget's "
+                                   "window now (Postgres scale-out)", labels=["budget"])
         with self.rt.db.read() as s:
             by_state: dict[tuple[str, str], dict[str, int]] = {}
             for flow, stream, state, n in s.execute(
@@ -80,7 +87,15 @@ class PlatformCollector(Collector):
                 durations.add_metric([flow, stream], buckets, sum(values))
             for conn, n in s.execute(select(TokenRow.connection, TokenRow.refresh_count)):
                 refreshes.add_metric([conn], n or 0)
-        yield from (moved, failed, parked, queue, runs, durations, refreshes)
+            now = time.time()
+            for agent_id, site, state, seen in s.execute(
+                    select(AgentRow.id, AgentRow.site, AgentRow.state, AgentRow.last_seen_at)):
+                if seen is not None:
+                    agent_lag.add_metric([agent_id, site, state], max(0.0, now - seen))
+            for name, n in s.execute(select(RateGrantRow.budget, func.count())
+                                     .where(RateGrantRow.until > datetime.now(UTC)).group_by(RateGrantRow.budget)):
+                budget.add_metric([name], n)
+        yield from (moved, failed, parked, queue, runs, durations, refreshes, agent_lag, budget)
 
 
 def metrics_router(rt: Any, admin_dep: list[Any]) -> APIRouter:

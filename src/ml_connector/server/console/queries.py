@@ -42,6 +42,8 @@ class StreamView:
     name: str
     last_run: RunRow | None
     next_run: datetime | None
+    #: No successful run for longer than its freshness target (stale_factor times the schedule's period).
+    stale: bool = False
 
 
 @dataclass
@@ -75,7 +77,11 @@ def schedule_text(cfg: Any) -> str | None:
 
 
 def overview(rt: Any) -> tuple[list[FlowView], list[Attention]]:
+    from ml_connector.core.conditions import schedule_period
+
     now = datetime.now(UTC)
+    alerts_cfg = getattr(rt.config, "alerts", None)
+    stale_factor = float(getattr(alerts_cfg, "stale_factor", 2.0)) if alerts_cfg is not None else 2.0
     flows: list[FlowView] = []
     attention: list[Attention] = []
     with rt.db.read() as s:
@@ -85,8 +91,18 @@ def overview(rt: Any) -> tuple[list[FlowView], list[Attention]]:
             for stream in cfg.streams:
                 last = s.scalars(select(RunRow).where(RunRow.flow == name, RunRow.stream == stream)
                                  .order_by(RunRow.started_at.desc()).limit(1)).first()
-                streams.append(StreamView(stream, last, next_run(getattr(cfg, "schedule", None),
-                                                                 _aware(last.started_at) if last else None, now)))
+                sv = StreamView(stream, last, next_run(getattr(cfg, "schedule", None),
+                                                       _aware(last.started_at) if last else None, now))
+                period = schedule_period(getattr(cfg, "schedule", None), now)
+                if period:
+                    ok = s.scalar(select(func.max(RunRow.finished_at)).where(
+                        RunRow.flow == name, RunRow.stream == stream, RunRow.status == "succeeded"))
+                    sv.stale = ok is not None and (now - ok.replace(tzinfo=ok.tzinfo or UTC)).total_seconds() \
+                        > period * stale_factor
+                    if sv.stale:
+                        attention.append(Attention(f"{name} / {stream} is stale: no successful run since "
+                                                   f"{str(ok)[:16]}", f"runs?flow={name}"))
+                streams.append(sv)
                 if last is not None and last.status == "failed":
                     attention.append(Attention(f"The last run of {name} / {stream} failed: "
                                                f"{redact(last.error or '')[:200]}", f"runs/{last.run_id}", "error"))
