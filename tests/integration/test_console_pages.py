@@ -62,7 +62,8 @@ def test_roles_on_every_page_and_form(world: ConsoleWorld) -> None:
                 continue
             resp = client.post(path, data={"csrf": csrf, "ids": [ids["0000100001"]], "flow": "bills_to_sap",
                                            "table": "entities", "source_value": "x", "target_value": "1000",
-                                           "name": "ramp_client_secret", "value": "Should-Not-Be-Stored-1"})
+                                           "name": "ramp_client_secret", "value": "Should-Not-Be-Stored-1",
+                                           "note": "n", "site": "plant-9", "ttl": "900"})
             assert resp.status_code == 403, (user, path)
             assert f"needs the <strong>{needed}</strong> role" in resp.text
     # a viewer sees no replay or mapping form, an operator no credential form
@@ -70,6 +71,7 @@ def test_roles_on_every_page_and_form(world: ConsoleWorld) -> None:
     assert "Replay" not in viewer_inbox and "/inbox/mapping" not in viewer_inbox
     assert "/connections/secret" not in logged_in(world, "otto").get("/connections").text
     assert not world.rt.vault.exists("ramp_client_secret")  # the refused posts changed nothing
+    assert not audit_rows(world.rt.db, "record.resolved") and not audit_rows(world.rt.db, "agent.token.issued")
 
 
 def test_operator_saves_a_mapping_and_admin_stores_a_credential_audited_with_the_user(world: ConsoleWorld) -> None:
@@ -230,3 +232,37 @@ def test_reconciliation_page_offers_the_flows_that_have_one(world: ConsoleWorld)
     bad = viv.get("/reconcile?flow=bills_to_sap&period=2025-13").text
     assert "period &#39;2025-13&#39;: expected YYYY-MM" in bad
     assert viv.get("/reconcile/export?flow=nope&period=2025-11").status_code == 400
+
+
+def test_operator_resolves_records_without_retry_with_a_note(world: ConsoleWorld) -> None:
+    ids = stage_records(world.rt)
+    otto = logged_in(world, "otto")
+    assert "Select records and say why" in otto.post("/inbox/resolve", data={
+        "csrf": page_csrf(otto), "ids": [ids["0000100001"]], "note": " "}).text
+    resp = otto.post("/inbox/resolve", data={"csrf": page_csrf(otto), "ids": [ids["0000100001"], ids["bill-7"]],
+                                             "note": "created by hand in Ramp"})
+    assert "Resolved 2 record(s) without a retry" in resp.text
+    assert "0000100001" not in resp.text and "bill-7" not in resp.text  # gone from the inbox
+    events = audit_rows(world.rt.db, "record.resolved")
+    assert {(e.source, e.detail["user"], e.detail["note"]) for e in events} == {
+        ("vendors_to_ramp:0000100001", "otto", "created by hand in Ramp"),
+        ("bills_to_sap:bill-7", "otto", "created by hand in Ramp")}
+    journey = otto.get("/journey?q=0000100001").text
+    assert "resolved" in journey and "record.resolved" in journey
+
+
+def test_admin_pairs_and_revokes_agents(world: ConsoleWorld) -> None:
+    with world.rt.db.session() as s:
+        s.add(AgentRow(id="agt_1", name="gw", site="plant-1", public_key="k", state="online",
+                       created_at=time.time(), last_seen_at=time.time()))
+    ada = logged_in(world, "ada")
+    page = ada.post("/agents/token", data={"csrf": page_csrf(ada), "site": "plant-2", "ttl": "3600"}).text
+    token = re.search(r"--token (\S+)", page)
+    assert token is not None and "--control-plane-key SHA256:" in page
+    assert token.group(1) not in audit_dump(world.rt.db)  # shown once, kept nowhere
+    [issued] = audit_rows(world.rt.db, "console.agent.token_issued")
+    assert issued.detail == {"user": "ada", "site": "plant-2", "ttl_seconds": 3600}
+    assert token.group(1) not in ada.get("/agents").text
+    assert "Agent agt_1 revoked" in ada.post("/agents/agt_1/revoke", data={"csrf": page_csrf(ada)}).text
+    with world.rt.db.read() as s:
+        assert s.get(AgentRow, "agt_1").state == "revoked"

@@ -27,8 +27,9 @@ ROLES = {"viv": "viewer", "otto": "operator", "ada": "admin"}
 PAGES = ("/", "/runs", "/runs?flow=vendors_to_ramp", "/journey", "/journey?q=0000100001", "/inbox",
          "/inbox?flow=vendors_to_ramp", "/connections", "/agents", "/reconcile")
 #: Every form post of the console and the least role it needs.
-POSTS = {"/inbox/replay": "operator", "/inbox/mapping": "operator", "/connections/ramp/ping": "operator",
-         "/connections/secret": "admin", "/logout": "viewer"}
+POSTS = {"/inbox/replay": "operator", "/inbox/mapping": "operator", "/inbox/resolve": "operator",
+         "/connections/ramp/ping": "operator", "/connections/secret": "admin", "/agents/token": "admin",
+         "/agents/agt_1/revoke": "admin", "/logout": "viewer"}
 
 
 @dataclass

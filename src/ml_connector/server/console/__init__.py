@@ -10,6 +10,7 @@ with its user. Reading works without JavaScript; htmx only refreshes parts of a 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -266,6 +267,28 @@ def console_router(rt: Any) -> APIRouter:
         return back("/inbox", f"Replayed {len(ids)} record(s): "
                     + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
 
+    @router.post("/inbox/resolve")
+    def resolve(request: Request, ids: list[int] = Form(default_factory=list), note: str = Form(""),
+                session: Session = Depends(posted("operator"))) -> Response:
+        """Close records without a retry (fixed by hand in the target, or not to be sent): audited with a note."""
+        from sqlalchemy import select
+
+        from ml_connector.core import outbox
+        from ml_connector.core.models import OutboxRow
+
+        note = note.strip()
+        if not ids or not note or len(note) > 500:
+            return back("/inbox", "Select records and say why they need no retry (at most 500 characters).")
+        with db.session() as s:
+            rows = [r for r in outbox.entries_by_id(s, ids)]
+            open_ids = [r.id for r in rows if r.state in ("failed", "uncertain", "in_flight", "parked")]
+            outbox.set_state(s, open_ids, "resolved", error=f"resolved without retry by {session.user.username}: "
+                                                            f"{note}")
+            for r in s.scalars(select(OutboxRow).where(OutboxRow.id.in_(open_ids))):
+                audit.record(s, "record.resolved", flow=r.flow, stream=r.stream, source=f"{r.flow}:{r.source_key}",
+                             detail={"user": session.user.username, "note": note, "outbox_id": r.id})
+        return back("/inbox", f"Resolved {len(open_ids)} record(s) without a retry.")
+
     @router.post("/inbox/mapping")
     def set_mapping(request: Request, flow: str = Form(...), table: str = Form(...), source_value: str = Form(...),
                     target_value: str = Form(...), session: Session = Depends(posted("operator"))) -> Response:
@@ -363,11 +386,43 @@ def console_router(rt: Any) -> APIRouter:
         return Response(rec.to_csv(), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
+    def agent_service() -> Any:
+        from ml_connector.server.agents.service import AgentService
+
+        return AgentService(db, rt.vault)
+
     @router.get("/agents")
     def agents_page(request: Request, session: Session = Depends(viewer)) -> HTMLResponse:
         with db.read() as s:
             rows = queries.agents(s)
-        return render("agents.html", request, session, page="agents", agents=rows)
+        return render("agents.html", request, session, page="agents", agents=rows, new_token=None)
+
+    @router.post("/agents/token")
+    def agents_token(request: Request, site: str = Form(...), ttl: int = Form(900),
+                     session: Session = Depends(posted("admin"))) -> Response:
+        """A one-time pairing token, shown on this answer only (never in a URL, a log or the audit)."""
+        from ml_connector.agent.protocol import key_fingerprint
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", site) or ttl not in (900, 3600, 86400):
+            return back("/agents", "Name the site with letters, digits, '_', '.', '-' and pick a validity.")
+        svc = agent_service()
+        token = svc.issue_token(site, float(ttl))
+        with db.session() as s:
+            audit.record(s, "console.agent.token_issued", target=site,
+                         detail={"user": session.user.username, "site": site, "ttl_seconds": ttl})
+            rows = queries.agents(s)
+        return render("agents.html", request, session, page="agents", agents=rows,
+                      new_token={"site": site, "token": token, "ttl": ttl,
+                                 "fingerprint": key_fingerprint(svc.control_public_key())})
+
+    @router.post("/agents/{agent_id}/revoke")
+    def agents_revoke(agent_id: str, request: Request, session: Session = Depends(posted("admin"))) -> Response:
+        if not agent_service().revoke(agent_id):
+            return back("/agents", f"No agent {agent_id}.")
+        with db.session() as s:
+            audit.record(s, "console.agent.revoked", source=agent_id,
+                         detail={"user": session.user.username, "agent_id": agent_id})
+        return back("/agents", f"Agent {agent_id} revoked; it stops at its next poll.")
 
     return router
 
