@@ -35,7 +35,7 @@ test: venv
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 test-fast: venv
-	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow"
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow and not browser"
 
 bench: venv
 	$(VENV)/bin/python -m bench.run_all
