@@ -118,6 +118,8 @@ def test_admin_fixes_a_refused_credential_and_replays_the_failed_records(tmp_pat
         assert {"console.login", "console.credential.set", "console.ping", "console.replay"} <= set(events)
         [(detail,)] = db.execute("select detail from mlc_audit where event = 'mapping.set'").fetchall()
         assert '"actor": "ada"' in detail
+        [(detail,)] = db.execute("select detail from mlc_audit where event = 'api.sync'").fetchall()
+        assert '"user": "loopback"' in detail  # the JSON API's sync, without a token on a loopback server
         assert all('"user": "ada"' in d for e, d in trail if e != "console.login")
         assert RAMP_SECRET not in repr(trail) and WRONG_SECRET not in repr(trail)
     finally:

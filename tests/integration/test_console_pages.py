@@ -222,6 +222,9 @@ def test_api_tokens_have_roles(tmp_path: Path) -> None:
         assert w.client.post("/api/flows/vendors_to_ramp/sync", json={}, headers=as_viewer).status_code == 403
         resp = w.client.post("/api/replay", json={"ids": []}, headers={"Authorization": f"Bearer {operator}"})
         assert resp.status_code == 200 and resp.json() == {"replayed": 0, "outcome": {}}
+        assert not audit_rows(w.rt.db, "api.replay")  # refused, or nothing to replay: nothing was done
+        resp = w.client.post("/api/flows/nope/sync", json={}, headers={"Authorization": f"Bearer {operator}"})
+        assert resp.status_code == 404
 
 
 def test_reconciliation_page_offers_the_flows_that_have_one(world: ConsoleWorld) -> None:

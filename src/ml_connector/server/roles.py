@@ -34,3 +34,9 @@ def api_role(needed: str) -> Callable[[Request], None]:
                                                         f"{caller.token_id} has {caller.role}"})
 
     return check
+
+
+def api_actor(request: Request) -> str:
+    """Who made a JSON API request, for the audit: the token's name and id, or `loopback` (no token needed)."""
+    caller = getattr(request.state, "api_caller", None)
+    return f"token:{caller.name}:{caller.token_id}" if caller is not None else "loopback"

@@ -206,6 +206,7 @@ def start_session(db: Database, user: User) -> str:
     sid = secrets.token_urlsafe(32)
     now = time.time()
     with db.session() as s:
+        s.execute(delete(SessionRow).where(SessionRow.expires_at <= now))  # housekeeping: ended sessions
         s.add(SessionRow(id_hash=_sha(sid), user_id=user.id, csrf=secrets.token_urlsafe(32), created_at=now,
                          expires_at=now + SESSION_SECONDS))
     return sid
