@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ml_connector.core.db import in_chunks
 from ml_connector.core.models import OutboxRow, RecordRow
 
 PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -139,13 +140,12 @@ KINDS = {
 def record_states(session: Any, flow: str, stream: str, keys: list[str]) -> dict[str, tuple[str, str | None]]:
     """(the newest outbox state, the ledger's content hash) per source key, for explaining differences."""
     out: dict[str, tuple[str, str | None]] = {}
-    if not keys:
-        return out
-    for key, state in session.execute(select(OutboxRow.source_key, OutboxRow.state).where(
-            OutboxRow.flow == flow, OutboxRow.stream == stream, OutboxRow.source_key.in_(keys))
-            .order_by(OutboxRow.id)):
-        out[key] = (state, None)
-    for key, h in session.execute(select(RecordRow.source_key, RecordRow.content_hash).where(
-            RecordRow.flow == flow, RecordRow.stream == stream, RecordRow.source_key.in_(keys))):
-        out[key] = (out.get(key, ("", None))[0], h)
+    for chunk in in_chunks(keys):
+        for key, state in session.execute(select(OutboxRow.source_key, OutboxRow.state).where(
+                OutboxRow.flow == flow, OutboxRow.stream == stream, OutboxRow.source_key.in_(chunk))
+                .order_by(OutboxRow.id)):
+            out[key] = (state, None)
+        for key, h in session.execute(select(RecordRow.source_key, RecordRow.content_hash).where(
+                RecordRow.flow == flow, RecordRow.stream == stream, RecordRow.source_key.in_(chunk))):
+            out[key] = (out.get(key, ("", None))[0], h)
     return out

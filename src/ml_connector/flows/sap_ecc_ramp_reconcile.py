@@ -94,20 +94,27 @@ def reconcile_bills(flow: Any, period: str) -> Reconciliation:
                                       key_fields=("BUKRS", "BELNR", "GJAHR"), where=where, page_size=1000)
             for r in page.rows if r.get("BLART") in doc_types and not r.get("STBLG")]
     target_lines: dict[str, list[tuple[Key, Decimal]]] = {}
-    for d in docs:
-        doc_where = f"BUKRS = {quote(d['BUKRS'])} AND BELNR = {quote(d['BELNR'])} AND GJAHR = {quote(d['GJAHR'])}"
-        lines = []
-        for page in reader.read("BSEG", ("BUKRS", "BELNR", "GJAHR", "BUZEI", "KOART", "HKONT", "KOSTL", "SHKZG",
-                                         "WRBTR"), key_fields=("BUKRS", "BELNR", "GJAHR", "BUZEI"), where=doc_where):
-            for r in page.rows:
-                if r.get("KOART") != "S":
-                    continue
-                amount = parse_amount(r.get("WRBTR", "0"))
-                lines.append(((d["BUKRS"], _strip(r.get("HKONT", "")), _strip(r.get("KOSTL", ""))),
-                              amount if r.get("SHKZG") == "S" else -amount))
-        target_lines[d["XBLNR"]] = lines
-        for key, amount in lines:
-            rec.add(key, target=amount)
+    # Their G/L lines, 50 documents per read (BSEG is always read by company code, year and document).
+    by_doc = {(d["BUKRS"], d["GJAHR"], d["BELNR"]): d["XBLNR"] for d in docs}
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for bukrs, gjahr, belnr in by_doc:
+        groups[(bukrs, gjahr)].append(belnr)
+    for (bukrs, gjahr), belnrs in sorted(groups.items()):
+        for i in range(0, len(belnrs), 50):
+            chunk = ", ".join(quote(b) for b in belnrs[i:i + 50])
+            doc_where = f"BUKRS = {quote(bukrs)} AND GJAHR = {quote(gjahr)} AND BELNR IN ({chunk})"
+            for page in reader.read("BSEG", ("BUKRS", "BELNR", "GJAHR", "BUZEI", "KOART", "HKONT", "KOSTL",
+                                             "SHKZG", "WRBTR"), key_fields=("BUKRS", "BELNR", "GJAHR", "BUZEI"),
+                                    where=doc_where):
+                for r in page.rows:
+                    xblnr = by_doc.get((r["BUKRS"], r["GJAHR"], r["BELNR"]))
+                    if xblnr is None or r.get("KOART") != "S":
+                        continue
+                    amount = parse_amount(r.get("WRBTR", "0"))
+                    key = (bukrs, _strip(r.get("HKONT", "")), _strip(r.get("KOSTL", "")))
+                    signed = amount if r.get("SHKZG") == "S" else -amount
+                    target_lines.setdefault(xblnr, []).append((key, signed))
+                    rec.add(key, target=signed)
 
     # The records that explain the differences.
     differing = {t.key for t in rec.differences()}
