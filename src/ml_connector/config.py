@@ -359,7 +359,8 @@ class AlertsConfig(_Model):
     webhooks: list[AlertWebhook] = Field(default_factory=list)
     email: AlertEmail | None = None
     events: list[Annotated[str, AfterValidator(_alert_event)]] = Field(
-        default_factory=lambda: ["agent.offline", "agent.online", "run.failed", "records.parked", "stream.stale"],
+        default_factory=lambda: ["agent.offline", "agent.online", "run.failed", "records.failed", "records.parked",
+                                 "stream.stale"],
         min_length=1)
     parked_after: Duration = Field(default=86400.0, description="records.parked: a record parked longer than this")
     stale_factor: float = Field(default=2.0, ge=1.0, description="stream.stale: no successful run for this many "

@@ -42,7 +42,7 @@ alerts:
   webhooks: [{{url: "{hook.url}/hook"}}]
   email: {{host: 127.0.0.1, port: {smtp.port}, username: alerts@example.com, password_secret: smtp_password,
           ca_file: "{smtp.ca}", sender: ml-connector@example.com, to: [finance-ops@example.com]}}
-  events: [records.parked, stream.stale]
+  events: [records.failed, records.parked, stream.stale]
   parked_after: 1d
   backoff: 0.01
 """, encoding="utf-8")
@@ -68,18 +68,21 @@ def test_parked_and_stale_alert_once_then_resolve_by_webhook_and_email(world: Al
                      status="succeeded", counts={}, started_at=old, finished_at=old))
     assert rt.alerts is not None
     opened = sweep(rt, rt.alerts, now)
-    assert sorted(a.event for a in opened) == ["records.parked", "stream.stale"]
+    assert sorted(a.event for a in opened) == ["records.failed", "records.parked", "stream.stale"]
     assert sweep(rt, rt.alerts, now + 60) == []  # still open: no second alert
     assert rt.alerts.flush(30)
     bodies = sorted(r["json"]["message"] for r in world.hook.requests)
     assert bodies[0].startswith("[ml-connector] 1 record(s) of bills_to_sap have waited for a mapping")
-    assert bodies[1].startswith("[ml-connector] vendors_to_ramp / vendors has not synced successfully for 20 d")
+    assert bodies[1].startswith("[ml-connector] 2 record(s) of vendors_to_ramp failed and wait for a replay")
+    assert bodies[2].startswith("[ml-connector] vendors_to_ramp / vendors has not synced successfully for 20 d")
     subjects = sorted(str(m["Subject"]) for m in world.smtp.messages)
-    assert subjects == bodies  # the same alerts by email
+    assert len(subjects) == 3  # the same alerts by email (the subject is cut at 200 characters)
+    assert all(body.startswith(subject) and len(subject) <= 200 for subject, body in zip(subjects, bodies, strict=True))
     assert all(m["To"] == "finance-ops@example.com" and m["X-Alert-Id"] for m in world.smtp.messages)
-    assert world.smtp.logins == ["alerts@example.com"] * 2  # logged in, after STARTTLS (required by the server)
+    assert world.smtp.logins == ["alerts@example.com"] * 3  # logged in, after STARTTLS (required by the server)
 
-    # The causes go away: the record is posted, the stream syncs. Each condition is resolved once.
+    # Two causes go away: the parked record is posted, the stream syncs. Each is resolved once; the failed
+    # records still wait.
     with rt.db.session() as s:
         s.execute(update(OutboxRow).where(OutboxRow.state == "parked").values(state="posted"))
         s.add(RunRow(run_id="r-new", flow="vendors_to_ramp", stream="vendors", mode="incremental",
@@ -89,11 +92,11 @@ def test_parked_and_stale_alert_once_then_resolve_by_webhook_and_email(world: Al
     assert sorted(a.event for a in cleared) == ["records.parked.cleared", "stream.stale.cleared"]
     assert sweep(rt, rt.alerts, now + 180) == []
     assert rt.alerts.flush(30)
-    assert len(world.hook.requests) == len(world.smtp.messages) == 4
+    assert len(world.hook.requests) == len(world.smtp.messages) == 5
     assert "resolved: records.parked for bills_to_sap" in world.hook.requests[-1]["json"]["message"] + \
         world.hook.requests[-2]["json"]["message"]
     sent = audit_rows(rt.db, "alert.sent")
-    assert sorted(r.detail["format"] for r in sent) == ["email"] * 4 + ["json"] * 4
+    assert sorted(r.detail["format"] for r in sent) == ["email"] * 5 + ["json"] * 5
     assert SMTP_PASSWORD not in audit_dump(rt.db)
 
 
@@ -105,11 +108,12 @@ def test_refused_smtp_login_fails_without_retry_and_without_the_password(world: 
         s.execute(update(OutboxRow).where(OutboxRow.state == "parked").values(
             updated_at=datetime.fromtimestamp(now - 2 * DAY, UTC)))
     assert rt.alerts is not None
-    assert [a.event for a in sweep(rt, rt.alerts, now)] == ["records.parked"]
+    assert sorted(a.event for a in sweep(rt, rt.alerts, now)) == ["records.failed", "records.parked"]
     assert rt.alerts.flush(30)
-    [failed] = audit_rows(rt.db, "alert.failed")
-    assert failed.detail["format"] == "email" and failed.detail["attempts"] == 1
-    assert failed.detail["error"].startswith("SMTP login refused (535")
-    assert not world.smtp.messages and len(world.hook.requests) == 1  # the webhook still got it
+    failed = audit_rows(rt.db, "alert.failed")
+    assert len(failed) == 2
+    assert all(f.detail["format"] == "email" and f.detail["attempts"] == 1 for f in failed)
+    assert all(f.detail["error"].startswith("SMTP login refused (535") for f in failed)
+    assert not world.smtp.messages and len(world.hook.requests) == 2  # the webhook still got them
     assert "Wrong-Smtp-Pass-1" not in audit_dump(rt.db)
 

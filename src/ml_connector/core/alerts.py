@@ -44,9 +44,10 @@ from ml_connector.core.models import AlertOutboxRow, AlertThrottleRow
 log = logging.getLogger(__name__)
 
 #: The events an alert can be configured for. A condition's event (core/conditions.py) also sends
-#: `<event>.cleared` when the condition ends (`records.parked`: records parked longer than a threshold;
+#: `<event>.cleared` when the condition ends (`records.failed`: a flow has records whose write failed;
+#: `records.parked`: records parked longer than a threshold;
 #: `stream.stale`: no successful run for longer than the stream's freshness target).
-ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "records.parked", "stream.stale")
+ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "records.failed", "records.parked", "stream.stale")
 CLEARED = ".cleared"
 DEFAULT_INTERVAL = 900.0  # one alert per (event, subject) per 15 min: a flapping agent must not spam
 DEFAULT_TIMEOUT = 5.0

@@ -1,5 +1,6 @@
 """Conditions that need a person, checked periodically, alerted when they start and when they clear.
 
+- `records.failed`: a flow has records whose write failed or is uncertain (waiting for a replay);
 - `records.parked`: records of a flow parked (waiting for a mapping or master data) longer than
   `alerts.parked_after`;
 - `stream.stale`: a scheduled stream without a successful run for longer than `alerts.stale_factor`
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ml_connector.core.alerts import CLEARED, Alert, Alerter, duration_text
 from ml_connector.core.models import Base, OutboxRow, RunRow
+from ml_connector.core.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,13 @@ def current(rt: Any, now: float) -> dict[str, Alert]:
                 message=f"{n} record(s) of {flow} have waited for a mapping or master data for more than "
                         f"{duration_text(cfg.parked_after)} (the oldest {duration_text(waited)}): see the "
                         "console's inbox")
+        for flow, n, last_error in s.execute(
+                select(OutboxRow.flow, func.count(), func.max(OutboxRow.last_error))
+                .where(OutboxRow.state.in_(("failed", "uncertain"))).group_by(OutboxRow.flow)):
+            out[f"records.failed|{flow}"] = Alert(
+                event="records.failed", subject=flow, flow=flow, at=now, details={"count": int(n)},
+                message=f"{n} record(s) of {flow} failed and wait for a replay "
+                        f"(e.g. {redact(last_error or '')[:200]}): see the console's inbox")
         for name, flow_cfg in rt.config.flows.items():
             period = schedule_period(getattr(flow_cfg, "schedule", None), at)
             if not period:
@@ -145,6 +154,6 @@ class ConditionWatcher:
 def watcher_for(rt: Any) -> ConditionWatcher | None:
     """A watcher when alerts are configured for at least one condition's event."""
     alerter = getattr(rt, "alerts", None)
-    if alerter is None or not (alerter.wants("records.parked") or alerter.wants("stream.stale")):
+    if alerter is None or not any(alerter.wants(e) for e in ("records.failed", "records.parked", "stream.stale")):
         return None
     return ConditionWatcher(rt, alerter)

@@ -327,11 +327,11 @@ class SapEccRampFlow(Flow):
         return "bills" in self.cfg.streams
 
     def reconcile(self, period: str) -> Any:
-        """Month-end totals of Ramp bills against SAP documents (flows/sap_ecc_ramp_reconcile.py)."""
+        """Month-end totals of Ramp bills against SAP documents (flows/_sap_ecc_ramp_reconcile.py)."""
         if "bills" not in self.cfg.streams:
             raise ValueError(f"flow {self.name}: reconciliation compares the bills stream, which this flow "
                              "does not sync")
-        from ml_connector.flows.sap_ecc_ramp_reconcile import reconcile_bills
+        from ml_connector.flows._sap_ecc_ramp_reconcile import reconcile_bills
 
         return reconcile_bills(self, period)
 

@@ -1,4 +1,5 @@
-"""Month-end reconciliation of Ramp bills against SAP ECC vendor invoices (the `bills` stream).
+"""Month-end reconciliation of Ramp bills against SAP ECC vendor invoices (the `bills` stream); the leading
+underscore keeps it out of the flow pairs (a pair is a module of ml_connector.flows).
 
 Per company code, GL account and cost center, for a period (posting date):
 - Ramp: the bills that belong in SAP (approved and waiting, or synced), mapped exactly as the flow maps
