@@ -46,8 +46,13 @@ _fail = fail
 def _setup_logging() -> None:
     from ml_connector.core.redact import install_log_redaction
 
-    logging.basicConfig(level=os.environ.get("MLC_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("MLC_LOG_LEVEL", "WARNING")
+    if os.environ.get("MLC_LOG_FORMAT", "text").lower() == "json":  # one JSON object per line (core/jsonlog.py)
+        from ml_connector.core.jsonlog import use_json_logs
+
+        use_json_logs(level)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
 
 
