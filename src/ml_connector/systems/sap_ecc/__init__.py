@@ -124,6 +124,12 @@ def _routers(rt: Any) -> list[Any]:
                         max_bytes=cfg.max_bytes)]
 
 
+def _known_errors() -> tuple[Any, ...]:
+    from ml_connector.systems.sap_ecc.known_errors import KNOWN_ERRORS
+
+    return KNOWN_ERRORS
+
+
 ENTRY = SystemEntry(
     name=NAME,
     settings=SapEccConnection,
@@ -137,4 +143,5 @@ ENTRY = SystemEntry(
     agent=AgentSupport(settings=EccAgentSystem, handler=_agent_handler, channel_client=_channel_client,
                        idempotent=_idempotent, pacing=_pacing, default_type=True),
     routers=_routers,
+    known_errors=_known_errors(),
 )
