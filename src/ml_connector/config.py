@@ -275,7 +275,7 @@ def _mapping_table(value: Any) -> Any:
 
 class FlowConfig(_Model):
     pair: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = Field(
-        description="The flow module flows/<pair>.py, e.g. sap_ecc_ramp"
+        description="The flow module flows/<pair>.py (a module of ml_connector.flows, or one a package declares)"
     )
     source: str = Field(description="A connection name")
     target: str = Field(description="A connection name")
