@@ -371,8 +371,9 @@ def test_alerts_errors_name_line_and_field() -> None:
     assert "ml-connector.yaml:4: alerts.webhooks[1]: give exactly one of 'url' or 'url_secret'" in text
     assert "alerts.webhooks[2].secret_header.secret: 'secret' must not hold a secret value" in text
     assert "s3cr3t-value" not in text
-    assert ("ml-connector.yaml:6: alerts.events[0]: expected one of agent.offline, agent.online, run.failed, "
-            "sync.gap") in text
+    from ml_connector.core.alerts import ALERT_EVENTS
+
+    assert f"ml-connector.yaml:6: alerts.events[0]: expected one of {', '.join(ALERT_EVENTS)}, got 'agent.gone'" in text
     assert "ml-connector.yaml:7: alerts.interval: expected a duration" in text
     with pytest.raises(ConfigError, match=r"alerts: give at least one receiver: 'webhooks' or 'email'"):
         parse_config("alerts: {webhooks: []}\n")
