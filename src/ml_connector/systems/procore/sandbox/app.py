@@ -589,8 +589,9 @@ def create_app(st: ProcoreSandbox) -> Any:
             if errs:
                 return JSONResponse({"errors": errs}, status_code=422)
             did = st.next_id()
-            d: dict[str, Any] = {"id": did, "project_id": pid, "status": "draft", "created_at": st.now(), "updated_at": st.now(),
-                 "line_items": [], **{k: None for k in dc_fields if k != "status"}}
+            d: dict[str, Any] = {"id": did, "project_id": pid, "status": "draft", "created_at": st.now(),
+                                 "updated_at": st.now(), "line_items": [],
+                                 **{k: None for k in dc_fields if k != "status"}}
             for k in dc_fields:
                 if k in item:
                     d[k] = int(item[k]) if k == "vendor_id" else item[k]
