@@ -268,7 +268,8 @@ EKKO_FIELDS = ["EBELN", "BUKRS", "BSTYP", "BSART", "LOEKZ", "AEDAT", "LIFNR", "Z
                "FRGKE"]
 EKPO_FIELDS = ["EBELN", "EBELP", "LOEKZ", "TXZ01", "MATNR", "MATKL", "WERKS", "MENGE", "MEINS", "NETPR", "PEINH",
                "NETWR", "KNTTP", "VRTKZ"]
-EKKN_FIELDS = ["EBELN", "EBELP", "ZEKKN", "SAKTO", "KOSTL", "PS_PSP_PNR", "AUFNR", "VPROZ", "MENGE", "NETWR"]
+# VPROZ (DEC3,1) is left out: RFC_READ_TABLE cannot render "100.0" in 3 characters; MENGE and NETWR carry the split.
+EKKN_FIELDS = ["EBELN", "EBELP", "ZEKKN", "SAKTO", "KOSTL", "PS_PSP_PNR", "AUFNR", "MENGE", "NETWR"]
 BKPF_FIELDS = ["BUKRS", "BELNR", "GJAHR", "BLART", "BLDAT", "BUDAT", "BKTXT", "WAERS", "XBLNR", "STBLG", "STJAH",
                "XREVERSAL", "TCODE"]
 BSEG_FIELDS = ["BUKRS", "BELNR", "GJAHR", "BUZEI", "KOART", "SHKZG", "DMBTR", "WRBTR", "HKONT", "KOSTL", "SGTXT"]
