@@ -139,7 +139,8 @@ def procore_totals(procore: Any) -> dict[str, dict[tuple[str, str], Decimal]]:
     """What the Procore emulator holds, per (project number, cost code)."""
     out: dict[str, dict[tuple[str, str], Decimal]] = {"commitments": {}, "direct_costs": {}}
     with procore.lock:
-        for kind, records in (("commitments", procore.contracts.values()), ("direct_costs", procore.direct_costs.values())):
+        for kind, records in (("commitments", procore.contracts.values()),
+                              ("direct_costs", procore.direct_costs.values())):
             for rec in records:
                 number = procore.projects[rec["project_id"]]["project_number"]
                 for li in rec["line_items"]:
