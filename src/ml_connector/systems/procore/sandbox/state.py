@@ -10,6 +10,7 @@ accounts at the cost codes below.
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import time
 from collections import deque
@@ -44,10 +45,11 @@ def _now_iso() -> str:
 class Faults:
     """`POST /_sandbox/faults`: fail_next N calls of the API (not the token endpoint) with `kind`
     429 | 503 | 500 | drop (connection closed, nothing applied) | drop_after_commit (applied, then
-    the connection closed); `retry_after` seconds on 429/503; `latency` seconds per call;
-    `path` limits the faults to paths containing it."""
+    the connection closed) | expire_tokens (every token expires just before the call: 401);
+    `retry_after` seconds on 429/503; `latency` seconds per call; `path` limits the faults to paths
+    containing it."""
 
-    KINDS = ("429", "503", "500", "drop", "drop_after_commit")
+    KINDS = ("429", "503", "500", "drop", "drop_after_commit", "expire_tokens")
 
     def __init__(self) -> None:
         self.fail_next = 0
@@ -133,7 +135,7 @@ class RateLimits:
             limit, left = self.spike, spike_left
             reset = (self._spike[0] + self.spike_period) if self._spike else now + self.spike_period
         headers = {"X-Rate-Limit-Limit": str(limit), "X-Rate-Limit-Remaining": str(max(0, left)),
-                   "X-Rate-Limit-Reset": str(int(reset) + 1)}
+                   "X-Rate-Limit-Reset": str(math.ceil(reset))}
         return allowed, headers, max(0.0, reset - now)
 
 
