@@ -174,13 +174,12 @@ def run_ecc_procore_demo(workdir: Path, console: Console) -> int:
             if done.returncode:
                 console.print(done.stdout + done.stderr)
                 return done.returncode
-        code = 0
-        for stream in ("vendors", "purchase_orders", "cost_allocations"):
-            done = _cli(workdir, cfg, "sync", FLOW, "--stream", stream)
-            console.print(done.stdout.rstrip())
-            if done.returncode:
-                console.print(done.stderr.rstrip())
-                code = done.returncode
+        # One sync of the flow: vendors, purchase orders, cost allocations, in that order.
+        done = _cli(workdir, cfg, "sync", FLOW)
+        console.print(done.stdout.rstrip())
+        code = done.returncode
+        if code:
+            console.print(done.stderr.rstrip())
         want, got = sap_totals(handles["sap_ecc"].state), procore_totals(handles["procore"].state)
         for kind in ("commitments", "direct_costs"):
             w = {k: v for k, v in want[kind].items() if v}
