@@ -156,7 +156,9 @@ def run_demo(workdir: Path, *, vendors: int = 3000, console: Console | None = No
             f"  • failures and replay: [bold].venv/bin/ml-connector failures -c {rel}[/bold]\n"
             f"  • the configuration: {rel}; the database and audit trail: {workdir / 'data'}\n"
             "  • real systems: see README.md, 'Pointing it at real systems'")
-        return code
+        from ml_connector.demo_ecc_procore import run_ecc_procore_demo
+
+        return run_ecc_procore_demo(workdir, console) or code
     finally:
         for h in handles.values():
             h.stop()

@@ -162,8 +162,14 @@ def run_ecc_procore_demo(workdir: Path, console: Console) -> int:
 
     workdir = workdir / "procore"
     workdir.mkdir(parents=True, exist_ok=True)
-    handles = start_sandboxes(systems=("sap_ecc", "procore"), vendors=300)
+    # The emulators keep their data between demo runs (like the database): a second run writes nothing.
+    handles = start_sandboxes(systems=("sap_ecc", "procore"), vendors=300, state_dir=workdir / "sandbox")
     try:
+        ecc = handles["sap_ecc"].state
+        if not any(r.get("XBLNR") == "PAYROLL" for r in ecc.data.rows("BKPF", ecc.client)):
+            from ml_connector.systems.sap_ecc.sandbox.seed_construction import seed_labor
+
+            seed_labor(ecc.data, ecc.client)  # this week's labor cost distribution
         sap, procore = handles["sap_ecc"].info, handles["procore"].info
         console.print(f"\n[bold]SAP ECC → Procore[/bold]\nsandbox Procore  {procore['base_url']}  "
                       f"(company {procore['company_id']}, {len(handles['procore'].state.projects)} projects)")

@@ -30,7 +30,7 @@ def start_sandbox(prefix: list[str] | None = None, host: str = "127.0.0.1",
                   system: str = "sap_ecc") -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """`ml-connector sandbox` in its own process; the connection info of `system` (sap_ecc, ramp, sap_b1)."""
     p = subprocess.Popen([*(prefix or []), str(BIN), "sandbox", "--json", "--host", host, "--port", "sap_ecc=0",
-                          "--port", "ramp=0", "--port", "sap_b1=0", "--vendors", "20"],
+                          "--port", "ramp=0", "--port", "sap_b1=0", "--port", "procore=0", "--vendors", "20"],
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     line = p.stdout.readline()
