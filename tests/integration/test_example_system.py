@@ -41,7 +41,7 @@ def test_without_registration_the_type_is_unknown() -> None:
     with pytest.raises(ConfigError) as ei:
         parse_config(CONFIG.format(url="http://127.0.0.1:1"))
     assert ei.value.problems == ["ml-connector.yaml:5: connections.ex.type: expected one of "
-                                 "'ramp', 'sap_b1', 'sap_ecc', got 'example'"]
+                                 "'procore', 'ramp', 'sap_b1', 'sap_ecc', got 'example'"]
 
 
 def test_config_accepts_the_registered_type_and_checks_its_settings(example_registered: None) -> None:
@@ -53,8 +53,8 @@ def test_config_accepts_the_registered_type_and_checks_its_settings(example_regi
     assert ei.value.problems == ["ml-connector.yaml:8: connections.ex.timout: unknown key 'timout'; "
                                  "did you mean 'timeout'?"]
     with pytest.raises(ConfigError) as ei:
-        parse_config(CONFIG.format(url="http://127.0.0.1:1").replace("type: example", "type: procore"))
-    assert "expected one of 'example', 'ramp', 'sap_b1', 'sap_ecc', got 'procore'" in ei.value.problems[0]
+        parse_config(CONFIG.format(url="http://127.0.0.1:1").replace("type: example", "type: concur"))
+    assert "expected one of 'example', 'procore', 'ramp', 'sap_b1', 'sap_ecc', got 'concur'" in ei.value.problems[0]
 
 
 def test_sandbox_serves_it_and_keeps_its_state(example_registered: None, tmp_path: Path) -> None:

@@ -183,7 +183,7 @@ def test_reference_errors_reported_with_other_errors(tmp_path: Path) -> None:
 def test_unknown_connection_type(tmp_path: Path) -> None:
     errs = errors_of(tmp_path, replace(GOOD, "    type: ramp\n", "    type: rampp\n"))
     assert len(errs) == 1
-    assert ":12: connections.ramp.type: expected one of 'ramp', 'sap_b1', 'sap_ecc', got 'rampp'" in errs[0]
+    assert ":12: connections.ramp.type: expected one of 'procore', 'ramp', 'sap_b1', 'sap_ecc', got 'rampp'" in errs[0]
 
 
 def test_sap_client_must_be_three_digits(tmp_path: Path) -> None:
@@ -383,7 +383,8 @@ def test_unknown_flow_pair_is_rejected_at_load_with_line_and_known_pairs(tmp_pat
     errs = errors_of(tmp_path, GOOD.replace("pair: sap_ecc_ramp", "pair: sap_ecc_rmap"))
     assert len(errs) == 1
     assert errs[0].endswith(":19: flows.vendors_to_ramp.pair: no flow module named 'sap_ecc_rmap'; did you mean "
-                            "'sap_ecc_ramp'? (pairs: 'sap_ecc_ramp'; a pair is a module ml_connector.flows.<pair>)")
+                            "'sap_ecc_ramp'? (pairs: 'sap_ecc_procore', 'sap_ecc_ramp'; a pair is a module "
+                            "ml_connector.flows.<pair>)")
 
 
 def test_unknown_flow_pair_is_reported_with_the_other_problems(tmp_path: Path) -> None:

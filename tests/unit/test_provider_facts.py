@@ -17,7 +17,7 @@ from ml_connector.core.providers import (
     validate,
 )
 
-SHIPPED = ["ramp", "sap_b1", "sap_ecc"]
+SHIPPED = ["procore", "ramp", "sap_b1", "sap_ecc"]
 
 
 def raw(name: str) -> dict[str, Any]:

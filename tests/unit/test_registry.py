@@ -23,7 +23,7 @@ def test_installed_systems_are_found_through_the_entry_points(fresh: None) -> No
     from importlib.metadata import entry_points
 
     declared = sorted(ep.name for ep in entry_points(group=registry.ENTRY_POINT_GROUP))
-    assert declared == ["ramp", "sap_b1", "sap_ecc"]  # pyproject.toml, installed with the package
+    assert declared == ["procore", "ramp", "sap_b1", "sap_ecc"]  # pyproject.toml, installed with the package
     assert registry.names() == declared
     entry = registry.get("sap_ecc")
     assert entry.emulator is not None and entry.agent is not None and entry.settings.__name__ == "SapEccConnection"
@@ -31,7 +31,7 @@ def test_installed_systems_are_found_through_the_entry_points(fresh: None) -> No
 
 def test_in_tree_systems_are_found_without_their_entry_points(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "entry_points", lambda group: [])  # a package installed before its entry points
-    assert registry.names() == ["ramp", "sap_b1", "sap_ecc"]
+    assert registry.names() == ["procore", "ramp", "sap_b1", "sap_ecc"]
 
 
 def test_an_entry_point_must_name_the_system_it_declares(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,5 +52,6 @@ def test_register_and_unregister_change_the_generation() -> None:
     finally:
         registry.unregister("example")
     assert "example" not in registry.names() and registry.generation() == before + 2
-    with pytest.raises(LookupError, match="no system 'example' is installed \\(systems: ramp, sap_b1, sap_ecc\\)"):
+    with pytest.raises(LookupError,
+                       match="no system 'example' is installed \\(systems: procore, ramp, sap_b1, sap_ecc\\)"):
         registry.get("example")
