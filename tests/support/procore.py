@@ -11,6 +11,7 @@ import httpx
 
 from ml_connector.demo_ecc_procore import DEMO_MAPPINGS, PROCORE_SECRET, SAP_PASSWORD_SECRET, config_text
 from ml_connector.sandbox import SandboxHandle
+from ml_connector.systems.procore.client import ProcoreClient
 from tests.support.env import Env, make_env, store_secrets
 
 FLOW = "ecc_to_procore"
@@ -78,3 +79,17 @@ def demo(table: str, value: str) -> str | None:
 def without(table: str, value: str) -> Callable[[str, str], str | None]:
     """The demo mappings less one value."""
     return lambda t, v: None if (t, v) == (table, value) else demo(t, v)
+
+
+def procore_client(handle: SandboxHandle, *, secret: str | None = None) -> ProcoreClient:
+    """A client on the emulator with its own in-memory token store (no runtime)."""
+    from ml_connector.core.http import OAuth2Auth, RetryPolicy
+    from ml_connector.core.tokens import MemoryTokenStore
+    from ml_connector.systems.procore.facts import procore_facts
+
+    info, f = handle.info, procore_facts()
+    assert f.auth.token_path is not None
+    auth = OAuth2Auth(info["login_url"] + f.auth.token_path, info["client_id"], secret or info["client_secret"],
+                      connection="procore", store=MemoryTokenStore(), facts=f.auth,
+                      retry=RetryPolicy.from_facts(f.need_retry()), provider="Procore")
+    return ProcoreClient(info["base_url"], info["company_id"], auth)

@@ -1,0 +1,81 @@
+"""The Procore emulator's wire behaviour and the client on it, over loopback: DMSA tokens, the company
+header, paging headers, sync actions by origin_id, refused credentials, ping through the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from ml_connector.core.http import CredentialRefused
+from ml_connector.sandbox import SandboxHandle, start_sandboxes
+from ml_connector.systems.procore.client import ProcoreApiError
+from tests.support.procore import procore_client
+
+
+@pytest.fixture(scope="module")
+def procore() -> Iterator[SandboxHandle]:
+    handles = start_sandboxes(systems=("procore",), vendors=0)
+    try:
+        yield handles["procore"]
+    finally:
+        handles["procore"].stop()
+
+
+def test_token_endpoint_and_the_company_header_are_required(procore: SandboxHandle) -> None:
+    info = procore.info
+    assert set(info) >= {"base_url", "login_url", "client_id", "client_secret", "company_id"}
+    tok = httpx.post(info["login_url"] + "/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": info["client_id"], "client_secret": info["client_secret"]},
+        timeout=10).json()
+    assert tok["token_type"] == "bearer" and tok["expires_in"] == 5400 and tok["created_at"] > 0
+    bearer = {"Authorization": f"Bearer {tok['access_token']}"}
+    url = info["base_url"] + "/rest/v1.0/companies"
+    missing = httpx.get(url, headers=bearer, timeout=10)
+    assert (missing.status_code, missing.json()) == (400, {"message": "Missing Procore-Company-Id header!"})
+    other = httpx.get(url, headers={**bearer, "Procore-Company-Id": "1"}, timeout=10)
+    assert other.status_code == 403
+    ok = httpx.get(url, headers={**bearer, "Procore-Company-Id": str(info["company_id"])}, timeout=10)
+    assert ok.status_code == 200 and ok.json()[0]["id"] == info["company_id"]
+    assert all(ok.headers.get(k) for k in ("X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Reset"))
+    assert httpx.get(url, headers={"Authorization": "Bearer nope", "Procore-Company-Id": "1"},
+                     timeout=10).status_code == 401
+
+
+def test_pages_carry_total_per_page_and_the_documented_link_rels(procore: SandboxHandle) -> None:
+    info = procore.info
+    tok = httpx.post(info["login_url"] + "/oauth/token", json={
+        "grant_type": "client_credentials", "client_id": info["client_id"], "client_secret": info["client_secret"]},
+        timeout=10).json()["access_token"]
+    h = {"Authorization": f"Bearer {tok}", "Procore-Company-Id": str(info["company_id"])}
+
+    def page(n: int) -> httpx.Response:
+        return httpx.get(info["base_url"] + "/rest/v1.0/projects", headers=h, timeout=10,
+                         params={"company_id": info["company_id"], "page": n, "per_page": 50})
+
+    rels = {n: set(page(n).links) for n in (1, 2, 3, 4)}
+    assert rels == {1: {"next", "last"}, 2: {"first", "next", "last"}, 3: {"first", "prev", "next", "last"},
+                    4: {"first", "prev"}}
+    first = page(1)
+    assert (first.headers["Total"], first.headers["Per-Page"], len(first.json())) == ("160", "50", 50)
+    assert "company_id=" in first.links["next"]["url"]  # the query is kept, only page changes
+    assert page(9).json() == []
+
+
+def test_client_lists_and_syncs_by_origin_id_and_a_refused_secret_is_permanent(procore: SandboxHandle) -> None:
+    with procore_client(procore) as client:
+        assert len(client.projects()) == 152  # active only (8 closed jobs)
+        pid = client.projects()[0]["id"]
+        assert len(client.cost_codes(pid)) == 22
+        first = client.sync_vendors([{"origin_id": "0000100001", "name": "Acme Steel"}, {"origin_id": "x"}])
+        assert [v["origin_id"] for v in first["entities"]] == ["0000100001"]
+        assert first["errors"][0]["errors"] == {"name": ["can't be blank"]}
+        again = client.sync_vendors([{"origin_id": "0000100001", "name": "Acme Steel Inc."}])
+        assert again["entities"][0]["id"] == first["entities"][0]["id"]  # updated, not duplicated
+        assert [v["name"] for v in client.vendors(origin_id="0000100001")] == ["Acme Steel Inc."]
+        with pytest.raises(ProcoreApiError) as ei:
+            client.create_direct_cost(pid, {"invoice_number": "1"})
+        assert ei.value.status == 422 and "vendor_id" in ei.value.message
+    with procore_client(procore, secret="wrong") as bad, pytest.raises(CredentialRefused):
+        bad.companies()
