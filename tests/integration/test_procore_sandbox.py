@@ -12,6 +12,8 @@ from ml_connector.core.http import CredentialRefused
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from ml_connector.systems.procore.client import ProcoreApiError
 from tests.support.procore import procore_client
+from tests.support.receivers import Receiver
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +81,36 @@ def test_client_lists_and_syncs_by_origin_id_and_a_refused_secret_is_permanent(p
         assert ei.value.status == 422 and "vendor_id" in ei.value.message
     with procore_client(procore, secret="wrong") as bad, pytest.raises(CredentialRefused):
         bad.companies()
+
+
+def test_webhooks_send_the_custom_header_verbatim_and_retry_until_acknowledged(procore: SandboxHandle) -> None:
+    receiver = Receiver()
+    try:
+        receiver.status = 500
+        httpx.post(procore.url + "/_sandbox/webhooks", json={"backoff_base": 0.05, "backoff_cap": 0.2},
+                   timeout=10).raise_for_status()
+        with procore_client(procore) as client:
+            cid = procore.info["company_id"]
+            spec = {"api_version": "v2.0", "namespace": "ml-connector", "destination_url": receiver.url + "/events",
+                    "destination_headers": {"Authorization": "Bearer hook-token-12345"}}
+            hook = client.request("POST", "/rest/v1.0/webhooks/hooks", json={"company_id": cid, "hook": spec}).json()
+            assert hook["destination_headers"]["Authorization"].endswith("12345")
+            assert not hook["destination_headers"]["Authorization"].startswith("Bearer")  # masked
+            client.request("POST", f"/rest/v1.0/webhooks/hooks/{hook['id']}/triggers", json={
+                "company_id": cid, "api_version": "v2.0",
+                "trigger": {"resource_name": "Company Vendors", "event_type": "create"}})
+            vid = client.sync_vendors([{"origin_id": "0000100777", "name": "Webhook Vendor"}])["entities"][0]["id"]
+            wait_until(lambda: len(receiver.requests) >= 2, timeout=10)  # refused, retried
+            receiver.status = 200
+            wait_until(lambda: any(d["outcome"] == "ok" for d in client.request(
+                "GET", f"/rest/v1.0/webhooks/hooks/{hook['id']}/deliveries", params={"company_id": cid}).json()),
+                timeout=10)
+        first = receiver.requests[0]
+        assert first["headers"]["authorization"] == "Bearer hook-token-12345"  # verbatim, the only auth
+        event = first["json"]
+        assert (event["resource_name"], event["event_type"], event["resource_id"], event["company_id"]) == (
+            "Company Vendors", "create", vid, cid)
+        assert len(event["ulid"]) == 26 and event["api_version"] == "v2.0"
+        assert {r["json"]["id"] for r in receiver.requests} == {event["id"]}  # the same event each time
+    finally:
+        receiver.close()

@@ -280,6 +280,7 @@ def create_app(st: ProcoreSandbox) -> Any:
                     return None, {"id": ["Entity with this ID not found"]}
             elif update.get("origin_id"):
                 found = next((v for v in st.vendors.values() if v.get("origin_id") == update["origin_id"]), None)
+            created = found is None
             if found is None:
                 if not str(update.get("name") or "").strip():
                     return None, {"name": ["can't be blank"]}
@@ -292,6 +293,7 @@ def create_app(st: ProcoreSandbox) -> Any:
                     found[k] = update[k]
             found["updated_at"] = st.now()
             st.stats["writes"] += 1
+            st.webhooks.emit("Company Vendors", "create" if created else "update", found["id"])
             return dict(found), {}
 
     @app.get(V1 + "/vendors")
@@ -366,6 +368,7 @@ def create_app(st: ProcoreSandbox) -> Any:
             found = next((c for c in st.contracts.values() if c.get("origin_id") == u["origin_id"]), None)
             if found is not None and found["project_id"] != pid:
                 return None, {"origin_id": ["has already been taken"]}
+        created = found is None
         if found is None:
             cid = st.next_id()
             n = sum(1 for c in st.contracts.values() if c["project_id"] == pid) + 1
@@ -379,6 +382,7 @@ def create_app(st: ProcoreSandbox) -> Any:
                 found[k] = int(u[k]) if k == "vendor_id" and u[k] is not None else u[k]
         found["updated_at"] = st.now()
         st.stats["writes"] += 1
+        st.webhooks.emit("Purchase Order Contracts", "create" if created else "update", found["id"], pid)
         return show_contract(found), {}
 
     @app.get(V1 + "/purchase_order_contracts")
@@ -476,6 +480,7 @@ def create_app(st: ProcoreSandbox) -> Any:
                 return None, {"id": ["Entity with this ID not found"]}
         elif u.get("origin_id"):
             found = next((li for li in owner["line_items"] if li.get("origin_id") == u["origin_id"]), None)
+        created = found is None
         if found is None:
             found = {"id": st.next_id(), "amount": "0.00", **{k: None for k in line_fields if k != "amount"}}
             owner["line_items"].append(found)
@@ -486,6 +491,8 @@ def create_app(st: ProcoreSandbox) -> Any:
         found["cost_code"] = {"id": cc["id"], "name": cc["name"], "full_code": cc["full_code"]} if cc else None
         owner["updated_at"] = st.now()
         st.stats["writes"] += 1
+        kind = "Direct Cost Line Items" if "direct_cost_type" in owner else "Purchase Order Contract Line Items"
+        st.webhooks.emit(kind, "create" if created else "update", found["id"], pid)
         return dict(found), {}
 
     @app.get(V1 + "/purchase_order_contracts/{cid}/line_items")
@@ -603,6 +610,7 @@ def create_app(st: ProcoreSandbox) -> Any:
                     d[k] = int(item[k]) if k == "vendor_id" else item[k]
             st.direct_costs[did] = d
             st.stats["writes"] += 1
+            st.webhooks.emit("Direct Costs", "create", did, pid)
             return JSONResponse(show_dc(d), status_code=201)
 
     @app.get(V1 + "/projects/{pid}/direct_costs/{did}/line_items")
@@ -628,7 +636,78 @@ def create_app(st: ProcoreSandbox) -> Any:
             rec, errs = line_upsert(pid, d, u)
         return JSONResponse(rec, status_code=201) if rec else JSONResponse({"errors": errs}, status_code=422)
 
+    # -- webhooks (webhooks.py) -------------------------------------------------------------------------
+    wh = st.webhooks
+
+    def owner_ok(source: dict[str, Any]) -> JSONResponse | int | None:
+        """The hook's owner: the company (None) or a project id; an error answer otherwise."""
+        cid, pid = source.get("company_id"), source.get("project_id")
+        if pid not in (None, ""):
+            p = project_or_404(int(pid))
+            return p if isinstance(p, JSONResponse) else int(pid)
+        if cid in (None, "") or int(cid) != st.company_id:
+            return _err(400, "company_id or project_id is required")
+        return None
+
+    @app.post(V1 + "/webhooks/hooks")
+    async def create_hook(request: Request) -> JSONResponse:
+        body = await body_of(request)
+        owner = owner_ok(body)
+        if isinstance(owner, JSONResponse):
+            return owner
+        hook = dict(body.get("hook") or {})
+        if not str(hook.get("destination_url") or "").startswith(("http://", "https://")):
+            return JSONResponse({"errors": {"destination_url": ["is invalid"]}}, status_code=422)
+        return JSONResponse(wh.add_hook(hook, owner), status_code=201)
+
+    @app.get(V1 + "/webhooks/hooks")
+    async def hooks(request: Request) -> JSONResponse:
+        owner = owner_ok(dict(request.query_params))
+        if isinstance(owner, JSONResponse):
+            return owner
+        with wh.lock:
+            return JSONResponse([wh.show(h) for h in wh.hooks.values() if h["owned_by_project_id"] == owner])
+
+    @app.delete(V1 + "/webhooks/hooks/{hid}")
+    async def delete_hook(hid: int) -> JSONResponse:
+        with wh.lock:
+            if wh.hooks.pop(hid, None) is None:
+                return _err(404, "Hook not found")
+            for tid in [t for t, tr in wh.triggers.items() if tr["webhook_hook_id"] == hid]:
+                del wh.triggers[tid]
+        return JSONResponse({})
+
+    @app.post(V1 + "/webhooks/hooks/{hid}/triggers")
+    async def create_trigger(request: Request, hid: int) -> JSONResponse:
+        body = await body_of(request)
+        trigger = dict(body.get("trigger") or {})
+        if hid not in wh.hooks:
+            return _err(404, "Hook not found")
+        if str(trigger.get("event_type", "")).lower() not in ("create", "update", "delete") \
+                or not trigger.get("resource_name"):
+            return JSONResponse({"errors": {"trigger": ["resource_name and event_type create|update|delete"]}},
+                                status_code=422)
+        return JSONResponse(wh.add_trigger(hid, trigger), status_code=201)
+
+    @app.get(V1 + "/webhooks/hooks/{hid}/triggers")
+    async def triggers(hid: int) -> JSONResponse:
+        with wh.lock:
+            return JSONResponse([t for t in wh.triggers.values() if t["webhook_hook_id"] == hid])
+
+    @app.get(V1 + "/webhooks/hooks/{hid}/deliveries")
+    async def deliveries(request: Request, hid: int) -> JSONResponse:
+        status = request.query_params.get("filter[status]", "any")
+        outcomes = {"any": None, "successful": {"ok"}, "discarded": {"discarded"}, "failing": {"retried", "failed"}}
+        want = outcomes.get(status)
+        with wh.lock:
+            items = [dict(d) for d in wh.deliveries.get(hid, []) if want is None or d["outcome"] in want]
+        return _paged(request, items)
+
     # -- admin -----------------------------------------------------------------------------------------
+    @app.post("/_sandbox/webhooks")
+    async def webhook_settings(request: Request) -> JSONResponse:
+        return JSONResponse(wh.settings(await admin_body(request)))
+
     async def admin_body(request: Request) -> dict[str, Any]:
         raw = await request.body()
         data = json.loads(raw) if raw.strip() else {}

@@ -163,6 +163,9 @@ class ProcoreSandbox:
         self.vendors: dict[int, dict[str, Any]] = {}
         self.contracts: dict[int, dict[str, Any]] = {}
         self.direct_costs: dict[int, dict[str, Any]] = {}
+        from ml_connector.systems.procore.sandbox.webhooks import Webhooks
+
+        self.webhooks = Webhooks(self.company_id)  # hooks are not kept by snapshot()
         self._seed(projects)
 
     # -- seed / persistence --------------------------------------------------------------------
