@@ -150,6 +150,31 @@ def procore_totals(procore: Any) -> dict[str, dict[tuple[str, str], Decimal]]:
     return {kind: {k: v for k, v in t.items() if v} for kind, t in out.items()}
 
 
+def client_for(info: dict[str, Any], *, secret: str | None = None) -> Any:
+    """A Procore client on an emulator's `sandbox --json` entry, with its own in-memory token store."""
+    from ml_connector.core.http import OAuth2Auth, RetryPolicy
+    from ml_connector.core.tokens import MemoryTokenStore
+    from ml_connector.systems.procore.client import ProcoreClient
+    from ml_connector.systems.procore.facts import procore_facts
+
+    f = procore_facts()
+    assert f.auth.token_path is not None
+    auth = OAuth2Auth(info["login_url"] + f.auth.token_path, info["client_id"], secret or info["client_secret"],
+                      connection="procore", store=MemoryTokenStore(), facts=f.auth,
+                      retry=RetryPolicy.from_facts(f.need_retry()), provider="Procore")
+    return ProcoreClient(info["base_url"], info["company_id"], auth)
+
+
+def check_demo_mappings(info: dict[str, Any]) -> list[str]:
+    """The demo mapping tables checked against the Procore emulator's projects and cost codes."""
+    from ml_connector.systems.procore.targets import check_mappings
+
+    projects = {f"{t} {k}": v for t in ("wbs", "cost_centers", "plants") for k, v in DEMO_MAPPINGS.get(t, {}).items()}
+    codes = {f"{t} {k}": v for t in ("cost_codes", "material_groups") for k, v in DEMO_MAPPINGS.get(t, {}).items()}
+    with client_for(info) as client:
+        return check_mappings(client, projects, codes)
+
+
 def _cli(workdir: Path, cfg: Path, *args: str, input_: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MLC_LOG_LEVEL=os.environ.get("MLC_LOG_LEVEL", "WARNING"), COLUMNS="200")
     return subprocess.run([sys.executable, "-m", "ml_connector.cli", *args, "-c", str(cfg)], capture_output=True,
@@ -180,6 +205,9 @@ def run_ecc_procore_demo(workdir: Path, console: Console) -> int:
             if done.returncode:
                 console.print(done.stdout + done.stderr)
                 return done.returncode
+        problems = check_demo_mappings(procore)
+        console.print(f"mapping tables checked against Procore's projects and cost codes: "
+                      f"{len(problems)} problem(s)" + "".join(f"\n  {p}" for p in problems))
         # One sync of the flow: vendors, purchase orders, cost allocations, in that order.
         done = _cli(workdir, cfg, "sync", FLOW)
         console.print(done.stdout.rstrip())

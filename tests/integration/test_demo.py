@@ -18,11 +18,13 @@ def test_demo_twice(tmp_path, monkeypatch):
     first, second = io.StringIO(), io.StringIO()
     assert run_demo(tmp_path / "demo", vendors=200, console=Console(file=first, width=200)) == 0
     rows = summary_rows(first.getvalue())
-    assert len(rows) == 3 and rows[0][1] > 0  # vendors, GL accounts, cost centers created
+    # Ramp: vendors, GL accounts, cost centers; then Procore: vendors, purchase orders, cost allocations
+    assert len(rows) == 6 and rows[0][1] > 0 and all(r[1] > 0 for r in rows[3:])
+    assert "SAP and Procore tie out" in first.getvalue() and "DIFFER" not in first.getvalue()
     assert run_demo(tmp_path / "demo", vendors=200, console=Console(file=second, width=200)) == 0
     again = summary_rows(second.getvalue())
     # created, adopted, updated, deactivated: zero writes
-    assert len(again) == 3 and all(r[1] == r[2] == r[3] == r[4] == 0 for r in again)
+    assert len(again) == 6 and all(r[1] == r[2] == r[3] == r[4] == 0 for r in again)
     # The agent ran the SAP calls; the control plane never held the SAP password.
     audit = [json.loads(x) for x in (tmp_path / "demo" / "agent" / "agent-audit.jsonl").read_text().splitlines()]
     assert any(e["event"] == "call.executed" and e["function"] == "RFC_READ_TABLE" for e in audit)

@@ -9,8 +9,10 @@ import httpx
 import pytest
 
 from ml_connector.core.http import CredentialRefused
+from ml_connector.demo_ecc_procore import DEMO_MAPPINGS
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from ml_connector.systems.procore.client import ProcoreApiError
+from ml_connector.systems.procore.targets import check_mappings
 from tests.support.procore import procore_client
 from tests.support.receivers import Receiver
 from tests.support.waiting import wait_until
@@ -114,3 +116,15 @@ def test_webhooks_send_the_custom_header_verbatim_and_retry_until_acknowledged(p
         assert {r["json"]["id"] for r in receiver.requests} == {event["id"]}  # the same event each time
     finally:
         receiver.close()
+
+
+def test_mapping_tables_are_checked_against_procore_projects_and_cost_codes(procore: SandboxHandle) -> None:
+    projects = {**DEMO_MAPPINGS["cost_centers"], **{f"plant {k}": v for k, v in DEMO_MAPPINGS["plants"].items()}}
+    codes = {**DEMO_MAPPINGS["cost_codes"], **DEMO_MAPPINGS["material_groups"]}
+    with procore_client(procore) as client:
+        assert check_mappings(client, projects, codes) == []
+        bad_projects = {**projects, "1300": "26-020", "1900": "99-999"}
+        assert check_mappings(client, bad_projects, {**codes, "699999": "99-000"}) == [
+            "1300 → project 26-020: no active Procore project has this number",  # a closed job
+            "1900 → project 99-999: no active Procore project has this number",
+            "699999 → cost code 99-000: not in project(s) 26-001, 26-002, 26-003, 26-004, 26-005, 26-006"]

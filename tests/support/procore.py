@@ -9,7 +9,13 @@ from typing import Any
 
 import httpx
 
-from ml_connector.demo_ecc_procore import DEMO_MAPPINGS, PROCORE_SECRET, SAP_PASSWORD_SECRET, config_text
+from ml_connector.demo_ecc_procore import (
+    DEMO_MAPPINGS,
+    PROCORE_SECRET,
+    SAP_PASSWORD_SECRET,
+    client_for,
+    config_text,
+)
 from ml_connector.sandbox import SandboxHandle
 from ml_connector.systems.procore.client import ProcoreClient
 from tests.support.env import Env, make_env, store_secrets
@@ -83,13 +89,5 @@ def without(table: str, value: str) -> Callable[[str, str], str | None]:
 
 def procore_client(handle: SandboxHandle, *, secret: str | None = None) -> ProcoreClient:
     """A client on the emulator with its own in-memory token store (no runtime)."""
-    from ml_connector.core.http import OAuth2Auth, RetryPolicy
-    from ml_connector.core.tokens import MemoryTokenStore
-    from ml_connector.systems.procore.facts import procore_facts
-
-    info, f = handle.info, procore_facts()
-    assert f.auth.token_path is not None
-    auth = OAuth2Auth(info["login_url"] + f.auth.token_path, info["client_id"], secret or info["client_secret"],
-                      connection="procore", store=MemoryTokenStore(), facts=f.auth,
-                      retry=RetryPolicy.from_facts(f.need_retry()), provider="Procore")
-    return ProcoreClient(info["base_url"], info["company_id"], auth)
+    client: ProcoreClient = client_for(handle.info, secret=secret)
+    return client

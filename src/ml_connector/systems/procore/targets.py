@@ -325,3 +325,29 @@ class DirectCostsTarget(Target):
         total = sum((_amount(ln["amount"]) for ln in payload["lines"]), Decimal(0))
         return (f"{op} Procore direct cost {payload['invoice_number']} in project {payload['project']}: "
                 f"{len(payload['lines'])} cost code(s), {total}")
+
+
+def check_mappings(client: ProcoreClient, projects: dict[str, str], cost_codes: dict[str, str]) -> list[str]:
+    """Mapping tables checked against Procore: `projects` (SAP value → project number) must name
+    active projects, `cost_codes` (SAP value → cost code full code) codes that exist in every mapped
+    project (a line may land in any of them). One line per problem, naming the table entry."""
+    d = Directory.of(client)
+    problems = []
+    known = d.projects()
+    pids = {}
+    for source, number in sorted(projects.items()):
+        p = known.get(number)
+        if p is None:
+            problems.append(f"{source} → project {number}: no active Procore project has this number")
+        else:
+            pids[number] = int(p["id"])
+    for source, code in sorted(cost_codes.items()):
+        missing = []
+        for number, pid in sorted(pids.items()):
+            try:
+                d.cost_code_id(pid, code, number)
+            except Unresolved:
+                missing.append(number)
+        if missing:
+            problems.append(f"{source} → cost code {code}: not in project(s) {', '.join(missing)}")
+    return problems
