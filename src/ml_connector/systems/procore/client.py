@@ -80,10 +80,12 @@ class ProcoreUncertainWrite(ProcoreError, UncertainWrite):
 class HeaderPacer(httpx.BaseTransport):
     """Paces to Procore's rate-limit headers (see the module docstring); thread-safe."""
 
-    def __init__(self, inner: httpx.BaseTransport, *, remaining: str, reset: str, reserve: int, max_wait: float,
+    def __init__(self, inner: httpx.BaseTransport, *, limit: str, remaining: str, reset: str, reserve: int,
+                 max_wait: float,
                  retry_after: tuple[str, ...], idempotent: frozenset[str],
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
         self.inner = inner
+        self.limit_header = limit
         self.remaining_header = remaining
         self.reset_header = reset
         self.reserve = reserve
@@ -101,15 +103,17 @@ class HeaderPacer(httpx.BaseTransport):
 
     def _observe(self, resp: httpx.Response) -> None:
         raw_rem, raw_reset = resp.headers.get(self.remaining_header), resp.headers.get(self.reset_header)
+        raw_limit = resp.headers.get(self.limit_header)
         try:
             remaining = int(raw_rem) if raw_rem is not None else None
             reset = float(raw_reset) if raw_reset is not None else None
+            limit = int(raw_limit) if raw_limit is not None else None
         except ValueError:
             return
         if remaining is None:
             return
         with self._lock:
-            self.remaining = remaining
+            self.remaining, self.limit = remaining, limit
             if remaining <= self.reserve and reset is not None:
                 until = min(reset, self._clock() + self.max_wait)
                 self._hold_until = max(self._hold_until, until)
@@ -150,7 +154,8 @@ class ProcoreClient:
         self.per_page = f.paging.per_page
         self.max_batch = f.batch.max_items
         self.policy = RetryPolicy.from_facts(f.need_retry())
-        self.pacer = HeaderPacer(transport or httpx.HTTPTransport(), remaining=f.headers.remaining,
+        self.pacer = HeaderPacer(transport or httpx.HTTPTransport(), limit=f.headers.limit,
+                                 remaining=f.headers.remaining,
                                  reset=f.headers.reset, reserve=f.pacing.reserve, max_wait=f.pacing.max_wait,
                                  retry_after=tuple(self.policy.retry_after_headers),
                                  idempotent=self.policy.idempotent_methods, sleep=sleep)

@@ -14,9 +14,6 @@ class Headers(Section):
     limit: str
     remaining: str
     reset: str
-    total: str
-    per_page: str
-    link: str
 
 
 class Pacing(Section):

@@ -33,6 +33,7 @@ from typing import Any
 from ml_connector.core.flow import Outcome, Report, RunContext, Target
 from ml_connector.core.outbox import Entry
 from ml_connector.systems.procore.client import ProcoreApiError, ProcoreClient
+from ml_connector.systems.procore.facts import procore_facts
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,11 @@ def _amount(value: Any) -> Decimal:
 
 
 class VendorsTarget(Target):
-    batch_size = 1000  # provider.yaml batch.max_items (checked by the client)
     compared = ("name", "city", "country_code", "origin_code", "origin_data")
 
     def __init__(self, connection: str) -> None:
         self.connection = connection
+        self.batch_size = procore_facts().batch.max_items  # one sync action per write call
 
     def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
         return []  # the sync action upserts by origin_id: sending again is harmless
