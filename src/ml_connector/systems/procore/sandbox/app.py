@@ -15,7 +15,7 @@ Wire behaviour (reference §2, cloud-apis.md):
 - Creates with an origin_id already used by that resource type in the company → 422.
 
 Admin (no auth, loopback): `GET|POST /_sandbox/faults` (see state.Faults), `POST /_sandbox/limits`
-{hourly, spike, spike_period, enabled, reset}, `POST /_sandbox/tokens/expire`, `POST
+{hourly, spike, spike_period, hour_period, enabled, reset}, `POST /_sandbox/tokens/expire`, `POST
 /_sandbox/token_lifetime` {seconds}, `GET /_sandbox/stats`, `GET /_sandbox/state/{vendors|contracts|
 direct_costs|projects}`, `POST /_sandbox/projects/{id}/active` {active}.
 Not emulated: webhooks, requisitions, WBS codes, line item types, v1.1/v2.0 paths.
@@ -100,6 +100,8 @@ class _Gate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         with st.lock:
             st.stats["requests"] += 1
+            st.stats["first_request_at"] = st.stats["first_request_at"] or time.time()
+            st.stats["last_request_at"] = time.time()
             f = st.faults
             if f.kind == "expire_tokens" and f.fail_next > 0 and (not f.path or f.path in path):
                 # Every token expires just before this call (as after 90 minutes): it gets 401.
