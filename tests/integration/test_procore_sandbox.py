@@ -128,3 +128,20 @@ def test_mapping_tables_are_checked_against_procore_projects_and_cost_codes(proc
             "1300 → project 26-020: no active Procore project has this number",  # a closed job
             "1900 → project 99-999: no active Procore project has this number",
             "699999 → cost code 99-000: not in project(s) 26-001, 26-002, 26-003, 26-004, 26-005, 26-006"]
+
+
+def test_requisitions_bill_against_a_commitment_once_per_origin_id(procore: SandboxHandle) -> None:
+    with procore_client(procore) as client:
+        pid = client.projects()[1]["id"]
+        vid = client.sync_vendors([{"origin_id": "0000100099", "name": "Req Vendor"}])["entities"][0]["id"]
+        po = client.sync_po_contracts(pid, [{"origin_id": "SAP-PO-REQ", "vendor_id": vid, "title": "PO"}])
+        cid = po["entities"][0]["id"]
+        body = {"project_id": pid, "commitment_id": cid,
+                "requisition": {"invoice_number": "INV-7", "origin_id": "SAP-REQ-1", "status": "under_review"}}
+        req = client.request("POST", "/rest/v1.0/requisitions", json=body).json()
+        assert (req["number"], req["vendor_id"], req["status"]) == (1, vid, "under_review")
+        with pytest.raises(ProcoreApiError) as ei:
+            client.request("POST", "/rest/v1.0/requisitions", json=body)
+        assert ei.value.status == 422 and "origin_id" in ei.value.message
+        found = list(client.iterate("/rest/v1.0/requisitions", {"project_id": pid, "filters[origin_id]": "SAP-REQ-1"}))
+        assert [r["id"] for r in found] == [req["id"]]

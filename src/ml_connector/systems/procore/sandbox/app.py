@@ -18,7 +18,8 @@ Admin (no auth, loopback): `GET|POST /_sandbox/faults` (see state.Faults), `POST
 {hourly, spike, spike_period, hour_period, enabled, reset}, `POST /_sandbox/tokens/expire`, `POST
 /_sandbox/token_lifetime` {seconds}, `GET /_sandbox/stats`, `GET /_sandbox/state/{vendors|contracts|
 direct_costs|projects}`, `POST /_sandbox/projects/{id}/active` {active}.
-Not emulated: webhooks, requisitions, WBS codes, line item types, v1.1/v2.0 paths.
+Also: requisitions (subcontractor invoices) against a commitment (`POST|GET /rest/v1.0/requisitions`),
+webhooks (webhooks.py). Not emulated: WBS codes, line item types, v1.1/v2.0 paths, billing periods.
 """
 
 from __future__ import annotations
@@ -637,6 +638,52 @@ def create_app(st: ProcoreSandbox) -> Any:
             u.pop("id", None)
             rec, errs = line_upsert(pid, d, u)
         return JSONResponse(rec, status_code=201) if rec else JSONResponse({"errors": errs}, status_code=422)
+
+    # -- requisitions (subcontractor invoices against a commitment) ------------------------------------
+    req_fields = ("period_id", "requisition_start", "requisition_end", "billing_date", "invoice_number", "status",
+                  "final", "origin_id", "origin_data")
+    req_statuses = ("draft", "under_review", "revise_and_resubmit", "approved", "approved_as_noted",
+                    "pending_owner_approval")
+
+    @app.post(V1 + "/requisitions")
+    async def create_requisition(request: Request) -> JSONResponse:
+        body = await body_of(request)
+        p = project_or_404(body.get("project_id"))
+        if isinstance(p, JSONResponse):
+            return p
+        req = dict(body.get("requisition") or {})
+        with st.lock:
+            c = st.contracts.get(int(body.get("commitment_id") or 0))
+            if c is None or c["project_id"] != p["id"]:
+                return _err(404, "Commitment not found")
+            errs = {k: ["is not a requisition attribute"] for k in req if k not in req_fields}
+            if req.get("status") is not None and req["status"] not in req_statuses:
+                errs["status"] = ["is not included in the list"]
+            if req.get("origin_id") and any(r.get("origin_id") == req["origin_id"] for r in st.requisitions.values()):
+                errs["origin_id"] = ["has already been taken"]
+            if errs:
+                return JSONResponse({"errors": errs}, status_code=422)
+            rid = st.next_id()
+            number = 1 + sum(1 for r in st.requisitions.values() if r["commitment_id"] == c["id"])
+            rec = {"id": rid, "number": number, "commitment_id": c["id"], "project_id": p["id"],
+                   "vendor_id": c.get("vendor_id"), "status": "draft", "final": False, "created_at": st.now(),
+                   **{k: None for k in req_fields if k not in ("status", "final")}, **req}
+            st.requisitions[rid] = rec
+            st.stats["writes"] += 1
+            return JSONResponse(dict(rec), status_code=201)
+
+    @app.get(V1 + "/requisitions")
+    async def requisitions(request: Request) -> JSONResponse:
+        p = project_or_404(int_param(request, "project_id"))
+        if isinstance(p, JSONResponse):
+            return p
+        q = request.query_params
+        commitment, origin = q.get("filters[commitment_id]"), q.get("filters[origin_id]")
+        with st.lock:
+            items = [dict(r) for r in st.requisitions.values() if r["project_id"] == p["id"]
+                     and (commitment is None or str(r["commitment_id"]) == commitment)
+                     and (origin is None or r.get("origin_id") == origin)]
+        return _paged(request, items)
 
     # -- webhooks (webhooks.py) -------------------------------------------------------------------------
     wh = st.webhooks

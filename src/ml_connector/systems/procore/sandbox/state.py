@@ -144,7 +144,7 @@ class RateLimits:
 class ProcoreSandbox:
     """One company's data (thread-safe through `lock`)."""
 
-    DATA = ("projects", "cost_codes", "vendors", "contracts", "direct_costs", "seq")
+    DATA = ("projects", "cost_codes", "vendors", "contracts", "direct_costs", "requisitions", "seq")
 
     def __init__(self, projects: int = PROJECTS) -> None:
         self.lock = threading.RLock()
@@ -165,6 +165,7 @@ class ProcoreSandbox:
         self.vendors: dict[int, dict[str, Any]] = {}
         self.contracts: dict[int, dict[str, Any]] = {}
         self.direct_costs: dict[int, dict[str, Any]] = {}
+        self.requisitions: dict[int, dict[str, Any]] = {}  # subcontractor invoices against commitments
         from ml_connector.systems.procore.sandbox.webhooks import Webhooks
 
         self.webhooks = Webhooks(self.company_id)  # hooks are not kept by snapshot()
