@@ -77,14 +77,21 @@ class Directory:
             raise Unresolved(f"project {number} is not an active Procore project (check the project mapping)")
         return int(p["id"])
 
+    def _load_codes(self, project_id: int) -> dict[str, int]:
+        codes = {str(c.get("full_code") or c.get("code")): int(c["id"]) for c in self.client.cost_codes(project_id)}
+        with self._lock:
+            self._codes[project_id] = codes
+        return codes
+
     def cost_code_id(self, project_id: int, full_code: str, project: str = "") -> int:
         with self._lock:
             codes = self._codes.get(project_id)
+        fresh = codes is None
         if codes is None:
-            codes = {str(c.get("full_code") or c.get("code")): int(c["id"]) for c in self.client.cost_codes(project_id)}
-            with self._lock:
-                self._codes[project_id] = codes
+            codes = self._load_codes(project_id)
         cid = codes.get(full_code)
+        if cid is None and not fresh:
+            cid = self._load_codes(project_id).get(full_code)  # a cost code added since the cache was filled
         if cid is None:
             raise Unresolved(f"cost code {full_code} does not exist in Procore project {project or project_id} "
                              f"(check the cost code mapping)")
