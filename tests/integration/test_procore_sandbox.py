@@ -4,11 +4,14 @@ header, paging headers, sync actions by origin_id, refused credentials, ping thr
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from ml_connector.config import load_config
 from ml_connector.core.http import CredentialRefused
+from ml_connector.core.runtime import Runtime
 from ml_connector.demo_ecc_procore import DEMO_MAPPINGS
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from ml_connector.systems.procore.client import ProcoreApiError
@@ -145,3 +148,26 @@ def test_requisitions_bill_against_a_commitment_once_per_origin_id(procore: Sand
         assert ei.value.status == 422 and "origin_id" in ei.value.message
         found = list(client.iterate("/rest/v1.0/requisitions", {"project_id": pid, "filters[origin_id]": "SAP-REQ-1"}))
         assert [r["id"] for r in found] == [req["id"]]
+
+
+def test_runtime_connects_through_the_token_store_and_pings(procore: SandboxHandle, tmp_path: Path) -> None:
+    info = procore.info
+    path = tmp_path / "ml-connector.yaml"
+    path.write_text(f"""\
+engine: {{data_dir: ./data}}
+connections:
+  procore:
+    type: procore
+    base_url: {info['base_url']}
+    login_url: {info['login_url']}
+    company_id: {info['company_id']}
+    auth: {{client_id: {info['client_id']}, client_secret_secret: procore_client_secret}}
+""", encoding="utf-8")
+    rt = Runtime(load_config(path), path)
+    try:
+        rt.vault.set("procore_client_secret", info["client_secret"])
+        ok, detail = rt.ping_connection("procore")
+        assert ok and detail.startswith(f"authenticated; GET companies (company {info['company_id']}) in "), detail
+        assert rt.tokens.load("procore") is not None  # kept (encrypted) for every process of this database
+    finally:
+        rt.close()
