@@ -18,17 +18,27 @@ from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_purchase_
 from tests.support import Env, summary, summary_rows
 from tests.support.env import SUMMARY_COLUMNS
 from tests.support.procore import FLOW, procore_admin, procore_env, procore_stats
+from tests.support.receivers import Receiver
 
 # Cost center 1300 (IT Services) is read but not mapped: its lines wait for a mapping.
 OPTIONS = {"cost_centers": [*DEMO_OPTIONS["cost_centers"], "1300"]}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, SandboxHandle], Env]]:
+def alerts() -> Iterator[Receiver]:
+    receiver = Receiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, alerts: Receiver) -> Iterator[tuple[dict[str, SandboxHandle], Env]]:
     handles = start_sandboxes(systems=("sap_ecc", "procore"), vendors=300)
     # The spike window is exercised by its own test; the others should not wait on it.
     procore_admin(handles, "/_sandbox/limits", {"spike": 100000, "hourly": 100000})
-    env = procore_env(tmp_path_factory.mktemp("procore"), handles, options=OPTIONS)
+    env = procore_env(tmp_path_factory.mktemp("procore"), handles, options=OPTIONS, alerts_url=alerts.url + "/ops")
     try:
         yield handles, env
     finally:
@@ -96,11 +106,15 @@ def test_po_changed_in_sap_updates_its_contract_not_a_second_one(world):
     assert_tie_out(handles)
 
 
-def test_unmapped_cost_center_is_parked_and_resumes_by_itself_when_mapped(world):
+def test_unmapped_cost_center_is_parked_and_resumes_by_itself_when_mapped(world, alerts):
     handles, env = world
     procore = handles["procore"].state
     parked = env.cli("parked").stdout
     assert "cost_centers:1300" in parked
+    # The operator was told (once: alerts are throttled per flow/stream).
+    told = [r["json"] for r in alerts.requests if r["json"]["event"] == "records.parked"]
+    assert len(told) == 1 and told[0]["subject"] == f"{FLOW}/cost_allocations"
+    assert "cost_centers:1300" in told[0]["message"] and told[0]["details"]["waits_for"] == ["cost_centers:1300"]
     before = len(procore.direct_costs)
     out = env.cli("mappings", "set", FLOW, "cost_centers", "1300", "26-007").stdout
     assert "resumed" in out

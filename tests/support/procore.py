@@ -24,11 +24,15 @@ FLOW = "ecc_to_procore"
 
 
 def procore_env(tmp: Path, handles: dict[str, SandboxHandle], *, mappings: dict[str, dict[str, str]] | None = None,
-                options: dict[str, Any] | None = None) -> Env:
-    """A configuration (demo mappings unless given) for the flow `ecc_to_procore`, secrets stored."""
+                options: dict[str, Any] | None = None, alerts_url: str | None = None) -> Env:
+    """A configuration (demo mappings unless given) for the flow `ecc_to_procore`, secrets stored;
+    with `alerts_url`, alerts (default events) go there as JSON."""
     sap, procore = handles["sap_ecc"].info, handles["procore"].info
     env = make_env(tmp, sap["base_url"], procore["base_url"], set_secrets=False)
-    env.config.write_text(config_text(sap, procore, mappings=mappings, options=options), encoding="utf-8")
+    text = config_text(sap, procore, mappings=mappings, options=options)
+    if alerts_url:
+        text += f"alerts:\n  webhooks:\n    - {{url: {alerts_url}, format: json}}\n  backoff: 10ms\n"
+    env.config.write_text(text, encoding="utf-8")
     store_secrets(env, {SAP_PASSWORD_SECRET: sap["password"], PROCORE_SECRET: procore["client_secret"]})
     return env
 
