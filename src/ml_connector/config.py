@@ -359,8 +359,8 @@ class AlertsConfig(_Model):
     webhooks: list[AlertWebhook] = Field(default_factory=list)
     email: AlertEmail | None = None
     events: list[Annotated[str, AfterValidator(_alert_event)]] = Field(
-        default_factory=lambda: ["agent.offline", "agent.online", "run.failed", "records.failed", "records.parked",
-                                 "stream.stale"],
+        default_factory=lambda: ["agent.offline", "agent.online", "run.failed", "records.failed", "record.parked",
+                                 "records.parked", "stream.stale"],
         min_length=1)
     parked_after: Duration = Field(default=86400.0, description="records.parked: a record parked longer than this")
     stale_factor: float = Field(default=2.0, ge=1.0, description="stream.stale: no successful run for this many "
@@ -1006,7 +1006,7 @@ connections:
 #     - {{url: https://alerts.example.com/hook, format: json,
 #        secret_header: {{name: X-Alert-Token, value_secret: alert_token}}}}
 #     - {{url_secret: slack_webhook_url, format: slack}}
-#   events: [agent.offline, agent.online, run.failed]
+#   events: [agent.offline, agent.online, run.failed, records.parked]
 #   interval: 15m            # also: timeout: 5s, attempts: 3, backoff: 1s
 
 # What moves where, and when.

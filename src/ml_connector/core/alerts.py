@@ -45,11 +45,12 @@ log = logging.getLogger(__name__)
 
 #: The events an alert can be configured for. A condition's event (core/conditions.py) also sends
 #: `<event>.cleared` when the condition ends (`records.failed`: a flow has records whose write failed;
-#: `records.parked`: records parked longer than a threshold;
+#: `records.parked`: records parked longer than a threshold; `record.parked`, sent by the engine when a
+#: page parks records on a missing mapping, throttled per flow/stream, has no `.cleared`;
 #: `stream.stale`: no successful run for longer than the stream's freshness target;
 #: `sync.gap`: a change in the source not visible in the target within the flow's lag, sent by the flow).
-ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "records.failed", "records.parked", "stream.stale",
-                "sync.gap")
+ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "records.failed", "record.parked", "records.parked",
+                "stream.stale", "sync.gap")
 CLEARED = ".cleared"
 DEFAULT_INTERVAL = 900.0  # one alert per (event, subject) per 15 min: a flapping agent must not spam
 DEFAULT_TIMEOUT = 5.0
