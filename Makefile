@@ -30,8 +30,10 @@ test: venv
 	$(VENV)/bin/mypy && \
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
+# Two pytest workers (pytest-xdist): the fast tests are mostly separate CLI processes and loopback
+# servers, each test in a directory, database and ports of its own.
 test-fast: venv
-	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow"
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow" -n 2 --dist worksteal
 
 bench: venv
 	$(VENV)/bin/python -m bench.run_all
