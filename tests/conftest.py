@@ -19,9 +19,14 @@ from tests.support.databases import sqlite_database
 if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
     os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / f"mlc-test-pycache-{os.getuid()}"))
 
-# The engine's step retries keep their count and growth but wait a twentieth as long (in this process
-# and in every CLI and worker it starts): a run that fails after its retries fails in seconds, not minutes.
-os.environ.setdefault("MLC_STEP_RETRY_SCALE", "0.05")
+
+@pytest.fixture(autouse=True)
+def _short_step_retries(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLIs and workers a fast test starts retry the engine's steps as often, waiting a twentieth as
+    long: a run that fails after its retries fails in seconds, not after a minute of backoff. Tests
+    marked slow or scaleout (agents, workers killed and restarted while steps retry) keep the real waits."""
+    if request.node.get_closest_marker("slow") is None and request.node.get_closest_marker("scaleout") is None:
+        monkeypatch.setenv("MLC_STEP_RETRY_SCALE", os.environ.get("MLC_STEP_RETRY_SCALE", "0.05"))
 
 
 @pytest.fixture()
