@@ -55,6 +55,19 @@ SYNC_WORKFLOW = "mlc.sync"
 REPLAY_WORKFLOW = "mlc.replay"
 WORKER_READY_TIMEOUT = 60.0  # seconds a command waits for a worker that is still launching
 MAX_PAGES_AHEAD = 2  # staged pages whose delivery has not finished, per run
+
+
+def _retry_interval(seconds: float) -> float:
+    """A step's first wait before it is retried, times $MLC_STEP_RETRY_SCALE (default 1). DBOS waits
+    between a step's attempts with a real sleep, fixed when the step is declared: the scale is how a
+    test suite runs the same attempts without sleeping through minutes of backoff."""
+    try:
+        scale = float(os.environ.get("MLC_STEP_RETRY_SCALE", "1"))
+    except ValueError:
+        scale = 1.0
+    return seconds * scale if scale > 0 else seconds
+
+
 # How often the sync workflow checks whether a page's delivery has finished (DBOS polls the
 # database for a queued workflow's result; its default, 1 s, left reading idle for up to a
 # second at each back-pressure wait and at the end of every run).
@@ -459,8 +472,8 @@ def _outbox_rows(sess: Any, ids: list[int], *where: Any) -> list[OutboxRow]:
     return rows
 
 
-@DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=1.0, backoff_rate=2.0,
-           should_retry=should_retry)
+@DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=_retry_interval(1.0),
+           backoff_rate=2.0, should_retry=should_retry)
 def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     ctx, s = _ctx(flow, stream, run_id, mode)
     rt = ctx.runtime
@@ -581,8 +594,8 @@ def _open_batches_step(run_id: str) -> list[int]:
         return sorted(int(b) for (b,) in rows)
 
 
-@DBOS.step(name="mlc.deliver", retries_allowed=True, max_attempts=6, interval_seconds=2.0, backoff_rate=2.0,
-           should_retry=should_retry)
+@DBOS.step(name="mlc.deliver", retries_allowed=True, max_attempts=6, interval_seconds=_retry_interval(2.0),
+           backoff_rate=2.0, should_retry=should_retry)
 def _deliver_step(flow: str, stream: str, run_id: str, batch: int) -> dict[str, int]:
     rt = runtime()
     with rt.db.session() as sess:
@@ -858,7 +871,8 @@ def _run_counts(sess: Any, run_id: str) -> dict[str, int]:
     return out
 
 
-@DBOS.step(name="mlc.replay", retries_allowed=True, max_attempts=4, interval_seconds=2.0, should_retry=should_retry)
+@DBOS.step(name="mlc.replay", retries_allowed=True, max_attempts=4, interval_seconds=_retry_interval(2.0),
+           should_retry=should_retry)
 def _replay_step(ids: list[int]) -> dict[str, int]:
     rt = runtime()
     with rt.db.session() as sess:

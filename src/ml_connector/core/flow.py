@@ -210,10 +210,14 @@ class Flow:
 
 
 def load_pair(pair: str) -> type[Flow]:
-    """`flows/<pair>.py` defines `FLOW` (a Flow subclass)."""
-    try:
-        mod = importlib.import_module(f"ml_connector.flows.{pair}")
-    except ModuleNotFoundError as exc:
-        raise ValueError(f"unknown flow pair {pair!r}: no module ml_connector.flows.{pair}") from exc
+    """The flow module of `pair` (core/flow_modules.py: an entry point, or `flows/<pair>.py`) defines
+    `FLOW` (a Flow subclass)."""
+    from ml_connector.core import flow_modules
+
+    module = flow_modules.module_of(pair)
+    if module is None:
+        raise ValueError(f"unknown flow pair {pair!r}: no module ml_connector.flows.{pair} and no entry point "
+                         f"{pair!r} of {flow_modules.ENTRY_POINT_GROUP!r}")
+    mod = importlib.import_module(module)
     flow_cls: type[Flow] = mod.FLOW
     return flow_cls

@@ -21,10 +21,10 @@ from typing import Any
 from ml_connector.core.flow import Outcome, Report, RunContext, Target
 from ml_connector.core.outbox import Entry
 from ml_connector.systems.ramp.client import RampApiError, RampClient, RampUncertainWrite
+from ml_connector.systems.ramp.facts import ramp_facts
 
 log = logging.getLogger(__name__)
 
-UPLOAD_MAX = 500  # Ramp's largest upload
 UNCERTAIN_ROUNDS = 3  # lookups-then-re-upload rounds after unknown outcomes, then left uncertain
 UPDATES_PER_REPORT = 50  # idempotent updates reported (one transaction) per this many
 #: Records to find at which one listing of the kind (pages of 100) replaces one GET per record:
@@ -65,7 +65,6 @@ class RampUploadTarget(Target):
     """
 
     kind = "record"
-    batch_size = UPLOAD_MAX
     #: Payload fields Ramp holds as they are sent (compared with what is found).
     compared: tuple[str, ...] = ("name", "code")
     #: Compared fields that Ramp may legitimately hold empty (not sent on upload).
@@ -73,6 +72,7 @@ class RampUploadTarget(Target):
 
     def __init__(self, connection: str) -> None:
         self.connection = connection
+        self.batch_size = ramp_facts().batch.max_items  # Ramp's largest upload (provider facts)
 
     # -- the record kind's calls -----------------------------------------------------------
     def find(self, ramp: RampClient, item_id: str) -> dict[str, Any] | None:
@@ -167,8 +167,8 @@ class RampUploadTarget(Target):
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
         ramp = self.client(ctx)
         creates = [e for e in entries if e.op == "create"]
-        for i in range(0, len(creates), UPLOAD_MAX):
-            self._create_batch(ramp, creates[i:i + UPLOAD_MAX], report)
+        for i in range(0, len(creates), self.batch_size):
+            self._create_batch(ramp, creates[i:i + self.batch_size], report)
         others = [e for e in entries if e.op != "create"]
         # Records the ledger does not know in Ramp (e.g. vendors deleted in SAP before the first sync):
         # many are found with one listing, not one GET each.
@@ -219,8 +219,8 @@ class RampUploadTarget(Target):
             self._resolve_by_lookup(ramp, batch, report, depth)
             return
         except RampApiError as exc:
-            if exc.status >= 500 or exc.status == 429:
-                raise
+            if exc.status == 429 or exc.status in ramp_facts().need_retry().statuses:
+                raise  # transient (provider facts): the engine's step retries later
             if self.adapt_to_refusal(exc):
                 self._create_batch(ramp, batch, report, depth)
                 return

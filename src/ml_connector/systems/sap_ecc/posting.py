@@ -52,6 +52,7 @@ from ml_connector.core.http import PicklableError
 
 from .client import RfcCaller
 from .errors import RfcError
+from .facts import ecc_facts
 from .table_reader import TableReader, alpha, quote
 
 log = logging.getLogger(__name__)
@@ -578,7 +579,8 @@ class DocumentPoster:
         else:
             where = f"BUKRS = {quote(bukrs)} AND XBLNR = {quote(xblnr)} AND GJAHR = {quote(year)}"
             rows = [r for page in self.reader.read("BKPF", BKPF_FIELDS, key_fields=("BUKRS", "BELNR", "GJAHR"),
-                                                   where=where, page_size=100) for r in page.rows]
+                                                   where=where, page_size=ecc_facts().read_table.lookup_page_size)
+                    for r in page.rows]
         return [DocRef(belnr=str(r.get("BELNR", "")).strip(), bukrs=str(r.get("BUKRS", "")).strip(),
                        gjahr=str(r.get("GJAHR", "")).strip(), xblnr=str(r.get("XBLNR", "")).strip(),
                        blart=str(r.get("BLART", "")).strip(), stblg=str(r.get("STBLG", "")).strip(),
@@ -702,7 +704,8 @@ class DocumentPoster:
 
     def _items(self, table: str, where: str) -> list[dict[str, str]]:
         return [r for page in self.reader.read(table, _ITEM_FIELDS, key_fields=_ITEM_KEYS, where=where,
-                                               page_size=500) for r in page.rows]
+                                               page_size=ecc_facts().read_table.items_page_size)
+                for r in page.rows]
 
     def payment_status(self, bukrs: str, belnr: str, gjahr: str | int) -> PaymentStatus:
         """open / partially_paid / paid / reversed / not_found, from BSIK (open) and BSAK (cleared)."""

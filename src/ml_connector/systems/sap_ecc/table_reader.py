@@ -73,6 +73,7 @@ from ml_connector.core.http import PicklableError
 
 from .client import RfcCaller
 from .errors import ABAPApplicationError
+from .facts import ecc_facts
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +213,16 @@ def _tokens(where: str) -> list[str]:
     return tokens
 
 
-def wrap_options(where: str, width: int = 72) -> list[str]:
-    """Split a WHERE clause into OPTIONS lines ≤ `width` (see module docstring)."""
+def _row_width(function: str) -> int:
+    """TAB512-WA's width (provider facts `read_table.row_width`), or a wide module's."""
+    return WIDE_FUNCTIONS.get(function) or ecc_facts().read_table.row_width
+
+
+def wrap_options(where: str, width: int | None = None) -> list[str]:
+    """Split a WHERE clause into OPTIONS lines ≤ `width` (default: provider facts
+    `read_table.options_line_length`, RFC_DB_OPT-TEXT's CHAR72; see module docstring)."""
+    if width is None:
+        width = ecc_facts().read_table.options_line_length
     lines: list[str] = []
     line = ""
     for tok in _tokens(where):
@@ -399,7 +408,7 @@ class TableReader:
         self.caller = caller
         self.function = function
         self._explicit_width = row_width
-        self.row_width = row_width if row_width is not None else WIDE_FUNCTIONS.get(function, 512)
+        self.row_width = row_width if row_width is not None else _row_width(function)
         self.delimiter = "|" if delimiter is None else delimiter
         self.calls = 0
         self._describe_cache: dict[str, list[FieldInfo]] = {}
@@ -408,7 +417,7 @@ class TableReader:
     def auto(cls, caller: RfcCaller, **kwargs: Any) -> TableReader:
         """A reader on the widest installed module, probed now (not cached; see `probed`)."""
         fm = choose_function(caller)
-        return cls(caller, function=fm, row_width=WIDE_FUNCTIONS.get(fm, 512), **kwargs)
+        return cls(caller, function=fm, row_width=_row_width(fm), **kwargs)
 
     @classmethod
     def probed(cls, caller: RfcCaller, **kwargs: Any) -> TableReader:
@@ -423,7 +432,7 @@ class TableReader:
             fm = probed_function(self.caller)
             self.function = fm
             if self._explicit_width is None:
-                self.row_width = WIDE_FUNCTIONS.get(fm, 512)
+                self.row_width = _row_width(fm)
         return self.function
 
     def _call(self, table: str, names: Sequence[str], where: str | None, *, rowcount: int = 0,
