@@ -52,7 +52,7 @@ INIT_FLOWS = """\
     pair: sap_ecc_ramp
     source: ramp              # approved Ramp bills ...
     target: sap_ecc           # ... become SAP vendor invoices (posted exactly once)
-    streams: [bills]
+    streams: [bills, bill_status]   # post approved bills; paid -> clear, rejected -> block in SAP
     schedule: {{interval: 1h}}  # Ramp suggests polling every 1-4 h
     mappings:
       entities:               # Ramp entity id -> SAP company code (unmapped bills wait; see `parked`)

@@ -13,10 +13,15 @@ from tests.support import Env, make_env
 from tests.support.bills import (
     add_bill,
     bill_failures,
+    pay_bill,
     postable_vendor,
     ramp_bill,
+    reject_bill,
+    sap_document,
     sap_documents,
     sap_lines,
+    set_flow_options,
+    vendor_items,
 )
 
 FLOW = "bills_to_sap"
@@ -150,3 +155,65 @@ def test_dry_run_shows_sap_check_results_and_writes_nothing(world):
     assert len(ecc.data.rows("BKPF", ecc.client)) == before
     assert len(handles["ramp"].state.syncs) == syncs_before
     assert ramp_bill(env, good["id"])["sync_status"] == "NOT_SYNCED"
+
+
+def test_paid_bill_clears_the_sap_invoice_once_and_is_reported_as_payment_synced(world):
+    handles, env = world
+    ecc = handles["sap_ecc"].state
+    b = add_bill(env, postable_vendor(handles, 6), [{"amount": "250", "gl_account": "0000600000",
+                                                     "cost_center": "0000001000"}], invoice_number="INV-700")
+    env.cli("sync", FLOW, check=False)
+    doc = sap_documents(handles, b["id"])[0]
+    assert vendor_items(handles, doc)["open"] and not vendor_items(handles, doc)["cleared"]
+    pay_bill(env, b["id"], payment_date="2025-07-01", reference="ACH-TRACE-0042")
+    # The answer of the clearing call is lost after SAP committed it: resolved by reading BSAK.
+    ecc.fi.faults.update(fail_after_commit=1, fail_after_commit_mode="system_failure")
+    try:
+        env.cli("sync", FLOW, check=False)
+    finally:
+        ecc.fi.faults.update(reset=True)
+    items = vendor_items(handles, doc)
+    assert not items["open"] and items["cleared"]
+    augbl = {r["AUGBL"] for r in items["cleared"]}
+    assert len(augbl) == 1 and {r["AUGDT"] for r in items["cleared"]} == {"20250701"}
+    pay = sap_document(handles, doc["BUKRS"], augbl.pop(), "2025")
+    assert pay is not None and pay["XBLNR"] == "ACH-TRACE-0042" and pay["BUDAT"] == "20250701"
+    rb = ramp_bill(env, b["id"])
+    assert rb["sync_status"] == "BILL_AND_PAYMENT_SYNCED"
+    assert rb["payment_sync_reference_id"] == f"{pay['BELNR']}/{doc['BUKRS']}/{doc['GJAHR']}"
+    payments = [r for r in ecc.data.rows("BKPF", ecc.client) if r.get("XBLNR") == "ACH-TRACE-0042"]
+    env.cli("sync", FLOW, check=False)  # the reconciliation poll again: nothing more to do
+    assert [r for r in ecc.data.rows("BKPF", ecc.client) if r.get("XBLNR") == "ACH-TRACE-0042"] == payments
+    assert len(payments) == 1
+
+
+def test_bill_rejected_after_posting_is_blocked_or_reversed_exactly_once(world):
+    handles, env = world
+    ecc = handles["sap_ecc"].state
+    v = postable_vendor(handles, 7)
+    blocked = add_bill(env, v, [{"amount": "80", "gl_account": "0000610000", "cost_center": "0000001100"}],
+                       invoice_number="INV-800")
+    reversed_ = add_bill(env, v, [{"amount": "90", "gl_account": "0000610000", "cost_center": "0000001100"}],
+                         invoice_number="INV-801")
+    env.cli("sync", FLOW, check=False)
+    reject_bill(env, blocked["id"])
+    env.cli("sync", FLOW, check=False)
+    doc = sap_documents(handles, blocked["id"])[0]
+    assert {r["ZLSPR"] for r in vendor_items(handles, doc)["open"]} == {"A"}
+    # The customer configures reversal instead: the next rejection reverses its invoice, once.
+    text = env.config.read_text(encoding="utf-8")
+    set_flow_options(env, FLOW, {"rejected_action": "reverse"})
+    try:
+        reject_bill(env, reversed_["id"])
+        ecc.fi.faults.update(fail_after_commit=1, fail_after_commit_mode="system_failure")
+        try:
+            env.cli("sync", FLOW, check=False)
+        finally:
+            ecc.fi.faults.update(reset=True)
+        env.cli("sync", FLOW, check=False)
+    finally:
+        env.config.write_text(text, encoding="utf-8")
+    docs = sap_documents(handles, reversed_["id"])
+    original = next(d for d in docs if d["BELNR"] == min(x["BELNR"] for x in docs))
+    assert len(docs) == 2 and original["STBLG"], docs  # the invoice and its one reversal
+    assert not vendor_items(handles, original)["open"]

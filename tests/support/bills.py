@@ -53,3 +53,48 @@ def sap_lines(handles: dict[str, SandboxHandle], doc: dict[str, Any]) -> list[di
 
 def bill_failures(env: Env) -> list[dict[str, Any]]:
     return list(json.loads(env.cli("failures", "--json", "--flow", BILLS_FLOW).stdout))
+
+
+def pay_bill(env: Env, bill_id: str, **spec: Any) -> dict[str, Any]:
+    r = httpx.post(f"{env.ramp_url}/_sandbox/bills/{bill_id}/pay", json=spec, timeout=30)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def reject_bill(env: Env, bill_id: str, reason: str = "duplicate invoice") -> dict[str, Any]:
+    r = httpx.post(f"{env.ramp_url}/_sandbox/bills/{bill_id}/reject", json={"reason": reason}, timeout=30)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def vendor_items(handles: dict[str, SandboxHandle], doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The document's vendor items: {"open": BSIK rows, "cleared": BSAK rows}."""
+    ecc = handles["sap_ecc"].state
+    key = (doc["BUKRS"], doc["BELNR"], doc["GJAHR"])
+    return {name: [r for r in ecc.data.rows(table, ecc.client) if (r["BUKRS"], r["BELNR"], r["GJAHR"]) == key]
+            for name, table in (("open", "BSIK"), ("cleared", "BSAK"))}
+
+
+def sap_document(handles: dict[str, SandboxHandle], bukrs: str, belnr: str, gjahr: str) -> dict[str, Any] | None:
+    ecc = handles["sap_ecc"].state
+    return next((r for r in ecc.data.rows("BKPF", ecc.client)
+                 if (r["BUKRS"], r["BELNR"], r["GJAHR"]) == (bukrs, belnr, gjahr)), None)
+
+
+def set_flow_options(env: Env, flow: str, options: dict[str, Any]) -> None:
+    """Give `flow` these options in the environment's configuration (replacing any it had)."""
+    lines = env.config.read_text(encoding="utf-8").splitlines()
+    out: list[str] = []
+    inside = False
+    for ln in lines:
+        if ln.startswith(f"  {flow}:"):
+            inside = True
+            out.append(ln)
+            out.append(f"    options: {json.dumps(options)}")
+            continue
+        if inside and ln.startswith("  ") and not ln.startswith("    "):
+            inside = False
+        if inside and ln.startswith("    options:"):
+            continue
+        out.append(ln)
+    env.config.write_text("\n".join(out) + "\n", encoding="utf-8")

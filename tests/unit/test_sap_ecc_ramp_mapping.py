@@ -10,6 +10,7 @@ import pytest
 
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.flows.sap_ecc_ramp import (
+    bill_status_to_sap,
     bill_to_invoice,
     cost_center_to_option,
     describe_bill,
@@ -232,3 +233,41 @@ def test_describe_bill_names_what_would_be_posted():
     assert describe_bill("create", d.payload) == (
         f"post SAP vendor invoice for Ramp bill INV-7 (b-1): company code 1000, vendor 100042, 200.00 USD, "
         f"XBLNR {xblnr_for('b-1', 'RMP')}, lines [GL 600000/CC 1000 120.50, GL 610000/CC 1100 79.50]")
+
+
+# --------------------------------------------------------------------------- bill status back to SAP
+
+
+def _paid(**kw: Any) -> dict[str, Any]:
+    return _bill(payment_status="PAID", status="PAID", paid_at="2025-07-02T10:00:00+00:00",
+                 payment={"id": "pay-1", "payment_date": "2025-07-02T10:00:00+00:00",
+                          "effective_date": "2025-07-03T00:00:00+00:00",
+                          "trace_id": {"descriptor": "ACH Trace ID", "trace_id": "TRACE-77"}}, **kw)
+
+
+def test_paid_bill_clears_its_invoice_with_the_payment_reference_and_effective_date():
+    b = _paid()
+    d = bill_status_to_sap(b["id"], b, mapped=_mapped, document="1900000007/1000/2025")
+    assert isinstance(d, Desired)
+    p = d.payload
+    assert (p["action"], p["document"], p["payment_date"], p["reference"]) == (
+        "clear", "1900000007/1000/2025", "2025-07-03", "TRACE-77")
+    assert p["xblnr"] == xblnr_for(b["id"], "RMP") and p["company_code"] == "1000"
+    unblock = bill_status_to_sap(b["id"], b, mapped=_mapped, paid_action="unblock")
+    assert isinstance(unblock, Desired) and unblock.payload["action"] == "unblock"
+    assert unblock.payload["document"] == "" and unblock.payload["fiscal_year"] == "2025"
+
+
+def test_rejected_bill_is_blocked_or_reversed_as_configured():
+    b = _bill(approval_status="REJECTED", rejected_at="2025-07-05T08:00:00+00:00", rejection_reason="dup")
+    block = bill_status_to_sap(b["id"], b, mapped=_mapped, block_key="R")
+    assert isinstance(block, Desired) and (block.payload["action"], block.payload["block_key"]) == ("block", "R")
+    rev = bill_status_to_sap(b["id"], b, mapped=_mapped, rejected_action="reverse")
+    assert isinstance(rev, Desired)
+    assert (rev.payload["action"], rev.payload["posting_date"]) == ("reverse", "2025-07-05")
+
+
+def test_status_of_a_bill_of_an_unmapped_entity_waits_for_the_entity_mapping():
+    b = _paid(entity_id="ent-unknown")
+    out = bill_status_to_sap(b["id"], b, mapped=_mapped)
+    assert isinstance(out, Parked) and out.waits_for == "entities:ent-unknown"

@@ -13,6 +13,9 @@ docs/sap-ecc-ramp.md for the rules.
   (id SAP_COST_CENTER).
 - `bills` (Ramp → SAP): approved bills (`sync_ready=true`) → FI vendor invoices (BLART KR)
   posted exactly once, then reported with `POST /accounting/syncs`.
+- `bill_status` (Ramp → SAP): a posted bill paid in Ramp clears the SAP invoice (or lifts its
+  payment block) and is reported as BILL_PAYMENT_SYNC; one rejected after posting is blocked for
+  payment or reversed (options `paid_action`, `rejected_action`).
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from ml_connector.core import mapping
+from ml_connector.core import ledger, mapping
 from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.outbox import Entry
 from ml_connector.systems.ramp.client import RampError
-from ml_connector.systems.ramp.sources import ApprovedBillsSource
+from ml_connector.systems.ramp.sources import ApprovedBillsSource, BillStatusSource
 from ml_connector.systems.ramp.targets import (
     AccountingSyncs,
     AccountingVendorsTarget,
@@ -39,7 +42,7 @@ from ml_connector.systems.ramp.targets import (
 from ml_connector.systems.sap_ecc.posting import CURRENCY_DECIMALS, GLLine, VendorInvoice, format_amount, xblnr_for
 from ml_connector.systems.sap_ecc.sources import CostCenterSource, GLAccountSource, VendorSource
 from ml_connector.systems.sap_ecc.table_reader import alpha
-from ml_connector.systems.sap_ecc.targets import NotPostable, VendorInvoiceTarget
+from ml_connector.systems.sap_ecc.targets import InvoiceStatusTarget, NotPostable, VendorInvoiceTarget
 
 log = logging.getLogger(__name__)
 
@@ -243,11 +246,57 @@ def describe_bill(op: str, p: dict[str, Any]) -> str:
             f"XBLNR {p['xblnr']}, lines [{lines}]")
 
 
+PAID_ACTIONS = ("clear", "unblock", "none")
+REJECTED_ACTIONS = ("block", "reverse", "none")
+
+
+def bill_status_to_sap(key: str, bill: dict[str, Any], *, mapped: Mapped, document: str | None = None,
+                       paid_action: str = "clear", rejected_action: str = "block", block_key: str = "A",
+                       xblnr_prefix: str = "RMP", bank_account: str = "") -> Desired | Parked:
+    """A posted Ramp bill's status change → what SAP should do with its invoice.
+
+    Paid (`payment_status` PAID): `clear` the invoice's open vendor items with the payment (payment
+    date = the payment's effective date, else its payment date, else `paid_at`; the payment's trace
+    id, else its id, as the payment document's reference) or `unblock` it. Rejected: `block` it for
+    payment (ZLSPR `block_key`) or `reverse` it (posting date = the rejection date). The invoice is
+    `document` (BELNR/BUKRS/GJAHR, from the bills stream's ledger) or found in SAP by its XBLNR.
+    Parked on `entities:<entity>` like the bill itself."""
+    entity = str(bill.get("entity_id") or "")
+    bukrs = mapped("entities", entity)
+    if not bukrs:
+        return Parked(key, mapping.waits_for("entities", entity or "-"), payload=bill)
+    issued = _date(bill.get("issued_at"))
+    posting = _date(bill.get("posting_date") or bill.get("accounting_date")) or issued
+    year = (document.split("/")[2] if document else "") or (posting or datetime.now(UTC).strftime("%Y"))[:4]
+    payload: dict[str, Any] = {"bill_id": key, "invoice_number": str(bill.get("invoice_number") or ""),
+                               "company_code": bukrs, "xblnr": xblnr_for(key, xblnr_prefix), "fiscal_year": year,
+                               "document": document or ""}
+    paid = bill.get("payment_status") == "PAID" or bill.get("status") == "PAID"
+    if paid and paid_action != "none":
+        pay = bill.get("payment") or {}
+        trace = (pay.get("trace_id") or {}).get("trace_id") if isinstance(pay.get("trace_id"), dict) else None
+        payload.update(action=paid_action if paid_action in ("clear", "unblock") else "clear",
+                       payment_id=str(pay.get("id") or ""),
+                       payment_date=_date(pay.get("effective_date") or pay.get("payment_date") or bill.get("paid_at")),
+                       reference=str(trace or pay.get("id") or key)[:16],
+                       text=f"Ramp payment {pay.get('id') or key}"[:50], bank_account=bank_account)
+    elif bill.get("approval_status") == "REJECTED" and rejected_action != "none":
+        payload.update(action=rejected_action if rejected_action in ("block", "reverse") else "block",
+                       block_key=block_key[:1] or "A",
+                       posting_date=_date(bill.get("rejected_at") or bill.get("updated_at")) or "",
+                       reason=str(bill.get("rejection_reason") or "")[:100])
+        if payload["action"] == "reverse" and not payload["posting_date"]:
+            payload["posting_date"] = datetime.now(UTC).strftime("%Y-%m-%d")
+    else:
+        payload.update(action="none")
+    return Desired(key, payload)
+
+
 # --------------------------------------------------------------------------- wiring
 
 
 # Read by the configuration loader (without importing this module) to check a flow's `streams`.
-STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills")
+STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills", "bill_status")
 
 
 class SapEccRampFlow(Flow):
@@ -317,7 +366,32 @@ class SapEccRampFlow(Flow):
                                 refusal_note=" (reported to Ramp)",
                                 posted_note=": only the Ramp report would be sent"),
             mapping_tables=("entities", "vendors"), describe=describe_bill)
-        streams = {s.name: s for s in (vendors, gl_accounts, cost_centers, bills)}
+        paid_action = str(opts.get("paid_action", "clear"))
+        rejected_action = str(opts.get("rejected_action", "block"))
+        if paid_action not in PAID_ACTIONS or rejected_action not in REJECTED_ACTIONS:
+            raise ValueError(f"flow {self.name}: options.paid_action must be one of {', '.join(PAID_ACTIONS)} and "
+                             f"options.rejected_action one of {', '.join(REJECTED_ACTIONS)}")
+        block_key = str(opts.get("rejected_block_key", "A"))
+        bank_account = str(opts.get("payment_bank_account", ""))
+
+        def posted_document(ctx: RunContext, key: str) -> str | None:
+            with ctx.runtime.db.read() as s:
+                row = ledger.lookup(s, ctx.flow, "bills", [key]).get(key)
+                return row.target_id if row is not None and row.target_id else None
+
+        passes = tuple(p for p, action in zip(BillStatusSource.PASSES, (paid_action, rejected_action), strict=True)
+                       if action != "none")
+        bill_status = Stream(
+            "bill_status",
+            BillStatusSource(ramp, page_size=int(opts.get("bill_page_size", 100)), entity_id=opts.get("entity_id"),
+                             passes=passes),
+            lambda ctx, key, rec: bill_status_to_sap(key, rec, mapped=mapped(ctx), document=posted_document(ctx, key),
+                                                     paid_action=paid_action, rejected_action=rejected_action,
+                                                     block_key=block_key, xblnr_prefix=xblnr_prefix,
+                                                     bank_account=bank_account),
+            InvoiceStatusTarget(sap, after_status=self._report_paid(ramp)),
+            mapping_tables=("entities",))
+        streams = {s.name: s for s in (vendors, gl_accounts, cost_centers, bills, bill_status)}
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
 
@@ -335,6 +409,24 @@ class SapEccRampFlow(Flow):
                                error=f"posted in SAP as {doc} (XBLNR {p['xblnr']}), but the report to Ramp "
                                      f"failed: {exc}; replay re-sends the report only")
             return replace(posted, response={**(posted.response or {}), "sync_id": sync.get("sync_id")})
+        return after
+
+    @staticmethod
+    def _report_paid(ramp: str) -> Callable[[RunContext, Entry, Outcome], Outcome]:
+        """A payment cleared in SAP is reported to Ramp as BILL_PAYMENT_SYNC (reference: the clearing
+        document); the entry fails while the report fails (replay finds the clearing and re-sends it)."""
+        def after(ctx: RunContext, e: Entry, done: Outcome) -> Outcome:
+            p = e.payload
+            if p.get("action") not in ("clear", "unblock"):
+                return done
+            try:
+                sync = AccountingSyncs(ctx.runtime.connection(ramp), "BILL_PAYMENT_SYNC").synced(
+                    p["bill_id"], str(done.target_id))
+            except RampError as exc:
+                return Outcome(e.id, "failed", request=p,
+                               error=f"payment applied in SAP ({done.target_id}), but the report to Ramp failed: "
+                                     f"{exc}; replay finds it in SAP and re-sends the report only")
+            return replace(done, response={**(done.response or {}), "sync_id": sync.get("sync_id")})
         return after
 
     @staticmethod

@@ -339,10 +339,12 @@ class RampClient:
     # -- bills and sync reports ---------------------------------------------------------
     def list_bills_page(self, *, sync_ready: bool | None = None, sync_status: str | None = None,
                         entity_id: str | None = None, page_size: int | None = None, start: str | None = None,
+                        payment_status: str | None = None, approval_status: str | None = None,
                         ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of bills and the id to start the next page after (None at the end)."""
         params = {"sync_ready": self._flag(sync_ready), "sync_status": sync_status, "entity_id": entity_id,
-                  "page_size": page_size or self.page_size, "start": start}
+                  "page_size": page_size or self.page_size, "start": start, "payment_status": payment_status,
+                  "approval_status": approval_status}
         body = self._json("GET", "/bills", params={k: v for k, v in params.items() if v is not None})
         data: list[dict[str, Any]] = list(body.get("data", []))
         more = bool((body.get("page") or {}).get("next"))
