@@ -305,6 +305,9 @@ def sync_with_progress(rt: Any, flow: str, streams: list[str], *, full: bool = F
                 raise _fail(str(exc)) from None
         con.print(_summary_table(flow, s, counts))
         con.print(f"run id: {run_id}")
+        if counts.get("parked"):
+            con.print(f"[yellow]{counts['parked']} record(s) parked[/yellow], waiting for a mapping or SAP master "
+                      "data: see [bold]ml-connector parked[/bold]; they resume by themselves once it exists")
         if counts.get("failed") or counts.get("uncertain"):
             exit_code = 3
             con.print("[yellow]some records failed:[/yellow] see [bold]ml-connector failures[/bold]; "

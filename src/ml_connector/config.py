@@ -337,7 +337,7 @@ class AlertsConfig(_Model):
 
     webhooks: list[AlertWebhook] = Field(min_length=1)
     events: list[Annotated[str, AfterValidator(_alert_event)]] = Field(
-        default_factory=lambda: ["agent.offline", "agent.online", "run.failed"], min_length=1)
+        default_factory=lambda: ["agent.offline", "agent.online", "run.failed", "record.parked"], min_length=1)
     interval: Duration = Field(default=900.0, description="At most one alert per event and agent "
                                "(or flow/stream) per this long")
     timeout: Duration = Field(default=5.0, le=60, description="Per delivery attempt")
@@ -921,7 +921,7 @@ connections:
 #     - {{url: https://alerts.example.com/hook, format: json,
 #        secret_header: {{name: X-Alert-Token, value_secret: alert_token}}}}
 #     - {{url_secret: slack_webhook_url, format: slack}}
-#   events: [agent.offline, agent.online, run.failed]
+#   events: [agent.offline, agent.online, run.failed, record.parked]
 #   interval: 15m            # also: timeout: 5s, attempts: 3, backoff: 1s
 
 # What moves where, and when.

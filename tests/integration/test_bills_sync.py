@@ -13,6 +13,7 @@ from tests.support import Env, make_env
 from tests.support.bills import (
     add_bill,
     bill_failures,
+    create_cost_center,
     pay_bill,
     postable_vendor,
     ramp_bill,
@@ -22,7 +23,10 @@ from tests.support.bills import (
     sap_lines,
     set_flow_options,
     vendor_items,
+    with_alerts_and_schedule,
 )
+from tests.support.receivers import Receiver
+from tests.support.waiting import wait_until
 
 FLOW = "bills_to_sap"
 
@@ -84,19 +88,40 @@ def test_unmapped_entity_is_parked_then_resumed_by_a_mapping(world):
     assert DEFAULT_ENTITY_ID != SECOND_ENTITY_ID
 
 
-def test_cost_center_missing_in_sap_fails_naming_the_field_and_is_reported_to_ramp(world):
+def test_missing_cost_center_parks_alerts_once_and_posts_by_itself_once_created_in_sap(world, tmp_path):
     handles, env = world
     b = add_bill(env, postable_vendor(handles, 2), [{"amount": "10", "gl_account": "0000600000",
                                           "cost_center": "0000009999"}],
               invoice_number="INV-300", allow_unknown=True)
-    proc = env.cli("sync", FLOW, check=False)
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    fail = next(f for f in bill_failures(env) if f["record"] == b["id"])
-    assert "ACCOUNTGL row 1 field COSTCENTER" in fail["error"] and "9999" in fail["error"]
-    rb = ramp_bill(env, b["id"])
-    assert rb["sync_status"] == "NOT_SYNCED"
-    assert rb["sync_errors"] and "COSTCENTER" in rb["sync_errors"][-1]["message"]
-    assert sap_documents(handles, b["id"]) == []
+    text = env.config.read_text(encoding="utf-8")
+    receiver = Receiver()
+    env.config.write_text(with_alerts_and_schedule(text, receiver.url, FLOW, "2s"), encoding="utf-8")
+    worker = None
+    try:
+        out = env.cli("sync", FLOW, check=False).stdout
+        assert "1 record(s) parked" in out
+        assert b["id"] in env.cli("parked", "--flow", FLOW).stdout
+        assert "cost_center:1000/0000009999" in env.cli("parked", "--flow", FLOW).stdout
+        env.cli("sync", FLOW, check=False)  # the poll again: still parked, the operator is not told twice
+        wait_until(lambda: any(r["json"]["event"] == "record.parked" for r in receiver.requests), timeout=10)
+        alerts = [r["json"] for r in receiver.requests if r["json"]["event"] == "record.parked"
+                  and r["json"]["details"]["waits_for"] == "cost_center:1000/0000009999"]
+        assert len(alerts) == 1 and b["id"] in alerts[0]["details"]["records"], alerts
+        assert sap_documents(handles, b["id"]) == [] and ramp_bill(env, b["id"])["sync_status"] == "NOT_SYNCED"
+        # The controller creates the cost center in SAP; the scheduled poll posts the bill, nobody replays it.
+        worker = env.popen("run", "--no-server")
+        create_cost_center(handles, "1000", "9999", "Plant 1 maintenance")
+        wait_until(lambda: len(sap_documents(handles, b["id"])) == 1, timeout=90, interval=0.5)
+        wait_until(lambda: ramp_bill(env, b["id"])["sync_status"] == "BILL_SYNCED", timeout=30, interval=0.5)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
+        env.config.write_text(text, encoding="utf-8")
+        receiver.close()
+    seg = sap_lines(handles, sap_documents(handles, b["id"])[0])
+    assert [r["KOSTL"] for r in seg if r["KOART"] == "S"] == ["0000009999"]
+    assert b["id"] not in env.cli("parked", "--flow", FLOW).stdout
 
 
 def test_timeout_after_sap_commit_still_posts_exactly_one_document(world):
@@ -142,16 +167,21 @@ def test_dry_run_shows_sap_check_results_and_writes_nothing(world):
     ecc = handles["sap_ecc"].state
     good = add_bill(env, postable_vendor(handles, 5), [{"amount": "12.34", "gl_account": "0000650000",
                                              "cost_center": "0000001000"}], invoice_number="INV-600")
+    # A posting period SAP has closed: the master data are there, SAP's check refuses it.
     bad = add_bill(env, postable_vendor(handles, 5), [{"amount": "5", "gl_account": "0000650000",
-                                            "cost_center": "0000008888"}], invoice_number="INV-601",
-                allow_unknown=True)
+                                            "cost_center": "0000001000"}], invoice_number="INV-601",
+                posting_date="2019-03-01")
+    parks = add_bill(env, postable_vendor(handles, 5), [{"amount": "6", "gl_account": "0000650000",
+                                              "cost_center": "0000008888"}], invoice_number="INV-602",
+                  allow_unknown=True)
     before = len(ecc.data.rows("BKPF", ecc.client))
     syncs_before = len(handles["ramp"].state.syncs)
     out = env.cli("sync", FLOW, "--stream", "bills", "--dry-run").stdout
     flat = " ".join(out.split())
     assert good["id"] in flat and bad["id"] in flat
     assert "SAP would accept it" in flat
-    assert "SAP would REFUSE it" in flat and "COSTCENTER" in flat
+    assert "SAP would REFUSE it" in flat and "F5 201" in flat
+    assert parks["id"] in flat and "waits for mapping cost_center:1000/0000008888" in flat
     assert len(ecc.data.rows("BKPF", ecc.client)) == before
     assert len(handles["ramp"].state.syncs) == syncs_before
     assert ramp_bill(env, good["id"])["sync_status"] == "NOT_SYNCED"

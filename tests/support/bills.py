@@ -98,3 +98,31 @@ def set_flow_options(env: Env, flow: str, options: dict[str, Any]) -> None:
             continue
         out.append(ln)
     env.config.write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+def create_cost_center(handles: dict[str, SandboxHandle], bukrs: str, kostl: str, text: str,
+                       valid_from: str = "20200101") -> None:
+    """What a controller does in KS01: a cost center (CSKS, CSKT) in the SAP sandbox."""
+    ecc = handles["sap_ecc"].state
+    key = kostl.zfill(10)
+    ecc.data.insert("CSKS", {"KOKRS": bukrs, "KOSTL": key, "DATBI": "99991231", "DATAB": valid_from, "BUKRS": bukrs,
+                             "KOSAR": "F", "VERAK": "Controller " + bukrs, "WAERS": "USD", "ERSDA": valid_from,
+                             "USNAM": "KS01"}, ecc.client)
+    ecc.data.insert("CSKT", {"SPRAS": "E", "KOKRS": bukrs, "KOSTL": key, "DATBI": "99991231", "KTEXT": text[:20],
+                             "LTEXT": text[:40], "MCTXT": text[:20].upper()}, ecc.client)
+
+
+def with_alerts_and_schedule(text: str, receiver_url: str, flow: str, interval: str) -> str:
+    """The configuration `text` with record.parked alerts to `receiver_url` and `flow` polled every `interval`."""
+    lines = text.splitlines()
+    out, inside = [], False
+    for ln in lines:
+        if ln.startswith(f"  {flow}:"):
+            inside = True
+        elif inside and ln.startswith("  ") and not ln.startswith("    "):
+            inside = False
+        if inside and ln.startswith("    schedule:"):
+            ln = f"    schedule: {{interval: {interval}}}"
+        out.append(ln)
+    return "\n".join(out) + (f"\nalerts:\n  webhooks:\n    - {{url: {receiver_url}/ops}}\n"
+                             "  events: [record.parked]\n  backoff: 10ms\n")

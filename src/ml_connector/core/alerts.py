@@ -1,7 +1,8 @@
 """Alerts to operators: webhooks (JSON or Slack incoming-webhook) for events that need a person.
 
 Knows no external system. The code where an event happens (server/agents/service.py: an agent goes
-offline or comes back; core/engine.py: a sync run failed) builds an `Alert` and
+offline or comes back; core/engine.py: a sync run failed, records parked waiting for a mapping or
+master record) builds an `Alert` and
 
 1. `admit(session, alert)` inside the transaction that made the state change: at most one
    alert per (event, subject) per interval, counted in the database (mlc_alert_throttle) so
@@ -43,7 +44,7 @@ from ml_connector.core.models import AlertOutboxRow, AlertThrottleRow
 log = logging.getLogger(__name__)
 
 #: The events an alert can be configured for.
-ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed")
+ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "record.parked")
 DEFAULT_INTERVAL = 900.0  # one alert per (event, subject) per 15 min: a flapping agent must not spam
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_ATTEMPTS = 3

@@ -521,7 +521,32 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         audit.record(sess, "page.staged", flow=flow, stream=stream, run_id=run_id,
                      detail={"batch": batch, "read": len(page.records), "changes": len(changes),
                              "unchanged": unchanged, "parked": len(parked)})
+        alerts = _parked_alerts(sess, flow, stream, run_id, parked)
+    alerter: Alerter | None = getattr(rt, "alerts", None)
+    if alerter is not None:
+        for alert in alerts:
+            alerter.dispatch(alert)  # stored with the page; sent in the background
     return {"batch": batch if added else None, "done": page.done}
+
+
+def _parked_alerts(sess: Any, flow: str, stream: str, run_id: str, parked: list[ledger.Parked]) -> list[Alert]:
+    """`record.parked`: operators hear of each cause records wait for (a mapping, a master record), at
+    most once per cause per alert interval (the throttle), in the transaction that parks them."""
+    alerts: Alerter | None = getattr(runtime(), "alerts", None)
+    if not parked or alerts is None or not alerts.wants("record.parked"):
+        return []
+    causes: dict[str, list[str]] = {}
+    for p in parked:
+        causes.setdefault(p.waits_for, []).append(p.source_key)
+    out = []
+    for cause, keys in causes.items():
+        alert = Alert(event="record.parked", subject=f"{flow}/{stream} {cause}"[:300], flow=flow, stream=stream,
+                      run_id=run_id, details={"waits_for": cause, "records": keys[:20], "count": len(keys)},
+                      message=f"{len(keys)} record(s) of {flow}/{stream} parked, waiting for {cause} "
+                              f"(e.g. {keys[0]}); they resume by themselves once it exists or is mapped")
+        if alerts.admit(sess, alert):
+            out.append(alert)
+    return out
 
 
 def _short(text: str) -> str:

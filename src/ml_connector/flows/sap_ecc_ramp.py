@@ -39,6 +39,7 @@ from ml_connector.systems.ramp.targets import (
     FieldOptionsTarget,
     GLAccountsTarget,
 )
+from ml_connector.systems.sap_ecc.master_data import MasterDataCheck
 from ml_connector.systems.sap_ecc.posting import CURRENCY_DECIMALS, GLLine, VendorInvoice, format_amount, xblnr_for
 from ml_connector.systems.sap_ecc.sources import CostCenterSource, GLAccountSource, VendorSource
 from ml_connector.systems.sap_ecc.table_reader import alpha
@@ -222,6 +223,21 @@ def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
     return Desired(key, payload)
 
 
+def validated_bill(m: Desired | Parked, bill: dict[str, Any], check: MasterDataCheck) -> Desired | Parked:
+    """A mapped bill checked against SAP's master data before it is posted: parked on the first
+    thing SAP lacks (`company_code:1000`, `vendor:1000/<LIFNR>`, `gl_account:1000/<SAKNR>`,
+    `cost_center:1000/<KOSTL>`, valid on the posting date), so that it posts by itself once SAP has
+    it; a bill with problems no master record can fix fails as before."""
+    if isinstance(m, Parked) or m.payload.get("problems"):
+        return m
+    p = m.payload
+    missing = check.missing(p["company_code"], vendor=p["vendor"],
+                            gl_accounts=[ln["gl_account"] for ln in p["lines"]],
+                            cost_centers=[ln["cost_center"] for ln in p["lines"] if ln["cost_center"]],
+                            on=p["posting_date"].replace("-", ""))
+    return Parked(m.source_key, missing[0], payload=bill) if missing else m
+
+
 def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice:
     """The mapped bill as the document to post (`NotPostable` when the mapping found problems)."""
     if p.get("problems"):
@@ -355,12 +371,27 @@ class SapEccRampFlow(Flow):
             lambda ctx, key, rec: cost_center_to_option(key, rec),
             FieldOptionsTarget(ramp, field_id=cc_field_id, kind="cost center",
                                field_name=str(opts.get("cost_center_field_name", "Cost Center"))))
+        validate = bool(opts.get("validate_master_data", True))
+        checks: dict[str, MasterDataCheck] = {}
+
+        def check(ctx: RunContext) -> MasterDataCheck:
+            # One per run: a record created in SAP since is seen by the next run (parked bills are
+            # mapped again at the start of every run, so they post by themselves).
+            if ctx.run_id not in checks:
+                checks.clear()
+                checks[ctx.run_id] = MasterDataCheck(ctx.runtime.connection(sap))
+            return checks[ctx.run_id]
+
+        def map_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            m = bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
+                                xblnr_prefix=xblnr_prefix)
+            return validated_bill(m, rec, check(ctx)) if validate else m
+
         bills = Stream(
             "bills",
             ApprovedBillsSource(ramp, page_size=int(opts.get("bill_page_size", 100)),
                                 entity_id=opts.get("entity_id")),
-            lambda ctx, key, rec: bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
-                                                  xblnr_prefix=xblnr_prefix),
+            map_bill,
             VendorInvoiceTarget(sap, lambda p: invoice_of(p, doc_type=doc_type),
                                 after_post=self._report_posted(ramp), after_refusal=self._report_refused(ramp),
                                 refusal_note=" (reported to Ramp)",
