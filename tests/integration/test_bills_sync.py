@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from ml_connector.systems.ramp.sandbox.state import DEFAULT_ENTITY_ID, SECOND_ENTITY_ID
+from ml_connector.systems.ramp.webhooks import SIGNATURE_HEADER, signature
 from tests.support import Env, make_env
 from tests.support.bills import (
     add_bill,
@@ -18,15 +20,17 @@ from tests.support.bills import (
     postable_vendor,
     ramp_bill,
     reject_bill,
+    sandbox_state,
     sap_document,
     sap_documents,
     sap_lines,
     set_flow_options,
     vendor_items,
     with_alerts_and_schedule,
+    with_ramp_webhooks,
 )
 from tests.support.receivers import Receiver
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_healthy, wait_until
 
 FLOW = "bills_to_sap"
 
@@ -247,3 +251,42 @@ def test_bill_rejected_after_posting_is_blocked_or_reversed_exactly_once(world):
     original = next(d for d in docs if d["BELNR"] == min(x["BELNR"] for x in docs))
     assert len(docs) == 2 and original["STBLG"], docs  # the invoice and its one reversal
     assert not vendor_items(handles, original)["open"]
+
+
+def test_ramp_webhooks_post_approved_bills_and_their_payment_without_waiting_for_the_poll(world):
+    handles, env = world
+    text = env.config.read_text(encoding="utf-8")
+    env.config.write_text(with_ramp_webhooks(text), encoding="utf-8")
+    base = env.serve_on_free_port()
+    server = env.popen("run")
+    try:
+        wait_healthy(base, timeout=90)
+        hook = f"{base}/webhooks/ramp"
+        env.cli("webhooks-subscribe", "ramp", hook)
+        # The server answered Ramp's challenge: the subscription is active.
+        wait_until(lambda: [w["status"] for w in sandbox_state(env, "webhooks") if w["endpoint_url"] == hook]
+                   == ["active"], timeout=30, interval=0.2)
+        b = add_bill(env, postable_vendor(handles, 8), [{"amount": "75", "gl_account": "0000600000",
+                                                         "cost_center": "0000001100"}], invoice_number="INV-900")
+        wait_until(lambda: ramp_bill(env, b["id"])["sync_status"] == "BILL_SYNCED", timeout=60, interval=0.3)
+        doc = sap_documents(handles, b["id"])[0]
+        pay_bill(env, b["id"], payment_date="2025-07-02", reference="WH-PAY-1")
+        wait_until(lambda: ramp_bill(env, b["id"])["sync_status"] == "BILL_AND_PAYMENT_SYNCED", timeout=60,
+                   interval=0.3)
+        assert not vendor_items(handles, doc)["open"] and len(sap_documents(handles, b["id"])) == 1
+        # Ramp retries under the same event id: stored once, nothing started again.
+        secret = next(w["secret"] for w in sandbox_state(env, "webhooks") if w["endpoint_url"] == hook)
+        paid = next(d for d in sandbox_state(env, "webhook_deliveries")
+                    if d["event_type"] == "bills.paid" and d["object_id"] == b["id"])
+        raw = paid["body"].encode() if isinstance(paid["body"], str) else bytes(paid["body"])
+        again = httpx.post(hook, content=raw, headers={SIGNATURE_HEADER: signature(secret, raw),
+                                                       "Content-Type": "application/json"})
+        assert again.status_code == 200 and again.json().get("duplicate") is True
+        forged = httpx.post(hook, content=raw, headers={SIGNATURE_HEADER: signature("not-the-secret", raw)})
+        assert forged.status_code == 401
+        assert httpx.post(hook, content=raw).status_code == 401
+    finally:
+        server.terminate()
+        server.wait(30)
+        env.config.write_text(text, encoding="utf-8")
+    assert len(sap_documents(handles, b["id"])) == 1

@@ -126,3 +126,14 @@ def with_alerts_and_schedule(text: str, receiver_url: str, flow: str, interval: 
         out.append(ln)
     return "\n".join(out) + (f"\nalerts:\n  webhooks:\n    - {{url: {receiver_url}/ops}}\n"
                              "  events: [record.parked]\n  backoff: 10ms\n")
+
+
+def with_ramp_webhooks(text: str) -> str:
+    """The configuration `text` with the Ramp connection's webhook intake (`/webhooks/ramp`) switched on."""
+    marker = "    # limits: {requests: 200, period: 10s}"
+    assert marker in text
+    return text.replace(marker, "    webhooks: {}\n" + marker, 1)
+
+
+def sandbox_state(env: Env, name: str) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{env.ramp_url}/_sandbox/state/{name}", timeout=30).json()[name])

@@ -68,4 +68,6 @@ ENTRY = SystemEntry(
     emulator=Emulator(default_port=8020, new_state=_new_state,
                       create_app=lazy("ml_connector.systems.ramp.sandbox.app", "create_app"), info=_info,
                       snapshot=_snapshot, restore=_restore),
+    # the webhook intake (`webhooks:` of a ramp connection) on the control plane's server
+    routers=lazy("ml_connector.systems.ramp.webhooks", "routers"),
 )

@@ -374,6 +374,28 @@ class RampClient:
                                          attempts=attempts)
         return out
 
+    # -- webhooks (§1.7) ------------------------------------------------------------------
+    def create_webhook(self, endpoint_url: str, event_types: list[str],
+                       additional_headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """POST /webhooks: the subscription with its `secret` (only in this answer)."""
+        body: dict[str, Any] = {"endpoint_url": endpoint_url, "event_types": event_types}
+        if additional_headers:
+            body["additional_headers"] = additional_headers
+        out: dict[str, Any] = self._json("POST", "/webhooks", json=body)
+        return out
+
+    def verify_webhook(self, webhook_id: str, challenge: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("POST", f"/webhooks/{webhook_id}/verify", json={"challenge": challenge},
+                                         idempotent=True)
+        return out
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = self._json("GET", "/webhooks")
+        return out
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self.request("DELETE", f"/webhooks/{webhook_id}")
+
     # -- misc ---------------------------------------------------------------------------
     def get_business(self) -> dict[str, Any]:
         out: dict[str, Any] = self._json("GET", "/business")
