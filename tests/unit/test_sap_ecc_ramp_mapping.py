@@ -16,6 +16,8 @@ from ml_connector.flows.sap_ecc_ramp import (
     describe_bill,
     gl_account_to_ramp,
     invoice_of,
+    match_billpay_vendor,
+    normalised_name,
     vendor_to_ramp,
 )
 from ml_connector.systems.sap_ecc.posting import xblnr_for
@@ -271,3 +273,37 @@ def test_status_of_a_bill_of_an_unmapped_entity_waits_for_the_entity_mapping():
     b = _paid(entity_id="ent-unknown")
     out = bill_status_to_sap(b["id"], b, mapped=_mapped)
     assert isinstance(out, Parked) and out.waits_for == "entities:ent-unknown"
+
+
+# --------------------------------------------------------------------------- vendor matching
+
+
+def _bp(vid: str, name: str, **kw: Any) -> dict[str, Any]:
+    return {"id": vid, "name": name, "country": "US", "accounting_vendor_remote_id": None, "is_active": True, **kw}
+
+
+def test_normalised_names_ignore_case_punctuation_accents_and_legal_forms():
+    assert normalised_name("ACME Supplies, Inc.") == normalised_name("Acme supplies") == "acme supplies"
+    assert normalised_name("Müller & Söhne GmbH") == normalised_name("Muller Sohne") == "muller sohne"
+    assert normalised_name("Acme") != normalised_name("Acme Tools")
+
+
+def test_a_vendor_matches_by_tax_id_first_then_by_name_in_a_compatible_address():
+    sap = _vendor(NAME1="Acme Supplies Inc.", NAME2="", LAND1="US", ORT01="Detroit", STCD1="12-3456789")
+    by_tax = [_bp("v1", "Totally Different LLC", tax_id="123456789"), _bp("v2", "Acme Supplies")]
+    assert match_billpay_vendor("0000100042", sap, by_tax) == ("v1", [])
+    by_name = [_bp("v2", "ACME SUPPLIES"), _bp("v3", "Acme Supplies", country="DE"),
+               _bp("v4", "Acme Supplies", address={"city": "Chicago"})]
+    assert match_billpay_vendor("0000100042", sap, by_name) == ("v2", [])
+    assert match_billpay_vendor("0000100042", sap, [_bp("v5", "Zenith Corp")]) == (None, [])
+
+
+def test_two_plausible_vendors_are_ambiguous_and_one_already_linked_wins():
+    sap = _vendor(NAME1="Acme Supplies", NAME2="", LAND1="US", ORT01="")
+    twins = [_bp("v1", "Acme Supplies Inc"), _bp("v2", "ACME Supplies LLC")]
+    assert match_billpay_vendor("0000100042", sap, twins) == (None, ["v1", "v2"])
+    linked = [*twins, _bp("v9", "Whatever", accounting_vendor_remote_id="0000100042")]
+    assert match_billpay_vendor("0000100042", sap, linked) == ("v9", [])
+    # A vendor linked to another SAP vendor is never taken.
+    taken = [_bp("v1", "Acme Supplies", accounting_vendor_remote_id="0000100077")]
+    assert match_billpay_vendor("0000100042", sap, taken) == (None, [])

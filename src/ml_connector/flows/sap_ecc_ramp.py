@@ -78,6 +78,58 @@ def vendor_to_ramp(key: str, record: dict[str, Any], *, deactivate_blocked: bool
     return Desired(key, payload, active=active)
 
 
+_LEGAL_FORMS = {"inc", "incorporated", "llc", "ltd", "limited", "corp", "corporation", "co", "company", "gmbh",
+                "ag", "kg", "sa", "sas", "srl", "bv", "nv", "plc", "lp", "llp", "pty"}
+
+
+def normalised_name(name: str) -> str:
+    """A vendor name for matching: case and accents folded, punctuation dropped, legal forms
+    (Inc., GmbH, Ltd …) and `&`/`and` removed, whitespace collapsed."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
+    words = "".join(c if c.isalnum() else " " for c in text).split()
+    return " ".join(w for w in words if w not in _LEGAL_FORMS and w != "and")
+
+
+def _tax_ids(record: dict[str, Any]) -> set[str]:
+    keys = ("STCD1", "STCD2", "STCEG", "tax_id", "tax_identification_number", "ein")
+    return {str(record[k]).replace("-", "").replace(" ", "").upper() for k in keys if record.get(k)}
+
+
+def match_billpay_vendor(key: str, record: dict[str, Any], candidates: list[dict[str, Any]]
+                         ) -> tuple[str | None, list[str]]:
+    """The Ramp Bill Pay vendor an SAP vendor is (id or None), and the ids of an ambiguous match.
+
+    A Bill Pay vendor already linked to this SAP vendor (`accounting_vendor_remote_id`) is it. Otherwise,
+    among the unlinked ones: the same tax id (SAP STCD1/STCD2/STCEG; Ramp's record when it has one),
+    then the same normalised name in a compatible address (same country, and the same city where
+    both have one). One match links; more than one is ambiguous (parked for an operator): never a guess."""
+    linked = [c for c in candidates if str(c.get("accounting_vendor_remote_id") or "") in (key, key.lstrip("0"))]
+    if linked:
+        return str(linked[0]["id"]), []
+    free = [c for c in candidates if not c.get("accounting_vendor_remote_id") and c.get("is_active", True)]
+    mine = _tax_ids(record)
+    by_tax = [c for c in free if mine and mine & _tax_ids(c)]
+    if by_tax:
+        return (str(by_tax[0]["id"]), []) if len(by_tax) == 1 else (None, [str(c["id"]) for c in by_tax])
+    name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
+    if not name:
+        return None, []
+    country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
+
+    def compatible(c: dict[str, Any]) -> bool:
+        addr = c.get("address") or {}
+        c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
+        c_city = str(addr.get("city") or "").strip().casefold()
+        return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
+
+    same = [c for c in free if normalised_name(str(c.get("name") or "")) == name and compatible(c)]
+    if len(same) == 1:
+        return str(same[0]["id"]), []
+    return None, [str(c["id"]) for c in same]
+
+
 def gl_classification(saknr: str, ska1: dict[str, str], skb1: list[dict[str, str]],
                       overrides: dict[str, str] | None = None, revenue_prefixes: tuple[str, ...] = ("8",)) -> str:
     """Ramp's classification of an SAP G/L account (documented in docs/sap-ecc-ramp.md).
@@ -351,13 +403,41 @@ class SapEccRampFlow(Flow):
                     return mapping.get(s, ctx.flow, table, value)
             return get
 
+        match_vendors = bool(opts.get("match_billpay_vendors", True))
+        billpay: dict[str, list[dict[str, Any]]] = {}
+
+        def billpay_vendors(ctx: RunContext) -> list[dict[str, Any]]:
+            # Ramp's Bill Pay vendors, listed once per run (a run reads them before any create).
+            if ctx.run_id not in billpay:
+                billpay.clear()
+                try:
+                    billpay[ctx.run_id] = list(ctx.runtime.connection(ramp).iter_billpay_vendors())
+                except RampError as exc:  # e.g. 403 without vendors:read: upload without matching
+                    log.warning("vendor matching off for this run: listing Ramp's vendors failed: %s", exc)
+                    billpay[ctx.run_id] = []
+            return billpay[ctx.run_id]
+
+        def map_vendor(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            d = vendor_to_ramp(key, rec, deactivate_blocked=deactivate_blocked)
+            if not match_vendors or not d.active:
+                return d
+            chosen = mapped(ctx)("vendor_matches", key)
+            if chosen:
+                link = None if chosen == "none" else chosen
+            else:
+                link, ambiguous = match_billpay_vendor(key, rec, billpay_vendors(ctx))
+                if ambiguous:
+                    return Parked(key, mapping.waits_for("vendor_matches", key), payload=rec)
+            return Desired(key, {**d.payload, "billpay_vendor_id": link}, active=d.active) if link else d
+
         vendors = Stream(
             "vendors",
             VendorSource(self.cfg.source, company_codes=company_codes, page_size=page_size,
                          overlap_seconds=float(opts.get("overlap_seconds", 3600))),
-            lambda ctx, key, rec: vendor_to_ramp(key, rec, deactivate_blocked=deactivate_blocked),
+            map_vendor,
             AccountingVendorsTarget(self.cfg.target,
-                                    send_code_on_upload=bool(opts.get("vendor_code_on_upload", True))))
+                                    send_code_on_upload=bool(opts.get("vendor_code_on_upload", True))),
+            mapping_tables=("vendor_matches",))
         gl_accounts = Stream(
             "gl_accounts",
             GLAccountSource(sap, company_codes=company_codes, language=language, page_size=page_size),

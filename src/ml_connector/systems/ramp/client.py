@@ -374,6 +374,16 @@ class RampClient:
                                          attempts=attempts)
         return out
 
+    # -- Bill Pay vendors (not accounting vendors; linked by accounting_vendor_remote_id) ----
+    def iter_billpay_vendors(self, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        return self._iter("/vendors", {"page_size": page_size})
+
+    def link_billpay_vendor(self, vendor_id: str, remote_id: str) -> dict[str, Any]:
+        """PATCH /vendors/{id} accounting_vendor_remote_id (idempotent: it sets a value)."""
+        out: dict[str, Any] = self._json("PATCH", f"/vendors/{vendor_id}",
+                                         json={"accounting_vendor_remote_id": remote_id})
+        return out
+
     # -- webhooks (§1.7) ------------------------------------------------------------------
     def create_webhook(self, endpoint_url: str, event_types: list[str],
                        additional_headers: dict[str, str] | None = None) -> dict[str, Any]:
