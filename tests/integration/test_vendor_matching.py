@@ -1,5 +1,5 @@
-"""Vendor matching before create (issue 11 §4): SAP vendors meet the Bill Pay vendors Ramp already had.
-The CLI in a subprocess, the emulators on loopback."""
+"""Vendor matching before create (issue 11 §4) and reference data as Ramp fields (§5): the CLI in a
+subprocess, the emulators on loopback."""
 
 from __future__ import annotations
 
@@ -61,3 +61,25 @@ def test_existing_ramp_vendors_are_linked_not_duplicated_and_ambiguous_ones_wait
     env.cli("sync", FLOW, "--stream", "vendors")  # stable: nothing written again
     assert len(ramp.vendors.by_id) == before
     assert f"vendor_matches:{b['LIFNR']}" not in env.cli("parked", "--flow", FLOW).stdout
+
+
+def test_company_codes_and_plants_become_ramp_accounting_fields_with_options(world):
+    handles, env = world
+    ramp = handles["ramp"].state
+    ecc = handles["sap_ecc"].state
+    for stream in ("company_codes", "plants"):
+        env.cli("sync", FLOW, "--stream", stream)
+
+    def options(field_id: str) -> dict[str, str]:
+        frid = ramp.fields.by_remote[field_id]
+        return {key.split("\x00", 1)[1]: ramp.field_options.by_id[rid]["value"]
+                for key, rid in ramp.field_options.by_remote.items() if key.startswith(frid + "\x00")}
+
+    companies = options("SAP_COMPANY_CODE")
+    assert set(companies) == {"1000", "2000", "3000"} and companies["1000"] == "1000 ML Connector Inc."
+    plants = {r["BWKEY"] for r in ecc.data.rows("T001K", ecc.client) if r["BUKRS"] in companies}
+    assert plants and set(options("SAP_PLANT")) == plants
+    before = len(ramp.field_options.by_id)
+    for stream in ("company_codes", "plants"):  # a second run writes nothing
+        env.cli("sync", FLOW, "--stream", stream)
+    assert len(ramp.field_options.by_id) == before

@@ -307,3 +307,20 @@ def test_two_plausible_vendors_are_ambiguous_and_one_already_linked_wins():
     # A vendor linked to another SAP vendor is never taken.
     taken = [_bp("v1", "Acme Supplies", accounting_vendor_remote_id="0000100077")]
     assert match_billpay_vendor("0000100042", sap, taken) == (None, [])
+
+
+def test_a_line_coded_on_a_ramp_dimension_takes_the_mapped_cost_center_or_waits_for_the_mapping():
+    plant = {"external_id": "1100", "category_info": {"type": "OTHER", "external_id": "SAP_PLANT"}}
+    b = _bill(line_items=[{"amount": {"amount": 20000, "currency_code": "USD"}, "memo": "Pallets",
+                           "accounting_field_selections": [plant]}])
+    waiting = _map(b, dimension_fields=("SAP_PLANT",))
+    assert isinstance(waiting, Parked) and waiting.waits_for == "cost_center_dimensions:SAP_PLANT:1100"
+    TABLES[("cost_center_dimensions", "SAP_PLANT:1100")] = "1610"
+    try:
+        d = _map(b, dimension_fields=("SAP_PLANT",))
+    finally:
+        del TABLES[("cost_center_dimensions", "SAP_PLANT:1100")]
+    assert isinstance(d, Desired) and d.payload["lines"][0]["cost_center"] == "0000001610"
+    # Without the option the dimension is not read: no cost center on the line.
+    plain = _map(b)
+    assert isinstance(plain, Desired) and plain.payload["lines"][0]["cost_center"] == ""

@@ -11,6 +11,10 @@ docs/sap-ecc-ramp.md for the rules.
 - `gl_accounts`: SKA1 + SKAT + SKB1 of the configured company codes' chart → Ramp GL accounts.
 - `cost_centers`: CSKS valid today + CSKT → options of the Ramp accounting field "Cost Center"
   (id SAP_COST_CENTER).
+- `company_codes`, `plants`: T001 / T001W (+ T001K) of the configured company codes → options of the
+  Ramp accounting fields "Company Code" (SAP_COMPANY_CODE) and "Plant" (SAP_PLANT). A bill line coded
+  on such a field (or any field in `options.cost_center_dimensions`) instead of a cost center takes
+  the cost center of the mapping table `cost_center_dimensions` (`<field>:<option>` → KOSTL).
 - `bills` (Ramp → SAP): approved bills (`sync_ready=true`) → FI vendor invoices (BLART KR)
   posted exactly once, then reported with `POST /accounting/syncs`.
 - `bill_status` (Ramp → SAP): a posted bill paid in Ramp clears the SAP invoice (or lifts its
@@ -41,7 +45,13 @@ from ml_connector.systems.ramp.targets import (
 )
 from ml_connector.systems.sap_ecc.master_data import MasterDataCheck
 from ml_connector.systems.sap_ecc.posting import CURRENCY_DECIMALS, GLLine, VendorInvoice, format_amount, xblnr_for
-from ml_connector.systems.sap_ecc.sources import CostCenterSource, GLAccountSource, VendorSource
+from ml_connector.systems.sap_ecc.sources import (
+    CompanyCodeSource,
+    CostCenterSource,
+    GLAccountSource,
+    PlantSource,
+    VendorSource,
+)
 from ml_connector.systems.sap_ecc.table_reader import alpha
 from ml_connector.systems.sap_ecc.targets import InvoiceStatusTarget, NotPostable, VendorInvoiceTarget
 
@@ -179,6 +189,20 @@ def cost_center_to_option(key: str, record: dict[str, Any]) -> Desired:
     return Desired(key, {"id": key, "value": value, "code": _strip_zeros(key)}, active=active)
 
 
+def company_code_to_option(key: str, record: dict[str, Any]) -> Desired:
+    """A company code (T001) → an option of the Ramp field "Company Code": {id: BUKRS, value, code}."""
+    name = str(record.get("BUTXT") or "").strip()
+    return Desired(key, {"id": key, "value": f"{key} {name}".strip(), "code": key})
+
+
+def plant_to_option(key: str, record: dict[str, Any]) -> Desired:
+    """A plant (T001W) → an option of the Ramp field "Plant": {id: WERKS, value: WERKS NAME1 (city), code}."""
+    name = str(record.get("NAME1") or "").strip()
+    city = str(record.get("ORT01") or "").strip()
+    value = f"{key} {name}".strip() + (f" ({city})" if city and city.lower() not in name.lower() else "")
+    return Desired(key, {"id": key, "value": value[:100], "code": key})
+
+
 # --------------------------------------------------------------------------- Ramp → SAP mappings
 
 
@@ -217,13 +241,25 @@ def _sap_key(value: Any, what: str, problems: list[str]) -> str:
         return str(value).strip()
 
 
+def _dimension(sels: list[dict[str, Any]], fields: tuple[str, ...]) -> str:
+    """`<field>:<option external id>` of the first selection on one of the dimension `fields` ('' if none)."""
+    for sel in sels or []:
+        cat = sel.get("category_info") or {}
+        field = str(cat.get("external_id") or cat.get("type") or "")
+        if field in fields and sel.get("external_id"):
+            return f"{field}:{sel['external_id']}"
+    return ""
+
+
 def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
                     cost_center_field_id: str = COST_CENTER_FIELD_ID, xblnr_prefix: str = "RMP",
-                    today: str | None = None) -> Desired | Parked:
+                    today: str | None = None, dimension_fields: tuple[str, ...] = ()) -> Desired | Parked:
     """An approved Ramp bill → the SAP vendor invoice (or credit memo) to post.
 
-    Parked on the `entities` mapping (Ramp entity → company code) and, for a Bill Pay vendor
-    without a remote id, on the `vendors` mapping. Lines take their GL account and cost center
+    Parked on the `entities` mapping (Ramp entity → company code), for a Bill Pay vendor
+    without a remote id on the `vendors` mapping, and for a line coded on one of the
+    `dimension_fields` (e.g. a Ramp department or plant field) instead of a cost center on the
+    `cost_center_dimensions` mapping (`<field>:<option>` → KOSTL). Lines take their GL account and cost center
     from their own coding, else the bill's; what SAP would refuse for certain (no GL account,
     no lines, lines not adding up to the total) goes into `problems`: the bill then fails and
     is reported to Ramp with that message, without a call to SAP. Negative totals become
@@ -249,6 +285,13 @@ def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
         li_sels = li.get("accounting_field_selections") or []
         gl = _selection(li_sels, "GL_ACCOUNT", cost_center_field_id) or default_gl
         cc = _selection(li_sels, "COST_CENTER", cost_center_field_id) or default_cc
+        dim = "" if cc or not dimension_fields else (_dimension(li_sels, dimension_fields)
+                                                     or _dimension(sels, dimension_fields))
+        if dim:
+            # A Ramp-side dimension (a department, a plant …) chosen instead of a cost center: mapped.
+            cc = mapped("cost_center_dimensions", dim) or ""
+            if not cc:
+                return Parked(key, mapping.waits_for("cost_center_dimensions", dim), payload=bill)
         if not gl:
             problems.append(f"line {n}: no GL account selected; code the line in Ramp")
         lines.append({"gl_account": _sap_key(gl, f"line {n}: GL account", problems),
@@ -364,7 +407,7 @@ def bill_status_to_sap(key: str, bill: dict[str, Any], *, mapped: Mapped, docume
 
 
 # Read by the configuration loader (without importing this module) to check a flow's `streams`.
-STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills", "bill_status")
+STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills", "bill_status", "company_codes", "plants")
 
 
 class SapEccRampFlow(Flow):
@@ -452,6 +495,7 @@ class SapEccRampFlow(Flow):
             FieldOptionsTarget(ramp, field_id=cc_field_id, kind="cost center",
                                field_name=str(opts.get("cost_center_field_name", "Cost Center"))))
         validate = bool(opts.get("validate_master_data", True))
+        dimension_fields = tuple(str(f) for f in opts.get("cost_center_dimensions", []) or [])
         checks: dict[str, MasterDataCheck] = {}
 
         def check(ctx: RunContext) -> MasterDataCheck:
@@ -464,7 +508,7 @@ class SapEccRampFlow(Flow):
 
         def map_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
             m = bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
-                                xblnr_prefix=xblnr_prefix)
+                                xblnr_prefix=xblnr_prefix, dimension_fields=dimension_fields)
             return validated_bill(m, rec, check(ctx)) if validate else m
 
         bills = Stream(
@@ -476,7 +520,7 @@ class SapEccRampFlow(Flow):
                                 after_post=self._report_posted(ramp), after_refusal=self._report_refused(ramp),
                                 refusal_note=" (reported to Ramp)",
                                 posted_note=": only the Ramp report would be sent"),
-            mapping_tables=("entities", "vendors"), describe=describe_bill)
+            mapping_tables=("entities", "vendors", "cost_center_dimensions"), describe=describe_bill)
         paid_action = str(opts.get("paid_action", "clear"))
         rejected_action = str(opts.get("rejected_action", "block"))
         if paid_action not in PAID_ACTIONS or rejected_action not in REJECTED_ACTIONS:
@@ -502,7 +546,19 @@ class SapEccRampFlow(Flow):
                                                      bank_account=bank_account),
             InvoiceStatusTarget(sap, after_status=self._report_paid(ramp)),
             mapping_tables=("entities",))
-        streams = {s.name: s for s in (vendors, gl_accounts, cost_centers, bills, bill_status)}
+        company_codes_stream = Stream(
+            "company_codes", CompanyCodeSource(sap, company_codes=company_codes, page_size=page_size),
+            lambda ctx, key, rec: company_code_to_option(key, rec),
+            FieldOptionsTarget(ramp, field_id=str(opts.get("company_code_field_id", "SAP_COMPANY_CODE")),
+                               kind="company code", field_name=str(opts.get("company_code_field_name",
+                                                                            "Company Code"))))
+        plants = Stream(
+            "plants", PlantSource(sap, company_codes=company_codes, page_size=page_size),
+            lambda ctx, key, rec: plant_to_option(key, rec),
+            FieldOptionsTarget(ramp, field_id=str(opts.get("plant_field_id", "SAP_PLANT")), kind="plant",
+                               field_name=str(opts.get("plant_field_name", "Plant"))))
+        streams = {s.name: s for s in (vendors, gl_accounts, cost_centers, bills, bill_status,
+                                       company_codes_stream, plants)}
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
 
