@@ -375,6 +375,33 @@ def failures_table(data: list[dict[str, Any]]) -> Table:
 
 
 @app.command()
+def journey(ref: str, config: ConfigOpt = DEFAULT_CONFIG, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every event of one record: REF is a source id (a Ramp bill id), a target document (an SAP
+    document number or BELNR/BUKRS/GJAHR) or a reference (an XBLNR)."""
+    from ml_connector.core.journey import journey as record_journey
+    from ml_connector.core.redact import redact
+
+    rt = _runtime(config)
+    try:
+        with rt.db.read() as s:
+            steps = record_journey(s, ref)
+    finally:
+        rt.close()
+    if as_json:
+        print(redact(json.dumps(steps, default=str)))
+        return
+    if not steps:
+        raise _fail(f"nothing is known about {ref!r}")
+    t = Table(cell_wrap("at", no_wrap=True), cell_wrap("event", no_wrap=True), cell_wrap("outcome", no_wrap=True),
+              cell_wrap("flow / stream"), cell_wrap("target"), cell_wrap("detail", ratio=3), title=f"journey of {ref}")
+    for st in steps:
+        detail = {k: v for k, v in (st["detail"] or {}).items() if v not in (None, "", [], {})}
+        t.add_row(st["at"][:19], st["event"], str(st["outcome"]), f"{st['flow'] or ''} / {st['stream'] or ''}",
+                  str(st["target"] or ""), redact(json.dumps(detail, default=str))[:500])
+    console.print(t)
+
+
+@app.command()
 def parked(config: ConfigOpt = DEFAULT_CONFIG, flow: str | None = typer.Option(None)) -> None:
     """Records waiting for a mapping, and the mapping each waits for."""
     from ml_connector.core import outbox

@@ -3,6 +3,7 @@ HTTP servers on loopback. One world per module: master data is synced once, each
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -285,8 +286,44 @@ def test_ramp_webhooks_post_approved_bills_and_their_payment_without_waiting_for
         forged = httpx.post(hook, content=raw, headers={SIGNATURE_HEADER: signature("not-the-secret", raw)})
         assert forged.status_code == 401
         assert httpx.post(hook, content=raw).status_code == 401
+        # The bill's journey over the JSON API names the webhooks that started its runs.
+        steps = httpx.get(f"{base}/api/journey/{b['id']}", timeout=30).json()
+        received = [s for s in steps if s["event"] == "webhook.received"]
+        assert {s["detail"]["type"] for s in received} >= {"bills.approved", "bills.paid"}
+        assert len([s for s in received if s["detail"]["type"] == "bills.paid"]) == 1  # the retry was not stored
     finally:
         server.terminate()
         server.wait(30)
         env.config.write_text(text, encoding="utf-8")
     assert len(sap_documents(handles, b["id"])) == 1
+
+
+def test_journey_shows_a_bill_parked_posted_after_a_lost_answer_and_paid_by_any_of_its_ids(world):
+    handles, env = world
+    ecc = handles["sap_ecc"].state
+    b = add_bill(env, postable_vendor(handles, 9), [{"amount": "64", "gl_account": "0000600000",
+                                                     "cost_center": "0000009998"}],
+                 invoice_number="INV-950", allow_unknown=True)
+    env.cli("sync", FLOW, check=False)
+    create_cost_center(handles, "1000", "9998", "Plant 1 tooling")
+    ecc.fi.faults.update(fail_after_commit=1, fail_after_commit_mode="system_failure")
+    try:
+        env.cli("sync", FLOW, check=False)
+    finally:
+        ecc.fi.faults.update(reset=True)
+    pay_bill(env, b["id"], payment_date="2025-07-03", reference="J-PAY-1")
+    env.cli("sync", FLOW, check=False)
+    doc = sap_documents(handles, b["id"])[0]
+    steps = json.loads(env.cli("journey", b["id"], "--json").stdout)
+    events = [(s["event"], s["stream"], s["detail"]) for s in steps if s["kind"] == "event"]
+    assert ("record.parked", "bills", {"waits_for": "cost_center:1000/0000009998"}) in events
+    posted = [d for e, st, d in events if e == "record.create" and st == "bills"]
+    assert posted and posted[-1].get("resolved_by") == "lookup"  # the answer was lost after SAP's commit
+    assert any(e == "record.create" and st == "bill_status" for e, st, _ in events)
+    assert any(s["event"] == "record.resumed" for s in steps)
+    table = " ".join(env.cli("journey", b["id"]).stdout.split())
+    assert "record.parked" in table and "cost_center:1000/0000009998" in table and "lookup" in table
+    # The same journey from SAP's side: the document number, or the XBLNR.
+    for ref in (doc["BELNR"], sap_documents(handles, b["id"])[0]["XBLNR"]):
+        other = json.loads(env.cli("journey", ref, "--json").stdout)
+        assert {s["source"] for s in other if s["kind"] == "entry"} >= {f"{FLOW}:{b['id']}"}

@@ -505,6 +505,9 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         # Staged = entries this run will deliver: new ones and open ones it adopts, not the planned
         # changes whose entry already exists (e.g. failed, waiting for replay).
         staged = outbox.add(sess, flow=flow, stream=stream, run_id=run_id, batch=batch, rows=rows)
+        known_parked = set(sess.scalars(select(OutboxRow.source_key).where(
+            OutboxRow.idempotency_key.in_([r["idempotency_key"] for r in parked_rows])))) if parked_rows else set()
+        new_parked = {r["source_key"] for r in parked_rows} - known_parked
         added = staged + (outbox.add(sess, flow=flow, stream=stream, run_id=run_id, batch=batch, rows=parked_rows)
                           if parked_rows else 0)
         run = sess.get(RunRow, run_id)
@@ -521,6 +524,12 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         audit.record(sess, "page.staged", flow=flow, stream=stream, run_id=run_id,
                      detail={"batch": batch, "read": len(page.records), "changes": len(changes),
                              "unchanged": unchanged, "parked": len(parked)})
+        # Each record parked here says why (its journey shows it); a record parked again on the same
+        # key by a later run is not re-recorded (outbox.add kept its entry).
+        audit.record_many(sess, [{"event": "record.parked", "outcome": "parked", "flow": flow, "stream": stream,
+                                  "run_id": run_id, "source": f"{flow}:{p.source_key}", "target": None,
+                                  "at": utcnow(), "detail": {"waits_for": p.waits_for}}
+                                 for p in parked if p.source_key in new_parked])
         alerts = _parked_alerts(sess, flow, stream, run_id, parked)
     alerter: Alerter | None = getattr(rt, "alerts", None)
     if alerter is not None:
@@ -620,6 +629,7 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
     reported: set[int] = set()
     compared: set[int] = set()  # a record is compared once per delivery: corrections cannot loop
     corrections: list[outbox.Entry] = []
+    looked_up: set[int] = set()
     newest: dict[str, outbox.Entry] = {}
     for e in entries:
         if e.source_key not in newest or e.id > newest[e.source_key].id:
@@ -671,10 +681,13 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
                 if o.state != "posted":
                     # The attempt was counted when it began (begin_attempt): not again here.
                     outbox.set_state(sess, [e.id], o.state, error=o.error)
+                how = {"resolved_by": "lookup"} if e.id in looked_up else (
+                    {"resolved_by": o.resolved} if o.resolved else {})
                 events.append({**base, "event": f"record.{e.op}",
                                "outcome": "ok" if o.state == "posted" else o.state,
                                "request": o.request, "response": o.response,
-                               "detail": {"key": e.idempotency_key, **({"error": o.error} if o.error else {})}})
+                               "detail": {"key": e.idempotency_key, **how,
+                                          **({"error": o.error} if o.error else {})}})
             audit.record_many(sess, events)
 
     def resolve(outcomes: list[Outcome]) -> None:
@@ -702,7 +715,9 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
     size = max(1, int(target.batch_size))
     doubtful = [e for e in entries if e.state in ("in_flight", "uncertain")]
     for i in range(0, len(doubtful), size):
-        resolve([o for o in target.lookup(ctx, doubtful[i:i + size]) if o.entry_id not in reported])
+        found = [o for o in target.lookup(ctx, doubtful[i:i + size]) if o.entry_id not in reported]
+        looked_up.update(o.entry_id for o in found)  # the audit trail says these were settled by lookup
+        resolve(found)
     # Stale entries the lookup did not find (or could not look up) are superseded all the same:
     # only the newest content of a record is written.
     with rt.db.session() as sess:

@@ -805,8 +805,9 @@ class DocumentPoster:
                          reference: str = "", text: str = "", bank_account: str = "",
                          function: str = "Z_MLC_CLEAR_VENDOR_ITEMS") -> tuple[str, bool]:
         """Clear the invoice's open vendor items with a payment made outside SAP, exactly once:
-        (clearing document, already cleared). The invoice's own state is the key: BSAK is read
-        first and after any uncertain call, so a payment is never posted twice."""
+        (clearing document, known from a lookup: already cleared, or an uncertain call settled). The
+        invoice's own state is the key: BSAK is read first and after any uncertain call, so a payment
+        is never posted twice."""
         belnr, year = alpha(belnr, 10), str(gjahr).zfill(4)
 
         def cleared() -> str | None:
@@ -835,7 +836,7 @@ class DocumentPoster:
                 raise OutcomeUnknownError(f"clearing {belnr} {bukrs} {year}: the call failed after sending "
                                           f"({exc}) and SAP shows it open; it is sent again on the next attempt",
                                           bukrs=bukrs, xblnr="", gjahr=year, cause=exc) from exc
-            return found, False
+            return found, True  # settled by the lookup
         messages = tuple(ReturnMessage.from_row(r) for r in _rows(out.get("RETURN")))
         already = next((m for m in messages if (m.id, m.number) == ("ZMLC", "004")), None)
         if already is not None:
@@ -846,7 +847,8 @@ class DocumentPoster:
 
     def reverse(self, bukrs: str, belnr: str, gjahr: str | int, *, posting_date: date | None = None,
                 reason: str = "01", function: str = "Z_MLC_ACC_DOCUMENT_REVERSE") -> tuple[str, bool]:
-        """Reverse a document exactly once: (reversal document, already reversed). BKPF-STBLG of the
+        """Reverse a document exactly once: (reversal document, known from a lookup: already reversed,
+        or an uncertain call settled). BKPF-STBLG of the
         document is read first and after any uncertain call."""
         belnr, year = alpha(belnr, 10), str(gjahr).zfill(4)
 
@@ -873,7 +875,7 @@ class DocumentPoster:
                 raise OutcomeUnknownError(f"reversing {belnr} {bukrs} {year}: the call failed after sending "
                                           f"({exc}) and SAP shows it not reversed; it is sent again on the next "
                                           "attempt", bukrs=bukrs, xblnr="", gjahr=year, cause=exc) from exc
-            return found, False
+            return found, True  # settled by the lookup
         messages = tuple(ReturnMessage.from_row(r) for r in _rows(out.get("RETURN")))
         already = next((m for m in messages if (m.id, m.number) == ("ZMLC", "005")), None)
         if already is not None:

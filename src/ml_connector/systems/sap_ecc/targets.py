@@ -42,7 +42,8 @@ def _posted(e: Entry, belnr: str, bukrs: str, gjahr: str, xblnr: str, *, already
     doc = f"{belnr}/{bukrs}/{gjahr}"
     return Outcome(e.id, "posted", target_id=doc, request=e.payload,
                    response={"document": doc, "xblnr": xblnr, "already_posted": already_posted,
-                             "recovered": recovered})
+                             "recovered": recovered},
+                   resolved="lookup" if recovered or already_posted else None)
 
 
 class VendorInvoiceTarget(Target):
@@ -181,7 +182,7 @@ class InvoiceStatusTarget(Target):
     def _done(self, ctx: RunContext, e: Entry, target_id: str, *, found: bool, **detail: Any) -> Outcome:
         out = Outcome(e.id, "posted", target_id=target_id, request=e.payload,
                       response={"action": e.payload["action"], "document": e.payload["document"],
-                                "already_done": found, **detail})
+                                "already_done": found, **detail}, resolved="lookup" if found else None)
         return self.after_status(ctx, e, out) if self.after_status else out
 
     def _state(self, poster: DocumentPoster, e: Entry) -> str | None:
