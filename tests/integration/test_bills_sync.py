@@ -172,10 +172,9 @@ def test_dry_run_shows_sap_check_results_and_writes_nothing(world):
     ecc = handles["sap_ecc"].state
     good = add_bill(env, postable_vendor(handles, 5), [{"amount": "12.34", "gl_account": "0000650000",
                                              "cost_center": "0000001000"}], invoice_number="INV-600")
-    # A posting period SAP has closed: the master data are there, SAP's check refuses it.
-    bad = add_bill(env, postable_vendor(handles, 5), [{"amount": "5", "gl_account": "0000650000",
-                                            "cost_center": "0000001000"}], invoice_number="INV-601",
-                posting_date="2019-03-01")
+    # An expense line without a cost center: the master data are there, SAP's check refuses it.
+    bad = add_bill(env, postable_vendor(handles, 5), [{"amount": "5", "gl_account": "0000650000"}],
+                   invoice_number="INV-601")
     parks = add_bill(env, postable_vendor(handles, 5), [{"amount": "6", "gl_account": "0000650000",
                                               "cost_center": "0000008888"}], invoice_number="INV-602",
                   allow_unknown=True)
@@ -185,7 +184,7 @@ def test_dry_run_shows_sap_check_results_and_writes_nothing(world):
     flat = " ".join(out.split())
     assert good["id"] in flat and bad["id"] in flat
     assert "SAP would accept it" in flat
-    assert "SAP would REFUSE it" in flat and "F5 201" in flat
+    assert "SAP would REFUSE it" in flat and "COSTCENTER" in flat and "KI 235" in flat
     assert parks["id"] in flat and "waits for mapping cost_center:1000/0000008888" in flat
     assert len(ecc.data.rows("BKPF", ecc.client)) == before
     assert len(handles["ramp"].state.syncs) == syncs_before
@@ -327,3 +326,37 @@ def test_journey_shows_a_bill_parked_posted_after_a_lost_answer_and_paid_by_any_
     for ref in (doc["BELNR"], sap_documents(handles, b["id"])[0]["XBLNR"]):
         other = json.loads(env.cli("journey", ref, "--json").stdout)
         assert {s["source"] for s in other if s["kind"] == "entry"} >= {f"{FLOW}:{b['id']}"}
+
+
+def test_a_closed_posting_period_parks_the_bill_until_it_opens_or_moves_it_to_the_next_open_one(world):
+    handles, env = world
+    v = postable_vendor(handles, 10)
+    fi = f"{env.sap_url}/_sandbox/fi/periods"
+    close = {"bukrs": "1000", "from_year": 2025, "from_period": 1, "to_year": 2035, "to_period": 16}
+    reopen = {"bukrs": "1000", "from_year": 2020, "from_period": 1, "to_year": 2035, "to_period": 16}
+    text = env.config.read_text(encoding="utf-8")
+    try:
+        assert httpx.post(fi, json=close, timeout=30).status_code == 200  # OB52: 2024 closed
+        parked = add_bill(env, v, [{"amount": "33", "gl_account": "0000600000", "cost_center": "0000001000"}],
+                          invoice_number="INV-960", posting_date="2024-11-20")
+        env.cli("sync", FLOW, check=False)
+        assert sap_documents(handles, parked["id"]) == []
+        assert "period:1000/2024-11" in env.cli("parked", "--flow", FLOW).stdout
+        # The period opens again: the parked bill posts by itself, with its own date, at the next poll.
+        assert httpx.post(fi, json=reopen, timeout=30).status_code == 200
+        env.cli("sync", FLOW, check=False)
+        docs = sap_documents(handles, parked["id"])
+        assert len(docs) == 1 and docs[0]["BUDAT"] == "20241120"
+        # The customer's other policy: post into the next open period, the original date kept.
+        assert httpx.post(fi, json=close, timeout=30).status_code == 200
+        set_flow_options(env, FLOW, {"closed_period": "next_open"})
+        moved = add_bill(env, v, [{"amount": "44", "gl_account": "0000600000", "cost_center": "0000001000"}],
+                         invoice_number="INV-961", posting_date="2024-12-05")
+        env.cli("sync", FLOW, check=False)
+        doc = sap_documents(handles, moved["id"])[0]
+        assert doc["BUDAT"] == "20250101" and doc["GJAHR"] == "2025"
+        vendor_line = next(r for r in sap_lines(handles, doc) if r["KOART"] == "K")
+        assert "2024-12-05" in vendor_line["SGTXT"]
+    finally:
+        env.config.write_text(text, encoding="utf-8")
+        assert httpx.post(fi, json=reopen, timeout=30).status_code == 200

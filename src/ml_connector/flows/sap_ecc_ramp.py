@@ -318,11 +318,17 @@ def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
     return Desired(key, payload)
 
 
-def validated_bill(m: Desired | Parked, bill: dict[str, Any], check: MasterDataCheck) -> Desired | Parked:
+CLOSED_PERIOD_POLICIES = ("park", "next_open")
+
+
+def validated_bill(m: Desired | Parked, bill: dict[str, Any], check: MasterDataCheck, *,
+                   closed_period: str = "park") -> Desired | Parked:
     """A mapped bill checked against SAP's master data before it is posted: parked on the first
     thing SAP lacks (`company_code:1000`, `vendor:1000/<LIFNR>`, `gl_account:1000/<SAKNR>`,
     `cost_center:1000/<KOSTL>`, valid on the posting date), so that it posts by itself once SAP has
-    it; a bill with problems no master record can fix fails as before."""
+    it; a bill with problems no master record can fix fails as before. A posting date in a period
+    SAP has closed parks on `period:<BUKRS>/<YYYY-MM>` (`closed_period: park`) or moves to the first
+    day of the next open period (`next_open`), the original date kept in the vendor line's text."""
     if isinstance(m, Parked) or m.payload.get("problems"):
         return m
     p = m.payload
@@ -330,7 +336,19 @@ def validated_bill(m: Desired | Parked, bill: dict[str, Any], check: MasterDataC
                             gl_accounts=[ln["gl_account"] for ln in p["lines"]],
                             cost_centers=[ln["cost_center"] for ln in p["lines"] if ln["cost_center"]],
                             on=p["posting_date"].replace("-", ""))
-    return Parked(m.source_key, missing[0], payload=bill) if missing else m
+    if missing:
+        return Parked(m.source_key, missing[0], payload=bill)
+    on = p["posting_date"].replace("-", "")
+    if check.period_open(p["company_code"], on):
+        return m
+    # The posting period is closed in SAP: park until it opens, or post into the next open period
+    # with the original posting date kept in the document (vendor line text).
+    nxt = check.next_open(p["company_code"], on) if closed_period == "next_open" else None
+    if nxt is None:
+        return Parked(m.source_key, f"period:{p['company_code']}/{on[:4]}-{on[4:6]}", payload=bill)
+    moved = f"{nxt[:4]}-{nxt[4:6]}-{nxt[6:]}"
+    return Desired(m.source_key, {**p, "posting_date": moved, "original_posting_date": p["posting_date"]},
+                   active=m.active)
 
 
 def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice:
@@ -343,7 +361,9 @@ def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice:
         lines=tuple(GLLine(gl_account=ln["gl_account"], amount=Decimal(ln["amount"]),
                            cost_center=ln["cost_center"], text=ln["text"]) for ln in p["lines"]),
         credit_memo=bool(p["credit_memo"]), doc_type=("KG" if p["credit_memo"] else doc_type),
-        header_text=f"Ramp {p['invoice_number']}"[:25], vendor_text=p["invoice_number"][:50],
+        header_text=f"Ramp {p['invoice_number']}"[:25],
+        vendor_text=(f"{p['invoice_number']} posting date {p['original_posting_date']}" if
+                     p.get("original_posting_date") else p["invoice_number"])[:50],
         reference=p["xblnr"])
 
 
@@ -496,6 +516,10 @@ class SapEccRampFlow(Flow):
                                field_name=str(opts.get("cost_center_field_name", "Cost Center"))))
         validate = bool(opts.get("validate_master_data", True))
         dimension_fields = tuple(str(f) for f in opts.get("cost_center_dimensions", []) or [])
+        closed_period = str(opts.get("closed_period", "park"))
+        if closed_period not in CLOSED_PERIOD_POLICIES:
+            raise ValueError(f"flow {self.name}: options.closed_period must be one of "
+                             f"{', '.join(CLOSED_PERIOD_POLICIES)}")
         checks: dict[str, MasterDataCheck] = {}
 
         def check(ctx: RunContext) -> MasterDataCheck:
@@ -509,7 +533,7 @@ class SapEccRampFlow(Flow):
         def map_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
             m = bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
                                 xblnr_prefix=xblnr_prefix, dimension_fields=dimension_fields)
-            return validated_bill(m, rec, check(ctx)) if validate else m
+            return validated_bill(m, rec, check(ctx), closed_period=closed_period) if validate else m
 
         bills = Stream(
             "bills",

@@ -26,6 +26,7 @@ class MasterDataCheck:
     def __init__(self, caller: RfcCaller, *, reader: TableReader | None = None) -> None:
         self.reader = reader or TableReader.probed(caller)
         self._known: dict[tuple[str, str], bool] = {}
+        self._periods: dict[str, list[tuple[tuple[int, int], tuple[int, int]]]] = {}
         self.reads = 0
 
     def _rows(self, table: str, fields: list[str], keys: list[str], where: str) -> list[dict[str, Any]]:
@@ -71,3 +72,43 @@ class MasterDataCheck:
             [("gl_account", f"{company_code}/{g}") for g in dict.fromkeys(gl_accounts) if g] + \
             [("cost_center", f"{company_code}/{c}") for c in dict.fromkeys(cost_centers) if c]
         return [wait_key(k, key) for k, key in wanted if not self._exists(k, key, on)]
+
+
+    # -- posting periods (T001-OPVAR, T001B '+' row; periods = calendar months, variant K4) -----
+
+    def _open_intervals(self, bukrs: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        cached = self._periods.get(bukrs)
+        if cached is not None:
+            return cached
+        t001 = self._rows("T001", ["BUKRS", "OPVAR"], ["BUKRS"], f"BUKRS = {quote(bukrs)}")
+        var = (t001[0].get("OPVAR") or "").strip() if t001 else ""
+        rows = self._rows("T001B", ["RRCTY", "BUKVS", "MKOAR", "BKONT", "FRYE1", "FRPE1", "TOYE1", "TOPE1",
+                                    "FRYE2", "FRPE2", "TOYE2", "TOPE2"], ["RRCTY", "BUKVS", "MKOAR", "BKONT"],
+                          f"BUKVS = {quote(var or bukrs)} AND MKOAR = '+'")
+        out = []
+        for r in rows:
+            for a, b, c, d in (("FRYE1", "FRPE1", "TOYE1", "TOPE1"), ("FRYE2", "FRPE2", "TOYE2", "TOPE2")):
+                lo_y = int(str(r.get(a) or "0").strip() or 0)
+                if lo_y:
+                    out.append(((lo_y, int(str(r.get(b) or "0").strip() or 0)),
+                                (int(str(r.get(c) or "0").strip() or 0), int(str(r.get(d) or "0").strip() or 0))))
+        self._periods[bukrs] = out
+        return out
+
+    def period_open(self, bukrs: str, on: str) -> bool:
+        """Is the posting period of `on` (YYYYMMDD) open in `bukrs`?"""
+        want = (int(on[:4]), int(on[4:6]))
+        return any(lo <= want <= hi for lo, hi in self._open_intervals(bukrs))
+
+    def next_open(self, bukrs: str, on: str) -> str | None:
+        """The first day (YYYYMMDD) of the first open period after `on`'s period, or None."""
+        want = (int(on[:4]), int(on[4:6]))
+        starts = []
+        for lo, hi in self._open_intervals(bukrs):
+            start = max(lo, want)
+            if start <= hi:
+                y, m = start
+                if m > 12:  # special periods 13-16 take no normal posting date: the next year
+                    y, m = y + 1, 1
+                starts.append((y, max(m, 1)))
+        return f"{min(starts)[0]:04d}{min(starts)[1]:02d}01" if starts else None
