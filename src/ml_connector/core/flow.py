@@ -61,6 +61,9 @@ class Outcome:
     #: The target knows the record existed before this entry's write (refused as existing, or
     #: found for an entry the ledger had no target id for): counted as adopted, not created.
     adopted: bool = False
+    #: How an uncertain write was settled, when the target had to find out (e.g. "lookup": the answer
+    #: was lost and the record was found in the target): the audit trail and `journey` say so.
+    resolved: str | None = None
 
 
 @dataclass

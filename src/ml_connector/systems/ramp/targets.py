@@ -16,11 +16,12 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from ml_connector.core.flow import Outcome, Report, RunContext, Target
 from ml_connector.core.outbox import Entry
-from ml_connector.systems.ramp.client import RampApiError, RampClient, RampUncertainWrite
+from ml_connector.systems.ramp.client import RampApiError, RampClient, RampError, RampUncertainWrite
 from ml_connector.systems.ramp.facts import ramp_facts
 
 log = logging.getLogger(__name__)
@@ -319,7 +320,37 @@ class AccountingVendorsTarget(RampUploadTarget):
         return False
 
     def describe(self, op: str, payload: dict[str, Any]) -> str:
-        return f"{op} Ramp accounting vendor id={payload['id']} name={payload['name']!r} code={payload['code']}"
+        link = f", linking Bill Pay vendor {payload['billpay_vendor_id']}" if payload.get("billpay_vendor_id") else ""
+        return f"{op} Ramp accounting vendor id={payload['id']} name={payload['name']!r} code={payload['code']}{link}"
+
+    # A payload with `billpay_vendor_id` (the flow matched a Bill Pay vendor Ramp already had): once the
+    # accounting vendor is in Ramp, the Bill Pay vendor is linked to it (PATCH, idempotent), so Ramp
+    # does not add a second vendor for it; a failed link fails the entry, and replay links again.
+    def _linked(self, ctx: RunContext, entries: list[Entry], outcomes: Iterable[Outcome]) -> list[Outcome]:
+        by_id = {e.id: e for e in entries}
+        out = []
+        for o in outcomes:
+            e = by_id.get(o.entry_id)
+            link = (e.payload.get("billpay_vendor_id") if e is not None else None)
+            if o.state != "posted" or not link or e is None or e.op == "deactivate":
+                out.append(o)
+                continue
+            try:
+                self.client(ctx).link_billpay_vendor(str(link), str(e.payload["id"]))
+            except RampError as exc:
+                out.append(Outcome(o.entry_id, "failed", target_id=o.target_id, request=e.payload,
+                                   error=f"accounting vendor {e.payload['id']} is in Ramp ({o.target_id}), but "
+                                         f"linking Bill Pay vendor {link} to it failed: {exc}; replay links it"))
+                continue
+            out.append(replace(o, response={**(o.response or {}), "linked_billpay_vendor": link}))
+        return out
+
+    def lookup(self, ctx: RunContext, entries: list[Entry]) -> Iterator[Outcome]:
+        for found in super().lookup(ctx, entries):  # yielded as found (the engine records them as they come)
+            yield from self._linked(ctx, entries, [found])
+
+    def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
+        super().write(ctx, entries, lambda outcomes: report(self._linked(ctx, entries, outcomes)))
 
 
 class GLAccountsTarget(RampUploadTarget):

@@ -633,3 +633,35 @@ class CostLineSource(_TableSource):
 
     def finish(self, ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
         return {}
+
+
+class CompanyCodeSource(_SnapshotSource):
+    """The configured company codes (T001: BUKRS, BUTXT, ORT01, LAND1, WAERS), keyed by BUKRS."""
+
+    def __init__(self, connection: str, *, company_codes: list[str], page_size: int = 5000) -> None:
+        super().__init__(connection, page_size=page_size)
+        self.company_codes = company_codes
+
+    def read_all(self, ctx: RunContext) -> list[tuple[str, dict[str, Any]]]:
+        rows = read_all(self.reader(ctx), "T001", ["BUKRS", "BUTXT", "ORT01", "LAND1", "WAERS"], ["BUKRS"],
+                        in_list("BUKRS", self.company_codes), self.page_size)
+        return sorted((r["BUKRS"], r) for r in rows)
+
+
+class PlantSource(_SnapshotSource):
+    """Plants of the configured company codes: T001W (WERKS, NAME1, ORT01, LAND1) with `BUKRS` from
+    T001K (valuation area = plant), keyed by WERKS."""
+
+    def __init__(self, connection: str, *, company_codes: list[str], page_size: int = 5000) -> None:
+        super().__init__(connection, page_size=page_size)
+        self.company_codes = company_codes
+
+    def read_all(self, ctx: RunContext) -> list[tuple[str, dict[str, Any]]]:
+        reader = self.reader(ctx)
+        areas = {r["BWKEY"]: r["BUKRS"] for r in read_all(reader, "T001K", ["BWKEY", "BUKRS"], ["BWKEY"],
+                                                          in_list("BUKRS", self.company_codes), self.page_size)}
+        if not areas:
+            return []
+        plants = read_all(reader, "T001W", ["WERKS", "NAME1", "BWKEY", "ORT01", "LAND1"], ["WERKS"],
+                          in_list("BWKEY", sorted(areas)), self.page_size)
+        return sorted((r["WERKS"], {**r, "BUKRS": areas.get(r["BWKEY"], "")}) for r in plants)
