@@ -517,26 +517,6 @@ def mappings_set(flow: str, table: str, source_value: str, target_value: str,
     rt.close()
 
 
-@app.command("webhooks-subscribe")
-def webhooks_subscribe(connection: str, endpoint_url: str, config: ConfigOpt = DEFAULT_CONFIG,
-                       event: Annotated[list[str] | None, typer.Option(help="Event type (repeat); default: "
-                                                                       "bills.approved, bills.paid, bills.rejected")]
-                       = None) -> None:
-    """Subscribe ENDPOINT_URL (this server's webhook path, as Ramp reaches it) to a Ramp connection's
-    events; the signing secret goes into the vault. The running server answers Ramp's challenge."""
-    from ml_connector.systems.ramp.webhooks import subscribe
-
-    rt = _runtime(config)
-    try:
-        sub = subscribe(rt, connection, endpoint_url, *([tuple(event)] if event else []))
-    except Exception as exc:
-        raise _fail(f"subscribing failed: {exc}") from None
-    finally:
-        rt.close()
-    console.print(f"subscribed {endpoint_url} (id {sub.get('id')}, status {sub.get('status')}); secret stored in "
-                  "the vault")
-
-
 @mappings_app.command("list")
 def mappings_list(flow: str, table: str, config: ConfigOpt = DEFAULT_CONFIG) -> None:
     from ml_connector.core import mapping
