@@ -154,17 +154,25 @@ class RampUploadTarget(Target):
             if len(done) >= UPDATES_PER_REPORT:
                 report(done)
                 done = []
-            done.append(self._update_one(ramp, e))
+            done.append(self._update_one(ramp, e, listed=self._listing(ctx)))
         if done:
             report(done)
 
-    def _update_one(self, ramp: RampClient, e: Entry) -> Outcome:
+    def _listing(self, ctx: RunContext) -> dict[str, dict[str, Any]] | None:
+        """This run's listing of the kind (taken by `current` in a full run, in this process), else None."""
+        return self._listed if getattr(self, "_listed_for", None) == ctx.run_id else None
+
+    def _update_one(self, ramp: RampClient, e: Entry, *, listed: dict[str, dict[str, Any]] | None = None) -> Outcome:
         try:
             target = e.target_id
             adopted = False
             if not target:
-                # The ledger did not know the record in Ramp (e.g. it was lost): find it.
-                found = self.find(ramp, e.payload["id"])
+                # The ledger did not know the record in Ramp (e.g. it was lost): find it. A deactivation
+                # of a record absent from this run's listing needs no GET: only this run could have
+                # created it since, and a full run stages each record once (a record deleted before
+                # the first sync costs no request).
+                absent = e.op == "deactivate" and listed is not None and str(e.payload["id"]) not in listed
+                found = None if absent else self.find(ramp, e.payload["id"])
                 target = found["ramp_id"] if found else None
                 adopted = found is not None
                 if e.op == "deactivate" and found is None:
