@@ -13,7 +13,6 @@ All reads go through `TableReader` (probed function, bounded key windows).
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -89,8 +88,8 @@ class VendorSource(_TableSource):
         self.company_codes = company_codes
         self.overlap = overlap_seconds
         # run id -> (the key the next page continues from, that page being read ahead): see _full_page
-        self._gens: dict[str, tuple[str | None, Future[tuple[dict[str, dict[str, Any]], str | None, bool,
-                                                             Iterator[TablePage]]]]] = {}
+        self._gens: dict[str, tuple[str | None, Future[tuple[dict[str, dict[str, Any]], str | None,
+                                                             Iterator[TablePage], TablePage | None]]]] = {}
         self._executor: ThreadPoolExecutor | None = None
 
     def begin(self, ctx: RunContext, cursor: dict[str, Any]) -> dict[str, Any]:
@@ -141,27 +140,25 @@ class VendorSource(_TableSource):
         """
         cached = self._gens.pop(ctx.run_id, None)
         if cached is not None and cached[0] == after:
-            vendors, last, done, gen = cached[1].result()
+            vendors, last, gen, lookahead = cached[1].result()
         else:
             if cached is not None:
                 cached[1].cancel()
             gen = iter(reader.read("LFA1", LFA1_FIELDS, key_fields=["LIFNR"], page_size=self.page_size,
                                    after=[after] if after else None))
-            vendors, last, done, gen = self._complete_page(reader, gen, next(gen, None), after)
-        if not done:
+            vendors, last, gen, lookahead = self._complete_page(reader, gen, next(gen, None), after)
+        if lookahead is not None:
             self._gens.clear()  # one run of a stream at a time: nothing else to keep
-            self._gens[ctx.run_id] = (last, self._pool().submit(self._complete_page, reader, gen, None, last))
-        return vendors, last, done
+            self._gens[ctx.run_id] = (last, self._pool().submit(self._complete_page, reader, gen, lookahead, last))
+        return vendors, last, lookahead is None
 
     def _complete_page(self, reader: TableReader, gen: Iterator[TablePage], page: TablePage | None,
-                       after: str | None) -> tuple[dict[str, dict[str, Any]], str | None, bool, Iterator[TablePage]]:
-        """LFA1 page (`page`, else the generator's next) with its LFB1 rows attached; whether it is
-        the last one is known by reading one page ahead (carried to the next call in the generator:
-        the look-ahead page is pushed back)."""
+                       after: str | None) -> tuple[dict[str, dict[str, Any]], str | None, Iterator[TablePage],
+                                                   TablePage | None]:
+        """LFA1 `page` with its LFB1 rows attached, the last key read, the generator and the next
+        LFA1 page read from it (None: `page` is the last one), which the next call completes."""
         if page is None:
-            page = next(gen, None)
-        if page is None:
-            return {}, after, True, gen
+            return {}, after, gen, None
         lookahead = next(gen, None)
         vendors = {r["LIFNR"]: r for r in page.rows}
         last = page.last_key[0] if page.last_key else after
@@ -169,9 +166,7 @@ class VendorSource(_TableSource):
             lo, hi = min(vendors), max(vendors)
             ccs = in_list("BUKRS", self.company_codes)
             self._attach_company_codes(reader, vendors, f"LIFNR >= {quote(lo)} AND LIFNR <= {quote(hi)} AND {ccs}")
-        if lookahead is None:
-            return vendors, last, True, gen
-        return vendors, last, False, itertools.chain([lookahead], gen)
+        return vendors, last, gen, lookahead
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
