@@ -90,7 +90,8 @@ class VendorSource(_TableSource):
         # run id -> (the key the next page continues from, that page being read ahead): see _full_page
         self._gens: dict[str, tuple[str | None, Future[tuple[dict[str, dict[str, Any]], str | None,
                                                              Iterator[TablePage], TablePage | None]]]] = {}
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: ThreadPoolExecutor | None = None  # the next page's read-ahead
+        self._lookahead: ThreadPoolExecutor | None = None  # the LFA1 page after it, meanwhile
 
     def begin(self, ctx: RunContext, cursor: dict[str, Any]) -> dict[str, Any]:
         started = _stamp(sap_clock(ctx.runtime.connection(self.connection)))
@@ -159,19 +160,26 @@ class VendorSource(_TableSource):
         LFA1 page read from it (None: `page` is the last one), which the next call completes."""
         if page is None:
             return {}, after, gen, None
-        lookahead = next(gen, None)
+        # The next LFA1 page is read while this one's LFB1 rows are (independent reads).
+        ahead = self._pool("_lookahead", "mlc-look-ahead").submit(next, gen, None)
         vendors = {r["LIFNR"]: r for r in page.rows}
         last = page.last_key[0] if page.last_key else after
-        if vendors:
-            lo, hi = min(vendors), max(vendors)
-            ccs = in_list("BUKRS", self.company_codes)
-            self._attach_company_codes(reader, vendors, f"LIFNR >= {quote(lo)} AND LIFNR <= {quote(hi)} AND {ccs}")
+        try:
+            if vendors:
+                lo, hi = min(vendors), max(vendors)
+                ccs = in_list("BUKRS", self.company_codes)
+                self._attach_company_codes(reader, vendors,
+                                           f"LIFNR >= {quote(lo)} AND LIFNR <= {quote(hi)} AND {ccs}")
+        finally:
+            lookahead = ahead.result()  # the generator is never left running behind a failure
         return vendors, last, gen, lookahead
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlc-read-ahead")
-        return self._executor
+    def _pool(self, attr: str = "_executor", name: str = "mlc-read-ahead") -> ThreadPoolExecutor:
+        pool: ThreadPoolExecutor | None = getattr(self, attr)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+            setattr(self, attr, pool)
+        return pool
 
     def _attach_company_codes(self, reader: TableReader, vendors: dict[str, dict[str, Any]], where: str) -> None:
         for p in reader.read("LFB1", LFB1_FIELDS, key_fields=["LIFNR", "BUKRS"], where=where,
