@@ -180,17 +180,31 @@ class RampUploadTarget(Target):
             if len(done) >= UPDATES_PER_REPORT:
                 report(done)
                 done = []
-            done.append(self._update_one(ramp, e, held))
+            done.append(self._update_one(ramp, e, held, listed=self._listing(ctx)))
         if done:
             report(done)
 
-    def _update_one(self, ramp: RampClient, e: Entry, held: dict[str, dict[str, Any]] | None = None) -> Outcome:
+    def _listing(self, ctx: RunContext) -> dict[str, dict[str, Any]] | None:
+        """This run's listing of the kind (taken by `current` in a full run, in this process), else None."""
+        return self._listed if getattr(self, "_listed_for", None) == ctx.run_id else None
+
+    def _update_one(self, ramp: RampClient, e: Entry, held: dict[str, dict[str, Any]] | None = None, *,
+                    listed: dict[str, dict[str, Any]] | None = None) -> Outcome:
         try:
             target = e.target_id
             adopted = False
             if not target:
-                # The ledger did not know the record in Ramp (e.g. it was lost): find it.
-                found = self.find(ramp, e.payload["id"]) if held is None else held.get(str(e.payload["id"]))
+                # The ledger did not know the record in Ramp (e.g. it was lost): find it. A deactivation
+                # of a record absent from this run's listing needs no GET: only this run could have
+                # created it since, and a full run stages each record once (a record deleted before
+                # the first sync costs no request). Many unknown ones were found with one listing (held).
+                absent = e.op == "deactivate" and listed is not None and str(e.payload["id"]) not in listed
+                if absent:
+                    found = None
+                elif held is not None:
+                    found = held.get(str(e.payload["id"]))
+                else:
+                    found = self.find(ramp, e.payload["id"])
                 target = found["ramp_id"] if found else None
                 adopted = found is not None
                 if e.op == "deactivate" and found is None:
