@@ -33,9 +33,12 @@ def _port(preferred: int) -> int:
 
 
 def pair_config(concur: dict[str, Any], b1: dict[str, Any], *, schedule: str = "interval: 1d",
-                b1_via: str = "agent") -> str:
-    """ml-connector.yaml for the pair against sandboxes (`sandbox --json` entries `concur`, `sap_b1`)."""
-    return textwrap.dedent(f"""\
+                b1_via: str = "agent", alerts_url: str | None = None) -> str:
+    """ml-connector.yaml for the pair against sandboxes (`sandbox --json` entries `concur`, `sap_b1`);
+    with `alerts_url`, documents marked for review (and failed runs) are alerted there."""
+    alerts = (f"alerts:\n  webhooks:\n    - url: {alerts_url}\n  events: [run.failed, record.parked]\n"
+              if alerts_url else "")
+    return alerts + textwrap.dedent(f"""\
         engine:
           executor_id: null
         connections:

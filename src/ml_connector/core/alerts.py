@@ -43,7 +43,8 @@ from ml_connector.core.models import AlertOutboxRow, AlertThrottleRow
 log = logging.getLogger(__name__)
 
 #: The events an alert can be configured for.
-ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "sync.gap")
+ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "sync.gap",
+                "record.parked")  # records marked for review (core/review.py)
 DEFAULT_INTERVAL = 900.0  # one alert per (event, subject) per 15 min: a flapping agent must not spam
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_ATTEMPTS = 3

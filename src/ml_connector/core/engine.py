@@ -35,7 +35,7 @@ from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, SetEnqueueOptions, Set
 from sqlalchemy import and_, func, or_, select, update
 
 from ml_connector import __version__
-from ml_connector.core import audit, ledger, outbox, worker_lock
+from ml_connector.core import audit, ledger, outbox, review, worker_lock
 from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, Stream
@@ -504,12 +504,15 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
                                                                   "park:" + p.waits_for),
                         "source_key": p.source_key, "op": "create", "payload": p.payload,
                         "content_hash": ledger.content_hash(p.payload), "target_id": None, "state": "parked",
-                        "parked_on": p.waits_for} for p in parked]
+                        "parked_on": p.waits_for, "last_error": p.reason or None} for p in parked]
         # Staged = entries this run will deliver: new ones and open ones it adopts, not the planned
         # changes whose entry already exists (e.g. failed, waiting for replay).
         staged = outbox.add(sess, flow=flow, stream=stream, run_id=run_id, batch=batch, rows=rows)
         added = staged + (outbox.add(sess, flow=flow, stream=stream, run_id=run_id, batch=batch, rows=parked_rows)
                           if parked_rows else 0)
+        # newly parked records: audited one by one, the operator alerted (core/review.py)
+        review_alert = review.note_parked(sess, getattr(rt, "alerts", None), flow, stream, run_id, batch) \
+            if parked_rows else None
         run = sess.get(RunRow, run_id)
         if run is not None:
             c = dict(run.counts)
@@ -524,6 +527,9 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         audit.record(sess, "page.staged", flow=flow, stream=stream, run_id=run_id,
                      detail={"batch": batch, "read": len(page.records), "changes": len(changes),
                              "unchanged": unchanged, "parked": len(parked)})
+    alerter: Alerter | None = getattr(rt, "alerts", None)
+    if review_alert is not None and alerter is not None:
+        alerter.dispatch(review_alert)  # stored with the page; sent in the background
     return {"batch": batch if added else None, "done": page.done}
 
 
@@ -887,7 +893,7 @@ def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, i
             if row is None or row.state != "parked":
                 continue
             if isinstance(m, ledger.Parked):
-                row.parked_on = m.waits_for
+                row.parked_on, row.last_error = m.waits_for, m.reason or row.last_error
                 tally["parked"] = tally.get("parked", 0) + 1
                 continue
             changes, _ = ledger.plan_changes(sess, ctx.flow, ctx.stream, [m])
