@@ -23,6 +23,9 @@ Scenarios:
     (most calls in any sliding 1 s window, most in flight) against the cap;
  7. RFC_PING through one remote agent (its own process) vs directly, SAP budget raised on both
     paths: latency p50/p99 and calls/s at 1, 4, 16 threads as ratios (bench/agent_dispatch.py).
+ 9. SAP Concur → SAP Business One (bench/concur_b1.py): two scheduled syncs, each its own process
+    after new approved reports: journal entries/s, Service Layer logins per 1,000 entries (one per
+    session lifetime: the second run reuses the first's session), Concur token requests.
 
 Results are ratios and rates measured within one run (these machines are noisy).
 
@@ -384,6 +387,26 @@ class Bench:
         for name, value in res["figures"]:
             self.report.info("7", name, value)
 
+    # -- 9 ---------------------------------------------------------------------------
+
+    def s9_concur_b1(self) -> None:
+        from bench import concur_b1
+
+        res = concur_b1.run(reports=60 if self.args.quick else 300, runs=2)
+        self.data["9"] = res
+        self.report.info("9", "journal entries/s", f"{res['entries_per_s']} ({res['journal_entries']} entries from "
+                         f"{res['reports']} reports in {res['runs']} runs, {_fmt_s(res['wall_s'])}, the emulated "
+                         f"login cost included)")
+        per_1000 = res["b1_logins_per_1000_entries"]
+        self.report.check("9", "B1 Service Layer logins per 1,000 entries",
+                          f"{per_1000} ({res['b1_logins']} logins; per run {res['b1_logins_per_run']})",
+                          "1 per session lifetime (both runs in one)", res["b1_logins"] == 1)
+        tokens = res["concur_token_requests_this_run"]
+        self.report.check("9", "Concur token requests (both runs)", json.dumps(tokens, sort_keys=True),
+                          "1 (the company grant, then the stored token)", sum(tokens.values()) == 1)
+        self.report.info("9", "Concur token requests per day (a worker running all day)",
+                         str(res["concur_token_requests_per_day_running"]))
+
     # -- profile -----------------------------------------------------------------------
 
     # -- 8 ---------------------------------------------------------------------------
@@ -439,6 +462,7 @@ class Bench:
             self.scenario("4", f"DBOS queue polling interval, full sync of {self.small}", self.s4_polling)
             self.scenario("6", "SAP ECC postings with the call cap honoured", self.s6_postings)
             self.scenario("7", "agent dispatch latency and throughput vs calling SAP directly", self.s7_agent)
+            self.scenario("9", "SAP Concur → SAP Business One journal entries, two scheduled runs", self.s9_concur_b1)
             missed_speed = any(c["scenario"] == "1" and c["figure"].startswith("records/s") and c["result"] == "MISS"
                                for c in self.report.checks)
             if self.args.profile or (missed_speed and not self.args.no_profile):

@@ -1,4 +1,4 @@
-"""The command line: init, secrets, sandbox, run, sync, ping, failures, replay, parked, mappings, runs, demo."""
+"""The command line: init, secrets, sandbox, run, sync, ping, failures, replay, parked, review, mappings, runs, demo."""
 
 from __future__ import annotations
 
@@ -424,6 +424,32 @@ def parked_table(rows: list[tuple[str, str, str, str]]) -> Table:
     for row in rows:
         t.add_row(*row)
     return t
+
+
+@app.command()
+def review(config: ConfigOpt = DEFAULT_CONFIG, flow: str | None = typer.Option(None),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Documents marked for review: what each is (document, vendor, amount), what it waits for and
+    why, since when, and the mapping that releases it (setting it posts the document)."""
+    from dataclasses import asdict
+
+    from ml_connector.core import review as review_list
+
+    rt = _runtime(config)
+    with rt.db.session() as s:
+        data = review_list.items(s, rt.config.flows, flow=flow)
+    rt.close()
+    if as_json:
+        print(json.dumps([asdict(d) for d in data], default=str))
+        return
+    t = Table(cell_wrap("id", no_wrap=True), cell_wrap("flow / document", ratio=2), cell_wrap("vendor"),
+              cell_wrap("amount", no_wrap=True, justify="right"), cell_wrap("waits for", ratio=3),
+              cell_wrap("since", no_wrap=True))
+    for d in data:
+        waits = d.waits_for + (f"\n{d.reason}" if d.reason else "") + (f"\n→ {d.hint}" if d.hint else "")
+        t.add_row(str(d.id), f"{d.flow}: {d.document}", d.party, d.amount, waits, d.since.strftime("%Y-%m-%d %H:%M"))
+    console.print(t)
+    console.print(f"{len(data)} document(s) marked for review")
 
 
 @app.command()

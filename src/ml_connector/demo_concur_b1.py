@@ -33,9 +33,12 @@ def _port(preferred: int) -> int:
 
 
 def pair_config(concur: dict[str, Any], b1: dict[str, Any], *, schedule: str = "interval: 1d",
-                b1_via: str = "agent") -> str:
-    """ml-connector.yaml for the pair against sandboxes (`sandbox --json` entries `concur`, `sap_b1`)."""
-    return textwrap.dedent(f"""\
+                b1_via: str = "agent", alerts_url: str | None = None) -> str:
+    """ml-connector.yaml for the pair against sandboxes (`sandbox --json` entries `concur`, `sap_b1`);
+    with `alerts_url`, documents marked for review (and failed runs) are alerted there."""
+    alerts = (f"alerts:\n  webhooks:\n    - url: {alerts_url}\n  events: [run.failed, record.parked]\n"
+              if alerts_url else "")
+    return alerts + textwrap.dedent(f"""\
         engine:
           executor_id: null
         connections:
@@ -84,7 +87,7 @@ def run_concur_b1_demo(workdir: Path, console: Console, *, b1_login_seconds: flo
     """Run the pair once against its sandboxes; 0 when everything was posted."""
     from ml_connector.cli import sync_with_progress
     from ml_connector.config import load_config
-    from ml_connector.core import engine, mapping, outbox
+    from ml_connector.core import engine, mapping, outbox, review
     from ml_connector.core.runtime import Runtime
     from ml_connector.sandbox import start_sandboxes
 
@@ -111,9 +114,11 @@ def run_concur_b1_demo(workdir: Path, console: Console, *, b1_login_seconds: flo
             code = sync_with_progress(rt, FLOW, ["expense_reports"], out=console)
             code = max(code, sync_with_progress(rt, INVOICE_FLOW, ["payment_requests"], out=console))
             with rt.db.session() as s:
-                waiting = [(r.source_key, r.parked_on) for r in outbox.parked(s, flow=FLOW)]
-            for key, on in waiting:
-                console.print(f"[yellow]review[/yellow]: {key} waits for {on}")
+                items = review.items(s, rt.config.flows, flow=FLOW)  # what `ml-connector review` lists
+            waiting = [(i.record, i.waits_for) for i in items]
+            for i in items:
+                console.print(f"[yellow]review[/yellow]: {i.document}, vendor {i.party}, {i.amount}: waits for "
+                              f"{i.waits_for} ({i.reason})")
             vendor, card = REVIEW_VENDOR
             if any(on == mapping.waits_for("vendors", vendor) for _, on in waiting):
                 with rt.db.session() as s:
@@ -133,8 +138,8 @@ def run_concur_b1_demo(workdir: Path, console: Console, *, b1_login_seconds: flo
         console.print(f"Business One now holds {len(entries)} journal entries from Concur "
                       f"(Service Layer logins: {stats['logins']}; Concur token grants: "
                       f"{dict(handles['concur'].state.token_requests)}).")
-        console.print(f"  • the pair's configuration: {cfg_path}; parked records: "
-                      f"[bold].venv/bin/ml-connector parked -c {cfg_path}[/bold]")
+        console.print(f"  • the pair's configuration: {cfg_path}; documents marked for review: "
+                      f"[bold].venv/bin/ml-connector review -c {cfg_path}[/bold]")
         return code
     finally:
         for h in handles.values():

@@ -5,11 +5,13 @@ login and cookies, wrong-case paths, paging, session expiry and the sliding time
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ml_connector.core.tokens import MemoryTokenStore
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from ml_connector.systems.sap_b1.client import ServiceLayerClient
 from ml_connector.systems.sap_b1.errors import (
@@ -20,6 +22,7 @@ from ml_connector.systems.sap_b1.errors import (
     B1SessionError,
 )
 from ml_connector.systems.sap_b1.sandbox.state import B1Sandbox
+from ml_connector.systems.sap_b1.sessions import TokenSessionStore
 from tests.support.b1 import b1_faults, b1_stats, je, login_body
 from tests.support.clock import FakeClock
 
@@ -165,6 +168,47 @@ def test_session_expiry_relogin_and_sliding_timeout(sandbox: SandboxHandle, b1: 
     assert s4["sessions"] == 0 and s4["logouts"] == s3["logouts"] + 1  # the expiry left only this one
     b1.ping()
     assert b1_stats(sandbox)["logins"] == s4["logins"] + 1
+
+
+def test_session_kept_in_the_store_is_reused_by_the_next_client_until_its_timeout_nears(
+        sandbox: SandboxHandle, b1: ServiceLayerClient, clock: FakeClock) -> None:
+    i = sandbox.info
+    store = TokenSessionStore(MemoryTokenStore(), "sap_b1", b1.root, i["company_db"], i["user"])
+
+    def client() -> ServiceLayerClient:  # one per run/process, sharing the store
+        return ServiceLayerClient(i["base_url"], i["company_db"], i["user"], i["password"], retry_base=0,
+                                  clock=clock, timeout=10, sessions=store)
+
+    s0 = b1_stats(sandbox)
+    for _ in range(3):
+        c = client()
+        c.ping()
+        c.close()  # kept, not logged out
+    s1 = b1_stats(sandbox)
+    assert s1["logins"] == s0["logins"] + 1 and s1["unauthorized"] == s0["unauthorized"]
+    assert s1["logouts"] == s0["logouts"]
+    kept = store.load()
+    assert kept is not None and set(kept.cookies) >= {"B1SESSION"}
+    # idle for 29.5 of its 30 minutes (stored last use and the server's clock agree): not reused,
+    # a new login first, no 401 spent
+    store.save(replace(kept, last_used=kept.last_used - 29.5 * 60))
+    clock.advance(29.5 * 60)
+    c = client()
+    c.ping()
+    c.close()
+    s2 = b1_stats(sandbox)
+    assert s2["logins"] == s1["logins"] + 1 and s2["unauthorized"] == s1["unauthorized"]
+    renewed = store.load()
+    assert renewed is not None and renewed.cookies != kept.cookies
+    # the server forgot it (restart): 401 code 301, one login, the request replayed once, the new one kept
+    b1_faults(sandbox, expire_sessions=True)
+    c = client()
+    assert len(c.get_all("ChartOfAccounts", {"$top": 2})) == 2
+    c.close()
+    s3 = b1_stats(sandbox)
+    assert s3["logins"] == s2["logins"] + 1 and s3["unauthorized"] == s2["unauthorized"] + 1
+    last = store.load()
+    assert last is not None and last.cookies != renewed.cookies
 
 
 def test_journal_entries_create_validate_and_post_once(sandbox: SandboxHandle, b1: ServiceLayerClient) -> None:

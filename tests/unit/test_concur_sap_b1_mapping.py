@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from ml_connector.core.flow import Summary
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.flows.concur_sap_b1 import (
+    ConcurSapB1Flow,
     Options,
     Review,
     match_vendor,
@@ -147,3 +149,7 @@ def test_payment_request_by_tax_id_with_line_allocations() -> None:
     out = payment_request_to_journal_entry("payment_request:PR1", pr, master=master(), mapped=no_mappings,
                                            options=Options())
     assert isinstance(out, Parked) and out.waits_for == "vendors:REGUS01"
+    assert out.reason == "vendor 'Delta Travel Desk' is not a business partner in Business One; map it"
+    # what its reviewer sees (`ml-connector review`)
+    assert ConcurSapB1Flow.summarize("payment_requests", {**pr, "InvoiceAmount": "2750.00"}) == Summary(
+        document="invoice INV-1 (payment request PR1)", party="Delta Travel Desk", amount="2750.00 USD")

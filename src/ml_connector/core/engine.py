@@ -541,7 +541,7 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
                                                                   "park:" + p.waits_for),
                         "source_key": p.source_key, "op": "create", "payload": p.payload,
                         "content_hash": ledger.content_hash(p.payload), "target_id": None, "state": "parked",
-                        "parked_on": p.waits_for} for p in parked]
+                        "parked_on": p.waits_for, "last_error": p.reason or None} for p in parked]
         # Staged = entries this run will deliver: new ones and open ones it adopts, not the planned
         # changes whose entry already exists (e.g. failed, waiting for replay).
         staged = outbox.add(sess, flow=flow, stream=stream, run_id=run_id, batch=batch, rows=rows)
@@ -568,7 +568,7 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         # key by a later run is not re-recorded (outbox.add kept its entry).
         audit.record_many(sess, [{"event": "record.parked", "outcome": "parked", "flow": flow, "stream": stream,
                                   "run_id": run_id, "source": f"{flow}:{p.source_key}", "target": None,
-                                  "at": utcnow(), "detail": {"waits_for": p.waits_for}}
+                                  "at": utcnow(), "detail": {"waits_for": p.waits_for, "reason": p.reason}}
                                  for p in parked if p.source_key in new_parked])
         alerts = _parked_alerts(sess, flow, stream, run_id, parked)
     alerter: Alerter | None = getattr(rt, "alerts", None)
@@ -592,7 +592,8 @@ def _parked_alerts(sess: Any, flow: str, stream: str, run_id: str, parked: list[
         alert = Alert(event="record.parked", subject=f"{flow}/{stream} {cause}"[:300], flow=flow, stream=stream,
                       run_id=run_id, details={"waits_for": cause, "records": keys[:20], "count": len(keys)},
                       message=f"{len(keys)} record(s) of {flow}/{stream} parked, waiting for {cause} "
-                              f"(e.g. {keys[0]}); they resume by themselves once it exists or is mapped")
+                              f"(e.g. {keys[0]}); they resume by themselves once it exists or is mapped "
+                              f"(`ml-connector review --flow {flow}` lists them)")
         if alerts.admit(sess, alert):
             out.append(alert)
     return out
@@ -964,7 +965,7 @@ def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, i
             if row is None or row.state != "parked":
                 continue
             if isinstance(m, ledger.Parked):
-                row.parked_on = m.waits_for
+                row.parked_on, row.last_error = m.waits_for, m.reason or row.last_error
                 tally["parked"] = tally.get("parked", 0) + 1
                 continue
             changes, _ = ledger.plan_changes(sess, ctx.flow, ctx.stream, [m])

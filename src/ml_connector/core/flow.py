@@ -188,10 +188,24 @@ class Stream:
         return self.target.preview(ctx, change)
 
 
+@dataclass(frozen=True)
+class Summary:
+    """A source record as a person reviewing it recognises it (`ml-connector review`)."""
+
+    document: str  # e.g. "expense report 'Q3 Boston' (ID 1A2B)"
+    party: str = ""  # the vendor / customer / employee it concerns
+    amount: str = ""  # with its currency
+
+
 class Flow:
     """A configured pair: its streams by name."""
 
     pair: str = ""
+
+    @classmethod
+    def summarize(cls, stream: str, record: dict[str, Any]) -> Summary | None:
+        """A parked source record of `stream` for its reviewer; None: only its key is shown."""
+        return None
 
     def __init__(self, runtime: Runtime, name: str, cfg: Any) -> None:
         self.runtime = runtime

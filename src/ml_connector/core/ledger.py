@@ -52,6 +52,8 @@ class Parked:
     source_key: str
     waits_for: str
     payload: dict[str, Any] = field(default_factory=dict)
+    #: why, in words for the person reviewing it (kept with the parked entry: `ml-connector review`)
+    reason: str = ""
 
 
 @dataclass

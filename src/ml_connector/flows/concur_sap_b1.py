@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, field_validator
 
 from ml_connector.core import mapping
-from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
+from ml_connector.core.flow import Flow, Outcome, RunContext, Stream, Summary
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.outbox import Entry
 from ml_connector.core.settings import SettingsModel
@@ -264,7 +264,7 @@ def report_to_journal_entry(key: str, report: dict[str, Any], *, master: MasterD
             total += amount
     except Review as r:
         log.warning("expense report %s waits for review (%s): %s", key, r.waits_for, r.why)
-        return Parked(key, r.waits_for, payload=report)
+        return Parked(key, r.waits_for, payload=report, reason=r.why)
     credits = [{"ShortName": card, **_amount_fields("Credit", amt, currency, options),
                 "LineMemo": f"Concur {vendor_names[card]}"[:50]} for card, amt in per_vendor.items()]
     day = str(report.get("ProcessingPaymentDate") or report.get("SubmitDate") or "")[:10]
@@ -323,7 +323,7 @@ def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: Ma
             total += amount
     except Review as r:
         log.warning("payment request %s waits for review (%s): %s", key, r.waits_for, r.why)
-        return Parked(key, r.waits_for, payload=pr)
+        return Parked(key, r.waits_for, payload=pr, reason=r.why)
     for extra in ("ShippingAmount", "TaxAmount"):
         if Decimal(str(pr.get(extra) or 0)) != 0:
             problems.append(f"payment request {pr.get('ID')}: {extra} {pr.get(extra)} has no account mapping yet")
@@ -337,6 +337,23 @@ def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: Ma
     return Desired(key, {"external_id": f"concur:{key}", "source": "payment request",
                          "source_id": str(pr.get("ID") or ""), "currency": currency,
                          "total": str(total), "entry": entry, "problems": problems})
+
+
+def summarize(stream: str, record: dict[str, Any]) -> Summary | None:
+    """A parked expense report or payment request as a finance reviewer knows it."""
+    currency = str(record.get("CurrencyCode") or "")
+    if stream == "expense_reports":
+        vendors = sorted({str(e.get("VendorDescription") or e.get("VendorListItemName") or "").strip()
+                          for e in record.get("Entries") or [] if not e.get("IsPersonal")} - {""})
+        owner = str(record.get("OwnerName") or record.get("OwnerLoginID") or "")
+        return Summary(document=f"expense report {record.get('Name') or ''!r} ({record.get('ID')}) of {owner}",
+                       party=", ".join(vendors), amount=f"{record.get('Total') or ''} {currency}".strip())
+    if stream == "payment_requests":
+        amount = record.get("InvoiceAmount") or record.get("TotalApprovedAmount") or ""
+        return Summary(document=f"invoice {record.get('InvoiceNumber') or ''} (payment request {record.get('ID')})",
+                       party=str((record.get("VendorRemitAddress") or {}).get("Name") or ""),
+                       amount=f"{amount} {currency}".strip())
+    return None
 
 
 def describe_entry(op: str, p: dict[str, Any]) -> str:
@@ -430,6 +447,9 @@ class ConcurSapB1Flow(Flow):
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
 
+    @classmethod
+    def summarize(cls, stream: str, record: dict[str, Any]) -> Summary | None:
+        return summarize(stream, record)
 
     @staticmethod
     def _confirm(concur: str, options: Options) -> Callable[[RunContext, Entry, Outcome], Outcome]:

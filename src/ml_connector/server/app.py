@@ -1,4 +1,4 @@
-"""The control plane's HTTP API: health, flows, runs, failures, replay (OpenAPI at /openapi.json).
+"""The control plane's HTTP API: health, flows, runs, failures, review, replay (OpenAPI at /openapi.json).
 
 Two kinds of callers share the listener: operators (the JSON API, bearer token, see
 server/api_auth.py) and agents (`/api/agent/*`, Ed25519-signed requests). `/health`
@@ -58,6 +58,24 @@ class FailureInfo(BaseModel):
     state: str
     attempts: int
     error: str | None
+
+
+class ReviewInfo(BaseModel):
+    """A document marked for review (core/review.py)."""
+
+    id: int
+    flow: str
+    stream: str
+    record: str
+    document: str
+    party: str = Field(description="The vendor (or customer, employee) it concerns")
+    amount: str
+    waits_for: str = Field(description="table:value of the missing mapping or master record")
+    table: str
+    value: str
+    reason: str
+    since: datetime
+    hint: str
 
 
 class SyncRequest(BaseModel):
@@ -159,6 +177,15 @@ def create_app(rt: Runtime) -> FastAPI:
         if not steps:
             raise HTTPException(404, f"nothing is known about {ref!r}")
         return [json.loads(redact(json.dumps(st, default=str))) for st in steps]
+
+    @admin.get("/api/review", response_model=list[ReviewInfo])
+    def review_list(flow: str | None = None) -> list[ReviewInfo]:
+        from dataclasses import asdict
+
+        from ml_connector.core import review
+
+        with rt.db.session() as s:
+            return [ReviewInfo(**asdict(i)) for i in review.items(s, rt.config.flows, flow=flow)]
 
     @admin.post("/api/replay", response_model=ReplayResult, dependencies=[Depends(api_role("operator"))])
     def replay(req: ReplayRequest, request: Request) -> ReplayResult:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -39,6 +40,7 @@ from ml_connector.systems.sap_b1.errors import (
     parse_error,
 )
 from ml_connector.systems.sap_b1.facts import b1_facts
+from ml_connector.systems.sap_b1.sessions import SessionStore, StoredSession
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +138,14 @@ class B1SessionAuth(httpx.Auth):
 
     requires_response_body = True
 
+    #: seconds between two writes of a kept session's last-use time (sessions.py)
+    SAVE_EVERY = 60.0
+
     def __init__(self, root: str, company_db: str, user: str, password: str, *, language: int | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, store: SessionStore | None = None) -> None:
+        self.store = store
+        self._saved_at: float | None = None
+        self._owner = hashlib.sha256(f"{root}\0{company_db}\0{user}\0{password}".encode()).hexdigest()
         self.root = root.rstrip("/")
         self.company_db = company_db
         self.user = user
@@ -158,12 +166,43 @@ class B1SessionAuth(httpx.Auth):
 
     def _fresh(self) -> _Session | None:
         s = self._session
-        if s is None:
-            return None
-        # Sliding inactivity timeout: log in again shortly before it would run out.
-        if self.clock() - s.last_used >= max(s.timeout_s - self.margin, s.timeout_s / 2):
+        if s is None or not self._usable(s):
             return None
         return s
+
+    def _usable(self, s: _Session) -> bool:
+        # Sliding inactivity timeout: log in again shortly before it would run out.
+        return self.clock() - s.last_used < max(s.timeout_s - self.margin, s.timeout_s / 2)
+
+    def _adopt(self, stale: _Session | None) -> _Session | None:
+        """The session kept in the store (by an earlier run or another process), if still usable
+        and not the one the server just refused."""
+        if self.store is None:
+            return None
+        kept = self.store.load()
+        if kept is None or kept.owner != self._owner or (stale is not None and kept.cookies == stale.cookies):
+            return None
+        # stored in unix time, used in this auth's clock
+        s = _Session(dict(kept.cookies), kept.timeout_s, self.clock() - (time.time() - kept.last_used),
+                     self._generation + 1)
+        if not self._usable(s):
+            return None
+        self._generation += 1
+        self._session, self._saved_at = s, self.clock()
+        log.info("Service Layer session of %s@%s reused from the store", self.user, self.company_db)
+        return s
+
+    def keep(self, session: _Session | None = None) -> None:
+        """Store the session with its last-use time (no-op without a store)."""
+        s = session or self._session
+        if self.store is None or s is None:
+            return
+        try:
+            self.store.save(StoredSession(dict(s.cookies), s.timeout_s, time.time() - (self.clock() - s.last_used),
+                                          self._owner))
+            self._saved_at = self.clock()
+        except Exception as exc:  # the session still works in this process; the next run logs in
+            log.warning("could not store the Service Layer session: %s", type(exc).__name__)
 
     def _login_request(self) -> httpx.Request:
         body: dict[str, Any] = {"CompanyDB": self.company_db, "UserName": self.user, "Password": self._password}
@@ -176,6 +215,9 @@ class B1SessionAuth(httpx.Auth):
             current = self._session
             if current is not None and current is not stale and self._fresh() is current:
                 return current  # another thread logged in meanwhile
+            adopted = self._adopt(stale)
+            if adopted is not None:
+                return adopted
             started = self.clock()
             resp = yield self._login_request()
             if resp.status_code != 200:
@@ -203,6 +245,7 @@ class B1SessionAuth(httpx.Auth):
             self._session = _Session({k: cookies[k] for k in b1_facts().session.cookies if k in cookies},
                                      minutes * 60.0, started, self._generation)
             self.logins += 1
+            self.keep(self._session)
             log.info("Service Layer session opened for %s@%s (timeout %.0f min)", self.user, self.company_db, minutes)
             return self._session
 
@@ -225,6 +268,8 @@ class B1SessionAuth(httpx.Auth):
             response = yield request
         if response.status_code != 401:
             session.last_used = max(session.last_used, sent)  # the server's timeout restarted then
+            if self.store is not None and (self._saved_at is None or self.clock() - self._saved_at >= self.SAVE_EVERY):
+                self.keep(session)
 
     def logout_request(self) -> httpx.Request | None:
         with self._lock:
@@ -399,9 +444,10 @@ class ServiceLayerClient(ServiceLayerApi):
 
     def __init__(self, base_url: str, company_db: str, user: str, password: str, *, timeout: float = 60.0,
                  verify: bool | str = True, page_size: int | None = None, retry_base: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, transport: httpx.BaseTransport | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, transport: httpx.BaseTransport | None = None,
+                 sessions: SessionStore | None = None) -> None:
         self.root = service_root_of(base_url)
-        self.auth = B1SessionAuth(self.root, company_db, user, password, clock=clock)
+        self.auth = B1SessionAuth(self.root, company_db, user, password, clock=clock, store=sessions)
         self.page_size = page_size
         # Retries and 429 waits in the shared transport (provider.yaml `retry`): only GETs are sent
         # again once they may have reached B1.
@@ -433,7 +479,10 @@ class ServiceLayerClient(ServiceLayerApi):
             log.info("Service Layer logout failed: %s", type(exc).__name__)
 
     def close(self) -> None:
-        self.logout()
+        if self.auth.store is not None:
+            self.auth.keep()  # kept for the next run (sessions.py), not logged out
+        else:
+            self.logout()
         self._http.close()
 
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None, body: Any = None,

@@ -14,13 +14,19 @@ from ml_connector.systems.sap_b1.client import (
     ServiceLayerApi,
     ServiceLayerClient,
     make_handler,
+    service_root_of,
 )
+from ml_connector.systems.sap_b1.sessions import TokenSessionStore
 
 
 def build_client(rt: Any, name: str, cfg: Any) -> ServiceLayerClient:
+    # The session is kept in the token store (encrypted) and reused by later runs and processes.
+    tokens = getattr(rt, "tokens", None)
+    sessions = (TokenSessionStore(tokens, name, service_root_of(cfg.base_url), cfg.company_db, cfg.auth.username)
+                if tokens is not None else None)
     return ServiceLayerClient(cfg.base_url, cfg.company_db, cfg.auth.username,
                               rt.vault.get(cfg.auth.password_secret), timeout=float(cfg.timeout),
-                              verify=cfg.tls_verify, page_size=cfg.page_size)
+                              verify=cfg.tls_verify, page_size=cfg.page_size, sessions=sessions)
 
 
 def connect(rt: Any, name: str, cfg: Any) -> ServiceLayerApi:
