@@ -129,3 +129,8 @@ def add_hook(client: ProcoreClient, url: str, authorization: str, resources: tup
 def hook_deliveries(client: ProcoreClient, hook_id: int) -> list[dict[str, Any]]:
     return list(client.iterate(f"/rest/v1.0/webhooks/hooks/{hook_id}/deliveries",
                                {"company_id": client.company_id}))
+
+
+def contract_project(handles: dict[str, SandboxHandle], project_id: int) -> str:
+    """The project number of a Procore project id (the emulator's state)."""
+    return str(handles["procore"].state.projects[project_id]["project_number"])
