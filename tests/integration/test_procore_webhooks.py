@@ -4,6 +4,7 @@ Authorization header is refused with 401 (and the emulator keeps retrying that h
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -58,11 +59,16 @@ def test_webhook_is_verified_stored_once_and_starts_the_stream(tmp_path):
             runs = httpx.get(f"{base}/api/runs", timeout=10).json()
             return [r for r in runs if r["stream"] == "vendors"]
         runs = wait_for(vendors_run, what="a vendors run started by the webhook")
-        assert runs[0]["run_id"].startswith("sync:ecc_to_procore:vendors:incremental:")
         # A redelivery of the same event (Procore delivers at least once) is acknowledged, not stored again.
         again = httpx.post(url, json=event, headers={"Authorization": AUTH}, timeout=10)
         assert again.status_code == 200 and again.json() == {"ulid": event["ulid"], "duplicate": True}
         assert httpx.post(url, content=b"{not json", headers={"Authorization": AUTH}, timeout=10).status_code == 400
+        # The drift report's JSON API: nothing was synced, so every mapped PO is missing from Procore.
+        report = httpx.get(f"{base}/api/procore/drift/ecc_to_procore", timeout=120).json()
+        missing = [d for d in report["drift"] if d["kind"] == "commitment"]
+        assert report["in_sync"] is False and len(missing) == report["compared"]["commitment"] > 20
+        assert {d["what"] for d in missing} == {"missing"}
+        assert httpx.get(f"{base}/api/procore/drift/nope", timeout=10).status_code == 404
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -72,6 +78,10 @@ def test_webhook_is_verified_stored_once_and_starts_the_stream(tmp_path):
         for h in handles.values():
             h.stop()
     db = sqlite3.connect(env.config.parent / "data" / "ml-connector.sqlite")
-    stored = db.execute("select event_key, resource_name, run_ids from mlc_procore_webhook_events").fetchall()
+    # (The vendors run's own writes come back as more events: each stored once too.)
+    stored = db.execute("select event_key, resource_name, run_ids from mlc_procore_webhook_events "
+                        "where event_key = ?", (event["ulid"],)).fetchall()
     assert [(k, r) for k, r, _ in stored] == [(event["ulid"], "Company Vendors")]  # once, despite the redelivery
-    assert runs[0]["run_id"] in stored[0][2]
+    # No run had ended before: the engine's deterministic id of the first vendors run, which /api/runs lists.
+    assert json.loads(stored[0][2]) == ["sync:ecc_to_procore:vendors:incremental:g1"]
+    assert "sync:ecc_to_procore:vendors:incremental:g1" in {r["run_id"] for r in runs}

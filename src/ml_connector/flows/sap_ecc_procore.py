@@ -277,5 +277,12 @@ class SapEccProcoreFlow(Flow):
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
 
+    def procore_drift(self) -> dict[str, Any]:
+        """The drift report (flows/_sap_ecc_procore_drift.py) as JSON; the control plane's
+        `GET /api/procore/drift/{flow}` (systems/procore) asks a flow for it by this name."""
+        from ml_connector.flows._sap_ecc_procore_drift import drift_report
+
+        return drift_report(self.runtime, self.name).to_dict()
+
 
 FLOW = SapEccProcoreFlow

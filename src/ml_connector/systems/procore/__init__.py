@@ -52,11 +52,14 @@ def _vault_value(rt: Any, secret_name: str) -> Callable[[], str]:
 
 
 def _routers(rt: Any) -> list[Any]:
-    """Procore's webhooks, for every `procore` connection with `webhooks:` configured."""
+    """The drift report's JSON API (with any `procore` connection), and Procore's webhooks for every
+    `procore` connection with `webhooks:` configured."""
     from ml_connector.systems.procore.settings import ProcoreConnection
-    from ml_connector.systems.procore.webhook_receiver import HeaderSecret, webhook_router
+    from ml_connector.systems.procore.webhook_receiver import HeaderSecret, drift_router, webhook_router
 
     routers: list[Any] = []
+    if any(isinstance(cfg, ProcoreConnection) for cfg in rt.config.connections.values()):
+        routers.append(drift_router(rt))
     for name, cfg in rt.config.connections.items():
         if isinstance(cfg, ProcoreConnection) and cfg.webhooks is not None:
             routers.append(webhook_router(rt, name, cfg.webhooks.path,

@@ -206,3 +206,26 @@ def webhook_router(rt: Any, connection: str, path: str, secret: HeaderSecret,
         return answer(200, ulid=stored.key, duplicate=stored.duplicate)
 
     return router
+
+
+def drift_router(rt: Any) -> APIRouter:
+    """`GET /api/procore/drift/{flow}`: the drift report of a flow writing to Procore, as JSON (behind
+    the operators' API guard, viewer role). The flow computes it (`procore_drift()`); 404 for a flow
+    that is not configured or offers none."""
+    from fastapi import Depends
+
+    from ml_connector.server.api_auth import admin_guard
+    from ml_connector.server.roles import api_role
+
+    router = APIRouter(dependencies=[Depends(admin_guard(rt.db, rt.config.server)), Depends(api_role("viewer"))])
+
+    @router.get("/api/procore/drift/{flow}", tags=["procore"])
+    async def drift(flow: str) -> JSONResponse:
+        if flow not in rt.config.flows:
+            return JSONResponse({"error": f"no flow {flow!r}"}, status_code=404)
+        compute = getattr(rt.flow(flow), "procore_drift", None)
+        if compute is None:
+            return JSONResponse({"error": f"flow {flow!r} has no Procore drift report"}, status_code=404)
+        return JSONResponse(await anyio.to_thread.run_sync(compute))
+
+    return router
