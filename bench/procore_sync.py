@@ -12,7 +12,7 @@ bound by the company budget. Reported:
 - the wall time of the sync;
 - SAP calls (SOAP-RFC) per 1,000 PO lines written.
 
-Not part of `make bench` yet (bench/run_all.py is shared); results go to stdout as JSON.
+Part of `make bench` (bench/run_all.py, scenario `procore`); results go to stdout as JSON.
 """
 
 from __future__ import annotations

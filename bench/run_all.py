@@ -26,6 +26,8 @@ Scenarios:
  9. SAP Concur → SAP Business One (bench/concur_b1.py): two scheduled syncs, each its own process
     after new approved reports: journal entries/s, Service Layer logins per 1,000 entries (one per
     session lifetime: the second run reuses the first's session), Concur token requests.
+ procore. SAP ECC → Procore weekly sync against a scaled company budget (bench/procore_sync.py, its
+    own process): writes per hour as a fraction of the budget, 429s, wall time, SAP calls per 1,000 PO lines.
 
 Results are ratios and rates measured within one run (these machines are noisy).
 
@@ -368,6 +370,27 @@ class Bench:
                           res["peak_in_flight"] <= res["concurrency_cap"])
         self.report.check("6", "SYSTEM_FAILUREs", str(res["system_failures"]), "0", res["system_failures"] == 0)
 
+    def s_procore(self) -> None:
+        # Both emulators and the CLI run in bench/procore_sync.py's processes, not in this one.
+        size = ["--hour", "10", "--budget", "200"] if self.args.quick else []
+        out = subprocess.run([sys.executable, "-m", "bench.procore_sync", *size], cwd=ROOT,
+                             capture_output=True, text=True, timeout=1800, env=_child_env())
+        if out.returncode != 0 or "{" not in out.stdout:
+            raise RuntimeError(f"bench.procore_sync exited {out.returncode}:\n{out.stderr[-2000:]}")
+        res = json.loads(out.stdout[out.stdout.index("{"):])
+        self.data["procore"] = res
+        r = self.report
+        r.check("procore", "sync exit code", str(res["exit_code"]), "0", res["exit_code"] == 0)
+        frac = float(res["writes_per_hour_fraction_of_budget"])
+        r.check("procore", "records written per hour / company budget", f"{frac:.3f}",
+                f">= {TARGET_LIMIT_FRACTION}", frac >= TARGET_LIMIT_FRACTION)
+        r.check("procore", "429s answered by Procore", str(res["procore_429"]), "0", res["procore_429"] == 0)
+        r.info("procore", "requests per hour / company budget", f"{res['requests_fraction_of_budget']:.3f}")
+        r.info("procore", f"wall time of the weekly sync ({res['projects_with_commitments']} projects with "
+               "commitments)", _fmt_s(float(res["wall_seconds"])))
+        r.info("procore", "SAP calls per 1,000 PO lines", f"{res['sap_calls_per_1000_po_lines']}")
+        r.info("procore", "written", json.dumps(res["written"]))
+
     def s7_agent(self) -> None:
         # Budget raised on both paths, agent in its own process: see bench/agent_dispatch.py.
         size = ["--samples", "100", "--calls", "200", "--cross-samples", "10"] if self.args.quick else []
@@ -463,6 +486,8 @@ class Bench:
             self.scenario("6", "SAP ECC postings with the call cap honoured", self.s6_postings)
             self.scenario("7", "agent dispatch latency and throughput vs calling SAP directly", self.s7_agent)
             self.scenario("9", "SAP Concur → SAP Business One journal entries, two scheduled runs", self.s9_concur_b1)
+            self.scenario("procore", "SAP ECC → Procore weekly sync against the company's hourly budget",
+                          self.s_procore)
             missed_speed = any(c["scenario"] == "1" and c["figure"].startswith("records/s") and c["result"] == "MISS"
                                for c in self.report.checks)
             if self.args.profile or (missed_speed and not self.args.no_profile):

@@ -5,6 +5,7 @@ change SAP or the Procore emulator's switches and sync again."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -17,7 +18,7 @@ from ml_connector.systems.sap_ecc.sandbox.seed_construction import post_labor_di
 from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_purchase_order
 from tests.support import Env, summary, summary_rows
 from tests.support.env import SUMMARY_COLUMNS
-from tests.support.procore import FLOW, procore_admin, procore_env, procore_stats
+from tests.support.procore import FLOW, contract_project, procore_admin, procore_client, procore_env, procore_stats
 from tests.support.receivers import Receiver
 
 # Cost center 1300 (IT Services) is read but not mapped: its lines wait for a mapping.
@@ -199,3 +200,34 @@ def test_direct_cost_created_but_answer_lost_is_found_not_duplicated(world):
     mine = [d for d in procore.direct_costs.values() if d["direct_cost_date"] == "2025-06-23"]
     assert len(mine) == 1 and [li["amount"] for li in mine[0]["line_items"]] == ["4242.42"]
     assert sum(Decimal(li["amount"]) for d in procore.direct_costs.values() for li in d["line_items"]) != 0
+
+
+def drift(env: Env) -> list[dict[str, str]]:
+    out = env.cli("procore", "drift", FLOW, "--json", check=False)
+    assert out.returncode in (0, 1), out.stderr
+    report = json.loads(out.stdout)
+    assert report["compared"]["commitment"] > 20 and report["in_sync"] == (out.returncode == 0)
+    return list(report["drift"])
+
+
+def test_drift_report_names_a_contract_line_edited_in_procore(world):
+    handles, env = world
+    before = drift(env)
+    # What Procore holds matches SAP; only POs of cost center 1300, which the mapping set by an earlier
+    # test now places in project 26-007 (they stay in their plant's project), are missing from 26-007.
+    assert {d["what"] for d in before if d["kind"] == "commitment"} <= {"missing"}
+    client = procore_client(handles["procore"])
+    contract = next(c for c in handles["procore"].state.contracts.values() if len(c["line_items"]) > 1
+                    and c["origin_id"].startswith("SAP-PO-"))
+    pid, cid = int(contract["project_id"]), int(contract["id"])
+    line = client.po_line_items(pid, cid)[1]
+    edited = Decimal(str(line["amount"])) + Decimal("1234.56")
+    client.sync_po_line_items(pid, cid, [{"origin_id": line["origin_id"], "amount": f"{edited:.2f}"}])
+    after = drift(env)
+    assert [d for d in after if d not in before] == [{
+        "kind": "commitment", "origin_id": contract["origin_id"], "project": contract_project(handles, pid),
+        "what": "differs", "line": line["origin_id"], "field": "amount", "sap": str(Decimal(str(line["amount"]))),
+        "procore": f"{edited:.2f}"}]
+    # The human table names it too.
+    text = env.cli("procore", "drift", FLOW, check=False, extra_env={"COLUMNS": "250"}).stdout
+    assert line["origin_id"] in text and f"{edited:.2f}" in text

@@ -95,3 +95,42 @@ def procore_client(handle: SandboxHandle, *, secret: str | None = None) -> Proco
     """A client on the emulator with its own in-memory token store (no runtime)."""
     client: ProcoreClient = client_for(handle.info, secret=secret)
     return client
+
+
+WEBHOOK_SECRET = "procore_webhook_authorization"
+WEBHOOK_PATH = "/procore/webhooks"
+
+
+def enable_webhooks(env: Env, authorization: str) -> None:
+    """Receive Procore's webhooks on the control plane (connection `procore`), the hook's header in the vault."""
+    text = env.config.read_text()
+    marker = "      client_secret_secret: " + PROCORE_SECRET + "\n"
+    assert marker in text
+    env.config.write_text(text.replace(marker, marker + f"    webhooks: {{path: {WEBHOOK_PATH}, "
+                                                         f"authorization_secret: {WEBHOOK_SECRET}}}\n", 1))
+    store_secrets(env, {WEBHOOK_SECRET: authorization})
+
+
+def add_hook(client: ProcoreClient, url: str, authorization: str, resources: tuple[str, ...]) -> int:
+    """A company hook to `url` sending `authorization`, triggered on create and update of `resources`
+    (through the emulator's webhooks API)."""
+    hook = client.request("POST", "/rest/v1.0/webhooks/hooks", json={
+        "company_id": client.company_id,
+        "hook": {"api_version": "v2.0", "destination_url": url,
+                 "destination_headers": {"Authorization": authorization}}}).json()
+    for resource in resources:
+        for event_type in ("create", "update"):
+            client.request("POST", f"/rest/v1.0/webhooks/hooks/{hook['id']}/triggers",
+                           json={"company_id": client.company_id,
+                                 "trigger": {"resource_name": resource, "event_type": event_type}})
+    return int(hook["id"])
+
+
+def hook_deliveries(client: ProcoreClient, hook_id: int) -> list[dict[str, Any]]:
+    return list(client.iterate(f"/rest/v1.0/webhooks/hooks/{hook_id}/deliveries",
+                               {"company_id": client.company_id}))
+
+
+def contract_project(handles: dict[str, SandboxHandle], project_id: int) -> str:
+    """The project number of a Procore project id (the emulator's state)."""
+    return str(handles["procore"].state.projects[project_id]["project_number"])

@@ -25,9 +25,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ConfigDict, Field
+
 from ml_connector.core import mapping
 from ml_connector.core.flow import Flow, RunContext, Stream
 from ml_connector.core.ledger import Desired, Parked
+from ml_connector.core.settings import SettingsModel
 from ml_connector.systems.procore.targets import DirectCostsTarget, PurchaseOrderContractsTarget, VendorsTarget
 from ml_connector.systems.sap_ecc.sources import CostLineSource, PurchaseOrderSource, VendorSource
 
@@ -200,6 +203,25 @@ def cost_lines_to_direct_cost(key: str, group: dict[str, Any], *, mapped: Mapped
 STREAMS = ("vendors", "purchase_orders", "cost_allocations")
 
 
+class Options(SettingsModel):
+    """The flow's `options` in ml-connector.yaml, validated when the configuration is loaded (a wrong
+    type or an unknown key is refused there, with file, line and field); `_build` reads them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    company_codes: list[str] = ["1000"]           # BUKRS read
+    page_size: int = Field(default=200, ge=1, le=100_000)
+    vendor_page_size: int = Field(default=1000, ge=1, le=100_000)
+    overlap_seconds: float = Field(default=3600, ge=0)
+    po_from: str | None = None                    # POs created on or after (2024-10-01 or 20241001)
+    postings_from: str | None = None              # BSEG lines posted on or after
+    cost_centers: list[str] | None = None         # cost centers whose GL lines become direct costs (None: all)
+    direct_cost_type: str = "expense"
+    po_status: str = "Approved"
+    internal_vendor: str = "SAP-INTERNAL"
+    internal_vendor_name: str = "Internal cost allocations (SAP)"
+
+
 def _dats_option(value: Any, default: str = "00000000") -> str:
     """An option date (2025-01-31 or 20250131) as DATS."""
     text = str(value or "").replace("-", "").strip()
@@ -254,6 +276,13 @@ class SapEccProcoreFlow(Flow):
         streams = {s.name: s for s in (vendors, purchase_orders, cost_allocations)}
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
+
+    def procore_drift(self) -> dict[str, Any]:
+        """The drift report (flows/_sap_ecc_procore_drift.py) as JSON; the control plane's
+        `GET /api/procore/drift/{flow}` (systems/procore) asks a flow for it by this name."""
+        from ml_connector.flows._sap_ecc_procore_drift import drift_report
+
+        return drift_report(self.runtime, self.name).to_dict()
 
 
 FLOW = SapEccProcoreFlow

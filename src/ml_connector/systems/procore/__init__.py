@@ -6,6 +6,7 @@ import the client and the emulator only when called.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ml_connector.core.registry import Emulator, SystemEntry, lazy
@@ -46,6 +47,26 @@ def _restore(state: Any, snap: dict[str, Any]) -> None:
     state.restore(snap)
 
 
+def _vault_value(rt: Any, secret_name: str) -> Callable[[], str]:
+    return lambda: str(rt.vault.get(secret_name) or "")
+
+
+def _routers(rt: Any) -> list[Any]:
+    """The drift report's JSON API (with any `procore` connection), and Procore's webhooks for every
+    `procore` connection with `webhooks:` configured."""
+    from ml_connector.systems.procore.settings import ProcoreConnection
+    from ml_connector.systems.procore.webhook_receiver import HeaderSecret, drift_router, webhook_router
+
+    routers: list[Any] = []
+    if any(isinstance(cfg, ProcoreConnection) for cfg in rt.config.connections.values()):
+        routers.append(drift_router(rt))
+    for name, cfg in rt.config.connections.items():
+        if isinstance(cfg, ProcoreConnection) and cfg.webhooks is not None:
+            routers.append(webhook_router(rt, name, cfg.webhooks.path,
+                                          HeaderSecret(_vault_value(rt, cfg.webhooks.authorization_secret))))
+    return routers
+
+
 ENTRY = SystemEntry(
     name=NAME,
     settings=ProcoreConnection,
@@ -58,4 +79,5 @@ ENTRY = SystemEntry(
     emulator=Emulator(default_port=8050, new_state=_new_state,
                       create_app=lazy("ml_connector.systems.procore.sandbox.app", "create_app"), info=_info,
                       snapshot=_snapshot, restore=_restore, started_by_default=False),
+    routers=_routers,
 )

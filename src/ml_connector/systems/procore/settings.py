@@ -19,6 +19,15 @@ class RateLimit(SettingsModel):
     period: Duration
 
 
+class ProcoreWebhooks(SettingsModel):
+    """Procore's webhooks received by the control plane (a hint that a stream should run)."""
+
+    path: str = Field(pattern=r"^/[A-Za-z0-9/_-]*$",
+                      description="The control plane's path the hook's destination_url points at")
+    authorization_secret: SecretName = Field(
+        description="Vault secret holding the exact Authorization header value configured on the hook")
+
+
 class ProcoreConnection(SettingsModel):
     type: Literal["procore"]
     base_url: str | None = Field(default=None, description="API host; default from systems/procore/provider.yaml")
@@ -27,6 +36,7 @@ class ProcoreConnection(SettingsModel):
     auth: ProcoreAuth
     limits: RateLimit | None = None
     timeout: Duration = 60.0
+    webhooks: ProcoreWebhooks | None = Field(default=None, description="Receive Procore's webhooks")
 
     def _url(self, given: str | None, key: str) -> str:
         if given:

@@ -131,6 +131,9 @@ def _amount(value: Any) -> Decimal:
 class VendorsTarget(Target):
     compared = ("name", "city", "country_code", "origin_code", "origin_data")
 
+    #: Procore webhook resources whose events hint that this stream's records may have changed.
+    WEBHOOK_RESOURCES = ("Company Vendors",)
+
     def __init__(self, connection: str) -> None:
         self.connection = connection
         self.batch_size = procore_facts().batch.max_items  # one sync action per write call
@@ -171,6 +174,9 @@ class VendorsTarget(Target):
 
 class PurchaseOrderContractsTarget(Target):
     batch_size = 100
+
+    #: Procore webhook resources whose events hint that this stream's records may have changed.
+    WEBHOOK_RESOURCES = ("Purchase Order Contracts", "Purchase Order Contract Line Items")
 
     def __init__(self, connection: str) -> None:
         self.connection = connection
@@ -250,6 +256,9 @@ class PurchaseOrderContractsTarget(Target):
 
 class DirectCostsTarget(Target):
     batch_size = 50
+
+    #: Procore webhook resources whose events hint that this stream's records may have changed.
+    WEBHOOK_RESOURCES = ("Direct Costs", "Direct Cost Line Items")
 
     def __init__(self, connection: str, *, vendor_origin_id: str, vendor_name: str) -> None:
         self.connection = connection
