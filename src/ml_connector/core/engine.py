@@ -423,14 +423,16 @@ def _begin_step(flow: str, stream: str, mode: str, run_id: str) -> None:
         cur = ledger.load_cursor(sess, flow, stream)
         if cur.get("run") == run_id:
             return  # re-executed after a crash: the run's state is already set up
+        # The run is recorded before its source reads where to start: a hint (`hint_sync`) that does
+        # not see this row yet was for data stored before that read, so this run covers it.
+        if sess.get(RunRow, run_id) is None:
+            sess.add(RunRow(run_id=run_id, flow=flow, stream=stream, mode=mode, status="running",
+                            counts={"read": 0, "unchanged": 0, "parked": 0, "staged": 0}))
     state = s.begin(ctx, cur.get("kept", {}) if mode != "full" else {})
     with rt.db.session() as sess:
         cur = ledger.load_cursor(sess, flow, stream)
         ledger.save_cursor(sess, flow, stream, {"run": run_id, "mode": mode, "state": state, "batch": 0,
                                                 "done": False, "kept": cur.get("kept", {})})
-        if sess.get(RunRow, run_id) is None:
-            sess.add(RunRow(run_id=run_id, flow=flow, stream=stream, mode=mode, status="running",
-                            counts={"read": 0, "unchanged": 0, "parked": 0, "staged": 0}))
         # Which process ran it: on SQLite one worker per database, so this names that worker.
         audit.record(sess, "run.started", flow=flow, stream=stream, run_id=run_id,
                      detail={"mode": mode, "host": socket.gethostname(), "pid": os.getpid()})
@@ -922,6 +924,22 @@ def start_sync(flow: str, stream: str, *, full: bool = False, run_id: str | None
     mode = "full" if full else "incremental"
     wid = run_id or run_id_for(rt, flow, stream, mode)
     _enqueue(SYNC_QUEUE, SYNC_WORKFLOW, wid, flow, stream, mode, partition_key=f"{flow}:{stream}")
+    return wid
+
+
+def hint_sync(flow: str, stream: str) -> str:
+    """New data for the stream has been stored (e.g. an IDoc pushed by SAP): start an incremental run
+    now rather than at the next scheduled window. The ID is the generation after the stream's last
+    started run, so hints that arrive before the next run starts are that one run, and a hint that
+    arrives once it has started (its source may have read past the new data) queues one more after it
+    (runs of a stream are serialized by the queue's partition)."""
+    rt = runtime()
+    rt.flow(flow).stream(stream)
+    with rt.db.session() as sess:
+        started = sess.scalar(select(func.count()).select_from(RunRow).where(
+            RunRow.flow == flow, RunRow.stream == stream)) or 0
+    wid = f"sync:{flow}:{stream}:incremental:h{int(started) + 1}"
+    _enqueue(SYNC_QUEUE, SYNC_WORKFLOW, wid, flow, stream, "incremental", partition_key=f"{flow}:{stream}")
     return wid
 
 
