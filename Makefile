@@ -23,15 +23,19 @@ demo: venv
 
 # The scale-out tests need a Postgres server: scripts/postgres.sh installs
 # Debian's package if missing and starts a throwaway cluster on loopback.
+# The console's browser tests need Chromium: scripts/chromium.sh installs Debian's
+# chromium and chromium-driver if missing (MLC_REQUIRE_BROWSER: no skipping here).
 test: venv
 	@eval "$$(scripts/postgres.sh start)" && \
 	export MLC_TEST_PG_URL && \
+	eval "$$(scripts/chromium.sh)" && \
+	export MLC_CHROMIUM MLC_CHROMEDRIVER MLC_REQUIRE_BROWSER=1 && \
 	$(VENV)/bin/ruff check src tests $(wildcard bench) && \
 	$(VENV)/bin/mypy && \
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 test-fast: venv
-	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow"
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow and not browser"
 
 # The fault matrix: every flow's write path under the sandboxes' faults (and the SIGKILL tests),
 # then a table of duplicates and losses per stream and fault (all zero). `make test` runs it too.

@@ -26,7 +26,7 @@ from ml_connector.cli_common import (
     load,
     runtime,
 )
-from ml_connector.flows._sap_ecc_sfmc_cli import register_commands as register_audience_commands
+from ml_connector.cli_reconcile import register_commands as register_reconcile_commands
 from ml_connector.server.cli import register_commands as register_server_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -46,8 +46,13 @@ _fail = fail
 def _setup_logging() -> None:
     from ml_connector.core.redact import install_log_redaction
 
-    logging.basicConfig(level=os.environ.get("MLC_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("MLC_LOG_LEVEL", "WARNING")
+    if os.environ.get("MLC_LOG_FORMAT", "text").lower() == "json":  # one JSON object per line (core/jsonlog.py)
+        from ml_connector.core.jsonlog import use_json_logs
+
+        use_json_logs(level)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
 
 
@@ -505,7 +510,20 @@ def demo(workdir: Path = typer.Option(Path("demo"), help="Where the demo keeps i
 
 register_agent_commands(app)  # `agent`: the on-prem agent
 register_server_commands(app)  # `api-tokens`, `agents`: the control plane
-register_audience_commands(app)  # `audience`: SAP ECC → Marketing Cloud send-list checks
+
+
+def register_contributed_commands(app: typer.Typer) -> None:
+    """Commands a flow or system contributes (entry point group `ml_connector.commands`: a function
+    taking the typer app), so that the CLI names none of them."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        ep.load()(app)
+
+
+COMMANDS_GROUP = "ml_connector.commands"
+register_contributed_commands(app)  # e.g. `audience` (SAP ECC → Marketing Cloud send-list checks)
+register_reconcile_commands(app)  # `reconcile FLOW --period YYYY-MM`
 
 
 def main() -> None:

@@ -275,7 +275,7 @@ def _mapping_table(value: Any) -> Any:
 
 class FlowConfig(_Model):
     pair: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = Field(
-        description="The flow module flows/<pair>.py, e.g. sap_ecc_ramp"
+        description="The flow module flows/<pair>.py (a module of ml_connector.flows, or one a package declares)"
     )
     source: str = Field(description="A connection name")
     target: str = Field(description="A connection name")
@@ -332,17 +332,51 @@ class AlertWebhook(_Model):
         return self
 
 
-class AlertsConfig(_Model):
-    """Where operators are told about an agent going offline or coming back, and failed runs."""
+class AlertEmail(_Model):
+    """Alerts by email over SMTP; the password is a vault secret."""
 
-    webhooks: list[AlertWebhook] = Field(min_length=1)
+    host: str = Field(min_length=1, description="SMTP server")
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (port 587), tls (implicit TLS, port 465), none (a trusted relay)")
+    username: str | None = None
+    password_secret: SecretName | None = Field(default=None, description="Vault secret holding the password")
+    ca_file: str | None = Field(default=None, description="A private CA to trust (default: the system's)")
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="From address")
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _login_needs_password(self) -> AlertEmail:
+        if (self.username is None) != (self.password_secret is None):
+            raise PydanticCustomError("email", "give both 'username' and 'password_secret', or neither")
+        return self
+
+
+class AlertsConfig(_Model):
+    """Where operators are told about what needs a person: agents going offline or coming back, failed
+    runs, records parked too long, stale streams."""
+
+    webhooks: list[AlertWebhook] = Field(default_factory=list)
+    email: AlertEmail | None = None
     events: list[Annotated[str, AfterValidator(_alert_event)]] = Field(
-        default_factory=lambda: ["agent.offline", "agent.online", "run.failed"], min_length=1)
+        default_factory=lambda: ["agent.offline", "agent.online", "run.failed", "records.failed", "record.parked",
+                                 "records.parked", "stream.stale"],
+        min_length=1)
+    parked_after: Duration = Field(default=86400.0, description="records.parked: a record parked longer than this")
+    stale_factor: float = Field(default=2.0, ge=1.0, description="stream.stale: no successful run for this many "
+                                "of the flow's schedule periods")
+    check_every: Duration = Field(default=300.0, ge=1.0, description="How often these conditions are checked")
     interval: Duration = Field(default=900.0, description="At most one alert per event and agent "
                                "(or flow/stream) per this long")
     timeout: Duration = Field(default=5.0, le=60, description="Per delivery attempt")
     attempts: int = Field(default=3, ge=1, le=10)
     backoff: Duration = Field(default=1.0, le=300, description="Before the 2nd attempt, doubled for each further")
+
+    @model_validator(mode="after")
+    def _a_receiver(self) -> AlertsConfig:
+        if not self.webhooks and self.email is None:
+            raise PydanticCustomError("alerts", "give at least one receiver: 'webhooks' or 'email'")
+        return self
 
 
 # --------------------------------------------------------------------------- the file
@@ -972,7 +1006,7 @@ connections:
 #     - {{url: https://alerts.example.com/hook, format: json,
 #        secret_header: {{name: X-Alert-Token, value_secret: alert_token}}}}
 #     - {{url_secret: slack_webhook_url, format: slack}}
-#   events: [agent.offline, agent.online, run.failed]
+#   events: [agent.offline, agent.online, run.failed, records.parked]
 #   interval: 15m            # also: timeout: 5s, attempts: 3, backoff: 1s
 
 # What moves where, and when.

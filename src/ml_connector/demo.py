@@ -157,10 +157,13 @@ def run_demo(workdir: Path, *, vendors: int = 3000, console: Console | None = No
             f"  • the configuration: {rel}; the database and audit trail: {workdir / 'data'}\n"
             "  • real systems: see README.md, 'Pointing it at real systems'")
         from ml_connector.demo_concur_b1 import run_concur_b1_demo
+        from ml_connector.demo_ecc_procore import run_ecc_procore_demo
         from ml_connector.demo_ecc_sfmc import run_ecc_sfmc_demo  # the SAP ECC → Marketing Cloud pair
 
-        code = max(code, run_concur_b1_demo(workdir, console))
-        return max(code, run_ecc_sfmc_demo(workdir, console))
+        # The other pairs, each on its own sandboxes and working directory; any failing fails the demo.
+        for pair_demo in (run_concur_b1_demo, run_ecc_procore_demo, run_ecc_sfmc_demo):
+            code = max(code, pair_demo(workdir, console))
+        return code
     finally:
         for h in handles.values():
             h.stop()

@@ -150,3 +150,34 @@ def test_dry_run_shows_sap_check_results_and_writes_nothing(world):
     assert len(ecc.data.rows("BKPF", ecc.client)) == before
     assert len(handles["ramp"].state.syncs) == syncs_before
     assert ramp_bill(env, good["id"])["sync_status"] == "NOT_SYNCED"
+
+
+def test_month_end_reconciliation_explains_what_is_not_posted_yet(world, tmp_path):
+    handles, env = world
+    v = postable_vendor(handles, 7)
+    month = {"issued_at": "2025-11-10", "due_at": "2025-12-10"}
+    posted = add_bill(env, v, [{"amount": "100", "gl_account": "0000600000", "cost_center": "0000001000"},
+                               {"amount": "50", "gl_account": "0000600000", "cost_center": "0000001100"}],
+                      invoice_number="INV-700", **month)
+    env.cli("sync", FLOW, check=False)  # earlier tests' refused bills fail again; this one posts
+    assert len(sap_documents(handles, posted["id"])) == 1
+    waiting = add_bill(env, v, [{"amount": "300", "gl_account": "0000630000", "cost_center": "0000001300"}],
+                       invoice_number="INV-701", **month)  # approved in Ramp, not synced yet
+    csv_path, html_path = tmp_path / "rec.csv", tmp_path / "rec.html"
+    out = env.cli("reconcile", FLOW, "--period", "2025-11", "--csv", str(csv_path), "--html", str(html_path),
+                  check=False)
+    assert out.returncode == 1 and "1 difference(s)" in out.stdout
+    rows = csv_path.read_text().splitlines()
+    assert rows[0] == "company code,GL account,cost center,Ramp,SAP ECC,difference,record,why"
+    assert "1000,600000,1000,100.00,100.00,0.00,," in rows
+    assert "1000,600000,1100,50.00,50.00,0.00,," in rows
+    assert "1000,630000,1300,300.00,0,300.00,," in rows
+    assert f"1000,630000,1300,300.00,0,300.00,{waiting['id']},not in the target yet (not synced): INV-701" in rows
+    report = html_path.read_text()
+    assert "1 difference(s)." in report and waiting["id"] in report and "<script" not in report
+    env.cli("sync", FLOW, check=False)
+    assert len(sap_documents(handles, waiting["id"])) == 1
+    again = env.cli("reconcile", FLOW, "--period", "2025-11")
+    assert "the systems tie out" in again.stdout
+    bad = env.cli("reconcile", FLOW, "--period", "2025-13", check=False)
+    assert bad.returncode == 2 and "expected YYYY-MM" in bad.stderr

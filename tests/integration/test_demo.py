@@ -29,11 +29,16 @@ def test_demo_twice(tmp_path, monkeypatch):
     assert len(rows) == 3 and rows[0][1] > 0  # vendors, GL accounts, cost centers created
     pair = summary_rows(demo_part(first.getvalue(), "SAP Concur expense reports"))
     assert len(pair) == 2  # the Concur → Business One pair's two streams
+    procore = demo_part(first.getvalue(), "SAP ECC → Procore")
+    # Procore: vendors, purchase orders, cost allocations, each writing; SAP and Procore tie out
+    assert [r[1] > 0 for r in summary_rows(procore)] == [True] * 3
+    assert "SAP and Procore tie out" in procore and "DIFFER" not in procore
     assert run_demo(tmp_path / "demo", vendors=200, console=Console(file=second, width=200)) == 0
     again = summary_rows(demo_part(second.getvalue(), "SAP ECC vendors → Ramp"))
     again += summary_rows(demo_part(second.getvalue(), "SAP Concur expense reports"))
+    again += summary_rows(demo_part(second.getvalue(), "SAP ECC → Procore"))
     # created, adopted, updated, deactivated: zero writes
-    assert len(again) == 3 + 2 and all(r[1] == r[2] == r[3] == r[4] == 0 for r in again)
+    assert len(again) == 3 + 2 + 3 and all(r[1] == r[2] == r[3] == r[4] == 0 for r in again)
     # The agent ran the SAP calls; the control plane never held the SAP password.
     audit = [json.loads(x) for x in (tmp_path / "demo" / "agent" / "agent-audit.jsonl").read_text().splitlines()]
     assert any(e["event"] == "call.executed" and e["function"] == "RFC_READ_TABLE" for e in audit)

@@ -54,8 +54,8 @@ def test_config_accepts_the_registered_type_and_checks_its_settings(example_regi
     assert ei.value.problems == ["ml-connector.yaml:8: connections.ex.timout: unknown key 'timout'; "
                                  "did you mean 'timeout'?"]
     with pytest.raises(ConfigError) as ei:
-        parse_config(CONFIG.format(url="http://127.0.0.1:1").replace("type: example", "type: procore"))
-    assert f"expected one of {one_of([*IN_TREE, 'example'])}, got 'procore'" in ei.value.problems[0]
+        parse_config(CONFIG.format(url="http://127.0.0.1:1").replace("type: example", "type: netsuite"))
+    assert f"expected one of {one_of([*IN_TREE, 'example'])}, got 'netsuite'" in ei.value.problems[0]
 
 
 def test_sandbox_serves_it_and_keeps_its_state(example_registered: None, tmp_path: Path) -> None:

@@ -29,8 +29,13 @@ def running_sandboxes(**kw: Any) -> Iterator[dict[str, SandboxHandle]]:
 def start_sandbox(prefix: list[str] | None = None, host: str = "127.0.0.1",
                   system: str = "sap_ecc") -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """`ml-connector sandbox` in its own process; the connection info of `system` (sap_ecc, ramp, sap_b1)."""
-    p = subprocess.Popen([*(prefix or []), str(BIN), "sandbox", "--json", "--host", host, "--port", "sap_ecc=0",
-                          "--port", "ramp=0", "--port", "sap_b1=0", "--port", "sfmc=0", "--vendors", "20"],
+    # Every emulator `sandbox` starts by default on a free port: its default port may be taken by a
+    # parallel test.
+    from ml_connector.core import registry
+
+    ports = [a for e in registry.with_emulator() if e.emulator is not None and e.emulator.started_by_default
+             for a in ("--port", f"{e.name}=0")]
+    p = subprocess.Popen([*(prefix or []), str(BIN), "sandbox", "--json", "--host", host, *ports, "--vendors", "20"],
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     line = p.stdout.readline()

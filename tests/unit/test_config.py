@@ -371,11 +371,15 @@ def test_alerts_errors_name_line_and_field() -> None:
     assert "ml-connector.yaml:4: alerts.webhooks[1]: give exactly one of 'url' or 'url_secret'" in text
     assert "alerts.webhooks[2].secret_header.secret: 'secret' must not hold a secret value" in text
     assert "s3cr3t-value" not in text
-    assert ("ml-connector.yaml:6: alerts.events[0]: expected one of agent.offline, agent.online, run.failed, "
-            "sync.gap") in text
+    from ml_connector.core.alerts import ALERT_EVENTS
+
+    assert f"ml-connector.yaml:6: alerts.events[0]: expected one of {', '.join(ALERT_EVENTS)}, got 'agent.gone'" in text
     assert "ml-connector.yaml:7: alerts.interval: expected a duration" in text
-    with pytest.raises(ConfigError, match=r"alerts.webhooks: expected at least 1 item"):
+    with pytest.raises(ConfigError, match=r"alerts: give at least one receiver: 'webhooks' or 'email'"):
         parse_config("alerts: {webhooks: []}\n")
+    with pytest.raises(ConfigError, match=r"alerts.email: give both 'username' and 'password_secret', or neither"):
+        parse_config("alerts: {email: {host: smtp.example.com, sender: a@example.com, to: [b@example.com], "
+                     "username: u}}\n")
 
 
 # --------------------------------------------------------------------------- flow pairs and streams

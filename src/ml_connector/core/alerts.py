@@ -1,4 +1,5 @@
-"""Alerts to operators: webhooks (JSON or Slack incoming-webhook) for events that need a person.
+"""Alerts to operators: webhooks (JSON or Slack incoming-webhook) and email (SMTP) for events that need
+a person.
 
 Knows no external system. The code where an event happens (server/agents/service.py: an agent goes
 offline or comes back; core/engine.py: a sync run failed) builds an `Alert` and
@@ -42,8 +43,15 @@ from ml_connector.core.models import AlertOutboxRow, AlertThrottleRow
 
 log = logging.getLogger(__name__)
 
-#: The events an alert can be configured for.
-ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "sync.gap")
+#: The events an alert can be configured for. A condition's event (core/conditions.py) also sends
+#: `<event>.cleared` when the condition ends (`records.failed`: a flow has records whose write failed;
+#: `records.parked`: records parked longer than a threshold; `record.parked`, sent by the engine when a
+#: page parks records on a missing mapping, throttled per flow/stream, has no `.cleared`;
+#: `stream.stale`: no successful run for longer than the stream's freshness target;
+#: `sync.gap`: a change in the source not visible in the target within the flow's lag, sent by the flow).
+ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "records.failed", "record.parked", "records.parked",
+                "stream.stale", "sync.gap")
+CLEARED = ".cleared"
 DEFAULT_INTERVAL = 900.0  # one alert per (event, subject) per 15 min: a flapping agent must not spam
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_ATTEMPTS = 3
@@ -64,6 +72,21 @@ class Webhook:
     format: str = "json"  # json | slack
     header_name: str | None = None
     header_secret: str | None = None  # vault secret with the header's value
+
+
+@dataclass(frozen=True)
+class EmailChannel:
+    """An SMTP receiver: `security` starttls (default, port 587), tls (implicit, port 465) or none (a relay
+    on a network you trust); the password is the vault secret `password_secret`, read at send time."""
+
+    host: str
+    port: int
+    sender: str
+    to: tuple[str, ...]
+    security: str = "starttls"
+    username: str | None = None
+    password_secret: str | None = None
+    ca_file: str | None = None  # a private CA to trust (default: the system's)
 
 
 @dataclass
@@ -132,13 +155,16 @@ class _Failed(Exception):
 class Alerter:
     def __init__(self, db: Database, vault: Any, webhooks: list[Webhook], *,
                  events: list[str] | tuple[str, ...] = ALERT_EVENTS, settings: AlertSettings | None = None,
-                 transport: httpx.BaseTransport | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 transport: httpx.BaseTransport | None = None, clock: Clock = SYSTEM_CLOCK,
+                 emails: list[EmailChannel] | None = None) -> None:
         self.db = db
         # Wall time of the outbox (due, leases, done, purge). Waits on the loop's threading events
         # stay on the real clock: a test's clock would never wake them.
         self.clock = clock
         self.vault = vault
         self.webhooks = list(webhooks)
+        # Outbox rows name their receiver by index: the webhooks first, then the email channels.
+        self.emails = list(emails or [])
         self.events = frozenset(events)
         self.settings = settings or AlertSettings()
         self._transport = transport
@@ -149,7 +175,8 @@ class Alerter:
         self._progress = threading.Condition()  # notified after each delivery round (for flush)
 
     def wants(self, event: str) -> bool:
-        return bool(self.webhooks) and event in self.events
+        base = event.removesuffix(CLEARED)
+        return bool(self.webhooks or self.emails) and base in self.events
 
     # ------------------------------------------------------------------ throttle and outbox
 
@@ -191,7 +218,7 @@ class Alerter:
         row.last_at, row.suppressed = alert.at, 0
         now = self.clock.now()
         stored = json.dumps(alert.to_dict(), default=str)
-        for i, _hook in enumerate(self.webhooks):  # one row per receiver: each has its own attempts
+        for i in range(len(self.webhooks) + len(self.emails)):  # one row per receiver: each has its own attempts
             session.add(AlertOutboxRow(id=f"{alert.id}:{i}", alert_id=alert.id, hook=i, event=alert.event,
                                        subject=alert.subject[:400], alert=stored, state="pending", attempts=0,
                                        next_attempt_at=now, created_at=now))
@@ -326,7 +353,8 @@ class Alerter:
         problem = ""
         try:
             if hook_index >= len(self.webhooks):
-                raise _Failed(f"webhook #{hook_index + 1} is no longer in the configuration")
+                self._attempt_email(row_id, hook_index - len(self.webhooks), alert)
+                return
             hook = self.webhooks[hook_index]
             url = hook.url or self._secret(hook.url_secret, "url_secret")
             host = urlsplit(url).hostname or "?"
@@ -352,6 +380,51 @@ class Alerter:
             problem, final = str(exc), True
         self._record(row_id, alert, host, sent, ok, final, status, problem)
 
+    def _attempt_email(self, row_id: str, index: int, alert: Alert) -> None:
+        """One email of a claimed row (SMTP with STARTTLS or implicit TLS, login from the vault)."""
+        import smtplib
+        import ssl
+        from email.message import EmailMessage
+
+        if index >= len(self.emails):
+            self._record(row_id, alert, "?", False, False, True, None,
+                         f"alert receiver #{len(self.webhooks) + index + 1} is no longer in the configuration")
+            return
+        ch = self.emails[index]
+        sent = ok = final = False
+        problem = ""
+        try:
+            password = self._secret(ch.password_secret, "email.password_secret") if ch.username else None
+            msg = EmailMessage()
+            msg["Subject"] = alert.text()[:200]
+            msg["From"] = ch.sender
+            msg["To"] = ", ".join(ch.to)
+            msg[ALERT_ID_HEADER] = alert.id
+            msg.set_content(alert.text() + "\n\n" + json.dumps(alert.payload(), indent=2, default=str))
+            ctx = ssl.create_default_context(cafile=ch.ca_file)
+            timeout = self.settings.timeout
+            sent = True
+            try:
+                smtp: smtplib.SMTP = (smtplib.SMTP_SSL(ch.host, ch.port, timeout=timeout, context=ctx)
+                                      if ch.security == "tls" else smtplib.SMTP(ch.host, ch.port, timeout=timeout))
+                with smtp:
+                    if ch.security == "starttls":
+                        smtp.starttls(context=ctx)
+                    if ch.username and password is not None:
+                        smtp.login(ch.username, password)
+                    smtp.send_message(msg)
+                ok = True
+            except smtplib.SMTPAuthenticationError as exc:
+                problem, final = f"SMTP login refused ({exc.smtp_code})", True
+            except smtplib.SMTPResponseException as exc:
+                problem = f"SMTP {exc.smtp_code}"
+                final = 500 <= exc.smtp_code < 600
+            except (OSError, smtplib.SMTPException) as exc:
+                problem = type(exc).__name__  # the text could carry addresses or server banners: type only
+        except _Failed as exc:
+            problem, final = str(exc), True
+        self._record(row_id, alert, ch.host, sent, ok, final, None, problem)
+
     def _record(self, row_id: str, alert: Alert, host: str, sent: bool, ok: bool, final: bool,
                 status: int | None, problem: str) -> None:
         now = self.clock.now()
@@ -362,6 +435,8 @@ class Alerter:
                 return
             if row.hook < len(self.webhooks):
                 fmt = self.webhooks[row.hook].format
+            elif row.hook < len(self.webhooks) + len(self.emails):
+                fmt = "email"
             row.attempts += 1 if sent else 0
             row.claimed_until = None
             if not ok and not final and row.attempts < self.settings.attempts:
@@ -388,12 +463,16 @@ class Alerter:
 
 def alerter_from_config(cfg: Any, db: Database, vault: Any) -> Alerter | None:
     """The Alerter of the configuration's `alerts:` section (None when there is none)."""
-    if cfg is None or not getattr(cfg, "webhooks", None):
+    if cfg is None or not (getattr(cfg, "webhooks", None) or getattr(cfg, "email", None)):
         return None
     hooks = [Webhook(url=w.url, url_secret=w.url_secret, format=w.format,
                      header_name=w.secret_header.name if w.secret_header else None,
                      header_secret=w.secret_header.value_secret if w.secret_header else None)
              for w in cfg.webhooks]
-    return Alerter(db, vault, hooks, events=tuple(cfg.events),
+    e = getattr(cfg, "email", None)
+    emails = [] if e is None else [EmailChannel(host=e.host, port=e.port, sender=e.sender, to=tuple(e.to),
+                                                security=e.security, username=e.username,
+                                                password_secret=e.password_secret, ca_file=e.ca_file)]
+    return Alerter(db, vault, hooks, events=tuple(cfg.events), emails=emails,
                    settings=AlertSettings(interval=cfg.interval, timeout=cfg.timeout, attempts=cfg.attempts,
                                           backoff=cfg.backoff))

@@ -526,7 +526,26 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         audit.record(sess, "page.staged", flow=flow, stream=stream, run_id=run_id,
                      detail={"batch": batch, "read": len(page.records), "changes": len(changes),
                              "unchanged": unchanged, "parked": len(parked)})
+        alert = _parked_alert(sess, rt, flow, stream, run_id, parked)
+    alerts: Alerter | None = getattr(rt, "alerts", None)
+    if alert is not None and alerts is not None:
+        alerts.dispatch(alert)  # stored with the page; sent in the background
     return {"batch": batch if added else None, "done": page.done}
+
+
+def _parked_alert(sess: Any, rt: Any, flow: str, stream: str, run_id: str,
+                  parked: list[ledger.Parked]) -> Alert | None:
+    """Records parked on missing mappings: tell the operator (throttled per flow/stream like every alert)."""
+    alerts: Alerter | None = getattr(rt, "alerts", None)
+    if not parked or alerts is None or not alerts.wants("record.parked"):
+        return None
+    waits = sorted({p.waits_for for p in parked})
+    shown = ", ".join(waits[:10]) + (f" and {len(waits) - 10} more" if len(waits) > 10 else "")
+    candidate = Alert(event="record.parked", subject=f"{flow}/{stream}", flow=flow, stream=stream, run_id=run_id,
+                      details={"parked": len(parked), "waits_for": waits[:50]},
+                      message=f"{len(parked)} record(s) of flow {flow} (stream {stream}) wait for a mapping: "
+                              f"{shown}; `ml-connector mappings set` resumes them")
+    return candidate if alerts.admit(sess, candidate) else None
 
 
 def _short(text: str) -> str:

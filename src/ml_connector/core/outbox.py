@@ -19,7 +19,8 @@ from ml_connector.core import bulk
 from ml_connector.core.db import in_chunks, padded
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
 
-STATES = ("pending", "in_flight", "posted", "failed", "uncertain", "parked", "superseded")
+#: `resolved`: an operator closed a failed or parked entry without a retry (the console's inbox, audited).
+STATES = ("pending", "in_flight", "posted", "failed", "uncertain", "parked", "superseded", "resolved")
 OPEN_STATES = ("pending", "in_flight", "uncertain")
 
 

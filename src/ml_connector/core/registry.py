@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ml_connector.core.channel import ChannelFault, Handler
+from ml_connector.core.known_errors import KnownError
 
 ENTRY_POINT_GROUP = "ml_connector.systems"
 #: The in-tree systems' package (its subpackages with an `ENTRY`), beside the entry points.
@@ -97,6 +98,8 @@ class SystemEntry:
     #: Routers it adds to the control plane's HTTP server (e.g. an endpoint the system pushes to):
     #: runtime -> routers (empty when not configured).
     routers: Callable[[Any], list[Any]] | None = None
+    #: Errors of its API explained for operators (core/known_errors.py): the console's inbox groups by them.
+    known_errors: tuple[KnownError, ...] = ()
 
 
 def lazy(module: str, name: str) -> Callable[..., Any]:

@@ -75,6 +75,19 @@ class Runtime:
                 self._connections[name] = self.channel.connect(name, cfg) if remote else entry.connect(self, name, cfg)
             return self._connections[name]
 
+    def forget_connections(self) -> None:
+        """Drop the built clients (a credential changed): each is built again, with the vault's
+        current secrets, on its next use."""
+        with self._lock:
+            old, self._connections = self._connections, {}
+        for conn in old.values():
+            close = getattr(conn, "close", None)
+            if close:
+                try:
+                    close()
+                except Exception:  # closing is best effort
+                    log.debug("closing a connection failed", exc_info=True)
+
     def ping_connection(self, name: str) -> tuple[bool, str]:
         cfg = self.config.connections.get(name)
         if cfg is None:

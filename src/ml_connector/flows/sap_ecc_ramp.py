@@ -346,6 +346,20 @@ class SapEccRampFlow(Flow):
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
 
+    @property
+    def reconciles(self) -> bool:
+        """Whether `reconcile` applies: the flow syncs bills (master data has no month-end totals)."""
+        return "bills" in self.cfg.streams
+
+    def reconcile(self, period: str) -> Any:
+        """Month-end totals of Ramp bills against SAP documents (flows/_sap_ecc_ramp_reconcile.py)."""
+        if "bills" not in self.cfg.streams:
+            raise ValueError(f"flow {self.name}: reconciliation compares the bills stream, which this flow "
+                             "does not sync")
+        from ml_connector.flows._sap_ecc_ramp_reconcile import reconcile_bills
+
+        return reconcile_bills(self, period)
+
     @staticmethod
     def _report_posted(ramp: str) -> Callable[[RunContext, Entry, Outcome], Outcome]:
         """A bill posted in SAP (or found posted) is reported to Ramp as synced; the bill stays

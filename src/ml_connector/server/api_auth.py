@@ -73,6 +73,8 @@ class ApiTokenRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: viewer | operator | admin (server/roles.py); tokens older than roles are admin (0013_console_users).
+    role: Mapped[str] = mapped_column(String(20), default="admin", server_default="admin")
 
 
 class ApiTokenError(Exception):
@@ -83,14 +85,19 @@ class ApiTokenError(Exception):
 class ApiCaller:
     token_id: str
     name: str
+    role: str = "admin"
 
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def create_token(db: Database, name: str) -> tuple[str, str]:
+def create_token(db: Database, name: str, role: str = "admin") -> tuple[str, str]:
     """A new token for `name`: (token id, the token). The token is not stored and cannot be shown again."""
+    from ml_connector.server.roles import ROLES
+
+    if role not in ROLES:
+        raise ApiTokenError(f"role {role!r}: use one of {', '.join(ROLES)}")
     if not NAME_RE.match(name):
         raise ApiTokenError(f"token name {name!r}: use letters, digits, '_', '.', '-' (at most 100), "
                             "starting with a letter or digit")
@@ -102,15 +109,15 @@ def create_token(db: Database, name: str) -> tuple[str, str]:
         if taken is not None:
             raise ApiTokenError(f"an active token named {name!r} exists ({taken}); revoke it first "
                                 "or choose another name")
-        s.add(ApiTokenRow(id=token_id, name=name, secret_hash=_hash(secret), created_at=time.time()))
-        audit.record(s, "api.token.created", detail={"token_id": token_id, "name": name})
+        s.add(ApiTokenRow(id=token_id, name=name, secret_hash=_hash(secret), created_at=time.time(), role=role))
+        audit.record(s, "api.token.created", detail={"token_id": token_id, "name": name, "role": role})
     return token_id, f"{TOKEN_PREFIX}{token_id}_{secret}"
 
 
 def list_tokens(db: Database) -> list[dict[str, Any]]:
     with db.session() as s:
         return [{"id": r.id, "name": r.name, "created_at": r.created_at, "last_used_at": r.last_used_at,
-                 "revoked_at": r.revoked_at, "state": "revoked" if r.revoked_at else "active"}
+                 "revoked_at": r.revoked_at, "state": "revoked" if r.revoked_at else "active", "role": r.role}
                 for r in s.scalars(select(ApiTokenRow).order_by(ApiTokenRow.created_at))]
 
 
@@ -148,7 +155,7 @@ def verify_token(db: Database, token: str) -> tuple[ApiCaller | None, str, str |
             return None, "bad_secret", token_id
         if row.revoked_at is not None:
             return None, "revoked_token", token_id
-        caller, last_used = ApiCaller(row.id, row.name), row.last_used_at
+        caller, last_used = ApiCaller(row.id, row.name, row.role), row.last_used_at
     if last_used is None or time.time() - last_used > LAST_USED_RESOLUTION:
         with db.session() as s:
             fresh = s.get(ApiTokenRow, token_id)
@@ -187,6 +194,8 @@ def admin_guard(db: Database, server_cfg: Any,
     def guard(request: Request,
               credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> ApiCaller | None:
         proxied = has_proxy_header(request.headers)
+        # The caller is kept on the request for the role checks of the routes (server/roles.py).
+        request.state.api_caller = None
         if not always and not proxied:
             return None
         if credentials is None or credentials.scheme.lower() != "bearer":
@@ -194,6 +203,7 @@ def admin_guard(db: Database, server_cfg: Any,
         else:
             caller, reason, token_id = verify_token(db, credentials.credentials.strip())
         if caller is not None:
+            request.state.api_caller = caller
             return caller
         client = request.client.host if request.client else ""
         refusal_audit.refused(client, reason, {"token_id": token_id, "method": request.method,

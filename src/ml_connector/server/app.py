@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from ml_connector import __version__
-from ml_connector.core import outbox
+from ml_connector.core import audit, outbox
 from ml_connector.core.models import RunRow
 from ml_connector.core.redact import redact
 from ml_connector.core.runtime import Runtime
@@ -86,6 +86,7 @@ def _schedule_text(f: Any) -> str | None:
 
 def create_app(rt: Runtime) -> FastAPI:
     from ml_connector.server.api_auth import admin_guard
+    from ml_connector.server.roles import api_actor, api_role
 
     api = FastAPI(title="ml-connector control plane", version=__version__,
                   description="Flows, runs, failures and replay of ml-connector. The operators' endpoints "
@@ -107,13 +108,17 @@ def create_app(rt: Runtime) -> FastAPI:
         return [FlowInfo(name=n, pair=f.pair, source=f.source, target=f.target, streams=list(f.streams),
                          schedule=_schedule_text(f)) for n, f in rt.config.flows.items()]
 
-    @admin.post("/api/flows/{flow}/sync", response_model=SyncStarted, status_code=202)
-    def start_sync(flow: str, req: SyncRequest) -> SyncStarted:
+    @admin.post("/api/flows/{flow}/sync", response_model=SyncStarted, status_code=202,
+                dependencies=[Depends(api_role("operator"))])
+    def start_sync(flow: str, req: SyncRequest, request: Request) -> SyncStarted:
         from ml_connector.core import engine
 
         if flow not in rt.config.flows:
             raise HTTPException(404, f"no flow named {flow!r}")
         streams = [req.stream] if req.stream else list(rt.config.flows[flow].streams)
+        with rt.db.session() as s:
+            audit.record(s, "api.sync", flow=flow, detail={"user": api_actor(request), "streams": streams,
+                                                            "full": req.full})
         try:
             return SyncStarted(run_ids=[engine.start_sync(flow, s, full=req.full) for s in streams])
         except KeyError as exc:
@@ -143,8 +148,8 @@ def create_app(rt: Runtime) -> FastAPI:
                                 error=redact(r.last_error) if r.last_error else None)
                     for r in outbox.failures(s, flow=flow)]
 
-    @admin.post("/api/replay", response_model=ReplayResult)
-    def replay(req: ReplayRequest) -> ReplayResult:
+    @admin.post("/api/replay", response_model=ReplayResult, dependencies=[Depends(api_role("operator"))])
+    def replay(req: ReplayRequest, request: Request) -> ReplayResult:
         from ml_connector.core import engine
 
         ids = req.ids
@@ -153,9 +158,14 @@ def create_app(rt: Runtime) -> FastAPI:
                 ids = [r.id for r in outbox.failures(s, limit=100000)]
         if not ids:
             return ReplayResult(replayed=0, outcome={})
+        with rt.db.session() as s:
+            audit.record(s, "api.replay", detail={"user": api_actor(request), "ids": ids[:1000]})
         return ReplayResult(replayed=len(ids), outcome=engine.replay(ids))
 
     api.include_router(admin)
+    from ml_connector.server.console import install_console
+
+    install_console(api, rt, admin_dep)  # the operators' web pages at / and /metrics (server/console/)
     # Endpoints the systems add (e.g. SAP ECC's IDoc receiver when `server.idoc` is configured).
     from ml_connector.core import registry
 

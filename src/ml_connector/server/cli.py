@@ -26,23 +26,24 @@ def _when(ts: float | None) -> str:
 
 
 @api_tokens_app.command("create")
-def create(name: str, config: CpConfig = DEFAULT_CP) -> None:
+def create(name: str, config: CpConfig = DEFAULT_CP,
+           role: str = typer.Option("admin", help="viewer (read), operator (also replay, sync), admin")) -> None:
     """Create a token; it is printed once (standard output) and only its hash is kept."""
     from ml_connector.server.api_auth import ApiTokenError, create_token
 
     try:
-        token_id, token = create_token(_db(config), name)
+        token_id, token = create_token(_db(config), name, role)
     except ApiTokenError as exc:
         err.print(f"error: {exc}", highlight=False, markup=False)
         raise typer.Exit(2) from None
-    err.print(f"API token {token_id} ({name}); it cannot be shown again. "
+    err.print(f"API token {token_id} ({name}, {role}); it cannot be shown again. "
               "Send it as `Authorization: Bearer <token>`:", highlight=False, markup=False)
     print(token, flush=True)
 
 
 @api_tokens_app.command("list")
 def list_(config: CpConfig = DEFAULT_CP, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The tokens (id, name, state, created, last used); never their values."""
+    """The tokens (id, name, state, created, last used; with --json also the role); never their values."""
     from ml_connector.server.api_auth import list_tokens
 
     rows = list_tokens(_db(config))
@@ -78,6 +79,8 @@ def revoke(id_or_name: str, config: CpConfig = DEFAULT_CP) -> None:
 def register_commands(app: typer.Typer) -> None:
     """Add the control plane's command groups: `api-tokens` and `agents`."""
     from ml_connector.server.agents.cli import register_commands as register_agents
+    from ml_connector.server.console.cli import users_app
 
     app.add_typer(api_tokens_app, name="api-tokens")
+    app.add_typer(users_app, name="users")
     register_agents(app)

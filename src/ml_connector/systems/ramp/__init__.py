@@ -58,6 +58,12 @@ def _restore(state: Any, snap: dict[str, Any]) -> None:
     state.resume_webhooks()  # deliveries pending when the state was saved go out again
 
 
+def _known_errors() -> tuple[Any, ...]:
+    from ml_connector.systems.ramp.known_errors import KNOWN_ERRORS
+
+    return KNOWN_ERRORS
+
+
 ENTRY = SystemEntry(
     name=NAME,
     settings=RampConnection,
@@ -68,4 +74,5 @@ ENTRY = SystemEntry(
     emulator=Emulator(default_port=8020, new_state=_new_state,
                       create_app=lazy("ml_connector.systems.ramp.sandbox.app", "create_app"), info=_info,
                       snapshot=_snapshot, restore=_restore),
+    known_errors=_known_errors(),
 )

@@ -160,6 +160,12 @@ def start_consumers(rt: Any, stored: list[Any]) -> list[str]:
     return started
 
 
+def _known_errors() -> tuple[Any, ...]:
+    from ml_connector.systems.sap_ecc.known_errors import KNOWN_ERRORS
+
+    return KNOWN_ERRORS
+
+
 ENTRY = SystemEntry(
     name=NAME,
     settings=SapEccConnection,
@@ -173,4 +179,5 @@ ENTRY = SystemEntry(
     agent=AgentSupport(settings=EccAgentSystem, handler=_agent_handler, channel_client=_channel_client,
                        idempotent=_idempotent, pacing=_pacing, default_type=True),
     routers=_routers,
+    known_errors=_known_errors(),
 )

@@ -1,0 +1,94 @@
+"""SAP ECC → Procore benchmark (issue 13), standalone: `.venv/bin/python -m bench.procore_sync [--hour 20]`.
+
+Both emulators run in this process; the sync is the CLI in a child process (the flow's three
+streams, company code 1000, every PO since 2023 and every cost-center posting since 2024 through the
+demo mappings). The Procore "hour" is scaled down to `--hour` seconds with a budget of `--budget`
+requests per scaled hour, on both sides (emulator and the connection's `limits`), so that the run is
+bound by the company budget. Reported:
+
+- writes (vendors, contract lines, direct cost lines) and requests per scaled hour as a fraction of
+  the budget, over the span from the first to the last Procore request (target ≥ 0.95), and the 429s
+  the emulator answered (target 0);
+- the wall time of the sync;
+- SAP calls (SOAP-RFC) per 1,000 PO lines written.
+
+Not part of `make bench` yet (bench/run_all.py is shared); results go to stdout as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ml_connector.demo_ecc_procore import FLOW, PROCORE_SECRET, SAP_PASSWORD_SECRET, config_text
+from ml_connector.sandbox import start_sandboxes
+
+
+def run(hour: float, budget: int) -> dict[str, Any]:
+    handles = start_sandboxes(systems=("sap_ecc", "procore"), vendors=3000)
+    work = Path(tempfile.mkdtemp(prefix="bench-procore-"))
+    try:
+        sap, procore = handles["sap_ecc"].info, handles["procore"].info
+        httpx.post(handles["procore"].url + "/_sandbox/limits", json={
+            "hourly": budget, "hour_period": hour, "spike": 1_000_000}, timeout=10).raise_for_status()
+        text = config_text(sap, procore, options={"po_from": "2023-01-01", "postings_from": "2024-01-01"})
+        text = text.replace("      client_secret_secret: procore_client_secret\n",
+                            "      client_secret_secret: procore_client_secret\n"
+                            f"    limits: {{requests: {budget}, period: {hour:g}s}}\n")
+        cfg = work / "ml-connector.yaml"
+        cfg.write_text(text, encoding="utf-8")
+        env = dict(os.environ, MLC_LOG_LEVEL="WARNING", COLUMNS="200")
+        cli = [sys.executable, "-m", "ml_connector.cli"]
+        for name, value in ((SAP_PASSWORD_SECRET, sap["password"]), (PROCORE_SECRET, procore["client_secret"])):
+            subprocess.run([*cli, "secrets", "set", name, "--stdin", "-c", str(cfg)], input=value, text=True,
+                           env=env, cwd=work, check=True, capture_output=True)
+        sap_before = httpx.get(handles["sap_ecc"].url + "/_sandbox/stats", timeout=10).json()
+        t0 = time.monotonic()
+        done = subprocess.run([*cli, "sync", FLOW, "-c", str(cfg)], env=env, cwd=work, text=True,
+                              capture_output=True)
+        wall = time.monotonic() - t0
+        sap_after = httpx.get(handles["sap_ecc"].url + "/_sandbox/stats", timeout=10).json()
+        stats = httpx.get(handles["procore"].url + "/_sandbox/stats", timeout=10).json()
+        st = handles["procore"].state
+        with st.lock:
+            contract_lines = sum(len(c["line_items"]) for c in st.contracts.values())
+            cost_lines = sum(len(d["line_items"]) for d in st.direct_costs.values())
+            written = len(st.vendors) + contract_lines + cost_lines
+        span = max(1e-9, stats["last_request_at"] - stats["first_request_at"])
+        sap_calls = sum(sap_after["calls"].values()) - sum(sap_before["calls"].values())
+        return {
+            "exit_code": done.returncode, "wall_seconds": round(wall, 1),
+            "scaled_hour_seconds": hour, "budget_per_hour": budget,
+            "procore_requests": stats["requests"], "procore_429": stats["throttled"],
+            "requests_fraction_of_budget": round(stats["requests"] / (span / hour * budget), 3),
+            "written": {"vendors": len(st.vendors), "contract_lines": contract_lines, "direct_cost_lines": cost_lines},
+            "writes_per_hour_fraction_of_budget": round(written / (span / hour * budget), 3),
+            "projects_with_commitments": len({c["project_id"] for c in st.contracts.values()}),
+            "sap_calls": sap_calls,
+            "sap_calls_per_1000_po_lines": round(sap_calls * 1000 / max(1, contract_lines), 1),
+            "stderr_tail": done.stderr[-500:] if done.returncode else "",
+        }
+    finally:
+        for h in handles.values():
+            h.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hour", type=float, default=20.0, help="seconds of the scaled Procore hour")
+    ap.add_argument("--budget", type=int, default=400, help="requests per scaled hour")
+    args = ap.parse_args()
+    print(json.dumps(run(args.hour, args.budget), indent=2))
+
+
+if __name__ == "__main__":
+    main()

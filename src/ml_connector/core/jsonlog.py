@@ -1,0 +1,54 @@
+"""JSON log lines (an option: `MLC_LOG_FORMAT=json`; human-readable text stays the default).
+
+One JSON object per line with the time, level, logger and message, and the correlation ids a log
+aggregator groups by: `run_id` (the DBOS workflow the line was logged from: a sync run, a delivery or
+a replay) and whatever `flow`, `stream`, `record` or `run_id` the call passes in `extra`. The text is the
+message after the redacting filter (core/redact.py), so no secret reaches the line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+CORRELATION_FIELDS = ("run_id", "flow", "stream", "record")
+
+
+def _workflow_id() -> str | None:
+    try:
+        from dbos import DBOS
+
+        wid = DBOS.workflow_id
+    except Exception:  # outside DBOS, or DBOS not launched: no run to name
+        return None
+    return str(wid) if wid else None
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
+                "+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CORRELATION_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = str(value)
+        if "run_id" not in line:
+            wid = _workflow_id()
+            if wid:
+                line["run_id"] = wid
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def use_json_logs(level: str) -> None:
+    """Log JSON lines to standard error at `level` (the CLI calls it for MLC_LOG_FORMAT=json)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)

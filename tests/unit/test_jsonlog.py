@@ -1,0 +1,38 @@
+"""JSON log lines (MLC_LOG_FORMAT=json): correlation ids, exceptions, and no secret (issue 15)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from ml_connector.core.jsonlog import JsonFormatter
+from ml_connector.core.redact import install_log_redaction, register_secret
+
+
+def test_json_lines_carry_correlation_ids_and_no_secret() -> None:
+    register_secret("Json-Log-Secret-77")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("mlc.test.jsonlog")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    install_log_redaction()
+    try:
+        log.info("posted %s with Json-Log-Secret-77", "bill-1",
+                 extra={"run_id": "sync:bills_to_sap:bills:incremental:g1", "flow": "bills_to_sap", "record": "b-1"})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        log.removeHandler(handler)
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["message"] == "posted bill-1 with ***" and first["level"] == "INFO"
+    assert (first["run_id"], first["flow"], first["record"]) == ("sync:bills_to_sap:bills:incremental:g1",
+                                                                 "bills_to_sap", "b-1")
+    assert first["time"].endswith("Z") and "stream" not in first
+    assert second["message"] == "failed" and "ValueError: boom" in second["error"]
+    assert "run_id" not in second  # not logged from a DBOS workflow, none given
+    assert "Json-Log-Secret-77" not in out.getvalue()
