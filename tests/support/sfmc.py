@@ -152,3 +152,43 @@ def mc_stats(mc: dict[str, Any]) -> dict[str, int]:
 
 def mc_faults(mc: dict[str, Any], **kw: Any) -> None:
     httpx.post(f"{mc['admin']}/faults", json=kw, timeout=10).raise_for_status()
+
+
+def mc_client(mc: dict[str, Any]) -> Any:
+    """A Marketing Cloud client of the sandbox (its own token store), as marketing's tools would be."""
+    from ml_connector.core.tokens import MemoryTokenStore
+    from ml_connector.systems.sfmc.auth import SfmcAuth
+    from ml_connector.systems.sfmc.client import SfmcClient
+
+    return SfmcClient(SfmcAuth(mc["auth_base"], mc["client_id"], mc["client_secret"], account_id=mc["account_id"],
+                               connection="test", store=MemoryTokenStore()))
+
+
+def send_list(mc: dict[str, Any], key: str, members: list[str]) -> None:
+    """A sendable send list Data Extension as marketing builds one, with a flag column."""
+    from ml_connector.systems.sfmc.schema import DeField, DeSpec
+
+    c = mc_client(mc)
+    c.create_de(DeSpec(key, key, (DeField("SubscriberKey", "Text", 50, primary=True),
+                                  DeField("Email", "EmailAddress", 254), DeField("Eligible", "Boolean"),
+                                  DeField("ExclusionReason", "Text", 250)),
+                       sendable_field="SubscriberKey"))
+    c.upsert_rows(key, [({"SubscriberKey": m}, {"Email": f"{m}@example.com", "Eligible": "True"}) for m in members])
+
+
+@contextmanager
+def control_plane(env: Env) -> Iterator[tuple[str, Any]]:
+    """The control plane's HTTP app (`create_app`, what `ml-connector run` serves) on loopback for the
+    configuration, every operator request needing a token (`api_auth: token`): (base URL, runtime)."""
+    from ml_connector.config import load_config
+    from ml_connector.core.runtime import Runtime
+    from ml_connector.server.app import create_app
+
+    env.config.write_text(env.config.read_text().replace("api_auth: auto", "api_auth: token"))
+    rt = Runtime(load_config(env.config), env.config)
+    handle = serve_in_thread(create_app(rt), name="control-plane")
+    try:
+        yield handle.url, rt
+    finally:
+        handle.stop()
+        rt.close()

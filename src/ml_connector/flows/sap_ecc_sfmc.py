@@ -304,3 +304,10 @@ class SapEccSfmcFlow(Flow):
 
 
 FLOW = SapEccSfmcFlow
+
+
+def routers(rt: Any, flow: str) -> list[Any]:
+    """This pair's JSON API under /api/flows/<flow>/ (audience check, gap history): server/flow_api.py."""
+    from ml_connector.flows._sap_ecc_sfmc_api import routers as api_routers
+
+    return list(api_routers(rt, flow))
