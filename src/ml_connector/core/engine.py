@@ -350,13 +350,13 @@ def schedule_tick(scheduled_at: datetime, context: dict[str, Any]) -> None:
     if interval:
         streams = _due_step(context["flow"], streams, interval, at)
     for stream in streams:
-        _enqueue_scheduled(context["flow"], stream, window)
+        _enqueue_scheduled(context["flow"], stream, window, str(context.get("mode") or "incremental"))
 
 
-def _enqueue_scheduled(flow: str, stream: str, window: str) -> None:
-    wid = f"sync:{flow}:{stream}:incremental:{window}"
+def _enqueue_scheduled(flow: str, stream: str, window: str, mode: str = "incremental") -> None:
+    wid = f"sync:{flow}:{stream}:{mode}:{window}"
     with SetWorkflowID(wid), SetEnqueueOptions(queue_partition_key=f"{flow}:{stream}"):
-        _QUEUES[SYNC_QUEUE].enqueue(sync_workflow, flow, stream, "incremental")
+        _QUEUES[SYNC_QUEUE].enqueue(sync_workflow, flow, stream, mode)
 
 
 def last_started(sess: Any, flow: str, streams: list[str]) -> dict[str, datetime]:
@@ -1069,6 +1069,19 @@ def schedule_entries(rt: Runtime) -> list[Any]:
         if sched.cron and getattr(sched, "timezone", None):
             entry["cron_timezone"] = sched.timezone  # "0 6 * * 1" means 06:00 in the customer's zone
         entries.append(entry)
+    for name, f in rt.config.flows.items():
+        # Schedules a flow adds from its options (e.g. sap_ecc_sfmc's nightly full comparison).
+        for fs in rt.flow(name).schedules():
+            streams = [st for st in fs.streams if st in f.streams]
+            if not streams:
+                continue
+            extra: dict[str, Any] = {
+                "schedule_name": f"mlc:{name}:{fs.name}", "workflow_fn": schedule_tick,
+                "schedule": "0 " + fs.cron if len(fs.cron.split()) == 5 else fs.cron,
+                "context": {"flow": name, "streams": streams, "interval": None, "mode": fs.mode}}
+            if fs.timezone:
+                extra["cron_timezone"] = fs.timezone
+            entries.append(extra)
     return entries
 
 
