@@ -9,6 +9,7 @@ import signal
 import subprocess
 
 import httpx
+import pytest
 
 from tests.support import wait_healthy, wait_until
 from tests.support.sandboxes import running_sandboxes
@@ -50,6 +51,32 @@ def test_a_pushed_idoc_starts_its_streams_without_waiting_for_the_schedule(tmp_p
             assert {r["stream"] for r in runs} == {"customers", "hierarchy", "orders"}
             assert {r["run_id"].rsplit(":", 1)[1][0] for r in runs} == {"h"}
             assert [r for r in runs if r["status"] != "succeeded"] == []
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow  # waits for DBOS's scheduler (polls every 5 s) under `ml-connector run`
+def test_the_full_comparison_schedule_starts_full_runs_under_run(tmp_path):
+    with running_sandboxes(vendors=5, systems=("sap_ecc", "sfmc")) as handles:
+        ecc, mc = handles["sap_ecc"].state, handles["sfmc"].info
+        env = make_sfmc_env(tmp_path, handles["sap_ecc"].url, mc, schedule="{interval: 24h}",
+                            options='      full: {cron: "*/5 * * * * *", streams: [customers]}\n')
+        env.cli("sync", "customers_to_sfmc")  # every stream has run: the interval starts nothing for a day
+        kunnr = sorted(de_rows(mc, CUST))[0]
+        ecc.data.update_customer(kunnr, AUFSD="01")  # no IDoc: only a full comparison sees it
+        base = env.serve_on_free_port()
+        proc = env.popen("run")
+        try:
+            wait_healthy(base, timeout=60)
+            wait_until(lambda: de_rows(mc, CUST)[kunnr]["OrderBlock"] == "01", timeout=60)
+            runs = httpx.get(f"{base}/api/runs", timeout=10).json()
+            full = [r for r in runs if r["mode"] == "full"]
+            assert full and {r["stream"] for r in full} == {"customers"}
+            assert all(":full:" in r["run_id"] and r["run_id"].endswith("Z") for r in full)  # the tick's window ID
         finally:
             proc.send_signal(signal.SIGINT)
             try:
