@@ -38,7 +38,7 @@ from ml_connector import __version__
 from ml_connector.core import audit, ledger, outbox, worker_lock
 from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
-from ml_connector.core.flow import Outcome, RunContext, Stream
+from ml_connector.core.flow import Outcome, RunContext, Stream, load_pair
 from ml_connector.core.http import should_retry
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
 from ml_connector.core.redact import install_log_redaction, redact
@@ -1071,7 +1071,7 @@ def schedule_entries(rt: Runtime) -> list[Any]:
         entries.append(entry)
     for name, f in rt.config.flows.items():
         # Schedules a flow adds from its options (e.g. sap_ecc_sfmc's nightly full comparison).
-        for fs in rt.flow(name).schedules():
+        for fs in load_pair(f.pair)(rt, name, f).schedules():
             streams = [st for st in fs.streams if st in f.streams]
             if not streams:
                 continue
