@@ -34,8 +34,10 @@ test: venv
 	$(VENV)/bin/mypy && \
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
+# Two pytest workers (pytest-xdist): the fast tests are mostly separate CLI processes and loopback
+# servers, each test in a directory, database and ports of its own.
 test-fast: venv
-	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow and not browser"
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow and not browser" -n 2 --dist worksteal
 
 # The fault matrix: every flow's write path under the sandboxes' faults (and the SIGKILL tests),
 # then a table of duplicates and losses per stream and fault (all zero). `make test` runs it too.

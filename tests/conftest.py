@@ -23,6 +23,15 @@ if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
     os.environ.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / f"mlc-test-pycache-{os.getuid()}"))
 
 
+@pytest.fixture(autouse=True)
+def _short_step_retries(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLIs and workers a fast test starts retry the engine's steps as often, waiting a twentieth as
+    long: a run that fails after its retries fails in seconds, not after a minute of backoff. Tests
+    marked slow or scaleout (agents, workers killed and restarted while steps retry) keep the real waits."""
+    if request.node.get_closest_marker("slow") is None and request.node.get_closest_marker("scaleout") is None:
+        monkeypatch.setenv("MLC_STEP_RETRY_SCALE", os.environ.get("MLC_STEP_RETRY_SCALE", "0.05"))
+
+
 @pytest.fixture()
 def db(tmp_path: Path) -> Iterator[Database]:
     """A migrated SQLite database of this test's own."""

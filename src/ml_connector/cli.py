@@ -311,6 +311,9 @@ def sync_with_progress(rt: Any, flow: str, streams: list[str], *, full: bool = F
                 raise _fail(str(exc)) from None
         con.print(_summary_table(flow, s, counts))
         con.print(f"run id: {run_id}")
+        if counts.get("parked"):
+            con.print(f"[yellow]{counts['parked']} record(s) parked[/yellow], waiting for a mapping or SAP master "
+                      "data: see [bold]ml-connector parked[/bold]; they resume by themselves once it exists")
         if counts.get("failed") or counts.get("uncertain"):
             exit_code = 3
             con.print("[yellow]some records failed:[/yellow] see [bold]ml-connector failures[/bold]; "
@@ -375,6 +378,33 @@ def failures_table(data: list[dict[str, Any]]) -> Table:
         t.add_row(str(d["id"]), f"{d['flow']} / {d['stream']}", str(d["record"] or ""), str(d["op"] or ""),
                   str(d["state"] or ""), str(d["attempts"] or 0), str(d["error"] or ""))
     return t
+
+
+@app.command()
+def journey(ref: str, config: ConfigOpt = DEFAULT_CONFIG, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every event of one record: REF is a source id (a Ramp bill id), a target document (an SAP
+    document number or BELNR/BUKRS/GJAHR) or a reference (an XBLNR)."""
+    from ml_connector.core.journey import journey as record_journey
+    from ml_connector.core.redact import redact
+
+    rt = _runtime(config)
+    try:
+        with rt.db.read() as s:
+            steps = record_journey(s, ref)
+    finally:
+        rt.close()
+    if as_json:
+        print(redact(json.dumps(steps, default=str)))
+        return
+    if not steps:
+        raise _fail(f"nothing is known about {ref!r}")
+    t = Table(cell_wrap("at", no_wrap=True), cell_wrap("event", no_wrap=True), cell_wrap("outcome", no_wrap=True),
+              cell_wrap("flow / stream"), cell_wrap("target"), cell_wrap("detail", ratio=3), title=f"journey of {ref}")
+    for st in steps:
+        detail = {k: v for k, v in (st["detail"] or {}).items() if v not in (None, "", [], {})}
+        t.add_row(st["at"][:19], st["event"], str(st["outcome"]), f"{st['flow'] or ''} / {st['stream'] or ''}",
+                  str(st["target"] or ""), redact(json.dumps(detail, default=str))[:500])
+    console.print(t)
 
 
 @app.command()

@@ -13,8 +13,6 @@ NAME of a secret in the vault (set with `ml-connector secrets set NAME`).
 from __future__ import annotations
 
 import difflib
-import importlib
-import importlib.util
 import os
 import re
 import types
@@ -675,12 +673,12 @@ FLOWS_PACKAGE = "ml_connector.flows"
 
 
 def flow_pairs() -> list[str]:
-    """The flow modules (`flows/<pair>.py`), found without importing them (a flow module imports its
-    systems' clients and the engine: seconds, too slow for loading a configuration)."""
-    import pkgutil
+    """The installed flow modules (core/flow_modules.py: entry points `ml_connector.flows` and the
+    in-tree `flows/<pair>.py`), found without importing them (a flow module imports its systems'
+    clients and the engine: seconds, too slow for loading a configuration)."""
+    from ml_connector.core import flow_modules
 
-    package = importlib.import_module(FLOWS_PACKAGE)
-    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+    return flow_modules.pairs()
 
 
 def flow_stream_names(pair: str) -> list[str] | None:
@@ -689,11 +687,13 @@ def flow_stream_names(pair: str) -> list[str] | None:
     when the flow is built)."""
     import ast
 
-    spec = importlib.util.find_spec(f"{FLOWS_PACKAGE}.{pair}")
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+    from ml_connector.core import flow_modules
+
+    origin = flow_modules.source_file(pair)
+    if origin is None:
         return None
     try:
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        tree = ast.parse(Path(origin).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError):
         return None
     for node in tree.body:
@@ -760,7 +760,12 @@ def flow_options_model(pair: str) -> type[BaseModel] | None:
     """The model a flow module declares for its flows' `options` (a pydantic model named `Options`);
     None when it declares none (its flows then take no options). Imports the module, so it is asked
     only for flows that give options."""
-    model = getattr(importlib.import_module(f"{FLOWS_PACKAGE}.{pair}"), "Options", None)
+    import importlib
+
+    from ml_connector.core import flow_modules
+
+    module = flow_modules.module_of(pair) or f"{FLOWS_PACKAGE}.{pair}"
+    model = getattr(importlib.import_module(module), "Options", None)
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 

@@ -52,7 +52,7 @@ INIT_FLOWS = """\
     pair: sap_ecc_ramp
     source: ramp              # approved Ramp bills ...
     target: sap_ecc           # ... become SAP vendor invoices (posted exactly once)
-    streams: [bills]
+    streams: [bills, bill_status]   # post approved bills; paid -> clear, rejected -> block in SAP
     schedule: {{interval: 1h}}  # Ramp suggests polling every 1-4 h
     mappings:
       entities:               # Ramp entity id -> SAP company code (unmapped bills wait; see `parked`)
@@ -85,6 +85,8 @@ def _start_agent(rt: Any, workdir: Path, sap: dict[str, Any]) -> tuple[Any, Any]
     from ml_connector.agent.config import AgentConfig
     from ml_connector.agent.runner import Agent, load_identity, open_vault, pair
     from ml_connector.core.servers import serve_in_thread
+    from ml_connector.demo_ramp_bills import AGENT_FUNCTIONS as BILL_FUNCTIONS
+    from ml_connector.demo_ramp_bills import AGENT_TABLES as BILL_TABLES
     from ml_connector.server.agent_api import agent_router
     from ml_connector.server.agents.service import AgentService, Settings
 
@@ -97,8 +99,9 @@ def _start_agent(rt: Any, workdir: Path, sap: dict[str, Any]) -> tuple[Any, Any]
         "poll": {"hold": 20.0, "max_concurrent": 4, "heartbeat": 5.0},
         "systems": {"sap_ecc": {"type": "sap_ecc", "base_url": sap["base_url"], "client": sap["client"],
                                 "user": sap["user"], "password_secret": "sap_ecc_password",
-                                "allow": {"functions": ["RFC_PING", "RFC_SYSTEM_INFO", "RFC_READ_TABLE"],
-                                          "tables": AGENT_TABLES}}}})
+                                "allow": {"functions": ["RFC_PING", "RFC_SYSTEM_INFO", "RFC_READ_TABLE",
+                                                        *BILL_FUNCTIONS],
+                                          "tables": sorted({*AGENT_TABLES, *BILL_TABLES})}}}})
     # The SAP password lives in the agent's own vault, never in the control plane's.
     open_vault(cfg.data_dir_path()).set("sap_ecc_password", sap["password"])
     ident = load_identity(cfg.data_dir_path())
@@ -139,6 +142,9 @@ def run_demo(workdir: Path, *, vendors: int = 3000, console: Console | None = No
         engine.start(rt, role="demo")
         try:
             code = sync_with_progress(rt, FLOW, list(rt.config.flows[FLOW].streams), out=console)
+            from ml_connector.demo_ramp_bills import run_bills_round_trip
+
+            code = code or run_bills_round_trip(rt, handles, console)
         finally:
             engine.shutdown()
             agent.stop_event.set()
@@ -149,11 +155,14 @@ def run_demo(workdir: Path, *, vendors: int = 3000, console: Console | None = No
         rel = cfg_path.relative_to(Path.cwd()) if cfg_path.is_relative_to(Path.cwd()) else cfg_path
         console.print(
             "\n[bold]Where to look next[/bold]\n"
-            f"  • run it again: [bold]make demo[/bold] (nothing changed in SAP, so zero writes)\n"
+            f"  • run it again: [bold]make demo[/bold] (nothing changed in SAP, so zero writes to Ramp; the bill "
+            "round trip makes new bills each time)\n"
             f"  • runs and counts: [bold].venv/bin/ml-connector runs -c {rel}[/bold]\n"
             f"  • the agent's side: {workdir / 'agent'} (its identity, its vault with the SAP password, "
             "its audit log agent-audit.jsonl)\n"
             f"  • failures and replay: [bold].venv/bin/ml-connector failures -c {rel}[/bold]\n"
+            f"  • bills: [bold].venv/bin/ml-connector runs -c {rel}[/bold] (bills, bill_status), "
+            f"[bold]parked[/bold]; docs/sap-ecc-ramp.md\n"
             f"  • the configuration: {rel}; the database and audit trail: {workdir / 'data'}\n"
             "  • real systems: see README.md, 'Pointing it at real systems'")
         from ml_connector.demo_concur_b1 import run_concur_b1_demo

@@ -23,6 +23,7 @@ from fastapi import Body, FastAPI, Header, HTTPException, Query
 from pydantic import Field
 
 from ml_connector.core.http import PicklableError, RetryPolicy, RetryTransport, UncertainWrite, one_line
+from ml_connector.core.providers import facts
 from ml_connector.core.registry import Emulator, SystemEntry
 from ml_connector.core.settings import Duration, SecretName, SettingsModel
 
@@ -54,16 +55,16 @@ class ExampleUncertainWrite(UncertainWrite):
     """A create may or may not have been applied (the answer was lost): look it up, never re-send."""
 
 
-#: Reads and PATCH are safe to send again; a POST that may have arrived never is (RetryTransport).
-RETRY = RetryPolicy(statuses=frozenset({502, 503, 504}), idempotent_methods=frozenset({"GET", "PATCH"}),
-                    max_retries=3, base=0.2, factor=2.0, cap=2.0, jitter="full",
-                    retry_after_headers=("Retry-After",))
+def retry_policy() -> RetryPolicy:
+    """The retry rule of the example's provider.yaml: reads and PATCH are sent again, a POST that may
+    have arrived never is (RetryTransport)."""
+    return RetryPolicy.from_facts(facts(NAME).need_retry())
 
 
 class ExampleClient:
     def __init__(self, base_url: str, api_key: str, timeout: float) -> None:
         self.http = httpx.Client(base_url=base_url.rstrip("/"), headers={"X-Api-Key": api_key}, timeout=timeout,
-                                 transport=RetryTransport(httpx.HTTPTransport(), RETRY))
+                                 transport=RetryTransport(httpx.HTTPTransport(), retry_policy()))
 
     def _json(self, resp: httpx.Response) -> Any:
         if resp.status_code >= 400:
@@ -100,7 +101,8 @@ class ExampleClient:
 
     def ping(self) -> float:
         t0 = time.perf_counter()
-        self._json(self.http.get("/ping"))
+        call = facts(NAME).ping
+        self._json(self.http.request(call.method or "GET", call.path or "/", params=call.params))
         return time.perf_counter() - t0
 
     def close(self) -> None:
@@ -256,6 +258,8 @@ ENTRY = SystemEntry(
     connect=connect,
     ping=ping,
     example=example,
+    provider=NAME,
+    facts_package=__name__,  # provider.yaml ships beside this module, not under ml_connector.systems
     emulator=Emulator(default_port=8090, new_state=ExampleState, create_app=create_app,
                       info=lambda state, url: {"base_url": url, "api_key": DEMO_KEY, "items": len(state.items)},
                       snapshot=snapshot, restore=restore, started_by_default=False),

@@ -1,9 +1,10 @@
 """Install the example system and its flow in this process, or run the CLI with them installed.
 
 `python -m tests.example_system.launch <ml-connector arguments>` is `ml-connector` as an embedding
-application would run it: the system registered with `registry.register`, the flow module's
-directory added to the path of the package `ml_connector.flows` (where an installed flow module
-would be found). Nothing under src/ changes.
+application would run it: the system registered with `registry.register` (its entry locates its
+provider.yaml in this package), the flow module with `flow_modules.register`. An installed package
+names the same two under the entry points `ml_connector.systems` and `ml_connector.flows` instead
+(tests/unit/test_plugin_packages.py proves that path). Nothing under src/ changes.
 """
 
 from __future__ import annotations
@@ -13,29 +14,26 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ml_connector.core import registry
+from ml_connector.core import flow_modules, registry
 
 ROOT = Path(__file__).resolve().parents[2]
-FLOWS_DIR = str(Path(__file__).resolve().parent / "flows")
+PAIR = "example_catalog"
+FLOW_MODULE = "tests.example_system.flows.example_catalog"
 
 
 def install() -> None:
-    import ml_connector.flows
     from tests.example_system import ENTRY
 
     if registry.find(ENTRY.name) is None:
         registry.register(ENTRY)
-    if FLOWS_DIR not in ml_connector.flows.__path__:
-        ml_connector.flows.__path__.append(FLOWS_DIR)
+    flow_modules.register(PAIR, FLOW_MODULE)
 
 
 def uninstall() -> None:
-    import ml_connector.flows
     from tests.example_system import ENTRY
 
     registry.unregister(ENTRY.name)
-    if FLOWS_DIR in ml_connector.flows.__path__:
-        ml_connector.flows.__path__.remove(FLOWS_DIR)
+    flow_modules.unregister(PAIR)
 
 
 def cli(config: Path, *args: str, input_: str | None = None, timeout: float = 120,

@@ -1,4 +1,5 @@
-"""`make demo` end to end: sandbox, agent protocol, sync; the second run writes nothing."""
+"""`make demo` end to end: sandbox, agent protocol, sync, the bill round trip; the second run writes no
+master data."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ def test_demo_twice(tmp_path, monkeypatch):
     first, second = io.StringIO(), io.StringIO()
     assert run_demo(tmp_path / "demo", vendors=200, console=Console(file=first, width=200)) == 0
     rows = summary_rows(demo_part(first.getvalue(), "SAP ECC vendors → Ramp"))
+    # The bill round trip: posted at the plants' cost centers, paid → cleared, rejected → blocked,
+    # the bill on a missing cost center parked, then posted once SAP had it (no replay).
+    text = demo_part(first.getvalue(), "SAP ECC vendors → Ramp")
+    assert "poll 1: posted 3, parked 1" in text and "poll 2: posted 1, status changes 2" in text
+    assert "BILL_AND_PAYMENT_SYNCED" in text and "paid: cleared by" in text and "payment block A" in text
+    assert "not posted" not in text
     assert len(rows) == 3 and rows[0][1] > 0  # vendors, GL accounts, cost centers created
     pair = summary_rows(demo_part(first.getvalue(), "SAP Concur expense reports"))
     assert len(pair) == 2  # the Concur → Business One pair's two streams

@@ -18,6 +18,7 @@ from ml_connector.systems.ramp.auth import RampAuthError, RampClientCredentialsA
 from ml_connector.systems.ramp.client import RampApiError, RampClient, RampUncertainWrite
 from ml_connector.systems.ramp.sandbox.app import create_app
 from ml_connector.systems.ramp.sandbox.state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, RampSandbox
+from tests.support.clock import FakeClock
 from tests.support.ramp import ALL_SCOPES, SECRET, make_client, raw_token, vendors
 
 V = "/developer/v1/accounting/vendors"
@@ -324,7 +325,9 @@ def test_rate_limit_without_limiter_produces_429s(sandbox: tuple[RampSandbox, Se
 
 
 def test_lockout_mode_and_retry_after(sandbox: tuple[RampSandbox, ServerHandle]) -> None:
-    _st, h = sandbox
+    st, h = sandbox
+    clock = FakeClock()
+    st.monotonic = clock.monotonic  # the lockout runs on the test's clock, not on sleeps
     httpx.post(h.url + "/_sandbox/faults", json={"rate_limit": {
         "limit": 3, "period": 5, "mode": "lockout", "lockout_seconds": 0.6, "retry_after": 2,
         "count_token_endpoint": False}})
@@ -335,11 +338,13 @@ def test_lockout_mode_and_retry_after(sandbox: tuple[RampSandbox, ServerHandle])
     r = httpx.get(h.url + V, headers=hdr)
     assert r.status_code == 429 and r.headers["Retry-After"] == "2"
     assert r.json()["error_v2"]["error_code"] and "error" in r.json()
-    time.sleep(0.4)
+    clock.advance(0.4)
     assert httpx.get(h.url + V, headers=hdr).status_code == 429  # restarts the 0.6 s clock
-    time.sleep(0.4)
+    clock.advance(0.4)
     assert httpx.get(h.url + V, headers=hdr).status_code == 429  # 0.8 s after the first 429: still locked
-    time.sleep(0.75)
+    clock.advance(0.55)  # 0.55 s after the last 429 that restarted it: still locked
+    assert httpx.get(h.url + V, headers=hdr).status_code == 429
+    clock.advance(0.61)
     assert httpx.get(h.url + V, headers=hdr).status_code == 200
     # rolling mode: no Retry-After by default
     httpx.post(h.url + "/_sandbox/faults", json={"rate_limit": {"mode": "rolling", "retry_after": None}})

@@ -53,3 +53,87 @@ def sap_lines(handles: dict[str, SandboxHandle], doc: dict[str, Any]) -> list[di
 
 def bill_failures(env: Env) -> list[dict[str, Any]]:
     return list(json.loads(env.cli("failures", "--json", "--flow", BILLS_FLOW).stdout))
+
+
+def pay_bill(env: Env, bill_id: str, **spec: Any) -> dict[str, Any]:
+    r = httpx.post(f"{env.ramp_url}/_sandbox/bills/{bill_id}/pay", json=spec, timeout=30)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def reject_bill(env: Env, bill_id: str, reason: str = "duplicate invoice") -> dict[str, Any]:
+    r = httpx.post(f"{env.ramp_url}/_sandbox/bills/{bill_id}/reject", json={"reason": reason}, timeout=30)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def vendor_items(handles: dict[str, SandboxHandle], doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The document's vendor items: {"open": BSIK rows, "cleared": BSAK rows}."""
+    ecc = handles["sap_ecc"].state
+    key = (doc["BUKRS"], doc["BELNR"], doc["GJAHR"])
+    return {name: [r for r in ecc.data.rows(table, ecc.client) if (r["BUKRS"], r["BELNR"], r["GJAHR"]) == key]
+            for name, table in (("open", "BSIK"), ("cleared", "BSAK"))}
+
+
+def sap_document(handles: dict[str, SandboxHandle], bukrs: str, belnr: str, gjahr: str) -> dict[str, Any] | None:
+    ecc = handles["sap_ecc"].state
+    return next((r for r in ecc.data.rows("BKPF", ecc.client)
+                 if (r["BUKRS"], r["BELNR"], r["GJAHR"]) == (bukrs, belnr, gjahr)), None)
+
+
+def set_flow_options(env: Env, flow: str, options: dict[str, Any]) -> None:
+    """Give `flow` these options in the environment's configuration (replacing any it had)."""
+    lines = env.config.read_text(encoding="utf-8").splitlines()
+    out: list[str] = []
+    inside = False
+    for ln in lines:
+        if ln.startswith(f"  {flow}:"):
+            inside = True
+            out.append(ln)
+            out.append(f"    options: {json.dumps(options)}")
+            continue
+        if inside and ln.startswith("  ") and not ln.startswith("    "):
+            inside = False
+        if inside and ln.startswith("    options:"):
+            continue
+        out.append(ln)
+    env.config.write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+def create_cost_center(handles: dict[str, SandboxHandle], bukrs: str, kostl: str, text: str,
+                       valid_from: str = "20200101") -> None:
+    """What a controller does in KS01: a cost center (CSKS, CSKT) in the SAP sandbox."""
+    ecc = handles["sap_ecc"].state
+    key = kostl.zfill(10)
+    ecc.data.insert("CSKS", {"KOKRS": bukrs, "KOSTL": key, "DATBI": "99991231", "DATAB": valid_from, "BUKRS": bukrs,
+                             "KOSAR": "F", "VERAK": "Controller " + bukrs, "WAERS": "USD", "ERSDA": valid_from,
+                             "USNAM": "KS01"}, ecc.client)
+    ecc.data.insert("CSKT", {"SPRAS": "E", "KOKRS": bukrs, "KOSTL": key, "DATBI": "99991231", "KTEXT": text[:20],
+                             "LTEXT": text[:40], "MCTXT": text[:20].upper()}, ecc.client)
+
+
+def with_alerts_and_schedule(text: str, receiver_url: str, flow: str, interval: str) -> str:
+    """The configuration `text` with record.parked alerts to `receiver_url` and `flow` polled every `interval`."""
+    lines = text.splitlines()
+    out, inside = [], False
+    for ln in lines:
+        if ln.startswith(f"  {flow}:"):
+            inside = True
+        elif inside and ln.startswith("  ") and not ln.startswith("    "):
+            inside = False
+        if inside and ln.startswith("    schedule:"):
+            ln = f"    schedule: {{interval: {interval}}}"
+        out.append(ln)
+    return "\n".join(out) + (f"\nalerts:\n  webhooks:\n    - {{url: {receiver_url}/ops}}\n"
+                             "  events: [record.parked]\n  backoff: 10ms\n")
+
+
+def with_ramp_webhooks(text: str) -> str:
+    """The configuration `text` with the Ramp connection's webhook intake (`/webhooks/ramp`) switched on."""
+    marker = "    # limits: {requests: 200, period: 10s}"
+    assert marker in text
+    return text.replace(marker, "    webhooks: {}\n" + marker, 1)
+
+
+def sandbox_state(env: Env, name: str) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{env.ramp_url}/_sandbox/state/{name}", timeout=30).json()[name])

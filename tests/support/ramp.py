@@ -36,3 +36,17 @@ def raw_token(h: ServerHandle, scope: str = ALL_SCOPES, secret: str = SECRET, **
 def vendors(prefix: str, n: int, start: int = 0) -> list[dict[str, Any]]:
     """`n` vendor records with ids `prefix`00000, `prefix`00001, ..."""
     return [{"id": f"{prefix}{i:05d}", "name": f"Vendor {prefix}{i}"} for i in range(start, start + n)]
+
+
+def add_billpay_vendor(state: Any, name: str, country: str = "US", **extra: Any) -> str:
+    """A Bill Pay vendor someone created in Ramp by hand (not linked to an accounting vendor): its id."""
+    import bisect
+
+    with state.lock:
+        vid = state.new_ramp_id()
+        state.billpay_vendors[vid] = {
+            "id": vid, "name": name, "country": country, "vendor_owner_id": None, "is_active": True,
+            "is_deletable": True, "accounting_vendor_remote_id": None, "address": None, "state": None,
+            "created_at": "2026-01-05T10:00:00+00:00", "contacts": [], "vendor_type": "BUSINESS", **extra}
+        bisect.insort(state.billpay_order, vid)
+    return str(vid)

@@ -20,7 +20,7 @@ from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.server.agents.channel import RemoteAgentChannel
 from ml_connector.server.agents.models import AgentCallRow
 from ml_connector.server.agents.service import AgentIdentity, AuthError
-from tests.support import wait_until
+from tests.support import FakeClock, wait_until
 from tests.support.control_plane import (
     FAST_SETTINGS,
     InProcessAgent,
@@ -55,8 +55,9 @@ def test_pairing_token_is_one_time_hashed_and_expires(cp: Any) -> None:
     assert proto.load_public_key(ok.json()["control_plane_public_key"])
     again = cp.client.post("/api/agent/pair", json={"token": token, "public_key": proto.public_key_text(key)})
     assert again.status_code == 401 and again.json()["detail"]["error"] == "invalid_token"
-    expired = cp.svc.issue_token("plant1", 0.001)
-    time.sleep(0.01)
+    cp.svc.clock = clock = FakeClock(wall=time.time())  # the token's minute passes on the test's clock
+    expired = cp.svc.issue_token("plant1", 60)
+    clock.advance(60.5)
     r = cp.client.post("/api/agent/pair", json={"token": expired, "public_key": proto.public_key_text(key)})
     assert r.status_code == 401 and "expired" in r.json()["detail"]["message"]
     assert rejections(cp.db).count("invalid_token") == 2

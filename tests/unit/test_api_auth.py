@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 from ml_connector.agent.runner import TransportRefused, check_control_plane_url
 from ml_connector.core.net import is_loopback_host
 from ml_connector.core.runtime import Runtime
-from ml_connector.server.api_auth import create_token, revoke_token, verify_token
+from ml_connector.server.api_auth import LAST_USED_RESOLUTION, create_token, list_tokens, revoke_token, verify_token
 from ml_connector.server.app import create_app
 from tests.support.api import concrete_path, runtime_with_server
+from tests.support.clock import FakeClock
 from tests.support.control_plane import agent_settings
 
 
@@ -76,6 +77,29 @@ def test_token_checks(tmp_path: Path) -> None:
     assert verify_token(rt.db, "Bearer " + token)[1] == "malformed_token"
     assert revoke_token(rt.db, "ops") == [token_id]
     assert verify_token(rt.db, token)[1] == "revoked_token"
+    rt.db.dispose()
+
+
+def test_last_use_is_stored_at_most_once_per_resolution(tmp_path: Path, fake_clock: FakeClock) -> None:
+    rt = runtime_with_server(tmp_path, "{host: 127.0.0.1}")
+    token_id, token = create_token(rt.db, "ops", clock=fake_clock)
+    created = fake_clock.now()
+
+    def last_used() -> float | None:
+        return next(t["last_used_at"] for t in list_tokens(rt.db) if t["id"] == token_id)
+
+    assert last_used() is None
+    assert verify_token(rt.db, token, fake_clock)[1] == "ok"
+    assert last_used() == created  # the first use is stored
+    fake_clock.advance(LAST_USED_RESOLUTION)
+    assert verify_token(rt.db, token, fake_clock)[1] == "ok"
+    assert last_used() == created  # not a write per request
+    fake_clock.advance(1)
+    assert verify_token(rt.db, token, fake_clock)[1] == "ok"
+    assert last_used() == created + LAST_USED_RESOLUTION + 1
+    fake_clock.advance(5)
+    assert revoke_token(rt.db, "ops", clock=fake_clock) == [token_id]
+    assert next(t["revoked_at"] for t in list_tokens(rt.db) if t["id"] == token_id) == fake_clock.now()
     rt.db.dispose()
 
 

@@ -10,11 +10,14 @@ import pytest
 
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.flows.sap_ecc_ramp import (
+    bill_status_to_sap,
     bill_to_invoice,
     cost_center_to_option,
     describe_bill,
     gl_account_to_ramp,
     invoice_of,
+    match_billpay_vendor,
+    normalised_name,
     vendor_to_ramp,
 )
 from ml_connector.systems.sap_ecc.posting import xblnr_for
@@ -232,3 +235,92 @@ def test_describe_bill_names_what_would_be_posted():
     assert describe_bill("create", d.payload) == (
         f"post SAP vendor invoice for Ramp bill INV-7 (b-1): company code 1000, vendor 100042, 200.00 USD, "
         f"XBLNR {xblnr_for('b-1', 'RMP')}, lines [GL 600000/CC 1000 120.50, GL 610000/CC 1100 79.50]")
+
+
+# --------------------------------------------------------------------------- bill status back to SAP
+
+
+def _paid(**kw: Any) -> dict[str, Any]:
+    return _bill(payment_status="PAID", status="PAID", paid_at="2025-07-02T10:00:00+00:00",
+                 payment={"id": "pay-1", "payment_date": "2025-07-02T10:00:00+00:00",
+                          "effective_date": "2025-07-03T00:00:00+00:00",
+                          "trace_id": {"descriptor": "ACH Trace ID", "trace_id": "TRACE-77"}}, **kw)
+
+
+def test_paid_bill_clears_its_invoice_with_the_payment_reference_and_effective_date():
+    b = _paid()
+    d = bill_status_to_sap(b["id"], b, mapped=_mapped, document="1900000007/1000/2025")
+    assert isinstance(d, Desired)
+    p = d.payload
+    assert (p["action"], p["document"], p["payment_date"], p["reference"]) == (
+        "clear", "1900000007/1000/2025", "2025-07-03", "TRACE-77")
+    assert p["xblnr"] == xblnr_for(b["id"], "RMP") and p["company_code"] == "1000"
+    unblock = bill_status_to_sap(b["id"], b, mapped=_mapped, paid_action="unblock")
+    assert isinstance(unblock, Desired) and unblock.payload["action"] == "unblock"
+    assert unblock.payload["document"] == "" and unblock.payload["fiscal_year"] == "2025"
+
+
+def test_rejected_bill_is_blocked_or_reversed_as_configured():
+    b = _bill(approval_status="REJECTED", rejected_at="2025-07-05T08:00:00+00:00", rejection_reason="dup")
+    block = bill_status_to_sap(b["id"], b, mapped=_mapped, block_key="R")
+    assert isinstance(block, Desired) and (block.payload["action"], block.payload["block_key"]) == ("block", "R")
+    rev = bill_status_to_sap(b["id"], b, mapped=_mapped, rejected_action="reverse")
+    assert isinstance(rev, Desired)
+    assert (rev.payload["action"], rev.payload["posting_date"]) == ("reverse", "2025-07-05")
+
+
+def test_status_of_a_bill_of_an_unmapped_entity_waits_for_the_entity_mapping():
+    b = _paid(entity_id="ent-unknown")
+    out = bill_status_to_sap(b["id"], b, mapped=_mapped)
+    assert isinstance(out, Parked) and out.waits_for == "entities:ent-unknown"
+
+
+# --------------------------------------------------------------------------- vendor matching
+
+
+def _bp(vid: str, name: str, **kw: Any) -> dict[str, Any]:
+    return {"id": vid, "name": name, "country": "US", "accounting_vendor_remote_id": None, "is_active": True, **kw}
+
+
+def test_normalised_names_ignore_case_punctuation_accents_and_legal_forms():
+    assert normalised_name("ACME Supplies, Inc.") == normalised_name("Acme supplies") == "acme supplies"
+    assert normalised_name("Müller & Söhne GmbH") == normalised_name("Muller Sohne") == "muller sohne"
+    assert normalised_name("Acme") != normalised_name("Acme Tools")
+
+
+def test_a_vendor_matches_by_tax_id_first_then_by_name_in_a_compatible_address():
+    sap = _vendor(NAME1="Acme Supplies Inc.", NAME2="", LAND1="US", ORT01="Detroit", STCD1="12-3456789")
+    by_tax = [_bp("v1", "Totally Different LLC", tax_id="123456789"), _bp("v2", "Acme Supplies")]
+    assert match_billpay_vendor("0000100042", sap, by_tax) == ("v1", [])
+    by_name = [_bp("v2", "ACME SUPPLIES"), _bp("v3", "Acme Supplies", country="DE"),
+               _bp("v4", "Acme Supplies", address={"city": "Chicago"})]
+    assert match_billpay_vendor("0000100042", sap, by_name) == ("v2", [])
+    assert match_billpay_vendor("0000100042", sap, [_bp("v5", "Zenith Corp")]) == (None, [])
+
+
+def test_two_plausible_vendors_are_ambiguous_and_one_already_linked_wins():
+    sap = _vendor(NAME1="Acme Supplies", NAME2="", LAND1="US", ORT01="")
+    twins = [_bp("v1", "Acme Supplies Inc"), _bp("v2", "ACME Supplies LLC")]
+    assert match_billpay_vendor("0000100042", sap, twins) == (None, ["v1", "v2"])
+    linked = [*twins, _bp("v9", "Whatever", accounting_vendor_remote_id="0000100042")]
+    assert match_billpay_vendor("0000100042", sap, linked) == ("v9", [])
+    # A vendor linked to another SAP vendor is never taken.
+    taken = [_bp("v1", "Acme Supplies", accounting_vendor_remote_id="0000100077")]
+    assert match_billpay_vendor("0000100042", sap, taken) == (None, [])
+
+
+def test_a_line_coded_on_a_ramp_dimension_takes_the_mapped_cost_center_or_waits_for_the_mapping():
+    plant = {"external_id": "1100", "category_info": {"type": "OTHER", "external_id": "SAP_PLANT"}}
+    b = _bill(line_items=[{"amount": {"amount": 20000, "currency_code": "USD"}, "memo": "Pallets",
+                           "accounting_field_selections": [plant]}])
+    waiting = _map(b, dimension_fields=("SAP_PLANT",))
+    assert isinstance(waiting, Parked) and waiting.waits_for == "cost_center_dimensions:SAP_PLANT:1100"
+    TABLES[("cost_center_dimensions", "SAP_PLANT:1100")] = "1610"
+    try:
+        d = _map(b, dimension_fields=("SAP_PLANT",))
+    finally:
+        del TABLES[("cost_center_dimensions", "SAP_PLANT:1100")]
+    assert isinstance(d, Desired) and d.payload["lines"][0]["cost_center"] == "0000001610"
+    # Without the option the dimension is not read: no cost center on the line.
+    plain = _map(b)
+    assert isinstance(plain, Desired) and plain.payload["lines"][0]["cost_center"] == ""

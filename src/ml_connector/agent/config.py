@@ -208,10 +208,10 @@ class TableReaders:
 
 @cache
 def table_readers(system_type: str) -> TableReaders:
-    try:
-        data = fact(system_type, "table_readers", default=None)
-    except (FileNotFoundError, ModuleNotFoundError, OSError, ValueError):
-        data = None  # a system without provider data (or without table reads) has no table readers
+    # A system without provider facts (or without table reads) has no table readers; a provider.yaml
+    # that does not load is an error, not an empty allow-list rule.
+    entry = registry.find(system_type)
+    data = fact(entry.provider, "table_readers", default=None) if entry is not None and entry.provider else None
     data = data if isinstance(data, dict) else {}
     return TableReaders(
         modules={str(k).upper(): str(v).upper() for k, v in (data.get("modules") or {}).items()},

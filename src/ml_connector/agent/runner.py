@@ -32,6 +32,7 @@ from ml_connector.agent import protocol as proto
 from ml_connector.agent.config import AgentConfig, check_allowed
 from ml_connector.agent.store import AuditFile, LocalStore
 from ml_connector.core.channel import ChannelFault, ChannelResponse
+from ml_connector.core.clock import SYSTEM_CLOCK, Clock
 from ml_connector.core.net import is_loopback_host
 from ml_connector.core.redact import redact
 
@@ -253,9 +254,10 @@ class ControlPlaneClient:
 class Agent:
     def __init__(self, cfg: AgentConfig, ident: Identity, *, vault: Any = None,
                  handlers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.cfg = cfg
         self.ident = ident
+        self.clock = clock  # request timestamps, call ages, state pruning (a test moves it)
         data_dir = cfg.data_dir_path()
         self.store = LocalStore(data_dir / "agent-state.sqlite")
         self.audit = AuditFile(data_dir / "agent-audit.jsonl")
@@ -263,7 +265,7 @@ class Agent:
         self._handlers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = dict(handlers or {})
         self._handler_lock = threading.Lock()
         self.client = ControlPlaneClient(ident, verify=cfg.control_plane_verify(),
-                                         timeout=float(cfg.poll.request_timeout))
+                                         timeout=float(cfg.poll.request_timeout), clock=clock.now)
         self.pool = ThreadPoolExecutor(max_workers=cfg.poll.max_concurrent, thread_name_prefix="agent-call")
         self.busy: set[str] = set()
         self._busy_cond = threading.Condition()
@@ -430,7 +432,7 @@ class Agent:
 
     def prune_state(self, now: float | None = None) -> int:
         """Forget acknowledged call ids older than state_retention (the store would grow forever)."""
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         n = self.store.prune(now - float(self.cfg.state_retention))
         if n:
             self.audit.record("state.pruned", calls=n, retention_seconds=float(self.cfg.state_retention))
@@ -483,9 +485,9 @@ class Agent:
         try:
             while not self.stop_event.is_set():
                 try:
-                    if time.monotonic() >= next_prune:
+                    if self.clock.monotonic() >= next_prune:
                         self.prune_state()
-                        next_prune = time.monotonic() + PRUNE_EVERY
+                        next_prune = self.clock.monotonic() + PRUNE_EVERY
                     self.flush_unacked()
                     with self._busy_cond:
                         free = self.cfg.poll.max_concurrent - len(self.busy)

@@ -2,7 +2,8 @@
 a person.
 
 Knows no external system. The code where an event happens (server/agents/service.py: an agent goes
-offline or comes back; core/engine.py: a sync run failed) builds an `Alert` and
+offline or comes back; core/engine.py: a sync run failed, records parked waiting for a mapping or
+master record) builds an `Alert` and
 
 1. `admit(session, alert)` inside the transaction that made the state change: at most one
    alert per (event, subject) per interval, counted in the database (mlc_alert_throttle) so

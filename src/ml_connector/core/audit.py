@@ -12,13 +12,17 @@ from sqlalchemy.orm import Session
 from ml_connector.core import bulk
 from ml_connector.core.models import AuditRow, utcnow
 
+# json.dumps(data, sort_keys=True, separators=(",", ":"), default=str), without building an
+# encoder per call (two digests per record written).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
 
 def digest(data: bytes | str | dict[str, Any] | list[Any] | None) -> str | None:
     """SHA-256 of a request or response: the trail proves what moved without storing it."""
     if data is None:
         return None
     if isinstance(data, dict | list):
-        data = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        data = _CANONICAL.encode(data)
     if isinstance(data, str):
         data = data.encode("utf-8")
     return hashlib.sha256(data).hexdigest()

@@ -21,6 +21,7 @@ On Postgres every process launches DBOS with its own executor id.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -55,6 +56,19 @@ SYNC_WORKFLOW = "mlc.sync"
 REPLAY_WORKFLOW = "mlc.replay"
 WORKER_READY_TIMEOUT = 60.0  # seconds a command waits for a worker that is still launching
 MAX_PAGES_AHEAD = 2  # staged pages whose delivery has not finished, per run
+
+
+def _retry_interval(seconds: float) -> float:
+    """A step's first wait before it is retried, times $MLC_STEP_RETRY_SCALE (default 1). DBOS waits
+    between a step's attempts with a real sleep, fixed when the step is declared: the scale is how a
+    test suite runs the same attempts without sleeping through minutes of backoff."""
+    try:
+        scale = float(os.environ.get("MLC_STEP_RETRY_SCALE", "1"))
+    except ValueError:
+        scale = 1.0
+    return seconds * scale if scale > 0 else seconds
+
+
 # How often the sync workflow checks whether a page's delivery has finished (DBOS polls the
 # database for a queued workflow's result; its default, 1 s, left reading idle for up to a
 # second at each back-pressure wait and at the end of every run).
@@ -154,6 +168,7 @@ def _launch(rt: Runtime, *, executor_id: str | None = None, schedules: bool = Fa
     # DBOS adds its own, non-propagating log handler: mask secrets in its records too.
     install_log_redaction()
     _launched = True
+    _tune_gc()
     _register_queues(rt)
     if schedules:
         apply_schedules(rt)
@@ -164,6 +179,28 @@ def _launch(rt: Runtime, *, executor_id: str | None = None, schedules: bool = Fa
     lock = _worker_lock(rt)
     if lock is not None:
         lock.mark_ready()
+
+
+# Young-generation size for the cyclic GC of a worker (CPython's default is 700 allocations).
+GC_THRESHOLDS = (10000, 10, 10)
+_gc_tuned = False
+
+
+def _tune_gc() -> None:
+    """The cyclic GC of a worker process: a sync allocates a few container objects per record
+    (rows, payloads, statement parameters), nearly all freed by reference counting, so with the
+    defaults the collector ran every 700 allocations and every full collection rescanned the
+    whole runtime (modules, configuration, DBOS, SQLAlchemy): about a fifth of a full sync's CPU.
+    What exists once the engine is up is long-lived: frozen (never rescanned; still freed by
+    reference counting), and the young generation is larger. Once per process: a process that
+    starts the engine again (tests) keeps what it froze the first time."""
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _take_over() -> bool:
@@ -461,8 +498,8 @@ def _outbox_rows(sess: Any, ids: list[int], *where: Any) -> list[OutboxRow]:
     return rows
 
 
-@DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=1.0, backoff_rate=2.0,
-           should_retry=should_retry)
+@DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=_retry_interval(1.0),
+           backoff_rate=2.0, should_retry=should_retry)
 def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     ctx, s = _ctx(flow, stream, run_id, mode)
     rt = ctx.runtime
@@ -510,6 +547,9 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         # Staged = entries this run will deliver: new ones and open ones it adopts, not the planned
         # changes whose entry already exists (e.g. failed, waiting for replay).
         staged = outbox.add(sess, flow=flow, stream=stream, run_id=run_id, batch=batch, rows=rows)
+        known_parked = set(sess.scalars(select(OutboxRow.source_key).where(
+            OutboxRow.idempotency_key.in_([r["idempotency_key"] for r in parked_rows])))) if parked_rows else set()
+        new_parked = {r["source_key"] for r in parked_rows} - known_parked
         added = staged + (outbox.add(sess, flow=flow, stream=stream, run_id=run_id, batch=batch, rows=parked_rows)
                           if parked_rows else 0)
         run = sess.get(RunRow, run_id)
@@ -526,26 +566,38 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         audit.record(sess, "page.staged", flow=flow, stream=stream, run_id=run_id,
                      detail={"batch": batch, "read": len(page.records), "changes": len(changes),
                              "unchanged": unchanged, "parked": len(parked)})
-        alert = _parked_alert(sess, rt, flow, stream, run_id, parked)
-    alerts: Alerter | None = getattr(rt, "alerts", None)
-    if alert is not None and alerts is not None:
-        alerts.dispatch(alert)  # stored with the page; sent in the background
+        # Each record parked here says why (its journey shows it); a record parked again on the same
+        # key by a later run is not re-recorded (outbox.add kept its entry).
+        audit.record_many(sess, [{"event": "record.parked", "outcome": "parked", "flow": flow, "stream": stream,
+                                  "run_id": run_id, "source": f"{flow}:{p.source_key}", "target": None,
+                                  "at": utcnow(), "detail": {"waits_for": p.waits_for}}
+                                 for p in parked if p.source_key in new_parked])
+        alerts = _parked_alerts(sess, flow, stream, run_id, parked)
+    alerter: Alerter | None = getattr(rt, "alerts", None)
+    if alerter is not None:
+        for alert in alerts:
+            alerter.dispatch(alert)  # stored with the page; sent in the background
     return {"batch": batch if added else None, "done": page.done}
 
 
-def _parked_alert(sess: Any, rt: Any, flow: str, stream: str, run_id: str,
-                  parked: list[ledger.Parked]) -> Alert | None:
-    """Records parked on missing mappings: tell the operator (throttled per flow/stream like every alert)."""
-    alerts: Alerter | None = getattr(rt, "alerts", None)
+def _parked_alerts(sess: Any, flow: str, stream: str, run_id: str, parked: list[ledger.Parked]) -> list[Alert]:
+    """`record.parked`: operators hear of each cause records wait for (a mapping, a master record), at
+    most once per cause per alert interval (the throttle), in the transaction that parks them."""
+    alerts: Alerter | None = getattr(runtime(), "alerts", None)
     if not parked or alerts is None or not alerts.wants("record.parked"):
-        return None
-    waits = sorted({p.waits_for for p in parked})
-    shown = ", ".join(waits[:10]) + (f" and {len(waits) - 10} more" if len(waits) > 10 else "")
-    candidate = Alert(event="record.parked", subject=f"{flow}/{stream}", flow=flow, stream=stream, run_id=run_id,
-                      details={"parked": len(parked), "waits_for": waits[:50]},
-                      message=f"{len(parked)} record(s) of flow {flow} (stream {stream}) wait for a mapping: "
-                              f"{shown}; `ml-connector mappings set` resumes them")
-    return candidate if alerts.admit(sess, candidate) else None
+        return []
+    causes: dict[str, list[str]] = {}
+    for p in parked:
+        causes.setdefault(p.waits_for, []).append(p.source_key)
+    out = []
+    for cause, keys in causes.items():
+        alert = Alert(event="record.parked", subject=f"{flow}/{stream} {cause}"[:300], flow=flow, stream=stream,
+                      run_id=run_id, details={"waits_for": cause, "records": keys[:20], "count": len(keys)},
+                      message=f"{len(keys)} record(s) of {flow}/{stream} parked, waiting for {cause} "
+                              f"(e.g. {keys[0]}); they resume by themselves once it exists or is mapped")
+        if alerts.admit(sess, alert):
+            out.append(alert)
+    return out
 
 
 def _short(text: str) -> str:
@@ -583,8 +635,8 @@ def _open_batches_step(run_id: str) -> list[int]:
         return sorted(int(b) for (b,) in rows)
 
 
-@DBOS.step(name="mlc.deliver", retries_allowed=True, max_attempts=6, interval_seconds=2.0, backoff_rate=2.0,
-           should_retry=should_retry)
+@DBOS.step(name="mlc.deliver", retries_allowed=True, max_attempts=6, interval_seconds=_retry_interval(2.0),
+           backoff_rate=2.0, should_retry=should_retry)
 def _deliver_step(flow: str, stream: str, run_id: str, batch: int) -> dict[str, int]:
     rt = runtime()
     with rt.db.session() as sess:
@@ -624,6 +676,7 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
     reported: set[int] = set()
     compared: set[int] = set()  # a record is compared once per delivery: corrections cannot loop
     corrections: list[outbox.Entry] = []
+    looked_up: set[int] = set()
     newest: dict[str, outbox.Entry] = {}
     for e in entries:
         if e.source_key not in newest or e.id > newest[e.source_key].id:
@@ -696,10 +749,13 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
                 if o.state != "posted":
                     # The attempt was counted when it began (begin_attempt): not again here.
                     outbox.set_state(sess, [e.id], o.state, error=o.error)
+                how = {"resolved_by": "lookup"} if e.id in looked_up else (
+                    {"resolved_by": o.resolved} if o.resolved else {})
                 events.append({**base, "event": f"record.{e.op}",
                                "outcome": "ok" if o.state == "posted" else o.state,
                                "request": o.request, "response": o.response,
-                               "detail": {"key": e.idempotency_key, **({"error": o.error} if o.error else {})}})
+                               "detail": {"key": e.idempotency_key, **how,
+                                          **({"error": o.error} if o.error else {})}})
             audit.record_many(sess, events)
 
     def resolve(outcomes: list[Outcome]) -> None:
@@ -737,6 +793,7 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
         for o in target.lookup(ctx, doubtful[i:i + size]):
             if o.entry_id not in reported:
                 found.append(o)
+                looked_up.add(o.entry_id)  # the audit trail says these were settled by lookup
             # Many at once (a listing's page), or what a slow lookup (one GET per record) found so far.
             if len(found) >= LOOKUP_FLUSH or (found and time.monotonic() - flushed >= LOOKUP_FLUSH_SECONDS):
                 resolve(found)
@@ -860,7 +917,8 @@ def _run_counts(sess: Any, run_id: str) -> dict[str, int]:
     return out
 
 
-@DBOS.step(name="mlc.replay", retries_allowed=True, max_attempts=4, interval_seconds=2.0, should_retry=should_retry)
+@DBOS.step(name="mlc.replay", retries_allowed=True, max_attempts=4, interval_seconds=_retry_interval(2.0),
+           should_retry=should_retry)
 def _replay_step(ids: list[int]) -> dict[str, int]:
     rt = runtime()
     with rt.db.session() as sess:

@@ -61,6 +61,9 @@ class Outcome:
     #: The target knows the record existed before this entry's write (refused as existing, or
     #: found for an entry the ledger had no target id for): counted as adopted, not created.
     adopted: bool = False
+    #: How an uncertain write was settled, when the target had to find out (e.g. "lookup": the answer
+    #: was lost and the record was found in the target): the audit trail and `journey` say so.
+    resolved: str | None = None
 
 
 @dataclass
@@ -226,10 +229,14 @@ class Flow:
 
 
 def load_pair(pair: str) -> type[Flow]:
-    """`flows/<pair>.py` defines `FLOW` (a Flow subclass)."""
-    try:
-        mod = importlib.import_module(f"ml_connector.flows.{pair}")
-    except ModuleNotFoundError as exc:
-        raise ValueError(f"unknown flow pair {pair!r}: no module ml_connector.flows.{pair}") from exc
+    """The flow module of `pair` (core/flow_modules.py: an entry point, or `flows/<pair>.py`) defines
+    `FLOW` (a Flow subclass)."""
+    from ml_connector.core import flow_modules
+
+    module = flow_modules.module_of(pair)
+    if module is None:
+        raise ValueError(f"unknown flow pair {pair!r}: no module ml_connector.flows.{pair} and no entry point "
+                         f"{pair!r} of {flow_modules.ENTRY_POINT_GROUP!r}")
+    mod = importlib.import_module(module)
     flow_cls: type[Flow] = mod.FLOW
     return flow_cls

@@ -23,10 +23,14 @@ from ml_connector.core import bulk
 from ml_connector.core.db import in_chunks
 from ml_connector.core.models import CursorRow, RecordRow, utcnow
 
+# json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str),
+# without building an encoder per record.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
 
 def content_hash(payload: dict[str, Any]) -> str:
     """Stable hash of the content a target should hold (key order and whitespace do not matter)."""
-    canon = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    canon = _CANONICAL.encode(payload)
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 

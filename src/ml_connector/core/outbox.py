@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ml_connector.core import bulk
-from ml_connector.core.db import in_chunks, padded
+from ml_connector.core.db import in_chunks
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
 
 #: `resolved`: an operator closed a failed or parked entry without a retry (the console's inbox, audited).
@@ -76,32 +76,28 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
             # it is delivered (or resolved) now instead of being orphaned.
             if state in OPEN_STATES and erun != run_id:
                 adopt.append(eid)
-    # Keys to track per source record (all the entries of one source key in the same statement).
-    keys_of: dict[str, list[str]] = {}
-    for r in items:
-        keys_of.setdefault(r["source_key"], []).append(r["idempotency_key"])
-    sources = list(keys_of)
-    # An older write of the same record left in doubt (in flight at a crash, or uncertain) may have
-    # reached the target: it joins this batch too, where delivery resolves it by lookup before the
-    # newer content is written (and supersedes it), instead of staying in flight out of sight.
+    # The other entries of the same records, in one query per chunk of source keys:
+    # - an older write left in doubt (in flight at a crash, or uncertain) may have reached the
+    #   target: it joins this batch too, where delivery resolves it by lookup before the newer
+    #   content is written (and supersedes it), instead of staying in flight out of sight;
+    # - older open or failed writes for other content are superseded by this newer change (the
+    #   target will get the newest state).
+    own = set(keys)
+    sources = list(dict.fromkeys(r["source_key"] for r in items))
+    superseded: list[int] = []
     for chunk in in_chunks(sources):
-        own = padded([k for src in dict.fromkeys(chunk) for k in keys_of[src]])
-        adopt.extend(session.scalars(select(OutboxRow.id).where(
-            OutboxRow.flow == flow, OutboxRow.stream == stream, OutboxRow.source_key.in_(chunk),
-            OutboxRow.state.in_(("in_flight", "uncertain")), OutboxRow.idempotency_key.not_in(own))))
+        for eid, ikey, state in session.execute(select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.state).where(
+                OutboxRow.flow == flow, OutboxRow.stream == stream, OutboxRow.source_key.in_(chunk),
+                OutboxRow.state.in_(_OTHER_STATES))):
+            if ikey in own:
+                continue
+            (adopt if state in ("in_flight", "uncertain") else superseded).append(eid)
     for chunk in in_chunks(adopt):
         session.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(
             run_id=run_id, batch=batch, updated_at=utcnow()))
-    # Older open or failed writes of the same records, for other content, are
-    # superseded by this newer change (the target will get the newest state).
     now = utcnow()
-    for chunk in in_chunks(sources):
-        session.execute(update(OutboxRow).where(
-            OutboxRow.flow == flow, OutboxRow.stream == stream,
-            OutboxRow.source_key.in_(chunk),
-            OutboxRow.state.in_(("pending", "failed", "parked")),
-            OutboxRow.idempotency_key.not_in(padded([k for src in dict.fromkeys(chunk) for k in keys_of[src]])),
-        ).values(state="superseded", updated_at=now))
+    for chunk in in_chunks(superseded):
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(state="superseded", updated_at=now))
     # One executemany with the same columns for every row (a parked row sets parked_on and state).
     new = [{"idempotency_key": r["idempotency_key"], "source_key": r["source_key"], "op": r["op"],
             "payload": r["payload"], "content_hash": r["content_hash"], "target_id": r.get("target_id"),
@@ -117,6 +113,7 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
     return len(new) + len(adopt)
 
 
+_OTHER_STATES = ("in_flight", "uncertain", "pending", "failed", "parked")
 _ADD_KEYS = {"idempotency_key", "source_key", "op", "payload", "content_hash", "target_id", "state", "attempts",
              "parked_on", "last_error"}
 

@@ -40,7 +40,8 @@ OAUTH_MODES = ("oauth2_client_credentials", "oauth2_password", "oauth2_refresh_t
 class AuthFacts(Section):
     """How a client proves who it is. OAuth2 modes need the token endpoint and its timings."""
 
-    mode: Literal["oauth2_client_credentials", "oauth2_password", "oauth2_refresh_token", "basic", "session"]
+    mode: Literal["oauth2_client_credentials", "oauth2_password", "oauth2_refresh_token", "basic", "session",
+                  "api_key"]
     token_path: str | None = None           # relative to the API host
     client_auth: Literal["basic", "body"] | None = None  # client id/secret in Basic auth or in the form
     scopes: list[str] = []
@@ -135,17 +136,44 @@ class ProviderFacts(BaseModel):
         return self.rate_limit
 
 
+#: The in-tree systems' package: system <name>'s facts are in its subpackage <name> unless located elsewhere.
+BUILTIN_PACKAGE = "ml_connector.systems"
+_packages: dict[str, str] = {}
+
+
+def locate(name: str, package: str) -> None:
+    """System `name`'s provider.yaml (and facts.py) are in `package`: a system shipped as a package of
+    its own (its registry entry's `facts_package`; core/registry.py calls this when it adds the entry)."""
+    if _packages.get(name) != package:
+        _packages[name] = package
+        facts.cache_clear()
+        provider.cache_clear()
+
+
+def package_of(name: str) -> str:
+    """The package holding system `name`'s provider.yaml and facts.py."""
+    return _packages.get(name, f"{BUILTIN_PACKAGE}.{name}")
+
+
+def _where(name: str, file: str) -> str:
+    package = package_of(name)
+    if package == f"{BUILTIN_PACKAGE}.{name}":
+        return f"systems/{name}/{file}"
+    return f"{package.replace('.', '/')}/{file}"
+
+
 def model_for(name: str) -> type[ProviderFacts]:
-    """The system's own model (`ml_connector.systems.<name>.facts.Facts`), else the common frame."""
+    """The system's own model (`<its package>.facts.Facts`), else the common frame."""
+    module = f"{package_of(name)}.facts"
     try:
-        mod = importlib.import_module(f"ml_connector.systems.{name}.facts")
+        mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name != f"ml_connector.systems.{name}.facts":
+        if exc.name != module:
             raise
         return ProviderFacts
     model = getattr(mod, "Facts", ProviderFacts)
     if not (isinstance(model, type) and issubclass(model, ProviderFacts)):
-        raise ProviderFactsError(f"systems/{name}/facts.py: Facts must subclass core.providers.ProviderFacts")
+        raise ProviderFactsError(f"{_where(name, 'facts.py')}: Facts must subclass core.providers.ProviderFacts")
     return model
 
 
@@ -168,10 +196,11 @@ def validate(where: str, data: Any, model: type[ProviderFacts] = ProviderFacts) 
 
 @cache
 def facts(name: str) -> ProviderFacts:
-    """The validated facts of system `name` (the name of its package under systems/), loaded once."""
-    where = f"systems/{name}/provider.yaml"
+    """The validated facts of system `name` (the name of its package under systems/, or one `locate`d),
+    loaded once."""
+    where = _where(name, "provider.yaml")
     try:
-        ref = resources.files(f"ml_connector.systems.{name}").joinpath("provider.yaml")
+        ref = resources.files(package_of(name)).joinpath("provider.yaml")
         text = ref.read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError) as exc:
         raise ProviderFactsError(f"{where}: not found ({exc})") from None

@@ -46,9 +46,17 @@ _FIXED = [
 ]
 
 
+#: Words one of which (any case) every fixed pattern's match contains: a text without any of
+#: them (and without a known value) has nothing to redact, which plain substring tests tell
+#: far faster than the alternation (a sync redacts every record's audit detail).
+_TRIGGERS = ("authorization", "bearer", "basic", "token", "secret", "password", "passwd", "api_key", "apikey",
+             "private_key")
+
+
 class _Compiled:
     version = -1
     regex: re.Pattern[str] | None = None
+    values: tuple[str, ...] = ()
 
 
 _state = _Compiled()
@@ -74,7 +82,7 @@ def _regex() -> re.Pattern[str]:
             # known values match case-sensitively, the patterns ignore case
             parts.insert(0, "(?-i:(?P<known>" + "|".join(re.escape(v) for v in values) + "))")
         rx = re.compile("|".join(parts), re.IGNORECASE | re.DOTALL)
-        _state.regex, _state.version = rx, version
+        _state.regex, _state.values, _state.version = rx, tuple(values), version
         return rx
 
 
@@ -93,7 +101,12 @@ def redact(text: str) -> str:
     """`text` with every secret it contains replaced by ***."""
     if not text:
         return text
-    return _regex().sub(_replace, text)
+    rx = _regex()
+    values = _state.values  # the registry only grows: those of this regex or of a newer one
+    low = text.lower()
+    if not any(w in low for w in _TRIGGERS) and not any(v in text for v in values):
+        return text
+    return rx.sub(_replace, text)
 
 
 def digest(data: bytes | str) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ml_connector.core import providers
 from ml_connector.core.channel import ChannelFault, Handler
 from ml_connector.core.known_errors import KnownError
 
@@ -91,6 +92,9 @@ class SystemEntry:
     ping: Callable[[Any, str, Any], str]
     #: Name of its provider facts (systems/<name>/provider.yaml), None without.
     provider: str | None = None
+    #: The package holding its provider.yaml (and facts.py) when that is not ml_connector.systems.<provider>:
+    #: a system shipped as a package of its own carries its facts.
+    facts_package: str | None = None
     #: Its example connection for `ml-connector init`: base URL -> YAML lines (indented under `connections:`).
     example: Callable[[str], str] | None = None
     emulator: Emulator | None = None
@@ -135,7 +139,14 @@ def _discover() -> dict[str, SystemEntry]:
             if entry.name != info.name:
                 raise ValueError(f"package {BUILTIN_PACKAGE}.{info.name} declares system {entry.name!r}")
             found[entry.name] = entry
+    for entry in found.values():
+        _locate_facts(entry)
     return found
+
+
+def _locate_facts(entry: SystemEntry) -> None:
+    if entry.provider is not None and entry.facts_package is not None:
+        providers.locate(entry.provider, entry.facts_package)
 
 
 def _all() -> dict[str, SystemEntry]:
@@ -151,6 +162,7 @@ def register(entry: SystemEntry) -> None:
     global _generation
     with _lock:
         _all()[entry.name] = entry
+        _locate_facts(entry)
         _generation += 1
 
 

@@ -56,7 +56,7 @@ def reconcile_bills(flow: Any, period: str) -> Reconciliation:
     source_lines: dict[str, list[tuple[Key, Decimal]]] = {}
     parked_lines: dict[str, list[tuple[Key, Decimal]]] = {}
     desired: dict[str, Desired] = {}
-    kwargs = {"cost_center_field_id": cc_field} if cc_field else {}
+    kwargs: dict[str, Any] = {"cost_center_field_id": cc_field} if cc_field else {}
     for bill_id, bill in bills.items():
         out = bill_to_invoice(bill_id, bill, mapped=mapped, xblnr_prefix=prefix, **kwargs)
         if isinstance(out, Desired):

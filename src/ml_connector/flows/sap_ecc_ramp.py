@@ -11,8 +11,15 @@ docs/sap-ecc-ramp.md for the rules.
 - `gl_accounts`: SKA1 + SKAT + SKB1 of the configured company codes' chart → Ramp GL accounts.
 - `cost_centers`: CSKS valid today + CSKT → options of the Ramp accounting field "Cost Center"
   (id SAP_COST_CENTER).
+- `company_codes`, `plants`: T001 / T001W (+ T001K) of the configured company codes → options of the
+  Ramp accounting fields "Company Code" (SAP_COMPANY_CODE) and "Plant" (SAP_PLANT). A bill line coded
+  on such a field (or any field in `options.cost_center_dimensions`) instead of a cost center takes
+  the cost center of the mapping table `cost_center_dimensions` (`<field>:<option>` → KOSTL).
 - `bills` (Ramp → SAP): approved bills (`sync_ready=true`) → FI vendor invoices (BLART KR)
   posted exactly once, then reported with `POST /accounting/syncs`.
+- `bill_status` (Ramp → SAP): a posted bill paid in Ramp clears the SAP invoice (or lifts its
+  payment block) and is reported as BILL_PAYMENT_SYNC; one rejected after posting is blocked for
+  payment or reversed (options `paid_action`, `rejected_action`).
 """
 
 from __future__ import annotations
@@ -22,27 +29,34 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
-from ml_connector.core import mapping
+from ml_connector.core import ledger, mapping
 from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.outbox import Entry
 from ml_connector.core.settings import SettingsModel, Text
 from ml_connector.systems.ramp.client import RampError
-from ml_connector.systems.ramp.sources import ApprovedBillsSource
+from ml_connector.systems.ramp.sources import ApprovedBillsSource, BillStatusSource
 from ml_connector.systems.ramp.targets import (
     AccountingSyncs,
     AccountingVendorsTarget,
     FieldOptionsTarget,
     GLAccountsTarget,
 )
+from ml_connector.systems.sap_ecc.master_data import MasterDataCheck
 from ml_connector.systems.sap_ecc.posting import CURRENCY_DECIMALS, GLLine, VendorInvoice, format_amount, xblnr_for
-from ml_connector.systems.sap_ecc.sources import CostCenterSource, GLAccountSource, VendorSource
+from ml_connector.systems.sap_ecc.sources import (
+    CompanyCodeSource,
+    CostCenterSource,
+    GLAccountSource,
+    PlantSource,
+    VendorSource,
+)
 from ml_connector.systems.sap_ecc.table_reader import alpha
-from ml_connector.systems.sap_ecc.targets import NotPostable, VendorInvoiceTarget
+from ml_connector.systems.sap_ecc.targets import InvoiceStatusTarget, NotPostable, VendorInvoiceTarget
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +89,58 @@ def vendor_to_ramp(key: str, record: dict[str, Any], *, deactivate_blocked: bool
     active = not deleted and not (blocked and deactivate_blocked)
     payload = {"id": key, "name": name or key, "code": key.lstrip("0") or key}
     return Desired(key, payload, active=active)
+
+
+_LEGAL_FORMS = {"inc", "incorporated", "llc", "ltd", "limited", "corp", "corporation", "co", "company", "gmbh",
+                "ag", "kg", "sa", "sas", "srl", "bv", "nv", "plc", "lp", "llp", "pty"}
+
+
+def normalised_name(name: str) -> str:
+    """A vendor name for matching: case and accents folded, punctuation dropped, legal forms
+    (Inc., GmbH, Ltd …) and `&`/`and` removed, whitespace collapsed."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
+    words = "".join(c if c.isalnum() else " " for c in text).split()
+    return " ".join(w for w in words if w not in _LEGAL_FORMS and w != "and")
+
+
+def _tax_ids(record: dict[str, Any]) -> set[str]:
+    keys = ("STCD1", "STCD2", "STCEG", "tax_id", "tax_identification_number", "ein")
+    return {str(record[k]).replace("-", "").replace(" ", "").upper() for k in keys if record.get(k)}
+
+
+def match_billpay_vendor(key: str, record: dict[str, Any], candidates: list[dict[str, Any]]
+                         ) -> tuple[str | None, list[str]]:
+    """The Ramp Bill Pay vendor an SAP vendor is (id or None), and the ids of an ambiguous match.
+
+    A Bill Pay vendor already linked to this SAP vendor (`accounting_vendor_remote_id`) is it. Otherwise,
+    among the unlinked ones: the same tax id (SAP STCD1/STCD2/STCEG; Ramp's record when it has one),
+    then the same normalised name in a compatible address (same country, and the same city where
+    both have one). One match links; more than one is ambiguous (parked for an operator): never a guess."""
+    linked = [c for c in candidates if str(c.get("accounting_vendor_remote_id") or "") in (key, key.lstrip("0"))]
+    if linked:
+        return str(linked[0]["id"]), []
+    free = [c for c in candidates if not c.get("accounting_vendor_remote_id") and c.get("is_active", True)]
+    mine = _tax_ids(record)
+    by_tax = [c for c in free if mine and mine & _tax_ids(c)]
+    if by_tax:
+        return (str(by_tax[0]["id"]), []) if len(by_tax) == 1 else (None, [str(c["id"]) for c in by_tax])
+    name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
+    if not name:
+        return None, []
+    country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
+
+    def compatible(c: dict[str, Any]) -> bool:
+        addr = c.get("address") or {}
+        c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
+        c_city = str(addr.get("city") or "").strip().casefold()
+        return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
+
+    same = [c for c in free if normalised_name(str(c.get("name") or "")) == name and compatible(c)]
+    if len(same) == 1:
+        return str(same[0]["id"]), []
+    return None, [str(c["id"]) for c in same]
 
 
 def gl_classification(saknr: str, ska1: dict[str, str], skb1: list[dict[str, str]],
@@ -126,6 +192,20 @@ def cost_center_to_option(key: str, record: dict[str, Any]) -> Desired:
     return Desired(key, {"id": key, "value": value, "code": _strip_zeros(key)}, active=active)
 
 
+def company_code_to_option(key: str, record: dict[str, Any]) -> Desired:
+    """A company code (T001) → an option of the Ramp field "Company Code": {id: BUKRS, value, code}."""
+    name = str(record.get("BUTXT") or "").strip()
+    return Desired(key, {"id": key, "value": f"{key} {name}".strip(), "code": key})
+
+
+def plant_to_option(key: str, record: dict[str, Any]) -> Desired:
+    """A plant (T001W) → an option of the Ramp field "Plant": {id: WERKS, value: WERKS NAME1 (city), code}."""
+    name = str(record.get("NAME1") or "").strip()
+    city = str(record.get("ORT01") or "").strip()
+    value = f"{key} {name}".strip() + (f" ({city})" if city and city.lower() not in name.lower() else "")
+    return Desired(key, {"id": key, "value": value[:100], "code": key})
+
+
 # --------------------------------------------------------------------------- Ramp → SAP mappings
 
 
@@ -164,13 +244,25 @@ def _sap_key(value: Any, what: str, problems: list[str]) -> str:
         return str(value).strip()
 
 
+def _dimension(sels: list[dict[str, Any]], fields: tuple[str, ...]) -> str:
+    """`<field>:<option external id>` of the first selection on one of the dimension `fields` ('' if none)."""
+    for sel in sels or []:
+        cat = sel.get("category_info") or {}
+        field = str(cat.get("external_id") or cat.get("type") or "")
+        if field in fields and sel.get("external_id"):
+            return f"{field}:{sel['external_id']}"
+    return ""
+
+
 def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
                     cost_center_field_id: str = COST_CENTER_FIELD_ID, xblnr_prefix: str = "RMP",
-                    today: str | None = None) -> Desired | Parked:
+                    today: str | None = None, dimension_fields: tuple[str, ...] = ()) -> Desired | Parked:
     """An approved Ramp bill → the SAP vendor invoice (or credit memo) to post.
 
-    Parked on the `entities` mapping (Ramp entity → company code) and, for a Bill Pay vendor
-    without a remote id, on the `vendors` mapping. Lines take their GL account and cost center
+    Parked on the `entities` mapping (Ramp entity → company code), for a Bill Pay vendor
+    without a remote id on the `vendors` mapping, and for a line coded on one of the
+    `dimension_fields` (e.g. a Ramp department or plant field) instead of a cost center on the
+    `cost_center_dimensions` mapping (`<field>:<option>` → KOSTL). Lines take their GL account and cost center
     from their own coding, else the bill's; what SAP would refuse for certain (no GL account,
     no lines, lines not adding up to the total) goes into `problems`: the bill then fails and
     is reported to Ramp with that message, without a call to SAP. Negative totals become
@@ -196,6 +288,13 @@ def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
         li_sels = li.get("accounting_field_selections") or []
         gl = _selection(li_sels, "GL_ACCOUNT", cost_center_field_id) or default_gl
         cc = _selection(li_sels, "COST_CENTER", cost_center_field_id) or default_cc
+        dim = "" if cc or not dimension_fields else (_dimension(li_sels, dimension_fields)
+                                                     or _dimension(sels, dimension_fields))
+        if dim:
+            # A Ramp-side dimension (a department, a plant …) chosen instead of a cost center: mapped.
+            cc = mapped("cost_center_dimensions", dim) or ""
+            if not cc:
+                return Parked(key, mapping.waits_for("cost_center_dimensions", dim), payload=bill)
         if not gl:
             problems.append(f"line {n}: no GL account selected; code the line in Ramp")
         lines.append({"gl_account": _sap_key(gl, f"line {n}: GL account", problems),
@@ -222,6 +321,39 @@ def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
     return Desired(key, payload)
 
 
+CLOSED_PERIOD_POLICIES = ("park", "next_open")
+
+
+def validated_bill(m: Desired | Parked, bill: dict[str, Any], check: MasterDataCheck, *,
+                   closed_period: str = "park") -> Desired | Parked:
+    """A mapped bill checked against SAP's master data before it is posted: parked on the first
+    thing SAP lacks (`company_code:1000`, `vendor:1000/<LIFNR>`, `gl_account:1000/<SAKNR>`,
+    `cost_center:1000/<KOSTL>`, valid on the posting date), so that it posts by itself once SAP has
+    it; a bill with problems no master record can fix fails as before. A posting date in a period
+    SAP has closed parks on `period:<BUKRS>/<YYYY-MM>` (`closed_period: park`) or moves to the first
+    day of the next open period (`next_open`), the original date kept in the vendor line's text."""
+    if isinstance(m, Parked) or m.payload.get("problems"):
+        return m
+    p = m.payload
+    missing = check.missing(p["company_code"], vendor=p["vendor"],
+                            gl_accounts=[ln["gl_account"] for ln in p["lines"]],
+                            cost_centers=[ln["cost_center"] for ln in p["lines"] if ln["cost_center"]],
+                            on=p["posting_date"].replace("-", ""))
+    if missing:
+        return Parked(m.source_key, missing[0], payload=bill)
+    on = p["posting_date"].replace("-", "")
+    if check.period_open(p["company_code"], on):
+        return m
+    # The posting period is closed in SAP: park until it opens, or post into the next open period
+    # with the original posting date kept in the document (vendor line text).
+    nxt = check.next_open(p["company_code"], on) if closed_period == "next_open" else None
+    if nxt is None:
+        return Parked(m.source_key, f"period:{p['company_code']}/{on[:4]}-{on[4:6]}", payload=bill)
+    moved = f"{nxt[:4]}-{nxt[4:6]}-{nxt[6:]}"
+    return Desired(m.source_key, {**p, "posting_date": moved, "original_posting_date": p["posting_date"]},
+                   active=m.active)
+
+
 def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice:
     """The mapped bill as the document to post (`NotPostable` when the mapping found problems)."""
     if p.get("problems"):
@@ -232,7 +364,9 @@ def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice:
         lines=tuple(GLLine(gl_account=ln["gl_account"], amount=Decimal(ln["amount"]),
                            cost_center=ln["cost_center"], text=ln["text"]) for ln in p["lines"]),
         credit_memo=bool(p["credit_memo"]), doc_type=("KG" if p["credit_memo"] else doc_type),
-        header_text=f"Ramp {p['invoice_number']}"[:25], vendor_text=p["invoice_number"][:50],
+        header_text=f"Ramp {p['invoice_number']}"[:25],
+        vendor_text=(f"{p['invoice_number']} posting date {p['original_posting_date']}" if
+                     p.get("original_posting_date") else p["invoice_number"])[:50],
         reference=p["xblnr"])
 
 
@@ -246,11 +380,57 @@ def describe_bill(op: str, p: dict[str, Any]) -> str:
             f"XBLNR {p['xblnr']}, lines [{lines}]")
 
 
+PAID_ACTIONS = ("clear", "unblock", "none")
+REJECTED_ACTIONS = ("block", "reverse", "none")
+
+
+def bill_status_to_sap(key: str, bill: dict[str, Any], *, mapped: Mapped, document: str | None = None,
+                       paid_action: str = "clear", rejected_action: str = "block", block_key: str = "A",
+                       xblnr_prefix: str = "RMP", bank_account: str = "") -> Desired | Parked:
+    """A posted Ramp bill's status change → what SAP should do with its invoice.
+
+    Paid (`payment_status` PAID): `clear` the invoice's open vendor items with the payment (payment
+    date = the payment's effective date, else its payment date, else `paid_at`; the payment's trace
+    id, else its id, as the payment document's reference) or `unblock` it. Rejected: `block` it for
+    payment (ZLSPR `block_key`) or `reverse` it (posting date = the rejection date). The invoice is
+    `document` (BELNR/BUKRS/GJAHR, from the bills stream's ledger) or found in SAP by its XBLNR.
+    Parked on `entities:<entity>` like the bill itself."""
+    entity = str(bill.get("entity_id") or "")
+    bukrs = mapped("entities", entity)
+    if not bukrs:
+        return Parked(key, mapping.waits_for("entities", entity or "-"), payload=bill)
+    issued = _date(bill.get("issued_at"))
+    posting = _date(bill.get("posting_date") or bill.get("accounting_date")) or issued
+    year = (document.split("/")[2] if document else "") or (posting or datetime.now(UTC).strftime("%Y"))[:4]
+    payload: dict[str, Any] = {"bill_id": key, "invoice_number": str(bill.get("invoice_number") or ""),
+                               "company_code": bukrs, "xblnr": xblnr_for(key, xblnr_prefix), "fiscal_year": year,
+                               "document": document or ""}
+    paid = bill.get("payment_status") == "PAID" or bill.get("status") == "PAID"
+    if paid and paid_action != "none":
+        pay = bill.get("payment") or {}
+        trace = (pay.get("trace_id") or {}).get("trace_id") if isinstance(pay.get("trace_id"), dict) else None
+        payload.update(action=paid_action if paid_action in ("clear", "unblock") else "clear",
+                       payment_id=str(pay.get("id") or ""),
+                       payment_date=_date(pay.get("effective_date") or pay.get("payment_date") or bill.get("paid_at")),
+                       reference=str(trace or pay.get("id") or key)[:16],
+                       text=f"Ramp payment {pay.get('id') or key}"[:50], bank_account=bank_account)
+    elif bill.get("approval_status") == "REJECTED" and rejected_action != "none":
+        payload.update(action=rejected_action if rejected_action in ("block", "reverse") else "block",
+                       block_key=block_key[:1] or "A",
+                       posting_date=_date(bill.get("rejected_at") or bill.get("updated_at")) or "",
+                       reason=str(bill.get("rejection_reason") or "")[:100])
+        if payload["action"] == "reverse" and not payload["posting_date"]:
+            payload["posting_date"] = datetime.now(UTC).strftime("%Y-%m-%d")
+    else:
+        payload.update(action="none")
+    return Desired(key, payload)
+
+
 # --------------------------------------------------------------------------- wiring
 
 
 # Read by the configuration loader (without importing this module) to check a flow's `streams`.
-STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills")
+STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills", "bill_status", "company_codes", "plants")
 
 
 class Options(SettingsModel):
@@ -273,6 +453,18 @@ class Options(SettingsModel):
     vendor_code_on_upload: bool = True
     bill_page_size: int = Field(default=100, ge=1, le=1000)
     entity_id: Text | None = None
+    match_billpay_vendors: bool = True
+    validate_master_data: bool = True
+    cost_center_dimensions: list[Text] = Field(default_factory=list)
+    closed_period: Literal["park", "next_open"] = "park"
+    paid_action: Literal["clear", "unblock", "none"] = "clear"
+    rejected_action: Literal["block", "reverse", "none"] = "block"
+    rejected_block_key: Text = Field(default="A", min_length=1, max_length=1)
+    payment_bank_account: Text = ""
+    company_code_field_id: Text = "SAP_COMPANY_CODE"
+    company_code_field_name: Text = "Company Code"
+    plant_field_id: Text = "SAP_PLANT"
+    plant_field_name: Text = "Plant"
 
 
 class SapEccRampFlow(Flow):
@@ -295,15 +487,15 @@ class SapEccRampFlow(Flow):
     def _build(self) -> dict[str, Stream]:
         opts = Options.model_validate(dict(getattr(self.cfg, "options", {}) or {}))
         sap, ramp = self.connection_of("sap_ecc"), self.connection_of("ramp")
-        company_codes = list(opts.company_codes)
-        page_size = opts.page_size
-        language = opts.language
-        deactivate_blocked = opts.deactivate_blocked
-        overrides = dict(opts.gl_classification)
-        revenue_prefixes = tuple(opts.revenue_prefixes)
-        cc_field_id = opts.cost_center_field_id
-        xblnr_prefix = opts.xblnr_prefix
-        doc_type = opts.document_type
+        company_codes = [str(c) for c in opts.company_codes]
+        page_size = int(opts.page_size)
+        language = str(opts.language)
+        deactivate_blocked = bool(opts.deactivate_blocked)
+        overrides = dict(opts.gl_classification or {})
+        revenue_prefixes = tuple(str(p) for p in opts.revenue_prefixes)
+        cc_field_id = str(opts.cost_center_field_id)
+        xblnr_prefix = str(opts.xblnr_prefix)
+        doc_type = str(opts.document_type)
 
         def mapped(ctx: RunContext) -> Mapped:
             def get(table: str, value: str) -> str | None:
@@ -311,13 +503,41 @@ class SapEccRampFlow(Flow):
                     return mapping.get(s, ctx.flow, table, value)
             return get
 
+        match_vendors = bool(opts.match_billpay_vendors)
+        billpay: dict[str, list[dict[str, Any]]] = {}
+
+        def billpay_vendors(ctx: RunContext) -> list[dict[str, Any]]:
+            # Ramp's Bill Pay vendors, listed once per run (a run reads them before any create).
+            if ctx.run_id not in billpay:
+                billpay.clear()
+                try:
+                    billpay[ctx.run_id] = list(ctx.runtime.connection(ramp).iter_billpay_vendors())
+                except RampError as exc:  # e.g. 403 without vendors:read: upload without matching
+                    log.warning("vendor matching off for this run: listing Ramp's vendors failed: %s", exc)
+                    billpay[ctx.run_id] = []
+            return billpay[ctx.run_id]
+
+        def map_vendor(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            d = vendor_to_ramp(key, rec, deactivate_blocked=deactivate_blocked)
+            if not match_vendors or not d.active:
+                return d
+            chosen = mapped(ctx)("vendor_matches", key)
+            if chosen:
+                link = None if chosen == "none" else chosen
+            else:
+                link, ambiguous = match_billpay_vendor(key, rec, billpay_vendors(ctx))
+                if ambiguous:
+                    return Parked(key, mapping.waits_for("vendor_matches", key), payload=rec)
+            return Desired(key, {**d.payload, "billpay_vendor_id": link}, active=d.active) if link else d
+
         vendors = Stream(
             "vendors",
             VendorSource(self.cfg.source, company_codes=company_codes, page_size=page_size,
-                         overlap_seconds=opts.overlap_seconds),
-            lambda ctx, key, rec: vendor_to_ramp(key, rec, deactivate_blocked=deactivate_blocked),
+                         overlap_seconds=float(opts.overlap_seconds)),
+            map_vendor,
             AccountingVendorsTarget(self.cfg.target,
-                                    send_code_on_upload=opts.vendor_code_on_upload))
+                                    send_code_on_upload=bool(opts.vendor_code_on_upload)),
+            mapping_tables=("vendor_matches",))
         gl_accounts = Stream(
             "gl_accounts",
             GLAccountSource(sap, company_codes=company_codes, language=language, page_size=page_size),
@@ -330,19 +550,75 @@ class SapEccRampFlow(Flow):
                              controlling_areas=list(opts.controlling_areas or company_codes)),
             lambda ctx, key, rec: cost_center_to_option(key, rec),
             FieldOptionsTarget(ramp, field_id=cc_field_id, kind="cost center",
-                               field_name=opts.cost_center_field_name))
+                               field_name=str(opts.cost_center_field_name)))
+        validate = bool(opts.validate_master_data)
+        dimension_fields = tuple(str(f) for f in opts.cost_center_dimensions or [])
+        closed_period = str(opts.closed_period)
+        if closed_period not in CLOSED_PERIOD_POLICIES:
+            raise ValueError(f"flow {self.name}: options.closed_period must be one of "
+                             f"{', '.join(CLOSED_PERIOD_POLICIES)}")
+        checks: dict[str, MasterDataCheck] = {}
+
+        def check(ctx: RunContext) -> MasterDataCheck:
+            # One per run: a record created in SAP since is seen by the next run (parked bills are
+            # mapped again at the start of every run, so they post by themselves).
+            if ctx.run_id not in checks:
+                checks.clear()
+                checks[ctx.run_id] = MasterDataCheck(ctx.runtime.connection(sap))
+            return checks[ctx.run_id]
+
+        def map_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            m = bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
+                                xblnr_prefix=xblnr_prefix, dimension_fields=dimension_fields)
+            return validated_bill(m, rec, check(ctx), closed_period=closed_period) if validate else m
+
         bills = Stream(
             "bills",
-            ApprovedBillsSource(ramp, page_size=opts.bill_page_size,
+            ApprovedBillsSource(ramp, page_size=int(opts.bill_page_size),
                                 entity_id=opts.entity_id),
-            lambda ctx, key, rec: bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
-                                                  xblnr_prefix=xblnr_prefix),
+            map_bill,
             VendorInvoiceTarget(sap, lambda p: invoice_of(p, doc_type=doc_type),
                                 after_post=self._report_posted(ramp), after_refusal=self._report_refused(ramp),
                                 refusal_note=" (reported to Ramp)",
                                 posted_note=": only the Ramp report would be sent"),
-            mapping_tables=("entities", "vendors"), describe=describe_bill)
-        streams = {s.name: s for s in (vendors, gl_accounts, cost_centers, bills)}
+            mapping_tables=("entities", "vendors", "cost_center_dimensions"), describe=describe_bill)
+        paid_action = str(opts.paid_action)
+        rejected_action = str(opts.rejected_action)
+        if paid_action not in PAID_ACTIONS or rejected_action not in REJECTED_ACTIONS:
+            raise ValueError(f"flow {self.name}: options.paid_action must be one of {', '.join(PAID_ACTIONS)} and "
+                             f"options.rejected_action one of {', '.join(REJECTED_ACTIONS)}")
+        block_key = str(opts.rejected_block_key)
+        bank_account = str(opts.payment_bank_account)
+
+        def posted_document(ctx: RunContext, key: str) -> str | None:
+            with ctx.runtime.db.read() as s:
+                row = ledger.lookup(s, ctx.flow, "bills", [key]).get(key)
+                return row.target_id if row is not None and row.target_id else None
+
+        passes = tuple(p for p, action in zip(BillStatusSource.PASSES, (paid_action, rejected_action), strict=True)
+                       if action != "none")
+        bill_status = Stream(
+            "bill_status",
+            BillStatusSource(ramp, page_size=int(opts.bill_page_size), entity_id=opts.entity_id,
+                             passes=passes),
+            lambda ctx, key, rec: bill_status_to_sap(key, rec, mapped=mapped(ctx), document=posted_document(ctx, key),
+                                                     paid_action=paid_action, rejected_action=rejected_action,
+                                                     block_key=block_key, xblnr_prefix=xblnr_prefix,
+                                                     bank_account=bank_account),
+            InvoiceStatusTarget(sap, after_status=self._report_paid(ramp)),
+            mapping_tables=("entities",))
+        company_codes_stream = Stream(
+            "company_codes", CompanyCodeSource(sap, company_codes=company_codes, page_size=page_size),
+            lambda ctx, key, rec: company_code_to_option(key, rec),
+            FieldOptionsTarget(ramp, field_id=str(opts.company_code_field_id),
+                               kind="company code", field_name=str(opts.company_code_field_name)))
+        plants = Stream(
+            "plants", PlantSource(sap, company_codes=company_codes, page_size=page_size),
+            lambda ctx, key, rec: plant_to_option(key, rec),
+            FieldOptionsTarget(ramp, field_id=str(opts.plant_field_id), kind="plant",
+                               field_name=str(opts.plant_field_name)))
+        streams = {s.name: s for s in (vendors, gl_accounts, cost_centers, bills, bill_status,
+                                       company_codes_stream, plants)}
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
 
@@ -374,6 +650,24 @@ class SapEccRampFlow(Flow):
                                error=f"posted in SAP as {doc} (XBLNR {p['xblnr']}), but the report to Ramp "
                                      f"failed: {exc}; replay re-sends the report only")
             return replace(posted, response={**(posted.response or {}), "sync_id": sync.get("sync_id")})
+        return after
+
+    @staticmethod
+    def _report_paid(ramp: str) -> Callable[[RunContext, Entry, Outcome], Outcome]:
+        """A payment cleared in SAP is reported to Ramp as BILL_PAYMENT_SYNC (reference: the clearing
+        document); the entry fails while the report fails (replay finds the clearing and re-sends it)."""
+        def after(ctx: RunContext, e: Entry, done: Outcome) -> Outcome:
+            p = e.payload
+            if p.get("action") not in ("clear", "unblock"):
+                return done
+            try:
+                sync = AccountingSyncs(ctx.runtime.connection(ramp), "BILL_PAYMENT_SYNC").synced(
+                    p["bill_id"], str(done.target_id))
+            except RampError as exc:
+                return Outcome(e.id, "failed", request=p,
+                               error=f"payment applied in SAP ({done.target_id}), but the report to Ramp failed: "
+                                     f"{exc}; replay finds it in SAP and re-sends the report only")
+            return replace(done, response={**(done.response or {}), "sync_id": sync.get("sync_id")})
         return after
 
     @staticmethod

@@ -34,7 +34,6 @@ import hmac
 import logging
 import re
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +44,7 @@ from sqlalchemy import Float, Index, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ml_connector.core import audit
+from ml_connector.core.clock import SYSTEM_CLOCK, Clock
 from ml_connector.core.db import Database
 from ml_connector.core.models import Base
 from ml_connector.core.net import is_loopback_host
@@ -92,7 +92,7 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def create_token(db: Database, name: str, role: str = "admin") -> tuple[str, str]:
+def create_token(db: Database, name: str, role: str = "admin", clock: Clock = SYSTEM_CLOCK) -> tuple[str, str]:
     """A new token for `name`: (token id, the token). The token is not stored and cannot be shown again."""
     from ml_connector.server.roles import ROLES
 
@@ -109,7 +109,7 @@ def create_token(db: Database, name: str, role: str = "admin") -> tuple[str, str
         if taken is not None:
             raise ApiTokenError(f"an active token named {name!r} exists ({taken}); revoke it first "
                                 "or choose another name")
-        s.add(ApiTokenRow(id=token_id, name=name, secret_hash=_hash(secret), created_at=time.time(), role=role))
+        s.add(ApiTokenRow(id=token_id, name=name, secret_hash=_hash(secret), created_at=clock.now(), role=role))
         audit.record(s, "api.token.created", detail={"token_id": token_id, "name": name, "role": role})
     return token_id, f"{TOKEN_PREFIX}{token_id}_{secret}"
 
@@ -121,13 +121,13 @@ def list_tokens(db: Database) -> list[dict[str, Any]]:
                 for r in s.scalars(select(ApiTokenRow).order_by(ApiTokenRow.created_at))]
 
 
-def revoke_token(db: Database, id_or_name: str) -> list[str]:
+def revoke_token(db: Database, id_or_name: str, clock: Clock = SYSTEM_CLOCK) -> list[str]:
     """Revoke the token with this id, or the active one with this name; the ids revoked."""
     with db.session() as s:
         rows = list(s.scalars(select(ApiTokenRow).where(ApiTokenRow.revoked_at.is_(None),
                                                         (ApiTokenRow.id == id_or_name)
                                                         | (ApiTokenRow.name == id_or_name))))
-        now = time.time()
+        now = clock.now()
         for r in rows:
             r.revoked_at = now
             audit.record(s, "api.token.revoked", detail={"token_id": r.id, "name": r.name})
@@ -139,8 +139,10 @@ def active_token_count(db: Database) -> int:
         return len(list(s.scalars(select(ApiTokenRow.id).where(ApiTokenRow.revoked_at.is_(None)))))
 
 
-def verify_token(db: Database, token: str) -> tuple[ApiCaller | None, str, str | None]:
-    """(caller, reason, token id): caller is None when refused; reason says why (for the audit)."""
+def verify_token(db: Database, token: str,
+                 clock: Clock = SYSTEM_CLOCK) -> tuple[ApiCaller | None, str, str | None]:
+    """(caller, reason, token id): caller is None when refused; reason says why (for the audit).
+    Its last use is stored at most every LAST_USED_RESOLUTION seconds of `clock`."""
     m = _TOKEN_RE.match(token)
     if m is None:
         return None, "malformed_token", None
@@ -156,11 +158,12 @@ def verify_token(db: Database, token: str) -> tuple[ApiCaller | None, str, str |
         if row.revoked_at is not None:
             return None, "revoked_token", token_id
         caller, last_used = ApiCaller(row.id, row.name, row.role), row.last_used_at
-    if last_used is None or time.time() - last_used > LAST_USED_RESOLUTION:
+    now = clock.now()
+    if last_used is None or now - last_used > LAST_USED_RESOLUTION:
         with db.session() as s:
             fresh = s.get(ApiTokenRow, token_id)
             if fresh is not None:
-                fresh.last_used_at = time.time()
+                fresh.last_used_at = now
     return caller, "ok", token_id
 
 
@@ -185,8 +188,8 @@ UNAUTHORIZED_MESSAGE = ("this API needs an operator token: send `Authorization: 
                         "control plane with `ml-connector api-tokens create NAME`")
 
 
-def admin_guard(db: Database, server_cfg: Any,
-                refusals: RefusalAudit | None = None) -> Callable[..., ApiCaller | None]:
+def admin_guard(db: Database, server_cfg: Any, refusals: RefusalAudit | None = None,
+                clock: Clock = SYSTEM_CLOCK) -> Callable[..., ApiCaller | None]:
     """The FastAPI dependency that protects the operators' API (shown as a security scheme in OpenAPI)."""
     always = auth_required(server_cfg)
     refusal_audit = refusals or RefusalAudit(db)
@@ -201,7 +204,7 @@ def admin_guard(db: Database, server_cfg: Any,
         if credentials is None or credentials.scheme.lower() != "bearer":
             reason, caller, token_id = "missing_token", None, None
         else:
-            caller, reason, token_id = verify_token(db, credentials.credentials.strip())
+            caller, reason, token_id = verify_token(db, credentials.credentials.strip(), clock)
         if caller is not None:
             request.state.api_caller = caller
             return caller

@@ -7,6 +7,7 @@ is open.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -147,6 +148,17 @@ def create_app(rt: Runtime) -> FastAPI:
                                 state=r.state, attempts=r.attempts,
                                 error=redact(r.last_error) if r.last_error else None)
                     for r in outbox.failures(s, flow=flow)]
+
+    @admin.get("/api/journey/{ref:path}")
+    def record_journey(ref: str) -> list[dict[str, Any]]:
+        """Every event of one record (a source id, a target document, a reference): see `ml-connector journey`."""
+        from ml_connector.core.journey import journey
+
+        with rt.db.session() as s:
+            steps = journey(s, ref)
+        if not steps:
+            raise HTTPException(404, f"nothing is known about {ref!r}")
+        return [json.loads(redact(json.dumps(st, default=str))) for st in steps]
 
     @admin.post("/api/replay", response_model=ReplayResult, dependencies=[Depends(api_role("operator"))])
     def replay(req: ReplayRequest, request: Request) -> ReplayResult:

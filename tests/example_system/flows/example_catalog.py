@@ -1,9 +1,9 @@
 """Example shop → example catalog: each shop item becomes a catalog record.
 
 This file is what `flows/<pair>.py` would be for a real pair: the pure mapping function and the
-wiring of source → mapping → target. `tests/example_system/launch.py` puts this directory on the
-path of the package `ml_connector.flows`, so that it is found as `ml_connector.flows.example_catalog`
-(as a file under src/ml_connector/flows/ would be).
+wiring of source → mapping → target. It is found as the pair `example_catalog` as a flow shipped in
+a package of its own is: through the entry point `ml_connector.flows` (tests/unit/test_plugin_packages.py)
+or, in a process, `flow_modules.register` (tests/example_system/launch.py).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from ml_connector.agent import protocol as proto
 from ml_connector.core import audit
 from ml_connector.core.alerts import Alert, Alerter, duration_text
 from ml_connector.core.channel import ChannelFault, ChannelResponse
+from ml_connector.core.clock import SYSTEM_CLOCK, Clock
 from ml_connector.core.db import Database, in_chunks
 from ml_connector.core.refusals import REFUSAL_AUDIT_WINDOW, CoalescedRefusals
 from ml_connector.server.agents.models import AgentCallRow, AgentNonceRow, AgentRow, PairingTokenRow
@@ -135,8 +136,10 @@ def lost_fault(call_id: str, agent_id: str | None) -> ChannelResponse:
 
 class AgentService:
     def __init__(self, db: Database, vault: Any, settings: Settings | None = None,
-                 pacing: Pacing | None = None, alerts: Alerter | None = None) -> None:
+                 pacing: Pacing | None = None, alerts: Alerter | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.db = db
+        #: The wall clock of leases, liveness, pairing tokens and request timestamps (a test moves it).
+        self.clock = clock
         self.alerts = alerts  # operators' webhooks for agent.offline / agent.online (core/alerts.py)
         self.vault = vault
         self.settings = settings or Settings()
@@ -166,7 +169,7 @@ class AgentService:
 
     def issue_token(self, site: str, ttl: float = 900.0) -> str:
         token = TOKEN_PREFIX + secrets.token_urlsafe(24)
-        now = time.time()
+        now = self.clock.now()
         with self.db.session() as s:
             s.add(PairingTokenRow(token_hash=hash_token(token), site=site, created_at=now, expires_at=now + ttl))
             audit.record(s, "agent.token.issued", target=site, detail={"site": site, "ttl_seconds": ttl})
@@ -184,7 +187,7 @@ class AgentService:
             self._reject(proto.E_BAD_TOKEN, None, "/api/agent/pair", client, "public key is not an Ed25519 key",
                          peer=peer)
             raise AuthError(proto.E_BAD_TOKEN, "the public key is not a 32-byte Ed25519 key", status=400) from None
-        now = time.time()
+        now = self.clock.now()
         cp_key = self.control_public_key()
         with self.db.session() as s:
             q = select(PairingTokenRow).where(PairingTokenRow.token_hash == hash_token(token))
@@ -232,7 +235,7 @@ class AgentService:
         ts = headers.get(proto.H_TS) or ""
         nonce = headers.get(proto.H_NONCE) or ""
         sig = headers.get(proto.H_SIG) or ""
-        now = time.time()
+        now = self.clock.now()
         if not (agent_id and ts and nonce and sig) or len(agent_id) > 64 or len(sig) > 200:
             self._reject(proto.E_MISSING, agent_id[:64] or None, path, client,
                          "missing or malformed signature headers", peer=peer)
@@ -325,7 +328,7 @@ class AgentService:
                 if s.get(AgentCallRow, call_id) is not None:
                     return False
                 s.add(AgentCallRow(id=call_id, site=site, system=system, function=function, params=params,
-                                   idempotent=idempotent, state="queued", attempts=0, created_at=time.time()))
+                                   idempotent=idempotent, state="queued", attempts=0, created_at=self.clock.now()))
                 notify_queued(s, site, call_id)
         except IntegrityError:
             return False
@@ -340,7 +343,7 @@ class AgentService:
         Calls to an SAP system with a budget (server/agents/pacing.py) are handed out only within it,
         counted over every agent and control-plane process; the others stay queued for a
         later poll."""
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         key = self.control_key()
         out: list[dict[str, Any]] = []
         with self.db.session() as s:
@@ -397,7 +400,7 @@ class AgentService:
     def extend(self, ident: AgentIdentity, call_ids: list[str]) -> int:
         if not call_ids:
             return 0
-        now = time.time()
+        now = self.clock.now()
         n = 0
         with self.db.session() as s:
             # Every call the agent holds, running or with its result waiting for delivery.
@@ -458,7 +461,7 @@ class AgentService:
 
     def _store_result(self, ident: AgentIdentity, response: ChannelResponse,
                       refusal: list[AuthError]) -> dict[str, Any] | None:
-        now = time.time()
+        now = self.clock.now()
         data = response.model_dump_json()
         with self.db.session() as s:
             q = select(AgentCallRow).where(AgentCallRow.id == response.id)
@@ -539,7 +542,7 @@ class AgentService:
 
     def sweep(self, now: float | None = None) -> dict[str, int]:
         """Expire leases, mark silent agents offline (alert), purge old nonces."""
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         counts = {"requeued": 0, "lost": 0, "offline": 0}
         changed = False
         lost: list[str] = []
@@ -610,7 +613,7 @@ class AgentService:
         """Give every claimed call a fresh lease of `grace()` seconds (at start, before the first
         sweep): a lease that ran out while no control plane was up says nothing about its agent,
         which could neither renew it nor deliver the result it may hold."""
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         until = now + self.settings.grace()
         with self.db.session() as s:
             result: Any = s.execute(update(AgentCallRow).where(AgentCallRow.state == "claimed",
@@ -647,7 +650,7 @@ class AgentService:
             agent = s.get(AgentRow, agent_id)
             if agent is None:
                 return False
-            agent.state, agent.revoked_at = "revoked", time.time()
+            agent.state, agent.revoked_at = "revoked", self.clock.now()
             audit.record(s, "agent.revoked", source=agent_id, target=agent.site, detail={"agent_id": agent_id})
             notify_queued(s, agent.site, "")  # its held poll answers `revoked` now
         SIGNAL.notify()
@@ -655,14 +658,14 @@ class AgentService:
 
     def online_agents(self, site: str) -> int:
         """Agents of `site` that are not revoked and polled within the offline threshold."""
-        since = time.time() - self.settings.offline_after
+        since = self.clock.now() - self.settings.offline_after
         with self.db.session() as s:
             rows = s.scalars(select(AgentRow.id).where(AgentRow.site == site, AgentRow.state != "revoked",
                                                        AgentRow.last_seen_at >= since)).all()
         return len(rows)
 
     def list_agents(self) -> list[dict[str, Any]]:
-        now = time.time()
+        now = self.clock.now()
         with self.db.session() as s:
             agents = s.scalars(select(AgentRow).order_by(AgentRow.created_at)).all()
             busy: dict[str, int] = {}

@@ -28,7 +28,7 @@ def _example(base_url: str) -> str:
     auth:
       client_id: ramp_demo_client
       client_secret_secret: {NAME}_client_secret   # ml-connector secrets set {NAME}_client_secret
-      scope: "accounting:read accounting:write bills:read"
+      scope: "accounting:read accounting:write bills:read vendors:read vendors:write"
     # limits: {{requests: 200, period: 10s}}   # override the provider's rate limit
 """
 
@@ -75,4 +75,6 @@ ENTRY = SystemEntry(
                       create_app=lazy("ml_connector.systems.ramp.sandbox.app", "create_app"), info=_info,
                       snapshot=_snapshot, restore=_restore),
     known_errors=_known_errors(),
+    # the webhook intake (`webhooks:` of a ramp connection) on the control plane's server
+    routers=lazy("ml_connector.systems.ramp.webhooks", "routers"),
 )

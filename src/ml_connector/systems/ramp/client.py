@@ -339,10 +339,12 @@ class RampClient:
     # -- bills and sync reports ---------------------------------------------------------
     def list_bills_page(self, *, sync_ready: bool | None = None, sync_status: str | None = None,
                         entity_id: str | None = None, page_size: int | None = None, start: str | None = None,
+                        payment_status: str | None = None, approval_status: str | None = None,
                         ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of bills and the id to start the next page after (None at the end)."""
         params = {"sync_ready": self._flag(sync_ready), "sync_status": sync_status, "entity_id": entity_id,
-                  "page_size": page_size or self.page_size, "start": start}
+                  "page_size": page_size or self.page_size, "start": start, "payment_status": payment_status,
+                  "approval_status": approval_status}
         body = self._json("GET", "/bills", params={k: v for k, v in params.items() if v is not None})
         data: list[dict[str, Any]] = list(body.get("data", []))
         more = bool((body.get("page") or {}).get("next"))
@@ -371,6 +373,38 @@ class RampClient:
         out: dict[str, Any] = self._json("POST", "/accounting/syncs", json=body, idempotent=True,
                                          attempts=attempts)
         return out
+
+    # -- Bill Pay vendors (not accounting vendors; linked by accounting_vendor_remote_id) ----
+    def iter_billpay_vendors(self, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        return self._iter("/vendors", {"page_size": page_size})
+
+    def link_billpay_vendor(self, vendor_id: str, remote_id: str) -> dict[str, Any]:
+        """PATCH /vendors/{id} accounting_vendor_remote_id (idempotent: it sets a value)."""
+        out: dict[str, Any] = self._json("PATCH", f"/vendors/{vendor_id}",
+                                         json={"accounting_vendor_remote_id": remote_id})
+        return out
+
+    # -- webhooks (§1.7) ------------------------------------------------------------------
+    def create_webhook(self, endpoint_url: str, event_types: list[str],
+                       additional_headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """POST /webhooks: the subscription with its `secret` (only in this answer)."""
+        body: dict[str, Any] = {"endpoint_url": endpoint_url, "event_types": event_types}
+        if additional_headers:
+            body["additional_headers"] = additional_headers
+        out: dict[str, Any] = self._json("POST", "/webhooks", json=body)
+        return out
+
+    def verify_webhook(self, webhook_id: str, challenge: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("POST", f"/webhooks/{webhook_id}/verify", json={"challenge": challenge},
+                                         idempotent=True)
+        return out
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = self._json("GET", "/webhooks")
+        return out
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self.request("DELETE", f"/webhooks/{webhook_id}")
 
     # -- misc ---------------------------------------------------------------------------
     def get_business(self) -> dict[str, Any]:

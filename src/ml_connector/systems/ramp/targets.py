@@ -16,15 +16,16 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from ml_connector.core.flow import Outcome, Report, RunContext, Target
 from ml_connector.core.outbox import Entry
-from ml_connector.systems.ramp.client import RampApiError, RampClient, RampUncertainWrite
+from ml_connector.systems.ramp.client import RampApiError, RampClient, RampError, RampUncertainWrite
+from ml_connector.systems.ramp.facts import ramp_facts
 
 log = logging.getLogger(__name__)
 
-UPLOAD_MAX = 500  # Ramp's largest upload
 UNCERTAIN_ROUNDS = 3  # lookups-then-re-upload rounds after unknown outcomes, then left uncertain
 UPDATES_PER_REPORT = 50  # idempotent updates reported (one transaction) per this many
 #: Records to find at which one listing of the kind (pages of 100) replaces one GET per record:
@@ -65,7 +66,6 @@ class RampUploadTarget(Target):
     """
 
     kind = "record"
-    batch_size = UPLOAD_MAX
     #: Payload fields Ramp holds as they are sent (compared with what is found).
     compared: tuple[str, ...] = ("name", "code")
     #: Compared fields that Ramp may legitimately hold empty (not sent on upload).
@@ -73,6 +73,7 @@ class RampUploadTarget(Target):
 
     def __init__(self, connection: str) -> None:
         self.connection = connection
+        self.batch_size = ramp_facts().batch.max_items  # Ramp's largest upload (provider facts)
 
     # -- the record kind's calls -----------------------------------------------------------
     def find(self, ramp: RampClient, item_id: str) -> dict[str, Any] | None:
@@ -167,8 +168,8 @@ class RampUploadTarget(Target):
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
         ramp = self.client(ctx)
         creates = [e for e in entries if e.op == "create"]
-        for i in range(0, len(creates), UPLOAD_MAX):
-            self._create_batch(ramp, creates[i:i + UPLOAD_MAX], report)
+        for i in range(0, len(creates), self.batch_size):
+            self._create_batch(ramp, creates[i:i + self.batch_size], report)
         others = [e for e in entries if e.op != "create"]
         # Records the ledger does not know in Ramp (e.g. vendors deleted in SAP before the first sync):
         # many are found with one listing, not one GET each.
@@ -179,17 +180,31 @@ class RampUploadTarget(Target):
             if len(done) >= UPDATES_PER_REPORT:
                 report(done)
                 done = []
-            done.append(self._update_one(ramp, e, held))
+            done.append(self._update_one(ramp, e, held, listed=self._listing(ctx)))
         if done:
             report(done)
 
-    def _update_one(self, ramp: RampClient, e: Entry, held: dict[str, dict[str, Any]] | None = None) -> Outcome:
+    def _listing(self, ctx: RunContext) -> dict[str, dict[str, Any]] | None:
+        """This run's listing of the kind (taken by `current` in a full run, in this process), else None."""
+        return self._listed if getattr(self, "_listed_for", None) == ctx.run_id else None
+
+    def _update_one(self, ramp: RampClient, e: Entry, held: dict[str, dict[str, Any]] | None = None, *,
+                    listed: dict[str, dict[str, Any]] | None = None) -> Outcome:
         try:
             target = e.target_id
             adopted = False
             if not target:
-                # The ledger did not know the record in Ramp (e.g. it was lost): find it.
-                found = self.find(ramp, e.payload["id"]) if held is None else held.get(str(e.payload["id"]))
+                # The ledger did not know the record in Ramp (e.g. it was lost): find it. A deactivation
+                # of a record absent from this run's listing needs no GET: only this run could have
+                # created it since, and a full run stages each record once (a record deleted before
+                # the first sync costs no request). Many unknown ones were found with one listing (held).
+                absent = e.op == "deactivate" and listed is not None and str(e.payload["id"]) not in listed
+                if absent:
+                    found = None
+                elif held is not None:
+                    found = held.get(str(e.payload["id"]))
+                else:
+                    found = self.find(ramp, e.payload["id"])
                 target = found["ramp_id"] if found else None
                 adopted = found is not None
                 if e.op == "deactivate" and found is None:
@@ -219,8 +234,8 @@ class RampUploadTarget(Target):
             self._resolve_by_lookup(ramp, batch, report, depth)
             return
         except RampApiError as exc:
-            if exc.status >= 500 or exc.status == 429:
-                raise
+            if exc.status == 429 or exc.status in ramp_facts().need_retry().statuses:
+                raise  # transient (provider facts): the engine's step retries later
             if self.adapt_to_refusal(exc):
                 self._create_batch(ramp, batch, report, depth)
                 return
@@ -319,7 +334,37 @@ class AccountingVendorsTarget(RampUploadTarget):
         return False
 
     def describe(self, op: str, payload: dict[str, Any]) -> str:
-        return f"{op} Ramp accounting vendor id={payload['id']} name={payload['name']!r} code={payload['code']}"
+        link = f", linking Bill Pay vendor {payload['billpay_vendor_id']}" if payload.get("billpay_vendor_id") else ""
+        return f"{op} Ramp accounting vendor id={payload['id']} name={payload['name']!r} code={payload['code']}{link}"
+
+    # A payload with `billpay_vendor_id` (the flow matched a Bill Pay vendor Ramp already had): once the
+    # accounting vendor is in Ramp, the Bill Pay vendor is linked to it (PATCH, idempotent), so Ramp
+    # does not add a second vendor for it; a failed link fails the entry, and replay links again.
+    def _linked(self, ctx: RunContext, entries: list[Entry], outcomes: Iterable[Outcome]) -> list[Outcome]:
+        by_id = {e.id: e for e in entries}
+        out = []
+        for o in outcomes:
+            e = by_id.get(o.entry_id)
+            link = (e.payload.get("billpay_vendor_id") if e is not None else None)
+            if o.state != "posted" or not link or e is None or e.op == "deactivate":
+                out.append(o)
+                continue
+            try:
+                self.client(ctx).link_billpay_vendor(str(link), str(e.payload["id"]))
+            except RampError as exc:
+                out.append(Outcome(o.entry_id, "failed", target_id=o.target_id, request=e.payload,
+                                   error=f"accounting vendor {e.payload['id']} is in Ramp ({o.target_id}), but "
+                                         f"linking Bill Pay vendor {link} to it failed: {exc}; replay links it"))
+                continue
+            out.append(replace(o, response={**(o.response or {}), "linked_billpay_vendor": link}))
+        return out
+
+    def lookup(self, ctx: RunContext, entries: list[Entry]) -> Iterator[Outcome]:
+        for found in super().lookup(ctx, entries):  # yielded as found (the engine records them as they come)
+            yield from self._linked(ctx, entries, [found])
+
+    def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
+        super().write(ctx, entries, lambda outcomes: report(self._linked(ctx, entries, outcomes)))
 
 
 class GLAccountsTarget(RampUploadTarget):

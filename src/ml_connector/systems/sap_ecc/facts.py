@@ -24,6 +24,8 @@ class Transport(Section):
 class ReadTable(Section):
     row_width: int = Field(gt=0)
     options_line_length: int = Field(gt=0)
+    lookup_page_size: int = Field(gt=0)
+    items_page_size: int = Field(gt=0)
 
 
 class TableReaders(Section):

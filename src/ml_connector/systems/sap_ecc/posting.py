@@ -52,6 +52,7 @@ from ml_connector.core.http import PicklableError
 
 from .client import RfcCaller
 from .errors import RfcError
+from .facts import ecc_facts
 from .table_reader import TableReader, alpha, quote
 
 log = logging.getLogger(__name__)
@@ -578,7 +579,8 @@ class DocumentPoster:
         else:
             where = f"BUKRS = {quote(bukrs)} AND XBLNR = {quote(xblnr)} AND GJAHR = {quote(year)}"
             rows = [r for page in self.reader.read("BKPF", BKPF_FIELDS, key_fields=("BUKRS", "BELNR", "GJAHR"),
-                                                   where=where, page_size=100) for r in page.rows]
+                                                   where=where, page_size=ecc_facts().read_table.lookup_page_size)
+                    for r in page.rows]
         return [DocRef(belnr=str(r.get("BELNR", "")).strip(), bukrs=str(r.get("BUKRS", "")).strip(),
                        gjahr=str(r.get("GJAHR", "")).strip(), xblnr=str(r.get("XBLNR", "")).strip(),
                        blart=str(r.get("BLART", "")).strip(), stblg=str(r.get("STBLG", "")).strip(),
@@ -702,7 +704,8 @@ class DocumentPoster:
 
     def _items(self, table: str, where: str) -> list[dict[str, str]]:
         return [r for page in self.reader.read(table, _ITEM_FIELDS, key_fields=_ITEM_KEYS, where=where,
-                                               page_size=500) for r in page.rows]
+                                               page_size=ecc_facts().read_table.items_page_size)
+                for r in page.rows]
 
     def payment_status(self, bukrs: str, belnr: str, gjahr: str | int) -> PaymentStatus:
         """open / partially_paid / paid / reversed / not_found, from BSIK (open) and BSAK (cleared)."""
@@ -768,6 +771,121 @@ class DocumentPoster:
     def remove_payment_block(self, bukrs: str, belnr: str, gjahr: str | int, *,
                              item: int | str | None = None) -> int:
         return self.set_payment_block(bukrs, belnr, gjahr, "", item=item)
+
+    # -- status changes decided outside SAP: an external payment, a reversal -----------------
+
+    def document(self, bukrs: str, belnr: str, gjahr: str | int) -> DocRef | None:
+        """The BKPF row of one document (None when SAP has no such document)."""
+        self.stats["lookups"] += 1
+        where = (f"BUKRS = {quote(bukrs)} AND BELNR = {quote(alpha(belnr, 10))} AND "
+                 f"GJAHR = {quote(str(gjahr).zfill(4))}")
+        rows = [r for page in self.reader.read("BKPF", BKPF_FIELDS, key_fields=("BUKRS", "BELNR", "GJAHR"),
+                                               where=where, page_size=10) for r in page.rows]
+        if not rows:
+            return None
+        r = rows[0]
+        return DocRef(belnr=str(r.get("BELNR", "")).strip(), bukrs=str(r.get("BUKRS", "")).strip(),
+                      gjahr=str(r.get("GJAHR", "")).strip(), xblnr=str(r.get("XBLNR", "")).strip(),
+                      blart=str(r.get("BLART", "")).strip(), stblg=str(r.get("STBLG", "")).strip(),
+                      budat=str(r.get("BUDAT", "")).strip(), awtyp=str(r.get("AWTYP", "")).strip(),
+                      awkey=str(r.get("AWKEY", "")).strip())
+
+    def _settle(self, what: str, cause: RfcError, done: Callable[[], str | None]) -> str | None:
+        """An uncertain status call: `done()` (a lookup) says whether it took effect; None only when
+        a lookup answered 'not done'; OutcomeUnknownError when no lookup could answer."""
+        last: Exception | None = None
+        for i in range(self.uncertain_lookups):
+            if i:
+                self._sleep(self.settle_seconds)
+            try:
+                return done()
+            except RfcError as exc:
+                last = exc
+        raise OutcomeUnknownError(f"outcome of {what} unknown ({cause}); lookup failed: {last}",
+                                  bukrs="", xblnr="", gjahr="", cause=cause) from cause
+
+    def clear_by_payment(self, bukrs: str, belnr: str, gjahr: str | int, *, payment_date: date | None = None,
+                         reference: str = "", text: str = "", bank_account: str = "",
+                         function: str = "Z_MLC_CLEAR_VENDOR_ITEMS") -> tuple[str, bool]:
+        """Clear the invoice's open vendor items with a payment made outside SAP, exactly once:
+        (clearing document, known from a lookup: already cleared, or an uncertain call settled). The
+        invoice's own state is the key: BSAK is read first and after any uncertain call, so a payment
+        is never posted twice."""
+        belnr, year = alpha(belnr, 10), str(gjahr).zfill(4)
+
+        def cleared() -> str | None:
+            st = self.payment_status(bukrs, belnr, year)
+            if st.status == "not_found":
+                raise PostingError((ReturnMessage("E", "ZMLC", "002", f"Document {belnr} {bukrs} {year} has no "
+                                                  "vendor items", v1=belnr),), function=function)
+            return st.clearing_document if st.status in ("paid", "reversed") else None
+
+        done = cleared()
+        if done is not None:
+            return done, True
+        params: dict[str, Any] = {"I_BUKRS": bukrs, "I_BELNR": belnr, "I_GJAHR": year,
+                                  "I_XBLNR": reference[:16], "I_SGTXT": text[:50]}
+        if payment_date is not None:
+            params["I_AUGDT"] = _d(payment_date)
+        if bank_account:
+            params["I_HKONT"] = alpha(bank_account, 10)
+        try:
+            out = self.caller.call(function, params, tables=("RETURN",))
+        except RfcError as exc:
+            if not exc.uncertain:
+                raise
+            found = self._settle(f"clearing {belnr} {bukrs} {year}", exc, cleared)
+            if found is None:
+                raise OutcomeUnknownError(f"clearing {belnr} {bukrs} {year}: the call failed after sending "
+                                          f"({exc}) and SAP shows it open; it is sent again on the next attempt",
+                                          bukrs=bukrs, xblnr="", gjahr=year, cause=exc) from exc
+            return found, True  # settled by the lookup
+        messages = tuple(ReturnMessage.from_row(r) for r in _rows(out.get("RETURN")))
+        already = next((m for m in messages if (m.id, m.number) == ("ZMLC", "004")), None)
+        if already is not None:
+            return already.v4, True
+        if any(m.is_error for m in messages):
+            raise PostingError(messages, function=function)
+        return str(out.get("E_AUGBL") or "").strip(), False
+
+    def reverse(self, bukrs: str, belnr: str, gjahr: str | int, *, posting_date: date | None = None,
+                reason: str = "01", function: str = "Z_MLC_ACC_DOCUMENT_REVERSE") -> tuple[str, bool]:
+        """Reverse a document exactly once: (reversal document, known from a lookup: already reversed,
+        or an uncertain call settled). BKPF-STBLG of the
+        document is read first and after any uncertain call."""
+        belnr, year = alpha(belnr, 10), str(gjahr).zfill(4)
+
+        def reversed_by() -> str | None:
+            ref = self.document(bukrs, belnr, year)
+            if ref is None:
+                raise PostingError((ReturnMessage("E", "ZMLC", "002", f"Document {belnr} {bukrs} {year} does not "
+                                                  "exist", v1=belnr),), function=function)
+            return ref.stblg or None
+
+        done = reversed_by()
+        if done is not None:
+            return done, True
+        params: dict[str, Any] = {"I_BUKRS": bukrs, "I_BELNR": belnr, "I_GJAHR": year, "I_STGRD": reason[:2]}
+        if posting_date is not None:
+            params["I_BUDAT"] = _d(posting_date)
+        try:
+            out = self.caller.call(function, params, tables=("RETURN",))
+        except RfcError as exc:
+            if not exc.uncertain:
+                raise
+            found = self._settle(f"reversing {belnr} {bukrs} {year}", exc, reversed_by)
+            if found is None:
+                raise OutcomeUnknownError(f"reversing {belnr} {bukrs} {year}: the call failed after sending "
+                                          f"({exc}) and SAP shows it not reversed; it is sent again on the next "
+                                          "attempt", bukrs=bukrs, xblnr="", gjahr=year, cause=exc) from exc
+            return found, True  # settled by the lookup
+        messages = tuple(ReturnMessage.from_row(r) for r in _rows(out.get("RETURN")))
+        already = next((m for m in messages if (m.id, m.number) == ("ZMLC", "005")), None)
+        if already is not None:
+            return already.v4, True
+        if any(m.is_error for m in messages):
+            raise PostingError(messages, function=function)
+        return str(out.get("E_STBLG") or "").strip(), False
 
 
 __all__ = ["ACC_TABLES", "AccDocument", "DocRef", "Document", "DocumentPoster", "GLLine", "GLPosting",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -86,8 +87,11 @@ class VendorSource(_TableSource):
         super().__init__(connection, page_size=page_size)
         self.company_codes = company_codes
         self.overlap = overlap_seconds
-        # run id -> (last key read, open LFA1 generator, its next page): see _next_lfa1_page
-        self._gens: dict[str, tuple[str, Iterator[TablePage], TablePage]] = {}
+        # run id -> (the key the next page continues from, that page being read ahead): see _full_page
+        self._gens: dict[str, tuple[str | None, Future[tuple[dict[str, dict[str, Any]], str | None,
+                                                             Iterator[TablePage], TablePage | None]]]] = {}
+        self._executor: ThreadPoolExecutor | None = None  # the next page's read-ahead
+        self._lookahead: ThreadPoolExecutor | None = None  # the LFA1 page after it, meanwhile
 
     def begin(self, ctx: RunContext, cursor: dict[str, Any]) -> dict[str, Any]:
         started = _stamp(sap_clock(ctx.runtime.connection(self.connection)))
@@ -102,13 +106,7 @@ class VendorSource(_TableSource):
         reader = self.reader(ctx)
         ccs = in_list("BUKRS", self.company_codes)
         if state["phase"] == "full":
-            page, done = self._next_lfa1_page(ctx, reader, state["after"])
-            rows = page.rows if page is not None else []
-            vendors = {r["LIFNR"]: r for r in rows}
-            after = page.last_key[0] if page is not None and page.last_key else state["after"]
-            if vendors:
-                lo, hi = min(vendors), max(vendors)
-                self._attach_company_codes(reader, vendors, f"LIFNR >= {quote(lo)} AND LIFNR <= {quote(hi)} AND {ccs}")
+            vendors, after, done = self._full_page(ctx, reader, state["after"])
             return Page(self._records(vendors), dict(state, after=after), done)
         ids: list[str] = state["ids"]
         off = int(state["offset"])
@@ -128,31 +126,60 @@ class VendorSource(_TableSource):
                     estimate_total=len(ids))
 
     def finish(self, ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
+        self._gens.pop(ctx.run_id, None)
         return {"watermark": state.get("started")}
 
-    def _next_lfa1_page(self, ctx: RunContext, reader: TableReader, after: str | None) -> tuple[TablePage | None, bool]:
-        """The next LFA1 page after `after`, and whether it is the last one.
+    def _full_page(self, ctx: RunContext, reader: TableReader,
+                   after: str | None) -> tuple[dict[str, dict[str, Any]], str | None, bool]:
+        """The vendors of the next LFA1 page after `after` (with their LFB1 rows), the last key
+        read, and whether it is the last page.
 
-        The reader is a generator; within one process it is kept between steps
-        together with a one-page lookahead (which tells whether this page is the
-        last). After a restart a new generator resumes from the committed key.
+        While the engine stages this page and delivers earlier ones, the next page (LFA1 and
+        LFB1) is read in the background: SAP's time answering overlaps this process's work
+        instead of adding to it. The read-ahead is keyed by the key it continues from, so a step
+        re-executed from another committed key (a retry, a restart) reads afresh.
         """
-        cached = self._gens.get(ctx.run_id)
-        if cached is None or cached[0] != after:
+        cached = self._gens.pop(ctx.run_id, None)
+        if cached is not None and cached[0] == after:
+            vendors, last, gen, lookahead = cached[1].result()
+        else:
+            if cached is not None:
+                cached[1].cancel()
             gen = iter(reader.read("LFA1", LFA1_FIELDS, key_fields=["LIFNR"], page_size=self.page_size,
                                    after=[after] if after else None))
-            page = next(gen, None)
-        else:
-            _, gen, page = cached
+            vendors, last, gen, lookahead = self._complete_page(reader, gen, next(gen, None), after)
+        if lookahead is not None:
+            self._gens.clear()  # one run of a stream at a time: nothing else to keep
+            self._gens[ctx.run_id] = (last, self._pool().submit(self._complete_page, reader, gen, lookahead, last))
+        return vendors, last, lookahead is None
+
+    def _complete_page(self, reader: TableReader, gen: Iterator[TablePage], page: TablePage | None,
+                       after: str | None) -> tuple[dict[str, dict[str, Any]], str | None, Iterator[TablePage],
+                                                   TablePage | None]:
+        """LFA1 `page` with its LFB1 rows attached, the last key read, the generator and the next
+        LFA1 page read from it (None: `page` is the last one), which the next call completes."""
         if page is None:
-            self._gens.pop(ctx.run_id, None)
-            return None, True
-        lookahead = next(gen, None)
-        if lookahead is None:
-            self._gens.pop(ctx.run_id, None)
-            return page, True
-        self._gens[ctx.run_id] = (page.last_key[0], gen, lookahead)
-        return page, False
+            return {}, after, gen, None
+        # The next LFA1 page is read while this one's LFB1 rows are (independent reads).
+        ahead = self._pool("_lookahead", "mlc-look-ahead").submit(next, gen, None)
+        vendors = {r["LIFNR"]: r for r in page.rows}
+        last = page.last_key[0] if page.last_key else after
+        try:
+            if vendors:
+                lo, hi = min(vendors), max(vendors)
+                ccs = in_list("BUKRS", self.company_codes)
+                self._attach_company_codes(reader, vendors,
+                                           f"LIFNR >= {quote(lo)} AND LIFNR <= {quote(hi)} AND {ccs}")
+        finally:
+            lookahead = ahead.result()  # the generator is never left running behind a failure
+        return vendors, last, gen, lookahead
+
+    def _pool(self, attr: str = "_executor", name: str = "mlc-read-ahead") -> ThreadPoolExecutor:
+        pool: ThreadPoolExecutor | None = getattr(self, attr)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+            setattr(self, attr, pool)
+        return pool
 
     def _attach_company_codes(self, reader: TableReader, vendors: dict[str, dict[str, Any]], where: str) -> None:
         for p in reader.read("LFB1", LFB1_FIELDS, key_fields=["LIFNR", "BUKRS"], where=where,
@@ -637,3 +664,35 @@ class CostLineSource(_TableSource):
 
     def finish(self, ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
         return {}
+
+
+class CompanyCodeSource(_SnapshotSource):
+    """The configured company codes (T001: BUKRS, BUTXT, ORT01, LAND1, WAERS), keyed by BUKRS."""
+
+    def __init__(self, connection: str, *, company_codes: list[str], page_size: int = 5000) -> None:
+        super().__init__(connection, page_size=page_size)
+        self.company_codes = company_codes
+
+    def read_all(self, ctx: RunContext) -> list[tuple[str, dict[str, Any]]]:
+        rows = read_all(self.reader(ctx), "T001", ["BUKRS", "BUTXT", "ORT01", "LAND1", "WAERS"], ["BUKRS"],
+                        in_list("BUKRS", self.company_codes), self.page_size)
+        return sorted((r["BUKRS"], r) for r in rows)
+
+
+class PlantSource(_SnapshotSource):
+    """Plants of the configured company codes: T001W (WERKS, NAME1, ORT01, LAND1) with `BUKRS` from
+    T001K (valuation area = plant), keyed by WERKS."""
+
+    def __init__(self, connection: str, *, company_codes: list[str], page_size: int = 5000) -> None:
+        super().__init__(connection, page_size=page_size)
+        self.company_codes = company_codes
+
+    def read_all(self, ctx: RunContext) -> list[tuple[str, dict[str, Any]]]:
+        reader = self.reader(ctx)
+        areas = {r["BWKEY"]: r["BUKRS"] for r in read_all(reader, "T001K", ["BWKEY", "BUKRS"], ["BWKEY"],
+                                                          in_list("BUKRS", self.company_codes), self.page_size)}
+        if not areas:
+            return []
+        plants = read_all(reader, "T001W", ["WERKS", "NAME1", "BWKEY", "ORT01", "LAND1"], ["WERKS"],
+                          in_list("BWKEY", sorted(areas)), self.page_size)
+        return sorted((r["WERKS"], {**r, "BUKRS": areas.get(r["BWKEY"], "")}) for r in plants)

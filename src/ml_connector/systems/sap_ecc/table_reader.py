@@ -27,6 +27,9 @@ holds ≤ page_size rows. It walks the key space in half-open windows
 3. If the probe holds ≤ page_size keys, the window is complete: its exact key
    set is known. Each column group is then fetched for the same window, joined
    on the key fields, and the page is emitted; `cursor = hi`, pop the stack.
+   When the fields fit in ONE column group, the probe reads that whole group instead of
+   the keys alone: a probe of ≤ page_size rows is then the page itself (one call per
+   verified window instead of two), and a full one is split on its keys as above.
 
 Windows partition the key space (each bound is a real key inside the enclosing
 window as the *server* orders keys), so every row is returned exactly once, no
@@ -73,6 +76,7 @@ from ml_connector.core.http import PicklableError
 
 from .client import RfcCaller
 from .errors import ABAPApplicationError
+from .facts import ecc_facts
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +216,16 @@ def _tokens(where: str) -> list[str]:
     return tokens
 
 
-def wrap_options(where: str, width: int = 72) -> list[str]:
-    """Split a WHERE clause into OPTIONS lines ≤ `width` (see module docstring)."""
+def _row_width(function: str) -> int:
+    """TAB512-WA's width (provider facts `read_table.row_width`), or a wide module's."""
+    return WIDE_FUNCTIONS.get(function) or ecc_facts().read_table.row_width
+
+
+def wrap_options(where: str, width: int | None = None) -> list[str]:
+    """Split a WHERE clause into OPTIONS lines ≤ `width` (default: provider facts
+    `read_table.options_line_length`, RFC_DB_OPT-TEXT's CHAR72; see module docstring)."""
+    if width is None:
+        width = ecc_facts().read_table.options_line_length
     lines: list[str] = []
     line = ""
     for tok in _tokens(where):
@@ -399,7 +411,7 @@ class TableReader:
         self.caller = caller
         self.function = function
         self._explicit_width = row_width
-        self.row_width = row_width if row_width is not None else WIDE_FUNCTIONS.get(function, 512)
+        self.row_width = row_width if row_width is not None else _row_width(function)
         self.delimiter = "|" if delimiter is None else delimiter
         self.calls = 0
         self._describe_cache: dict[str, list[FieldInfo]] = {}
@@ -408,7 +420,7 @@ class TableReader:
     def auto(cls, caller: RfcCaller, **kwargs: Any) -> TableReader:
         """A reader on the widest installed module, probed now (not cached; see `probed`)."""
         fm = choose_function(caller)
-        return cls(caller, function=fm, row_width=WIDE_FUNCTIONS.get(fm, 512), **kwargs)
+        return cls(caller, function=fm, row_width=_row_width(fm), **kwargs)
 
     @classmethod
     def probed(cls, caller: RfcCaller, **kwargs: Any) -> TableReader:
@@ -423,7 +435,7 @@ class TableReader:
             fm = probed_function(self.caller)
             self.function = fm
             if self._explicit_width is None:
-                self.row_width = WIDE_FUNCTIONS.get(fm, 512)
+                self.row_width = _row_width(fm)
         return self.function
 
     def _call(self, table: str, names: Sequence[str], where: str | None, *, rowcount: int = 0,
@@ -497,6 +509,7 @@ class TableReader:
         dw = _delim_width(self.delimiter)
         groups = plan_groups(data_infos, key_infos, self.row_width, delimiter_width=dw, table=table)
         regrouped = False
+        fused = len(groups) == 1
         cursor: tuple[str, ...] | None = tuple(after) if after is not None else None
         if cursor is not None and len(cursor) != len(keys):
             raise ValueError(f"after={after!r} must have one value per key field {keys}")
@@ -509,7 +522,15 @@ class TableReader:
             window = _and(where,
                           key_condition(keys, cursor, ">") if cursor is not None else None,
                           key_condition(keys, hi, "<=") if hi is not None else None)
-            probe = self._probe(table, key_infos, window, page_size + 1)
+            whole: list[dict[str, str]] | None = None
+            if fused:
+                # One column group: probe with it, so that a window that fits is read in this one call.
+                whole = self._probe_whole(table, groups[0], keys, window, page_size + 1)
+                fused = whole is not None
+            if whole is None:
+                probe = self._probe(table, key_infos, window, page_size + 1)
+            else:
+                probe = [tuple(r[k] for k in keys) for r in whole]
             if len(probe) > page_size:
                 if last_split_optimistic:
                     optimistic = False  # server does not return lowest keys first: bisect
@@ -524,7 +545,8 @@ class TableReader:
                 cursor = hi if hi is not None else cursor
                 continue
             try:
-                rows, dropped = self._fetch_window(table, groups, keys, window, set(probe), page_size)
+                rows, dropped = ((whole, 0) if whole is not None else
+                                 self._fetch_window(table, groups, keys, window, set(probe), page_size))
             except _WindowOverflow:
                 retries += 1
                 if retries > _MAX_WINDOW_RETRIES:
@@ -569,6 +591,26 @@ class TableReader:
             raise TableReadError(f"key fields {names} are not unique in table {table} (duplicate {dup}); "
                                  f"pass the full primary key (without MANDT)")
         return out
+
+    def _probe_whole(self, table: str, group: Sequence[FieldInfo], keys: Sequence[str], window: str | None,
+                     rowcount: int) -> list[dict[str, str]] | None:
+        """A probe that reads a single column group whole (its rows, keys checked unique as `_probe`
+        does); None when the server's buffer refuses the width (the key probe and the regrouping
+        of `read` take over)."""
+        try:
+            rows = self._select(table, group, window, rowcount)
+        except ABAPApplicationError as exc:
+            if exc.key == "DATA_BUFFER_EXCEEDED":
+                return None
+            raise
+        seen: set[tuple[str, ...]] = set()
+        for r in rows:
+            k = tuple(r[n] for n in keys)
+            if k in seen:
+                raise TableReadError(f"key fields {list(keys)} are not unique in table {table} (duplicate {k}); "
+                                     f"pass the full primary key (without MANDT)")
+            seen.add(k)
+        return rows
 
     def _fetch_window(self, table: str, groups: Sequence[Sequence[FieldInfo]], keys: Sequence[str],
                       window: str | None, probe_keys: set[tuple[str, ...]],

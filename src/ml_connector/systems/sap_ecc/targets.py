@@ -42,7 +42,8 @@ def _posted(e: Entry, belnr: str, bukrs: str, gjahr: str, xblnr: str, *, already
     doc = f"{belnr}/{bukrs}/{gjahr}"
     return Outcome(e.id, "posted", target_id=doc, request=e.payload,
                    response={"document": doc, "xblnr": xblnr, "already_posted": already_posted,
-                             "recovered": recovered})
+                             "recovered": recovered},
+                   resolved="lookup" if recovered or already_posted else None)
 
 
 class VendorInvoiceTarget(Target):
@@ -128,3 +129,134 @@ class VendorInvoiceTarget(Target):
             return f"SAP check (BAPI_ACC_DOCUMENT_CHECK): SAP would REFUSE it: {exc}"
         except Exception as exc:  # the preview must not break the listing
             return f"SAP check not possible: {type(exc).__name__}: {exc}"
+
+
+#: What a flow does after a status change is known to be in SAP (e.g. report the payment to the source).
+AfterStatus = Callable[[RunContext, Entry, Outcome], Outcome]
+
+STATUS_ACTIONS = ("clear", "block", "unblock", "reverse")
+
+
+class NotYetPosted(Exception):
+    """The invoice a status change is for is not in SAP (yet): the entry is parked, and mapped and
+    delivered again at the start of the next run."""
+
+
+class InvoiceStatusTarget(Target):
+    """Status changes decided outside SAP applied to posted invoices, exactly once, one per call.
+
+    Payload: {action, document: "BELNR/BUKRS/GJAHR", payment_date?, reference?, text?, block_key?,
+    reason?, posting_date?}. `clear`: the payment clears the invoice's open vendor items
+    (Z_MLC_CLEAR_VENDOR_ITEMS); `block` / `unblock`: the payment block ZLSPR set / lifted
+    (Z_MLC_SET_PAYMENT_BLOCK, idempotent by value); `reverse`: the invoice reversed
+    (Z_MLC_ACC_DOCUMENT_REVERSE). The invoice's state in SAP is the deterministic key: it is read
+    before every call and after any uncertain one (BSIK/BSAK for clearing, BKPF-STBLG for the
+    reversal, ZLSPR for blocks), so a retry after a crash or timeout never posts a second payment or
+    reversal. `after_status`: the flow's follow-up (called for found states too; must be idempotent).
+    """
+
+    batch_size = 1
+
+    def __init__(self, connection: str, *, after_status: AfterStatus | None = None) -> None:
+        self.connection = connection
+        self.after_status = after_status
+
+    def poster(self, ctx: RunContext) -> DocumentPoster:
+        return DocumentPoster(ctx.runtime.connection(self.connection))
+
+    @staticmethod
+    def _doc(poster: DocumentPoster, p: dict[str, Any]) -> tuple[str, str, str]:
+        """(BUKRS, BELNR, GJAHR) of the invoice: the payload's `document`, else found by its XBLNR
+        (`company_code`, `xblnr`, `fiscal_year`); NotYetPosted when SAP has no such document."""
+        if p.get("document"):
+            belnr, bukrs, gjahr = str(p["document"]).split("/")
+            return bukrs, belnr, gjahr
+        docs = poster.find_documents(str(p["company_code"]), str(p["xblnr"]), str(p["fiscal_year"]))
+        live = [d for d in docs if not d.reversed] or [d for d in docs if d.blart == "KR" or d.blart == "KG"] or docs
+        if not live:
+            raise NotYetPosted(f"no SAP document with XBLNR {p['xblnr']} in {p['company_code']}/{p['fiscal_year']} "
+                               f"yet: the {p.get('action')} waits for the invoice to be posted")
+        d = min(live, key=lambda r: r.belnr)
+        return d.bukrs, d.belnr, d.gjahr
+
+    def _done(self, ctx: RunContext, e: Entry, target_id: str, *, found: bool, **detail: Any) -> Outcome:
+        out = Outcome(e.id, "posted", target_id=target_id, request=e.payload,
+                      response={"action": e.payload["action"], "document": e.payload["document"],
+                                "already_done": found, **detail}, resolved="lookup" if found else None)
+        return self.after_status(ctx, e, out) if self.after_status else out
+
+    def _state(self, poster: DocumentPoster, e: Entry) -> str | None:
+        """The target id when SAP already shows the change (None: not yet)."""
+        p = e.payload
+        bukrs, belnr, gjahr = self._doc(poster, p)
+        action = p["action"]
+        if action == "reverse":
+            ref = poster.document(bukrs, belnr, gjahr)
+            return f"{ref.stblg}/{bukrs}/{(p.get('posting_date') or gjahr)[:4]}" if ref and ref.stblg else None
+        st = poster.payment_status(bukrs, belnr, gjahr)
+        if action == "clear":
+            return f"{st.clearing_document}/{bukrs}/{gjahr}" if st.status in ("paid", "reversed") else None
+        if st.status != "open" and st.status != "partially_paid":
+            return None
+        want = str(p.get("block_key") or "A")[:1] if action == "block" else ""
+        return f"{belnr}/{bukrs}/{gjahr}" if st.payment_block == want else None
+
+    def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
+        poster = self.poster(ctx)
+        outs = []
+        for e in entries:
+            try:
+                tid = self._state(poster, e)
+            except (NotYetPosted, PostingError):
+                continue  # `write` says why
+            if tid is not None:
+                outs.append(self._done(ctx, e, tid, found=True))
+        return outs
+
+    def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
+        from datetime import date as _date
+
+        poster = self.poster(ctx)
+        for e in entries:
+            p = e.payload
+            action = p.get("action")
+            try:
+                if action not in STATUS_ACTIONS:
+                    raise NotPostable(f"unknown status action {action!r} (one of {', '.join(STATUS_ACTIONS)})")
+                bukrs, belnr, gjahr = self._doc(poster, p)
+                if action == "clear":
+                    when = _date.fromisoformat(p["payment_date"]) if p.get("payment_date") else None
+                    aug, found = poster.clear_by_payment(bukrs, belnr, gjahr, payment_date=when,
+                                                         reference=str(p.get("reference") or ""),
+                                                         text=str(p.get("text") or ""),
+                                                         bank_account=str(p.get("bank_account") or ""))
+                    out = self._done(ctx, e, f"{aug}/{bukrs}/{gjahr}", found=found, clearing_document=aug)
+                elif action == "reverse":
+                    when = _date.fromisoformat(p["posting_date"]) if p.get("posting_date") else None
+                    rev, found = poster.reverse(bukrs, belnr, gjahr, posting_date=when,
+                                                reason=str(p.get("reason") or "01"))
+                    year = (p.get("posting_date") or gjahr)[:4]
+                    out = self._done(ctx, e, f"{rev}/{bukrs}/{year}", found=found, reversal_document=rev)
+                else:
+                    found = self._state(poster, e) is not None
+                    if not found:
+                        key = str(p.get("block_key") or "A")[:1] if action == "block" else ""
+                        poster.set_payment_block(bukrs, belnr, gjahr, key)
+                    out = self._done(ctx, e, f"{belnr}/{bukrs}/{gjahr}", found=found)
+            except NotYetPosted as exc:
+                report([Outcome(e.id, "parked", error=str(exc), request=p)])
+                continue
+            except NotPostable as exc:
+                report([Outcome(e.id, "failed", error=str(exc), request=p)])
+                continue
+            except PostingError as exc:
+                report([Outcome(e.id, "failed", error=f"SAP refused the {action}: {exc}", request=p)])
+                continue
+            except OutcomeUnknownError as exc:
+                report([Outcome(e.id, "uncertain", error=str(exc), request=p)])
+                continue
+            report([out])
+
+    def describe(self, op: str, payload: dict[str, Any]) -> str:
+        where = payload.get("document") or f"XBLNR {payload.get('xblnr')} in {payload.get('company_code')}"
+        return f"{payload.get('action')} SAP invoice {where} (Ramp bill {payload.get('bill_id', '')})"

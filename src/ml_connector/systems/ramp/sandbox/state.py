@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ml_connector.core.providers import RateLimitFacts
+
 DEMO_CLIENT_ID = "ramp_demo_client"
 DEMO_CLIENT_SECRET = "ramp_demo_secret"
 #: The demo app's scopes: the ERP integration's (cloud-apis.md §1.1: accounting, vendors, bills,
@@ -59,11 +61,18 @@ class BillStateError(ValueError):
     """The bill's state does not allow the change (answered 409 by the admin endpoints)."""
 
 
+def _ramp_rate_limit() -> RateLimitFacts:
+    from ml_connector.systems.ramp.facts import ramp_facts
+
+    return ramp_facts().need_rate_limit()
+
+
 @dataclass
 class RateLimitConfig:
     enabled: bool = True
-    limit: int = 200
-    period: float = 10.0
+    # Ramp's published budget (provider facts rate_limit: 200 per 10 s); tests and faults change it.
+    limit: int = field(default_factory=lambda: _ramp_rate_limit().limit)
+    period: float = field(default_factory=lambda: float(_ramp_rate_limit().period))
     mode: str = "rolling"  # "rolling" (R2) | "lockout" (R4)
     lockout_seconds: float = 60.0  # lockout mode: blocked this long; calls meanwhile restart the clock
     per: str = "ip"  # "ip" | "token"
@@ -147,6 +156,8 @@ class RampSandbox:
     commit_then: str = "drop"  # timeout_after_commit: "drop" the connection or "hang" then drop
     hang_seconds: float = 5.0
     clock: Callable[[], float] = time.time
+    #: The rate limiter's clock (windows and lockouts); a test moves it instead of sleeping.
+    monotonic: Callable[[], float] = time.monotonic
     seed_demo: bool = True  # users, departments, locations, cards, transactions, … (seed.py)
     # Bill Pay vendors (with contacts) in the seed: off by default so that vendor matching starts
     # from the vendors the integration creates; seeded purchase orders then name no vendor.
@@ -291,7 +302,7 @@ class RampSandbox:
         rl = self.rate_limit
         if not rl.enabled or rl.limit <= 0:
             return True, 0.0
-        now = time.monotonic()
+        now = self.monotonic()
         with self.lock:
             w = self.windows.get(key)
             if w is None:

@@ -43,9 +43,8 @@ class SlError(Exception):
 
 
 def invalid_session() -> SlError:
-    return SlError(401, int(fact("sap_b1", "session", "invalid_session_code", default=301)),
-                   str(fact("sap_b1", "session", "invalid_session_message",
-                            default="Invalid session or session already timeout.")))
+    return SlError(401, int(fact("sap_b1", "session", "invalid_session_code")),
+                   str(fact("sap_b1", "session", "invalid_session_message")))
 
 
 def error_body(version: str, err: SlError) -> dict[str, Any]:
@@ -89,12 +88,12 @@ class Faults:
 
 @dataclass
 class Config:
-    session_timeout_minutes: float = float(fact("sap_b1", "session", "timeout_minutes", default=30))
+    session_timeout_minutes: float = float(fact("sap_b1", "session", "timeout_minutes"))
     # Seconds per SessionTimeout minute: tests shrink it (the answer still says the minutes).
     seconds_per_minute: float = 60.0
-    page_size: int = int(fact("sap_b1", "paging", "default_page_size", default=20))
+    page_size: int = int(fact("sap_b1", "paging", "default_page_size"))
     next_link_style: str = "absolute"  # or "relative"
-    route_id: str | None = str(fact("sap_b1", "sandbox", "route_id", default=".node1"))
+    route_id: str | None = str(fact("sap_b1", "sandbox", "route_id"))
     # A single-node Service Layer (the common on-premises install) accepts B1SESSION alone; behind
     # the load balancer ROUTEID must name the node too.
     load_balanced: bool = False
@@ -193,10 +192,10 @@ class B1Sandbox:
     def __init__(self, *, company_db: str | None = None, user: str | None = None,
                  password: str = DEMO_PASSWORD, clock: Callable[[], float] = time.monotonic) -> None:
         self.lock = threading.RLock()
-        self.company_db = company_db or str(fact("sap_b1", "sandbox", "company_db", default="SBODEMOUS"))
-        self.user = user or str(fact("sap_b1", "sandbox", "user", default="manager"))
+        self.company_db = company_db or str(fact("sap_b1", "sandbox", "company_db"))
+        self.user = user or str(fact("sap_b1", "sandbox", "user"))
         self.password = password
-        self.version = str(fact("sap_b1", "sandbox", "version", default="1000110"))
+        self.version = str(fact("sap_b1", "sandbox", "version"))
         self.clock = clock
         self.config = Config()
         self.faults = Faults()

@@ -43,6 +43,7 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from ..facts import ecc_facts
 from . import functions as fns
 from .data import EccData
 from .functions import (
@@ -69,8 +70,8 @@ log = logging.getLogger(__name__)
 RFC_PATH = "/sap/bc/soap/rfc"
 WSDL_PATH = "/sap/bc/soap/wsdl"
 FAIL_KINDS = ("system_failure", "http_500", "drop", "logon")
-DEMO_USER = "RFC_USER"
-DEMO_PASSWORD = "Sandbox-1234"  # public sandbox demo credential, not a secret
+DEMO_USER = ecc_facts().sandbox.demo_user
+DEMO_PASSWORD = ecc_facts().sandbox.demo_password  # public sandbox demo credential, not a secret
 XML_CT = "text/xml; charset=utf-8"
 
 
@@ -78,7 +79,7 @@ XML_CT = "text/xml; charset=utf-8"
 class SandboxUser:
     name: str
     password: str
-    clients: set[str] = field(default_factory=lambda: {"100"})
+    clients: set[str] = field(default_factory=lambda: {ecc_facts().sandbox.client})
 
 
 class FaultSwitches:
@@ -215,8 +216,12 @@ class EccSandbox:
     """State of one emulated ECC system: data, switches, faults, users, statistics."""
 
     def __init__(self, data: EccData | None = None, *, config: SandboxConfig | None = None,
-                 users: list[SandboxUser] | None = None, client: str = "100", vendors: int = 3000,
-                 seed: int = 42, seed_logistics: bool = True, seed_fi: bool = True) -> None:
+                 users: list[SandboxUser] | None = None, client: str | None = None, vendors: int | None = None,
+                 seed: int | None = None, seed_logistics: bool = True, seed_fi: bool = True) -> None:
+        facts = ecc_facts().sandbox  # client, vendors and seed unless given
+        client = facts.client if client is None else client
+        vendors = facts.vendors if vendors is None else vendors
+        seed = facts.seed if seed is None else seed
         self.config = config or SandboxConfig()
         self.client = client
         if data is None:

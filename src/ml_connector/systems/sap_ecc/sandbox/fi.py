@@ -18,7 +18,8 @@ Function modules (reference §3):
 - Wrappers shipped as ABAP in abap/: Z_MLC_ACC_DOCUMENT_POST, Z_MLC_INCOMINGINVOICE_CREATE
   (ENQUEUE on BKPF + MANDT/BUKRS/XBLNR held from the XBLNR duplicate guard through the commit, post,
   COMMIT WAIT or ROLLBACK in one LUW; a lock not obtained within `enqueue_wait_seconds` is
-  E MC 601), Z_MLC_DOCUMENT_BY_XBLNR (read-only), Z_MLC_SET_PAYMENT_BLOCK.
+  E MC 601), Z_MLC_DOCUMENT_BY_XBLNR (read-only), Z_MLC_SET_PAYMENT_BLOCK, Z_MLC_CLEAR_VENDOR_ITEMS
+  (an external payment clears an invoice, F-53), Z_MLC_ACC_DOCUMENT_REVERSE (FB08).
 
 Fault switches (`FiState.faults`, `POST /_sandbox/fi/faults`): `fail_after_commit=N` makes the
 next N committing wrapper calls commit and then lose their answer, by `fail_after_commit_mode`:
@@ -968,6 +969,11 @@ _TEXTS = {
     ("ZMLC", "001"): "Document with reference &1 already posted: &2 &3 &4",
     ("ZMLC", "002"): "Document &1 &2 &3 has no open vendor item",
     ("ZMLC", "003"): "Payment block changed for document &1 &2 &3",
+    ("ZMLC", "004"): "Document &1 &2 &3 already cleared by &4",
+    ("ZMLC", "005"): "Document &1 &2 &3 already reversed by &4",
+    ("ZMLC", "006"): "Document &1 &2 &3 has cleared vendor items; it cannot be reversed",
+    ("ZMLC", "007"): "Vendor items of document &1 &2 &3 cleared by &4",
+    ("ZMLC", "008"): "Document &1 &2 &3 reversed by &4",
 }
 
 
@@ -1515,6 +1521,118 @@ def z_mlc_set_payment_block(ctx: CallContext) -> None:
     ctx.out["E_CHANGED"] = str(len(items))
     ctx.out["RETURN"] = [msg("S", "ZMLC", "003", belnr, bukrs, gjahr, system=system)]
     _commit_wait(ctx)
+
+
+def _cleared_by(data: EccData, client: str, bukrs: str, belnr: str, gjahr: str) -> str:
+    """The clearing document of the invoice's vendor items ('' while open or unknown)."""
+    with data.lock:
+        return next((r["AUGBL"] for r in data.store("BSAK", client).rows if r["BUKRS"] == bukrs
+                     and r["BELNR"] == belnr and r["GJAHR"] == gjahr and r.get("AUGBL")), "")
+
+
+@REGISTRY.register("Z_MLC_CLEAR_VENDOR_ITEMS", (
+    Param("I_BUKRS", "import", abap_type="BUKRS", optional=False),
+    Param("I_BELNR", "import", abap_type="BELNR_D", optional=False),
+    Param("I_GJAHR", "import", abap_type="GJAHR", optional=False),
+    Param("I_AUGDT", "import", abap_type="AUGDT"),
+    Param("I_XBLNR", "import", abap_type="XBLNR1"),
+    Param("I_SGTXT", "import", abap_type="SGTXT"),
+    Param("I_HKONT", "import", abap_type="HKONT"),
+    Param("E_AUGBL", "export", abap_type="AUGBL"),
+    Param("E_AUGDT", "export", abap_type="AUGDT"),
+    Param("RETURN", "tables", "table", "BAPIRET2"),
+))
+def z_mlc_clear_vendor_items(ctx: CallContext) -> None:
+    """Wrapper (abap/zmlc_posting.fugr.z_mlc_clear_vendor_items.abap): an outgoing payment posted
+    outside SAP (e.g. by Ramp) clears the invoice's open vendor items (POSTING_INTERFACE_CLEARING,
+    as F-53), payment date = AUGDT/BUDAT, the payment's reference in the payment document's XBLNR
+    and item text; COMMIT WAIT in one LUW. Already cleared: E ZMLC 004 naming the clearing document
+    (the caller treats that as done)."""
+    req = ctx.request
+    bukrs, belnr = req.scalar("I_BUKRS").strip(), alpha_in(req.scalar("I_BELNR"))
+    gjahr = req.scalar("I_GJAHR").strip().zfill(4)
+    augdt = date_in(req.scalar("I_AUGDT").strip()) if req.scalar("I_AUGDT").strip() else ""
+    xblnr, sgtxt = req.scalar("I_XBLNR").strip()[:16], req.scalar("I_SGTXT").strip()[:50]
+    hkont = req.scalar("I_HKONT").strip()
+    system = logsys(ctx.data, ctx.client)
+    data, client = ctx.data, ctx.client
+    if not _open_items(data, client, bukrs, belnr, gjahr):
+        done = _cleared_by(data, client, bukrs, belnr, gjahr)
+        ctx.out["RETURN"] = [msg("E", "ZMLC", "004", belnr, bukrs, gjahr, done, parameter="I_BELNR", system=system)
+                             if done else msg("E", "ZMLC", "002", belnr, bukrs, gjahr, parameter="I_BELNR",
+                                              system=system)]
+        return
+    if augdt and not period_open(data, bukrs, augdt, client):
+        ctx.out["RETURN"] = [msg("E", "F5", "201", augdt[4:6], augdt[:4], parameter="I_AUGDT", system=system)]
+        return
+    made: list[str] = []
+
+    def update() -> None:
+        aug = clear_item(data, bukrs, belnr, gjahr, client=client, clearing_date=augdt or None,
+                         bank_account=alpha_in(hkont) if hkont else "0000113100")
+        with data.lock:  # the payment's own header keeps the external reference and text
+            year = (augdt or data.clock().strftime("%Y%m%d"))[:4]
+            pay = data.store("BKPF", client).get((bukrs, aug, year))
+            if pay is not None:
+                pay.update({"XBLNR": xblnr or pay.get("XBLNR", ""), "BKTXT": sgtxt[:25] or pay.get("BKTXT", ""),
+                            "TCODE": "F-53"})
+        made.append(aug)
+
+    ctx.in_update_task(update)
+    ctx.commit()
+    aug = made[0] if made else ""
+    ctx.out["E_AUGBL"] = aug
+    ctx.out["E_AUGDT"] = augdt or data.clock().strftime("%Y%m%d")
+    ctx.out["RETURN"] = [msg("S", "ZMLC", "007", belnr, bukrs, gjahr, aug, system=system)]
+    _after_commit_fault(ctx)
+
+
+@REGISTRY.register("Z_MLC_ACC_DOCUMENT_REVERSE", (
+    Param("I_BUKRS", "import", abap_type="BUKRS", optional=False),
+    Param("I_BELNR", "import", abap_type="BELNR_D", optional=False),
+    Param("I_GJAHR", "import", abap_type="GJAHR", optional=False),
+    Param("I_BUDAT", "import", abap_type="BUDAT"),
+    Param("I_STGRD", "import", abap_type="STGRD"),
+    Param("E_STBLG", "export", abap_type="BELNR_D"),
+    Param("E_STJAH", "export", abap_type="GJAHR"),
+    Param("RETURN", "tables", "table", "BAPIRET2"),
+))
+def z_mlc_acc_document_reverse(ctx: CallContext) -> None:
+    """Wrapper (abap/zmlc_posting.fugr.z_mlc_acc_document_reverse.abap): FB08 / CALL_FB08 of one
+    document, COMMIT WAIT in one LUW. Already reversed: E ZMLC 005 naming the reversal (the caller
+    treats that as done); cleared vendor items: E ZMLC 006."""
+    req = ctx.request
+    bukrs, belnr = req.scalar("I_BUKRS").strip(), alpha_in(req.scalar("I_BELNR"))
+    gjahr = req.scalar("I_GJAHR").strip().zfill(4)
+    budat = date_in(req.scalar("I_BUDAT").strip()) if req.scalar("I_BUDAT").strip() else ""
+    stgrd = req.scalar("I_STGRD").strip()[:2] or "01"
+    system = logsys(ctx.data, ctx.client)
+    data, client = ctx.data, ctx.client
+    with data.lock:
+        bkpf = data.store("BKPF", client).get((bukrs, belnr, gjahr))
+        cleared = bool(_cleared_by(data, client, bukrs, belnr, gjahr))
+    if bkpf is None:
+        ctx.out["RETURN"] = [msg("E", "ZMLC", "002", belnr, bukrs, gjahr, parameter="I_BELNR", system=system)]
+        return
+    if bkpf.get("STBLG"):
+        ctx.out["RETURN"] = [msg("E", "ZMLC", "005", belnr, bukrs, gjahr, bkpf["STBLG"], parameter="I_BELNR",
+                                 system=system)]
+        return
+    if cleared:
+        ctx.out["RETURN"] = [msg("E", "ZMLC", "006", belnr, bukrs, gjahr, parameter="I_BELNR", system=system)]
+        return
+    when = budat or bkpf["BUDAT"]
+    if not period_open(data, bukrs, when, client):
+        ctx.out["RETURN"] = [msg("E", "F5", "201", when[4:6], when[:4], parameter="I_BUDAT", system=system)]
+        return
+    made: list[str] = []
+    ctx.in_update_task(lambda: made.append(reverse_document(data, bukrs, belnr, gjahr, client=client,
+                                                            posting_date=budat or None, reason=stgrd)))
+    ctx.commit()
+    ctx.out["E_STBLG"] = made[0] if made else ""
+    ctx.out["E_STJAH"] = when[:4]
+    ctx.out["RETURN"] = [msg("S", "ZMLC", "008", belnr, bukrs, gjahr, ctx.out["E_STBLG"], system=system)]
+    _after_commit_fault(ctx)
 
 
 # ---------------------------------------------------------------------------------------------

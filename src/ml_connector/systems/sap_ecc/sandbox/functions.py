@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
+from ..facts import ecc_facts
 from . import ddic
 from .data import EccData, Row
 from .soap import T100, RfcRequest, build_response, date_in, response_prefix, time_in
@@ -45,10 +46,11 @@ OPTIONAL_READ_MODULES = ("BBP_RFC_READ_TABLE", "/BODS/RFC_READ_TABLE")
 class SandboxConfig:
     """Behaviour switches of the emulator. [U] facts of the reference are switches here."""
 
-    sid: str = "ECD"
-    default_client: str = "000"  # ICM default client used when the URL has no sap-client
+    # System id, ICM default client (used when the URL has no sap-client) and release: provider facts.
+    sid: str = field(default_factory=lambda: ecc_facts().sandbox.sid)
+    default_client: str = field(default_factory=lambda: ecc_facts().sandbox.default_client)
     host: str = "sapecd"
-    saprl: str = "731"
+    saprl: str = field(default_factory=lambda: ecc_facts().sandbox.release)
     kernel_release: str = "721"
     release_variant: str = "classic"  # classic: bad WHERE = short dump; class_based: OPTION_NOT_VALID
     response_prefix: str = "echo"  # 'echo' the request's FM prefix (fallback 'urn'), or e.g. 'rfc'

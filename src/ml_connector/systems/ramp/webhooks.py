@@ -1,0 +1,190 @@
+"""Ramp's webhooks, received: hints that start the bill streams at once (cloud-apis.md §1.7).
+
+`POST <path>` (the connection's `webhooks.path`, default `/webhooks/<connection>`), mounted on the
+control plane's server through the Ramp registry entry's `routers`:
+
+1. the body is read bounded (`max_bytes`, else 413);
+2. `webhooks.verification`: the challenge is echoed to Ramp (`POST /webhooks/{id}/verify`, in the
+   background) and answered 200 - echoing is harmless even unsigned, since Ramp only activates the
+   subscription it created for us, and the secret may not be stored yet when the challenge arrives;
+3. any other event: `X-Ramp-Webhook-Signature` must be the hex HMAC-SHA256 of the raw body keyed
+   with the subscription's secret (vault secret `webhooks.secret_secret`), compared in constant time;
+   else 401 and nothing is stored;
+4. the event is stored durably (audit event `webhook.received`, source `ramp:<connection>:event:<id>`)
+   BEFORE the answer; an id already stored is a retry (Ramp re-sends up to 10 times under the same
+   id): 200 `duplicate`, nothing started again;
+5. the bill streams are started with a run id naming the event (`...:hook-<event id>`), so even two
+   concurrent deliveries of one event start one run. Events are thin (`object.id` only): the run
+   reads the bills' current state, so out-of-order events cannot apply a stale state. A failed start
+   is recorded; the scheduled poll reconciles whatever a lost hint or a dropped webhook missed.
+
+`subscribe(...)` creates the subscription and stores its secret in the vault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ml_connector.core import audit
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Ramp-Webhook-Signature"
+#: The bill events the bill streams act on.
+BILL_EVENTS = ("bills.approved", "bills.paid", "bills.rejected", "bills.created", "bills.ready_to_sync")
+#: event type -> the streams it starts (a paid or rejected bill may also not be posted yet).
+STREAMS_OF = {"bills.approved": ("bills",), "bills.created": ("bills",), "bills.ready_to_sync": ("bills",),
+              "bills.paid": ("bills", "bill_status"), "bills.rejected": ("bills", "bill_status")}
+
+
+def signature(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+    return bool(header) and hmac.compare_digest(signature(secret, body), str(header).strip().lower())
+
+
+def webhook_path(connection: str, cfg: Any) -> str:
+    return str(cfg.path or f"/webhooks/{connection}")
+
+
+def target_flows(rt: Any, connection: str, cfg: Any) -> list[tuple[str, list[str]]]:
+    """(flow, its bill streams) that events of `connection` start."""
+    out = []
+    for name, f in rt.config.flows.items():
+        if cfg.flows and name not in cfg.flows:
+            continue
+        if connection not in (f.source, f.target):
+            continue
+        streams = [s for s in f.streams if s in ("bills", "bill_status")]
+        if streams:
+            out.append((str(name), streams))
+    return out
+
+
+def subscribe(rt: Any, connection: str, endpoint_url: str,
+              event_types: tuple[str, ...] | list[str] = ("bills.approved", "bills.paid", "bills.rejected")
+              ) -> dict[str, Any]:
+    """Subscribe `endpoint_url` to `event_types`; the signing secret goes into the vault (never printed).
+    Ramp then sends the verification challenge, which the receiving server echoes."""
+    cfg = rt.config.connections[connection].webhooks
+    if cfg is None:
+        raise ValueError(f"connection {connection!r} has no `webhooks:` section")
+    ramp = rt.connection(connection)
+    sub: dict[str, Any] = ramp.create_webhook(endpoint_url, list(event_types))
+    secret = str(sub.pop("secret", "") or "")
+    if not secret:
+        raise ValueError("Ramp answered the subscription without a secret")
+    rt.vault.set(str(cfg.secret_secret), secret)
+    with rt.db.session() as s:
+        audit.record(s, "webhook.subscribed", source=f"ramp:{connection}:webhook:{sub.get('id')}",
+                     detail={"endpoint_url": endpoint_url, "event_types": list(event_types),
+                             "status": sub.get("status")})
+    return sub
+
+
+def router(rt: Any, connection: str, cfg: Any) -> APIRouter:
+    from sqlalchemy import select
+
+    from ml_connector.core.models import AuditRow
+
+    api = APIRouter()
+    path = webhook_path(connection, cfg)
+
+    def verify_later(webhook_id: str, challenge: str) -> None:
+        def run() -> None:
+            try:
+                rt.connection(connection).verify_webhook(webhook_id, challenge)
+                with rt.db.session() as s:
+                    audit.record(s, "webhook.verified", source=f"ramp:{connection}:webhook:{webhook_id}")
+            except Exception as exc:  # the subscription stays pending; subscribe again
+                log.warning("verifying Ramp webhook %s failed: %s", webhook_id, exc)
+        threading.Thread(target=run, name="ramp-webhook-verify", daemon=True).start()
+
+    def store(event: dict[str, Any]) -> bool:
+        """Store the event; False when it was stored before (a retry)."""
+        src = f"ramp:{connection}:event:{event['id']}"[:300]
+        with rt.db.session() as s:
+            seen = s.scalar(select(AuditRow.id).where(AuditRow.source == src,
+                                                      AuditRow.event == "webhook.received").limit(1))
+            if seen is not None:
+                return False
+            audit.record(s, "webhook.received", source=src,
+                         detail={"type": event.get("type"), "object_id": (event.get("object") or {}).get("id"),
+                                 "created_at": event.get("created_at")})
+        return True
+
+    def start(event: dict[str, Any]) -> list[str]:
+        from ml_connector.core import engine
+
+        started, problems = [], []
+        for flow, streams in target_flows(rt, connection, cfg):
+            for stream in streams:
+                if stream not in STREAMS_OF.get(str(event.get("type")), ()):
+                    continue
+                wid = f"sync:{flow}:{stream}:incremental:hook-{event['id']}"
+                try:
+                    started.append(engine.start_sync(flow, stream, run_id=wid))
+                except Exception as exc:  # stored already: the scheduled poll catches up
+                    problems.append(f"{flow}/{stream}: {type(exc).__name__}: {exc}")
+        with rt.db.session() as s:
+            audit.record(s, "webhook.dispatched", source=f"ramp:{connection}:event:{event['id']}"[:300],
+                         outcome="failed" if problems else "ok", detail={"runs": started, "problems": problems})
+        return started
+
+    @api.post(path, include_in_schema=False)
+    async def receive(request: Request) -> JSONResponse:
+        import anyio
+
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > cfg.max_bytes:
+            return JSONResponse({"error": f"body larger than {cfg.max_bytes} bytes"}, status_code=413)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > cfg.max_bytes:
+                return JSONResponse({"error": f"body larger than {cfg.max_bytes} bytes"}, status_code=413)
+        try:
+            event = json.loads(body)
+        except ValueError:
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not event.get("type"):
+            return JSONResponse({"error": "not a Ramp event (id, type)"}, status_code=400)
+        if event["type"] == "webhooks.verification":
+            webhook_id, challenge = (event.get("object") or {}).get("id"), event.get("challenge")
+            if not isinstance(webhook_id, str) or not isinstance(challenge, str):
+                return JSONResponse({"error": "verification without object.id or challenge"}, status_code=400)
+            verify_later(webhook_id, challenge)
+            return JSONResponse({"ok": True})
+        try:
+            secret = str(await anyio.to_thread.run_sync(rt.vault.get, cfg.secret_secret))
+        except Exception:
+            return JSONResponse({"error": "no webhook secret stored yet"}, status_code=503)
+        if not signature_ok(secret, body, request.headers.get(SIGNATURE_HEADER)):
+            return JSONResponse({"error": "bad signature"}, status_code=401)
+        fresh = await anyio.to_thread.run_sync(store, event)
+        if not fresh:
+            return JSONResponse({"ok": True, "duplicate": True})
+        runs = await anyio.to_thread.run_sync(start, event)
+        return JSONResponse({"ok": True, "runs": runs})
+
+    return api
+
+
+def routers(rt: Any) -> list[Any]:
+    """The registry entry's `routers`: one per Ramp connection with a `webhooks:` section."""
+    out = []
+    for name, conn in rt.config.connections.items():
+        cfg = getattr(conn, "webhooks", None)
+        if getattr(conn, "type", None) == "ramp" and cfg is not None:
+            out.append(router(rt, str(name), cfg))
+    return out
