@@ -19,10 +19,12 @@ from tests.support.sfmc import (
     de_rows,
     idoc_endpoint,
     make_sfmc_env,
+    mc_client,
     mc_events,
     mc_faults,
     mc_stats,
     push_idocs_to,
+    send_list,
 )
 
 CUST, HIER, TRANS = "ML_SAP_Customer_Status", "ML_SAP_Customer_Hierarchy", "ML_SAP_Transactions"
@@ -146,27 +148,6 @@ def test_full_sync_idoc_updates_hierarchy_orders_gaps_and_audience_check(tmp_pat
     # whose ledger entry was still SAP's older state
     assert full[0][3] == 3
     assert de_rows(mc, CUST)[edited]["CreditLimit"] == status[edited]["CreditLimit"]
-
-
-def mc_client(mc):
-    from ml_connector.core.tokens import MemoryTokenStore
-    from ml_connector.systems.sfmc.auth import SfmcAuth
-    from ml_connector.systems.sfmc.client import SfmcClient
-
-    return SfmcClient(SfmcAuth(mc["auth_base"], mc["client_id"], mc["client_secret"], account_id=mc["account_id"],
-                               connection="test", store=MemoryTokenStore()))
-
-
-def send_list(mc, key: str, members: list[str]) -> None:
-    """A sendable send list Data Extension as marketing builds one, with a flag column."""
-    from ml_connector.systems.sfmc.schema import DeField, DeSpec
-
-    c = mc_client(mc)
-    c.create_de(DeSpec(key, key, (DeField("SubscriberKey", "Text", 50, primary=True),
-                                  DeField("Email", "EmailAddress", 254), DeField("Eligible", "Boolean"),
-                                  DeField("ExclusionReason", "Text", 250)),
-                       sendable_field="SubscriberKey"))
-    c.upsert_rows(key, [({"SubscriberKey": m}, {"Email": f"{m}@example.com", "Eligible": "True"}) for m in members])
 
 
 def endpoint_count(endpoint, mestyp: str) -> int:

@@ -21,8 +21,12 @@ IDOC_USER, IDOC_PASSWORD = "SAPIDOC", "idoc-Secret-1"
 DEFAULT_OPTIONS = "      page_size: 1000\n"  # the flow's options block (a test may give its own)
 
 
-def sfmc_config(sap_url: str, mc: dict[str, Any], *, options: str = "", extra: str = "") -> str:
-    """The configuration; `options`: the flow's options block; `extra`: more top-level sections."""
+def sfmc_config(sap_url: str, mc: dict[str, Any], *, options: str = "", extra: str = "",
+                schedule: str = "{interval: 5s}", idoc: bool = False) -> str:
+    """The configuration; `options`: the flow's options block; `extra`: more top-level sections;
+    `idoc`: the server receives SAP's IDocs at /sap/idoc (user IDOC_USER, secret `idoc_password`)."""
+    receiver = (f"  idoc: {{path: /sap/idoc, username: {IDOC_USER}, password_secret: idoc_password, "
+                f"client: \"100\"}}\n") if idoc else ""
     return extra + f"""\
 engine:
   data_dir: ./data
@@ -34,7 +38,7 @@ server:
   host: 127.0.0.1
   port: 8080
   api_auth: auto
-
+{receiver}
 connections:
   sap_ecc:
     type: sap_ecc
@@ -62,21 +66,24 @@ flows:
     source: sap_ecc
     target: sfmc
     streams: [customers, hierarchy, orders]
-    schedule: {{interval: 5s}}
+    schedule: {schedule}
     options:
 {options or DEFAULT_OPTIONS}"""
 
 
-def make_sfmc_env(tmp: Path, sap_url: str, mc: dict[str, Any], *, options: str = "", extra: str = "") -> Env:
+def make_sfmc_env(tmp: Path, sap_url: str, mc: dict[str, Any], *, options: str = "", extra: str = "",
+                  schedule: str = "{interval: 5s}", idoc: bool = False) -> Env:
     cfg = tmp / "ml-connector.yaml"
-    cfg.write_text(sfmc_config(sap_url, mc, options=options, extra=extra), encoding="utf-8")
+    cfg.write_text(sfmc_config(sap_url, mc, options=options, extra=extra, schedule=schedule, idoc=idoc),
+                   encoding="utf-8")
     env = dict(os.environ)
     env["MLC_LOG_LEVEL"] = env.get("MLC_LOG_LEVEL", "WARNING")
     env["PYTHONPATH"] = str(ROOT / "src")
     env["COLUMNS"] = "250"
     env.pop("MLC_DATABASE_URL", None)
     e = Env(tmp, cfg, sap_url, mc["auth_base"], env)
-    store_secrets(e, {"sap_ecc_password": SAP_PASSWORD, "sfmc_client_secret": mc["client_secret"]})
+    store_secrets(e, {"sap_ecc_password": SAP_PASSWORD, "sfmc_client_secret": mc["client_secret"],
+                      **({"idoc_password": IDOC_PASSWORD} if idoc else {})})
     return e
 
 
@@ -113,17 +120,22 @@ def idoc_endpoint(env: Env) -> Iterator[IdocEndpoint]:
         db.dispose()
 
 
-def push_idocs_to(sap_url: str, endpoint: IdocEndpoint) -> None:
-    """Point the SAP sandbox's outbound XML-HTTP port at the endpoint (DEBMAS/ORDRSP/DESADV on change)."""
-    r = httpx.post(f"{sap_url}/_sandbox/idoc/outbound", json={"url": endpoint.url, "user": IDOC_USER,
+def push_idocs_to(sap_url: str, endpoint: IdocEndpoint | str) -> None:
+    """Point the SAP sandbox's outbound XML-HTTP port at the endpoint (DEBMAS/ORDRSP/DESADV on change):
+    an IdocEndpoint, or the URL of a control plane's IDoc receiver."""
+    url = endpoint if isinstance(endpoint, str) else endpoint.url
+    r = httpx.post(f"{sap_url}/_sandbox/idoc/outbound", json={"url": url, "user": IDOC_USER,
                                                               "password": IDOC_PASSWORD, "backoff_base": 0.05},
                    timeout=10)
     r.raise_for_status()
 
 
-def de_rows(mc: dict[str, Any], key: str) -> dict[str, dict[str, str]]:
-    """The rows of a Data Extension in the Marketing Cloud sandbox, by their first primary-key column."""
+def de_rows(mc: dict[str, Any], key: str, *, missing_ok: bool = False) -> dict[str, dict[str, str]]:
+    """The rows of a Data Extension in the Marketing Cloud sandbox, by their first primary-key column
+    (`missing_ok`: none while the Data Extension does not exist yet)."""
     r = httpx.get(f"{mc['admin']}/des/{key}/rows", timeout=30)
+    if missing_ok and r.status_code == 404:
+        return {}
     r.raise_for_status()
     rows = r.json()["rows"]
     first = next(iter(rows[0])) if rows else ""
@@ -140,3 +152,43 @@ def mc_stats(mc: dict[str, Any]) -> dict[str, int]:
 
 def mc_faults(mc: dict[str, Any], **kw: Any) -> None:
     httpx.post(f"{mc['admin']}/faults", json=kw, timeout=10).raise_for_status()
+
+
+def mc_client(mc: dict[str, Any]) -> Any:
+    """A Marketing Cloud client of the sandbox (its own token store), as marketing's tools would be."""
+    from ml_connector.core.tokens import MemoryTokenStore
+    from ml_connector.systems.sfmc.auth import SfmcAuth
+    from ml_connector.systems.sfmc.client import SfmcClient
+
+    return SfmcClient(SfmcAuth(mc["auth_base"], mc["client_id"], mc["client_secret"], account_id=mc["account_id"],
+                               connection="test", store=MemoryTokenStore()))
+
+
+def send_list(mc: dict[str, Any], key: str, members: list[str]) -> None:
+    """A sendable send list Data Extension as marketing builds one, with a flag column."""
+    from ml_connector.systems.sfmc.schema import DeField, DeSpec
+
+    c = mc_client(mc)
+    c.create_de(DeSpec(key, key, (DeField("SubscriberKey", "Text", 50, primary=True),
+                                  DeField("Email", "EmailAddress", 254), DeField("Eligible", "Boolean"),
+                                  DeField("ExclusionReason", "Text", 250)),
+                       sendable_field="SubscriberKey"))
+    c.upsert_rows(key, [({"SubscriberKey": m}, {"Email": f"{m}@example.com", "Eligible": "True"}) for m in members])
+
+
+@contextmanager
+def control_plane(env: Env) -> Iterator[tuple[str, Any]]:
+    """The control plane's HTTP app (`create_app`, what `ml-connector run` serves) on loopback for the
+    configuration, every operator request needing a token (`api_auth: token`): (base URL, runtime)."""
+    from ml_connector.config import load_config
+    from ml_connector.core.runtime import Runtime
+    from ml_connector.server.app import create_app
+
+    env.config.write_text(env.config.read_text().replace("api_auth: auto", "api_auth: token"))
+    rt = Runtime(load_config(env.config), env.config)
+    handle = serve_in_thread(create_app(rt), name="control-plane")
+    try:
+        yield handle.url, rt
+    finally:
+        handle.stop()
+        rt.close()

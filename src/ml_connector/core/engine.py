@@ -39,7 +39,7 @@ from ml_connector import __version__
 from ml_connector.core import audit, ledger, outbox, worker_lock
 from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
-from ml_connector.core.flow import Outcome, RunContext, Stream
+from ml_connector.core.flow import Outcome, RunContext, Stream, load_pair
 from ml_connector.core.http import should_retry
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
 from ml_connector.core.redact import install_log_redaction, redact
@@ -387,13 +387,13 @@ def schedule_tick(scheduled_at: datetime, context: dict[str, Any]) -> None:
     if interval:
         streams = _due_step(context["flow"], streams, interval, at)
     for stream in streams:
-        _enqueue_scheduled(context["flow"], stream, window)
+        _enqueue_scheduled(context["flow"], stream, window, str(context.get("mode") or "incremental"))
 
 
-def _enqueue_scheduled(flow: str, stream: str, window: str) -> None:
-    wid = f"sync:{flow}:{stream}:incremental:{window}"
+def _enqueue_scheduled(flow: str, stream: str, window: str, mode: str = "incremental") -> None:
+    wid = f"sync:{flow}:{stream}:{mode}:{window}"
     with SetWorkflowID(wid), SetEnqueueOptions(queue_partition_key=f"{flow}:{stream}"):
-        _QUEUES[SYNC_QUEUE].enqueue(sync_workflow, flow, stream, "incremental")
+        _QUEUES[SYNC_QUEUE].enqueue(sync_workflow, flow, stream, mode)
 
 
 def last_started(sess: Any, flow: str, streams: list[str]) -> dict[str, datetime]:
@@ -460,14 +460,16 @@ def _begin_step(flow: str, stream: str, mode: str, run_id: str) -> None:
         cur = ledger.load_cursor(sess, flow, stream)
         if cur.get("run") == run_id:
             return  # re-executed after a crash: the run's state is already set up
+        # The run is recorded before its source reads where to start: a hint (`hint_sync`) that does
+        # not see this row yet was for data stored before that read, so this run covers it.
+        if sess.get(RunRow, run_id) is None:
+            sess.add(RunRow(run_id=run_id, flow=flow, stream=stream, mode=mode, status="running",
+                            counts={"read": 0, "unchanged": 0, "parked": 0, "staged": 0}))
     state = s.begin(ctx, cur.get("kept", {}) if mode != "full" else {})
     with rt.db.session() as sess:
         cur = ledger.load_cursor(sess, flow, stream)
         ledger.save_cursor(sess, flow, stream, {"run": run_id, "mode": mode, "state": state, "batch": 0,
                                                 "done": False, "kept": cur.get("kept", {})})
-        if sess.get(RunRow, run_id) is None:
-            sess.add(RunRow(run_id=run_id, flow=flow, stream=stream, mode=mode, status="running",
-                            counts={"read": 0, "unchanged": 0, "parked": 0, "staged": 0}))
         # Which process ran it: on SQLite one worker per database, so this names that worker.
         audit.record(sess, "run.started", flow=flow, stream=stream, run_id=run_id,
                      detail={"mode": mode, "host": socket.gethostname(), "pid": os.getpid()})
@@ -1003,6 +1005,22 @@ def start_sync(flow: str, stream: str, *, full: bool = False, run_id: str | None
     return wid
 
 
+def hint_sync(flow: str, stream: str) -> str:
+    """New data for the stream has been stored (e.g. an IDoc pushed by SAP): start an incremental run
+    now rather than at the next scheduled window. The ID is the generation after the stream's last
+    started run, so hints that arrive before the next run starts are that one run, and a hint that
+    arrives once it has started (its source may have read past the new data) queues one more after it
+    (runs of a stream are serialized by the queue's partition)."""
+    rt = runtime()
+    rt.flow(flow).stream(stream)
+    with rt.db.session() as sess:
+        started = sess.scalar(select(func.count()).select_from(RunRow).where(
+            RunRow.flow == flow, RunRow.stream == stream)) or 0
+    wid = f"sync:{flow}:{stream}:incremental:h{int(started) + 1}"
+    _enqueue(SYNC_QUEUE, SYNC_WORKFLOW, wid, flow, stream, "incremental", partition_key=f"{flow}:{stream}")
+    return wid
+
+
 def _enqueue(queue: str, workflow: str, wid: str, *args: Any, partition_key: str | None = None) -> None:
     """Enqueue a workflow under a deterministic ID: here, or for the worker (client mode).
 
@@ -1110,6 +1128,19 @@ def schedule_entries(rt: Runtime) -> list[Any]:
         if sched.cron and getattr(sched, "timezone", None):
             entry["cron_timezone"] = sched.timezone  # "0 6 * * 1" means 06:00 in the customer's zone
         entries.append(entry)
+    for name, f in rt.config.flows.items():
+        # Schedules a flow adds from its options (e.g. sap_ecc_sfmc's nightly full comparison).
+        for fs in load_pair(f.pair)(rt, name, f).schedules():
+            streams = [st for st in fs.streams if st in f.streams]
+            if not streams:
+                continue
+            extra: dict[str, Any] = {
+                "schedule_name": f"mlc:{name}:{fs.name}", "workflow_fn": schedule_tick,
+                "schedule": "0 " + fs.cron if len(fs.cron.split()) == 5 else fs.cron,
+                "context": {"flow": name, "streams": streams, "interval": None, "mode": fs.mode}}
+            if fs.timezone:
+                extra["cron_timezone"] = fs.timezone
+            entries.append(extra)
     return entries
 
 

@@ -197,6 +197,18 @@ class Summary:
     amount: str = ""  # with its currency
 
 
+@dataclass(frozen=True)
+class FlowSchedule:
+    """A schedule a flow adds beside its configured `schedule` (e.g. a nightly full comparison):
+    a cron (5 fields, or 6 with seconds first) starting runs of `streams` in `mode`."""
+
+    name: str
+    cron: str
+    streams: tuple[str, ...]
+    mode: str = "full"
+    timezone: str | None = None
+
+
 class Flow:
     """A configured pair: its streams by name."""
 
@@ -224,6 +236,10 @@ class Flow:
     def ping(self) -> Iterator[tuple[str, bool, str]]:
         """(connection, ok, detail) for each system this flow touches."""
         return iter(())
+
+    def schedules(self) -> list[FlowSchedule]:
+        """Schedules of this flow besides the configured one (from its options); none by default."""
+        return []
 
 
 def load_pair(pair: str) -> type[Flow]:

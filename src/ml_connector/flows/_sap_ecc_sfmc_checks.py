@@ -256,12 +256,14 @@ def sync_gaps(rt: Any, *, flow: str | None = None, max_lag: float = 60.0, window
     return gaps
 
 
-def gap_history(rt: Any, *, limit: int = 50) -> list[dict[str, Any]]:
-    """The recorded gaps, newest first (audit events `sync.gap`)."""
+def gap_history(rt: Any, *, limit: int = 50, flow: str | None = None) -> list[dict[str, Any]]:
+    """The recorded gaps (of `flow`, or of every flow), newest first (audit events `sync.gap`)."""
     from sqlalchemy import select
 
     from ml_connector.core.models import AuditRow
 
     with rt.db.session() as s:
         q = select(AuditRow).where(AuditRow.event == "sync.gap").order_by(AuditRow.id.desc()).limit(limit)
+        if flow is not None:
+            q = q.where(AuditRow.flow == flow)
         return [{"at": r.at.isoformat() if r.at else "", "flow": r.flow, **(r.detail or {})} for r in s.scalars(q)]

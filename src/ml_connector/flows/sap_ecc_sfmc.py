@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
-from ml_connector.core.flow import Flow, RunContext, Stream
+from ml_connector.config import Schedule
+from ml_connector.core.flow import Flow, FlowSchedule, RunContext, Stream
 from ml_connector.core.ledger import Desired
 from ml_connector.core.settings import SettingsModel
 from ml_connector.systems.sap_ecc.sources import CustomerStatusSource, SalesDocumentIdocSource, parent_of
@@ -96,6 +97,23 @@ def transactions_de(key: str = "ML_SAP_Transactions") -> DeSpec:
 # ------------------------------------------------------------------------------------ mapping
 
 
+class FullCompare(Schedule):
+    """`options.full`: when the full comparison runs (every customer read from SAP and compared with
+    Marketing Cloud, differences corrected). Outside business hours by default: 02:00 (UTC, or
+    `timezone`) every night; `full: null` turns it off (then run `sync --full` yourself)."""
+
+    cron: str | None = "0 2 * * *"
+    streams: tuple[str, ...] = ("customers", "hierarchy")
+
+    @field_validator("streams")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [s for s in value if s not in STREAMS]
+        if unknown:
+            raise ValueError(f"unknown stream(s) {', '.join(unknown)}: the streams are {', '.join(STREAMS)}")
+        return value
+
+
 class Options(SettingsModel):
     """The flow's `options` in ml-connector.yaml, validated when the configuration is loaded (a wrong
     type or an unknown key is refused there, with file, line and field)."""
@@ -111,6 +129,7 @@ class Options(SettingsModel):
     hierarchy_de: str = Field(default="ML_SAP_Customer_Hierarchy", min_length=1)
     transactions_de: str = Field(default="ML_SAP_Transactions", min_length=1)
     page_size: int = Field(default=500, ge=1, le=100_000)
+    full: FullCompare | None = FullCompare()    # the scheduled full comparison (null: none)
 
     @classmethod
     def of(cls, opts: dict[str, Any]) -> Options:
@@ -279,6 +298,12 @@ class SapEccSfmcFlow(Flow):
     def options(self) -> Options:
         return Options.of(dict(self.cfg.options or {}))
 
+    def schedules(self) -> list[FlowSchedule]:
+        full = self.options().full
+        if full is None or full.cron is None:
+            return []
+        return [FlowSchedule("full", full.cron, full.streams, "full", full.timezone)]
+
     def specs(self) -> tuple[DeSpec, DeSpec, DeSpec]:
         opts = self.options()
         return customer_de(opts.customer_de), hierarchy_de(opts.hierarchy_de), transactions_de(opts.transactions_de)
@@ -304,3 +329,10 @@ class SapEccSfmcFlow(Flow):
 
 
 FLOW = SapEccSfmcFlow
+
+
+def routers(rt: Any, flow: str) -> list[Any]:
+    """This pair's JSON API under /api/flows/<flow>/ (audience check, gap history): server/flow_api.py."""
+    from ml_connector.flows._sap_ecc_sfmc_api import routers as api_routers
+
+    return list(api_routers(rt, flow))

@@ -202,6 +202,9 @@ def create_app(rt: Runtime) -> FastAPI:
         return ReplayResult(replayed=len(ids), outcome=engine.replay(ids))
 
     api.include_router(admin)
+    from ml_connector.server.flow_api import install_flow_routers
+
+    install_flow_routers(api, rt, admin_dep)  # a flow module's own endpoints, /api/flows/<flow>/...
     from ml_connector.server.console import install_console
 
     install_console(api, rt, admin_dep)  # the operators' web pages at / and /metrics (server/console/)

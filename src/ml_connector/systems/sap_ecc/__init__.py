@@ -7,6 +7,7 @@ registry stays cheap.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ml_connector.core.channel import Handler
@@ -14,6 +15,7 @@ from ml_connector.core.registry import AgentSupport, Emulator, SystemEntry, lazy
 from ml_connector.systems.sap_ecc.settings import EccAgentSystem, SapEccConnection
 
 NAME = "sap_ecc"
+log = logging.getLogger(__name__)
 
 
 def _example(base_url: str) -> str:
@@ -121,7 +123,41 @@ def _routers(rt: Any) -> list[Any]:
                 for p in cfg.partners] or None
     return [idoc_router(SqlIdocStore(rt.db), BasicAuth.from_vault(rt.vault, cfg.username, cfg.password_secret),
                         policy=IdocPolicy(direct="1", partners=partners, client=cfg.client), path=cfg.path,
-                        max_bytes=cfg.max_bytes)]
+                        max_bytes=cfg.max_bytes, on_stored=lambda stored: start_consumers(rt, stored))]
+
+
+def idoc_consumers(rt: Any, mestyps: set[str]) -> list[tuple[str, str]]:
+    """(flow, stream) of every configured stream reading SAP ECC whose source reads stored IDocs of
+    one of `mestyps` (its `IDOC_TYPES`)."""
+    found: list[tuple[str, str]] = []
+    for name, f in rt.config.flows.items():
+        conn = rt.config.connections.get(f.source)
+        if conn is None or conn.type != NAME:
+            continue
+        streams = rt.flow(name).streams()
+        for stream in f.streams:
+            s = streams.get(stream)
+            if s is not None and mestyps & set(getattr(s.source, "IDOC_TYPES", ())):
+                found.append((name, stream))
+    return found
+
+
+def start_consumers(rt: Any, stored: list[Any]) -> list[str]:
+    """IDocs newly stored are a hint: start (or join the queued) incremental run of each stream that
+    reads them, instead of waiting for its schedule. A duplicate starts nothing. The schedule stays
+    the safety net: a hint lost here (no worker in this process, a crash) is picked up by it."""
+    from ml_connector.core import engine
+
+    mestyps = {s.mestyp for s in stored if not s.duplicate}
+    started: list[str] = []
+    if not mestyps:
+        return started
+    for flow, stream in idoc_consumers(rt, mestyps):
+        try:
+            started.append(engine.hint_sync(flow, stream))
+        except Exception:
+            log.exception("could not start %s/%s for the IDocs received (its schedule will run it)", flow, stream)
+    return started
 
 
 def _known_errors() -> tuple[Any, ...]:

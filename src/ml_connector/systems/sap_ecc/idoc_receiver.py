@@ -236,7 +236,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 def idoc_router(store: IdocStore, auth: BasicAuth | None, *, policy: IdocPolicy | None = None,
                 path: str = "/idoc", max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
-                on_stored: Callable[[list[StoredIdoc]], None] | None = None) -> APIRouter:
+                on_stored: Callable[[list[StoredIdoc]], object] | None = None) -> APIRouter:
     """An APIRouter with `POST {path}` receiving XML IDocs from SAP. `auth` None disables the
     logon check (only for tests behind another authenticating layer). `policy` defaults to
     outbound-from-SAP (DIRECT=1) without a partner check: configure partner profiles in production."""
@@ -277,7 +277,7 @@ def idoc_router(store: IdocStore, auth: BasicAuth | None, *, policy: IdocPolicy 
             return text(503, f"IDoc not stored, not acknowledged ({type(exc).__name__}); please resend")
         if on_stored is not None:
             try:
-                on_stored(stored)
+                await anyio.to_thread.run_sync(on_stored, stored)  # it may query and enqueue
             except Exception:
                 log.exception("IDoc on_stored callback failed (the IDocs are stored)")
         return JSONResponse({"status": "ok", "idocs": [s.to_dict() for s in stored]})

@@ -422,6 +422,9 @@ class CustomerStatusSource(_TableSource):
     stored since the last run (cursor `idoc_id`), plus every customer below them in the hierarchy
     (a parent's block changes its children's eligibility): no table scan, only those customers."""
 
+    #: The stored IDocs this source reads: one arriving starts the stream's run (`systems/sap_ecc`).
+    IDOC_TYPES = ("DEBMAS",)
+
     def __init__(self, connection: str, *, page_size: int = 500, spend: bool = True) -> None:
         super().__init__(connection, page_size=page_size)
         self.spend = spend
@@ -433,7 +436,7 @@ class CustomerStatusSource(_TableSource):
             # Start the IDoc cursor at the newest one: this full read covers everything before it.
             newest = newest_idoc(db)
             return {"phase": "full", "after": None, "idoc_id": newest}
-        idocs, newest = idoc_keys(db, ("DEBMAS",), after)
+        idocs, newest = idoc_keys(db, self.IDOC_TYPES, after)
         ids = sorted({f["KUNNR"] for _, p in idocs for f in segments(p, "E1KNA1M") if f.get("KUNNR")})
         if ids:
             ids = sorted(set(ids) | self._descendants(self.reader(ctx), ids))
@@ -493,6 +496,7 @@ class SalesDocumentIdocSource(Source):
     orders and are skipped. No SAP call: the IDoc carries the document."""
 
     MESTYPS = ("ORDERS", "ORDRSP", "DESADV", "DELVRY")
+    IDOC_TYPES = MESTYPS  # one arriving starts the stream's run (`systems/sap_ecc`)
 
     def __init__(self, *, page_size: int = 500) -> None:
         self.page_size = page_size
