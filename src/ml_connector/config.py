@@ -279,6 +279,8 @@ class FlowConfig(_Model):
     target: str = Field(description="A connection name")
     streams: list[Name] = Field(min_length=1)
     schedule: Schedule | None = None
+    pause_after: int | None = Field(default=None, ge=1, description="Pause the flow after this many failed "
+                                    "runs in a row (a warning alert one run before); `ml-connector resume` ends it")
     options: dict[str, Any] = Field(default_factory=dict)
     mappings: dict[str, Annotated[dict[str, str], BeforeValidator(_mapping_table)]] = Field(
         default_factory=dict
@@ -358,7 +360,7 @@ class AlertsConfig(_Model):
     email: AlertEmail | None = None
     events: list[Annotated[str, AfterValidator(_alert_event)]] = Field(
         default_factory=lambda: ["agent.offline", "agent.online", "run.failed", "records.failed", "record.parked",
-                                 "records.parked", "stream.stale"],
+                                 "records.parked", "stream.stale", "flow.failing", "flow.paused"],
         min_length=1)
     parked_after: Duration = Field(default=86400.0, description="records.parked: a record parked longer than this")
     stale_factor: float = Field(default=2.0, ge=1.0, description="stream.stale: no successful run for this many "

@@ -49,9 +49,11 @@ log = logging.getLogger(__name__)
 #: `records.parked`: records parked longer than a threshold; `record.parked`, sent by the engine when a
 #: page parks records on a missing mapping, throttled per flow/stream, has no `.cleared`;
 #: `stream.stale`: no successful run for longer than the stream's freshness target;
-#: `sync.gap`: a change in the source not visible in the target within the flow's lag, sent by the flow).
+#: `sync.gap`: a change in the source not visible in the target within the flow's lag, sent by the flow;
+#: `flow.failing`: a flow one failed run before its pause, `flow.paused`: paused at its `pause_after`,
+#: core/flow_pause.py).
 ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "records.failed", "record.parked", "records.parked",
-                "stream.stale", "sync.gap")
+                "stream.stale", "sync.gap", "flow.failing", "flow.paused")
 CLEARED = ".cleared"
 DEFAULT_INTERVAL = 900.0  # one alert per (event, subject) per 15 min: a flapping agent must not spam
 DEFAULT_TIMEOUT = 5.0

@@ -4,7 +4,9 @@
 - `records.parked`: records of a flow parked (waiting for a mapping or master data) longer than
   `alerts.parked_after`;
 - `stream.stale`: a scheduled stream without a successful run for longer than `alerts.stale_factor`
-  times its schedule's period (its freshness target).
+  times its schedule's period (its freshness target);
+- `flow.paused`: a flow paused after repeated failed runs (core/flow_pause.py opens it, with its alert,
+  when it pauses the flow; it clears when someone resumes the flow).
 
 Each open condition is a row of mlc_alert_conditions, so that every control-plane process agrees on
 what is open: the alert goes out when the row is created, `<event>.cleared` when it is deleted (both
@@ -23,10 +25,13 @@ from sqlalchemy import Float, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ml_connector.core.alerts import CLEARED, Alert, Alerter, duration_text
-from ml_connector.core.models import Base, OutboxRow, RunRow
+from ml_connector.core.models import Base, FlowStateRow, OutboxRow, RunRow
 from ml_connector.core.redact import redact
 
 log = logging.getLogger(__name__)
+
+#: The events whose conditions this module checks (each also sends `<event>.cleared`).
+CONDITION_EVENTS = ("records.failed", "records.parked", "stream.stale", "flow.paused")
 
 
 class AlertConditionRow(Base):
@@ -77,6 +82,11 @@ def current(rt: Any, now: float) -> dict[str, Alert]:
                 event="records.failed", subject=flow, flow=flow, at=now, details={"count": int(n)},
                 message=f"{n} record(s) of {flow} failed and wait for a replay "
                         f"(e.g. {redact(last_error or '')[:200]}): see the console's inbox")
+        for (flow,) in s.execute(select(FlowStateRow.flow).where(FlowStateRow.paused.is_(True))):
+            out[f"flow.paused|{flow}"] = Alert(
+                event="flow.paused", subject=flow, flow=flow, at=now,
+                message=f"Flow {flow} is paused after repeated failed runs: fix the cause, then "
+                        f"`ml-connector resume {flow}`")
         for name, flow_cfg in rt.config.flows.items():
             period = schedule_period(getattr(flow_cfg, "schedule", None), at)
             if not period:
@@ -154,6 +164,6 @@ class ConditionWatcher:
 def watcher_for(rt: Any) -> ConditionWatcher | None:
     """A watcher when alerts are configured for at least one condition's event."""
     alerter = getattr(rt, "alerts", None)
-    if alerter is None or not any(alerter.wants(e) for e in ("records.failed", "records.parked", "stream.stale")):
+    if alerter is None or not any(alerter.wants(e) for e in CONDITION_EVENTS):
         return None
     return ConditionWatcher(rt, alerter)
