@@ -360,11 +360,14 @@ class AlertsConfig(_Model):
     email: AlertEmail | None = None
     events: list[Annotated[str, AfterValidator(_alert_event)]] = Field(
         default_factory=lambda: ["agent.offline", "agent.online", "run.failed", "records.failed", "record.parked",
-                                 "records.parked", "stream.stale", "flow.failing", "flow.paused"],
+                                 "records.parked", "stream.stale", "flow.failing", "flow.paused", "token.failed",
+                                 "budget.low"],
         min_length=1)
     parked_after: Duration = Field(default=86400.0, description="records.parked: a record parked longer than this")
     stale_factor: float = Field(default=2.0, ge=1.0, description="stream.stale: no successful run for this many "
                                 "of the flow's schedule periods")
+    budget_threshold: float = Field(default=0.9, gt=0, le=1, description="budget.low: this share of an API "
+                                    "budget's window used")
     check_every: Duration = Field(default=300.0, ge=1.0, description="How often these conditions are checked")
     interval: Duration = Field(default=900.0, description="At most one alert per event and agent "
                                "(or flow/stream) per this long")
@@ -1013,8 +1016,9 @@ connections:
 #     - {{url: https://alerts.example.com/hook, format: json,
 #        secret_header: {{name: X-Alert-Token, value_secret: alert_token}}}}
 #     - {{url_secret: slack_webhook_url, format: slack}}
-#   events: [agent.offline, agent.online, run.failed, records.parked]
-#   interval: 15m            # also: timeout: 5s, attempts: 3, backoff: 1s
+#   events: [agent.offline, agent.online, run.failed, records.parked, token.failed, budget.low,
+#            flow.failing, flow.paused]   # a flow's `pause_after: 3` pauses it after 3 failed runs in a row
+#   interval: 15m            # also: timeout: 5s, attempts: 3, backoff: 1s, budget_threshold: 0.9
 
 # What moves where, and when.
 flows:

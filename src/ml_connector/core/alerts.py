@@ -51,9 +51,10 @@ log = logging.getLogger(__name__)
 #: `stream.stale`: no successful run for longer than the stream's freshness target;
 #: `sync.gap`: a change in the source not visible in the target within the flow's lag, sent by the flow;
 #: `flow.failing`: a flow one failed run before its pause, `flow.paused`: paused at its `pause_after`,
-#: core/flow_pause.py).
+#: core/flow_pause.py; `token.failed`: a connection's token could not be refreshed; `budget.low`: an API
+#: rate budget's window used beyond `alerts.budget_threshold`).
 ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "records.failed", "record.parked", "records.parked",
-                "stream.stale", "sync.gap", "flow.failing", "flow.paused")
+                "stream.stale", "sync.gap", "flow.failing", "flow.paused", "token.failed", "budget.low")
 CLEARED = ".cleared"
 DEFAULT_INTERVAL = 900.0  # one alert per (event, subject) per 15 min: a flapping agent must not spam
 DEFAULT_TIMEOUT = 5.0
