@@ -344,6 +344,9 @@ class AlertEmail(_Model):
     ca_file: str | None = Field(default=None, description="A private CA to trust (default: the system's)")
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="From address")
     to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    digest: bool = Field(default=False, description="One daily digest message instead of a message per alert")
+    digest_at: str = Field(default="07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                           description="When the daily digest is sent (HH:MM, UTC)")
 
     @model_validator(mode="after")
     def _login_needs_password(self) -> AlertEmail:
