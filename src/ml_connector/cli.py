@@ -253,6 +253,13 @@ def sync(flow: str, config: ConfigOpt = DEFAULT_CONFIG,
             f.stream(s)
     except KeyError as exc:
         raise _fail(str(exc.args[0])) from None
+    from ml_connector.core import flow_pause
+
+    try:
+        flow_pause.check(rt, flow)
+    except flow_pause.FlowPaused as exc:
+        rt.close()
+        raise _fail(str(exc)) from None
     if dry_run:
         n = 0
         t = Table("op", "source key", "what would be written", title=f"dry run: {flow}")
@@ -502,7 +509,36 @@ def runs(config: ConfigOpt = DEFAULT_CONFIG, limit: int = 20,
             return
         t = runs_table(rows)
     console.print(t)
+    _print_paused(rt)
     rt.close()
+
+
+def _print_paused(rt: Any) -> None:
+    """A line per paused flow (below `runs`): paused until someone resumes it."""
+    from ml_connector.core import flow_pause
+
+    with rt.db.read() as s:
+        for row in flow_pause.paused_flows(s):
+            since = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row.paused_at or 0))
+            console.print(f"[bold red]PAUSED[/bold red] flow {row.flow} since {since} UTC: {row.reason}; "
+                          f"resume with [bold]ml-connector resume {row.flow}[/bold]", highlight=False)
+
+
+@app.command()
+def resume(flow: str, config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Resume a flow paused after repeated failed runs (audited)."""
+    from ml_connector.core import flow_pause
+
+    rt = _runtime(config)
+    try:
+        if flow not in rt.config.flows:
+            raise _fail(f"no flow named {flow!r} in the configuration")
+        if flow_pause.resume(rt, flow):
+            console.print(f"flow {flow} resumed: its schedule runs again", highlight=False)
+        else:
+            console.print(f"flow {flow} was not paused", highlight=False)
+    finally:
+        rt.close()
 
 
 

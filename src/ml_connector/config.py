@@ -279,6 +279,8 @@ class FlowConfig(_Model):
     target: str = Field(description="A connection name")
     streams: list[Name] = Field(min_length=1)
     schedule: Schedule | None = None
+    pause_after: int | None = Field(default=None, ge=1, description="Pause the flow after this many failed "
+                                    "runs in a row (a warning alert one run before); `ml-connector resume` ends it")
     options: dict[str, Any] = Field(default_factory=dict)
     mappings: dict[str, Annotated[dict[str, str], BeforeValidator(_mapping_table)]] = Field(
         default_factory=dict
@@ -342,6 +344,9 @@ class AlertEmail(_Model):
     ca_file: str | None = Field(default=None, description="A private CA to trust (default: the system's)")
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="From address")
     to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    digest: bool = Field(default=False, description="One daily digest message instead of a message per alert")
+    digest_at: str = Field(default="07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                           description="When the daily digest is sent (HH:MM, UTC)")
 
     @model_validator(mode="after")
     def _login_needs_password(self) -> AlertEmail:
@@ -358,11 +363,14 @@ class AlertsConfig(_Model):
     email: AlertEmail | None = None
     events: list[Annotated[str, AfterValidator(_alert_event)]] = Field(
         default_factory=lambda: ["agent.offline", "agent.online", "run.failed", "records.failed", "record.parked",
-                                 "records.parked", "stream.stale"],
+                                 "records.parked", "stream.stale", "flow.failing", "flow.paused", "token.failed",
+                                 "budget.low"],
         min_length=1)
     parked_after: Duration = Field(default=86400.0, description="records.parked: a record parked longer than this")
     stale_factor: float = Field(default=2.0, ge=1.0, description="stream.stale: no successful run for this many "
                                 "of the flow's schedule periods")
+    budget_threshold: float = Field(default=0.9, gt=0, le=1, description="budget.low: this share of an API "
+                                    "budget's window used")
     check_every: Duration = Field(default=300.0, ge=1.0, description="How often these conditions are checked")
     interval: Duration = Field(default=900.0, description="At most one alert per event and agent "
                                "(or flow/stream) per this long")
@@ -1011,8 +1019,9 @@ connections:
 #     - {{url: https://alerts.example.com/hook, format: json,
 #        secret_header: {{name: X-Alert-Token, value_secret: alert_token}}}}
 #     - {{url_secret: slack_webhook_url, format: slack}}
-#   events: [agent.offline, agent.online, run.failed, records.parked]
-#   interval: 15m            # also: timeout: 5s, attempts: 3, backoff: 1s
+#   events: [agent.offline, agent.online, run.failed, records.parked, token.failed, budget.low,
+#            flow.failing, flow.paused]   # a flow's `pause_after: 3` pauses it after 3 failed runs in a row
+#   interval: 15m            # also: timeout: 5s, attempts: 3, backoff: 1s, budget_threshold: 0.9
 
 # What moves where, and when.
 flows:

@@ -19,6 +19,10 @@ master record) builds an `Alert` and
    Each outcome is audited (`alert.sent` / `alert.failed`) with the receiver's host only:
    webhook URLs (Slack's carry their credential in the path) and the secret header's value
    appear in no log, error, audit or outbox row (resolved from the vault at send time).
+
+An email channel with `digest` gets no message per alert: its rows wait (state `digest`) and, once a
+day at `digest_at` (UTC), those stored before that time are folded into one digest message, a pending
+row with a deterministic id (so two processes make it once), delivered like any alert.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,9 +53,12 @@ log = logging.getLogger(__name__)
 #: `records.parked`: records parked longer than a threshold; `record.parked`, sent by the engine when a
 #: page parks records on a missing mapping, throttled per flow/stream, has no `.cleared`;
 #: `stream.stale`: no successful run for longer than the stream's freshness target;
-#: `sync.gap`: a change in the source not visible in the target within the flow's lag, sent by the flow).
+#: `sync.gap`: a change in the source not visible in the target within the flow's lag, sent by the flow;
+#: `flow.failing`: a flow one failed run before its pause, `flow.paused`: paused at its `pause_after`,
+#: core/flow_pause.py; `token.failed`: a connection's token could not be refreshed; `budget.low`: an API
+#: rate budget's window used beyond `alerts.budget_threshold`).
 ALERT_EVENTS = ("agent.offline", "agent.online", "run.failed", "records.failed", "record.parked", "records.parked",
-                "stream.stale", "sync.gap")
+                "stream.stale", "sync.gap", "flow.failing", "flow.paused", "token.failed", "budget.low")
 CLEARED = ".cleared"
 DEFAULT_INTERVAL = 900.0  # one alert per (event, subject) per 15 min: a flapping agent must not spam
 DEFAULT_TIMEOUT = 5.0
@@ -88,6 +95,18 @@ class EmailChannel:
     username: str | None = None
     password_secret: str | None = None
     ca_file: str | None = None  # a private CA to trust (default: the system's)
+    digest: bool = False  # one daily digest instead of a message per alert
+    digest_at: str = "07:00"  # HH:MM UTC
+
+
+def digest_boundary(now: float, at: str) -> float:
+    """The latest daily digest time (HH:MM UTC) at or before `now`."""
+    hh, mm = (int(x) for x in at.split(":"))
+    t = datetime.fromtimestamp(now, UTC)
+    edge = t.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    if edge > t:
+        edge -= timedelta(days=1)
+    return edge.timestamp()
 
 
 @dataclass
@@ -220,10 +239,54 @@ class Alerter:
         now = self.clock.now()
         stored = json.dumps(alert.to_dict(), default=str)
         for i in range(len(self.webhooks) + len(self.emails)):  # one row per receiver: each has its own attempts
+            # A digest channel's rows wait for the day's digest (folded into one message then).
+            state = "digest" if self._digest_channel(i) is not None else "pending"
             session.add(AlertOutboxRow(id=f"{alert.id}:{i}", alert_id=alert.id, hook=i, event=alert.event,
-                                       subject=alert.subject[:400], alert=stored, state="pending", attempts=0,
+                                       subject=alert.subject[:400], alert=stored, state=state, attempts=0,
                                        next_attempt_at=now, created_at=now))
         return True
+
+    def _digest_channel(self, index: int) -> EmailChannel | None:
+        """The email channel at receiver `index` when it takes a daily digest."""
+        e = index - len(self.webhooks)
+        return self.emails[e] if 0 <= e < len(self.emails) and self.emails[e].digest else None
+
+    def fold_digests(self, now: float | None = None) -> int:
+        """Fold each digest channel's waiting alerts stored before its latest digest time into one
+        pending digest alert (deterministic id: made once whichever process folds first)."""
+        now = self.clock.now() if now is None else now
+        made = 0
+        for i in range(len(self.webhooks), len(self.webhooks) + len(self.emails)):
+            ch = self._digest_channel(i)
+            if ch is None:
+                continue
+            edge = digest_boundary(now, ch.digest_at)
+            day = datetime.fromtimestamp(edge, UTC).strftime("%Y-%m-%d %H:%M")
+            with self.db.session() as s:
+                q = (select(AlertOutboxRow).where(AlertOutboxRow.hook == i, AlertOutboxRow.state == "digest",
+                                                  AlertOutboxRow.created_at < edge)
+                     .order_by(AlertOutboxRow.created_at, AlertOutboxRow.id))
+                if self.db.dialect == "postgresql":
+                    q = q.with_for_update(skip_locked=True)
+                rows = list(s.scalars(q))
+                if not rows:
+                    continue
+                alerts = [Alert.from_dict(json.loads(r.alert)) for r in rows]
+                lines = [f"Daily digest: {len(alerts)} alert(s) until {day} UTC", ""]
+                for a in alerts:
+                    when = datetime.fromtimestamp(a.at, UTC).strftime("%Y-%m-%d %H:%M")
+                    lines.append(f"- {when} {a.event}: {a.text()}")
+                digest = Alert(event="digest", subject=f"digest {day}", message="\n".join(lines), at=now,
+                               id=uuid.uuid5(uuid.NAMESPACE_URL, f"mlc-digest:{i}:{day}:{rows[0].id}").hex,
+                               details={"alerts": len(alerts), "until": day})
+                for r in rows:
+                    r.state, r.done_at = "digested", now
+                s.add(AlertOutboxRow(id=f"{digest.id}:{i}", alert_id=digest.id, hook=i, event="digest",
+                                     subject=digest.subject, alert=json.dumps(digest.to_dict(), default=str),
+                                     state="pending", attempts=0, next_attempt_at=self.clock.now(),
+                                     created_at=self.clock.now()))
+                made += 1
+        return made
 
     # ------------------------------------------------------------------ delivery
 
@@ -292,6 +355,8 @@ class Alerter:
                     except Exception:  # housekeeping only: delivery goes on
                         log.warning("alerts: purging delivered rows failed", exc_info=True)
                 try:
+                    if self.emails:
+                        self.fold_digests()  # a digest channel's day is over: one message for it
                     claimed = self._claim()
                     if claimed is not None:
                         worked = True
@@ -309,7 +374,7 @@ class Alerter:
         the outbox stays small; each outcome stays in the append-only audit trail."""
         edge = (self.clock.now() if now is None else now) - self.settings.retention
         with self.db.session() as s:
-            res = s.execute(delete(AlertOutboxRow).where(AlertOutboxRow.state.in_(("sent", "failed")),
+            res = s.execute(delete(AlertOutboxRow).where(AlertOutboxRow.state.in_(("sent", "failed", "digested")),
                                                          AlertOutboxRow.done_at < edge))
         return int(getattr(res, "rowcount", 0) or 0)
 
@@ -397,7 +462,7 @@ class Alerter:
         try:
             password = self._secret(ch.password_secret, "email.password_secret") if ch.username else None
             msg = EmailMessage()
-            msg["Subject"] = alert.text()[:200]
+            msg["Subject"] = alert.text().splitlines()[0][:200]  # a digest's first line
             msg["From"] = ch.sender
             msg["To"] = ", ".join(ch.to)
             msg[ALERT_ID_HEADER] = alert.id
@@ -473,7 +538,8 @@ def alerter_from_config(cfg: Any, db: Database, vault: Any) -> Alerter | None:
     e = getattr(cfg, "email", None)
     emails = [] if e is None else [EmailChannel(host=e.host, port=e.port, sender=e.sender, to=tuple(e.to),
                                                 security=e.security, username=e.username,
-                                                password_secret=e.password_secret, ca_file=e.ca_file)]
+                                                password_secret=e.password_secret, ca_file=e.ca_file,
+                                                digest=e.digest, digest_at=e.digest_at)]
     return Alerter(db, vault, hooks, events=tuple(cfg.events), emails=emails,
                    settings=AlertSettings(interval=cfg.interval, timeout=cfg.timeout, attempts=cfg.attempts,
                                           backoff=cfg.backoff))

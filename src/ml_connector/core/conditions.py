@@ -4,7 +4,13 @@
 - `records.parked`: records of a flow parked (waiting for a mapping or master data) longer than
   `alerts.parked_after`;
 - `stream.stale`: a scheduled stream without a successful run for longer than `alerts.stale_factor`
-  times its schedule's period (its freshness target).
+  times its schedule's period (its freshness target);
+- `flow.paused`: a flow paused after repeated failed runs (core/flow_pause.py opens it, with its alert,
+  when it pauses the flow; it clears when someone resumes the flow);
+- `token.failed`: a connection whose latest token event in the audit trail is a failed refresh
+  (it clears with the next token refreshed or issued);
+- `budget.low`: an API rate budget whose current window is used beyond `alerts.budget_threshold`
+  (the budgets this process uses, or shares through a Postgres database).
 
 Each open condition is a row of mlc_alert_conditions, so that every control-plane process agrees on
 what is open: the alert goes out when the row is created, `<event>.cleared` when it is deleted (both
@@ -22,11 +28,17 @@ from typing import Any
 from sqlalchemy import Float, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ml_connector.core import ratelimit
 from ml_connector.core.alerts import CLEARED, Alert, Alerter, duration_text
-from ml_connector.core.models import Base, OutboxRow, RunRow
+from ml_connector.core.models import AuditRow, Base, FlowStateRow, OutboxRow, RunRow
 from ml_connector.core.redact import redact
 
 log = logging.getLogger(__name__)
+
+#: The events whose conditions this module checks (each also sends `<event>.cleared`).
+CONDITION_EVENTS = ("records.failed", "records.parked", "stream.stale", "flow.paused", "token.failed",
+                    "budget.low")
+TOKEN_EVENTS_SCANNED = 2000  # the latest token events read to find each connection's last one
 
 
 class AlertConditionRow(Base):
@@ -77,6 +89,12 @@ def current(rt: Any, now: float) -> dict[str, Alert]:
                 event="records.failed", subject=flow, flow=flow, at=now, details={"count": int(n)},
                 message=f"{n} record(s) of {flow} failed and wait for a replay "
                         f"(e.g. {redact(last_error or '')[:200]}): see the console's inbox")
+        for (flow,) in s.execute(select(FlowStateRow.flow).where(FlowStateRow.paused.is_(True))):
+            out[f"flow.paused|{flow}"] = Alert(
+                event="flow.paused", subject=flow, flow=flow, at=now,
+                message=f"Flow {flow} is paused after repeated failed runs: fix the cause, then "
+                        f"`ml-connector resume {flow}`")
+        out.update(_tokens(s, now))
         for name, flow_cfg in rt.config.flows.items():
             period = schedule_period(getattr(flow_cfg, "schedule", None), at)
             if not period:
@@ -94,6 +112,49 @@ def current(rt: Any, now: float) -> dict[str, Alert]:
                         details={"last_success_age_seconds": int(age), "freshness_target_seconds": int(target)},
                         message=f"{name} / {stream} has not synced successfully for {duration_text(age)} "
                                 f"(its target: {duration_text(target)})")
+    out.update(_budgets(rt, cfg.budget_threshold, now))
+    return out
+
+
+def _tokens(s: Any, now: float) -> dict[str, Alert]:
+    """Connections whose latest token event is a failed refresh (the OAuth client audits each)."""
+    rows = s.execute(select(AuditRow.event, AuditRow.detail)
+                     .where(AuditRow.event.in_(("token.failed", "token.refreshed", "token.issued")))
+                     .order_by(AuditRow.id.desc()).limit(TOKEN_EVENTS_SCANNED)).all()
+    latest: dict[str, Any] = {}
+    for r in rows:
+        conn = str((r.detail or {}).get("connection") or "")
+        if conn and conn not in latest:
+            latest[conn] = r
+    out: dict[str, Alert] = {}
+    for conn, r in sorted(latest.items()):
+        if r.event != "token.failed":
+            continue
+        d = r.detail or {}
+        why = redact(str(d.get("message") or d.get("error") or "refused"))[:300]
+        refused = bool(d.get("refused"))
+        out[f"token.failed|{conn}"] = Alert(
+            event="token.failed", subject=conn, at=now,
+            details={"connection": conn, "status": d.get("status"), "refused": refused},
+            message=f"Connection {conn}: the token could not be refreshed ({why})"
+                    + ("; the credential was refused: store a valid one with `ml-connector secrets set`"
+                       if refused else "; retried automatically"))
+    return out
+
+
+def _budgets(rt: Any, threshold: float, now: float) -> dict[str, Alert]:
+    """API rate budgets whose current window is used beyond `threshold`."""
+    out: dict[str, Alert] = {}
+    for provider, key, used, limit in ratelimit.usage(ratelimit.budgets_for(rt.db)):
+        # A limit of 1 is a pacing spacer (one call per short gap), not a budget that runs out.
+        if limit <= 1 or used < threshold * limit:
+            continue
+        key = redact(key)  # a host and client, never a credential: masked all the same
+        out[f"budget.low|{provider}/{key}"] = Alert(
+            event="budget.low", subject=f"{provider}/{key}", at=now,
+            details={"provider": provider, "used": used, "limit": limit},
+            message=f"API budget of {provider} ({key}) is {used}/{limit} used in its window: calls will wait "
+                    "for it; spread the schedules or ask the provider for a higher limit")
     return out
 
 
@@ -115,6 +176,8 @@ def sweep(rt: Any, alerter: Alerter, now: float) -> list[Alert]:
             event, _, subject = key.partition("|")
             s.delete(row)
             flow, _, stream = subject.partition("/")
+            if event in ("token.failed", "budget.low"):
+                flow, stream = "", ""  # their subject is a connection or provider/key, not a flow
             cleared = Alert(event=event + CLEARED, subject=subject, flow=flow or None, stream=stream or None, at=now,
                             message=f"resolved: {event} for {subject} (open for {duration_text(now - row.opened_at)})")
             if alerter.admit(s, cleared):
@@ -154,6 +217,6 @@ class ConditionWatcher:
 def watcher_for(rt: Any) -> ConditionWatcher | None:
     """A watcher when alerts are configured for at least one condition's event."""
     alerter = getattr(rt, "alerts", None)
-    if alerter is None or not any(alerter.wants(e) for e in ("records.failed", "records.parked", "stream.stale")):
+    if alerter is None or not any(alerter.wants(e) for e in CONDITION_EVENTS):
         return None
     return ConditionWatcher(rt, alerter)

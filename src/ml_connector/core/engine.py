@@ -36,7 +36,7 @@ from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, SetEnqueueOptions, Set
 from sqlalchemy import and_, func, or_, select, update
 
 from ml_connector import __version__
-from ml_connector.core import audit, ledger, outbox, worker_lock
+from ml_connector.core import audit, flow_pause, ledger, outbox, worker_lock
 from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, Stream, load_pair
@@ -384,6 +384,8 @@ def schedule_tick(scheduled_at: datetime, context: dict[str, Any]) -> None:
     at = scheduled_at.timestamp()
     window = datetime.fromtimestamp(at - (at % interval) if interval else at, UTC).strftime("%Y%m%dT%H%M%SZ")
     streams = list(context["streams"])
+    if _paused_step(context["flow"]):
+        return  # paused after repeated failed runs, until `ml-connector resume`
     if interval:
         streams = _due_step(context["flow"], streams, interval, at)
     for stream in streams:
@@ -407,6 +409,12 @@ def last_started(sess: Any, flow: str, streams: list[str]) -> dict[str, datetime
 def due_streams(sess: Any, flow: str, streams: list[str], interval: float, now: float) -> list[str]:
     last = last_started(sess, flow, streams)
     return [st for st in streams if st not in last or now - last[st].timestamp() >= interval]
+
+
+@DBOS.step(name="mlc.paused")
+def _paused_step(flow: str) -> bool:
+    with runtime().db.read() as sess:
+        return flow_pause.state(sess, flow) is not None
 
 
 @DBOS.step(name="mlc.due")
@@ -861,7 +869,16 @@ def _finish_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, An
             run.finished_at = utcnow()
         audit.record(sess, "run.finished", flow=flow, stream=stream, run_id=run_id,
                      outcome="ok" if not counts.get("failed") else "failed", detail=counts)
+    _after_run(flow, run_id)
     return counts
+
+
+def _after_run(flow: str, run_id: str) -> None:
+    """Pause a flow that failed `pause_after` runs in a row (warn one run before)."""
+    try:
+        flow_pause.after_run(runtime(), flow, run_id)
+    except Exception:  # the run's own outcome is recorded already: this must not change it
+        log.exception("could not evaluate the pause of flow %s", flow)
 
 
 @DBOS.step(name="mlc.fail")
@@ -891,6 +908,7 @@ def _fail_step(flow: str, stream: str, mode: str, run_id: str, error: str) -> No
     log.error("run %s failed: %s", run_id, message)
     if alerts is not None and alert is not None:
         alerts.dispatch(alert)  # stored with the failure; sent in the background: never holds the run
+    _after_run(flow, run_id)
 
 
 def _run_counts(sess: Any, run_id: str) -> dict[str, int]:
@@ -999,6 +1017,7 @@ def run_id_for(rt: Runtime, flow: str, stream: str, mode: str) -> str:
 def start_sync(flow: str, stream: str, *, full: bool = False, run_id: str | None = None) -> str:
     rt = runtime()
     rt.flow(flow).stream(stream)  # validate names before anything is queued
+    flow_pause.check(rt, flow)  # a paused flow starts nothing until it is resumed
     mode = "full" if full else "incremental"
     wid = run_id or run_id_for(rt, flow, stream, mode)
     _enqueue(SYNC_QUEUE, SYNC_WORKFLOW, wid, flow, stream, mode, partition_key=f"{flow}:{stream}")

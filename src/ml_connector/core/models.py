@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     Index,
@@ -221,6 +222,18 @@ class AlertThrottleRow(Base):
     key: Mapped[str] = mapped_column(String(400), primary_key=True)  # event|subject
     last_at: Mapped[float] = mapped_column(Float)
     suppressed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FlowStateRow(Base):
+    """A flow paused after repeated failed runs (core/flow_pause.py), until `ml-connector resume`
+    (migration 0014_flow_state)."""
+
+    __tablename__ = "mlc_flow_state"
+    flow: Mapped[str] = mapped_column(String(100), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resumed_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # failed runs count from here
 
 
 class AlertOutboxRow(Base):

@@ -165,6 +165,18 @@ def concurrency_cap(provider: str, key: str, limit: int) -> ConcurrencyCap:
         return cap
 
 
+def usage(budgets: Budgets | None = None) -> list[tuple[str, str, int, int]]:
+    """(provider, key, calls in the current window, limit) of every rate budget this process
+    uses (those of `budgets` when it is shared through the database), for alerts and metrics."""
+    if isinstance(budgets, DatabaseBudgets):
+        with budgets._lock:
+            shared = list(budgets._windows.items())
+        return [(p, k, lim.in_window(), lim.limit) for (p, k), lim in shared]
+    with _budgets_lock:
+        local = list(_budgets.items())
+    return [(p, k, lim.in_window(), lim.limit) for (p, k), lim in local]
+
+
 def reset_budgets() -> None:
     with _budgets_lock:
         _budgets.clear()

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from ml_connector import __version__
-from ml_connector.core import audit, outbox
+from ml_connector.core import audit, flow_pause, outbox
 from ml_connector.core.models import RunRow
 from ml_connector.core.redact import redact
 from ml_connector.core.runtime import Runtime
@@ -135,6 +135,10 @@ def create_app(rt: Runtime) -> FastAPI:
         if flow not in rt.config.flows:
             raise HTTPException(404, f"no flow named {flow!r}")
         streams = [req.stream] if req.stream else list(rt.config.flows[flow].streams)
+        try:
+            flow_pause.check(rt, flow)
+        except flow_pause.FlowPaused as exc:  # paused after repeated failed runs, until resumed
+            raise HTTPException(409, str(exc)) from None
         with rt.db.session() as s:
             audit.record(s, "api.sync", flow=flow, detail={"user": api_actor(request), "streams": streams,
                                                             "full": req.full})
