@@ -226,7 +226,7 @@ class AlertThrottleRow(Base):
 
 class FlowStateRow(Base):
     """A flow paused after repeated failed runs (core/flow_pause.py), until `ml-connector resume`
-    (migration 0014_flow_state)."""
+    (migration 0015_flow_state)."""
 
     __tablename__ = "mlc_flow_state"
     flow: Mapped[str] = mapped_column(String(100), primary_key=True)

@@ -1,13 +1,13 @@
 """flow state: a flow paused after repeated failed runs (core/flow_pause.py)
 
-Revision ID: 0014_flow_state
-Revises: 0013_console_users
+Revision ID: 0015_flow_state
+Revises: 0014_procore_webhook_events
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0014_flow_state'
-down_revision = '0013_console_users'
+revision = '0015_flow_state'
+down_revision = '0014_procore_webhook_events'
 branch_labels = None
 depends_on = None
 
