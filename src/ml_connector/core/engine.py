@@ -578,7 +578,8 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
         # key by a later run is not re-recorded (outbox.add kept its entry).
         audit.record_many(sess, [{"event": "record.parked", "outcome": "parked", "flow": flow, "stream": stream,
                                   "run_id": run_id, "source": f"{flow}:{p.source_key}", "target": None,
-                                  "at": utcnow(), "detail": {"waits_for": p.waits_for, "reason": p.reason}}
+                                  "at": utcnow(),
+                                  "detail": {"waits_for": p.waits_for, **({"reason": p.reason} if p.reason else {})}}
                                  for p in parked if p.source_key in new_parked])
         alerts = _parked_alerts(sess, flow, stream, run_id, parked)
     alerter: Alerter | None = getattr(rt, "alerts", None)
