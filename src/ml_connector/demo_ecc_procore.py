@@ -175,8 +175,10 @@ def check_demo_mappings(info: dict[str, Any]) -> list[str]:
         return check_mappings(client, projects, codes)
 
 
-def _cli(workdir: Path, cfg: Path, *args: str, input_: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MLC_LOG_LEVEL=os.environ.get("MLC_LOG_LEVEL", "WARNING"), COLUMNS="200")
+def _cli(workdir: Path, cfg: Path, *args: str, input_: str | None = None,
+         width: int = 200) -> subprocess.CompletedProcess[str]:
+    # The CLI's tables are laid out for the demo console's width (they are printed into it).
+    env = dict(os.environ, MLC_LOG_LEVEL=os.environ.get("MLC_LOG_LEVEL", "WARNING"), COLUMNS=str(width))
     return subprocess.run([sys.executable, "-m", "ml_connector.cli", *args, "-c", str(cfg)], capture_output=True,
                           text=True, env=env, cwd=workdir, input=input_, timeout=600)
 
@@ -210,7 +212,7 @@ def run_ecc_procore_demo(workdir: Path, console: Console) -> int:
         console.print(f"mapping tables checked against Procore's projects and cost codes: "
                       f"{len(problems)} problem(s)" + "".join(f"\n  {p}" for p in problems))
         # One sync of the flow: vendors, purchase orders, cost allocations, in that order.
-        done = _cli(workdir, cfg, "sync", FLOW)
+        done = _cli(workdir, cfg, "sync", FLOW, width=console.width)
         console.print(done.stdout.rstrip())
         code = done.returncode
         if code:
