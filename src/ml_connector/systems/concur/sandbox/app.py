@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from ml_connector.core.sandbox_admin import Switches, admin_router
 from ml_connector.systems.concur.sandbox.seed import GLZ, REGIONS
 from ml_connector.systems.concur.sandbox.state import ConcurApiError, ConcurSandbox, oauth_error, v3_error
 
@@ -301,31 +302,10 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
 
     # ---- admin ------------------------------------------------------------------------------
 
-    @app.get("/_sandbox/faults")
-    async def get_faults() -> dict[str, Any]:
-        return st.faults.to_dict()
-
-    @app.post("/_sandbox/faults")
-    async def set_faults(request: Request) -> Response:
-        try:
-            return JSONResponse(st.set_faults(**(await request.json() or {})))
-        except (ValueError, TypeError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-
-    @app.get("/_sandbox/config")
-    async def get_config() -> dict[str, Any]:
-        return st.config.to_dict()
-
-    @app.post("/_sandbox/config")
-    async def set_config(request: Request) -> Response:
-        try:
-            return JSONResponse(st.set_config(**(await request.json() or {})))
-        except (ValueError, TypeError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-
-    @app.get("/_sandbox/stats")
-    async def stats() -> dict[str, Any]:
-        return st.stats()
+    app.include_router(admin_router(
+        faults=Switches(st.faults.to_dict, lambda body: st.set_faults(**body)),
+        config=Switches(st.config.to_dict, lambda body: st.set_config(**body)),
+        stats=st.stats))
 
     @app.get("/_sandbox/state/{name}")
     async def state_rows(name: str) -> Response:

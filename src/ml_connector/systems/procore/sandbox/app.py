@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from ml_connector.core.sandbox_admin import Switches, admin_router
 from ml_connector.systems.procore.sandbox.state import ProcoreSandbox
 
 V1 = "/rest/v1.0"
@@ -762,15 +763,15 @@ def create_app(st: ProcoreSandbox) -> Any:
         data = json.loads(raw) if raw.strip() else {}
         return data if isinstance(data, dict) else {}
 
-    @app.api_route("/_sandbox/faults", methods=["GET", "POST"])
-    async def faults(request: Request) -> JSONResponse:
-        if request.method == "GET":
-            return JSONResponse(st.faults.as_dict())
-        try:
-            with st.lock:
-                return JSONResponse(st.faults.update(await admin_body(request)))
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+    def set_faults(body: dict[str, Any]) -> dict[str, Any]:
+        with st.lock:
+            return st.faults.update(body)
+
+    def read_stats() -> dict[str, Any]:
+        with st.lock:
+            return {**st.stats, "tokens_issued": st.tokens_issued}
+
+    app.include_router(admin_router(faults=Switches(st.faults.as_dict, set_faults), stats=read_stats))
 
     @app.post("/_sandbox/limits")
     async def limits(request: Request) -> JSONResponse:
@@ -787,11 +788,6 @@ def create_app(st: ProcoreSandbox) -> Any:
         with st.lock:
             st.token_lifetime = max(1, int(body.get("seconds", st.token_lifetime)))
             return JSONResponse({"token_lifetime": st.token_lifetime})
-
-    @app.get("/_sandbox/stats")
-    async def stats() -> JSONResponse:
-        with st.lock:
-            return JSONResponse({**st.stats, "tokens_issued": st.tokens_issued})
 
     @app.get("/_sandbox/state/{name}")
     async def state(name: str) -> Response:

@@ -71,6 +71,7 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from ml_connector.core.sandbox_admin import Switches, admin_router
 from ml_connector.systems.ramp.sandbox import resources
 from ml_connector.systems.ramp.sandbox.resources import parse_when
 from ml_connector.systems.ramp.sandbox.state import (
@@ -1292,24 +1293,11 @@ def create_app(state: RampSandbox | None = None) -> FastAPI:
         return error(404, "DEVELOPER_7004", "Resource not found.")
 
     # -- admin --
-    @app.post("/_sandbox/faults")
-    async def faults(request: Request) -> Response:
-        body = await json_body(request)
-        if not isinstance(body, dict):
-            return JSONResponse({"error": "expected a JSON object"}, status_code=400)
-        try:
-            st.apply(body)
-        except (ValueError, TypeError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse(st.switches())
+    def apply_faults(body: dict[str, Any]) -> dict[str, Any]:
+        st.apply(body)
+        return st.switches()
 
-    @app.get("/_sandbox/faults")
-    async def get_faults() -> Response:
-        return JSONResponse(st.switches())
-
-    @app.get("/_sandbox/stats")
-    async def stats() -> Response:
-        return JSONResponse(st.stats())
+    app.include_router(admin_router(faults=Switches(st.switches, apply_faults), stats=st.stats))
 
     @app.get("/_sandbox/state/vendors")
     async def state_vendors() -> Response:

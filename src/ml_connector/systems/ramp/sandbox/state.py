@@ -374,6 +374,14 @@ class RampSandbox:
 
     def apply(self, body: dict[str, Any]) -> None:
         """Apply a `POST /_sandbox/faults` JSON body (see app.py for the shape)."""
+        known = {"latency", "token_lifetime", "hang_seconds", "scope_mismatch", "commit_then",
+                 "invalid_token_status", "validation_status", "batch_error_status", "clear_faults",
+                 "fail_next", "kind", "path", "method", "expire_tokens_now", "rate_limit",
+                 *WEBHOOK_SWITCHES, *BOOL_SWITCHES}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            # A misspelt switch silently ignored would leave a fault test testing nothing.
+            raise ValueError(f"unknown fault switch(es) {', '.join(map(repr, unknown))}; one of {sorted(known)}")
         with self.lock:
             for name in ("latency", "token_lifetime", "hang_seconds"):
                 if name in body:

@@ -43,6 +43,8 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from ml_connector.core.sandbox_admin import Switches, admin_router
+
 from ..facts import ecc_facts
 from . import functions as fns
 from .data import EccData
@@ -561,42 +563,17 @@ def create_app(state: EccSandbox) -> FastAPI:
 
     # -- admin -------------------------------------------------------------------------------
 
-    @app.get("/_sandbox/faults")
-    async def get_faults() -> dict[str, Any]:
-        return state.faults.to_dict()
-
-    @app.post("/_sandbox/faults")
-    async def set_faults(request: Request) -> Response:
-        try:
-            body = await request.json()
-            if not isinstance(body, dict):
-                raise ValueError("expected a JSON object")
-            return JSONResponse(state.faults.update(**body))
-        except (ValueError, TypeError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-
-    @app.get("/_sandbox/stats")
-    async def get_stats() -> dict[str, Any]:
-        return state.stats.to_dict()
+    # Getters read `state.*` when called: /_sandbox/stats/reset replaces `state.stats`.
+    app.include_router(admin_router(
+        faults=Switches(lambda: state.faults.to_dict(), lambda body: state.faults.update(**body)),
+        config=Switches(lambda: state.config.to_dict(), lambda body: state.set_config(**body)),
+        stats=lambda: state.stats.to_dict()))
 
     @app.post("/_sandbox/stats/reset")
     async def reset_stats() -> dict[str, Any]:
         state.stats = SandboxStats()
         return state.stats.to_dict()
 
-    @app.get("/_sandbox/config")
-    async def get_config() -> dict[str, Any]:
-        return state.config.to_dict()
-
-    @app.post("/_sandbox/config")
-    async def set_config(request: Request) -> Response:
-        try:
-            body = await request.json()
-            if not isinstance(body, dict):
-                raise ValueError("expected a JSON object")
-            return JSONResponse(state.set_config(**body))
-        except (ValueError, TypeError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
 
     @app.post("/_sandbox/vendors")
     async def create_vendor(request: Request) -> Response:

@@ -33,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from lxml import etree
 
+from ml_connector.core.sandbox_admin import Switches, admin_router
 from ml_connector.systems.sfmc import soap as S  # noqa: N812
 from ml_connector.systems.sfmc.sandbox.state import (
     ASYNC_ROWS_MAX,
@@ -353,23 +354,13 @@ def create_app(state: SfmcSandbox) -> Any:
 
     # ------------------------------------------------------------------------------ admin
 
-    @app.get("/_sandbox/faults")
-    async def get_faults() -> dict[str, Any]:
+    def set_faults(body: dict[str, Any]) -> dict[str, Any]:
+        with state.lock:
+            state.faults.update(body)
         return dict(state.faults.__dict__)
 
-    @app.post("/_sandbox/faults")
-    async def set_faults(request: Request) -> Response:
-        body = await json_body(request) or {}
-        try:
-            with state.lock:
-                state.faults.update(body)
-        except KeyError as exc:
-            return JSONResponse({"error": f"unknown fault switch {exc}"}, status_code=400)
-        return JSONResponse(dict(state.faults.__dict__))
-
-    @app.get("/_sandbox/stats")
-    async def stats() -> dict[str, Any]:
-        return dict(state.stats)
+    app.include_router(admin_router(faults=Switches(lambda: dict(state.faults.__dict__), set_faults),
+                                    stats=lambda: dict(state.stats)))
 
     @app.post("/_sandbox/tokens/expire")
     async def expire() -> dict[str, Any]:
