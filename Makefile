@@ -25,6 +25,13 @@ demo: venv
 # Debian's package if missing and starts a throwaway cluster on loopback.
 # The console's browser tests need Chromium: scripts/chromium.sh installs Debian's
 # chromium and chromium-driver if missing (MLC_REQUIRE_BROWSER: no skipping here).
+# `make test` runs in two passes. Most tests (each in a directory, database and ports of its own) run on
+# two pytest-xdist workers; the tests that kill, stop and time separate processes, share the Postgres
+# server, drive the browser or print the fault matrix's table run after them, one at a time. Both
+# passes always run; `make test` fails if either did.
+SERIAL := scaleout or slow or browser or faults
+SERIAL_NOT := not ($(SERIAL))
+
 test: venv
 	@eval "$$(scripts/postgres.sh start)" && \
 	export MLC_TEST_PG_URL && \
@@ -32,7 +39,10 @@ test: venv
 	export MLC_CHROMIUM MLC_CHROMEDRIVER MLC_REQUIRE_BROWSER=1 && \
 	$(VENV)/bin/ruff check src tests $(wildcard bench) && \
 	$(VENV)/bin/mypy && \
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	{ rc=0; \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider -m "$(SERIAL_NOT)" -n 2 --dist worksteal || rc=$$?; \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider -m "$(SERIAL)" || rc=$$?; \
+	  exit $$rc; }
 
 # Two pytest workers (pytest-xdist): the fast tests are mostly separate CLI processes and loopback
 # servers, each test in a directory, database and ports of its own.
