@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -95,3 +96,17 @@ def events(session: Session, *, run_id: str | None = None, source: str | None = 
     if source:
         q = q.where(AuditRow.source == source)
     return list(session.scalars(q.limit(limit)))
+
+
+def hook_for(rt: Any, target: str) -> Callable[[str, str, dict[str, Any]], None] | None:
+    """An audit hook for a client's events about `target` (e.g. token issued, refreshed, failed: never a
+    token value), or None where the runtime has no database (a bare client)."""
+    db = getattr(rt, "db", None)
+    if db is None:
+        return None
+
+    def hook(event: str, outcome: str, detail: dict[str, Any]) -> None:
+        with db.session() as s:
+            record(s, event, outcome=outcome, target=target, detail=detail)
+
+    return hook

@@ -11,6 +11,7 @@ a key the code needs and the file lacks is a load error naming the file and the 
 from __future__ import annotations
 
 import importlib
+import math
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -68,6 +69,13 @@ class RateLimitFacts(Section):
     client_headroom: float = Field(default=0.0, ge=0, lt=1)  # the client keeps limit * (1 - headroom)
     max_concurrent: int | None = Field(default=None, gt=0)   # calls in flight at once
     limit_range: tuple[int, int] | None = None               # what a configuration may set the limit to
+
+    def client_budget(self, limits: Any = None) -> tuple[int, float]:
+        """(requests, period) a client allows itself: the provider's limit, or a configured one
+        (`limits.requests` per `limits.period`), less the headroom kept for send/arrival skew."""
+        limit = int(limits.requests) if limits else self.limit
+        period = float(limits.period) if limits else self.period
+        return max(1, limit - max(1, math.ceil(limit * self.client_headroom))), period
 
     @model_validator(mode="after")
     def _in_range(self) -> RateLimitFacts:

@@ -6,21 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from ml_connector.core import audit
-from ml_connector.core.http import AuditHook
 from ml_connector.core.ratelimit import budgets_for
 from ml_connector.systems.concur.auth import ConcurCompanyAuth
 from ml_connector.systems.concur.client import ConcurClient
 from ml_connector.systems.concur.facts import concur_facts
-
-
-def token_audit(rt: Any, name: str) -> AuditHook:
-    """Token events into the audit trail; never a token value."""
-
-    def record(event: str, outcome: str, detail: dict[str, Any]) -> None:
-        with rt.db.session() as s:
-            audit.record(s, event, outcome=outcome, target=name, detail=detail)
-
-    return record
 
 
 def connect(rt: Any, name: str, cfg: Any) -> ConcurClient:
@@ -33,7 +22,7 @@ def connect(rt: Any, name: str, cfg: Any) -> ConcurClient:
                              company_uuid=cfg.company_uuid,
                              request_token=rt.vault.get(cfg.auth.company_request_token_secret),
                              store=rt.tokens, key=name, limiter=limiter,
-                             audit=token_audit(rt, name) if getattr(rt, "db", None) else None)
+                             audit=audit.hook_for(rt, name))
     return ConcurClient(base, auth, limiter=limiter, timeout=float(cfg.timeout))
 
 

@@ -3,27 +3,15 @@ kept (encrypted) in the shared token store, the shared rate budget and the API c
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from ml_connector.core import audit
-from ml_connector.core.http import AuditHook
 from ml_connector.core.ratelimit import budgets_for
 from ml_connector.systems.sfmc.auth import SfmcAuth
 from ml_connector.systems.sfmc.client import SfmcClient
 from ml_connector.systems.sfmc.facts import sfmc_facts
 from ml_connector.systems.sfmc.meter import ApiMeter
-
-
-def token_audit(rt: Any, name: str) -> AuditHook:
-    """Token events (issued, refreshed, failed) into the audit trail; never a token value."""
-
-    def record(event: str, outcome: str, detail: dict[str, Any]) -> None:
-        with rt.db.session() as s:
-            audit.record(s, event, outcome=outcome, target=name, detail=detail)
-
-    return record
 
 
 def allowance(cfg: Any) -> int:
@@ -39,12 +27,12 @@ def meter_for(rt: Any, name: str, cfg: Any) -> ApiMeter:
 def connect(rt: Any, name: str, cfg: Any) -> SfmcClient:
     f = sfmc_facts()
     rl = f.need_rate_limit()
-    limit = max(1, rl.limit - max(1, math.ceil(rl.limit * rl.client_headroom)))
+    limit, _ = rl.client_budget()
     # Counted per credential: every connection of this installed package shares one window.
     limiter = budgets_for(rt.db).window("sfmc", f"{rl.scope}:{cfg.auth.client_id}", limit, rl.period)
     auth = SfmcAuth(cfg.auth_base, cfg.auth.client_id, rt.vault.get(cfg.auth.client_secret_secret),
                     account_id=cfg.auth.account_id, scope=cfg.auth.scope, connection=name, store=rt.tokens,
-                    limiter=limiter, audit=token_audit(rt, name) if getattr(rt, "db", None) else None,
+                    limiter=limiter, audit=audit.hook_for(rt, name),
                     timeout=float(cfg.timeout))
     return SfmcClient(auth, limiter=limiter, timeout=float(cfg.timeout), meter=meter_for(rt, name, cfg))
 
