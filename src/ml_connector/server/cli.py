@@ -79,7 +79,7 @@ def revoke(id_or_name: str, config: CpConfig = DEFAULT_CP) -> None:
 def register_commands(app: typer.Typer) -> None:
     """Add the control plane's command groups: `api-tokens` and `agents`."""
     from ml_connector.server.agents.cli import register_commands as register_agents
-    from ml_connector.server.console.cli import users_app
+    from ml_connector.server.users_cli import users_app
 
     app.add_typer(api_tokens_app, name="api-tokens")
     app.add_typer(users_app, name="users")

@@ -13,6 +13,7 @@ A name that does not exist costs the same argon2 work as one that does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -41,8 +42,13 @@ LOCK_MAX = 900.0
 SESSION_SECONDS = 12 * 3600.0
 
 _hasher = PasswordHasher()
-#: Verified when the user does not exist, so that both paths cost one argon2 verification.
-_DUMMY_HASH = _hasher.hash("no such user: constant work")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the user does not exist, so that both paths cost one argon2 verification (made on
+    first use: hashing at import would cost every CLI start an argon2 hash)."""
+    return _hasher.hash("no such user: constant work")
 
 
 class UserRow(Base):
@@ -169,7 +175,7 @@ def authenticate(db: Database, username: str, password: str, client: str, thrott
         return LoginResult(None, "throttled")
     with db.session() as s:
         row = s.scalars(select(UserRow).where(UserRow.username == username)).first()
-        stored = row.password_hash if row is not None and row.disabled_at is None else _DUMMY_HASH
+        stored = row.password_hash if row is not None and row.disabled_at is None else _dummy_hash()
         if row is not None and row.locked_until is not None and row.locked_until > now:
             reason = "locked"
         else:
