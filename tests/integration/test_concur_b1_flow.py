@@ -155,14 +155,14 @@ def test_expired_token_is_refreshed_at_the_company_datacenter(world) -> None:
     after = w.concur_stats()["token_requests"]
     assert after.get("refresh_token", 0) == before.get("refresh_token", 0) + 1
     assert after["password"] == before["password"]
-    assert stored_token(env).geolocation == w.c["regions"]["us2"]
+    assert stored_token(env).extra["geolocation"] == w.c["regions"]["us2"]
 
 
 def test_refresh_token_rotated_by_a_lost_answer_falls_back_to_the_company_grant(world) -> None:
     w, env = world
     tok = stored_token(env)
     # The refresh that a crash interrupted: Concur rotated the refresh token, we never stored the answer.
-    r = httpx.post(tok.geolocation + "/oauth2/v0/token",
+    r = httpx.post(tok.extra["geolocation"] + "/oauth2/v0/token",
                    data={"grant_type": "refresh_token", "refresh_token": tok.refresh_token,
                          "client_id": w.c["client_id"], "client_secret": w.c["client_secret"]})
     assert r.status_code == 200 and r.json()["refresh_token"] != tok.refresh_token
