@@ -59,10 +59,11 @@ def report(entries: list[dict[str, Any]], rid: str = "R1", currency: str = "USD"
 
 
 def payment_request(lines: list[tuple[str, str, str]], vendor: str = "Regus Business Centre",
-                    code: str = "REGUS01", tax: str | None = None) -> dict[str, Any]:
+                    code: str = "REGUS01", tax: str | None = None, shipping_amount: str = "0.00",
+                    tax_amount: str = "0.00") -> dict[str, Any]:
     pr: dict[str, Any] = {
         "ID": "PR1", "InvoiceNumber": "INV-1", "InvoiceDate": "2026-11-01", "PaymentDueDate": "2026-12-01",
-        "CurrencyCode": "USD", "ShippingAmount": "0.00", "TaxAmount": "0.00",
+        "CurrencyCode": "USD", "ShippingAmount": shipping_amount, "TaxAmount": tax_amount,
         "VendorRemitAddress": {"Name": vendor}, "VendorRemitToIdentifier": {"VendorCode": code},
         "LineItems": {"LineItem": [{"LineItemId": f"L{n}", "Description": "Rent", "TotalPrice": amount,
                                     "ApprovedLineItemAmount": amount,

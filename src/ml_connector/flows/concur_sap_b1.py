@@ -8,7 +8,8 @@ this module holds the pure mapping functions and the wiring.
   entry allocation (its account, its cost-centre fields as CostingCode..CostingCode5) and a credit
   line per vendor (ShortName = the BusinessPartner's CardCode).
 - `payment_requests`: an approved payment request → one journal entry: a debit line per line-item
-  allocation, one credit line for the vendor.
+  allocation, a line each for its shipping and tax amounts (on the `shipping_account` and
+  `tax_account` options' accounts, through the `accounts` table), one credit line for the vendor.
 
 Vendors are matched by tax id, then the `vendors` mapping table, then the normalised name; a
 second candidate is never guessed between. Accounts (after the `accounts` table) must be in the
@@ -111,6 +112,11 @@ class Options(SettingsModel):
     #: the payment-request field holding the vendor's tax id (company configuration), if any
     payment_request_tax_id_field: str | None = None
     page_size: int | None = Field(default=None, ge=1)
+    #: the accounts a payment request's tax and shipping amounts post to, each on its own line; looked
+    #: up in the `accounts` mapping table first (so `mappings set FLOW accounts TAX 2150` works too),
+    #: then checked against the chart of accounts
+    tax_account: str = Field(default="TAX", min_length=1)
+    shipping_account: str = Field(default="SHIPPING", min_length=1)
     #: acknowledge FIS documents and confirm postings back to Concur (off: nothing is written to Concur)
     confirm_to_concur: bool = False
     system_id: str = Field(default="SAPB1", min_length=1, max_length=50)
@@ -291,6 +297,34 @@ def _allocations(li: dict[str, Any]) -> list[dict[str, Any]]:
     return list(allocs)
 
 
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)).quantize(CENT, ROUND_HALF_UP)
+    except (ArithmeticError, ValueError):
+        return None
+
+
+def header_amount_line(pr: dict[str, Any], fname: str, account_code: str, label: str, *, currency: str,
+                       master: MasterData, mapped: Mapped, options: Options,
+                       problems: list[str]) -> tuple[dict[str, Any], Decimal] | None:
+    """The journal line of a payment request's header amount (`ShippingAmount`, `TaxAmount`) on its
+    own account, with the amount: a debit, or a credit when the amount is negative (a refund); None
+    when it is zero.
+    Raises `Review` when the account is not in the chart of accounts (after the `accounts` table)."""
+    raw = pr.get(fname)
+    amount = _decimal(raw if raw not in (None, "") else 0)
+    where = f"payment request {pr.get('ID')} {label}"
+    if amount is None:
+        problems.append(f"{where}: {fname} {raw!r} is not an amount")
+        return None
+    if amount == 0:
+        return None
+    account = check_account(account_code, master=master, mapped=mapped, where=f"{where} ({fname} {amount})")
+    side = "Debit" if amount > 0 else "Credit"
+    return ({"AccountCode": account, **_amount_fields(side, abs(amount), currency, options),
+             "LineMemo": f"{label.capitalize()} {pr.get('InvoiceNumber') or pr.get('ID')}"[:50]}, amount)
+
+
 def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: MasterData, mapped: Mapped,
                                      options: Options) -> Desired | Parked:
     """An approved Concur payment request → the journal entry to post (debit per line allocation,
@@ -321,12 +355,20 @@ def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: Ma
                                "LineMemo": str(li.get("Description") or li.get("ExpenseTypeCode") or "")[:50],
                                "Reference1": str(li.get("LineItemId") or "")[:100]})
             total += amount
+        for fname, account_code, label in (("ShippingAmount", options.shipping_account, "shipping"),
+                                            ("TaxAmount", options.tax_account, "tax")):
+            got = header_amount_line(pr, fname, account_code, label, currency=currency, master=master,
+                                     mapped=mapped, options=options, problems=problems)
+            if got is not None:
+                debits.append(got[0])
+                total += got[1]
     except Review as r:
         log.warning("payment request %s waits for review (%s): %s", key, r.waits_for, r.why)
         return Parked(key, r.waits_for, payload=pr, reason=r.why)
-    for extra in ("ShippingAmount", "TaxAmount"):
-        if Decimal(str(pr.get(extra) or 0)) != 0:
-            problems.append(f"payment request {pr.get('ID')}: {extra} {pr.get(extra)} has no account mapping yet")
+    calculated = pr.get("CalculatedAmount")
+    if calculated not in (None, "") and _decimal(calculated) is not None and _decimal(calculated) != total:
+        problems.append(f"payment request {pr.get('ID')}: lines + shipping + tax = {total}, but its "
+                        f"CalculatedAmount is {calculated}")
     credits = [{"ShortName": card, **_amount_fields("Credit", total, currency, options),
                 "LineMemo": f"Concur {pr.get('InvoiceNumber') or ''} {vendor}"[:50]}]
     day = str(pr.get("InvoiceDate") or "")[:10]
