@@ -214,3 +214,42 @@ def stored_token(e: Any, connection: str = "concur") -> Any:
         return DbTokenStore(db, Vault(db, MasterKey.load(cfg.data_dir_resolved(config_dir)))).load(connection)
     finally:
         db.dispose()
+
+
+@contextmanager
+def concur_client(info: dict[str, Any]) -> Iterator[Any]:
+    """A ConcurClient on the sandbox (`sandbox --json` entry), tokens in memory."""
+    from ml_connector.core.tokens import MemoryTokenStore
+    from ml_connector.systems.concur.auth import ConcurCompanyAuth
+    from ml_connector.systems.concur.client import ConcurClient
+
+    auth = ConcurCompanyAuth(info["base_url"], info["client_id"], info["client_secret"],
+                             company_uuid=info["company_uuid"], request_token=info["company_request_token"],
+                             store=MemoryTokenStore(), key="probe")
+    client = ConcurClient(info["base_url"], auth)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def source_context(connections: dict[str, Any]) -> Any:
+    """A RunContext whose runtime hands out the given connections (to drive a Source by hand)."""
+    from types import SimpleNamespace
+
+    from ml_connector.core.flow import RunContext
+
+    runtime = SimpleNamespace(connection=lambda name: connections[name])
+    return RunContext(runtime=runtime, flow="probe", stream="probe", run_id="probe-run", mode="full")  # type: ignore[arg-type]
+
+
+def read_all(source: Any, ctx: Any) -> list[list[str]]:
+    """Every page of a Source, as the record keys of each page."""
+    state = source.begin(ctx, {})
+    pages: list[list[str]] = []
+    while True:
+        page = source.read_page(ctx, state)
+        pages.append([k for k, _ in page.records])
+        state = page.position
+        if page.done:
+            return pages

@@ -32,17 +32,22 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
 from ml_connector.core import mapping
-from ml_connector.core.flow import Flow, Outcome, RunContext, Stream, Summary
+from ml_connector.core.flow import Flow, Outcome, RunContext, Source, Stream, Summary
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.outbox import Entry
 from ml_connector.core.settings import SettingsModel
 from ml_connector.systems.concur.client import ConcurClient, ConcurError
-from ml_connector.systems.concur.sources import ApprovedPaymentRequestsSource, ReadyExpenseReportsSource
+from ml_connector.systems.concur.sources import (
+    ApprovedPaymentRequestsSource,
+    FisExpenseSource,
+    FisInvoiceSource,
+    ReadyExpenseReportsSource,
+)
 from ml_connector.systems.sap_b1.client import ServiceLayerApi
 from ml_connector.systems.sap_b1.targets import JournalEntriesTarget
 
@@ -112,6 +117,9 @@ class Options(SettingsModel):
     #: the payment-request field holding the vendor's tax id (company configuration), if any
     payment_request_tax_id_field: str | None = None
     page_size: int | None = Field(default=None, ge=1)
+    #: fis: the Financial Integration Service's READY documents (the main path); v3: the v3 report and
+    #: payment request APIs, for a company without FIS access
+    read_from: Literal["fis", "v3"] = "fis"
     #: the accounts a payment request's tax and shipping amounts post to, each on its own line; looked
     #: up in the `accounts` mapping table first (so `mappings set FLOW accounts TAX 2150` works too),
     #: then checked against the chart of accounts
@@ -216,6 +224,16 @@ def split(amount: Decimal, percentages: list[Decimal]) -> list[Decimal]:
     return [*shares, amount - sum(shares, Decimal(0))]
 
 
+def shares_of(amount: Decimal, allocations: list[dict[str, Any]]) -> tuple[Decimal, list[Decimal]]:
+    """The amount of each allocation and their total: the allocations' own `Amount` when every one
+    has it (a FIS journal's amount, posted as Concur computed it), else `amount` split by
+    `Percentage`."""
+    if allocations and all(a.get("Amount") not in (None, "") for a in allocations):
+        own = [Decimal(str(a["Amount"])).quantize(CENT, ROUND_HALF_UP) for a in allocations]
+        return sum(own, Decimal(0)), own
+    return amount, split(amount, [Decimal(str(a.get("Percentage") or 0)) for a in allocations])
+
+
 def _amount_fields(side: str, amount: Decimal, currency: str, options: Options) -> dict[str, Any]:
     """Debit/Credit in local currency; a foreign-currency document gives FCCurrency and FCDebit/FCCredit,
     and Business One converts at its own rate of the posting date."""
@@ -229,6 +247,11 @@ def _balanced(debits: list[dict[str, Any]], credits: list[dict[str, Any]], total
     if not debits:
         problems.append("the document has no lines to post")
     return [*debits, *credits]
+
+
+def _fis_id(record: dict[str, Any]) -> dict[str, str]:
+    """The FIS document id of a record read through FIS (what a posting confirmation names)."""
+    return {"fis_document": str(record["FisDocumentId"])} if record.get("FisDocumentId") else {}
 
 
 def report_to_journal_entry(key: str, report: dict[str, Any], *, master: MasterData, mapped: Mapped,
@@ -254,7 +277,7 @@ def report_to_journal_entry(key: str, report: dict[str, Any], *, master: MasterD
             if not allocs:
                 problems.append(f"{where}: no allocation (no account to post to)")
                 continue
-            shares = split(amount, [Decimal(str(a.get("Percentage") or 0)) for a in allocs])
+            amount, shares = shares_of(amount, allocs)
             for m, (a, share) in enumerate(zip(allocs, shares, strict=True), start=1):
                 here = f"{where} allocation {m}"
                 account = check_account(str(a.get("AccountCode1") or "").strip(), master=master, mapped=mapped,
@@ -280,7 +303,8 @@ def report_to_journal_entry(key: str, report: dict[str, Any], *, master: MasterD
              "JournalEntryLines": _balanced(debits, credits, total, problems)}
     return Desired(key, {"external_id": f"concur:{key}", "source": "expense report",
                          "source_id": str(report.get("ID") or ""), "currency": currency,
-                         "total": str(total), "entry": entry, "problems": problems})
+                         "total": str(total), "entry": entry, "problems": problems,
+                         **_fis_id(report)})
 
 
 def _line_items(pr: dict[str, Any]) -> list[dict[str, Any]]:
@@ -345,7 +369,7 @@ def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: Ma
             if not allocs:
                 problems.append(f"{where}: no allocation (no account to post to)")
                 continue
-            shares = split(amount, [Decimal(str(a.get("Percentage") or 0)) for a in allocs])
+            amount, shares = shares_of(amount, allocs)
             for m, (a, share) in enumerate(zip(allocs, shares, strict=True), start=1):
                 here = f"{where} allocation {m}"
                 account = check_account(str(a.get("AllocationAccountCode") or "").strip(), master=master,
@@ -378,7 +402,8 @@ def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: Ma
              "JournalEntryLines": _balanced(debits, credits, total, problems)}
     return Desired(key, {"external_id": f"concur:{key}", "source": "payment request",
                          "source_id": str(pr.get("ID") or ""), "currency": currency,
-                         "total": str(total), "entry": entry, "problems": problems})
+                         "total": str(total), "entry": entry, "problems": problems,
+                         **_fis_id(pr)})
 
 
 def summarize(stream: str, record: dict[str, Any]) -> Summary | None:
@@ -473,14 +498,23 @@ class ConcurSapB1Flow(Flow):
             return get
 
         after_post = self._confirm(concur, options) if options.confirm_to_concur else None
+        tax_field = options.payment_request_tax_id_field
+        if options.read_from == "fis":
+            # No `systemId` on the list: whether FIS filters READY documents by it is undocumented.
+            report_source: Source = FisExpenseSource(concur, page_size=page_size)
+            invoice_source: Source = FisInvoiceSource(concur, page_size=page_size,
+                                                      v3_fields=(tax_field,) if tax_field else ())
+        else:
+            report_source = ReadyExpenseReportsSource(concur, page_size=page_size)
+            invoice_source = ApprovedPaymentRequestsSource(concur, page_size=page_size)
         reports = Stream(
-            "expense_reports", ReadyExpenseReportsSource(concur, page_size=page_size),
+            "expense_reports", report_source,
             lambda ctx, key, rec: report_to_journal_entry(key, rec, master=self._master(ctx), mapped=mapped(ctx),
                                                           options=options),
             JournalEntriesTarget(b1, after_post=after_post), mapping_tables=("vendors", "accounts", "cost_centers"),
             describe=describe_entry)
         payment_requests = Stream(
-            "payment_requests", ApprovedPaymentRequestsSource(concur, page_size=page_size),
+            "payment_requests", invoice_source,
             lambda ctx, key, rec: payment_request_to_journal_entry(key, rec, master=self._master(ctx),
                                                                    mapped=mapped(ctx), options=options),
             JournalEntriesTarget(b1, after_post=after_post), mapping_tables=("vendors", "accounts", "cost_centers"),
@@ -508,7 +542,8 @@ class ConcurSapB1Flow(Flow):
             day = str(p["entry"].get("ReferenceDate") or "")
             client: ConcurClient = ctx.runtime.connection(concur)
             try:
-                doc_id = client.fis_document_id(doc_type, str(p.get("source_id")))
+                # read through FIS: the document's id came with it; read through v3: found in FIS
+                doc_id = p.get("fis_document") or client.fis_document_id(doc_type, str(p.get("source_id")))
                 if doc_id is not None:
                     client.confirm_posting(doc_type, doc_id, system_id=system_id, company_id=company_id,
                                            document_number=number, fiscal_year=day[:4], posting_date=day)

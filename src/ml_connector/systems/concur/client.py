@@ -164,8 +164,9 @@ class ConcurClient:
         return body
 
     def fis_document_id(self, doc_type: str, source_id: str) -> str | None:
-        """The FIS document of a v3 report (`expense`) or payment request (`invoice`), by its id;
-        None when FIS does not list it (not READY: acknowledged already, or not ready yet)."""
+        """The FIS document of a v3 report (`expense`) or payment request (`invoice`), by its id, for
+        records read through v3 (`read_from: v3`); None when FIS does not list it (not READY:
+        acknowledged already, or not ready yet)."""
         page = 0
         while True:
             body = self.fis_page(doc_type, page)
@@ -176,7 +177,7 @@ class ConcurClient:
                     return str(d["id"])
             info = body.get("page") or {}
             page += 1
-            if page >= int(info.get("totalPages") or 0):
+            if not body["content"] or page >= int(info.get("totalPages") or 0):
                 return None
 
     def post_json(self, path: str, body: Any) -> Any:

@@ -250,13 +250,18 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
         raise ConcurApiError(400, {"ErrorMessage": {"errorId": "fis.doctype", "httpStatus": 400,
                                                     "errorMessage": f"unknown transaction type {doc_type}"}})
 
+    def _source_id(d: dict[str, Any]) -> str:
+        doc = d["document"]
+        return str((doc.get("report") or {}).get("reportId") or (doc.get("requestHeader") or {}).get("requestId")
+                   or "")
+
     @app.get("/{dc}/financialintegration/fi/v4/companies/transactiontypes/{doc_type}/transactions")
     async def fis(dc: str, doc_type: str, request: Request) -> Response:
         await guard(request, dc)
         q = request.query_params
         docs = _fis_docs(doc_type)
-        if q.get("docId"):
-            docs = [d for d in docs if d["id"] == q["docId"]
+        if q.get("docId"):  # the document's id, or the report / payment request id it carries
+            docs = [d for d in docs if q["docId"] in (d["id"], _source_id(d))
                     and (q.get("ignoreDocumentStatus") == "yes" or d["docStatus"] == "READY")]
         else:  # only READY, unacknowledged documents are listed
             docs = [d for d in docs if d["docStatus"] == "READY"]
@@ -267,14 +272,14 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
             raise v3_error(400, "page and limit must be integers") from None
         if page < 0 or limit < 1:
             raise v3_error(400, "page must be >= 0 and limit >= 1")
-        pages = max(1, -(-len(docs) // limit))
+        pages = -(-len(docs) // limit)  # Spring: 0 pages when nothing is READY
         content = docs[page * limit: (page + 1) * limit]
         if request.headers.get("documentformatas", "JSON").lower() == "text":
             content = [{**d, "document": json.dumps(d["document"])} for d in content]
         self_url = str(request.url)
         links = [{"rel": "first", "href": str(request.url.include_query_params(page="0"))},
                  {"rel": "self", "href": self_url},
-                 {"rel": "last", "href": str(request.url.include_query_params(page=str(pages - 1)))}]
+                 {"rel": "last", "href": str(request.url.include_query_params(page=str(max(pages - 1, 0))))}]
         if page + 1 < pages:
             links.append({"rel": "next", "href": str(request.url.include_query_params(page=str(page + 1)))})
         return JSONResponse({"links": links, "content": content,
@@ -290,7 +295,9 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
         ids = body.get("ids") if isinstance(body, dict) else None
         if not isinstance(ids, list):
             raise v3_error(400, "ids: a list of document ids is expected")
-        return JSONResponse(st.acknowledge(doc_type, [str(i) for i in ids]))
+        system_id = body.get("systemId")
+        return JSONResponse(st.acknowledge(doc_type, [str(i) for i in ids],
+                                           str(system_id) if system_id is not None else None))
 
     @app.post("/{dc}/financialintegration/fi/v4/companies/transactiontypes/{doc_type}/transactions/"
               "postingconfirmations")
