@@ -253,3 +253,12 @@ def read_all(source: Any, ctx: Any) -> list[list[str]]:
         state = page.position
         if page.done:
             return pages
+
+
+def post_foreign_journal_entry(world: ConcurWorld, reference3: str, amount: float, day: str) -> None:
+    """A journal entry made in the Business One sandbox by hand, carrying a Concur external id."""
+    st = world.b1.state
+    st.create(st.sets["JournalEntries"], {
+        "ReferenceDate": day, "Memo": "typed in by hand", "Reference3": reference3,
+        "JournalEntryLines": [{"AccountCode": "6010", "Debit": amount, "CostingCode": "CC01"},
+                              {"ShortName": "V20001", "Credit": amount}]})

@@ -249,11 +249,6 @@ def _balanced(debits: list[dict[str, Any]], credits: list[dict[str, Any]], total
     return [*debits, *credits]
 
 
-def _fis_id(record: dict[str, Any]) -> dict[str, str]:
-    """The FIS document id of a record read through FIS (what a posting confirmation names)."""
-    return {"fis_document": str(record["FisDocumentId"])} if record.get("FisDocumentId") else {}
-
-
 def report_to_journal_entry(key: str, report: dict[str, Any], *, master: MasterData, mapped: Mapped,
                             options: Options) -> Desired | Parked:
     """An approved Concur expense report (with `Entries[].Allocations`) → the journal entry to post,
@@ -303,8 +298,7 @@ def report_to_journal_entry(key: str, report: dict[str, Any], *, master: MasterD
              "JournalEntryLines": _balanced(debits, credits, total, problems)}
     return Desired(key, {"external_id": f"concur:{key}", "source": "expense report",
                          "source_id": str(report.get("ID") or ""), "currency": currency,
-                         "total": str(total), "entry": entry, "problems": problems,
-                         **_fis_id(report)})
+                         "total": str(total), "entry": entry, "problems": problems})
 
 
 def _line_items(pr: dict[str, Any]) -> list[dict[str, Any]]:
@@ -402,8 +396,7 @@ def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: Ma
              "JournalEntryLines": _balanced(debits, credits, total, problems)}
     return Desired(key, {"external_id": f"concur:{key}", "source": "payment request",
                          "source_id": str(pr.get("ID") or ""), "currency": currency,
-                         "total": str(total), "entry": entry, "problems": problems,
-                         **_fis_id(pr)})
+                         "total": str(total), "entry": entry, "problems": problems})
 
 
 def summarize(stream: str, record: dict[str, Any]) -> Summary | None:
@@ -527,6 +520,18 @@ class ConcurSapB1Flow(Flow):
     def summarize(cls, stream: str, record: dict[str, Any]) -> Summary | None:
         return summarize(stream, record)
 
+    @property
+    def reconciles(self) -> bool:
+        """Whether `reconcile` applies: the flow posts journal entries (both streams do)."""
+        return bool(set(self.cfg.streams) & set(STREAMS))
+
+    def reconcile(self, period: str) -> Any:
+        """Month-end totals per account, cost centre and currency of the Concur documents against the
+        Business One journal entries (flows/_concur_sap_b1_reconcile.py)."""
+        from ml_connector.flows._concur_sap_b1_reconcile import reconcile_journal_entries
+
+        return reconcile_journal_entries(self, period)
+
     @staticmethod
     def _confirm(concur: str, options: Options) -> Callable[[RunContext, Entry, Outcome], Outcome]:
         """Option `confirm_to_concur`: once the journal entry is in Business One, acknowledge the
@@ -542,8 +547,7 @@ class ConcurSapB1Flow(Flow):
             day = str(p["entry"].get("ReferenceDate") or "")
             client: ConcurClient = ctx.runtime.connection(concur)
             try:
-                # read through FIS: the document's id came with it; read through v3: found in FIS
-                doc_id = p.get("fis_document") or client.fis_document_id(doc_type, str(p.get("source_id")))
+                doc_id = client.fis_document_id(doc_type, str(p.get("source_id")))
                 if doc_id is not None:
                     client.confirm_posting(doc_type, doc_id, system_id=system_id, company_id=company_id,
                                            document_number=number, fiscal_year=day[:4], posting_date=day)

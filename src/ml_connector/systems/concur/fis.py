@@ -9,7 +9,8 @@ so that one mapping reads either source, and add:
 
 - `Amount` on an allocation: the journal's amount, posted as it is (no re-split by percentage), so
   the journal entry carries Concur's amounts to the cent;
-- `FisDocumentId`: the id a posting confirmation names.
+- `FisDocumentId`: the FIS document's id (for the record's reader; the journal entry's payload
+  does not carry it, so a document maps to the same entry whichever API it was read through).
 
 The `document` is an object (`DocumentFormatAs: JSON`) or a JSON string (`text`); both are read.
 Dates come as ISO times (`2018-03-02T18:34:30.260Z`) or, in the invoice example, `MM/DD/YYYY`; both

@@ -4,7 +4,9 @@ loopback server (`/us2`, `/eu2`, `/apj1`, `/cn`; `/glz` the Global Landing Zone)
     POST /<dc>/oauth2/v0/token                       company grant (password + credtype=authtoken) at any
                                                      datacenter; refresh only at the token's own
     GET  /<dc>/api/v3.0/expense/reports[/{id}]       {Items, NextPage} with limit/offset; approvalStatusCode,
-                                                     paymentStatusCode, modifiedDateAfter, user
+                                                     paymentStatusCode, modifiedDateAfter/Before,
+                                                     submitDateAfter, processingPaymentDateAfter,
+                                                     paidDateAfter, user
     GET  /<dc>/api/v3.0/expense/entries[/{id}]       reportID
     GET  /<dc>/api/v3.0/expense/allocations          reportID | entryID
     GET  /<dc>/api/v3.0/expense/entryattendeeassociations   entryID;  /expense/attendees/{id}
@@ -126,8 +128,13 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
             if q.get(param):
                 wanted = set(q[param].split(","))
                 rows = [r for r in rows if r[fieldname] in wanted]
-        if q.get("modifiedDateAfter"):
-            rows = [r for r in rows if r["LastModifiedDate"] > q["modifiedDateAfter"]]
+        for param, fieldname in (("modifiedDateAfter", "LastModifiedDate"), ("submitDateAfter", "SubmitDate"),
+                                 ("processingPaymentDateAfter", "ProcessingPaymentDate"),
+                                 ("paidDateAfter", "PaidDate")):
+            if q.get(param):
+                rows = [r for r in rows if (r.get(fieldname) or "") > q[param]]
+        if q.get("modifiedDateBefore"):
+            rows = [r for r in rows if r["LastModifiedDate"] < q["modifiedDateBefore"]]
         user = q.get("user")
         if user and user != "ALL":
             rows = [r for r in rows if r["OwnerLoginID"].lower() == user.lower()]
