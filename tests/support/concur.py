@@ -262,3 +262,84 @@ def post_foreign_journal_entry(world: ConcurWorld, reference3: str, amount: floa
         "ReferenceDate": day, "Memo": "typed in by hand", "Reference3": reference3,
         "JournalEntryLines": [{"AccountCode": "6010", "Debit": amount, "CostingCode": "CC01"},
                               {"ShortName": "V20001", "Credit": amount}]})
+
+
+#: What the Concur flow asks of Business One: the agent's allow-list for it (nothing else is served).
+FLOW_RESOURCES = ["JournalEntries", "ChartOfAccounts:read", "ProfitCenters:read", "DistributionRules:read",
+                  "BusinessPartners:read"]
+
+
+class ConcurAgentSite:
+    """The pair with Business One behind a separate agent process: a control plane process (paced by
+    the B1 company database), an agent (`ml-connector agent`) serving `sap_b1` with `FLOW_RESOURCES`
+    and `limits`, and the flow's CLI working on the control plane's database (`engine.agent: remote`).
+    The B1 password is only in the agent's vault."""
+
+    def __init__(self, tmp: Path, world: ConcurWorld, limits: dict[str, int]) -> None:
+        import os
+
+        import yaml
+
+        from tests.support.agents import AgentProc, ControlPlane
+        from tests.support.env import Env, store_secrets
+        from tests.support.processes import ROOT
+
+        b1 = world.b1.info
+        self.world = world
+        conn = {"type": "sap_b1", "base_url": b1["base_url"], "company_db": b1["company_db"], "via": "agent",
+                "auth": {"username": b1["user"], "password_secret": "sap_b1_password"}, "limits": limits}
+        self.cp = ControlPlane(tmp / "cp", connections={"sap_b1": conn})
+        self.cp.start()
+        self.agent = AgentProc(tmp / "agent", self.cp.url, {"base_url": b1["base_url"], "client": "100",
+                                                            "user": "unused"})
+        try:
+            cfg = yaml.safe_load(self.agent.config.read_text())
+            cfg["systems"] = {"sap_b1": {"type": "sap_b1", "base_url": b1["base_url"], "company_db": b1["company_db"],
+                                         "user": b1["user"], "password_secret": "sap_pw",
+                                         "allow": {"resources": FLOW_RESOURCES}, "limits": limits}}
+            self.agent.config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+            self.agent.setup(self.cp.token(), self.cp.url, b1["password"])
+            self.agent.start()
+            work = tmp / "flow"
+            config = write_pair_config(work, world.c, b1)
+            data = yaml.safe_load(config.read_text())
+            data["engine"].update({"agent": "remote", "agent_site": "plant1", "data_dir": str(self.cp.dir / "data")})
+            config.write_text(yaml.safe_dump(data), encoding="utf-8")
+            env = dict(os.environ, MLC_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT / "src"), COLUMNS="250")
+            env.pop("MLC_DATABASE_URL", None)
+            self.env = Env(work, config, world.b1.url, world.concur.url, env)
+            secrets = pair_secrets(world.c, b1)
+            secrets.pop("sap_b1_password")  # the control plane never has it
+            store_secrets(self.env, secrets)
+        except BaseException:
+            self.close()
+            raise
+
+    def calls(self) -> list[tuple[str, str, str]]:
+        """(system, function, state) of every call the control plane handed to the agents."""
+        from sqlalchemy import select
+
+        from ml_connector.core.db import Database
+        from ml_connector.server.agents.models import AgentCallRow
+
+        db = Database(self.cp.db_url)
+        try:
+            with db.session() as s:
+                return [(r.system, r.function, r.state) for r in s.scalars(select(AgentCallRow))]
+        finally:
+            db.dispose()
+
+    def b1_client(self) -> Any:
+        """A Service Layer client over the remote agent channel, on the control plane's database."""
+        from ml_connector.core.db import Database
+        from ml_connector.server.agents.channel import RemoteAgentChannel
+        from ml_connector.systems.sap_b1.client import ChannelServiceLayerClient
+
+        self._db = getattr(self, "_db", None) or Database(self.cp.db_url)
+        return ChannelServiceLayerClient(RemoteAgentChannel(self._db, "plant1", timeout=60), "sap_b1")
+
+    def close(self) -> None:
+        self.agent.kill()
+        self.cp.kill()
+        if getattr(self, "_db", None) is not None:
+            self._db.dispose()
