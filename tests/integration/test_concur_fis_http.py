@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
@@ -35,6 +36,9 @@ def test_fis_pages_documents_acknowledgements_and_confirmations(concur: SandboxH
         assert first["page"] == {"size": 3, "totalElements": 4, "totalPages": 2, "number": 0}
         assert [ln["rel"] for ln in first["links"]] == ["first", "self", "last", "next"]
         assert first["content"][0]["docStatus"] == "READY" and isinstance(first["content"][0]["document"], dict)
+        r = httpx.get(concur.info["regions"]["us2"] + f"{FIS}/expense/transactions",
+                      headers={"concur-correlationid": "cid-1"})
+        assert r.headers["concur-correlationid"] == "cid-1"  # echoed, even on a refusal (no token here)
         as_text = client.get(f"{FIS}/expense/transactions", {"limit": 1}, headers={"DocumentFormatAs": "text"})
         assert isinstance(as_text["content"][0]["document"], str)
         # the invoice source reads the v3 field FIS lacks (the vendor's tax id) from the payment request

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -78,6 +79,14 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
     st = state or ConcurSandbox()
     app = FastAPI(title="SAP Concur sandbox", docs_url=None, redoc_url=None)
     app.state.sandbox = st
+
+    @app.middleware("http")
+    async def correlation_id(request: Request, call_next: Any) -> Response:
+        """`concur-correlationid` on every answer; a value the client sent is echoed back."""
+        cid = request.headers.get("concur-correlationid") or str(uuid.uuid4())
+        response: Response = await call_next(request)
+        response.headers["concur-correlationid"] = cid
+        return response
 
     @app.exception_handler(ConcurApiError)
     async def api_error(request: Request, exc: ConcurApiError) -> Response:
