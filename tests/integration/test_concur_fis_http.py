@@ -1,4 +1,5 @@
-"""The Concur sandbox's Financial Integration Service over HTTP, and the FIS sources paging it."""
+"""The Concur sandbox's Financial Integration Service over HTTP, the FIS sources paging it, and the v3
+sources (`read_from: v3`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ import pytest
 
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from ml_connector.systems.concur.client import FIS, ConcurError
-from ml_connector.systems.concur.sources import FisExpenseSource, FisInvoiceSource
+from ml_connector.systems.concur.sources import (
+    ApprovedPaymentRequestsSource,
+    FisExpenseSource,
+    FisInvoiceSource,
+    ReadyExpenseReportsSource,
+)
 from tests.support.concur import concur_client, read_all, source_context
 
 R1, R2, R3, R4 = (f"R000{n}F9A3C2E1B0" for n in (1, 2, 3, 4))
@@ -71,3 +77,16 @@ def test_fis_pages_documents_acknowledgements_and_confirmations(concur: SandboxH
             client.fis_page("nonsense")
         empty = client.fis_page("cashadvance")
         assert empty["content"] == [] and empty["page"]["totalPages"] == 0
+
+
+def test_v3_sources_for_a_company_without_fis_access(concur: SandboxHandle) -> None:
+    with concur_client(concur.info) as client:
+        ctx = source_context({"concur": client})
+        # approved reports in Processing Payment, paged by Concur's absolute NextPage; each with its lines
+        reports = ReadyExpenseReportsSource("concur", page_size=3)
+        assert read_all(reports, ctx) == [[f"report:{R1}", f"report:{R2}", f"report:{R3}"], [f"report:{R4}"]]
+        first = reports.read_page(ctx, reports.begin(ctx, {}))
+        r1 = first.records[0][1]
+        assert [len(e["Allocations"]) for e in r1["Entries"]] == [1, 2, 1]
+        assert read_all(ApprovedPaymentRequestsSource("concur"), ctx) == [
+            ["payment_request:PR00017D5E", "payment_request:PR00027D5E"]]
