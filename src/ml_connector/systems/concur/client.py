@@ -183,8 +183,13 @@ class ConcurClient:
         with `docId` (documented as "the expense report ID, payment request ID or cash advance ID"
         [unverified: whether the report's own id is matched, or only the document's]) whatever its
         status, else looked for among the READY documents; None when FIS does not have it."""
-        body = self.get(f"{FIS}/{doc_type}/transactions", {"docId": source_id, "ignoreDocumentStatus": "yes"},
-                        headers={"DocumentFormatAs": "JSON"})
+        try:
+            body = self.get(f"{FIS}/{doc_type}/transactions", {"docId": source_id, "ignoreDocumentStatus": "yes"},
+                            headers={"DocumentFormatAs": "JSON"})
+        except ConcurError as exc:
+            if exc.status not in (400, 404):
+                raise
+            body = None  # a docId FIS does not take: look among the READY documents
         for d in (body.get("content") or []) if isinstance(body, dict) else []:
             if source_id in (d.get("id"), _source_id_of(d)):
                 return str(d["id"])
