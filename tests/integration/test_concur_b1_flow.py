@@ -3,10 +3,12 @@ on loopback. One world per module: the tests run in order and each adds what it 
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from tests.support.concur import (
     copy_report,
     expected_totals,
     pair_env,
+    post_foreign_journal_entry,
     posted_totals,
     stored_token,
 )
@@ -155,14 +158,14 @@ def test_expired_token_is_refreshed_at_the_company_datacenter(world) -> None:
     after = w.concur_stats()["token_requests"]
     assert after.get("refresh_token", 0) == before.get("refresh_token", 0) + 1
     assert after["password"] == before["password"]
-    assert stored_token(env).geolocation == w.c["regions"]["us2"]
+    assert stored_token(env).extra["geolocation"] == w.c["regions"]["us2"]
 
 
 def test_refresh_token_rotated_by_a_lost_answer_falls_back_to_the_company_grant(world) -> None:
     w, env = world
     tok = stored_token(env)
     # The refresh that a crash interrupted: Concur rotated the refresh token, we never stored the answer.
-    r = httpx.post(tok.geolocation + "/oauth2/v0/token",
+    r = httpx.post(tok.extra["geolocation"] + "/oauth2/v0/token",
                    data={"grant_type": "refresh_token", "refresh_token": tok.refresh_token,
                          "client_id": w.c["client_id"], "client_secret": w.c["client_secret"]})
     assert r.status_code == 200 and r.json()["refresh_token"] != tok.refresh_token
@@ -241,6 +244,38 @@ def test_posting_confirmation_goes_back_to_concur_when_switched_on(world) -> Non
     assert [(c["docId"], c["overallPostingStatusCode"], c["postingDocs"][0]["documentNumber"])
             for c in confirmations] == [(f"fis-exp-{rid}", "success", str(je["Number"]))]
     assert w.concur.state.fis_status[f"fis-exp-{rid}"] == "POSTING_CONFIRMED_SUCCESS"
+
+
+def test_month_end_reconciliation_per_account_and_cost_centre_explains_each_difference(world, tmp_path: Path) -> None:
+    w, env = world
+    # everything approved in November is posted: both flows tie out
+    assert "the systems tie out" in env.cli("reconcile", FLOW, "--period", "2026-11").stdout
+    assert "the systems tie out" in env.cli("reconcile", INVOICE_FLOW, "--period", "2026-11").stdout
+    # a report that never reached Business One (its FIS document acknowledged by another system, so
+    # the flow never read it), one waiting for its vendor, a journal entry made by hand in Business One
+    missing = copy_report(w, R2, "R0600MISSING")
+    with w.concur.state.lock:
+        w.concur.state.fis_status[f"fis-exp-{missing}"] = "ACKNOWLEDGED"
+    parked = copy_report(w, R4, "R0601PARKED", vendor="Corner Deli")
+    env.cli("sync", FLOW)
+    assert w.entries_for(f"report:{parked}") == [] and w.entries_for(f"report:{missing}") == []
+    missing_total = expected_totals(w, [missing])
+    post_foreign_journal_entry(w, "concur:report:R0999GHOST", 75.0, "2026-11-21")
+    csv_path = tmp_path / "rec.csv"
+    r = env.cli("reconcile", FLOW, "--period", "2026-11", "--csv", str(csv_path), check=False)
+    assert r.returncode == 1 and "difference(s)" in r.stdout
+    rows = list(csv.reader(csv_path.read_text().splitlines()))
+    assert rows[0] == ["account", "cost center", "currency", "SAP Concur", "SAP Business One", "difference",
+                       "record", "why"]
+    why = {(row[6], row[7].split(":")[0]) for row in rows[1:] if row[6]}
+    assert why == {(f"report:{missing}", "not in the target yet (not synced)"),
+                   (f"report:{parked}", "parked"), ("concur:report:R0999GHOST", "in the target only")}
+    # the missing report's amounts are the difference on its accounts and cost centres
+    for (account, cc), amount in missing_total.items():
+        [line] = [row for row in rows[1:] if row[:3] == [account, cc, "USD"] and row[6] == f"report:{missing}"]
+        assert Decimal(line[3]) == amount and Decimal(line[4]) == 0
+    [ghost] = [row for row in rows[1:] if row[6] == "concur:report:R0999GHOST"]
+    assert ghost[:3] == ["6010", "CC01", "USD"] and Decimal(ghost[4]) == Decimal("75.00")
 
 
 @pytest.mark.slow  # a CLI process SIGKILLed while it posts, and a second run

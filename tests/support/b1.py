@@ -61,3 +61,41 @@ class ScriptedServiceLayer(ServiceLayerApi):
                 headers: Mapping[str, str] | None = None) -> SlResponse:
         self.asked.append((path, dict(query) if query else None, dict(headers) if headers else None))
         return SlResponse(200, self.answers[path])
+
+
+# One "run" in its own process: a Service Layer client whose session is kept in the token store of
+# the database `url` (the vault key in `data`), pinged once and closed (kept, not logged out).
+SESSION_RUN = """
+import sys
+from pathlib import Path
+from ml_connector.core.db import Database
+from ml_connector.core.token_store import DbTokenStore
+from ml_connector.core.vault import MasterKey, Vault
+from ml_connector.systems.sap_b1.client import ServiceLayerClient
+from ml_connector.systems.sap_b1.sessions import TokenSessionStore
+
+url, data, base, company, user, password = sys.argv[1:7]
+db = Database(url)
+db.migrate()
+store = TokenSessionStore(DbTokenStore(db, Vault(db, MasterKey.load(Path(data)))), "sap_b1",
+                          base.rstrip("/") + "/b1s/v1", company, user)
+client = ServiceLayerClient(base, company, user, password, retry_base=0, timeout=30, sessions=store)
+client.ping()
+client.close()
+kept = store.load()
+print("SESSION", kept.cookies["B1SESSION"] if kept else "-")
+db.dispose()
+"""
+
+
+def session_run(database_url: str, data_dir: str, h: SandboxHandle) -> str:
+    """SESSION_RUN in a child process; the B1SESSION it left in the store."""
+    import subprocess
+
+    from tests.support.processes import PY
+
+    i = h.info
+    proc = subprocess.run([PY, "-c", SESSION_RUN, database_url, data_dir, i["base_url"], i["company_db"],
+                           i["user"], i["password"]], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("SESSION ", 1)[1].strip()

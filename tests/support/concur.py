@@ -59,10 +59,11 @@ def report(entries: list[dict[str, Any]], rid: str = "R1", currency: str = "USD"
 
 
 def payment_request(lines: list[tuple[str, str, str]], vendor: str = "Regus Business Centre",
-                    code: str = "REGUS01", tax: str | None = None) -> dict[str, Any]:
+                    code: str = "REGUS01", tax: str | None = None, shipping_amount: str = "0.00",
+                    tax_amount: str = "0.00") -> dict[str, Any]:
     pr: dict[str, Any] = {
         "ID": "PR1", "InvoiceNumber": "INV-1", "InvoiceDate": "2026-11-01", "PaymentDueDate": "2026-12-01",
-        "CurrencyCode": "USD", "ShippingAmount": "0.00", "TaxAmount": "0.00",
+        "CurrencyCode": "USD", "ShippingAmount": shipping_amount, "TaxAmount": tax_amount,
         "VendorRemitAddress": {"Name": vendor}, "VendorRemitToIdentifier": {"VendorCode": code},
         "LineItems": {"LineItem": [{"LineItemId": f"L{n}", "Description": "Rent", "TotalPrice": amount,
                                     "ApprovedLineItemAmount": amount,
@@ -213,3 +214,132 @@ def stored_token(e: Any, connection: str = "concur") -> Any:
         return DbTokenStore(db, Vault(db, MasterKey.load(cfg.data_dir_resolved(config_dir)))).load(connection)
     finally:
         db.dispose()
+
+
+@contextmanager
+def concur_client(info: dict[str, Any]) -> Iterator[Any]:
+    """A ConcurClient on the sandbox (`sandbox --json` entry), tokens in memory."""
+    from ml_connector.core.tokens import MemoryTokenStore
+    from ml_connector.systems.concur.auth import ConcurCompanyAuth
+    from ml_connector.systems.concur.client import ConcurClient
+
+    auth = ConcurCompanyAuth(info["base_url"], info["client_id"], info["client_secret"],
+                             company_uuid=info["company_uuid"], request_token=info["company_request_token"],
+                             store=MemoryTokenStore(), key="probe")
+    client = ConcurClient(info["base_url"], auth)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def source_context(connections: dict[str, Any]) -> Any:
+    """A RunContext whose runtime hands out the given connections (to drive a Source by hand)."""
+    from types import SimpleNamespace
+
+    from ml_connector.core.flow import RunContext
+
+    runtime = SimpleNamespace(connection=lambda name: connections[name])
+    return RunContext(runtime=runtime, flow="probe", stream="probe", run_id="probe-run", mode="full")  # type: ignore[arg-type]
+
+
+def read_all(source: Any, ctx: Any) -> list[list[str]]:
+    """Every page of a Source, as the record keys of each page."""
+    state = source.begin(ctx, {})
+    pages: list[list[str]] = []
+    while True:
+        page = source.read_page(ctx, state)
+        pages.append([k for k, _ in page.records])
+        state = page.position
+        if page.done:
+            return pages
+
+
+def post_foreign_journal_entry(world: ConcurWorld, reference3: str, amount: float, day: str) -> None:
+    """A journal entry made in the Business One sandbox by hand, carrying a Concur external id."""
+    st = world.b1.state
+    st.create(st.sets["JournalEntries"], {
+        "ReferenceDate": day, "Memo": "typed in by hand", "Reference3": reference3,
+        "JournalEntryLines": [{"AccountCode": "6010", "Debit": amount, "CostingCode": "CC01"},
+                              {"ShortName": "V20001", "Credit": amount}]})
+
+
+#: What the Concur flow asks of Business One: the agent's allow-list for it (nothing else is served).
+FLOW_RESOURCES = ["JournalEntries", "ChartOfAccounts:read", "ProfitCenters:read", "DistributionRules:read",
+                  "BusinessPartners:read"]
+
+
+class ConcurAgentSite:
+    """The pair with Business One behind a separate agent process: a control plane process (paced by
+    the B1 company database), an agent (`ml-connector agent`) serving `sap_b1` with `FLOW_RESOURCES`
+    and `limits`, and the flow's CLI working on the control plane's database (`engine.agent: remote`).
+    The B1 password is only in the agent's vault."""
+
+    def __init__(self, tmp: Path, world: ConcurWorld, limits: dict[str, int]) -> None:
+        import os
+
+        import yaml
+
+        from tests.support.agents import AgentProc, ControlPlane
+        from tests.support.env import Env, store_secrets
+        from tests.support.processes import ROOT
+
+        b1 = world.b1.info
+        self.world = world
+        conn = {"type": "sap_b1", "base_url": b1["base_url"], "company_db": b1["company_db"], "via": "agent",
+                "auth": {"username": b1["user"], "password_secret": "sap_b1_password"}, "limits": limits}
+        self.cp = ControlPlane(tmp / "cp", connections={"sap_b1": conn})
+        self.cp.start()
+        self.agent = AgentProc(tmp / "agent", self.cp.url, {"base_url": b1["base_url"], "client": "100",
+                                                            "user": "unused"})
+        try:
+            cfg = yaml.safe_load(self.agent.config.read_text())
+            cfg["systems"] = {"sap_b1": {"type": "sap_b1", "base_url": b1["base_url"], "company_db": b1["company_db"],
+                                         "user": b1["user"], "password_secret": "sap_pw",
+                                         "allow": {"resources": FLOW_RESOURCES}, "limits": limits}}
+            self.agent.config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+            self.agent.setup(self.cp.token(), self.cp.url, b1["password"])
+            self.agent.start()
+            work = tmp / "flow"
+            config = write_pair_config(work, world.c, b1)
+            data = yaml.safe_load(config.read_text())
+            data["engine"].update({"agent": "remote", "agent_site": "plant1", "data_dir": str(self.cp.dir / "data")})
+            config.write_text(yaml.safe_dump(data), encoding="utf-8")
+            env = dict(os.environ, MLC_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT / "src"), COLUMNS="250")
+            env.pop("MLC_DATABASE_URL", None)
+            self.env = Env(work, config, world.b1.url, world.concur.url, env)
+            secrets = pair_secrets(world.c, b1)
+            secrets.pop("sap_b1_password")  # the control plane never has it
+            store_secrets(self.env, secrets)
+        except BaseException:
+            self.close()
+            raise
+
+    def calls(self) -> list[tuple[str, str, str]]:
+        """(system, function, state) of every call the control plane handed to the agents."""
+        from sqlalchemy import select
+
+        from ml_connector.core.db import Database
+        from ml_connector.server.agents.models import AgentCallRow
+
+        db = Database(self.cp.db_url)
+        try:
+            with db.session() as s:
+                return [(r.system, r.function, r.state) for r in s.scalars(select(AgentCallRow))]
+        finally:
+            db.dispose()
+
+    def b1_client(self) -> Any:
+        """A Service Layer client over the remote agent channel, on the control plane's database."""
+        from ml_connector.core.db import Database
+        from ml_connector.server.agents.channel import RemoteAgentChannel
+        from ml_connector.systems.sap_b1.client import ChannelServiceLayerClient
+
+        self._db = getattr(self, "_db", None) or Database(self.cp.db_url)
+        return ChannelServiceLayerClient(RemoteAgentChannel(self._db, "plant1", timeout=60), "sap_b1")
+
+    def close(self) -> None:
+        self.agent.kill()
+        self.cp.kill()
+        if getattr(self, "_db", None) is not None:
+            self._db.dispose()

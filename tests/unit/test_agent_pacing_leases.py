@@ -55,8 +55,9 @@ def test_budgets_come_from_the_agent_routed_sap_connections(tmp_path: Path) -> N
             "b1": {"type": "sap_b1", "base_url": "https://b1:50000", "company_db": "SBO",
                    "auth": {"username": "manager", "password_secret": "b1"}}}}), encoding="utf-8")
     budgets = sorted(Pacing.from_config(load_config(cfg_file)).for_site("plant-9"), key=lambda b: b.key)
+    # Business One: one budget per company database (provider.yaml rate_limit without `limits`)
     assert [(b.systems, b.calls_per_second, b.max_concurrent) for b in budgets] == [
-        (frozenset({"ecc", "ecc_fi"}), 12, 3), (frozenset({"ecc_200"}), 40, 8)]
+        (frozenset({"ecc", "ecc_fi"}), 12, 3), (frozenset({"ecc_200"}), 40, 8), (frozenset({"b1"}), 25, 8)]
     assert Pacing.from_config(load_config(cfg_file)).for_site("plant1") == []
 
 

@@ -153,3 +153,53 @@ def test_payment_request_by_tax_id_with_line_allocations() -> None:
     # what its reviewer sees (`ml-connector review`)
     assert ConcurSapB1Flow.summarize("payment_requests", {**pr, "InvoiceAmount": "2750.00"}) == Summary(
         document="invoice INV-1 (payment request PR1)", party="Delta Travel Desk", amount="2750.00 USD")
+
+
+def test_payment_request_tax_and_shipping_post_on_their_own_accounts_balanced() -> None:
+    pr = payment_request([("2400.00", "6020", "CC01"), ("350.00", "6030", "CC02")], vendor="Marriott International",
+                         shipping_amount="25.00", tax_amount="180.50")
+    pr["CalculatedAmount"] = "2955.50"
+    # tax on a configured account, shipping through the `accounts` table (Concur side code SHIPPING)
+    d = payment_request_to_journal_entry("payment_request:PR1", pr, master=master(),
+                                         mapped=mappings(accounts={"SHIPPING": "6030"}),
+                                         options=Options(tax_account="2000"))
+    assert isinstance(d, Desired) and d.payload["problems"] == []
+    lines = d.payload["entry"]["JournalEntryLines"]
+    assert [(ln.get("AccountCode") or ln.get("ShortName"), ln.get("Debit"), ln.get("Credit")) for ln in lines] == [
+        ("6020", 2400.0, None), ("6030", 350.0, None), ("6030", 25.0, None), ("2000", 180.5, None),
+        ("V2", None, 2955.5)]
+    assert [ln["LineMemo"] for ln in lines[2:4]] == ["Shipping INV-1", "Tax INV-1"]
+    assert "CostingCode" not in lines[2] and "CostingCode" not in lines[3]
+    assert sums(lines, "Debit") == sums(lines, "Credit") == Decimal("2955.50")
+    assert d.payload["total"] == "2955.50"
+
+
+def test_payment_request_tax_account_not_in_business_one_parks_it_on_the_accounts_table() -> None:
+    pr = payment_request([("100.00", "6020", "CC01")], vendor="Marriott International", tax_amount="8.25")
+    out = payment_request_to_journal_entry("payment_request:PR1", pr, master=master(), mapped=no_mappings,
+                                           options=Options())
+    assert isinstance(out, Parked) and out.waits_for == "accounts:TAX"
+    assert out.reason == ("payment request PR1 tax (TaxAmount 8.25): account TAX is not in the Business One "
+                          "chart of accounts")
+    # no tax and no shipping: no such line, and no account needed for them
+    plain = payment_request([("100.00", "6020", "CC01")], vendor="Marriott International")
+    d = payment_request_to_journal_entry("payment_request:PR1", plain, master=master(), mapped=no_mappings,
+                                         options=Options())
+    assert isinstance(d, Desired) and len(d.payload["entry"]["JournalEntryLines"]) == 2
+
+
+def test_payment_request_negative_shipping_credits_its_account_and_a_wrong_total_is_a_problem() -> None:
+    pr = payment_request([("100.00", "6020", "CC01")], vendor="Marriott International", shipping_amount="-10.00")
+    d = payment_request_to_journal_entry("payment_request:PR1", pr, master=master(), mapped=no_mappings,
+                                         options=Options(shipping_account="6030"))
+    assert isinstance(d, Desired) and d.payload["problems"] == []
+    lines = d.payload["entry"]["JournalEntryLines"]
+    assert lines[1] == {"AccountCode": "6030", "Credit": 10.0, "LineMemo": "Shipping INV-1"}
+    assert lines[2]["ShortName"] == "V2" and lines[2]["Credit"] == 90.0
+    assert sums(lines, "Debit") == sums(lines, "Credit") == Decimal("100.00")
+    wrong = {**pr, "CalculatedAmount": "100.00"}
+    d = payment_request_to_journal_entry("payment_request:PR1", wrong, master=master(), mapped=no_mappings,
+                                         options=Options(shipping_account="6030"))
+    assert isinstance(d, Desired)
+    assert d.payload["problems"] == ["payment request PR1: lines + shipping + tax = 90.00, but its "
+                                     "CalculatedAmount is 100.00"]

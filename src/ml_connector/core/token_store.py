@@ -124,14 +124,16 @@ class DbTokenStore:
         try:
             plain = self.vault.decrypt(token_secret_name(key), row.key_id, row.nonce, row.ciphertext)
             data = json.loads(plain)
+            extra = {str(k): str(v) for k, v in (data.get("extra") or {}).items()}
+            if data.get("geolocation"):  # stored before `geolocation` became a key of `extra`
+                extra.setdefault("geolocation", str(data["geolocation"]))
             return Token(
                 access_token=str(data["access_token"]),
                 expires_at=float(row.expires_at),
                 token_type=str(data.get("token_type", "Bearer")),
                 scope=row.scope or "",
                 refresh_token=str(data.get("refresh_token") or ""),
-                geolocation=str(data.get("geolocation") or ""),
-                extra={str(k): str(v) for k, v in (data.get("extra") or {}).items()},
+                extra=extra,
             )
         except (VaultError, ValueError, KeyError, TypeError) as exc:
             # An unreadable token is only a stale one: fetch a new one.
@@ -143,8 +145,6 @@ class DbTokenStore:
         data: dict[str, object] = {"access_token": tok.access_token, "token_type": tok.token_type}
         if tok.refresh_token:
             data["refresh_token"] = tok.refresh_token
-        if tok.geolocation:
-            data["geolocation"] = tok.geolocation
         if tok.extra:
             data["extra"] = dict(tok.extra)
         key_id, nonce, ct = self.vault.encrypt(token_secret_name(key), json.dumps(data))

@@ -21,11 +21,9 @@ class Token:
     token_type: str = "Bearer"
     scope: str = ""
     refresh_token: str = ""  # the newest one, when the grant issues them (rotated on each refresh)
-    # Where the provider said this token's owner lives (Concur's `geolocation`): later calls, the
-    # refresh included, go there. Stored with the token, in the same write.
-    geolocation: str = ""
-    #: Provider data that comes with the token and is valid for its life (e.g. Marketing Cloud's
-    #: instance URLs), stored with it so that another process reusing the token has it too.
+    #: Provider data that comes with the token and is valid for its life (Marketing Cloud's instance
+    #: URLs, Concur's `geolocation`: where later calls and the refresh go), stored with it in the
+    #: same write so that another process reusing the token has it too.
     extra: dict[str, str] = field(default_factory=dict)
 
     def fresh(self, margin: float, now: float | None = None) -> bool:

@@ -8,7 +8,8 @@ this module holds the pure mapping functions and the wiring.
   entry allocation (its account, its cost-centre fields as CostingCode..CostingCode5) and a credit
   line per vendor (ShortName = the BusinessPartner's CardCode).
 - `payment_requests`: an approved payment request → one journal entry: a debit line per line-item
-  allocation, one credit line for the vendor.
+  allocation, a line each for its shipping and tax amounts (on the `shipping_account` and
+  `tax_account` options' accounts, through the `accounts` table), one credit line for the vendor.
 
 Vendors are matched by tax id, then the `vendors` mapping table, then the normalised name; a
 second candidate is never guessed between. Accounts (after the `accounts` table) must be in the
@@ -31,17 +32,22 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
 from ml_connector.core import mapping
-from ml_connector.core.flow import Flow, Outcome, RunContext, Stream, Summary
+from ml_connector.core.flow import Flow, Outcome, RunContext, Source, Stream, Summary
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.outbox import Entry
 from ml_connector.core.settings import SettingsModel
 from ml_connector.systems.concur.client import ConcurClient, ConcurError
-from ml_connector.systems.concur.sources import ApprovedPaymentRequestsSource, ReadyExpenseReportsSource
+from ml_connector.systems.concur.sources import (
+    ApprovedPaymentRequestsSource,
+    FisExpenseSource,
+    FisInvoiceSource,
+    ReadyExpenseReportsSource,
+)
 from ml_connector.systems.sap_b1.client import ServiceLayerApi
 from ml_connector.systems.sap_b1.targets import JournalEntriesTarget
 
@@ -111,6 +117,14 @@ class Options(SettingsModel):
     #: the payment-request field holding the vendor's tax id (company configuration), if any
     payment_request_tax_id_field: str | None = None
     page_size: int | None = Field(default=None, ge=1)
+    #: fis: the Financial Integration Service's READY documents (the main path); v3: the v3 report and
+    #: payment request APIs, for a company without FIS access
+    read_from: Literal["fis", "v3"] = "fis"
+    #: the accounts a payment request's tax and shipping amounts post to, each on its own line; looked
+    #: up in the `accounts` mapping table first (so `mappings set FLOW accounts TAX 2150` works too),
+    #: then checked against the chart of accounts
+    tax_account: str = Field(default="TAX", min_length=1)
+    shipping_account: str = Field(default="SHIPPING", min_length=1)
     #: acknowledge FIS documents and confirm postings back to Concur (off: nothing is written to Concur)
     confirm_to_concur: bool = False
     system_id: str = Field(default="SAPB1", min_length=1, max_length=50)
@@ -210,6 +224,16 @@ def split(amount: Decimal, percentages: list[Decimal]) -> list[Decimal]:
     return [*shares, amount - sum(shares, Decimal(0))]
 
 
+def shares_of(amount: Decimal, allocations: list[dict[str, Any]]) -> tuple[Decimal, list[Decimal]]:
+    """The amount of each allocation and their total: the allocations' own `Amount` when every one
+    has it (a FIS journal's amount, posted as Concur computed it), else `amount` split by
+    `Percentage`."""
+    if allocations and all(a.get("Amount") not in (None, "") for a in allocations):
+        own = [Decimal(str(a["Amount"])).quantize(CENT, ROUND_HALF_UP) for a in allocations]
+        return sum(own, Decimal(0)), own
+    return amount, split(amount, [Decimal(str(a.get("Percentage") or 0)) for a in allocations])
+
+
 def _amount_fields(side: str, amount: Decimal, currency: str, options: Options) -> dict[str, Any]:
     """Debit/Credit in local currency; a foreign-currency document gives FCCurrency and FCDebit/FCCredit,
     and Business One converts at its own rate of the posting date."""
@@ -248,7 +272,7 @@ def report_to_journal_entry(key: str, report: dict[str, Any], *, master: MasterD
             if not allocs:
                 problems.append(f"{where}: no allocation (no account to post to)")
                 continue
-            shares = split(amount, [Decimal(str(a.get("Percentage") or 0)) for a in allocs])
+            amount, shares = shares_of(amount, allocs)
             for m, (a, share) in enumerate(zip(allocs, shares, strict=True), start=1):
                 here = f"{where} allocation {m}"
                 account = check_account(str(a.get("AccountCode1") or "").strip(), master=master, mapped=mapped,
@@ -291,6 +315,34 @@ def _allocations(li: dict[str, Any]) -> list[dict[str, Any]]:
     return list(allocs)
 
 
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)).quantize(CENT, ROUND_HALF_UP)
+    except (ArithmeticError, ValueError):
+        return None
+
+
+def header_amount_line(pr: dict[str, Any], fname: str, account_code: str, label: str, *, currency: str,
+                       master: MasterData, mapped: Mapped, options: Options,
+                       problems: list[str]) -> tuple[dict[str, Any], Decimal] | None:
+    """The journal line of a payment request's header amount (`ShippingAmount`, `TaxAmount`) on its
+    own account, with the amount: a debit, or a credit when the amount is negative (a refund); None
+    when it is zero.
+    Raises `Review` when the account is not in the chart of accounts (after the `accounts` table)."""
+    raw = pr.get(fname)
+    amount = _decimal(raw if raw not in (None, "") else 0)
+    where = f"payment request {pr.get('ID')} {label}"
+    if amount is None:
+        problems.append(f"{where}: {fname} {raw!r} is not an amount")
+        return None
+    if amount == 0:
+        return None
+    account = check_account(account_code, master=master, mapped=mapped, where=f"{where} ({fname} {amount})")
+    side = "Debit" if amount > 0 else "Credit"
+    return ({"AccountCode": account, **_amount_fields(side, abs(amount), currency, options),
+             "LineMemo": f"{label.capitalize()} {pr.get('InvoiceNumber') or pr.get('ID')}"[:50]}, amount)
+
+
 def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: MasterData, mapped: Mapped,
                                      options: Options) -> Desired | Parked:
     """An approved Concur payment request → the journal entry to post (debit per line allocation,
@@ -311,7 +363,7 @@ def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: Ma
             if not allocs:
                 problems.append(f"{where}: no allocation (no account to post to)")
                 continue
-            shares = split(amount, [Decimal(str(a.get("Percentage") or 0)) for a in allocs])
+            amount, shares = shares_of(amount, allocs)
             for m, (a, share) in enumerate(zip(allocs, shares, strict=True), start=1):
                 here = f"{where} allocation {m}"
                 account = check_account(str(a.get("AllocationAccountCode") or "").strip(), master=master,
@@ -321,12 +373,20 @@ def payment_request_to_journal_entry(key: str, pr: dict[str, Any], *, master: Ma
                                "LineMemo": str(li.get("Description") or li.get("ExpenseTypeCode") or "")[:50],
                                "Reference1": str(li.get("LineItemId") or "")[:100]})
             total += amount
+        for fname, account_code, label in (("ShippingAmount", options.shipping_account, "shipping"),
+                                            ("TaxAmount", options.tax_account, "tax")):
+            got = header_amount_line(pr, fname, account_code, label, currency=currency, master=master,
+                                     mapped=mapped, options=options, problems=problems)
+            if got is not None:
+                debits.append(got[0])
+                total += got[1]
     except Review as r:
         log.warning("payment request %s waits for review (%s): %s", key, r.waits_for, r.why)
         return Parked(key, r.waits_for, payload=pr, reason=r.why)
-    for extra in ("ShippingAmount", "TaxAmount"):
-        if Decimal(str(pr.get(extra) or 0)) != 0:
-            problems.append(f"payment request {pr.get('ID')}: {extra} {pr.get(extra)} has no account mapping yet")
+    calculated = pr.get("CalculatedAmount")
+    if calculated not in (None, "") and _decimal(calculated) is not None and _decimal(calculated) != total:
+        problems.append(f"payment request {pr.get('ID')}: lines + shipping + tax = {total}, but its "
+                        f"CalculatedAmount is {calculated}")
     credits = [{"ShortName": card, **_amount_fields("Credit", total, currency, options),
                 "LineMemo": f"Concur {pr.get('InvoiceNumber') or ''} {vendor}"[:50]}]
     day = str(pr.get("InvoiceDate") or "")[:10]
@@ -431,14 +491,23 @@ class ConcurSapB1Flow(Flow):
             return get
 
         after_post = self._confirm(concur, options) if options.confirm_to_concur else None
+        tax_field = options.payment_request_tax_id_field
+        if options.read_from == "fis":
+            # No `systemId` on the list: whether FIS filters READY documents by it is undocumented.
+            report_source: Source = FisExpenseSource(concur, page_size=page_size)
+            invoice_source: Source = FisInvoiceSource(concur, page_size=page_size,
+                                                      v3_fields=(tax_field,) if tax_field else ())
+        else:
+            report_source = ReadyExpenseReportsSource(concur, page_size=page_size)
+            invoice_source = ApprovedPaymentRequestsSource(concur, page_size=page_size)
         reports = Stream(
-            "expense_reports", ReadyExpenseReportsSource(concur, page_size=page_size),
+            "expense_reports", report_source,
             lambda ctx, key, rec: report_to_journal_entry(key, rec, master=self._master(ctx), mapped=mapped(ctx),
                                                           options=options),
             JournalEntriesTarget(b1, after_post=after_post), mapping_tables=("vendors", "accounts", "cost_centers"),
             describe=describe_entry)
         payment_requests = Stream(
-            "payment_requests", ApprovedPaymentRequestsSource(concur, page_size=page_size),
+            "payment_requests", invoice_source,
             lambda ctx, key, rec: payment_request_to_journal_entry(key, rec, master=self._master(ctx),
                                                                    mapped=mapped(ctx), options=options),
             JournalEntriesTarget(b1, after_post=after_post), mapping_tables=("vendors", "accounts", "cost_centers"),
@@ -450,6 +519,18 @@ class ConcurSapB1Flow(Flow):
     @classmethod
     def summarize(cls, stream: str, record: dict[str, Any]) -> Summary | None:
         return summarize(stream, record)
+
+    @property
+    def reconciles(self) -> bool:
+        """Whether `reconcile` applies: the flow posts journal entries (both streams do)."""
+        return bool(set(self.cfg.streams) & set(STREAMS))
+
+    def reconcile(self, period: str) -> Any:
+        """Month-end totals per account, cost centre and currency of the Concur documents against the
+        Business One journal entries (flows/_concur_sap_b1_reconcile.py)."""
+        from ml_connector.flows._concur_sap_b1_reconcile import reconcile_journal_entries
+
+        return reconcile_journal_entries(self, period)
 
     @staticmethod
     def _confirm(concur: str, options: Options) -> Callable[[RunContext, Entry, Outcome], Outcome]:

@@ -66,7 +66,7 @@ class Pacing:
     @classmethod
     def from_config(cls, config: Any) -> Pacing:
         """Budgets of the control plane's connections with `via: agent` whose system declares one, at the
-        site of `engine.agent_site`. A system without (SAP Business One) is not paced."""
+        site of `engine.agent_site`. A system without one is not paced."""
         from ml_connector.core import registry
 
         site = str(config.engine.agent_site)

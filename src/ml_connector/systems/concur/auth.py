@@ -2,9 +2,10 @@
 
 - The first grant is the password grant with `credtype=authtoken`: username = the company UUID,
   password = the company request token (valid 24 h), asked at the configured base (the GLZ).
-- Every answer names the company's datacenter (`geolocation`). It is stored with the token (one
-  write, under the token store's lock, together with the rotated refresh token), and every later
-  call - the refresh grant included - goes there, never elsewhere.
+- Every answer names the company's datacenter (`geolocation`). It is stored with the token
+  (`Token.extra["geolocation"]`: one write, under the token store's lock, together with the
+  rotated refresh token), and every later call - the refresh grant included - goes there, never
+  elsewhere.
 - Refresh tokens rotate: each refresh answer carries a new one, stored newest-first atomically by
   the token store. A refresh token that died (rotated by an answer lost in a crash) makes the
   generic `OAuth2Auth` fall back to the company grant once.
@@ -24,6 +25,14 @@ from ml_connector.core.http import AuditHook, OAuth2Auth, PermanentError, RetryP
 from ml_connector.core.ratelimit import WindowLimiter
 from ml_connector.core.tokens import Token, TokenStore
 from ml_connector.systems.concur.facts import concur_facts
+
+#: The key of `Token.extra` holding the datacenter's base URL.
+GEOLOCATION = "geolocation"
+
+
+def geolocation(tok: Token | None) -> str:
+    """The datacenter base URL a token answer named ("" if none)."""
+    return tok.extra.get(GEOLOCATION, "") if tok is not None else ""
 
 
 class ConcurRoutingError(PermanentError):
@@ -56,24 +65,24 @@ class ConcurCompanyAuth(OAuth2Auth):
 
     def fetch_token(self, current: Token | None = None) -> Token:
         # A refresh goes to the datacenter of the token it refreshes; the company grant to the base.
-        geo = current.geolocation if current is not None and current.refresh_token else ""
+        geo = geolocation(current) if current is not None and current.refresh_token else ""
         self.token_url = (geo or self.base_url) + self.token_path
         return super().fetch_token(current)
 
     def _token(self, body: dict[str, Any], grant: str, current: Token | None) -> Token:
         tok = super()._token(body, grant, current)
-        geo = str(body.get("geolocation") or (current.geolocation if current is not None else "") or "")
-        return replace(tok, geolocation=geo.rstrip("/"))
+        geo = str(body.get("geolocation") or geolocation(current) or "").rstrip("/")
+        return replace(tok, extra={**tok.extra, GEOLOCATION: geo} if geo else tok.extra)
 
     # -- routing ----------------------------------------------------------------------------
     def home(self) -> str:
         """The company's datacenter base URL (from the stored token; a token is fetched if needed)."""
-        return self.current_token().geolocation or self.base_url
+        return geolocation(self.current_token()) or self.base_url
 
     def route(self, request: httpx.Request, tok: Token) -> None:
         """Send `request` to the token's datacenter: a URL on the configured base is moved there;
         one already there stays; any other is refused (a URL of another datacenter)."""
-        geo = tok.geolocation or self.base_url
+        geo = geolocation(tok) or self.base_url
         url = str(request.url)
         if url == geo or url.startswith(geo + "/"):
             return

@@ -10,6 +10,7 @@ Nothing is written to Concur unless a flow asks for FIS posting confirmations (`
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -45,6 +46,20 @@ def _error_text(resp: httpx.Response) -> str:
         if err:
             return one_line(str(err), 200)
     return one_line(str(body), 200)
+
+
+def _source_id_of(item: dict[str, Any]) -> str | None:
+    """The report or payment request id a FIS document carries."""
+    doc = item.get("document")
+    if isinstance(doc, str):
+        try:
+            doc = json.loads(doc)
+        except ValueError:
+            return None
+    if not isinstance(doc, dict):
+        return None
+    found = (doc.get("report") or {}).get("reportId") or (doc.get("requestHeader") or {}).get("requestId")
+    return str(found) if found else None
 
 
 class ConcurClient:
@@ -164,19 +179,29 @@ class ConcurClient:
         return body
 
     def fis_document_id(self, doc_type: str, source_id: str) -> str | None:
-        """The FIS document of a v3 report (`expense`) or payment request (`invoice`), by its id;
-        None when FIS does not list it (not READY: acknowledged already, or not ready yet)."""
+        """The FIS document of a report (`expense`) or payment request (`invoice`), by its id: asked
+        with `docId` (documented as "the expense report ID, payment request ID or cash advance ID"
+        [unverified: whether the report's own id is matched, or only the document's]) whatever its
+        status, else looked for among the READY documents; None when FIS does not have it."""
+        try:
+            body = self.get(f"{FIS}/{doc_type}/transactions", {"docId": source_id, "ignoreDocumentStatus": "yes"},
+                            headers={"DocumentFormatAs": "JSON"})
+        except ConcurError as exc:
+            if exc.status not in (400, 404):
+                raise
+            body = None  # a docId FIS does not take: look among the READY documents
+        for d in (body.get("content") or []) if isinstance(body, dict) else []:
+            if source_id in (d.get("id"), _source_id_of(d)):
+                return str(d["id"])
         page = 0
         while True:
             body = self.fis_page(doc_type, page)
             for d in body["content"]:
-                doc = d.get("document") or {}
-                ids = ((doc.get("report") or {}).get("reportId"), (doc.get("requestHeader") or {}).get("requestId"))
-                if source_id in ids:
+                if _source_id_of(d) == source_id:
                     return str(d["id"])
             info = body.get("page") or {}
             page += 1
-            if page >= int(info.get("totalPages") or 0):
+            if not body["content"] or page >= int(info.get("totalPages") or 0):
                 return None
 
     def post_json(self, path: str, body: Any) -> Any:

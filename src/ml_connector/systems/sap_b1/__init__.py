@@ -75,6 +75,16 @@ def _check(sc: Any, system: str, function: str, params: dict[str, Any]) -> Chann
     return check_resource(system, function, params, sc.allow.resources)
 
 
+def _pacing(cfg: Any) -> tuple[str, float, int]:
+    """The control plane's budget of a connection served through the agent: one per company
+    database, as the agent's own pacing keys it (pacing.py)."""
+    from ml_connector.systems.sap_b1.client import service_root_of
+    from ml_connector.systems.sap_b1.pacing import company_key, limits_of
+
+    cps, conc = limits_of(getattr(cfg, "limits", None))
+    return f"sap_b1:{company_key(service_root_of(cfg.base_url), cfg.company_db)}", float(cps), conc
+
+
 def _idempotent(function: str) -> bool:
     return function.startswith("GET ")  # a Service Layer read ("GET JournalEntries"): safe to run again
 
@@ -89,7 +99,7 @@ ENTRY = SystemEntry(
     emulator=Emulator(default_port=8030, new_state=_new_state,
                       create_app=lazy("ml_connector.systems.sap_b1.sandbox.app", "create_app"), info=_info,
                       snapshot=_snapshot, restore=_restore, started_by_default=False),
-    # No call budget: Business One connections are not paced by the control plane.
+    # One call budget per company database, here and in the agent (pacing.py).
     agent=AgentSupport(settings=B1AgentSystem, handler=_agent_handler, channel_client=_channel_client,
-                       check=_check, idempotent=_idempotent),
+                       check=_check, idempotent=_idempotent, pacing=_pacing),
 )

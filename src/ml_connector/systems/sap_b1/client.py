@@ -20,6 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -40,6 +41,7 @@ from ml_connector.systems.sap_b1.errors import (
     parse_error,
 )
 from ml_connector.systems.sap_b1.facts import b1_facts
+from ml_connector.systems.sap_b1.pacing import CompanyPacing
 from ml_connector.systems.sap_b1.sessions import SessionStore, StoredSession
 
 log = logging.getLogger(__name__)
@@ -445,8 +447,10 @@ class ServiceLayerClient(ServiceLayerApi):
     def __init__(self, base_url: str, company_db: str, user: str, password: str, *, timeout: float = 60.0,
                  verify: bool | str = True, page_size: int | None = None, retry_base: float | None = None,
                  clock: Callable[[], float] = time.monotonic, transport: httpx.BaseTransport | None = None,
-                 sessions: SessionStore | None = None) -> None:
+                 sessions: SessionStore | None = None, pacing: CompanyPacing | None = None) -> None:
         self.root = service_root_of(base_url)
+        # The company database's call budget (pacing.py), shared by every client of it in the process.
+        self.pacing = pacing
         self.auth = B1SessionAuth(self.root, company_db, user, password, clock=clock, store=sessions)
         self.page_size = page_size
         # Retries and 429 waits in the shared transport (provider.yaml `retry`): only GETs are sent
@@ -494,8 +498,9 @@ class ServiceLayerClient(ServiceLayerApi):
         url = f"{self.root}/{base}" + (f"?{qs}&{extra}" if qs and extra else f"?{qs or extra}" if qs or extra else "")
         idempotent = method in self.policy.idempotent_methods
         try:
-            resp = self._http.request(method, url, json=body if body is not None else None,
-                                      headers=dict(headers or {}))
+            with self.pacing.slot() if self.pacing is not None else nullcontext():
+                resp = self._http.request(method, url, json=body if body is not None else None,
+                                          headers=dict(headers or {}))
         except B1Error:
             raise
         except httpx.HTTPError as exc:

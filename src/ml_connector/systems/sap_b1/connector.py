@@ -16,6 +16,7 @@ from ml_connector.systems.sap_b1.client import (
     make_handler,
     service_root_of,
 )
+from ml_connector.systems.sap_b1.pacing import pacing_for
 from ml_connector.systems.sap_b1.sessions import TokenSessionStore
 
 
@@ -24,9 +25,11 @@ def build_client(rt: Any, name: str, cfg: Any) -> ServiceLayerClient:
     tokens = getattr(rt, "tokens", None)
     sessions = (TokenSessionStore(tokens, name, service_root_of(cfg.base_url), cfg.company_db, cfg.auth.username)
                 if tokens is not None else None)
+    root = service_root_of(cfg.base_url)
     return ServiceLayerClient(cfg.base_url, cfg.company_db, cfg.auth.username,
                               rt.vault.get(cfg.auth.password_secret), timeout=float(cfg.timeout),
-                              verify=cfg.tls_verify, page_size=cfg.page_size, sessions=sessions)
+                              verify=cfg.tls_verify, page_size=cfg.page_size, sessions=sessions,
+                              pacing=pacing_for(root, cfg.company_db, cfg.limits))
 
 
 def connect(rt: Any, name: str, cfg: Any) -> ServiceLayerApi:
@@ -43,8 +46,10 @@ def agent_handler(system_cfg: Any, password: str) -> Any:
     company_db = getattr(system_cfg, "company_db", None)
     if not company_db:
         raise ValueError("sap_b1 system: company_db (the CompanyDB of the Service Layer login) is required")
+    # The agent's own pacing of the company database (agent.yaml `limits`, else provider.yaml).
+    pacing = pacing_for(service_root_of(system_cfg.base_url), company_db, getattr(system_cfg, "limits", None))
     client = ServiceLayerClient(system_cfg.base_url, company_db, system_cfg.user, password,
-                                timeout=float(system_cfg.timeout), verify=system_cfg.tls_verify)
+                                timeout=float(system_cfg.timeout), verify=system_cfg.tls_verify, pacing=pacing)
     return make_handler(client)
 
 

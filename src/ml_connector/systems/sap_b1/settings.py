@@ -14,6 +14,13 @@ class B1Auth(SettingsModel):
     password_secret: SecretName
 
 
+class B1Limits(SettingsModel):
+    """The call budget of the company database (default: provider.yaml `rate_limit`)."""
+
+    calls_per_second: int = Field(ge=1, le=1000)
+    max_concurrent: int = Field(ge=1, le=100)
+
+
 class SapB1Connection(SettingsModel):
     """An SAP Business One company, through its Service Layer; normally reached through the agent."""
 
@@ -27,6 +34,8 @@ class SapB1Connection(SettingsModel):
     tls_verify: bool | str = Field(default=True, description="true, false, or a CA bundle path")
     page_size: int | None = Field(default=None, ge=1, le=10000,
                                   description="B1S-PageSize per request; default the server's (20)")
+    limits: B1Limits | None = Field(default=None, description="Calls per second and at once to this company "
+                                    "database (default: provider.yaml rate_limit)")
 
 
 class B1AgentSystem(AgentSystemSettings):
@@ -35,3 +44,5 @@ class B1AgentSystem(AgentSystemSettings):
     type: Literal["sap_b1"] = "sap_b1"
     company_db: Text = Field(min_length=1, description="CompanyDB of the Service Layer login")
     user: Text = Field(min_length=1)
+    limits: B1Limits | None = Field(default=None, description="The agent's pacing of this company database "
+                                    "(default: provider.yaml rate_limit)")

@@ -4,7 +4,9 @@ loopback server (`/us2`, `/eu2`, `/apj1`, `/cn`; `/glz` the Global Landing Zone)
     POST /<dc>/oauth2/v0/token                       company grant (password + credtype=authtoken) at any
                                                      datacenter; refresh only at the token's own
     GET  /<dc>/api/v3.0/expense/reports[/{id}]       {Items, NextPage} with limit/offset; approvalStatusCode,
-                                                     paymentStatusCode, modifiedDateAfter, user
+                                                     paymentStatusCode, modifiedDateAfter/Before,
+                                                     submitDateAfter, processingPaymentDateAfter,
+                                                     paidDateAfter, user
     GET  /<dc>/api/v3.0/expense/entries[/{id}]       reportID
     GET  /<dc>/api/v3.0/expense/allocations          reportID | entryID
     GET  /<dc>/api/v3.0/expense/entryattendeeassociations   entryID;  /expense/attendees/{id}
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -77,6 +80,14 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
     st = state or ConcurSandbox()
     app = FastAPI(title="SAP Concur sandbox", docs_url=None, redoc_url=None)
     app.state.sandbox = st
+
+    @app.middleware("http")
+    async def correlation_id(request: Request, call_next: Any) -> Response:
+        """`concur-correlationid` on every answer; a value the client sent is echoed back."""
+        cid = request.headers.get("concur-correlationid") or str(uuid.uuid4())
+        response: Response = await call_next(request)
+        response.headers["concur-correlationid"] = cid
+        return response
 
     @app.exception_handler(ConcurApiError)
     async def api_error(request: Request, exc: ConcurApiError) -> Response:
@@ -127,8 +138,13 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
             if q.get(param):
                 wanted = set(q[param].split(","))
                 rows = [r for r in rows if r[fieldname] in wanted]
-        if q.get("modifiedDateAfter"):
-            rows = [r for r in rows if r["LastModifiedDate"] > q["modifiedDateAfter"]]
+        for param, fieldname in (("modifiedDateAfter", "LastModifiedDate"), ("submitDateAfter", "SubmitDate"),
+                                 ("processingPaymentDateAfter", "ProcessingPaymentDate"),
+                                 ("paidDateAfter", "PaidDate")):
+            if q.get(param):
+                rows = [r for r in rows if (r.get(fieldname) or "") > q[param]]
+        if q.get("modifiedDateBefore"):
+            rows = [r for r in rows if r["LastModifiedDate"] < q["modifiedDateBefore"]]
         user = q.get("user")
         if user and user != "ALL":
             rows = [r for r in rows if r["OwnerLoginID"].lower() == user.lower()]
@@ -251,13 +267,18 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
         raise ConcurApiError(400, {"ErrorMessage": {"errorId": "fis.doctype", "httpStatus": 400,
                                                     "errorMessage": f"unknown transaction type {doc_type}"}})
 
+    def _source_id(d: dict[str, Any]) -> str:
+        doc = d["document"]
+        return str((doc.get("report") or {}).get("reportId") or (doc.get("requestHeader") or {}).get("requestId")
+                   or "")
+
     @app.get("/{dc}/financialintegration/fi/v4/companies/transactiontypes/{doc_type}/transactions")
     async def fis(dc: str, doc_type: str, request: Request) -> Response:
         await guard(request, dc)
         q = request.query_params
         docs = _fis_docs(doc_type)
-        if q.get("docId"):
-            docs = [d for d in docs if d["id"] == q["docId"]
+        if q.get("docId"):  # the document's id, or the report / payment request id it carries
+            docs = [d for d in docs if q["docId"] in (d["id"], _source_id(d))
                     and (q.get("ignoreDocumentStatus") == "yes" or d["docStatus"] == "READY")]
         else:  # only READY, unacknowledged documents are listed
             docs = [d for d in docs if d["docStatus"] == "READY"]
@@ -268,14 +289,14 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
             raise v3_error(400, "page and limit must be integers") from None
         if page < 0 or limit < 1:
             raise v3_error(400, "page must be >= 0 and limit >= 1")
-        pages = max(1, -(-len(docs) // limit))
+        pages = -(-len(docs) // limit)  # Spring: 0 pages when nothing is READY
         content = docs[page * limit: (page + 1) * limit]
         if request.headers.get("documentformatas", "JSON").lower() == "text":
             content = [{**d, "document": json.dumps(d["document"])} for d in content]
         self_url = str(request.url)
         links = [{"rel": "first", "href": str(request.url.include_query_params(page="0"))},
                  {"rel": "self", "href": self_url},
-                 {"rel": "last", "href": str(request.url.include_query_params(page=str(pages - 1)))}]
+                 {"rel": "last", "href": str(request.url.include_query_params(page=str(max(pages - 1, 0))))}]
         if page + 1 < pages:
             links.append({"rel": "next", "href": str(request.url.include_query_params(page=str(page + 1)))})
         return JSONResponse({"links": links, "content": content,
@@ -291,7 +312,9 @@ def create_app(state: ConcurSandbox | None = None) -> FastAPI:
         ids = body.get("ids") if isinstance(body, dict) else None
         if not isinstance(ids, list):
             raise v3_error(400, "ids: a list of document ids is expected")
-        return JSONResponse(st.acknowledge(doc_type, [str(i) for i in ids]))
+        system_id = body.get("systemId")
+        return JSONResponse(st.acknowledge(doc_type, [str(i) for i in ids],
+                                           str(system_id) if system_id is not None else None))
 
     @app.post("/{dc}/financialintegration/fi/v4/companies/transactiontypes/{doc_type}/transactions/"
               "postingconfirmations")

@@ -20,6 +20,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from ml_connector.systems.concur.sandbox import seed as seed_data
@@ -45,6 +46,35 @@ def oauth_error(status: int, code: int, error: str, description: str, geolocatio
     if geolocation:
         body["geolocation"] = geolocation
     return ConcurApiError(status, body)
+
+
+CENT = Decimal("0.01")
+
+
+def _split(amount: float, weights: list[float]) -> list[float]:
+    """`amount` by weights, to the cent, the rounding rest on the last share (they add up exactly)."""
+    total = sum(Decimal(str(w)) for w in weights)
+    if not weights or total == 0:
+        return [0.0 for _ in weights]
+    whole = Decimal(str(amount)).quantize(CENT, ROUND_HALF_UP)
+    shares = [(whole * Decimal(str(w)) / total).quantize(CENT, ROUND_HALF_UP) for w in weights[:-1]]
+    return [float(c) for c in [*shares, whole - sum(shares, Decimal(0))]]
+
+
+def _fis_time(value: str | None) -> str | None:
+    """A v3 zone-less date/time as FIS writes it (`2018-03-02T18:34:30.260Z`)."""
+    if not value:
+        return None
+    v = value.replace(" ", "T")
+    return (v if "T" in v else v + "T00:00:00")[:19] + ".000Z"
+
+
+def _us_date(value: str | None) -> str | None:
+    """YYYY-MM-DD as the FIS invoice example writes dates (MM/DD/YYYY)."""
+    if not value:
+        return None
+    y, m, d = value[:10].split("-")
+    return f"{m}/{d}/{y}"
 
 
 @dataclass
@@ -101,6 +131,7 @@ class ConcurSandbox:
     attendee_links: list[dict[str, Any]] = field(default_factory=list)
     payment_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     fis_status: dict[str, str] = field(default_factory=dict)  # docId -> docStatus once acknowledged
+    fis_system: dict[str, str] = field(default_factory=dict)  # docId -> the systemId that acknowledged it
     confirmations: list[dict[str, Any]] = field(default_factory=list)  # posting confirmations received
     token_requests: Counter[str] = field(default_factory=Counter)
     requests: int = 0
@@ -300,7 +331,8 @@ class ConcurSandbox:
             return copy.deepcopy(list(self.reports.values()))
 
     def fis_expense_documents(self) -> list[dict[str, Any]]:
-        """READY expense documents: reports in Processing Payment (FIS matrix)."""
+        """Expense documents (v4.financial-documents-schema): one per approved report in Processing
+        Payment (FIS matrix: "Queued and Ready"), with its status (READY until acknowledged)."""
         out: list[dict[str, Any]] = []
         with self.lock:
             for r in self.reports.values():
@@ -308,120 +340,153 @@ class ConcurSandbox:
                     continue
                 doc_id = f"fis-exp-{r['ID']}"
                 entries = [e for e in self.entries.values() if e["ReportID"] == r["ID"]]
+                first, _, last = str(r.get("OwnerName") or "").partition(" ")
                 out.append({"id": doc_id, "docType": "expense", "companyId": self.company_uuid,
-                            "companyUuid": self.company_uuid, "entityId": "p0000001", "erpSystemId": None,
-                            "docStatus": self.fis_status.get(doc_id, "READY"), "links": [],
+                            "companyUuid": self.company_uuid, "entityId": "p0000001",
+                            "erpSystemId": self.fis_system.get(doc_id), "links": [],
+                            "docStatus": self.fis_status.get(doc_id, "READY"),
                             "document": {
-                                "employee": {"employeeId": r["OwnerLoginID"], "loginId": r["OwnerLoginID"]},
+                                "employee": {"employeeId": r["OwnerLoginID"], "loginId": r["OwnerLoginID"],
+                                             "employeeFirstName": first, "employeeLastName": last},
                                 "report": {"reportId": r["ID"], "reportKey": r["ID"], "reportName": r["Name"],
                                            "totalApprovedAmount": r["TotalApprovedAmount"],
                                            "employeeCurrencyAlphaCode": r["CurrencyCode"], "ledgerCode": "DEFAULT",
-                                           "reportSubmitDate": r["SubmitDate"],
-                                           "reportPaymentProcessingDate": r["ProcessingPaymentDate"],
-                                           "isTest": False, "versionId": 1, "revisionNumber": 0},
+                                           "reportSubmitDate": _fis_time(r["SubmitDate"]),
+                                           "reportPaymentProcessingDate": _fis_time(r["ProcessingPaymentDate"]),
+                                           "isTest": "N", "versionId": "1", "revisionNumber": "0"},
                                 "expenseEntry": [self._fis_entry(e) for e in entries],
                                 "cashAdvanceApplication": []}})
         return out
 
     def _fis_entry(self, e: dict[str, Any]) -> dict[str, Any]:
         allocs = [a for a in self.allocations.values() if a["EntryID"] == e["ID"]]
-        return {"entryId": e["ID"], "expenseTypeCode": e["ExpenseTypeCode"], "entryDate": e["TransactionDate"],
-                "reportEntryTransactionAmount": e["TransactionAmount"], "entryApprovedAmount": e["ApprovedAmount"],
-                "entryVendorName": e["VendorDescription"], "entryIsPersonal": e["IsPersonal"],
+        # Concur's journal amounts add up to the entry's: the rounding rest is on the last allocation.
+        shares = _split(float(e["PostedAmount"]), [float(a["Percentage"]) for a in allocs])
+        return {"entryId": e["ID"], "expenseTypeCode": e["ExpenseTypeCode"], "expenseTypeName": e["ExpenseTypeName"],
+                "entryDate": _fis_time(e["TransactionDate"]), "entryCurrAlphaCode": e["TransactionCurrencyCode"],
+                "entryExchangeRate": e["ExchangeRate"], "reportEntryTransactionAmount": e["TransactionAmount"],
+                "entryApprovedAmount": e["ApprovedAmount"], "entryVendorCode": e["VendorListItemID"],
+                "entryVendorDescription": e["VendorDescription"], "entryIsPersonal": "Y" if e["IsPersonal"] else "N",
+                "reportEntryPaymentTypeCode": e["PaymentTypeID"], "entryDescription": e.get("Description") or "",
                 "allocation": [{"allocationId": a["ID"], "allocationPercentage": float(a["Percentage"]),
-                                "allocationCustom1Code": (a.get("Custom1") or {}).get("Code"),
-                                "allocationCustom2Code": (a.get("Custom2") or {}).get("Code"),
-                                "journal": [{"journalAccountCode": a["AccountCode1"], "journalPayee": "COMPANY",
-                                             "journalPayer": "EMPLOYEE",
-                                             "amountGross": round(e["PostedAmount"] * float(a["Percentage"]) / 100,
-                                                                  2)}]}
-                               for a in allocs]}
+                                **{f"allocationCustom{i}Code": (a.get(f"Custom{i}") or {}).get("Code")
+                                   for i in range(1, 21)},
+                                "journal": [{"journalAccountCode": a["AccountCode1"], "journalPayee": "COMP",
+                                             "journalPayer": "EMPL", "amountGross": share, "amountNetOfTax": share,
+                                             "amountNetOfReclaim": share, "taxGuid": [],
+                                             "accountingTransactionType": None}],
+                                "tax": []}
+                               for a, share in zip(allocs, shares, strict=True)]}
 
     def fis_invoice_documents(self) -> list[dict[str, Any]]:
+        """Invoice documents: one per approved payment request. Dates as the schema's example gives
+        them (MM/DD/YYYY); the header's shipping and tax amounts are spread over the allocations'
+        journals (`amountShipping`, `tax`) in proportion to their net amounts."""
         out: list[dict[str, Any]] = []
         with self.lock:
             for p in self.payment_requests.values():
                 if p["ApprovalStatusCode"] != "A_APPR":
                     continue
                 doc_id = f"fis-inv-{p['ID']}"
-                lines = p["LineItems"]["LineItem"]
+                rows = [(li, a, float(li["TotalPrice"]) * float(a["Percentage"]) / 100)
+                        for li in p["LineItems"]["LineItem"] for a in li["Allocations"]["Allocation"]]
+                nets = _split(sum(float(li["TotalPrice"]) for li in p["LineItems"]["LineItem"]), [r[2] for r in rows])
+                ship = _split(float(p.get("ShippingAmount") or 0), nets)
+                tax = _split(float(p.get("TaxAmount") or 0), nets)
+                journals = {id(a): {"accountCode": a["AllocationAccountCode"], "amountNet": n,
+                                    "amountGross": round(n + s + t, 2), "amountShipping": s, "tax": t}
+                            for (_, a, _), n, s, t in zip(rows, nets, ship, tax, strict=True)}
                 out.append({"id": doc_id, "docType": "invoice", "companyId": self.company_uuid,
-                            "companyUuid": self.company_uuid, "entityId": "p0000001", "erpSystemId": None,
-                            "docStatus": self.fis_status.get(doc_id, "READY"), "links": [],
+                            "companyUuid": self.company_uuid, "entityId": "p0000001",
+                            "erpSystemId": self.fis_system.get(doc_id), "links": [],
+                            "docStatus": self.fis_status.get(doc_id, "READY"),
                             "document": {
                                 "requestHeader": {"requestId": p["ID"], "reqKey": p["ID"],
                                                   "vendorInvoiceNumber": p["InvoiceNumber"],
-                                                  "invoiceDate": p["InvoiceDate"],
-                                                  "paymentDueDate": p["PaymentDueDate"],
+                                                  "invoiceDate": _us_date(p["InvoiceDate"]),
+                                                  "paymentDueDate": _us_date(p["PaymentDueDate"]),
                                                   "currencyAlphaCode": p["CurrencyCode"],
-                                                  "requestTotal": p["InvoiceAmount"],
-                                                  "amountNetInvoice": p["InvoiceAmount"],
-                                                  "amountShippingTotal": p["ShippingAmount"], "ledgerCode": "DEFAULT"},
+                                                  "requestTotal": float(p["InvoiceAmount"]),
+                                                  "amountNetInvoice": float(p["LineItemTotalAmount"]),
+                                                  "amountShippingTotal": float(p["ShippingAmount"] or 0),
+                                                  "ledgerCode": "DEFAULT", "isTest": "N",
+                                                  "submitDate": _fis_time(p["CreateDate"])},
                                 "vendor": {"vendorName": p["VendorRemitAddress"]["Name"],
                                            "vendorCode": p["VendorRemitToIdentifier"]["VendorCode"],
                                            "vendorRemitToAddressCode": p["VendorRemitToIdentifier"]["AddressCode"]},
                                 "lineItem": [{"expenseTypeCode": li["ExpenseTypeCode"],
                                               "lineItemDescription": li["Description"],
-                                              "lineItemQuantity": li["Quantity"],
-                                              "lineItemUnitPrice": li["UnitPrice"],
+                                              "lineItemSequenceOrder": li["RequestLineItemNumber"],
+                                              "externalLineItemId": li["LineItemId"],
+                                              "lineItemQuantity": float(li["Quantity"]),
+                                              "lineItemUnitPrice": float(li["UnitPrice"]),
                                               "allocation": [{"allocationAccountCode": a["AllocationAccountCode"],
-                                                              "allocationPercentage": a["Percentage"],
-                                                              "journal": {"accountCode": a["AllocationAccountCode"],
-                                                                          "amountNet": li["TotalPrice"],
-                                                                          "amountGross": li["TotalPrice"],
-                                                                          "amountShipping": "0.00", "tax": "0.00"}}
+                                                              "allocationPercentage": float(a["Percentage"]),
+                                                              **{f"allocationCustom{i}Code":
+                                                                 (a.get(f"Custom{i}") or {}).get("Code")
+                                                                 for i in range(1, 21)},
+                                                              "journal": journals[id(a)]}
                                                              for a in li["Allocations"]["Allocation"]]}
-                                             for li in lines]}})
+                                             for li in p["LineItems"]["LineItem"]]}})
         return out
 
-    def acknowledge(self, doc_type: str, ids: list[str]) -> list[dict[str, Any]]:
+    def acknowledge(self, doc_type: str, ids: list[str], system_id: str | None = None) -> list[dict[str, Any]]:
+        """Service codes per id (HTTP 200): 0, 101 acknowledged before, 104 does not exist."""
         docs = {d["id"]: d for d in (self.fis_expense_documents() if doc_type == "expense"
                                      else self.fis_invoice_documents())}
         out: list[dict[str, Any]] = []
         with self.lock:
             for i in ids:
                 if i not in docs:
-                    out.append({"code": 104, "docId": i, "acknowledgeResult": "FAILURE",
-                                "errorMessage": "does not exist"})
-                elif self.fis_status.get(i) == "ACKNOWLEDGED":
-                    out.append({"code": 101, "docId": i, "acknowledgeResult": "FAILURE",
-                                "errorMessage": "previously acknowledged"})
+                    out.append({"code": 104, "docId": i, "systemId": system_id, "acknowledgeResult": "FAILURE",
+                                "errorMessage": "This document does not exist in the FI database."})
+                elif self.fis_status.get(i, "READY") != "READY":
+                    out.append({"code": 101, "docId": i, "systemId": system_id, "acknowledgeResult": "FAILURE",
+                                "errorMessage": "This document was previously acknowledged by SystemId: "
+                                                f"{self.fis_system.get(i)}."})
                 else:
                     self.fis_status[i] = "ACKNOWLEDGED"
-                    out.append({"code": 0, "docId": i, "acknowledgeResult": "SUCCESS", "errorMessage": None})
+                    if system_id is not None:
+                        self.fis_system[i] = system_id
+                    out.append({"code": 0, "docId": i, "systemId": system_id, "acknowledgeResult": "SUCCESS",
+                                "errorMessage": ""})
         return out
 
-
     def confirm_postings(self, doc_type: str, body: Any) -> list[dict[str, Any]]:
+        """Service codes per item: 0, 99 another systemId acknowledged it, 111 not acknowledged, 113
+        confirmed before, 116 does not exist."""
         items = body.get("postingConfirmations") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise v3_error(400, "postingConfirmations: a list is expected")
         docs = {d["id"] for d in (self.fis_expense_documents() if doc_type == "expense"
                                   else self.fis_invoice_documents())}
+        system_id = body.get("systemId")
         out = []
         with self.lock:
             for it in items:
                 doc_id = str((it or {}).get("docId"))
                 status = self.fis_status.get(doc_id)
                 if doc_id not in docs:
-                    code, msg = 104, "does not exist"
+                    code, msg = 116, "This document does not exist in the FI database."
                 elif status is None or status == "READY":
-                    code, msg = 111, "not acknowledged"
+                    code, msg = 111, "This document has not been acknowledged."
+                elif doc_id in self.fis_system and (system_id or "") != self.fis_system[doc_id]:
+                    code, msg = 99, "System ID in request does not match system ID in FI database."
                 elif status.startswith("POSTING_CONFIRMED"):
-                    code, msg = 113, "confirmation already posted"
+                    code, msg = 113, "Confirmation has been posted for this document."
                 else:
                     ok = (it.get("overallPostingStatusCode") or "").lower() == "success"
                     self.fis_status[doc_id] = "POSTING_CONFIRMED_SUCCESS" if ok else "POSTING_CONFIRMED_FAILURE"
                     self.confirmations.append(copy.deepcopy(it))
                     code, msg = 0, ""
-                out.append({"code": code, "docId": doc_id, "systemId": body.get("systemId"),
+                out.append({"code": code, "docId": doc_id, "systemId": system_id,
                             "postingConfirmationResult": "SUCCESS" if code == 0 else "FAILURE",
-                            "errorMessage": msg or None, "detailMessage": None})
+                            "errorMessage": msg, "detailMessage": ""})
         return out
 
 
 SNAPSHOT_DATA = ("reports", "entries", "allocations", "attendees", "attendee_links", "payment_requests",
-                 "fis_status", "confirmations", "refresh_tokens")
+                 "fis_status", "fis_system", "confirmations", "refresh_tokens")
 
 
 def snapshot(state: ConcurSandbox) -> dict[str, Any]:

@@ -136,6 +136,7 @@ def create_app(state: B1Sandbox | None = None) -> FastAPI:
                 return b1_error(version, SlError(500, -1, "Internal server error"))
             return Response(_GATEWAY_PAGES[status], status_code=status, media_type="text/html")
         st.in_flight += 1
+        st.peak_in_flight = max(st.peak_in_flight, st.in_flight)
         try:
             return await _serve(version, path, name, key, action, request)
         except SlError as exc:

@@ -224,6 +224,7 @@ class B1Sandbox:
         self.login_failures = 0
         self.unauthorized = 0
         self.in_flight = 0
+        self.peak_in_flight = 0  # the most requests served at once (pacing tests)
         self.faults_injected: Counter[str] = Counter()
         self.last_headers: dict[str, str] = {}
 
@@ -305,6 +306,7 @@ class B1Sandbox:
             return {"requests": self.stats_requests, "by_resource": dict(self.by_resource), "logins": self.logins,
                     "logouts": self.logouts, "login_failures": self.login_failures,
                     "unauthorized": self.unauthorized, "sessions": len(self.sessions), "in_flight": self.in_flight,
+                    "peak_in_flight": self.peak_in_flight,
                     "faults_injected": dict(self.faults_injected),
                     "counts": {n: len(s.rows) for n, s in self.sets.items()}}
 
