@@ -9,7 +9,9 @@ Streams:
   customer with what Marketing Cloud holds and corrects any difference.
 - `hierarchy`: the partner functions (KNVP: sold-to, ship-to, bill-to, payer) → one row per
   account, role and partner, with the parent account and an "eligible for marketing" flag that
-  honours a block anywhere up the hierarchy.
+  honours a block anywhere up the hierarchy (SAP's customer hierarchy KNVH and the partner functions).
+- `contacts`: the contact persons (KNVK) → one row per contact: its account, the account's parent
+  and path up, department and function, and the account's eligibility.
 - `orders`: ORDERS/ORDRSP and DESADV (DELVRY) IDocs → rows of the transactions Data Extension and,
   for a new sales order, a journey entry event (post-purchase journeys start, win-back stops).
 
@@ -31,11 +33,16 @@ from ml_connector.config import Schedule
 from ml_connector.core.flow import Flow, FlowSchedule, RunContext, Stream
 from ml_connector.core.ledger import Desired
 from ml_connector.core.settings import SettingsModel
-from ml_connector.systems.sap_ecc.sources import CustomerStatusSource, SalesDocumentIdocSource, parent_of
+from ml_connector.systems.sap_ecc.sources import (
+    CustomerStatusSource,
+    SalesDocumentIdocSource,
+    hierarchy_path,
+    parent_of,
+)
 from ml_connector.systems.sfmc.schema import DeField, DeSpec
 from ml_connector.systems.sfmc.targets import DataExtensionRowsTarget, TransactionsJourneyTarget
 
-STREAMS = ("customers", "hierarchy", "orders")
+STREAMS = ("customers", "hierarchy", "orders", "contacts")
 
 ROLE = {"AG": "SoldTo", "WE": "ShipTo", "RE": "BillTo", "RG": "Payer"}
 #: Roles that receive promotions; an invoice (bill-to) or payer contact gets service mail only.
@@ -81,6 +88,26 @@ def hierarchy_de(key: str = "ML_SAP_Customer_Hierarchy") -> DeSpec:
     ), description="Owned by SAP ECC through ml-connector (KNVP partner functions)")
 
 
+def contacts_de(key: str = "ML_SAP_Contacts") -> DeSpec:
+    return DeSpec(key, key, (
+        DeField("ContactKey", "Text", 10, primary=True),
+        DeField("AccountNumber", "Text", 10),
+        DeField("ParentAccount", "Text", 10),
+        DeField("HierarchyPath", "Text", 80),
+        DeField("Role", "Text", 20),
+        DeField("FirstName", "Text", 35),
+        DeField("LastName", "Text", 35),
+        DeField("Salutation", "Text", 30),
+        DeField("Language", "Text", 2),
+        DeField("Department", "Text", 4),
+        DeField("DepartmentName", "Text", 12),
+        DeField("Function", "Text", 2),
+        DeField("EligibleForMarketing", "Boolean"),
+        DeField("PromotionsAllowed", "Boolean"),
+        DeField("IneligibleReason", "Text", 250),
+    ), description="Owned by SAP ECC through ml-connector (KNVK contact persons)")
+
+
 def transactions_de(key: str = "ML_SAP_Transactions") -> DeSpec:
     return DeSpec(key, key, (
         DeField("DocumentNumber", "Text", 10, primary=True),
@@ -103,7 +130,7 @@ class FullCompare(Schedule):
     `timezone`) every night; `full: null` turns it off (then run `sync --full` yourself)."""
 
     cron: str | None = "0 2 * * *"
-    streams: tuple[str, ...] = ("customers", "hierarchy")
+    streams: tuple[str, ...] = ("customers", "hierarchy", "contacts")
 
     @field_validator("streams")
     @classmethod
@@ -128,6 +155,7 @@ class Options(SettingsModel):
     customer_de: str = Field(default="ML_SAP_Customer_Status", min_length=1)
     hierarchy_de: str = Field(default="ML_SAP_Customer_Hierarchy", min_length=1)
     transactions_de: str = Field(default="ML_SAP_Transactions", min_length=1)
+    contacts_de: str = Field(default="ML_SAP_Contacts", min_length=1)
     page_size: int = Field(default=500, ge=1, le=100_000)
     full: FullCompare | None = FullCompare()    # the scheduled full comparison (null: none)
 
@@ -259,7 +287,7 @@ def hierarchy_rows(key: str, rec: dict[str, Any], *, opts: Options = Options()) 
     payer, its parent account and the path up, and whether each contact may get promotions."""
     eligible, _ = eligibility(rec, opts)
     parent = parent_of(rec) or ""
-    path = " > ".join([key, *(a["KUNNR"] for a in rec.get("_ancestors", []))])[:80]
+    path = " > ".join(hierarchy_path(rec))[:80]
     rows: dict[tuple[str, str, str], dict[str, str]] = {}
     for p in sorted(rec.get("_knvp", []), key=lambda r: (r.get("PARVW", ""), r.get("PARZA", ""))):
         role = ROLE.get(str(p.get("PARVW", "")))
@@ -272,6 +300,35 @@ def hierarchy_rows(key: str, rec: dict[str, Any], *, opts: Options = Options()) 
             "ParentAccount": parent, "HierarchyPath": path, "EligibleForMarketing": _flag(eligible),
             "PromotionsAllowed": _flag(eligible and role in PROMOTION_ROLES)}
     return Desired(key, {"rows": [rows[k] for k in sorted(rows)]})
+
+
+#: KNVK-PARLA (one-character SAP language key) → ISO 639-1 for Marketing Cloud.
+LANGUAGE = {"E": "en", "D": "de", "F": "fr", "S": "es", "I": "it", "N": "nl"}
+
+
+def contact_rows(key: str, rec: dict[str, Any], *, opts: Options = Options()) -> Desired:
+    """The account's contact persons (KNVK) as rows keyed by the contact person number: the account,
+    its parent and path up, the contact's department and function (SAP's codes, ABTNR/PAFKT, with
+    the department text ABTPA), and whether the contact may be marketed to. A contact inherits its
+    account's eligibility (a block on the account or anywhere above it); promotions go only to
+    contacts of a buying account (one that is its own sold-to), not of a pure payer or ship-to."""
+    eligible, reasons = eligibility(rec, opts)
+    buyer = any(p.get("PARVW") == "AG" and p.get("KUNN2") == key for p in rec.get("_knvp", []))
+    parent = parent_of(rec) or ""
+    path = " > ".join(hierarchy_path(rec))[:80]
+    rows = []
+    for c in sorted(rec.get("_knvk", []), key=lambda r: str(r.get("PARNR", ""))):
+        parnr = str(c.get("PARNR") or "").strip()
+        if not parnr:
+            continue
+        rows.append({"ContactKey": parnr, "AccountNumber": key, "ParentAccount": parent, "HierarchyPath": path,
+                     "Role": "ContactPerson", "FirstName": str(c.get("NAMEV") or ""),
+                     "LastName": str(c.get("NAME1") or ""), "Salutation": str(c.get("ANRED") or ""),
+                     "Language": LANGUAGE.get(str(c.get("PARLA") or ""), ""),
+                     "Department": str(c.get("ABTNR") or ""), "DepartmentName": str(c.get("ABTPA") or ""),
+                     "Function": str(c.get("PAFKT") or ""), "EligibleForMarketing": _flag(eligible),
+                     "PromotionsAllowed": _flag(eligible and buyer), "IneligibleReason": "; ".join(reasons)[:250]})
+    return Desired(key, {"rows": rows})
 
 
 def sales_document_row(key: str, rec: dict[str, Any], *, opts: Options = Options()) -> Desired:
@@ -308,6 +365,9 @@ class SapEccSfmcFlow(Flow):
         opts = self.options()
         return customer_de(opts.customer_de), hierarchy_de(opts.hierarchy_de), transactions_de(opts.transactions_de)
 
+    def contacts_spec(self) -> DeSpec:
+        return contacts_de(self.options().contacts_de)
+
     def streams(self) -> dict[str, Stream]:
         opts = self.options()
         page = opts.page_size
@@ -323,7 +383,10 @@ class SapEccSfmcFlow(Flow):
                            DataExtensionRowsTarget(mc, hier, replace_by="AccountNumber"))
         orders = Stream("orders", SalesDocumentIdocSource(page_size=page), bind(sales_document_row),
                         TransactionsJourneyTarget(mc, trans))
-        streams = {s.name: s for s in (customers, hierarchy, orders)}
+        contacts = Stream("contacts", CustomerStatusSource(sap, page_size=page, spend=False, contacts=True),
+                          bind(contact_rows), DataExtensionRowsTarget(mc, self.contacts_spec(),
+                                                                      replace_by="AccountNumber"))
+        streams = {s.name: s for s in (customers, hierarchy, orders, contacts)}
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
 
