@@ -1,6 +1,7 @@
 """The B2B hierarchy whole, over loopback: SAP's customer hierarchy (KNVH) and contact persons (KNVK)
 from the SAP ECC sandbox to the contacts Data Extension of the Marketing Cloud sandbox, by the CLI;
-a block on a hierarchy node reaches its children's contacts through a DEBMAS of the node alone."""
+a block on a hierarchy node reaches its children's contacts through a DEBMAS of the node alone; a
+large full comparison during business hours is deferred unless forced."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ CONTACTS = "ML_SAP_Contacts"
 def test_contacts_link_account_parent_and_role_and_a_node_block_reaches_the_children(tmp_path):
     with running_sandboxes(vendors=5, systems=("sap_ecc", "sfmc")) as handles:
         ecc, mc = handles["sap_ecc"].state, handles["sfmc"].info
-        env = make_sfmc_env(tmp_path, handles["sap_ecc"].url, mc)
+        # Business hours around the clock: every large full comparison requested now is deferred.
+        week = "[mon, tue, wed, thu, fri, sat, sun]"
+        env = make_sfmc_env(tmp_path, handles["sap_ecc"].url, mc, options=(
+            "      page_size: 1000\n      large_extract: 100\n"
+            f"      business_hours: {{start: '00:00', end: '24:00', days: {week}}}\n"))
         knvk = ecc.data.rows("KNVK", ecc.client)
         today = today_dats()
         valid = [r for r in ecc.data.rows("KNVH", ecc.client) if r["HKUNNR"] and r["DATAB"] <= today <= r["DATBI"]]
@@ -54,3 +59,7 @@ def test_contacts_link_account_parent_and_role_and_a_node_block_reaches_the_chil
             assert held[p]["EligibleForMarketing"] == "False" and held[p]["PromotionsAllowed"] == "False"
             assert held[p]["IneligibleReason"] == f"parent {top}: order block 01"
         assert all(held[p]["EligibleForMarketing"] == "False" for p in contacts_of.get(top, []))
+
+        # The last full comparison read more than large_extract: now (business hours) it is deferred.
+        deferred = env.cli("sync", "customers_to_sfmc", "--stream", "contacts", "--full", check=False)
+        assert deferred.returncode == 4 and "deferred" in deferred.stderr and "--force" in deferred.stderr

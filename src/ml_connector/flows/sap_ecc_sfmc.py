@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -141,6 +142,55 @@ class FullCompare(Schedule):
         return value
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: Streams whose full run reads every customer from SAP: the large extracts business hours protect.
+FULL_READ_STREAMS = frozenset({"customers", "hierarchy", "contacts"})
+
+
+class BusinessHours(SettingsModel):
+    """`options.business_hours`: when SAP's users work. A large full comparison (a stream whose last
+    full run read more than `options.large_extract` customers) is not started then: a manual one is
+    refused with a message unless forced (`sync --full --force`), a scheduled or caught-up one
+    waits for the first hourly re-check after `end`. IDoc-driven incremental runs always flow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(default="18:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")  # 24:00: to midnight
+    days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    timezone: str = "UTC"
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [d for d in value if d not in DAYS]
+        if bad:
+            raise ValueError(f"unknown day(s) {', '.join(bad)}: use {', '.join(DAYS)}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception:
+            raise ValueError(f"expected an IANA time zone like 'Europe/Berlin', got {value!r}") from None
+        return value
+
+    def contains(self, at: datetime) -> bool:
+        """Whether `at` (aware) falls in business hours (`start` inclusive, `end` exclusive)."""
+        from zoneinfo import ZoneInfo
+
+        local = at.astimezone(ZoneInfo(self.timezone))
+        hm = local.strftime("%H:%M")
+        return DAYS[local.weekday()] in self.days and self.start <= hm < self.end
+
+    def text(self) -> str:
+        return f"{'/'.join(self.days)} {self.start}-{self.end} {self.timezone}"
+
+
 class Options(SettingsModel):
     """The flow's `options` in ml-connector.yaml, validated when the configuration is loaded (a wrong
     type or an unknown key is refused there, with file, line and field)."""
@@ -158,6 +208,8 @@ class Options(SettingsModel):
     contacts_de: str = Field(default="ML_SAP_Contacts", min_length=1)
     page_size: int = Field(default=500, ge=1, le=100_000)
     full: FullCompare | None = FullCompare()    # the scheduled full comparison (null: none)
+    business_hours: BusinessHours | None = BusinessHours()   # null: no protection
+    large_extract: int = Field(default=5000, ge=0)  # customers above which a full comparison is "large"
 
     @classmethod
     def of(cls, opts: dict[str, Any]) -> Options:
@@ -359,7 +411,35 @@ class SapEccSfmcFlow(Flow):
         full = self.options().full
         if full is None or full.cron is None:
             return []
-        return [FlowSchedule("full", full.cron, full.streams, "full", full.timezone)]
+        return [FlowSchedule("full", full.cron, full.streams, "full", full.timezone, catch_up=True)]
+
+    def defer_reason(self, stream: str, mode: str, now: datetime) -> str | None:
+        """A large full comparison during business hours is deferred (issue 14: protect SAP). Large:
+        the stream's last finished full run read more than `large_extract` customers; a first load
+        (no such run yet) is an operator's deliberate act and is not deferred."""
+        opts = self.options()
+        hours = opts.business_hours
+        if mode != "full" or stream not in FULL_READ_STREAMS or hours is None or not hours.contains(now):
+            return None
+        size = self.last_full_size(stream)
+        if size is None or size <= opts.large_extract:
+            return None
+        return (f"{self.name}/{stream}: a full comparison reads every customer from SAP ({size} last time, more than "
+                f"large_extract {opts.large_extract}); during business hours ({hours.text()}) it waits, to keep SAP "
+                f"responsive: the scheduled comparison or its hourly catch-up runs it after {hours.end}; start it "
+                "now anyway with `sync --full --force` (API: \"force\": true). IDoc changes keep flowing meanwhile")
+
+    def last_full_size(self, stream: str) -> int | None:
+        """How many records the stream's last finished full run read (None: none finished)."""
+        from sqlalchemy import select
+
+        from ml_connector.core.models import RunRow
+
+        with self.runtime.db.read() as s:
+            counts = s.scalar(select(RunRow.counts).where(
+                RunRow.flow == self.name, RunRow.stream == stream, RunRow.mode == "full",
+                RunRow.status == "succeeded").order_by(RunRow.started_at.desc()).limit(1))
+        return None if counts is None else int((counts or {}).get("read", 0))
 
     def specs(self) -> tuple[DeSpec, DeSpec, DeSpec]:
         opts = self.options()
