@@ -415,12 +415,13 @@ def catch_up_tick(scheduled_at: datetime, context: dict[str, Any]) -> None:
     deferred (`catch_up_flow_schedules`), under the workflow ID that time's tick gives, so once."""
     if _paused_step(context["flow"]):
         return
-    _catch_up_step(context["flow"], context["schedule"], scheduled_at.timestamp())
+    for flow, stream, window, mode in _catch_up_step(context["flow"], context["schedule"], scheduled_at.timestamp()):
+        _enqueue_scheduled(flow, stream, window, mode)
 
 
 @DBOS.step(name="mlc.catch_up")
-def _catch_up_step(flow: str, schedule: str, at: float) -> list[str]:
-    return catch_up_flow_schedules(runtime(), datetime.fromtimestamp(at, UTC), only=(flow, schedule))
+def _catch_up_step(flow: str, schedule: str, at: float) -> list[tuple[str, str, str, str]]:
+    return due_catch_ups(runtime(), datetime.fromtimestamp(at, UTC), only=(flow, schedule))
 
 
 def _enqueue_scheduled(flow: str, stream: str, window: str, mode: str = "incremental") -> None:
@@ -498,12 +499,21 @@ def catch_up_flow_schedules(rt: Runtime, now: datetime | None = None, *,
     tick), unless the flow defers it (`Flow.defer_reason`, e.g. business hours): then the hourly
     re-check (`catch_up_tick`) starts it later. As for a flow's own cron, a stream that had not run
     before that time waits for the next one. `only`: (flow, schedule name)."""
+    started: list[str] = []
+    for flow, stream, window, mode in due_catch_ups(rt, now or datetime.now(UTC), only=only):
+        _enqueue_scheduled(flow, stream, window, mode)
+        started.append(f"{flow}:{stream}:{mode}:{window}")
+    return started
+
+
+def due_catch_ups(rt: Runtime, now: datetime, *, only: tuple[str, str] | None = None
+                  ) -> list[tuple[str, str, str, str]]:
+    """(flow, stream, window, mode) of each caught-up run `catch_up_flow_schedules` starts."""
     from zoneinfo import ZoneInfo
 
     from croniter import croniter
 
-    started: list[str] = []
-    now = now or datetime.now(UTC)
+    due: list[tuple[str, str, str, str]] = []
     for name, f in rt.config.flows.items():
         pair = getattr(f, "pair", None)
         if not pair or (only is not None and only[0] != name):
@@ -529,9 +539,8 @@ def catch_up_flow_schedules(rt: Runtime, now: datetime | None = None, *,
                 if reason:
                     log.info("%s run of %s/%s due since %s deferred: %s", fs.mode, name, stream, window, reason)
                     continue
-                _enqueue_scheduled(name, stream, window, fs.mode)
-                started.append(f"{name}:{stream}:{fs.mode}:{window}")
-    return started
+                due.append((name, stream, window, fs.mode))
+    return due
 
 
 # --------------------------------------------------------------------------- steps
