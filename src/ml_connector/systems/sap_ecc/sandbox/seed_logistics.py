@@ -27,11 +27,10 @@ KNKK/KNVV/KNVP/KNVH/KNVK, VBAK/VBAP and LIKP/LIPS in well under a second. Facts 
   delivering plant (KNVV-VWERK); deliveries carry one LIPS item per order item that is not
   rejected (VGBEL/VGPOS = order item, VGTYP C), LIKP weights are the sums of their items and
   LIKP-KUNNR is the sold-to's default ship-to party (KNVP WE);
-- customer hierarchy (KNVH, type A): a few sold-to parties that pay for themselves are top nodes
-  (HKUNNR initial) and others of the same sales area hang below them (valid from a past DATAB to
-  '99991231'); some of those were below another node before (an expired row, DATBI in the past);
-  the node accounts of the hierarchy are never the children's KNVP payers, so each child has two
-  kinds of parent only where the seed says so;
+- customer hierarchy (KNVH, type A): a few sold-to parties that pay for themselves (the highest
+  numbers of each sales area) are top nodes (HKUNNR initial); about 15 % of the other sold-to
+  parties that pay for themselves hang below one of them in their sales area (valid from a past
+  DATAB to '99991231'), some moved there from another node (an expired row, DATBI in the past);
 - contact persons (KNVK): one to three per sold-to and payer, PARNR 0000500001.. (NUMC10), KUNNR
   the account, department (ABTNR, with ABTPA text) and function (PAFKT) codes; the seed has no
   ADRC/ADR6, so no e-mail addresses.
@@ -647,7 +646,7 @@ def _hierarchy_and_contacts(rnd: random.Random, client: str, customer_tables: di
                 "BOKRE": "X", "PRFRE": "X", "HZUOR": "00"}
 
     tops: dict[str, list[str]] = {}
-    for r in sold_to:
+    for r in reversed(sold_to):  # the last numbers: the first ones stay plain accounts for the scenarios
         a = area[r["KUNNR"]][0]
         if len(tops.setdefault(a, [])) < 3:
             tops[a].append(r["KUNNR"])
