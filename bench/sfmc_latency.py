@@ -34,7 +34,7 @@ def main() -> None:
     from ml_connector.core import engine
     from ml_connector.core.runtime import Runtime
     from ml_connector.core.servers import serve_in_thread
-    from ml_connector.demo_ecc_sfmc import _config
+    from ml_connector.demo_ecc_sfmc import pair_config
     from ml_connector.sandbox import start_sandboxes
     from ml_connector.systems.sap_ecc import start_consumers
     from ml_connector.systems.sap_ecc.idoc_receiver import BasicAuth, SqlIdocStore, idoc_router
@@ -45,7 +45,7 @@ def main() -> None:
     ecc, mc, sap = handles["sap_ecc"].state, handles["sfmc"].info, handles["sap_ecc"].info
     cfg = work / "ml-connector.yaml"
     # An hour between scheduled runs: within the measurement only the IDocs start runs.
-    cfg.write_text(_config(sap, mc).replace("interval: 5s", "interval: 1h"), encoding="utf-8")
+    cfg.write_text(pair_config(sap, mc, schedule="{interval: 1h}"), encoding="utf-8")
     rt = Runtime(load_config(cfg), cfg)
     rt.vault.set("sap_ecc_password", sap["password"])
     rt.vault.set("sfmc_client_secret", mc["client_secret"])

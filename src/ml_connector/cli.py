@@ -238,6 +238,8 @@ def sync(flow: str, config: ConfigOpt = DEFAULT_CONFIG,
          stream: str | None = typer.Option(None, "--stream", "-s", help="Only this stream."),
          full: bool = typer.Option(False, "--full", help="Re-read everything, not only changes."),
          dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be written; write nothing."),
+         force: bool = typer.Option(False, "--force", help="Start even a run the flow defers now (e.g. a "
+                                    "large full comparison during business hours)."),
          ) -> None:
     """Run one sync now, with a progress bar and a summary.
 
@@ -276,7 +278,7 @@ def sync(flow: str, config: ConfigOpt = DEFAULT_CONFIG,
     # to the log at debug level. Until after shutdown: DBOS logs it from the workflow's thread.
     with engine_failures_at_debug():
         try:
-            exit_code = sync_with_progress(rt, flow, streams, full=full)
+            exit_code = sync_with_progress(rt, flow, streams, full=full, force=force)
         finally:
             engine.shutdown()
             rt.close()
@@ -295,14 +297,18 @@ def _connect(rt: Any, role: str) -> None:
 
 
 def sync_with_progress(rt: Any, flow: str, streams: list[str], *, full: bool = False,
-                       out: Console | None = None) -> int:
+                       out: Console | None = None, force: bool = False) -> int:
     """Start one run per stream and follow it with a progress bar; print the summary. 0 = all written."""
     from ml_connector.core import engine
+    from ml_connector.core.flow import RunDeferred
 
     con = out or console
     exit_code = 0
     for s in streams:
-        run_id = engine.start_sync(flow, s, full=full)
+        try:
+            run_id = engine.start_sync(flow, s, full=full, force=force)
+        except RunDeferred as exc:
+            raise _fail(f"deferred: {exc}", 4) from None
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
                       console=con, transient=False) as progress:

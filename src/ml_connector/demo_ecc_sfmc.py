@@ -20,9 +20,18 @@ FLOW = "customers_to_sfmc"
 IDOC_USER, IDOC_PASSWORD_SECRET = "SAPIDOC", "sfmc_demo_idoc_password"
 
 
-def _config(sap: dict[str, Any], mc: dict[str, Any]) -> str:
-    return f"""\
-# Written by `ml-connector demo` (SAP ECC → Marketing Cloud part): sandbox URLs change between runs.
+DEMO_OPTIONS = "      page_size: 1000\n      event_key: ml-post-purchase\n"
+
+
+def pair_config(sap: dict[str, Any], mc: dict[str, Any], *, options: str = DEMO_OPTIONS, extra: str = "",
+                schedule: str = "{interval: 5s}", receiver: str = "", port: int = 8081,
+                edition: str = "corporate",
+                header: str = "# Written by `ml-connector demo` (SAP ECC → Marketing Cloud part): "
+                              "sandbox URLs change between runs.\n") -> str:
+    """The pair's configuration on the sandboxes (`sap`: base_url, client, user; `mc`: auth_base,
+    client_id, account_id): the demo's, and the tests' (tests/support/sfmc.py). `options`: the flow's
+    options block; `extra`: more top-level sections; `receiver`: the server's `idoc:` line."""
+    return header + extra + f"""\
 engine:
   data_dir: ./data
   database_url: null
@@ -31,18 +40,18 @@ engine:
 
 server:
   host: 127.0.0.1
-  port: 8081
+  port: {port}
   api_auth: auto
-
+{receiver}
 connections:
   sap_ecc:
     type: sap_ecc
     base_url: {sap["base_url"]}
-    client: "{sap["client"]}"
+    client: "{sap.get("client", "100")}"
     language: EN
     via: direct
     auth:
-      username: {sap["user"]}
+      username: {sap.get("user", "RFC_USER")}
       password_secret: sap_ecc_password
     limits: {{max_concurrent: 8, calls_per_second: 50}}
     timeout: 60s
@@ -53,7 +62,7 @@ connections:
       client_id: {mc["client_id"]}
       client_secret_secret: sfmc_client_secret
       account_id: "{mc["account_id"]}"
-    edition: corporate
+    edition: {edition}
 
 flows:
   {FLOW}:
@@ -61,11 +70,9 @@ flows:
     source: sap_ecc
     target: sfmc
     streams: [customers, hierarchy, orders]
-    schedule: {{interval: 5s}}          # DEBMAS/ORDRSP IDocs are picked up within seconds
+    schedule: {schedule}          # DEBMAS/ORDRSP IDocs are picked up within seconds
     options:
-      page_size: 1000
-      event_key: ml-post-purchase
-"""
+{options}"""
 
 
 def _wait(check: Any, timeout: float = 15.0) -> bool:
@@ -109,7 +116,7 @@ def run_ecc_sfmc_demo(workdir: Path, console: Console) -> int:
         console.print(f"sandbox Marketing Cloud  auth {mc['auth_base']}  REST {mc['rest_base']}  "
                       f"SOAP {mc['soap_base']}")
         cfg_path = workdir / "ml-connector.yaml"
-        cfg_path.write_text(_config(sap, mc), encoding="utf-8")
+        cfg_path.write_text(pair_config(sap, mc), encoding="utf-8")
         rt = Runtime(load_config(cfg_path), cfg_path)
         rt.vault.set("sap_ecc_password", sap["password"])
         rt.vault.set("sfmc_client_secret", mc["client_secret"])

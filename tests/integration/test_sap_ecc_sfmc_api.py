@@ -1,13 +1,16 @@
-"""The pair's JSON API on the control plane (/api/flows/<flow>/...): the audience check (operator
-role) and the gap history (viewer role), over HTTP with API tokens, against the SAP ECC and
-Marketing Cloud sandboxes on loopback."""
+"""The pair's JSON API on the control plane (/api/flows/<flow>/...): the audience check and the gap
+check (operator role), the latest gap check's result and the gap history (viewer role), over HTTP
+with API tokens, against the SAP ECC and Marketing Cloud sandboxes on loopback."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from ml_connector.core import audit
 from ml_connector.server.api_auth import create_token
+from ml_connector.systems.sap_ecc.idoc_models import IdocRow
 from tests.support.sandboxes import running_sandboxes
 from tests.support.sfmc import control_plane, de_rows, make_sfmc_env, send_list
 
@@ -22,6 +25,9 @@ def test_audience_check_needs_operator_and_gap_history_viewer(tmp_path):
         members = sorted(k for k, r in de_rows(mc, CUST).items() if r["EligibleForMarketing"] == "True")[:4]
         blocked_now = members[1]
         ecc.data.update_customer(blocked_now, SPERR="X")  # blocked in SAP moments before the send
+        lost = next(k for k, r in sorted(de_rows(mc, CUST).items()) if r["EligibleForMarketing"] == "True"
+                    and k not in members)
+        ecc.data.update_customer(lost, SPERR="X")  # its update to Marketing Cloud is lost
         send_list(mc, "SPRING_PROMO", members)
         with control_plane(env) as (base, rt):
             _, viewer = create_token(rt.db, "dashboard", role="viewer")
@@ -47,6 +53,24 @@ def test_audience_check_needs_operator_and_gap_history_viewer(tmp_path):
             assert [(g["flow"], g["customer"]) for g in gaps.json()] == [
                 ("customers_to_sfmc", "0000100003"), ("customers_to_sfmc", "0000100001")]
 
+            # The gap check: GET gives the latest result (none yet) and runs nothing; POST runs it.
+            assert call("GET", "/gaps", None).status_code == 401
+            assert call("GET", "/gaps", viewer).json()["checked_at"] is None
+            assert call("POST", "/gaps/check", viewer, json={}).status_code == 403
+            with rt.db.session() as s:  # SAP announced `lost`'s block two minutes ago; the update never arrived
+                s.add(IdocRow(docnum="9000000001", mestyp="DEBMAS", idoctyp="DEBMAS07", sndprn="ECCCLNT100",
+                              received_at=datetime.now(UTC) - timedelta(seconds=120), raw=b"",
+                              parsed={"segments": [{"segment": "E1KNA1M", "fields": {"KUNNR": lost}}]}))
+            ran = call("POST", "/gaps/check", operator, json={"max_lag": 60})
+            assert ran.status_code == 200, ran.text
+            assert (ran.json()["checked"], [g["customer"] for g in ran.json()["gaps"]]) == (1, [lost])
+            assert ran.json()["gaps"][0]["fields"]["PostingBlocked"] == {"sfmc": "False", "sap": "True"}
+            assert de_rows(mc, CUST)[lost]["PostingBlocked"] == "True"  # corrected by the check
+            assert de_rows(mc, CUST)[blocked_now]["PostingBlocked"] == "False"  # not announced: not checked
+            latest = call("GET", "/gaps", viewer).json()
+            assert latest == ran.json() and latest["checked_at"] is not None
+            assert call("GET", "/gaps/history", viewer).json()[0]["customer"] == lost
+
             report = call("POST", "/audience/check", operator, json=body)
             assert report.status_code == 200, report.text
             out = report.json()
@@ -59,4 +83,5 @@ def test_audience_check_needs_operator_and_gap_history_viewer(tmp_path):
             assert unknown.status_code == 422 and "NO_SUCH_LIST" in unknown.text
             paths = httpx.get(f"{base}/openapi.json", timeout=10).json()["paths"]
             assert {"/api/flows/customers_to_sfmc/audience/check",
-                    "/api/flows/customers_to_sfmc/gaps/history"} <= set(paths)
+                    "/api/flows/customers_to_sfmc/gaps/history", "/api/flows/customers_to_sfmc/gaps",
+                    "/api/flows/customers_to_sfmc/gaps/check"} <= set(paths)

@@ -12,6 +12,7 @@ import pytest
 
 from ml_connector.core.db import Database
 from ml_connector.core.flow import RunContext
+from ml_connector.core.providers import Backoff
 from ml_connector.core.token_store import DbTokenStore
 from ml_connector.core.vault import MasterKey, Vault
 from ml_connector.flows.sap_ecc_sfmc import customer_de
@@ -20,7 +21,7 @@ from ml_connector.systems.sap_ecc.idoc import Idoc, Segment, build_idoc_xml, mak
 from ml_connector.systems.sap_ecc.idoc_receiver import SqlIdocStore
 from ml_connector.systems.sap_ecc.sources import SalesDocumentIdocSource
 from ml_connector.systems.sfmc import soap as S  # noqa: N812
-from ml_connector.systems.sfmc.client import SfmcRefused, SfmcUncertainWrite
+from ml_connector.systems.sfmc.client import SfmcClient, SfmcRefused, SfmcUncertainWrite
 from ml_connector.systems.sfmc.schema import DeField, DeSpec, SchemaMismatch
 from tests.support.sandboxes import running_sandboxes
 from tests.support.sfmc import make_sfmc_env, mc_events, mc_faults, mc_stats
@@ -119,6 +120,25 @@ def test_throttling_storms_are_paced_not_failed(mc):
     assert c.retrieve_rows("Cust", ["Name"]) == [{"Name": "a"}]  # SOAP "Rate Limited" three times, then OK
     assert c.transport.stats.throttled == 3 and c.soap_throttled == 3
     assert mc_stats(mc.info)["throttled"] == 6
+
+
+def test_a_per_minute_limit_throttles_and_the_client_paces_within_it(mc):
+    # SOAP throttling has no Retry-After: the client backs off (provider.yaml: base 1 s, cap 30 s over
+    # a 60 s minute); here scaled to the 2 s minute below.
+    c = SfmcClient(sfmc_client(mc.info).auth, throttle_backoff=Backoff(base=0.1, cap=1.0))
+    c.ensure_de(SPEC)
+    # At most 4 calls per (shortened) minute of 2 s, REST and SOAP together, as the service counts them.
+    mc_faults(mc.info, calls_per_minute=4, rate_window=2.0)
+    try:
+        for i in range(10):  # REST rowsets: 429 with Retry-After above the limit, waited out
+            assert c.upsert_rows("Cust", [({"CustomerNumber": str(i)}, {"Name": f"n{i}"})]) == 1
+        for _ in range(3):   # SOAP Retrieves: "Rate Limited" faults above the limit, paced
+            assert len(c.retrieve_rows("Cust", ["CustomerNumber"])) == 10
+    finally:
+        mc_faults(mc.info, calls_per_minute=0)
+    stats = mc_stats(mc.info)
+    assert stats["throttled"] == c.transport.stats.throttled + c.soap_throttled
+    assert c.transport.stats.throttled > 0 and stats["rowset_calls"] >= 10  # paced, not failed
 
 
 def test_journey_entry_event_and_a_lost_answer_is_uncertain(mc):

@@ -23,52 +23,16 @@ DEFAULT_OPTIONS = "      page_size: 1000\n"  # the flow's options block (a test 
 
 def sfmc_config(sap_url: str, mc: dict[str, Any], *, options: str = "", extra: str = "",
                 schedule: str = "{interval: 5s}", idoc: bool = False) -> str:
-    """The configuration; `options`: the flow's options block; `extra`: more top-level sections;
-    `idoc`: the server receives SAP's IDocs at /sap/idoc (user IDOC_USER, secret `idoc_password`)."""
+    """The configuration (the demo's, `demo_ecc_sfmc.pair_config`); `options`: the flow's options block;
+    `extra`: more top-level sections; `idoc`: the server receives SAP's IDocs at /sap/idoc (user
+    IDOC_USER, secret `idoc_password`)."""
+    from ml_connector.demo_ecc_sfmc import pair_config
+
     receiver = (f"  idoc: {{path: /sap/idoc, username: {IDOC_USER}, password_secret: idoc_password, "
                 f"client: \"100\"}}\n") if idoc else ""
-    return extra + f"""\
-engine:
-  data_dir: ./data
-  database_url: null
-  queue_polling_interval: 0.2
-  executor_id: null
-
-server:
-  host: 127.0.0.1
-  port: 8080
-  api_auth: auto
-{receiver}
-connections:
-  sap_ecc:
-    type: sap_ecc
-    base_url: {sap_url}
-    client: "100"
-    language: EN
-    via: direct
-    auth:
-      username: RFC_USER
-      password_secret: sap_ecc_password
-    limits: {{max_concurrent: 8, calls_per_second: 50}}
-    timeout: 60s
-  sfmc:
-    type: sfmc
-    auth_base: {mc["auth_base"]}
-    auth:
-      client_id: {mc["client_id"]}
-      client_secret_secret: sfmc_client_secret
-      account_id: "{mc["account_id"]}"
-    edition: pro
-
-flows:
-  customers_to_sfmc:
-    pair: sap_ecc_sfmc
-    source: sap_ecc
-    target: sfmc
-    streams: [customers, hierarchy, orders]
-    schedule: {schedule}
-    options:
-{options or DEFAULT_OPTIONS}"""
+    return pair_config({"base_url": sap_url, "client": "100", "user": "RFC_USER"}, mc,
+                       options=options or DEFAULT_OPTIONS, extra=extra, schedule=schedule, receiver=receiver,
+                       port=8080, edition="pro", header="")
 
 
 def make_sfmc_env(tmp: Path, sap_url: str, mc: dict[str, Any], *, options: str = "", extra: str = "",

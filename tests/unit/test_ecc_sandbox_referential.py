@@ -123,6 +123,15 @@ def test_customers_sales_areas_partners_and_credit(sandbox: EccSandbox) -> None:
                         ("KUNNR", "VKORG", "VTWEG", "SPART"))
     assert not dangling(sandbox, "KNVP", ("KUNN2",), "KNA1", ("KUNNR",))
     assert {r["KUNNR"] for r in rows(sandbox, "KNVV")} == {r["KUNNR"] for r in rows(sandbox, "KNA1")}
+    # the customer hierarchy: a node in a sales area of the customer, below a node of the hierarchy in
+    # that sales area; contact persons belong to an existing customer
+    assert rows(sandbox, "KNVH") and rows(sandbox, "KNVK")
+    assert not dangling(sandbox, "KNVH", ("KUNNR", "VKORG", "VTWEG", "SPART"), "KNVV",
+                        ("KUNNR", "VKORG", "VTWEG", "SPART"))
+    assert not dangling(sandbox, "KNVH", ("HKUNNR", "HVKORG", "HVTWEG", "HSPART"), "KNVH",
+                        ("KUNNR", "VKORG", "VTWEG", "SPART"))
+    assert all(r["DATAB"] <= r["DATBI"] for r in rows(sandbox, "KNVH"))
+    assert not dangling(sandbox, "KNVK", ("KUNNR",), "KNA1", ("KUNNR",))
     assert not dangling(sandbox, "KNVV", ("VWERK",), "T001W", ("WERKS",))
     t001 = {r["BUKRS"]: r for r in rows(sandbox, "T001")}
     plant_bukrs = {r["BWKEY"]: r["BUKRS"] for r in rows(sandbox, "T001K")}

@@ -6,12 +6,13 @@ import pytest
 
 from ml_connector.flows.sap_ecc_sfmc import (
     Options,
+    contact_rows,
     customer_status_row,
     eligibility,
     hierarchy_rows,
     sales_document_row,
 )
-from ml_connector.systems.sap_ecc.sources import parent_of, sales_document
+from ml_connector.systems.sap_ecc.sources import hierarchy_path, parent_of, parents_of, sales_document
 from ml_connector.systems.sfmc.schema import DeField, DeHeld, DeSpec, SchemaMismatch, compare
 
 
@@ -95,6 +96,70 @@ def test_a_ship_to_party_hangs_below_the_sold_to_that_names_it():
     ship = {"KUNNR": "0000250001", "_knvp": [{"KUNNR": "0000250001", "PARVW": "WE", "KUNN2": "0000250001"}],
             "_used_by": [{"KUNNR": "0000200007", "PARVW": "WE", "KUNN2": "0000250001"}]}
     assert parent_of(ship) == "0000200007"
+
+
+def node(kunnr: str, parent: str, datab: str = "20200101", datbi: str = "99991231", vkorg: str = "1000") -> dict:
+    """A KNVH row: `kunnr` below `parent` in the customer hierarchy (type A) from DATAB to DATBI."""
+    return {"HITYP": "A", "KUNNR": kunnr, "VKORG": vkorg, "VTWEG": "10", "SPART": "00", "DATAB": datab,
+            "DATBI": datbi, "HKUNNR": parent}
+
+
+def test_the_customer_hierarchy_node_valid_on_the_day_is_the_parent_and_payers_stay_parents_too():
+    child = customer("0000200005", payer="0000290001")
+    child["_knvh"] = [node("0000200005", "0000200002", "20180101", "20221231"),   # moved away from it
+                      node("0000200005", "0000200003", "20230101"),               # the node now
+                      node("0000200005", "0000200004", "20990101")]               # not yet valid
+    assert parent_of(child, on="20240615") == "0000200003"
+    assert parents_of(child, on="20240615") == ["0000200003", "0000290001"]  # a block on either counts
+    assert parent_of(child, on="20200615") == "0000200002" and parent_of(child, on="20991231") == "0000200003"
+    assert parents_of(child, on="20991231") == ["0000200003", "0000200004", "0000290001"]
+    top = customer("0000200003")
+    top["_knvh"] = [node("0000200003", "")]  # a top node: no higher-level customer
+    assert parent_of(top) is None and parents_of(top) == []
+
+
+def test_a_block_on_a_hierarchy_node_or_on_the_payer_makes_the_child_ineligible():
+    child = customer("0000200005", payer="0000290001")
+    child["_knvh"] = [node("0000200005", "0000200003")]
+    top, payer = customer("0000200003", AUFSD="01"), customer("0000290001")
+    top["_knvh"] = [node("0000200003", "")]
+    child["_ancestors"] = [top, payer]
+    ok, why = eligibility(child)
+    assert not ok and why == ["parent 0000200003: order block 01"]
+    assert hierarchy_path(child) == ["0000200005", "0000200003"]
+    top["AUFSD"], payer["_knkk"][0]["CRBLB"] = "", "X"
+    assert eligibility(child) == (False, ["parent 0000290001: credit block"])
+    row = customer_status_row("0000200005", child).payload["rows"][0]
+    assert row["ParentAccount"] == "0000200003" and row["AccountStatus"] == "ParentBlocked"
+
+
+def test_contact_rows_link_each_contact_to_its_account_parent_and_role():
+    rec = customer("0000200005")
+    rec["_knvh"] = [node("0000200005", "0000200003")]
+    top = customer("0000200003", LIFSD="01")
+    rec["_ancestors"] = [top]
+    rec["_knvk"] = [{"PARNR": "0000500002", "KUNNR": "0000200005", "NAMEV": "Emma", "NAME1": "Fischer",
+                     "ABTNR": "0002", "ABTPA": "Purchasing", "PAFKT": "02", "ANRED": "Ms.", "PARLA": "D"},
+                    {"PARNR": "0000500001", "KUNNR": "0000200005", "NAMEV": "Tom", "NAME1": "Owen",
+                     "ABTNR": "0006", "ABTPA": "Accounting", "PAFKT": "05", "ANRED": "Mr.", "PARLA": "E"}]
+    rows = contact_rows("0000200005", rec).payload["rows"]
+    assert [r["ContactKey"] for r in rows] == ["0000500001", "0000500002"]
+    emma = rows[1]
+    assert (emma["AccountNumber"], emma["ParentAccount"], emma["HierarchyPath"], emma["Role"]) == \
+        ("0000200005", "0000200003", "0000200005 > 0000200003", "ContactPerson")
+    assert (emma["FirstName"], emma["LastName"], emma["Department"], emma["DepartmentName"], emma["Function"],
+            emma["Language"]) == ("Emma", "Fischer", "0002", "Purchasing", "02", "de")
+    assert emma["EligibleForMarketing"] == "False" and emma["PromotionsAllowed"] == "False"
+    assert emma["IneligibleReason"] == "parent 0000200003: delivery block 01"
+    top["LIFSD"] = ""
+    assert {(r["EligibleForMarketing"], r["PromotionsAllowed"]) for r in
+            contact_rows("0000200005", rec).payload["rows"]} == {("True", "True")}
+    payer = customer("0000290001", KTOKD="0003")
+    payer["_knvp"] = [p for p in payer["_knvp"] if p["PARVW"] in ("RE", "RG")]  # a payer only: no sold-to
+    payer["_knvk"] = [dict(rec["_knvk"][0], KUNNR="0000290001")]
+    (row,) = contact_rows("0000290001", payer).payload["rows"]
+    assert row["EligibleForMarketing"] == "True" and row["PromotionsAllowed"] == "False"
+    assert contact_rows("0000250001", customer("0000250001")).payload["rows"] == []  # no KNVK: no rows
 
 
 def _idoc(mestyp: str, segs: list[dict]) -> dict:

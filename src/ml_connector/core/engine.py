@@ -39,7 +39,7 @@ from ml_connector import __version__
 from ml_connector.core import audit, flow_pause, ledger, outbox, worker_lock
 from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
-from ml_connector.core.flow import Outcome, RunContext, Stream, load_pair
+from ml_connector.core.flow import Outcome, RunContext, RunDeferred, Stream, load_pair
 from ml_connector.core.http import should_retry
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
 from ml_connector.core.redact import install_log_redaction, redact
@@ -388,8 +388,40 @@ def schedule_tick(scheduled_at: datetime, context: dict[str, Any]) -> None:
         return  # paused after repeated failed runs, until `ml-connector resume`
     if interval:
         streams = _due_step(context["flow"], streams, interval, at)
+    mode = str(context.get("mode") or "incremental")
+    if mode != "incremental":
+        streams = _not_deferred_step(context["flow"], streams, mode, at)  # the rest wait for the catch-up
     for stream in streams:
-        _enqueue_scheduled(context["flow"], stream, window, str(context.get("mode") or "incremental"))
+        _enqueue_scheduled(context["flow"], stream, window, mode)
+
+
+@DBOS.step(name="mlc.not_deferred")
+def _not_deferred_step(flow: str, streams: list[str], mode: str, at: float) -> list[str]:
+    f = runtime().flow(flow)
+    now = datetime.fromtimestamp(at, UTC)
+    out = []
+    for st in streams:
+        reason = f.defer_reason(st, mode, now)
+        if reason:
+            log.info("scheduled %s run deferred: %s", mode, reason)
+        else:
+            out.append(st)
+    return out
+
+
+@DBOS.workflow(name="mlc.catch_up_tick")
+def catch_up_tick(scheduled_at: datetime, context: dict[str, Any]) -> None:
+    """Fired hourly for a flow schedule with `catch_up`: runs its latest time if it was missed or
+    deferred (`catch_up_flow_schedules`), under the workflow ID that time's tick gives, so once."""
+    if _paused_step(context["flow"]):
+        return
+    for flow, stream, window, mode in _catch_up_step(context["flow"], context["schedule"], scheduled_at.timestamp()):
+        _enqueue_scheduled(flow, stream, window, mode)
+
+
+@DBOS.step(name="mlc.catch_up")
+def _catch_up_step(flow: str, schedule: str, at: float) -> list[tuple[str, str, str, str]]:
+    return due_catch_ups(runtime(), datetime.fromtimestamp(at, UTC), only=(flow, schedule))
 
 
 def _enqueue_scheduled(flow: str, stream: str, window: str, mode: str = "incremental") -> None:
@@ -398,11 +430,21 @@ def _enqueue_scheduled(flow: str, stream: str, window: str, mode: str = "increme
         _QUEUES[SYNC_QUEUE].enqueue(sync_workflow, flow, stream, mode)
 
 
-def last_started(sess: Any, flow: str, streams: list[str]) -> dict[str, datetime]:
-    """When each stream's latest run (scheduled or manual, any outcome) started, for those that ran."""
-    rows = sess.execute(select(RunRow.stream, func.max(RunRow.started_at)).where(
-        RunRow.flow == flow, RunRow.stream.in_(streams)).group_by(RunRow.stream)).all()
+def last_started(sess: Any, flow: str, streams: list[str], *, mode: str | None = None) -> dict[str, datetime]:
+    """When each stream's latest run (scheduled or manual, any outcome; of `mode` if given) started,
+    for those that ran."""
+    q = select(RunRow.stream, func.max(RunRow.started_at)).where(RunRow.flow == flow, RunRow.stream.in_(streams))
+    if mode is not None:
+        q = q.where(RunRow.mode == mode)
+    rows = sess.execute(q.group_by(RunRow.stream)).all()
     # SQLite hands back naive datetimes; they were stored in UTC.
+    return {st: (ts if ts.tzinfo else ts.replace(tzinfo=UTC)) for st, ts in rows if ts is not None}
+
+
+def first_started(sess: Any, flow: str, streams: list[str]) -> dict[str, datetime]:
+    """When each stream's first run started, for those that ran."""
+    rows = sess.execute(select(RunRow.stream, func.min(RunRow.started_at)).where(
+        RunRow.flow == flow, RunRow.stream.in_(streams)).group_by(RunRow.stream)).all()
     return {st: (ts if ts.tzinfo else ts.replace(tzinfo=UTC)) for st, ts in rows if ts is not None}
 
 
@@ -447,7 +489,58 @@ def catch_up_cron(rt: Runtime, now: datetime | None = None) -> list[str]:
             if stream in last and last[stream] < prev:
                 _enqueue_scheduled(name, stream, window)
                 started.append(f"{name}:{stream}:{window}")
+    return started + catch_up_flow_schedules(rt, now)
+
+
+def catch_up_flow_schedules(rt: Runtime, now: datetime | None = None, *,
+                            only: tuple[str, str] | None = None) -> list[str]:
+    """The flow schedules with `catch_up` (e.g. sap_ecc_sfmc's nightly full comparison) whose latest
+    time passed with no run in their mode since: run it now, once (the workflow ID of that time's
+    tick), unless the flow defers it (`Flow.defer_reason`, e.g. business hours): then the hourly
+    re-check (`catch_up_tick`) starts it later. As for a flow's own cron, a stream that had not run
+    before that time waits for the next one. `only`: (flow, schedule name)."""
+    started: list[str] = []
+    for flow, stream, window, mode in due_catch_ups(rt, now or datetime.now(UTC), only=only):
+        _enqueue_scheduled(flow, stream, window, mode)
+        started.append(f"{flow}:{stream}:{mode}:{window}")
     return started
+
+
+def due_catch_ups(rt: Runtime, now: datetime, *, only: tuple[str, str] | None = None
+                  ) -> list[tuple[str, str, str, str]]:
+    """(flow, stream, window, mode) of each caught-up run `catch_up_flow_schedules` starts."""
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    due: list[tuple[str, str, str, str]] = []
+    for name, f in rt.config.flows.items():
+        pair = getattr(f, "pair", None)
+        if not pair or (only is not None and only[0] != name):
+            continue
+        flow = rt.flow(name)
+        for fs in flow.schedules():
+            if not fs.catch_up or (only is not None and only[1] != fs.name):
+                continue
+            streams = [st for st in fs.streams if st in f.streams]
+            zone = ZoneInfo(fs.timezone) if fs.timezone else UTC
+            prev = croniter(fs.cron, now.astimezone(zone), second_at_beginning=len(fs.cron.split()) == 6
+                            ).get_prev(datetime).astimezone(UTC)
+            window = prev.strftime("%Y%m%dT%H%M%SZ")
+            with rt.db.session() as sess:
+                if flow_pause.state(sess, name) is not None:
+                    break
+                first = first_started(sess, name, streams)
+                last = last_started(sess, name, streams, mode=fs.mode)
+            for stream in streams:
+                if stream not in first or first[stream] >= prev or (stream in last and last[stream] >= prev):
+                    continue
+                reason = flow.defer_reason(stream, fs.mode, now)
+                if reason:
+                    log.info("%s run of %s/%s due since %s deferred: %s", fs.mode, name, stream, window, reason)
+                    continue
+                due.append((name, stream, window, fs.mode))
+    return due
 
 
 # --------------------------------------------------------------------------- steps
@@ -1015,11 +1108,17 @@ def run_id_for(rt: Runtime, flow: str, stream: str, mode: str) -> str:
     return f"sync:{flow}:{stream}:{mode}:g{int(ended) + 1}"
 
 
-def start_sync(flow: str, stream: str, *, full: bool = False, run_id: str | None = None) -> str:
+def start_sync(flow: str, stream: str, *, full: bool = False, run_id: str | None = None,
+               force: bool = False) -> str:
+    """Start a run; `RunDeferred` when the flow defers it now (`Flow.defer_reason`) and not `force`."""
     rt = runtime()
-    rt.flow(flow).stream(stream)  # validate names before anything is queued
+    f = rt.flow(flow)
+    f.stream(stream)  # validate names before anything is queued
     flow_pause.check(rt, flow)  # a paused flow starts nothing until it is resumed
     mode = "full" if full else "incremental"
+    reason = None if force else f.defer_reason(stream, mode, datetime.now(UTC))
+    if reason:
+        raise RunDeferred(reason)
     wid = run_id or run_id_for(rt, flow, stream, mode)
     _enqueue(SYNC_QUEUE, SYNC_WORKFLOW, wid, flow, stream, mode, partition_key=f"{flow}:{stream}")
     return wid
@@ -1161,6 +1260,9 @@ def schedule_entries(rt: Runtime) -> list[Any]:
             if fs.timezone:
                 extra["cron_timezone"] = fs.timezone
             entries.append(extra)
+            if fs.catch_up:  # a missed or deferred time is re-checked every hour until it has run
+                entries.append({"schedule_name": f"mlc:{name}:{fs.name}:catch-up", "workflow_fn": catch_up_tick,
+                                "schedule": "0 0 * * * *", "context": {"flow": name, "schedule": fs.name}})
     return entries
 
 

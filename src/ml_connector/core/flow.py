@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 from ml_connector.core.ledger import Change, Desired, Parked
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ml_connector.core.outbox import Entry
     from ml_connector.core.runtime import Runtime
 
@@ -207,6 +209,13 @@ class FlowSchedule:
     streams: tuple[str, ...]
     mode: str = "full"
     timezone: str | None = None
+    #: A time missed (no run in `mode` since it; a worker was down, or the run was deferred by
+    #: `Flow.defer_reason`) is run at a worker's start and re-checked every hour until it has run.
+    catch_up: bool = False
+
+
+class RunDeferred(Exception):
+    """A run not started now, for the reason given (e.g. a large extract during business hours)."""
 
 
 class Flow:
@@ -240,6 +249,12 @@ class Flow:
     def schedules(self) -> list[FlowSchedule]:
         """Schedules of this flow besides the configured one (from its options); none by default."""
         return []
+
+    def defer_reason(self, stream: str, mode: str, now: datetime) -> str | None:
+        """Why a run of `stream` in `mode` should not start at `now` (e.g. a large extract during
+        business hours): a manual one is refused with this message unless forced, a scheduled one
+        waits for its catch-up. None (the default): start it."""
+        return None
 
 
 def load_pair(pair: str) -> type[Flow]:

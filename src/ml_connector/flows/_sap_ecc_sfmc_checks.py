@@ -191,7 +191,41 @@ class Gap:
 def sync_gaps(rt: Any, *, flow: str | None = None, max_lag: float = 60.0, window: float = 86400.0,
               now: datetime | None = None) -> list[Gap]:
     """The customers announced by a DEBMAS IDoc between `window` and `max_lag` seconds ago whose
-    status row in Marketing Cloud still differs from SAP; each is audited, alerted and corrected."""
+    status row in Marketing Cloud still differs from SAP; each is audited, alerted and corrected.
+    Every check is recorded (audit event `sync.gap_check`, its result): `latest_gap_check`."""
+    from ml_connector.core import audit
+
+    name, _ = pair_flow(rt, flow)
+    now = now or datetime.now(UTC)
+    checked: list[str] = []
+    gaps = _sync_gaps(rt, name, max_lag, window, now, checked)
+    with rt.db.session() as s:
+        audit.record(s, "sync.gap_check", outcome="gaps" if gaps else "ok", flow=name, stream="customers",
+                     detail={"checked_at": now.isoformat(), "max_lag": max_lag, "window": window,
+                             "checked": len(checked), "gaps": [_gap_dict(g) for g in gaps][:200]})
+    return gaps
+
+
+def _gap_dict(g: Gap) -> dict[str, Any]:
+    return {"customer": g.customer, "announced_at": g.announced_at, "lag_seconds": round(g.lag_seconds, 1),
+            "fields": {c: {"sfmc": a, "sap": b} for c, (a, b) in g.fields.items()}}
+
+
+def latest_gap_check(rt: Any, flow: str) -> dict[str, Any]:
+    """The result of the latest gap check of `flow` (`checked_at` None: none has run yet)."""
+    from sqlalchemy import select
+
+    from ml_connector.core.models import AuditRow
+
+    with rt.db.session() as s:
+        row = s.scalars(select(AuditRow).where(AuditRow.event == "sync.gap_check", AuditRow.flow == flow)
+                        .order_by(AuditRow.id.desc()).limit(1)).first()
+        if row is None:
+            return {"flow": flow, "checked_at": None, "max_lag": None, "checked": 0, "gaps": []}
+        return {"flow": flow, "outcome": row.outcome, **(row.detail or {})}
+
+
+def _sync_gaps(rt: Any, name: str, max_lag: float, window: float, now: datetime, checked: list[str]) -> list[Gap]:
     from sqlalchemy import select
 
     from ml_connector.core import audit
@@ -199,8 +233,7 @@ def sync_gaps(rt: Any, *, flow: str | None = None, max_lag: float = 60.0, window
     from ml_connector.systems.sap_ecc.idoc_models import IdocRow
     from ml_connector.systems.sap_ecc.sources import segments
 
-    name, f = pair_flow(rt, flow)
-    now = now or datetime.now(UTC)
+    _, f = pair_flow(rt, name)
     with rt.db.session() as s:
         rows = s.execute(select(IdocRow.received_at, IdocRow.parsed).where(
             IdocRow.mestyp == "DEBMAS", IdocRow.received_at >= now - timedelta(seconds=window),
@@ -218,6 +251,7 @@ def sync_gaps(rt: Any, *, flow: str | None = None, max_lag: float = 60.0, window
     spec = f.specs()[0]
     opts = f.options()
     keys = sorted(k for k in announced if k in customers)
+    checked.extend(keys)
     held: dict[str, dict[str, str]] = {}
     for i in range(0, len(keys), 200):
         chunk = keys[i:i + 200]
@@ -239,10 +273,7 @@ def sync_gaps(rt: Any, *, flow: str | None = None, max_lag: float = 60.0, window
     with rt.db.session() as s:
         for g in gaps:
             audit.record(s, "sync.gap", outcome="corrected", flow=name, stream="customers", source=f"sap:{g.customer}",
-                         target=f"sfmc:{spec.key}", detail={"customer": g.customer, "announced_at": g.announced_at,
-                                                             "lag_seconds": round(g.lag_seconds, 1),
-                                                             "fields": {c: {"sfmc": a, "sap": b}
-                                                                        for c, (a, b) in g.fields.items()}})
+                         target=f"sfmc:{spec.key}", detail=_gap_dict(g))
         if rt.alerts is not None:
             alert = Alert(event="sync.gap", subject=f"{name}/customers",
                           message=f"{name}: {len(gaps)} customer change(s) from SAP not in Marketing Cloud after "

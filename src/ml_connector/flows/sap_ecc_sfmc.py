@@ -9,7 +9,9 @@ Streams:
   customer with what Marketing Cloud holds and corrects any difference.
 - `hierarchy`: the partner functions (KNVP: sold-to, ship-to, bill-to, payer) → one row per
   account, role and partner, with the parent account and an "eligible for marketing" flag that
-  honours a block anywhere up the hierarchy.
+  honours a block anywhere up the hierarchy (SAP's customer hierarchy KNVH and the partner functions).
+- `contacts`: the contact persons (KNVK) → one row per contact: its account, the account's parent
+  and path up, department and function, and the account's eligibility.
 - `orders`: ORDERS/ORDRSP and DESADV (DELVRY) IDocs → rows of the transactions Data Extension and,
   for a new sales order, a journey entry event (post-purchase journeys start, win-back stops).
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -31,11 +34,16 @@ from ml_connector.config import Schedule
 from ml_connector.core.flow import Flow, FlowSchedule, RunContext, Stream
 from ml_connector.core.ledger import Desired
 from ml_connector.core.settings import SettingsModel
-from ml_connector.systems.sap_ecc.sources import CustomerStatusSource, SalesDocumentIdocSource, parent_of
+from ml_connector.systems.sap_ecc.sources import (
+    CustomerStatusSource,
+    SalesDocumentIdocSource,
+    hierarchy_path,
+    parent_of,
+)
 from ml_connector.systems.sfmc.schema import DeField, DeSpec
 from ml_connector.systems.sfmc.targets import DataExtensionRowsTarget, TransactionsJourneyTarget
 
-STREAMS = ("customers", "hierarchy", "orders")
+STREAMS = ("customers", "hierarchy", "orders", "contacts")
 
 ROLE = {"AG": "SoldTo", "WE": "ShipTo", "RE": "BillTo", "RG": "Payer"}
 #: Roles that receive promotions; an invoice (bill-to) or payer contact gets service mail only.
@@ -81,6 +89,26 @@ def hierarchy_de(key: str = "ML_SAP_Customer_Hierarchy") -> DeSpec:
     ), description="Owned by SAP ECC through ml-connector (KNVP partner functions)")
 
 
+def contacts_de(key: str = "ML_SAP_Contacts") -> DeSpec:
+    return DeSpec(key, key, (
+        DeField("ContactKey", "Text", 10, primary=True),
+        DeField("AccountNumber", "Text", 10),
+        DeField("ParentAccount", "Text", 10),
+        DeField("HierarchyPath", "Text", 80),
+        DeField("Role", "Text", 20),
+        DeField("FirstName", "Text", 35),
+        DeField("LastName", "Text", 35),
+        DeField("Salutation", "Text", 30),
+        DeField("Language", "Text", 2),
+        DeField("Department", "Text", 4),
+        DeField("DepartmentName", "Text", 12),
+        DeField("Function", "Text", 2),
+        DeField("EligibleForMarketing", "Boolean"),
+        DeField("PromotionsAllowed", "Boolean"),
+        DeField("IneligibleReason", "Text", 250),
+    ), description="Owned by SAP ECC through ml-connector (KNVK contact persons)")
+
+
 def transactions_de(key: str = "ML_SAP_Transactions") -> DeSpec:
     return DeSpec(key, key, (
         DeField("DocumentNumber", "Text", 10, primary=True),
@@ -103,7 +131,7 @@ class FullCompare(Schedule):
     `timezone`) every night; `full: null` turns it off (then run `sync --full` yourself)."""
 
     cron: str | None = "0 2 * * *"
-    streams: tuple[str, ...] = ("customers", "hierarchy")
+    streams: tuple[str, ...] = ("customers", "hierarchy", "contacts")
 
     @field_validator("streams")
     @classmethod
@@ -112,6 +140,55 @@ class FullCompare(Schedule):
         if unknown:
             raise ValueError(f"unknown stream(s) {', '.join(unknown)}: the streams are {', '.join(STREAMS)}")
         return value
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: Streams whose full run reads every customer from SAP: the large extracts business hours protect.
+FULL_READ_STREAMS = frozenset({"customers", "hierarchy", "contacts"})
+
+
+class BusinessHours(SettingsModel):
+    """`options.business_hours`: when SAP's users work. A large full comparison (a stream whose last
+    full run read more than `options.large_extract` customers) is not started then: a manual one is
+    refused with a message unless forced (`sync --full --force`), a scheduled or caught-up one
+    waits for the first hourly re-check after `end`. IDoc-driven incremental runs always flow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(default="18:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")  # 24:00: to midnight
+    days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    timezone: str = "UTC"
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [d for d in value if d not in DAYS]
+        if bad:
+            raise ValueError(f"unknown day(s) {', '.join(bad)}: use {', '.join(DAYS)}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception:
+            raise ValueError(f"expected an IANA time zone like 'Europe/Berlin', got {value!r}") from None
+        return value
+
+    def contains(self, at: datetime) -> bool:
+        """Whether `at` (aware) falls in business hours (`start` inclusive, `end` exclusive)."""
+        from zoneinfo import ZoneInfo
+
+        local = at.astimezone(ZoneInfo(self.timezone))
+        hm = local.strftime("%H:%M")
+        return DAYS[local.weekday()] in self.days and self.start <= hm < self.end
+
+    def text(self) -> str:
+        return f"{'/'.join(self.days)} {self.start}-{self.end} {self.timezone}"
 
 
 class Options(SettingsModel):
@@ -128,8 +205,11 @@ class Options(SettingsModel):
     customer_de: str = Field(default="ML_SAP_Customer_Status", min_length=1)
     hierarchy_de: str = Field(default="ML_SAP_Customer_Hierarchy", min_length=1)
     transactions_de: str = Field(default="ML_SAP_Transactions", min_length=1)
+    contacts_de: str = Field(default="ML_SAP_Contacts", min_length=1)
     page_size: int = Field(default=500, ge=1, le=100_000)
     full: FullCompare | None = FullCompare()    # the scheduled full comparison (null: none)
+    business_hours: BusinessHours | None = BusinessHours()   # null: no protection
+    large_extract: int = Field(default=5000, ge=0)  # customers above which a full comparison is "large"
 
     @classmethod
     def of(cls, opts: dict[str, Any]) -> Options:
@@ -259,7 +339,7 @@ def hierarchy_rows(key: str, rec: dict[str, Any], *, opts: Options = Options()) 
     payer, its parent account and the path up, and whether each contact may get promotions."""
     eligible, _ = eligibility(rec, opts)
     parent = parent_of(rec) or ""
-    path = " > ".join([key, *(a["KUNNR"] for a in rec.get("_ancestors", []))])[:80]
+    path = " > ".join(hierarchy_path(rec))[:80]
     rows: dict[tuple[str, str, str], dict[str, str]] = {}
     for p in sorted(rec.get("_knvp", []), key=lambda r: (r.get("PARVW", ""), r.get("PARZA", ""))):
         role = ROLE.get(str(p.get("PARVW", "")))
@@ -272,6 +352,35 @@ def hierarchy_rows(key: str, rec: dict[str, Any], *, opts: Options = Options()) 
             "ParentAccount": parent, "HierarchyPath": path, "EligibleForMarketing": _flag(eligible),
             "PromotionsAllowed": _flag(eligible and role in PROMOTION_ROLES)}
     return Desired(key, {"rows": [rows[k] for k in sorted(rows)]})
+
+
+#: KNVK-PARLA (one-character SAP language key) → ISO 639-1 for Marketing Cloud.
+LANGUAGE = {"E": "en", "D": "de", "F": "fr", "S": "es", "I": "it", "N": "nl"}
+
+
+def contact_rows(key: str, rec: dict[str, Any], *, opts: Options = Options()) -> Desired:
+    """The account's contact persons (KNVK) as rows keyed by the contact person number: the account,
+    its parent and path up, the contact's department and function (SAP's codes, ABTNR/PAFKT, with
+    the department text ABTPA), and whether the contact may be marketed to. A contact inherits its
+    account's eligibility (a block on the account or anywhere above it); promotions go only to
+    contacts of a buying account (one that is its own sold-to), not of a pure payer or ship-to."""
+    eligible, reasons = eligibility(rec, opts)
+    buyer = any(p.get("PARVW") == "AG" and p.get("KUNN2") == key for p in rec.get("_knvp", []))
+    parent = parent_of(rec) or ""
+    path = " > ".join(hierarchy_path(rec))[:80]
+    rows = []
+    for c in sorted(rec.get("_knvk", []), key=lambda r: str(r.get("PARNR", ""))):
+        parnr = str(c.get("PARNR") or "").strip()
+        if not parnr:
+            continue
+        rows.append({"ContactKey": parnr, "AccountNumber": key, "ParentAccount": parent, "HierarchyPath": path,
+                     "Role": "ContactPerson", "FirstName": str(c.get("NAMEV") or ""),
+                     "LastName": str(c.get("NAME1") or ""), "Salutation": str(c.get("ANRED") or ""),
+                     "Language": LANGUAGE.get(str(c.get("PARLA") or ""), ""),
+                     "Department": str(c.get("ABTNR") or ""), "DepartmentName": str(c.get("ABTPA") or ""),
+                     "Function": str(c.get("PAFKT") or ""), "EligibleForMarketing": _flag(eligible),
+                     "PromotionsAllowed": _flag(eligible and buyer), "IneligibleReason": "; ".join(reasons)[:250]})
+    return Desired(key, {"rows": rows})
 
 
 def sales_document_row(key: str, rec: dict[str, Any], *, opts: Options = Options()) -> Desired:
@@ -302,11 +411,42 @@ class SapEccSfmcFlow(Flow):
         full = self.options().full
         if full is None or full.cron is None:
             return []
-        return [FlowSchedule("full", full.cron, full.streams, "full", full.timezone)]
+        return [FlowSchedule("full", full.cron, full.streams, "full", full.timezone, catch_up=True)]
+
+    def defer_reason(self, stream: str, mode: str, now: datetime) -> str | None:
+        """A large full comparison during business hours is deferred (issue 14: protect SAP). Large:
+        the stream's last finished full run read more than `large_extract` customers; a first load
+        (no such run yet) is an operator's deliberate act and is not deferred."""
+        opts = self.options()
+        hours = opts.business_hours
+        if mode != "full" or stream not in FULL_READ_STREAMS or hours is None or not hours.contains(now):
+            return None
+        size = self.last_full_size(stream)
+        if size is None or size <= opts.large_extract:
+            return None
+        return (f"{self.name}/{stream}: a full comparison reads every customer from SAP ({size} last time, more than "
+                f"large_extract {opts.large_extract}); during business hours ({hours.text()}) it waits, to keep SAP "
+                f"responsive: the scheduled comparison or its hourly catch-up runs it after {hours.end}; start it "
+                "now anyway with `sync --full --force` (API: \"force\": true). IDoc changes keep flowing meanwhile")
+
+    def last_full_size(self, stream: str) -> int | None:
+        """How many records the stream's last finished full run read (None: none finished)."""
+        from sqlalchemy import select
+
+        from ml_connector.core.models import RunRow
+
+        with self.runtime.db.read() as s:
+            counts = s.scalar(select(RunRow.counts).where(
+                RunRow.flow == self.name, RunRow.stream == stream, RunRow.mode == "full",
+                RunRow.status == "succeeded").order_by(RunRow.started_at.desc()).limit(1))
+        return None if counts is None else int((counts or {}).get("read", 0))
 
     def specs(self) -> tuple[DeSpec, DeSpec, DeSpec]:
         opts = self.options()
         return customer_de(opts.customer_de), hierarchy_de(opts.hierarchy_de), transactions_de(opts.transactions_de)
+
+    def contacts_spec(self) -> DeSpec:
+        return contacts_de(self.options().contacts_de)
 
     def streams(self) -> dict[str, Stream]:
         opts = self.options()
@@ -323,7 +463,10 @@ class SapEccSfmcFlow(Flow):
                            DataExtensionRowsTarget(mc, hier, replace_by="AccountNumber"))
         orders = Stream("orders", SalesDocumentIdocSource(page_size=page), bind(sales_document_row),
                         TransactionsJourneyTarget(mc, trans))
-        streams = {s.name: s for s in (customers, hierarchy, orders)}
+        contacts = Stream("contacts", CustomerStatusSource(sap, page_size=page, spend=False, contacts=True),
+                          bind(contact_rows), DataExtensionRowsTarget(mc, self.contacts_spec(),
+                                                                      replace_by="AccountNumber"))
+        streams = {s.name: s for s in (customers, hierarchy, orders, contacts)}
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from ml_connector import __version__
 from ml_connector.core import audit, flow_pause, outbox
+from ml_connector.core.flow import RunDeferred
 from ml_connector.core.models import RunRow
 from ml_connector.core.redact import redact
 from ml_connector.core.runtime import Runtime
@@ -81,6 +82,7 @@ class ReviewInfo(BaseModel):
 class SyncRequest(BaseModel):
     stream: str | None = None
     full: bool = False
+    force: bool = False  # start even a run the flow defers now (a large full comparison in business hours)
 
 
 class SyncStarted(BaseModel):
@@ -143,9 +145,11 @@ def create_app(rt: Runtime) -> FastAPI:
             audit.record(s, "api.sync", flow=flow, detail={"user": api_actor(request), "streams": streams,
                                                             "full": req.full})
         try:
-            return SyncStarted(run_ids=[engine.start_sync(flow, s, full=req.full) for s in streams])
+            return SyncStarted(run_ids=[engine.start_sync(flow, s, full=req.full, force=req.force) for s in streams])
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
+        except RunDeferred as exc:  # e.g. a large full comparison during business hours
+            raise HTTPException(409, {"error": "deferred", "message": str(exc)}) from None
 
     @admin.get("/api/runs", response_model=list[RunInfo])
     def runs(limit: int = 50, flow: str | None = None) -> list[RunInfo]:

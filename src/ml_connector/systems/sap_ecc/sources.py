@@ -299,26 +299,36 @@ KNVV_STATUS_FIELDS = ["KUNNR", "VKORG", "VTWEG", "SPART", "AUFSD", "LIFSD", "FAK
 KNVP_FIELDS = ["KUNNR", "VKORG", "VTWEG", "SPART", "PARVW", "PARZA", "KUNN2", "DEFPA"]
 KNVP_KEY = ["KUNNR", "VKORG", "VTWEG", "SPART", "PARVW", "PARZA"]
 VBAK_SPEND_FIELDS = ["VBELN", "KUNNR", "NETWR", "WAERK"]
+KNVH_FIELDS = ["HITYP", "KUNNR", "VKORG", "VTWEG", "SPART", "DATAB", "DATBI", "HKUNNR"]
+KNVH_KEY = ["HITYP", "KUNNR", "VKORG", "VTWEG", "SPART", "DATAB"]
+KNVK_FIELDS = ["PARNR", "KUNNR", "NAMEV", "NAME1", "ABTNR", "ABTPA", "PAFKT", "ANRED", "PARLA"]
 MAX_HIERARCHY_DEPTH = 5
 
 
 def read_customers(reader: TableReader, kunnrs: list[str], *, page_size: int = 5000,
-                   spend: bool = True) -> dict[str, dict[str, Any]]:
+                   spend: bool = True, contacts: bool = False) -> dict[str, dict[str, Any]]:
     """KNA1 rows of `kunnrs` with `_knb1`, `_knkk`, `_knvv`, `_knvp` (their own partner functions),
-    `_used_by` (KNVP rows of other customers naming them as partner) and `_spend` ({currency:
-    total net value of their sales orders, VBAK}), read in IN-list chunks."""
+    `_knvh` (their nodes in SAP's customer hierarchy, every validity period), `_used_by` (KNVP rows
+    of other customers naming them as partner), `_spend` ({currency: total net value of their sales
+    orders, VBAK}) and, with `contacts`, `_knvk` (their contact persons), read in IN-list chunks."""
     out: dict[str, dict[str, Any]] = {}
+    tables: list[tuple[str, list[str], list[str], str]] = [
+        ("KNB1", KNB1_STATUS_FIELDS, ["KUNNR", "BUKRS"], "_knb1"),
+        ("KNKK", KNKK_STATUS_FIELDS, ["KUNNR", "KKBER"], "_knkk"),
+        ("KNVV", KNVV_STATUS_FIELDS, ["KUNNR", "VKORG", "VTWEG", "SPART"], "_knvv"),
+        ("KNVP", KNVP_FIELDS, KNVP_KEY, "_knvp"),
+        ("KNVH", KNVH_FIELDS, KNVH_KEY, "_knvh")]
+    if contacts:
+        tables.append(("KNVK", KNVK_FIELDS, ["PARNR"], "_knvk"))
     for i in range(0, len(kunnrs), CHUNK_IDS):
         chunk = kunnrs[i:i + CHUNK_IDS]
         where = in_list("KUNNR", chunk)
         for r in read_all(reader, "KNA1", KNA1_STATUS_FIELDS, ["KUNNR"], where, page_size):
-            out[r["KUNNR"]] = {**r, "_knb1": [], "_knkk": [], "_knvv": [], "_knvp": [], "_used_by": [], "_spend": {}}
+            out[r["KUNNR"]] = {**r, "_knb1": [], "_knkk": [], "_knvv": [], "_knvp": [], "_knvh": [], "_used_by": [],
+                               "_spend": {}, **({"_knvk": []} if contacts else {})}
         if not out:
             continue
-        for table, fields, keys, slot in (("KNB1", KNB1_STATUS_FIELDS, ["KUNNR", "BUKRS"], "_knb1"),
-                                          ("KNKK", KNKK_STATUS_FIELDS, ["KUNNR", "KKBER"], "_knkk"),
-                                          ("KNVV", KNVV_STATUS_FIELDS, ["KUNNR", "VKORG", "VTWEG", "SPART"], "_knvv"),
-                                          ("KNVP", KNVP_FIELDS, KNVP_KEY, "_knvp")):
+        for table, fields, keys, slot in tables:
             for r in read_all(reader, table, fields, keys, where, page_size):
                 if r["KUNNR"] in out:
                     out[r["KUNNR"]][slot].append(r)
@@ -337,10 +347,45 @@ def read_customers(reader: TableReader, kunnrs: list[str], *, page_size: int = 5
     return out
 
 
-def parent_of(customer: dict[str, Any]) -> str | None:
-    """The account above a customer in the B2B hierarchy: its payer (KNVP RG) when another customer
-    pays for it; for a ship-to or bill-to party that is only a partner of others, the first sold-to
-    that names it; else the group key (KNA1-KONZS) when it names another customer."""
+def today_dats() -> str:
+    """Today (UTC) as an SAP date, for the validity of customer hierarchy assignments."""
+    return datetime.now(UTC).strftime("%Y%m%d")
+
+
+def hierarchy_parents(customer: dict[str, Any], on: str | None = None) -> list[str]:
+    """The higher-level nodes of a customer in SAP's customer hierarchy (KNVH-HKUNNR) whose
+    assignment is valid `on` (DATAB <= on <= DATBI; default today), one per sales area, in key order."""
+    day = on or today_dats()
+    own = customer["KUNNR"]
+    out: list[str] = []
+    for r in sorted(customer.get("_knvh", []), key=lambda r: (r.get("HITYP", ""), r.get("VKORG", ""),
+                                                               r.get("VTWEG", ""), r.get("SPART", ""))):
+        parent = str(r.get("HKUNNR") or "").strip()
+        if parent and parent != own and parent not in out \
+                and str(r.get("DATAB") or "00000000") <= day <= str(r.get("DATBI") or "99991231"):
+            out.append(parent)
+    return out
+
+
+def parents_of(customer: dict[str, Any], on: str | None = None) -> list[str]:
+    """Every account directly above a customer: its valid customer hierarchy nodes (KNVH) and its
+    partner-function parent (`partner_parent`); a block on any of them, or above them, counts."""
+    out = hierarchy_parents(customer, on)
+    p = partner_parent(customer)
+    return [*out, p] if p and p not in out else out
+
+
+def parent_of(customer: dict[str, Any], on: str | None = None) -> str | None:
+    """The account above a customer in the B2B hierarchy: its higher-level node in SAP's customer
+    hierarchy (KNVH, valid today) when it is in one; else its partner-function parent."""
+    nodes = hierarchy_parents(customer, on)
+    return nodes[0] if nodes else partner_parent(customer)
+
+
+def partner_parent(customer: dict[str, Any]) -> str | None:
+    """The account above a customer by its partner functions: its payer (KNVP RG) when another
+    customer pays for it; for a ship-to or bill-to party that is only a partner of others, the first
+    sold-to that names it; else the group key (KNA1-KONZS) when it names another customer."""
     own = customer["KUNNR"]
     payers = sorted({p["KUNN2"] for p in customer.get("_knvp", []) if p.get("PARVW") == "RG" and p.get("KUNN2")
                      and p["KUNN2"] != own})
@@ -355,26 +400,45 @@ def parent_of(customer: dict[str, Any]) -> str | None:
 
 
 def attach_ancestors(reader: TableReader, customers: dict[str, dict[str, Any]], *, page_size: int = 5000) -> None:
-    """`_ancestors` on each customer: the chain of accounts above it (nearest first, at most
-    MAX_HIERARCHY_DEPTH, stopping at a cycle), each a customer record as `read_customers` returns it;
-    the ones not in `customers` are read."""
+    """`_ancestors` on each customer: every account above it (`parents_of`: customer hierarchy and
+    partner functions), nearest first, level by level up to MAX_HIERARCHY_DEPTH levels, each once
+    (a cycle stops), each a customer record as `read_customers` returns it; the ones not in
+    `customers` are read. The first is its `parent_of`; `hierarchy_path` follows that line."""
     known: dict[str, dict[str, Any]] = dict(customers)
-    frontier = {p for c in customers.values() if (p := parent_of(c)) and p not in known}
+    frontier = {p for c in customers.values() for p in parents_of(c) if p not in known}
     for _ in range(MAX_HIERARCHY_DEPTH):
         if not frontier:
             break
         known.update(read_customers(reader, sorted(frontier), page_size=page_size, spend=False))
-        frontier = {p for k in list(known) if (p := parent_of(known[k])) and p not in known}
+        frontier = {p for k in list(known) for p in parents_of(known[k]) if p not in known}
     for c in customers.values():
         chain: list[dict[str, Any]] = []
         seen = {c["KUNNR"]}
-        nxt = parent_of(c)
-        while nxt and nxt not in seen and nxt in known and len(chain) < MAX_HIERARCHY_DEPTH:
-            anc = known[nxt]
-            chain.append({k: v for k, v in anc.items() if k not in ("_ancestors", "_used_by", "_spend")})
-            seen.add(nxt)
-            nxt = parent_of(anc)
+        level = parents_of(c)
+        for _ in range(MAX_HIERARCHY_DEPTH):
+            nxt: list[str] = []
+            for k in level:
+                if k in seen or k not in known:
+                    continue
+                seen.add(k)
+                anc = known[k]
+                chain.append({f: v for f, v in anc.items() if f not in ("_ancestors", "_used_by", "_spend", "_knvk")})
+                nxt.extend(parents_of(anc))
+            level = nxt
+            if not level:
+                break
         c["_ancestors"] = chain
+
+
+def hierarchy_path(customer: dict[str, Any]) -> list[str]:
+    """The customer and the accounts above it along `parent_of`, as far as `_ancestors` reaches."""
+    by_key = {a["KUNNR"]: a for a in customer.get("_ancestors", [])}
+    path = [customer["KUNNR"]]
+    nxt = parent_of(customer)
+    while nxt and nxt in by_key and nxt not in path:
+        path.append(nxt)
+        nxt = parent_of(by_key[nxt])
+    return path
 
 
 def idoc_keys(db: Any, mestyps: tuple[str, ...], after_id: int, *,
@@ -425,9 +489,10 @@ class CustomerStatusSource(_TableSource):
     #: The stored IDocs this source reads: one arriving starts the stream's run (`systems/sap_ecc`).
     IDOC_TYPES = ("DEBMAS",)
 
-    def __init__(self, connection: str, *, page_size: int = 500, spend: bool = True) -> None:
+    def __init__(self, connection: str, *, page_size: int = 500, spend: bool = True, contacts: bool = False) -> None:
         super().__init__(connection, page_size=page_size)
         self.spend = spend
+        self.contacts = contacts
 
     def begin(self, ctx: RunContext, cursor: dict[str, Any]) -> dict[str, Any]:
         db = ctx.runtime.db
@@ -454,6 +519,11 @@ class CustomerStatusSource(_TableSource):
                     for k in (r["KUNNR"],):
                         if k not in found and k not in kunnrs:
                             nxt.add(k)
+                # nodes below them in SAP's customer hierarchy (any validity: a cheap superset)
+                for r in read_all(reader, "KNVH", ["HITYP", "KUNNR", "HKUNNR"], KNVH_KEY,
+                                  in_list("HKUNNR", frontier[i:i + CHUNK_IDS]), self.page_size):
+                    if r["KUNNR"] not in found and r["KUNNR"] not in kunnrs:
+                        nxt.add(r["KUNNR"])
                 # ship-to / bill-to parties below a sold-to: the partners the sold-to names
                 for r in read_all(reader, "KNVP", ["KUNNR", "PARVW", "KUNN2"], KNVP_KEY,
                                   in_list("KUNNR", frontier[i:i + CHUNK_IDS]) + " AND " +
@@ -474,11 +544,13 @@ class CustomerStatusSource(_TableSource):
                                          page_size=self.page_size)), None)
             ids = [r["KUNNR"] for r in page.rows] if page is not None else []
             done = len(ids) < self.page_size
-            customers = read_customers(reader, ids, page_size=5000, spend=self.spend) if ids else {}
+            customers = read_customers(reader, ids, page_size=5000, spend=self.spend,
+                                       contacts=self.contacts) if ids else {}
             attach_ancestors(reader, customers)
             return Page(sorted(customers.items()), dict(state, after=max(ids) if ids else state["after"]), done)
         ids = state["ids"][state["offset"]:state["offset"] + self.page_size]
-        customers = read_customers(reader, ids, page_size=5000, spend=self.spend) if ids else {}
+        customers = read_customers(reader, ids, page_size=5000, spend=self.spend,
+                                       contacts=self.contacts) if ids else {}
         attach_ancestors(reader, customers)
         off = state["offset"] + len(ids)
         return Page(sorted(customers.items()), dict(state, offset=off), off >= len(state["ids"]),

@@ -1,7 +1,7 @@
 """Deterministic logistics seed: plants, purchase orders, customers, sales orders and deliveries.
 
 `seed_logistics(data, seed=42, client='100')` fills T001W/T001K/TKA02, EKKO/EKPO/EKKN, KNA1/KNB1/
-KNKK/KNVV/KNVP, VBAK/VBAP and LIKP/LIPS in well under a second. Facts it respects (reference §4):
+KNKK/KNVV/KNVP/KNVH/KNVK, VBAK/VBAP and LIKP/LIPS in well under a second. Facts it respects (reference §4):
 
 - keys in internal format: EBELN/VBELN/KUNNR/LIFNR/KOSTL/SAKTO CHAR10 zero-padded, MATNR CHAR18
   zero-padded, EBELP NUMC5 ('00010'), POSNR NUMC6, PARZA NUMC3, ZEKKN NUMC2;
@@ -26,7 +26,14 @@ KNKK/KNVV/KNVP, VBAK/VBAP and LIKP/LIPS in well under a second. Facts it respect
   sales area of every KNVP row; sales orders are placed in the sold-to's sales area from its
   delivering plant (KNVV-VWERK); deliveries carry one LIPS item per order item that is not
   rejected (VGBEL/VGPOS = order item, VGTYP C), LIKP weights are the sums of their items and
-  LIKP-KUNNR is the sold-to's default ship-to party (KNVP WE).
+  LIKP-KUNNR is the sold-to's default ship-to party (KNVP WE);
+- customer hierarchy (KNVH, type A): a few sold-to parties that pay for themselves (the highest
+  numbers of each sales area) are top nodes (HKUNNR initial); about 15 % of the other sold-to
+  parties that pay for themselves hang below one of them in their sales area (valid from a past
+  DATAB to '99991231'), some moved there from another node (an expired row, DATBI in the past);
+- contact persons (KNVK): one to three per sold-to and payer, PARNR 0000500001.. (NUMC10), KUNNR
+  the account, department (ABTNR, with ABTPA text) and function (PAFKT) codes; the seed has no
+  ADRC/ADR6, so no e-mail addresses.
 
 Purchase orders take their vendors from the seeded LFB1 (vendor must exist in the PO's company
 code); without vendors they fall back to LIFNRs 0000100001-0000100300.
@@ -260,6 +267,8 @@ def seed_logistics(data: EccData, *, seed: int = 42, client: str = DEFAULT_CLIEN
         tables.update(_purchase_orders(data, rnd, client, purchase_orders))
         customer_tables, sold_to = _customers(rnd, client, customers)
         tables.update(customer_tables)
+        # Its own generator: adding the customer hierarchy and contacts left every other table as it was.
+        tables.update(_hierarchy_and_contacts(random.Random(seed * 7919 + 29), client, customer_tables))
         tables.update(_sales(rnd, client, sales_orders, sold_to, customer_tables["KNVV"], customer_tables["KNVP"]))
         with data.lock:
             for name, rows in tables.items():
@@ -608,6 +617,70 @@ def _customers(rnd: random.Random, client: str, n: int) -> tuple[dict[str, list[
             knvp.append(partner(kunnr, bukrs, "WE", 0, kunnr))
         sold_to.append(row)
     return {"KNA1": kna1, "KNB1": knb1, "KNKK": knkk, "KNVV": knvv, "KNVP": knvp}, sold_to
+
+
+_CONTACT_FIRST = ["Anna", "Ben", "Clara", "David", "Emma", "Felix", "Grace", "Henry", "Ines", "Jonas", "Kate",
+                  "Lukas", "Mia", "Noah", "Olivia", "Paul", "Sophie", "Tom"]
+_CONTACT_LAST = ["Adams", "Becker", "Clarke", "Dietrich", "Evans", "Fischer", "Green", "Hartmann", "Jones",
+                 "Keller", "Lang", "Miller", "Neumann", "Owen", "Richter", "Walker"]
+#: (ABTNR, ABTPA, PAFKT): department code and text at the customer, function code.
+_CONTACT_ROLES = [("0001", "Management", "01"), ("0002", "Purchasing", "02"), ("0002", "Purchasing", "03"),
+                  ("0003", "Sales", "04"), ("0006", "Accounting", "05"), ("0007", "Logistics", "06")]
+
+
+def _hierarchy_and_contacts(rnd: random.Random, client: str, customer_tables: dict[str, list[Row]]
+                            ) -> dict[str, list[Row]]:
+    """KNVH (customer hierarchy, type A) and KNVK (contact persons), consistent with KNA1/KNVV/KNVP."""
+    rand = rnd.random
+    kna1 = customer_tables["KNA1"]
+    area = {r["KUNNR"]: (r["VKORG"], r["VTWEG"], r["SPART"]) for r in customer_tables["KNVV"]}
+    own_payer = {p["KUNNR"] for p in customer_tables["KNVP"] if p["PARVW"] == "RG" and p["KUNN2"] == p["KUNNR"]}
+    sold_to = [r for r in kna1 if r["KTOKD"] == "0001" and r["KUNNR"] in own_payer]
+    knvh: list[Row] = []
+
+    def node(kunnr: str, parent: str, datab: str, datbi: str = "99991231") -> Row:
+        vkorg, vtweg, spart = area[kunnr]
+        return {"MANDT": client, "HITYP": "A", "KUNNR": kunnr, "VKORG": vkorg, "VTWEG": vtweg, "SPART": spart,
+                "DATAB": datab, "DATBI": datbi, "HKUNNR": parent, "HVKORG": vkorg if parent else "",
+                "HVTWEG": vtweg if parent else "", "HSPART": spart if parent else "", "GRPNO": "000",
+                "BOKRE": "X", "PRFRE": "X", "HZUOR": "00"}
+
+    tops: dict[str, list[str]] = {}
+    for r in reversed(sold_to):  # the last numbers: the first ones stay plain accounts for the scenarios
+        a = area[r["KUNNR"]][0]
+        if len(tops.setdefault(a, [])) < 3:
+            tops[a].append(r["KUNNR"])
+            knvh.append(node(r["KUNNR"], "", "20190101"))
+    top_set = {k for v in tops.values() for k in v}
+    for r in sold_to:
+        k = r["KUNNR"]
+        if k in top_set or rand() >= 0.15:
+            continue
+        candidates = tops[area[k][0]]
+        parent = candidates[int(rand() * len(candidates))]
+        start = f"20{20 + int(rand() * 4)}0{1 + int(rand() * 9)}01"
+        if len(candidates) > 1 and rand() < 0.3:  # moved: below another node until the day before
+            before = next(c for c in candidates if c != parent)
+            knvh.append(node(k, before, "20180101", _d(date(int(start[:4]), int(start[4:6]), 1) - timedelta(days=1))))
+        knvh.append(node(k, parent, start))
+    knvk: list[Row] = []
+    parnr = 500001
+    for r in kna1:
+        if r["KTOKD"] not in ("0001", "0003"):
+            continue
+        for _ in range(1 + int(rand() * 3)):
+            abtnr, abtpa, pafkt = _CONTACT_ROLES[int(rand() * len(_CONTACT_ROLES))]
+            first = _CONTACT_FIRST[int(rand() * len(_CONTACT_FIRST))]
+            last = _CONTACT_LAST[int(rand() * len(_CONTACT_LAST))]
+            knvk.append({"MANDT": client, "PARNR": str(parnr).zfill(10), "KUNNR": r["KUNNR"], "NAMEV": first,
+                         "NAME1": last, "ORT01": r["ORT01"], "ABTPA": abtpa, "ABTNR": abtnr, "PAFKT": pafkt,
+                         "TELF1": r.get("TELF1", ""), "ANRED": "Ms." if first in ("Anna", "Clara", "Emma", "Grace",
+                                                                                 "Ines", "Kate", "Mia", "Olivia",
+                                                                                 "Sophie") else "Mr.",
+                         "PARLA": r["SPRAS"], "ERDAT": r["ERDAT"], "ERNAM": "SD_MASTER1",
+                         "SORTL": last[:10].upper(), "PRSNR": str(parnr).zfill(10)})
+            parnr += 1
+    return {"KNVH": knvh, "KNVK": knvk}
 
 
 # --------------------------------------------------------------------------------------------- sales

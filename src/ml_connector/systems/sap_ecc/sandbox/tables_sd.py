@@ -1,12 +1,14 @@
-"""DDIC of the customer (FI-AR, SD) and sales tables: KNA1, KNB1, KNKK, KNVV, KNVP, VBAK, VBAP, LIKP,
-LIPS.
+"""DDIC of the customer (FI-AR, SD) and sales tables: KNA1, KNB1, KNKK, KNVV, KNVP, KNVH, KNVK, VBAK,
+VBAP, LIKP, LIPS.
 
 Importing this module registers the tables (`ddic.register_table`). Realistic ECC 6.0 subsets in
 real DDIC order, types and lengths per reference §4: KNA1 SPERR C1, AUFSD/LIFSD/FAKSD C2; KNKK
 KLIMK/SKFOR CURR15,2, CTLPC C3, CRBLB C1; KNVP PARVW C2 (internal codes AG/WE/RE/RG), PARZA N3;
 KNVV (sales area data) repeats AUFSD/LIFSD/FAKSD at sales-area level, ANTLF DEC1, UEBTO/UNTTO DEC3,1;
 LIPS LFIMG/LGMNG QUAN13,3, NTGEW/BRGEW/VOLUM QUAN15,3, VGBEL/VGPOS referencing the order item.
-KNA1 is, like LFA1, wider than RFC_READ_TABLE's 512 characters.
+KNA1 is, like LFA1, wider than RFC_READ_TABLE's 512 characters. KNVH (customer hierarchy) is keyed by
+HITYP, KUNNR, sales area and DATAB (a node's assignment to HKUNNR is valid DATAB..DATBI); KNVK
+(contact persons) by PARNR NUMC10, KUNNR naming the customer, ABTNR C4 / PAFKT C2 codes (TSAB/TPFK).
 """
 
 from __future__ import annotations
@@ -435,12 +437,60 @@ LIPS: list[FieldSpec] = [
     ("AEDAT", "D", 8, 0, _N, "Changed On"),
 ]
 
+KNVH: list[FieldSpec] = [
+    ("MANDT", "C", 3, 0, _K, "Client"),
+    ("HITYP", "C", 1, 0, _K, "Customer hierarchy type"),
+    ("KUNNR", "C", 10, 0, _K, "Customer"),
+    ("VKORG", "C", 4, 0, _K, "Sales Organization"),
+    ("VTWEG", "C", 2, 0, _K, "Distribution Channel"),
+    ("SPART", "C", 2, 0, _K, "Division"),
+    ("DATAB", "D", 8, 0, _K, "Start of validity period for assignment"),
+    ("DATBI", "D", 8, 0, _N, "End of validity period for the assignment"),
+    ("HKUNNR", "C", 10, 0, _N, "Customer number of the higher-level customer hierarchy"),
+    ("HVKORG", "C", 4, 0, _N, "Higher-level sales organization"),
+    ("HVTWEG", "C", 2, 0, _N, "Higher-level distribution channel"),
+    ("HSPART", "C", 2, 0, _N, "Higher-level division"),
+    ("GRPNO", "N", 3, 0, _N, "Number of the routine used for copying"),
+    ("BOKRE", "C", 1, 0, _N, "Indicator: Customer Is Rebate-Relevant"),
+    ("PRFRE", "C", 1, 0, _N, "Relevant for price determination ID"),
+    ("HZUOR", "N", 2, 0, _N, "Assignment to Hierarchy"),
+]
+
+KNVK: list[FieldSpec] = [
+    ("MANDT", "C", 3, 0, _K, "Client"),
+    ("PARNR", "N", 10, 0, _K, "Number of contact person"),
+    ("KUNNR", "C", 10, 0, _N, "Customer Number"),
+    ("NAMEV", "C", 35, 0, _N, "First name"),
+    ("NAME1", "C", 35, 0, _N, "Name 1"),
+    ("ORT01", "C", 35, 0, _N, "City"),
+    ("ADRND", "C", 10, 0, _N, "Business address"),
+    ("ADRNP", "C", 10, 0, _N, "Home address"),
+    ("ABTPA", "C", 12, 0, _N, "Contact person's department at customer"),
+    ("ABTNR", "C", 4, 0, _N, "Contact person department"),
+    ("UEPAR", "N", 10, 0, _N, "Higher-level partner"),
+    ("TELF1", "C", 16, 0, _N, "First telephone number"),
+    ("ANRED", "C", 30, 0, _N, "Form of address for contact person"),
+    ("PAFKT", "C", 2, 0, _N, "Contact person function"),
+    ("PARVO", "C", 1, 0, _N, "Partner's authority"),
+    ("PAVIP", "C", 1, 0, _N, "VIP partner"),
+    ("PARGE", "C", 1, 0, _N, "Partner's gender"),
+    ("PARLA", "C", 1, 0, _N, "Partner language"),
+    ("GBDAT", "D", 8, 0, _N, "Date of birth"),
+    ("NMAIL", "C", 1, 0, _N, "Advertising material indicator"),
+    ("ERDAT", "D", 8, 0, _N, "Date on which the record was created"),
+    ("ERNAM", "C", 12, 0, _N, "Name of person who created the object"),
+    ("SORTL", "C", 10, 0, _N, "Sort field"),
+    ("PRSNR", "C", 10, 0, _N, "Person number"),
+]
+
 TABLES: dict[str, tuple[str, list[FieldSpec]]] = {
     "KNA1": ("General Data in Customer Master", KNA1),
     "KNB1": ("Customer Master (Company Code)", KNB1),
     "KNKK": ("Customer master credit management: Control area data", KNKK),
     "KNVV": ("Customer Master Sales Data", KNVV),
     "KNVP": ("Customer Master Partner Functions", KNVP),
+    "KNVH": ("Customer Hierarchies", KNVH),
+    "KNVK": ("Customer Master Contact Partner", KNVK),
     "VBAK": ("Sales Document: Header Data", VBAK),
     "VBAP": ("Sales Document: Item Data", VBAP),
     "LIKP": ("SD Document: Delivery Header Data", LIKP),

@@ -11,10 +11,13 @@
 - REST under `/rest/`: rowset upserts, single-row PUT, the async rows API with status and results,
   journey event definitions and entry events, `GET platform/v1/tokenContext`;
 - expired token: REST 401 errorcode 0, SOAP 500 Security fault "Token Expired"; throttling: REST 429
-  with Retry-After (errorcode 50100), SOAP 500 fault "Rate Limited" (apifault Code 17).
+  with Retry-After (errorcode 50100), SOAP 500 fault "Rate Limited" (apifault Code 17), by switch
+  (`throttle_next`) or by a per-minute limit (`calls_per_minute` over `rate_window` seconds, REST
+  and SOAP together; Retry-After = seconds until a call is admitted again).
 
 Admin (loopback, no auth): `GET|POST /_sandbox/faults` {throttle_next, retry_after, fail_next,
-kind 5xx|drop|timeout_after_commit, latency, async_pending_polls, event_reject_contacts};
+kind 5xx|drop|timeout_after_commit, latency, async_pending_polls, event_reject_contacts,
+calls_per_minute, rate_window};
 `GET /_sandbox/stats`; `POST /_sandbox/tokens/expire`; `GET /_sandbox/des`,
 `GET /_sandbox/des/{key}/rows`; `GET /_sandbox/events`.
 """
@@ -104,9 +107,10 @@ def create_app(state: SfmcSandbox) -> Any:
         if state.token_state(tok) != "ok":
             return _rest_error(401, "Not Authorized", 0)
         state.stats["rest_calls"] += 1
-        fault = state.take_fault()
+        limited = state.over_rate()
+        fault = "throttle" if limited is not None else state.take_fault()
         if fault == "throttle":
-            ra = int(state.faults.retry_after)
+            ra = limited if limited is not None else int(state.faults.retry_after)
             return JSONResponse({"message": "Rate limit exceeded", "errorcode": 50100, "retryAfter": ra,
                                  "documentation": ""}, status_code=429, headers={"Retry-After": str(ra)})
         if fault == "5xx":
@@ -326,7 +330,7 @@ def create_app(state: SfmcSandbox) -> Any:
             return fault_envelope(version, "q0:Security", "Token Expired" if tstate == "expired" else "Login Failed",
                                   endpoint, security=True)
         state.stats["soap_calls"] += 1
-        fault = state.take_fault()
+        fault = "throttle" if state.over_rate() is not None else state.take_fault()
         if fault == "throttle":
             return fault_envelope(version, "soap:Server", "Rate Limited", endpoint, api_code="17")
         if fault == "5xx":

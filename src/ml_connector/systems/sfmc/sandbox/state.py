@@ -4,10 +4,12 @@ journey event definitions and entry events, fault switches and call counters."""
 from __future__ import annotations
 
 import copy
+import math
 import secrets
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,11 @@ class Faults:
     latency: float = 0.0            # seconds added to every API call
     async_pending_polls: int = 1    # status polls answered Pending before an async request completes
     event_reject_contacts: list[str] = field(default_factory=list)  # inactive contacts: 400
+    # Marketing Cloud throttles an account per minute: above `calls_per_minute` API calls (REST and
+    # SOAP together) in the last `rate_window` seconds, a call is refused (REST 429 with Retry-After =
+    # seconds until one is admitted again; SOAP "Rate Limited" fault) and not processed. 0: no limit.
+    calls_per_minute: int = 0
+    rate_window: float = 60.0       # the "minute" (a test may shorten it)
 
     def update(self, data: dict[str, Any]) -> None:
         for k, v in data.items():
@@ -75,6 +82,7 @@ class SfmcSandbox:
         self.stats: dict[str, int] = {"token_requests": 0, "rest_calls": 0, "soap_calls": 0, "throttled": 0,
                                       "rowset_calls": 0, "rows_upserted": 0, "async_requests": 0, "events": 0}
         self.continuations: dict[str, tuple[list[dict[str, str]], int, list[str]]] = {}
+        self.admitted: deque[float] = deque()  # when the API calls of the current rate window came in
 
     # -- tokens -----------------------------------------------------------------------------------
 
@@ -102,6 +110,22 @@ class SfmcSandbox:
             return len(self.tokens)
 
     # -- throttling and faults ---------------------------------------------------------------------
+
+    def over_rate(self, now: float | None = None) -> int | None:
+        """With a per-minute limit: None when this API call is admitted (and counted), else the
+        seconds (at least 1) until one is admitted again: the call is throttled."""
+        with self.lock:
+            limit, window = int(self.faults.calls_per_minute), float(self.faults.rate_window)
+            if limit <= 0:
+                return None
+            now = time.monotonic() if now is None else now
+            while self.admitted and self.admitted[0] <= now - window:
+                self.admitted.popleft()
+            if len(self.admitted) < limit:
+                self.admitted.append(now)
+                return None
+            self.stats["throttled"] += 1
+            return max(1, math.ceil(self.admitted[0] + window - now))
 
     def take_fault(self) -> str | None:
         """The fault of this API call: 'throttle', the fail kind, or None."""
