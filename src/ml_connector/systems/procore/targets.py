@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -125,6 +126,30 @@ def _amount(value: Any) -> Decimal:
     return Decimal(str(value or "0"))
 
 
+#: Records of one kind in a project with this origin id (a filtered listing).
+Finder = Callable[[int, str], list[dict[str, Any]]]
+
+
+def _written(client: ProcoreClient, entries: list[Entry], find: Finder,
+             complete: Callable[[int, int, dict[str, Any]], bool]) -> list[Outcome]:
+    """The lookup of in-doubt entries: each found by its origin id in its mapped project (`find`)
+    counts as posted when `complete(project id, record id, payload)` says every line is there."""
+    d = Directory.of(client)
+    outs = []
+    for e in entries:
+        try:
+            pid = d.project_id(e.payload["project"])
+        except Unresolved:
+            continue
+        found = find(pid, e.payload["origin_id"])
+        if not found:
+            continue
+        rid = int(found[0]["id"])
+        if complete(pid, rid, e.payload):
+            outs.append(Outcome(e.id, "posted", target_id=f"{pid}:{rid}"))
+    return outs
+
+
 # --------------------------------------------------------------------------------------- vendors
 
 
@@ -194,21 +219,12 @@ class PurchaseOrderContractsTarget(Target):
 
     def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
         client: ProcoreClient = ctx.runtime.connection(self.connection)
-        d = Directory.of(client)
-        outs = []
-        for e in entries:
-            try:
-                pid = d.project_id(e.payload["project"])
-            except Unresolved:
-                continue
-            found = client.po_contracts(pid, origin_id=e.payload["origin_id"])
-            if not found:
-                continue
-            cid = int(found[0]["id"])
+
+        def complete(pid: int, cid: int, p: dict[str, Any]) -> bool:
             have = {li.get("origin_id"): _amount(li.get("amount")) for li in client.po_line_items(pid, cid)}
-            if all(have.get(ln["origin_id"]) == _amount(ln["amount"]) for ln in e.payload["lines"]):
-                outs.append(Outcome(e.id, "posted", target_id=f"{pid}:{cid}"))
-        return outs
+            return all(have.get(ln["origin_id"]) == _amount(ln["amount"]) for ln in p["lines"])
+
+        return _written(client, entries, lambda pid, origin: client.po_contracts(pid, origin_id=origin), complete)
 
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
         client: ProcoreClient = ctx.runtime.connection(self.connection)
@@ -279,21 +295,12 @@ class DirectCostsTarget(Target):
 
     def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
         client: ProcoreClient = ctx.runtime.connection(self.connection)
-        d = Directory.of(client)
-        outs = []
-        for e in entries:
-            try:
-                pid = d.project_id(e.payload["project"])
-            except Unresolved:
-                continue
-            found = client.direct_costs(pid, origin_id=e.payload["origin_id"])
-            if not found:
-                continue
-            did = int(found[0]["id"])
+
+        def complete(pid: int, did: int, p: dict[str, Any]) -> bool:
             have = {li.get("origin_id") for li in client.direct_cost_line_items(pid, did)}
-            if all(ln["origin_id"] in have for ln in e.payload["lines"]):
-                outs.append(Outcome(e.id, "posted", target_id=f"{pid}:{did}"))
-        return outs
+            return all(ln["origin_id"] in have for ln in p["lines"])
+
+        return _written(client, entries, lambda pid, origin: client.direct_costs(pid, origin_id=origin), complete)
 
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
         client: ProcoreClient = ctx.runtime.connection(self.connection)
