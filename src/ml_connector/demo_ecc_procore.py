@@ -31,6 +31,12 @@ DEMO_MAPPINGS: dict[str, dict[str, str]] = {
                         "PPE001": "01-560", "SERV01": "90-100", "SERV02": "01-310", "SERV03": "01-540",
                         "SERV04": "01-100"},
 }
+#: Job-site cost centers 2001..2150 (systems/sap_ecc/sandbox/seed_construction.py `seed_job_sites`) →
+#: the emulator's active projects in order (26-001.., skipping every 20th, the closed jobs): 150 projects.
+JOB_SITE_PROJECTS: dict[str, str] = dict(zip(
+    (str(2000 + i) for i in range(1, 151)),
+    (f"26-{n:03d}" for n in range(1, 161) if n % 20), strict=False))
+DEMO_MAPPINGS["cost_centers"].update(JOB_SITE_PROJECTS)
 DEMO_OPTIONS: dict[str, Any] = {"company_codes": ["1000"], "po_from": "2024-10-01", "postings_from": "2025-01-01",
                                 "cost_centers": ["1410", "1420", "1610", "1620", "1500"],
                                 "direct_cost_type": "payroll"}

@@ -14,7 +14,12 @@ import pytest
 from ml_connector.demo_ecc_procore import DEMO_MAPPINGS, DEMO_OPTIONS, procore_totals, sap_totals
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from ml_connector.systems.sap_ecc.sandbox import fi
-from ml_connector.systems.sap_ecc.sandbox.seed_construction import post_labor_distribution, seed_labor
+from ml_connector.systems.sap_ecc.sandbox.seed_construction import (
+    SUBCONTRACT_TYPE,
+    post_labor_distribution,
+    seed_job_sites,
+    seed_labor,
+)
 from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_purchase_order
 from tests.support import Env, summary, summary_rows
 from tests.support.env import SUMMARY_COLUMNS
@@ -88,6 +93,34 @@ def test_weekly_sync_fills_projects_and_cost_codes_ties_out_and_a_rerun_writes_n
     for row in again:
         assert row["created"] == row["updated"] == row["deactivated"] == row["failed"] == 0, row
     assert procore_stats(handles)["writes"] == writes
+
+
+def test_subcontract_lines_get_one_requisition_each_exactly_once_even_when_an_answer_is_lost(world):
+    handles, env = world
+    ecc, procore = handles["sap_ecc"].state, handles["procore"].state
+    pos = seed_job_sites(ecc.data, ecc.client, sites=10)  # job sites 2001..2010 → projects 26-001..26-010
+    subs = [e for e in pos if ecc.data.get("EKKO", (e,), ecc.client)["BSART"] == SUBCONTRACT_TYPE]
+    assert len(subs) == 2
+    lines = {f"SAP-REQ-{e}-{i['EBELP']}" for e in subs for i in ecc.data.rows("EKPO", ecc.client) if i["EBELN"] == e}
+    # The first requisition's answer is lost after Procore stored it: the retry lists before it posts.
+    procore_admin(handles, "/_sandbox/faults", {"fail_next": 1, "kind": "drop_after_commit", "path": "/requisitions"})
+    try:
+        out = sync(env, "purchase_orders")
+    finally:
+        procore_admin(handles, "/_sandbox/faults", {"reset": True})
+    assert (out["created"], out["failed"]) == (10, 0)
+    numbers = {p["id"]: p["project_number"] for p in procore.projects.values()}
+    by_origin = {c["origin_id"]: c for c in procore.contracts.values()}
+    assert [numbers[by_origin[f"SAP-PO-{e}"]["project_id"]] for e in pos] == [f"26-{n:03d}" for n in range(1, 11)]
+    reqs = [r for r in procore.requisitions.values() if str(r.get("origin_id") or "").startswith("SAP-REQ-")]
+    assert sorted(r["origin_id"] for r in reqs) == sorted(lines)  # each line once, none for the other POs
+    assert {r["commitment_id"] for r in reqs} == {by_origin[f"SAP-PO-{e}"]["id"] for e in subs}
+    assert all(r["status"] == "draft" for r in reqs)
+    again = sync(env, "purchase_orders")
+    assert (again["created"], again["updated"], again["failed"]) == (0, 0, 0)
+    assert len([r for r in procore.requisitions.values()
+                if str(r.get("origin_id")).startswith("SAP-REQ-")]) == len(lines)
+    assert_tie_out(handles, kinds=("commitments",))
 
 
 def test_po_changed_in_sap_updates_its_contract_not_a_second_one(world):

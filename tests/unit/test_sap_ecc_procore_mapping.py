@@ -94,3 +94,17 @@ def test_unmapped_cost_center_or_account_parks_the_group():
     assert cost_lines_to_direct_cost("k", g, mapped=demo) == Parked("k", "cost_centers:1300", payload=g)
     parked = cost_lines_to_direct_cost("k", cost_group(), mapped=without("cost_codes", "610000"))
     assert isinstance(parked, Parked) and parked.waits_for == "cost_codes:610000"
+
+
+def test_a_subcontract_po_asks_for_one_requisition_per_line_with_an_amount_others_for_none():
+    assert "requisitions" not in po_to_contract("4500000123", po_record(), mapped=demo).payload
+    po = po_record(BSART="ZSUB")
+    po["_items"][0]["LOEKZ"] = "L"  # a deleted item (amount 0) is not billed
+    p = po_to_contract("4500000123", po, mapped=demo).payload
+    assert [(r["origin_id"], r["line"], r["invoice_number"]) for r in p["requisitions"]] == [
+        ("SAP-REQ-4500000123-00020-01", "4500000123-00020-01", "4500000123-00020-01"),
+        ("SAP-REQ-4500000123-00020-02", "4500000123-00020-02", "4500000123-00020-02")]
+    assert p["requisitions"][0]["origin_data"] == ("SAP PO 4500000123 line 4500000123-00020-01: 600.00 "
+                                                   "on cost code 01-540")
+    assert "requisitions" not in po_to_contract("4500000123", po_record(BSART="ZSUB", LOEKZ="L"), mapped=demo).payload
+    assert "requisitions" not in po_to_contract("4500000123", po, mapped=demo, requisition_types=()).payload

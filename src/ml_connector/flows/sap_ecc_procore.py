@@ -109,14 +109,20 @@ def po_project(po: dict[str, Any], mapped: Mapped) -> tuple[str | None, str]:
     return None, mapping.waits_for(table, value)
 
 
-def po_to_contract(key: str, po: dict[str, Any], *, mapped: Mapped, status: str = "Approved") -> Desired | Parked:
+def po_to_contract(key: str, po: dict[str, Any], *, mapped: Mapped, status: str = "Approved",
+                   requisition_types: tuple[str, ...] = ("ZSUB",)) -> Desired | Parked:
     """An SAP purchase order (EKKO + `_items` EKPO with `_accounts` EKKN) → a Procore PO contract.
 
     One line per item, or per account assignment of an item split over several (amount EKKN-NETWR);
     the cost code of a line comes from its G/L account (EKKN-SAKTO → `cost_codes`), else from its
     material group (EKPO-MATKL → `material_groups`). Items deleted in SAP (EKPO-LOEKZ) stay as
     lines of amount 0, a deleted PO (EKKO-LOEKZ) becomes status Closed with every line at 0, so a
-    change in SAP updates the same contract instead of leaving stale amounts."""
+    change in SAP updates the same contract instead of leaving stale amounts.
+
+    A PO of a document type in `requisition_types` (EKKO-BSART; a subcontract billed by progress)
+    asks for line-level requisitions: one draft requisition per line with an amount, origin id
+    `SAP-REQ-<line origin id>`, created once (a line added later gets its own; one already there
+    is left alone: the subcontractor bills against it in Procore)."""
     project, waits = po_project(po, mapped)
     if project is None:
         return Parked(key, waits, payload=po)
@@ -145,13 +151,20 @@ def po_to_contract(key: str, po: dict[str, Any], *, mapped: Mapped, status: str 
                                           + f"{external(it.get('EBELP'))} {str(it.get('TXZ01') or '').strip()}")[:255]})
     if not lines:
         return Parked(key, mapping.waits_for("purchase_orders", f"{ebeln} has no items"), payload=po)
-    payload = {"origin_id": f"SAP-PO-{ebeln}", "number": ebeln, "title": f"SAP PO {ebeln}",
+    payload: dict[str, Any] = {"origin_id": f"SAP-PO-{ebeln}", "number": ebeln, "title": f"SAP PO {ebeln}",
                "status": "Closed" if po_deleted else status, "project": project,
                "vendor": str(po.get("LIFNR") or ""), "origin_code": ebeln,
                "description": f"SAP purchase order {ebeln}, company code {po.get('BUKRS', '')}, "
                               f"currency {po.get('WAERS', '')}",
                "contract_date": _dats(po.get("BEDAT")), "payment_terms": str(po.get("ZTERM") or "") or None,
                "lines": lines}
+    if str(po.get("BSART") or "").strip() in requisition_types and not po_deleted:
+        payload["requisitions"] = [
+            {"origin_id": f"SAP-REQ-{ln['origin_id']}", "line": ln["origin_id"],
+             "invoice_number": ln["origin_id"][:50],
+             "billing_date": _dats(po.get("BEDAT")),
+             "origin_data": f"SAP PO {ebeln} line {ln['origin_id']}: {ln['amount']} on cost code {ln['cost_code']}"}
+            for ln in lines if Decimal(ln["amount"])]
     return Desired(key, payload)
 
 
@@ -218,6 +231,7 @@ class Options(SettingsModel):
     cost_centers: list[str] | None = None         # cost centers whose GL lines become direct costs (None: all)
     direct_cost_type: str = "expense"
     po_status: str = "Approved"
+    requisition_doc_types: list[str] = ["ZSUB"]   # EKKO-BSART of POs whose lines get requisitions
     internal_vendor: str = "SAP-INTERNAL"
     internal_vendor_name: str = "Internal cost allocations (SAP)"
 
@@ -245,6 +259,7 @@ class SapEccProcoreFlow(Flow):
         cost_centers = [str(c).zfill(10) for c in scope] if scope else None
         dc_type = str(opts.get("direct_cost_type", "expense"))
         po_status = str(opts.get("po_status", "Approved"))
+        req_types = tuple(str(t) for t in opts.get("requisition_doc_types", ["ZSUB"]))
 
         def mapped(ctx: RunContext) -> Mapped:
             def get(table: str, value: str) -> str | None:
@@ -262,7 +277,8 @@ class SapEccProcoreFlow(Flow):
             "purchase_orders",
             PurchaseOrderSource(sap, company_codes=company_codes, date_from=_dats_option(opts.get("po_from")),
                                 page_size=page_size),
-            lambda ctx, key, rec: po_to_contract(key, rec, mapped=mapped(ctx), status=po_status),
+            lambda ctx, key, rec: po_to_contract(key, rec, mapped=mapped(ctx), status=po_status,
+                                                   requisition_types=req_types),
             PurchaseOrderContractsTarget(procore), mapping_tables=("wbs", "cost_centers", "plants", "cost_codes",
                                                                    "material_groups"))
         cost_allocations = Stream(

@@ -9,8 +9,10 @@ within the company), so every write is either an idempotent upsert or preceded b
 - `PurchaseOrderContractsTarget`: one contract per SAP PO (origin_id `SAP-PO-<EBELN>`) through
   `PATCH /purchase_order_contracts/sync` per project, then its lines through `…/{id}/line_items/sync`
   (origin_id `<EBELN>-<EBELP>[-<ZEKKN>]`). A PO changed in SAP updates the same contract and lines;
-  a line deleted in SAP goes to amount 0. `lookup` finds in-doubt entries by origin_id and
-  counts them posted only when every line is there with its amount.
+  a line deleted in SAP goes to amount 0. A subcontract PO's lines get one requisition each
+  (origin_id `SAP-REQ-<line>`), created after a listing of the commitment's requisitions. `lookup`
+  finds in-doubt entries by origin_id and counts them posted only when every line is there with its
+  amount (and every requisition).
 - `DirectCostsTarget`: one direct cost per SAP document and cost center (origin_id
   `SAP-GL-<BUKRS>-<GJAHR>-<BELNR>-<KOSTL>`), one line per cost code. Procore has no direct-cost sync
   we rely on for line items, so both the header POST and each line POST are preceded by a lookup of
@@ -222,7 +224,12 @@ class PurchaseOrderContractsTarget(Target):
 
         def complete(pid: int, cid: int, p: dict[str, Any]) -> bool:
             have = {li.get("origin_id"): _amount(li.get("amount")) for li in client.po_line_items(pid, cid)}
-            return all(have.get(ln["origin_id"]) == _amount(ln["amount"]) for ln in p["lines"])
+            if not all(have.get(ln["origin_id"]) == _amount(ln["amount"]) for ln in p["lines"]):
+                return False
+            if not p.get("requisitions"):
+                return True
+            billed = {r.get("origin_id") for r in client.requisitions(pid, commitment_id=cid)}
+            return all(r["origin_id"] in billed for r in p["requisitions"])
 
         return _written(client, entries, lambda pid, origin: client.po_contracts(pid, origin_id=origin), complete)
 
@@ -259,7 +266,33 @@ class PurchaseOrderContractsTarget(Target):
                                     error=f"Procore refused lines of PO {head['number']}: "
                                           + " | ".join(f"{x.get('origin_id')}: {_errors(x)}" for x in la["errors"]))])
                     continue
+                problems = self._requisitions(client, pid, cid, e.payload.get("requisitions") or [])
+                if problems:
+                    report([Outcome(e.id, "failed", target_id=f"{pid}:{cid}", request=e.payload["requisitions"],
+                                    error=f"Procore refused requisitions of PO {head['number']}: "
+                                          + " | ".join(problems))])
+                    continue
                 report([Outcome(e.id, "posted", target_id=f"{pid}:{cid}", request={"contract": head, "lines": lines})])
+
+    @staticmethod
+    def _requisitions(client: ProcoreClient, pid: int, cid: int, wanted: list[dict[str, Any]]) -> list[str]:
+        """Create the contract's requisitions that are not there yet (one listing of the commitment's
+        requisitions before any POST; a POST whose answer is lost raises `ProcoreUncertainWrite` and
+        the retry lists again). A requisition already there is left as it is. Problems, one a line."""
+        if not wanted:
+            return []
+        have = {r.get("origin_id") for r in client.requisitions(pid, commitment_id=cid)}
+        problems = []
+        for r in wanted:
+            if r["origin_id"] in have:
+                continue
+            item = {"origin_id": r["origin_id"], "invoice_number": r["invoice_number"], "status": "draft",
+                    "billing_date": r.get("billing_date"), "origin_data": r.get("origin_data")}
+            try:
+                client.create_requisition(pid, cid, item)
+            except ProcoreApiError as exc:
+                problems.append(f"{r['origin_id']}: {exc.message}")
+        return problems
 
     def describe(self, op: str, payload: dict[str, Any]) -> str:
         total = sum((_amount(ln["amount"]) for ln in payload["lines"]), Decimal(0))
