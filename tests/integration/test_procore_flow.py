@@ -5,6 +5,8 @@ change SAP or the Procore emulator's switches and sync again."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -23,8 +25,18 @@ from ml_connector.systems.sap_ecc.sandbox.seed_construction import (
 from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_purchase_order
 from tests.support import Env, summary, summary_rows
 from tests.support.env import SUMMARY_COLUMNS
-from tests.support.procore import FLOW, contract_project, procore_admin, procore_client, procore_env, procore_stats
+from tests.support.procore import (
+    FLOW,
+    contract_project,
+    procore_admin,
+    procore_client,
+    procore_env,
+    procore_stats,
+    remap_cost_center,
+    sap_project,
+)
 from tests.support.receivers import Receiver
+from tests.support.waiting import wait_for
 
 # Cost center 1300 (IT Services) is read but not mapped: its lines wait for a mapping.
 OPTIONS = {"cost_centers": [*DEMO_OPTIONS["cost_centers"], "1300"]}
@@ -44,7 +56,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, alerts: Receiver) -> Iterato
     handles = start_sandboxes(systems=("sap_ecc", "procore"), vendors=300)
     # The spike window is exercised by its own test; the others should not wait on it.
     procore_admin(handles, "/_sandbox/limits", {"spike": 100000, "hourly": 100000})
-    env = procore_env(tmp_path_factory.mktemp("procore"), handles, options=OPTIONS, alerts_url=alerts.url + "/ops")
+    # The default alert events and sync.gap (opt-in), which the drift stream raises.
+    env = procore_env(tmp_path_factory.mktemp("procore"), handles, options=OPTIONS, alerts_url=alerts.url + "/ops",
+                      alert_events=["run.failed", "records.failed", "record.parked", "sync.gap"])
     try:
         yield handles, env
     finally:
@@ -235,6 +249,35 @@ def test_direct_cost_created_but_answer_lost_is_found_not_duplicated(world):
     assert sum(Decimal(li["amount"]) for d in procore.direct_costs.values() for li in d["line_items"]) != 0
 
 
+def test_po_whose_project_mapping_changes_moves_its_contract_once(world):
+    handles, env = world
+    procore = handles["procore"].state
+    numbers = {p["id"]: p["project_number"] for p in procore.projects.values()}
+    old = next(c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000003")
+    assert numbers[old["project_id"]] == "26-003" and any(Decimal(li["amount"]) for li in old["line_items"])
+    count = len(procore.contracts)
+    lines = sorted((li["origin_id"], li["amount"]) for li in old["line_items"])
+    remap_cost_center(env, "2003", "26-012")
+    # Moved too, unless a sync since did: the POs of cost center 1300, which an earlier test mapped to
+    # 26-007 (their contracts were in their plant's project).
+    moved_1300 = [c for c in procore.contracts.values() if c["origin_id"] == f"SAP-PO-{c['number']}"
+                  and numbers[c["project_id"]] != "26-007"
+                  and sap_project(handles, c["number"], {"1300": "26-007"}) == "26-007"]
+    out = sync(env, "purchase_orders")
+    assert (out["created"], out["updated"], out["failed"]) == (0, 1 + len(moved_1300), 0)
+    now = [c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000003"]
+    assert len(now) == 1 and numbers[now[0]["project_id"]] == "26-012"
+    assert sorted((li["origin_id"], li["amount"]) for li in now[0]["line_items"]) == lines
+    # The contract in the old project is closed, its lines at 0, its origin id no longer SAP's.
+    assert old["status"] == "Closed" and old["origin_id"] == f"SAP-PO-4510000003@{old['project_id']}"
+    assert {li["amount"] for li in old["line_items"]} == {"0.00"} and "[moved to project 26-012" in old["description"]
+    assert len(procore.contracts) == count + 1 + len(moved_1300)
+    again = sync(env, "purchase_orders")
+    assert (again["created"], again["updated"], again["failed"]) == (0, 0, 0)
+    assert_tie_out(handles, {**DEMO_MAPPINGS, "cost_centers": {**DEMO_MAPPINGS["cost_centers"], "1300": "26-007",
+                                                               "2003": "26-012"}}, kinds=("commitments",))
+
+
 def drift(env: Env) -> list[dict[str, str]]:
     out = env.cli("procore", "drift", FLOW, "--json", check=False)
     assert out.returncode in (0, 1), out.stderr
@@ -251,7 +294,7 @@ def test_drift_report_names_a_contract_line_edited_in_procore(world):
     assert {d["what"] for d in before if d["kind"] == "commitment"} <= {"missing"}
     client = procore_client(handles["procore"])
     contract = next(c for c in handles["procore"].state.contracts.values() if len(c["line_items"]) > 1
-                    and c["origin_id"].startswith("SAP-PO-"))
+                    and c["origin_id"] == f"SAP-PO-{c['number']}")  # not one closed by a move
     pid, cid = int(contract["project_id"]), int(contract["id"])
     line = client.po_line_items(pid, cid)[1]
     edited = Decimal(str(line["amount"])) + Decimal("1234.56")
@@ -264,3 +307,44 @@ def test_drift_report_names_a_contract_line_edited_in_procore(world):
     # The human table names it too.
     text = env.cli("procore", "drift", FLOW, check=False, extra_env={"COLUMNS": "250"}).stdout
     assert line["origin_id"] in text and f"{edited:.2f}" in text
+    # A PO whose project mapping changed, not synced yet: its contract is in the old project (moved), not missing.
+    remap_cost_center(env, "2004", "26-013")
+    assert [d for d in drift(env) if d["origin_id"] == "SAP-PO-4510000004"] == [{
+        "kind": "commitment", "origin_id": "SAP-PO-4510000004", "project": "26-013", "what": "moved", "line": None,
+        "field": None, "sap": None, "procore": "26-004"}]
+
+
+def test_the_drift_stream_records_the_report_and_alerts_on_drift(world, alerts):
+    _, env = world
+    out = sync(env, "drift")  # what the flow's `drift_check` schedule starts
+    assert (out["created"], out["failed"]) == (0, 0)
+    told = wait_for(lambda: [r["json"] for r in alerts.requests if r["json"]["event"] == "sync.gap"],
+                    timeout=20, what="the drift alert")
+    assert told[0]["subject"] == f"{FLOW}/drift" and told[0]["details"]["differences"] >= 2
+    assert "SAP-PO-4510000004" in json.dumps(told[0]["details"]["first"])
+
+
+def test_month_end_reconciliation_totals_per_project_and_cost_code_and_explains_each_difference(world):
+    handles, env = world
+    procore = handles["procore"].state
+    # June 2025: the job sites' POs, the labor weeks; one job-site contract line edited in Procore, and
+    # job site 2004 mapped to 26-013 since its contract was written (by the drift test).
+    contract = next(c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000005")
+    pid, cid = int(contract["project_id"]), int(contract["id"])
+    client = procore_client(handles["procore"])
+    line = client.po_line_items(pid, cid)[0]
+    client.sync_po_line_items(pid, cid, [{"origin_id": line["origin_id"],
+                                          "amount": f"{Decimal(str(line['amount'])) - Decimal('100.00'):.2f}"}])
+    out = env.cli("reconcile", FLOW, "--period", "2025-06", "--csv", str(env.workdir / "june.csv"), check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    rows = list(csv.reader(io.StringIO((env.workdir / "june.csv").read_text())))
+    assert rows[0] == ["kind", "project", "cost code", "SAP ECC", "Procore", "difference", "record", "why"]
+    totals = {tuple(r[:3]): Decimal(r[5]) for r in rows[1:] if not r[6]}
+    why = {(tuple(r[:3]), r[6]): r[7] for r in rows[1:] if r[6]}
+    assert totals[("direct costs", "26-003", "90-100")] == 0 and sum(
+        1 for k in totals if k[0] == "commitments") >= 10  # the job sites' projects
+    edited = ("commitments", "26-005", line["cost_code"]["full_code"])
+    assert totals[edited] == Decimal("100.00") and why[(edited, "SAP-PO-4510000005")].startswith("amounts differ")
+    moved = {k for k, v in totals.items() if v and k[1] in ("26-004", "26-013")}
+    assert moved and all(why[(k, "SAP-PO-4510000004")].startswith("changed at the source") for k in moved)
+    assert {k for k, v in totals.items() if v} == moved | {edited}

@@ -257,6 +257,11 @@ class ProcoreClient:
         return dict(self._json("GET", f"{V1}/purchase_order_contracts/{contract_id}",
                                params={"project_id": project_id}))
 
+    def update_po_contract(self, project_id: int, contract_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """PATCH /purchase_order_contracts/{id} (idempotent: the same fields again change nothing)."""
+        return dict(self._json("PATCH", f"{V1}/purchase_order_contracts/{contract_id}",
+                               json={"project_id": project_id, "purchase_order_contract": fields}))
+
     def sync_po_contracts(self, project_id: int, updates: list[dict[str, Any]]) -> dict[str, Any]:
         """PATCH /purchase_order_contracts/sync: upsert by origin_id within the project."""
         return dict(self._json("PATCH", f"{V1}/purchase_order_contracts/sync",

@@ -69,6 +69,10 @@ class Directory:
                 self._projects = {str(p.get("project_number") or ""): p for p in self.client.projects()}
             return self._projects
 
+    def number_of(self, project_id: int) -> str:
+        """The project number of a Procore project id ('' when it is not an active project)."""
+        return next((n for n, p in self.projects().items() if int(p["id"]) == project_id), "")
+
     def project_id(self, number: str) -> int:
         p = self.projects().get(number)
         if p is None:
@@ -248,6 +252,8 @@ class PurchaseOrderContractsTarget(Target):
         if refused:
             report(refused)
         for pid, items in by_project.items():
+            for e, head, _ in items:
+                self._move_from(client, e, pid, head)
             answer = client.sync_po_contracts(pid, [head for _, head, _ in items])
             got = {str(c.get("origin_id")): c for c in answer.get("entities", [])}
             errs = {str(c.get("origin_id")): c for c in answer.get("errors", [])}
@@ -273,6 +279,34 @@ class PurchaseOrderContractsTarget(Target):
                                           + " | ".join(problems))])
                     continue
                 report([Outcome(e.id, "posted", target_id=f"{pid}:{cid}", request={"contract": head, "lines": lines})])
+
+    @staticmethod
+    def _move_from(client: ProcoreClient, e: Entry, pid: int, head: dict[str, Any]) -> None:
+        """A PO whose project mapping changed since its contract was written (the ledger's target id
+        names another project): the contract there is closed with its lines at 0, and its origin id
+        renamed `<origin id>@<old project id>` (Procore keeps origin ids unique in the company), so the
+        sync that follows creates the contract in the new project. Each step is idempotent: a retry
+        after a crash finds the old contract already renamed and goes on with the sync."""
+        old_pid, _, old_cid = str(e.target_id or "").partition(":")
+        if not old_pid.isdigit() or not old_cid.isdigit() or int(old_pid) == pid:
+            return
+        try:
+            old = client.po_contract(int(old_pid), int(old_cid))
+        except ProcoreApiError as exc:
+            if exc.status == 404:
+                return  # deleted in Procore meanwhile: nothing to close
+            raise
+        if old.get("origin_id") != head["origin_id"]:
+            return  # already moved away (a retry)
+        new_number = Directory.of(client).number_of(pid)
+        zero = [{"origin_id": li["origin_id"], "amount": "0.00"} for li in old.get("line_items") or []
+                if li.get("origin_id") and _amount(li.get("amount"))]
+        if zero:
+            client.sync_po_line_items(int(old_pid), int(old_cid), zero)
+        client.update_po_contract(int(old_pid), int(old_cid), {
+            "status": "Closed", "origin_id": f"{head['origin_id']}@{old_pid}",
+            "description": f"[moved to project {new_number} by the SAP project mapping] "
+                           f"{old.get('description') or ''}"[:255]})
 
     @staticmethod
     def _requisitions(client: ProcoreClient, pid: int, cid: int, wanted: list[dict[str, Any]]) -> list[str]:
