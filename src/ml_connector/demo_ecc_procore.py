@@ -40,6 +40,8 @@ DEMO_MAPPINGS["cost_centers"].update(JOB_SITE_PROJECTS)
 DEMO_OPTIONS: dict[str, Any] = {"company_codes": ["1000"], "po_from": "2024-10-01", "postings_from": "2025-01-01",
                                 "cost_centers": ["1410", "1420", "1610", "1620", "1500"],
                                 "direct_cost_type": "payroll"}
+#: Job sites the demo seeds (of the 150 the mappings cover), for a quick demo.
+DEMO_JOB_SITES = 30
 SAP_PASSWORD_SECRET = "sap_ecc_password"
 PROCORE_SECRET = "procore_client_secret"
 
@@ -203,6 +205,11 @@ def run_ecc_procore_demo(workdir: Path, console: Console) -> int:
             from ml_connector.systems.sap_ecc.sandbox.seed_construction import seed_labor
 
             seed_labor(ecc.data, ecc.client)  # this week's labor cost distribution
+        from ml_connector.systems.sap_ecc.sandbox.seed_construction import seed_job_sites
+
+        # This week's POs of DEMO_JOB_SITES of the 150 job sites (each its own Procore project; the
+        # benchmark syncs all 150): the demo stays quick.
+        seed_job_sites(ecc.data, ecc.client, sites=DEMO_JOB_SITES)
         sap, procore = handles["sap_ecc"].info, handles["procore"].info
         console.rule("[bold]ml-connector demo: SAP ECC → Procore")
         console.print(f"sandbox Procore  {procore['base_url']}  "

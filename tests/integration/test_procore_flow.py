@@ -34,6 +34,7 @@ from tests.support.procore import (
     procore_stats,
     remap_cost_center,
     sap_project,
+    set_option,
 )
 from tests.support.receivers import Receiver
 from tests.support.waiting import wait_for
@@ -348,3 +349,27 @@ def test_month_end_reconciliation_totals_per_project_and_cost_code_and_explains_
     moved = {k for k, v in totals.items() if v and k[1] in ("26-004", "26-013")}
     assert moved and all(why[(k, "SAP-PO-4510000004")].startswith("changed at the source") for k in moved)
     assert {k for k, v in totals.items() if v} == moved | {edited}
+
+
+def test_a_small_write_budget_serves_projects_round_robin_and_the_next_run_resumes_after_the_last(world):
+    handles, env = world
+    ecc, procore = handles["sap_ecc"].state, handles["procore"].state
+    numbers = {p["id"]: p["project_number"] for p in procore.projects.values()}
+    # 20 new job sites (2011..2030 → 26-011..26-031 without the closed 26-020) and job site 2004's PO,
+    # mapped to 26-013 since the drift test: 21 writes, 26-013 has two.
+    seed_job_sites(ecc.data, ecc.client, sites=30)
+    set_option(env, "writes_per_run", 8)
+    served = []
+    for _ in range(4):
+        known = set(procore.contracts)
+        out = sync(env, "purchase_orders")
+        assert out["failed"] == 0
+        new = [procore.contracts[i] for i in set(procore.contracts) - known]
+        assert out["created"] + out["updated"] == len(new)
+        served.append(sorted(numbers[c["project_id"]] for c in new))
+    first = [f"26-{n:03d}" for n in range(11, 19)]
+    second = ["26-019", *(f"26-{n:03d}" for n in range(21, 28))]
+    # The third run starts after 26-027, serves the rest of the round, then 26-013's second PO.
+    assert served == [first, second, sorted(["26-013", *(f"26-{n:03d}" for n in range(28, 32))]), []]
+    origins = [c["origin_id"] for c in procore.contracts.values()]
+    assert all(origins.count(f"SAP-PO-{4510000000 + i}") == 1 for i in range(1, 31))

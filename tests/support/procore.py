@@ -158,3 +158,13 @@ def remap_cost_center(env: Env, cost_center: str, project: str) -> None:
     old = next(f'"{cost_center}": "{v}"' for k, v in DEMO_MAPPINGS["cost_centers"].items() if k == cost_center)
     assert old in text
     env.config.write_text(text.replace(old, f'"{cost_center}": "{project}"', 1), encoding="utf-8")
+
+
+def set_option(env: Env, name: str, value: Any) -> None:
+    """Set one of the flow's options in the configuration (written by `config_text`)."""
+    import json
+
+    text = env.config.read_text()
+    marker = "    options:\n"
+    assert marker in text
+    env.config.write_text(text.replace(marker, marker + f"      {name}: {json.dumps(value)}\n", 1), encoding="utf-8")

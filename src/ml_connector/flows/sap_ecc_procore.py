@@ -28,10 +28,12 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from ml_connector.core import ledger, mapping
-from ml_connector.core.flow import Flow, FlowSchedule, RunContext, Stream
+from ml_connector.core.flow import Flow, FlowSchedule, RunContext, Source, Stream
+from ml_connector.core.flow import Mapper as Mapper_
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.settings import SettingsModel
 from ml_connector.flows._sap_ecc_procore_drift import DriftCheckSource, NoWrites
+from ml_connector.flows._sap_ecc_procore_fair import FairProjects
 from ml_connector.systems.procore.targets import (
     DirectCostsTarget,
     Directory,
@@ -267,6 +269,7 @@ class Options(SettingsModel):
     requisition_doc_types: list[str] = ["ZSUB"]   # EKKO-BSART of POs whose lines get requisitions
     on_project_change: Literal["move", "park"] = "move"  # a PO mapped to another project: move or hold
     drift_check: DriftCheck | None = None         # the scheduled drift report (stream `drift`)
+    writes_per_run: int | None = Field(default=None, ge=1)  # contracts / direct costs per run, fair by project
     internal_vendor: str = "SAP-INTERNAL"
     internal_vendor_name: str = "Internal cost allocations (SAP)"
 
@@ -326,17 +329,26 @@ class SapEccProcoreFlow(Flow):
                 return held_for_review(key, rec, d, contract_project(ctx, key), get) or d
             return d
 
+        budget = opts.get("writes_per_run")
+
+        def fair(source: Source, mapper: Mapper_) -> Source:
+            """With `writes_per_run`: at most that many writes a run, shared round-robin by project."""
+            return FairProjects(source, mapper, int(budget)) if budget else source
+
+        def map_costs(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            return cost_lines_to_direct_cost(key, rec, mapped=mapped(ctx), direct_cost_type=dc_type)
+
         purchase_orders = Stream(
             "purchase_orders",
-            PurchaseOrderSource(sap, company_codes=company_codes, date_from=_dats_option(opts.get("po_from")),
-                                page_size=page_size),
+            fair(PurchaseOrderSource(sap, company_codes=company_codes, date_from=_dats_option(opts.get("po_from")),
+                                     page_size=page_size), map_po),
             map_po, PurchaseOrderContractsTarget(procore),
             mapping_tables=("wbs", "cost_centers", "plants", "cost_codes", "material_groups", "project_moves"))
         cost_allocations = Stream(
             "cost_allocations",
-            CostLineSource(sap, company_codes=company_codes, date_from=_dats_option(opts.get("postings_from")),
-                           cost_centers=cost_centers, page_size=page_size),
-            lambda ctx, key, rec: cost_lines_to_direct_cost(key, rec, mapped=mapped(ctx), direct_cost_type=dc_type),
+            fair(CostLineSource(sap, company_codes=company_codes, date_from=_dats_option(opts.get("postings_from")),
+                                cost_centers=cost_centers, page_size=page_size), map_costs),
+            map_costs,
             DirectCostsTarget(procore, vendor_origin_id=str(opts.get("internal_vendor", "SAP-INTERNAL")),
                               vendor_name=str(opts.get("internal_vendor_name", "Internal cost allocations (SAP)"))),
             mapping_tables=("cost_centers", "cost_codes"))
