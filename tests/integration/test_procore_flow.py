@@ -259,24 +259,33 @@ def test_po_whose_project_mapping_changes_moves_its_contract_once(world):
     count = len(procore.contracts)
     lines = sorted((li["origin_id"], li["amount"]) for li in old["line_items"])
     remap_cost_center(env, "2003", "26-012")
+    # A subcontract moves too: its requisitions (the subcontractor's invoices) stay where they were billed.
+    sub = next(c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000010")
+    billed = sorted((r["origin_id"], r["commitment_id"]) for r in procore.requisitions.values())
+    assert any(c == sub["id"] for _, c in billed)
+    remap_cost_center(env, "2010", "26-014")
     # Moved too, unless a sync since did: the POs of cost center 1300, which an earlier test mapped to
     # 26-007 (their contracts were in their plant's project).
     moved_1300 = [c for c in procore.contracts.values() if c["origin_id"] == f"SAP-PO-{c['number']}"
                   and numbers[c["project_id"]] != "26-007"
                   and sap_project(handles, c["number"], {"1300": "26-007"}) == "26-007"]
     out = sync(env, "purchase_orders")
-    assert (out["created"], out["updated"], out["failed"]) == (0, 1 + len(moved_1300), 0)
+    assert (out["created"], out["updated"], out["failed"]) == (0, 2 + len(moved_1300), 0)
+    assert sorted((r["origin_id"], r["commitment_id"]) for r in procore.requisitions.values()) == billed
+    assert numbers[next(c for c in procore.contracts.values()
+                        if c["origin_id"] == "SAP-PO-4510000010")["project_id"]] == "26-014"
     now = [c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000003"]
     assert len(now) == 1 and numbers[now[0]["project_id"]] == "26-012"
     assert sorted((li["origin_id"], li["amount"]) for li in now[0]["line_items"]) == lines
     # The contract in the old project is closed, its lines at 0, its origin id no longer SAP's.
     assert old["status"] == "Closed" and old["origin_id"] == f"SAP-PO-4510000003@{old['project_id']}"
     assert {li["amount"] for li in old["line_items"]} == {"0.00"} and "[moved to project 26-012" in old["description"]
-    assert len(procore.contracts) == count + 1 + len(moved_1300)
+    assert len(procore.contracts) == count + 2 + len(moved_1300)
     again = sync(env, "purchase_orders")
     assert (again["created"], again["updated"], again["failed"]) == (0, 0, 0)
     assert_tie_out(handles, {**DEMO_MAPPINGS, "cost_centers": {**DEMO_MAPPINGS["cost_centers"], "1300": "26-007",
-                                                               "2003": "26-012"}}, kinds=("commitments",))
+                                                               "2003": "26-012", "2010": "26-014"}},
+                   kinds=("commitments",))
 
 
 def drift(env: Env) -> list[dict[str, str]]:

@@ -325,6 +325,10 @@ class PurchaseOrderContractsTarget(Target):
             try:
                 client.create_requisition(pid, cid, item)
             except ProcoreApiError as exc:
+                if exc.status == 422 and "origin_id" in exc.message:
+                    # Billed already, against the contract this PO had before it moved project: a
+                    # requisition is the subcontractor's invoice, it does not move with the PO.
+                    continue
                 problems.append(f"{r['origin_id']}: {exc.message}")
         return problems
 
