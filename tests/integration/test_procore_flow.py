@@ -382,3 +382,23 @@ def test_a_small_write_budget_serves_projects_round_robin_and_the_next_run_resum
     assert served == [first, second, sorted(["26-013", *(f"26-{n:03d}" for n in range(28, 32))]), []]
     origins = [c["origin_id"] for c in procore.contracts.values()]
     assert all(origins.count(f"SAP-PO-{4510000000 + i}") == 1 for i in range(1, 31))
+
+
+def test_with_park_a_po_mapped_to_another_project_waits_for_approval_then_moves(world):
+    handles, env = world
+    procore = handles["procore"].state
+    numbers = {p["id"]: p["project_number"] for p in procore.projects.values()}
+    set_option(env, "on_project_change", "park")
+    remap_cost_center(env, "2006", "26-015")
+    out = sync(env, "purchase_orders")
+    assert (out["created"], out["updated"], out["parked"], out["failed"]) == (0, 0, 1, 0)
+    contract = next(c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000006")
+    assert numbers[contract["project_id"]] == "26-006"
+    parked = env.cli("parked").stdout
+    assert "project_moves:4510000006" in parked
+    out = env.cli("mappings", "set", FLOW, "project_moves", "4510000006", "26-015").stdout
+    assert "resumed" in out
+    now = [c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000006"]
+    assert len(now) == 1 and numbers[now[0]["project_id"]] == "26-015"
+    assert contract["status"] == "Closed" and contract["origin_id"] == f"SAP-PO-4510000006@{contract['project_id']}"
+    assert "project_moves:4510000006" not in env.cli("parked").stdout
