@@ -10,7 +10,11 @@ bound by the company budget. Reported:
   the budget, over the span from the first to the last Procore request (target ≥ 0.95), and the 429s
   the emulator answered (target 0);
 - the wall time of the sync;
-- SAP calls (SOAP-RFC) per 1,000 PO lines written.
+- SAP calls (SOAP-RFC) per 1,000 PO lines written;
+- the wall time of a weekly sync for 150 projects: after that first load, the next week's POs of the
+  150 job sites (`seed_job_sites`, one PO per job-site cost center, each its own Procore project,
+  every fifth a subcontract with requisitions) and a labor week, synced by one more `sync` of the flow,
+  on the same budget.
 
 Part of `make bench` (bench/run_all.py, scenario `procore`); results go to stdout as JSON.
 """
@@ -31,6 +35,7 @@ import httpx
 
 from ml_connector.demo_ecc_procore import FLOW, PROCORE_SECRET, SAP_PASSWORD_SECRET, config_text
 from ml_connector.sandbox import start_sandboxes
+from ml_connector.systems.sap_ecc.sandbox.seed_construction import seed_job_sites, seed_labor
 
 
 def run(hour: float, budget: int) -> dict[str, Any]:
@@ -51,6 +56,8 @@ def run(hour: float, budget: int) -> dict[str, Any]:
         for name, value in ((SAP_PASSWORD_SECRET, sap["password"]), (PROCORE_SECRET, procore["client_secret"])):
             subprocess.run([*cli, "secrets", "set", name, "--stdin", "-c", str(cfg)], input=value, text=True,
                            env=env, cwd=work, check=True, capture_output=True)
+        ecc = handles["sap_ecc"].state
+        seed_job_sites(ecc.data, ecc.client, sites=150)  # this week's POs: 150 job sites, 150 projects
         sap_before = httpx.get(handles["sap_ecc"].url + "/_sandbox/stats", timeout=10).json()
         t0 = time.monotonic()
         done = subprocess.run([*cli, "sync", FLOW, "-c", str(cfg)], env=env, cwd=work, text=True,
@@ -63,6 +70,19 @@ def run(hour: float, budget: int) -> dict[str, Any]:
             contract_lines = sum(len(c["line_items"]) for c in st.contracts.values())
             cost_lines = sum(len(d["line_items"]) for d in st.direct_costs.values())
             written = len(st.vendors) + contract_lines + cost_lines
+        # The next week: 150 job sites' new POs and a labor week, one more sync of the flow.
+        seed_job_sites(ecc.data, ecc.client, sites=150, bedat="20250609", first_ebeln=4510001001)
+        seed_labor(ecc.data, ecc.client)
+        with st.lock:
+            before_week = set(st.contracts)
+        t1 = time.monotonic()
+        weekly = subprocess.run([*cli, "sync", FLOW, "-c", str(cfg)], env=env, cwd=work, text=True,
+                                capture_output=True)
+        weekly_wall = time.monotonic() - t1
+        with st.lock:
+            week_projects = len({c["project_id"] for i, c in st.contracts.items() if i not in before_week})
+            requisitions = len(st.requisitions)
+        week_stats = httpx.get(handles["procore"].url + "/_sandbox/stats", timeout=10).json()
         span = max(1e-9, stats["last_request_at"] - stats["first_request_at"])
         sap_calls = sum(sap_after["calls"].values()) - sum(sap_before["calls"].values())
         return {
@@ -75,7 +95,11 @@ def run(hour: float, budget: int) -> dict[str, Any]:
             "projects_with_commitments": len({c["project_id"] for c in st.contracts.values()}),
             "sap_calls": sap_calls,
             "sap_calls_per_1000_po_lines": round(sap_calls * 1000 / max(1, contract_lines), 1),
-            "stderr_tail": done.stderr[-500:] if done.returncode else "",
+            "weekly_exit_code": weekly.returncode, "weekly_sync_seconds": round(weekly_wall, 1),
+            "weekly_projects": week_projects, "weekly_procore_requests": week_stats["requests"] - stats["requests"],
+            "weekly_procore_429": week_stats["throttled"] - stats["throttled"], "requisitions": requisitions,
+            "stderr_tail": (done.stderr[-500:] if done.returncode else "") + (weekly.stderr[-500:]
+                                                                              if weekly.returncode else ""),
         }
     finally:
         for h in handles.values():

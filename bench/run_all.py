@@ -27,7 +27,8 @@ Scenarios:
     after new approved reports: journal entries/s, Service Layer logins per 1,000 entries (one per
     session lifetime: the second run reuses the first's session), Concur token requests.
  procore. SAP ECC → Procore weekly sync against a scaled company budget (bench/procore_sync.py, its
-    own process): writes per hour as a fraction of the budget, 429s, wall time, SAP calls per 1,000 PO lines.
+    own process): writes per hour as a fraction of the budget, 429s, wall time, SAP calls per 1,000 PO lines,
+    wall time of a weekly sync for 150 projects.
  10. SAP ECC → Marketing Cloud: latency from a customer change in SAP (pushed DEBMAS IDoc, the run it
     starts) to the row in Marketing Cloud, p50/p99; rows upserted per API call and per second (full
     load); token requests (bench/sfmc_latency.py, its own process).
@@ -394,6 +395,11 @@ class Bench:
         r.info("procore", f"wall time of the weekly sync ({res['projects_with_commitments']} projects with "
                "commitments)", _fmt_s(float(res["wall_seconds"])))
         r.info("procore", "SAP calls per 1,000 PO lines", f"{res['sap_calls_per_1000_po_lines']}")
+        r.check("procore", "weekly sync exit code", str(res["weekly_exit_code"]), "0", res["weekly_exit_code"] == 0)
+        r.info("procore", f"wall time of a weekly sync for {res['weekly_projects']} projects (150 job sites' POs, "
+               "a labor week)", _fmt_s(float(res["weekly_sync_seconds"])))
+        r.check("procore", "429s in the weekly sync", str(res["weekly_procore_429"]), "0",
+                res["weekly_procore_429"] == 0)
         r.info("procore", "written", json.dumps(res["written"]))
 
     def s7_agent(self) -> None:

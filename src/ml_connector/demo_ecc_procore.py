@@ -31,9 +31,17 @@ DEMO_MAPPINGS: dict[str, dict[str, str]] = {
                         "PPE001": "01-560", "SERV01": "90-100", "SERV02": "01-310", "SERV03": "01-540",
                         "SERV04": "01-100"},
 }
+#: Job-site cost centers 2001..2150 (systems/sap_ecc/sandbox/seed_construction.py `seed_job_sites`) →
+#: the emulator's active projects in order (26-001.., skipping every 20th, the closed jobs): 150 projects.
+JOB_SITE_PROJECTS: dict[str, str] = dict(zip(
+    (str(2000 + i) for i in range(1, 151)),
+    (f"26-{n:03d}" for n in range(1, 161) if n % 20), strict=False))
+DEMO_MAPPINGS["cost_centers"].update(JOB_SITE_PROJECTS)
 DEMO_OPTIONS: dict[str, Any] = {"company_codes": ["1000"], "po_from": "2024-10-01", "postings_from": "2025-01-01",
                                 "cost_centers": ["1410", "1420", "1610", "1620", "1500"],
                                 "direct_cost_type": "payroll"}
+#: Job sites the demo seeds (of the 150 the mappings cover), for a quick demo.
+DEMO_JOB_SITES = 30
 SAP_PASSWORD_SECRET = "sap_ecc_password"
 PROCORE_SECRET = "procore_client_secret"
 
@@ -197,6 +205,11 @@ def run_ecc_procore_demo(workdir: Path, console: Console) -> int:
             from ml_connector.systems.sap_ecc.sandbox.seed_construction import seed_labor
 
             seed_labor(ecc.data, ecc.client)  # this week's labor cost distribution
+        from ml_connector.systems.sap_ecc.sandbox.seed_construction import seed_job_sites
+
+        # This week's POs of DEMO_JOB_SITES of the 150 job sites (each its own Procore project; the
+        # benchmark syncs all 150): the demo stays quick.
+        seed_job_sites(ecc.data, ecc.client, sites=DEMO_JOB_SITES)
         sap, procore = handles["sap_ecc"].info, handles["procore"].info
         console.rule("[bold]ml-connector demo: SAP ECC → Procore")
         console.print(f"sandbox Procore  {procore['base_url']}  "

@@ -5,6 +5,8 @@ change SAP or the Procore emulator's switches and sync again."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -14,12 +16,28 @@ import pytest
 from ml_connector.demo_ecc_procore import DEMO_MAPPINGS, DEMO_OPTIONS, procore_totals, sap_totals
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from ml_connector.systems.sap_ecc.sandbox import fi
-from ml_connector.systems.sap_ecc.sandbox.seed_construction import post_labor_distribution, seed_labor
+from ml_connector.systems.sap_ecc.sandbox.seed_construction import (
+    SUBCONTRACT_TYPE,
+    post_labor_distribution,
+    seed_job_sites,
+    seed_labor,
+)
 from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_purchase_order
 from tests.support import Env, summary, summary_rows
 from tests.support.env import SUMMARY_COLUMNS
-from tests.support.procore import FLOW, contract_project, procore_admin, procore_client, procore_env, procore_stats
+from tests.support.procore import (
+    FLOW,
+    contract_project,
+    procore_admin,
+    procore_client,
+    procore_env,
+    procore_stats,
+    remap_cost_center,
+    sap_project,
+    set_option,
+)
 from tests.support.receivers import Receiver
+from tests.support.waiting import wait_for
 
 # Cost center 1300 (IT Services) is read but not mapped: its lines wait for a mapping.
 OPTIONS = {"cost_centers": [*DEMO_OPTIONS["cost_centers"], "1300"]}
@@ -39,7 +57,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, alerts: Receiver) -> Iterato
     handles = start_sandboxes(systems=("sap_ecc", "procore"), vendors=300)
     # The spike window is exercised by its own test; the others should not wait on it.
     procore_admin(handles, "/_sandbox/limits", {"spike": 100000, "hourly": 100000})
-    env = procore_env(tmp_path_factory.mktemp("procore"), handles, options=OPTIONS, alerts_url=alerts.url + "/ops")
+    # The default alert events and sync.gap (opt-in), which the drift stream raises.
+    env = procore_env(tmp_path_factory.mktemp("procore"), handles, options=OPTIONS, alerts_url=alerts.url + "/ops",
+                      alert_events=["run.failed", "records.failed", "record.parked", "sync.gap"])
     try:
         yield handles, env
     finally:
@@ -88,6 +108,34 @@ def test_weekly_sync_fills_projects_and_cost_codes_ties_out_and_a_rerun_writes_n
     for row in again:
         assert row["created"] == row["updated"] == row["deactivated"] == row["failed"] == 0, row
     assert procore_stats(handles)["writes"] == writes
+
+
+def test_subcontract_lines_get_one_requisition_each_exactly_once_even_when_an_answer_is_lost(world):
+    handles, env = world
+    ecc, procore = handles["sap_ecc"].state, handles["procore"].state
+    pos = seed_job_sites(ecc.data, ecc.client, sites=10)  # job sites 2001..2010 → projects 26-001..26-010
+    subs = [e for e in pos if ecc.data.get("EKKO", (e,), ecc.client)["BSART"] == SUBCONTRACT_TYPE]
+    assert len(subs) == 2
+    lines = {f"SAP-REQ-{e}-{i['EBELP']}" for e in subs for i in ecc.data.rows("EKPO", ecc.client) if i["EBELN"] == e}
+    # The first requisition's answer is lost after Procore stored it: the retry lists before it posts.
+    procore_admin(handles, "/_sandbox/faults", {"fail_next": 1, "kind": "drop_after_commit", "path": "/requisitions"})
+    try:
+        out = sync(env, "purchase_orders")
+    finally:
+        procore_admin(handles, "/_sandbox/faults", {"reset": True})
+    assert (out["created"], out["failed"]) == (10, 0)
+    numbers = {p["id"]: p["project_number"] for p in procore.projects.values()}
+    by_origin = {c["origin_id"]: c for c in procore.contracts.values()}
+    assert [numbers[by_origin[f"SAP-PO-{e}"]["project_id"]] for e in pos] == [f"26-{n:03d}" for n in range(1, 11)]
+    reqs = [r for r in procore.requisitions.values() if str(r.get("origin_id") or "").startswith("SAP-REQ-")]
+    assert sorted(r["origin_id"] for r in reqs) == sorted(lines)  # each line once, none for the other POs
+    assert {r["commitment_id"] for r in reqs} == {by_origin[f"SAP-PO-{e}"]["id"] for e in subs}
+    assert all(r["status"] == "draft" for r in reqs)
+    again = sync(env, "purchase_orders")
+    assert (again["created"], again["updated"], again["failed"]) == (0, 0, 0)
+    assert len([r for r in procore.requisitions.values()
+                if str(r.get("origin_id")).startswith("SAP-REQ-")]) == len(lines)
+    assert_tie_out(handles, kinds=("commitments",))
 
 
 def test_po_changed_in_sap_updates_its_contract_not_a_second_one(world):
@@ -202,6 +250,44 @@ def test_direct_cost_created_but_answer_lost_is_found_not_duplicated(world):
     assert sum(Decimal(li["amount"]) for d in procore.direct_costs.values() for li in d["line_items"]) != 0
 
 
+def test_po_whose_project_mapping_changes_moves_its_contract_once(world):
+    handles, env = world
+    procore = handles["procore"].state
+    numbers = {p["id"]: p["project_number"] for p in procore.projects.values()}
+    old = next(c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000003")
+    assert numbers[old["project_id"]] == "26-003" and any(Decimal(li["amount"]) for li in old["line_items"])
+    count = len(procore.contracts)
+    lines = sorted((li["origin_id"], li["amount"]) for li in old["line_items"])
+    remap_cost_center(env, "2003", "26-012")
+    # A subcontract moves too: its requisitions (the subcontractor's invoices) stay where they were billed.
+    sub = next(c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000010")
+    billed = sorted((r["origin_id"], r["commitment_id"]) for r in procore.requisitions.values())
+    assert any(c == sub["id"] for _, c in billed)
+    remap_cost_center(env, "2010", "26-014")
+    # Moved too, unless a sync since did: the POs of cost center 1300, which an earlier test mapped to
+    # 26-007 (their contracts were in their plant's project).
+    moved_1300 = [c for c in procore.contracts.values() if c["origin_id"] == f"SAP-PO-{c['number']}"
+                  and numbers[c["project_id"]] != "26-007"
+                  and sap_project(handles, c["number"], {"1300": "26-007"}) == "26-007"]
+    out = sync(env, "purchase_orders")
+    assert (out["created"], out["updated"], out["failed"]) == (0, 2 + len(moved_1300), 0)
+    assert sorted((r["origin_id"], r["commitment_id"]) for r in procore.requisitions.values()) == billed
+    assert numbers[next(c for c in procore.contracts.values()
+                        if c["origin_id"] == "SAP-PO-4510000010")["project_id"]] == "26-014"
+    now = [c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000003"]
+    assert len(now) == 1 and numbers[now[0]["project_id"]] == "26-012"
+    assert sorted((li["origin_id"], li["amount"]) for li in now[0]["line_items"]) == lines
+    # The contract in the old project is closed, its lines at 0, its origin id no longer SAP's.
+    assert old["status"] == "Closed" and old["origin_id"] == f"SAP-PO-4510000003@{old['project_id']}"
+    assert {li["amount"] for li in old["line_items"]} == {"0.00"} and "[moved to project 26-012" in old["description"]
+    assert len(procore.contracts) == count + 2 + len(moved_1300)
+    again = sync(env, "purchase_orders")
+    assert (again["created"], again["updated"], again["failed"]) == (0, 0, 0)
+    assert_tie_out(handles, {**DEMO_MAPPINGS, "cost_centers": {**DEMO_MAPPINGS["cost_centers"], "1300": "26-007",
+                                                               "2003": "26-012", "2010": "26-014"}},
+                   kinds=("commitments",))
+
+
 def drift(env: Env) -> list[dict[str, str]]:
     out = env.cli("procore", "drift", FLOW, "--json", check=False)
     assert out.returncode in (0, 1), out.stderr
@@ -218,7 +304,7 @@ def test_drift_report_names_a_contract_line_edited_in_procore(world):
     assert {d["what"] for d in before if d["kind"] == "commitment"} <= {"missing"}
     client = procore_client(handles["procore"])
     contract = next(c for c in handles["procore"].state.contracts.values() if len(c["line_items"]) > 1
-                    and c["origin_id"].startswith("SAP-PO-"))
+                    and c["origin_id"] == f"SAP-PO-{c['number']}")  # not one closed by a move
     pid, cid = int(contract["project_id"]), int(contract["id"])
     line = client.po_line_items(pid, cid)[1]
     edited = Decimal(str(line["amount"])) + Decimal("1234.56")
@@ -231,3 +317,88 @@ def test_drift_report_names_a_contract_line_edited_in_procore(world):
     # The human table names it too.
     text = env.cli("procore", "drift", FLOW, check=False, extra_env={"COLUMNS": "250"}).stdout
     assert line["origin_id"] in text and f"{edited:.2f}" in text
+    # A PO whose project mapping changed, not synced yet: its contract is in the old project (moved), not missing.
+    remap_cost_center(env, "2004", "26-013")
+    assert [d for d in drift(env) if d["origin_id"] == "SAP-PO-4510000004"] == [{
+        "kind": "commitment", "origin_id": "SAP-PO-4510000004", "project": "26-013", "what": "moved", "line": None,
+        "field": None, "sap": None, "procore": "26-004"}]
+
+
+def test_the_drift_stream_records_the_report_and_alerts_on_drift(world, alerts):
+    _, env = world
+    out = sync(env, "drift")  # what the flow's `drift_check` schedule starts
+    assert (out["created"], out["failed"]) == (0, 0)
+    told = wait_for(lambda: [r["json"] for r in alerts.requests if r["json"]["event"] == "sync.gap"],
+                    timeout=20, what="the drift alert")
+    assert told[0]["subject"] == f"{FLOW}/drift" and told[0]["details"]["differences"] >= 2
+    assert "SAP-PO-4510000004" in json.dumps(told[0]["details"]["first"])
+
+
+def test_month_end_reconciliation_totals_per_project_and_cost_code_and_explains_each_difference(world):
+    handles, env = world
+    procore = handles["procore"].state
+    # June 2025: the job sites' POs, the labor weeks; one job-site contract line edited in Procore, and
+    # job site 2004 mapped to 26-013 since its contract was written (by the drift test).
+    contract = next(c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000005")
+    pid, cid = int(contract["project_id"]), int(contract["id"])
+    client = procore_client(handles["procore"])
+    line = client.po_line_items(pid, cid)[0]
+    client.sync_po_line_items(pid, cid, [{"origin_id": line["origin_id"],
+                                          "amount": f"{Decimal(str(line['amount'])) - Decimal('100.00'):.2f}"}])
+    out = env.cli("reconcile", FLOW, "--period", "2025-06", "--csv", str(env.workdir / "june.csv"), check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    rows = list(csv.reader(io.StringIO((env.workdir / "june.csv").read_text())))
+    assert rows[0] == ["kind", "project", "cost code", "SAP ECC", "Procore", "difference", "record", "why"]
+    totals = {tuple(r[:3]): Decimal(r[5]) for r in rows[1:] if not r[6]}
+    why = {(tuple(r[:3]), r[6]): r[7] for r in rows[1:] if r[6]}
+    assert totals[("direct costs", "26-003", "90-100")] == 0 and sum(
+        1 for k in totals if k[0] == "commitments") >= 10  # the job sites' projects
+    edited = ("commitments", "26-005", line["cost_code"]["full_code"])
+    assert totals[edited] == Decimal("100.00") and why[(edited, "SAP-PO-4510000005")].startswith("amounts differ")
+    moved = {k for k, v in totals.items() if v and k[1] in ("26-004", "26-013")}
+    assert moved and all(why[(k, "SAP-PO-4510000004")].startswith("changed at the source") for k in moved)
+    assert {k for k, v in totals.items() if v} == moved | {edited}
+
+
+def test_a_small_write_budget_serves_projects_round_robin_and_the_next_run_resumes_after_the_last(world):
+    handles, env = world
+    ecc, procore = handles["sap_ecc"].state, handles["procore"].state
+    numbers = {p["id"]: p["project_number"] for p in procore.projects.values()}
+    # 20 new job sites (2011..2030 → 26-011..26-031 without the closed 26-020) and job site 2004's PO,
+    # mapped to 26-013 since the drift test: 21 writes, 26-013 has two.
+    seed_job_sites(ecc.data, ecc.client, sites=30)
+    set_option(env, "writes_per_run", 8)
+    served = []
+    for _ in range(4):
+        known = set(procore.contracts)
+        out = sync(env, "purchase_orders")
+        assert out["failed"] == 0
+        new = [procore.contracts[i] for i in set(procore.contracts) - known]
+        assert out["created"] + out["updated"] == len(new)
+        served.append(sorted(numbers[c["project_id"]] for c in new))
+    first = [f"26-{n:03d}" for n in range(11, 19)]
+    second = ["26-019", *(f"26-{n:03d}" for n in range(21, 28))]
+    # The third run starts after 26-027, serves the rest of the round, then 26-013's second PO.
+    assert served == [first, second, sorted(["26-013", *(f"26-{n:03d}" for n in range(28, 32))]), []]
+    origins = [c["origin_id"] for c in procore.contracts.values()]
+    assert all(origins.count(f"SAP-PO-{4510000000 + i}") == 1 for i in range(1, 31))
+
+
+def test_with_park_a_po_mapped_to_another_project_waits_for_approval_then_moves(world):
+    handles, env = world
+    procore = handles["procore"].state
+    numbers = {p["id"]: p["project_number"] for p in procore.projects.values()}
+    set_option(env, "on_project_change", "park")
+    remap_cost_center(env, "2006", "26-015")
+    out = sync(env, "purchase_orders")
+    assert (out["created"], out["updated"], out["parked"], out["failed"]) == (0, 0, 1, 0)
+    contract = next(c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000006")
+    assert numbers[contract["project_id"]] == "26-006"
+    parked = env.cli("parked").stdout
+    assert "project_moves:4510000006" in parked
+    out = env.cli("mappings", "set", FLOW, "project_moves", "4510000006", "26-015").stdout
+    assert "resumed" in out
+    now = [c for c in procore.contracts.values() if c["origin_id"] == "SAP-PO-4510000006"]
+    assert len(now) == 1 and numbers[now[0]["project_id"]] == "26-015"
+    assert contract["status"] == "Closed" and contract["origin_id"] == f"SAP-PO-4510000006@{contract['project_id']}"
+    assert "project_moves:4510000006" not in env.cli("parked").stdout

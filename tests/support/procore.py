@@ -24,14 +24,17 @@ FLOW = "ecc_to_procore"
 
 
 def procore_env(tmp: Path, handles: dict[str, SandboxHandle], *, mappings: dict[str, dict[str, str]] | None = None,
-                options: dict[str, Any] | None = None, alerts_url: str | None = None) -> Env:
+                options: dict[str, Any] | None = None, alerts_url: str | None = None,
+                alert_events: list[str] | None = None) -> Env:
     """A configuration (demo mappings unless given) for the flow `ecc_to_procore`, secrets stored;
-    with `alerts_url`, alerts (default events) go there as JSON."""
+    with `alerts_url`, alerts (default events, or `alert_events`) go there as JSON."""
     sap, procore = handles["sap_ecc"].info, handles["procore"].info
     env = make_env(tmp, sap["base_url"], procore["base_url"], set_secrets=False)
     text = config_text(sap, procore, mappings=mappings, options=options)
     if alerts_url:
         text += f"alerts:\n  webhooks:\n    - {{url: {alerts_url}, format: json}}\n  backoff: 10ms\n"
+        if alert_events:
+            text += f"  events: [{', '.join(alert_events)}]\n"
     env.config.write_text(text, encoding="utf-8")
     store_secrets(env, {SAP_PASSWORD_SECRET: sap["password"], PROCORE_SECRET: procore["client_secret"]})
     return env
@@ -134,3 +137,34 @@ def hook_deliveries(client: ProcoreClient, hook_id: int) -> list[dict[str, Any]]
 def contract_project(handles: dict[str, SandboxHandle], project_id: int) -> str:
     """The project number of a Procore project id (the emulator's state)."""
     return str(handles["procore"].state.projects[project_id]["project_number"])
+
+
+def sap_project(handles: dict[str, SandboxHandle], ebeln: str, cost_centers: dict[str, str]) -> str | None:
+    """The project a PO of the SAP emulator maps to: the demo mappings with `cost_centers` on top."""
+    from ml_connector.flows.sap_ecc_procore import po_project
+
+    ecc = handles["sap_ecc"].state
+    items = [dict(i, _accounts=[a for a in ecc.data.rows("EKKN", ecc.client)
+                                if a["EBELN"] == ebeln and a["EBELP"] == i["EBELP"]])
+             for i in ecc.data.rows("EKPO", ecc.client) if i["EBELN"] == ebeln]
+    maps = {**DEMO_MAPPINGS, "cost_centers": {**DEMO_MAPPINGS["cost_centers"], **cost_centers}}
+    return po_project({"EBELN": ebeln, "_items": items}, lambda t, v: maps.get(t, {}).get(v))[0]
+
+
+def remap_cost_center(env: Env, cost_center: str, project: str) -> None:
+    """Change a cost center's project in the configuration's mapping table (the configuration's
+    mappings win over ones set with `mappings set`, so a demo mapping is changed there)."""
+    text = env.config.read_text()
+    old = next(f'"{cost_center}": "{v}"' for k, v in DEMO_MAPPINGS["cost_centers"].items() if k == cost_center)
+    assert old in text
+    env.config.write_text(text.replace(old, f'"{cost_center}": "{project}"', 1), encoding="utf-8")
+
+
+def set_option(env: Env, name: str, value: Any) -> None:
+    """Set one of the flow's options in the configuration (written by `config_text`)."""
+    import json
+
+    text = env.config.read_text()
+    marker = "    options:\n"
+    assert marker in text
+    env.config.write_text(text.replace(marker, marker + f"      {name}: {json.dumps(value)}\n", 1), encoding="utf-8")

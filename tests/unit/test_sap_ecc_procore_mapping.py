@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from ml_connector.core.flow import FlowSchedule
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.flows.sap_ecc_procore import (
+    SapEccProcoreFlow,
     cost_lines_to_direct_cost,
     external,
+    held_for_review,
     po_project,
     po_to_contract,
     vendor_to_procore,
@@ -94,3 +99,42 @@ def test_unmapped_cost_center_or_account_parks_the_group():
     assert cost_lines_to_direct_cost("k", g, mapped=demo) == Parked("k", "cost_centers:1300", payload=g)
     parked = cost_lines_to_direct_cost("k", cost_group(), mapped=without("cost_codes", "610000"))
     assert isinstance(parked, Parked) and parked.waits_for == "cost_codes:610000"
+
+
+def test_a_subcontract_po_asks_for_one_requisition_per_line_with_an_amount_others_for_none():
+    assert "requisitions" not in po_to_contract("4500000123", po_record(), mapped=demo).payload
+    po = po_record(BSART="ZSUB")
+    po["_items"][0]["LOEKZ"] = "L"  # a deleted item (amount 0) is not billed
+    p = po_to_contract("4500000123", po, mapped=demo).payload
+    assert [(r["origin_id"], r["line"], r["invoice_number"]) for r in p["requisitions"]] == [
+        ("SAP-REQ-4500000123-00020-01", "4500000123-00020-01", "4500000123-00020-01"),
+        ("SAP-REQ-4500000123-00020-02", "4500000123-00020-02", "4500000123-00020-02")]
+    assert p["requisitions"][0]["origin_data"] == ("SAP PO 4500000123 line 4500000123-00020-01: 600.00 "
+                                                   "on cost code 01-540")
+    assert "requisitions" not in po_to_contract("4500000123", po_record(BSART="ZSUB", LOEKZ="L"), mapped=demo).payload
+    assert "requisitions" not in po_to_contract("4500000123", po, mapped=demo, requisition_types=()).payload
+
+
+def test_a_po_mapped_to_another_project_is_held_for_review_until_the_move_is_approved():
+    po = po_record()
+    d = po_to_contract("4500000123", po, mapped=demo)
+    assert isinstance(d, Desired) and d.payload["project"] == "26-003"
+    assert held_for_review("4500000123", po, d, None, demo) is None       # never written: nothing moves
+    assert held_for_review("4500000123", po, d, "26-003", demo) is None   # same project
+    held = held_for_review("4500000123", po, d, "26-001", demo)
+    assert isinstance(held, Parked) and held.waits_for == "project_moves:4500000123" and held.payload is po
+    assert "26-003" in held.reason and "26-001" in held.reason
+    approved = {("project_moves", "4500000123"): "26-003"}
+    assert held_for_review("4500000123", po, d, "26-001", lambda t, v: approved.get((t, v)) or demo(t, v)) is None
+    # An approval for another project does not release it.
+    other = {("project_moves", "4500000123"): "26-009"}
+    assert held_for_review("4500000123", po, d, "26-001", lambda t, v: other.get((t, v)) or demo(t, v)) is not None
+
+
+def test_drift_check_option_schedules_runs_of_the_drift_stream():
+    def flow(options: dict[str, object]) -> SapEccProcoreFlow:
+        return SapEccProcoreFlow(None, "f", SimpleNamespace(options=options))  # type: ignore[arg-type]
+
+    assert flow({}).schedules() == []
+    assert flow({"drift_check": {"cron": "0 6 * * 1-5", "timezone": "America/Chicago"}}).schedules() == [
+        FlowSchedule("drift", "0 6 * * 1-5", ("drift",), "incremental", "America/Chicago")]

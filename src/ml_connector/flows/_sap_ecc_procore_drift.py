@@ -4,10 +4,12 @@
 in full through the flow's own sources and mapped by its own mapping functions (so "what SAP says"
 is exactly what a sync would write); each commitment (purchase order contract) and direct cost is
 then looked up in Procore by its origin id and compared line by line (amount and cost code; a
-contract's status too). Reported per record: missing in Procore, a line missing, a line Procore
-has that SAP does not, or a field that differs (SAP's and Procore's values). Records still parked
-on a mapping are counted, not compared. Nothing is written anywhere. Run it periodically (cron or
-the scheduler of your choice); a webhook on commitments starts the sync that corrects them.
+contract's status too). Reported per record: missing in Procore, moved (found in the project it was
+written to, which is not the one SAP's mapping names now: the next sync moves it), a line missing, a
+line Procore has that SAP does not, or a field that differs (SAP's and Procore's values). Records still parked
+on a mapping are counted, not compared. Nothing is written anywhere. Periodically: the flow's
+`drift` stream (option `drift_check: {cron: ...}`) runs it, records it and alerts (`sync.gap`) on
+drift; a webhook on commitments starts the sync that corrects them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +25,8 @@ import typer
 from rich.table import Table
 
 from ml_connector.cli_common import DEFAULT_CONFIG, ConfigOpt, console, fail, runtime
-from ml_connector.core.flow import RunContext
+from ml_connector.core import ledger
+from ml_connector.core.flow import Outcome, Page, Report, RunContext, Source, Target
 from ml_connector.core.ledger import Parked
 
 PAIR = "sap_ecc_procore"
@@ -33,7 +37,7 @@ class Drift:
     kind: str          # commitment | direct_cost
     origin_id: str     # SAP-PO-<EBELN> / SAP-GL-...; lines: the line's origin id
     project: str       # Procore project number
-    what: str          # missing | line_missing | line_not_in_sap | differs
+    what: str          # missing | moved | line_missing | line_not_in_sap | differs
     line: str | None = None
     field: str | None = None
     sap: str | None = None
@@ -112,11 +116,20 @@ def drift_report(rt: Any, flow: str) -> DriftReport:
                 return None
         return get
 
+    def find(kind: str, pid: int, origin: str) -> list[dict[str, Any]]:
+        if kind == "commitment":
+            return client.po_contracts(pid, origin_id=origin)
+        return client.direct_costs(pid, origin_id=origin)
+
     for stream, kind in (("purchase_orders", "commitment"), ("cost_allocations", "direct_cost")):
         if stream not in f.cfg.streams:
             continue
         compared = parked = 0
-        for _key, p in _desired(rt, flow, stream):
+        records = list(_desired(rt, flow, stream))
+        with rt.db.read() as s:
+            written = {k: str(r.target_id or "") for k, r in ledger.lookup(s, flow, stream,
+                                                                           [k for k, _ in records]).items()}
+        for key, p in records:
             if p is None:
                 parked += 1
                 continue
@@ -126,12 +139,16 @@ def drift_report(rt: Any, flow: str) -> DriftReport:
             except Unresolved as exc:
                 out.drift.append(Drift(kind, p["origin_id"], p["project"], "missing", procore=str(exc)))
                 continue
-            if kind == "commitment":
-                found = client.po_contracts(pid, origin_id=p["origin_id"])
-            else:
-                found = client.direct_costs(pid, origin_id=p["origin_id"])
+            found = find(kind, pid, p["origin_id"])
             if not found:
-                out.drift.append(Drift(kind, p["origin_id"], p["project"], "missing"))
+                # Where it was written (the ledger's target id), when that is another project: the
+                # record is there, in the project the mapping named before (not yet moved).
+                old = written.get(key, "").partition(":")[0]
+                if old.isdigit() and int(old) != pid and find(kind, int(old), p["origin_id"]):
+                    out.drift.append(Drift(kind, p["origin_id"], p["project"], "moved",
+                                           procore=d.number_of(int(old)) or old))
+                else:
+                    out.drift.append(Drift(kind, p["origin_id"], p["project"], "missing"))
                 continue
             rid = int(found[0]["id"])
             if kind == "commitment":
@@ -145,6 +162,69 @@ def drift_report(rt: Any, flow: str) -> DriftReport:
         out.compared[kind] = compared
         out.parked[kind] = parked
     return out
+
+
+# ------------------------------------------------------------------------- the scheduled check
+
+
+def announce(rt: Any, flow: str, run_id: str, report: DriftReport) -> None:
+    """A report's outcome recorded (audit `procore.drift`, its summary and first differences) and,
+    when Procore drifted from SAP, an alert `sync.gap` (subject `<flow>/drift`, throttled like every
+    alert), in one transaction."""
+    from ml_connector.core import audit
+    from ml_connector.core.alerts import Alert
+
+    first = [asdict(d) for d in report.drift[:20]]
+    alert = None
+    with rt.db.session() as s:
+        audit.record(s, "procore.drift", outcome="drift" if report.drift else "ok", flow=flow, stream="drift",
+                     run_id=run_id, detail={"compared": report.compared, "parked": report.parked,
+                                            "differences": len(report.drift), "first": first})
+        if report.drift and rt.alerts is not None:
+            d = report.drift[0]
+            a = Alert(event="sync.gap", subject=f"{flow}/drift", flow=flow, stream="drift", run_id=run_id,
+                      message=f"{flow}: {len(report.drift)} difference(s) between Procore and SAP (e.g. {d.kind} "
+                              f"{d.origin_id} in project {d.project}: {d.what}"
+                              f"{' ' + d.field if d.field else ''}); `ml-connector procore drift {flow}` lists them",
+                      details={"differences": len(report.drift), "first": first})
+            if rt.alerts.admit(s, a):
+                alert = a
+    if alert is not None:
+        rt.alerts.dispatch(alert)
+
+
+class DriftCheckSource(Source):
+    """The flow's `drift` stream: each run computes the drift report (reads only), records it and
+    alerts on drift (`announce`); it stages no records. Scheduled by the flow's option
+    `drift_check: {cron: ...}`; the cursor keeps the last check's summary."""
+
+    def begin(self, ctx: RunContext, cursor: dict[str, Any]) -> dict[str, Any]:
+        return {"last": cursor.get("last")}
+
+    def read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
+        report = drift_report(ctx.runtime, ctx.flow)
+        announce(ctx.runtime, ctx.flow, ctx.run_id, report)
+        last = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "run_id": ctx.run_id,
+                "compared": report.compared, "differences": len(report.drift)}
+        return Page([], {"last": last}, True)
+
+    def finish(self, ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
+        return {"last": state.get("last")}
+
+
+class NoWrites(Target):
+    """The target of the `drift` stream, which reads and writes nothing (its source stages no record)."""
+
+    batch_size = 1
+
+    def __init__(self, connection: str) -> None:
+        self.connection = connection
+
+    def lookup(self, ctx: RunContext, entries: list[Any]) -> list[Outcome]:
+        return []
+
+    def write(self, ctx: RunContext, entries: list[Any], report: Report) -> None:
+        raise RuntimeError("the drift stream writes nothing")
 
 
 # ------------------------------------------------------------------------------------------ CLI

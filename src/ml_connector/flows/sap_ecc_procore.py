@@ -23,21 +23,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from ml_connector.core import mapping
-from ml_connector.core.flow import Flow, RunContext, Stream
+from ml_connector.core import ledger, mapping
+from ml_connector.core.flow import Flow, FlowSchedule, RunContext, Source, Stream
+from ml_connector.core.flow import Mapper as Mapper_
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.settings import SettingsModel
-from ml_connector.systems.procore.targets import DirectCostsTarget, PurchaseOrderContractsTarget, VendorsTarget
+from ml_connector.flows._sap_ecc_procore_drift import DriftCheckSource, NoWrites
+from ml_connector.flows._sap_ecc_procore_fair import FairProjects
+from ml_connector.systems.procore.targets import (
+    DirectCostsTarget,
+    Directory,
+    PurchaseOrderContractsTarget,
+    VendorsTarget,
+)
 from ml_connector.systems.sap_ecc.sources import CostLineSource, PurchaseOrderSource, VendorSource
 
 #: A mapping-table lookup: (table, source value) -> target value or None.
 Mapped = Callable[[str, str], str | None]
 
-MAPPING_TABLES = ("wbs", "cost_centers", "plants", "cost_codes", "material_groups")
+MAPPING_TABLES = ("wbs", "cost_centers", "plants", "cost_codes", "material_groups", "project_moves")
 
 
 def external(value: Any) -> str:
@@ -109,14 +117,20 @@ def po_project(po: dict[str, Any], mapped: Mapped) -> tuple[str | None, str]:
     return None, mapping.waits_for(table, value)
 
 
-def po_to_contract(key: str, po: dict[str, Any], *, mapped: Mapped, status: str = "Approved") -> Desired | Parked:
+def po_to_contract(key: str, po: dict[str, Any], *, mapped: Mapped, status: str = "Approved",
+                   requisition_types: tuple[str, ...] = ("ZSUB",)) -> Desired | Parked:
     """An SAP purchase order (EKKO + `_items` EKPO with `_accounts` EKKN) → a Procore PO contract.
 
     One line per item, or per account assignment of an item split over several (amount EKKN-NETWR);
     the cost code of a line comes from its G/L account (EKKN-SAKTO → `cost_codes`), else from its
     material group (EKPO-MATKL → `material_groups`). Items deleted in SAP (EKPO-LOEKZ) stay as
     lines of amount 0, a deleted PO (EKKO-LOEKZ) becomes status Closed with every line at 0, so a
-    change in SAP updates the same contract instead of leaving stale amounts."""
+    change in SAP updates the same contract instead of leaving stale amounts.
+
+    A PO of a document type in `requisition_types` (EKKO-BSART; a subcontract billed by progress)
+    asks for line-level requisitions: one draft requisition per line with an amount, origin id
+    `SAP-REQ-<line origin id>`, created once (a line added later gets its own; one already there
+    is left alone: the subcontractor bills against it in Procore)."""
     project, waits = po_project(po, mapped)
     if project is None:
         return Parked(key, waits, payload=po)
@@ -145,14 +159,38 @@ def po_to_contract(key: str, po: dict[str, Any], *, mapped: Mapped, status: str 
                                           + f"{external(it.get('EBELP'))} {str(it.get('TXZ01') or '').strip()}")[:255]})
     if not lines:
         return Parked(key, mapping.waits_for("purchase_orders", f"{ebeln} has no items"), payload=po)
-    payload = {"origin_id": f"SAP-PO-{ebeln}", "number": ebeln, "title": f"SAP PO {ebeln}",
+    payload: dict[str, Any] = {"origin_id": f"SAP-PO-{ebeln}", "number": ebeln, "title": f"SAP PO {ebeln}",
                "status": "Closed" if po_deleted else status, "project": project,
                "vendor": str(po.get("LIFNR") or ""), "origin_code": ebeln,
                "description": f"SAP purchase order {ebeln}, company code {po.get('BUKRS', '')}, "
                               f"currency {po.get('WAERS', '')}",
                "contract_date": _dats(po.get("BEDAT")), "payment_terms": str(po.get("ZTERM") or "") or None,
                "lines": lines}
+    if str(po.get("BSART") or "").strip() in requisition_types and not po_deleted:
+        payload["requisitions"] = [
+            {"origin_id": f"SAP-REQ-{ln['origin_id']}", "line": ln["origin_id"],
+             "invoice_number": ln["origin_id"][:50],
+             "billing_date": _dats(po.get("BEDAT")),
+             "origin_data": f"SAP PO {ebeln} line {ln['origin_id']}: {ln['amount']} on cost code {ln['cost_code']}"}
+            for ln in lines if Decimal(ln["amount"])]
     return Desired(key, payload)
+
+
+def held_for_review(key: str, po: dict[str, Any], desired: Desired, before: str | None,
+                    mapped: Mapped) -> Parked | None:
+    """With `on_project_change: park`: a PO whose contract sits in project `before` but which now
+    maps to another waits for an operator's approval, `project_moves <EBELN> → <new project>`
+    (`ml-connector mappings set FLOW project_moves 4500000123 26-012`); then it moves like with
+    `move`. None: nothing to hold (new PO, same project, or the move approved)."""
+    new = str(desired.payload["project"])
+    if not before or before == new:
+        return None
+    ebeln = external(po.get("EBELN") or key)
+    if mapped("project_moves", ebeln) == new:
+        return None
+    return Parked(key, mapping.waits_for("project_moves", ebeln), payload=po,
+                  reason=f"PO {ebeln} maps to project {new} now, its contract is in project {before}: "
+                         f"approve the move with `mappings set project_moves {ebeln} {new}`")
 
 
 # --------------------------------------------------------------------------- cost allocations
@@ -200,7 +238,17 @@ def cost_lines_to_direct_cost(key: str, group: dict[str, Any], *, mapped: Mapped
 # ------------------------------------------------------------------------------------- wiring
 
 # Read by the configuration loader (without importing this module) to check a flow's `streams`.
-STREAMS = ("vendors", "purchase_orders", "cost_allocations")
+STREAMS = ("vendors", "purchase_orders", "cost_allocations", "drift")
+
+
+class DriftCheck(SettingsModel):
+    """`options.drift_check`: when the `drift` stream (list it in the flow's `streams`) compares
+    Procore with SAP and alerts on drift (cron, 5 fields, or 6 with seconds first)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cron: str
+    timezone: str | None = None
 
 
 class Options(SettingsModel):
@@ -218,6 +266,10 @@ class Options(SettingsModel):
     cost_centers: list[str] | None = None         # cost centers whose GL lines become direct costs (None: all)
     direct_cost_type: str = "expense"
     po_status: str = "Approved"
+    requisition_doc_types: list[str] = ["ZSUB"]   # EKKO-BSART of POs whose lines get requisitions
+    on_project_change: Literal["move", "park"] = "move"  # a PO mapped to another project: move or hold
+    drift_check: DriftCheck | None = None         # the scheduled drift report (stream `drift`)
+    writes_per_run: int | None = Field(default=None, ge=1)  # contracts / direct costs per run, fair by project
     internal_vendor: str = "SAP-INTERNAL"
     internal_vendor_name: str = "Internal cost allocations (SAP)"
 
@@ -245,6 +297,7 @@ class SapEccProcoreFlow(Flow):
         cost_centers = [str(c).zfill(10) for c in scope] if scope else None
         dc_type = str(opts.get("direct_cost_type", "expense"))
         po_status = str(opts.get("po_status", "Approved"))
+        req_types = tuple(str(t) for t in opts.get("requisition_doc_types", ["ZSUB"]))
 
         def mapped(ctx: RunContext) -> Mapped:
             def get(table: str, value: str) -> str | None:
@@ -258,24 +311,74 @@ class SapEccProcoreFlow(Flow):
                          overlap_seconds=float(opts.get("overlap_seconds", 3600))),
             lambda ctx, key, rec: vendor_to_procore(key, rec),
             VendorsTarget(procore))
+        park_moves = str(opts.get("on_project_change", "move")) == "park"
+
+        def contract_project(ctx: RunContext, key: str) -> str | None:
+            """The project number the PO's contract was written to (the ledger's target id)."""
+            with ctx.runtime.db.read() as s:
+                row = ledger.lookup(s, ctx.flow, ctx.stream, [key]).get(key)
+            pid = str(row.target_id or "").partition(":")[0] if row is not None else ""
+            if not pid.isdigit():
+                return None
+            return Directory.of(ctx.runtime.connection(procore)).number_of(int(pid)) or None
+
+        def map_po(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            get = mapped(ctx)
+            d = po_to_contract(key, rec, mapped=get, status=po_status, requisition_types=req_types)
+            if park_moves and isinstance(d, Desired):
+                return held_for_review(key, rec, d, contract_project(ctx, key), get) or d
+            return d
+
+        budget = opts.get("writes_per_run")
+
+        def fair(source: Source, mapper: Mapper_) -> Source:
+            """With `writes_per_run`: at most that many writes a run, shared round-robin by project."""
+            return FairProjects(source, mapper, int(budget)) if budget else source
+
+        def map_costs(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            return cost_lines_to_direct_cost(key, rec, mapped=mapped(ctx), direct_cost_type=dc_type)
+
         purchase_orders = Stream(
             "purchase_orders",
-            PurchaseOrderSource(sap, company_codes=company_codes, date_from=_dats_option(opts.get("po_from")),
-                                page_size=page_size),
-            lambda ctx, key, rec: po_to_contract(key, rec, mapped=mapped(ctx), status=po_status),
-            PurchaseOrderContractsTarget(procore), mapping_tables=("wbs", "cost_centers", "plants", "cost_codes",
-                                                                   "material_groups"))
+            fair(PurchaseOrderSource(sap, company_codes=company_codes, date_from=_dats_option(opts.get("po_from")),
+                                     page_size=page_size), map_po),
+            map_po, PurchaseOrderContractsTarget(procore),
+            mapping_tables=("wbs", "cost_centers", "plants", "cost_codes", "material_groups", "project_moves"))
         cost_allocations = Stream(
             "cost_allocations",
-            CostLineSource(sap, company_codes=company_codes, date_from=_dats_option(opts.get("postings_from")),
-                           cost_centers=cost_centers, page_size=page_size),
-            lambda ctx, key, rec: cost_lines_to_direct_cost(key, rec, mapped=mapped(ctx), direct_cost_type=dc_type),
+            fair(CostLineSource(sap, company_codes=company_codes, date_from=_dats_option(opts.get("postings_from")),
+                                cost_centers=cost_centers, page_size=page_size), map_costs),
+            map_costs,
             DirectCostsTarget(procore, vendor_origin_id=str(opts.get("internal_vendor", "SAP-INTERNAL")),
                               vendor_name=str(opts.get("internal_vendor_name", "Internal cost allocations (SAP)"))),
             mapping_tables=("cost_centers", "cost_codes"))
-        streams = {s.name: s for s in (vendors, purchase_orders, cost_allocations)}
+        drift = Stream("drift", DriftCheckSource(), lambda ctx, key, rec: Desired(key, rec), NoWrites(procore))
+        streams = {s.name: s for s in (vendors, purchase_orders, cost_allocations, drift)}
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
+
+    def schedules(self) -> list[FlowSchedule]:
+        """The periodic drift report (`drift_check`), as runs of the `drift` stream."""
+        check = dict(getattr(self.cfg, "options", {}) or {}).get("drift_check")
+        if not check:
+            return []
+        check = check if isinstance(check, DriftCheck) else DriftCheck.model_validate(check)
+        return [FlowSchedule("drift", check.cron, ("drift",), "incremental", check.timezone)]
+
+    @property
+    def reconciles(self) -> bool:
+        """Whether `reconcile` applies: the flow syncs purchase orders or cost allocations."""
+        return bool({"purchase_orders", "cost_allocations"} & set(self.cfg.streams))
+
+    def reconcile(self, period: str) -> Any:
+        """Month-end totals per kind, project and cost code, SAP against Procore
+        (flows/_sap_ecc_procore_reconcile.py)."""
+        if not self.reconciles:
+            raise ValueError(f"flow {self.name}: reconciliation compares purchase orders and cost allocations, "
+                             "which this flow does not sync")
+        from ml_connector.flows._sap_ecc_procore_reconcile import reconcile_costs
+
+        return reconcile_costs(self, period)
 
     def procore_drift(self) -> dict[str, Any]:
         """The drift report (flows/_sap_ecc_procore_drift.py) as JSON; the control plane's

@@ -1,5 +1,5 @@
 """Procore REST client: companies, projects, cost codes, vendors (+ sync), purchase order
-contracts with line items (+ sync), direct costs with line items.
+contracts with line items (+ sync), requisitions, direct costs with line items.
 
 Transport stack (outermost first):
 - `OAuth2Auth` (core/http.py): DMSA client-credentials tokens in the shared token store, refreshed
@@ -257,6 +257,11 @@ class ProcoreClient:
         return dict(self._json("GET", f"{V1}/purchase_order_contracts/{contract_id}",
                                params={"project_id": project_id}))
 
+    def update_po_contract(self, project_id: int, contract_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """PATCH /purchase_order_contracts/{id} (idempotent: the same fields again change nothing)."""
+        return dict(self._json("PATCH", f"{V1}/purchase_order_contracts/{contract_id}",
+                               json={"project_id": project_id, "purchase_order_contract": fields}))
+
     def sync_po_contracts(self, project_id: int, updates: list[dict[str, Any]]) -> dict[str, Any]:
         """PATCH /purchase_order_contracts/sync: upsert by origin_id within the project."""
         return dict(self._json("PATCH", f"{V1}/purchase_order_contracts/sync",
@@ -269,6 +274,21 @@ class ProcoreClient:
     def sync_po_line_items(self, project_id: int, contract_id: int, updates: list[dict[str, Any]]) -> dict[str, Any]:
         return dict(self._json("PATCH", f"{V1}/purchase_order_contracts/{contract_id}/line_items/sync",
                                json={"project_id": project_id, "updates": updates}))
+
+    # -- requisitions (subcontractor invoices against a commitment) -------------------------
+    def requisitions(self, project_id: int, *, commitment_id: int | None = None,
+                     origin_id: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"project_id": project_id}
+        if commitment_id is not None:
+            params["filters[commitment_id]"] = commitment_id
+        if origin_id is not None:
+            params["filters[origin_id]"] = origin_id
+        return list(self.iterate(f"{V1}/requisitions", params))
+
+    def create_requisition(self, project_id: int, commitment_id: int, requisition: dict[str, Any]) -> dict[str, Any]:
+        """POST (not idempotent: look the origin_id up first, and again after an uncertain answer)."""
+        return dict(self._json("POST", f"{V1}/requisitions", json={
+            "project_id": project_id, "commitment_id": commitment_id, "requisition": requisition}))
 
     # -- direct costs ----------------------------------------------------------------------
     def direct_costs(self, project_id: int, *, origin_id: str | None = None) -> list[dict[str, Any]]:

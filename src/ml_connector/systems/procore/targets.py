@@ -9,8 +9,10 @@ within the company), so every write is either an idempotent upsert or preceded b
 - `PurchaseOrderContractsTarget`: one contract per SAP PO (origin_id `SAP-PO-<EBELN>`) through
   `PATCH /purchase_order_contracts/sync` per project, then its lines through `…/{id}/line_items/sync`
   (origin_id `<EBELN>-<EBELP>[-<ZEKKN>]`). A PO changed in SAP updates the same contract and lines;
-  a line deleted in SAP goes to amount 0. `lookup` finds in-doubt entries by origin_id and
-  counts them posted only when every line is there with its amount.
+  a line deleted in SAP goes to amount 0. A subcontract PO's lines get one requisition each
+  (origin_id `SAP-REQ-<line>`), created after a listing of the commitment's requisitions. `lookup`
+  finds in-doubt entries by origin_id and counts them posted only when every line is there with its
+  amount (and every requisition).
 - `DirectCostsTarget`: one direct cost per SAP document and cost center (origin_id
   `SAP-GL-<BUKRS>-<GJAHR>-<BELNR>-<KOSTL>`), one line per cost code. Procore has no direct-cost sync
   we rely on for line items, so both the header POST and each line POST are preceded by a lookup of
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -65,6 +68,10 @@ class Directory:
             if self._projects is None:
                 self._projects = {str(p.get("project_number") or ""): p for p in self.client.projects()}
             return self._projects
+
+    def number_of(self, project_id: int) -> str:
+        """The project number of a Procore project id ('' when it is not an active project)."""
+        return next((n for n, p in self.projects().items() if int(p["id"]) == project_id), "")
 
     def project_id(self, number: str) -> int:
         p = self.projects().get(number)
@@ -123,6 +130,30 @@ def _errors(item: dict[str, Any]) -> str:
 
 def _amount(value: Any) -> Decimal:
     return Decimal(str(value or "0"))
+
+
+#: Records of one kind in a project with this origin id (a filtered listing).
+Finder = Callable[[int, str], list[dict[str, Any]]]
+
+
+def _written(client: ProcoreClient, entries: list[Entry], find: Finder,
+             complete: Callable[[int, int, dict[str, Any]], bool]) -> list[Outcome]:
+    """The lookup of in-doubt entries: each found by its origin id in its mapped project (`find`)
+    counts as posted when `complete(project id, record id, payload)` says every line is there."""
+    d = Directory.of(client)
+    outs = []
+    for e in entries:
+        try:
+            pid = d.project_id(e.payload["project"])
+        except Unresolved:
+            continue
+        found = find(pid, e.payload["origin_id"])
+        if not found:
+            continue
+        rid = int(found[0]["id"])
+        if complete(pid, rid, e.payload):
+            outs.append(Outcome(e.id, "posted", target_id=f"{pid}:{rid}"))
+    return outs
 
 
 # --------------------------------------------------------------------------------------- vendors
@@ -194,21 +225,17 @@ class PurchaseOrderContractsTarget(Target):
 
     def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
         client: ProcoreClient = ctx.runtime.connection(self.connection)
-        d = Directory.of(client)
-        outs = []
-        for e in entries:
-            try:
-                pid = d.project_id(e.payload["project"])
-            except Unresolved:
-                continue
-            found = client.po_contracts(pid, origin_id=e.payload["origin_id"])
-            if not found:
-                continue
-            cid = int(found[0]["id"])
+
+        def complete(pid: int, cid: int, p: dict[str, Any]) -> bool:
             have = {li.get("origin_id"): _amount(li.get("amount")) for li in client.po_line_items(pid, cid)}
-            if all(have.get(ln["origin_id"]) == _amount(ln["amount"]) for ln in e.payload["lines"]):
-                outs.append(Outcome(e.id, "posted", target_id=f"{pid}:{cid}"))
-        return outs
+            if not all(have.get(ln["origin_id"]) == _amount(ln["amount"]) for ln in p["lines"]):
+                return False
+            if not p.get("requisitions"):
+                return True
+            billed = {r.get("origin_id") for r in client.requisitions(pid, commitment_id=cid)}
+            return all(r["origin_id"] in billed for r in p["requisitions"])
+
+        return _written(client, entries, lambda pid, origin: client.po_contracts(pid, origin_id=origin), complete)
 
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
         client: ProcoreClient = ctx.runtime.connection(self.connection)
@@ -225,6 +252,8 @@ class PurchaseOrderContractsTarget(Target):
         if refused:
             report(refused)
         for pid, items in by_project.items():
+            for e, head, _ in items:
+                self._move_from(client, e, pid, head)
             answer = client.sync_po_contracts(pid, [head for _, head, _ in items])
             got = {str(c.get("origin_id")): c for c in answer.get("entities", [])}
             errs = {str(c.get("origin_id")): c for c in answer.get("errors", [])}
@@ -243,7 +272,65 @@ class PurchaseOrderContractsTarget(Target):
                                     error=f"Procore refused lines of PO {head['number']}: "
                                           + " | ".join(f"{x.get('origin_id')}: {_errors(x)}" for x in la["errors"]))])
                     continue
+                problems = self._requisitions(client, pid, cid, e.payload.get("requisitions") or [])
+                if problems:
+                    report([Outcome(e.id, "failed", target_id=f"{pid}:{cid}", request=e.payload["requisitions"],
+                                    error=f"Procore refused requisitions of PO {head['number']}: "
+                                          + " | ".join(problems))])
+                    continue
                 report([Outcome(e.id, "posted", target_id=f"{pid}:{cid}", request={"contract": head, "lines": lines})])
+
+    @staticmethod
+    def _move_from(client: ProcoreClient, e: Entry, pid: int, head: dict[str, Any]) -> None:
+        """A PO whose project mapping changed since its contract was written (the ledger's target id
+        names another project): the contract there is closed with its lines at 0, and its origin id
+        renamed `<origin id>@<old project id>` (Procore keeps origin ids unique in the company), so the
+        sync that follows creates the contract in the new project. Each step is idempotent: a retry
+        after a crash finds the old contract already renamed and goes on with the sync."""
+        old_pid, _, old_cid = str(e.target_id or "").partition(":")
+        if not old_pid.isdigit() or not old_cid.isdigit() or int(old_pid) == pid:
+            return
+        try:
+            old = client.po_contract(int(old_pid), int(old_cid))
+        except ProcoreApiError as exc:
+            if exc.status == 404:
+                return  # deleted in Procore meanwhile: nothing to close
+            raise
+        if old.get("origin_id") != head["origin_id"]:
+            return  # already moved away (a retry)
+        new_number = Directory.of(client).number_of(pid)
+        zero = [{"origin_id": li["origin_id"], "amount": "0.00"} for li in old.get("line_items") or []
+                if li.get("origin_id") and _amount(li.get("amount"))]
+        if zero:
+            client.sync_po_line_items(int(old_pid), int(old_cid), zero)
+        client.update_po_contract(int(old_pid), int(old_cid), {
+            "status": "Closed", "origin_id": f"{head['origin_id']}@{old_pid}",
+            "description": f"[moved to project {new_number} by the SAP project mapping] "
+                           f"{old.get('description') or ''}"[:255]})
+
+    @staticmethod
+    def _requisitions(client: ProcoreClient, pid: int, cid: int, wanted: list[dict[str, Any]]) -> list[str]:
+        """Create the contract's requisitions that are not there yet (one listing of the commitment's
+        requisitions before any POST; a POST whose answer is lost raises `ProcoreUncertainWrite` and
+        the retry lists again). A requisition already there is left as it is. Problems, one a line."""
+        if not wanted:
+            return []
+        have = {r.get("origin_id") for r in client.requisitions(pid, commitment_id=cid)}
+        problems = []
+        for r in wanted:
+            if r["origin_id"] in have:
+                continue
+            item = {"origin_id": r["origin_id"], "invoice_number": r["invoice_number"], "status": "draft",
+                    "billing_date": r.get("billing_date"), "origin_data": r.get("origin_data")}
+            try:
+                client.create_requisition(pid, cid, item)
+            except ProcoreApiError as exc:
+                if exc.status == 422 and "origin_id" in exc.message:
+                    # Billed already, against the contract this PO had before it moved project: a
+                    # requisition is the subcontractor's invoice, it does not move with the PO.
+                    continue
+                problems.append(f"{r['origin_id']}: {exc.message}")
+        return problems
 
     def describe(self, op: str, payload: dict[str, Any]) -> str:
         total = sum((_amount(ln["amount"]) for ln in payload["lines"]), Decimal(0))
@@ -279,21 +366,12 @@ class DirectCostsTarget(Target):
 
     def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
         client: ProcoreClient = ctx.runtime.connection(self.connection)
-        d = Directory.of(client)
-        outs = []
-        for e in entries:
-            try:
-                pid = d.project_id(e.payload["project"])
-            except Unresolved:
-                continue
-            found = client.direct_costs(pid, origin_id=e.payload["origin_id"])
-            if not found:
-                continue
-            did = int(found[0]["id"])
+
+        def complete(pid: int, did: int, p: dict[str, Any]) -> bool:
             have = {li.get("origin_id") for li in client.direct_cost_line_items(pid, did)}
-            if all(ln["origin_id"] in have for ln in e.payload["lines"]):
-                outs.append(Outcome(e.id, "posted", target_id=f"{pid}:{did}"))
-        return outs
+            return all(ln["origin_id"] in have for ln in p["lines"])
+
+        return _written(client, entries, lambda pid, origin: client.direct_costs(pid, origin_id=origin), complete)
 
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
         client: ProcoreClient = ctx.runtime.connection(self.connection)
