@@ -176,6 +176,7 @@ def test_slack_format_url_from_the_vault_and_missing_secret(tmp_path: Path, rece
 PG = os.environ.get("MLC_TEST_PG_URL")
 
 
+@pytest.mark.scaleout
 @pytest.mark.skipif(not PG, reason="needs MLC_TEST_PG_URL (scripts/postgres.sh start)")
 def test_two_control_planes_on_postgres_alert_a_transition_once(receiver: Receiver) -> None:
     import psycopg

@@ -542,18 +542,16 @@ def test_admin_endpoints(sandbox: tuple[RampSandbox, ServerHandle]) -> None:
 
 
 # ---- scale ----------------------------------------------------------------------------------
-def test_50k_vendors_upload_and_page_fast(sandbox: tuple[RampSandbox, ServerHandle]) -> None:
+def test_50k_vendors_upload_and_page_without_loss(sandbox: tuple[RampSandbox, ServerHandle]) -> None:
+    # How fast the emulator serves this is a benchmark's figure (bench scenario 1), not a test's.
     st, h = sandbox
     st.rate_limit.enabled = False
     c = make_client(h)
-    t0 = time.monotonic()
     for b in range(100):
         c.create_accounting_vendors(vendors(f"K{b:03d}-", 500))
-    n = sum(1 for _ in c.iter_accounting_vendors(page_size=100))
-    elapsed = time.monotonic() - t0
-    assert n == 50_000 == st.stats()["vendors"]
+    ids = [v["id"] for v in c.iter_accounting_vendors(page_size=100)]
+    assert len(ids) == len(set(ids)) == 50_000 == st.stats()["vendors"]
     assert c.get_accounting_vendor_by_remote_id("K099-00499") is not None
-    assert elapsed < 15, elapsed
 
 
 # ---- Bill Pay vendors -----------------------------------------------------------------------
