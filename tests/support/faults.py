@@ -81,32 +81,47 @@ def bills_world(b: Base, tmp: Path) -> Iterator[World]:
 
 
 @contextmanager
-def world(b: Base, tmp: Path, *, vendors: int = 30) -> Iterator[World]:
-    """A case's world: a fresh Ramp sandbox, a copy of the base's working directory (a fresh
-    database) pointed at it, the engine launched in this process. SAP's faults are reset after."""
+def case(b: Base, tmp: Path, *, vendors: int = 30) -> Iterator[tuple[SandboxHandle, Env]]:
+    """A case's fresh Ramp sandbox and a copy of the base's working directory (a fresh database)
+    pointed at it. SAP's faults are reset after."""
     import shutil
 
-    from ml_connector.config import load_config
-    from ml_connector.core import engine
-    from ml_connector.core.runtime import Runtime
-
     ramp = start_sandboxes(vendors=vendors, systems=("ramp",))["ramp"]
-    rt = None
     try:
         work = tmp / "case"
         shutil.copytree(b.template, work)
         config = work / "ml-connector.yaml"
         config.write_text(config.read_text().replace(PLACEHOLDER_RAMP, ramp.url))
-        env = Env(work, config, b.ecc.url, ramp.url, dict(os.environ))
-        rt = Runtime(load_config(config), config)
-        assert engine.connect(rt, role="sync") == "executor"
-        yield World({"sap_ecc": b.ecc, "ramp": ramp}, env, rt)
+        yield ramp, Env(work, config, b.ecc.url, ramp.url, dict(os.environ))
     finally:
-        engine.shutdown()
-        if rt is not None:
-            rt.close()
         ramp.stop()
         b.ecc.state.faults.reset()
+
+
+@contextmanager
+def world(b: Base, tmp: Path, *, vendors: int = 30) -> Iterator[World]:
+    """A case's world (`case`), the engine launched in this process."""
+    from ml_connector.core import engine
+
+    with case(b, tmp, vendors=vendors) as (ramp, env), runtime(env) as rt:
+        try:
+            assert engine.connect(rt, role="sync") == "executor"
+            yield World({"sap_ecc": b.ecc, "ramp": ramp}, env, rt)
+        finally:
+            engine.shutdown()
+
+
+@contextmanager
+def runtime(env: Env) -> Iterator[Any]:
+    """The environment's runtime in this process: its database, vault and connections (no engine)."""
+    from ml_connector.config import load_config
+    from ml_connector.core.runtime import Runtime
+
+    rt = Runtime(load_config(env.config), env.config)
+    try:
+        yield rt
+    finally:
+        rt.close()
 
 
 def sync(w: World, flow: str) -> None:
