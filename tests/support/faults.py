@@ -258,3 +258,49 @@ BILL_FAULTS: dict[str, Fault] = {
     "Ramp timeout after commit (report)": _ramp_faults(1, "timeout_after_commit", SYNCS),
     "Ramp 429 storm (report)": _ramp_faults(2, "429", SYNCS),
 }
+
+
+@contextmanager
+def crash_bills_world(b: Base, tmp: Path) -> Iterator[World]:
+    """A bills world for crash cases: master data synced into a fresh Ramp sandbox by a sync process
+    (the engine never runs in this process here: the crash cases' processes are this database's workers)."""
+    from tests.support.crashes import cli
+
+    with case(b, tmp) as (ramp, env), runtime(env) as rt:
+        assert cli(env, "sync", MASTER_FLOW) == 0
+        yield World({"sap_ecc": b.ecc, "ramp": ramp}, env, rt)
+
+
+def paid_and_rejected(w: World, tag: str) -> tuple[str, str, str]:
+    """Two bills posted in SAP (by a sync process), then one paid and one rejected in Ramp:
+    (paid bill, rejected bill, the payment's reference)."""
+    from tests.support.bills import pay_bill, reject_bill
+    from tests.support.crashes import cli
+
+    paid, rejected = add_bills(w, tag, 2)
+    cli(w.env, "sync", BILLS_FLOW, "--stream", "bills")
+    assert bill_figures(w, [paid, rejected]) == (0, 0)
+    reference = f"FM-PAY-{tag}"
+    pay_bill(w.env, paid, payment_date="2025-07-01", reference=reference)
+    reject_bill(w.env, rejected)
+    return paid, rejected, reference
+
+
+def bill_status_figures(w: World, paid: str, rejected: str, reference: str) -> tuple[int, int]:
+    """(duplicates, losses) of the status back to SAP. Duplicates: SAP documents per bill beyond one,
+    payment documents beyond one. Losses: the paid invoice still open (or cleared by no payment),
+    the payment not reported to Ramp, the rejected invoice not blocked for payment, writes not done."""
+    from tests.support.bills import vendor_items
+
+    ecc = w.ecc
+    payments = [r for r in ecc.data.rows("BKPF", ecc.client) if r.get("XBLNR") == reference]
+    docs = {b: sap_documents(w.handles, b) for b in (paid, rejected)}
+    duplicates = sum(max(len(d) - 1, 0) for d in docs.values()) + max(len(payments) - 1, 0)
+    losses = open_entries(w, BILLS_FLOW, "bill_status")
+    items = vendor_items(w.handles, docs[paid][0])
+    cleared_by = {r["AUGBL"] for r in items["cleared"]}
+    losses += int(bool(items["open"]) or not payments or cleared_by != {payments[0]["BELNR"]})
+    losses += int(ramp_bill(w.env, paid)["sync_status"] != "BILL_AND_PAYMENT_SYNCED")
+    blocks = {r["ZLSPR"] for r in vendor_items(w.handles, docs[rejected][0])["open"]}
+    losses += int(blocks != {"A"})
+    return duplicates, losses
