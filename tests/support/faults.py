@@ -124,12 +124,12 @@ def runtime(env: Env) -> Iterator[Any]:
         rt.close()
 
 
-def sync(w: World, flow: str) -> None:
-    """Each stream of `flow`, one run after another; a run the fault made fail is noted, not raised
-    (`recover` follows, as an operator's next sync and `replay --all` would)."""
+def sync(w: World, flow: str, streams: tuple[str, ...] = ()) -> None:
+    """Each stream of `flow` (or `streams`), one run after another; a run the fault made fail is
+    noted, not raised (`recover` follows, as an operator's next sync and `replay --all` would)."""
     from ml_connector.core import engine
 
-    for stream in w.rt.config.flows[flow].streams:
+    for stream in streams or w.rt.config.flows[flow].streams:
         run_id = engine.start_sync(flow, stream)
         try:
             engine.wait(run_id, timeout=180, poll=0.05)
@@ -137,18 +137,21 @@ def sync(w: World, flow: str) -> None:
             w.errors.append(f"{stream}: {exc}")
 
 
-def recover(w: World, flow: str) -> None:
-    """Faults off; where a run failed or writes wait for an operator: the next sync, then
-    `replay --all` of what still waits."""
+def recover(w: World, flow: str, reset: Callable[[], Any] | None = None, streams: tuple[str, ...] = ()) -> None:
+    """Faults off (`reset`; default: the Ramp and SAP sandboxes'); where a run failed or writes wait
+    for an operator: the next sync, then `replay --all` of what still waits."""
     from ml_connector.core import engine, outbox
 
-    w.ramp.faults = []
-    w.ramp.token_lifetime, w.ramp.latency = 864000.0, 0.0
-    w.ecc.faults.reset()
+    if reset is not None:
+        reset()
+    else:
+        w.ramp.faults = []
+        w.ramp.token_lifetime, w.ramp.latency = 864000.0, 0.0
+        w.ecc.faults.reset()
     with w.rt.db.session() as s:
         waiting = bool(outbox.failures(s, flow=flow, limit=1))
     if w.errors or waiting:
-        sync(w, flow)
+        sync(w, flow, streams)
     with w.rt.db.session() as s:
         ids = [r.id for r in outbox.failures(s, flow=flow)]
     if ids:
