@@ -12,8 +12,22 @@ from collections.abc import Iterator
 
 import pytest
 
+from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from tests.support.crashes import STEPS, crash_then_recover
 from tests.support.fault_matrix import Row
+from tests.support.fault_pairs import (
+    CONCUR_FLOW,
+    PROCORE_FLOW,
+    PROCORE_STREAMS,
+    SFMC_FLOW,
+    SFMC_STREAMS,
+    concur_case,
+    concur_figures,
+    procore_case,
+    procore_figures,
+    sfmc_case,
+    sfmc_figures,
+)
 from tests.support.faults import (
     BILLS_FLOW,
     MASTER_FLOW,
@@ -74,4 +88,46 @@ def test_bill_status_killed_at_each_step(step, crash_bills, fault_matrix):
     crash_then_recover(w.env, BILLS_FLOW, spec, streams=("bill_status",), db=w.rt.db)
     figures = bill_status_figures(w, paid, rejected, reference)
     fault_matrix.append(Row("bill_status", f"SIGKILL {step}", *figures))
+    assert figures == (0, 0)
+
+
+@pytest.fixture(scope="module")
+def ecc() -> Iterator[SandboxHandle]:
+    handles = start_sandboxes(vendors=60, systems=("sap_ecc",))
+    try:
+        yield handles["sap_ecc"]
+    finally:
+        handles["sap_ecc"].stop()
+
+
+B1_POST = "POST /b1s/v1/JournalEntries"
+CONCUR_STEPS = {**STEPS, "B1 committed, answer lost": f"http.answered@{B1_POST}"}
+
+
+@pytest.mark.parametrize("step", list(CONCUR_STEPS))
+def test_concur_to_business_one_killed_at_each_step(step, tmp_path, fault_matrix):
+    spec = CONCUR_STEPS[step] if "@" in CONCUR_STEPS[step] else f"{CONCUR_STEPS[step]}@expense_reports"
+    with concur_case(tmp_path) as case:
+        crash_then_recover(case.w.env, CONCUR_FLOW, spec, db=case.w.rt.db)
+        figures = concur_figures(case)
+    fault_matrix.append(Row("concur expense_reports", f"SIGKILL {step}", *figures))
+    assert figures == (0, 0)
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+@pytest.mark.parametrize("stream", PROCORE_STREAMS)
+def test_ecc_to_procore_killed_at_each_step(stream, step, ecc, tmp_path, fault_matrix):
+    with procore_case(ecc, tmp_path) as case:
+        crash_then_recover(case.w.env, PROCORE_FLOW, f"{STEPS[step]}@{stream}", db=case.w.rt.db)
+        figures = procore_figures(case)
+    fault_matrix.append(Row(f"procore {stream}", f"SIGKILL {step}", *figures))
+    assert figures == (0, 0)
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+def test_ecc_to_marketing_cloud_orders_killed_at_each_step(step, ecc, tmp_path, fault_matrix):
+    with sfmc_case(ecc, tmp_path) as case:
+        crash_then_recover(case.w.env, SFMC_FLOW, f"{STEPS[step]}@orders", streams=SFMC_STREAMS, db=case.w.rt.db)
+        figures = sfmc_figures(case)
+    fault_matrix.append(Row("sfmc orders: DE rows+journey events", f"SIGKILL {step}", *figures))
     assert figures == (0, 0)
