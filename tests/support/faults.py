@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
-from tests.support.bills import add_bill, postable_vendor, ramp_bill, sap_documents
+from tests.support.bills import add_bill, postable_vendor, ramp_bill, sap_documents, with_ramp_webhooks
 from tests.support.env import Env, make_env
 from tests.support.sandboxes import in_scope_vendors, ramp_state
 
@@ -63,8 +63,9 @@ def base(tmp: Path, *, vendors: int = 30) -> Iterator[Base]:
         # case costs its syncs, not the engine's waits.
         (tmp / "template").mkdir()
         env = make_env(tmp / "template", handles["sap_ecc"].url, PLACEHOLDER_RAMP, options={"page_size": 100})
-        env.config.write_text(env.config.read_text().replace("queue_polling_interval: 0.2",
-                                                             "queue_polling_interval: 0.02"))
+        # The Ramp connection's webhook intake is configured (the bills' webhook cases serve it).
+        env.config.write_text(with_ramp_webhooks(env.config.read_text()).replace("queue_polling_interval: 0.2",
+                                                                                 "queue_polling_interval: 0.02"))
         yield Base(handles["sap_ecc"], env.workdir)
     finally:
         for h in handles.values():
@@ -148,6 +149,7 @@ def recover(w: World, flow: str, reset: Callable[[], Any] | None = None, streams
         w.ramp.faults = []
         w.ramp.token_lifetime, w.ramp.latency = 864000.0, 0.0
         w.ecc.faults.reset()
+        w.ecc.fi.faults.update(reset=True)
     with w.rt.db.session() as s:
         waiting = bool(outbox.failures(s, flow=flow, limit=1))
     if w.errors or waiting:
@@ -238,6 +240,13 @@ def _sap_faults(n: int, kind: str) -> Fault:
                  lambda w: w.ecc.faults.fail_next == 0)
 
 
+def _expire_ramp_tokens(w: World) -> None:
+    """The token the engine holds is expired now, the next ones live half a second: new ones mid-run."""
+    w.ramp.tokens_issued = 0
+    w.ramp.expire_tokens_now()
+    _short_tokens(w)
+
+
 def _short_tokens(w: World) -> None:
     w.ramp.token_lifetime, w.ramp.latency = 0.5, 0.02  # tokens die mid-run; the client gets new ones
 
@@ -260,7 +269,17 @@ BILL_FAULTS: dict[str, Fault] = {
     "SAP session expired": _sap_faults(1, "logon"),
     "Ramp timeout after commit (report)": _ramp_faults(1, "timeout_after_commit", SYNCS),
     "Ramp 429 storm (report)": _ramp_faults(2, "429", SYNCS),
+    "SAP timeout after commit": Fault(lambda w: w.ecc.fi.faults.update(fail_after_commit=1,
+                                                                        fail_after_commit_mode="system_failure"),
+                                      lambda w: w.ecc.fi.faults.fail_after_commit == 0),
+    "Ramp 429 storm (bill reads)": _ramp_faults(3, "429", "/developer/v1/bills", "GET"),
+    "Ramp token expired mid-run": Fault(lambda w: _expire_ramp_tokens(w), lambda w: int(w.ramp.tokens_issued) >= 1),
 }
+
+#: Faults on the status back to SAP (paid: cleared, reported to Ramp; rejected: payment block).
+STATUS_FAULTS: dict[str, Fault] = {k: BILL_FAULTS[k] for k in (
+    "SAP 5xx", "SAP timeout after commit", "Ramp timeout after commit (report)", "Ramp 429 storm (report)",
+    "Ramp token expired mid-run")}
 
 
 @contextmanager
@@ -274,14 +293,17 @@ def crash_bills_world(b: Base, tmp: Path) -> Iterator[World]:
         yield World({"sap_ecc": b.ecc, "ramp": ramp}, env, rt)
 
 
-def paid_and_rejected(w: World, tag: str) -> tuple[str, str, str]:
-    """Two bills posted in SAP (by a sync process), then one paid and one rejected in Ramp:
-    (paid bill, rejected bill, the payment's reference)."""
+def paid_and_rejected(w: World, tag: str, post: Callable[[], Any] | None = None) -> tuple[str, str, str]:
+    """Two bills posted in SAP (`post`; default: by a sync process), then one paid and one rejected
+    in Ramp: (paid bill, rejected bill, the payment's reference)."""
     from tests.support.bills import pay_bill, reject_bill
     from tests.support.crashes import cli
 
     paid, rejected = add_bills(w, tag, 2)
-    cli(w.env, "sync", BILLS_FLOW, "--stream", "bills")
+    if post is None:
+        cli(w.env, "sync", BILLS_FLOW, "--stream", "bills")
+    else:
+        post()
     assert bill_figures(w, [paid, rejected]) == (0, 0)
     reference = f"FM-PAY-{tag}"
     pay_bill(w.env, paid, payment_date="2025-07-01", reference=reference)
@@ -289,21 +311,117 @@ def paid_and_rejected(w: World, tag: str) -> tuple[str, str, str]:
     return paid, rejected, reference
 
 
-def bill_status_figures(w: World, paid: str, rejected: str, reference: str) -> tuple[int, int]:
-    """(duplicates, losses) of the status back to SAP. Duplicates: SAP documents per bill beyond one,
-    payment documents beyond one. Losses: the paid invoice still open (or cleared by no payment),
-    the payment not reported to Ramp, the rejected invoice not blocked for payment, writes not done."""
+def paid_figures(w: World, paid: str, reference: str) -> tuple[int, int]:
+    """(duplicates, losses) of a paid bill: SAP documents beyond one, payment documents beyond one;
+    no invoice, the invoice still open or cleared by no payment, the payment not reported to Ramp."""
     from tests.support.bills import vendor_items
 
     ecc = w.ecc
     payments = [r for r in ecc.data.rows("BKPF", ecc.client) if r.get("XBLNR") == reference]
-    docs = {b: sap_documents(w.handles, b) for b in (paid, rejected)}
-    duplicates = sum(max(len(d) - 1, 0) for d in docs.values()) + max(len(payments) - 1, 0)
-    losses = open_entries(w, BILLS_FLOW, "bill_status")
-    items = vendor_items(w.handles, docs[paid][0])
+    docs = sap_documents(w.handles, paid)
+    duplicates = max(len(docs) - 1, 0) + max(len(payments) - 1, 0)
+    if not docs:
+        return duplicates, 1
+    items = vendor_items(w.handles, docs[0])
     cleared_by = {r["AUGBL"] for r in items["cleared"]}
-    losses += int(bool(items["open"]) or not payments or cleared_by != {payments[0]["BELNR"]})
-    losses += int(ramp_bill(w.env, paid)["sync_status"] != "BILL_AND_PAYMENT_SYNCED")
-    blocks = {r["ZLSPR"] for r in vendor_items(w.handles, docs[rejected][0])["open"]}
-    losses += int(blocks != {"A"})
-    return duplicates, losses
+    losses = int(bool(items["open"]) or not payments or cleared_by != {payments[0]["BELNR"]})
+    return duplicates, losses + int(ramp_bill(w.env, paid)["sync_status"] != "BILL_AND_PAYMENT_SYNCED")
+
+
+def bill_status_figures(w: World, paid: str, rejected: str, reference: str) -> tuple[int, int]:
+    """(duplicates, losses) of the status back to SAP: those of the paid bill (`paid_figures`), the
+    rejected bill's SAP documents beyond one; its invoice not blocked for payment; writes not done."""
+    from tests.support.bills import vendor_items
+
+    duplicates, losses = paid_figures(w, paid, reference)
+    docs = sap_documents(w.handles, rejected)
+    duplicates += max(len(docs) - 1, 0)
+    blocks = {r["ZLSPR"] for r in vendor_items(w.handles, docs[0])["open"]} if docs else set()
+    return duplicates, losses + int(blocks != {"A"}) + open_entries(w, BILLS_FLOW, "bill_status")
+
+
+@dataclass
+class Intake:
+    """The control plane's Ramp webhook intake (the real router) on a world's runtime, on loopback."""
+
+    w: World
+    port: int
+    url: str
+    server: Any = None
+
+    def start(self) -> None:
+        from fastapi import FastAPI
+
+        from ml_connector.core.servers import serve_in_thread
+        from ml_connector.systems.ramp.webhooks import router
+
+        app = FastAPI()
+        app.include_router(router(self.w.rt, "ramp", self.w.rt.config.connections["ramp"].webhooks))
+        self.server = serve_in_thread(app, name="ramp-webhooks", port=self.port)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def secret(self) -> str:
+        return str(next(s["secret"] for s in self.w.ramp.webhooks.values() if s["endpoint_url"] == self.url))
+
+    def deliveries(self, bill: str) -> list[dict[str, Any]]:
+        """Ramp's deliveries of events about `bill` to this intake, oldest first."""
+        with self.w.ramp.lock:
+            subs = {i for i, s in self.w.ramp.webhooks.items() if s["endpoint_url"] == self.url}
+            return [dict(d) for d in self.w.ramp.webhook_deliveries.values()
+                    if d["webhook_id"] in subs and bill in d["body"]]
+
+    def deliver(self, delivery: dict[str, Any]) -> Any:
+        """What Ramp's sender does: POST the event's raw body, signed with the subscription's secret."""
+        import httpx
+
+        from ml_connector.systems.ramp.webhooks import SIGNATURE_HEADER, signature
+
+        raw = str(delivery["body"]).encode()
+        return httpx.post(self.url, content=raw, timeout=30,
+                          headers={SIGNATURE_HEADER: signature(self.secret(), raw), "Content-Type": "application/json"})
+
+
+@contextmanager
+def webhook_intake(w: World) -> Iterator[Intake]:
+    """An intake subscribed in the world's Ramp sandbox (the verification answered: active), Ramp's
+    sender trying each event once (a failed delivery is dropped, not retried)."""
+    from ml_connector.core.servers import free_port
+    from ml_connector.systems.ramp.webhooks import subscribe
+    from tests.support.waiting import wait_until
+
+    port = free_port()
+    intake = Intake(w, port, f"http://127.0.0.1:{port}/webhooks/ramp")
+    intake.start()
+    saved = w.ramp.webhook_max_attempts
+    try:
+        w.ramp.webhook_max_attempts = 1
+        sub = subscribe(w.rt, "ramp", intake.url)
+        wait_until(lambda: w.ramp.webhooks[sub["id"]]["status"] == "active", timeout=30, interval=0.05)
+        yield intake
+    finally:
+        intake.stop()
+        with w.ramp.lock:
+            for s in w.ramp.webhooks.values():
+                if s["endpoint_url"] == intake.url:
+                    s["status"] = "disabled"  # later cases' events go nowhere
+        w.ramp.webhook_max_attempts = saved
+
+
+def settled(w: World, timeout: float = 90) -> None:
+    """Wait until no sync run is queued or running (what webhooks started has ended)."""
+    from ml_connector.core.models import RunRow
+    from tests.support.waiting import wait_until
+
+    def idle() -> bool:
+        from dbos import DBOS
+
+        with w.rt.db.read() as s:
+            running = s.scalar(select(func.count()).select_from(RunRow).where(RunRow.status == "running"))
+        queued = [h for h in DBOS.list_workflows(status=["PENDING", "ENQUEUED"]) if h.name == "mlc.sync"]
+        return not running and not queued
+
+    wait_until(idle, timeout=timeout, interval=0.1)
