@@ -29,7 +29,7 @@ from tests.support.fault_pairs import (
 )
 from tests.support.faults import recover, sync
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]  # sandboxes and the engine started per case
 
 
 @pytest.fixture(scope="module")
