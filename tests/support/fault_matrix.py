@@ -8,6 +8,7 @@ the run (`make faults`; `make test` runs the same tests)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pytest
@@ -23,22 +24,41 @@ class Row:
 
 
 ROWS: list[Row] = []
+_ROW = "fault_matrix_row"
+
+
+class Rows:
+    """Where a matrix test records its rows: on the test's report (`user_properties`), so that they
+    reach the process that prints the table also when pytest-xdist runs the tests elsewhere."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self.item = item
+
+    def append(self, row: Row) -> None:
+        self.item.user_properties.append((_ROW, (row.stream, row.fault, row.duplicates, row.losses)))
+
+    def extend(self, rows: Iterable[Row]) -> None:
+        for r in rows:
+            self.append(r)
 
 
 @pytest.fixture()
-def fault_matrix() -> list[Row]:
+def fault_matrix(request: pytest.FixtureRequest) -> Rows:
     """Where a matrix test records its rows."""
-    return ROWS
+    return Rows(request.node)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when != "call":
         return
-    marker = dict(report.user_properties).get("fault_marker")
-    if isinstance(marker, tuple):
-        stream, fault = marker
-        ROWS.append(Row(stream, fault, 0 if report.passed else None, 0 if report.passed else None,
-                        report.passed))
+    for name, value in report.user_properties:
+        if name == _ROW:
+            stream, fault, duplicates, losses = value
+            ROWS.append(Row(str(stream), str(fault), duplicates, losses, report.passed))
+        elif name == "fault_marker" and isinstance(value, (tuple, list)):
+            stream, fault = value
+            ROWS.append(Row(str(stream), str(fault), 0 if report.passed else None, 0 if report.passed else None,
+                            report.passed))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

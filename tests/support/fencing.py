@@ -65,11 +65,12 @@ class StallingTarget(Target):
             report(outs)
 
 
-class _NoSource(Source):
-    pass
+class NoSource(Source):
+    """A stream's source where only delivery is exercised."""
 
 
 def stage(db: Database, keys: list[str], run_id: str = "r1") -> None:
+    """Entries `k<key>` (create, payload {"id": key}) of batch 1 of `run_id` in the outbox."""
     rows = [{"idempotency_key": f"k{k}", "source_key": k, "op": "create", "payload": {"id": k},
              "content_hash": ledger.content_hash({"id": k}), "target_id": None} for k in keys]
     with db.session() as s:
@@ -79,7 +80,7 @@ def stage(db: Database, keys: list[str], run_id: str = "r1") -> None:
 def deliver(db: Database, target: Target, run_id: str = "r1") -> dict[str, int]:
     """One execution of the batch's delivery step: reads the batch's open entries, delivers them."""
     ctx = RunContext(SimpleNamespace(db=db), "f", "s", run_id, "incremental")  # type: ignore[arg-type]
-    stream = Stream("s", _NoSource(), lambda c, k, r: Desired(k, r), target)
+    stream = Stream("s", NoSource(), lambda c, k, r: Desired(k, r), target)
     with db.session() as s:
         entries = outbox.batch_entries(s, run_id, 1)
     return engine.deliver_entries(ctx, stream, entries)

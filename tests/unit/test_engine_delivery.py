@@ -16,6 +16,7 @@ from ml_connector.core.flow import Outcome, Page, Report, RunContext, Source, St
 from ml_connector.core.ledger import Desired
 from ml_connector.core.models import OutboxRow, RunRow
 from ml_connector.core.outbox import Entry
+from tests.support.fencing import NoSource, deliver, stage
 
 
 @pytest.fixture()
@@ -66,29 +67,10 @@ class FakeTarget(Target):
         report(outs)
 
 
-class NoSource(Source):
-    pass
-
-
-def _stage(db: Database, keys: list[str], run_id: str = "r1") -> None:
-    rows = [{"idempotency_key": f"k{k}", "source_key": k, "op": "create", "payload": {"id": k},
-             "content_hash": ledger.content_hash({"id": k}), "target_id": None} for k in keys]
-    with db.session() as s:
-        outbox.add(s, flow="f", stream="s", run_id=run_id, batch=1, rows=rows)
-
-
-def _deliver(db: Database, target: Target, run_id: str = "r1") -> dict[str, int]:
-    ctx = RunContext(SimpleNamespace(db=db), "f", "s", run_id, "incremental")  # type: ignore[arg-type]
-    stream = Stream("s", NoSource(), lambda c, k, r: Desired(k, r), target)
-    with db.session() as s:
-        entries = outbox.batch_entries(s, run_id, 1)
-    return engine.deliver_entries(ctx, stream, entries)
-
-
 def test_a_target_that_never_calls_begin_attempt_still_gets_entries_marked_in_flight(db):
-    _stage(db, ["1", "2", "3"])
+    stage(db, ["1", "2", "3"])
     target = FakeTarget(db)
-    assert _deliver(db, target) == {"posted": 3}
+    assert deliver(db, target) == {"posted": 3}
     # Committed as in flight, one attempt counted, before the write call.
     assert target.states_at_write == {k: ("in_flight", 1) for k in ("1", "2", "3")}
     assert {k: (r.state, r.attempts, r.target_id) for k, r in _rows(db).items()} == {
@@ -96,9 +78,9 @@ def test_a_target_that_never_calls_begin_attempt_still_gets_entries_marked_in_fl
 
 
 def test_each_write_call_is_marked_in_flight_just_before_it(db):
-    _stage(db, ["1", "2", "3"])
+    stage(db, ["1", "2", "3"])
     target = FakeTarget(db, batch_size=2)
-    _deliver(db, target)
+    deliver(db, target)
     assert target.calls == [("write", ["1", "2"]), ("write", ["3"])]
     # When the first call ran, the second call's entry was still pending: a crash in the
     # first call leaves only its own entries in doubt.
@@ -106,7 +88,7 @@ def test_each_write_call_is_marked_in_flight_just_before_it(db):
 
 
 def test_entries_in_doubt_are_looked_up_before_any_write_and_found_ones_are_not_written(db):
-    _stage(db, ["1", "2", "3", "4"])
+    stage(db, ["1", "2", "3", "4"])
     with db.session() as s:
         ids = {e.source_key: e.id for e in outbox.batch_entries(s, "r1", 1)}
         # "1" was in flight at a crash and reached the target; "2" timed out and did not;
@@ -114,7 +96,7 @@ def test_entries_in_doubt_are_looked_up_before_any_write_and_found_ones_are_not_
         outbox.set_state(s, [ids["1"], ids["2"]], "in_flight", bump_attempts=True)
         outbox.set_state(s, [ids["3"]], "uncertain", bump_attempts=True)
     target = FakeTarget(db, existing={"1", "3"})
-    assert _deliver(db, target) == {"posted": 4}
+    assert deliver(db, target) == {"posted": 4}
     assert target.calls[0] == ("lookup", ["1", "2", "3"])
     assert target.calls[1:] == [("write", ["2", "4"])]  # found ones are never written again
     rows = _rows(db)
@@ -124,20 +106,20 @@ def test_entries_in_doubt_are_looked_up_before_any_write_and_found_ones_are_not_
 
 def test_a_failed_write_counts_one_attempt(db):
     """Defect (issue 10 §6, issue 16 §6): a failed write showed attempts 2 after its first failure."""
-    _stage(db, ["1", "2"])
-    assert _deliver(db, FakeTarget(db, fail={"1"})) == {"failed": 1, "posted": 1}
+    stage(db, ["1", "2"])
+    assert deliver(db, FakeTarget(db, fail={"1"})) == {"failed": 1, "posted": 1}
     rows = _rows(db)
     assert (rows["1"].state, rows["1"].attempts, rows["1"].last_error) == ("failed", 1, "refused")
     # A replay is a second attempt.
     with db.session() as s:
         outbox.set_state(s, [rows["1"].id], "pending")
-    _deliver(db, FakeTarget(db, fail={"1"}))
+    deliver(db, FakeTarget(db, fail={"1"}))
     assert _rows(db)["1"].attempts == 2
 
 
 def test_an_entry_the_target_gave_no_outcome_for_stays_visible_as_uncertain(db):
-    _stage(db, ["1", "2"])
-    assert _deliver(db, FakeTarget(db, silent={"2"})) == {"posted": 1, "uncertain": 1}
+    stage(db, ["1", "2"])
+    assert deliver(db, FakeTarget(db, silent={"2"})) == {"posted": 1, "uncertain": 1}
     assert (_rows(db)["2"].state, _rows(db)["2"].attempts) == ("uncertain", 1)
 
 
@@ -234,7 +216,7 @@ def test_records_found_instead_of_created_are_compared_and_corrected_and_counted
                       ("4", "Gone", "create")])
     target = HoldingTarget({"1": {"name": "Same", "is_active": True}, "2": {"name": "Old name", "is_active": True},
                             "3": {"name": "Back", "is_active": False}})
-    assert _deliver(db, target) == {"posted": 4}
+    assert deliver(db, target) == {"posted": 4}
     assert target.held == {"1": {"name": "Same", "is_active": True}, "2": {"name": "New name", "is_active": True},
                            "3": {"name": "Back", "is_active": True}, "4": {"name": "Gone", "is_active": True}}
     assert target.calls == [("write", [("1", "create"), ("2", "create"), ("3", "create"), ("4", "create")]),
@@ -255,7 +237,7 @@ def test_an_in_doubt_write_found_with_other_content_is_corrected(db):
     with db.session() as s:
         outbox.set_state(s, [r.id for r in _rows(db).values()], "in_flight", bump_attempts=True)
     target = HoldingTarget({"1": {"name": "Other", "is_active": True}})
-    _deliver(db, target)
+    deliver(db, target)
     assert target.held["1"] == {"name": "Wanted", "is_active": True}
     assert ("write", [("1", "update")]) in target.calls
 
@@ -277,7 +259,7 @@ def test_an_older_in_doubt_write_is_resolved_before_a_newer_version_is_written(d
     assert sorted((e.source_key, e.payload["name"]) for e in in_r2) == [("1", "V1"), ("1", "V2"), ("2", "V1"),
                                                                          ("2", "V2")]
     target = HoldingTarget({"1": {"name": "V1", "is_active": True}})
-    _deliver(db, target, run_id="r2")
+    deliver(db, target, run_id="r2")
     assert target.calls[0] == ("lookup", [("1", "create"), ("2", "create")])
     assert target.calls[1:] == [("write", [("2", "create")]), ("write", [("1", "update")])]
     assert target.held == {"1": {"name": "V2", "is_active": True}, "2": {"name": "V2", "is_active": True}}
@@ -296,7 +278,7 @@ def test_a_newer_entry_in_doubt_too_is_resolved_once(db):
     with db.session() as s:  # the newer one was in flight too (r2 crashed during its write)
         outbox.set_state(s, [e.id for e in outbox.batch_entries(s, "r2", 1)], "in_flight", bump_attempts=True)
     target = HoldingTarget({"1": {"name": "V1", "is_active": True}})
-    assert _deliver(db, target, run_id="r2") == {"superseded": 1, "posted": 1}
+    assert deliver(db, target, run_id="r2") == {"superseded": 1, "posted": 1}
     assert target.held == {"1": {"name": "V2", "is_active": True}}
     assert target.calls[1:] == [("write", [("1", "update")])]
 

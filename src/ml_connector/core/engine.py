@@ -36,7 +36,7 @@ from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, SetEnqueueOptions, Set
 from sqlalchemy import and_, func, or_, select, update
 
 from ml_connector import __version__
-from ml_connector.core import audit, flow_pause, ledger, outbox, worker_lock
+from ml_connector.core import audit, flow_pause, killpoints, ledger, outbox, worker_lock
 from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, RunDeferred, Stream, load_pair
@@ -679,6 +679,8 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
     if alerter is not None:
         for alert in alerts:
             alerter.dispatch(alert)  # stored with the page; sent in the background
+    if added:
+        killpoints.hit("page.staged", stream)  # tests only (core/killpoints.py)
     return {"batch": batch if added else None, "done": page.done}
 
 
@@ -805,6 +807,7 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
         # (per-record ORM round trips dominated the sync's CPU time).
         if not outcomes:
             return
+        killpoints.hit("deliver.written", ctx.stream)  # tests only: the target answered, nothing recorded
         first: dict[int, Outcome] = {}
         for o in outcomes:
             first.setdefault(o.entry_id, o)  # one outcome per entry: a target's repeat is not a second result
@@ -860,6 +863,7 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
                                "detail": {"key": e.idempotency_key, **how,
                                           **({"error": o.error} if o.error else {})}})
             audit.record_many(sess, events)
+        killpoints.hit("deliver.recorded", ctx.stream)  # tests only: recorded, the step not completed
 
     def resolve(outcomes: list[Outcome]) -> None:
         """Lookup outcomes: those of stale entries supersede them and inform their newer entry."""
@@ -928,6 +932,7 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
                 reported.discard(e.id)
             if not chunk:
                 continue
+            killpoints.hit("deliver.claimed", ctx.stream)  # tests only: in flight, the target not called
             target.write(ctx, chunk, report)
             # A target that returned without an answer for an entry leaves it in doubt, visibly.
             report([Outcome(e.id, "uncertain", error="the target reported no outcome for this record")

@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from ml_connector.core import killpoints
 from ml_connector.core.providers import AuthFacts, ProviderFacts, RetryFacts
 from ml_connector.core.ratelimit import WindowLimiter
 from ml_connector.core.tokens import Token, TokenStore
@@ -213,8 +214,11 @@ class RetryTransport(httpx.BaseTransport):
             if self.limiter is not None:
                 self.limiter.acquire()
             self.stats.add("requests")
+            where = f"{request.method} {request.url.path}"
+            killpoints.hit("http.sent", where)  # tests only (core/killpoints.py)
             try:
                 resp = self.inner.handle_request(request)
+                killpoints.hit("http.answered", where)
             except httpx.TransportError as exc:
                 # A request that never left may always go again; one that may have arrived only if
                 # sending it twice is harmless.

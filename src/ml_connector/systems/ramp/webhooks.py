@@ -15,8 +15,10 @@ control plane's server through the Ramp registry entry's `routers`:
    id): 200 `duplicate`, nothing started again;
 5. the bill streams are started with a run id naming the event (`...:hook-<event id>`), so even two
    concurrent deliveries of one event start one run. Events are thin (`object.id` only): the run
-   reads the bills' current state, so out-of-order events cannot apply a stale state. A failed start
-   is recorded; the scheduled poll reconciles whatever a lost hint or a dropped webhook missed.
+   reads the bills' current state, so out-of-order events cannot apply a stale state. A paid or
+   rejected event's status run starts once its bills run has ended (the bill may not be posted yet
+   when `bills.paid` arrives first). A failed start is recorded; the scheduled poll reconciles
+   whatever a lost hint or a dropped webhook missed.
 
 `subscribe(...)` creates the subscription and stores its secret in the vault.
 """
@@ -123,15 +125,38 @@ def router(rt: Any, connection: str, cfg: Any) -> APIRouter:
                                  "created_at": event.get("created_at")})
         return True
 
+    def after(first: str, flow: str, stream: str, wid: str) -> None:
+        """Start `wid` once run `first` has ended (in the background: the answer to Ramp cannot wait).
+        Lost if this process dies meanwhile: the scheduled poll catches up, as for a lost hint."""
+        from ml_connector.core import engine
+
+        def run() -> None:
+            try:
+                engine.wait(first, poll=0.2)
+            except Exception as exc:  # failed: the status run goes all the same (it parks what is not posted)
+                log.info("run %s ended badly (%s); starting %s all the same", first, exc, wid)
+            try:
+                engine.start_sync(flow, stream, run_id=wid)
+            except Exception as exc:
+                log.warning("starting %s after %s failed: %s; the scheduled poll catches up", wid, first, exc)
+        threading.Thread(target=run, name="ramp-webhook-then", daemon=True).start()
+
     def start(event: dict[str, Any]) -> list[str]:
         from ml_connector.core import engine
 
         started, problems = [], []
         for flow, streams in target_flows(rt, connection, cfg):
-            for stream in streams:
-                if stream not in STREAMS_OF.get(str(event.get("type")), ()):
-                    continue
+            wanted = [s for s in streams if s in STREAMS_OF.get(str(event.get("type")), ())]
+            for stream in wanted:
                 wid = f"sync:{flow}:{stream}:incremental:hook-{event['id']}"
+                if stream == "bill_status" and "bills" in wanted:
+                    # A paid or rejected bill may not be posted yet (its `bills.approved` late, or its
+                    # posting under way): the status run follows this event's bills run, which posts it
+                    # first. Run concurrently, it would find nothing posted and leave the status to
+                    # the next poll.
+                    after(f"sync:{flow}:bills:incremental:hook-{event['id']}", flow, stream, wid)
+                    started.append(wid)
+                    continue
                 try:
                     started.append(engine.start_sync(flow, stream, run_id=wid))
                 except Exception as exc:  # stored already: the scheduled poll catches up
