@@ -17,6 +17,8 @@ docs/sap-ecc-ramp.md for the rules.
   the cost center of the mapping table `cost_center_dimensions` (`<field>:<option>` → KOSTL).
 - `bills` (Ramp → SAP): approved bills (`sync_ready=true`) → FI vendor invoices (BLART KR)
   posted exactly once, then reported with `POST /accounting/syncs`.
+- A bill edited in Ramp after it was posted is reversed and reposted, or parked for review
+  (`options.edited_after_posting`; flows/_sap_ecc_ramp_edits.py).
 - `bill_status` (Ramp → SAP): a posted bill paid in Ramp clears the SAP invoice (or lifts its
   payment block) and is reported as BILL_PAYMENT_SYNC; one rejected after posting is blocked for
   payment or reversed (options `paid_action`, `rejected_action`).
@@ -38,7 +40,8 @@ from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.outbox import Entry
 from ml_connector.core.settings import SettingsModel, Text
-from ml_connector.systems.ramp.client import RampError
+from ml_connector.flows._sap_ecc_ramp_edits import EDITS_TABLE, BillsTarget, BillsWithEdits, EditedBills, is_reversal
+from ml_connector.systems.ramp.client import RampApiError, RampError
 from ml_connector.systems.ramp.sources import ApprovedBillsSource, BillStatusSource
 from ml_connector.systems.ramp.targets import (
     AccountingSyncs,
@@ -371,13 +374,16 @@ def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice:
 
 
 def describe_bill(op: str, p: dict[str, Any]) -> str:
+    if p.get("action") == "reverse":
+        return (f"reverse SAP document {p['document']} of Ramp bill {p['invoice_number']} ({p['bill_id']}), "
+                f"edited in Ramp after it was posted")
     gross = sum((Decimal(ln["amount"]) for ln in p["lines"]), Decimal(0))
     lines = ", ".join(f"GL {_strip_zeros(ln['gl_account']) or '?'}/CC {_strip_zeros(ln['cost_center']) or '-'} "
                       f"{ln['amount']}" for ln in p["lines"])
     kind = "credit memo" if p["credit_memo"] else "invoice"
     return (f"post SAP vendor {kind} for Ramp bill {p['invoice_number']} ({p['bill_id']}): company code "
             f"{p['company_code']}, vendor {_strip_zeros(p['vendor'])}, {gross} {p['currency']}, "
-            f"XBLNR {p['xblnr']}, lines [{lines}]")
+            f"XBLNR {p['xblnr']}, lines [{lines}]" + (f", replacing {p['replaces']}" if p.get("replaces") else ""))
 
 
 PAID_ACTIONS = ("clear", "unblock", "none")
@@ -457,6 +463,7 @@ class Options(SettingsModel):
     validate_master_data: bool = True
     cost_center_dimensions: list[Text] = Field(default_factory=list)
     closed_period: Literal["park", "next_open"] = "park"
+    edited_after_posting: Literal["review", "repost"] = "review"
     paid_action: Literal["clear", "unblock", "none"] = "clear"
     rejected_action: Literal["block", "reverse", "none"] = "block"
     rejected_block_key: Text = Field(default="A", min_length=1, max_length=1)
@@ -567,21 +574,33 @@ class SapEccRampFlow(Flow):
                 checks[ctx.run_id] = MasterDataCheck(ctx.runtime.connection(sap))
             return checks[ctx.run_id]
 
+        def plain_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            return bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
+                                   xblnr_prefix=xblnr_prefix, dimension_fields=dimension_fields)
+
         def map_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
-            m = bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
-                                xblnr_prefix=xblnr_prefix, dimension_fields=dimension_fields)
+            m = plain_bill(ctx, key, rec)
             return validated_bill(m, rec, check(ctx), closed_period=closed_period) if validate else m
+
+        # A bill edited after it was posted: reversed and reposted, or parked for review.
+        edits = EditedBills(str(opts.edited_after_posting), stream="bills", plain=plain_bill, validated=map_bill,
+                            mapped=lambda ctx, table, value: mapped(ctx)(table, value))
+
+        def map_bills(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            return Desired(key, rec) if is_reversal(key) else edits.decide(ctx, key, rec)
 
         bills = Stream(
             "bills",
-            ApprovedBillsSource(ramp, page_size=int(opts.bill_page_size),
-                                entity_id=opts.entity_id),
-            map_bill,
-            VendorInvoiceTarget(sap, lambda p: invoice_of(p, doc_type=doc_type),
-                                after_post=self._report_posted(ramp), after_refusal=self._report_refused(ramp),
-                                refusal_note=" (reported to Ramp)",
-                                posted_note=": only the Ramp report would be sent"),
-            mapping_tables=("entities", "vendors", "cost_center_dimensions"), describe=describe_bill)
+            BillsWithEdits(ApprovedBillsSource(ramp, page_size=int(opts.bill_page_size),
+                                               entity_id=opts.entity_id, posted=True), edits),
+            map_bills,
+            BillsTarget(VendorInvoiceTarget(sap, lambda p: invoice_of(p, doc_type=doc_type),
+                                            after_post=self._report_posted(ramp),
+                                            after_refusal=self._report_refused(ramp),
+                                            refusal_note=" (reported to Ramp)",
+                                            posted_note=": only the Ramp report would be sent"),
+                        InvoiceStatusTarget(sap)),
+            mapping_tables=("entities", "vendors", "cost_center_dimensions", EDITS_TABLE), describe=describe_bill)
         paid_action = str(opts.paid_action)
         rejected_action = str(opts.rejected_action)
         if paid_action not in PAID_ACTIONS or rejected_action not in REJECTED_ACTIONS:
@@ -645,6 +664,14 @@ class SapEccRampFlow(Flow):
             doc = str(posted.target_id)
             try:
                 sync = AccountingSyncs(ctx.runtime.connection(ramp)).synced(p["bill_id"], doc)
+            except RampApiError as exc:
+                if not (p.get("replaces") and 400 <= exc.status < 500 and exc.status != 429):
+                    return Outcome(e.id, "failed", request=p,
+                                   error=f"posted in SAP as {doc} (XBLNR {p['xblnr']}), but the report to Ramp "
+                                         f"failed: {exc}; replay re-sends the report only")
+                # A repost of a bill Ramp keeps synced (an edit did not make it ready again): Ramp refuses a
+                # second report and keeps the first document's reference; the SAP side is complete.
+                return replace(posted, response={**(posted.response or {}), "ramp_report": f"refused: {exc}"})
             except RampError as exc:
                 return Outcome(e.id, "failed", request=p,
                                error=f"posted in SAP as {doc} (XBLNR {p['xblnr']}), but the report to Ramp "
