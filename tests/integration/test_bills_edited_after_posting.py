@@ -1,13 +1,18 @@
 """A Ramp bill edited after it was posted in SAP (issue 11 item 9): held for review, or reversed and
-reposted, each exactly once; never silently ignored. The CLI in a subprocess, the emulators on loopback."""
+reposted, each exactly once; never silently ignored. And bill syncs waiting for a Ramp token (item 7).
+The CLI in a subprocess, the emulators on loopback."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from ml_connector.config import load_config
+from ml_connector.core.runtime import Runtime
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from tests.support import Env, make_env
 from tests.support.bills import (
@@ -22,6 +27,7 @@ from tests.support.bills import (
     sap_lines,
     set_flow_options,
 )
+from tests.support.databases import audit_rows
 
 FLOW = "bills_to_sap"
 
@@ -115,3 +121,40 @@ def test_an_edit_after_posting_is_reversed_and_reposted_exactly_once_by_the_repo
     finally:
         env.config.write_text(text, encoding="utf-8")
         ramp_switch(env, edit_resets_sync=False)
+
+
+def test_bill_syncs_wait_for_a_token_while_the_token_endpoint_is_down_and_resume_after(world, tmp_path: Path):
+    handles, world_env = world
+    # A second installation on the same sandboxes: a fresh database, so no token is stored yet.
+    env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url)
+    env.env["MLC_HTTP_RETRY_SCALE"] = "0.001"  # the token request's retries, without their sleeps
+    b = add_bill(env, postable_vendor(handles, 5), [{"amount": "64", "memo": "Cables", "gl_account": "0000600000",
+                                                     "cost_center": "0000001000"}], invoice_number="INV-T1")
+    ramp_switch(env, fail_next=40, kind="503", path="/developer/v1/token")
+    try:
+        out = env.cli("sync", FLOW, "--stream", "bills").stdout  # exit 0: waiting is not a failure
+        assert "waiting (not failed)" in out and "no Ramp token" in out
+    finally:
+        ramp_switch(env, clear_faults=True)
+    [run] = json.loads(env.cli("runs", "--json").stdout)
+    assert run["status"] == "waiting" and run["error"] is None
+    assert sap_documents(handles, b["id"]) == []
+    rt = Runtime(load_config(env.config), env.config)
+    try:
+        failed = audit_rows(rt.db, "token.failed")
+        # audited with the provider's answer (the status and what it said), never a token or the secret
+        assert failed and failed[-1].detail["status"] == 503
+        assert "Service unavailable" in failed[-1].detail["message"]
+        assert not audit_rows(rt.db, "run.failed") and audit_rows(rt.db, "run.waiting")
+    finally:
+        rt.close()
+    # The token endpoint answers again: the next run gets a token and posts the bill, once.
+    env.cli("sync", FLOW, "--stream", "bills")
+    assert len(sap_documents(handles, b["id"])) == 1
+    rt = Runtime(load_config(env.config), env.config)
+    try:
+        assert audit_rows(rt.db, "token.issued")
+        assert "ramp_tok_" not in json.dumps([r.detail for r in audit_rows(rt.db, "token.issued")])
+    finally:
+        rt.close()
+    assert world_env is not env

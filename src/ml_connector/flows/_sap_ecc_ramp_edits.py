@@ -210,7 +210,7 @@ class BillsWithEdits(Source):
             if rev is not None:
                 records.append((reversal_key(key, rev["document"]), rev))
             records.append((key, bill))
-        return Page(records, page.position, page.done, page.estimate_total)
+        return Page(records, page.position, page.done, page.estimate_total, page.waiting)
 
 
 class BillsTarget(Target):

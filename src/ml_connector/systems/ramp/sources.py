@@ -15,7 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 from ml_connector.core.flow import Page, RunContext, Source
+from ml_connector.core.http import TokenEndpointError
 from ml_connector.systems.ramp.client import RampClient
+
+
+def no_token(exc: TokenEndpointError, state: dict[str, Any]) -> Page:
+    """No token can be had (the token endpoint down, failing or timing out; a refused credential
+    raises CredentialRefused and fails the run at once): the run ends waiting, not failed, and the
+    next run reads from the start again (the bill sources keep no cursor)."""
+    if exc.permanent:
+        raise exc
+    return Page([], state, True, waiting=f"no Ramp token: {exc}")
 
 
 class ApprovedBillsSource(Source):
@@ -37,6 +47,12 @@ class ApprovedBillsSource(Source):
         return {"start": None}
 
     def read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
+        try:
+            return self._read_page(ctx, state)
+        except TokenEndpointError as exc:
+            return no_token(exc, state)
+
+    def _read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
         ramp: RampClient = ctx.runtime.connection(self.connection)
         second = int(state.get("pass", 0)) == 1
         if second:
@@ -75,6 +91,12 @@ class BillStatusSource(Source):
         return {"pass": 0, "start": None}
 
     def read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
+        try:
+            return self._read_page(ctx, state)
+        except TokenEndpointError as exc:
+            return no_token(exc, state)
+
+    def _read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
         ramp: RampClient = ctx.runtime.connection(self.connection)
         n = int(state.get("pass", 0))
         if n >= len(self.passes):
