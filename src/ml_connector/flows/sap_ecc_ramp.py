@@ -34,10 +34,12 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field
+from sqlalchemy import select
 
 from ml_connector.core import ledger, mapping
 from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
 from ml_connector.core.ledger import Desired, Parked
+from ml_connector.core.models import RecordRow
 from ml_connector.core.outbox import Entry
 from ml_connector.core.settings import SettingsModel, Text
 from ml_connector.flows._sap_ecc_ramp_edits import EDITS_TABLE, BillsTarget, BillsWithEdits, EditedBills, is_reversal
@@ -144,6 +146,36 @@ def match_billpay_vendor(key: str, record: dict[str, Any], candidates: list[dict
     if len(same) == 1:
         return str(same[0]["id"]), []
     return None, [str(c["id"]) for c in same]
+
+
+def match_accounting_vendor(key: str, record: dict[str, Any], candidates: list[dict[str, Any]]
+                            ) -> tuple[str | None, list[str]]:
+    """The Ramp accounting vendor (its ramp_id) an SAP vendor already is under another remote id (a
+    previous ERP connection, a CSV upload), or None, and the ramp_ids of an ambiguous match.
+
+    `candidates`: Ramp's active accounting vendors that are not this flow's (their remote id is no SAP
+    vendor the flow uploaded). The same tax id where Ramp's record has one, then the same normalised
+    name in a compatible address (as `match_billpay_vendor`). One match is adopted; more than one is
+    parked for an operator: never a guess, never a duplicate."""
+    mine = _tax_ids(record)
+    by_tax = [c for c in candidates if mine and mine & _tax_ids(c)]
+    if by_tax:
+        return (str(by_tax[0]["ramp_id"]), []) if len(by_tax) == 1 else (None, [str(c["ramp_id"]) for c in by_tax])
+    name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
+    if not name:
+        return None, []
+    country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
+
+    def compatible(c: dict[str, Any]) -> bool:
+        addr = c.get("address") or {}
+        c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
+        c_city = str(addr.get("city") or "").strip().casefold()
+        return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
+
+    same = [c for c in candidates if normalised_name(str(c.get("name") or "")) == name and compatible(c)]
+    if len(same) == 1:
+        return str(same[0]["ramp_id"]), []
+    return None, [str(c["ramp_id"]) for c in same]
 
 
 def gl_classification(saknr: str, ska1: dict[str, str], skb1: list[dict[str, str]],
@@ -460,6 +492,7 @@ class Options(SettingsModel):
     bill_page_size: int = Field(default=100, ge=1, le=1000)
     entity_id: Text | None = None
     match_billpay_vendors: bool = True
+    match_accounting_vendors: bool = True
     validate_master_data: bool = True
     cost_center_dimensions: list[Text] = Field(default_factory=list)
     closed_period: Literal["park", "next_open"] = "park"
@@ -524,9 +557,56 @@ class SapEccRampFlow(Flow):
                     billpay[ctx.run_id] = []
             return billpay[ctx.run_id]
 
+        match_accounting = bool(opts.match_accounting_vendors)
+        accounting: dict[str, tuple[set[str], list[dict[str, Any]]]] = {}
+
+        def accounting_vendors(ctx: RunContext) -> tuple[set[str], list[dict[str, Any]]]:
+            # Ramp's accounting vendors that are not this flow's, listed once per run (before any create),
+            # and the remote ids this flow holds (its ledger): those are never "another" vendor.
+            if ctx.run_id not in accounting:
+                accounting.clear()
+                with ctx.runtime.db.read() as s:
+                    ours = set(s.scalars(select(RecordRow.source_key).where(
+                        RecordRow.flow == ctx.flow, RecordRow.stream == ctx.stream)))
+                try:
+                    listed = [v for v in ctx.runtime.connection(ramp).iter_accounting_vendors(is_active=True)
+                              if str(v.get("id")) not in ours]
+                except RampError as exc:
+                    log.warning("accounting vendor matching off for this run: listing them failed: %s", exc)
+                    listed = []
+                remote = {str(v.get("id")) for v in listed}
+                accounting[ctx.run_id] = (remote, listed)
+            return accounting[ctx.run_id]
+
+        def adopt_accounting(ctx: RunContext, key: str, rec: dict[str, Any], d: Desired) -> Desired | Parked:
+            remote, listed = accounting_vendors(ctx)
+            if key in remote or key.lstrip("0") in remote:
+                return d  # Ramp holds it under its own SAP number: the normal upsert
+            chosen = mapped(ctx)("accounting_vendor_matches", key)
+            if chosen:
+                found = None if chosen == "none" else chosen
+            else:
+                found, ambiguous = match_accounting_vendor(key, rec, listed)
+                if ambiguous:
+                    return Parked(key, mapping.waits_for("accounting_vendor_matches", key), payload=rec,
+                                  reason=f"Ramp already has {len(ambiguous)} accounting vendors like this one "
+                                         f"(ramp_id {', '.join(ambiguous[:5])}): set the one it is, or `none` "
+                                         "to create a new one")
+            if not found:
+                return d
+            other = next((str(v.get("id")) for v in listed if str(v.get("ramp_id")) == found), "")
+            return Desired(key, {**d.payload, "ramp_id": found, "matched_remote_id": other}, active=d.active)
+
         def map_vendor(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
             d = vendor_to_ramp(key, rec, deactivate_blocked=deactivate_blocked)
-            if not match_vendors or not d.active:
+            if not d.active:
+                return d
+            if match_accounting and not posted_vendor(ctx, key):
+                m = adopt_accounting(ctx, key, rec, d)
+                if isinstance(m, Parked) or not match_vendors:
+                    return m
+                d = m
+            if not match_vendors:
                 return d
             chosen = mapped(ctx)("vendor_matches", key)
             if chosen:
@@ -537,6 +617,12 @@ class SapEccRampFlow(Flow):
                     return Parked(key, mapping.waits_for("vendor_matches", key), payload=rec)
             return Desired(key, {**d.payload, "billpay_vendor_id": link}, active=d.active) if link else d
 
+        def posted_vendor(ctx: RunContext, key: str) -> bool:
+            # Already in Ramp through this flow (the ledger knows it): no matching needed again.
+            with ctx.runtime.db.read() as s:
+                row = s.get(RecordRow, (ctx.flow, ctx.stream, key))
+                return row is not None and bool(row.target_id)
+
         vendors = Stream(
             "vendors",
             VendorSource(self.cfg.source, company_codes=company_codes, page_size=page_size,
@@ -544,7 +630,7 @@ class SapEccRampFlow(Flow):
             map_vendor,
             AccountingVendorsTarget(self.cfg.target,
                                     send_code_on_upload=bool(opts.vendor_code_on_upload)),
-            mapping_tables=("vendor_matches",))
+            mapping_tables=("vendor_matches", "accounting_vendor_matches"))
         gl_accounts = Stream(
             "gl_accounts",
             GLAccountSource(sap, company_codes=company_codes, language=language, page_size=page_size),
