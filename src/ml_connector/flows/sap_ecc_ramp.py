@@ -569,13 +569,15 @@ class SapEccRampFlow(Flow):
                     ours = set(s.scalars(select(RecordRow.source_key).where(
                         RecordRow.flow == ctx.flow, RecordRow.stream == ctx.stream)))
                 try:
-                    listed = [v for v in ctx.runtime.connection(ramp).iter_accounting_vendors(is_active=True)
-                              if str(v.get("id")) not in ours]
+                    every = list(ctx.runtime.connection(ramp).iter_accounting_vendors(is_active=True))
                 except RampError as exc:
                     log.warning("accounting vendor matching off for this run: listing them failed: %s", exc)
-                    listed = []
-                remote = {str(v.get("id")) for v in listed}
-                accounting[ctx.run_id] = (remote, listed)
+                    every = []
+                # An SAP number in internal format (10 digits) is what this flow uploads: another SAP
+                # vendor's record (e.g. after the ledger was lost), never "the same vendor elsewhere".
+                listed = [v for v in every if str(v.get("id")) not in ours
+                          and not (len(str(v.get("id"))) == 10 and str(v.get("id")).isdigit())]
+                accounting[ctx.run_id] = ({str(v.get("id")) for v in every}, listed)
             return accounting[ctx.run_id]
 
         def adopt_accounting(ctx: RunContext, key: str, rec: dict[str, Any], d: Desired) -> Desired | Parked:
