@@ -324,6 +324,9 @@ def sync_with_progress(rt: Any, flow: str, streams: list[str], *, full: bool = F
                 raise _fail(str(exc)) from None
         con.print(_summary_table(flow, s, counts))
         con.print(f"run id: {run_id}")
+        if counts.get("waiting"):
+            con.print(f"[yellow]waiting[/yellow] (not failed): {counts['waiting']}; the next run (schedule, "
+                      "webhook or sync) reads again and posts")
         if counts.get("parked"):
             con.print(f"[yellow]{counts['parked']} record(s) parked[/yellow], waiting for a mapping or SAP master "
                       "data: see [bold]ml-connector parked[/bold]; they resume by themselves once it exists")

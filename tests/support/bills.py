@@ -137,3 +137,25 @@ def with_ramp_webhooks(text: str) -> str:
 
 def sandbox_state(env: Env, name: str) -> list[dict[str, Any]]:
     return list(httpx.get(f"{env.ramp_url}/_sandbox/state/{name}", timeout=30).json()[name])
+
+
+def edit_bill(env: Env, bill_id: str, **spec: Any) -> dict[str, Any]:
+    """Edit a bill in the Ramp sandbox (also after it was synced), as a user does in Ramp."""
+    r = httpx.patch(f"{env.ramp_url}/_sandbox/bills/{bill_id}", json=spec, timeout=30)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def review_items(env: Env, flow: str = BILLS_FLOW) -> list[dict[str, Any]]:
+    return list(json.loads(env.cli("review", "--flow", flow, "--json").stdout))
+
+
+def all_sap_documents(handles: dict[str, SandboxHandle]) -> int:
+    ecc = handles["sap_ecc"].state
+    return len(ecc.data.rows("BKPF", ecc.client))
+
+
+def ramp_switch(env: Env, **switches: Any) -> None:
+    """Set Ramp sandbox switches (`POST /_sandbox/faults`)."""
+    r = httpx.post(f"{env.ramp_url}/_sandbox/faults", json=switches, timeout=30)
+    assert r.status_code == 200, r.text

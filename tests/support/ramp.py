@@ -50,3 +50,25 @@ def add_billpay_vendor(state: Any, name: str, country: str = "US", **extra: Any)
             "created_at": "2026-01-05T10:00:00+00:00", "contacts": [], "vendor_type": "BUSINESS", **extra}
         bisect.insort(state.billpay_order, vid)
     return str(vid)
+
+
+def upload_accounting_vendor(h: Any, remote_id: str, name: str) -> str:
+    """An accounting vendor Ramp had before this integration (a previous ERP connection, a CSV upload),
+    uploaded through the API under its own remote id: its ramp_id."""
+    tok = raw_token(h, secret=h.state.client_secret).json()["access_token"]
+    r = httpx.post(h.url + "/developer/v1/accounting/vendors", json={"vendors": [{"id": remote_id, "name": name}]},
+                   headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+    assert r.status_code == 201, r.text
+    return str(r.json()["vendors"][0]["ramp_id"])
+
+
+def active_sap_vendors(handles: dict[str, Any], bukrs: str = "1000") -> list[dict[str, Any]]:
+    """The SAP sandbox's vendors the vendor stream uploads as active (LFA1 with an LFB1 row in `bukrs`)."""
+    ecc = handles["sap_ecc"].state
+    in_cc = {r["LIFNR"] for r in ecc.data.rows("LFB1", ecc.client) if r["BUKRS"] == bukrs and not r.get("LOEVM")}
+    return [r for r in ecc.data.rows("LFA1", ecc.client)
+            if r["LIFNR"] in in_cc and not r.get("LOEVM") and not r.get("SPERR") and r.get("NAME1")]
+
+
+def sap_vendor_name(r: dict[str, Any]) -> str:
+    return " ".join(p for p in (r.get("NAME1", "").strip(), r.get("NAME2", "").strip()) if p)

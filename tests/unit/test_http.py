@@ -326,7 +326,7 @@ def test_for_provider_builds_the_token_url_and_policy_from_facts() -> None:
                                 connection="r", store=MemoryTokenStore())
     assert a.token_url == "https://demo-api.ramp.com/developer/v1/token"
     assert a.token_transport.policy.max_retries == ramp.need_retry().max_retries
-    assert a.margin == ramp.auth.refresh_margin and a.scope == "accounting:read accounting:write"
+    assert a.margin == ramp.auth.refresh_margin and a.scope == " ".join(ramp.auth.scopes)
     assert "for-provider-secret-1" in known_secret_values()  # redacted from logs from now on
     with pytest.raises(ValueError, match="sap_b1 has no OAuth2 token endpoint"):
         OAuth2Auth.for_provider(provider_facts("sap_b1"), "https://b1", "u", "p", connection="b",

@@ -27,14 +27,17 @@ def test_token_request_shape_and_reuse() -> None:
     assert req.headers["content-type"] == "application/x-www-form-urlencoded"
     assert req.headers["authorization"] == "Basic " + base64.b64encode(f"cid:{SECRET}".encode()).decode()
     form = parse_qs(req.content.decode())
-    assert form == {"grant_type": ["client_credentials"], "scope": ["accounting:read accounting:write"]}
+    assert form == {"grant_type": ["client_credentials"], "scope": [" ".join(fact("ramp", "auth", "scopes"))]}
     assert fake.data_auth[0] == "Bearer ramp_tok_1"
 
 
 def test_defaults_come_from_provider_yaml() -> None:
     auth = make(FakeRamp())
     assert auth.margin == fact("ramp", "auth", "refresh_margin") == 86400
-    assert auth.scope == "accounting:read accounting:write"
+    # the ERP integration's scopes: the bill streams need bills:read, vendor matching vendors:read
+    assert auth.scope == " ".join(fact("ramp", "auth", "scopes"))
+    assert {"accounting:read", "accounting:write", "bills:read", "vendors:read", "vendors:write",
+            "transactions:read", "reimbursements:read"} <= set(auth.scope.split())
 
 
 def test_refresh_within_margin() -> None:

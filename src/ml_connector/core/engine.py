@@ -56,6 +56,7 @@ SYNC_WORKFLOW = "mlc.sync"
 REPLAY_WORKFLOW = "mlc.replay"
 WORKER_READY_TIMEOUT = 60.0  # seconds a command waits for a worker that is still launching
 MAX_PAGES_AHEAD = 2  # staged pages whose delivery has not finished, per run
+ENDED = RunRow.ENDED
 
 
 def _retry_interval(seconds: float) -> float:
@@ -662,8 +663,13 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
             c["staged"] = c.get("staged", 0) + staged
             if page.estimate_total is not None:
                 c["estimate_total"] = page.estimate_total
+            if page.waiting:
+                c["waiting"] = page.waiting[:500]
             run.counts = c
         ledger.save_cursor(sess, flow, stream, dict(again, state=page.position, batch=batch, done=page.done))
+        if page.waiting:
+            audit.record(sess, "run.waiting", flow=flow, stream=stream, run_id=run_id, outcome="waiting",
+                         detail={"reason": page.waiting[:500]})
         audit.record(sess, "page.staged", flow=flow, stream=stream, run_id=run_id,
                      detail={"batch": batch, "read": len(page.records), "changes": len(changes),
                              "unchanged": unchanged, "parked": len(parked)})
@@ -964,7 +970,8 @@ def _finish_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, An
             # Planned as deactivations (no ledger row), found absent in the target: nothing changed.
             counts["unchanged"] = int(run.counts.get("unchanged", 0)) + counts.pop("absent", 0)
             run.counts = counts
-            run.status = "failed" if counts.get("failed") or counts.get("uncertain") else "succeeded"
+            run.status = "failed" if counts.get("failed") or counts.get("uncertain") else (
+                "waiting" if counts.get("waiting") else "succeeded")
             run.finished_at = utcnow()
         audit.record(sess, "run.finished", flow=flow, stream=stream, run_id=run_id,
                      outcome="ok" if not counts.get("failed") else "failed", detail=counts)
@@ -1109,7 +1116,7 @@ def run_id_for(rt: Runtime, flow: str, stream: str, mode: str) -> str:
     """
     with rt.db.session() as sess:
         ended = sess.scalar(select(func.count()).select_from(RunRow).where(
-            RunRow.flow == flow, RunRow.stream == stream, RunRow.status.in_(("succeeded", "failed")))) or 0
+            RunRow.flow == flow, RunRow.stream == stream, RunRow.status.in_(ENDED))) or 0
     return f"sync:{flow}:{stream}:{mode}:g{int(ended) + 1}"
 
 

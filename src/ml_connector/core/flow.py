@@ -45,6 +45,10 @@ class Page:
     position: Any
     done: bool
     estimate_total: int | None = None
+    #: The source cannot read now for a reason that mends by itself (no token can be had: the token
+    #: endpoint is down): the run ends `waiting` with this reason instead of failing, and the next
+    #: run (schedule, webhook, `sync`) reads again. Give it with no records and `done`.
+    waiting: str = ""
 
 
 @dataclass

@@ -51,7 +51,7 @@ def check(rt: Any, flow: str) -> None:
 
 def failed_in_a_row(sess: Any, flow: str, limit: int) -> int:
     """Failed runs of `flow` in a row, the latest first (since it was last resumed)."""
-    q = select(RunRow.status).where(RunRow.flow == flow, RunRow.status.in_(("succeeded", "failed")))
+    q = select(RunRow.status).where(RunRow.flow == flow, RunRow.status.in_(RunRow.ENDED))
     row = sess.get(FlowStateRow, flow)
     if row is not None and row.resumed_at:
         q = q.where(RunRow.started_at >= datetime.fromtimestamp(row.resumed_at, UTC))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import threading
 import time
@@ -129,9 +130,16 @@ class RetryPolicy:
     @classmethod
     def from_facts(cls, f: RetryFacts, **overrides: Any) -> RetryPolicy:
         """The provider's rule; `overrides` (None values ignored) for a caller's tuning."""
+        # $MLC_HTTP_RETRY_SCALE (default 1) scales the waits, as $MLC_STEP_RETRY_SCALE does a step's: how a
+        # test runs the provider's attempts (e.g. a token endpoint down) without sleeping through them.
+        try:
+            scale = float(os.environ.get("MLC_HTTP_RETRY_SCALE", "1"))
+        except ValueError:
+            scale = 1.0
+        scale = scale if scale > 0 else 1.0
         policy = cls(frozenset(f.statuses), frozenset(m.upper() for m in f.idempotent_methods), f.max_retries,
-                     f.base, f.factor, f.cap, f.jitter, tuple(f.retry_after_headers), tuple(f.reset_headers),
-                     f.max_wait_429)
+                     f.base * scale, f.factor, f.cap * scale, f.jitter, tuple(f.retry_after_headers),
+                     tuple(f.reset_headers), f.max_wait_429)
         return replace(policy, **{k: v for k, v in overrides.items() if v is not None})
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
@@ -405,6 +413,10 @@ class OAuth2Auth(httpx.Auth):
         err = body.get("error") if isinstance(body.get("error"), str) else None
         desc = body.get("error_description")
         said = f"HTTP {resp.status_code}" + (f" {err}" if err else "") + (f": {desc}" if desc else "")
+        if not err and not desc and resp.content:
+            # The provider's own answer (a gateway's page, an error_v2 body …), short and scrubbed: the
+            # audit event and the token.failed alert carry it.
+            said += f": {one_line(resp.text, 200)}"
         if resp.status_code == 401 or (resp.status_code in (400, 403) and (err in REFUSALS or err is None)):
             if grant == "refresh_token" and err == "invalid_grant" and self.grant == "password" \
                     and current is not None and current.refresh_token:

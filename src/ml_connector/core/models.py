@@ -7,7 +7,7 @@ description of it that both the migrations and the code use.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -160,6 +160,10 @@ class RunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (Index("ix_mlc_runs_flow", "flow", "stream", "started_at"),)
+
+    #: the statuses of a run that has ended (`waiting`: its source could not read for a reason that
+    #: mends by itself, e.g. no token to be had; the next run reads again)
+    ENDED: ClassVar[tuple[str, ...]] = ("succeeded", "failed", "waiting")
 
 
 class AuditRow(Base):

@@ -184,7 +184,7 @@ def failures(session: Session, *, flow: str | None = None, states: Sequence[str]
     their run ended (in doubt: `replay` resolves them by lookup), so nothing stays out of sight."""
     cond: ColumnElement[bool] = OutboxRow.state.in_(states)
     if stale_in_flight:
-        ended = select(RunRow.run_id).where(RunRow.status.in_(("succeeded", "failed")))
+        ended = select(RunRow.run_id).where(RunRow.status.in_(RunRow.ENDED))
         cond = or_(cond, and_(OutboxRow.state == "in_flight", OutboxRow.run_id.in_(ended)))
     q = select(OutboxRow).where(cond).order_by(OutboxRow.id)
     if flow:

@@ -17,6 +17,8 @@ docs/sap-ecc-ramp.md for the rules.
   the cost center of the mapping table `cost_center_dimensions` (`<field>:<option>` → KOSTL).
 - `bills` (Ramp → SAP): approved bills (`sync_ready=true`) → FI vendor invoices (BLART KR)
   posted exactly once, then reported with `POST /accounting/syncs`.
+- A bill edited in Ramp after it was posted is reversed and reposted, or parked for review
+  (`options.edited_after_posting`; flows/_sap_ecc_ramp_edits.py).
 - `bill_status` (Ramp → SAP): a posted bill paid in Ramp clears the SAP invoice (or lifts its
   payment block) and is reported as BILL_PAYMENT_SYNC; one rejected after posting is blocked for
   payment or reversed (options `paid_action`, `rejected_action`).
@@ -32,13 +34,16 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field
+from sqlalchemy import select
 
 from ml_connector.core import ledger, mapping
 from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
 from ml_connector.core.ledger import Desired, Parked
+from ml_connector.core.models import RecordRow
 from ml_connector.core.outbox import Entry
 from ml_connector.core.settings import SettingsModel, Text
-from ml_connector.systems.ramp.client import RampError
+from ml_connector.flows._sap_ecc_ramp_edits import EDITS_TABLE, BillsTarget, BillsWithEdits, EditedBills, is_reversal
+from ml_connector.systems.ramp.client import RampApiError, RampError
 from ml_connector.systems.ramp.sources import ApprovedBillsSource, BillStatusSource
 from ml_connector.systems.ramp.targets import (
     AccountingSyncs,
@@ -141,6 +146,36 @@ def match_billpay_vendor(key: str, record: dict[str, Any], candidates: list[dict
     if len(same) == 1:
         return str(same[0]["id"]), []
     return None, [str(c["id"]) for c in same]
+
+
+def match_accounting_vendor(key: str, record: dict[str, Any], candidates: list[dict[str, Any]]
+                            ) -> tuple[str | None, list[str]]:
+    """The Ramp accounting vendor (its ramp_id) an SAP vendor already is under another remote id (a
+    previous ERP connection, a CSV upload), or None, and the ramp_ids of an ambiguous match.
+
+    `candidates`: Ramp's active accounting vendors that are not this flow's (their remote id is no SAP
+    vendor the flow uploaded). The same tax id where Ramp's record has one, then the same normalised
+    name in a compatible address (as `match_billpay_vendor`). One match is adopted; more than one is
+    parked for an operator: never a guess, never a duplicate."""
+    mine = _tax_ids(record)
+    by_tax = [c for c in candidates if mine and mine & _tax_ids(c)]
+    if by_tax:
+        return (str(by_tax[0]["ramp_id"]), []) if len(by_tax) == 1 else (None, [str(c["ramp_id"]) for c in by_tax])
+    name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
+    if not name:
+        return None, []
+    country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
+
+    def compatible(c: dict[str, Any]) -> bool:
+        addr = c.get("address") or {}
+        c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
+        c_city = str(addr.get("city") or "").strip().casefold()
+        return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
+
+    same = [c for c in candidates if normalised_name(str(c.get("name") or "")) == name and compatible(c)]
+    if len(same) == 1:
+        return str(same[0]["ramp_id"]), []
+    return None, [str(c["ramp_id"]) for c in same]
 
 
 def gl_classification(saknr: str, ska1: dict[str, str], skb1: list[dict[str, str]],
@@ -371,13 +406,16 @@ def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice:
 
 
 def describe_bill(op: str, p: dict[str, Any]) -> str:
+    if p.get("action") == "reverse":
+        return (f"reverse SAP document {p['document']} of Ramp bill {p['invoice_number']} ({p['bill_id']}), "
+                f"edited in Ramp after it was posted")
     gross = sum((Decimal(ln["amount"]) for ln in p["lines"]), Decimal(0))
     lines = ", ".join(f"GL {_strip_zeros(ln['gl_account']) or '?'}/CC {_strip_zeros(ln['cost_center']) or '-'} "
                       f"{ln['amount']}" for ln in p["lines"])
     kind = "credit memo" if p["credit_memo"] else "invoice"
     return (f"post SAP vendor {kind} for Ramp bill {p['invoice_number']} ({p['bill_id']}): company code "
             f"{p['company_code']}, vendor {_strip_zeros(p['vendor'])}, {gross} {p['currency']}, "
-            f"XBLNR {p['xblnr']}, lines [{lines}]")
+            f"XBLNR {p['xblnr']}, lines [{lines}]" + (f", replacing {p['replaces']}" if p.get("replaces") else ""))
 
 
 PAID_ACTIONS = ("clear", "unblock", "none")
@@ -454,9 +492,11 @@ class Options(SettingsModel):
     bill_page_size: int = Field(default=100, ge=1, le=1000)
     entity_id: Text | None = None
     match_billpay_vendors: bool = True
+    match_accounting_vendors: bool = True
     validate_master_data: bool = True
     cost_center_dimensions: list[Text] = Field(default_factory=list)
     closed_period: Literal["park", "next_open"] = "park"
+    edited_after_posting: Literal["review", "repost"] = "review"
     paid_action: Literal["clear", "unblock", "none"] = "clear"
     rejected_action: Literal["block", "reverse", "none"] = "block"
     rejected_block_key: Text = Field(default="A", min_length=1, max_length=1)
@@ -517,9 +557,58 @@ class SapEccRampFlow(Flow):
                     billpay[ctx.run_id] = []
             return billpay[ctx.run_id]
 
+        match_accounting = bool(opts.match_accounting_vendors)
+        accounting: dict[str, tuple[set[str], list[dict[str, Any]]]] = {}
+
+        def accounting_vendors(ctx: RunContext) -> tuple[set[str], list[dict[str, Any]]]:
+            # Ramp's accounting vendors that are not this flow's, listed once per run (before any create),
+            # and the remote ids this flow holds (its ledger): those are never "another" vendor.
+            if ctx.run_id not in accounting:
+                accounting.clear()
+                with ctx.runtime.db.read() as s:
+                    ours = set(s.scalars(select(RecordRow.source_key).where(
+                        RecordRow.flow == ctx.flow, RecordRow.stream == ctx.stream)))
+                try:
+                    every = list(ctx.runtime.connection(ramp).iter_accounting_vendors(is_active=True))
+                except RampError as exc:
+                    log.warning("accounting vendor matching off for this run: listing them failed: %s", exc)
+                    every = []
+                # An SAP number in internal format (10 digits) is what this flow uploads: another SAP
+                # vendor's record (e.g. after the ledger was lost), never "the same vendor elsewhere".
+                listed = [v for v in every if str(v.get("id")) not in ours
+                          and not (len(str(v.get("id"))) == 10 and str(v.get("id")).isdigit())]
+                accounting[ctx.run_id] = ({str(v.get("id")) for v in every}, listed)
+            return accounting[ctx.run_id]
+
+        def adopt_accounting(ctx: RunContext, key: str, rec: dict[str, Any], d: Desired) -> Desired | Parked:
+            remote, listed = accounting_vendors(ctx)
+            if key in remote or key.lstrip("0") in remote:
+                return d  # Ramp holds it under its own SAP number: the normal upsert
+            chosen = mapped(ctx)("accounting_vendor_matches", key)
+            if chosen:
+                found = None if chosen == "none" else chosen
+            else:
+                found, ambiguous = match_accounting_vendor(key, rec, listed)
+                if ambiguous:
+                    return Parked(key, mapping.waits_for("accounting_vendor_matches", key), payload=rec,
+                                  reason=f"Ramp already has {len(ambiguous)} accounting vendors like this one "
+                                         f"(ramp_id {', '.join(ambiguous[:5])}): set the one it is, or `none` "
+                                         "to create a new one")
+            if not found:
+                return d
+            other = next((str(v.get("id")) for v in listed if str(v.get("ramp_id")) == found), "")
+            return Desired(key, {**d.payload, "ramp_id": found, "matched_remote_id": other}, active=d.active)
+
         def map_vendor(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
             d = vendor_to_ramp(key, rec, deactivate_blocked=deactivate_blocked)
-            if not match_vendors or not d.active:
+            if not d.active:
+                return d
+            if match_accounting and not posted_vendor(ctx, key):
+                m = adopt_accounting(ctx, key, rec, d)
+                if isinstance(m, Parked) or not match_vendors:
+                    return m
+                d = m
+            if not match_vendors:
                 return d
             chosen = mapped(ctx)("vendor_matches", key)
             if chosen:
@@ -530,6 +619,12 @@ class SapEccRampFlow(Flow):
                     return Parked(key, mapping.waits_for("vendor_matches", key), payload=rec)
             return Desired(key, {**d.payload, "billpay_vendor_id": link}, active=d.active) if link else d
 
+        def posted_vendor(ctx: RunContext, key: str) -> bool:
+            # Already in Ramp through this flow (the ledger knows it): no matching needed again.
+            with ctx.runtime.db.read() as s:
+                row = s.get(RecordRow, (ctx.flow, ctx.stream, key))
+                return row is not None and bool(row.target_id)
+
         vendors = Stream(
             "vendors",
             VendorSource(self.cfg.source, company_codes=company_codes, page_size=page_size,
@@ -537,7 +632,7 @@ class SapEccRampFlow(Flow):
             map_vendor,
             AccountingVendorsTarget(self.cfg.target,
                                     send_code_on_upload=bool(opts.vendor_code_on_upload)),
-            mapping_tables=("vendor_matches",))
+            mapping_tables=("vendor_matches", "accounting_vendor_matches"))
         gl_accounts = Stream(
             "gl_accounts",
             GLAccountSource(sap, company_codes=company_codes, language=language, page_size=page_size),
@@ -567,21 +662,33 @@ class SapEccRampFlow(Flow):
                 checks[ctx.run_id] = MasterDataCheck(ctx.runtime.connection(sap))
             return checks[ctx.run_id]
 
+        def plain_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            return bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
+                                   xblnr_prefix=xblnr_prefix, dimension_fields=dimension_fields)
+
         def map_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
-            m = bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
-                                xblnr_prefix=xblnr_prefix, dimension_fields=dimension_fields)
+            m = plain_bill(ctx, key, rec)
             return validated_bill(m, rec, check(ctx), closed_period=closed_period) if validate else m
+
+        # A bill edited after it was posted: reversed and reposted, or parked for review.
+        edits = EditedBills(str(opts.edited_after_posting), stream="bills", plain=plain_bill, validated=map_bill,
+                            mapped=lambda ctx, table, value: mapped(ctx)(table, value))
+
+        def map_bills(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            return Desired(key, rec) if is_reversal(key) else edits.decide(ctx, key, rec)
 
         bills = Stream(
             "bills",
-            ApprovedBillsSource(ramp, page_size=int(opts.bill_page_size),
-                                entity_id=opts.entity_id),
-            map_bill,
-            VendorInvoiceTarget(sap, lambda p: invoice_of(p, doc_type=doc_type),
-                                after_post=self._report_posted(ramp), after_refusal=self._report_refused(ramp),
-                                refusal_note=" (reported to Ramp)",
-                                posted_note=": only the Ramp report would be sent"),
-            mapping_tables=("entities", "vendors", "cost_center_dimensions"), describe=describe_bill)
+            BillsWithEdits(ApprovedBillsSource(ramp, page_size=int(opts.bill_page_size),
+                                               entity_id=opts.entity_id, posted=True), edits),
+            map_bills,
+            BillsTarget(VendorInvoiceTarget(sap, lambda p: invoice_of(p, doc_type=doc_type),
+                                            after_post=self._report_posted(ramp),
+                                            after_refusal=self._report_refused(ramp),
+                                            refusal_note=" (reported to Ramp)",
+                                            posted_note=": only the Ramp report would be sent"),
+                        InvoiceStatusTarget(sap)),
+            mapping_tables=("entities", "vendors", "cost_center_dimensions", EDITS_TABLE), describe=describe_bill)
         paid_action = str(opts.paid_action)
         rejected_action = str(opts.rejected_action)
         if paid_action not in PAID_ACTIONS or rejected_action not in REJECTED_ACTIONS:
@@ -645,6 +752,14 @@ class SapEccRampFlow(Flow):
             doc = str(posted.target_id)
             try:
                 sync = AccountingSyncs(ctx.runtime.connection(ramp)).synced(p["bill_id"], doc)
+            except RampApiError as exc:
+                if not (p.get("replaces") and 400 <= exc.status < 500 and exc.status != 429):
+                    return Outcome(e.id, "failed", request=p,
+                                   error=f"posted in SAP as {doc} (XBLNR {p['xblnr']}), but the report to Ramp "
+                                         f"failed: {exc}; replay re-sends the report only")
+                # A repost of a bill Ramp keeps synced (an edit did not make it ready again): Ramp refuses a
+                # second report and keeps the first document's reference; the SAP side is complete.
+                return replace(posted, response={**(posted.response or {}), "ramp_report": f"refused: {exc}"})
             except RampError as exc:
                 return Outcome(e.id, "failed", request=p,
                                error=f"posted in SAP as {doc} (XBLNR {p['xblnr']}), but the report to Ramp "

@@ -127,7 +127,7 @@ def overview(rt: Any) -> tuple[list[FlowView], list[Attention]]:
 
 def failed_count(s: Any, flow: str) -> int:
     """What the inbox lists as failed (outbox.failures): failed, uncertain, and in flight after the run ended."""
-    ended = select(RunRow.run_id).where(RunRow.status.in_(("succeeded", "failed")))
+    ended = select(RunRow.run_id).where(RunRow.status.in_(RunRow.ENDED))
     return int(s.scalar(select(func.count()).select_from(OutboxRow).where(
         OutboxRow.flow == flow,
         or_(OutboxRow.state.in_(FAILED_STATES), and_(OutboxRow.state == "in_flight", OutboxRow.run_id.in_(ended)))))

@@ -28,7 +28,7 @@ def _example(base_url: str) -> str:
     auth:
       client_id: ramp_demo_client
       client_secret_secret: {NAME}_client_secret   # ml-connector secrets set {NAME}_client_secret
-      scope: "accounting:read accounting:write bills:read vendors:read vendors:write"
+      # scope: the provider's default (the ERP integration's scopes); narrow it here if the app has fewer
     # limits: {{requests: 200, period: 10s}}   # override the provider's rate limit
 """
 

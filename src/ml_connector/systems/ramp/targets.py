@@ -364,7 +364,19 @@ class AccountingVendorsTarget(RampUploadTarget):
             yield from self._linked(ctx, entries, [found])
 
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
-        super().write(ctx, entries, lambda outcomes: report(self._linked(ctx, entries, outcomes)))
+        def linked(outcomes: list[Outcome]) -> None:
+            report(self._linked(ctx, entries, outcomes))
+
+        # A payload with `ramp_id` (the flow matched an accounting vendor Ramp already had under another
+        # remote id): that record is adopted and updated (PATCH, idempotent) instead of creating a duplicate.
+        matched = [e for e in entries if e.op == "create" and e.payload.get("ramp_id")]
+        if matched:
+            ramp = self.client(ctx)
+            linked([replace(self._update_one(ramp, replace(e, op="update", target_id=str(e.payload["ramp_id"]))),
+                            adopted=True) for e in matched])
+        rest = [e for e in entries if e not in matched]
+        if rest:
+            super().write(ctx, rest, linked)
 
 
 class GLAccountsTarget(RampUploadTarget):

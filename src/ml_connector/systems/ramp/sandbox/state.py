@@ -767,6 +767,8 @@ class RampSandbox:
             if self.edit_resets_sync and bill["sync_status"] != "NOT_SYNCED":
                 bill["sync_status"] = "NOT_SYNCED"
                 bill["sync_reference_id"] = None
+                # [unverified] the guide's `bills.ready_to_sync` event, for a bill ready to sync again
+                self.emit("bills.ready_to_sync", bid)
             return dict(bill)
 
     def archive_bill(self, bid: str) -> None:
