@@ -47,7 +47,15 @@ from ml_connector.systems.ramp.targets import (
     GLAccountsTarget,
 )
 from ml_connector.systems.sap_ecc.master_data import MasterDataCheck
-from ml_connector.systems.sap_ecc.posting import CURRENCY_DECIMALS, GLLine, VendorInvoice, format_amount, xblnr_for
+from ml_connector.systems.sap_ecc.posting import (
+    CURRENCY_DECIMALS,
+    GLLine,
+    MMInvoice,
+    VendorInvoice,
+    format_amount,
+    xblnr_for,
+)
+from ml_connector.systems.sap_ecc.purchase_orders import PurchaseOrderCheck
 from ml_connector.systems.sap_ecc.sources import (
     CompanyCodeSource,
     CostCenterSource,
@@ -341,6 +349,13 @@ def validated_bill(m: Desired | Parked, bill: dict[str, Any], check: MasterDataC
                             on=p["posting_date"].replace("-", ""))
     if missing:
         return Parked(m.source_key, missing[0], payload=bill)
+    return validated_period(m, bill, check, closed_period=closed_period)
+
+
+def validated_period(m: Desired, bill: dict[str, Any], check: MasterDataCheck, *,
+                     closed_period: str = "park") -> Desired | Parked:
+    """The posting period policy of `validated_bill` (FI and MM invoices alike)."""
+    p = m.payload
     on = p["posting_date"].replace("-", "")
     if check.period_open(p["company_code"], on):
         return m
@@ -354,10 +369,15 @@ def validated_bill(m: Desired | Parked, bill: dict[str, Any], check: MasterDataC
                    active=m.active)
 
 
-def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice:
-    """The mapped bill as the document to post (`NotPostable` when the mapping found problems)."""
+def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice | MMInvoice:
+    """The mapped bill as the document to post (`NotPostable` when the mapping found problems): an
+    FI vendor invoice, or an MM invoice for a PO-based bill (`kind: mm`, flows/_sap_ecc_ramp_po.py)."""
     if p.get("problems"):
         raise NotPostable("; ".join(p["problems"]))
+    if p.get("kind") == "mm":
+        from ml_connector.flows._sap_ecc_ramp_po import mm_invoice_of
+
+        return mm_invoice_of(p)
     return VendorInvoice(
         source_id=p["bill_id"], company_code=p["company_code"], vendor=p["vendor"], currency=p["currency"],
         doc_date=date.fromisoformat(p["doc_date"]), posting_date=date.fromisoformat(p["posting_date"]),
@@ -371,6 +391,10 @@ def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice:
 
 
 def describe_bill(op: str, p: dict[str, Any]) -> str:
+    if p.get("kind") == "mm":
+        from ml_connector.flows._sap_ecc_ramp_po import describe_po_bill
+
+        return describe_po_bill(p)
     gross = sum((Decimal(ln["amount"]) for ln in p["lines"]), Decimal(0))
     lines = ", ".join(f"GL {_strip_zeros(ln['gl_account']) or '?'}/CC {_strip_zeros(ln['cost_center']) or '-'} "
                       f"{ln['amount']}" for ln in p["lines"])
@@ -457,6 +481,8 @@ class Options(SettingsModel):
     validate_master_data: bool = True
     cost_center_dimensions: list[Text] = Field(default_factory=list)
     closed_period: Literal["park", "next_open"] = "park"
+    po_tolerance_percent: float = Field(default=0.0, ge=0, le=100,
+                                        description="how far a PO bill may exceed the PO item's net value")
     paid_action: Literal["clear", "unblock", "none"] = "clear"
     rejected_action: Literal["block", "reverse", "none"] = "block"
     rejected_block_key: Text = Field(default="A", min_length=1, max_length=1)
@@ -567,7 +593,36 @@ class SapEccRampFlow(Flow):
                 checks[ctx.run_id] = MasterDataCheck(ctx.runtime.connection(sap))
             return checks[ctx.run_id]
 
+        po_checks: dict[str, PurchaseOrderCheck] = {}
+        po_tolerance = Decimal(str(opts.po_tolerance_percent)) / 100
+
+        def map_po_bill(ctx: RunContext, key: str, rec: dict[str, Any], ids: list[str]) -> Desired | Parked:
+            # A bill that references a purchase order: an MM invoice against the PO's items.
+            from ml_connector.flows._sap_ecc_ramp_po import po_bill_to_invoice, validated_po_bill
+
+            pos: dict[str, dict[str, Any]] = {}
+            for po_id in ids:
+                try:
+                    pos[po_id] = ctx.runtime.connection(ramp).get_purchase_order(po_id)
+                except RampError as exc:
+                    return Parked(key, mapping.waits_for("purchase_orders", po_id), payload=rec,
+                                  reason=f"reading the bill's purchase order {po_id} from Ramp failed "
+                                         f"(needs purchase_orders:read): {exc}")
+            m = po_bill_to_invoice(key, rec, pos, mapped=mapped(ctx), xblnr_prefix=xblnr_prefix)
+            if not validate:
+                return m
+            if ctx.run_id not in po_checks:
+                po_checks.clear()
+                po_checks[ctx.run_id] = PurchaseOrderCheck(ctx.runtime.connection(sap))
+            return validated_po_bill(m, rec, check(ctx), po_checks[ctx.run_id], closed_period=closed_period,
+                                     tolerance=po_tolerance)
+
         def map_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            from ml_connector.flows._sap_ecc_ramp_po import po_ids
+
+            ids = po_ids(rec)
+            if ids:
+                return map_po_bill(ctx, key, rec, ids)
             m = bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
                                 xblnr_prefix=xblnr_prefix, dimension_fields=dimension_fields)
             return validated_bill(m, rec, check(ctx), closed_period=closed_period) if validate else m
@@ -581,7 +636,7 @@ class SapEccRampFlow(Flow):
                                 after_post=self._report_posted(ramp), after_refusal=self._report_refused(ramp),
                                 refusal_note=" (reported to Ramp)",
                                 posted_note=": only the Ramp report would be sent"),
-            mapping_tables=("entities", "vendors", "cost_center_dimensions"), describe=describe_bill)
+            mapping_tables=("entities", "vendors", "cost_center_dimensions", "po_items"), describe=describe_bill)
         paid_action = str(opts.paid_action)
         rejected_action = str(opts.rejected_action)
         if paid_action not in PAID_ACTIONS or rejected_action not in REJECTED_ACTIONS:

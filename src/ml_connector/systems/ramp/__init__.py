@@ -28,7 +28,7 @@ def _example(base_url: str) -> str:
     auth:
       client_id: ramp_demo_client
       client_secret_secret: {NAME}_client_secret   # ml-connector secrets set {NAME}_client_secret
-      scope: "accounting:read accounting:write bills:read vendors:read vendors:write"
+      scope: "accounting:read accounting:write bills:read vendors:read vendors:write purchase_orders:read"
     # limits: {{requests: 200, period: 10s}}   # override the provider's rate limit
 """
 
