@@ -59,6 +59,7 @@ from ml_connector.systems.sap_ecc.purchase_orders import PurchaseOrderCheck
 from ml_connector.systems.sap_ecc.sources import (
     CompanyCodeSource,
     CostCenterSource,
+    DepartmentSource,
     GLAccountSource,
     PlantSource,
     VendorSource,
@@ -204,6 +205,12 @@ def company_code_to_option(key: str, record: dict[str, Any]) -> Desired:
     """A company code (T001) → an option of the Ramp field "Company Code": {id: BUKRS, value, code}."""
     name = str(record.get("BUTXT") or "").strip()
     return Desired(key, {"id": key, "value": f"{key} {name}".strip(), "code": key})
+
+
+def department_to_option(key: str, record: dict[str, Any]) -> Desired:
+    """A department (a CSKS-ABTEI value) → an option of the Ramp field "Department": {id = code = ABTEI,
+    value: ABTEI}. A bill line coded on it takes a cost center through `cost_center_dimensions`."""
+    return Desired(key, {"id": key, "value": key[:100], "code": key})
 
 
 def plant_to_option(key: str, record: dict[str, Any]) -> Desired:
@@ -454,7 +461,8 @@ def bill_status_to_sap(key: str, bill: dict[str, Any], *, mapped: Mapped, docume
 
 
 # Read by the configuration loader (without importing this module) to check a flow's `streams`.
-STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills", "bill_status", "company_codes", "plants")
+STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills", "bill_status", "company_codes", "plants",
+           "departments")
 
 
 class Options(SettingsModel):
@@ -491,6 +499,8 @@ class Options(SettingsModel):
     company_code_field_name: Text = "Company Code"
     plant_field_id: Text = "SAP_PLANT"
     plant_field_name: Text = "Plant"
+    department_field_id: Text = "SAP_DEPARTMENT"
+    department_field_name: Text = "Department"
 
 
 class SapEccRampFlow(Flow):
@@ -672,8 +682,14 @@ class SapEccRampFlow(Flow):
             lambda ctx, key, rec: plant_to_option(key, rec),
             FieldOptionsTarget(ramp, field_id=str(opts.plant_field_id), kind="plant",
                                field_name=str(opts.plant_field_name)))
+        departments = Stream(
+            "departments", DepartmentSource(sap, company_codes=company_codes, page_size=page_size,
+                                            controlling_areas=list(opts.controlling_areas or company_codes)),
+            lambda ctx, key, rec: department_to_option(key, rec),
+            FieldOptionsTarget(ramp, field_id=str(opts.department_field_id), kind="department",
+                               field_name=str(opts.department_field_name)))
         streams = {s.name: s for s in (vendors, gl_accounts, cost_centers, bills, bill_status,
-                                       company_codes_stream, plants)}
+                                       company_codes_stream, plants, departments)}
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
 

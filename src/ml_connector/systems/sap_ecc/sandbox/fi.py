@@ -508,6 +508,10 @@ COST_CENTERS: dict[str, list[tuple[str, str, str, str, str, str]]] = {
              ("3610", "UK Distribution", "F", "3100", "20160101", "99991231")],
 }
 
+#: CSKS-ABTEI (the cost center's department, free text) by the cost center number without its first digit
+DEPARTMENTS = {"000": "ADMIN", "100": "FINANCE", "200": "HR", "300": "IT", "410": "SALES", "420": "SALES",
+               "500": "MARKETING", "610": "OPERATIONS", "620": "OPERATIONS", "900": "R&D", "700": "R&D"}
+
 DOC_TYPES = [
     # BLART, NUMKR, reverse type, account types allowed
     ("SA", "01", "AB", "DKS"), ("AB", "01", "AB", "ADKMS"), ("KR", "19", "KR", "KS"),
@@ -1756,7 +1760,7 @@ def _seed_customizing(data: EccData, client: str) -> None:
             csks.append({"KOKRS": b, "KOSTL": k, "DATBI": datbi, "DATAB": datab, "BUKRS": b, "KOSAR": cat,
                          "VERAK": "Controller " + b, "WAERS": w, "ERSDA": datab, "USNAM": "MIGRATION",
                          "KHINR": f"H{b}", "PRCTR": ("P" + kostl).zfill(10)[:10], "WERKS": werks,
-                         "LAND1": la})
+                         "LAND1": la, "ABTEI": DEPARTMENTS.get(kostl[1:], "")})
             cskt.append({"SPRAS": "E", "KOKRS": b, "KOSTL": k, "DATBI": datbi, "KTEXT": text[:20],
                          "LTEXT": text[:40], "MCTXT": text[:20].upper()})
     load("CSKS", csks)

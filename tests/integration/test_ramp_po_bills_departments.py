@@ -1,6 +1,7 @@
-"""PO-based Ramp bills → SAP MM invoices (BAPI_INCOMINGINVOICE_CREATE), end to end over loopback: the CLI
-in a subprocess, both emulators as HTTP servers. Exactly once (RBKP by XBLNR + vendor before the call
-and after a lost answer), lines on their PO items (RSEG), a clear park reason when the PO does not match."""
+"""Issue 11 §6 and §5, end to end over loopback (the CLI in a subprocess, both emulators as HTTP servers):
+PO-based Ramp bills → SAP MM invoices (BAPI_INCOMINGINVOICE_CREATE) exactly once (RBKP by XBLNR +
+vendor before the call and after a lost answer), lines on their PO items (RSEG), a clear park reason
+when the PO does not match; departments (CSKS-ABTEI) as a Ramp accounting field with its options."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ FLOW = "bills_to_sap"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, SandboxHandle], Env]]:
-    handles = start_sandboxes(vendors=60)
+    handles = start_sandboxes(vendors=30)
     env = make_env(tmp_path_factory.mktemp("po-bills"), handles["sap_ecc"].url, handles["ramp"].url)
     env.cli("sync", "vendors_to_ramp")
     try:
@@ -62,6 +63,7 @@ def test_po_bill_posts_one_mm_invoice_on_its_po_items_although_the_answer_is_los
     assert len(mm_invoices(handles, bill["id"])) == 1
 
 
+@pytest.mark.slow  # three CLI runs in subprocesses
 def test_po_bill_parks_until_sap_has_the_po_then_posts_by_itself(world: Any) -> None:
     handles, env = world
     ecc = handles["sap_ecc"].state
@@ -82,3 +84,15 @@ def test_po_bill_parks_until_sap_has_the_po_then_posts_by_itself(world: Any) -> 
     [rbkp] = mm_invoices(handles, bill["id"])
     assert rbkp["RMWWR"] == "200.00"
     assert ramp_bill(env, bill["id"])["sync_status"] == "BILL_SYNCED"
+
+
+def test_departments_become_a_ramp_accounting_field_with_options(world: Any) -> None:
+    handles, env = world
+    ramp = handles["ramp"].state
+    env.cli("sync", "vendors_to_ramp", "--stream", "departments")
+    frid = ramp.fields.by_remote["SAP_DEPARTMENT"]
+    assert ramp.fields.by_id[frid]["name"] == "Department"
+    options = {key.split("\x00", 1)[1]: ramp.field_options.by_id[rid]["value"]
+               for key, rid in ramp.field_options.by_remote.items() if key.startswith(frid + "\x00")}
+    # the departments of cost centers valid today in the company codes (R&D's lab expired in 2022)
+    assert options == {d: d for d in ("ADMIN", "FINANCE", "HR", "IT", "SALES", "MARKETING", "OPERATIONS")}
