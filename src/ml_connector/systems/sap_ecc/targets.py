@@ -22,7 +22,16 @@ from ml_connector.systems.sap_ecc.posting import (
     OutcomeUnknownError,
     PostingError,
     VendorInvoice,
+    document_xblnr,
+    fiscal_year_of,
 )
+
+
+def _find(poster: DocumentPoster, inv: VendorInvoice | MMInvoice) -> DocRef | None:
+    """The posted document: an MM invoice by RBKP (XBLNR + vendor), an FI invoice by BKPF (XBLNR)."""
+    if isinstance(inv, MMInvoice):
+        return poster.find(inv)
+    return poster.find_posted(inv.company_code, document_xblnr(inv), fiscal_year_of(inv))
 
 
 class NotPostable(Exception):
@@ -86,7 +95,7 @@ class VendorInvoiceTarget(Target):
                 inv = self.invoice_of(e.payload)
             except NotPostable:
                 continue  # never sent to SAP: `write` fails it again
-            ref: DocRef | None = poster.find(inv)
+            ref: DocRef | None = _find(poster, inv)
             if ref is not None:
                 outs.append(self._finish(ctx, e, _posted(e, ref.belnr, ref.bukrs, ref.gjahr, ref.xblnr,
                                                          already_posted=True, recovered=False)))
@@ -120,7 +129,7 @@ class VendorInvoiceTarget(Target):
             return f"would FAIL{self.refusal_note}: {exc}"
         try:
             poster = self.poster(ctx)
-            ref = poster.find(inv)
+            ref = _find(poster, inv)
             if ref is not None:
                 return f"already posted in SAP as {ref.belnr}/{ref.bukrs}/{ref.gjahr}{self.posted_note}"
             if isinstance(inv, MMInvoice):  # no check BAPI for it: the PO items were matched when mapped
