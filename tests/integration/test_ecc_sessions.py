@@ -37,10 +37,10 @@ def server() -> Iterator[tuple[EccSandbox, ServerHandle]]:
 def sap(server: tuple[EccSandbox, ServerHandle]) -> Iterator[tuple[EccSandbox, str]]:
     state, handle = server
     reset_budgets()
-    state.stats.logons = state.stats.session_logons = state.stats.logon_failures = 0
+    state.stats.logons = state.stats.session_logons = state.stats.ticket_logons = state.stats.logon_failures = 0
     yield state, handle.url
     state.faults.reset()
-    state.set_config(security_sessions=True, session_idle_timeout=1800.0)
+    state.set_config(security_sessions=True, session_idle_timeout=1800.0, sso2_tickets=False)
     state.end_sessions()
 
 
@@ -121,3 +121,17 @@ def test_through_the_agent_the_session_lives_on_the_agent_side(sap: tuple[EccSan
     state.end_sessions()
     caller.call("RFC_PING")
     assert state.stats.logons == 2 and state.stats.session_logons == 39
+
+
+def test_a_logon_ticket_outlives_the_session_and_saves_the_logon(sap: tuple[EccSandbox, str]) -> None:
+    state, url = sap
+    state.set_config(sso2_tickets=True, session_idle_timeout=0.2)
+    c = client(url, SessionCache(idle_seconds=600))
+    c.call("RFC_PING")
+    first = c.cookies["SAP_SESSIONID_ECD_100"]
+    assert c.cookies["MYSAPSSO2"]
+    time.sleep(0.3)  # the session timed out in SAP; the ticket is still valid
+    c.call("RFC_PING")
+    c.call("RFC_PING")
+    assert (state.stats.logons, state.stats.ticket_logons, state.stats.session_logons) == (1, 1, 1)
+    assert c.cookies["SAP_SESSIONID_ECD_100"] != first  # the ticket opened a new session, now kept

@@ -15,6 +15,9 @@ ICM/ICF behaviour reproduced:
   with that cookie until the session has been idle `config.session_idle_timeout` seconds or was
   ended (`end_sessions`, SM05); `config.security_sessions = False` issues and accepts none.
   `stats.logons` counts Basic logons, `stats.session_logons` requests that logged on by session.
+  `config.sso2_tickets` also sets `MYSAPSSO2` after a Basic logon: a request whose session is gone logs
+  on with the ticket while it is valid (`config.ticket_validity`), and gets a new session
+  (`stats.ticket_logons`).
 - One HTTP request = one ABAP session (see functions.py for the LUW rule). With
   `config.stateful_sessions` ([U], reference §1.1/§7 item 1) a response sets `sap-contextid`, and a
   request of the same user that carries it continues that ABAP session: an open LUW (a BAPI's
@@ -189,6 +192,7 @@ class SandboxStats:
         self.faults_injected: Counter[str] = Counter()
         self.logons = 0  # Basic logons accepted (each creates a security session when those are on)
         self.session_logons = 0  # requests that logged on with a security session instead
+        self.ticket_logons = 0  # requests that logged on with a logon ticket (MYSAPSSO2)
         self.logon_failures = 0
         self.rejected_concurrency = 0
         self.discarded_update_tasks = 0
@@ -208,7 +212,7 @@ class SandboxStats:
                 "peak_in_flight": self.peak_in_flight, "peak_per_second": self.peak_per_second,
                 "peak_window_seconds": self.window.width,
                 "faults_injected": dict(self.faults_injected),
-                "logons": self.logons, "session_logons": self.session_logons,
+                "logons": self.logons, "session_logons": self.session_logons, "ticket_logons": self.ticket_logons,
                 "logon_failures": self.logon_failures, "rejected_concurrency": self.rejected_concurrency}
 
 
@@ -253,6 +257,7 @@ class EccSandbox:
         # security sessions: token -> [user, client, last used (monotonic)]
         self._sessions: OrderedDict[str, list[Any]] = OrderedDict()
         self._contexts: OrderedDict[str, tuple[str, str]] = OrderedDict()  # sap-contextid -> (user, client)
+        self._tickets: dict[str, tuple[str, str, float]] = {}  # MYSAPSSO2 -> (user, client, issued)
         self._sessions_lock = threading.Lock()
         self._luws: dict[str, SessionLuw] = {}  # open LUWs of stateful sessions, by session token
         self._luws_lock = threading.Lock()
@@ -297,6 +302,19 @@ class EccSandbox:
                 with self._luws_lock:
                     self._luws.pop(old, None)
         return token
+
+    def new_ticket(self, user: str, client: str) -> str:
+        """A logon ticket (MYSAPSSO2) after a Basic logon."""
+        token = "AjExMDAgAA" + self._token()
+        with self._sessions_lock:
+            self._tickets[token] = (user, client, time.monotonic())
+        return token
+
+    def ticket_user(self, token: str, client: str) -> str | None:
+        entry = self._tickets.get(token)
+        if entry is None or entry[1] != client or time.monotonic() - entry[2] >= self.config.ticket_validity:
+            return None
+        return entry[0]
 
     def context_user(self, token: str, client: str) -> str | None:
         entry = self._contexts.get(token)
@@ -542,6 +560,8 @@ def create_app(state: EccSandbox) -> FastAPI:
         session: str | None = None
         token = request.cookies.get(f"SAP_SESSIONID_{cfg.sid}_{client}")
         context = request.cookies.get("sap-contextid")
+        ticket = request.cookies.get("MYSAPSSO2") if cfg.sso2_tickets else None
+        logon_cookies: list[tuple[str, str]] = []
         if creds is not None:
             if state.faults.take(("logon",)):
                 state.stats.faults_injected["logon"] += 1
@@ -551,12 +571,21 @@ def create_app(state: EccSandbox) -> FastAPI:
                 state.stats.logons += 1
                 if cfg.security_sessions:
                     session = state.new_session(user, client)
-        elif request.headers.get("authorization") is None and token and cfg.security_sessions:
+                if cfg.sso2_tickets:
+                    logon_cookies.append(("set-cookie", f"MYSAPSSO2={state.new_ticket(user, client)}; path=/; "
+                                                        "HttpOnly"))
+        elif request.headers.get("authorization") is None and (token or ticket) and cfg.security_sessions:
             if state.faults.fail_next > 0 and state.faults.fail_kind == "logon":
                 state.end_sessions()  # a refused user's sessions end too; the fault waits for the logon
-            user = state.session_user(token, client)
+                ticket = None
+            user = state.session_user(token, client) if token else None
             if user is not None:
                 state.stats.session_logons += 1
+            elif ticket:
+                user = state.ticket_user(ticket, client)
+                if user is not None:  # the ticket logs on and opens a new security session
+                    state.stats.ticket_logons += 1
+                    session = state.new_session(user, client)
         if user is None:
             return _logon_failed(state, client, language, host)
         abap_session: str | None = None  # the ABAP session whose LUW this request continues (stateful)
@@ -593,8 +622,8 @@ def create_app(state: EccSandbox) -> FastAPI:
                 return _response(state, "Request Entity Too Large", 413, client, language, "text/plain")
             status, payload = await anyio.to_thread.run_sync(_dispatch, state, body, user, client,
                                                              language or "E", abap_session)
-            extra = [("set-cookie", f"sap-contextid={abap_session}; path=/sap/bc/soap/rfc; HttpOnly")] \
-                if abap_session else None
+            extra = logon_cookies + ([("set-cookie", f"sap-contextid={abap_session}; path=/sap/bc/soap/rfc; "
+                                                      "HttpOnly")] if abap_session else [])
             return _response(state, payload, status, client, language, session=session, extra=extra)
         finally:
             state.stats.in_flight -= 1
