@@ -111,6 +111,14 @@ class SessionCache:
         with self._lock:
             self._sessions[key] = _Session(dict(cookies), self.clock())
 
+    def cookies_of(self, s: _Session) -> dict[str, str]:
+        with self._lock:
+            return dict(s.cookies)
+
+    def update(self, s: _Session, cookies: dict[str, str]) -> None:
+        with self._lock:
+            s.cookies.update(cookies)
+
     def touch(self, key: tuple[str, str, str, str], s: _Session) -> None:
         with self._lock:
             s.last_used = self.clock()
@@ -225,7 +233,7 @@ class SoapRfcClient:
         jar = httpx.Cookies()
         s = self.sessions.get(self._session_key) if self.sessions is not None else None
         with self._cookie_lock:
-            for k, v in {**(s.cookies if s else {}), **self._app_cookies}.items():
+            for k, v in {**(self.sessions.cookies_of(s) if s and self.sessions else {}), **self._app_cookies}.items():
                 jar.set(k, v)
         return jar
 
@@ -245,7 +253,8 @@ class SoapRfcClient:
         with self._cookie_lock:
             app = dict(self._app_cookies)
         if s is not None and sessions is not None:
-            resp = self._http.post(SOAP_PATH, content=body, headers=self._cookie_header({**s.cookies, **app}))
+            resp = self._http.post(SOAP_PATH, content=body,
+                                   headers=self._cookie_header({**sessions.cookies_of(s), **app}))
             if resp.status_code != 401:
                 sessions.touch(self._session_key, s)
                 self._keep(resp, logon=False)
@@ -280,8 +289,7 @@ class SoapRfcClient:
             if logon or s is None:
                 self.sessions.put(self._session_key, logon_cookies)
             else:
-                with self.sessions._lock:
-                    s.cookies.update(logon_cookies)  # a renewed ticket
+                self.sessions.update(s, logon_cookies)  # a new session opened by the ticket, a renewed ticket
 
     def _once(self, fm: str, body: bytes, declared: list[str]) -> dict[str, Any]:
         with self.policy.slot():
