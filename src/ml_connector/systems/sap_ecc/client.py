@@ -280,10 +280,14 @@ class SoapRfcClient:
             if not name:
                 continue
             if _is_logon_cookie(name):
-                logon_cookies[name] = value
+                if value:  # an emptied cookie (a logoff) is not kept: the next call logs on
+                    logon_cookies[name] = value
             else:
                 with self._cookie_lock:
-                    self._app_cookies[name] = value
+                    if value:
+                        self._app_cookies[name] = value
+                    else:
+                        self._app_cookies.pop(name, None)
         if self.sessions is not None and logon_cookies:
             s = self.sessions.get(self._session_key)
             if logon or s is None:
