@@ -87,7 +87,12 @@ def run() -> dict[str, Any]:
         peak_window = int(stats["peak_per_second"])
         window_s = float(stats.get("peak_window_seconds", 1.0))
         peak_in_flight = int(stats["peak_in_flight"])
+        # Basic logons per 1,000 RFC calls, the vendor read included (the client keeps SAP's security
+        # session: one logon, then the session until it idles out or SAP refuses it).
+        all_calls = calls + 1
         return {
+            "logons": client.logons, "sap_logons_while_posting": int(stats.get("logons", 0)),
+            "logons_per_1000_calls": round(1000 * client.logons / all_calls, 2),
             "documents": len(set(docs)), "wall_seconds": round(wall, 2), "rfc_calls": calls,
             "calls_per_second": round(calls / wall, 2), "cap_calls_per_second": CAP,
             "fraction_of_cap": round(calls / wall / CAP, 3), "postings_per_second": round(len(docs) / wall, 2),

@@ -375,6 +375,9 @@ class Bench:
                           f"{res['peak_in_flight']} (cap {res['concurrency_cap']})", f"<= {res['concurrency_cap']}",
                           res["peak_in_flight"] <= res["concurrency_cap"])
         self.report.check("6", "SYSTEM_FAILUREs", str(res["system_failures"]), "0", res["system_failures"] == 0)
+        self.report.check("6", "SAP logons per 1,000 RFC calls (security session kept)",
+                          f"{res['logons_per_1000_calls']:g} ({res['logons']} logons)", "<= 10 (was 1,000)",
+                          res["logons_per_1000_calls"] <= 10)
 
     def s_procore(self) -> None:
         # Both emulators and the CLI run in bench/procore_sync.py's processes, not in this one.

@@ -20,8 +20,10 @@ BILLS_FLOW = "bills_to_sap"
 MASTER_FLOW = "vendors_to_ramp"
 #: What the bill streams call in SAP through the agent (besides RFC_READ_TABLE).
 AGENT_FUNCTIONS = ["Z_MLC_ACC_DOCUMENT_POST", "BAPI_ACC_DOCUMENT_CHECK", "Z_MLC_CLEAR_VENDOR_ITEMS",
-                   "Z_MLC_SET_PAYMENT_BLOCK", "Z_MLC_ACC_DOCUMENT_REVERSE"]
-AGENT_TABLES = ["T001", "T001B", "LFB1", "SKB1", "CSKS", "BKPF", "BSIK", "BSAK"]
+                   "Z_MLC_SET_PAYMENT_BLOCK", "Z_MLC_ACC_DOCUMENT_REVERSE",
+                   "Z_MLC_INCOMINGINVOICE_CREATE"]  # PO-based bills (MM invoices)
+AGENT_TABLES = ["T001", "T001B", "LFB1", "SKB1", "CSKS", "BKPF", "BSIK", "BSAK",
+                "EKKO", "EKPO", "RBKP", "RSEG"]  # PO-based bills: the PO check and the invoice lookup
 #: (plant, cost center, G/L account, amount, memo)
 PLANT_BILLS = [("1000", "0000001000", "0000600000", "1840.00", "Spare parts, plant 1000"),
                ("1100", "0000001610", "0000610000", "925.50", "Maintenance, plant 1100 (Production NJ)"),

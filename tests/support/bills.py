@@ -159,3 +159,19 @@ def ramp_switch(env: Env, **switches: Any) -> None:
     """Set Ramp sandbox switches (`POST /_sandbox/faults`)."""
     r = httpx.post(f"{env.ramp_url}/_sandbox/faults", json=switches, timeout=30)
     assert r.status_code == 200, r.text
+
+
+def ramp_purchase_order(handles: dict[str, SandboxHandle], ebeln: str,
+                        lines: list[tuple[str, int, str]]) -> dict[str, Any]:
+    """A purchase order in the Ramp sandbox that mirrors SAP PO `ebeln`: lines (EBELP, quantity, unit price)."""
+    return dict(handles["ramp"].state.create_purchase_order({
+        "purchase_order_number": ebeln, "remote_id": ebeln, "currency": "USD",
+        "line_items": [{"remote_id": p, "unit_quantity": q, "unit_price": price, "description": f"item {p}"}
+                       for p, q, price in lines]}))
+
+
+def mm_invoices(handles: dict[str, SandboxHandle], bill_id: str) -> list[dict[str, Any]]:
+    """The SAP MM invoices (RBKP) posted for a Ramp bill (its XBLNR)."""
+    ecc = handles["sap_ecc"].state
+    x = xblnr_for(bill_id, "RMP")
+    return [r for r in ecc.data.rows("RBKP", ecc.client) if r.get("XBLNR") == x]

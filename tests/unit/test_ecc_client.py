@@ -70,8 +70,77 @@ def test_cookie_jar_is_kept_across_calls() -> None:
     client.call("RFC_PING")
     client.call("RFC_PING")
     assert "SAP_SESSIONID_ECD_100=abc%3d" in rec.requests[1].headers.get("cookie", "")
-    assert "authorization" in rec.requests[1].headers  # sap-client and Basic are always sent
+    # the security session logs the second call on instead of the credentials; sap-client always sent
+    assert "authorization" in rec.requests[0].headers and "authorization" not in rec.requests[1].headers
     assert rec.requests[1].url.params["sap-client"] == "100"
+    assert client.logons == 1
+
+
+def _with_session(token: str) -> httpx.Response:
+    r = ok("RFC_PING")
+    r.headers["set-cookie"] = f"SAP_SESSIONID_ECD_100={token}; path=/"
+    return r
+
+
+def test_refused_session_logs_on_again_once() -> None:
+    unauthorized = httpx.Response(401, headers={"www-authenticate": 'Basic realm="x"'}, text="Logon Error")
+    client, rec, _ = make([lambda r: _with_session("one"), lambda r: unauthorized,
+                           lambda r: _with_session("two"), ok("RFC_PING")])
+    for _ in range(3):
+        client.call("RFC_PING")
+    # logon, session refused (401) -> one Basic logon that succeeds, then the new session
+    assert ["authorization" in r.headers for r in rec.requests] == [True, False, True, False]
+    assert "SAP_SESSIONID_ECD_100=one" in rec.requests[1].headers["cookie"]
+    assert "SAP_SESSIONID_ECD_100=two" in rec.requests[3].headers["cookie"]
+    assert client.logons == 2
+
+
+def test_refused_session_and_refused_logon_is_a_logon_error() -> None:
+    unauthorized = httpx.Response(401, headers={"www-authenticate": 'Basic realm="x"'}, text="Logon Error")
+    client, rec, _ = make([lambda r: _with_session("one"), lambda r: unauthorized, lambda r: unauthorized])
+    client.call("RFC_PING")
+    with pytest.raises(LogonError):
+        client.call("RFC_PING")
+    assert len(rec.requests) == 3 and client.logons == 2
+
+
+def test_sessions_are_never_shared_across_users_clients_or_passwords() -> None:
+    from ml_connector.systems.sap_ecc.client import SessionCache
+
+    cache = SessionCache(idle_seconds=60)
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return _with_session(f"t{len(seen)}")
+
+    def client(user: str, sap_client: str = "100", password: str = PASSWORD) -> SoapRfcClient:
+        return SoapRfcClient("http://sap-shared:8000", sap_client, user, password, sessions=cache,
+                             transport=httpx.MockTransport(answer), sleep=lambda s: None)
+
+    a, a2, b, other_client, wrong = (client("ALICE"), client("alice"), client("BOB"), client("ALICE", "200"),
+                                     client("ALICE", password="not-the-password"))
+    for c in (a, a2, b, other_client, wrong):
+        c.call("RFC_PING")
+    # ALICE's second client (user names are case-insensitive in SAP) reuses her session; nobody else does
+    assert [c.logons for c in (a, a2, b, other_client, wrong)] == [1, 0, 1, 1, 1]
+    assert "cookie" not in seen[2].headers and "cookie" not in seen[3].headers
+
+
+def test_idle_session_is_not_sent() -> None:
+    from ml_connector.systems.sap_ecc.client import SessionCache
+
+    now = [0.0]
+    cache = SessionCache(idle_seconds=10, clock=lambda: now[0])
+    client, rec, _ = make([lambda r: _with_session("one"), ok("RFC_PING"), lambda r: _with_session("two")],
+                          sessions=cache)
+    client.call("RFC_PING")
+    now[0] = 9.0
+    client.call("RFC_PING")  # idle 9 s: the session is used (and its idle time restarts)
+    now[0] = 19.5
+    client.call("RFC_PING")  # idle 10.5 s: SAP would have ended it; log on without trying it
+    assert ["authorization" in r.headers for r in rec.requests] == [True, False, True]
+    assert client.logons == 2
 
 
 def test_ping_and_system_info() -> None:

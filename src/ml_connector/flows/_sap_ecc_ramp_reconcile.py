@@ -57,7 +57,11 @@ def reconcile_bills(flow: Any, period: str) -> Reconciliation:
     parked_lines: dict[str, list[tuple[Key, Decimal]]] = {}
     desired: dict[str, Desired] = {}
     kwargs: dict[str, Any] = {"cost_center_field_id": cc_field} if cc_field else {}
+    from ml_connector.flows._sap_ecc_ramp_po import po_ids
+
     for bill_id, bill in bills.items():
+        if po_ids(bill):
+            continue  # a PO-based bill is an MM invoice (document type RE, GR/IR lines): not compared here
         out = bill_to_invoice(bill_id, bill, mapped=mapped, xblnr_prefix=prefix, **kwargs)
         if isinstance(out, Desired):
             p = out.payload

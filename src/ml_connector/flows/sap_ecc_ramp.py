@@ -52,10 +52,19 @@ from ml_connector.systems.ramp.targets import (
     GLAccountsTarget,
 )
 from ml_connector.systems.sap_ecc.master_data import MasterDataCheck
-from ml_connector.systems.sap_ecc.posting import CURRENCY_DECIMALS, GLLine, VendorInvoice, format_amount, xblnr_for
+from ml_connector.systems.sap_ecc.posting import (
+    CURRENCY_DECIMALS,
+    GLLine,
+    MMInvoice,
+    VendorInvoice,
+    format_amount,
+    xblnr_for,
+)
+from ml_connector.systems.sap_ecc.purchase_orders import PurchaseOrderCheck
 from ml_connector.systems.sap_ecc.sources import (
     CompanyCodeSource,
     CostCenterSource,
+    DepartmentSource,
     GLAccountSource,
     PlantSource,
     VendorSource,
@@ -233,6 +242,12 @@ def company_code_to_option(key: str, record: dict[str, Any]) -> Desired:
     return Desired(key, {"id": key, "value": f"{key} {name}".strip(), "code": key})
 
 
+def department_to_option(key: str, record: dict[str, Any]) -> Desired:
+    """A department (a CSKS-ABTEI value) → an option of the Ramp field "Department": {id = code = ABTEI,
+    value: ABTEI}. A bill line coded on it takes a cost center through `cost_center_dimensions`."""
+    return Desired(key, {"id": key, "value": key[:100], "code": key})
+
+
 def plant_to_option(key: str, record: dict[str, Any]) -> Desired:
     """A plant (T001W) → an option of the Ramp field "Plant": {id: WERKS, value: WERKS NAME1 (city), code}."""
     name = str(record.get("NAME1") or "").strip()
@@ -376,6 +391,13 @@ def validated_bill(m: Desired | Parked, bill: dict[str, Any], check: MasterDataC
                             on=p["posting_date"].replace("-", ""))
     if missing:
         return Parked(m.source_key, missing[0], payload=bill)
+    return validated_period(m, bill, check, closed_period=closed_period)
+
+
+def validated_period(m: Desired, bill: dict[str, Any], check: MasterDataCheck, *,
+                     closed_period: str = "park") -> Desired | Parked:
+    """The posting period policy of `validated_bill` (FI and MM invoices alike)."""
+    p = m.payload
     on = p["posting_date"].replace("-", "")
     if check.period_open(p["company_code"], on):
         return m
@@ -389,10 +411,15 @@ def validated_bill(m: Desired | Parked, bill: dict[str, Any], check: MasterDataC
                    active=m.active)
 
 
-def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice:
-    """The mapped bill as the document to post (`NotPostable` when the mapping found problems)."""
+def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice | MMInvoice:
+    """The mapped bill as the document to post (`NotPostable` when the mapping found problems): an
+    FI vendor invoice, or an MM invoice for a PO-based bill (`kind: mm`, flows/_sap_ecc_ramp_po.py)."""
     if p.get("problems"):
         raise NotPostable("; ".join(p["problems"]))
+    if p.get("kind") == "mm":
+        from ml_connector.flows._sap_ecc_ramp_po import mm_invoice_of
+
+        return mm_invoice_of(p)
     return VendorInvoice(
         source_id=p["bill_id"], company_code=p["company_code"], vendor=p["vendor"], currency=p["currency"],
         doc_date=date.fromisoformat(p["doc_date"]), posting_date=date.fromisoformat(p["posting_date"]),
@@ -409,6 +436,10 @@ def describe_bill(op: str, p: dict[str, Any]) -> str:
     if p.get("action") == "reverse":
         return (f"reverse SAP document {p['document']} of Ramp bill {p['invoice_number']} ({p['bill_id']}), "
                 f"edited in Ramp after it was posted")
+    if p.get("kind") == "mm":
+        from ml_connector.flows._sap_ecc_ramp_po import describe_po_bill
+
+        return describe_po_bill(p)
     gross = sum((Decimal(ln["amount"]) for ln in p["lines"]), Decimal(0))
     lines = ", ".join(f"GL {_strip_zeros(ln['gl_account']) or '?'}/CC {_strip_zeros(ln['cost_center']) or '-'} "
                       f"{ln['amount']}" for ln in p["lines"])
@@ -468,7 +499,8 @@ def bill_status_to_sap(key: str, bill: dict[str, Any], *, mapped: Mapped, docume
 
 
 # Read by the configuration loader (without importing this module) to check a flow's `streams`.
-STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills", "bill_status", "company_codes", "plants")
+STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills", "bill_status", "company_codes", "plants",
+           "departments")
 
 
 class Options(SettingsModel):
@@ -497,6 +529,8 @@ class Options(SettingsModel):
     cost_center_dimensions: list[Text] = Field(default_factory=list)
     closed_period: Literal["park", "next_open"] = "park"
     edited_after_posting: Literal["review", "repost"] = "review"
+    po_tolerance_percent: float = Field(default=0.0, ge=0, le=100,
+                                        description="how far a PO bill may exceed the PO item's net value")
     paid_action: Literal["clear", "unblock", "none"] = "clear"
     rejected_action: Literal["block", "reverse", "none"] = "block"
     rejected_block_key: Text = Field(default="A", min_length=1, max_length=1)
@@ -505,6 +539,8 @@ class Options(SettingsModel):
     company_code_field_name: Text = "Company Code"
     plant_field_id: Text = "SAP_PLANT"
     plant_field_name: Text = "Plant"
+    department_field_id: Text = "SAP_DEPARTMENT"
+    department_field_name: Text = "Department"
 
 
 class SapEccRampFlow(Flow):
@@ -662,11 +698,40 @@ class SapEccRampFlow(Flow):
                 checks[ctx.run_id] = MasterDataCheck(ctx.runtime.connection(sap))
             return checks[ctx.run_id]
 
+        po_checks: dict[str, PurchaseOrderCheck] = {}
+        po_tolerance = Decimal(str(opts.po_tolerance_percent)) / 100
+
+        def map_po_bill(ctx: RunContext, key: str, rec: dict[str, Any], ids: list[str]) -> Desired | Parked:
+            # A bill that references a purchase order: an MM invoice against the PO's items.
+            from ml_connector.flows._sap_ecc_ramp_po import po_bill_to_invoice, validated_po_bill
+
+            pos: dict[str, dict[str, Any]] = {}
+            for po_id in ids:
+                try:
+                    pos[po_id] = ctx.runtime.connection(ramp).get_purchase_order(po_id)
+                except RampError as exc:
+                    return Parked(key, mapping.waits_for("purchase_orders", po_id), payload=rec,
+                                  reason=f"reading the bill's purchase order {po_id} from Ramp failed "
+                                         f"(needs purchase_orders:read): {exc}")
+            m = po_bill_to_invoice(key, rec, pos, mapped=mapped(ctx), xblnr_prefix=xblnr_prefix)
+            if not validate:
+                return m
+            if ctx.run_id not in po_checks:
+                po_checks.clear()
+                po_checks[ctx.run_id] = PurchaseOrderCheck(ctx.runtime.connection(sap))
+            return validated_po_bill(m, rec, check(ctx), po_checks[ctx.run_id], closed_period=closed_period,
+                                     tolerance=po_tolerance)
+
         def plain_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
             return bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
                                    xblnr_prefix=xblnr_prefix, dimension_fields=dimension_fields)
 
         def map_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            from ml_connector.flows._sap_ecc_ramp_po import po_ids
+
+            ids = po_ids(rec)
+            if ids:
+                return map_po_bill(ctx, key, rec, ids)
             m = plain_bill(ctx, key, rec)
             return validated_bill(m, rec, check(ctx), closed_period=closed_period) if validate else m
 
@@ -675,7 +740,13 @@ class SapEccRampFlow(Flow):
                             mapped=lambda ctx, table, value: mapped(ctx)(table, value))
 
         def map_bills(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
-            return Desired(key, rec) if is_reversal(key) else edits.decide(ctx, key, rec)
+            if is_reversal(key):
+                return Desired(key, rec)
+            from ml_connector.flows._sap_ecc_ramp_po import po_ids
+
+            # A PO-based bill (an MM invoice) is not checked for edits after posting: reversing an MM
+            # invoice needs MR8M / BAPI_INCOMINGINVOICE_CANCEL, not the FI reversal edits use.
+            return map_bill(ctx, key, rec) if po_ids(rec) else edits.decide(ctx, key, rec)
 
         bills = Stream(
             "bills",
@@ -688,7 +759,7 @@ class SapEccRampFlow(Flow):
                                             refusal_note=" (reported to Ramp)",
                                             posted_note=": only the Ramp report would be sent"),
                         InvoiceStatusTarget(sap)),
-            mapping_tables=("entities", "vendors", "cost_center_dimensions", EDITS_TABLE), describe=describe_bill)
+            mapping_tables=("entities", "vendors", "cost_center_dimensions", "po_items", EDITS_TABLE), describe=describe_bill)
         paid_action = str(opts.paid_action)
         rejected_action = str(opts.rejected_action)
         if paid_action not in PAID_ACTIONS or rejected_action not in REJECTED_ACTIONS:
@@ -724,8 +795,14 @@ class SapEccRampFlow(Flow):
             lambda ctx, key, rec: plant_to_option(key, rec),
             FieldOptionsTarget(ramp, field_id=str(opts.plant_field_id), kind="plant",
                                field_name=str(opts.plant_field_name)))
+        departments = Stream(
+            "departments", DepartmentSource(sap, company_codes=company_codes, page_size=page_size,
+                                            controlling_areas=list(opts.controlling_areas or company_codes)),
+            lambda ctx, key, rec: department_to_option(key, rec),
+            FieldOptionsTarget(ramp, field_id=str(opts.department_field_id), kind="department",
+                               field_name=str(opts.department_field_name)))
         streams = {s.name: s for s in (vendors, gl_accounts, cost_centers, bills, bill_status,
-                                       company_codes_stream, plants)}
+                                       company_codes_stream, plants, departments)}
         assert tuple(streams) == STREAMS, "STREAMS must list the streams built here"
         return streams
 

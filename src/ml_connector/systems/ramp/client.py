@@ -359,6 +359,11 @@ class RampClient:
         out: dict[str, Any] = self._json("GET", f"/bills/{bill_id}")
         return out
 
+    def get_purchase_order(self, po_id: str) -> dict[str, Any]:
+        """One purchase order (purchase_orders:read; Ramp Plus), with its line items."""
+        out: dict[str, Any] = self._json("GET", f"/purchase-orders/{po_id}")
+        return out
+
     def post_accounting_sync(self, idempotency_key: str, sync_type: str, *,
                              successful: list[dict[str, Any]] | None = None,
                              failed: list[dict[str, Any]] | None = None, attempts: int = 3) -> dict[str, Any]:

@@ -13,6 +13,14 @@
   and the caller resolves it by a lookup. Retriable ABAP runtime errors
   (SYSTEM_FAILURE) of non-idempotent FMs are treated the same way: a wrapper FM
   may have committed before it dumped.
+* Logon: the first call logs on with HTTP Basic; the ICF security session it issues
+  (`SAP_SESSIONID_<SID>_<CLIENT>`, `MYSAPSSO2` where tickets are on: provider.yaml `sessions`) is
+  kept in a process-wide cache keyed by host + client + user (+ a digest of the password, so a wrong
+  password never rides on someone else's session) and sent instead of credentials until it has been
+  idle `sessions.idle_seconds` or SAP refuses it (401): then the call logs on again, once. A 401
+  answers before anything runs, so the re-sent call is safe for any function module. A server that
+  issues no session (SICF NO_SESSION_MANAGEMENT) gets Basic on every call, as before. Application
+  cookies (`sap-contextid`, a stateful ABAP session) stay with the client instance, never shared.
 * `RfcCaller` is the transport-agnostic interface the table reader and flows use;
   `ChannelRfcCaller` sends calls through the agent channel, and `make_handler`
   is the agent side that serves them with a `SoapRfcClient`.
@@ -25,10 +33,15 @@ parameters to declare so that the server returns them.
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
+import http.cookiejar
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
@@ -61,6 +74,74 @@ class RfcCaller(Protocol):
              tables: Sequence[str] = ()) -> dict[str, Any]: ...
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """httpx keeps no cookie of its own: the client decides what each request carries."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+@dataclass
+class _Session:
+    """A security session of one (host, client, user): its logon cookies and when it was last used."""
+
+    cookies: dict[str, str]
+    last_used: float
+    uses: int = 0
+
+
+@dataclass
+class SessionCache:
+    """ICF security sessions by (base URL, client, user, password digest), shared in the process."""
+
+    idle_seconds: float
+    clock: Callable[[], float] = time.monotonic
+    _sessions: dict[tuple[str, str, str, str], _Session] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: tuple[str, str, str, str]) -> _Session | None:
+        with self._lock:
+            s = self._sessions.get(key)
+            if s is not None and self.clock() - s.last_used >= self.idle_seconds:
+                del self._sessions[key]  # SAP would have ended it (http/security_session_timeout)
+                return None
+            return s
+
+    def put(self, key: tuple[str, str, str, str], cookies: dict[str, str]) -> None:
+        with self._lock:
+            self._sessions[key] = _Session(dict(cookies), self.clock())
+
+    def cookies_of(self, s: _Session) -> dict[str, str]:
+        with self._lock:
+            return dict(s.cookies)
+
+    def update(self, s: _Session, cookies: dict[str, str]) -> None:
+        with self._lock:
+            s.cookies.update(cookies)
+
+    def touch(self, key: tuple[str, str, str, str], s: _Session) -> None:
+        with self._lock:
+            s.last_used = self.clock()
+            s.uses += 1
+
+    def drop(self, key: tuple[str, str, str, str], s: _Session) -> None:
+        """Forget `s` (refused by SAP) unless another thread already replaced it."""
+        with self._lock:
+            if self._sessions.get(key) is s:
+                del self._sessions[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+
+SESSIONS = SessionCache(ecc_facts().sessions.idle_seconds)
+
+
+def _is_logon_cookie(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in ecc_facts().sessions.cookies)
+
+
 class SoapRfcClient:
     """A synchronous SOAP-RFC client for one SAP system and client (MANDT)."""
 
@@ -84,6 +165,7 @@ class SoapRfcClient:
         transport: httpx.BaseTransport | None = None,
         verify: bool | str = True,
         budgets: Budgets | None = None,
+        sessions: SessionCache | None = SESSIONS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client = str(client).zfill(3)
@@ -107,10 +189,18 @@ class SoapRfcClient:
         params = {"sap-client": self.client}
         if language:
             params["sap-language"] = language
+        # None: log on with Basic on every call (no session kept)
+        self.sessions = sessions
+        digest = hashlib.sha256(f"{user.upper()}\0{password}".encode()).hexdigest()[:16]
+        self._session_key = (self.base_url, self.client, user.upper(), digest)
+        self._basic = httpx.BasicAuth(user, password)
+        self._app_cookies: dict[str, str] = {}  # sap-contextid & co.: this instance's own
+        self._cookie_lock = threading.Lock()
+        self.logons = 0  # Basic logons this instance made
         self._http = httpx.Client(
             base_url=self.base_url,
             params=params,
-            auth=httpx.BasicAuth(user, password),  # sent pre-emptively on every request
+            cookies=httpx.Cookies(http.cookiejar.CookieJar(policy=_NoCookies())),
             headers={
                 "Content-Type": ecc_facts().transport.content_type,
                 "Accept": "text/xml",
@@ -139,7 +229,13 @@ class SoapRfcClient:
 
     @property
     def cookies(self) -> httpx.Cookies:
-        return self._http.cookies
+        """The cookies the next call would carry (the kept security session and this client's own)."""
+        jar = httpx.Cookies()
+        s = self.sessions.get(self._session_key) if self.sessions is not None else None
+        with self._cookie_lock:
+            for k, v in {**(self.sessions.cookies_of(s) if s and self.sessions else {}), **self._app_cookies}.items():
+                jar.set(k, v)
+        return jar
 
     # ------------------------------------------------------------------ calling
 
@@ -149,10 +245,60 @@ class SoapRfcClient:
         declared = declared_tables(params, tables)
         return self.policy.run(fm, lambda: self._once(fm, body, declared))
 
+    def _send(self, body: bytes) -> httpx.Response:
+        """POST with the kept security session if there is one; a session SAP refuses (401) is
+        dropped and the call logs on with Basic, once. A Basic logon's session is kept."""
+        sessions = self.sessions
+        s = sessions.get(self._session_key) if sessions is not None else None
+        with self._cookie_lock:
+            app = dict(self._app_cookies)
+        if s is not None and sessions is not None:
+            resp = self._http.post(SOAP_PATH, content=body,
+                                   headers=self._cookie_header({**sessions.cookies_of(s), **app}))
+            if resp.status_code != 401:
+                sessions.touch(self._session_key, s)
+                self._keep(resp, logon=False)
+                return resp
+            sessions.drop(self._session_key, s)  # expired or ended in SAP: log on again, once
+        self.logons += 1
+        resp = self._http.post(SOAP_PATH, content=body, auth=self._basic, headers=self._cookie_header(app))
+        self._keep(resp, logon=True)
+        return resp
+
+    @staticmethod
+    def _cookie_header(cookies: dict[str, str]) -> dict[str, str]:
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())} if cookies else {}
+
+    def _keep(self, resp: httpx.Response, *, logon: bool) -> None:
+        """Keep what SAP set: logon cookies in the shared cache (after an accepted logon), the rest here."""
+        if resp.status_code == 401:
+            return
+        logon_cookies: dict[str, str] = {}
+        for header in resp.headers.get_list("set-cookie"):
+            name, _, rest = header.partition("=")
+            name, value = name.strip(), rest.split(";", 1)[0].strip()
+            if not name:
+                continue
+            if _is_logon_cookie(name):
+                if value:  # an emptied cookie (a logoff) is not kept: the next call logs on
+                    logon_cookies[name] = value
+            else:
+                with self._cookie_lock:
+                    if value:
+                        self._app_cookies[name] = value
+                    else:
+                        self._app_cookies.pop(name, None)
+        if self.sessions is not None and logon_cookies:
+            s = self.sessions.get(self._session_key)
+            if logon or s is None:
+                self.sessions.put(self._session_key, logon_cookies)
+            else:
+                self.sessions.update(s, logon_cookies)  # a new session opened by the ticket, a renewed ticket
+
     def _once(self, fm: str, body: bytes, declared: list[str]) -> dict[str, Any]:
         with self.policy.slot():
             try:
-                resp = self._http.post(SOAP_PATH, content=body)
+                resp = self._send(body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 raise CommunicationError(f"cannot connect to {self.base_url}: {type(exc).__name__}: {exc}",
                                          key="RFC_COMMUNICATION_FAILURE") from None

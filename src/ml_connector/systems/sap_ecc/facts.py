@@ -21,6 +21,12 @@ class Transport(Section):
     content_type: str
 
 
+class Sessions(Section):
+    cookies: list[str]
+    server_idle_seconds: float = Field(gt=0)
+    idle_seconds: float = Field(gt=0)
+
+
 class ReadTable(Section):
     row_width: int = Field(gt=0)
     options_line_length: int = Field(gt=0)
@@ -47,6 +53,7 @@ class Sandbox(Section):
 
 class Facts(ProviderFacts):
     transport: Transport
+    sessions: Sessions
     read_table: ReadTable
     table_readers: TableReaders
     sandbox: Sandbox

@@ -176,6 +176,7 @@ class MMInvoice:
     reference: str = ""
     xblnr_prefix: str = "MLC"
     fiscal_year: int | None = None
+    vendor: str = ""  # the invoice's vendor (LIFNR): narrows the RBKP lookup; not sent
 
 
 AccDocument = VendorInvoice | GLPosting
@@ -595,7 +596,38 @@ class DocumentPoster:
                         [d.belnr for d in live])
         return min(live, key=lambda d: d.belnr) if live else None
 
-    def _resolve(self, bukrs: str, xblnr: str, gjahr: str, cause: RfcError) -> DocRef | None:
+    def find_mm_invoice(self, bukrs: str, xblnr: str, gjahr: str | int, vendor: str = "") -> DocRef | None:
+        """The live (not reversed) MM invoice with this reference: RBKP by BUKRS + GJAHR + XBLNR (+ LIFNR),
+        as its FI document (BKPF, AWTYP RMRP, AWKEY = invoice number + year) when SAP has one, else
+        as the invoice document itself."""
+        self.stats["lookups"] += 1
+        year = str(gjahr).zfill(4)
+        where = f"BUKRS = {quote(bukrs)} AND GJAHR = {quote(year)} AND XBLNR = {quote(xblnr)}"
+        if vendor:
+            where += f" AND LIFNR = {quote(alpha(vendor, 10))}"
+        rows = [r for page in self.reader.read("RBKP", ("BELNR", "GJAHR", "BUKRS", "XBLNR", "LIFNR", "STBLG"),
+                                               key_fields=("BELNR", "GJAHR"), where=where,
+                                               page_size=ecc_facts().read_table.lookup_page_size)
+                for r in page.rows if not str(r.get("STBLG") or "").strip()]
+        if not rows:
+            return None
+        inv = min(rows, key=lambda r: str(r["BELNR"]))
+        awkey = str(inv["BELNR"]).strip() + year
+        fi = [d for d in self.find_documents(bukrs, xblnr, year) if d.awtyp == "RMRP" and d.awkey == awkey]
+        if fi:
+            return fi[0]
+        return DocRef(belnr=str(inv["BELNR"]).strip(), bukrs=bukrs, gjahr=year, xblnr=xblnr, awtyp="RMRP",
+                      awkey=awkey)
+
+    def find(self, doc: Document) -> DocRef | None:
+        """The posted document for `doc`: an MM invoice by RBKP, anything else by BKPF (XBLNR)."""
+        bukrs, xblnr, gjahr = doc.company_code, document_xblnr(doc), fiscal_year_of(doc)
+        if isinstance(doc, MMInvoice):
+            return self.find_mm_invoice(bukrs, xblnr, gjahr, doc.vendor)
+        return self.find_posted(bukrs, xblnr, gjahr)
+
+    def _resolve(self, bukrs: str, xblnr: str, gjahr: str, cause: RfcError,
+                 find: Callable[[], DocRef | None] | None = None) -> DocRef | None:
         """Settle an uncertain outcome by lookups; None only if a lookup answered 'not posted'."""
         answered = False
         last: Exception | None = None
@@ -603,7 +635,7 @@ class DocumentPoster:
             if i:
                 self._sleep(self.settle_seconds)
             try:
-                ref = self.find_posted(bukrs, xblnr, gjahr)
+                ref = find() if find is not None else self.find_posted(bukrs, xblnr, gjahr)
             except RfcError as exc:
                 last = exc
                 continue
@@ -633,7 +665,7 @@ class DocumentPoster:
         """Post `doc` exactly once (see the module docstring)."""
         bukrs, xblnr, gjahr = doc.company_code, document_xblnr(doc), fiscal_year_of(doc)
         if self.lookup_first:
-            ref = self.find_posted(bukrs, xblnr, gjahr)
+            ref = self.find(doc)
             if ref is not None:
                 self.stats["already_posted"] += 1
                 return self._from_ref(ref, already_posted=True)
@@ -648,21 +680,21 @@ class DocumentPoster:
                 if dup is None and exc.locked and attempt < self.max_attempts:
                     log.info("posting %s in %s: XBLNR locked by a concurrent attempt; waiting", xblnr, bukrs)
                     self._sleep(self.settle_seconds)
-                    ref = self.find_posted(bukrs, xblnr, gjahr)
+                    ref = self.find(doc)
                     if ref is None:
                         continue
                     self.stats["already_posted"] += 1
                     return self._from_ref(ref, already_posted=True)
                 if dup is None:
                     raise
-                ref = self.find_posted(bukrs, xblnr, gjahr) or dup
+                ref = self.find(doc) or dup
                 self.stats["already_posted"] += 1
                 return self._from_ref(ref, already_posted=True)
             except RfcError as exc:
                 if not exc.uncertain:
                     raise  # refused before anything was processed
                 log.warning("posting %s in %s: outcome uncertain (%s); resolving by lookup", xblnr, bukrs, exc)
-                ref = self._resolve(bukrs, xblnr, gjahr, exc)
+                ref = self._resolve(bukrs, xblnr, gjahr, exc, lambda: self.find(doc))
                 if ref is not None:
                     self.stats["recovered"] += 1
                     return self._from_ref(ref, recovered=True)

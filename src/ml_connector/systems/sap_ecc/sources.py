@@ -738,6 +738,34 @@ class CostLineSource(_TableSource):
         return {}
 
 
+class DepartmentSource(_SnapshotSource):
+    """Departments: the distinct CSKS-ABTEI values ("Department", free text on the cost center master)
+    of the cost centers of the company codes valid today and not locked, keyed by ABTEI, with
+    `_cost_centers` (their KOSTLs) and `_company_codes`. SAP ECC has no department master of its own."""
+
+    def __init__(self, connection: str, *, company_codes: list[str], controlling_areas: list[str],
+                 page_size: int = 5000, today: Callable[[], date] = lambda: datetime.now(UTC).date()) -> None:
+        super().__init__(connection, page_size=page_size)
+        self.company_codes = company_codes
+        self.controlling_areas = controlling_areas
+        self.today = today
+
+    def read_all(self, ctx: RunContext) -> list[tuple[str, dict[str, Any]]]:
+        today = self.today().strftime("%Y%m%d")
+        rows = read_all(self.reader(ctx), "CSKS", ["KOKRS", "KOSTL", "DATBI", "DATAB", "BKZKP", "BUKRS", "ABTEI"],
+                        ["KOKRS", "KOSTL", "DATBI"], in_list("KOKRS", self.controlling_areas) + " AND "
+                        + in_list("BUKRS", self.company_codes), self.page_size)
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            dept = str(r.get("ABTEI") or "").strip()
+            if not dept or not r.get("DATAB", "00000000") <= today <= r["DATBI"] or r.get("BKZKP") == "X":
+                continue
+            rec = out.setdefault(dept, {"ABTEI": dept, "_cost_centers": [], "_company_codes": []})
+            rec["_cost_centers"] = sorted({*rec["_cost_centers"], r["KOSTL"]})
+            rec["_company_codes"] = sorted({*rec["_company_codes"], r["BUKRS"]})
+        return sorted(out.items())
+
+
 class CompanyCodeSource(_SnapshotSource):
     """The configured company codes (T001: BUKRS, BUTXT, ORT01, LAND1, WAERS), keyed by BUKRS."""
 

@@ -1,6 +1,7 @@
 """What the flows write to SAP ECC, each with its exactly-once strategy (see core/flow.py `Target`).
 
-`VendorInvoiceTarget`: FI vendor invoices (credit memos) posted through `DocumentPoster`. The
+`VendorInvoiceTarget`: FI vendor invoices (credit memos), or MM invoices for PO-based bills (RBKP
+searched by XBLNR and vendor instead of BKPF), posted through `DocumentPoster`. The
 document's reference (XBLNR) is derived from the source record, so the strategy is
 post-with-reference-lookup: BKPF is searched by XBLNR before posting and after any uncertain
 call, and an entry left in doubt is resolved by the same lookup (never posted twice).
@@ -17,12 +18,20 @@ from ml_connector.core.outbox import Entry
 from ml_connector.systems.sap_ecc.posting import (
     DocRef,
     DocumentPoster,
+    MMInvoice,
     OutcomeUnknownError,
     PostingError,
     VendorInvoice,
     document_xblnr,
     fiscal_year_of,
 )
+
+
+def _find(poster: DocumentPoster, inv: VendorInvoice | MMInvoice) -> DocRef | None:
+    """The posted document: an MM invoice by RBKP (XBLNR + vendor), an FI invoice by BKPF (XBLNR)."""
+    if isinstance(inv, MMInvoice):
+        return poster.find(inv)
+    return poster.find_posted(inv.company_code, document_xblnr(inv), fiscal_year_of(inv))
 
 
 class NotPostable(Exception):
@@ -58,7 +67,7 @@ class VendorInvoiceTarget(Target):
 
     batch_size = 1
 
-    def __init__(self, connection: str, invoice_of: Callable[[dict[str, Any]], VendorInvoice], *,
+    def __init__(self, connection: str, invoice_of: Callable[[dict[str, Any]], VendorInvoice | MMInvoice], *,
                  after_post: AfterPost | None = None, after_refusal: AfterRefusal | None = None,
                  refusal_note: str = "", posted_note: str = "") -> None:
         self.connection = connection
@@ -86,7 +95,7 @@ class VendorInvoiceTarget(Target):
                 inv = self.invoice_of(e.payload)
             except NotPostable:
                 continue  # never sent to SAP: `write` fails it again
-            ref: DocRef | None = poster.find_posted(inv.company_code, document_xblnr(inv), fiscal_year_of(inv))
+            ref: DocRef | None = _find(poster, inv)
             if ref is not None:
                 outs.append(self._finish(ctx, e, _posted(e, ref.belnr, ref.bukrs, ref.gjahr, ref.xblnr,
                                                          already_posted=True, recovered=False)))
@@ -120,9 +129,11 @@ class VendorInvoiceTarget(Target):
             return f"would FAIL{self.refusal_note}: {exc}"
         try:
             poster = self.poster(ctx)
-            ref = poster.find_posted(inv.company_code, document_xblnr(inv), fiscal_year_of(inv))
+            ref = _find(poster, inv)
             if ref is not None:
                 return f"already posted in SAP as {ref.belnr}/{ref.bukrs}/{ref.gjahr}{self.posted_note}"
+            if isinstance(inv, MMInvoice):  # no check BAPI for it: the PO items were matched when mapped
+                return "MM invoice: its PO items match SAP's purchase order (EKPO); SAP has no check call for it"
             poster.check(inv)
             return "SAP check (BAPI_ACC_DOCUMENT_CHECK): OK, SAP would accept it"
         except PostingError as exc:

@@ -476,8 +476,12 @@ class RampSandbox:
                 sels.append(field_selection(field_key, str(ln["cost_center"]), f"line {i}"))
             for fkey, option in (ln.get("fields") or {}).items():  # other custom fields: {field id: option id}
                 sels.append(field_selection(str(fkey), str(option), f"line {i}"))
-            lines.append({"id": self.new_ramp_id(), "amount": {"amount": minor, "currency_code": ccy},
-                          "memo": ln.get("memo"), "accounting_field_selections": sels})
+            line = {"id": self.new_ramp_id(), "amount": {"amount": minor, "currency_code": ccy},
+                    "memo": ln.get("memo"), "accounting_field_selections": sels}
+            if ln.get("purchase_order_line_item_id"):
+                # [U] the bill line's link to a PO line (a field some Ramp integrations write)
+                line["purchase_order_line_item_id"] = str(ln["purchase_order_line_item_id"])
+            lines.append(line)
         if not lines:
             problems.append("a bill needs at least one line item")
         bill_sels = [field_selection(str(k), str(v), "bill") for k, v in (spec.get("fields") or {}).items()]
@@ -506,7 +510,8 @@ class RampSandbox:
         entity_id (default entity), issued_at, due_at, posting_date?, memo?, payment_method (ACH),
         approval_status (APPROVED; PENDING or INITIALIZED to approve it later), purchase_order_id?,
         line_items: [{amount (major units, decimal string), memo?, gl_account (ERP id)?,
-                      cost_center (option ERP id)?, fields: {other field ERP id: option ERP id}?}],
+                      cost_center (option ERP id)?, fields: {other field ERP id: option ERP id}?,
+                      purchase_order_line_item_id? (a line of the bill's PO)}],
         fields: {field ERP id: option ERP id} (bill-level selections), cost_center_field
         ("SAP_COST_CENTER"), allow_unknown (false: an unknown ERP id is an error; true: the selection
         is made anyway, as when the ERP record was deleted after Ramp synced it)}."""
@@ -534,6 +539,12 @@ class RampSandbox:
             po_id = spec.get("purchase_order_id")
             if po_id is not None and po_id not in self.purchase_orders:
                 problems.append(f"no purchase order {po_id!r}")
+            po_rec = self.purchase_orders.get(str(po_id)) if po_id is not None else None
+            po_lines = {str(pl["id"]) for pl in (po_rec or {}).get("line_items") or []}
+            for i, ln in enumerate(spec.get("line_items") or [], start=1):
+                link = ln.get("purchase_order_line_item_id")
+                if link and str(link) not in po_lines:
+                    problems.append(f"line {i}: no line {link!r} on the bill's purchase order")
             lines, bill_sels, total = self._bill_lines(spec, ccy, loose, problems)
             if problems:
                 raise ValueError("; ".join(problems))

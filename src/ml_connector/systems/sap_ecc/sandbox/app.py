@@ -11,12 +11,20 @@ ICM/ICF behaviour reproduced:
   (`config.default_client`, '000') is used, where the sandbox user does not exist, so logon fails.
 - Every response carries `sap-server: true`, `sap-system: <SID>` and
   `Set-Cookie: sap-usercontext=sap-client=<CLNT>; path=/`; an authenticated response also sets
-  `SAP_SESSIONID_<SID>_<CLNT>` (a later request may log on with that cookie instead of Basic).
+  `SAP_SESSIONID_<SID>_<CLNT>`: the security session. A later request without credentials logs on
+  with that cookie until the session has been idle `config.session_idle_timeout` seconds or was
+  ended (`end_sessions`, SM05); `config.security_sessions = False` issues and accepts none.
+  `stats.logons` counts Basic logons, `stats.session_logons` requests that logged on by session.
+  `config.sso2_tickets` also sets `MYSAPSSO2` after a Basic logon: a request whose session is gone logs
+  on with the ticket while it is valid (`config.ticket_validity`), and gets a new session
+  (`stats.ticket_logons`).
 - One HTTP request = one ABAP session (see functions.py for the LUW rule). With
-  `config.stateful_sessions` ([U], reference §1.1/§7 item 1) a request that carries the
-  `SAP_SESSIONID_<SID>_<CLNT>` (or `sap-contextid`) cookie of an earlier response continues that ABAP
-  session: an open LUW (a BAPI's update task) survives until a BAPI_TRANSACTION_COMMIT/ROLLBACK in a
-  later request of the same session. Requests of one session run one at a time, like a real session.
+  `config.stateful_sessions` ([U], reference §1.1/§7 item 1) a response sets `sap-contextid`, and a
+  request of the same user that carries it continues that ABAP session: an open LUW (a BAPI's
+  update task) survives until a BAPI_TRANSACTION_COMMIT/ROLLBACK in a later request of the same
+  session. Requests of one session run one at a time, like a real session.
+- The `logon` fault refuses the next Basic logon (401); a request logging on by session while it is
+  pending finds its session ended (401) first, as when the user is locked.
 
 Admin endpoints (no auth; the sandbox listens on loopback): `GET|POST /_sandbox/faults`,
 `GET /_sandbox/stats`, `POST /_sandbox/stats/reset`, `GET|POST /_sandbox/config`,
@@ -184,6 +192,9 @@ class SandboxStats:
         self.window = PeakWindow(1.0)
         self._clock = clock
         self.faults_injected: Counter[str] = Counter()
+        self.logons = 0  # Basic logons accepted (each creates a security session when those are on)
+        self.session_logons = 0  # requests that logged on with a security session instead
+        self.ticket_logons = 0  # requests that logged on with a logon ticket (MYSAPSSO2)
         self.logon_failures = 0
         self.rejected_concurrency = 0
         self.discarded_update_tasks = 0
@@ -203,6 +214,7 @@ class SandboxStats:
                 "peak_in_flight": self.peak_in_flight, "peak_per_second": self.peak_per_second,
                 "peak_window_seconds": self.window.width,
                 "faults_injected": dict(self.faults_injected),
+                "logons": self.logons, "session_logons": self.session_logons, "ticket_logons": self.ticket_logons,
                 "logon_failures": self.logon_failures, "rejected_concurrency": self.rejected_concurrency}
 
 
@@ -244,7 +256,11 @@ class EccSandbox:
         self.faults = FaultSwitches()
         self.stats = SandboxStats()
         self.registry = REGISTRY
-        self._sessions: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        # security sessions: token -> [user, client, last used (monotonic)]
+        self._sessions: OrderedDict[str, list[Any]] = OrderedDict()
+        self._contexts: OrderedDict[str, tuple[str, str]] = OrderedDict()  # sap-contextid -> (user, client)
+        self._tickets: dict[str, tuple[str, str, float]] = {}  # MYSAPSSO2 -> (user, client, issued)
+        self._sessions_lock = threading.Lock()
         self._luws: dict[str, SessionLuw] = {}  # open LUWs of stateful sessions, by session token
         self._luws_lock = threading.Lock()
 
@@ -265,14 +281,54 @@ class EccSandbox:
             return None
         return u.name
 
+    @staticmethod
+    def _token() -> str:
+        return secrets.token_urlsafe(30).replace("-", "A").replace("_", "B") + "%3d"
+
     def new_session(self, user: str, client: str) -> str:
-        token = secrets.token_urlsafe(30).replace("-", "A").replace("_", "B") + "%3d"
-        self._sessions[token] = (user, client)
-        while len(self._sessions) > 10000:
-            old, _ = self._sessions.popitem(last=False)
-            with self._luws_lock:
-                self._luws.pop(old, None)
+        """A security session after a Basic logon (its SAP_SESSIONID token)."""
+        token = self._token()
+        with self._sessions_lock:
+            self._sessions[token] = [user, client, time.monotonic()]
+            while len(self._sessions) > 10000:
+                self._sessions.popitem(last=False)
         return token
+
+    def new_context(self, user: str, client: str) -> str:
+        """A stateful ABAP session (its sap-contextid), whose open LUW later requests continue."""
+        token = self._token()
+        with self._sessions_lock:
+            self._contexts[token] = (user, client)
+            while len(self._contexts) > 10000:
+                old, _ = self._contexts.popitem(last=False)
+                with self._luws_lock:
+                    self._luws.pop(old, None)
+        return token
+
+    def new_ticket(self, user: str, client: str) -> str:
+        """A logon ticket (MYSAPSSO2) after a Basic logon."""
+        token = "AjExMDAgAA" + self._token()
+        with self._sessions_lock:
+            self._tickets[token] = (user, client, time.monotonic())
+        return token
+
+    def ticket_user(self, token: str, client: str) -> str | None:
+        entry = self._tickets.get(token)
+        if entry is None or entry[1] != client or time.monotonic() - entry[2] >= self.config.ticket_validity:
+            return None
+        return entry[0]
+
+    def context_user(self, token: str, client: str) -> str | None:
+        entry = self._contexts.get(token)
+        return entry[0] if entry and entry[1] == client else None
+
+    def end_sessions(self, user: str | None = None) -> int:
+        """End security sessions (all, or one user's), as an administrator does in SM05."""
+        with self._sessions_lock:
+            gone = [t for t, (u, _, _) in self._sessions.items() if user is None or u == user.upper()]
+            for t in gone:
+                del self._sessions[t]
+        return len(gone)
 
     def session_luw(self, token: str) -> SessionLuw:
         """The ABAP session state of a stateful session (its open LUW), created on first use."""
@@ -288,8 +344,17 @@ class EccSandbox:
             return sum(len(luw.pending) for luw in self._luws.values())
 
     def session_user(self, token: str, client: str) -> str | None:
-        entry = self._sessions.get(token)
-        return entry[0] if entry and entry[1] == client else None
+        """The user of a live security session of `client` (used now: its idle time restarts), else None."""
+        with self._sessions_lock:
+            entry = self._sessions.get(token)
+            if entry is None or entry[1] != client:
+                return None
+            now = time.monotonic()
+            if now - entry[2] >= self.config.session_idle_timeout:
+                del self._sessions[token]  # timed out (http/security_session_timeout)
+                return None
+            entry[2] = now
+            return str(entry[0])
 
     def set_faults(self, **kw: Any) -> dict[str, Any]:
         return self.faults.update(**kw)
@@ -495,28 +560,44 @@ def create_app(state: EccSandbox) -> FastAPI:
         creds = _basic_credentials(request.headers.get("authorization"))
         user: str | None = None
         session: str | None = None
-        token = request.cookies.get(f"SAP_SESSIONID_{cfg.sid}_{client}") or request.cookies.get("sap-contextid")
-        abap_session: str | None = None  # the session whose LUW this request continues (stateful)
+        token = request.cookies.get(f"SAP_SESSIONID_{cfg.sid}_{client}")
+        context = request.cookies.get("sap-contextid")
+        ticket = request.cookies.get("MYSAPSSO2") if cfg.sso2_tickets else None
+        logon_cookies: list[tuple[str, str]] = []
         if creds is not None:
+            if state.faults.take(("logon",)):
+                state.stats.faults_injected["logon"] += 1
+                return _logon_failed(state, client, language, host)
             user = state.authenticate(creds[0], creds[1], client)
             if user is not None:
-                if cfg.stateful_sessions and token and state.session_user(token, client) == user:
-                    session = abap_session = token  # same user, same client: continue the session
-                else:
+                state.stats.logons += 1
+                if cfg.security_sessions:
                     session = state.new_session(user, client)
-                    abap_session = session if cfg.stateful_sessions else None
-        elif request.headers.get("authorization") is None:
+                if cfg.sso2_tickets:
+                    logon_cookies.append(("set-cookie", f"MYSAPSSO2={state.new_ticket(user, client)}; path=/; "
+                                                        "HttpOnly"))
+        elif request.headers.get("authorization") is None and (token or ticket) and cfg.security_sessions:
+            if state.faults.fail_next > 0 and state.faults.fail_kind == "logon":
+                state.end_sessions()  # a refused user's sessions end too; the fault waits for the logon
+                ticket = None
             user = state.session_user(token, client) if token else None
-            if user is not None and cfg.stateful_sessions:
-                abap_session = token
+            if user is not None:
+                state.stats.session_logons += 1
+            elif ticket:
+                user = state.ticket_user(ticket, client)
+                if user is not None:  # the ticket logs on and opens a new security session
+                    state.stats.ticket_logons += 1
+                    session = state.new_session(user, client)
         if user is None:
             return _logon_failed(state, client, language, host)
+        abap_session: str | None = None  # the ABAP session whose LUW this request continues (stateful)
+        if cfg.stateful_sessions:
+            abap_session = context if context and state.context_user(context, client) == user \
+                else state.new_context(user, client)
 
-        injected = state.faults.take(("system_failure", "http_500", "logon"))
+        injected = state.faults.take(("system_failure", "http_500"))
         if injected:
             state.stats.faults_injected[injected] += 1
-            if injected == "logon":
-                return _logon_failed(state, client, language, host)
             if injected == "http_500":
                 return _response(state, _ICM_500, 500, client, language, "text/html; charset=utf-8")
             return _response(state, build_error_fault(
@@ -543,8 +624,8 @@ def create_app(state: EccSandbox) -> FastAPI:
                 return _response(state, "Request Entity Too Large", 413, client, language, "text/plain")
             status, payload = await anyio.to_thread.run_sync(_dispatch, state, body, user, client,
                                                              language or "E", abap_session)
-            extra = [("set-cookie", f"sap-contextid={abap_session}; path=/sap/bc/soap/rfc; HttpOnly")] \
-                if abap_session else None
+            extra = logon_cookies + ([("set-cookie", f"sap-contextid={abap_session}; path=/sap/bc/soap/rfc; "
+                                                      "HttpOnly")] if abap_session else [])
             return _response(state, payload, status, client, language, session=session, extra=extra)
         finally:
             state.stats.in_flight -= 1

@@ -384,6 +384,46 @@ FI_TABLES: dict[str, tuple[str, list[ddic.FieldSpec]]] = {
     "BSEG": ("Accounting Document Segment", _BSEG_FIELDS),
     "BSIK": ("Accounting: Secondary Index for Vendors", _BSIK_FIELDS),
     "BSAK": ("Accounting: Secondary Index for Vendors (Cleared Items)", _BSIK_FIELDS),
+    # MM invoice verification (MIRO / BAPI_INCOMINGINVOICE_CREATE): subsets in DDIC order
+    "RBKP": ("Document Header: Invoice Receipt", [
+        ("MANDT", "C", 3, 0, _K, "Client"),
+        ("BELNR", "C", 10, 0, _K, "Document Number of an Invoice Document"),
+        ("GJAHR", "N", 4, 0, _K, "Fiscal Year"),
+        ("BLART", "C", 2, 0, _N, "Document Type"),
+        ("BLDAT", "D", 8, 0, _N, "Invoice Date in Document"),
+        ("BUDAT", "D", 8, 0, _N, "Posting Date in the Document"),
+        ("USNAM", "C", 12, 0, _N, "User name"),
+        ("TCODE", "C", 20, 0, _N, "Transaction Code"),
+        ("CPUDT", "D", 8, 0, _N, "Day On Which Accounting Document Was Entered"),
+        ("XBLNR", "C", 16, 0, _N, "Reference Document Number"),
+        ("STBLG", "C", 10, 0, _N, "Reversal document number"),
+        ("STJAH", "N", 4, 0, _N, "Fiscal year of reversal document"),
+        ("LIFNR", "C", 10, 0, _N, "Different Invoicing Party"),
+        ("WAERS", "C", 5, 0, _N, "Currency Key"),
+        ("BUKRS", "C", 4, 0, _N, "Company Code"),
+        ("RMWWR", "P", 13, 2, _N, "Gross invoice amount in document currency"),
+        ("ZTERM", "C", 4, 0, _N, "Terms of Payment Key"),
+        ("ZLSPR", "C", 1, 0, _N, "Payment Block Key"),
+        ("BKTXT", "C", 25, 0, _N, "Document Header Text"),
+        ("RBSTAT", "C", 1, 0, _N, "Invoice document status"),
+        ("XRECH", "C", 1, 0, _N, "Indicator: post invoice"),
+    ]),
+    "RSEG": ("Document Item: Incoming Invoice", [
+        ("MANDT", "C", 3, 0, _K, "Client"),
+        ("BELNR", "C", 10, 0, _K, "Document Number of an Invoice Document"),
+        ("GJAHR", "N", 4, 0, _K, "Fiscal Year"),
+        ("BUZEI", "N", 6, 0, _K, "Document Item in Invoice Document"),
+        ("EBELN", "C", 10, 0, _N, "Purchasing Document Number"),
+        ("EBELP", "N", 5, 0, _N, "Item Number of Purchasing Document"),
+        ("MATNR", "C", 18, 0, _N, "Material Number"),
+        ("BUKRS", "C", 4, 0, _N, "Company Code"),
+        ("WERKS", "C", 4, 0, _N, "Plant"),
+        ("WRBTR", "P", 13, 2, _N, "Amount in document currency"),
+        ("SHKZG", "C", 1, 0, _N, "Debit/Credit Indicator"),
+        ("MWSKZ", "C", 2, 0, _N, "Tax on sales/purchases code"),
+        ("MENGE", "P", 13, 3, _N, "Quantity"),
+        ("BSTME", "C", 3, 0, _N, "Purchase Order Unit of Measure"),
+    ]),
 }
 
 
@@ -467,6 +507,10 @@ COST_CENTERS: dict[str, list[tuple[str, str, str, str, str, str]]] = {
              ("3500", "UK Marketing", "V", "3000", "20160101", "99991231"),
              ("3610", "UK Distribution", "F", "3100", "20160101", "99991231")],
 }
+
+#: CSKS-ABTEI (the cost center's department, free text) by the cost center number without its first digit
+DEPARTMENTS = {"000": "ADMIN", "100": "FINANCE", "200": "HR", "300": "IT", "410": "SALES", "420": "SALES",
+               "500": "MARKETING", "610": "OPERATIONS", "620": "OPERATIONS", "900": "R&D", "700": "R&D"}
 
 DOC_TYPES = [
     # BLART, NUMKR, reverse type, account types allowed
@@ -1445,8 +1489,31 @@ def _incinv(ctx: CallContext) -> tuple[str, str] | None:
                  bktxt=(h.get("HEADER_TXT") or "")[:25], usnam=ctx.user, tcode="MIRO", awtyp="RMRP",
                  awkey=invno + gjahr, awsys=system, glvor="RMRP", kursf=rate)
     belnr = doc_number(data, client, bukrs, gjahr, hdr.blart)
-    bkpf, bseg, bsik = build_rows(data, client, hdr, belnr, [vend, *gl_lines], data.clock())
-    ctx.in_update_task(lambda: write_document(data, client, bkpf, bseg, bsik))
+    now = data.clock()
+    bkpf, bseg, bsik = build_rows(data, client, hdr, belnr, [vend, *gl_lines], now)
+    # the invoice document itself (MIRO): header RBKP, one RSEG row per PO item
+    rbkp = {"MANDT": client, "BELNR": invno, "GJAHR": gjahr, "BLART": hdr.blart, "BLDAT": bldat, "BUDAT": budat,
+            "USNAM": ctx.user, "TCODE": "MIRO", "CPUDT": now.strftime("%Y%m%d"), "XBLNR": hdr.xblnr,
+            "LIFNR": lifnr, "WAERS": waers, "BUKRS": bukrs, "RMWWR": _amt(gross), "ZTERM": zterm,
+            "ZLSPR": vend.zlspr, "BKTXT": hdr.bktxt, "RBSTAT": "5", "XRECH": "X" if invoice else ""}
+    rseg = []
+    for n, (ln, r) in enumerate(zip(gl_lines, items, strict=True), start=1):
+        _, po = _po_lookup(data, client, ln.ebeln, ln.ebelp)
+        rseg.append({k: v for k, v in {
+            "MANDT": client, "BELNR": invno, "GJAHR": gjahr, "BUZEI": str(n).zfill(6), "EBELN": ln.ebeln,
+            "EBELP": ln.ebelp, "MATNR": (po or {}).get("MATNR", ""), "BUKRS": bukrs,
+            "WERKS": (po or {}).get("WERKS", ""), "WRBTR": _amt(abs(ln.wrbtr)), "SHKZG": "S" if invoice else "H",
+            "MWSKZ": ln.mwskz, "MENGE": str(r.get("QUANTITY") or "").strip(),
+            "BSTME": str(r.get("PO_UNIT") or "").strip()}.items() if v not in ("", None)})
+
+    def write() -> None:
+        write_document(data, client, bkpf, bseg, bsik)
+        with data.lock:
+            data.store("RBKP", client).insert({k: v for k, v in rbkp.items() if v not in ("", None)})
+            for row in rseg:
+                data.store("RSEG", client).insert(row)
+
+    ctx.in_update_task(write)
     ctx.out["INVOICEDOCNUMBER"] = invno
     ctx.out["FISCALYEAR"] = gjahr
     ctx.out["RETURN"] = [msg("S", "M8", "060", invno, system=system)]
@@ -1693,7 +1760,7 @@ def _seed_customizing(data: EccData, client: str) -> None:
             csks.append({"KOKRS": b, "KOSTL": k, "DATBI": datbi, "DATAB": datab, "BUKRS": b, "KOSAR": cat,
                          "VERAK": "Controller " + b, "WAERS": w, "ERSDA": datab, "USNAM": "MIGRATION",
                          "KHINR": f"H{b}", "PRCTR": ("P" + kostl).zfill(10)[:10], "WERKS": werks,
-                         "LAND1": la})
+                         "LAND1": la, "ABTEI": DEPARTMENTS.get(kostl[1:], "")})
             cskt.append({"SPRAS": "E", "KOKRS": b, "KOSTL": k, "DATBI": datbi, "KTEXT": text[:20],
                          "LTEXT": text[:40], "MCTXT": text[:20].upper()})
     load("CSKS", csks)

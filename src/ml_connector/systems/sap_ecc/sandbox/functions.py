@@ -60,6 +60,16 @@ class SandboxConfig:
     # [U] a later request carrying the session cookie (SAP_SESSIONID_<SID>_<CLNT> / sap-contextid)
     # continues the same ABAP session and LUW; off: every HTTP request is its own session and LUW
     stateful_sessions: bool = False
+    # ICF security sessions: a Basic logon sets SAP_SESSIONID_<SID>_<CLNT>, and a later request may log on
+    # with that cookie instead, until it has been idle `session_idle_timeout` seconds
+    # (http/security_session_timeout) or is ended (`EccSandbox.end_sessions`, SM05). Off ([U] whether
+    # /sap/bc/soap/rfc uses them; SICF NO_SESSION_MANAGEMENT): no session is issued or accepted.
+    security_sessions: bool = True
+    session_idle_timeout: float = field(default_factory=lambda: ecc_facts().sessions.server_idle_seconds)
+    # login/create_sso2_ticket: a Basic logon also sets MYSAPSSO2, which logs on (and opens a new security
+    # session) while it is valid (login/ticket_expiration_time), also after the session timed out
+    sso2_tickets: bool = False
+    ticket_validity: float = 8 * 3600.0
     trim_trailing_blanks: bool = True  # RFC_READ_TABLE WA without trailing blanks
     shuffle: bool = False  # reorder RFC_READ_TABLE output randomly on every call
     arbitrary_subset: bool = False  # ROWSKIPS/ROWCOUNT cut the scrambled order, not the key order

@@ -892,3 +892,44 @@ def change_customer(data: EccData, kunnr: str, *, bukrs: str | None = None, udat
         if not changes:
             return None
         return _write_change_document(data, client, "DEBI", kunnr, "XD02", _as_dats(udate, data), changes)
+
+
+def create_purchase_order(data: EccData, *, bukrs: str, lifnr: str, items: Sequence[dict[str, Any]],
+                          waers: str | None = None, ebeln: str | None = None, bedat: date | str | None = None,
+                          client: str = DEFAULT_CLIENT) -> str:
+    """A purchase order as ME21N creates it, for tests and demos: EKKO + one EKPO per item
+    ({ebelp?, txz01, menge, netpr, meins?, peinh?, werks?, knttp?}; NETWR = MENGE x NETPR / PEINH).
+    `ebeln` defaults to the next free number from 4500900001; returns it."""
+    day = _as_dats(bedat, data)
+    with data.lock:
+        if ebeln is None:
+            taken = {r["EBELN"] for r in data.store("EKKO", client).rows}
+            ebeln = next(str(n) for n in range(4500900001, 4599999999) if str(n) not in taken)
+        ebeln = ebeln.zfill(10)
+        if data.store("EKKO", client).get((ebeln,)) is not None:
+            raise ValueError(f"purchase order {ebeln} exists")
+        werks = next((p.werks for p in PLANTS if p.bukrs == bukrs), "")
+        currency = waers or CURRENCY.get(bukrs, "USD")
+        total = Decimal(0)
+        rows: list[Row] = []
+        for i, it in enumerate(items, start=1):
+            ebelp = str(it.get("ebelp") or i * 10).zfill(5)
+            menge, netpr = Decimal(str(it["menge"])), Decimal(str(it["netpr"]))
+            peinh = int(it.get("peinh") or 1)
+            netwr = _money(menge * netpr / peinh)
+            total += netwr
+            rows.append({"MANDT": client, "EBELN": ebeln, "EBELP": ebelp, "AEDAT": day, "BUKRS": bukrs,
+                         "WERKS": str(it.get("werks") or werks), "TXZ01": str(it.get("txz01") or f"Item {i}"),
+                         "MENGE": f"{menge:.3f}", "MEINS": str(it.get("meins") or "EA"),
+                         "BPRME": str(it.get("meins") or "EA"), "NETPR": f"{netpr:.2f}", "PEINH": str(peinh),
+                         "NETWR": f"{netwr:.2f}", "BRTWR": f"{netwr:.2f}", "EFFWR": f"{netwr:.2f}",
+                         "KNTTP": str(it.get("knttp") or ""), "PSTYP": "0", "BSTYP": "F", "REPOS": "X",
+                         "WEPOS": "X", "MWSKZ": _TAX.get(bukrs, ""), "PRDAT": day})
+        data.store("EKKO", client).insert({
+            "MANDT": client, "EBELN": ebeln, "BUKRS": bukrs, "BSTYP": "F", "BSART": "NB", "STATU": "9",
+            "AEDAT": day, "ERNAM": data.change_user, "PINCR": "00010", "LPONR": rows[-1]["EBELP"] if rows else "",
+            "LIFNR": lifnr.zfill(10) if lifnr.isdigit() else lifnr, "ZTERM": "NT30", "EKORG": bukrs,
+            "EKGRP": "001", "WAERS": currency, "WKURS": "1.00000", "BEDAT": day, "RLWRT": f"{total:.2f}"})
+        for r in rows:
+            data.store("EKPO", client).insert({k: v for k, v in r.items() if v != ""})
+    return ebeln
