@@ -759,7 +759,8 @@ class SapEccRampFlow(Flow):
                                             refusal_note=" (reported to Ramp)",
                                             posted_note=": only the Ramp report would be sent"),
                         InvoiceStatusTarget(sap)),
-            mapping_tables=("entities", "vendors", "cost_center_dimensions", "po_items", EDITS_TABLE), describe=describe_bill)
+            mapping_tables=("entities", "vendors", "cost_center_dimensions", "po_items", EDITS_TABLE),
+            describe=describe_bill)
         paid_action = str(opts.paid_action)
         rejected_action = str(opts.rejected_action)
         if paid_action not in PAID_ACTIONS or rejected_action not in REJECTED_ACTIONS:
