@@ -36,7 +36,7 @@ from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, SetEnqueueOptions, Set
 from sqlalchemy import and_, func, or_, select, update
 
 from ml_connector import __version__
-from ml_connector.core import audit, flow_pause, ledger, outbox, worker_lock
+from ml_connector.core import approval, audit, flow_pause, ledger, outbox, worker_lock
 from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, Stream, load_pair
@@ -546,6 +546,7 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
                                                                 f"{c.op}:repair:{_short(run_id)}"),
                       "source_key": c.source_key, "op": c.op, "payload": c.payload,
                       "content_hash": c.content_hash, "target_id": c.target_id} for c in repairs]
+        approval.hold(ctx.runtime.flow(flow).cfg, s, rows)  # a flow's `approval`: these wait for a person
         parked_rows = [{"idempotency_key": outbox.idempotency_key(flow, stream, p.source_key,
                                                                   ledger.content_hash(p.payload),
                                                                   "park:" + p.waits_for),
@@ -653,7 +654,10 @@ def _deliver_step(flow: str, stream: str, run_id: str, batch: int) -> dict[str, 
         run = sess.get(RunRow, run_id)
         mode = run.mode if run else "incremental"
         entries = outbox.batch_entries(sess, run_id, batch)
+        waiting = approval.waiting_ids(sess, run_id, batch)
     ctx, s = _ctx(flow, stream, run_id, mode)
+    if waiting:  # records held for approval: the target's verdict for the approval queue (writes nothing)
+        approval.check_entries(ctx, s, waiting)
     return deliver_entries(ctx, s, entries)
 
 
@@ -931,6 +935,8 @@ def _run_counts(sess: Any, run_id: str) -> dict[str, int]:
             out[state] += int(n)
         elif state in ("pending", "in_flight"):
             out["pending"] += int(n)
+        elif state == approval.WAITING:
+            out["awaiting_approval"] = out.get("awaiting_approval", 0) + int(n)
     # Records found in the target instead of created (content compared, corrected when it differed).
     out["adopted"] = int(sess.scalar(select(func.count(func.distinct(AuditRow.source))).where(
         AuditRow.run_id == run_id, AuditRow.event == "record.adopted")) or 0)
@@ -953,11 +959,11 @@ def _replay_step(ids: list[int]) -> dict[str, int]:
         rows = [r for r in rows if r.id not in set(old)]
         groups: dict[tuple[str, str, str], list[int]] = {}
         for r in rows:
-            if r.state in ("failed", "uncertain", "parked", "in_flight"):
+            if r.state in ("failed", "uncertain", "parked", "in_flight", approval.APPROVED):
                 groups.setdefault((r.flow, r.stream, r.run_id), []).append(r.id)
-        # Failed entries go back to pending; uncertain/in_flight stay as they are so
-        # that delivery resolves them by lookup first; parked ones are mapped again.
-        outbox.set_state(sess, [r.id for r in rows if r.state == "failed"], "pending")
+        # Failed entries go back to pending (and approved ones go out); uncertain/in_flight stay as they
+        # are so that delivery resolves them by lookup first; parked ones are mapped again.
+        outbox.set_state(sess, [r.id for r in rows if r.state in ("failed", approval.APPROVED)], "pending")
         audit.record(sess, "replay.requested", detail={"ids": ids})
     tally: dict[str, int] = {}
     for (flow, stream, run_id), grp in groups.items():
@@ -980,6 +986,7 @@ def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, i
         parked = [(r.id, r.source_key, dict(r.payload))
                   for r in _outbox_rows(sess, ids, OutboxRow.state == "parked")]
     mapped = [(eid, key, s.map(ctx, key, payload)) for eid, key, payload in parked]
+    waiting: list[int] = []
     with ctx.runtime.db.session() as sess:
         for eid, key, m in mapped:
             row = sess.get(OutboxRow, eid)
@@ -995,9 +1002,14 @@ def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, i
                 continue
             c = changes[0]
             row.op, row.payload, row.content_hash = c.op, c.payload, c.content_hash
-            row.target_id, row.state, row.parked_on = c.target_id, "pending", None
+            held = approval.applies(ctx.runtime.flow(ctx.flow).cfg, ctx.stream, s.target, c.payload)
+            row.target_id, row.state, row.parked_on = c.target_id, approval.WAITING if held else "pending", None
+            if held:
+                waiting.append(eid)
             audit.record(sess, "record.resumed", flow=ctx.flow, stream=ctx.stream, run_id=ctx.run_id,
                          source=f"{ctx.flow}:{key}", detail={"op": c.op})
+    if waiting:  # resumed into the approval queue: with the target's verdict
+        approval.check_entries(ctx, s, waiting)
 
 
 # --------------------------------------------------------------------------- API used by CLI and server

@@ -102,6 +102,9 @@ def install_console(api: FastAPI, rt: Any, admin_dep: list[Any]) -> None:
 
     api.include_router(console_router(rt))
     api.include_router(metrics_router(rt, admin_dep))
+    from ml_connector.server.approvals import approvals_api
+
+    api.include_router(approvals_api(rt, admin_dep))
 
     async def login_needed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginNeeded)
@@ -288,6 +291,51 @@ def console_router(rt: Any) -> APIRouter:
                 audit.record(s, "record.resolved", flow=r.flow, stream=r.stream, source=f"{r.flow}:{r.source_key}",
                              detail={"user": session.user.username, "note": note, "outbox_id": r.id})
         return back("/inbox", f"Resolved {len(open_ids)} record(s) without a retry.")
+
+    # ---------------------------------------------------------------- approval before posting
+
+    @router.get("/approvals")
+    def approvals_page(request: Request, flow: str = "", session: Session = Depends(viewer)) -> HTMLResponse:
+        from ml_connector.core import approval
+
+        return render("approvals.html", request, session, page="approvals", flow=flow, flows=list(rt.config.flows),
+                      items=approval.queue(rt, flow=flow or None))
+
+    @router.post("/approvals/approve")
+    def approvals_approve(request: Request, ids: list[int] = Form(default_factory=list),
+                          session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import approval
+
+        if not ids:
+            return back("/approvals", "Choose a record to approve.")
+        try:
+            moved, tally = approval.approve(rt, ids, session.user.username)
+        except RuntimeError as exc:
+            return back("/approvals", f"Approved; sending could not start: {redact(str(exc))[:300]}")
+        return back("/approvals", f"Approved {len(moved)} record(s); sent: "
+                    + (", ".join(f"{k} {v}" for k, v in sorted(tally.items())) or "nothing"))
+
+    @router.post("/approvals/reject")
+    def approvals_reject(request: Request, ids: list[int] = Form(default_factory=list), note: str = Form(""),
+                         session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import approval
+
+        note = note.strip()
+        if not ids or not note or len(note) > 500:
+            return back("/approvals", "Say why the record must not be sent (at most 500 characters).")
+        moved = approval.reject(rt, ids, session.user.username, note)
+        return back("/approvals", f"Rejected {len(moved)} record(s); they will not be sent.")
+
+    @router.post("/approvals/check")
+    def approvals_check(request: Request, ids: list[int] = Form(default_factory=list),
+                        session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import approval
+
+        try:
+            n = approval.recheck(rt, ids, session.user.username)
+        except Exception as exc:  # a flow that cannot be built (configuration): said on the page
+            return back("/approvals", f"The check could not be made: {redact(str(exc))[:300]}")
+        return back("/approvals", f"Asked the target again about {n} record(s).")
 
     @router.post("/inbox/mapping")
     def set_mapping(request: Request, flow: str = Form(...), table: str = Form(...), source_value: str = Form(...),

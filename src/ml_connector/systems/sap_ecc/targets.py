@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ml_connector.core.flow import Outcome, Report, RunContext, Target
+from ml_connector.core.flow import Outcome, Report, RunContext, Target, Verdict
 from ml_connector.core.ledger import Change
 from ml_connector.core.outbox import Entry
 from ml_connector.systems.sap_ecc.posting import (
@@ -20,6 +20,7 @@ from ml_connector.systems.sap_ecc.posting import (
     OutcomeUnknownError,
     PostingError,
     VendorInvoice,
+    build_acc_document,
     document_xblnr,
     fiscal_year_of,
 )
@@ -129,6 +130,39 @@ class VendorInvoiceTarget(Target):
             return f"SAP check (BAPI_ACC_DOCUMENT_CHECK): SAP would REFUSE it: {exc}"
         except Exception as exc:  # the preview must not break the listing
             return f"SAP check not possible: {type(exc).__name__}: {exc}"
+
+
+    def scope(self, payload: dict[str, Any]) -> str | None:
+        """The company code (BUKRS) the invoice is posted in."""
+        try:
+            return self.invoice_of(payload).company_code
+        except NotPostable:
+            return None
+
+    def document(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The BAPI_ACC_DOCUMENT_POST parameters SAP will receive (header, vendor and G/L items, amounts)."""
+        try:
+            return build_acc_document(self.invoice_of(payload))
+        except NotPostable as exc:
+            return {"not_postable": str(exc), "payload": payload}
+
+    def check(self, ctx: RunContext, payload: dict[str, Any]) -> Verdict | None:
+        """SAP's own verdict (BAPI_ACC_DOCUMENT_CHECK, writes nothing), after the BKPF lookup by XBLNR."""
+        by = "BAPI_ACC_DOCUMENT_CHECK"
+        try:
+            inv = self.invoice_of(payload)
+        except NotPostable as exc:
+            return Verdict(False, [f"Not sent to SAP: {exc}"], "mapping")
+        poster = self.poster(ctx)
+        ref = poster.find_posted(inv.company_code, document_xblnr(inv), fiscal_year_of(inv))
+        if ref is not None:
+            return Verdict(True, [f"Already posted in SAP as {ref.belnr}/{ref.bukrs}/{ref.gjahr}: approving "
+                                  "records it, nothing is posted twice"], "BKPF lookup by XBLNR")
+        try:
+            messages = poster.check(inv)
+        except PostingError as exc:
+            return Verdict(False, [str(m) for m in exc.causes] or [str(exc)], by)
+        return Verdict(True, [str(m) for m in messages] or ["SAP would accept the document"], by)
 
 
 #: What a flow does after a status change is known to be in SAP (e.g. report the payment to the source).
