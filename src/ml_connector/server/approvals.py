@@ -54,7 +54,7 @@ def approvals_api(rt: Any, admin_dep: list[Any]) -> APIRouter:
     def approve(req: Ids, request: Request) -> dict[str, Any]:
         try:
             moved, tally = approval.approve(rt, req.ids, api_actor(request))
-        except RuntimeError as exc:
+        except Exception as exc:  # no worker to send them: they stay approved, and approving again sends them
             raise HTTPException(503, f"approved; sending could not start: {redact(str(exc))[:300]}") from None
         return {"approved": moved, "outcome": tally}
 

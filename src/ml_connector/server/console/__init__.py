@@ -310,7 +310,7 @@ def console_router(rt: Any) -> APIRouter:
             return back("/approvals", "Choose a record to approve.")
         try:
             moved, tally = approval.approve(rt, ids, session.user.username)
-        except RuntimeError as exc:
+        except Exception as exc:  # no worker to send them: they stay approved, and approving again sends them
             return back("/approvals", f"Approved; sending could not start: {redact(str(exc))[:300]}")
         return back("/approvals", f"Approved {len(moved)} record(s); sent: "
                     + (", ".join(f"{k} {v}" for k, v in sorted(tally.items())) or "nothing"))

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 
-from ml_connector.core import outbox
+from ml_connector.core import approval, outbox
 from ml_connector.core.models import AuditRow, OutboxRow, RecordRow, RunRow
 from ml_connector.core.redact import redact
 from ml_connector.server.console.catalogue import Cause, classify
@@ -117,6 +117,10 @@ def overview(rt: Any) -> tuple[list[FlowView], list[Attention]]:
             if view.parked:
                 attention.append(Attention(f"{view.parked} record(s) of {name} wait for a mapping",
                                            f"inbox?flow={name}"))
+            waiting = approval.waiting_count(s, name)
+            if waiting:
+                attention.append(Attention(f"{waiting} record(s) of {name} wait for approval",
+                                           f"approvals?flow={name}"))
         for agent in agents(s):
             if agent["state"] == "offline":
                 attention.append(Attention(f"Agent {agent['name'] or agent['id']} ({agent['site']}) is offline",
