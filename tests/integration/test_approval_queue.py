@@ -17,7 +17,7 @@ from ml_connector.sandbox import SandboxHandle
 from ml_connector.systems.sap_ecc.posting import xblnr_for
 from tests.support import make_env, stop, wait_healthy
 from tests.support.approvals import console_session, vendor_blocked, with_approval
-from tests.support.bills import add_bill, postable_vendor, ramp_bill, sap_documents
+from tests.support.bills import add_bill, postable_vendor, ramp_bill, sap_documents, sap_lines
 from tests.support.browser import sync_via_api
 from tests.support.sandboxes import running_sandboxes
 
@@ -46,7 +46,7 @@ def test_bills_wait_for_approval_with_sap_verdict_post_once_when_approved_never_
     bills = [add_bill(env, v, [{"amount": amount, "memo": "Paper", "gl_account": "0000600000",
                                 "cost_center": "0000001000"}], invoice_number=f"INV-A{n}",
                          allow_unknown=True)
-             for n, amount in enumerate(("10.00", "20.00", "30.00"))]
+             for n, amount in enumerate(("10.00", "20.00", "30.00", "40.00"))]
     base = env.serve_on_free_port()
     proc = env.popen("run")
     try:
@@ -63,11 +63,11 @@ def test_bills_wait_for_approval_with_sap_verdict_post_once_when_approved_never_
         assert first["accepted"] is False and first["checked_by"] == "BAPI_ACC_DOCUMENT_CHECK"
         assert any("F5 351" in m for m in first["messages"]), first["messages"]  # vendor blocked
         runs = httpx.get(f"{base}/api/runs?flow={FLOW}", timeout=30).json()
-        assert any(r["counts"].get("awaiting_approval") == 3 for r in runs if r["stream"] == "bills")
+        assert any(r["counts"].get("awaiting_approval") == 4 for r in runs if r["stream"] == "bills")
 
-        # The vendor is unblocked: the operator asks SAP again; SAP would accept all three now.
+        # The vendor is unblocked: the operator asks SAP again; SAP would accept all four now.
         ids = [queue[b["id"]]["id"] for b in bills]
-        assert httpx.post(f"{base}/api/approvals/check", json={"ids": ids}, timeout=60).json() == {"checked": 3}
+        assert httpx.post(f"{base}/api/approvals/check", json={"ids": ids}, timeout=60).json() == {"checked": 4}
         queue = _queue(base)
         assert all(queue[b["id"]]["accepted"] is True for b in bills), queue
 
@@ -94,10 +94,23 @@ def test_bills_wait_for_approval_with_sap_verdict_post_once_when_approved_never_
         journey = otto.get(f"/journey?q={bills[1]['id']}").text
         assert "approval.rejected" in journey and "duplicate of INV-7" in journey
 
+        # Approved while the vendor is blocked again: SAP refuses the posting (failed, in the inbox). The cause is
+        # in the data: the operator recodes the bill to another vendor on the record's page and retries it.
+        with vendor_blocked(sandboxes, v):
+            resp = httpx.post(f"{base}/api/approvals/approve", json={"ids": [ids[3]]}, timeout=120).json()
+        assert resp["outcome"] == {"failed": 1}, resp
+        other = postable_vendor(sandboxes, 1)
+        resp = otto.post(f"/inbox/record/{ids[3]}/edit", data={"csrf": csrf, "field": "vendor", "value": other,
+                                                               "retry": "1"}, follow_redirects=True)
+        assert "vendor changed and retried: posted 1" in resp.text, resp.text[-2000:]
+        [doc] = sap_documents(sandboxes, bills[3]["id"])
+        assert [r["LIFNR"] for r in sap_lines(sandboxes, doc) if r["KOART"] == "K"] == [other]
+        assert f"changed <code>vendor</code> from “{v}” to “{other}”" in resp.text
+
         # The next poll stages nothing again: the rejected bill is never posted, nothing is queued twice.
         sync_via_api(base, FLOW)
         assert sap_documents(sandboxes, bills[1]["id"]) == []
         assert _queue(base) == {}
-        assert [len(sap_documents(sandboxes, b["id"])) for b in bills] == [1, 0, 1]
+        assert [len(sap_documents(sandboxes, b["id"])) for b in bills] == [1, 0, 1, 1]
     finally:
         stop(proc)

@@ -1129,7 +1129,9 @@ def progress(run_id: str) -> dict[str, Any]:
 
 def replay(ids: list[int]) -> dict[str, int]:
     """Replay outbox entries (in this process, or by the worker when one runs) and wait for it."""
-    wid = f"replay:{min(ids)}-{max(ids)}:{len(ids)}:{int(time.time())}"
+    # Milliseconds: two replays of the same entries within one second (an approval that failed, then the
+    # operator's edit and retry) are two workflows, not the first one's result handed back again.
+    wid = f"replay:{min(ids)}-{max(ids)}:{len(ids)}:{int(time.time() * 1000)}"
     _enqueue(REPLAY_QUEUE, REPLAY_WORKFLOW, wid, ids)
     return dict(_await(wid))
 

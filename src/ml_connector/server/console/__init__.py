@@ -337,26 +337,127 @@ def console_router(rt: Any) -> APIRouter:
             return back("/approvals", f"The check could not be made: {redact(str(exc))[:300]}")
         return back("/approvals", f"Asked the target again about {n} record(s).")
 
+    # ---------------------------------------------------------------- one record: edit and retry, assign, notes
+
+    @router.get("/inbox/record/{entry_id}")
+    def record_page(entry_id: int, request: Request, session: Session = Depends(viewer)) -> HTMLResponse:
+        from ml_connector.core import record_work
+        from ml_connector.core.models import OutboxRow
+        from ml_connector.server.console.catalogue import classify
+        from ml_connector.server.console.users import list_users
+
+        with db.read() as s:
+            row = s.get(OutboxRow, entry_id)
+            if row is None:
+                return render("notfound.html", request, session, status=404, page="inbox",
+                              what=f"record #{entry_id}")
+            work = record_work.work_of(s, [row])[row.id]
+            s.expunge(row)
+        return render("record.html", request, session, page="inbox", r=row, work=work,
+                      cause=classify(row.state, row.parked_on, row.last_error),
+                      fields=list(record_work.fields(row.payload)),
+                      editable=row.state in record_work.EDITABLE_STATES,
+                      people=[u["username"] for u in list_users(db) if u["state"] == "active"])
+
+    @router.post("/inbox/record/{entry_id}/edit")
+    def record_edit(entry_id: int, request: Request, field: str = Form(""), value: str = Form(""),
+                    retry: str = Form(""), session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import engine, record_work
+
+        here = f"/inbox/record/{entry_id}"
+        try:
+            with db.session() as s:
+                record_work.edit(s, entry_id, field, value, user=session.user.username)
+        except record_work.EditError as exc:
+            return back(here, f"Not changed: {exc}")
+        if not retry:
+            return back(here, f"{field} changed; the record waits for a retry.")
+        try:
+            tally = engine.replay([entry_id])
+        except Exception as exc:  # no worker to run it: the edit is kept; retry from the inbox
+            return back(here, f"{field} changed; the retry could not start: {redact(str(exc))[:300]}")
+        return back(here, f"{field} changed and retried: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+
+    @router.post("/inbox/record/{entry_id}/assign")
+    def record_assign(entry_id: int, request: Request, assignee: str = Form(""),
+                      session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import record_work
+        from ml_connector.server.console.users import list_users
+
+        here = f"/inbox/record/{entry_id}"
+        if assignee and assignee not in {str(u["username"]) for u in list_users(db) if u["state"] == "active"}:
+            return back(here, "Choose a person who can log in to the console.")
+        with db.session() as s:
+            n = record_work.assign(s, [entry_id], assignee, user=session.user.username)
+        if not n:
+            return back("/inbox", f"No record #{entry_id}.")
+        return back(here, f"Assigned to {assignee}." if assignee else "Assigned to nobody.")
+
+    @router.post("/inbox/record/{entry_id}/note")
+    def record_note(entry_id: int, request: Request, note: str = Form(""),
+                    session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import record_work
+
+        here = f"/inbox/record/{entry_id}"
+        note = note.strip()
+        if not note or len(note) > 2000:
+            return back(here, "Write a note (at most 2000 characters).")
+        with db.session() as s:
+            if not record_work.note(s, entry_id, note, user=session.user.username):
+                return back("/inbox", f"No record #{entry_id}.")
+        return back(here, "Note added.")
+
+    def save_mapping(flow: str, table: str, source_value: str, target_value: str, user: str,
+                     to: str) -> Response:
+        """Save a mapping and resume the parked records it unblocks (the inbox and the mapping editor)."""
+        from ml_connector.core import engine, mapping
+
+        target_value, source_value, table = target_value.strip(), source_value.strip(), table.strip()
+        if flow not in rt.config.flows:
+            return back(to, f"No flow named {flow}.")
+        if not table or not source_value or len(table) > 100 or len(source_value) > 200:
+            return back(to, "Name the table and the source value (at most 100 and 200 characters).")
+        if not target_value or len(target_value) > 200:
+            return back(to, "Enter the value the target system uses (at most 200 characters).")
+        with db.session() as s:
+            waiting = mapping.put(s, flow, table, source_value, target_value, actor=user)
+        if not waiting:
+            return back(to, f"Mapping {table}: {source_value} → {target_value} saved.")
+        try:
+            tally = engine.replay(waiting)
+        except Exception as exc:  # no worker to run it: the mapping is kept; the next run resumes them
+            return back(to, f"Mapping saved; resuming the records failed: {redact(str(exc))[:300]}")
+        return back(to, f"Mapping {table}: {source_value} → {target_value} saved; resumed {len(waiting)} "
+                    "record(s): " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+
     @router.post("/inbox/mapping")
     def set_mapping(request: Request, flow: str = Form(...), table: str = Form(...), source_value: str = Form(...),
                     target_value: str = Form(...), session: Session = Depends(posted("operator"))) -> Response:
-        from ml_connector.core import engine, mapping
+        return save_mapping(flow, table, source_value, target_value, session.user.username, "/inbox")
 
-        target_value = target_value.strip()
-        if flow not in rt.config.flows:
-            return back("/inbox", f"No flow named {flow}.")
-        if not target_value or len(target_value) > 200:
-            return back("/inbox", "Enter the value the target system uses (at most 200 characters).")
+    @router.get("/mappings")
+    def mappings_page(request: Request, flow: str = "", session: Session = Depends(viewer)) -> HTMLResponse:
+        chosen = flow if flow in rt.config.flows else next(iter(rt.config.flows), "")
+        return render("mappings.html", request, session, page="mappings", flow=chosen, flows=list(rt.config.flows),
+                      tables=queries.mapping_tables(rt, chosen) if chosen else [])
+
+    @router.post("/mappings/set")
+    def mappings_set(request: Request, flow: str = Form(""), table: str = Form(""), source_value: str = Form(""),
+                     target_value: str = Form(""), session: Session = Depends(posted("operator"))) -> Response:
+        return save_mapping(flow, table, source_value, target_value, session.user.username,
+                            f"/mappings?flow={quote(flow)}")
+
+    @router.post("/mappings/remove")
+    def mappings_remove(request: Request, flow: str = Form(""), table: str = Form(""), source_value: str = Form(""),
+                        session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import mapping
+
+        to = f"/mappings?flow={quote(flow)}"
         with db.session() as s:
-            waiting = mapping.put(s, flow, table, source_value, target_value, actor=session.user.username)
-        if not waiting:
-            return back("/inbox", f"Mapping {table}: {source_value} → {target_value} saved.")
-        try:
-            tally = engine.replay(waiting)
-        except RuntimeError as exc:
-            return back("/inbox", f"Mapping saved; resuming the records failed: {redact(str(exc))[:300]}")
-        return back("/inbox", f"Mapping {table}: {source_value} → {target_value} saved; resumed {len(waiting)} "
-                    "record(s): " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+            if mapping.get(s, flow, table, source_value) is None:
+                return back(to, f"No mapping {table}: {source_value} in {flow}.")
+            mapping.remove(s, flow, table, source_value, actor=session.user.username)
+        return back(to, f"Mapping {table}: {source_value} removed; records that need it wait again.")
 
     @router.get("/connections")
     def connections_page(request: Request, session: Session = Depends(viewer)) -> HTMLResponse:

@@ -3,6 +3,7 @@ outbox, audit, agents): no page knows a system or a flow by name."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,10 +11,12 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 
-from ml_connector.core import approval, outbox
+from ml_connector.core import approval, outbox, record_work
 from ml_connector.core.models import AuditRow, OutboxRow, RecordRow, RunRow
 from ml_connector.core.redact import redact
 from ml_connector.server.console.catalogue import Cause, classify
+
+log = logging.getLogger(__name__)
 
 FAILED_STATES = ("failed", "uncertain")
 
@@ -223,17 +226,23 @@ def journey(rt: Any, query: str) -> Journey:
 class InboxGroup:
     cause: Cause
     rows: list[OutboxRow]
+    #: outbox id → the person it is assigned to (core/record_work.py)
+    assignees: dict[int, str] = field(default_factory=dict)
 
 
 def inbox(rt: Any, flow: str | None = None) -> list[InboxGroup]:
     """Failed, uncertain, stale in-flight and parked records, grouped by what blocks them."""
     with rt.db.read() as s:
         rows = outbox.failures(s, flow=flow, limit=2000) + outbox.parked(s, flow=flow, limit=2000)
+        work = record_work.work_of(s, rows)
     groups: dict[str, InboxGroup] = {}
     for r in rows:
         cause = classify(r.state, r.parked_on, r.last_error)
         key = f"{cause.key}|{r.flow}" if cause.mapping else cause.key
-        groups.setdefault(key, InboxGroup(cause, [])).rows.append(r)
+        g = groups.setdefault(key, InboxGroup(cause, []))
+        g.rows.append(r)
+        if work[r.id].assignee:
+            g.assignees[r.id] = work[r.id].assignee
     return sorted(groups.values(), key=lambda g: (-len(g.rows), g.cause.title))
 
 
@@ -262,3 +271,38 @@ def connection_secrets(cfg: Any) -> list[tuple[str, str]]:
 
     walk(data, "")
     return out
+
+
+@dataclass
+class MappingTable:
+    flow: str
+    name: str
+    values: list[tuple[str, str]]
+    #: source values records are parked on (no mapping yet), with how many records wait for each
+    waiting: list[tuple[str, int]]
+
+
+def mapping_tables(rt: Any, flow: str) -> list[MappingTable]:
+    """The mapping tables of a flow: those its streams read and those holding values, with the values
+    that parked records wait for."""
+    from ml_connector.core.models import MappingRow
+
+    names: set[str] = set()
+    try:
+        for st in rt.flow(flow).streams().values():
+            names.update(st.mapping_tables)
+    except Exception:  # a flow that cannot be built here still shows its stored tables
+        log.warning("mapping tables of flow %s: its streams could not be built", flow, exc_info=True)
+    with rt.db.read() as s:
+        stored: dict[str, list[tuple[str, str]]] = {}
+        for r in s.scalars(select(MappingRow).where(MappingRow.flow == flow)
+                           .order_by(MappingRow.table, MappingRow.source_value)):
+            stored.setdefault(r.table, []).append((r.source_value, r.target_value))
+        waits: dict[str, dict[str, int]] = {}
+        for parked_on, n in s.execute(select(OutboxRow.parked_on, func.count()).where(
+                OutboxRow.flow == flow, OutboxRow.state == "parked").group_by(OutboxRow.parked_on)):
+            table, sep, value = str(parked_on or "").partition(":")
+            if sep and table in names | set(stored):
+                waits.setdefault(table, {})[value] = int(n)
+    return [MappingTable(flow, name, stored.get(name, []), sorted(waits.get(name, {}).items()))
+            for name in sorted(names | set(stored))]
