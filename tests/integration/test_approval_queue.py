@@ -35,6 +35,7 @@ def _queue(base: str) -> dict[str, dict]:
     return {i["record"]: i for i in httpx.get(f"{base}/api/approvals", timeout=30).json()}
 
 
+@pytest.mark.slow
 def test_bills_wait_for_approval_with_sap_verdict_post_once_when_approved_never_when_rejected(
         tmp_path: Path, sandboxes) -> None:
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url)

@@ -229,7 +229,11 @@ def console_router(rt: Any) -> APIRouter:
     @router.get("/")
     def overview_page(request: Request, session: Session = Depends(viewer)) -> HTMLResponse:
         flows, attention = queries.overview(rt)
-        return render("overview.html", request, session, page="overview", flows=flows, attention=attention)
+        budgets = queries.budgets(rt)
+        attention += [queries.Attention(f"API budget of {b.provider} ({b.key}) is {b.used}/{b.limit} used: calls "
+                                        "will wait for the window to free up", "#budgets-h") for b in budgets if b.low]
+        return render("overview.html", request, session, page="overview", flows=flows, attention=attention,
+                      budgets=budgets)
 
     @router.get("/runs")
     def runs_page(request: Request, flow: str | None = None, session: Session = Depends(viewer)) -> HTMLResponse:

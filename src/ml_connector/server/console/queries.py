@@ -306,3 +306,33 @@ def mapping_tables(rt: Any, flow: str) -> list[MappingTable]:
                 waits.setdefault(table, {})[value] = int(n)
     return [MappingTable(flow, name, stored.get(name, []), sorted(waits.get(name, {}).items()))
             for name in sorted(names | set(stored))]
+
+
+@dataclass
+class BudgetView:
+    provider: str
+    key: str
+    used: int
+    limit: int
+    low: bool  # used beyond alerts.budget_threshold (the `budget.low` alert's figure)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.used / self.limit) if self.limit else 0
+
+
+def budgets(rt: Any) -> list[BudgetView]:
+    """Each provider's API rate budget and how much of its current window is used: shared through the
+    database on Postgres (every worker's calls), this process's otherwise (SQLite: one worker)."""
+    from ml_connector.core import ratelimit
+
+    alerts_cfg = getattr(rt.config, "alerts", None)
+    threshold = float(getattr(alerts_cfg, "budget_threshold", 0.9)) if alerts_cfg is not None else 0.9
+    try:
+        found = ratelimit.usage(ratelimit.budgets_for(rt.db))
+    except Exception:  # the page still shows the rest
+        log.warning("could not read the rate budgets", exc_info=True)
+        return []
+    # A limit of 1 is a pacing spacer (one call per short gap), not a budget that runs out.
+    return sorted((BudgetView(p, redact(k), used, limit, used >= threshold * limit)
+                   for p, k, used, limit in found if limit > 1), key=lambda b: (b.provider, b.key))
