@@ -7,6 +7,7 @@ console's forms."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,6 +93,11 @@ def test_bills_wait_for_approval_with_sap_verdict_post_once_when_approved_never_
         resp = otto.post("/approvals/approve", data={"csrf": csrf, "ids": [ids[2]]}, follow_redirects=True)
         assert "Approved 1 record(s); sent: posted 1" in resp.text
         assert len(sap_documents(sandboxes, bills[2]["id"])) == 1
+        # The run's page counts the calls it made to each system (reading Ramp, SAP's checks).
+        bills_run = next(r for r in runs if r["stream"] == "bills")
+        run_page = otto.get(f"/runs/{bills_run['run_id']}").text
+        made = dict(re.findall(r'<tr><td>(\w+)</td><td class="num">(\d+)</td></tr>', run_page))
+        assert int(made["ramp"]) >= 1 and int(made["sap_ecc"]) >= 4, made  # 4 checks (+ lookups)
         journey = otto.get(f"/journey?q={bills[1]['id']}").text
         assert "approval.rejected" in journey and "duplicate of INV-7" in journey
 

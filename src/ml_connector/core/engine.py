@@ -36,7 +36,7 @@ from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, SetEnqueueOptions, Set
 from sqlalchemy import and_, func, or_, select, update
 
 from ml_connector import __version__
-from ml_connector.core import approval, audit, flow_pause, ledger, outbox, worker_lock
+from ml_connector.core import approval, audit, calls, flow_pause, ledger, outbox, worker_lock
 from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, Stream, load_pair
@@ -509,6 +509,14 @@ def _outbox_rows(sess: Any, ids: list[int], *where: Any) -> list[OutboxRow]:
 @DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=_retry_interval(1.0),
            backoff_rate=2.0, should_retry=should_retry)
 def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
+    with calls.counting() as tally:  # the calls this page makes, kept per run (core/calls.py)
+        try:
+            return _read_and_stage(flow, stream, mode, run_id)
+        finally:
+            calls.record(runtime().db, tally, flow=flow, stream=stream, run_id=run_id, step="page")
+
+
+def _read_and_stage(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     ctx, s = _ctx(flow, stream, run_id, mode)
     rt = ctx.runtime
     with rt.db.read() as sess:  # committed state, no write lock (the page is staged below, in one)
@@ -656,9 +664,13 @@ def _deliver_step(flow: str, stream: str, run_id: str, batch: int) -> dict[str, 
         entries = outbox.batch_entries(sess, run_id, batch)
         waiting = approval.waiting_ids(sess, run_id, batch)
     ctx, s = _ctx(flow, stream, run_id, mode)
-    if waiting:  # records held for approval: the target's verdict for the approval queue (writes nothing)
-        approval.check_entries(ctx, s, waiting)
-    return deliver_entries(ctx, s, entries)
+    with calls.counting() as tally:  # the calls this delivery makes, kept per run (core/calls.py)
+        try:
+            if waiting:  # records held for approval: the target's verdict for the approval queue (writes nothing)
+                approval.check_entries(ctx, s, waiting)
+            return deliver_entries(ctx, s, entries)
+        finally:
+            calls.record(rt.db, tally, flow=flow, stream=stream, run_id=run_id, step="deliver")
 
 
 def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> dict[str, int]:

@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from ml_connector.core import calls
 from ml_connector.core.providers import AuthFacts, ProviderFacts, RetryFacts
 from ml_connector.core.ratelimit import WindowLimiter
 from ml_connector.core.tokens import Token, TokenStore
@@ -213,6 +214,7 @@ class RetryTransport(httpx.BaseTransport):
             if self.limiter is not None:
                 self.limiter.acquire()
             self.stats.add("requests")
+            calls.note(request.url.netloc.decode("ascii", "replace"))  # the run's calls (core/calls.py)
             try:
                 resp = self.inner.handle_request(request)
             except httpx.TransportError as exc:

@@ -158,6 +158,15 @@ def run_detail(rt: Any, run_id: str) -> tuple[RunRow | None, list[AuditRow], dic
         return row, events, outbox.counts(s, run_id=run_id)
 
 
+def run_calls(rt: Any, run_id: str) -> dict[str, int]:
+    """The calls a run made, per system (its `run.calls` events, core/calls.py)."""
+    from ml_connector.core import calls
+
+    with rt.db.read() as s:
+        events = list(s.scalars(select(AuditRow).where(AuditRow.run_id == run_id, AuditRow.event == "run.calls")))
+    return calls.totals(events, rt.config.connections)
+
+
 def duration(row: RunRow) -> str:
     if row.finished_at is None:
         return "running"
