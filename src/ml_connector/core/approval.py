@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ml_connector.core import audit
+from ml_connector.core import audit, jsonlog
 from ml_connector.core.db import in_chunks
 from ml_connector.core.flow import RunContext, Stream, Target, Verdict
 from ml_connector.core.models import AuditRow, OutboxRow, utcnow
@@ -81,7 +81,8 @@ def check_entries(ctx: RunContext, stream: Stream, ids: list[int], *, user: str 
                 for r in s.scalars(select(OutboxRow).where(OutboxRow.id.in_(chunk), OutboxRow.state == WAITING))]
     done = 0
     for eid, key, payload in rows:  # one call each, outside any transaction (the target may be slow)
-        v = verdict_of(ctx, stream.target, payload)
+        with jsonlog.correlate(flow=ctx.flow, stream=ctx.stream, record=f"{ctx.flow}:{key}"):
+            v = verdict_of(ctx, stream.target, payload)
         if v is None:
             continue
         done += 1

@@ -36,7 +36,7 @@ from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, SetEnqueueOptions, Set
 from sqlalchemy import and_, func, or_, select, update
 
 from ml_connector import __version__
-from ml_connector.core import approval, audit, calls, flow_pause, ledger, outbox, worker_lock
+from ml_connector.core import approval, audit, calls, flow_pause, jsonlog, ledger, outbox, worker_lock
 from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, Stream, load_pair
@@ -509,7 +509,8 @@ def _outbox_rows(sess: Any, ids: list[int], *where: Any) -> list[OutboxRow]:
 @DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=_retry_interval(1.0),
            backoff_rate=2.0, should_retry=should_retry)
 def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
-    with calls.counting() as tally:  # the calls this page makes, kept per run (core/calls.py)
+    with calls.counting() as tally, jsonlog.correlate(flow=flow, stream=stream):
+        # the calls this page makes are kept per run (core/calls.py); its log lines name the flow and stream
         try:
             return _read_and_stage(flow, stream, mode, run_id)
         finally:
@@ -529,7 +530,8 @@ def _read_and_stage(flow: str, stream: str, mode: str, run_id: str) -> dict[str,
     desired: list[ledger.Desired] = []
     parked: list[ledger.Parked] = []
     for key, rec in page.records:
-        m = s.map(ctx, key, rec)
+        with jsonlog.correlate(record=f"{flow}:{key}"):  # a log line about this record names it
+            m = s.map(ctx, key, rec)
         if isinstance(m, ledger.Parked):
             parked.append(m)
         else:
@@ -664,7 +666,8 @@ def _deliver_step(flow: str, stream: str, run_id: str, batch: int) -> dict[str, 
         entries = outbox.batch_entries(sess, run_id, batch)
         waiting = approval.waiting_ids(sess, run_id, batch)
     ctx, s = _ctx(flow, stream, run_id, mode)
-    with calls.counting() as tally:  # the calls this delivery makes, kept per run (core/calls.py)
+    with calls.counting() as tally, jsonlog.correlate(flow=flow, stream=stream):
+        # the calls this delivery makes are kept per run (core/calls.py); its log lines name the flow and stream
         try:
             if waiting:  # records held for approval: the target's verdict for the approval queue (writes nothing)
                 approval.check_entries(ctx, s, waiting)
@@ -851,7 +854,9 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
                 reported.discard(e.id)
             if not chunk:
                 continue
-            target.write(ctx, chunk, report)
+            # One record per call (a posting target): the target's log lines about it name the record.
+            with jsonlog.correlate(record=f"{ctx.flow}:{chunk[0].source_key}" if len(chunk) == 1 else None):
+                target.write(ctx, chunk, report)
             # A target that returned without an answer for an entry leaves it in doubt, visibly.
             report([Outcome(e.id, "uncertain", error="the target reported no outcome for this record")
                     for e in chunk if e.id not in reported])

@@ -9,6 +9,7 @@ with its user. Reading works without JavaScript; htmx only refreshes parts of a 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -87,7 +88,10 @@ def _env() -> Environment:
     env.filters["ago"] = _ago
     env.filters["when"] = _when
     env.filters["redact"] = lambda text: redact(str(text)) if text else ""
+    env.filters["digest"] = lambda body: audit.digest(body) or ""
+    env.filters["body"] = lambda body: redact(json.dumps(body, indent=2, sort_keys=True, default=str))
     env.filters["duration"] = queries.duration
+    env.filters["epoch"] = lambda ts: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(ts))) if ts else ""
     env.globals["allows"] = allows
     env.globals["version"] = __version__
     from ml_connector.core.reconcile import KINDS
@@ -471,7 +475,8 @@ def console_router(rt: Any) -> APIRouter:
             secrets_ = [(setting, secret, rt.vault.exists(secret)) for setting, secret in
                         queries.connection_secrets(cfg)]
             conns.append({"name": name, "type": cfg.type, "secrets": secrets_})
-        return render("connections.html", request, session, page="connections", connections=conns)
+        return render("connections.html", request, session, page="connections", connections=conns,
+                      health=queries.token_health(rt))
 
     @router.post("/connections/{name}/ping")
     def ping(name: str, request: Request, session: Session = Depends(posted("operator"))) -> Response:

@@ -345,3 +345,47 @@ def budgets(rt: Any) -> list[BudgetView]:
     # A limit of 1 is a pacing spacer (one call per short gap), not a budget that runs out.
     return sorted((BudgetView(p, redact(k), used, limit, used >= threshold * limit)
                    for p, k, used, limit in found if limit > 1), key=lambda b: (b.provider, b.key))
+
+
+@dataclass
+class TokenHealth:
+    """A connection's token or session as the platform holds it, and its latest token events."""
+
+    tokens: list[dict[str, Any]] = field(default_factory=list)  # kind, expires_at, refreshed_at, refreshes
+    last_event: AuditRow | None = None
+    last_failure: AuditRow | None = None
+
+
+#: How many recent token events the connections page reads (the latest per connection is among them).
+TOKEN_EVENTS_READ = 2000
+
+
+def token_health(rt: Any) -> dict[str, TokenHealth]:
+    """Per configured connection: its stored tokens or sessions (expiry, last refresh; never a value) and
+    its latest token event and refresh failure (the OAuth clients audit each)."""
+    from ml_connector.core.models import TokenRow
+
+    names = list(rt.config.connections)
+    out = {n: TokenHealth() for n in names}
+    with rt.db.read() as s:
+        for key, expires, refreshed, count in s.execute(select(
+                TokenRow.connection, TokenRow.expires_at, TokenRow.refreshed_at, TokenRow.refresh_count)):
+            parts = str(key).split(":")
+            # an OAuth token is kept under the connection's name, a session as <kind>:<connection>:<digest>
+            owner = key if key in out else next((p for p in parts[1:2] if p in out), None)
+            if owner is None:
+                continue
+            out[owner].tokens.append({"kind": parts[0] if owner != key else "OAuth token",
+                                      "expires_at": float(expires), "refreshed_at": refreshed,
+                                      "refreshes": int(count or 0), "expired": float(expires) < time.time()})
+        for ev in s.scalars(select(AuditRow).where(AuditRow.event.like("token.%"))
+                            .order_by(AuditRow.id.desc()).limit(TOKEN_EVENTS_READ)):
+            conn = str((ev.detail or {}).get("connection") or "")
+            h = out.get(conn)
+            if h is None:
+                continue
+            if h.last_event is None:
+                h.last_event = ev
+            if h.last_failure is None and ev.outcome == "failed":
+                h.last_failure = ev
+    return out
