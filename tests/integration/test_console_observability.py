@@ -12,6 +12,7 @@ import pytest
 
 from ml_connector.core import audit, ratelimit
 from ml_connector.core.models import OutboxRow, RunRow, TokenRow
+from ml_connector.server.agents.models import AgentRow
 from tests.support.console import ConsoleWorld, console_world, logged_in, stage_records
 
 
@@ -81,3 +82,20 @@ def test_connections_show_token_and_session_health_without_values(world: Console
     sap = page[page.index("<tr><td>sap_ecc</td>"):]
     sap = sap[:sap.index("</tr>")]
     assert "b1session: <span class=\"warn\">expired</span>" in sap and "Last token event: none" in sap
+
+
+def test_agents_page_shows_each_agents_reported_allow_list(world: ConsoleWorld) -> None:
+    with world.rt.db.session() as s:
+        s.add(AgentRow(id="agt_1", name="gw", site="plant-1", public_key="k", state="online",
+                       created_at=time.time(), last_seen_at=time.time()))
+        s.add(AgentRow(id="agt_2", name="gw2", site="plant-2", public_key="k2", state="online",
+                       created_at=time.time(), last_seen_at=time.time()))
+        audit.record(s, "agent.allow_list", source="agt_1", detail={"systems": {"erp": {
+            "type": "sap_ecc", "functions": ["RFC_PING", "BAPI_*"], "tables": ["LFA1", "SKA1"], "resources": []}}})
+    page = logged_in(world, "viv").get("/agents").text
+    agt1 = page[page.index("<code>agt_1</code>"):]
+    agt1 = agt1[:agt1.index("</tr>")]
+    assert "<strong>erp</strong> (sap_ecc):" in agt1
+    assert "functions <code>RFC_PING, BAPI_*</code>" in agt1 and "tables <code>LFA1, SKA1</code>" in agt1
+    agt2 = page[page.index("<code>agt_2</code>"):]
+    assert "not reported yet" in agt2[:agt2.index("</tr>")]

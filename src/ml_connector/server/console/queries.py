@@ -259,10 +259,20 @@ def agents(s: Any) -> list[dict[str, Any]]:
     from ml_connector.server.agents.models import AgentRow
 
     now = time.time()
+    rows = list(s.scalars(select(AgentRow).order_by(AgentRow.site, AgentRow.name)))
+    allow: dict[str, dict[str, Any]] = {}
+    if rows:
+        # The latest allow-list each agent reported (at its start): what it serves of each system.
+        for ev in s.scalars(select(AuditRow).where(AuditRow.event == "agent.allow_list",
+                                                   AuditRow.source.in_([a.id for a in rows])).order_by(AuditRow.id)):
+            systems = (ev.detail or {}).get("systems")
+            if isinstance(systems, dict):
+                allow[str(ev.source)] = {"systems": systems, "at": ev.at}
     return [{"id": a.id, "name": a.name, "site": a.site, "hostname": a.hostname, "version": a.version,
              "state": a.state, "last_seen": a.last_seen_at,
-             "ago": None if a.last_seen_at is None else max(0.0, now - a.last_seen_at)}
-            for a in s.scalars(select(AgentRow).order_by(AgentRow.site, AgentRow.name))]
+             "ago": None if a.last_seen_at is None else max(0.0, now - a.last_seen_at),
+             "allow": allow.get(a.id)}
+            for a in rows]
 
 
 def connection_secrets(cfg: Any) -> list[tuple[str, str]]:
