@@ -40,6 +40,12 @@ REJECTED = "rejected"
 CHECKED = "approval.checked"
 
 
+def flow_config(rt: Any, flow: str) -> Any:
+    """The configured flow (None for a runtime without a configuration, e.g. a test's)."""
+    flows = getattr(getattr(rt, "config", None), "flows", None)
+    return flows.get(flow) if flows is not None else None
+
+
 def applies(cfg: Any, stream: str, target: Target, payload: dict[str, Any]) -> bool:
     """Whether a change of `stream` (of the flow configured by `cfg`) with `payload` waits for approval."""
     rule = getattr(cfg, "approval", None)

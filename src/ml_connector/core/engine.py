@@ -556,7 +556,7 @@ def _read_and_stage(flow: str, stream: str, mode: str, run_id: str) -> dict[str,
                                                                 f"{c.op}:repair:{_short(run_id)}"),
                       "source_key": c.source_key, "op": c.op, "payload": c.payload,
                       "content_hash": c.content_hash, "target_id": c.target_id} for c in repairs]
-        approval.hold(ctx.runtime.flow(flow).cfg, s, rows)  # a flow's `approval`: these wait for a person
+        approval.hold(approval.flow_config(rt, flow), s, rows)  # a flow's `approval`: these wait for a person
         parked_rows = [{"idempotency_key": outbox.idempotency_key(flow, stream, p.source_key,
                                                                   ledger.content_hash(p.payload),
                                                                   "park:" + p.waits_for),
@@ -664,7 +664,8 @@ def _deliver_step(flow: str, stream: str, run_id: str, batch: int) -> dict[str, 
         run = sess.get(RunRow, run_id)
         mode = run.mode if run else "incremental"
         entries = outbox.batch_entries(sess, run_id, batch)
-        waiting = approval.waiting_ids(sess, run_id, batch)
+        held = getattr(approval.flow_config(rt, flow), "approval", None) is not None
+        waiting = approval.waiting_ids(sess, run_id, batch) if held else []
     ctx, s = _ctx(flow, stream, run_id, mode)
     with calls.counting() as tally, jsonlog.correlate(flow=flow, stream=stream):
         # the calls this delivery makes are kept per run (core/calls.py); its log lines name the flow and stream
@@ -1004,6 +1005,8 @@ def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, i
                   for r in _outbox_rows(sess, ids, OutboxRow.state == "parked")]
     mapped = [(eid, key, s.map(ctx, key, payload)) for eid, key, payload in parked]
     waiting: list[int] = []
+    cfg = approval.flow_config(ctx.runtime, ctx.flow)
+    rule = cfg if getattr(cfg, "approval", None) is not None else None  # a flow's `approval`: resumed ones wait
     with ctx.runtime.db.session() as sess:
         for eid, key, m in mapped:
             row = sess.get(OutboxRow, eid)
@@ -1019,7 +1022,7 @@ def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, i
                 continue
             c = changes[0]
             row.op, row.payload, row.content_hash = c.op, c.payload, c.content_hash
-            held = approval.applies(ctx.runtime.flow(ctx.flow).cfg, ctx.stream, s.target, c.payload)
+            held = rule is not None and approval.applies(rule, ctx.stream, s.target, c.payload)
             row.target_id, row.state, row.parked_on = c.target_id, approval.WAITING if held else "pending", None
             if held:
                 waiting.append(eid)
