@@ -13,7 +13,8 @@ import pytest
 from ml_connector.core import audit, ratelimit
 from ml_connector.core.models import OutboxRow, RunRow, TokenRow
 from ml_connector.server.agents.models import AgentRow
-from tests.support.console import ConsoleWorld, console_world, logged_in, stage_records
+from tests.support.console import ConsoleWorld, console_world, logged_in, page_csrf, stage_records
+from tests.support.databases import audit_rows
 
 
 @pytest.fixture()
@@ -99,3 +100,31 @@ def test_agents_page_shows_each_agents_reported_allow_list(world: ConsoleWorld) 
     assert "functions <code>RFC_PING, BAPI_*</code>" in agt1 and "tables <code>LFA1, SKA1</code>" in agt1
     agt2 = page[page.index("<code>agt_2</code>"):]
     assert "not reported yet" in agt2[:agt2.index("</tr>")]
+
+
+def test_admin_adds_a_connection_validated_before_the_file_is_written(world: ConsoleWorld) -> None:
+    ada = logged_in(world, "ada")
+    form = ada.get("/connections?add_type=ramp").text
+    assert "client_secret_secret: ramp_client_secret" in form  # the system's example to start from
+    before = world.rt.config_path.read_text(encoding="utf-8")
+    csrf = page_csrf(ada)
+    # a secret value in a plain field is refused, without echoing it; the file is unchanged
+    resp = ada.post("/connections/add", data={"csrf": csrf, "name": "ramp2", "type": "ramp", "settings":
+                                              "base_url: http://127.0.0.1:29\nauth: {client_id: c2, "
+                                              "client_secret: Plain-Secret-1}\n"})
+    assert "Not added" in resp.text and "Plain-Secret-1" not in resp.text
+    assert world.rt.config_path.read_text(encoding="utf-8") == before
+    assert "exists" in ada.post("/connections/add", data={"csrf": csrf, "name": "ramp", "type": "ramp",
+                                                          "settings": ""}).text
+    resp = ada.post("/connections/add", data={"csrf": csrf, "name": "ramp2", "type": "ramp", "settings":
+                                              "base_url: http://127.0.0.1:29\nauth: {client_id: c2, "
+                                              "client_secret_secret: ramp2_secret}\n"})
+    assert "Connection ramp2 added" in resp.text and "<tr><td>ramp2</td><td>ramp</td>" in resp.text
+    assert "ramp2_secret" in resp.text  # its credential can be entered now
+    assert "ramp2:" in world.rt.config_path.read_text(encoding="utf-8") and "ramp2" in world.rt.config.connections
+    [added] = audit_rows(world.rt.db, "console.connection.added")
+    assert added.detail == {"user": "ada", "connection": "ramp2", "type": "ramp"}
+    # an operator may not add one
+    otto = logged_in(world, "otto")
+    assert otto.post("/connections/add", data={"csrf": page_csrf(otto), "name": "x", "type": "ramp",
+                                               "settings": ""}).status_code == 403

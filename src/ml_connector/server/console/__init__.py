@@ -468,6 +468,22 @@ def console_router(rt: Any) -> APIRouter:
             mapping.remove(s, flow, table, source_value, actor=session.user.username)
         return back(to, f"Mapping {table}: {source_value} removed; records that need it wait again.")
 
+    @router.post("/connections/add")
+    def add_connection(request: Request, name: str = Form(""), type: str = Form(""), settings: str = Form(""),
+                       session: Session = Depends(posted("admin"))) -> Response:
+        """A new connection in the configuration file (validated first); its credentials come next."""
+        from ml_connector.server.console.connections_add import add_connection
+
+        name = name.strip()
+        try:
+            add_connection(rt, name, type.strip(), settings)
+        except ValueError as exc:
+            return back(f"/connections?add_type={quote(type.strip())}", str(exc))
+        with db.session() as s:
+            audit.record(s, "console.connection.added", target=name,
+                         detail={"user": session.user.username, "connection": name, "type": type.strip()})
+        return back("/connections", f"Connection {name} added. Enter its credentials below, then test it.")
+
     @router.get("/connections")
     def connections_page(request: Request, session: Session = Depends(viewer)) -> HTMLResponse:
         conns = []
@@ -475,8 +491,14 @@ def console_router(rt: Any) -> APIRouter:
             secrets_ = [(setting, secret, rt.vault.exists(secret)) for setting, secret in
                         queries.connection_secrets(cfg)]
             conns.append({"name": name, "type": cfg.type, "secrets": secrets_})
+        from ml_connector.core import registry
+        from ml_connector.server.console.connections_add import example_settings
+
+        add_type = request.query_params.get("add_type", "")
+        types = sorted(e.name for e in registry.entries())
         return render("connections.html", request, session, page="connections", connections=conns,
-                      health=queries.token_health(rt))
+                      health=queries.token_health(rt), types=types, add_type=add_type if add_type in types else "",
+                      add_example=example_settings(add_type) if add_type in types else "")
 
     @router.post("/connections/{name}/ping")
     def ping(name: str, request: Request, session: Session = Depends(posted("operator"))) -> Response:
