@@ -1,6 +1,6 @@
 """Every process sees every worker's API budget use (issue 15): a budget used by one process (its own
 database engine) is read, with its limit, by another that never called through it: the console's
-overview and the `budget.low` alert sweep read the same shared figures."""
+overview, the `budget.low` alert sweep and /metrics read the same shared figures."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from ml_connector.core import conditions, ratelimit
 from ml_connector.core.db import Database
 from ml_connector.server.console import queries
+from ml_connector.server.console.metrics import PlatformCollector
 from tests.scaleout.conftest import PG
 
 pytestmark = [pytest.mark.scaleout,
@@ -45,3 +46,7 @@ def test_a_budget_used_by_a_worker_is_seen_with_its_limit_by_another_process(two
     alerts = conditions._budgets(rt, 0.8, time.time())
     assert list(alerts) == ["budget.low|ramp/client-1"]
     assert "9/10" in alerts["budget.low|ramp/client-1"].message
+    families = {f.name: f for f in PlatformCollector(rt).collect()}
+    assert {s.labels["budget"]: s.value for s in families["mlc_rate_budget_limit"].samples} == {
+        "ramp|client-1": 10, "ramp|client-1|spacing": 1}
+    assert {s.labels["budget"]: s.value for s in families["mlc_rate_budget_in_use"].samples}["ramp|client-1"] == 9
