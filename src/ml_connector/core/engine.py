@@ -530,8 +530,11 @@ def _read_and_stage(flow: str, stream: str, mode: str, run_id: str) -> dict[str,
     desired: list[ledger.Desired] = []
     parked: list[ledger.Parked] = []
     for key, rec in page.records:
-        with jsonlog.correlate(record=f"{flow}:{key}"):  # a log line about this record names it
+        named = jsonlog.RECORD.set(f"{flow}:{key}")  # a log line about this record names it
+        try:
             m = s.map(ctx, key, rec)
+        finally:
+            jsonlog.RECORD.reset(named)
         if isinstance(m, ledger.Parked):
             parked.append(m)
         else:
