@@ -271,6 +271,14 @@ def _mapping_table(value: Any) -> Any:
     return value
 
 
+class ApprovalConfig(_Model):
+    """Records of a flow that wait for a person's approval before they are written (core/approval.py)."""
+
+    streams: list[Name] = Field(default_factory=list, description="The streams whose records wait; empty: all")
+    company_codes: list[str] = Field(default_factory=list, description="Only records posted in these company "
+                                     "codes (the target's scope) wait; empty: every record of those streams")
+
+
 class FlowConfig(_Model):
     pair: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = Field(
         description="The flow module flows/<pair>.py (a module of ml_connector.flows, or one a package declares)"
@@ -282,9 +290,19 @@ class FlowConfig(_Model):
     pause_after: int | None = Field(default=None, ge=1, description="Pause the flow after this many failed "
                                     "runs in a row (a warning alert one run before); `ml-connector resume` ends it")
     options: dict[str, Any] = Field(default_factory=dict)
+    approval: ApprovalConfig | None = Field(default=None, description="Approval before posting: the records "
+                                            "wait in the console's approval queue with the target's verdict")
     mappings: dict[str, Annotated[dict[str, str], BeforeValidator(_mapping_table)]] = Field(
         default_factory=dict
     )
+
+    @model_validator(mode="after")
+    def _approval_streams(self) -> FlowConfig:
+        unknown = [s for s in (self.approval.streams if self.approval else []) if s not in self.streams]
+        if unknown:
+            raise ValueError(f"approval.streams names {', '.join(unknown)}, not a stream of this flow "
+                             f"(streams: {', '.join(self.streams)})")
+        return self
 
 
 # --------------------------------------------------------------------------- alerts

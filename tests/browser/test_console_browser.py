@@ -1,8 +1,9 @@
 """The console in a real browser (issue 15): an admin logs in, sees the records that failed because Ramp
 refused the credential, enters the right credential (write-only), tests the connection, replays the
 records and finds them posted; then a Ramp bill parked on a missing entity mapping posts to SAP once the
-mapping is saved in the inbox. The control plane runs as `ml-connector run` (worker and HTTP server in a
-subprocess) against the sandboxes on loopback; screenshots are kept in test-artifacts/."""
+mapping is saved in the inbox; then a new connection is added, its credential entered and pinged. The
+control plane runs as `ml-connector run` (worker and HTTP server in a subprocess) against the sandboxes
+on loopback; screenshots are kept in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -120,10 +121,36 @@ def test_admin_fixes_a_refused_credential_and_replays_the_failed_records(tmp_pat
             group.find_element(By.XPATH, ".//button[.='Save the mapping and resume']").click()
             wait.until(ec.text_to_be_present_in_element((By.CLASS_NAME, "msg"), "resumed 1 record(s)"))
             shots.take(b, "mapping-resumed")
+
+            # Add a new connection (a second Ramp client), enter its credential, and ping it.
+            b.find_element(By.LINK_TEXT, "Connections").click()
+            wait.until(ec.title_contains("Connections"))
+            Select(b.find_element(By.ID, "add-type")).select_by_value("ramp")
+            b.find_element(By.XPATH, "//button[.='Start from its example']").click()
+            wait.until(ec.presence_of_element_located((By.ID, "conn-settings")))
+            b.find_element(By.ID, "conn-name").send_keys("ramp_backup")
+            settings = b.find_element(By.ID, "conn-settings")
+            settings.clear()
+            settings.send_keys(f"base_url: {sandboxes['ramp'].url}\nauth:\n  client_id: ramp_demo_client\n"
+                               "  client_secret_secret: ramp_backup_secret\n")
+            shots.take(b, "connection-new")
+            b.find_element(By.XPATH, "//button[.='Add the connection']").click()
+            wait.until(ec.text_to_be_present_in_element((By.CLASS_NAME, "msg"), "Connection ramp_backup added"))
+            Select(b.find_element(By.ID, "secret-name")).select_by_value("ramp_backup_secret")
+            b.find_element(By.ID, "secret-value").send_keys(RAMP_SECRET)
+            b.find_element(By.XPATH, "//button[.='Store the credential']").click()
+            wait.until(ec.text_to_be_present_in_element((By.CLASS_NAME, "msg"), "will not be shown again"))
+            row = b.find_element(By.XPATH, "//tr[td[1]='ramp_backup']")
+            row.find_element(By.XPATH, ".//button[.='Test it']").click()
+            wait.until(lambda _: "OK:" in row.find_element(By.TAG_NAME, "output").text)
+            shots.take(b, "connection-new-tested")
+            assert RAMP_SECRET not in b.page_source
         assert len(sap_documents(sandboxes, bill["id"])) == 1
         trail = db.execute("select event, detail from mlc_audit where event like 'console.%' order by id").fetchall()
         events = [e for e, _ in trail]
-        assert {"console.login", "console.credential.set", "console.ping", "console.replay"} <= set(events)
+        assert {"console.login", "console.credential.set", "console.ping", "console.replay",
+                "console.connection.added"} <= set(events)
+        assert "ramp_backup:" in env.config.read_text(encoding="utf-8")
         [(detail,)] = db.execute("select detail from mlc_audit where event = 'mapping.set'").fetchall()
         assert '"actor": "ada"' in detail
         syncs = db.execute("select detail from mlc_audit where event = 'api.sync'").fetchall()

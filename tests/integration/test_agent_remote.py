@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from ml_connector.core.channel import ChannelRequest
 from ml_connector.server.agents.models import AgentCallRow
+from ml_connector.server.console import queries as console_queries
 from ml_connector.systems.sap_ecc.client import ChannelRfcCaller
 from ml_connector.systems.sap_ecc.posting import DocumentPoster, GLLine, VendorInvoice, document_xblnr
 from ml_connector.systems.sap_ecc.table_reader import TableReader
@@ -63,6 +64,13 @@ def test_pairing_round_trip_and_allow_list(env: RemoteWorld) -> None:
     assert sap_stats(env.sap)["requests"] == before
     assert {a.detail["key"] for a in env.audit("agent.call.refused")} == {"USR02", "SUSR_USER_CHANGE"}
     assert {e["key"] for e in env.agent.audit() if e["event"] == "call.refused"} == {"USR02", "SUSR_USER_CHANGE"}
+    # the agent told the control plane what it serves, for the console's agents page
+    [reported] = [a for a in env.audit("agent.allow_list") if a.source == env.agent.agent_id][-1:]
+    served = reported.detail["systems"]["sap_ecc"]
+    assert {"RFC_PING", "Z_MLC_ACC_DOCUMENT_POST"} <= set(served["functions"]) and "LFA1" in served["tables"]
+    with env.db.read() as s:
+        [shown] = [a for a in console_queries.agents(s) if a["id"] == env.agent.agent_id]
+    assert shown["allow"]["systems"]["sap_ecc"]["functions"] == served["functions"]
     listing = env.cp.cli("agents", "list", "--json")
     assert env.agent.agent_id in listing and '"online"' in listing
     assert (env.agent.dir / "data" / "agent.key").stat().st_mode & 0o777 == 0o600

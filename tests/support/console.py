@@ -25,10 +25,16 @@ PASSWORDS = {"viv": "viewer-password-1", "otto": "operator-password-1", "ada": "
 ROLES = {"viv": "viewer", "otto": "operator", "ada": "admin"}
 #: Every page a viewer may read (GET), with a query where the page takes one.
 PAGES = ("/", "/runs", "/runs?flow=vendors_to_ramp", "/journey", "/journey?q=0000100001", "/inbox",
-         "/inbox?flow=vendors_to_ramp", "/connections", "/agents", "/reconcile")
+         "/inbox?flow=vendors_to_ramp", "/connections", "/agents", "/reconcile", "/approvals",
+         "/approvals?flow=bills_to_sap", "/mappings", "/mappings?flow=bills_to_sap", "/inbox/record/1",
+         "/connections?add_type=ramp")
 #: Every form post of the console and the least role it needs.
 POSTS = {"/inbox/replay": "operator", "/inbox/mapping": "operator", "/inbox/resolve": "operator",
-         "/connections/ramp/ping": "operator", "/connections/secret": "admin", "/agents/token": "admin",
+         "/approvals/approve": "operator", "/approvals/reject": "operator", "/approvals/check": "operator",
+         "/mappings/set": "operator", "/mappings/remove": "operator", "/inbox/record/1/edit": "operator",
+         "/inbox/record/1/assign": "operator", "/inbox/record/1/note": "operator",
+         "/connections/ramp/ping": "operator", "/connections/secret": "admin", "/connections/add": "admin",
+         "/agents/token": "admin",
          "/agents/agt_1/revoke": "admin", "/logout": "viewer"}
 
 

@@ -4,6 +4,7 @@ Used by the SQLite unit tests and the Postgres scale-out test."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -146,3 +147,16 @@ class InterruptedLookup(Target):
 
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
         StallingTarget(self.store).write(ctx, entries, report)
+
+
+class LoggingTarget(Target):
+    """Posts one record per call and logs about it, as a posting target does."""
+
+    batch_size = 1
+
+    def lookup(self, ctx: RunContext, entries: list[Entry]) -> list[Outcome]:
+        return []
+
+    def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
+        logging.getLogger("mlc.test.target").warning("posting document")
+        report([Outcome(e.id, "posted", target_id=f"t-{e.source_key}") for e in entries])

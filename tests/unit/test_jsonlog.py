@@ -6,8 +6,10 @@ import io
 import json
 import logging
 
-from ml_connector.core.jsonlog import JsonFormatter
+from ml_connector.core.db import Database
+from ml_connector.core.jsonlog import RECORD, JsonFormatter, correlate
 from ml_connector.core.redact import install_log_redaction, register_secret
+from tests.support.fencing import LoggingTarget, deliver, stage
 
 
 def test_json_lines_carry_correlation_ids_and_no_secret() -> None:
@@ -36,3 +38,43 @@ def test_json_lines_carry_correlation_ids_and_no_secret() -> None:
     assert second["message"] == "failed" and "ValueError: boom" in second["error"]
     assert "run_id" not in second  # not logged from a DBOS workflow, none given
     assert "Json-Log-Secret-77" not in out.getvalue()
+
+
+def test_a_targets_log_line_names_the_record_being_written(tmp_path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/t.sqlite")
+    db.migrate()
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("mlc.test.target")
+    log.addHandler(handler)
+    try:
+        stage(db, ["b-1", "b-2"])
+        with correlate(flow="f", stream="s"):
+            assert deliver(db, LoggingTarget()) == {"posted": 2}
+        log.warning("after the delivery")
+    finally:
+        log.removeHandler(handler)
+        db.dispose()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(x["flow"], x["stream"], x["record"]) for x in lines[:2]] == [("f", "s", "f:b-1"), ("f", "s", "f:b-2")]
+    assert "record" not in lines[2] and "flow" not in lines[2]  # the context ends with the work
+
+
+def test_the_record_being_mapped_is_named_over_the_outer_context() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("mlc.test.mapping")
+    log.addHandler(handler)
+    try:
+        with correlate(flow="f", stream="s"):
+            token = RECORD.set("f:bill-9")  # as the engine's mapping loop does per record
+            log.warning("no cost center")
+            RECORD.reset(token)
+            log.warning("page done")
+    finally:
+        log.removeHandler(handler)
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (first["flow"], first["stream"], first["record"]) == ("f", "s", "f:bill-9")
+    assert "record" not in second and second["flow"] == "f"

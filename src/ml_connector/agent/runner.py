@@ -472,6 +472,15 @@ class Agent:
             except Retriable as exc:
                 log.info("heartbeat failed: %s", exc)
 
+    def report_allow_list(self) -> None:
+        """Tell the control plane what this agent serves (its allow-list, no secret), for its operators'
+        page; best effort: the agent serves the same whether or not this arrives."""
+        allow = {name: {"type": sysc.type, **sysc.allow.model_dump()} for name, sysc in self.cfg.systems.items()}
+        try:
+            self.client.post("/api/agent/events", {"event": "allow_list", "detail": {"systems": allow}})
+        except (Retriable, NonRetriable) as exc:
+            log.warning("could not report the allow-list: %s", exc)
+
     def run(self) -> int:
         """The loop; returns the process exit code."""
         self.recover()
@@ -482,6 +491,7 @@ class Agent:
         next_prune = 0.0
         log.warning("agent %s (site %s) polling %s", self.ident.agent_id, self.ident.site, self.ident.control_plane)
         self.audit.record("agent.start", agent_id=self.ident.agent_id, control_plane=self.ident.control_plane)
+        self.report_allow_list()
         try:
             while not self.stop_event.is_set():
                 try:

@@ -36,7 +36,7 @@ from dbos import DBOS, DBOSClient, EnqueueOptions, Queue, SetEnqueueOptions, Set
 from sqlalchemy import and_, func, or_, select, update
 
 from ml_connector import __version__
-from ml_connector.core import audit, flow_pause, killpoints, ledger, outbox, worker_lock
+from ml_connector.core import approval, audit, calls, flow_pause, jsonlog, killpoints, ledger, outbox, worker_lock
 from ml_connector.core.alerts import Alert, Alerter
 from ml_connector.core.db import dbos_url, in_chunks, is_sqlite
 from ml_connector.core.flow import Outcome, RunContext, RunDeferred, Stream, load_pair
@@ -603,6 +603,15 @@ def _outbox_rows(sess: Any, ids: list[int], *where: Any) -> list[OutboxRow]:
 @DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=_retry_interval(1.0),
            backoff_rate=2.0, should_retry=should_retry)
 def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
+    with calls.counting() as tally, jsonlog.correlate(flow=flow, stream=stream):
+        # the calls this page makes are kept per run (core/calls.py); its log lines name the flow and stream
+        try:
+            return _read_and_stage(flow, stream, mode, run_id)
+        finally:
+            calls.record(runtime().db, tally, flow=flow, stream=stream, run_id=run_id, step="page")
+
+
+def _read_and_stage(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     ctx, s = _ctx(flow, stream, run_id, mode)
     rt = ctx.runtime
     with rt.db.read() as sess:  # committed state, no write lock (the page is staged below, in one)
@@ -615,7 +624,11 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
     desired: list[ledger.Desired] = []
     parked: list[ledger.Parked] = []
     for key, rec in page.records:
-        m = s.map(ctx, key, rec)
+        named = jsonlog.RECORD.set(f"{flow}:{key}")  # a log line about this record names it
+        try:
+            m = s.map(ctx, key, rec)
+        finally:
+            jsonlog.RECORD.reset(named)
         if isinstance(m, ledger.Parked):
             parked.append(m)
         else:
@@ -640,6 +653,7 @@ def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]
                                                                 f"{c.op}:repair:{_short(run_id)}"),
                       "source_key": c.source_key, "op": c.op, "payload": c.payload,
                       "content_hash": c.content_hash, "target_id": c.target_id} for c in repairs]
+        approval.hold(approval.flow_config(rt, flow), s, rows)  # a flow's `approval`: these wait for a person
         parked_rows = [{"idempotency_key": outbox.idempotency_key(flow, stream, p.source_key,
                                                                   ledger.content_hash(p.payload),
                                                                   "park:" + p.waits_for),
@@ -754,8 +768,17 @@ def _deliver_step(flow: str, stream: str, run_id: str, batch: int) -> dict[str, 
         run = sess.get(RunRow, run_id)
         mode = run.mode if run else "incremental"
         entries = outbox.batch_entries(sess, run_id, batch)
+        held = getattr(approval.flow_config(rt, flow), "approval", None) is not None
+        waiting = approval.waiting_ids(sess, run_id, batch) if held else []
     ctx, s = _ctx(flow, stream, run_id, mode)
-    return deliver_entries(ctx, s, entries)
+    with calls.counting() as tally, jsonlog.correlate(flow=flow, stream=stream):
+        # the calls this delivery makes are kept per run (core/calls.py); its log lines name the flow and stream
+        try:
+            if waiting:  # records held for approval: the target's verdict for the approval queue (writes nothing)
+                approval.check_entries(ctx, s, waiting)
+            return deliver_entries(ctx, s, entries)
+        finally:
+            calls.record(rt.db, tally, flow=flow, stream=stream, run_id=run_id, step="deliver")
 
 
 def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> dict[str, int]:
@@ -939,7 +962,9 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
             if not chunk:
                 continue
             killpoints.hit("deliver.claimed", ctx.stream)  # tests only: in flight, the target not called
-            target.write(ctx, chunk, report)
+            # One record per call (a posting target): the target's log lines about it name the record.
+            with jsonlog.correlate(record=f"{ctx.flow}:{chunk[0].source_key}" if len(chunk) == 1 else None):
+                target.write(ctx, chunk, report)
             # A target that returned without an answer for an entry leaves it in doubt, visibly.
             report([Outcome(e.id, "uncertain", error="the target reported no outcome for this record")
                     for e in chunk if e.id not in reported])
@@ -1036,6 +1061,8 @@ def _run_counts(sess: Any, run_id: str) -> dict[str, int]:
             out[state] += int(n)
         elif state in ("pending", "in_flight"):
             out["pending"] += int(n)
+        elif state == approval.WAITING:
+            out["awaiting_approval"] = out.get("awaiting_approval", 0) + int(n)
     # Records found in the target instead of created (content compared, corrected when it differed).
     out["adopted"] = int(sess.scalar(select(func.count(func.distinct(AuditRow.source))).where(
         AuditRow.run_id == run_id, AuditRow.event == "record.adopted")) or 0)
@@ -1058,11 +1085,11 @@ def _replay_step(ids: list[int]) -> dict[str, int]:
         rows = [r for r in rows if r.id not in set(old)]
         groups: dict[tuple[str, str, str], list[int]] = {}
         for r in rows:
-            if r.state in ("failed", "uncertain", "parked", "in_flight"):
+            if r.state in ("failed", "uncertain", "parked", "in_flight", approval.APPROVED):
                 groups.setdefault((r.flow, r.stream, r.run_id), []).append(r.id)
-        # Failed entries go back to pending; uncertain/in_flight stay as they are so
-        # that delivery resolves them by lookup first; parked ones are mapped again.
-        outbox.set_state(sess, [r.id for r in rows if r.state == "failed"], "pending")
+        # Failed entries go back to pending (and approved ones go out); uncertain/in_flight stay as they
+        # are so that delivery resolves them by lookup first; parked ones are mapped again.
+        outbox.set_state(sess, [r.id for r in rows if r.state in ("failed", approval.APPROVED)], "pending")
         audit.record(sess, "replay.requested", detail={"ids": ids})
     tally: dict[str, int] = {}
     for (flow, stream, run_id), grp in groups.items():
@@ -1085,6 +1112,9 @@ def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, i
         parked = [(r.id, r.source_key, dict(r.payload))
                   for r in _outbox_rows(sess, ids, OutboxRow.state == "parked")]
     mapped = [(eid, key, s.map(ctx, key, payload)) for eid, key, payload in parked]
+    waiting: list[int] = []
+    cfg = approval.flow_config(ctx.runtime, ctx.flow)
+    rule = cfg if getattr(cfg, "approval", None) is not None else None  # a flow's `approval`: resumed ones wait
     with ctx.runtime.db.session() as sess:
         for eid, key, m in mapped:
             row = sess.get(OutboxRow, eid)
@@ -1100,9 +1130,14 @@ def _remap_parked(ctx: RunContext, s: Stream, ids: list[int], tally: dict[str, i
                 continue
             c = changes[0]
             row.op, row.payload, row.content_hash = c.op, c.payload, c.content_hash
-            row.target_id, row.state, row.parked_on = c.target_id, "pending", None
+            held = rule is not None and approval.applies(rule, ctx.stream, s.target, c.payload)
+            row.target_id, row.state, row.parked_on = c.target_id, approval.WAITING if held else "pending", None
+            if held:
+                waiting.append(eid)
             audit.record(sess, "record.resumed", flow=ctx.flow, stream=ctx.stream, run_id=ctx.run_id,
                          source=f"{ctx.flow}:{key}", detail={"op": c.op})
+    if waiting:  # resumed into the approval queue: with the target's verdict
+        approval.check_entries(ctx, s, waiting)
 
 
 # --------------------------------------------------------------------------- API used by CLI and server
@@ -1228,7 +1263,9 @@ def progress(run_id: str) -> dict[str, Any]:
 
 def replay(ids: list[int]) -> dict[str, int]:
     """Replay outbox entries (in this process, or by the worker when one runs) and wait for it."""
-    wid = f"replay:{min(ids)}-{max(ids)}:{len(ids)}:{int(time.time())}"
+    # Milliseconds: two replays of the same entries within one second (an approval that failed, then the
+    # operator's edit and retry) are two workflows, not the first one's result handed back again.
+    wid = f"replay:{min(ids)}-{max(ids)}:{len(ids)}:{int(time.time() * 1000)}"
     _enqueue(REPLAY_QUEUE, REPLAY_WORKFLOW, wid, ids)
     return dict(_await(wid))
 

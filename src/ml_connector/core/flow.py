@@ -73,6 +73,17 @@ class Outcome:
 
 
 @dataclass
+class Verdict:
+    """The target's own judgement of a document it has not received yet (`Target.check`): whether it
+    would accept it, its messages (e.g. SAP's message class and number with the text), and what
+    asked it (the check call), for the approval queue."""
+
+    ok: bool
+    messages: list[str] = field(default_factory=list)
+    checked_by: str = ""
+
+
+@dataclass
 class RunContext:
     runtime: Runtime
     flow: str
@@ -149,6 +160,21 @@ class Target:
     def preview(self, ctx: RunContext, change: Change) -> str | None:
         """Optional, for `sync --dry-run`: ask the target whether it would accept this change
         (a check call that writes nothing) and say so in one line; None = no check."""
+        return None
+
+    def check(self, ctx: RunContext, payload: dict[str, Any]) -> Verdict | None:
+        """Optional, for the approval queue (core/approval.py): ask the target whether it would accept
+        this payload, writing nothing; None = this target offers no check."""
+        return None
+
+    def document(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The exact document the target will receive for `payload` (the approval queue shows it);
+        by default the payload itself."""
+        return payload
+
+    def scope(self, payload: dict[str, Any]) -> str | None:
+        """The organisational unit the payload is posted in (e.g. a company code), for a flow's
+        `approval.company_codes`; None when the target has none or it cannot be told."""
         return None
 
 

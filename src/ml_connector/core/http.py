@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from ml_connector.core import killpoints
+from ml_connector.core import calls, killpoints
 from ml_connector.core.providers import AuthFacts, ProviderFacts, RetryFacts
 from ml_connector.core.ratelimit import WindowLimiter
 from ml_connector.core.tokens import Token, TokenStore
@@ -222,6 +222,7 @@ class RetryTransport(httpx.BaseTransport):
             if self.limiter is not None:
                 self.limiter.acquire()
             self.stats.add("requests")
+            calls.note(request.url.netloc.decode("ascii", "replace"))  # the run's calls (core/calls.py)
             where = f"{request.method} {request.url.path}"
             killpoints.hit("http.sent", where)  # tests only (core/killpoints.py)
             try:

@@ -43,10 +43,11 @@ def put(session: Session, flow: str, table_: str, source_value: str, target_valu
         OutboxRow.flow == flow, OutboxRow.state == "parked", OutboxRow.parked_on == key)))
 
 
-def remove(session: Session, flow: str, table_: str, source_value: str) -> None:
+def remove(session: Session, flow: str, table_: str, source_value: str, *, actor: str | None = None) -> None:
     session.execute(delete(MappingRow).where(MappingRow.flow == flow, MappingRow.table == table_,
                                              MappingRow.source_value == source_value))
-    audit.record(session, "mapping.removed", flow=flow, detail={"table": table_, "source": source_value})
+    audit.record(session, "mapping.removed", flow=flow, detail={"table": table_, "source": source_value,
+                                                               **({"actor": actor} if actor else {})})
 
 
 def seed_from_config(session: Session, flow: str, tables: dict[str, dict[str, str]]) -> None:

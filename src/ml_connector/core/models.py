@@ -210,6 +210,17 @@ class RateGrantRow(Base):
     __table_args__ = (Index("ix_mlc_rate_grants_budget_until", "budget", "until"),)
 
 
+class RateBudgetRow(Base):
+    """A shared budget's limit and period (Postgres scale-out), recorded by each process that uses it:
+    with `mlc_rate_grants` it tells any process how much of the budget is used (migration 0016)."""
+
+    __tablename__ = "mlc_rate_budgets"
+    budget: Mapped[str] = mapped_column(String(300), primary_key=True)  # provider|key
+    limit: Mapped[int] = mapped_column(Integer)
+    period: Mapped[float] = mapped_column(Float)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class RateHoldRow(Base):
     """A shared budget held back after a 429, for every process, until `hold_until`."""
 

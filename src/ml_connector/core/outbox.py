@@ -20,7 +20,9 @@ from ml_connector.core.db import in_chunks
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
 
 #: `resolved`: an operator closed a failed or parked entry without a retry (the console's inbox, audited).
-STATES = ("pending", "in_flight", "posted", "failed", "uncertain", "parked", "superseded", "resolved")
+#: `approval` / `approved` / `rejected`: held for a person's approval (core/approval.py).
+STATES = ("pending", "in_flight", "posted", "failed", "uncertain", "parked", "superseded", "resolved",
+          "approval", "approved", "rejected")
 OPEN_STATES = ("pending", "in_flight", "uncertain")
 
 
@@ -113,7 +115,7 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
     return len(new) + len(adopt)
 
 
-_OTHER_STATES = ("in_flight", "uncertain", "pending", "failed", "parked")
+_OTHER_STATES = ("in_flight", "uncertain", "pending", "failed", "parked", "approval", "approved")
 _ADD_KEYS = {"idempotency_key", "source_key", "op", "payload", "content_hash", "target_id", "state", "attempts",
              "parked_on", "last_error"}
 

@@ -14,6 +14,7 @@ in-process budgets are used.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from ml_connector.core.db import Database
+
+log = logging.getLogger(__name__)
 
 
 class WindowLimiter(Protocol):
@@ -169,9 +172,13 @@ def usage(budgets: Budgets | None = None) -> list[tuple[str, str, int, int]]:
     """(provider, key, calls in the current window, limit) of every rate budget this process
     uses (those of `budgets` when it is shared through the database), for alerts and metrics."""
     if isinstance(budgets, DatabaseBudgets):
+        # Every budget any process of the database uses (its limit recorded in mlc_rate_budgets), not
+        # only those this process has called through: the console and the alert sweep see the workers'.
         with budgets._lock:
-            shared = list(budgets._windows.items())
-        return [(p, k, lim.in_window(), lim.limit) for (p, k), lim in shared]
+            mine = {(p, k): lim for (p, k), lim in budgets._windows.items()}
+        found = shared_usage(budgets.engine)
+        seen = {(p, k) for p, k, _, _ in found}
+        return found + [(p, k, lim.in_window(), lim.limit) for (p, k), lim in mine.items() if (p, k) not in seen]
     with _budgets_lock:
         local = list(_budgets.items())
     return [(p, k, lim.in_window(), lim.limit) for (p, k), lim in local]
@@ -348,6 +355,7 @@ class DatabaseBudgets(Budgets):
             if lim is None or lim.limit != limit or lim.period != period:
                 lim = PgRollingWindowLimiter(self.engine, f"{provider}|{key}", limit, period)
                 self._windows[(provider, key)] = lim
+                _record_limit(self.engine, lim.budget, limit, period)
             return lim
 
     def cap(self, provider: str, key: str, limit: int) -> SlotCap:
@@ -357,6 +365,38 @@ class DatabaseBudgets(Budgets):
                 cap = PgConcurrencyCap(self.engine, f"{provider}|{key}", limit)
                 self._caps[(provider, key)] = cap
             return cap
+
+
+_RECORD_LIMIT = text("""
+INSERT INTO mlc_rate_budgets (budget, "limit", period, seen_at) VALUES (:budget, :limit, :period, clock_timestamp())
+ON CONFLICT (budget) DO UPDATE SET "limit" = EXCLUDED."limit", period = EXCLUDED.period, seen_at = EXCLUDED.seen_at
+""")
+_SHARED_USAGE = text("""
+SELECT b.budget, b."limit", (SELECT count(*) FROM mlc_rate_grants g WHERE g.budget = b.budget
+                                                                     AND g.until > clock_timestamp())
+FROM mlc_rate_budgets b ORDER BY b.budget
+""")
+
+
+def _record_limit(engine: Engine, budget: str, limit: int, period: float) -> None:
+    """Say in the database which limit this budget has, for the processes that only read it."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(_RECORD_LIMIT, {"budget": budget, "limit": int(limit), "period": float(period)})
+    except Exception:  # a database without migration 0016 yet: the budget still works, unreported
+        log.warning("could not record the limit of rate budget %s", budget, exc_info=True)
+
+
+def shared_usage(engine: Engine) -> list[tuple[str, str, int, int]]:
+    """(provider, key, calls in the current window, limit) of every budget shared through `engine`'s
+    database, whichever process uses it."""
+    with engine.connect() as conn:
+        rows = conn.execute(_SHARED_USAGE).all()
+    out = []
+    for budget_, limit, used in rows:
+        provider, _, key = str(budget_).partition("|")
+        out.append((provider, key, int(used), int(limit)))
+    return out
 
 
 IN_PROCESS = Budgets()

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from ml_connector.core import registry
+from ml_connector.core import calls, registry
 from ml_connector.core.channel import ChannelFault, ChannelRequest, ChannelResponse
 from ml_connector.core.db import Database
 from ml_connector.server.agents import wakeups
@@ -73,6 +73,7 @@ class RemoteAgentChannel:
             return call_response(s, call_id)
 
     def call(self, request: ChannelRequest) -> ChannelResponse:
+        calls.note(request.system)  # the run's calls (core/calls.py), through the agent
         # Waiting before the call is queued: a result that comes at once still sets the event.
         with wakeups.result_wait(self.db, request.id) as (done, notified):
             self.submit(request)  # a repeated id waits for the first call's result (dedupe)

@@ -532,8 +532,13 @@ class AgentService:
 
     def report(self, ident: AgentIdentity, event: str, detail: dict[str, Any]) -> None:
         """An event the agent reports (a tampered call, a refusal it could not answer)."""
-        name = {"tampered_call": "agent.call.tampered", "refused": "agent.call.refused"}.get(event, "agent.report")
+        name = {"tampered_call": "agent.call.tampered", "refused": "agent.call.refused",
+                "allow_list": "agent.allow_list"}.get(event, "agent.report")
         detail = bounded_detail(detail)
+        if name == "agent.allow_list":  # what the agent serves (its own agent.yaml), for the agents page
+            with self.db.session() as s:
+                audit.record(s, name, source=ident.agent_id, detail=detail)
+            return
         log.warning("agent %s reports %s: %s", ident.agent_id, event, json.dumps(detail, default=str)[:500])
         with self.db.session() as s:
             audit.record(s, name, outcome="rejected", source=ident.agent_id, detail={"event": event, **detail})

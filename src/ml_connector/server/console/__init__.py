@@ -9,6 +9,7 @@ with its user. Reading works without JavaScript; htmx only refreshes parts of a 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -87,7 +88,10 @@ def _env() -> Environment:
     env.filters["ago"] = _ago
     env.filters["when"] = _when
     env.filters["redact"] = lambda text: redact(str(text)) if text else ""
+    env.filters["digest"] = lambda body: audit.digest(body) or ""
+    env.filters["body"] = lambda body: redact(json.dumps(body, indent=2, sort_keys=True, default=str))
     env.filters["duration"] = queries.duration
+    env.filters["epoch"] = lambda ts: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(ts))) if ts else ""
     env.globals["allows"] = allows
     env.globals["version"] = __version__
     from ml_connector.core.reconcile import KINDS
@@ -102,6 +106,9 @@ def install_console(api: FastAPI, rt: Any, admin_dep: list[Any]) -> None:
 
     api.include_router(console_router(rt))
     api.include_router(metrics_router(rt, admin_dep))
+    from ml_connector.server.approvals import approvals_api
+
+    api.include_router(approvals_api(rt, admin_dep))
 
     async def login_needed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginNeeded)
@@ -226,7 +233,11 @@ def console_router(rt: Any) -> APIRouter:
     @router.get("/")
     def overview_page(request: Request, session: Session = Depends(viewer)) -> HTMLResponse:
         flows, attention = queries.overview(rt)
-        return render("overview.html", request, session, page="overview", flows=flows, attention=attention)
+        budgets = queries.budgets(rt)
+        attention += [queries.Attention(f"API budget of {b.provider} ({b.key}) is {b.used}/{b.limit} used: calls "
+                                        "will wait for the window to free up", "#budgets-h") for b in budgets if b.low]
+        return render("overview.html", request, session, page="overview", flows=flows, attention=attention,
+                      budgets=budgets)
 
     @router.get("/runs")
     def runs_page(request: Request, flow: str | None = None, session: Session = Depends(viewer)) -> HTMLResponse:
@@ -240,7 +251,8 @@ def console_router(rt: Any) -> APIRouter:
         row, events, counts = queries.run_detail(rt, run_id)
         if row is None:
             return render("notfound.html", request, session, status=404, page="runs", what=f"run {run_id}")
-        return render("run.html", request, session, page="runs", run=row, events=events, states=counts)
+        return render("run.html", request, session, page="runs", run=row, events=events, states=counts,
+                      calls=queries.run_calls(rt, run_id))
 
     @router.get("/journey")
     def journey_page(request: Request, q: str = "", session: Session = Depends(viewer)) -> HTMLResponse:
@@ -289,26 +301,188 @@ def console_router(rt: Any) -> APIRouter:
                              detail={"user": session.user.username, "note": note, "outbox_id": r.id})
         return back("/inbox", f"Resolved {len(open_ids)} record(s) without a retry.")
 
+    # ---------------------------------------------------------------- approval before posting
+
+    @router.get("/approvals")
+    def approvals_page(request: Request, flow: str = "", session: Session = Depends(viewer)) -> HTMLResponse:
+        from ml_connector.core import approval
+
+        return render("approvals.html", request, session, page="approvals", flow=flow, flows=list(rt.config.flows),
+                      items=approval.queue(rt, flow=flow or None))
+
+    @router.post("/approvals/approve")
+    def approvals_approve(request: Request, ids: list[int] = Form(default_factory=list),
+                          session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import approval
+
+        if not ids:
+            return back("/approvals", "Choose a record to approve.")
+        try:
+            moved, tally = approval.approve(rt, ids, session.user.username)
+        except Exception as exc:  # no worker to send them: they stay approved, and approving again sends them
+            return back("/approvals", f"Approved; sending could not start: {redact(str(exc))[:300]}")
+        return back("/approvals", f"Approved {len(moved)} record(s); sent: "
+                    + (", ".join(f"{k} {v}" for k, v in sorted(tally.items())) or "nothing"))
+
+    @router.post("/approvals/reject")
+    def approvals_reject(request: Request, ids: list[int] = Form(default_factory=list), note: str = Form(""),
+                         session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import approval
+
+        note = note.strip()
+        if not ids or not note or len(note) > 500:
+            return back("/approvals", "Say why the record must not be sent (at most 500 characters).")
+        moved = approval.reject(rt, ids, session.user.username, note)
+        return back("/approvals", f"Rejected {len(moved)} record(s); they will not be sent.")
+
+    @router.post("/approvals/check")
+    def approvals_check(request: Request, ids: list[int] = Form(default_factory=list),
+                        session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import approval
+
+        try:
+            n = approval.recheck(rt, ids, session.user.username)
+        except Exception as exc:  # a flow that cannot be built (configuration): said on the page
+            return back("/approvals", f"The check could not be made: {redact(str(exc))[:300]}")
+        return back("/approvals", f"Asked the target again about {n} record(s).")
+
+    # ---------------------------------------------------------------- one record: edit and retry, assign, notes
+
+    @router.get("/inbox/record/{entry_id}")
+    def record_page(entry_id: int, request: Request, session: Session = Depends(viewer)) -> HTMLResponse:
+        from ml_connector.core import record_work
+        from ml_connector.core.models import OutboxRow
+        from ml_connector.server.console.catalogue import classify
+        from ml_connector.server.console.users import list_users
+
+        with db.read() as s:
+            row = s.get(OutboxRow, entry_id)
+            if row is None:
+                return render("notfound.html", request, session, status=404, page="inbox",
+                              what=f"record #{entry_id}")
+            work = record_work.work_of(s, [row])[row.id]
+            s.expunge(row)
+        return render("record.html", request, session, page="inbox", r=row, work=work,
+                      cause=classify(row.state, row.parked_on, row.last_error),
+                      fields=list(record_work.fields(row.payload)),
+                      editable=row.state in record_work.EDITABLE_STATES,
+                      people=[u["username"] for u in list_users(db) if u["state"] == "active"])
+
+    @router.post("/inbox/record/{entry_id}/edit")
+    def record_edit(entry_id: int, request: Request, field: str = Form(""), value: str = Form(""),
+                    retry: str = Form(""), session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import engine, record_work
+
+        here = f"/inbox/record/{entry_id}"
+        try:
+            with db.session() as s:
+                record_work.edit(s, entry_id, field, value, user=session.user.username)
+        except record_work.EditError as exc:
+            return back(here, f"Not changed: {exc}")
+        if not retry:
+            return back(here, f"{field} changed; the record waits for a retry.")
+        try:
+            tally = engine.replay([entry_id])
+        except Exception as exc:  # no worker to run it: the edit is kept; retry from the inbox
+            return back(here, f"{field} changed; the retry could not start: {redact(str(exc))[:300]}")
+        return back(here, f"{field} changed and retried: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+
+    @router.post("/inbox/record/{entry_id}/assign")
+    def record_assign(entry_id: int, request: Request, assignee: str = Form(""),
+                      session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import record_work
+        from ml_connector.server.console.users import list_users
+
+        here = f"/inbox/record/{entry_id}"
+        if assignee and assignee not in {str(u["username"]) for u in list_users(db) if u["state"] == "active"}:
+            return back(here, "Choose a person who can log in to the console.")
+        with db.session() as s:
+            n = record_work.assign(s, [entry_id], assignee, user=session.user.username)
+        if not n:
+            return back("/inbox", f"No record #{entry_id}.")
+        return back(here, f"Assigned to {assignee}." if assignee else "Assigned to nobody.")
+
+    @router.post("/inbox/record/{entry_id}/note")
+    def record_note(entry_id: int, request: Request, note: str = Form(""),
+                    session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import record_work
+
+        here = f"/inbox/record/{entry_id}"
+        note = note.strip()
+        if not note or len(note) > 2000:
+            return back(here, "Write a note (at most 2000 characters).")
+        with db.session() as s:
+            if not record_work.note(s, entry_id, note, user=session.user.username):
+                return back("/inbox", f"No record #{entry_id}.")
+        return back(here, "Note added.")
+
+    def save_mapping(flow: str, table: str, source_value: str, target_value: str, user: str,
+                     to: str) -> Response:
+        """Save a mapping and resume the parked records it unblocks (the inbox and the mapping editor)."""
+        from ml_connector.core import engine, mapping
+
+        target_value, source_value, table = target_value.strip(), source_value.strip(), table.strip()
+        if flow not in rt.config.flows:
+            return back(to, f"No flow named {flow}.")
+        if not table or not source_value or len(table) > 100 or len(source_value) > 200:
+            return back(to, "Name the table and the source value (at most 100 and 200 characters).")
+        if not target_value or len(target_value) > 200:
+            return back(to, "Enter the value the target system uses (at most 200 characters).")
+        with db.session() as s:
+            waiting = mapping.put(s, flow, table, source_value, target_value, actor=user)
+        if not waiting:
+            return back(to, f"Mapping {table}: {source_value} → {target_value} saved.")
+        try:
+            tally = engine.replay(waiting)
+        except Exception as exc:  # no worker to run it: the mapping is kept; the next run resumes them
+            return back(to, f"Mapping saved; resuming the records failed: {redact(str(exc))[:300]}")
+        return back(to, f"Mapping {table}: {source_value} → {target_value} saved; resumed {len(waiting)} "
+                    "record(s): " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+
     @router.post("/inbox/mapping")
     def set_mapping(request: Request, flow: str = Form(...), table: str = Form(...), source_value: str = Form(...),
                     target_value: str = Form(...), session: Session = Depends(posted("operator"))) -> Response:
-        from ml_connector.core import engine, mapping
+        return save_mapping(flow, table, source_value, target_value, session.user.username, "/inbox")
 
-        target_value = target_value.strip()
-        if flow not in rt.config.flows:
-            return back("/inbox", f"No flow named {flow}.")
-        if not target_value or len(target_value) > 200:
-            return back("/inbox", "Enter the value the target system uses (at most 200 characters).")
+    @router.get("/mappings")
+    def mappings_page(request: Request, flow: str = "", session: Session = Depends(viewer)) -> HTMLResponse:
+        chosen = flow if flow in rt.config.flows else next(iter(rt.config.flows), "")
+        return render("mappings.html", request, session, page="mappings", flow=chosen, flows=list(rt.config.flows),
+                      tables=queries.mapping_tables(rt, chosen) if chosen else [])
+
+    @router.post("/mappings/set")
+    def mappings_set(request: Request, flow: str = Form(""), table: str = Form(""), source_value: str = Form(""),
+                     target_value: str = Form(""), session: Session = Depends(posted("operator"))) -> Response:
+        return save_mapping(flow, table, source_value, target_value, session.user.username,
+                            f"/mappings?flow={quote(flow)}")
+
+    @router.post("/mappings/remove")
+    def mappings_remove(request: Request, flow: str = Form(""), table: str = Form(""), source_value: str = Form(""),
+                        session: Session = Depends(posted("operator"))) -> Response:
+        from ml_connector.core import mapping
+
+        to = f"/mappings?flow={quote(flow)}"
         with db.session() as s:
-            waiting = mapping.put(s, flow, table, source_value, target_value, actor=session.user.username)
-        if not waiting:
-            return back("/inbox", f"Mapping {table}: {source_value} → {target_value} saved.")
+            if mapping.get(s, flow, table, source_value) is None:
+                return back(to, f"No mapping {table}: {source_value} in {flow}.")
+            mapping.remove(s, flow, table, source_value, actor=session.user.username)
+        return back(to, f"Mapping {table}: {source_value} removed; records that need it wait again.")
+
+    @router.post("/connections/add")
+    def add_connection(request: Request, name: str = Form(""), type: str = Form(""), settings: str = Form(""),
+                       session: Session = Depends(posted("admin"))) -> Response:
+        """A new connection in the configuration file (validated first); its credentials come next."""
+        from ml_connector.server.console.connections_add import add_connection
+
+        name = name.strip()
         try:
-            tally = engine.replay(waiting)
-        except RuntimeError as exc:
-            return back("/inbox", f"Mapping saved; resuming the records failed: {redact(str(exc))[:300]}")
-        return back("/inbox", f"Mapping {table}: {source_value} → {target_value} saved; resumed {len(waiting)} "
-                    "record(s): " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+            add_connection(rt, name, type.strip(), settings)
+        except ValueError as exc:
+            return back(f"/connections?add_type={quote(type.strip())}", str(exc))
+        with db.session() as s:
+            audit.record(s, "console.connection.added", target=name,
+                         detail={"user": session.user.username, "connection": name, "type": type.strip()})
+        return back("/connections", f"Connection {name} added. Enter its credentials below, then test it.")
 
     @router.get("/connections")
     def connections_page(request: Request, session: Session = Depends(viewer)) -> HTMLResponse:
@@ -317,7 +491,14 @@ def console_router(rt: Any) -> APIRouter:
             secrets_ = [(setting, secret, rt.vault.exists(secret)) for setting, secret in
                         queries.connection_secrets(cfg)]
             conns.append({"name": name, "type": cfg.type, "secrets": secrets_})
-        return render("connections.html", request, session, page="connections", connections=conns)
+        from ml_connector.core import registry
+        from ml_connector.server.console.connections_add import example_settings
+
+        add_type = request.query_params.get("add_type", "")
+        types = sorted(e.name for e in registry.entries())
+        return render("connections.html", request, session, page="connections", connections=conns,
+                      health=queries.token_health(rt), types=types, add_type=add_type if add_type in types else "",
+                      add_example=example_settings(add_type) if add_type in types else "")
 
     @router.post("/connections/{name}/ping")
     def ping(name: str, request: Request, session: Session = Depends(posted("operator"))) -> Response:

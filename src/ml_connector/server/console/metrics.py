@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from ml_connector.core.models import OutboxRow, RateGrantRow, RunRow, TokenRow
+from ml_connector.core.models import OutboxRow, RateBudgetRow, RateGrantRow, RunRow, TokenRow
 from ml_connector.server.agents.models import AgentRow
 
 #: Run durations (seconds) are bucketed at these bounds.
@@ -59,6 +59,9 @@ class PlatformCollector(Collector):
                                       labels=["agent", "site", "state"])
         budget = GaugeMetricFamily("mlc_rate_budget_in_use", "Calls counted against each shared rate budget's "
                                    "window now (Postgres scale-out)", labels=["budget"])
+        budget_limit = GaugeMetricFamily("mlc_rate_budget_limit", "Each shared rate budget's limit per window, "
+                                         "as the processes using it recorded it (Postgres scale-out)",
+                                         labels=["budget"])
         with self.rt.db.read() as s:
             by_state: dict[tuple[str, str], dict[str, int]] = {}
             for flow, stream, state, n in s.execute(
@@ -95,7 +98,9 @@ class PlatformCollector(Collector):
             for name, n in s.execute(select(RateGrantRow.budget, func.count())
                                      .where(RateGrantRow.until > datetime.now(UTC)).group_by(RateGrantRow.budget)):
                 budget.add_metric([name], n)
-        yield from (moved, failed, parked, queue, runs, durations, refreshes, agent_lag, budget)
+            for name, limit in s.execute(select(RateBudgetRow.budget, RateBudgetRow.limit)):
+                budget_limit.add_metric([name], limit)
+        yield from (moved, failed, parked, queue, runs, durations, refreshes, agent_lag, budget, budget_limit)
 
 
 def metrics_router(rt: Any, admin_dep: list[Any]) -> APIRouter:

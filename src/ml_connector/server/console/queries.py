@@ -3,6 +3,7 @@ outbox, audit, agents): no page knows a system or a flow by name."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,10 +11,12 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 
-from ml_connector.core import outbox
+from ml_connector.core import approval, outbox, record_work
 from ml_connector.core.models import AuditRow, OutboxRow, RecordRow, RunRow
 from ml_connector.core.redact import redact
 from ml_connector.server.console.catalogue import Cause, classify
+
+log = logging.getLogger(__name__)
 
 FAILED_STATES = ("failed", "uncertain")
 
@@ -117,6 +120,10 @@ def overview(rt: Any) -> tuple[list[FlowView], list[Attention]]:
             if view.parked:
                 attention.append(Attention(f"{view.parked} record(s) of {name} wait for a mapping",
                                            f"inbox?flow={name}"))
+            waiting = approval.waiting_count(s, name)
+            if waiting:
+                attention.append(Attention(f"{waiting} record(s) of {name} wait for approval",
+                                           f"approvals?flow={name}"))
         for agent in agents(s):
             if agent["state"] == "offline":
                 attention.append(Attention(f"Agent {agent['name'] or agent['id']} ({agent['site']}) is offline",
@@ -149,6 +156,15 @@ def run_detail(rt: Any, run_id: str) -> tuple[RunRow | None, list[AuditRow], dic
             return None, [], {}
         events = list(s.scalars(select(AuditRow).where(AuditRow.run_id == run_id).order_by(AuditRow.id).limit(500)))
         return row, events, outbox.counts(s, run_id=run_id)
+
+
+def run_calls(rt: Any, run_id: str) -> dict[str, int]:
+    """The calls a run made, per system (its `run.calls` events, core/calls.py)."""
+    from ml_connector.core import calls
+
+    with rt.db.read() as s:
+        events = list(s.scalars(select(AuditRow).where(AuditRow.run_id == run_id, AuditRow.event == "run.calls")))
+    return calls.totals(events, rt.config.connections)
 
 
 def duration(row: RunRow) -> str:
@@ -219,17 +235,23 @@ def journey(rt: Any, query: str) -> Journey:
 class InboxGroup:
     cause: Cause
     rows: list[OutboxRow]
+    #: outbox id → the person it is assigned to (core/record_work.py)
+    assignees: dict[int, str] = field(default_factory=dict)
 
 
 def inbox(rt: Any, flow: str | None = None) -> list[InboxGroup]:
     """Failed, uncertain, stale in-flight and parked records, grouped by what blocks them."""
     with rt.db.read() as s:
         rows = outbox.failures(s, flow=flow, limit=2000) + outbox.parked(s, flow=flow, limit=2000)
+        work = record_work.work_of(s, rows)
     groups: dict[str, InboxGroup] = {}
     for r in rows:
         cause = classify(r.state, r.parked_on, r.last_error)
         key = f"{cause.key}|{r.flow}" if cause.mapping else cause.key
-        groups.setdefault(key, InboxGroup(cause, [])).rows.append(r)
+        g = groups.setdefault(key, InboxGroup(cause, []))
+        g.rows.append(r)
+        if work[r.id].assignee:
+            g.assignees[r.id] = work[r.id].assignee
     return sorted(groups.values(), key=lambda g: (-len(g.rows), g.cause.title))
 
 
@@ -237,10 +259,20 @@ def agents(s: Any) -> list[dict[str, Any]]:
     from ml_connector.server.agents.models import AgentRow
 
     now = time.time()
+    rows = list(s.scalars(select(AgentRow).order_by(AgentRow.site, AgentRow.name)))
+    allow: dict[str, dict[str, Any]] = {}
+    if rows:
+        # The latest allow-list each agent reported (at its start): what it serves of each system.
+        for ev in s.scalars(select(AuditRow).where(AuditRow.event == "agent.allow_list",
+                                                   AuditRow.source.in_([a.id for a in rows])).order_by(AuditRow.id)):
+            systems = (ev.detail or {}).get("systems")
+            if isinstance(systems, dict):
+                allow[str(ev.source)] = {"systems": systems, "at": ev.at}
     return [{"id": a.id, "name": a.name, "site": a.site, "hostname": a.hostname, "version": a.version,
              "state": a.state, "last_seen": a.last_seen_at,
-             "ago": None if a.last_seen_at is None else max(0.0, now - a.last_seen_at)}
-            for a in s.scalars(select(AgentRow).order_by(AgentRow.site, AgentRow.name))]
+             "ago": None if a.last_seen_at is None else max(0.0, now - a.last_seen_at),
+             "allow": allow.get(a.id)}
+            for a in rows]
 
 
 def connection_secrets(cfg: Any) -> list[tuple[str, str]]:
@@ -257,4 +289,113 @@ def connection_secrets(cfg: Any) -> list[tuple[str, str]]:
                     walk(v, f"{prefix}{k}.")
 
     walk(data, "")
+    return out
+
+
+@dataclass
+class MappingTable:
+    flow: str
+    name: str
+    values: list[tuple[str, str]]
+    #: source values records are parked on (no mapping yet), with how many records wait for each
+    waiting: list[tuple[str, int]]
+
+
+def mapping_tables(rt: Any, flow: str) -> list[MappingTable]:
+    """The mapping tables of a flow: those its streams read and those holding values, with the values
+    that parked records wait for."""
+    from ml_connector.core.models import MappingRow
+
+    names: set[str] = set()
+    try:
+        for st in rt.flow(flow).streams().values():
+            names.update(st.mapping_tables)
+    except Exception:  # a flow that cannot be built here still shows its stored tables
+        log.warning("mapping tables of flow %s: its streams could not be built", flow, exc_info=True)
+    with rt.db.read() as s:
+        stored: dict[str, list[tuple[str, str]]] = {}
+        for r in s.scalars(select(MappingRow).where(MappingRow.flow == flow)
+                           .order_by(MappingRow.table, MappingRow.source_value)):
+            stored.setdefault(r.table, []).append((r.source_value, r.target_value))
+        waits: dict[str, dict[str, int]] = {}
+        for parked_on, n in s.execute(select(OutboxRow.parked_on, func.count()).where(
+                OutboxRow.flow == flow, OutboxRow.state == "parked").group_by(OutboxRow.parked_on)):
+            table, sep, value = str(parked_on or "").partition(":")
+            if sep and table in names | set(stored):
+                waits.setdefault(table, {})[value] = int(n)
+    return [MappingTable(flow, name, stored.get(name, []), sorted(waits.get(name, {}).items()))
+            for name in sorted(names | set(stored))]
+
+
+@dataclass
+class BudgetView:
+    provider: str
+    key: str
+    used: int
+    limit: int
+    low: bool  # used beyond alerts.budget_threshold (the `budget.low` alert's figure)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.used / self.limit) if self.limit else 0
+
+
+def budgets(rt: Any) -> list[BudgetView]:
+    """Each provider's API rate budget and how much of its current window is used: shared through the
+    database on Postgres (every worker's calls), this process's otherwise (SQLite: one worker)."""
+    from ml_connector.core import ratelimit
+
+    alerts_cfg = getattr(rt.config, "alerts", None)
+    threshold = float(getattr(alerts_cfg, "budget_threshold", 0.9)) if alerts_cfg is not None else 0.9
+    try:
+        found = ratelimit.usage(ratelimit.budgets_for(rt.db))
+    except Exception:  # the page still shows the rest
+        log.warning("could not read the rate budgets", exc_info=True)
+        return []
+    # A limit of 1 is a pacing spacer (one call per short gap), not a budget that runs out.
+    return sorted((BudgetView(p, redact(k), used, limit, used >= threshold * limit)
+                   for p, k, used, limit in found if limit > 1), key=lambda b: (b.provider, b.key))
+
+
+@dataclass
+class TokenHealth:
+    """A connection's token or session as the platform holds it, and its latest token events."""
+
+    tokens: list[dict[str, Any]] = field(default_factory=list)  # kind, expires_at, refreshed_at, refreshes
+    last_event: AuditRow | None = None
+    last_failure: AuditRow | None = None
+
+
+#: How many recent token events the connections page reads (the latest per connection is among them).
+TOKEN_EVENTS_READ = 2000
+
+
+def token_health(rt: Any) -> dict[str, TokenHealth]:
+    """Per configured connection: its stored tokens or sessions (expiry, last refresh; never a value) and
+    its latest token event and refresh failure (the OAuth clients audit each)."""
+    from ml_connector.core.models import TokenRow
+
+    names = list(rt.config.connections)
+    out = {n: TokenHealth() for n in names}
+    with rt.db.read() as s:
+        for key, expires, refreshed, count in s.execute(select(
+                TokenRow.connection, TokenRow.expires_at, TokenRow.refreshed_at, TokenRow.refresh_count)):
+            parts = str(key).split(":")
+            # an OAuth token is kept under the connection's name, a session as <kind>:<connection>:<digest>
+            owner = key if key in out else next((p for p in parts[1:2] if p in out), None)
+            if owner is None:
+                continue
+            out[owner].tokens.append({"kind": parts[0] if owner != key else "OAuth token",
+                                      "expires_at": float(expires), "refreshed_at": refreshed,
+                                      "refreshes": int(count or 0), "expired": float(expires) < time.time()})
+        for ev in s.scalars(select(AuditRow).where(AuditRow.event.like("token.%"))
+                            .order_by(AuditRow.id.desc()).limit(TOKEN_EVENTS_READ)):
+            conn = str((ev.detail or {}).get("connection") or "")
+            h = out.get(conn)
+            if h is None:
+                continue
+            if h.last_event is None:
+                h.last_event = ev
+            if h.last_failure is None and ev.outcome == "failed":
+                h.last_failure = ev
     return out

@@ -43,9 +43,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
+from ml_connector.core import calls
 from ml_connector.core.channel import AgentChannel, ChannelError, ChannelRequest
 from ml_connector.core.ratelimit import Budgets
 
@@ -297,6 +299,7 @@ class SoapRfcClient:
 
     def _once(self, fm: str, body: bytes, declared: list[str]) -> dict[str, Any]:
         with self.policy.slot():
+            calls.note(urlsplit(self.base_url).netloc)  # the run's calls (core/calls.py)
             try:
                 resp = self._send(body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ml_connector.core.flow import Outcome, Report, RunContext, Target
+from ml_connector.core.flow import Outcome, Report, RunContext, Target, Verdict
 from ml_connector.core.ledger import Change
 from ml_connector.core.outbox import Entry
 from ml_connector.systems.sap_ecc.posting import (
@@ -22,6 +22,8 @@ from ml_connector.systems.sap_ecc.posting import (
     OutcomeUnknownError,
     PostingError,
     VendorInvoice,
+    build_acc_document,
+    build_incoming_invoice,
     document_xblnr,
     fiscal_year_of,
 )
@@ -140,6 +142,44 @@ class VendorInvoiceTarget(Target):
             return f"SAP check (BAPI_ACC_DOCUMENT_CHECK): SAP would REFUSE it: {exc}"
         except Exception as exc:  # the preview must not break the listing
             return f"SAP check not possible: {type(exc).__name__}: {exc}"
+
+
+    def scope(self, payload: dict[str, Any]) -> str | None:
+        """The company code (BUKRS) the invoice is posted in."""
+        try:
+            return self.invoice_of(payload).company_code
+        except NotPostable:
+            return None
+
+    def document(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The BAPI_ACC_DOCUMENT_POST parameters SAP will receive (header, vendor and G/L items, amounts)."""
+        try:
+            inv = self.invoice_of(payload)
+            return build_incoming_invoice(inv) if isinstance(inv, MMInvoice) else build_acc_document(inv)
+        except NotPostable as exc:
+            return {"not_postable": str(exc), "payload": payload}
+
+    def check(self, ctx: RunContext, payload: dict[str, Any]) -> Verdict | None:
+        """SAP's own verdict (BAPI_ACC_DOCUMENT_CHECK, writes nothing), after the BKPF lookup by XBLNR."""
+        by = "BAPI_ACC_DOCUMENT_CHECK"
+        try:
+            inv = self.invoice_of(payload)
+        except NotPostable as exc:
+            return Verdict(False, [f"Not sent to SAP: {exc}"], "mapping")
+        poster = self.poster(ctx)
+        ref = _find(poster, inv)
+        if ref is not None:
+            return Verdict(True, [f"Already posted in SAP as {ref.belnr}/{ref.bukrs}/{ref.gjahr}: approving "
+                                  "records it, nothing is posted twice"], "lookup by XBLNR")
+        if isinstance(inv, MMInvoice):
+            # SAP has no check call for an MM invoice; its PO items were matched against EKPO when mapped.
+            return Verdict(True, ["MM invoice: its lines match the purchase order's items in SAP (EKPO); "
+                                  "SAP has no check call for it"], "EKKO/EKPO match")
+        try:
+            messages = poster.check(inv)
+        except PostingError as exc:
+            return Verdict(False, [str(m) for m in exc.causes] or [str(exc)], by)
+        return Verdict(True, [str(m) for m in messages] or ["SAP would accept the document"], by)
 
 
 #: What a flow does after a status change is known to be in SAP (e.g. report the payment to the source).
