@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ml_connector.core import ledger, mapping
-from ml_connector.core.flow import Outcome, Page, Report, RunContext, Source, Target
+from ml_connector.core.flow import Outcome, Page, Report, RunContext, Source, Target, Verdict
 from ml_connector.core.ledger import Change, Desired, Parked
 from ml_connector.core.models import OutboxRow, RecordRow
 from ml_connector.core.outbox import Entry
@@ -269,3 +269,18 @@ class BillsTarget(Target):
         if payload.get("action") == "reverse":
             return self.reversals.describe(op, payload)
         return str(self.invoices.describe(op, payload))
+
+    # The approval queue (core/approval.py) asks the target that will write the payload.
+    def _for(self, payload: dict[str, Any]) -> Any:
+        return self.reversals if payload.get("action") == "reverse" else self.invoices
+
+    def check(self, ctx: RunContext, payload: dict[str, Any]) -> Verdict | None:
+        verdict: Verdict | None = self._for(payload).check(ctx, payload)
+        return verdict
+
+    def document(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._for(payload).document(payload))
+
+    def scope(self, payload: dict[str, Any]) -> str | None:
+        unit: str | None = self._for(payload).scope(payload)
+        return unit
