@@ -28,6 +28,9 @@ Scenarios:
     session lifetime: the second run reuses the first's session), Concur token requests.
  procore. SAP ECC → Procore weekly sync against a scaled company budget (bench/procore_sync.py, its
     own process): writes per hour as a fraction of the budget, 429s, wall time, SAP calls per 1,000 PO lines.
+ bills. Ramp bills → SAP ECC driven by Ramp's webhooks (bench/ramp_bills.py, its own process): bills posted
+    per second as a fraction of the SAP call cap; latency bills.approved → SAP document and bills.paid → SAP
+    item cleared, p50/p99.
  10. SAP ECC → Marketing Cloud: latency from a customer change in SAP (pushed DEBMAS IDoc, the run it
     starts) to the row in Marketing Cloud, p50/p99; rows upserted per API call and per second (full
     load); token requests (bench/sfmc_latency.py, its own process).
@@ -468,6 +471,34 @@ class Bench:
         self.report.check("10", "token requests (whole scenario)", str(res["token_requests"]),
                           f"1 (≤ {TARGET_SFMC_TOKENS_PER_DAY}/day)", res["token_requests"] <= 1)
 
+    # -- bills -----------------------------------------------------------------------
+
+    def s_bills(self) -> None:
+        size = ["--burst", "20", "--single", "5"] if self.args.quick else ["--burst", "100", "--single", "20"]
+        out = subprocess.run([sys.executable, "-m", "bench.ramp_bills", *size], cwd=ROOT,
+                             capture_output=True, text=True, timeout=1200, env=_child_env())
+        lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+        if out.returncode != 0 or not lines or not lines[-1].startswith("{"):
+            raise RuntimeError(f"bench.ramp_bills exited {out.returncode}:\n{out.stderr[-2000:]}")
+        res = json.loads(lines[-1])
+        self.data["bills"] = res
+        r, b = self.report, res["burst"]
+        r.info("bills", f"bills posted per second, {b['bills']} approved at once (webhooks)",
+               f"{b['bills_per_second']} = {b['bills_per_second_fraction_of_cap']} of the SAP call cap "
+               f"({res['cap_calls_per_second']:g} calls/s); {_fmt_s(b['seconds'])} from the first approval to "
+               "the last SAP document")
+        r.info("bills", "SAP calls per bill; SAP calls/s as a fraction of the cap",
+               f"{b['sap_calls_per_bill']}; {b['sap_calls_per_second_fraction_of_cap']}")
+        for key, name in (("approved_to_document", "bills.approved webhook → SAP document"),
+                          ("paid_to_cleared", "bills.paid webhook → SAP item cleared")):
+            lat = res[key]
+            r.info("bills", f"latency {name}, p50 / p99 (one bill at a time)",
+                   f"{_fmt_s(lat['p50'])} / {_fmt_s(lat['p99'])} ({lat['n']} bills)")
+        lat = res["burst_approved_to_document"]
+        r.info("bills", "latency bills.approved webhook → SAP document within the burst, p50 / p99",
+               f"{_fmt_s(lat['p50'])} / {_fmt_s(lat['p99'])} ({lat['n']} bills)")
+        r.check("bills", "SAP documents per bill", str(res["documents_per_bill"]), "1", res["documents_per_bill"] == 1)
+
     # -- profile -----------------------------------------------------------------------
 
     # -- 8 ---------------------------------------------------------------------------
@@ -527,6 +558,8 @@ class Bench:
             self.scenario("procore", "SAP ECC → Procore weekly sync against the company's hourly budget",
                           self.s_procore)
             self.scenario("10", "SAP ECC → Marketing Cloud: IDoc to row latency, rows per call, tokens", self.s10_sfmc)
+            self.scenario("bills", "Ramp bills → SAP ECC through webhooks: bills/s against the SAP call cap, "
+                          "latency approved → document and paid → cleared", self.s_bills)
             missed_speed = any(c["scenario"] == "1" and c["figure"].startswith("records/s") and c["result"] == "MISS"
                                for c in self.report.checks)
             if self.args.profile or (missed_speed and not self.args.no_profile):
