@@ -54,7 +54,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             wall = time.perf_counter() - t0
             calls = reader.calls - calls0
             out.append({
-                "name": case["name"], "fields": len(names), "row_chars": sum(by_name[n].length for n in names),
+                "name": case["name"], "fields": len(names), "page_size": page_size,
+                "row_chars": sum(by_name[n].length for n in names),
                 "column_groups": len(groups), "rows": rows, "pages": pages, "rfc_calls": calls,
                 "wall_s": wall, "rows_per_s": rows / wall if wall else 0.0, "client_cpu_s": _cpu() - cpu0,
                 "call_budget_floor_s": calls / cps,  # the client's calls/s budget alone

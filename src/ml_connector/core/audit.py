@@ -85,7 +85,14 @@ def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
              # SQLite stores JSON as this very text; other dialects bind the value through their JSON type.
              "detail": t if sqlite else json.loads(t), "at": r.get("at") or now}
             for r, t in zip(rows, texts, strict=True)]
-    bulk.session_executemany(session, insert(bulk.table(AuditRow)), objs, ready=("detail",) if sqlite else ())
+    stmt = insert(bulk.table(AuditRow))
+    at = objs[0]["at"]
+    if all(o["at"] == at for o in objs):
+        # One time for every row (a target's answer): bound once, not converted per row.
+        stmt = stmt.values(at=at)
+        for o in objs:
+            del o["at"]
+    bulk.session_executemany(session, stmt, objs, ready=("detail",) if sqlite else ())
 
 
 def events(session: Session, *, run_id: str | None = None, source: str | None = None,

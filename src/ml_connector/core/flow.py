@@ -91,6 +91,9 @@ class RunContext:
     run_id: str
     mode: str  # full | incremental | dry_run
     options: dict[str, Any] = field(default_factory=dict)
+    #: Scratch space for one step (a page, a replay, a dry run): what a mapping reads once per step
+    #: instead of once per record, e.g. a mapping table.
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 Report = Callable[[list[Outcome]], None]

@@ -132,17 +132,19 @@ def confirm_many(session: Session, flow: str, stream: str,
     if not items:
         return
     now = utcnow()
-    rows = [{"flow": flow, "stream": stream, "source_key": key, "target_id": target_id, "content_hash": h,
-             "seen_hash": h, "active": active, "last_synced_at": now, "updated_at": now}
+    rows = [{"source_key": key, "target_id": target_id, "content_hash": h, "seen_hash": h, "active": active}
             for key, target_id, h, active in items]
-    bulk.session_executemany(session, _upsert(session), rows)
+    # What every row shares is bound once (not converted per row).
+    bulk.session_executemany(session, _upsert(session, {"flow": flow, "stream": stream, "last_synced_at": now,
+                                                        "updated_at": now}), rows)
 
 
-def _upsert(session: Session) -> Any:
-    """INSERT … ON CONFLICT (flow, stream, source_key) DO UPDATE of the ledger (SQLite ≥ 3.24, Postgres)."""
+def _upsert(session: Session, common: dict[str, Any]) -> Any:
+    """INSERT … ON CONFLICT (flow, stream, source_key) DO UPDATE of the ledger (SQLite ≥ 3.24, Postgres);
+    `common`: the values every row has."""
     table = bulk.table(RecordRow)
     dialect = session.get_bind().dialect.name
-    ins: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    ins: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(**common)
     ex = ins.excluded
     keep_target = case((or_(ex.target_id.is_(None), ex.target_id == ""), table.c.target_id), else_=ex.target_id)
     return ins.on_conflict_do_update(

@@ -27,6 +27,8 @@ docs/sap-ecc-ramp.md for the rules.
 from __future__ import annotations
 
 import logging
+import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -105,6 +107,7 @@ def vendor_to_ramp(key: str, record: dict[str, Any], *, deactivate_blocked: bool
     return Desired(key, payload, active=active)
 
 
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 _LEGAL_FORMS = {"inc", "incorporated", "llc", "ltd", "limited", "corp", "corporation", "co", "company", "gmbh",
                 "ag", "kg", "sa", "sas", "srl", "bv", "nv", "plc", "lp", "llp", "pty"}
 
@@ -112,10 +115,9 @@ _LEGAL_FORMS = {"inc", "incorporated", "llc", "ltd", "limited", "corp", "corpora
 def normalised_name(name: str) -> str:
     """A vendor name for matching: case and accents folded, punctuation dropped, legal forms
     (Inc., GmbH, Ltd …) and `&`/`and` removed, whitespace collapsed."""
-    import unicodedata
-
-    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
-    words = "".join(c if c.isalnum() else " " for c in text).split()
+    text = (name if name.isascii() else unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode())
+    # ASCII only from here: alphanumeric is [0-9a-z] once case-folded.
+    words = _NOT_ALNUM.sub(" ", text.casefold()).split()
     return " ".join(w for w in words if w not in _LEGAL_FORMS and w != "and")
 
 
@@ -132,29 +134,56 @@ def match_billpay_vendor(key: str, record: dict[str, Any], candidates: list[dict
     among the unlinked ones: the same tax id (SAP STCD1/STCD2/STCEG; Ramp's record when it has one),
     then the same normalised name in a compatible address (same country, and the same city where
     both have one). One match links; more than one is ambiguous (parked for an operator): never a guess."""
-    linked = [c for c in candidates if str(c.get("accounting_vendor_remote_id") or "") in (key, key.lstrip("0"))]
-    if linked:
-        return str(linked[0]["id"]), []
-    free = [c for c in candidates if not c.get("accounting_vendor_remote_id") and c.get("is_active", True)]
-    mine = _tax_ids(record)
-    by_tax = [c for c in free if mine and mine & _tax_ids(c)]
-    if by_tax:
-        return (str(by_tax[0]["id"]), []) if len(by_tax) == 1 else (None, [str(c["id"]) for c in by_tax])
-    name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
-    if not name:
-        return None, []
-    country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
+    return BillPayIndex(candidates).match(key, record)
 
-    def compatible(c: dict[str, Any]) -> bool:
-        addr = c.get("address") or {}
-        c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
-        c_city = str(addr.get("city") or "").strip().casefold()
-        return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
 
-    same = [c for c in free if normalised_name(str(c.get("name") or "")) == name and compatible(c)]
-    if len(same) == 1:
-        return str(same[0]["id"]), []
-    return None, [str(c["id"]) for c in same]
+class BillPayIndex:
+    """Ramp's Bill Pay vendors indexed once per run for `match_billpay_vendor`: a vendor sync matches
+    every SAP vendor, so each match is a few dictionary look-ups, not a pass over every candidate
+    (with its name normalised again). Same answers, candidates in their listed order."""
+
+    def __init__(self, candidates: list[dict[str, Any]]) -> None:
+        self.linked: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.by_tax: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self.by_name: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for pos, c in enumerate(candidates):
+            remote = str(c.get("accounting_vendor_remote_id") or "")
+            if remote:
+                self.linked.setdefault(remote, (pos, c))
+                continue
+            if not c.get("is_active", True):
+                continue
+            for t in _tax_ids(c):
+                self.by_tax.setdefault(t, []).append((pos, c))
+            self.by_name.setdefault(normalised_name(str(c.get("name") or "")), []).append((pos, c))
+
+    def match(self, key: str, record: dict[str, Any]) -> tuple[str | None, list[str]]:
+        linked = [hit for k in {key, key.lstrip("0")} if (hit := self.linked.get(k)) is not None]
+        if linked:
+            return str(min(linked, key=lambda h: h[0])[1]["id"]), []
+        if self.by_tax:
+            mine = _tax_ids(record)
+            hits = {pos: c for t in mine for pos, c in self.by_tax.get(t, ())}
+            if hits:
+                by_tax = [hits[p] for p in sorted(hits)]
+                return (str(by_tax[0]["id"]), []) if len(by_tax) == 1 else (None, [str(c["id"]) for c in by_tax])
+        if not self.by_name:
+            return None, []
+        name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
+        if not name:
+            return None, []
+        country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
+
+        def compatible(c: dict[str, Any]) -> bool:
+            addr = c.get("address") or {}
+            c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
+            c_city = str(addr.get("city") or "").strip().casefold()
+            return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
+
+        same = [c for _, c in self.by_name.get(name, ()) if compatible(c)]
+        if len(same) == 1:
+            return str(same[0]["id"]), []
+        return None, [str(c["id"]) for c in same]
 
 
 def match_accounting_vendor(key: str, record: dict[str, Any], candidates: list[dict[str, Any]]
@@ -574,23 +603,36 @@ class SapEccRampFlow(Flow):
         doc_type = str(opts.document_type)
 
         def mapped(ctx: RunContext) -> Mapped:
+            # Each value read once per step (a page's records share the context), not once per record.
+            memo: dict[tuple[str, str], str | None] = ctx.cache.setdefault("mapped", {})
+
             def get(table: str, value: str) -> str | None:
-                with ctx.runtime.db.read() as s:  # committed state; takes no write lock
-                    return mapping.get(s, ctx.flow, table, value)
+                if (table, value) not in memo:
+                    with ctx.runtime.db.read() as s:  # committed state; takes no write lock
+                        memo[(table, value)] = mapping.get(s, ctx.flow, table, value)
+                return memo[(table, value)]
             return get
 
-        match_vendors = bool(opts.match_billpay_vendors)
-        billpay: dict[str, list[dict[str, Any]]] = {}
+        def vendor_choices(ctx: RunContext) -> dict[str, str]:
+            # The operators' vendor matches (a few, set for ambiguous vendors): read whole once per page.
+            if "vendor_matches" not in ctx.cache:
+                with ctx.runtime.db.read() as s:
+                    ctx.cache["vendor_matches"] = mapping.table(s, ctx.flow, "vendor_matches")
+            choices: dict[str, str] = ctx.cache["vendor_matches"]
+            return choices
 
-        def billpay_vendors(ctx: RunContext) -> list[dict[str, Any]]:
+        match_vendors = bool(opts.match_billpay_vendors)
+        billpay: dict[str, BillPayIndex] = {}
+
+        def billpay_vendors(ctx: RunContext) -> BillPayIndex:
             # Ramp's Bill Pay vendors, listed once per run (a run reads them before any create).
             if ctx.run_id not in billpay:
                 billpay.clear()
                 try:
-                    billpay[ctx.run_id] = list(ctx.runtime.connection(ramp).iter_billpay_vendors())
+                    billpay[ctx.run_id] = BillPayIndex(list(ctx.runtime.connection(ramp).iter_billpay_vendors()))
                 except RampError as exc:  # e.g. 403 without vendors:read: upload without matching
                     log.warning("vendor matching off for this run: listing Ramp's vendors failed: %s", exc)
-                    billpay[ctx.run_id] = []
+                    billpay[ctx.run_id] = BillPayIndex([])
             return billpay[ctx.run_id]
 
         match_accounting = bool(opts.match_accounting_vendors)
@@ -646,11 +688,11 @@ class SapEccRampFlow(Flow):
                 d = m
             if not match_vendors:
                 return d
-            chosen = mapped(ctx)("vendor_matches", key)
+            chosen = vendor_choices(ctx).get(key)
             if chosen:
                 link = None if chosen == "none" else chosen
             else:
-                link, ambiguous = match_billpay_vendor(key, rec, billpay_vendors(ctx))
+                link, ambiguous = billpay_vendors(ctx).match(key, rec)
                 if ambiguous:
                     return Parked(key, mapping.waits_for("vendor_matches", key), payload=rec)
             return Desired(key, {**d.payload, "billpay_vendor_id": link}, active=d.active) if link else d

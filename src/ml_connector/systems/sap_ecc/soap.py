@@ -220,25 +220,49 @@ def normalize_date(text: str) -> str:
     return text
 
 
+_ABAP_NAMES: dict[str, str] = {}  # element tag → its ABAP name (`abap_name(_local(el))`), bounded
+
+
+def _abap(tag: Any) -> str:
+    """`abap_name(_local(el))` by the element's tag, remembered: a table's rows repeat a few tags
+    many thousand times (an RFC_READ_TABLE page: one `item` and one `WA` per row)."""
+    name = _ABAP_NAMES.get(tag) if isinstance(tag, str) else ""
+    if name is None:
+        name = abap_name(etree.QName(tag).localname)
+        if len(_ABAP_NAMES) < 4096:
+            _ABAP_NAMES[tag] = name
+    return name
+
+
+_NO_TABLES: frozenset[str] = frozenset()
+
+
 def _value(el: etree._Element, tables: frozenset[str], *, raw: bool = False) -> Any:
     kids = _children(el)
-    name = abap_name(_local(el))
+    name = _abap(el.tag)
     if not kids:
         if name.upper() in tables:
             return []
         text = el.text or ""
         return text if raw else normalize_date(text)
-    if all(_local(k) == "item" for k in kids) or name.upper() in tables:
+    if all(_abap(k.tag) == "item" for k in kids) or name.upper() in tables:
         rows: list[Any] = []
         for item in kids:
             cells = _children(item)
             if cells:
-                rows.append({(n := abap_name(_local(c))): _value(c, frozenset(), raw=n.upper() in _RAW_CELLS)
-                             for c in cells})
+                row: dict[str, Any] = {}
+                for c in cells:
+                    n = _abap(c.tag)
+                    if len(c):  # any child node: the general case
+                        row[n] = _value(c, _NO_TABLES, raw=n.upper() in _RAW_CELLS)
+                    else:  # a leaf cell (nearly all): its text
+                        text = c.text or ""
+                        row[n] = text if n.upper() in _RAW_CELLS else normalize_date(text)
+                rows.append(row)
             else:
                 rows.append(normalize_date(item.text or ""))
         return rows
-    return {abap_name(_local(k)): _value(k, frozenset()) for k in kids}
+    return {_abap(k.tag): _value(k, _NO_TABLES) for k in kids}
 
 
 def parse_response(fm: str, body: bytes, *, tables: Iterable[str] = ()) -> dict[str, Any]:
