@@ -41,19 +41,13 @@ def po_bill_to_invoice(key: str, bill: dict[str, Any], pos: dict[str, dict[str, 
                        mapped: Any, xblnr_prefix: str = "RMP", today: str = "") -> Desired | Parked:
     """A PO-based Ramp bill → the MM invoice to post (payload `kind: mm`), or Parked (see module docstring).
     `pos`: the bill's Ramp purchase orders by id; `mapped(table, value)`: the flow's mapping tables."""
-    from ml_connector.flows.sap_ecc_ramp import _date, _money, _sap_key
+    from ml_connector.flows.sap_ecc_ramp import _date, _money, _sap_key, bill_header
 
-    entity = str(bill.get("entity_id") or "")
-    bukrs = mapped("entities", entity)
-    if not bukrs:
-        return Parked(key, mapping.waits_for("entities", entity or "-"), payload=bill)
-    vendor = bill.get("vendor") or {}
-    lifnr = str(vendor.get("remote_id") or "") or mapped("vendors", str(vendor.get("id") or ""))
-    if not lifnr:
-        return Parked(key, mapping.waits_for("vendors", str(vendor.get("id") or vendor.get("name") or "-")),
-                      payload=bill)
+    head = bill_header(key, bill, mapped)
+    if isinstance(head, Parked):
+        return head
+    bukrs, lifnr, ccy = head
     total = bill.get("amount") or {}
-    ccy = str(total.get("currency_code") or "USD").upper() if isinstance(total, dict) else "USD"
     problems: list[str] = []
     po_lines: dict[str, tuple[str, str]] = {}  # Ramp PO line id -> (EBELN, EBELP)
     for po in pos.values():
@@ -97,7 +91,8 @@ def po_bill_to_invoice(key: str, bill: dict[str, Any], pos: dict[str, dict[str, 
     issued = _date(bill.get("issued_at"))
     posting = _date(bill.get("posting_date") or bill.get("accounting_date")) or issued
     payload = {"kind": "mm", "bill_id": key, "invoice_number": str(bill.get("invoice_number") or ""),
-               "entity_id": entity, "company_code": bukrs, "vendor": _sap_key(lifnr, "vendor", problems),
+               "entity_id": str(bill.get("entity_id") or ""), "company_code": bukrs,
+               "vendor": _sap_key(lifnr, "vendor", problems),
                "currency": ccy, "doc_date": issued or today, "posting_date": posting or today,
                "xblnr": xblnr_for(key, xblnr_prefix), "credit_memo": credit, "lines": lines, "problems": problems}
     return Desired(key, payload)

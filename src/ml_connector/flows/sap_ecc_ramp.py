@@ -333,6 +333,24 @@ def _dimension(sels: list[dict[str, Any]], fields: tuple[str, ...]) -> str:
     return ""
 
 
+def bill_header(key: str, bill: dict[str, Any], mapped: Any) -> tuple[str, str, str] | Parked:
+    """A Ramp bill's company code (the `entities` mapping), SAP vendor (its remote id, else the `vendors`
+    mapping) and currency, or Parked on the mapping it waits for: the same for FI and MM invoices."""
+    entity = str(bill.get("entity_id") or "")
+    bukrs = mapped("entities", entity)
+    if not bukrs:
+        return Parked(key, mapping.waits_for("entities", entity or "-"), payload=bill)
+    vendor = bill.get("vendor") or {}
+    lifnr = str(vendor.get("remote_id") or "") or mapped("vendors", str(vendor.get("id") or ""))
+    if not lifnr:
+        # A Bill Pay vendor not linked to an accounting (SAP) vendor: an operator maps it.
+        return Parked(key, mapping.waits_for("vendors", str(vendor.get("id") or vendor.get("name") or "-")),
+                      payload=bill)
+    total = bill.get("amount") or {}
+    ccy = str(total.get("currency_code") or "USD").upper() if isinstance(total, dict) else "USD"
+    return str(bukrs), lifnr, ccy
+
+
 def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
                     cost_center_field_id: str = COST_CENTER_FIELD_ID, xblnr_prefix: str = "RMP",
                     today: str | None = None, dimension_fields: tuple[str, ...] = ()) -> Desired | Parked:
@@ -346,18 +364,11 @@ def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
     no lines, lines not adding up to the total) goes into `problems`: the bill then fails and
     is reported to Ramp with that message, without a call to SAP. Negative totals become
     credit memos. XBLNR derives from the bill id (the exactly-once reference)."""
-    entity = str(bill.get("entity_id") or "")
-    bukrs = mapped("entities", entity)
-    if not bukrs:
-        return Parked(key, mapping.waits_for("entities", entity or "-"), payload=bill)
-    vendor = bill.get("vendor") or {}
-    lifnr = str(vendor.get("remote_id") or "") or mapped("vendors", str(vendor.get("id") or ""))
-    if not lifnr:
-        # A Bill Pay vendor not linked to an accounting (SAP) vendor: an operator maps it.
-        return Parked(key, mapping.waits_for("vendors", str(vendor.get("id") or vendor.get("name") or "-")),
-                      payload=bill)
+    head = bill_header(key, bill, mapped)
+    if isinstance(head, Parked):
+        return head
+    bukrs, lifnr, ccy = head
     total = bill.get("amount") or {}
-    ccy = str(total.get("currency_code") or "USD").upper() if isinstance(total, dict) else "USD"
     problems: list[str] = []
     sels = bill.get("accounting_field_selections") or []
     default_gl = _selection(sels, "GL_ACCOUNT", cost_center_field_id)
@@ -393,7 +404,8 @@ def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
     posting = _date(bill.get("posting_date") or bill.get("accounting_date")) or issued
     today = today or datetime.now(UTC).strftime("%Y-%m-%d")
     payload = {"bill_id": key, "invoice_number": str(bill.get("invoice_number") or ""),
-               "entity_id": entity, "company_code": bukrs, "vendor": _sap_key(lifnr, "vendor", problems),
+               "entity_id": str(bill.get("entity_id") or ""), "company_code": bukrs,
+               "vendor": _sap_key(lifnr, "vendor", problems),
                "currency": ccy, "doc_date": issued or today, "posting_date": posting or today,
                "xblnr": xblnr_for(key, xblnr_prefix), "credit_memo": credit, "lines": lines,
                "problems": problems}
