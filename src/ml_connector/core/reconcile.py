@@ -149,3 +149,12 @@ def record_states(session: Any, flow: str, stream: str, keys: list[str]) -> dict
                 RecordRow.flow == flow, RecordRow.stream == stream, RecordRow.source_key.in_(chunk))):
             out[key] = (out.get(key, ("", None))[0], h)
     return out
+
+
+def difference_kind(in_target: bool, state: str, ledger_hash: str | None, want_hash: str) -> str:
+    """Why a source record's amounts differ from the target's: not in the target (because it is parked,
+    failed or in doubt, or simply missing), changed at the source since it was written (the ledger's
+    hash is not the hash of what the flow would write now), or the amounts differ."""
+    if not in_target:
+        return "parked" if state == "parked" else "failed" if state in ("failed", "uncertain") else "missing"
+    return "changed" if ledger_hash and ledger_hash != want_hash else "differs"

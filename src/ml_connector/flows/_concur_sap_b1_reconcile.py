@@ -26,7 +26,7 @@ from typing import Any
 
 from ml_connector.core import mapping
 from ml_connector.core.ledger import Desired, content_hash
-from ml_connector.core.reconcile import Explanation, Reconciliation, period_bounds, record_states
+from ml_connector.core.reconcile import Explanation, Reconciliation, difference_kind, period_bounds, record_states
 from ml_connector.systems.sap_b1.client import odata_quote
 
 Key = tuple[str, str, str]
@@ -175,12 +175,8 @@ def reconcile_journal_entries(flow: Any, period: str) -> Reconciliation:
         for k in sorted(set(ours) | set(theirs)):
             if k not in differing or ours.get(k, Decimal(0)) == theirs.get(k, Decimal(0)):
                 continue
-            if not theirs:
-                kind = "parked" if state == "parked" else "failed" if state in ("failed", "uncertain") else "missing"
-            elif ledger_hash and ledger_hash != content_hash({**want.payload, "__active": want.active}):
-                kind = "changed"
-            else:
-                kind = "differs"
+            kind = difference_kind(bool(theirs), state, ledger_hash,
+                                   content_hash({**want.payload, "__active": want.active}))
             rec.explanations.append(Explanation(k, key, kind, ours.get(k, Decimal(0)), theirs.get(k, Decimal(0)),
                                                 _what(documents, key)))
     known = {*source_lines, *parked_lines}

@@ -19,7 +19,7 @@ from typing import Any
 
 from ml_connector.core import mapping
 from ml_connector.core.ledger import Desired, content_hash
-from ml_connector.core.reconcile import Explanation, Reconciliation, period_bounds, record_states
+from ml_connector.core.reconcile import Explanation, Reconciliation, difference_kind, period_bounds, record_states
 from ml_connector.systems.sap_ecc.posting import parse_amount, xblnr_for
 from ml_connector.systems.sap_ecc.table_reader import TableReader, quote
 
@@ -138,12 +138,8 @@ def reconcile_bills(flow: Any, period: str) -> Reconciliation:
         for key in sorted(set(ours) | set(theirs)):
             if key not in differing or ours.get(key, Decimal(0)) == theirs.get(key, Decimal(0)):
                 continue
-            if not theirs:
-                kind = "parked" if state == "parked" else "failed" if state in ("failed", "uncertain") else "missing"
-            elif ledger_hash and ledger_hash != content_hash({**want.payload, "__active": want.active}):
-                kind = "changed"
-            else:
-                kind = "differs"
+            kind = difference_kind(bool(theirs), state, ledger_hash,
+                                   content_hash({**want.payload, "__active": want.active}))
             rec.explanations.append(Explanation(key, bill_id, kind, ours.get(key, Decimal(0)),
                                                 theirs.get(key, Decimal(0)), want.payload["invoice_number"]))
     for xblnr, lines in target_lines.items():
