@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ml_connector.agent.cli import register_commands as register_agent_commands
@@ -299,6 +298,8 @@ def _connect(rt: Any, role: str) -> None:
 def sync_with_progress(rt: Any, flow: str, streams: list[str], *, full: bool = False,
                        out: Console | None = None, force: bool = False) -> int:
     """Start one run per stream and follow it with a progress bar; print the summary. 0 = all written."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from ml_connector.core import engine
     from ml_connector.core.flow import RunDeferred
 

@@ -13,6 +13,7 @@ NAME of a secret in the vault (set with `ml-connector secrets set NAME`).
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 import types
@@ -711,13 +712,25 @@ def flow_stream_names(pair: str) -> list[str] | None:
     """The stream names a flow module declares as a literal `STREAMS = (...)` at its top level, read
     from its source without importing it; None when it declares none (its streams are then checked
     when the flow is built)."""
-    import ast
-
     from ml_connector.core import flow_modules
 
     origin = flow_modules.source_file(pair)
     if origin is None:
         return None
+    try:
+        st = Path(origin).stat()
+    except OSError:
+        return None
+    names = _declared_streams(str(origin), st.st_mtime_ns, st.st_size)
+    return None if names is None else list(names)
+
+
+@functools.lru_cache(maxsize=64)
+def _declared_streams(origin: str, mtime_ns: int, size: int) -> tuple[str, ...] | None:
+    """`flow_stream_names` of one version of a file (parsing a flow module costs ~20 ms; a configuration
+    names the same pair in several flows)."""
+    import ast
+
     try:
         tree = ast.parse(Path(origin).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError):
@@ -734,7 +747,7 @@ def flow_stream_names(pair: str) -> list[str] | None:
                 value = ast.literal_eval(expr)
             except ValueError:
                 return None
-            return [str(v) for v in value] if isinstance(value, list | tuple | set | frozenset | dict) else None
+            return tuple(str(v) for v in value) if isinstance(value, list | tuple | set | frozenset | dict) else None
     return None
 
 

@@ -24,13 +24,14 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ml_connector.core import providers
-from ml_connector.core.channel import ChannelFault, Handler
 from ml_connector.core.known_errors import KnownError
+
+if TYPE_CHECKING:  # annotations only: the channel imports httpx, which a light CLI command never needs
+    from ml_connector.core.channel import ChannelFault, Handler
 
 ENTRY_POINT_GROUP = "ml_connector.systems"
 #: The in-tree systems' package (its subpackages with an `ENTRY`), beside the entry points.
@@ -146,6 +147,8 @@ def _discover() -> dict[str, SystemEntry]:
 
 def _locate_facts(entry: SystemEntry) -> None:
     if entry.provider is not None and entry.facts_package is not None:
+        from ml_connector.core import providers  # YAML and the facts' schema, only when a system loads
+
         providers.locate(entry.provider, entry.facts_package)
 
 
