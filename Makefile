@@ -28,7 +28,8 @@ demo: venv
 # `make test` runs in two passes. Most tests (each in a directory, database and ports of its own) run on
 # two pytest-xdist workers; the tests that kill, stop and time separate processes, share the Postgres
 # server, drive the browser or print the fault matrix's table run after them, one at a time. Both
-# passes always run; `make test` fails if either did.
+# passes always run; `make test` fails if either did. `--dist loadfile`: a module's tests stay on one
+# worker, since many share a module-scoped sandbox world and some build on the previous test's state.
 SERIAL := scaleout or slow or browser or faults
 SERIAL_NOT := not ($(SERIAL))
 
@@ -40,14 +41,14 @@ test: venv
 	$(VENV)/bin/ruff check src tests $(wildcard bench) && \
 	$(VENV)/bin/mypy && \
 	{ rc=0; \
-	  $(VENV)/bin/pytest -q -p no:cacheprovider -m "$(SERIAL_NOT)" -n 2 --dist worksteal || rc=$$?; \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider -m "$(SERIAL_NOT)" -n 2 --dist loadfile || rc=$$?; \
 	  $(VENV)/bin/pytest -q -p no:cacheprovider -m "$(SERIAL)" || rc=$$?; \
 	  exit $$rc; }
 
 # Two pytest workers (pytest-xdist): the fast tests are mostly separate CLI processes and loopback
 # servers, each test in a directory, database and ports of its own.
 test-fast: venv
-	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow and not browser" -n 2 --dist worksteal
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow and not browser" -n 2 --dist loadfile
 
 # The fault matrix: every flow's write path under the sandboxes' faults (and the SIGKILL tests),
 # then a table of duplicates and losses per stream and fault (all zero). `make test` runs it too.
