@@ -25,11 +25,12 @@ demo: venv
 # Debian's package if missing and starts a throwaway cluster on loopback.
 # The console's browser tests need Chromium: scripts/chromium.sh installs Debian's
 # chromium and chromium-driver if missing (MLC_REQUIRE_BROWSER: no skipping here).
-# `make test` runs in two passes. Most tests (each in a directory, database and ports of its own) run on
-# two pytest-xdist workers; the tests that kill, stop and time separate processes, share the Postgres
-# server, drive the browser or print the fault matrix's table run after them, one at a time. Both
-# passes always run; `make test` fails if either did. `--dist loadfile`: a module's tests stay on one
-# worker, since many share a module-scoped sandbox world and some build on the previous test's state.
+# `make test` runs in three passes. Most tests (each in a directory, database and ports of its own) run on
+# two pytest-xdist workers, a module's tests on one worker (`--dist loadfile`: many share a module-scoped
+# sandbox world and some build on the previous test's state). The fault matrix (tests/faults: every case
+# its own world, crashes at fixed points, not at times) runs on two workers too. The tests that kill,
+# stop and time separate processes, share the Postgres server or drive the browser run last, one at a
+# time. Every pass runs; `make test` fails if any did.
 SERIAL := scaleout or slow or browser or faults
 SERIAL_NOT := not ($(SERIAL))
 
@@ -42,7 +43,8 @@ test: venv
 	$(VENV)/bin/mypy && \
 	{ rc=0; \
 	  $(VENV)/bin/pytest -q -p no:cacheprovider -m "$(SERIAL_NOT)" -n 2 --dist loadfile || rc=$$?; \
-	  $(VENV)/bin/pytest -q -p no:cacheprovider -m "$(SERIAL)" || rc=$$?; \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider tests/faults -n 2 --dist worksteal || rc=$$?; \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider -m "$(SERIAL)" --ignore=tests/faults || rc=$$?; \
 	  exit $$rc; }
 
 # Two pytest workers (pytest-xdist): the fast tests are mostly separate CLI processes and loopback
