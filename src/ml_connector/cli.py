@@ -224,8 +224,10 @@ def run(config: ConfigOpt = DEFAULT_CONFIG,
 RUN_COUNTS = ("read", "created", "adopted", "updated", "deactivated", "unchanged", "parked", "failed")
 
 
-def _summary_table(flow: str, stream: str, counts: dict[str, Any]) -> Table:
-    t = Table(title=f"{flow} / {stream}")
+def summary_table(flow: str, stream: str, counts: dict[str, Any]) -> Table:
+    # No outer border or edge padding: the eight headers and counts of hundreds of thousands then fit an 80-column
+    # terminal whole.
+    t = Table(title=f"{flow} / {stream}", show_edge=False, pad_edge=False)
     for col in RUN_COUNTS:
         t.add_column(col, justify="right")
     t.add_row(*(str(counts.get(c, 0)) for c in RUN_COUNTS))
@@ -323,7 +325,7 @@ def sync_with_progress(rt: Any, flow: str, streams: list[str], *, full: bool = F
                 counts = engine.wait(run_id, on_progress=show)
             except RuntimeError as exc:
                 raise _fail(str(exc)) from None
-        con.print(_summary_table(flow, s, counts))
+        con.print(summary_table(flow, s, counts))
         con.print(f"run id: {run_id}")
         if counts.get("waiting"):
             con.print(f"[yellow]waiting[/yellow] (not failed): {counts['waiting']}; the next run (schedule, "

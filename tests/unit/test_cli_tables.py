@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from ml_connector.cli import failures_table, parked_table, runs_table
+from ml_connector.cli import RUN_COUNTS, failures_table, parked_table, runs_table, summary_table
 from ml_connector.server.agents.cli import agents_table
 from ml_connector.server.cli import tokens_table
 
@@ -102,3 +102,10 @@ def test_tokens_table_at_80_columns() -> None:
     text = render(tokens_table(rows))
     assert_readable(text, ["0123456789abcdef", "active", "revoked", "2023-11-14", "22:13:20", "UTC"],
                     {1: ["ci-deploy-pipeline"]})
+
+
+def test_sync_summary_table_at_80_columns() -> None:
+    counts = {"read": 50000, "created": 48000, "adopted": 120, "updated": 1500, "deactivated": 190,
+              "unchanged": 190, "parked": 12, "failed": 3}
+    text = render(summary_table("vendors_to_ramp", "vendors", counts))
+    assert_readable(text, [*RUN_COUNTS, *(str(v) for v in counts.values())], {})
