@@ -41,7 +41,7 @@ def po_bill_to_invoice(key: str, bill: dict[str, Any], pos: dict[str, dict[str, 
                        mapped: Any, xblnr_prefix: str = "RMP", today: str = "") -> Desired | Parked:
     """A PO-based Ramp bill → the MM invoice to post (payload `kind: mm`), or Parked (see module docstring).
     `pos`: the bill's Ramp purchase orders by id; `mapped(table, value)`: the flow's mapping tables."""
-    from ml_connector.flows.sap_ecc_ramp import _date, _money, _sap_key, bill_header
+    from ml_connector.flows.sap_ecc_ramp import _money, _sap_key, bill_header, bill_totals
 
     head = bill_header(key, bill, mapped)
     if isinstance(head, Parked):
@@ -79,17 +79,7 @@ def po_bill_to_invoice(key: str, bill: dict[str, Any], pos: dict[str, dict[str, 
                       "amount": format_amount(amount, ccy), "text": str(li.get("memo") or "")[:50]})
         if not ebelp.isdigit():
             problems.append(f"line {n}: PO item {ebelp!r} is not an SAP item number")
-    if not lines:
-        problems.append("the bill has no line items")
-    gross = sum((Decimal(ln["amount"]) for ln in lines), Decimal(0))
-    if isinstance(total, dict) and lines and gross != _money(total, ccy):
-        problems.append(f"the lines add up to {gross} {ccy}, the bill says {_money(total, ccy)} {ccy}")
-    credit = gross < 0
-    if credit:
-        for ln in lines:
-            ln["amount"] = format_amount(-Decimal(ln["amount"]), ccy)
-    issued = _date(bill.get("issued_at"))
-    posting = _date(bill.get("posting_date") or bill.get("accounting_date")) or issued
+    credit, issued, posting = bill_totals(bill, lines, total, ccy, problems)
     payload = {"kind": "mm", "bill_id": key, "invoice_number": str(bill.get("invoice_number") or ""),
                "entity_id": str(bill.get("entity_id") or ""), "company_code": bukrs,
                "vendor": _sap_key(lifnr, "vendor", problems),

@@ -351,6 +351,25 @@ def bill_header(key: str, bill: dict[str, Any], mapped: Any) -> tuple[str, str, 
     return str(bukrs), lifnr, ccy
 
 
+def bill_totals(bill: dict[str, Any], lines: list[dict[str, Any]], total: Any, ccy: str,
+                problems: list[str]) -> tuple[bool, str, str]:
+    """What FI and MM invoices check and derive alike once their lines are mapped: the lines exist and add
+    up to the bill's total (else `problems`), a negative total is a credit memo (its line amounts are
+    then made positive, in place), and the document and posting dates. Returns (credit, issued, posting)."""
+    if not lines:
+        problems.append("the bill has no line items")
+    gross = sum((Decimal(ln["amount"]) for ln in lines), Decimal(0))
+    if isinstance(total, dict) and lines and gross != _money(total, ccy):
+        problems.append(f"the lines add up to {gross} {ccy}, the bill says {_money(total, ccy)} {ccy}")
+    credit = gross < 0
+    if credit:
+        for ln in lines:
+            ln["amount"] = format_amount(-Decimal(ln["amount"]), ccy)
+    issued = _date(bill.get("issued_at"))
+    posting = _date(bill.get("posting_date") or bill.get("accounting_date")) or issued
+    return credit, issued, posting
+
+
 def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
                     cost_center_field_id: str = COST_CENTER_FIELD_ID, xblnr_prefix: str = "RMP",
                     today: str | None = None, dimension_fields: tuple[str, ...] = ()) -> Desired | Parked:
@@ -391,17 +410,7 @@ def bill_to_invoice(key: str, bill: dict[str, Any], *, mapped: Mapped,
                       "cost_center": _sap_key(cc, f"line {n}: cost center", problems),
                       "amount": format_amount(_money(li.get("amount"), ccy), ccy),
                       "text": str(li.get("memo") or "")[:50]})
-    if not lines:
-        problems.append("the bill has no line items")
-    gross = sum((Decimal(ln["amount"]) for ln in lines), Decimal(0))
-    if isinstance(total, dict) and lines and gross != _money(total, ccy):
-        problems.append(f"the lines add up to {gross} {ccy}, the bill says {_money(total, ccy)} {ccy}")
-    credit = gross < 0
-    if credit:
-        for ln in lines:
-            ln["amount"] = format_amount(-Decimal(ln["amount"]), ccy)
-    issued = _date(bill.get("issued_at"))
-    posting = _date(bill.get("posting_date") or bill.get("accounting_date")) or issued
+    credit, issued, posting = bill_totals(bill, lines, total, ccy, problems)
     today = today or datetime.now(UTC).strftime("%Y-%m-%d")
     payload = {"bill_id": key, "invoice_number": str(bill.get("invoice_number") or ""),
                "entity_id": str(bill.get("entity_id") or ""), "company_code": bukrs,
