@@ -202,16 +202,10 @@ def run(burst: int = 100, single: int = 20) -> dict[str, Any]:
 
 
 def _postable_vendors(handles: dict[str, Any]) -> list[str]:
-    """SAP vendors of company code 1000, not blocked or deleted, that the vendor sync put into Ramp."""
-    ecc = handles["sap_ecc"].state
-    in_ramp = set(handles["ramp"].state.vendors.by_remote)
-    lfa1 = {r["LIFNR"]: r for r in ecc.data.rows("LFA1", ecc.client)}
-    ok = sorted(r["LIFNR"] for r in ecc.data.rows("LFB1", ecc.client)
-                if r["BUKRS"] == "1000" and not r.get("LOEVM") and not r.get("SPERR") and r["LIFNR"] in in_ramp
-                and not lfa1[r["LIFNR"]].get("SPERR") and not lfa1[r["LIFNR"]].get("LOEVM"))
-    if not ok:
-        raise RuntimeError("no postable vendor of company code 1000 in Ramp")
-    return ok[:20]
+    """Up to 20 SAP vendors the demo's bills could post on (demo_ramp_bills.postable_vendors)."""
+    from ml_connector.demo_ramp_bills import postable_vendors
+
+    return postable_vendors(handles)[:20]
 
 
 def main() -> None:

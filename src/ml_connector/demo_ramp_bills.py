@@ -30,8 +30,9 @@ PLANT_BILLS = [("1000", "0000001000", "0000600000", "1840.00", "Spare parts, pla
                ("1200", "0000001620", "0000620000", "310.00", "Pallets, plant 1200 (Warehouse Chicago)")]
 
 
-def _vendor(handles: dict[str, Any]) -> str:
-    """An SAP vendor of company code 1000 that the vendor sync put into Ramp (postable)."""
+def postable_vendors(handles: dict[str, Any]) -> list[str]:
+    """The SAP vendors of company code 1000, not blocked or deleted, that the vendor sync put into Ramp
+    (the demo's bills and bench/ramp_bills.py post on them)."""
     ecc = handles["sap_ecc"].state
     in_ramp = set(handles["ramp"].state.vendors.by_remote)
     lfa1 = {r["LIFNR"]: r for r in ecc.data.rows("LFA1", ecc.client)}
@@ -40,7 +41,12 @@ def _vendor(handles: dict[str, Any]) -> str:
                 and not lfa1[r["LIFNR"]].get("SPERR") and not lfa1[r["LIFNR"]].get("LOEVM"))
     if not ok:
         raise RuntimeError("no vendor of company code 1000 in Ramp: the vendor sync must run first")
-    return ok[0]
+    return ok
+
+
+def _vendor(handles: dict[str, Any]) -> str:
+    """An SAP vendor of company code 1000 that the vendor sync put into Ramp (postable)."""
+    return postable_vendors(handles)[0]
 
 
 def _new_cost_center(handles: dict[str, Any]) -> str:
