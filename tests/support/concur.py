@@ -265,8 +265,11 @@ def post_foreign_journal_entry(world: ConcurWorld, reference3: str, amount: floa
 
 
 #: What the Concur flow asks of Business One: the agent's allow-list for it (nothing else is served).
+#: The last four serve the approval queue's check (systems/sap_b1/journal_check.py): posting periods,
+#: and currencies and rates of foreign-currency entries (B1's actions are POSTs that write nothing).
 FLOW_RESOURCES = ["JournalEntries", "ChartOfAccounts:read", "ProfitCenters:read", "DistributionRules:read",
-                  "BusinessPartners:read"]
+                  "BusinessPartners:read", "CompanyService_GetPeriods", "CompanyService_GetFinancePeriods",
+                  "Currencies:read", "SBOBobService_GetCurrencyRate"]
 
 
 class ConcurAgentSite:
