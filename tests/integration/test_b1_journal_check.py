@@ -119,7 +119,8 @@ def test_accepted_entry_posts_and_is_then_found_by_its_reference(sandbox: Sandbo
 def test_foreign_currency_is_accepted_once_business_one_has_the_days_rate(sandbox: SandboxHandle,
                                                                           b1: ServiceLayerClient) -> None:
     refused = check_journal_entry(b1, _fc("GBP"), "concur:check-gbp")
-    assert refused.ok is False and refused.messages == [msg.with_code(-5002, msg.NO_RATE)]
+    assert refused.ok is False and refused.messages == [msg.explained(msg.with_code(-5002, msg.NO_RATE))]
+    assert "Business One: no exchange rate for the day" in refused.messages[0]
     sandbox.state.set_rate("GBP", "2026-03-31", 1.27)
     accepted = check_journal_entry(b1, _fc("GBP"), "concur:check-gbp")
     assert accepted.ok is True, accepted.messages
@@ -129,6 +130,6 @@ def test_foreign_currency_is_accepted_once_business_one_has_the_days_rate(sandbo
 def test_every_problem_of_an_entry_is_listed_not_only_the_first(b1: ServiceLayerClient) -> None:
     body = {**je(AccountCode="9999", CostingCode="CC99", Debit=1.0), "ReferenceDate": "2040-01-15"}
     verdict = check_journal_entry(b1, body, "concur:check-many")
-    assert [m.split(" (posting date")[0] for m in verdict.messages] == [
+    assert [m.split(" (posting date")[0].split(". Business One: ")[0] for m in verdict.messages] == [
         msg.with_code(-5002, t) for t in (msg.invalid_account(1, "9999"), msg.invalid_rule(1, "CostingCode", "CC99"),
                                           msg.unbalanced(1.0, 120.5), msg.NO_PERIOD)]

@@ -20,7 +20,8 @@ check never sends the entry. It reads, and says which part is which:
   date that is not locked.
 
 Each refusal is worded with Business One's own code and text (known_errors.py), the ones B1 (and the
-emulator) answer when the entry is posted, so the queue shows what posting would answer.
+emulator) answer when the entry is posted, so the queue shows what posting would answer; the console
+catalogue's words for the cause (what it means, how to fix it) follow.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def check_journal_entry(b1: ServiceLayerApi, entry: Mapping[str, Any], external_
         problems.append(msg.with_code(code, msg.PERIOD_LOCKED)
                         + f" (posting date {day}: period {period.get('PeriodCode')} is {period.get('PeriodStatus')})")
     if problems:
-        return Verdict(False, list(dict.fromkeys(problems)), CHECKED_BY)
+        return Verdict(False, [msg.explained(p) for p in dict.fromkeys(problems)], CHECKED_BY)
     where = f"posting period {period.get('PeriodCode')} open" if period else ""
     return Verdict(True, [f"Business One would accept it: {len(lines)} lines, debit = credit = {debit}; accounts, "
                           f"business partners, distribution rules and currencies found active in Business One; "

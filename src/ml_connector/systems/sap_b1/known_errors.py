@@ -23,6 +23,8 @@ emulator's own wording, the real text is not known to us):
 
 from __future__ import annotations
 
+import re
+
 from ml_connector.core.known_errors import KnownError
 
 #: The error code of a refused journal entry (the DI API's "-5002" family) [P]/[U], see above.
@@ -130,3 +132,12 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
                "The document's currency is not defined in Business One.",
                "Define the currency in Business One (Currencies), then replay."),
 )
+
+
+def explained(message: str) -> str:
+    """`message` (B1's code and text) followed by the console catalogue's words for its cause, for the
+    approval queue's verdict: what it means and how to fix it."""
+    for known in KNOWN_ERRORS:
+        if re.search(known.pattern, message, re.IGNORECASE):
+            return f"{message}. {known.title}. {known.fix}"
+    return message
