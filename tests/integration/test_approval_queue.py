@@ -138,6 +138,9 @@ def test_concur_reports_wait_with_business_ones_verdict_resend_asks_again_approv
                                             {"streams": ["expense_reports"]})
                               + "server:\n  host: 127.0.0.1\n  port: 8080\n", encoding="utf-8")
         env.cli("users", "add", "otto", "--role", "operator", "--password-stdin", input_=PASSWORD + "\n")
+        # The dry run shows the same verdict per document, and writes nothing.
+        dry = re.sub(r"[│\s]+", " ", env.cli("sync", CONCUR_FLOW, "--dry-run").stdout)  # the table's cells joined
+        assert dry.count("Business One would accept it") == 3 and "nothing was written" in dry, dry
         base = env.serve_on_free_port()
         proc = env.popen("run")
         try:

@@ -179,6 +179,6 @@ def check_journal_entry(b1: ServiceLayerApi, entry: Mapping[str, Any], external_
     if problems:
         return Verdict(False, [msg.explained(p) for p in dict.fromkeys(problems)], CHECKED_BY)
     where = f"posting period {period.get('PeriodCode')} open" if period else ""
-    return Verdict(True, [f"Business One would accept it: {len(lines)} lines, debit = credit = {debit}; accounts, "
+    return Verdict(True, [f"Business One would accept it: {len(lines)} lines, debit = credit = {debit:.2f}; accounts, "
                           f"business partners, distribution rules and currencies found active in Business One; "
                           f"{where} for {day}"], CHECKED_BY)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ml_connector.core.flow import Outcome, Report, RunContext, Target, Verdict
+from ml_connector.core.ledger import Change
 from ml_connector.core.outbox import Entry
 from ml_connector.systems.sap_b1.client import JournalPosting, ServiceLayerApi
 from ml_connector.systems.sap_b1.errors import B1CommunicationError, B1Error, B1SessionError
@@ -97,6 +98,16 @@ class JournalEntriesTarget(Target):
         if payload.get("problems"):
             return Verdict(False, [f"Not sent to Business One: {p}" for p in payload["problems"]], "mapping")
         return check_journal_entry(self._b1(ctx), self.document(payload), str(payload["external_id"]), ctx.cache)
+
+    def preview(self, ctx: RunContext, change: Change) -> str | None:
+        """Dry run: the same verdict as the approval queue's, in one line."""
+        try:
+            v = self.check(ctx, change.payload)
+        except Exception as exc:  # the preview must not break the listing
+            return f"Business One check not possible: {type(exc).__name__}: {exc}"
+        if v is None:
+            return None
+        return " | ".join(v.messages) if v.ok else f"Business One would REFUSE it: {' | '.join(v.messages)}"
 
     def describe(self, op: str, payload: dict[str, Any]) -> str:
         if self._describe is not None:
