@@ -9,7 +9,7 @@ Choices where the reference is [U] (made switchable on `B1Sandbox.config`):
   unknown or inactive business partner; unknown, other-dimension or inactive distribution rule;
   unknown project; unknown currency or no exchange rate for the day; no posting period for the
   posting date (10000156), or a locked one. The first refusal is answered, as B1 does;
-- posting periods: one period category per year 2015-2035 with monthly finance periods, all
+- posting periods: one period category per year 2018-2030 with monthly finance periods, all
   unlocked (`set_period_status` locks one); read with the Service Layer's own actions
   CompanyService_GetPeriods / CompanyService_GetFinancePeriods (API reference; they are POSTs that
   write nothing). Exchange rates per currency and day (`set_rate`), read with
@@ -206,11 +206,11 @@ ACTIONS = ("CompanyService_GetPeriods", "CompanyService_GetFinancePeriods", "SBO
 
 
 def _seed_periods() -> list[Row]:
-    """A period category per year 2015-2035 (AbsoluteEntry 1..), each with twelve monthly
+    """A period category per year 2018-2030 (AbsoluteEntry 1..), each with twelve monthly
     FinancePeriods (the FinancePeriod complex type of $metadata [V]), all unlocked."""
     out: list[Row] = []
     entry = 0
-    for n, year in enumerate(range(2015, 2036), start=1):
+    for n, year in enumerate(range(2018, 2031), start=1):
         months = []
         for month in range(1, 13):
             entry += 1
