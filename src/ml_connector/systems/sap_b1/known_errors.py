@@ -90,7 +90,7 @@ def with_code(code: int, text: str) -> str:
 
 
 KNOWN_ERRORS: tuple[KnownError, ...] = (
-    KnownError("sap_b1:period-undefined", r"10000156|Posting Date deviates from the defined range",
+    KnownError("sap_b1:period-undefined", r"\b10000156\b|Posting Date deviates from the defined range",
                "Business One: no posting period for the posting date",
                "Business One has no posting period that contains the journal entry's posting date "
                "(message 10000156).",
@@ -110,13 +110,14 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
                "Business One: the journal entry does not balance",
                "Its debits and credits differ, so Business One refused it.",
                "Correct the amounts at the source; then replay."),
-    KnownError("sap_b1:account", r"invalid account code|G/L account '[^']*' is (a title account|inactive|locked)",
+    KnownError("sap_b1:account",
+               r"invalid account code \(AccountCode\)|G/L account '[^']*' is (a title account|inactive|locked)",
                "Business One: the G/L account cannot be posted to",
                "The account is not in Business One's chart of accounts, or it is a title account, inactive, or "
                "locked for manual journal entries.",
                "Correct the account mapping (mapping editor, table accounts) or ask the accounting team to "
                "activate the account; then replay."),
-    KnownError("sap_b1:partner", r"invalid business partner code|10001071|(Customer|Vendor) \S+ is inactive",
+    KnownError("sap_b1:partner", r"invalid business partner code \(ShortName\)|10001071 - (Customer|Vendor) ",
                "Business One: the business partner cannot be posted to",
                "The vendor or employee is not a business partner in Business One, or it is inactive.",
                "Correct the vendor mapping, or ask the master data team to activate the business partner; "
@@ -125,7 +126,7 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
                "Business One: the cost centre cannot be used",
                "The cost centre (distribution rule) is not in Business One, not in that dimension, or inactive.",
                "Correct the cost centre mapping (table cost_centers) or activate the rule; then replay."),
-    KnownError("sap_b1:project", r"invalid project code", "Business One: unknown project",
+    KnownError("sap_b1:project", r"invalid project code \(ProjectCode\)", "Business One: unknown project",
                "The project code is not in Business One.",
                "Correct the project at the source, or create it in Business One; then replay."),
     KnownError("sap_b1:currency", r"invalid currency \(FCCurrency\)", "Business One: unknown currency",
