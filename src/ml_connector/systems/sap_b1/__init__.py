@@ -93,8 +93,15 @@ def _known_errors() -> tuple[Any, ...]:
     return KNOWN_ERRORS
 
 
+#: Service Layer actions that only read (POSTs by the API reference): the pre-posting check's
+#: (journal_check.py), as safe to run again as a GET.
+READ_ACTIONS = frozenset({"POST CompanyService_GetPeriods", "POST CompanyService_GetFinancePeriods",
+                          "POST SBOBobService_GetCurrencyRate"})
+
+
 def _idempotent(function: str) -> bool:
-    return function.startswith("GET ")  # a Service Layer read ("GET JournalEntries"): safe to run again
+    # a Service Layer read ("GET JournalEntries", a reading action): safe to run again
+    return function.startswith("GET ") or function in READ_ACTIONS
 
 
 ENTRY = SystemEntry(
