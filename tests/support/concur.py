@@ -111,6 +111,10 @@ class ConcurWorld:
     def journal_entries(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.b1.info['admin']}/state/JournalEntries", timeout=10).json()["JournalEntries"])
 
+    def report_entries(self) -> list[dict[str, Any]]:
+        """The journal entries of expense reports (not payment requests) in the Business One sandbox."""
+        return [je for je in self.journal_entries() if str(je.get("Reference3")).startswith("concur:report:")]
+
     def entries_for(self, source_key: str) -> list[dict[str, Any]]:
         return [je for je in self.journal_entries() if je.get("Reference3") == f"concur:{source_key}"]
 
