@@ -3,7 +3,9 @@
 approval queue with the exact BAPI document and SAP's own verdict (BAPI_ACC_DOCUMENT_CHECK); SAP refuses
 while the vendor is blocked for posting, accepts once it is unblocked and the operator asks again; an approved bill
 posts once (approving twice posts nothing more), a rejected one never posts, through the JSON API and the
-console's forms."""
+console's forms. The same for Concur reports going to SAP Business One, whose verdict comes from the
+check of systems/sap_b1/journal_check.py (B1 has no check call): refused while the posting period is
+locked or an account is gone, accepted when asked again after the fix, posted once when approved."""
 
 from __future__ import annotations
 
@@ -15,11 +17,16 @@ import httpx
 import pytest
 
 from ml_connector.sandbox import SandboxHandle
+from ml_connector.systems.sap_b1 import known_errors as b1_msg
+from ml_connector.systems.sap_b1.journal_check import CHECKED_BY as B1_CHECKED_BY
 from ml_connector.systems.sap_ecc.posting import xblnr_for
 from tests.support import make_env, stop, wait_healthy
 from tests.support.approvals import console_session, vendor_blocked, with_approval
+from tests.support.b1 import master_changed, period_locked
 from tests.support.bills import add_bill, postable_vendor, ramp_bill, sap_documents, sap_lines
 from tests.support.browser import sync_via_api
+from tests.support.concur import FLOW as CONCUR_FLOW
+from tests.support.concur import concur_world, pair_env
 from tests.support.sandboxes import running_sandboxes
 
 FLOW = "bills_to_sap"
@@ -121,3 +128,65 @@ def test_bills_wait_for_approval_with_sap_verdict_post_once_when_approved_never_
         assert [len(sap_documents(sandboxes, b["id"])) for b in bills] == [1, 0, 1, 1]
     finally:
         stop(proc)
+
+
+@pytest.mark.slow
+def test_concur_reports_wait_with_business_ones_verdict_resend_asks_again_approve_posts_once(tmp_path: Path) -> None:
+    with concur_world() as w:
+        env = pair_env(tmp_path, w)
+        env.config.write_text(with_approval(env.config.read_text(encoding="utf-8"), CONCUR_FLOW,
+                                            {"streams": ["expense_reports"]})
+                              + "server:\n  host: 127.0.0.1\n  port: 8080\n", encoding="utf-8")
+        env.cli("users", "add", "otto", "--role", "operator", "--password-stdin", input_=PASSWORD + "\n")
+        # The dry run shows the same verdict per document, and writes nothing.
+        dry = re.sub(r"[│\s]+", " ", env.cli("sync", CONCUR_FLOW, "--dry-run").stdout)  # the table's cells joined
+        assert dry.count("Business One would accept it") == 3 and "nothing was written" in dry, dry
+        base = env.serve_on_free_port()
+        proc = env.popen("run")
+        try:
+            wait_healthy(base)
+            sync_via_api(base, CONCUR_FLOW)
+            # Nothing posted: the reports wait. (The pair's payment-request flow, without approval, may post
+            # on its own schedule meanwhile: only the reports' entries are counted.)
+            assert w.report_entries() == []
+            queue = _queue(base)
+            assert len(queue) == 3 and all(k.startswith("report:") for k in queue), queue  # the 4th is parked
+            first, second = (queue[k] for k in sorted(queue)[:2])
+            # The exact JournalEntries body B1 will receive (the external id in Reference3), accepted by B1's check.
+            assert first["document"]["Reference3"] == f"concur:{first['record']}"
+            assert first["document"]["JournalEntryLines"] and "external_id" not in first["document"]
+            assert all(i["accepted"] is True and i["checked_by"] == B1_CHECKED_BY for i in queue.values()), queue
+            assert "Business One would accept it" in first["messages"][0]
+
+            # The period of the first report's posting date is locked in B1, the second's expense account is gone:
+            # asked again, B1's verdict refuses both, in Business One's own words.
+            day = first["document"]["ReferenceDate"]
+            account = next(ln["AccountCode"] for ln in second["document"]["JournalEntryLines"] if ln.get("Debit"))
+            ids = [first["id"], second["id"]]
+            with period_locked(w.b1.state, day), master_changed(w.b1.state, "ChartOfAccounts", account, gone=True):
+                assert httpx.post(f"{base}/api/approvals/check", json={"ids": ids}, timeout=60).json() == {"checked": 2}
+                queue = _queue(base)
+                locked, gone = queue[first["record"]], queue[second["record"]]
+                assert locked["accepted"] is False and gone["accepted"] is False
+                assert any(m.startswith(b1_msg.with_code(-5002, b1_msg.PERIOD_LOCKED)) for m in locked["messages"])
+                assert any(f"invalid account code (AccountCode) '{account}'" in m for m in gone["messages"]), gone
+                otto, csrf = console_session(base, "otto", PASSWORD)
+                page = otto.get("/approvals").text
+                assert "refused" in page and "Posting period locked; specify an alternative date" in page
+                assert "B1 has no check call for journal entries" in page
+            # Fixed in B1: the operator asks again from the console; B1's check accepts both now.
+            resp = otto.post("/approvals/check", data={"csrf": csrf, "ids": ids}, follow_redirects=True)
+            assert "Asked the target again about 2 record(s)" in resp.text
+            queue = _queue(base)
+            assert all(queue[r]["accepted"] is True for r in (first["record"], second["record"])), queue
+
+            # Approved: posted once in B1; approving again posts nothing more.
+            resp = httpx.post(f"{base}/api/approvals/approve", json={"ids": [first["id"]]}, timeout=120).json()
+            assert resp["approved"] == [first["id"]] and resp["outcome"] == {"posted": 1}, resp
+            assert len(w.entries_for(first["record"])) == 1
+            again = httpx.post(f"{base}/api/approvals/approve", json={"ids": [first["id"]]}, timeout=120).json()
+            assert again == {"approved": [], "outcome": {}}
+            assert len(w.entries_for(first["record"])) == 1 and len(w.report_entries()) == 1
+            assert set(_queue(base)) == set(queue) - {first["record"]}
+        finally:
+            stop(proc)

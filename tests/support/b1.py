@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -99,3 +100,33 @@ def session_run(database_url: str, data_dir: str, h: SandboxHandle) -> str:
                            i["user"], i["password"]], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split("SESSION ", 1)[1].strip()
+
+
+@contextmanager
+def period_locked(state: Any, day: str, status: str = "ltLocked") -> Iterator[None]:
+    """Administration > Posting Periods in the Business One sandbox: the period holding `day` has
+    `status` meanwhile (ltLocked, ltPeriodClosing), unlocked after."""
+    state.set_period_status(day, status)
+    try:
+        yield
+    finally:
+        state.set_period_status(day, "ltUnlocked")
+
+
+@contextmanager
+def master_changed(state: Any, entity_set: str, key: Any, **fields: Any) -> Iterator[None]:
+    """A master record of the Business One sandbox changed meanwhile (e.g. an account frozen,
+    `FrozenFor="tYES"`), or gone (`gone=True`); restored after."""
+    gone = fields.pop("gone", False)
+    rows = state.sets[entity_set].rows
+    with state.lock:
+        before = dict(rows[key])
+        if gone:
+            del rows[key]
+        else:
+            rows[key].update(fields)
+    try:
+        yield
+    finally:
+        with state.lock:
+            rows[key] = before

@@ -111,6 +111,10 @@ class ConcurWorld:
     def journal_entries(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.b1.info['admin']}/state/JournalEntries", timeout=10).json()["JournalEntries"])
 
+    def report_entries(self) -> list[dict[str, Any]]:
+        """The journal entries of expense reports (not payment requests) in the Business One sandbox."""
+        return [je for je in self.journal_entries() if str(je.get("Reference3")).startswith("concur:report:")]
+
     def entries_for(self, source_key: str) -> list[dict[str, Any]]:
         return [je for je in self.journal_entries() if je.get("Reference3") == f"concur:{source_key}"]
 
@@ -265,8 +269,11 @@ def post_foreign_journal_entry(world: ConcurWorld, reference3: str, amount: floa
 
 
 #: What the Concur flow asks of Business One: the agent's allow-list for it (nothing else is served).
+#: The last four serve the approval queue's check (systems/sap_b1/journal_check.py): posting periods,
+#: and currencies and rates of foreign-currency entries (B1's actions are POSTs that write nothing).
 FLOW_RESOURCES = ["JournalEntries", "ChartOfAccounts:read", "ProfitCenters:read", "DistributionRules:read",
-                  "BusinessPartners:read"]
+                  "BusinessPartners:read", "CompanyService_GetPeriods", "CompanyService_GetFinancePeriods",
+                  "Currencies:read", "SBOBobService_GetCurrencyRate"]
 
 
 class ConcurAgentSite:

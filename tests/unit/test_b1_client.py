@@ -234,3 +234,14 @@ def test_direct_client_waits_out_a_429_and_never_resends_a_post_that_may_have_ar
     with pytest.raises(B1CommunicationError) as ei:
         c.create("Items", {"ItemCode": "A"})
     assert seen[2:] == ["POST"] and ei.value.status == 503  # 503 on a write: not sent again
+
+
+def test_the_checks_reading_actions_are_safe_to_run_again_through_the_agent_writes_are_not() -> None:
+    from ml_connector.systems.sap_b1 import ENTRY
+
+    assert ENTRY.agent is not None
+    for function in ("GET ChartOfAccounts", "POST CompanyService_GetPeriods", "POST CompanyService_GetFinancePeriods",
+                     "POST SBOBobService_GetCurrencyRate"):
+        assert ENTRY.agent.idempotent(function), function
+    for function in ("POST JournalEntries", "PATCH JournalEntries", "POST SBOBobService_SetCurrencyRate"):
+        assert not ENTRY.agent.idempotent(function), function

@@ -42,7 +42,7 @@ def _info(state: Any, url: str) -> dict[str, Any]:
 def _snapshot(state: Any) -> dict[str, Any]:
     with state.lock:
         return {"rows": {n: es.rows for n, es in state.sets.items()}, "next_jdt": state._next_jdt,
-                "next_number": state._next_number}
+                "next_number": state._next_number, "periods": state.periods, "rates": state.rates}
 
 
 def _restore(state: Any, snap: dict[str, Any]) -> None:
@@ -50,6 +50,8 @@ def _restore(state: Any, snap: dict[str, Any]) -> None:
         if n in state.sets:
             state.sets[n].rows = rows
     state._next_jdt, state._next_number = snap["next_jdt"], snap["next_number"]
+    if "periods" in snap:
+        state.periods, state.rates = snap["periods"], snap["rates"]
 
 
 # ------------------------------------------------------------------------------ agent side
@@ -85,8 +87,21 @@ def _pacing(cfg: Any) -> tuple[str, float, int]:
     return f"sap_b1:{company_key(service_root_of(cfg.base_url), cfg.company_db)}", float(cps), conc
 
 
+def _known_errors() -> tuple[Any, ...]:
+    from ml_connector.systems.sap_b1.known_errors import KNOWN_ERRORS
+
+    return KNOWN_ERRORS
+
+
+#: Service Layer actions that only read (POSTs by the API reference): the pre-posting check's
+#: (journal_check.py), as safe to run again as a GET.
+READ_ACTIONS = frozenset({"POST CompanyService_GetPeriods", "POST CompanyService_GetFinancePeriods",
+                          "POST SBOBobService_GetCurrencyRate"})
+
+
 def _idempotent(function: str) -> bool:
-    return function.startswith("GET ")  # a Service Layer read ("GET JournalEntries"): safe to run again
+    # a Service Layer read ("GET JournalEntries", a reading action): safe to run again
+    return function.startswith("GET ") or function in READ_ACTIONS
 
 
 ENTRY = SystemEntry(
@@ -102,4 +117,5 @@ ENTRY = SystemEntry(
     # One call budget per company database, here and in the agent (pacing.py).
     agent=AgentSupport(settings=B1AgentSystem, handler=_agent_handler, channel_client=_channel_client,
                        check=_check, idempotent=_idempotent, pacing=_pacing),
+    known_errors=_known_errors(),
 )

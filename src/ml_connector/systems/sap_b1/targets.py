@@ -9,6 +9,10 @@ JdtNum it learns as the entry's target id.
 
 Payload: {"external_id": str, "entry": <JournalEntries body>, "problems": [str]} - a payload
 with problems is refused without a call (the mapping found what B1 would refuse for certain).
+
+For the approval queue: `document` is the exact JournalEntries body posted (the external id in
+`Reference3`), `check` Business One's verdict on it without posting (journal_check.py: what is B1's
+own answer and what is a check of its master data read from it).
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ml_connector.core.flow import Outcome, Report, RunContext, Target
+from ml_connector.core.flow import Outcome, Report, RunContext, Target, Verdict
+from ml_connector.core.ledger import Change
 from ml_connector.core.outbox import Entry
 from ml_connector.systems.sap_b1.client import JournalPosting, ServiceLayerApi
 from ml_connector.systems.sap_b1.errors import B1CommunicationError, B1Error, B1SessionError
+from ml_connector.systems.sap_b1.facts import b1_facts
+from ml_connector.systems.sap_b1.journal_check import check_journal_entry
 
 
 class JournalEntriesTarget(Target):
@@ -77,6 +84,30 @@ class JournalEntriesTarget(Target):
                                 error=f"Business One refused journal entry {p['external_id']}: {exc.message}")])
                 continue
             report([self._done(ctx, e, self._posted(e, posting))])
+
+    def document(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The JournalEntries body Business One will receive (post_journal_entry_once's: the external
+        id in the idempotency field)."""
+        entry = payload.get("entry")
+        if not isinstance(entry, dict):
+            return payload
+        return {**entry, b1_facts().journal_entries.idempotency_field: str(payload.get("external_id"))}
+
+    def check(self, ctx: RunContext, payload: dict[str, Any]) -> Verdict | None:
+        """Business One's verdict on the entry, writing nothing (journal_check.py)."""
+        if payload.get("problems"):
+            return Verdict(False, [f"Not sent to Business One: {p}" for p in payload["problems"]], "mapping")
+        return check_journal_entry(self._b1(ctx), self.document(payload), str(payload["external_id"]), ctx.cache)
+
+    def preview(self, ctx: RunContext, change: Change) -> str | None:
+        """Dry run: the same verdict as the approval queue's, in one line."""
+        try:
+            v = self.check(ctx, change.payload)
+        except Exception as exc:  # the preview must not break the listing
+            return f"Business One check not possible: {type(exc).__name__}: {exc}"
+        if v is None:
+            return None
+        return " | ".join(v.messages) if v.ok else f"Business One would REFUSE it: {' | '.join(v.messages)}"
 
     def describe(self, op: str, payload: dict[str, Any]) -> str:
         if self._describe is not None:

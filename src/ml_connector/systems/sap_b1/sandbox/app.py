@@ -7,8 +7,10 @@
     POST /b1s/v1|v2/<Set>            201 + entity, or 204 + Location with Prefer: return-no-content
     PATCH /b1s/v1|v2/<Set>(<key>)    204
     DELETE /b1s/v1|v2/<Set>(<key>)   204 (JournalEntries: 400 -5006)
+    POST /b1s/v1|v2/<Action>         CompanyService_GetPeriods, CompanyService_GetFinancePeriods,
+                                     SBOBobService_GetCurrencyRate: reads ({"value": ...})
 Sets: ChartOfAccounts, BusinessPartners, JournalEntries, ProfitCenters, Dimensions, Projects,
-DistributionRules.
+DistributionRules, Currencies.
 
 Admin (no session; loopback only), like the other emulators:
 - `GET|POST /_sandbox/faults` JSON, keys optional: latency (s), fail_next + fail_kind (http_500, http_502,
@@ -34,7 +36,7 @@ from fastapi.responses import JSONResponse
 
 from ml_connector.core.sandbox_admin import Switches, admin_router
 from ml_connector.systems.sap_b1.sandbox.odata import ODataError, select
-from ml_connector.systems.sap_b1.sandbox.state import B1Sandbox, SlError, error_body, invalid_session
+from ml_connector.systems.sap_b1.sandbox.state import ACTIONS, B1Sandbox, SlError, error_body, invalid_session
 
 __all__ = ["B1Sandbox", "create_app"]
 
@@ -179,6 +181,15 @@ def create_app(state: B1Sandbox | None = None) -> FastAPI:
             st.by_resource[f"{method} {name}"] += 1
         if st.faults.latency > 0:
             await asyncio.sleep(st.faults.latency)
+        if name in ACTIONS:
+            if method != "POST" or key is not None or action is not None:
+                raise SlError(405, -5006, "The requested action is not supported for this object.")
+            result = st.action(name, await body_json(request, version))
+            # The function import's return type: a collection (PeriodCategoryParams, FinancePeriod) or Edm.Double.
+            of = "Edm.Double" if name == "SBOBobService_GetCurrencyRate" else \
+                f"Collection(SAPB1.{'PeriodCategoryParams' if name.endswith('GetPeriods') else 'FinancePeriod'})"
+            annotation = "odata.metadata" if version == "v1" else "@odata.context"
+            return JSONResponse({annotation: f"{root}/$metadata#{of}", "value": result})
         es = st.entity_set(name)
         if action is not None:
             raise SlError(404, -1, "Unrecognized resource path.")

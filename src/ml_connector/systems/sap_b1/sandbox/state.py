@@ -4,15 +4,25 @@
 Choices where the reference is [U] (made switchable on `B1Sandbox.config`):
 - bad Login credentials: HTTP 401 with code 100000027 "Login failed" (exact code not documented);
 - an unknown resource with a valid session: 404 code -1 "Unrecognized resource path.";
-- unbalanced JournalEntries: 400 code -5002 "Unbalanced transaction"; unknown account/BP/
-  cost centre/project: 400 code -5002 naming the field and the value;
+- a refused JournalEntries POST answers 400 with the codes and texts of systems/sap_b1/known_errors.py
+  (where each comes from is said there): unbalanced; unknown, title, inactive or manual-locked account;
+  unknown or inactive business partner; unknown, other-dimension or inactive distribution rule;
+  unknown project; unknown currency or no exchange rate for the day; no posting period for the
+  posting date (10000156), or a locked one. The first refusal is answered, as B1 does;
+- posting periods: one period category per year 2018-2030 with monthly finance periods, all
+  unlocked (`set_period_status` locks one); read with the Service Layer's own actions
+  CompanyService_GetPeriods / CompanyService_GetFinancePeriods (API reference; they are POSTs that
+  write nothing). Exchange rates per currency and day (`set_rate`), read with
+  SBOBobService_GetCurrencyRate; a day without a rate answers 400 "Update the exchange rate " [U];
 - nextLink: an absolute path `/b1s/v1/<Set>?<options>&$skip=n` (the manual's first example);
   `next_link_style: relative` gives `<Set>?...` (its other examples). Both are opaque to clients.
 """
 
 from __future__ import annotations
 
+import calendar
 import copy
+import datetime as dt
 import secrets
 import threading
 import time
@@ -23,6 +33,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ml_connector.core.providers import fact
+from ml_connector.systems.sap_b1 import known_errors as msg
 from ml_connector.systems.sap_b1.sandbox.odata import ODataError, apply_query, int_option, select
 
 DEMO_PASSWORD = "B1-Sandbox-1234"  # public sandbox demo credential, not a secret
@@ -138,7 +149,8 @@ def _seed(sets: dict[str, EntitySet]) -> None:
                 ("_SYS00000000164", "Segmented: Expense")]
     coa = sets["ChartOfAccounts"]
     for code, name in accounts:
-        coa.rows[code] = {"Code": code, "Name": name, "AcctCurrency": "USD", "ActiveAccount": "tYES"}
+        coa.rows[code] = {"Code": code, "Name": name, "AcctCurrency": "USD", "ActiveAccount": "tYES",
+                          "FrozenFor": "tNO", "LockManualTransaction": "tNO"}
     bps = sets["BusinessPartners"]
     for i in range(1, 31):
         code = f"V{i:05d}"
@@ -181,9 +193,47 @@ def _seed(sets: dict[str, EntitySet]) -> None:
         "Direct": "tNO", "InWhichDimension": 1, "Active": "tYES",
         "DistributionRuleLines": [{"CenterCode": "CC01", "TotalInCenter": 50.0},
                                   {"CenterCode": "CC02", "TotalInCenter": 50.0}]}
+    for code, name in (("USD", "US Dollar"), ("EUR", "Euro"), ("GBP", "British Pound"), ("CAD", "Canadian Dollar")):
+        sets["Currencies"].rows[code] = {"Code": code, "Name": name}
     for code, name in (("P001", "Client Alpha"), ("P002", "Client Beta"), ("P003", "Internal")):
         sets["Projects"].rows[code] = {"Code": code, "Name": name, "ValidFrom": None, "ValidTo": None,
                                        "Active": "tYES"}
+
+
+PERIOD_STATUSES = ("ltUnlocked", "ltUnlockedExceptSales", "ltPeriodClosing", "ltLocked")  # PeriodStatusEnum [V]
+#: The Service Layer actions the emulator serves (POST, no key): they read, they write nothing.
+ACTIONS = ("CompanyService_GetPeriods", "CompanyService_GetFinancePeriods", "SBOBobService_GetCurrencyRate")
+
+
+def _seed_periods() -> list[Row]:
+    """A period category per year 2018-2030 (AbsoluteEntry 1..), each with twelve monthly
+    FinancePeriods (the FinancePeriod complex type of $metadata [V]), all unlocked."""
+    out: list[Row] = []
+    entry = 0
+    for n, year in enumerate(range(2018, 2031), start=1):
+        months = []
+        for month in range(1, 13):
+            entry += 1
+            first = dt.date(year, month, 1).isoformat()
+            last = dt.date(year, month, calendar.monthrange(year, month)[1]).isoformat()
+            months.append({"AbsoluteEntry": entry, "PeriodCode": f"{year}-{month:02d}",
+                           "PeriodName": f"{year}-{month:02d}", "PostingDateFrom": first, "PostingDateTo": last,
+                           "ValueDateFrom": first, "ValueDateTo": f"{year + 1}-12-31", "TaxDateFrom": first,
+                           "TaxDateTo": last, "ActiveforFeed": "tNO", "Locked": "tNO",
+                           "AdditionalSubPeriods": "tNO", "PeriodIndicator": "Default", "SubNum": month,
+                           "PeriodStatus": "ltUnlocked"})
+        out.append({"AbsoluteEntry": n, "PeriodCategory": str(year), "FinancePeriods": months})
+    return out
+
+
+def _day(value: Any, what: str) -> str:
+    """A date as B1 takes it ('2026-11-05', '2026-11-05T00:00:00' or '20261105'), as YYYY-MM-DD."""
+    text = str(value or "").strip()
+    raw = text.replace("-", "")[:8] if len(text) >= 8 else ""
+    try:
+        return dt.date(int(raw[:4]), int(raw[4:6]), int(raw[6:8])).isoformat()
+    except ValueError:
+        raise SlError(400, -1000, f"Invalid date {text!r} in {what}") from None
 
 
 class B1Sandbox:
@@ -202,7 +252,9 @@ class B1Sandbox:
         self.sessions: dict[str, Session] = {}
         self.sets: dict[str, EntitySet] = {
             "ChartOfAccounts": EntitySet("ChartOfAccounts", "Code", str,
-                                         {"Code", "Name", "AcctCurrency", "ActiveAccount"}),
+                                         {"Code", "Name", "AcctCurrency", "ActiveAccount", "FrozenFor",
+                                          "LockManualTransaction"}),
+            "Currencies": EntitySet("Currencies", "Code", str, {"Code", "Name"}),
             "BusinessPartners": EntitySet("BusinessPartners", "CardCode", str, set(BP_FIELDS)),
             "JournalEntries": EntitySet("JournalEntries", "JdtNum", int, set(JE_HEADER), deletable=False),
             "ProfitCenters": EntitySet("ProfitCenters", "CenterCode", str,
@@ -215,6 +267,11 @@ class B1Sandbox:
                                             "InWhichDimension", "Active", "DistributionRuleLines"}),
         }
         _seed(self.sets)
+        self.local_currency = "USD"
+        #: period categories (one per year), each with its monthly FinancePeriods
+        self.periods: list[Row] = _seed_periods()
+        #: currency -> {YYYY-MM-DD: rate} (ORTT)
+        self.rates: dict[str, dict[str, float]] = {}
         self._next_jdt = 1
         self._next_number = 1
         self.stats_requests = 0
@@ -433,10 +490,104 @@ class B1Sandbox:
         row["CardType"] = ct
         return row
 
+    def _line_refusal(self, n: int, line: Row, day: str) -> SlError | None:
+        """What B1 refuses in journal line `n` (1-based) posted on `day`, else None."""
+        code = msg.JE_CODE
+        acct, short = line.get("AccountCode"), line.get("ShortName")
+        if not acct and not short:
+            return SlError(400, code, f"Line {n}: enter an account code or a business partner (ShortName)")
+        if short:
+            bp = self.sets["BusinessPartners"].rows.get(short)
+            if bp is None:
+                return SlError(400, code, msg.invalid_partner(n, short))
+            if bp.get("Frozen") == "tYES" or bp.get("Valid") == "tNO":
+                return SlError(400, msg.BP_INACTIVE_CODE, msg.inactive_partner(short, str(bp.get("CardType"))))
+        if acct:
+            account = self.sets["ChartOfAccounts"].rows.get(acct)
+            if account is None:
+                return SlError(400, code, msg.invalid_account(n, acct))
+            if account.get("ActiveAccount") == "tNO":
+                return SlError(400, code, msg.title_account(n, acct))
+            if account.get("FrozenFor") == "tYES":
+                return SlError(400, code, msg.frozen_account(n, acct))
+            if account.get("LockManualTransaction") == "tYES":
+                return SlError(400, code, msg.manual_locked_account(n, acct))
+        for dim, fname in enumerate(COSTING_FIELDS, start=1):
+            rcode = line.get(fname)
+            if not rcode:
+                continue
+            # CostingCode(n) takes a distribution rule of dimension n (a profit centre's direct rule).
+            rule = self.sets["DistributionRules"].rows.get(rcode) or self.sets["ProfitCenters"].rows.get(rcode)
+            if rule is None or rule["InWhichDimension"] != dim:
+                return SlError(400, code, msg.invalid_rule(n, fname, rcode))
+            if rule.get("Active") == "tNO":
+                return SlError(400, code, msg.inactive_rule(n, fname, rcode))
+        proj = line.get("ProjectCode")
+        if proj and proj not in self.sets["Projects"].rows:
+            return SlError(400, code, msg.invalid_project(n, proj))
+        cur = line.get("FCCurrency")
+        if cur and cur != self.local_currency:
+            if cur not in self.sets["Currencies"].rows:
+                return SlError(400, code, msg.invalid_currency(n, cur))
+            if day not in self.rates.get(cur, {}):
+                return SlError(400, code, msg.NO_RATE)
+        return None
+
+    def period_of(self, day: str) -> Row | None:
+        """The FinancePeriod whose posting dates hold `day` (YYYY-MM-DD), the stored row."""
+        for cat in self.periods:
+            for p in cat["FinancePeriods"]:
+                if p["PostingDateFrom"] <= day <= p["PostingDateTo"]:
+                    return p
+        return None
+
+    def set_period_status(self, day: str, status: str) -> None:
+        """Administration > Posting Periods: the status of the period holding `day` (PeriodStatusEnum)."""
+        if status not in PERIOD_STATUSES:
+            raise ValueError(f"status must be one of {PERIOD_STATUSES}")
+        with self.lock:
+            p = self.period_of(_day(day, "day"))
+            if p is None:
+                raise ValueError(f"no posting period holds {day}")
+            p["PeriodStatus"] = status
+            p["Locked"] = "tYES" if status == "ltLocked" else "tNO"
+
+    def set_rate(self, currency: str, day: str, rate: float) -> None:
+        """Exchange Rates and Indexes: `currency`'s rate on `day`."""
+        with self.lock:
+            self.rates.setdefault(currency, {})[_day(day, "day")] = float(rate)
+
+    def action(self, name: str, body: Any) -> Any:
+        """A Service Layer action (POST <name>) of ACTIONS: its result."""
+        params = body if isinstance(body, dict) else {}
+        with self.lock:
+            if name == "CompanyService_GetPeriods":
+                return [{"AbsoluteEntry": c["AbsoluteEntry"]} for c in self.periods]
+            if name == "CompanyService_GetFinancePeriods":
+                key = (params.get("PeriodCategoryParams") or {}).get("AbsoluteEntry")
+                for c in self.periods:
+                    if str(c["AbsoluteEntry"]) == str(key):
+                        return copy.deepcopy(c["FinancePeriods"])
+                raise SlError(404, -2028, "No matching records found (ODBC -2028)")
+            if name == "SBOBobService_GetCurrencyRate":
+                cur = str(params.get("Currency") or "").upper()
+                if cur not in self.sets["Currencies"].rows:
+                    raise SlError(400, msg.JE_CODE, f"Invalid currency '{params.get('Currency')}'")
+                if cur == self.local_currency:
+                    return 1.0
+                rate = self.rates.get(cur, {}).get(_day(params.get("Date"), "Date"))
+                if rate is None:
+                    raise SlError(400, msg.JE_CODE, msg.NO_RATE)
+                return rate
+        raise SlError(404, -1, "Unrecognized resource path.")
+
     def _create_je(self, es: EntitySet, body: Row) -> Row:
         lines = body.get("JournalEntryLines")
         if not isinstance(lines, list) or not lines:
             raise SlError(400, -5002, "Journal entry has no lines (JournalEntryLines)")
+        # Without a ReferenceDate B1 posts on today's date.
+        day = _day(body.get("ReferenceDate"), "ReferenceDate") if body.get("ReferenceDate") \
+            else dt.date.today().isoformat()
         debit = credit = 0.0
         out_lines = []
         for i, line in enumerate(lines):
@@ -445,23 +596,10 @@ class B1Sandbox:
             unknown = sorted(set(line) - JE_LINE)
             if unknown:
                 raise SlError(400, -1000, f"Property '{unknown[0]}' of 'JournalEntryLine' is invalid")
+            refused = self._line_refusal(i + 1, line, day)
+            if refused is not None:
+                raise refused
             acct, short = line.get("AccountCode"), line.get("ShortName")
-            if not acct and not short:
-                raise SlError(400, -5002, f"Line {i + 1}: enter an account code or a business partner (ShortName)")
-            if short and short not in self.sets["BusinessPartners"].rows:
-                raise SlError(400, -5002, f"Line {i + 1}: invalid business partner code (ShortName) '{short}'")
-            if acct and acct not in self.sets["ChartOfAccounts"].rows:
-                raise SlError(400, -5002, f"Line {i + 1}: invalid account code (AccountCode) '{acct}'")
-            for dim, fname in enumerate(COSTING_FIELDS, start=1):
-                code = line.get(fname)
-                # CostingCode(n) takes a distribution rule of dimension n (a profit centre's direct rule).
-                rule = (self.sets["DistributionRules"].rows.get(code)
-                        or self.sets["ProfitCenters"].rows.get(code)) if code else None
-                if code and (rule is None or rule["InWhichDimension"] != dim):
-                    raise SlError(400, -5002, f"Line {i + 1}: invalid distribution rule ({fname}) '{code}'")
-            proj = line.get("ProjectCode")
-            if proj and proj not in self.sets["Projects"].rows:
-                raise SlError(400, -5002, f"Line {i + 1}: invalid project code (ProjectCode) '{proj}'")
             try:
                 d, c = float(line.get("Debit") or 0), float(line.get("Credit") or 0)
             except (TypeError, ValueError):
@@ -473,10 +611,15 @@ class B1Sandbox:
             out_lines.append({"Line_ID": i, **{f: line.get(f) for f in sorted(JE_LINE) if f != "Line_ID"},
                               "AccountCode": acct or self._control_account(short), "Debit": d, "Credit": c})
         if round(debit - credit, 6) != 0:
-            raise SlError(400, -5002, f"Unbalanced transaction (debit {debit:.2f}, credit {credit:.2f})")
+            raise SlError(400, msg.JE_CODE, msg.unbalanced(debit, credit))
         proj = body.get("ProjectCode")
         if proj and proj not in self.sets["Projects"].rows:
-            raise SlError(400, -5002, f"Invalid project code (ProjectCode) '{proj}'")
+            raise SlError(400, msg.JE_CODE, msg.invalid_project(None, proj))
+        period = self.period_of(day)
+        if period is None:
+            raise SlError(400, msg.JE_CODE, msg.NO_PERIOD)
+        if period["PeriodStatus"] in ("ltLocked", "ltPeriodClosing"):
+            raise SlError(400, msg.JE_CODE, msg.PERIOD_LOCKED)
         jdt, number = self._next_jdt, self._next_number
         self._next_jdt += 1
         self._next_number += 1
