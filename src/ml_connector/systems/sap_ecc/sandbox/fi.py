@@ -19,7 +19,11 @@ Function modules (reference §3):
   (ENQUEUE on BKPF + MANDT/BUKRS/XBLNR held from the XBLNR duplicate guard through the commit, post,
   COMMIT WAIT or ROLLBACK in one LUW; a lock not obtained within `enqueue_wait_seconds` is
   E MC 601), Z_MLC_DOCUMENT_BY_XBLNR (read-only), Z_MLC_SET_PAYMENT_BLOCK, Z_MLC_CLEAR_VENDOR_ITEMS
-  (an external payment clears an invoice, F-53), Z_MLC_ACC_DOCUMENT_REVERSE (FB08).
+  (an external payment clears an invoice, F-53), Z_MLC_ACC_DOCUMENT_REVERSE (FB08; refuses the FI
+  document of an MM invoice, AWTYP RMRP, with E ZMLC 012, as SAP reverses those only in MM).
+- BAPI_INCOMINGINVOICE_CANCEL (MR8M: reversal invoice in RBKP/RSEG, RBKP-STBLG/STJAH of the original,
+  the FI follow-on document reversed; committed by BAPI_TRANSACTION_COMMIT in the same session) and its
+  one-LUW wrapper Z_MLC_INCOMINGINVOICE_CANCEL (ENQUEUE on RBKP, E ZMLC 010 when already reversed).
 
 Fault switches (`FiState.faults`, `POST /_sandbox/fi/faults`): `fail_after_commit=N` makes the
 next N committing wrapper calls commit and then lose their answer, by `fail_after_commit_mode`:
@@ -929,41 +933,98 @@ def clear_item(data: EccData, bukrs: str, belnr: str, gjahr: str, *, client: str
 
 def reverse_document(data: EccData, bukrs: str, belnr: str, gjahr: str, *, client: str,
                      posting_date: str | None = None, reason: str = "01") -> str:
-    """FB08: post the reversal document, link both via STBLG/STJAH, clear their vendor items."""
+    """FB08: post the reversal document, link both via STBLG/STJAH, clear their vendor items.
+
+    The FI document of an MM invoice (AWTYP RMRP) is refused, as SAP refuses it: an MM invoice is
+    reversed in MM (MR8M, `cancel_mm_invoice`), which reverses its FI document too."""
     belnr = alpha_in(belnr)
     with data.lock:
         bkpf = data.store("BKPF", client).get((bukrs, belnr, gjahr))
         if bkpf is None:
             raise KeyError(f"document {belnr} {bukrs} {gjahr} does not exist")
-        if bkpf.get("STBLG"):
-            raise ValueError(f"document {belnr} {bukrs} {gjahr} is already reversed")
-        lines = [r for r in data.store("BSEG", client).rows
-                 if r["BUKRS"] == bukrs and r["BELNR"] == belnr and r["GJAHR"] == gjahr]
-        if any(r.get("AUGBL") for r in lines if r.get("KOART") == "K"):
-            raise ValueError(f"document {belnr} has cleared items; reset the clearing first")
-        budat = date_in(posting_date) if posting_date else bkpf["BUDAT"]
-        t003 = data.get("T003", (bkpf["BLART"],), client)
-        hdr = Header(bukrs=bukrs, blart=(t003 or {}).get("STBLG") or bkpf["BLART"], bldat=bkpf["BLDAT"],
-                     budat=budat, waers=bkpf["WAERS"], xblnr=bkpf.get("XBLNR", ""),
-                     bktxt=bkpf.get("BKTXT", ""), tcode="FB08", kursf=_dec(bkpf.get("KURSF") or "1"))
-        rev_lines = []
-        for r in lines:
-            sign = 1 if r["SHKZG"] == "H" else -1  # inverted
-            rev_lines.append(Line(koart=r["KOART"], hkont=r["HKONT"], wrbtr=sign * _dec(r["WRBTR"]),
-                                  dmbtr=sign * _dec(r["DMBTR"]), lifnr=r.get("LIFNR", ""),
-                                  kostl=r.get("KOSTL", ""), kokrs=r.get("KOKRS", ""),
-                                  mwskz=r.get("MWSKZ", ""), sgtxt=r.get("SGTXT", ""),
-                                  zfbdt=r.get("ZFBDT", ""), zterm=r.get("ZTERM", "")))
-        rev = post_now(data, client, hdr, rev_lines)
-        rev_gjahr = budat[:4]
-        rev_row = data.store("BKPF", client).get((bukrs, rev, rev_gjahr))
-        assert rev_row is not None
-        bkpf.update({"STBLG": rev, "STJAH": rev_gjahr, "STGRD": reason, "XREVERSAL": "1"})
-        rev_row.update({"STBLG": belnr, "STJAH": gjahr, "XREVERSAL": "2"})
-        items = _open_items(data, client, bukrs, belnr, gjahr) + _open_items(data, client, bukrs, rev,
-                                                                             rev_gjahr)
-        _move_to_bsak(data, client, items, rev, budat)
+        if bkpf.get("AWTYP") == "RMRP":
+            awkey = str(bkpf.get("AWKEY", ""))
+            raise ValueError(f"document {belnr} {bukrs} {gjahr} was posted by MM invoice {awkey[:10]} {awkey[10:]}: "
+                             "it is reversed in MM (MR8M / BAPI_INCOMINGINVOICE_CANCEL), not with FB08")
+        return _reverse_fi(data, client, bkpf, posting_date=posting_date, reason=reason, tcode="FB08")
+
+
+def _reverse_fi(data: EccData, client: str, bkpf: Row, *, posting_date: str | None, reason: str, tcode: str,
+                awtyp: str = "BKPF", awkey: str = "") -> str:
+    """The FI reversal of one BKPF row (FB08, or the FI part of MR8M): caller holds `data.lock`."""
+    bukrs, belnr, gjahr = bkpf["BUKRS"], bkpf["BELNR"], bkpf["GJAHR"]
+    if bkpf.get("STBLG"):
+        raise ValueError(f"document {belnr} {bukrs} {gjahr} is already reversed")
+    lines = [r for r in data.store("BSEG", client).rows
+             if r["BUKRS"] == bukrs and r["BELNR"] == belnr and r["GJAHR"] == gjahr]
+    if any(r.get("AUGBL") for r in lines if r.get("KOART") == "K"):
+        raise ValueError(f"document {belnr} has cleared items; reset the clearing first")
+    budat = date_in(posting_date) if posting_date else bkpf["BUDAT"]
+    t003 = data.get("T003", (bkpf["BLART"],), client)
+    hdr = Header(bukrs=bukrs, blart=(t003 or {}).get("STBLG") or bkpf["BLART"], bldat=bkpf["BLDAT"],
+                 budat=budat, waers=bkpf["WAERS"], xblnr=bkpf.get("XBLNR", ""),
+                 bktxt=bkpf.get("BKTXT", ""), tcode=tcode, kursf=_dec(bkpf.get("KURSF") or "1"),
+                 awtyp=awtyp, awkey=awkey, awsys=bkpf.get("AWSYS", ""),
+                 glvor="RMRP" if awtyp == "RMRP" else "RFBU")
+    rev_lines = []
+    for r in lines:
+        sign = 1 if r["SHKZG"] == "H" else -1  # inverted
+        rev_lines.append(Line(koart=r["KOART"], hkont=r["HKONT"], wrbtr=sign * _dec(r["WRBTR"]),
+                              dmbtr=sign * _dec(r["DMBTR"]), lifnr=r.get("LIFNR", ""),
+                              kostl=r.get("KOSTL", ""), kokrs=r.get("KOKRS", ""),
+                              mwskz=r.get("MWSKZ", ""), sgtxt=r.get("SGTXT", ""),
+                              zfbdt=r.get("ZFBDT", ""), zterm=r.get("ZTERM", ""), ebeln=r.get("EBELN", ""),
+                              ebelp=r.get("EBELP", "")))
+    rev = post_now(data, client, hdr, rev_lines)
+    rev_gjahr = budat[:4]
+    rev_row = data.store("BKPF", client).get((bukrs, rev, rev_gjahr))
+    assert rev_row is not None
+    bkpf.update({"STBLG": rev, "STJAH": rev_gjahr, "STGRD": reason, "XREVERSAL": "1"})
+    rev_row.update({"STBLG": belnr, "STJAH": gjahr, "XREVERSAL": "2"})
+    items = _open_items(data, client, bukrs, belnr, gjahr) + _open_items(data, client, bukrs, rev, rev_gjahr)
+    _move_to_bsak(data, client, items, rev, budat)
     return rev
+
+
+def mm_fi_documents(data: EccData, client: str, belnr: str, gjahr: str) -> list[Row]:
+    """The FI follow-on documents of MM invoice `belnr`/`gjahr` (BKPF AWTYP RMRP, AWKEY = BELNR + GJAHR)."""
+    awkey = alpha_in(belnr) + gjahr.zfill(4)
+    with data.lock:
+        return [r for r in data.store("BKPF", client).rows if r.get("AWTYP") == "RMRP" and r.get("AWKEY") == awkey]
+
+
+def cancel_mm_invoice(data: EccData, belnr: str, gjahr: str, *, client: str, posting_date: str | None = None,
+                      reason: str = "01", reversal_number: str | None = None) -> tuple[str, str]:
+    """MR8M: reverse MM invoice `belnr`/`gjahr` - a reversal invoice document (RBKP/RSEG, the items with
+    the opposite debit/credit indicator), the FI reversal of its follow-on document (AWTYP RMRP, AWKEY =
+    the reversal's number + year; vendor items cleared against each other), and RBKP-STBLG/STJAH of the
+    original set to the reversal. Returns (reversal invoice number, its fiscal year).
+
+    [U] what real MR8M writes besides RBKP-STBLG/STJAH of the original: here the reversal's own RBKP-STBLG
+    points back at the original, and both FI documents get BKPF-STBLG/STJAH as FB08 sets them."""
+    belnr, gjahr = alpha_in(belnr), gjahr.zfill(4)
+    with data.lock:
+        rbkp = data.store("RBKP", client).get((belnr, gjahr))
+        if rbkp is None:
+            raise KeyError(f"invoice document {belnr} {gjahr} does not exist")
+        if rbkp.get("STBLG"):
+            raise ValueError(f"invoice document {belnr} {gjahr} is already reversed by {rbkp['STBLG']} "
+                             f"{rbkp.get('STJAH', '')}")
+        budat = date_in(posting_date) if posting_date else rbkp["BUDAT"]
+        year = budat[:4]
+        rev_no = reversal_number or next_number(data, client, "RE_BELEG", "", "01", year, MM_INVOICE_FROM)
+        for fi_doc in mm_fi_documents(data, client, belnr, gjahr):
+            _reverse_fi(data, client, fi_doc, posting_date=budat, reason=reason, tcode="MR8M", awtyp="RMRP",
+                        awkey=rev_no + year)
+        rev = {**rbkp, "BELNR": rev_no, "GJAHR": year, "BUDAT": budat, "TCODE": "MR8M",
+               "CPUDT": data.clock().strftime("%Y%m%d"), "STBLG": belnr, "STJAH": gjahr,
+               "XRECH": "" if rbkp.get("XRECH") == "X" else "X"}
+        data.store("RBKP", client).insert(rev)
+        for r in [dict(r) for r in data.store("RSEG", client).rows if r["BELNR"] == belnr and r["GJAHR"] == gjahr]:
+            data.store("RSEG", client).insert({**r, "BELNR": rev_no, "GJAHR": year,
+                                               "SHKZG": "H" if r.get("SHKZG") == "S" else "S"})
+        rbkp.update({"STBLG": rev_no, "STJAH": year})
+    return rev_no, year
 
 
 def set_payment_block(data: EccData, bukrs: str, belnr: str, gjahr: str, zlspr: str, *, client: str,
@@ -1018,6 +1079,13 @@ _TEXTS = {
     ("ZMLC", "006"): "Document &1 &2 &3 has cleared vendor items; it cannot be reversed",
     ("ZMLC", "007"): "Vendor items of document &1 &2 &3 cleared by &4",
     ("ZMLC", "008"): "Document &1 &2 &3 reversed by &4",
+    ("ZMLC", "009"): "Invoice document &1 &2 does not exist",
+    ("ZMLC", "010"): "Invoice document &1 &2 already reversed by &3 &4",
+    ("ZMLC", "011"): "Invoice document &1 &2 reversed by &3 &4",
+    ("ZMLC", "012"): "Document &1 &2 &3 belongs to MM invoice &4: reverse it in MM (MR8M)",
+    ("M8", "184"): "Invoice document &1 &2 does not exist",  # [P] reference §3.3
+    ("M8", "110"): "Invoice document &1 &2 has already been reversed",  # [U] number and text
+    ("M8", "111"): "Invoice document &1 &2: its vendor items are cleared; it cannot be reversed",  # [U]
 }
 
 
@@ -1552,6 +1620,114 @@ def z_mlc_incominginvoice_create(ctx: CallContext) -> None:
     _guarded_post(ctx, bukrs, xblnr, "HEADERDATA", refuse, post)
 
 
+_CANCEL_PARAMS = (  # SAP's interface (stechno / consolut copies of the FM documentation, function group MRM_BAPI)
+    Param("INVOICEDOCNUMBER", "import", abap_type="RE_BELNR", optional=False),
+    Param("FISCALYEAR", "import", abap_type="GJAHR", optional=False),
+    Param("REASONREVERSAL", "import", abap_type="STGRD", optional=False),
+    Param("POSTINGDATE", "import", abap_type="BUDAT"),
+    Param("INVOICEDOCNUMBER_REVERSAL", "export", abap_type="RE_BELNR"),
+    Param("FISCALYEAR_REVERSAL", "export", abap_type="GJAHR"),
+    Param("RETURN", "tables", "table", "BAPIRET2"),
+)
+
+
+def _incinv_cancel(ctx: CallContext, belnr: str, gjahr: str, reason: str, budat: str,
+                   parameter: str) -> tuple[list[dict[str, str]], tuple[str, str] | None]:
+    """BAPI_INCOMINGINVOICE_CANCEL's checks, then the reversal queued in the update task (a
+    BAPI_TRANSACTION_COMMIT in the same session writes it): (RETURN rows, (number, year) or None)."""
+    data, client = ctx.data, ctx.client
+    system = logsys(data, client)
+    belnr, gjahr = alpha_in(belnr), gjahr.strip().zfill(4)
+    with data.lock:
+        rbkp = data.store("RBKP", client).get((belnr, gjahr))
+        rbkp = dict(rbkp) if rbkp is not None else None
+    if rbkp is None:
+        return [msg("E", "M8", "184", belnr, gjahr, parameter=parameter, system=system)], None
+    if rbkp.get("STBLG"):
+        return [msg("E", "M8", "110", belnr, gjahr, rbkp["STBLG"], rbkp.get("STJAH", ""), parameter=parameter,
+                    system=system)], None
+    fi_docs = mm_fi_documents(data, client, belnr, gjahr)
+    if any(_cleared_by(data, client, d["BUKRS"], d["BELNR"], d["GJAHR"]) for d in fi_docs):
+        return [msg("E", "M8", "111", belnr, gjahr, parameter=parameter, system=system)], None
+    when = budat or rbkp["BUDAT"]
+    if not period_open(data, rbkp["BUKRS"], when, client):
+        return [msg("E", "F5", "201", when[4:6].zfill(3), when[:4], parameter="POSTINGDATE", system=system)], None
+    year = when[:4]
+    # the number is drawn now (it is exported before the commit); the documents are written by the commit
+    rev_no = next_number(data, client, "RE_BELEG", "", "01", year, MM_INVOICE_FROM)
+    def update() -> None:
+        cancel_mm_invoice(data, belnr, gjahr, client=client, posting_date=budat or None, reason=reason or "01",
+                          reversal_number=rev_no)
+
+    ctx.in_update_task(update)
+    return [], (rev_no, year)
+
+
+@REGISTRY.register("BAPI_INCOMINGINVOICE_CANCEL", _CANCEL_PARAMS)
+def bapi_incominginvoice_cancel(ctx: CallContext) -> None:
+    """MR8M as a BAPI: no transaction control (the caller commits with BAPI_TRANSACTION_COMMIT in the same
+    session, as SAP documents it); the reversal's number and year in the exports, errors in RETURN."""
+    req = ctx.request
+    budat = date_in(req.scalar("POSTINGDATE").strip()) if req.scalar("POSTINGDATE").strip("0 -") else ""
+    rows, done = _incinv_cancel(ctx, req.scalar("INVOICEDOCNUMBER"), req.scalar("FISCALYEAR"),
+                                req.scalar("REASONREVERSAL").strip()[:2], budat, "INVOICEDOCNUMBER")
+    ctx.out["INVOICEDOCNUMBER_REVERSAL"] = done[0] if done else ""
+    ctx.out["FISCALYEAR_REVERSAL"] = done[1] if done else "0000"
+    ctx.out["RETURN"] = rows
+
+
+@REGISTRY.register("Z_MLC_INCOMINGINVOICE_CANCEL", (
+    Param("I_BELNR", "import", abap_type="RE_BELNR", optional=False),
+    Param("I_GJAHR", "import", abap_type="GJAHR", optional=False),
+    Param("I_STGRD", "import", abap_type="STGRD"),
+    Param("I_BUDAT", "import", abap_type="BUDAT"),
+    Param("E_STBLG", "export", abap_type="RE_BELNR"),
+    Param("E_STJAH", "export", abap_type="GJAHR"),
+    Param("RETURN", "tables", "table", "BAPIRET2"),
+))
+def z_mlc_incominginvoice_cancel(ctx: CallContext) -> None:
+    """Wrapper (abap/zmlc_posting.fugr.z_mlc_incominginvoice_cancel.abap): ENQUEUE_E_TABLE RBKP on
+    MANDT+BELNR+GJAHR, RBKP-STBLG read (already reversed: E ZMLC 010 naming the reversal, which the caller
+    treats as done; no such invoice: E ZMLC 009), BAPI_INCOMINGINVOICE_CANCEL, COMMIT WAIT or ROLLBACK, in
+    one LUW."""
+    req = ctx.request
+    belnr, gjahr = alpha_in(req.scalar("I_BELNR")), req.scalar("I_GJAHR").strip().zfill(4)
+    budat = date_in(req.scalar("I_BUDAT").strip()) if req.scalar("I_BUDAT").strip("0 -") else ""
+    stgrd = req.scalar("I_STGRD").strip()[:2] or "01"
+    st = state(ctx.data)
+    system = logsys(ctx.data, ctx.client)
+    ctx.out["E_STBLG"], ctx.out["E_STJAH"] = "", "0000"
+    key = (ctx.client, "RBKP/", belnr + gjahr)  # never a company code + XBLNR key
+    if not st.enqueue.acquire(key, st.faults.enqueue_wait_seconds):
+        ctx.out["RETURN"] = [msg("E", "MC", "601", ctx.user, parameter="I_BELNR", system=system)]
+        return
+    committed = False
+    try:
+        with ctx.data.lock:
+            rbkp = ctx.data.store("RBKP", ctx.client).get((belnr, gjahr))
+            rbkp = dict(rbkp) if rbkp is not None else None
+        if rbkp is None:
+            ctx.out["RETURN"] = [msg("E", "ZMLC", "009", belnr, gjahr, parameter="I_BELNR", system=system)]
+            return
+        if rbkp.get("STBLG"):
+            ctx.out["RETURN"] = [msg("E", "ZMLC", "010", belnr, gjahr, rbkp["STBLG"], rbkp.get("STJAH", ""),
+                                     parameter="I_BELNR", system=system)]
+            return
+        rows, done = _incinv_cancel(ctx, belnr, gjahr, stgrd, budat, "I_BELNR")
+        if done is None or _failed(rows):
+            ctx.rollback()
+            ctx.out["RETURN"] = rows
+            return
+        ctx.commit()
+        committed = True
+        ctx.out["E_STBLG"], ctx.out["E_STJAH"] = done
+        ctx.out["RETURN"] = [msg("S", "ZMLC", "011", belnr, gjahr, *done, system=system)]
+    finally:
+        st.enqueue.release(key)
+    if committed:
+        _after_commit_fault(ctx)
+
+
 # ---------------------------------------------------------------------------------------------
 # payment block wrapper
 
@@ -1680,6 +1856,11 @@ def z_mlc_acc_document_reverse(ctx: CallContext) -> None:
         cleared = bool(_cleared_by(data, client, bukrs, belnr, gjahr))
     if bkpf is None:
         ctx.out["RETURN"] = [msg("E", "ZMLC", "002", belnr, bukrs, gjahr, parameter="I_BELNR", system=system)]
+        return
+    if bkpf.get("AWTYP") == "RMRP":  # an MM invoice is reversed in MM (MR8M), never by FB08
+        awkey = str(bkpf.get("AWKEY", ""))
+        ctx.out["RETURN"] = [msg("E", "ZMLC", "012", belnr, bukrs, gjahr, f"{awkey[:10]} {awkey[10:]}",
+                                 parameter="I_BELNR", system=system)]
         return
     if bkpf.get("STBLG"):
         ctx.out["RETURN"] = [msg("E", "ZMLC", "005", belnr, bukrs, gjahr, bkpf["STBLG"], parameter="I_BELNR",
