@@ -529,6 +529,12 @@ def test_mm_invoice_is_reversed_in_mm_exactly_once_never_by_fb08(server: tuple[A
     assert f"MM invoice {belnr} {gjahr}" in str(err.value)
     with pytest.raises(ValueError, match="MR8M"):
         fi.reverse_document(sandbox.data, "1000", bkpf["BELNR"], bkpf["GJAHR"], client=CLIENT)
+    # so does the accounting interface's reversal, by the invoice's reference or the FI document's key
+    for obj_type, obj_key in (("RMRP", belnr + gjahr), ("BKPFF", bkpf["BELNR"] + "1000" + bkpf["GJAHR"])):
+        out = client.call("BAPI_ACC_DOCUMENT_REV_POST", {"REVERSAL": {"OBJ_TYPE": obj_type, "OBJ_KEY": obj_key,
+                                                                      "COMP_CODE": "1000", "REASON_REV": "01"},
+                                                         "BUS_ACT": "RFBU"}, tables=("RETURN",))
+        assert [(m["TYPE"], m["ID"], m["NUMBER"]) for m in out["RETURN"]] == [("E", "RW", "609"), ("E", "RW", "021")]
     assert not sandbox.data.get("BKPF", ("1000", bkpf["BELNR"], bkpf["GJAHR"]), CLIENT).get("STBLG")
     # BAPI_INCOMINGINVOICE_CANCEL: SAP's interface; no such invoice is an error in RETURN
     out = client.call("BAPI_INCOMINGINVOICE_CANCEL", {"INVOICEDOCNUMBER": "5999999999", "FISCALYEAR": gjahr,
@@ -586,3 +592,27 @@ def test_mm_invoice_cancel_commits_in_a_later_request_of_a_stateful_session(serv
     finally:
         sandbox.set_config(stateful_sessions=False)
     assert sandbox.data.get("RBKP", (rbkp["BELNR"], rbkp["GJAHR"]), CLIENT)["STBLG"] == out["INVOICEDOCNUMBER_REVERSAL"]
+
+
+def test_accounting_interface_reversal_of_an_fi_document_commits_in_its_session(server: tuple[Any, ServerHandle],
+                                                                                sandbox: Any) -> None:
+    poster = poster_for(client_for(server))
+    res = poster.post(invoice(sandbox))
+    key = res.belnr + res.bukrs + res.gjahr
+    params = {"REVERSAL": {"OBJ_TYPE": "BKPFF", "OBJ_KEY": key, "COMP_CODE": "1000", "REASON_REV": "01"},
+              "BUS_ACT": "RFBU"}
+    sandbox.set_config(stateful_sessions=True)
+    try:
+        client = client_for(server)
+        out = client.call("BAPI_ACC_DOCUMENT_REV_POST", params, tables=("RETURN",))
+        [ok] = out["RETURN"]
+        assert (ok["TYPE"], ok["NUMBER"], out["OBJ_TYPE"]) == ("S", "605", "BKPFF")
+        assert not sandbox.data.get("BKPF", (res.bukrs, res.belnr, res.gjahr), CLIENT).get("STBLG")
+        client.call("BAPI_TRANSACTION_COMMIT", {"WAIT": "X"})
+    finally:
+        sandbox.set_config(stateful_sessions=False)
+    rev, bukrs, gjahr = split_obj_key(out["OBJ_KEY"])
+    assert sandbox.data.get("BKPF", (res.bukrs, res.belnr, res.gjahr), CLIENT)["STBLG"] == rev
+    assert sandbox.data.get("BKPF", (bukrs, rev, gjahr), CLIENT)["STBLG"] == res.belnr
+    out = client_for(server).call("BAPI_ACC_DOCUMENT_REV_POST", params, tables=("RETURN",))
+    assert out["RETURN"][-1]["NUMBER"] == "023"  # already reversed

@@ -15,6 +15,8 @@ Function modules (reference §3):
   tables exist in the sandbox, else any PO is accepted); the FI follow-on document has
   AWTYP RMRP, AWKEY = invoice number + fiscal year.
 - BAPI_TRANSACTION_COMMIT / BAPI_TRANSACTION_ROLLBACK.
+- BAPI_ACC_DOCUMENT_REV_POST: reverses a document of the accounting interface (REVERSAL-OBJ_TYPE/OBJ_KEY);
+  refuses an MM invoice's FI document (AWTYP RMRP), which is reversed only in MM.
 - Wrappers shipped as ABAP in abap/: Z_MLC_ACC_DOCUMENT_POST, Z_MLC_INCOMINGINVOICE_CREATE
   (ENQUEUE on BKPF + MANDT/BUKRS/XBLNR held from the XBLNR duplicate guard through the commit, post,
   COMMIT WAIT or ROLLBACK in one LUW; a lock not obtained within `enqueue_wait_seconds` is
@@ -845,12 +847,12 @@ def write_document(data: EccData, client: str, bkpf: Row, bseg: list[Row], bsik:
 
 
 def post_now(data: EccData, client: str, hdr: Header, lines: list[Line],
-             now: datetime | None = None) -> str:
-    """Write a document directly (seed, clearing, reversal); returns BELNR."""
+             now: datetime | None = None, belnr: str | None = None) -> str:
+    """Write a document directly (seed, clearing, reversal); returns BELNR (drawn now unless given)."""
     now = now or data.clock()
     gjahr = hdr.gjahr or period_of(hdr.budat)[0]
     with data.lock:
-        belnr = doc_number(data, client, hdr.bukrs, gjahr, hdr.blart)
+        belnr = belnr or doc_number(data, client, hdr.bukrs, gjahr, hdr.blart)
         bkpf, bseg, bsik = build_rows(data, client, hdr, belnr, lines, now)
         write_document(data, client, bkpf, bseg, bsik)
     return belnr
@@ -950,8 +952,9 @@ def reverse_document(data: EccData, bukrs: str, belnr: str, gjahr: str, *, clien
 
 
 def _reverse_fi(data: EccData, client: str, bkpf: Row, *, posting_date: str | None, reason: str, tcode: str,
-                awtyp: str = "BKPF", awkey: str = "") -> str:
-    """The FI reversal of one BKPF row (FB08, or the FI part of MR8M): caller holds `data.lock`."""
+                awtyp: str = "BKPF", awkey: str = "", number: str | None = None) -> str:
+    """The FI reversal of one BKPF row (FB08, the FI part of MR8M, BAPI_ACC_DOCUMENT_REV_POST): caller holds
+    `data.lock`. `number`: the reversal's BELNR when already drawn (a BAPI exports it before the commit)."""
     bukrs, belnr, gjahr = bkpf["BUKRS"], bkpf["BELNR"], bkpf["GJAHR"]
     if bkpf.get("STBLG"):
         raise ValueError(f"document {belnr} {bukrs} {gjahr} is already reversed")
@@ -975,7 +978,7 @@ def _reverse_fi(data: EccData, client: str, bkpf: Row, *, posting_date: str | No
                               mwskz=r.get("MWSKZ", ""), sgtxt=r.get("SGTXT", ""),
                               zfbdt=r.get("ZFBDT", ""), zterm=r.get("ZTERM", ""), ebeln=r.get("EBELN", ""),
                               ebelp=r.get("EBELP", "")))
-    rev = post_now(data, client, hdr, rev_lines)
+    rev = post_now(data, client, hdr, rev_lines, belnr=number)
     rev_gjahr = budat[:4]
     rev_row = data.store("BKPF", client).get((bukrs, rev, rev_gjahr))
     assert rev_row is not None
@@ -1079,6 +1082,9 @@ _TEXTS = {
     ("ZMLC", "006"): "Document &1 &2 &3 has cleared vendor items; it cannot be reversed",
     ("ZMLC", "007"): "Vendor items of document &1 &2 &3 cleared by &4",
     ("ZMLC", "008"): "Document &1 &2 &3 reversed by &4",
+    ("RW", "021"): "Document &1 &2 &3 was not posted in Accounting: reverse it in its sending application",  # [U]
+    ("RW", "022"): "Document &1 &2 &3 does not exist in Accounting",  # [U]
+    ("RW", "023"): "Document &1 &2 &3 is already reversed or cleared",  # [U]
     ("ZMLC", "009"): "Invoice document &1 &2 does not exist",
     ("ZMLC", "010"): "Invoice document &1 &2 already reversed by &3 &4",
     ("ZMLC", "011"): "Invoice document &1 &2 reversed by &3 &4",
@@ -1423,6 +1429,65 @@ def _guarded_post(ctx: CallContext, bukrs: str, xblnr: str, parameter: str,
             st.enqueue.release(key)
     if committed:
         _after_commit_fault(ctx)  # after DEQUEUE: the function module has finished, its answer is lost
+
+
+@REGISTRY.register("BAPI_ACC_DOCUMENT_REV_POST", (  # SAP's interface (stechno copy of the FM documentation)
+    Param("REVERSAL", "import", "structure", "BAPIACREV", optional=False),
+    Param("BUS_ACT", "import", abap_type="BAPIACHE09-BUS_ACT", optional=False),
+    Param("OBJ_TYPE", "export", abap_type="AWTYP"),
+    Param("OBJ_KEY", "export", abap_type="AWKEY"),
+    Param("OBJ_SYS", "export", abap_type="AWSYS"),
+    Param("RETURN", "tables", "table", "BAPIRET2"),
+))
+def bapi_acc_document_rev_post(ctx: CallContext) -> None:
+    """Reverse a document posted through the accounting interface, found by REVERSAL-OBJ_TYPE/OBJ_KEY
+    (its AWTYP/AWKEY) in COMP_CODE; written by BAPI_TRANSACTION_COMMIT in the same session (no commit
+    inside, like the other accounting BAPIs). The FI document of an MM invoice (AWTYP RMRP) is refused: an
+    MM invoice is reversed in MM (MR8M), so a wrong path cannot pass silently. [U]: the message numbers
+    (RW 609 + RW 021/022/023 here), OBJ_KEY of the reversal = its BELNR + BUKRS + GJAHR."""
+    r = ctx.request.structure("REVERSAL")
+    data, client = ctx.data, ctx.client
+    obj_type, obj_key = (r.get("OBJ_TYPE") or "").strip(), (r.get("OBJ_KEY") or "").strip()
+    bukrs = (r.get("COMP_CODE") or "").strip() or obj_key[10:14].strip()
+    budat = date_in(r["PSTNG_DATE"]) if (r.get("PSTNG_DATE") or "").strip("0 -") else ""
+    reason = (r.get("REASON_REV") or "").strip()[:2] or "01"
+    system = logsys(data, client)
+    with data.lock:
+        # by its reference (AWTYP/AWKEY), or a BKPFF-style key naming the FI document itself
+        found = [dict(d) for d in data.store("BKPF", client).rows if (not bukrs or d["BUKRS"] == bukrs) and (
+            (d.get("AWKEY") == obj_key and d.get("AWTYP") in (obj_type, "RMRP"))
+            or d["BELNR"] + d["BUKRS"] + d["GJAHR"] == obj_key)]
+    err = None
+    if obj_type == "RMRP" or any(d.get("AWTYP") == "RMRP" for d in found):
+        err = msg("E", "RW", "021", obj_type or "RMRP", obj_key, system, parameter="REVERSAL", fld="OBJ_TYPE",
+                  system=system)
+    elif not found:
+        err = msg("E", "RW", "022", obj_type, obj_key, system, parameter="REVERSAL", fld="OBJ_KEY", system=system)
+    elif found[0].get("STBLG") or _cleared_by(data, client, found[0]["BUKRS"], found[0]["BELNR"], found[0]["GJAHR"]):
+        err = msg("E", "RW", "023", obj_type, obj_key, system, parameter="REVERSAL", fld="OBJ_KEY", system=system)
+    elif not period_open(data, found[0]["BUKRS"], budat or found[0]["BUDAT"], client):
+        when = budat or found[0]["BUDAT"]
+        err = msg("E", "F5", "201", when[4:6].zfill(3), when[:4], parameter="REVERSAL", fld="PSTNG_DATE",
+                  system=system)
+    if err is not None:
+        _error_out(ctx, [err], obj_type or "BKPFF")
+        return
+    doc = found[0]
+    when = budat or doc["BUDAT"]
+    t003 = data.get("T003", (doc["BLART"],), client)
+    rev = doc_number(data, client, doc["BUKRS"], when[:4], (t003 or {}).get("STBLG") or doc["BLART"])
+    rev_key = rev + doc["BUKRS"] + when[:4]
+
+    def update() -> None:
+        with data.lock:
+            row = data.store("BKPF", client).get((doc["BUKRS"], doc["BELNR"], doc["GJAHR"]))
+            assert row is not None
+            _reverse_fi(data, client, row, posting_date=budat or None, reason=reason, tcode="FBR2",
+                        awtyp=obj_type, awkey=rev_key, number=rev)
+
+    ctx.in_update_task(update)
+    ctx.out["OBJ_TYPE"], ctx.out["OBJ_KEY"], ctx.out["OBJ_SYS"] = obj_type, rev_key, system
+    ctx.out["RETURN"] = [msg("S", "RW", "605", obj_type, rev_key, system, system=system)]
 
 
 @REGISTRY.register("Z_MLC_ACC_DOCUMENT_POST", _ACC_PARAMS)
