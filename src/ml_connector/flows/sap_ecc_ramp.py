@@ -763,6 +763,7 @@ class SapEccRampFlow(Flow):
 
         po_checks: dict[str, PurchaseOrderCheck] = {}
         po_tolerance = Decimal(str(opts.po_tolerance_percent)) / 100
+        ramp_pos: dict[tuple[str, str], dict[str, Any]] = {}  # one read per PO and run (posted bills compared)
 
         def map_po_bill(ctx: RunContext, key: str, rec: dict[str, Any], ids: list[str], *,
                         check_sap: bool = True) -> Desired | Parked:
@@ -771,8 +772,12 @@ class SapEccRampFlow(Flow):
 
             pos: dict[str, dict[str, Any]] = {}
             for po_id in ids:
+                if len(ramp_pos) > 10_000 or any(run != ctx.run_id for run, _ in list(ramp_pos)[:1]):
+                    ramp_pos.clear()
                 try:
-                    pos[po_id] = ctx.runtime.connection(ramp).get_purchase_order(po_id)
+                    if (ctx.run_id, po_id) not in ramp_pos:
+                        ramp_pos[(ctx.run_id, po_id)] = ctx.runtime.connection(ramp).get_purchase_order(po_id)
+                    pos[po_id] = ramp_pos[(ctx.run_id, po_id)]
                 except RampError as exc:
                     return Parked(key, mapping.waits_for("purchase_orders", po_id), payload=rec,
                                   reason=f"reading the bill's purchase order {po_id} from Ramp failed "
