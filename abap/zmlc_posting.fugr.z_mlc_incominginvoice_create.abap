@@ -22,6 +22,8 @@ FUNCTION z_mlc_incominginvoice_create.
         lv_awkey  TYPE bkpf-awkey,
         lv_awtyp  TYPE bkpf-awtyp,
         lv_stblg  TYPE rbkp-stblg,
+        lv_rbelnr TYPE rbkp-belnr,
+        lv_rgjahr TYPE rbkp-gjahr,
         lv_found  TYPE abap_bool,
         lv_varkey TYPE rstable-varkey,
         ls_return TYPE bapiret2,
@@ -71,8 +73,10 @@ FUNCTION z_mlc_incominginvoice_create.
         AND stblg = space.
       IF lv_awtyp = 'RMRP'.
         CLEAR lv_stblg.
+        lv_rbelnr = lv_awkey(10).
+        lv_rgjahr = lv_awkey+10(4).
         SELECT SINGLE stblg FROM rbkp INTO lv_stblg
-          WHERE belnr = lv_awkey(10) AND gjahr = lv_awkey+10(4).
+          WHERE belnr = lv_rbelnr AND gjahr = lv_rgjahr.
         IF lv_stblg IS NOT INITIAL.
           CONTINUE.
         ENDIF.
