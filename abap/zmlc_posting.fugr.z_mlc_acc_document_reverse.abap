@@ -3,6 +3,8 @@ FUNCTION z_mlc_acc_document_reverse.
 *" ml-connector: reverse one FI document (FB08) and commit in ONE LUW.
 *" Remote-enabled (RFC). Idempotent by the document's own state: a
 *" document already reversed answers E ZMLC 005 with the reversal in V4.
+*" The FI document of an MM invoice (AWTYP RMRP) is refused with E ZMLC 012:
+*" it is reversed in MM (Z_MLC_INCOMINGINVOICE_CANCEL).
 *"
 *"  IMPORTING
 *"     VALUE(I_BUKRS) TYPE  BKPF-BUKRS
@@ -44,6 +46,15 @@ FUNCTION z_mlc_acc_document_reverse.
   IF sy-subrc <> 0.
     ls_return-type = 'E'. ls_return-id = 'ZMLC'. ls_return-number = '002'.
     ls_return-message_v1 = i_belnr. ls_return-message_v2 = i_bukrs. ls_return-message_v3 = i_gjahr.
+    ls_return-parameter = 'I_BELNR'.
+    APPEND ls_return TO return.
+  ELSEIF ls_bkpf-awtyp = 'RMRP'.
+*   The FI document of an MM (logistics) invoice: SAP reverses it only in MM (MR8M,
+*   Z_MLC_INCOMINGINVOICE_CANCEL), which reverses this document too. Refused here rather than
+*   leaving it to FB08's own refusal, so the caller gets one known message. V4 = invoice + year.
+    ls_return-type = 'E'. ls_return-id = 'ZMLC'. ls_return-number = '012'.
+    ls_return-message_v1 = i_belnr. ls_return-message_v2 = i_bukrs. ls_return-message_v3 = i_gjahr.
+    CONCATENATE ls_bkpf-awkey(10) ls_bkpf-awkey+10(4) INTO ls_return-message_v4 SEPARATED BY space.
     ls_return-parameter = 'I_BELNR'.
     APPEND ls_return TO return.
   ELSEIF ls_bkpf-stblg IS NOT INITIAL.

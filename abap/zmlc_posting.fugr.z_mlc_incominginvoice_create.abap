@@ -20,6 +20,11 @@ FUNCTION z_mlc_incominginvoice_create.
   DATA: lv_belnr  TYPE bkpf-belnr,
         lv_gjahr  TYPE bkpf-gjahr,
         lv_awkey  TYPE bkpf-awkey,
+        lv_awtyp  TYPE bkpf-awtyp,
+        lv_stblg  TYPE rbkp-stblg,
+        lv_rbelnr TYPE rbkp-belnr,
+        lv_rgjahr TYPE rbkp-gjahr,
+        lv_found  TYPE abap_bool,
         lv_varkey TYPE rstable-varkey,
         ls_return TYPE bapiret2,
         ls_commit TYPE bapiret2.
@@ -58,12 +63,28 @@ FUNCTION z_mlc_incominginvoice_create.
       RETURN.
     ENDIF.
 
-*   2. Duplicate guard on the reference (XBLNR) of the FI follow-on document.
-    SELECT SINGLE belnr gjahr FROM bkpf INTO (lv_belnr, lv_gjahr)
+*   2. Duplicate guard on the reference (XBLNR) of the FI follow-on document. An FI document
+*      of an MM invoice reversed by MR8M does not count, whether or not MR8M also filled its
+*      BKPF-STBLG (not verified): the invoice's RBKP-STBLG says it is reversed.
+    CLEAR lv_found.
+    SELECT belnr gjahr awtyp awkey FROM bkpf INTO (lv_belnr, lv_gjahr, lv_awtyp, lv_awkey)
       WHERE bukrs = headerdata-comp_code
         AND xblnr = headerdata-ref_doc_no
         AND stblg = space.
-    IF sy-subrc = 0.
+      IF lv_awtyp = 'RMRP'.
+        CLEAR lv_stblg.
+        lv_rbelnr = lv_awkey(10).
+        lv_rgjahr = lv_awkey+10(4).
+        SELECT SINGLE stblg FROM rbkp INTO lv_stblg
+          WHERE belnr = lv_rbelnr AND gjahr = lv_rgjahr.
+        IF lv_stblg IS NOT INITIAL.
+          CONTINUE.
+        ENDIF.
+      ENDIF.
+      lv_found = abap_true.
+      EXIT.
+    ENDSELECT.
+    IF lv_found = abap_true.
       ls_return-type       = 'E'.
       ls_return-id         = 'ZMLC'.
       ls_return-number     = '001'.

@@ -21,7 +21,7 @@ MASTER_FLOW = "vendors_to_ramp"
 #: What the bill streams call in SAP through the agent (besides RFC_READ_TABLE).
 AGENT_FUNCTIONS = ["Z_MLC_ACC_DOCUMENT_POST", "BAPI_ACC_DOCUMENT_CHECK", "Z_MLC_CLEAR_VENDOR_ITEMS",
                    "Z_MLC_SET_PAYMENT_BLOCK", "Z_MLC_ACC_DOCUMENT_REVERSE",
-                   "Z_MLC_INCOMINGINVOICE_CREATE"]  # PO-based bills (MM invoices)
+                   "Z_MLC_INCOMINGINVOICE_CREATE", "Z_MLC_INCOMINGINVOICE_CANCEL"]  # PO-based bills (MM invoices)
 AGENT_TABLES = ["T001", "T001B", "LFB1", "SKB1", "CSKS", "BKPF", "BSIK", "BSAK",
                 "EKKO", "EKPO", "RBKP", "RSEG"]  # PO-based bills: the PO check and the invoice lookup
 #: (plant, cost center, G/L account, amount, memo)

@@ -499,3 +499,120 @@ def test_mm_invoice_exactly_once(server: tuple[Any, ServerHandle], sandbox: Any)
         with pytest.raises(PostingError) as err:
             poster.post(bad)
         assert (err.value.parameter, err.value.field) == ("ITEMDATA", "PO_NUMBER")
+
+
+def _mm_invoice(sandbox: Any, poster: DocumentPoster) -> tuple[MMInvoice, dict[str, Any], dict[str, Any]]:
+    """An MM invoice posted on a seeded PO item: (the invoice, its RBKP row, its FI document)."""
+    po = purchase_order(sandbox)
+    assert po is not None, "the sandbox seeds purchase orders"
+    ebeln, ebelp, lifnr = po
+    doc = MMInvoice(source_id=f"po-bill-{uuid.uuid4()}", company_code="1000", currency="USD",
+                    doc_date=date(2025, 6, 2), posting_date=date(2025, 6, 3), invoicing_party=lifnr,
+                    items=(MMInvoiceItem(ebeln, int(ebelp), Decimal("40.00")),), vendor=lifnr)
+    res = poster.post(doc)
+    rbkp = sandbox.data.get("RBKP", (res.invoice_number, res.gjahr), CLIENT)
+    bkpf = sandbox.data.get("BKPF", (res.bukrs, res.belnr, res.gjahr), CLIENT)
+    assert rbkp is not None and bkpf is not None
+    return doc, dict(rbkp), dict(bkpf)
+
+
+def test_mm_invoice_is_reversed_in_mm_exactly_once_never_by_fb08(server: tuple[Any, ServerHandle],
+                                                                  sandbox: Any) -> None:
+    client = client_for(server)
+    poster = poster_for(client)
+    doc, rbkp, bkpf = _mm_invoice(sandbox, poster)
+    belnr, gjahr = rbkp["BELNR"], rbkp["GJAHR"]
+    # FB08 (the FI reversal wrapper) refuses the FI document of an MM invoice, and nothing changes
+    with pytest.raises(PostingError) as err:
+        poster.reverse("1000", bkpf["BELNR"], bkpf["GJAHR"])
+    assert (err.value.msg_id, err.value.msg_number) == ("ZMLC", "012")
+    assert f"MM invoice {belnr} {gjahr}" in str(err.value)
+    with pytest.raises(ValueError, match="MR8M"):
+        fi.reverse_document(sandbox.data, "1000", bkpf["BELNR"], bkpf["GJAHR"], client=CLIENT)
+    # so does the accounting interface's reversal, by the invoice's reference or the FI document's key
+    for obj_type, obj_key in (("RMRP", belnr + gjahr), ("BKPFF", bkpf["BELNR"] + "1000" + bkpf["GJAHR"])):
+        out = client.call("BAPI_ACC_DOCUMENT_REV_POST", {"REVERSAL": {"OBJ_TYPE": obj_type, "OBJ_KEY": obj_key,
+                                                                      "COMP_CODE": "1000", "REASON_REV": "01"},
+                                                         "BUS_ACT": "RFBU"}, tables=("RETURN",))
+        assert [(m["TYPE"], m["ID"], m["NUMBER"]) for m in out["RETURN"]] == [("E", "RW", "609"), ("E", "RW", "021")]
+    assert not sandbox.data.get("BKPF", ("1000", bkpf["BELNR"], bkpf["GJAHR"]), CLIENT).get("STBLG")
+    # BAPI_INCOMINGINVOICE_CANCEL: SAP's interface; no such invoice is an error in RETURN
+    out = client.call("BAPI_INCOMINGINVOICE_CANCEL", {"INVOICEDOCNUMBER": "5999999999", "FISCALYEAR": gjahr,
+                                                      "REASONREVERSAL": "01"}, tables=("RETURN",))
+    [row] = out["RETURN"]
+    assert (row["TYPE"], row["ID"], row["NUMBER"]) == ("E", "M8", "184") and not out["INVOICEDOCNUMBER_REVERSAL"]
+    # the BAPI does not commit: its reversal answered in one request is discarded at the request's end
+    out = client.call("BAPI_INCOMINGINVOICE_CANCEL", {"INVOICEDOCNUMBER": belnr, "FISCALYEAR": gjahr,
+                                                      "REASONREVERSAL": "01"}, tables=("RETURN",))
+    assert out["INVOICEDOCNUMBER_REVERSAL"] and out["FISCALYEAR_REVERSAL"] == gjahr and not out.get("RETURN")
+    client.call("BAPI_TRANSACTION_COMMIT", {"WAIT": "X"})  # a new session: commits nothing
+    assert not sandbox.data.get("RBKP", (belnr, gjahr), CLIENT).get("STBLG")
+    # through the one-LUW wrapper, exactly once although SAP's answer is lost after its commit
+    calls = sandbox.stats.calls["Z_MLC_INCOMINGINVOICE_CANCEL"]
+    sandbox.fi.faults.update(fail_after_commit=1, fail_after_commit_mode="system_failure")
+    rev, rev_year, found = poster.cancel_mm_invoice(belnr, gjahr, posting_date=date(2025, 6, 20), reason="02")
+    assert found and rev_year == "2025"  # settled by reading RBKP-STBLG
+    original = sandbox.data.get("RBKP", (belnr, gjahr), CLIENT)
+    assert (original["STBLG"], original["STJAH"]) == (rev, "2025")
+    reversal = sandbox.data.get("RBKP", (rev, "2025"), CLIENT)
+    assert (reversal["XBLNR"], reversal["TCODE"], reversal["STBLG"]) == (rbkp["XBLNR"], "MR8M", belnr)
+    assert {r["SHKZG"] for r in sandbox.data.rows("RSEG", CLIENT) if r["BELNR"] == rev} == {"H"}
+    fi_docs = [r for r in sandbox.data.rows("BKPF", CLIENT) if r.get("XBLNR") == rbkp["XBLNR"]]
+    assert sorted(r["AWKEY"] for r in fi_docs) == sorted([belnr + gjahr, rev + "2025"])
+    assert all(r["STBLG"] and r["AWTYP"] == "RMRP" for r in fi_docs)
+    assert poster.payment_status("1000", bkpf["BELNR"], bkpf["GJAHR"]).status == "reversed"
+    # again: known from RBKP, no second call; the wrapper and the BAPI refuse a second reversal
+    assert poster.cancel_mm_invoice(belnr, gjahr) == (rev, "2025", True)
+    assert sandbox.stats.calls["Z_MLC_INCOMINGINVOICE_CANCEL"] == calls + 1
+    out = client.call("Z_MLC_INCOMINGINVOICE_CANCEL", {"I_BELNR": belnr, "I_GJAHR": gjahr}, tables=("RETURN",))
+    [row] = out["RETURN"]
+    assert (row["ID"], row["NUMBER"], row["MESSAGE_V3"], row["MESSAGE_V4"]) == ("ZMLC", "010", rev, "2025")
+    out = client.call("BAPI_INCOMINGINVOICE_CANCEL", {"INVOICEDOCNUMBER": belnr, "FISCALYEAR": gjahr,
+                                                      "REASONREVERSAL": "01"}, tables=("RETURN",))
+    assert [r["TYPE"] for r in out["RETURN"]] == ["E"] and not out["INVOICEDOCNUMBER_REVERSAL"]
+    # the reversed invoice no longer answers to its reference: the same invoice posts anew, once
+    assert poster.find(doc) is None
+    again = poster.post(doc)
+    assert not again.already_posted and again.invoice_number not in (belnr, rev)
+    assert poster.post(doc).already_posted
+
+
+def test_mm_invoice_cancel_commits_in_a_later_request_of_a_stateful_session(server: tuple[Any, ServerHandle],
+                                                                           sandbox: Any) -> None:
+    poster = poster_for(client_for(server))
+    _, rbkp, _ = _mm_invoice(sandbox, poster)
+    sandbox.set_config(stateful_sessions=True)
+    try:
+        client = client_for(server)
+        out = client.call("BAPI_INCOMINGINVOICE_CANCEL", {"INVOICEDOCNUMBER": rbkp["BELNR"],
+                                                          "FISCALYEAR": rbkp["GJAHR"], "REASONREVERSAL": "01"},
+                          tables=("RETURN",))
+        assert not sandbox.data.get("RBKP", (rbkp["BELNR"], rbkp["GJAHR"]), CLIENT).get("STBLG")
+        client.call("BAPI_TRANSACTION_COMMIT", {"WAIT": "X"})
+    finally:
+        sandbox.set_config(stateful_sessions=False)
+    assert sandbox.data.get("RBKP", (rbkp["BELNR"], rbkp["GJAHR"]), CLIENT)["STBLG"] == out["INVOICEDOCNUMBER_REVERSAL"]
+
+
+def test_accounting_interface_reversal_of_an_fi_document_commits_in_its_session(server: tuple[Any, ServerHandle],
+                                                                                sandbox: Any) -> None:
+    poster = poster_for(client_for(server))
+    res = poster.post(invoice(sandbox))
+    key = res.belnr + res.bukrs + res.gjahr
+    params = {"REVERSAL": {"OBJ_TYPE": "BKPFF", "OBJ_KEY": key, "COMP_CODE": "1000", "REASON_REV": "01"},
+              "BUS_ACT": "RFBU"}
+    sandbox.set_config(stateful_sessions=True)
+    try:
+        client = client_for(server)
+        out = client.call("BAPI_ACC_DOCUMENT_REV_POST", params, tables=("RETURN",))
+        [ok] = out["RETURN"]
+        assert (ok["TYPE"], ok["NUMBER"], out["OBJ_TYPE"]) == ("S", "605", "BKPFF")
+        assert not sandbox.data.get("BKPF", (res.bukrs, res.belnr, res.gjahr), CLIENT).get("STBLG")
+        client.call("BAPI_TRANSACTION_COMMIT", {"WAIT": "X"})
+    finally:
+        sandbox.set_config(stateful_sessions=False)
+    rev, bukrs, gjahr = split_obj_key(out["OBJ_KEY"])
+    assert sandbox.data.get("BKPF", (res.bukrs, res.belnr, res.gjahr), CLIENT)["STBLG"] == rev
+    assert sandbox.data.get("BKPF", (bukrs, rev, gjahr), CLIENT)["STBLG"] == res.belnr
+    out = client_for(server).call("BAPI_ACC_DOCUMENT_REV_POST", params, tables=("RETURN",))
+    assert out["RETURN"][-1]["NUMBER"] == "023"  # already reversed

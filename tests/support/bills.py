@@ -175,3 +175,20 @@ def mm_invoices(handles: dict[str, SandboxHandle], bill_id: str) -> list[dict[st
     ecc = handles["sap_ecc"].state
     x = xblnr_for(bill_id, "RMP")
     return [r for r in ecc.data.rows("RBKP", ecc.client) if r.get("XBLNR") == x]
+
+
+def add_po_bill(handles: dict[str, SandboxHandle], env: Env, vendor: str, items: list[tuple[int, str]],
+                amounts: list[str], invoice_number: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A PO-based bill: a purchase order in SAP (ME21N) with `items` (quantity, net price), the same PO in
+    Ramp, and a Ramp bill whose line n is invoiced against PO item n for `amounts[n]`. Returns (bill, Ramp PO)."""
+    from ml_connector.systems.sap_ecc.sandbox.seed_logistics import create_purchase_order
+
+    ecc = handles["sap_ecc"].state
+    ebeln = create_purchase_order(ecc.data, bukrs="1000", lifnr=vendor, client=ecc.client, bedat="20250601",
+                                  items=[{"menge": q, "netpr": p, "txz01": f"item {n}"}
+                                         for n, (q, p) in enumerate(items, start=1)])
+    po = ramp_purchase_order(handles, ebeln, [(str(10 * n).zfill(5), q, p)
+                                              for n, (q, p) in enumerate(items, start=1)])
+    lines = [{"amount": a, "memo": f"PO line {n}", "purchase_order_line_item_id": po["line_items"][n - 1]["id"]}
+             for n, a in enumerate(amounts, start=1)]
+    return add_bill(env, vendor, lines, purchase_order_id=po["id"], invoice_number=invoice_number), po

@@ -240,3 +240,47 @@ class FakeCaller:
 
 def poster(caller: FakeCaller, **kw: Any) -> DocumentPoster:
     return DocumentPoster(caller, lookup_function="Z_MLC_DOCUMENT_BY_XBLNR", sleep=lambda s: None, **kw)
+
+
+class FakeMMSystem:
+    """An MM invoice's state in a scripted SAP: RBKP and BKPF rows served to the poster's table reader,
+    and Z_MLC_INCOMINGINVOICE_CANCEL answering from `cancel_outcomes` ('ok', 'commit_then_timeout',
+    'timeout' before anything happened, or RETURN rows)."""
+
+    def __init__(self, cancel_outcomes: list[Any], rbkp: list[dict[str, str]] | None = None,
+                 bkpf: list[dict[str, str]] | None = None) -> None:
+        self.cancel_outcomes = cancel_outcomes
+        self.tables: dict[str, list[dict[str, str]]] = {
+            "RBKP": rbkp if rbkp is not None else [{"BELNR": "5105600001", "GJAHR": "2025", "BUKRS": "1000",
+                                                    "XBLNR": "RMPX", "LIFNR": "0000100001", "STBLG": ""}],
+            "BKPF": bkpf or []}
+        self.calls: list[str] = []
+
+    def call(self, fm: str, params: dict[str, Any] | None = None, *, tables: Sequence[str] = ()) -> dict[str, Any]:
+        self.calls.append(fm)
+        assert fm == "Z_MLC_INCOMINGINVOICE_CANCEL", fm
+        outcome = self.cancel_outcomes.pop(0)
+        if outcome == "timeout":
+            raise CommunicationError("read timeout", uncertain=True)
+        if outcome in ("ok", "commit_then_timeout"):
+            self.tables["RBKP"][0].update(STBLG="5105600002", STJAH="2025")
+            if outcome == "commit_then_timeout":
+                raise CommunicationError("read timeout", uncertain=True)
+            return {"E_STBLG": "5105600002", "E_STJAH": "2025", "RETURN": [
+                ret("S", "ZMLC", "011", "reversed", "5105600001", "2025", "5105600002", "2025")]}
+        return {"E_STBLG": "", "E_STJAH": "0000", "RETURN": outcome}
+
+    # the poster's table reader (RFC_READ_TABLE): the rows whose fields equal the WHERE clause's `F = 'v'`
+    def read(self, table: str, fields: Sequence[str] | None = None, *, key_fields: Sequence[str],
+             where: str = "", page_size: int = 0, **kw: Any) -> Any:
+        import re
+
+        from ml_connector.systems.sap_ecc.table_reader import Page
+
+        wanted = re.findall(r"(\w+) = '([^']*)'", where)
+        yield Page(rows=[dict(r) for r in self.tables[table] if all(r.get(k, v) == v for k, v in wanted)],
+                   last_key=())
+
+
+def mm_poster(system: FakeMMSystem) -> DocumentPoster:
+    return DocumentPoster(system, reader=system, sleep=lambda s: None, settle_seconds=0.0)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import pytest
 
 from ml_connector.systems.sap_ecc.errors import ABAPRuntimeError, CommunicationError, LogonError
 from ml_connector.systems.sap_ecc.posting import (
+    DocRef,
     DocumentPoster,
     MMInvoice,
     MMInvoiceItem,
@@ -19,12 +20,13 @@ from ml_connector.systems.sap_ecc.posting import (
     TaxLine,
     build_acc_document,
     build_incoming_invoice,
+    mm_invoice_key,
     parse_amount,
     parse_return,
     split_obj_key,
     xblnr_for,
 )
-from tests.support.ecc_posting import FakeCaller, inv, poster, ret
+from tests.support.ecc_posting import FakeCaller, FakeMMSystem, inv, mm_poster, poster, ret
 
 # fixtures re-derived from reference §3.1 (captured RW 605 / RW 609 + F5 104 responses)
 OK_ROWS = [ret("S", "RW", "605", "Document posted successfully: BKPFF 010000000814102024 0M4SMVI",
@@ -201,3 +203,55 @@ def test_sandbox_enqueue_is_exclusive_per_xblnr() -> None:
     enq.release(a)
     enq.release(b)
     assert enq.held() == 0
+
+
+# MM invoices are reversed in MM (MR8M) exactly once: RBKP-STBLG read before and after an uncertain call
+
+
+def test_mm_cancel_settles_a_lost_answer_by_rbkp_and_never_calls_twice() -> None:
+    sap = FakeMMSystem(["commit_then_timeout"])
+    assert mm_poster(sap).cancel_mm_invoice("5105600001", 2025, reason="02") == ("5105600002", "2025", True)
+    assert mm_poster(sap).cancel_mm_invoice("5105600001", 2025) == ("5105600002", "2025", True)
+    assert sap.calls == ["Z_MLC_INCOMINGINVOICE_CANCEL"]
+
+
+def test_mm_cancel_not_done_after_an_uncertain_call_is_unknown_then_sent_again() -> None:
+    sap = FakeMMSystem(["timeout", "ok"])
+    with pytest.raises(OutcomeUnknownError, match="SAP shows it not reversed"):
+        mm_poster(sap).cancel_mm_invoice("5105600001", "2025")
+    assert mm_poster(sap).cancel_mm_invoice("5105600001", "2025") == ("5105600002", "2025", False)
+    assert sap.calls == ["Z_MLC_INCOMINGINVOICE_CANCEL"] * 2
+
+
+def test_mm_cancel_takes_the_wrappers_already_reversed_answer_and_raises_sap_refusals() -> None:
+    already = [ret("E", "ZMLC", "010", "already reversed", "5105600001", "2025", "5105600009", "2025",
+                   parameter="I_BELNR")]
+    assert mm_poster(FakeMMSystem([already])).cancel_mm_invoice("5105600001", "2025") == ("5105600009", "2025", True)
+    closed = [ret("E", "F5", "201", "Posting period 006 2025 is not open", "006", "2025", parameter="POSTINGDATE")]
+    with pytest.raises(PostingError) as err:
+        mm_poster(FakeMMSystem([closed])).cancel_mm_invoice("5105600001", "2025")
+    assert (err.value.msg_id, err.value.msg_number) == ("F5", "201")
+    with pytest.raises(PostingError) as err:
+        mm_poster(FakeMMSystem([], rbkp=[])).cancel_mm_invoice("5105600001", "2025")
+    assert (err.value.msg_id, err.value.msg_number) == ("ZMLC", "009")
+
+
+def test_mm_invoice_lookup_skips_the_reversed_invoice_and_its_reversal_document() -> None:
+    doc = MMInvoice(source_id="ramp:bill:7", company_code="1000", currency="USD", doc_date=date(2025, 6, 1),
+                    posting_date=date(2025, 6, 2), items=(MMInvoiceItem("4500000001", 10, Decimal("5")),),
+                    reference="RMPX", vendor="100001")
+    rbkp = [{"BELNR": "5105600001", "GJAHR": "2025", "BUKRS": "1000", "XBLNR": "RMPX", "LIFNR": "0000100001",
+             "STBLG": "5105600002", "STJAH": "2025"},
+            # the MR8M reversal document: same reference; whether SAP fills its own STBLG is not verified
+            {"BELNR": "5105600002", "GJAHR": "2025", "BUKRS": "1000", "XBLNR": "RMPX", "LIFNR": "0000100001",
+             "STBLG": ""}]
+    p = mm_poster(FakeMMSystem([], rbkp=rbkp))
+    assert p.find(doc) is None
+    rbkp.append({"BELNR": "5105600003", "GJAHR": "2025", "BUKRS": "1000", "XBLNR": "RMPX", "LIFNR": "0000100001",
+                 "STBLG": ""})
+    found = p.find(doc)
+    assert found is not None and (found.belnr, found.awtyp, found.awkey) == ("5105600003", "RMRP", "51056000032025")
+    # an MM invoice's FI document names it; an FI document does not
+    assert mm_invoice_key(DocRef("1900000001", "1000", "2025", awtyp="RMRP", awkey="51056000032025")) == (
+        "5105600003", "2025")
+    assert mm_invoice_key(DocRef("1900000001", "1000", "2025", awtyp="BKPFF", awkey="190000000110002025")) is None

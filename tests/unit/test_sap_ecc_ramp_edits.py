@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ml_connector.core import ledger
 from ml_connector.core.http import CredentialRefused, TokenEndpointError
 from ml_connector.flows._sap_ecc_ramp_edits import is_reversal, posting_fingerprint, reversal_key, what_changed
 from ml_connector.flows.sap_ecc_ramp import match_accounting_vendor
@@ -36,6 +37,34 @@ def test_what_changed_says_it_in_words() -> None:
     text = what_changed(POSTED, new)
     assert "amount 100.00 USD → 120.00 USD" in text
     assert "lines [GL 600000/CC 1000 100.00] → [GL 600000/CC 1100 120.00]" in text
+
+
+MM_POSTED: dict[str, Any] = {
+    **POSTED, "kind": "mm", "lines": [{"po_number": "4500000001", "po_item": "00010", "amount": "150.00",
+                                       "text": "Bolts", "quantity": "10", "po_unit": "EA"}]}
+
+
+def test_a_po_bill_edit_is_its_amounts_or_po_items_not_what_sap_adds() -> None:
+    fp = posting_fingerprint(MM_POSTED)
+    assert fp != posting_fingerprint(POSTED)
+    # the quantity and unit come from SAP's PO item when the bill is checked: not the bill's content
+    plain = {k: v for k, v in MM_POSTED["lines"][0].items() if k not in ("quantity", "po_unit")}
+    assert posting_fingerprint({**MM_POSTED, "lines": [plain]}) == fp
+    for changed in ({**plain, "amount": "165.00"}, {**plain, "po_item": "00020"}, {**plain, "po_number": "4500000002"}):
+        assert posting_fingerprint({**MM_POSTED, "lines": [changed]}) != fp
+    new = {**MM_POSTED, "lines": [{**plain, "amount": "165.00", "po_item": "00020"}]}
+    text = what_changed(MM_POSTED, new)
+    assert "amount 150.00 USD → 165.00 USD" in text
+    assert "lines [PO 4500000001/10 150.00] → [PO 4500000001/20 165.00]" in text
+
+
+def test_fi_bill_fingerprints_are_unchanged_by_the_mm_rules() -> None:
+    # an operator's decision is keyed `<bill>@<fingerprint>`: FI bills keep the fingerprints they had
+    keep = {k: POSTED.get(k) for k in ("company_code", "vendor", "currency", "credit_memo", "doc_date",
+                                       "invoice_number", "problems")}
+    keep["posting_date"] = POSTED["posting_date"]
+    keep["lines"] = [[ln["gl_account"], ln["cost_center"], ln["amount"], ln["text"]] for ln in POSTED["lines"]]
+    assert posting_fingerprint(POSTED) == ledger.content_hash(keep)[:16] == "c01493b24a851edb"
 
 
 def test_reversal_keys_name_the_bill_and_the_document() -> None:

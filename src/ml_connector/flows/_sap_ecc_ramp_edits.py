@@ -14,8 +14,10 @@ policy (`options.edited_after_posting`), which an operator's mapping overrides p
   `ml-connector review`, alerted once per cause as `record.parked`); SAP is not touched.
 - `repost`: two outbox entries of the `bills` stream, each exactly once: the reversal of the posted
   document (source key `<bill>:reversal:<BELNR/BUKRS/GJAHR>`, InvoiceStatusTarget: BKPF-STBLG read
-  before and after the call) and the new invoice (source key `<bill>`, payload `replaces` = the old
-  document, posted under the same XBLNR, which the reversed document no longer answers to). The repost
+  before and after the call; a PO-based bill's MM invoice is reversed in MM, MR8M through
+  BAPI_INCOMINGINVOICE_CANCEL, with RBKP-STBLG as its state, never by FB08) and the new invoice (source
+  key `<bill>`, payload `replaces` = the old document, posted under the same XBLNR, which the reversed
+  document no longer answers to). The repost
   is written only once SAP shows the old document reversed; the reversal is staged before it on the
   same page, so one run does both. A changed bill that cannot be posted (parked on master data, or
   with problems) is not reversed.
@@ -50,9 +52,17 @@ def posting_fingerprint(p: dict[str, Any]) -> str:
     keep = {k: p.get(k) for k in ("company_code", "vendor", "currency", "credit_memo", "doc_date",
                                   "invoice_number", "problems")}
     keep["posting_date"] = p.get("original_posting_date") or p.get("posting_date")
-    keep["lines"] = [[ln.get("gl_account"), ln.get("cost_center"), ln.get("amount"), ln.get("text")]
-                     for ln in p.get("lines") or []]
+    keep["lines"] = [_coding(ln) for ln in p.get("lines") or []]
+    if p.get("kind"):  # an MM invoice (a PO-based bill); FI invoices hash as they always did
+        keep["kind"] = p["kind"]
     return ledger.content_hash(keep)[:16]
+
+
+def _coding(ln: dict[str, Any]) -> list[Any]:
+    """What SAP holds of one line: GL account, cost center, amount and text, and for an MM invoice the PO
+    item it is invoiced against (a line moved to another PO item is a change)."""
+    out = [ln.get("gl_account"), ln.get("cost_center"), ln.get("amount"), ln.get("text")]
+    return [*out, ln.get("po_number"), ln.get("po_item")] if "po_number" in ln else out
 
 
 def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -64,12 +74,16 @@ def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
     if total(old) != total(new) or old.get("currency") != new.get("currency"):
         out.append(f"amount {total(old)} {old.get('currency')} → {total(new)} {new.get('currency')}")
     def coding(p: dict[str, Any]) -> list[list[Any]]:
-        return [[ln.get("gl_account"), ln.get("cost_center"), ln.get("amount"), ln.get("text")]
-                for ln in p.get("lines") or []]
+        return [_coding(ln) for ln in p.get("lines") or []]
+
+    def line(ln: dict[str, Any]) -> str:
+        if "po_number" in ln:
+            return f"PO {str(ln['po_number']).lstrip('0')}/{str(ln.get('po_item')).lstrip('0')} {ln.get('amount')}"
+        return (f"GL {str(ln.get('gl_account')).lstrip('0')}/CC {str(ln.get('cost_center') or '').lstrip('0') or '-'} "
+                f"{ln.get('amount')}")
 
     def lines(p: dict[str, Any]) -> str:
-        return ", ".join(f"GL {str(gl).lstrip('0')}/CC {str(cc).lstrip('0') or '-'} {amount}"
-                         for gl, cc, amount, _ in coding(p))
+        return ", ".join(line(ln) for ln in p.get("lines") or [])
 
     if coding(old) != coding(new):
         out.append(f"lines [{lines(old)}] → [{lines(new)}]")
@@ -172,9 +186,11 @@ class EditedBills:
             return None
         p = d.payload
         doc = str(p["replaces"])
-        return {"action": "reverse", "document": doc, "bill_id": key, "company_code": p["company_code"],
-                "xblnr": p["xblnr"], "fiscal_year": doc.split("/")[-1], "invoice_number": p["invoice_number"],
-                "posting_date": p["posting_date"], "reason": "01", "edited": True}
+        rev = {"action": "reverse", "document": doc, "bill_id": key, "company_code": p["company_code"],
+               "xblnr": p["xblnr"], "fiscal_year": doc.split("/")[-1], "invoice_number": p["invoice_number"],
+               "posting_date": p["posting_date"], "reason": "01", "edited": True}
+        # An MM invoice is reversed in MM (MR8M); the target tells by the document itself (AWTYP RMRP).
+        return {**rev, "kind": "mm"} if p.get("kind") == "mm" else rev
 
 
 def reversal_key(bill_id: str, document: str) -> str:
@@ -248,8 +264,9 @@ class BillsTarget(Target):
             old = e.payload.get("replaces")
             if old and not e.payload.get("problems"):
                 belnr, bukrs, gjahr = str(old).split("/")
-                ref = self.invoices.poster(ctx).document(bukrs, belnr, gjahr)
-                if ref is not None and not ref.stblg:
+                poster = self.invoices.poster(ctx)
+                ref = poster.document(bukrs, belnr, gjahr)
+                if ref is not None and not poster.is_reversed(ref):  # an MM invoice: RBKP-STBLG
                     report([Outcome(e.id, "failed", request=e.payload,
                                     error=f"not reposted: the document it replaces, {old}, is not reversed in SAP "
                                           f"(its reversal, record {reversal_key(e.source_key, str(old))}, failed or "
@@ -259,7 +276,9 @@ class BillsTarget(Target):
 
     def preview(self, ctx: RunContext, change: Change) -> str | None:
         if self._reversal(change):
-            return f"would reverse SAP document {change.payload['document']} (the bill was edited after posting)"
+            how = " in MM (MR8M, BAPI_INCOMINGINVOICE_CANCEL)" if change.payload.get("kind") == "mm" else ""
+            return (f"would reverse SAP document {change.payload['document']}{how} (the bill was edited after "
+                    "posting)")
         if change.payload.get("replaces"):
             return f"would repost it after the reversal of SAP document {change.payload['replaces']}"
         result: str | None = self.invoices.preview(ctx, change)

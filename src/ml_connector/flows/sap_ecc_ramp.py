@@ -763,21 +763,27 @@ class SapEccRampFlow(Flow):
 
         po_checks: dict[str, PurchaseOrderCheck] = {}
         po_tolerance = Decimal(str(opts.po_tolerance_percent)) / 100
+        ramp_pos: dict[tuple[str, str], dict[str, Any]] = {}  # one read per PO and run (posted bills compared)
 
-        def map_po_bill(ctx: RunContext, key: str, rec: dict[str, Any], ids: list[str]) -> Desired | Parked:
+        def map_po_bill(ctx: RunContext, key: str, rec: dict[str, Any], ids: list[str], *,
+                        check_sap: bool = True) -> Desired | Parked:
             # A bill that references a purchase order: an MM invoice against the PO's items.
             from ml_connector.flows._sap_ecc_ramp_po import po_bill_to_invoice, validated_po_bill
 
             pos: dict[str, dict[str, Any]] = {}
             for po_id in ids:
+                if len(ramp_pos) > 10_000 or any(run != ctx.run_id for run, _ in list(ramp_pos)[:1]):
+                    ramp_pos.clear()
                 try:
-                    pos[po_id] = ctx.runtime.connection(ramp).get_purchase_order(po_id)
+                    if (ctx.run_id, po_id) not in ramp_pos:
+                        ramp_pos[(ctx.run_id, po_id)] = ctx.runtime.connection(ramp).get_purchase_order(po_id)
+                    pos[po_id] = ramp_pos[(ctx.run_id, po_id)]
                 except RampError as exc:
                     return Parked(key, mapping.waits_for("purchase_orders", po_id), payload=rec,
                                   reason=f"reading the bill's purchase order {po_id} from Ramp failed "
                                          f"(needs purchase_orders:read): {exc}")
             m = po_bill_to_invoice(key, rec, pos, mapped=mapped(ctx), xblnr_prefix=xblnr_prefix)
-            if not validate:
+            if not validate or not check_sap:
                 return m
             if ctx.run_id not in po_checks:
                 po_checks.clear()
@@ -786,6 +792,10 @@ class SapEccRampFlow(Flow):
                                      tolerance=po_tolerance)
 
         def plain_bill(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
+            from ml_connector.flows._sap_ecc_ramp_po import po_ids
+
+            if po_ids(rec):  # an MM invoice, compared with what was posted before SAP is asked
+                return map_po_bill(ctx, key, rec, po_ids(rec), check_sap=False)
             return bill_to_invoice(key, rec, mapped=mapped(ctx), cost_center_field_id=cc_field_id,
                                    xblnr_prefix=xblnr_prefix, dimension_fields=dimension_fields)
 
@@ -805,11 +815,8 @@ class SapEccRampFlow(Flow):
         def map_bills(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
             if is_reversal(key):
                 return Desired(key, rec)
-            from ml_connector.flows._sap_ecc_ramp_po import po_ids
-
-            # A PO-based bill (an MM invoice) is not checked for edits after posting: reversing an MM
-            # invoice needs MR8M / BAPI_INCOMINGINVOICE_CANCEL, not the FI reversal edits use.
-            return map_bill(ctx, key, rec) if po_ids(rec) else edits.decide(ctx, key, rec)
+            # FI and MM invoices alike (an MM invoice is reversed in MM: InvoiceStatusTarget, MR8M).
+            return edits.decide(ctx, key, rec)
 
         bills = Stream(
             "bills",

@@ -64,6 +64,8 @@ XBLNR_LENGTH = 16
 CURRENCY_DECIMALS = {"JPY": 0, "KRW": 0, "HUF": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3,
                      "TND": 3, "JOD": 3}
 BKPF_FIELDS = ("BELNR", "GJAHR", "BUKRS", "XBLNR", "STBLG", "BLART", "BUDAT", "AWTYP", "AWKEY")
+RBKP_FIELDS = ("BELNR", "GJAHR", "BUKRS", "XBLNR", "LIFNR", "STBLG", "STJAH")
+MM_ALREADY_REVERSED = ("ZMLC", "010")  # Z_MLC_INCOMINGINVOICE_CANCEL: V3/V4 = the reversal document
 DUPLICATE_MESSAGE = ("ZMLC", "001")
 LOCKED_MESSAGE = ("MC", "601")  # ENQUEUE FOREIGN_LOCK: "Object requested is currently locked by user &1"
 
@@ -246,6 +248,28 @@ class DocRef:
     @property
     def reversed(self) -> bool:
         return bool(self.stblg)
+
+
+@dataclass(frozen=True)
+class MMInvoiceRef:
+    """An RBKP row (an MM invoice document): reversed when STBLG/STJAH name its reversal (MR8M)."""
+
+    belnr: str
+    gjahr: str
+    bukrs: str = ""
+    xblnr: str = ""
+    lifnr: str = ""
+    stblg: str = ""
+    stjah: str = ""
+
+
+def mm_invoice_key(ref: DocRef) -> tuple[str, str] | None:
+    """(invoice number, fiscal year) of the MM invoice whose FI follow-on document `ref` is (AWTYP RMRP,
+    AWKEY = RBKP-BELNR + GJAHR), or None for a document posted in FI."""
+    key = ref.awkey.strip()
+    if ref.awtyp != "RMRP" or len(key) != 14 or not key[10:].isdigit():
+        return None
+    return key[:10], key[10:]
 
 
 @dataclass(frozen=True)
@@ -605,10 +629,14 @@ class DocumentPoster:
         where = f"BUKRS = {quote(bukrs)} AND GJAHR = {quote(year)} AND XBLNR = {quote(xblnr)}"
         if vendor:
             where += f" AND LIFNR = {quote(alpha(vendor, 10))}"
-        rows = [r for page in self.reader.read("RBKP", ("BELNR", "GJAHR", "BUKRS", "XBLNR", "LIFNR", "STBLG"),
-                                               key_fields=("BELNR", "GJAHR"), where=where,
-                                               page_size=ecc_facts().read_table.lookup_page_size)
-                for r in page.rows if not str(r.get("STBLG") or "").strip()]
+        every = [r for page in self.reader.read("RBKP", RBKP_FIELDS, key_fields=("BELNR", "GJAHR"), where=where,
+                                                page_size=ecc_facts().read_table.lookup_page_size)
+                 for r in page.rows]
+        # Neither a reversed invoice (STBLG) nor the reversal document of one (MR8M copies the reference;
+        # whether SAP fills the reversal's own STBLG is [U], so it is recognised from the original's too).
+        reversals = {(str(r.get("STBLG") or "").strip(), str(r.get("STJAH") or "").strip()) for r in every}
+        rows = [r for r in every if not str(r.get("STBLG") or "").strip()
+                and (str(r.get("BELNR") or "").strip(), str(r.get("GJAHR") or "").strip()) not in reversals]
         if not rows:
             return None
         inv = min(rows, key=lambda r: str(r["BELNR"]))
@@ -919,9 +947,80 @@ class DocumentPoster:
             raise PostingError(messages, function=function)
         return str(out.get("E_STBLG") or "").strip(), False
 
+    # -- MM invoices: reversal in MM (MR8M), never FB08 ----------------------------------------------
+
+    def mm_invoice_doc(self, belnr: str, gjahr: str | int) -> MMInvoiceRef | None:
+        """The RBKP row of MM invoice `belnr`/`gjahr` (None when SAP has no such invoice)."""
+        self.stats["lookups"] += 1
+        where = f"BELNR = {quote(alpha(belnr, 10))} AND GJAHR = {quote(str(gjahr).zfill(4))}"
+        rows = [r for page in self.reader.read("RBKP", RBKP_FIELDS, key_fields=("BELNR", "GJAHR"), where=where,
+                                               page_size=10) for r in page.rows]
+        if not rows:
+            return None
+        r = {k: str(v or "").strip() for k, v in rows[0].items()}
+        return MMInvoiceRef(belnr=r.get("BELNR", ""), gjahr=r.get("GJAHR", ""), bukrs=r.get("BUKRS", ""),
+                            xblnr=r.get("XBLNR", ""), lifnr=r.get("LIFNR", ""), stblg=r.get("STBLG", ""),
+                            stjah=r.get("STJAH", "").strip("0") and r.get("STJAH", ""))
+
+    def is_reversed(self, ref: DocRef) -> bool:
+        """Whether SAP shows the posted document reversed: BKPF-STBLG, or for the FI document of an MM
+        invoice the invoice's RBKP-STBLG (what MR8M sets; BKPF-STBLG of the FI document is [U] there)."""
+        if ref.stblg:
+            return True
+        inv = mm_invoice_key(ref)
+        if inv is None:
+            return False
+        doc = self.mm_invoice_doc(*inv)
+        return doc is not None and bool(doc.stblg)
+
+    def cancel_mm_invoice(self, belnr: str, gjahr: str | int, *, posting_date: date | None = None,
+                          reason: str = "01", function: str = "Z_MLC_INCOMINGINVOICE_CANCEL"
+                          ) -> tuple[str, str, bool]:
+        """Reverse an MM invoice exactly once, as MR8M does (BAPI_INCOMINGINVOICE_CANCEL through the one-LUW
+        wrapper `function`): (reversal invoice number, its fiscal year, known from a lookup: already reversed,
+        or an uncertain call settled). RBKP-STBLG/STJAH of the invoice are read first and after any
+        uncertain call, so a retry never reverses twice."""
+        belnr, year = alpha(belnr, 10), str(gjahr).zfill(4)
+
+        def reversed_by() -> str | None:
+            inv = self.mm_invoice_doc(belnr, year)
+            if inv is None:
+                raise PostingError((ReturnMessage("E", "ZMLC", "009", f"Invoice document {belnr} {year} does not "
+                                                  "exist", v1=belnr, v2=year),), function=function)
+            return f"{inv.stblg}/{inv.stjah or year}" if inv.stblg else None
+
+        done = reversed_by()
+        if done is not None:
+            rev, rev_year = done.split("/")
+            return rev, rev_year, True
+        params: dict[str, Any] = {"I_BELNR": belnr, "I_GJAHR": year, "I_STGRD": reason[:2] or "01"}
+        if posting_date is not None:
+            params["I_BUDAT"] = _d(posting_date)
+        try:
+            out = self.caller.call(function, params, tables=("RETURN",))
+        except RfcError as exc:
+            if not exc.uncertain:
+                raise
+            found = self._settle(f"reversing MM invoice {belnr} {year}", exc, reversed_by)
+            if found is None:
+                raise OutcomeUnknownError(f"reversing MM invoice {belnr} {year}: the call failed after sending "
+                                          f"({exc}) and SAP shows it not reversed; it is sent again on the next "
+                                          "attempt", bukrs="", xblnr="", gjahr=year, cause=exc) from exc
+            rev, rev_year = found.split("/")
+            return rev, rev_year, True  # settled by the lookup
+        messages = tuple(ReturnMessage.from_row(r) for r in _rows(out.get("RETURN")))
+        already = next((m for m in messages if (m.id, m.number) == MM_ALREADY_REVERSED), None)
+        if already is not None:
+            return already.v3, already.v4 or year, True
+        rev = str(out.get("E_STBLG") or "").strip()
+        if any(m.is_error for m in messages) or not rev:
+            raise PostingError(messages or (ReturnMessage("E", message="no reversal document returned"),),
+                               function=function)
+        return rev, str(out.get("E_STJAH") or "").strip() or year, False
+
 
 __all__ = ["ACC_TABLES", "AccDocument", "DocRef", "Document", "DocumentPoster", "GLLine", "GLPosting",
-           "MMInvoice", "MMInvoiceItem", "OutcomeUnknownError", "PaymentStatus", "PostResult", "PostingError",
-           "ReturnMessage", "TaxLine", "VendorInvoice", "build_acc_document", "build_incoming_invoice",
-           "document_xblnr", "fiscal_year_of", "format_amount", "parse_amount", "parse_return", "split_obj_key",
-           "xblnr_for"]
+           "MMInvoice", "MMInvoiceItem", "MMInvoiceRef", "OutcomeUnknownError", "PaymentStatus", "PostResult",
+           "PostingError", "ReturnMessage", "TaxLine", "VendorInvoice", "build_acc_document",
+           "build_incoming_invoice", "document_xblnr", "fiscal_year_of", "format_amount", "mm_invoice_key",
+           "parse_amount", "parse_return", "split_obj_key", "xblnr_for"]

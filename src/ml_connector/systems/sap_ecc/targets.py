@@ -26,6 +26,7 @@ from ml_connector.systems.sap_ecc.posting import (
     build_incoming_invoice,
     document_xblnr,
     fiscal_year_of,
+    mm_invoice_key,
 )
 
 
@@ -200,7 +201,9 @@ class InvoiceStatusTarget(Target):
     reason?, posting_date?}. `clear`: the payment clears the invoice's open vendor items
     (Z_MLC_CLEAR_VENDOR_ITEMS); `block` / `unblock`: the payment block ZLSPR set / lifted
     (Z_MLC_SET_PAYMENT_BLOCK, idempotent by value); `reverse`: the invoice reversed
-    (Z_MLC_ACC_DOCUMENT_REVERSE). The invoice's state in SAP is the deterministic key: it is read
+    (Z_MLC_ACC_DOCUMENT_REVERSE, FB08; the FI document of an MM invoice, AWTYP RMRP, through
+    Z_MLC_INCOMINGINVOICE_CANCEL = BAPI_INCOMINGINVOICE_CANCEL, MR8M, with RBKP-STBLG as its state).
+    The invoice's state in SAP is the deterministic key: it is read
     before every call and after any uncertain one (BSIK/BSAK for clearing, BKPF-STBLG for the
     reversal, ZLSPR for blocks), so a retry after a crash or timeout never posts a second payment or
     reversal. `after_status`: the flow's follow-up (called for found states too; must be idempotent).
@@ -243,6 +246,10 @@ class InvoiceStatusTarget(Target):
         action = p["action"]
         if action == "reverse":
             ref = poster.document(bukrs, belnr, gjahr)
+            inv = mm_invoice_key(ref) if ref is not None else None
+            if inv is not None:  # an MM invoice: reversed in MM, RBKP-STBLG/STJAH says by which document
+                doc = poster.mm_invoice_doc(*inv)
+                return f"{doc.stblg}/{bukrs}/{doc.stjah or gjahr}" if doc is not None and doc.stblg else None
             return f"{ref.stblg}/{bukrs}/{(p.get('posting_date') or gjahr)[:4]}" if ref and ref.stblg else None
         st = poster.payment_status(bukrs, belnr, gjahr)
         if action == "clear":
@@ -284,10 +291,19 @@ class InvoiceStatusTarget(Target):
                     out = self._done(ctx, e, f"{aug}/{bukrs}/{gjahr}", found=found, clearing_document=aug)
                 elif action == "reverse":
                     when = _date.fromisoformat(p["posting_date"]) if p.get("posting_date") else None
-                    rev, found = poster.reverse(bukrs, belnr, gjahr, posting_date=when,
-                                                reason=str(p.get("reason") or "01"))
-                    year = (p.get("posting_date") or gjahr)[:4]
-                    out = self._done(ctx, e, f"{rev}/{bukrs}/{year}", found=found, reversal_document=rev)
+                    reason = str(p.get("reason") or "01")
+                    ref = poster.document(bukrs, belnr, gjahr)
+                    inv = mm_invoice_key(ref) if ref is not None else None
+                    if inv is not None:
+                        # The FI document of an MM invoice: SAP reverses it only in MM (MR8M,
+                        # BAPI_INCOMINGINVOICE_CANCEL), which reverses the FI document with it; never FB08.
+                        rev, year, found = poster.cancel_mm_invoice(*inv, posting_date=when, reason=reason)
+                        out = self._done(ctx, e, f"{rev}/{bukrs}/{year}", found=found, mm_invoice=f"{inv[0]}/{inv[1]}",
+                                         reversal_invoice=f"{rev}/{year}", via="BAPI_INCOMINGINVOICE_CANCEL")
+                    else:
+                        rev, found = poster.reverse(bukrs, belnr, gjahr, posting_date=when, reason=reason)
+                        year = (p.get("posting_date") or gjahr)[:4]
+                        out = self._done(ctx, e, f"{rev}/{bukrs}/{year}", found=found, reversal_document=rev)
                 else:
                     found = self._state(poster, e) is not None
                     if not found:

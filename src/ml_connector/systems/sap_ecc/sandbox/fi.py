@@ -15,11 +15,17 @@ Function modules (reference §3):
   tables exist in the sandbox, else any PO is accepted); the FI follow-on document has
   AWTYP RMRP, AWKEY = invoice number + fiscal year.
 - BAPI_TRANSACTION_COMMIT / BAPI_TRANSACTION_ROLLBACK.
+- BAPI_ACC_DOCUMENT_REV_POST: reverses a document of the accounting interface (REVERSAL-OBJ_TYPE/OBJ_KEY);
+  refuses an MM invoice's FI document (AWTYP RMRP), which is reversed only in MM.
 - Wrappers shipped as ABAP in abap/: Z_MLC_ACC_DOCUMENT_POST, Z_MLC_INCOMINGINVOICE_CREATE
   (ENQUEUE on BKPF + MANDT/BUKRS/XBLNR held from the XBLNR duplicate guard through the commit, post,
   COMMIT WAIT or ROLLBACK in one LUW; a lock not obtained within `enqueue_wait_seconds` is
   E MC 601), Z_MLC_DOCUMENT_BY_XBLNR (read-only), Z_MLC_SET_PAYMENT_BLOCK, Z_MLC_CLEAR_VENDOR_ITEMS
-  (an external payment clears an invoice, F-53), Z_MLC_ACC_DOCUMENT_REVERSE (FB08).
+  (an external payment clears an invoice, F-53), Z_MLC_ACC_DOCUMENT_REVERSE (FB08; refuses the FI
+  document of an MM invoice, AWTYP RMRP, with E ZMLC 012, as SAP reverses those only in MM).
+- BAPI_INCOMINGINVOICE_CANCEL (MR8M: reversal invoice in RBKP/RSEG, RBKP-STBLG/STJAH of the original,
+  the FI follow-on document reversed; committed by BAPI_TRANSACTION_COMMIT in the same session) and its
+  one-LUW wrapper Z_MLC_INCOMINGINVOICE_CANCEL (ENQUEUE on RBKP, E ZMLC 010 when already reversed).
 
 Fault switches (`FiState.faults`, `POST /_sandbox/fi/faults`): `fail_after_commit=N` makes the
 next N committing wrapper calls commit and then lose their answer, by `fail_after_commit_mode`:
@@ -841,12 +847,12 @@ def write_document(data: EccData, client: str, bkpf: Row, bseg: list[Row], bsik:
 
 
 def post_now(data: EccData, client: str, hdr: Header, lines: list[Line],
-             now: datetime | None = None) -> str:
-    """Write a document directly (seed, clearing, reversal); returns BELNR."""
+             now: datetime | None = None, belnr: str | None = None) -> str:
+    """Write a document directly (seed, clearing, reversal); returns BELNR (drawn now unless given)."""
     now = now or data.clock()
     gjahr = hdr.gjahr or period_of(hdr.budat)[0]
     with data.lock:
-        belnr = doc_number(data, client, hdr.bukrs, gjahr, hdr.blart)
+        belnr = belnr or doc_number(data, client, hdr.bukrs, gjahr, hdr.blart)
         bkpf, bseg, bsik = build_rows(data, client, hdr, belnr, lines, now)
         write_document(data, client, bkpf, bseg, bsik)
     return belnr
@@ -929,41 +935,99 @@ def clear_item(data: EccData, bukrs: str, belnr: str, gjahr: str, *, client: str
 
 def reverse_document(data: EccData, bukrs: str, belnr: str, gjahr: str, *, client: str,
                      posting_date: str | None = None, reason: str = "01") -> str:
-    """FB08: post the reversal document, link both via STBLG/STJAH, clear their vendor items."""
+    """FB08: post the reversal document, link both via STBLG/STJAH, clear their vendor items.
+
+    The FI document of an MM invoice (AWTYP RMRP) is refused, as SAP refuses it: an MM invoice is
+    reversed in MM (MR8M, `cancel_mm_invoice`), which reverses its FI document too."""
     belnr = alpha_in(belnr)
     with data.lock:
         bkpf = data.store("BKPF", client).get((bukrs, belnr, gjahr))
         if bkpf is None:
             raise KeyError(f"document {belnr} {bukrs} {gjahr} does not exist")
-        if bkpf.get("STBLG"):
-            raise ValueError(f"document {belnr} {bukrs} {gjahr} is already reversed")
-        lines = [r for r in data.store("BSEG", client).rows
-                 if r["BUKRS"] == bukrs and r["BELNR"] == belnr and r["GJAHR"] == gjahr]
-        if any(r.get("AUGBL") for r in lines if r.get("KOART") == "K"):
-            raise ValueError(f"document {belnr} has cleared items; reset the clearing first")
-        budat = date_in(posting_date) if posting_date else bkpf["BUDAT"]
-        t003 = data.get("T003", (bkpf["BLART"],), client)
-        hdr = Header(bukrs=bukrs, blart=(t003 or {}).get("STBLG") or bkpf["BLART"], bldat=bkpf["BLDAT"],
-                     budat=budat, waers=bkpf["WAERS"], xblnr=bkpf.get("XBLNR", ""),
-                     bktxt=bkpf.get("BKTXT", ""), tcode="FB08", kursf=_dec(bkpf.get("KURSF") or "1"))
-        rev_lines = []
-        for r in lines:
-            sign = 1 if r["SHKZG"] == "H" else -1  # inverted
-            rev_lines.append(Line(koart=r["KOART"], hkont=r["HKONT"], wrbtr=sign * _dec(r["WRBTR"]),
-                                  dmbtr=sign * _dec(r["DMBTR"]), lifnr=r.get("LIFNR", ""),
-                                  kostl=r.get("KOSTL", ""), kokrs=r.get("KOKRS", ""),
-                                  mwskz=r.get("MWSKZ", ""), sgtxt=r.get("SGTXT", ""),
-                                  zfbdt=r.get("ZFBDT", ""), zterm=r.get("ZTERM", "")))
-        rev = post_now(data, client, hdr, rev_lines)
-        rev_gjahr = budat[:4]
-        rev_row = data.store("BKPF", client).get((bukrs, rev, rev_gjahr))
-        assert rev_row is not None
-        bkpf.update({"STBLG": rev, "STJAH": rev_gjahr, "STGRD": reason, "XREVERSAL": "1"})
-        rev_row.update({"STBLG": belnr, "STJAH": gjahr, "XREVERSAL": "2"})
-        items = _open_items(data, client, bukrs, belnr, gjahr) + _open_items(data, client, bukrs, rev,
-                                                                             rev_gjahr)
-        _move_to_bsak(data, client, items, rev, budat)
+        if bkpf.get("AWTYP") == "RMRP":
+            awkey = str(bkpf.get("AWKEY", ""))
+            raise ValueError(f"document {belnr} {bukrs} {gjahr} was posted by MM invoice {awkey[:10]} {awkey[10:]}: "
+                             "it is reversed in MM (MR8M / BAPI_INCOMINGINVOICE_CANCEL), not with FB08")
+        return _reverse_fi(data, client, bkpf, posting_date=posting_date, reason=reason, tcode="FB08")
+
+
+def _reverse_fi(data: EccData, client: str, bkpf: Row, *, posting_date: str | None, reason: str, tcode: str,
+                awtyp: str = "BKPF", awkey: str = "", number: str | None = None) -> str:
+    """The FI reversal of one BKPF row (FB08, the FI part of MR8M, BAPI_ACC_DOCUMENT_REV_POST): caller holds
+    `data.lock`. `number`: the reversal's BELNR when already drawn (a BAPI exports it before the commit)."""
+    bukrs, belnr, gjahr = bkpf["BUKRS"], bkpf["BELNR"], bkpf["GJAHR"]
+    if bkpf.get("STBLG"):
+        raise ValueError(f"document {belnr} {bukrs} {gjahr} is already reversed")
+    lines = [r for r in data.store("BSEG", client).rows
+             if r["BUKRS"] == bukrs and r["BELNR"] == belnr and r["GJAHR"] == gjahr]
+    if any(r.get("AUGBL") for r in lines if r.get("KOART") == "K"):
+        raise ValueError(f"document {belnr} has cleared items; reset the clearing first")
+    budat = date_in(posting_date) if posting_date else bkpf["BUDAT"]
+    t003 = data.get("T003", (bkpf["BLART"],), client)
+    hdr = Header(bukrs=bukrs, blart=(t003 or {}).get("STBLG") or bkpf["BLART"], bldat=bkpf["BLDAT"],
+                 budat=budat, waers=bkpf["WAERS"], xblnr=bkpf.get("XBLNR", ""),
+                 bktxt=bkpf.get("BKTXT", ""), tcode=tcode, kursf=_dec(bkpf.get("KURSF") or "1"),
+                 awtyp=awtyp, awkey=awkey, awsys=bkpf.get("AWSYS", ""),
+                 glvor="RMRP" if awtyp == "RMRP" else "RFBU")
+    rev_lines = []
+    for r in lines:
+        sign = 1 if r["SHKZG"] == "H" else -1  # inverted
+        rev_lines.append(Line(koart=r["KOART"], hkont=r["HKONT"], wrbtr=sign * _dec(r["WRBTR"]),
+                              dmbtr=sign * _dec(r["DMBTR"]), lifnr=r.get("LIFNR", ""),
+                              kostl=r.get("KOSTL", ""), kokrs=r.get("KOKRS", ""),
+                              mwskz=r.get("MWSKZ", ""), sgtxt=r.get("SGTXT", ""),
+                              zfbdt=r.get("ZFBDT", ""), zterm=r.get("ZTERM", ""), ebeln=r.get("EBELN", ""),
+                              ebelp=r.get("EBELP", "")))
+    rev = post_now(data, client, hdr, rev_lines, belnr=number)
+    rev_gjahr = budat[:4]
+    rev_row = data.store("BKPF", client).get((bukrs, rev, rev_gjahr))
+    assert rev_row is not None
+    bkpf.update({"STBLG": rev, "STJAH": rev_gjahr, "STGRD": reason, "XREVERSAL": "1"})
+    rev_row.update({"STBLG": belnr, "STJAH": gjahr, "XREVERSAL": "2"})
+    items = _open_items(data, client, bukrs, belnr, gjahr) + _open_items(data, client, bukrs, rev, rev_gjahr)
+    _move_to_bsak(data, client, items, rev, budat)
     return rev
+
+
+def mm_fi_documents(data: EccData, client: str, belnr: str, gjahr: str) -> list[Row]:
+    """The FI follow-on documents of MM invoice `belnr`/`gjahr` (BKPF AWTYP RMRP, AWKEY = BELNR + GJAHR)."""
+    awkey = alpha_in(belnr) + gjahr.zfill(4)
+    with data.lock:
+        return [r for r in data.store("BKPF", client).rows if r.get("AWTYP") == "RMRP" and r.get("AWKEY") == awkey]
+
+
+def cancel_mm_invoice(data: EccData, belnr: str, gjahr: str, *, client: str, posting_date: str | None = None,
+                      reason: str = "01", reversal_number: str | None = None) -> tuple[str, str]:
+    """MR8M: reverse MM invoice `belnr`/`gjahr` - a reversal invoice document (RBKP/RSEG, the items with
+    the opposite debit/credit indicator), the FI reversal of its follow-on document (AWTYP RMRP, AWKEY =
+    the reversal's number + year; vendor items cleared against each other), and RBKP-STBLG/STJAH of the
+    original set to the reversal. Returns (reversal invoice number, its fiscal year).
+
+    [U] what real MR8M writes besides RBKP-STBLG/STJAH of the original: here the reversal's own RBKP-STBLG
+    points back at the original, and both FI documents get BKPF-STBLG/STJAH as FB08 sets them."""
+    belnr, gjahr = alpha_in(belnr), gjahr.zfill(4)
+    with data.lock:
+        rbkp = data.store("RBKP", client).get((belnr, gjahr))
+        if rbkp is None:
+            raise KeyError(f"invoice document {belnr} {gjahr} does not exist")
+        if rbkp.get("STBLG"):
+            raise ValueError(f"invoice document {belnr} {gjahr} is already reversed by {rbkp['STBLG']} "
+                             f"{rbkp.get('STJAH', '')}")
+        budat = date_in(posting_date) if posting_date else rbkp["BUDAT"]
+        year = budat[:4]
+        rev_no = reversal_number or next_number(data, client, "RE_BELEG", "", "01", year, MM_INVOICE_FROM)
+        for fi_doc in mm_fi_documents(data, client, belnr, gjahr):
+            _reverse_fi(data, client, fi_doc, posting_date=budat, reason=reason, tcode="MR8M", awtyp="RMRP",
+                        awkey=rev_no + year)
+        rev = {**rbkp, "BELNR": rev_no, "GJAHR": year, "BUDAT": budat, "TCODE": "MR8M",
+               "CPUDT": data.clock().strftime("%Y%m%d"), "STBLG": belnr, "STJAH": gjahr,
+               "XRECH": "" if rbkp.get("XRECH") == "X" else "X"}
+        data.store("RBKP", client).insert(rev)
+        for r in [dict(r) for r in data.store("RSEG", client).rows if r["BELNR"] == belnr and r["GJAHR"] == gjahr]:
+            data.store("RSEG", client).insert({**r, "BELNR": rev_no, "GJAHR": year,
+                                               "SHKZG": "H" if r.get("SHKZG") == "S" else "S"})
+        rbkp.update({"STBLG": rev_no, "STJAH": year})
+    return rev_no, year
 
 
 def set_payment_block(data: EccData, bukrs: str, belnr: str, gjahr: str, zlspr: str, *, client: str,
@@ -1018,6 +1082,16 @@ _TEXTS = {
     ("ZMLC", "006"): "Document &1 &2 &3 has cleared vendor items; it cannot be reversed",
     ("ZMLC", "007"): "Vendor items of document &1 &2 &3 cleared by &4",
     ("ZMLC", "008"): "Document &1 &2 &3 reversed by &4",
+    ("RW", "021"): "Document &1 &2 &3 was not posted in Accounting: reverse it in its sending application",  # [U]
+    ("RW", "022"): "Document &1 &2 &3 does not exist in Accounting",  # [U]
+    ("RW", "023"): "Document &1 &2 &3 is already reversed or cleared",  # [U]
+    ("ZMLC", "009"): "Invoice document &1 &2 does not exist",
+    ("ZMLC", "010"): "Invoice document &1 &2 already reversed by &3 &4",
+    ("ZMLC", "011"): "Invoice document &1 &2 reversed by &3 &4",
+    ("ZMLC", "012"): "Document &1 &2 &3 belongs to MM invoice &4: reverse it in MM (MR8M)",
+    ("M8", "184"): "Invoice document &1 &2 does not exist",  # [P] reference §3.3
+    ("M8", "110"): "Invoice document &1 &2 has already been reversed",  # [U] number and text
+    ("M8", "111"): "Invoice document &1 &2: its vendor items are cleared; it cannot be reversed",  # [U]
 }
 
 
@@ -1357,6 +1431,65 @@ def _guarded_post(ctx: CallContext, bukrs: str, xblnr: str, parameter: str,
         _after_commit_fault(ctx)  # after DEQUEUE: the function module has finished, its answer is lost
 
 
+@REGISTRY.register("BAPI_ACC_DOCUMENT_REV_POST", (  # SAP's interface (stechno copy of the FM documentation)
+    Param("REVERSAL", "import", "structure", "BAPIACREV", optional=False),
+    Param("BUS_ACT", "import", abap_type="BAPIACHE09-BUS_ACT", optional=False),
+    Param("OBJ_TYPE", "export", abap_type="AWTYP"),
+    Param("OBJ_KEY", "export", abap_type="AWKEY"),
+    Param("OBJ_SYS", "export", abap_type="AWSYS"),
+    Param("RETURN", "tables", "table", "BAPIRET2"),
+))
+def bapi_acc_document_rev_post(ctx: CallContext) -> None:
+    """Reverse a document posted through the accounting interface, found by REVERSAL-OBJ_TYPE/OBJ_KEY
+    (its AWTYP/AWKEY) in COMP_CODE; written by BAPI_TRANSACTION_COMMIT in the same session (no commit
+    inside, like the other accounting BAPIs). The FI document of an MM invoice (AWTYP RMRP) is refused: an
+    MM invoice is reversed in MM (MR8M), so a wrong path cannot pass silently. [U]: the message numbers
+    (RW 609 + RW 021/022/023 here), OBJ_KEY of the reversal = its BELNR + BUKRS + GJAHR."""
+    r = ctx.request.structure("REVERSAL")
+    data, client = ctx.data, ctx.client
+    obj_type, obj_key = (r.get("OBJ_TYPE") or "").strip(), (r.get("OBJ_KEY") or "").strip()
+    bukrs = (r.get("COMP_CODE") or "").strip() or obj_key[10:14].strip()
+    budat = date_in(r["PSTNG_DATE"]) if (r.get("PSTNG_DATE") or "").strip("0 -") else ""
+    reason = (r.get("REASON_REV") or "").strip()[:2] or "01"
+    system = logsys(data, client)
+    with data.lock:
+        # by its reference (AWTYP/AWKEY), or a BKPFF-style key naming the FI document itself
+        found = [dict(d) for d in data.store("BKPF", client).rows if (not bukrs or d["BUKRS"] == bukrs) and (
+            (d.get("AWKEY") == obj_key and d.get("AWTYP") in (obj_type, "RMRP"))
+            or d["BELNR"] + d["BUKRS"] + d["GJAHR"] == obj_key)]
+    err = None
+    if obj_type == "RMRP" or any(d.get("AWTYP") == "RMRP" for d in found):
+        err = msg("E", "RW", "021", obj_type or "RMRP", obj_key, system, parameter="REVERSAL", fld="OBJ_TYPE",
+                  system=system)
+    elif not found:
+        err = msg("E", "RW", "022", obj_type, obj_key, system, parameter="REVERSAL", fld="OBJ_KEY", system=system)
+    elif found[0].get("STBLG") or _cleared_by(data, client, found[0]["BUKRS"], found[0]["BELNR"], found[0]["GJAHR"]):
+        err = msg("E", "RW", "023", obj_type, obj_key, system, parameter="REVERSAL", fld="OBJ_KEY", system=system)
+    elif not period_open(data, found[0]["BUKRS"], budat or found[0]["BUDAT"], client):
+        when = budat or found[0]["BUDAT"]
+        err = msg("E", "F5", "201", when[4:6].zfill(3), when[:4], parameter="REVERSAL", fld="PSTNG_DATE",
+                  system=system)
+    if err is not None:
+        _error_out(ctx, [err], obj_type or "BKPFF")
+        return
+    doc = found[0]
+    when = budat or doc["BUDAT"]
+    t003 = data.get("T003", (doc["BLART"],), client)
+    rev = doc_number(data, client, doc["BUKRS"], when[:4], (t003 or {}).get("STBLG") or doc["BLART"])
+    rev_key = rev + doc["BUKRS"] + when[:4]
+
+    def update() -> None:
+        with data.lock:
+            row = data.store("BKPF", client).get((doc["BUKRS"], doc["BELNR"], doc["GJAHR"]))
+            assert row is not None
+            _reverse_fi(data, client, row, posting_date=budat or None, reason=reason, tcode="FBR2",
+                        awtyp=obj_type, awkey=rev_key, number=rev)
+
+    ctx.in_update_task(update)
+    ctx.out["OBJ_TYPE"], ctx.out["OBJ_KEY"], ctx.out["OBJ_SYS"] = obj_type, rev_key, system
+    ctx.out["RETURN"] = [msg("S", "RW", "605", obj_type, rev_key, system, system=system)]
+
+
 @REGISTRY.register("Z_MLC_ACC_DOCUMENT_POST", _ACC_PARAMS)
 def z_mlc_acc_document_post(ctx: CallContext) -> None:
     """Wrapper: ENQUEUE + XBLNR duplicate guard, POST, then COMMIT WAIT (or ROLLBACK) in one LUW."""
@@ -1552,6 +1685,114 @@ def z_mlc_incominginvoice_create(ctx: CallContext) -> None:
     _guarded_post(ctx, bukrs, xblnr, "HEADERDATA", refuse, post)
 
 
+_CANCEL_PARAMS = (  # SAP's interface (stechno / consolut copies of the FM documentation, function group MRM_BAPI)
+    Param("INVOICEDOCNUMBER", "import", abap_type="RE_BELNR", optional=False),
+    Param("FISCALYEAR", "import", abap_type="GJAHR", optional=False),
+    Param("REASONREVERSAL", "import", abap_type="STGRD", optional=False),
+    Param("POSTINGDATE", "import", abap_type="BUDAT"),
+    Param("INVOICEDOCNUMBER_REVERSAL", "export", abap_type="RE_BELNR"),
+    Param("FISCALYEAR_REVERSAL", "export", abap_type="GJAHR"),
+    Param("RETURN", "tables", "table", "BAPIRET2"),
+)
+
+
+def _incinv_cancel(ctx: CallContext, belnr: str, gjahr: str, reason: str, budat: str,
+                   parameter: str) -> tuple[list[dict[str, str]], tuple[str, str] | None]:
+    """BAPI_INCOMINGINVOICE_CANCEL's checks, then the reversal queued in the update task (a
+    BAPI_TRANSACTION_COMMIT in the same session writes it): (RETURN rows, (number, year) or None)."""
+    data, client = ctx.data, ctx.client
+    system = logsys(data, client)
+    belnr, gjahr = alpha_in(belnr), gjahr.strip().zfill(4)
+    with data.lock:
+        rbkp = data.store("RBKP", client).get((belnr, gjahr))
+        rbkp = dict(rbkp) if rbkp is not None else None
+    if rbkp is None:
+        return [msg("E", "M8", "184", belnr, gjahr, parameter=parameter, system=system)], None
+    if rbkp.get("STBLG"):
+        return [msg("E", "M8", "110", belnr, gjahr, rbkp["STBLG"], rbkp.get("STJAH", ""), parameter=parameter,
+                    system=system)], None
+    fi_docs = mm_fi_documents(data, client, belnr, gjahr)
+    if any(_cleared_by(data, client, d["BUKRS"], d["BELNR"], d["GJAHR"]) for d in fi_docs):
+        return [msg("E", "M8", "111", belnr, gjahr, parameter=parameter, system=system)], None
+    when = budat or rbkp["BUDAT"]
+    if not period_open(data, rbkp["BUKRS"], when, client):
+        return [msg("E", "F5", "201", when[4:6].zfill(3), when[:4], parameter="POSTINGDATE", system=system)], None
+    year = when[:4]
+    # the number is drawn now (it is exported before the commit); the documents are written by the commit
+    rev_no = next_number(data, client, "RE_BELEG", "", "01", year, MM_INVOICE_FROM)
+    def update() -> None:
+        cancel_mm_invoice(data, belnr, gjahr, client=client, posting_date=budat or None, reason=reason or "01",
+                          reversal_number=rev_no)
+
+    ctx.in_update_task(update)
+    return [], (rev_no, year)
+
+
+@REGISTRY.register("BAPI_INCOMINGINVOICE_CANCEL", _CANCEL_PARAMS)
+def bapi_incominginvoice_cancel(ctx: CallContext) -> None:
+    """MR8M as a BAPI: no transaction control (the caller commits with BAPI_TRANSACTION_COMMIT in the same
+    session, as SAP documents it); the reversal's number and year in the exports, errors in RETURN."""
+    req = ctx.request
+    budat = date_in(req.scalar("POSTINGDATE").strip()) if req.scalar("POSTINGDATE").strip("0 -") else ""
+    rows, done = _incinv_cancel(ctx, req.scalar("INVOICEDOCNUMBER"), req.scalar("FISCALYEAR"),
+                                req.scalar("REASONREVERSAL").strip()[:2], budat, "INVOICEDOCNUMBER")
+    ctx.out["INVOICEDOCNUMBER_REVERSAL"] = done[0] if done else ""
+    ctx.out["FISCALYEAR_REVERSAL"] = done[1] if done else "0000"
+    ctx.out["RETURN"] = rows
+
+
+@REGISTRY.register("Z_MLC_INCOMINGINVOICE_CANCEL", (
+    Param("I_BELNR", "import", abap_type="RE_BELNR", optional=False),
+    Param("I_GJAHR", "import", abap_type="GJAHR", optional=False),
+    Param("I_STGRD", "import", abap_type="STGRD"),
+    Param("I_BUDAT", "import", abap_type="BUDAT"),
+    Param("E_STBLG", "export", abap_type="RE_BELNR"),
+    Param("E_STJAH", "export", abap_type="GJAHR"),
+    Param("RETURN", "tables", "table", "BAPIRET2"),
+))
+def z_mlc_incominginvoice_cancel(ctx: CallContext) -> None:
+    """Wrapper (abap/zmlc_posting.fugr.z_mlc_incominginvoice_cancel.abap): ENQUEUE_E_TABLE RBKP on
+    MANDT+BELNR+GJAHR, RBKP-STBLG read (already reversed: E ZMLC 010 naming the reversal, which the caller
+    treats as done; no such invoice: E ZMLC 009), BAPI_INCOMINGINVOICE_CANCEL, COMMIT WAIT or ROLLBACK, in
+    one LUW."""
+    req = ctx.request
+    belnr, gjahr = alpha_in(req.scalar("I_BELNR")), req.scalar("I_GJAHR").strip().zfill(4)
+    budat = date_in(req.scalar("I_BUDAT").strip()) if req.scalar("I_BUDAT").strip("0 -") else ""
+    stgrd = req.scalar("I_STGRD").strip()[:2] or "01"
+    st = state(ctx.data)
+    system = logsys(ctx.data, ctx.client)
+    ctx.out["E_STBLG"], ctx.out["E_STJAH"] = "", "0000"
+    key = (ctx.client, "RBKP/", belnr + gjahr)  # never a company code + XBLNR key
+    if not st.enqueue.acquire(key, st.faults.enqueue_wait_seconds):
+        ctx.out["RETURN"] = [msg("E", "MC", "601", ctx.user, parameter="I_BELNR", system=system)]
+        return
+    committed = False
+    try:
+        with ctx.data.lock:
+            rbkp = ctx.data.store("RBKP", ctx.client).get((belnr, gjahr))
+            rbkp = dict(rbkp) if rbkp is not None else None
+        if rbkp is None:
+            ctx.out["RETURN"] = [msg("E", "ZMLC", "009", belnr, gjahr, parameter="I_BELNR", system=system)]
+            return
+        if rbkp.get("STBLG"):
+            ctx.out["RETURN"] = [msg("E", "ZMLC", "010", belnr, gjahr, rbkp["STBLG"], rbkp.get("STJAH", ""),
+                                     parameter="I_BELNR", system=system)]
+            return
+        rows, done = _incinv_cancel(ctx, belnr, gjahr, stgrd, budat, "I_BELNR")
+        if done is None or _failed(rows):
+            ctx.rollback()
+            ctx.out["RETURN"] = rows
+            return
+        ctx.commit()
+        committed = True
+        ctx.out["E_STBLG"], ctx.out["E_STJAH"] = done
+        ctx.out["RETURN"] = [msg("S", "ZMLC", "011", belnr, gjahr, *done, system=system)]
+    finally:
+        st.enqueue.release(key)
+    if committed:
+        _after_commit_fault(ctx)
+
+
 # ---------------------------------------------------------------------------------------------
 # payment block wrapper
 
@@ -1680,6 +1921,11 @@ def z_mlc_acc_document_reverse(ctx: CallContext) -> None:
         cleared = bool(_cleared_by(data, client, bukrs, belnr, gjahr))
     if bkpf is None:
         ctx.out["RETURN"] = [msg("E", "ZMLC", "002", belnr, bukrs, gjahr, parameter="I_BELNR", system=system)]
+        return
+    if bkpf.get("AWTYP") == "RMRP":  # an MM invoice is reversed in MM (MR8M), never by FB08
+        awkey = str(bkpf.get("AWKEY", ""))
+        ctx.out["RETURN"] = [msg("E", "ZMLC", "012", belnr, bukrs, gjahr, f"{awkey[:10]} {awkey[10:]}",
+                                 parameter="I_BELNR", system=system)]
         return
     if bkpf.get("STBLG"):
         ctx.out["RETURN"] = [msg("E", "ZMLC", "005", belnr, bukrs, gjahr, bkpf["STBLG"], parameter="I_BELNR",
