@@ -23,7 +23,8 @@ Cost: a note is a context-variable read and a counter increment under a lock; no
 call. The counts wait in this process and `flush()` writes them all, at the end of the step that set the
 attribution, one `run.calls` event per run and step ({step, calls: {system: n}}). Counts that another
 thread noted after its step's flush (a read-ahead abandoned by a retried step) go out with the next flush
-in this process, whichever run's step makes it; each process (every worker on Postgres) flushes its own.
+in this process, whichever run's step makes it, or at the engine's shutdown; each process (every worker on
+Postgres) flushes its own.
 A process killed mid-step loses that step's unflushed counts (its calls were made; the count is short).
 
 Replays: a replay's calls (`replay`, the console's replay, approve and edit-and-retry) and a re-check's

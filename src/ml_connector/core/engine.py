@@ -227,6 +227,8 @@ def shutdown() -> None:
     _watchdog_stop.set()
     if _launched:
         DBOS.destroy(destroy_registry=False)
+    if _RT is not None:
+        calls.flush(_RT.db)  # counts a read-ahead thread noted after its step's end (core/calls.py)
     if _CLIENT is not None:
         _CLIENT.destroy()
         _CLIENT = None
