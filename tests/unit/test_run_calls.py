@@ -27,6 +27,7 @@ def _kept(db: Database) -> list[tuple[str | None, str, dict[str, int]]]:
 
 
 def test_a_steps_calls_on_its_thread_and_carried_threads_are_kept_once_at_its_end(db: Database) -> None:
+    calls.drain()  # counts an earlier test left waiting in this process are not this one's
     calls.note("nobody-counts")  # outside a step: ignored
     with calls.counting(db, "run-1", "f", "s", "page"):
         calls.note("127.0.0.1:8001")
@@ -46,6 +47,7 @@ def test_a_steps_calls_on_its_thread_and_carried_threads_are_kept_once_at_its_en
 
 
 def test_a_carried_call_after_its_steps_end_goes_with_the_next_flush(db: Database) -> None:
+    calls.drain()  # counts an earlier test left waiting in this process are not this one's
     go, done = threading.Event(), threading.Event()
 
     def late() -> None:
@@ -66,6 +68,7 @@ def test_a_carried_call_after_its_steps_end_goes_with_the_next_flush(db: Databas
 
 
 def test_on_behalf_counts_a_call_made_outside_a_step_for_the_records_run(db: Database) -> None:
+    calls.drain()  # counts an earlier test left waiting in this process are not this one's
     assert calls.on_behalf(db, "run-1", "f", "s", "recheck", lambda n: calls.note("sap_ecc", n) or n, 2) == 2
     assert _kept(db) == [("run-1", "recheck", {"sap_ecc": 2})]
 
