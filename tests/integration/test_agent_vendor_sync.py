@@ -41,6 +41,10 @@ def test_vendor_sync_through_the_remote_agent(tmp_path):
         cfg["server"]["port"] = port
         cfg["engine"]["agent"] = "remote"
         cfg["engine"]["agent_site"] = "plant1"
+        # No schedules: only the run this test starts calls SAP, so its count of calls can be compared with
+        # the calls the control plane handed the agent.
+        for flow in cfg["flows"].values():
+            flow.pop("schedule", None)
         env.config.write_text(yaml.safe_dump(cfg, sort_keys=False))
         # The control plane holds the Ramp secret only; the SAP password lives on the agent.
         env.cli("secrets", "set", "ramp_client_secret", "--stdin", input_="ramp_demo_secret")
@@ -72,6 +76,9 @@ def test_vendor_sync_through_the_remote_agent(tmp_path):
         # Every SAP call went through the agent, which saw and executed them.
         executed = [e for e in agent.audit() if e["event"] == "call.executed"]
         assert {e["function"] for e in executed} >= {"RFC_SYSTEM_INFO", "RFC_READ_TABLE"}
+        # The run counts each call it handed the agent once, by the agent's system (core/calls.py), and its
+        # Ramp calls.
+        made = httpx.get(f"{base}/api/runs/{run_id}").json()["calls"]
         agents = httpx.get(f"{base}/api/agents").json()
         assert [(a["id"], a["state"]) for a in agents] == [(agent.agent_id, "online")]
         # The SAP password never reached the control plane.
@@ -80,6 +87,9 @@ def test_vendor_sync_through_the_remote_agent(tmp_path):
         assert sap_password.encode() not in raw
         db = sqlite3.connect(dbfile)
         assert db.execute("select count(*) from mlc_secrets where name like '%sap%'").fetchone() == (0,)
+        handed = db.execute("select count(*) from mlc_agent_calls").fetchone()[0]
+        assert handed >= len(executed) > 0
+        assert made == {"sap_ecc": handed, "ramp": made.get("ramp", 0)} and made["ramp"] > 0
     finally:
         if agent is not None:
             agent.kill()

@@ -105,6 +105,10 @@ def test_bills_wait_for_approval_with_sap_verdict_post_once_when_approved_never_
         run_page = otto.get(f"/runs/{bills_run['run_id']}").text
         made = dict(re.findall(r'<tr><td>(\w+)</td><td class="num">(\d+)</td></tr>', run_page))
         assert int(made["ramp"]) >= 1 and int(made["sap_ecc"]) >= 4, made  # 4 checks (+ lookups)
+        # ... and apart, the calls made since for its records: the operator's re-check (4 SAP checks) and the two
+        # approvals' replays (each posted to SAP and reported to Ramp).
+        later = dict(re.findall(r'<tr><th scope="row">(\w+)</th><td class="num">(\d+)</td></tr>', run_page))
+        assert int(later["sap_ecc"]) >= 6 and int(later["ramp"]) >= 2, later
         journey = otto.get(f"/journey?q={bills[1]['id']}").text
         assert "approval.rejected" in journey and "duplicate of INV-7" in journey
 

@@ -12,12 +12,15 @@ from typing import Any
 
 import pytest
 
+from ml_connector.core import calls
 from ml_connector.core.channel import InProcessChannel
+from ml_connector.core.db import Database
 from ml_connector.core.ratelimit import reset_budgets
 from ml_connector.core.servers import ServerHandle, serve_in_thread
 from ml_connector.systems.sap_ecc import _agent_handler
 from ml_connector.systems.sap_ecc.client import SESSIONS, ChannelRfcCaller, SessionCache, SoapRfcClient
 from ml_connector.systems.sap_ecc.sandbox.app import DEMO_PASSWORD, DEMO_USER, EccSandbox, create_app
+from tests.support.databases import audit_rows
 
 OTHER, OTHER_PASSWORD = "RFC_OTHER", "Other-5678"
 
@@ -70,6 +73,23 @@ def test_expired_session_logs_on_again_once_and_the_call_succeeds(sap: tuple[Ecc
     assert state.stats.logons == 2 and state.stats.logon_failures == 1  # the refused session, once
     c.call("RFC_PING")
     assert state.stats.logons == 2
+
+
+def test_a_run_counts_the_re_logon_after_an_expired_session_as_one_more_call(sap: tuple[EccSandbox, str],
+                                                                           db: Database) -> None:
+    state, url = sap
+    state.set_config(session_idle_timeout=0.2)
+    c = client(url, SessionCache(idle_seconds=600))
+    calls.drain()  # counts an earlier test left waiting in this process are not this one's
+    before = state.stats.requests
+    with calls.counting(db, "run-1", "f", "s", "page"):
+        c.call("RFC_PING")
+        time.sleep(0.3)
+        c.call("RFC_PING")  # the session is refused (401) and the call logs on again: two requests
+    assert state.stats.logon_failures == 1
+    host = url.split("://", 1)[1].rstrip("/")
+    assert [r.detail["calls"] for r in audit_rows(db, calls.EVENT)] == [{host: state.stats.requests - before}]
+    assert state.stats.requests - before == 3
 
 
 def test_session_ended_in_sap_logs_on_again(sap: tuple[EccSandbox, str]) -> None:

@@ -61,6 +61,11 @@ def test_two_workers_share_a_sync_and_process_no_record_twice(tmp_path, pg_datab
                 "select executor_id, count(*) from dbos.workflow_status where name = 'mlc.deliver' "
                 "group by executor_id").fetchall())
         assert set(by_worker) == {"worker-a", "worker-b"}, by_worker
+        # Both workers kept the calls they made for the run (core/calls.py): at least every request to Ramp's
+        # vendors (the schedule's other streams call other paths).
+        to_vendors = sum(sum(by.values()) for path, by in ramp.stats()["requests_by_path"].items()
+                         if path.startswith("/developer/v1/accounting/vendors"))
+        assert run["calls"].get("ramp", 0) >= to_vendors > 0, (run["calls"], to_vendors)
     finally:
         stop_all(procs, handles)
 

@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 
+from ml_connector.core import calls
+from ml_connector.core.db import Database
 from ml_connector.systems.sap_ecc import errors
 from ml_connector.systems.sap_ecc.connector import build_client, pyrfc_target
 from ml_connector.systems.sap_ecc.pyrfc_transport import PyRfcClient, PyRfcNotInstalled, map_pyrfc_error
+from tests.support.databases import audit_rows
 from tests.support.pyrfc_fake import fake_pyrfc
 
 
@@ -93,6 +96,7 @@ def test_connector_selects_transport(pyrfc: types.ModuleType) -> None:
                                               "odata": {"vendors": "/sap/opu/odata/sap/ZMLC_VENDOR_SRV"}})
     client = build_client(rt, "sap", native)
     assert isinstance(client, PyRfcClient) and (client.ashost, client.sysnr) == ("sapecd", "01")
+    assert client.calls_as == "sapecd:8001"  # a run's calls are named after the connection (core/calls.py)
     with pytest.raises(ValueError):
         SapEccConnection.model_validate({**base, "transport": "rfc"})
     assert pyrfc_target("https://sap.example:44302") == ("sap.example", "02")
@@ -156,3 +160,12 @@ def test_agent_serves_a_system_configured_for_pyrfc(pyrfc: types.ModuleType, tmp
     assert pyrfc.Connection.last_params["ashost"] == "sapecd" and pyrfc.Connection.last_params["sysnr"] == "01"
     refused = agent.execute({"id": "c2", "system": "sap_ecc", "function": "RFC_READ_TABLE", "params": {}})
     assert not refused.ok
+
+
+def test_each_attempt_is_one_of_the_runs_calls(pyrfc: types.ModuleType, db: Database) -> None:
+    calls.drain()  # counts an earlier test left waiting in this process are not this one's
+    c = PyRfcClient("sapecd", "01", "100", "U", "P", sleep=lambda s: None, calls_as="sapecd:8001")
+    pyrfc.Connection.dumps_left = 2  # two SYSTEM_FAILUREs, then the answer: three attempts
+    with calls.counting(db, "run-1", "f", "s", "page"):
+        c.call("RFC_READ_TABLE", {"QUERY_TABLE": "LFA1"})
+    assert [r.detail["calls"] for r in audit_rows(db, calls.EVENT)] == [{"sapecd:8001": 3}]

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ml_connector.core import audit, jsonlog
+from ml_connector.core import audit, calls, jsonlog
 from ml_connector.core.db import in_chunks
 from ml_connector.core.flow import RunContext, Stream, Target, Verdict
 from ml_connector.core.models import AuditRow, OutboxRow, utcnow
@@ -213,7 +213,7 @@ def recheck(rt: Any, ids: list[int], user: str) -> int:
         f = rt.flow(flow)
         st = f.stream(stream)
         ctx = RunContext(rt, flow, stream, run_id, "approval", dict(getattr(f.cfg, "options", {}) or {}))
-        done += check_entries(ctx, st, grp, user=user)
+        done += calls.on_behalf(rt.db, run_id, flow, stream, "recheck", check_entries, ctx, st, grp, user=user)
     return done
 
 

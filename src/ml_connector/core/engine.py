@@ -227,6 +227,8 @@ def shutdown() -> None:
     _watchdog_stop.set()
     if _launched:
         DBOS.destroy(destroy_registry=False)
+    if _RT is not None:
+        calls.flush(_RT.db)  # counts a read-ahead thread noted after its step's end (core/calls.py)
     if _CLIENT is not None:
         _CLIENT.destroy()
         _CLIENT = None
@@ -556,6 +558,11 @@ def _ctx(flow: str, stream: str, run_id: str, mode: str) -> tuple[RunContext, St
 
 @DBOS.step(name="mlc.begin")
 def _begin_step(flow: str, stream: str, mode: str, run_id: str) -> None:
+    with calls.counting(runtime().db, run_id, flow, stream, "begin"):  # its calls are the run's (core/calls.py)
+        _begin(flow, stream, mode, run_id)
+
+
+def _begin(flow: str, stream: str, mode: str, run_id: str) -> None:
     ctx, s = _ctx(flow, stream, run_id, mode)
     rt = ctx.runtime
     with rt.db.session() as sess:
@@ -603,12 +610,10 @@ def _outbox_rows(sess: Any, ids: list[int], *where: Any) -> list[OutboxRow]:
 @DBOS.step(name="mlc.page", retries_allowed=True, max_attempts=8, interval_seconds=_retry_interval(1.0),
            backoff_rate=2.0, should_retry=should_retry)
 def _page_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
-    with calls.counting() as tally, jsonlog.correlate(flow=flow, stream=stream):
-        # the calls this page makes are kept per run (core/calls.py); its log lines name the flow and stream
-        try:
-            return _read_and_stage(flow, stream, mode, run_id)
-        finally:
-            calls.record(runtime().db, tally, flow=flow, stream=stream, run_id=run_id, step="page")
+    with calls.counting(runtime().db, run_id, flow, stream, "page"), jsonlog.correlate(flow=flow, stream=stream):
+        # the calls this page makes (its read-ahead threads' too) are kept per run (core/calls.py); its log
+        # lines name the flow and stream
+        return _read_and_stage(flow, stream, mode, run_id)
 
 
 def _read_and_stage(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
@@ -771,14 +776,11 @@ def _deliver_step(flow: str, stream: str, run_id: str, batch: int) -> dict[str, 
         held = getattr(approval.flow_config(rt, flow), "approval", None) is not None
         waiting = approval.waiting_ids(sess, run_id, batch) if held else []
     ctx, s = _ctx(flow, stream, run_id, mode)
-    with calls.counting() as tally, jsonlog.correlate(flow=flow, stream=stream):
+    with calls.counting(rt.db, run_id, flow, stream, "deliver"), jsonlog.correlate(flow=flow, stream=stream):
         # the calls this delivery makes are kept per run (core/calls.py); its log lines name the flow and stream
-        try:
-            if waiting:  # records held for approval: the target's verdict for the approval queue (writes nothing)
-                approval.check_entries(ctx, s, waiting)
-            return deliver_entries(ctx, s, entries)
-        finally:
-            calls.record(rt.db, tally, flow=flow, stream=stream, run_id=run_id, step="deliver")
+        if waiting:  # records held for approval: the target's verdict for the approval queue (writes nothing)
+            approval.check_entries(ctx, s, waiting)
+        return deliver_entries(ctx, s, entries)
 
 
 def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> dict[str, int]:
@@ -979,6 +981,11 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
 
 @DBOS.step(name="mlc.finish")
 def _finish_step(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
+    with calls.counting(runtime().db, run_id, flow, stream, "finish"):  # its calls are the run's (core/calls.py)
+        return _finish(flow, stream, mode, run_id)
+
+
+def _finish(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     ctx, s = _ctx(flow, stream, run_id, mode)
     rt = ctx.runtime
     with rt.db.session() as sess:
@@ -1094,11 +1101,13 @@ def _replay_step(ids: list[int]) -> dict[str, int]:
     tally: dict[str, int] = {}
     for (flow, stream, run_id), grp in groups.items():
         ctx, s = _ctx(flow, stream, run_id, "replay")
-        _remap_parked(ctx, s, grp, tally)
-        with rt.db.session() as sess:
-            entries = [e for e in outbox.entries_by_id(sess, grp) if e.state != "parked"]
-        for k, v in deliver_entries(ctx, s, entries).items():
-            tally[k] = tally.get(k, 0) + v
+        # A replay's calls are kept on the run that staged the records, apart from its own (core/calls.py).
+        with calls.counting(rt.db, run_id, flow, stream, "replay"):
+            _remap_parked(ctx, s, grp, tally)
+            with rt.db.session() as sess:
+                entries = [e for e in outbox.entries_by_id(sess, grp) if e.state != "parked"]
+            for k, v in deliver_entries(ctx, s, entries).items():
+                tally[k] = tally.get(k, 0) + v
     return tally
 
 

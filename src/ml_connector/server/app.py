@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from ml_connector import __version__
-from ml_connector.core import audit, flow_pause, outbox
+from ml_connector.core import audit, calls, flow_pause, outbox
 from ml_connector.core.flow import RunDeferred
 from ml_connector.core.models import RunRow
 from ml_connector.core.redact import redact
@@ -48,6 +48,10 @@ class RunInfo(BaseModel):
     error: str | None = None
     started_at: datetime
     finished_at: datetime | None = None
+    #: Calls the run made, per system or connection (core/calls.py); retries count, each one a call.
+    calls: dict[str, int] = {}
+    #: Calls made since by replays and re-checks of the run's records, per system, kept apart.
+    replay_calls: dict[str, int] = {}
 
 
 class FailureInfo(BaseModel):
@@ -157,7 +161,9 @@ def create_app(rt: Runtime) -> FastAPI:
             q = select(RunRow).order_by(RunRow.started_at.desc()).limit(min(limit, 500))
             if flow:
                 q = q.where(RunRow.flow == flow)
-            return [_run(r) for r in s.scalars(q)]
+            rows = list(s.scalars(q))
+            made = calls.of_runs(s, [r.run_id for r in rows], rt.config.connections)
+            return [_run(r, made.get(r.run_id)) for r in rows]
 
     @admin.get("/api/runs/{run_id}", response_model=RunInfo)
     def run(run_id: str) -> RunInfo:
@@ -165,7 +171,7 @@ def create_app(rt: Runtime) -> FastAPI:
             r = s.get(RunRow, run_id)
             if r is None:
                 raise HTTPException(404, f"no run {run_id!r}")
-            return _run(r)
+            return _run(r, calls.of_runs(s, [run_id], rt.config.connections).get(run_id))
 
     @admin.get("/api/failures", response_model=list[FailureInfo])
     def failures(flow: str | None = None) -> list[FailureInfo]:
@@ -233,7 +239,8 @@ def create_app(rt: Runtime) -> FastAPI:
     return api
 
 
-def _run(r: RunRow) -> RunInfo:
+def _run(r: RunRow, made: tuple[dict[str, int], dict[str, int]] | None = None) -> RunInfo:
+    own, later = made or ({}, {})
     return RunInfo(run_id=r.run_id, flow=r.flow, stream=r.stream, mode=r.mode, status=r.status,
                    counts=dict(r.counts), error=redact(r.error) if r.error else None,
-                   started_at=r.started_at, finished_at=r.finished_at)
+                   started_at=r.started_at, finished_at=r.finished_at, calls=own, replay_calls=later)

@@ -252,7 +252,7 @@ def console_router(rt: Any) -> APIRouter:
         if row is None:
             return render("notfound.html", request, session, status=404, page="runs", what=f"run {run_id}")
         return render("run.html", request, session, page="runs", run=row, events=events, states=counts,
-                      calls=queries.run_calls(rt, run_id))
+                      calls=queries.run_calls(rt, run_id), replay_calls=queries.run_replay_calls(rt, run_id))
 
     @router.get("/journey")
     def journey_page(request: Request, q: str = "", session: Session = Depends(viewer)) -> HTMLResponse:

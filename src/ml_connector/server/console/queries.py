@@ -159,12 +159,20 @@ def run_detail(rt: Any, run_id: str) -> tuple[RunRow | None, list[AuditRow], dic
 
 
 def run_calls(rt: Any, run_id: str) -> dict[str, int]:
-    """The calls a run made, per system (its `run.calls` events, core/calls.py)."""
+    """The calls a run made itself, per system (its `run.calls` events, core/calls.py)."""
+    return _calls(rt, run_id)[0]
+
+
+def run_replay_calls(rt: Any, run_id: str) -> dict[str, int]:
+    """The calls made since by replays and re-checks of the run's records, per system (core/calls.py)."""
+    return _calls(rt, run_id)[1]
+
+
+def _calls(rt: Any, run_id: str) -> tuple[dict[str, int], dict[str, int]]:
     from ml_connector.core import calls
 
     with rt.db.read() as s:
-        events = list(s.scalars(select(AuditRow).where(AuditRow.run_id == run_id, AuditRow.event == "run.calls")))
-    return calls.totals(events, rt.config.connections)
+        return calls.of_runs(s, [run_id], rt.config.connections).get(run_id, ({}, {}))
 
 
 def duration(row: RunRow) -> str:

@@ -43,7 +43,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -212,6 +211,7 @@ class SoapRfcClient:
             transport=transport,
             verify=verify,
             follow_redirects=False,
+            event_hooks=calls.http_hooks(),  # each POST is one of the run's calls (a re-logon too)
         )
 
     def __repr__(self) -> str:
@@ -299,7 +299,6 @@ class SoapRfcClient:
 
     def _once(self, fm: str, body: bytes, declared: list[str]) -> dict[str, Any]:
         with self.policy.slot():
-            calls.note(urlsplit(self.base_url).netloc)  # the run's calls (core/calls.py)
             try:
                 resp = self._send(body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

@@ -44,7 +44,8 @@ def build_client(rt: Any, name: str, cfg: Any) -> SoapRfcClient | PyRfcClient:
         return PyRfcClient(ashost, sysnr, cfg.client, cfg.auth.username, password, language=cfg.language,
                            config={"timeout": int(float(cfg.timeout))},
                            calls_per_second=int(cfg.limits.calls_per_second),
-                           max_concurrency=int(cfg.limits.max_concurrent), budgets=budgets)
+                           max_concurrency=int(cfg.limits.max_concurrent), budgets=budgets,
+                           calls_as=urlparse(cfg.base_url).netloc)
     return SoapRfcClient(
         cfg.base_url, cfg.client, cfg.auth.username, password,
         language=cfg.language, calls_per_second=int(cfg.limits.calls_per_second),

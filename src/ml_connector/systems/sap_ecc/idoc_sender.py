@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from ml_connector.core import calls
 from ml_connector.core.http import PicklableError
 
 from .errors import CommunicationError, LogonError
@@ -54,7 +55,8 @@ class IdocSender:
         self.user = user
         self._http = httpx.Client(base_url=base_url.rstrip("/"), auth=httpx.BasicAuth(user, password),
                                   params={"sap-client": self.client}, timeout=timeout, transport=transport,
-                                  verify=verify, follow_redirects=False)
+                                  verify=verify, follow_redirects=False,
+                                  event_hooks=calls.http_hooks())  # each send is one of the run's calls
 
     def __repr__(self) -> str:
         return f"IdocSender(base_url={str(self._http.base_url)!r}, client={self.client!r}, user={self.user!r})"

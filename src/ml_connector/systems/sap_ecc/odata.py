@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from ml_connector.core import calls
 from ml_connector.core.http import PicklableError
 from ml_connector.core.ratelimit import Budgets
 
@@ -159,7 +160,8 @@ class ODataClient:
                                  budgets=budgets)
         self._http = httpx.Client(auth=httpx.BasicAuth(user, password), timeout=timeout, transport=transport,
                                   verify=verify, follow_redirects=False,
-                                  headers={"Accept": "application/json"})
+                                  headers={"Accept": "application/json"},
+                                  event_hooks=calls.http_hooks())  # each request is one of the run's calls
 
     def __repr__(self) -> str:
         return f"ODataClient(root={self.root!r}, client={self.client!r}, user={self.user!r})"

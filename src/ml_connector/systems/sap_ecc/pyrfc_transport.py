@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from ml_connector.core import calls
 from ml_connector.core.ratelimit import Budgets
 
 from .call_policy import CallPolicy
@@ -123,7 +124,7 @@ class PyRfcClient:
                  max_concurrency: int | None = None, max_attempts: int | None = None,
                  idempotent_functions: Sequence[str] | Callable[[str], bool] | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-                 budgets: Budgets | None = None, **conn_params: Any) -> None:
+                 budgets: Budgets | None = None, calls_as: str | None = None, **conn_params: Any) -> None:
         try:
             pyrfc = importlib.import_module("pyrfc")
         except ImportError as exc:
@@ -133,6 +134,9 @@ class PyRfcClient:
         self.user = user
         self.ashost = ashost
         self.sysnr = str(sysnr).zfill(2)
+        # The name a run's calls are counted under (core/calls.py): the connection's URL host, so the
+        # console names the connection.
+        self.calls_as = calls_as or str(dest or ashost)
         params: dict[str, Any] = dict(conn_params)
         if dest:
             params["dest"] = dest
@@ -165,6 +169,7 @@ class PyRfcClient:
 
         def once() -> dict[str, Any]:
             with self.policy.slot(), self._lock:
+                calls.note(self.calls_as)  # each attempt is one of the run's calls
                 try:
                     result = self._conn.call(fm, **kwargs)
                 except Exception as exc:

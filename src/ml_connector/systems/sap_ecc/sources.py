@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from ml_connector.core import calls
 from ml_connector.core.flow import Page, RunContext, Source
 from ml_connector.systems.sap_ecc.incremental import changed_object_ids
 from ml_connector.systems.sap_ecc.table_reader import Page as TablePage
@@ -150,7 +151,8 @@ class VendorSource(_TableSource):
             vendors, last, gen, lookahead = self._complete_page(reader, gen, next(gen, None), after)
         if lookahead is not None:
             self._gens.clear()  # one run of a stream at a time: nothing else to keep
-            self._gens[ctx.run_id] = (last, self._pool().submit(self._complete_page, reader, gen, lookahead, last))
+            self._gens[ctx.run_id] = (last, self._pool().submit(calls.carry(self._complete_page), reader, gen,
+                                                                 lookahead, last))
         return vendors, last, lookahead is None
 
     def _complete_page(self, reader: TableReader, gen: Iterator[TablePage], page: TablePage | None,
@@ -161,7 +163,7 @@ class VendorSource(_TableSource):
         if page is None:
             return {}, after, gen, None
         # The next LFA1 page is read while this one's LFB1 rows are (independent reads).
-        ahead = self._pool("_lookahead", "mlc-look-ahead").submit(next, gen, None)
+        ahead = self._pool("_lookahead", "mlc-look-ahead").submit(calls.carry(next), gen, None)  # the run's calls
         vendors = {r["LIFNR"]: r for r in page.rows}
         last = page.last_key[0] if page.last_key else after
         try:
