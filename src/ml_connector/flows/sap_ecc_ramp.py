@@ -40,6 +40,7 @@ from sqlalchemy import select
 
 from ml_connector.core import ledger, mapping
 from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
+from ml_connector.core.http import OAuthError
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.models import RecordRow
 from ml_connector.core.outbox import Entry
@@ -553,6 +554,19 @@ STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills", "bill_status", "co
            "departments")
 
 
+def no_token(exc: Exception) -> bool:
+    """Ramp could not be asked for want of a token: the token endpoint failed or refused, or Ramp
+    refused the token again after a refresh (401)."""
+    return isinstance(exc, OAuthError) or (isinstance(exc, RampApiError) and exc.status == 401)
+
+
+def no_token_yet(done: Outcome, what: str, exc: Exception) -> Outcome:
+    """The SAP side is done and recorded (`done.target_id`); the report to Ramp waits for a token: the
+    entry waits, the run ends `waiting`, and the next run reports it (SAP is looked up, not written)."""
+    return replace(done, state="waiting",
+                   error=f"{what}; the report to Ramp waits for a Ramp token: {exc}")
+
+
 class Options(SettingsModel):
     """The flow's `options` in ml-connector.yaml, validated when the configuration is loaded (a wrong
     type or an unknown key is refused there, with file, line and field)."""
@@ -887,21 +901,21 @@ class SapEccRampFlow(Flow):
     @staticmethod
     def _report_posted(ramp: str) -> Callable[[RunContext, Entry, Outcome], Outcome]:
         """A bill posted in SAP (or found posted) is reported to Ramp as synced; the bill stays
-        failed while that report fails (replay re-sends the report only: the document is found)."""
+        failed while that report fails (replay re-sends the report only: the document is found),
+        and waits while no Ramp token can be had (the next run reports it: `no_token_yet`)."""
         def after(ctx: RunContext, e: Entry, posted: Outcome) -> Outcome:
             p = e.payload
             doc = str(posted.target_id)
             try:
                 sync = AccountingSyncs(ctx.runtime.connection(ramp)).synced(p["bill_id"], doc)
-            except RampApiError as exc:
-                if not (p.get("replaces") and 400 <= exc.status < 500 and exc.status != 429):
-                    return Outcome(e.id, "failed", request=p,
-                                   error=f"posted in SAP as {doc} (XBLNR {p['xblnr']}), but the report to Ramp "
-                                         f"failed: {exc}; replay re-sends the report only")
-                # A repost of a bill Ramp keeps synced (an edit did not make it ready again): Ramp refuses a
-                # second report and keeps the first document's reference; the SAP side is complete.
-                return replace(posted, response={**(posted.response or {}), "ramp_report": f"refused: {exc}"})
-            except RampError as exc:
+            except (OAuthError, RampError) as exc:
+                if no_token(exc):
+                    return no_token_yet(posted, f"posted in SAP as {doc} (XBLNR {p['xblnr']})", exc)
+                if isinstance(exc, RampApiError) and p.get("replaces") and 400 <= exc.status < 500 \
+                        and exc.status != 429:
+                    # A repost of a bill Ramp keeps synced (an edit did not make it ready again): Ramp refuses a
+                    # second report and keeps the first document's reference; the SAP side is complete.
+                    return replace(posted, response={**(posted.response or {}), "ramp_report": f"refused: {exc}"})
                 return Outcome(e.id, "failed", request=p,
                                error=f"posted in SAP as {doc} (XBLNR {p['xblnr']}), but the report to Ramp "
                                      f"failed: {exc}; replay re-sends the report only")
@@ -911,7 +925,8 @@ class SapEccRampFlow(Flow):
     @staticmethod
     def _report_paid(ramp: str) -> Callable[[RunContext, Entry, Outcome], Outcome]:
         """A payment cleared in SAP is reported to Ramp as BILL_PAYMENT_SYNC (reference: the clearing
-        document); the entry fails while the report fails (replay finds the clearing and re-sends it)."""
+        document); the entry fails while the report fails (replay finds the clearing and re-sends it),
+        and waits while no Ramp token can be had (the next run finds the clearing and reports it)."""
         def after(ctx: RunContext, e: Entry, done: Outcome) -> Outcome:
             p = e.payload
             if p.get("action") not in ("clear", "unblock"):
@@ -919,7 +934,9 @@ class SapEccRampFlow(Flow):
             try:
                 sync = AccountingSyncs(ctx.runtime.connection(ramp), "BILL_PAYMENT_SYNC").synced(
                     p["bill_id"], str(done.target_id))
-            except RampError as exc:
+            except (OAuthError, RampError) as exc:
+                if no_token(exc):
+                    return no_token_yet(done, f"payment applied in SAP ({done.target_id})", exc)
                 return Outcome(e.id, "failed", request=p,
                                error=f"payment applied in SAP ({done.target_id}), but the report to Ramp failed: "
                                      f"{exc}; replay finds it in SAP and re-sends the report only")
@@ -933,7 +950,7 @@ class SapEccRampFlow(Flow):
             try:
                 AccountingSyncs(ctx.runtime.connection(ramp)).failed(e.payload["bill_id"], message)
                 return ""
-            except RampError as exc:
+            except (OAuthError, RampError) as exc:  # no token either: the failure stands, replay reports it
                 log.warning("reporting the failure of bill %s to Ramp failed: %s", e.payload["bill_id"], exc)
                 return f" (reporting it to Ramp failed too: {exc})"
         return after
