@@ -127,14 +127,34 @@ def _tax_ids(record: dict[str, Any]) -> set[str]:
     return {str(record[k]).replace("-", "").replace(" ", "").upper() for k in keys if record.get(k)}
 
 
+def same_name_in_place(record: dict[str, Any], named: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The one name rule of vendor matching (Bill Pay and accounting vendors alike): the Ramp vendors
+    with the SAP vendor's normalised name (NAME1 + NAME2) in a compatible address, i.e. the same
+    country and the same city wherever both sides have one. `named(name)`: the candidates whose
+    normalised name is `name`, in their listed order. No name: no match."""
+    name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
+    if not name:
+        return []
+    country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
+
+    def compatible(c: dict[str, Any]) -> bool:
+        addr = c.get("address") or {}
+        c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
+        c_city = str(addr.get("city") or "").strip().casefold()
+        return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
+
+    return [c for c in named(name) if compatible(c)]
+
+
 def match_billpay_vendor(key: str, record: dict[str, Any], candidates: list[dict[str, Any]]
                          ) -> tuple[str | None, list[str]]:
     """The Ramp Bill Pay vendor an SAP vendor is (id or None), and the ids of an ambiguous match.
 
     A Bill Pay vendor already linked to this SAP vendor (`accounting_vendor_remote_id`) is it. Otherwise,
     among the unlinked ones: the same tax id (SAP STCD1/STCD2/STCEG; Ramp's record when it has one),
-    then the same normalised name in a compatible address (same country, and the same city where
-    both have one). One match links; more than one is ambiguous (parked for an operator): never a guess."""
+    then the same normalised name in a compatible address (`same_name_in_place`: same country, and the
+    same city where both have one). One match links; more than one is ambiguous (parked for an
+    operator): never a guess."""
     return BillPayIndex(candidates).match(key, record)
 
 
@@ -170,18 +190,7 @@ class BillPayIndex:
                 return (str(by_tax[0]["id"]), []) if len(by_tax) == 1 else (None, [str(c["id"]) for c in by_tax])
         if not self.by_name:
             return None, []
-        name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
-        if not name:
-            return None, []
-        country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
-
-        def compatible(c: dict[str, Any]) -> bool:
-            addr = c.get("address") or {}
-            c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
-            c_city = str(addr.get("city") or "").strip().casefold()
-            return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
-
-        same = [c for _, c in self.by_name.get(name, ()) if compatible(c)]
+        same = same_name_in_place(record, lambda name: [c for _, c in self.by_name.get(name, ())])
         if len(same) == 1:
             return str(same[0]["id"]), []
         return None, [str(c["id"]) for c in same]
@@ -194,24 +203,14 @@ def match_accounting_vendor(key: str, record: dict[str, Any], candidates: list[d
 
     `candidates`: Ramp's active accounting vendors that are not this flow's (their remote id is no SAP
     vendor the flow uploaded). The same tax id where Ramp's record has one, then the same normalised
-    name in a compatible address (as `match_billpay_vendor`). One match is adopted; more than one is
-    parked for an operator: never a guess, never a duplicate."""
+    name in a compatible address (`same_name_in_place`, as `match_billpay_vendor`). One match is
+    adopted; more than one is parked for an operator: never a guess, never a duplicate."""
     mine = _tax_ids(record)
     by_tax = [c for c in candidates if mine and mine & _tax_ids(c)]
     if by_tax:
         return (str(by_tax[0]["ramp_id"]), []) if len(by_tax) == 1 else (None, [str(c["ramp_id"]) for c in by_tax])
-    name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
-    if not name:
-        return None, []
-    country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
-
-    def compatible(c: dict[str, Any]) -> bool:
-        addr = c.get("address") or {}
-        c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
-        c_city = str(addr.get("city") or "").strip().casefold()
-        return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
-
-    same = [c for c in candidates if normalised_name(str(c.get("name") or "")) == name and compatible(c)]
+    same = same_name_in_place(record, lambda name: [c for c in candidates
+                                                    if normalised_name(str(c.get("name") or "")) == name])
     if len(same) == 1:
         return str(same[0]["ramp_id"]), []
     return None, [str(c["ramp_id"]) for c in same]
