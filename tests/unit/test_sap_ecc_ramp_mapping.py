@@ -16,8 +16,10 @@ from ml_connector.flows.sap_ecc_ramp import (
     describe_bill,
     gl_account_to_ramp,
     invoice_of,
+    match_accounting_vendor,
     match_billpay_vendor,
     normalised_name,
+    same_name_in_place,
     vendor_to_ramp,
 )
 from ml_connector.systems.sap_ecc.posting import xblnr_for
@@ -296,6 +298,25 @@ def test_a_vendor_matches_by_tax_id_first_then_by_name_in_a_compatible_address()
                _bp("v4", "Acme Supplies", address={"city": "Chicago"})]
     assert match_billpay_vendor("0000100042", sap, by_name) == ("v2", [])
     assert match_billpay_vendor("0000100042", sap, [_bp("v5", "Zenith Corp")]) == (None, [])
+
+
+def test_bill_pay_and_accounting_vendors_share_one_name_and_place_rule():
+    sap = _vendor(NAME1="Acme", NAME2="Supplies", LAND1="US", ORT01="Detroit")
+    # country: same or unknown on one side; city: same, or unknown on one side (either way round)
+    places = [{"country": "US", "address": {"city": "DETROIT "}}, {"country": "US"}, {"address": {"city": "Detroit"}},
+              {}, {"country": "DE"}, {"country": "US", "address": {"city": "Chicago"}},
+              {"address": {"country": "us", "city": "detroit"}}]
+    expected = [True, True, True, True, False, False, True]
+    cands = [{"id": f"v{i}", "ramp_id": f"r{i}", "name": "ACME Supplies, Inc.", "is_active": True, **p}
+             for i, p in enumerate(places)]
+    assert [c["id"] for c in same_name_in_place(sap, lambda name: [c for c in cands if name == "acme supplies"])] \
+        == [c["id"] for c, ok in zip(cands, expected, strict=True) if ok]
+    assert same_name_in_place(_vendor(NAME1="", NAME2="", LAND1="US", ORT01=""), lambda name: cands) == []
+    # each candidate alone: both matchers take it exactly where the rule says so
+    for c, ok in zip(cands, expected, strict=True):
+        bp = {**c, "accounting_vendor_remote_id": None}
+        assert match_billpay_vendor("0000100042", sap, [bp]) == ((c["id"], []) if ok else (None, []))
+        assert match_accounting_vendor("0000100042", sap, [c]) == ((c["ramp_id"], []) if ok else (None, []))
 
 
 def test_two_plausible_vendors_are_ambiguous_and_one_already_linked_wins():
