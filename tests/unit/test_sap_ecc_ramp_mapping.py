@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from ml_connector.core.flow import Outcome
+from ml_connector.core.http import CredentialRefused, TokenEndpointError
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.flows.sap_ecc_ramp import (
     bill_status_to_sap,
@@ -18,10 +20,13 @@ from ml_connector.flows.sap_ecc_ramp import (
     invoice_of,
     match_accounting_vendor,
     match_billpay_vendor,
+    no_token_yet,
     normalised_name,
     same_name_in_place,
+    token_missing,
     vendor_to_ramp,
 )
+from ml_connector.systems.ramp.client import RampApiError, RampTransportError
 from ml_connector.systems.sap_ecc.posting import xblnr_for
 from ml_connector.systems.sap_ecc.targets import NotPostable
 
@@ -345,3 +350,20 @@ def test_a_line_coded_on_a_ramp_dimension_takes_the_mapped_cost_center_or_waits_
     # Without the option the dimension is not read: no cost center on the line.
     plain = _map(b)
     assert isinstance(plain, Desired) and plain.payload["lines"][0]["cost_center"] == ""
+
+
+# --------------------------------------------------------------------------- reports to Ramp without a token
+
+
+def test_a_report_to_ramp_waits_for_a_token_only_when_the_token_is_what_is_missing():
+    assert token_missing(TokenEndpointError("ramp: token request failed (HTTP 503)"))
+    assert token_missing(CredentialRefused("ramp: Ramp refused the credential (HTTP 401 invalid_client)"))
+    assert token_missing(RampApiError(401, "DEVELOPER_7002", "Invalid, expired or missing access token."))
+    assert not token_missing(RampApiError(400, "DEVELOPER_7001", "Invalid input."))
+    assert not token_missing(RampApiError(403, "DEVELOPER_7003", "missing scope"))
+    assert not token_missing(RampTransportError("Ramp POST /accounting/syncs: ConnectError"))
+    posted = Outcome(7, "posted", target_id="1900000001/1000/2025", response={"document": "1900000001/1000/2025"})
+    waiting = no_token_yet(posted, "posted in SAP as 1900000001/1000/2025", TokenEndpointError("HTTP 503"))
+    assert (waiting.entry_id, waiting.state, waiting.target_id) == (7, "waiting", "1900000001/1000/2025")
+    assert waiting.error is not None and "posted in SAP as 1900000001/1000/2025" in waiting.error
+    assert "waits for a Ramp token: HTTP 503" in waiting.error

@@ -553,9 +553,11 @@ STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills", "bill_status", "co
            "departments")
 
 
-def no_token(exc: Exception) -> bool:
-    """Ramp could not be asked for want of a token: the token endpoint failed or refused, or Ramp
-    refused the token again after a refresh (401)."""
+def token_missing(exc: Exception) -> bool:
+    """A report to Ramp could not be sent for want of a token: the token endpoint failed or refused,
+    or Ramp refused the token again after a refresh (401). Unlike a bill source (systems/ramp/sources.py
+    `no_token`), a refused credential waits here too: SAP is written already, and the next run's read
+    fails at once on the refused credential, which tells the operator."""
     return isinstance(exc, OAuthError) or (isinstance(exc, RampApiError) and exc.status == 401)
 
 
@@ -908,7 +910,7 @@ class SapEccRampFlow(Flow):
             try:
                 sync = AccountingSyncs(ctx.runtime.connection(ramp)).synced(p["bill_id"], doc)
             except (OAuthError, RampError) as exc:
-                if no_token(exc):
+                if token_missing(exc):
                     return no_token_yet(posted, f"posted in SAP as {doc} (XBLNR {p['xblnr']})", exc)
                 if isinstance(exc, RampApiError) and p.get("replaces") and 400 <= exc.status < 500 \
                         and exc.status != 429:
@@ -934,7 +936,7 @@ class SapEccRampFlow(Flow):
                 sync = AccountingSyncs(ctx.runtime.connection(ramp), "BILL_PAYMENT_SYNC").synced(
                     p["bill_id"], str(done.target_id))
             except (OAuthError, RampError) as exc:
-                if no_token(exc):
+                if token_missing(exc):
                     return no_token_yet(done, f"payment applied in SAP ({done.target_id})", exc)
                 return Outcome(e.id, "failed", request=p,
                                error=f"payment applied in SAP ({done.target_id}), but the report to Ramp failed: "
