@@ -121,7 +121,7 @@ def run(burst: int = 100, single: int = 20) -> dict[str, Any]:
     engine.start(rt, role="bench")
     http = httpx.Client(base_url=ramp.url, timeout=30)
     try:
-        for stream in rt.config.flows[MASTER_FLOW].streams:  # vendors, G/L accounts, cost centers into Ramp
+        for stream in rt.config.flows[MASTER_FLOW].streams:  # the master data (and accounting fields) into Ramp
             engine.wait(engine.start_sync(MASTER_FLOW, stream, full=True))
         hook = f"{intake.url}/webhooks/ramp"
         subscribe(rt, "ramp", hook, ("bills.approved", "bills.paid"))

@@ -41,7 +41,8 @@ INIT_FLOWS = """\
     pair: sap_ecc_ramp        # the flow module flows/sap_ecc_ramp.py
     source: sap_ecc           # connection names from above
     target: ramp
-    streams: [vendors, gl_accounts, cost_centers]   # SAP master data -> Ramp
+    # SAP master data -> Ramp; company codes, plants and departments as Ramp accounting fields
+    streams: [vendors, gl_accounts, cost_centers, company_codes, plants, departments]
     schedule: {{interval: 7d}}  # or {{cron: "0 3 * * 1"}} (exactly one of the two)
     options:                  # settings of this pair
       company_codes: ["1000", "2000", "3000"]
@@ -75,7 +76,8 @@ def init_example(sap_url: str, ramp_url: str) -> str:
     return config_template("\n".join(examples), INIT_FLOWS.format(entity_id=DEFAULT_ENTITY_ID))
 
 
-AGENT_TABLES = ["LFA1", "LFB1", "CDHDR", "T001", "SKA1", "SKAT", "SKB1", "CSKS", "CSKT", "BKPF", "BSIK", "BSAK"]
+AGENT_TABLES = ["LFA1", "LFB1", "CDHDR", "T001", "SKA1", "SKAT", "SKB1", "CSKS", "CSKT", "BKPF", "BSIK", "BSAK",
+                "T001K", "T001W"]  # the plants stream: valuation areas and plants
 
 
 def _start_agent(rt: Any, workdir: Path, sap: dict[str, Any]) -> tuple[Any, Any]:

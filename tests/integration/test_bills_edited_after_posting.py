@@ -19,6 +19,7 @@ from tests.support.bills import (
     add_bill,
     all_sap_documents,
     edit_bill,
+    pay_bill,
     postable_vendor,
     ramp_bill,
     ramp_switch,
@@ -26,8 +27,9 @@ from tests.support.bills import (
     sap_documents,
     sap_lines,
     set_flow_options,
+    vendor_items,
 )
-from tests.support.databases import audit_rows
+from tests.support.databases import audit_rows, outbox_rows
 
 FLOW = "bills_to_sap"
 
@@ -158,3 +160,75 @@ def test_bill_syncs_wait_for_a_token_while_the_token_endpoint_is_down_and_resume
     finally:
         rt.close()
     assert world_env is not env
+
+
+def _bill_reports(handles: dict[str, SandboxHandle], bill_id: str, sync_type: str = "BILL_SYNC") -> list[str]:
+    """The references Ramp received for `bill_id` as successful syncs of a type (one per report it applied)."""
+    return [s["reference_id"] for v in handles["ramp"].state.syncs.values() if v["body"]["sync_type"] == sync_type
+            for s in v["body"].get("successful_syncs", []) if s["id"] == bill_id]
+
+
+def test_a_token_lost_between_the_sap_posting_and_the_ramp_report_waits_and_the_next_run_only_reports(
+        world, tmp_path: Path):
+    handles, _ = world
+    env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url)
+    env.env["MLC_HTTP_RETRY_SCALE"] = "0.001"  # the token request's retries, without their sleeps
+    env.cli("sync", FLOW, "--stream", "bills")  # a token is issued and stored; nothing of ours to post yet
+    b = add_bill(env, postable_vendor(handles, 6), [{"amount": "58", "memo": "Adapters", "gl_account": "0000600000",
+                                                     "cost_center": "0000001000"}], invoice_number="INV-T2")
+    # The bill is read and posted in SAP with the stored token; then the report's call finds that token
+    # expired, and the token endpoint fails every request for a new one.
+    ramp_switch(env, fail_next=1, kind="expire_token", path="/developer/v1/accounting/syncs")
+    ramp_switch(env, fail_next=40, kind="503", path="/developer/v1/token")
+    try:
+        out = env.cli("sync", FLOW, "--stream", "bills").stdout  # exit 0: waiting is not a failure
+        assert "waiting (not failed)" in out and "Ramp token" in out, out
+    finally:
+        ramp_switch(env, clear_faults=True)
+    [doc] = sap_documents(handles, b["id"])
+    belnr = f"{doc['BELNR']}/1000/{doc['GJAHR']}"
+    assert _bill_reports(handles, b["id"]) == [] and ramp_bill(env, b["id"])["sync_status"] != "BILL_SYNCED"
+    runs = json.loads(env.cli("runs", "--json").stdout)
+    assert runs[0]["status"] == "waiting" and runs[0]["error"] is None
+    rt = Runtime(load_config(env.config), env.config)
+    try:
+        failed = audit_rows(rt.db, "token.failed")
+        assert failed and failed[-1].detail["status"] == 503
+        assert not audit_rows(rt.db, "run.failed") and audit_rows(rt.db, "run.waiting")
+        # The document is recorded as posted (the ledger knows it); the report waits, not failed.
+        [entry] = [r for r in outbox_rows(rt.db, FLOW, "bills") if r.source_key == b["id"]]
+        assert (entry.state, entry.target_id) == ("waiting", belnr)
+        assert f"posted in SAP as {belnr}" in (entry.last_error or "")
+    finally:
+        rt.close()
+    # A token can be had again: the next run reports the document, once, and posts nothing.
+    before = all_sap_documents(handles)
+    env.cli("sync", FLOW, "--stream", "bills")
+    assert all_sap_documents(handles) == before
+    assert _bill_reports(handles, b["id"]) == [belnr]
+    assert ramp_bill(env, b["id"])["sync_reference_id"] == belnr
+    assert json.loads(env.cli("runs", "--json").stdout)[0]["status"] == "succeeded"
+    # And again: nothing more, in either system.
+    env.cli("sync", FLOW, "--stream", "bills")
+    assert all_sap_documents(handles) == before and _bill_reports(handles, b["id"]) == [belnr]
+    # Paid in Ramp: SAP clears the invoice, and the payment's report waits for a token the same way.
+    pay_bill(env, b["id"], payment_date="2025-07-01", reference="ACH-TRACE-T2")
+    ramp_switch(env, fail_next=1, kind="expire_token", path="/developer/v1/accounting/syncs")
+    ramp_switch(env, fail_next=40, kind="503", path="/developer/v1/token")
+    try:
+        out = env.cli("sync", FLOW, "--stream", "bill_status").stdout
+        assert "waiting (not failed)" in out and "Ramp token" in out, out
+    finally:
+        ramp_switch(env, clear_faults=True)
+    items = vendor_items(handles, doc)
+    assert items["cleared"] and not items["open"]
+    [augbl] = {r["AUGBL"] for r in items["cleared"]}
+    assert ramp_bill(env, b["id"])["sync_status"] == "BILL_SYNCED"
+    assert _bill_reports(handles, b["id"], "BILL_PAYMENT_SYNC") == []
+    env.cli("sync", FLOW, "--stream", "bill_status")
+    cleared = f"{augbl}/1000/{doc['GJAHR']}"
+    assert _bill_reports(handles, b["id"], "BILL_PAYMENT_SYNC") == [cleared]
+    assert ramp_bill(env, b["id"])["sync_status"] == "BILL_AND_PAYMENT_SYNCED"
+    # one payment document in SAP: the second run found the clearing and only reported it
+    ecc = handles["sap_ecc"].state
+    assert len([r for r in ecc.data.rows("BKPF", ecc.client) if r.get("XBLNR") == "ACH-TRACE-T2"]) == 1

@@ -33,7 +33,8 @@ def test_demo_twice(tmp_path, monkeypatch):
     assert "poll 1: posted 3, parked 1" in text and "poll 2: posted 1, status changes 2" in text
     assert "BILL_AND_PAYMENT_SYNCED" in text and "paid: cleared by" in text and "payment block A" in text
     assert "not posted" not in text
-    assert len(rows) == 3 and rows[0][1] > 0  # vendors, GL accounts, cost centers created
+    # vendors, GL accounts, cost centers, company codes, plants, departments: each created
+    assert [r[1] > 0 for r in rows] == [True] * 6
     pair = summary_rows(demo_part(first.getvalue(), "SAP Concur expense reports"))
     assert len(pair) == 2  # the Concur → Business One pair's two streams
     procore = demo_part(first.getvalue(), "SAP ECC → Procore")
@@ -45,7 +46,7 @@ def test_demo_twice(tmp_path, monkeypatch):
     again += summary_rows(demo_part(second.getvalue(), "SAP Concur expense reports"))
     again += summary_rows(demo_part(second.getvalue(), "SAP ECC → Procore"))
     # created, adopted, updated, deactivated: zero writes
-    assert len(again) == 3 + 2 + 3 and all(r[1] == r[2] == r[3] == r[4] == 0 for r in again)
+    assert len(again) == 6 + 2 + 3 and all(r[1] == r[2] == r[3] == r[4] == 0 for r in again)
     # The agent ran the SAP calls; the control plane never held the SAP password.
     audit = [json.loads(x) for x in (tmp_path / "demo" / "agent" / "agent-audit.jsonl").read_text().splitlines()]
     assert any(e["event"] == "call.executed" and e["function"] == "RFC_READ_TABLE" for e in audit)

@@ -35,7 +35,7 @@ def test_a_flow_failing_repeatedly_is_paused_until_resumed(tmp_path: Path, sandb
                                                            receiver: Receiver) -> None:
     env = make_env(tmp_path, sandboxes["sap_ecc"].url, sandboxes["ramp"].url, sap_password="Wrong-Password-2")
     text = env.config.read_text()
-    marker = "    streams: [vendors, gl_accounts, cost_centers]"
+    marker = "    streams: [vendors, gl_accounts, cost_centers, company_codes, plants, departments]"
     assert marker in text
     text = text.replace(marker, marker + "\n    pause_after: 2", 1)
     env.config.write_text(text + (

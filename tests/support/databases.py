@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ml_connector.core.db import Database
-from ml_connector.core.models import AlertOutboxRow, AuditRow
+from ml_connector.core.models import AlertOutboxRow, AuditRow, OutboxRow
 
 _TEMPLATE: dict[int, Path] = {}
 
@@ -45,6 +45,15 @@ def audit_rows(db: Database, event: str) -> list[AuditRow]:
     """The audit rows of `event`, oldest first (detached: usable after the session)."""
     with db.session() as s:
         rows = list(s.scalars(select(AuditRow).where(AuditRow.event == event).order_by(AuditRow.id)))
+        s.expunge_all()
+        return rows
+
+
+def outbox_rows(db: Database, flow: str, stream: str) -> list[OutboxRow]:
+    """The outbox entries of a flow's stream, oldest first (detached)."""
+    with db.read() as s:
+        rows = list(s.scalars(select(OutboxRow).where(OutboxRow.flow == flow, OutboxRow.stream == stream)
+                              .order_by(OutboxRow.id)))
         s.expunge_all()
         return rows
 

@@ -243,7 +243,7 @@ def test_example_config_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert ramp.type == "ramp" and ramp.auth.client_secret_secret == "ramp_client_secret"
     flow = cfg.flows["vendors_to_ramp"]
     assert (flow.pair, flow.source, flow.target) == ("sap_ecc_ramp", "sap_ecc", "ramp")
-    assert flow.streams == ["vendors", "gl_accounts", "cost_centers"]
+    assert flow.streams == ["vendors", "gl_accounts", "cost_centers", "company_codes", "plants", "departments"]
     assert flow.options == {"company_codes": ["1000", "2000", "3000"], "page_size": 5000}
     assert cfg.database_url_resolved().endswith("/data/ml-connector.sqlite")
     # the parsed model dumps and re-validates to the same thing

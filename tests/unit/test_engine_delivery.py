@@ -38,12 +38,12 @@ class FakeTarget(Target):
     """Writes to a dict; never calls outbox.begin_attempt itself. Records what it saw."""
 
     def __init__(self, db: Database, *, existing: set[str] = frozenset(), fail: set[str] = frozenset(),
-                 silent: set[str] = frozenset(), batch_size: int = 500) -> None:
+                 silent: set[str] = frozenset(), batch_size: int = 500, waiting: set[str] = frozenset()) -> None:
         self.connection = "fake"
         self.batch_size = batch_size
         self.db = db
         self.store: dict[str, dict[str, Any]] = {k: {"id": k} for k in existing}
-        self.fail, self.silent = set(fail), set(silent)
+        self.fail, self.silent, self.waiting = set(fail), set(silent), set(waiting)
         self.calls: list[tuple[str, list[str]]] = []
         self.states_at_write: dict[str, tuple[str, int]] = {}
 
@@ -63,6 +63,9 @@ class FakeTarget(Target):
                 outs.append(Outcome(e.id, "failed", error="refused"))
                 continue
             self.store[e.source_key] = dict(e.payload)
+            if e.source_key in self.waiting:  # written; its follow-up could not be done (e.g. no token)
+                outs.append(Outcome(e.id, "waiting", target_id=f"t-{e.source_key}", error="report waits: no token"))
+                continue
             outs.append(Outcome(e.id, "posted", target_id=f"t-{e.source_key}"))
         report(outs)
 
@@ -115,6 +118,28 @@ def test_a_failed_write_counts_one_attempt(db):
         outbox.set_state(s, [rows["1"].id], "pending")
     deliver(db, FakeTarget(db, fail={"1"}))
     assert _rows(db)["1"].attempts == 2
+
+
+def test_a_waiting_outcome_records_the_write_ends_the_run_waiting_and_joins_the_next_run(db):
+    stage(db, ["1", "2"])
+    with db.session() as s:
+        s.add(RunRow(run_id="r1", flow="f", stream="s", mode="incremental", status="running", counts={}))
+    target = FakeTarget(db, waiting={"1"})
+    assert deliver(db, target) == {"posted": 1, "waiting": 1}
+    r = _rows(db)["1"]
+    assert (r.state, r.attempts, r.target_id, r.last_error) == ("waiting", 1, "t-1", "report waits: no token")
+    with db.session() as s:
+        # the write is recorded in the ledger with the entry's content
+        row = ledger.lookup(s, "f", "s", ["1"])["1"]
+        assert (row.target_id, row.content_hash) == ("t-1", r.content_hash)
+        run = s.get(RunRow, "r1")
+        assert run is not None and "report waits: no token" in run.counts["waiting"]
+        assert engine._run_counts(s, "r1")["pending"] == 1
+        assert outbox.batch_entries(s, "r1", 1) == []  # not delivered again by this run's sweep
+        engine._adopt_waiting(s, "f", "s", "r2")  # the next run's start
+    r = _rows(db)["1"]
+    assert (r.state, r.run_id, r.batch, r.target_id) == ("pending", "r2", 0, "t-1")
+    assert _rows(db)["2"].state == "posted"
 
 
 def test_an_entry_the_target_gave_no_outcome_for_stays_visible_as_uncertain(db):

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from ml_connector.core.flow import Outcome
+from ml_connector.core.http import CredentialRefused, TokenEndpointError
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.flows.sap_ecc_ramp import (
     bill_status_to_sap,
@@ -16,10 +18,15 @@ from ml_connector.flows.sap_ecc_ramp import (
     describe_bill,
     gl_account_to_ramp,
     invoice_of,
+    match_accounting_vendor,
     match_billpay_vendor,
+    no_token_yet,
     normalised_name,
+    same_name_in_place,
+    token_missing,
     vendor_to_ramp,
 )
+from ml_connector.systems.ramp.client import RampApiError, RampTransportError
 from ml_connector.systems.sap_ecc.posting import xblnr_for
 from ml_connector.systems.sap_ecc.targets import NotPostable
 
@@ -298,6 +305,25 @@ def test_a_vendor_matches_by_tax_id_first_then_by_name_in_a_compatible_address()
     assert match_billpay_vendor("0000100042", sap, [_bp("v5", "Zenith Corp")]) == (None, [])
 
 
+def test_bill_pay_and_accounting_vendors_share_one_name_and_place_rule():
+    sap = _vendor(NAME1="Acme", NAME2="Supplies", LAND1="US", ORT01="Detroit")
+    # country: same or unknown on one side; city: same, or unknown on one side (either way round)
+    places = [{"country": "US", "address": {"city": "DETROIT "}}, {"country": "US"}, {"address": {"city": "Detroit"}},
+              {}, {"country": "DE"}, {"country": "US", "address": {"city": "Chicago"}},
+              {"address": {"country": "us", "city": "detroit"}}]
+    expected = [True, True, True, True, False, False, True]
+    cands = [{"id": f"v{i}", "ramp_id": f"r{i}", "name": "ACME Supplies, Inc.", "is_active": True, **p}
+             for i, p in enumerate(places)]
+    assert [c["id"] for c in same_name_in_place(sap, lambda name: [c for c in cands if name == "acme supplies"])] \
+        == [c["id"] for c, ok in zip(cands, expected, strict=True) if ok]
+    assert same_name_in_place(_vendor(NAME1="", NAME2="", LAND1="US", ORT01=""), lambda name: cands) == []
+    # each candidate alone: both matchers take it exactly where the rule says so
+    for c, ok in zip(cands, expected, strict=True):
+        bp = {**c, "accounting_vendor_remote_id": None}
+        assert match_billpay_vendor("0000100042", sap, [bp]) == ((c["id"], []) if ok else (None, []))
+        assert match_accounting_vendor("0000100042", sap, [c]) == ((c["ramp_id"], []) if ok else (None, []))
+
+
 def test_two_plausible_vendors_are_ambiguous_and_one_already_linked_wins():
     sap = _vendor(NAME1="Acme Supplies", NAME2="", LAND1="US", ORT01="")
     twins = [_bp("v1", "Acme Supplies Inc"), _bp("v2", "ACME Supplies LLC")]
@@ -324,3 +350,20 @@ def test_a_line_coded_on_a_ramp_dimension_takes_the_mapped_cost_center_or_waits_
     # Without the option the dimension is not read: no cost center on the line.
     plain = _map(b)
     assert isinstance(plain, Desired) and plain.payload["lines"][0]["cost_center"] == ""
+
+
+# --------------------------------------------------------------------------- reports to Ramp without a token
+
+
+def test_a_report_to_ramp_waits_for_a_token_only_when_the_token_is_what_is_missing():
+    assert token_missing(TokenEndpointError("ramp: token request failed (HTTP 503)"))
+    assert token_missing(CredentialRefused("ramp: Ramp refused the credential (HTTP 401 invalid_client)"))
+    assert token_missing(RampApiError(401, "DEVELOPER_7002", "Invalid, expired or missing access token."))
+    assert not token_missing(RampApiError(400, "DEVELOPER_7001", "Invalid input."))
+    assert not token_missing(RampApiError(403, "DEVELOPER_7003", "missing scope"))
+    assert not token_missing(RampTransportError("Ramp POST /accounting/syncs: ConnectError"))
+    posted = Outcome(7, "posted", target_id="1900000001/1000/2025", response={"document": "1900000001/1000/2025"})
+    waiting = no_token_yet(posted, "posted in SAP as 1900000001/1000/2025", TokenEndpointError("HTTP 503"))
+    assert (waiting.entry_id, waiting.state, waiting.target_id) == (7, "waiting", "1900000001/1000/2025")
+    assert waiting.error is not None and "posted in SAP as 1900000001/1000/2025" in waiting.error
+    assert "waits for a Ramp token: HTTP 503" in waiting.error

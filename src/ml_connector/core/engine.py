@@ -584,12 +584,32 @@ def _begin(flow: str, stream: str, mode: str, run_id: str) -> None:
                      detail={"mode": mode, "host": socket.gethostname(), "pid": os.getpid()})
         parked_ids = list(sess.scalars(select(OutboxRow.id).where(
             OutboxRow.flow == flow, OutboxRow.stream == stream, OutboxRow.state == "parked")))
+        _adopt_waiting(sess, flow, stream, run_id)
     if parked_ids:
         # Mappings may have appeared since (config or `mappings set`): records that
         # can be mapped now join this run (batch 0, delivered by the final sweep).
         _remap_parked(ctx, s, parked_ids, {})
         with rt.db.session() as sess:
             _adopt_resumed(sess, parked_ids, run_id)
+
+
+def _run_waits(sess: Any, ctx: RunContext, waits: list[Outcome]) -> None:
+    """Waiting outcomes make their run end `waiting` (the first reason is kept), as a source's `Page.waiting`."""
+    if not waits:
+        return
+    run = sess.get(RunRow, ctx.run_id)
+    reason = f"{len(waits)} record(s) written, a follow-up waits: {waits[0].error or ''}"[:500]
+    if run is not None and not run.counts.get("waiting"):
+        run.counts = {**run.counts, "waiting": reason}
+        audit.record(sess, "run.waiting", flow=ctx.flow, stream=ctx.stream, run_id=ctx.run_id, outcome="waiting",
+                     detail={"reason": reason})
+
+
+def _adopt_waiting(sess: Any, flow: str, stream: str, run_id: str) -> None:
+    """Entries whose follow-up waited (outcome `waiting`) join this run (batch 0, delivered by the final sweep)."""
+    sess.execute(update(OutboxRow).where(OutboxRow.flow == flow, OutboxRow.stream == stream,
+                                         OutboxRow.state == "waiting")
+                 .values(state="pending", run_id=run_id, batch=0, updated_at=utcnow()))
 
 
 def _adopt_resumed(sess: Any, ids: list[int], run_id: str) -> None:
@@ -857,8 +877,14 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
                         fixes[e.id] = fix
             posted = [(o, by_id[o.entry_id]) for o in outcomes if o.state == "posted" and o.entry_id not in fixes]
             outbox.mark_posted_many(sess, [(e.id, o.target_id) for o, e in posted])
+            # A waiting outcome's write is in the target too: the ledger records it (never written again).
+            waits = [(o, by_id[o.entry_id]) for o in outcomes if o.state == "waiting"]
             ledger.confirm_many(sess, ctx.flow, ctx.stream,
-                                [(e.source_key, o.target_id, e.content_hash, e.op != "deactivate") for o, e in posted])
+                                [(e.source_key, o.target_id, e.content_hash, e.op != "deactivate")
+                                 for o, e in posted + waits])
+            for o, e in waits:
+                outbox.set_op(sess, [e.id], e.op, target_id=o.target_id)
+            _run_waits(sess, ctx, [o for o, _ in waits])
             # An adopted record that already holds the content was not created by this run.
             outbox.set_op(sess, [e.id for o, e in posted if o.adopted and e.op == "create"], "adopt")
             events = []
@@ -1066,7 +1092,7 @@ def _run_counts(sess: Any, run_id: str) -> dict[str, int]:
             out[name] = out.get(name, 0) + int(n)
         elif state in ("failed", "uncertain"):
             out[state] += int(n)
-        elif state in ("pending", "in_flight"):
+        elif state in ("pending", "in_flight", "waiting"):
             out["pending"] += int(n)
         elif state == approval.WAITING:
             out["awaiting_approval"] = out.get("awaiting_approval", 0) + int(n)

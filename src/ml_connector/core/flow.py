@@ -56,7 +56,11 @@ class Outcome:
     """The result of delivering one outbox entry."""
 
     entry_id: int
-    state: str  # posted | failed | uncertain | parked
+    #: posted | failed | uncertain | parked | waiting. `waiting`: the target holds the write (`target_id`),
+    #: but a follow-up of it could not be done for a passing reason (no token to report it to the source):
+    #: the ledger records the write, the run ends `waiting` (`error` says why) and the next run of the
+    #: stream delivers the entry again, which the target must finish without writing twice.
+    state: str
     target_id: str | None = None
     error: str | None = None
     request: Any = None

@@ -1,6 +1,6 @@
 """The outbox: every write to a target is stored, with a deterministic key, before the call.
 
-States: pending → in_flight → posted | failed | uncertain | parked.
+States: pending → in_flight → posted | failed | uncertain | parked | waiting.
 An entry left in_flight by a crash, or marked uncertain after a timeout, is
 resolved by looking the record up in the target before anything is re-sent.
 """
@@ -21,8 +21,10 @@ from ml_connector.core.models import OutboxRow, RunRow, utcnow
 
 #: `resolved`: an operator closed a failed or parked entry without a retry (the console's inbox, audited).
 #: `approval` / `approved` / `rejected`: held for a person's approval (core/approval.py).
+#: `waiting`: written (its target id kept) but a follow-up of the write could not be done for a passing
+#: reason (no token to report it back to the source): the next run of the stream delivers it again.
 STATES = ("pending", "in_flight", "posted", "failed", "uncertain", "parked", "superseded", "resolved",
-          "approval", "approved", "rejected")
+          "approval", "approved", "rejected", "waiting")
 OPEN_STATES = ("pending", "in_flight", "uncertain")
 
 
@@ -115,7 +117,7 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
     return len(new) + len(adopt)
 
 
-_OTHER_STATES = ("in_flight", "uncertain", "pending", "failed", "parked", "approval", "approved")
+_OTHER_STATES = ("in_flight", "uncertain", "pending", "failed", "parked", "approval", "approved", "waiting")
 _ADD_KEYS = {"idempotency_key", "source_key", "op", "payload", "content_hash", "target_id", "state", "attempts",
              "parked_on", "last_error"}
 

@@ -40,6 +40,7 @@ from sqlalchemy import select
 
 from ml_connector.core import ledger, mapping
 from ml_connector.core.flow import Flow, Outcome, RunContext, Stream
+from ml_connector.core.http import OAuthError
 from ml_connector.core.ledger import Desired, Parked
 from ml_connector.core.models import RecordRow
 from ml_connector.core.outbox import Entry
@@ -126,14 +127,34 @@ def _tax_ids(record: dict[str, Any]) -> set[str]:
     return {str(record[k]).replace("-", "").replace(" ", "").upper() for k in keys if record.get(k)}
 
 
+def same_name_in_place(record: dict[str, Any], named: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The one name rule of vendor matching (Bill Pay and accounting vendors alike): the Ramp vendors
+    with the SAP vendor's normalised name (NAME1 + NAME2) in a compatible address, i.e. the same
+    country and the same city wherever both sides have one. `named(name)`: the candidates whose
+    normalised name is `name`, in their listed order. No name: no match."""
+    name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
+    if not name:
+        return []
+    country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
+
+    def compatible(c: dict[str, Any]) -> bool:
+        addr = c.get("address") or {}
+        c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
+        c_city = str(addr.get("city") or "").strip().casefold()
+        return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
+
+    return [c for c in named(name) if compatible(c)]
+
+
 def match_billpay_vendor(key: str, record: dict[str, Any], candidates: list[dict[str, Any]]
                          ) -> tuple[str | None, list[str]]:
     """The Ramp Bill Pay vendor an SAP vendor is (id or None), and the ids of an ambiguous match.
 
     A Bill Pay vendor already linked to this SAP vendor (`accounting_vendor_remote_id`) is it. Otherwise,
     among the unlinked ones: the same tax id (SAP STCD1/STCD2/STCEG; Ramp's record when it has one),
-    then the same normalised name in a compatible address (same country, and the same city where
-    both have one). One match links; more than one is ambiguous (parked for an operator): never a guess."""
+    then the same normalised name in a compatible address (`same_name_in_place`: same country, and the
+    same city where both have one). One match links; more than one is ambiguous (parked for an
+    operator): never a guess."""
     return BillPayIndex(candidates).match(key, record)
 
 
@@ -169,18 +190,7 @@ class BillPayIndex:
                 return (str(by_tax[0]["id"]), []) if len(by_tax) == 1 else (None, [str(c["id"]) for c in by_tax])
         if not self.by_name:
             return None, []
-        name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
-        if not name:
-            return None, []
-        country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
-
-        def compatible(c: dict[str, Any]) -> bool:
-            addr = c.get("address") or {}
-            c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
-            c_city = str(addr.get("city") or "").strip().casefold()
-            return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
-
-        same = [c for _, c in self.by_name.get(name, ()) if compatible(c)]
+        same = same_name_in_place(record, lambda name: [c for _, c in self.by_name.get(name, ())])
         if len(same) == 1:
             return str(same[0]["id"]), []
         return None, [str(c["id"]) for c in same]
@@ -193,24 +203,14 @@ def match_accounting_vendor(key: str, record: dict[str, Any], candidates: list[d
 
     `candidates`: Ramp's active accounting vendors that are not this flow's (their remote id is no SAP
     vendor the flow uploaded). The same tax id where Ramp's record has one, then the same normalised
-    name in a compatible address (as `match_billpay_vendor`). One match is adopted; more than one is
-    parked for an operator: never a guess, never a duplicate."""
+    name in a compatible address (`same_name_in_place`, as `match_billpay_vendor`). One match is
+    adopted; more than one is parked for an operator: never a guess, never a duplicate."""
     mine = _tax_ids(record)
     by_tax = [c for c in candidates if mine and mine & _tax_ids(c)]
     if by_tax:
         return (str(by_tax[0]["ramp_id"]), []) if len(by_tax) == 1 else (None, [str(c["ramp_id"]) for c in by_tax])
-    name = normalised_name(" ".join(p for p in (record.get("NAME1", ""), record.get("NAME2", "")) if p))
-    if not name:
-        return None, []
-    country, city = str(record.get("LAND1", "")).strip().upper(), str(record.get("ORT01", "")).strip().casefold()
-
-    def compatible(c: dict[str, Any]) -> bool:
-        addr = c.get("address") or {}
-        c_country = str(c.get("country") or addr.get("country") or "").strip().upper()
-        c_city = str(addr.get("city") or "").strip().casefold()
-        return (not country or not c_country or c_country == country) and (not city or not c_city or c_city == city)
-
-    same = [c for c in candidates if normalised_name(str(c.get("name") or "")) == name and compatible(c)]
+    same = same_name_in_place(record, lambda name: [c for c in candidates
+                                                    if normalised_name(str(c.get("name") or "")) == name])
     if len(same) == 1:
         return str(same[0]["ramp_id"]), []
     return None, [str(c["ramp_id"]) for c in same]
@@ -551,6 +551,21 @@ def bill_status_to_sap(key: str, bill: dict[str, Any], *, mapped: Mapped, docume
 # Read by the configuration loader (without importing this module) to check a flow's `streams`.
 STREAMS = ("vendors", "gl_accounts", "cost_centers", "bills", "bill_status", "company_codes", "plants",
            "departments")
+
+
+def token_missing(exc: Exception) -> bool:
+    """A report to Ramp could not be sent for want of a token: the token endpoint failed or refused,
+    or Ramp refused the token again after a refresh (401). Unlike a bill source (systems/ramp/sources.py
+    `no_token`), a refused credential waits here too: SAP is written already, and the next run's read
+    fails at once on the refused credential, which tells the operator."""
+    return isinstance(exc, OAuthError) or (isinstance(exc, RampApiError) and exc.status == 401)
+
+
+def no_token_yet(done: Outcome, what: str, exc: Exception) -> Outcome:
+    """The SAP side is done and recorded (`done.target_id`); the report to Ramp waits for a token: the
+    entry waits, the run ends `waiting`, and the next run reports it (SAP is looked up, not written)."""
+    return replace(done, state="waiting",
+                   error=f"{what}; the report to Ramp waits for a Ramp token: {exc}")
 
 
 class Options(SettingsModel):
@@ -894,21 +909,21 @@ class SapEccRampFlow(Flow):
     @staticmethod
     def _report_posted(ramp: str) -> Callable[[RunContext, Entry, Outcome], Outcome]:
         """A bill posted in SAP (or found posted) is reported to Ramp as synced; the bill stays
-        failed while that report fails (replay re-sends the report only: the document is found)."""
+        failed while that report fails (replay re-sends the report only: the document is found),
+        and waits while no Ramp token can be had (the next run reports it: `no_token_yet`)."""
         def after(ctx: RunContext, e: Entry, posted: Outcome) -> Outcome:
             p = e.payload
             doc = str(posted.target_id)
             try:
                 sync = AccountingSyncs(ctx.runtime.connection(ramp)).synced(p["bill_id"], doc)
-            except RampApiError as exc:
-                if not (p.get("replaces") and 400 <= exc.status < 500 and exc.status != 429):
-                    return Outcome(e.id, "failed", request=p,
-                                   error=f"posted in SAP as {doc} (XBLNR {p['xblnr']}), but the report to Ramp "
-                                         f"failed: {exc}; replay re-sends the report only")
-                # A repost of a bill Ramp keeps synced (an edit did not make it ready again): Ramp refuses a
-                # second report and keeps the first document's reference; the SAP side is complete.
-                return replace(posted, response={**(posted.response or {}), "ramp_report": f"refused: {exc}"})
-            except RampError as exc:
+            except (OAuthError, RampError) as exc:
+                if token_missing(exc):
+                    return no_token_yet(posted, f"posted in SAP as {doc} (XBLNR {p['xblnr']})", exc)
+                if isinstance(exc, RampApiError) and p.get("replaces") and 400 <= exc.status < 500 \
+                        and exc.status != 429:
+                    # A repost of a bill Ramp keeps synced (an edit did not make it ready again): Ramp refuses a
+                    # second report and keeps the first document's reference; the SAP side is complete.
+                    return replace(posted, response={**(posted.response or {}), "ramp_report": f"refused: {exc}"})
                 return Outcome(e.id, "failed", request=p,
                                error=f"posted in SAP as {doc} (XBLNR {p['xblnr']}), but the report to Ramp "
                                      f"failed: {exc}; replay re-sends the report only")
@@ -918,7 +933,8 @@ class SapEccRampFlow(Flow):
     @staticmethod
     def _report_paid(ramp: str) -> Callable[[RunContext, Entry, Outcome], Outcome]:
         """A payment cleared in SAP is reported to Ramp as BILL_PAYMENT_SYNC (reference: the clearing
-        document); the entry fails while the report fails (replay finds the clearing and re-sends it)."""
+        document); the entry fails while the report fails (replay finds the clearing and re-sends it),
+        and waits while no Ramp token can be had (the next run finds the clearing and reports it)."""
         def after(ctx: RunContext, e: Entry, done: Outcome) -> Outcome:
             p = e.payload
             if p.get("action") not in ("clear", "unblock"):
@@ -926,7 +942,9 @@ class SapEccRampFlow(Flow):
             try:
                 sync = AccountingSyncs(ctx.runtime.connection(ramp), "BILL_PAYMENT_SYNC").synced(
                     p["bill_id"], str(done.target_id))
-            except RampError as exc:
+            except (OAuthError, RampError) as exc:
+                if token_missing(exc):
+                    return no_token_yet(done, f"payment applied in SAP ({done.target_id})", exc)
                 return Outcome(e.id, "failed", request=p,
                                error=f"payment applied in SAP ({done.target_id}), but the report to Ramp failed: "
                                      f"{exc}; replay finds it in SAP and re-sends the report only")
@@ -940,7 +958,7 @@ class SapEccRampFlow(Flow):
             try:
                 AccountingSyncs(ctx.runtime.connection(ramp)).failed(e.payload["bill_id"], message)
                 return ""
-            except RampError as exc:
+            except (OAuthError, RampError) as exc:  # no token either: the failure stands, replay reports it
                 log.warning("reporting the failure of bill %s to Ramp failed: %s", e.payload["bill_id"], exc)
                 return f" (reporting it to Ramp failed too: {exc})"
         return after

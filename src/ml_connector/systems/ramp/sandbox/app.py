@@ -8,7 +8,7 @@ a switch on `RampSandbox` (state.py). Admin endpoints under `/_sandbox/` are not
 limited, not faulted and need no token:
 
 - `POST /_sandbox/faults` JSON, every key optional:
-  `{"latency": 0.2, "fail_next": 3, "kind": "429|500|502|503|drop|timeout_after_commit|reject",
+  `{"latency": 0.2, "fail_next": 3, "kind": "429|500|502|503|drop|timeout_after_commit|reject|expire_token",
     "path": "/developer/v1/accounting/vendors", "method": "POST", "clear_faults": true,
     "expire_tokens_now": true, "token_lifetime": 5, "commit_then": "drop|hang", "hang_seconds": 5,
     "scope_mismatch": "grant_subset|invalid_scope", "invalid_token_status": 401,
@@ -194,6 +194,14 @@ class _Gate:
                 msg = {429: "Rate limit exceeded. Please retry later.", 500: "Internal server error",
                        502: "Bad gateway", 503: "Service unavailable"}[code]
                 await error(code, f"DEVELOPER_{code}", msg)(scope, receive, send_traced)
+                return
+            if kind == "expire_token":
+                # The token this request carries expires now: answered as Ramp answers an expired token.
+                for k, v in scope.get("headers", []):
+                    if k == b"authorization" and v[:7].lower() == b"bearer ":
+                        st.expire_token(v[7:].decode("latin-1").strip())
+                await error(st.invalid_token_status, st.invalid_token_error_code,
+                            "Invalid, expired or missing access token.")(scope, receive, send_traced)
                 return
             if kind == "reject":
                 # A validation refusal (Ramp's 4xx DEVELOPER_7001): nothing is applied.

@@ -31,7 +31,9 @@ DEMO_SCOPES = (
 #: Seeded resources (seed.py), each a `{id: record}` attribute of RampSandbox.
 SEEDED = ("departments", "locations", "users", "spend_programs", "cards", "transactions", "receipts",
           "reimbursements", "purchase_orders", "vendor_contacts")
-FAULT_KINDS = ("429", "500", "502", "503", "drop", "timeout_after_commit", "reject")
+#: `expire_token`: the request's own token expires there and then, and the request is answered as one
+#: with an expired token (a token lost mid-run, at a chosen call)
+FAULT_KINDS = ("429", "500", "502", "503", "drop", "timeout_after_commit", "reject", "expire_token")
 WEBHOOK_SWITCHES = ("webhook_max_attempts", "webhook_first_delay", "webhook_retry_scale", "webhook_timeout")
 BOOL_SWITCHES = ("webhook_require_verification", "edit_resets_sync", "cards_hide_terminated",
                  "updated_after_inclusive")
@@ -275,6 +277,12 @@ class RampSandbox:
                 self.faults_injected += 1
                 return f.kind
         return None
+
+    def expire_token(self, tok: str) -> None:
+        with self.lock:
+            t = self.tokens.get(tok)
+            if t is not None:
+                t.expires_at = 0.0
 
     def expire_tokens_now(self) -> None:
         with self.lock:
