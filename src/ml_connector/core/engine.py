@@ -621,6 +621,7 @@ def _read_and_stage(flow: str, stream: str, mode: str, run_id: str) -> dict[str,
     if cur.get("done"):
         return {"batch": None, "done": True}
     page = s.read_page(ctx, cur["state"])
+    ctx.page_keys = frozenset(key for key, _ in page.records)
     desired: list[ledger.Desired] = []
     parked: list[ledger.Parked] = []
     for key, rec in page.records:

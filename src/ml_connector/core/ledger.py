@@ -107,6 +107,17 @@ def _known(session: Session, flow: str, stream: str, keys: list[str]) -> dict[st
     return known
 
 
+def target_ids(session: Session, flow: str, stream: str, keys: Iterable[str]) -> dict[str, str]:
+    """The target ids the ledger holds for `keys` (keys without one are absent): one query per chunk."""
+    out: dict[str, str] = {}
+    for chunk in in_chunks(sorted(keys)):
+        rows = session.execute(select(RecordRow.source_key, RecordRow.target_id).where(
+            RecordRow.flow == flow, RecordRow.stream == stream, RecordRow.source_key.in_(chunk),
+            RecordRow.target_id.is_not(None)))
+        out.update((k, t) for k, t in rows if t)
+    return out
+
+
 def confirm(session: Session, flow: str, stream: str, source_key: str, target_id: str | None,
             content_hash_: str, active: bool) -> None:
     """Record in the ledger that the target now holds this content (after a confirmed write)."""
