@@ -167,6 +167,8 @@ class VendorIndex:
 
     def match(self, key: str, record: dict[str, Any]) -> tuple[str | None, list[str]]:
         """The matching candidate's id (or None), and the ids of an ambiguous match."""
+        if not (self.linked or self.by_tax or self.by_name):
+            return None, []  # nothing to match (e.g. a Ramp without such vendors): no work per record
         ident = self.id_field
         linked = [hit for k in {key, key.lstrip("0")} if (hit := self.linked.get(k)) is not None]
         if linked:
