@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import BindParameter, Connection, Dialect, Table
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 
 _MISSING = object()
@@ -42,7 +43,7 @@ def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, 
         return 0
     dialect = conn.dialect
     keys = list(rows[0])
-    compiled = stmt.compile(dialect=dialect, column_keys=keys)
+    compiled, given = _compile(stmt, dialect, keys)
     # The parameters as rendered (in order, for a positional paramstyle such as SQLite's).
     names: list[str] = (list(compiled.positiontup or ()) if compiled.positional
                         else list(dict.fromkeys(compiled.bind_names.values())))
@@ -62,7 +63,9 @@ def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, 
         elif bind.required:
             raise ValueError(f"no value for the required parameter {name!r}")
         else:
-            value = bind.effective_value  # given by the statement (`.values(...)`)
+            value = given.get(bind.key, _MISSING) if given is not None else _MISSING
+            if value is _MISSING:
+                value = bind.effective_value  # given by the statement (`.values(...)`)
         fixed = bind.type.dialect_impl(dialect).bind_processor(dialect)
         constant[name] = fixed(value) if fixed is not None else value
     # Built column by column (a list per parameter, zipped into rows): loops that run in C, where a
@@ -80,6 +83,36 @@ def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, 
     if not compiled.positional:
         params = [dict(zip(names, vals, strict=True)) for vals in params]
     return int(conn.exec_driver_sql(compiled.string, params).rowcount)
+
+
+_CACHE_ATTR = "_mlc_bulk_compiled"
+_CACHE_MAX = 64
+
+
+def _compile(stmt: UpdateBase, dialect: Dialect, keys: list[str]) -> tuple[SQLCompiler, dict[str, Any] | None]:
+    """`stmt` compiled for `dialect` and these row keys, and the values `stmt` itself binds, by the
+    compiled statement's bind keys (None: they are the compiled statement's own).
+
+    The sync path sends the same few statements (built afresh, e.g. with this call's time) once per
+    target request: their compiled form is kept per dialect, by SQLAlchemy's cache key (the
+    statement's structure, without its values), so a request does not compile an upsert again.
+    Each call's values are the statement's own, mapped by position in the cache key."""
+    ck = stmt._generate_cache_key()
+    if ck is None:
+        return stmt.compile(dialect=dialect, column_keys=keys), None
+    cache: dict[Any, tuple[SQLCompiler, Sequence[BindParameter[Any]]]] | None = dialect.__dict__.get(_CACHE_ATTR)
+    if cache is None:
+        cache = {}
+        setattr(dialect, _CACHE_ATTR, cache)
+    slot = (ck.key, tuple(keys))
+    hit = cache.get(slot)
+    if hit is None:
+        compiled = stmt.compile(dialect=dialect, column_keys=keys)
+        if len(cache) < _CACHE_MAX:
+            cache[slot] = (compiled, ck.bindparams)
+        return compiled, None
+    compiled, first = hit
+    return compiled, {b.key: now.effective_value for b, now in zip(first, ck.bindparams, strict=True)}
 
 
 def session_executemany(session: Session, stmt: UpdateBase, rows: Sequence[Mapping[str, Any]],
