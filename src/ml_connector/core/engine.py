@@ -871,9 +871,10 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
             for o in outcomes:
                 e = by_id[o.entry_id]
                 reported.add(e.id)
-                base = {"flow": ctx.flow, "stream": ctx.stream, "run_id": ctx.run_id,
-                        "source": f"{ctx.flow}:{e.source_key}",
-                        "target": f"{connection}:{o.target_id}" if o.target_id else None, "at": now}
+                base: dict[str, Any] = {"flow": ctx.flow, "stream": ctx.stream, "run_id": ctx.run_id,
+                                        "source": f"{ctx.flow}:{e.source_key}",
+                                        "target": f"{connection}:{o.target_id}" if o.target_id else None,
+                                        "at": now}
                 if o.adopted:
                     events.append({**base, "event": "record.adopted", "outcome": "ok", "response": o.found,
                                    "detail": {"key": e.idempotency_key, "op": e.op}})
@@ -891,13 +892,16 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
                 if o.state != "posted":
                     # The attempt was counted when it began (begin_attempt): not again here.
                     outbox.set_state(sess, [e.id], o.state, error=o.error)
-                how = {"resolved_by": "lookup"} if e.id in looked_up else (
-                    {"resolved_by": o.resolved} if o.resolved else {})
-                events.append({**base, "event": f"record.{e.op}",
-                               "outcome": "ok" if o.state == "posted" else o.state,
-                               "request": o.request, "response": o.response,
-                               "detail": {"key": e.idempotency_key, **how,
-                                          **({"error": o.error} if o.error else {})}})
+                detail: dict[str, Any] = {"key": e.idempotency_key}
+                if e.id in looked_up:
+                    detail["resolved_by"] = "lookup"
+                elif o.resolved:
+                    detail["resolved_by"] = o.resolved
+                if o.error:
+                    detail["error"] = o.error
+                base.update(event=f"record.{e.op}", outcome="ok" if o.state == "posted" else o.state,
+                            request=o.request, response=o.response, detail=detail)
+                events.append(base)  # the last event of this outcome: its base dict itself
             audit.record_many(sess, events)
         killpoints.hit("deliver.recorded", ctx.stream)  # tests only: recorded, the step not completed
 
