@@ -85,3 +85,21 @@ def test_two_executions_resolving_one_batch_by_lookup_record_it_once(db):
     assert sorted(t.get("posted", 0) for t in tallies) == [0, 3]
     assert sorted(t.get("fenced", 0) for t in tallies) == [0, 3]
     assert recorded(db) == {k: 1 for k in KEYS}
+
+
+def test_posting_fenced_in_one_statement_changes_nothing_unless_every_entry_is_still_ours(db):
+    """`outbox.post_fenced` (the delivery's common path): all or nothing, so that a batch with one entry
+    taken over falls back to fencing entry by entry and records only its own."""
+    stage(db, KEYS)
+    with db.session() as s:
+        entries = outbox.batch_entries(s, "r1", 1)
+    assert outbox.claim(db, entries) == {e.id for e in entries}  # attempt 1 of each, in flight
+    taken = entries[1]
+    assert outbox.claim(db, [outbox.Entry(**{**vars(taken), "attempts": 1})]) == {taken.id}  # another owner
+    with db.session() as s:
+        assert not outbox.post_fenced(s, [(e.id, 1, f"t-{e.source_key}") for e in entries])
+    assert outbox_states(db) == {"1": ("in_flight", 1, None), "2": ("in_flight", 2, None), "3": ("in_flight", 1, None)}
+    with db.session() as s:
+        assert outbox.fence(s, [(e.id, 1) for e in entries]) == {entries[0].id, entries[2].id}
+        assert outbox.post_fenced(s, [(e.id, 1, f"t-{e.source_key}") for e in (entries[0], entries[2])])
+    assert outbox_states(db) == {"1": ("posted", 1, "t-1"), "2": ("in_flight", 2, None), "3": ("posted", 1, "t-3")}

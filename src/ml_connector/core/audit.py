@@ -10,12 +10,14 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from ml_connector.core import bulk
+from ml_connector.core import bulk, jsontext
 from ml_connector.core.models import AuditRow, utcnow
 
 # json.dumps(data, sort_keys=True, separators=(",", ":"), default=str), without building an
 # encoder per call (two digests per record written).
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+_CANONICAL = jsontext.encoder(sort_keys=True, separators=(",", ":"), default=str)
+# json.dumps(detail, default=str): one per record written.
+_DETAIL = jsontext.encoder(default=str)
 
 
 def digest(data: bytes | str | dict[str, Any] | list[Any] | None) -> str | None:
@@ -23,7 +25,7 @@ def digest(data: bytes | str | dict[str, Any] | list[Any] | None) -> str | None:
     if data is None:
         return None
     if isinstance(data, dict | list):
-        data = _CANONICAL.encode(data)
+        data = _CANONICAL(data)
     if isinstance(data, str):
         data = data.encode("utf-8")
     return hashlib.sha256(data).hexdigest()
@@ -73,7 +75,7 @@ def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
 
     if not rows:
         return
-    texts = [json.dumps(r.get("detail") or {}, default=str) for r in rows]
+    texts = [_DETAIL(r.get("detail") or {}) for r in rows]
     joined = "\x00".join(texts)
     if redact(joined) != joined:
         texts = [redact(t) for t in texts]

@@ -10,11 +10,13 @@ every row (defaults) are computed once per call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import BindParameter, Connection, Dialect, Table
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 
 _MISSING = object()
@@ -28,19 +30,20 @@ def table(model: Any) -> Table:
 
 
 def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, Any]],
-                *, ready: Sequence[str] = ()) -> None:
+                *, ready: Sequence[str] = ()) -> int:
     """Execute `stmt` (an INSERT, an UPDATE or an upsert of one table) once per row.
 
     Every row has the same keys. A statement parameter missing from the rows takes the value
     the statement gives it, else the column's default (INSERT) or onupdate (UPDATE), computed
     once for all the rows. `ready` names row keys whose values are already in the driver's
-    form (skips their type processing, e.g. JSON serialized by the caller).
+    form (skips their type processing, e.g. JSON serialized by the caller). Returns the rows
+    changed, as the driver counts them (SQLite: summed over the statements).
     """
     if not rows:
-        return
+        return 0
     dialect = conn.dialect
     keys = list(rows[0])
-    compiled = stmt.compile(dialect=dialect, column_keys=keys)
+    compiled, given = _compile(stmt, dialect, keys)
     # The parameters as rendered (in order, for a positional paramstyle such as SQLite's).
     names: list[str] = (list(compiled.positiontup or ()) if compiled.positional
                         else list(dict.fromkeys(compiled.bind_names.values())))
@@ -60,26 +63,63 @@ def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, 
         elif bind.required:
             raise ValueError(f"no value for the required parameter {name!r}")
         else:
-            value = bind.effective_value  # given by the statement (`.values(...)`)
+            value = given.get(bind.key, _MISSING) if given is not None else _MISSING
+            if value is _MISSING:
+                value = bind.effective_value  # given by the statement (`.values(...)`)
         fixed = bind.type.dialect_impl(dialect).bind_processor(dialect)
         constant[name] = fixed(value) if fixed is not None else value
-    template = [constant.get(name) for name in names]
-    variable: list[tuple[int, str, Callable[[Any], Any] | None]] = [
-        (i, name, None if name in ready else compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for i, name in enumerate(names) if name not in constant]
-    params: list[Any] = []
-    for row in rows:
-        vals = template.copy()
-        for i, name, process in variable:
-            vals[i] = row[name] if process is None else process(row[name])
-        params.append(tuple(vals) if compiled.positional else dict(zip(names, vals, strict=True)))
-    conn.exec_driver_sql(compiled.string, params)
+    # Built column by column (a list per parameter, zipped into rows): loops that run in C, where a
+    # Python loop per row and per column cost about as much as SQLite's insert of the row.
+    columns: list[Iterable[Any]] = []
+    for name in names:
+        if name in constant:
+            columns.append(repeat(constant[name], len(rows)))
+            continue
+        process: Callable[[Any], Any] | None = (
+            None if name in ready else compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+        values = [row[name] for row in rows]
+        columns.append(values if process is None else map(process, values))
+    params: list[Any] = list(zip(*columns, strict=True)) if columns else [()] * len(rows)
+    if not compiled.positional:
+        params = [dict(zip(names, vals, strict=True)) for vals in params]
+    return int(conn.exec_driver_sql(compiled.string, params).rowcount)
+
+
+_CACHE_ATTR = "_mlc_bulk_compiled"
+_CACHE_MAX = 64
+
+
+def _compile(stmt: UpdateBase, dialect: Dialect, keys: list[str]) -> tuple[SQLCompiler, dict[str, Any] | None]:
+    """`stmt` compiled for `dialect` and these row keys, and the values `stmt` itself binds, by the
+    compiled statement's bind keys (None: they are the compiled statement's own).
+
+    The sync path sends the same few statements (built afresh, e.g. with this call's time) once per
+    target request: their compiled form is kept per dialect, by SQLAlchemy's cache key (the
+    statement's structure, without its values), so a request does not compile an upsert again.
+    Each call's values are the statement's own, mapped by position in the cache key."""
+    ck = stmt._generate_cache_key()
+    if ck is None:
+        return stmt.compile(dialect=dialect, column_keys=keys), None
+    cache: dict[Any, tuple[SQLCompiler, Sequence[BindParameter[Any]]]] | None = dialect.__dict__.get(_CACHE_ATTR)
+    if cache is None:
+        cache = {}
+        setattr(dialect, _CACHE_ATTR, cache)
+    slot = (ck.key, tuple(keys))
+    hit = cache.get(slot)
+    if hit is None:
+        compiled = stmt.compile(dialect=dialect, column_keys=keys)
+        if len(cache) < _CACHE_MAX:
+            cache[slot] = (compiled, ck.bindparams)
+        return compiled, None
+    compiled, first = hit
+    return compiled, {b.key: now.effective_value for b, now in zip(first, ck.bindparams, strict=True)}
 
 
 def session_executemany(session: Session, stmt: UpdateBase, rows: Sequence[Mapping[str, Any]],
-                        *, ready: Sequence[str] = ()) -> None:
+                        *, ready: Sequence[str] = ()) -> int:
     """`executemany` in a session's transaction, after flushing its pending ORM changes (a
     statement sent to the driver directly does not autoflush as `session.execute` does)."""
-    if rows:
-        session.flush()
-        executemany(session.connection(), stmt, rows, ready=ready)
+    if not rows:
+        return 0
+    session.flush()
+    return executemany(session.connection(), stmt, rows, ready=ready)

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from ml_connector.core import jsontext
+
 T = TypeVar("T")
 
 #: Values per `IN (...)` list (a power of two; see `in_chunks`).
@@ -72,7 +74,8 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = sqlalchemy_url(url)
         ensure_sqlite_dir(self.url)
-        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        # JSON columns as json.dumps writes them, without its per-call set-up (several per record synced).
+        kwargs: dict[str, Any] = {"echo": echo, "future": True, "json_serializer": jsontext.dumps}
         if is_sqlite(self.url):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:

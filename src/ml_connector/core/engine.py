@@ -646,6 +646,7 @@ def _read_and_stage(flow: str, stream: str, mode: str, run_id: str) -> dict[str,
     if cur.get("done"):
         return {"batch": None, "done": True}
     page = s.read_page(ctx, cur["state"])
+    ctx.page_keys = frozenset(key for key, _ in page.records)
     desired: list[ledger.Desired] = []
     parked: list[ledger.Parked] = []
     for key, rec in page.records:
@@ -864,7 +865,12 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
             first.setdefault(o.entry_id, o)  # one outcome per entry: a target's repeat is not a second result
         outcomes = list(first.values())
         with rt.db.session() as sess:
-            mine = outbox.fence(sess, [(o.entry_id, by_id[o.entry_id].attempts) for o in outcomes])
+            # Writes the target confirmed with nothing to compare (the common case): fenced and marked
+            # posted in one statement per entry; otherwise fenced first, then recorded by kind.
+            done = all(o.state == "posted" and o.found is None for o in outcomes) and outbox.post_fenced(
+                sess, [(o.entry_id, by_id[o.entry_id].attempts, o.target_id) for o in outcomes])
+            mine = {o.entry_id for o in outcomes} if done else outbox.fence(
+                sess, [(o.entry_id, by_id[o.entry_id].attempts) for o in outcomes])
             refused(sess, [o.entry_id for o in outcomes if o.entry_id not in mine])
             outcomes = [o for o in outcomes if o.entry_id in mine]
             fixes: dict[int, str] = {}
@@ -876,7 +882,8 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
                     if fix is not None:
                         fixes[e.id] = fix
             posted = [(o, by_id[o.entry_id]) for o in outcomes if o.state == "posted" and o.entry_id not in fixes]
-            outbox.mark_posted_many(sess, [(e.id, o.target_id) for o, e in posted])
+            if not done:
+                outbox.mark_posted_many(sess, [(e.id, o.target_id) for o, e in posted])
             # A waiting outcome's write is in the target too: the ledger records it (never written again).
             waits = [(o, by_id[o.entry_id]) for o in outcomes if o.state == "waiting"]
             ledger.confirm_many(sess, ctx.flow, ctx.stream,
@@ -892,9 +899,10 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
             for o in outcomes:
                 e = by_id[o.entry_id]
                 reported.add(e.id)
-                base = {"flow": ctx.flow, "stream": ctx.stream, "run_id": ctx.run_id,
-                        "source": f"{ctx.flow}:{e.source_key}",
-                        "target": f"{connection}:{o.target_id}" if o.target_id else None, "at": now}
+                base: dict[str, Any] = {"flow": ctx.flow, "stream": ctx.stream, "run_id": ctx.run_id,
+                                        "source": f"{ctx.flow}:{e.source_key}",
+                                        "target": f"{connection}:{o.target_id}" if o.target_id else None,
+                                        "at": now}
                 if o.adopted:
                     events.append({**base, "event": "record.adopted", "outcome": "ok", "response": o.found,
                                    "detail": {"key": e.idempotency_key, "op": e.op}})
@@ -912,13 +920,16 @@ def deliver_entries(ctx: RunContext, s: Stream, entries: list[outbox.Entry]) -> 
                 if o.state != "posted":
                     # The attempt was counted when it began (begin_attempt): not again here.
                     outbox.set_state(sess, [e.id], o.state, error=o.error)
-                how = {"resolved_by": "lookup"} if e.id in looked_up else (
-                    {"resolved_by": o.resolved} if o.resolved else {})
-                events.append({**base, "event": f"record.{e.op}",
-                               "outcome": "ok" if o.state == "posted" else o.state,
-                               "request": o.request, "response": o.response,
-                               "detail": {"key": e.idempotency_key, **how,
-                                          **({"error": o.error} if o.error else {})}})
+                detail: dict[str, Any] = {"key": e.idempotency_key}
+                if e.id in looked_up:
+                    detail["resolved_by"] = "lookup"
+                elif o.resolved:
+                    detail["resolved_by"] = o.resolved
+                if o.error:
+                    detail["error"] = o.error
+                base.update(event=f"record.{e.op}", outcome="ok" if o.state == "posted" else o.state,
+                            request=o.request, response=o.response, detail=detail)
+                events.append(base)  # the last event of this outcome: its base dict itself
             audit.record_many(sess, events)
         killpoints.hit("deliver.recorded", ctx.stream)  # tests only: recorded, the step not completed
 

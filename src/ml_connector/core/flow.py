@@ -98,6 +98,9 @@ class RunContext:
     #: Scratch space for one step (a page, a replay, a dry run): what a mapping reads once per step
     #: instead of once per record, e.g. a mapping table.
     cache: dict[str, Any] = field(default_factory=dict)
+    #: The source keys of the page being mapped (empty outside a page): a mapping that needs per-record
+    #: state (e.g. the ledger) can read it for the whole page in one query instead of once per record.
+    page_keys: frozenset[str] = frozenset()
 
 
 Report = Callable[[list[Outcome]], None]

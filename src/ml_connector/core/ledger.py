@@ -9,7 +9,6 @@ transaction as the ledger/outbox rows of the page they cover.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,18 +18,18 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ml_connector.core import bulk
+from ml_connector.core import bulk, jsontext
 from ml_connector.core.db import in_chunks
 from ml_connector.core.models import CursorRow, RecordRow, utcnow
 
 # json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str),
 # without building an encoder per record.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+_CANONICAL = jsontext.encoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def content_hash(payload: dict[str, Any]) -> str:
     """Stable hash of the content a target should hold (key order and whitespace do not matter)."""
-    canon = _CANONICAL.encode(payload)
+    canon = _CANONICAL(payload)
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
@@ -105,6 +104,17 @@ def _known(session: Session, flow: str, stream: str, keys: list[str]) -> dict[st
         for key, h, target_id, active in rows:
             known[key] = (h, target_id, bool(active))
     return known
+
+
+def target_ids(session: Session, flow: str, stream: str, keys: Iterable[str]) -> dict[str, str]:
+    """The target ids the ledger holds for `keys` (keys without one are absent): one query per chunk."""
+    out: dict[str, str] = {}
+    for chunk in in_chunks(sorted(keys)):
+        rows = session.execute(select(RecordRow.source_key, RecordRow.target_id).where(
+            RecordRow.flow == flow, RecordRow.stream == stream, RecordRow.source_key.in_(chunk),
+            RecordRow.target_id.is_not(None)))
+        out.update((k, t) for k, t in rows if t)
+    return out
 
 
 def confirm(session: Session, flow: str, stream: str, source_key: str, target_id: str | None,

@@ -173,6 +173,31 @@ def mark_posted_many(session: Session, items: list[tuple[int, str | None]]) -> N
             [{"b_id": i, "b_target": target} for i, target in items])
 
 
+def post_fenced(session: Session, items: Sequence[tuple[int, int, str | None]]) -> bool:
+    """`fence` and `mark_posted_many` at once for (entry id, generation, target id) triples, in one
+    UPDATE per entry instead of a fence and an update: True when every entry was still open at its
+    generation (the common case) and is now posted. Otherwise nothing is changed (a savepoint is
+    rolled back) and False: the caller fences them (`fence`) and records them one by one.
+
+    SQLite only, where the driver counts the rows an executemany changed and a write transaction
+    holds the database (nothing changes between this and the rest of the caller's recording);
+    False on other databases."""
+    if not items or session.get_bind().dialect.name != "sqlite":
+        return False
+    t = bulk.table(OutboxRow)
+    stmt = update(t).where(t.c.id == bindparam("b_id"), t.c.attempts == bindparam("b_gen"),
+                           or_(*(t.c.state == s for s in OPEN_STATES))).values(
+        state="posted", target_id=bindparam("b_target"), last_error=None, updated_at=utcnow())
+    savepoint = session.begin_nested()
+    changed = bulk.session_executemany(session, stmt, [{"b_id": i, "b_gen": gen, "b_target": target}
+                                                       for i, gen, target in items])
+    if changed == len({i for i, _, _ in items}):
+        savepoint.commit()
+        return True
+    savepoint.rollback()
+    return False
+
+
 def counts(session: Session, *, run_id: str | None = None, flow: str | None = None) -> dict[str, int]:
     q = select(OutboxRow.state, func.count()).group_by(OutboxRow.state)
     if run_id:

@@ -158,42 +158,68 @@ def match_billpay_vendor(key: str, record: dict[str, Any], candidates: list[dict
     return BillPayIndex(candidates).match(key, record)
 
 
-class BillPayIndex:
-    """Ramp's Bill Pay vendors indexed once per run for `match_billpay_vendor`: a vendor sync matches
-    every SAP vendor, so each match is a few dictionary look-ups, not a pass over every candidate
-    (with its name normalised again). Same answers, candidates in their listed order."""
+class VendorIndex:
+    """Ramp vendors indexed once per run for matching SAP vendors: a vendor sync matches every SAP
+    vendor, so each match is a few dictionary look-ups, not a pass over every candidate (with its name
+    normalised again). Same answers as a pass would give, candidates in their listed order.
 
-    def __init__(self, candidates: list[dict[str, Any]]) -> None:
+    The rule (one for Bill Pay and accounting vendors): a candidate already linked to this SAP vendor
+    (`linked_field`) is it; otherwise the same tax id where the candidate has one, then the same
+    normalised name in a compatible address (same country, and the same city where both have one).
+    `id_field` is what a match answers with; with `active_only`, inactive candidates match by tax id
+    or name never."""
+
+    def __init__(self, candidates: list[dict[str, Any]], *, id_field: str = "id",
+                 linked_field: str | None = None, active_only: bool = False) -> None:
+        self.id_field = id_field
         self.linked: dict[str, tuple[int, dict[str, Any]]] = {}
         self.by_tax: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self.by_name: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for pos, c in enumerate(candidates):
-            remote = str(c.get("accounting_vendor_remote_id") or "")
+            remote = str(c.get(linked_field) or "") if linked_field else ""
             if remote:
                 self.linked.setdefault(remote, (pos, c))
                 continue
-            if not c.get("is_active", True):
+            if active_only and not c.get("is_active", True):
                 continue
             for t in _tax_ids(c):
                 self.by_tax.setdefault(t, []).append((pos, c))
             self.by_name.setdefault(normalised_name(str(c.get("name") or "")), []).append((pos, c))
 
     def match(self, key: str, record: dict[str, Any]) -> tuple[str | None, list[str]]:
+        """The matching candidate's id (or None), and the ids of an ambiguous match."""
+        if not (self.linked or self.by_tax or self.by_name):
+            return None, []  # nothing to match (e.g. a Ramp without such vendors): no work per record
+        ident = self.id_field
         linked = [hit for k in {key, key.lstrip("0")} if (hit := self.linked.get(k)) is not None]
         if linked:
-            return str(min(linked, key=lambda h: h[0])[1]["id"]), []
+            return str(min(linked, key=lambda h: h[0])[1][ident]), []
         if self.by_tax:
             mine = _tax_ids(record)
             hits = {pos: c for t in mine for pos, c in self.by_tax.get(t, ())}
             if hits:
                 by_tax = [hits[p] for p in sorted(hits)]
-                return (str(by_tax[0]["id"]), []) if len(by_tax) == 1 else (None, [str(c["id"]) for c in by_tax])
+                return (str(by_tax[0][ident]), []) if len(by_tax) == 1 else (None, [str(c[ident]) for c in by_tax])
         if not self.by_name:
             return None, []
         same = same_name_in_place(record, lambda name: [c for _, c in self.by_name.get(name, ())])
         if len(same) == 1:
-            return str(same[0]["id"]), []
-        return None, [str(c["id"]) for c in same]
+            return str(same[0][ident]), []
+        return None, [str(c[ident]) for c in same]
+
+
+class BillPayIndex(VendorIndex):
+    """Ramp's Bill Pay vendors for `match_billpay_vendor` (answers their `id`)."""
+
+    def __init__(self, candidates: list[dict[str, Any]]) -> None:
+        super().__init__(candidates, id_field="id", linked_field="accounting_vendor_remote_id", active_only=True)
+
+
+class AccountingVendorIndex(VendorIndex):
+    """Ramp's accounting vendors for `match_accounting_vendor` (answers their `ramp_id`)."""
+
+    def __init__(self, candidates: list[dict[str, Any]]) -> None:
+        super().__init__(candidates, id_field="ramp_id")
 
 
 def match_accounting_vendor(key: str, record: dict[str, Any], candidates: list[dict[str, Any]]
@@ -205,15 +231,7 @@ def match_accounting_vendor(key: str, record: dict[str, Any], candidates: list[d
     vendor the flow uploaded). The same tax id where Ramp's record has one, then the same normalised
     name in a compatible address (`same_name_in_place`, as `match_billpay_vendor`). One match is
     adopted; more than one is parked for an operator: never a guess, never a duplicate."""
-    mine = _tax_ids(record)
-    by_tax = [c for c in candidates if mine and mine & _tax_ids(c)]
-    if by_tax:
-        return (str(by_tax[0]["ramp_id"]), []) if len(by_tax) == 1 else (None, [str(c["ramp_id"]) for c in by_tax])
-    same = same_name_in_place(record, lambda name: [c for c in candidates
-                                                    if normalised_name(str(c.get("name") or "")) == name])
-    if len(same) == 1:
-        return str(same[0]["ramp_id"]), []
-    return None, [str(c["ramp_id"]) for c in same]
+    return AccountingVendorIndex(candidates).match(key, record)
 
 
 def gl_classification(saknr: str, ska1: dict[str, str], skb1: list[dict[str, str]],
@@ -657,6 +675,14 @@ class SapEccRampFlow(Flow):
             choices: dict[str, str] = ctx.cache["vendor_matches"]
             return choices
 
+        def accounting_choices(ctx: RunContext) -> dict[str, str]:
+            # The operators' accounting vendor matches (a few): read whole once per page, not per record.
+            if "accounting_vendor_matches" not in ctx.cache:
+                with ctx.runtime.db.read() as s:
+                    ctx.cache["accounting_vendor_matches"] = mapping.table(s, ctx.flow, "accounting_vendor_matches")
+            choices: dict[str, str] = ctx.cache["accounting_vendor_matches"]
+            return choices
+
         match_vendors = bool(opts.match_billpay_vendors)
         billpay: dict[str, BillPayIndex] = {}
 
@@ -672,9 +698,9 @@ class SapEccRampFlow(Flow):
             return billpay[ctx.run_id]
 
         match_accounting = bool(opts.match_accounting_vendors)
-        accounting: dict[str, tuple[set[str], list[dict[str, Any]]]] = {}
+        accounting: dict[str, tuple[set[str], list[dict[str, Any]], AccountingVendorIndex]] = {}
 
-        def accounting_vendors(ctx: RunContext) -> tuple[set[str], list[dict[str, Any]]]:
+        def accounting_vendors(ctx: RunContext) -> tuple[set[str], list[dict[str, Any]], AccountingVendorIndex]:
             # Ramp's accounting vendors that are not this flow's, listed once per run (before any create),
             # and the remote ids this flow holds (its ledger): those are never "another" vendor.
             if ctx.run_id not in accounting:
@@ -691,18 +717,18 @@ class SapEccRampFlow(Flow):
                 # vendor's record (e.g. after the ledger was lost), never "the same vendor elsewhere".
                 listed = [v for v in every if str(v.get("id")) not in ours
                           and not (len(str(v.get("id"))) == 10 and str(v.get("id")).isdigit())]
-                accounting[ctx.run_id] = ({str(v.get("id")) for v in every}, listed)
+                accounting[ctx.run_id] = ({str(v.get("id")) for v in every}, listed, AccountingVendorIndex(listed))
             return accounting[ctx.run_id]
 
         def adopt_accounting(ctx: RunContext, key: str, rec: dict[str, Any], d: Desired) -> Desired | Parked:
-            remote, listed = accounting_vendors(ctx)
+            remote, listed, index = accounting_vendors(ctx)
             if key in remote or key.lstrip("0") in remote:
                 return d  # Ramp holds it under its own SAP number: the normal upsert
-            chosen = mapped(ctx)("accounting_vendor_matches", key)
+            chosen = accounting_choices(ctx).get(key)
             if chosen:
                 found = None if chosen == "none" else chosen
             else:
-                found, ambiguous = match_accounting_vendor(key, rec, listed)
+                found, ambiguous = index.match(key, rec)
                 if ambiguous:
                     return Parked(key, mapping.waits_for("accounting_vendor_matches", key), payload=rec,
                                   reason=f"Ramp already has {len(ambiguous)} accounting vendors like this one "
@@ -734,7 +760,15 @@ class SapEccRampFlow(Flow):
             return Desired(key, {**d.payload, "billpay_vendor_id": link}, active=d.active) if link else d
 
         def posted_vendor(ctx: RunContext, key: str) -> bool:
-            # Already in Ramp through this flow (the ledger knows it): no matching needed again.
+            # Already in Ramp through this flow (the ledger knows it): no matching needed again. A page's
+            # keys are looked up in one query (a session per record was a third of a full sync's CPU).
+            if key in ctx.page_keys:
+                held = ctx.cache.get("posted_vendors")
+                if held is None or held[0] is not ctx.page_keys:
+                    with ctx.runtime.db.read() as s:
+                        held = (ctx.page_keys, ledger.target_ids(s, ctx.flow, ctx.stream, ctx.page_keys))
+                    ctx.cache["posted_vendors"] = held
+                return key in held[1]
             with ctx.runtime.db.read() as s:
                 row = s.get(RecordRow, (ctx.flow, ctx.stream, key))
                 return row is not None and bool(row.target_id)
