@@ -20,6 +20,7 @@ from tests.support.fault_pairs import (
     PROCORE_FLOW,
     PROCORE_STREAMS,
     SFMC_FLOW,
+    SFMC_MASTER_STREAMS,
     SFMC_STREAMS,
     concur_case,
     concur_figures,
@@ -27,6 +28,8 @@ from tests.support.fault_pairs import (
     procore_figures,
     sfmc_case,
     sfmc_figures,
+    sfmc_master_case,
+    sfmc_master_figures,
 )
 from tests.support.faults import (
     BILLS_FLOW,
@@ -114,11 +117,10 @@ def test_concur_to_business_one_killed_at_each_step(step, tmp_path, fault_matrix
     assert figures == (0, 0)
 
 
-#: Every step on the commitments (purchase orders, with their lines); the step where a write is in
-#: doubt (committed in Procore, not recorded) on the vendors and direct costs too. Each case syncs the
-#: whole flow twice: all twelve would cost minutes.
-PROCORE_CASES = [("purchase_orders", step) for step in STEPS] + [
-    (stream, "target committed, not recorded") for stream in PROCORE_STREAMS if stream != "purchase_orders"]
+#: Every step of every Procore write path: vendors (the bulk sync endpoint), commitments (purchase
+#: orders, with their lines) and direct costs. Each case syncs the whole flow (the kill lands in its
+#: stream), then recovers it: every stream's figures are counted.
+PROCORE_CASES = [(stream, step) for stream in PROCORE_STREAMS for step in STEPS]
 
 
 @pytest.mark.parametrize(("stream", "step"), PROCORE_CASES)
@@ -136,4 +138,16 @@ def test_ecc_to_marketing_cloud_orders_killed_at_each_step(step, ecc, tmp_path, 
         crash_then_recover(case.w.env, SFMC_FLOW, f"{STEPS[step]}@orders", streams=SFMC_STREAMS, db=case.w.rt.db)
         figures = sfmc_figures(case)
     fault_matrix.append(Row("sfmc orders: DE rows+journey events", f"SIGKILL {step}", *figures))
+    assert figures == (0, 0)
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+@pytest.mark.parametrize("stream", SFMC_MASTER_STREAMS)
+def test_ecc_to_marketing_cloud_master_data_killed_at_each_step(stream, step, small_ecc, sfmc_expected, tmp_path,
+                                                                fault_matrix):
+    # At the second time the step is reached: one page was delivered, the run is part done.
+    with sfmc_master_case(small_ecc, tmp_path) as case:
+        crash_then_recover(case.w.env, SFMC_FLOW, f"{STEPS[step]}@{stream}#2", streams=(stream,), db=case.w.rt.db)
+        figures = sfmc_master_figures(case, stream, sfmc_expected[stream])
+    fault_matrix.append(Row(f"sfmc {stream}: DE rows", f"SIGKILL {step}", *figures))
     assert figures == (0, 0)

@@ -18,6 +18,7 @@ from tests.support.fault_pairs import (
     PROCORE_FLOW,
     SFMC_FAULTS,
     SFMC_FLOW,
+    SFMC_MASTER_STREAMS,
     SFMC_STREAMS,
     concur_case,
     concur_figures,
@@ -26,10 +27,13 @@ from tests.support.fault_pairs import (
     procore_figures,
     sfmc_case,
     sfmc_figures,
+    sfmc_master_case,
+    sfmc_master_figures,
 )
 from tests.support.faults import recover, sync
 
-pytestmark = [pytest.mark.faults, pytest.mark.slow]  # sandboxes and the engine started per case
+pytestmark = [pytest.mark.faults, pytest.mark.slow,  # sandboxes and the engine started per case
+              pytest.mark.usefixtures("quick_retries")]
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +82,16 @@ def test_ecc_to_marketing_cloud_under_fault(fault, ecc, tmp_path, fault_matrix):
     fault_matrix.append(Row("sfmc orders: DE rows+journey events", fault, *figures))
     assert hit, "the fault should have struck"
     assert figures == (0, 0), case.w.errors
+
+
+@pytest.mark.parametrize("fault", list(SFMC_FAULTS))
+def test_ecc_to_marketing_cloud_master_data_under_fault(fault, small_ecc, sfmc_expected, tmp_path, fault_matrix):
+    with sfmc_master_case(small_ecc, tmp_path) as case, engine_here(case.w):
+        SFMC_FAULTS[fault].arm(case.w)
+        sync(case.w, SFMC_FLOW, SFMC_MASTER_STREAMS)
+        hit = SFMC_FAULTS[fault].hit(case.w)
+        recover(case.w, SFMC_FLOW, case.reset, SFMC_MASTER_STREAMS)
+        figures = {s: sfmc_master_figures(case, s, sfmc_expected[s]) for s in SFMC_MASTER_STREAMS}
+    fault_matrix.extend(Row(f"sfmc {s}: DE rows", fault, d, lost) for s, (d, lost) in figures.items())
+    assert hit, "the fault should have struck"
+    assert figures == {s: (0, 0) for s in figures}, case.w.errors

@@ -1,6 +1,7 @@
 """The fault matrix's worlds for the other integrations' write paths: SAP Concur → Business One
 (journal entries, posting confirmations back to Concur), SAP ECC → Procore (vendors, commitments,
-direct costs) and SAP ECC → Marketing Cloud (Data Extension rows, journey entry events).
+direct costs) and SAP ECC → Marketing Cloud (Data Extension rows, journey entry events; the
+customers, hierarchy and contacts streams' Data Extension rows).
 
 Each case has a fresh target sandbox and database; the SAP ECC sandbox (a source here) is shared by
 a module's cases. The faults are the sandboxes' own switches (`/_sandbox/faults`); what the targets
@@ -20,7 +21,7 @@ import httpx
 from sqlalchemy import select
 
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
-from tests.support.faults import Fault, World, audit_creates, open_entries, runtime
+from tests.support.faults import Fault, World, audit_creates, open_entries, runtime, sync
 from tests.support.waiting import wait_until
 
 CONCUR_FLOW = "concur_to_b1"
@@ -181,9 +182,12 @@ def procore_case(ecc: SandboxHandle, tmp: Path) -> Iterator[PairCase]:
 def procore_figures(case: PairCase) -> tuple[int, int]:
     """(duplicates, losses): vendors, commitments, direct costs and their lines per SAP origin beyond
     one; every (project, cost code) total of commitments and direct costs that differs from SAP's,
-    vendors the ledger holds that Procore lacks, writes not done."""
+    vendors the ledger holds that Procore lacks, every active SAP vendor of the flow's company codes
+    that Procore lacks or holds inactive or under another name, writes not done."""
     from ml_connector.core.models import RecordRow
-    from ml_connector.demo_ecc_procore import procore_totals, sap_totals
+    from ml_connector.demo_ecc_procore import DEMO_OPTIONS, procore_totals, sap_totals
+    from ml_connector.flows.sap_ecc_procore import external
+    from tests.support.sandboxes import in_scope_vendors
 
     w = case.w
     st = w.handles["procore"].state
@@ -193,6 +197,7 @@ def procore_figures(case: PairCase) -> tuple[int, int]:
                         for li in r["line_items"])
         vendors = Counter(v.get("origin_id") for v in st.vendors.values() if v.get("origin_id"))
         vendor_ids = {str(i) for i in st.vendors}
+        by_origin = {str(v["origin_id"]): v for v in st.vendors.values() if v.get("origin_id")}
     duplicates = sum(n - 1 for c in (origins, lines, vendors) for n in c.values())
     want, got = sap_totals(w.ecc), procore_totals(st)
     losses = 0
@@ -203,6 +208,11 @@ def procore_figures(case: PairCase) -> tuple[int, int]:
         held = set(s.scalars(select(RecordRow.target_id).where(
             RecordRow.flow == PROCORE_FLOW, RecordRow.stream == "vendors", RecordRow.active.is_(True))))
     losses += len({str(t) for t in held if t} - vendor_ids)
+    sap = in_scope_vendors(w.ecc, tuple(DEMO_OPTIONS["company_codes"]))
+    for lifnr, v in sap.items():
+        got = by_origin.get(lifnr)
+        name = v["name"] if v["name"] != lifnr else external(lifnr)
+        losses += int(v["active"] and (got is None or not got.get("is_active", True) or got.get("name") != name[:255]))
     return duplicates, losses + sum(open_entries(w, PROCORE_FLOW, s) for s in PROCORE_STREAMS)
 
 
@@ -292,3 +302,106 @@ SFMC_FAULTS: dict[str, Fault] = {
                                                     w.handles["sfmc"].state.expire_tokens),
                           lambda w: w.handles["sfmc"].state.stats["token_requests"] >= 2),
 }
+
+
+# ----------------------------------------------------------------------------- Marketing Cloud master data
+
+#: The streams that write a Data Extension's rows from SAP's customers (a full read on a first run).
+SFMC_MASTER_STREAMS = ("customers", "hierarchy", "contacts")
+#: Customers per page: a case's first run reads several pages (a kill at the second lands after one
+#: page was delivered, so recovery resumes a part-done run).
+SFMC_MASTER_PAGE = 10
+
+
+@contextmanager
+def small_ecc() -> Iterator[SandboxHandle]:
+    """An SAP ECC sandbox with a small logistics seed (29 customers, 106 partner functions, 46 contact
+    persons): a full read of its customers costs a case little."""
+    from ml_connector.systems.sap_ecc.facts import ecc_facts
+    from ml_connector.systems.sap_ecc.sandbox.app import EccSandbox
+    from ml_connector.systems.sap_ecc.sandbox.data import EccData
+    from ml_connector.systems.sap_ecc.sandbox.seed_logistics import seed_logistics
+
+    client = ecc_facts().sandbox.client
+    data = EccData(clients=(client,))
+    data.seed_vendors(20, 42, client=client)
+    seed_logistics(data, seed=42, client=client, purchase_orders=20, customers=24, sales_orders=40)
+    handle = start_sandboxes(systems=("sap_ecc",), states={"sap_ecc": EccSandbox(data=data, client=client)})["sap_ecc"]
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@contextmanager
+def sfmc_master_case(ecc: SandboxHandle, tmp: Path) -> Iterator[PairCase]:
+    """A fresh Marketing Cloud sandbox and database for the customers, hierarchy and contacts
+    streams (read from SAP directly: no IDocs needed); SAP ECC shared and left unchanged."""
+    from tests.support.sfmc import make_sfmc_env
+
+    mc = start_sandboxes(systems=("sfmc",))["sfmc"]
+    try:
+        (tmp / "case").mkdir()
+        env = make_sfmc_env(tmp / "case", ecc.url, mc.info, options=f"      page_size: {SFMC_MASTER_PAGE}\n")
+        env.config.write_text(_quick(env.config.read_text()))
+        with runtime(env) as rt:
+            def reset() -> None:
+                _admin(f"{mc.info['admin']}/faults", {"throttle_next": 0, "fail_next": 0, "latency": 0.0})
+
+            yield PairCase(World({"sap_ecc": ecc, "sfmc": mc}, env, rt), reset, [])
+    finally:
+        mc.stop()
+
+
+def _master_spec(stream: str) -> Any:
+    from ml_connector.flows.sap_ecc_sfmc import contacts_de, customer_de, hierarchy_de
+
+    return {"customers": customer_de, "hierarchy": hierarchy_de, "contacts": contacts_de}[stream]()
+
+
+def sfmc_master_rows(case: PairCase, stream: str) -> list[dict[str, str]]:
+    """Every row of the stream's Data Extension in the case's Marketing Cloud sandbox, over HTTP."""
+    r = httpx.get(f"{case.w.handles['sfmc'].info['admin']}/des/{_master_spec(stream).key}/rows", timeout=30)
+    if r.status_code == 404:  # never created: nothing arrived
+        return []
+    r.raise_for_status()
+    return list(r.json()["rows"])
+
+
+def sfmc_master_expected(ecc: SandboxHandle, tmp: Path) -> dict[str, list[dict[str, str]]]:
+    """What the customers, hierarchy and contacts Data Extensions hold after one uninterrupted sync
+    of each stream from `ecc` (no faults), on a fresh sandbox: the reference every case's target
+    must equal after its recovery. A full comparison right after must find nothing to write (else
+    the reference itself would be in question, and every full run would rewrite records)."""
+    from ml_connector.core import engine
+
+    with sfmc_master_case(ecc, tmp) as case, engine_here(case.w):
+        sync(case.w, SFMC_FLOW, SFMC_MASTER_STREAMS)
+        assert not case.w.errors, case.w.errors
+        rows = {s: sfmc_master_rows(case, s) for s in SFMC_MASTER_STREAMS}
+        for s in SFMC_MASTER_STREAMS:
+            run_id = engine.start_sync(SFMC_FLOW, s, full=True)
+            engine.wait(run_id, timeout=120, poll=0.05)
+            assert engine.progress(run_id)["written"] == 0, (s, engine.progress(run_id))
+            assert sfmc_master_rows(case, s) == rows[s], s
+    assert all(rows.values()), {s: len(r) for s, r in rows.items()}
+    return rows
+
+
+def sfmc_master_figures(case: PairCase, stream: str, expected: list[dict[str, str]]) -> tuple[int, int]:
+    """(duplicates, losses) of a Data Extension keyed by its primary key. Duplicates: rows of one key
+    beyond the first, rows the reference lacks (a stale or stray row) and creates recorded more than
+    once. Losses: reference rows missing or holding other content, writes not done."""
+    spec = _master_spec(stream)
+
+    def key(r: dict[str, str]) -> tuple[str, ...]:
+        return tuple(str(r.get(k, "")) for k in spec.primary_keys)
+
+    held = sfmc_master_rows(case, stream)
+    count = Counter(key(r) for r in held)
+    want = {key(r): r for r in expected}
+    got = {key(r): r for r in held}
+    duplicates = sum(n - 1 for n in count.values()) + len(set(got) - set(want))
+    duplicates += sum(n - 1 for n in audit_creates(case.w, SFMC_FLOW, stream).values())
+    losses = sum(1 for k, r in want.items() if got.get(k) != r)
+    return duplicates, losses + open_entries(case.w, SFMC_FLOW, stream)

@@ -160,6 +160,8 @@ def test_contact_rows_link_each_contact_to_its_account_parent_and_role():
     (row,) = contact_rows("0000290001", payer).payload["rows"]
     assert row["EligibleForMarketing"] == "True" and row["PromotionsAllowed"] == "False"
     assert contact_rows("0000250001", customer("0000250001")).payload["rows"] == []  # no KNVK: no rows
+    # ... and the account named, so that a full run finds its rows in Marketing Cloud (none, or stale ones)
+    assert contact_rows("0000250001", customer("0000250001")).payload == {"rows": [], "owner": "0000250001"}
 
 
 def _idoc(mestyp: str, segs: list[dict]) -> dict:

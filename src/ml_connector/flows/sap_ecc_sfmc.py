@@ -351,7 +351,7 @@ def hierarchy_rows(key: str, rec: dict[str, Any], *, opts: Options = Options()) 
             "AccountNumber": key, "Role": role, "PartnerNumber": partner, "SalesArea": area, "ContactKey": partner,
             "ParentAccount": parent, "HierarchyPath": path, "EligibleForMarketing": _flag(eligible),
             "PromotionsAllowed": _flag(eligible and role in PROMOTION_ROLES)}
-    return Desired(key, {"rows": [rows[k] for k in sorted(rows)]})
+    return Desired(key, _rows_of(key, [rows[k] for k in sorted(rows)]))
 
 
 #: KNVK-PARLA (one-character SAP language key) → ISO 639-1 for Marketing Cloud.
@@ -380,7 +380,13 @@ def contact_rows(key: str, rec: dict[str, Any], *, opts: Options = Options()) ->
                      "Department": str(c.get("ABTNR") or ""), "DepartmentName": str(c.get("ABTPA") or ""),
                      "Function": str(c.get("PAFKT") or ""), "EligibleForMarketing": _flag(eligible),
                      "PromotionsAllowed": _flag(eligible and buyer), "IneligibleReason": "; ".join(reasons)[:250]})
-    return Desired(key, {"rows": rows})
+    return Desired(key, _rows_of(key, rows))
+
+
+def _rows_of(key: str, rows: list[dict[str, str]]) -> dict[str, Any]:
+    """A payload of rows replaced per account; with none, the account named (DataExtensionRowsTarget
+    then finds its rows in Marketing Cloud by it). Only then: the other payloads' hashes stay as they were."""
+    return {"rows": rows} if rows else {"rows": [], "owner": key}
 
 
 def sales_document_row(key: str, rec: dict[str, Any], *, opts: Options = Options()) -> Desired:

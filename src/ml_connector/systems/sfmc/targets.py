@@ -5,8 +5,10 @@
   the primary key (REST rowset, or the async rows API for large batches): a write in doubt is
   simply sent again (`lookup` finds nothing to resolve). With `replace_by` (a column naming the
   source record, e.g. the account of a set of partner rows), rows of that record no longer in the
-  payload are deleted. A full run compares the rows Marketing Cloud holds (`current`), so a row
-  changed or lost there is corrected.
+  payload are deleted; a record with no rows then names its `replace_by` value in the payload,
+  `{"rows": [], "owner": value}`, so that a full run can tell that Marketing Cloud holds none for
+  it. A full run compares the rows Marketing Cloud holds (`current`), so a row changed or lost
+  there is corrected.
 - `TransactionsJourneyTarget`: a sales document's row in the transactions DE and, for a new
   order, a journey entry event. Journey events are not idempotent (no key, no lookup), so the row
   is written first with `JourneyEvent = "sending"`, the event fired, then the row stamped with the
@@ -112,17 +114,24 @@ class DataExtensionRowsTarget(_DeTarget):
         first = self.spec.primary_keys[0]
         owner_col = self.replace_by or first
         owners: dict[str, int] = {}
+        # A record with no rows (an account without contacts) is held as it should be when Marketing
+        # Cloud has no rows for it either: absent from the answer, it would be created on every full run.
+        empty: dict[int, str] = {}
         for i, p in enumerate(payloads):
             for r in p.get("rows", []):
                 owners.setdefault(_norm(r.get(owner_col)), i)
+            if self.replace_by and not p.get("rows") and p.get("owner"):
+                empty[i] = _norm(p["owner"])
+                owners.setdefault(empty[i], i)
         if not owners:
             return {}
-        held: dict[int, list[dict[str, str]]] = {}
+        held: dict[int, list[dict[str, str]]] = {i: [] for i in empty}
         for r in self.held_rows(c, owner_col, sorted(owners)):
             at = owners.get(_norm(r.get(owner_col)))
             if at is not None:
                 held.setdefault(at, []).append(r)
-        return {i: (_norm(payloads[i]["rows"][0].get(owner_col)) if payloads[i].get("rows") else "", {"rows": rows})
+        return {i: (_norm(payloads[i]["rows"][0].get(owner_col)) if payloads[i].get("rows") else empty.get(i, ""),
+                    {"rows": rows})
                 for i, rows in held.items()}
 
     def compare(self, found: dict[str, Any], payload: dict[str, Any], active: bool) -> str | None:
