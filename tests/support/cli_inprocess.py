@@ -39,16 +39,24 @@ def can_run_in_process(args: tuple[str, ...], env: Mapping[str, str]) -> bool:
 
 @contextmanager
 def _environment(env: Mapping[str, str], cwd: Path) -> Iterator[None]:
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
-    os.environ.clear()
-    os.environ.update(env)
+    # Only the differences change (the sandboxes' threads read this environment too: never empty it).
+    saved = {k: os.environ.get(k) for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k)}
+    saved_cwd = os.getcwd()
+    _apply({k: env.get(k) for k in saved})
     os.chdir(cwd)
     try:
         yield
     finally:
         os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
+        _apply(saved)
+
+
+def _apply(values: Mapping[str, str | None]) -> None:
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def run_in_process(args: list[str], env: Mapping[str, str], cwd: Path,
