@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_connector.config import example_config
+from tests.support.cli_inprocess import can_run_in_process, run_in_process
 from tests.support.processes import CLI, ROOT
 
 SAP_PASSWORD = "Sandbox-1234"
@@ -26,9 +27,14 @@ class Env:
 
     def cli(self, *args: str, check: bool = True, timeout: float = 240, input_: str | None = None,
             extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`ml-connector *args -c CONFIG`: in a subprocess, or for a read-only command in this process
+        (tests/support/cli_inprocess.py: a second of CPU less, the same outcome)."""
         env = dict(self.env, **(extra_env or {}))
-        proc = subprocess.run([*CLI, *args, "-c", str(self.config)], capture_output=True, text=True,
-                              timeout=timeout, env=env, cwd=self.workdir, input=input_)
+        if can_run_in_process(args, env):
+            proc = run_in_process([*args, "-c", str(self.config)], env, self.workdir, input_)
+        else:
+            proc = subprocess.run([*CLI, *args, "-c", str(self.config)], capture_output=True, text=True,
+                                  timeout=timeout, env=env, cwd=self.workdir, input=input_)
         if check and proc.returncode != 0:
             raise AssertionError(f"ml-connector {' '.join(args)} exited {proc.returncode}\n"
                                  f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")

@@ -5,7 +5,6 @@ The reader talks to the sandbox's function modules in-process (no HTTP): `Direct
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from datetime import date, datetime
 from decimal import Decimal
@@ -47,15 +46,13 @@ def data() -> EccData:
 # ------------------------------------------------------------------------------------------ seed
 
 
-def test_seed_is_deterministic_and_fast() -> None:
+def test_seed_is_deterministic() -> None:
+    # Not timed here (tests do not time things; a shared machine made a wall-time bound flaky).
     a, b = EccData(), EccData()
     a.seed_vendors(300, 3)
     b.seed_vendors(300, 3)
-    t = time.perf_counter()
     counts = seed_logistics(a, seed=3)
-    elapsed = time.perf_counter() - t
     seed_logistics(b, seed=3)
-    assert elapsed < 1.5, elapsed  # ~0.2 s on an idle machine; CI boxes are shared
     for table in counts:
         assert a.rows(table) == b.rows(table), table
     assert counts["EKPO"] >= 3000 and counts["EKKO"] == 900 and counts["KNA1"] > 600
