@@ -8,7 +8,7 @@ ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
 
-.PHONY: demo test test-fast faults bench lint venv postgres postgres-stop clean
+.PHONY: demo test test-fast bytecode faults bench lint venv postgres postgres-stop clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
@@ -18,7 +18,7 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 venv: $(VENV)/.synced
 
-demo: venv
+demo: venv bytecode
 	$(VENV)/bin/ml-connector demo
 
 # The scale-out tests need a Postgres server: scripts/postgres.sh installs
@@ -34,7 +34,15 @@ demo: venv
 SERIAL := scaleout or slow or browser or faults
 SERIAL_NOT := not ($(SERIAL))
 
-test: venv
+# Python compiles, at every import, each module it has no cached bytecode for, and caches nothing where
+# PYTHONDONTWRITEBYTECODE is set (as in this machine's environment; uv does not compile either): every CLI
+# process compiled ~170 modules (DBOS, psycopg, ours), a third of its CPU. Compile once first (when
+# nothing changed this only reads timestamps); a third-party file that does not compile is skipped.
+bytecode: venv
+	@$(VENV)/bin/python -m compileall -q -j 0 src tests \
+		"$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || true
+
+test: venv bytecode
 	@eval "$$(scripts/postgres.sh start)" && \
 	export MLC_TEST_PG_URL && \
 	eval "$$(scripts/chromium.sh)" && \
@@ -49,13 +57,7 @@ test: venv
 
 # Two pytest workers (pytest-xdist): the fast tests are mostly separate CLI processes and loopback
 # servers, each test in a directory, database and ports of its own.
-# Python compiles, at every import, each module it has no cached bytecode for, and caches nothing where
-# PYTHONDONTWRITEBYTECODE is set (as in this machine's environment; uv does not compile either): every CLI
-# process compiled ~170 modules (DBOS, psycopg, ours), a third of its CPU. Compile once first (when
-# nothing changed this only reads timestamps); a third-party file that does not compile is skipped.
-test-fast: venv
-	@$(VENV)/bin/python -m compileall -q -j 0 src tests \
-		"$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || true
+test-fast: venv bytecode
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow and not browser" -n 2 --dist loadfile
 
 # The fault matrix: every flow's write path under the sandboxes' faults (and the SIGKILL tests),
