@@ -101,10 +101,11 @@ def _compare_lines(out: DriftReport, kind: str, p: dict[str, Any], have: list[di
                                    procore=str(_dec(extra.get("amount")))))
 
 
-def _elsewhere(d: Any, holds: Callable[[int], bool], checked: set[int]) -> int | None:
-    """The first other active project (by project number) that `holds` the record, if any."""
+def _elsewhere(d: Any, kind: str, origin: str, find: Callable[[str, int, str], list[dict[str, Any]]],
+               checked: set[int]) -> int | None:
+    """The first other active project (by project number) holding the record `origin`, if any."""
     for _, p in sorted(d.projects().items()):
-        if int(p["id"]) not in checked and holds(int(p["id"])):
+        if int(p["id"]) not in checked and find(kind, int(p["id"]), origin):
             return int(p["id"])
     return None
 
@@ -162,8 +163,7 @@ def drift_report(rt: Any, flow: str) -> DriftReport:
                     # Written (the ledger says so), but neither where the mapping says nor where it was
                     # written: moved to a third project in Procore. Only such records are looked for in
                     # every other project (a listing each), never one that was not written.
-                    where = _elsewhere(d, lambda other, k=kind, o=p["origin_id"]: bool(find(k, other, o)),
-                                       {pid, int(old)})
+                    where = _elsewhere(d, kind, p["origin_id"], find, {pid, int(old)})
                 if where is not None:
                     out.drift.append(Drift(kind, p["origin_id"], p["project"], "moved",
                                            procore=d.number_of(where) or str(where)))
