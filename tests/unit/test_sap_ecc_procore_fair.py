@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ml_connector.flows._sap_ecc_procore_fair import round_robin
+from ml_connector.flows._sap_ecc_procore_fair import reserve_of, round_robin
 
 QUEUES = {"26-001": ["a1", "a2", "a3"], "26-002": ["b1"], "26-003": ["c1", "c2"], "26-004": []}
 
@@ -33,3 +33,21 @@ def test_successive_runs_on_a_small_budget_serve_every_project_before_any_twice(
 def test_nothing_to_write_keeps_the_cursor():
     assert round_robin({"26-001": []}, "26-001", 5) == ([], "26-001")
     assert round_robin({}, None, 5) == ([], None)
+
+
+def test_each_record_costs_its_requests_and_the_first_that_does_not_fit_ends_the_admission():
+    costs = {"a1": 3, "b1": 2, "c1": 5, "a2": 1, "c2": 1, "a3": 1}
+    # a1 (3) + b1 (2) fit in 6; c1 (5) does not: the next run starts at 26-003, even though a2 (1) would fit.
+    assert round_robin(QUEUES, None, 6, cost=costs.__getitem__) == (["a1", "b1"], "26-002")
+    assert round_robin(QUEUES, "26-002", 6, cost=costs.__getitem__) == (["c1", "a1"], "26-001")
+    assert round_robin(QUEUES, None, 0, cost=costs.__getitem__) == ([], None)  # budget spent: nothing
+
+
+def test_writes_per_run_caps_the_records_within_the_budget():
+    assert round_robin(QUEUES, None, 100, max_records=2) == (["a1", "b1"], "26-002")
+    assert round_robin(QUEUES, None, 2, max_records=5) == (["a1", "b1"], "26-002")
+
+
+def test_the_reserve_is_the_flows_setting_or_two_percent_of_the_hourly_limit():
+    assert reserve_of(3600, None) == 72 and reserve_of(400, None) == 8 and reserve_of(None, None) == 0
+    assert reserve_of(3600, 0) == 0 and reserve_of(3600, 500) == 500

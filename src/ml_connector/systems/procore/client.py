@@ -160,14 +160,14 @@ class HeaderPacer(httpx.BaseTransport):
 
     def _is_hourly(self, resp: httpx.Response, reset: float, limit: int | None, now: float) -> bool:
         """Whether these headers report the hourly window: its reset is further away than the spike
-        window (measured from the answer's Date, which has whole seconds: one second of slack), or
+        window (measured from the answer's Date; Date and Reset are whole seconds: two seconds of slack), or
         its limit is the size of the hourly budget."""
         date = resp.headers.get("Date")
         try:
             at = email.utils.parsedate_to_datetime(date).timestamp() if date else now
         except (TypeError, ValueError):
             at = now
-        if reset - at > self.spike_window + 1:
+        if reset - at > self.spike_window + 2:
             return True
         return limit is not None and self.hourly_limit is not None and limit >= self.hourly_limit
 
