@@ -217,3 +217,23 @@ def contract_projects(handles: dict[str, SandboxHandle]) -> dict[str, list[str]]
 def active_projects(handles: dict[str, SandboxHandle], first: int, count: int) -> list[str]:
     """Project numbers of job sites first..first+count-1, in the demo mappings' order."""
     return [DEMO_MAPPINGS["cost_centers"][str(2000 + i)] for i in range(first, first + count)]
+
+
+def change_job_site_po(handles: dict[str, SandboxHandle], site: int, amount: str) -> str:
+    """Job site `site`'s PO changed in SAP (its first item's net value); its EBELN."""
+    from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_purchase_order
+
+    ecc = handles["sap_ecc"].state
+    ebeln = str(4510000000 + site)
+    change_purchase_order(ecc.data, ebeln, client=ecc.client, items={"00010": {"NETWR": amount}})
+    return ebeln
+
+
+def line_amount(handles: dict[str, SandboxHandle], origin_id: str, line: str) -> str | None:
+    """The amount of line `line` of the SAP contract `origin_id` in the Procore emulator."""
+    st = handles["procore"].state
+    with st.lock:
+        for c in st.contracts.values():
+            if c["origin_id"] == origin_id:
+                return next((str(li["amount"]) for li in c["line_items"] if li["origin_id"] == line), None)
+    return None
