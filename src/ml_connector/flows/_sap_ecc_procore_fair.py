@@ -21,7 +21,8 @@ ones wait. `FairProjects` wraps the stream's SAP source:
   nothing is lost. Records parked on a mapping pass through (they cost no write).
 
 A run killed mid-way is resumed by the engine and delivers what it admitted; the cursor then names
-the last project it served, so the next run starts at the project after it either way.
+the last project it served, so the next run starts at the project after it either way. A run that
+left nothing waiting served every project: the next one starts at the first project again.
 """
 
 from __future__ import annotations
@@ -176,5 +177,7 @@ class FairProjects(Source):
                     True, estimate_total=len(keys), waiting=waiting)
 
     def finish(self, ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
+        # Nothing left waiting: every project was served, so the next run starts at the first again.
+        after = (state.get("served") or state.get("after")) if state.get("deferred") else None
         return {"inner": self.inner.finish(ctx, state["inner"]) if state.get("inner") is not None else {},
-                "after": state.get("served") or state.get("after"), "deferred": state.get("deferred", 0)}
+                "after": after, "deferred": state.get("deferred", 0)}
