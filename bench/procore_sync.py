@@ -62,6 +62,7 @@ def run(hour: float, budget: int) -> dict[str, Any]:
             subprocess.run([*cli, "secrets", "set", name, "--stdin", "-c", str(cfg)], input=value, text=True,
                            env=env, cwd=work, check=True, capture_output=True)
         ecc = handles["sap_ecc"].state
+        st = handles["procore"].state
         seed_job_sites(ecc.data, ecc.client, sites=150)  # this week's POs: 150 job sites, 150 projects
         sap_before = httpx.get(handles["sap_ecc"].url + "/_sandbox/stats", timeout=10).json()
         def until_done() -> tuple[subprocess.CompletedProcess[str], int]:
@@ -69,8 +70,11 @@ def run(hour: float, budget: int) -> dict[str, Any]:
             runs = 0
             while True:
                 runs += 1
+                started = time.monotonic()
                 out = subprocess.run([*cli, "sync", FLOW, "-c", str(cfg)], env=env, cwd=work, text=True,
                                      capture_output=True)
+                print(f"run {runs}: {time.monotonic() - started:.1f} s, Procore requests so far "
+                      f"{st.stats['requests']:.0f}", file=sys.stderr, flush=True)
                 if out.returncode or "waiting (not failed)" not in out.stdout or runs >= 500:
                     return out, runs
 
@@ -80,7 +84,6 @@ def run(hour: float, budget: int) -> dict[str, Any]:
         wall = time.monotonic() - t0
         sap_after = httpx.get(handles["sap_ecc"].url + "/_sandbox/stats", timeout=10).json()
         stats = httpx.get(handles["procore"].url + "/_sandbox/stats", timeout=10).json()
-        st = handles["procore"].state
         with st.lock:
             contract_lines = sum(len(c["line_items"]) for c in st.contracts.values())
             cost_lines = sum(len(d["line_items"]) for d in st.direct_costs.values())

@@ -16,8 +16,13 @@ ones wait. `FairProjects` wraps the stream's SAP source:
   last run served last (`after`, kept in the stream's cursor), each costing the requests its write
   takes (the target's `requests_for`), until the next one does not fit; `writes_per_run` (optional)
   caps the number of records as well;
-- the records not admitted are not staged: the run ends `waiting` (not failed), saying how many wait
-  and where the next run starts; that run reads them again and they are still new or changed, so
+- the admitted records are a page; the next page admits the next part of the same rotation once
+  budget is back (what earlier pages admitted and have not sent yet counts as spent). When nothing
+  fits, the run waits while its own writes are in flight or while Procore's hourly window frees
+  budget within `budget_wait` seconds (a rolling window gives it back as its oldest requests age
+  out: ending the run then would waste the budget while the next one starts); otherwise the budget
+  is spent and the run ends `waiting` (not failed), saying how many wait and where the next run
+  starts. Those records were not staged: the next run reads them again, still new or changed, so
   nothing is lost. Records parked on a mapping pass through (they cost no write).
 
 A run killed mid-way is resumed by the engine and delivers what it admitted; the cursor then names
@@ -29,6 +34,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -101,21 +108,30 @@ class FairProjects(Source):
     reserve), round-robin by project (module docstring)."""
 
     def __init__(self, inner: Source, mapper: Mapper, *, connection: str, target: Costed,
-                 reserve: int | None = None, max_records: int | None = None) -> None:
+                 reserve: int | None = None, max_records: int | None = None, wait: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
         self.inner = inner
         self.mapper = mapper
         self.connection = connection
         self.target = target
         self.reserve = reserve
         self.max_records = max_records
+        self.wait = wait
+        self._sleep = sleep
+        self._clock = clock
+        # The records of a run's later rounds, by run id (this process only: a run resumed elsewhere
+        # ends at the round it reached, and the next run reads SAP again).
+        self._runs: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
 
     def begin(self, ctx: RunContext, cursor: dict[str, Any]) -> dict[str, Any]:
         return {"inner": self.inner.begin(ctx, cursor.get("inner") or {}), "after": cursor.get("after"),
-                "served": None, "deferred": 0}
+                "served": None, "deferred": 0, "pending": None}
 
-    def _budget(self, ctx: RunContext) -> tuple[float, float, str]:
-        """(requests this run may spend, a whole hour's worth less the reserve, how that was found) from
-        the connection's hourly budget."""
+    def _budget(self, ctx: RunContext) -> tuple[float, float, float | None, str]:
+        """(requests left to spend now, a whole hour's worth, when Procore's hourly window frees some
+        next (None: unknown), how that was found), each less the reserve, from the connection's
+        hourly budget."""
         from ml_connector.systems.procore.targets import Directory
 
         client = ctx.runtime.connection(self.connection)
@@ -123,13 +139,22 @@ class FairProjects(Source):
         Directory.of(client).projects()
         b = client.hourly_budget()
         if b is None:
-            return math.inf, math.inf, "no hourly budget known"
+            return math.inf, math.inf, None, "no hourly budget known"
         reserve = reserve_of(b.limit, self.reserve)
         whole = max(1, b.limit - reserve) if b.limit else math.inf
-        return max(0, b.remaining - reserve), whole, (f"{b.remaining} of the company's hourly budget left "
-                                               f"({b.source}), {reserve} kept in reserve")
+        return max(0, b.remaining - reserve), whole, b.resets_at, (
+            f"{b.remaining} of the company's hourly budget left ({b.source}), {reserve} kept in reserve")
+
+    def _sent(self, ctx: RunContext) -> int:
+        return int(ctx.runtime.connection(self.connection).requests)
 
     def read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
+        if state.get("pending") is None:
+            return self._first_round(ctx, state)
+        return self._next_round(ctx, state)
+
+    def _first_round(self, ctx: RunContext, state: dict[str, Any]) -> Page:
+        """Read SAP, queue the changes by project in rotation order, admit what the budget allows now."""
         records: dict[str, dict[str, Any]] = {}
         inner = state["inner"]
         while True:
@@ -153,30 +178,86 @@ class FairProjects(Source):
         queues: dict[str, list[str]] = {}
         for c in sorted(changes, key=lambda c: c.source_key):
             queues.setdefault(str(payload[c.source_key].get("project") or ""), []).append(c.source_key)
-        budget, whole, how = self._budget(ctx) if changes else (math.inf, math.inf, "")
-        seen: set[str] = set()
-        # A record costing more than a whole hour's budget would never fit: it counts as costing that
-        # (admitted when the budget is whole), and the pacing waits for Procore's window mid-write.
-        cap = whole
+        # The whole rotation, in order: a run admits a prefix of it, round after round.
+        order, _ = round_robin(queues, state.get("after"), math.inf, max_records=self.max_records)
+        capped = len(changes) - len(order)
+        run = {"records": records, "payload": payload, "seen": set(), "project": {
+            k: str(payload[k].get("project") or "") for k in order}}
+        with self._lock:
+            self._runs[ctx.run_id] = run
+        if order:
+            self._budget(ctx)  # Procore's directory listed (and its headers read) before the mark
+        st = dict(state, inner=inner, pending=order, capped=capped, admitted_cost=0.0, mark=self._sent(ctx),
+                  deferred=len(changes))
+        page = self._admit(ctx, st, run)
+        keys = [k for k, _ in page.records] + sorted(parked)
+        return Page([(k, records[k]) for k in keys], page.position, page.done,
+                    estimate_total=len(order) + len(parked), waiting=page.waiting)
 
-        def cost(key: str) -> float:
-            return min(self.target.requests_for(payload[key], seen), cap)
+    def _next_round(self, ctx: RunContext, state: dict[str, Any]) -> Page:
+        with self._lock:
+            run = self._runs.get(ctx.run_id)
+        if run is None:  # resumed in another process: this run ends at the round it reached
+            return self._end(ctx, state, "the run was resumed after a restart")
+        return self._admit(ctx, state, run)
 
-        admitted, last = round_robin(queues, state.get("after"), budget, cost=cost, max_records=self.max_records)
-        deferred = len(changes) - len(admitted)
+    def _admit(self, ctx: RunContext, state: dict[str, Any], run: dict[str, Any]) -> Page:
+        """The next round: the prefix of the pending rotation that fits in the budget left now, less
+        what earlier rounds admitted and have not sent yet. Nothing fits: wait while earlier rounds'
+        writes are in flight or Procore's window frees some within `wait` seconds; else the run ends."""
+        pending: list[str] = list(state["pending"])
+        if not pending:
+            return self._end(ctx, state, "")
+        deadline = self._clock() + self.wait
+        while True:
+            budget, whole, resets_at, how = self._budget(ctx)
+            outstanding = max(0.0, float(state["admitted_cost"]) - (self._sent(ctx) - int(state["mark"])))
+            left = budget - outstanding
+            taken: list[str] = []
+            spent = 0.0
+            for key in pending:
+                # A record costing more than a whole hour's budget would never fit: it counts as
+                # costing that (admitted when the budget is whole); the pacing waits mid-write.
+                c = min(self.target.requests_for(run["payload"][key], run["seen"]), whole)
+                if spent + c > left:
+                    break
+                spent += c
+                taken.append(key)
+            if taken:
+                rest = pending[len(taken):]
+                st = dict(state, pending=rest, admitted_cost=float(state["admitted_cost"]) + spent,
+                          served=run["project"][taken[-1]], deferred=len(rest))
+                if not rest:
+                    with self._lock:
+                        self._runs.pop(ctx.run_id, None)
+                    st["deferred"] = int(state.get("capped") or 0)
+                return Page([(k, run["records"][k]) for k in taken], st, not rest,
+                            waiting="" if rest else self._capped(st))
+            now = self._clock()
+            soon = resets_at is not None and resets_at <= deadline
+            if now >= deadline or not (outstanding > 0 or soon):
+                return self._end(ctx, state, f"Procore's hourly budget is spent ({how})")
+            self._sleep(min(1.0, max(0.05, (resets_at - now) if soon and resets_at else 0.25)))
+
+    def _capped(self, state: dict[str, Any]) -> str:
+        n = int(state.get("capped") or 0)
+        return (f"writes_per_run {self.max_records} reached: {n} change(s) wait for the next run, which starts "
+                f"after project {state.get('served')}") if n else ""
+
+    def _end(self, ctx: RunContext, state: dict[str, Any], why: str) -> Page:
+        with self._lock:
+            self._runs.pop(ctx.run_id, None)
+        rest = len(state.get("pending") or []) + int(state.get("capped") or 0)
         waiting = ""
-        if deferred:
-            why = (f"writes_per_run {self.max_records} reached" if self.max_records is not None
-                   and len(admitted) >= self.max_records else f"Procore's hourly budget is spent ({how})")
-            waiting = (f"{why}: {len(admitted)} change(s) admitted, {deferred} wait for the next run, which "
-                       f"starts after project {last}" if last else f"{why}: {deferred} change(s) wait for the "
-                       "next run")
+        if rest:
+            where = f", which starts after project {state['served']}" if state.get("served") else ""
+            waiting = f"{why or 'writes_per_run reached'}: {rest} change(s) wait for the next run{where}"
             log.info("%s/%s: %s", ctx.flow, ctx.stream, waiting)
-        keys = admitted + sorted(parked)
-        return Page([(k, records[k]) for k in keys], dict(state, inner=inner, served=last, deferred=deferred),
-                    True, estimate_total=len(keys), waiting=waiting)
+        return Page([], dict(state, pending=[], deferred=rest), True, waiting=waiting)
 
     def finish(self, ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self._runs.pop(ctx.run_id, None)
         # Nothing left waiting: every project was served, so the next run starts at the first again.
         after = (state.get("served") or state.get("after")) if state.get("deferred") else None
         return {"inner": self.inner.finish(ctx, state["inner"]) if state.get("inner") is not None else {},

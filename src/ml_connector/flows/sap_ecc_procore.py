@@ -273,6 +273,8 @@ class Options(SettingsModel):
     # Requests of the company's hourly Procore budget a PO or cost run leaves for others (webhooks' syncs,
     # the drift check, other flows); None: 2% of the hourly limit (flows/_sap_ecc_procore_fair.py).
     budget_reserve: int | None = Field(default=None, ge=0)
+    # Seconds a PO or cost run waits for Procore's window to give budget back before it ends `waiting`.
+    budget_wait: float = Field(default=60.0, ge=0)
     internal_vendor: str = "SAP-INTERNAL"
     internal_vendor_name: str = "Internal cost allocations (SAP)"
 
@@ -334,6 +336,7 @@ class SapEccProcoreFlow(Flow):
 
         cap = opts.get("writes_per_run")
         reserve = opts.get("budget_reserve")
+        budget_wait = float(opts.get("budget_wait", 60.0))
         contracts = PurchaseOrderContractsTarget(procore)
         direct_costs = DirectCostsTarget(procore, vendor_origin_id=str(opts.get("internal_vendor", "SAP-INTERNAL")),
                                          vendor_name=str(opts.get("internal_vendor_name",
@@ -344,7 +347,7 @@ class SapEccProcoreFlow(Flow):
             shared round-robin by project."""
             return FairProjects(source, mapper, connection=procore, target=target,
                                 reserve=int(reserve) if reserve is not None else None,
-                                max_records=int(cap) if cap else None)
+                                max_records=int(cap) if cap else None, wait=budget_wait)
 
         def map_costs(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
             return cost_lines_to_direct_cost(key, rec, mapped=mapped(ctx), direct_cost_type=dc_type)
