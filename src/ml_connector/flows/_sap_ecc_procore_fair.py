@@ -218,10 +218,12 @@ class FairProjects(Source):
             for key in pending:
                 # A record costing more than a whole hour's budget would never fit: it counts as
                 # costing that (admitted when the budget is whole); the pacing waits mid-write.
-                c = min(self.target.requests_for(run["payload"][key], run["seen"]), whole)
+                seen = set(run["seen"])  # its first-touch costs count only once it is admitted
+                c = min(self.target.requests_for(run["payload"][key], seen), whole)
                 if spent + c > left:
                     break
                 spent += c
+                run["seen"] = seen
                 taken.append(key)
             if taken:
                 rest = pending[len(taken):]
