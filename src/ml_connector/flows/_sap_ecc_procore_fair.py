@@ -17,7 +17,7 @@ ones wait. `FairProjects` wraps the stream's SAP source:
   takes (the target's `requests_for`), until the next one does not fit; `writes_per_run` (optional)
   caps the number of records as well;
 - the admitted records are a page; the next page admits the next part of the same rotation once
-  budget is back (what earlier pages admitted and have not sent yet counts as spent). When nothing
+  budget is back (what earlier pages admitted and is not written yet counts as spent). When nothing
   fits, the run waits while its own writes are in flight or while Procore's hourly window frees
   budget within `budget_wait` seconds (a rolling window gives it back as its oldest requests age
   out: ending the run then would waste the budget while the next one starts); otherwise the budget
@@ -145,8 +145,19 @@ class FairProjects(Source):
         return max(0, b.remaining - reserve), whole, b.resets_at, (
             f"{b.remaining} of the company's hourly budget left ({b.source}), {reserve} kept in reserve")
 
-    def _sent(self, ctx: RunContext) -> int:
-        return int(ctx.runtime.connection(self.connection).requests)
+    @staticmethod
+    def _in_flight(ctx: RunContext, run: dict[str, Any]) -> float:
+        """The requests earlier rounds of this run admitted and have not written yet: the estimated
+        cost of its outbox entries still pending or in flight (whichever process delivers them)."""
+        from sqlalchemy import select
+
+        from ml_connector.core.models import OutboxRow
+
+        with ctx.runtime.db.read() as s:
+            keys = s.scalars(select(OutboxRow.source_key).where(
+                OutboxRow.run_id == ctx.run_id, OutboxRow.flow == ctx.flow, OutboxRow.stream == ctx.stream,
+                OutboxRow.state.in_(("pending", "in_flight"))))
+            return float(sum(run["cost"].get(k, 0) for k in keys))
 
     def read_page(self, ctx: RunContext, state: dict[str, Any]) -> Page:
         if state.get("pending") is None:
@@ -181,14 +192,11 @@ class FairProjects(Source):
         # The whole rotation, in order: a run admits a prefix of it, round after round.
         order, _ = round_robin(queues, state.get("after"), math.inf, max_records=self.max_records)
         capped = len(changes) - len(order)
-        run = {"records": records, "payload": payload, "seen": set(), "project": {
+        run = {"records": records, "payload": payload, "seen": set(), "cost": {}, "project": {
             k: str(payload[k].get("project") or "") for k in order}}
         with self._lock:
             self._runs[ctx.run_id] = run
-        if order:
-            self._budget(ctx)  # Procore's directory listed (and its headers read) before the mark
-        st = dict(state, inner=inner, pending=order, capped=capped, admitted_cost=0.0, mark=self._sent(ctx),
-                  deferred=len(changes))
+        st = dict(state, inner=inner, pending=order, capped=capped, deferred=len(changes))
         page = self._admit(ctx, st, run)
         keys = [k for k, _ in page.records] + sorted(parked)
         return Page([(k, records[k]) for k in keys], page.position, page.done,
@@ -211,7 +219,7 @@ class FairProjects(Source):
         deadline = self._clock() + self.wait
         while True:
             budget, whole, resets_at, how = self._budget(ctx)
-            outstanding = max(0.0, float(state["admitted_cost"]) - (self._sent(ctx) - int(state["mark"])))
+            outstanding = self._in_flight(ctx, run)
             left = budget - outstanding
             taken: list[str] = []
             spent = 0.0
@@ -224,11 +232,11 @@ class FairProjects(Source):
                     break
                 spent += c
                 run["seen"] = seen
+                run["cost"][key] = c
                 taken.append(key)
             if taken:
                 rest = pending[len(taken):]
-                st = dict(state, pending=rest, admitted_cost=float(state["admitted_cost"]) + spent,
-                          served=run["project"][taken[-1]], deferred=len(rest))
+                st = dict(state, pending=rest, served=run["project"][taken[-1]], deferred=len(rest))
                 if not rest:
                     with self._lock:
                         self._runs.pop(ctx.run_id, None)
