@@ -99,7 +99,7 @@ class HourlyBudget:
 
     remaining: int
     limit: int | None
-    resets_at: float | None
+    resets_at: float | None  # when Procore's hourly window resets (frees budget), by its last hourly headers
     source: str  # "headers" (Procore's own count) or "shared budget" (this installation's requests)
 
 
@@ -256,7 +256,11 @@ class ProcoreClient:
         if seen is not None:
             left, h = seen
             known.append(HourlyBudget(left, h.limit, h.resets_at, "headers"))
-        return min(known, key=lambda b: b.remaining) if known else None
+        if not known:
+            return None
+        low = min(known, key=lambda b: b.remaining)
+        # When Procore's window gives budget back is known from its headers only.
+        return HourlyBudget(low.remaining, low.limit, seen[1].resets_at if seen else None, low.source)
 
     def close(self) -> None:
         self._http.close()
