@@ -49,6 +49,8 @@ Mapper = Callable[[RunContext, str, dict[str, Any]], Desired | Parked]
 
 #: Share of the hourly limit kept for others when the flow sets no `budget_reserve`.
 DEFAULT_RESERVE_SHARE = 0.02
+#: Share of the hourly limit a round may admit ahead of a window that gives budget back soon.
+LOOKAHEAD_SHARE = 0.05
 
 
 class Costed(Protocol):
@@ -220,7 +222,11 @@ class FairProjects(Source):
         while True:
             budget, whole, resets_at, how = self._budget(ctx)
             outstanding = self._in_flight(ctx, run)
-            left = budget - outstanding
+            now = self._clock()
+            soon = resets_at is not None and resets_at <= deadline
+            # A window that gives budget back within `wait` (a rolling one): admit a little ahead of it,
+            # so the writes queue at the pacing instead of waiting for the next round.
+            left = budget - outstanding + (math.ceil(whole * LOOKAHEAD_SHARE) if soon and whole < math.inf else 0)
             taken: list[str] = []
             spent = 0.0
             for key in pending:
@@ -243,8 +249,6 @@ class FairProjects(Source):
                     st["deferred"] = int(state.get("capped") or 0)
                 return Page([(k, run["records"][k]) for k in taken], st, not rest,
                             waiting="" if rest else self._capped(st))
-            now = self._clock()
-            soon = resets_at is not None and resets_at <= deadline
             if now >= deadline or not (outstanding > 0 or soon):
                 return self._end(ctx, state, f"Procore's hourly budget is spent ({how})")
             self._sleep(min(1.0, max(0.05, (resets_at - now) if soon and resets_at else 0.25)))
