@@ -251,7 +251,7 @@ class FairProjects(Source):
                             waiting="" if rest else self._capped(st))
             if now >= deadline or not (outstanding > 0 or soon):
                 return self._end(ctx, state, f"Procore's hourly budget is spent ({how})")
-            self._sleep(min(1.0, max(0.05, (resets_at - now) if soon and resets_at else 0.25)))
+            self._sleep(min(1.0, max(0.05, (resets_at - now) if soon and resets_at and resets_at > now else 0.25)))
 
     def _capped(self, state: dict[str, Any]) -> str:
         n = int(state.get("capped") or 0)

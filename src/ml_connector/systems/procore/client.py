@@ -259,8 +259,10 @@ class ProcoreClient:
         if not known:
             return None
         low = min(known, key=lambda b: b.remaining)
-        # When Procore's window gives budget back is known from its headers only.
-        return HourlyBudget(low.remaining, low.limit, seen[1].resets_at if seen else None, low.source)
+        # When Procore's window gives budget back is known from its headers only (a reset already past:
+        # budget has come back since; the shared budget counts it).
+        last = self.pacer.hourly
+        return HourlyBudget(low.remaining, low.limit, last.resets_at if last else None, low.source)
 
     def close(self) -> None:
         self._http.close()
