@@ -35,14 +35,6 @@ def test_nothing_to_write_keeps_the_cursor():
     assert round_robin({}, None, 5) == ([], None)
 
 
-def test_each_record_costs_its_requests_and_the_first_that_does_not_fit_ends_the_admission():
-    costs = {"a1": 3, "b1": 2, "c1": 5, "a2": 1, "c2": 1, "a3": 1}
-    # a1 (3) + b1 (2) fit in 6; c1 (5) does not: the next run starts at 26-003, even though a2 (1) would fit.
-    assert round_robin(QUEUES, None, 6, cost=costs.__getitem__) == (["a1", "b1"], "26-002")
-    assert round_robin(QUEUES, "26-002", 6, cost=costs.__getitem__) == (["c1"], "26-003")
-    assert round_robin(QUEUES, None, 0, cost=costs.__getitem__) == ([], None)  # budget spent: nothing
-
-
 def test_writes_per_run_caps_the_records_within_the_budget():
     assert round_robin(QUEUES, None, 100, max_records=2) == (["a1", "b1"], "26-002")
     assert round_robin(QUEUES, None, 2, max_records=5) == (["a1", "b1"], "26-002")

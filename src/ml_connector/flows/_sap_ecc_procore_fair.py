@@ -60,13 +60,10 @@ class Costed(Protocol):
 
 
 def round_robin(queues: dict[str, list[str]], after: str | None, budget: float, *,
-                cost: Callable[[str], float] | None = None,
                 max_records: int | None = None) -> tuple[list[str], str | None]:
     """(the keys admitted, in order; the project served last): one key per project per round, projects
-    in order starting with the first after `after` (wrapping), while the next key's `cost` (default 1)
-    fits in what is left of `budget` and fewer than `max_records` are admitted. The first key that
-    does not fit ends the admission (a cheaper one further on is not taken instead: the next run
-    starts at its project)."""
+    in order starting with the first after `after` (wrapping), until `budget` keys, or `max_records`,
+    or none left. With an unbounded budget, the run's whole rotation: its rounds admit prefixes of it."""
     projects = sorted(p for p, q in queues.items() if q)
     if not projects:
         return [], after
@@ -75,19 +72,14 @@ def round_robin(queues: dict[str, list[str]], after: str | None, budget: float, 
     pending = {p: list(queues[p]) for p in order}
     admitted: list[str] = []
     last = after
-    left = budget
-    while any(pending.values()):
+    limit = min(budget, max_records if max_records is not None else math.inf)
+    while len(admitted) < limit and any(pending.values()):
         for p in order:
-            if not pending[p]:
-                continue
-            if max_records is not None and len(admitted) >= max_records:
-                return admitted, last
-            c = cost(pending[p][0]) if cost is not None else 1
-            if c > left:
-                return admitted, last
-            left -= c
-            admitted.append(pending[p].pop(0))
-            last = p
+            if pending[p]:
+                admitted.append(pending[p].pop(0))
+                last = p
+                if len(admitted) >= limit:
+                    break
     return admitted, last
 
 
