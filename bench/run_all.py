@@ -416,6 +416,11 @@ class Bench:
         r.check("procore", "429s in the weekly sync", str(res["weekly_procore_429"]), "0",
                 res["weekly_procore_429"] == 0)
         r.info("procore", "written", json.dumps(res["written"]))
+        r.info("procore", "runs until nothing waits for the budget (load, weekly)",
+               f"{res['load_runs']}, {res['weekly_runs']}")
+        r.info("procore", "weekly sync: requests per hour / company budget (span; starts on a whole hour)",
+               f"{res['weekly_requests_fraction_of_budget']:.3f}")
+        r.info("procore", "load average before / after", json.dumps(res["loadavg_before_after"]))
 
     def s7_agent(self) -> None:
         # Budget raised on both paths, agent in its own process: see bench/agent_dispatch.py.

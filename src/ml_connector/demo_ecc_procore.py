@@ -158,8 +158,9 @@ def procore_totals(procore: Any) -> dict[str, dict[tuple[str, str], Decimal]]:
     return {kind: {k: v for k, v in t.items() if v} for kind, t in out.items()}
 
 
-def client_for(info: dict[str, Any], *, secret: str | None = None) -> Any:
-    """A Procore client on an emulator's `sandbox --json` entry, with its own in-memory token store."""
+def client_for(info: dict[str, Any], *, secret: str | None = None, limiter: Any = None) -> Any:
+    """A Procore client on an emulator's `sandbox --json` entry, with its own in-memory token store
+    (and `limiter`, the company's budget, when given)."""
     from ml_connector.core.http import OAuth2Auth, RetryPolicy
     from ml_connector.core.tokens import MemoryTokenStore
     from ml_connector.systems.procore.client import ProcoreClient
@@ -170,7 +171,7 @@ def client_for(info: dict[str, Any], *, secret: str | None = None) -> Any:
     auth = OAuth2Auth(info["login_url"] + f.auth.token_path, info["client_id"], secret or info["client_secret"],
                       connection="procore", store=MemoryTokenStore(), facts=f.auth,
                       retry=RetryPolicy.from_facts(f.need_retry()), provider="Procore")
-    return ProcoreClient(info["base_url"], info["company_id"], auth)
+    return ProcoreClient(info["base_url"], info["company_id"], auth, limiter=limiter)
 
 
 def check_demo_mappings(info: dict[str, Any]) -> list[str]:

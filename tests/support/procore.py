@@ -94,9 +94,10 @@ def without(table: str, value: str) -> Callable[[str, str], str | None]:
     return lambda t, v: None if (t, v) == (table, value) else demo(t, v)
 
 
-def procore_client(handle: SandboxHandle, *, secret: str | None = None) -> ProcoreClient:
-    """A client on the emulator with its own in-memory token store (no runtime)."""
-    client: ProcoreClient = client_for(handle.info, secret=secret)
+def procore_client(handle: SandboxHandle, *, secret: str | None = None, limiter: Any = None) -> ProcoreClient:
+    """A client on the emulator with its own in-memory token store (no runtime), drawing on `limiter`
+    (the company's budget) when given."""
+    client: ProcoreClient = client_for(handle.info, secret=secret, limiter=limiter)
     return client
 
 
@@ -168,3 +169,71 @@ def set_option(env: Env, name: str, value: Any) -> None:
     marker = "    options:\n"
     assert marker in text
     env.config.write_text(text.replace(marker, marker + f"      {name}: {json.dumps(value)}\n", 1), encoding="utf-8")
+
+
+#: Job-site POs only (the base seed's POs are older): each job site its own Procore project.
+JOB_SITE_OPTIONS = {"po_from": "2025-06-01"}
+
+
+def job_site_world(tmp: Path, sites: int, *, options: dict[str, Any] | None = None
+                   ) -> tuple[dict[str, SandboxHandle], Env]:
+    """Both emulators with `sites` job sites' POs in SAP (job site i → project 26-00i, the closed
+    26-020 skipped), a configuration reading only those POs (plus `options`), and Procore's vendors
+    synced. The caller stops the handles."""
+    from ml_connector.sandbox import start_sandboxes
+    from ml_connector.systems.sap_ecc.sandbox.seed_construction import seed_job_sites
+
+    handles = start_sandboxes(systems=("sap_ecc", "procore"), vendors=300)
+    try:
+        ecc = handles["sap_ecc"].state
+        seed_job_sites(ecc.data, ecc.client, sites=sites)
+        procore_admin(handles, "/_sandbox/limits", {"spike": 100000, "hourly": 100000})
+        env = procore_env(tmp, handles, options={**JOB_SITE_OPTIONS, **(options or {})})
+        env.cli("sync", FLOW, "--stream", "vendors")
+    except BaseException:
+        for h in handles.values():
+            h.stop()
+        raise
+    return handles, env
+
+
+def hourly_budget(handles: dict[str, SandboxHandle], requests: int) -> None:
+    """A fresh hourly window of `requests` in the Procore emulator (the spike window out of the way)."""
+    procore_admin(handles, "/_sandbox/limits", {"hourly": requests, "hour_period": 3600, "spike": 100000,
+                                                "reset": True})
+
+
+def contract_projects(handles: dict[str, SandboxHandle]) -> dict[str, list[str]]:
+    """Project number → origin ids of the SAP contracts in it (not those closed by a move)."""
+    st = handles["procore"].state
+    out: dict[str, list[str]] = {}
+    with st.lock:
+        for c in st.contracts.values():
+            if c["origin_id"] == f"SAP-PO-{c['number']}":
+                out.setdefault(str(st.projects[c["project_id"]]["project_number"]), []).append(c["origin_id"])
+    return out
+
+
+def active_projects(handles: dict[str, SandboxHandle], first: int, count: int) -> list[str]:
+    """Project numbers of job sites first..first+count-1, in the demo mappings' order."""
+    return [DEMO_MAPPINGS["cost_centers"][str(2000 + i)] for i in range(first, first + count)]
+
+
+def change_job_site_po(handles: dict[str, SandboxHandle], site: int, amount: str) -> str:
+    """Job site `site`'s PO changed in SAP (its first item's net value); its EBELN."""
+    from ml_connector.systems.sap_ecc.sandbox.seed_logistics import change_purchase_order
+
+    ecc = handles["sap_ecc"].state
+    ebeln = str(4510000000 + site)
+    change_purchase_order(ecc.data, ebeln, client=ecc.client, items={"00010": {"NETWR": amount}})
+    return ebeln
+
+
+def line_amount(handles: dict[str, SandboxHandle], origin_id: str, line: str) -> str | None:
+    """The amount of line `line` of the SAP contract `origin_id` in the Procore emulator."""
+    st = handles["procore"].state
+    with st.lock:
+        for c in st.contracts.values():
+            if c["origin_id"] == origin_id:
+                return next((str(li["amount"]) for li in c["line_items"] if li["origin_id"] == line), None)
+    return None

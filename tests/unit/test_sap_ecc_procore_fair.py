@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ml_connector.flows._sap_ecc_procore_fair import round_robin
+from ml_connector.flows._sap_ecc_procore_fair import reserve_of, round_robin
 
 QUEUES = {"26-001": ["a1", "a2", "a3"], "26-002": ["b1"], "26-003": ["c1", "c2"], "26-004": []}
 
@@ -33,3 +33,13 @@ def test_successive_runs_on_a_small_budget_serve_every_project_before_any_twice(
 def test_nothing_to_write_keeps_the_cursor():
     assert round_robin({"26-001": []}, "26-001", 5) == ([], "26-001")
     assert round_robin({}, None, 5) == ([], None)
+
+
+def test_writes_per_run_caps_the_records_within_the_budget():
+    assert round_robin(QUEUES, None, 100, max_records=2) == (["a1", "b1"], "26-002")
+    assert round_robin(QUEUES, None, 2, max_records=5) == (["a1", "b1"], "26-002")
+
+
+def test_the_reserve_is_the_flows_setting_or_two_percent_of_the_hourly_limit():
+    assert reserve_of(3600, None) == 72 and reserve_of(400, None) == 8 and reserve_of(None, None) == 0
+    assert reserve_of(3600, 0) == 0 and reserve_of(3600, 500) == 500

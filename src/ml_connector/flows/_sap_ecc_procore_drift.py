@@ -5,7 +5,8 @@ in full through the flow's own sources and mapped by its own mapping functions (
 is exactly what a sync would write); each commitment (purchase order contract) and direct cost is
 then looked up in Procore by its origin id and compared line by line (amount and cost code; a
 contract's status too). Reported per record: missing in Procore, moved (found in the project it was
-written to, which is not the one SAP's mapping names now: the next sync moves it), a line missing, a
+written to, which is not the one SAP's mapping names now: the next sync moves it; or, written but in
+neither project, found in a third one: `procore` names where it is), a line missing, a
 line Procore has that SAP does not, or a field that differs (SAP's and Procore's values). Records still parked
 on a mapping are counted, not compared. Nothing is written anywhere. Periodically: the flow's
 `drift` stream (option `drift_check: {cron: ...}`) runs it, records it and alerts (`sync.gap`) on
@@ -15,7 +16,7 @@ drift; a webhook on commitments starts the sync that corrects them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,6 +29,7 @@ from ml_connector.cli_common import DEFAULT_CONFIG, ConfigOpt, console, fail, ru
 from ml_connector.core import ledger
 from ml_connector.core.flow import Outcome, Page, Report, RunContext, Source, Target
 from ml_connector.core.ledger import Parked
+from ml_connector.flows._sap_ecc_procore_fair import sap_source
 
 PAIR = "sap_ecc_procore"
 
@@ -65,9 +67,10 @@ def _desired(rt: Any, flow: str, stream: str) -> Iterator[tuple[str, dict[str, A
     f = rt.flow(flow)
     s = f.stream(stream)
     ctx = RunContext(rt, flow, stream, "drift", "drift", dict(getattr(f.cfg, "options", {}) or {}))
-    state = s.begin(ctx, {})
+    src = sap_source(s.source)  # every SAP record, not a run's admitted changes
+    state = src.begin(ctx, {})
     while True:
-        page = s.read_page(ctx, state)
+        page = src.read_page(ctx, state)
         for key, rec in page.records:
             m = s.map(ctx, key, rec)
             yield key, None if isinstance(m, Parked) else m.payload
@@ -96,6 +99,15 @@ def _compare_lines(out: DriftReport, kind: str, p: dict[str, Any], have: list[di
         if _dec(extra.get("amount")) != 0:
             out.drift.append(Drift(kind, p["origin_id"], p["project"], "line_not_in_sap", line=origin,
                                    procore=str(_dec(extra.get("amount")))))
+
+
+def _elsewhere(d: Any, kind: str, origin: str, find: Callable[[str, int, str], list[dict[str, Any]]],
+               checked: set[int]) -> int | None:
+    """The first other active project (by project number) holding the record `origin`, if any."""
+    for _, p in sorted(d.projects().items()):
+        if int(p["id"]) not in checked and find(kind, int(p["id"]), origin):
+            return int(p["id"])
+    return None
 
 
 def drift_report(rt: Any, flow: str) -> DriftReport:
@@ -144,9 +156,17 @@ def drift_report(rt: Any, flow: str) -> DriftReport:
                 # Where it was written (the ledger's target id), when that is another project: the
                 # record is there, in the project the mapping named before (not yet moved).
                 old = written.get(key, "").partition(":")[0]
+                where = None
                 if old.isdigit() and int(old) != pid and find(kind, int(old), p["origin_id"]):
+                    where = int(old)
+                elif old.isdigit():
+                    # Written (the ledger says so), but neither where the mapping says nor where it was
+                    # written: moved to a third project in Procore. Only such records are looked for in
+                    # every other project (a listing each), never one that was not written.
+                    where = _elsewhere(d, kind, p["origin_id"], find, {pid, int(old)})
+                if where is not None:
                     out.drift.append(Drift(kind, p["origin_id"], p["project"], "moved",
-                                           procore=d.number_of(int(old)) or old))
+                                           procore=d.number_of(where) or str(where)))
                 else:
                     out.drift.append(Drift(kind, p["origin_id"], p["project"], "missing"))
                 continue

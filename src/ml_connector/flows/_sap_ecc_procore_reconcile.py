@@ -25,6 +25,7 @@ from ml_connector.core import ledger
 from ml_connector.core.flow import RunContext
 from ml_connector.core.ledger import Desired, Parked, content_hash
 from ml_connector.core.reconcile import Explanation, Reconciliation, period_bounds, record_states
+from ml_connector.flows._sap_ecc_procore_fair import sap_source
 
 Key = tuple[str, str, str]
 DIMENSIONS = ("kind", "project", "cost code")
@@ -44,10 +45,11 @@ def _mapped(rt: Any, flow: str, stream: str) -> list[tuple[str, Desired | Parked
     f = rt.flow(flow)
     s = f.stream(stream)
     ctx = RunContext(rt, flow, stream, "reconcile", "reconcile", dict(getattr(f.cfg, "options", {}) or {}))
-    state = s.begin(ctx, {})
+    src = sap_source(s.source)  # every SAP record, not a run's admitted changes
+    state = src.begin(ctx, {})
     out: list[tuple[str, Desired | Parked]] = []
     while True:
-        page = s.read_page(ctx, state)
+        page = src.read_page(ctx, state)
         out.extend((key, s.map(ctx, key, rec)) for key, rec in page.records)
         state = page.position
         if page.done:

@@ -269,7 +269,12 @@ class Options(SettingsModel):
     requisition_doc_types: list[str] = ["ZSUB"]   # EKKO-BSART of POs whose lines get requisitions
     on_project_change: Literal["move", "park"] = "move"  # a PO mapped to another project: move or hold
     drift_check: DriftCheck | None = None         # the scheduled drift report (stream `drift`)
-    writes_per_run: int | None = Field(default=None, ge=1)  # contracts / direct costs per run, fair by project
+    writes_per_run: int | None = Field(default=None, ge=1)  # optional cap: contracts / direct costs per run
+    # Requests of the company's hourly Procore budget a PO or cost run leaves for others (webhooks' syncs,
+    # the drift check, other flows); None: 2% of the hourly limit (flows/_sap_ecc_procore_fair.py).
+    budget_reserve: int | None = Field(default=None, ge=0)
+    # Seconds a PO or cost run waits for Procore's window to give budget back before it ends `waiting`.
+    budget_wait: float = Field(default=60.0, ge=0)
     internal_vendor: str = "SAP-INTERNAL"
     internal_vendor_name: str = "Internal cost allocations (SAP)"
 
@@ -329,11 +334,20 @@ class SapEccProcoreFlow(Flow):
                 return held_for_review(key, rec, d, contract_project(ctx, key), get) or d
             return d
 
-        budget = opts.get("writes_per_run")
+        cap = opts.get("writes_per_run")
+        reserve = opts.get("budget_reserve")
+        budget_wait = float(opts.get("budget_wait", 60.0))
+        contracts = PurchaseOrderContractsTarget(procore)
+        direct_costs = DirectCostsTarget(procore, vendor_origin_id=str(opts.get("internal_vendor", "SAP-INTERNAL")),
+                                         vendor_name=str(opts.get("internal_vendor_name",
+                                                                  "Internal cost allocations (SAP)")))
 
-        def fair(source: Source, mapper: Mapper_) -> Source:
-            """With `writes_per_run`: at most that many writes a run, shared round-robin by project."""
-            return FairProjects(source, mapper, int(budget)) if budget else source
+        def fair(source: Source, mapper: Mapper_, target: PurchaseOrderContractsTarget | DirectCostsTarget) -> Source:
+            """Writes within Procore's remaining hourly budget (less the reserve), at most `writes_per_run`,
+            shared round-robin by project."""
+            return FairProjects(source, mapper, connection=procore, target=target,
+                                reserve=int(reserve) if reserve is not None else None,
+                                max_records=int(cap) if cap else None, wait=budget_wait)
 
         def map_costs(ctx: RunContext, key: str, rec: dict[str, Any]) -> Desired | Parked:
             return cost_lines_to_direct_cost(key, rec, mapped=mapped(ctx), direct_cost_type=dc_type)
@@ -341,16 +355,14 @@ class SapEccProcoreFlow(Flow):
         purchase_orders = Stream(
             "purchase_orders",
             fair(PurchaseOrderSource(sap, company_codes=company_codes, date_from=_dats_option(opts.get("po_from")),
-                                     page_size=page_size), map_po),
-            map_po, PurchaseOrderContractsTarget(procore),
+                                     page_size=page_size), map_po, contracts),
+            map_po, contracts,
             mapping_tables=("wbs", "cost_centers", "plants", "cost_codes", "material_groups", "project_moves"))
         cost_allocations = Stream(
             "cost_allocations",
             fair(CostLineSource(sap, company_codes=company_codes, date_from=_dats_option(opts.get("postings_from")),
-                                cost_centers=cost_centers, page_size=page_size), map_costs),
-            map_costs,
-            DirectCostsTarget(procore, vendor_origin_id=str(opts.get("internal_vendor", "SAP-INTERNAL")),
-                              vendor_name=str(opts.get("internal_vendor_name", "Internal cost allocations (SAP)"))),
+                                cost_centers=cost_centers, page_size=page_size), map_costs, direct_costs),
+            map_costs, direct_costs,
             mapping_tables=("cost_centers", "cost_codes"))
         drift = Stream("drift", DriftCheckSource(), lambda ctx, key, rec: Desired(key, rec), NoWrites(procore))
         streams = {s.name: s for s in (vendors, purchase_orders, cost_allocations, drift)}

@@ -7,8 +7,12 @@ Transport stack (outermost first):
 - `RetryTransport` (core/http.py): the company's hourly budget (client side), a 429 waited out
   (Retry-After, else X-Rate-Limit-Reset) however long, 5xx retried for idempotent calls.
 - `HeaderPacer` (here): reads X-Rate-Limit-Remaining / Reset on every answer and holds the next call
-  until the window resets when the budget is spent down to `pacing.reserve`; a 503 with
-  Retry-After (load shedding) on an idempotent call is waited out and re-sent, never failed.
+  until the window resets when the budget is spent down to `pacing.reserve` (the hold is also put on
+  the shared budget, so every process of the database waits it out); a 503 with Retry-After (load
+  shedding) on an idempotent call is waited out and re-sent, never failed. The headers report the
+  spike (10 s) or the hourly window, whichever binds first; a reset further away than the spike
+  window, or a limit of the hourly budget's size, is the hourly one (Procore's "Handle Rate Limits"),
+  kept for `ProcoreClient.hourly_budget()`.
 
 Every request carries `Procore-Company-Id`. Writes that may have arrived but whose answer is unknown
 raise `ProcoreUncertainWrite`: the caller looks the record up by origin_id before any resend.
@@ -16,9 +20,11 @@ raise `ProcoreUncertainWrite`: the caller looks the record up by origin_id befor
 
 from __future__ import annotations
 
+import email.utils
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -77,14 +83,40 @@ class ProcoreUncertainWrite(ProcoreError, UncertainWrite):
         super().__init__(f"Procore {method} {path}: outcome unknown ({reason}); look it up before retrying")
 
 
+@dataclass(frozen=True)
+class HourlyReading:
+    """Procore's hourly window as the headers last reported it, and this client's request count then."""
+
+    limit: int | None
+    remaining: int
+    resets_at: float
+    sent: int
+
+
+@dataclass(frozen=True)
+class HourlyBudget:
+    """What is left of the company's hourly budget, as best known now (`ProcoreClient.hourly_budget`)."""
+
+    remaining: int
+    limit: int | None
+    resets_at: float | None  # when Procore's hourly window resets (frees budget), by its last hourly headers
+    source: str  # "headers" (Procore's own count) or "shared budget" (this installation's requests)
+
+
 class HeaderPacer(httpx.BaseTransport):
     """Paces to Procore's rate-limit headers (see the module docstring); thread-safe."""
 
     def __init__(self, inner: httpx.BaseTransport, *, limit: str, remaining: str, reset: str, reserve: int,
-                 max_wait: float,
+                 max_wait: float, spike_window: float = 10.0, hourly_limit: int | None = None,
+                 hold: Callable[[float], None] | None = None,
                  retry_after: tuple[str, ...], idempotent: frozenset[str],
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
         self.inner = inner
+        self.spike_window = spike_window
+        self.hourly_limit = hourly_limit  # the hourly budget the client was configured with, if any
+        self._hold = hold  # the shared budget's hold (every process waits), when there is one
+        self.sent = 0  # requests sent through this pacer
+        self.hourly: HourlyReading | None = None
         self.limit_header = limit
         self.remaining_header = remaining
         self.reset_header = reset
@@ -112,11 +144,41 @@ class HeaderPacer(httpx.BaseTransport):
             return
         if remaining is None:
             return
+        now = self._clock()
+        hold = 0.0
         with self._lock:
             self.remaining, self.limit = remaining, limit
+            if reset is not None and self._is_hourly(resp, reset, limit, now):
+                self.hourly = HourlyReading(limit, remaining, reset, self.sent)
             if remaining <= self.reserve and reset is not None:
-                until = min(reset, self._clock() + self.max_wait)
-                self._hold_until = max(self._hold_until, until)
+                until = min(reset, now + self.max_wait)
+                if until > self._hold_until:
+                    self._hold_until = until
+                    hold = until - now
+        if hold > 0 and self._hold is not None:
+            self._hold(hold)
+
+    def _is_hourly(self, resp: httpx.Response, reset: float, limit: int | None, now: float) -> bool:
+        """Whether these headers report the hourly window: its reset is further away than the spike
+        window (measured from the answer's Date; Date and Reset are whole seconds: two seconds of slack), or
+        its limit is the size of the hourly budget."""
+        date = resp.headers.get("Date")
+        try:
+            at = email.utils.parsedate_to_datetime(date).timestamp() if date else now
+        except (TypeError, ValueError):
+            at = now
+        if reset - at > self.spike_window + 2:
+            return True
+        return limit is not None and self.hourly_limit is not None and limit >= self.hourly_limit
+
+    def hourly_left(self) -> tuple[int, HourlyReading] | None:
+        """(requests left in the hourly window by Procore's last hourly headers, less the requests sent
+        since, that reading) while that window has not reset; None when no such reading."""
+        with self._lock:
+            h = self.hourly
+            if h is None or h.resets_at <= self._clock():
+                return None
+            return max(0, h.remaining - (self.sent - h.sent)), h
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         waited = 0.0
@@ -126,6 +188,8 @@ class HeaderPacer(httpx.BaseTransport):
             if hold > 0:
                 self.paced += hold
                 self._sleep(hold)
+            with self._lock:
+                self.sent += 1
             resp = self.inner.handle_request(request)
             self._observe(resp)
             if resp.status_code != 503:
@@ -154,9 +218,13 @@ class ProcoreClient:
         self.per_page = f.paging.per_page
         self.max_batch = f.batch.max_items
         self.policy = RetryPolicy.from_facts(f.need_retry())
+        self.limiter = limiter
         self.pacer = HeaderPacer(transport or httpx.HTTPTransport(), limit=f.headers.limit,
                                  remaining=f.headers.remaining,
                                  reset=f.headers.reset, reserve=f.pacing.reserve, max_wait=f.pacing.max_wait,
+                                 spike_window=f.pacing.spike_window,
+                                 hourly_limit=limiter.limit if limiter is not None else None,
+                                 hold=limiter.penalize if limiter is not None else None,
                                  retry_after=tuple(self.policy.retry_after_headers),
                                  idempotent=self.policy.idempotent_methods, sleep=sleep)
         self.transport = RetryTransport(self.pacer, self.policy, limiter=limiter, sleep=sleep)
@@ -174,6 +242,27 @@ class ProcoreClient:
     @property
     def throttled(self) -> int:
         return self.transport.stats.throttled
+
+    def hourly_budget(self) -> HourlyBudget | None:
+        """What is left of the company's hourly budget: the lower of Procore's own count (the last
+        hourly rate-limit headers, less the requests sent since) and the shared budget's (the
+        connection's hourly limit less the requests every process of this installation sent in the
+        window: `core/ratelimit.py`, in the database with Postgres). None: neither is known."""
+        known: list[HourlyBudget] = []
+        if self.limiter is not None and self.limiter.limit > 0:
+            used = self.limiter.in_window()
+            known.append(HourlyBudget(max(0, self.limiter.limit - used), self.limiter.limit, None, "shared budget"))
+        seen = self.pacer.hourly_left()
+        if seen is not None:
+            left, h = seen
+            known.append(HourlyBudget(left, h.limit, h.resets_at, "headers"))
+        if not known:
+            return None
+        low = min(known, key=lambda b: b.remaining)
+        # When Procore's window gives budget back is known from its headers only (a reset already past:
+        # budget has come back since; the shared budget counts it).
+        last = self.pacer.hourly
+        return HourlyBudget(low.remaining, low.limit, last.resets_at if last else None, low.source)
 
     def close(self) -> None:
         self._http.close()

@@ -19,6 +19,7 @@ class Headers(Section):
 class Pacing(Section):
     reserve: int = Field(ge=0)
     max_wait: float = Field(gt=0)
+    spike_window: float = Field(gt=0)
 
 
 class Paging(Section):

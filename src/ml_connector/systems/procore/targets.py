@@ -332,6 +332,18 @@ class PurchaseOrderContractsTarget(Target):
                 problems.append(f"{r['origin_id']}: {exc.message}")
         return problems
 
+    @staticmethod
+    def requests_for(payload: dict[str, Any], seen: set[str]) -> int:
+        """Procore requests a write of this contract costs, for budgeting (fair scheduling): its
+        project's contract sync and its line-item sync; with requisitions, one listing and one POST
+        each; the first contract of a project or vendor in a run (`seen`, updated) also lists the
+        project's cost codes or looks the vendor up. A move (closing the old contract) costs three
+        more, not counted: it is rare."""
+        reqs = payload.get("requisitions") or []
+        first = {f"codes:{payload.get('project')}", f"vendor:{payload.get('vendor')}"} - seen
+        seen |= first
+        return 2 + (1 + len(reqs) if reqs else 0) + len(first)
+
     def describe(self, op: str, payload: dict[str, Any]) -> str:
         total = sum((_amount(ln["amount"]) for ln in payload["lines"]), Decimal(0))
         return (f"{op} Procore PO contract {payload['number']} in project {payload['project']}: vendor "
@@ -415,6 +427,14 @@ class DirectCostsTarget(Target):
                                       + " | ".join(problems))])
             else:
                 report([Outcome(e.id, "posted", target_id=f"{pid}:{did}", request={"lines": lines})])
+
+    def requests_for(self, payload: dict[str, Any], seen: set[str]) -> int:
+        """Procore requests a write of this direct cost costs, for budgeting (fair scheduling): the
+        lookup, the POST, the line listing and one POST per line; the first of a project or of the
+        run (`seen`, updated) also lists the project's cost codes or looks the internal vendor up."""
+        first = {f"codes:{payload.get('project')}", f"vendor:{self.vendor_origin_id}"} - seen
+        seen |= first
+        return 3 + len(payload.get("lines") or []) + len(first)
 
     def describe(self, op: str, payload: dict[str, Any]) -> str:
         total = sum((_amount(ln["amount"]) for ln in payload["lines"]), Decimal(0))
