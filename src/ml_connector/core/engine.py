@@ -74,6 +74,14 @@ def _retry_interval(seconds: float) -> float:
 # database for a queued workflow's result; its default, 1 s, left reading idle for up to a
 # second at each back-pressure wait and at the end of every run).
 RESULT_POLL = 0.05
+# Deliveries running in this process (workflow ids), so that the sync workflow waits for one
+# to end here instead of asking DBOS for its result 20 times a second (a query each: about a
+# tenth of a sync's CPU time). Queued ones, or ones another worker runs, are polled as before.
+_delivering: set[str] = set()
+_delivering_cond = threading.Condition()
+# Operator replays are not latency-sensitive: their queue is polled at most once a second
+# (each poll of a queue is a few queries, whether it holds work or not).
+REPLAY_POLLING_INTERVAL = 1.0
 # Outcomes of a lookup (recovery of writes in doubt) recorded per this many, as the target finds them.
 LOOKUP_FLUSH = 50
 LOOKUP_FLUSH_SECONDS = 0.5  # ... and at least this often while a lookup finds records
@@ -303,7 +311,8 @@ def _register_queues(rt: Runtime) -> None:
         SYNC_QUEUE, partition_concurrency=1, polling_interval_sec=_polling_interval,
         on_conflict="always_update")
     _QUEUES[REPLAY_QUEUE] = DBOS.register_queue(
-        REPLAY_QUEUE, polling_interval_sec=_polling_interval, on_conflict="always_update")
+        REPLAY_QUEUE, polling_interval_sec=max(_polling_interval, REPLAY_POLLING_INTERVAL),
+        on_conflict="always_update")
     for name in rt.config.connections:
         target_queue(name)
 
@@ -355,20 +364,37 @@ def _sync(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
         # Back-pressure: reading may run ahead of writing by a few pages only, so
         # memory and the outbox backlog stay bounded whatever the table size.
         while len(handles) > MAX_PAGES_AHEAD:
-            handles.pop(0).get_result(polling_interval_sec=RESULT_POLL)
+            _delivery_result(handles.pop(0))
     for h in handles:
-        h.get_result(polling_interval_sec=RESULT_POLL)
+        _delivery_result(h)
     # Batches staged by a step whose completion DBOS never recorded (a crash in
     # between) have no delivery yet: sweep them.
     for batch in _open_batches_step(run_id):
-        target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch).get_result(
-            polling_interval_sec=RESULT_POLL)
+        _delivery_result(target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch))
     return _finish_step(flow, stream, mode, run_id)
+
+
+def _delivery_result(handle: Any) -> Any:
+    """The result of a delivery workflow. One running in this process is waited for without
+    queries (its end notifies); then, or for one queued or run elsewhere, DBOS is polled."""
+    wid = handle.get_workflow_id()
+    with _delivering_cond:
+        while wid in _delivering:
+            _delivering_cond.wait(timeout=1.0)
+    return handle.get_result(polling_interval_sec=RESULT_POLL)
 
 
 @DBOS.workflow(name="mlc.deliver")
 def deliver_workflow(flow: str, stream: str, run_id: str, batch: int) -> dict[str, int]:
-    return _deliver_step(flow, stream, run_id, batch)
+    wid = DBOS.workflow_id or ""
+    with _delivering_cond:
+        _delivering.add(wid)
+    try:
+        return _deliver_step(flow, stream, run_id, batch)
+    finally:
+        with _delivering_cond:
+            _delivering.discard(wid)
+            _delivering_cond.notify_all()
 
 
 @DBOS.workflow(name=REPLAY_WORKFLOW)
