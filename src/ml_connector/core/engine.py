@@ -74,11 +74,6 @@ def _retry_interval(seconds: float) -> float:
 # database for a queued workflow's result; its default, 1 s, left reading idle for up to a
 # second at each back-pressure wait and at the end of every run).
 RESULT_POLL = 0.05
-# Deliveries running in this process (workflow ids), so that the sync workflow waits for one
-# to end here instead of asking DBOS for its result 20 times a second (a query each: about a
-# tenth of a sync's CPU time). Queued ones, or ones another worker runs, are polled as before.
-_delivering: set[str] = set()
-_delivering_cond = threading.Condition()
 # Operator replays are not latency-sensitive: their queue is polled at most once a second
 # (each poll of a queue is a few queries, whether it holds work or not).
 REPLAY_POLLING_INTERVAL = 1.0
@@ -364,37 +359,20 @@ def _sync(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
         # Back-pressure: reading may run ahead of writing by a few pages only, so
         # memory and the outbox backlog stay bounded whatever the table size.
         while len(handles) > MAX_PAGES_AHEAD:
-            _delivery_result(handles.pop(0))
+            handles.pop(0).get_result(polling_interval_sec=RESULT_POLL)
     for h in handles:
-        _delivery_result(h)
+        h.get_result(polling_interval_sec=RESULT_POLL)
     # Batches staged by a step whose completion DBOS never recorded (a crash in
     # between) have no delivery yet: sweep them.
     for batch in _open_batches_step(run_id):
-        _delivery_result(target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch))
+        target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch).get_result(
+            polling_interval_sec=RESULT_POLL)
     return _finish_step(flow, stream, mode, run_id)
-
-
-def _delivery_result(handle: Any) -> Any:
-    """The result of a delivery workflow. One running in this process is waited for without
-    queries (its end notifies); then, or for one queued or run elsewhere, DBOS is polled."""
-    wid = handle.get_workflow_id()
-    with _delivering_cond:
-        while wid in _delivering:
-            _delivering_cond.wait(timeout=1.0)
-    return handle.get_result(polling_interval_sec=RESULT_POLL)
 
 
 @DBOS.workflow(name="mlc.deliver")
 def deliver_workflow(flow: str, stream: str, run_id: str, batch: int) -> dict[str, int]:
-    wid = DBOS.workflow_id or ""
-    with _delivering_cond:
-        _delivering.add(wid)
-    try:
-        return _deliver_step(flow, stream, run_id, batch)
-    finally:
-        with _delivering_cond:
-            _delivering.discard(wid)
-            _delivering_cond.notify_all()
+    return _deliver_step(flow, stream, run_id, batch)
 
 
 @DBOS.workflow(name=REPLAY_WORKFLOW)
