@@ -74,6 +74,9 @@ def _retry_interval(seconds: float) -> float:
 # database for a queued workflow's result; its default, 1 s, left reading idle for up to a
 # second at each back-pressure wait and at the end of every run).
 RESULT_POLL = 0.05
+# Operator replays are not latency-sensitive: their queue is polled at most once a second
+# (each poll of a queue is a few queries, whether it holds work or not).
+REPLAY_POLLING_INTERVAL = 1.0
 # Outcomes of a lookup (recovery of writes in doubt) recorded per this many, as the target finds them.
 LOOKUP_FLUSH = 50
 LOOKUP_FLUSH_SECONDS = 0.5  # ... and at least this often while a lookup finds records
@@ -303,7 +306,8 @@ def _register_queues(rt: Runtime) -> None:
         SYNC_QUEUE, partition_concurrency=1, polling_interval_sec=_polling_interval,
         on_conflict="always_update")
     _QUEUES[REPLAY_QUEUE] = DBOS.register_queue(
-        REPLAY_QUEUE, polling_interval_sec=_polling_interval, on_conflict="always_update")
+        REPLAY_QUEUE, polling_interval_sec=max(_polling_interval, REPLAY_POLLING_INTERVAL),
+        on_conflict="always_update")
     for name in rt.config.connections:
         target_queue(name)
 
