@@ -24,7 +24,12 @@ BILLS_FLOW = "bills_to_sap"
 UPLOADS = "/developer/v1/accounting"  # every Ramp chart-of-accounts write path starts so
 #: Ramp's sandbox state of each master-data stream: (state name, remote id field).
 RAMP_RECORDS = {"vendors": ("vendors", "id"), "gl_accounts": ("gl_accounts", "id"),
-                "cost_centers": ("field_options", "id")}
+                "cost_centers": ("field_options", "id"), "company_codes": ("field_options", "id"),
+                "plants": ("field_options", "id"), "departments": ("field_options", "id")}
+#: The accounting field (its ERP id, the flow's default option) whose options a field-option stream writes:
+#: options of other fields may share an ERP id (plant 1000, company code 1000) and are another stream's.
+RAMP_FIELDS = {"cost_centers": "SAP_COST_CENTER", "company_codes": "SAP_COMPANY_CODE", "plants": "SAP_PLANT",
+               "departments": "SAP_DEPARTMENT"}
 
 
 @dataclass
@@ -197,6 +202,9 @@ def master_figures(w: World, stream: str) -> tuple[int, int]:
     Ramp lacks or holds with another name (SAP is the reference there)."""
     name, key = RAMP_RECORDS[stream]
     held = ramp_state(w.env.ramp_url, name)
+    if stream in RAMP_FIELDS:
+        fields = {f["ramp_id"] for f in ramp_state(w.env.ramp_url, "fields") if f["id"] == RAMP_FIELDS[stream]}
+        held = [r for r in held if r.get("field_id") in fields]
     ids = Counter(str(r[key]) for r in held)
     duplicates = sum(n - 1 for n in ids.values()) + sum(n - 1 for n in audit_creates(w, MASTER_FLOW, stream).values())
     active = {str(r[key]): r for r in held if r.get("is_active", True)}
