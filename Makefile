@@ -55,10 +55,12 @@ test: venv bytecode
 	  $(VENV)/bin/pytest -q -p no:cacheprovider -m "$(SERIAL)" --ignore=tests/faults || rc=$$?; \
 	  exit $$rc; }
 
-# Two pytest workers (pytest-xdist): the fast tests are mostly separate CLI processes and loopback
-# servers, each test in a directory, database and ports of its own.
+# The developer's quick loop (under 3 minutes on two cores): every unit test (mappings, engine, config,
+# providers) and the loopback tests marked `smoke` (each emulator's protocol and one end-to-end pass
+# per flow), on two pytest-xdist workers. `make test` runs everything.
 test-fast: venv bytecode
-	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not scaleout and not slow and not browser" -n 2 --dist loadfile
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "(unit or smoke) and not (scaleout or slow or browser or faults)" \
+		-n 2 --dist loadfile
 
 # The fault matrix: every flow's write path under the sandboxes' faults (and the SIGKILL tests),
 # then a table of duplicates and losses per stream and fault (all zero). `make test` runs it too.

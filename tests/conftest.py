@@ -49,3 +49,13 @@ def fake_clock() -> FakeClock:
 def no_master_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No MLC_MASTER_KEY from the caller's environment: the vault's key comes from its data dir."""
     monkeypatch.delenv("MLC_MASTER_KEY", raising=False)
+
+
+UNIT_DIR = Path(__file__).parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `make test-fast` selects `unit or smoke`: every test under tests/unit is `unit` by where it lives.
+    for item in items:
+        if UNIT_DIR in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.unit)

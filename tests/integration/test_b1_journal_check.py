@@ -19,6 +19,8 @@ from ml_connector.systems.sap_b1.journal_check import CHECKED_BY, LOOKUP, check_
 from ml_connector.systems.sap_b1.sandbox.state import B1Sandbox
 from tests.support.b1 import b1_stats, je, master_changed, period_locked
 
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
+
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxHandle]:

@@ -26,6 +26,8 @@ from ml_connector.systems.sap_b1.sessions import TokenSessionStore
 from tests.support.b1 import b1_faults, b1_stats, je, login_body
 from tests.support.clock import FakeClock
 
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
+
 
 @pytest.fixture(scope="module")
 def clock() -> FakeClock:

@@ -10,6 +10,8 @@ import pytest
 from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from tests.support import Env, make_env, ramp_state, summary
 
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
+
 FLOW = "vendors_to_ramp"
 
 

@@ -19,6 +19,8 @@ from ml_connector.systems.concur.sources import (
 )
 from tests.support.concur import concur_client, read_all, source_context
 
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
+
 R1, R2, R3, R4 = (f"R000{n}F9A3C2E1B0" for n in (1, 2, 3, 4))
 
 

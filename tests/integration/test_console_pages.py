@@ -28,6 +28,8 @@ from tests.support.console import (
 )
 from tests.support.databases import audit_dump, audit_rows
 
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
+
 
 @pytest.fixture()
 def world(tmp_path: Path) -> ConsoleWorld:

@@ -24,6 +24,8 @@ from ml_connector.systems.sap_ecc.sandbox.app import EccSandbox, create_app
 from tests.support.ecc_posting import fi_client, live_documents, lookup_poster, simple_invoice
 from tests.support.ecc_soap import AUTH, HEADERS, RFC_NS, lookup_raw, page_request, rfc_url
 
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
+
 # The request exactly as SharpSapRfc (SoapRfcWebClient.cs) writes it: urn prefix, unqualified
 # parameters, every TABLES parameter declared, reference §1.1.
 SHARP_REQUEST = """<?xml version="1.0" encoding="utf-8"?>

@@ -16,6 +16,8 @@ from tests.example_system import DEMO_KEY, ExampleState
 from tests.example_system.launch import cli, install, uninstall
 from tests.support.env import summary as _summary
 
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
+
 FLOW = "items_to_catalog"
 CONFIG = """\
 engine:

@@ -20,6 +20,8 @@ from tests.support.procore import procore_client
 from tests.support.receivers import Receiver
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
+
 
 @pytest.fixture(scope="module")
 def procore() -> Iterator[SandboxHandle]:

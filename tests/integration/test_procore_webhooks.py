@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 
 import httpx
+import pytest
 
 from ml_connector.sandbox import start_sandboxes
 from tests.support.procore import (
@@ -23,6 +24,8 @@ from tests.support.procore import (
     procore_env,
 )
 from tests.support.waiting import wait_for, wait_healthy
+
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
 
 AUTH = "Bearer hook-5f2c9a71e0"
 

@@ -16,6 +16,8 @@ from ml_connector.systems.sap_ecc.sandbox.seed_logistics import create_purchase_
 from tests.support import Env, make_env
 from tests.support.bills import add_bill, mm_invoices, postable_vendor, ramp_bill, ramp_purchase_order, sap_documents
 
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
+
 FLOW = "bills_to_sap"
 
 

@@ -21,6 +21,8 @@ from ml_connector.systems.ramp.sandbox.state import DEMO_CLIENT_ID, DEMO_CLIENT_
 from tests.support.clock import FakeClock
 from tests.support.ramp import ALL_SCOPES, SECRET, make_client, raw_token, vendors
 
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
+
 V = "/developer/v1/accounting/vendors"
 
 

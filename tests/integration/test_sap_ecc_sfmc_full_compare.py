@@ -6,10 +6,14 @@ count); SAP ECC with a small seed and the engine in this process."""
 
 from __future__ import annotations
 
+import pytest
+
 from ml_connector.core import engine
 from tests.support.fault_pairs import SFMC_FLOW, engine_here, sfmc_master_case, small_ecc
 from tests.support.faults import audit_creates
 from tests.support.sfmc import de_rows, mc_client
+
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
 
 CONTACTS = "ML_SAP_Contacts"
 

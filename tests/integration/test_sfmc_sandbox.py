@@ -27,6 +27,8 @@ from tests.support.sandboxes import running_sandboxes
 from tests.support.sfmc import make_sfmc_env, mc_events, mc_faults, mc_stats
 from tests.support.sfmc_clients import sfmc_client
 
+pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
+
 SPEC = DeSpec("Cust", "Customers", (DeField("CustomerNumber", "Text", 10, primary=True), DeField("Name", "Text", 40),
                                     DeField("Limit", "Decimal", precision=18, scale=2)))
 
