@@ -82,3 +82,9 @@ def test_unmapped_entity_and_lines_not_adding_up():
     m = po_bill_to_invoice("bill-1", bad, {"po-1": PO}, mapped=_mapped())
     assert isinstance(m, Desired) and m.payload["problems"] == ["the lines add up to 1.00 USD, the bill says 9.99 USD"]
     assert Decimal(m.payload["lines"][0]["amount"]) == Decimal("1.00")
+
+
+def test_a_reversal_says_whether_it_is_done_in_mm():
+    rev = {"action": "reverse", "document": "5105600001/2026", "invoice_number": "INV-1", "bill_id": "b1"}
+    assert "5105600001/2026 in MM (MR8M) of Ramp bill INV-1" in describe_bill("create", {**rev, "kind": "mm"})
+    assert "5105600001/2026 of Ramp bill INV-1" in describe_bill("create", rev)

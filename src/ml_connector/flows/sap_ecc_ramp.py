@@ -502,7 +502,8 @@ def invoice_of(p: dict[str, Any], *, doc_type: str = "KR") -> VendorInvoice | MM
 
 def describe_bill(op: str, p: dict[str, Any]) -> str:
     if p.get("action") == "reverse":
-        return (f"reverse SAP document {p['document']} of Ramp bill {p['invoice_number']} ({p['bill_id']}), "
+        how = " in MM (MR8M)" if p.get("kind") == "mm" else ""
+        return (f"reverse SAP document {p['document']}{how} of Ramp bill {p['invoice_number']} ({p['bill_id']}), "
                 f"edited in Ramp after it was posted")
     if p.get("kind") == "mm":
         from ml_connector.flows._sap_ecc_ramp_po import describe_po_bill
