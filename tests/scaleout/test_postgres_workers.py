@@ -53,8 +53,8 @@ def test_two_workers_share_a_sync_and_process_no_record_twice(tmp_path, pg_datab
             # The active vendors' creates and, for those deleted in SAP before the first sync, one
             # lookup each (deactivated in Ramp if it had them: the ledger may have been lost).
             assert attempts == {1: len(want)}
-            dup = conn.execute("select source, count(*) from mlc_audit where event = 'record.create' "
-                               "group by source having count(*) > 1").fetchall()
+            dup = conn.execute("select stream, source, count(*) from mlc_audit where event = 'record.create' "
+                               "group by stream, source having count(*) > 1").fetchall()
             assert dup == []
             # The deliveries really were shared between the two workers.
             by_worker = dict(conn.execute(
@@ -110,8 +110,8 @@ def test_a_worker_killed_for_good_has_its_work_taken_over(tmp_path, pg_database)
         assert sorted(v["id"] for v in ramp_vendors(handles["ramp"].url)) == sorted(expected)
         with psycopg.connect(pg_database) as conn:
             taken = conn.execute("select count(*) from mlc_audit where event = 'worker.taken_over'").fetchone()
-            dup = conn.execute("select source from mlc_audit where event = 'record.create' and outcome = 'ok' "
-                               "group by source having count(*) > 1").fetchall()
+            dup = conn.execute("select stream, source from mlc_audit where event = 'record.create' and outcome = 'ok' "
+                               "group by stream, source having count(*) > 1").fetchall()
         assert taken and taken[0] >= 1
         assert dup == []
     finally:
@@ -176,8 +176,8 @@ def test_a_stalled_worker_that_resumes_after_the_takeover_records_nothing_twice(
         expected = {k for k, v in in_scope_vendors(ecc).items() if v["active"]}
         assert sorted(v["id"] for v in ramp_vendors(handles["ramp"].url)) == sorted(expected)
         with psycopg.connect(pg_database) as conn:
-            dup = conn.execute("select source from mlc_audit where event = 'record.create' and outcome = 'ok' "
-                               "group by source having count(*) > 1").fetchall()
+            dup = conn.execute("select stream, source from mlc_audit where event = 'record.create' and outcome = 'ok' "
+                               "group by stream, source having count(*) > 1").fetchall()
         assert dup == []
     finally:
         stop_all(procs, handles)
