@@ -174,6 +174,7 @@ def _launch(rt: Runtime, *, executor_id: str | None = None, schedules: bool = Fa
     _launched = True
     _tune_gc()
     _register_queues(rt)
+    _await_queue_workers()
     if schedules:
         apply_schedules(rt)
         for run in catch_up_cron(rt):
@@ -299,6 +300,23 @@ def _watchdog(rt: Runtime, exec_id: str, interval: float, dead_after: float) -> 
             log.exception("worker heartbeat failed")
         if _watchdog_stop.wait(interval):
             return
+
+
+# DBOS's queue manager starts a worker thread per registered queue when it next lists the queues
+# (once a second): a run enqueued meanwhile, or its first delivery, waited up to that second.
+QUEUE_WORKERS_WAIT = 3.0
+
+
+def _await_queue_workers(timeout: float = QUEUE_WORKERS_WAIT) -> bool:
+    """Return once every queue registered here has its DBOS worker thread (the engine is ready to take
+    work), or after `timeout` (False; the queues are served all the same, a little later)."""
+    names = {f"queue-worker-{q}" for q in _QUEUES}
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = names - {t.name for t in threading.enumerate()}
+        if not missing or time.monotonic() >= deadline:
+            return not missing
+        time.sleep(0.02)
 
 
 def _register_queues(rt: Runtime) -> None:
