@@ -169,6 +169,7 @@ def _launch(rt: Runtime, *, executor_id: str | None = None, schedules: bool = Fa
         "scheduler_polling_interval_sec": 5.0,
     })
     DBOS.launch()
+    _share_writer_lock(rt)
     # DBOS adds its own, non-propagating log handler: mask secrets in its records too.
     install_log_redaction()
     _launched = True
@@ -184,6 +185,15 @@ def _launch(rt: Runtime, *, executor_id: str | None = None, schedules: bool = Fa
     lock = _worker_lock(rt)
     if lock is not None:
         lock.mark_ready()
+
+
+def _share_writer_lock(rt: Runtime) -> None:
+    """On SQLite, DBOS's writes queue with this process's own (`Database.share_writer_lock`)."""
+    from dbos import _dbos
+
+    engine = getattr(getattr(_dbos._dbos_global_instance, "_sys_db_field", None), "engine", None)
+    if engine is not None:
+        rt.db.share_writer_lock(engine)
 
 
 # Young-generation size for the cyclic GC of a worker (CPython's default is 700 allocations).
@@ -377,20 +387,57 @@ def _sync(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
         # Back-pressure: reading may run ahead of writing by a few pages only, so
         # memory and the outbox backlog stay bounded whatever the table size.
         while len(handles) > MAX_PAGES_AHEAD:
-            handles.pop(0).get_result(polling_interval_sec=RESULT_POLL)
+            _result(handles.pop(0))
     for h in handles:
-        h.get_result(polling_interval_sec=RESULT_POLL)
+        _result(h)
     # Batches staged by a step whose completion DBOS never recorded (a crash in
     # between) have no delivery yet: sweep them.
     for batch in _open_batches_step(run_id):
-        target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch).get_result(
-            polling_interval_sec=RESULT_POLL)
+        _result(target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch))
     return _finish_step(flow, stream, mode, run_id)
+
+
+# Deliveries that ended in this process, by workflow id: the sync waiting for one is woken at
+# once instead of polling the database for its result (a delivery run by another worker, on
+# Postgres, is found by the poll).
+_ENDED: dict[str, threading.Event] = {}
+_ENDED_LOCK = threading.Lock()
+RESULT_CHECK = 0.25  # seconds between checks of the database while no local delivery signals
+
+
+def _ended_event(wid: str) -> threading.Event:
+    with _ENDED_LOCK:
+        ev = _ENDED.get(wid)
+        if ev is None:
+            if len(_ENDED) > 10_000:  # ends nobody waited for (a workflow recovered after its sync ended)
+                _ENDED.clear()
+            ev = _ENDED[wid] = threading.Event()
+        return ev
+
+
+def _result(handle: Any) -> Any:
+    """A delivery's result: woken by its end in this process, else found by a check of the database."""
+    wid = handle.get_workflow_id()
+    ev = _ended_event(wid)
+    while not ev.wait(RESULT_CHECK):
+        if handle.get_status().status in _END_STATES:
+            break
+    with _ENDED_LOCK:
+        _ENDED.pop(wid, None)
+    return handle.get_result(polling_interval_sec=RESULT_POLL)
+
+
+_END_STATES = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 
 
 @DBOS.workflow(name="mlc.deliver")
 def deliver_workflow(flow: str, stream: str, run_id: str, batch: int) -> dict[str, int]:
-    return _deliver_step(flow, stream, run_id, batch)
+    try:
+        return _deliver_step(flow, stream, run_id, batch)
+    finally:
+        wid = DBOS.workflow_id
+        if wid:
+            _ended_event(wid).set()
 
 
 @DBOS.workflow(name=REPLAY_WORKFLOW)
@@ -1296,7 +1343,7 @@ def _await(wid: str, *, poll: float = 0.2, timeout: float | None = None,
         st = handle.get_status()
         if on_poll:
             on_poll()
-        if st.status in ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
+        if st.status in _END_STATES:
             break
         if deadline and time.monotonic() > deadline:
             raise TimeoutError(f"run {wid} still {st.status} after {timeout}s")
