@@ -45,3 +45,11 @@ def test_unserialisable_values_and_unsortable_keys_are_refused_as_json_dumps_ref
         jsontext.dumps({"when": datetime(2026, 1, 1)})
     with pytest.raises(TypeError):
         jsontext.encoder(sort_keys=True)({1: "a", "b": 2})
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_encoder_many_matches_json_dumps_of_each_value(options: dict[str, Any]) -> None:
+    many = jsontext.encoder_many(**options)
+    containers = [v for v in VALUES if isinstance(v, dict | list) and v is not VALUES[2]]
+    for values in (containers, [v for v in VALUES if v is not VALUES[2] or "default" in options], []):
+        assert many(values) == [json.dumps(v, **options) for v in values]

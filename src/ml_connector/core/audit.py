@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from itertools import repeat
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -18,6 +20,9 @@ from ml_connector.core.models import AuditRow, utcnow
 _CANONICAL = jsontext.encoder(sort_keys=True, separators=(",", ":"), default=str)
 # json.dumps(detail, default=str): one per record written.
 _DETAIL = jsontext.encoder(default=str)
+# The same over lists of values (a page's events).
+_CANONICAL_MANY = jsontext.encoder_many(sort_keys=True, separators=(",", ":"), default=str)
+_DETAIL_MANY = jsontext.encoder_many(default=str)
 
 
 def digest(data: bytes | str | dict[str, Any] | list[Any] | None) -> str | None:
@@ -75,26 +80,59 @@ def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
 
     if not rows:
         return
-    texts = [_DETAIL(r.get("detail") or {}) for r in rows]
+    n = len(rows)
+    # Column by column, in loops that run in C (a Python loop per row and per column cost more
+    # than SQLite's insert of the row).
+    details = list(map(dict.get, rows, repeat("detail")))
+    if not all(details):
+        details = [d or {} for d in details]
+    texts = _DETAIL_MANY(details)
     joined = "\x00".join(texts)
     if redact(joined) != joined:
         texts = [redact(t) for t in texts]
+    requests = list(map(dict.get, rows, repeat("request")))
+    responses = list(map(dict.get, rows, repeat("response")))
+    ats = list(map(dict.get, rows, repeat("at")))
     sqlite = session.get_bind().dialect.name == "sqlite"
     now = utcnow()
-    objs = [{"event": r["event"], "outcome": r.get("outcome", "ok"), "flow": r.get("flow"), "stream": r.get("stream"),
-             "run_id": r.get("run_id"), "source": r.get("source"), "target": r.get("target"),
-             "request_digest": digest(r.get("request")), "response_digest": digest(r.get("response")),
-             # SQLite stores JSON as this very text; other dialects bind the value through their JSON type.
-             "detail": t if sqlite else json.loads(t), "at": r.get("at") or now}
-            for r, t in zip(rows, texts, strict=True)]
+    if not all(ats):
+        ats = [a or now for a in ats]
+    columns: dict[str, list[Any]] = {
+        "event": list(map(_EVENT, rows)),
+        "outcome": list(map(dict.get, rows, repeat("outcome"), repeat("ok"))),
+        **{k: list(map(dict.get, rows, repeat(k))) for k in ("flow", "stream", "run_id", "source", "target")},
+        "request_digest": _digests(requests), "response_digest": _digests(responses),
+        # SQLite stores JSON as this very text; other dialects bind the value through their JSON type.
+        "detail": texts if sqlite else list(map(json.loads, texts)),
+    }
     stmt = insert(bulk.table(AuditRow))
-    at = objs[0]["at"]
-    if all(o["at"] == at for o in objs):
+    if ats.count(ats[0]) == n:
         # One time for every row (a target's answer): bound once, not converted per row.
-        stmt = stmt.values(at=at)
-        for o in objs:
-            del o["at"]
+        stmt = stmt.values(at=ats[0])
+    else:
+        columns["at"] = ats
+    objs = list(map(dict, map(zip, repeat(tuple(columns)), zip(*columns.values(), strict=True))))
     bulk.session_executemany(session, stmt, objs, ready=("detail",) if sqlite else ())
+
+
+_EVENT = itemgetter("event")
+_CONTAINERS = {dict, list}
+_NONE_OR_CONTAINERS = {dict, list, type(None)}
+_HEX = methodcaller("hexdigest")
+
+
+def _digests(values: list[Any]) -> list[str | None]:
+    """`[digest(v) for v in values]`, in loops that run in C where the values are dicts, lists or None."""
+    types = set(map(type, values))
+    if types <= _CONTAINERS:
+        return list(map(_HEX, map(hashlib.sha256, map(str.encode, _CANONICAL_MANY(values)))))
+    if types <= _NONE_OR_CONTAINERS:
+        at = [i for i, v in enumerate(values) if v is not None]
+        out: list[str | None] = [None] * len(values)
+        for i, d in zip(at, _digests([values[i] for i in at]), strict=True):
+            out[i] = d
+        return out
+    return list(map(digest, values))
 
 
 def events(session: Session, *, run_id: str | None = None, source: str | None = None,
