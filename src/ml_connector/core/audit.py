@@ -104,18 +104,21 @@ def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
         "request_digest": _digests(requests), "response_digest": _digests(responses),
         # SQLite stores JSON as this very text; other dialects bind the value through their JSON type.
         "detail": texts if sqlite else list(map(json.loads, texts)),
+        "at": ats,
     }
-    stmt = insert(bulk.table(AuditRow))
-    if ats.count(ats[0]) == n:
-        # One time for every row (a target's answer): bound once, not converted per row.
-        stmt = stmt.values(at=ats[0])
-    else:
-        columns["at"] = ats
+    # A value the same for every row (one time: a target's answer; the run's flow, stream and id;
+    # most often the event and outcome) is bound once by the statement, not converted and sent per
+    # row. Only these few columns: each choice among them is one more statement `bulk` keeps compiled.
+    same = {k: v[0] for k in _SAME_CANDIDATES if (v := columns[k])[0] is not None and v.count(v[0]) == n}
+    for k in same:
+        del columns[k]
+    stmt = insert(bulk.table(AuditRow)).values(same) if same else insert(bulk.table(AuditRow))
     objs = list(map(dict, map(zip, repeat(tuple(columns)), zip(*columns.values(), strict=True))))
     bulk.session_executemany(session, stmt, objs, ready=("detail",) if sqlite else ())
 
 
 _EVENT = itemgetter("event")
+_SAME_CANDIDATES = ("at", "flow", "stream", "run_id", "event", "outcome")
 _CONTAINERS = {dict, list}
 _NONE_OR_CONTAINERS = {dict, list, type(None)}
 _HEX = methodcaller("hexdigest")
