@@ -226,7 +226,8 @@ class RampUploadTarget(Target):
     def _create_batch(self, ramp: RampClient, batch: list[Entry], report: Report, depth: int = 0) -> None:
         if not batch:
             return
-        items = [self.upload_item(e.payload) for e in batch]
+        upload_item = self.upload_item
+        items = [upload_item(e.payload) for e in batch]
         try:
             created = self.upload(ramp, items)
         except RampUncertainWrite:
@@ -261,13 +262,11 @@ class RampUploadTarget(Target):
             self._create_batch(ramp, batch[mid:], report, depth)
             return
         by_id = {r["id"]: r for r in created}
-        outs = []
-        for e, item in zip(batch, items, strict=True):
-            r = by_id.get(e.payload["id"])
-            if r is None:
-                outs.append(Outcome(e.id, "uncertain", error=f"Ramp's answer did not list this {self.kind}"))
-            else:
-                outs.append(Outcome(e.id, "posted", target_id=r["ramp_id"], request=item, response=r))
+        get = by_id.get
+        # Positional fields (entry_id, state, target_id, error, request, response): 500 per upload.
+        outs = [Outcome(e.id, "posted", r["ramp_id"], None, item, r) if (r := get(e.payload["id"])) is not None
+                else Outcome(e.id, "uncertain", error=f"Ramp's answer did not list this {self.kind}")
+                for e, item in zip(batch, items, strict=True)]
         report(outs)
 
     def _resolve_by_lookup(self, ramp: RampClient, batch: list[Entry], report: Report, depth: int) -> None:
@@ -340,15 +339,23 @@ class AccountingVendorsTarget(RampUploadTarget):
     # A payload with `billpay_vendor_id` (the flow matched a Bill Pay vendor Ramp already had): once the
     # accounting vendor is in Ramp, the Bill Pay vendor is linked to it (PATCH, idempotent), so Ramp
     # does not add a second vendor for it; a failed link fails the entry, and replay links again.
-    def _linked(self, ctx: RunContext, entries: list[Entry], outcomes: Iterable[Outcome]) -> list[Outcome]:
+    @staticmethod
+    def _to_link(entries: list[Entry]) -> dict[int, Entry]:
+        """The entries (by id) whose posted outcome links a Bill Pay vendor; taken once per write, not
+        per report (most writes have none, and their outcomes then pass as they are)."""
         by_id = {e.id: e for e in entries}
+        return {i: e for i, e in by_id.items() if e.op != "deactivate" and e.payload.get("billpay_vendor_id")}
+
+    def _link(self, ctx: RunContext, to_link: dict[int, Entry], outcomes: Iterable[Outcome]) -> list[Outcome]:
+        if not to_link:
+            return list(outcomes)
         out = []
         for o in outcomes:
-            e = by_id.get(o.entry_id)
-            link = (e.payload.get("billpay_vendor_id") if e is not None else None)
-            if o.state != "posted" or not link or e is None or e.op == "deactivate":
+            e = to_link.get(o.entry_id)
+            if e is None or o.state != "posted":
                 out.append(o)
                 continue
+            link = e.payload["billpay_vendor_id"]
             try:
                 self.client(ctx).link_billpay_vendor(str(link), str(e.payload["id"]))
             except RampError as exc:
@@ -360,12 +367,15 @@ class AccountingVendorsTarget(RampUploadTarget):
         return out
 
     def lookup(self, ctx: RunContext, entries: list[Entry]) -> Iterator[Outcome]:
+        to_link = self._to_link(entries)
         for found in super().lookup(ctx, entries):  # yielded as found (the engine records them as they come)
-            yield from self._linked(ctx, entries, [found])
+            yield from self._link(ctx, to_link, [found])
 
     def write(self, ctx: RunContext, entries: list[Entry], report: Report) -> None:
+        to_link = self._to_link(entries)
+
         def linked(outcomes: list[Outcome]) -> None:
-            report(self._linked(ctx, entries, outcomes))
+            report(self._link(ctx, to_link, outcomes))
 
         # A payload with `ramp_id` (the flow matched an accounting vendor Ramp already had under another
         # remote id): that record is adopted and updated (PATCH, idempotent) instead of creating a duplicate.
