@@ -343,7 +343,9 @@ class AccountingVendorsTarget(RampUploadTarget):
     def _to_link(entries: list[Entry]) -> dict[int, Entry]:
         """The entries (by id) whose posted outcome links a Bill Pay vendor; taken once per write, not
         per report (most writes have none, and their outcomes then pass as they are)."""
-        by_id = {e.id: e for e in entries}
+        if not any(e.payload.get("billpay_vendor_id") for e in entries):
+            return {}
+        by_id = {e.id: e for e in entries}  # the last entry of an id counts, as it always did
         return {i: e for i, e in by_id.items() if e.op != "deactivate" and e.payload.get("billpay_vendor_id")}
 
     def _link(self, ctx: RunContext, to_link: dict[int, Entry], outcomes: Iterable[Outcome]) -> list[Outcome]:
