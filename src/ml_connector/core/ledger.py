@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ml_connector.core import bulk, jsontext
-from ml_connector.core.db import in_chunks
+from ml_connector.core.db import in_chunks, one_of
 from ml_connector.core.models import CursorRow, RecordRow, utcnow
 
 # json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str),
@@ -97,12 +97,14 @@ def _known(session: Session, flow: str, stream: str, keys: list[str]) -> dict[st
     """(content hash, target id, active) of the ledger rows of `keys`: three columns, no ORM objects
     (the per-page comparison reads a page's worth of rows; building entities cost more than the query)."""
     known: dict[str, tuple[str, str | None, bool]] = {}
-    for chunk in in_chunks(keys):
-        rows = session.execute(
-            select(RecordRow.source_key, RecordRow.content_hash, RecordRow.target_id, RecordRow.active).where(
-                RecordRow.flow == flow, RecordRow.stream == stream, RecordRow.source_key.in_(chunk)))
-        for key, h, target_id, active in rows:
-            known[key] = (h, target_id, bool(active))
+    session.flush()  # executed on the connection (no ORM result machinery): pending changes first
+    conn = session.connection()
+    rows = conn.execute(
+        select(RecordRow.source_key, RecordRow.content_hash, RecordRow.target_id, RecordRow.active).where(
+            RecordRow.flow == flow, RecordRow.stream == stream,
+            one_of(conn.dialect.name, RecordRow.source_key, keys))).all()
+    for key, h, target_id, active in rows:
+        known[key] = (h, target_id, bool(active))
     return known
 
 
