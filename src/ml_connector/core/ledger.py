@@ -72,8 +72,9 @@ def plan_changes(session: Session, flow: str, stream: str, desired: Iterable[Des
     known = _known(session, flow, stream, [d.source_key for d in items])
     changes: list[Change] = []
     unchanged = 0
+    canonical, sha256 = _CANONICAL, hashlib.sha256  # `content_hash`, inline (a page's worth of records)
     for d in items:
-        h = content_hash({**d.payload, "__active": d.active})
+        h = sha256(canonical({**d.payload, "__active": d.active}).encode("utf-8")).hexdigest()
         rec = known.get(d.source_key)
         if rec is None:
             # Unknown to the ledger (first run, or the ledger was lost): a record deleted at the

@@ -134,18 +134,21 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
     now = utcnow()
     if superseded:
         conn.execute(update(t).where(one_of(dialect, t.c.id, superseded)).values(state="superseded", updated_at=now))
-    # One executemany with the same columns for every row (a parked row sets parked_on and state).
-    new = [{"idempotency_key": r["idempotency_key"], "source_key": r["source_key"], "op": r["op"],
-            "payload": r["payload"], "content_hash": r["content_hash"], "target_id": r.get("target_id"),
-            "state": r.get("state", "pending"), "attempts": r.get("attempts", 0), "parked_on": r.get("parked_on"),
-            "last_error": r.get("last_error")}
-           for r in items if r["idempotency_key"] not in existing]
-    extra = {k for r in items for k in r} - _ADD_KEYS
+    # One executemany with the same columns for every row (a parked row sets parked_on and state),
+    # given column by column.
+    new = [r for r in items if r["idempotency_key"] not in existing] if existing else items
+    columns = {
+        "idempotency_key": [r["idempotency_key"] for r in new], "source_key": [r["source_key"] for r in new],
+        "op": [r["op"] for r in new], "payload": [r["payload"] for r in new],
+        "content_hash": [r["content_hash"] for r in new], "target_id": [r.get("target_id") for r in new],
+        "state": [r.get("state", "pending") for r in new], "attempts": [r.get("attempts", 0) for r in new],
+        "parked_on": [r.get("parked_on") for r in new], "last_error": [r.get("last_error") for r in new]}
+    extra = set().union(*items) - _ADD_KEYS
     if extra:
         raise ValueError(f"outbox rows have unknown keys {sorted(extra)}")
     if new:
-        bulk.session_executemany(session, insert(bulk.table(OutboxRow)).values(
-            flow=flow, stream=stream, run_id=run_id, batch=batch, created_at=now, updated_at=now), new)
+        bulk.session_executemany_columns(session, insert(t).values(
+            flow=flow, stream=stream, run_id=run_id, batch=batch, created_at=now, updated_at=now), columns)
     return len(new) + len(adopt)
 
 
