@@ -145,11 +145,12 @@ def confirm_many(session: Session, flow: str, stream: str,
     if not items:
         return
     now = utcnow()
-    rows = [{"source_key": key, "target_id": target_id, "content_hash": h, "seen_hash": h, "active": active}
-            for key, target_id, h, active in items]
-    # What every row shares is bound once (not converted per row).
-    bulk.session_executemany(session, _upsert(session, {"flow": flow, "stream": stream, "last_synced_at": now,
-                                                        "updated_at": now}), rows)
+    keys, target_ids_, hashes, active = zip(*items, strict=True)
+    # What every row shares is bound once (not converted per row); the rest column by column.
+    bulk.session_executemany_columns(session, _upsert(session, {"flow": flow, "stream": stream,
+                                                                "last_synced_at": now, "updated_at": now}),
+                                     {"source_key": keys, "target_id": target_ids_, "content_hash": hashes,
+                                      "seen_hash": hashes, "active": active})
 
 
 def _upsert(session: Session, common: dict[str, Any]) -> Any:

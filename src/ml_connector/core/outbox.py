@@ -233,9 +233,9 @@ def post_fenced(session: Session, items: Sequence[tuple[int, int, str | None]]) 
                            or_(*(t.c.state == s for s in OPEN_STATES))).values(
         state="posted", target_id=bindparam("b_target"), last_error=None, updated_at=utcnow())
     savepoint = session.begin_nested()
-    changed = bulk.session_executemany(session, stmt, [{"b_id": i, "b_gen": gen, "b_target": target}
-                                                       for i, gen, target in items])
-    if changed == len({i for i, _, _ in items}):
+    ids, gens, targets = zip(*items, strict=True)
+    changed = bulk.session_executemany_columns(session, stmt, {"b_id": ids, "b_gen": gens, "b_target": targets})
+    if changed == len(set(ids)):
         savepoint.commit()
         return True
     savepoint.rollback()
