@@ -111,7 +111,7 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
         # it is delivered (or resolved) now instead of being orphaned.
         if state in OPEN_STATES and erun != run_id:
             adopt.append(eid)
-    # The other entries of the same records, in one query per chunk of source keys:
+    # The other entries of the same records, in one query:
     # - an older write left in doubt (in flight at a crash, or uncertain) may have reached the
     #   target: it joins this batch too, where delivery resolves it by lookup before the newer
     #   content is written (and supersedes it), instead of staying in flight out of sight;
