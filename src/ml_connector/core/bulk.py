@@ -41,8 +41,23 @@ def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, 
     """
     if not rows:
         return 0
+    return _executemany(conn, stmt, list(rows[0]), len(rows), lambda name: [row[name] for row in rows], ready)
+
+
+def executemany_columns(conn: Connection, stmt: UpdateBase, columns: Mapping[str, Sequence[Any]],
+                        *, ready: Sequence[str] = ()) -> int:
+    """`executemany` of rows given column by column (a list of values per key, all of one length):
+    for a caller that has its rows' values in other shapes, without building a dict per row."""
+    count = len(next(iter(columns.values()), ()))
+    if not count:
+        return 0
+    return _executemany(conn, stmt, list(columns), count, columns.__getitem__, ready)
+
+
+def _executemany(conn: Connection, stmt: UpdateBase, keys: list[str], count: int,
+                 column: Callable[[str], Sequence[Any]], ready: Sequence[str]) -> int:
+    """`count` rows with these keys; `column(key)`: the rows' values of a key the statement binds."""
     dialect = conn.dialect
-    keys = list(rows[0])
     compiled, given = _compile(stmt, dialect, keys)
     # The parameters as rendered (in order, for a positional paramstyle such as SQLite's).
     names: list[str] = (list(compiled.positiontup or ()) if compiled.positional
@@ -51,8 +66,9 @@ def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, 
     prefetch = {c.key: c.default for c in compiled.insert_prefetch}
     prefetch.update({c.key: c.onupdate for c in compiled.update_prefetch})
     constant: dict[str, Any] = {}
+    given_keys = set(keys)
     for name in names:
-        if name in rows[0]:
+        if name in given_keys:
             continue
         bind = compiled.binds[name]
         gen: Any = prefetch.get(name)
@@ -70,16 +86,16 @@ def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, 
         constant[name] = fixed(value) if fixed is not None else value
     # Built column by column (a list per parameter, zipped into rows): loops that run in C, where a
     # Python loop per row and per column cost about as much as SQLite's insert of the row.
-    columns: list[Iterable[Any]] = []
+    bound: list[Iterable[Any]] = []
     for name in names:
         if name in constant:
-            columns.append(repeat(constant[name], len(rows)))
+            bound.append(repeat(constant[name], count))
             continue
         process: Callable[[Any], Any] | None = (
             None if name in ready else compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-        values = [row[name] for row in rows]
-        columns.append(values if process is None else map(process, values))
-    params: list[Any] = list(zip(*columns, strict=True)) if columns else [()] * len(rows)
+        values = column(name)
+        bound.append(values if process is None else map(process, values))
+    params: list[Any] = list(zip(*bound, strict=True)) if bound else [()] * count
     if not compiled.positional:
         params = [dict(zip(names, vals, strict=True)) for vals in params]
     return int(conn.exec_driver_sql(compiled.string, params).rowcount)
@@ -113,6 +129,15 @@ def _compile(stmt: UpdateBase, dialect: Dialect, keys: list[str]) -> tuple[SQLCo
         return compiled, None
     compiled, first = hit
     return compiled, {b.key: now.effective_value for b, now in zip(first, ck.bindparams, strict=True)}
+
+
+def session_executemany_columns(session: Session, stmt: UpdateBase, columns: Mapping[str, Sequence[Any]],
+                                *, ready: Sequence[str] = ()) -> int:
+    """`executemany_columns` in a session's transaction (pending ORM changes flushed first)."""
+    if not next(iter(columns.values()), ()):
+        return 0
+    session.flush()
+    return executemany_columns(session.connection(), stmt, columns, ready=ready)
 
 
 def session_executemany(session: Session, stmt: UpdateBase, rows: Sequence[Mapping[str, Any]],

@@ -10,8 +10,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, String, any_, bindparam, create_engine, event, func, literal_column, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from ml_connector.core import jsontext
 
@@ -44,6 +46,24 @@ def in_chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
         raise ValueError(f"chunk size {size} is not a power of two")
     for i in range(0, len(values), size):
         yield padded(values[i:i + size])
+
+
+def one_of(dialect: str, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN values` with all the values in ONE bound parameter, for a list of any length:
+    SQLite `column IN (SELECT value FROM json_each(?))` (a JSON array; the column's index is used,
+    as for an IN list), Postgres `column = ANY(%s)` (an array), else a padded `IN` list.
+
+    SQLAlchemy's expanding `IN` binds and renders each value in Python (a cost per value, on every
+    page and target request of a sync) and needs chunks under the driver's parameter limit; one
+    parameter costs a C-level encode, and the SQL text is one per statement whatever the number of
+    values (the drivers' prepared-statement caches keep one entry: no padding needed). The values
+    are ints or strings (JSON gives them back as the same SQL values)."""
+    if dialect == "sqlite":
+        arg = bindparam(None, jsontext.dumps(list(values)), type_=String())
+        return column.in_(select(literal_column("value")).select_from(func.json_each(arg)))
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(padded(values))
 
 
 def is_sqlite(url: str) -> bool:

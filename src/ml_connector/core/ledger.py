@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ml_connector.core import bulk, jsontext
-from ml_connector.core.db import in_chunks
+from ml_connector.core.db import in_chunks, one_of
 from ml_connector.core.models import CursorRow, RecordRow, utcnow
 
 # json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str),
@@ -72,8 +72,9 @@ def plan_changes(session: Session, flow: str, stream: str, desired: Iterable[Des
     known = _known(session, flow, stream, [d.source_key for d in items])
     changes: list[Change] = []
     unchanged = 0
+    canonical, sha256 = _CANONICAL, hashlib.sha256  # `content_hash`, inline (a page's worth of records)
     for d in items:
-        h = content_hash({**d.payload, "__active": d.active})
+        h = sha256(canonical({**d.payload, "__active": d.active}).encode("utf-8")).hexdigest()
         rec = known.get(d.source_key)
         if rec is None:
             # Unknown to the ledger (first run, or the ledger was lost): a record deleted at the
@@ -97,12 +98,14 @@ def _known(session: Session, flow: str, stream: str, keys: list[str]) -> dict[st
     """(content hash, target id, active) of the ledger rows of `keys`: three columns, no ORM objects
     (the per-page comparison reads a page's worth of rows; building entities cost more than the query)."""
     known: dict[str, tuple[str, str | None, bool]] = {}
-    for chunk in in_chunks(keys):
-        rows = session.execute(
-            select(RecordRow.source_key, RecordRow.content_hash, RecordRow.target_id, RecordRow.active).where(
-                RecordRow.flow == flow, RecordRow.stream == stream, RecordRow.source_key.in_(chunk)))
-        for key, h, target_id, active in rows:
-            known[key] = (h, target_id, bool(active))
+    session.flush()  # executed on the connection (no ORM result machinery): pending changes first
+    conn = session.connection()
+    rows = conn.execute(
+        select(RecordRow.source_key, RecordRow.content_hash, RecordRow.target_id, RecordRow.active).where(
+            RecordRow.flow == flow, RecordRow.stream == stream,
+            one_of(conn.dialect.name, RecordRow.source_key, keys))).all()
+    for key, h, target_id, active in rows:
+        known[key] = (h, target_id, bool(active))
     return known
 
 
@@ -142,11 +145,12 @@ def confirm_many(session: Session, flow: str, stream: str,
     if not items:
         return
     now = utcnow()
-    rows = [{"source_key": key, "target_id": target_id, "content_hash": h, "seen_hash": h, "active": active}
-            for key, target_id, h, active in items]
-    # What every row shares is bound once (not converted per row).
-    bulk.session_executemany(session, _upsert(session, {"flow": flow, "stream": stream, "last_synced_at": now,
-                                                        "updated_at": now}), rows)
+    keys, target_ids_, hashes, active = zip(*items, strict=True)
+    # What every row shares is bound once (not converted per row); the rest column by column.
+    bulk.session_executemany_columns(session, _upsert(session, {"flow": flow, "stream": stream,
+                                                                "last_synced_at": now, "updated_at": now}),
+                                     {"source_key": keys, "target_id": target_ids_, "content_hash": hashes,
+                                      "seen_hash": hashes, "active": active})
 
 
 def _upsert(session: Session, common: dict[str, Any]) -> Any:

@@ -7,16 +7,17 @@ resolved by looking the record up in the target before anything is re-sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Text, and_, bindparam, func, insert, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ml_connector.core import bulk
-from ml_connector.core.db import in_chunks
+from ml_connector.core.db import in_chunks, one_of
 from ml_connector.core.models import OutboxRow, RunRow, utcnow
 
 #: `resolved`: an operator closed a failed or parked entry without a retry (the console's inbox, audited).
@@ -62,6 +63,32 @@ def _entries(rows: Iterable[Any]) -> list[Entry]:
             for i, key, op, payload, h, target, state, attempts, ikey in rows]
 
 
+# SQLite: the payload's JSON text, decoded here (`_json_value`) rather than by the column type.
+_ENTRY_COLS_TEXT = (*_ENTRY_COLS[:3], type_coerce(OutboxRow.payload, Text), *_ENTRY_COLS[4:])
+# json.loads' own scanner (the default decoder's options)
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _json_value(text: str) -> Any:
+    """`json.loads(text)` (what the JSON column type does on SQLite) without its per-call set-up
+    (a decoder method, whitespace regexes), which cost more than decoding a record's few fields.
+    json.loads itself decodes what the scanner does not take whole (whitespace around the value)
+    and raises its own errors."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
+def _entries_text(rows: Iterable[Any], column: Any) -> list[Entry]:
+    """`_entries` of rows holding the payload's stored text: a text decoded here; anything else (a
+    NULL, a number) by the column type's own processor."""
+    return [Entry(i, key, op, dict(_json_value(payload) if type(payload) is str else column(payload)), h, target,
+                  state, attempts, ikey)
+            for i, key, op, payload, h, target, state, attempts, ikey in rows]
+
+
 def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
         rows: Iterable[dict[str, Any]]) -> int:
     """Insert entries; an entry whose key already exists (a replayed page) is left as it is."""
@@ -71,16 +98,20 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
     keys = [r["idempotency_key"] for r in items]
     existing: set[str] = set()
     adopt: list[int] = []
-    for chunk in in_chunks(keys):
-        for key, eid, state, erun in session.execute(
-                select(OutboxRow.idempotency_key, OutboxRow.id, OutboxRow.state, OutboxRow.run_id).where(
-                    OutboxRow.idempotency_key.in_(chunk))):
-            existing.add(key)
-            # An open entry of an earlier, interrupted run joins this batch so that
-            # it is delivered (or resolved) now instead of being orphaned.
-            if state in OPEN_STATES and erun != run_id:
-                adopt.append(eid)
-    # The other entries of the same records, in one query per chunk of source keys:
+    # Plain column selects on the session's connection (no ORM result machinery), each with all the
+    # values in one parameter (`one_of`); pending ORM changes are flushed first, as `execute` would.
+    session.flush()
+    conn = session.connection()
+    dialect = conn.dialect.name
+    for key, eid, state, erun in conn.execute(
+            select(OutboxRow.idempotency_key, OutboxRow.id, OutboxRow.state, OutboxRow.run_id).where(
+                one_of(dialect, OutboxRow.idempotency_key, keys))).all():
+        existing.add(key)
+        # An open entry of an earlier, interrupted run joins this batch so that
+        # it is delivered (or resolved) now instead of being orphaned.
+        if state in OPEN_STATES and erun != run_id:
+            adopt.append(eid)
+    # The other entries of the same records, in one query:
     # - an older write left in doubt (in flight at a crash, or uncertain) may have reached the
     #   target: it joins this batch too, where delivery resolves it by lookup before the newer
     #   content is written (and supersedes it), instead of staying in flight out of sight;
@@ -89,31 +120,35 @@ def add(session: Session, *, flow: str, stream: str, run_id: str, batch: int,
     own = set(keys)
     sources = list(dict.fromkeys(r["source_key"] for r in items))
     superseded: list[int] = []
-    for chunk in in_chunks(sources):
-        for eid, ikey, state in session.execute(select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.state).where(
-                OutboxRow.flow == flow, OutboxRow.stream == stream, OutboxRow.source_key.in_(chunk),
-                OutboxRow.state.in_(_OTHER_STATES))):
-            if ikey in own:
-                continue
-            (adopt if state in ("in_flight", "uncertain") else superseded).append(eid)
-    for chunk in in_chunks(adopt):
-        session.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(
+    for eid, ikey, state in conn.execute(select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.state).where(
+            OutboxRow.flow == flow, OutboxRow.stream == stream, one_of(dialect, OutboxRow.source_key, sources),
+            OutboxRow.state.in_(_OTHER_STATES))).all():
+        if ikey in own:
+            continue
+        (adopt if state in ("in_flight", "uncertain") else superseded).append(eid)
+    # (Core updates: the page's session holds no outbox entities to keep in step.)
+    t = bulk.table(OutboxRow)
+    if adopt:
+        conn.execute(update(t).where(one_of(dialect, t.c.id, adopt)).values(
             run_id=run_id, batch=batch, updated_at=utcnow()))
     now = utcnow()
-    for chunk in in_chunks(superseded):
-        session.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk)).values(state="superseded", updated_at=now))
-    # One executemany with the same columns for every row (a parked row sets parked_on and state).
-    new = [{"idempotency_key": r["idempotency_key"], "source_key": r["source_key"], "op": r["op"],
-            "payload": r["payload"], "content_hash": r["content_hash"], "target_id": r.get("target_id"),
-            "state": r.get("state", "pending"), "attempts": r.get("attempts", 0), "parked_on": r.get("parked_on"),
-            "last_error": r.get("last_error")}
-           for r in items if r["idempotency_key"] not in existing]
-    extra = {k for r in items for k in r} - _ADD_KEYS
+    if superseded:
+        conn.execute(update(t).where(one_of(dialect, t.c.id, superseded)).values(state="superseded", updated_at=now))
+    # One executemany with the same columns for every row (a parked row sets parked_on and state),
+    # given column by column.
+    new = [r for r in items if r["idempotency_key"] not in existing] if existing else items
+    columns = {
+        "idempotency_key": [r["idempotency_key"] for r in new], "source_key": [r["source_key"] for r in new],
+        "op": [r["op"] for r in new], "payload": [r["payload"] for r in new],
+        "content_hash": [r["content_hash"] for r in new], "target_id": [r.get("target_id") for r in new],
+        "state": [r.get("state", "pending") for r in new], "attempts": [r.get("attempts", 0) for r in new],
+        "parked_on": [r.get("parked_on") for r in new], "last_error": [r.get("last_error") for r in new]}
+    extra = set().union(*items) - _ADD_KEYS
     if extra:
         raise ValueError(f"outbox rows have unknown keys {sorted(extra)}")
     if new:
-        bulk.session_executemany(session, insert(bulk.table(OutboxRow)).values(
-            flow=flow, stream=stream, run_id=run_id, batch=batch, created_at=now, updated_at=now), new)
+        bulk.session_executemany_columns(session, insert(t).values(
+            flow=flow, stream=stream, run_id=run_id, batch=batch, created_at=now, updated_at=now), columns)
     return len(new) + len(adopt)
 
 
@@ -124,8 +159,17 @@ _ADD_KEYS = {"idempotency_key", "source_key", "op", "payload", "content_hash", "
 
 def batch_entries(session: Session, run_id: str, batch: int,
                   states: Sequence[str] = OPEN_STATES) -> list[Entry]:
-    return _entries(session.execute(select(*_ENTRY_COLS).where(
-        OutboxRow.run_id == run_id, OutboxRow.batch == batch, OutboxRow.state.in_(states)).order_by(OutboxRow.id)))
+    session.flush()  # executed on the connection (no ORM result machinery): pending changes first
+    conn = session.connection()
+    dialect = conn.dialect
+    sqlite = dialect.name == "sqlite"
+    rows = conn.execute(select(*(_ENTRY_COLS_TEXT if sqlite else _ENTRY_COLS)).where(
+        OutboxRow.run_id == run_id, OutboxRow.batch == batch, OutboxRow.state.in_(states))
+        .order_by(OutboxRow.id)).all()
+    if not sqlite:
+        return _entries(rows)
+    process = OutboxRow.payload.type.dialect_impl(dialect).result_processor(dialect, None)
+    return _entries_text(rows, process or (lambda v: v))
 
 
 def entries_by_id(session: Session, ids: Sequence[int]) -> list[Entry]:
@@ -189,9 +233,9 @@ def post_fenced(session: Session, items: Sequence[tuple[int, int, str | None]]) 
                            or_(*(t.c.state == s for s in OPEN_STATES))).values(
         state="posted", target_id=bindparam("b_target"), last_error=None, updated_at=utcnow())
     savepoint = session.begin_nested()
-    changed = bulk.session_executemany(session, stmt, [{"b_id": i, "b_gen": gen, "b_target": target}
-                                                       for i, gen, target in items])
-    if changed == len({i for i, _, _ in items}):
+    ids, gens, targets = zip(*items, strict=True)
+    changed = bulk.session_executemany_columns(session, stmt, {"b_id": ids, "b_gen": gens, "b_target": targets})
+    if changed == len(set(ids)):
         savepoint.commit()
         return True
     savepoint.rollback()
@@ -242,14 +286,14 @@ def claim(db: Any, entries: Sequence[Entry]) -> set[int]:
     one attempt counted)."""
     got: set[int] = set()
     now = utcnow()
+    t = bulk.table(OutboxRow)
     with db.session() as s:
+        conn = s.connection()  # a new session: no pending ORM changes
         for gen, ids in _by_generation((e.id, e.attempts) for e in entries).items():
-            for chunk in in_chunks(ids):
-                got.update(s.scalars(
-                    update(OutboxRow).where(OutboxRow.id.in_(chunk), OutboxRow.attempts == gen,
-                                            OutboxRow.state.in_(OPEN_STATES))
-                    .values(state="in_flight", attempts=gen + 1, updated_at=now)
-                    .returning(OutboxRow.id).execution_options(synchronize_session=False)))
+            got.update(conn.execute(
+                update(t).where(one_of(conn.dialect.name, t.c.id, ids), t.c.attempts == gen,
+                                t.c.state.in_(OPEN_STATES))
+                .values(state="in_flight", attempts=gen + 1, updated_at=now).returning(t.c.id)).scalars().all())
     return got
 
 
@@ -261,12 +305,14 @@ def fence(session: Session, items: Iterable[tuple[int, int]]) -> set[int]:
     work was taken over (a newer attempt began) is refused."""
     got: set[int] = set()
     now = utcnow()
+    t = bulk.table(OutboxRow)
+    session.flush()  # executed on the connection: pending ORM changes first
+    conn = session.connection()
     for gen, ids in _by_generation(items).items():
-        for chunk in in_chunks(sorted(set(ids))):
-            got.update(session.scalars(
-                update(OutboxRow).where(OutboxRow.id.in_(chunk), OutboxRow.attempts == gen,
-                                        OutboxRow.state.in_(OPEN_STATES))
-                .values(updated_at=now).returning(OutboxRow.id).execution_options(synchronize_session=False)))
+        got.update(conn.execute(
+            update(t).where(one_of(conn.dialect.name, t.c.id, sorted(set(ids))), t.c.attempts == gen,
+                            t.c.state.in_(OPEN_STATES))
+            .values(updated_at=now).returning(t.c.id)).scalars().all())
     return got
 
 
