@@ -799,13 +799,16 @@ class SapEccRampFlow(Flow):
             probe: dict[str, Any] = {}  # the record's tax ids and name, worked out once for both indexes
             if match_accounting:
                 m: Desired | Parked = d
-                if ctx.run_id in accounting:
+                listed = accounting.get(ctx.run_id)
+                if listed is not None:
                     # Ramp's accounting vendors are listed for this run, so matching is pure: it goes first,
                     # and the ledger is asked only when the match would change the record (a vendor this
-                    # flow posted keeps `d`). Same answer; most pages need no ledger query at all.
-                    m = adopt_accounting(ctx, key, rec, d, probe)
-                    if m is not d and posted_vendor(ctx, key):
-                        m = d
+                    # flow posted keeps `d`). Same answer; most pages need no ledger query at all. With
+                    # nothing to match and no operator's choice for it, adopt_accounting would answer `d`.
+                    if not listed[2].empty or accounting_choices(ctx).get(key):
+                        m = adopt_accounting(ctx, key, rec, d, probe)
+                        if m is not d and posted_vendor(ctx, key):
+                            m = d
                 elif not posted_vendor(ctx, key):  # the run's first vendor not posted yet lists them
                     m = adopt_accounting(ctx, key, rec, d, probe)
                 if isinstance(m, Parked) or not match_vendors:
