@@ -186,14 +186,19 @@ class VendorSource(_TableSource):
     def _attach_company_codes(self, reader: TableReader, vendors: dict[str, dict[str, Any]], where: str) -> None:
         for p in reader.read("LFB1", LFB1_FIELDS, key_fields=["LIFNR", "BUKRS"], where=where,
                              page_size=self.page_size * 4):
-            for r in p.rows:
-                v = vendors.get(r["LIFNR"])
+            get = vendors.get
+            for r in p.rows:  # per LFB1 row read: a new {} only for a vendor's first company code
+                v = get(r["LIFNR"])
                 if v is not None:
-                    v.setdefault("_company_codes", {})[r["BUKRS"]] = r
+                    ccs = v.get("_company_codes")
+                    if ccs is None:
+                        ccs = v["_company_codes"] = {}
+                    ccs[r["BUKRS"]] = r
 
     @staticmethod
     def _records(vendors: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-        return [(k, v) for k, v in sorted(vendors.items()) if v.get("_company_codes")]
+        # sorted by key alone (keys are unique: the same order as sorting the items, at less cost)
+        return [(k, v) for k in sorted(vendors) if (v := vendors[k]).get("_company_codes")]
 
 
 class _SnapshotSource(_TableSource):
