@@ -127,7 +127,9 @@ def test_drop_closes_the_connection_without_a_response(http: httpx.Client, serve
                                                        sandbox: EccSandbox) -> None:
     r = http.post("/_sandbox/faults", json={"fail_next": 1, "fail_kind": "drop"})
     assert r.status_code == 200 and r.json()["fail_next"] == 1
-    with pytest.raises(httpx.RemoteProtocolError):
+    # Closed without an answer: the client sees the end of the stream, or a reset when the close
+    # came while the request was still in the server's receive buffer (timing; both are a drop).
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         http.post(rfc_url("RFC_PING"), content=PING)
     assert http.post(rfc_url("RFC_PING"), content=PING).status_code == 200
     stats = http.get("/_sandbox/stats").json()
