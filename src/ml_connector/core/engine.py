@@ -374,6 +374,12 @@ def sync_workflow(flow: str, stream: str, mode: str) -> dict[str, Any]:
         raise
 
 
+def _result(handle: Any) -> Any:
+    """A delivery's result. Inside the sync workflow every DBOS call is recorded, so the calls made here
+    must not depend on timing (a recovery replays them in order): one `get_result`, polled."""
+    return handle.get_result(polling_interval_sec=RESULT_POLL)
+
+
 def _sync(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     _begin_step(flow, stream, mode, run_id)
     target = runtime().flow(flow).stream(stream).target_connection
@@ -397,47 +403,12 @@ def _sync(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     return _finish_step(flow, stream, mode, run_id)
 
 
-# Deliveries that ended in this process, by workflow id: the sync waiting for one is woken at
-# once instead of polling the database for its result (a delivery run by another worker, on
-# Postgres, is found by the poll).
-_ENDED: dict[str, threading.Event] = {}
-_ENDED_LOCK = threading.Lock()
-RESULT_CHECK = 0.25  # seconds between checks of the database while no local delivery signals
-
-
-def _ended_event(wid: str) -> threading.Event:
-    with _ENDED_LOCK:
-        ev = _ENDED.get(wid)
-        if ev is None:
-            if len(_ENDED) > 10_000:  # ends nobody waited for (a workflow recovered after its sync ended)
-                _ENDED.clear()
-            ev = _ENDED[wid] = threading.Event()
-        return ev
-
-
-def _result(handle: Any) -> Any:
-    """A delivery's result: woken by its end in this process, else found by a check of the database."""
-    wid = handle.get_workflow_id()
-    ev = _ended_event(wid)
-    while not ev.wait(RESULT_CHECK):
-        if handle.get_status().status in _END_STATES:
-            break
-    with _ENDED_LOCK:
-        _ENDED.pop(wid, None)
-    return handle.get_result(polling_interval_sec=RESULT_POLL)
-
-
 _END_STATES = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 
 
 @DBOS.workflow(name="mlc.deliver")
 def deliver_workflow(flow: str, stream: str, run_id: str, batch: int) -> dict[str, int]:
-    try:
-        return _deliver_step(flow, stream, run_id, batch)
-    finally:
-        wid = DBOS.workflow_id
-        if wid:
-            _ended_event(wid).set()
+    return _deliver_step(flow, stream, run_id, batch)
 
 
 @DBOS.workflow(name=REPLAY_WORKFLOW)
