@@ -374,12 +374,6 @@ def sync_workflow(flow: str, stream: str, mode: str) -> dict[str, Any]:
         raise
 
 
-def _result(handle: Any) -> Any:
-    """A delivery's result. Inside the sync workflow every DBOS call is recorded, so the calls made here
-    must not depend on timing (a recovery replays them in order): one `get_result`, polled."""
-    return handle.get_result(polling_interval_sec=RESULT_POLL)
-
-
 def _sync(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
     _begin_step(flow, stream, mode, run_id)
     target = runtime().flow(flow).stream(stream).target_connection
@@ -393,17 +387,15 @@ def _sync(flow: str, stream: str, mode: str, run_id: str) -> dict[str, Any]:
         # Back-pressure: reading may run ahead of writing by a few pages only, so
         # memory and the outbox backlog stay bounded whatever the table size.
         while len(handles) > MAX_PAGES_AHEAD:
-            _result(handles.pop(0))
+            handles.pop(0).get_result(polling_interval_sec=RESULT_POLL)
     for h in handles:
-        _result(h)
+        h.get_result(polling_interval_sec=RESULT_POLL)
     # Batches staged by a step whose completion DBOS never recorded (a crash in
     # between) have no delivery yet: sweep them.
     for batch in _open_batches_step(run_id):
-        _result(target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch))
+        target_queue(target).enqueue(deliver_workflow, flow, stream, run_id, batch).get_result(
+            polling_interval_sec=RESULT_POLL)
     return _finish_step(flow, stream, mode, run_id)
-
-
-_END_STATES = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 
 
 @DBOS.workflow(name="mlc.deliver")
@@ -1314,7 +1306,7 @@ def _await(wid: str, *, poll: float = 0.2, timeout: float | None = None,
         st = handle.get_status()
         if on_poll:
             on_poll()
-        if st.status in _END_STATES:
+        if st.status in ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
             break
         if deadline and time.monotonic() > deadline:
             raise TimeoutError(f"run {wid} still {st.status} after {timeout}s")
