@@ -69,8 +69,9 @@ def test_two_workers_stay_within_one_shared_ramp_window(tmp_path, pg_database):
             {k: want[k]["name"] for k in renamed if k in want and want[k]["active"]}
         with psycopg.connect(pg_database) as conn:
             attempts = dict(conn.execute("select attempts, count(*) from mlc_outbox group by attempts").fetchall())
-            dup = conn.execute("select source from mlc_audit where event in ('record.create', 'record.update') "
-                               "group by event, source having count(*) > 1").fetchall()
+            # Per stream: plant 1000 and company code 1000 are two records.
+            dup = conn.execute("select stream, source from mlc_audit where event in ('record.create', 'record.update') "
+                               "group by event, stream, source having count(*) > 1").fetchall()
             by_worker = dict(conn.execute(
                 "select executor_id, count(*) from dbos.workflow_status where name = 'mlc.deliver' "
                 "group by executor_id").fetchall())
