@@ -11,7 +11,7 @@ from typing import Any
 
 from ml_connector.config import example_config
 from tests.support.cli_inprocess import can_run_in_process, run_in_process
-from tests.support.processes import CLI, ROOT
+from tests.support.processes import CLI, ROOT, DrainedPopen
 
 SAP_PASSWORD = "Sandbox-1234"
 RAMP_SECRET = "ramp_demo_secret"
@@ -48,10 +48,9 @@ class Env:
         self.config.write_text(self.config.read_text().replace("  port: 8080", f"  port: {port}"))
         return f"http://127.0.0.1:{port}"
 
-    def popen(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def popen(self, *args: str, extra_env: dict[str, str] | None = None) -> DrainedPopen:
         env = dict(self.env, **(extra_env or {}))
-        return subprocess.Popen([*CLI, *args, "-c", str(self.config)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env, cwd=self.workdir)
+        return DrainedPopen([*CLI, *args, "-c", str(self.config)], env=env, cwd=self.workdir)
 
 
 def make_env(tmp: Path, sap_url: str, ramp_url: str, *, database_url: str | None = None,

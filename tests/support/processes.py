@@ -5,8 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
+import weakref
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ml_connector.core.servers import free_port
 
@@ -17,7 +19,56 @@ CLI = [sys.executable, "-m", "ml_connector.cli"]
 BIN = Path(sys.executable).parent / "ml-connector"
 PY = sys.executable
 
-__all__ = ["BIN", "CLI", "PY", "ROOT", "free_port", "stop", "stop_all"]
+__all__ = ["BIN", "CLI", "PY", "ROOT", "DrainedPopen", "free_port", "output_report", "stop", "stop_all"]
+
+#: The children a test still holds: a failed wait reports what they said (weak: no test keeps them alive).
+_started: weakref.WeakSet[DrainedPopen] = weakref.WeakSet()
+
+
+class DrainedPopen(subprocess.Popen[str]):
+    """A child whose stdout and stderr are read as they come and kept.
+
+    A pipe that nobody reads blocks the child once it holds 64 KiB: a worker that logs enough would
+    hang (every thread waits on the logging lock) and look like a worker that never came up.
+    `communicate()` returns everything said, as with plain pipes."""
+
+    def __init__(self, args: list[str], **kwargs: Any) -> None:
+        super().__init__(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+        self.said: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        assert self.stdout is not None and self.stderr is not None
+        self._readers = [threading.Thread(target=self._drain, args=(stream, self.said[name]), daemon=True)
+                         for name, stream in (("stdout", self.stdout), ("stderr", self.stderr))]
+        for t in self._readers:
+            t.start()
+        _started.add(self)
+
+    @staticmethod
+    def _drain(stream: IO[str], sink: list[str]) -> None:
+        try:
+            for line in stream:
+                sink.append(line)
+        except ValueError:  # closed under us
+            pass
+
+    def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, str]:
+        if input is not None:
+            raise ValueError("DrainedPopen takes no input")
+        self.wait(timeout)
+        for t in self._readers:
+            t.join(10)
+        return "".join(self.said["stdout"]), "".join(self.said["stderr"])
+
+
+def output_report(tail: int = 40) -> str:
+    """What each child a test still holds said last: for the message of a wait that timed out."""
+    parts = []
+    for p in list(_started):
+        state = "running" if p.poll() is None else f"exited {p.returncode}"
+        args = p.args if isinstance(p.args, list) else [str(p.args)]
+        head = f"--- pid {p.pid} ({' '.join(map(str, args[2:6]))}): {state}"
+        lines = [*p.said["stderr"][-tail:], "(stdout)\n", *p.said["stdout"][-10:]]
+        parts.append("\n".join([head, *(ln.rstrip("\n") for ln in lines)]))
+    return "\n".join(parts)
 
 
 def stop_all(procs: list[subprocess.Popen[str]], handles: dict[str, Any] | None = None) -> None:

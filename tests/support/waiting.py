@@ -41,11 +41,16 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 
 
 def wait_healthy(base: str, timeout: float = 90) -> None:
-    """Wait until the server at `base` answers /health."""
+    """Wait until the server at `base` answers /health (if not, say what the test's children said)."""
     def up() -> bool:
         try:
             return httpx.get(f"{base}/health", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
-    wait_until(up, timeout=timeout, interval=0.2, what=f"{base}/health")
+    try:
+        wait_until(up, timeout=timeout, interval=0.2, what=f"{base}/health")
+    except AssertionError as e:
+        from tests.support.processes import output_report
+
+        raise AssertionError(f"{e}\n{output_report()}") from None

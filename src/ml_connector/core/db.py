@@ -90,12 +90,18 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _json_text(value: Any) -> str:
+    # A plain function, not jsontext's closure: psycopg logs a "resource leak" warning for a closure
+    # as a JSON dumper (it cannot cache the adapter class it makes for one).
+    return jsontext.dumps(value)
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = sqlalchemy_url(url)
         ensure_sqlite_dir(self.url)
         # JSON columns as json.dumps writes them, without its per-call set-up (several per record synced).
-        kwargs: dict[str, Any] = {"echo": echo, "future": True, "json_serializer": jsontext.dumps}
+        kwargs: dict[str, Any] = {"echo": echo, "future": True, "json_serializer": _json_text}
         if is_sqlite(self.url):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
