@@ -176,4 +176,7 @@ class Webhooks:
                                                  "event": dropped["event"], "outcome": "discarded"})
                 q.clear()
                 return
-            item["next_try"] = now + min(self.backoff_cap, self.backoff_base * 2 ** (item["attempts"] - 1))
+            # The exponent is capped: with a tiny base (tests) attempts run into the thousands, and
+            # 2 ** 1024 overflows a float and would end this thread.
+            step = self.backoff_base * 2 ** min(item["attempts"] - 1, 60)
+            item["next_try"] = now + min(self.backoff_cap, step)
