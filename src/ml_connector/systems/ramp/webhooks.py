@@ -13,12 +13,14 @@ control plane's server through the Ramp registry entry's `routers`:
 4. the event is stored durably (audit event `webhook.received`, source `ramp:<connection>:event:<id>`)
    BEFORE the answer; an id already stored is a retry (Ramp re-sends up to 10 times under the same
    id): 200 `duplicate`, nothing started again;
-5. the bill streams are started with a run id naming the event (`...:hook-<event id>`), so even two
-   concurrent deliveries of one event start one run. Events are thin (`object.id` only): the run
-   reads the bills' current state, so out-of-order events cannot apply a stale state. A paid or
-   rejected event's status run starts once its bills run has ended (the bill may not be posted yet
-   when `bills.paid` arrives first). A failed start is recorded; the scheduled poll reconciles
-   whatever a lost hint or a dropped webhook missed.
+5. the bill streams are hinted (`engine.hint_sync`): events that arrive before a stream's next run
+   starts are that one run, and one arriving once it has started queues one more after it. One run
+   per event would queue a burst of approvals as that many runs of the stream, one after another,
+   and a `bills.paid` behind them would wait for all of them. Events are thin (`object.id` only):
+   the run reads the bills' current state, so out-of-order events cannot apply a stale state. A
+   paid or rejected event's status run is hinted once the bills run covering the event has ended
+   (the bill may not be posted yet when `bills.paid` arrives first). A failed start is recorded;
+   the scheduled poll reconciles whatever a lost hint or a dropped webhook missed.
 
 `subscribe(...)` creates the subscription and stores its secret in the vault.
 """
@@ -125,8 +127,8 @@ def router(rt: Any, connection: str, cfg: Any) -> APIRouter:
                                  "created_at": event.get("created_at")})
         return True
 
-    def after(first: str, flow: str, stream: str, wid: str) -> None:
-        """Start `wid` once run `first` has ended (in the background: the answer to Ramp cannot wait).
+    def after(first: str, flow: str, stream: str) -> None:
+        """Hint `stream` once run `first` has ended (in the background: the answer to Ramp cannot wait).
         Lost if this process dies meanwhile: the scheduled poll catches up, as for a lost hint."""
         from ml_connector.core import engine
 
@@ -134,11 +136,12 @@ def router(rt: Any, connection: str, cfg: Any) -> APIRouter:
             try:
                 engine.wait(first, poll=0.2)
             except Exception as exc:  # failed: the status run goes all the same (it parks what is not posted)
-                log.info("run %s ended badly (%s); starting %s all the same", first, exc, wid)
+                log.info("run %s ended badly (%s); hinting %s/%s all the same", first, exc, flow, stream)
             try:
-                engine.start_sync(flow, stream, run_id=wid)
+                engine.hint_sync(flow, stream)
             except Exception as exc:
-                log.warning("starting %s after %s failed: %s; the scheduled poll catches up", wid, first, exc)
+                log.warning("hinting %s/%s after %s failed: %s; the scheduled poll catches up", flow, stream,
+                            first, exc)
         threading.Thread(target=run, name="ramp-webhook-then", daemon=True).start()
 
     def start(event: dict[str, Any]) -> list[str]:
@@ -146,19 +149,23 @@ def router(rt: Any, connection: str, cfg: Any) -> APIRouter:
 
         started, problems = [], []
         for flow, streams in target_flows(rt, connection, cfg):
-            wanted = [s for s in streams if s in STREAMS_OF.get(str(event.get("type")), ())]
+            wanted = sorted((s for s in streams if s in STREAMS_OF.get(str(event.get("type")), ())),
+                            key=lambda s: s != "bills")  # the bills run first: the status run follows it
+            bills_run: str | None = None
             for stream in wanted:
-                wid = f"sync:{flow}:{stream}:incremental:hook-{event['id']}"
-                if stream == "bill_status" and "bills" in wanted:
+                if stream == "bill_status" and bills_run is not None:
                     # A paid or rejected bill may not be posted yet (its `bills.approved` late, or its
-                    # posting under way): the status run follows this event's bills run, which posts it
-                    # first. Run concurrently, it would find nothing posted and leave the status to
-                    # the next poll.
-                    after(f"sync:{flow}:bills:incremental:hook-{event['id']}", flow, stream, wid)
-                    started.append(wid)
+                    # posting under way): the status run follows the bills run covering this event,
+                    # which posts it first. Run concurrently, it would find nothing posted and leave
+                    # the status to the next poll.
+                    after(bills_run, flow, stream)
+                    started.append(f"{flow}/{stream} after {bills_run}")
                     continue
                 try:
-                    started.append(engine.start_sync(flow, stream, run_id=wid))
+                    wid = engine.hint_sync(flow, stream)
+                    started.append(wid)
+                    if stream == "bills":
+                        bills_run = wid
                 except Exception as exc:  # stored already: the scheduled poll catches up
                     problems.append(f"{flow}/{stream}: {type(exc).__name__}: {exc}")
         with rt.db.session() as s:
