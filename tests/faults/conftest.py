@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ml_connector.sandbox import SandboxHandle
+from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from tests.support import fault_pairs
 from tests.support.faults import Base, base
 
@@ -16,6 +16,16 @@ from tests.support.faults import Base, base
 def fault_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Base]:
     with base(tmp_path_factory.mktemp("faults")) as b:
         yield b
+
+
+@pytest.fixture(scope="module")
+def ecc() -> Iterator[SandboxHandle]:
+    """SAP ECC with 60 vendors, one per module (the crash and pair rows that post to it)."""
+    handles = start_sandboxes(vendors=60, systems=("sap_ecc",))
+    try:
+        yield handles["sap_ecc"]
+    finally:
+        handles["sap_ecc"].stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from tests.support.crashes import STEPS, crash_then_recover
 from tests.support.fault_matrix import Row
 from tests.support.fault_pairs import (
@@ -92,15 +91,6 @@ def test_bill_status_killed_at_each_step(step, crash_bills, fault_matrix):
     figures = bill_status_figures(w, paid, rejected, reference)
     fault_matrix.append(Row("bill_status", f"SIGKILL {step}", *figures))
     assert figures == (0, 0)
-
-
-@pytest.fixture(scope="module")
-def ecc() -> Iterator[SandboxHandle]:
-    handles = start_sandboxes(vendors=60, systems=("sap_ecc",))
-    try:
-        yield handles["sap_ecc"]
-    finally:
-        handles["sap_ecc"].stop()
 
 
 B1_POST = "POST /b1s/v1/JournalEntries"

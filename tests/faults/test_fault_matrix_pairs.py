@@ -5,11 +5,8 @@ the operator's recovery without the fault, then duplicates and losses counted (a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from tests.support.fault_matrix import Row
 from tests.support.fault_pairs import (
     CONCUR_FAULTS,
@@ -34,15 +31,6 @@ from tests.support.faults import recover, sync
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow,  # sandboxes and the engine started per case
               pytest.mark.usefixtures("quick_retries")]
-
-
-@pytest.fixture(scope="module")
-def ecc() -> Iterator[SandboxHandle]:
-    handles = start_sandboxes(vendors=60, systems=("sap_ecc",))
-    try:
-        yield handles["sap_ecc"]
-    finally:
-        handles["sap_ecc"].stop()
 
 
 @pytest.mark.parametrize("fault", list(CONCUR_FAULTS))
