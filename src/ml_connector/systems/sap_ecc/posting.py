@@ -922,23 +922,13 @@ class DocumentPoster:
                                                   "exist", v1=belnr),), function=function)
             return ref.stblg or None
 
-        done = reversed_by()
-        if done is not None:
-            return done, True
         params: dict[str, Any] = {"I_BUKRS": bukrs, "I_BELNR": belnr, "I_GJAHR": year, "I_STGRD": reason[:2]}
         if posting_date is not None:
             params["I_BUDAT"] = _d(posting_date)
-        try:
-            out = self.caller.call(function, params, tables=("RETURN",))
-        except RfcError as exc:
-            if not exc.uncertain:
-                raise
-            found = self._settle(f"reversing {belnr} {bukrs} {year}", exc, reversed_by)
-            if found is None:
-                raise OutcomeUnknownError(f"reversing {belnr} {bukrs} {year}: the call failed after sending "
-                                          f"({exc}) and SAP shows it not reversed; it is sent again on the next "
-                                          "attempt", bukrs=bukrs, xblnr="", gjahr=year, cause=exc) from exc
-            return found, True  # settled by the lookup
+        found, out = self._reverse_once(f"reversing {belnr} {bukrs} {year}", function, params, reversed_by,
+                                        bukrs=bukrs, gjahr=year)
+        if found is not None:
+            return found, True
         messages = tuple(ReturnMessage.from_row(r) for r in _rows(out.get("RETURN")))
         already = next((m for m in messages if (m.id, m.number) == ("ZMLC", "005")), None)
         if already is not None:
@@ -946,6 +936,27 @@ class DocumentPoster:
         if any(m.is_error for m in messages):
             raise PostingError(messages, function=function)
         return str(out.get("E_STBLG") or "").strip(), False
+
+    def _reverse_once(self, what: str, function: str, params: dict[str, Any],
+                      reversed_by: Callable[[], str | None], *, bukrs: str, gjahr: str
+                      ) -> tuple[str | None, dict[str, Any]]:
+        """The exactly-once skeleton of a reversal: (its reversal, {}) when SAP shows one already, read
+        before the call or after an uncertain call; else (None, the call's answer). An uncertain call
+        that SAP shows not reversed raises OutcomeUnknownError (sent again on the next attempt)."""
+        done = reversed_by()
+        if done is not None:
+            return done, {}
+        try:
+            return None, self.caller.call(function, params, tables=("RETURN",))
+        except RfcError as exc:
+            if not exc.uncertain:
+                raise
+            found = self._settle(what, exc, reversed_by)
+            if found is None:
+                raise OutcomeUnknownError(f"{what}: the call failed after sending ({exc}) and SAP shows it not "
+                                          "reversed; it is sent again on the next attempt", bukrs=bukrs, xblnr="",
+                                          gjahr=gjahr, cause=exc) from exc
+            return found, {}  # settled by the lookup
 
     # -- MM invoices: reversal in MM (MR8M), never FB08 ----------------------------------------------
 
@@ -989,25 +1000,14 @@ class DocumentPoster:
                                                   "exist", v1=belnr, v2=year),), function=function)
             return f"{inv.stblg}/{inv.stjah or year}" if inv.stblg else None
 
-        done = reversed_by()
-        if done is not None:
-            rev, rev_year = done.split("/")
-            return rev, rev_year, True
         params: dict[str, Any] = {"I_BELNR": belnr, "I_GJAHR": year, "I_STGRD": reason[:2] or "01"}
         if posting_date is not None:
             params["I_BUDAT"] = _d(posting_date)
-        try:
-            out = self.caller.call(function, params, tables=("RETURN",))
-        except RfcError as exc:
-            if not exc.uncertain:
-                raise
-            found = self._settle(f"reversing MM invoice {belnr} {year}", exc, reversed_by)
-            if found is None:
-                raise OutcomeUnknownError(f"reversing MM invoice {belnr} {year}: the call failed after sending "
-                                          f"({exc}) and SAP shows it not reversed; it is sent again on the next "
-                                          "attempt", bukrs="", xblnr="", gjahr=year, cause=exc) from exc
+        found, out = self._reverse_once(f"reversing MM invoice {belnr} {year}", function, params, reversed_by,
+                                        bukrs="", gjahr=year)
+        if found is not None:
             rev, rev_year = found.split("/")
-            return rev, rev_year, True  # settled by the lookup
+            return rev, rev_year, True
         messages = tuple(ReturnMessage.from_row(r) for r in _rows(out.get("RETURN")))
         already = next((m for m in messages if (m.id, m.number) == MM_ALREADY_REVERSED), None)
         if already is not None:
