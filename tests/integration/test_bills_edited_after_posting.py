@@ -13,11 +13,12 @@ import pytest
 
 from ml_connector.config import load_config
 from ml_connector.core.runtime import Runtime
-from ml_connector.sandbox import SandboxHandle, start_sandboxes
+from ml_connector.sandbox import SandboxHandle
 from tests.support import Env, make_env
 from tests.support.bills import (
     add_bill,
     all_sap_documents,
+    bills_world,
     edit_bill,
     pay_bill,
     postable_vendor,
@@ -36,14 +37,8 @@ FLOW = "bills_to_sap"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, SandboxHandle], Env]]:
-    handles = start_sandboxes(vendors=40)
-    env = make_env(tmp_path_factory.mktemp("edits"), handles["sap_ecc"].url, handles["ramp"].url)
-    env.cli("sync", "vendors_to_ramp")
-    try:
-        yield handles, env
-    finally:
-        for h in handles.values():
-            h.stop()
+    with bills_world(tmp_path_factory.mktemp("edits"), 40) as w:
+        yield w
 
 
 def _expense(handles: dict[str, SandboxHandle], doc: dict[str, str]) -> list[tuple[str, str, str]]:

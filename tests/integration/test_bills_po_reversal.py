@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from ml_connector.sandbox import SandboxHandle, start_sandboxes
-from tests.support import Env, make_env
+from ml_connector.sandbox import SandboxHandle
+from tests.support import Env
 from tests.support.bills import (
     add_po_bill,
     all_sap_documents,
+    bills_world,
     edit_bill,
     mm_invoices,
     postable_vendor,
@@ -33,14 +34,8 @@ CANCEL, FB08 = "Z_MLC_INCOMINGINVOICE_CANCEL", "Z_MLC_ACC_DOCUMENT_REVERSE"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, SandboxHandle], Env]]:
-    handles = start_sandboxes(vendors=30)
-    env = make_env(tmp_path_factory.mktemp("po-reversal"), handles["sap_ecc"].url, handles["ramp"].url)
-    env.cli("sync", "vendors_to_ramp", "--stream", "vendors")
-    try:
-        yield handles, env
-    finally:
-        for h in handles.values():
-            h.stop()
+    with bills_world(tmp_path_factory.mktemp("po-reversal"), 30, "--stream", "vendors") as w:
+        yield w
 
 
 def _calls(handles: dict[str, SandboxHandle]) -> dict[str, int]:

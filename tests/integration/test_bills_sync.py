@@ -9,13 +9,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from ml_connector.sandbox import SandboxHandle, start_sandboxes
+from ml_connector.sandbox import SandboxHandle
 from ml_connector.systems.ramp.sandbox.state import DEFAULT_ENTITY_ID, SECOND_ENTITY_ID
 from ml_connector.systems.ramp.webhooks import SIGNATURE_HEADER, signature
-from tests.support import Env, make_env
+from tests.support import Env
 from tests.support.bills import (
     add_bill,
     bill_failures,
+    bills_world,
     create_cost_center,
     pay_bill,
     postable_vendor,
@@ -39,14 +40,8 @@ FLOW = "bills_to_sap"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, SandboxHandle], Env]]:
-    handles = start_sandboxes(vendors=120)
-    env = make_env(tmp_path_factory.mktemp("bills"), handles["sap_ecc"].url, handles["ramp"].url)
-    env.cli("sync", "vendors_to_ramp")  # vendors, GL accounts and cost centers into Ramp
-    try:
-        yield handles, env
-    finally:
-        for h in handles.values():
-            h.stop()
+    with bills_world(tmp_path_factory.mktemp("bills"), 120) as w:
+        yield w
 
 
 def test_approved_bills_post_once_at_line_cost_centers_and_are_marked_synced(world):

@@ -11,10 +11,18 @@ from typing import Any
 
 import pytest
 
-from ml_connector.sandbox import SandboxHandle, start_sandboxes
+from ml_connector.sandbox import SandboxHandle
 from ml_connector.systems.sap_ecc.sandbox.seed_logistics import create_purchase_order
-from tests.support import Env, make_env
-from tests.support.bills import add_bill, mm_invoices, postable_vendor, ramp_bill, ramp_purchase_order, sap_documents
+from tests.support import Env
+from tests.support.bills import (
+    add_bill,
+    bills_world,
+    mm_invoices,
+    postable_vendor,
+    ramp_bill,
+    ramp_purchase_order,
+    sap_documents,
+)
 
 pytestmark = pytest.mark.smoke  # `make test-fast` runs it (this system's or flow's loopback smoke)
 
@@ -23,14 +31,8 @@ FLOW = "bills_to_sap"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, SandboxHandle], Env]]:
-    handles = start_sandboxes(vendors=30)
-    env = make_env(tmp_path_factory.mktemp("po-bills"), handles["sap_ecc"].url, handles["ramp"].url)
-    env.cli("sync", "vendors_to_ramp")
-    try:
-        yield handles, env
-    finally:
-        for h in handles.values():
-            h.stop()
+    with bills_world(tmp_path_factory.mktemp("po-bills"), 30) as w:
+        yield w
 
 
 def _review(env: Env) -> list[dict[str, Any]]:

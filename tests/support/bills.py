@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ml_connector.sandbox import SandboxHandle
+from ml_connector.sandbox import SandboxHandle, start_sandboxes
 from ml_connector.systems.sap_ecc.posting import xblnr_for
-from tests.support.env import Env
+from tests.support.env import Env, make_env
 
 BILLS_FLOW = "bills_to_sap"
+
+
+@contextmanager
+def bills_world(workdir: Path, vendors: int, *sync_args: str) -> Iterator[tuple[dict[str, SandboxHandle], Env]]:
+    """SAP ECC and Ramp sandboxes with `vendors` vendors, and a working directory whose master data is
+    in Ramp (`ml-connector sync vendors_to_ramp *sync_args`): where bills can be made and posted."""
+    handles = start_sandboxes(vendors=vendors)
+    try:
+        env = make_env(workdir, handles["sap_ecc"].url, handles["ramp"].url)
+        env.cli("sync", "vendors_to_ramp", *sync_args)
+        yield handles, env
+    finally:
+        for h in handles.values():
+            h.stop()
 
 
 def postable_vendor(handles: dict[str, SandboxHandle], n: int = 0) -> str:
