@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 LFA1_FIELDS = ["LIFNR", "NAME1", "NAME2", "LAND1", "ORT01", "KTOKK", "LOEVM", "SPERR", "STCD1", "ERDAT"]
 LFB1_FIELDS = ["LIFNR", "BUKRS", "LOEVM", "SPERR", "ZTERM", "AKONT"]
 CHUNK_IDS = 400  # vendor ids per IN-list query (keeps OPTIONS at a few dozen lines)
-FIRST_PAGE = 500  # LFA1 rows in a full run's first page
 
 #: SAP language keys (1 character) for the ISO codes a configuration may name.
 _SPRAS = {"EN": "E", "DE": "D", "FR": "F", "ES": "S", "IT": "I", "NL": "N", "PT": "P", "JA": "J", "ZH": "1"}
@@ -147,19 +146,9 @@ class VendorSource(_TableSource):
         else:
             if cached is not None:
                 cached[1].cancel()
-            if after is None and self.page_size > FIRST_PAGE:
-                # The run's first page is small: staging and writing begin while the full-size
-                # pages after it are read, instead of after a whole page's read.
-                first = next(iter(reader.read("LFA1", LFA1_FIELDS, key_fields=["LIFNR"], page_size=FIRST_PAGE)),
-                             None)
-                after = first.last_key[0] if first is not None and first.last_key else None
-                gen = iter(reader.read("LFA1", LFA1_FIELDS, key_fields=["LIFNR"], page_size=self.page_size,
-                                       after=[after])) if after else iter(())
-            else:
-                gen = iter(reader.read("LFA1", LFA1_FIELDS, key_fields=["LIFNR"], page_size=self.page_size,
-                                       after=[after] if after else None))
-                first = next(gen, None)
-            vendors, last, gen, lookahead = self._complete_page(reader, gen, first, after)
+            gen = iter(reader.read("LFA1", LFA1_FIELDS, key_fields=["LIFNR"], page_size=self.page_size,
+                                   after=[after] if after else None))
+            vendors, last, gen, lookahead = self._complete_page(reader, gen, next(gen, None), after)
         if lookahead is not None:
             self._gens.clear()  # one run of a stream at a time: nothing else to keep
             self._gens[ctx.run_id] = (last, self._pool().submit(calls.carry(self._complete_page), reader, gen,
