@@ -12,6 +12,7 @@ from ml_connector.core.servers import free_port
 from ml_connector.sandbox import start_sandboxes
 from tests.scaleout.conftest import PG
 from tests.support import in_scope_vendors, make_env, ramp_vendors, stop_all, wait_healthy, wait_until
+from tests.support.scaleout import wait_workers_up
 
 pytestmark = [pytest.mark.scaleout,
               pytest.mark.skipif(not PG, reason="MLC_TEST_PG_URL not set (make test starts Postgres)")]
@@ -31,6 +32,7 @@ def test_two_workers_share_a_sync_and_process_no_record_twice(tmp_path, pg_datab
 
         wait_healthy(base, timeout=90)
         assert httpx.get(f"{base}/health").json()["database"] == "postgresql"
+        wait_workers_up(pg_database, "worker-a", "worker-b")
         run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={"stream": "vendors"}).json()["run_ids"][0]
 
         def finished() -> bool:
@@ -88,6 +90,7 @@ def test_a_worker_killed_for_good_has_its_work_taken_over(tmp_path, pg_database)
         base = f"http://127.0.0.1:{port}"
 
         wait_healthy(base, timeout=90)
+        wait_workers_up(pg_database, "survivor", "victim")
         run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={"stream": "vendors"}).json()["run_ids"][0]
 
         def victim_busy() -> bool:
@@ -129,7 +132,7 @@ def test_a_stalled_worker_that_resumes_after_the_takeover_records_nothing_twice(
         ecc, ramp = handles["sap_ecc"].state, handles["ramp"].state
         ramp.latency = 0.3  # uploads slow enough that the stop lands while one is under way
         env = make_env(tmp_path, handles["sap_ecc"].url, handles["ramp"].url, database_url=pg_database,
-                       options={"page_size": 250})
+                       options={"page_size": 125})  # a dozen deliveries: both workers draw some
         port = free_port()
         env.config.write_text(env.config.read_text().replace("  port: 8080", f"  port: {port}"))
         fast = {"MLC_HEARTBEAT_SECONDS": "0.5", "MLC_WORKER_DEAD_AFTER": "3"}
@@ -138,6 +141,7 @@ def test_a_stalled_worker_that_resumes_after_the_takeover_records_nothing_twice(
         procs.append(stalled)
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base, timeout=90)
+        wait_workers_up(pg_database, "survivor", "stalled")
         run_id = httpx.post(f"{base}/api/flows/vendors_to_ramp/sync", json={"stream": "vendors"}).json()["run_ids"][0]
 
         def stalled_delivering() -> bool:

@@ -142,3 +142,14 @@ def busiest_window(stamps: list[float], period: float) -> int:
             j += 1
         best = max(best, i - j + 1)
     return best
+
+
+def wait_workers_up(pg_url: str, *ids: str, timeout: float = 90) -> None:
+    """Wait until every worker in `ids` has registered its heartbeat (it is launched, its queues
+    polling): a sync started before that may be run by the others alone."""
+    def up() -> bool:
+        with psycopg.connect(pg_url) as conn:
+            have = {r[0] for r in conn.execute("select id from mlc_workers").fetchall()}
+        return set(ids) <= have
+
+    wait_until(up, timeout=timeout, interval=0.2, what=f"workers {', '.join(ids)} registered")

@@ -13,14 +13,18 @@ T = TypeVar("T")
 
 def wait_until(pred: Callable[[], T], timeout: float = 60, interval: float = 0.05,
                what: str = "condition") -> T:
-    """Poll `pred` until it returns a truthy value (returned); AssertionError after `timeout` s."""
+    """Poll `pred` until it returns a truthy value (returned); AssertionError after `timeout` s, with
+    what the test's worker processes said last (tests/support/processes.py)."""
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met in time ({timeout:g} s)")
+            from tests.support.processes import output_report  # what the test's children said, if any
+
+            report = output_report()
+            raise AssertionError(f"{what} not met in time ({timeout:g} s)" + (f"\n{report}" if report else ""))
         time.sleep(interval)
 
 
@@ -41,16 +45,11 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 
 
 def wait_healthy(base: str, timeout: float = 90) -> None:
-    """Wait until the server at `base` answers /health (if not, say what the test's children said)."""
+    """Wait until the server at `base` answers /health."""
     def up() -> bool:
         try:
             return httpx.get(f"{base}/health", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
-    try:
-        wait_until(up, timeout=timeout, interval=0.2, what=f"{base}/health")
-    except AssertionError as e:
-        from tests.support.processes import output_report
-
-        raise AssertionError(f"{e}\n{output_report()}") from None
+    wait_until(up, timeout=timeout, interval=0.2, what=f"{base}/health")
